@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * config.h - the daemon's configuration: one YAML file, read with libyaml.
+ *
+ * The reference for every key is deploy/frichebot.yaml.sample, which is also the embedded
+ * default (`frichebot serve` without -c). Loading reports every problem at once, each as
+ * "FILE:LINE:COLUMN: message": unknown keys, wrong types, out-of-range values, missing required
+ * keys. Secrets never live in the file: a key such as `password_file` names a file whose content
+ * is the secret, or an environment variable (FRICHEBOT_REDIS_PASSWORD) provides it; a secret
+ * written directly in the file is refused with an error that says so. Secrets are never logged.
+ *
+ * Each subsystem receives its own options struct below; the struct layouts are the contract
+ * between config.c and the subsystems.
+ */
+#ifndef FB_CONFIG_H
+#define FB_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "frichebot/buf.h"
+
+/** A retry/backoff policy expressed as data (libwebsockets lws_retry_bo_t). */
+typedef struct fb_retry_policy_s {
+    unsigned delays_ms[8];   /* delay before retry i (the last one repeats) */
+    size_t n_delays;         /* entries used in delays_ms, at least 1 */
+    unsigned jitter_percent; /* each delay is randomly shortened by up to this percentage */
+    unsigned max_attempts;   /* total attempts including the first; 1 disables retries */
+} fb_retry_policy_t;
+
+/** Incoming HTTP server (libwebsockets on the loop). */
+typedef struct fb_server_opts_s {
+    char *listen_host;            /* "127.0.0.1"; from server.listen */
+    int listen_port;              /* 8080; from server.listen "host:port" */
+    size_t max_body_bytes;        /* request bodies above this get 413 */
+    size_t max_header_bytes;      /* total request header size limit */
+    unsigned idle_timeout_s;      /* a connection that sends nothing is closed after this */
+    unsigned keepalive_timeout_s; /* idle keep-alive connections are closed after this */
+    unsigned shutdown_deadline_s; /* on SIGTERM, in-flight work may take this long to drain */
+} fb_server_opts_t;
+
+/** Redis connection. */
+typedef struct fb_redis_opts_s {
+    char *address;  /* "tcp://HOST:PORT" or "unix:/PATH" */
+    char *password; /* secret from password_file or FRICHEBOT_REDIS_PASSWORD; may be NULL */
+    unsigned connect_timeout_ms; /* per connection attempt */
+    unsigned command_timeout_ms; /* per command attempt */
+    fb_retry_policy_t reconnect; /* backoff between connection attempts (max_attempts ignored) */
+    unsigned write_deadline_ms;  /* how long a write waits for Redis to come back before failing */
+} fb_redis_opts_t;
+
+/** The session store on top of Redis. */
+typedef struct fb_store_opts_s {
+    char *key_prefix;          /* "fb:"; every key starts with it */
+    unsigned session_ttl_days; /* sessions expire this long after their last write */
+} fb_store_opts_t;
+
+/** Outgoing HTTP client (curl multi on the loop). */
+typedef struct fb_http_client_opts_s {
+    unsigned timeout_ms;           /* per attempt, whole transfer */
+    unsigned connect_timeout_ms;   /* per attempt, connection phase */
+    size_t max_response_bytes;     /* larger responses fail with FB_ETOOBIG */
+    unsigned max_host_connections; /* connection reuse: pool size per host */
+    fb_retry_policy_t retry;       /* default policy for retryable failures (5xx, 429, timeouts) */
+} fb_http_client_opts_t;
+
+/** Logging. */
+typedef struct fb_log_opts_s {
+    char *level; /* "info"; or a spec such as "info,http=debug" */
+    bool json;   /* JSON lines instead of plain lines */
+} fb_log_opts_t;
+
+/** The whole configuration. */
+typedef struct fb_config_s {
+    char *path; /* file it was read from, or "(embedded default)" */
+    fb_server_opts_t server;
+    fb_redis_opts_t redis;
+    fb_store_opts_t store;
+    fb_http_client_opts_t http_client;
+    fb_log_opts_t log;
+} fb_config_t;
+
+/**
+ * Parses YAML `text` of `len` bytes, reporting positions against `name`. On success returns a
+ * new config (free with fb_config_free). On failure returns NULL and appends one line per error,
+ * "NAME:LINE:COL: message\n", to `errors` (all errors, not only the first). Secrets are resolved
+ * here (files read, environment consulted); their values never appear in `errors`.
+ */
+fb_config_t *fb_config_parse(const char *name, const char *text, size_t len, fb_buf_t *errors);
+
+/** Reads and parses the file at `path`; same contract as fb_config_parse(). */
+fb_config_t *fb_config_load(const char *path, fb_buf_t *errors);
+
+/** Parses the embedded default (deploy/frichebot.yaml.sample); same contract. */
+fb_config_t *fb_config_load_default(fb_buf_t *errors);
+
+/** Frees a config (NULL is fine); secret memory is wiped before it is freed. */
+void fb_config_free(fb_config_t *cfg);
+
+/* The embedded sample, generated at build time by cmake/FbEmbed.cmake. */
+extern const char fb__default_config[];
+extern const unsigned long fb__default_config_len;
+
+#endif /* FB_CONFIG_H */

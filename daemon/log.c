@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * log.c - formats log lines (plain or JSON) and holds the per-subsystem levels.
+ *
+ * Lines are built in a fixed stack buffer and written with a single write(2), so concurrent
+ * writers (the daemon and a test harness sharing stderr) never interleave within a line.
+ */
+#include "frichebot/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frichebot/err.h"
+
+fb_log_level_t fb__log_levels[FB_SUB__COUNT] = {
+#define FB__LOG_SUB_DEFAULT(id, name) [FB_SUB_##id] = FB_LOG_INFO,
+    FB_LOG_SUBSYSTEMS(FB__LOG_SUB_DEFAULT)
+#undef FB__LOG_SUB_DEFAULT
+};
+
+static fb_log_format_t log_format = FB_LOG_FORMAT_PLAIN;
+
+static const char *const level_names[] = {"err", "warn", "notice", "info", "debug", "trace"};
+
+static const char *const sub_names[] = {
+#define FB__LOG_SUB_NAME(id, name) [FB_SUB_##id] = name,
+    FB_LOG_SUBSYSTEMS(FB__LOG_SUB_NAME)
+#undef FB__LOG_SUB_NAME
+};
+
+const char *fb_log_sub_name(fb_log_sub_t sub)
+{
+    return (unsigned)sub < FB_SUB__COUNT ? sub_names[sub] : "?";
+}
+
+int fb_log_level_parse(const char *name)
+{
+    for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
+        if (strcasecmp(name, level_names[i]) == 0)
+            return (int)i;
+    if (strcasecmp(name, "error") == 0)
+        return FB_LOG_ERR;
+    if (strcasecmp(name, "warning") == 0)
+        return FB_LOG_WARN;
+    return -1;
+}
+
+void fb_log_set_level_all(fb_log_level_t level)
+{
+    for (int i = 0; i < FB_SUB__COUNT; i++)
+        fb__log_levels[i] = level;
+}
+
+void fb_log_set_format(fb_log_format_t format)
+{
+    log_format = format;
+}
+
+int fb_log_apply_spec(const char *spec, const char **bad)
+{
+    fb_log_level_t next[FB_SUB__COUNT];
+    memcpy(next, fb__log_levels, sizeof(next));
+    const char *p = spec;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char item[64];
+        if (len == 0 || len >= sizeof(item))
+            goto fail;
+        memcpy(item, p, len);
+        item[len] = '\0';
+        char *eq = strchr(item, '=');
+        if (!eq) {
+            int lvl = fb_log_level_parse(item);
+            if (lvl < 0)
+                goto fail;
+            for (int i = 0; i < FB_SUB__COUNT; i++)
+                next[i] = (fb_log_level_t)lvl;
+        } else {
+            *eq = '\0';
+            int lvl = fb_log_level_parse(eq + 1);
+            int sub = -1;
+            for (int i = 0; i < FB_SUB__COUNT; i++)
+                if (strcmp(item, sub_names[i]) == 0)
+                    sub = i;
+            if (lvl < 0 || sub < 0)
+                goto fail;
+            next[sub] = (fb_log_level_t)lvl;
+        }
+        p += len;
+        if (*p == ',')
+            p++;
+        continue;
+    fail:
+        if (bad)
+            *bad = p;
+        return FB_EINVAL;
+    }
+    memcpy(fb__log_levels, next, sizeof(next));
+    return 0;
+}
+
+/* Appends `s` to line[*pos..cap) as a JSON string body (no quotes), truncating safely. */
+static void json_escape(char *line, size_t cap, size_t *pos, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (; *s && *pos + 7 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            line[(*pos)++] = '\\';
+            line[(*pos)++] = (char)c;
+        } else if (c < 0x20) {
+            line[(*pos)++] = '\\';
+            line[(*pos)++] = 'u';
+            line[(*pos)++] = '0';
+            line[(*pos)++] = '0';
+            line[(*pos)++] = hex[c >> 4];
+            line[(*pos)++] = hex[c & 15];
+        } else {
+            line[(*pos)++] = (char)c;
+        }
+    }
+}
+
+void fb__log(fb_log_sub_t sub, fb_log_level_t level, const char *fmt, ...)
+{
+    char msg[2048];
+    char line[4600];
+    char ts[40];
+    struct timespec now;
+    struct tm tm;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    size_t tl = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + tl, sizeof(ts) - tl, ".%03ldZ", now.tv_nsec / 1000000L);
+
+    size_t pos;
+    if (log_format == FB_LOG_FORMAT_JSON) {
+        int n = snprintf(line, sizeof(line),
+                         "{\"ts\":\"%s\",\"level\":\"%s\",\"sub\":\"%s\",\"msg\":\"", ts,
+                         level_names[level], fb_log_sub_name(sub));
+        pos = n > 0 ? (size_t)n : 0;
+        json_escape(line, sizeof(line), &pos, msg);
+        line[pos++] = '"';
+        line[pos++] = '}';
+    } else {
+        int n = snprintf(line, sizeof(line), "%s %s [%s] ", ts, level_names[level],
+                         fb_log_sub_name(sub));
+        pos = n > 0 ? (size_t)n : 0;
+        /* Control characters would let one message forge another line: show them as '?'. */
+        for (const char *s = msg; *s && pos + 2 < sizeof(line); s++)
+            line[pos++] = ((unsigned char)*s < 0x20) ? '?' : *s;
+    }
+    line[pos++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, pos);
+    (void)w;
+}
+
+void fb_log_from_handler(const char *msg)
+{
+    if (write(STDERR_FILENO, msg, strlen(msg)) < 0 || write(STDERR_FILENO, "\n", 1) < 0)
+        return; /* nothing sensible to do from a signal handler */
+}

@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * support.c - helpers shared by the unit tests: strict loop teardown and throwaway Redis servers
+ * (hiredis test.sh: a random port, a unix socket and a directory of its own per server).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "task.h"
+
+static void walk_report(uv_handle_t *h, void *arg)
+{
+    int *count = arg;
+    if (uv_is_closing(h))
+        return;
+    fprintf(stderr, "leaked handle: %s %p (active=%d)\n", uv_handle_type_name(h->type), (void *)h,
+            uv_is_active(h));
+    (*count)++;
+    uv_close(h, NULL);
+}
+
+void fb_test_loop_close_strict(uv_loop_t *loop)
+{
+    int leaked = 0;
+    uv_walk(loop, walk_report, &leaked);
+    uv_run(loop, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(loop);
+    if (leaked)
+        FB_TEST_FAIL("%d handle(s) left open on the loop", leaked);
+    if (rc != 0)
+        FB_TEST_FAIL("uv_loop_close() returned %d (%s)", rc, uv_strerror(rc));
+}
+
+int fb_test_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static int spawn(fb_test_redis_t *r)
+{
+    char port[16];
+    snprintf(port, sizeof(port), "%d", r->port);
+    pid_t pid = fork();
+    if (pid < 0)
+        return FB_ESYS;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* dies with the test (h2o kill-on-close) */
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0)
+            dup2(devnull, STDOUT_FILENO);
+        const char *bin = getenv("FB_REDIS_SERVER");
+        if (!bin)
+            bin = "redis-server";
+        execlp(bin, bin, "--port", port, "--bind", "127.0.0.1", "--unixsocket", r->sock,
+               "--unixsocketperm", "700", "--dir", r->dir, "--save", "", "--appendonly", "no",
+               "--daemonize", "no", "--loglevel", "warning", (char *)NULL);
+        fprintf(stderr, "cannot exec %s: %s\n", bin, strerror(errno));
+        _exit(127);
+    }
+    r->pid = pid;
+    /* Wait up to 10 s for PING to answer. */
+    for (int i = 0; i < 1000; i++) {
+        struct timeval tv = {0, 200000};
+        redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
+        if (c && !c->err) {
+            redisReply *rep = redisCommand(c, "PING");
+            int ok = rep && rep->type == REDIS_REPLY_STATUS;
+            if (rep)
+                freeReplyObject(rep);
+            redisFree(c);
+            if (ok)
+                return 0;
+        } else if (c) {
+            redisFree(c);
+        }
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            r->pid = 0;
+            return FB_ECONNECT;
+        }
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return FB_ETIMEDOUT;
+}
+
+int fb_test_redis_start(fb_test_redis_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    snprintf(r->dir, sizeof(r->dir), "/tmp/fb-test-redis-XXXXXX");
+    if (!mkdtemp(r->dir))
+        return FB_ESYS;
+    snprintf(r->sock, sizeof(r->sock), "%s/redis.sock", r->dir);
+    for (int attempt = 0; attempt < 5; attempt++) {
+        r->port = fb_test_free_port();
+        int rc = spawn(r);
+        if (rc == 0)
+            return 0;
+    }
+    return FB_ECONNECT;
+}
+
+void fb_test_redis_stop(fb_test_redis_t *r)
+{
+    if (r->pid > 0) {
+        kill(r->pid, SIGTERM);
+        int status;
+        waitpid(r->pid, &status, 0);
+        r->pid = 0;
+    }
+}
+
+int fb_test_redis_restart(fb_test_redis_t *r)
+{
+    fb_test_redis_stop(r);
+    return spawn(r);
+}
+
+void fb_test_redis_destroy(fb_test_redis_t *r)
+{
+    fb_test_redis_stop(r);
+    unlink(r->sock);
+    rmdir(r->dir);
+}
