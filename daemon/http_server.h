@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * http_server.h - incoming HTTP on libwebsockets, running on the daemon's libuv loop.
+ *
+ * Routes are exact paths with a set of allowed methods and a fixed name (the metrics label). The
+ * server answers by itself: 404 for an unknown path, 405 (with Allow) for a known path and a wrong
+ * method, 413 for a body over server.max_body_bytes, 503 while draining. Handlers run on the loop
+ * thread and either answer at once (fb_http_respond, return 0) or return FB_EAGAIN and answer later
+ * (an async handler, e.g. one waiting for Redis). If the client goes away before a deferred answer,
+ * the request stays valid until the handler answers; the answer is then dropped.
+ */
+#ifndef FB_HTTP_SERVER_H
+#define FB_HTTP_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <uv.h>
+
+#include "config.h"
+
+typedef struct fb_http_server_s fb_http_server_t;
+typedef struct fb_http_req_s fb_http_req_t;
+
+/** Methods, as a bit set for routes. */
+enum {
+    FB_HTTP_GET = 1u << 0,
+    FB_HTTP_HEAD = 1u << 1,
+    FB_HTTP_POST = 1u << 2,
+    FB_HTTP_PUT = 1u << 3,
+    FB_HTTP_DELETE = 1u << 4,
+    FB_HTTP_PATCH = 1u << 5,
+    FB_HTTP_OPTIONS = 1u << 6,
+};
+
+/**
+ * A route handler. Returns 0 after calling fb_http_respond(), or FB_EAGAIN to answer later with
+ * fb_http_respond() (exactly once). Any other return answers 500.
+ */
+typedef int (*fb_http_handler_fn)(fb_http_req_t *req, void *arg);
+
+/** Creates a server for `opts` (copied) on `loop`. NULL on failure. Nothing listens yet. */
+fb_http_server_t *fb_http_server_create(uv_loop_t *loop, const fb_server_opts_t *opts);
+
+/**
+ * Adds a route for the exact `path` and the methods in `methods` (FB_HTTP_* bits; HEAD is implied
+ * by GET). `name` is a static string used as the metrics label. Returns 0 or FB_EINVAL.
+ */
+int fb_http_server_route(fb_http_server_t *srv, const char *path, unsigned methods,
+                         const char *name, fb_http_handler_fn fn, void *arg);
+
+/** Starts listening. Returns 0, or FB_ECONNECT when the address cannot be bound. */
+int fb_http_server_start(fb_http_server_t *srv);
+
+/** The port actually bound (useful with port 0); 0 before start. */
+int fb_http_server_port(const fb_http_server_t *srv);
+
+/**
+ * Stops accepting new requests: new requests get 503 and the connection is closed. Requests
+ * already being handled continue.
+ */
+void fb_http_server_drain(fb_http_server_t *srv);
+
+/** Requests received and not yet answered (deferred handlers included). */
+size_t fb_http_server_inflight(const fb_http_server_t *srv);
+
+/**
+ * Closes every connection and the listener and frees the server once libwebsockets has closed its
+ * handles; the loop must keep running until then. Deferred requests still unanswered are
+ * orphaned: their handler's later answer is dropped, and they are freed by it.
+ */
+void fb_http_server_destroy(fb_http_server_t *srv);
+
+/* --- Requests (valid from the handler call until fb_http_respond returns) --- */
+
+/** The method bit of the request (FB_HTTP_GET...). */
+unsigned fb_http_req_method(const fb_http_req_t *req);
+/** The path, without the query string. Borrowed. */
+const char *fb_http_req_path(const fb_http_req_t *req);
+/** The raw query string without '?', or "" . Borrowed. */
+const char *fb_http_req_query(const fb_http_req_t *req);
+/** The request body and its length (empty for GET). Borrowed. */
+const char *fb_http_req_body(const fb_http_req_t *req, size_t *len /* OUT */);
+/**
+ * Copies the value of header `name` (lowercase, with the colon: "authorization:") into `out`.
+ * Returns its length, or -1 when absent or longer than `cap - 1`.
+ */
+int fb_http_req_header(const fb_http_req_t *req, const char *name, char *out, size_t cap);
+/** A stable tag for logs, "[http|12]". Borrowed. */
+const char *fb_http_req_tag(const fb_http_req_t *req);
+/** False once the client has gone away; the answer will be dropped. */
+bool fb_http_req_connected(const fb_http_req_t *req);
+
+/**
+ * Answers `req` with `status`, a content type and a body (copied). Must be called exactly once per
+ * request; after it returns `req` is no longer valid. `extra_headers` may be NULL or a
+ * NULL-terminated array of "name:", "value" pairs.
+ */
+void fb_http_respond(fb_http_req_t *req, int status, const char *content_type, const char *body,
+                     size_t len, const char *const *extra_headers);
+
+#endif /* FB_HTTP_SERVER_H */
