@@ -104,6 +104,19 @@ int fb_log_apply_spec(const char *spec, const char **bad)
     return 0;
 }
 
+/*
+ * Applies the spec to the live levels and puts them back: the grammar then cannot drift from
+ * fb_log_apply_spec(). Safe because levels are only touched from the loop thread.
+ */
+int fb_log_check_spec(const char *spec, const char **bad)
+{
+    fb_log_level_t saved[FB_SUB__COUNT];
+    memcpy(saved, fb__log_levels, sizeof(saved));
+    int rc = fb_log_apply_spec(spec, bad);
+    memcpy(fb__log_levels, saved, sizeof(saved));
+    return rc;
+}
+
 /* Appends `s` to line[*pos..cap) as a JSON string body (no quotes), truncating safely. */
 static void json_escape(char *line, size_t cap, size_t *pos, const char *s)
 {

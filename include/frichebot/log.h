@@ -92,6 +92,13 @@ void fb_log_set_level_all(fb_log_level_t level);
  */
 int fb_log_apply_spec(const char *spec, const char **bad);
 
+/**
+ * Validates a verbosity spec exactly as fb_log_apply_spec() would read it, without changing any
+ * level. Returns 0, or FB_EINVAL; on error `*bad` (if not NULL) points at the offending part of
+ * `spec`. Like the rest of logging, it must be called from the loop thread only.
+ */
+int fb_log_check_spec(const char *spec, const char **bad);
+
 /** Parses a level name ("err", "warn", "notice", "info", "debug", "trace"); -1 if unknown. */
 int fb_log_level_parse(const char *name);
 

@@ -1,0 +1,1223 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * config.c - reads the daemon's YAML configuration (libyaml) into an fb_config_t.
+ *
+ * The schema is a set of static tables, one per section, naming each key, its kind, its range
+ * and where its value goes in fb_config_t. The defaults are not written here: every parse first
+ * applies the embedded deploy/frichebot.yaml.sample, then the user's file on top, so the
+ * commented sample is the single source of truth for default values.
+ *
+ * A document is loaded whole with yaml_parser_load() and walked twice: once against the schema
+ * (unknown keys, duplicates, types, ranges, missing required keys) and once over every node for
+ * keys that look like secrets. Errors are collected, sorted by position and written out together
+ * as "NAME:LINE:COL: message". Values from the file are never echoed in messages (only key
+ * names, paths and log specs), and secret values never leave the config structure.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <yaml.h>
+
+#include "frichebot/alloc.h"
+#include "frichebot/err.h"
+#include "frichebot/log.h"
+
+#define DEFAULT_NAME     "(embedded default)"
+#define PASSWORD_ENV     "FRICHEBOT_REDIS_PASSWORD"
+#define MAX_ERRORS       50         /* errors kept per parse; more are summarized in one line */
+#define MAX_FILE_BYTES   (1u << 20) /* a configuration file larger than this is refused */
+#define MAX_SECRET_BYTES 4096       /* a password file larger than this is refused */
+#define MAX_SCAN_DEPTH   64         /* the secret scan does not descend deeper than this */
+#define MAX_FIELDS       16         /* keys per section, for the seen[] arrays */
+#define KIB              1024ul
+#define MIB              (1024ul * 1024ul)
+
+/* ---- the schema ----------------------------------------------------------------------------- */
+
+enum kind {
+    K_SECTION,     /* a mapping described by `sub` */
+    K_UINT,        /* unsigned at `off`, plain integer in [min, max] */
+    K_SIZE,        /* size_t at `off`, bytes or with a KiB/MiB suffix, in [min, max] */
+    K_LISTEN,      /* fb_server_opts_t at `off`: "host:port" into listen_host and listen_port */
+    K_ADDRESS,     /* char * at `off`: "tcp://HOST:PORT" or "unix:PATH" */
+    K_PREFIX,      /* char * at `off`: min..max characters, no spaces, no braces */
+    K_SECRET_FILE, /* char * at `off`: a path whose content is a secret; null unsets it */
+    K_LOG_LEVEL,   /* char * at `off`: a fb_log_check_spec() spec */
+    K_LOG_FORMAT,  /* bool at `off`: "plain" (false) or "json" (true) */
+    K_DELAYS,      /* fb_retry_policy_t at `off`: list of 1..8 delays, each in [min, max] */
+};
+
+struct table;
+
+struct field {
+    const char *name;
+    enum kind kind;
+    bool required;           /* must be present in every file */
+    size_t off;              /* offset of the value in fb_config_t */
+    unsigned long min, max;  /* inclusive range, for the kinds that have one */
+    const struct table *sub; /* K_SECTION only */
+};
+
+struct table {
+    const char *path; /* dotted path of the section, "" at the top level */
+    const struct field *fields;
+    size_t n;
+};
+
+#define OFF(member) offsetof(fb_config_t, member)
+#define TABLE(path, arr)                                                                           \
+    {                                                                                              \
+        path, arr, FB_ARRAY_SIZE(arr)                                                              \
+    }
+
+static const struct field server_fields[] = {
+    {"listen", K_LISTEN, true, OFF(server), 1, 65535, NULL},
+    {"max_body_bytes", K_SIZE, false, OFF(server.max_body_bytes), KIB, 64 * MIB, NULL},
+    {"max_header_bytes", K_SIZE, false, OFF(server.max_header_bytes), KIB, 65535, NULL},
+    {"idle_timeout_s", K_UINT, false, OFF(server.idle_timeout_s), 1, 3600, NULL},
+    {"keepalive_timeout_s", K_UINT, false, OFF(server.keepalive_timeout_s), 1, 3600, NULL},
+    {"shutdown_deadline_s", K_UINT, false, OFF(server.shutdown_deadline_s), 0, 600, NULL},
+};
+
+static const struct field redis_reconnect_fields[] = {
+    {"delays_ms", K_DELAYS, false, OFF(redis.reconnect), 1, 600000, NULL},
+    {"jitter_percent", K_UINT, false, OFF(redis.reconnect.jitter_percent), 0, 100, NULL},
+};
+static const struct table redis_reconnect_table = TABLE("redis.reconnect", redis_reconnect_fields);
+
+static const struct field redis_fields[] = {
+    {"address", K_ADDRESS, true, OFF(redis.address), 0, 0, NULL},
+    {"password_file", K_SECRET_FILE, false, OFF(redis.password_file), 0, 0, NULL},
+    {"connect_timeout_ms", K_UINT, false, OFF(redis.connect_timeout_ms), 10, 60000, NULL},
+    {"command_timeout_ms", K_UINT, false, OFF(redis.command_timeout_ms), 10, 60000, NULL},
+    {"write_deadline_ms", K_UINT, false, OFF(redis.write_deadline_ms), 100, 3600000, NULL},
+    {"reconnect", K_SECTION, false, 0, 0, 0, &redis_reconnect_table},
+};
+
+static const struct field store_fields[] = {
+    {"key_prefix", K_PREFIX, false, OFF(store.key_prefix), 1, 64, NULL},
+    {"session_ttl_days", K_UINT, false, OFF(store.session_ttl_days), 1, 3650, NULL},
+};
+
+static const struct field client_retry_fields[] = {
+    {"delays_ms", K_DELAYS, false, OFF(http_client.retry), 1, 600000, NULL},
+    {"jitter_percent", K_UINT, false, OFF(http_client.retry.jitter_percent), 0, 100, NULL},
+    {"max_attempts", K_UINT, false, OFF(http_client.retry.max_attempts), 1, 20, NULL},
+};
+static const struct table client_retry_table = TABLE("http_client.retry", client_retry_fields);
+
+static const struct field client_fields[] = {
+    {"timeout_ms", K_UINT, false, OFF(http_client.timeout_ms), 100, 600000, NULL},
+    {"connect_timeout_ms", K_UINT, false, OFF(http_client.connect_timeout_ms), 10, 60000, NULL},
+    {"max_response_bytes", K_SIZE, false, OFF(http_client.max_response_bytes), KIB, 256 * MIB,
+     NULL},
+    {"max_host_connections", K_UINT, false, OFF(http_client.max_host_connections), 1, 256, NULL},
+    {"retry", K_SECTION, false, 0, 0, 0, &client_retry_table},
+};
+
+static const struct field log_fields[] = {
+    {"level", K_LOG_LEVEL, false, OFF(log.level), 0, 0, NULL},
+    {"format", K_LOG_FORMAT, false, OFF(log.json), 0, 0, NULL},
+};
+
+static const struct table server_table = TABLE("server", server_fields);
+static const struct table redis_table = TABLE("redis", redis_fields);
+static const struct table store_table = TABLE("store", store_fields);
+static const struct table client_table = TABLE("http_client", client_fields);
+static const struct table log_table = TABLE("log", log_fields);
+
+static const struct field top_fields[] = {
+    {"server", K_SECTION, false, 0, 0, 0, &server_table},
+    {"redis", K_SECTION, false, 0, 0, 0, &redis_table},
+    {"store", K_SECTION, false, 0, 0, 0, &store_table},
+    {"http_client", K_SECTION, false, 0, 0, 0, &client_table},
+    {"log", K_SECTION, false, 0, 0, 0, &log_table},
+};
+static const struct table top_table = TABLE("", top_fields);
+
+/* Key names refused anywhere in the file: their values would be secrets. */
+static const char *const secret_names[] = {"password",     "token",    "secret",
+                                           "access_token", "hs_token", "as_token"};
+
+/* ---- error collection ----------------------------------------------------------------------- */
+
+struct cfg_error {
+    const char *name;        /* NAME of the document (static or owned by the caller) */
+    int doc;                 /* 0 for the embedded default, 1 for the user's text */
+    unsigned long line, col; /* 1-based */
+    size_t seq;              /* discovery order, to keep the sort stable */
+    char *msg;
+};
+
+/* One parse: the config being filled, the errors so far, where password_file was set. */
+struct parse {
+    fb_config_t *cfg;
+    const char *base_dir; /* directory that relative password_file paths are relative to */
+    struct cfg_error errs[MAX_ERRORS];
+    size_t nerrs;
+    bool overflow;            /* more than MAX_ERRORS errors: the first dropped one is below */
+    struct cfg_error dropped; /* position of the first dropped error (msg unused) */
+    const char *pw_name;      /* document that set password_file last, or NULL */
+    int pw_doc;
+    yaml_mark_t pw_mark; /* position of its key */
+};
+
+/* One document being walked. */
+struct ctx {
+    struct parse *p;
+    const char *name;
+    int doc;
+    yaml_document_t *ydoc;
+    unsigned char *visited; /* one byte per node, for the secret scan */
+    size_t nnodes;
+};
+
+static void add_errorv(struct parse *p, const char *name, int doc, unsigned long line,
+                       unsigned long col, const char *fmt, va_list ap)
+    __attribute__((format(printf, 6, 0)));
+
+/* Records an error at the 1-based position; past MAX_ERRORS only the first position is kept. */
+static void add_errorv(struct parse *p, const char *name, int doc, unsigned long line,
+                       unsigned long col, const char *fmt, va_list ap)
+{
+    if (p->nerrs == MAX_ERRORS) {
+        if (!p->overflow) {
+            p->overflow = true;
+            p->dropped = (struct cfg_error){name, doc, line, col, 0, NULL};
+        }
+        return;
+    }
+    fb_buf_t b;
+    fb_buf_init(&b, 4096);
+    if (fb_buf_vprintf(&b, fmt, ap) != 0)
+        (void)fb_buf_puts(&b, "(error message too long)");
+    struct cfg_error *e = &p->errs[p->nerrs];
+    *e = (struct cfg_error){name, doc, line, col, p->nerrs, fb_buf_take(&b)};
+    p->nerrs++;
+}
+
+static void add_error(struct parse *p, const char *name, int doc, unsigned long line,
+                      unsigned long col, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+static void add_error(struct parse *p, const char *name, int doc, unsigned long line,
+                      unsigned long col, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add_errorv(p, name, doc, line, col, fmt, ap);
+    va_end(ap);
+}
+
+static void errorf(struct ctx *c, yaml_mark_t m, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Records an error at a libyaml mark (0-based) of the document being walked. */
+static void errorf(struct ctx *c, yaml_mark_t m, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add_errorv(c->p, c->name, c->doc, (unsigned long)m.line + 1, (unsigned long)m.column + 1, fmt,
+               ap);
+    va_end(ap);
+}
+
+static int cmp_error(const void *a, const void *b)
+{
+    const struct cfg_error *x = a, *y = b;
+    if (x->doc != y->doc)
+        return x->doc < y->doc ? -1 : 1;
+    if (x->line != y->line)
+        return x->line < y->line ? -1 : 1;
+    if (x->col != y->col)
+        return x->col < y->col ? -1 : 1;
+    return x->seq < y->seq ? -1 : (x->seq > y->seq);
+}
+
+/*
+ * Sorts the errors by position and appends them to `out` (which may be NULL), then frees them.
+ * If `out` reaches its maximum it is emptied by fb_buf (its contract), and one short line saying
+ * so is written instead.
+ */
+static void flush_errors(struct parse *p, fb_buf_t *out)
+{
+    qsort(p->errs, p->nerrs, sizeof(p->errs[0]), cmp_error);
+    for (size_t i = 0; i < p->nerrs && out; i++) {
+        const struct cfg_error *e = &p->errs[i];
+        if (fb_buf_printf(out, "%s:%lu:%lu: %s\n", e->name, e->line, e->col, e->msg) != 0) {
+            (void)fb_buf_printf(out, "%s:1:1: too many errors to list\n", e->name);
+            out = NULL;
+        }
+    }
+    if (p->overflow && out)
+        (void)fb_buf_printf(out, "%s:%lu:%lu: too many errors, stopped after %d\n", p->dropped.name,
+                            p->dropped.line, p->dropped.col, MAX_ERRORS);
+    for (size_t i = 0; i < p->nerrs; i++)
+        FB_FREE(p->errs[i].msg);
+    p->nerrs = 0;
+}
+
+/* ---- small helpers -------------------------------------------------------------------------- */
+
+/* A bounded, printable rendering of text from the file, for messages. */
+struct shown {
+    char s[200];
+};
+
+/*
+ * Renders `len` bytes of `s` for an error message: control characters become \xNN (so a value
+ * can never forge another error line) and anything longer than about 60 characters is cut with
+ * "...". Multi-byte UTF-8 sequences are never split.
+ */
+static struct shown show(const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    struct shown out;
+    size_t o = 0, limit = 60;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (o >= limit && (ch & 0xC0) != 0x80) {
+            memcpy(out.s + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (ch < 0x20 || ch == 0x7f) {
+            out.s[o++] = '\\';
+            out.s[o++] = 'x';
+            out.s[o++] = hex[ch >> 4];
+            out.s[o++] = hex[ch & 15];
+        } else {
+            out.s[o++] = (char)ch;
+        }
+    }
+    out.s[o] = '\0';
+    return out;
+}
+
+static const char *node_kind(const yaml_node_t *n)
+{
+    if (n->type == YAML_SCALAR_NODE)
+        return "a single value";
+    if (n->type == YAML_SEQUENCE_NODE)
+        return "a list";
+    return "a mapping";
+}
+
+static bool is_scalar(const yaml_node_t *n)
+{
+    return n && n->type == YAML_SCALAR_NODE;
+}
+
+static const char *sval(const yaml_node_t *n)
+{
+    return (const char *)n->data.scalar.value;
+}
+
+/* True for a scalar that holds text without NUL characters (a quoted "\0" would cut it). */
+static bool is_text(const yaml_node_t *n)
+{
+    return is_scalar(n) && strlen(sval(n)) == n->data.scalar.length;
+}
+
+/* True for YAML's null: an empty plain scalar, "~" or "null". */
+static bool is_null(const yaml_node_t *n)
+{
+    if (!is_scalar(n) || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    const char *s = sval(n);
+    return n->data.scalar.length == 0 || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
+           strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
+}
+
+static bool key_is(const yaml_node_t *key, const char *name)
+{
+    size_t n = strlen(name);
+    return key->data.scalar.length == n && memcmp(key->data.scalar.value, name, n) == 0;
+}
+
+static bool is_secret_name(const yaml_node_t *key)
+{
+    if (!is_text(key))
+        return false;
+    for (size_t i = 0; i < FB_ARRAY_SIZE(secret_names); i++)
+        if (strcasecmp(sval(key), secret_names[i]) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * Parses a decimal integer of `len` bytes: digits only, no sign, no leading zero (YAML 1.1
+ * would read "010" as octal), at most `max`. Returns true and sets *out, or false.
+ */
+static bool parse_ulong(const char *s, size_t len, unsigned long max, unsigned long *out)
+{
+    if (len == 0 || (len > 1 && s[0] == '0'))
+        return false;
+    unsigned long v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        unsigned long d = (unsigned long)(s[i] - '0');
+        if (v > (max - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+/* A hint for a number written in quotes, which YAML reads as text; "" otherwise. */
+static const char *quoted_number(const yaml_node_t *n)
+{
+    unsigned long v;
+    if (is_scalar(n) && n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE &&
+        parse_ulong(sval(n), n->data.scalar.length, ULONG_MAX, &v))
+        return " (write it without quotes)";
+    return "";
+}
+
+/* Parses "123", "64KiB", "8 MiB". Returns true and sets *out, or false. */
+static bool parse_size(const char *s, size_t len, unsigned long *out)
+{
+    size_t digits = 0;
+    while (digits < len && s[digits] >= '0' && s[digits] <= '9')
+        digits++;
+    const char *unit = s + digits;
+    size_t ulen = len - digits;
+    if (ulen > 0 && *unit == ' ') {
+        unit++;
+        ulen--;
+    }
+    unsigned long mult = 1;
+    if (ulen == 3 && memcmp(unit, "KiB", 3) == 0)
+        mult = KIB;
+    else if (ulen == 3 && memcmp(unit, "MiB", 3) == 0)
+        mult = MIB;
+    else if (ulen != 0 || digits != len)
+        return false;
+    unsigned long v;
+    if (!parse_ulong(s, digits, ULONG_MAX / mult, &v))
+        return false;
+    *out = v * mult;
+    return true;
+}
+
+/* Writes a size the way an operator would write it: "64 MiB", "1 KiB", "65535 bytes". */
+static void format_size(char *buf, size_t cap, unsigned long v)
+{
+    if (v >= MIB && v % MIB == 0)
+        snprintf(buf, cap, "%lu MiB", v / MIB);
+    else if (v >= KIB && v % KIB == 0)
+        snprintf(buf, cap, "%lu KiB", v / KIB);
+    else
+        snprintf(buf, cap, "%lu bytes", v);
+}
+
+/* A host name: dot-separated labels of letters, digits, '-' and '_', 1..63 each, 253 total. */
+static bool valid_hostname(const char *s, size_t len)
+{
+    if (len == 0 || len > 253)
+        return false;
+    size_t label = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (ch == '.') {
+            if (label == 0 || s[i - 1] == '-')
+                return false;
+            label = 0;
+            continue;
+        }
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '_' || (ch == '-' && label > 0);
+        if (!ok || ++label > 63)
+            return false;
+    }
+    return label > 0 && s[len - 1] != '-';
+}
+
+/*
+ * Parses "HOST:PORT" where HOST is an IPv4 address, a bracketed IPv6 address or a host name
+ * and PORT is 1..65535. Returns true and, when `host` is not NULL, sets *host to a new string
+ * (the IPv6 address without brackets) and *port; returns false otherwise.
+ */
+static bool parse_hostport(const char *s, size_t len, char **host, int *port)
+{
+    const char *h, *p;
+    size_t hlen, plen;
+    char addr[INET6_ADDRSTRLEN + 1];
+    unsigned char bin[sizeof(struct in6_addr)];
+
+    if (len > 0 && s[0] == '[') {
+        const char *close = memchr(s, ']', len);
+        if (!close || (size_t)(close - s) + 1 >= len || close[1] != ':')
+            return false;
+        h = s + 1;
+        hlen = (size_t)(close - h);
+        p = close + 2;
+        plen = len - (size_t)(p - s);
+        if (hlen == 0 || hlen >= sizeof(addr))
+            return false;
+        memcpy(addr, h, hlen);
+        addr[hlen] = '\0';
+        if (inet_pton(AF_INET6, addr, bin) != 1)
+            return false;
+    } else {
+        const char *colon = NULL;
+        for (size_t i = 0; i < len; i++)
+            if (s[i] == ':') {
+                if (colon)
+                    return false; /* an IPv6 address must be bracketed */
+                colon = s + i;
+            }
+        if (!colon)
+            return false;
+        h = s;
+        hlen = (size_t)(colon - s);
+        p = colon + 1;
+        plen = len - hlen - 1;
+        bool numeric = hlen > 0;
+        for (size_t i = 0; i < hlen; i++)
+            if (!((h[i] >= '0' && h[i] <= '9') || h[i] == '.'))
+                numeric = false;
+        if (numeric) {
+            if (hlen >= sizeof(addr))
+                return false;
+            memcpy(addr, h, hlen);
+            addr[hlen] = '\0';
+            if (inet_pton(AF_INET, addr, bin) != 1)
+                return false;
+        } else if (!valid_hostname(h, hlen)) {
+            return false;
+        }
+    }
+    unsigned long portnum;
+    if (!parse_ulong(p, plen, 65535, &portnum) || portnum == 0)
+        return false;
+    if (host) {
+        *host = fb_strndup(h, hlen);
+        *port = (int)portnum;
+    }
+    return true;
+}
+
+static void *slot(fb_config_t *cfg, size_t off)
+{
+    return (char *)cfg + off;
+}
+
+/* Replaces the string at `off` with a copy of the node's text (NULL for none). */
+static void set_string(fb_config_t *cfg, size_t off, const yaml_node_t *n)
+{
+    char **sp = slot(cfg, off);
+    fb_free(*sp);
+    *sp = n ? fb_strndup(sval(n), n->data.scalar.length) : NULL;
+}
+
+/* "server.listen" from a table path and a key name. */
+static void key_path(char *buf, size_t cap, const struct table *t, const char *name)
+{
+    snprintf(buf, cap, "%s%s%s", t->path, t->path[0] ? "." : "", name);
+}
+
+/* ---- walking a document against the schema -------------------------------------------------- */
+
+static void walk_mapping(struct ctx *c, const yaml_node_t *map, const struct table *t,
+                         yaml_mark_t where);
+
+static yaml_node_t *get_node(struct ctx *c, int index)
+{
+    return yaml_document_get_node(c->ydoc, index);
+}
+
+/* Reads a list of retry delays into the policy at `f->off`; each bad item is reported. */
+static void apply_delays(struct ctx *c, const struct field *f, const char *path,
+                         const yaml_node_t *val)
+{
+    fb_retry_policy_t *rp = slot(c->p->cfg, f->off);
+    const yaml_node_item_t *items = NULL;
+    size_t n = 0;
+    if (val->type == YAML_SEQUENCE_NODE) {
+        items = val->data.sequence.items.start;
+        n = (size_t)(val->data.sequence.items.top - items);
+    }
+    if (n < 1 || n > FB_ARRAY_SIZE(rp->delays_ms)) {
+        errorf(c, val->start_mark,
+               "'%s' must be a list of 1 to %zu delays in milliseconds, such as [100, 500, 2000]",
+               path, FB_ARRAY_SIZE(rp->delays_ms));
+        return;
+    }
+    unsigned delays[FB_ARRAY_SIZE(rp->delays_ms)];
+    bool ok = true;
+    for (size_t i = 0; i < n; i++) {
+        const yaml_node_t *item = get_node(c, items[i]);
+        unsigned long v = 0;
+        if (!is_scalar(item) || item->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
+            !parse_ulong(sval(item), item->data.scalar.length, f->max, &v) || v < f->min) {
+            errorf(c, item ? item->start_mark : val->start_mark,
+                   "'%s[%zu]' must be an integer between %lu and %lu%s", path, i, f->min, f->max,
+                   quoted_number(item));
+            ok = false;
+            continue;
+        }
+        delays[i] = (unsigned)v;
+    }
+    if (ok) {
+        memcpy(rp->delays_ms, delays, n * sizeof(delays[0]));
+        rp->n_delays = n;
+    }
+}
+
+/* Reports a bad size, with the range written in the units an operator would use. */
+static void report_size(struct ctx *c, const yaml_node_t *val, const char *path,
+                        const struct field *f)
+{
+    char lo[32], hi[32];
+    format_size(lo, sizeof(lo), f->min);
+    format_size(hi, sizeof(hi), f->max);
+    errorf(c, val->start_mark,
+           "'%s' must be a size between %s and %s: a number of bytes, or a number with a KiB or "
+           "MiB suffix such as \"1MiB\"",
+           path, lo, hi);
+}
+
+/* Validates one key's value and stores it; reports what is wrong with it otherwise. */
+static void apply_field(struct ctx *c, const struct table *t, const struct field *f,
+                        const yaml_node_t *key, const yaml_node_t *val)
+{
+    char path[96];
+    key_path(path, sizeof(path), t, f->name);
+    fb_config_t *cfg = c->p->cfg;
+    unsigned long v = 0;
+
+    switch (f->kind) {
+    case K_SECTION:
+        if (val->type == YAML_MAPPING_NODE)
+            walk_mapping(c, val, f->sub, key->start_mark);
+        else if (is_null(val)) /* every key commented out: the defaults apply */
+            walk_mapping(c, NULL, f->sub, key->start_mark);
+        else
+            errorf(c, val->start_mark, "'%s' must be a mapping of settings, not %s", path,
+                   node_kind(val));
+        return;
+    case K_UINT:
+        if (is_scalar(val) && val->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+            parse_ulong(sval(val), val->data.scalar.length, f->max, &v) && v >= f->min) {
+            *(unsigned *)slot(cfg, f->off) = (unsigned)v;
+            return;
+        }
+        errorf(c, val->start_mark, "'%s' must be an integer between %lu and %lu%s", path, f->min,
+               f->max, quoted_number(val));
+        return;
+    case K_SIZE:
+        if (is_scalar(val) && parse_size(sval(val), val->data.scalar.length, &v) && v >= f->min &&
+            v <= f->max) {
+            *(size_t *)slot(cfg, f->off) = v;
+            return;
+        }
+        report_size(c, val, path, f);
+        return;
+    case K_LISTEN: {
+        fb_server_opts_t *so = slot(cfg, f->off);
+        char *host = NULL;
+        int port = 0;
+        if (is_text(val) && !is_null(val) &&
+            parse_hostport(sval(val), val->data.scalar.length, &host, &port)) {
+            fb_free(so->listen_host);
+            so->listen_host = host;
+            so->listen_port = port;
+            return;
+        }
+        errorf(c, val->start_mark,
+               "'%s' must be \"HOST:PORT\": HOST an IPv4 address, an IPv6 address in brackets "
+               "or a host name, PORT between 1 and 65535",
+               path);
+        return;
+    }
+    case K_ADDRESS:
+        if (is_text(val) && !is_null(val)) {
+            const char *s = sval(val);
+            size_t len = val->data.scalar.length;
+            if (len > 6 && memcmp(s, "tcp://", 6) == 0 &&
+                parse_hostport(s + 6, len - 6, NULL, NULL)) {
+                set_string(cfg, f->off, val);
+                return;
+            }
+            if (len > 5 && memcmp(s, "unix:", 5) == 0) {
+                if (len - 5 > 107) {
+                    errorf(c, val->start_mark,
+                           "'%s': the unix socket path is too long (at most 107 bytes)", path);
+                    return;
+                }
+                set_string(cfg, f->off, val);
+                return;
+            }
+        }
+        errorf(c, val->start_mark,
+               "'%s' must be \"tcp://HOST:PORT\" or \"unix:PATH\" (such as "
+               "\"tcp://127.0.0.1:6379\" or \"unix:/run/redis/redis.sock\")",
+               path);
+        return;
+    case K_PREFIX:
+        if (is_text(val) && !is_null(val) && val->data.scalar.length >= f->min &&
+            val->data.scalar.length <= f->max) {
+            bool ok = true;
+            for (const unsigned char *s = val->data.scalar.value; *s; s++)
+                if (*s <= ' ' || *s == 0x7f || *s == '{' || *s == '}')
+                    ok = false;
+            if (ok) {
+                set_string(cfg, f->off, val);
+                return;
+            }
+        }
+        errorf(c, val->start_mark,
+               "'%s' must be %lu to %lu characters without spaces, control characters, '{' or "
+               "'}'",
+               path, f->min, f->max);
+        return;
+    case K_SECRET_FILE:
+        if (is_null(val)) {
+            set_string(cfg, f->off, NULL);
+            c->p->pw_name = NULL;
+            return;
+        }
+        if (is_text(val) && val->data.scalar.length > 0) {
+            set_string(cfg, f->off, val);
+            c->p->pw_name = c->name;
+            c->p->pw_doc = c->doc;
+            c->p->pw_mark = key->start_mark; /* problems reading it are reported here */
+            return;
+        }
+        errorf(c, val->start_mark, "'%s' must be the path of a file", path);
+        return;
+    case K_LOG_LEVEL: {
+        const char *bad = NULL;
+        if (is_text(val) && !is_null(val) && val->data.scalar.length > 0 &&
+            fb_log_check_spec(sval(val), &bad) == 0) {
+            set_string(cfg, f->off, val);
+            return;
+        }
+        if (bad) {
+            struct shown part = show(bad, strcspn(bad, ","));
+            errorf(c, val->start_mark,
+                   "'%s' must be a level (err, warn, notice, info, debug, trace) or a spec such "
+                   "as \"info,http=debug\": '%s' is not understood",
+                   path, part.s);
+        } else {
+            errorf(c, val->start_mark,
+                   "'%s' must be a level (err, warn, notice, info, debug, trace) or a spec such "
+                   "as \"info,http=debug\"",
+                   path);
+        }
+        return;
+    }
+    case K_LOG_FORMAT:
+        if (is_text(val) && (strcmp(sval(val), "plain") == 0 || strcmp(sval(val), "json") == 0)) {
+            *(bool *)slot(cfg, f->off) = strcmp(sval(val), "json") == 0;
+            return;
+        }
+        errorf(c, val->start_mark, "'%s' must be plain or json", path);
+        return;
+    case K_DELAYS:
+        apply_delays(c, f, path, val);
+        return;
+    }
+}
+
+/* Reports required keys of `t` (and of its sections, which are all absent) as missing. */
+static void report_missing(struct ctx *c, const struct table *t, const bool *seen,
+                           yaml_mark_t where)
+{
+    static const bool none[MAX_FIELDS];
+    for (size_t i = 0; i < t->n; i++) {
+        const struct field *f = &t->fields[i];
+        if ((seen ? seen : none)[i])
+            continue;
+        char path[96];
+        key_path(path, sizeof(path), t, f->name);
+        if (f->required)
+            errorf(c, where, "missing required key '%s'", path);
+        if (f->kind == K_SECTION)
+            report_missing(c, f->sub, NULL, where);
+    }
+}
+
+/*
+ * Walks one mapping of the document against table `t` (map NULL: the section is empty). Unknown
+ * keys, duplicates and bad values are reported where they are; missing required keys are
+ * reported at `where`, the position of the section's key (1:1 at the top level).
+ */
+static void walk_mapping(struct ctx *c, const yaml_node_t *map, const struct table *t,
+                         yaml_mark_t where)
+{
+    bool seen[MAX_FIELDS] = {false};
+    yaml_mark_t first[MAX_FIELDS];
+    FB_ASSERT(t->n <= MAX_FIELDS);
+
+    const yaml_node_pair_t *pair = map ? map->data.mapping.pairs.start : NULL;
+    const yaml_node_pair_t *end = map ? map->data.mapping.pairs.top : NULL;
+    for (; pair && pair < end; pair++) {
+        const yaml_node_t *key = get_node(c, pair->key);
+        const yaml_node_t *val = get_node(c, pair->value);
+        if (!key || !val)
+            continue;
+        if (!is_scalar(key)) {
+            if (t->path[0])
+                errorf(c, key->start_mark, "a key in '%s' must be a name, not %s", t->path,
+                       node_kind(key));
+            else
+                errorf(c, key->start_mark, "a key must be a name, not %s", node_kind(key));
+            continue;
+        }
+        size_t i = 0;
+        while (i < t->n && !key_is(key, t->fields[i].name))
+            i++;
+        if (i == t->n) {
+            if (is_secret_name(key))
+                continue; /* the secret scan reports it, with a better message */
+            char known[256];
+            size_t k = 0;
+            known[0] = '\0';
+            for (size_t j = 0; j < t->n && k < sizeof(known); j++) {
+                int w = snprintf(known + k, sizeof(known) - k, "%s%s", j ? ", " : "",
+                                 t->fields[j].name);
+                k += w > 0 ? (size_t)w : 0;
+            }
+            struct shown name = show(sval(key), key->data.scalar.length);
+            if (t->path[0])
+                errorf(c, key->start_mark, "unknown key '%s' in '%s' (known: %s)", name.s, t->path,
+                       known);
+            else
+                errorf(c, key->start_mark, "unknown key '%s' at the top level (known: %s)", name.s,
+                       known);
+            continue;
+        }
+        char path[96];
+        key_path(path, sizeof(path), t, t->fields[i].name);
+        if (seen[i]) {
+            errorf(c, key->start_mark, "duplicate key '%s' (first at %lu:%lu)", path,
+                   (unsigned long)first[i].line + 1, (unsigned long)first[i].column + 1);
+            continue;
+        }
+        seen[i] = true;
+        first[i] = key->start_mark;
+        apply_field(c, t, &t->fields[i], key, val);
+    }
+    report_missing(c, t, seen, where);
+}
+
+/* ---- the secret scan ------------------------------------------------------------------------ */
+
+/*
+ * Visits every node reachable from `index` once (aliases can share nodes, even in cycles) and
+ * reports each mapping key named like a secret. `path` holds the dotted path so far (`len`
+ * bytes); it is restored before returning. The values under such keys are never looked at.
+ */
+static void scan_secrets(struct ctx *c, int index, char *path, size_t len, size_t cap, int depth)
+{
+    const yaml_node_t *n = get_node(c, index);
+    if (!n || depth > MAX_SCAN_DEPTH || c->visited[index - 1])
+        return;
+    c->visited[index - 1] = 1;
+    if (n->type == YAML_MAPPING_NODE) {
+        for (const yaml_node_pair_t *pair = n->data.mapping.pairs.start;
+             pair < n->data.mapping.pairs.top; pair++) {
+            const yaml_node_t *key = get_node(c, pair->key);
+            if (!is_scalar(key))
+                continue;
+            struct shown name = show(sval(key), key->data.scalar.length);
+            int w = snprintf(path + len, cap - len, "%s%s", len ? "." : "", name.s);
+            size_t sub = len + (w > 0 ? (size_t)w : 0);
+            if (sub >= cap)
+                sub = cap - 1;
+            if (is_secret_name(key)) {
+                bool redis = strcmp(path, "redis.password") == 0;
+                errorf(c, key->start_mark,
+                       "'%s': secrets must not be written in the configuration file: use a *_file "
+                       "key or an environment variable%s",
+                       path, redis ? " (here: redis.password_file or " PASSWORD_ENV ")" : "");
+            } else {
+                scan_secrets(c, pair->value, path, sub, cap, depth + 1);
+            }
+            path[len] = '\0';
+        }
+    } else if (n->type == YAML_SEQUENCE_NODE) {
+        const yaml_node_item_t *items = n->data.sequence.items.start;
+        size_t count = (size_t)(n->data.sequence.items.top - items);
+        for (size_t i = 0; i < count; i++) {
+            int w = snprintf(path + len, cap - len, "[%zu]", i);
+            size_t sub = len + (w > 0 ? (size_t)w : 0);
+            if (sub >= cap)
+                sub = cap - 1;
+            scan_secrets(c, items[i], path, sub, cap, depth + 1);
+            path[len] = '\0';
+        }
+    }
+}
+
+/* ---- loading a text ------------------------------------------------------------------------- */
+
+/*
+ * Converts a byte offset into a 1-based line and column (in characters, like libyaml's marks),
+ * for reader errors, which libyaml reports by offset only.
+ */
+static void offset_position(const char *text, size_t len, size_t off, unsigned long *line,
+                            unsigned long *col)
+{
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off && i < len; i++) {
+        unsigned char ch = (unsigned char)text[i];
+        if (ch == '\n' || (ch == '\r' && (i + 1 >= len || text[i + 1] != '\n'))) {
+            (*line)++;
+            *col = 1;
+        } else if ((ch & 0xC0) != 0x80 && ch != '\r') {
+            (*col)++;
+        }
+    }
+}
+
+/* Returns the byte at a libyaml mark (0-based line and character column), or -1. */
+static int byte_at_mark(const char *text, size_t len, yaml_mark_t m)
+{
+    size_t i = 0, line = 0;
+    while (i < len && line < m.line) {
+        if (text[i] == '\n' || (text[i] == '\r' && (i + 1 >= len || text[i + 1] != '\n')))
+            line++;
+        i++;
+    }
+    for (size_t col = 0; i < len; i++) {
+        if (((unsigned char)text[i] & 0xC0) == 0x80)
+            continue;
+        if (col++ == m.column)
+            return (unsigned char)text[i];
+    }
+    return -1;
+}
+
+/* Reports why libyaml could not load the document, as one positioned error. */
+static void report_yaml_error(struct parse *p, const char *name, int doc,
+                              const yaml_parser_t *parser, const char *text, size_t len)
+{
+    const char *problem = parser->problem ? parser->problem : "unknown error";
+    if (parser->error == YAML_READER_ERROR) {
+        unsigned long line, col;
+        size_t off = parser->problem_offset;
+        if (strstr(problem, "UTF-8") && off < len) {
+            /* libyaml points at the bad continuation byte: show the character's first byte. */
+            for (int back = 0; back < 3 && off > 0 && ((unsigned char)text[off] & 0xC0) != 0xC0;
+                 back++)
+                off--;
+            if (((unsigned char)text[off] & 0xC0) != 0xC0)
+                off = parser->problem_offset;
+            offset_position(text, len, off, &line, &col);
+            add_error(p, name, doc, line, col,
+                      "the file is not valid UTF-8 text: byte 0x%02X does not start a valid "
+                      "UTF-8 character (save the file as UTF-8)",
+                      (unsigned)(unsigned char)text[off]);
+            return;
+        }
+        offset_position(text, len, off, &line, &col);
+        if (strstr(problem, "control characters"))
+            add_error(p, name, doc, line, col,
+                      "the file contains a character YAML does not allow: "
+                      "%s (U+%04X)",
+                      problem, (unsigned)parser->problem_value);
+        else
+            add_error(p, name, doc, line, col, "the file is not valid UTF-8 text: %s", problem);
+        return;
+    }
+    if (parser->error == YAML_MEMORY_ERROR) {
+        add_error(p, name, doc, 1, 1, "out of memory while reading the YAML");
+        return;
+    }
+    yaml_mark_t m = parser->problem_mark;
+    const char *hint = byte_at_mark(text, len, m) == '\t'
+                           ? " (tabs are not allowed in YAML indentation: use spaces)"
+                           : "";
+    if (parser->context)
+        add_error(p, name, doc, (unsigned long)m.line + 1, (unsigned long)m.column + 1,
+                  "YAML syntax error: %s, %s at %lu:%lu%s", problem, parser->context,
+                  (unsigned long)parser->context_mark.line + 1,
+                  (unsigned long)parser->context_mark.column + 1, hint);
+    else
+        add_error(p, name, doc, (unsigned long)m.line + 1, (unsigned long)m.column + 1,
+                  "YAML syntax error: %s%s", problem, hint);
+}
+
+/*
+ * Loads one YAML text and applies it on top of p->cfg, recording every problem in `p`.
+ * `doc` orders the errors of several texts (the embedded default first).
+ */
+static void apply_text(struct parse *p, const char *name, int doc, const char *text, size_t len)
+{
+    yaml_parser_t parser;
+    yaml_document_t ydoc, extra;
+    struct ctx c = {p, name, doc, &ydoc, NULL, 0};
+
+    if (!yaml_parser_initialize(&parser)) {
+        add_error(p, name, doc, 1, 1, "out of memory while reading the YAML");
+        return;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING);
+    if (!yaml_parser_load(&parser, &ydoc)) {
+        report_yaml_error(p, name, doc, &parser, text, len);
+        goto out_parser;
+    }
+    yaml_node_t *root = yaml_document_get_root_node(&ydoc);
+    if (!root) {
+        add_error(p, name, doc, 1, 1,
+                  "the configuration is empty: it must at least set server.listen and "
+                  "redis.address");
+        goto out_doc;
+    }
+    /* A second document would be silently ignored: refuse it. */
+    if (!yaml_parser_load(&parser, &extra)) {
+        report_yaml_error(p, name, doc, &parser, text, len);
+    } else {
+        if (yaml_document_get_root_node(&extra))
+            errorf(&c, extra.start_mark, "only one YAML document is allowed in the file");
+        yaml_document_delete(&extra);
+    }
+
+    c.nnodes = (size_t)(ydoc.nodes.top - ydoc.nodes.start);
+    c.visited = fb_calloc(c.nnodes, 1);
+    char path[256] = "";
+    scan_secrets(&c, 1, path, 0, sizeof(path), 0);
+    if (root->type == YAML_MAPPING_NODE) {
+        yaml_mark_t top = {0, 0, 0};
+        walk_mapping(&c, root, &top_table, top);
+    } else {
+        errorf(&c, root->start_mark,
+               "the configuration must be a mapping of sections (server, redis, store, "
+               "http_client, log), not %s",
+               node_kind(root));
+    }
+    fb_free(c.visited);
+out_doc:
+    yaml_document_delete(&ydoc);
+out_parser:
+    yaml_parser_delete(&parser);
+}
+
+/* ---- secrets -------------------------------------------------------------------------------- */
+
+/*
+ * Reads the secret in the file at `path` into a new string (*out). The file must be a regular
+ * file of at most MAX_SECRET_BYTES holding one line; one trailing "\n" or "\r\n" is removed.
+ * Returns 0, or a negative errno / FB_E* code with *why set to a static explanation when there
+ * is no errno. The content never leaves this function except through *out, and the stack copy
+ * is wiped.
+ */
+static int read_secret_file(const char *path, char **out, const char **why)
+{
+    char buf[MAX_SECRET_BYTES + 1];
+    size_t n = 0;
+    int rc = 0;
+    *why = NULL;
+    /* O_NONBLOCK: a FIFO given by mistake must not hang the daemon; it is refused below. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        rc = -errno;
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        *why = "it is not a regular file";
+        rc = FB_EINVAL;
+        goto fail;
+    }
+    while (n < sizeof(buf)) {
+        ssize_t r = read(fd, buf + n, sizeof(buf) - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = -errno;
+            goto fail;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    if (n > MAX_SECRET_BYTES) {
+        *why = "it is larger than 4096 bytes";
+        rc = FB_ETOOBIG;
+        goto fail;
+    }
+    if (n > 0 && buf[n - 1] == '\n')
+        n--;
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    if (n == 0) {
+        *why = "it is empty";
+        rc = FB_EINVAL;
+        goto fail;
+    }
+    if (memchr(buf, '\n', n) || memchr(buf, '\r', n) || memchr(buf, '\0', n)) {
+        *why = "it must hold the secret on a single line";
+        rc = FB_EINVAL;
+        goto fail;
+    }
+    *out = fb_strndup(buf, n);
+fail:
+    explicit_bzero(buf, sizeof(buf));
+    close(fd);
+    return rc;
+}
+
+/*
+ * Resolves the Redis password: FRICHEBOT_REDIS_PASSWORD when set and not empty (the file is then
+ * not read), otherwise the content of redis.password_file, which is read relative to the
+ * configuration file's directory when relative. Problems are reported at the password_file key.
+ */
+static void resolve_password(struct parse *p)
+{
+    fb_redis_opts_t *r = &p->cfg->redis;
+    const char *env = getenv(PASSWORD_ENV);
+    if (env && *env) {
+        r->password = fb_strdup(env);
+        return;
+    }
+    if (!r->password_file || !p->pw_name)
+        return;
+    char *full = (r->password_file[0] != '/' && p->base_dir)
+                     ? fb_asprintf("%s/%s", p->base_dir, r->password_file)
+                     : fb_strdup(r->password_file);
+    const char *why = NULL;
+    int rc = read_secret_file(full, &r->password, &why);
+    if (rc != 0) {
+        struct shown shown = show(full, strlen(full));
+        add_error(p, p->pw_name, p->pw_doc, (unsigned long)p->pw_mark.line + 1,
+                  (unsigned long)p->pw_mark.column + 1,
+                  "'redis.password_file': cannot use '%s': %s", shown.s, why ? why : strerror(-rc));
+    }
+    fb_free(full);
+}
+
+/* ---- public API ----------------------------------------------------------------------------- */
+
+/*
+ * The common path: the embedded default first (unless `text` is the default itself), then
+ * `text`, then secrets. Returns the config, or NULL with the errors appended to `errors`.
+ */
+static fb_config_t *parse_with_base(const char *name, const char *text, size_t len,
+                                    const char *base_dir, bool is_default, fb_buf_t *errors)
+{
+    struct parse *p = fb_calloc(1, sizeof(*p));
+    p->cfg = fb_calloc(1, sizeof(*p->cfg));
+    p->base_dir = base_dir;
+    if (!name)
+        name = "(configuration)";
+    if (!text)
+        len = 0;
+
+    if (!is_default)
+        apply_text(p, DEFAULT_NAME, 0, fb__default_config, (size_t)fb__default_config_len);
+    apply_text(p, name, 1, text ? text : "", len);
+    resolve_password(p);
+
+    fb_config_t *cfg = p->cfg;
+    if (p->nerrs > 0 || p->overflow) {
+        flush_errors(p, errors);
+        fb_config_free(cfg);
+        cfg = NULL;
+    } else {
+        cfg->path = fb_strdup(is_default ? DEFAULT_NAME : name);
+    }
+    fb_free(p);
+    return cfg;
+}
+
+fb_config_t *fb_config_parse(const char *name, const char *text, size_t len, fb_buf_t *errors)
+{
+    return parse_with_base(name, text, len, NULL, false, errors);
+}
+
+/*
+ * Reads the whole file (at most MAX_FILE_BYTES) and parses it with `path` as NAME; relative
+ * password_file paths are then taken relative to the file's directory.
+ */
+fb_config_t *fb_config_load(const char *path, fb_buf_t *errors)
+{
+    fb_buf_t text;
+    fb_buf_init(&text, MAX_FILE_BYTES);
+    fb_config_t *cfg = NULL;
+    char *dir = NULL;
+    char chunk[16384];
+
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        if (errors)
+            (void)fb_buf_printf(errors, "%s:1:1: cannot read the configuration file: %s\n", path,
+                                strerror(errno));
+        goto fail;
+    }
+    for (;;) {
+        ssize_t r = read(fd, chunk, sizeof(chunk));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            if (errors)
+                (void)fb_buf_printf(errors, "%s:1:1: cannot read the configuration file: %s\n",
+                                    path, strerror(errno));
+            goto fail;
+        }
+        if (r == 0)
+            break;
+        if (fb_buf_append(&text, chunk, (size_t)r) != 0) {
+            if (errors)
+                (void)fb_buf_printf(errors, "%s:1:1: the configuration file is larger than 1 MiB\n",
+                                    path);
+            goto fail;
+        }
+    }
+    dir = fb_strdup(path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    cfg = parse_with_base(path, fb_buf_str(&text), text.len, slash ? dir : NULL, false, errors);
+fail:
+    if (fd >= 0)
+        close(fd);
+    fb_free(dir);
+    fb_buf_free(&text);
+    return cfg;
+}
+
+fb_config_t *fb_config_load_default(fb_buf_t *errors)
+{
+    return parse_with_base(DEFAULT_NAME, fb__default_config, (size_t)fb__default_config_len, NULL,
+                           true, errors);
+}
+
+/* Frees every string; the password is overwritten first so it does not linger in the heap. */
+void fb_config_free(fb_config_t *cfg)
+{
+    if (!cfg)
+        return;
+    if (cfg->redis.password) {
+        explicit_bzero(cfg->redis.password, strlen(cfg->redis.password));
+        FB_FREE(cfg->redis.password);
+    }
+    FB_FREE(cfg->path);
+    FB_FREE(cfg->server.listen_host);
+    FB_FREE(cfg->redis.address);
+    FB_FREE(cfg->redis.password_file);
+    FB_FREE(cfg->store.key_prefix);
+    FB_FREE(cfg->log.level);
+    fb_free(cfg);
+}
