@@ -16,7 +16,9 @@ for fn in sprintf vsprintf strcpy strcat strncpy strtok atoi atol gets sscanf \
     esac
     # A call is the bare name followed by '(' and not preceded by an identifier character,
     # '.', '>' (member access) or an fb_ prefix.
-    hits=$(grep -nE "(^|[^A-Za-z0-9_.>])$fn[[:space:]]*\(" "$f" | grep -v "fb-lint: allow $fn" || true)
+    # Comment lines (starting with /*, * or //) do not call anything.
+    hits=$(grep -nE "(^|[^A-Za-z0-9_.>])$fn[[:space:]]*\(" "$f" | grep -v "fb-lint: allow $fn" |
+           grep -vE '^[0-9]+:[[:space:]]*(/\*|\*|//)' || true)
     if [ -n "$hits" ]; then
       echo "$hits" | sed "s|^|$f:|; s|\$|   <- banned: $fn|"
       status=1

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * answers.h - understanding what a French-speaking user typed, for each answer type of a question.
+ *
+ * Pure functions over UTF-8 text (they fold it with text.h first). Every parser returns one of
+ * the fb_answer_status_t values and fills its output only on FB_ANSWER_OK. "je ne sais pas" (and
+ * its variants: "sais pas", "jsp", "aucune idée", "je ne sais plus", "ne sait pas", "nsp",
+ * "inconnu") is recognised by every parser and returned as FB_ANSWER_UNKNOWN; whether it is
+ * accepted is the caller's decision (the question's `je_ne_sais_pas:` flag).
+ */
+#ifndef FB_ENGINE_ANSWERS_H
+#define FB_ENGINE_ANSWERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum fb_answer_status_e {
+    FB_ANSWER_OK = 0,
+    FB_ANSWER_UNKNOWN,      /* "je ne sais pas" */
+    FB_ANSWER_INVALID,      /* not understood */
+    FB_ANSWER_AMBIGUOUS,    /* several choices match equally well */
+    FB_ANSWER_OUT_OF_RANGE, /* understood, but outside [min, max] or too long */
+} fb_answer_status_t;
+
+/** True when the text means "je ne sais pas". */
+bool fb_answer_is_unknown(const char *text);
+
+/**
+ * Yes/no: oui, o, ouais, yes, y, bien sûr, tout à fait, exact, d'accord, absolument, affirmatif,
+ * 1 -> true; non, n, pas du tout, jamais, aucun, nope, no, 0 -> false. `*out` is true for yes.
+ */
+fb_answer_status_t fb_answer_yesno(const char *text, bool *out /* OUT */);
+
+/** One option of a choice question (as written by the author; folded by the matcher). */
+typedef struct fb_choice_s {
+    const char *id;              /* "commune" */
+    const char *label;           /* "La commune ou l'intercommunalité" */
+    const char *const *synonyms; /* NULL-terminated, may be NULL: "mairie", "ville", "epci" */
+} fb_choice_t;
+
+/**
+ * Single choice: by number ("2", "2.", "n°2", "le 2", "deuxième"), by id, by label or by synonym,
+ * case-, accent- and hyphen-insensitive, tolerating small typos (text.h budgets), and by a
+ * distinctive word of the label when only one option contains it. `*index` is 0-based.
+ */
+fb_answer_status_t fb_answer_choice(const fb_choice_t *choices, size_t n, const char *text,
+                                    size_t *index /* OUT */);
+
+/**
+ * Multiple choice: several choices separated by commas, "et", "ou", "+", "/" or spaces between
+ * numbers ("1, 3 et 4", "habitat et commerces"), or "tous"/"toutes"/"aucun". Sets bit i of `*mask`
+ * for option i (n <= 64). "aucun" gives mask 0 and FB_ANSWER_OK.
+ */
+fb_answer_status_t fb_answer_choices(const fb_choice_t *choices, size_t n, const char *text,
+                                     uint64_t *mask /* OUT */);
+
+/** Units a number question can be asked in. The value is converted to the question's unit. */
+typedef enum fb_unit_e {
+    FB_UNIT_NONE = 0, /* a plain number (a count, a year) */
+    FB_UNIT_M2,  /* surfaces: m², m2, mètres carrés; ha, hectares (x10 000); km² (x1 000 000) */
+    FB_UNIT_HA,  /* same family, value in hectares */
+    FB_UNIT_EUR, /* amounts: €, euros, k€ (x1 000), M€ / millions (x1 000 000) */
+    FB_UNIT_YEARS,  /* durations: an, ans, années; mois (/12) */
+    FB_UNIT_MONTHS, /* durations: mois; an, ans (x12) */
+} fb_unit_t;
+
+/**
+ * Numbers as French people write them: "2,5 ha", "3 000 m2", "3 000 m²", "3.000 m2" (dot as
+ * thousands separator when followed by exactly 3 digits), "1,2 million", "environ 5000",
+ * "5 000 à 6 000" (takes the mean), "deux", "dix", "cent" (words up to "mille"). A unit of another
+ * family is FB_ANSWER_INVALID; no unit means the question's unit. Range [min, max] is checked after
+ * conversion (FB_ANSWER_OUT_OF_RANGE).
+ */
+fb_answer_status_t fb_answer_number(const char *text, fb_unit_t unit, double min, double max,
+                                    double *out /* OUT */);
+
+/** A date as precise as the user said it: day 0 when unknown, month 0 when only a year. */
+typedef struct fb_date_s {
+    int year, month, day;
+} fb_date_t;
+
+/**
+ * Dates in French, relative to `now` (Unix seconds, UTC): "mars 2027", "en mars" (the next March),
+ * "15/03/2027", "15 mars 2027", "2027", "dans 3 mois", "dans deux ans", "d'ici 6 semaines",
+ * "l'année prochaine", "fin 2026" (December), "début 2027" (January), "le mois prochain",
+ * "aujourd'hui", "maintenant". Dates before `now`'s month are FB_ANSWER_OUT_OF_RANGE when
+ * `future_only`.
+ */
+fb_answer_status_t fb_answer_date(const char *text, int64_t now, bool future_only,
+                                  fb_date_t *out /* OUT */);
+
+/**
+ * Free text: trimmed, control characters removed, valid UTF-8 required (else INVALID), length in
+ * characters within [min_chars, max_chars] (else OUT_OF_RANGE). `*out` is a new string (fb_free).
+ */
+fb_answer_status_t fb_answer_text(const char *text, size_t min_chars, size_t max_chars,
+                                  char **out /* OUT */);
+
+#endif /* FB_ENGINE_ANSWERS_H */

@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * text.c - folding of French text to comparison keys and bounded edit distances (see text.h).
+ */
+#include "engine/text.h"
+
+#include <string.h>
+
+#include "frichebot/alloc.h"
+
+/* Decodes one UTF-8 sequence at s[0..len). Returns its length and sets *cp, or returns 1 and sets
+ * *cp to 0xFFFFFFFF for an invalid byte. Overlong forms and surrogates are invalid. */
+static size_t utf8_decode(const unsigned char *s, size_t len, unsigned *cp)
+{
+    unsigned c = s[0];
+    size_t n;
+    unsigned min;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    } else if ((c & 0xE0) == 0xC0) {
+        n = 2;
+        min = 0x80;
+        c &= 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+        n = 3;
+        min = 0x800;
+        c &= 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+        n = 4;
+        min = 0x10000;
+        c &= 0x07;
+    } else {
+        *cp = 0xFFFFFFFFu;
+        return 1;
+    }
+    if (len < n) {
+        *cp = 0xFFFFFFFFu;
+        return 1;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) {
+            *cp = 0xFFFFFFFFu;
+            return 1;
+        }
+        c = (c << 6) | (s[i] & 0x3F);
+    }
+    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) {
+        *cp = 0xFFFFFFFFu;
+        return 1;
+    }
+    *cp = c;
+    return n;
+}
+
+bool fb_text_valid_utf8(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        unsigned cp;
+        size_t n = utf8_decode(p + i, len - i, &cp);
+        if (cp == 0xFFFFFFFFu)
+            return false;
+        if (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r')
+            return false;
+        i += n;
+    }
+    return true;
+}
+
+/* The folded ASCII form of a code point: a string of 0-2 letters, " " for a separator, or NULL for
+ * "drop it". */
+static const char *fold_cp(unsigned cp, char buf[2])
+{
+    /* U+00C0..U+00FF: Latin-1 supplement letters. */
+    static const char *const latin1[64] = {
+        "a", "a", "a", "a", "a", "a", "ae", "c",  "e", "e", "e", "e", "i", "i", "i",  "i",
+        "d", "n", "o", "o", "o", "o", "o",  NULL, "o", "u", "u", "u", "u", "y", "th", "ss",
+        "a", "a", "a", "a", "a", "a", "ae", "c",  "e", "e", "e", "e", "i", "i", "i",  "i",
+        "d", "n", "o", "o", "o", "o", "o",  NULL, "o", "u", "u", "u", "u", "y", "th", "y"};
+    if (cp < 0x80) {
+        if ((cp >= 'a' && cp <= 'z') || (cp >= '0' && cp <= '9')) {
+            buf[0] = (char)cp;
+            buf[1] = '\0';
+            return buf;
+        }
+        if (cp >= 'A' && cp <= 'Z') {
+            buf[0] = (char)(cp - 'A' + 'a');
+            buf[1] = '\0';
+            return buf;
+        }
+        if (cp == ' ' || cp == '\t' || cp == '\n' || cp == '\r' || cp == '-' || cp == '\'' ||
+            cp == '_' || cp == '.' || cp == '/' || cp == ',')
+            return " ";
+        return NULL;
+    }
+    if (cp >= 0xC0 && cp <= 0xFF)
+        return latin1[cp - 0xC0];
+    switch (cp) {
+    case 0x152: /* Œ */
+    case 0x153:
+        return "oe";
+    case 0x178: /* Ÿ */
+        return "y";
+    case 0xA0:   /* no-break space */
+    case 0x2019: /* ’ */
+    case 0x2018:
+    case 0x2010: /* hyphens and dashes */
+    case 0x2011:
+    case 0x2013:
+    case 0x2014:
+    case 0x202F: /* narrow no-break space (French thousands separator) */
+        return " ";
+    case 0xB2: /* ² as in m² */
+        return "2";
+    default:
+        break;
+    }
+    /* Latin Extended-A (U+0100..U+017F): pairs of upper/lower case of a base letter. */
+    if (cp >= 0x100 && cp <= 0x17F) {
+        static const char base[] =
+            "aaaaaaccccccccddddeeeeeeeeeegggggggghhhhiiiiiiiiiiiijjkkklllllllll"
+            "lnnnnnnnnnooooooccrrrrrrssssssssttttttuuuuuuuuuuuuwwyyyzzzzzzs";
+        size_t i = cp - 0x100;
+        if (i < sizeof(base) - 1) {
+            buf[0] = base[i];
+            buf[1] = '\0';
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+size_t fb_text_fold(const char *in, size_t len, char *out, size_t cap)
+{
+    const unsigned char *p = (const unsigned char *)in;
+    size_t o = 0, i = 0;
+    bool pending_space = false;
+    char buf[2];
+    while (i < len) {
+        unsigned cp;
+        size_t n = utf8_decode(p + i, len - i, &cp);
+        i += n;
+        if (cp == 0xFFFFFFFFu)
+            continue;
+        const char *f = fold_cp(cp, buf);
+        if (!f)
+            continue;
+        if (f[0] == ' ') {
+            pending_space = o > 0;
+            continue;
+        }
+        if (pending_space) {
+            if (o + 1 < cap)
+                out[o] = ' ';
+            o++;
+            pending_space = false;
+        }
+        for (; *f; f++) {
+            if (o + 1 < cap)
+                out[o] = *f;
+            o++;
+        }
+    }
+    if (cap)
+        out[o < cap ? o : cap - 1] = '\0';
+    return o;
+}
+
+char *fb_text_fold_dup(const char *s)
+{
+    size_t len = strlen(s);
+    size_t need = fb_text_fold(s, len, NULL, 0);
+    char *out = fb_malloc(need + 1);
+    fb_text_fold(s, len, out, need + 1);
+    return out;
+}
+
+unsigned fb_text_typo_budget(size_t len)
+{
+    if (len < 4)
+        return 0;
+    if (len < 8)
+        return 1;
+    return 2;
+}
+
+unsigned fb_text_distance(const char *a, size_t alen, const char *b, size_t blen, unsigned max)
+{
+    if (alen > blen ? alen - blen > max : blen - alen > max)
+        return max + 1;
+    if (alen > 255 || blen > 255)
+        return (alen == blen && memcmp(a, b, alen) == 0) ? 0 : max + 1;
+    /* Three rolling rows of the optimal-string-alignment matrix. */
+    unsigned rows[3][256];
+    unsigned *prev2 = rows[0], *prev = rows[1], *cur = rows[2];
+    for (size_t j = 0; j <= blen; j++)
+        prev[j] = (unsigned)j;
+    for (size_t i = 1; i <= alen; i++) {
+        cur[0] = (unsigned)i;
+        unsigned best = cur[0];
+        for (size_t j = 1; j <= blen; j++) {
+            unsigned cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            unsigned v = prev[j] + 1;
+            if (cur[j - 1] + 1 < v)
+                v = cur[j - 1] + 1;
+            if (prev[j - 1] + cost < v)
+                v = prev[j - 1] + cost;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                prev2[j - 2] + 1 < v)
+                v = prev2[j - 2] + 1;
+            cur[j] = v;
+            if (v < best)
+                best = v;
+        }
+        if (best > max)
+            return max + 1;
+        unsigned *t = prev2;
+        prev2 = prev;
+        prev = cur;
+        cur = t;
+    }
+    return prev[blen] > max ? max + 1 : prev[blen];
+}
