@@ -14,8 +14,12 @@
 #include "http_server.h"
 
 #include <dlfcn.h>
+#include <errno.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <libwebsockets.h>
 
@@ -51,6 +55,7 @@ struct fb_http_server_s {
     uint64_t next_tag;
     fb_http_req_t *reqs; /* every live request, for orphaning at destroy */
     uv_timer_t reap;     /* polls for the end of lws teardown */
+    bool finishing;      /* the second lws_context_destroy() was made */
 };
 
 struct fb_http_req_s {
@@ -232,9 +237,24 @@ static int on_http(fb_http_server_t *srv, struct lws *wsi, struct pss *pss, cons
         respond_error(req, 503, "shutting_down", true, hdr);
         return 0;
     }
+    /* The body limit is server-wide: checked before the route, so no oversized body is read. */
+    bool has_body = false;
+    char cl[32];
+    if (lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
+        unsigned long long n = strtoull(cl, NULL, 10);
+        if (n > srv->opts.max_body_bytes) {
+            FB_INFO(HTTP, "%s body of %llu bytes refused (limit %zu)", req->tag, n,
+                    srv->opts.max_body_bytes);
+            respond_error(req, 413, "body_too_large", true, NULL);
+            return 0;
+        }
+        has_body = n > 0;
+    } else if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+        has_body = true; /* chunked: counted as it arrives in LWS_CALLBACK_HTTP_BODY */
+    }
     req->route = find_route(srv, req->path);
     if (!req->route) {
-        respond_error(req, 404, "not_found", false, NULL);
+        respond_error(req, 404, "not_found", has_body, NULL);
         return 0;
     }
     req->route_name = req->route->name;
@@ -248,23 +268,8 @@ static int on_http(fb_http_server_t *srv, struct lws *wsi, struct pss *pss, cons
         respond_error(req, 405, "method_not_allowed", true, hdr);
         return 0;
     }
-    if (req->method & (FB_HTTP_POST | FB_HTTP_PUT | FB_HTTP_PATCH)) {
-        char cl[32];
-        if (lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
-            unsigned long long n = strtoull(cl, NULL, 10);
-            if (n > srv->opts.max_body_bytes) {
-                FB_INFO(HTTP, "%s body of %llu bytes refused (limit %zu)", req->tag, n,
-                        srv->opts.max_body_bytes);
-                respond_error(req, 413, "body_too_large", true, NULL);
-                return 0;
-            }
-            if (n == 0)
-                dispatch(req);
-            return 0; /* the body follows in LWS_CALLBACK_HTTP_BODY */
-        }
-        /* No length: chunked, or no body at all. lws delivers BODY_COMPLETION either way. */
-        return 0;
-    }
+    if (has_body && (req->method & (FB_HTTP_POST | FB_HTTP_PUT | FB_HTTP_PATCH)))
+        return 0; /* dispatched at LWS_CALLBACK_HTTP_BODY_COMPLETION */
     dispatch(req);
     return 0;
 }
@@ -305,12 +310,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     struct lws_context *ctx = lws_get_context(wsi);
     fb_http_server_t *srv = ctx ? lws_context_user(ctx) : NULL;
 
+    if (!srv || !pss)
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
     switch ((int)reason) {
     case LWS_CALLBACK_HTTP:
         return on_http(srv, wsi, pss, in ? (const char *)in : "/");
 
     case LWS_CALLBACK_HTTP_BODY: {
-        fb_http_req_t *req = pss ? pss->req : NULL;
+        fb_http_req_t *req = pss->req;
         if (!req || req->answered)
             return 0;
         if (fb_buf_append(&req->body, in, len) == FB_ETOOBIG) {
@@ -321,14 +328,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     }
 
     case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
-        fb_http_req_t *req = pss ? pss->req : NULL;
+        fb_http_req_t *req = pss->req;
         if (req && !req->answered && !req->dispatched)
             dispatch(req);
         return 0;
     }
 
     case LWS_CALLBACK_HTTP_WRITEABLE: {
-        fb_http_req_t *req = pss ? pss->req : NULL;
+        fb_http_req_t *req = pss->req;
         if (!req || !req->answered)
             return 0;
         pss->req = NULL;
@@ -339,7 +346,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     }
 
     case LWS_CALLBACK_CLOSED_HTTP: {
-        fb_http_req_t *req = pss ? pss->req : NULL;
+        fb_http_req_t *req = pss->req;
         if (!req)
             return 0;
         pss->req = NULL;
@@ -508,9 +515,44 @@ static int pin_uv_plugin(void)
     return 0;
 }
 
+/*
+ * Checks that host:port can be bound, with the options libwebsockets uses. libwebsockets 4.1
+ * cannot fail a bind cleanly on a foreign loop (its half-built context crashes later in a close
+ * callback), so a bind that would fail is caught here, with the system's reason.
+ */
+static int check_bindable(const char *host, int port)
+{
+    struct addrinfo hints, *res = NULL;
+    char service[16];
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(service, sizeof(service), "%d", port);
+    int gai = getaddrinfo(host, service, &hints, &res);
+    if (gai) {
+        FB_ERR(HTTP, "cannot listen on %s:%d: %s", host, port, gai_strerror(gai));
+        return FB_ECONNECT;
+    }
+    int rc = 0;
+    int fd = socket(res->ai_family, res->ai_socktype, res->ai_protocol);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1) != 0) {
+        FB_ERR(HTTP, "cannot listen on %s:%d: %s", host, port, strerror(errno));
+        rc = FB_ECONNECT;
+    }
+    if (fd >= 0)
+        close(fd);
+    freeaddrinfo(res);
+    return rc;
+}
+
 int fb_http_server_start(fb_http_server_t *srv)
 {
     int prc = pin_uv_plugin();
+    if (prc == 0)
+        prc = check_bindable(srv->opts.listen_host, srv->opts.listen_port);
     if (prc)
         return prc;
 
@@ -581,15 +623,39 @@ static void reap_closed(uv_handle_t *h)
     fb_free(srv);
 }
 
-/* Frees the server once lws has finished its asynchronous teardown. */
+struct handle_count {
+    const uv_handle_t *mine;
+    size_t others;
+};
+
+static void count_other_handles(uv_handle_t *h, void *arg)
+{
+    struct handle_count *c = arg;
+    if (h != c->mine)
+        c->others++;
+}
+
+/*
+ * Finishes the libwebsockets teardown, then frees the server. With a foreign loop, libwebsockets
+ * 4.1 stops after closing its handles; a second lws_context_destroy() then completes it and clears
+ * srv->ctx. That second call is only safe once lws's close callbacks have all run, that is once
+ * nothing but this timer is left on the loop (hence: destroy the server after closing everything
+ * else).
+ */
 static void reap_tick(uv_timer_t *t)
 {
     fb_http_server_t *srv = t->data;
     if (srv->ctx) {
-        /* With a foreign loop, libwebsockets 4.1 stops after closing its handles; a second
-         * lws_context_destroy() then finishes the job and clears srv->ctx. */
+        if (srv->finishing)
+            return;
+        struct handle_count c = {(uv_handle_t *)&srv->reap, 0};
+        uv_walk(srv->loop, count_other_handles, &c);
+        if (c.others != 0)
+            return;
+        srv->finishing = true;
         lws_context_destroy(srv->ctx);
-        return;
+        if (srv->ctx)
+            return;
     }
     uv_timer_stop(t);
     uv_close((uv_handle_t *)t, reap_closed);
@@ -608,7 +674,7 @@ void fb_http_server_destroy(fb_http_server_t *srv)
     srv->reap.data = srv;
     if (srv->ctx) {
         lws_context_destroy(srv->ctx);
-        uv_timer_start(&srv->reap, reap_tick, 0, 5);
+        uv_timer_start(&srv->reap, reap_tick, 5, 5);
     } else {
         uv_close((uv_handle_t *)&srv->reap, reap_closed);
     }

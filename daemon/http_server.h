@@ -66,7 +66,9 @@ size_t fb_http_server_inflight(const fb_http_server_t *srv);
 
 /**
  * Closes every connection and the listener and frees the server once libwebsockets has closed its
- * handles; the loop must keep running until then. Deferred requests still unanswered are
+ * handles; the loop must keep running until then. libwebsockets 4.1 can only finish its teardown
+ * once nothing else is left on the loop: close every other handle too (the server waits for
+ * that), as a daemon does when it stops. Deferred requests still unanswered are
  * orphaned: their handler's later answer is dropped, and they are freed by it.
  */
 void fb_http_server_destroy(fb_http_server_t *srv);

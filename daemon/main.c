@@ -1,5 +1,259 @@
 /* SPDX-License-Identifier: MIT */
-int main(void)
+/*
+ * main.c - the `frichebot` command: parses the command line and runs a subcommand.
+ *
+ * Exit status: 0 success, 1 failure (bad configuration, cannot start), 2 usage error (unknown
+ * subcommand or option, missing argument).
+ */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <libwebsockets.h>
+#include <uv.h>
+#include <yaml.h>
+
+#include "config.h"
+#include "daemon.h"
+#include "frichebot/alloc.h"
+#include "frichebot/buf.h"
+#include "frichebot/log.h"
+
+#define EXIT_USAGE 2
+
+static const char main_usage[] =
+    "usage: frichebot [--help] [--version] COMMAND [ARGS]\n"
+    "\n"
+    "frichebot guides local authorities through the revitalisation of brownfield sites\n"
+    "(friches), in Tchap/Matrix or a web chat.\n"
+    "\n"
+    "Commands:\n"
+    "  serve     run the daemon (web chat, Matrix adapter, /healthz, /metrics)\n"
+    "  version   print the version and the versions of the libraries in use\n"
+    "  help      show the help of a command: frichebot help serve\n"
+    "\n"
+    "Run 'frichebot COMMAND --help' for the options of a command.\n";
+
+static const char serve_usage[] =
+    "usage: frichebot serve [-c FILE] [options]\n"
+    "\n"
+    "Runs the daemon until SIGTERM or SIGINT (SIGHUP reloads). Without -c, runs on the embedded\n"
+    "default configuration (deploy/frichebot.yaml.sample): HTTP on 127.0.0.1:8080, Redis on\n"
+    "tcp://127.0.0.1:6379.\n"
+    "\n"
+    "Options:\n"
+    "  -c, --config FILE      read the configuration from FILE (YAML)\n"
+    "      --listen HOST:PORT override server.listen\n"
+    "      --redis ADDRESS    override redis.address (tcp://HOST:PORT or unix:/PATH)\n"
+    "      --log SPEC         override log.level, e.g. 'info' or 'info,http=debug'\n"
+    "      --log-format FMT   override log.format: plain or json\n"
+    "      --check-config     validate the configuration, print the errors, and exit\n"
+    "  -h, --help             show this help\n"
+    "\n"
+    "Secrets never go in the file: redis.password_file, or FRICHEBOT_REDIS_PASSWORD.\n";
+
+static const char version_usage[] = "usage: frichebot version\n"
+                                    "\n"
+                                    "Prints the version of frichebot and of its libraries.\n";
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Prints "frichebot: MESSAGE" and a hint on stderr; returns the usage exit status. */
+static int usage_error(const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("frichebot: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\nTry 'frichebot --help'.\n", stderr);
+    return EXIT_USAGE;
+}
+
+static int cmd_version(int argc, char **argv)
+{
+    if (argc > 1) {
+        if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+            fputs(version_usage, stdout);
+            return 0;
+        }
+        return usage_error("version: unexpected argument '%s'", argv[1]);
+    }
+    printf("frichebot %s\n", FB_VERSION);
+    printf("libuv %s, %s, libwebsockets %s, jansson %s, hiredis %d.%d.%d, libyaml %s\n",
+           uv_version_string(), curl_version(), lws_get_library_version(), JANSSON_VERSION,
+           HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH, yaml_get_version_string());
     return 0;
+}
+
+/* Splits "host:port" or "[v6]:port". Returns 0 or -1. */
+static int parse_listen(const char *s, char **host, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s)
+        return -1;
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || p < 0 || p > 65535 || colon[1] == '\0')
+        return -1;
+    const char *h = s;
+    size_t hl = (size_t)(colon - s);
+    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    *host = fb_strndup(h, hl);
+    *port = (int)p;
+    return 0;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    enum { OPT_LISTEN = 1000, OPT_REDIS, OPT_LOG, OPT_LOG_FORMAT, OPT_CHECK };
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"redis", required_argument, NULL, OPT_REDIS},
+        {"log", required_argument, NULL, OPT_LOG},
+        {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+        {"check-config", no_argument, NULL, OPT_CHECK},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL, *listen = NULL, *redis = NULL, *log = NULL, *log_format = NULL;
+    bool check = false;
+    int c;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case OPT_LISTEN:
+            listen = optarg;
+            break;
+        case OPT_REDIS:
+            redis = optarg;
+            break;
+        case OPT_LOG:
+            log = optarg;
+            break;
+        case OPT_LOG_FORMAT:
+            log_format = optarg;
+            break;
+        case OPT_CHECK:
+            check = true;
+            break;
+        case 'h':
+            fputs(serve_usage, stdout);
+            return 0;
+        case ':':
+            return usage_error("serve: option '%s' needs an argument", argv[optind - 1]);
+        default:
+            return usage_error("serve: unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return usage_error("serve: unexpected argument '%s'", argv[optind]);
+
+    fb_buf_t errors;
+    fb_buf_init(&errors, 1u << 20);
+    fb_config_t *cfg = path ? fb_config_load(path, &errors) : fb_config_load_default(&errors);
+    if (!cfg) {
+        fprintf(stderr, "%s", fb_buf_str(&errors));
+        fprintf(stderr, "frichebot: %s: invalid configuration\n", path ? path : "embedded default");
+        fb_buf_free(&errors);
+        return 1;
+    }
+    fb_buf_free(&errors);
+
+    int status = 1;
+    if (listen) {
+        fb_free(cfg->server.listen_host);
+        cfg->server.listen_host = NULL;
+        if (parse_listen(listen, &cfg->server.listen_host, &cfg->server.listen_port)) {
+            status = usage_error("serve: --listen expects HOST:PORT, not '%s'", listen);
+            goto done;
+        }
+    }
+    if (redis) {
+        if (strncmp(redis, "tcp://", 6) != 0 && strncmp(redis, "unix:", 5) != 0) {
+            status = usage_error("serve: --redis expects tcp://HOST:PORT or unix:/PATH, not '%s'",
+                                 redis);
+            goto done;
+        }
+        fb_free(cfg->redis.address);
+        cfg->redis.address = fb_strdup(redis);
+    }
+    if (log) {
+        fb_free(cfg->log.level);
+        cfg->log.level = fb_strdup(log);
+    }
+    if (log_format) {
+        if (strcmp(log_format, "json") != 0 && strcmp(log_format, "plain") != 0) {
+            status = usage_error("serve: --log-format expects plain or json, not '%s'", log_format);
+            goto done;
+        }
+        cfg->log.json = strcmp(log_format, "json") == 0;
+    }
+    const char *bad = NULL;
+    if (fb_log_apply_spec(cfg->log.level, &bad)) {
+        status = usage_error("serve: invalid log level '%s'", bad ? bad : cfg->log.level);
+        goto done;
+    }
+    fb_log_set_format(cfg->log.json ? FB_LOG_FORMAT_JSON : FB_LOG_FORMAT_PLAIN);
+    if (check) {
+        printf("%s: configuration OK\n", path ? path : "embedded default");
+        status = 0;
+        goto done;
+    }
+    FB_NOTICE(CORE, "configuration: %s", path ? path : "embedded default");
+    status = fb_daemon_run(cfg, path);
+done:
+    fb_config_free(cfg);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(main_usage, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        fputs(main_usage, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0)
+        return cmd_version(1, argv + 1);
+    if (strcmp(cmd, "help") == 0) {
+        if (argc < 3) {
+            fputs(main_usage, stdout);
+            return 0;
+        }
+        if (strcmp(argv[2], "serve") == 0) {
+            fputs(serve_usage, stdout);
+            return 0;
+        }
+        if (strcmp(argv[2], "version") == 0) {
+            fputs(version_usage, stdout);
+            return 0;
+        }
+        return usage_error("help: unknown command '%s'", argv[2]);
+    }
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0)
+        return cmd_version(argc - 1, argv + 1);
+    if (cmd[0] == '-')
+        return usage_error("unknown option '%s'", cmd);
+    return usage_error("unknown command '%s'", cmd);
 }

@@ -1,0 +1,55 @@
+# SPDX-License-Identifier: MIT
+#
+# The two commands of the README, and a few more for developers:
+#   make run     install what is missing, build, start a private Redis, run the daemon
+#   make test    install what is missing, build with ASan+UBSan (clang, with the libFuzzer
+#                targets) and run every test suite through CTest
+#   make bench   install what is missing, build optimised, run the benchmarks
+#   make format  clang-format every C file;  make clean  remove the build directories
+#
+# Build directories: build/ (make run, make bench), build-test/ (make test), build-gcc/ (make
+# test also compiles everything with gcc and -Werror, for gcc's warnings).
+
+JOBS  ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE ?= cmake
+
+.PHONY: all run test bench build build-test format clean help
+
+all: build
+
+help:
+	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
+
+build:
+	deploy/install-deps.sh run
+	$(CMAKE) -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFB_BUILD_TESTS=OFF
+	$(CMAKE) --build build -j $(JOBS)
+
+run: build
+	deploy/run.sh build/frichebot
+
+build-test:
+	deploy/install-deps.sh test
+	CC=gcc $(CMAKE) -S . -B build-gcc -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFB_WERROR=ON \
+	  -DFB_BUILD_TESTS=ON
+	$(CMAKE) --build build-gcc -j $(JOBS)
+	CC=clang $(CMAKE) -S . -B build-test -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFB_WERROR=ON \
+	  -DFB_ASAN=ON -DFB_UBSAN=ON -DFB_FUZZ=ON -DFB_BUILD_TESTS=ON
+	$(CMAKE) --build build-test -j $(JOBS)
+
+test: build-test
+	cd build-test && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 FB_TEST_TIMEOUT_MULTIPLIER=3 \
+	  ctest --output-on-failure -j $(JOBS)
+
+bench:
+	deploy/install-deps.sh bench
+	$(CMAKE) -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFB_BUILD_TESTS=OFF
+	$(CMAKE) --build build -j $(JOBS)
+	bench/run.sh build
+
+format:
+	$(CMAKE) --build build-test --target format
+
+clean:
+	rm -rf build build-test build-gcc

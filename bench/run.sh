@@ -1,0 +1,108 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# bench/run.sh BUILD_DIR - the session store benchmark (`make bench`).
+#
+# Starts a private redis-server on a random loopback port in a temporary directory (removed,
+# and the server stopped, on exit), then measures, alternately and REPEAT times each:
+#   - bench_store: session load+save round trips/s through the daemon's Redis client and store
+#     (C conversations in flight, D-byte sessions, N round trips = 2N commands);
+#   - redis-benchmark -t set,get with the same -c, -d and -n N (N SETs then N GETs = 2N commands).
+# Reports the medians and the ratio store_roundtrips_per_s / pair_rate, where pair_rate =
+# 1/(1/GET + 1/SET) is the rate of one GET plus one SET done back to back: the raw Redis cost of
+# a round trip. Environment: FB_BENCH_N (100000), FB_BENCH_C (50), FB_BENCH_D (512),
+# FB_BENCH_REPEAT (5), FB_REDIS_SERVER (redis-server). Exits non-zero on any failure.
+set -eu
+
+build=${1:?usage: bench/run.sh BUILD_DIR}
+bin=$build/bench/bench_store
+N=${FB_BENCH_N:-100000}
+C=${FB_BENCH_C:-50}
+D=${FB_BENCH_D:-512}
+REPEAT=${FB_BENCH_REPEAT:-5}
+server=${FB_REDIS_SERVER:-redis-server}
+
+die() {
+  echo "bench: $*" >&2
+  exit 1
+}
+
+[ -x "$bin" ] || die "$bin not found: build first (cmake --build $build)"
+command -v "$server" >/dev/null 2>&1 || die "$server not found"
+command -v redis-benchmark >/dev/null 2>&1 || die "redis-benchmark not found"
+command -v redis-cli >/dev/null 2>&1 || die "redis-cli not found"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/fb-bench.XXXXXX")
+pid=
+cleanup() {
+  if [ -n "$pid" ]; then
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A random port in 20000..59999; retried if the server cannot bind it.
+port=
+for attempt in 1 2 3 4 5; do
+  p=$(( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000 + 20000 ))
+  "$server" --port "$p" --bind 127.0.0.1 --dir "$tmp" --save '' --appendonly no \
+    --daemonize no --loglevel warning >"$tmp/redis.log" 2>&1 &
+  pid=$!
+  i=0
+  while [ $i -lt 100 ]; do
+    if [ "$(redis-cli -h 127.0.0.1 -p "$p" ping 2>/dev/null)" = PONG ]; then
+      port=$p
+      break
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+    i=$((i + 1))
+  done
+  [ -n "$port" ] && break
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  pid=
+done
+[ -n "$port" ] || die "cannot start $server (see $tmp/redis.log)"
+version=$(redis-cli -h 127.0.0.1 -p "$port" info server | tr -d '\r' | sed -n 's/^redis_version://p')
+
+# Prints the median of the numbers on stdin, one per line.
+median() {
+  sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) exit 1;
+    if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+: >"$tmp/store" ; : >"$tmp/get" ; : >"$tmp/set"
+echo "bench: redis $version on 127.0.0.1:$port; N=$N round trips, C=$C, D=$D bytes, $REPEAT runs" >&2
+r=1
+while [ $r -le "$REPEAT" ]; do
+  out=$("$bin" -a "tcp://127.0.0.1:$port" -n "$N" -c "$C" -d "$D") || die "bench_store failed"
+  echo "$out" | sed -n 's/^roundtrips_per_s=//p' >>"$tmp/store"
+  csv=$(redis-benchmark -h 127.0.0.1 -p "$port" -c "$C" -n "$N" -d "$D" -r 100000 -t set,get --csv) \
+    || die "redis-benchmark failed"
+  echo "$csv" | awk -F'","' '$1 == "\"SET" { print $2 }' >>"$tmp/set"
+  echo "$csv" | awk -F'","' '$1 == "\"GET" { print $2 }' >>"$tmp/get"
+  r=$((r + 1))
+done
+for f in store get set; do
+  [ "$(wc -l <"$tmp/$f")" -eq "$REPEAT" ] || die "missing $f measurements"
+done
+
+store=$(median <"$tmp/store")
+get=$(median <"$tmp/get")
+set=$(median <"$tmp/set")
+awk -v s="$store" -v g="$get" -v t="$set" -v n="$N" -v c="$C" -v d="$D" -v k="$REPEAT" \
+    -v v="$version" 'BEGIN {
+  pair = 1 / (1 / g + 1 / t)
+  printf "frichebot session store benchmark: redis %s, %d round trips, %d concurrent, %d-byte sessions, median of %d runs\n", v, n, c, d, k
+  printf "  store load+save round trips/s      %12.0f\n", s
+  printf "  redis-benchmark GET/s              %12.0f\n", g
+  printf "  redis-benchmark SET/s              %12.0f\n", t
+  printf "  GET+SET pair rate 1/(1/GET+1/SET)  %12.0f\n", pair
+  printf "  ratio store / pair rate            %12.2f\n", s / pair
+  printf "note: the store sends every conversation over one connection, where hiredis pipelines\n"
+  printf "concurrent commands; redis-benchmark uses %d connections, one request in flight each.\n", c
+}'

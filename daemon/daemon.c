@@ -1,0 +1,329 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * daemon.c - wires the subsystems onto one libuv loop and runs it.
+ *
+ * Life of the process: start the Redis client (it connects and reconnects by itself), the HTTP
+ * server with /healthz and /metrics, and the outgoing HTTP client; run the loop. On SIGTERM or
+ * SIGINT: stop taking requests (new ones get 503), wait until no request, Redis command or
+ * outgoing request is in flight, or until the shutdown deadline; then close everything, let the
+ * close callbacks run, and check that uv_loop_close() returns 0. A second signal cuts the drain
+ * short. SIGHUP runs the reload hooks.
+ */
+#include "daemon.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+#include <uv.h>
+
+#include "frichebot/alloc.h"
+#include "frichebot/buf.h"
+#include "frichebot/err.h"
+#include "frichebot/log.h"
+#include "http_client.h"
+#include "http_server.h"
+#include "metrics.h"
+#include "redis.h"
+#include "store.h"
+
+#define MAX_RELOAD_HOOKS 8
+#define DRAIN_POLL_MS    20
+
+enum state { RUNNING, DRAINING, CLOSING };
+
+struct fb_daemon_s {
+    uv_loop_t loop;
+    const fb_config_t *cfg;
+    const char *config_path;
+    enum state state;
+    fb_http_server_t *http;
+    fb_http_client_t *client;
+    fb_redis_t *redis;
+    fb_store_t *store;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t drain;
+    uint64_t drain_deadline;
+    struct {
+        fb_reload_fn fn;
+        void *arg;
+    } hooks[MAX_RELOAD_HOOKS];
+    int nhooks;
+    uint64_t reloads;
+};
+
+int fb_daemon_on_reload(fb_daemon_t *d, fb_reload_fn fn, void *arg)
+{
+    if (d->nhooks == MAX_RELOAD_HOOKS)
+        return FB_EINVAL;
+    d->hooks[d->nhooks].fn = fn;
+    d->hooks[d->nhooks].arg = arg;
+    d->nhooks++;
+    return 0;
+}
+
+/* ---- /healthz ---- */
+
+struct health {
+    fb_daemon_t *d;
+    fb_http_req_t *req;
+    uint64_t start;
+};
+
+static void health_answer(struct health *h, int redis_status, double ping_ms)
+{
+    fb_daemon_t *d = h->d;
+    bool redis_ok = redis_status == 0;
+    bool ok = redis_ok && d->state == RUNNING;
+    fb_buf_t b;
+    fb_buf_init(&b, 4096);
+    int rc =
+        fb_buf_printf(&b,
+                      "{\"status\":\"%s\",\"version\":\"%s\",\"draining\":%s,"
+                      "\"redis\":{\"connected\":%s,\"ping\":\"%s\"",
+                      ok ? "ok" : "degraded", FB_VERSION, d->state == RUNNING ? "false" : "true",
+                      fb_redis_connected(d->redis) ? "true" : "false",
+                      redis_ok ? "ok" : fb_err_name(redis_status));
+    if (!rc && redis_ok)
+        rc = fb_buf_printf(&b, ",\"ping_ms\":%.3f", ping_ms);
+    /* No adapter is registered yet: the pipeline and Matrix issues add theirs here. */
+    if (!rc)
+        rc = fb_buf_puts(&b, "},\"adapters\":{}}\n");
+    if (rc)
+        fb_http_respond(h->req, 500, "application/json", "{\"status\":\"error\"}\n", 19, NULL);
+    else
+        fb_http_respond(h->req, ok ? 200 : 503, "application/json", b.data, b.len, NULL);
+    fb_buf_free(&b);
+    fb_free(h);
+}
+
+static void health_ping_done(fb_redis_t *r, int status, struct redisReply *reply, void *arg)
+{
+    struct health *h = arg;
+    (void)r;
+    if (status == 0 && (!reply || reply->type != REDIS_REPLY_STATUS))
+        status = FB_EPROTO;
+    health_answer(h, status, (double)(uv_hrtime() - h->start) / 1e6);
+}
+
+static int on_healthz(fb_http_req_t *req, void *arg)
+{
+    fb_daemon_t *d = arg;
+    struct health *h = fb_calloc(1, sizeof(*h));
+    h->d = d;
+    h->req = req;
+    h->start = uv_hrtime();
+    if (!fb_redis_connected(d->redis)) {
+        health_answer(h, FB_EUNAVAIL, 0);
+        return 0;
+    }
+    int rc = fb_redis_command(d->redis, 0, health_ping_done, h, "PING", NULL);
+    if (rc) {
+        health_answer(h, rc, 0);
+        return 0;
+    }
+    return FB_EAGAIN;
+}
+
+/* ---- /metrics ---- */
+
+static int on_metrics(fb_http_req_t *req, void *arg)
+{
+    (void)arg;
+    fb_buf_t b;
+    fb_buf_init(&b, 1u << 20);
+    int rc = fb_metrics_render(&b);
+    if (rc)
+        return rc;
+    fb_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL);
+    fb_buf_free(&b);
+    return 0;
+}
+
+/* ---- shutdown ---- */
+
+static void redis_closed(void *arg)
+{
+    fb_daemon_t *d = arg;
+    d->redis = NULL;
+}
+
+static void client_closed(void *arg)
+{
+    fb_daemon_t *d = arg;
+    d->client = NULL;
+}
+
+/* Closes every handle; uv_run() returns once their close callbacks have run. */
+static void close_all(fb_daemon_t *d)
+{
+    if (d->state == CLOSING)
+        return;
+    d->state = CLOSING;
+    size_t in_http = fb_http_server_inflight(d->http);
+    size_t in_redis = fb_redis_pending(d->redis);
+    size_t in_client = fb_http_client_pending(d->client);
+    if (in_http || in_redis || in_client)
+        FB_WARN(CORE,
+                "shutdown deadline reached: abandoning %zu request(s), %zu Redis command(s), "
+                "%zu outgoing request(s)",
+                in_http, in_redis, in_client);
+    else
+        FB_NOTICE(CORE, "drained: nothing in flight");
+    uv_timer_stop(&d->drain);
+    uv_close((uv_handle_t *)&d->drain, NULL);
+    uv_close((uv_handle_t *)&d->sig_term, NULL);
+    uv_close((uv_handle_t *)&d->sig_int, NULL);
+    uv_close((uv_handle_t *)&d->sig_hup, NULL);
+    fb_http_server_destroy(d->http);
+    d->http = NULL;
+    fb_http_client_close(d->client, client_closed, d);
+    fb_redis_close(d->redis, redis_closed, d);
+}
+
+static void drain_tick(uv_timer_t *t)
+{
+    fb_daemon_t *d = t->data;
+    bool idle = fb_http_server_inflight(d->http) == 0 && fb_redis_pending(d->redis) == 0 &&
+                fb_store_pending(d->store) == 0 && fb_http_client_pending(d->client) == 0;
+    if (idle || uv_now(&d->loop) >= d->drain_deadline)
+        close_all(d);
+}
+
+static void begin_shutdown(fb_daemon_t *d, int signum)
+{
+    if (d->state == DRAINING) {
+        FB_NOTICE(CORE, "second signal %d: stopping now", signum);
+        close_all(d);
+        return;
+    }
+    if (d->state != RUNNING)
+        return;
+    d->state = DRAINING;
+    unsigned secs = d->cfg->server.shutdown_deadline_s;
+    FB_NOTICE(CORE, "signal %d: no longer accepting work, draining for up to %u s", signum, secs);
+    fb_http_server_drain(d->http);
+    d->drain_deadline = uv_now(&d->loop) + (uint64_t)secs * 1000;
+    uv_timer_start(&d->drain, drain_tick, 0, DRAIN_POLL_MS);
+}
+
+/* SIGHUP: re-read the log settings, then run the reload hooks. */
+static void reload(fb_daemon_t *d)
+{
+    d->reloads++;
+    FB_NOTICE(CORE, "SIGHUP: reloading");
+    if (d->config_path) {
+        fb_buf_t errors;
+        fb_buf_init(&errors, 1u << 16);
+        fb_config_t *cfg = fb_config_load(d->config_path, &errors);
+        if (!cfg) {
+            FB_ERR(CORE, "reload: %s is invalid, keeping the running configuration:\n%s",
+                   d->config_path, fb_buf_str(&errors));
+        } else {
+            fb_log_set_level_all(FB_LOG_INFO);
+            if (fb_log_apply_spec(cfg->log.level, NULL) == 0)
+                FB_NOTICE(CORE, "reload: log level now '%s' (other settings need a restart)",
+                          cfg->log.level);
+            fb_config_free(cfg);
+        }
+        fb_buf_free(&errors);
+    }
+    for (int i = 0; i < d->nhooks; i++) {
+        int rc = d->hooks[i].fn(d, d->hooks[i].arg);
+        if (rc)
+            FB_ERR(CORE, "reload hook %d failed: %s; still serving the previous version", i,
+                   fb_strerror(rc));
+    }
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    fb_daemon_t *d = s->data;
+    if (signum == SIGHUP)
+        reload(d);
+    else
+        begin_shutdown(d, signum);
+}
+
+static void walk_leaks(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    FB_ERR(CORE, "handle still open at exit: %s (active=%d, closing=%d)",
+           uv_handle_type_name(h->type), uv_is_active(h), uv_is_closing(h));
+}
+
+int fb_daemon_run(const fb_config_t *cfg, const char *config_path)
+{
+    fb_daemon_t *d = fb_calloc(1, sizeof(*d));
+    int status = 1;
+    int rc = uv_loop_init(&d->loop);
+    if (rc) {
+        FB_ERR(CORE, "uv_loop_init: %s", uv_strerror(rc));
+        fb_free(d);
+        return 1;
+    }
+    d->cfg = cfg;
+    d->config_path = config_path;
+    signal(SIGPIPE, SIG_IGN);
+    fb_metrics_init();
+
+    d->redis = fb_redis_create(&d->loop, &cfg->redis);
+    d->client = fb_http_client_create(&d->loop, &cfg->http_client);
+    d->http = fb_http_server_create(&d->loop, &cfg->server);
+    if (!d->redis || !d->client || !d->http) {
+        FB_ERR(CORE, "cannot create the subsystems");
+        goto early_fail;
+    }
+    d->store = fb_store_create(d->redis, &cfg->store);
+    fb_http_server_route(d->http, "/healthz", FB_HTTP_GET, "healthz", on_healthz, d);
+    fb_http_server_route(d->http, "/metrics", FB_HTTP_GET, "metrics", on_metrics, d);
+
+    uv_timer_init(&d->loop, &d->drain);
+    d->drain.data = d;
+    uv_signal_t *sigs[] = {&d->sig_term, &d->sig_int, &d->sig_hup};
+    int signums[] = {SIGTERM, SIGINT, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+        uv_signal_init(&d->loop, sigs[i]);
+        sigs[i]->data = d;
+        uv_signal_start(sigs[i], on_signal, signums[i]);
+    }
+
+    rc = fb_http_server_start(d->http);
+    if (rc == 0)
+        rc = fb_redis_start(d->redis);
+    if (rc) {
+        FB_ERR(CORE, "start-up failed: %s", fb_strerror(rc));
+        close_all(d);
+    } else {
+        FB_NOTICE(CORE, "frichebot %s ready (pid %d)", FB_VERSION, (int)getpid());
+        status = 0;
+    }
+
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    fb_store_destroy(d->store);
+    rc = uv_loop_close(&d->loop);
+    if (rc) {
+        uv_walk(&d->loop, walk_leaks, NULL);
+        FB_ERR(CORE, "loop closed with handles left open (uv_loop_close=%d: %s)", rc,
+               uv_err_name(rc));
+        status = 1;
+    } else {
+        FB_NOTICE(CORE, "stopped cleanly (uv_loop_close=0)");
+    }
+    fb_free(d);
+    return status;
+
+early_fail:
+    if (d->http)
+        fb_http_server_destroy(d->http);
+    if (d->client)
+        fb_http_client_close(d->client, client_closed, d);
+    if (d->redis)
+        fb_redis_close(d->redis, redis_closed, d);
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&d->loop);
+    fb_free(d);
+    return 1;
+}

@@ -1,0 +1,61 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# Installs what frichebot needs, and nothing twice: safe to run again and again.
+#
+#   deploy/install-deps.sh run    build tools, libraries and redis-server (for `make run`)
+#   deploy/install-deps.sh test   all of the above, plus clang (libFuzzer, clang-format,
+#                                 clang-tidy) and the Python virtualenv of the test harness
+#   deploy/install-deps.sh bench  `run`, plus redis-benchmark (redis-tools)
+#
+# Debian packages come from apt (run as root, or with sudo available). The Python test peers come
+# from PyPI into .venv/ (or $FB_VENV). Later issues add Synapse, npm assets and Chromium here.
+set -eu
+
+mode=${1:-run}
+top=$(cd "$(dirname "$0")/.." && pwd)
+venv=${FB_VENV:-$top/.venv}
+
+# Debian packages, by purpose. See the dependency table in README.md.
+pkgs_build="build-essential cmake ninja-build pkg-config"
+pkgs_libs="libuv1-dev libcurl4-openssl-dev libwebsockets-dev libwebsockets-evlib-uv libjansson-dev libhiredis-dev libyaml-dev"
+pkgs_run="redis-server"
+pkgs_test="redis-tools clang clang-format clang-tidy libclang-rt-14-dev python3 python3-venv"
+pkgs_bench="redis-tools"
+
+case "$mode" in
+  run) want="$pkgs_build $pkgs_libs $pkgs_run" ;;
+  test) want="$pkgs_build $pkgs_libs $pkgs_run $pkgs_test" ;;
+  bench) want="$pkgs_build $pkgs_libs $pkgs_run $pkgs_bench" ;;
+  -h|--help) sed -n '4,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "install-deps.sh: unknown mode '$mode' (run, test or bench)" >&2; exit 2 ;;
+esac
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    echo "install-deps.sh: not root and no sudo: install these packages yourself: $want" >&2
+  fi
+fi
+
+missing=""
+for p in $want; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  case "$status" in *"install ok installed"*) ;; *) missing="$missing $p" ;; esac
+done
+if [ -n "$missing" ]; then
+  echo "install-deps.sh: installing Debian packages:$missing"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  # shellcheck disable=SC2086
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+fi
+
+if [ "$mode" = test ]; then
+  # The integration harness: pytest in a virtualenv made from Debian's python3.
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import pytest' 2>/dev/null; then
+    echo "install-deps.sh: creating the test virtualenv in $venv"
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$top/tests/integration/requirements.txt"
+  fi
+fi
+echo "install-deps.sh: $mode dependencies present"

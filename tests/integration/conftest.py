@@ -1,0 +1,219 @@
+# SPDX-License-Identifier: MIT
+"""Fixtures of the integration suite: a real redis-server and the real frichebot daemon, each on
+random loopback ports, started per test and stopped by the harness.
+
+Every daemon run is checked when it stops: exit status 0, the clean-exit line
+"stopped cleanly (uv_loop_close=0)" in its log, and no AddressSanitizer / UBSan / LeakSanitizer
+report in its stderr (Redis check_sanitizer_errors)."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+BINARY = os.environ.get("FB_BINARY") or shutil.which("frichebot")
+SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout=10.0, step=0.05):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return None
+
+
+class Redis:
+    """A throwaway redis-server on a random port, with a unix socket in its own directory."""
+
+    def __init__(self, tmp_path):
+        self.dir = tmp_path / "redis"
+        self.dir.mkdir(exist_ok=True)
+        self.sock = str(self.dir / "redis.sock")
+        self.port = free_port()
+        self.proc = None
+        self.password = None
+
+    def start(self):
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "--unixsocket", self.sock, "--unixsocketperm", "700", "--dir", str(self.dir),
+                "--save", "", "--appendonly", "no", "--loglevel", "warning"]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+        assert wait_until(lambda: self.ping(), 10), "redis-server did not start"
+
+    def cli(self, *args):
+        cmd = ["redis-cli", "-p", str(self.port)]
+        if self.password:
+            cmd += ["--no-auth-warning", "-a", self.password]
+        return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=10).stdout.strip()
+
+    def ping(self):
+        try:
+            return self.cli("PING") == "PONG"
+        except subprocess.TimeoutExpired:
+            return False
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+    @property
+    def address(self):
+        return f"tcp://127.0.0.1:{self.port}"
+
+
+class Daemon:
+    """The real daemon, with a generated configuration file."""
+
+    def __init__(self, tmp_path, redis_address, **overrides):
+        self.tmp = tmp_path
+        self.port = free_port()
+        self.log_path = tmp_path / "daemon.log"
+        self.config_path = tmp_path / "frichebot.yaml"
+        self.settings = {
+            "listen": f"127.0.0.1:{self.port}",
+            "redis": redis_address,
+            "max_body_bytes": 65536,
+            "max_header_bytes": 8192,
+            "idle_timeout_s": 2,
+            "keepalive_timeout_s": 2,
+            "shutdown_deadline_s": 5,
+            "command_timeout_ms": 2000,
+            "log": "info",
+            "extra_redis": "",
+        }
+        self.settings.update(overrides)
+        self.proc = None
+        self.extra_args = []
+
+    def write_config(self):
+        s = self.settings
+        self.config_path.write_text(f"""\
+server:
+  listen: "{s['listen']}"
+  max_body_bytes: {s['max_body_bytes']}
+  max_header_bytes: {s['max_header_bytes']}
+  idle_timeout_s: {s['idle_timeout_s']}
+  keepalive_timeout_s: {s['keepalive_timeout_s']}
+  shutdown_deadline_s: {s['shutdown_deadline_s']}
+redis:
+  address: "{s['redis']}"
+  command_timeout_ms: {s['command_timeout_ms']}
+  connect_timeout_ms: 1000
+  reconnect:
+    delays_ms: [50, 100, 200]
+    jitter_percent: 0
+{s['extra_redis']}
+log:
+  level: "{s['log']}"
+""")
+
+    def start(self, wait_ready=True, env=None):
+        self.write_config()
+        self.log = open(self.log_path, "w")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen([BINARY, "serve", "-c", str(self.config_path)] + self.extra_args,
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=full_env)
+        if wait_ready:
+            assert wait_until(lambda: "ready" in self.read_log() or self.proc.poll() is not None, 20)
+            assert self.proc.poll() is None, self.read_log()
+        return self
+
+    def read_log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def request(self, path, method="GET", body=None, headers=None, timeout=10):
+        req = urllib.request.Request(self.url(path), data=body, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, r.headers, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read()
+
+    def json(self, path):
+        status, headers, body = self.request(path)
+        return status, json.loads(body)
+
+    def send(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        """Stops the daemon and returns (exit status, log)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("daemon did not stop within %ss:\n%s" % (timeout, self.read_log()))
+        self.log.close()
+        return rc, self.read_log()
+
+    def check_clean(self, rc, log):
+        for marker in SANITIZER_MARKERS:
+            assert marker not in log, f"sanitizer report in the daemon's log:\n{log}"
+        assert rc == 0, f"exit status {rc}:\n{log}"
+        assert "stopped cleanly (uv_loop_close=0)" in log, log
+
+
+@pytest.fixture
+def redis(tmp_path):
+    r = Redis(tmp_path)
+    r.start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def make_daemon(tmp_path):
+    """Factory: make_daemon(redis_address, **settings) -> started Daemon; stopped and checked
+    at teardown unless the test stopped it itself."""
+    made = []
+
+    def factory(redis_address, start=True, **overrides):
+        d = Daemon(tmp_path, redis_address, **overrides)
+        made.append(d)
+        if start:
+            d.start()
+        return d
+
+    yield factory
+    for d in made:
+        if d.proc is not None and d.proc.returncode is None and d.proc.poll() is None:
+            rc, log = d.stop()
+            d.check_clean(rc, log)
+        elif d.proc is not None:
+            log = d.read_log()
+            for marker in SANITIZER_MARKERS:
+                assert marker not in log, f"sanitizer report in the daemon's log:\n{log}"
+
+
+@pytest.fixture
+def daemon(redis, make_daemon):
+    return make_daemon(redis.address)

@@ -1,0 +1,658 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_store.c - the session store against a real, throwaway redis-server: round trips,
+ * versions and conflicts, TTL, the key schema, exactly-once saves across outages, lost replies
+ * and NOSCRIPT, deadlines, and cancellation on close. Every test checks that each callback is
+ * called exactly once and ends with fb_test_loop_close_strict().
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+#include <uv.h>
+
+#include "frichebot/alloc.h"
+#include "frichebot/err.h"
+#include "redis.h"
+#include "store.h"
+#include "task.h"
+
+/* ---------------------------------------------------------------------------------------- */
+/* Helpers */
+
+struct fixture {
+    fb_test_redis_t srv;
+    uv_loop_t loop;
+    char addr[64];
+    fb_redis_opts_t ropts;
+    fb_store_opts_t sopts;
+    char prefix[32];
+    fb_redis_t *r;
+    fb_store_t *s;
+    redisContext *sync; /* for checking what is really in Redis */
+};
+
+struct load_result {
+    int calls;
+    int status;
+    uint64_t version;
+    char data[1024];
+    size_t len;
+};
+
+struct save_result {
+    int calls;
+    int status;
+    uint64_t version;
+};
+
+static void on_load(int status, const char *data, size_t len, uint64_t version, void *arg)
+{
+    struct load_result *res = arg;
+    res->calls++;
+    res->status = status;
+    res->version = version;
+    res->len = len;
+    if (status == 0) {
+        ASSERT_NOT_NULL(data);
+        ASSERT_LE(len, sizeof(res->data));
+        memcpy(res->data, data, len);
+    } else {
+        ASSERT_NULL(data);
+        ASSERT_EQ(len, 0);
+    }
+}
+
+static void on_save(int status, uint64_t version, void *arg)
+{
+    struct save_result *res = arg;
+    res->calls++;
+    res->status = status;
+    res->version = version;
+}
+
+static void tick(uv_timer_t *t)
+{
+    (void)t;
+}
+
+/* Runs `loop` until *counter >= target or `ms` pass; returns whether the target was reached. */
+static bool wait_for(uv_loop_t *loop, const int *counter, int target, unsigned ms)
+{
+    uv_timer_t t;
+    uv_timer_init(loop, &t);
+    uv_timer_start(&t, tick, 5, 5);
+    uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000u;
+    while (*counter < target && uv_hrtime() < end)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    return *counter >= target;
+}
+
+static void run_for(uv_loop_t *loop, unsigned ms)
+{
+    int never = 0;
+    (void)wait_for(loop, &never, 1, ms);
+}
+
+static uint64_t now_ms(uv_loop_t *loop)
+{
+    uv_update_time(loop);
+    return uv_now(loop);
+}
+
+/* Starts Redis, a client on TCP and a store with prefix "fbt:" and a 1-day TTL. */
+static void fixture_start(struct fixture *f)
+{
+    memset(f, 0, sizeof(*f));
+    ASSERT_OK(fb_test_redis_start(&f->srv));
+    ASSERT_OK(uv_loop_init(&f->loop));
+    snprintf(f->addr, sizeof(f->addr), "tcp://127.0.0.1:%d", f->srv.port);
+    f->ropts.address = f->addr;
+    f->ropts.connect_timeout_ms = 1000;
+    f->ropts.command_timeout_ms = 3000;
+    f->ropts.write_deadline_ms = 5000;
+    f->ropts.reconnect.delays_ms[0] = 20;
+    f->ropts.reconnect.delays_ms[1] = 50;
+    f->ropts.reconnect.n_delays = 2;
+    snprintf(f->prefix, sizeof(f->prefix), "fbt:");
+    f->sopts.key_prefix = f->prefix;
+    f->sopts.session_ttl_days = 1;
+    f->r = fb_redis_create(&f->loop, &f->ropts);
+    ASSERT_NOT_NULL(f->r);
+    ASSERT_OK(fb_redis_start(f->r));
+    f->s = fb_store_create(f->r, &f->sopts);
+    ASSERT_NOT_NULL(f->s);
+    f->sync = redisConnect("127.0.0.1", f->srv.port);
+    ASSERT(f->sync && !f->sync->err);
+}
+
+/* Reconnects the synchronous context (after a Redis restart). */
+static void fixture_resync(struct fixture *f)
+{
+    redisFree(f->sync);
+    f->sync = redisConnect("127.0.0.1", f->srv.port);
+    ASSERT(f->sync && !f->sync->err);
+}
+
+static void on_closed(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+/* Closes the client (then the store), checks the loop is left empty, stops Redis. */
+static void fixture_stop(struct fixture *f)
+{
+    int closed = 0;
+    fb_redis_close(f->r, on_closed, &closed);
+    ASSERT(wait_for(&f->loop, &closed, 1, 5000));
+    ASSERT_EQ(fb_store_pending(f->s), 0);
+    fb_store_destroy(f->s);
+    redisFree(f->sync);
+    fb_test_loop_close_strict(&f->loop);
+    ASSERT_EQ(closed, 1);
+    fb_test_redis_destroy(&f->srv);
+}
+
+static struct load_result load(struct fixture *f, const char *conv)
+{
+    struct load_result res;
+    memset(&res, 0, sizeof(res));
+    ASSERT_OK(fb_store_session_load(f->s, conv, on_load, &res));
+    ASSERT(wait_for(&f->loop, &res.calls, 1, 5000));
+    ASSERT_EQ(res.calls, 1);
+    return res;
+}
+
+static struct save_result save(struct fixture *f, const char *conv, const char *data, size_t len,
+                               uint64_t expected)
+{
+    struct save_result res = {0};
+    ASSERT_OK(fb_store_session_save(f->s, conv, data, len, expected, on_save, &res));
+    ASSERT(wait_for(&f->loop, &res.calls, 1, 5000));
+    ASSERT_EQ(res.calls, 1);
+    return res;
+}
+
+static redisReply *sync_cmd(struct fixture *f, const char *fmt, const char *arg)
+{
+    redisReply *rep = redisCommand(f->sync, fmt, arg);
+    ASSERT_NOT_NULL(rep);
+    return rep;
+}
+
+/* Returns the value of field `field` in `INFO commandstats` line `cmd` ("cmdstat_eval"). */
+static long commandstat(struct fixture *f, const char *cmd, const char *field)
+{
+    redisReply *rep = sync_cmd(f, "INFO %s", "commandstats");
+    ASSERT_EQ(rep->type, REDIS_REPLY_STRING);
+    char needle[64], fneedle[64];
+    snprintf(needle, sizeof(needle), "%s:", cmd);
+    snprintf(fneedle, sizeof(fneedle), "%s=", field);
+    long value = 0;
+    const char *line = strstr(rep->str, needle);
+    if (line) {
+        const char *end = strchr(line, '\r');
+        const char *fp = strstr(line, fneedle);
+        if (fp && (!end || fp < end))
+            value = strtol(fp + strlen(fneedle), NULL, 10);
+    }
+    freeReplyObject(rep);
+    return value;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Tests */
+
+/* Save then load returns the same bytes (NULs included) and versions 1, 2. */
+TEST_IMPL(store_save_load_roundtrip)
+{
+    struct fixture f;
+    fixture_start(&f);
+    const char v1[] = "{\"step\":\"a\"}\0binary";
+    struct save_result sr = save(&f, "!room:hs", v1, sizeof(v1), 0);
+    ASSERT_EQ(sr.status, 0);
+    ASSERT_EQ(sr.version, 1);
+    struct load_result lr = load(&f, "!room:hs");
+    ASSERT_EQ(lr.status, 0);
+    ASSERT_EQ(lr.version, 1);
+    ASSERT_EQ(lr.len, sizeof(v1));
+    ASSERT(memcmp(lr.data, v1, sizeof(v1)) == 0);
+
+    sr = save(&f, "!room:hs", "second", 6, 1);
+    ASSERT_EQ(sr.status, 0);
+    ASSERT_EQ(sr.version, 2);
+    lr = load(&f, "!room:hs");
+    ASSERT_EQ(lr.version, 2);
+    ASSERT_EQ(lr.len, 6);
+    ASSERT(memcmp(lr.data, "second", 6) == 0);
+
+    sr = save(&f, "empty", "", 0, 0); /* an empty session is a session */
+    ASSERT_EQ(sr.status, 0);
+    lr = load(&f, "empty");
+    ASSERT_EQ(lr.status, 0);
+    ASSERT_EQ(lr.len, 0);
+    ASSERT_EQ(lr.version, 1);
+    fixture_stop(&f);
+    return 0;
+}
+
+/* Loading a conversation that has no session gives FB_ENOENT with version 0. */
+TEST_IMPL(store_load_missing)
+{
+    struct fixture f;
+    fixture_start(&f);
+    struct load_result lr = load(&f, "nobody");
+    ASSERT_EQ(lr.status, FB_ENOENT);
+    ASSERT_EQ(lr.version, 0);
+    fixture_stop(&f);
+    return 0;
+}
+
+/*
+ * Two saves computed from the same version race: exactly one wins (version 1), the other gets
+ * FB_ECONFLICT with the version it found. A stale expected version conflicts too, and the
+ * record keeps the winner's data.
+ */
+TEST_IMPL(store_version_conflict)
+{
+    struct fixture f;
+    fixture_start(&f);
+    struct save_result a = {0}, b = {0};
+    ASSERT_OK(fb_store_session_save(f.s, "conv", "from-a", 6, 0, on_save, &a));
+    ASSERT_OK(fb_store_session_save(f.s, "conv", "from-b", 6, 0, on_save, &b));
+    ASSERT_EQ(fb_store_pending(f.s), 2);
+    ASSERT(wait_for(&f.loop, &b.calls, 1, 5000));
+    ASSERT_EQ(a.calls, 1);
+    ASSERT_EQ(b.calls, 1);
+    ASSERT(a.status == 0 || b.status == 0);
+    struct save_result *win = a.status == 0 ? &a : &b, *lose = a.status == 0 ? &b : &a;
+    ASSERT_EQ(win->version, 1);
+    ASSERT_EQ(lose->status, FB_ECONFLICT);
+    ASSERT_EQ(lose->version, 1);
+
+    struct save_result stale = save(&f, "conv", "stale", 5, 5);
+    ASSERT_EQ(stale.status, FB_ECONFLICT);
+    ASSERT_EQ(stale.version, 1);
+    struct save_result exists = save(&f, "conv", "again", 5, 0);
+    ASSERT_EQ(exists.status, FB_ECONFLICT);
+    struct load_result lr = load(&f, "conv");
+    ASSERT_EQ(lr.version, 1);
+    ASSERT(memcmp(lr.data, win == &a ? "from-a" : "from-b", 6) == 0);
+    fixture_stop(&f);
+    return 0;
+}
+
+/* Every save sets the retention TTL: PTTL within (0, 1 day]; 0 days means no expiry. */
+TEST_IMPL(store_ttl)
+{
+    struct fixture f;
+    fixture_start(&f);
+    ASSERT_EQ(save(&f, "ttl", "x", 1, 0).status, 0);
+    char *key = fb_store_conv_key(f.s, "ttl", "session");
+    redisReply *rep = sync_cmd(&f, "PTTL %s", key);
+    ASSERT_EQ(rep->type, REDIS_REPLY_INTEGER);
+    ASSERT_GT(rep->integer, 0);
+    ASSERT_LE(rep->integer, 86400000LL);
+    ASSERT_GT(rep->integer, 86400000LL - 60000); /* just set */
+    freeReplyObject(rep);
+    /* A later save refreshes it. */
+    freeReplyObject(sync_cmd(&f, "PEXPIRE %s 5000", key));
+    ASSERT_EQ(save(&f, "ttl", "y", 1, 1).status, 0);
+    rep = sync_cmd(&f, "PTTL %s", key);
+    ASSERT_GT(rep->integer, 86400000LL - 60000);
+    freeReplyObject(rep);
+    fb_free(key);
+
+    fb_store_opts_t forever = f.sopts;
+    forever.session_ttl_days = 0;
+    fb_store_t *s2 = fb_store_create(f.r, &forever);
+    ASSERT_NOT_NULL(s2);
+    struct save_result sr = {0};
+    ASSERT_OK(fb_store_session_save(s2, "forever", "z", 1, 0, on_save, &sr));
+    ASSERT(wait_for(&f.loop, &sr.calls, 1, 5000));
+    ASSERT_EQ(sr.status, 0);
+    key = fb_store_conv_key(s2, "forever", "session");
+    rep = sync_cmd(&f, "PTTL %s", key);
+    ASSERT_EQ(rep->integer, -1);
+    freeReplyObject(rep);
+    fb_free(key);
+    fb_store_destroy(s2);
+    fixture_stop(&f);
+    return 0;
+}
+
+/*
+ * Key schema: "<prefix>{c:<escaped>}:session". The Cluster hash tag (from the first '{' to the
+ * first '}' after it) is exactly "c:" + the escaped conversation key, whatever the key holds,
+ * so every key of one conversation shares a slot; the record really lives under that key.
+ * Prefixes with braces are refused.
+ */
+TEST_IMPL(store_key_schema)
+{
+    struct fixture f;
+    fixture_start(&f);
+    const char conv[] = "!a{b}c%d\n\x7f\xc3\xa9:x";
+    char *key = fb_store_conv_key(f.s, conv, "session");
+    ASSERT_STR_EQ(key, "fbt:{c:!a%7Bb%7Dc%25d%0A%7F\xc3\xa9:x}:session");
+    const char *open = strchr(key, '{'), *close = strchr(open, '}');
+    ASSERT_NOT_NULL(close);
+    char tag[128];
+    snprintf(tag, sizeof(tag), "%.*s", (int)(close - open - 1), open + 1);
+    ASSERT_STR_EQ(tag, "c:!a%7Bb%7Dc%25d%0A%7F\xc3\xa9:x");
+    char *other = fb_store_conv_key(f.s, conv, "outbox");
+    ASSERT(strncmp(key, other, (size_t)(close - key + 1)) == 0); /* same tag, same slot */
+    fb_free(other);
+
+    ASSERT_EQ(save(&f, conv, "d", 1, 0).status, 0);
+    redisReply *rep = sync_cmd(&f, "HGETALL %s", key);
+    ASSERT_EQ(rep->type, REDIS_REPLY_ARRAY);
+    ASSERT_EQ(rep->elements, 6); /* v, d, w */
+    ASSERT_STR_EQ(rep->element[0]->str, "v");
+    ASSERT_STR_EQ(rep->element[1]->str, "1");
+    ASSERT_STR_EQ(rep->element[2]->str, "d");
+    ASSERT_STR_EQ(rep->element[4]->str, "w");
+    freeReplyObject(rep);
+    fb_free(key);
+
+    /* Two conversations differing only by an escaped character do not collide. */
+    char *k1 = fb_store_conv_key(f.s, "a{", "session"),
+         *k2 = fb_store_conv_key(f.s, "a%7B", "session");
+    ASSERT(strcmp(k1, k2) != 0);
+    fb_free(k1);
+    fb_free(k2);
+
+    ASSERT_NULL(fb_store_conv_key(f.s, "", "session"));
+    char bad_prefix[] = "fb{x}:";
+    fb_store_opts_t o = f.sopts;
+    o.key_prefix = bad_prefix;
+    ASSERT_NULL(fb_store_create(f.r, &o));
+    fixture_stop(&f);
+    return 0;
+}
+
+static void restart_cb(uv_timer_t *t)
+{
+    fb_test_redis_t *srv = t->data;
+    ASSERT_OK(fb_test_redis_restart(srv));
+}
+
+/*
+ * A save issued while Redis is stopped waits, and completes once Redis is back (restarted by
+ * a timer 300 ms later): callback once with status 0 and version 1, data really stored.
+ */
+TEST_IMPL(store_save_during_outage)
+{
+    struct fixture f;
+    fixture_start(&f);
+    ASSERT_EQ(load(&f, "warmup").status, FB_ENOENT); /* connected */
+    fb_test_redis_stop(&f.srv);
+    run_for(&f.loop, 50);
+    uint64_t t0 = now_ms(&f.loop);
+    struct save_result sr = {0};
+    ASSERT_OK(fb_store_session_save(f.s, "outage", "kept", 4, 0, on_save, &sr));
+    uv_timer_t restart;
+    uv_timer_init(&f.loop, &restart);
+    restart.data = &f.srv;
+    uv_timer_start(&restart, restart_cb, 300, 0);
+    ASSERT(wait_for(&f.loop, &sr.calls, 1, 5000));
+    ASSERT_GE(now_ms(&f.loop) - t0, 300);
+    ASSERT_EQ(sr.status, 0);
+    ASSERT_EQ(sr.version, 1);
+    uv_close((uv_handle_t *)&restart, NULL);
+    run_for(&f.loop, 200);
+    ASSERT_EQ(sr.calls, 1);
+
+    fixture_resync(&f);
+    char *key = fb_store_conv_key(f.s, "outage", "session");
+    redisReply *rep = sync_cmd(&f, "HGET %s d", key);
+    ASSERT_EQ(rep->type, REDIS_REPLY_STRING);
+    ASSERT_STR_EQ(rep->str, "kept");
+    freeReplyObject(rep);
+    fb_free(key);
+    fixture_stop(&f);
+    return 0;
+}
+
+/*
+ * The resend of a save whose reply was lost: running the script again with the same write id
+ * and expected version reports success with the same version, which is bumped only once. A
+ * different write id with that expected version is a real conflict.
+ */
+TEST_IMPL(store_lost_reply_resend_idempotent)
+{
+    struct fixture f;
+    fixture_start(&f);
+    struct save_result first = {0}, resend = {0}, other = {0};
+    ASSERT_OK(fb_store_session_save_id(f.s, "lost", "payload", 7, 0, "event-42", on_save, &first));
+    ASSERT(wait_for(&f.loop, &first.calls, 1, 5000));
+    ASSERT_EQ(first.status, 0);
+    ASSERT_EQ(first.version, 1);
+    ASSERT_OK(fb_store_session_save_id(f.s, "lost", "payload", 7, 0, "event-42", on_save, &resend));
+    ASSERT(wait_for(&f.loop, &resend.calls, 1, 5000));
+    ASSERT_EQ(resend.status, 0);
+    ASSERT_EQ(resend.version, 1);
+    ASSERT_OK(fb_store_session_save_id(f.s, "lost", "payload", 7, 0, "event-43", on_save, &other));
+    ASSERT(wait_for(&f.loop, &other.calls, 1, 5000));
+    ASSERT_EQ(other.status, FB_ECONFLICT);
+    ASSERT_EQ(other.version, 1);
+    struct load_result lr = load(&f, "lost");
+    ASSERT_EQ(lr.version, 1);
+    /* Once a later write landed, the old id no longer matches: a conflict, not a replay. */
+    ASSERT_EQ(save(&f, "lost", "next", 4, 1).status, 0);
+    struct save_result late = {0};
+    ASSERT_OK(fb_store_session_save_id(f.s, "lost", "payload", 7, 0, "event-42", on_save, &late));
+    ASSERT(wait_for(&f.loop, &late.calls, 1, 5000));
+    ASSERT_EQ(late.status, FB_ECONFLICT);
+    ASSERT_EQ(late.version, 2);
+    struct save_result badid = {0};
+    ASSERT_EQ(fb_store_session_save_id(f.s, "lost", "x", 1, 2, "", on_save, &badid), FB_EINVAL);
+    fixture_stop(&f);
+    return 0;
+}
+
+/*
+ * A save stuck behind CLIENT PAUSE times out (command_timeout_ms 100), is resent on new
+ * connections until the pause ends, and completes exactly once with the version bumped once.
+ */
+TEST_IMPL(store_save_resent_after_timeout)
+{
+    struct fixture f;
+    fixture_start(&f);
+    ASSERT_EQ(save(&f, "paused", "v1", 2, 0).status, 0);
+    /* A second client with a short command timeout. */
+    fb_redis_opts_t o = f.ropts;
+    o.command_timeout_ms = 100;
+    o.connect_timeout_ms = 3000;
+    fb_redis_t *r2 = fb_redis_create(&f.loop, &o);
+    ASSERT_NOT_NULL(r2);
+    ASSERT_OK(fb_redis_start(r2));
+    fb_store_t *s2 = fb_store_create(r2, &f.sopts);
+    ASSERT_NOT_NULL(s2);
+    struct load_result warm = {0};
+    ASSERT_OK(fb_store_session_load(s2, "paused", on_load, &warm));
+    ASSERT(wait_for(&f.loop, &warm.calls, 1, 5000));
+    ASSERT_EQ(warm.version, 1);
+
+    redisReply *rep = sync_cmd(&f, "CLIENT PAUSE %s", "700");
+    freeReplyObject(rep);
+    struct save_result sr = {0};
+    ASSERT_OK(fb_store_session_save(s2, "paused", "v2", 2, 1, on_save, &sr));
+    ASSERT(wait_for(&f.loop, &sr.calls, 1, 5000));
+    ASSERT_EQ(sr.status, 0);
+    ASSERT_EQ(sr.version, 2);
+    run_for(&f.loop, 100);
+    ASSERT_EQ(sr.calls, 1);
+    fb_redis_stats_t st;
+    fb_redis_get_stats(r2, &st);
+    ASSERT_GE(st.timeouts, 1);
+    ASSERT_GE(st.resends, 1);
+    struct load_result lr = load(&f, "paused");
+    ASSERT_EQ(lr.version, 2);
+    ASSERT(memcmp(lr.data, "v2", 2) == 0);
+
+    int closed = 0;
+    fb_redis_close(r2, on_closed, &closed);
+    ASSERT(wait_for(&f.loop, &closed, 1, 5000));
+    fb_store_destroy(s2);
+    fixture_stop(&f);
+    return 0;
+}
+
+/*
+ * Redis stays down longer than the write deadline (300 ms): the save fails once with
+ * FB_EUNAVAIL, and is not written when Redis comes back.
+ */
+TEST_IMPL(store_deadline_unavailable)
+{
+    struct fixture f;
+    fixture_start(&f);
+    fb_redis_close(f.r, NULL, NULL);
+    fb_store_destroy(f.s);
+    f.ropts.write_deadline_ms = 300;
+    f.r = fb_redis_create(&f.loop, &f.ropts);
+    ASSERT_NOT_NULL(f.r);
+    ASSERT_OK(fb_redis_start(f.r));
+    f.s = fb_store_create(f.r, &f.sopts);
+    ASSERT_EQ(load(&f, "warmup").status, FB_ENOENT);
+
+    fb_test_redis_stop(&f.srv);
+    run_for(&f.loop, 50);
+    uint64_t t0 = now_ms(&f.loop);
+    struct save_result sr = {0};
+    ASSERT_OK(fb_store_session_save(f.s, "never", "x", 1, 0, on_save, &sr));
+    ASSERT(wait_for(&f.loop, &sr.calls, 1, 3000));
+    uint64_t elapsed = now_ms(&f.loop) - t0;
+    ASSERT_EQ(sr.status, FB_EUNAVAIL);
+    ASSERT_EQ(sr.version, 0);
+    ASSERT_GE(elapsed, 300);
+    ASSERT_LT(elapsed, 1500);
+
+    ASSERT_OK(fb_test_redis_restart(&f.srv));
+    fixture_resync(&f);
+    struct load_result lr = load(&f, "never");
+    ASSERT_EQ(lr.status, FB_ENOENT);
+    ASSERT_EQ(sr.calls, 1);
+    fixture_stop(&f);
+    return 0;
+}
+
+/*
+ * fb_redis_close() with store operations waiting (Redis down): each completes once with
+ * FB_ECANCELED, and the store can be destroyed once they have.
+ */
+TEST_IMPL(store_close_cancels_pending)
+{
+    struct fixture f;
+    fixture_start(&f);
+    fb_test_redis_stop(&f.srv);
+    struct load_result lr = {0};
+    struct save_result sr = {0}, dr = {0};
+    ASSERT_OK(fb_store_session_load(f.s, "c1", on_load, &lr));
+    ASSERT_OK(fb_store_session_save(f.s, "c2", "x", 1, 0, on_save, &sr));
+    ASSERT_OK(fb_store_session_delete(f.s, "c3", on_save, &dr));
+    run_for(&f.loop, 100);
+    ASSERT_EQ(fb_store_pending(f.s), 3);
+    int closed = 0;
+    fb_redis_close(f.r, on_closed, &closed);
+    ASSERT_EQ(lr.calls, 1);
+    ASSERT_EQ(lr.status, FB_ECANCELED);
+    ASSERT_EQ(sr.calls, 1);
+    ASSERT_EQ(sr.status, FB_ECANCELED);
+    ASSERT_EQ(dr.calls, 1);
+    ASSERT_EQ(dr.status, FB_ECANCELED);
+    ASSERT_EQ(fb_store_pending(f.s), 0);
+    ASSERT_EQ(fb_store_session_load(f.s, "c1", on_load, &lr), FB_ECLOSING);
+    ASSERT(wait_for(&f.loop, &closed, 1, 3000));
+    fb_store_destroy(f.s);
+    redisFree(f.sync);
+    fb_test_loop_close_strict(&f.loop);
+    ASSERT_EQ(lr.calls + sr.calls + dr.calls, 3);
+    fb_test_redis_destroy(&f.srv);
+    return 0;
+}
+
+/*
+ * The script is sent as EVALSHA; when Redis does not have it (a fresh server, SCRIPT FLUSH, a
+ * restart) the save falls back to EVAL once and succeeds. INFO commandstats proves the SHA1 we
+ * compute is Redis's: later saves are EVALSHA hits.
+ */
+TEST_IMPL(store_noscript_fallback)
+{
+    struct fixture f;
+    fixture_start(&f);
+    freeReplyObject(sync_cmd(&f, "CONFIG %s", "RESETSTAT"));
+    ASSERT_EQ(save(&f, "ns", "1", 1, 0).status, 0); /* NOSCRIPT, then EVAL */
+    ASSERT_EQ(save(&f, "ns", "2", 1, 1).status, 0); /* EVALSHA hit */
+    ASSERT_EQ(save(&f, "ns", "3", 1, 2).status, 0); /* EVALSHA hit */
+    ASSERT_EQ(commandstat(&f, "cmdstat_eval", "calls"), 1);
+    ASSERT_EQ(commandstat(&f, "cmdstat_evalsha", "calls"), 3);
+    ASSERT_EQ(commandstat(&f, "cmdstat_evalsha", "failed_calls"), 1);
+
+    freeReplyObject(sync_cmd(&f, "SCRIPT %s", "FLUSH"));
+    struct save_result sr = save(&f, "ns", "4", 1, 3);
+    ASSERT_EQ(sr.status, 0);
+    ASSERT_EQ(sr.version, 4);
+    ASSERT_EQ(commandstat(&f, "cmdstat_eval", "calls"), 2);
+
+    /* After a restart the script cache (and, here, the data) is gone. */
+    ASSERT_OK(fb_test_redis_restart(&f.srv));
+    fixture_resync(&f);
+    sr = save(&f, "ns", "5", 1, 0);
+    ASSERT_EQ(sr.status, 0);
+    ASSERT_EQ(sr.version, 1);
+    ASSERT_EQ(commandstat(&f, "cmdstat_eval", "calls"), 1);
+    struct load_result lr = load(&f, "ns");
+    ASSERT_EQ(lr.version, 1);
+    ASSERT(memcmp(lr.data, "5", 1) == 0);
+    fixture_stop(&f);
+    return 0;
+}
+
+/* Delete removes the session and is idempotent. */
+TEST_IMPL(store_delete)
+{
+    struct fixture f;
+    fixture_start(&f);
+    ASSERT_EQ(save(&f, "del", "x", 1, 0).status, 0);
+    for (int i = 0; i < 2; i++) {
+        struct save_result dr = {0};
+        ASSERT_OK(fb_store_session_delete(f.s, "del", on_save, &dr));
+        ASSERT(wait_for(&f.loop, &dr.calls, 1, 5000));
+        ASSERT_EQ(dr.status, 0);
+        ASSERT_EQ(dr.version, 0);
+        ASSERT_EQ(load(&f, "del").status, FB_ENOENT);
+    }
+    ASSERT_EQ(save(&f, "del", "y", 1, 0).status, 0); /* version 0 again after a delete */
+    fixture_stop(&f);
+    return 0;
+}
+
+/* Invalid arguments are refused synchronously and the callback is never called. */
+TEST_IMPL(store_invalid_arguments)
+{
+    struct fixture f;
+    fixture_start(&f);
+    struct save_result sr = {0};
+    struct load_result lr = {0};
+    char longkey[FB_STORE_MAX_CONV_KEY + 2];
+    memset(longkey, 'k', sizeof(longkey) - 1);
+    longkey[sizeof(longkey) - 1] = '\0';
+    ASSERT_EQ(fb_store_session_load(f.s, "", on_load, &lr), FB_EINVAL);
+    ASSERT_EQ(fb_store_session_load(f.s, NULL, on_load, &lr), FB_EINVAL);
+    ASSERT_EQ(fb_store_session_load(f.s, longkey, on_load, &lr), FB_EINVAL);
+    ASSERT_EQ(fb_store_session_load(f.s, "k", NULL, &lr), FB_EINVAL);
+    ASSERT_EQ(fb_store_session_save(f.s, "", "x", 1, 0, on_save, &sr), FB_EINVAL);
+    ASSERT_EQ(fb_store_session_save(f.s, "k", NULL, 1, 0, on_save, &sr), FB_EINVAL);
+    ASSERT_EQ(fb_store_session_save(f.s, "k", "x", 1, 0, NULL, &sr), FB_EINVAL);
+    ASSERT_EQ(fb_store_session_delete(f.s, "", on_save, &sr), FB_EINVAL);
+    longkey[FB_STORE_MAX_CONV_KEY] = '\0'; /* exactly the maximum is fine */
+    ASSERT_EQ(load(&f, longkey).status, FB_ENOENT);
+    run_for(&f.loop, 50);
+    ASSERT_EQ(sr.calls, 0);
+    ASSERT_EQ(lr.calls, 0);
+    ASSERT_EQ(fb_store_pending(f.s), 0);
+    fixture_stop(&f);
+    return 0;
+}
