@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "frichebot/alloc.h"
+#include "frichebot/err.h"
 
 /* Decodes one UTF-8 sequence at s[0..len). Returns its length and sets *cp, or returns 1 and sets
  * *cp to 0xFFFFFFFF for an invalid byte. Overlong forms and surrogates are invalid. */
@@ -222,4 +223,69 @@ unsigned fb_text_distance(const char *a, size_t alen, const char *b, size_t blen
         cur = t;
     }
     return prev[blen] > max ? max + 1 : prev[blen];
+}
+
+int fb_text_duration(const char *text, long long *seconds)
+{
+    static const struct {
+        const char *word;
+        long long secs;
+    } units[] = {{"s", 1},
+                 {"seconde", 1},
+                 {"secondes", 1},
+                 {"min", 60},
+                 {"minute", 60},
+                 {"minutes", 60},
+                 {"h", 3600},
+                 {"heure", 3600},
+                 {"heures", 3600},
+                 {"j", 86400},
+                 {"jour", 86400},
+                 {"jours", 86400},
+                 {"semaine", 604800},
+                 {"semaines", 604800},
+                 {"mois", 2592000},
+                 {"an", 31536000},
+                 {"ans", 31536000},
+                 {"annee", 31536000},
+                 {"annees", 31536000}};
+    char folded[128];
+    if (fb_text_fold(text, strlen(text), folded, sizeof(folded)) >= sizeof(folded))
+        return FB_EINVAL;
+    long long total = 0;
+    int parts = 0;
+    const char *p = folded;
+    while (*p) {
+        if (parts > 0 && strncmp(p, "et ", 3) == 0)
+            p += 3;
+        if (*p < '0' || *p > '9')
+            return FB_EINVAL;
+        long long n = 0;
+        while (*p >= '0' && *p <= '9') {
+            n = n * 10 + (*p - '0');
+            if (n > 100000)
+                return FB_EINVAL;
+            p++;
+        }
+        if (*p == ' ')
+            p++;
+        const char *w = p;
+        while (*p && *p != ' ')
+            p++;
+        size_t wl = (size_t)(p - w);
+        long long unit = 0;
+        for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+            if (strlen(units[i].word) == wl && strncmp(units[i].word, w, wl) == 0)
+                unit = units[i].secs;
+        if (!unit)
+            return FB_EINVAL;
+        total += n * unit;
+        parts++;
+        if (*p == ' ')
+            p++;
+    }
+    if (!parts)
+        return FB_EINVAL;
+    *seconds = total;
+    return 0;
 }

@@ -41,4 +41,12 @@ unsigned fb_text_typo_budget(size_t len);
  */
 bool fb_text_valid_utf8(const char *s, size_t len);
 
+/**
+ * Parses a French duration such as "6 semaines", "3 jours", "2 mois", "1 an", "90 minutes",
+ * "12 heures", "1 semaine et 2 jours" (a month is 30 days, a year 365 days; singular, plural,
+ * accents and abbreviations j/h/min/s accepted). Sets `*seconds` and returns 0, or returns
+ * FB_EINVAL.
+ */
+int fb_text_duration(const char *text, long long *seconds /* OUT */);
+
 #endif /* FB_ENGINE_TEXT_H */

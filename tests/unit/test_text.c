@@ -71,3 +71,28 @@ TEST_IMPL(text_valid_utf8)
     ASSERT(!fb_text_valid_utf8("\xc0\xaf", 2)); /* overlong */
     return 0;
 }
+
+TEST_IMPL(text_duration)
+{
+    long long s = 0;
+    ASSERT_OK(fb_text_duration("6 semaines", &s));
+    ASSERT_EQ(s, 6 * 7 * 86400);
+    ASSERT_OK(fb_text_duration("3 Jours", &s));
+    ASSERT_EQ(s, 3 * 86400);
+    ASSERT_OK(fb_text_duration("2 mois", &s));
+    ASSERT_EQ(s, 60 * 86400);
+    ASSERT_OK(fb_text_duration("1 an", &s));
+    ASSERT_EQ(s, 365 * 86400);
+    ASSERT_OK(fb_text_duration("1 année", &s));
+    ASSERT_EQ(s, 365 * 86400);
+    ASSERT_OK(fb_text_duration("1 semaine et 2 jours", &s));
+    ASSERT_EQ(s, 9 * 86400);
+    ASSERT_OK(fb_text_duration("90 min", &s));
+    ASSERT_EQ(s, 5400);
+    ASSERT_EQ(fb_text_duration("bientôt", &s), FB_EINVAL);
+    ASSERT_EQ(fb_text_duration("6", &s), FB_EINVAL);
+    ASSERT_EQ(fb_text_duration("", &s), FB_EINVAL);
+    ASSERT_EQ(fb_text_duration("6 semaines et", &s), FB_EINVAL);
+    ASSERT_EQ(fb_text_duration("999999 ans", &s), FB_EINVAL);
+    return 0;
+}
