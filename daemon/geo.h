@@ -65,4 +65,65 @@ const fb_commune_t *fb_geo_by_insee(const fb_geo_t *g, const char *insee);
  */
 json_t *fb_geo_commune_json(const fb_commune_t *c);
 
+/**
+ * The communes whose postal codes include `postcode` (exactly five digits), most populous first.
+ * Fills `out` with at most `max` of them and returns how many there are in total.
+ */
+size_t fb_geo_by_postcode(const fb_geo_t *g, const char *postcode, const fb_commune_t **out,
+                          size_t max);
+
+/** The data source of the index, "@etalab/decoupage-administratif 6.0.0" (borrowed). */
+const char *fb_geo_source(const fb_geo_t *g);
+
+/*
+ * The compact index file, shared by daemon/geo.c (reader) and tools/fbgeo_convert.c (writer);
+ * docs/internals/GEO.md describes it. The file is an array of 32-bit words in the byte order of
+ * the machine that built it (checked with FB_GEO_FILE_BOM): a header of FB_GEO_HDR_WORDS words,
+ * then sections, each 4-byte aligned, located by the header's section table. Strings are byte
+ * offsets into the STRINGS section (NUL-terminated, offset 0 is ""); indexes are record numbers.
+ */
+#define FB_GEO_FILE_MAGIC   "FBGEOIDX" /* 8 bytes, words 0 and 1 */
+#define FB_GEO_FILE_VERSION 1u
+#define FB_GEO_FILE_BOM     0x01020304u
+#define FB_GEO_NONE         0xFFFFFFFFu /* "no EPCI" */
+
+/** Header words after the magic. */
+enum fb_geo_hdr_e {
+    FB_GEO_HDR_VERSION = 2,  /* FB_GEO_FILE_VERSION */
+    FB_GEO_HDR_BOM = 3,      /* FB_GEO_FILE_BOM */
+    FB_GEO_HDR_SIZE = 4,     /* file size in bytes */
+    FB_GEO_HDR_SOURCE = 5,   /* string: "@etalab/decoupage-administratif 6.0.0" */
+    FB_GEO_HDR_SECTIONS = 6, /* FB_GEO_SEC_COUNT */
+    FB_GEO_HDR_TABLE = 8     /* then {byte offset, record count} per section */
+};
+
+/** Sections, in table order, with the words per record of each. */
+enum fb_geo_section_e {
+    FB_GEO_SEC_STRINGS,     /* bytes (count = bytes), last byte NUL */
+    FB_GEO_SEC_REGIONS,     /* {code, name}, sorted by code */
+    FB_GEO_SEC_DEPS,        /* {code, name, region index}, sorted by code */
+    FB_GEO_SEC_EPCIS,       /* {siren, name}, sorted by siren */
+    FB_GEO_SEC_COMMUNES,    /* FB_GEO_C_WORDS words, sorted by INSEE code */
+    FB_GEO_SEC_POSTCODES,   /* {string}: the communes' postal code lists, end to end */
+    FB_GEO_SEC_PC_INDEX,    /* {postal code, commune index}, sorted by postal code */
+    FB_GEO_SEC_NAME_INDEX,  /* {commune index}, sorted by folded name */
+    FB_GEO_SEC_ALIAS_NAMES, /* {folded name, commune index}, sorted by name: former communes */
+    FB_GEO_SEC_ALIAS_CODES, /* {code, commune index}, sorted by code: former INSEE codes */
+    FB_GEO_SEC_COUNT
+};
+#define FB_GEO_HDR_WORDS (FB_GEO_HDR_TABLE + 2 * FB_GEO_SEC_COUNT)
+
+/** The words of one commune record. */
+enum fb_geo_commune_field_e {
+    FB_GEO_C_INSEE,    /* string */
+    FB_GEO_C_NAME,     /* string, official spelling */
+    FB_GEO_C_KEY,      /* string, fb_text_fold() of the name */
+    FB_GEO_C_DEP,      /* département index */
+    FB_GEO_C_EPCI,     /* EPCI index or FB_GEO_NONE */
+    FB_GEO_C_POP,      /* population, 0 when unknown */
+    FB_GEO_C_PC_FIRST, /* first entry in FB_GEO_SEC_POSTCODES */
+    FB_GEO_C_PC_COUNT, /* number of entries */
+    FB_GEO_C_WORDS
+};
+
 #endif /* FB_GEO_H */
