@@ -22,7 +22,8 @@ help:
 
 build:
 	deploy/install-deps.sh run
-	$(CMAKE) -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFB_BUILD_TESTS=OFF
+	$(CMAKE) -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFB_BUILD_TESTS=OFF \
+	  -DFB_ASAN=OFF -DFB_UBSAN=OFF -DFB_FUZZ=OFF -DFB_WERROR=OFF
 	$(CMAKE) --build build -j $(JOBS)
 
 run: build
@@ -44,9 +45,11 @@ test: build-test
 
 bench:
 	deploy/install-deps.sh bench
-	$(CMAKE) -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFB_BUILD_TESTS=OFF
+	$(CMAKE) -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFB_BUILD_TESTS=OFF \
+	  -DFB_ASAN=OFF -DFB_UBSAN=OFF -DFB_FUZZ=OFF -DFB_WERROR=OFF
 	$(CMAKE) --build build -j $(JOBS)
 	bench/run.sh build
+	bench/engine.sh build
 
 format:
 	$(CMAKE) --build build-test --target format

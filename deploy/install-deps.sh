@@ -8,8 +8,9 @@
 #                                 clang-tidy) and the Python virtualenv of the test harness
 #   deploy/install-deps.sh bench  `run`, plus redis-benchmark (redis-tools)
 #
-# Debian packages come from apt (run as root, or with sudo available). The Python test peers come
-# from PyPI into .venv/ (or $FB_VENV). Later issues add Synapse, npm assets and Chromium here.
+# Debian packages come from apt (run as root, or with sudo available). Data packages come from npm
+# into node_modules/ (package-lock.json). The Python test peers come from PyPI into .venv/ (or
+# $FB_VENV). Later issues add Synapse, the DSFR assets and Chromium here.
 set -eu
 
 mode=${1:-run}
@@ -38,6 +39,12 @@ if [ "$(id -u)" -ne 0 ]; then
   fi
 fi
 
+# npm fetches the official communes data (@etalab/decoupage-administratif, pinned in
+# package-lock.json), converted at build time. Debian's nodejs/npm unless some npm is there.
+if ! command -v npm >/dev/null 2>&1; then
+  want="$want nodejs npm"
+fi
+
 missing=""
 for p in $want; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
@@ -48,6 +55,13 @@ if [ -n "$missing" ]; then
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   # shellcheck disable=SC2086
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+fi
+
+# npm packages: installed exactly as package-lock.json pins them, again only when the lock changed.
+stamp="$top/node_modules/.package-lock.json"
+if [ ! -f "$stamp" ] || [ "$top/package-lock.json" -nt "$stamp" ]; then
+  echo "install-deps.sh: installing npm packages (package-lock.json)"
+  (cd "$top" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi
 
 if [ "$mode" = test ]; then
