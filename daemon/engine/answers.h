@@ -15,6 +15,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/**
+ * Answers longer than this many bytes are FB_ANSWER_INVALID for every parser but fb_answer_text
+ * (whose own bound is max_chars), and never "je ne sais pas". It keeps matching costs bounded.
+ */
+#define FB_ANSWER_MAX_BYTES 4096
+
 typedef enum fb_answer_status_e {
     FB_ANSWER_OK = 0,
     FB_ANSWER_UNKNOWN,      /* "je ne sais pas" */
@@ -43,6 +49,10 @@ typedef struct fb_choice_s {
  * Single choice: by number ("2", "2.", "n°2", "le 2", "deuxième"), by id, by label or by synonym,
  * case-, accent- and hyphen-insensitive, tolerating small typos (text.h budgets), and by a
  * distinctive word of the label when only one option contains it. `*index` is 0-based.
+ * Precedence (deterministic): position > exact id/label/synonym > cardinal in words ("deux", after
+ * the exact stage so that an option labelled "Un" wins) > label-word containment > typo. Options
+ * tied at a stage, or several options named at once ("2 et 3"), are FB_ANSWER_AMBIGUOUS. An
+ * option whose name is itself a "je ne sais pas" phrase ("Inconnu") is chosen, not UNKNOWN.
  */
 fb_answer_status_t fb_answer_choice(const fb_choice_t *choices, size_t n, const char *text,
                                     size_t *index /* OUT */);
@@ -85,7 +95,9 @@ typedef struct fb_date_s {
  * "15/03/2027", "15 mars 2027", "2027", "dans 3 mois", "dans deux ans", "d'ici 6 semaines",
  * "l'année prochaine", "fin 2026" (December), "début 2027" (January), "le mois prochain",
  * "aujourd'hui", "maintenant". Dates before `now`'s month are FB_ANSWER_OUT_OF_RANGE when
- * `future_only`.
+ * `future_only`. Relative forms in days or weeks give a day, in months or years a month. A year
+ * outside 1..9999 after arithmetic is FB_ANSWER_OUT_OF_RANGE; a `now` outside those years makes
+ * every answer FB_ANSWER_INVALID.
  */
 fb_answer_status_t fb_answer_date(const char *text, int64_t now, bool future_only,
                                   fb_date_t *out /* OUT */);
