@@ -5,6 +5,7 @@
 #   make test    install what is missing, build with ASan+UBSan (clang, with the libFuzzer
 #                targets) and run every test suite through CTest
 #   make bench   install what is missing, build optimised, run the benchmarks
+#   make fuzz    every libFuzzer target for FUZZ_SECONDS each (default 600; make test runs 20)
 #   make format  clang-format every C file;  make clean  remove the build directories
 #
 # Build directories: build/ (make run, make bench), build-test/ (make test), build-gcc/ (make
@@ -13,7 +14,9 @@
 JOBS  ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE ?= cmake
 
-.PHONY: all run test bench build build-test format clean help
+FUZZ_SECONDS ?= 600
+
+.PHONY: all run test bench fuzz build build-test format clean help
 
 all: build
 
@@ -51,8 +54,15 @@ bench:
 	bench/run.sh build
 	bench/engine.sh build
 
+fuzz:
+	deploy/install-deps.sh test
+	CC=clang $(CMAKE) -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFB_FUZZ=ON \
+	  -DFB_ASAN=ON -DFB_UBSAN=ON -DFB_BUILD_TESTS=OFF -DFB_FUZZ_SECONDS=$(FUZZ_SECONDS)
+	$(CMAKE) --build build-fuzz -j $(JOBS)
+	cd build-fuzz && ctest -L fuzz --output-on-failure -j $(JOBS)
+
 format:
 	$(CMAKE) --build build-test --target format
 
 clean:
-	rm -rf build build-test build-gcc
+	rm -rf build build-test build-gcc build-fuzz

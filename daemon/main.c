@@ -19,6 +19,7 @@
 #include <uv.h>
 #include <yaml.h>
 
+#include "authoring.h"
 #include "config.h"
 #include "daemon.h"
 #include "frichebot/alloc.h"
@@ -35,6 +36,10 @@ static const char main_usage[] =
     "\n"
     "Commands:\n"
     "  serve     run the daemon (web chat, Matrix adapter, /healthz, /metrics)\n"
+    "  check     validate dialog files and catalogues (errors at file:line:column)\n"
+    "  chat      talk to a dialog in the terminal (no Redis, no network)\n"
+    "  graph     draw a dialog as a Graphviz graph\n"
+    "  test      run golden conversation transcripts\n"
     "  version   print the version and the versions of the libraries in use\n"
     "  help      show the help of a command: frichebot help serve\n"
     "\n"
@@ -247,12 +252,30 @@ int main(int argc, char **argv)
             fputs(version_usage, stdout);
             return 0;
         }
+        char help_arg[] = "--help";
+        char *help_argv[] = {argv[2], help_arg, NULL};
+        if (strcmp(argv[2], "check") == 0)
+            return fb_cmd_check(2, help_argv, stdout, stderr);
+        if (strcmp(argv[2], "chat") == 0)
+            return fb_cmd_chat(2, help_argv, stdin, stdout, stderr);
+        if (strcmp(argv[2], "graph") == 0)
+            return fb_cmd_graph(2, help_argv, stdout, stderr);
+        if (strcmp(argv[2], "test") == 0)
+            return fb_cmd_test(2, help_argv, stdout, stderr);
         return usage_error("help: unknown command '%s'", argv[2]);
     }
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0)
         return cmd_version(argc - 1, argv + 1);
+    if (strcmp(cmd, "check") == 0)
+        return fb_cmd_check(argc - 1, argv + 1, stdout, stderr);
+    if (strcmp(cmd, "chat") == 0)
+        return fb_cmd_chat(argc - 1, argv + 1, stdin, stdout, stderr);
+    if (strcmp(cmd, "graph") == 0)
+        return fb_cmd_graph(argc - 1, argv + 1, stdout, stderr);
+    if (strcmp(cmd, "test") == 0)
+        return fb_cmd_test(argc - 1, argv + 1, stdout, stderr);
     if (cmd[0] == '-')
         return usage_error("unknown option '%s'", cmd);
     return usage_error("unknown command '%s'", cmd);

@@ -1,0 +1,1110 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * authoring.c - the dialog authors' commands: `check`, `graph`, `chat` and `test`.
+ *
+ * They drive the pure engine (engine.h) with no Redis and no network. `chat` keeps the session in
+ * memory and uses the real clock, shifted by `/avance`; `test` replays golden transcripts
+ * (tests/transcripts/, format in docs/dialogs.md) on a virtual clock and compares what the
+ * bot says and does with what the transcript expects. Reminders scheduled by the engine are kept
+ * in a small table and fired as TIMER events when the (virtual) clock passes their time, exactly
+ * as the daemon's reminder loop will.
+ *
+ * Messages are for dialog authors, who are French: they are in French. The closing line of
+ * `test`, "N passed, N failed", stays as CI runners read it.
+ */
+#define _XOPEN_SOURCE 700 /* strptime */
+#include "authoring.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <regex.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/engine.h"
+#include "engine/text.h"
+#include "frichebot/alloc.h"
+#include "frichebot/buf.h"
+#include "frichebot/err.h"
+#include "geo.h"
+#include "yamljson.h"
+
+#define MAX_TIMERS 64
+#define MAX_FILES  512
+
+/* ---- shared helpers ---- */
+
+static const char *str_or(const char *s, const char *fallback)
+{
+    return s ? s : fallback;
+}
+
+/* Loads the communes index if it is there; the tools work without it for dialogs that do not ask
+ * for a commune (loading such a dialog then reports the missing index). Returns NULL if absent. */
+static fb_geo_t *load_geo(FILE *err)
+{
+    const char *path = getenv("FRICHEBOT_GEO");
+    if (!path)
+        path = fb_geo_default_path();
+    if (!path || access(path, R_OK) != 0)
+        return NULL;
+    fb_buf_t errors;
+    fb_buf_init(&errors, 1u << 16);
+    fb_geo_t *g = fb_geo_load(path, &errors);
+    if (!g)
+        fprintf(err, "frichebot: index des communes illisible : %s", fb_buf_str(&errors));
+    fb_buf_free(&errors);
+    return g;
+}
+
+static bool is_yaml(const char *name)
+{
+    size_t n = strlen(name);
+    return (n > 5 && strcmp(name + n - 5, ".yaml") == 0) ||
+           (n > 4 && strcmp(name + n - 4, ".yml") == 0);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Expands PATH arguments: a file is taken as is, a directory gives its *.yaml files (not those of
+ * its subdirectories, where catalogues live), sorted. Returns the count, or -1 after a message. */
+static int expand_paths(int argc, char **argv, char **files, FILE *err)
+{
+    int n = 0;
+    for (int i = 0; i < argc; i++) {
+        struct stat st;
+        if (stat(argv[i], &st) != 0) {
+            fprintf(err, "frichebot: %s : %s\n", argv[i], strerror(errno));
+            goto fail;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            if (n == MAX_FILES)
+                goto toomany;
+            files[n++] = fb_strdup(argv[i]);
+            continue;
+        }
+        DIR *dir = opendir(argv[i]);
+        if (!dir) {
+            fprintf(err, "frichebot: %s : %s\n", argv[i], strerror(errno));
+            goto fail;
+        }
+        int first = n;
+        struct dirent *de;
+        while ((de = readdir(dir)) != NULL) {
+            if (de->d_name[0] == '.' || !is_yaml(de->d_name))
+                continue;
+            size_t dl = strlen(argv[i]);
+            while (dl > 1 && argv[i][dl - 1] == '/')
+                dl--;
+            char *p = fb_asprintf("%.*s/%s", (int)dl, argv[i], de->d_name);
+            struct stat fst;
+            if (stat(p, &fst) != 0 || !S_ISREG(fst.st_mode)) {
+                fb_free(p);
+                continue;
+            }
+            if (n == MAX_FILES) {
+                fb_free(p);
+                closedir(dir);
+                goto toomany;
+            }
+            files[n++] = p;
+        }
+        closedir(dir);
+        qsort(files + first, (size_t)(n - first), sizeof(char *), cmp_str);
+    }
+    return n;
+toomany:
+    fprintf(err, "frichebot: trop de fichiers (plus de %d)\n", MAX_FILES);
+fail:
+    for (int i = 0; i < n; i++)
+        fb_free(files[i]);
+    return -1;
+}
+
+static char *read_file(const char *path, size_t *len, FILE *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(err, "%s:1:1: impossible de lire le fichier : %s\n", path, strerror(errno));
+        return NULL;
+    }
+    fb_buf_t b;
+    fb_buf_init(&b, 16u << 20);
+    char chunk[8192];
+    size_t n;
+    int rc = 0;
+    while (rc == 0 && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        rc = fb_buf_append(&b, chunk, n);
+    fclose(f);
+    if (rc) {
+        fprintf(err, "%s:1:1: fichier trop gros\n", path);
+        return NULL;
+    }
+    *len = b.len;
+    return fb_buf_take(&b);
+}
+
+/* ---- check ---- */
+
+int fb_cmd_check(int argc, char **argv, FILE *out, FILE *err)
+{
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs("usage: frichebot check PATH...\n"
+              "\n"
+              "Validates dialog files and the catalogues they name: every error at once, as\n"
+              "FILE:LINE:COLUMN: message. A directory means its *.yaml files (catalogues live in\n"
+              "subdirectories and are checked through the dialogs that name them).\n"
+              "Exit status: 0 when everything is valid, 1 otherwise.\n",
+              out);
+        return 0;
+    }
+    if (argc < 2) {
+        fputs("usage: frichebot check PATH...\nTry 'frichebot check --help'.\n", err);
+        return 2;
+    }
+    for (int i = 1; i < argc; i++)
+        if (argv[i][0] == '-') {
+            fprintf(err, "frichebot: check: unknown option '%s'\nTry 'frichebot --help'.\n",
+                    argv[i]);
+            return 2;
+        }
+    char *files[MAX_FILES];
+    int n = expand_paths(argc - 1, argv + 1, files, err);
+    if (n < 0)
+        return 1;
+    fb_geo_t *geo = load_geo(err);
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        fb_buf_t errors;
+        fb_buf_init(&errors, 1u << 20);
+        fb_dialog_t *d = fb_dialog_load(files[i], geo, &errors);
+        if (d) {
+            fprintf(out, "%s : correct (dialogue « %s », version %s)\n", files[i], fb_dialog_id(d),
+                    fb_dialog_hash(d));
+            fb_dialog_unref(d);
+        } else {
+            fputs(fb_buf_str(&errors), err);
+            bad++;
+        }
+        fb_buf_free(&errors);
+        fb_free(files[i]);
+    }
+    fb_geo_free(geo);
+    if (n == 0)
+        fprintf(err, "frichebot: aucun fichier de dialogue trouvé\n");
+    fprintf(out, "%d fichier(s) vérifié(s), %d en erreur\n", n, bad);
+    return (bad || n == 0) ? 1 : 0;
+}
+
+/* ---- graph ---- */
+
+int fb_cmd_graph(int argc, char **argv, FILE *out, FILE *err)
+{
+    const char *file = NULL, *output = NULL;
+    bool svg = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs("usage: frichebot graph FILE [--svg] [-o OUT]\n"
+                  "\n"
+                  "Writes the dialog as a Graphviz DOT graph (states, transitions labelled with\n"
+                  "the choices or conditions). --svg renders it with `dot` (package graphviz).\n"
+                  "-o writes to OUT instead of the standard output.\n",
+                  out);
+            return 0;
+        } else if (strcmp(argv[i], "--svg") == 0) {
+            svg = true;
+        } else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
+            output = argv[++i];
+        } else if (argv[i][0] == '-') {
+            fprintf(err, "frichebot: graph: unknown option '%s'\nTry 'frichebot --help'.\n",
+                    argv[i]);
+            return 2;
+        } else if (!file) {
+            file = argv[i];
+        } else {
+            fprintf(err, "frichebot: graph: one file only\nTry 'frichebot --help'.\n");
+            return 2;
+        }
+    }
+    if (!file) {
+        fputs("usage: frichebot graph FILE [--svg] [-o OUT]\n", err);
+        return 2;
+    }
+    fb_geo_t *geo = load_geo(err);
+    fb_buf_t errors, dot;
+    fb_buf_init(&errors, 1u << 20);
+    fb_buf_init(&dot, 16u << 20);
+    int status = 1;
+    fb_dialog_t *d = fb_dialog_load(file, geo, &errors);
+    if (!d) {
+        fputs(fb_buf_str(&errors), err);
+        goto done;
+    }
+    if (fb_dialog_to_dot(d, &dot)) {
+        fprintf(err, "frichebot: graphe trop gros\n");
+        goto done;
+    }
+    if (svg) {
+        /* dot reads the graph on stdin; its output goes where ours would. */
+        char *cmd = output ? fb_asprintf("dot -Tsvg -o '%s'", output) : fb_strdup("dot -Tsvg");
+        if (output && strchr(output, '\'')) {
+            fprintf(err, "frichebot: nom de fichier refusé : %s\n", output);
+            fb_free(cmd);
+            goto done;
+        }
+        fflush(out);
+        FILE *p = popen(cmd, "w");
+        fb_free(cmd);
+        if (!p) {
+            fprintf(err, "frichebot: impossible de lancer dot : %s\n", strerror(errno));
+            goto done;
+        }
+        fwrite(dot.data, 1, dot.len, p);
+        int rc = pclose(p);
+        if (rc != 0) {
+            fprintf(err, "frichebot: dot a échoué (est-il installé ? paquet graphviz)\n");
+            goto done;
+        }
+    } else {
+        FILE *o = output ? fopen(output, "w") : out;
+        if (!o) {
+            fprintf(err, "frichebot: %s : %s\n", output, strerror(errno));
+            goto done;
+        }
+        fwrite(dot.data, 1, dot.len, o);
+        if (output)
+            fclose(o);
+    }
+    status = 0;
+done:
+    if (d)
+        fb_dialog_unref(d);
+    fb_buf_free(&errors);
+    fb_buf_free(&dot);
+    fb_geo_free(geo);
+    return status;
+}
+
+/* ---- a conversation: session, clock and reminders (shared by chat and test) ---- */
+
+struct timer {
+    char *id;
+    long long due;
+};
+
+struct convo {
+    const fb_dialog_t *dialog;
+    fb_engine_env_t env;
+    json_t *session; /* NULL before the first step */
+    struct timer timers[MAX_TIMERS];
+    int ntimers;
+    long long clock;
+};
+
+static void convo_init(struct convo *c, const fb_dialog_t *d, const fb_geo_t *geo, long long now)
+{
+    memset(c, 0, sizeof(*c));
+    c->dialog = d;
+    c->env.locale = "fr";
+    c->env.geo = geo;
+    c->clock = now;
+}
+
+static void convo_free(struct convo *c)
+{
+    json_decref(c->session);
+    for (int i = 0; i < c->ntimers; i++)
+        fb_free(c->timers[i].id);
+    c->ntimers = 0;
+    c->session = NULL;
+}
+
+static void timer_cancel(struct convo *c, const char *id)
+{
+    for (int i = 0; i < c->ntimers;) {
+        if (!id || strcmp(c->timers[i].id, id) == 0) {
+            fb_free(c->timers[i].id);
+            c->timers[i] = c->timers[--c->ntimers];
+        } else {
+            i++;
+        }
+    }
+}
+
+/* Applies the effects the pure engine asked for that concern the conversation's own state. */
+static void convo_apply(struct convo *c, json_t *effects)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(effects, i, e)
+    {
+        const char *type = json_string_value(json_object_get(e, "type"));
+        if (!type)
+            continue;
+        if (strcmp(type, "schedule") == 0) {
+            const char *id = json_string_value(json_object_get(e, "id"));
+            long long after = (long long)json_integer_value(json_object_get(e, "after"));
+            if (!id)
+                continue;
+            timer_cancel(c, id);
+            if (c->ntimers < MAX_TIMERS) {
+                c->timers[c->ntimers].id = fb_strdup(id);
+                c->timers[c->ntimers].due = c->clock + after;
+                c->ntimers++;
+            }
+        } else if (strcmp(type, "cancel") == 0) {
+            timer_cancel(c, json_string_value(json_object_get(e, "id")));
+        } else if (strcmp(type, "forget") == 0) {
+            timer_cancel(c, NULL);
+        }
+    }
+}
+
+/* Runs one event; appends its effects to `all` (new array when NULL). Returns 0 or an error. */
+static int convo_step(struct convo *c, const fb_event_t *ev, json_t *all)
+{
+    json_t *ns = NULL, *effects = NULL;
+    c->env.now = c->clock;
+    int rc = fb_engine_step(c->dialog, c->session, ev, &c->env, &ns, &effects);
+    if (rc)
+        return rc;
+    json_decref(c->session);
+    c->session = ns;
+    convo_apply(c, effects);
+    json_array_extend(all, effects);
+    json_decref(effects);
+    return 0;
+}
+
+/* Moves the clock forward by `secs`, firing due reminders in time order. */
+static int convo_advance(struct convo *c, long long secs, json_t *all)
+{
+    long long target = c->clock + secs;
+    for (;;) {
+        int best = -1;
+        for (int i = 0; i < c->ntimers; i++)
+            if (c->timers[i].due <= target && (best < 0 || c->timers[i].due < c->timers[best].due))
+                best = i;
+        if (best < 0)
+            break;
+        if (c->timers[best].due > c->clock)
+            c->clock = c->timers[best].due;
+        char *id = c->timers[best].id;
+        c->timers[best] = c->timers[--c->ntimers];
+        fb_event_t ev = {.kind = FB_EVENT_TIMER, .timer = id};
+        int rc = convo_step(c, &ev, all);
+        fb_free(id);
+        if (rc)
+            return rc;
+    }
+    c->clock = target;
+    return 0;
+}
+
+/* The plain text of every `say` effect, joined by newlines, into `out`. */
+static void said_text(json_t *effects, fb_buf_t *out)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(effects, i, e)
+    {
+        const char *type = json_string_value(json_object_get(e, "type"));
+        if (!type || strcmp(type, "say") != 0)
+            continue;
+        if (out->len)
+            fb_buf_puts(out, "\n");
+        fb_buf_puts(out, str_or(json_string_value(json_object_get(e, "text")), ""));
+    }
+}
+
+static void human_duration(long long secs, char *out, size_t cap)
+{
+    if (secs % 604800 == 0 && secs >= 604800)
+        snprintf(out, cap, "%lld semaine(s)", secs / 604800);
+    else if (secs % 86400 == 0 && secs >= 86400)
+        snprintf(out, cap, "%lld jour(s)", secs / 86400);
+    else if (secs % 3600 == 0 && secs >= 3600)
+        snprintf(out, cap, "%lld heure(s)", secs / 3600);
+    else
+        snprintf(out, cap, "%lld seconde(s)", secs);
+}
+
+/* Prints the effects other than `say` as notes for the author. */
+static void print_notes(json_t *effects, FILE *out)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(effects, i, e)
+    {
+        const char *type = json_string_value(json_object_get(e, "type"));
+        if (!type || strcmp(type, "say") == 0)
+            continue;
+        if (strcmp(type, "schedule") == 0) {
+            char d[64];
+            human_duration((long long)json_integer_value(json_object_get(e, "after")), d,
+                           sizeof(d));
+            fprintf(out, "  [relance « %s » programmée dans %s]\n",
+                    str_or(json_string_value(json_object_get(e, "id")), "?"), d);
+        } else if (strcmp(type, "cancel") == 0) {
+            const char *id = json_string_value(json_object_get(e, "id"));
+            fprintf(out, "  [relance%s%s annulée]\n", id ? " " : "s", id ? id : "");
+        } else if (strcmp(type, "escalate") == 0) {
+            fprintf(out, "  [transmis à un conseiller : %s]\n",
+                    str_or(json_string_value(json_object_get(e, "reason")), "?"));
+        } else if (strcmp(type, "step") == 0) {
+            fprintf(out, "  [étape %s : %s]\n",
+                    str_or(json_string_value(json_object_get(e, "item")), "?"),
+                    str_or(json_string_value(json_object_get(e, "status")), "?"));
+        } else if (strcmp(type, "stat") == 0) {
+            fprintf(out, "  [statistique : %s]\n",
+                    str_or(json_string_value(json_object_get(e, "name")), "?"));
+        } else if (strcmp(type, "forget") == 0) {
+            fputs("  [données de l'utilisateur effacées]\n", out);
+        } else if (strcmp(type, "end") == 0) {
+            fputs("  [fin du parcours guidé]\n", out);
+        } else {
+            fprintf(out, "  [effet %s]\n", type);
+        }
+    }
+}
+
+/* ---- chat ---- */
+
+static void chat_print(json_t *effects, FILE *out)
+{
+    fb_buf_t said;
+    fb_buf_init(&said, 1u << 20);
+    said_text(effects, &said);
+    if (said.len)
+        fprintf(out, "%s\n", said.data);
+    print_notes(effects, out);
+    fb_buf_free(&said);
+    fflush(out);
+}
+
+int fb_cmd_chat(int argc, char **argv, FILE *in, FILE *out, FILE *err)
+{
+    const char *file = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs("usage: frichebot chat FILE\n"
+                  "\n"
+                  "Talk to a dialog in the terminal: no Redis, no network, the session lives in\n"
+                  "memory. Reads one message per line on standard input (a pipe works too).\n"
+                  "Effects other than messages are shown as [notes]. Tool commands:\n"
+                  "  /avance DURÉE   move the clock forward (\"/avance 6 semaines\"), firing "
+                  "reminders\n"
+                  "  /choix ID       pick an option by its id, as a button would\n"
+                  "  /reprise        an advisor hands the conversation back\n"
+                  "  /session        show the session as stored (JSON)\n"
+                  "  /quitter        leave (end of input does too)\n",
+                  out);
+            return 0;
+        }
+        if (argv[i][0] == '-') {
+            fprintf(err, "frichebot: chat: unknown option '%s'\nTry 'frichebot --help'.\n",
+                    argv[i]);
+            return 2;
+        }
+        if (file) {
+            fprintf(err, "frichebot: chat: one file only\nTry 'frichebot --help'.\n");
+            return 2;
+        }
+        file = argv[i];
+    }
+    if (!file) {
+        fputs("usage: frichebot chat FILE\n", err);
+        return 2;
+    }
+    fb_geo_t *geo = load_geo(err);
+    fb_buf_t errors;
+    fb_buf_init(&errors, 1u << 20);
+    fb_dialog_t *d = fb_dialog_load(file, geo, &errors);
+    if (!d) {
+        fputs(fb_buf_str(&errors), err);
+        fb_buf_free(&errors);
+        fb_geo_free(geo);
+        return 1;
+    }
+    fb_buf_free(&errors);
+
+    struct convo c;
+    convo_init(&c, d, geo, (long long)time(NULL));
+    int status = 0;
+    json_t *effects = json_array();
+    fb_event_t start = {.kind = FB_EVENT_START};
+    if (convo_step(&c, &start, effects) == 0)
+        chat_print(effects, out);
+    json_decref(effects);
+
+    char line[8192];
+    while (fgets(line, sizeof(line), in)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        effects = json_array();
+        int rc = 0;
+        if (strcmp(line, "/quitter") == 0) {
+            json_decref(effects);
+            break;
+        } else if (strcmp(line, "/session") == 0) {
+            char *s = c.session ? json_dumps(c.session, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+            fprintf(out, "%s\n", s ? s : "null");
+            free(s); /* fb-lint: allow free (jansson's allocation) */
+        } else if (strncmp(line, "/avance ", 8) == 0) {
+            long long secs;
+            if (fb_text_duration(line + 8, &secs))
+                fprintf(out, "  [durée incomprise : « %s » (exemple : 6 semaines)]\n", line + 8);
+            else
+                rc = convo_advance(&c, secs, effects);
+        } else if (strncmp(line, "/choix ", 7) == 0) {
+            fb_event_t ev = {.kind = FB_EVENT_CHOICE, .choice = line + 7};
+            rc = convo_step(&c, &ev, effects);
+        } else if (strcmp(line, "/reprise") == 0) {
+            fb_event_t ev = {.kind = FB_EVENT_HANDBACK};
+            rc = convo_step(&c, &ev, effects);
+        } else {
+            fb_event_t ev = {.kind = FB_EVENT_MESSAGE, .text = line};
+            rc = convo_step(&c, &ev, effects);
+        }
+        if (rc) {
+            fprintf(err, "frichebot: erreur du moteur : %s\n", fb_strerror(rc));
+            status = 1;
+        }
+        chat_print(effects, out);
+        json_decref(effects);
+    }
+    convo_free(&c);
+    fb_dialog_unref(d);
+    fb_geo_free(geo);
+    return status;
+}
+
+/* ---- test: golden transcripts ---- */
+
+struct tctx {
+    const char *file;
+    json_t *lines;
+    FILE *out;
+    int turn;          /* 1-based */
+    const char *event; /* short description of the turn's event, for messages */
+    int failures;      /* in this turn */
+};
+
+static void tfail(struct tctx *t, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Reports one failed expectation of a turn: "FILE:LINE: tour N (EVENT) : message". */
+static void tfail(struct tctx *t, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(t->out, "%s:%d: tour %d (%s) : ", t->file, fb_yaml_line(t->lines, path), t->turn,
+            t->event);
+    va_start(ap, fmt);
+    vfprintf(t->out, fmt, ap);
+    va_end(ap);
+    fputc('\n', t->out);
+    t->failures++;
+}
+
+/* A shortened, single-line copy of `s` for messages. */
+static void excerpt(const char *s, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (; *s && o + 4 < cap; s++)
+        out[o++] = (*s == '\n') ? '/' : *s;
+    if (*s && o + 4 >= cap) {
+        out[o++] = '.';
+        out[o++] = '.';
+        out[o++] = '.';
+    }
+    out[o] = '\0';
+}
+
+/* A string, or each string of an array, in `v`; calls `fn` for each. */
+static void each_string(json_t *v,
+                        void (*fn)(struct tctx *, const char *, const char *, const char *,
+                                   const char *),
+                        struct tctx *t, const char *path, const char *key, const char *said)
+{
+    if (json_is_string(v)) {
+        fn(t, path, key, json_string_value(v), said);
+        return;
+    }
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e)
+    {
+        char *p = fb_asprintf("%s/%zu", path, i);
+        if (json_is_string(e))
+            fn(t, p, key, json_string_value(e), said);
+        else
+            tfail(t, p, "« %s » attend du texte", key);
+        fb_free(p);
+    }
+}
+
+static void check_text(struct tctx *t, const char *path, const char *key, const char *want,
+                       const char *said)
+{
+    char ex[200];
+    excerpt(said, ex, sizeof(ex));
+    if (strcmp(key, "contient") == 0) {
+        if (!strstr(said, want))
+            tfail(t, path, "le bot devait dire « %s », il a dit « %s »", want, ex);
+    } else if (strcmp(key, "absent") == 0) {
+        if (strstr(said, want))
+            tfail(t, path, "le bot ne devait pas dire « %s », il a dit « %s »", want, ex);
+    } else if (strcmp(key, "exact") == 0) {
+        if (strcmp(said, want) != 0)
+            tfail(t, path, "le bot devait dire exactement « %s », il a dit « %s »", want, ex);
+    } else if (strcmp(key, "regex") == 0) {
+        regex_t re;
+        if (regcomp(&re, want, REG_EXTENDED | REG_NOSUB) != 0) {
+            tfail(t, path, "expression régulière invalide : %s", want);
+            return;
+        }
+        if (regexec(&re, said, 0, NULL, 0) != 0)
+            tfail(t, path, "le bot devait dire un texte conforme à /%s/, il a dit « %s »", want,
+                  ex);
+        regfree(&re);
+    }
+}
+
+/* True when every member of `want` is found, equal, in `have` (objects recursively). */
+static bool json_subset(json_t *want, json_t *have)
+{
+    if (json_is_object(want)) {
+        if (!json_is_object(have))
+            return false;
+        const char *k;
+        json_t *v;
+        json_object_foreach(want, k, v)
+        {
+            if (!json_subset(v, json_object_get(have, k)))
+                return false;
+        }
+        return true;
+    }
+    if (json_is_number(want) && json_is_number(have))
+        return json_number_value(want) == json_number_value(have);
+    return json_equal(want, have);
+}
+
+/* Turns an expected effect written for authors into the effect object it stands for:
+ * {relance: "6 semaines"} -> {type: schedule, after: 3628800}; {escalade: demande};
+ * {annule: true|ID}; {oubli: true}; {fin: true}; {etape: {item, statut}}; {stat: NAME};
+ * anything with a `type` is taken as is. Returns a new reference, or NULL when not understood. */
+static json_t *expected_effect(json_t *e)
+{
+    if (json_object_get(e, "type"))
+        return json_incref(e);
+    json_t *v;
+    if ((v = json_object_get(e, "relance"))) {
+        long long secs;
+        json_t *o = json_pack("{s:s}", "type", "schedule");
+        if (json_is_string(v)) {
+            if (fb_text_duration(json_string_value(v), &secs)) {
+                json_decref(o);
+                return NULL;
+            }
+            json_object_set_new(o, "after", json_integer(secs));
+        }
+        json_t *id = json_object_get(e, "id");
+        if (id)
+            json_object_set(o, "id", id);
+        return o;
+    }
+    if ((v = json_object_get(e, "escalade"))) {
+        json_t *o = json_pack("{s:s}", "type", "escalate");
+        if (json_is_string(v))
+            json_object_set(o, "reason", v);
+        return o;
+    }
+    if ((v = json_object_get(e, "annule"))) {
+        json_t *o = json_pack("{s:s}", "type", "cancel");
+        if (json_is_string(v))
+            json_object_set(o, "id", v);
+        return o;
+    }
+    if (json_object_get(e, "oubli"))
+        return json_pack("{s:s}", "type", "forget");
+    if (json_object_get(e, "fin"))
+        return json_pack("{s:s}", "type", "end");
+    if ((v = json_object_get(e, "stat")))
+        return json_pack("{s:s,s:O}", "type", "stat", "name", v);
+    if ((v = json_object_get(e, "etape"))) {
+        json_t *o = json_pack("{s:s}", "type", "step");
+        json_t *item = json_object_get(v, "item"), *st = json_object_get(v, "statut");
+        if (item)
+            json_object_set(o, "item", item);
+        if (st)
+            json_object_set(o, "status", st);
+        return o;
+    }
+    return NULL;
+}
+
+static void check_turn(struct tctx *t, json_t *turn, const char *tpath, json_t *effects,
+                       json_t *session)
+{
+    fb_buf_t said;
+    fb_buf_init(&said, 1u << 20);
+    said_text(effects, &said);
+    const char *text = fb_buf_str(&said);
+    char *path;
+
+    fb_buf_t html;
+    fb_buf_init(&html, 1u << 20);
+    {
+        size_t k;
+        json_t *e;
+        json_array_foreach(effects, k, e)
+        {
+            const char *h = json_string_value(json_object_get(e, "html"));
+            if (h) {
+                if (html.len)
+                    fb_buf_puts(&html, "\n");
+                fb_buf_puts(&html, h);
+            }
+        }
+    }
+    json_t *bot = json_object_get(turn, "bot");
+    if (json_is_string(bot)) {
+        path = fb_asprintf("%s/bot", tpath);
+        check_text(t, path, "contient", json_string_value(bot), text);
+        fb_free(path);
+    } else if (json_is_object(bot)) {
+        static const char *const keys[] = {"contient", "absent", "exact", "regex"};
+        for (size_t k = 0; k < FB_ARRAY_SIZE(keys); k++) {
+            json_t *v = json_object_get(bot, keys[k]);
+            if (!v)
+                continue;
+            path = fb_asprintf("%s/bot/%s", tpath, keys[k]);
+            each_string(v, check_text, t, path, keys[k], text);
+            fb_free(path);
+        }
+        json_t *hv = json_object_get(bot, "html");
+        if (hv) {
+            path = fb_asprintf("%s/bot/html", tpath);
+            each_string(hv, check_text, t, path, "contient", fb_buf_str(&html));
+            fb_free(path);
+        }
+        json_t *hv_not = json_object_get(bot, "html_absent");
+        if (hv_not) {
+            path = fb_asprintf("%s/bot/html_absent", tpath);
+            each_string(hv_not, check_text, t, path, "absent", fb_buf_str(&html));
+            fb_free(path);
+        }
+        json_t *choices = json_object_get(bot, "choix");
+        if (choices) {
+            /* The labels offered by the last message with choices, in order. */
+            json_t *got = json_array();
+            size_t i;
+            json_t *e;
+            json_array_foreach(effects, i, e)
+            {
+                json_t *ch = json_object_get(e, "choices");
+                if (!ch)
+                    continue;
+                json_array_clear(got);
+                size_t j;
+                json_t *c;
+                json_array_foreach(ch, j, c) json_array_append(got, json_object_get(c, "label"));
+            }
+            if (!json_equal(got, choices)) {
+                char *g = json_dumps(got, JSON_COMPACT | JSON_ENSURE_ASCII);
+                char *w = json_dumps(choices, JSON_COMPACT | JSON_ENSURE_ASCII);
+                path = fb_asprintf("%s/bot/choix", tpath);
+                tfail(t, path, "choix attendus %s, proposés %s", w ? w : "?", g ? g : "?");
+                fb_free(path);
+                free(g); /* fb-lint: allow free (jansson's allocation) */
+                free(w); /* fb-lint: allow free (jansson's allocation) */
+            }
+            json_decref(got);
+        }
+    }
+    if (json_is_true(json_object_get(turn, "silence")) && said.len) {
+        char ex[200];
+        excerpt(text, ex, sizeof(ex));
+        path = fb_asprintf("%s/silence", tpath);
+        tfail(t, path, "le bot devait se taire, il a dit « %s »", ex);
+        fb_free(path);
+    }
+
+    json_t *answers = json_object_get(session, "a");
+    json_t *want_answers = json_object_get(turn, "reponses");
+    const char *slot;
+    json_t *want;
+    json_object_foreach(want_answers, slot, want)
+    {
+        json_t *have = json_object_get(answers, slot);
+        if (!json_subset(want, have)) {
+            char *w = json_dumps(want, JSON_COMPACT | JSON_ENCODE_ANY);
+            char *h = have ? json_dumps(have, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+            path = fb_asprintf("%s/reponses/%s", tpath, slot);
+            tfail(t, path, "réponse « %s » attendue %s, enregistrée %s", slot, w ? w : "?",
+                  h ? h : "(aucune)");
+            fb_free(path);
+            free(w); /* fb-lint: allow free (jansson's allocation) */
+            free(h); /* fb-lint: allow free (jansson's allocation) */
+        }
+    }
+
+    json_t *tags = json_object_get(session, "t");
+    static const char *const tag_keys[] = {"tags", "sans_tags"};
+    for (int k = 0; k < 2; k++) {
+        json_t *list = json_object_get(turn, tag_keys[k]);
+        size_t i;
+        json_t *tag;
+        json_array_foreach(list, i, tag)
+        {
+            bool present = false;
+            size_t j;
+            json_t *have;
+            json_array_foreach(tags, j, have) present |= json_equal(have, tag);
+            if (present != (k == 0)) {
+                path = fb_asprintf("%s/%s/%zu", tpath, tag_keys[k], i);
+                tfail(t, path, "le signal « %s » devrait être %s",
+                      str_or(json_string_value(tag), "?"), k == 0 ? "émis" : "absent");
+                fb_free(path);
+            }
+        }
+    }
+
+    json_t *want_effects = json_object_get(turn, "effets");
+    size_t i;
+    json_t *we;
+    json_array_foreach(want_effects, i, we)
+    {
+        path = fb_asprintf("%s/effets/%zu", tpath, i);
+        json_t *exp = expected_effect(we);
+        if (!exp) {
+            tfail(t, path,
+                  "effet attendu incompris (relance, escalade, annule, oubli, fin, "
+                  "etape, stat, ou un objet avec type)");
+        } else {
+            bool found = false;
+            size_t j;
+            json_t *e;
+            json_array_foreach(effects, j, e) found |= json_subset(exp, e);
+            if (!found) {
+                char *w = json_dumps(exp, JSON_COMPACT | JSON_ENSURE_ASCII);
+                char *g = json_dumps(effects, JSON_COMPACT | JSON_ENSURE_ASCII);
+                char ex[300];
+                excerpt(g ? g : "?", ex, sizeof(ex));
+                tfail(t, path, "effet attendu %s absent ; effets : %s", w ? w : "?", ex);
+                free(w); /* fb-lint: allow free (jansson's allocation) */
+                free(g); /* fb-lint: allow free (jansson's allocation) */
+            }
+            json_decref(exp);
+        }
+        fb_free(path);
+    }
+    if (json_is_true(json_object_get(turn, "session_nulle")) && session && !json_is_null(session)) {
+        path = fb_asprintf("%s/session_nulle", tpath);
+        tfail(t, path, "la session devait être effacée");
+        fb_free(path);
+    }
+    fb_buf_free(&said);
+    fb_buf_free(&html);
+}
+
+/* Parses an ISO 8601 UTC time "2026-11-28T09:00:00Z" (or a date). Returns 0 or FB_EINVAL. */
+static int parse_clock(const char *s, long long *out)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!end) {
+        memset(&tm, 0, sizeof(tm));
+        end = strptime(s, "%Y-%m-%d", &tm);
+        if (!end)
+            return FB_EINVAL;
+    }
+    if (*end == 'Z')
+        end++;
+    if (*end)
+        return FB_EINVAL;
+    *out = (long long)timegm(&tm);
+    return 0;
+}
+
+/* Runs one transcript file. Returns 0 when every turn passed, 1 otherwise. */
+static int run_transcript(const char *file, const fb_geo_t *geo, FILE *out)
+{
+    size_t len;
+    char *text = read_file(file, &len, out);
+    if (!text)
+        return 1;
+    char errbuf[512];
+    json_t *lines = NULL;
+    json_t *doc = fb_yaml_to_json(text, len, &lines, errbuf, sizeof(errbuf));
+    fb_free(text);
+    int failed = 0;
+    fb_dialog_t *d = NULL;
+    struct convo c;
+    bool have_convo = false;
+    if (!doc) {
+        fprintf(out, "%s:%s\n", file, errbuf);
+        return 1;
+    }
+    const char *dialog = json_string_value(json_object_get(doc, "dialogue"));
+    json_t *turns = json_object_get(doc, "tours");
+    if (!dialog || !json_is_array(turns)) {
+        fprintf(out, "%s:1: un transcript a besoin de « dialogue: FICHIER » et de « tours: »\n",
+                file);
+        failed = 1;
+        goto done;
+    }
+    /* The dialog path is relative to the transcript's directory. */
+    char *dpath;
+    const char *slash = strrchr(file, '/');
+    if (dialog[0] == '/' || !slash)
+        dpath = fb_strdup(dialog);
+    else
+        dpath = fb_asprintf("%.*s/%s", (int)(slash - file), file, dialog);
+    fb_buf_t errors;
+    fb_buf_init(&errors, 1u << 20);
+    d = fb_dialog_load(dpath, geo, &errors);
+    fb_free(dpath);
+    if (!d) {
+        fprintf(out, "%s:%d: le dialogue ne se charge pas :\n%s", file,
+                fb_yaml_line(lines, "/dialogue"), fb_buf_str(&errors));
+        fb_buf_free(&errors);
+        failed = 1;
+        goto done;
+    }
+    fb_buf_free(&errors);
+
+    long long now = 1795856400; /* 2026-11-28T09:00:00Z: a Saturday morning, as good as any */
+    const char *clock = json_string_value(json_object_get(doc, "horloge"));
+    if (clock && parse_clock(clock, &now)) {
+        fprintf(out, "%s:%d: horloge invalide « %s » (exemple : 2026-11-30T09:00:00Z)\n", file,
+                fb_yaml_line(lines, "/horloge"), clock);
+        failed = 1;
+        goto done;
+    }
+    convo_init(&c, d, geo, now);
+    have_convo = true;
+
+    size_t i;
+    json_t *turn;
+    json_array_foreach(turns, i, turn)
+    {
+        char tpath[64];
+        snprintf(tpath, sizeof(tpath), "/tours/%zu", i);
+        struct tctx t = {.file = file, .lines = lines, .out = out, .turn = (int)i + 1};
+        json_t *effects = json_array();
+        fb_event_t ev = {.kind = FB_EVENT_START};
+        char desc[160];
+        json_t *v;
+        int rc = 0;
+        if (!json_is_object(turn)) {
+            t.event = "?";
+            tfail(&t, tpath, "un tour est un objet (dit:, choisit:, avance:, bot:...)");
+            json_decref(effects);
+            failed = 1;
+            continue;
+        }
+        if ((v = json_object_get(turn, "dit"))) {
+            ev.kind = FB_EVENT_MESSAGE;
+            ev.text = json_is_string(v) ? json_string_value(v) : "";
+            char ex[120];
+            excerpt(ev.text, ex, sizeof(ex));
+            snprintf(desc, sizeof(desc), "dit « %s »", ex);
+        } else if ((v = json_object_get(turn, "choisit"))) {
+            ev.kind = FB_EVENT_CHOICE;
+            ev.choice = json_is_string(v) ? json_string_value(v) : "";
+            snprintf(desc, sizeof(desc), "choisit %s", ev.choice);
+        } else if ((v = json_object_get(turn, "avance"))) {
+            snprintf(desc, sizeof(desc), "avance %s", str_or(json_string_value(v), "?"));
+        } else if (json_object_get(turn, "reprise")) {
+            ev.kind = FB_EVENT_HANDBACK;
+            snprintf(desc, sizeof(desc), "reprise par le bot");
+        } else if (json_object_get(turn, "oubli")) {
+            ev.kind = FB_EVENT_FORGET;
+            snprintf(desc, sizeof(desc), "oubli demandé");
+        } else {
+            snprintf(desc, sizeof(desc), "début");
+        }
+        t.event = desc;
+        if (json_object_get(turn, "avance")) {
+            long long secs;
+            char *p = fb_asprintf("%s/avance", tpath);
+            if (!json_is_string(v) || fb_text_duration(json_string_value(v), &secs)) {
+                tfail(&t, p, "durée incomprise (exemple : 6 semaines)");
+            } else {
+                rc = convo_advance(&c, secs, effects);
+            }
+            fb_free(p);
+        } else {
+            rc = convo_step(&c, &ev, effects);
+        }
+        if (rc)
+            tfail(&t, tpath, "le moteur a échoué : %s", fb_strerror(rc));
+        else
+            check_turn(&t, turn, tpath, effects, c.session);
+        json_decref(effects);
+        if (t.failures)
+            failed = 1;
+    }
+done:
+    if (have_convo)
+        convo_free(&c);
+    if (d)
+        fb_dialog_unref(d);
+    json_decref(doc);
+    json_decref(lines);
+    return failed;
+}
+
+int fb_cmd_test(int argc, char **argv, FILE *out, FILE *err)
+{
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs(
+            "usage: frichebot test PATH...\n"
+            "\n"
+            "Runs golden transcripts (YAML, see docs/dialogs.md) on a virtual clock: user turns,\n"
+            "expected bot text, choices, answers, signals and effects. Prints one line per\n"
+            "failed expectation, FILE:LINE, and ends with \"N passed, N failed\" (transcripts).\n"
+            "Exit status: 0 when every transcript passed.\n",
+            out);
+        return 0;
+    }
+    if (argc < 2) {
+        fputs("usage: frichebot test PATH...\nTry 'frichebot test --help'.\n", err);
+        return 2;
+    }
+    for (int i = 1; i < argc; i++)
+        if (argv[i][0] == '-') {
+            fprintf(err, "frichebot: test: unknown option '%s'\nTry 'frichebot --help'.\n",
+                    argv[i]);
+            return 2;
+        }
+    char *files[MAX_FILES];
+    int n = expand_paths(argc - 1, argv + 1, files, err);
+    if (n < 0)
+        return 1;
+    fb_geo_t *geo = load_geo(err);
+    int passed = 0, failed = 0;
+    for (int i = 0; i < n; i++) {
+        if (run_transcript(files[i], geo, out) == 0) {
+            passed++;
+        } else {
+            failed++;
+            fprintf(out, "ÉCHEC %s\n", files[i]);
+        }
+        fb_free(files[i]);
+    }
+    fb_geo_free(geo);
+    fprintf(out, "%d passed, %d failed\n", passed, failed);
+    return (failed || n == 0) ? 1 : 0;
+}

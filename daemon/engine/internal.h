@@ -1,0 +1,352 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine/internal.h - the compiled dialog model and the in-memory session, shared by the three
+ * files of the dialog engine core: dialog.c (loads and validates YAML into this model),
+ * session.c (session JSON <-> struct fb__sess) and machine.c (fb_engine_step). Nothing outside
+ * daemon/engine/ includes this header: the public contract is engine.h.
+ *
+ * A loaded dialog is immutable. Everything a step needs is precompiled at load time: states and
+ * slots are indexed, state targets are resolved to indices, expressions and templates are parsed,
+ * command words and choice lists are folded and pre-rendered, catalogue items are JSON objects.
+ */
+#ifndef FB_ENGINE_INTERNAL_H
+#define FB_ENGINE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "engine/answers.h"
+#include "engine/engine.h"
+#include "engine/expr.h"
+#include "engine/template.h"
+#include "frichebot/buf.h"
+
+/* ---- small string -> index map (open addressing, built once at load) ---- */
+
+struct fb__strmap {
+    const char **keys; /* borrowed from the model; NULL for an empty slot */
+    int *vals;
+    size_t cap; /* power of two, or 0 */
+    size_t n;
+};
+
+/** Adds `key` -> `val` (key borrowed, must outlive the map). Returns false if already present. */
+bool fb__strmap_put(struct fb__strmap *m, const char *key, int val);
+/** The value of `key` (`len` bytes), or -1. */
+int fb__strmap_getn(const struct fb__strmap *m, const char *key, size_t len);
+/** The value of the NUL-terminated `key`, or -1. */
+int fb__strmap_get(const struct fb__strmap *m, const char *key);
+void fb__strmap_free(struct fb__strmap *m);
+
+/* ---- the model ---- */
+
+/** Question types; FB__Q_NONE marks a message state. */
+enum fb__qtype {
+    FB__Q_NONE = 0,
+    FB__Q_YESNO,
+    FB__Q_CHOICE,
+    FB__Q_MULTI,
+    FB__Q_NUMBER,
+    FB__Q_TEXT,
+    FB__Q_DATE,
+    FB__Q_COMMUNE,
+};
+
+/** The global commands, in the order of docs/internals/ENGINE.md. */
+enum fb__cmd {
+    FB__CMD_AIDE = 0,
+    FB__CMD_RETOUR,
+    FB__CMD_RECOMMENCER,
+    FB__CMD_CONSEILLER,
+    FB__CMD_OU_EN_SUIS_JE,
+    FB__CMD_MES_DONNEES,
+    FB__CMD_OUBLIER,
+    FB__CMD_STOP,
+    FB__CMD_COUNT,
+    FB__CMD_NONE = -1,
+};
+
+/** Built-in texts (overridable under `textes:`), in the order of fb__text_names. */
+enum fb__textid {
+    FB__T_INCOMPRIS = 0,
+    FB__T_NSP_REFUSE,
+    FB__T_HORS_LIMITES,
+    FB__T_AMBIGU,
+    FB__T_RETOUR_IMPOSSIBLE,
+    FB__T_OUBLI_FAIT,
+    FB__T_RELANCES_ARRETEES,
+    FB__T_ESCALADE,
+    FB__T_AIDE_GENERALE,
+    FB__T_FIN_ATTEINTE,
+    FB__T_REPRISE,
+    FB__T_COMMUNE_INCONNUE,
+    FB__T_COMMUNE_CHOIX,
+    FB__T_RESUME,
+    FB__T_MES_DONNEES,
+    FB__T_VERSION_CHANGEE,
+    FB__T_RELANCE,
+    FB__T_RELANCE_ETAPE,
+    FB__T_ETAPE_NOTEE,
+    FB__T_ETAPE_PLUS_TARD,
+    FB__T_COUNT,
+};
+
+/** Names of the built-in texts as written under `textes:`, and their French defaults. */
+extern const char *const fb__text_names[FB__T_COUNT];
+extern const char *const fb__text_defaults[FB__T_COUNT];
+
+/** Roadmap step statuses (the `step` effect's values), a_faire first (the default). */
+enum fb__status {
+    FB__ST_A_FAIRE = 0,
+    FB__ST_EN_COURS,
+    FB__ST_BLOQUEE,
+    FB__ST_FAITE,
+    FB__ST_NON_PERTINENTE,
+    FB__ST_DEJA_FAITE,
+    FB__ST_COUNT,
+};
+extern const char *const fb__status_names[FB__ST_COUNT];
+
+/** What happens after `echecs.max` failed answers. */
+enum fb__fail_action {
+    FB__FAIL_AIDE = 0,
+    FB__FAIL_CONSEILLER,
+};
+
+/** A template, pre-rendered when it uses no name (most texts), so asking costs no rendering. */
+struct fb__text {
+    fb_template_t *t; /* NULL when absent */
+    json_t *plain;    /* pre-rendered plain text (a JSON string) when static, else NULL */
+    json_t *html;     /* idem, HTML */
+};
+
+/** The words of each global command (folded) and whether it is disabled. */
+struct fb__cmdset {
+    char **words[FB__CMD_COUNT]; /* folded, owned */
+    size_t n[FB__CMD_COUNT];
+    bool disabled[FB__CMD_COUNT];
+};
+
+/** A reminder setting (`relance:` at the top level or in a state). */
+struct fb__relance {
+    bool set;            /* the key was given */
+    long long after;     /* seconds */
+    unsigned max;        /* reminders without an answer before going quiet */
+    bool step;           /* `etape: premiere`: ask about the first open roadmap step */
+    struct fb__text msg; /* `message:`; absent -> built-in relance / relance_etape */
+};
+
+struct fb__signal {
+    fb_expr_t *cond;
+    int tag; /* index in fb_dialog_s.tags */
+};
+
+struct fb__branch {
+    fb_expr_t *cond; /* NULL: always */
+    char *cond_src;  /* for DOT labels */
+    int target;      /* state index */
+};
+
+struct fb__choice {
+    char *id;
+    char *label;     /* plain text */
+    char **synonyms; /* NULL-terminated, folded by the matcher */
+    int *tags;       /* tag indices */
+    size_t n_tags;
+    int target; /* `aller:` state index, or -1 */
+};
+
+struct fb__state {
+    char *id;
+    int line, col;        /* of the state's key */
+    enum fb__qtype type;  /* FB__Q_NONE for a message */
+    struct fb__text text; /* `dire` or `question` */
+    int slot;             /* index in fb_dialog_s.slots, -1 for messages */
+    char *label;          /* `libelle`, or NULL (the slot name is used) */
+    struct fb__text help; /* `aide` */
+    bool nsp_ok;          /* `je_ne_sais_pas` */
+    struct fb__text *reprompts;
+    size_t n_reprompts;
+    unsigned fail_max;
+    enum fb__fail_action fail_action;
+    fb_expr_t *cond; /* precondition, or NULL */
+    char *cond_src;
+    struct fb__signal *signals;
+    size_t n_signals;
+    struct fb__choice *choices; /* choix / choix_multiple */
+    size_t n_choices;
+    fb_choice_t *achoices; /* the same for answers.c, plus "je ne sais pas" when nsp_ok */
+    size_t n_achoices;
+    json_t *choices_json; /* [{"id","label"}] for `say` effects, or NULL */
+    char *list_plain;     /* "1. A\n2. B" (numbered list of the options), or NULL */
+    char *list_html;      /* the same in HTML */
+    json_t *ask_plain;    /* question + list, pre-rendered when the question text is static */
+    json_t *ask_html;
+    fb_unit_t unit;
+    double min, max;   /* nombre */
+    size_t tmin, tmax; /* texte, in characters */
+    bool future;       /* date */
+    struct fb__branch *next;
+    size_t n_next;
+    bool final;
+    struct fb__relance relance;
+    const struct fb__cmdset *cmds; /* the state's own set, or the dialog's */
+    struct fb__cmdset *own_cmds;   /* owned when the state has `commandes:` */
+};
+
+/** A slot (a question's `variable`): several questions may share one if their types agree. */
+struct fb__slot {
+    char *name;
+    enum fb__qtype type;
+    int state; /* the first question state that fills it */
+};
+
+struct fb__item {
+    char *ref;   /* "catalogue.id" */
+    char *id;    /* borrowed from ref */
+    json_t *obj; /* the item's fields plus id and catalogue (never modified after load) */
+};
+
+struct fb__rule {
+    fb_expr_t *cond; /* NULL: always */
+    int *items;      /* indices in fb_dialog_s.items */
+    size_t n_items;
+    enum fb__status status;
+};
+
+struct fb__catalogue {
+    char *name;
+    char *path;          /* as written in the dialog file */
+    size_t first, count; /* its items in fb_dialog_s.items */
+    bool broken;         /* could not be read or parsed: references to it are not reported */
+};
+
+struct fb__migration {
+    char *from;
+    int to;
+};
+
+struct fb_dialog_s {
+    int refs;
+    char *id;
+    char *title;
+    char *path; /* file name used in messages */
+    char hash[17];
+    const fb_geo_t *geo; /* borrowed, may be NULL */
+
+    struct fb__state *states;
+    size_t n_states;
+    struct fb__strmap state_map;
+    int start;
+
+    struct fb__slot *slots;
+    size_t n_slots;
+    struct fb__strmap slot_map;
+
+    char **tags;
+    size_t n_tags;
+    struct fb__strmap tag_map;
+
+    struct fb__catalogue *catalogues;
+    size_t n_catalogues;
+    struct fb__item *items;
+    size_t n_items;
+    struct fb__strmap item_map; /* ref -> index */
+
+    struct fb__rule *rules;
+    size_t n_rules;
+
+    struct fb__migration *migrations;
+    size_t n_migrations;
+    struct fb__strmap migration_map; /* from -> target state */
+
+    struct fb__relance relance; /* top-level defaults */
+    struct fb__text texts[FB__T_COUNT];
+    struct fb__cmdset cmds;
+
+    json_t **state_json; /* each state's id as a JSON string, shared by the sessions written */
+    json_t **tag_json;   /* each tag as a JSON string, idem */
+    json_t *id_json;     /* the dialog id, idem */
+    json_t *hash_json;   /* the hash, idem */
+    json_t *yesno_json;  /* [{oui},{non}] */
+    json_t *status_json; /* the reminder's choices about a step */
+    fb_choice_t *status_choices;
+    size_t n_status_choices;
+};
+
+/* ---- the session in memory (session.c) ---- */
+
+#define FB__MAX_CANDIDATES 5
+#define FB__MAX_PATH       64
+
+struct fb__sess {
+    const fb_dialog_t *d; /* the version the session runs on */
+    int state;
+    json_t *answers;        /* a reference: shared with the input session until written */
+    bool answers_shared;    /* call fb__session_own_answers() before modifying `answers` */
+    unsigned char *tags;    /* one byte per dialog tag */
+    int path[FB__MAX_PATH]; /* answered question states, most recent first */
+    size_t n_path;
+    unsigned fails;
+    bool escalated, ended, muted;
+    int *road; /* roadmap item indices, ascending (only once ended) */
+    unsigned char *status;
+    size_t n_road;
+    char cand[FB__MAX_CANDIDATES][8]; /* commune candidates (INSEE codes) awaiting a pick */
+    size_t n_cand;
+    int pending_step; /* index in road of the step a reminder asked about, or -1 */
+    unsigned reminders;
+    bool moved; /* the session was moved to `debut` by a version change during parsing */
+};
+
+/**
+ * Parses `session` (borrowed, a JSON object) for dialog `d`, choosing the version by hash among
+ * `d` and `env->versions` and migrating when none matches. Returns 0 and fills `*s`, or
+ * FB_EINVAL when the JSON is not a session of this dialog (then `*s` holds nothing to free).
+ */
+int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const json_t *session,
+                      struct fb__sess *s);
+
+/** Initializes a new session on `d` at `debut`. */
+void fb__session_init(const fb_dialog_t *d, struct fb__sess *s);
+
+/** Returns the session as a new JSON object (the compact form of ENGINE.md). */
+json_t *fb__session_dump(const struct fb__sess *s);
+
+/**
+ * Makes s->answers a private object (a shallow copy of the input session's, whose values stay
+ * shared) so that it can be modified. Call before every change to the answers.
+ */
+void fb__session_own_answers(struct fb__sess *s);
+
+/** Frees what `s` owns; `s` may be reused with fb__session_init(). */
+void fb__session_free(struct fb__sess *s);
+
+/** The stored form of a commune answer: {"insee","nom"} (new object). */
+json_t *fb__commune_compact(const char *insee, const char *name);
+
+/**
+ * The full commune object of a stored answer (new reference): the geo index's object when the
+ * code is known, else `v` itself. NULL when `v` is not a commune object.
+ */
+json_t *fb__commune_expand(const fb_geo_t *geo, const json_t *v);
+
+/** Index of the status named `name`, or -1. */
+int fb__status_index(const char *name);
+
+/* ---- dialog helpers (dialog.c) ---- */
+
+/** Renders `t` (or its pre-rendered form) into `plain`/`html`. Returns 0 or FB_ETOOBIG. */
+int fb__text_render(const struct fb__text *t, const fb_expr_env_t *env, fb_buf_t *plain,
+                    fb_buf_t *html);
+
+/** True when the text is static (pre-rendered). */
+static inline bool fb__text_static(const struct fb__text *t)
+{
+    return t->plain != NULL;
+}
+
+#endif /* FB_ENGINE_INTERNAL_H */

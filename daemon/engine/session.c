@@ -1,0 +1,323 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * session.c - a conversation's session: the compact JSON the router stores (under 1 KiB), parsed
+ * into struct fb__sess for one step and written back after it. Reading copies nothing that the
+ * step does not change: the answers object is shared with the input until a change is made, and
+ * the strings of state ids, tags, the dialog id and hash are the dialog's own JSON strings.
+ *
+ * The JSON is validated strictly (a wrong type anywhere is FB_EINVAL: the router must never
+ * feed the engine something it did not write), but leniently about content from older dialog
+ * versions: unknown tags, paths and roadmap items are dropped, a vanished state goes through
+ * `migrations` or back to `debut`. Fields holding their default value are not written. Answers
+ * are kept as JSON values; the new session's answers object is a new object whose values may be
+ * shared (reference-counted) with the input session's: both must be treated as read-only.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/internal.h"
+#include "frichebot/alloc.h"
+#include "frichebot/err.h"
+#include "geo.h"
+
+#define SESSION_FORMAT 1
+
+/* jansson's iteration and copy functions take non-const pointers though they do not modify
+ * their argument; this is the one place the const is dropped. */
+static json_t *unconst(const json_t *j)
+{
+    return (json_t *)(uintptr_t)j;
+}
+
+void fb__session_init(const fb_dialog_t *d, struct fb__sess *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->d = d;
+    s->state = d->start;
+    s->answers = json_object();
+    s->tags = fb_calloc(d->n_tags + 1, 1);
+    s->pending_step = -1;
+}
+
+void fb__session_free(struct fb__sess *s)
+{
+    json_decref(s->answers);
+    fb_free(s->tags);
+    fb_free(s->road);
+    fb_free(s->status);
+    memset(s, 0, sizeof(*s));
+    s->pending_step = -1;
+}
+
+/* The state index of `id` in `d`, through `migrations` when the state is gone; -1 if neither. */
+static int find_state(const fb_dialog_t *d, const char *id, bool migrate)
+{
+    int i = fb__strmap_get(&d->state_map, id);
+    if (i < 0 && migrate)
+        i = fb__strmap_get(&d->migration_map, id);
+    return i;
+}
+
+/* The dialog version whose hash is `h`: `d` itself or one of env->versions; NULL if none. */
+static const fb_dialog_t *find_version(const fb_dialog_t *d, const fb_engine_env_t *env,
+                                       const char *h)
+{
+    if (strcmp(d->hash, h) == 0)
+        return d;
+    for (size_t i = 0; env && env->versions && i < env->n_versions; i++) {
+        const fb_dialog_t *v = env->versions[i];
+        if (v && strcmp(v->hash, h) == 0 && v->id && d->id && strcmp(v->id, d->id) == 0)
+            return v;
+    }
+    return NULL;
+}
+
+/* Reads an optional boolean member: absent -> false. Returns false for a wrong type. */
+static bool opt_bool(const json_t *o, const char *key, bool *out)
+{
+    const json_t *v = json_object_get(o, key);
+    *out = false;
+    if (!v)
+        return true;
+    if (!json_is_boolean(v))
+        return false;
+    *out = json_is_true(v);
+    return true;
+}
+
+/* Reads an optional non-negative integer member below `max`: absent -> 0. */
+static bool opt_uint(const json_t *o, const char *key, unsigned max, unsigned *out)
+{
+    const json_t *v = json_object_get(o, key);
+    *out = 0;
+    if (!v)
+        return true;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > max)
+        return false;
+    *out = (unsigned)json_integer_value(v);
+    return true;
+}
+
+/* Reads an optional array of strings: absent -> NULL (valid). Returns false for a wrong type. */
+static bool opt_strings(const json_t *o, const char *key, const json_t **out)
+{
+    const json_t *v = json_object_get(o, key);
+    *out = NULL;
+    if (!v)
+        return true;
+    if (!json_is_array(v))
+        return false;
+    for (size_t i = 0; i < json_array_size(v); i++)
+        if (!json_is_string(json_array_get(v, i)))
+            return false;
+    *out = v;
+    return true;
+}
+
+/* qsort order of item indices. */
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const json_t *session,
+                      struct fb__sess *s)
+{
+    const json_t *tags, *path, *road, *cand;
+    unsigned fails, reminders;
+    bool escalated, ended, muted;
+    memset(s, 0, sizeof(*s));
+    s->pending_step = -1;
+    if (!json_is_object(session))
+        return FB_EINVAL;
+    const json_t *v = json_object_get(session, "v");
+    const json_t *jd = json_object_get(session, "d");
+    const json_t *jh = json_object_get(session, "h");
+    const json_t *js = json_object_get(session, "s");
+    const json_t *ja = json_object_get(session, "a");
+    const json_t *ju = json_object_get(session, "u");
+    const json_t *jk = json_object_get(session, "k");
+    if (!json_is_integer(v) || json_integer_value(v) != SESSION_FORMAT || !json_is_string(jd) ||
+        !d->id || strcmp(json_string_value(jd), d->id) != 0 || !json_is_string(jh) ||
+        !json_is_string(js) || (ja && !json_is_object(ja)) || (ju && !json_is_object(ju)) ||
+        (jk && !json_is_string(jk)))
+        return FB_EINVAL;
+    if (!opt_strings(session, "t", &tags) || !opt_strings(session, "p", &path) ||
+        !opt_strings(session, "r", &road) || !opt_strings(session, "c", &cand) ||
+        !opt_uint(session, "f", 1000, &fails) || !opt_uint(session, "n", 1000, &reminders) ||
+        !opt_bool(session, "x", &escalated) || !opt_bool(session, "e", &ended) ||
+        !opt_bool(session, "m", &muted))
+        return FB_EINVAL;
+
+    const fb_dialog_t *use = find_version(d, env, json_string_value(jh));
+    bool migrate = use == NULL;
+    if (!use)
+        use = d;
+    int state = find_state(use, json_string_value(js), migrate);
+    if (state < 0 && !migrate)
+        return FB_EINVAL; /* same version, unknown state: not a session we wrote */
+    if (ju) {
+        const char *key;
+        const json_t *val;
+        json_t *mu = unconst(ju);
+        json_object_foreach(mu, key, val) if (!json_is_string(val)) return FB_EINVAL;
+    }
+    for (size_t i = 0; cand && i < json_array_size(cand); i++)
+        if (i >= FB__MAX_CANDIDATES ||
+            json_string_length(json_array_get(cand, i)) >= sizeof(s->cand[0]))
+            return FB_EINVAL;
+
+    s->d = use;
+    s->answers = ja ? json_incref(unconst(ja)) : json_object();
+    s->answers_shared = ja != NULL;
+    s->tags = fb_calloc(use->n_tags + 1, 1);
+    s->fails = fails;
+    s->reminders = reminders;
+    s->escalated = escalated;
+    s->muted = muted;
+    if (state < 0) {
+        state = use->start;
+        s->moved = true;
+    } else if (use->states[state].type == FB__Q_NONE && !use->states[state].final) {
+        s->moved = true; /* a migration that points at a message: replay from the start */
+        state = use->start;
+    }
+    s->state = state;
+    s->ended = use->states[state].final && !s->moved;
+    (void)ended; /* derived from the state; written for the router's benefit */
+
+    for (size_t i = 0; tags && i < json_array_size(tags); i++) {
+        int t = fb__strmap_get(&use->tag_map, json_string_value(json_array_get(tags, i)));
+        if (t >= 0)
+            s->tags[t] = 1;
+    }
+    for (size_t i = 0; !s->moved && path && i < json_array_size(path); i++) {
+        int p = find_state(use, json_string_value(json_array_get(path, i)), migrate);
+        if (p >= 0 && use->states[p].type != FB__Q_NONE && s->n_path < FB__MAX_PATH)
+            s->path[s->n_path++] = p;
+    }
+    if (s->ended && road) {
+        size_t n = json_array_size(road);
+        s->road = fb_calloc(n + 1, sizeof(*s->road));
+        s->status = fb_calloc(n + 1, 1);
+        for (size_t i = 0; i < n; i++) {
+            int it = fb__strmap_get(&use->item_map, json_string_value(json_array_get(road, i)));
+            if (it >= 0)
+                s->road[s->n_road++] = it;
+        }
+        qsort(s->road, s->n_road, sizeof(*s->road), cmp_int);
+        for (size_t i = 0; i < s->n_road; i++) {
+            const char *ref = use->items[s->road[i]].ref;
+            const json_t *st = ju ? json_object_get(ju, ref) : NULL;
+            int sv = st ? fb__status_index(json_string_value(st)) : 0;
+            s->status[i] = (unsigned char)(sv > 0 ? sv : 0);
+            if (jk && strcmp(json_string_value(jk), ref) == 0)
+                s->pending_step = (int)i;
+        }
+    }
+    if (!s->moved && !s->ended && use->states[state].type == FB__Q_COMMUNE) {
+        for (size_t i = 0; cand && i < json_array_size(cand); i++) {
+            const json_t *c = json_array_get(cand, i);
+            memcpy(s->cand[s->n_cand], json_string_value(c), json_string_length(c) + 1);
+            s->n_cand++;
+        }
+    }
+    if (s->moved) {
+        s->fails = 0;
+        s->n_cand = 0;
+    }
+    return 0;
+}
+
+void fb__session_own_answers(struct fb__sess *s)
+{
+    if (!s->answers_shared)
+        return;
+    json_t *copy = json_copy(s->answers);
+    FB_ASSERT(copy != NULL); /* only allocation can fail, and it aborts */
+    json_decref(s->answers);
+    s->answers = copy;
+    s->answers_shared = false;
+}
+
+json_t *fb__session_dump(const struct fb__sess *s)
+{
+    const fb_dialog_t *d = s->d;
+    json_t *o = json_object();
+    (void)json_object_set_new(o, "v", json_integer(SESSION_FORMAT));
+    (void)json_object_set(o, "d", d->id_json);
+    (void)json_object_set(o, "h", d->hash_json);
+    (void)json_object_set(o, "s", d->state_json[s->state]);
+    (void)json_object_set(o, "a", s->answers);
+    json_t *t = NULL;
+    for (size_t i = 0; i < d->n_tags; i++) {
+        if (!s->tags[i])
+            continue;
+        if (!t)
+            t = json_array();
+        (void)json_array_append(t, d->tag_json[i]);
+    }
+    if (t)
+        (void)json_object_set_new(o, "t", t);
+    if (s->n_path > 0) {
+        json_t *p = json_array();
+        for (size_t i = 0; i < s->n_path; i++)
+            (void)json_array_append(p, d->state_json[s->path[i]]);
+        (void)json_object_set_new(o, "p", p);
+    }
+    if (s->fails > 0)
+        (void)json_object_set_new(o, "f", json_integer(s->fails));
+    if (s->n_road > 0) {
+        json_t *r = json_array();
+        json_t *u = NULL;
+        for (size_t i = 0; i < s->n_road; i++) {
+            const char *ref = d->items[s->road[i]].ref;
+            (void)json_array_append_new(r, json_string(ref));
+            if (s->status[i] != FB__ST_A_FAIRE) {
+                if (!u)
+                    u = json_object();
+                (void)json_object_set_new(u, ref, json_string(fb__status_names[s->status[i]]));
+            }
+        }
+        (void)json_object_set_new(o, "r", r);
+        if (u)
+            (void)json_object_set_new(o, "u", u);
+    }
+    if (s->pending_step >= 0 && (size_t)s->pending_step < s->n_road)
+        (void)json_object_set_new(o, "k", json_string(d->items[s->road[s->pending_step]].ref));
+    if (s->n_cand > 0) {
+        json_t *c = json_array();
+        for (size_t i = 0; i < s->n_cand; i++)
+            (void)json_array_append_new(c, json_string(s->cand[i]));
+        (void)json_object_set_new(o, "c", c);
+    }
+    if (s->reminders > 0)
+        (void)json_object_set_new(o, "n", json_integer(s->reminders));
+    if (s->escalated)
+        (void)json_object_set_new(o, "x", json_true());
+    if (s->ended)
+        (void)json_object_set_new(o, "e", json_true());
+    if (s->muted)
+        (void)json_object_set_new(o, "m", json_true());
+    return o;
+}
+
+json_t *fb__commune_compact(const char *insee, const char *name)
+{
+    return json_pack("{s:s, s:s}", "insee", insee, "nom", name);
+}
+
+json_t *fb__commune_expand(const fb_geo_t *geo, const json_t *v)
+{
+    const char *code = json_string_value(json_object_get(v, "insee"));
+    if (!code)
+        return NULL;
+    if (geo && !json_object_get(v, "departement")) {
+        const fb_commune_t *c = fb_geo_by_insee(geo, code);
+        if (c)
+            return fb_geo_commune_json(c);
+    }
+    return json_incref(unconst(v));
+}

@@ -1,0 +1,1134 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_machine.c - the dialog engine's step (daemon/engine/machine.c, session.c), driven event by
+ * event with a fixed clock over the dialogs of tests/data/dialogs/: a full conversation with its
+ * exact effects, every global command, `retour` over several questions, preconditions and
+ * branches, reprompts and the `echecs` actions, "je ne sais pas", templates with the roadmap,
+ * reminders and the follow-up of roadmap steps, escalation and hand-back, version pinning and
+ * migration, forgetting, malformed sessions and events, hostile text, and the session size.
+ *
+ * Every step goes through step(), which also checks the invariants that hold for any input:
+ * the step succeeds, effects are an array of typed objects, every `say` has a plain text and an
+ * HTML text, the session serializes, and the same step run twice gives the same output (the
+ * engine has no clock or randomness of its own).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/engine.h"
+#include "frichebot/alloc.h"
+#include "frichebot/buf.h"
+#include "geo.h"
+#include "task.h"
+
+#define DATA FB_SOURCE_DIR "/tests/data/dialogs"
+#define NOW  1796029200 /* 2026-11-30T09:00:00Z */
+
+/* A conversation under test. */
+struct conv {
+    fb_dialog_t *d;
+    fb_geo_t *geo;
+    json_t *session; /* NULL before the first step, JSON null after "forget" */
+    json_t *effects; /* of the last step */
+    fb_engine_env_t env;
+    fb_buf_t said; /* the plain texts of the last step's `say` effects, joined by "\n--\n" */
+    fb_buf_t html;
+};
+
+static fb_dialog_t *load(const char *file, const fb_geo_t *geo)
+{
+    fb_buf_t errors;
+    fb_buf_init(&errors, 1u << 16);
+    char *path = fb_asprintf("%s/%s", DATA, file);
+    fb_dialog_t *d = fb_dialog_load(path, geo, &errors);
+    if (!d)
+        FB_TEST_FAIL("%s does not load:\n%s", path, fb_buf_str(&errors));
+    fb_free(path);
+    fb_buf_free(&errors);
+    return d;
+}
+
+static void conv_init(struct conv *c, const char *file, int with_geo)
+{
+    memset(c, 0, sizeof(*c));
+    if (with_geo) {
+        c->geo = fb_geo_load(fb_geo_default_path(), NULL);
+        ASSERT_NOT_NULL(c->geo);
+    }
+    c->d = load(file, c->geo);
+    c->env.now = NOW;
+    c->env.locale = "fr";
+    c->env.geo = c->geo;
+    fb_buf_init(&c->said, 1u << 20);
+    fb_buf_init(&c->html, 1u << 20);
+}
+
+static void conv_free(struct conv *c)
+{
+    json_decref(c->session);
+    json_decref(c->effects);
+    fb_dialog_unref(c->d);
+    fb_geo_free(c->geo);
+    fb_buf_free(&c->said);
+    fb_buf_free(&c->html);
+}
+
+/* Checks the invariants of one step's output. */
+static void check_output(const json_t *session, const json_t *effects)
+{
+    ASSERT(json_is_array(effects));
+    for (size_t i = 0; i < json_array_size(effects); i++) {
+        const json_t *e = json_array_get(effects, i);
+        ASSERT(json_is_object(e));
+        const char *type = json_string_value(json_object_get(e, "type"));
+        ASSERT_NOT_NULL(type);
+        if (strcmp(type, "say") == 0) {
+            ASSERT(json_is_string(json_object_get(e, "text")));
+            ASSERT(json_is_string(json_object_get(e, "html")));
+            ASSERT_GT(json_string_length(json_object_get(e, "text")), 0);
+        }
+    }
+    ASSERT(json_is_object(session) || json_is_null(session));
+    char *s = json_dumps(session, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *e = json_dumps(effects, JSON_COMPACT);
+    ASSERT_NOT_NULL(s);
+    ASSERT_NOT_NULL(e);
+    free(s);
+    free(e);
+}
+
+/* Runs one event; the conversation's session and effects are replaced. Returns the effects. */
+static json_t *step(struct conv *c, fb_event_t ev)
+{
+    json_t *ns = NULL, *ef = NULL, *ns2 = NULL, *ef2 = NULL;
+    ASSERT_OK(fb_engine_step(c->d, c->session, &ev, &c->env, &ns, &ef));
+    check_output(ns, ef);
+    /* the same step again gives the same output */
+    ASSERT_OK(fb_engine_step(c->d, c->session, &ev, &c->env, &ns2, &ef2));
+    ASSERT(json_equal(ns, ns2));
+    ASSERT(json_equal(ef, ef2));
+    json_decref(ns2);
+    json_decref(ef2);
+    json_decref(c->session);
+    json_decref(c->effects);
+    c->session = ns;
+    c->effects = ef;
+    fb_buf_reset(&c->said);
+    fb_buf_reset(&c->html);
+    for (size_t i = 0; i < json_array_size(ef); i++) {
+        const json_t *e = json_array_get(ef, i);
+        if (strcmp(json_string_value(json_object_get(e, "type")), "say") != 0)
+            continue;
+        ASSERT_OK(fb_buf_printf(&c->said, "%s%s", c->said.len ? "\n--\n" : "",
+                                json_string_value(json_object_get(e, "text"))));
+        ASSERT_OK(fb_buf_printf(&c->html, "%s%s", c->html.len ? "\n--\n" : "",
+                                json_string_value(json_object_get(e, "html"))));
+    }
+    return ef;
+}
+
+static json_t *say(struct conv *c, const char *text)
+{
+    fb_event_t ev = {FB_EVENT_MESSAGE, text, NULL, NULL};
+    return step(c, ev);
+}
+
+static json_t *choose(struct conv *c, const char *id)
+{
+    fb_event_t ev = {FB_EVENT_CHOICE, NULL, id, NULL};
+    return step(c, ev);
+}
+
+static json_t *event(struct conv *c, fb_event_kind_t kind)
+{
+    fb_event_t ev = {kind, NULL, NULL, kind == FB_EVENT_TIMER ? "relance" : NULL};
+    return step(c, ev);
+}
+
+static const char *said(const struct conv *c)
+{
+    return fb_buf_str(&c->said);
+}
+
+/* The effects of the last step as compact JSON, for exact comparisons. */
+static char *effects_json(const struct conv *c)
+{
+    char *s = json_dumps(c->effects, JSON_COMPACT);
+    ASSERT_NOT_NULL(s);
+    return s;
+}
+
+/* The effects other than `say`, as compact JSON. */
+static char *actions_json(const struct conv *c)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < json_array_size(c->effects); i++) {
+        json_t *e = json_array_get(c->effects, i);
+        if (strcmp(json_string_value(json_object_get(e, "type")), "say") != 0)
+            ASSERT_OK(json_array_append(a, e));
+    }
+    char *s = json_dumps(a, JSON_COMPACT);
+    json_decref(a);
+    return s;
+}
+
+#define ASSERT_ACTIONS(c, expected)                                                                \
+    do {                                                                                           \
+        char *fb__got = actions_json(c);                                                           \
+        ASSERT_STR_EQ(fb__got, expected);                                                          \
+        free(fb__got);                                                                             \
+    } while (0)
+
+#define ASSERT_SAID(c, expected) ASSERT_STR_EQ(said(c), expected)
+
+#define ASSERT_SAYS(c, part)                                                                       \
+    do {                                                                                           \
+        if (!strstr(said(c), part))                                                                \
+            FB_TEST_FAIL("the bot should say \"%s\"; it said:\n%s", part, said(c));                \
+    } while (0)
+
+#define ASSERT_NOT_SAYS(c, part)                                                                   \
+    do {                                                                                           \
+        if (strstr(said(c), part))                                                                 \
+            FB_TEST_FAIL("the bot should not say \"%s\"; it said:\n%s", part, said(c));            \
+    } while (0)
+
+static const char *state(const struct conv *c)
+{
+    return json_string_value(json_object_get(c->session, "s"));
+}
+
+static const json_t *answer(const struct conv *c, const char *slot)
+{
+    return json_object_get(json_object_get(c->session, "a"), slot);
+}
+
+static int has_tag(const struct conv *c, const char *tag)
+{
+    const json_t *t = json_object_get(c->session, "t");
+    for (size_t i = 0; i < json_array_size(t); i++)
+        if (strcmp(json_string_value(json_array_get(t, i)), tag) == 0)
+            return 1;
+    return 0;
+}
+
+/* The `choices` of the last `say` that has some, as compact JSON ("" when none). */
+static char *last_choices(const struct conv *c)
+{
+    const json_t *found = NULL;
+    for (size_t i = 0; i < json_array_size(c->effects); i++) {
+        const json_t *ch = json_object_get(json_array_get(c->effects, i), "choices");
+        if (ch)
+            found = ch;
+    }
+    char *s = found ? json_dumps(found, JSON_COMPACT) : NULL;
+    return s ? s : strdup("");
+}
+
+#define ASSERT_CHOICES(c, expected)                                                                \
+    do {                                                                                           \
+        char *fb__ch = last_choices(c);                                                            \
+        ASSERT_STR_EQ(fb__ch, expected);                                                           \
+        free(fb__ch);                                                                              \
+    } while (0)
+
+/* ---- a whole conversation ------------------------------------------------------------------- */
+
+TEST_IMPL(machine_full_conversation)
+{
+    struct conv c;
+    conv_init(&c, "complet.yaml", 1);
+
+    event(&c, FB_EVENT_START);
+    ASSERT_SAID(&c, "Bonjour ! Je vais vous poser quelques questions sur votre site.\n--\n"
+                    "Dans quelle commune se trouve le site ?");
+    ASSERT_ACTIONS(&c, "[{\"type\":\"stat\",\"name\":\"conversation_started\"},"
+                       "{\"type\":\"schedule\",\"id\":\"relance\",\"after\":1209600,"
+                       "\"reason\":\"inactivite\"}]");
+    ASSERT_STR_EQ(state(&c), "commune");
+    ASSERT_STR_EQ(json_string_value(json_object_get(c.session, "h")), fb_dialog_hash(c.d));
+
+    say(&c, "lyon");
+    ASSERT_SAID(&c, "Quelle est la surface du site ?");
+    ASSERT_STR_EQ(json_string_value(json_object_get(answer(&c, "commune"), "insee")), "69123");
+    ASSERT_STR_EQ(json_string_value(json_object_get(answer(&c, "commune"), "nom")), "Lyon");
+
+    say(&c, "1,2 ha");
+    ASSERT_EQ(json_integer_value(answer(&c, "surface")), 12000);
+    ASSERT(has_tag(&c, "grand_site"));
+    ASSERT_SAID(&c, "Quel était l'usage du site ?\n\n1. Industriel\n2. Commercial\n3. Autre");
+    ASSERT_CHOICES(&c, "[{\"id\":\"industriel\",\"label\":\"Industriel\"},{\"id\":\"commerce\","
+                       "\"label\":\"Commercial\"},{\"id\":\"autre\",\"label\":\"Autre\"}]");
+    ASSERT(strstr(fb_buf_str(&c.html), "<p>1. Industriel<br>2. Commercial<br>3. Autre</p>"));
+
+    say(&c, "une usine");
+    ASSERT_STR_EQ(json_string_value(answer(&c, "usage")), "industriel");
+    ASSERT(has_tag(&c, "site_industriel"));
+    ASSERT_SAID(&c, "Une pollution est-elle suspectée ?\n\n1. Oui\n2. Non");
+    ASSERT_CHOICES(&c, "[{\"id\":\"oui\",\"label\":\"Oui\"},{\"id\":\"non\",\"label\":\"Non\"}]");
+
+    say(&c, "oui");
+    ASSERT(json_is_true(answer(&c, "pollution")));
+    ASSERT(has_tag(&c, "pollution_suspectee"));
+    ASSERT_SAYS(&c, "La collectivité est-elle propriétaire du site ?");
+
+    say(&c, "2"); /* the number of "Non" in the list */
+    ASSERT(json_is_false(answer(&c, "proprietaire")));
+    ASSERT_SAID(&c, "Quels usages envisagez-vous ?\n\n1. Logements\n2. Activités économiques\n"
+                    "3. Renaturation");
+
+    say(&c, "1 et 3");
+    char *multi = json_dumps(answer(&c, "projet"), JSON_COMPACT);
+    ASSERT_STR_EQ(multi, "[\"logement\",\"nature\"]");
+    free(multi);
+    ASSERT(has_tag(&c, "renaturation"));
+    ASSERT_SAID(&c, "Quand souhaitez-vous démarrer les travaux ?");
+
+    say(&c, "mars 2027");
+    ASSERT_STR_EQ(json_string_value(answer(&c, "demarrage")), "2027-03");
+    ASSERT_STR_EQ(state(&c), "fin");
+    ASSERT_SAYS(&c, "Sur un site de 12 000 m², une étude de programmation est recommandée.");
+    ASSERT_SAYS(&c, "Voici votre feuille de route pour Lyon :");
+    ASSERT_SAYS(&c, "Délibérer sur le projet : Le conseil municipal engage la démarche.");
+    ASSERT_SAYS(&c, "Faire un diagnostic de pollution");
+    ASSERT(strstr(fb_buf_str(&c.html), "<strong>Délibérer sur le projet</strong>"));
+    ASSERT_ACTIONS(
+        &c, "[{\"type\":\"step\",\"item\":\"etapes.engagement\",\"status\":\"a_faire\"},"
+            "{\"type\":\"step\",\"item\":\"etapes.maitrise_fonciere\",\"status\":\"a_faire\"},"
+            "{\"type\":\"step\",\"item\":\"etapes.diagnostic_pollution\",\"status\":"
+            "\"a_faire\"},"
+            "{\"type\":\"step\",\"item\":\"etapes.etude_programmation\",\"status\":"
+            "\"a_faire\"},"
+            "{\"type\":\"end\"},{\"type\":\"stat\",\"name\":\"site_completed\"},"
+            "{\"type\":\"schedule\",\"id\":\"relance\",\"after\":3628800,"
+            "\"reason\":\"suivi\"}]");
+    ASSERT(json_is_true(json_object_get(c.session, "e")));
+
+    /* after the end: a short note on what can be done */
+    say(&c, "merci beaucoup");
+    ASSERT_SAYS(&c, "Le questionnaire est terminé.");
+    ASSERT_ACTIONS(&c, "[]");
+
+    /* six weeks later: the reminder asks about the first open step */
+    c.env.now = NOW + 3628800;
+    event(&c, FB_EVENT_TIMER);
+    ASSERT_SAID(&c, "Bonjour ! Où en êtes-vous de l'étape « Délibérer sur le projet » ?\n\n"
+                    "1. C'est fait\n2. C'est en cours\n3. Plus tard\n4. C'est bloqué\n"
+                    "5. Pas concerné");
+    ASSERT_ACTIONS(&c, "[{\"type\":\"stat\",\"name\":\"reminder_sent\"},{\"type\":\"schedule\","
+                       "\"id\":\"relance\",\"after\":3628800,\"reason\":\"suivi\"}]");
+    ASSERT_STR_EQ(json_string_value(json_object_get(c.session, "k")), "etapes.engagement");
+
+    say(&c, "c'est fait");
+    ASSERT_SAID(&c, "C'est noté, merci !");
+    ASSERT_ACTIONS(&c, "[{\"type\":\"step\",\"item\":\"etapes.engagement\",\"status\":\"faite\"},"
+                       "{\"type\":\"stat\",\"name\":\"step_updated\"},{\"type\":\"schedule\","
+                       "\"id\":\"relance\",\"after\":3628800,\"reason\":\"suivi\"}]");
+    ASSERT_STR_EQ(
+        json_string_value(json_object_get(json_object_get(c.session, "u"), "etapes.engagement")),
+        "faite");
+    ASSERT_NULL(json_object_get(c.session, "k"));
+
+    event(&c, FB_EVENT_TIMER);
+    ASSERT_SAYS(&c, "« Assurer la maîtrise foncière »");
+    choose(&c, "bloquee");
+    ASSERT_SAYS(&c, "C'est noté, merci ! Si vous le souhaitez, écrivez « conseiller »");
+    event(&c, FB_EVENT_TIMER); /* a blocked step is still open: asked again */
+    ASSERT_SAYS(&c, "« Assurer la maîtrise foncière »");
+    say(&c, "plus tard");
+    ASSERT_SAID(&c, "Entendu, je vous relancerai plus tard.");
+    ASSERT_ACTIONS(&c, "[{\"type\":\"schedule\",\"id\":\"relance\",\"after\":3628800,"
+                       "\"reason\":\"suivi\"}]");
+    conv_free(&c);
+    return 0;
+}
+
+/* ---- commands ------------------------------------------------------------------------------- */
+
+/* Starts petit.yaml and answers q1 with "friche". */
+static void petit_at_q2(struct conv *c)
+{
+    conv_init(c, "petit.yaml", 0);
+    event(c, FB_EVENT_START);
+    ASSERT_SAID(c,
+                "Bonjour !\n--\nQuel est le statut du site ?\n\n1. Une friche\n2. Un site occupé");
+    say(c, "une friche");
+    ASSERT_STR_EQ(state(c), "q2");
+}
+
+TEST_IMPL(machine_command_aide)
+{
+    struct conv c;
+    conv_init(&c, "petit.yaml", 0);
+    event(&c, FB_EVENT_START);
+    say(&c, "Aide !");
+    ASSERT_SAID(&c, "Choisissez une option.\n--\nQuel est le statut du site ?\n\n1. Une friche\n"
+                    "2. Un site occupé");
+    ASSERT_ACTIONS(&c, "[]");
+    say(&c, " ? ");
+    ASSERT_SAYS(&c, "Choisissez une option.");
+    say(&c, "friche");
+    say(&c, "help"); /* q2 has no help of its own: the general help, listing the commands */
+    ASSERT_SAYS(&c, "Répondez simplement à la question posée.");
+    ASSERT_SAYS(&c, "• retour : revenir à la question précédente");
+    ASSERT_SAYS(&c, "Le site est-il pollué ?");
+    ASSERT_STR_EQ(state(&c), "q2");
+    ASSERT_NULL(json_object_get(c.session, "f")); /* a command is not a failed answer */
+    conv_free(&c);
+    return 0;
+}
+
+TEST_IMPL(machine_command_recap_and_data)
+{
+    struct conv c;
+    petit_at_q2(&c);
+    say(&c, "oui");
+    say(&c, "Où en suis-je ?");
+    ASSERT_SAID(&c, "Voici où nous en sommes :\n\nVos réponses :\n• Statut : Une friche\n"
+                    "• q2 : oui\n\nVotre feuille de route :\n"
+                    "• Délibérer sur le projet : à faire\n"
+                    "• Faire un diagnostic de pollution : à faire\n--\nCombien de bâtiments ?");
+    say(&c, "mes données");
+    ASSERT_SAYS(&c, "Voici tout ce que je conserve pour cette conversation :");
+    ASSERT_SAYS(&c, "Signaux retenus : friche, pollue");
+    ASSERT_SAYS(&c, "Pour tout effacer, écrivez « oublier mes données ».");
+    ASSERT_SAYS(&c, "Combien de bâtiments ?");
+    ASSERT(strstr(fb_buf_str(&c.html), "<li>Statut : Une friche</li>"));
+    ASSERT_ACTIONS(&c, "[]");
+    conv_free(&c);
+    return 0;
+}
+
+TEST_IMPL(machine_command_conseiller_and_handback)
+{
+    struct conv c;
+    petit_at_q2(&c);
+    say(&c, "agent"); /* a word the dialog adds to `conseiller` */
+    ASSERT_SAID(&c, "Je transmets votre demande à un conseiller, qui vous répondra ici dès que "
+                    "possible. Vos réponses lui sont transmises : inutile de les répéter.");
+    ASSERT_ACTIONS(&c, "[{\"type\":\"escalate\",\"reason\":\"demande\",\"summary\":\"Dialogue : "
+                       "Petit dialogue\\nQuestion en cours : Le site est-il pollué ?\\n\\n"
+                       "Réponses :\\n• Statut : Une friche\\n\\nSignaux retenus : friche\\n\\n"
+                       "Votre feuille de route :\\n• Délibérer sur le projet : à faire\"},"
+                       "{\"type\":\"cancel\"},{\"type\":\"stat\",\"name\":\"escalated\"}]");
+    ASSERT(json_is_true(json_object_get(c.session, "x")));
+    json_t *before = json_deep_copy(c.session);
+
+    /* escalated: quiet on messages and timers, whatever they are */
+    say(&c, "oui");
+    ASSERT_STR_EQ(effects_json(&c), "[]");
+    ASSERT(json_equal(before, c.session));
+    say(&c, "aide");
+    ASSERT_STR_EQ(effects_json(&c), "[]");
+    choose(&c, "oui");
+    ASSERT_STR_EQ(effects_json(&c), "[]");
+    event(&c, FB_EVENT_TIMER);
+    ASSERT_STR_EQ(effects_json(&c), "[]");
+    ASSERT(json_equal(before, c.session));
+    json_decref(before);
+
+    event(&c, FB_EVENT_HANDBACK);
+    ASSERT_SAID(&c, "Le conseiller vous a rendu la main : reprenons.\n--\n"
+                    "Le site est-il pollué ?\n\n1. Oui\n2. Non\n3. Je ne sais pas");
+    ASSERT_ACTIONS(&c, "[{\"type\":\"stat\",\"name\":\"handed_back\"},{\"type\":\"schedule\","
+                       "\"id\":\"relance\",\"after\":259200,\"reason\":\"inactivite\"}]");
+    ASSERT_NULL(json_object_get(c.session, "x"));
+    event(&c, FB_EVENT_HANDBACK); /* not escalated: nothing to do */
+    ASSERT_STR_EQ(effects_json(&c), "[]");
+    say(&c, "non");
+    ASSERT_STR_EQ(state(&c), "q3");
+    conv_free(&c);
+    return 0;
+}
+
+TEST_IMPL(machine_command_recommencer)
+{
+    struct conv c;
+    petit_at_q2(&c);
+    say(&c, "oui");
+    say(&c, "stop");
+    say(&c, "tout recommencer");
+    ASSERT_SAID(&c, "Bonjour !\n--\nQuel est le statut du site ?\n\n1. Une friche\n2. Un site "
+                    "occupé");
+    /* reminders stay stopped: the preference survives a restart */
+    ASSERT_ACTIONS(&c, "[{\"type\":\"stat\",\"name\":\"conversation_restarted\"}]");
+    ASSERT_STR_EQ(state(&c), "q1");
+    ASSERT_EQ(json_object_size(json_object_get(c.session, "a")), 0);
+    ASSERT_NULL(json_object_get(c.session, "t"));
+    ASSERT_NULL(json_object_get(c.session, "p"));
+    /* START from the platform with a session restarts too */
+    say(&c, "friche");
+    event(&c, FB_EVENT_START);
+    ASSERT_STR_EQ(state(&c), "q1");
+    ASSERT_EQ(json_object_size(json_object_get(c.session, "a")), 0);
+    conv_free(&c);
+    return 0;
+}
+
+TEST_IMPL(machine_command_stop)
+{
+    struct conv c;
+    petit_at_q2(&c);
+    say(&c, "Arrêter les relances");
+    ASSERT_SAID(&c, "Entendu, je ne vous enverrai plus de relances. Vous pouvez reprendre la "
+                    "conversation quand vous le souhaitez.");
+    ASSERT_ACTIONS(&c, "[{\"type\":\"cancel\"}]");
+    ASSERT(json_is_true(json_object_get(c.session, "m")));
+    say(&c, "non"); /* no more schedule when a question is asked */
+    ASSERT_SAID(&c, "Combien de bâtiments ?");
+    ASSERT_ACTIONS(&c, "[]");
+    event(&c, FB_EVENT_TIMER); /* a reminder already due says nothing */
+    ASSERT_STR_EQ(effects_json(&c), "[]");
+    /* q4 disables `stop`: there it is an ordinary answer */
+    say(&c, "3");
+    ASSERT_STR_EQ(state(&c), "q4");
+    say(&c, "stop");
+    ASSERT_STR_EQ(json_string_value(answer(&c, "q4")), "stop");
+    ASSERT_STR_EQ(state(&c), "fin");
+    conv_free(&c);
+    return 0;
+}
+
+TEST_IMPL(machine_command_forget)
+{
+    struct conv c;
+    petit_at_q2(&c);
+    say(&c, "Oublier mes données");
+    ASSERT(json_is_null(c.session));
+    ASSERT_STR_EQ(effects_json(&c),
+                  "[{\"type\":\"forget\"},{\"type\":\"cancel\"},{\"type\":\"say\",\"text\":"
+                  "\"C'est fait : j'ai effacé tout ce que je savais de vous et de votre projet. Au "
+                  "revoir !\",\"html\":\"<p>C&#39;est fait : j&#39;ai effacé tout ce que je savais "
+                  "de vous et de votre projet. Au revoir !</p>\"}]");
+    /* the platform's "forget me" request, with and without a session */
+    say(&c, "bonjour"); /* a new conversation */
+    ASSERT_STR_EQ(state(&c), "q1");
+    event(&c, FB_EVENT_FORGET);
+    ASSERT(json_is_null(c.session));
+    ASSERT_ACTIONS(&c, "[{\"type\":\"forget\"},{\"type\":\"cancel\"}]");
+    event(&c, FB_EVENT_FORGET);
+    ASSERT(json_is_null(c.session));
+    ASSERT_ACTIONS(&c, "[{\"type\":\"forget\"},{\"type\":\"cancel\"}]");
+    /* an escalated user can still be forgotten */
+    say(&c, "bonjour");
+    say(&c, "conseiller");
+    say(&c, "supprimer mes données");
+    ASSERT(json_is_null(c.session));
+    /* nothing to remind, nobody to hand back to */
+    event(&c, FB_EVENT_TIMER);
+    ASSERT_STR_EQ(effects_json(&c), "[]");
+    event(&c, FB_EVENT_HANDBACK);
+    ASSERT_STR_EQ(effects_json(&c), "[]");
+    ASSERT(json_is_null(c.session));
+    conv_free(&c);
+    return 0;
+}
+
+/* `retour` three times: each answer and the tags it emitted are forgotten. */
+TEST_IMPL(machine_retour_three_questions)
+{
+    struct conv c;
+    petit_at_q2(&c);
+    say(&c, "oui");
+    say(&c, "3");
+    ASSERT_STR_EQ(state(&c), "q4");
+    ASSERT(has_tag(&c, "friche"));
+    ASSERT(has_tag(&c, "pollue"));
+    char *p = json_dumps(json_object_get(c.session, "p"), JSON_COMPACT);
+    ASSERT_STR_EQ(p, "[\"q3\",\"q2\",\"q1\"]");
+    free(p);
+
+    say(&c, "retour");
+    ASSERT_SAID(&c, "Combien de bâtiments ?");
+    ASSERT_STR_EQ(state(&c), "q3");
+    ASSERT_NULL(answer(&c, "q3"));
+    ASSERT_NOT_NULL(answer(&c, "q2"));
+    ASSERT(has_tag(&c, "pollue"));
+
+    say(&c, "précédent");
+    ASSERT_STR_EQ(state(&c), "q2");
+    ASSERT_NULL(answer(&c, "q2"));
+    ASSERT(!has_tag(&c, "pollue"));
+    ASSERT(has_tag(&c, "friche"));
+
+    say(&c, "revenir");
+    ASSERT_STR_EQ(state(&c), "q1");
+    ASSERT_EQ(json_object_size(json_object_get(c.session, "a")), 0);
+    ASSERT_NULL(json_object_get(c.session, "t"));
+    ASSERT_NULL(json_object_get(c.session, "p"));
+
+    say(&c, "retour");
+    ASSERT_SAID(&c, "Nous sommes à la première question : il n'y a pas de question précédente.\n"
+                    "--\nQuel est le statut du site ?\n\n1. Une friche\n2. Un site occupé");
+    ASSERT_STR_EQ(state(&c), "q1");
+
+    /* answering differently goes on normally */
+    say(&c, "2");
+    ASSERT_STR_EQ(json_string_value(answer(&c, "q1")), "occupe");
+    ASSERT(!has_tag(&c, "friche"));
+    ASSERT_STR_EQ(state(&c), "q2");
+    conv_free(&c);
+    return 0;
+}
+
+/* `retour` from the end reopens the guided part and drops the roadmap. */
+TEST_IMPL(machine_retour_after_end)
+{
+    struct conv c;
+    petit_at_q2(&c);
+    say(&c, "non");
+    say(&c, "3");
+    say(&c, "Une ancienne usine à reconvertir");
+    ASSERT_STR_EQ(state(&c), "fin");
+    ASSERT_NOT_NULL(json_object_get(c.session, "r"));
+    say(&c, "retour");
+    ASSERT_STR_EQ(state(&c), "q4");
+    ASSERT_NULL(json_object_get(c.session, "e"));
+    ASSERT_NULL(json_object_get(c.session, "r"));
+    ASSERT_SAID(&c, "Un mot sur le projet ?");
+    conv_free(&c);
+    return 0;
+}
+
+/* ---- preconditions, branches, choices ------------------------------------------------------- */
+
+TEST_IMPL(machine_preconditions_and_branches)
+{
+    struct conv c;
+    conv_init(&c, "complet.yaml", 1);
+    event(&c, FB_EVENT_START);
+    choose(&c, "wrong-id-read-as-text"); /* an unknown option id is read as text */
+    ASSERT_SAID(&c, "Je n'ai pas trouvé cette commune. Essayez le code postal.");
+    say(&c, "Saint-Denis 93");
+    ASSERT_STR_EQ(json_string_value(json_object_get(answer(&c, "commune"), "insee")), "93066");
+    say(&c, "800 m2");
+    ASSERT(!has_tag(&c, "grand_site"));
+    /* "Commercial": the branch on usage skips to proprietaire */
+    choose(&c, "commerce");
+    ASSERT_STR_EQ(state(&c), "proprietaire");
+    ASSERT_SAYS(&c, "La collectivité est-elle propriétaire du site ?");
+    say(&c, "retour");
+    /* "Autre": the option's own `aller` */
+    say(&c, "autre");
+    ASSERT_STR_EQ(state(&c), "autre_usage");
+    say(&c, "Une ancienne gare de marchandises");
+    ASSERT_STR_EQ(state(&c), "proprietaire");
+    say(&c, "oui");
+    say(&c, "tous");
+    say(&c, "je ne sais pas");
+    ASSERT_STR_EQ(json_string_value(answer(&c, "demarrage")), "__nsp__");
+    /* no big site: the message `etude` is skipped, and its roadmap item is absent */
+    ASSERT_STR_EQ(state(&c), "fin");
+    ASSERT_NOT_SAYS(&c, "étude de programmation");
+    ASSERT_ACTIONS(&c, "[{\"type\":\"step\",\"item\":\"etapes.engagement\",\"status\":\"a_faire\"},"
+                       "{\"type\":\"step\",\"item\":\"etapes.maitrise_fonciere\",\"status\":"
+                       "\"deja_faite\"},{\"type\":\"end\"},{\"type\":\"stat\",\"name\":"
+                       "\"site_completed\"},{\"type\":\"schedule\",\"id\":\"relance\",\"after\":"
+                       "3628800,\"reason\":\"suivi\"}]");
+    ASSERT_SAYS(&c, "Voici votre feuille de route pour Saint-Denis :");
+    /* the pollution question was never asked: its precondition did not hold */
+    ASSERT_NULL(answer(&c, "pollution"));
+    char *p = json_dumps(json_object_get(c.session, "p"), JSON_COMPACT);
+    ASSERT_STR_EQ(p, "[\"demarrage\",\"projet\",\"proprietaire\",\"autre_usage\",\"usage\","
+                     "\"surface\",\"commune\"]");
+    free(p);
+    conv_free(&c);
+    return 0;
+}
+
+/* An ambiguous commune gets a short numbered list; the next message picks one. */
+TEST_IMPL(machine_commune_ambiguous)
+{
+    struct conv c;
+    conv_init(&c, "complet.yaml", 1);
+    event(&c, FB_EVENT_START);
+    say(&c, "saint denis");
+    ASSERT_SAID(&c, "Plusieurs communes correspondent. Laquelle est la bonne ?\n\n"
+                    "1. Saint-Denis (974)\n2. Saint-Denis (93)\n3. Saint-Denis (11)\n"
+                    "4. Saint-Denis (30)");
+    ASSERT_CHOICES(&c, "[{\"id\":\"97411\",\"label\":\"Saint-Denis (974)\"},{\"id\":\"93066\","
+                       "\"label\":\"Saint-Denis (93)\"},{\"id\":\"11339\",\"label\":"
+                       "\"Saint-Denis (11)\"},{\"id\":\"30247\",\"label\":\"Saint-Denis (30)\"}]");
+    char *cand = json_dumps(json_object_get(c.session, "c"), JSON_COMPACT);
+    ASSERT_STR_EQ(cand, "[\"97411\",\"93066\",\"11339\",\"30247\"]");
+    free(cand);
+    ASSERT_NULL(json_object_get(c.session, "f")); /* not a failure */
+    say(&c, "2");
+    ASSERT_STR_EQ(json_string_value(json_object_get(answer(&c, "commune"), "insee")), "93066");
+    ASSERT_NULL(json_object_get(c.session, "c"));
+    ASSERT_STR_EQ(state(&c), "surface");
+
+    /* a pick by button, and a new search instead of a pick */
+    say(&c, "retour");
+    say(&c, "saint-denis");
+    choose(&c, "97411");
+    ASSERT_STR_EQ(json_string_value(json_object_get(answer(&c, "commune"), "nom")), "Saint-Denis");
+    ASSERT_STR_EQ(json_string_value(json_object_get(answer(&c, "commune"), "insee")), "97411");
+    say(&c, "retour");
+    say(&c, "69001"); /* the postal code of Lyon and the INSEE code of Affoux */
+    ASSERT_SAYS(&c, "1. Lyon (69)\n2. Affoux (69)");
+    say(&c, "Marseille");
+    ASSERT_STR_EQ(json_string_value(json_object_get(answer(&c, "commune"), "insee")), "13055");
+    /* the stored answer is compact, its details come from the index */
+    char *a = json_dumps(answer(&c, "commune"), JSON_COMPACT);
+    ASSERT_STR_EQ(a, "{\"insee\":\"13055\",\"nom\":\"Marseille\"}");
+    free(a);
+    conv_free(&c);
+    return 0;
+}
+
+/* ---- failures ------------------------------------------------------------------------------- */
+
+TEST_IMPL(machine_reprompts_then_conseiller)
+{
+    struct conv c;
+    conv_init(&c, "petit.yaml", 0);
+    event(&c, FB_EVENT_START);
+    say(&c, "la réponse D");
+    ASSERT_SAID(&c, "Répondez par le numéro ou le texte d'une option.\n\n1. Une friche\n"
+                    "2. Un site occupé");
+    ASSERT_CHOICES(&c, "[{\"id\":\"friche\",\"label\":\"Une friche\"},{\"id\":\"occupe\","
+                       "\"label\":\"Un site occupé\"}]");
+    ASSERT_EQ(json_integer_value(json_object_get(c.session, "f")), 1);
+    say(&c, "7");
+    ASSERT_SAID(&c, "Dernière tentative : 1 ou 2.\n\n1. Une friche\n2. Un site occupé");
+    ASSERT_EQ(json_integer_value(json_object_get(c.session, "f")), 2);
+    say(&c, "je sais pas");
+    ASSERT_SAYS(&c, "Je transmets votre demande à un conseiller");
+    ASSERT_ACTIONS(&c, "[{\"type\":\"escalate\",\"reason\":\"echecs\",\"summary\":\"Dialogue : "
+                       "Petit dialogue\\nQuestion en cours : Quel est le statut du site ? (3 "
+                       "réponses non comprises)\\n\\nRéponses :\\n(aucune réponse pour "
+                       "l'instant)\\n\\nVotre feuille de route :\\n• Délibérer sur le projet : "
+                       "à faire\"},{\"type\":\"cancel\"},{\"type\":\"stat\",\"name\":"
+                       "\"escalated\"}]");
+    ASSERT(json_is_true(json_object_get(c.session, "x")));
+    conv_free(&c);
+    return 0;
+}
+
+TEST_IMPL(machine_reprompts_then_aide)
+{
+    struct conv c;
+    petit_at_q2(&c);
+    say(&c, "non");
+    ASSERT_STR_EQ(state(&c), "q3");
+    say(&c, "beaucoup");
+    ASSERT_SAID(&c, "Je n'ai pas compris votre réponse.");
+    say(&c, "1000"); /* out of range: a failure too, the second: `aide`, then asked again */
+    ASSERT_SAID(&c, "Répondez simplement à la question posée. À tout moment, vous pouvez aussi "
+                    "écrire :\n\n• retour : revenir à la question précédente\n• recommencer : "
+                    "tout reprendre depuis le début\n• conseiller : parler à une personne\n"
+                    "• où en suis-je : revoir vos réponses et votre feuille de route\n"
+                    "• mes données : voir ce que je conserve\n• oublier mes données : tout "
+                    "effacer\n• stop : ne plus recevoir de relances\n--\nCombien de bâtiments ?");
+    ASSERT_NULL(json_object_get(c.session, "f"));
+    say(&c, "60");
+    ASSERT_SAID(&c, "Cette réponse sort des valeurs attendues.");
+    ASSERT_EQ(json_integer_value(json_object_get(c.session, "f")), 1);
+    say(&c, "douze");
+    ASSERT_EQ(json_integer_value(answer(&c, "q3")), 12);
+    conv_free(&c);
+    return 0;
+}
+
+TEST_IMPL(machine_commune_failures_escalate)
+{
+    struct conv c;
+    conv_init(&c, "complet.yaml", 1);
+    event(&c, FB_EVENT_START);
+    say(&c, "Zzyzx");
+    ASSERT_SAID(&c, "Je n'ai pas trouvé cette commune. Essayez le code postal.");
+    say(&c, "00000");
+    ASSERT_SAID(&c, "Toujours pas : essayez le code INSEE (5 caractères).");
+    say(&c, "Qwerty");
+    ASSERT_SAYS(&c, "Je transmets votre demande à un conseiller");
+    json_t *esc = json_array_get(c.effects, 1);
+    ASSERT_STR_EQ(json_string_value(json_object_get(esc, "type")), "escalate");
+    ASSERT_STR_EQ(json_string_value(json_object_get(esc, "reason")), "echecs");
+    conv_free(&c);
+    return 0;
+}
+
+/* "je ne sais pas": accepted where the question allows it, refused politely elsewhere. */
+TEST_IMPL(machine_nsp)
+{
+    struct conv c;
+    petit_at_q2(&c);
+    say(&c, "aucune idée");
+    ASSERT_STR_EQ(json_string_value(answer(&c, "q2")), "__nsp__");
+    ASSERT(!has_tag(&c, "pollue"));
+    ASSERT_STR_EQ(state(&c), "q3");
+    say(&c, "je ne sais pas");
+    ASSERT_SAID(&c, "Il me faut une réponse ici, même approximative.");
+    ASSERT_STR_EQ(state(&c), "q3");
+    ASSERT_EQ(json_integer_value(json_object_get(c.session, "f")), 1);
+    ASSERT_NULL(answer(&c, "q3"));
+    say(&c, "retour");
+    choose(&c, "nsp"); /* the "Je ne sais pas" button */
+    ASSERT_STR_EQ(json_string_value(answer(&c, "q2")), "__nsp__");
+    say(&c, "retour");
+    say(&c, "3"); /* its number in the list */
+    ASSERT_STR_EQ(json_string_value(answer(&c, "q2")), "__nsp__");
+    conv_free(&c);
+    return 0;
+}
+
+/* A walk that cannot go on (skipped states sending it round in circles) escalates. */
+TEST_IMPL(machine_dead_end_escalates)
+{
+    struct conv c;
+    conv_init(&c, "boucle.yaml", 0);
+    event(&c, FB_EVENT_START);
+    say(&c, "oui");
+    ASSERT_SAYS(&c, "Je transmets votre demande à un conseiller");
+    json_t *esc = json_array_get(c.effects, 1);
+    ASSERT_STR_EQ(json_string_value(json_object_get(esc, "type")), "escalate");
+    ASSERT_STR_EQ(json_string_value(json_object_get(esc, "reason")), "dialogue");
+    ASSERT(json_is_true(json_object_get(c.session, "x")));
+    ASSERT_STR_EQ(state(&c), "q");
+    say(&c, "retour"); /* quiet until an advisor hands back */
+    ASSERT_STR_EQ(effects_json(&c), "[]");
+    event(&c, FB_EVENT_HANDBACK);
+    say(&c, "retour");
+    say(&c, "non");
+    ASSERT_SAID(&c, "Fin.");
+    conv_free(&c);
+    return 0;
+}
+
+/* ---- templates and the roadmap -------------------------------------------------------------- */
+
+TEST_IMPL(machine_templates_roadmap)
+{
+    struct conv c;
+    petit_at_q2(&c);
+    say(&c, "oui");
+    say(&c, "3 000"); /* out of range */
+    say(&c, "4");
+    say(&c, "Des **logements** <b>sociaux</b> & un [jardin](javascript:alert(1))");
+    ASSERT_SAID(&c, "Merci ! Nombre de bâtiments : 4. Projet : Des **logements** <b>sociaux</b> "
+                    "& un [jardin](javascript:alert(1)).");
+    ASSERT_STR_EQ(fb_buf_str(&c.html),
+                  "<p>Merci ! Nombre de bâtiments : 4. Projet : Des **logements** "
+                  "&lt;b&gt;sociaux&lt;/b&gt; &amp; un [jardin](javascript:alert(1)).</p>");
+    /* the roadmap of the rules, in catalogue order, in the recap */
+    say(&c, "où en suis-je");
+    ASSERT_SAYS(&c, "Votre feuille de route :\n• Délibérer sur le projet : à faire\n"
+                    "• Faire un diagnostic de pollution : à faire");
+    ASSERT_ACTIONS(&c, "[]");
+    conv_free(&c);
+    return 0;
+}
+
+/* ---- reminders ------------------------------------------------------------------------------ */
+
+TEST_IMPL(machine_reminders_during_questions)
+{
+    struct conv c;
+    petit_at_q2(&c);
+    ASSERT_ACTIONS(&c, "[{\"type\":\"schedule\",\"id\":\"relance\",\"after\":259200,\"reason\":"
+                       "\"inactivite\"}]");
+    fb_event_t other = {FB_EVENT_TIMER, NULL, NULL, "autre_chose"};
+    step(&c, other);
+    ASSERT_STR_EQ(effects_json(&c), "[]");
+    event(&c, FB_EVENT_TIMER);
+    ASSERT_SAID(&c, "Bonjour ! Où en êtes-vous ? Nous nous étions arrêtés à cette question :\n--\n"
+                    "Le site est-il pollué ?\n\n1. Oui\n2. Non\n3. Je ne sais pas");
+    ASSERT_ACTIONS(&c, "[{\"type\":\"stat\",\"name\":\"reminder_sent\"},{\"type\":\"schedule\","
+                       "\"id\":\"relance\",\"after\":259200,\"reason\":\"inactivite\"}]");
+    ASSERT_EQ(json_integer_value(json_object_get(c.session, "n")), 1);
+    event(&c, FB_EVENT_TIMER); /* the second and last (max: 2): not armed again */
+    ASSERT_SAYS(&c, "Où en êtes-vous ?");
+    ASSERT_ACTIONS(&c, "[{\"type\":\"stat\",\"name\":\"reminder_sent\"}]");
+    event(&c, FB_EVENT_TIMER);
+    ASSERT_STR_EQ(effects_json(&c), "[]");
+    /* the user comes back: the count starts over */
+    say(&c, "oui");
+    ASSERT_NULL(json_object_get(c.session, "n"));
+    ASSERT_ACTIONS(&c, "[{\"type\":\"schedule\",\"id\":\"relance\",\"after\":259200,\"reason\":"
+                       "\"inactivite\"}]");
+    /* a final state without `relance` cancels the reminder */
+    say(&c, "2");
+    say(&c, "Un tiers-lieu");
+    ASSERT_ACTIONS(&c, "[{\"type\":\"step\",\"item\":\"etapes.engagement\",\"status\":"
+                       "\"a_faire\"},{\"type\":\"step\",\"item\":\"etapes.diagnostic_pollution\","
+                       "\"status\":\"a_faire\"},{\"type\":\"end\"},{\"type\":\"stat\",\"name\":"
+                       "\"site_completed\"},{\"type\":\"cancel\",\"id\":\"relance\"}]");
+    event(&c, FB_EVENT_TIMER);
+    ASSERT_STR_EQ(effects_json(&c), "[]");
+    conv_free(&c);
+    return 0;
+}
+
+/* ---- versions ------------------------------------------------------------------------------- */
+
+/* A session keeps running on the version it started with while that version is loaded. */
+TEST_IMPL(machine_version_pinning)
+{
+    struct conv c;
+    conv_init(&c, "v1.yaml", 0);
+    event(&c, FB_EVENT_START);
+    say(&c, "12");
+    ASSERT_SAID(&c, "Quel usage (version 1) ?");
+    char h1[17];
+    snprintf(h1, sizeof(h1), "%s", fb_dialog_hash(c.d));
+
+    fb_buf_t errors;
+    fb_buf_init(&errors, 4096);
+    fb_dialog_t *v2 = fb_dialog_load_next(DATA "/v2.yaml", c.d, NULL, &errors);
+    ASSERT_NOT_NULL(v2);
+    fb_buf_free(&errors);
+    fb_dialog_t *v1 = c.d;
+    const fb_dialog_t *versions[] = {v1};
+    c.d = v2;
+    c.env.versions = versions;
+    c.env.n_versions = 1;
+    say(&c, "Un parc");
+    ASSERT_SAID(&c, "Fin de la version 1.");
+    ASSERT_STR_EQ(json_string_value(json_object_get(c.session, "h")), h1);
+
+    /* a new conversation starts on the current version */
+    json_decref(c.session);
+    c.session = NULL;
+    event(&c, FB_EVENT_START);
+    ASSERT_SAID(&c, "Quelle est la surface (version 2) ?");
+    ASSERT_STR_EQ(json_string_value(json_object_get(c.session, "h")), fb_dialog_hash(v2));
+    fb_dialog_unref(v1);
+    conv_free(&c);
+    return 0;
+}
+
+/* Once the old version is gone, the session moves: a renamed state through `migrations`. */
+TEST_IMPL(machine_version_migration)
+{
+    struct conv c;
+    conv_init(&c, "v1.yaml", 0);
+    event(&c, FB_EVENT_START);
+    ASSERT_STR_EQ(state(&c), "taille");
+    fb_dialog_t *v2 = load("v2.yaml", NULL);
+    fb_dialog_unref(c.d);
+    c.d = v2; /* no env.versions: v1 is not loaded anymore */
+    say(&c, "12");
+    ASSERT_STR_EQ(json_string_value(json_object_get(c.session, "h")), fb_dialog_hash(v2));
+    ASSERT_EQ(json_integer_value(answer(&c, "surface")), 12);
+    ASSERT_SAID(&c, "Quel usage (version 2) ?");
+    ASSERT_STR_EQ(state(&c), "usage");
+
+    /* a state that vanished without a migration: back to `debut`, answers kept and replayed */
+    json_t *s = json_pack("{s:i, s:s, s:s, s:s, s:{s:i}, s:[s]}", "v", 1, "d", "versions", "h",
+                          "0123456789abcdef", "s", "disparu", "a", "surface", 40, "p", "disparu");
+    json_decref(c.session);
+    c.session = s;
+    say(&c, "bonjour");
+    ASSERT_SAID(&c, "Le questionnaire a été mis à jour : reprenons là où c'est possible.\n--\n"
+                    "Quel usage (version 2) ?");
+    ASSERT_STR_EQ(state(&c), "usage");
+    char *p = json_dumps(json_object_get(c.session, "p"), JSON_COMPACT);
+    ASSERT_STR_EQ(p, "[\"surface\"]");
+    free(p);
+
+    /* a command on a moved session replays first (but "oublier mes données" acts at once) */
+    json_decref(c.session);
+    c.session = json_pack("{s:i, s:s, s:s, s:s, s:{s:i}}", "v", 1, "d", "versions", "h",
+                          "0123456789abcdef", "s", "disparu", "a", "surface", 40);
+    say(&c, "retour");
+    ASSERT_SAID(&c, "Le questionnaire a été mis à jour : reprenons là où c'est possible.\n--\n"
+                    "Quel usage (version 2) ?");
+    json_decref(c.session);
+    c.session = json_pack("{s:i, s:s, s:s, s:s}", "v", 1, "d", "versions", "h", "0123456789abcdef",
+                          "s", "disparu");
+    say(&c, "oublier mes données");
+    ASSERT(json_is_null(c.session));
+    conv_free(&c);
+    return 0;
+}
+
+/* ---- robustness ----------------------------------------------------------------------------- */
+
+TEST_IMPL(machine_malformed_session)
+{
+    fb_dialog_t *d = load("petit.yaml", NULL);
+    fb_engine_env_t env = {NOW, "fr", NULL, NULL, 0};
+    fb_event_t ev = {FB_EVENT_MESSAGE, "oui", NULL, NULL};
+    char *good_h = fb_asprintf("\"%s\"", fb_dialog_hash(d));
+    const char *bad[] = {
+        "[]",
+        "\"session\"",
+        "{}",
+        "{\"v\":2,\"d\":\"petit\",\"h\":H,\"s\":\"q1\"}",
+        "{\"v\":\"1\",\"d\":\"petit\",\"h\":H,\"s\":\"q1\"}",
+        "{\"v\":1,\"d\":\"autre\",\"h\":H,\"s\":\"q1\"}",
+        "{\"v\":1,\"d\":\"petit\",\"s\":\"q1\"}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":3}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"inconnu\"}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"a\":[]}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"t\":[1]}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"t\":\"friche\"}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"p\":[null]}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"f\":-1}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"f\":1.5}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"x\":\"oui\"}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"e\":1}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"c\":[\"123456789\"]}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"c\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\"]"
+        "}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"u\":{\"etapes.engagement\":3}}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"k\":[]}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"n\":true}",
+    };
+    for (size_t i = 0; i < FB_ARRAY_SIZE(bad); i++) {
+        fb_buf_t text;
+        fb_buf_init(&text, 4096);
+        for (const char *p = bad[i]; *p; p++) {
+            if (*p == 'H')
+                ASSERT_OK(fb_buf_puts(&text, good_h));
+            else
+                ASSERT_OK(fb_buf_append(&text, p, 1));
+        }
+        json_error_t jerr;
+        json_t *s = json_loads(fb_buf_str(&text), JSON_DECODE_ANY, &jerr);
+        ASSERT_NOT_NULL(s);
+        json_t *ns = json_object(), *ef = json_array();
+        int rc = fb_engine_step(d, s, &ev, &env, &ns, &ef);
+        if (rc != FB_EINVAL)
+            FB_TEST_FAIL("session %s: step returned %d", fb_buf_str(&text), rc);
+        ASSERT_NULL(ns);
+        ASSERT_NULL(ef);
+        json_decref(s);
+        fb_buf_free(&text);
+    }
+    /* malformed events and arguments */
+    json_t *ns, *ef;
+    fb_event_t no_text = {FB_EVENT_MESSAGE, NULL, NULL, NULL};
+    fb_event_t no_choice = {FB_EVENT_CHOICE, NULL, NULL, NULL};
+    fb_event_t no_timer = {FB_EVENT_TIMER, NULL, NULL, NULL};
+    fb_event_t bad_kind = {(fb_event_kind_t)42, "x", "x", "x"};
+    ASSERT_EQ(fb_engine_step(d, NULL, &no_text, &env, &ns, &ef), FB_EINVAL);
+    ASSERT_EQ(fb_engine_step(d, NULL, &no_choice, &env, &ns, &ef), FB_EINVAL);
+    ASSERT_EQ(fb_engine_step(d, NULL, &no_timer, &env, &ns, &ef), FB_EINVAL);
+    ASSERT_EQ(fb_engine_step(d, NULL, &bad_kind, &env, &ns, &ef), FB_EINVAL);
+    ASSERT_EQ(fb_engine_step(d, NULL, NULL, &env, &ns, &ef), FB_EINVAL);
+    ASSERT_EQ(fb_engine_step(d, NULL, &ev, NULL, &ns, &ef), FB_EINVAL);
+    ASSERT_EQ(fb_engine_step(NULL, NULL, &ev, &env, &ns, &ef), FB_EINVAL);
+    ASSERT_NULL(ns);
+    ASSERT_NULL(ef);
+    /* unknown members are tolerated, and a JSON null session is no session */
+    json_t *ok = json_pack("{s:i, s:s, s:s, s:s, s:s}", "v", 1, "d", "petit", "h",
+                           fb_dialog_hash(d), "s", "q1", "futur", "ignoré");
+    ASSERT_OK(fb_engine_step(d, ok, &ev, &env, &ns, &ef));
+    json_decref(ns);
+    json_decref(ef);
+    json_decref(ok);
+    ASSERT_OK(fb_engine_step(d, json_null(), &ev, &env, &ns, &ef));
+    ASSERT_STR_EQ(json_string_value(json_object_get(ns, "s")), "q1");
+    json_decref(ns);
+    json_decref(ef);
+    fb_free(good_h);
+    fb_dialog_unref(d);
+    return 0;
+}
+
+/* Any text gets a polite answer; nothing a user types reaches HTML unescaped. */
+TEST_IMPL(machine_hostile_text)
+{
+    struct conv c;
+    conv_init(&c, "complet.yaml", 1);
+    size_t big = 1u << 20;
+    char *huge = fb_malloc(big + 1);
+    memset(huge, 'a', big);
+    huge[big] = '\0';
+    static const char *const hostile[] = {
+        "",
+        " ",
+        "\xff\xfe\xfd",
+        "\x01\x02\x03\x1b[31m",
+        "<script>alert(1)</script>",
+        "{{ commune }}",
+        "{% pour x dans y %}",
+        "%s%s%n",
+        "\xc3",
+        "é\xcc\x81\xe2\x80\xae",
+    };
+    event(&c, FB_EVENT_START);
+    for (int pass = 0; pass < 3; pass++) {
+        for (size_t i = 0; i < FB_ARRAY_SIZE(hostile) + 1; i++) {
+            const char *t = i < FB_ARRAY_SIZE(hostile) ? hostile[i] : huge;
+            if (json_is_true(json_object_get(c.session, "x")))
+                event(&c, FB_EVENT_HANDBACK);
+            say(&c, t);
+            ASSERT_GT(json_array_size(c.effects), 0);
+            ASSERT_GT(c.said.len, 0);
+            ASSERT_NULL(strstr(fb_buf_str(&c.html), "<script"));
+            ASSERT_NULL(strstr(fb_buf_str(&c.html), "\x1b"));
+        }
+        /* move to another question type and do it again */
+        say(&c, pass == 0 ? "Lyon" : "12 ha");
+    }
+    ASSERT_STR_EQ(state(&c), "usage");
+    /* a text answer: stored as typed (control characters dropped), always escaped in HTML */
+    say(&c, "autre");
+    say(&c, "<img src=x onerror=alert(1)> \"guillemets\" & 'apostrophes'");
+    ASSERT_STR_EQ(state(&c), "proprietaire");
+    say(&c, "mes données");
+    ASSERT(strstr(fb_buf_str(&c.html), "&lt;img src=x onerror=alert(1)&gt; &quot;guillemets&quot; "
+                                       "&amp; &#39;apostrophes&#39;"));
+    ASSERT_NULL(strstr(fb_buf_str(&c.html), "<img"));
+    fb_free(huge);
+    conv_free(&c);
+    return 0;
+}
+
+/* Twelve answered questions make a session well under 1 KiB. */
+TEST_IMPL(machine_session_size)
+{
+    struct conv c;
+    conv_init(&c, "douze.yaml", 1);
+    event(&c, FB_EVENT_START);
+    static const char *const answers[] = {
+        "Saint-Étienne", "2,5 ha",      "industriel",     "un propriétaire privé",
+        "oui",           "3",           "dégradé",        "logements et activités",
+        "mars 2027",     "1,2 million", "je ne sais pas", "La communauté de communes",
+    };
+    for (size_t i = 0; i < FB_ARRAY_SIZE(answers); i++)
+        say(&c, answers[i]);
+    ASSERT_STR_EQ(state(&c), "fin");
+    ASSERT_EQ(json_object_size(json_object_get(c.session, "a")), 12);
+    char *s = json_dumps(c.session, JSON_COMPACT);
+    size_t len = strlen(s);
+    fprintf(stderr, "# session after 12 answers: %zu bytes: %s\n", len, s);
+    ASSERT_LT(len, 700);
+    free(s);
+    conv_free(&c);
+    return 0;
+}
+
+/* Rough speed of the step on one core, printed (the real figure comes from bench/). */
+TEST_IMPL(machine_many_rounds)
+{
+    struct conv c;
+    conv_init(&c, "petit.yaml", 0);
+    static const char *const script[] = {"friche", "aide", "oui",       "beaucoup",     "3",
+                                         "retour", "4",    "Un projet", "où en suis-je"};
+    /* Many conversations in a row on one dialog: nothing accumulates or leaks between them
+     * (speed is measured by `make bench`, not here). */
+    size_t steps = 0;
+    for (int round = 0; round < 300; round++) {
+        json_t *session = NULL;
+        for (size_t i = 0; i <= FB_ARRAY_SIZE(script); i++) {
+            fb_event_t ev = {i == 0 ? FB_EVENT_START : FB_EVENT_MESSAGE,
+                             i == 0 ? NULL : script[i - 1], NULL, NULL};
+            json_t *ns, *ef;
+            ASSERT_OK(fb_engine_step(c.d, session, &ev, &c.env, &ns, &ef));
+            json_decref(session);
+            json_decref(ef);
+            session = ns;
+            steps++;
+        }
+        json_decref(session);
+    }
+    ASSERT_EQ(steps, 300 * (FB_ARRAY_SIZE(script) + 1));
+    conv_free(&c);
+    return 0;
+}
