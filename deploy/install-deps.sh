@@ -21,7 +21,7 @@ venv=${FB_VENV:-$top/.venv}
 pkgs_build="build-essential cmake ninja-build pkg-config"
 pkgs_libs="libuv1-dev libcurl4-openssl-dev libwebsockets-dev libwebsockets-evlib-uv libjansson-dev libhiredis-dev libyaml-dev"
 pkgs_run="redis-server"
-pkgs_test="redis-tools clang clang-format clang-tidy libclang-rt-14-dev python3 python3-venv"
+pkgs_test="redis-tools clang clang-format clang-tidy libclang-rt-14-dev python3 python3-venv graphviz"
 pkgs_bench="redis-tools"
 
 case "$mode" in
