@@ -624,8 +624,8 @@ TEST_IMPL(answers_number_range)
     check_num("1850", FB_UNIT_NONE, 1800, 2100, FB_ANSWER_OK, 1850);
     check_num("3 ans", FB_UNIT_MONTHS, 0, 24, FB_ANSWER_OUT_OF_RANGE, 0);
     check_num("1 000 000 000 000 000 000 000", FB_UNIT_NONE, 0, 1e30, FB_ANSWER_INVALID, 0);
-    check_num("5", FB_UNIT_NONE, NAN, NAN, FB_ANSWER_OUT_OF_RANGE, 0);
-    check_num("5", FB_UNIT_NONE, -INFINITY, INFINITY, FB_ANSWER_OK, 5);
+    check_num("5", FB_UNIT_NONE, (double)NAN, (double)NAN, FB_ANSWER_OUT_OF_RANGE, 0);
+    check_num("5", FB_UNIT_NONE, -(double)INFINITY, (double)INFINITY, FB_ANSWER_OK, 5);
     return 0;
 }
 
