@@ -972,8 +972,9 @@ TEST_IMPL(machine_malformed_session)
         "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"x\":\"oui\"}",
         "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"e\":1}",
         "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"c\":[\"123456789\"]}",
-        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"c\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\"]"
-        "}",
+        /* one string, split by clang-format: the parentheses say the concatenation is meant */
+        ("{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"c\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\"]"
+         "}"),
         "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"u\":{\"etapes.engagement\":3}}",
         "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"k\":[]}",
         "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"n\":true}",
