@@ -34,6 +34,10 @@
 #define MAX_QUERY       4096
 #define MAX_RESP_HEADER 4096
 
+/* How long a deferred handler may take before the connection is given up (its own work, e.g. a
+ * Redis command, has shorter timeouts of its own). */
+#define FB_HTTP_HANDLER_TIMEOUT_S 120
+
 struct route {
     char *path;
     unsigned methods;
@@ -191,6 +195,12 @@ static void dispatch(fb_http_req_t *req)
 {
     req->dispatched = true;
     int rc = req->route->fn(req, req->route->arg);
+    if (rc == FB_EAGAIN && !req->answered && req->wsi) {
+        /* The request is being worked on, not idle: replace libwebsockets' idle timers (which
+         * would cut the connection after server.idle_timeout_s) with the handler's allowance. */
+        lws_set_timeout(req->wsi, PENDING_TIMEOUT_USER_OK, FB_HTTP_HANDLER_TIMEOUT_S);
+        return;
+    }
     if (rc == FB_EAGAIN || req->answered)
         return;
     FB_ERR(HTTP, "%s handler for %s failed: %s", req->tag, req->route_name, fb_strerror(rc));

@@ -126,8 +126,9 @@ def test_sigint_stops_cleanly(daemon):
 
 def test_sigterm_with_work_in_flight_drains_then_stops_cleanly(redis, make_daemon):
     d = make_daemon(redis.address, shutdown_deadline_s=10, command_timeout_ms=5000)
-    # Pause Redis so the PING behind /healthz stays in flight while the signal arrives.
-    redis.cli("CLIENT", "PAUSE", "1500")
+    # Pause Redis so the PING behind /healthz stays in flight while the signal arrives; longer
+    # than the idle timeout (2 s): a request being worked on is not an idle connection.
+    redis.cli("CLIENT", "PAUSE", "3000")
     result = {}
 
     def slow_health():
