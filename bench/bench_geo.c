@@ -8,7 +8,8 @@
  *
  * Loads the index LOADS times (default 21) and reports the median, minimum and maximum load
  * time and the resident memory one loaded index adds; then runs each query QUERIES times
- * (default 2000) and reports the median per-query latency in microseconds. Prints one
+ * (default 2000) and reports the median per-query latency in microseconds, next to that of the
+ * reference linear typo scan (fb__geo_find_reference(), run QUERIES / 10 times). Prints one
  * "name=value" line per figure on stdout; exits non-zero if the index cannot be loaded.
  */
 #include <stdio.h>
@@ -122,6 +123,14 @@ int main(int argc, char **argv)
         {"faute", "Marseile"},
         {"faute_qualifiee", "Marseile 13"},
         {"introuvable", "xyzzy plugh"},
+        {"exact_lyon", "lyon"},
+        {"exact_saint_denis", "saint-denis"},
+        {"faute_debut", "Mrseille"},
+        {"faute_longue", "Saint-Germain-en-Lai"},
+        {"charabia", "zzzzqqq"},
+        {"hostile", "<script>alert(1)</script>"},
+        {"phrase", "Les Jardins du Confluent"},
+        {"phrase_longue", "je voudrais savoir si vous livrez a Marseile demain"},
     };
     const fb_commune_t *out[8];
     for (size_t k = 0; k < sizeof(q) / sizeof(q[0]); k++) {
@@ -131,8 +140,16 @@ int main(int argc, char **argv)
             found = fb_geo_find(kept, q[k][1], out, 8);
             t[i] = (now_ns() - t0) / 1e3;
         }
-        printf("find_us_%s=%.1f  # \"%s\" -> %zu\n", q[k][0], median(t, (size_t)queries), q[k][1],
-               found);
+        double fast = median(t, (size_t)queries);
+        /* The same query through the reference linear typo scan, for before/after figures. */
+        long ref_queries = queries / 10 > 0 ? queries / 10 : 1;
+        for (long i = 0; i < ref_queries; i++) {
+            double t0 = now_ns();
+            (void)fb__geo_find_reference(kept, q[k][1], out, 8);
+            t[i] = (now_ns() - t0) / 1e3;
+        }
+        printf("find_us_%s=%.1f  # \"%s\" -> %zu (reference scan: %.1f us)\n", q[k][0], fast,
+               q[k][1], found, median(t, (size_t)ref_queries));
     }
     fb_geo_free(kept);
     fb_free(t);

@@ -72,6 +72,14 @@ json_t *fb_geo_commune_json(const fb_commune_t *c);
 size_t fb_geo_by_postcode(const fb_geo_t *g, const char *postcode, const fb_commune_t **out,
                           size_t max);
 
+/**
+ * Internal, for tests only: fb_geo_find() with the plain linear typo scan it had before the typo
+ * index (docs/internals/GEO.md, "Typo index"). Same contract and, by construction, the same
+ * results; tests/unit/test_geo.c checks that on thousands of inputs.
+ */
+size_t fb__geo_find_reference(const fb_geo_t *g, const char *text, const fb_commune_t **out,
+                              size_t max);
+
 /** The data source of the index, "@etalab/decoupage-administratif 6.0.0" (borrowed). */
 const char *fb_geo_source(const fb_geo_t *g);
 

@@ -6,7 +6,9 @@
  * communes, the JSON form, load time, and refusal of damaged files.
  */
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -552,5 +554,169 @@ TEST_IMPL(geo_load_refuses_damage)
     fb_geo_free(g);
     fb_free(copy);
     fb_free(file);
+    return 0;
+}
+
+/* The whole index file, read into a new buffer (its size to *size); NULL when not built. */
+static uint32_t *read_index_file(size_t *size)
+{
+    FILE *f = fopen(GEO_PATH, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint32_t *file = fb_malloc((size_t)len + 4);
+    if (fread(file, 1, (size_t)len, f) != (size_t)len)
+        FB_TEST_FAIL("cannot read %s", GEO_PATH);
+    fclose(f);
+    *size = (size_t)len;
+    return file;
+}
+
+/* A small deterministic PRNG (xorshift64), so that the inputs are the same on every run. */
+static uint64_t prng_next(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Asserts that fb_geo_find() and the reference scan agree on `text`: same total, same order. */
+static void expect_same_as_reference(const fb_geo_t *g, const char *text)
+{
+    const fb_commune_t *fast[16] = {NULL}, *ref[16] = {NULL};
+    size_t nf = fb_geo_find(g, text, fast, 16);
+    size_t nr = fb__geo_find_reference(g, text, ref, 16);
+    if (nf != nr)
+        FB_TEST_FAIL("fb_geo_find(\"%s\") found %zu, the reference scan %zu", text, nf, nr);
+    for (size_t i = 0; i < nf && i < 16; i++)
+        if (fast[i] != ref[i])
+            FB_TEST_FAIL("fb_geo_find(\"%s\") result %zu is %s, the reference scan's %s", text, i,
+                         fast[i]->insee, ref[i]->insee);
+}
+
+/* Writes `name` with one random edit (substitution, insertion, deletion or transposition of
+ * adjacent bytes; at the very start one time in four) to `out` (256 bytes). */
+static void random_edit(uint64_t *s, const char *name, char *out)
+{
+    static const char letters[] = "abcdefghijklmnopqrstuvwxyz -eeaio";
+    size_t len = strlen(name);
+    if (len > 200)
+        len = 200;
+    size_t pos = prng_next(s) % 4 == 0 ? 0 : (size_t)(prng_next(s) % (len + 1));
+    char ch = letters[prng_next(s) % (sizeof(letters) - 1)];
+    memcpy(out, name, len);
+    out[len] = '\0';
+    switch (prng_next(s) % 4) {
+    case 0: /* substitution */
+        if (pos < len)
+            out[pos] = ch;
+        break;
+    case 1: /* insertion */
+        memmove(out + pos + 1, out + pos, len - pos + 1);
+        out[pos] = ch;
+        break;
+    case 2: /* deletion */
+        if (pos < len)
+            memmove(out + pos, out + pos + 1, len - pos);
+        break;
+    default: /* transposition */
+        if (pos + 1 < len) {
+            char t = out[pos];
+            out[pos] = out[pos + 1];
+            out[pos + 1] = t;
+        }
+        break;
+    }
+}
+
+/*
+ * fb_geo_find() (typo index) against fb__geo_find_reference() (the plain scan it replaced) on
+ * thousands of inputs: commune names with one and two random edits, truncations, qualifiers,
+ * codes, garbage, long sentences. FB_GEO_EQUIV_STRIDE=1 runs every commune (slow under
+ * sanitizers; the default takes one commune in 8).
+ */
+TEST_IMPL(geo_find_fast_equals_reference)
+{
+    LOAD_OR_SKIP(g);
+    size_t size = 0;
+    uint32_t *file = read_index_file(&size);
+    ASSERT_NOT_NULL(file);
+    const char *strings = (const char *)file + file[FB_GEO_HDR_TABLE + 2 * FB_GEO_SEC_STRINGS];
+    const uint32_t *communes = file + file[FB_GEO_HDR_TABLE + 2 * FB_GEO_SEC_COMMUNES] / 4;
+    uint32_t ncommunes = file[FB_GEO_HDR_TABLE + 2 * FB_GEO_SEC_COMMUNES + 1];
+    ASSERT_EQ(ncommunes, fb_geo_count(g));
+    const char *env = getenv("FB_GEO_EQUIV_STRIDE");
+    long want = env ? strtol(env, NULL, 10) : 0;
+    uint32_t stride = want > 0 && want < 100000 ? (uint32_t)want : 8;
+    static const char *const suffixes[] = {
+        " 93", " (974)", " 2A", " 13", " La Réunion", " Corse", " 3e", " 69001", " dans le Var"};
+    uint64_t seed = 0x9E3779B97F4A7C15ull;
+    char buf[512], edited[256];
+    size_t inputs = 0;
+    for (uint32_t i = 0; i < ncommunes; i += stride) {
+        const uint32_t *c = communes + (size_t)i * FB_GEO_C_WORDS;
+        const char *name = strings + c[FB_GEO_C_NAME];
+        const char *insee = strings + c[FB_GEO_C_INSEE];
+        random_edit(&seed, name, edited);
+        expect_same_as_reference(g, edited);
+        random_edit(&seed, edited, buf);
+        expect_same_as_reference(g, buf); /* two edits */
+        snprintf(buf, sizeof(buf), "%s%s", edited, suffixes[prng_next(&seed) % 9]);
+        expect_same_as_reference(g, buf);
+        snprintf(buf, sizeof(buf), "%s", name);
+        buf[prng_next(&seed) % (strlen(name) + 1)] = '\0'; /* truncation */
+        expect_same_as_reference(g, buf);
+        snprintf(buf, sizeof(buf), "j'habite à %s depuis 2019", edited);
+        expect_same_as_reference(g, buf);
+        expect_same_as_reference(g, insee);
+        inputs += 6;
+    }
+    /* Garbage: random printable bytes and random words. */
+    for (int i = 0; i < 1500; i++) {
+        size_t len = 1 + prng_next(&seed) % 40;
+        for (size_t k = 0; k < len; k++)
+            buf[k] = (char)(' ' + prng_next(&seed) % 95);
+        buf[len] = '\0';
+        expect_same_as_reference(g, buf);
+        snprintf(buf, sizeof(buf), "%05u", (unsigned)(prng_next(&seed) % 100000));
+        expect_same_as_reference(g, buf);
+        inputs += 2;
+    }
+    static const char *const fixed[] = {
+        "Marseile",
+        "Mrseille",
+        "aMrseille",
+        "zzzzqqq",
+        "<script>alert(1)</script>",
+        "lyon",
+        "saint-denis",
+        "Les Jardins du Confluent",
+        "Saint-Denis 93",
+        "Saint-Denis 75",
+        "93200 Saint-Denis",
+        "st denis de la reunion",
+        "Paris 15",
+        "Lyon 3e",
+        "2a004",
+        "2B",
+        "1234",
+        "12345678901234567890",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "Saint-Germain-en-Lai",
+        "Saint-Remy-en-Bouzemont-Saint-Genest-et-Isso",
+        "Ey",
+        "y",
+        "Bordeau",
+        "Strasbourgg",
+        "e e e e e e e e e e e e e e e e e e e e e e e e",
+        "je voudrais savoir si vous livrez a Marseile demain matin vers dix heures"};
+    for (size_t i = 0; i < FB_ARRAY_SIZE(fixed); i++)
+        expect_same_as_reference(g, fixed[i]);
+    ASSERT_GT(inputs, 20000);
+    fb_free(file);
+    fb_geo_free(g);
     return 0;
 }
