@@ -104,8 +104,14 @@ static span_t span_of(const char *s)
 
 static bool span_is(span_t s, const char *lit)
 {
-    size_t n = strlen(lit);
-    return s.n == n && memcmp(s.p, lit, n) == 0;
+    /* Called for every word against long word lists: reject on the first byte, then on the
+     * length, before comparing (lit[s.n] is only read once lit is known to be that long). */
+    if (s.n == 0)
+        return lit[0] == '\0';
+    if (s.p[0] != lit[0])
+        return false;
+    size_t n = strnlen(lit, s.n + 1);
+    return n == s.n && memcmp(s.p, lit, n) == 0;
 }
 
 static bool span_eq(span_t a, span_t b)
@@ -153,42 +159,63 @@ static size_t word_count(span_t s)
     return n;
 }
 
-/* True when `w` is one of the NULL-terminated `list`. */
-static bool in_list(span_t w, const char *const *list)
+/* A folded phrase of a word list with its length, so that scanning a list costs no strlen().
+ * Lists end with PH_END (s == NULL). */
+typedef struct phrase_s {
+    const char *s;
+    size_t n;
+} phrase_t;
+
+#define PH(lit)                                                                                    \
+    {                                                                                              \
+        lit, sizeof(lit) - 1                                                                       \
+    }
+#define PH_END                                                                                     \
+    {                                                                                              \
+        NULL, 0                                                                                    \
+    }
+
+/* True when `w` equals the phrase (first byte, then length, then the rest). */
+static bool span_is_ph(span_t w, const phrase_t *ph)
 {
-    for (; *list; list++)
-        if (span_is(w, *list))
+    return w.n == ph->n && w.n > 0 && w.p[0] == ph->s[0] && memcmp(w.p, ph->s, w.n) == 0;
+}
+
+/* True when `w` is one of the phrases of `list`. */
+static bool in_list(span_t w, const phrase_t *list)
+{
+    if (w.n == 0)
+        return false;
+    for (; list->s; list++)
+        if (span_is_ph(w, list))
             return true;
     return false;
 }
 
-/* True when `w` is one of the words of `s`. */
-static bool word_in(span_t w, span_t s)
+/* True when `s` starts with the whole words of `ph`; *rest is what follows, trimmed. */
+static bool starts_with_phrase(span_t s, const phrase_t *ph, span_t *rest)
 {
-    size_t pos = 0;
-    span_t x;
-    while (word_next(s, &pos, &x))
-        if (span_eq(w, x))
-            return true;
-    return false;
-}
-
-/* True when `s` starts with the whole words of `phrase`; *rest is what follows, trimmed. */
-static bool starts_with_phrase(span_t s, const char *phrase, span_t *rest)
-{
-    size_t n = strlen(phrase);
-    if (s.n < n || memcmp(s.p, phrase, n) != 0 || (s.n > n && s.p[n] != ' '))
+    size_t n = ph->n;
+    if (s.n < n || s.p[0] != ph->s[0] || memcmp(s.p, ph->s, n) != 0 || (s.n > n && s.p[n] != ' '))
         return false;
     span_t r = {s.p + n, s.n - n};
     *rest = span_trim(r);
     return true;
 }
 
-/* True when `s` ends with the whole words of `phrase`; *rest is what precedes, trimmed. */
-static bool ends_with_phrase(span_t s, const char *phrase, span_t *rest)
+/* starts_with_phrase() for a literal phrase. */
+static bool starts_with_lit(span_t s, const char *lit, span_t *rest)
 {
-    size_t n = strlen(phrase);
-    if (s.n < n || memcmp(s.p + s.n - n, phrase, n) != 0 || (s.n > n && s.p[s.n - n - 1] != ' '))
+    phrase_t ph = {lit, strlen(lit)};
+    return starts_with_phrase(s, &ph, rest);
+}
+
+/* True when `s` ends with the whole words of `ph`; *rest is what precedes, trimmed. */
+static bool ends_with_phrase(span_t s, const phrase_t *ph, span_t *rest)
+{
+    size_t n = ph->n;
+    if (s.n < n || s.p[s.n - 1] != ph->s[n - 1] || memcmp(s.p + s.n - n, ph->s, n) != 0 ||
+        (s.n > n && s.p[s.n - n - 1] != ' '))
         return false;
     span_t r = {s.p, s.n - n};
     *rest = span_trim(r);
@@ -196,13 +223,13 @@ static bool ends_with_phrase(span_t s, const char *phrase, span_t *rest)
 }
 
 /* Removes leading phrases of `list` while one matches and something would be left. */
-static span_t strip_leading(span_t s, const char *const *list)
+static span_t strip_leading(span_t s, const phrase_t *list)
 {
     for (bool again = true; again;) {
         again = false;
-        for (const char *const *p = list; *p; p++) {
+        for (const phrase_t *p = list; p->s; p++) {
             span_t rest;
-            if (starts_with_phrase(s, *p, &rest) && rest.n > 0) {
+            if (starts_with_phrase(s, p, &rest) && rest.n > 0) {
                 s = rest;
                 again = true;
                 break;
@@ -213,13 +240,13 @@ static span_t strip_leading(span_t s, const char *const *list)
 }
 
 /* Removes trailing phrases of `list` while one matches and something would be left. */
-static span_t strip_trailing(span_t s, const char *const *list)
+static span_t strip_trailing(span_t s, const phrase_t *list)
 {
     for (bool again = true; again;) {
         again = false;
-        for (const char *const *p = list; *p; p++) {
+        for (const phrase_t *p = list; p->s; p++) {
             span_t rest;
-            if (ends_with_phrase(s, *p, &rest) && rest.n > 0) {
+            if (ends_with_phrase(s, p, &rest) && rest.n > 0) {
                 s = rest;
                 again = true;
                 break;
@@ -229,31 +256,78 @@ static span_t strip_trailing(span_t s, const char *const *list)
     return s;
 }
 
-/* True when the words of `phrase` occur in `s` at word boundaries. */
-static bool contains_phrase(span_t s, const char *phrase)
+/* True when |a - b| > budget: then fb_text_distance(a, b, budget) is budget + 1 without work. */
+static bool lengths_apart(size_t a, size_t b, unsigned budget)
 {
-    for (size_t i = 0; i < s.n; i++) {
-        if (i > 0 && s.p[i - 1] != ' ')
-            continue;
-        span_t sub = {s.p + i, s.n - i}, rest;
-        if (starts_with_phrase(sub, phrase, &rest))
-            return true;
-    }
-    return false;
+    return (a > b ? a - b : b - a) > budget;
 }
 
-/* Typo distance between two folded keys, or UINT_MAX-ish when beyond the budget of `key`. */
+/* Typo distance between two folded keys, or more than the budget of `key` when beyond it. */
 static unsigned typo_distance(span_t in, span_t key)
 {
     unsigned budget = fb_text_typo_budget(key.n);
+    if (lengths_apart(in.n, key.n, budget))
+        return budget + 1;
     return fb_text_distance(in.p, in.n, key.p, key.n, budget);
 }
 
 static bool typo_ok(span_t in, span_t key, unsigned *d)
 {
-    unsigned budget = fb_text_typo_budget(key.n);
-    *d = fb_text_distance(in.p, in.n, key.p, key.n, budget);
-    return *d <= budget;
+    *d = typo_distance(in, key);
+    return *d <= fb_text_typo_budget(key.n);
+}
+
+/* A folded copy of an answer: in `small` when it fits, else on the heap (fold_done frees it). */
+#define FOLD_SMALL 256
+
+struct folded {
+    char *p;
+    size_t n;
+    char small[FOLD_SMALL];
+};
+
+/* Folds `len` bytes of `text` (folding never lengthens UTF-8: at most `len` bytes result). */
+static void fold_into(struct folded *f, const char *text, size_t len)
+{
+    f->p = len < FOLD_SMALL ? f->small : fb_malloc(len + 1);
+    f->n = fb_text_fold(text, len, f->p, len + 1);
+    if (f->n > len) { /* cannot happen (see above), but never truncate */
+        if (f->p != f->small)
+            fb_free(f->p);
+        f->p = fb_malloc(f->n + 1);
+        fb_text_fold(text, len, f->p, f->n + 1);
+    }
+}
+
+static void fold_done(struct folded *f)
+{
+    if (f->p != f->small)
+        fb_free(f->p);
+    f->p = NULL;
+}
+
+static span_t folded_span(const struct folded *f)
+{
+    span_t s = {f->p, f->n};
+    return s;
+}
+
+/* The common first step of the choice parsers: rejects NULL, oversized, invalid UTF-8 and empty
+ * answers (FB_ANSWER_INVALID), else returns FB_ANSWER_OK with *f the folded answer (fold_done it;
+ * on error there is nothing to release). */
+static fb_answer_status_t prepare_into(const char *text, struct folded *f /* OUT */)
+{
+    if (!text)
+        return FB_ANSWER_INVALID;
+    size_t len = strnlen(text, FB_ANSWER_MAX_BYTES + 1);
+    if (len > FB_ANSWER_MAX_BYTES || !utf8_ok(text, len))
+        return FB_ANSWER_INVALID;
+    fold_into(f, text, len);
+    if (f->n == 0) {
+        fold_done(f);
+        return FB_ANSWER_INVALID;
+    }
+    return FB_ANSWER_OK;
 }
 
 /* The common first step of every parser: rejects NULL, oversized, invalid UTF-8 and empty
@@ -281,184 +355,197 @@ static fb_answer_status_t prepare(const char *text, char **folded /* OUT */)
 
 /* Whole answers that mean "I don't know" (folded), compared after removing fillers, with typo
  * tolerance for the long ones. */
-static const char *const unknown_phrases[] = {
-    "je ne sais pas",
-    "je sais pas",
-    "j sais pas",
-    "jsais pas",
-    "sais pas",
-    "sait pas",
-    "ne sais pas",
-    "ne sait pas",
-    "on ne sait pas",
-    "on sait pas",
-    "nous ne savons pas",
-    "je ne sais plus",
-    "je sais plus",
-    "sais plus",
-    "ne sais plus",
-    "j en sais rien",
-    "je n en sais rien",
-    "n en sais rien",
-    "en sais rien",
-    "aucune idee",
-    "pas d idee",
-    "pas la moindre idee",
-    "je n ai aucune idee",
-    "j ai aucune idee",
-    "je n ai pas d idee",
-    "j ai pas d idee",
-    "jsp",
-    "nsp",
-    "chais pas",
-    "chai pas",
-    "chepa",
-    "chepas",
-    "inconnu",
-    "inconnue",
-    "inconnus",
-    "inconnues",
-    "je ne connais pas",
-    "je connais pas",
-    "on ne connait pas",
-    "non connu",
-    "non connue",
-    "pas connu",
-    "pas connue",
-    "je ne suis pas sur",
-    "je ne suis pas sure",
-    "je suis pas sur",
-    "je suis pas sure",
-    "pas sur",
-    "pas sure",
-    "j ignore",
-    "je l ignore",
-    "on l ignore",
-    "je ne me souviens pas",
-    "je ne m en souviens pas",
-    "je ne me souviens plus",
-    "je ne m en souviens plus",
-    "aucune information",
-    "aucune info",
-    "pas d information",
-    "pas d info",
-    "pas encore decide",
-    "pas encore decidee",
-    "pas encore defini",
-    "pas encore fixe",
-    "pas decide",
-    "pas defini",
-    "non defini",
-    "indetermine",
-    "non determine",
-    "a definir",
-    "a determiner",
-    "a voir",
-    "ne se prononce pas",
-    "sans avis",
-    "sans opinion",
-    "idk",
-    "dunno",
-    "i don t know",
-    "no idea",
-    NULL,
+static const phrase_t unknown_phrases[] = {
+    PH("je ne sais pas"),
+    PH("je sais pas"),
+    PH("j sais pas"),
+    PH("jsais pas"),
+    PH("sais pas"),
+    PH("sait pas"),
+    PH("ne sais pas"),
+    PH("ne sait pas"),
+    PH("on ne sait pas"),
+    PH("on sait pas"),
+    PH("nous ne savons pas"),
+    PH("je ne sais plus"),
+    PH("je sais plus"),
+    PH("sais plus"),
+    PH("ne sais plus"),
+    PH("j en sais rien"),
+    PH("je n en sais rien"),
+    PH("n en sais rien"),
+    PH("en sais rien"),
+    PH("aucune idee"),
+    PH("pas d idee"),
+    PH("pas la moindre idee"),
+    PH("je n ai aucune idee"),
+    PH("j ai aucune idee"),
+    PH("je n ai pas d idee"),
+    PH("j ai pas d idee"),
+    PH("jsp"),
+    PH("nsp"),
+    PH("chais pas"),
+    PH("chai pas"),
+    PH("chepa"),
+    PH("chepas"),
+    PH("inconnu"),
+    PH("inconnue"),
+    PH("inconnus"),
+    PH("inconnues"),
+    PH("je ne connais pas"),
+    PH("je connais pas"),
+    PH("on ne connait pas"),
+    PH("non connu"),
+    PH("non connue"),
+    PH("pas connu"),
+    PH("pas connue"),
+    PH("je ne suis pas sur"),
+    PH("je ne suis pas sure"),
+    PH("je suis pas sur"),
+    PH("je suis pas sure"),
+    PH("pas sur"),
+    PH("pas sure"),
+    PH("j ignore"),
+    PH("je l ignore"),
+    PH("on l ignore"),
+    PH("je ne me souviens pas"),
+    PH("je ne m en souviens pas"),
+    PH("je ne me souviens plus"),
+    PH("je ne m en souviens plus"),
+    PH("aucune information"),
+    PH("aucune info"),
+    PH("pas d information"),
+    PH("pas d info"),
+    PH("pas encore decide"),
+    PH("pas encore decidee"),
+    PH("pas encore defini"),
+    PH("pas encore fixe"),
+    PH("pas decide"),
+    PH("pas defini"),
+    PH("non defini"),
+    PH("indetermine"),
+    PH("non determine"),
+    PH("a definir"),
+    PH("a determiner"),
+    PH("a voir"),
+    PH("ne se prononce pas"),
+    PH("sans avis"),
+    PH("sans opinion"),
+    PH("idk"),
+    PH("dunno"),
+    PH("i don t know"),
+    PH("no idea"),
+    PH_END,
 };
 
 /* Phrases whose presence anywhere in an otherwise not understood answer makes it UNKNOWN. */
-static const char *const unknown_inside[] = {
-    "je ne sais pas",
-    "je sais pas",
-    "j sais pas",
-    "sais pas",
-    "sait pas",
-    "sais plus",
-    "en sais rien",
-    "aucune idee",
-    "pas d idee",
-    "jsp",
-    "nsp",
-    "inconnu",
-    "inconnue",
-    "je ne suis pas sur",
-    "je ne suis pas sure",
-    "indetermine",
-    "non determine",
-    "ne se prononce pas",
-    NULL,
+static const phrase_t unknown_inside[] = {
+    PH("je ne sais pas"),
+    PH("je sais pas"),
+    PH("j sais pas"),
+    PH("sais pas"),
+    PH("sait pas"),
+    PH("sais plus"),
+    PH("en sais rien"),
+    PH("aucune idee"),
+    PH("pas d idee"),
+    PH("jsp"),
+    PH("nsp"),
+    PH("inconnu"),
+    PH("inconnue"),
+    PH("je ne suis pas sur"),
+    PH("je ne suis pas sure"),
+    PH("indetermine"),
+    PH("non determine"),
+    PH("ne se prononce pas"),
+    PH_END,
 };
 
-static const char *const unknown_lead[] = {
-    "euh",
-    "heu",
-    "hum",
-    "hmm",
-    "bah",
-    "ben",
-    "bof",
-    "alors",
-    "ah",
-    "oh",
-    "eh",
-    "bon",
-    "et bien",
-    "eh bien",
-    "ma foi",
-    "franchement",
-    "honnetement",
-    "sincerement",
-    "desole",
-    "desolee",
-    "malheureusement",
-    "helas",
-    "pour l instant",
-    "pour le moment",
-    "a vrai dire",
-    "a ce jour",
-    "en fait",
-    "en vrai",
-    "non",
-    NULL,
+static const phrase_t unknown_lead[] = {
+    PH("euh"),
+    PH("heu"),
+    PH("hum"),
+    PH("hmm"),
+    PH("bah"),
+    PH("ben"),
+    PH("bof"),
+    PH("alors"),
+    PH("ah"),
+    PH("oh"),
+    PH("eh"),
+    PH("bon"),
+    PH("et bien"),
+    PH("eh bien"),
+    PH("ma foi"),
+    PH("franchement"),
+    PH("honnetement"),
+    PH("sincerement"),
+    PH("desole"),
+    PH("desolee"),
+    PH("malheureusement"),
+    PH("helas"),
+    PH("pour l instant"),
+    PH("pour le moment"),
+    PH("a vrai dire"),
+    PH("a ce jour"),
+    PH("en fait"),
+    PH("en vrai"),
+    PH("non"),
+    PH_END,
 };
 
-static const char *const unknown_tail[] = {
-    "du tout",        "trop",           "tres bien",  "bien",
-    "vraiment",       "encore",         "exactement", "precisement",
-    "pour l instant", "pour le moment", "a ce jour",  "malheureusement",
-    "desole",         "desolee",        "helas",      "a vrai dire",
-    "franchement",    "en fait",        "merci",      NULL};
+static const phrase_t unknown_tail[] = {
+    PH("du tout"),        PH("trop"),           PH("tres bien"),  PH("bien"),
+    PH("vraiment"),       PH("encore"),         PH("exactement"), PH("precisement"),
+    PH("pour l instant"), PH("pour le moment"), PH("a ce jour"),  PH("malheureusement"),
+    PH("desole"),         PH("desolee"),        PH("helas"),      PH("a vrai dire"),
+    PH("franchement"),    PH("en fait"),        PH("merci"),      PH_END};
+
+/* Bytes of the longest entry of unknown_phrases: longer answers (beyond the typo budget of 2)
+ * cannot be one. */
+#define UNKNOWN_PHRASE_MAX 24
 
 /* True when the whole folded answer means "je ne sais pas". */
 static bool unknown_folded(span_t f)
 {
     span_t s =
         strip_leading(strip_trailing(strip_leading(f, unknown_lead), unknown_tail), unknown_lead);
-    for (const char *const *p = unknown_phrases; *p; p++)
-        if (span_is(s, *p))
+    if (s.n > UNKNOWN_PHRASE_MAX + 2)
+        return false;
+    for (const phrase_t *p = unknown_phrases; p->s; p++)
+        if (span_is_ph(s, p))
             return true;
-    for (const char *const *p = unknown_phrases; *p; p++) {
-        unsigned d;
-        if (fb_text_typo_budget(strlen(*p)) > 0 && typo_ok(s, span_of(*p), &d))
+    for (const phrase_t *p = unknown_phrases; p->s; p++) {
+        unsigned budget = fb_text_typo_budget(p->n);
+        if (budget > 0 && !lengths_apart(s.n, p->n, budget) &&
+            fb_text_distance(s.p, s.n, p->s, p->n, budget) <= budget)
             return true;
     }
     return false;
 }
 
-/* True when a "je ne sais pas" phrase occurs somewhere in the folded answer. */
+/* True when a "je ne sais pas" phrase occurs somewhere in the folded answer (tried at each word
+ * start). */
 static bool contains_unknown(span_t f)
 {
-    for (const char *const *p = unknown_inside; *p; p++)
-        if (contains_phrase(f, *p))
-            return true;
+    for (size_t i = 0; i < f.n; i++) {
+        if (i > 0 && f.p[i - 1] != ' ')
+            continue;
+        span_t sub = {f.p + i, f.n - i}, rest;
+        for (const phrase_t *p = unknown_inside; p->s; p++)
+            if (starts_with_phrase(sub, p, &rest))
+                return true;
+    }
     return false;
 }
 
 bool fb_answer_is_unknown(const char *text)
 {
-    char *f;
-    if (prepare(text, &f) != FB_ANSWER_OK)
+    struct folded f;
+    if (prepare_into(text, &f) != FB_ANSWER_OK)
         return false;
-    bool r = unknown_folded(span_of(f));
-    fb_free(f);
+    bool r = unknown_folded(folded_span(&f));
+    fold_done(&f);
     return r;
 }
 
@@ -467,136 +554,143 @@ bool fb_answer_is_unknown(const char *text)
  * ------------------------------------------------------------------------------------------- */
 
 struct yn_entry {
-    const char *phrase; /* folded */
+    phrase_t phrase; /* folded */
     bool yes;
     bool prefix; /* also decides when followed by more words ("oui, il y a eu une usine") */
 };
 
 static const struct yn_entry yn_table[] = {
-    {"oui", true, true},
-    {"ouais", true, true},
-    {"ouai", true, true},
-    {"ouaip", true, true},
-    {"ouep", true, true},
-    {"ouip", true, true},
-    {"wi", true, false},
-    {"o", true, false},
-    {"y", true, false},
-    {"yes", true, true},
-    {"yep", true, true},
-    {"yeah", true, true},
-    {"ok", true, true},
-    {"okay", true, true},
-    {"oki", true, false},
-    {"d accord", true, true},
-    {"dac", true, false},
-    {"bien sur", true, true},
-    {"bien entendu", true, true},
-    {"tout a fait", true, true},
-    {"exact", true, true},
-    {"exactement", true, true},
-    {"c est exact", true, true},
-    {"c est ca", true, true},
-    {"c est bien ca", true, true},
-    {"c est juste", true, true},
-    {"c est vrai", true, true},
-    {"absolument", true, true},
-    {"affirmatif", true, true},
-    {"certainement", true, true},
-    {"evidemment", true, true},
-    {"effectivement", true, true},
-    {"assurement", true, true},
-    {"carrement", true, true},
-    {"en effet", true, true},
-    {"tres bien", true, false},
-    {"parfait", true, false},
-    {"vrai", true, false},
-    {"correct", true, false},
-    {"juste", true, false},
-    {"oui oui", true, true},
-    {"je pense que oui", true, true},
-    {"je crois que oui", true, true},
-    {"il me semble que oui", true, true},
-    {"il me semble", true, false},
-    {"il semblerait", true, false},
-    {"je pense", true, false},
-    {"je crois", true, false},
-    {"plutot oui", true, true},
-    {"probablement", true, false},
-    {"surement", true, false},
-    {"sans doute", true, false},
-    {"si", true, false},
-    {"1", true, false},
-    {"volontiers", true, false},
-    {"avec plaisir", true, false},
-    {"pourquoi pas", true, false},
-    {"ca marche", true, false},
-    {"je crois bien", true, false},
-    {"je pense bien", true, false},
-    {"bien sur que oui", true, true},
-    {"non", false, true},
-    {"nan", false, true},
-    {"no", false, true},
-    {"nope", false, true},
-    {"nah", false, false},
-    {"n", false, false},
-    {"nn", false, false},
-    {"evidemment pas", false, true},
-    {"vraiment pas", false, true},
-    {"toujours pas", false, true},
-    {"carrement pas", false, true},
-    {"non merci", false, true},
-    {"pas du tout", false, true},
-    {"absolument pas", false, true},
-    {"certainement pas", false, true},
-    {"surement pas", false, true},
-    {"pas vraiment", false, true},
-    {"pas encore", false, true},
-    {"pas forcement", false, true},
-    {"pas necessairement", false, true},
-    {"pas specialement", false, true},
-    {"pas particulierement", false, true},
-    {"pas tout a fait", false, true},
-    {"pas a ma connaissance", false, true},
-    {"pas que je sache", false, true},
-    {"jamais", false, true},
-    {"aucun", false, false},
-    {"aucune", false, false},
-    {"rien", false, false},
-    {"negatif", false, true},
-    {"faux", false, false},
-    {"c est faux", false, true},
-    {"0", false, false},
-    {"je ne pense pas", false, true},
-    {"je pense pas", false, true},
-    {"je ne crois pas", false, true},
-    {"je crois pas", false, true},
-    {"je pense que non", false, true},
-    {"je crois que non", false, true},
-    {"il me semble que non", false, true},
-    {"plutot non", false, true},
-    {"plutot pas", false, true},
-    {"probablement pas", false, true},
-    {"sans doute pas", false, true},
-    {"pas question", false, true},
-    {"hors de question", false, true},
-    {"du tout", false, false},
-    {"nullement", false, true},
-    {"aucunement", false, true},
-    {"bien sur que non", false, true},
-    {"pas le moins du monde", false, true},
+    {PH("oui"), true, true},
+    {PH("ouais"), true, true},
+    {PH("ouai"), true, true},
+    {PH("ouaip"), true, true},
+    {PH("ouep"), true, true},
+    {PH("ouip"), true, true},
+    {PH("wi"), true, false},
+    {PH("o"), true, false},
+    {PH("y"), true, false},
+    {PH("yes"), true, true},
+    {PH("yep"), true, true},
+    {PH("yeah"), true, true},
+    {PH("ok"), true, true},
+    {PH("okay"), true, true},
+    {PH("oki"), true, false},
+    {PH("d accord"), true, true},
+    {PH("dac"), true, false},
+    {PH("bien sur"), true, true},
+    {PH("bien entendu"), true, true},
+    {PH("tout a fait"), true, true},
+    {PH("exact"), true, true},
+    {PH("exactement"), true, true},
+    {PH("c est exact"), true, true},
+    {PH("c est ca"), true, true},
+    {PH("c est bien ca"), true, true},
+    {PH("c est juste"), true, true},
+    {PH("c est vrai"), true, true},
+    {PH("absolument"), true, true},
+    {PH("affirmatif"), true, true},
+    {PH("certainement"), true, true},
+    {PH("evidemment"), true, true},
+    {PH("effectivement"), true, true},
+    {PH("assurement"), true, true},
+    {PH("carrement"), true, true},
+    {PH("en effet"), true, true},
+    {PH("tres bien"), true, false},
+    {PH("parfait"), true, false},
+    {PH("vrai"), true, false},
+    {PH("correct"), true, false},
+    {PH("juste"), true, false},
+    {PH("oui oui"), true, true},
+    {PH("je pense que oui"), true, true},
+    {PH("je crois que oui"), true, true},
+    {PH("il me semble que oui"), true, true},
+    {PH("il me semble"), true, false},
+    {PH("il semblerait"), true, false},
+    {PH("je pense"), true, false},
+    {PH("je crois"), true, false},
+    {PH("plutot oui"), true, true},
+    {PH("probablement"), true, false},
+    {PH("surement"), true, false},
+    {PH("sans doute"), true, false},
+    {PH("si"), true, false},
+    {PH("1"), true, false},
+    {PH("volontiers"), true, false},
+    {PH("avec plaisir"), true, false},
+    {PH("pourquoi pas"), true, false},
+    {PH("ca marche"), true, false},
+    {PH("je crois bien"), true, false},
+    {PH("je pense bien"), true, false},
+    {PH("bien sur que oui"), true, true},
+    {PH("non"), false, true},
+    {PH("nan"), false, true},
+    {PH("no"), false, true},
+    {PH("nope"), false, true},
+    {PH("nah"), false, false},
+    {PH("n"), false, false},
+    {PH("nn"), false, false},
+    {PH("evidemment pas"), false, true},
+    {PH("vraiment pas"), false, true},
+    {PH("toujours pas"), false, true},
+    {PH("carrement pas"), false, true},
+    {PH("non merci"), false, true},
+    {PH("pas du tout"), false, true},
+    {PH("absolument pas"), false, true},
+    {PH("certainement pas"), false, true},
+    {PH("surement pas"), false, true},
+    {PH("pas vraiment"), false, true},
+    {PH("pas encore"), false, true},
+    {PH("pas forcement"), false, true},
+    {PH("pas necessairement"), false, true},
+    {PH("pas specialement"), false, true},
+    {PH("pas particulierement"), false, true},
+    {PH("pas tout a fait"), false, true},
+    {PH("pas a ma connaissance"), false, true},
+    {PH("pas que je sache"), false, true},
+    {PH("jamais"), false, true},
+    {PH("aucun"), false, false},
+    {PH("aucune"), false, false},
+    {PH("rien"), false, false},
+    {PH("negatif"), false, true},
+    {PH("faux"), false, false},
+    {PH("c est faux"), false, true},
+    {PH("0"), false, false},
+    {PH("je ne pense pas"), false, true},
+    {PH("je pense pas"), false, true},
+    {PH("je ne crois pas"), false, true},
+    {PH("je crois pas"), false, true},
+    {PH("je pense que non"), false, true},
+    {PH("je crois que non"), false, true},
+    {PH("il me semble que non"), false, true},
+    {PH("plutot non"), false, true},
+    {PH("plutot pas"), false, true},
+    {PH("probablement pas"), false, true},
+    {PH("sans doute pas"), false, true},
+    {PH("pas question"), false, true},
+    {PH("hors de question"), false, true},
+    {PH("du tout"), false, false},
+    {PH("nullement"), false, true},
+    {PH("aucunement"), false, true},
+    {PH("bien sur que non"), false, true},
+    {PH("pas le moins du monde"), false, true},
 };
 
-static const char *const yn_lead[] = {
-    "euh",       "heu",        "hum",     "hmm",         "mmh",         "bah",
-    "ben",       "bon",        "alors",   "ah",          "oh",          "eh",
-    "et bien",   "eh bien",    "ma foi",  "franchement", "honnetement", "sincerement",
-    "je dirais", "je reponds", "reponse", NULL};
+static const phrase_t yn_lead[] = {PH("euh"),         PH("heu"),
+                                   PH("hum"),         PH("hmm"),
+                                   PH("mmh"),         PH("bah"),
+                                   PH("ben"),         PH("bon"),
+                                   PH("alors"),       PH("ah"),
+                                   PH("oh"),          PH("eh"),
+                                   PH("et bien"),     PH("eh bien"),
+                                   PH("ma foi"),      PH("franchement"),
+                                   PH("honnetement"), PH("sincerement"),
+                                   PH("je dirais"),   PH("je reponds"),
+                                   PH("reponse"),     PH_END};
 
-static const char *const yn_tail[] = {"merci", "merci beaucoup",  "svp",
-                                      "stp",   "s il vous plait", NULL};
+static const phrase_t yn_tail[] = {PH("merci"), PH("merci beaucoup"),  PH("svp"),
+                                   PH("stp"),   PH("s il vous plait"), PH_END};
 
-static const char *const yn_joiners[] = {"et", "ou", "mais", "enfin", "puis", NULL};
+static const phrase_t yn_joiners[] = {PH("et"),    PH("ou"),   PH("mais"),
+                                      PH("enfin"), PH("puis"), PH_END};
 
 /* Copies the letters of one word into `out` with runs of a repeated letter collapsed
  * ("ouiiii" -> "oui", "nonnn" -> "non"); false when `s` is not one short word. */
@@ -612,14 +706,32 @@ static bool squeeze(span_t s, char out[32])
     return true;
 }
 
+/* True when `ph` is one short word (as squeeze() requires) whose squeezed form is a[0..alen);
+ * compares while squeezing, so most entries stop at the first byte. */
+static bool squeezed_is(const phrase_t *ph, const char *a, size_t alen)
+{
+    if (ph->n == 0 || ph->n >= 32 || memchr(ph->s, ' ', ph->n))
+        return false;
+    size_t o = 0;
+    for (size_t i = 0; i < ph->n; i++) {
+        if (i > 0 && ph->s[i - 1] == ph->s[i])
+            continue;
+        if (o >= alen || a[o] != ph->s[i])
+            return false;
+        o++;
+    }
+    return o == alen;
+}
+
 /* The one-word entry equal to `s` once repeated letters are collapsed on both sides. */
 static const struct yn_entry *yn_squeezed(span_t s)
 {
-    char a[32], b[32];
+    char a[32] = {0};
     if (!squeeze(s, a))
         return NULL;
+    size_t alen = strlen(a);
     for (size_t i = 0; i < FB_ARRAY_SIZE(yn_table); i++)
-        if (squeeze(span_of(yn_table[i].phrase), b) && strcmp(a, b) == 0)
+        if (squeezed_is(&yn_table[i].phrase, a, alen))
             return &yn_table[i];
     return NULL;
 }
@@ -628,7 +740,7 @@ static const struct yn_entry *yn_squeezed(span_t s)
 static const struct yn_entry *yn_exact(span_t s)
 {
     for (size_t i = 0; i < FB_ARRAY_SIZE(yn_table); i++)
-        if (span_is(s, yn_table[i].phrase))
+        if (span_is_ph(s, &yn_table[i].phrase))
             return &yn_table[i];
     return NULL;
 }
@@ -640,9 +752,9 @@ static const struct yn_entry *yn_prefix(span_t s, span_t *rest)
     const struct yn_entry *best = NULL;
     for (size_t i = 0; i < FB_ARRAY_SIZE(yn_table); i++) {
         span_t r;
-        if (!yn_table[i].prefix || !starts_with_phrase(s, yn_table[i].phrase, &r) || r.n == 0)
+        if (!yn_table[i].prefix || !starts_with_phrase(s, &yn_table[i].phrase, &r) || r.n == 0)
             continue;
-        if (!best || strlen(yn_table[i].phrase) > strlen(best->phrase)) {
+        if (!best || yn_table[i].phrase.n > best->phrase.n) {
             best = &yn_table[i];
             *rest = r;
         }
@@ -659,11 +771,11 @@ static const struct yn_entry *yn_prefix(span_t s, span_t *rest)
  */
 fb_answer_status_t fb_answer_yesno(const char *text, bool *out)
 {
-    char *f;
-    fb_answer_status_t st = prepare(text, &f);
+    struct folded f;
+    fb_answer_status_t st = prepare_into(text, &f);
     if (st != FB_ANSWER_OK)
         return st;
-    span_t all = span_of(f);
+    span_t all = folded_span(&f);
     span_t s = strip_trailing(strip_leading(all, yn_lead), yn_tail);
     const struct yn_entry *e;
     span_t rest;
@@ -685,8 +797,12 @@ fb_answer_status_t fb_answer_yesno(const char *text, bool *out)
         unsigned best = UINT32_MAX;
         int yes = 0, no = 0;
         for (size_t i = 0; i < FB_ARRAY_SIZE(yn_table); i++) {
-            unsigned d;
-            if (!typo_ok(s, span_of(yn_table[i].phrase), &d) || d > best)
+            const phrase_t *ph = &yn_table[i].phrase;
+            unsigned budget = fb_text_typo_budget(ph->n), d;
+            if (lengths_apart(s.n, ph->n, budget))
+                continue; /* beyond the budget */
+            d = fb_text_distance(s.p, s.n, ph->s, ph->n, budget);
+            if (d > budget || d > best)
                 continue;
             if (d < best) {
                 best = d;
@@ -704,7 +820,7 @@ fb_answer_status_t fb_answer_yesno(const char *text, bool *out)
         else
             st = contains_unknown(all) ? FB_ANSWER_UNKNOWN : FB_ANSWER_INVALID;
     }
-    fb_free(f);
+    fold_done(&f);
     return st;
 }
 
@@ -1652,119 +1768,168 @@ fb_answer_status_t fb_answer_number(const char *text, fb_unit_t unit, double min
 
 /* ---------------------------------------------------------------------------------------------
  * Choices
+ *
+ * A choice set (fb_choice_set_t) holds everything about the options that matching needs and that
+ * does not depend on the answer, computed once: every key (an option's folded id, label or
+ * synonym), its words with their stop-word and negation flags and typo budgets, and the key
+ * without its leading stop words. Per answer, the words of each span compared (the answer, a
+ * list item, a word) are found and flagged once (struct words). The matching stages themselves
+ * are those of the original per-call implementation, in the same order with the same scores.
  * ------------------------------------------------------------------------------------------- */
+
+#define W_STOP 1u /* a stop word (is_stop) */
+#define W_NEG  2u /* a negation word (negation_words) */
 
 /* One folded way of naming an option: its id, its label or one of its synonyms. */
 struct key {
-    char *s;
-    size_t n;
+    span_t s;        /* folded, not empty */
+    span_t stripped; /* s without its leading stop words (strip_stop) */
     size_t opt;
+    size_t w0, nw; /* its words: set->kw[w0 .. w0 + nw) */
+    bool all_stop; /* every word is a stop word */
 };
 
-struct keyset {
-    struct key *k;
-    size_t nk;
-    size_t nopt;
+struct fb_choice_set_s {
+    size_t nopt, nk;
+    struct key *k;     /* keys in option order */
+    size_t *opt_k0;    /* option o's keys: k[opt_k0[o] .. opt_k0[o + 1]) */
+    span_t *kw;        /* the words of every key */
+    unsigned char *kf; /* W_STOP / W_NEG of each key word */
+    unsigned char *kb; /* fb_text_typo_budget() of each key word */
+    char *text;        /* the folded keys, NUL-terminated */
 };
-
-/* Folds the id, label and synonyms of every option (empty ones are skipped). */
-static void keys_build(const fb_choice_t *choices, size_t n, struct keyset *ks)
-{
-    size_t cap = 0;
-    for (size_t i = 0; i < n; i++) {
-        cap += 2;
-        for (const char *const *s = choices[i].synonyms; s && *s; s++)
-            cap++;
-    }
-    ks->k = fb_calloc(cap ? cap : 1, sizeof(*ks->k));
-    ks->nk = 0;
-    ks->nopt = n;
-    for (size_t i = 0; i < n; i++) {
-        const char *names[2] = {choices[i].id, choices[i].label};
-        const char *const *syn = choices[i].synonyms;
-        for (size_t j = 0; j < 2 || (syn && *syn); j++) {
-            const char *name = j < 2 ? names[j] : *syn++;
-            if (!name)
-                continue;
-            size_t len = strnlen(name, FB_ANSWER_MAX_BYTES + 1);
-            if (len > FB_ANSWER_MAX_BYTES)
-                continue;
-            char *f = fb_text_fold_dup(name);
-            if (!f[0]) {
-                fb_free(f);
-                continue;
-            }
-            ks->k[ks->nk].s = f;
-            ks->k[ks->nk].n = strlen(f);
-            ks->k[ks->nk].opt = i;
-            ks->nk++;
-        }
-    }
-}
-
-static void keys_free(struct keyset *ks)
-{
-    for (size_t i = 0; i < ks->nk; i++)
-        fb_free(ks->k[i].s);
-    FB_FREE(ks->k);
-}
-
-static span_t key_span(const struct key *k)
-{
-    span_t s = {k->s, k->n};
-    return s;
-}
 
 /* Words that carry no meaning of their own when comparing an answer with an option. */
-static const char *const stop_words[] = {
-    "le",      "la",     "les",     "l",           "un",      "une",    "des",    "du",    "de",
-    "d",       "a",      "au",      "aux",         "en",      "et",     "ou",     "ce",    "c",
-    "cet",     "cette",  "ces",     "est",         "sont",    "s",      "se",     "sa",    "son",
-    "ses",     "y",      "il",      "ils",         "elle",    "elles",  "on",     "je",    "j",
-    "tu",      "nous",   "vous",    "qui",         "que",     "qu",     "par",    "pour",  "sur",
-    "dans",    "avec",   "plutot",  "tres",        "mon",     "ma",     "mes",    "notre", "nos",
-    "votre",   "vos",    "leur",    "leurs",       "ca",      "cela",   "ceci",   "etait", "ete",
-    "surtout", "dirais", "pense",   "crois",       "choisis", "prends", "serait", "sera",  "agit",
-    "option",  "choix",  "reponse", "proposition", "euh",     "bah",    "ben",    NULL};
+static const phrase_t stop_words[] = {
+    PH("le"),     PH("la"),      PH("les"),     PH("l"),           PH("un"),     PH("une"),
+    PH("des"),    PH("du"),      PH("de"),      PH("d"),           PH("a"),      PH("au"),
+    PH("aux"),    PH("en"),      PH("et"),      PH("ou"),          PH("ce"),     PH("c"),
+    PH("cet"),    PH("cette"),   PH("ces"),     PH("est"),         PH("sont"),   PH("s"),
+    PH("se"),     PH("sa"),      PH("son"),     PH("ses"),         PH("y"),      PH("il"),
+    PH("ils"),    PH("elle"),    PH("elles"),   PH("on"),          PH("je"),     PH("j"),
+    PH("tu"),     PH("nous"),    PH("vous"),    PH("qui"),         PH("que"),    PH("qu"),
+    PH("par"),    PH("pour"),    PH("sur"),     PH("dans"),        PH("avec"),   PH("plutot"),
+    PH("tres"),   PH("mon"),     PH("ma"),      PH("mes"),         PH("notre"),  PH("nos"),
+    PH("votre"),  PH("vos"),     PH("leur"),    PH("leurs"),       PH("ca"),     PH("cela"),
+    PH("ceci"),   PH("etait"),   PH("ete"),     PH("surtout"),     PH("dirais"), PH("pense"),
+    PH("crois"),  PH("choisis"), PH("prends"),  PH("serait"),      PH("sera"),   PH("agit"),
+    PH("option"), PH("choix"),   PH("reponse"), PH("proposition"), PH("euh"),    PH("bah"),
+    PH("ben"),    PH_END};
 
 /* Words that negate: an answer using one matches an option only if the option has it too. */
-static const char *const negation_words[] = {
-    "pas", "ni", "sauf", "aucun", "aucune", "excepte", "hormis", "jamais", "non", "hors", NULL};
+static const phrase_t negation_words[] = {PH("pas"),    PH("ni"),      PH("sauf"),   PH("aucun"),
+                                          PH("aucune"), PH("excepte"), PH("hormis"), PH("jamais"),
+                                          PH("non"),    PH("hors"),    PH_END};
 
-static bool is_stop(span_t w)
+/* The same words, sorted bytewise, for is_stop()'s binary search (test_answers.c checks that
+ * both lists hold the same words). */
+static const phrase_t stop_sorted[] = {
+    PH("a"),       PH("agit"),   PH("au"),          PH("aux"),     PH("avec"),    PH("bah"),
+    PH("ben"),     PH("c"),      PH("ca"),          PH("ce"),      PH("ceci"),    PH("cela"),
+    PH("ces"),     PH("cet"),    PH("cette"),       PH("choisis"), PH("choix"),   PH("crois"),
+    PH("d"),       PH("dans"),   PH("de"),          PH("des"),     PH("dirais"),  PH("du"),
+    PH("elle"),    PH("elles"),  PH("en"),          PH("est"),     PH("et"),      PH("etait"),
+    PH("ete"),     PH("euh"),    PH("il"),          PH("ils"),     PH("j"),       PH("je"),
+    PH("l"),       PH("la"),     PH("le"),          PH("les"),     PH("leur"),    PH("leurs"),
+    PH("ma"),      PH("mes"),    PH("mon"),         PH("nos"),     PH("notre"),   PH("nous"),
+    PH("on"),      PH("option"), PH("ou"),          PH("par"),     PH("pense"),   PH("plutot"),
+    PH("pour"),    PH("prends"), PH("proposition"), PH("qu"),      PH("que"),     PH("qui"),
+    PH("reponse"), PH("s"),      PH("sa"),          PH("se"),      PH("sera"),    PH("serait"),
+    PH("ses"),     PH("son"),    PH("sont"),        PH("sur"),     PH("surtout"), PH("tres"),
+    PH("tu"),      PH("un"),     PH("une"),         PH("vos"),     PH("votre"),   PH("vous"),
+    PH("y"),       PH_END,
+};
+
+/* Compares a span with a word, bytewise, like strcmp. */
+static int span_cmp(span_t w, const phrase_t *ph)
 {
-    return in_list(w, stop_words);
+    int c = memcmp(w.p, ph->s, w.n < ph->n ? w.n : ph->n);
+    if (c)
+        return c;
+    return w.n < ph->n ? -1 : w.n > ph->n ? 1 : 0;
 }
 
-/* The span without its leading stop words (unchanged when it has only stop words). */
+/* True when `w` is a stop word. Called for every word against every key word of every option,
+ * so it is a binary search (7 comparisons) rather than a scan of the list. */
+static bool is_stop(span_t w)
+{
+    size_t lo = 0, hi = FB_ARRAY_SIZE(stop_sorted) - 1; /* without PH_END */
+    if (w.n == 0 || w.n > 11)                           /* "proposition" is the longest */
+        return false;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = span_cmp(w, &stop_sorted[mid]);
+        if (c == 0)
+            return true;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return false;
+}
+
+/* For the unit tests: the stop-word lists agree (same words, the sorted one sorted, none longer
+ * than is_stop()'s bound), and UNKNOWN_PHRASE_MAX is the longest "je ne sais pas" phrase. */
+bool fb__answers_stop_words_consistent(void);
+bool fb__answers_stop_words_consistent(void)
+{
+    size_t n = 0, longest = 0;
+    for (const phrase_t *p = stop_words; p->s; p++, n++)
+        if (!is_stop((span_t){p->s, p->n}) || p->n != strlen(p->s) || p->n > 11)
+            return false;
+    for (size_t i = 1; i + 1 < FB_ARRAY_SIZE(stop_sorted); i++)
+        if (strcmp(stop_sorted[i - 1].s, stop_sorted[i].s) >= 0)
+            return false;
+    for (const phrase_t *p = unknown_phrases; p->s; p++)
+        longest = p->n > longest ? p->n : longest;
+    return n + 1 == FB_ARRAY_SIZE(stop_sorted) && longest == UNKNOWN_PHRASE_MAX;
+}
+
+/* The span without its leading stop words (unchanged when it has only stop words). Stop words
+ * are single words, so this is strip_leading(s, stop_words) one first word at a time. */
 static span_t strip_stop(span_t s)
 {
-    return strip_leading(s, stop_words);
+    for (;;) {
+        size_t e = 0;
+        while (e < s.n && s.p[e] != ' ')
+            e++;
+        span_t first = {s.p, e}, rest = {s.p + e, s.n - e};
+        rest = span_trim(rest);
+        if (rest.n == 0 || !is_stop(first))
+            return s;
+        s = rest;
+    }
 }
 
 /* Words that may surround a selection by position: "c'est le 2", "la deuxième option". */
-static const char *const sel_lead[] = {
-    "le",     "la",      "l",     "les",     "c",        "est",         "ce",     "sera",
-    "serait", "plutot",  "je",    "choisis", "prends",   "prendrais",   "dirais", "veux",
-    "option", "options", "choix", "reponse", "reponses", "proposition", "numero", "numeros",
-    "num",    "n",       "no",    "nr",      "du",       "de",          NULL};
+static const phrase_t sel_lead[] = {
+    PH("le"),     PH("la"),        PH("l"),        PH("les"),         PH("c"),      PH("est"),
+    PH("ce"),     PH("sera"),      PH("serait"),   PH("plutot"),      PH("je"),     PH("choisis"),
+    PH("prends"), PH("prendrais"), PH("dirais"),   PH("veux"),        PH("option"), PH("options"),
+    PH("choix"),  PH("reponse"),   PH("reponses"), PH("proposition"), PH("numero"), PH("numeros"),
+    PH("num"),    PH("n"),         PH("no"),       PH("nr"),          PH("du"),     PH("de"),
+    PH_END};
 
-static const char *const sel_tail[] = {"choix", "option", "reponse",         "proposition", "svp",
-                                       "stp",   "merci",  "s il vous plait", NULL};
+static const phrase_t sel_tail[] = {PH("choix"), PH("option"), PH("reponse"), PH("proposition"),
+                                    PH("svp"),   PH("stp"),    PH("merci"),   PH("s il vous plait"),
+                                    PH_END};
 
-static const char *const ordinal_suffixes[] = {"e",  "er",   "ere", "re",  "eme",
-                                               "em", "ieme", "nd",  "nde", NULL};
+static const phrase_t ordinal_suffixes[] = {PH("e"),  PH("er"),   PH("ere"), PH("re"),  PH("eme"),
+                                            PH("em"), PH("ieme"), PH("nd"),  PH("nde"), PH_END};
 
 static const struct {
-    const char *w;
+    phrase_t w;
     unsigned v;
 } ordinals[] = {
-    {"premier", 1},       {"premiere", 1},      {"deuxieme", 2},   {"second", 2},
-    {"seconde", 2},       {"troisieme", 3},     {"quatrieme", 4},  {"cinquieme", 5},
-    {"sixieme", 6},       {"septieme", 7},      {"huitieme", 8},   {"neuvieme", 9},
-    {"dixieme", 10},      {"onzieme", 11},      {"douzieme", 12},  {"treizieme", 13},
-    {"quatorzieme", 14},  {"quinzieme", 15},    {"seizieme", 16},  {"dix septieme", 17},
-    {"dix huitieme", 18}, {"dix neuvieme", 19}, {"vingtieme", 20},
+    {PH("premier"), 1},       {PH("premiere"), 1},      {PH("deuxieme"), 2},
+    {PH("second"), 2},        {PH("seconde"), 2},       {PH("troisieme"), 3},
+    {PH("quatrieme"), 4},     {PH("cinquieme"), 5},     {PH("sixieme"), 6},
+    {PH("septieme"), 7},      {PH("huitieme"), 8},      {PH("neuvieme"), 9},
+    {PH("dixieme"), 10},      {PH("onzieme"), 11},      {PH("douzieme"), 12},
+    {PH("treizieme"), 13},    {PH("quatorzieme"), 14},  {PH("quinzieme"), 15},
+    {PH("seizieme"), 16},     {PH("dix septieme"), 17}, {PH("dix huitieme"), 18},
+    {PH("dix neuvieme"), 19}, {PH("vingtieme"), 20},
 };
 
 /* Digits, at most 9 of them, read into *v. */
@@ -1805,13 +1970,16 @@ static bool position_word(span_t w, uint64_t *k)
 
 /*
  * Reads `s` as a choice by position: "2", "2.", "n°2", "le 2", "2e", "2 ème", "deuxième",
- * "la dernière", and when `words_ok` a cardinal in words ("deux"). Sets *k (1-based, possibly out
- * of range) and returns true, or returns false when `s` is not a position.
+ * "la dernière". Sets *k (1-based, possibly out of range) and returns true, or returns false when
+ * `s` is not a position; then *core and *nw are `s` without the words around a selection and its
+ * word count, for select_by_cardinal().
  */
-static bool select_by_number(span_t s, size_t n, bool words_ok, uint64_t *k)
+static bool select_by_position(span_t s, size_t n, uint64_t *k, span_t *core, size_t *nw_out)
 {
     s = strip_trailing(strip_leading(s, sel_lead), sel_tail);
     size_t nw = word_count(s), pos = 0;
+    *core = s;
+    *nw_out = nw;
     span_t w1, w2;
     word_next(s, &pos, &w1);
     if (nw == 1 && position_word(w1, k))
@@ -1832,8 +2000,12 @@ static bool select_by_number(span_t s, size_t n, bool words_ok, uint64_t *k)
     unsigned best = UINT32_MAX;
     size_t hits = 0;
     for (size_t i = 0; i < FB_ARRAY_SIZE(ordinals); i++) {
-        unsigned d = span_is(s, ordinals[i].w) ? 0 : typo_distance(s, span_of(ordinals[i].w));
-        if (d > fb_text_typo_budget(strlen(ordinals[i].w)) || d > best)
+        const phrase_t *o = &ordinals[i].w;
+        unsigned budget = fb_text_typo_budget(o->n);
+        if (lengths_apart(s.n, o->n, budget))
+            continue; /* neither equal nor within the budget */
+        unsigned d = span_is_ph(s, o) ? 0 : fb_text_distance(s.p, s.n, o->s, o->n, budget);
+        if (d > budget || d > best)
             continue;
         if (d < best) {
             best = d;
@@ -1843,19 +2015,21 @@ static bool select_by_number(span_t s, size_t n, bool words_ok, uint64_t *k)
             hits++;
         *k = ordinals[i].v;
     }
-    if (hits == 1)
+    return hits == 1;
+}
+
+/* A cardinal in words ("deux") filling the whole `core` of `nw` words (from select_by_position):
+ * sets *k and returns true. */
+static bool select_by_cardinal(span_t core, size_t nw, uint64_t *k)
+{
+    span_t words[32];
+    size_t m = 0, pos = 0;
+    while (m < FB_ARRAY_SIZE(words) && word_next(core, &pos, &words[m]))
+        m++;
+    uint64_t v;
+    if (m == nw && m > 0 && numeral_parse(words, m, &v) == m) {
+        *k = v;
         return true;
-    if (words_ok) {
-        span_t words[32];
-        size_t m = 0;
-        pos = 0;
-        while (m < FB_ARRAY_SIZE(words) && word_next(s, &pos, &words[m]))
-            m++;
-        uint64_t v;
-        if (m == nw && m > 0 && numeral_parse(words, m, &v) == m) {
-            *k = v;
-            return true;
-        }
     }
     return false;
 }
@@ -1898,78 +2072,124 @@ static fb_answer_status_t pick_result(const struct pick *p, size_t *index)
     return FB_ANSWER_OK;
 }
 
+/* The words of a folded span with their W_STOP / W_NEG flags, found once per span compared.
+ * Up to WORDS_SMALL words live inside the struct (which must not be copied); more go to the
+ * heap (words_done releases them). */
+#define WORDS_SMALL 32
+
+struct words {
+    span_t s;
+    size_t n;
+    span_t *w;
+    unsigned char *f;
+    bool all_stop; /* every word is a stop word (true for no words) */
+    span_t w_small[WORDS_SMALL];
+    unsigned char f_small[WORDS_SMALL];
+};
+
+static void words_init(struct words *ws, span_t s)
+{
+    size_t n = word_count(s), pos = 0, i = 0;
+    ws->s = s;
+    ws->n = n;
+    ws->w = n <= WORDS_SMALL ? ws->w_small : fb_malloc(n * sizeof(*ws->w));
+    ws->f = n <= WORDS_SMALL ? ws->f_small : fb_malloc(n);
+    ws->all_stop = true;
+    while (i < n && word_next(s, &pos, &ws->w[i])) {
+        span_t w = ws->w[i];
+        ws->f[i] =
+            (unsigned char)((is_stop(w) ? W_STOP : 0) | (in_list(w, negation_words) ? W_NEG : 0));
+        ws->all_stop = ws->all_stop && (ws->f[i] & W_STOP);
+        i++;
+    }
+}
+
+static void words_done(struct words *ws)
+{
+    if (ws->w != ws->w_small) {
+        fb_free(ws->w);
+        fb_free(ws->f);
+    }
+    ws->w = NULL;
+    ws->f = NULL;
+}
+
 /* Exact comparison: the folded answer equals a key, else (both without leading stop words). */
-static fb_answer_status_t match_exact(const struct keyset *ks, span_t s, size_t *index)
+static fb_answer_status_t match_exact(const fb_choice_set_t *set, span_t s, size_t *index)
 {
     struct pick p;
     pick_init(&p);
-    for (size_t i = 0; i < ks->nk; i++)
-        if (span_eq(s, key_span(&ks->k[i])))
-            pick_offer(&p, ks->k[i].opt, 1);
+    for (size_t i = 0; i < set->nk; i++)
+        if (span_eq(s, set->k[i].s))
+            pick_offer(&p, set->k[i].opt, 1);
     if (p.best < 0) {
         span_t ss = strip_stop(s);
-        for (size_t i = 0; i < ks->nk; i++)
-            if (span_eq(ss, strip_stop(key_span(&ks->k[i]))))
-                pick_offer(&p, ks->k[i].opt, 1);
+        for (size_t i = 0; i < set->nk; i++)
+            if (span_eq(ss, set->k[i].stripped))
+                pick_offer(&p, set->k[i].opt, 1);
     }
     return pick_result(&p, index);
 }
 
+/* True when `w` is one of the words of key `k`. */
+static bool key_has_word(const fb_choice_set_t *set, const struct key *k, span_t w)
+{
+    for (size_t j = k->w0; j < k->w0 + k->nw; j++)
+        if (span_eq(w, set->kw[j]))
+            return true;
+    return false;
+}
+
 /* True when every negation word of the answer is also a word of the key. */
-static bool negations_covered(span_t in, span_t key)
+static bool negations_covered(const struct words *in, const fb_choice_set_t *set,
+                              const struct key *k)
 {
-    size_t pos = 0;
-    span_t w;
-    while (word_next(in, &pos, &w))
-        if (in_list(w, negation_words) && !word_in(w, key))
+    for (size_t i = 0; i < in->n; i++)
+        if ((in->f[i] & W_NEG) && !key_has_word(set, k, in->w[i]))
             return false;
     return true;
 }
 
-/* Words of the key that count: its non-stop words, or all of them when it has only stop words. */
-static bool key_word_counts(span_t w, bool key_all_stop)
+/* The distance between answer word `w` and key word `kw` (typo budget `budget`) for containment:
+ * 0 when equal, else with `typos` the typo distance when within the budget, else UINT32_MAX. */
+static unsigned word_distance(span_t w, span_t kw, unsigned budget, bool typos)
 {
-    return key_all_stop || !is_stop(w);
-}
-
-static bool all_stop(span_t s)
-{
-    size_t pos = 0;
-    span_t w;
-    while (word_next(s, &pos, &w))
-        if (!is_stop(w))
-            return false;
-    return true;
+    if (span_eq(w, kw))
+        return 0;
+    if (!typos || lengths_apart(w.n, kw.n, budget))
+        return UINT32_MAX;
+    unsigned d = fb_text_distance(w.p, w.n, kw.p, kw.n, budget);
+    return d <= budget ? d : UINT32_MAX;
 }
 
 /*
- * Word containment between an answer and a key, exact (max_typos false) or within each key
- * word's typo budget. Two directions: every significant word of the answer is a word of the key
+ * Word containment between an answer and a key, exact (typos false) or within each key word's
+ * typo budget. Two directions: every significant word of the answer is a word of the key
  * ("commune" in "La commune ou l'intercommunalité"), or every significant word of the key is in
  * the answer ("c'est une ancienne usine" for the synonym "usine"); the latter only when the
- * answer negates nothing the key does not ("pas de commerce" is not "commerce"). Returns the
+ * answer negates nothing the key does not ("pas de commerce" is not "commerce"). Significant
+ * words of a key are its non-stop words, or all of them when it has only stop words. Returns the
  * number of words matched (0: no match) and the summed typo distances in *cost.
  */
-static size_t containment(span_t in, span_t key, bool typos, unsigned *cost, bool *key_side)
+static size_t containment(const struct words *in, const fb_choice_set_t *set, const struct key *k,
+                          bool typos, unsigned *cost, bool *key_side)
 {
+    const span_t *kw = set->kw + k->w0;
+    const unsigned char *kf = set->kf + k->w0, *kb = set->kb + k->w0;
     *key_side = false;
     size_t best = 0;
     unsigned best_cost = 0;
     /* The answer's words in the key. */
-    size_t pos = 0, sig = 0;
+    size_t sig = 0;
     unsigned c = 0;
     bool ok = true;
-    span_t w, kw;
-    while (ok && word_next(in, &pos, &w)) {
-        if (is_stop(w))
+    for (size_t i = 0; ok && i < in->n; i++) {
+        if (in->f[i] & W_STOP)
             continue;
         sig++;
         unsigned bd = UINT32_MAX;
-        for (size_t kp = 0; word_next(key, &kp, &kw);) {
-            unsigned d = span_eq(w, kw) ? 0 : UINT32_MAX;
-            if (typos && d)
-                d = typo_distance(w, kw) <= fb_text_typo_budget(kw.n) ? typo_distance(w, kw)
-                                                                      : UINT32_MAX;
+        for (size_t j = 0; j < k->nw && bd > 0; j++) {
+            unsigned d = word_distance(in->w[i], kw[j], kb[j], typos);
             if (d < bd)
                 bd = d;
         }
@@ -1983,20 +2203,16 @@ static size_t containment(span_t in, span_t key, bool typos, unsigned *cost, boo
         best_cost = c;
     }
     /* The key's words in the answer. */
-    bool kstop = all_stop(key);
     size_t cnt = 0;
     c = 0;
-    ok = negations_covered(in, key);
-    for (size_t kp = 0; ok && word_next(key, &kp, &kw);) {
-        if (!key_word_counts(kw, kstop))
+    ok = negations_covered(in, set, k);
+    for (size_t j = 0; ok && j < k->nw; j++) {
+        if (!k->all_stop && (kf[j] & W_STOP))
             continue;
         cnt++;
         unsigned bd = UINT32_MAX;
-        for (pos = 0; word_next(in, &pos, &w);) {
-            unsigned d = span_eq(w, kw) ? 0 : UINT32_MAX;
-            if (typos && d)
-                d = typo_distance(w, kw) <= fb_text_typo_budget(kw.n) ? typo_distance(w, kw)
-                                                                      : UINT32_MAX;
+        for (size_t i = 0; i < in->n && bd > 0; i++) {
+            unsigned d = word_distance(in->w[i], kw[j], kb[j], typos);
             if (d < bd)
                 bd = d;
         }
@@ -2018,20 +2234,22 @@ static size_t containment(span_t in, span_t key, bool typos, unsigned *cost, boo
  * Number, exact and cardinal-word stages of choice matching (see fb_answer_choice).
  * Returns INVALID when none of them applies.
  */
-static fb_answer_status_t match_strict(const struct keyset *ks, span_t s, size_t *index)
+static fb_answer_status_t match_strict(const fb_choice_set_t *set, span_t s, size_t *index)
 {
     uint64_t k;
-    if (select_by_number(s, ks->nopt, false, &k)) {
-        if (k < 1 || k > ks->nopt)
+    span_t core;
+    size_t nw;
+    if (select_by_position(s, set->nopt, &k, &core, &nw)) {
+        if (k < 1 || k > set->nopt)
             return FB_ANSWER_OUT_OF_RANGE;
         *index = (size_t)(k - 1);
         return FB_ANSWER_OK;
     }
-    fb_answer_status_t st = match_exact(ks, s, index);
+    fb_answer_status_t st = match_exact(set, s, index);
     if (st != FB_ANSWER_INVALID)
         return st;
-    if (select_by_number(s, ks->nopt, true, &k)) {
-        if (k < 1 || k > ks->nopt)
+    if (select_by_cardinal(core, nw, &k)) {
+        if (k < 1 || k > set->nopt)
             return FB_ANSWER_OUT_OF_RANGE;
         *index = (size_t)(k - 1);
         return FB_ANSWER_OK;
@@ -2040,10 +2258,10 @@ static fb_answer_status_t match_strict(const struct keyset *ks, span_t s, size_t
 }
 
 /* True when `w` is a word of one of the keys of option `opt`. */
-static bool option_has_word(const struct keyset *ks, size_t opt, span_t w)
+static bool option_has_word(const fb_choice_set_t *set, size_t opt, span_t w)
 {
-    for (size_t i = 0; i < ks->nk; i++)
-        if (ks->k[i].opt == opt && word_in(w, key_span(&ks->k[i])))
+    for (size_t i = set->opt_k0[opt]; i < set->opt_k0[opt + 1]; i++)
+        if (key_has_word(set, &set->k[i], w))
             return true;
     return false;
 }
@@ -2053,84 +2271,95 @@ static bool option_has_word(const struct keyset *ks, size_t opt, span_t w)
  * once), skipping those also found in option `except` (SIZE_MAX: none). An answer negating a
  * word absent from the key ("pas la commune") shares nothing.
  */
-static size_t shared_words(const struct keyset *ks, size_t opt, span_t in, size_t except)
+static size_t shared_words(const fb_choice_set_t *set, size_t opt, const struct words *in,
+                           size_t except)
 {
-    size_t n = 0, pos = 0;
-    span_t w;
-    while (word_next(in, &pos, &w)) {
-        if (in_list(w, negation_words) && !option_has_word(ks, opt, w))
+    size_t n = 0;
+    for (size_t i = 0; i < in->n; i++) {
+        span_t w = in->w[i];
+        if ((in->f[i] & W_NEG) && !option_has_word(set, opt, w))
             return 0;
-        if (w.n < 3 || is_stop(w) || !option_has_word(ks, opt, w))
+        if (w.n < 3 || (in->f[i] & W_STOP) || !option_has_word(set, opt, w))
             continue;
-        if (except != SIZE_MAX && option_has_word(ks, except, w))
+        if (except != SIZE_MAX && option_has_word(set, except, w))
             continue;
         /* count each distinct word once */
         bool seen = false;
-        size_t p2 = 0;
-        span_t x;
-        while (!seen && word_next(in, &p2, &x) && x.p < w.p)
-            seen = span_eq(x, w);
+        for (size_t j = 0; !seen && j < i; j++)
+            seen = span_eq(in->w[j], w);
         n += !seen;
     }
     return n;
 }
 
 /* Containment, shared-word then typo stages of choice matching (see fb_answer_choice). */
-static fb_answer_status_t match_loose(const struct keyset *ks, span_t s, size_t *index)
+static fb_answer_status_t match_loose(const fb_choice_set_t *set, const struct words *in,
+                                      size_t *index)
 {
-    if (all_stop(s))
+    if (in->all_stop)
         return FB_ANSWER_INVALID;
     struct pick p;
     pick_init(&p);
-    for (size_t i = 0; i < ks->nk; i++) {
+    for (size_t i = 0; i < set->nk; i++) {
         unsigned cost;
         bool side;
-        size_t words = containment(s, key_span(&ks->k[i]), false, &cost, &side);
+        size_t words = containment(in, set, &set->k[i], false, &cost, &side);
         if (words)
-            pick_offer(&p, ks->k[i].opt, (long)words);
+            pick_offer(&p, set->k[i].opt, (long)words);
     }
     if (p.best >= 0) {
         /* The most words wins only over names nested in the winner's ("habitat" within
          * "habitat collectif"): an answer also naming words of another option is ambiguous
          * ("habitat et commerce de gros", "un industriel privé"). */
-        for (size_t o = 0; o < ks->nopt && !p.several; o++)
-            if (o != p.opt && shared_words(ks, o, s, p.opt) > 0)
+        for (size_t o = 0; o < set->nopt && !p.several; o++)
+            if (o != p.opt && shared_words(set, o, in, p.opt) > 0)
                 p.several = true;
         return pick_result(&p, index);
     }
     /* A distinctive word: the option sharing the most significant words (3+ letters) with the
      * answer ("établissement public foncier"), unless another option shares words it lacks. */
     pick_init(&p);
-    for (size_t o = 0; o < ks->nopt; o++) {
-        long shared = (long)shared_words(ks, o, s, SIZE_MAX);
+    for (size_t o = 0; o < set->nopt; o++) {
+        long shared = (long)shared_words(set, o, in, SIZE_MAX);
         if (shared > 0)
             pick_offer(&p, o, shared);
     }
     if (p.best >= 0) {
-        for (size_t o = 0; o < ks->nopt && !p.several; o++)
-            if (o != p.opt && shared_words(ks, o, s, p.opt) > 0)
+        for (size_t o = 0; o < set->nopt && !p.several; o++)
+            if (o != p.opt && shared_words(set, o, in, p.opt) > 0)
                 p.several = true;
         return pick_result(&p, index);
     }
     /* Typos: lowest total distance wins; a whole-key match beats a word match at equal cost. */
     pick_init(&p);
-    span_t ss = strip_stop(s);
-    for (size_t i = 0; i < ks->nk; i++) {
-        span_t key = key_span(&ks->k[i]), sk = strip_stop(key);
+    span_t ss = strip_stop(in->s);
+    for (size_t i = 0; i < set->nk; i++) {
+        const struct key *k = &set->k[i];
         unsigned cost, d;
         bool side;
         long score = -1;
-        if (typo_ok(ss, sk, &d))
+        if (typo_ok(ss, k->stripped, &d))
             score = 1000000L - 2L * d;
-        if (containment(s, key, true, &cost, &side) && 1000000L - 2L * cost - 1 > score)
+        if (containment(in, set, k, true, &cost, &side) && 1000000L - 2L * cost - 1 > score)
             score = 1000000L - 2L * cost - 1;
-        pick_offer(&p, ks->k[i].opt, score);
+        pick_offer(&p, k->opt, score);
     }
     return pick_result(&p, index);
 }
 
+/* match_loose() on a span (its words found here). */
+static fb_answer_status_t match_loose_span(const fb_choice_set_t *set, span_t s, size_t *index)
+{
+    struct words ws;
+    words_init(&ws, s);
+    fb_answer_status_t st = match_loose(set, &ws, index);
+    words_done(&ws);
+    return st;
+}
+
 /* Words that separate the items of a multiple choice once separators became " et ". */
-static const char *const list_joiners[] = {"et", "ou", "puis", "and", "ainsi", "voire", NULL};
+static const phrase_t list_joiners[] = {PH("et"),    PH("ou"),    PH("puis"), PH("and"),
+                                        PH("ainsi"), PH("voire"), PH_END};
 
 static bool is_list_sep(char c)
 {
@@ -2138,12 +2367,14 @@ static bool is_list_sep(char c)
            c == '\r';
 }
 
-/* Folds valid UTF-8 `text` after turning list separators (",;+/&|" and newlines) into " et ",
- * and a hyphen between digits into " a " ("1-3" is "1 à 3"). */
-static char *fold_list(const char *text)
+/* Folds valid UTF-8 `text` (at most FB_ANSWER_MAX_BYTES bytes) into *f after turning list
+ * separators (",;+/&|" and newlines) into " et ", and a hyphen between digits into " a " ("1-3"
+ * is "1 à 3"). fold_done(f) releases it. */
+static void fold_list(const char *text, struct folded *f)
 {
     size_t len = strlen(text), o = 0;
-    char *tmp = fb_malloc(len * 4 + 1);
+    char small[4 * FOLD_SMALL];
+    char *tmp = len * 4 + 1 <= sizeof(small) ? small : fb_malloc(len * 4 + 1);
     for (size_t i = 0; i < len; i++) {
         if (is_list_sep(text[i])) {
             memcpy(tmp + o, " et ", 4);
@@ -2157,76 +2388,94 @@ static char *fold_list(const char *text)
         }
     }
     tmp[o] = '\0';
-    char *f = fb_text_fold_dup(tmp);
-    fb_free(tmp);
-    return f;
+    fold_into(f, tmp, o);
+    if (tmp != small)
+        fb_free(tmp);
 }
 
 /* Resolves one item of a multiple choice into bits of *mask. An item with only stop words adds
  * nothing (*content false). An item matching several options by containment ("habitat
- * commerces") is retried word by word. */
-static fb_answer_status_t segment_match(const struct keyset *ks, span_t seg, uint64_t *mask,
-                                        bool *content)
+ * commerces") is retried word by word. An item whose text equals `known_invalid` (n 0: none) is
+ * known to fail the strict and loose stages (the caller already ran them on that text). */
+static fb_answer_status_t segment_match(const fb_choice_set_t *set, span_t seg,
+                                        span_t known_invalid, uint64_t *mask, bool *content)
 {
     *content = false;
-    if (seg.n == 0 || all_stop(seg))
+    if (seg.n == 0)
         return FB_ANSWER_OK;
+    struct words ws;
+    words_init(&ws, seg);
+    if (ws.all_stop) {
+        words_done(&ws);
+        return FB_ANSWER_OK;
+    }
     *content = true;
     span_t core = strip_leading(seg, sel_lead);
     size_t pos = 0;
     span_t w;
     bool digits = true;
-    uint64_t k;
+    uint64_t k = 0;
+    fb_answer_status_t st;
     while (digits && word_next(core, &pos, &w))
         digits = all_digits(w, &k);
     span_t w1, w2, w3;
     size_t p3 = 0;
     uint64_t lo, hi;
+    size_t idx;
     if (word_count(core) == 3 && word_next(core, &p3, &w1) && word_next(core, &p3, &w2) &&
         word_next(core, &p3, &w3) && (span_is(w2, "a") || span_is(w2, "au")) &&
         all_digits(w1, &lo) && all_digits(w3, &hi)) { /* "1 à 3", "1-3", "du 1 au 3" */
-        if (lo < 1 || hi > ks->nopt || lo > hi)
-            return FB_ANSWER_OUT_OF_RANGE;
-        for (k = lo; k <= hi; k++)
-            *mask |= 1ull << (k - 1);
-        return FB_ANSWER_OK;
-    }
-    if (digits) { /* "1 3 4" */
-        for (pos = 0; word_next(core, &pos, &w);) {
-            all_digits(w, &k);
-            if (k < 1 || k > ks->nopt)
-                return FB_ANSWER_OUT_OF_RANGE;
-            *mask |= 1ull << (k - 1);
+        if (lo < 1 || hi > set->nopt || lo > hi) {
+            st = FB_ANSWER_OUT_OF_RANGE;
+        } else {
+            for (k = lo; k <= hi; k++)
+                *mask |= 1ull << (k - 1);
+            st = FB_ANSWER_OK;
         }
-        return FB_ANSWER_OK;
+    } else if (digits) { /* "1 3 4" */
+        st = FB_ANSWER_OK;
+        for (pos = 0; st == FB_ANSWER_OK && word_next(core, &pos, &w);) {
+            all_digits(w, &k);
+            if (k < 1 || k > set->nopt)
+                st = FB_ANSWER_OUT_OF_RANGE;
+            else
+                *mask |= 1ull << (k - 1);
+        }
+    } else {
+        st = FB_ANSWER_INVALID;
+        if (!span_eq(seg, known_invalid)) {
+            st = match_strict(set, seg, &idx);
+            if (st == FB_ANSWER_INVALID)
+                st = match_loose(set, &ws, &idx);
+        }
+        if (st == FB_ANSWER_OK) {
+            *mask |= 1ull << idx;
+        } else if (st == FB_ANSWER_AMBIGUOUS) {
+            uint64_t m = 0;
+            for (size_t i = 0; i < ws.n && st == FB_ANSWER_AMBIGUOUS; i++) {
+                if (ws.f[i] & W_STOP)
+                    continue;
+                fb_answer_status_t wst = match_strict(set, ws.w[i], &idx);
+                if (wst == FB_ANSWER_INVALID)
+                    wst = match_loose_span(set, ws.w[i], &idx);
+                if (wst != FB_ANSWER_OK) {
+                    words_done(&ws);
+                    return FB_ANSWER_AMBIGUOUS;
+                }
+                m |= 1ull << idx;
+            }
+            *mask |= m;
+            st = FB_ANSWER_OK;
+        }
     }
-    size_t idx;
-    fb_answer_status_t st = match_strict(ks, seg, &idx);
-    if (st == FB_ANSWER_INVALID)
-        st = match_loose(ks, seg, &idx);
-    if (st == FB_ANSWER_OK) {
-        *mask |= 1ull << idx;
-        return FB_ANSWER_OK;
-    }
-    if (st != FB_ANSWER_AMBIGUOUS)
-        return st;
-    uint64_t m = 0;
-    for (pos = 0; word_next(seg, &pos, &w);) {
-        if (is_stop(w))
-            continue;
-        fb_answer_status_t ws = match_strict(ks, w, &idx);
-        if (ws == FB_ANSWER_INVALID)
-            ws = match_loose(ks, w, &idx);
-        if (ws != FB_ANSWER_OK)
-            return FB_ANSWER_AMBIGUOUS;
-        m |= 1ull << idx;
-    }
-    *mask |= m;
-    return FB_ANSWER_OK;
+    words_done(&ws);
+    return st;
 }
 
-/* Splits a folded list ("1 et 3 et habitat") on joiner words and resolves each item. */
-static fb_answer_status_t list_match(const struct keyset *ks, span_t s, uint64_t *mask)
+/* Splits a folded list ("1 et 3 et habitat") on joiner words and resolves each item
+ * (`known_invalid`: see segment_match). */
+static fb_answer_status_t list_match(const fb_choice_set_t *set, span_t s, span_t known_invalid,
+                                     uint64_t *mask)
 {
     uint64_t m = 0;
     bool any = false;
@@ -2238,7 +2487,7 @@ static fb_answer_status_t list_match(const struct keyset *ks, span_t s, uint64_t
         if (!more || in_list(w, list_joiners)) {
             span_t seg = {s.p + seg_start, (more ? before : s.n) - seg_start};
             bool content;
-            fb_answer_status_t st = segment_match(ks, span_trim(seg), &m, &content);
+            fb_answer_status_t st = segment_match(set, span_trim(seg), known_invalid, &m, &content);
             if (st != FB_ANSWER_OK)
                 return st;
             any = any || content;
@@ -2251,6 +2500,98 @@ static fb_answer_status_t list_match(const struct keyset *ks, span_t s, uint64_t
         return FB_ANSWER_INVALID;
     *mask = m;
     return FB_ANSWER_OK;
+}
+
+/* Aligned size of `n` objects of `size` bytes within one allocation. */
+static size_t block_size(size_t n, size_t size)
+{
+    size_t a = _Alignof(max_align_t), b = n * size;
+    return (b + a - 1) / a * a;
+}
+
+fb_choice_set_t *fb_choice_set_new(const fb_choice_t *choices, size_t n)
+{
+    if (!choices || n == 0)
+        return NULL;
+    /* Upper bounds: every id, label and synonym a key, folding never lengthens, a folded key
+     * of b bytes has at most (b + 1) / 2 words. */
+    size_t nk = 0, bytes = 0, nw = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *const *syn = choices[i].synonyms;
+        for (size_t j = 0; j < 2 || (syn && *syn); j++) {
+            const char *name = j == 0 ? choices[i].id : j == 1 ? choices[i].label : *syn++;
+            size_t len = name ? strnlen(name, FB_ANSWER_MAX_BYTES + 1) : 0;
+            if (len == 0 || len > FB_ANSWER_MAX_BYTES)
+                continue;
+            nk++;
+            bytes += len + 1;
+            nw += (len + 1) / 2;
+        }
+    }
+    size_t o_set = block_size(1, sizeof(fb_choice_set_t)), o_k = block_size(nk, sizeof(struct key)),
+           o_k0 = block_size(n + 1, sizeof(size_t)), o_kw = block_size(nw, sizeof(span_t)),
+           o_kf = block_size(nw, 1), o_kb = block_size(nw, 1);
+    char *mem = fb_malloc(o_set + o_k + o_k0 + o_kw + o_kf + o_kb + bytes + 1);
+    fb_choice_set_t *set = (fb_choice_set_t *)(void *)mem;
+    mem += o_set;
+    set->k = (struct key *)(void *)mem;
+    mem += o_k;
+    set->opt_k0 = (size_t *)(void *)mem;
+    mem += o_k0;
+    set->kw = (span_t *)(void *)mem;
+    mem += o_kw;
+    set->kf = (unsigned char *)mem;
+    mem += o_kf;
+    set->kb = (unsigned char *)mem;
+    mem += o_kb;
+    set->text = mem;
+    set->nopt = n;
+    set->nk = 0;
+    size_t used = 0, wused = 0;
+    for (size_t i = 0; i < n; i++) {
+        set->opt_k0[i] = set->nk;
+        const char *const *syn = choices[i].synonyms;
+        for (size_t j = 0; j < 2 || (syn && *syn); j++) {
+            const char *name = j == 0 ? choices[i].id : j == 1 ? choices[i].label : *syn++;
+            size_t len = name ? strnlen(name, FB_ANSWER_MAX_BYTES + 1) : 0;
+            if (len == 0 || len > FB_ANSWER_MAX_BYTES)
+                continue;
+            char *out = set->text + used;
+            size_t fn = fb_text_fold(name, len, out, len + 1);
+            if (fn == 0 || fn > len)
+                continue; /* nothing left after folding (fn > len cannot happen) */
+            used += fn + 1;
+            struct key *k = &set->k[set->nk++];
+            k->s = (span_t){out, fn};
+            k->stripped = strip_stop(k->s);
+            k->opt = i;
+            k->w0 = wused;
+            k->all_stop = true;
+            size_t pos = 0;
+            span_t w;
+            while (word_next(k->s, &pos, &w)) {
+                set->kw[wused] = w;
+                set->kf[wused] = (unsigned char)((is_stop(w) ? W_STOP : 0) |
+                                                 (in_list(w, negation_words) ? W_NEG : 0));
+                set->kb[wused] = (unsigned char)fb_text_typo_budget(w.n);
+                k->all_stop = k->all_stop && (set->kf[wused] & W_STOP);
+                wused++;
+            }
+            k->nw = wused - k->w0;
+        }
+    }
+    set->opt_k0[n] = set->nk;
+    return set;
+}
+
+void fb_choice_set_free(fb_choice_set_t *set)
+{
+    fb_free(set);
+}
+
+size_t fb_choice_set_count(const fb_choice_set_t *set)
+{
+    return set ? set->nopt : 0;
 }
 
 /*
@@ -2269,70 +2610,82 @@ static fb_answer_status_t list_match(const struct keyset *ks, span_t s, uint64_t
  *   8. a "je ne sais pas" phrase inside the answer: UNKNOWN; else INVALID.
  * Several options tied at stages 2, 5 or 6 is AMBIGUOUS.
  */
-fb_answer_status_t fb_answer_choice(const fb_choice_t *choices, size_t n, const char *text,
-                                    size_t *index)
+fb_answer_status_t fb_answer_choice_in(const fb_choice_set_t *set, const char *text, size_t *index)
 {
-    if (!choices || n == 0)
+    if (!set)
         return FB_ANSWER_INVALID;
-    char *f;
-    fb_answer_status_t st = prepare(text, &f);
+    struct folded f;
+    fb_answer_status_t st = prepare_into(text, &f);
     if (st != FB_ANSWER_OK)
         return st;
-    struct keyset ks;
-    keys_build(choices, n, &ks);
-    span_t s = span_of(f);
+    span_t s = folded_span(&f);
     size_t idx = 0;
-    st = match_strict(&ks, s, &idx);
+    st = match_strict(set, s, &idx);
     if (st == FB_ANSWER_INVALID && unknown_folded(s))
         st = FB_ANSWER_UNKNOWN;
     if (st == FB_ANSWER_INVALID)
-        st = match_loose(&ks, s, &idx);
-    if (st == FB_ANSWER_INVALID && n <= 64) {
-        char *lf = fold_list(text);
+        st = match_loose_span(set, s, &idx);
+    if (st == FB_ANSWER_INVALID && set->nopt <= 64) {
+        /* Both stages just failed on `s`: a list item with the same text fails them too. */
+        struct folded lf;
+        fold_list(text, &lf);
         uint64_t mask = 0;
-        if (list_match(&ks, span_of(lf), &mask) == FB_ANSWER_OK && (mask & (mask - 1)))
+        if (list_match(set, folded_span(&lf), s, &mask) == FB_ANSWER_OK && (mask & (mask - 1)))
             st = FB_ANSWER_AMBIGUOUS;
-        fb_free(lf);
+        fold_done(&lf);
     }
     if (st == FB_ANSWER_INVALID && contains_unknown(s))
         st = FB_ANSWER_UNKNOWN;
     if (st == FB_ANSWER_OK)
         *index = idx;
-    keys_free(&ks);
-    fb_free(f);
+    fold_done(&f);
     return st;
 }
 
-static const char *const all_phrases[] = {
-    "tous",
-    "toutes",
-    "tout",
-    "tous les choix",
-    "toutes les reponses",
-    "toutes les options",
-    "toutes les propositions",
-    "tous les choix possibles",
-    "l ensemble",
-    "l ensemble des choix",
-    "tout ca",
-    "tout cela",
-    "tout a la fois",
-    "tous ceux la",
-    "toutes celles la",
-    "un peu de tout",
-    NULL,
+fb_answer_status_t fb_answer_choice(const fb_choice_t *choices, size_t n, const char *text,
+                                    size_t *index)
+{
+    fb_choice_set_t *set = fb_choice_set_new(choices, n);
+    fb_answer_status_t st = fb_answer_choice_in(set, text, index);
+    fb_choice_set_free(set);
+    return st;
+}
+
+static const phrase_t all_phrases[] = {
+    PH("tous"),
+    PH("toutes"),
+    PH("tout"),
+    PH("tous les choix"),
+    PH("toutes les reponses"),
+    PH("toutes les options"),
+    PH("toutes les propositions"),
+    PH("tous les choix possibles"),
+    PH("l ensemble"),
+    PH("l ensemble des choix"),
+    PH("tout ca"),
+    PH("tout cela"),
+    PH("tout a la fois"),
+    PH("tous ceux la"),
+    PH("toutes celles la"),
+    PH("un peu de tout"),
+    PH_END,
 };
 
-static const char *const all_lead[] = {"je",     "veux", "voudrais", "choisis", "prends",
-                                       "dirais", "c",    "est",      "plutot",  NULL};
+static const phrase_t all_lead[] = {PH("je"),     PH("veux"),   PH("voudrais"), PH("choisis"),
+                                    PH("prends"), PH("dirais"), PH("c"),        PH("est"),
+                                    PH("plutot"), PH_END};
 
-static const char *const all_but[] = {"sauf", "excepte", "hormis", "a part", "mais pas", NULL};
+static const phrase_t all_but[] = {PH("sauf"),   PH("excepte"),  PH("hormis"),
+                                   PH("a part"), PH("mais pas"), PH_END};
 
-static const char *const none_fill[] = {
-    "de",      "d",        "des",         "ces",          "ceux",   "celles",  "celle", "celui",
-    "eux",     "elles",    "ci",          "la",           "ca",     "cela",    "tout",  "choix",
-    "reponse", "reponses", "proposition", "propositions", "option", "options", "l",     "un",
-    "une",     "autre",    "ni",          "dessus",       "les",    "merci",   NULL};
+static const phrase_t none_fill[] = {
+    PH("de"),     PH("d"),       PH("des"),      PH("ces"),         PH("ceux"),
+    PH("celles"), PH("celle"),   PH("celui"),    PH("eux"),         PH("elles"),
+    PH("ci"),     PH("la"),      PH("ca"),       PH("cela"),        PH("tout"),
+    PH("choix"),  PH("reponse"), PH("reponses"), PH("proposition"), PH("propositions"),
+    PH("option"), PH("options"), PH("l"),        PH("un"),          PH("une"),
+    PH("autre"),  PH("ni"),      PH("dessus"),   PH("les"),         PH("merci"),
+    PH_END};
 
 /* True for "aucun", "aucune de ces réponses", "rien de tout ça", "ni l'un ni l'autre". */
 static bool means_none(span_t s)
@@ -2353,8 +2706,8 @@ static bool means_none(span_t s)
 static bool says_all_n(span_t s, uint64_t *count)
 {
     span_t rest;
-    if (!starts_with_phrase(s, "tous les", &rest) && !starts_with_phrase(s, "toutes les", &rest) &&
-        !starts_with_phrase(s, "les", &rest))
+    if (!starts_with_lit(s, "tous les", &rest) && !starts_with_lit(s, "toutes les", &rest) &&
+        !starts_with_lit(s, "les", &rest))
         return false;
     span_t words[4];
     size_t m = 0, pos = 0;
@@ -2374,22 +2727,21 @@ static bool says_all_n(span_t s, uint64_t *count)
  * ";", "+", "/", "&", "et", "ou" or spaces between numbers, each item resolved like a single
  * choice (a failing item fails the whole answer with its status).
  */
-fb_answer_status_t fb_answer_choices(const fb_choice_t *choices, size_t n, const char *text,
-                                     uint64_t *mask)
+fb_answer_status_t fb_answer_choices_in(const fb_choice_set_t *set, const char *text,
+                                        uint64_t *mask)
 {
-    if (!choices || n == 0 || n > 64)
+    if (!set || set->nopt > 64)
         return FB_ANSWER_INVALID;
-    char *f;
-    fb_answer_status_t st = prepare(text, &f);
+    struct folded f;
+    fb_answer_status_t st = prepare_into(text, &f);
     if (st != FB_ANSWER_OK)
         return st;
-    struct keyset ks;
-    keys_build(choices, n, &ks);
-    span_t s = span_of(f);
+    size_t n = set->nopt;
+    span_t s = folded_span(&f), none = {NULL, 0};
     uint64_t all = n == 64 ? UINT64_MAX : (1ull << n) - 1, m = 0, count;
     size_t idx;
     span_t core = strip_leading(s, all_lead), rest;
-    st = match_exact(&ks, s, &idx);
+    st = match_exact(set, s, &idx);
     if (st == FB_ANSWER_OK) {
         m = 1ull << idx;
     } else if (st == FB_ANSWER_AMBIGUOUS) {
@@ -2407,29 +2759,40 @@ fb_answer_status_t fb_answer_choices(const fb_choice_t *choices, size_t n, const
         m = 0;
     } else {
         bool but = false;
-        for (const char *const *a = all_phrases; !but && *a; a++) {
+        for (const phrase_t *a = all_phrases; !but && a->s; a++) {
             span_t r1;
-            if (!starts_with_phrase(core, *a, &r1))
+            if (!starts_with_phrase(core, a, &r1))
                 continue;
-            for (const char *const *b = all_but; !but && *b; b++)
-                but = starts_with_phrase(r1, *b, &rest) && rest.n > 0;
+            for (const phrase_t *b = all_but; !but && b->s; b++)
+                but = starts_with_phrase(r1, b, &rest) && rest.n > 0;
         }
         if (but) {
             /* "tous sauf 2 et 4": `rest` points into the plain fold, whose words are the same. */
-            st = list_match(&ks, rest, &m);
+            st = list_match(set, rest, none, &m);
             m = all & ~m;
         } else {
-            char *lf = fold_list(text);
-            st = list_match(&ks, span_of(lf), &m);
-            fb_free(lf);
+            struct folded lf;
+            fold_list(text, &lf);
+            st = list_match(set, folded_span(&lf), none, &m);
+            fold_done(&lf);
         }
     }
     if (st == FB_ANSWER_INVALID && contains_unknown(s))
         st = FB_ANSWER_UNKNOWN;
     if (st == FB_ANSWER_OK)
         *mask = m;
-    keys_free(&ks);
-    fb_free(f);
+    fold_done(&f);
+    return st;
+}
+
+fb_answer_status_t fb_answer_choices(const fb_choice_t *choices, size_t n, const char *text,
+                                     uint64_t *mask)
+{
+    if (!choices || n == 0 || n > 64)
+        return FB_ANSWER_INVALID;
+    fb_choice_set_t *set = fb_choice_set_new(choices, n);
+    fb_answer_status_t st = fb_answer_choices_in(set, text, mask);
+    fb_choice_set_free(set);
     return st;
 }
 
@@ -2542,19 +2905,23 @@ static const struct {
     {"avant hier", -2},
 };
 
-static const char *const date_lead[] = {"c est",        "ce sera",     "ce serait",   "plutot",
-                                        "probablement", "normalement", "idealement",  "a priori",
-                                        "je pense",     "je dirais",   "je crois",    "on vise",
-                                        "on espere",    "a partir d",  "a partir de", NULL};
+static const phrase_t date_lead[] = {
+    PH("c est"),        PH("ce sera"),     PH("ce serait"),   PH("plutot"),
+    PH("probablement"), PH("normalement"), PH("idealement"),  PH("a priori"),
+    PH("je pense"),     PH("je dirais"),   PH("je crois"),    PH("on vise"),
+    PH("on espere"),    PH("a partir d"),  PH("a partir de"), PH_END};
 
-static const char *const date_tail[] = {"environ",  "normalement", "probablement", "je pense",
-                                        "je crois", "si possible", "merci",        NULL};
+static const phrase_t date_tail[] = {
+    PH("environ"),  PH("normalement"), PH("probablement"), PH("je pense"),
+    PH("je crois"), PH("si possible"), PH("merci"),        PH_END};
 
 /* Words skipped before a relative start ("c'est dans 3 mois"). */
-static const char *const rel_skip[] = {
-    "c",           "est",        "ce",      "sera",  "serait", "plutot", "probablement",
-    "normalement", "idealement", "je",      "pense", "dirais", "crois",  "on",
-    "vise",        "espere",     "environ", NULL};
+static const phrase_t rel_skip[] = {
+    PH("c"),          PH("est"),    PH("ce"),           PH("sera"),
+    PH("serait"),     PH("plutot"), PH("probablement"), PH("normalement"),
+    PH("idealement"), PH("je"),     PH("pense"),        PH("dirais"),
+    PH("crois"),      PH("on"),     PH("vise"),         PH("espere"),
+    PH("environ"),    PH_END};
 
 /*
  * "dans 3 mois", "d'ici 6 semaines", "sous 2 ans", "en 6 mois", "au bout de 2 ans" (forward),

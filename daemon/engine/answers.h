@@ -65,6 +65,38 @@ fb_answer_status_t fb_answer_choice(const fb_choice_t *choices, size_t n, const 
 fb_answer_status_t fb_answer_choices(const fb_choice_t *choices, size_t n, const char *text,
                                      uint64_t *mask /* OUT */);
 
+/**
+ * A choice list compiled once for matching: the options' ids, labels and synonyms folded and cut
+ * into words, so that each answer costs only its own analysis. Immutable once built, so one set
+ * may serve any number of threads; it copies what it needs (`choices` may be freed after
+ * fb_choice_set_new returns).
+ */
+typedef struct fb_choice_set_s fb_choice_set_t;
+
+/** Compiles `choices[0..n)`. Returns NULL when `choices` is NULL or `n` is 0 (the matchers treat
+ * a NULL set as an empty list: FB_ANSWER_INVALID). Free with fb_choice_set_free. */
+fb_choice_set_t *fb_choice_set_new(const fb_choice_t *choices, size_t n);
+
+/** Frees a set from fb_choice_set_new (NULL is ignored). */
+void fb_choice_set_free(fb_choice_set_t *set);
+
+/** The number of options of the set (0 for NULL). */
+size_t fb_choice_set_count(const fb_choice_set_t *set);
+
+/**
+ * fb_answer_choice over a compiled set: for every text, the same status and index as
+ * fb_answer_choice(choices, n, text, index) with the `choices` and `n` the set was built from.
+ */
+fb_answer_status_t fb_answer_choice_in(const fb_choice_set_t *set, const char *text,
+                                       size_t *index /* OUT */);
+
+/**
+ * fb_answer_choices over a compiled set: the same status and mask as fb_answer_choices(choices, n,
+ * text, mask) (so FB_ANSWER_INVALID for a set of more than 64 options).
+ */
+fb_answer_status_t fb_answer_choices_in(const fb_choice_set_t *set, const char *text,
+                                        uint64_t *mask /* OUT */);
+
 /** Units a number question can be asked in. The value is converted to the question's unit. */
 typedef enum fb_unit_e {
     FB_UNIT_NONE = 0, /* a plain number (a count, a year) */

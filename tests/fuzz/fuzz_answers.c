@@ -109,14 +109,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
         const struct list *li = i == 0 ? l : &lists[i];
-        size_t idx = SIZE_MAX;
+        size_t idx = SIZE_MAX, idx2 = SIZE_MAX;
         st = fb_answer_choice(li->c, li->n, text, &idx);
         if (st == FB_ANSWER_OK ? idx >= li->n : idx != SIZE_MAX)
             abort();
-        uint64_t mask = UINT64_MAX;
+        /* The compiled set gives exactly the wrapper's answer. */
+        fb_choice_set_t *set = fb_choice_set_new(li->c, li->n);
+        if (fb_answer_choice_in(set, text, &idx2) != st || idx2 != idx)
+            abort();
+        uint64_t mask = UINT64_MAX, mask2 = UINT64_MAX;
         st = fb_answer_choices(li->c, li->n, text, &mask);
         if (st == FB_ANSWER_OK ? (mask >> li->n) != 0 : mask != UINT64_MAX)
             abort();
+        if (fb_answer_choices_in(set, text, &mask2) != st || mask2 != mask)
+            abort();
+        fb_choice_set_free(set);
     }
 
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {

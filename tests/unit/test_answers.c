@@ -6,6 +6,7 @@
  * outputs are checked to be left alone when the status is not OK.
  */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -880,5 +881,302 @@ TEST_IMPL(answers_invalid_input)
     double v = 0;
     ASSERT_EQ(fb_answer_number(many, FB_UNIT_NONE, 0, 100, &v), FB_ANSWER_INVALID);
     fb_free(big);
+    return 0;
+}
+
+bool fb__answers_stop_words_consistent(void);
+
+TEST_IMPL(answers_stop_words_sorted_copy)
+{
+    /* is_stop() searches a sorted copy of the stop-word list: both must hold the same words. */
+    ASSERT(fb__answers_stop_words_consistent());
+    return 0;
+}
+
+/* ---- compiled choice sets (fb_choice_set_t) ---- */
+
+/* Every choice input of this file (and of the micro-benchmark), a few more lists and edge cases:
+ * the compiled-set matchers must agree with fb_answer_choice / fb_answer_choices on all of them,
+ * for every list below. */
+static const char *const set_inputs[] = {
+    "2",
+    "2.",
+    " 2) ",
+    "n°2",
+    "N° 3",
+    "le 2",
+    "c'est le 4",
+    "option 1",
+    "deuxième",
+    "la Deuxième",
+    "la deuxième option",
+    "2e",
+    "2ème",
+    "2 ème",
+    "1er",
+    "la première",
+    "troisieme",
+    "la dernière",
+    "deuxiem",
+    "deux",
+    "trois",
+    "5",
+    "0",
+    "cinquième",
+    "dix",
+    "2 et 3",
+    "1, 2",
+    "commune",
+    "ETAT",
+    "l'État",
+    "La commune ou l’intercommunalité",
+    "LA COMMUNE OU L'INTERCOMMUNALITE",
+    "la mairie",
+    "Préfecture",
+    "prefecture",
+    "epci",
+    "une SCI",
+    "intercommunalité",
+    "un établissement public",
+    "c'est un exploitant",
+    "c'est la mairie qui l'a racheté",
+    "propriétaire-privé",
+    "établissement public foncier",
+    "un industriel privé",
+    "la commune et l'état",
+    "pas la commune",
+    "commerce",
+    "du commerce de gros",
+    "plutôt de la proximité",
+    "habitat et commerce de gros",
+    "pas de commerce de gros",
+    "rien à voir",
+    "¿¡",
+    "comune",
+    "la mairi",
+    "intercomunalite",
+    "entreprsie",
+    "partculier",
+    "cmmne",
+    "oui",
+    "NON",
+    "nou",
+    "ouo",
+    "no",
+    "dtt",
+    "agiculture",
+    "agricultur",
+    "apicultur",
+    "comerce",
+    "un",
+    "aucun",
+    "habitat",
+    "collectif",
+    "de l'habitat collectif social",
+    "friche",
+    "1",
+    "b",
+    "1, 3 et 4",
+    "1 3 4",
+    "1+3",
+    "1/2",
+    "2;3",
+    "1 & 2",
+    "les options 1 et 3",
+    "habitat et bureaux",
+    "Habitat, Bureaux",
+    "des boutiques ou des bureaux",
+    "habitat bureaux",
+    "1, bureaux et le 4",
+    "habitat, habitat",
+    "1 à 3",
+    "2-4",
+    "du 1 au 3 et le 5",
+    "3 à 9",
+    "bureau, comerces",
+    "Habitat et commerces (mixte)",
+    "habitat et commerces mixte",
+    "tous",
+    "Toutes !",
+    "toutes les options",
+    "tous sauf 2",
+    "tous sauf le 2 et le 5",
+    "Aucune de ces réponses",
+    "rien de tout ça",
+    "aucun des 5",
+    "les deux",
+    "non bâti",
+    "1, 9",
+    "habitat, piscine",
+    ", , et",
+    "jsp",
+    "64 et 1",
+    "oui et non",
+    "oui non",
+    "non, mais oui",
+    "ou",
+    "noi",
+    "mon",
+    "peut-être",
+    "si on a le budget",
+    "aucun problème",
+    "je ne sais pas",
+    "Je ne sais pas.",
+    "JE NE SAIS PAS !",
+    "je sais pas",
+    "j'sais pas",
+    "sais pas",
+    "NSP",
+    "aucune idée",
+    "Aucune idée...",
+    "je ne sais plus",
+    "ne sait pas",
+    "inconnu",
+    "Inconnue",
+    "euh je sais pas trop",
+    "je ne sais pas du tout",
+    "je ne sais pas encore",
+    "Franchement, aucune idée",
+    "je n'en sais rien",
+    "je ne sais pa",
+    "je ne sias pas",
+    "pas sûr",
+    "je ne suis pas sûre",
+    "1, 2 et 4",
+    "Les Jardins du Confluent",
+    "retour",
+    "une asociation",
+    "tous sauf 2 et 4",
+    "ni l'un ni l'autre",
+    "1-3",
+    "du 1 au 3",
+    "habitat commerces",
+    "le deuxième",
+    "dernière",
+    "avant-dernier",
+    "",
+    "   ",
+    "???",
+};
+
+static const char *const syn_mb1[] = {"mairie", "ville", NULL};
+static const char *const syn_mb2[] = {"asso", NULL};
+static const char *const syn_mb3[] = {"voisins", "collectif", NULL};
+static const fb_choice_t set_mb[] = {{"commune", "La commune", syn_mb1},
+                                     {"association", "Une association", syn_mb2},
+                                     {"habitants", "Un collectif d'habitants", syn_mb3}};
+static const fb_choice_t set_uses[] = {{"proxi", "Commerce de proximité", NULL},
+                                       {"gros", "Commerce de gros", NULL},
+                                       {"habitat", "Habitat", NULL}};
+static const fb_choice_t set_counts[] = {
+    {"zero", "Aucun", NULL}, {"un", "Un", NULL}, {"plus", "Deux ou plus", NULL}};
+static const fb_choice_t set_holes[] = {
+    {NULL, NULL, NULL}, {"b", NULL, NULL}, {"", "", NULL}, {"le la", "les", NULL}};
+static const fb_choice_t set_farms[] = {{"agri", "Agriculture", NULL}, {"api", "Apiculture", NULL}};
+static const fb_choice_t set_dup[] = {{"a", "Friche", NULL}, {"b", "Friche", NULL}};
+static const fb_choice_t set_unknown[] = {
+    {"public", "Public", NULL}, {"prive", "Privé", NULL}, {"inconnu", "Inconnu", NULL}};
+
+struct set_list {
+    const fb_choice_t *c;
+    size_t n;
+};
+
+static const struct set_list set_lists[] = {
+    {owners, FB_ARRAY_SIZE(owners)},           {projects, FB_ARRAY_SIZE(projects)},
+    {set_mb, FB_ARRAY_SIZE(set_mb)},           {set_uses, FB_ARRAY_SIZE(set_uses)},
+    {set_counts, FB_ARRAY_SIZE(set_counts)},   {set_holes, FB_ARRAY_SIZE(set_holes)},
+    {set_farms, FB_ARRAY_SIZE(set_farms)},     {set_dup, FB_ARRAY_SIZE(set_dup)},
+    {set_unknown, FB_ARRAY_SIZE(set_unknown)},
+};
+
+static uint64_t fnv(uint64_t h, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        h ^= (v >> (8 * i)) & 0xFF;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+/*
+ * The set matchers give exactly the wrappers' status and output for every input and list, and
+ * all the results together hash to the digest the per-call implementation (before choice sets
+ * existed, commit 56435a0 plus the stop-word binary search) gave on the same table: compiling
+ * the keys once changed no answer.
+ */
+TEST_IMPL(answers_choice_set_same_results)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (size_t l = 0; l < FB_ARRAY_SIZE(set_lists); l++) {
+        const struct set_list *li = &set_lists[l];
+        fb_choice_set_t *set = fb_choice_set_new(li->c, li->n);
+        ASSERT_NOT_NULL(set);
+        ASSERT_EQ(fb_choice_set_count(set), li->n);
+        for (size_t i = 0; i < FB_ARRAY_SIZE(set_inputs); i++) {
+            const char *t = set_inputs[i];
+            size_t i1 = 999, i2 = 999;
+            fb_answer_status_t s1 = fb_answer_choice(li->c, li->n, t, &i1);
+            fb_answer_status_t s2 = fb_answer_choice_in(set, t, &i2);
+            if (s1 != s2 || i1 != i2)
+                FB_TEST_FAIL("list %zu, \"%s\": choice %s/%zu, set %s/%zu", l, t, status_name(s1),
+                             i1, status_name(s2), i2);
+            uint64_t m1 = 0xDEAD, m2 = 0xDEAD;
+            fb_answer_status_t c1 = fb_answer_choices(li->c, li->n, t, &m1);
+            fb_answer_status_t c2 = fb_answer_choices_in(set, t, &m2);
+            if (c1 != c2 || m1 != m2)
+                FB_TEST_FAIL("list %zu, \"%s\": choices %s/%llx, set %s/%llx", l, t,
+                             status_name(c1), (unsigned long long)m1, status_name(c2),
+                             (unsigned long long)m2);
+            h = fnv(fnv(fnv(fnv(h, (uint64_t)s1), i1), (uint64_t)c1), m1);
+        }
+        fb_choice_set_free(set);
+    }
+    if (h != UINT64_C(0xcc6e8275694c2c96))
+        FB_TEST_FAIL("results digest %llx changed", (unsigned long long)h);
+    return 0;
+}
+
+/* The degenerate sets: no list is NULL and every matcher says INVALID for it, as for n == 0; a
+ * set outlives the choices it was built from; more than 64 options work for a single choice and
+ * are INVALID for a multiple one, as with the wrappers. */
+TEST_IMPL(answers_choice_set_edges)
+{
+    size_t idx = 7;
+    uint64_t mask = 7;
+    ASSERT_NULL(fb_choice_set_new(NULL, 3));
+    ASSERT_NULL(fb_choice_set_new(owners, 0));
+    ASSERT_EQ(fb_choice_set_count(NULL), 0);
+    ASSERT_EQ(fb_answer_choice_in(NULL, "1", &idx), FB_ANSWER_INVALID);
+    ASSERT_EQ(fb_answer_choices_in(NULL, "1", &mask), FB_ANSWER_INVALID);
+    ASSERT_EQ(idx, 7);
+    ASSERT_EQ(mask, 7);
+    fb_choice_set_free(NULL);
+
+    char *id = fb_strdup("friche"), *label = fb_strdup("Une friche industrielle");
+    fb_choice_t one[] = {{"autre", "Autre", NULL}, {id, label, NULL}};
+    fb_choice_set_t *set = fb_choice_set_new(one, 2);
+    fb_free(id);
+    fb_free(label);
+    ASSERT_EQ(fb_answer_choice_in(set, "la friche industriele", &idx), FB_ANSWER_OK);
+    ASSERT_EQ(idx, 1);
+    ASSERT_EQ(fb_answer_choices_in(set, "autre, friche", &mask), FB_ANSWER_OK);
+    ASSERT_EQ(mask, 3);
+    fb_choice_set_free(set);
+
+    fb_choice_t many[70];
+    char names[70][8];
+    for (size_t i = 0; i < FB_ARRAY_SIZE(many); i++) {
+        snprintf(names[i], sizeof(names[i]), "opt%zu", i);
+        many[i] = (fb_choice_t){names[i], names[i], NULL};
+    }
+    set = fb_choice_set_new(many, FB_ARRAY_SIZE(many));
+    ASSERT_EQ(fb_answer_choice_in(set, "opt65", &idx), FB_ANSWER_OK);
+    ASSERT_EQ(idx, 65);
+    ASSERT_EQ(fb_answer_choice_in(set, "66", &idx), FB_ANSWER_OK);
+    ASSERT_EQ(idx, 65);
+    ASSERT_EQ(fb_answer_choices_in(set, "1", &mask), FB_ANSWER_INVALID);
+    ASSERT_EQ(fb_answer_choices(many, FB_ARRAY_SIZE(many), "1", &mask), FB_ANSWER_INVALID);
+    fb_choice_set_free(set);
     return 0;
 }
