@@ -289,11 +289,11 @@ TEST_IMPL(expr_truthiness)
         const char *src;
         bool want;
     } table[] = {
-        {"faux", false},       {"vrai", true},    {"rien", false},        {"0", false},
-        {"0.0", false},        {"1", true},       {"0.5", true},          {"''", false},
-        {"'x'", true},         {"' '", true},     {"[]", false},          {"[0]", true},
-        {"[[]]", true},        {"commune", true}, {"vide_obj", true},     {"vide_liste", false},
-        {"liste", true},       {"zero", false},   {"chaine_vide", false}, {"manquant", false},
+        {"faux", false},       {"vrai", true},     {"rien", false},        {"0", false},
+        {"0.0", false},        {"1", true},        {"0.5", true},          {"''", false},
+        {"'x'", true},         {"' '", true},      {"[]", false},          {"[0]", true},
+        {"[[]]", true},        {"commune", true},  {"vide_obj", true},     {"vide_liste", false},
+        {"liste", true},       {"zero", false},    {"chaine_vide", false}, {"manquant", false},
         {"non_pollue", false}, {"inconnu", false}, {"surface", true},      {"#grand_site", true},
     };
     env_setup();
