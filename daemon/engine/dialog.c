@@ -1931,6 +1931,7 @@ static void build_choice_tables(struct fb__state *st)
     }
     (void)fb_buf_puts(&html, "</p>");
     st->n_achoices = total;
+    st->aset = fb_choice_set_new(st->achoices, st->n_achoices);
     st->list_plain = fb_buf_take(&plain);
     st->list_html = fb_buf_take(&html);
     if (fb__text_static(&st->text)) {
@@ -2575,6 +2576,7 @@ done:
     d->status_choices = fb_calloc(FB_ARRAY_SIZE(status_choices), sizeof(fb_choice_t));
     memcpy(d->status_choices, status_choices, sizeof(status_choices));
     d->n_status_choices = FB_ARRAY_SIZE(status_choices);
+    d->status_set = fb_choice_set_new(d->status_choices, d->n_status_choices);
     d->status_json = json_array();
     d->yesno_json = json_pack("[{s:s,s:s},{s:s,s:s}]", "id", "oui", "label", "Oui", "id", "non",
                               "label", "Non");
@@ -2679,6 +2681,7 @@ static void state_free(struct fb__state *st)
         fb_free(st->choices[i].tags);
     }
     fb_free(st->choices);
+    fb_choice_set_free(st->aset);
     fb_free(st->achoices);
     json_decref(st->choices_json);
     fb_free(st->list_plain);
@@ -2746,6 +2749,7 @@ static void dialog_free(fb_dialog_t *d)
     json_decref(d->hash_json);
     json_decref(d->yesno_json);
     json_decref(d->status_json);
+    fb_choice_set_free(d->status_set);
     fb_free(d->status_choices);
     fb_free(d->id);
     fb_free(d->title);

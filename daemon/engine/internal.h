@@ -180,10 +180,11 @@ struct fb__state {
     size_t n_choices;
     fb_choice_t *achoices; /* the same for answers.c, plus "je ne sais pas" when nsp_ok */
     size_t n_achoices;
-    json_t *choices_json; /* [{"id","label"}] for `say` effects, or NULL */
-    char *list_plain;     /* "1. A\n2. B" (numbered list of the options), or NULL */
-    char *list_html;      /* the same in HTML */
-    json_t *ask_plain;    /* question + list, pre-rendered when the question text is static */
+    fb_choice_set_t *aset; /* achoices compiled once at load (answers.h), NULL when none */
+    json_t *choices_json;  /* [{"id","label"}] for `say` effects, or NULL */
+    char *list_plain;      /* "1. A\n2. B" (numbered list of the options), or NULL */
+    char *list_html;       /* the same in HTML */
+    json_t *ask_plain;     /* question + list, pre-rendered when the question text is static */
     json_t *ask_html;
     fb_unit_t unit;
     double min, max;   /* nombre */
@@ -275,6 +276,7 @@ struct fb_dialog_s {
     json_t *status_json; /* the reminder's choices about a step */
     fb_choice_t *status_choices;
     size_t n_status_choices;
+    fb_choice_set_t *status_set; /* status_choices compiled once at load */
 };
 
 /* ---- the session in memory (session.c) ---- */

@@ -1100,7 +1100,7 @@ static void answer(struct run *r, const char *text, const char *choice)
                 bool b = false;
                 status = fb_answer_yesno(text, &b);
                 if (status == FB_ANSWER_INVALID) {
-                    status = fb_answer_choice(st->achoices, st->n_achoices, text, &idx);
+                    status = fb_answer_choice_in(st->aset, text, &idx);
                     b = idx == 0;
                     if (status == FB_ANSWER_OK && idx >= 2)
                         status = FB_ANSWER_UNKNOWN;
@@ -1110,7 +1110,7 @@ static void answer(struct run *r, const char *text, const char *choice)
                 break;
             }
             case FB__Q_CHOICE:
-                status = fb_answer_choice(st->achoices, st->n_achoices, text, &idx);
+                status = fb_answer_choice_in(st->aset, text, &idx);
                 if (status == FB_ANSWER_OK && idx >= st->n_choices)
                     status = FB_ANSWER_UNKNOWN;
                 else if (status == FB_ANSWER_OK)
@@ -1118,7 +1118,7 @@ static void answer(struct run *r, const char *text, const char *choice)
                 break;
             case FB__Q_MULTI: {
                 uint64_t mask = 0;
-                status = fb_answer_choices(st->achoices, st->n_achoices, text, &mask);
+                status = fb_answer_choices_in(st->aset, text, &mask);
                 if (status == FB_ANSWER_OK) {
                     uint64_t nsp = st->nsp_ok ? (uint64_t)1 << st->n_choices : 0;
                     if (nsp && mask == nsp) {
@@ -1205,7 +1205,7 @@ static void answer_step(struct run *r, const char *text, const char *choice)
             st = FB_ANSWER_OK;
         }
     if (st != FB_ANSWER_OK && !choice && strlen(text) <= MAX_INPUT)
-        st = fb_answer_choice(d->status_choices, d->n_status_choices, text, &idx);
+        st = fb_answer_choice_in(d->status_set, text, &idx);
     if (st != FB_ANSWER_OK) {
         s->fails++;
         if (s->fails >= 3) {

@@ -193,6 +193,21 @@ unsigned fb_text_distance(const char *a, size_t alen, const char *b, size_t blen
         return max + 1;
     if (alen > 255 || blen > 255)
         return (alen == blen && memcmp(a, b, alen) == 0) ? 0 : max + 1;
+    /* A cheap lower bound first: count the bytes of each string in 32 buckets. A substitution
+     * changes the summed bucket difference by at most 2, an insertion or a deletion by 1, a
+     * transposition by 0, so distance >= ceil(sum / 2). Most candidates stop here. */
+    {
+        int diff[32] = {0};
+        for (size_t i = 0; i < alen; i++)
+            diff[(unsigned char)a[i] & 31]++;
+        for (size_t j = 0; j < blen; j++)
+            diff[(unsigned char)b[j] & 31]--;
+        unsigned sum = 0;
+        for (int k = 0; k < 32; k++)
+            sum += (unsigned)(diff[k] < 0 ? -diff[k] : diff[k]);
+        if ((sum + 1) / 2 > max)
+            return max + 1;
+    }
     /* Three rolling rows of the optimal-string-alignment matrix. */
     unsigned rows[3][256];
     unsigned *prev2 = rows[0], *prev = rows[1], *cur = rows[2];

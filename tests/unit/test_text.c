@@ -2,6 +2,7 @@
 /*
  * test_text.c - folding French text to keys, and bounded edit distances.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "engine/text.h"
@@ -94,5 +95,85 @@ TEST_IMPL(text_duration)
     ASSERT_EQ(fb_text_duration("", &s), FB_EINVAL);
     ASSERT_EQ(fb_text_duration("6 semaines et", &s), FB_EINVAL);
     ASSERT_EQ(fb_text_duration("999999 ans", &s), FB_EINVAL);
+    return 0;
+}
+
+/* Reference optimal-string-alignment distance, unbounded and without shortcuts. */
+static unsigned osa_reference(const char *a, size_t n, const char *b, size_t m)
+{
+    unsigned d[32][32];
+    for (size_t i = 0; i <= n; i++)
+        d[i][0] = (unsigned)i;
+    for (size_t j = 0; j <= m; j++)
+        d[0][j] = (unsigned)j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            unsigned c = a[i - 1] == b[j - 1] ? 0 : 1;
+            unsigned v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v)
+                v = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + c < v)
+                v = d[i - 1][j - 1] + c;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    return d[n][m];
+}
+
+TEST_IMPL(text_distance_matches_reference)
+{
+    /* The bounded distance (with its early exits and lower bound) equals min(true, max + 1) on
+     * many random pairs over a small alphabet, where near-misses are common. */
+    uint32_t seed = 12345;
+    char a[24], b[24];
+    for (int iter = 0; iter < 200000; iter++) {
+        size_t n = 0, m = 0;
+        seed = seed * 1103515245u + 12345u;
+        n = (seed >> 16) % 12;
+        for (size_t i = 0; i < n; i++) {
+            seed = seed * 1103515245u + 12345u;
+            a[i] = (char)("abcdeacb e"[(seed >> 16) % 10]);
+        }
+        /* b: a copy of a with a few random edits, or unrelated */
+        seed = seed * 1103515245u + 12345u;
+        if ((seed >> 16) % 4) {
+            memcpy(b, a, n);
+            m = n;
+            seed = seed * 1103515245u + 12345u;
+            for (unsigned e = (seed >> 16) % 4; e > 0; e--) {
+                seed = seed * 1103515245u + 12345u;
+                unsigned op = (seed >> 16) % 3, pos = (seed >> 8) % (unsigned)(m + 1);
+                if (op == 0 && m < 20) {
+                    memmove(b + pos + 1, b + pos, m - pos);
+                    b[pos] = 'x';
+                    m++;
+                } else if (op == 1 && m > 0 && pos < m) {
+                    memmove(b + pos, b + pos + 1, m - pos - 1);
+                    m--;
+                } else if (m > 1 && pos + 1 < m) {
+                    char t = b[pos];
+                    b[pos] = b[pos + 1];
+                    b[pos + 1] = t;
+                }
+            }
+        } else {
+            seed = seed * 1103515245u + 12345u;
+            m = (seed >> 16) % 12;
+            for (size_t j = 0; j < m; j++) {
+                seed = seed * 1103515245u + 12345u;
+                b[j] = (char)("abcdeacb e"[(seed >> 16) % 10]);
+            }
+        }
+        unsigned want = osa_reference(a, n, b, m);
+        for (unsigned max = 0; max <= 3; max++) {
+            unsigned got = fb_text_distance(a, n, b, m, max);
+            unsigned expect = want > max ? max + 1 : want;
+            if (got != expect)
+                FB_TEST_FAIL("distance(%.*s, %.*s, max %u) = %u, want %u", (int)n, a, (int)m, b,
+                             max, got, expect);
+        }
+    }
     return 0;
 }
