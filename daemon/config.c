@@ -33,6 +33,7 @@
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
+#include "yamljson.h"
 
 #define DEFAULT_NAME     "(embedded default)"
 #define PASSWORD_ENV     "FRICHEBOT_REDIS_PASSWORD"
@@ -270,41 +271,6 @@ static void flush_errors(struct parse *p, fb_buf_t *out)
 }
 
 /* ---- small helpers -------------------------------------------------------------------------- */
-
-/* A bounded, printable rendering of text from the file, for messages. */
-struct shown {
-    char s[200];
-};
-
-/*
- * Renders `len` bytes of `s` for an error message: control characters become \xNN (so a value
- * can never forge another error line) and anything longer than about 60 characters is cut with
- * "...". Multi-byte UTF-8 sequences are never split.
- */
-static struct shown show(const char *s, size_t len)
-{
-    static const char hex[] = "0123456789abcdef";
-    struct shown out;
-    size_t o = 0, limit = 60;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (o >= limit && (ch & 0xC0) != 0x80) {
-            memcpy(out.s + o, "...", 3);
-            o += 3;
-            break;
-        }
-        if (ch < 0x20 || ch == 0x7f) {
-            out.s[o++] = '\\';
-            out.s[o++] = 'x';
-            out.s[o++] = hex[ch >> 4];
-            out.s[o++] = hex[ch & 15];
-        } else {
-            out.s[o++] = (char)ch;
-        }
-    }
-    out.s[o] = '\0';
-    return out;
-}
 
 static const char *node_kind(const yaml_node_t *n)
 {
@@ -709,7 +675,7 @@ static void apply_field(struct ctx *c, const struct table *t, const struct field
             return;
         }
         if (bad) {
-            struct shown part = show(bad, strcspn(bad, ","));
+            fb_yaml_shown_t part = fb_yaml_show(bad, strcspn(bad, ","));
             errorf(c, val->start_mark,
                    "'%s' must be a level (err, warn, notice, info, debug, trace) or a spec such "
                    "as \"info,http=debug\": '%s' is not understood",
@@ -794,7 +760,7 @@ static void walk_mapping(struct ctx *c, const yaml_node_t *map, const struct tab
                                  t->fields[j].name);
                 k += w > 0 ? (size_t)w : 0;
             }
-            struct shown name = show(sval(key), key->data.scalar.length);
+            fb_yaml_shown_t name = fb_yaml_show(sval(key), key->data.scalar.length);
             if (t->path[0])
                 errorf(c, key->start_mark, "unknown key '%s' in '%s' (known: %s)", name.s, t->path,
                        known);
@@ -836,7 +802,7 @@ static void scan_secrets(struct ctx *c, int index, char *path, size_t len, size_
             const yaml_node_t *key = get_node(c, pair->key);
             if (!is_scalar(key))
                 continue;
-            struct shown name = show(sval(key), key->data.scalar.length);
+            fb_yaml_shown_t name = fb_yaml_show(sval(key), key->data.scalar.length);
             int w = snprintf(path + len, cap - len, "%s%s", len ? "." : "", name.s);
             size_t sub = len + (w > 0 ? (size_t)w : 0);
             if (sub >= cap)
@@ -1100,7 +1066,7 @@ static void resolve_password(struct parse *p)
     const char *why = NULL;
     int rc = read_secret_file(full, &r->password, &why);
     if (rc != 0) {
-        struct shown shown = show(full, strlen(full));
+        fb_yaml_shown_t shown = fb_yaml_show(full, strlen(full));
         add_error(p, p->pw_name, p->pw_doc, (unsigned long)p->pw_mark.line + 1,
                   (unsigned long)p->pw_mark.column + 1,
                   "'redis.password_file': cannot use '%s': %s", shown.s, why ? why : strerror(-rc));

@@ -120,3 +120,28 @@ int fb_yaml_line(json_t *lines, const char *path)
     json_t *v = json_object_get(lines, path);
     return v ? (int)json_integer_value(v) : 0;
 }
+
+fb_yaml_shown_t fb_yaml_show(const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    fb_yaml_shown_t out;
+    size_t o = 0, limit = 60;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (o >= limit && (ch & 0xC0) != 0x80) {
+            memcpy(out.s + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (ch < 0x20 || ch == 0x7f) {
+            out.s[o++] = '\\';
+            out.s[o++] = 'x';
+            out.s[o++] = hex[ch >> 4];
+            out.s[o++] = hex[ch & 15];
+        } else {
+            out.s[o++] = (char)ch;
+        }
+    }
+    out.s[o] = '\0';
+    return out;
+}

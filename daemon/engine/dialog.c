@@ -29,6 +29,7 @@
 #include "engine/text.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
+#include "yamljson.h"
 
 #define MAX_ERRORS          100
 #define MAX_FILE_BYTES      (4u << 20) /* a dialog or catalogue file larger than this is refused */
@@ -357,38 +358,6 @@ static void import_errors(struct ld *l, const fb_buf_t *tmp, long line, long col
 
 /* ---- YAML helpers ---------------------------------------------------------------------------- */
 
-/* A bounded, printable rendering of text from the file for messages. */
-struct shown {
-    char s[200];
-};
-
-/* Control characters become \xNN (a value can never forge another error line); long text is
- * cut with "..." without splitting a UTF-8 sequence. */
-static struct shown show(const char *s, size_t len)
-{
-    static const char hex[] = "0123456789abcdef";
-    struct shown out;
-    size_t o = 0, limit = 60;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (o >= limit && (ch & 0xC0) != 0x80) {
-            memcpy(out.s + o, "...", 3);
-            o += 3;
-            break;
-        }
-        if (ch < 0x20 || ch == 0x7f) {
-            out.s[o++] = '\\';
-            out.s[o++] = 'x';
-            out.s[o++] = hex[ch >> 4];
-            out.s[o++] = hex[ch & 15];
-        } else {
-            out.s[o++] = (char)ch;
-        }
-    }
-    out.s[o] = '\0';
-    return out;
-}
-
 /* A file name for messages, control characters written \xNN (new string): a path read from a
  * dialog file can never break an error line. */
 static char *escaped_name(const char *s)
@@ -411,9 +380,9 @@ static char *escaped_name(const char *s)
     return out;
 }
 
-static struct shown shown_node(const yaml_node_t *n)
+static fb_yaml_shown_t shown_node(const yaml_node_t *n)
 {
-    return show((const char *)n->data.scalar.value, n->data.scalar.length);
+    return fb_yaml_show((const char *)n->data.scalar.value, n->data.scalar.length);
 }
 
 /* Node `index` of the current document (borrowed), or NULL. */
@@ -584,7 +553,7 @@ static void map_fields(struct ld *l, const yaml_node_t *map, const char *const *
                     close = keys[j];
                 }
             }
-            struct shown s = shown_node(k);
+            fb_yaml_shown_t s = shown_node(k);
             if (close)
                 errn(l, k,
                      "clé inconnue « %s »%s : vouliez-vous dire « %s » ? (clés possibles : %s)",
@@ -705,7 +674,7 @@ static bool want_duration(struct ld *l, const yaml_node_t *v, const char *what, 
         return true;
     }
     if (is_text(v)) {
-        struct shown s = shown_node(v);
+        fb_yaml_shown_t s = shown_node(v);
         errn(l, v,
              "durée invalide « %s » pour « %s » : écrivez par exemple « 3 jours », « 6 semaines », "
              "« 2 mois » ou « 1 an » (entre 1 minute et 10 ans)",
@@ -973,13 +942,13 @@ static void check_name_cb(void *arg, const char *name, bool is_tag, int line, in
     struct ld *l = arg;
     if (is_tag) {
         if (fb__strmap_get(&l->d->tag_map, name) < 0) {
-            struct shown s = show(name, strlen(name));
+            fb_yaml_shown_t s = fb_yaml_show(name, strlen(name));
             errat(l, line, col, "aucune réponse n'émet le signal « #%s »", s.s);
         }
         return;
     }
     if (fb__strmap_get(&l->d->slot_map, name) < 0 && !is_builtin(name)) {
-        struct shown s = show(name, strlen(name));
+        fb_yaml_shown_t s = fb_yaml_show(name, strlen(name));
         errat(l, line, col,
               "« %s » n'est ni une variable (le nom d'une question) ni un nom prédéfini "
               "(feuille_de_route, question, aide, tentatives, etape, min, max)",
@@ -1185,7 +1154,7 @@ static void declare(struct ld *l, yaml_node_t *states)
             continue;
         if (!is_text(k) || !valid_name(sval(k), k->data.scalar.length)) {
             if (is_scalar(k)) {
-                struct shown s = shown_node(k);
+                fb_yaml_shown_t s = shown_node(k);
                 errn(l, k,
                      "nom d'état invalide « %s » : lettres minuscules sans accent, chiffres et _ "
                      "(par exemple « surface_du_site »)",
@@ -1299,7 +1268,7 @@ static int want_state(struct ld *l, const yaml_node_t *v, const char *what)
         return -1;
     int i = fb__strmap_get(&l->d->state_map, name);
     if (i < 0) {
-        struct shown s = shown_node(v);
+        fb_yaml_shown_t s = shown_node(v);
         errn(l, v, "« %s » mène à l'état « %s », qui n'existe pas", what, s.s);
     }
     return i;
@@ -1493,7 +1462,7 @@ static void compile_choices(struct ld *l, struct fb__state *st, const yaml_node_
                 if (!valid_id(tags[t], strlen(tags[t]), false)) {
                     errn(l, vals[3],
                          "signal invalide « %s » : minuscules sans accent, chiffres et _",
-                         show(tags[t], strlen(tags[t])).s);
+                         fb_yaml_show(tags[t], strlen(tags[t])).s);
                     continue;
                 }
                 ch->tags[ch->n_tags++] = fb__strmap_get(&l->d->tag_map, tags[t]);
@@ -1603,7 +1572,7 @@ static void compile_commands(struct ld *l, struct fb__cmdset *c, const yaml_node
             fb_free(f);
         }
         if (cmd < 0) {
-            struct shown s = is_scalar(k) ? shown_node(k) : show("?", 1);
+            fb_yaml_shown_t s = is_scalar(k) ? shown_node(k) : fb_yaml_show("?", 1);
             errn(l, k,
                  "commande inconnue « %s » (commandes : aide, retour, recommencer, conseiller, "
                  "ou_en_suis_je, mes_donnees, oublier_mes_donnees, stop)",
@@ -1630,7 +1599,7 @@ static void compile_commands(struct ld *l, struct fb__cmdset *c, const yaml_node
                 char *f = fb_text_fold_dup(words[i]);
                 if (f[0] == '\0')
                     errn(l, vals[0], "le mot « %s » est vide une fois simplifié",
-                         show(words[i], strlen(words[i])).s);
+                         fb_yaml_show(words[i], strlen(words[i])).s);
                 else
                     cmd_add_word(c, cmd, f);
                 fb_free(f);
@@ -1691,7 +1660,8 @@ static void compile_state(struct ld *l, size_t i)
         } else {
             st->type = type_of(f[SK_TYPE]);
             if (st->type == FB__Q_NONE) {
-                struct shown s = is_scalar(f[SK_TYPE]) ? shown_node(f[SK_TYPE]) : show("?", 1);
+                fb_yaml_shown_t s =
+                    is_scalar(f[SK_TYPE]) ? shown_node(f[SK_TYPE]) : fb_yaml_show("?", 1);
                 errn(l, f[SK_TYPE],
                      "type de question inconnu « %s » (oui_non, choix, choix_multiple, nombre, "
                      "texte, date ou commune)",
@@ -1993,12 +1963,12 @@ static void load_catalogue(struct ld *l, struct fb__catalogue *c, const yaml_nod
         errn(l, path_node,
              "impossible de lire le catalogue « %s » : le dialogue n'a pas été lu depuis un "
              "dossier",
-             show(c->path, strlen(c->path)).s);
+             fb_yaml_show(c->path, strlen(c->path)).s);
         goto out;
     }
     if (read_file(full, &text, &why) != 0) {
         errn(l, path_node, "impossible de lire le catalogue « %s » : %s",
-             show(c->path, strlen(c->path)).s, why);
+             fb_yaml_show(c->path, strlen(c->path)).s, why);
         goto out;
     }
     hash_bytes(&l->hash, "\0", 1);
@@ -2036,7 +2006,7 @@ static void load_catalogue(struct ld *l, struct fb__catalogue *c, const yaml_nod
         if (n && strcmp(n, c->name) != 0)
             errn(l, vals[0],
                  "ce catalogue s'appelle « %s » mais le dialogue le déclare sous le nom « %s »",
-                 show(n, strlen(n)).s, c->name);
+                 fb_yaml_show(n, strlen(n)).s, c->name);
     }
     if (vals[1])
         (void)want_text(l, vals[1], "titre");
@@ -2237,7 +2207,7 @@ static int want_item(struct ld *l, const yaml_node_t *v)
     if (i >= 0)
         return i;
     const char *dot = strchr(ref, '.');
-    struct shown s = shown_node(v);
+    fb_yaml_shown_t s = shown_node(v);
     if (!dot) {
         errn(l, v,
              "« %s » doit être de la forme catalogue.element (par exemple "
@@ -2251,11 +2221,11 @@ static int want_item(struct ld *l, const yaml_node_t *v)
             if (d->catalogues[c].broken)
                 return -1; /* already reported where the catalogue is declared */
             errn(l, v, "l'élément « %s » n'existe pas dans le catalogue « %s »",
-                 show(dot + 1, strlen(dot + 1)).s, d->catalogues[c].name);
+                 fb_yaml_show(dot + 1, strlen(dot + 1)).s, d->catalogues[c].name);
             return -1;
         }
     errn(l, v, "catalogue inconnu « %s » (déclarez-le sous « catalogues: »)",
-         show(ref, (size_t)(dot - ref)).s);
+         fb_yaml_show(ref, (size_t)(dot - ref)).s);
     return -1;
 }
 
