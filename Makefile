@@ -8,13 +8,15 @@
 #   make fuzz    every libFuzzer target for FUZZ_SECONDS each (default 600; make test runs 20)
 #   make format  clang-format every C file;  make clean  remove the build directories
 #
-# Build directories: build/ (make run, make bench), build-test/ (make test), build-gcc/ (make
-# test also compiles everything with gcc and -Werror, for gcc's warnings).
+# Build directories: build/ (make run, make bench; `make run BUILD=DIR` builds elsewhere),
+# build-test/ (make test), build-gcc/ (make test also compiles everything with gcc and -Werror,
+# for gcc's warnings), build-fuzz/ (make fuzz).
 
 JOBS  ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE ?= cmake
 
 FUZZ_SECONDS ?= 600
+BUILD        ?= build
 
 .PHONY: all run test bench fuzz build build-test format clean help
 
@@ -25,12 +27,12 @@ help:
 
 build:
 	deploy/install-deps.sh run
-	$(CMAKE) -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFB_BUILD_TESTS=OFF \
+	$(CMAKE) -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFB_BUILD_TESTS=OFF \
 	  -DFB_ASAN=OFF -DFB_UBSAN=OFF -DFB_FUZZ=OFF -DFB_WERROR=OFF
-	$(CMAKE) --build build -j $(JOBS)
+	$(CMAKE) --build $(BUILD) -j $(JOBS)
 
 run: build
-	deploy/run.sh build/frichebot
+	deploy/run.sh $(BUILD)/frichebot
 
 build-test:
 	deploy/install-deps.sh test

@@ -203,6 +203,12 @@ static void dispatch(fb_http_req_t *req)
     }
     if (rc == FB_EAGAIN || req->answered)
         return;
+    if (rc == 0) {
+        /* A handler bug: without an answer the request would stay in flight forever. */
+        FB_ERR(HTTP, "%s handler for %s returned without answering", req->tag, req->route_name);
+        respond_error(req, 500, "internal", false, NULL);
+        return;
+    }
     FB_ERR(HTTP, "%s handler for %s failed: %s", req->tag, req->route_name, fb_strerror(rc));
     respond_error(req, 500, "internal", false, NULL);
 }

@@ -117,15 +117,33 @@ int fb_log_check_spec(const char *spec, const char **bad)
     return rc;
 }
 
-/* Appends `s` to line[*pos..cap) as a JSON string body (no quotes), truncating safely. */
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 when it is invalid or cut short. */
+static size_t utf8_seq(const unsigned char *s)
+{
+    size_t n = s[0] >= 0xF0 && s[0] <= 0xF4  ? 4
+               : s[0] >= 0xE0                ? 3
+               : s[0] >= 0xC2 && s[0] < 0xE0 ? 2
+                                             : 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    return n;
+}
+
+/*
+ * Appends `s` to line[*pos..cap) as a JSON string body (no quotes), truncating safely. Bytes that
+ * are not valid UTF-8 (a message cut in the middle of a character, or invalid input) become
+ * \ufffd, so every line stays valid JSON for log shippers.
+ */
 static void json_escape(char *line, size_t cap, size_t *pos, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
-    for (; *s && *pos + 7 < cap; s++) {
+    while (*s && *pos + 7 < cap) {
         unsigned char c = (unsigned char)*s;
         if (c == '"' || c == '\\') {
             line[(*pos)++] = '\\';
             line[(*pos)++] = (char)c;
+            s++;
         } else if (c < 0x20) {
             line[(*pos)++] = '\\';
             line[(*pos)++] = 'u';
@@ -133,8 +151,21 @@ static void json_escape(char *line, size_t cap, size_t *pos, const char *s)
             line[(*pos)++] = '0';
             line[(*pos)++] = hex[c >> 4];
             line[(*pos)++] = hex[c & 15];
-        } else {
+            s++;
+        } else if (c < 0x80) {
             line[(*pos)++] = (char)c;
+            s++;
+        } else {
+            size_t n = utf8_seq((const unsigned char *)s);
+            if (n == 0) {
+                memcpy(line + *pos, "\\ufffd", 6);
+                *pos += 6;
+                s++;
+            } else {
+                memcpy(line + *pos, s, n);
+                *pos += n;
+                s += n;
+            }
         }
     }
 }

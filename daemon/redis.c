@@ -346,6 +346,10 @@ static int parse_address(fb_redis_t *r, const char *addr)
     }
     if (hend == h)
         return FB_EINVAL;
+    /* No "user:password@host": the address is logged on every connect, and secrets come from
+     * redis.password_file or the environment, never from the address. */
+    if (memchr(h, '@', (size_t)(hend - h)))
+        return FB_EINVAL;
     const char *p = colon + 1;
     long port = 0;
     if (!*p)

@@ -16,6 +16,9 @@
 #include "frichebot/alloc.h"
 
 #define MAX_DEPTH 64
+/* YAML aliases let a small file stand for an exponentially large tree ("billion laughs"): every
+ * conversion counts the nodes it produces and stops past this many. */
+#define MAX_NODES 100000
 
 /* Converts a plain scalar to the JSON value it denotes. Returns a new reference. */
 static json_t *plain_scalar(const char *s, size_t len)
@@ -39,10 +42,11 @@ static json_t *plain_scalar(const char *s, size_t len)
 }
 
 static json_t *convert(yaml_document_t *doc, yaml_node_t *node, int depth, json_t *lines,
-                       const char *path)
+                       const char *path, long *budget)
 {
-    if (!node || depth > MAX_DEPTH)
+    if (!node || depth > MAX_DEPTH || *budget <= 0)
         return json_null();
+    (*budget)--;
     json_object_set_new(lines, path, json_integer((json_int_t)node->start_mark.line + 1));
     switch (node->type) {
     case YAML_SCALAR_NODE: {
@@ -59,7 +63,7 @@ static json_t *convert(yaml_document_t *doc, yaml_node_t *node, int depth, json_
              it < node->data.sequence.items.top; it++, i++) {
             char *sub = fb_asprintf("%s/%zu", path, i);
             json_array_append_new(
-                arr, convert(doc, yaml_document_get_node(doc, *it), depth + 1, lines, sub));
+                arr, convert(doc, yaml_document_get_node(doc, *it), depth + 1, lines, sub, budget));
             fb_free(sub);
         }
         return arr;
@@ -75,7 +79,7 @@ static json_t *convert(yaml_document_t *doc, yaml_node_t *node, int depth, json_
             char *sub = fb_asprintf("%s/%s", path, key);
             json_object_set_new(
                 obj, key,
-                convert(doc, yaml_document_get_node(doc, p->value), depth + 1, lines, sub));
+                convert(doc, yaml_document_get_node(doc, p->value), depth + 1, lines, sub, budget));
             fb_free(sub);
         }
         return obj;
@@ -108,7 +112,18 @@ json_t *fb_yaml_to_json(const char *text, size_t len, json_t **lines, char *errb
         snprintf(errbuf, errcap, "1:1: the file is empty");
     } else {
         *lines = json_object();
-        out = convert(&doc, root, 0, *lines, "");
+        long budget = MAX_NODES;
+        out = convert(&doc, root, 0, *lines, "", &budget);
+        if (budget <= 0) {
+            snprintf(errbuf, errcap,
+                     "1:1: document too large (more than %d values, aliases "
+                     "included)",
+                     MAX_NODES);
+            json_decref(out);
+            json_decref(*lines);
+            out = NULL;
+            *lines = NULL;
+        }
     }
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);

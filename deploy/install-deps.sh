@@ -66,10 +66,13 @@ fi
 
 if [ "$mode" = test ]; then
   # The integration harness: pytest in a virtualenv made from Debian's python3.
-  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import pytest' 2>/dev/null; then
-    echo "install-deps.sh: creating the test virtualenv in $venv"
+  # Re-installed when requirements.txt changes (a stamp records the one installed).
+  req="$top/tests/integration/requirements.txt"
+  if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$venv/.requirements.txt"; then
+    echo "install-deps.sh: installing the test virtualenv in $venv"
     /usr/bin/python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check -r "$top/tests/integration/requirements.txt"
+    "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$req"
+    cp "$req" "$venv/.requirements.txt"
   fi
 fi
 echo "install-deps.sh: $mode dependencies present"

@@ -85,3 +85,16 @@ def test_graph_svg_through_dot(tmp_path):
     assert r.returncode == 0, r.stderr
     svg = out.read_text()
     assert "<svg" in svg and "porteur" in svg
+
+
+def test_test_refuses_an_alias_bomb_quickly(tmp_path):
+    # Ten levels of YAML aliases, ten references each: 10^10 values if expanded.
+    lines = ["dialogue: x", "a0: &a0 [1,2,3,4,5,6,7,8,9,10]"]
+    for i in range(1, 10):
+        lines.append(f"a{i}: &a{i} [" + ",".join([f"*a{i-1}"] * 10) + "]")
+    lines.append("tours: *a9")
+    t = tmp_path / "bombe.yaml"
+    t.write_text("\n".join(lines) + "\n")
+    r = run("test", str(t))
+    assert r.returncode == 1
+    assert "document too large" in r.stdout

@@ -100,9 +100,10 @@ def test_silent_connection_is_cut_after_idle_timeout(daemon):
         start = time.monotonic()
         data = s.recv(1024)  # blocks until the server closes the connection
         elapsed = time.monotonic() - start
+    # recv() returned b"": the server closed the connection (our own socket timeout would have
+    # raised instead), and not before the idle timeout.
     assert data == b""
-    # Cut by the idle timeout, not by our socket timeout.
-    assert elapsed < idle + 8, elapsed
+    assert elapsed >= idle - 0.5, elapsed
     assert daemon.request("/healthz")[0] == 200
 
 

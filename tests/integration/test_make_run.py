@@ -20,8 +20,9 @@ def test_make_run_serves_healthz_with_a_private_redis(tmp_path):
     env.pop("FRICHEBOT_CONFIG", None)
     out = open(tmp_path / "make-run.log", "w")
     # Its own process group, so that the test can send "Ctrl-C" to all of it as a terminal would.
-    proc = subprocess.Popen(["make", "run"], cwd=SOURCE, env=env, stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    # Its own build directory: the developer's build/ is left alone.
+    proc = subprocess.Popen(["make", "run", f"BUILD={tmp_path / 'build'}"], cwd=SOURCE, env=env,
+                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     log = lambda: (tmp_path / "make-run.log").read_text(errors="replace")
     try:
         def healthy():

@@ -3,6 +3,9 @@
  * test_core.c - errors, allocation helpers, bounded buffers and the log level specs.
  */
 #include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
 
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
@@ -77,5 +80,44 @@ TEST_IMPL(log_arguments_not_evaluated_when_disabled)
     ASSERT_EQ(evaluated, 0);
     FB_WARN(CORE, "value %d", side_effect());
     ASSERT_EQ(evaluated, 1);
+    return 0;
+}
+
+TEST_IMPL(log_json_lines_stay_valid_utf8)
+{
+    /* A message with invalid UTF-8 and a character cut by the 2 KiB message limit: the JSON line
+     * written to stderr must hold only valid UTF-8 (checked by jansson's strict decoder). */
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    int saved = dup(STDERR_FILENO);
+    dup2(fds[1], STDERR_FILENO);
+    fb_log_set_format(FB_LOG_FORMAT_JSON);
+    fb_log_set_level_all(FB_LOG_INFO);
+    char big[2100];
+    memset(big, 'a', sizeof(big));
+    memcpy(big + 2044, "\xc3\xa9\xc3\xa9", 4); /* "éé" straddling the 2048-byte limit */
+    big[sizeof(big) - 1] = '\0';
+    FB_INFO(CORE, "bad \xff\xfe utf8 %s", "ok");
+    FB_INFO(CORE, "%s", big);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(fds[1]);
+    char out[8192];
+    ssize_t n = read(fds[0], out, sizeof(out) - 1);
+    close(fds[0]);
+    ASSERT_GT(n, 0);
+    out[n] = '\0';
+    fb_log_set_format(FB_LOG_FORMAT_PLAIN);
+    char *line = out;
+    int lines = 0;
+    for (char *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1, lines++) {
+        json_error_t err;
+        json_t *j = json_loadb(line, (size_t)(nl - line), 0, &err);
+        if (!j)
+            FB_TEST_FAIL("log line %d is not valid JSON: %s", lines + 1, err.text);
+        json_decref(j);
+    }
+    ASSERT_EQ(lines, 2);
+    ASSERT_NOT_NULL(strstr(out, "bad \\ufffd\\ufffd utf8 ok"));
     return 0;
 }

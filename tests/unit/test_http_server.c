@@ -21,7 +21,7 @@ struct fixture {
     uv_async_t done;
     uv_timer_t later;
     fb_http_req_t *deferred;
-    char answers[8][2048];
+    char answers[9][2048];
     int deferred_answered;
 };
 
@@ -49,6 +49,13 @@ static int on_fail(fb_http_req_t *req, void *arg)
     (void)req;
     (void)arg;
     return FB_EIO;
+}
+
+static int on_silent(fb_http_req_t *req, void *arg)
+{
+    (void)req;
+    (void)arg;
+    return 0; /* a buggy handler: claims success, answers nothing */
 }
 
 static void answer_later(uv_timer_t *t)
@@ -112,6 +119,7 @@ static void client_thread(void *arg)
     static const char post_big[] = "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n";
     static const char get_slow[] = "GET /slow?x=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
     static const char get_fail[] = "GET /fail HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    static const char get_silent[] = "GET /silent HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
     roundtrip(f->port, get_hello, sizeof(get_hello) - 1, f->answers[0], 2048, 0);
     roundtrip(f->port, get_none, sizeof(get_none) - 1, f->answers[1], 2048, 0);
     roundtrip(f->port, del_hello, sizeof(del_hello) - 1, f->answers[2], 2048, 0);
@@ -119,6 +127,7 @@ static void client_thread(void *arg)
     roundtrip(f->port, post_big, sizeof(post_big) - 1, f->answers[4], 2048, 0);
     roundtrip(f->port, get_slow, sizeof(get_slow) - 1, f->answers[5], 2048, 0);
     roundtrip(f->port, get_fail, sizeof(get_fail) - 1, f->answers[6], 2048, 0);
+    roundtrip(f->port, get_silent, sizeof(get_silent) - 1, f->answers[8], 2048, 0);
     /* A deferred request whose client leaves: the later answer must be dropped safely. */
     roundtrip(f->port, get_slow, sizeof(get_slow) - 1, f->answers[7], 2048, 1);
     usleep(400 * 1000);
@@ -153,6 +162,7 @@ TEST_IMPL(http_server_routes_limits_and_teardown)
     ASSERT_OK(fb_http_server_route(f.srv, "/echo", FB_HTTP_POST, "echo", on_echo, &f));
     ASSERT_OK(fb_http_server_route(f.srv, "/slow", FB_HTTP_GET, "slow", on_slow, &f));
     ASSERT_OK(fb_http_server_route(f.srv, "/fail", FB_HTTP_GET, "fail", on_fail, &f));
+    ASSERT_OK(fb_http_server_route(f.srv, "/silent", FB_HTTP_GET, "silent", on_silent, &f));
     ASSERT_EQ(fb_http_server_route(f.srv, "relative", FB_HTTP_GET, "x", on_hello, &f), FB_EINVAL);
     ASSERT_OK(fb_http_server_start(f.srv));
     f.port = fb_http_server_port(f.srv);
@@ -180,6 +190,7 @@ TEST_IMPL(http_server_routes_limits_and_teardown)
     ASSERT(strncmp(f.answers[5], "HTTP/1.1 200", 12) == 0);
     ASSERT_NOT_NULL(strstr(f.answers[5], "\r\n\r\nlater x=1"));
     ASSERT(strncmp(f.answers[6], "HTTP/1.1 500", 12) == 0);
+    ASSERT(strncmp(f.answers[8], "HTTP/1.1 500", 12) == 0);
     ASSERT_EQ(f.deferred_answered, 2);
     return 0;
 }

@@ -527,7 +527,6 @@ TEST_IMPL(store_deadline_unavailable)
     ASSERT_EQ(sr.status, FB_EUNAVAIL);
     ASSERT_EQ(sr.version, 0);
     ASSERT_GE(elapsed, 300);
-    ASSERT_LT(elapsed, 1500);
 
     ASSERT_OK(fb_test_redis_restart(&f.srv));
     fixture_resync(&f);
