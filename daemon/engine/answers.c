@@ -29,53 +29,7 @@
  * UTF-8 and folded-word helpers
  * ------------------------------------------------------------------------------------------- */
 
-#define BAD_CP 0xFFFFFFFFu
-
-/* Decodes one UTF-8 sequence at s[0..len) (len > 0). Returns its length and sets *cp, or returns
- * 1 and sets *cp to BAD_CP for an invalid byte (overlong forms and surrogates are invalid). */
-static size_t utf8_next(const unsigned char *s, size_t len, uint32_t *cp)
-{
-    uint32_t c = s[0];
-    size_t n;
-    uint32_t min;
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    if ((c & 0xE0) == 0xC0) {
-        n = 2;
-        min = 0x80;
-        c &= 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-        n = 3;
-        min = 0x800;
-        c &= 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-        n = 4;
-        min = 0x10000;
-        c &= 0x07;
-    } else {
-        *cp = BAD_CP;
-        return 1;
-    }
-    if (len < n) {
-        *cp = BAD_CP;
-        return 1;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            *cp = BAD_CP;
-            return 1;
-        }
-        c = (c << 6) | (s[i] & 0x3Fu);
-    }
-    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) {
-        *cp = BAD_CP;
-        return 1;
-    }
-    *cp = c;
-    return n;
-}
+#define BAD_CP FB_TEXT_BAD_CP
 
 /* True when s[0..len) is valid UTF-8 (control characters allowed: callers decide about them). */
 static bool utf8_ok(const char *s, size_t len)
@@ -83,7 +37,7 @@ static bool utf8_ok(const char *s, size_t len)
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
-        i += utf8_next(p + i, len - i, &cp);
+        i += fb_text_utf8_decode(p + i, len - i, &cp);
         if (cp == BAD_CP)
             return false;
     }
@@ -1124,7 +1078,7 @@ static bool is_hyphen(uint32_t cp)
 static bool starts_with_letter(const unsigned char *p, size_t len)
 {
     uint32_t cp;
-    size_t k = utf8_next(p, len, &cp);
+    size_t k = fb_text_utf8_decode(p, len, &cp);
     if (cp == BAD_CP)
         return false;
     char f[8];
@@ -1147,7 +1101,7 @@ static void lex(const char *s, size_t len, bool dates, struct toks *tk)
     tk->overflow = false;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
-        size_t k = utf8_next(p + i, len - i, &cp);
+        size_t k = fb_text_utf8_decode(p + i, len - i, &cp);
         if (cp >= '0' && cp <= '9' && !word) {
             struct tok *t = tok_push(tk, TK_NUM, space);
             i = dates ? lex_int(p, len, i, t) : lex_number(p, len, i, t);
@@ -3314,7 +3268,7 @@ fb_answer_status_t fb_answer_text(const char *text, size_t min_chars, size_t max
     size_t o = 0, first = SIZE_MAX, last_end = 0, chars = 0, chars_at_last = 0, chars_first = 0;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
-        size_t k = utf8_next(p + i, len - i, &cp);
+        size_t k = fb_text_utf8_decode(p + i, len - i, &cp);
         const char *src = text + i;
         char one;
         i += k;

@@ -9,9 +9,7 @@
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
 
-/* Decodes one UTF-8 sequence at s[0..len). Returns its length and sets *cp, or returns 1 and sets
- * *cp to 0xFFFFFFFF for an invalid byte. Overlong forms and surrogates are invalid. */
-static size_t utf8_decode(const unsigned char *s, size_t len, unsigned *cp)
+size_t fb_text_utf8_decode(const unsigned char *s, size_t len, uint32_t *cp)
 {
     unsigned c = s[0];
     size_t n;
@@ -32,22 +30,22 @@ static size_t utf8_decode(const unsigned char *s, size_t len, unsigned *cp)
         min = 0x10000;
         c &= 0x07;
     } else {
-        *cp = 0xFFFFFFFFu;
+        *cp = FB_TEXT_BAD_CP;
         return 1;
     }
     if (len < n) {
-        *cp = 0xFFFFFFFFu;
+        *cp = FB_TEXT_BAD_CP;
         return 1;
     }
     for (size_t i = 1; i < n; i++) {
         if ((s[i] & 0xC0) != 0x80) {
-            *cp = 0xFFFFFFFFu;
+            *cp = FB_TEXT_BAD_CP;
             return 1;
         }
         c = (c << 6) | (s[i] & 0x3F);
     }
     if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) {
-        *cp = 0xFFFFFFFFu;
+        *cp = FB_TEXT_BAD_CP;
         return 1;
     }
     *cp = c;
@@ -59,9 +57,9 @@ bool fb_text_valid_utf8(const char *s, size_t len)
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
     while (i < len) {
-        unsigned cp;
-        size_t n = utf8_decode(p + i, len - i, &cp);
-        if (cp == 0xFFFFFFFFu)
+        uint32_t cp;
+        size_t n = fb_text_utf8_decode(p + i, len - i, &cp);
+        if (cp == FB_TEXT_BAD_CP)
             return false;
         if (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r')
             return false;
@@ -140,10 +138,10 @@ size_t fb_text_fold(const char *in, size_t len, char *out, size_t cap)
     bool pending_space = false;
     char buf[2];
     while (i < len) {
-        unsigned cp;
-        size_t n = utf8_decode(p + i, len - i, &cp);
+        uint32_t cp;
+        size_t n = fb_text_utf8_decode(p + i, len - i, &cp);
         i += n;
-        if (cp == 0xFFFFFFFFu)
+        if (cp == FB_TEXT_BAD_CP)
             continue;
         const char *f = fold_cp(cp, buf);
         if (!f)

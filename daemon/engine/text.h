@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /**
  * Folds `in` (`len` bytes of UTF-8) into `out` (capacity `cap`, always NUL-terminated when cap >
@@ -36,6 +37,15 @@ unsigned fb_text_distance(const char *a, size_t alen, const char *b, size_t blen
  * Short words must match exactly ("oui" vs "non" must never be confused).
  */
 unsigned fb_text_typo_budget(size_t len);
+
+/** The code point fb_text_utf8_decode() reports for an invalid byte. */
+#define FB_TEXT_BAD_CP 0xFFFFFFFFu
+
+/**
+ * Decodes the UTF-8 sequence at s[0..len) (len >= 1): sets `*cp` and returns its length, or sets
+ * `*cp` to FB_TEXT_BAD_CP and returns 1 for an invalid, overlong, surrogate or cut-short sequence.
+ */
+size_t fb_text_utf8_decode(const unsigned char *s, size_t len, uint32_t *cp /* OUT */);
 
 /** True when `s` (NUL-terminated) is valid UTF-8 with no NUL and no C0 control other than \t \n \r.
  */
