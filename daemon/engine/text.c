@@ -9,6 +9,7 @@
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
 
+/* Decodes one UTF-8 sequence (see text.h); shared with answers.c so there is one decoder. */
 size_t fb_text_utf8_decode(const unsigned char *s, size_t len, uint32_t *cp)
 {
     unsigned c = s[0];
