@@ -158,8 +158,9 @@ static void json_escape(char *line, size_t cap, size_t *pos, const char *s)
         } else {
             size_t n = utf8_seq((const unsigned char *)s);
             if (n == 0) {
-                memcpy(line + *pos, "\\ufffd", 6);
-                *pos += 6;
+                static const char replacement[6] = {'\\', 'u', 'f', 'f', 'f', 'd'};
+                memcpy(line + *pos, replacement, sizeof(replacement));
+                *pos += sizeof(replacement);
                 s++;
             } else {
                 memcpy(line + *pos, s, n);
