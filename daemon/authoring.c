@@ -153,34 +153,48 @@ static char *read_file(const char *path, size_t *len, FILE *err)
     return fb_buf_take(&b);
 }
 
-/* ---- check ---- */
-
-int fb_cmd_check(int argc, char **argv, FILE *out, FILE *err)
+/*
+ * The common front of the `COMMAND PATH...` tools (check, test): --help prints `help` to `out`,
+ * a missing PATH or an option is a usage error, then the paths are expanded into `files`.
+ * Returns -1 with *n set when the command should go on, or the exit status to return at once.
+ */
+static int paths_command(int argc, char **argv, const char *name, const char *help, char **files,
+                         int *n, FILE *out, FILE *err)
 {
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        fputs("usage: frichebot check PATH...\n"
-              "\n"
-              "Validates dialog files and the catalogues they name: every error at once, as\n"
-              "FILE:LINE:COLUMN: message. A directory means its *.yaml files (catalogues live in\n"
-              "subdirectories and are checked through the dialogs that name them).\n"
-              "Exit status: 0 when everything is valid, 1 otherwise.\n",
-              out);
+        fputs(help, out);
         return 0;
     }
     if (argc < 2) {
-        fputs("usage: frichebot check PATH...\nTry 'frichebot check --help'.\n", err);
+        fprintf(err, "usage: frichebot %s PATH...\nTry 'frichebot %s --help'.\n", name, name);
         return 2;
     }
     for (int i = 1; i < argc; i++)
         if (argv[i][0] == '-') {
-            fprintf(err, "frichebot: check: unknown option '%s'\nTry 'frichebot --help'.\n",
+            fprintf(err, "frichebot: %s: unknown option '%s'\nTry 'frichebot --help'.\n", name,
                     argv[i]);
             return 2;
         }
+    *n = expand_paths(argc - 1, argv + 1, files, err);
+    return *n < 0 ? 1 : -1;
+}
+
+/* ---- check ---- */
+
+int fb_cmd_check(int argc, char **argv, FILE *out, FILE *err)
+{
+    static const char help[] =
+        "usage: frichebot check PATH...\n"
+        "\n"
+        "Validates dialog files and the catalogues they name: every error at once, as\n"
+        "FILE:LINE:COLUMN: message. A directory means its *.yaml files (catalogues live in\n"
+        "subdirectories and are checked through the dialogs that name them).\n"
+        "Exit status: 0 when everything is valid, 1 otherwise.\n";
     char *files[MAX_FILES];
-    int n = expand_paths(argc - 1, argv + 1, files, err);
-    if (n < 0)
-        return 1;
+    int n = 0;
+    int status = paths_command(argc, argv, "check", help, files, &n, out, err);
+    if (status >= 0)
+        return status;
     fb_geo_t *geo = load_geo(err);
     int bad = 0;
     for (int i = 0; i < n; i++) {
@@ -1068,31 +1082,18 @@ done:
 
 int fb_cmd_test(int argc, char **argv, FILE *out, FILE *err)
 {
-    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        fputs(
-            "usage: frichebot test PATH...\n"
-            "\n"
-            "Runs golden transcripts (YAML, see docs/dialogs.md) on a virtual clock: user turns,\n"
-            "expected bot text, choices, answers, signals and effects. Prints one line per\n"
-            "failed expectation, FILE:LINE, and ends with \"N passed, N failed\" (transcripts).\n"
-            "Exit status: 0 when every transcript passed.\n",
-            out);
-        return 0;
-    }
-    if (argc < 2) {
-        fputs("usage: frichebot test PATH...\nTry 'frichebot test --help'.\n", err);
-        return 2;
-    }
-    for (int i = 1; i < argc; i++)
-        if (argv[i][0] == '-') {
-            fprintf(err, "frichebot: test: unknown option '%s'\nTry 'frichebot --help'.\n",
-                    argv[i]);
-            return 2;
-        }
+    static const char help[] =
+        "usage: frichebot test PATH...\n"
+        "\n"
+        "Runs golden transcripts (YAML, see docs/dialogs.md) on a virtual clock: user turns,\n"
+        "expected bot text, choices, answers, signals and effects. Prints one line per\n"
+        "failed expectation, FILE:LINE, and ends with \"N passed, N failed\" (transcripts).\n"
+        "Exit status: 0 when every transcript passed.\n";
     char *files[MAX_FILES];
-    int n = expand_paths(argc - 1, argv + 1, files, err);
-    if (n < 0)
-        return 1;
+    int n = 0;
+    int status = paths_command(argc, argv, "test", help, files, &n, out, err);
+    if (status >= 0)
+        return status;
     fb_geo_t *geo = load_geo(err);
     int passed = 0, failed = 0;
     for (int i = 0; i < n; i++) {
