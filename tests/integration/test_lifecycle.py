@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 
 from conftest import BINARY, wait_until
 
@@ -20,6 +19,12 @@ def in_background(d, path, timeout=30):
     t = threading.Thread(target=go, daemon=True)
     t.start()
     return t
+
+
+def wait_in_flight(d):
+    """Waits until the daemon has read the request (its http debug line), so that the signal
+    that follows really finds work in flight; a fixed sleep races a loaded machine."""
+    assert wait_until(lambda: "request /healthz" in d.read_log(), 20), d.read_log()
 
 
 def run(*args, env=None):
@@ -125,7 +130,7 @@ def test_sigint_stops_cleanly(daemon):
 
 
 def test_sigterm_with_work_in_flight_drains_then_stops_cleanly(redis, make_daemon):
-    d = make_daemon(redis.address, shutdown_deadline_s=10, command_timeout_ms=5000)
+    d = make_daemon(redis.address, shutdown_deadline_s=10, command_timeout_ms=5000, log="info,http=debug")
     # Pause Redis so the PING behind /healthz stays in flight while the signal arrives; longer
     # than the idle timeout (2 s): a request being worked on is not an idle connection.
     redis.cli("CLIENT", "PAUSE", "3000")
@@ -136,7 +141,7 @@ def test_sigterm_with_work_in_flight_drains_then_stops_cleanly(redis, make_daemo
 
     t = threading.Thread(target=slow_health)
     t.start()
-    time.sleep(0.4)
+    wait_in_flight(d)
     d.send(signal.SIGTERM)
     # While draining, a new request is refused with 503 instead of being taken on.
     assert wait_until(lambda: "draining for up to" in d.read_log(), 5)
@@ -155,10 +160,10 @@ def test_sigterm_with_work_in_flight_drains_then_stops_cleanly(redis, make_daemo
 
 
 def test_shutdown_deadline_abandons_stuck_work_and_still_closes_cleanly(redis, make_daemon):
-    d = make_daemon(redis.address, shutdown_deadline_s=1, command_timeout_ms=10000)
+    d = make_daemon(redis.address, shutdown_deadline_s=1, command_timeout_ms=10000, log="info,http=debug")
     redis.cli("CLIENT", "PAUSE", "6000")
     in_background(d, "/healthz", timeout=20)
-    time.sleep(0.4)
+    wait_in_flight(d)
     d.send(signal.SIGTERM)
     rc = d.proc.wait(20)
     log = d.read_log()
@@ -169,10 +174,10 @@ def test_shutdown_deadline_abandons_stuck_work_and_still_closes_cleanly(redis, m
 
 
 def test_second_signal_cuts_the_drain_short(redis, make_daemon):
-    d = make_daemon(redis.address, shutdown_deadline_s=30, command_timeout_ms=20000)
+    d = make_daemon(redis.address, shutdown_deadline_s=30, command_timeout_ms=20000, log="info,http=debug")
     redis.cli("CLIENT", "PAUSE", "8000")
     in_background(d, "/healthz")
-    time.sleep(0.4)
+    wait_in_flight(d)
     d.send(signal.SIGTERM)
     assert wait_until(lambda: "draining for up to" in d.read_log(), 5)
     d.send(signal.SIGINT)
