@@ -101,4 +101,73 @@ bool fb_http_req_connected(const fb_http_req_t *req);
 void fb_http_respond(fb_http_req_t *req, int status, const char *content_type, const char *body,
                      size_t len, const char *const *extra_headers);
 
+/* --- Static files --- */
+
+/**
+ * Serves the files under directory `dir` at URL prefix `prefix` (which starts and ends with '/'):
+ * GET and HEAD of `prefix` + a relative path. Paths with "..", "//", a NUL, a backslash, a
+ * hidden segment ("/.x") or anything not a regular file answer 404. The content type comes from
+ * the extension (html, css, js, mjs, json, svg, png, jpg, ico, woff, woff2, txt, map; otherwise
+ * application/octet-stream). Answers carry an ETag (size and mtime), honour If-None-Match (304)
+ * and `Cache-Control: public, max-age=CACHE_S` (no-store when cache_s is 0). Files above 8 MiB
+ * answer 404. `name` is the metrics label. Returns 0 or FB_EINVAL.
+ */
+int fb_http_server_static(fb_http_server_t *srv, const char *prefix, const char *dir,
+                          unsigned cache_s, const char *name);
+
+/* --- Websockets --- */
+
+typedef struct fb_ws_s fb_ws_t;
+
+/** Callbacks of a websocket endpoint; all run on the loop thread. */
+typedef struct fb_ws_ops_s {
+    /** A client completed the upgrade. Return 0 to keep it, or a negative code to close it at
+     *  once (after any frames queued with fb_ws_send() in this call are flushed). */
+    int (*open)(fb_ws_t *ws, void *arg);
+    /** One complete text message (fragments are reassembled), not NUL-terminated. */
+    void (*message)(fb_ws_t *ws, const char *data, size_t len, void *arg);
+    /** A message went past the endpoint's max_message bytes (its bytes were discarded, the
+     *  connection stays open) or was a binary message. `len` is what was received of it. */
+    void (*refused)(fb_ws_t *ws, size_t len, bool binary, void *arg);
+    /** The connection is gone; `ws` is invalid after this returns. Called exactly once for every
+     *  connection that open() accepted, also when the server is destroyed. */
+    void (*closed)(fb_ws_t *ws, void *arg);
+} fb_ws_ops_t;
+
+/**
+ * Accepts websocket upgrades (RFC 6455, text frames) on the exact `path`. Incoming messages
+ * larger than `max_message` bytes are refused through ops->refused. While the server drains, new
+ * upgrades answer 503 and open connections are closed with 1001 (going away) once their queued
+ * frames are written. `name` is the metrics label. Returns 0 or FB_EINVAL.
+ */
+int fb_http_server_websocket(fb_http_server_t *srv, const char *path, const char *name,
+                             const fb_ws_ops_t *ops, size_t max_message, void *arg);
+
+/** Number of open websocket connections (all endpoints). */
+size_t fb_http_server_websockets(const fb_http_server_t *srv);
+
+/**
+ * Queues a copy of text message `data` for `ws`; frames go out in order when the socket is
+ * writable. Returns 0, FB_EAGAIN when more than 1 MiB is already queued for this connection (the
+ * caller may close it), or FB_ECANCELED when the connection is closing.
+ */
+int fb_ws_send(fb_ws_t *ws, const char *data, size_t len);
+
+/** Closes `ws` with `code` (1000, 1008...) and a short reason once queued frames are written;
+ *  ops->closed follows. Idempotent. */
+void fb_ws_close(fb_ws_t *ws, int code, const char *reason);
+
+/** The peer's IP address as text ("127.0.0.1", "::1"). Borrowed, valid until closed. */
+const char *fb_ws_peer(const fb_ws_t *ws);
+
+/** A header of the upgrade request, as fb_http_req_header(); valid during open() only. */
+int fb_ws_header(const fb_ws_t *ws, const char *name, char *out, size_t cap);
+
+/** User data attached to the connection (NULL at first). */
+void fb_ws_set_data(fb_ws_t *ws, void *data);
+void *fb_ws_data(const fb_ws_t *ws);
+
+/** A stable tag for logs, "[ws|12]". Borrowed. */
+const char *fb_ws_tag(const fb_ws_t *ws);
+
 #endif /* FB_HTTP_SERVER_H */

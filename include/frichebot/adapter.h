@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * adapter.h - the contract between the core (router and outbox) and a messaging adapter.
+ *
+ * An adapter turns one platform's traffic into normalized inbound events for the router and
+ * delivers the outbox's messages to the platform. Shape after Janus's transport interface and
+ * Redis's ConnectionType (docs/style.md section C): one static, versioned ops table per adapter,
+ * checked at registration, plus a core table handed to the adapter.
+ *
+ * Async rules (include/frichebot/err.h): a method that takes a callback and returns an error
+ * never calls it; one that returns 0 calls it exactly once, later (never from inside the call),
+ * with FB_ECANCELED on shutdown.
+ */
+#ifndef FRICHEBOT_ADAPTER_H
+#define FRICHEBOT_ADAPTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#define FB_ADAPTER_API_VERSION 1
+
+typedef struct fb_adapter_s fb_adapter_t;
+typedef struct fb_core_s fb_core_t;
+
+/* Inbound event kinds an adapter may deliver (the router adds TIMER and HANDBACK itself). */
+typedef enum fb_inbound_kind_e {
+    FB_IN_START = 1, /* a new conversation opened on the platform (greeting expected) */
+    FB_IN_MESSAGE,   /* the user wrote `text` */
+    FB_IN_CHOICE,    /* the user pressed the button of option `choice` */
+    FB_IN_FORGET,    /* the platform asks to forget this user */
+} fb_inbound_kind_t;
+
+/**
+ * A normalized inbound event. Every string is borrowed for the duration of the deliver() call
+ * (the router copies what it keeps) and must be valid UTF-8 without NUL.
+ */
+typedef struct fb_inbound_s {
+    fb_inbound_kind_t kind;
+    const char *conv;     /* conversation key within the adapter (web token, Matrix room id) */
+    const char *sender;   /* platform user id; may be NULL; never logged */
+    const char *event_id; /* platform event id, unique within the conversation: dedupe key */
+    const char *text;     /* FB_IN_MESSAGE */
+    const char *choice;   /* FB_IN_CHOICE: option id */
+    int64_t ts_ms;        /* platform time of the event, Unix ms (0: unknown, the router's) */
+} fb_inbound_t;
+
+/**
+ * Result of deliver(): 0 once the event is durably handled (its session, dedupe mark and effects
+ * are written in Redis) or recognised as a duplicate; the adapter may then acknowledge the
+ * platform. Otherwise a negative code (FB_EAGAIN: Redis unreachable, try later; FB_EINVAL:
+ * malformed event, do not retry; FB_ECANCELED: shutting down) and the adapter must NOT
+ * acknowledge: the platform will retry and nothing is lost.
+ */
+typedef void (*fb_inbound_cb)(int status, void *arg);
+
+/** One outbox entry handed to send(). Borrowed for the duration of the send() call. */
+typedef struct fb_outbound_s {
+    const char *conv;      /* conversation key within the adapter */
+    const char *txn_id;    /* stable across retries and restarts: inbound event id + reply index */
+    const char *kind;      /* "reply" (answer to the user) or "reminder" (nobody asked) */
+    const char *text;      /* plain text (choices already listed as "1. ..." lines) */
+    const char *html;      /* escaped HTML rendering of the same message */
+    const json_t *choices; /* [{"id","label"}] or NULL */
+    const json_t *entry;   /* the whole entry as stored (for adapter-specific fields) */
+} fb_outbound_t;
+
+/**
+ * Result of send(): 0 when the platform accepted the message (the outbox then removes it);
+ * FB_EAGAIN or FB_ETIMEDOUT or FB_EIO for a transient failure (retried with backoff; when
+ * `retry_after_ms` > 0 the platform asked for that delay); any other code is permanent: the
+ * entry is parked for the operator and the conversation's next entries go on.
+ */
+typedef void (*fb_send_cb)(int status, int64_t retry_after_ms, void *arg);
+
+enum {
+    FB_ADAPTER_CAP_BUTTONS = 1u << 0,   /* renders choices as buttons (else as a numbered list) */
+    FB_ADAPTER_CAP_HTML = 1u << 1,      /* renders the `html` field */
+    FB_ADAPTER_CAP_TXN_DEDUPE = 1u << 2 /* the platform de-duplicates sends by txn_id */
+};
+
+typedef struct fb_adapter_ops_s {
+    unsigned api_version; /* FB_ADAPTER_API_VERSION */
+    const char *name;     /* "web", "matrix": platform name, config section, log tag */
+    size_t priv_size;     /* bytes of zeroed private data, fb_adapter_priv() */
+    unsigned caps;        /* FB_ADAPTER_CAP_* */
+
+    /* Mandatory. */
+    int (*init)(fb_adapter_t *a);  /* read config, allocate; no I/O yet */
+    int (*start)(fb_adapter_t *a); /* register routes, connect */
+    /* Stop taking events, finish or cancel work, then call done(a) exactly once (maybe later). */
+    void (*stop)(fb_adapter_t *a, void (*done)(fb_adapter_t *a));
+    void (*destroy)(fb_adapter_t *a); /* free private data; after stop's done, or if start failed */
+    int (*send)(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, void *arg);
+
+    /* Optional (NULL). */
+    int (*stats)(fb_adapter_t *a, json_t *out); /* fields added to /healthz "adapters"."name" */
+} fb_adapter_ops_t;
+
+struct uv_loop_s;
+struct fb_http_server_s;
+struct fb_http_client_s;
+struct fb_redis_s;
+struct fb_store_s;
+struct fb_config_s;
+
+/** What the core offers an adapter. Valid from init() until destroy(). */
+struct fb_core_s {
+    struct uv_loop_s *loop;
+    const struct fb_config_s *cfg;
+    struct fb_http_server_s *http;   /* register routes and websockets in start() */
+    struct fb_http_client_s *client; /* outgoing HTTP (curl multi) */
+    struct fb_redis_s *redis;
+    struct fb_store_s *store;
+
+    /** Hands an inbound event to the router; see fb_inbound_cb for the result. */
+    int (*deliver)(fb_adapter_t *a, const fb_inbound_t *ev, fb_inbound_cb cb, void *arg);
+    /** Tells the core that conversation `conv` can take deliveries again (e.g. a web client
+     *  reconnected): the outbox retries its pending entries now instead of after the backoff. */
+    void (*wake)(fb_adapter_t *a, const char *conv);
+    /** Sets the adapter's state shown in /healthz ("starting", "ok", "degraded: ..."). */
+    void (*set_state)(fb_adapter_t *a, const char *state);
+};
+
+/** The adapter instance. */
+struct fb_adapter_s {
+    const fb_adapter_ops_t *ops;
+    const fb_core_t *core;
+    void *priv;      /* priv_size zeroed bytes */
+    void *core_data; /* owned by the core */
+    char state[64];  /* set through core->set_state */
+};
+
+static inline void *fb_adapter_priv(fb_adapter_t *a)
+{
+    return a->priv;
+}
+
+#endif /* FRICHEBOT_ADAPTER_H */
