@@ -39,9 +39,9 @@
 #define MAX_RESP_HEADER 4096
 
 /* Static files above this size answer 404; smaller ones are read at once on the loop thread. */
-#define STATIC_MAX_BYTES (8u * 1024 * 1024)
+#define STATIC_MAX_BYTES ((size_t)8 * 1024 * 1024)
 /* Bytes of outgoing frames a websocket may have queued (fb_ws_send answers FB_EAGAIN past it). */
-#define WS_QUEUE_MAX (1024u * 1024)
+#define WS_QUEUE_MAX ((size_t)1024 * 1024)
 /* A close reason fits in a control frame: 125 bytes minus the 2-byte code. */
 #define WS_REASON_MAX 123
 

@@ -395,6 +395,9 @@ static void scenario_close_and_paths(struct wfix *f)
         ASSERT(strncmp(ans, "HTTP/1.1 426", 12) == 0);
         ASSERT_NOT_NULL(strstr(ans, "upgrade: websocket\r\n"));
     }
+    /* A subprotocol is not offered: libwebsockets hangs up without an answer. */
+    ASSERT_EQ(fb_wsc_connect(&c, f->port, "/ws", "Sec-WebSocket-Protocol: chat\r\n"), -1);
+    fb_wsc_close(&c);
     ASSERT_EQ(fb_wsc_connect(&c, f->port, "/ws?jeton=1", NULL), 101);
     expect_text(&c, "bienvenue");
     finish_close(&c, 1000);
