@@ -1241,8 +1241,9 @@ int fb_cmd_test(int argc, char **argv, FILE *out, FILE *err)
     }
     if (stats && n > 0) {
         qsort(counts, (size_t)n, sizeof(size_t), cmp_size);
-        double median = n % 2 ? (double)counts[n / 2]
-                              : ((double)counts[n / 2 - 1] + (double)counts[n / 2]) / 2.0;
+        size_t mid = (size_t)n / 2;
+        size_t lo = counts[n % 2 ? mid : mid - 1], hi = counts[mid];
+        double median = ((double)lo + (double)hi) / 2.0;
         fprintf(report, "médiane : %g question(s) sur %d transcript(s)\n", median, n);
     }
     fb_free(counts);
