@@ -7,6 +7,7 @@
 #   make bench   install what is missing, build optimised, run the benchmarks
 #   make fuzz    every libFuzzer target for FUZZ_SECONDS each (default 600; make test runs 20)
 #   make format  clang-format every C file;  make clean  remove the build directories
+#   make exemples  regenerate docs/exemples.md from the golden transcripts
 #
 # Build directories: build/ (make run, make bench; `make run BUILD=DIR` builds elsewhere),
 # build-test/ (make test), build-gcc/ (make test also compiles everything with gcc and -Werror,
@@ -18,7 +19,7 @@ CMAKE ?= cmake
 FUZZ_SECONDS ?= 600
 BUILD        ?= build
 
-.PHONY: all run test bench fuzz build build-test format clean help
+.PHONY: all run test bench fuzz build build-test format clean help exemples
 
 all: build
 
@@ -62,6 +63,10 @@ fuzz:
 	  -DFB_ASAN=ON -DFB_UBSAN=ON -DFB_BUILD_TESTS=OFF -DFB_FUZZ_SECONDS=$(FUZZ_SECONDS)
 	$(CMAKE) --build build-fuzz -j $(JOBS)
 	cd build-fuzz && ctest -L fuzz --output-on-failure -j $(JOBS)
+
+# docs/exemples.md from three golden transcripts (tests/transcripts/friche-*.yaml)
+exemples: build
+	tools/exemples.sh $(BUILD)/frichebot
 
 format:
 	$(CMAKE) --build build-test --target format

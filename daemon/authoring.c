@@ -485,6 +485,11 @@ static void print_notes(json_t *effects, FILE *out)
             fputs("  [données de l'utilisateur effacées]\n", out);
         } else if (strcmp(type, "end") == 0) {
             fputs("  [fin du parcours guidé]\n", out);
+        } else if (strcmp(type, "avis") == 0) {
+            const char *c = json_string_value(json_object_get(e, "commentaire"));
+            fprintf(out, "  [avis : note %lld%s%s%s]\n",
+                    (long long)json_integer_value(json_object_get(e, "note")),
+                    c ? ", commentaire « " : "", c ? c : "", c ? " »" : "");
         } else {
             fprintf(out, "  [effet %s]\n", type);
         }
@@ -951,8 +956,93 @@ static int parse_clock(const char *s, long long *out)
     return 0;
 }
 
-/* Runs one transcript file. Returns 0 when every turn passed, 1 otherwise. */
-static int run_transcript(const char *file, const fb_geo_t *geo, FILE *out)
+/* ---- test --markdown: the conversation as a person reads it ---- */
+
+/* Writes `text` (the bot's plain text) as a Markdown quote: "• " bullets become list items, every
+ * other line its own paragraph, so that line breaks survive. */
+static void md_quote(FILE *md, const char *text)
+{
+    const char *p = text;
+    bool first = true;
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        if (n > 0) {
+            static const char bullet[] = "\xe2\x80\xa2 "; /* "• " */
+            bool item = n >= sizeof(bullet) - 1 && memcmp(p, bullet, sizeof(bullet) - 1) == 0;
+            size_t digits = 0;
+            while (digits < n && p[digits] >= '0' && p[digits] <= '9')
+                digits++;
+            bool numbered =
+                digits > 0 && digits + 1 < n && p[digits] == '.' && p[digits + 1] == ' ';
+            if (!first && !item && !numbered)
+                fputs(">\n", md);
+            if (item)
+                fprintf(md, "> - %.*s\n", (int)(n - (sizeof(bullet) - 1)), p + sizeof(bullet) - 1);
+            else
+                fprintf(md, "> %.*s\n", (int)n, p);
+            first = false;
+        }
+        p += n;
+        if (*p == '\n')
+            p++;
+    }
+    fputc('\n', md);
+}
+
+/* The label of option `id` among the choices offered by the last message of `effects`, or NULL. */
+static const char *choice_label(json_t *effects, const char *id)
+{
+    const char *label = NULL;
+    size_t i;
+    json_t *e;
+    json_array_foreach(effects, i, e)
+    {
+        size_t j;
+        json_t *c;
+        json_array_foreach(json_object_get(e, "choices"), j, c)
+        {
+            const char *cid = json_string_value(json_object_get(c, "id"));
+            if (cid && strcmp(cid, id) == 0)
+                label = json_string_value(json_object_get(c, "label"));
+        }
+    }
+    return label;
+}
+
+/* One turn in Markdown: what the user did, then what the bot said. */
+static void md_turn(FILE *md, json_t *turn, json_t *prev_effects, json_t *effects)
+{
+    json_t *v;
+    if ((v = json_object_get(turn, "dit")) && json_is_string(v)) {
+        fprintf(md, "**Vous** : %s\n\n", json_string_value(v));
+    } else if ((v = json_object_get(turn, "choisit")) && json_is_string(v)) {
+        const char *label = choice_label(prev_effects, json_string_value(v));
+        fprintf(md, "**Vous** (bouton) : %s\n\n", label ? label : json_string_value(v));
+    } else if ((v = json_object_get(turn, "avance")) && json_is_string(v)) {
+        fprintf(md, "*(%s plus tard)*\n\n", json_string_value(v));
+    } else if (json_object_get(turn, "reprise")) {
+        fputs("*(le conseiller rend la main au bot)*\n\n", md);
+    }
+    size_t i;
+    json_t *e;
+    json_array_foreach(effects, i, e)
+    {
+        const char *type = json_string_value(json_object_get(e, "type"));
+        if (type && strcmp(type, "say") == 0) {
+            fputs("**frichebot** :\n\n", md);
+            md_quote(md, str_or(json_string_value(json_object_get(e, "text")), ""));
+        } else if (type && strcmp(type, "escalate") == 0) {
+            fputs("*(la conversation est transmise à un conseiller)*\n\n", md);
+        }
+    }
+}
+
+/* Runs one transcript file. Returns 0 when every turn passed, 1 otherwise. `md` (may be NULL)
+ * receives the conversation in Markdown; `*questions` the number of questions the user answered
+ * (the answered-questions path of the last session). */
+static int run_transcript(const char *file, const fb_geo_t *geo, FILE *out, FILE *md,
+                          size_t *questions)
 {
     size_t len;
     char *text = read_file(file, &len, out);
@@ -1008,6 +1098,12 @@ static int run_transcript(const char *file, const fb_geo_t *geo, FILE *out)
     }
     convo_init(&c, d, geo, now);
     have_convo = true;
+    if (md) {
+        const char *title = json_string_value(json_object_get(doc, "transcript"));
+        fprintf(md, "## %s\n\n", title ? title : file);
+        fprintf(md, "*Source : `%s`.*\n\n", file);
+    }
+    json_t *prev_effects = json_array();
 
     size_t i;
     json_t *turn;
@@ -1066,10 +1162,16 @@ static int run_transcript(const char *file, const fb_geo_t *geo, FILE *out)
             tfail(&t, tpath, "le moteur a échoué : %s", fb_strerror(rc));
         else
             check_turn(&t, turn, tpath, effects, c.session);
-        json_decref(effects);
+        if (md)
+            md_turn(md, turn, prev_effects, effects);
+        json_decref(prev_effects);
+        prev_effects = effects;
         if (t.failures)
             failed = 1;
     }
+    json_decref(prev_effects);
+    if (questions)
+        *questions = json_array_size(json_object_get(c.session, "p"));
 done:
     if (have_convo)
         convo_free(&c);
@@ -1080,32 +1182,72 @@ done:
     return failed;
 }
 
+static int cmp_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
+
 int fb_cmd_test(int argc, char **argv, FILE *out, FILE *err)
 {
     static const char help[] =
-        "usage: frichebot test PATH...\n"
+        "usage: frichebot test [--stats] [--markdown] PATH...\n"
         "\n"
         "Runs golden transcripts (YAML, see docs/dialogs.md) on a virtual clock: user turns,\n"
         "expected bot text, choices, answers, signals and effects. Prints one line per\n"
         "failed expectation, FILE:LINE, and ends with \"N passed, N failed\" (transcripts).\n"
+        "--stats also prints, per transcript, the number of questions the user answered\n"
+        "(at the end of the conversation) and their median.\n"
+        "--markdown writes the conversations as a person reads them, in Markdown, to the\n"
+        "standard output; failures and the summary then go to the standard error.\n"
         "Exit status: 0 when every transcript passed.\n";
+    bool stats = false, markdown = false;
+    char **args = fb_calloc((size_t)argc + 1, sizeof(char *));
+    int nargs = 0;
+    for (int i = 0; i < argc; i++) {
+        if (i > 0 && strcmp(argv[i], "--stats") == 0)
+            stats = true;
+        else if (i > 0 && strcmp(argv[i], "--markdown") == 0)
+            markdown = true;
+        else
+            args[nargs++] = argv[i];
+    }
     char *files[MAX_FILES];
     int n = 0;
-    int status = paths_command(argc, argv, "test", help, files, &n, out, err);
+    int status = paths_command(nargs, args, "test", help, files, &n, out, err);
+    fb_free(args);
     if (status >= 0)
         return status;
+    FILE *report = markdown ? err : out;
     fb_geo_t *geo = load_geo(err);
     int passed = 0, failed = 0;
+    size_t *counts = fb_calloc((size_t)n + 1, sizeof(size_t));
+    if (markdown)
+        fputs("# Exemples de conversations\n\n"
+              "Ce fichier est généré par `make exemples` à partir des conversations de test de\n"
+              "`tests/transcripts/` : ne le modifiez pas à la main. Chaque message du bot est\n"
+              "exactement celui que le moteur produit pour ces réponses.\n\n",
+              out);
     for (int i = 0; i < n; i++) {
-        if (run_transcript(files[i], geo, out) == 0) {
+        if (run_transcript(files[i], geo, report, markdown ? out : NULL, &counts[i]) == 0) {
             passed++;
         } else {
             failed++;
-            fprintf(out, "ÉCHEC %s\n", files[i]);
+            fprintf(report, "ÉCHEC %s\n", files[i]);
         }
+        if (stats)
+            fprintf(report, "%s : %zu question(s) répondue(s)\n", files[i], counts[i]);
         fb_free(files[i]);
     }
+    if (stats && n > 0) {
+        qsort(counts, (size_t)n, sizeof(size_t), cmp_size);
+        size_t mid = (size_t)n / 2;
+        size_t lo = counts[n % 2 ? mid : mid - 1], hi = counts[mid];
+        double median = ((double)lo + (double)hi) / 2.0;
+        fprintf(report, "médiane : %g question(s) sur %d transcript(s)\n", median, n);
+    }
+    fb_free(counts);
     fb_geo_free(geo);
-    fprintf(out, "%d passed, %d failed\n", passed, failed);
+    fprintf(report, "%d passed, %d failed\n", passed, failed);
     return (failed || n == 0) ? 1 : 0;
 }

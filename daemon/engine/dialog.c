@@ -232,6 +232,7 @@ struct ld {
     size_t n_errs, cap_errs;
     bool overflow;
     uint64_t hash;
+    bool in_item_cond; /* compiling a catalogue item's `si:` (no roadmap nor catalogue names) */
 
     /* the document being walked */
     int file;
@@ -935,6 +936,15 @@ static bool is_builtin(const char *name)
     return false;
 }
 
+/* The index of the catalogue named `name` in `d`, or -1. */
+static int catalogue_index(const fb_dialog_t *d, const char *name)
+{
+    for (size_t i = 0; i < d->n_catalogues; i++)
+        if (d->catalogues[i].name && strcmp(d->catalogues[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
 /* fb_expr_names() callback: reports a name that is neither a slot nor built in, and a tag
  * that no answer emits. */
 static void check_name_cb(void *arg, const char *name, bool is_tag, int line, int col)
@@ -947,11 +957,20 @@ static void check_name_cb(void *arg, const char *name, bool is_tag, int line, in
         }
         return;
     }
-    if (fb__strmap_get(&l->d->slot_map, name) < 0 && !is_builtin(name)) {
+    bool catalogue = catalogue_index(l->d, name) >= 0;
+    if (l->in_item_cond && (catalogue || strcmp(name, "feuille_de_route") == 0)) {
         fb_yaml_shown_t s = fb_yaml_show(name, strlen(name));
         errat(l, line, col,
-              "« %s » n'est ni une variable (le nom d'une question) ni un nom prédéfini "
-              "(feuille_de_route, question, aide, tentatives, etape, min, max)",
+              "la condition « si » d'un élément de catalogue ne peut pas utiliser « %s » : elle "
+              "dépend des réponses, pas des listes que ces conditions servent à calculer",
+              s.s);
+        return;
+    }
+    if (fb__strmap_get(&l->d->slot_map, name) < 0 && !is_builtin(name) && !catalogue) {
+        fb_yaml_shown_t s = fb_yaml_show(name, strlen(name));
+        errat(l, line, col,
+              "« %s » n'est ni une variable (le nom d'une question), ni un catalogue, ni un nom "
+              "prédéfini (feuille_de_route, question, aide, tentatives, etape, min, max)",
               s.s);
     }
 }
@@ -1252,12 +1271,13 @@ enum skey {
     SK_FIN,
     SK_RELANCE,
     SK_COMMANDES,
+    SK_AVIS,
     SK_COUNT
 };
 static const char *const state_keys[SK_COUNT] = {
-    "dire",     "question", "type",  "variable",  "libelle", "aide",     "je_ne_sais_pas",
-    "relances", "echecs",   "suite", "condition", "signaux", "choix",    "unite",
-    "min",      "max",      "futur", "fin",       "relance", "commandes"};
+    "dire",     "question", "type",  "variable",  "libelle", "aide",      "je_ne_sais_pas",
+    "relances", "echecs",   "suite", "condition", "signaux", "choix",     "unite",
+    "min",      "max",      "futur", "fin",       "relance", "commandes", "avis"};
 
 /* Resolves a state name in scalar `v` (for key `what`). Returns its index or -1 after reporting.
  */
@@ -1610,6 +1630,8 @@ static void compile_commands(struct ld *l, struct fb__cmdset *c, const yaml_node
 }
 
 /* Compiles state `i` from its mapping (pass 2). */
+static void compile_avis(struct ld *l, struct fb__state *st, const yaml_node_t *v);
+
 static void compile_state(struct ld *l, size_t i)
 {
     fb_dialog_t *d = l->d;
@@ -1688,6 +1710,11 @@ static void compile_state(struct ld *l, size_t i)
             if (is_builtin(name))
                 errn(l, at,
                      "« %s » est un nom prédéfini des textes : choisissez un autre nom de "
+                     "variable (« variable: ... »)",
+                     name);
+            if (catalogue_index(d, name) >= 0)
+                errn(l, at,
+                     "« %s » est aussi le nom d'un catalogue : choisissez un autre nom de "
                      "variable (« variable: ... »)",
                      name);
         }
@@ -1824,6 +1851,13 @@ static void compile_state(struct ld *l, size_t i)
         }
     }
 
+    st->avis_note = st->avis_comment = -1;
+    if (f[SK_AVIS]) {
+        if (!f[SK_DIRE] || f[SK_QUESTION])
+            errn(l, kn[SK_AVIS], "« avis » ne s'applique qu'à un message (« dire: »)");
+        else
+            compile_avis(l, st, f[SK_AVIS]);
+    }
     if (f[SK_CONDITION])
         st->cond = compile_expr(l, f[SK_CONDITION], "condition", &st->cond_src);
     if (f[SK_SUITE]) {
@@ -1865,7 +1899,48 @@ static void compile_state(struct ld *l, size_t i)
     }
 }
 
-/* Builds the choice tables of question `st` for answers.c and for `say` effects. */
+/* The slot named by scalar `v` (key `what` of `avis`), checked against the allowed types;
+ * -1 after reporting. */
+static int avis_slot(struct ld *l, const yaml_node_t *v, const char *what, enum fb__qtype t1,
+                     enum fb__qtype t2, const char *types)
+{
+    const char *name = want_text(l, v, what);
+    if (!name)
+        return -1;
+    int slot = fb__strmap_get(&l->d->slot_map, name);
+    if (slot < 0) {
+        errn(l, v, "« %s » : « %s » n'est pas une variable (le nom d'une question)", what,
+             shown_node(v).s);
+        return -1;
+    }
+    enum fb__qtype t = l->d->slots[slot].type;
+    if (t != t1 && t != t2) {
+        errn(l, v, "« %s » : la variable « %s » doit être remplie par une question de type %s",
+             what, name, types);
+        return -1;
+    }
+    return slot;
+}
+
+/* Compiles a message's `avis: {note: SLOT, commentaire: SLOT}`. */
+static void compile_avis(struct ld *l, struct fb__state *st, const yaml_node_t *v)
+{
+    static const char *const keys[] = {"note", "commentaire"};
+    yaml_node_t *f[2];
+    if (v->type != YAML_MAPPING_NODE) {
+        errn(l, v, "« avis » doit être une correspondance {note: variable, commentaire: variable}");
+        return;
+    }
+    map_fields(l, v, keys, 2, f, NULL, " dans « avis »");
+    if (!f[0]) {
+        errn(l, v, "clé obligatoire « note » manquante dans « avis » (la variable de la note)");
+        return;
+    }
+    st->avis_note = avis_slot(l, f[0], "note", FB__Q_CHOICE, FB__Q_NUMBER, "choix ou nombre");
+    if (f[1])
+        st->avis_comment = avis_slot(l, f[1], "commentaire", FB__Q_TEXT, FB__Q_TEXT, "texte");
+}
+
 static void build_choice_tables(struct fb__state *st)
 {
     fb_buf_t plain, html;
@@ -2032,6 +2107,7 @@ static void load_catalogue(struct ld *l, struct fb__catalogue *c, const yaml_nod
         json_t *obj = json_object();
         const yaml_node_t *idn = NULL, *src = NULL, *checked = NULL, *titre = NULL;
         const yaml_node_t *until = NULL;
+        fb_expr_t *cond = NULL;
         struct fb__strmap seen = {0};
         bool ok = true;
         for (yaml_node_pair_t *p = it->data.mapping.pairs.start; p < it->data.mapping.pairs.top;
@@ -2060,6 +2136,15 @@ static void load_catalogue(struct ld *l, struct fb__catalogue *c, const yaml_nod
                      kind_of(v));
                 ok = false;
                 continue;
+            }
+            if (key_is(k, "si")) {
+                fb_expr_free(cond);
+                l->in_item_cond = true;
+                cond = compile_expr(l, v, "si", NULL);
+                l->in_item_cond = false;
+                if (!cond)
+                    ok = false;
+                continue; /* not a field of the item */
             }
             if (key_is(k, "id"))
                 idn = v;
@@ -2133,6 +2218,7 @@ static void load_catalogue(struct ld *l, struct fb__catalogue *c, const yaml_nod
         if (!ok || !idn) {
             fb_free(ref);
             json_decref(obj);
+            fb_expr_free(cond);
             continue;
         }
         (void)json_object_set_new(obj, "catalogue", json_string(c->name));
@@ -2140,6 +2226,7 @@ static void load_catalogue(struct ld *l, struct fb__catalogue *c, const yaml_nod
         item->ref = ref;
         item->id = ref + strlen(c->name) + 1;
         item->obj = obj;
+        item->cond = cond;
         (void)fb__strmap_put(&d->item_map, item->ref, (int)d->n_items);
         d->n_items++;
         c->count++;
@@ -2184,6 +2271,11 @@ static void compile_catalogues(struct ld *l, const yaml_node_t *v)
             errn(l, k, "le catalogue « %s » est déclaré deux fois", sval(k));
             continue;
         }
+        if (is_builtin(sval(k)) || fb_expr_is_keyword(sval(k), k->data.scalar.length))
+            errn(l, k,
+                 "« %s » est un nom réservé des textes et des conditions : choisissez un autre "
+                 "nom de catalogue",
+                 sval(k));
         const char *path = want_text(l, val, "catalogues");
         if (!path)
             continue;
@@ -2467,8 +2559,6 @@ static fb_dialog_t *load(const char *name, const char *dir, const char *text, si
         if (t)
             d->title = fb_strdup(t);
     }
-    if (f[TK_CATALOGUES])
-        compile_catalogues(l, f[TK_CATALOGUES]);
     if (f[TK_COMMANDES])
         compile_commands(l, &d->cmds, f[TK_COMMANDES]);
     if (!f[TK_ETATS]) {
@@ -2481,6 +2571,9 @@ static fb_dialog_t *load(const char *name, const char *dir, const char *text, si
     } else {
         declare(l, f[TK_ETATS]);
     }
+    /* after the slots and tags are declared: catalogue items' `si:` conditions name them */
+    if (f[TK_CATALOGUES])
+        compile_catalogues(l, f[TK_CATALOGUES]);
     if (f[TK_RELANCE])
         compile_relance(l, NULL, f[TK_RELANCE], &d->relance);
     compile_texts(l, f[TK_TEXTES]);
@@ -2693,6 +2786,7 @@ static void dialog_free(fb_dialog_t *d)
     for (size_t i = 0; i < d->n_items; i++) {
         fb_free(d->items[i].ref);
         json_decref(d->items[i].obj);
+        fb_expr_free(d->items[i].cond);
     }
     fb_free(d->items);
     fb__strmap_free(&d->item_map);

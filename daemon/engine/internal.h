@@ -194,6 +194,8 @@ struct fb__state {
     size_t n_next;
     bool final;
     struct fb__relance relance;
+    int avis_note;                 /* `avis:` (messages): slot of the rating, or -1 */
+    int avis_comment;              /* slot of the optional comment, or -1 */
     const struct fb__cmdset *cmds; /* the state's own set, or the dialog's */
     struct fb__cmdset *own_cmds;   /* owned when the state has `commandes:` */
 };
@@ -206,9 +208,10 @@ struct fb__slot {
 };
 
 struct fb__item {
-    char *ref;   /* "catalogue.id" */
-    char *id;    /* borrowed from ref */
-    json_t *obj; /* the item's fields plus id and catalogue (never modified after load) */
+    char *ref;       /* "catalogue.id" */
+    char *id;        /* borrowed from ref */
+    json_t *obj;     /* the item's fields plus id and catalogue (never modified after load) */
+    fb_expr_t *cond; /* `si:`: the item applies only when this holds; NULL: always */
 };
 
 struct fb__rule {

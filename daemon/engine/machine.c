@@ -45,6 +45,7 @@ struct run {
     /* values computed for lookup(), dropped whenever answers or the state change */
     json_t *c_road, *c_question, *c_help, *c_fails, *c_min, *c_max, *c_etape;
     json_t **c_communes; /* per slot */
+    json_t **c_cats;     /* per catalogue: its items whose `si` holds */
     int guard;           /* > 0 while rendering the question or its help (no recursion) */
 };
 
@@ -104,6 +105,27 @@ static void invalidate(struct run *r)
     if (r->c_communes)
         for (size_t i = 0; i < r->d->n_slots; i++)
             drop(&r->c_communes[i]);
+    if (r->c_cats)
+        for (size_t i = 0; i < r->d->n_catalogues; i++)
+            drop(&r->c_cats[i]);
+}
+
+/* True when catalogue item `i` applies: it has no `si:`, or its condition holds. */
+static bool item_applies(struct run *r, size_t i)
+{
+    const fb_expr_t *c = r->d->items[i].cond;
+    return !c || fb_expr_true(c, &r->xenv);
+}
+
+/* A catalogue's name as a template name: its items whose `si:` holds, in file order (new). */
+static json_t *catalogue_json(struct run *r, size_t cat)
+{
+    const struct fb__catalogue *c = &r->d->catalogues[cat];
+    json_t *a = json_array();
+    for (size_t i = c->first; i < c->first + c->count; i++)
+        if (item_applies(r, i))
+            (void)json_array_append(a, r->d->items[i].obj);
+    return a;
 }
 
 /* True for the stored "je ne sais pas" (`v` borrowed, may be NULL). */
@@ -127,6 +149,8 @@ static void compute_roadmap(struct run *r, int **items, unsigned char **status, 
             continue;
         for (size_t j = 0; j < rule->n_items; j++) {
             int it = rule->items[j];
+            if (!in[it] && !item_applies(r, (size_t)it))
+                continue;
             if (!in[it]) {
                 in[it] = 1;
                 st[it] = (unsigned char)rule->status;
@@ -271,6 +295,15 @@ static const json_t *lookup(void *arg, const char *name)
         }
     } else {
         v = builtin(r, name, len);
+        for (size_t c = 0; !v && c < d->n_catalogues; c++)
+            if (strlen(d->catalogues[c].name) == len &&
+                memcmp(d->catalogues[c].name, name, len) == 0) {
+                if (!r->c_cats)
+                    r->c_cats = fb_calloc(d->n_catalogues + 1, sizeof(json_t *));
+                if (!r->c_cats[c])
+                    r->c_cats[c] = catalogue_json(r, c);
+                v = r->c_cats[c];
+            }
     }
     while (v && dot) {
         name = dot + 1;
@@ -811,6 +844,54 @@ static bool value_fits(const struct fb__state *st, const json_t *v)
     return false;
 }
 
+/* Folded comments that mean "no comment": not passed on in the `avis` effect. */
+static const char *const no_comment[] = {
+    "non",      "non merci", "rien", "aucun", "aucun commentaire", "pas de commentaire",
+    "non rien", "merci",     "ras"};
+
+/*
+ * The `avis` effect of a message state with `avis:`: {"type":"avis","note":1..5} plus
+ * "commentaire" when the comment slot holds a text other than "non", "rien"... Nothing when the
+ * rating slot holds no rating from 1 to 5 (a choice whose id is the digit, or a number).
+ */
+static void avis_effect(struct run *r, const struct fb__state *st)
+{
+    if (st->avis_note < 0)
+        return;
+    const fb_dialog_t *d = r->d;
+    const json_t *v = json_object_get(r->s.answers, d->slots[st->avis_note].name);
+    long note = 0;
+    if (json_is_string(v)) {
+        const char *id = json_string_value(v);
+        if (id[0] >= '1' && id[0] <= '5' && id[1] == '\0')
+            note = id[0] - '0';
+    } else if (json_is_integer(v)) {
+        json_int_t n = json_integer_value(v);
+        if (n >= 1 && n <= 5)
+            note = (long)n;
+    } else if (json_is_real(v)) {
+        double x = json_real_value(v);
+        if (x >= 1 && x <= 5 && x == floor(x))
+            note = (long)x;
+    }
+    if (!note)
+        return;
+    json_t *e = json_pack("{s:s, s:I}", "type", "avis", "note", (json_int_t)note);
+    const json_t *c = st->avis_comment >= 0
+                          ? json_object_get(r->s.answers, d->slots[st->avis_comment].name)
+                          : NULL;
+    if (json_is_string(c) && !is_nsp(c)) {
+        char *folded = fb_text_fold_dup(json_string_value(c));
+        bool empty = !folded || !folded[0];
+        for (size_t i = 0; !empty && i < sizeof(no_comment) / sizeof(no_comment[0]); i++)
+            empty = strcmp(folded, no_comment[i]) == 0;
+        fb_free(folded);
+        if (!empty)
+            (void)json_object_set(e, "commentaire", (json_t *)(uintptr_t)c);
+    }
+    effect(r, e);
+}
+
 /* Ends the guided part at final state `target`: roadmap, message, `step`/`end`/`stat`. */
 static void finish(struct run *r, int target)
 {
@@ -836,6 +917,7 @@ static void finish(struct run *r, int target)
         arm(r);
     else
         effect(r, json_pack("{s:s, s:s}", "type", "cancel", "id", TIMER_ID));
+    avis_effect(r, cur(r));
 }
 
 /*
@@ -864,6 +946,8 @@ static void enter(struct run *r, int target, bool replay)
         }
         if (st->type == FB__Q_NONE) {
             say_text(r, &st->text, NULL, NULL, NULL);
+            if (!replay)
+                avis_effect(r, st);
             target = next_of(r, st);
             continue;
         }
@@ -1286,6 +1370,7 @@ static void restart(struct run *r, const char *stat_name)
     invalidate(r);
     drop(&r->c_etape);
     FB_FREE(r->c_communes);
+    FB_FREE(r->c_cats);
     fb__session_free(&r->s);
     r->d = d;
     fb__session_init(d, &r->s);
@@ -1518,6 +1603,7 @@ static void run_free(struct run *r)
     invalidate(r);
     drop(&r->c_etape);
     fb_free(r->c_communes);
+    fb_free(r->c_cats);
     fb__session_free(&r->s);
 }
 

@@ -1133,3 +1133,110 @@ TEST_IMPL(machine_many_rounds)
     conv_free(&c);
     return 0;
 }
+
+/* ---- catalogue items selected by `si:`, and the `avis` effect -------------------------------- */
+
+/* A catalogue's name lists its items whose `si:` holds; the roadmap skips the others. */
+TEST_IMPL(machine_catalogue_si)
+{
+    struct conv c;
+    conv_init(&c, "territoire.yaml", 0);
+    event(&c, FB_EVENT_START);
+    say(&c, "montagne");
+    say(&c, "500 m2");
+    ASSERT_SAYS(&c, "Contacts :");
+    ASSERT_SAYS(&c, "Service pour tous");
+    ASSERT_NOT_SAYS(&c, "Service du littoral");
+    ASSERT_NOT_SAYS(&c, "Service des grands sites");
+    ASSERT_SAYS(&c, "Étapes : Étape commune\n");
+    ASSERT_NOT_SAYS(&c, "Étape côtière");
+    choose(&c, "passer");
+    ASSERT_STR_EQ(state(&c), "fin");
+    ASSERT_ACTIONS(&c, "[{\"type\":\"step\",\"item\":\"etapes.commun\",\"status\":\"a_faire\"},"
+                       "{\"type\":\"end\"},{\"type\":\"stat\",\"name\":\"site_completed\"},"
+                       "{\"type\":\"cancel\",\"id\":\"relance\"}]");
+
+    /* the other zone, a large site: both conditional items, the coastal step in the roadmap */
+    event(&c, FB_EVENT_START);
+    say(&c, "littoral");
+    say(&c, "2 ha");
+    ASSERT_SAYS(&c, "Service du littoral");
+    ASSERT_SAYS(&c, "Service pour tous");
+    ASSERT_SAYS(&c, "Service des grands sites");
+    ASSERT_SAYS(&c, "Étapes : Étape commune, Étape côtière");
+    /* "je ne sais pas" makes `connu(surface)` false: the large-site item goes away */
+    say(&c, "retour");
+    say(&c, "je ne sais pas");
+    ASSERT_NOT_SAYS(&c, "Service des grands sites");
+    ASSERT_SAYS(&c, "Service du littoral");
+    conv_free(&c);
+    return 0;
+}
+
+/* The `avis` effect of the last step, or NULL. */
+static const json_t *avis_of(const struct conv *c)
+{
+    const json_t *found = NULL;
+    for (size_t i = 0; i < json_array_size(c->effects); i++) {
+        const json_t *e = json_array_get(c->effects, i);
+        if (strcmp(json_string_value(json_object_get(e, "type")), "avis") == 0) {
+            ASSERT_NULL(found); /* one at most */
+            found = e;
+        }
+    }
+    return found;
+}
+
+/* `avis:` on a message: the rating and the comment (not a "no comment"), only when rated. */
+TEST_IMPL(machine_avis)
+{
+    struct conv c;
+    conv_init(&c, "territoire.yaml", 0);
+    event(&c, FB_EVENT_START);
+    say(&c, "littoral");
+    say(&c, "100");
+    say(&c, "4");
+    ASSERT_ACTIONS(&c, "[]");
+    say(&c, "Très <b>utile</b>");
+    const json_t *a = avis_of(&c);
+    ASSERT_NOT_NULL(a);
+    ASSERT_EQ(json_integer_value(json_object_get(a, "note")), 4);
+    ASSERT_STR_EQ(json_string_value(json_object_get(a, "commentaire")), "Très <b>utile</b>");
+    ASSERT_EQ(json_object_size(a), 3);
+    ASSERT_SAYS(&c, "Merci.");
+    /* after the final state: no second avis */
+    say(&c, "bonjour");
+    ASSERT_NULL(avis_of(&c));
+
+    /* "Non merci" as a comment is no comment; the rating alone is still sent */
+    event(&c, FB_EVENT_START);
+    say(&c, "littoral");
+    say(&c, "100");
+    say(&c, "5");
+    say(&c, "Non merci");
+    a = avis_of(&c);
+    ASSERT_NOT_NULL(a);
+    ASSERT_EQ(json_integer_value(json_object_get(a, "note")), 5);
+    ASSERT_NULL(json_object_get(a, "commentaire"));
+
+    /* "je ne sais pas" is no comment either */
+    event(&c, FB_EVENT_START);
+    say(&c, "littoral");
+    say(&c, "100");
+    say(&c, "1");
+    say(&c, "je ne sais pas");
+    a = avis_of(&c);
+    ASSERT_NOT_NULL(a);
+    ASSERT_EQ(json_integer_value(json_object_get(a, "note")), 1);
+    ASSERT_NULL(json_object_get(a, "commentaire"));
+
+    /* no rating, no avis */
+    event(&c, FB_EVENT_START);
+    say(&c, "littoral");
+    say(&c, "100");
+    choose(&c, "passer");
+    ASSERT_STR_EQ(state(&c), "fin");
+    ASSERT_NULL(avis_of(&c));
+    conv_free(&c);
+    return 0;
+}
