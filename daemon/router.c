@@ -1190,6 +1190,11 @@ int fb_router_add_adapter(fb_router_t *r, const fb_adapter_ops_t *ops)
     s->a.priv = ops->priv_size ? fb_calloc(1, ops->priv_size) : NULL;
     snprintf(s->a.state, sizeof(s->a.state), "starting");
     rc = ops->init(&s->a);
+    if (rc == FB_DECLINED) {
+        fb_free(s->a.priv);
+        fb_free(s);
+        return rc; /* disabled by its configuration */
+    }
     if (rc != 0) {
         FB_ERR(ROUTER, "adapter %s: init failed: %s", ops->name, fb_strerror(rc));
         fb_free(s->a.priv);
