@@ -1159,7 +1159,7 @@ static int web_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, vo
     json_t *entry = json_pack("{s:s, s:s}", "from", "bot", "text", msg->text ? msg->text : "");
     if (!entry)
         return FB_EINVAL;
-    if (msg->html)
+    if (msg->html && *msg->html)
         json_object_set_new(entry, "html", json_string(msg->html));
     if (json_is_array(msg->choices) && json_array_size(msg->choices) > 0)
         json_object_set_new(entry, "choices", json_deep_copy(msg->choices));
