@@ -91,15 +91,16 @@ struct fb_ws_s {
     const struct ws_route *ep;
     fb_ws_t *prev, *next; /* on srv->wss */
     struct ws_frame *qhead, *qtail;
-    size_t queued;  /* payload bytes in the queue */
-    fb_buf_t rx;    /* the text message being reassembled */
-    size_t rx_seen; /* bytes of the current message received so far */
-    bool rx_active; /* a message has started and its final fragment is still to come */
-    bool rx_binary; /* the current message is binary: refused */
-    bool rx_refuse; /* the current message is being discarded */
-    bool accepted;  /* open() kept the connection: closed() is owed */
-    bool in_open;   /* open() is running: fb_ws_header() works */
-    bool closing;   /* a close is requested; it goes out once the queue is empty */
+    size_t queued;      /* payload bytes in the queue */
+    fb_buf_t rx;        /* the text message being reassembled */
+    size_t rx_seen;     /* bytes of the current message received so far */
+    bool rx_active;     /* a message has started and its final fragment is still to come */
+    bool rx_binary;     /* the current message is binary: refused */
+    bool rx_refuse;     /* the current message is being discarded */
+    bool accepted;      /* open() kept the connection: closed() is owed */
+    bool in_open;       /* open() is running: fb_ws_header() works */
+    bool closing;       /* a close is requested; it goes out once the queue is empty */
+    bool close_started; /* the queue is empty: the close frame goes out at the next timer */
     int close_code;
     char close_reason[WS_REASON_MAX + 1];
     void *data;
@@ -785,7 +786,13 @@ static void on_ws_receive(fb_ws_t *ws, struct lws *wsi, const void *in, size_t l
     fb_buf_reset(&ws->rx);
 }
 
-/* LWS_CALLBACK_SERVER_WRITEABLE: one queued frame, or the close. Returns -1 to close. */
+/*
+ * LWS_CALLBACK_SERVER_WRITEABLE: writes one queued frame. Once the queue is empty, a requested
+ * close starts from the next LWS_CALLBACK_TIMER: libwebsockets 4.1 treats a -1 returned here as
+ * a failed write and drops the connection without the close frame, while a -1 from the timer
+ * callback sends the close (with lws_close_reason()'s code) and waits for the peer's answer.
+ * Returns -1 to drop the connection.
+ */
 static int on_ws_writeable(fb_ws_t *ws, struct lws *wsi)
 {
     struct ws_frame *f = ws->qhead;
@@ -806,32 +813,36 @@ static int on_ws_writeable(fb_ws_t *ws, struct lws *wsi)
             lws_callback_on_writable(wsi);
         return 0;
     }
-    if (ws->closing) {
-        size_t rlen = strlen(ws->close_reason);
-        lws_close_reason(wsi, (enum lws_close_status)ws->close_code,
-                         rlen ? (unsigned char *)ws->close_reason : NULL, rlen);
-        return -1;
+    if (ws->closing && !ws->close_started) {
+        ws->close_started = true;
+        lws_set_timer_usecs(wsi, 1);
     }
     return 0;
 }
 
-/* LWS_CALLBACK_TIMER: closes a websocket the peer has left silent for server.idle_timeout_s. */
+/*
+ * LWS_CALLBACK_TIMER: starts a requested close (see on_ws_writeable), or closes a websocket the
+ * peer has left silent for server.idle_timeout_s. Returns -1 to close.
+ */
 static int on_ws_timer(fb_ws_t *ws)
 {
+    if (ws->close_started) {
+        size_t rlen = strlen(ws->close_reason);
+        lws_close_reason(ws->wsi, (enum lws_close_status)ws->close_code,
+                         rlen ? (unsigned char *)ws->close_reason : NULL, rlen);
+        return -1;
+    }
     long limit = (long)ws->srv->opts.idle_timeout_s * 1000;
     long idle = ws_idle_ms(ws->wsi);
-    if (idle < 0 || idle >= limit) {
-        FB_DEBUG(HTTP, "%s idle for %ld ms: closing", ws->tag, idle);
-        if (!ws->closing) {
-            fb_ws_close(ws, 1001, "inactivité");
-        } else {
-            lws_close_reason(ws->wsi, (enum lws_close_status)1001, NULL, 0);
-            return -1; /* already closing and still silent: give up on it */
-        }
-        ws_arm_idle(ws, limit);
+    if (idle >= 0 && idle < limit) {
+        ws_arm_idle(ws, limit - idle);
         return 0;
     }
-    ws_arm_idle(ws, limit - idle);
+    FB_DEBUG(HTTP, "%s idle for %ld ms: closing", ws->tag, idle);
+    if (ws->closing)
+        return -1; /* a close already waits for a peer that neither reads nor writes */
+    fb_ws_close(ws, 1001, "inactivité");
+    ws_arm_idle(ws, limit);
     return 0;
 }
 
