@@ -476,15 +476,20 @@ def test_bad_frames(redis, make_daemon):
                 {"type": "hello", "token": None, "since": 0}]:
         chat.send(obj)
         chat.error("bad_request")
-    # Invalid UTF-8 inside a text frame.
-    chat.ws.send(b'{"type":"message","id":"abc","text":"\xff\xfe"}', text=True)
-    chat.error("bad_request")
     # A binary frame.
     chat.ws.send(b"\x00\x01\x02")
     chat.error("bad_request")
     # The connection still works, and so does the daemon for others.
     chat.say("lyon")
     chat.wait_bot("Qui porte le projet")
+    assert_serves_others(d)
+    # Invalid UTF-8 in a text frame fails that connection (RFC 6455 section 8.1: close 1007),
+    # and only that one.
+    broken = Chat(d)
+    broken.wait_bot("Dans quelle commune")
+    broken.ws.send(b'{"type":"message","id":"abc","text":"\xff\xfe"}', text=True)
+    assert broken.closed_code() == 1007
+    chat.ping()
     assert_serves_others(d)
     chat.close()
 
