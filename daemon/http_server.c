@@ -39,9 +39,9 @@
 #define MAX_RESP_HEADER 4096
 
 /* Static files above this size answer 404; smaller ones are read at once on the loop thread. */
-#define STATIC_MAX_BYTES (8u * 1024 * 1024)
+#define STATIC_MAX_BYTES ((size_t)8 * 1024 * 1024)
 /* Bytes of outgoing frames a websocket may have queued (fb_ws_send answers FB_EAGAIN past it). */
-#define WS_QUEUE_MAX (1024u * 1024)
+#define WS_QUEUE_MAX ((size_t)1024 * 1024)
 /* A close reason fits in a control frame: 125 bytes minus the 2-byte code. */
 #define WS_REASON_MAX 123
 
@@ -425,8 +425,9 @@ static void serve_static(fb_http_req_t *req, const struct static_route *st)
     /* A directory (empty path or trailing '/') means its index.html. */
     bool index = rel_len == 0 || rel[rel_len - 1] == '/';
     char *file = fb_asprintf("%s/%s%s", st->dir, rel, index ? "index.html" : "");
-    /* O_NONBLOCK: opening a FIFO must not block the loop (it is then refused as not regular). */
-    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    /* O_NONBLOCK: opening a FIFO must not block the loop (it is then refused as not regular).
+     * O_NOFOLLOW: a symbolic link is not a regular file either. */
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
     struct stat sb;
     if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
         (unsigned long long)sb.st_size > STATIC_MAX_BYTES) {
@@ -517,7 +518,14 @@ static int on_http(fb_http_server_t *srv, struct lws *wsi, struct pss *pss, cons
     } else if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
         has_body = true; /* chunked: counted as it arrives in LWS_CALLBACK_HTTP_BODY */
     }
-    req->route = find_route(srv, req->path);
+    /* A decoded %00 would cut the path short and make it name something else: no such path. */
+    bool nul_in_path = m >= 0 && uri_ptr == uri && uri_len >= 0 &&
+                       strnlen(uri, (size_t)uri_len + 1) != (size_t)uri_len;
+    req->route = nul_in_path ? NULL : find_route(srv, req->path);
+    if (nul_in_path) {
+        respond_error(req, 404, "not_found", has_body, NULL);
+        return 0;
+    }
     if (!req->route) {
         const struct ws_route *wr = find_ws_route(srv, req->path);
         const struct static_route *st = wr ? NULL : find_static(srv, req->path);

@@ -5,7 +5,10 @@
  * main thread. Messages, fragments, limits, ordering, close codes, refused upgrades, drain, and a
  * destroy with connections still open that leaves the loop closable.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "frichebot/alloc.h"
@@ -370,6 +373,30 @@ static void scenario_close_and_paths(struct wfix *f)
     ASSERT_EQ(fb_wsc_connect(&c, f->port, "/hello", NULL), 404);
     fb_wsc_close(&c);
     ASSERT_EQ(fb_wsc_connect(&c, f->port, "/ws/x", NULL), 404);
+    fb_wsc_close(&c);
+    /* A plain GET of the websocket path: 426. */
+    {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons((uint16_t)f->port);
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ASSERT_EQ(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        static const char get[] = "GET /ws HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        ASSERT_EQ(write(fd, get, sizeof(get) - 1), (ssize_t)sizeof(get) - 1);
+        char ans[2048];
+        size_t pos = 0;
+        ssize_t n;
+        while (pos < sizeof(ans) - 1 && (n = read(fd, ans + pos, sizeof(ans) - 1 - pos)) > 0)
+            pos += (size_t)n;
+        ans[pos] = '\0';
+        close(fd);
+        ASSERT(strncmp(ans, "HTTP/1.1 426", 12) == 0);
+        ASSERT_NOT_NULL(strstr(ans, "upgrade: websocket\r\n"));
+    }
+    /* A subprotocol is not offered: libwebsockets hangs up without an answer. */
+    ASSERT_EQ(fb_wsc_connect(&c, f->port, "/ws", "Sec-WebSocket-Protocol: chat\r\n"), -1);
     fb_wsc_close(&c);
     ASSERT_EQ(fb_wsc_connect(&c, f->port, "/ws?jeton=1", NULL), 101);
     expect_text(&c, "bienvenue");
