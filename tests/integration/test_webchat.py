@@ -537,7 +537,8 @@ def test_page_and_static_files(redis, make_daemon, tmp_path):
     status, headers, body = d.request("/")
     assert status == 200 and b"Assistant friches" in body
     assert headers["Content-Type"].startswith("text/html")
-    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert headers["Cache-Control"] == "no-cache"
     status, headers, body = d.request("/static/chat.js")
     assert status == 200 and body == b"console.log('ok');\n"
     status, headers, body = d.request("/dsfr/dsfr.min.css")
