@@ -115,4 +115,11 @@ const struct fb_dialog_s *fb_router_dialog(const fb_router_t *r);
 /** Scans the outbox's pending index now (also done at start, every minute, on reconnection). */
 void fb_router_outbox_scan(fb_router_t *r);
 
+/**
+ * Tests only: `fn` is called after each engine step, before the COMMIT is sent, with the
+ * conversation key and the effects (which it may change). NULL removes it.
+ */
+void fb__router_set_step_hook(fb_router_t *r,
+                              void (*fn)(void *arg, const char *key, json_t *effects), void *arg);
+
 #endif /* FB_ROUTER_H */
