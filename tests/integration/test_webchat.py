@@ -224,9 +224,16 @@ def test_conversation_reaches_the_end_and_survives_a_reload(redis, make_daemon):
     assert len(partial.entries) == 2
 
     status, health = d.json("/healthz")
+    assert health["adapters"]["web"]["state"] == "ok"
     assert health["adapters"]["web"]["connections"] == 1
     assert health["adapters"]["web"]["conversations_online"] == 1
     partial.close()
+
+    # The log never shows the token (only its tag) nor what the user wrote.
+    log = d.read_log()
+    assert chat.token not in log
+    assert "Jardins du Confluent" not in log and "1,2 ha" not in log
+    assert "[web|" in log
 
 
 def test_same_event_twice_gives_one_reply(redis, make_daemon):
