@@ -334,27 +334,33 @@ def test_redis_restart_loses_nothing(redis, make_daemon):
     redis.cli("SHUTDOWN", "SAVE")
     redis.proc.wait(10)
     redis.proc = None
-    lost = new_id()
-    chat.send({"type": "message", "id": lost, "text": "une association"})
-    err = chat.error("unavailable", timeout=20)
-    assert err["id"] == lost and err["retry_after"] >= 1
-    assert "indisponible" in err["message"]
-    assert not any(f["type"] == "ack" and f["id"] == lost for f in chat.frames)
+    # Two messages during the outage: neither is recorded, each gets `unavailable`.
+    lost, lost2 = new_id(), new_id()
+    for mid, text in ((lost, "une association"), (lost2, "1,2 ha")):
+        chat.send({"type": "message", "id": mid, "text": text})
+        err = chat.error("unavailable", timeout=20)
+        assert err["id"] == mid and err["retry_after"] >= 1
+        assert "indisponible" in err["message"]
+    assert not any(f["type"] == "ack" for f in chat.frames if f.get("id") in (lost, lost2))
     # The daemon is still there for others: health says degraded, the page still answers.
     status, health = d.json("/healthz")
     assert status == 503 and health["redis"]["connected"] is False
 
     redis.start()
     assert wait_until(lambda: d.json("/healthz")[0] == 200, 20)
-    # The page resends the message with the same id: one reply.
+    # The page resends both messages, in order, with the same ids: one reply each.
     chat.say("une association", mid=lost)
     chat.wait_bot("Quelle est la surface", asked["seq"])
-    chat.say("1,2 ha")
+    chat.say("1,2 ha", mid=lost2)
     chat.wait_bot("Le sol a-t-il déjà été analysé")
+    chat.say("non")
+    chat.wait_bot("Quels usages envisagez-vous")
     stored = history(redis, chat.token)
     check_seqs(stored)
-    assert sum(e["from"] == "user" and e.get("id") == lost for e in stored) == 1
-    assert sum(e["from"] == "bot" and "Quelle est la surface" in e["text"] for e in stored) == 1
+    for mid in (lost, lost2):
+        assert sum(e["from"] == "user" and e.get("id") == mid for e in stored) == 1
+    for q in ("Qui porte le projet", "Quelle est la surface", "Le sol a-t-il"):
+        assert sum(e["from"] == "bot" and q in e["text"] for e in stored) == 1, q
     chat.close()
 
 
