@@ -615,7 +615,7 @@ static int on_confirm_upgrade(fb_http_server_t *srv, struct lws *wsi, const char
     const char *code = NULL, *name = "unknown";
     const struct ws_route *wr = NULL;
     if (!proto || strcmp(proto, "websocket") != 0)
-        return -1; /* h2c and the like: not spoken here */
+        return 0; /* other upgrades (h2c): libwebsockets' own business, as before */
     if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0 ||
         !(wr = find_ws_route(srv, path))) {
         status = 404;

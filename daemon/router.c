@@ -205,7 +205,7 @@ struct fb_router_s {
     uv_timer_t tick; /* reconnection check and periodic scan */
     unsigned ticks;
     uint64_t redis_connects;
-    bool started, stopping, adapters_stopped, stop_done_called;
+    bool started, stopping, adapters_stopped, stop_done_called, in_check;
     size_t adapters_stopping;
     void (*stop_done)(void *arg);
     void *stop_arg;
@@ -1190,6 +1190,11 @@ int fb_router_add_adapter(fb_router_t *r, const fb_adapter_ops_t *ops)
     s->a.priv = ops->priv_size ? fb_calloc(1, ops->priv_size) : NULL;
     snprintf(s->a.state, sizeof(s->a.state), "starting");
     rc = ops->init(&s->a);
+    if (rc == FB_DECLINED) {
+        fb_free(s->a.priv);
+        fb_free(s);
+        return rc; /* disabled by its configuration */
+    }
     if (rc != 0) {
         FB_ERR(ROUTER, "adapter %s: init failed: %s", ops->name, fb_strerror(rc));
         fb_free(s->a.priv);
@@ -1275,10 +1280,11 @@ size_t fb_router_pending(const fb_router_t *r)
  * the last close callback calls done. */
 static void check_stopped(fb_router_t *r)
 {
-    if (!r->stopping || !r->adapters_stopped || r->stop_done_called)
+    if (!r->stopping || !r->adapters_stopped || r->stop_done_called || r->in_check)
         return;
     if (r->inflight > 0)
         return;
+    r->in_check = true; /* conv_maybe_free() below calls back here */
     /* Idle conversations: stop their timers, drop queued jobs (none start while stopping). */
     for (size_t b = 0; b < CONV_BUCKETS; b++) {
         struct conv *c = r->buckets[b];
@@ -1293,6 +1299,7 @@ static void check_stopped(fb_router_t *r)
             c = next;
         }
     }
+    r->in_check = false;
     if (r->nconvs > 0 || r->ready)
         return;
     if (!uv_is_closing((uv_handle_t *)&r->kick)) {

@@ -71,8 +71,9 @@ fb_router_t *fb_router_create(const fb_router_deps_t *deps, fb_buf_t *errors);
 
 /**
  * Registers an adapter: checks its ops table (fb_adapter_check(), unique name), gives it a
- * fb_core_t and calls its init(). Returns 0, FB_EINVAL (refused: logged) or init()'s error.
- * Call before fb_router_start().
+ * fb_core_t and calls its init(). Returns 0, FB_EINVAL (refused: logged) or init()'s error;
+ * init() returning FB_DECLINED means "disabled by the configuration" (the adapter is dropped,
+ * not an error). Call before fb_router_start().
  */
 int fb_router_add_adapter(fb_router_t *r, const fb_adapter_ops_t *ops);
 

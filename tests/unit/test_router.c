@@ -950,3 +950,41 @@ static void setup_ops(struct fixture *f, const char *dialog, unsigned delay)
     ASSERT(f->sync && !f->sync->err);
     router_up(f, dialog, delay);
 }
+
+/* Stopping with events queued: each callback runs once (handled, or FB_ECANCELED for those that
+ * had not started), deliver() refuses new ones, and the stop completes. */
+TEST_IMPL(router_stop_with_events_queued)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    struct result r[7];
+    memset(r, 0, sizeof(r));
+    char ids[6][8];
+    for (int i = 0; i < 6; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "%d", i);
+        ASSERT_OK(deliver(i == 0 ? FB_IN_START : FB_IN_MESSAGE, "s", ids[i], "aide", &r[i]));
+    }
+    ASSERT_OK(deliver(FB_IN_START, "s2", "1", NULL, &r[6]));
+    int stopped = 0, closed = 0;
+    fb_router_stop(f.router, on_stopped, &stopped);
+    struct result late = {0, 0};
+    ASSERT_EQ(deliver(FB_IN_START, "s3", "1", NULL, &late), FB_ECANCELED);
+    wait_int(&f.loop, &stopped, 1);
+    int cancelled = 0;
+    for (int i = 0; i < 7; i++) {
+        ASSERT_EQ(r[i].calls, 1);
+        ASSERT(r[i].status == 0 || r[i].status == FB_ECANCELED);
+        cancelled += r[i].status == FB_ECANCELED;
+    }
+    ASSERT_GE(cancelled, 1);
+    ASSERT_EQ(late.calls, 0);
+    ASSERT_EQ(fb_router_pending(f.router), 0);
+    fb_redis_close(f.redis, on_redis_closed, &closed);
+    wait_int(&f.loop, &closed, 1);
+    fb_router_destroy(f.router);
+    fb_store_destroy(f.store);
+    fb_config_free(f.cfg);
+    f.router = NULL;
+    teardown(&f);
+    return 0;
+}
