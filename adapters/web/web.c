@@ -796,10 +796,11 @@ static void client_on_message(struct client *c, json_t *msg, bool is_choice)
 static void send_welcome(struct client *c, bool is_new)
 {
     struct web *w = c->w;
-    json_t *o =
-        json_pack("{s:s, s:s, s:b, s:{s:I, s:I}}", "type", "welcome", "token", c->cv->token, "new",
-                  is_new, "limits", "max_message_bytes", (json_int_t)w->opts->max_message_bytes,
-                  "messages_per_minute", (json_int_t)w->opts->messages_per_minute);
+    json_t *o = json_pack("{s:s, s:s, s:b, s:{s:I, s:I, s:I}}", "type", "welcome", "token",
+                          c->cv->token, "new", is_new, "limits", "max_message_bytes",
+                          (json_int_t)w->opts->max_message_bytes, "messages_per_minute",
+                          (json_int_t)w->opts->messages_per_minute, "idle_timeout_s",
+                          (json_int_t)w->core->cfg->server.idle_timeout_s);
     if (!o)
         return;
     client_send_json(c, o);

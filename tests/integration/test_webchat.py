@@ -185,7 +185,8 @@ def test_conversation_reaches_the_end_and_survives_a_reload(redis, make_daemon):
     chat = Chat(d)
     assert chat.welcome["new"] is True
     assert len(chat.token) == 43
-    assert chat.welcome["limits"] == {"max_message_bytes": 2000, "messages_per_minute": 20}
+    assert chat.welcome["limits"] == {"max_message_bytes": 2000, "messages_per_minute": 20,
+                                      "idle_timeout_s": 60}
     greeting = chat.wait_bot("Bonjour")
     assert "html" in greeting and greeting["html"]
     after = walk(chat, WALK)
@@ -505,6 +506,22 @@ def test_bad_frames(redis, make_daemon):
     chat.ping()
     assert_serves_others(d)
     chat.close()
+
+
+def test_idle_connections_close_and_pinging_ones_stay(redis, make_daemon):
+    d = start_daemon(make_daemon, redis, idle_timeout_s=2)
+    quiet, busy = Chat(d), Chat(d)
+    assert busy.welcome["limits"]["idle_timeout_s"] == 2
+    busy.wait_bot("Dans quelle commune")
+    quiet.wait_bot("Dans quelle commune")
+    # Pinging more often than the idle timeout (as the page must) keeps a connection open.
+    for _ in range(5):
+        time.sleep(0.8)
+        busy.ping()
+    assert quiet.closed_code(timeout=5) == 1001
+    busy.say("lyon")
+    busy.wait_bot("Qui porte le projet")
+    busy.close()
 
 
 def test_malformed_or_unknown_token_starts_a_new_conversation(redis, make_daemon):
