@@ -88,9 +88,16 @@ static const char append_script[] =
     "end\n"
     "return {1, n, e}\n";
 
-/* Create. KEYS: meta. ARGV: now (Unix ms), TTL in ms. Returns 1 (created) or 0 (existed). */
+/*
+ * Create. KEYS: meta. ARGV: creation stamp (Unix ms), TTL in ms. Returns 1 when created, also
+ * for a resend of this very creation (same stamp: its first reply was lost), 0 when the key
+ * existed already.
+ */
 static const char create_script[] =
-    "if redis.call('HSETNX', KEYS[1], 'created', ARGV[1]) == 0 then return 0 end\n"
+    "if redis.call('HSETNX', KEYS[1], 'created', ARGV[1]) == 0 then\n"
+    "  if redis.call('HGET', KEYS[1], 'created') == ARGV[1] then return 1 end\n"
+    "  return 0\n"
+    "end\n"
     "redis.call('HSET', KEYS[1], 'seq', 0)\n"
     "local ttl = tonumber(ARGV[2])\n"
     "if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end\n"
