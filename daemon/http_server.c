@@ -8,6 +8,12 @@
  * server is gone by then: the answer is simply dropped. Answers are written from
  * LWS_CALLBACK_HTTP_WRITEABLE only ("write only when writable", libwebsockets README.coding).
  *
+ * Static files are answered the same way, read at once from disk (8 MiB at most). Websockets
+ * share the context, the port and the protocol callback: each connection is an fb_ws_t with a
+ * queue of copied frames written from LWS_CALLBACK_SERVER_WRITEABLE, kept on a list so that the
+ * server's destroy can tell every endpoint that its connections are gone. See
+ * docs/internals/HTTP_SERVER.md.
+ *
  * Teardown: lws_context_destroy() closes lws's uv handles asynchronously; lws clears
  * srv->ctx through info.pcontext when it is done, and a small timer frees the server then.
  */
