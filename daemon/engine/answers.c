@@ -1934,7 +1934,7 @@ static bool select_by_position(span_t s, size_t n, uint64_t *k, span_t *core, si
     size_t nw = word_count(s), pos = 0;
     *core = s;
     *nw_out = nw;
-    span_t w1, w2;
+    span_t w1 = {0}, w2 = {0};
     word_next(s, &pos, &w1);
     if (nw == 1 && position_word(w1, k))
         return true;
@@ -2372,7 +2372,7 @@ static fb_answer_status_t segment_match(const fb_choice_set_t *set, span_t seg,
     fb_answer_status_t st;
     while (digits && word_next(core, &pos, &w))
         digits = all_digits(w, &k);
-    span_t w1, w2, w3;
+    span_t w1 = {0}, w2 = {0}, w3 = {0};
     size_t p3 = 0;
     uint64_t lo, hi;
     size_t idx;

@@ -95,8 +95,9 @@ static void roundtrip(int port, const char *req, size_t len, char *out, size_t c
         out[0] = '\0';
         return;
     }
+    ASSERT_NOT_NULL(out);
     size_t pos = 0;
-    for (;;) {
+    while (pos + 1 < cap) {
         ssize_t n = read(fd, out + pos, cap - 1 - pos);
         if (n <= 0)
             break;
@@ -282,7 +283,7 @@ static void static_done(uv_async_t *a)
 
 static void write_file(const char *dir, const char *name, const char *content)
 {
-    char path[512];
+    char path[1024];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     FILE *fp = fopen(path, "w");
     ASSERT_NOT_NULL(fp);
@@ -292,7 +293,7 @@ static void write_file(const char *dir, const char *name, const char *content)
 
 static void sized_file(const char *dir, const char *name, off_t size)
 {
-    char path[512];
+    char path[1024];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ASSERT(fd >= 0);
