@@ -1,7 +1,7 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 #
-# bench/run.sh BUILD_DIR - the session store benchmark (`make bench`).
+# bench/run.sh BUILD_DIR - the session store and pipeline benchmarks (`make bench`).
 #
 # Starts a private redis-server on a random loopback port in a temporary directory (removed,
 # and the server stopped, on exit), then measures, alternately and REPEAT times each:
@@ -11,7 +11,15 @@
 # Reports the medians and the ratio store_roundtrips_per_s / pair_rate, where pair_rate =
 # 1/(1/GET + 1/SET) is the rate of one GET plus one SET done back to back: the raw Redis cost of
 # a round trip. Environment: FB_BENCH_N (100000), FB_BENCH_C (50), FB_BENCH_D (512),
-# FB_BENCH_REPEAT (5), FB_REDIS_SERVER (redis-server). Exits non-zero on any failure.
+# FB_BENCH_REPEAT (5), FB_REDIS_SERVER (redis-server).
+#
+# Then the pipeline: the daemon of BUILD_DIR serves the sample dialog on that Redis, and
+# bench_pipeline drives its web chat websocket with FB_BENCH_PC (100) conversations, each sending a
+# message and waiting for the reply (websocket, adapter, router, engine, atomic Redis write, outbox,
+# websocket): first in closed loop for the maximum rate, then in open loop at half that rate for the
+# latency (p50/p99 from each message's scheduled send time), FB_BENCH_PD (10) seconds each, the
+# maximum measured FB_BENCH_PREPEAT (3) times (median). Reported against the GET+SET pair rate
+# above, from the same Redis in the same run. Exits non-zero on any failure.
 set -eu
 
 build=${1:?usage: bench/run.sh BUILD_DIR}
@@ -77,6 +85,11 @@ median() {
 
 : >"$tmp/store" ; : >"$tmp/get" ; : >"$tmp/set"
 echo "bench: redis $version on 127.0.0.1:$port; N=$N round trips, C=$C, D=$D bytes, $REPEAT runs" >&2
+daemon=$build/frichebot
+pbin=$build/bench/bench_pipeline
+[ -x "$daemon" ] || die "$daemon not found: build first"
+[ -x "$pbin" ] || die "$pbin not found: build first"
+
 r=1
 while [ $r -le "$REPEAT" ]; do
   out=$("$bin" -a "tcp://127.0.0.1:$port" -n "$N" -c "$C" -d "$D") || die "bench_store failed"
@@ -105,4 +118,80 @@ awk -v s="$store" -v g="$get" -v t="$set" -v n="$N" -v c="$C" -v d="$D" -v k="$R
   printf "  ratio store / pair rate            %12.2f\n", s / pair
   printf "note: the store sends every conversation over one connection, where hiredis pipelines\n"
   printf "concurrent commands; redis-benchmark uses %d connections, one request in flight each.\n", c
+}'
+
+# ---- the pipeline ----
+PC=${FB_BENCH_PC:-100}
+PD=${FB_BENCH_PD:-10}
+PREPEAT=${FB_BENCH_PREPEAT:-3}
+redis-cli -h 127.0.0.1 -p "$port" flushall >/dev/null
+dpid=
+stop_daemon() {
+  if [ -n "$dpid" ]; then
+    kill "$dpid" 2>/dev/null || true
+    wait "$dpid" 2>/dev/null || true
+    dpid=
+  fi
+}
+trap 'stop_daemon; cleanup' EXIT
+hport=
+for attempt in 1 2 3 4 5; do
+  p=$(( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000 + 20000 ))
+  # Limits raised so that the bench measures the pipeline, not the anti-abuse limits.
+  cat >"$tmp/frichebot.yaml" <<EOF
+server:
+  listen: "127.0.0.1:$p"
+redis:
+  address: "tcp://127.0.0.1:$port"
+log:
+  level: warning
+web:
+  messages_per_minute: 10000
+  max_connections_per_address: 100000
+EOF
+  "$daemon" serve -c "$tmp/frichebot.yaml" >"$tmp/daemon.log" 2>&1 &
+  dpid=$!
+  i=0
+  while [ $i -lt 200 ]; do
+    if curl -fsS "http://127.0.0.1:$p/healthz" >/dev/null 2>&1; then
+      hport=$p
+      break
+    fi
+    kill -0 "$dpid" 2>/dev/null || break
+    sleep 0.05
+    i=$((i + 1))
+  done
+  [ -n "$hport" ] && break
+  stop_daemon
+done
+[ -n "$hport" ] || { cat "$tmp/daemon.log" >&2; die "cannot start the daemon"; }
+
+: >"$tmp/pmax"
+echo "bench: pipeline through the daemon on 127.0.0.1:$hport, $PC conversations, ${PD} s per run" >&2
+r=1
+while [ $r -le "$PREPEAT" ]; do
+  out=$("$pbin" -p "$hport" -c "$PC" -d "$PD") || { cat "$tmp/daemon.log" >&2; die "bench_pipeline failed"; }
+  echo "$out" | sed -n 's/^messages_per_s=//p' >>"$tmp/pmax"
+  r=$((r + 1))
+done
+[ "$(wc -l <"$tmp/pmax")" -eq "$PREPEAT" ] || die "missing pipeline measurements"
+pmax=$(median <"$tmp/pmax")
+half=$(awk -v m="$pmax" 'BEGIN { printf "%d", m / 2 }')
+out=$("$pbin" -p "$hport" -c "$PC" -d "$PD" -r "$half") || { cat "$tmp/daemon.log" >&2; die "bench_pipeline failed"; }
+prate=$(echo "$out" | sed -n 's/^messages_per_s=//p')
+p50=$(echo "$out" | sed -n 's/^p50_ms=//p')
+p99=$(echo "$out" | sed -n 's/^p99_ms=//p')
+stop_daemon
+if grep -E 'ERROR|AddressSanitizer|runtime error' "$tmp/daemon.log" >&2; then
+  die "the daemon reported errors"
+fi
+awk -v m="$pmax" -v h="$half" -v r="$prate" -v a="$p50" -v b="$p99" -v g="$get" -v t="$set" \
+    -v c="$PC" -v k="$PREPEAT" 'BEGIN {
+  pair = 1 / (1 / g + 1 / t)
+  printf "frichebot pipeline benchmark: web chat websocket -> router -> engine -> Redis -> outbox -> websocket\n"
+  printf "  %d conversations, message \"aide\" (help, same state), median of %d runs for the maximum\n", c, k
+  printf "  messages/s, closed loop (maximum)  %12.0f\n", m
+  printf "  ratio to the GET+SET pair rate     %12.2f\n", m / pair
+  printf "  open loop at half the maximum      %12.0f msg/s offered, %.0f done\n", h, r
+  printf "  latency p50 / p99 (ms)             %12.2f / %.2f\n", a, b
 }'
