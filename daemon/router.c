@@ -46,6 +46,7 @@
 #define REDIS_RETRY_MS    1000  /* an outbox Redis operation that failed is retried after this */
 #define AVIS_COMMENTS_MAX 1000  /* comments kept in the global list (in commit_src) */
 #define DEDUPE_MS_PER_H   3600000ULL
+#define MAX_ADAPTER_KEYS  8 /* fb_adapter_ops_t.conv_keys deleted on forget */
 
 /* ---- the scripts ------------------------------------------------------------------------- */
 
@@ -59,8 +60,9 @@ static const char read_src[] = "if redis.call('EXISTS', KEYS[2]) == 1 then retur
  * 6 parked, 7 history (the adapter's), 8 pending index, 9 due reminders, 10 stats, 11 avis
  * comments. ARGV: 1 expected version, 2 session data, 3 mode (w: write, f: forget, n: leave),
  * 4 write id, 5 session TTL ms (0: none), 6 dedupe TTL ms, 7 now ms, 8 conversation key,
- * 9 the effects as JSON {out, rem, ticket, stats, avis}. Returns {2, 0} for a duplicate,
- * {0, version found} on a conflict, {1, new version} when written.
+ * 9 the effects as JSON {out, rem, ticket, stats, avis}. KEYS 12 and after: the adapter's own
+ * per-conversation keys (fb_adapter_ops_t.conv_keys), deleted on forget. Returns {2, 0} for a
+ * duplicate, {0, version found} on a conflict, {1, new version} when written.
  */
 static const char commit_src[] =
     "if redis.call('EXISTS', KEYS[2]) == 1 then return {2, 0} end\n"
@@ -80,6 +82,7 @@ static const char commit_src[] =
     "if ARGV[3] == 'f' then\n"
     "  cancel_all()\n"
     "  redis.call('DEL', KEYS[1], KEYS[3], KEYS[5], KEYS[6], KEYS[7])\n"
+    "  for i = 12, #KEYS do redis.call('DEL', KEYS[i]) end\n"
     "  nv = 0\n"
     "elseif ARGV[3] == 'w' then\n"
     "  nv = v + 1\n"
@@ -948,15 +951,20 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
     json_decref(ns);
     json_decref(effects);
 
-    char *keys[11] = {ckey(c, "session"),  NULL,
-                      ckey(c, "outbox"),   ckey(c, "reminders"),
-                      ckey(c, "ticket"),   ckey(c, "parked"),
-                      ckey(c, "history"),  fb_strdup(r->k_pending),
-                      fb_strdup(r->k_due), fb_strdup(r->k_stats),
-                      fb_strdup(r->k_avis)};
+    char *keys[11 + MAX_ADAPTER_KEYS] = {ckey(c, "session"),  NULL,
+                                         ckey(c, "outbox"),   ckey(c, "reminders"),
+                                         ckey(c, "ticket"),   ckey(c, "parked"),
+                                         ckey(c, "history"),  fb_strdup(r->k_pending),
+                                         fb_strdup(r->k_due), fb_strdup(r->k_stats),
+                                         fb_strdup(r->k_avis)};
     char *evsuffix = fb_asprintf("ev:%s", j->event_id);
     keys[1] = ckey(c, evsuffix);
     fb_free(evsuffix);
+    size_t nkeys = 11;
+    const struct adapter_slot *slot = adapter_by_name(r, c->name);
+    for (const char *const *k = slot ? slot->a.ops->conv_keys : NULL;
+         k && *k && nkeys < 11 + MAX_ADAPTER_KEYS; k++)
+        keys[nkeys++] = ckey(c, *k);
     char expected[24], ttl[24], dttl[24], nowbuf[24], wid[24];
     snprintf(expected, sizeof(expected), "%llu", (unsigned long long)version);
     snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)fb_store_session_ttl_ms(r->store));
@@ -966,20 +974,21 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
     uint64_t h =
         fnv64(fnv64(FNV_INIT, c->key, strlen(c->key) + 1), j->event_id, strlen(j->event_id));
     snprintf(wid, sizeof(wid), "%016llx", (unsigned long long)h);
-    const char *args[20];
-    for (size_t i = 0; i < 11; i++)
+    const char *args[11 + MAX_ADAPTER_KEYS + 9];
+    for (size_t i = 0; i < nkeys; i++)
         args[i] = keys[i];
-    args[11] = expected;
-    args[12] = sdata ? sdata : "";
-    args[13] = mode;
-    args[14] = wid;
-    args[15] = ttl;
-    args[16] = dttl;
-    args[17] = nowbuf;
-    args[18] = c->key;
-    args[19] = ops ? ops : "{\"out\":[],\"rem\":[],\"stats\":[],\"avis\":[]}";
-    rc = fb_store_eval(r->store, &r->s_commit, FB_REDIS_RETRY, 11, 9, args, NULL, on_commit, j);
-    for (size_t i = 0; i < 11; i++)
+    const char **argv = args + nkeys;
+    argv[0] = expected;
+    argv[1] = sdata ? sdata : "";
+    argv[2] = mode;
+    argv[3] = wid;
+    argv[4] = ttl;
+    argv[5] = dttl;
+    argv[6] = nowbuf;
+    argv[7] = c->key;
+    argv[8] = ops ? ops : "{\"out\":[],\"rem\":[],\"stats\":[],\"avis\":[]}";
+    rc = fb_store_eval(r->store, &r->s_commit, FB_REDIS_RETRY, nkeys, 9, args, NULL, on_commit, j);
+    for (size_t i = 0; i < nkeys; i++)
         fb_free(keys[i]);
     free(sdata); /* fb-lint: allow free (jansson's allocation) */
     free(ops);   /* fb-lint: allow free (jansson's allocation) */

@@ -133,6 +133,9 @@ static const char forget_script[] = "if redis.call('EXISTS', KEYS[1]) == 1 then 
 enum key_index { K_META, K_HIST, K_HIDS, K_HKEYS, K_OUTBOX, K_SESSION, K__COUNT };
 static const char *const key_suffix[K__COUNT] = {"web",   "hist",   "hids",
                                                  "hkeys", "outbox", "session"};
+/* The adapter's own keys (the outbox and the session are the router's): fb_adapter_web.conv_keys,
+ * which the router deletes with the session on "oublier mes données". */
+static const char *const own_keys[] = {"web", "hist", "hids", "hkeys", NULL};
 
 struct web;
 struct client;
@@ -1309,4 +1312,5 @@ const fb_adapter_ops_t fb_adapter_web = {
     .destroy = web_destroy,
     .send = web_send,
     .stats = web_stats,
+    .conv_keys = own_keys,
 };

@@ -96,6 +96,10 @@ typedef struct fb_adapter_ops_s {
 
     /* Optional (NULL). */
     int (*stats)(fb_adapter_t *a, json_t *out); /* fields added to /healthz "adapters"."name" */
+    /* NULL-terminated suffixes of the keys the adapter keeps per conversation (its keys are
+     * fb_store_conv_key(store, "name:conv", suffix)): the router deletes them in the same atomic
+     * write as the session when the user asks to be forgotten. At most 8. */
+    const char *const *conv_keys;
 } fb_adapter_ops_t;
 
 struct uv_loop_s;

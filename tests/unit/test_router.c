@@ -151,6 +151,9 @@ static int ta_stats(fb_adapter_t *a, json_t *out)
     return 0;
 }
 
+/* The adapter's own per-conversation keys, deleted by the router on forget. */
+static const char *const ta_keys[] = {"mine", "other", NULL};
+
 static const fb_adapter_ops_t test_adapter = {
     .api_version = FB_ADAPTER_API_VERSION,
     .name = "test",
@@ -162,6 +165,7 @@ static const fb_adapter_ops_t test_adapter = {
     .destroy = ta_destroy,
     .send = ta_send,
     .stats = ta_stats,
+    .conv_keys = ta_keys,
 };
 
 /* The adapter instance the router made (deliver() needs it): recorded by init. */
@@ -729,6 +733,10 @@ TEST_IMPL(router_forget_deletes_keys)
     ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:f}:session"), 1);
     redisReply *rep = redisCommand(f.sync, "RPUSH t:{c:test:f}:history x");
     freeReplyObject(rep);
+    /* The adapter's declared keys go with the session; a key it did not declare stays. */
+    const char *own[] = {"mine", "other", "notmine"};
+    for (size_t i = 0; i < FB_ARRAY_SIZE(own); i++)
+        freeReplyObject(redisCommand(f.sync, "SET t:{c:test:f}:%s x", own[i]));
     /* The escalation cancelled the reminder; arm one to see forget remove it. */
     rep = redisCommand(f.sync, "HSET t:{c:test:f}:reminders relance inactivite");
     freeReplyObject(rep);
@@ -738,9 +746,10 @@ TEST_IMPL(router_forget_deletes_keys)
     deliver_wait(&f, FB_IN_MESSAGE, "f", "4", "oublier mes données", 0);
     wait_int(&f.loop, &ta.nsent, before + 1);
     ASSERT_NOT_NULL(strstr(ta.sent[ta.nsent - 1].text, "effacé"));
-    const char *gone[] = {"session", "ticket", "history", "reminders", "parked"};
+    const char *gone[] = {"session", "ticket", "history", "reminders", "parked", "mine", "other"};
     for (size_t i = 0; i < FB_ARRAY_SIZE(gone); i++)
         ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:f}:%s", gone[i]), 0);
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:f}:notmine"), 1);
     ASSERT_EQ(redis_int(&f, "ZCARD t:reminders:due"), 0);
     run_for(&f.loop, 50);
     ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:f}:outbox"), 0);
