@@ -6,7 +6,7 @@
 # (cmake/FbGeo.cmake). An installed daemon sets dialogs.path, web.static_dir and web.dsfr_dir.
 #
 # Include it from the top-level CMakeLists.txt after fb_core is defined: include(FbPaths)
-set(FB_DIALOG_DEFAULT_PATH ${PROJECT_SOURCE_DIR}/dialogs/exemple.yaml)
+set(FB_DIALOG_DEFAULT_PATH ${PROJECT_SOURCE_DIR}/dialogs/friche.yaml)
 set(FB_WEB_STATIC_DIR ${PROJECT_SOURCE_DIR}/adapters/web/static)
 set(FB_DSFR_DIR ${PROJECT_SOURCE_DIR}/node_modules/@gouvfr/dsfr/dist)
 target_compile_definitions(fb_core PRIVATE FB_DIALOG_DEFAULT_PATH="${FB_DIALOG_DEFAULT_PATH}"

@@ -38,7 +38,7 @@
 
 /* Compile-time defaults of the paths (cmake/FbPaths.cmake); the fallbacks serve other builds. */
 #ifndef FB_DIALOG_DEFAULT_PATH
-#define FB_DIALOG_DEFAULT_PATH "dialogs/exemple.yaml"
+#define FB_DIALOG_DEFAULT_PATH "dialogs/friche.yaml"
 #endif
 #ifndef FB_WEB_STATIC_DIR
 #define FB_WEB_STATIC_DIR "adapters/web/static"

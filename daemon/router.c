@@ -46,7 +46,8 @@
 #define REDIS_RETRY_MS    1000  /* an outbox Redis operation that failed is retried after this */
 #define AVIS_COMMENTS_MAX 1000  /* comments kept in the global list (in commit_src) */
 #define DEDUPE_MS_PER_H   3600000ULL
-#define MAX_ADAPTER_KEYS  8 /* fb_adapter_ops_t.conv_keys deleted on forget */
+#define MAX_ADAPTER_KEYS  8  /* fb_adapter_ops_t.conv_keys deleted on forget */
+#define N_COMMIT_KEYS     10 /* the commit script's fixed keys */
 
 /* ---- the scripts ------------------------------------------------------------------------- */
 
@@ -57,12 +58,12 @@ static const char read_src[] = "if redis.call('EXISTS', KEYS[2]) == 1 then retur
 
 /*
  * COMMIT. KEYS: 1 session, 2 dedupe mark, 3 outbox, 4 reminders (id -> reason), 5 ticket,
- * 6 parked, 7 history (the adapter's), 8 pending index, 9 due reminders, 10 stats, 11 avis
- * comments. ARGV: 1 expected version, 2 session data, 3 mode (w: write, f: forget, n: leave),
- * 4 write id, 5 session TTL ms (0: none), 6 dedupe TTL ms, 7 now ms, 8 conversation key,
- * 9 the effects as JSON {out, rem, ticket, stats, avis}. KEYS 12 and after: the adapter's own
- * per-conversation keys (fb_adapter_ops_t.conv_keys), deleted on forget. Returns {2, 0} for a
- * duplicate, {0, version found} on a conflict, {1, new version} when written.
+ * 6 parked, 7 pending index, 8 due reminders, 9 stats, 10 avis comments. ARGV: 1 expected version,
+ * 2 session data, 3 mode (w: write, f: forget, n: leave), 4 write id, 5 session TTL ms (0: none), 6
+ * dedupe TTL ms, 7 now ms, 8 conversation key, 9 the effects as JSON {out, rem, ticket, stats,
+ * avis}. KEYS 11 and after: the adapter's own per-conversation keys (fb_adapter_ops_t.conv_keys),
+ * deleted on forget. Returns {2, 0} for a duplicate, {0, version found} on a conflict, {1, new
+ * version} when written.
  */
 static const char commit_src[] =
     "if redis.call('EXISTS', KEYS[2]) == 1 then return {2, 0} end\n"
@@ -74,15 +75,15 @@ static const char commit_src[] =
     "local function expire(k) if ttl > 0 then redis.call('PEXPIRE', k, ttl) end end\n"
     "local function cancel_all()\n"
     "  for _, id in ipairs(redis.call('HKEYS', KEYS[4])) do\n"
-    "    redis.call('ZREM', KEYS[9], member .. '|' .. id)\n"
+    "    redis.call('ZREM', KEYS[8], member .. '|' .. id)\n"
     "  end\n"
     "  redis.call('DEL', KEYS[4])\n"
     "end\n"
     "local nv = v\n"
     "if ARGV[3] == 'f' then\n"
     "  cancel_all()\n"
-    "  redis.call('DEL', KEYS[1], KEYS[3], KEYS[5], KEYS[6], KEYS[7])\n"
-    "  for i = 12, #KEYS do redis.call('DEL', KEYS[i]) end\n"
+    "  redis.call('DEL', KEYS[1], KEYS[3], KEYS[5], KEYS[6])\n"
+    "  for i = 11, #KEYS do redis.call('DEL', KEYS[i]) end\n"
     "  nv = 0\n"
     "elseif ARGV[3] == 'w' then\n"
     "  nv = v + 1\n"
@@ -94,10 +95,10 @@ static const char commit_src[] =
     "  if op[1] == 's' then\n"
     "    redis.call('HSET', KEYS[4], op[2], op[4])\n"
     "    expire(KEYS[4])\n"
-    "    redis.call('ZADD', KEYS[9], op[3], member .. '|' .. op[2])\n"
+    "    redis.call('ZADD', KEYS[8], op[3], member .. '|' .. op[2])\n"
     "  elseif op[2] then\n"
     "    redis.call('HDEL', KEYS[4], op[2])\n"
-    "    redis.call('ZREM', KEYS[9], member .. '|' .. op[2])\n"
+    "    redis.call('ZREM', KEYS[8], member .. '|' .. op[2])\n"
     "  else\n"
     "    cancel_all()\n"
     "  end\n"
@@ -107,18 +108,18 @@ static const char commit_src[] =
     "             ops.ticket[2], 'created', ARGV[7])\n"
     "  expire(KEYS[5])\n"
     "end\n"
-    "for _, name in ipairs(ops.stats) do redis.call('HINCRBY', KEYS[10], name, 1) end\n"
+    "for _, name in ipairs(ops.stats) do redis.call('HINCRBY', KEYS[9], name, 1) end\n"
     "for _, a in ipairs(ops.avis) do\n"
-    "  redis.call('HINCRBY', KEYS[10], 'avis_note_' .. a[1], 1)\n"
+    "  redis.call('HINCRBY', KEYS[9], 'avis_note_' .. a[1], 1)\n"
     "  if a[2] then\n"
-    "    redis.call('LPUSH', KEYS[11], a[2])\n"
-    "    redis.call('LTRIM', KEYS[11], 0, 999)\n" /* AVIS_COMMENTS_MAX - 1 */
+    "    redis.call('LPUSH', KEYS[10], a[2])\n"
+    "    redis.call('LTRIM', KEYS[10], 0, 999)\n" /* AVIS_COMMENTS_MAX - 1 */
     "  end\n"
     "end\n"
     "if #ops.out > 0 then\n"
     "  for _, e in ipairs(ops.out) do redis.call('RPUSH', KEYS[3], e) end\n"
     "  expire(KEYS[3])\n"
-    "  redis.call('ZADD', KEYS[8], 'NX', ARGV[7], member)\n"
+    "  redis.call('ZADD', KEYS[7], 'NX', ARGV[7], member)\n"
     "end\n"
     "redis.call('SET', KEYS[2], '1', 'PX', ARGV[6])\n"
     "return {1, nv}\n";
@@ -951,19 +952,18 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
     json_decref(ns);
     json_decref(effects);
 
-    char *keys[11 + MAX_ADAPTER_KEYS] = {ckey(c, "session"),  NULL,
-                                         ckey(c, "outbox"),   ckey(c, "reminders"),
-                                         ckey(c, "ticket"),   ckey(c, "parked"),
-                                         ckey(c, "history"),  fb_strdup(r->k_pending),
-                                         fb_strdup(r->k_due), fb_strdup(r->k_stats),
-                                         fb_strdup(r->k_avis)};
+    char *keys[N_COMMIT_KEYS + MAX_ADAPTER_KEYS] = {ckey(c, "session"),      NULL,
+                                                    ckey(c, "outbox"),       ckey(c, "reminders"),
+                                                    ckey(c, "ticket"),       ckey(c, "parked"),
+                                                    fb_strdup(r->k_pending), fb_strdup(r->k_due),
+                                                    fb_strdup(r->k_stats),   fb_strdup(r->k_avis)};
     char *evsuffix = fb_asprintf("ev:%s", j->event_id);
     keys[1] = ckey(c, evsuffix);
     fb_free(evsuffix);
-    size_t nkeys = 11;
+    size_t nkeys = N_COMMIT_KEYS;
     const struct adapter_slot *slot = adapter_by_name(r, c->name);
     for (const char *const *k = slot ? slot->a.ops->conv_keys : NULL;
-         k && *k && nkeys < 11 + MAX_ADAPTER_KEYS; k++)
+         k && *k && nkeys < N_COMMIT_KEYS + MAX_ADAPTER_KEYS; k++)
         keys[nkeys++] = ckey(c, *k);
     char expected[24], ttl[24], dttl[24], nowbuf[24], wid[24];
     snprintf(expected, sizeof(expected), "%llu", (unsigned long long)version);
@@ -974,7 +974,7 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
     uint64_t h =
         fnv64(fnv64(FNV_INIT, c->key, strlen(c->key) + 1), j->event_id, strlen(j->event_id));
     snprintf(wid, sizeof(wid), "%016llx", (unsigned long long)h);
-    const char *args[11 + MAX_ADAPTER_KEYS + 9];
+    const char *args[N_COMMIT_KEYS + MAX_ADAPTER_KEYS + 9];
     for (size_t i = 0; i < nkeys; i++)
         args[i] = keys[i];
     const char **argv = args + nkeys;

@@ -42,6 +42,8 @@ def web_yaml(**web):
 
 def start_daemon(make_daemon, redis, extra="", **settings):
     settings.setdefault("idle_timeout_s", 60)
+    if "dialogs:" not in extra:  # the built-in default is the friche dialog; these tests walk the sample
+        extra = f"dialogs:\n  path: \"{SAMPLE}\"\n" + extra
     return make_daemon(redis.address, extra=extra, **settings)
 
 
