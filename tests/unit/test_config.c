@@ -121,7 +121,7 @@ static void assert_optional_defaults(const fb_config_t *c)
     ASSERT_EQ(c->http_client.retry.max_attempts, 5);
     ASSERT_STR_EQ(c->log.level, "info");
     ASSERT(!c->log.json);
-    ASSERT_STR_EQ(c->dialogs.path, FB_SOURCE_DIR "/dialogs/exemple.yaml");
+    ASSERT_STR_EQ(c->dialogs.path, FB_SOURCE_DIR "/dialogs/friche.yaml");
     ASSERT_STR_EQ(c->dialogs.geo_path, fb_geo_default_path());
     ASSERT_EQ(c->router.dedupe_retention_hours, 72);
     ASSERT_EQ(c->router.max_queued_per_conversation, 32);
