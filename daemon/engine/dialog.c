@@ -307,6 +307,14 @@ struct ld {
     yaml_node_t **state_keys;  /* per state index: its key */
     unsigned char *reached;
     bool has_commune;
+
+    /* strings compared with names (`usage == "usine"`), checked once every question is known */
+    struct cmpstr {
+        int file;
+        int line, col;
+        char *name, *str;
+    } * cmps;
+    size_t n_cmps, cap_cmps;
 };
 
 static void add_errv(struct ld *l, int file, long line, long col, const char *fmt, va_list ap)
@@ -1034,6 +1042,63 @@ static void check_name_cb(void *arg, const char *name, bool is_tag, int line, in
     }
 }
 
+/* fb_expr_compared_strings() callback: records the comparison for check_compared_strings(). */
+static void record_cmp_cb(void *arg, const char *name, const char *str, int line, int col)
+{
+    struct ld *l = arg;
+    if (l->n_cmps == l->cap_cmps) {
+        l->cap_cmps = l->cap_cmps ? l->cap_cmps * 2 : 32;
+        l->cmps = fb_realloc(l->cmps, l->cap_cmps * sizeof(*l->cmps));
+    }
+    l->cmps[l->n_cmps++] = (struct cmpstr){l->file, line, col, fb_strdup(name), fb_strdup(str)};
+}
+
+/* True when `id` is an option of a choice question filling slot `slot`. */
+static bool slot_has_option(const fb_dialog_t *d, int slot, const char *id)
+{
+    for (size_t i = 0; i < d->n_states; i++) {
+        const struct fb__state *st = &d->states[i];
+        if (st->slot != slot)
+            continue;
+        for (size_t c = 0; c < st->n_choices; c++)
+            if (strcmp(st->choices[c].id, id) == 0)
+                return true;
+    }
+    return false;
+}
+
+/*
+ * A string compared with the answer to a choice question must be one of its option ids:
+ * `usage == "usine"` where the options are industriel, commerce... is always false, a typo
+ * the author would never see. Reported at the string, with the ids.
+ */
+static void check_compared_strings(struct ld *l)
+{
+    const fb_dialog_t *d = l->d;
+    for (size_t i = 0; i < l->n_cmps; i++) {
+        const struct cmpstr *c = &l->cmps[i];
+        int slot = fb__strmap_get(&d->slot_map, c->name);
+        if (slot < 0 || (d->slots[slot].type != FB__Q_CHOICE && d->slots[slot].type != FB__Q_MULTI))
+            continue;
+        const struct fb__state *first = &d->states[d->slots[slot].state];
+        if (first->n_choices == 0 || slot_has_option(d, slot, c->str))
+            continue; /* no options compiled (already reported), or fine */
+        fb_buf_t ids;
+        fb_buf_init(&ids, 4096);
+        for (size_t k = 0; k < first->n_choices; k++)
+            (void)fb_buf_printf(&ids, "%s%s", k ? ", " : "", first->choices[k].id);
+        fb_yaml_shown_t s = fb_yaml_show(c->str, strlen(c->str));
+        int saved = l->file;
+        l->file = c->file;
+        errat(l, c->line, c->col,
+              "« %s » n'est pas une réponse possible de la question « %s » : la comparaison "
+              "serait toujours fausse (identifiants des options : %s)",
+              s.s, c->name, fb_buf_str(&ids));
+        l->file = saved;
+        fb_buf_free(&ids);
+    }
+}
+
 /*
  * Compiles the expression in scalar `v` (key `what`): parse errors and unknown names are
  * reported. Returns the expression or NULL. `src_out`, when not NULL, receives a copy of the
@@ -1063,6 +1128,7 @@ static fb_expr_t *compile_expr(struct ld *l, const yaml_node_t *v, const char *w
         import_errors(l, &tmp, line, col);
     } else {
         fb_expr_names(e, check_name_cb, l);
+        fb_expr_compared_strings(e, record_cmp_cb, l);
         if (src_out)
             *src_out = fb_strdup(src);
     }
@@ -1137,6 +1203,7 @@ static bool compile_text(struct ld *l, const yaml_node_t *v, const char *what, s
         import_errors(l, &tmp, line, col);
     } else {
         fb_template_names(out->t, check_name_cb, l);
+        fb_template_compared_strings(out->t, record_cmp_cb, l);
         prerender(out);
     }
     fb_buf_free(&tmp);
@@ -2646,6 +2713,7 @@ static fb_dialog_t *load(const char *name, const char *dir, const char *text, si
         compile_rules(l, f[TK_REGLES]);
     if (f[TK_MIGRATIONS])
         compile_migrations(l, f[TK_MIGRATIONS]);
+    check_compared_strings(l);
     if (l->has_commune && !geo)
         errn(l, f[TK_ETATS],
              "ce dialogue pose une question de type commune mais l'index des communes n'est pas "
@@ -2683,6 +2751,11 @@ done:
     fb_free(l->state_nodes);
     fb_free(l->state_keys);
     fb_free(l->reached);
+    for (size_t i = 0; i < l->n_cmps; i++) {
+        fb_free(l->cmps[i].name);
+        fb_free(l->cmps[i].str);
+    }
+    fb_free(l->cmps);
     if (failed) {
         dialog_free(d);
         return NULL;

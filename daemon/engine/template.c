@@ -532,6 +532,51 @@ static void names_list(const struct tlist *l, struct names_ctx *c)
     }
 }
 
+struct strings_ctx {
+    const char *scope[FB_TEMPLATE_MAX_DEPTH]; /* loop variables in scope */
+    size_t n;
+    void (*cb)(void *arg, const char *name, const char *str, int line, int col);
+    void *arg;
+};
+
+/* Passes a comparison on unless its name is a loop variable in scope. */
+static void strings_filter(void *arg, const char *name, const char *str, int line, int col)
+{
+    struct strings_ctx *c = arg;
+    for (size_t i = 0; i < c->n; i++)
+        if (!strcmp(c->scope[i], name))
+            return;
+    c->cb(c->arg, name, str, line, col);
+}
+
+static void strings_list(const struct tlist *l, struct strings_ctx *c)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        const struct tnode *n = l->items[i];
+        fb_expr_compared_strings(n->expr, strings_filter, c);
+        if (n->kind == N_FOR && c->n < FB_TEMPLATE_MAX_DEPTH) {
+            c->scope[c->n++] = n->var;
+            strings_list(&n->body, c);
+            c->n--;
+        } else {
+            strings_list(&n->body, c);
+            strings_list(&n->alt, c);
+        }
+    }
+}
+
+void fb_template_compared_strings(const fb_template_t *t,
+                                  void (*cb)(void *arg, const char *name, const char *str, int line,
+                                             int col),
+                                  void *arg)
+{
+    struct strings_ctx c;
+    memset(&c, 0, sizeof(c));
+    c.cb = cb;
+    c.arg = arg;
+    strings_list(&t->root, &c);
+}
+
 void fb_template_names(const fb_template_t *t,
                        void (*cb)(void *arg, const char *name, bool is_tag, int line, int col),
                        void *arg)
