@@ -72,7 +72,8 @@ static int32_t parse_day(const char *s)
     for (int i = 0; i < 10; i++)
         if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
             return 0;
-    int y = atoi(s), m = atoi(s + 5), dd = atoi(s + 8);
+    int y = (int)strtol(s, NULL, 10), m = (int)strtol(s + 5, NULL, 10);
+    int dd = (int)strtol(s + 8, NULL, 10);
     if (y < 2000 || y > 2999 || m < 1 || m > 12 || dd < 1 || dd > 31)
         return 0;
     int32_t day = day_from_ymd(y, m, dd);
