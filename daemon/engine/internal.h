@@ -355,6 +355,9 @@ json_t *fb__commune_compact(const char *insee, const char *name);
  */
 json_t *fb__commune_expand(const fb_geo_t *geo, const json_t *v);
 
+/** The last day number a session may hold (9999-12-31): later days are not recorded. */
+#define FB__MAX_DAY 2932896
+
 /** The day number (days since 1970-01-01, UTC) of Unix time `t`. */
 int32_t fb__day_of(int64_t t);
 

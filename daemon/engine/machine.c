@@ -1339,8 +1339,9 @@ static void set_step_status(struct run *r, int i, int status)
 {
     struct fb__sess *s = &r->s;
     s->status[i] = (unsigned char)status;
+    int32_t day = fb__day_of(r->env->now);
     if (s->day)
-        s->day[i] = fb__day_of(r->env->now);
+        s->day[i] = day > 0 && day <= FB__MAX_DAY ? day : 0;
     invalidate(r);
     effect(r, json_pack("{s:s, s:s, s:s}", "type", "step", "item", r->d->items[s->road[i]].ref,
                         "status", fb__status_names[status]));

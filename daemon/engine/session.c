@@ -13,7 +13,6 @@
  * shared (reference-counted) with the input session's: both must be treated as read-only.
  */
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,34 +51,6 @@ void fb__day_ymd(int32_t day, int *y, int *m, int *dd)
     *y = (int)(yoe + era * 400 + (mm <= 2));
     *m = (int)mm;
     *dd = (int)(doy - (153 * mp + 2) / 5 + 1);
-}
-
-static int32_t day_from_ymd(int y, int m, int dd)
-{
-    int64_t yy = (int64_t)y - (m <= 2);
-    int64_t era = (yy >= 0 ? yy : yy - 399) / 400;
-    int64_t yoe = yy - era * 400;
-    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + dd - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return (int32_t)(era * 146097 + doe - 719468);
-}
-
-/* The day number of "YYYY-MM-DD" (a real date from 2000 to 2999), or 0 when it is not one. */
-static int32_t parse_day(const char *s)
-{
-    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
-        return 0;
-    for (int i = 0; i < 10; i++)
-        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
-            return 0;
-    int y = (int)strtol(s, NULL, 10), m = (int)strtol(s + 5, NULL, 10);
-    int dd = (int)strtol(s + 8, NULL, 10);
-    if (y < 2000 || y > 2999 || m < 1 || m > 12 || dd < 1 || dd > 31)
-        return 0;
-    int32_t day = day_from_ymd(y, m, dd);
-    int cy, cm, cd;
-    fb__day_ymd(day, &cy, &cm, &cd);
-    return (cy == y && cm == m && cd == dd) ? day : 0; /* 2026-02-30 is no date */
 }
 
 void fb__session_init(const fb_dialog_t *d, struct fb__sess *s)
@@ -168,10 +139,15 @@ static bool opt_strings(const json_t *o, const char *key, const json_t **out)
     return true;
 }
 
-/* qsort order of item indices. */
-static int cmp_int(const void *a, const void *b)
+/* A roadmap item and the day of its last change, sorted together by item index. */
+struct road_day {
+    int item;
+    int32_t day;
+};
+
+static int cmp_road_day(const void *a, const void *b)
 {
-    int x = *(const int *)a, y = *(const int *)b;
+    int x = ((const struct road_day *)a)->item, y = ((const struct road_day *)b)->item;
     return (x > y) - (x < y);
 }
 
@@ -196,7 +172,7 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
     if (!json_is_integer(v) || json_integer_value(v) != SESSION_FORMAT || !json_is_string(jd) ||
         !d->id || strcmp(json_string_value(jd), d->id) != 0 || !json_is_string(jh) ||
         !json_is_string(js) || (ja && !json_is_object(ja)) || (ju && !json_is_object(ju)) ||
-        (jk && !json_is_string(jk)) || (jj && !json_is_object(jj)))
+        (jk && !json_is_string(jk)) || (jj && !json_is_array(jj)))
         return FB_EINVAL;
     if (!opt_strings(session, "t", &tags) || !opt_strings(session, "p", &path) ||
         !opt_strings(session, "r", &road) || !opt_strings(session, "c", &cand) ||
@@ -219,11 +195,11 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
         json_t *mu = unconst(ju);
         json_object_foreach(mu, key, val) if (!json_is_string(val)) return FB_EINVAL;
     }
-    if (jj) {
-        const char *key;
-        const json_t *val;
-        json_t *mj = unconst(jj);
-        json_object_foreach(mj, key, val) if (!json_is_string(val)) return FB_EINVAL;
+    for (size_t i = 0; jj && i < json_array_size(jj); i++) {
+        const json_t *day = json_array_get(jj, i);
+        if (!json_is_integer(day) || json_integer_value(day) < 0 ||
+            json_integer_value(day) > FB__MAX_DAY)
+            return FB_EINVAL;
     }
     for (size_t i = 0; cand && i < json_array_size(cand); i++)
         if (i >= FB__MAX_CANDIDATES ||
@@ -265,19 +241,28 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
         s->road = fb_calloc(n + 1, sizeof(*s->road));
         s->status = fb_calloc(n + 1, 1);
         s->day = fb_calloc(n + 1, sizeof(*s->day));
+        /* `j` runs parallel to `r`: keep each day with its item through the sort */
+        struct road_day *rd = fb_calloc(n + 1, sizeof(*rd));
         for (size_t i = 0; i < n; i++) {
             int it = fb__strmap_get(&use->item_map, json_string_value(json_array_get(road, i)));
-            if (it >= 0)
-                s->road[s->n_road++] = it;
+            if (it < 0)
+                continue;
+            const json_t *dj = jj ? json_array_get(jj, i) : NULL;
+            rd[s->n_road].item = it;
+            rd[s->n_road].day = dj ? (int32_t)json_integer_value(dj) : 0;
+            s->n_road++;
         }
-        qsort(s->road, s->n_road, sizeof(*s->road), cmp_int);
+        qsort(rd, s->n_road, sizeof(*rd), cmp_road_day);
+        for (size_t i = 0; i < s->n_road; i++) {
+            s->road[i] = rd[i].item;
+            s->day[i] = rd[i].day;
+        }
+        fb_free(rd);
         for (size_t i = 0; i < s->n_road; i++) {
             const char *ref = use->items[s->road[i]].ref;
             const json_t *st = ju ? json_object_get(ju, ref) : NULL;
             int sv = st ? fb__status_index(json_string_value(st)) : 0;
             s->status[i] = (unsigned char)(sv > 0 ? sv : 0);
-            const json_t *dj = jj ? json_object_get(jj, ref) : NULL;
-            s->day[i] = dj ? parse_day(json_string_value(dj)) : 0;
             if (jk && strcmp(json_string_value(jk), ref) == 0) {
                 s->pending_step = (int)i;
                 s->pending_pick = pick;
@@ -338,7 +323,8 @@ json_t *fb__session_dump(const struct fb__sess *s)
         (void)json_object_set_new(o, "f", json_integer(s->fails));
     if (s->n_road > 0) {
         json_t *r = json_array();
-        json_t *u = NULL, *j = NULL;
+        json_t *u = NULL;
+        bool any_day = false;
         for (size_t i = 0; i < s->n_road; i++) {
             const char *ref = d->items[s->road[i]].ref;
             (void)json_array_append_new(r, json_string(ref));
@@ -347,21 +333,17 @@ json_t *fb__session_dump(const struct fb__sess *s)
                     u = json_object();
                 (void)json_object_set_new(u, ref, json_string(fb__status_names[s->status[i]]));
             }
-            if (s->day && s->day[i] > 0) {
-                int y, m, dd;
-                char buf[16];
-                fb__day_ymd(s->day[i], &y, &m, &dd);
-                snprintf(buf, sizeof(buf), "%04d-%02d-%02d", y, m, dd);
-                if (!j)
-                    j = json_object();
-                (void)json_object_set_new(j, ref, json_string(buf));
-            }
+            any_day = any_day || (s->day && s->day[i] > 0);
         }
         (void)json_object_set_new(o, "r", r);
         if (u)
             (void)json_object_set_new(o, "u", u);
-        if (j)
+        if (any_day) { /* parallel to `r`: days since 1970-01-01, 0 for never changed */
+            json_t *j = json_array();
+            for (size_t i = 0; i < s->n_road; i++)
+                (void)json_array_append_new(j, json_integer(s->day[i] > 0 ? s->day[i] : 0));
             (void)json_object_set_new(o, "j", j);
+        }
     }
     if (s->pending_step >= 0 && (size_t)s->pending_step < s->n_road) {
         (void)json_object_set_new(o, "k", json_string(d->items[s->road[s->pending_step]].ref));

@@ -980,8 +980,11 @@ TEST_IMPL(machine_malformed_session)
         "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"u\":{\"etapes.engagement\":3}}",
         "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"k\":[]}",
         "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"n\":true}",
-        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"j\":[]}",
-        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"j\":{\"etapes.engagement\":20000}}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"j\":{}}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"j\":[\"2026-12-03\"]}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"j\":[-1]}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"j\":[1.5]}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"j\":[99999999]}",
         "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"g\":1}",
         "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"o\":\"oui\"}",
     };
@@ -1264,10 +1267,25 @@ static void complet_ended(struct conv *c)
     ASSERT_STR_EQ(state(c), "fin");
 }
 
-/* The date the session holds for step `ref` ("YYYY-MM-DD"), or NULL. */
+/* The date the session holds for step `ref` ("YYYY-MM-DD", from `j`, parallel to `r`), or NULL
+ * (a static buffer). */
 static const char *step_day(const struct conv *c, const char *ref)
 {
-    return json_string_value(json_object_get(json_object_get(c->session, "j"), ref));
+    static char buf[16];
+    const json_t *r = json_object_get(c->session, "r"), *j = json_object_get(c->session, "j");
+    for (size_t i = 0; i < json_array_size(r); i++) {
+        if (strcmp(json_string_value(json_array_get(r, i)), ref) != 0)
+            continue;
+        json_int_t day = json_integer_value(json_array_get(j, i));
+        if (day <= 0)
+            return NULL;
+        time_t t = (time_t)day * 86400;
+        struct tm tm;
+        ASSERT_NOT_NULL(gmtime_r(&t, &tm));
+        strftime(buf, sizeof(buf), "%Y-%m-%d", &tm);
+        return buf;
+    }
+    return NULL;
 }
 
 static const char *step_status(const struct conv *c, const char *ref)
@@ -1475,18 +1493,23 @@ TEST_IMPL(machine_steps_session_dates)
 {
     struct conv c;
     complet_ended(&c);
-    json_t *j =
-        json_pack("{s:s, s:s, s:s}", "etapes.engagement", "2026-02-30", "etapes.maitrise_fonciere",
-                  "2026-12-24", "etapes.inconnue", "2026-12-24");
+    /* `j` runs parallel to `r`, whatever its order and unknown items: 20811 is 2026-12-24 */
+    json_t *r =
+        json_pack("[s, s, s, s, s]", "etapes.inconnue", "etapes.maitrise_fonciere",
+                  "etapes.engagement", "etapes.etude_programmation", "etapes.diagnostic_pollution");
+    json_t *j = json_pack("[i, i, i, i]", 20000, 20811, 0, 20812); /* shorter: the last is 0 */
+    json_object_set_new(c.session, "r", r);
     json_object_set_new(c.session, "j", j);
     say(&c, "mes étapes");
     ASSERT_SAYS(&c, "1. Délibérer sur le projet : à faire\n"
-                    "2. Assurer la maîtrise foncière : à faire (noté le 24 décembre 2026)");
+                    "2. Assurer la maîtrise foncière : à faire (noté le 24 décembre 2026)\n"
+                    "3. Faire un diagnostic de pollution : à faire\n"
+                    "4. Lancer une étude de programmation : à faire (noté le 25 décembre 2026)");
     say(&c, "étape 3 faite");
-    char *dump = json_dumps(json_object_get(c.session, "j"), JSON_COMPACT | JSON_SORT_KEYS);
-    ASSERT_STR_EQ(dump, "{\"etapes.diagnostic_pollution\":\"2026-11-30\","
-                        "\"etapes.maitrise_fonciere\":\"2026-12-24\"}");
+    char *dump = json_dumps(json_object_get(c.session, "j"), JSON_COMPACT);
+    ASSERT_STR_EQ(dump, "[0,20811,20787,20812]"); /* in `r`'s (catalogue) order */
     free(dump);
+    ASSERT_STR_EQ(step_day(&c, "etapes.diagnostic_pollution"), "2026-11-30");
     /* "retour" from the end reopens the questions: the stored steps and their dates go */
     say(&c, "retour");
     ASSERT_NULL(json_object_get(c.session, "j"));
