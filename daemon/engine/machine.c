@@ -1406,6 +1406,35 @@ static const char *const step_fillers[] = {
     "bien ",     "statut ", "etait ",  "sera ",       "au statut ", "en statut ",
 };
 static const char *const step_trailers[] = {" maintenant", " desormais", " merci", " aujourd hui"};
+/* Words around a status written before "étape N" ("j'ai terminé l'étape 2"). */
+static const char *const step_leaders[] = {"j ai ", "on a ", "nous avons ", "c est ", "ai "};
+static const char *const step_enders[] = {" l", " la", " de l", " pour l", " avec l"};
+
+/* Removes the `fillers` found at the start of `s` and the `trailers` found at its end,
+ * repeatedly, never leaving it empty. */
+static void strip_words(char *s, const char *const *fillers, size_t n_fillers,
+                        const char *const *trailers, size_t n_trailers)
+{
+    for (bool again = true; again;) {
+        again = false;
+        for (size_t i = 0; i < n_fillers; i++) {
+            size_t fl = strlen(fillers[i]);
+            if (strncmp(s, fillers[i], fl) == 0 && s[fl]) {
+                memmove(s, s + fl, strlen(s + fl) + 1);
+                again = true;
+            }
+        }
+        size_t rl = strlen(s);
+        for (size_t i = 0; i < n_trailers; i++) {
+            size_t tl = strlen(trailers[i]);
+            if (rl > tl && strcmp(s + rl - tl, trailers[i]) == 0) {
+                s[rl - tl] = '\0';
+                again = true;
+                break;
+            }
+        }
+    }
+}
 
 /*
  * Reads "étape 2 faite", "l'étape 3 est en cours", "étape 1 : pas concernée", "étape 4". Returns
@@ -1423,16 +1452,18 @@ static bool parse_step_text(const fb_dialog_t *d, const char *text, long *num, i
     size_t n = fb_text_fold(text, len, buf, sizeof(buf));
     if (n >= sizeof(buf))
         return false;
-    /* "etape" among the first four words */
+    /* "etape" among the first six words */
     const char *p = buf;
-    for (int w = 0; w < 4; w++) {
+    for (int w = 0; w < 6; w++) {
         if (strncmp(p, "etape ", 6) == 0)
             break;
         const char *sp = strchr(p, ' ');
-        if (!sp || w == 3)
+        if (!sp || w == 5)
             return false;
         p = sp + 1;
     }
+    char before[256];
+    snprintf(before, sizeof(before), "%.*s", p > buf ? (int)(p - buf - 1) : 0, buf);
     p += 6;
     if (p[0] == 'n' && (p[1] == ' ' || (p[1] >= '0' && p[1] <= '9'))) /* "n°2" */
         p += p[1] == ' ' ? 2 : 1;
@@ -1447,24 +1478,13 @@ static bool parse_step_text(const fb_dialog_t *d, const char *text, long *num, i
         p++;
     char rest[256];
     snprintf(rest, sizeof(rest), "%s", p);
-    for (bool again = true; again;) {
-        again = false;
-        for (size_t i = 0; i < FB_ARRAY_SIZE(step_fillers); i++) {
-            size_t fl = strlen(step_fillers[i]);
-            if (strncmp(rest, step_fillers[i], fl) == 0 && rest[fl]) {
-                memmove(rest, rest + fl, strlen(rest + fl) + 1);
-                again = true;
-            }
-        }
-        size_t rl = strlen(rest);
-        for (size_t i = 0; i < FB_ARRAY_SIZE(step_trailers); i++) {
-            size_t tl = strlen(step_trailers[i]);
-            if (rl > tl && strcmp(rest + rl - tl, step_trailers[i]) == 0) {
-                rest[rl - tl] = '\0';
-                again = true;
-                break;
-            }
-        }
+    strip_words(rest, step_fillers, FB_ARRAY_SIZE(step_fillers), step_trailers,
+                FB_ARRAY_SIZE(step_trailers));
+    if (!rest[0]) { /* nothing after the number: the status may come first */
+        strip_words(before, step_leaders, FB_ARRAY_SIZE(step_leaders), step_enders,
+                    FB_ARRAY_SIZE(step_enders));
+        if (strcmp(before, "l") != 0 && strcmp(before, "la") != 0)
+            snprintf(rest, sizeof(rest), "%s", before);
     }
     size_t idx = 0;
     if (rest[0] && fb_answer_choice_in(d->all_status_set, rest, &idx) == FB_ANSWER_OK)

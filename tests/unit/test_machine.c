@@ -1317,6 +1317,8 @@ TEST_IMPL(machine_steps_list_and_change)
     static const struct {
         const char *text, *ref, *status, *label;
     } cases[] = {
+        {"J'ai terminé l'étape 1", "etapes.engagement", "faite", "faite"},
+        {"bloquée pour l'étape 3", "etapes.diagnostic_pollution", "bloquee", "bloquée"},
         {"étape 2 faite", "etapes.maitrise_fonciere", "faite", "faite"},
         {"L'étape 3 est en cours", "etapes.diagnostic_pollution", "en_cours", "en cours"},
         {"etape n°4 : bloquée", "etapes.etude_programmation", "bloquee", "bloquée"},
