@@ -927,6 +927,31 @@ static void check_turn(struct tctx *t, json_t *turn, const char *tpath, json_t *
         }
         fb_free(path);
     }
+    json_t *unwanted = json_object_get(turn, "sans_effets");
+    json_array_foreach(unwanted, i, we)
+    {
+        path = fb_asprintf("%s/sans_effets/%zu", tpath, i);
+        json_t *exp = expected_effect(we);
+        if (!exp) {
+            tfail(t, path,
+                  "effet incompris (relance, escalade, annule, oubli, fin, etape, stat, ou un "
+                  "objet avec type)");
+        } else {
+            size_t j;
+            json_t *e;
+            json_array_foreach(effects, j, e)
+            {
+                if (!json_subset(exp, e))
+                    continue;
+                char *g = json_dumps(e, JSON_COMPACT | JSON_ENSURE_ASCII);
+                tfail(t, path, "effet inattendu %s", g ? g : "?");
+                free(g); /* fb-lint: allow free (jansson's allocation) */
+                break;
+            }
+            json_decref(exp);
+        }
+        fb_free(path);
+    }
     if (json_is_true(json_object_get(turn, "session_nulle")) && session && !json_is_null(session)) {
         path = fb_asprintf("%s/session_nulle", tpath);
         tfail(t, path, "la session devait être effacée");

@@ -107,6 +107,8 @@ const char *const fb__text_names[FB__T_COUNT] = {
     "oubli_fait",      "relances_arretees", "escalade",      "aide_generale", "fin_atteinte",
     "reprise",         "commune_inconnue",  "commune_choix", "resume",        "mes_donnees",
     "version_changee", "relance",           "relance_etape", "etape_notee",   "etape_plus_tard",
+    "etapes",          "etapes_aide",       "etape_statut",  "etape_changee", "etapes_pas_encore",
+    "etape_inconnue",
 };
 
 const char *const fb__text_defaults[FB__T_COUNT] = {
@@ -135,6 +137,7 @@ const char *const fb__text_defaults[FB__T_COUNT] = {
     "- **conseiller** : parler à une personne\n"
     "- **où en suis-je** : revoir vos réponses et votre feuille de route\n"
     "- **mes données** : voir ce que je conserve\n"
+    "- **mes étapes** : suivre les étapes de votre feuille de route et changer leur statut\n"
     "- **oublier mes données** : tout effacer\n"
     "- **stop** : ne plus recevoir de relances",
     /* fin_atteinte */
@@ -161,10 +164,32 @@ const char *const fb__text_defaults[FB__T_COUNT] = {
     "« conseiller » pour en parler avec une personne.{% fin %}",
     /* etape_plus_tard */
     "Entendu, je vous relancerai plus tard.",
+    /* etapes */
+    "Vos étapes et leur statut :",
+    /* etapes_aide */
+    "Pour changer le statut d'une étape, écrivez son numéro et son nouveau statut, par exemple "
+    "« étape 2 faite », « étape 3 en cours », « étape 4 bloquée », « étape 1 pas concernée » ou "
+    "« étape 5 déjà faite ».",
+    /* etape_statut */
+    "Quel est le statut de l'étape {{ etape.numero }}, « {{ etape.titre }} » ? Aujourd'hui : "
+    "{{ etape.statut_texte }}.",
+    /* etape_changee */
+    "C'est noté : l'étape {{ etape.numero }}, « {{ etape.titre }} », est maintenant "
+    "« {{ etape.statut_texte }} ».{% si etape.statut == \"bloquee\" %} Si vous le souhaitez, "
+    "écrivez « conseiller » pour en parler avec une personne.{% fin %}",
+    /* etapes_pas_encore */
+    "Votre feuille de route n'est pas encore enregistrée : elle le sera à la fin des questions. "
+    "Vous pourrez alors suivre chaque étape et changer son statut (« mes étapes »).",
+    /* etape_inconnue */
+    "Je ne trouve pas cette étape dans votre feuille de route.",
 };
 
 const char *const fb__status_names[FB__ST_COUNT] = {
     "a_faire", "en_cours", "bloquee", "faite", "non_pertinente", "deja_faite",
+};
+
+const char *const fb__status_labels[FB__ST_COUNT] = {
+    "à faire", "en cours", "bloquée", "faite", "non pertinente", "déjà faite",
 };
 
 int fb__status_index(const char *name)
@@ -179,6 +204,7 @@ int fb__status_index(const char *name)
 static const char *const cmd_names[FB__CMD_COUNT] = {
     "aide",          "retour",      "recommencer",         "conseiller",
     "ou_en_suis_je", "mes_donnees", "oublier_mes_donnees", "stop",
+    "mes_etapes",
 };
 static const char *const cmd_default_words[FB__CMD_COUNT][5] = {
     {"aide", "help", "?", NULL},
@@ -189,6 +215,7 @@ static const char *const cmd_default_words[FB__CMD_COUNT][5] = {
     {"mes donnees", NULL},
     {"oublier mes donnees", "supprimer mes donnees", NULL},
     {"stop", "arreter les relances", NULL},
+    {"mes etapes", "etapes", "liste des etapes", "statut des etapes", NULL},
 };
 
 /* The reminder's answers about a roadmap step ("fait", "plus tard"...). */
@@ -203,6 +230,38 @@ static const fb_choice_t status_choices[] = {
     {"plus_tard", "Plus tard", status_syn_plus_tard},
     {"bloquee", "C'est bloqué", status_syn_bloquee},
     {"non_pertinente", "Pas concerné", status_syn_np},
+};
+
+/* The six statuses, offered when the user picks a step to update (ids: fb__status_names). */
+static const char *const all_syn_a_faire[] = {
+    "a faire",   "pas commencee", "pas commence", "pas encore commencee",
+    "pas faite", "pas fait",      "a refaire",    "non commencee",
+    NULL};
+static const char *const all_syn_en_cours[] = {"en cours",  "commencee",      "commence",
+                                               "demarree",  "demarre",        "lancee",
+                                               "on avance", "c est en cours", NULL};
+static const char *const all_syn_bloquee[] = {"bloquee",       "bloque",       "coincee", "coince",
+                                              "au point mort", "c est bloque", NULL};
+static const char *const all_syn_faite[] = {"faite",      "fait", "terminee", "termine",
+                                            "finie",      "fini", "realisee", "realise",
+                                            "c est fait", "ok",   NULL};
+static const char *const all_syn_np[] = {"pas concernee",
+                                         "pas concerne",
+                                         "non concernee",
+                                         "non concerne",
+                                         "non pertinente",
+                                         "non pertinent",
+                                         "pas pertinente",
+                                         "sans objet",
+                                         "inutile",
+                                         "ne s applique pas",
+                                         NULL};
+static const char *const all_syn_deja[] = {"deja faite",    "deja fait",         "deja realisee",
+                                           "deja terminee", "c etait deja fait", NULL};
+static const fb_choice_t all_status_choices[FB__ST_COUNT] = {
+    {"a_faire", "À faire", all_syn_a_faire},         {"en_cours", "En cours", all_syn_en_cours},
+    {"bloquee", "Bloquée", all_syn_bloquee},         {"faite", "Faite", all_syn_faite},
+    {"non_pertinente", "Pas concernée", all_syn_np}, {"deja_faite", "Déjà faite", all_syn_deja},
 };
 
 /* Names every template and expression may use besides the slots. */
@@ -248,6 +307,14 @@ struct ld {
     yaml_node_t **state_keys;  /* per state index: its key */
     unsigned char *reached;
     bool has_commune;
+
+    /* strings compared with names (`usage == "usine"`), checked once every question is known */
+    struct cmpstr {
+        int file;
+        int line, col;
+        char *name, *str;
+    } * cmps;
+    size_t n_cmps, cap_cmps;
 };
 
 static void add_errv(struct ld *l, int file, long line, long col, const char *fmt, va_list ap)
@@ -975,6 +1042,63 @@ static void check_name_cb(void *arg, const char *name, bool is_tag, int line, in
     }
 }
 
+/* fb_expr_compared_strings() callback: records the comparison for check_compared_strings(). */
+static void record_cmp_cb(void *arg, const char *name, const char *str, int line, int col)
+{
+    struct ld *l = arg;
+    if (l->n_cmps == l->cap_cmps) {
+        l->cap_cmps = l->cap_cmps ? l->cap_cmps * 2 : 32;
+        l->cmps = fb_realloc(l->cmps, l->cap_cmps * sizeof(*l->cmps));
+    }
+    l->cmps[l->n_cmps++] = (struct cmpstr){l->file, line, col, fb_strdup(name), fb_strdup(str)};
+}
+
+/* True when `id` is an option of a choice question filling slot `slot`. */
+static bool slot_has_option(const fb_dialog_t *d, int slot, const char *id)
+{
+    for (size_t i = 0; i < d->n_states; i++) {
+        const struct fb__state *st = &d->states[i];
+        if (st->slot != slot)
+            continue;
+        for (size_t c = 0; c < st->n_choices; c++)
+            if (strcmp(st->choices[c].id, id) == 0)
+                return true;
+    }
+    return false;
+}
+
+/*
+ * A string compared with the answer to a choice question must be one of its option ids:
+ * `usage == "usine"` where the options are industriel, commerce... is always false, a typo
+ * the author would never see. Reported at the string, with the ids.
+ */
+static void check_compared_strings(struct ld *l)
+{
+    const fb_dialog_t *d = l->d;
+    for (size_t i = 0; i < l->n_cmps; i++) {
+        const struct cmpstr *c = &l->cmps[i];
+        int slot = fb__strmap_get(&d->slot_map, c->name);
+        if (slot < 0 || (d->slots[slot].type != FB__Q_CHOICE && d->slots[slot].type != FB__Q_MULTI))
+            continue;
+        const struct fb__state *first = &d->states[d->slots[slot].state];
+        if (first->n_choices == 0 || slot_has_option(d, slot, c->str))
+            continue; /* no options compiled (already reported), or fine */
+        fb_buf_t ids;
+        fb_buf_init(&ids, 4096);
+        for (size_t k = 0; k < first->n_choices; k++)
+            (void)fb_buf_printf(&ids, "%s%s", k ? ", " : "", first->choices[k].id);
+        fb_yaml_shown_t s = fb_yaml_show(c->str, strlen(c->str));
+        int saved = l->file;
+        l->file = c->file;
+        errat(l, c->line, c->col,
+              "« %s » n'est pas une réponse possible de la question « %s » : la comparaison "
+              "serait toujours fausse (identifiants des options : %s)",
+              s.s, c->name, fb_buf_str(&ids));
+        l->file = saved;
+        fb_buf_free(&ids);
+    }
+}
+
 /*
  * Compiles the expression in scalar `v` (key `what`): parse errors and unknown names are
  * reported. Returns the expression or NULL. `src_out`, when not NULL, receives a copy of the
@@ -1004,6 +1128,7 @@ static fb_expr_t *compile_expr(struct ld *l, const yaml_node_t *v, const char *w
         import_errors(l, &tmp, line, col);
     } else {
         fb_expr_names(e, check_name_cb, l);
+        fb_expr_compared_strings(e, record_cmp_cb, l);
         if (src_out)
             *src_out = fb_strdup(src);
     }
@@ -1078,6 +1203,7 @@ static bool compile_text(struct ld *l, const yaml_node_t *v, const char *what, s
         import_errors(l, &tmp, line, col);
     } else {
         fb_template_names(out->t, check_name_cb, l);
+        fb_template_compared_strings(out->t, record_cmp_cb, l);
         prerender(out);
     }
     fb_buf_free(&tmp);
@@ -1595,7 +1721,7 @@ static void compile_commands(struct ld *l, struct fb__cmdset *c, const yaml_node
             fb_yaml_shown_t s = is_scalar(k) ? shown_node(k) : fb_yaml_show("?", 1);
             errn(l, k,
                  "commande inconnue « %s » (commandes : aide, retour, recommencer, conseiller, "
-                 "ou_en_suis_je, mes_donnees, oublier_mes_donnees, stop)",
+                 "ou_en_suis_je, mes_donnees, oublier_mes_donnees, stop, mes_etapes)",
                  s.s);
             continue;
         }
@@ -2587,6 +2713,7 @@ static fb_dialog_t *load(const char *name, const char *dir, const char *text, si
         compile_rules(l, f[TK_REGLES]);
     if (f[TK_MIGRATIONS])
         compile_migrations(l, f[TK_MIGRATIONS]);
+    check_compared_strings(l);
     if (l->has_commune && !geo)
         errn(l, f[TK_ETATS],
              "ce dialogue pose une question de type commune mais l'index des communes n'est pas "
@@ -2624,6 +2751,11 @@ done:
     fb_free(l->state_nodes);
     fb_free(l->state_keys);
     fb_free(l->reached);
+    for (size_t i = 0; i < l->n_cmps; i++) {
+        fb_free(l->cmps[i].name);
+        fb_free(l->cmps[i].str);
+    }
+    fb_free(l->cmps);
     if (failed) {
         dialog_free(d);
         return NULL;
@@ -2647,6 +2779,15 @@ done:
         (void)json_array_append_new(
             d->status_json,
             json_pack("{s:s,s:s}", "id", status_choices[i].id, "label", status_choices[i].label));
+    d->all_status_choices = fb_calloc(FB_ARRAY_SIZE(all_status_choices), sizeof(fb_choice_t));
+    memcpy(d->all_status_choices, all_status_choices, sizeof(all_status_choices));
+    d->n_all_status_choices = FB_ARRAY_SIZE(all_status_choices);
+    d->all_status_set = fb_choice_set_new(d->all_status_choices, d->n_all_status_choices);
+    d->all_status_json = json_array();
+    for (size_t i = 0; i < FB_ARRAY_SIZE(all_status_choices); i++)
+        (void)json_array_append_new(d->all_status_json,
+                                    json_pack("{s:s,s:s}", "id", all_status_choices[i].id, "label",
+                                              all_status_choices[i].label));
     return d;
 }
 
@@ -2815,6 +2956,9 @@ static void dialog_free(fb_dialog_t *d)
     json_decref(d->status_json);
     fb_choice_set_free(d->status_set);
     fb_free(d->status_choices);
+    json_decref(d->all_status_json);
+    fb_choice_set_free(d->all_status_set);
+    fb_free(d->all_status_choices);
     fb_free(d->id);
     fb_free(d->title);
     fb_free(d->path);

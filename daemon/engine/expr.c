@@ -1213,3 +1213,44 @@ void fb_expr_names(const fb_expr_t *e,
     for (size_t i = 0; i < e->n_kids; i++)
         fb_expr_names(e->kids[i], cb, arg);
 }
+
+/* A string literal other than nsp. */
+static bool string_lit(const fb_expr_t *e)
+{
+    return e->kind == K_LIT && json_is_string(e->lit) &&
+           strcmp(json_string_value(e->lit), FB_NSP_VALUE) != 0;
+}
+
+/* A name without a dotted path ("usage", not "commune.departement"). */
+static bool plain_name(const fb_expr_t *e)
+{
+    return e->kind == K_NAME && strcmp(e->name, e->head) == 0;
+}
+
+void fb_expr_compared_strings(const fb_expr_t *e,
+                              void (*cb)(void *arg, const char *name, const char *str, int line,
+                                         int col),
+                              void *arg)
+{
+    if (!e)
+        return;
+    if (e->kind == K_CMP && e->n_kids == 2 &&
+        (e->op == OP_EQ || e->op == OP_NE || e->op == OP_IN)) {
+        const fb_expr_t *a = e->kids[0], *b = e->kids[1];
+        if (e->op != OP_IN) {
+            if (plain_name(a) && string_lit(b))
+                cb(arg, a->name, json_string_value(b->lit), b->line, b->col);
+            else if (plain_name(b) && string_lit(a))
+                cb(arg, b->name, json_string_value(a->lit), a->line, a->col);
+        } else if (plain_name(a) && b->kind == K_LIST) {
+            for (size_t i = 0; i < b->n_kids; i++)
+                if (string_lit(b->kids[i]))
+                    cb(arg, a->name, json_string_value(b->kids[i]->lit), b->kids[i]->line,
+                       b->kids[i]->col);
+        } else if (string_lit(a) && plain_name(b)) {
+            cb(arg, b->name, json_string_value(a->lit), a->line, a->col);
+        }
+    }
+    for (size_t i = 0; i < e->n_kids; i++)
+        fb_expr_compared_strings(e->kids[i], cb, arg);
+}

@@ -129,6 +129,17 @@ const json_t *fb_expr_eval_borrowed(const fb_expr_t *e, const fb_expr_env_t *env
  */
 const json_t *fb_expr_lookup_path(const json_t *root, const char *path);
 
+/**
+ * Calls `cb` for each string literal `e` compares with a plain NAME (no dotted path): `name ==
+ * "x"`, `"x" != name`, `name dans ["x", "y"]` (each string of the list), `"x" dans name` (a
+ * multiple-choice answer). `line` and `col` are the string's position. nsp is not a string here.
+ * For the loader's check that such strings are option ids of the question.
+ */
+void fb_expr_compared_strings(const fb_expr_t *e,
+                              void (*cb)(void *arg, const char *name, const char *str, int line,
+                                         int col),
+                              void *arg);
+
 /** True when s[0..n) is a keyword of the language (case-insensitive), so not a usable name. */
 bool fb_expr_is_keyword(const char *s, size_t n);
 

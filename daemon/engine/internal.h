@@ -65,6 +65,7 @@ enum fb__cmd {
     FB__CMD_MES_DONNEES,
     FB__CMD_OUBLIER,
     FB__CMD_STOP,
+    FB__CMD_ETAPES,
     FB__CMD_COUNT,
     FB__CMD_NONE = -1,
 };
@@ -91,6 +92,12 @@ enum fb__textid {
     FB__T_RELANCE_ETAPE,
     FB__T_ETAPE_NOTEE,
     FB__T_ETAPE_PLUS_TARD,
+    FB__T_ETAPES,
+    FB__T_ETAPES_AIDE,
+    FB__T_ETAPE_STATUT,
+    FB__T_ETAPE_CHANGEE,
+    FB__T_ETAPES_PAS_ENCORE,
+    FB__T_ETAPE_INCONNUE,
     FB__T_COUNT,
 };
 
@@ -109,6 +116,8 @@ enum fb__status {
     FB__ST_COUNT,
 };
 extern const char *const fb__status_names[FB__ST_COUNT];
+/** How statuses read in messages ("à faire", "déjà faite"...). */
+extern const char *const fb__status_labels[FB__ST_COUNT];
 
 /** What happens after `echecs.max` failed answers. */
 enum fb__fail_action {
@@ -280,6 +289,10 @@ struct fb_dialog_s {
     fb_choice_t *status_choices;
     size_t n_status_choices;
     fb_choice_set_t *status_set; /* status_choices compiled once at load */
+    json_t *all_status_json;     /* the six statuses, offered for a step the user picked */
+    fb_choice_t *all_status_choices;
+    size_t n_all_status_choices;
+    fb_choice_set_t *all_status_set;
 };
 
 /* ---- the session in memory (session.c) ---- */
@@ -299,10 +312,13 @@ struct fb__sess {
     bool escalated, ended, muted;
     int *road; /* roadmap item indices, ascending (only once ended) */
     unsigned char *status;
+    int32_t *day; /* per road entry: day (since 1970-01-01) of the user's last change, 0: none */
     size_t n_road;
     char cand[FB__MAX_CANDIDATES][8]; /* commune candidates (INSEE codes) awaiting a pick */
     size_t n_cand;
-    int pending_step; /* index in road of the step a reminder asked about, or -1 */
+    int pending_step;  /* index in road of the step a reminder asked about, or -1 */
+    bool pending_pick; /* pending_step was picked by the user (all six statuses offered) */
+    bool avis_given;   /* an `avis` effect was emitted (at most one per conversation) */
     unsigned reminders;
     bool moved; /* the session was moved to `debut` by a version change during parsing */
 };
@@ -338,6 +354,15 @@ json_t *fb__commune_compact(const char *insee, const char *name);
  * code is known, else `v` itself. NULL when `v` is not a commune object.
  */
 json_t *fb__commune_expand(const fb_geo_t *geo, const json_t *v);
+
+/** The last day number a session may hold (9999-12-31): later days are not recorded. */
+#define FB__MAX_DAY 2932896
+
+/** The day number (days since 1970-01-01, UTC) of Unix time `t`. */
+int32_t fb__day_of(int64_t t);
+
+/** The civil date of day number `day`. */
+void fb__day_ymd(int32_t day, int *y, int *m, int *dd);
 
 /** Index of the status named `name`, or -1. */
 int fb__status_index(const char *name);

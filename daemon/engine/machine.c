@@ -49,8 +49,6 @@ struct run {
     int guard;           /* > 0 while rendering the question or its help (no recursion) */
 };
 
-static const char *const status_labels[FB__ST_COUNT] = {"à faire", "en cours",       "bloquée",
-                                                        "faite",   "non pertinente", "déjà faite"};
 static const char *const month_names[12] = {"janvier",   "février", "mars",     "avril",
                                             "mai",       "juin",    "juillet",  "août",
                                             "septembre", "octobre", "novembre", "décembre"};
@@ -172,14 +170,37 @@ static void compute_roadmap(struct run *r, int **items, unsigned char **status, 
     fb_free(st);
 }
 
-/* One roadmap entry as a new object: the item's fields, `id`, `catalogue` and `statut`. */
-static json_t *road_entry(const fb_dialog_t *d, int item, unsigned status)
+/* Appends "3 décembre 2026" for day number `day`. */
+static void format_day(fb_buf_t *out, int32_t day)
+{
+    int y, m, dd;
+    fb__day_ymd(day, &y, &m, &dd);
+    (void)fb_buf_printf(out, "%d%s %s %d", dd, dd == 1 ? "er" : "", month_names[(m - 1) % 12], y);
+}
+
+/*
+ * One roadmap entry as a new object: the item's fields, `id`, `catalogue`, `statut`, `numero`
+ * (its 1-based position in the roadmap, the number the user types in "étape 2 faite"),
+ * `statut_texte` ("déjà faite") and, when the user changed its status, `modifie_le` ("3 décembre
+ * 2026").
+ */
+static json_t *road_entry(const fb_dialog_t *d, int item, unsigned status, size_t index,
+                          int32_t day)
 {
     json_t *o = json_copy(d->items[item].obj);
     if (!o)
         return json_object();
     (void)json_object_set_new(o, "id", json_string(d->items[item].id));
     (void)json_object_set_new(o, "statut", json_string(fb__status_names[status]));
+    (void)json_object_set_new(o, "numero", json_integer((json_int_t)index + 1));
+    (void)json_object_set_new(o, "statut_texte", json_string(fb__status_labels[status]));
+    if (day > 0) {
+        fb_buf_t b;
+        fb_buf_init(&b, 64);
+        format_day(&b, day);
+        (void)json_object_set_new(o, "modifie_le", json_string(fb_buf_str(&b)));
+        fb_buf_free(&b);
+    }
     return o;
 }
 
@@ -190,7 +211,8 @@ static json_t *roadmap_json(struct run *r)
     json_t *a = json_array();
     if (r->s.ended) {
         for (size_t i = 0; i < r->s.n_road; i++)
-            (void)json_array_append_new(a, road_entry(r->d, r->s.road[i], r->s.status[i]));
+            (void)json_array_append_new(
+                a, road_entry(r->d, r->s.road[i], r->s.status[i], i, r->s.day ? r->s.day[i] : 0));
         return a;
     }
     int *items;
@@ -198,7 +220,7 @@ static json_t *roadmap_json(struct run *r)
     size_t n;
     compute_roadmap(r, &items, &status, &n);
     for (size_t i = 0; i < n; i++)
-        (void)json_array_append_new(a, road_entry(r->d, items[i], status[i]));
+        (void)json_array_append_new(a, road_entry(r->d, items[i], status[i], i, 0));
     fb_free(items);
     fb_free(status);
     return a;
@@ -563,21 +585,44 @@ static void list_answers(struct run *r, fb_buf_t *plain, fb_buf_t *html, const c
     fb_buf_free(&val);
 }
 
-/* Appends the roadmap (stored, or the rules' current one) as a list. */
-static void list_roadmap(struct run *r, fb_buf_t *plain, fb_buf_t *html)
+/*
+ * Appends the roadmap (stored, or the rules' current one) as a numbered list under `title`:
+ * "2. Titre : faite (le 3 décembre 2026)". The numbers are the ones "étape 2 faite" uses.
+ */
+static void list_roadmap_titled(struct run *r, fb_buf_t *plain, fb_buf_t *html,
+                                const char *title_plain, const char *title_html)
 {
     const json_t *road = builtin(r, "feuille_de_route", strlen("feuille_de_route"));
     if (!road || json_array_size(road) == 0)
         return;
-    (void)fb_buf_puts(plain, "\n\nVotre feuille de route :");
-    (void)fb_buf_puts(html, "<p>Votre feuille de route :</p><ul>");
+    (void)fb_buf_puts(plain, title_plain);
+    (void)fb_buf_puts(html, title_html);
+    (void)fb_buf_puts(html, "<ol>");
+    fb_buf_t line;
+    fb_buf_init(&line, MAX_TEXT_BYTES);
     for (size_t i = 0; i < json_array_size(road); i++) {
         const json_t *e = json_array_get(road, i);
         const char *title = json_string_value(json_object_get(e, "titre"));
-        int st = fb__status_index(json_string_value(json_object_get(e, "statut")));
-        list_item(plain, html, title ? title : "?", status_labels[st >= 0 ? st : 0]);
+        const char *st = json_string_value(json_object_get(e, "statut_texte"));
+        const char *when = json_string_value(json_object_get(e, "modifie_le"));
+        fb_buf_reset(&line);
+        (void)fb_buf_printf(&line, "%s : %s", title ? title : "?", st ? st : "?");
+        if (when)
+            (void)fb_buf_printf(&line, " (noté le %s)", when);
+        (void)fb_buf_printf(plain, "\n%zu. %s", i + 1, fb_buf_str(&line));
+        (void)fb_buf_puts(html, "<li>");
+        (void)fb_template_html_escape(fb_buf_str(&line), line.len, html);
+        (void)fb_buf_puts(html, "</li>");
     }
-    (void)fb_buf_puts(html, "</ul>");
+    fb_buf_free(&line);
+    (void)fb_buf_puts(html, "</ol>");
+}
+
+/* Appends the roadmap under the heading of summaries. */
+static void list_roadmap(struct run *r, fb_buf_t *plain, fb_buf_t *html)
+{
+    list_roadmap_titled(r, plain, html,
+                        "\n\nVotre feuille de route :", "<p>Votre feuille de route :</p>");
 }
 
 /* Appends the tags as one line. */
@@ -659,23 +704,29 @@ static void ask_candidates(struct run *r)
     fb_buf_free(&html);
 }
 
-/* Says the reminder's question about roadmap step `r->s.pending_step`, after `intro`. */
+/*
+ * Says the question about roadmap step `r->s.pending_step`, after `intro`: the reminder's five
+ * answers, or the six statuses when the user picked the step (`pending_pick`).
+ */
 static void ask_step(struct run *r, const struct fb__text *intro)
 {
     const fb_dialog_t *d = r->d;
+    bool pick = r->s.pending_pick;
+    const fb_choice_t *opts = pick ? d->all_status_choices : d->status_choices;
+    size_t n = pick ? d->n_all_status_choices : d->n_status_choices;
     fb_buf_t plain, html;
     fb_buf_init(&plain, MAX_TEXT_BYTES);
     fb_buf_init(&html, MAX_TEXT_BYTES);
     if (render_text(r, intro, &plain, &html) == 0) {
         (void)fb_buf_puts(&html, "<p>");
-        for (size_t i = 0; i < d->n_status_choices; i++) {
-            const char *label = d->status_choices[i].label;
+        for (size_t i = 0; i < n; i++) {
+            const char *label = opts[i].label;
             (void)fb_buf_printf(&plain, "%s%zu. %s", i ? "\n" : "\n\n", i + 1, label);
             (void)fb_buf_printf(&html, "%s%zu. ", i ? "<br>" : "", i + 1);
             (void)fb_template_html_escape(label, strlen(label), &html);
         }
         (void)fb_buf_puts(&html, "</p>");
-        say_bufs(r, &plain, &html, d->status_json);
+        say_bufs(r, &plain, &html, pick ? d->all_status_json : d->status_json);
     }
     fb_buf_free(&plain);
     fb_buf_free(&html);
@@ -686,7 +737,8 @@ static void set_etape(struct run *r, int i)
 {
     drop(&r->c_etape);
     if (i >= 0 && (size_t)i < r->s.n_road)
-        r->c_etape = road_entry(r->d, r->s.road[i], r->s.status[i]);
+        r->c_etape =
+            road_entry(r->d, r->s.road[i], r->s.status[i], (size_t)i, r->s.day ? r->s.day[i] : 0);
 }
 
 /* Asks the current question (with its numbered options), or what is pending. */
@@ -697,7 +749,10 @@ static void ask(struct run *r)
         if (r->s.pending_step >= 0) {
             set_etape(r, r->s.pending_step);
             const struct fb__relance *cfg = &st->relance;
-            ask_step(r, cfg->msg.t ? &cfg->msg : &r->d->texts[FB__T_RELANCE_ETAPE]);
+            if (r->s.pending_pick)
+                ask_step(r, &r->d->texts[FB__T_ETAPE_STATUT]);
+            else
+                ask_step(r, cfg->msg.t ? &cfg->msg : &r->d->texts[FB__T_RELANCE_ETAPE]);
         }
         return;
     }
@@ -856,7 +911,7 @@ static const char *const no_comment[] = {
  */
 static void avis_effect(struct run *r, const struct fb__state *st)
 {
-    if (st->avis_note < 0)
+    if (st->avis_note < 0 || r->s.avis_given)
         return;
     const fb_dialog_t *d = r->d;
     const json_t *v = json_object_get(r->s.answers, d->slots[st->avis_note].name);
@@ -890,6 +945,7 @@ static void avis_effect(struct run *r, const struct fb__state *st)
             (void)json_object_set(e, "commentaire", (json_t *)(uintptr_t)c);
     }
     effect(r, e);
+    r->s.avis_given = true;
 }
 
 /* Ends the guided part at final state `target`: roadmap, message, `step`/`end`/`stat`. */
@@ -904,7 +960,9 @@ static void finish(struct run *r, int target)
     invalidate(r);
     fb_free(s->road);
     fb_free(s->status);
+    fb_free(s->day);
     compute_roadmap(r, &s->road, &s->status, &s->n_road);
+    s->day = fb_calloc(s->n_road + 1, sizeof(*s->day));
     s->ended = true;
     invalidate(r);
     say_text(r, &cur(r)->text, NULL, NULL, NULL);
@@ -1276,25 +1334,48 @@ static void answer(struct run *r, const char *text, const char *choice)
 
 /* ---- the reminder's question about a step ---------------------------------------------------- */
 
-/* An answer to "Où en êtes-vous de l'étape X ?" (r->s.pending_step). */
+/* Sets the status of roadmap entry `i` (the user's change, dated env->now): `step`, `stat`. */
+static void set_step_status(struct run *r, int i, int status)
+{
+    struct fb__sess *s = &r->s;
+    s->status[i] = (unsigned char)status;
+    int32_t day = fb__day_of(r->env->now);
+    if (s->day)
+        s->day[i] = day > 0 && day <= FB__MAX_DAY ? day : 0;
+    invalidate(r);
+    effect(r, json_pack("{s:s, s:s, s:s}", "type", "step", "item", r->d->items[s->road[i]].ref,
+                        "status", fb__status_names[status]));
+    stat_effect(r, "step_updated");
+    set_etape(r, i);
+}
+
+/*
+ * An answer to the pending question about a step (r->s.pending_step): the reminder's "Où en
+ * êtes-vous de l'étape X ?" (five answers, "plus tard" among them), or, when the user picked the
+ * step (`pending_pick`), "Quel est le statut de l'étape X ?" (the six statuses).
+ */
 static void answer_step(struct run *r, const char *text, const char *choice)
 {
     const fb_dialog_t *d = r->d;
     struct fb__sess *s = &r->s;
+    bool pick = s->pending_pick;
+    const fb_choice_t *opts = pick ? d->all_status_choices : d->status_choices;
+    size_t n = pick ? d->n_all_status_choices : d->n_status_choices;
     size_t idx = 0;
     fb_answer_status_t st = FB_ANSWER_INVALID;
-    for (size_t i = 0; choice && i < d->n_status_choices; i++)
-        if (strcmp(choice, d->status_choices[i].id) == 0) {
+    for (size_t i = 0; choice && i < n; i++)
+        if (strcmp(choice, opts[i].id) == 0) {
             idx = i;
             st = FB_ANSWER_OK;
         }
     if (st != FB_ANSWER_OK && !choice && strlen(text) <= MAX_INPUT)
-        st = fb_answer_choice_in(d->status_set, text, &idx);
+        st = fb_answer_choice_in(pick ? d->all_status_set : d->status_set, text, &idx);
     if (st != FB_ANSWER_OK) {
         s->fails++;
         if (s->fails >= 3) {
             s->fails = 0;
             s->pending_step = -1;
+            s->pending_pick = false;
             say_builtin(r, FB__T_FIN_ATTEINTE);
             return;
         }
@@ -1304,21 +1385,185 @@ static void answer_step(struct run *r, const char *text, const char *choice)
     }
     int item = s->pending_step;
     s->pending_step = -1;
+    s->pending_pick = false;
     s->fails = 0;
-    const char *id = d->status_choices[idx].id;
-    int status = fb__status_index(id);
+    int status = fb__status_index(opts[idx].id);
     if (status < 0) { /* "plus tard" */
         say_builtin(r, FB__T_ETAPE_PLUS_TARD);
     } else {
-        s->status[item] = (unsigned char)status;
-        invalidate(r);
-        effect(r, json_pack("{s:s, s:s, s:s}", "type", "step", "item", d->items[s->road[item]].ref,
-                            "status", id));
-        stat_effect(r, "step_updated");
-        set_etape(r, item);
-        say_builtin(r, FB__T_ETAPE_NOTEE);
+        set_step_status(r, item, status);
+        say_builtin(r, pick ? FB__T_ETAPE_CHANGEE : FB__T_ETAPE_NOTEE);
     }
     arm(r);
+}
+
+/* ---- the step list: "mes étapes", "étape 2 faite" -------------------------------------------- */
+
+/* Words that may sit between "étape N" and the status ("l'étape 3 est en cours"). */
+static const char *const step_fillers[] = {
+    "c est ",    "est ",    "a ete ",  "elle est ",   "elle ",      "passe a ",
+    "passee a ", "passe ",  "passee ", "maintenant ", "desormais ", "donc ",
+    "bien ",     "statut ", "etait ",  "sera ",       "au statut ", "en statut ",
+};
+static const char *const step_trailers[] = {" maintenant", " desormais", " merci", " aujourd hui"};
+/* Words around a status written before "étape N" ("j'ai terminé l'étape 2"). */
+static const char *const step_leaders[] = {"j ai ", "on a ", "nous avons ", "c est ", "ai "};
+static const char *const step_enders[] = {" l", " la", " de l", " pour l", " avec l"};
+
+/* Removes the `fillers` found at the start of `s` and the `trailers` found at its end,
+ * repeatedly, never leaving it empty. */
+static void strip_words(char *s, const char *const *fillers, size_t n_fillers,
+                        const char *const *trailers, size_t n_trailers)
+{
+    for (bool again = true; again;) {
+        again = false;
+        for (size_t i = 0; i < n_fillers; i++) {
+            size_t fl = strlen(fillers[i]);
+            if (strncmp(s, fillers[i], fl) == 0 && s[fl]) {
+                memmove(s, s + fl, strlen(s + fl) + 1);
+                again = true;
+            }
+        }
+        size_t rl = strlen(s);
+        for (size_t i = 0; i < n_trailers; i++) {
+            size_t tl = strlen(trailers[i]);
+            if (rl > tl && strcmp(s + rl - tl, trailers[i]) == 0) {
+                s[rl - tl] = '\0';
+                again = true;
+                break;
+            }
+        }
+    }
+}
+
+/*
+ * Reads "étape 2 faite", "l'étape 3 est en cours", "étape 1 : pas concernée", "étape 4". Returns
+ * false when `text` is not about a numbered step; else sets `*num` (as typed, not checked) and
+ * `*status` (the status index, or -1 when none was given or it was not understood).
+ */
+static bool parse_step_text(const fb_dialog_t *d, const char *text, long *num, int *status)
+{
+    char buf[256];
+    size_t len = strlen(text);
+    *num = 0;
+    *status = -1;
+    if (len > 200)
+        return false;
+    size_t n = fb_text_fold(text, len, buf, sizeof(buf));
+    if (n >= sizeof(buf))
+        return false;
+    /* "etape" among the first six words */
+    const char *p = buf;
+    for (int w = 0; w < 6; w++) {
+        if (strncmp(p, "etape ", 6) == 0)
+            break;
+        const char *sp = strchr(p, ' ');
+        if (!sp || w == 5)
+            return false;
+        p = sp + 1;
+    }
+    char before[256];
+    snprintf(before, sizeof(before), "%.*s", p > buf ? (int)(p - buf - 1) : 0, buf);
+    p += 6;
+    if (p[0] == 'n' && (p[1] == ' ' || (p[1] >= '0' && p[1] <= '9'))) /* "n°2" */
+        p += p[1] == ' ' ? 2 : 1;
+    size_t digits = 0;
+    while (p[digits] >= '0' && p[digits] <= '9')
+        digits++;
+    if (digits == 0 || digits > 3 || (p[digits] != ' ' && p[digits] != '\0'))
+        return false;
+    *num = strtol(p, NULL, 10);
+    p += digits;
+    while (*p == ' ')
+        p++;
+    char rest[256];
+    snprintf(rest, sizeof(rest), "%s", p);
+    strip_words(rest, step_fillers, FB_ARRAY_SIZE(step_fillers), step_trailers,
+                FB_ARRAY_SIZE(step_trailers));
+    if (!rest[0]) { /* nothing after the number: the status may come first */
+        strip_words(before, step_leaders, FB_ARRAY_SIZE(step_leaders), step_enders,
+                    FB_ARRAY_SIZE(step_enders));
+        if (strcmp(before, "l") != 0 && strcmp(before, "la") != 0)
+            snprintf(rest, sizeof(rest), "%s", before);
+    }
+    size_t idx = 0;
+    if (rest[0] && fb_answer_choice_in(d->all_status_set, rest, &idx) == FB_ANSWER_OK)
+        *status = fb__status_index(d->all_status_choices[idx].id);
+    return true;
+}
+
+/* Says `head`, the numbered steps with their status and date, and how to change one, with a
+ * button per step (ids "etape_N"). */
+static void say_steps(struct run *r, enum fb__textid head)
+{
+    fb_buf_t plain, html;
+    fb_buf_init(&plain, MAX_TEXT_BYTES);
+    fb_buf_init(&html, MAX_TEXT_BYTES);
+    json_t *choices = json_array();
+    if (render_text(r, &r->d->texts[head], &plain, &html) == 0) {
+        if (r->s.n_road == 0) {
+            (void)fb_buf_puts(&plain, "\n(aucune étape)");
+            (void)fb_buf_puts(&html, "<p>(aucune étape)</p>");
+        }
+        list_roadmap_titled(r, &plain, &html, "", "");
+        fb_buf_t ap, ah;
+        fb_buf_init(&ap, MAX_TEXT_BYTES);
+        fb_buf_init(&ah, MAX_TEXT_BYTES);
+        if (r->s.n_road > 0 && render_text(r, &r->d->texts[FB__T_ETAPES_AIDE], &ap, &ah) == 0) {
+            (void)fb_buf_printf(&plain, "\n\n%s", fb_buf_str(&ap));
+            (void)fb_buf_puts(&html, fb_buf_str(&ah));
+        }
+        fb_buf_free(&ap);
+        fb_buf_free(&ah);
+        for (size_t i = 0; i < r->s.n_road; i++) {
+            char id[32], label[32];
+            snprintf(id, sizeof(id), "etape_%zu", i + 1);
+            snprintf(label, sizeof(label), "Étape %zu", i + 1);
+            (void)json_array_append_new(choices, json_pack("{s:s, s:s}", "id", id, "label", label));
+        }
+        say_bufs(r, &plain, &html, json_array_size(choices) ? choices : NULL);
+    }
+    json_decref(choices);
+    fb_buf_free(&plain);
+    fb_buf_free(&html);
+}
+
+/* "étape N [statut]" once the roadmap is stored: sets the status, or asks for it. */
+static void step_command(struct run *r, long num, int status)
+{
+    struct fb__sess *s = &r->s;
+    s->pending_step = -1;
+    s->pending_pick = false;
+    s->fails = 0;
+    if (num < 1 || (size_t)num > s->n_road) {
+        say_steps(r, FB__T_ETAPE_INCONNUE);
+        return;
+    }
+    int i = (int)num - 1;
+    if (status >= 0) {
+        set_step_status(r, i, status);
+        say_builtin(r, FB__T_ETAPE_CHANGEE);
+        arm(r);
+        return;
+    }
+    s->pending_step = i;
+    s->pending_pick = true;
+    set_etape(r, i);
+    ask_step(r, &r->d->texts[FB__T_ETAPE_STATUT]);
+}
+
+/* The step number of a button id "etape_N", or 0. */
+static long step_choice(const char *choice)
+{
+    if (strncmp(choice, "etape_", 6) != 0)
+        return 0;
+    const char *p = choice + 6;
+    size_t digits = 0;
+    while (p[digits] >= '0' && p[digits] <= '9')
+        digits++;
+    if (digits == 0 || digits > 3 || p[digits] != '\0')
+        return 0;
+    return strtol(p, NULL, 10);
 }
 
 /* ---- commands -------------------------------------------------------------------------------- */
@@ -1411,8 +1656,10 @@ static void go_back(struct run *r)
     s->fails = 0;
     s->n_cand = 0;
     s->pending_step = -1;
+    s->pending_pick = false;
     FB_FREE(s->road);
     FB_FREE(s->status);
+    FB_FREE(s->day);
     s->n_road = 0;
     invalidate(r);
     ask(r);
@@ -1433,6 +1680,16 @@ static void recap(struct run *r, bool everything)
         if (everything) {
             (void)fb_buf_puts(&plain, "\n\nPour tout effacer, écrivez « oublier mes données ».");
             (void)fb_buf_puts(&html, "<p>Pour tout effacer, écrivez « oublier mes données ».</p>");
+        } else if (r->s.ended && r->s.n_road > 0) {
+            fb_buf_t ap, ah;
+            fb_buf_init(&ap, MAX_TEXT_BYTES);
+            fb_buf_init(&ah, MAX_TEXT_BYTES);
+            if (render_text(r, &r->d->texts[FB__T_ETAPES_AIDE], &ap, &ah) == 0) {
+                (void)fb_buf_printf(&plain, "\n\n%s", fb_buf_str(&ap));
+                (void)fb_buf_puts(&html, fb_buf_str(&ah));
+            }
+            fb_buf_free(&ap);
+            fb_buf_free(&ah);
         }
         if (plain.len > 0 && html.len > 0)
             say_bufs(r, &plain, &html, NULL);
@@ -1470,6 +1727,17 @@ static bool command(struct run *r, int cmd)
     case FB__CMD_OUBLIER:
         forget(r);
         return false;
+    case FB__CMD_ETAPES:
+        if (r->s.ended) {
+            r->s.pending_step = -1;
+            r->s.pending_pick = false;
+            r->s.fails = 0;
+            say_steps(r, FB__T_ETAPES);
+        } else {
+            say_builtin(r, FB__T_ETAPES_PAS_ENCORE);
+            ask(r);
+        }
+        return true;
     case FB__CMD_STOP:
         cancel_all(r);
         say_builtin(r, FB__T_RELANCES_ARRETEES);
@@ -1507,11 +1775,22 @@ static bool on_input(struct run *r, const char *text, const char *choice)
         enter(r, r->d->start, true);
         return true;
     }
+    long num = 0;
+    int status = -1;
     if (s->ended) {
-        if (s->pending_step >= 0)
+        if (choice && (num = step_choice(choice)) > 0)
+            step_command(r, num, -1);
+        else if (text && parse_step_text(r->d, text, &num, &status))
+            step_command(r, num, status);
+        else if (s->pending_step >= 0)
             answer_step(r, text, choice);
         else
             say_builtin(r, FB__T_FIN_ATTEINTE);
+        return true;
+    }
+    if (text && cur(r)->type != FB__Q_TEXT && parse_step_text(r->d, text, &num, &status)) {
+        say_builtin(r, FB__T_ETAPES_PAS_ENCORE); /* not an answer: the steps come at the end */
+        ask(r);
         return true;
     }
     answer(r, text, choice);

@@ -30,6 +30,29 @@ static json_t *unconst(const json_t *j)
     return (json_t *)(uintptr_t)j;
 }
 
+int32_t fb__day_of(int64_t t)
+{
+    int64_t q = t / 86400;
+    if (t % 86400 < 0)
+        q--;
+    return (int32_t)q;
+}
+
+/* Howard Hinnant's civil_from_days / days_from_civil (proleptic Gregorian calendar). */
+void fb__day_ymd(int32_t day, int *y, int *m, int *dd)
+{
+    int64_t z = (int64_t)day + 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    int64_t mm = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int)(yoe + era * 400 + (mm <= 2));
+    *m = (int)mm;
+    *dd = (int)(doy - (153 * mp + 2) / 5 + 1);
+}
+
 void fb__session_init(const fb_dialog_t *d, struct fb__sess *s)
 {
     memset(s, 0, sizeof(*s));
@@ -46,6 +69,7 @@ void fb__session_free(struct fb__sess *s)
     fb_free(s->tags);
     fb_free(s->road);
     fb_free(s->status);
+    fb_free(s->day);
     memset(s, 0, sizeof(*s));
     s->pending_step = -1;
 }
@@ -115,10 +139,15 @@ static bool opt_strings(const json_t *o, const char *key, const json_t **out)
     return true;
 }
 
-/* qsort order of item indices. */
-static int cmp_int(const void *a, const void *b)
+/* A roadmap item and the day of its last change, sorted together by item index. */
+struct road_day {
+    int item;
+    int32_t day;
+};
+
+static int cmp_road_day(const void *a, const void *b)
 {
-    int x = *(const int *)a, y = *(const int *)b;
+    int x = ((const struct road_day *)a)->item, y = ((const struct road_day *)b)->item;
     return (x > y) - (x < y);
 }
 
@@ -127,7 +156,7 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
 {
     const json_t *tags, *path, *road, *cand;
     unsigned fails, reminders;
-    bool escalated, ended, muted;
+    bool escalated, ended, muted, pick, avis;
     memset(s, 0, sizeof(*s));
     s->pending_step = -1;
     if (!json_is_object(session))
@@ -139,16 +168,18 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
     const json_t *ja = json_object_get(session, "a");
     const json_t *ju = json_object_get(session, "u");
     const json_t *jk = json_object_get(session, "k");
+    const json_t *jj = json_object_get(session, "j");
     if (!json_is_integer(v) || json_integer_value(v) != SESSION_FORMAT || !json_is_string(jd) ||
         !d->id || strcmp(json_string_value(jd), d->id) != 0 || !json_is_string(jh) ||
         !json_is_string(js) || (ja && !json_is_object(ja)) || (ju && !json_is_object(ju)) ||
-        (jk && !json_is_string(jk)))
+        (jk && !json_is_string(jk)) || (jj && !json_is_array(jj)))
         return FB_EINVAL;
     if (!opt_strings(session, "t", &tags) || !opt_strings(session, "p", &path) ||
         !opt_strings(session, "r", &road) || !opt_strings(session, "c", &cand) ||
         !opt_uint(session, "f", 1000, &fails) || !opt_uint(session, "n", 1000, &reminders) ||
         !opt_bool(session, "x", &escalated) || !opt_bool(session, "e", &ended) ||
-        !opt_bool(session, "m", &muted))
+        !opt_bool(session, "m", &muted) || !opt_bool(session, "g", &pick) ||
+        !opt_bool(session, "o", &avis))
         return FB_EINVAL;
 
     const fb_dialog_t *use = find_version(d, env, json_string_value(jh));
@@ -164,6 +195,12 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
         json_t *mu = unconst(ju);
         json_object_foreach(mu, key, val) if (!json_is_string(val)) return FB_EINVAL;
     }
+    for (size_t i = 0; jj && i < json_array_size(jj); i++) {
+        const json_t *day = json_array_get(jj, i);
+        if (!json_is_integer(day) || json_integer_value(day) < 0 ||
+            json_integer_value(day) > FB__MAX_DAY)
+            return FB_EINVAL;
+    }
     for (size_t i = 0; cand && i < json_array_size(cand); i++)
         if (i >= FB__MAX_CANDIDATES ||
             json_string_length(json_array_get(cand, i)) >= sizeof(s->cand[0]))
@@ -177,6 +214,7 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
     s->reminders = reminders;
     s->escalated = escalated;
     s->muted = muted;
+    s->avis_given = avis;
     if (state < 0) {
         state = use->start;
         s->moved = true;
@@ -202,19 +240,33 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
         size_t n = json_array_size(road);
         s->road = fb_calloc(n + 1, sizeof(*s->road));
         s->status = fb_calloc(n + 1, 1);
+        s->day = fb_calloc(n + 1, sizeof(*s->day));
+        /* `j` runs parallel to `r`: keep each day with its item through the sort */
+        struct road_day *rd = fb_calloc(n + 1, sizeof(*rd));
         for (size_t i = 0; i < n; i++) {
             int it = fb__strmap_get(&use->item_map, json_string_value(json_array_get(road, i)));
-            if (it >= 0)
-                s->road[s->n_road++] = it;
+            if (it < 0)
+                continue;
+            const json_t *dj = jj ? json_array_get(jj, i) : NULL;
+            rd[s->n_road].item = it;
+            rd[s->n_road].day = dj ? (int32_t)json_integer_value(dj) : 0;
+            s->n_road++;
         }
-        qsort(s->road, s->n_road, sizeof(*s->road), cmp_int);
+        qsort(rd, s->n_road, sizeof(*rd), cmp_road_day);
+        for (size_t i = 0; i < s->n_road; i++) {
+            s->road[i] = rd[i].item;
+            s->day[i] = rd[i].day;
+        }
+        fb_free(rd);
         for (size_t i = 0; i < s->n_road; i++) {
             const char *ref = use->items[s->road[i]].ref;
             const json_t *st = ju ? json_object_get(ju, ref) : NULL;
             int sv = st ? fb__status_index(json_string_value(st)) : 0;
             s->status[i] = (unsigned char)(sv > 0 ? sv : 0);
-            if (jk && strcmp(json_string_value(jk), ref) == 0)
+            if (jk && strcmp(json_string_value(jk), ref) == 0) {
                 s->pending_step = (int)i;
+                s->pending_pick = pick;
+            }
         }
     }
     if (!s->moved && !s->ended && use->states[state].type == FB__Q_COMMUNE) {
@@ -272,6 +324,7 @@ json_t *fb__session_dump(const struct fb__sess *s)
     if (s->n_road > 0) {
         json_t *r = json_array();
         json_t *u = NULL;
+        bool any_day = false;
         for (size_t i = 0; i < s->n_road; i++) {
             const char *ref = d->items[s->road[i]].ref;
             (void)json_array_append_new(r, json_string(ref));
@@ -280,13 +333,23 @@ json_t *fb__session_dump(const struct fb__sess *s)
                     u = json_object();
                 (void)json_object_set_new(u, ref, json_string(fb__status_names[s->status[i]]));
             }
+            any_day = any_day || (s->day && s->day[i] > 0);
         }
         (void)json_object_set_new(o, "r", r);
         if (u)
             (void)json_object_set_new(o, "u", u);
+        if (any_day) { /* parallel to `r`: days since 1970-01-01, 0 for never changed */
+            json_t *j = json_array();
+            for (size_t i = 0; i < s->n_road; i++)
+                (void)json_array_append_new(j, json_integer(s->day[i] > 0 ? s->day[i] : 0));
+            (void)json_object_set_new(o, "j", j);
+        }
     }
-    if (s->pending_step >= 0 && (size_t)s->pending_step < s->n_road)
+    if (s->pending_step >= 0 && (size_t)s->pending_step < s->n_road) {
         (void)json_object_set_new(o, "k", json_string(d->items[s->road[s->pending_step]].ref));
+        if (s->pending_pick)
+            (void)json_object_set_new(o, "g", json_true());
+    }
     if (s->n_cand > 0) {
         json_t *c = json_array();
         for (size_t i = 0; i < s->n_cand; i++)
@@ -301,6 +364,8 @@ json_t *fb__session_dump(const struct fb__sess *s)
         (void)json_object_set_new(o, "e", json_true());
     if (s->muted)
         (void)json_object_set_new(o, "m", json_true());
+    if (s->avis_given)
+        (void)json_object_set_new(o, "o", json_true());
     return o;
 }
 

@@ -43,6 +43,7 @@ struct tnode {
     char *text; /* N_TEXT: owned, `len` bytes */
     size_t len;
     fb_expr_t *expr;   /* N_EXPR value, N_IF condition, N_FOR array; owned */
+    bool links;        /* N_EXPR written liens(...): its http(s) addresses become links */
     size_t cost;       /* work units charged per visit */
     char *var;         /* N_FOR: the loop variable, owned */
     struct tlist body; /* N_IF: the "si" part; N_FOR: the loop body */
@@ -223,6 +224,29 @@ static fb_expr_t *parse_expr(struct tparser *tp, size_t from, size_t to, struct 
         tp->failed = true;
     n->cost = 1 + (to - from);
     return e;
+}
+
+/*
+ * True when src[*from..*to) is "liens( EXPR )" (or "links(...)"), blanks allowed around: then
+ * narrows the span to EXPR. The last ')' closes the call; anything else is a plain expression.
+ */
+static bool links_call(const char *src, size_t *from, size_t *to)
+{
+    size_t b = *from, e = *to;
+    while (b < e && is_space(src[b]))
+        b++;
+    while (e > b && is_space(src[e - 1]))
+        e--;
+    if (e - b < 7 || !(word_is(src + b, 5, "liens") || word_is(src + b, 5, "links")))
+        return false;
+    size_t p = b + 5;
+    while (p < e && is_space(src[p]))
+        p++;
+    if (p >= e || src[p] != '(' || src[e - 1] != ')')
+        return false;
+    *from = p + 1;
+    *to = e - 1;
+    return true;
 }
 
 /* Checks that src[from..to) is blank after the keyword `kw` of a tag. */
@@ -431,7 +455,10 @@ fb_template_t *fb_template_parse_at(const char *src, fb_expr_pos_t pos, fb_buf_t
         if (kind == '{') {
             add_text(&tp, text_start, open);
             struct tnode *n = list_add(current(&tp), N_EXPR);
-            n->expr = parse_expr(&tp, open + 2, close, n);
+            size_t from = open + 2, to = close;
+            if (links_call(src, &from, &to))
+                n->links = true;
+            n->expr = parse_expr(&tp, from, to, n);
             i = text_start = end;
             continue;
         }
@@ -503,6 +530,51 @@ static void names_list(const struct tlist *l, struct names_ctx *c)
             names_list(&n->alt, c);
         }
     }
+}
+
+struct strings_ctx {
+    const char *scope[FB_TEMPLATE_MAX_DEPTH]; /* loop variables in scope */
+    size_t n;
+    void (*cb)(void *arg, const char *name, const char *str, int line, int col);
+    void *arg;
+};
+
+/* Passes a comparison on unless its name is a loop variable in scope. */
+static void strings_filter(void *arg, const char *name, const char *str, int line, int col)
+{
+    struct strings_ctx *c = arg;
+    for (size_t i = 0; i < c->n; i++)
+        if (!strcmp(c->scope[i], name))
+            return;
+    c->cb(c->arg, name, str, line, col);
+}
+
+static void strings_list(const struct tlist *l, struct strings_ctx *c)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        const struct tnode *n = l->items[i];
+        fb_expr_compared_strings(n->expr, strings_filter, c);
+        if (n->kind == N_FOR && c->n < FB_TEMPLATE_MAX_DEPTH) {
+            c->scope[c->n++] = n->var;
+            strings_list(&n->body, c);
+            c->n--;
+        } else {
+            strings_list(&n->body, c);
+            strings_list(&n->alt, c);
+        }
+    }
+}
+
+void fb_template_compared_strings(const fb_template_t *t,
+                                  void (*cb)(void *arg, const char *name, const char *str, int line,
+                                             int col),
+                                  void *arg)
+{
+    struct strings_ctx c;
+    memset(&c, 0, sizeof(c));
+    c.cb = cb;
+    c.arg = arg;
+    strings_list(&t->root, &c);
 }
 
 void fb_template_names(const fb_template_t *t,
@@ -729,20 +801,21 @@ static int put(struct render *r, const char *s, size_t n, unsigned char origin)
     return rc;
 }
 
-/* Appends a formatted value, dropping control characters other than tab and newline. */
-static int put_value(struct render *r, const char *s, size_t n)
+/* Appends a formatted value, dropping control characters other than tab and newline. `origin`
+ * is 1 (a value), or 2 (a value whose http(s) addresses become links: liens(...)). */
+static int put_value(struct render *r, const char *s, size_t n, unsigned char origin)
 {
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7F) {
-            int rc = put(r, s + run, i - run, 1);
+            int rc = put(r, s + run, i - run, origin);
             if (rc)
                 return rc;
             run = i + 1;
         }
     }
-    return put(r, s + run, n - run, 1);
+    return put(r, s + run, n - run, origin);
 }
 
 static int render_list(struct render *r, const struct tlist *l);
@@ -796,7 +869,7 @@ static int render_list(struct render *r, const struct tlist *l)
             rc = fb_template_format_value(v, &r->tmp);
             json_decref(own);
             if (!rc)
-                rc = put_value(r, fb_buf_str(&r->tmp), r->tmp.len);
+                rc = put_value(r, fb_buf_str(&r->tmp), r->tmp.len, n->links ? 2 : 1);
             break;
         }
         case N_IF:
@@ -816,7 +889,7 @@ static int render_list(struct render *r, const struct tlist *l)
 
 struct markup {
     const char *s;
-    const unsigned char *m; /* 1 where the byte came from a value */
+    const unsigned char *m; /* 1 where the byte came from a value, 2 from a liens(...) value */
     size_t n;
     /* Next author-written "**", "](" and ")" at or after each offset (n when none). */
     uint32_t *next_bold;
@@ -893,6 +966,68 @@ static bool url_ok(const char *u, size_t n)
 
 static int inline_run(const struct markup *k, fb_buf_t *out, bool html, size_t b, size_t e,
                       bool links);
+
+/* True for a byte that may end an address found in a liens(...) value: none of the bytes
+ * url_ok() refuses, and ASCII only (so "https://x.fr »" stops before the guillemet). */
+static bool auto_url_byte(const struct markup *k, size_t i)
+{
+    unsigned char c = (unsigned char)k->s[i];
+    return k->m[i] == 2 && c > 0x20 && c < 0x7F && c != '"' && c != '\'' && c != '<' && c != '>' &&
+           c != '\\' && c != '`';
+}
+
+/*
+ * The end of the http(s) address starting at `i` in a liens(...) value (within [b, e)), or `i`
+ * when there is none: it starts a word, runs over value bytes that may be in a URL, and loses
+ * its trailing punctuation (". , ; : ! ?", and ')' when unbalanced) as prose would have it.
+ */
+static size_t auto_url_end(const struct markup *k, size_t i, size_t b, size_t e)
+{
+    const char *s = k->s;
+    if (k->m[i] != 2 || (s[i] != 'h' && s[i] != 'H'))
+        return i;
+    if (i > b && k->m[i - 1] == 2 && (unsigned char)s[i - 1] > 0x20 && s[i - 1] != '(')
+        return i; /* inside a word */
+    if (!prefix_ci(s + i, e - i, "https://") && !prefix_ci(s + i, e - i, "http://"))
+        return i;
+    size_t j = i;
+    int depth = 0;
+    while (j < e && auto_url_byte(k, j)) {
+        depth += s[j] == '(' ? 1 : s[j] == ')' ? -1 : 0;
+        j++;
+    }
+    for (;;) {
+        char c = s[j - 1];
+        if (c == '.' || c == ',' || c == ';' || c == ':' || c == '!' || c == '?') {
+            j--;
+        } else if (c == ')' && depth < 0) {
+            depth++;
+            j--;
+        } else {
+            break;
+        }
+    }
+    if (!url_ok(s + i, j - i) || prefix_ci(s + i, j - i, "mailto:"))
+        return i;
+    return j;
+}
+
+/* An address found in a liens(...) value: a link in HTML, as is in plain text. */
+static int emit_auto_link(fb_buf_t *out, bool html, const char *u, size_t un)
+{
+    if (!html)
+        return fb_buf_append(out, u, un);
+    int rc = fb_buf_puts(out, "<a href=\"");
+    if (!rc)
+        rc = fb_template_html_escape(u, un, out);
+    if (!rc)
+        rc = fb_buf_puts(out, "\">");
+    if (!rc)
+        rc = fb_template_html_escape(u, un, out);
+    if (!rc)
+        rc = fb_buf_puts(out, "</a>");
+    return rc;
+}
 
 /* [text](url): text is k->s[tb..te), the url u[0..un). */
 static int emit_link(const struct markup *k, fb_buf_t *out, bool html, size_t tb, size_t te,
@@ -987,6 +1122,16 @@ static int inline_run(const struct markup *k, fb_buf_t *out, bool html, size_t b
                 i += 2; /* an unbalanced "**" stays as typed */
             }
             continue;
+        }
+        if (links && k->m[i] == 2) {
+            size_t ue = auto_url_end(k, i, b, e);
+            if (ue > i) {
+                rc = emit_text(out, html, k->s + lit, i - lit);
+                if (!rc)
+                    rc = emit_auto_link(out, html, k->s + i, ue - i);
+                i = lit = ue;
+                continue;
+            }
         }
         if (links && author(k, i, '[')) {
             size_t end = 0;

@@ -65,6 +65,15 @@ void fb_template_names(const fb_template_t *t,
                        void (*cb)(void *arg, const char *name, bool is_tag, int line, int col),
                        void *arg);
 
+/**
+ * Calls `cb` for each string compared with a name in the template's expressions, as
+ * fb_expr_compared_strings(), except names that are loop variables in scope.
+ */
+void fb_template_compared_strings(const fb_template_t *t,
+                                  void (*cb)(void *arg, const char *name, const char *str, int line,
+                                             int col),
+                                  void *arg);
+
 /** Formats a JSON value as French text (the rules above). Appends to `out`; 0 or FB_ETOOBIG. */
 int fb_template_format_value(const json_t *v, fb_buf_t *out);
 

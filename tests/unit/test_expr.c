@@ -470,6 +470,32 @@ TEST_IMPL(expr_names)
     return 0;
 }
 
+static void collect_cmp(void *arg, const char *name, const char *str, int line, int col)
+{
+    fb_buf_t *out = arg;
+    ASSERT_OK(fb_buf_printf(out, "%s=%s@%d:%d ", name, str, line, col));
+}
+
+/* The strings compared with plain names, for the loader's option-id check. */
+TEST_IMPL(expr_compared_strings)
+{
+    fb_buf_t out;
+    fb_buf_init(&out, 4096);
+    fb_expr_t *e = fb_expr_parse("usage == \"a\" ou \"b\" != usage ou usage dans [\"c\", nsp, 3, "
+                                 "\"d\"]\n ou \"e\" dans projets ou non (x == \"f\") ou "
+                                 "commune.departement == \"69\" ou usage == nsp ou usage < \"g\" "
+                                 "ou \"h\" == \"i\" ou usage dans autre",
+                                 2, 5, NULL);
+    ASSERT_NOT_NULL(e);
+    fb_expr_compared_strings(e, collect_cmp, &out);
+    ASSERT_STR_EQ(fb_buf_str(&out),
+                  "usage=a@2:14 usage=b@2:21 usage=c@2:49 usage=d@2:62 projets=e@3:5 x=f@3:35 ");
+    fb_expr_free(e);
+    fb_expr_compared_strings(NULL, collect_cmp, &out); /* nothing, no crash */
+    fb_buf_free(&out);
+    return 0;
+}
+
 TEST_IMPL(expr_eval_borrowed)
 {
     env_setup();

@@ -388,8 +388,8 @@ TEST_IMPL(machine_command_recap_and_data)
     say(&c, "Où en suis-je ?");
     ASSERT_SAID(&c, "Voici où nous en sommes :\n\nVos réponses :\n• Statut : Une friche\n"
                     "• q2 : oui\n\nVotre feuille de route :\n"
-                    "• Délibérer sur le projet : à faire\n"
-                    "• Faire un diagnostic de pollution : à faire\n--\nCombien de bâtiments ?");
+                    "1. Délibérer sur le projet : à faire\n"
+                    "2. Faire un diagnostic de pollution : à faire\n--\nCombien de bâtiments ?");
     say(&c, "mes données");
     ASSERT_SAYS(&c, "Voici tout ce que je conserve pour cette conversation :");
     ASSERT_SAYS(&c, "Signaux retenus : friche, pollue");
@@ -411,7 +411,7 @@ TEST_IMPL(machine_command_conseiller_and_handback)
     ASSERT_ACTIONS(&c, "[{\"type\":\"escalate\",\"reason\":\"demande\",\"summary\":\"Dialogue : "
                        "Petit dialogue\\nQuestion en cours : Le site est-il pollué ?\\n\\n"
                        "Réponses :\\n• Statut : Une friche\\n\\nSignaux retenus : friche\\n\\n"
-                       "Votre feuille de route :\\n• Délibérer sur le projet : à faire\"},"
+                       "Votre feuille de route :\\n1. Délibérer sur le projet : à faire\"},"
                        "{\"type\":\"cancel\"},{\"type\":\"stat\",\"name\":\"escalated\"}]");
     ASSERT(json_is_true(json_object_get(c.session, "x")));
     json_t *before = json_deep_copy(c.session);
@@ -700,7 +700,7 @@ TEST_IMPL(machine_reprompts_then_conseiller)
     ASSERT_ACTIONS(&c, "[{\"type\":\"escalate\",\"reason\":\"echecs\",\"summary\":\"Dialogue : "
                        "Petit dialogue\\nQuestion en cours : Quel est le statut du site ? (3 "
                        "réponses non comprises)\\n\\nRéponses :\\n(aucune réponse pour "
-                       "l'instant)\\n\\nVotre feuille de route :\\n• Délibérer sur le projet : "
+                       "l'instant)\\n\\nVotre feuille de route :\\n1. Délibérer sur le projet : "
                        "à faire\"},{\"type\":\"cancel\"},{\"type\":\"stat\",\"name\":"
                        "\"escalated\"}]");
     ASSERT(json_is_true(json_object_get(c.session, "x")));
@@ -717,12 +717,14 @@ TEST_IMPL(machine_reprompts_then_aide)
     say(&c, "beaucoup");
     ASSERT_SAID(&c, "Je n'ai pas compris votre réponse.");
     say(&c, "1000"); /* out of range: a failure too, the second: `aide`, then asked again */
-    ASSERT_SAID(&c, "Répondez simplement à la question posée. À tout moment, vous pouvez aussi "
-                    "écrire :\n\n• retour : revenir à la question précédente\n• recommencer : "
-                    "tout reprendre depuis le début\n• conseiller : parler à une personne\n"
-                    "• où en suis-je : revoir vos réponses et votre feuille de route\n"
-                    "• mes données : voir ce que je conserve\n• oublier mes données : tout "
-                    "effacer\n• stop : ne plus recevoir de relances\n--\nCombien de bâtiments ?");
+    ASSERT_SAID(
+        &c, "Répondez simplement à la question posée. À tout moment, vous pouvez aussi "
+            "écrire :\n\n• retour : revenir à la question précédente\n• recommencer : "
+            "tout reprendre depuis le début\n• conseiller : parler à une personne\n"
+            "• où en suis-je : revoir vos réponses et votre feuille de route\n"
+            "• mes données : voir ce que je conserve\n• mes étapes : suivre les étapes de votre "
+            "feuille de route et changer leur statut\n• oublier mes données : tout "
+            "effacer\n• stop : ne plus recevoir de relances\n--\nCombien de bâtiments ?");
     ASSERT_NULL(json_object_get(c.session, "f"));
     say(&c, "60");
     ASSERT_SAID(&c, "Cette réponse sort des valeurs attendues.");
@@ -815,8 +817,8 @@ TEST_IMPL(machine_templates_roadmap)
                   "&lt;b&gt;sociaux&lt;/b&gt; &amp; un [jardin](javascript:alert(1)).</p>");
     /* the roadmap of the rules, in catalogue order, in the recap */
     say(&c, "où en suis-je");
-    ASSERT_SAYS(&c, "Votre feuille de route :\n• Délibérer sur le projet : à faire\n"
-                    "• Faire un diagnostic de pollution : à faire");
+    ASSERT_SAYS(&c, "Votre feuille de route :\n1. Délibérer sur le projet : à faire\n"
+                    "2. Faire un diagnostic de pollution : à faire");
     ASSERT_ACTIONS(&c, "[]");
     conv_free(&c);
     return 0;
@@ -978,6 +980,13 @@ TEST_IMPL(machine_malformed_session)
         "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"u\":{\"etapes.engagement\":3}}",
         "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"k\":[]}",
         "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"n\":true}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"j\":{}}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"j\":[\"2026-12-03\"]}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"j\":[-1]}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"j\":[1.5]}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"j\":[99999999]}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"g\":1}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"o\":\"oui\"}",
     };
     for (size_t i = 0; i < FB_ARRAY_SIZE(bad); i++) {
         fb_buf_t text;
@@ -1237,6 +1246,312 @@ TEST_IMPL(machine_avis)
     choose(&c, "passer");
     ASSERT_STR_EQ(state(&c), "fin");
     ASSERT_NULL(avis_of(&c));
+    conv_free(&c);
+    return 0;
+}
+
+/* ---- the step list in the conversation: "mes étapes", "étape 2 faite" ------------------------ */
+
+/* complet.yaml up to its final state (roadmap: 4 steps, all "à faire"). */
+static void complet_ended(struct conv *c)
+{
+    conv_init(c, "complet.yaml", 1);
+    event(c, FB_EVENT_START);
+    say(c, "lyon");
+    say(c, "1,2 ha");
+    say(c, "une usine");
+    say(c, "oui");
+    say(c, "2");
+    say(c, "1 et 3");
+    say(c, "mars 2027");
+    ASSERT_STR_EQ(state(c), "fin");
+}
+
+/* The date the session holds for step `ref` ("YYYY-MM-DD", from `j`, parallel to `r`), or NULL
+ * (a static buffer). */
+static const char *step_day(const struct conv *c, const char *ref)
+{
+    static char buf[16];
+    const json_t *r = json_object_get(c->session, "r"), *j = json_object_get(c->session, "j");
+    for (size_t i = 0; i < json_array_size(r); i++) {
+        if (strcmp(json_string_value(json_array_get(r, i)), ref) != 0)
+            continue;
+        json_int_t day = json_integer_value(json_array_get(j, i));
+        if (day <= 0)
+            return NULL;
+        time_t t = (time_t)day * 86400;
+        struct tm tm;
+        ASSERT_NOT_NULL(gmtime_r(&t, &tm));
+        strftime(buf, sizeof(buf), "%Y-%m-%d", &tm);
+        return buf;
+    }
+    return NULL;
+}
+
+static const char *step_status(const struct conv *c, const char *ref)
+{
+    return json_string_value(json_object_get(json_object_get(c->session, "u"), ref));
+}
+
+TEST_IMPL(machine_steps_list_and_change)
+{
+    struct conv c;
+    complet_ended(&c);
+    say(&c, "mes étapes");
+    ASSERT_SAID(&c, "Vos étapes et leur statut :\n"
+                    "1. Délibérer sur le projet : à faire\n"
+                    "2. Assurer la maîtrise foncière : à faire\n"
+                    "3. Faire un diagnostic de pollution : à faire\n"
+                    "4. Lancer une étude de programmation : à faire\n\n"
+                    "Pour changer le statut d'une étape, écrivez son numéro et son nouveau "
+                    "statut, par exemple « étape 2 faite », « étape 3 en cours », « étape 4 "
+                    "bloquée », « étape 1 pas concernée » ou « étape 5 déjà faite ».");
+    ASSERT(strstr(fb_buf_str(&c.html), "<p>Vos étapes et leur statut :</p><ol><li>Délibérer sur "
+                                       "le projet : à faire</li>"));
+    ASSERT_CHOICES(&c,
+                   "[{\"id\":\"etape_1\",\"label\":\"Étape 1\"},{\"id\":\"etape_2\",\"label\":"
+                   "\"Étape 2\"},{\"id\":\"etape_3\",\"label\":\"Étape 3\"},{\"id\":\"etape_4\","
+                   "\"label\":\"Étape 4\"}]");
+    ASSERT_ACTIONS(&c, "[]");
+    /* the words for each status, and the ways of writing "étape N" */
+    static const struct {
+        const char *text, *ref, *status, *label;
+    } cases[] = {
+        {"J'ai terminé l'étape 1", "etapes.engagement", "faite", "faite"},
+        {"bloquée pour l'étape 3", "etapes.diagnostic_pollution", "bloquee", "bloquée"},
+        {"étape 2 faite", "etapes.maitrise_fonciere", "faite", "faite"},
+        {"L'étape 3 est en cours", "etapes.diagnostic_pollution", "en_cours", "en cours"},
+        {"etape n°4 : bloquée", "etapes.etude_programmation", "bloquee", "bloquée"},
+        {"Étape 1 pas concernée, merci", "etapes.engagement", "non_pertinente", "non pertinente"},
+        {"ÉTAPE 2 DÉJÀ FAITE", "etapes.maitrise_fonciere", "deja_faite", "déjà faite"},
+        {"pour l'étape 3 c'est terminé maintenant", "etapes.diagnostic_pollution", "faite",
+         "faite"},
+        {"étape 4 à faire", "etapes.etude_programmation", "a_faire", "à faire"},
+    };
+    for (size_t i = 0; i < FB_ARRAY_SIZE(cases); i++) {
+        say(&c, cases[i].text);
+        char *want = fb_asprintf("[{\"type\":\"step\",\"item\":\"%s\",\"status\":\"%s\"},"
+                                 "{\"type\":\"stat\",\"name\":\"step_updated\"},"
+                                 "{\"type\":\"schedule\",\"id\":\"relance\",\"after\":3628800,"
+                                 "\"reason\":\"suivi\"}]",
+                                 cases[i].ref, cases[i].status);
+        ASSERT_ACTIONS(&c, want);
+        fb_free(want);
+        char *phrase = fb_asprintf("est maintenant « %s ».", cases[i].label);
+        ASSERT_SAYS(&c, phrase);
+        fb_free(phrase);
+        ASSERT_STR_EQ(step_day(&c, cases[i].ref), "2026-11-30");
+    }
+    ASSERT_SAYS(&c, "C'est noté : l'étape 4, « Lancer une étude de programmation », est "
+                    "maintenant « à faire ».");
+    /* back to "à faire": no status stored, the date of the change is */
+    ASSERT_NULL(step_status(&c, "etapes.etude_programmation"));
+    ASSERT_STR_EQ(step_status(&c, "etapes.engagement"), "non_pertinente");
+    /* a blocked step suggests an advisor */
+    say(&c, "étape 4 bloquée");
+    ASSERT_SAYS(&c, "écrivez « conseiller »");
+
+    /* two days later (the 2nd of December: "2 décembre"), then the 1st of a month ("1er") */
+    c.env.now = NOW + 2 * 86400;
+    say(&c, "étape 1 en cours");
+    ASSERT_STR_EQ(step_day(&c, "etapes.engagement"), "2026-12-02");
+    say(&c, "où en suis-je");
+    ASSERT_SAYS(&c, "Votre feuille de route :\n"
+                    "1. Délibérer sur le projet : en cours (noté le 2 décembre 2026)\n"
+                    "2. Assurer la maîtrise foncière : déjà faite (noté le 30 novembre 2026)\n"
+                    "3. Faire un diagnostic de pollution : faite (noté le 30 novembre 2026)\n"
+                    "4. Lancer une étude de programmation : bloquée (noté le 30 novembre 2026)\n\n"
+                    "Pour changer le statut d'une étape");
+    c.env.now = NOW + 32 * 86400; /* 2027-01-01 */
+    say(&c, "étape 1 faite");
+    ASSERT_STR_EQ(step_day(&c, "etapes.engagement"), "2027-01-01");
+    say(&c, "mes étapes");
+    ASSERT_SAYS(&c, "1. Délibérer sur le projet : faite (noté le 1er janvier 2027)");
+
+    /* a number that is not a step: the list again, nothing changes */
+    say(&c, "étape 5 faite");
+    ASSERT_SAYS(&c, "Je ne trouve pas cette étape dans votre feuille de route.\n"
+                    "1. Délibérer sur le projet : faite");
+    ASSERT_ACTIONS(&c, "[]");
+    say(&c, "étape 0 faite");
+    ASSERT_SAYS(&c, "Je ne trouve pas cette étape");
+    /* not about a step: the usual note */
+    say(&c, "l'étape suivante");
+    ASSERT_SAYS(&c, "Le questionnaire est terminé.");
+    say(&c, "étape 1234 faite");
+    ASSERT_SAYS(&c, "Le questionnaire est terminé.");
+    conv_free(&c);
+    return 0;
+}
+
+TEST_IMPL(machine_steps_pick)
+{
+    struct conv c;
+    complet_ended(&c);
+    /* a step without a status: the six statuses are offered */
+    say(&c, "étape 3");
+    ASSERT_SAID(&c, "Quel est le statut de l'étape 3, « Faire un diagnostic de pollution » ? "
+                    "Aujourd'hui : à faire.\n\n1. À faire\n2. En cours\n3. Bloquée\n4. Faite\n"
+                    "5. Pas concernée\n6. Déjà faite");
+    ASSERT_CHOICES(&c, "[{\"id\":\"a_faire\",\"label\":\"À faire\"},{\"id\":\"en_cours\",\"label\":"
+                       "\"En cours\"},{\"id\":\"bloquee\",\"label\":\"Bloquée\"},{\"id\":\"faite\","
+                       "\"label\":\"Faite\"},{\"id\":\"non_pertinente\",\"label\":\"Pas "
+                       "concernée\"},{\"id\":\"deja_faite\",\"label\":\"Déjà faite\"}]");
+    ASSERT_ACTIONS(&c, "[]");
+    ASSERT_STR_EQ(json_string_value(json_object_get(c.session, "k")),
+                  "etapes.diagnostic_pollution");
+    ASSERT(json_is_true(json_object_get(c.session, "g")));
+    /* not understood: asked again, nothing changes */
+    say(&c, "euh");
+    ASSERT_SAYS(&c, "Je n'ai pas compris votre réponse.\n\n1. À faire");
+    ASSERT_ACTIONS(&c, "[]");
+    choose(&c, "deja_faite");
+    ASSERT_SAID(&c, "C'est noté : l'étape 3, « Faire un diagnostic de pollution », est maintenant "
+                    "« déjà faite ».");
+    ASSERT_ACTIONS(&c, "[{\"type\":\"step\",\"item\":\"etapes.diagnostic_pollution\",\"status\":"
+                       "\"deja_faite\"},{\"type\":\"stat\",\"name\":\"step_updated\"},"
+                       "{\"type\":\"schedule\",\"id\":\"relance\",\"after\":3628800,"
+                       "\"reason\":\"suivi\"}]");
+    ASSERT_NULL(json_object_get(c.session, "k"));
+    ASSERT_NULL(json_object_get(c.session, "g"));
+    /* a button of the list, then a status typed */
+    choose(&c, "etape_2");
+    ASSERT_SAYS(&c, "Quel est le statut de l'étape 2, « Assurer la maîtrise foncière » ?");
+    say(&c, "pas concernée");
+    ASSERT_STR_EQ(step_status(&c, "etapes.maitrise_fonciere"), "non_pertinente");
+    /* a step picked, then another change written in full: the latter wins, nothing pending */
+    choose(&c, "etape_1");
+    say(&c, "étape 4 en cours");
+    ASSERT_STR_EQ(step_status(&c, "etapes.etude_programmation"), "en_cours");
+    ASSERT_NULL(step_status(&c, "etapes.engagement"));
+    ASSERT_NULL(json_object_get(c.session, "k"));
+    /* "étape 2 n'importe quoi": the status is asked */
+    say(&c, "étape 2 bientôt peut-être");
+    ASSERT_SAYS(&c, "Quel est le statut de l'étape 2");
+    ASSERT_ACTIONS(&c, "[]");
+    /* a button id of a step that does not exist, or malformed: nothing is picked */
+    choose(&c, "etape_9");
+    ASSERT_SAYS(&c, "Je ne trouve pas cette étape");
+    ASSERT_NULL(json_object_get(c.session, "k"));
+    choose(&c, "etape_x");
+    ASSERT_SAYS(&c, "Le questionnaire est terminé.");
+    /* "mes étapes" drops a pending question */
+    say(&c, "étape 1");
+    say(&c, "mes étapes");
+    ASSERT_NULL(json_object_get(c.session, "k"));
+    say(&c, "faite");
+    ASSERT_SAYS(&c, "Le questionnaire est terminé.");
+    ASSERT_ACTIONS(&c, "[]");
+
+    /* the reminder's question keeps its five answers ("plus tard"), and "étape N ..." works
+     * while it is pending */
+    c.env.now = NOW + 3628800;
+    event(&c, FB_EVENT_TIMER);
+    ASSERT_SAYS(&c, "Où en êtes-vous de l'étape « Délibérer sur le projet » ?");
+    ASSERT_NULL(json_object_get(c.session, "g"));
+    say(&c, "plus tard");
+    ASSERT_SAID(&c, "Entendu, je vous relancerai plus tard.");
+    event(&c, FB_EVENT_TIMER);
+    say(&c, "étape 1 faite");
+    ASSERT_SAYS(&c, "l'étape 1, « Délibérer sur le projet », est maintenant « faite »");
+    ASSERT_NULL(json_object_get(c.session, "k"));
+    ASSERT_STR_EQ(step_day(&c, "etapes.engagement"), "2027-01-11");
+    conv_free(&c);
+    return 0;
+}
+
+TEST_IMPL(machine_steps_before_the_end)
+{
+    struct conv c;
+    conv_init(&c, "complet.yaml", 1);
+    event(&c, FB_EVENT_START);
+    say(&c, "lyon");
+    /* neither an answer nor a failure: the steps come at the end */
+    say(&c, "étape 2 faite");
+    ASSERT_SAID(&c, "Votre feuille de route n'est pas encore enregistrée : elle le sera à la fin "
+                    "des questions. Vous pourrez alors suivre chaque étape et changer son statut "
+                    "(« mes étapes »).\n--\nQuelle est la surface du site ?");
+    ASSERT_ACTIONS(&c, "[]");
+    ASSERT_NULL(json_object_get(c.session, "f"));
+    say(&c, "mes étapes");
+    ASSERT_SAYS(&c, "n'est pas encore enregistrée");
+    ASSERT_SAYS(&c, "Quelle est la surface du site ?");
+    conv_free(&c);
+
+    /* in a free-text question, "l'étape 2 est faite" is an answer like any other */
+    conv_init(&c, "territoire.yaml", 0);
+    event(&c, FB_EVENT_START);
+    say(&c, "littoral");
+    say(&c, "100");
+    say(&c, "4");
+    say(&c, "l'étape 2 est faite");
+    ASSERT_STR_EQ(json_string_value(answer(&c, "commentaire")), "l'étape 2 est faite");
+    conv_free(&c);
+    return 0;
+}
+
+/* Dates of changes read back: a malformed date is dropped (no "noté le"), others are kept. */
+TEST_IMPL(machine_steps_session_dates)
+{
+    struct conv c;
+    complet_ended(&c);
+    /* `j` runs parallel to `r`, whatever its order and unknown items: 20811 is 2026-12-24 */
+    json_t *r =
+        json_pack("[s, s, s, s, s]", "etapes.inconnue", "etapes.maitrise_fonciere",
+                  "etapes.engagement", "etapes.etude_programmation", "etapes.diagnostic_pollution");
+    json_t *j = json_pack("[i, i, i, i]", 20000, 20811, 0, 20812); /* shorter: the last is 0 */
+    json_object_set_new(c.session, "r", r);
+    json_object_set_new(c.session, "j", j);
+    say(&c, "mes étapes");
+    ASSERT_SAYS(&c, "1. Délibérer sur le projet : à faire\n"
+                    "2. Assurer la maîtrise foncière : à faire (noté le 24 décembre 2026)\n"
+                    "3. Faire un diagnostic de pollution : à faire\n"
+                    "4. Lancer une étude de programmation : à faire (noté le 25 décembre 2026)");
+    say(&c, "étape 3 faite");
+    char *dump = json_dumps(json_object_get(c.session, "j"), JSON_COMPACT);
+    ASSERT_STR_EQ(dump, "[0,20811,20787,20812]"); /* in `r`'s (catalogue) order */
+    free(dump);
+    ASSERT_STR_EQ(step_day(&c, "etapes.diagnostic_pollution"), "2026-11-30");
+    /* "retour" from the end reopens the questions: the stored steps and their dates go */
+    say(&c, "retour");
+    ASSERT_NULL(json_object_get(c.session, "j"));
+    ASSERT_NULL(json_object_get(c.session, "r"));
+    conv_free(&c);
+    return 0;
+}
+
+/* One `avis` per conversation: going back and passing the thank-you again emits none. */
+TEST_IMPL(machine_avis_once)
+{
+    struct conv c;
+    conv_init(&c, "territoire.yaml", 0);
+    event(&c, FB_EVENT_START);
+    say(&c, "littoral");
+    say(&c, "100");
+    say(&c, "4");
+    say(&c, "Bien");
+    ASSERT_NOT_NULL(avis_of(&c));
+    ASSERT(json_is_true(json_object_get(c.session, "o")));
+    say(&c, "retour"); /* from the end, back to the comment */
+    ASSERT_SAID(&c, "Un commentaire ?");
+    say(&c, "Très bien finalement");
+    ASSERT_SAYS(&c, "Merci.");
+    ASSERT_NULL(avis_of(&c));
+    say(&c, "retour");
+    say(&c, "retour");
+    ASSERT_SAYS(&c, "Votre note ?");
+    say(&c, "1");
+    say(&c, "non");
+    ASSERT_NULL(avis_of(&c));
+    ASSERT(json_is_true(json_object_get(c.session, "o")));
+    /* a new conversation ("recommencer") may be rated */
+    say(&c, "recommencer");
+    ASSERT_NULL(json_object_get(c.session, "o"));
+    say(&c, "montagne");
+    say(&c, "100");
+    say(&c, "2");
+    say(&c, "non");
+    ASSERT_NOT_NULL(avis_of(&c));
     conv_free(&c);
     return 0;
 }

@@ -416,6 +416,69 @@ TEST_IMPL(template_hostile)
     return 0;
 }
 
+/* liens(...): the http(s) addresses of a value become links in HTML, and only those. */
+TEST_IMPL(template_liens)
+{
+    env_setup();
+    json_object_set_new(answers, "lien",
+                        json_string("https://lannuaire.service-public.fr (chercher « DDT » et "
+                                    "votre département)"));
+    json_object_set_new(answers, "sources",
+                        json_string("https://a.fr/x?b=1&c=2 ; http://b.fr/p_(1)). Voir "
+                                    "(https://c.fr/d)."));
+    json_object_set_new(answers, "hostile",
+                        json_string("javascript:alert(1) JAVASCRIPT://x data:text/html,<b> "
+                                    "https://x.fr/\"onmouseover=\"a https://y.fr/<script> "
+                                    "mailto:a@b.fr //z.fr https:// xhttps://w.fr ftp://v.fr"));
+    json_object_set_new(answers, "casse", json_string("HTTPS://X.FR/A"));
+    /* the directory link of a contact: the address is a link, the hint after it is text */
+    check_render("Annuaire : {{ liens(lien) }}",
+                 "Annuaire : https://lannuaire.service-public.fr (chercher « DDT » et votre "
+                 "département)",
+                 "<p>Annuaire : <a href=\"https://lannuaire.service-public.fr\">"
+                 "https://lannuaire.service-public.fr</a> (chercher « DDT » et votre "
+                 "département)</p>");
+    /* several addresses; trailing punctuation and an unbalanced ')' stay out; & is escaped */
+    check_render("{{ liens( sources ) }}",
+                 "https://a.fr/x?b=1&c=2 ; http://b.fr/p_(1)). Voir "
+                 "(https://c.fr/d).",
+                 "<p><a href=\"https://a.fr/x?b=1&amp;c=2\">https://a.fr/x?b=1&amp;c=2</a> ; "
+                 "<a href=\"http://b.fr/p_(1)\">http://b.fr/p_(1)</a>). Voir (<a "
+                 "href=\"https://c.fr/d\">https://c.fr/d</a>).</p>");
+    check_render("{{ links(casse) }}", "HTTPS://X.FR/A",
+                 "<p><a href=\"HTTPS://X.FR/A\">HTTPS://X.FR/A</a></p>");
+    /* hostile: no other scheme, no quote or angle bracket inside, nothing glued to a word */
+    check_render("{{ liens(hostile) }}",
+                 "javascript:alert(1) JAVASCRIPT://x data:text/html,<b> "
+                 "https://x.fr/\"onmouseover=\"a https://y.fr/<script> mailto:a@b.fr //z.fr "
+                 "https:// xhttps://w.fr ftp://v.fr",
+                 "<p>javascript:alert(1) JAVASCRIPT://x data:text/html,&lt;b&gt; "
+                 "<a href=\"https://x.fr/\">https://x.fr/</a>&quot;onmouseover=&quot;a "
+                 "<a href=\"https://y.fr/\">https://y.fr/</a>&lt;script&gt; mailto:a@b.fr "
+                 "//z.fr https:// xhttps://w.fr ftp://v.fr</p>");
+    /* without liens(...), a value's address stays text; the author's own text is not scanned */
+    check_render("{{ lien }} https://auteur.fr",
+                 "https://lannuaire.service-public.fr (chercher « DDT » et votre département) "
+                 "https://auteur.fr",
+                 "<p>https://lannuaire.service-public.fr (chercher « DDT » et votre département) "
+                 "https://auteur.fr</p>");
+    /* inside an author's link text, no nested link */
+    check_render("[{{ liens(casse) }}](https://a.fr)", "HTTPS://X.FR/A (https://a.fr)",
+                 "<p><a href=\"https://a.fr\">HTTPS://X.FR/A</a></p>");
+    /* in a loop, over catalogue-like items; a field that is not a URL is left alone */
+    check_render("{% pour e dans feuille_de_route %}\n- {{ e.titre }} : {{ liens(e.source) }}\n"
+                 "{% fin %}",
+                 "\xE2\x80\xA2 Diagnostic de pollution : https://x.fr/a?b=1&c=2\n"
+                 "\xE2\x80\xA2 Engagement : javascript:alert(1)",
+                 "<ul><li>Diagnostic de pollution : <a href=\"https://x.fr/a?b=1&amp;c=2\">"
+                 "https://x.fr/a?b=1&amp;c=2</a></li><li>Engagement : javascript:alert(1)</li>"
+                 "</ul>");
+    /* a liens(...) that is not a whole call is an ordinary (here: bad) expression */
+    check_error("{{ liens(lien) == 1 }}", "1:9: « ( » inattendu après la fin de l'expression\n");
+    env_teardown();
+    return 0;
+}
+
 /* Renders `src` expecting FB_ETOOBIG, and both buffers freed. */
 static void check_too_big(const char *src, size_t plain_max)
 {
