@@ -203,6 +203,18 @@
 
     // ---- the message list ----
 
+    // True when the bottom of the page is in view (the reader is not scrolled up in the history).
+    function nearBottom() {
+        var doc = document.documentElement;
+        return window.innerHeight + window.scrollY >= doc.scrollHeight - 120;
+    }
+
+    // Brings the newest message and the text field into view, unless the reader scrolled up.
+    function followNewest(wasNearBottom) {
+        if (wasNearBottom)
+            el.form.scrollIntoView({block: "nearest"});
+    }
+
     function firstPendingItem() {
         return el.messages.querySelector("li.fb-msg[data-pending]");
     }
@@ -254,7 +266,7 @@
         li.querySelector(".fb-msg__body").appendChild(t);
         setDelivery(li, "Envoi en cours…");
         el.messages.appendChild(li);
-        li.scrollIntoView({block: "nearest"});
+        followNewest(true);
     }
 
     function removeChoices() {
@@ -297,6 +309,7 @@
     function onHistory(msg) {
         if (typeof msg.seq !== "number" || state.seen.has(msg.seq))
             return; // already shown (several tabs, resends, replays)
+        var wasNearBottom = nearBottom();
         state.seen.add(msg.seq);
         if (msg.seq > state.lastSeq)
             state.lastSeq = msg.seq;
@@ -352,7 +365,7 @@
                     el.input.focus();
             }
         }
-        li.scrollIntoView({block: "nearest"});
+        followNewest(wasNearBottom);
     }
 
     function lastBotItem() {
