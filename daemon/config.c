@@ -33,7 +33,19 @@
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
+#include "geo.h"
 #include "yamljson.h"
+
+/* Compile-time defaults of the paths (cmake/FbPaths.cmake); the fallbacks serve other builds. */
+#ifndef FB_DIALOG_DEFAULT_PATH
+#define FB_DIALOG_DEFAULT_PATH "dialogs/exemple.yaml"
+#endif
+#ifndef FB_WEB_STATIC_DIR
+#define FB_WEB_STATIC_DIR "adapters/web/static"
+#endif
+#ifndef FB_DSFR_DIR
+#define FB_DSFR_DIR "node_modules/@gouvfr/dsfr/dist"
+#endif
 
 #define DEFAULT_NAME     "(embedded default)"
 #define PASSWORD_ENV     "FRICHEBOT_REDIS_PASSWORD"
@@ -42,6 +54,7 @@
 #define MAX_SECRET_BYTES 4096       /* a password file larger than this is refused */
 #define MAX_SCAN_DEPTH   64         /* the secret scan does not descend deeper than this */
 #define MAX_FIELDS       16         /* keys per section, for the seen[] arrays */
+#define MAX_PATH_BYTES   4096       /* a path setting longer than this is refused */
 #define KIB              1024ul
 #define MIB              (1024ul * 1024ul)
 
@@ -58,6 +71,8 @@ enum kind {
     K_LOG_LEVEL,   /* char * at `off`: a fb_log_check_spec() spec */
     K_LOG_FORMAT,  /* bool at `off`: "plain" (false) or "json" (true) */
     K_DELAYS,      /* fb_retry_policy_t at `off`: list of 1..8 delays, each in [min, max] */
+    K_BOOL,        /* bool at `off`: true or false */
+    K_PATH,        /* char * at `off`: a file or directory path; null: the built-in default */
 };
 
 struct table;
@@ -133,11 +148,45 @@ static const struct field log_fields[] = {
     {"format", K_LOG_FORMAT, false, OFF(log.json), 0, 0, NULL},
 };
 
+static const struct field dialogs_fields[] = {
+    {"path", K_PATH, false, OFF(dialogs.path), 0, 0, NULL},
+    {"geo_path", K_PATH, false, OFF(dialogs.geo_path), 0, 0, NULL},
+};
+
+static const struct field outbox_retry_fields[] = {
+    {"delays_ms", K_DELAYS, false, OFF(router.outbox_retry), 1, 3600000, NULL},
+    {"jitter_percent", K_UINT, false, OFF(router.outbox_retry.jitter_percent), 0, 100, NULL},
+    {"max_attempts", K_UINT, false, OFF(router.outbox_retry.max_attempts), 0, 1000000, NULL},
+};
+static const struct table outbox_retry_table = TABLE("router.outbox_retry", outbox_retry_fields);
+
+static const struct field router_fields[] = {
+    {"dedupe_retention_hours", K_UINT, false, OFF(router.dedupe_retention_hours), 1, 8760, NULL},
+    {"max_queued_per_conversation", K_UINT, false, OFF(router.max_queued_per_conversation), 1,
+     10000, NULL},
+    {"outbox_retry", K_SECTION, false, 0, 0, 0, &outbox_retry_table},
+    {"outbox_start_delay_ms", K_UINT, false, OFF(router.outbox_start_delay_ms), 0, 600000, NULL},
+};
+
+static const struct field web_fields[] = {
+    {"enabled", K_BOOL, false, OFF(web.enabled), 0, 0, NULL},
+    {"max_message_bytes", K_SIZE, false, OFF(web.max_message_bytes), 16, 64 * KIB, NULL},
+    {"messages_per_minute", K_UINT, false, OFF(web.messages_per_minute), 1, 10000, NULL},
+    {"max_connections_per_address", K_UINT, false, OFF(web.max_connections_per_address), 1, 100000,
+     NULL},
+    {"history_max", K_UINT, false, OFF(web.history_max), 1, 100000, NULL},
+    {"static_dir", K_PATH, false, OFF(web.static_dir), 0, 0, NULL},
+    {"dsfr_dir", K_PATH, false, OFF(web.dsfr_dir), 0, 0, NULL},
+};
+
 static const struct table server_table = TABLE("server", server_fields);
 static const struct table redis_table = TABLE("redis", redis_fields);
 static const struct table store_table = TABLE("store", store_fields);
 static const struct table client_table = TABLE("http_client", client_fields);
 static const struct table log_table = TABLE("log", log_fields);
+static const struct table dialogs_table = TABLE("dialogs", dialogs_fields);
+static const struct table router_table = TABLE("router", router_fields);
+static const struct table web_table = TABLE("web", web_fields);
 
 static const struct field top_fields[] = {
     {"server", K_SECTION, false, 0, 0, 0, &server_table},
@@ -145,6 +194,9 @@ static const struct field top_fields[] = {
     {"store", K_SECTION, false, 0, 0, 0, &store_table},
     {"http_client", K_SECTION, false, 0, 0, 0, &client_table},
     {"log", K_SECTION, false, 0, 0, 0, &log_table},
+    {"dialogs", K_SECTION, false, 0, 0, 0, &dialogs_table},
+    {"router", K_SECTION, false, 0, 0, 0, &router_table},
+    {"web", K_SECTION, false, 0, 0, 0, &web_table},
 };
 static const struct table top_table = TABLE("", top_fields);
 
@@ -545,6 +597,38 @@ static void apply_delays(struct ctx *c, const struct field *f, const char *path,
     }
 }
 
+/*
+ * Stores a path setting: null leaves it unset (the built-in default applies after the parse); a
+ * relative path written in a configuration file is taken relative to that file's directory.
+ */
+static void apply_path(struct ctx *c, const struct field *f, const char *path,
+                       const yaml_node_t *val)
+{
+    fb_config_t *cfg = c->p->cfg;
+    if (is_null(val)) {
+        set_string(cfg, f->off, NULL);
+        return;
+    }
+    bool ok =
+        is_text(val) && val->data.scalar.length > 0 && val->data.scalar.length <= MAX_PATH_BYTES;
+    for (size_t i = 0; ok && i < val->data.scalar.length; i++)
+        if (val->data.scalar.value[i] < 0x20 || val->data.scalar.value[i] == 0x7f)
+            ok = false;
+    if (!ok) {
+        errorf(c, val->start_mark,
+               "'%s' must be a path of 1 to %d bytes without control characters, or null for the "
+               "built-in default",
+               path, MAX_PATH_BYTES);
+        return;
+    }
+    char **sp = slot(cfg, f->off);
+    fb_free(*sp);
+    if (sval(val)[0] != '/' && c->p->base_dir && c->doc == 1)
+        *sp = fb_asprintf("%s/%s", c->p->base_dir, sval(val));
+    else
+        *sp = fb_strndup(sval(val), val->data.scalar.length);
+}
+
 /* Reports a bad size, with the range written in the units an operator would use. */
 static void report_size(struct ctx *c, const yaml_node_t *val, const char *path,
                         const struct field *f)
@@ -697,6 +781,17 @@ static void apply_field(struct ctx *c, const struct table *t, const struct field
         return;
     case K_DELAYS:
         apply_delays(c, f, path, val);
+        return;
+    case K_BOOL:
+        if (is_scalar(val) && val->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+            (strcmp(sval(val), "true") == 0 || strcmp(sval(val), "false") == 0)) {
+            *(bool *)slot(cfg, f->off) = strcmp(sval(val), "true") == 0;
+            return;
+        }
+        errorf(c, val->start_mark, "'%s' must be true or false", path);
+        return;
+    case K_PATH:
+        apply_path(c, f, path, val);
         return;
     }
 }
@@ -968,7 +1063,7 @@ static void apply_text(struct parse *p, const char *name, int doc, const char *t
     } else {
         errorf(&c, root->start_mark,
                "the configuration must be a mapping of sections (server, redis, store, "
-               "http_client, log), not %s",
+               "http_client, log, dialogs, router, web), not %s",
                node_kind(root));
     }
     fb_free(c.visited);
@@ -1074,6 +1169,19 @@ static void resolve_password(struct parse *p)
     fb_free(full);
 }
 
+/* Gives every path left unset its built-in default (compiled in: see cmake/FbPaths.cmake). */
+static void apply_default_paths(fb_config_t *cfg)
+{
+    if (!cfg->dialogs.path)
+        cfg->dialogs.path = fb_strdup(FB_DIALOG_DEFAULT_PATH);
+    if (!cfg->dialogs.geo_path)
+        cfg->dialogs.geo_path = fb_strdup(fb_geo_default_path());
+    if (!cfg->web.static_dir)
+        cfg->web.static_dir = fb_strdup(FB_WEB_STATIC_DIR);
+    if (!cfg->web.dsfr_dir)
+        cfg->web.dsfr_dir = fb_strdup(FB_DSFR_DIR);
+}
+
 /* ---- public API ----------------------------------------------------------------------------- */
 
 /*
@@ -1103,6 +1211,7 @@ static fb_config_t *parse_with_base(const char *name, const char *text, size_t l
         cfg = NULL;
     } else {
         cfg->path = fb_strdup(is_default ? DEFAULT_NAME : name);
+        apply_default_paths(cfg);
     }
     fb_free(p);
     return cfg;
@@ -1185,5 +1294,9 @@ void fb_config_free(fb_config_t *cfg)
     FB_FREE(cfg->redis.password_file);
     FB_FREE(cfg->store.key_prefix);
     FB_FREE(cfg->log.level);
+    FB_FREE(cfg->dialogs.path);
+    FB_FREE(cfg->dialogs.geo_path);
+    FB_FREE(cfg->web.static_dir);
+    FB_FREE(cfg->web.dsfr_dir);
     fb_free(cfg);
 }

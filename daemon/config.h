@@ -65,6 +65,31 @@ typedef struct fb_http_client_opts_s {
     fb_retry_policy_t retry;       /* default policy for retryable failures (5xx, 429, timeouts) */
 } fb_http_client_opts_t;
 
+/** The dialog served and the communes index it reads. */
+typedef struct fb_dialogs_opts_s {
+    char *path; /* dialog file; default FB_DIALOG_DEFAULT_PATH (source dir/dialogs/exemple.yaml) */
+    char *geo_path; /* communes index; default fb_geo_default_path() (built with the daemon) */
+} fb_dialogs_opts_t;
+
+/** The router (inbound events, atomic persistence) and the outbox (delivery). */
+typedef struct fb_router_opts_s {
+    unsigned dedupe_retention_hours;      /* how long an inbound event id is remembered */
+    unsigned max_queued_per_conversation; /* events waiting per conversation; beyond: FB_EAGAIN */
+    fb_retry_policy_t outbox_retry;       /* transient send failures; max_attempts 0: unlimited */
+    unsigned outbox_start_delay_ms;       /* test knob: each delivery waits this long first */
+} fb_router_opts_t;
+
+/** The web chat adapter (adapters/web/). */
+typedef struct fb_web_opts_s {
+    bool enabled;                         /* serve the web chat */
+    size_t max_message_bytes;             /* longest user message, bytes of UTF-8 */
+    unsigned messages_per_minute;         /* per conversation */
+    unsigned max_connections_per_address; /* open websockets per client address */
+    unsigned history_max;                 /* history entries kept per conversation */
+    char *static_dir; /* the page's files; default: source dir/adapters/web/static */
+    char *dsfr_dir;   /* @gouvfr/dsfr's dist/; default: source dir/node_modules/@gouvfr/dsfr/dist */
+} fb_web_opts_t;
+
 /** Logging. */
 typedef struct fb_log_opts_s {
     char *level; /* "info"; or a spec such as "info,http=debug" */
@@ -79,6 +104,9 @@ typedef struct fb_config_s {
     fb_store_opts_t store;
     fb_http_client_opts_t http_client;
     fb_log_opts_t log;
+    fb_dialogs_opts_t dialogs;
+    fb_router_opts_t router;
+    fb_web_opts_t web;
 } fb_config_t;
 
 /**

@@ -19,14 +19,17 @@
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
+#include "adapters.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
+#include "geo.h"
 #include "http_client.h"
 #include "http_server.h"
 #include "metrics.h"
 #include "redis.h"
+#include "router.h"
 #include "store.h"
 
 #define MAX_RELOAD_HOOKS 8
@@ -43,6 +46,9 @@ struct fb_daemon_s {
     fb_http_client_t *client;
     fb_redis_t *redis;
     fb_store_t *store;
+    fb_geo_t *geo;
+    fb_router_t *router;
+    bool router_stopping, router_stopped;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain;
     uint64_t drain_deadline;
@@ -88,9 +94,14 @@ static void health_answer(struct health *h, int redis_status, double ping_ms)
                       redis_ok ? "ok" : fb_err_name(redis_status));
     if (!rc && redis_ok)
         rc = fb_buf_printf(&b, ",\"ping_ms\":%.3f", ping_ms);
-    /* No adapter is registered yet: the pipeline and Matrix issues add theirs here. */
+    json_t *adapters = json_object();
+    if (d->router)
+        fb_router_health(d->router, adapters);
+    char *ad = json_dumps(adapters, JSON_COMPACT);
+    json_decref(adapters);
     if (!rc)
-        rc = fb_buf_puts(&b, "},\"adapters\":{}}\n");
+        rc = fb_buf_printf(&b, "},\"adapters\":%s}\n", ad ? ad : "{}");
+    free(ad); /* fb-lint: allow free (jansson's allocation) */
     if (rc)
         fb_http_respond(h->req, 500, "application/json", "{\"status\":\"error\"}\n", 19, NULL);
     else
@@ -131,18 +142,37 @@ static int on_healthz(fb_http_req_t *req, void *arg)
 
 static int on_metrics(fb_http_req_t *req, void *arg)
 {
-    (void)arg;
+    fb_daemon_t *d = arg;
     fb_buf_t b;
     fb_buf_init(&b, 1u << 20);
     int rc = fb_metrics_render(&b);
-    if (rc)
+    if (!rc && d->router)
+        rc = fb_router_metrics_render(d->router, &b);
+    if (rc) {
+        fb_buf_free(&b);
         return rc;
+    }
     fb_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL);
     fb_buf_free(&b);
     return 0;
 }
 
 /* ---- shutdown ---- */
+
+static void router_stopped(void *arg)
+{
+    fb_daemon_t *d = arg;
+    d->router_stopped = true;
+}
+
+/* Stops the adapters, then the router's own work (once). */
+static void stop_router(fb_daemon_t *d)
+{
+    if (!d->router || d->router_stopping)
+        return;
+    d->router_stopping = true;
+    fb_router_stop(d->router, router_stopped, d);
+}
 
 static void redis_closed(void *arg)
 {
@@ -165,13 +195,15 @@ static void close_all(fb_daemon_t *d)
     size_t in_http = fb_http_server_inflight(d->http);
     size_t in_redis = fb_redis_pending(d->redis);
     size_t in_client = fb_http_client_pending(d->client);
-    if (in_http || in_redis || in_client)
+    size_t in_router = d->router && !d->router_stopped ? fb_router_pending(d->router) + 1 : 0;
+    if (in_http || in_redis || in_client || in_router)
         FB_WARN(CORE,
                 "shutdown deadline reached: abandoning %zu request(s), %zu Redis command(s), "
-                "%zu outgoing request(s)",
-                in_http, in_redis, in_client);
+                "%zu outgoing request(s), %zu conversation event(s)",
+                in_http, in_redis, in_client, in_router ? in_router - 1 : 0);
     else
         FB_NOTICE(CORE, "drained: nothing in flight");
+    stop_router(d); /* start-up failures come here without a drain */
     uv_timer_stop(&d->drain);
     uv_close((uv_handle_t *)&d->drain, NULL);
     uv_close((uv_handle_t *)&d->sig_term, NULL);
@@ -187,7 +219,8 @@ static void drain_tick(uv_timer_t *t)
 {
     fb_daemon_t *d = t->data;
     bool idle = fb_http_server_inflight(d->http) == 0 && fb_redis_pending(d->redis) == 0 &&
-                fb_store_pending(d->store) == 0 && fb_http_client_pending(d->client) == 0;
+                fb_store_pending(d->store) == 0 && fb_http_client_pending(d->client) == 0 &&
+                (!d->router || d->router_stopped);
     if (idle || uv_now(&d->loop) >= d->drain_deadline)
         close_all(d);
 }
@@ -205,6 +238,7 @@ static void begin_shutdown(fb_daemon_t *d, int signum)
     unsigned secs = d->cfg->server.shutdown_deadline_s;
     FB_NOTICE(CORE, "signal %d: no longer accepting work, draining for up to %u s", signum, secs);
     fb_http_server_drain(d->http);
+    stop_router(d);
     d->drain_deadline = uv_now(&d->loop) + (uint64_t)secs * 1000;
     uv_timer_start(&d->drain, drain_tick, 0, DRAIN_POLL_MS);
 }
@@ -254,6 +288,52 @@ static void walk_leaks(uv_handle_t *h, void *arg)
            uv_handle_type_name(h->type), uv_is_active(h), uv_is_closing(h));
 }
 
+/* SIGHUP: the dialog file again (a broken one is refused and the old version keeps serving). */
+static int reload_dialogs(fb_daemon_t *d, void *arg)
+{
+    (void)arg;
+    return d->router ? fb_router_reload(d->router, NULL) : 0;
+}
+
+/* Loads the communes index; without it, dialogs that ask for a commune are refused. */
+static fb_geo_t *load_geo(const char *path)
+{
+    fb_buf_t errors;
+    fb_buf_init(&errors, 1u << 16);
+    fb_geo_t *g = fb_geo_load(path, &errors);
+    if (!g)
+        FB_WARN(CORE, "communes index not loaded (%s): %s", path, fb_buf_str(&errors));
+    fb_buf_free(&errors);
+    return g;
+}
+
+/* Creates the router on the dialog and registers every built-in adapter. */
+static int start_pipeline(fb_daemon_t *d)
+{
+    d->geo = load_geo(d->cfg->dialogs.geo_path);
+    fb_buf_t errors;
+    fb_buf_init(&errors, 1u << 20);
+    fb_router_deps_t deps = {&d->loop, d->cfg, d->redis, d->store, d->http, d->client, d->geo};
+    d->router = fb_router_create(&deps, &errors);
+    if (!d->router) {
+        FB_ERR(CORE, "the dialog %s cannot be served:\n%s", d->cfg->dialogs.path,
+               fb_buf_str(&errors));
+        fb_buf_free(&errors);
+        return FB_ECONFIG;
+    }
+    fb_buf_free(&errors);
+    for (size_t i = 0; fb_builtin_adapters[i]; i++) {
+        int rc = fb_router_add_adapter(d->router, fb_builtin_adapters[i]);
+        if (rc == FB_DECLINED) {
+            FB_INFO(CORE, "adapter %s disabled by the configuration", fb_builtin_adapters[i]->name);
+        } else if (rc) {
+            return rc;
+        }
+    }
+    (void)fb_daemon_on_reload(d, reload_dialogs, NULL);
+    return 0;
+}
+
 int fb_daemon_run(const fb_config_t *cfg, const char *config_path)
 {
     fb_daemon_t *d = fb_calloc(1, sizeof(*d));
@@ -290,9 +370,13 @@ int fb_daemon_run(const fb_config_t *cfg, const char *config_path)
         uv_signal_start(sigs[i], on_signal, signums[i]);
     }
 
-    rc = fb_http_server_start(d->http);
+    rc = start_pipeline(d);
+    if (rc == 0)
+        rc = fb_http_server_start(d->http);
     if (rc == 0)
         rc = fb_redis_start(d->redis);
+    if (rc == 0)
+        rc = fb_router_start(d->router);
     if (rc) {
         FB_ERR(CORE, "start-up failed: %s", fb_strerror(rc));
         close_all(d);
@@ -302,6 +386,8 @@ int fb_daemon_run(const fb_config_t *cfg, const char *config_path)
     }
 
     uv_run(&d->loop, UV_RUN_DEFAULT);
+    fb_router_destroy(d->router);
+    fb_geo_free(d->geo);
     fb_store_destroy(d->store);
     rc = uv_loop_close(&d->loop);
     if (rc) {

@@ -8,6 +8,12 @@
  * server is gone by then: the answer is simply dropped. Answers are written from
  * LWS_CALLBACK_HTTP_WRITEABLE only ("write only when writable", libwebsockets README.coding).
  *
+ * Static files are answered the same way, read at once from disk (8 MiB at most). Websockets
+ * share the context, the port and the protocol callback: each connection is an fb_ws_t with a
+ * queue of copied frames written from LWS_CALLBACK_SERVER_WRITEABLE, kept on a list so that the
+ * server's destroy can tell every endpoint that its connections are gone. See
+ * docs/internals/HTTP_SERVER.md.
+ *
  * Teardown: lws_context_destroy() closes lws's uv handles asynchronously; lws clears
  * srv->ctx through info.pcontext when it is done, and a small timer frees the server then.
  */
@@ -15,10 +21,14 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <libwebsockets.h>
@@ -34,6 +44,13 @@
 #define MAX_QUERY       4096
 #define MAX_RESP_HEADER 4096
 
+/* Static files above this size answer 404; smaller ones are read at once on the loop thread. */
+#define STATIC_MAX_BYTES ((size_t)8 * 1024 * 1024)
+/* Bytes of outgoing frames a websocket may have queued (fb_ws_send answers FB_EAGAIN past it). */
+#define WS_QUEUE_MAX ((size_t)1024 * 1024)
+/* A close reason fits in a control frame: 125 bytes minus the 2-byte code. */
+#define WS_REASON_MAX 123
+
 /* How long a deferred handler may take before the connection is given up (its own work, e.g. a
  * Redis command, has shorter timeouts of its own). */
 #define FB_HTTP_HANDLER_TIMEOUT_S 120
@@ -46,6 +63,57 @@ struct route {
     void *arg;
 };
 
+/* Files under `dir` served at URL `prefix` (which ends with '/'). */
+struct static_route {
+    char *prefix;
+    size_t prefix_len;
+    char *dir;
+    unsigned cache_s;
+    const char *name;
+};
+
+/* A websocket endpoint. */
+struct ws_route {
+    char *path;
+    const char *name;
+    fb_ws_ops_t ops;
+    size_t max_message;
+    void *arg;
+};
+
+/* One queued outgoing text frame: LWS_PRE bytes, then the payload. */
+struct ws_frame {
+    struct ws_frame *next;
+    size_t len;
+    unsigned char data[];
+};
+
+struct pss;
+
+struct fb_ws_s {
+    fb_http_server_t *srv;
+    struct lws *wsi; /* the connection; NULL once detached by fb_http_server_destroy */
+    struct pss *pss; /* lws's per-connection data pointing back at us */
+    const struct ws_route *ep;
+    fb_ws_t *prev, *next; /* on srv->wss */
+    struct ws_frame *qhead, *qtail;
+    size_t queued;      /* payload bytes in the queue */
+    fb_buf_t rx;        /* the text message being reassembled */
+    size_t rx_seen;     /* bytes of the current message received so far */
+    bool rx_active;     /* a message has started and its final fragment is still to come */
+    bool rx_binary;     /* the current message is binary: refused */
+    bool rx_refuse;     /* the current message is being discarded */
+    bool accepted;      /* open() kept the connection: closed() is owed */
+    bool in_open;       /* open() is running: fb_ws_header() works */
+    bool closing;       /* a close is requested; it goes out once the queue is empty */
+    bool close_started; /* the queue is empty: the close frame goes out at the next timer */
+    int close_code;
+    char close_reason[WS_REASON_MAX + 1];
+    void *data;
+    char peer[64];
+    char tag[32];
+};
+
 struct fb_http_server_s {
     uv_loop_t *loop;
     fb_server_opts_t opts;
@@ -54,6 +122,12 @@ struct fb_http_server_s {
     struct lws_protocols protocols[2];
     struct route routes[MAX_ROUTES];
     int nroutes;
+    struct static_route statics[MAX_ROUTES];
+    int nstatics;
+    struct ws_route wsroutes[MAX_ROUTES];
+    int nwsroutes;
+    fb_ws_t *wss; /* every open websocket */
+    size_t nws;
     bool draining;
     size_t inflight;
     uint64_t next_tag;
@@ -83,9 +157,10 @@ struct fb_http_req_s {
     char tag[32];
 };
 
-/* Per-connection data handed to us by lws. */
+/* Per-connection data handed to us by lws (zeroed again when a connection upgrades). */
 struct pss {
-    fb_http_req_t *req;
+    fb_http_req_t *req; /* HTTP: the request being handled */
+    fb_ws_t *ws;        /* websocket: the connection, NULL once finished or detached */
 };
 
 static const char *status_text(int status)
@@ -93,12 +168,16 @@ static const char *status_text(int status)
     switch (status) {
     case 200:
         return "OK";
+    case 304:
+        return "Not Modified";
     case 404:
         return "Not Found";
     case 405:
         return "Method Not Allowed";
     case 413:
         return "Payload Too Large";
+    case 426:
+        return "Upgrade Required";
     case 500:
         return "Internal Server Error";
     case 503:
@@ -179,6 +258,9 @@ static void allow_list(unsigned methods, char *out, size_t cap)
     }
 }
 
+static void respond_take(fb_http_req_t *req, int status, const char *content_type,
+                         unsigned char *resp, size_t len, const char *const *extra_headers);
+
 /* Answers with a small JSON error document and, when `close_after`, closes the connection. */
 static void respond_error(fb_http_req_t *req, int status, const char *code, bool close_after,
                           const char *const *extra)
@@ -219,6 +301,180 @@ static const struct route *find_route(const fb_http_server_t *srv, const char *p
         if (strcmp(srv->routes[i].path, path) == 0)
             return &srv->routes[i];
     return NULL;
+}
+
+static const struct ws_route *find_ws_route(const fb_http_server_t *srv, const char *path)
+{
+    for (int i = 0; i < srv->nwsroutes; i++)
+        if (strcmp(srv->wsroutes[i].path, path) == 0)
+            return &srv->wsroutes[i];
+    return NULL;
+}
+
+/* The static route with the longest prefix of `path`, or NULL. */
+static const struct static_route *find_static(const fb_http_server_t *srv, const char *path)
+{
+    const struct static_route *best = NULL;
+    for (int i = 0; i < srv->nstatics; i++) {
+        const struct static_route *st = &srv->statics[i];
+        if (strncmp(path, st->prefix, st->prefix_len) == 0 &&
+            (!best || st->prefix_len > best->prefix_len))
+            best = st;
+    }
+    return best;
+}
+
+/*
+ * True when `rel` (a path relative to a static directory) is safe to open: no NUL, backslash,
+ * '%', control character, empty segment ("//", leading '/') or segment starting with '.' (hidden
+ * files, "." and "..").
+ */
+static bool static_path_safe(const char *rel, size_t len)
+{
+    if (strlen(rel) != len)
+        return false;
+    bool seg_start = true;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)rel[i];
+        if (c < 0x20 || c == 0x7f || c == '\\' || c == '%')
+            return false;
+        if (seg_start && (c == '/' || c == '.'))
+            return false;
+        seg_start = c == '/';
+    }
+    return true;
+}
+
+static const char *static_type(const char *file)
+{
+    static const struct {
+        const char *ext;
+        const char *type;
+    } types[] = {
+        {"html", "text/html; charset=utf-8"},
+        {"css", "text/css; charset=utf-8"},
+        {"js", "text/javascript; charset=utf-8"},
+        {"mjs", "text/javascript; charset=utf-8"},
+        {"json", "application/json"},
+        {"svg", "image/svg+xml"},
+        {"png", "image/png"},
+        {"jpg", "image/jpeg"},
+        {"ico", "image/x-icon"},
+        {"woff", "font/woff"},
+        {"woff2", "font/woff2"},
+        {"txt", "text/plain; charset=utf-8"},
+        {"map", "application/json"},
+    };
+    const char *slash = strrchr(file, '/');
+    const char *dot = strrchr(slash ? slash : file, '.');
+    if (dot)
+        for (size_t i = 0; i < FB_ARRAY_SIZE(types); i++)
+            if (strcmp(dot + 1, types[i].ext) == 0)
+                return types[i].type;
+    return "application/octet-stream";
+}
+
+/* True when the If-None-Match value `inm` names `etag` (or is "*"). */
+static bool etag_matches(const char *inm, const char *etag)
+{
+    size_t elen = strlen(etag);
+    for (const char *p = inm; *p;) {
+        while (*p == ' ' || *p == ',' || *p == '\t')
+            p++;
+        if (p[0] == 'W' && p[1] == '/')
+            p += 2; /* weak comparison, as RFC 9110 prescribes for If-None-Match */
+        const char *e = p;
+        while (*e && *e != ',')
+            e++;
+        size_t n = (size_t)(e - p);
+        while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+            n--;
+        if ((n == 1 && p[0] == '*') || (n == elen && memcmp(p, etag, n) == 0))
+            return true;
+        p = e;
+    }
+    return false;
+}
+
+/* Reads the whole regular file `fd` of `size` bytes into a new LWS_PRE-prefixed buffer. */
+static unsigned char *read_whole(int fd, size_t size)
+{
+    unsigned char *buf = fb_malloc(LWS_PRE + size + 1);
+    size_t got = 0;
+    while (got < size) {
+        ssize_t n = read(fd, buf + LWS_PRE + got, size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            fb_free(buf);
+            return NULL;
+        }
+        got += (size_t)n;
+    }
+    return buf;
+}
+
+/*
+ * Answers a GET or HEAD of a static file. Every refusal is a 404 that says nothing of the reason
+ * (the log does, at debug level). Files are read synchronously: they are small (8 MiB at most) and
+ * local.
+ */
+static void serve_static(fb_http_req_t *req, const struct static_route *st)
+{
+    const char *rel = req->path + st->prefix_len;
+    size_t rel_len = strlen(rel);
+    if (!static_path_safe(rel, rel_len)) {
+        FB_DEBUG(HTTP, "%s unsafe static path refused", req->tag);
+        respond_error(req, 404, "not_found", false, NULL);
+        return;
+    }
+    /* A directory (empty path or trailing '/') means its index.html. */
+    bool index = rel_len == 0 || rel[rel_len - 1] == '/';
+    char *file = fb_asprintf("%s/%s%s", st->dir, rel, index ? "index.html" : "");
+    /* O_NONBLOCK: opening a FIFO must not block the loop (it is then refused as not regular).
+     * O_NOFOLLOW: a symbolic link is not a regular file either. */
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
+        (unsigned long long)sb.st_size > STATIC_MAX_BYTES) {
+        FB_DEBUG(HTTP, "%s static file %s not served: %s", req->tag, file,
+                 fd < 0 ? strerror(errno) : "not a regular file of at most 8 MiB");
+        if (fd >= 0)
+            close(fd);
+        fb_free(file);
+        respond_error(req, 404, "not_found", false, NULL);
+        return;
+    }
+    size_t size = (size_t)sb.st_size;
+    char etag[64];
+    snprintf(etag, sizeof(etag), "\"%llx-%llx\"", (unsigned long long)size,
+             (unsigned long long)sb.st_mtim.tv_sec * 1000000000ull +
+                 (unsigned long long)sb.st_mtim.tv_nsec);
+    char cache[48];
+    if (st->cache_s)
+        snprintf(cache, sizeof(cache), "public, max-age=%u", st->cache_s);
+    else
+        snprintf(cache, sizeof(cache), "no-store");
+    const char *hdr[] = {"etag:", etag, "cache-control:", cache, NULL};
+    const char *type = static_type(file);
+    fb_free(file);
+
+    char inm[512];
+    if (fb_http_req_header(req, "if-none-match:", inm, sizeof(inm)) > 0 &&
+        etag_matches(inm, etag)) {
+        close(fd);
+        respond_take(req, 304, type, NULL, 0, hdr);
+        return;
+    }
+    unsigned char *body = NULL;
+    if (req->method != FB_HTTP_HEAD && !(body = read_whole(fd, size))) {
+        FB_WARN(HTTP, "%s static file read failed: %s", req->tag, strerror(errno));
+        close(fd);
+        respond_error(req, 404, "not_found", false, NULL);
+        return;
+    }
+    close(fd);
+    respond_take(req, 200, type, body, size, hdr);
 }
 
 /* LWS_CALLBACK_HTTP: a request's headers are complete. Decide its fate. */
@@ -268,9 +524,34 @@ static int on_http(fb_http_server_t *srv, struct lws *wsi, struct pss *pss, cons
     } else if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
         has_body = true; /* chunked: counted as it arrives in LWS_CALLBACK_HTTP_BODY */
     }
-    req->route = find_route(srv, req->path);
-    if (!req->route) {
+    /* A decoded %00 would cut the path short and make it name something else: no such path. */
+    bool nul_in_path = m >= 0 && uri_ptr == uri && uri_len >= 0 &&
+                       strnlen(uri, (size_t)uri_len + 1) != (size_t)uri_len;
+    req->route = nul_in_path ? NULL : find_route(srv, req->path);
+    if (nul_in_path) {
         respond_error(req, 404, "not_found", has_body, NULL);
+        return 0;
+    }
+    if (!req->route) {
+        const struct ws_route *wr = find_ws_route(srv, req->path);
+        const struct static_route *st = wr ? NULL : find_static(srv, req->path);
+        if (wr) { /* a plain request on a websocket path */
+            static const char *const hdr[] = {"upgrade:", "websocket", NULL};
+            req->route_name = wr->name;
+            respond_error(req, 426, "upgrade_required", has_body, hdr);
+        } else if (!st) {
+            respond_error(req, 404, "not_found", has_body, NULL);
+        } else if (!(req->method & (FB_HTTP_GET | FB_HTTP_HEAD))) {
+            static const char *const hdr[] = {"allow:", "GET, HEAD", NULL};
+            req->route_name = st->name;
+            respond_error(req, 405, "method_not_allowed", true, hdr);
+        } else {
+            req->route_name = st->name;
+            req->dispatched = true;
+            serve_static(req, st);
+            if (has_body)
+                req->close_after = true; /* a body we will not read */
+        }
         return 0;
     }
     req->route_name = req->route->name;
@@ -296,10 +577,16 @@ static int on_writeable(struct lws *wsi, fb_http_req_t *req)
     unsigned char hbuf[LWS_PRE + MAX_RESP_HEADER];
     unsigned char *start = hbuf + LWS_PRE, *p = start, *end = hbuf + sizeof(hbuf) - 1;
 
-    if (lws_add_http_common_headers(wsi, (unsigned)req->status, req->ctype, req->resp_len, &p, end))
+    /* A 304 has no body and no Content-Length of its own. */
+    if (req->status == 304 ? lws_add_http_header_status(wsi, 304, &p, end)
+                           : lws_add_http_common_headers(wsi, (unsigned)req->status, req->ctype,
+                                                         req->resp_len, &p, end))
         return -1;
-    if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
-                                    (const unsigned char *)"no-store", 8, &p, end))
+    bool own_cache = false;
+    for (char **e = req->extra; e && e[0] && e[1]; e += 2)
+        own_cache |= strcmp(e[0], "cache-control:") == 0;
+    if (!own_cache && lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                                  (const unsigned char *)"no-store", 8, &p, end))
         return -1;
     for (char **e = req->extra; e && e[0] && e[1]; e += 2)
         if (lws_add_http_header_by_name(wsi, (const unsigned char *)e[0],
@@ -310,13 +597,267 @@ static int on_writeable(struct lws *wsi, fb_http_req_t *req)
         return -1;
     if (lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
-    if (req->method != FB_HTTP_HEAD && req->resp_len) {
+    if (req->method != FB_HTTP_HEAD && req->status != 304 && req->resp_len) {
         if (lws_write(wsi, req->resp + LWS_PRE, req->resp_len, LWS_WRITE_HTTP_FINAL) !=
             (int)req->resp_len)
             return -1;
     }
     bool close_after = req->close_after;
     return (lws_http_transaction_completed(wsi) || close_after) ? -1 : 0;
+}
+
+/* ---- Websockets ---- */
+
+/*
+ * LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: refuses a websocket upgrade that is not for a registered
+ * endpoint (404) or comes while draining (503), writing the answer at once as libwebsockets
+ * expects. Returns 0 to let the upgrade proceed, 1 when answered (libwebsockets completes the
+ * transaction), -1 to hang up after the answer.
+ */
+static int on_confirm_upgrade(fb_http_server_t *srv, struct lws *wsi, const char *proto)
+{
+    char path[MAX_PATH];
+    int status = 0;
+    const char *code = NULL, *name = "unknown";
+    const struct ws_route *wr = NULL;
+    if (!proto || strcmp(proto, "websocket") != 0)
+        return 0; /* other upgrades (h2c): libwebsockets' own business, as before */
+    if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0 ||
+        !(wr = find_ws_route(srv, path))) {
+        status = 404;
+        code = "not_found";
+    } else if (srv->draining) {
+        status = 503;
+        code = "shutting_down";
+        name = wr->name;
+    } else {
+        return 0;
+    }
+    fb_metrics_http_request(name, status);
+    FB_DEBUG(HTTP, "websocket upgrade refused with %d", status);
+
+    char body[192];
+    int blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"status\":%d,\"message\":\"%s\"}\n",
+                        code, status, status_text(status));
+    unsigned char hbuf[LWS_PRE + 1024 + sizeof(body)];
+    unsigned char *start = hbuf + LWS_PRE, *p = start, *end = hbuf + sizeof(hbuf) - 1;
+    if (lws_add_http_common_headers(wsi, (unsigned)status, "application/json", (size_t)blen, &p,
+                                    end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)"no-store", 8, &p, end) ||
+        (status == 503 &&
+         (lws_add_http_header_by_name(
+              wsi, (const unsigned char *)"retry-after:", (const unsigned char *)"5", 1, &p, end) ||
+          lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
+                                      (const unsigned char *)"close", 5, &p, end))) ||
+        lws_finalize_http_header(wsi, &p, end))
+        return -1;
+    if (end - p < blen)
+        return -1;
+    memcpy(p, body, (size_t)blen);
+    p += blen;
+    int n = (int)(p - start);
+    if (lws_write(wsi, start, (size_t)n, LWS_WRITE_HTTP_FINAL) != n)
+        return -1;
+    return status == 503 ? -1 : 1;
+}
+
+static void ws_list_remove(fb_http_server_t *srv, fb_ws_t *ws)
+{
+    if (ws->prev)
+        ws->prev->next = ws->next;
+    else if (srv->wss == ws)
+        srv->wss = ws->next;
+    if (ws->next)
+        ws->next->prev = ws->prev;
+    ws->prev = ws->next = NULL;
+}
+
+static void ws_free(fb_ws_t *ws)
+{
+    for (struct ws_frame *f = ws->qhead, *next; f; f = next) {
+        next = f->next;
+        fb_free(f);
+    }
+    fb_buf_free(&ws->rx);
+    fb_free(ws);
+}
+
+/*
+ * The connection is gone (or the server is being destroyed): takes `ws` off the server, tells
+ * the endpoint if open() had accepted it, and frees it.
+ */
+static void ws_finish(fb_ws_t *ws)
+{
+    fb_http_server_t *srv = ws->srv;
+    if (ws->pss)
+        ws->pss->ws = NULL;
+    ws->pss = NULL;
+    ws->wsi = NULL;
+    ws->closing = true; /* fb_ws_send() from closed() answers FB_ECANCELED */
+    ws_list_remove(srv, ws);
+    srv->nws--;
+    fb_metrics_ws_connections(ws->ep->name, -1);
+    FB_DEBUG(HTTP, "%s closed", ws->tag);
+    if (ws->accepted && ws->ep->ops.closed)
+        ws->ep->ops.closed(ws, ws->ep->arg);
+    ws_free(ws);
+}
+
+/* Milliseconds since the peer last sent anything on `wsi` (frames and pings alike), or -1. */
+static long ws_idle_ms(struct lws *wsi)
+{
+    struct tcp_info ti;
+    socklen_t tlen = sizeof(ti);
+    int fd = (int)lws_get_socket_fd(wsi);
+    if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tlen) != 0)
+        return -1;
+    return (long)ti.tcpi_last_data_recv;
+}
+
+static void ws_arm_idle(fb_ws_t *ws, long ms)
+{
+    if (ws->srv->opts.idle_timeout_s > 0)
+        lws_set_timer_usecs(ws->wsi, (lws_usec_t)ms * 1000);
+}
+
+/* LWS_CALLBACK_ESTABLISHED: the upgrade is done. Returns -1 to hang up. */
+static int on_ws_established(fb_http_server_t *srv, struct lws *wsi, struct pss *pss)
+{
+    char path[MAX_PATH];
+    const struct ws_route *wr = NULL;
+    if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0 ||
+        !(wr = find_ws_route(srv, path)))
+        return -1; /* cannot happen: on_confirm_upgrade let it through */
+    fb_ws_t *ws = fb_calloc(1, sizeof(*ws));
+    ws->srv = srv;
+    ws->wsi = wsi;
+    ws->pss = pss;
+    ws->ep = wr;
+    fb_buf_init(&ws->rx, wr->max_message);
+    snprintf(ws->tag, sizeof(ws->tag), "[ws|%lu]", (unsigned long)++srv->next_tag);
+    if (!lws_get_peer_simple(wsi, ws->peer, sizeof(ws->peer)))
+        ws->peer[0] = '\0';
+    pss->ws = ws;
+    ws->next = srv->wss;
+    if (srv->wss)
+        srv->wss->prev = ws;
+    srv->wss = ws;
+    srv->nws++;
+    fb_metrics_ws_connections(wr->name, +1);
+    fb_metrics_http_request(wr->name, 101);
+    FB_DEBUG(HTTP, "%s open on %s", ws->tag, wr->name);
+
+    int rc = 0;
+    if (wr->ops.open) {
+        ws->in_open = true;
+        rc = wr->ops.open(ws, wr->arg);
+        ws->in_open = false;
+    }
+    if (rc == 0) {
+        ws->accepted = true;
+    } else {
+        FB_DEBUG(HTTP, "%s refused by the endpoint: %s", ws->tag, fb_strerror(rc));
+        fb_ws_close(ws, 1008, NULL);
+    }
+    ws_arm_idle(ws, (long)srv->opts.idle_timeout_s * 1000);
+    return 0;
+}
+
+/* LWS_CALLBACK_RECEIVE: a piece of a message. */
+static void on_ws_receive(fb_ws_t *ws, struct lws *wsi, const void *in, size_t len)
+{
+    const struct ws_route *ep = ws->ep;
+    if (!ws->rx_active) {
+        ws->rx_active = true;
+        ws->rx_seen = 0;
+        ws->rx_binary = lws_frame_is_binary(wsi) != 0;
+        ws->rx_refuse = ws->rx_binary;
+        fb_buf_reset(&ws->rx);
+    }
+    ws->rx_seen += len;
+    if (!ws->rx_refuse && len && fb_buf_append(&ws->rx, in, len) != 0) {
+        ws->rx_refuse = true;
+        fb_buf_free(&ws->rx);
+        fb_buf_init(&ws->rx, ep->max_message);
+    }
+    if (!lws_is_final_fragment(wsi))
+        return;
+    ws->rx_active = false;
+    if (ws->closing)
+        return; /* the connection is on its way out: nothing more is delivered */
+    if (ws->rx_refuse) {
+        FB_INFO(HTTP, "%s %s message of %zu bytes refused (limit %zu)", ws->tag,
+                ws->rx_binary ? "binary" : "text", ws->rx_seen, ep->max_message);
+        fb_metrics_ws_message(ep->name, FB_METRICS_WS_REFUSED);
+        if (ep->ops.refused)
+            ep->ops.refused(ws, ws->rx_seen, ws->rx_binary, ep->arg);
+        return;
+    }
+    fb_metrics_ws_message(ep->name, FB_METRICS_WS_IN);
+    if (ep->ops.message)
+        ep->ops.message(ws, ws->rx.len ? ws->rx.data : "", ws->rx.len, ep->arg);
+    fb_buf_reset(&ws->rx);
+}
+
+/*
+ * LWS_CALLBACK_SERVER_WRITEABLE: writes one queued frame. Once the queue is empty, a requested
+ * close starts from the next LWS_CALLBACK_TIMER: libwebsockets 4.1 treats a -1 returned here as
+ * a failed write and drops the connection without the close frame, while a -1 from the timer
+ * callback sends the close (with lws_close_reason()'s code) and waits for the peer's answer.
+ * Returns -1 to drop the connection.
+ */
+static int on_ws_writeable(fb_ws_t *ws, struct lws *wsi)
+{
+    struct ws_frame *f = ws->qhead;
+    if (f) {
+        ws->qhead = f->next;
+        if (!ws->qhead)
+            ws->qtail = NULL;
+        ws->queued -= f->len;
+        int n = lws_write(wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT);
+        size_t flen = f->len;
+        fb_free(f);
+        if (n < 0 || (size_t)n < flen) {
+            FB_DEBUG(HTTP, "%s write failed", ws->tag);
+            return -1;
+        }
+        fb_metrics_ws_message(ws->ep->name, FB_METRICS_WS_OUT);
+        if (ws->qhead || ws->closing)
+            lws_callback_on_writable(wsi);
+        return 0;
+    }
+    if (ws->closing && !ws->close_started) {
+        ws->close_started = true;
+        lws_set_timer_usecs(wsi, 1);
+    }
+    return 0;
+}
+
+/*
+ * LWS_CALLBACK_TIMER: starts a requested close (see on_ws_writeable), or closes a websocket the
+ * peer has left silent for server.idle_timeout_s. Returns -1 to close.
+ */
+static int on_ws_timer(fb_ws_t *ws)
+{
+    if (ws->close_started) {
+        size_t rlen = strlen(ws->close_reason);
+        lws_close_reason(ws->wsi, (enum lws_close_status)ws->close_code,
+                         rlen ? (unsigned char *)ws->close_reason : NULL, rlen);
+        return -1;
+    }
+    long limit = (long)ws->srv->opts.idle_timeout_s * 1000;
+    long idle = ws_idle_ms(ws->wsi);
+    if (idle >= 0 && idle < limit) {
+        ws_arm_idle(ws, limit - idle);
+        return 0;
+    }
+    FB_DEBUG(HTTP, "%s idle for %ld ms: closing", ws->tag, idle);
+    if (ws->closing)
+        return -1; /* a close already waits for a peer that neither reads nor writes */
+    fb_ws_close(ws, 1001, "inactivité");
+    ws_arm_idle(ws, limit);
+    return 0;
 }
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -326,9 +867,30 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     struct lws_context *ctx = lws_get_context(wsi);
     fb_http_server_t *srv = ctx ? lws_context_user(ctx) : NULL;
 
+    if (srv && reason == LWS_CALLBACK_HTTP_CONFIRM_UPGRADE)
+        return on_confirm_upgrade(srv, wsi, in);
     if (!srv || !pss)
         return lws_callback_http_dummy(wsi, reason, user, in, len);
     switch ((int)reason) {
+    case LWS_CALLBACK_ESTABLISHED:
+        return on_ws_established(srv, wsi, pss);
+
+    case LWS_CALLBACK_RECEIVE:
+        if (pss->ws)
+            on_ws_receive(pss->ws, wsi, in, len);
+        return 0;
+
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return pss->ws ? on_ws_writeable(pss->ws, wsi) : 0;
+
+    case LWS_CALLBACK_TIMER:
+        return pss->ws ? on_ws_timer(pss->ws) : 0;
+
+    case LWS_CALLBACK_CLOSED:
+        if (pss->ws)
+            ws_finish(pss->ws);
+        return 0;
+
     case LWS_CALLBACK_HTTP:
         return on_http(srv, wsi, pss, in ? (const char *)in : "/");
 
@@ -386,8 +948,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
-void fb_http_respond(fb_http_req_t *req, int status, const char *content_type, const char *body,
-                     size_t len, const char *const *extra_headers)
+/*
+ * Answers `req` with `resp` (LWS_PRE bytes then the body; taken, may be NULL when `len` is only the
+ * announced Content-Length of a HEAD answer).
+ */
+static void respond_take(fb_http_req_t *req, int status, const char *content_type,
+                         unsigned char *resp, size_t len, const char *const *extra_headers)
 {
     FB_ASSERT(!req->answered);
     req->answered = true;
@@ -398,14 +964,13 @@ void fb_http_respond(fb_http_req_t *req, int status, const char *content_type, c
     }
     FB_DEBUG(HTTP, "%s answered %d", req->tag, status);
     if (!req->wsi) { /* the client or the server is gone: drop the answer */
+        fb_free(resp);
         req_free(req);
         return;
     }
     req->status = status;
     req->ctype = fb_strdup(content_type ? content_type : "text/plain; charset=utf-8");
-    req->resp = fb_malloc(LWS_PRE + len + 1);
-    if (len)
-        memcpy(req->resp + LWS_PRE, body, len);
+    req->resp = resp;
     req->resp_len = len;
     if (extra_headers) {
         size_t n = 0;
@@ -416,6 +981,15 @@ void fb_http_respond(fb_http_req_t *req, int status, const char *content_type, c
             req->extra[i] = fb_strdup(extra_headers[i]);
     }
     lws_callback_on_writable(req->wsi);
+}
+
+void fb_http_respond(fb_http_req_t *req, int status, const char *content_type, const char *body,
+                     size_t len, const char *const *extra_headers)
+{
+    unsigned char *resp = fb_malloc(LWS_PRE + len + 1);
+    if (len)
+        memcpy(resp + LWS_PRE, body, len);
+    respond_take(req, status, content_type, resp, len, extra_headers);
 }
 
 unsigned fb_http_req_method(const fb_http_req_t *req)
@@ -449,24 +1023,30 @@ bool fb_http_req_connected(const fb_http_req_t *req)
     return req->wsi != NULL;
 }
 
-int fb_http_req_header(const fb_http_req_t *req, const char *name, char *out, size_t cap)
+/* Copies header `name` ("authorization:") of the request on `wsi`; see fb_http_req_header(). */
+static int header_copy(struct lws *wsi, const char *name, char *out, size_t cap)
 {
-    if (!req->wsi || cap == 0 || cap > 65536)
+    if (!wsi || cap == 0 || cap > 65536)
         return -1;
     for (int t = 0; t < WSI_TOKEN_COUNT; t++) {
         const unsigned char *s = lws_token_to_string((enum lws_token_indexes)t);
         if (!s || strcmp((const char *)s, name) != 0)
             continue;
-        int total = lws_hdr_total_length(req->wsi, (enum lws_token_indexes)t);
+        int total = lws_hdr_total_length(wsi, (enum lws_token_indexes)t);
         if (total <= 0 || (size_t)total >= cap)
             return -1;
-        return lws_hdr_copy(req->wsi, out, (int)cap, (enum lws_token_indexes)t);
+        return lws_hdr_copy(wsi, out, (int)cap, (enum lws_token_indexes)t);
     }
     int nlen = (int)strlen(name);
-    int total = lws_hdr_custom_length(req->wsi, name, nlen);
+    int total = lws_hdr_custom_length(wsi, name, nlen);
     if (total <= 0 || (size_t)total >= cap)
         return -1;
-    return lws_hdr_custom_copy(req->wsi, out, (int)cap, name, nlen);
+    return lws_hdr_custom_copy(wsi, out, (int)cap, name, nlen);
+}
+
+int fb_http_req_header(const fb_http_req_t *req, const char *name, char *out, size_t cap)
+{
+    return header_copy(req->wsi, name, out, cap);
 }
 
 /* Routes libwebsockets' own log lines into ours, under the http subsystem. */
@@ -507,6 +1087,107 @@ int fb_http_server_route(fb_http_server_t *srv, const char *path, unsigned metho
     r->fn = fn;
     r->arg = arg;
     return 0;
+}
+
+int fb_http_server_static(fb_http_server_t *srv, const char *prefix, const char *dir,
+                          unsigned cache_s, const char *name)
+{
+    size_t plen = prefix ? strlen(prefix) : 0;
+    if (srv->nstatics == MAX_ROUTES || plen == 0 || prefix[0] != '/' || prefix[plen - 1] != '/' ||
+        !dir || !dir[0] || !name)
+        return FB_EINVAL;
+    struct static_route *st = &srv->statics[srv->nstatics++];
+    st->prefix = fb_strdup(prefix);
+    st->prefix_len = plen;
+    size_t dlen = strlen(dir);
+    while (dlen > 1 && dir[dlen - 1] == '/')
+        dlen--;
+    st->dir = fb_strndup(dir, dlen);
+    st->cache_s = cache_s;
+    st->name = name;
+    return 0;
+}
+
+int fb_http_server_websocket(fb_http_server_t *srv, const char *path, const char *name,
+                             const fb_ws_ops_t *ops, size_t max_message, void *arg)
+{
+    if (srv->nwsroutes == MAX_ROUTES || !path || path[0] != '/' || !name || !ops || !ops->message ||
+        !ops->closed || max_message == 0 || find_ws_route(srv, path))
+        return FB_EINVAL;
+    struct ws_route *wr = &srv->wsroutes[srv->nwsroutes++];
+    wr->path = fb_strdup(path);
+    wr->name = name;
+    wr->ops = *ops;
+    wr->max_message = max_message;
+    wr->arg = arg;
+    return 0;
+}
+
+size_t fb_http_server_websockets(const fb_http_server_t *srv)
+{
+    return srv->nws;
+}
+
+int fb_ws_send(fb_ws_t *ws, const char *data, size_t len)
+{
+    if (ws->closing || !ws->wsi)
+        return FB_ECANCELED;
+    if (ws->queued + len > WS_QUEUE_MAX) {
+        FB_INFO(HTTP, "%s send queue full (%zu bytes queued)", ws->tag, ws->queued);
+        return FB_EAGAIN;
+    }
+    struct ws_frame *f = fb_malloc(sizeof(*f) + LWS_PRE + len + 1);
+    f->next = NULL;
+    f->len = len;
+    if (len)
+        memcpy(f->data + LWS_PRE, data, len);
+    if (ws->qtail)
+        ws->qtail->next = f;
+    else
+        ws->qhead = f;
+    ws->qtail = f;
+    ws->queued += len;
+    lws_callback_on_writable(ws->wsi);
+    return 0;
+}
+
+void fb_ws_close(fb_ws_t *ws, int code, const char *reason)
+{
+    if (ws->closing || !ws->wsi)
+        return;
+    ws->closing = true;
+    ws->close_code = (code >= 1000 && code <= 4999) ? code : 1000;
+    size_t rlen = reason ? strnlen(reason, WS_REASON_MAX) : 0;
+    if (rlen)
+        memcpy(ws->close_reason, reason, rlen);
+    ws->close_reason[rlen] = '\0';
+    FB_DEBUG(HTTP, "%s closing with %d", ws->tag, ws->close_code);
+    lws_callback_on_writable(ws->wsi);
+}
+
+const char *fb_ws_peer(const fb_ws_t *ws)
+{
+    return ws->peer;
+}
+
+int fb_ws_header(const fb_ws_t *ws, const char *name, char *out, size_t cap)
+{
+    return ws->in_open ? header_copy(ws->wsi, name, out, cap) : -1;
+}
+
+void fb_ws_set_data(fb_ws_t *ws, void *data)
+{
+    ws->data = data;
+}
+
+void *fb_ws_data(const fb_ws_t *ws)
+{
+    return ws->data;
+}
+
+const char *fb_ws_tag(const fb_ws_t *ws)
+{
+    return ws->tag;
 }
 
 /*
@@ -583,7 +1264,7 @@ int fb_http_server_start(fb_http_server_t *srv)
     memset(&info, 0, sizeof(info));
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN |
                    LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE |
-                   LWS_SERVER_OPTION_DISABLE_IPV6;
+                   LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
     if (strchr(srv->opts.listen_host, ':'))
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
     info.foreign_loops = foreign_loops;
@@ -623,6 +1304,8 @@ int fb_http_server_port(const fb_http_server_t *srv)
 void fb_http_server_drain(fb_http_server_t *srv)
 {
     srv->draining = true;
+    for (fb_ws_t *ws = srv->wss; ws; ws = ws->next)
+        fb_ws_close(ws, 1001, "arrêt du serveur");
 }
 
 size_t fb_http_server_inflight(const fb_http_server_t *srv)
@@ -635,6 +1318,12 @@ static void reap_closed(uv_handle_t *h)
     fb_http_server_t *srv = h->data;
     for (int i = 0; i < srv->nroutes; i++)
         fb_free(srv->routes[i].path);
+    for (int i = 0; i < srv->nstatics; i++) {
+        fb_free(srv->statics[i].prefix);
+        fb_free(srv->statics[i].dir);
+    }
+    for (int i = 0; i < srv->nwsroutes; i++)
+        fb_free(srv->wsroutes[i].path);
     fb_free(srv->opts.listen_host);
     fb_free(srv);
 }
@@ -686,6 +1375,10 @@ void fb_http_server_destroy(fb_http_server_t *srv)
         req->prev = req->next = NULL;
     }
     srv->reqs = NULL;
+    /* Finish every websocket now: closed() runs once each, before lws closes the sockets (its
+     * LWS_CALLBACK_CLOSED then finds them detached). */
+    while (srv->wss)
+        ws_finish(srv->wss);
     uv_timer_init(srv->loop, &srv->reap);
     srv->reap.data = srv;
     if (srv->ctx) {

@@ -36,6 +36,8 @@ static struct {
     struct counter http_requests;
     struct counter events;
     struct counter client;
+    struct counter ws_open;     /* a gauge: values go up and down, stored as uint64_t */
+    struct counter ws_messages; /* code: FB_METRICS_WS_IN, _OUT, _REFUSED */
     uint64_t rtt_buckets[FB_ARRAY_SIZE(rtt_bounds)];
     uint64_t rtt_count;
     double rtt_sum;
@@ -85,6 +87,24 @@ void fb_metrics_http_client(const char *outcome)
     counter_inc(&m.client, outcome, 0);
 }
 
+void fb_metrics_ws_connections(const char *endpoint, int delta)
+{
+    struct counter *c = &m.ws_open;
+    for (int i = 0; i < c->n; i++)
+        if (strcmp(c->s[i].label, endpoint) == 0) {
+            if (delta >= 0 || c->s[i].value > 0)
+                c->s[i].value += (uint64_t)(int64_t)delta;
+            return;
+        }
+    if (delta > 0)
+        counter_inc(c, endpoint, 0);
+}
+
+void fb_metrics_ws_message(const char *endpoint, int direction)
+{
+    counter_inc(&m.ws_messages, endpoint, direction);
+}
+
 void fb_metrics_redis_rtt(double seconds)
 {
     for (size_t i = 0; i < FB_ARRAY_SIZE(rtt_bounds); i++)
@@ -123,6 +143,26 @@ int fb_metrics_render(fb_buf_t *out)
     for (int i = 0; i < m.client.n && !rc; i++)
         rc |= fb_buf_printf(out, "frichebot_http_client_requests_total{outcome=\"%s\"} %lu\n",
                             m.client.s[i].label, (unsigned long)m.client.s[i].value);
+
+    rc |= fb_buf_puts(out, "# HELP frichebot_websocket_connections Open websocket connections, by "
+                           "endpoint.\n# TYPE frichebot_websocket_connections gauge\n");
+    for (int i = 0; i < m.ws_open.n && !rc; i++)
+        rc |= fb_buf_printf(out, "frichebot_websocket_connections{endpoint=\"%s\"} %lu\n",
+                            m.ws_open.s[i].label, (unsigned long)m.ws_open.s[i].value);
+
+    static const char *const ws_dirs[] = {"in", "out", "refused"};
+    rc |= fb_buf_puts(out, "# HELP frichebot_websocket_messages_total Websocket messages, by "
+                           "endpoint and direction (in, out, refused).\n"
+                           "# TYPE frichebot_websocket_messages_total counter\n");
+    for (int i = 0; i < m.ws_messages.n && !rc; i++) {
+        int d = m.ws_messages.s[i].code;
+        rc |= fb_buf_printf(out,
+                            "frichebot_websocket_messages_total{endpoint=\"%s\",direction=\"%s\"} "
+                            "%lu\n",
+                            m.ws_messages.s[i].label,
+                            (d >= 0 && d < (int)FB_ARRAY_SIZE(ws_dirs)) ? ws_dirs[d] : "other",
+                            (unsigned long)m.ws_messages.s[i].value);
+    }
 
     rc |= fb_buf_puts(out, "# HELP frichebot_redis_rtt_seconds Redis command round-trip time.\n"
                            "# TYPE frichebot_redis_rtt_seconds histogram\n");

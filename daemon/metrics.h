@@ -19,6 +19,17 @@ void fb_metrics_init(void);
  * `status`. */
 void fb_metrics_http_request(const char *route, int status);
 
+/** Adds `delta` (+1 or -1) to the number of open websocket connections of `endpoint` (a fixed
+ * endpoint name). */
+void fb_metrics_ws_connections(const char *endpoint, int delta);
+
+/** Directions of fb_metrics_ws_message(). */
+enum { FB_METRICS_WS_IN = 0, FB_METRICS_WS_OUT = 1, FB_METRICS_WS_REFUSED = 2 };
+
+/** Counts one websocket message of `endpoint`: received and delivered (FB_METRICS_WS_IN), written
+ * (FB_METRICS_WS_OUT), or received and refused (FB_METRICS_WS_REFUSED: too large or binary). */
+void fb_metrics_ws_message(const char *endpoint, int direction);
+
 /** Observes one Redis command round trip of `seconds`. */
 void fb_metrics_redis_rtt(double seconds);
 

@@ -49,6 +49,7 @@ struct fb_store_s {
     fb_redis_t *redis;  /* borrowed */
     char *prefix;       /* key prefix, without braces */
     char ttl_ms[24];    /* session TTL in ms, as the script's argument; "0": none */
+    uint64_t ttl;       /* the same, as a number */
     char sha[41];       /* SHA1 of save_script, hex */
     char id_prefix[24]; /* random per store: write ids are "<id_prefix>-<seq>" */
     uint64_t id_seq;    /* last write id sequence number */
@@ -366,8 +367,8 @@ fb_store_t *fb_store_create(fb_redis_t *r, const fb_store_opts_t *opts)
     fb_store_t *s = fb_calloc(1, sizeof(*s));
     s->redis = r;
     s->prefix = fb_strdup(prefix);
-    snprintf(s->ttl_ms, sizeof(s->ttl_ms), "%llu",
-             (unsigned long long)opts->session_ttl_days * 86400000ULL);
+    s->ttl = (uint64_t)opts->session_ttl_days * 86400000ULL;
+    snprintf(s->ttl_ms, sizeof(s->ttl_ms), "%llu", (unsigned long long)s->ttl);
     sha1_hex(save_script, sizeof(save_script) - 1, s->sha);
     unsigned char rnd[8];
     if (uv_random(NULL, NULL, rnd, sizeof(rnd), 0, NULL) != 0) {
@@ -442,6 +443,121 @@ int fb_store_session_save(fb_store_t *s, const char *conv_key, const char *data,
     char id[64];
     snprintf(id, sizeof(id), "%s-%llx", s->id_prefix, (unsigned long long)++s->id_seq);
     return fb_store_session_save_id(s, conv_key, data, len, expected_version, id, cb, arg);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Other scripts */
+
+const char *fb_store_prefix(const fb_store_t *s)
+{
+    return s->prefix;
+}
+
+uint64_t fb_store_session_ttl_ms(const fb_store_t *s)
+{
+    return s->ttl;
+}
+
+void fb_store_script_init(fb_store_script_t *sc, const char *src)
+{
+    sc->src = src;
+    sha1_hex(src, strlen(src), sc->sha);
+}
+
+/* One fb_store_eval() in progress: the call is kept whole for the EVAL resend. */
+struct eval_op {
+    fb_store_t *s;
+    const fb_store_script_t *sc;
+    int flags;
+    fb_store_eval_cb cb;
+    void *arg;
+    size_t argc;       /* 3 + keys + args */
+    const char **argv; /* [0] command, [1] sha or script, [2] nkeys, then the copies */
+    char **copies;     /* argv[2..] (owned) */
+    size_t *lens;      /* lengths of argv */
+    bool eval_sent;
+};
+
+static void eval_op_free(struct eval_op *op)
+{
+    for (size_t i = 2; i < op->argc; i++)
+        fb_free(op->copies[i]);
+    fb_free(op->copies);
+    fb_free(op->argv);
+    fb_free(op->lens);
+    fb_free(op);
+}
+
+static int eval_send(struct eval_op *op);
+
+static void on_eval_reply(fb_redis_t *r, int status, redisReply *rep, void *arg)
+{
+    (void)r;
+    struct eval_op *op = arg;
+    if (status == 0 && rep->type == REDIS_REPLY_ERROR) {
+        if (!op->eval_sent && rep->str && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+            FB_DEBUG(STORE, "script not cached by Redis (NOSCRIPT); sending it with EVAL");
+            op->eval_sent = true;
+            int rc = eval_send(op);
+            if (rc == 0)
+                return;
+            status = rc == FB_ECLOSING ? FB_ECANCELED : FB_EUNAVAIL;
+        } else {
+            FB_WARN(STORE, "script failed: Redis answered: %s", rep->str ? rep->str : "?");
+            status = FB_EIO;
+        }
+    }
+    fb_store_eval_cb cb = op->cb;
+    void *cb_arg = op->arg;
+    op->s->pending--;
+    eval_op_free(op);
+    cb(status, status == 0 ? rep : NULL, cb_arg); /* rep is still alive during the callback */
+}
+
+static int eval_send(struct eval_op *op)
+{
+    op->argv[0] = op->eval_sent ? "EVAL" : "EVALSHA";
+    op->argv[1] = op->eval_sent ? op->sc->src : op->sc->sha;
+    op->lens[0] = strlen(op->argv[0]);
+    op->lens[1] = strlen(op->argv[1]);
+    return fb_redis_command_argv(op->s->redis, op->flags, on_eval_reply, op, (int)op->argc,
+                                 op->argv, op->lens);
+}
+
+int fb_store_eval(fb_store_t *s, const fb_store_script_t *sc, int flags, size_t nkeys, size_t nargs,
+                  const char *const *args, const size_t *lens, fb_store_eval_cb cb, void *arg)
+{
+    if (!s || !sc || !sc->src || !cb || (nkeys + nargs && !args) || nkeys + nargs > 4096)
+        return FB_EINVAL;
+    struct eval_op *op = fb_calloc(1, sizeof(*op));
+    op->s = s;
+    op->sc = sc;
+    op->flags = flags;
+    op->cb = cb;
+    op->arg = arg;
+    op->argc = 3 + nkeys + nargs;
+    op->argv = fb_calloc(op->argc, sizeof(*op->argv));
+    op->copies = fb_calloc(op->argc, sizeof(*op->copies));
+    op->lens = fb_calloc(op->argc, sizeof(*op->lens));
+    op->copies[2] = fb_asprintf("%zu", nkeys);
+    op->lens[2] = strlen(op->copies[2]);
+    for (size_t i = 0; i < nkeys + nargs; i++) {
+        size_t len = lens ? lens[i] : strlen(args[i]);
+        op->copies[3 + i] = fb_malloc(len + 1);
+        if (len)
+            memcpy(op->copies[3 + i], args[i], len);
+        op->copies[3 + i][len] = '\0';
+        op->lens[3 + i] = len;
+    }
+    for (size_t i = 2; i < op->argc; i++)
+        op->argv[i] = op->copies[i];
+    int rc = eval_send(op);
+    if (rc != 0) {
+        eval_op_free(op);
+        return rc;
+    }
+    s->pending++;
+    return 0;
 }
 
 int fb_store_session_delete(fb_store_t *s, const char *conv_key, fb_store_save_cb cb, void *arg)

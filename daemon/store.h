@@ -117,4 +117,37 @@ int fb_store_session_save_id(fb_store_t *s, const char *conv_key, const char *da
  */
 int fb_store_session_delete(fb_store_t *s, const char *conv_key, fb_store_save_cb cb, void *arg);
 
+/* ---- other scripts on the same connection (the router's) ---- */
+
+/** The key prefix (borrowed), for keys outside any conversation. */
+const char *fb_store_prefix(const fb_store_t *s);
+
+/** The session TTL in milliseconds (0: sessions never expire). */
+uint64_t fb_store_session_ttl_ms(const fb_store_t *s);
+
+/** A Lua script sent as EVALSHA of its SHA1 (and once as EVAL after NOSCRIPT). */
+typedef struct fb_store_script_s {
+    const char *src; /* static text */
+    char sha[41];    /* hex SHA1 of src */
+} fb_store_script_t;
+
+/** Names `src` (static, kept) for fb_store_eval(). */
+void fb_store_script_init(fb_store_script_t *sc, const char *src);
+
+/**
+ * Eval result: 0 with the script's reply (borrowed, valid during the callback; never an error
+ * reply: Redis errors are logged and reported as FB_EIO), or the fb_redis_reply_cb statuses.
+ */
+typedef void (*fb_store_eval_cb)(int status, const struct redisReply *reply, void *arg);
+
+/**
+ * Runs script `sc` (which must outlive the call) with `nkeys` keys then `nargs` arguments, given
+ * together in `args`/`lens` (binary-safe, copied; `lens` NULL: NUL-terminated strings). `flags`
+ * is 0 or FB_REDIS_RETRY (only for scripts that are safe to run twice). NOSCRIPT is answered by
+ * sending the same call once as EVAL. Counted in fb_store_pending(). Returns 0 (cb called once,
+ * later), FB_EINVAL, FB_EAGAIN or FB_ECLOSING.
+ */
+int fb_store_eval(fb_store_t *s, const fb_store_script_t *sc, int flags, size_t nkeys, size_t nargs,
+                  const char *const *args, const size_t *lens, fb_store_eval_cb cb, void *arg);
+
 #endif /* FB_STORE_H */

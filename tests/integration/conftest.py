@@ -99,6 +99,7 @@ class Daemon:
             "command_timeout_ms": 2000,
             "log": "info",
             "extra_redis": "",
+            "extra": "",  # raw YAML appended to the file: more sections (dialogs, router, web...)
         }
         self.settings.update(overrides)
         self.proc = None
@@ -124,6 +125,7 @@ redis:
 {s['extra_redis']}
 log:
   level: "{s['log']}"
+{s['extra']}
 """)
 
     def start(self, wait_ready=True, env=None):
@@ -143,6 +145,11 @@ log:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def log_since(self, mark):
+        """The log written after `mark` (a length of read_log()), for checking what one step
+        logged."""
+        return self.read_log()[mark:]
 
     def url(self, path):
         return f"http://127.0.0.1:{self.port}{path}"

@@ -31,7 +31,7 @@ def test_healthz_reports_ok_and_redis(daemon):
     assert body["redis"]["connected"] is True
     assert body["redis"]["ping"] == "ok"
     assert body["redis"]["ping_ms"] >= 0
-    assert body["adapters"] == {}
+    assert body["adapters"] == {"web": {"state": "ok", "connections": 0, "conversations_online": 0}}
     assert body["draining"] is False
 
 

@@ -21,6 +21,7 @@
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "frichebot/log.h"
+#include "geo.h"
 #include "task.h"
 
 #define DATA_DIR     FB_SOURCE_DIR "/tests/data/config"
@@ -120,6 +121,24 @@ static void assert_optional_defaults(const fb_config_t *c)
     ASSERT_EQ(c->http_client.retry.max_attempts, 5);
     ASSERT_STR_EQ(c->log.level, "info");
     ASSERT(!c->log.json);
+    ASSERT_STR_EQ(c->dialogs.path, FB_SOURCE_DIR "/dialogs/exemple.yaml");
+    ASSERT_STR_EQ(c->dialogs.geo_path, fb_geo_default_path());
+    ASSERT_EQ(c->router.dedupe_retention_hours, 72);
+    ASSERT_EQ(c->router.max_queued_per_conversation, 32);
+    static const unsigned outbox[] = {1000, 2000, 5000, 15000, 60000};
+    ASSERT_EQ(c->router.outbox_retry.n_delays, FB_ARRAY_SIZE(outbox));
+    for (size_t i = 0; i < FB_ARRAY_SIZE(outbox); i++)
+        ASSERT_EQ(c->router.outbox_retry.delays_ms[i], outbox[i]);
+    ASSERT_EQ(c->router.outbox_retry.jitter_percent, 20);
+    ASSERT_EQ(c->router.outbox_retry.max_attempts, 0);
+    ASSERT_EQ(c->router.outbox_start_delay_ms, 0);
+    ASSERT(c->web.enabled);
+    ASSERT_EQ(c->web.max_message_bytes, 2000);
+    ASSERT_EQ(c->web.messages_per_minute, 20);
+    ASSERT_EQ(c->web.max_connections_per_address, 20);
+    ASSERT_EQ(c->web.history_max, 300);
+    ASSERT_STR_EQ(c->web.static_dir, FB_SOURCE_DIR "/adapters/web/static");
+    ASSERT_STR_EQ(c->web.dsfr_dir, FB_SOURCE_DIR "/node_modules/@gouvfr/dsfr/dist");
 }
 
 TEST_IMPL(config_default_embedded)
@@ -221,6 +240,23 @@ TEST_IMPL(config_all_values_parsed)
     ASSERT_EQ(c->http_client.retry.max_attempts, 1);
     ASSERT_STR_EQ(c->log.level, "notice,http=debug,redis=trace");
     ASSERT(c->log.json);
+    ASSERT_STR_EQ(c->dialogs.path, "/srv/frichebot/friche.yaml");
+    ASSERT_STR_EQ(c->dialogs.geo_path, DATA_DIR "/good/communes.fbgeo"); /* relative to the file */
+    ASSERT_EQ(c->router.dedupe_retention_hours, 24);
+    ASSERT_EQ(c->router.max_queued_per_conversation, 4);
+    ASSERT_EQ(c->router.outbox_retry.n_delays, 2);
+    ASSERT_EQ(c->router.outbox_retry.delays_ms[0], 10);
+    ASSERT_EQ(c->router.outbox_retry.delays_ms[1], 3600000);
+    ASSERT_EQ(c->router.outbox_retry.jitter_percent, 0);
+    ASSERT_EQ(c->router.outbox_retry.max_attempts, 7);
+    ASSERT_EQ(c->router.outbox_start_delay_ms, 1500);
+    ASSERT(!c->web.enabled);
+    ASSERT_EQ(c->web.max_message_bytes, 4096);
+    ASSERT_EQ(c->web.messages_per_minute, 5);
+    ASSERT_EQ(c->web.max_connections_per_address, 3);
+    ASSERT_EQ(c->web.history_max, 50);
+    ASSERT_STR_EQ(c->web.static_dir, "/usr/share/frichebot/web");
+    ASSERT_STR_EQ(c->web.dsfr_dir, DATA_DIR "/good/dsfr/dist");
     fb_config_free(c);
     fb_buf_free(&e);
     return 0;
@@ -559,7 +595,7 @@ TEST_IMPL(config_secrets_never_in_errors)
                   "t.yaml:6:3: 'redis.token': secrets must not be written in the configuration "
                   "file: use a *_file key or an environment variable\n"
                   "t.yaml:7:1: unknown key 'bot' at the top level (known: server, redis, store, "
-                  "http_client, log)\n"
+                  "http_client, log, dialogs, router, web)\n"
                   "t.yaml:8:6: 'bot[0].secret': secrets must not be written in the configuration "
                   "file: use a *_file key or an environment variable\n"
                   "t.yaml:8:28: 'bot[0].Access_Token': secrets must not be written in the "
@@ -569,7 +605,7 @@ TEST_IMPL(config_secrets_never_in_errors)
                   "t.yaml:10:1: 'hs_token': secrets must not be written in the configuration "
                   "file: use a *_file key or an environment variable\n"
                   "t.yaml:11:1: unknown key 'other' at the top level (known: server, redis, "
-                  "store, http_client, log)\n"
+                  "store, http_client, log, dialogs, router, web)\n"
                   "t.yaml:12:1: duplicate key 'server' (first at 1:1)\n");
 
     /* Whatever goes wrong, no secret from anywhere shows up. */
@@ -670,5 +706,38 @@ TEST_IMPL(config_log_check_spec)
     ASSERT(bad == spec + 5);
     ASSERT_EQ(fb__log_levels[FB_SUB_CORE], FB_LOG_WARN);
     ASSERT_EQ(fb_log_check_spec("nosuch=info", NULL), FB_EINVAL);
+    return 0;
+}
+
+/* Path settings: kept as written without a file (relative to the working directory), relative
+ * to the file's directory when loaded from one, null for the built-in default. */
+TEST_IMPL(config_paths)
+{
+    unsetenv(PASSWORD_ENV);
+    fb_config_t *c = expect_ok(REQUIRED "dialogs:\n  path: d/x.yaml\n  geo_path: ~\n"
+                                        "web:\n  static_dir: /abs/static\n  dsfr_dir: null\n");
+    ASSERT_STR_EQ(c->dialogs.path, "d/x.yaml");
+    ASSERT_STR_EQ(c->dialogs.geo_path, fb_geo_default_path());
+    ASSERT_STR_EQ(c->web.static_dir, "/abs/static");
+    ASSERT_STR_EQ(c->web.dsfr_dir, FB_SOURCE_DIR "/node_modules/@gouvfr/dsfr/dist");
+    fb_config_free(c);
+
+    char *dir = make_tmpdir();
+    char *file = fb_asprintf("%s/f.yaml", dir);
+    write_all(file, REQUIRED "dialogs:\n  path: sub/friche.yaml\nweb:\n  enabled: false\n");
+    fb_buf_t e;
+    fb_buf_init(&e, 1u << 20);
+    c = fb_config_load(file, &e);
+    ASSERT_NOT_NULL(c);
+    char *want = fb_asprintf("%s/sub/friche.yaml", dir);
+    ASSERT_STR_EQ(c->dialogs.path, want);
+    ASSERT(!c->web.enabled);
+    fb_config_free(c);
+    fb_buf_free(&e);
+    fb_free(want);
+    ASSERT_EQ(unlink(file), 0);
+    ASSERT_EQ(rmdir(dir), 0);
+    fb_free(file);
+    fb_free(dir);
     return 0;
 }

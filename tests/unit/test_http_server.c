@@ -194,3 +194,230 @@ TEST_IMPL(http_server_routes_limits_and_teardown)
     ASSERT_EQ(f.deferred_answered, 2);
     return 0;
 }
+
+/* ---- Static files ---- */
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+struct sfix {
+    uv_loop_t loop;
+    fb_http_server_t *srv;
+    int port;
+    uv_async_t done;
+    char etag[128];
+    char answers[40][4096];
+    int n;
+};
+
+static const char *const static_404[] = {
+    "/static/../secret.txt",
+    "/static/%2e%2e/secret.txt",
+    "/static/%2E%2E/secret.txt",
+    "/static/..%2fsecret.txt",
+    "/static//secret.txt",
+    "/static/sub/../../secret.txt",
+    "/static/.env",
+    "/static/sub/.hidden/x.txt",
+    "/static/sub/./data.json/",
+    "/static/big.bin",
+    "/static/fifo",
+    "/static/sub",
+    "/static/nope.js",
+    "/static/link.txt",
+    "/static/a\\b.txt",
+    "/static/%00app.js",
+    "/nowhere/app.js",
+};
+
+static int on_exact(fb_http_req_t *req, void *arg)
+{
+    (void)arg;
+    fb_http_respond(req, 200, "text/plain", "exact", 5, NULL);
+    return 0;
+}
+
+static void static_get(struct sfix *f, const char *method, const char *path, const char *extra)
+{
+    char req[1024];
+    int n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: t\r\n%sConnection: close\r\n\r\n",
+                     method, path, extra ? extra : "");
+    ASSERT_LT(f->n, 40);
+    roundtrip(f->port, req, (size_t)n, f->answers[f->n++], sizeof(f->answers[0]), 0);
+}
+
+static void static_client(void *arg)
+{
+    struct sfix *f = arg;
+    static_get(f, "GET", "/static/app.js", NULL); /* 0 */
+    const char *e = strstr(f->answers[0], "etag: ");
+    ASSERT_NOT_NULL(e);
+    size_t elen = strcspn(e + 6, "\r");
+    ASSERT_LT(elen, sizeof(f->etag));
+    memcpy(f->etag, e + 6, elen);
+    char inm[256];
+    snprintf(inm, sizeof(inm), "If-None-Match: \"other\", %s\r\n", f->etag);
+    static_get(f, "GET", "/static/app.js", inm);         /* 1: 304 */
+    static_get(f, "HEAD", "/static/app.js", NULL);       /* 2 */
+    static_get(f, "GET", "/static/", NULL);              /* 3: index.html */
+    static_get(f, "GET", "/static/sub/data.json", NULL); /* 4 */
+    static_get(f, "GET", "/nocache/app.js", NULL);       /* 5 */
+    static_get(f, "GET", "/static/exact", NULL);         /* 6: the exact route wins */
+    static_get(f, "POST", "/static/app.js", NULL);       /* 7: 405 */
+    static_get(f, "HEAD", "/static/max.bin", NULL);      /* 8: exactly 8 MiB */
+    static_get(f, "GET", "/static/noext", NULL);         /* 9 */
+    static_get(f, "GET", "/static/app.js", "If-None-Match: \"x\"\r\n"); /* 10: 200 */
+    for (size_t i = 0; i < FB_ARRAY_SIZE(static_404); i++)
+        static_get(f, "GET", static_404[i], NULL); /* 11... */
+    uv_async_send(&f->done);
+}
+
+static void static_done(uv_async_t *a)
+{
+    struct sfix *f = a->data;
+    ASSERT_EQ(fb_http_server_inflight(f->srv), 0);
+    fb_http_server_destroy(f->srv);
+    uv_close((uv_handle_t *)&f->done, NULL);
+}
+
+static void write_file(const char *dir, const char *name, const char *content)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *fp = fopen(path, "w");
+    ASSERT_NOT_NULL(fp);
+    fputs(content, fp);
+    fclose(fp);
+}
+
+static void sized_file(const char *dir, const char *name, off_t size)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ASSERT(fd >= 0);
+    ASSERT_OK(ftruncate(fd, size));
+    close(fd);
+}
+
+static const char *body_of(const char *answer)
+{
+    const char *b = strstr(answer, "\r\n\r\n");
+    return b ? b + 4 : "";
+}
+
+TEST_IMPL(http_server_static_files)
+{
+    struct sfix f;
+    memset(&f, 0, sizeof(f));
+    char root[] = "/tmp/fb-static-XXXXXX";
+    ASSERT_NOT_NULL(mkdtemp(root));
+    char www[600], path[700];
+    snprintf(www, sizeof(www), "%s/www", root);
+    ASSERT_OK(mkdir(www, 0755));
+    write_file(root, "secret.txt", "SECRET");
+    write_file(www, "index.html", "<p>accueil</p>");
+    write_file(www, "app.js", "console.log(1);");
+    write_file(www, ".env", "SECRET=1");
+    write_file(www, "noext", "data");
+    snprintf(path, sizeof(path), "%s/sub", www);
+    ASSERT_OK(mkdir(path, 0755));
+    write_file(path, "data.json", "{\"a\":1}");
+    snprintf(path, sizeof(path), "%s/sub/.hidden", www);
+    ASSERT_OK(mkdir(path, 0755));
+    write_file(path, "x.txt", "x");
+    sized_file(www, "big.bin", 8 * 1024 * 1024 + 1);
+    sized_file(www, "max.bin", 8 * 1024 * 1024);
+    snprintf(path, sizeof(path), "%s/fifo", www);
+    ASSERT_OK(mkfifo(path, 0644));
+    snprintf(path, sizeof(path), "%s/link.txt", www);
+    ASSERT_OK(symlink("../secret.txt", path));
+
+    ASSERT_OK(uv_loop_init(&f.loop));
+    char host[] = "127.0.0.1";
+    fb_server_opts_t opts = {.listen_host = host,
+                             .listen_port = fb_test_free_port(),
+                             .max_body_bytes = 100,
+                             .max_header_bytes = 4096,
+                             .idle_timeout_s = 5,
+                             .keepalive_timeout_s = 5,
+                             .shutdown_deadline_s = 1};
+    f.srv = fb_http_server_create(&f.loop, &opts);
+    ASSERT_OK(fb_http_server_static(f.srv, "/static/", www, 60, "static"));
+    ASSERT_OK(fb_http_server_static(f.srv, "/nocache/", www, 0, "nocache"));
+    ASSERT_OK(fb_http_server_route(f.srv, "/static/exact", FB_HTTP_GET, "exact", on_exact, &f));
+    ASSERT_EQ(fb_http_server_static(f.srv, "/nostatic", www, 0, "x"), FB_EINVAL);
+    ASSERT_EQ(fb_http_server_static(f.srv, "nostatic/", www, 0, "x"), FB_EINVAL);
+    ASSERT_OK(fb_http_server_start(f.srv));
+    f.port = fb_http_server_port(f.srv);
+    uv_async_init(&f.loop, &f.done, static_done);
+    f.done.data = &f;
+    uv_thread_t tid;
+    ASSERT_OK(uv_thread_create(&tid, static_client, &f));
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    uv_thread_join(&tid);
+    fb_test_loop_close_strict(&f.loop);
+
+    const char *a = f.answers[0];
+    ASSERT(strncmp(a, "HTTP/1.1 200", 12) == 0);
+    ASSERT_NOT_NULL(strstr(a, "content-type: text/javascript; charset=utf-8\r\n"));
+    ASSERT_NOT_NULL(strstr(a, "cache-control: public, max-age=60\r\n"));
+    ASSERT_NULL(strstr(a, "no-store"));
+    ASSERT_NOT_NULL(strstr(a, "content-length: 15\r\n"));
+    ASSERT_STR_EQ(body_of(a), "console.log(1);");
+    ASSERT_EQ(f.etag[0], '"');
+
+    a = f.answers[1];
+    ASSERT(strncmp(a, "HTTP/1.1 304", 12) == 0);
+    ASSERT_NOT_NULL(strstr(a, f.etag));
+    ASSERT_NOT_NULL(strstr(a, "cache-control: public, max-age=60\r\n"));
+    ASSERT_STR_EQ(body_of(a), "");
+
+    a = f.answers[2];
+    ASSERT(strncmp(a, "HTTP/1.1 200", 12) == 0);
+    ASSERT_NOT_NULL(strstr(a, "content-length: 15\r\n"));
+    ASSERT_NOT_NULL(strstr(a, f.etag));
+    ASSERT_STR_EQ(body_of(a), "");
+
+    a = f.answers[3];
+    ASSERT(strncmp(a, "HTTP/1.1 200", 12) == 0);
+    ASSERT_NOT_NULL(strstr(a, "content-type: text/html; charset=utf-8\r\n"));
+    ASSERT_STR_EQ(body_of(a), "<p>accueil</p>");
+
+    a = f.answers[4];
+    ASSERT_NOT_NULL(strstr(a, "content-type: application/json\r\n"));
+    ASSERT_STR_EQ(body_of(a), "{\"a\":1}");
+
+    a = f.answers[5];
+    ASSERT(strncmp(a, "HTTP/1.1 200", 12) == 0);
+    ASSERT_NOT_NULL(strstr(a, "cache-control: no-store\r\n"));
+
+    ASSERT_STR_EQ(body_of(f.answers[6]), "exact");
+
+    a = f.answers[7];
+    ASSERT(strncmp(a, "HTTP/1.1 405", 12) == 0);
+    ASSERT_NOT_NULL(strstr(a, "allow: GET, HEAD\r\n"));
+
+    a = f.answers[8];
+    ASSERT(strncmp(a, "HTTP/1.1 200", 12) == 0);
+    ASSERT_NOT_NULL(strstr(a, "content-length: 8388608\r\n"));
+    ASSERT_NOT_NULL(strstr(a, "content-type: application/octet-stream\r\n"));
+
+    a = f.answers[9];
+    ASSERT_NOT_NULL(strstr(a, "content-type: application/octet-stream\r\n"));
+    ASSERT_STR_EQ(body_of(a), "data");
+
+    ASSERT(strncmp(f.answers[10], "HTTP/1.1 200", 12) == 0);
+
+    for (size_t i = 0; i < FB_ARRAY_SIZE(static_404); i++) {
+        a = f.answers[11 + i];
+        if (strncmp(a, "HTTP/1.1 404", 12) != 0 && strncmp(a, "HTTP/1.1 400", 12) != 0)
+            FB_TEST_FAIL("%s answered: %.60s", static_404[i], a);
+        ASSERT_NULL(strstr(a, "SECRET"));
+    }
+
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+    ASSERT_OK(system(cmd));
+    return 0;
+}

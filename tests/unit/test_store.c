@@ -655,3 +655,72 @@ TEST_IMPL(store_invalid_arguments)
     fixture_stop(&f);
     return 0;
 }
+
+/* ---------------------------------------------------------------------------------------- */
+/* fb_store_eval: other scripts on the same connection */
+
+struct eval_result {
+    int calls;
+    int status;
+    char text[64];
+};
+
+static void on_eval(int status, const redisReply *rep, void *arg)
+{
+    struct eval_result *res = arg;
+    res->calls++;
+    res->status = status;
+    if (status == 0) {
+        ASSERT_NOT_NULL(rep);
+        ASSERT_EQ(rep->type, REDIS_REPLY_STRING);
+        ASSERT_LT(rep->len, sizeof(res->text));
+        memcpy(res->text, rep->str, rep->len); /* binary: may hold NUL bytes */
+        res->text[rep->len] = '\0';
+    } else {
+        ASSERT_NULL(rep);
+    }
+}
+
+static struct eval_result eval(struct fixture *f, const fb_store_script_t *sc, const char *key,
+                               const char *arg, size_t arglen)
+{
+    struct eval_result res = {0};
+    const char *args[] = {key, arg};
+    size_t lens[] = {strlen(key), arglen};
+    ASSERT_OK(fb_store_eval(f->s, sc, FB_REDIS_RETRY, 1, 1, args, lens, on_eval, &res));
+    ASSERT_EQ(res.calls, 0); /* never inside the call */
+    ASSERT(wait_for(&f->loop, &res.calls, 1, 5000));
+    ASSERT_EQ(res.calls, 1);
+    return res;
+}
+
+/* EVALSHA, the EVAL fallback after SCRIPT FLUSH, binary-safe arguments, Redis errors as FB_EIO,
+ * the prefix and the TTL accessors. */
+TEST_IMPL(store_eval_scripts)
+{
+    struct fixture f;
+    fixture_start(&f);
+    ASSERT_STR_EQ(fb_store_prefix(f.s), "fbt:");
+    ASSERT_EQ(fb_store_session_ttl_ms(f.s), 86400000ull);
+    fb_store_script_t sc, bad;
+    fb_store_script_init(&sc, "redis.call('SET', KEYS[1], ARGV[1]) return redis.call('GET', "
+                              "KEYS[1]) .. '!'");
+    fb_store_script_init(&bad, "return redis.call('INCR', KEYS[1])");
+    struct eval_result res = eval(&f, &sc, "fbt:k", "a\0b", 3);
+    ASSERT_OK(res.status);
+    ASSERT_EQ(memcmp(res.text, "a\0b!", 4), 0);
+    res = eval(&f, &sc, "fbt:k", "x", 1);
+    ASSERT_OK(res.status);
+    ASSERT_STR_EQ(res.text, "x!");
+    redisReply *rep = redisCommand(f.sync, "SCRIPT FLUSH");
+    freeReplyObject(rep);
+    res = eval(&f, &sc, "fbt:k", "y", 1);
+    ASSERT_OK(res.status);
+    ASSERT_STR_EQ(res.text, "y!");
+    res = eval(&f, &bad, "fbt:k", "", 0); /* INCR on "y": an error answer */
+    ASSERT_EQ(res.status, FB_EIO);
+    ASSERT_EQ(fb_store_eval(f.s, &sc, 0, 1, 0, NULL, NULL, on_eval, &res), FB_EINVAL);
+    ASSERT_EQ(fb_store_pending(f.s), 0);
+    fixture_stop(&f);
+    return 0;
+}

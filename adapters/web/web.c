@@ -1,0 +1,1312 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * web.c - the web chat adapter: the page, its static files and the websocket at /ws that speaks
+ * the protocol of docs/web-protocol.md. Design, Redis keys and failure behaviour:
+ * docs/internals/WEB.md.
+ *
+ * Each conversation is a random token. Its history lives in Redis under the conversation's hash
+ * tag, `<prefix>{c:web:TOKEN}:...`, written only by the Lua scripts below, each of which is
+ * idempotent: a user entry is keyed by its client message id, a bot entry by its outbox
+ * transaction id, so resends (from the page, from the outbox, from the Redis client after a lost
+ * reply) never add an entry twice. A user message is acknowledged only once its history entry
+ * is written and the router has durably handled it; a bot reply is accepted (send() callback 0)
+ * only once its history entry is written.
+ *
+ * In memory: the open sockets, grouped by conversation (for pushing live entries to every tab)
+ * and counted by peer address; each conversation's token bucket. Nothing else: every daemon
+ * restart finds the conversations in Redis.
+ *
+ * Lifetimes: sockets, conversations and operations in flight are reference counted, and every
+ * operation holds a reference on the adapter's state (struct web), which therefore outlives
+ * destroy() until the last Redis or router callback has come back.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <uv.h>
+
+#include "config.h"
+#include "frichebot/adapter.h"
+#include "frichebot/alloc.h"
+#include "frichebot/buf.h"
+#include "frichebot/err.h"
+#include "frichebot/log.h"
+#include "http_server.h"
+#include "redis.h"
+#include "store.h"
+#include "web_util.h"
+
+#define CONV_BUCKETS      256
+#define SWEEP_INTERVAL_MS 60000
+#define UNAVAILABLE_RETRY 2 /* seconds the page waits before resending after `unavailable` */
+#define INDEX_MAX_BYTES   (1u << 20)
+#define CLOSE_FORGOTTEN   4000 /* the conversation no longer exists: reconnect, start anew */
+#define WS_FRAME_OVERHEAD 1024 /* JSON around the text, for the websocket message limit */
+#define WS_ESCAPE_FACTOR  6    /* worst-case growth of text written as JSON (\u00XX) */
+#define EVENT_ID_START    "start"
+
+/* ---------------------------------------------------------------------------------------- */
+/* Lua scripts. Every one touches only keys of one conversation (one Cluster slot). */
+
+/*
+ * Append. KEYS: meta, hist, hids, hkeys. ARGV: dedupe key ("u:<client id>" or
+ * "b:<txn id>"), the entry's tail (fb_web_entry_tail), history_max, TTL in ms (0: none).
+ * Returns {-1, 0} when the conversation does not exist (forgotten or expired), {1, seq, entry}
+ * when appended, {0, seq, entry-or-nil} when that dedupe key was already there.
+ */
+static const char append_script[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end\n"
+    "local s = redis.call('HGET', KEYS[3], ARGV[1])\n"
+    "if s then\n"
+    "  s = tonumber(s)\n"
+    "  local e = false\n"
+    "  local first = redis.call('LINDEX', KEYS[2], 0)\n"
+    "  if first then\n"
+    "    local f = tonumber(string.match(first, '^{\"seq\":(%d+)'))\n"
+    "    if f and s >= f then e = redis.call('LINDEX', KEYS[2], s - f) end\n"
+    "  end\n"
+    "  return {0, s, e}\n"
+    "end\n"
+    "local n = redis.call('HINCRBY', KEYS[1], 'seq', 1)\n"
+    "local e = '{\"seq\":' .. string.format('%d', n) .. ARGV[2]\n"
+    "redis.call('RPUSH', KEYS[2], e)\n"
+    "redis.call('RPUSH', KEYS[4], ARGV[1])\n"
+    "redis.call('HSET', KEYS[3], ARGV[1], n)\n"
+    "local max = tonumber(ARGV[3])\n"
+    "while redis.call('LLEN', KEYS[2]) > max do\n"
+    "  redis.call('LPOP', KEYS[2])\n"
+    "  local k = redis.call('LPOP', KEYS[4])\n"
+    "  if k then redis.call('HDEL', KEYS[3], k) end\n"
+    "end\n"
+    "local ttl = tonumber(ARGV[4])\n"
+    "for i = 1, 4 do\n"
+    "  if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) else redis.call('PERSIST', KEYS[i]) "
+    "end\n"
+    "end\n"
+    "return {1, n, e}\n";
+
+/*
+ * Create. KEYS: meta. ARGV: creation stamp (Unix ms), TTL in ms. Returns 1 when created, also
+ * for a resend of this very creation (same stamp: its first reply was lost), 0 when the key
+ * existed already.
+ */
+static const char create_script[] =
+    "if redis.call('HSETNX', KEYS[1], 'created', ARGV[1]) == 0 then\n"
+    "  if redis.call('HGET', KEYS[1], 'created') == ARGV[1] then return 1 end\n"
+    "  return 0\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'seq', 0)\n"
+    "local ttl = tonumber(ARGV[2])\n"
+    "if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end\n"
+    "return 1\n";
+
+/*
+ * Hello. KEYS: meta, hist, outbox. Returns {0} when the conversation does not exist, else
+ * {1, started (0/1), outbox pending (0/1), the history entries}.
+ */
+static const char hello_script[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end\n"
+    "local st = redis.call('HGET', KEYS[1], 'started')\n"
+    "return {1, st and 1 or 0, redis.call('EXISTS', KEYS[3]), redis.call('LRANGE', KEYS[2], 0, "
+    "-1)}\n";
+
+/* Started. KEYS: meta. Marks the greeting as delivered, if the conversation still exists. */
+static const char started_script[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+                                     "redis.call('HSET', KEYS[1], 'started', 1)\n"
+                                     "return 1\n";
+
+/*
+ * Forget check, after the router handled a user message. KEYS: session, meta, hist, hids,
+ * hkeys. When the session is gone ("oublier mes données" deleted it), deletes the web history
+ * too and returns 1; otherwise 0.
+ */
+static const char forget_script[] = "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
+                                    "redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])\n"
+                                    "return 1\n";
+
+/* ---------------------------------------------------------------------------------------- */
+/* State */
+
+enum key_index { K_META, K_HIST, K_HIDS, K_HKEYS, K_OUTBOX, K_SESSION, K__COUNT };
+static const char *const key_suffix[K__COUNT] = {"web",   "hist",   "hids",
+                                                 "hkeys", "outbox", "session"};
+
+struct web;
+struct client;
+
+/* Per peer address: number of accepted sockets. */
+struct addr {
+    struct addr *next;
+    unsigned n;
+    char ip[64];
+};
+
+/* A conversation with at least one open socket, an operation in flight or a non-full bucket. */
+struct conv {
+    struct conv *next; /* hash chain */
+    struct web *w;
+    char token[FB_WEB_TOKEN_LEN + 1];
+    char tag[FB_WEB_TAG_LEN + 1]; /* for logs, never the token */
+    char *keys[K__COUNT];
+    struct client *clients; /* attached (after hello) */
+    size_t nclients;
+    unsigned refs; /* attached clients + operations */
+    fb_web_bucket_t bucket;
+    uint64_t last_seq; /* highest history seq seen by this daemon */
+    bool forgotten;    /* "oublier mes données" deleted it */
+};
+
+enum client_state { C_NEW, C_HELLO, C_READY, C_REFUSED };
+
+/* One websocket. */
+struct client {
+    struct web *w;
+    fb_ws_t *ws; /* NULL once closed */
+    struct conv *cv;
+    struct client *next_in_conv;
+    struct addr *addr;
+    enum client_state st;
+    unsigned refs;     /* 1 while the socket is open + operations */
+    uint64_t sent_seq; /* highest seq sent on this socket */
+    char tag[32];
+};
+
+struct web {
+    fb_adapter_t *a; /* NULL once destroyed */
+    const fb_core_t *core;
+    const fb_web_opts_t *opts;
+    fb_redis_t *redis;
+    fb_store_t *store;
+    char ttl_ms[24];
+    char max_hist[24];
+    size_t ws_limit;
+    struct conv *convs[CONV_BUCKETS];
+    size_t nconvs, online;
+    struct addr *addrs;
+    size_t nclients; /* accepted, open */
+    unsigned refs;   /* instance + clients + operations + timer */
+    size_t ops;      /* operations in flight */
+    uv_timer_t sweep;
+    bool timer_init, timer_closed, started, stopping;
+    void (*stop_done)(fb_adapter_t *a);
+    uint64_t conv_seq; /* for client tags */
+};
+
+/* One Redis command or router delivery in flight. */
+enum op_kind {
+    OP_HELLO,
+    OP_CREATE,
+    OP_START,
+    OP_STARTED,
+    OP_APPEND_USER,
+    OP_DELIVER,
+    OP_FORGET,
+    OP_APPEND_BOT
+};
+
+struct op {
+    struct web *w;
+    enum op_kind kind;
+    struct client *c; /* may be NULL */
+    struct conv *cv;  /* may be NULL (send() to a conversation without a socket here) */
+    fb_inbound_kind_t in_kind;
+    char id[FB_WEB_MAX_ID + 1];
+    char *text;   /* user text, or the choice's label */
+    char *choice; /* option id */
+    uint64_t since;
+    char *tail; /* APPEND_BOT: the entry, for a live push after forget */
+    fb_send_cb send_cb;
+    void *send_arg;
+    char tag[FB_WEB_TAG_LEN + 1];
+};
+
+static void web_unref(struct web *w);
+static void conv_unref(struct conv *cv);
+static void client_unref(struct client *c);
+static void maybe_stop_done(struct web *w);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Small helpers */
+
+static int64_t wall_ms(void)
+{
+    uv_timeval64_t tv;
+    if (uv_gettimeofday(&tv) != 0)
+        return 0;
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static uint64_t now_ms(struct web *w)
+{
+    return uv_now(w->core->loop);
+}
+
+static unsigned token_hash(const char *token)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = token; *p; p++) {
+        h ^= (unsigned char)*p;
+        h *= 16777619u;
+    }
+    return h % CONV_BUCKETS;
+}
+
+static bool web_alive(const struct web *w)
+{
+    return w->a != NULL;
+}
+
+/* Sends `text` (a JSON object) to the socket; a socket too slow to drain its queue is closed. */
+static void client_send_raw(struct client *c, const char *text, size_t len)
+{
+    if (!c->ws)
+        return;
+    int rc = fb_ws_send(c->ws, text, len);
+    if (rc == FB_EAGAIN) {
+        FB_WARN(WEB, "%s: send queue full, closing the connection", c->tag);
+        fb_ws_close(c->ws, 1008, "trop lent");
+    }
+}
+
+/* Sends a JSON object (borrowed) to the socket. */
+static void client_send_json(struct client *c, const json_t *obj)
+{
+    char *s = json_dumps(obj, JSON_COMPACT);
+    if (!s)
+        return;
+    client_send_raw(c, s, strlen(s));
+    free(s); /* fb-lint: allow free (jansson's allocation) */
+}
+
+/* Sends an `error` frame. `id` may be NULL, `retry_after` 0 for none. */
+static void client_error(struct client *c, const char *code, const char *message, const char *id,
+                         unsigned retry_after)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s}", "type", "error", "code", code, "message", message);
+    if (!o)
+        return;
+    if (id && *id)
+        json_object_set_new(o, "id", json_string(id));
+    if (retry_after)
+        json_object_set_new(o, "retry_after", json_integer(retry_after));
+    client_send_json(c, o);
+    json_decref(o);
+    FB_DEBUG(WEB, "%s: error %s", c->tag, code);
+}
+
+static void client_unavailable(struct client *c, const char *id)
+{
+    client_error(c, "unavailable",
+                 "Le service est momentanément indisponible. Votre message n'est pas perdu : il "
+                 "sera renvoyé automatiquement dans quelques secondes.",
+                 id, UNAVAILABLE_RETRY);
+}
+
+static void client_bad_request(struct client *c, const char *message, const char *id)
+{
+    client_error(c, "bad_request", message, id, 0);
+}
+
+/* Sends a stored entry to one socket, unless it already has that seq. */
+static void client_push(struct client *c, const char *frame, uint64_t seq)
+{
+    if (c->st != C_READY || !c->ws || seq <= c->sent_seq)
+        return;
+    client_send_raw(c, frame, strlen(frame));
+    c->sent_seq = seq;
+}
+
+/* Pushes a stored entry (`{"seq":N,...}`) to every socket of the conversation. */
+static void conv_push_stored(struct conv *cv, const char *stored, size_t len)
+{
+    uint64_t seq;
+    char *frame = fb_web_entry_frame(stored, len, &seq);
+    if (!frame) {
+        FB_WARN(WEB, "[web|%s] malformed history entry, not pushed", cv->tag);
+        return;
+    }
+    if (seq > cv->last_seq)
+        cv->last_seq = seq;
+    for (struct client *c = cv->clients; c; c = c->next_in_conv)
+        client_push(c, frame, seq);
+    fb_free(frame);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Conversations */
+
+static struct conv *conv_find(struct web *w, const char *token)
+{
+    for (struct conv *cv = w->convs[token_hash(token)]; cv; cv = cv->next)
+        if (strcmp(cv->token, token) == 0)
+            return cv;
+    return NULL;
+}
+
+/* Returns the conversation of `token`, created if needed, with a new reference. */
+static struct conv *conv_get(struct web *w, const char *token)
+{
+    struct conv *cv = conv_find(w, token);
+    if (!cv) {
+        cv = fb_calloc(1, sizeof(*cv));
+        cv->w = w;
+        memcpy(cv->token, token, FB_WEB_TOKEN_LEN + 1);
+        fb_web_token_tag(token, cv->tag);
+        char *conv_key = fb_asprintf("web:%s", token);
+        for (int i = 0; i < K__COUNT; i++)
+            cv->keys[i] = fb_store_conv_key(w->store, conv_key, key_suffix[i]);
+        fb_free(conv_key);
+        unsigned h = token_hash(token);
+        cv->next = w->convs[h];
+        w->convs[h] = cv;
+        w->nconvs++;
+    }
+    cv->refs++;
+    return cv;
+}
+
+static void conv_free(struct conv *cv)
+{
+    struct web *w = cv->w;
+    struct conv **pp = &w->convs[token_hash(cv->token)];
+    while (*pp != cv)
+        pp = &(*pp)->next;
+    *pp = cv->next;
+    w->nconvs--;
+    for (int i = 0; i < K__COUNT; i++)
+        fb_free(cv->keys[i]);
+    memset(cv->token, 0, sizeof(cv->token));
+    fb_free(cv);
+}
+
+/* Drops a reference; an unused conversation is freed unless its bucket still matters. */
+static void conv_unref(struct conv *cv)
+{
+    FB_ASSERT(cv->refs > 0);
+    if (--cv->refs > 0)
+        return;
+    struct web *w = cv->w;
+    if (!web_alive(w) || w->stopping || cv->forgotten ||
+        fb_web_bucket_full(&cv->bucket, w->opts->messages_per_minute, now_ms(w)))
+        conv_free(cv);
+}
+
+static void conv_attach(struct conv *cv, struct client *c)
+{
+    FB_ASSERT(!c->cv);
+    cv->refs++;
+    c->cv = cv;
+    c->next_in_conv = cv->clients;
+    cv->clients = c;
+    if (cv->nclients++ == 0)
+        cv->w->online++;
+}
+
+static void conv_detach(struct client *c)
+{
+    struct conv *cv = c->cv;
+    if (!cv)
+        return;
+    struct client **pp = &cv->clients;
+    while (*pp && *pp != c)
+        pp = &(*pp)->next_in_conv;
+    if (*pp)
+        *pp = c->next_in_conv;
+    c->cv = NULL;
+    if (--cv->nclients == 0)
+        cv->w->online--;
+    conv_unref(cv);
+}
+
+/* Frees the conversations nobody uses whose bucket is full again. */
+static void on_sweep(uv_timer_t *t)
+{
+    struct web *w = t->data;
+    uint64_t now = now_ms(w);
+    for (size_t i = 0; i < CONV_BUCKETS; i++) {
+        struct conv *cv = w->convs[i];
+        while (cv) {
+            struct conv *next = cv->next;
+            if (cv->refs == 0 && fb_web_bucket_full(&cv->bucket, w->opts->messages_per_minute, now))
+                conv_free(cv);
+            cv = next;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Addresses */
+
+static struct addr *addr_find(struct web *w, const char *ip)
+{
+    for (struct addr *a = w->addrs; a; a = a->next)
+        if (strcmp(a->ip, ip) == 0)
+            return a;
+    return NULL;
+}
+
+static struct addr *addr_new(struct web *w, const char *ip)
+{
+    struct addr *a = fb_calloc(1, sizeof(*a));
+    snprintf(a->ip, sizeof(a->ip), "%s", ip);
+    a->next = w->addrs;
+    w->addrs = a;
+    return a;
+}
+
+static void addr_release(struct web *w, struct addr *a)
+{
+    FB_ASSERT(a->n > 0);
+    if (--a->n > 0)
+        return;
+    struct addr **pp = &w->addrs;
+    while (*pp != a)
+        pp = &(*pp)->next;
+    *pp = a->next;
+    fb_free(a);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* References and operations */
+
+static void web_free(struct web *w)
+{
+    for (size_t i = 0; i < CONV_BUCKETS; i++)
+        while (w->convs[i])
+            conv_free(w->convs[i]);
+    FB_ASSERT(w->addrs == NULL);
+    fb_free(w);
+}
+
+static void web_unref(struct web *w)
+{
+    FB_ASSERT(w->refs > 0);
+    if (--w->refs == 0)
+        web_free(w);
+}
+
+static void client_unref(struct client *c)
+{
+    FB_ASSERT(c->refs > 0);
+    if (--c->refs > 0)
+        return;
+    struct web *w = c->w;
+    fb_free(c);
+    web_unref(w);
+}
+
+static struct op *op_new(struct web *w, enum op_kind kind, struct client *c, struct conv *cv)
+{
+    struct op *op = fb_calloc(1, sizeof(*op));
+    op->w = w;
+    op->kind = kind;
+    w->refs++;
+    w->ops++;
+    if (c) {
+        op->c = c;
+        c->refs++;
+    }
+    if (cv) {
+        op->cv = cv;
+        cv->refs++;
+        memcpy(op->tag, cv->tag, sizeof(op->tag));
+    }
+    return op;
+}
+
+static void op_free(struct op *op)
+{
+    struct web *w = op->w;
+    if (op->cv)
+        conv_unref(op->cv);
+    if (op->c)
+        client_unref(op->c);
+    fb_free(op->text);
+    fb_free(op->choice);
+    fb_free(op->tail);
+    fb_free(op);
+    w->ops--;
+    maybe_stop_done(w);
+    web_unref(w);
+}
+
+/* Runs `script` with `nkeys` keys and `nargs` arguments (all NUL-terminated strings). */
+static int run_script(struct op *op, const char *script, fb_redis_reply_cb cb, int nkeys,
+                      const char *const *keys, int nargs, const char *const *args)
+{
+    const char *argv[16];
+    char nk[8];
+    snprintf(nk, sizeof(nk), "%d", nkeys);
+    int argc = 0;
+    argv[argc++] = "EVAL";
+    argv[argc++] = script;
+    argv[argc++] = nk;
+    for (int i = 0; i < nkeys; i++)
+        argv[argc++] = keys[i];
+    for (int i = 0; i < nargs; i++)
+        argv[argc++] = args[i];
+    FB_ASSERT(argc <= (int)FB_ARRAY_SIZE(argv));
+    return fb_redis_command_argv(op->w->redis, FB_REDIS_RETRY, cb, op, argc, argv, NULL);
+}
+
+/* Maps a Redis outcome to 0 or an error; an error reply is logged and becomes FB_EIO. */
+static int redis_status(int status, const redisReply *reply, const char *what)
+{
+    if (status)
+        return status;
+    if (!reply)
+        return FB_EPROTO;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        FB_ERR(WEB, "%s: Redis answered an error: %s", what, reply->str);
+        return FB_EIO;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Delivering events to the router */
+
+static void on_delivered(int status, void *arg);
+static void deliver_start(struct web *w, struct conv *cv);
+
+/* Hands op's event to the router; on an immediate refusal, runs the completion at once. */
+static void op_deliver(struct op *op)
+{
+    struct web *w = op->w;
+    fb_inbound_t ev = {0};
+    char event_id[FB_WEB_MAX_ID + 8];
+    ev.kind = op->in_kind;
+    ev.conv = op->cv->token;
+    ev.ts_ms = wall_ms();
+    if (op->in_kind == FB_IN_START) {
+        ev.event_id = EVENT_ID_START;
+    } else {
+        snprintf(event_id, sizeof(event_id), "u.%s", op->id);
+        ev.event_id = event_id;
+        ev.text = op->text;
+        ev.choice = op->choice;
+    }
+    op->kind = OP_DELIVER;
+    int rc =
+        web_alive(w) && !w->stopping ? w->core->deliver(w->a, &ev, on_delivered, op) : FB_ECANCELED;
+    if (rc)
+        on_delivered(rc, op);
+}
+
+static void on_forget_checked(fb_redis_t *r, int status, redisReply *reply, void *arg)
+{
+    struct op *op = arg;
+    (void)r;
+    status = redis_status(status, reply, "forget check");
+    if (status == 0 && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1 &&
+        !op->cv->forgotten) {
+        op->cv->forgotten = true;
+        FB_INFO(WEB, "[web|%s] conversation forgotten: its web history is deleted", op->tag);
+    } else if (status) {
+        FB_WARN(WEB, "[web|%s] forget check failed: %s", op->tag, fb_strerror(status));
+    }
+    op_free(op);
+}
+
+/* After a user message was handled: if the router forgot the conversation, forget ours too. */
+static void check_forgotten(struct web *w, struct conv *cv)
+{
+    struct op *op = op_new(w, OP_FORGET, NULL, cv);
+    const char *keys[] = {cv->keys[K_SESSION], cv->keys[K_META], cv->keys[K_HIST], cv->keys[K_HIDS],
+                          cv->keys[K_HKEYS]};
+    if (run_script(op, forget_script, on_forget_checked, 5, keys, 0, NULL))
+        op_free(op);
+}
+
+static void on_started(fb_redis_t *r, int status, redisReply *reply, void *arg)
+{
+    struct op *op = arg;
+    (void)r;
+    status = redis_status(status, reply, "started mark");
+    if (status)
+        FB_WARN(WEB,
+                "[web|%s] could not mark the greeting delivered (%s): it is redelivered "
+                "at the next connection, de-duplicated by the router",
+                op->tag, fb_strerror(status));
+    op_free(op);
+}
+
+static void on_delivered(int status, void *arg)
+{
+    struct op *op = arg;
+    struct web *w = op->w;
+    struct client *c = op->c;
+    if (op->in_kind == FB_IN_START) {
+        if (status == 0) {
+            FB_DEBUG(WEB, "[web|%s] greeting requested", op->tag);
+            struct op *m = op_new(w, OP_STARTED, NULL, op->cv);
+            const char *keys[] = {op->cv->keys[K_META]};
+            if (run_script(m, started_script, on_started, 1, keys, 0, NULL))
+                op_free(m);
+        } else {
+            FB_WARN(WEB,
+                    "[web|%s] the greeting could not be requested (%s); retried at the next "
+                    "connection",
+                    op->tag, fb_strerror(status));
+        }
+        op_free(op);
+        return;
+    }
+    if (status == 0) {
+        if (c && c->ws) {
+            json_t *o = json_pack("{s:s, s:s}", "type", "ack", "id", op->id);
+            if (o) {
+                client_send_json(c, o);
+                json_decref(o);
+            }
+        }
+        FB_DEBUG(WEB, "[web|%s] message handled", op->tag);
+        if (web_alive(w))
+            check_forgotten(w, op->cv);
+    } else if (status == FB_EINVAL) {
+        if (c)
+            client_bad_request(c, "Ce message n'a pas pu être traité.", op->id);
+    } else {
+        FB_INFO(WEB, "[web|%s] message not handled (%s): the page will resend it", op->tag,
+                fb_err_name(status));
+        fb_web_bucket_refund(&op->cv->bucket, w->opts->messages_per_minute);
+        if (c)
+            client_unavailable(c, op->id);
+    }
+    op_free(op);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* User messages */
+
+static void on_user_appended(fb_redis_t *r, int status, redisReply *reply, void *arg)
+{
+    struct op *op = arg;
+    struct web *w = op->w;
+    struct client *c = op->c;
+    (void)r;
+    status = redis_status(status, reply, "history append");
+    if (status == 0 && (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+                        reply->element[0]->type != REDIS_REPLY_INTEGER))
+        status = FB_EPROTO;
+    if (status) {
+        FB_INFO(WEB, "[web|%s] message not recorded (%s): the page will resend it", op->tag,
+                fb_err_name(status));
+        fb_web_bucket_refund(&op->cv->bucket, w->opts->messages_per_minute);
+        if (c)
+            client_unavailable(c, op->id);
+        op_free(op);
+        return;
+    }
+    long long code = reply->element[0]->integer;
+    if (code < 0) {
+        /* The conversation is gone (forgotten, expired): the page reconnects and starts anew. */
+        FB_INFO(WEB, "[web|%s] message for a conversation that no longer exists", op->tag);
+        if (c && c->ws)
+            fb_ws_close(c->ws, CLOSE_FORGOTTEN, "conversation terminée");
+        op_free(op);
+        return;
+    }
+    if (code == 0)
+        fb_web_bucket_refund(&op->cv->bucket, w->opts->messages_per_minute);
+    if (reply->elements >= 3 && reply->element[2]->type == REDIS_REPLY_STRING)
+        conv_push_stored(op->cv, reply->element[2]->str, reply->element[2]->len);
+    op_deliver(op);
+}
+
+/* Handles a `message` or `choice` frame of a ready socket. */
+static void client_on_message(struct client *c, json_t *msg, bool is_choice)
+{
+    struct web *w = c->w;
+    const char *id = json_string_value(json_object_get(msg, "id"));
+    if (!fb_web_id_valid(id)) {
+        client_bad_request(c, "Identifiant de message absent ou invalide.", NULL);
+        return;
+    }
+    const char *field = is_choice ? "label" : "text";
+    json_t *jt = json_object_get(msg, field);
+    const char *text = json_string_value(jt);
+    const char *choice = NULL;
+    if (is_choice) {
+        choice = json_string_value(json_object_get(msg, "choice"));
+        if (!fb_web_id_valid(choice)) {
+            client_bad_request(c, "Choix absent ou invalide.", id);
+            return;
+        }
+    }
+    if (!text || (!is_choice && json_string_length(jt) == 0)) {
+        client_bad_request(c, "Message vide ou invalide.", id);
+        return;
+    }
+    if (strlen(text) != json_string_length(jt)) {
+        client_bad_request(c, "Le message contient un caractère nul.", id);
+        return;
+    }
+    if (json_string_length(jt) > w->opts->max_message_bytes) {
+        char m[200];
+        snprintf(m, sizeof(m),
+                 "Votre message est trop long : %zu caractères au maximum. Pouvez-vous le "
+                 "raccourcir ?",
+                 w->opts->max_message_bytes);
+        client_error(c, "too_big", m, id, 0);
+        return;
+    }
+    if (w->stopping) {
+        client_unavailable(c, id);
+        return;
+    }
+    struct conv *cv = c->cv;
+    unsigned wait = fb_web_bucket_take(&cv->bucket, w->opts->messages_per_minute, now_ms(w));
+    if (wait) {
+        char m[200];
+        snprintf(m, sizeof(m),
+                 "Vous envoyez beaucoup de messages : merci de patienter %u seconde%s avant le "
+                 "prochain.",
+                 wait, wait > 1 ? "s" : "");
+        client_error(c, "rate_limited", m, id, wait);
+        FB_INFO(WEB, "[web|%s] rate limited", cv->tag);
+        return;
+    }
+
+    json_t *entry = json_pack("{s:s, s:s, s:s, s:I}", "from", "user", "id", id, "text", text, "ts",
+                              (json_int_t)wall_ms());
+    char *tail = entry ? fb_web_entry_tail(entry) : NULL;
+    json_decref(entry);
+    if (!tail) {
+        client_bad_request(c, "Message invalide.", id);
+        return;
+    }
+    struct op *op = op_new(w, OP_APPEND_USER, c, cv);
+    snprintf(op->id, sizeof(op->id), "%s", id);
+    op->in_kind = is_choice ? FB_IN_CHOICE : FB_IN_MESSAGE;
+    op->text = fb_strdup(text);
+    op->choice = fb_strdup(choice);
+    char dkey[FB_WEB_MAX_ID + 3];
+    snprintf(dkey, sizeof(dkey), "u:%s", id);
+    const char *keys[] = {cv->keys[K_META], cv->keys[K_HIST], cv->keys[K_HIDS], cv->keys[K_HKEYS]};
+    const char *args[] = {dkey, tail, w->max_hist, w->ttl_ms};
+    int rc = run_script(op, append_script, on_user_appended, 4, keys, 4, args);
+    fb_free(tail);
+    if (rc) {
+        fb_web_bucket_refund(&cv->bucket, w->opts->messages_per_minute);
+        client_unavailable(c, id);
+        op_free(op);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* hello */
+
+static void send_welcome(struct client *c, bool is_new)
+{
+    struct web *w = c->w;
+    json_t *o = json_pack("{s:s, s:s, s:b, s:{s:I, s:I, s:I}}", "type", "welcome", "token",
+                          c->cv->token, "new", is_new, "limits", "max_message_bytes",
+                          (json_int_t)w->opts->max_message_bytes, "messages_per_minute",
+                          (json_int_t)w->opts->messages_per_minute, "idle_timeout_s",
+                          (json_int_t)w->core->cfg->server.idle_timeout_s);
+    if (!o)
+        return;
+    client_send_json(c, o);
+    json_decref(o);
+}
+
+static void deliver_start(struct web *w, struct conv *cv)
+{
+    struct op *op = op_new(w, OP_START, NULL, cv);
+    op->in_kind = FB_IN_START;
+    op_deliver(op);
+}
+
+static void on_created(fb_redis_t *r, int status, redisReply *reply, void *arg)
+{
+    struct op *op = arg;
+    struct web *w = op->w;
+    struct client *c = op->c;
+    (void)r;
+    status = redis_status(status, reply, "conversation create");
+    if (status == 0 && (reply->type != REDIS_REPLY_INTEGER || reply->integer != 1))
+        status = FB_EPROTO; /* a collision of 256-bit random tokens: not expected */
+    if (!c->ws || !web_alive(w)) {
+        op_free(op);
+        return;
+    }
+    if (status) {
+        FB_INFO(WEB, "%s: cannot start a conversation (%s)", c->tag, fb_err_name(status));
+        client_unavailable(c, NULL);
+        fb_ws_close(c->ws, 1013, "indisponible");
+        op_free(op);
+        return;
+    }
+    conv_attach(op->cv, c);
+    c->st = C_READY;
+    c->sent_seq = 0;
+    FB_INFO(WEB, "%s: new conversation [web|%s]", c->tag, op->tag);
+    send_welcome(c, true);
+    deliver_start(w, op->cv);
+    op_free(op);
+}
+
+/* Starts a new conversation for client `c`. */
+static void hello_new(struct client *c)
+{
+    struct web *w = c->w;
+    char token[FB_WEB_TOKEN_LEN + 1];
+    if (fb_web_token_new(token)) {
+        FB_ERR(WEB, "%s: no random token available", c->tag);
+        client_unavailable(c, NULL);
+        fb_ws_close(c->ws, 1011, "erreur interne");
+        return;
+    }
+    struct conv *cv = conv_get(w, token);
+    memset(token, 0, sizeof(token));
+    struct op *op = op_new(w, OP_CREATE, c, cv);
+    conv_unref(cv); /* the op holds it */
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)wall_ms());
+    const char *keys[] = {cv->keys[K_META]};
+    const char *args[] = {now, w->ttl_ms};
+    if (run_script(op, create_script, on_created, 1, keys, 2, args)) {
+        client_unavailable(c, NULL);
+        fb_ws_close(c->ws, 1013, "indisponible");
+        op_free(op);
+    }
+}
+
+static void on_hello(fb_redis_t *r, int status, redisReply *reply, void *arg)
+{
+    struct op *op = arg;
+    struct web *w = op->w;
+    struct client *c = op->c;
+    (void)r;
+    status = redis_status(status, reply, "hello");
+    if (status == 0 && (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+                        reply->element[0]->type != REDIS_REPLY_INTEGER ||
+                        (reply->element[0]->integer == 1 &&
+                         (reply->elements < 4 || reply->element[3]->type != REDIS_REPLY_ARRAY))))
+        status = FB_EPROTO;
+    if (!c->ws || !web_alive(w)) {
+        op_free(op);
+        return;
+    }
+    if (status) {
+        FB_INFO(WEB, "%s: hello failed (%s)", c->tag, fb_err_name(status));
+        client_unavailable(c, NULL);
+        fb_ws_close(c->ws, 1013, "indisponible");
+        op_free(op);
+        return;
+    }
+    if (reply->element[0]->integer == 0) {
+        FB_INFO(WEB, "%s: unknown or expired conversation [web|%s]: starting a new one", c->tag,
+                op->tag);
+        hello_new(c);
+        op_free(op);
+        return;
+    }
+    struct conv *cv = op->cv;
+    bool started = reply->element[1]->integer == 1;
+    bool pending = reply->element[2]->integer == 1;
+    const redisReply *hist = reply->element[3];
+    conv_attach(cv, c);
+    c->st = C_READY;
+    c->sent_seq = op->since;
+    FB_INFO(WEB, "%s: conversation [web|%s] resumed (%zu entries, since %llu)", c->tag, cv->tag,
+            hist->elements, (unsigned long long)op->since);
+    send_welcome(c, false);
+    for (size_t i = 0; i < hist->elements; i++) {
+        const redisReply *e = hist->element[i];
+        if (e->type != REDIS_REPLY_STRING)
+            continue;
+        uint64_t seq;
+        char *frame = fb_web_entry_frame(e->str, e->len, &seq);
+        if (!frame)
+            continue;
+        if (seq > cv->last_seq)
+            cv->last_seq = seq;
+        client_push(c, frame, seq);
+        fb_free(frame);
+    }
+    if (!started)
+        deliver_start(w, cv);
+    if (pending && !w->stopping)
+        w->core->wake(w->a, cv->token);
+    op_free(op);
+}
+
+static void client_on_hello(struct client *c, json_t *msg)
+{
+    struct web *w = c->w;
+    json_t *jtok = json_object_get(msg, "token");
+    json_t *jsince = json_object_get(msg, "since");
+    if ((jtok && !json_is_string(jtok) && !json_is_null(jtok)) ||
+        (jsince && !json_is_null(jsince) &&
+         (!json_is_integer(jsince) || json_integer_value(jsince) < 0))) {
+        client_bad_request(c, "Message hello invalide.", NULL);
+        return;
+    }
+    if (w->stopping) {
+        client_unavailable(c, NULL);
+        fb_ws_close(c->ws, 1001, "arrêt du service");
+        return;
+    }
+    c->st = C_HELLO;
+    const char *token = json_string_value(jtok);
+    if (!fb_web_token_valid(token)) {
+        if (token)
+            FB_INFO(WEB, "%s: malformed token: starting a new conversation", c->tag);
+        hello_new(c);
+        return;
+    }
+    struct conv *cv = conv_get(w, token);
+    struct op *op = op_new(w, OP_HELLO, c, cv);
+    conv_unref(cv);
+    op->since = jsince ? (uint64_t)json_integer_value(jsince) : 0;
+    const char *keys[] = {cv->keys[K_META], cv->keys[K_HIST], cv->keys[K_OUTBOX]};
+    if (run_script(op, hello_script, on_hello, 3, keys, 0, NULL)) {
+        client_unavailable(c, NULL);
+        fb_ws_close(c->ws, 1013, "indisponible");
+        op_free(op);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Websocket callbacks */
+
+static int ws_open(fb_ws_t *ws, void *arg)
+{
+    struct web *w = arg;
+    struct client *c = fb_calloc(1, sizeof(*c));
+    c->w = w;
+    c->ws = ws;
+    c->refs = 1;
+    w->refs++;
+    snprintf(c->tag, sizeof(c->tag), "%s", fb_ws_tag(ws));
+    fb_ws_set_data(ws, c);
+    const char *peer = fb_ws_peer(ws);
+    struct addr *a = addr_find(w, peer ? peer : "?");
+    unsigned open_here = a ? a->n : 0;
+    if (open_here >= w->opts->max_connections_per_address) {
+        c->st = C_REFUSED;
+        FB_WARN(WEB, "%s: too many connections from one address (%u open), refused", c->tag,
+                open_here);
+        client_error(c, "too_many_connections",
+                     "Trop de connexions sont ouvertes depuis votre adresse. Fermez quelques "
+                     "onglets de l'assistant, puis réessayez.",
+                     NULL, 0);
+        fb_ws_close(ws, 1008, "trop de connexions");
+        return 0;
+    }
+    if (!a)
+        a = addr_new(w, peer ? peer : "?");
+    a->n++;
+    c->addr = a;
+    w->nclients++;
+    FB_DEBUG(WEB, "%s: connected (%zu open)", c->tag, w->nclients);
+    return 0;
+}
+
+static void ws_message(fb_ws_t *ws, const char *data, size_t len, void *arg)
+{
+    struct client *c = fb_ws_data(ws);
+    if (!c || c->st == C_REFUSED)
+        return;
+    json_error_t jerr;
+    json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(msg)) {
+        client_bad_request(c, "Message illisible : un objet JSON en UTF-8 est attendu.", NULL);
+        json_decref(msg);
+        return;
+    }
+    const char *type = json_string_value(json_object_get(msg, "type"));
+    if (!type) {
+        client_bad_request(c, "Message sans type.", NULL);
+    } else if (strcmp(type, "hello") == 0) {
+        if (c->st == C_NEW)
+            client_on_hello(c, msg);
+        else
+            client_bad_request(c, "hello a déjà été reçu sur cette connexion.", NULL);
+    } else if (c->st != C_READY) {
+        client_bad_request(c, "Le premier message doit être hello.",
+                           json_string_value(json_object_get(msg, "id")));
+    } else if (strcmp(type, "ping") == 0) {
+        client_send_raw(c, "{\"type\":\"pong\"}", 15);
+    } else if (strcmp(type, "message") == 0) {
+        client_on_message(c, msg, false);
+    } else if (strcmp(type, "choice") == 0) {
+        client_on_message(c, msg, true);
+    } else {
+        client_bad_request(c, "Type de message inconnu.", NULL);
+    }
+    (void)arg;
+    json_decref(msg);
+}
+
+static void ws_refused(fb_ws_t *ws, size_t len, bool binary, void *arg)
+{
+    struct client *c = fb_ws_data(ws);
+    (void)arg;
+    (void)len;
+    if (!c || c->st == C_REFUSED)
+        return;
+    if (binary)
+        client_bad_request(c, "Les messages binaires ne sont pas acceptés.", NULL);
+    else
+        client_error(c, "too_big", "Votre message est trop long. Pouvez-vous le raccourcir ?", NULL,
+                     0);
+}
+
+static void ws_closed(fb_ws_t *ws, void *arg)
+{
+    struct web *w = arg;
+    struct client *c = fb_ws_data(ws);
+    if (!c)
+        return;
+    fb_ws_set_data(ws, NULL);
+    c->ws = NULL;
+    conv_detach(c);
+    if (c->addr) {
+        addr_release(w, c->addr);
+        c->addr = NULL;
+        w->nclients--;
+    }
+    FB_DEBUG(WEB, "%s: closed (%zu open)", c->tag, w->nclients);
+    client_unref(c);
+}
+
+static const fb_ws_ops_t ws_ops = {
+    .open = ws_open, .message = ws_message, .refused = ws_refused, .closed = ws_closed};
+
+/* ---------------------------------------------------------------------------------------- */
+/* The page */
+
+static int on_index(fb_http_req_t *req, void *arg)
+{
+    struct web *w = arg;
+    char *path = fb_asprintf("%s/index.html", w->opts->static_dir);
+    FILE *f = fopen(path, "rb");
+    fb_free(path);
+    if (!f) {
+        static const char msg[] = "Page introuvable : l'assistant n'est pas installé.\n";
+        fb_http_respond(req, 404, "text/plain; charset=utf-8", msg, sizeof(msg) - 1, NULL);
+        return 0;
+    }
+    fb_buf_t b;
+    fb_buf_init(&b, INDEX_MAX_BYTES);
+    char chunk[8192];
+    size_t n;
+    int rc = 0;
+    while (rc == 0 && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        rc = fb_buf_append(&b, chunk, n);
+    bool err = ferror(f) != 0;
+    fclose(f);
+    if (rc || err) {
+        fb_buf_free(&b);
+        return FB_EIO;
+    }
+    /* The server adds libwebsockets' security headers (a strict Content-Security-Policy with
+     * 'self' sources only, nosniff, no-referrer, frame denial) to every answer. */
+    static const char *const headers[] = {"cache-control:", "no-cache", NULL};
+    fb_http_respond(req, 200, "text/html; charset=utf-8", fb_buf_str(&b), b.len, headers);
+    fb_buf_free(&b);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* send(): bot replies from the outbox */
+
+static void on_bot_appended(fb_redis_t *r, int status, redisReply *reply, void *arg)
+{
+    struct op *op = arg;
+    (void)r;
+    status = redis_status(status, reply, "history append");
+    if (status == 0 && (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+                        reply->element[0]->type != REDIS_REPLY_INTEGER))
+        status = FB_EPROTO;
+    if (status) {
+        FB_INFO(WEB, "[web|%s] reply not recorded (%s): the outbox retries", op->tag,
+                fb_err_name(status));
+        op->send_cb(status == FB_ECANCELED ? FB_ECANCELED : FB_EAGAIN, 0, op->send_arg);
+        op_free(op);
+        return;
+    }
+    long long code = reply->element[0]->integer;
+    if (code < 0) {
+        /* Forgotten (or expired): nothing is kept, but the open tabs still see the reply. */
+        if (op->cv && op->cv->clients) {
+            char *stored =
+                fb_asprintf("{\"seq\":%llu%s", (unsigned long long)op->cv->last_seq + 1, op->tail);
+            conv_push_stored(op->cv, stored, strlen(stored));
+            fb_free(stored);
+        }
+        FB_DEBUG(WEB, "[web|%s] reply to a conversation without history: shown, not kept", op->tag);
+    } else if (op->cv && reply->elements >= 3 && reply->element[2]->type == REDIS_REPLY_STRING) {
+        conv_push_stored(op->cv, reply->element[2]->str, reply->element[2]->len);
+    }
+    op->send_cb(0, 0, op->send_arg);
+    op_free(op);
+}
+
+static int web_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, void *arg)
+{
+    struct web *w = *(struct web **)fb_adapter_priv(a);
+    if (!cb || !msg || !fb_web_token_valid(msg->conv) || !msg->txn_id || !*msg->txn_id ||
+        strlen(msg->txn_id) > 200)
+        return FB_EINVAL;
+    json_t *entry = json_pack("{s:s, s:s}", "from", "bot", "text", msg->text ? msg->text : "");
+    if (!entry)
+        return FB_EINVAL;
+    if (msg->html && *msg->html)
+        json_object_set_new(entry, "html", json_string(msg->html));
+    if (json_is_array(msg->choices) && json_array_size(msg->choices) > 0)
+        json_object_set_new(entry, "choices", json_deep_copy(msg->choices));
+    json_object_set_new(entry, "ts", json_integer((json_int_t)wall_ms()));
+    char *tail = fb_web_entry_tail(entry);
+    json_decref(entry);
+    if (!tail)
+        return FB_EINVAL;
+    struct conv *cv = conv_find(w, msg->conv);
+    struct op *op = op_new(w, OP_APPEND_BOT, NULL, cv && cv->nclients ? cv : NULL);
+    op->send_cb = cb;
+    op->send_arg = arg;
+    op->tail = tail;
+    if (!op->cv)
+        fb_web_token_tag(msg->conv, op->tag);
+    char *dkey = fb_asprintf("b:%s", msg->txn_id);
+    char *conv_key = fb_asprintf("web:%s", msg->conv);
+    char *keys[4];
+    for (int i = 0; i < 4; i++)
+        keys[i] = fb_store_conv_key(w->store, conv_key, key_suffix[i]);
+    const char *args[] = {dkey, tail, w->max_hist, w->ttl_ms};
+    int rc = run_script(op, append_script, on_bot_appended, 4, (const char *const *)keys, 4, args);
+    for (int i = 0; i < 4; i++)
+        fb_free(keys[i]);
+    fb_free(conv_key);
+    fb_free(dkey);
+    if (rc) {
+        op->send_cb = NULL;
+        op_free(op);
+        return rc == FB_ECLOSING ? FB_ECANCELED : FB_EAGAIN;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Life cycle */
+
+static int web_init(fb_adapter_t *a)
+{
+    struct web **pw = fb_adapter_priv(a);
+    struct web *w = fb_calloc(1, sizeof(*w));
+    w->a = a;
+    w->core = a->core;
+    w->opts = &a->core->cfg->web;
+    w->redis = a->core->redis;
+    w->store = a->core->store;
+    w->refs = 1;
+    unsigned long long ttl = (unsigned long long)a->core->cfg->store.session_ttl_days * 86400000ull;
+    snprintf(w->ttl_ms, sizeof(w->ttl_ms), "%llu", ttl);
+    snprintf(w->max_hist, sizeof(w->max_hist), "%u",
+             w->opts->history_max ? w->opts->history_max : 1);
+    w->ws_limit = w->opts->max_message_bytes * WS_ESCAPE_FACTOR + WS_FRAME_OVERHEAD;
+    *pw = w;
+    return 0;
+}
+
+static int web_start(fb_adapter_t *a)
+{
+    struct web *w = *(struct web **)fb_adapter_priv(a);
+    const fb_core_t *core = w->core;
+    if (!w->opts->enabled) {
+        core->set_state(a, "disabled");
+        return 0;
+    }
+    int rc = fb_http_server_route(core->http, "/", FB_HTTP_GET, "web_page", on_index, w);
+    if (!rc)
+        rc = fb_http_server_static(core->http, "/static/", w->opts->static_dir, 300, "web_static");
+    if (!rc)
+        rc = fb_http_server_static(core->http, "/dsfr/", w->opts->dsfr_dir, 86400, "web_dsfr");
+    if (!rc)
+        rc = fb_http_server_websocket(core->http, "/ws", "web_ws", &ws_ops, w->ws_limit, w);
+    if (rc) {
+        FB_ERR(WEB, "cannot register the web chat's routes: %s", fb_strerror(rc));
+        return rc;
+    }
+    uv_timer_init(core->loop, &w->sweep);
+    w->sweep.data = w;
+    w->timer_init = true;
+    w->refs++; /* the timer's */
+    uv_timer_start(&w->sweep, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
+    w->started = true;
+    FB_INFO(WEB, "web chat on / and /ws (page from %s)", w->opts->static_dir);
+    core->set_state(a, "ok");
+    return 0;
+}
+
+static void maybe_stop_done(struct web *w)
+{
+    if (!w->stop_done || w->ops > 0 || (w->timer_init && !w->timer_closed))
+        return;
+    void (*done)(fb_adapter_t * a) = w->stop_done;
+    w->stop_done = NULL;
+    done(w->a);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct web *w = h->data;
+    w->timer_closed = true;
+    maybe_stop_done(w);
+    web_unref(w);
+}
+
+static void web_stop(fb_adapter_t *a, void (*done)(fb_adapter_t *a))
+{
+    struct web *w = *(struct web **)fb_adapter_priv(a);
+    w->stopping = true;
+    w->stop_done = done;
+    if (w->timer_init && !uv_is_closing((uv_handle_t *)&w->sweep)) {
+        uv_timer_stop(&w->sweep);
+        uv_close((uv_handle_t *)&w->sweep, on_timer_closed);
+        return;
+    }
+    maybe_stop_done(w);
+}
+
+static void web_destroy(fb_adapter_t *a)
+{
+    struct web **pw = fb_adapter_priv(a);
+    struct web *w = *pw;
+    if (!w)
+        return;
+    *pw = NULL;
+    w->a = NULL;
+    w->stop_done = NULL;
+    w->stopping = true;
+    if (w->timer_init && !uv_is_closing((uv_handle_t *)&w->sweep))
+        uv_close((uv_handle_t *)&w->sweep, on_timer_closed);
+    web_unref(w);
+}
+
+static int web_stats(fb_adapter_t *a, json_t *out)
+{
+    struct web *w = *(struct web **)fb_adapter_priv(a);
+    json_object_set_new(out, "connections", json_integer((json_int_t)w->nclients));
+    json_object_set_new(out, "conversations_online", json_integer((json_int_t)w->online));
+    return 0;
+}
+
+const fb_adapter_ops_t fb_adapter_web = {
+    .api_version = FB_ADAPTER_API_VERSION,
+    .name = "web",
+    .priv_size = sizeof(struct web *),
+    .caps = FB_ADAPTER_CAP_BUTTONS | FB_ADAPTER_CAP_HTML | FB_ADAPTER_CAP_TXN_DEDUPE,
+    .init = web_init,
+    .start = web_start,
+    .stop = web_stop,
+    .destroy = web_destroy,
+    .send = web_send,
+    .stats = web_stats,
+};

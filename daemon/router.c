@@ -1,0 +1,1447 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * router.c - inbound events -> engine -> one atomic Redis script; the outbox; the adapters.
+ *
+ * In memory the router keeps one `struct conv` per conversation that has work in progress: its
+ * FIFO of inbound events (one runs at a time) and its outbox state machine (one entry in flight
+ * at a time). A conversation with nothing to do is freed; Redis holds everything durable.
+ *
+ * Inbound: deliver() validates and queues; the head job runs READ (dedupe mark + session, one
+ * read-only script), the engine, then COMMIT (one script: version check, session, dedupe mark,
+ * outbox entries, pending index, reminders, ticket, counters). A conflict reruns from READ.
+ * Jobs are started from a zero-delay timer, never inside deliver(), so an adapter's callback is
+ * never called inside its own deliver() call.
+ *
+ * Outbox: READ HEAD (removes the conversation from the pending index when its outbox is empty),
+ * send() through the adapter, then POP (only if the head is still that entry) or PARK, and
+ * again; transient failures wait on the conversation's timer. Scripts and key layout:
+ * docs/internals/ROUTER.md.
+ */
+#include "router.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "adapters.h"
+#include "engine/engine.h"
+#include "engine/text.h"
+#include "frichebot/alloc.h"
+#include "frichebot/err.h"
+#include "frichebot/log.h"
+#include "metrics.h"
+
+#define CONV_BUCKETS      4096
+#define MAX_ADAPTERS      16
+#define MAX_VERSIONS      16    /* older dialog versions kept for pinned sessions */
+#define MAX_RERUNS        8     /* version conflicts before an event fails with FB_EAGAIN */
+#define MAX_EVENT_ID      256   /* bytes */
+#define MAX_CHOICE        256   /* bytes */
+#define MAX_TEXT          65536 /* bytes of an inbound message */
+#define TICK_MS           1000  /* reconnection check */
+#define SCAN_EVERY_TICKS  60    /* periodic scan of the pending index */
+#define SCAN_BATCH        1000  /* conversations taken from the pending index per scan */
+#define REDIS_RETRY_MS    1000  /* an outbox Redis operation that failed is retried after this */
+#define AVIS_COMMENTS_MAX 1000  /* comments kept in the global list (in commit_src) */
+#define DEDUPE_MS_PER_H   3600000ULL
+
+/* ---- the scripts ------------------------------------------------------------------------- */
+
+/* READ. KEYS: session, dedupe mark. {1} when the event was handled already, else {0, v, d}. */
+static const char read_src[] = "if redis.call('EXISTS', KEYS[2]) == 1 then return {1} end\n"
+                               "local cur = redis.call('HMGET', KEYS[1], 'v', 'd')\n"
+                               "return {0, cur[1] or '0', cur[2] or ''}\n";
+
+/*
+ * COMMIT. KEYS: 1 session, 2 dedupe mark, 3 outbox, 4 reminders (id -> reason), 5 ticket,
+ * 6 parked, 7 history (the adapter's), 8 pending index, 9 due reminders, 10 stats, 11 avis
+ * comments. ARGV: 1 expected version, 2 session data, 3 mode (w: write, f: forget, n: leave),
+ * 4 write id, 5 session TTL ms (0: none), 6 dedupe TTL ms, 7 now ms, 8 conversation key,
+ * 9 the effects as JSON {out, rem, ticket, stats, avis}. Returns {2, 0} for a duplicate,
+ * {0, version found} on a conflict, {1, new version} when written.
+ */
+static const char commit_src[] =
+    "if redis.call('EXISTS', KEYS[2]) == 1 then return {2, 0} end\n"
+    "local v = tonumber(redis.call('HGET', KEYS[1], 'v')) or 0\n"
+    "if v ~= tonumber(ARGV[1]) then return {0, v} end\n"
+    "local ops = cjson.decode(ARGV[9])\n"
+    "local ttl = tonumber(ARGV[5])\n"
+    "local member = ARGV[8]\n"
+    "local function expire(k) if ttl > 0 then redis.call('PEXPIRE', k, ttl) end end\n"
+    "local function cancel_all()\n"
+    "  for _, id in ipairs(redis.call('HKEYS', KEYS[4])) do\n"
+    "    redis.call('ZREM', KEYS[9], member .. '|' .. id)\n"
+    "  end\n"
+    "  redis.call('DEL', KEYS[4])\n"
+    "end\n"
+    "local nv = v\n"
+    "if ARGV[3] == 'f' then\n"
+    "  cancel_all()\n"
+    "  redis.call('DEL', KEYS[1], KEYS[3], KEYS[5], KEYS[6], KEYS[7])\n"
+    "  nv = 0\n"
+    "elseif ARGV[3] == 'w' then\n"
+    "  nv = v + 1\n"
+    "  redis.call('HSET', KEYS[1], 'v', string.format('%d', nv), 'd', ARGV[2], 'w', ARGV[4])\n"
+    "  if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) "
+    "end\n"
+    "end\n"
+    "for _, op in ipairs(ops.rem) do\n"
+    "  if op[1] == 's' then\n"
+    "    redis.call('HSET', KEYS[4], op[2], op[4])\n"
+    "    expire(KEYS[4])\n"
+    "    redis.call('ZADD', KEYS[9], op[3], member .. '|' .. op[2])\n"
+    "  elseif op[2] then\n"
+    "    redis.call('HDEL', KEYS[4], op[2])\n"
+    "    redis.call('ZREM', KEYS[9], member .. '|' .. op[2])\n"
+    "  else\n"
+    "    cancel_all()\n"
+    "  end\n"
+    "end\n"
+    "if ops.ticket then\n"
+    "  redis.call('HSET', KEYS[5], 'state', 'waiting', 'reason', ops.ticket[1], 'summary',\n"
+    "             ops.ticket[2], 'created', ARGV[7])\n"
+    "  expire(KEYS[5])\n"
+    "end\n"
+    "for _, name in ipairs(ops.stats) do redis.call('HINCRBY', KEYS[10], name, 1) end\n"
+    "for _, a in ipairs(ops.avis) do\n"
+    "  redis.call('HINCRBY', KEYS[10], 'avis_note_' .. a[1], 1)\n"
+    "  if a[2] then\n"
+    "    redis.call('LPUSH', KEYS[11], a[2])\n"
+    "    redis.call('LTRIM', KEYS[11], 0, 999)\n" /* AVIS_COMMENTS_MAX - 1 */
+    "  end\n"
+    "end\n"
+    "if #ops.out > 0 then\n"
+    "  for _, e in ipairs(ops.out) do redis.call('RPUSH', KEYS[3], e) end\n"
+    "  expire(KEYS[3])\n"
+    "  redis.call('ZADD', KEYS[8], 'NX', ARGV[7], member)\n"
+    "end\n"
+    "redis.call('SET', KEYS[2], '1', 'PX', ARGV[6])\n"
+    "return {1, nv}\n";
+
+/* HEAD. KEYS: outbox, pending index; ARGV: conversation key. The head entry, or nil (and the
+ * conversation leaves the pending index). */
+static const char head_src[] = "local e = redis.call('LINDEX', KEYS[1], 0)\n"
+                               "if not e then redis.call('ZREM', KEYS[2], ARGV[1]) end\n"
+                               "return e\n";
+
+/* POP. KEYS: outbox, parked; ARGV: the entry, "1" to park it, TTL ms. Pops only if the head is
+ * still that entry (entries are unique: their transaction ids are). 1 popped, 0 not. */
+static const char pop_src[] = "if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return 0 end\n"
+                              "redis.call('LPOP', KEYS[1])\n"
+                              "if ARGV[2] == '1' then\n"
+                              "  redis.call('RPUSH', KEYS[2], ARGV[1])\n"
+                              "  local ttl = tonumber(ARGV[3])\n"
+                              "  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end\n"
+                              "end\n"
+                              "return 1\n";
+
+/* SCAN. KEYS: pending index. {count, first members...} */
+static const char scan_src[] = "local m = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)\n"
+                               "table.insert(m, 1, redis.call('ZCARD', KEYS[1]))\n"
+                               "return m\n";
+
+/* ---- structures ------------------------------------------------------------------------- */
+
+struct adapter_slot {
+    fb_adapter_t a; /* first: core_data points back at the slot */
+    fb_router_t *r;
+    bool inited, started, stopping, stopped;
+};
+
+struct job {
+    struct job *next;
+    struct conv *c;
+    fb_inbound_kind_t kind;
+    char *event_id, *text, *choice;
+    fb_inbound_cb cb;
+    void *arg;
+    unsigned reruns;
+    size_t says; /* outbox entries the last COMMIT attempt carried */
+};
+
+enum ob_state { OB_IDLE, OB_READING, OB_SENDING, OB_POPPING, OB_WAITING };
+
+struct conv {
+    struct conv *hnext; /* hash chain */
+    fb_router_t *r;
+    char *key;        /* "adapter:conv", the conversation key in Redis */
+    const char *conv; /* inside key, after the ':' */
+    char name[32];    /* adapter name */
+    char tag[17];     /* short hash of the key, for logs */
+    struct job *head, *tail;
+    size_t njobs;
+    bool busy;         /* the head job is running */
+    bool ready_listed; /* in r->ready */
+    struct conv *ready_next;
+    enum ob_state ob;
+    bool ob_again;     /* a wake or a new entry arrived during READING/SENDING */
+    unsigned ob_tries; /* transient failures of the current head */
+    unsigned ob_redis; /* consecutive Redis failures of outbox operations */
+    char *ob_entry;    /* the head being sent (raw JSON) */
+    size_t ob_len;
+    bool ob_park; /* the pop in flight parks the entry */
+    uv_timer_t timer;
+    bool timer_init;
+};
+
+struct fb_router_s {
+    uv_loop_t *loop;
+    const fb_config_t *cfg;
+    fb_redis_t *redis;
+    fb_store_t *store;
+    const fb_geo_t *geo;
+    fb_core_t core;
+    fb_dialog_t *dialog;
+    fb_dialog_t *versions[MAX_VERSIONS]; /* older versions, oldest first */
+    size_t nversions;
+    struct adapter_slot *adapters[MAX_ADAPTERS];
+    size_t nadapters;
+    struct conv *buckets[CONV_BUCKETS];
+    size_t nconvs;
+    struct conv *ready, *ready_tail;
+    uv_timer_t kick; /* runs the ready list */
+    uv_timer_t tick; /* reconnection check and periodic scan */
+    unsigned ticks;
+    uint64_t redis_connects;
+    bool started, stopping, adapters_stopped, stop_done_called, in_check;
+    size_t adapters_stopping;
+    void (*stop_done)(void *arg);
+    void *stop_arg;
+    size_t handles;  /* open uv handles (kick, tick, conversation timers) */
+    size_t inflight; /* Redis operations of jobs and of the outbox */
+    bool scanning;
+    uint64_t pending_convs; /* ZCARD of the pending index at the last scan */
+    uint64_t rng;
+    fb_store_script_t s_read, s_commit, s_head, s_pop, s_scan;
+    void (*step_hook)(void *arg, const char *key, json_t *effects);
+    void *step_hook_arg;
+    char *k_pending, *k_due, *k_stats, *k_avis;
+    fb_router_stats_t st;
+};
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+
+static uint64_t fnv64(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+#define FNV_INIT 0xcbf29ce484222325ULL
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t rng_next(fb_router_t *r)
+{
+    r->rng ^= r->rng << 13;
+    r->rng ^= r->rng >> 7;
+    r->rng ^= r->rng << 17;
+    return r->rng;
+}
+
+/* The policy's delay before retry number `attempt` (1-based), shortened by the jitter. */
+static uint64_t retry_delay(fb_router_t *r, const fb_retry_policy_t *p, unsigned attempt)
+{
+    size_t i = attempt == 0 ? 0 : attempt - 1;
+    if (i >= p->n_delays)
+        i = p->n_delays - 1;
+    uint64_t d = p->n_delays ? p->delays_ms[i] : 1000;
+    if (p->jitter_percent && d > 0) {
+        uint64_t span = d * p->jitter_percent / 100;
+        if (span)
+            d -= rng_next(r) % (span + 1);
+    }
+    return d;
+}
+
+static bool valid_text(const char *s, size_t max)
+{
+    if (!s)
+        return false;
+    size_t n = strlen(s);
+    return n > 0 && n <= max && fb_text_valid_utf8(s, n);
+}
+
+/* Maps a Redis/store failure to what deliver()'s callback reports. */
+static int inbound_status(int status)
+{
+    if (status == 0 || status == FB_EINVAL || status == FB_ECANCELED)
+        return status;
+    return FB_EAGAIN;
+}
+
+static bool transient(int status)
+{
+    return status == FB_EAGAIN || status == FB_ETIMEDOUT || status == FB_EIO ||
+           status == FB_EUNAVAIL || status == FB_ECONNECT;
+}
+
+/* ---- conversations ---------------------------------------------------------------------- */
+
+static size_t bucket_of(const char *key)
+{
+    return (size_t)(fnv64(FNV_INIT, key, strlen(key)) % CONV_BUCKETS);
+}
+
+static struct conv *conv_find(fb_router_t *r, const char *key)
+{
+    for (struct conv *c = r->buckets[bucket_of(key)]; c; c = c->hnext)
+        if (strcmp(c->key, key) == 0)
+            return c;
+    return NULL;
+}
+
+/* Finds or creates the conversation "name:conv". */
+static struct conv *conv_get(fb_router_t *r, const char *key)
+{
+    struct conv *c = conv_find(r, key);
+    if (c)
+        return c;
+    const char *colon = strchr(key, ':');
+    if (!colon || colon == key || (size_t)(colon - key) >= sizeof(c->name))
+        return NULL;
+    c = fb_calloc(1, sizeof(*c));
+    c->r = r;
+    c->key = fb_strdup(key);
+    c->conv = c->key + (colon - key) + 1;
+    memcpy(c->name, key, (size_t)(colon - key));
+    snprintf(c->tag, sizeof(c->tag), "%08llx",
+             (unsigned long long)(fnv64(FNV_INIT, key, strlen(key)) >> 32));
+    size_t b = bucket_of(key);
+    c->hnext = r->buckets[b];
+    r->buckets[b] = c;
+    r->nconvs++;
+    return c;
+}
+
+static void check_stopped(fb_router_t *r);
+
+static void handle_closed(uv_handle_t *h)
+{
+    fb_router_t *r = h->data;
+    r->handles--;
+    check_stopped(r);
+}
+
+static void conv_timer_closed(uv_handle_t *h)
+{
+    struct conv *c = h->data;
+    fb_router_t *r = c->r;
+    fb_free(c);
+    r->handles--;
+    check_stopped(r);
+}
+
+/* Frees the conversation when nothing is left to do in memory. */
+static void conv_maybe_free(struct conv *c)
+{
+    if (c->busy || c->njobs || c->ob != OB_IDLE || c->ready_listed)
+        return;
+    fb_router_t *r = c->r;
+    struct conv **pp = &r->buckets[bucket_of(c->key)];
+    while (*pp != c)
+        pp = &(*pp)->hnext;
+    *pp = c->hnext;
+    r->nconvs--;
+    fb_free(c->key);
+    fb_free(c->ob_entry);
+    if (c->timer_init) {
+        c->timer.data = c;
+        uv_close((uv_handle_t *)&c->timer, conv_timer_closed);
+    } else {
+        fb_free(c);
+        check_stopped(r);
+    }
+}
+
+static char *ckey(const struct conv *c, const char *suffix)
+{
+    return fb_store_conv_key(c->r->store, c->key, suffix);
+}
+
+static struct adapter_slot *adapter_by_name(fb_router_t *r, const char *name)
+{
+    for (size_t i = 0; i < r->nadapters; i++)
+        if (strcmp(r->adapters[i]->a.ops->name, name) == 0)
+            return r->adapters[i];
+    return NULL;
+}
+
+/* ---- the outbox ------------------------------------------------------------------------- */
+
+static void ob_read(struct conv *c);
+
+static void ob_timer_fired(uv_timer_t *t)
+{
+    struct conv *c = t->data;
+    if (c->ob != OB_WAITING)
+        return;
+    c->ob = OB_IDLE;
+    if (c->r->stopping) {
+        conv_maybe_free(c);
+        return;
+    }
+    ob_read(c);
+}
+
+static void ob_wait(struct conv *c, uint64_t ms)
+{
+    fb_router_t *r = c->r;
+    if (r->stopping) {
+        c->ob = OB_IDLE;
+        conv_maybe_free(c);
+        return;
+    }
+    if (!c->timer_init) {
+        uv_timer_init(r->loop, &c->timer);
+        c->timer_init = true;
+        r->handles++;
+    }
+    c->timer.data = c;
+    c->ob = OB_WAITING;
+    uv_timer_start(&c->timer, ob_timer_fired, ms, 0);
+}
+
+/* Starts (or restarts now) the outbox of a conversation. */
+static void ob_kick(struct conv *c)
+{
+    if (c->r->stopping)
+        return;
+    switch (c->ob) {
+    case OB_IDLE:
+        ob_read(c);
+        break;
+    case OB_WAITING:
+        uv_timer_stop(&c->timer);
+        c->ob = OB_IDLE;
+        ob_read(c);
+        break;
+    case OB_READING:
+    case OB_SENDING:
+    case OB_POPPING:
+        c->ob_again = true;
+        break;
+    }
+}
+
+/* An outbox Redis operation failed: try again later (Redis is down, or shutting down). */
+static void ob_redis_failed(struct conv *c, int status, const char *what)
+{
+    c->ob_redis++;
+    if (status != FB_ECANCELED && c->ob_redis <= 3)
+        FB_WARN(ROUTER, "[%s] outbox %s failed: %s; retrying", c->tag, what, fb_strerror(status));
+    c->ob = OB_IDLE;
+    ob_wait(c, REDIS_RETRY_MS);
+}
+
+static void ob_send(struct conv *c, json_t *entry);
+
+static void ob_on_head(int status, const redisReply *rep, void *arg)
+{
+    struct conv *c = arg;
+    fb_router_t *r = c->r;
+    r->inflight--;
+    c->ob = OB_IDLE;
+    bool again = c->ob_again; /* entries may have been added after the read was sent */
+    c->ob_again = false;
+    if (status != 0) {
+        ob_redis_failed(c, status, "read");
+        check_stopped(r);
+        return;
+    }
+    c->ob_redis = 0;
+    if (rep->type != REDIS_REPLY_STRING || r->stopping) {
+        c->ob_tries = 0;
+        if (again && !r->stopping)
+            ob_read(c);
+        else
+            conv_maybe_free(c);
+        check_stopped(r);
+        return;
+    }
+    fb_free(c->ob_entry);
+    c->ob_entry = fb_strndup(rep->str, rep->len);
+    c->ob_len = rep->len;
+    json_error_t jerr;
+    json_t *entry = json_loadb(rep->str, rep->len, 0, &jerr);
+    ob_send(c, entry);
+    json_decref(entry);
+}
+
+static void ob_read(struct conv *c)
+{
+    fb_router_t *r = c->r;
+    char *k_outbox = ckey(c, "outbox");
+    const char *args[] = {k_outbox, r->k_pending, c->key};
+    int rc = fb_store_eval(r->store, &r->s_head, FB_REDIS_RETRY, 2, 1, args, NULL, ob_on_head, c);
+    fb_free(k_outbox);
+    if (rc != 0) {
+        ob_redis_failed(c, rc, "read");
+        return;
+    }
+    r->inflight++;
+    c->ob = OB_READING;
+}
+
+static void ob_on_pop(int status, const redisReply *rep, void *arg)
+{
+    struct conv *c = arg;
+    fb_router_t *r = c->r;
+    r->inflight--;
+    c->ob = OB_IDLE;
+    if (status != 0) {
+        /* The entry may be sent again: the transaction id lets the platform drop it. */
+        ob_redis_failed(c, status, "pop");
+        check_stopped(r);
+        return;
+    }
+    (void)rep;
+    c->ob_redis = 0;
+    c->ob_tries = 0;
+    FB_FREE(c->ob_entry);
+    if (r->stopping) {
+        conv_maybe_free(c);
+        check_stopped(r);
+        return;
+    }
+    ob_read(c);
+}
+
+/* Removes the head entry (`park`: moves it to the parked list). */
+static void ob_pop(struct conv *c, bool park)
+{
+    fb_router_t *r = c->r;
+    char *k_outbox = ckey(c, "outbox"), *k_parked = ckey(c, "parked");
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)fb_store_session_ttl_ms(r->store));
+    const char *args[] = {k_outbox, k_parked, c->ob_entry, park ? "1" : "0", ttl};
+    size_t lens[] = {strlen(k_outbox), strlen(k_parked), c->ob_len, 1, strlen(ttl)};
+    int rc = fb_store_eval(r->store, &r->s_pop, FB_REDIS_RETRY, 2, 3, args, lens, ob_on_pop, c);
+    fb_free(k_outbox);
+    fb_free(k_parked);
+    if (rc != 0) {
+        ob_redis_failed(c, rc, "pop");
+        return;
+    }
+    r->inflight++;
+    c->ob = OB_POPPING;
+    c->ob_park = park;
+}
+
+static void ob_park(struct conv *c, const char *why)
+{
+    fb_router_t *r = c->r;
+    r->st.outbox_parked++;
+    FB_WARN(ROUTER, "[%s] outbox entry parked (%s): see {c:...}:parked", c->tag, why);
+    ob_pop(c, true);
+}
+
+static void ob_on_sent(int status, int64_t retry_after_ms, void *arg)
+{
+    struct conv *c = arg;
+    fb_router_t *r = c->r;
+    if (c->ob != OB_SENDING) {
+        FB_ERR(ROUTER, "[%s] adapter %s called send's callback twice", c->tag, c->name);
+        return;
+    }
+    r->inflight--;
+    c->ob = OB_IDLE;
+    if (status == 0) {
+        r->st.outbox_delivered++;
+        ob_pop(c, false);
+    } else if (status == FB_ECANCELED || r->stopping) {
+        /* Shutting down: the entry stays for the next start. */
+        conv_maybe_free(c);
+    } else if (transient(status)) {
+        c->ob_tries++;
+        unsigned max = r->cfg->router.outbox_retry.max_attempts;
+        if (max && c->ob_tries >= max) {
+            ob_park(c, "too many transient failures");
+        } else {
+            r->st.outbox_retried++;
+            uint64_t d = retry_delay(r, &r->cfg->router.outbox_retry, c->ob_tries);
+            if (retry_after_ms > 0 && (uint64_t)retry_after_ms > d)
+                d = (uint64_t)retry_after_ms;
+            FB_DEBUG(ROUTER, "[%s] send failed (%s), retry %u in %llu ms", c->tag,
+                     fb_err_name(status), c->ob_tries, (unsigned long long)d);
+            ob_wait(c, d);
+        }
+    } else {
+        ob_park(c, fb_err_name(status));
+    }
+    check_stopped(r);
+}
+
+static const char *jstr(const json_t *o, const char *name)
+{
+    return json_string_value(json_object_get(o, name));
+}
+
+/* Hands the head entry to its adapter (or waits, or leaves it for an adapter not loaded). */
+static void ob_send(struct conv *c, json_t *entry)
+{
+    fb_router_t *r = c->r;
+    if (!entry || !json_is_object(entry) || !jstr(entry, "txn") || !jstr(entry, "text")) {
+        ob_park(c, "malformed entry");
+        return;
+    }
+    int64_t ts = json_integer_value(json_object_get(entry, "ts"));
+    int64_t delay = (int64_t)r->cfg->router.outbox_start_delay_ms;
+    int64_t now = now_ms();
+    if (delay > 0 && ts + delay > now) {
+        ob_wait(c, (uint64_t)(ts + delay - now));
+        return;
+    }
+    struct adapter_slot *s = adapter_by_name(r, c->name);
+    if (!s || !s->started || s->stopping) {
+        FB_DEBUG(ROUTER, "[%s] adapter %s not running: outbox entries left in place", c->tag,
+                 c->name);
+        conv_maybe_free(c);
+        return;
+    }
+    const json_t *choices = json_object_get(entry, "choices");
+    fb_outbound_t msg = {
+        .conv = c->conv,
+        .txn_id = jstr(entry, "txn"),
+        .kind = jstr(entry, "kind") ? jstr(entry, "kind") : "reply",
+        .text = jstr(entry, "text"),
+        .html = jstr(entry, "html") ? jstr(entry, "html") : "",
+        .choices = json_is_array(choices) ? choices : NULL,
+        .entry = entry,
+    };
+    c->ob = OB_SENDING;
+    r->inflight++;
+    int rc = s->a.ops->send(&s->a, &msg, ob_on_sent, c);
+    if (rc != 0)
+        ob_on_sent(rc, 0, c);
+}
+
+/* ---- the recovery scan ------------------------------------------------------------------ */
+
+static void on_scan(int status, const redisReply *rep, void *arg)
+{
+    fb_router_t *r = arg;
+    r->inflight--;
+    r->scanning = false;
+    if (status != 0 || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) {
+        if (status != FB_ECANCELED)
+            FB_DEBUG(ROUTER, "outbox scan failed: %s", fb_strerror(status ? status : FB_EPROTO));
+        check_stopped(r);
+        return;
+    }
+    r->pending_convs = (uint64_t)rep->element[0]->integer;
+    for (size_t i = 1; i < rep->elements && !r->stopping; i++) {
+        const redisReply *m = rep->element[i];
+        if (m->type != REDIS_REPLY_STRING || memchr(m->str, '\0', m->len))
+            continue;
+        struct conv *c = conv_get(r, m->str);
+        if (!c)
+            continue;
+        if (c->ob == OB_IDLE)
+            ob_kick(c);
+        else
+            conv_maybe_free(c);
+    }
+    check_stopped(r);
+}
+
+void fb_router_outbox_scan(fb_router_t *r)
+{
+    if (r->scanning || r->stopping)
+        return;
+    char batch[16];
+    snprintf(batch, sizeof(batch), "%d", SCAN_BATCH);
+    const char *args[] = {r->k_pending, batch};
+    if (fb_store_eval(r->store, &r->s_scan, FB_REDIS_RETRY, 1, 1, args, NULL, on_scan, r) == 0) {
+        r->scanning = true;
+        r->inflight++;
+    }
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    fb_router_t *r = t->data;
+    fb_redis_stats_t rs;
+    fb_redis_get_stats(r->redis, &rs);
+    bool reconnected = rs.connects != r->redis_connects;
+    r->redis_connects = rs.connects;
+    if (reconnected || ++r->ticks >= SCAN_EVERY_TICKS) {
+        r->ticks = 0;
+        fb_router_outbox_scan(r);
+    }
+}
+
+/* ---- inbound ---------------------------------------------------------------------------- */
+
+static void job_start(struct job *j);
+
+static void run_ready(uv_timer_t *t)
+{
+    fb_router_t *r = t->data;
+    while (r->ready) {
+        struct conv *c = r->ready;
+        r->ready = c->ready_next;
+        if (!r->ready)
+            r->ready_tail = NULL;
+        c->ready_next = NULL;
+        c->ready_listed = false;
+        if (!c->busy && c->head)
+            job_start(c->head);
+        else
+            conv_maybe_free(c);
+    }
+}
+
+static void make_ready(struct conv *c)
+{
+    fb_router_t *r = c->r;
+    if (c->ready_listed)
+        return;
+    c->ready_listed = true;
+    if (r->ready_tail)
+        r->ready_tail->ready_next = c;
+    else
+        r->ready = c;
+    r->ready_tail = c;
+    uv_timer_start(&r->kick, run_ready, 0, 0);
+}
+
+static void job_free(struct job *j)
+{
+    fb_free(j->event_id);
+    fb_free(j->text);
+    fb_free(j->choice);
+    fb_free(j);
+}
+
+/* Ends the head job of its conversation with `status` and lets the next one run. */
+static void job_finish(struct job *j, int status)
+{
+    struct conv *c = j->c;
+    fb_router_t *r = c->r;
+    FB_ASSERT(c->head == j);
+    c->head = j->next;
+    if (!c->head)
+        c->tail = NULL;
+    c->njobs--;
+    c->busy = false;
+    if (status != 0)
+        r->st.failed++;
+    fb_inbound_cb cb = j->cb;
+    void *arg = j->arg;
+    job_free(j);
+    if (c->head)
+        make_ready(c);
+    cb(status, arg);
+    conv_maybe_free(c);
+    check_stopped(r);
+}
+
+static const char *kind_name(fb_inbound_kind_t k)
+{
+    switch (k) {
+    case FB_IN_START:
+        return "start";
+    case FB_IN_MESSAGE:
+        return "message";
+    case FB_IN_CHOICE:
+        return "choice";
+    case FB_IN_FORGET:
+        return "forget";
+    }
+    return "unknown";
+}
+
+/* The outbox entries, reminders, ticket and counters of the effects, as the COMMIT's JSON. */
+struct commit_ops {
+    json_t *ops; /* {out, rem, ticket?, stats, avis} */
+    bool forget;
+    size_t says;
+};
+
+static void build_ops(struct job *j, const json_t *effects, int64_t now, struct commit_ops *co)
+{
+    struct conv *c = j->c;
+    json_t *out = json_array(), *rem = json_array(), *stats = json_array(), *avis = json_array();
+    co->ops = json_object();
+    co->forget = false;
+    co->says = 0;
+    /* The transaction ids: hash of (conversation, event) + "." + reply index. */
+    uint64_t h = fnv64(FNV_INIT, c->key, strlen(c->key) + 1);
+    h = fnv64(h, j->event_id, strlen(j->event_id));
+    size_t i;
+    const json_t *e;
+    json_array_foreach(effects, i, e)
+    {
+        const char *type = jstr(e, "type");
+        if (!type) {
+            FB_DEBUG(ROUTER, "[%s] effect without a type ignored", c->tag);
+        } else if (strcmp(type, "say") == 0) {
+            char txn[40];
+            snprintf(txn, sizeof(txn), "%016llx.%zu", (unsigned long long)h, co->says++);
+            json_t *entry = json_pack(
+                "{s:s, s:s, s:s, s:O?, s:s, s:I}", "txn", txn, "kind", "reply", "text",
+                jstr(e, "text") ? jstr(e, "text") : "", "choices", json_object_get(e, "choices"),
+                "html", jstr(e, "html") ? jstr(e, "html") : "", "ts", (json_int_t)now);
+            if (entry && json_is_null(json_object_get(entry, "choices")))
+                json_object_del(entry, "choices");
+            char *s = entry ? json_dumps(entry, JSON_COMPACT) : NULL;
+            if (s)
+                json_array_append_new(out, json_string(s));
+            free(s); /* fb-lint: allow free (jansson's allocation) */
+            json_decref(entry);
+        } else if (strcmp(type, "schedule") == 0) {
+            const char *id = jstr(e, "id");
+            json_int_t after = json_integer_value(json_object_get(e, "after"));
+            if (id && after >= 0) {
+                char due[24];
+                snprintf(due, sizeof(due), "%lld", (long long)now + (long long)after * 1000);
+                const char *reason = jstr(e, "reason") ? jstr(e, "reason") : "";
+                json_array_append_new(rem, json_pack("[s,s,s,s]", "s", id, due, reason));
+            }
+        } else if (strcmp(type, "cancel") == 0) {
+            const char *id = jstr(e, "id");
+            json_array_append_new(rem, id ? json_pack("[s,s]", "c", id) : json_pack("[s]", "c"));
+        } else if (strcmp(type, "escalate") == 0) {
+            const char *reason = jstr(e, "reason") ? jstr(e, "reason") : "";
+            const char *summary = jstr(e, "summary") ? jstr(e, "summary") : "";
+            json_object_set_new(co->ops, "ticket", json_pack("[s,s]", reason, summary));
+        } else if (strcmp(type, "stat") == 0) {
+            if (jstr(e, "name"))
+                json_array_append_new(stats, json_string(jstr(e, "name")));
+        } else if (strcmp(type, "step") == 0) {
+            const char *status = jstr(e, "status");
+            if (status) {
+                char name[64];
+                snprintf(name, sizeof(name), "step_%s", status);
+                json_array_append_new(stats, json_string(name));
+            }
+        } else if (strcmp(type, "avis") == 0) {
+            json_int_t note = json_integer_value(json_object_get(e, "note"));
+            const char *comment = jstr(e, "commentaire");
+            if (json_is_integer(json_object_get(e, "note")) && note >= 1 && note <= 5)
+                json_array_append_new(avis, comment && comment[0]
+                                                ? json_pack("[I,s]", note, comment)
+                                                : json_pack("[I]", note));
+            else
+                FB_DEBUG(ROUTER, "[%s] avis effect without a note 1..5 ignored", c->tag);
+        } else if (strcmp(type, "forget") == 0) {
+            co->forget = true;
+        } else if (strcmp(type, "end") != 0) {
+            FB_DEBUG(ROUTER, "[%s] unknown effect '%s' ignored", c->tag, type);
+        }
+    }
+    json_object_set_new(co->ops, "out", out);
+    json_object_set_new(co->ops, "rem", rem);
+    json_object_set_new(co->ops, "stats", stats);
+    json_object_set_new(co->ops, "avis", avis);
+}
+
+static void on_commit(int status, const redisReply *rep, void *arg)
+{
+    struct job *j = arg;
+    struct conv *c = j->c;
+    fb_router_t *r = c->r;
+    r->inflight--;
+    if (status != 0) {
+        FB_WARN(ROUTER, "[%s] event not recorded: %s", c->tag, fb_strerror(status));
+        job_finish(j, inbound_status(status));
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER) {
+        job_finish(j, FB_EAGAIN);
+        return;
+    }
+    long long code = rep->element[0]->integer;
+    if (code == 2) {
+        r->st.duplicates++;
+        FB_DEBUG(ROUTER, "[%s] duplicate event (found at commit)", c->tag);
+        job_finish(j, 0);
+    } else if (code == 0) {
+        r->st.conflicts++;
+        if (++j->reruns > MAX_RERUNS || r->stopping) {
+            FB_WARN(ROUTER, "[%s] gave up after %u version conflicts", c->tag, j->reruns);
+            job_finish(j, r->stopping ? FB_ECANCELED : FB_EAGAIN);
+            return;
+        }
+        FB_DEBUG(ROUTER, "[%s] version conflict, running the event again", c->tag);
+        job_start(j);
+    } else {
+        r->st.events++;
+        fb_metrics_event(kind_name(j->kind));
+        if (j->says > 0)
+            ob_kick(c);
+        job_finish(j, 0);
+    }
+}
+
+/* Runs the engine on the loaded session and sends the COMMIT. */
+static void job_step(struct job *j, uint64_t version, const char *data, size_t len)
+{
+    struct conv *c = j->c;
+    fb_router_t *r = c->r;
+    json_t *session = NULL;
+    if (len > 0) {
+        json_error_t jerr;
+        session = json_loadb(data, len, 0, &jerr);
+        if (!session)
+            FB_WARN(ROUTER, "[%s] stored session is not JSON: starting over", c->tag);
+    }
+    fb_event_t ev = {0};
+    switch (j->kind) {
+    case FB_IN_START:
+        ev.kind = FB_EVENT_START;
+        break;
+    case FB_IN_MESSAGE:
+        ev.kind = FB_EVENT_MESSAGE;
+        ev.text = j->text;
+        break;
+    case FB_IN_CHOICE:
+        ev.kind = FB_EVENT_CHOICE;
+        ev.choice = j->choice;
+        break;
+    case FB_IN_FORGET:
+        ev.kind = FB_EVENT_FORGET;
+        break;
+    }
+    int64_t now = now_ms();
+    fb_engine_env_t env = {
+        .now = now / 1000,
+        .locale = "fr",
+        .geo = r->geo,
+        .versions = (const fb_dialog_t *const *)r->versions,
+        .n_versions = r->nversions,
+    };
+    json_t *ns = NULL, *effects = NULL;
+    int rc = fb_engine_step(r->dialog, session, &ev, &env, &ns, &effects);
+    if (rc == FB_EINVAL && session) {
+        FB_WARN(ROUTER, "[%s] stored session refused by the engine: starting over", c->tag);
+        rc = fb_engine_step(r->dialog, NULL, &ev, &env, &ns, &effects);
+    }
+    json_decref(session);
+    if (rc != 0) {
+        FB_WARN(ROUTER, "[%s] the engine refused the event: %s", c->tag, fb_strerror(rc));
+        job_finish(j, FB_EINVAL);
+        return;
+    }
+    if (r->step_hook)
+        r->step_hook(r->step_hook_arg, c->key, effects);
+    struct commit_ops co;
+    build_ops(j, effects, now, &co);
+    j->says = co.says;
+    char *ops = json_dumps(co.ops, JSON_COMPACT);
+    char *sdata = (!co.forget && ns && !json_is_null(ns)) ? json_dumps(ns, JSON_COMPACT) : NULL;
+    const char *mode = co.forget ? "f" : sdata ? "w" : "n";
+    json_decref(co.ops);
+    json_decref(ns);
+    json_decref(effects);
+
+    char *keys[11] = {ckey(c, "session"),  NULL,
+                      ckey(c, "outbox"),   ckey(c, "reminders"),
+                      ckey(c, "ticket"),   ckey(c, "parked"),
+                      ckey(c, "history"),  fb_strdup(r->k_pending),
+                      fb_strdup(r->k_due), fb_strdup(r->k_stats),
+                      fb_strdup(r->k_avis)};
+    char *evsuffix = fb_asprintf("ev:%s", j->event_id);
+    keys[1] = ckey(c, evsuffix);
+    fb_free(evsuffix);
+    char expected[24], ttl[24], dttl[24], nowbuf[24], wid[24];
+    snprintf(expected, sizeof(expected), "%llu", (unsigned long long)version);
+    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)fb_store_session_ttl_ms(r->store));
+    snprintf(dttl, sizeof(dttl), "%llu",
+             (unsigned long long)r->cfg->router.dedupe_retention_hours * DEDUPE_MS_PER_H);
+    snprintf(nowbuf, sizeof(nowbuf), "%lld", (long long)now);
+    uint64_t h =
+        fnv64(fnv64(FNV_INIT, c->key, strlen(c->key) + 1), j->event_id, strlen(j->event_id));
+    snprintf(wid, sizeof(wid), "%016llx", (unsigned long long)h);
+    const char *args[20];
+    for (size_t i = 0; i < 11; i++)
+        args[i] = keys[i];
+    args[11] = expected;
+    args[12] = sdata ? sdata : "";
+    args[13] = mode;
+    args[14] = wid;
+    args[15] = ttl;
+    args[16] = dttl;
+    args[17] = nowbuf;
+    args[18] = c->key;
+    args[19] = ops ? ops : "{\"out\":[],\"rem\":[],\"stats\":[],\"avis\":[]}";
+    rc = fb_store_eval(r->store, &r->s_commit, FB_REDIS_RETRY, 11, 9, args, NULL, on_commit, j);
+    for (size_t i = 0; i < 11; i++)
+        fb_free(keys[i]);
+    free(sdata); /* fb-lint: allow free (jansson's allocation) */
+    free(ops);   /* fb-lint: allow free (jansson's allocation) */
+    if (rc != 0) {
+        job_finish(j, inbound_status(rc));
+        return;
+    }
+    r->inflight++;
+}
+
+static void on_read(int status, const redisReply *rep, void *arg)
+{
+    struct job *j = arg;
+    struct conv *c = j->c;
+    fb_router_t *r = c->r;
+    r->inflight--;
+    if (status != 0) {
+        FB_WARN(ROUTER, "[%s] cannot load the session: %s", c->tag, fb_strerror(status));
+        job_finish(j, inbound_status(status));
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER) {
+        job_finish(j, FB_EAGAIN);
+        return;
+    }
+    if (rep->element[0]->integer == 1) {
+        r->st.duplicates++;
+        FB_DEBUG(ROUTER, "[%s] duplicate event", c->tag);
+        job_finish(j, 0);
+        return;
+    }
+    if (rep->elements != 3 || rep->element[1]->type != REDIS_REPLY_STRING ||
+        rep->element[2]->type != REDIS_REPLY_STRING) {
+        job_finish(j, FB_EAGAIN);
+        return;
+    }
+    if (r->stopping) {
+        job_finish(j, FB_ECANCELED);
+        return;
+    }
+    unsigned long long v = strtoull(rep->element[1]->str, NULL, 10);
+    job_step(j, (uint64_t)v, rep->element[2]->str, rep->element[2]->len);
+}
+
+/* Runs (or reruns after a conflict) the head job: READ first. */
+static void job_start(struct job *j)
+{
+    struct conv *c = j->c;
+    fb_router_t *r = c->r;
+    c->busy = true;
+    if (r->stopping) {
+        job_finish(j, FB_ECANCELED);
+        return;
+    }
+    char *k_session = ckey(c, "session");
+    char *evsuffix = fb_asprintf("ev:%s", j->event_id);
+    char *k_ev = ckey(c, evsuffix);
+    const char *args[] = {k_session, k_ev};
+    int rc = fb_store_eval(r->store, &r->s_read, FB_REDIS_RETRY, 2, 0, args, NULL, on_read, j);
+    fb_free(k_session);
+    fb_free(k_ev);
+    fb_free(evsuffix);
+    if (rc != 0) {
+        job_finish(j, inbound_status(rc));
+        return;
+    }
+    r->inflight++;
+}
+
+/* ---- the core offered to adapters ------------------------------------------------------- */
+
+static int core_deliver(fb_adapter_t *a, const fb_inbound_t *ev, fb_inbound_cb cb, void *arg)
+{
+    struct adapter_slot *s = a ? a->core_data : NULL;
+    if (!s || !ev || !cb)
+        return FB_EINVAL;
+    fb_router_t *r = s->r;
+    if (r->stopping)
+        return FB_ECANCELED;
+    size_t name_len = strlen(a->ops->name);
+    if (ev->kind < FB_IN_START || ev->kind > FB_IN_FORGET ||
+        !valid_text(ev->conv, FB_STORE_MAX_CONV_KEY - name_len - 1) ||
+        !valid_text(ev->event_id, MAX_EVENT_ID) ||
+        (ev->kind == FB_IN_MESSAGE && !valid_text(ev->text, MAX_TEXT)) ||
+        (ev->kind == FB_IN_CHOICE && !valid_text(ev->choice, MAX_CHOICE)))
+        return FB_EINVAL;
+    char *key = fb_asprintf("%s:%s", a->ops->name, ev->conv);
+    struct conv *c = conv_get(r, key);
+    fb_free(key);
+    if (!c)
+        return FB_EINVAL;
+    if (c->njobs >= r->cfg->router.max_queued_per_conversation) {
+        FB_DEBUG(ROUTER, "[%s] too many events queued: refused for now", c->tag);
+        return FB_EAGAIN;
+    }
+    struct job *j = fb_calloc(1, sizeof(*j));
+    j->c = c;
+    j->kind = ev->kind;
+    j->event_id = fb_strdup(ev->event_id);
+    j->text = ev->kind == FB_IN_MESSAGE ? fb_strdup(ev->text) : NULL;
+    j->choice = ev->kind == FB_IN_CHOICE ? fb_strdup(ev->choice) : NULL;
+    j->cb = cb;
+    j->arg = arg;
+    if (c->tail)
+        c->tail->next = j;
+    else
+        c->head = j;
+    c->tail = j;
+    c->njobs++;
+    if (!c->busy)
+        make_ready(c);
+    return 0;
+}
+
+static void core_wake(fb_adapter_t *a, const char *conv)
+{
+    struct adapter_slot *s = a ? a->core_data : NULL;
+    if (!s || !valid_text(conv, FB_STORE_MAX_CONV_KEY - strlen(a->ops->name) - 1) || s->r->stopping)
+        return;
+    char *key = fb_asprintf("%s:%s", a->ops->name, conv);
+    struct conv *c = conv_get(s->r, key);
+    fb_free(key);
+    if (!c)
+        return;
+    if (c->ob == OB_WAITING)
+        c->ob_tries = 0;
+    ob_kick(c);
+    conv_maybe_free(c);
+}
+
+static void core_set_state(fb_adapter_t *a, const char *state)
+{
+    if (!a || !state)
+        return;
+    if (strcmp(a->state, state) != 0)
+        FB_INFO(ROUTER, "adapter %s: %s", a->ops->name, state);
+    snprintf(a->state, sizeof(a->state), "%s", state);
+}
+
+/* ---- life ------------------------------------------------------------------------------- */
+
+fb_router_t *fb_router_create(const fb_router_deps_t *deps, fb_buf_t *errors)
+{
+    if (!deps || !deps->loop || !deps->cfg || !deps->redis || !deps->store)
+        return NULL;
+    fb_dialog_t *d = fb_dialog_load(deps->cfg->dialogs.path, deps->geo, errors);
+    if (!d)
+        return NULL;
+    fb_router_t *r = fb_calloc(1, sizeof(*r));
+    r->loop = deps->loop;
+    r->cfg = deps->cfg;
+    r->redis = deps->redis;
+    r->store = deps->store;
+    r->geo = deps->geo;
+    r->dialog = d;
+    r->core = (fb_core_t){
+        .loop = deps->loop,
+        .cfg = deps->cfg,
+        .http = deps->http,
+        .client = deps->client,
+        .redis = deps->redis,
+        .store = deps->store,
+        .deliver = core_deliver,
+        .wake = core_wake,
+        .set_state = core_set_state,
+    };
+    fb_store_script_init(&r->s_read, read_src);
+    fb_store_script_init(&r->s_commit, commit_src);
+    fb_store_script_init(&r->s_head, head_src);
+    fb_store_script_init(&r->s_pop, pop_src);
+    fb_store_script_init(&r->s_scan, scan_src);
+    const char *prefix = fb_store_prefix(deps->store);
+    r->k_pending = fb_asprintf("%soutbox:pending", prefix);
+    r->k_due = fb_asprintf("%sreminders:due", prefix);
+    r->k_stats = fb_asprintf("%sstats", prefix);
+    r->k_avis = fb_asprintf("%savis:comments", prefix);
+    r->rng = uv_hrtime() | 1;
+    uv_timer_init(r->loop, &r->kick);
+    uv_timer_init(r->loop, &r->tick);
+    r->kick.data = r;
+    r->tick.data = r;
+    r->handles = 2;
+    FB_NOTICE(ROUTER, "dialog '%s' (%s) loaded from %s", fb_dialog_id(d), fb_dialog_hash(d),
+              deps->cfg->dialogs.path);
+    return r;
+}
+
+int fb_router_add_adapter(fb_router_t *r, const fb_adapter_ops_t *ops)
+{
+    const char *why = NULL;
+    int rc = fb_adapter_check(ops, &why);
+    if (rc == 0 && adapter_by_name(r, ops->name))
+        why = "an adapter with this name is already registered", rc = FB_EINVAL;
+    if (rc == 0 && r->nadapters == MAX_ADAPTERS)
+        why = "too many adapters", rc = FB_EINVAL;
+    if (rc == 0 && r->started)
+        why = "the router is already started", rc = FB_EINVAL;
+    if (rc != 0) {
+        FB_ERR(ROUTER, "adapter %s refused: %s", ops && ops->name ? ops->name : "(unnamed)", why);
+        return rc;
+    }
+    struct adapter_slot *s = fb_calloc(1, sizeof(*s));
+    s->r = r;
+    s->a.ops = ops;
+    s->a.core = &r->core;
+    s->a.core_data = s;
+    s->a.priv = ops->priv_size ? fb_calloc(1, ops->priv_size) : NULL;
+    snprintf(s->a.state, sizeof(s->a.state), "starting");
+    rc = ops->init(&s->a);
+    if (rc == FB_DECLINED) {
+        fb_free(s->a.priv);
+        fb_free(s);
+        return rc; /* disabled by its configuration */
+    }
+    if (rc != 0) {
+        FB_ERR(ROUTER, "adapter %s: init failed: %s", ops->name, fb_strerror(rc));
+        fb_free(s->a.priv);
+        fb_free(s);
+        return rc;
+    }
+    s->inited = true;
+    r->adapters[r->nadapters++] = s;
+    return 0;
+}
+
+int fb_router_start(fb_router_t *r)
+{
+    if (r->started)
+        return FB_EINVAL;
+    r->started = true;
+    for (size_t i = 0; i < r->nadapters; i++) {
+        struct adapter_slot *s = r->adapters[i];
+        int rc = s->a.ops->start(&s->a);
+        if (rc != 0) {
+            FB_ERR(ROUTER, "adapter %s: start failed: %s", s->a.ops->name, fb_strerror(rc));
+            return rc;
+        }
+        s->started = true;
+    }
+    fb_redis_stats_t rs;
+    fb_redis_get_stats(r->redis, &rs);
+    r->redis_connects = rs.connects;
+    uv_timer_start(&r->tick, on_tick, TICK_MS, TICK_MS);
+    fb_router_outbox_scan(r);
+    return 0;
+}
+
+int fb_router_reload(fb_router_t *r, fb_buf_t *errors)
+{
+    fb_buf_t local;
+    fb_buf_init(&local, 1u << 16);
+    fb_dialog_t *d = fb_dialog_load_next(r->cfg->dialogs.path, r->dialog, r->geo, &local);
+    if (!d) {
+        r->st.reload_failures++;
+        FB_ERR(ROUTER, "dialog reload refused, still serving '%s' (%s):\n%s",
+               fb_dialog_id(r->dialog), fb_dialog_hash(r->dialog), fb_buf_str(&local));
+        if (errors)
+            (void)fb_buf_puts(errors, fb_buf_str(&local));
+        fb_buf_free(&local);
+        return FB_EINVAL;
+    }
+    fb_buf_free(&local);
+    r->st.reloads++;
+    if (strcmp(fb_dialog_hash(d), fb_dialog_hash(r->dialog)) == 0) {
+        FB_NOTICE(ROUTER, "dialog reload: unchanged (%s)", fb_dialog_hash(d));
+        fb_dialog_unref(d);
+        return 0;
+    }
+    if (r->nversions == MAX_VERSIONS) {
+        fb_dialog_unref(r->versions[0]);
+        for (size_t i = 1; i < MAX_VERSIONS; i++)
+            r->versions[i - 1] = r->versions[i];
+        r->nversions--;
+    }
+    r->versions[r->nversions++] = r->dialog;
+    r->dialog = d;
+    FB_NOTICE(ROUTER, "dialog reloaded: '%s' now %s (%zu older version(s) kept)", fb_dialog_id(d),
+              fb_dialog_hash(d), r->nversions);
+    return 0;
+}
+
+const struct fb_dialog_s *fb_router_dialog(const fb_router_t *r)
+{
+    return r->dialog;
+}
+
+size_t fb_router_pending(const fb_router_t *r)
+{
+    size_t jobs = 0;
+    for (size_t b = 0; b < CONV_BUCKETS; b++)
+        for (const struct conv *c = r->buckets[b]; c; c = c->hnext)
+            jobs += c->njobs;
+    return jobs + r->inflight;
+}
+
+/* Once stopping: when every adapter has stopped and nothing is in flight, close the handles;
+ * the last close callback calls done. */
+static void check_stopped(fb_router_t *r)
+{
+    if (!r->stopping || !r->adapters_stopped || r->stop_done_called || r->in_check)
+        return;
+    if (r->inflight > 0)
+        return;
+    r->in_check = true; /* conv_maybe_free() below calls back here */
+    /* Idle conversations: stop their timers, drop queued jobs (none start while stopping). */
+    for (size_t b = 0; b < CONV_BUCKETS; b++) {
+        struct conv *c = r->buckets[b];
+        while (c) {
+            struct conv *next = c->hnext;
+            if (c->ob == OB_WAITING) {
+                uv_timer_stop(&c->timer);
+                c->ob = OB_IDLE;
+            }
+            if (!c->busy && !c->ready_listed && c->njobs == 0)
+                conv_maybe_free(c);
+            c = next;
+        }
+    }
+    r->in_check = false;
+    if (r->nconvs > 0 || r->ready)
+        return;
+    if (!uv_is_closing((uv_handle_t *)&r->kick)) {
+        uv_close((uv_handle_t *)&r->kick, handle_closed);
+        uv_close((uv_handle_t *)&r->tick, handle_closed);
+    }
+    if (r->handles == 0) {
+        r->stop_done_called = true;
+        if (r->stop_done)
+            r->stop_done(r->stop_arg);
+    }
+}
+
+static void adapter_stopped(fb_adapter_t *a)
+{
+    struct adapter_slot *s = a->core_data;
+    fb_router_t *r = s->r;
+    if (s->stopped)
+        return;
+    s->stopped = true;
+    if (--r->adapters_stopping == 0) {
+        r->adapters_stopped = true;
+        /* Jobs queued behind a running one never start now: run_ready cancels them. */
+        for (size_t b = 0; b < CONV_BUCKETS; b++)
+            for (struct conv *c = r->buckets[b]; c; c = c->hnext)
+                if (c->head && !c->busy)
+                    make_ready(c);
+        if (r->ready)
+            return; /* run_ready finishes them, then check_stopped runs from job_finish */
+        check_stopped(r);
+    }
+}
+
+void fb_router_stop(fb_router_t *r, void (*done)(void *arg), void *arg)
+{
+    if (r->stopping)
+        return;
+    r->stopping = true;
+    r->stop_done = done;
+    r->stop_arg = arg;
+    uv_timer_stop(&r->tick);
+    r->adapters_stopping = 1; /* held until every stop() was called */
+    for (size_t i = 0; i < r->nadapters; i++) {
+        struct adapter_slot *s = r->adapters[i];
+        if (!s->started)
+            continue;
+        s->stopping = true;
+        r->adapters_stopping++;
+        s->a.ops->stop(&s->a, adapter_stopped);
+    }
+    if (--r->adapters_stopping == 0) {
+        r->adapters_stopped = true;
+        for (size_t b = 0; b < CONV_BUCKETS; b++)
+            for (struct conv *c = r->buckets[b]; c; c = c->hnext)
+                if (c->head && !c->busy)
+                    make_ready(c);
+        if (!r->ready)
+            check_stopped(r);
+    }
+}
+
+void fb_router_destroy(fb_router_t *r)
+{
+    if (!r)
+        return;
+    FB_ASSERT(r->nconvs == 0);
+    for (size_t i = 0; i < r->nadapters; i++) {
+        struct adapter_slot *s = r->adapters[i];
+        if (s->inited)
+            s->a.ops->destroy(&s->a);
+        fb_free(s->a.priv);
+        fb_free(s);
+    }
+    for (size_t i = 0; i < r->nversions; i++)
+        fb_dialog_unref(r->versions[i]);
+    fb_dialog_unref(r->dialog);
+    fb_free(r->k_pending);
+    fb_free(r->k_due);
+    fb_free(r->k_stats);
+    fb_free(r->k_avis);
+    fb_free(r);
+}
+
+/* ---- observation ------------------------------------------------------------------------ */
+
+void fb_router_health(const fb_router_t *r, json_t *adapters)
+{
+    for (size_t i = 0; i < r->nadapters; i++) {
+        struct adapter_slot *s = r->adapters[i];
+        json_t *o = json_pack("{s:s}", "state", s->a.state);
+        if (s->a.ops->stats)
+            (void)s->a.ops->stats(&s->a, o);
+        json_object_set_new(adapters, s->a.ops->name, o);
+    }
+}
+
+void fb_router_get_stats(const fb_router_t *r, fb_router_stats_t *out)
+{
+    *out = r->st;
+}
+
+int fb_router_metrics_render(const fb_router_t *r, fb_buf_t *out)
+{
+    const fb_router_stats_t *s = &r->st;
+    int rc = fb_buf_printf(
+        out,
+        "# HELP frichebot_router_events_total Inbound events by outcome.\n"
+        "# TYPE frichebot_router_events_total counter\n"
+        "frichebot_router_events_total{outcome=\"handled\"} %llu\n"
+        "frichebot_router_events_total{outcome=\"duplicate\"} %llu\n"
+        "frichebot_router_events_total{outcome=\"failed\"} %llu\n"
+        "# HELP frichebot_router_conflicts_total Version conflicts (the event ran again).\n"
+        "# TYPE frichebot_router_conflicts_total counter\n"
+        "frichebot_router_conflicts_total %llu\n"
+        "# HELP frichebot_outbox_delivered_total Replies the platform accepted.\n"
+        "# TYPE frichebot_outbox_delivered_total counter\n"
+        "frichebot_outbox_delivered_total %llu\n"
+        "# HELP frichebot_outbox_retried_total Transient send failures, retried later.\n"
+        "# TYPE frichebot_outbox_retried_total counter\n"
+        "frichebot_outbox_retried_total %llu\n"
+        "# HELP frichebot_outbox_parked_total Replies set aside after a permanent failure.\n"
+        "# TYPE frichebot_outbox_parked_total counter\n"
+        "frichebot_outbox_parked_total %llu\n"
+        "# HELP frichebot_outbox_pending_conversations Conversations with replies waiting "
+        "(last scan).\n"
+        "# TYPE frichebot_outbox_pending_conversations gauge\n"
+        "frichebot_outbox_pending_conversations %llu\n"
+        "# HELP frichebot_dialog_reloads_total Dialog reloads by outcome.\n"
+        "# TYPE frichebot_dialog_reloads_total counter\n"
+        "frichebot_dialog_reloads_total{outcome=\"ok\"} %llu\n"
+        "frichebot_dialog_reloads_total{outcome=\"refused\"} %llu\n",
+        (unsigned long long)s->events, (unsigned long long)s->duplicates,
+        (unsigned long long)s->failed, (unsigned long long)s->conflicts,
+        (unsigned long long)s->outbox_delivered, (unsigned long long)s->outbox_retried,
+        (unsigned long long)s->outbox_parked, (unsigned long long)r->pending_convs,
+        (unsigned long long)s->reloads, (unsigned long long)s->reload_failures);
+    return rc;
+}
+
+void fb__router_set_step_hook(fb_router_t *r,
+                              void (*fn)(void *arg, const char *key, json_t *effects), void *arg)
+{
+    r->step_hook = fn;
+    r->step_hook_arg = arg;
+}

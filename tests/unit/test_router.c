@@ -1,0 +1,990 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_router.c - the router and the outbox (daemon/router.c) against a real, throwaway
+ * redis-server, with the sample dialog and a test adapter defined here that records what it is
+ * asked to send and can be told to fail. Every test ends with the router stopped, the Redis
+ * client closed and fb_test_loop_close_strict().
+ */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <uv.h>
+
+#include "config.h"
+#include "engine/engine.h"
+#include "frichebot/adapter.h"
+#include "frichebot/alloc.h"
+#include "frichebot/err.h"
+#include "geo.h"
+#include "redis.h"
+#include "router.h"
+#include "store.h"
+#include "task.h"
+
+/* ---- the test adapter -------------------------------------------------------------------- */
+
+#define MAX_SENT 256
+
+struct sent {
+    char conv[64];
+    char txn[64];
+    char text[4096];
+};
+
+struct pending_cb {
+    fb_send_cb cb;
+    void *arg;
+    int status;
+    int64_t retry_after;
+};
+
+/* One test process runs one test: the adapter's state is global. */
+static struct {
+    struct sent sent[MAX_SENT];
+    int nsent;
+    int attempts;       /* send() calls */
+    int fail_transient; /* the next N sends fail with FB_EAGAIN */
+    int fail_permanent; /* the next N sends fail with FB_EINVAL */
+    struct pending_cb q[64];
+    int nq;
+    uv_timer_t timer; /* calls the send callbacks later, never inside send() */
+    bool timer_init;
+    int stops;
+    int dup_sends; /* sends of a transaction id already delivered */
+} ta;
+
+static void ta_flush(uv_timer_t *t)
+{
+    (void)t;
+    while (ta.nq > 0) {
+        struct pending_cb p = ta.q[0];
+        memmove(ta.q, ta.q + 1, (size_t)(ta.nq - 1) * sizeof(ta.q[0]));
+        ta.nq--;
+        p.cb(p.status, p.retry_after, p.arg);
+    }
+}
+
+static int ta_init(fb_adapter_t *a)
+{
+    ASSERT_NOT_NULL(a->core);
+    ASSERT_NOT_NULL(a->core->deliver);
+    return 0;
+}
+
+static int ta_start(fb_adapter_t *a)
+{
+    if (!ta.timer_init) {
+        uv_timer_init(a->core->loop, &ta.timer);
+        ta.timer_init = true;
+    }
+    a->core->set_state(a, "ok");
+    return 0;
+}
+
+static void ta_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void ta_stop(fb_adapter_t *a, void (*done)(fb_adapter_t *a))
+{
+    ta.stops++;
+    ta_flush(NULL);
+    if (ta.timer_init) {
+        uv_close((uv_handle_t *)&ta.timer, ta_closed);
+        ta.timer_init = false;
+    }
+    done(a);
+}
+
+static void ta_destroy(fb_adapter_t *a)
+{
+    (void)a;
+}
+
+static bool ta_seen(const char *txn)
+{
+    for (int i = 0; i < ta.nsent; i++)
+        if (strcmp(ta.sent[i].txn, txn) == 0)
+            return true;
+    return false;
+}
+
+static int ta_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, void *arg)
+{
+    (void)a;
+    ta.attempts++;
+    int status = 0;
+    if (ta.fail_transient > 0) {
+        ta.fail_transient--;
+        status = FB_EAGAIN;
+    } else if (ta.fail_permanent > 0) {
+        ta.fail_permanent--;
+        status = FB_EINVAL;
+    } else if (ta_seen(msg->txn_id)) {
+        ta.dup_sends++; /* the platform drops it, as Matrix and the web chat do */
+    } else {
+        ASSERT_LT(ta.nsent, MAX_SENT);
+        struct sent *s = &ta.sent[ta.nsent++];
+        snprintf(s->conv, sizeof(s->conv), "%s", msg->conv);
+        snprintf(s->txn, sizeof(s->txn), "%s", msg->txn_id);
+        snprintf(s->text, sizeof(s->text), "%s", msg->text);
+        ASSERT_NOT_NULL(msg->html);
+        ASSERT_STR_EQ(msg->kind, "reply");
+    }
+    ASSERT_LT(ta.nq, 64);
+    ta.q[ta.nq++] = (struct pending_cb){cb, arg, status, 0};
+    uv_timer_start(&ta.timer, ta_flush, 0, 0);
+    return 0;
+}
+
+static int ta_stats(fb_adapter_t *a, json_t *out)
+{
+    (void)a;
+    json_object_set_new(out, "sent", json_integer(ta.nsent));
+    return 0;
+}
+
+static const fb_adapter_ops_t test_adapter = {
+    .api_version = FB_ADAPTER_API_VERSION,
+    .name = "test",
+    .priv_size = 16,
+    .caps = 0,
+    .init = ta_init,
+    .start = ta_start,
+    .stop = ta_stop,
+    .destroy = ta_destroy,
+    .send = ta_send,
+    .stats = ta_stats,
+};
+
+/* The adapter instance the router made (deliver() needs it): recorded by init. */
+static fb_adapter_t *the_adapter;
+
+static int ta_init_record(fb_adapter_t *a)
+{
+    the_adapter = a;
+    return ta_init(a);
+}
+
+static const fb_adapter_ops_t *test_ops(void)
+{
+    static fb_adapter_ops_t ops;
+    ops = test_adapter;
+    ops.init = ta_init_record;
+    return &ops;
+}
+
+/* ---- the fixture ------------------------------------------------------------------------- */
+
+struct fixture {
+    fb_test_redis_t srv;
+    bool srv_owned;
+    uv_loop_t loop;
+    fb_config_t *cfg;
+    fb_redis_t *redis;
+    fb_store_t *store;
+    fb_geo_t *geo;
+    fb_router_t *router;
+    fb_adapter_t *adapter; /* the registered test adapter (from the first deliver's slot) */
+    redisContext *sync;
+    bool stopped;
+};
+
+static fb_geo_t *shared_geo(void)
+{
+    static fb_geo_t *geo;
+    if (!geo)
+        geo = fb_geo_load(fb_geo_default_path(), NULL);
+    ASSERT_NOT_NULL(geo);
+    return geo;
+}
+
+static void noop_tick(uv_timer_t *t)
+{
+    (void)t;
+}
+
+/* Runs the loop until *flag (an int) reaches target; fails after 30 s (a hang, not a timing). */
+static void wait_int(uv_loop_t *loop, const int *value, int target)
+{
+    uv_timer_t t;
+    uv_timer_init(loop, &t);
+    uv_timer_start(&t, noop_tick, 5, 5);
+    uint64_t end = uv_hrtime() + 30ull * 1000000000ull;
+    while (*value < target && uv_hrtime() < end)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    if (*value < target)
+        FB_TEST_FAIL("waited 30 s for %d, have %d", target, *value);
+}
+
+/* Runs the loop for `ms` milliseconds (to let things that should NOT happen have a chance). */
+static void run_for(uv_loop_t *loop, unsigned ms)
+{
+    uv_timer_t t;
+    uv_timer_init(loop, &t);
+    uv_timer_start(&t, noop_tick, 5, 5);
+    uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000ull;
+    while (uv_hrtime() < end)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+}
+
+static char *config_text(const fb_test_redis_t *srv, const char *dialog, unsigned start_delay)
+{
+    return fb_asprintf("server:\n  listen: \"127.0.0.1:1\"\n"
+                       "redis:\n  address: \"unix:%s\"\n  write_deadline_ms: 400\n"
+                       "  command_timeout_ms: 1000\n  connect_timeout_ms: 300\n"
+                       "  reconnect:\n    delays_ms: [20, 50]\n    jitter_percent: 0\n"
+                       "store:\n  key_prefix: \"t:\"\n"
+                       "dialogs:\n  path: \"%s\"\n"
+                       "router:\n  max_queued_per_conversation: 16\n"
+                       "  outbox_start_delay_ms: %u\n"
+                       "  outbox_retry:\n    delays_ms: [10, 20]\n    jitter_percent: 0\n",
+                       srv->sock, dialog, start_delay);
+}
+
+/* Builds config, Redis client, store and router on a running server; registers the adapter. */
+static void router_up(struct fixture *f, const char *dialog, unsigned start_delay)
+{
+    char *text =
+        config_text(&f->srv, dialog ? dialog : FB_SOURCE_DIR "/dialogs/exemple.yaml", start_delay);
+    fb_buf_t e;
+    fb_buf_init(&e, 1u << 16);
+    f->cfg = fb_config_parse("t.yaml", text, strlen(text), &e);
+    if (!f->cfg)
+        FB_TEST_FAIL("config: %s", fb_buf_str(&e));
+    fb_free(text);
+    f->redis = fb_redis_create(&f->loop, &f->cfg->redis);
+    ASSERT_NOT_NULL(f->redis);
+    ASSERT_OK(fb_redis_start(f->redis));
+    f->store = fb_store_create(f->redis, &f->cfg->store);
+    ASSERT_NOT_NULL(f->store);
+    fb_router_deps_t deps = {&f->loop, f->cfg, f->redis, f->store, NULL, NULL, f->geo};
+    f->router = fb_router_create(&deps, &e);
+    if (!f->router)
+        FB_TEST_FAIL("router: %s", fb_buf_str(&e));
+    fb_buf_free(&e);
+    ASSERT_OK(fb_router_add_adapter(f->router, test_ops()));
+    ASSERT_OK(fb_router_start(f->router));
+    f->stopped = false;
+}
+
+static void on_stopped(void *arg)
+{
+    *(int *)arg += 1;
+}
+
+static void on_redis_closed(void *arg)
+{
+    *(int *)arg += 1;
+}
+
+/* Stops the router, closes the client, frees everything but the server and the loop. */
+static void router_down(struct fixture *f)
+{
+    int stopped = 0, closed = 0;
+    fb_router_stop(f->router, on_stopped, &stopped);
+    wait_int(&f->loop, &stopped, 1);
+    fb_redis_close(f->redis, on_redis_closed, &closed);
+    wait_int(&f->loop, &closed, 1);
+    fb_router_destroy(f->router);
+    fb_store_destroy(f->store);
+    fb_config_free(f->cfg);
+    f->router = NULL;
+    f->store = NULL;
+    f->redis = NULL;
+    f->cfg = NULL;
+}
+
+static void teardown(struct fixture *f)
+{
+    if (f->router)
+        router_down(f);
+    redisFree(f->sync);
+    fb_test_loop_close_strict(&f->loop);
+    fb_test_redis_destroy(&f->srv);
+}
+
+struct result {
+    int calls;
+    int status;
+};
+
+static void on_delivered(int status, void *arg)
+{
+    struct result *res = arg;
+    res->calls++;
+    res->status = status;
+}
+
+static int deliver(fb_inbound_kind_t kind, const char *conv, const char *id, const char *text,
+                   struct result *res)
+{
+    fb_inbound_t ev = {
+        .kind = kind,
+        .conv = conv,
+        .event_id = id,
+        .text = kind == FB_IN_MESSAGE ? text : NULL,
+        .choice = kind == FB_IN_CHOICE ? text : NULL,
+    };
+    return the_adapter->core->deliver(the_adapter, &ev, on_delivered, res);
+}
+
+/* Delivers one event and waits for its result, which must be `expect`. */
+static void deliver_wait(struct fixture *f, fb_inbound_kind_t kind, const char *conv,
+                         const char *id, const char *text, int expect)
+{
+    struct result res = {0, 99};
+    ASSERT_OK(deliver(kind, conv, id, text, &res));
+    ASSERT_EQ(res.calls, 0); /* never inside the call */
+    wait_int(&f->loop, &res.calls, 1);
+    ASSERT_EQ(res.status, expect);
+}
+
+static long long redis_int(struct fixture *f, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = redisvCommand(f->sync, fmt, ap);
+    va_end(ap);
+    ASSERT_NOT_NULL(rep);
+    long long v = rep->type == REDIS_REPLY_INTEGER  ? rep->integer
+                  : rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10)
+                                                    : -1;
+    freeReplyObject(rep);
+    return v;
+}
+
+/* The sent messages of `conv`, in order, joined with "\n---\n". */
+static char *texts_of(const char *conv)
+{
+    fb_buf_t b;
+    fb_buf_init(&b, 1u << 20);
+    for (int i = 0; i < ta.nsent; i++)
+        if (strcmp(ta.sent[i].conv, conv) == 0)
+            ASSERT_OK(fb_buf_printf(&b, "%s\n---\n", ta.sent[i].text));
+    return fb_buf_take(&b);
+}
+
+static int count_of(const char *conv)
+{
+    int n = 0;
+    for (int i = 0; i < ta.nsent; i++)
+        n += strcmp(ta.sent[i].conv, conv) == 0;
+    return n;
+}
+
+/* The sample dialog's whole path (tests/transcripts/exemple-parcours-complet.yaml). */
+static const char *const full_path[] = {
+    "lyon",      "une asociation",          "1,2 ha", "non", "1, 2 et 4",
+    "mars 2099", "Les Jardins du Confluent"};
+
+#define SETUP(f, dialog, delay)                                                                    \
+    do {                                                                                           \
+        setup_ops(f, dialog, delay);                                                               \
+    } while (0)
+
+static void setup_ops(struct fixture *f, const char *dialog, unsigned delay);
+
+/* ---- tests ------------------------------------------------------------------------------- */
+
+/* The sample dialog from the greeting to the roadmap, each reply delivered once, in order. */
+TEST_IMPL(router_full_conversation)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    deliver_wait(&f, FB_IN_START, "c1", "e0", NULL, 0);
+    char id[16];
+    for (size_t i = 0; i < FB_ARRAY_SIZE(full_path); i++) {
+        snprintf(id, sizeof(id), "e%zu", i + 1);
+        deliver_wait(&f, FB_IN_MESSAGE, "c1", id, full_path[i], 0);
+    }
+    wait_int(&f.loop, &ta.nsent, 8);
+    run_for(&f.loop, 50);
+    char *all = texts_of("c1");
+    ASSERT_NOT_NULL(strstr(all, "Bonjour"));
+    const char *q1 = strstr(all, "Dans quelle commune");
+    const char *q2 = strstr(all, "Qui porte le projet");
+    const char *q3 = strstr(all, "Quelle est la surface");
+    const char *end = strstr(all, "Signer une convention d'occupation");
+    ASSERT(q1 && q2 && q3 && end && q1 < q2 && q2 < q3 && q3 < end);
+    ASSERT_NOT_NULL(strstr(all, "Les Jardins du Confluent"));
+    fb_free(all);
+    /* Each event's replies carry transaction ids "<hash>.<index>", all different. */
+    for (int i = 0; i < ta.nsent; i++)
+        for (int k = i + 1; k < ta.nsent; k++)
+            ASSERT(strcmp(ta.sent[i].txn, ta.sent[k].txn) != 0);
+    ASSERT_NOT_NULL(strchr(ta.sent[0].txn, '.'));
+    /* What Redis holds: the session, the counters, the follow-up reminder, an empty outbox. */
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:c1}:session"), 1);
+    ASSERT_EQ(redis_int(&f, "HGET t:stats conversation_started"), 1);
+    ASSERT_EQ(redis_int(&f, "HGET t:stats site_completed"), 1);
+    ASSERT_GE(redis_int(&f, "HGET t:stats step_a_faire"), 1);
+    ASSERT_GT(redis_int(&f, "ZSCORE t:reminders:due test:c1|relance"), 0);
+    ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:c1}:outbox"), 0);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:outbox:pending"), 0);
+    ASSERT_EQ(redis_int(&f, "PTTL t:{c:test:c1}:ev:e3") > 71 * 3600 * 1000, 1);
+    fb_router_stats_t st;
+    fb_router_get_stats(f.router, &st);
+    ASSERT_EQ(st.events, 8);
+    ASSERT_EQ(st.duplicates, 0);
+    ASSERT_EQ(st.outbox_delivered, (uint64_t)ta.nsent);
+    ASSERT_EQ(ta.dup_sends, 0);
+    /* /healthz's view and the metrics. */
+    json_t *ad = json_object();
+    fb_router_health(f.router, ad);
+    ASSERT_STR_EQ(json_string_value(json_object_get(json_object_get(ad, "test"), "state")), "ok");
+    ASSERT_EQ(json_integer_value(json_object_get(json_object_get(ad, "test"), "sent")), ta.nsent);
+    json_decref(ad);
+    fb_buf_t m;
+    fb_buf_init(&m, 1u << 16);
+    ASSERT_OK(fb_router_metrics_render(f.router, &m));
+    ASSERT_NOT_NULL(strstr(fb_buf_str(&m), "frichebot_router_events_total{outcome=\"handled\"} 8"));
+    fb_buf_free(&m);
+    teardown(&f);
+    return 0;
+}
+
+/* The same event delivered twice (after, and while queued behind itself): one set of replies. */
+TEST_IMPL(router_duplicate_event)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    deliver_wait(&f, FB_IN_START, "d", "s1", NULL, 0);
+    deliver_wait(&f, FB_IN_MESSAGE, "d", "m1", "lyon", 0);
+    wait_int(&f.loop, &ta.nsent, 3); /* greeting, first question, second question */
+    int before = ta.nsent;
+    deliver_wait(&f, FB_IN_MESSAGE, "d", "m1", "lyon", 0);
+    struct result a = {0, 99}, b = {0, 99};
+    ASSERT_OK(deliver(FB_IN_MESSAGE, "d", "m2", "une association", &a));
+    ASSERT_OK(deliver(FB_IN_MESSAGE, "d", "m2", "une association", &b));
+    wait_int(&f.loop, &b.calls, 1);
+    ASSERT_EQ(a.calls, 1);
+    ASSERT_EQ(a.status, 0);
+    ASSERT_EQ(b.status, 0);
+    wait_int(&f.loop, &ta.nsent, before + 1);
+    run_for(&f.loop, 100);
+    ASSERT_EQ(ta.nsent, before + 1);
+    ASSERT_NOT_NULL(strstr(ta.sent[ta.nsent - 1].text, "Quelle est la surface"));
+    fb_router_stats_t st;
+    fb_router_get_stats(f.router, &st);
+    ASSERT_EQ(st.duplicates, 2);
+    ASSERT_EQ(st.events, 3);
+    teardown(&f);
+    return 0;
+}
+
+/* Two conversations interleaved: each gets its own replies, in its own order. */
+TEST_IMPL(router_interleaved_conversations)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    struct result r[8];
+    memset(r, 0, sizeof(r));
+    ASSERT_OK(deliver(FB_IN_START, "a", "1", NULL, &r[0]));
+    ASSERT_OK(deliver(FB_IN_START, "b", "1", NULL, &r[1]));
+    ASSERT_OK(deliver(FB_IN_MESSAGE, "a", "2", "lyon", &r[2]));
+    ASSERT_OK(deliver(FB_IN_MESSAGE, "b", "2", "69123", &r[3]));
+    ASSERT_OK(deliver(FB_IN_MESSAGE, "b", "3", "la mairie", &r[4]));
+    ASSERT_OK(deliver(FB_IN_MESSAGE, "a", "3", "asso", &r[5]));
+    for (int i = 0; i < 6; i++) {
+        wait_int(&f.loop, &r[i].calls, 1);
+        ASSERT_EQ(r[i].status, 0);
+    }
+    wait_int(&f.loop, &ta.nsent, 8);
+    run_for(&f.loop, 50);
+    ASSERT_EQ(count_of("a"), 4); /* greeting, then a question per event */
+    ASSERT_EQ(count_of("b"), 4);
+    char *ta_ = texts_of("a"), *tb = texts_of("b");
+    ASSERT(strstr(ta_, "Dans quelle commune") < strstr(ta_, "Qui porte le projet"));
+    ASSERT(strstr(ta_, "Qui porte le projet") < strstr(ta_, "Quelle est la surface"));
+    ASSERT(strstr(tb, "Dans quelle commune") < strstr(tb, "Qui porte le projet"));
+    ASSERT(strstr(tb, "Qui porte le projet") < strstr(tb, "Quelle est la surface"));
+    fb_free(ta_);
+    fb_free(tb);
+    /* The answers landed in their own sessions. */
+    redisReply *rep = redisCommand(f.sync, "HGET t:{c:test:a}:session d");
+    ASSERT(rep && rep->type == REDIS_REPLY_STRING && strstr(rep->str, "\"association\""));
+    freeReplyObject(rep);
+    rep = redisCommand(f.sync, "HGET t:{c:test:b}:session d");
+    ASSERT(rep && rep->type == REDIS_REPLY_STRING && strstr(rep->str, "\"commune\""));
+    freeReplyObject(rep);
+    teardown(&f);
+    return 0;
+}
+
+/* The whole conversation queued at once on one conversation runs in order; past the queue bound
+ * deliver() says FB_EAGAIN; malformed events are refused at once. */
+TEST_IMPL(router_queue_keeps_order)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    struct result r[8];
+    memset(r, 0, sizeof(r));
+    char ids[8][8];
+    ASSERT_OK(deliver(FB_IN_START, "q", "0", NULL, &r[0]));
+    for (size_t i = 0; i < FB_ARRAY_SIZE(full_path); i++) {
+        snprintf(ids[i], sizeof(ids[i]), "%zu", i + 1);
+        ASSERT_OK(deliver(FB_IN_MESSAGE, "q", ids[i], full_path[i], &r[i + 1]));
+    }
+    /* 8 queued; the bound is 16. */
+    struct result extra[16];
+    memset(extra, 0, sizeof(extra));
+    char xid[16][8];
+    int accepted = 0;
+    for (int i = 0; i < 16; i++) {
+        snprintf(xid[i], sizeof(xid[i]), "x%d", i);
+        int rc = deliver(FB_IN_MESSAGE, "q", xid[i], "aide", &extra[i]);
+        if (rc == 0)
+            accepted++;
+        else
+            ASSERT_EQ(rc, FB_EAGAIN);
+    }
+    ASSERT_EQ(accepted, 8);
+    struct result bad = {0, 0};
+    ASSERT_EQ(deliver(FB_IN_MESSAGE, "q", "", "x", &bad), FB_EINVAL);
+    ASSERT_EQ(deliver(FB_IN_MESSAGE, "q", "bad-utf8", "\xC3\x28", &bad), FB_EINVAL);
+    ASSERT_EQ(deliver(FB_IN_CHOICE, "q", "c", NULL, &bad), FB_EINVAL);
+    ASSERT_EQ(deliver(FB_IN_MESSAGE, "", "c", "x", &bad), FB_EINVAL);
+    for (int i = 0; i < 8; i++) {
+        wait_int(&f.loop, &r[i].calls, 1);
+        ASSERT_EQ(r[i].status, 0);
+    }
+    for (int i = 0; i < 16; i++)
+        if (i < accepted)
+            wait_int(&f.loop, &extra[i].calls, 1);
+    ASSERT_EQ(bad.calls, 0);
+    run_for(&f.loop, 100);
+    char *all = texts_of("q");
+    const char *end = strstr(all, "Signer une convention d'occupation");
+    ASSERT_NOT_NULL(end);
+    ASSERT(strstr(all, "Qui porte le projet") < end);
+    fb_free(all);
+    teardown(&f);
+    return 0;
+}
+
+/* A write behind the router's back between its read and its commit: the event runs again on
+ * the new version, and its replies go out once. */
+static int conflicts_to_make;
+static redisContext *hook_sync;
+
+static void conflict_hook(void *arg, const char *key, json_t *effects)
+{
+    (void)arg;
+    (void)effects;
+    if (conflicts_to_make > 0 && strcmp(key, "test:v") == 0) {
+        conflicts_to_make--;
+        redisReply *rep = redisCommand(hook_sync, "HINCRBY t:{c:test:v}:session v 1");
+        ASSERT(rep && rep->type == REDIS_REPLY_INTEGER);
+        freeReplyObject(rep);
+    }
+}
+
+TEST_IMPL(router_version_conflict_reruns)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    hook_sync = f.sync;
+    deliver_wait(&f, FB_IN_START, "v", "1", NULL, 0);
+    wait_int(&f.loop, &ta.nsent, 2);
+    fb__router_set_step_hook(f.router, conflict_hook, NULL);
+    conflicts_to_make = 2;
+    deliver_wait(&f, FB_IN_MESSAGE, "v", "2", "lyon", 0);
+    wait_int(&f.loop, &ta.nsent, 3);
+    run_for(&f.loop, 100);
+    ASSERT_EQ(ta.nsent, 3);
+    ASSERT_NOT_NULL(strstr(ta.sent[2].text, "Qui porte le projet"));
+    fb_router_stats_t st;
+    fb_router_get_stats(f.router, &st);
+    ASSERT_EQ(st.conflicts, 2);
+    ASSERT_EQ(st.events, 2);
+    ASSERT_EQ(redis_int(&f, "HGET t:{c:test:v}:session v"), 4); /* 1, +1, +1, then ours */
+    teardown(&f);
+    return 0;
+}
+
+/* Transient send failures are retried with the policy, then delivered once, in order. */
+TEST_IMPL(router_outbox_transient_retried)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    ta.fail_transient = 3;
+    deliver_wait(&f, FB_IN_START, "t", "1", NULL, 0);
+    deliver_wait(&f, FB_IN_MESSAGE, "t", "2", "lyon", 0);
+    wait_int(&f.loop, &ta.nsent, 3);
+    run_for(&f.loop, 100);
+    ASSERT_EQ(ta.nsent, 3);
+    ASSERT_EQ(ta.attempts, 6);
+    ASSERT_NOT_NULL(strstr(ta.sent[0].text, "Bonjour"));
+    ASSERT_NOT_NULL(strstr(ta.sent[1].text, "Dans quelle commune"));
+    ASSERT_NOT_NULL(strstr(ta.sent[2].text, "Qui porte le projet"));
+    fb_router_stats_t st;
+    fb_router_get_stats(f.router, &st);
+    ASSERT_EQ(st.outbox_retried, 3);
+    ASSERT_EQ(st.outbox_delivered, 3);
+    ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:t}:outbox"), 0);
+    teardown(&f);
+    return 0;
+}
+
+/* A permanent failure parks the entry; the conversation's next entries go on. */
+TEST_IMPL(router_outbox_permanent_parked)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    ta.fail_permanent = 1;
+    deliver_wait(&f, FB_IN_START, "p", "1", NULL, 0);
+    deliver_wait(&f, FB_IN_MESSAGE, "p", "2", "lyon", 0);
+    wait_int(&f.loop, &ta.nsent, 2);
+    run_for(&f.loop, 100);
+    ASSERT_EQ(ta.nsent, 2); /* the greeting was parked */
+    ASSERT_NOT_NULL(strstr(ta.sent[0].text, "Dans quelle commune"));
+    ASSERT_NOT_NULL(strstr(ta.sent[1].text, "Qui porte le projet"));
+    ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:p}:parked"), 1);
+    ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:p}:outbox"), 0);
+    fb_router_stats_t st;
+    fb_router_get_stats(f.router, &st);
+    ASSERT_EQ(st.outbox_parked, 1);
+    teardown(&f);
+    return 0;
+}
+
+/* Entries written but not delivered (the daemon stopped first) go out from the next router on
+ * the same Redis, once, with the same transaction ids. */
+TEST_IMPL(router_restart_delivers_pending)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 600000); /* the first router holds every entry for 10 minutes */
+    deliver_wait(&f, FB_IN_START, "r", "1", NULL, 0);
+    deliver_wait(&f, FB_IN_MESSAGE, "r", "2", "lyon", 0);
+    run_for(&f.loop, 100);
+    ASSERT_EQ(ta.nsent, 0);
+    ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:r}:outbox"), 3);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:outbox:pending"), 1);
+    router_down(&f);
+    ASSERT_EQ(ta.stops, 1);
+
+    memset(&ta, 0, sizeof(ta));
+    router_up(&f, NULL, 0);
+    wait_int(&f.loop, &ta.nsent, 3);
+    run_for(&f.loop, 100);
+    ASSERT_EQ(ta.nsent, 3);
+    ASSERT_NOT_NULL(strstr(ta.sent[0].text, "Bonjour"));
+    ASSERT_NOT_NULL(strstr(ta.sent[1].text, "Dans quelle commune"));
+    ASSERT_NOT_NULL(strstr(ta.sent[2].text, "Qui porte le projet"));
+    ASSERT(strcmp(ta.sent[0].txn, ta.sent[1].txn) != 0);
+    ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:r}:outbox"), 0);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:outbox:pending"), 0);
+    teardown(&f);
+    return 0;
+}
+
+/* Redis stopped: deliver() reports FB_EAGAIN once the write deadline passes, nothing is written;
+ * Redis back: the same event goes through. */
+TEST_IMPL(router_redis_down_eagain)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    deliver_wait(&f, FB_IN_START, "x", "1", NULL, 0);
+    wait_int(&f.loop, &ta.nsent, 2);
+    run_for(&f.loop, 50);                 /* the outbox's last read */
+    ASSERT_EQ(redis_int(&f, "SAVE"), -1); /* a snapshot, so that the restart keeps the session */
+    redisFree(f.sync);
+    f.sync = NULL;
+    fb_test_redis_stop(&f.srv);
+    uint64_t t0 = uv_hrtime();
+    deliver_wait(&f, FB_IN_MESSAGE, "x", "2", "lyon", FB_EAGAIN);
+    ASSERT_LT((uv_hrtime() - t0) / 1000000u, 20000); /* bounded by the deadline, not hung */
+    ASSERT_OK(fb_test_redis_restart(&f.srv));
+    f.sync = redisConnectUnix(f.srv.sock);
+    ASSERT(f.sync && !f.sync->err);
+    deliver_wait(&f, FB_IN_MESSAGE, "x", "2", "lyon", 0);
+    wait_int(&f.loop, &ta.nsent, 3);
+    ASSERT_NOT_NULL(strstr(ta.sent[2].text, "Qui porte le projet"));
+    teardown(&f);
+    return 0;
+}
+
+/* "oublier mes données" deletes the conversation's keys, yet the goodbye goes out. */
+TEST_IMPL(router_forget_deletes_keys)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    deliver_wait(&f, FB_IN_START, "f", "1", NULL, 0);
+    deliver_wait(&f, FB_IN_MESSAGE, "f", "2", "lyon", 0);
+    deliver_wait(&f, FB_IN_MESSAGE, "f", "3", "conseiller", 0);
+    wait_int(&f.loop, &ta.nsent, 4);
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:f}:ticket"), 1);
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:f}:session"), 1);
+    redisReply *rep = redisCommand(f.sync, "RPUSH t:{c:test:f}:history x");
+    freeReplyObject(rep);
+    /* The escalation cancelled the reminder; arm one to see forget remove it. */
+    rep = redisCommand(f.sync, "HSET t:{c:test:f}:reminders relance inactivite");
+    freeReplyObject(rep);
+    rep = redisCommand(f.sync, "ZADD t:reminders:due 1 test:f|relance");
+    freeReplyObject(rep);
+    int before = ta.nsent;
+    deliver_wait(&f, FB_IN_MESSAGE, "f", "4", "oublier mes données", 0);
+    wait_int(&f.loop, &ta.nsent, before + 1);
+    ASSERT_NOT_NULL(strstr(ta.sent[ta.nsent - 1].text, "effacé"));
+    const char *gone[] = {"session", "ticket", "history", "reminders", "parked"};
+    for (size_t i = 0; i < FB_ARRAY_SIZE(gone); i++)
+        ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:f}:%s", gone[i]), 0);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:reminders:due"), 0);
+    run_for(&f.loop, 50);
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:f}:outbox"), 0);
+    /* A new conversation starts from scratch. */
+    deliver_wait(&f, FB_IN_MESSAGE, "f", "5", "bonjour", 0);
+    wait_int(&f.loop, &ta.nsent, before + 3);
+    ASSERT_NOT_NULL(strstr(ta.sent[ta.nsent - 1].text, "Dans quelle commune"));
+    teardown(&f);
+    return 0;
+}
+
+/* An avis effect (added by the hook, as the engine would) is counted, its comment kept without
+ * any identifier. */
+static void avis_hook(void *arg, const char *key, json_t *effects)
+{
+    (void)arg;
+    (void)key;
+    json_array_append_new(effects, json_pack("{s:s, s:i, s:s}", "type", "avis", "note", 4,
+                                             "commentaire", "Très utile"));
+    json_array_append_new(effects, json_pack("{s:s, s:i}", "type", "avis", "note", 9));
+    json_array_append_new(effects, json_pack("{s:s}", "type", "inconnu"));
+}
+
+TEST_IMPL(router_avis_without_identifiers)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    fb__router_set_step_hook(f.router, avis_hook, NULL);
+    deliver_wait(&f, FB_IN_START, "conv-secret", "1", NULL, 0);
+    ASSERT_EQ(redis_int(&f, "HGET t:stats avis_note_4"), 1);
+    ASSERT_EQ(redis_int(&f, "HEXISTS t:stats avis_note_9"), 0);
+    redisReply *rep = redisCommand(f.sync, "LRANGE t:avis:comments 0 -1");
+    ASSERT(rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 1);
+    ASSERT_STR_EQ(rep->element[0]->str, "Très utile");
+    freeReplyObject(rep);
+    teardown(&f);
+    return 0;
+}
+
+/* SIGHUP-style reloads: a broken file keeps the old version; a good one serves new
+ * conversations while a session started before stays on its version. */
+static void write_file(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "wb");
+    ASSERT_NOT_NULL(fp);
+    ASSERT_EQ(fwrite(text, 1, strlen(text), fp), strlen(text));
+    ASSERT_EQ(fclose(fp), 0);
+}
+
+static const char dialog_v1[] = "dialogue: essai\n"
+                                "debut: q1\n"
+                                "etats:\n"
+                                "  q1:\n"
+                                "    question: \"Première version : votre nom ?\"\n"
+                                "    type: texte\n"
+                                "    suite: q2\n"
+                                "  q2:\n"
+                                "    question: \"V1 deuxième question ?\"\n"
+                                "    type: texte\n"
+                                "    suite: fin\n"
+                                "  fin:\n"
+                                "    dire: \"Fin de la version 1.\"\n"
+                                "    fin: true\n";
+
+static const char dialog_v2[] = "dialogue: essai\n"
+                                "debut: q1\n"
+                                "etats:\n"
+                                "  q1:\n"
+                                "    question: \"Deuxième version : votre nom ?\"\n"
+                                "    type: texte\n"
+                                "    suite: q2\n"
+                                "  q2:\n"
+                                "    question: \"V2 deuxième question ?\"\n"
+                                "    type: texte\n"
+                                "    suite: fin\n"
+                                "  fin:\n"
+                                "    dire: \"Fin de la version 2.\"\n"
+                                "    fin: true\n";
+
+TEST_IMPL(router_reload_keeps_old_and_pins)
+{
+    char dir[] = "/tmp/fb-router-XXXXXX";
+    ASSERT_NOT_NULL(mkdtemp(dir));
+    char *path = fb_asprintf("%s/essai.yaml", dir);
+    write_file(path, dialog_v1);
+    struct fixture f;
+    SETUP(&f, path, 0);
+    deliver_wait(&f, FB_IN_START, "old", "1", NULL, 0);
+    wait_int(&f.loop, &ta.nsent, 1);
+    ASSERT_NOT_NULL(strstr(ta.sent[0].text, "Première version"));
+
+    write_file(path, "dialogue: essai\ndebut: nulle_part\netats: {}\n");
+    fb_buf_t e;
+    fb_buf_init(&e, 1u << 16);
+    ASSERT_EQ(fb_router_reload(f.router, &e), FB_EINVAL);
+    ASSERT_NOT_NULL(strstr(fb_buf_str(&e), "essai.yaml:"));
+    fb_buf_reset(&e);
+    deliver_wait(&f, FB_IN_START, "during", "1", NULL, 0);
+    wait_int(&f.loop, &ta.nsent, 2);
+    ASSERT_NOT_NULL(strstr(ta.sent[1].text, "Première version"));
+
+    write_file(path, dialog_v2);
+    ASSERT_OK(fb_router_reload(f.router, &e));
+    fb_buf_free(&e);
+    deliver_wait(&f, FB_IN_START, "new", "1", NULL, 0);
+    wait_int(&f.loop, &ta.nsent, 3);
+    ASSERT_NOT_NULL(strstr(ta.sent[2].text, "Deuxième version"));
+    /* The old conversation stays on version 1. */
+    deliver_wait(&f, FB_IN_MESSAGE, "old", "2", "Dupont", 0);
+    wait_int(&f.loop, &ta.nsent, 4);
+    ASSERT_NOT_NULL(strstr(ta.sent[3].text, "V1 deuxième question"));
+    fb_router_stats_t st;
+    fb_router_get_stats(f.router, &st);
+    ASSERT_EQ(st.reloads, 1);
+    ASSERT_EQ(st.reload_failures, 1);
+    teardown(&f);
+    ASSERT_EQ(unlink(path), 0);
+    ASSERT_EQ(rmdir(dir), 0);
+    fb_free(path);
+    return 0;
+}
+
+/* Registration checks: version, mandatory methods, unique names. */
+TEST_IMPL(router_adapter_checks)
+{
+    struct fixture f;
+    memset(&f, 0, sizeof(f));
+    ASSERT_OK(fb_test_redis_start(&f.srv));
+    ASSERT_OK(uv_loop_init(&f.loop));
+    char *text = config_text(&f.srv, FB_SOURCE_DIR "/dialogs/exemple.yaml", 0);
+    f.cfg = fb_config_parse("t.yaml", text, strlen(text), NULL);
+    fb_free(text);
+    ASSERT_NOT_NULL(f.cfg);
+    f.redis = fb_redis_create(&f.loop, &f.cfg->redis);
+    f.store = fb_store_create(f.redis, &f.cfg->store);
+    fb_router_deps_t deps = {&f.loop, f.cfg, f.redis, f.store, NULL, NULL, shared_geo()};
+    f.router = fb_router_create(&deps, NULL);
+    ASSERT_NOT_NULL(f.router);
+    fb_adapter_ops_t bad = test_adapter;
+    bad.api_version = 99;
+    ASSERT_EQ(fb_router_add_adapter(f.router, &bad), FB_EINVAL);
+    bad = test_adapter;
+    bad.send = NULL;
+    ASSERT_EQ(fb_router_add_adapter(f.router, &bad), FB_EINVAL);
+    bad = test_adapter;
+    bad.name = "Web!";
+    ASSERT_EQ(fb_router_add_adapter(f.router, &bad), FB_EINVAL);
+    ASSERT_OK(fb_router_add_adapter(f.router, &test_adapter));
+    ASSERT_EQ(fb_router_add_adapter(f.router, &test_adapter), FB_EINVAL);
+    int stopped = 0, closed = 0;
+    fb_router_stop(f.router, on_stopped, &stopped); /* never started: stops at once */
+    wait_int(&f.loop, &stopped, 1);
+    fb_redis_close(f.redis, on_redis_closed, &closed);
+    wait_int(&f.loop, &closed, 1);
+    fb_router_destroy(f.router);
+    fb_store_destroy(f.store);
+    fb_config_free(f.cfg);
+    fb_test_loop_close_strict(&f.loop);
+    fb_test_redis_destroy(&f.srv);
+    return 0;
+}
+
+/* A broken dialog at start: no router, the errors say where. */
+TEST_IMPL(router_create_broken_dialog)
+{
+    fb_test_redis_t srv;
+    memset(&srv, 0, sizeof(srv));
+    snprintf(srv.sock, sizeof(srv.sock), "/tmp/none.sock");
+    char dir[] = "/tmp/fb-router-XXXXXX";
+    ASSERT_NOT_NULL(mkdtemp(dir));
+    char *path = fb_asprintf("%s/casse.yaml", dir);
+    write_file(path, "dialogue: x\netats: [\n");
+    char *text = config_text(&srv, path, 0);
+    fb_config_t *cfg = fb_config_parse("t.yaml", text, strlen(text), NULL);
+    ASSERT_NOT_NULL(cfg);
+    uv_loop_t loop;
+    ASSERT_OK(uv_loop_init(&loop));
+    fb_redis_t *redis = fb_redis_create(&loop, &cfg->redis);
+    fb_store_t *store = fb_store_create(redis, &cfg->store);
+    fb_router_deps_t deps = {&loop, cfg, redis, store, NULL, NULL, NULL};
+    fb_buf_t e;
+    fb_buf_init(&e, 1u << 16);
+    ASSERT_NULL(fb_router_create(&deps, &e));
+    ASSERT_NOT_NULL(strstr(fb_buf_str(&e), "casse.yaml:"));
+    fb_buf_free(&e);
+    fb_redis_close(redis, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    fb_store_destroy(store);
+    fb_config_free(cfg);
+    fb_free(text);
+    fb_test_loop_close_strict(&loop);
+    ASSERT_EQ(unlink(path), 0);
+    ASSERT_EQ(rmdir(dir), 0);
+    fb_free(path);
+    return 0;
+}
+
+static void setup_ops(struct fixture *f, const char *dialog, unsigned delay)
+{
+    memset(f, 0, sizeof(*f));
+    memset(&ta, 0, sizeof(ta));
+    signal(SIGPIPE, SIG_IGN); /* as the daemon does: a write to a closed socket is an error */
+    ASSERT_OK(fb_test_redis_start(&f->srv));
+    ASSERT_OK(uv_loop_init(&f->loop));
+    f->geo = shared_geo();
+    f->sync = redisConnectUnix(f->srv.sock);
+    ASSERT(f->sync && !f->sync->err);
+    router_up(f, dialog, delay);
+}
+
+/* Stopping with events queued: each callback runs once (handled, or FB_ECANCELED for those that
+ * had not started), deliver() refuses new ones, and the stop completes. */
+TEST_IMPL(router_stop_with_events_queued)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    struct result r[7];
+    memset(r, 0, sizeof(r));
+    char ids[6][8];
+    for (int i = 0; i < 6; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "%d", i);
+        ASSERT_OK(deliver(i == 0 ? FB_IN_START : FB_IN_MESSAGE, "s", ids[i], "aide", &r[i]));
+    }
+    ASSERT_OK(deliver(FB_IN_START, "s2", "1", NULL, &r[6]));
+    int stopped = 0, closed = 0;
+    fb_router_stop(f.router, on_stopped, &stopped);
+    struct result late = {0, 0};
+    ASSERT_EQ(deliver(FB_IN_START, "s3", "1", NULL, &late), FB_ECANCELED);
+    wait_int(&f.loop, &stopped, 1);
+    int cancelled = 0;
+    for (int i = 0; i < 7; i++) {
+        ASSERT_EQ(r[i].calls, 1);
+        ASSERT(r[i].status == 0 || r[i].status == FB_ECANCELED);
+        cancelled += r[i].status == FB_ECANCELED;
+    }
+    ASSERT_GE(cancelled, 1);
+    ASSERT_EQ(late.calls, 0);
+    ASSERT_EQ(fb_router_pending(f.router), 0);
+    fb_redis_close(f.redis, on_redis_closed, &closed);
+    wait_int(&f.loop, &closed, 1);
+    fb_router_destroy(f.router);
+    fb_store_destroy(f.store);
+    fb_config_free(f.cfg);
+    f.router = NULL;
+    teardown(&f);
+    return 0;
+}

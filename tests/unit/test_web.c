@@ -1,0 +1,197 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_web.c - the pure pieces of the web chat adapter (adapters/web/web_util.c): SHA-256 and
+ * the tokens' log tags, base64url, token and id shapes, the token bucket, history entries. The
+ * adapter's behaviour over a real websocket, Redis and router is covered by
+ * tests/integration/test_webchat.py.
+ */
+#include <string.h>
+
+#include <jansson.h>
+
+#include "../../adapters/web/web_util.h"
+#include "frichebot/alloc.h"
+#include "task.h"
+
+static void hex(const unsigned char *p, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+TEST_IMPL(web_sha256_vectors)
+{
+    /* FIPS 180-4 examples, plus lengths around the padding boundary (55, 56, 64 bytes). */
+    static const struct {
+        const char *in;
+        const char *want;
+    } v[] = {
+        {"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+        {"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+        {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
+        {"abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopq"
+         "rlmnopqrsmnopqrstnopqrstu",
+         "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1"},
+    };
+    char out[65];
+    unsigned char h[32];
+    for (size_t i = 0; i < FB_ARRAY_SIZE(v); i++) {
+        fb_web_sha256(v[i].in, strlen(v[i].in), h);
+        hex(h, 32, out);
+        ASSERT_STR_EQ(out, v[i].want);
+    }
+    /* One million 'a' (FIPS 180-2 appendix B.3), in one call. */
+    char *a = fb_malloc(1000000);
+    memset(a, 'a', 1000000);
+    fb_web_sha256(a, 1000000, h);
+    fb_free(a);
+    hex(h, 32, out);
+    ASSERT_STR_EQ(out, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    return 0;
+}
+
+TEST_IMPL(web_base64url)
+{
+    /* RFC 4648 section 10 vectors (no padding), and the two characters that differ from base64. */
+    static const struct {
+        const char *in;
+        const char *want;
+    } v[] = {{"", ""},           {"f", "Zg"},          {"fo", "Zm8"},          {"foo", "Zm9v"},
+             {"foob", "Zm9vYg"}, {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"}, {"\xfb\xff", "-_8"}};
+    char out[16];
+    for (size_t i = 0; i < FB_ARRAY_SIZE(v); i++) {
+        fb_web_base64url((const unsigned char *)v[i].in, strlen(v[i].in), out);
+        ASSERT_STR_EQ(out, v[i].want);
+    }
+    return 0;
+}
+
+TEST_IMPL(web_tokens)
+{
+    char t1[FB_WEB_TOKEN_LEN + 1], t2[FB_WEB_TOKEN_LEN + 1];
+    ASSERT_OK(fb_web_token_new(t1));
+    ASSERT_OK(fb_web_token_new(t2));
+    ASSERT_EQ(strlen(t1), FB_WEB_TOKEN_LEN);
+    ASSERT(fb_web_token_valid(t1));
+    ASSERT(strcmp(t1, t2) != 0);
+
+    ASSERT(!fb_web_token_valid(NULL));
+    ASSERT(!fb_web_token_valid(""));
+    char s[FB_WEB_TOKEN_LEN + 2];
+    memset(s, 'A', sizeof(s));
+    s[FB_WEB_TOKEN_LEN] = '\0';
+    ASSERT(fb_web_token_valid(s));
+    s[FB_WEB_TOKEN_LEN - 1] = '\0'; /* 42 characters */
+    ASSERT(!fb_web_token_valid(s));
+    s[FB_WEB_TOKEN_LEN - 1] = 'A';
+    s[FB_WEB_TOKEN_LEN] = 'A';
+    s[FB_WEB_TOKEN_LEN + 1] = '\0'; /* 44 characters */
+    ASSERT(!fb_web_token_valid(s));
+    s[FB_WEB_TOKEN_LEN] = '\0';
+    s[5] = '{'; /* would break the key's hash tag */
+    ASSERT(!fb_web_token_valid(s));
+    s[5] = '=';
+    ASSERT(!fb_web_token_valid(s));
+
+    /* The tag is the first 6 hex digits of the SHA-256 ("abc" -> ba7816...). */
+    char tag[FB_WEB_TAG_LEN + 1];
+    fb_web_token_tag("abc", tag);
+    ASSERT_STR_EQ(tag, "ba7816");
+    return 0;
+}
+
+TEST_IMPL(web_ids)
+{
+    ASSERT(fb_web_id_valid("a"));
+    ASSERT(fb_web_id_valid("m-1_Z9"));
+    ASSERT(!fb_web_id_valid(NULL));
+    ASSERT(!fb_web_id_valid(""));
+    ASSERT(!fb_web_id_valid("a b"));
+    ASSERT(!fb_web_id_valid("a:b"));
+    ASSERT(!fb_web_id_valid("é"));
+    char s[FB_WEB_MAX_ID + 2];
+    memset(s, 'x', sizeof(s));
+    s[FB_WEB_MAX_ID] = '\0';
+    ASSERT(fb_web_id_valid(s));
+    s[FB_WEB_MAX_ID] = 'x';
+    s[FB_WEB_MAX_ID + 1] = '\0';
+    ASSERT(!fb_web_id_valid(s));
+    return 0;
+}
+
+TEST_IMPL(web_bucket)
+{
+    fb_web_bucket_t b = {0};
+    uint64_t t = 1000000;
+    ASSERT(fb_web_bucket_full(&b, 6, t));
+    /* 6 per minute: six at once, then one every 10 s. */
+    for (int i = 0; i < 6; i++)
+        ASSERT_EQ(fb_web_bucket_take(&b, 6, t), 0);
+    ASSERT(!fb_web_bucket_full(&b, 6, t));
+    ASSERT_EQ(fb_web_bucket_take(&b, 6, t), 10);
+    ASSERT_EQ(fb_web_bucket_take(&b, 6, t + 1), 10); /* 9.999 s rounds up */
+    ASSERT_EQ(fb_web_bucket_take(&b, 6, t + 9000), 1);
+    ASSERT_EQ(fb_web_bucket_take(&b, 6, t + 10000), 0);
+    ASSERT_EQ(fb_web_bucket_take(&b, 6, t + 10000), 10);
+    /* A refund gives one back; the bucket never holds more than per_minute. */
+    fb_web_bucket_refund(&b, 6);
+    ASSERT_EQ(fb_web_bucket_take(&b, 6, t + 10000), 0);
+    ASSERT(fb_web_bucket_full(&b, 6, t + 10000 + 60000));
+    for (int i = 0; i < 20; i++)
+        fb_web_bucket_refund(&b, 6);
+    for (int i = 0; i < 6; i++)
+        ASSERT_EQ(fb_web_bucket_take(&b, 6, t + 20000), 0);
+    ASSERT_GT(fb_web_bucket_take(&b, 6, t + 20000), 0);
+    return 0;
+}
+
+TEST_IMPL(web_entries)
+{
+    json_t *e = json_pack("{s:s, s:s, s:s, s:I}", "from", "user", "id", "a1", "text",
+                          "Bonjour \"vous\" <b>é</b>", "ts", (json_int_t)1700000000000);
+    char *tail = fb_web_entry_tail(e);
+    json_decref(e);
+    ASSERT_NOT_NULL(tail);
+    ASSERT_EQ(tail[0], ',');
+    /* What the append script stores, then the frame sent to the page. */
+    char *stored = fb_asprintf("{\"seq\":42%s", tail);
+    uint64_t seq = 0;
+    char *frame = fb_web_entry_frame(stored, strlen(stored), &seq);
+    ASSERT_NOT_NULL(frame);
+    ASSERT_EQ(seq, 42);
+    json_error_t err;
+    json_t *f = json_loads(frame, 0, &err);
+    ASSERT_NOT_NULL(f);
+    ASSERT_STR_EQ(json_string_value(json_object_get(f, "type")), "msg");
+    ASSERT_EQ(json_integer_value(json_object_get(f, "seq")), 42);
+    ASSERT_STR_EQ(json_string_value(json_object_get(f, "text")), "Bonjour \"vous\" <b>é</b>");
+    ASSERT_STR_EQ(json_string_value(json_object_get(f, "id")), "a1");
+    json_decref(f);
+    fb_free(frame);
+    fb_free(stored);
+    fb_free(tail);
+
+    /* Malformed stored entries are refused. */
+    static const char *const bad[] = {"",
+                                      "{}",
+                                      "{\"seq\":}",
+                                      "{\"seq\":0,\"a\":1}",
+                                      "{\"seq\":1x}",
+                                      "{\"seq\":5,\"a\":1",
+                                      "[\"seq\":1]",
+                                      "{\"seq\":99999999999999999999999,\"a\":1}"};
+    for (size_t i = 0; i < FB_ARRAY_SIZE(bad); i++) {
+        ASSERT_NULL(fb_web_entry_frame(bad[i], strlen(bad[i]), &seq));
+        ASSERT_EQ(seq, 0);
+    }
+    ASSERT_NULL(fb_web_entry_tail(NULL));
+    json_t *empty = json_object();
+    ASSERT_NULL(fb_web_entry_tail(empty));
+    json_decref(empty);
+    return 0;
+}
