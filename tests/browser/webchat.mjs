@@ -89,10 +89,6 @@ async function waitOnline(page) {
     await page.waitForSelector('#fb-status[data-state="online"]', {timeout: WAIT_MS});
 }
 
-async function botCount(page) {
-    return page.$$eval("#fb-messages > li.fb-msg--bot", (l) => l.length);
-}
-
 // The ids of the user's messages on the page.
 async function userIds(page) {
     return page.$$eval("#fb-messages > li.fb-msg--user", (l) => l.map((li) => li.dataset.id || ""));
@@ -128,15 +124,6 @@ function countText(h, text) {
     return h.filter((m) => m.from === "user" && m.text === text).length;
 }
 
-// A free-text answer for the question the bot asks (the sample dialog and the friche dialog
-// both start with the commune); the bot replies to anything, which is all this test needs.
-function typedAnswer(h) {
-    const last = [...h].reverse().find((m) => m.from === "bot");
-    if (last && last.choices.length)
-        return last.choices[last.choices.length - 1]; // typing an option's label works too
-    return "69123";
-}
-
 async function typeAndSend(page, text, viaButton) {
     await page.fill("#fb-input", text);
     if (viaButton)
@@ -145,62 +132,89 @@ async function typeAndSend(page, text, viaButton) {
         await page.press("#fb-input", "Enter");
 }
 
-// ---- the steps ----
+// The walk through the sample dialog (dialogs/exemple.yaml, which test_browser.py gives the
+// daemon with a link added to its last message), with the way each answer is given: typed and
+// sent with Enter or with the button, a button clicked with the mouse, or a button reached and
+// pressed with the keyboard only.
+const WALK = [
+    {question: "Dans quelle commune", how: "enter", answer: "lyon"},
+    {question: "Qui porte le projet", how: "click", answer: "Une association"},
+    {question: "Quelle est la surface", how: "send-button", answer: "1,2 ha"},
+    {question: "Le sol a-t-il déjà été analysé", how: "keyboard", answer: "Non"},
+    {question: "Quels usages envisagez-vous", how: "enter", answer: "1, 2 et 4"},
+    {question: "Quand souhaitez-vous ouvrir", how: "enter", answer: "mars 2035"},
+    {question: "Comment s'appellera le jardin", how: "enter", answer: "Les Jardins du Confluent"},
+];
+
+// Answers one question; returns the history once the answer is in it and the bot replied.
+async function answer(page, step, n) {
+    let h = await history(page);
+    const last = [...h].reverse().find((m) => m.from === "bot");
+    ok(last && last.text.includes(step.question), `step ${n}: the bot asks "${step.question}"`,
+       last && last.text);
+    const known = await userIds(page);
+    if (step.how === "click") {
+        ok(last.choices.includes(step.answer), `step ${n}: "${step.answer}" is offered as a button`,
+           JSON.stringify(last.choices));
+        await page.click(`#fb-messages .fb-choices button:text-is("${step.answer}")`);
+    } else if (step.how === "keyboard") {
+        // From the text field, Shift+Tab walks back through the options; Enter picks one.
+        const from = last.choices.length - last.choices.indexOf(step.answer);
+        ok(from > 0 && from <= last.choices.length, `step ${n}: "${step.answer}" is offered`,
+           JSON.stringify(last.choices));
+        await page.focus("#fb-input");
+        for (let i = 0; i < from; i++)
+            await page.keyboard.press("Shift+Tab");
+        const focused = await page.evaluate(() => document.activeElement &&
+            document.activeElement.closest(".fb-choices") !== null &&
+            document.activeElement.innerText.trim());
+        ok(focused === step.answer, `step ${n}: the option is reachable with the keyboard`, focused);
+        const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+        ok(outline !== "none", `step ${n}: the focused option shows a visible focus ring`, outline);
+        await page.keyboard.press("Enter");
+    } else {
+        await typeAndSend(page, step.answer, step.how === "send-button");
+    }
+    h = await waitReply(page, known);
+    ok(countText(h, step.answer) === 1 && h.filter((m) => m.pending).length === 0,
+       `step ${n}: "${step.answer}" is in the history once, nothing left pending`);
+    return h;
+}
 
 async function conversation(page) {
     await page.waitForSelector("#fb-messages > li.fb-msg--bot", {timeout: WAIT_MS});
     await waitOnline(page);
     let h = await history(page);
-    ok(h.length > 0 && h[0].from === "bot" && h[0].text.length > 0, "the greeting is shown",
+    ok(h.length > 0 && h[0].from === "bot" && h[0].text.startsWith("Bonjour"), "the greeting is shown",
        JSON.stringify(h));
     const token = await page.evaluate(() => localStorage.getItem("frichebot.token"));
-    ok(typeof token === "string" && /^[A-Za-z0-9_-]{16,}$/.test(token), "the token is kept in localStorage");
+    ok(typeof token === "string" && /^[A-Za-z0-9_-]{43}$/.test(token), "the token is kept in localStorage");
 
-    // Up to six turns: type when there is no button, click when there are (the first time),
-    // type an option's label the second time buttons show; at least one click and one typed answer.
-    let clicked = 0;
-    let typed = 0;
-    let keyboard = 0;
-    for (let turn = 0; turn < 6 && (clicked < 1 || typed < 1 || keyboard < 1); turn++) {
-        h = await history(page);
-        const last = [...h].reverse().find((m) => m.from === "bot");
-        const before = await botCount(page);
-        const known = await userIds(page);
-        let sent;
-        if (last.choices.length && clicked === 0) {
-            sent = last.choices[0];
-            await page.click(`#fb-messages .fb-choices button >> nth=0`);
-            clicked++;
-        } else if (last.choices.length && keyboard === 0) {
-            // Keyboard only: from the text field, Shift+Tab reaches the last option; Enter picks it.
-            sent = last.choices[last.choices.length - 1];
-            await page.focus("#fb-input");
-            await page.keyboard.press("Shift+Tab");
-            const focused = await page.evaluate(() => document.activeElement &&
-                document.activeElement.closest(".fb-choices") !== null &&
-                document.activeElement.innerText.trim());
-            ok(focused === sent, "the options are reachable with the keyboard", focused);
-            const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
-            ok(outline !== "none", "the focused option shows a visible focus ring", outline);
-            await page.keyboard.press("Enter");
-            keyboard++;
-        } else {
-            sent = typedAnswer(h);
-            await typeAndSend(page, sent, typed % 2 === 1);
-            typed++;
+    for (let i = 0; i < WALK.length; i++) {
+        h = await answer(page, WALK[i], i + 1);
+        if (i === 1) {
+            // A question without options: the previous message's buttons are gone.
+            const buttons = await page.$$eval("#fb-messages .fb-choices button", (l) => l.length);
+            ok(buttons === 0, "only the last bot message has active buttons", `${buttons} buttons`);
         }
-        h = await waitReply(page, known);
-        ok((await botCount(page)) > before, `turn ${turn + 1}: "${sent}" answered`);
-        ok(countText(h, sent) >= 1 && h.filter((m) => m.pending).length === 0,
-           `turn ${turn + 1}: the answer is in the history, nothing left pending`, JSON.stringify(h));
     }
-    ok(clicked >= 1, "answered by clicking a button");
-    ok(typed >= 1, "answered by typing");
-    h = await history(page);
-    const lastBot = [...h].reverse().find((m) => m.from === "bot");
-    const withButtons = h.filter((m) => m.choices.length > 0);
-    ok(withButtons.length <= 1 && (withButtons.length === 0 || withButtons[0] === lastBot),
-       "only the last bot message has active buttons");
+
+    // The roadmap: a list with bold titles, and a link that opens in a new window.
+    const roadmap = await page.$eval("#fb-messages > li.fb-msg--bot:last-child .fb-msg__body", (b) => ({
+        text: b.innerText,
+        items: Array.from(b.querySelectorAll("ul > li")).map((li) => li.innerText.trim()),
+        strong: b.querySelectorAll("ul > li > strong").length,
+        links: Array.from(b.querySelectorAll("a")).map((a) => ({
+            href: a.getAttribute("href"), target: a.getAttribute("target"), rel: a.getAttribute("rel"),
+            text: a.innerText.trim(),
+        })),
+    }));
+    ok(roadmap.text.includes("Les Jardins du Confluent") && roadmap.items.length >= 3 &&
+       roadmap.items.some((t) => t.startsWith("Faire analyser le sol")) && roadmap.strong === roadmap.items.length,
+       "the roadmap renders as a list with bold step titles", JSON.stringify(roadmap));
+    ok(roadmap.links.length === 1 && roadmap.links[0].href === "https://www.example.org/guide-friches" &&
+       roadmap.links[0].target === "_blank" && /noopener/.test(roadmap.links[0].rel),
+       "the roadmap's link renders, opening a new window without opener", JSON.stringify(roadmap.links));
 
     // User text is text, never HTML.
     const tricky = "<img src=x onerror=alert(1)> & <b>gras</b>";

@@ -77,9 +77,25 @@ def run_webchat(url, out, on_request):
     return rc, "\n".join(lines)
 
 
-def test_webchat_in_chromium(redis, make_daemon):
-    # The page pings every 25 s: the idle timeout must be longer than that (conftest's is 2 s).
-    daemon = make_daemon(redis.address, idle_timeout_s=60)
+def sample_dialog_with_a_link(tmp_path):
+    """The sample dialog (with its catalogues), its last message given a link, so that the page
+    shows every kind of markup the engine emits: paragraphs, line breaks, bold, lists, links."""
+    dst = tmp_path / "dialogs"
+    shutil.copytree(os.path.join(SOURCE, "dialogs"), dst)
+    dialog = dst / "exemple.yaml"
+    text = dialog.read_text()
+    old = "Voici votre feuille de route :"
+    assert old in text, "the sample dialog changed: update webchat.mjs's WALK and this function"
+    dialog.write_text(text.replace(
+        old, "Voici votre feuille de route (voir aussi [le guide](https://www.example.org/guide-friches)) :"))
+    return dialog
+
+
+def test_webchat_in_chromium(redis, make_daemon, tmp_path):
+    dialog = sample_dialog_with_a_link(tmp_path)
+    # idle_timeout_s: conftest's 2 s would make the page ping every second (it pings at half the
+    # server's idle timeout); 60 s keeps the log readable, the page then pings every 25 s.
+    daemon = make_daemon(redis.address, idle_timeout_s=60, extra=f'dialogs:\n  path: "{dialog}"\n')
 
     def on_request(name):
         if name == "stop-daemon":

@@ -8,8 +8,9 @@
 // - Every message the user sends is kept (in memory and in localStorage, so a reload keeps it)
 //   until the server acks it, and resent with the same id after each welcome; the server
 //   de-duplicates by id. A history entry whose seq the page already has is ignored.
-// - ping every 25 s; no pong within 10 s closes the socket; reconnection with exponential
-//   backoff (1 s, 2 s, 4 s ... 30 s) and jitter.
+// - ping every 25 s (more often if welcome.limits.idle_timeout_s asks for it); no pong within
+//   10 s closes the socket; reconnection with exponential backoff (1 s, 2 s, 4 s ... 30 s) and
+//   jitter, after any close (1001 on a server restart, 4000 when the conversation is gone...).
 // - Bot messages are rendered from the server's escaped `html`, rebuilt node by node through an
 //   allow-list (never assigned to innerHTML); user text is only ever text.
 //
@@ -467,14 +468,15 @@
     // ---- incoming frames ----
 
     function onWelcome(f) {
+        if (f.new)
+            clearHistory(); // a new conversation (the old one expired or was forgotten): start afresh
         if (typeof f.token === "string") {
-            if (f.new && state.token !== null && f.token !== state.token)
-                clearHistory(); // our conversation is gone (expired or forgotten): start afresh
             state.token = f.token;
             storageSet(TOKEN_KEY, f.token);
         }
         if (f.limits && typeof f.limits === "object")
             state.limits = f.limits;
+        schedulePing();
         state.welcomed = true;
         state.attempt = 0;
         setStatus("online", "Connecté");
@@ -584,6 +586,14 @@
         state.pongTimer = null;
     }
 
+    // Every 25 s, or at half the server's idle timeout when that is shorter.
+    function pingInterval() {
+        var idle = state.limits && state.limits.idle_timeout_s;
+        if (typeof idle === "number" && idle > 0)
+            return Math.max(500, Math.min(PING_MS, idle * 500));
+        return PING_MS;
+    }
+
     function schedulePing() {
         clearTimeout(state.pingTimer);
         clearTimeout(state.pongTimer);
@@ -597,7 +607,7 @@
                     state.ws.close();
                 onClose();
             }, PONG_TIMEOUT_MS);
-        }, PING_MS);
+        }, pingInterval());
     }
 
     function connect() {
