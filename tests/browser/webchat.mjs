@@ -13,7 +13,8 @@
 // Steps: open the page and wait for the greeting; answer by typing and by clicking a button;
 // reload and see the same history, without duplicates; lose the connection (daemon stopped),
 // send a message meanwhile, get it delivered exactly once after recovery; screenshots (full page,
-// at 1280 px and at 360 px) in DIR; axe-core finds no serious or critical violation.
+// at 1280 px and at 360 px) in DIR; axe-core finds no serious or critical violation on the chat
+// and personal-data pages; "Oublier mes données" erases the conversation.
 // Every check prints "ok - ..." or "not ok - ..."; the exit status is 0 only if all passed.
 
 import fs from "node:fs";
@@ -274,6 +275,30 @@ async function connectionLoss(page, args) {
     ok(countText(h, text) === 1, "after recovery and a reload, the offline message is there once");
 }
 
+// "Oublier mes données" (the button, confirmed): the server erases the conversation and says
+// goodbye, the browser drops the token, and a reload starts a new conversation.
+async function forget(page) {
+    let asked = null;
+    page.once("dialog", async (d) => {
+        asked = d.message();
+        await d.accept();
+    });
+    const known = await userIds(page);
+    await page.click("#fb-forget");
+    const h = await waitReply(page, known);
+    ok(asked !== null && /définitive/.test(asked), "forgetting asks for a confirmation first", asked);
+    ok(countText(h, "oublier mes données") === 1, "the button sends the command, and the bot answers");
+    await page.waitForFunction(() => localStorage.getItem("frichebot.token") === null, null, {timeout: WAIT_MS});
+    ok(true, "the browser forgets the token once the server has the command");
+    await page.reload();
+    await waitOnline(page);
+    await page.waitForSelector("#fb-messages > li.fb-msg--bot", {timeout: WAIT_MS});
+    const fresh = await history(page);
+    ok(fresh.length >= 1 && fresh[0].text.startsWith("Bonjour") &&
+       !fresh.some((m) => /Confluent|lyon/.test(m.text)),
+       "after forgetting, a reload shows a new conversation, none of the old one", JSON.stringify(fresh));
+}
+
 async function screenshots(page, out) {
     fs.mkdirSync(out, {recursive: true});
     const wide = path.join(out, "webchat-1280.png");
@@ -376,6 +401,7 @@ async function main() {
         await screenshots(page, args.out);
         const state = await ctx.storageState();
         await accessibility(browser, args.url, state, args.out);
+        await forget(page);
         ok(problems.length === 0, "no console error, no page error, no failed request", problems.join("\n"));
     } catch (e) {
         ok(false, "the test ran to its end", e && e.stack ? e.stack : e);
