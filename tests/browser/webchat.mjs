@@ -6,13 +6,14 @@
 //
 //   node tests/browser/webchat.mjs --url http://127.0.0.1:PORT/ --out DIR [--control]
 //
-// With --control the script asks its parent to stop and restart the daemon: it prints a line
-// "@@stop-daemon" (or "@@start-daemon") and waits for one line on stdin before going on. Without
-// it, the connection-loss step cannot run and counts as a failure.
+// With --control the script asks its parent to stop and restart the daemon or Redis: it prints a
+// line "@@stop-daemon", "@@start-daemon", "@@stop-redis" or "@@start-redis" and waits for one line
+// on stdin before going on. Without it, those steps cannot run and count as failures.
 //
 // Steps: open the page and wait for the greeting; answer by typing and by clicking a button;
 // reload and see the same history, without duplicates; lose the connection (daemon stopped),
-// send a message meanwhile, get it delivered exactly once after recovery; screenshots (full page,
+// send a message meanwhile, get it delivered exactly once after recovery; the same with Redis
+// stopped (the page shows the server's "unavailable" notice and resends); screenshots (full page,
 // at 1280 px and at 360 px) in DIR; axe-core finds no serious or critical violation on the chat
 // and personal-data pages; "Oublier mes données" erases the conversation.
 // Every check prints "ok - ..." or "not ok - ..."; the exit status is 0 only if all passed.
@@ -245,11 +246,7 @@ async function reload(page, before) {
     return after;
 }
 
-async function connectionLoss(page, args) {
-    if (!args.control) {
-        ok(false, "connection loss: needs --control (the parent restarts the daemon)");
-        return;
-    }
+async function connectionLoss(page) {
     const reply = await askParent("stop-daemon");
     ok(reply === "stopped", "the daemon was stopped", reply);
     await page.waitForSelector('#fb-status[data-state="offline"]', {timeout: WAIT_MS});
@@ -273,6 +270,26 @@ async function connectionLoss(page, args) {
     // The server's own history has it once too.
     h = await reload(page, h);
     ok(countText(h, text) === 1, "after recovery and a reload, the offline message is there once");
+}
+
+// Redis stopped under the daemon: a message sent meanwhile is refused (`unavailable`), the page
+// says so politely and keeps it; once Redis is back it is resent and answered exactly once.
+async function redisOutage(page) {
+    const reply = await askParent("stop-redis");
+    ok(reply === "stopped", "Redis was stopped", reply);
+    const text = "Message écrit pendant la panne de Redis";
+    const known = await userIds(page);
+    await typeAndSend(page, text, false);
+    await page.waitForSelector("#fb-notice:not([hidden])", {timeout: WAIT_MS});
+    const notice = await page.textContent("#fb-notice");
+    ok(/indisponible/i.test(notice), "the page says the service is briefly unavailable", notice);
+    const started = await askParent("start-redis");
+    ok(started === "started", "Redis was restarted", started);
+    const h = await waitReply(page, known);
+    ok(countText(h, text) === 1, "the message refused during the outage is answered once", JSON.stringify(h));
+    await page.waitForSelector("#fb-notice", {state: "hidden", timeout: WAIT_MS});
+    ok(true, "the notice goes once the message went through");
+    checkHistoryShape(h, "after the Redis outage");
 }
 
 // "Oublier mes données" (the button, confirmed): the server erases the conversation and says
@@ -397,7 +414,10 @@ async function main() {
 
         let h = await conversation(page);
         h = await reload(page, h);
-        await connectionLoss(page, args);
+        if (!args.control)
+            throw new Error("--control is needed: the parent restarts the daemon and Redis");
+        await connectionLoss(page);
+        await redisOutage(page);
         await screenshots(page, args.out);
         const state = await ctx.storageState();
         await accessibility(browser, args.url, state, args.out);

@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: MIT
 """The web chat in a real headless Chromium (tests/browser/webchat.mjs, node + playwright-core),
 against the real daemon and a real Redis: greeting, answers by click and by typing, reload,
-connection loss (the daemon is stopped and restarted under the page), screenshots, axe-core.
+connection loss (the daemon is stopped and restarted under the page), a Redis outage, screenshots,
+axe-core, "oublier mes données".
 
-The node script drives the page; when it needs the daemon stopped or started it prints
-"@@stop-daemon" / "@@start-daemon" and this test answers on its stdin once done. The screenshots
+The node script drives the page; when it needs the daemon or Redis stopped or started it prints
+"@@stop-daemon", "@@start-daemon", "@@stop-redis" or "@@start-redis", and this test answers on
+its stdin once done. The screenshots
 go to the build directory (next to the daemon binary, in test-artifacts/browser/, or
 $FB_ARTIFACTS_DIR), and their paths are printed."""
 import os
@@ -95,7 +97,10 @@ def test_webchat_in_chromium(redis, make_daemon, tmp_path):
     dialog = sample_dialog_with_a_link(tmp_path)
     # idle_timeout_s: conftest's 2 s would make the page ping every second (it pings at half the
     # server's idle timeout); 60 s keeps the log readable, the page then pings every 25 s.
-    daemon = make_daemon(redis.address, idle_timeout_s=60, extra=f'dialogs:\n  path: "{dialog}"\n')
+    # write_deadline_ms: during the Redis outage, a message is refused (`unavailable`) after
+    # 0.6 s instead of the default 30 s.
+    daemon = make_daemon(redis.address, idle_timeout_s=60, extra_redis="  write_deadline_ms: 600",
+                         extra=f'dialogs:\n  path: "{dialog}"\n')
 
     def on_request(name):
         if name == "stop-daemon":
@@ -104,6 +109,15 @@ def test_webchat_in_chromium(redis, make_daemon, tmp_path):
             return "stopped"
         if name == "start-daemon":
             daemon.start()
+            return "started"
+        if name == "stop-redis":
+            # Redis goes away saving its data, as a restart by its service manager would.
+            redis.cli("SHUTDOWN", "SAVE")
+            redis.proc.wait(10)
+            redis.proc = None
+            return "stopped"
+        if name == "start-redis":
+            redis.start()
             return "started"
         return "unknown request " + name
 

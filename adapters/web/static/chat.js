@@ -481,6 +481,8 @@
         state.attempt = 0;
         setStatus("online", "Connecté");
         resendAll();
+        if (state.pending.length === 0)
+            hideNotice("retry"); // a refused hello (service unavailable) is over
     }
 
     function onAck(f) {
