@@ -5,12 +5,14 @@
 #
 #   deploy/install-deps.sh run    build tools, libraries and redis-server (for `make run`)
 #   deploy/install-deps.sh test   all of the above, plus clang (libFuzzer, clang-format,
-#                                 clang-tidy) and the Python virtualenv of the test harness
+#                                 clang-tidy), Chromium (browser tests) and the Python
+#                                 virtualenv of the test harness
 #   deploy/install-deps.sh bench  `run`, plus redis-benchmark (redis-tools)
 #
-# Debian packages come from apt (run as root, or with sudo available). Data packages come from npm
-# into node_modules/ (package-lock.json). The Python test peers come from PyPI into .venv/ (or
-# $FB_VENV). Later issues add Synapse, the DSFR assets and Chromium here.
+# Debian packages come from apt (run as root, or with sudo available). npm packages (the communes
+# data, the DSFR design system the web chat serves, playwright-core and axe-core for the browser
+# tests) come from npm into node_modules/ (package-lock.json), in every mode. The Python test
+# peers come from PyPI into .venv/ (or $FB_VENV). Later issues add Synapse here.
 set -eu
 
 mode=${1:-run}
@@ -21,14 +23,16 @@ venv=${FB_VENV:-$top/.venv}
 pkgs_build="build-essential cmake ninja-build pkg-config"
 pkgs_libs="libuv1-dev libcurl4-openssl-dev libwebsockets-dev libwebsockets-evlib-uv libjansson-dev libhiredis-dev libyaml-dev"
 pkgs_run="redis-server"
-pkgs_test="redis-tools clang clang-format clang-tidy libclang-rt-14-dev python3 python3-venv graphviz"
+# chromium: the browser tests drive Debian's /usr/bin/chromium (playwright-core downloads no
+# browser); fonts-dejavu-core gives it a fallback font (the page itself uses the DSFR's Marianne).
+pkgs_test="redis-tools clang clang-format clang-tidy libclang-rt-14-dev python3 python3-venv graphviz chromium fonts-dejavu-core"
 pkgs_bench="redis-tools"
 
 case "$mode" in
   run) want="$pkgs_build $pkgs_libs $pkgs_run" ;;
   test) want="$pkgs_build $pkgs_libs $pkgs_run $pkgs_test" ;;
   bench) want="$pkgs_build $pkgs_libs $pkgs_run $pkgs_bench" ;;
-  -h|--help) sed -n '4,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '4,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "install-deps.sh: unknown mode '$mode' (run, test or bench)" >&2; exit 2 ;;
 esac
 
@@ -39,8 +43,10 @@ if [ "$(id -u)" -ne 0 ]; then
   fi
 fi
 
-# npm fetches the official communes data (@etalab/decoupage-administratif, pinned in
-# package-lock.json), converted at build time. Debian's nodejs/npm unless some npm is there.
+# npm fetches the official communes data (@etalab/decoupage-administratif, converted at build
+# time) and the DSFR (@gouvfr/dsfr, served by the web chat under /dsfr/), both needed by `make run`,
+# and the browser-test tools; all pinned in package-lock.json. Debian's nodejs/npm unless some npm
+# is there.
 if ! command -v npm >/dev/null 2>&1; then
   want="$want nodejs npm"
 fi
@@ -57,7 +63,10 @@ if [ -n "$missing" ]; then
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
 fi
 
-# npm packages: installed exactly as package-lock.json pins them, again only when the lock changed.
+# npm packages: installed exactly as package-lock.json pins them, again only when the lock changed
+# (npm ci rewrites node_modules/.package-lock.json, so that file is newer than the lock after it).
+# --ignore-scripts: no package runs code at install (none of ours needs to; playwright-core
+# downloads no browser).
 stamp="$top/node_modules/.package-lock.json"
 if [ ! -f "$stamp" ] || [ "$top/package-lock.json" -nt "$stamp" ]; then
   echo "install-deps.sh: installing npm packages (package-lock.json)"
