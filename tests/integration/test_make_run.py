@@ -8,6 +8,8 @@ import subprocess
 import time
 import urllib.request
 
+from websockets.sync.client import connect
+
 from conftest import free_port, wait_until
 
 SOURCE = os.environ.get("FB_SOURCE_DIR") or os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
@@ -37,6 +39,18 @@ def test_make_run_serves_healthz_with_a_private_redis(tmp_path):
         assert f"open http://127.0.0.1:{port}/" in text
         assert "private Redis on unix:" in text
         assert os.path.exists(tmp_path / "run" / "redis.sock")
+        # The web chat is the embedded default: the page, and the friche dialog over the websocket.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+            assert r.status == 200 and "text/html" in r.headers["Content-Type"]
+            assert "<html" in r.read().decode()
+        with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10) as ws:
+            ws.send(json.dumps({"type": "hello", "token": None, "since": 0}))
+            greeting = None
+            while greeting is None:
+                frame = json.loads(ws.recv(timeout=30))
+                if frame["type"] == "msg" and frame["from"] == "bot":
+                    greeting = frame["text"]
+            assert "friche" in greeting and "conseiller" in greeting, greeting
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(60)
