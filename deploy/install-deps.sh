@@ -26,7 +26,7 @@ pkgs_run="redis-server"
 # chromium: the browser tests drive Debian's /usr/bin/chromium (playwright-core downloads no
 # browser); fonts-dejavu-core gives it a fallback font (the page itself uses the DSFR's Marianne).
 pkgs_test="redis-tools clang clang-format clang-tidy libclang-rt-14-dev python3 python3-venv graphviz chromium fonts-dejavu-core"
-pkgs_bench="redis-tools"
+pkgs_bench="redis-tools curl" # curl: bench/run.sh polls the daemon's /healthz
 
 case "$mode" in
   run) want="$pkgs_build $pkgs_libs $pkgs_run" ;;
@@ -74,6 +74,12 @@ if [ ! -f "$stamp" ] || [ "$top/package-lock.json" -nt "$stamp" ]; then
 fi
 
 if [ "$mode" = test ]; then
+  # playwright-core (the browser tests) needs Node.js 20 or later; Debian 12's own nodejs is 18.
+  node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+  if [ "$node_major" -lt 20 ]; then
+    echo "install-deps.sh: the browser tests need Node.js 20 or later (found: $(node --version 2>/dev/null || echo none)); install it (e.g. from NodeSource) and run again" >&2
+    exit 1
+  fi
   # The integration harness: pytest in a virtualenv made from Debian's python3.
   # Re-installed when requirements.txt changes (a stamp records the one installed).
   req="$top/tests/integration/requirements.txt"
