@@ -47,6 +47,9 @@
 #define WS_FRAME_OVERHEAD 1024 /* JSON around the text, for the websocket message limit */
 #define WS_ESCAPE_FACTOR  6    /* worst-case growth of text written as JSON (\u00XX) */
 #define EVENT_ID_START    "start"
+/* History sent at hello: half the socket's send queue (see on_hello). */
+#define REPLAY_MAX_BYTES      ((size_t)512 * 1024)
+#define REPLAY_FRAME_OVERHEAD 16 /* "type":"msg", added to a stored entry */
 
 /* ---------------------------------------------------------------------------------------- */
 /* Lua scripts. Every one touches only keys of one conversation (one Cluster slot). */
@@ -919,7 +922,22 @@ static void on_hello(fb_redis_t *r, int status, redisReply *reply, void *arg)
     FB_INFO(WEB, "%s: conversation [web|%s] resumed (%zu entries, since %llu)", c->tag, cv->tag,
             hist->elements, (unsigned long long)op->since);
     send_welcome(c, false);
-    for (size_t i = 0; i < hist->elements; i++) {
+    /* The replay is queued at once on the socket, whose queue holds 1 MiB: only the newest
+     * entries that fit in REPLAY_MAX_BYTES are sent (at least the last one), so that a long
+     * history never overflows it (the socket would be closed at every reconnection). */
+    size_t first = hist->elements, bytes = 0;
+    while (first > 0) {
+        const redisReply *e = hist->element[first - 1];
+        size_t n = e->type == REDIS_REPLY_STRING ? e->len + REPLAY_FRAME_OVERHEAD : 0;
+        if (first < hist->elements && bytes + n > REPLAY_MAX_BYTES)
+            break;
+        bytes += n;
+        first--;
+    }
+    if (first > 0)
+        FB_INFO(WEB, "%s: history replay limited to its last %zu entries", c->tag,
+                hist->elements - first);
+    for (size_t i = first; i < hist->elements; i++) {
         const redisReply *e = hist->element[i];
         if (e->type != REDIS_REPLY_STRING)
             continue;

@@ -582,3 +582,32 @@ def test_page_and_static_files(redis, make_daemon, tmp_path):
     assert status == 200 and "max-age=86400" in headers["Cache-Control"]
     assert d.request("/static/../frichebot.yaml")[0] == 404
     assert d.request("/static/absent.js")[0] == 404
+
+
+def test_long_history_replays_without_overflowing_the_socket(redis, make_daemon):
+    """A history bigger than a socket's 1 MiB send queue (long messages, a generous history_max):
+    a reload still gets its welcome and the newest entries, and the connection stays open. It used
+    to be closed with 1008 ("trop lent") at every hello, so the page could never resume."""
+    d = limits_daemon(make_daemon, redis, max_message_bytes=65536, messages_per_minute=1000,
+                      history_max=1000)
+    chat = Chat(d)
+    chat.wait_bot("Dans quelle commune")
+    for i in range(20):  # 20 x 60 kB of user text (the bot soon hands over to an advisor)
+        chat.say(f"{i:02d}" + "x" * 60000)
+    last = chat.say("encore un message")
+    stored = history(redis, chat.token)
+    total = sum(len(json.dumps(e)) for e in stored)
+    assert total > 1024 * 1024, total
+    chat.close()
+
+    again = Chat(d, token=chat.token, since=0)
+    assert again.welcome["new"] is False
+    # The newest entries arrive, up to the last one, and the socket stays usable.
+    newest = stored[-1]["seq"]
+    again.wait_for(lambda f: f["type"] == "msg" and f["seq"] == newest, what="the newest entry")
+    again.ping()
+    assert any(e.get("id") == last for e in again.entries.values())
+    got = sorted(again.entries)
+    assert got == list(range(got[0], newest + 1)), got  # a contiguous tail of the history
+    again.say("lyon")
+    again.close()
