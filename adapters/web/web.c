@@ -716,8 +716,8 @@ static void on_user_appended(fb_redis_t *r, int status, redisReply *reply, void 
         op_free(op);
         return;
     }
-    if (code == 0)
-        fb_web_bucket_refund(&op->cv->bucket, w->opts->messages_per_minute);
+    /* A duplicate (code 0) keeps its token: it costs this append and the router's read, so
+     * free resends would let one client keep Redis busy without limit. */
     if (reply->elements >= 3 && reply->element[2]->type == REDIS_REPLY_STRING)
         conv_push_stored(op->cv, reply->element[2]->str, reply->element[2]->len);
     op_deliver(op);

@@ -454,6 +454,29 @@ def test_rate_limited(redis, make_daemon):
     again.close()
 
 
+def test_resending_one_id_does_not_escape_the_rate_limit(redis, make_daemon):
+    """The same message id sent again and again: each copy costs the daemon two Redis scripts
+    (the history append and the router's read), so copies count against messages_per_minute like
+    any message. They used to give their token back, which let one client keep the daemon and
+    Redis busy without limit."""
+    d = limits_daemon(make_daemon, redis, messages_per_minute=3)
+    chat = Chat(d)
+    chat.wait_bot("Dans quelle commune")
+    mid = new_id()
+    acks = limited = 0
+    for _ in range(10):  # one after the other, each waiting for its answer
+        chat.send({"type": "message", "id": mid, "text": "aide"})
+        f = chat.wait_for(lambda f: f.get("id") == mid and f["type"] in ("ack", "error"))
+        acks += f["type"] == "ack"
+        limited += f["type"] == "error" and f["code"] == "rate_limited"
+    assert acks == 3 and limited == 7, (acks, limited)
+    # One entry in the history for that id, and the conversation still works afterwards.
+    assert sum(e.get("id") == mid for e in history(redis, chat.token)) == 1
+    chat.ping()
+    assert_serves_others(d)
+    chat.close()
+
+
 def test_too_many_connections(redis, make_daemon):
     d = limits_daemon(make_daemon, redis, max_connections_per_address=3)
     chats = [Chat(d, hello=False) for _ in range(3)]

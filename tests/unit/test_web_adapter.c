@@ -584,7 +584,7 @@ static void scenario_limits(struct afix *f)
     send_json(&c, "{\"type\":\"message\",\"id\":\"b2\",\"text\":\"%s\"}", big);
     expect_error(&c, "too_big", NULL);
 
-    /* Rate: 3 per minute. Three pass, the fourth waits ~20 s; a duplicate does not count. */
+    /* Rate: 3 per minute. Three pass, the fourth waits ~20 s. */
     for (int i = 0; i < 3; i++) {
         send_json(&c, "{\"type\":\"message\",\"id\":\"r%d\",\"text\":\"m%d\"}", i, i);
         expect_msg(&c, 2 + 2 * i, "user", i == 0 ? "m0" : i == 1 ? "m1" : "m2");
