@@ -916,12 +916,27 @@ static void on_hello(fb_redis_t *r, int status, redisReply *reply, void *arg)
     bool started = reply->element[1]->integer == 1;
     bool pending = reply->element[2]->integer == 1;
     const redisReply *hist = reply->element[3];
+    /* The page cannot be ahead of the history unless Redis lost entries it had seen (restored
+     * from an older snapshot): then it must forget what it shows (new: true) and get the whole
+     * history again, or it would ignore every entry up to its old last seq as already shown. */
+    uint64_t last = 0;
+    if (hist->elements > 0 && hist->element[hist->elements - 1]->type == REDIS_REPLY_STRING) {
+        const redisReply *e = hist->element[hist->elements - 1];
+        char *frame = fb_web_entry_frame(e->str, e->len, &last);
+        fb_free(frame);
+    }
+    bool ahead = op->since > last;
     conv_attach(cv, c);
     c->st = C_READY;
-    c->sent_seq = op->since;
+    c->sent_seq = ahead ? 0 : op->since;
     FB_INFO(WEB, "%s: conversation [web|%s] resumed (%zu entries, since %llu)", c->tag, cv->tag,
             hist->elements, (unsigned long long)op->since);
-    send_welcome(c, false);
+    if (ahead)
+        FB_WARN(WEB,
+                "%s: the page is ahead of the history (%llu > %llu, Redis data lost?): "
+                "it gets the history again",
+                c->tag, (unsigned long long)op->since, (unsigned long long)last);
+    send_welcome(c, ahead);
     /* The replay is queued at once on the socket, whose queue holds 1 MiB: only the newest
      * entries that fit in REPLAY_MAX_BYTES are sent (at least the last one), so that a long
      * history never overflows it (the socket would be closed at every reconnection). */
