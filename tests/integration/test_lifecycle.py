@@ -137,7 +137,10 @@ def test_sigterm_with_work_in_flight_drains_then_stops_cleanly(redis, make_daemo
     result = {}
 
     def slow_health():
-        result["answer"] = d.request("/healthz", timeout=20)
+        try:
+            result["answer"] = d.request("/healthz", timeout=20)
+        except Exception as e:  # reported below with the daemon's log
+            result["error"] = repr(e)
 
     t = threading.Thread(target=slow_health)
     t.start()
@@ -148,6 +151,7 @@ def test_sigterm_with_work_in_flight_drains_then_stops_cleanly(redis, make_daemo
     status, headers, body = d.request("/healthz")
     assert status == 503 and json.loads(body)["error"] == "shutting_down"
     t.join(20)
+    assert "answer" in result, (result.get("error"), d.read_log())
     status, headers, body = result["answer"]
     # The in-flight request was answered, not dropped (503 because the daemon is draining).
     assert status in (200, 503)
