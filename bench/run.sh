@@ -148,6 +148,7 @@ log:
 web:
   messages_per_minute: 10000
   max_connections_per_address: 100000
+  new_conversations_per_minute: 100000
 EOF
   "$daemon" serve -c "$tmp/frichebot.yaml" >"$tmp/daemon.log" 2>&1 &
   dpid=$!

@@ -174,6 +174,8 @@ static const struct field web_fields[] = {
     {"messages_per_minute", K_UINT, false, OFF(web.messages_per_minute), 1, 10000, NULL},
     {"max_connections_per_address", K_UINT, false, OFF(web.max_connections_per_address), 1, 100000,
      NULL},
+    {"new_conversations_per_minute", K_UINT, false, OFF(web.new_conversations_per_minute), 1,
+     100000, NULL},
     {"history_max", K_UINT, false, OFF(web.history_max), 1, 100000, NULL},
     {"static_dir", K_PATH, false, OFF(web.static_dir), 0, 0, NULL},
     {"dsfr_dir", K_PATH, false, OFF(web.dsfr_dir), 0, 0, NULL},

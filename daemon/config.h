@@ -81,11 +81,12 @@ typedef struct fb_router_opts_s {
 
 /** The web chat adapter (adapters/web/). */
 typedef struct fb_web_opts_s {
-    bool enabled;                         /* serve the web chat */
-    size_t max_message_bytes;             /* longest user message, bytes of UTF-8 */
-    unsigned messages_per_minute;         /* per conversation */
-    unsigned max_connections_per_address; /* open websockets per client address */
-    unsigned history_max;                 /* history entries kept per conversation */
+    bool enabled;                          /* serve the web chat */
+    size_t max_message_bytes;              /* longest user message, bytes of UTF-8 */
+    unsigned messages_per_minute;          /* per conversation */
+    unsigned max_connections_per_address;  /* open websockets per client address */
+    unsigned new_conversations_per_minute; /* conversations started per client address */
+    unsigned history_max;                  /* history entries kept per conversation */
     char *static_dir; /* the page's files; default: source dir/adapters/web/static */
     char *dsfr_dir;   /* @gouvfr/dsfr's dist/; default: source dir/node_modules/@gouvfr/dsfr/dist */
 } fb_web_opts_t;

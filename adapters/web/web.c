@@ -143,10 +143,12 @@ static const char *const own_keys[] = {"web", "hist", "hids", "hkeys", NULL};
 struct web;
 struct client;
 
-/* Per peer address: number of accepted sockets. */
+/* Per peer address: number of accepted sockets, and the bucket of new conversations (the entry
+ * outlives its last socket until that bucket is full again: see on_sweep). */
 struct addr {
     struct addr *next;
     unsigned n;
+    fb_web_bucket_t newconv;
     char ip[64];
 };
 
@@ -427,11 +429,19 @@ static void conv_detach(struct client *c)
     conv_unref(cv);
 }
 
-/* Frees the conversations nobody uses whose bucket is full again. */
+static void addr_free(struct web *w, struct addr *a);
+
+/* Frees the conversations nobody uses whose bucket is full again, and likewise the addresses. */
 static void on_sweep(uv_timer_t *t)
 {
     struct web *w = t->data;
     uint64_t now = now_ms(w);
+    for (struct addr *a = w->addrs, *next; a; a = next) {
+        next = a->next;
+        if (a->n == 0 &&
+            fb_web_bucket_full(&a->newconv, w->opts->new_conversations_per_minute, now))
+            addr_free(w, a);
+    }
     for (size_t i = 0; i < CONV_BUCKETS; i++) {
         struct conv *cv = w->convs[i];
         while (cv) {
@@ -463,16 +473,22 @@ static struct addr *addr_new(struct web *w, const char *ip)
     return a;
 }
 
-static void addr_release(struct web *w, struct addr *a)
+static void addr_free(struct web *w, struct addr *a)
 {
-    FB_ASSERT(a->n > 0);
-    if (--a->n > 0)
-        return;
     struct addr **pp = &w->addrs;
     while (*pp != a)
         pp = &(*pp)->next;
     *pp = a->next;
     fb_free(a);
+}
+
+/* Drops a socket; the entry stays while it still limits new conversations. */
+static void addr_release(struct web *w, struct addr *a)
+{
+    FB_ASSERT(a->n > 0);
+    if (--a->n == 0 &&
+        fb_web_bucket_full(&a->newconv, w->opts->new_conversations_per_minute, now_ms(w)))
+        addr_free(w, a);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -483,7 +499,10 @@ static void web_free(struct web *w)
     for (size_t i = 0; i < CONV_BUCKETS; i++)
         while (w->convs[i])
             conv_free(w->convs[i]);
-    FB_ASSERT(w->addrs == NULL);
+    while (w->addrs) { /* only entries kept for their new-conversation bucket remain */
+        FB_ASSERT(w->addrs->n == 0);
+        addr_free(w, w->addrs);
+    }
     fb_free(w);
 }
 
@@ -856,10 +875,22 @@ static void on_created(fb_redis_t *r, int status, redisReply *reply, void *arg)
     op_free(op);
 }
 
-/* Starts a new conversation for client `c`. */
+/* Starts a new conversation for client `c`, within its address's new-conversation limit. */
 static void hello_new(struct client *c)
 {
     struct web *w = c->w;
+    unsigned wait =
+        fb_web_bucket_take(&c->addr->newconv, w->opts->new_conversations_per_minute, now_ms(w));
+    if (wait) {
+        FB_WARN(WEB, "%s: too many new conversations from one address, refused for %u s", c->tag,
+                wait);
+        client_error(c, "too_many_conversations",
+                     "Trop de nouvelles conversations ont été ouvertes depuis votre adresse. "
+                     "Merci de patienter un peu avant de réessayer.",
+                     NULL, wait);
+        fb_ws_close(c->ws, 1008, "trop de conversations");
+        return;
+    }
     char token[FB_WEB_TOKEN_LEN + 1];
     if (fb_web_token_new(token)) {
         FB_ERR(WEB, "%s: no random token available", c->tag);

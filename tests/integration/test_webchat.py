@@ -529,6 +529,30 @@ def test_too_many_connections(redis, make_daemon):
         c.close()
 
 
+def test_too_many_new_conversations_from_one_address(redis, make_daemon):
+    d = limits_daemon(make_daemon, redis, new_conversations_per_minute=2)
+    first, second = Chat(d), Chat(d)
+    first.wait_bot("Dans quelle commune")
+    second.wait_bot("Dans quelle commune")
+    # A third new conversation from the same address within the minute is refused, politely.
+    third = Chat(d, hello=False)
+    third.send({"type": "hello", "token": None, "since": 0})
+    err = third.error("too_many_conversations")
+    assert "patienter" in err["message"] and err["retry_after"] >= 1
+    assert third.closed_code() == 1008
+    assert d.json("/healthz")[1]["adapters"]["web"]["conversations_online"] == 2
+    # Returning to an existing conversation is not a new one: still served.
+    first.close()
+    back = Chat(d, token=first.token, since=first.last_seq())
+    assert back.welcome["new"] is False
+    back.say("lyon")
+    back.wait_bot("Qui porte le projet")
+    back.close()
+    second.say("lyon")
+    second.wait_bot("Qui porte le projet")
+    second.close()
+
+
 def test_bad_frames(redis, make_daemon):
     d = start_daemon(make_daemon, redis)
     chat = Chat(d, hello=False)

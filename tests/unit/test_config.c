@@ -136,6 +136,7 @@ static void assert_optional_defaults(const fb_config_t *c)
     ASSERT_EQ(c->web.max_message_bytes, 2000);
     ASSERT_EQ(c->web.messages_per_minute, 20);
     ASSERT_EQ(c->web.max_connections_per_address, 20);
+    ASSERT_EQ(c->web.new_conversations_per_minute, 10);
     ASSERT_EQ(c->web.history_max, 300);
     ASSERT_STR_EQ(c->web.static_dir, FB_SOURCE_DIR "/adapters/web/static");
     ASSERT_STR_EQ(c->web.dsfr_dir, FB_SOURCE_DIR "/node_modules/@gouvfr/dsfr/dist");
@@ -254,6 +255,7 @@ TEST_IMPL(config_all_values_parsed)
     ASSERT_EQ(c->web.max_message_bytes, 4096);
     ASSERT_EQ(c->web.messages_per_minute, 5);
     ASSERT_EQ(c->web.max_connections_per_address, 3);
+    ASSERT_EQ(c->web.new_conversations_per_minute, 4);
     ASSERT_EQ(c->web.history_max, 50);
     ASSERT_STR_EQ(c->web.static_dir, "/usr/share/frichebot/web");
     ASSERT_STR_EQ(c->web.dsfr_dir, DATA_DIR "/good/dsfr/dist");

@@ -253,6 +253,7 @@ static void run(struct afix *f, void (*scenario)(struct afix *), size_t max_byte
     f->cfg.web.max_message_bytes = max_bytes;
     f->cfg.web.messages_per_minute = per_minute;
     f->cfg.web.max_connections_per_address = per_address;
+    f->cfg.web.new_conversations_per_minute = 1000;
     f->cfg.web.history_max = 50;
     char static_dir[] = FB_SOURCE_DIR "/adapters/web/static";
     f->cfg.web.static_dir = static_dir;

@@ -543,6 +543,11 @@
         case "too_many_connections":
             showNotice(text || "Trop de connexions ouvertes depuis votre adresse.", "warning");
             break;
+        case "too_many_conversations":
+            // The server closes the socket; the reconnection backoff tries again later.
+            showNotice(text || "Trop de nouvelles conversations depuis votre adresse : patientez.",
+                "warning");
+            break;
         default:
             if (text)
                 showNotice(text, "info");
