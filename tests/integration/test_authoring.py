@@ -87,6 +87,17 @@ def test_graph_svg_through_dot(tmp_path):
     assert "<svg" in svg and "porteur" in svg
 
 
+def test_graph_svg_of_the_friche_dialog(tmp_path):
+    out = tmp_path / "friche.svg"
+    r = run("graph", os.path.join(SOURCE, "dialogs", "friche.yaml"), "--svg", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    svg = out.read_text()
+    # Every state of the dialog is a node of the drawing (the one linked from docs/ is made so).
+    assert "<svg" in svg
+    for state in ("accueil", "commune", "propriete", "pollution", "feuille", "avis_note"):
+        assert f">{state}<" in svg, state
+
+
 def test_test_refuses_an_alias_bomb_quickly(tmp_path):
     # Ten levels of YAML aliases, ten references each: 10^10 values if expanded.
     lines = ["dialogue: x", "a0: &a0 [1,2,3,4,5,6,7,8,9,10]"]
