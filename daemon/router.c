@@ -141,10 +141,12 @@ static const char pop_src[] = "if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] th
                               "end\n"
                               "return 1\n";
 
-/* SCAN. KEYS: pending index. {count, first members...} */
-static const char scan_src[] = "local m = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)\n"
-                               "table.insert(m, 1, redis.call('ZCARD', KEYS[1]))\n"
-                               "return m\n";
+/* SCAN. KEYS: pending index; ARGV: first rank, count. {index size, members from that rank...} */
+static const char scan_src[] =
+    "local from = tonumber(ARGV[1])\n"
+    "local m = redis.call('ZRANGE', KEYS[1], from, from + tonumber(ARGV[2]) - 1)\n"
+    "table.insert(m, 1, redis.call('ZCARD', KEYS[1]))\n"
+    "return m\n";
 
 /* ---- structures ------------------------------------------------------------------------- */
 
@@ -213,8 +215,9 @@ struct fb_router_s {
     size_t adapters_stopping;
     void (*stop_done)(void *arg);
     void *stop_arg;
-    size_t handles;  /* open uv handles (kick, tick, conversation timers) */
-    size_t inflight; /* Redis operations of jobs and of the outbox */
+    size_t handles;     /* open uv handles (kick, tick, conversation timers) */
+    size_t inflight;    /* Redis operations of jobs and of the outbox */
+    uint64_t scan_from; /* rank in the pending index where the next scan starts */
     bool scanning;
     uint64_t pending_convs; /* ZCARD of the pending index at the last scan */
     uint64_t rng;
@@ -645,6 +648,14 @@ static void on_scan(int status, const redisReply *rep, void *arg)
         return;
     }
     r->pending_convs = (uint64_t)rep->element[0]->integer;
+    /* A full batch: more may wait behind it (e.g. conversations whose adapter is not loaded stay
+     * first in the index), so the next tick scans the following ranks; else start over. */
+    if (rep->elements - 1 >= SCAN_BATCH) {
+        r->scan_from += SCAN_BATCH;
+        r->ticks = SCAN_EVERY_TICKS;
+    } else {
+        r->scan_from = 0;
+    }
     for (size_t i = 1; i < rep->elements && !r->stopping; i++) {
         const redisReply *m = rep->element[i];
         if (m->type != REDIS_REPLY_STRING || memchr(m->str, '\0', m->len))
@@ -664,10 +675,11 @@ void fb_router_outbox_scan(fb_router_t *r)
 {
     if (r->scanning || r->stopping)
         return;
-    char batch[16];
+    char from[24], batch[16];
+    snprintf(from, sizeof(from), "%llu", (unsigned long long)r->scan_from);
     snprintf(batch, sizeof(batch), "%d", SCAN_BATCH);
-    const char *args[] = {r->k_pending, batch};
-    if (fb_store_eval(r->store, &r->s_scan, FB_REDIS_RETRY, 1, 1, args, NULL, on_scan, r) == 0) {
+    const char *args[] = {r->k_pending, from, batch};
+    if (fb_store_eval(r->store, &r->s_scan, FB_REDIS_RETRY, 1, 2, args, NULL, on_scan, r) == 0) {
         r->scanning = true;
         r->inflight++;
     }

@@ -694,6 +694,42 @@ TEST_IMPL(router_restart_delivers_pending)
     return 0;
 }
 
+/* More stuck conversations than one scan takes (their adapter is not loaded, so they stay first
+ * in the pending index) do not hide the ones behind them: the scan goes on to the next ranks. */
+TEST_IMPL(router_scan_goes_past_stuck_conversations)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 600000); /* the first router holds every entry */
+    deliver_wait(&f, FB_IN_START, "r", "1", NULL, 0);
+    run_for(&f.loop, 100);
+    ASSERT_EQ(ta.nsent, 0);
+    int want = (int)redis_int(&f, "LLEN t:{c:test:r}:outbox");
+    ASSERT(want > 0);
+    router_down(&f);
+    /* 2500 conversations of an adapter that is not loaded, all older than "test:r". */
+    freeReplyObject(redisCommand(f.sync, "ZADD t:outbox:pending XX 9000000000000 test:r"));
+    for (int i = 0; i < 2500; i++) {
+        redisAppendCommand(f.sync, "ZADD t:outbox:pending %d ghost:%d", i, i);
+        redisAppendCommand(f.sync, "RPUSH t:{c:ghost:%d}:outbox {\"txn\":\"g%d.0\",\"text\":\"x\"}",
+                           i, i);
+    }
+    for (int i = 0; i < 5000; i++) {
+        redisReply *rep = NULL;
+        ASSERT_EQ(redisGetReply(f.sync, (void **)&rep), REDIS_OK);
+        freeReplyObject(rep);
+    }
+    ASSERT_EQ(redis_int(&f, "ZCARD t:outbox:pending"), 2501);
+
+    memset(&ta, 0, sizeof(ta));
+    router_up(&f, NULL, 0);
+    wait_int(&f.loop, &ta.nsent, want); /* 30 s at most; the next ranks come one tick (1 s) later */
+    run_for(&f.loop, 200);              /* the emptied outbox leaves the index at the next read */
+    ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:r}:outbox"), 0);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:outbox:pending"), 2500); /* the stuck ones stay */
+    teardown(&f);
+    return 0;
+}
+
 /* Redis stopped: deliver() reports FB_EAGAIN once the write deadline passes, nothing is written;
  * Redis back: the same event goes through. */
 TEST_IMPL(router_redis_down_eagain)
