@@ -168,6 +168,17 @@ static const struct field router_fields[] = {
     {"outbox_start_delay_ms", K_UINT, false, OFF(router.outbox_start_delay_ms), 0, 600000, NULL},
 };
 
+static const struct field reminders_fields[] = {
+    {"enabled", K_BOOL, false, OFF(reminders.enabled), 0, 0, NULL},
+    {"poll_interval_ms", K_UINT, false, OFF(reminders.poll_interval_ms), 10, 600000, NULL},
+    {"batch", K_UINT, false, OFF(reminders.batch), 1, 10000, NULL},
+    {"lease_ms", K_UINT, false, OFF(reminders.lease_ms), 100, 86400000, NULL},
+    {"working_hours_only", K_BOOL, false, OFF(reminders.working_hours_only), 0, 0, NULL},
+    {"start_hour", K_UINT, false, OFF(reminders.start_hour), 0, 23, NULL},
+    {"end_hour", K_UINT, false, OFF(reminders.end_hour), 1, 24, NULL},
+    {"inactive_months", K_UINT, false, OFF(reminders.inactive_months), 0, 120, NULL},
+};
+
 static const struct field web_fields[] = {
     {"enabled", K_BOOL, false, OFF(web.enabled), 0, 0, NULL},
     {"max_message_bytes", K_SIZE, false, OFF(web.max_message_bytes), 16, 64 * KIB, NULL},
@@ -188,6 +199,7 @@ static const struct table client_table = TABLE("http_client", client_fields);
 static const struct table log_table = TABLE("log", log_fields);
 static const struct table dialogs_table = TABLE("dialogs", dialogs_fields);
 static const struct table router_table = TABLE("router", router_fields);
+static const struct table reminders_table = TABLE("reminders", reminders_fields);
 static const struct table web_table = TABLE("web", web_fields);
 
 static const struct field top_fields[] = {
@@ -198,6 +210,7 @@ static const struct field top_fields[] = {
     {"log", K_SECTION, false, 0, 0, 0, &log_table},
     {"dialogs", K_SECTION, false, 0, 0, 0, &dialogs_table},
     {"router", K_SECTION, false, 0, 0, 0, &router_table},
+    {"reminders", K_SECTION, false, 0, 0, 0, &reminders_table},
     {"web", K_SECTION, false, 0, 0, 0, &web_table},
 };
 static const struct table top_table = TABLE("", top_fields);
@@ -1065,7 +1078,7 @@ static void apply_text(struct parse *p, const char *name, int doc, const char *t
     } else {
         errorf(&c, root->start_mark,
                "the configuration must be a mapping of sections (server, redis, store, "
-               "http_client, log, dialogs, router, web), not %s",
+               "http_client, log, dialogs, router, reminders, web), not %s",
                node_kind(root));
     }
     fb_free(c.visited);
@@ -1205,6 +1218,8 @@ static fb_config_t *parse_with_base(const char *name, const char *text, size_t l
         apply_text(p, DEFAULT_NAME, 0, fb__default_config, (size_t)fb__default_config_len);
     apply_text(p, name, 1, text ? text : "", len);
     resolve_password(p);
+    if (p->nerrs == 0 && p->cfg->reminders.start_hour >= p->cfg->reminders.end_hour)
+        add_error(p, name, 1, 1, 1, "reminders.start_hour must be before reminders.end_hour");
 
     fb_config_t *cfg = p->cfg;
     if (p->nerrs > 0 || p->overflow) {

@@ -79,6 +79,18 @@ typedef struct fb_router_opts_s {
     unsigned outbox_start_delay_ms;       /* test knob: each delivery waits this long first */
 } fb_router_opts_t;
 
+/** The reminder scheduler (daemon/reminders.c). */
+typedef struct fb_reminders_opts_s {
+    bool enabled;              /* poll the due reminders */
+    unsigned poll_interval_ms; /* how often the due zset is polled */
+    unsigned batch;            /* reminders claimed per poll */
+    unsigned lease_ms;         /* a claim not acknowledged within this returns to the schedule */
+    bool working_hours_only;   /* false: deliver at any hour (tests, or a 24/7 service) */
+    unsigned start_hour;       /* working hours in Paris, Monday to Friday: [start, end) */
+    unsigned end_hour;
+    unsigned inactive_months; /* no reminder after this many months without activity; 0: never */
+} fb_reminders_opts_t;
+
 /** The web chat adapter (adapters/web/). */
 typedef struct fb_web_opts_s {
     bool enabled;                          /* serve the web chat */
@@ -107,6 +119,7 @@ typedef struct fb_config_s {
     fb_log_opts_t log;
     fb_dialogs_opts_t dialogs;
     fb_router_opts_t router;
+    fb_reminders_opts_t reminders;
     fb_web_opts_t web;
 } fb_config_t;
 

@@ -29,6 +29,7 @@
 #include "http_server.h"
 #include "metrics.h"
 #include "redis.h"
+#include "reminders.h"
 #include "router.h"
 #include "store.h"
 
@@ -49,6 +50,8 @@ struct fb_daemon_s {
     fb_geo_t *geo;
     fb_router_t *router;
     bool router_stopping, router_stopped;
+    fb_reminders_t *reminders;
+    bool reminders_stopped;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain;
     uint64_t drain_deadline;
@@ -148,6 +151,8 @@ static int on_metrics(fb_http_req_t *req, void *arg)
     int rc = fb_metrics_render(&b);
     if (!rc && d->router)
         rc = fb_router_metrics_render(d->router, &b);
+    if (!rc && d->reminders)
+        rc = fb_reminders_metrics_render(d->reminders, &b);
     if (rc) {
         fb_buf_free(&b);
         return rc;
@@ -165,12 +170,20 @@ static void router_stopped(void *arg)
     d->router_stopped = true;
 }
 
-/* Stops the adapters, then the router's own work (once). */
+static void reminders_stopped(void *arg)
+{
+    fb_daemon_t *d = arg;
+    d->reminders_stopped = true;
+}
+
+/* Stops the reminder scheduler, the adapters, then the router's own work (once). */
 static void stop_router(fb_daemon_t *d)
 {
     if (!d->router || d->router_stopping)
         return;
     d->router_stopping = true;
+    if (d->reminders)
+        fb_reminders_stop(d->reminders, reminders_stopped, d);
     fb_router_stop(d->router, router_stopped, d);
 }
 
@@ -220,7 +233,7 @@ static void drain_tick(uv_timer_t *t)
     fb_daemon_t *d = t->data;
     bool idle = fb_http_server_inflight(d->http) == 0 && fb_redis_pending(d->redis) == 0 &&
                 fb_store_pending(d->store) == 0 && fb_http_client_pending(d->client) == 0 &&
-                (!d->router || d->router_stopped);
+                (!d->router || d->router_stopped) && (!d->reminders || d->reminders_stopped);
     if (idle || uv_now(&d->loop) >= d->drain_deadline)
         close_all(d);
 }
@@ -322,6 +335,8 @@ static int start_pipeline(fb_daemon_t *d)
         return FB_ECONFIG;
     }
     fb_buf_free(&errors);
+    fb_reminders_deps_t rdeps = {&d->loop, d->cfg, d->store, d->router, NULL};
+    d->reminders = fb_reminders_create(&rdeps);
     for (size_t i = 0; fb_builtin_adapters[i]; i++) {
         int rc = fb_router_add_adapter(d->router, fb_builtin_adapters[i]);
         if (rc == FB_DECLINED) {
@@ -377,6 +392,8 @@ int fb_daemon_run(const fb_config_t *cfg, const char *config_path)
         rc = fb_redis_start(d->redis);
     if (rc == 0)
         rc = fb_router_start(d->router);
+    if (rc == 0)
+        rc = fb_reminders_start(d->reminders);
     if (rc) {
         FB_ERR(CORE, "start-up failed: %s", fb_strerror(rc));
         close_all(d);
@@ -386,6 +403,7 @@ int fb_daemon_run(const fb_config_t *cfg, const char *config_path)
     }
 
     uv_run(&d->loop, UV_RUN_DEFAULT);
+    fb_reminders_destroy(d->reminders);
     fb_router_destroy(d->router);
     fb_geo_free(d->geo);
     fb_store_destroy(d->store);

@@ -51,19 +51,22 @@
 
 /* ---- the scripts ------------------------------------------------------------------------- */
 
-/* READ. KEYS: session, dedupe mark. {1} when the event was handled already, else {0, v, d}. */
+/* READ. KEYS: session, dedupe mark. {1} when the event was handled already, else {0, v, d, a}
+ * (a: the time of the user's last event, ms, "" when unknown). */
 static const char read_src[] = "if redis.call('EXISTS', KEYS[2]) == 1 then return {1} end\n"
-                               "local cur = redis.call('HMGET', KEYS[1], 'v', 'd')\n"
-                               "return {0, cur[1] or '0', cur[2] or ''}\n";
+                               "local cur = redis.call('HMGET', KEYS[1], 'v', 'd', 'a')\n"
+                               "return {0, cur[1] or '0', cur[2] or '', cur[3] or ''}\n";
 
 /*
  * COMMIT. KEYS: 1 session, 2 dedupe mark, 3 outbox, 4 reminders (id -> reason), 5 ticket,
  * 6 parked, 7 pending index, 8 due reminders, 9 stats, 10 avis comments. ARGV: 1 expected version,
  * 2 session data, 3 mode (w: write, f: forget, n: leave), 4 write id, 5 session TTL ms (0: none), 6
  * dedupe TTL ms, 7 now ms, 8 conversation key, 9 the effects as JSON {out, rem, ticket, stats,
- * avis}. KEYS 11 and after: the adapter's own per-conversation keys (fb_adapter_ops_t.conv_keys),
- * deleted on forget. Returns {2, 0} for a duplicate, {0, version found} on a conflict, {1, new
- * version} when written.
+ * avis}, 10 "1" for the user's own events (not a reminder): the session records the time in `a`
+ * and the pending reminders are pushed back (due = now + their delay, kept as "<id>#a" in the
+ * reminders hash) before the effects' own schedules. KEYS 11 and after: the adapter's own
+ * per-conversation keys (fb_adapter_ops_t.conv_keys), deleted on forget. Returns {2, 0} for a
+ * duplicate, {0, version found} on a conflict, {1, new version} when written.
  */
 static const char commit_src[] =
     "if redis.call('EXISTS', KEYS[2]) == 1 then return {2, 0} end\n"
@@ -88,16 +91,27 @@ static const char commit_src[] =
     "elseif ARGV[3] == 'w' then\n"
     "  nv = v + 1\n"
     "  redis.call('HSET', KEYS[1], 'v', string.format('%d', nv), 'd', ARGV[2], 'w', ARGV[4])\n"
+    "  if ARGV[10] == '1' then redis.call('HSET', KEYS[1], 'a', ARGV[7]) end\n"
     "  if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) "
     "end\n"
     "end\n"
+    "if ARGV[10] == '1' and ARGV[3] ~= 'f' then\n"
+    "  local h = redis.call('HGETALL', KEYS[4])\n"
+    "  for i = 1, #h, 2 do\n"
+    "    local id = string.match(h[i], '^(.*)#a$')\n"
+    "    if id and tonumber(h[i + 1]) then\n"
+    "      redis.call('ZADD', KEYS[8], 'XX', tonumber(ARGV[7]) + tonumber(h[i + 1]),\n"
+    "                 member .. '|' .. id)\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
     "for _, op in ipairs(ops.rem) do\n"
     "  if op[1] == 's' then\n"
-    "    redis.call('HSET', KEYS[4], op[2], op[4])\n"
+    "    redis.call('HSET', KEYS[4], op[2], op[4], op[2] .. '#a', op[5])\n"
     "    expire(KEYS[4])\n"
     "    redis.call('ZADD', KEYS[8], op[3], member .. '|' .. op[2])\n"
     "  elseif op[2] then\n"
-    "    redis.call('HDEL', KEYS[4], op[2])\n"
+    "    redis.call('HDEL', KEYS[4], op[2], op[2] .. '#a')\n"
     "    redis.call('ZREM', KEYS[8], member .. '|' .. op[2])\n"
     "  else\n"
     "    cancel_all()\n"
@@ -161,6 +175,8 @@ struct job {
     struct conv *c;
     fb_inbound_kind_t kind;
     char *event_id, *text, *choice;
+    char *timer;  /* a reminder (fb_router_timer()): its id; the job is a TIMER event */
+    bool dropped; /* the reminder was dropped (inactive conversation): cb gets FB_DECLINED */
     fb_inbound_cb cb;
     void *arg;
     unsigned reruns;
@@ -733,11 +749,26 @@ static void make_ready(struct conv *c)
     uv_timer_start(&r->kick, run_ready, 0, 0);
 }
 
+/* Appends `j` to its conversation's FIFO and lets it run when its turn comes. */
+static void job_queue(struct job *j)
+{
+    struct conv *c = j->c;
+    if (c->tail)
+        c->tail->next = j;
+    else
+        c->head = j;
+    c->tail = j;
+    c->njobs++;
+    if (!c->busy)
+        make_ready(c);
+}
+
 static void job_free(struct job *j)
 {
     fb_free(j->event_id);
     fb_free(j->text);
     fb_free(j->choice);
+    fb_free(j->timer);
     fb_free(j);
 }
 
@@ -754,6 +785,8 @@ static void job_finish(struct job *j, int status)
     c->busy = false;
     if (status != 0)
         r->st.failed++;
+    else if (j->dropped)
+        status = FB_DECLINED;
     fb_inbound_cb cb = j->cb;
     void *arg = j->arg;
     job_free(j);
@@ -764,9 +797,11 @@ static void job_finish(struct job *j, int status)
     check_stopped(r);
 }
 
-static const char *kind_name(fb_inbound_kind_t k)
+static const char *kind_name(const struct job *j)
 {
-    switch (k) {
+    if (j->timer)
+        return "timer";
+    switch (j->kind) {
     case FB_IN_START:
         return "start";
     case FB_IN_MESSAGE:
@@ -824,7 +859,9 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
                 char due[24];
                 snprintf(due, sizeof(due), "%lld", (long long)now + (long long)after * 1000);
                 const char *reason = jstr(e, "reason") ? jstr(e, "reason") : "";
-                json_array_append_new(rem, json_pack("[s,s,s,s]", "s", id, due, reason));
+                char ams[24];
+                snprintf(ams, sizeof(ams), "%lld", (long long)after * 1000);
+                json_array_append_new(rem, json_pack("[s,s,s,s,s]", "s", id, due, reason, ams));
             }
         } else if (strcmp(type, "cancel") == 0) {
             const char *id = jstr(e, "id");
@@ -896,7 +933,7 @@ static void on_commit(int status, const redisReply *rep, void *arg)
         job_start(j);
     } else {
         r->st.events++;
-        fb_metrics_event(kind_name(j->kind));
+        fb_metrics_event(kind_name(j));
         if (j->says > 0)
             ob_kick(c);
         job_finish(j, 0);
@@ -904,7 +941,17 @@ static void on_commit(int status, const redisReply *rep, void *arg)
 }
 
 /* Runs the engine on the loaded session and sends the COMMIT. */
-static void job_step(struct job *j, uint64_t version, const char *data, size_t len)
+/* True when a reminder must not go out: the user's last event (`activity`, ms, "" unknown) is
+ * older than reminders.inactive_months (30-day months; 0: never). */
+static bool inactive(const fb_router_t *r, const char *activity, int64_t now)
+{
+    unsigned months = r->cfg->reminders.inactive_months;
+    long long a = activity && activity[0] ? strtoll(activity, NULL, 10) : 0;
+    return months > 0 && a > 0 && now - a > (int64_t)months * 30 * 86400000LL;
+}
+
+static void job_step(struct job *j, uint64_t version, const char *data, size_t len,
+                     const char *activity)
 {
     struct conv *c = j->c;
     fb_router_t *r = c->r;
@@ -932,6 +979,10 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
         ev.kind = FB_EVENT_FORGET;
         break;
     }
+    if (j->timer) {
+        ev.kind = FB_EVENT_TIMER;
+        ev.timer = j->timer;
+    }
     int64_t now = now_ms();
     fb_engine_env_t env = {
         .now = now / 1000,
@@ -941,7 +992,17 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
         .n_versions = r->nversions,
     };
     json_t *ns = NULL, *effects = NULL;
-    int rc = fb_engine_step(r->dialog, session, &ev, &env, &ns, &effects);
+    int rc;
+    if (j->timer && inactive(r, activity, now)) {
+        /* No reminder for an abandoned conversation: cancel it, the session left as it is. */
+        FB_INFO(ROUTER, "[%s] reminder '%s' dropped: no activity for %u months", c->tag, j->timer,
+                r->cfg->reminders.inactive_months);
+        j->dropped = true;
+        effects = json_pack("[{s:s, s:s}]", "type", "cancel", "id", j->timer);
+        rc = 0;
+    } else {
+        rc = fb_engine_step(r->dialog, session, &ev, &env, &ns, &effects);
+    }
     if (rc == FB_EINVAL && session) {
         FB_WARN(ROUTER, "[%s] stored session refused by the engine: starting over", c->tag);
         rc = fb_engine_step(r->dialog, NULL, &ev, &env, &ns, &effects);
@@ -986,7 +1047,7 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
     uint64_t h =
         fnv64(fnv64(FNV_INIT, c->key, strlen(c->key) + 1), j->event_id, strlen(j->event_id));
     snprintf(wid, sizeof(wid), "%016llx", (unsigned long long)h);
-    const char *args[N_COMMIT_KEYS + MAX_ADAPTER_KEYS + 9];
+    const char *args[N_COMMIT_KEYS + MAX_ADAPTER_KEYS + 10];
     for (size_t i = 0; i < nkeys; i++)
         args[i] = keys[i];
     const char **argv = args + nkeys;
@@ -999,7 +1060,8 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
     argv[6] = nowbuf;
     argv[7] = c->key;
     argv[8] = ops ? ops : "{\"out\":[],\"rem\":[],\"stats\":[],\"avis\":[]}";
-    rc = fb_store_eval(r->store, &r->s_commit, FB_REDIS_RETRY, nkeys, 9, args, NULL, on_commit, j);
+    argv[9] = j->timer ? "0" : "1";
+    rc = fb_store_eval(r->store, &r->s_commit, FB_REDIS_RETRY, nkeys, 10, args, NULL, on_commit, j);
     for (size_t i = 0; i < nkeys; i++)
         fb_free(keys[i]);
     free(sdata); /* fb-lint: allow free (jansson's allocation) */
@@ -1033,8 +1095,9 @@ static void on_read(int status, const redisReply *rep, void *arg)
         job_finish(j, 0);
         return;
     }
-    if (rep->elements != 3 || rep->element[1]->type != REDIS_REPLY_STRING ||
-        rep->element[2]->type != REDIS_REPLY_STRING) {
+    if (rep->elements != 4 || rep->element[1]->type != REDIS_REPLY_STRING ||
+        rep->element[2]->type != REDIS_REPLY_STRING ||
+        rep->element[3]->type != REDIS_REPLY_STRING) {
         job_finish(j, FB_EAGAIN);
         return;
     }
@@ -1043,7 +1106,7 @@ static void on_read(int status, const redisReply *rep, void *arg)
         return;
     }
     unsigned long long v = strtoull(rep->element[1]->str, NULL, 10);
-    job_step(j, (uint64_t)v, rep->element[2]->str, rep->element[2]->len);
+    job_step(j, (uint64_t)v, rep->element[2]->str, rep->element[2]->len, rep->element[3]->str);
 }
 
 /* Runs (or reruns after a conflict) the head job: READ first. */
@@ -1105,14 +1168,31 @@ static int core_deliver(fb_adapter_t *a, const fb_inbound_t *ev, fb_inbound_cb c
     j->choice = ev->kind == FB_IN_CHOICE ? fb_strdup(ev->choice) : NULL;
     j->cb = cb;
     j->arg = arg;
-    if (c->tail)
-        c->tail->next = j;
-    else
-        c->head = j;
-    c->tail = j;
-    c->njobs++;
-    if (!c->busy)
-        make_ready(c);
+    job_queue(j);
+    return 0;
+}
+
+int fb_router_timer(fb_router_t *r, const char *key, const char *timer, const char *event_id,
+                    fb_inbound_cb cb, void *arg)
+{
+    if (!r || !cb)
+        return FB_EINVAL;
+    if (r->stopping)
+        return FB_ECANCELED;
+    if (!valid_text(key, FB_STORE_MAX_CONV_KEY) || !valid_text(timer, MAX_CHOICE) ||
+        !valid_text(event_id, MAX_EVENT_ID))
+        return FB_EINVAL;
+    struct conv *c = conv_get(r, key);
+    if (!c)
+        return FB_EINVAL;
+    struct job *j = fb_calloc(1, sizeof(*j));
+    j->c = c;
+    j->kind = FB_IN_START; /* unused: `timer` makes it a TIMER event */
+    j->timer = fb_strdup(timer);
+    j->event_id = fb_strdup(event_id);
+    j->cb = cb;
+    j->arg = arg;
+    job_queue(j); /* not limited by max_queued_per_conversation: the scheduler bounds its batch */
     return 0;
 }
 

@@ -113,6 +113,17 @@ void fb_router_get_stats(const fb_router_t *r, fb_router_stats_t *out /* OUT */)
 /** The dialog currently served (borrowed). */
 const struct fb_dialog_s *fb_router_dialog(const fb_router_t *r);
 
+/**
+ * Queues reminder `timer` of conversation `key` ("adapter:conv", as in the due zset) as a TIMER
+ * event with `event_id` (the dedupe id: the same reminder delivered twice is a duplicate). It
+ * runs in the conversation's turn like an inbound event; `cb` gets 0 (recorded or a duplicate),
+ * FB_DECLINED (dropped: no user activity for reminders.inactive_months; the reminder is
+ * cancelled), FB_EAGAIN, FB_EINVAL or FB_ECANCELED. Returns 0 (cb called later), FB_EINVAL or
+ * FB_ECANCELED (cb never called).
+ */
+int fb_router_timer(fb_router_t *r, const char *key, const char *timer, const char *event_id,
+                    fb_inbound_cb cb, void *arg);
+
 /** Scans the outbox's pending index now (also done at start, every minute, on reconnection). */
 void fb_router_outbox_scan(fb_router_t *r);
 

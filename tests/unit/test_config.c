@@ -132,6 +132,14 @@ static void assert_optional_defaults(const fb_config_t *c)
     ASSERT_EQ(c->router.outbox_retry.jitter_percent, 20);
     ASSERT_EQ(c->router.outbox_retry.max_attempts, 0);
     ASSERT_EQ(c->router.outbox_start_delay_ms, 0);
+    ASSERT(c->reminders.enabled);
+    ASSERT_EQ(c->reminders.poll_interval_ms, 1000);
+    ASSERT_EQ(c->reminders.batch, 100);
+    ASSERT_EQ(c->reminders.lease_ms, 60000);
+    ASSERT(c->reminders.working_hours_only);
+    ASSERT_EQ(c->reminders.start_hour, 9);
+    ASSERT_EQ(c->reminders.end_hour, 18);
+    ASSERT_EQ(c->reminders.inactive_months, 12);
     ASSERT(c->web.enabled);
     ASSERT_EQ(c->web.max_message_bytes, 2000);
     ASSERT_EQ(c->web.messages_per_minute, 20);
@@ -251,6 +259,14 @@ TEST_IMPL(config_all_values_parsed)
     ASSERT_EQ(c->router.outbox_retry.jitter_percent, 0);
     ASSERT_EQ(c->router.outbox_retry.max_attempts, 7);
     ASSERT_EQ(c->router.outbox_start_delay_ms, 1500);
+    ASSERT(!c->reminders.enabled);
+    ASSERT_EQ(c->reminders.poll_interval_ms, 250);
+    ASSERT_EQ(c->reminders.batch, 500);
+    ASSERT_EQ(c->reminders.lease_ms, 5000);
+    ASSERT(!c->reminders.working_hours_only);
+    ASSERT_EQ(c->reminders.start_hour, 8);
+    ASSERT_EQ(c->reminders.end_hour, 20);
+    ASSERT_EQ(c->reminders.inactive_months, 0);
     ASSERT(!c->web.enabled);
     ASSERT_EQ(c->web.max_message_bytes, 4096);
     ASSERT_EQ(c->web.messages_per_minute, 5);
@@ -597,7 +613,7 @@ TEST_IMPL(config_secrets_never_in_errors)
                   "t.yaml:6:3: 'redis.token': secrets must not be written in the configuration "
                   "file: use a *_file key or an environment variable\n"
                   "t.yaml:7:1: unknown key 'bot' at the top level (known: server, redis, store, "
-                  "http_client, log, dialogs, router, web)\n"
+                  "http_client, log, dialogs, router, reminders, web)\n"
                   "t.yaml:8:6: 'bot[0].secret': secrets must not be written in the configuration "
                   "file: use a *_file key or an environment variable\n"
                   "t.yaml:8:28: 'bot[0].Access_Token': secrets must not be written in the "
@@ -607,7 +623,7 @@ TEST_IMPL(config_secrets_never_in_errors)
                   "t.yaml:10:1: 'hs_token': secrets must not be written in the configuration "
                   "file: use a *_file key or an environment variable\n"
                   "t.yaml:11:1: unknown key 'other' at the top level (known: server, redis, "
-                  "store, http_client, log, dialogs, router, web)\n"
+                  "store, http_client, log, dialogs, router, reminders, web)\n"
                   "t.yaml:12:1: duplicate key 'server' (first at 1:1)\n");
 
     /* Whatever goes wrong, no secret from anywhere shows up. */
@@ -741,5 +757,25 @@ TEST_IMPL(config_paths)
     ASSERT_EQ(rmdir(dir), 0);
     fb_free(file);
     fb_free(dir);
+    return 0;
+}
+
+/* reminders: ranges, and the working hours must be in order. */
+TEST_IMPL(config_reminders)
+{
+    expect_errors("server: {listen: \"127.0.0.1:1\"}\nredis: {address: \"tcp://127.0.0.1:1\"}\n"
+                  "reminders: {start_hour: 18, end_hour: 9}\n",
+                  "t.yaml:1:1: reminders.start_hour must be before reminders.end_hour\n");
+    expect_errors("server: {listen: \"127.0.0.1:1\"}\nredis: {address: \"tcp://127.0.0.1:1\"}\n"
+                  "reminders: {end_hour: 25, batch: 0}\n",
+                  "t.yaml:3:23: 'reminders.end_hour' must be an integer between 1 and 24\n"
+                  "t.yaml:3:34: 'reminders.batch' must be an integer between 1 and 10000\n");
+    fb_config_t *c = expect_ok("server: {listen: \"127.0.0.1:1\"}\n"
+                               "redis: {address: \"tcp://127.0.0.1:1\"}\n"
+                               "reminders: {start_hour: 0, end_hour: 24, inactive_months: 3}\n");
+    ASSERT_EQ(c->reminders.start_hour, 0);
+    ASSERT_EQ(c->reminders.end_hour, 24);
+    ASSERT_EQ(c->reminders.inactive_months, 3);
+    fb_config_free(c);
     return 0;
 }
