@@ -560,9 +560,9 @@ int fb_reminders_metrics_render(const fb_reminders_t *rm, fb_buf_t *out)
                          (unsigned long long)s->released, (unsigned long long)s->reaped);
 }
 
-void fb__reminders_set_clock(fb_reminders_t *rm, int64_t now)
+void fb__reminders_set_clock(fb_reminders_t *rm, int64_t clock_ms)
 {
-    rm->clock_ms = now;
+    rm->clock_ms = clock_ms;
 }
 
 void fb__reminders_set_crash(fb_reminders_t *rm, int crash)

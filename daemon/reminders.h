@@ -108,7 +108,7 @@ int fb_reminders_metrics_render(const fb_reminders_t *rm, fb_buf_t *out);
  * until their leases expire: 1 drops each claim before delivery, 2 after the router recorded the
  * event but before the ACK; 0 is normal.
  */
-void fb__reminders_set_clock(fb_reminders_t *rm, int64_t now_ms);
+void fb__reminders_set_clock(fb_reminders_t *rm, int64_t clock_ms);
 void fb__reminders_set_crash(fb_reminders_t *rm, int crash);
 
 #endif /* FB_REMINDERS_H */
