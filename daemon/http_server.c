@@ -198,10 +198,16 @@ static void list_remove(fb_http_server_t *srv, fb_http_req_t *req)
     req->prev = req->next = NULL;
 }
 
+/* A request counts as in flight from its headers until it is freed: after its answer was handed to
+ * the socket, or when the client left (and any handler answered). So the drain waits for answers
+ * to be written, not only produced. */
 static void req_free(fb_http_req_t *req)
 {
-    if (req->srv)
+    if (req->srv) {
         list_remove(req->srv, req);
+        FB_ASSERT(req->srv->inflight > 0);
+        req->srv->inflight--;
+    }
     fb_free(req->path);
     fb_free(req->query);
     fb_buf_free(&req->body);
@@ -933,10 +939,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             req_free(req); /* answered but never written: the client left first */
         } else {
             FB_DEBUG(HTTP, "%s client went away before the answer", req->tag);
-            if (!req->dispatched) {
-                srv->inflight--;
+            if (!req->dispatched)
                 req_free(req);
-            }
             /* else: orphaned, freed when the handler answers */
         }
         return 0;
@@ -958,10 +962,8 @@ static void respond_take(fb_http_req_t *req, int status, const char *content_typ
     FB_ASSERT(!req->answered);
     req->answered = true;
     fb_http_server_t *srv = req->srv;
-    if (srv) {
-        srv->inflight--;
+    if (srv)
         fb_metrics_http_request(req->route_name, status);
-    }
     FB_DEBUG(HTTP, "%s answered %d", req->tag, status);
     if (!req->wsi) { /* the client or the server is gone: drop the answer */
         fb_free(resp);

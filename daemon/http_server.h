@@ -61,7 +61,7 @@ int fb_http_server_port(const fb_http_server_t *srv);
  */
 void fb_http_server_drain(fb_http_server_t *srv);
 
-/** Requests received and not yet answered (deferred handlers included). */
+/** Requests received whose answer is not yet handed to the socket (deferred handlers included). */
 size_t fb_http_server_inflight(const fb_http_server_t *srv);
 
 /**

@@ -151,7 +151,9 @@ def test_sigterm_with_work_in_flight_drains_then_stops_cleanly(redis, make_daemo
     status, headers, body = d.request("/healthz")
     assert status == 503 and json.loads(body)["error"] == "shutting_down"
     t.join(20)
-    assert "answer" in result, (result.get("error"), d.read_log())
+    if "answer" not in result:
+        print(d.read_log())  # shown in full by pytest under "Captured stdout"
+    assert "answer" in result, result.get("error")
     status, headers, body = result["answer"]
     # The in-flight request was answered, not dropped (503 because the daemon is draining).
     assert status in (200, 503)
