@@ -263,6 +263,9 @@ static void message_event(struct pctx *p, json_t *ev, const char *room)
     }
     char *text = json_is_object(json_object_get(rel, "m.in_reply_to")) ? fb_mx_strip_fallback(body)
                                                                        : fb_strdup(body);
+    for (char *c = text; *c; c++) /* control characters (the router refuses them): spaces */
+        if ((unsigned char)*c < 0x20 && *c != '\t' && *c != '\n' && *c != '\r')
+            *c = ' ';
     if (!text[strspn(text, " \t\r\n")]) {
         fb_free(text);
         p->out->ignored++;
