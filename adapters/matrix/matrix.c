@@ -1209,22 +1209,23 @@ static void on_state_loaded(struct mx *m, int status, redisReply *reply, void *a
         m->sy = SY_IDLE;
         return;
     }
-#define STR(i) (reply->element[i]->type == REDIS_REPLY_STRING ? reply->element[i]->str : NULL)
+    const char *v[8];
+    for (size_t i = 0; i < 8; i++)
+        v[i] = reply->element[i]->type == REDIS_REPLY_STRING ? reply->element[i]->str : NULL;
     /* 0 user_id 1 device_id 2 access_token 3 refresh_token 4 expires_at, 5 next_batch
      * 6 filter_id 7 filter_hash */
-    if (!m->token_given && STR(0) && strcmp(STR(0), m->o->user_id) == 0 && STR(2) && *STR(2)) {
-        m->token = fb_strdup(STR(2));
-        m->device_id = fb_strdup(STR(1));
-        if (STR(3) && *STR(3))
-            m->refresh_token = fb_strdup(STR(3));
-        m->expires_at = STR(4) ? strtoll(STR(4), NULL, 10) : 0;
+    if (!m->token_given && v[0] && strcmp(v[0], m->o->user_id) == 0 && v[2] && *v[2]) {
+        m->token = fb_strdup(v[2]);
+        m->device_id = fb_strdup(v[1]);
+        if (v[3] && *v[3])
+            m->refresh_token = fb_strdup(v[3]);
+        m->expires_at = v[4] ? strtoll(v[4], NULL, 10) : 0;
         FB_INFO(MATRIX, "reusing the stored session (device %s)", m->device_id);
     }
-    if (STR(5) && *STR(5))
-        m->next_batch = fb_strdup(STR(5));
-    if (STR(6) && STR(7) && strcmp(STR(7), m->filter_hash) == 0)
-        m->filter_id = fb_strdup(STR(6));
-#undef STR
+    if (v[5] && *v[5])
+        m->next_batch = fb_strdup(v[5]);
+    if (v[6] && v[7] && strcmp(v[7], m->filter_hash) == 0)
+        m->filter_id = fb_strdup(v[6]);
     if (!m->next_batch)
         FB_NOTICE(MATRIX, "first start: history is skipped, invitations are handled");
     bot_auth(m);
