@@ -1588,7 +1588,7 @@ static int mx_init(fb_adapter_t *a)
         unsigned char h[32];
         fb_web_sha256(m->filter_json, strlen(m->filter_json), h);
         for (int i = 0; i < 8; i++)
-            snprintf(m->filter_hash + 2 * i, 3, "%02x", h[i]);
+            snprintf(m->filter_hash + (size_t)2 * i, 3, "%02x", h[i]);
         /* jansson's string: keep our own copy in our allocator. */
         char *copy = fb_strdup(m->filter_json);
         free(m->filter_json); /* fb-lint: allow free (jansson's allocation) */
