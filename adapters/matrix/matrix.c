@@ -777,6 +777,7 @@ static void log_parse(struct mx *m, const fb_mx_batch_t *b, const char *what)
 static void sync_schedule(struct mx *m, uint64_t delay_ms);
 static void sync_poll(struct mx *m);
 static void bot_auth(struct mx *m);
+static void after_auth(struct mx *m);
 
 static const char *const timeline_types[] = {"m.room.message",
                                              "m.room.member",
@@ -821,11 +822,11 @@ static void on_timer(uv_timer_t *t)
     struct mx *m = t->data;
     if (m->stopping || !m->a)
         return;
-    if (!m->token || m->recovering || m->sy == SY_AUTH) {
+    if (!m->token || m->recovering) {
         bot_auth(m);
         return;
     }
-    sync_poll(m);
+    after_auth(m); /* whoami and the filter if still missing, then the poll */
 }
 
 static void sync_schedule(struct mx *m, uint64_t delay_ms)
