@@ -885,8 +885,6 @@ static void take_tokens(struct mx *m, json_t *body)
 
 /* --- login, refresh, whoami --- */
 
-static void after_auth(struct mx *m);
-
 static void on_login(struct mx *m, int err, int status, json_t *body,
                      const fb_http_response_t *resp, void *arg)
 {
