@@ -25,7 +25,7 @@ pkgs_libs="libuv1-dev libcurl4-openssl-dev libwebsockets-dev libwebsockets-evlib
 pkgs_run="redis-server"
 # chromium: the browser tests drive Debian's /usr/bin/chromium (playwright-core downloads no
 # browser); fonts-dejavu-core gives it a fallback font (the page itself uses the DSFR's Marianne).
-pkgs_test="redis-tools clang clang-format clang-tidy libclang-rt-14-dev python3 python3-venv graphviz chromium fonts-dejavu-core"
+pkgs_test="redis-tools clang clang-format clang-tidy libclang-rt-14-dev python3 python3-venv graphviz chromium fonts-dejavu-core tzdata"
 pkgs_bench="redis-tools curl" # curl: bench/run.sh polls the daemon's /healthz
 
 case "$mode" in
