@@ -181,6 +181,11 @@ static const struct field web_fields[] = {
     {"dsfr_dir", K_PATH, false, OFF(web.dsfr_dir), 0, 0, NULL},
 };
 
+static const struct field stats_fields[] = {
+    {"min_count", K_UINT, false, OFF(stats.min_count), 1, 1000, NULL},
+    {"cache_seconds", K_UINT, false, OFF(stats.cache_seconds), 0, 3600, NULL},
+};
+
 static const struct table server_table = TABLE("server", server_fields);
 static const struct table redis_table = TABLE("redis", redis_fields);
 static const struct table store_table = TABLE("store", store_fields);
@@ -189,6 +194,7 @@ static const struct table log_table = TABLE("log", log_fields);
 static const struct table dialogs_table = TABLE("dialogs", dialogs_fields);
 static const struct table router_table = TABLE("router", router_fields);
 static const struct table web_table = TABLE("web", web_fields);
+static const struct table stats_table = TABLE("stats", stats_fields);
 
 static const struct field top_fields[] = {
     {"server", K_SECTION, false, 0, 0, 0, &server_table},
@@ -199,6 +205,7 @@ static const struct field top_fields[] = {
     {"dialogs", K_SECTION, false, 0, 0, 0, &dialogs_table},
     {"router", K_SECTION, false, 0, 0, 0, &router_table},
     {"web", K_SECTION, false, 0, 0, 0, &web_table},
+    {"stats", K_SECTION, false, 0, 0, 0, &stats_table},
 };
 static const struct table top_table = TABLE("", top_fields);
 
@@ -1065,7 +1072,7 @@ static void apply_text(struct parse *p, const char *name, int doc, const char *t
     } else {
         errorf(&c, root->start_mark,
                "the configuration must be a mapping of sections (server, redis, store, "
-               "http_client, log, dialogs, router, web), not %s",
+               "http_client, log, dialogs, router, web, stats), not %s",
                node_kind(root));
     }
     fb_free(c.visited);

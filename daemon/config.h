@@ -91,6 +91,12 @@ typedef struct fb_web_opts_s {
     char *dsfr_dir;   /* @gouvfr/dsfr's dist/; default: source dir/node_modules/@gouvfr/dsfr/dist */
 } fb_web_opts_t;
 
+/** The public impact figures (/stats, /stats.json; daemon/stats.c). */
+typedef struct fb_stats_opts_s {
+    unsigned min_count;     /* counts from 1 to min_count - 1 are published as "< min_count" */
+    unsigned cache_seconds; /* figures read from Redis at most once per this many seconds */
+} fb_stats_opts_t;
+
 /** Logging. */
 typedef struct fb_log_opts_s {
     char *level; /* "info"; or a spec such as "info,http=debug" */
@@ -108,6 +114,7 @@ typedef struct fb_config_s {
     fb_dialogs_opts_t dialogs;
     fb_router_opts_t router;
     fb_web_opts_t web;
+    fb_stats_opts_t stats;
 } fb_config_t;
 
 /**

@@ -138,6 +138,8 @@ static void assert_optional_defaults(const fb_config_t *c)
     ASSERT_EQ(c->web.max_connections_per_address, 20);
     ASSERT_EQ(c->web.new_conversations_per_minute, 10);
     ASSERT_EQ(c->web.history_max, 300);
+    ASSERT_EQ(c->stats.min_count, 5);
+    ASSERT_EQ(c->stats.cache_seconds, 5);
     ASSERT_STR_EQ(c->web.static_dir, FB_SOURCE_DIR "/adapters/web/static");
     ASSERT_STR_EQ(c->web.dsfr_dir, FB_SOURCE_DIR "/node_modules/@gouvfr/dsfr/dist");
 }
@@ -259,6 +261,8 @@ TEST_IMPL(config_all_values_parsed)
     ASSERT_EQ(c->web.history_max, 50);
     ASSERT_STR_EQ(c->web.static_dir, "/usr/share/frichebot/web");
     ASSERT_STR_EQ(c->web.dsfr_dir, DATA_DIR "/good/dsfr/dist");
+    ASSERT_EQ(c->stats.min_count, 10);
+    ASSERT_EQ(c->stats.cache_seconds, 0);
     fb_config_free(c);
     fb_buf_free(&e);
     return 0;
