@@ -384,6 +384,7 @@ json_t *fb__stats_document(const json_t *raw, int64_t now_ms, unsigned min_count
     }
     json_object_set_new(doc, "monthly", monthly);
     json_object_set_new(doc, "suppressed", c.suppressed);
+    json_decref(months);
     return doc;
 }
 
