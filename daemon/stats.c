@@ -43,7 +43,8 @@ void fb_stats_month_back(int64_t ms, int back, char out[8])
     int y, m;
     ym_of(ms, &y, &m);
     int idx = y * 12 + (m - 1) - back;
-    snprintf(out, 8, "%04d-%02d", (idx / 12) % 10000, idx % 12 + 1);
+    unsigned yy = (unsigned)(idx / 12) % 10000u, mm = (unsigned)(idx % 12) % 12u + 1u;
+    snprintf(out, 8, "%04u-%02u", yy, mm);
 }
 
 char *fb_stats_key(const char *prefix, const char *suffix)
@@ -490,8 +491,12 @@ static void count_text(const json_t *v, unsigned min, char out[32])
 static void month_label(const char *ym, bool full, char out[32])
 {
     int y = 0, m = 0;
-    if (sscanf(ym, "%d-%d", &y, &m) != 2 || m < 1 || m > 12) {
-        snprintf(out, 32, "%s", ym);
+    if (ym && strlen(ym) == 7 && ym[4] == '-') {
+        y = (int)strtol(ym, NULL, 10);
+        m = (int)strtol(ym + 5, NULL, 10);
+    }
+    if (m < 1 || m > 12) {
+        snprintf(out, 32, "%s", ym ? ym : "");
         return;
     }
     if (full)
