@@ -109,9 +109,9 @@ int fb_stats_get(fb_stats_t *s, int64_t now_ms, fb_stats_cb cb, void *arg);
 json_t *fb__stats_document(const json_t *raw, int64_t now_ms, unsigned min_count);
 
 /** Renders the /stats page (French, DSFR, server-side SVG charts) of `doc`. */
-int fb_stats_render_html(const json_t *doc, fb_buf_t *out);
+int fb_stats_render_html(const json_t *doc, fb_buf_t *b);
 
 /** Appends the figures of `doc` (unsuppressed ones, from "raw") to a Prometheus exposition. */
-int fb_stats_render_metrics(const json_t *doc, fb_buf_t *out);
+int fb_stats_render_metrics(const json_t *doc, fb_buf_t *b);
 
 #endif /* FB_STATS_H */
