@@ -241,6 +241,11 @@ static const struct field matrix_fields[] = {
     {"appservice", K_SECTION, false, 0, 0, 0, &matrix_as_table},
 };
 
+static const struct field stats_fields[] = {
+    {"min_count", K_UINT, false, OFF(stats.min_count), 1, 1000, NULL},
+    {"cache_seconds", K_UINT, false, OFF(stats.cache_seconds), 0, 3600, NULL},
+};
+
 static const struct table server_table = TABLE("server", server_fields);
 static const struct table redis_table = TABLE("redis", redis_fields);
 static const struct table store_table = TABLE("store", store_fields);
@@ -251,6 +256,7 @@ static const struct table router_table = TABLE("router", router_fields);
 static const struct table reminders_table = TABLE("reminders", reminders_fields);
 static const struct table web_table = TABLE("web", web_fields);
 static const struct table matrix_table = TABLE("matrix", matrix_fields);
+static const struct table stats_table = TABLE("stats", stats_fields);
 
 static const struct field top_fields[] = {
     {"server", K_SECTION, false, 0, 0, 0, &server_table},
@@ -263,6 +269,7 @@ static const struct field top_fields[] = {
     {"reminders", K_SECTION, false, 0, 0, 0, &reminders_table},
     {"web", K_SECTION, false, 0, 0, 0, &web_table},
     {"matrix", K_SECTION, false, 0, 0, 0, &matrix_table},
+    {"stats", K_SECTION, false, 0, 0, 0, &stats_table},
 };
 static const struct table top_table = TABLE("", top_fields);
 
@@ -1290,7 +1297,7 @@ static void apply_text(struct parse *p, const char *name, int doc, const char *t
     } else {
         errorf(&c, root->start_mark,
                "the configuration must be a mapping of sections (server, redis, store, "
-               "http_client, log, dialogs, router, reminders, web, matrix), not %s",
+               "http_client, log, dialogs, router, reminders, web, matrix, stats), not %s",
                node_kind(root));
     }
     fb_free(c.visited);

@@ -129,6 +129,12 @@ typedef struct fb_matrix_opts_s {
     unsigned as_txn_retention_hours; /* appservice.txn_retention_hours */
 } fb_matrix_opts_t;
 
+/** The public impact figures (/stats, /stats.json; daemon/stats.c). */
+typedef struct fb_stats_opts_s {
+    unsigned min_count;     /* counts from 1 to min_count - 1 are published as "< min_count" */
+    unsigned cache_seconds; /* figures read from Redis at most once per this many seconds */
+} fb_stats_opts_t;
+
 /** Logging. */
 typedef struct fb_log_opts_s {
     char *level; /* "info"; or a spec such as "info,http=debug" */
@@ -148,6 +154,7 @@ typedef struct fb_config_s {
     fb_reminders_opts_t reminders;
     fb_web_opts_t web;
     fb_matrix_opts_t matrix;
+    fb_stats_opts_t stats;
 } fb_config_t;
 
 /**

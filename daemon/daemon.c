@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
@@ -31,6 +32,7 @@
 #include "redis.h"
 #include "reminders.h"
 #include "router.h"
+#include "stats.h"
 #include "store.h"
 
 #define MAX_RELOAD_HOOKS 8
@@ -49,6 +51,7 @@ struct fb_daemon_s {
     fb_store_t *store;
     fb_geo_t *geo;
     fb_router_t *router;
+    fb_stats_t *stats;
     bool router_stopping, router_stopped;
     fb_reminders_t *reminders;
     bool reminders_stopped;
@@ -141,11 +144,27 @@ static int on_healthz(fb_http_req_t *req, void *arg)
     return FB_EAGAIN;
 }
 
-/* ---- /metrics ---- */
+/* ---- /metrics, /stats, /stats.json ---- */
 
-static int on_metrics(fb_http_req_t *req, void *arg)
+static int64_t wall_ms(void)
 {
-    fb_daemon_t *d = arg;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+enum stats_view { VIEW_METRICS, VIEW_HTML, VIEW_JSON };
+
+struct stats_req {
+    fb_daemon_t *d;
+    fb_http_req_t *req;
+    enum stats_view view;
+};
+
+static const char *const no_cache[] = {"Cache-Control: no-cache", NULL};
+
+static void metrics_answer(fb_daemon_t *d, fb_http_req_t *req, const json_t *doc)
+{
     fb_buf_t b;
     fb_buf_init(&b, 1u << 20);
     int rc = fb_metrics_render(&b);
@@ -153,13 +172,69 @@ static int on_metrics(fb_http_req_t *req, void *arg)
         rc = fb_router_metrics_render(d->router, &b);
     if (!rc && d->reminders)
         rc = fb_reminders_metrics_render(d->reminders, &b);
-    if (rc) {
-        fb_buf_free(&b);
-        return rc;
-    }
-    fb_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL);
+    if (!rc && doc)
+        rc = fb_stats_render_metrics(doc, &b);
+    if (rc)
+        fb_http_respond(req, 500, "text/plain; charset=utf-8", "error\n", 6, NULL);
+    else
+        fb_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL);
     fb_buf_free(&b);
-    return 0;
+}
+
+static void stats_done(int status, const json_t *doc, void *arg)
+{
+    struct stats_req *sr = arg;
+    if (sr->view == VIEW_METRICS) {
+        metrics_answer(sr->d, sr->req, status ? NULL : doc); /* the rest without Redis */
+    } else if (status) {
+        static const char unavailable[] = "Statistiques momentanément indisponibles.\n";
+        fb_http_respond(sr->req, 503, "text/plain; charset=utf-8", unavailable,
+                        sizeof(unavailable) - 1, no_cache);
+    } else if (sr->view == VIEW_JSON) {
+        char *text = json_dumps(doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+        if (text)
+            fb_http_respond(sr->req, 200, "application/json", text, strlen(text), no_cache);
+        else
+            fb_http_respond(sr->req, 500, "text/plain; charset=utf-8", "error\n", 6, NULL);
+        free(text); /* fb-lint: allow free (jansson's allocation) */
+    } else {
+        fb_buf_t b;
+        fb_buf_init(&b, 1u << 22);
+        if (fb_stats_render_html(doc, &b) == 0)
+            fb_http_respond(sr->req, 200, "text/html; charset=utf-8", b.data, b.len, no_cache);
+        else
+            fb_http_respond(sr->req, 500, "text/plain; charset=utf-8", "error\n", 6, NULL);
+        fb_buf_free(&b);
+    }
+    fb_free(sr);
+}
+
+static int stats_request(fb_http_req_t *req, fb_daemon_t *d, enum stats_view view)
+{
+    struct stats_req *sr = fb_calloc(1, sizeof(*sr));
+    sr->d = d;
+    sr->req = req;
+    sr->view = view;
+    int rc = d->stats ? fb_stats_get(d->stats, wall_ms(), stats_done, sr) : FB_EUNAVAIL;
+    if (rc)
+        stats_done(rc, NULL, sr);
+    /* answered now (cached figures, an error) or later: the server handles both after EAGAIN */
+    return FB_EAGAIN;
+}
+
+static int on_metrics(fb_http_req_t *req, void *arg)
+{
+    return stats_request(req, arg, VIEW_METRICS);
+}
+
+static int on_stats(fb_http_req_t *req, void *arg)
+{
+    return stats_request(req, arg, VIEW_HTML);
+}
+
+static int on_stats_json(fb_http_req_t *req, void *arg)
+{
+    return stats_request(req, arg, VIEW_JSON);
 }
 
 /* ---- shutdown ---- */
@@ -374,6 +449,9 @@ int fb_daemon_run(const fb_config_t *cfg, const char *config_path)
     d->store = fb_store_create(d->redis, &cfg->store);
     fb_http_server_route(d->http, "/healthz", FB_HTTP_GET, "healthz", on_healthz, d);
     fb_http_server_route(d->http, "/metrics", FB_HTTP_GET, "metrics", on_metrics, d);
+    d->stats = d->store ? fb_stats_create(d->store, &cfg->stats) : NULL;
+    fb_http_server_route(d->http, "/stats", FB_HTTP_GET, "stats", on_stats, d);
+    fb_http_server_route(d->http, "/stats.json", FB_HTTP_GET, "stats_json", on_stats_json, d);
 
     uv_timer_init(&d->loop, &d->drain);
     d->drain.data = d;
@@ -406,6 +484,7 @@ int fb_daemon_run(const fb_config_t *cfg, const char *config_path)
     fb_reminders_destroy(d->reminders);
     fb_router_destroy(d->router);
     fb_geo_free(d->geo);
+    fb_stats_destroy(d->stats);
     fb_store_destroy(d->store);
     rc = uv_loop_close(&d->loop);
     if (rc) {

@@ -32,6 +32,7 @@
 #include "frichebot/err.h"
 #include "frichebot/log.h"
 #include "metrics.h"
+#include "stats.h"
 
 #define CONV_BUCKETS      4096
 #define MAX_ADAPTERS      16
@@ -47,7 +48,7 @@
 #define AVIS_COMMENTS_MAX 1000  /* comments kept in the global list (in commit_src) */
 #define DEDUPE_MS_PER_H   3600000ULL
 #define MAX_ADAPTER_KEYS  8  /* fb_adapter_ops_t.conv_keys deleted on forget */
-#define N_COMMIT_KEYS     10 /* the commit script's fixed keys */
+#define N_COMMIT_KEYS     16 /* the commit script's fixed keys */
 
 /* ---- the scripts ------------------------------------------------------------------------- */
 
@@ -59,14 +60,16 @@ static const char read_src[] = "if redis.call('EXISTS', KEYS[2]) == 1 then retur
 
 /*
  * COMMIT. KEYS: 1 session, 2 dedupe mark, 3 outbox, 4 reminders (id -> reason), 5 ticket,
- * 6 parked, 7 pending index, 8 due reminders, 9 stats, 10 avis comments. ARGV: 1 expected version,
- * 2 session data, 3 mode (w: write, f: forget, n: leave), 4 write id, 5 session TTL ms (0: none), 6
- * dedupe TTL ms, 7 now ms, 8 conversation key, 9 the effects as JSON {out, rem, ticket, stats,
- * avis}, 10 "1" for the user's own events (not a reminder): the session records the time in `a`
- * and the pending reminders are pushed back (due = now + their delay, kept as "<id>#a" in the
- * reminders hash) before the effects' own schedules. KEYS 11 and after: the adapter's own
- * per-conversation keys (fb_adapter_ops_t.conv_keys), deleted on forget. Returns {2, 0} for a
- * duplicate, {0, version found} on a conflict, {1, new version} when written.
+ * 6 parked, 7 pending index, 8 due reminders, 9 stats, 10 avis comments, 11..16 the impact
+ * counters (stats.h: territories' activity for communes, EPCI, départements; this month's hash;
+ * the conversation's set of months; steps done). ARGV: 1 expected version, 2 session data, 3 mode
+ * (w: write, f: forget, n: leave), 4 write id, 5 session TTL ms (0: none), 6 dedupe TTL ms, 7 now
+ * ms, 8 conversation key, 9 the effects as JSON {out, rem, ticket, stats, avis, st}, 10 "1" for
+ * the user's own events (not a reminder): the session records the time in `a` and the pending
+ * reminders are pushed back (due = now + their delay, kept as "<id>#a" in the reminders hash)
+ * before the effects' own schedules. KEYS 17 and after: the adapter's own per-conversation keys
+ * (fb_adapter_ops_t.conv_keys), deleted on forget. Returns {2, 0} for a duplicate, {0, version
+ * found} on a conflict, {1, new version} when written.
  */
 static const char commit_src[] =
     "if redis.call('EXISTS', KEYS[2]) == 1 then return {2, 0} end\n"
@@ -85,8 +88,8 @@ static const char commit_src[] =
     "local nv = v\n"
     "if ARGV[3] == 'f' then\n"
     "  cancel_all()\n"
-    "  redis.call('DEL', KEYS[1], KEYS[3], KEYS[5], KEYS[6])\n"
-    "  for i = 11, #KEYS do redis.call('DEL', KEYS[i]) end\n"
+    "  redis.call('DEL', KEYS[1], KEYS[3], KEYS[5], KEYS[6], KEYS[15])\n"
+    "  for i = 17, #KEYS do redis.call('DEL', KEYS[i]) end\n"
     "  nv = 0\n"
     "elseif ARGV[3] == 'w' then\n"
     "  nv = v + 1\n"
@@ -130,6 +133,9 @@ static const char commit_src[] =
     "    redis.call('LTRIM', KEYS[10], 0, 999)\n" /* AVIS_COMMENTS_MAX - 1 */
     "  end\n"
     "end\n"
+    "local now = tonumber(ARGV[7])\n"
+    "local sk = {stats = KEYS[9], act_c = KEYS[11], act_e = KEYS[12], act_d = KEYS[13],\n"
+    "            month = KEYS[14], months = KEYS[15], steps = KEYS[16]}\n" FB_STATS_COMMIT_LUA
     "if #ops.out > 0 then\n"
     "  for _, e in ipairs(ops.out) do redis.call('RPUSH', KEYS[3], e) end\n"
     "  expire(KEYS[3])\n"
@@ -241,6 +247,7 @@ struct fb_router_s {
     void (*step_hook)(void *arg, const char *key, json_t *effects);
     void *step_hook_arg;
     char *k_pending, *k_due, *k_stats, *k_avis;
+    char *k_act_c, *k_act_e, *k_act_d, *k_steps; /* impact counters (stats.h) */
     fb_router_stats_t st;
 };
 
@@ -1007,8 +1014,8 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
         FB_WARN(ROUTER, "[%s] stored session refused by the engine: starting over", c->tag);
         rc = fb_engine_step(r->dialog, NULL, &ev, &env, &ns, &effects);
     }
-    json_decref(session);
     if (rc != 0) {
+        json_decref(session);
         FB_WARN(ROUTER, "[%s] the engine refused the event: %s", c->tag, fb_strerror(rc));
         job_finish(j, FB_EINVAL);
         return;
@@ -1017,6 +1024,8 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
         r->step_hook(r->step_hook_arg, c->key, effects);
     struct commit_ops co;
     build_ops(j, effects, now, &co);
+    fb_stats_commit_ops(co.ops, r->geo, session, ns, effects, j->kind != FB_IN_FORGET, now);
+    json_decref(session);
     j->says = co.says;
     char *ops = json_dumps(co.ops, JSON_COMPACT);
     char *sdata = (!co.forget && ns && !json_is_null(ns)) ? json_dumps(ns, JSON_COMPACT) : NULL;
@@ -1029,7 +1038,15 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
                                                     ckey(c, "outbox"),       ckey(c, "reminders"),
                                                     ckey(c, "ticket"),       ckey(c, "parked"),
                                                     fb_strdup(r->k_pending), fb_strdup(r->k_due),
-                                                    fb_strdup(r->k_stats),   fb_strdup(r->k_avis)};
+                                                    fb_strdup(r->k_stats),   fb_strdup(r->k_avis),
+                                                    fb_strdup(r->k_act_c),   fb_strdup(r->k_act_e),
+                                                    fb_strdup(r->k_act_d),   NULL,
+                                                    ckey(c, "months"),       fb_strdup(r->k_steps)};
+    char month[8];
+    fb_stats_month(now, month);
+    char *msuffix = fb_asprintf("month:%s", month);
+    keys[13] = fb_stats_key(fb_store_prefix(r->store), msuffix);
+    fb_free(msuffix);
     char *evsuffix = fb_asprintf("ev:%s", j->event_id);
     keys[1] = ckey(c, evsuffix);
     fb_free(evsuffix);
@@ -1258,6 +1275,10 @@ fb_router_t *fb_router_create(const fb_router_deps_t *deps, fb_buf_t *errors)
     r->k_due = fb_asprintf("%sreminders:due", prefix);
     r->k_stats = fb_asprintf("%sstats", prefix);
     r->k_avis = fb_asprintf("%savis:comments", prefix);
+    r->k_act_c = fb_stats_key(prefix, "active:communes");
+    r->k_act_e = fb_stats_key(prefix, "active:epci");
+    r->k_act_d = fb_stats_key(prefix, "active:departements");
+    r->k_steps = fb_stats_key(prefix, "steps_done");
     r->rng = uv_hrtime() | 1;
     uv_timer_init(r->loop, &r->kick);
     uv_timer_init(r->loop, &r->tick);
@@ -1481,6 +1502,10 @@ void fb_router_destroy(fb_router_t *r)
     fb_free(r->k_due);
     fb_free(r->k_stats);
     fb_free(r->k_avis);
+    fb_free(r->k_act_c);
+    fb_free(r->k_act_e);
+    fb_free(r->k_act_d);
+    fb_free(r->k_steps);
     fb_free(r);
 }
 

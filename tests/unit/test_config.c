@@ -146,6 +146,8 @@ static void assert_optional_defaults(const fb_config_t *c)
     ASSERT_EQ(c->web.max_connections_per_address, 20);
     ASSERT_EQ(c->web.new_conversations_per_minute, 10);
     ASSERT_EQ(c->web.history_max, 300);
+    ASSERT_EQ(c->stats.min_count, 5);
+    ASSERT_EQ(c->stats.cache_seconds, 5);
     ASSERT_STR_EQ(c->web.static_dir, FB_SOURCE_DIR "/adapters/web/static");
     ASSERT_STR_EQ(c->web.dsfr_dir, FB_SOURCE_DIR "/node_modules/@gouvfr/dsfr/dist");
 }
@@ -275,6 +277,8 @@ TEST_IMPL(config_all_values_parsed)
     ASSERT_EQ(c->web.history_max, 50);
     ASSERT_STR_EQ(c->web.static_dir, "/usr/share/frichebot/web");
     ASSERT_STR_EQ(c->web.dsfr_dir, DATA_DIR "/good/dsfr/dist");
+    ASSERT_EQ(c->stats.min_count, 10);
+    ASSERT_EQ(c->stats.cache_seconds, 0);
     fb_config_free(c);
     fb_buf_free(&e);
     return 0;
@@ -613,7 +617,7 @@ TEST_IMPL(config_secrets_never_in_errors)
                   "t.yaml:6:3: 'redis.token': secrets must not be written in the configuration "
                   "file: use a *_file key or an environment variable\n"
                   "t.yaml:7:1: unknown key 'bot' at the top level (known: server, redis, store, "
-                  "http_client, log, dialogs, router, reminders, web, matrix)\n"
+                  "http_client, log, dialogs, router, reminders, web, matrix, stats)\n"
                   "t.yaml:8:6: 'bot[0].secret': secrets must not be written in the configuration "
                   "file: use a *_file key or an environment variable\n"
                   "t.yaml:8:28: 'bot[0].Access_Token': secrets must not be written in the "
@@ -623,7 +627,7 @@ TEST_IMPL(config_secrets_never_in_errors)
                   "t.yaml:10:1: 'hs_token': secrets must not be written in the configuration "
                   "file: use a *_file key or an environment variable\n"
                   "t.yaml:11:1: unknown key 'other' at the top level (known: server, redis, "
-                  "store, http_client, log, dialogs, router, reminders, web, matrix)\n"
+                  "store, http_client, log, dialogs, router, reminders, web, matrix, stats)\n"
                   "t.yaml:12:1: duplicate key 'server' (first at 1:1)\n");
 
     /* Whatever goes wrong, no secret from anywhere shows up. */

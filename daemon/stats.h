@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * stats.h - the public impact figures (issue #8): counters kept in Redis by the router's COMMIT as
+ * events happen, read back with one script, published on /stats (HTML), /stats.json and
+ * /metrics. Definitions, keys and the suppression threshold: docs/internals/STATS.md.
+ */
+#ifndef FB_STATS_H
+#define FB_STATS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "config.h"
+#include "frichebot/buf.h"
+#include "store.h"
+
+typedef struct fb_geo_s fb_geo_t;
+
+/** Months of the monthly series, the current one included. */
+#define FB_STATS_MONTHS 12
+/** The window of "territories engaged", in days. */
+#define FB_STATS_ACTIVE_DAYS 90
+/** Advisor response times kept (newest first) for the median. */
+#define FB_STATS_RESPONSE_SAMPLES 10000
+/** How long a month's hash is kept (ms): a little over 13 months. */
+#define FB_STATS_MONTH_TTL_MS 34560000000LL
+
+/*
+ * The counters part of the router's COMMIT script (Lua). It expects these locals: `ops` (the
+ * decoded effects JSON, with `stats`, `avis` and the `st` object of fb_stats_commit_ops()),
+ * `now` (ms, a number), `expire(key)` (the session TTL) and `sk`, a table of key names:
+ * stats (the global hash), act_c, act_e, act_d (territories' last activity), month (this
+ * month's hash), months (the conversation's set of months), steps (steps done by step id).
+ */
+#define FB_STATS_COMMIT_LUA                                                                        \
+    "local st = ops.st\n"                                                                          \
+    "if st then\n"                                                                                 \
+    "  local mk = sk.month\n"                                                                      \
+    "  local function both(f, n) redis.call('HINCRBY', sk.stats, f, n)\n"                          \
+    "    redis.call('HINCRBY', mk, f, n) end\n"                                                    \
+    "  for _, name in ipairs(ops.stats) do redis.call('HINCRBY', mk, name, 1) end\n"               \
+    "  for _, a in ipairs(ops.avis) do redis.call('HINCRBY', mk, 'avis', 1) end\n"                 \
+    "  if st.ra == 1 then both('reminder_answered', 1) end\n"                                      \
+    "  for _, item in ipairs(st.sd) do\n"                                                          \
+    "    redis.call('HINCRBY', sk.steps, item, 1)\n"                                               \
+    "    both('steps_done', 1)\n"                                                                  \
+    "  end\n"                                                                                      \
+    "  if st.t then\n"                                                                             \
+    "    redis.call('ZADD', sk.act_c, now, st.t[1])\n"                                             \
+    "    if st.t[2] ~= '' then redis.call('ZADD', sk.act_e, now, st.t[2]) end\n"                   \
+    "    if st.t[3] ~= '' then redis.call('ZADD', sk.act_d, now, st.t[3]) end\n"                   \
+    "    if redis.call('SADD', sk.months, st.mo) == 1 then\n"                                      \
+    "      redis.call('HINCRBY', mk, 'projects_active', 1)\n"                                      \
+    "      if redis.call('SCARD', sk.months) == 2 then both('projects_recurrent', 1) end\n"        \
+    "    end\n"                                                                                    \
+    "    expire(sk.months)\n"                                                                      \
+    "  end\n"                                                                                      \
+    "  if redis.call('EXISTS', mk) == 1 then redis.call('PEXPIRE', mk, " FB_STATS_MONTH_TTL_STR    \
+    ") end\n"                                                                                      \
+    "end\n"
+#define FB_STATS_MONTH_TTL_STR "34560000000"
+
+/** "YYYY-MM" of `ms` (UTC) in `out` (8 bytes). */
+void fb_stats_month(int64_t ms, char out[8]);
+
+/** The month `back` months before the month of `ms` (0: that month), as "YYYY-MM". */
+void fb_stats_month_back(int64_t ms, int back, char out[8]);
+
+/** A global key "<prefix>stats:<suffix>" (fb_free). */
+char *fb_stats_key(const char *prefix, const char *suffix);
+
+/**
+ * Adds `st` to the COMMIT's ops object `ops`: {t: [insee, epci, dep]} when the event is a user
+ * event (`user_event`) and the new session names a commune (any answer that is an object with a
+ * string `insee`; the EPCI and the département from `geo`, "" when unknown), mo: "YYYY-MM" of
+ * `now_ms`, ra: 1 when the user wrote back after reminders (the old session's `n` > 0), sd: the
+ * items of the `step` effects with status `faite` (not those of an event that ends the guided
+ * part: they are initial statuses, not changes)}. Any argument but `ops` may be NULL.
+ */
+void fb_stats_commit_ops(json_t *ops, const fb_geo_t *geo, const json_t *old_session,
+                         const json_t *new_session, const json_t *effects, bool user_event,
+                         int64_t now_ms);
+
+typedef struct fb_stats_s fb_stats_t;
+
+/** Creates the reader on `store` (borrowed); `opts` copied. */
+fb_stats_t *fb_stats_create(fb_store_t *store, const fb_stats_opts_t *opts);
+
+/** Frees it; every fb_stats_get() callback must have run (fb_stats_pending() == 0). */
+void fb_stats_destroy(fb_stats_t *s);
+
+size_t fb_stats_pending(const fb_stats_t *s);
+
+/**
+ * The public figures (the /stats.json document, suppression applied) at `now_ms`: from the
+ * cache when it is younger than cache_seconds, else read from Redis (one script). `cb` gets 0
+ * and the document (borrowed, valid during the call) or an error and NULL. `cb` may run before
+ * this returns (cache hit). Returns 0, or an error of fb_store_eval() (cb not called).
+ */
+typedef void (*fb_stats_cb)(int status, const json_t *doc, void *arg);
+int fb_stats_get(fb_stats_t *s, int64_t now_ms, fb_stats_cb cb, void *arg);
+
+/**
+ * Builds the public document from the raw reply of the read script (`raw`: a JSON array as
+ * decoded by fb__stats_raw_json) at `now_ms` with threshold `min_count`. For tests.
+ */
+json_t *fb__stats_document(const json_t *raw, int64_t now_ms, unsigned min_count);
+
+/** Renders the /stats page (French, DSFR, server-side SVG charts) of `doc`. */
+int fb_stats_render_html(const json_t *doc, fb_buf_t *b);
+
+/** Appends the figures of `doc` (unsuppressed ones, from "raw") to a Prometheus exposition. */
+int fb_stats_render_metrics(const json_t *doc, fb_buf_t *b);
+
+#endif /* FB_STATS_H */
