@@ -57,6 +57,18 @@ static int timeout_seconds(void)
     return (int)(secs * mult);
 }
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FB_TEST_LSAN 1
+#endif
+#endif
+#if !defined(FB_TEST_LSAN) && defined(__SANITIZE_ADDRESS__)
+#define FB_TEST_LSAN 1
+#endif
+#ifdef FB_TEST_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
 /* Runs one test in a child process. Returns 0 pass, TEST_SKIP skip, 1 fail. */
 static int run_one(const struct test_entry *t)
 {
@@ -72,6 +84,13 @@ static int run_one(const struct test_entry *t)
         int rc = t->fn();
         fflush(stdout);
         fflush(stderr);
+#ifdef FB_TEST_LSAN
+        /* _exit skips LeakSanitizer's check at exit: run it here, so a leak fails the test. */
+        if (rc == 0 && __lsan_do_recoverable_leak_check() != 0) {
+            fprintf(stderr, "test %s leaked memory (LeakSanitizer report above)\n", t->name);
+            rc = 1;
+        }
+#endif
         _exit(rc);
     }
     setpgid(pid, pid);

@@ -152,13 +152,20 @@ static const char *said(const struct conv *c)
     return fb_buf_str(&c->said);
 }
 
-/* The effects of the last step as compact JSON, for exact comparisons. */
+/* The effects of the last step as compact JSON, for exact comparisons (freed by the macro). */
 static char *effects_json(const struct conv *c)
 {
     char *s = json_dumps(c->effects, JSON_COMPACT);
     ASSERT_NOT_NULL(s);
     return s;
 }
+
+#define ASSERT_EFFECTS(c, expected)                                                                \
+    do {                                                                                           \
+        char *fb__fx = effects_json(c);                                                            \
+        ASSERT_STR_EQ(fb__fx, expected);                                                           \
+        free(fb__fx); /* fb-lint: allow free (jansson's allocation) */                             \
+    } while (0)
 
 /* The effects other than `say`, as compact JSON. */
 static char *actions_json(const struct conv *c)
@@ -418,14 +425,14 @@ TEST_IMPL(machine_command_conseiller_and_handback)
 
     /* escalated: quiet on messages and timers, whatever they are */
     say(&c, "oui");
-    ASSERT_STR_EQ(effects_json(&c), "[]");
+    ASSERT_EFFECTS(&c, "[]");
     ASSERT(json_equal(before, c.session));
     say(&c, "aide");
-    ASSERT_STR_EQ(effects_json(&c), "[]");
+    ASSERT_EFFECTS(&c, "[]");
     choose(&c, "oui");
-    ASSERT_STR_EQ(effects_json(&c), "[]");
+    ASSERT_EFFECTS(&c, "[]");
     event(&c, FB_EVENT_TIMER);
-    ASSERT_STR_EQ(effects_json(&c), "[]");
+    ASSERT_EFFECTS(&c, "[]");
     ASSERT(json_equal(before, c.session));
     json_decref(before);
 
@@ -436,7 +443,7 @@ TEST_IMPL(machine_command_conseiller_and_handback)
                        "\"id\":\"relance\",\"after\":259200,\"reason\":\"inactivite\"}]");
     ASSERT_NULL(json_object_get(c.session, "x"));
     event(&c, FB_EVENT_HANDBACK); /* not escalated: nothing to do */
-    ASSERT_STR_EQ(effects_json(&c), "[]");
+    ASSERT_EFFECTS(&c, "[]");
     say(&c, "non");
     ASSERT_STR_EQ(state(&c), "q3");
     conv_free(&c);
@@ -480,7 +487,7 @@ TEST_IMPL(machine_command_stop)
     ASSERT_SAID(&c, "Combien de bâtiments ?");
     ASSERT_ACTIONS(&c, "[]");
     event(&c, FB_EVENT_TIMER); /* a reminder already due says nothing */
-    ASSERT_STR_EQ(effects_json(&c), "[]");
+    ASSERT_EFFECTS(&c, "[]");
     /* q4 disables `stop`: there it is an ordinary answer */
     say(&c, "3");
     ASSERT_STR_EQ(state(&c), "q4");
@@ -497,11 +504,11 @@ TEST_IMPL(machine_command_forget)
     petit_at_q2(&c);
     say(&c, "Oublier mes données");
     ASSERT(json_is_null(c.session));
-    ASSERT_STR_EQ(effects_json(&c),
-                  "[{\"type\":\"forget\"},{\"type\":\"cancel\"},{\"type\":\"say\",\"text\":"
-                  "\"C'est fait : j'ai effacé tout ce que je savais de vous et de votre projet. Au "
-                  "revoir !\",\"html\":\"<p>C&#39;est fait : j&#39;ai effacé tout ce que je savais "
-                  "de vous et de votre projet. Au revoir !</p>\"}]");
+    ASSERT_EFFECTS(
+        &c, "[{\"type\":\"forget\"},{\"type\":\"cancel\"},{\"type\":\"say\",\"text\":"
+            "\"C'est fait : j'ai effacé tout ce que je savais de vous et de votre projet. Au "
+            "revoir !\",\"html\":\"<p>C&#39;est fait : j&#39;ai effacé tout ce que je savais "
+            "de vous et de votre projet. Au revoir !</p>\"}]");
     /* the platform's "forget me" request, with and without a session */
     say(&c, "bonjour"); /* a new conversation */
     ASSERT_STR_EQ(state(&c), "q1");
@@ -518,9 +525,9 @@ TEST_IMPL(machine_command_forget)
     ASSERT(json_is_null(c.session));
     /* nothing to remind, nobody to hand back to */
     event(&c, FB_EVENT_TIMER);
-    ASSERT_STR_EQ(effects_json(&c), "[]");
+    ASSERT_EFFECTS(&c, "[]");
     event(&c, FB_EVENT_HANDBACK);
-    ASSERT_STR_EQ(effects_json(&c), "[]");
+    ASSERT_EFFECTS(&c, "[]");
     ASSERT(json_is_null(c.session));
     conv_free(&c);
     return 0;
@@ -791,7 +798,7 @@ TEST_IMPL(machine_dead_end_escalates)
     ASSERT(json_is_true(json_object_get(c.session, "x")));
     ASSERT_STR_EQ(state(&c), "q");
     say(&c, "retour"); /* quiet until an advisor hands back */
-    ASSERT_STR_EQ(effects_json(&c), "[]");
+    ASSERT_EFFECTS(&c, "[]");
     event(&c, FB_EVENT_HANDBACK);
     say(&c, "retour");
     say(&c, "non");
@@ -834,7 +841,7 @@ TEST_IMPL(machine_reminders_during_questions)
                        "\"inactivite\"}]");
     fb_event_t other = {FB_EVENT_TIMER, NULL, NULL, "autre_chose"};
     step(&c, other);
-    ASSERT_STR_EQ(effects_json(&c), "[]");
+    ASSERT_EFFECTS(&c, "[]");
     event(&c, FB_EVENT_TIMER);
     ASSERT_SAID(&c, "Bonjour ! Où en êtes-vous ? Nous nous étions arrêtés à cette question :\n--\n"
                     "Le site est-il pollué ?\n\n1. Oui\n2. Non\n3. Je ne sais pas");
@@ -845,7 +852,7 @@ TEST_IMPL(machine_reminders_during_questions)
     ASSERT_SAYS(&c, "Où en êtes-vous ?");
     ASSERT_ACTIONS(&c, "[{\"type\":\"stat\",\"name\":\"reminder_sent\"}]");
     event(&c, FB_EVENT_TIMER);
-    ASSERT_STR_EQ(effects_json(&c), "[]");
+    ASSERT_EFFECTS(&c, "[]");
     /* the user comes back: the count starts over */
     say(&c, "oui");
     ASSERT_NULL(json_object_get(c.session, "n"));
@@ -859,7 +866,7 @@ TEST_IMPL(machine_reminders_during_questions)
                        "\"status\":\"a_faire\"},{\"type\":\"end\"},{\"type\":\"stat\",\"name\":"
                        "\"site_completed\"},{\"type\":\"cancel\",\"id\":\"relance\"}]");
     event(&c, FB_EVENT_TIMER);
-    ASSERT_STR_EQ(effects_json(&c), "[]");
+    ASSERT_EFFECTS(&c, "[]");
     conv_free(&c);
     return 0;
 }
@@ -1000,12 +1007,16 @@ TEST_IMPL(machine_malformed_session)
         json_error_t jerr;
         json_t *s = json_loads(fb_buf_str(&text), JSON_DECODE_ANY, &jerr);
         ASSERT_NOT_NULL(s);
-        json_t *ns = json_object(), *ef = json_array();
+        /* Outputs that hold something before the call: the engine must set them to NULL. */
+        json_t *ns0 = json_object(), *ef0 = json_array();
+        json_t *ns = ns0, *ef = ef0;
         int rc = fb_engine_step(d, s, &ev, &env, &ns, &ef);
         if (rc != FB_EINVAL)
             FB_TEST_FAIL("session %s: step returned %d", fb_buf_str(&text), rc);
         ASSERT_NULL(ns);
         ASSERT_NULL(ef);
+        json_decref(ns0);
+        json_decref(ef0);
         json_decref(s);
         fb_buf_free(&text);
     }

@@ -452,6 +452,7 @@ static void start_convs(struct fixture *f, int n)
     }
     for (int i = 0; i < n; i++)
         ASSERT_OK(res[i].status);
+    fb_free(res);
     ASSERT_EQ(redis_int(f, "ZCARD t:reminders:due"), n);
 }
 
