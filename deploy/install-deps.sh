@@ -9,13 +9,15 @@
 #   deploy/install-deps.sh bench  `run`, plus redis-benchmark (redis-tools)
 #
 # Debian packages come from apt (run as root, or with sudo available). Data packages come from npm
-# into node_modules/ (package-lock.json). The Python test peers come from PyPI into .venv/ (or
-# $FB_VENV). Later issues add Synapse, the DSFR assets and Chromium here.
+# into node_modules/ (package-lock.json). The Python test peers (pytest, websockets, matrix-nio)
+# come from PyPI into .venv/ (or $FB_VENV), and the Matrix tests' homeserver, Synapse, into its own
+# .venv-synapse/ (or $FB_SYNAPSE_VENV). Later issues add the DSFR assets and Chromium here.
 set -eu
 
 mode=${1:-run}
 top=$(cd "$(dirname "$0")/.." && pwd)
 venv=${FB_VENV:-$top/.venv}
+synapse_venv=${FB_SYNAPSE_VENV:-$top/.venv-synapse}
 
 # Debian packages, by purpose. See the dependency table in README.md.
 pkgs_build="build-essential cmake ninja-build pkg-config"
@@ -73,6 +75,15 @@ if [ "$mode" = test ]; then
     /usr/bin/python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$req"
     cp "$req" "$venv/.requirements.txt"
+  fi
+  # Synapse (tests/integration/synapse.py starts it for the Matrix tests), in a virtualenv of its
+  # own so that its many dependencies never constrain the harness's. Same stamp logic.
+  req="$top/tests/integration/requirements-synapse.txt"
+  if [ ! -x "$synapse_venv/bin/python" ] || ! cmp -s "$req" "$synapse_venv/.requirements.txt"; then
+    echo "install-deps.sh: installing Synapse in $synapse_venv"
+    /usr/bin/python3 -m venv "$synapse_venv"
+    "$synapse_venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$req"
+    cp "$req" "$synapse_venv/.requirements.txt"
   fi
 fi
 echo "install-deps.sh: $mode dependencies present"
