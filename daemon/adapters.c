@@ -11,6 +11,7 @@
 /* The web chat adapter adds &fb_adapter_web here. */
 const fb_adapter_ops_t *const fb_builtin_adapters[] = {
     &fb_adapter_web,
+    &fb_adapter_matrix,
     NULL,
 };
 

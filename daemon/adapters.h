@@ -17,7 +17,8 @@
  */
 extern const fb_adapter_ops_t *const fb_builtin_adapters[];
 
-extern const fb_adapter_ops_t fb_adapter_web; /* adapters/web/web.c */
+extern const fb_adapter_ops_t fb_adapter_web;    /* adapters/web/web.c */
+extern const fb_adapter_ops_t fb_adapter_matrix; /* adapters/matrix/matrix.c */
 
 /**
  * Checks an ops table: API version, a name of 1..31 characters [a-z0-9_], every mandatory

@@ -49,11 +49,12 @@
 
 #define DEFAULT_NAME     "(embedded default)"
 #define PASSWORD_ENV     "FRICHEBOT_REDIS_PASSWORD"
+#define MATRIX_TOKEN_ENV "FRICHEBOT_MATRIX_TOKEN"
 #define MAX_ERRORS       50         /* errors kept per parse; more are summarized in one line */
 #define MAX_FILE_BYTES   (1u << 20) /* a configuration file larger than this is refused */
 #define MAX_SECRET_BYTES 4096       /* a password file larger than this is refused */
 #define MAX_SCAN_DEPTH   64         /* the secret scan does not descend deeper than this */
-#define MAX_FIELDS       16         /* keys per section, for the seen[] arrays */
+#define MAX_FIELDS       24         /* keys per section, for the seen[] arrays */
 #define MAX_PATH_BYTES   4096       /* a path setting longer than this is refused */
 #define KIB              1024ul
 #define MIB              (1024ul * 1024ul)
@@ -73,6 +74,11 @@ enum kind {
     K_DELAYS,      /* fb_retry_policy_t at `off`: list of 1..8 delays, each in [min, max] */
     K_BOOL,        /* bool at `off`: true or false */
     K_PATH,        /* char * at `off`: a file or directory path; null: the built-in default */
+    K_STRING,      /* char * at `off`: min..max bytes of text without control characters */
+    K_CHOICE,      /* char * at `off`: one of the words of choice_lists[min] */
+    K_URL,         /* char * at `off`: an http:// or https:// URL, no trailing '/'; null unsets */
+    K_USER_ID,     /* char * at `off`: a Matrix user id "@local:server"; null unsets */
+    K_GLOBS,       /* char ** at `off`: a list of 0..max patterns of 1..255 printable bytes */
 };
 
 struct table;
@@ -179,6 +185,49 @@ static const struct field web_fields[] = {
     {"dsfr_dir", K_PATH, false, OFF(web.dsfr_dir), 0, 0, NULL},
 };
 
+static const char *const matrix_modes[] = {"bot", "appservice", NULL};
+static const char *const matrix_msgtypes[] = {"m.text", "m.notice", NULL};
+enum { CHOICE_MATRIX_MODE, CHOICE_MATRIX_MSGTYPE };
+static const char *const *const choice_lists[] = {matrix_modes, matrix_msgtypes};
+
+static const struct field matrix_sync_retry_fields[] = {
+    {"delays_ms", K_DELAYS, false, OFF(matrix.sync_retry), 1, 3600000, NULL},
+    {"jitter_percent", K_UINT, false, OFF(matrix.sync_retry.jitter_percent), 0, 100, NULL},
+};
+static const struct table matrix_sync_retry_table =
+    TABLE("matrix.sync_retry", matrix_sync_retry_fields);
+
+static const struct field matrix_as_fields[] = {
+    {"registration_file", K_PATH, false, OFF(matrix.as_registration_file), 0, 0, NULL},
+    {"id", K_STRING, false, OFF(matrix.as_id), 1, 64, NULL},
+    {"url", K_URL, false, OFF(matrix.as_url), 0, 0, NULL},
+    {"txn_retention_hours", K_UINT, false, OFF(matrix.as_txn_retention_hours), 1, 8760, NULL},
+};
+static const struct table matrix_as_table = TABLE("matrix.appservice", matrix_as_fields);
+
+static const struct field matrix_fields[] = {
+    {"enabled", K_BOOL, false, OFF(matrix.enabled), 0, 0, NULL},
+    {"mode", K_CHOICE, false, OFF(matrix.mode), CHOICE_MATRIX_MODE, 0, NULL},
+    {"homeserver", K_URL, false, OFF(matrix.homeserver), 0, 0, NULL},
+    {"user_id", K_USER_ID, false, OFF(matrix.user_id), 0, 0, NULL},
+    {"password_file", K_PATH, false, OFF(matrix.password_file), 0, 0, NULL},
+    {"access_token_file", K_PATH, false, OFF(matrix.access_token_file), 0, 0, NULL},
+    {"device_display_name", K_STRING, false, OFF(matrix.device_display_name), 1, 100, NULL},
+    {"sync_timeout_ms", K_UINT, false, OFF(matrix.sync_timeout_ms), 0, 300000, NULL},
+    {"sync_timeline_limit", K_UINT, false, OFF(matrix.sync_timeline_limit), 1, 1000, NULL},
+    {"sync_retry", K_SECTION, false, 0, 0, 0, &matrix_sync_retry_table},
+    {"allowed_servers", K_GLOBS, false, OFF(matrix.allowed_servers), 0, 256, NULL},
+    {"allowed_users", K_GLOBS, false, OFF(matrix.allowed_users), 0, 256, NULL},
+    {"ignore_users", K_GLOBS, false, OFF(matrix.ignore_users), 0, 256, NULL},
+    {"reminder_msgtype", K_CHOICE, false, OFF(matrix.reminder_msgtype), CHOICE_MATRIX_MSGTYPE, 0,
+     NULL},
+    {"typing", K_BOOL, false, OFF(matrix.typing), 0, 0, NULL},
+    {"read_receipts", K_BOOL, false, OFF(matrix.read_receipts), 0, 0, NULL},
+    {"leave_when_alone", K_BOOL, false, OFF(matrix.leave_when_alone), 0, 0, NULL},
+    {"encrypted_notice", K_STRING, false, OFF(matrix.encrypted_notice), 1, 2000, NULL},
+    {"appservice", K_SECTION, false, 0, 0, 0, &matrix_as_table},
+};
+
 static const struct table server_table = TABLE("server", server_fields);
 static const struct table redis_table = TABLE("redis", redis_fields);
 static const struct table store_table = TABLE("store", store_fields);
@@ -187,6 +236,7 @@ static const struct table log_table = TABLE("log", log_fields);
 static const struct table dialogs_table = TABLE("dialogs", dialogs_fields);
 static const struct table router_table = TABLE("router", router_fields);
 static const struct table web_table = TABLE("web", web_fields);
+static const struct table matrix_table = TABLE("matrix", matrix_fields);
 
 static const struct field top_fields[] = {
     {"server", K_SECTION, false, 0, 0, 0, &server_table},
@@ -197,6 +247,7 @@ static const struct field top_fields[] = {
     {"dialogs", K_SECTION, false, 0, 0, 0, &dialogs_table},
     {"router", K_SECTION, false, 0, 0, 0, &router_table},
     {"web", K_SECTION, false, 0, 0, 0, &web_table},
+    {"matrix", K_SECTION, false, 0, 0, 0, &matrix_table},
 };
 static const struct table top_table = TABLE("", top_fields);
 
@@ -225,6 +276,9 @@ struct parse {
     const char *pw_name;      /* document that set password_file last, or NULL */
     int pw_doc;
     yaml_mark_t pw_mark; /* position of its key */
+    const char *mx_name; /* document that wrote the matrix section last, or NULL */
+    int mx_doc;
+    yaml_mark_t mx_mark; /* position of its key */
 };
 
 /* One document being walked. */
@@ -642,6 +696,150 @@ static void report_size(struct ctx *c, const yaml_node_t *val, const char *path,
            path, lo, hi);
 }
 
+/* True when s (len bytes) has no control character (C0, DEL). */
+static bool printable(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    return true;
+}
+
+/* K_STRING, K_CHOICE, K_URL, K_USER_ID. */
+static void apply_text_kind(struct ctx *c, const struct field *f, const char *path,
+                            const yaml_node_t *val)
+{
+    fb_config_t *cfg = c->p->cfg;
+    if (is_null(val) && (f->kind == K_URL || f->kind == K_USER_ID)) {
+        set_string(cfg, f->off, NULL);
+        return;
+    }
+    const char *s = is_text(val) && !is_null(val) ? sval(val) : NULL;
+    size_t len = s ? val->data.scalar.length : 0;
+    switch (f->kind) {
+    case K_STRING:
+        if (s && len >= f->min && len <= f->max && printable(s, len)) {
+            set_string(cfg, f->off, val);
+            return;
+        }
+        errorf(c, val->start_mark,
+               "'%s' must be a text of %lu to %lu bytes without control characters", path, f->min,
+               f->max);
+        return;
+    case K_CHOICE:
+        for (const char *const *ch = choice_lists[f->min]; s && *ch; ch++)
+            if (strcmp(*ch, s) == 0) {
+                set_string(cfg, f->off, val);
+                return;
+            }
+        {
+            char known[128] = "";
+            size_t k = 0;
+            for (const char *const *ch = choice_lists[f->min]; *ch && k < sizeof(known); ch++) {
+                int w = snprintf(known + k, sizeof(known) - k, "%s%s", k ? " or " : "", *ch);
+                k += w > 0 ? (size_t)w : 0;
+            }
+            errorf(c, val->start_mark, "'%s' must be %s", path, known);
+        }
+        return;
+    case K_URL: {
+        size_t scheme = s && len > 7 && strncmp(s, "http://", 7) == 0    ? 7
+                        : s && len > 8 && strncmp(s, "https://", 8) == 0 ? 8
+                                                                         : 0;
+        bool ok = scheme && len <= 1024 && s[len - 1] != '/' && s[scheme] != '/';
+        for (size_t i = 0; ok && i < len; i++)
+            ok = (unsigned char)s[i] > ' ' && s[i] != 0x7f;
+        if (ok) {
+            set_string(cfg, f->off, val);
+            return;
+        }
+        errorf(c, val->start_mark,
+               "'%s' must be an http:// or https:// URL without a trailing '/', such as "
+               "\"https://matrix.example.org\"",
+               path);
+        return;
+    }
+    case K_USER_ID: {
+        const char *colon = s ? memchr(s, ':', len) : NULL;
+        bool ok = s && s[0] == '@' && len <= 255 && colon && colon > s + 1 &&
+                  (size_t)(colon - s) + 1 < len;
+        for (size_t i = 0; ok && i < len; i++)
+            ok = (unsigned char)s[i] > ' ' && s[i] != 0x7f;
+        if (ok) {
+            set_string(cfg, f->off, val);
+            return;
+        }
+        errorf(c, val->start_mark,
+               "'%s' must be a Matrix user id such as \"@frichebot:example.org\"", path);
+        return;
+    }
+    case K_SECTION:
+    case K_UINT:
+    case K_SIZE:
+    case K_LISTEN:
+    case K_ADDRESS:
+    case K_PREFIX:
+    case K_SECRET_FILE:
+    case K_LOG_LEVEL:
+    case K_LOG_FORMAT:
+    case K_DELAYS:
+    case K_BOOL:
+    case K_PATH:
+    case K_GLOBS:
+        return;
+    }
+}
+
+static void free_list(char **list)
+{
+    for (char **p = list; p && *p; p++)
+        fb_free(*p);
+    fb_free(list);
+}
+
+/* K_GLOBS: a list of patterns, replacing the previous list. */
+static void apply_globs(struct ctx *c, const struct field *f, const char *path,
+                        const yaml_node_t *val)
+{
+    const yaml_node_item_t *items = NULL;
+    size_t n = 0;
+    if (val->type == YAML_SEQUENCE_NODE) {
+        items = val->data.sequence.items.start;
+        n = (size_t)(val->data.sequence.items.top - items);
+    } else if (!is_null(val)) {
+        errorf(c, val->start_mark, "'%s' must be a list of patterns, such as [\"*.gouv.fr\"]",
+               path);
+        return;
+    }
+    if (n > f->max) {
+        errorf(c, val->start_mark, "'%s' has more than %lu patterns", path, f->max);
+        return;
+    }
+    char **list = fb_calloc(n + 1, sizeof(char *));
+    bool ok = true;
+    for (size_t i = 0; i < n; i++) {
+        const yaml_node_t *item = get_node(c, items[i]);
+        if (!is_text(item) || is_null(item) || item->data.scalar.length == 0 ||
+            item->data.scalar.length > 255 || !printable(sval(item), item->data.scalar.length)) {
+            errorf(c, item ? item->start_mark : val->start_mark,
+                   "'%s[%zu]' must be a pattern of 1 to 255 bytes without control characters", path,
+                   i);
+            ok = false;
+            continue;
+        }
+        list[i] = fb_strndup(sval(item), item->data.scalar.length);
+    }
+    if (!ok) {
+        for (size_t i = 0; i < n; i++)
+            fb_free(list[i]);
+        fb_free(list);
+        return;
+    }
+    char ***sp = slot(c->p->cfg, f->off);
+    free_list(*sp);
+    *sp = list;
+}
+
 /* Validates one key's value and stores it; reports what is wrong with it otherwise. */
 static void apply_field(struct ctx *c, const struct table *t, const struct field *f,
                         const yaml_node_t *key, const yaml_node_t *val)
@@ -653,6 +851,11 @@ static void apply_field(struct ctx *c, const struct table *t, const struct field
 
     switch (f->kind) {
     case K_SECTION:
+        if (f->sub == &matrix_table) { /* the cross-key checks are reported here */
+            c->p->mx_name = c->name;
+            c->p->mx_doc = c->doc;
+            c->p->mx_mark = key->start_mark;
+        }
         if (val->type == YAML_MAPPING_NODE)
             walk_mapping(c, val, f->sub, key->start_mark);
         else if (is_null(val)) /* every key commented out: the defaults apply */
@@ -792,6 +995,15 @@ static void apply_field(struct ctx *c, const struct table *t, const struct field
         return;
     case K_PATH:
         apply_path(c, f, path, val);
+        return;
+    case K_STRING:
+    case K_CHOICE:
+    case K_URL:
+    case K_USER_ID:
+        apply_text_kind(c, f, path, val);
+        return;
+    case K_GLOBS:
+        apply_globs(c, f, path, val);
         return;
     }
 }
@@ -1063,7 +1275,7 @@ static void apply_text(struct parse *p, const char *name, int doc, const char *t
     } else {
         errorf(&c, root->start_mark,
                "the configuration must be a mapping of sections (server, redis, store, "
-               "http_client, log, dialogs, router, web), not %s",
+               "http_client, log, dialogs, router, web, matrix), not %s",
                node_kind(root));
     }
     fb_free(c.visited);
@@ -1082,7 +1294,7 @@ out_parser:
  * is no errno. The content never leaves this function except through *out, and the stack copy
  * is wiped.
  */
-static int read_secret_file(const char *path, char **out, const char **why)
+int fb_config_read_secret(const char *path, char **out, const char **why)
 {
     char buf[MAX_SECRET_BYTES + 1];
     size_t n = 0;
@@ -1159,7 +1371,7 @@ static void resolve_password(struct parse *p)
                      ? fb_asprintf("%s/%s", p->base_dir, r->password_file)
                      : fb_strdup(r->password_file);
     const char *why = NULL;
-    int rc = read_secret_file(full, &r->password, &why);
+    int rc = fb_config_read_secret(full, &r->password, &why);
     if (rc != 0) {
         fb_yaml_shown_t shown = fb_yaml_show(full, strlen(full));
         add_error(p, p->pw_name, p->pw_doc, (unsigned long)p->pw_mark.line + 1,
@@ -1167,6 +1379,38 @@ static void resolve_password(struct parse *p)
                   "'redis.password_file': cannot use '%s': %s", shown.s, why ? why : strerror(-rc));
     }
     fb_free(full);
+}
+
+/* The matrix section's checks that involve several keys, once every document is applied. */
+static void check_matrix(struct parse *p)
+{
+    fb_matrix_opts_t *m = &p->cfg->matrix;
+    if (!m->allowed_servers)
+        m->allowed_servers = fb_calloc(1, sizeof(char *));
+    if (!m->allowed_users)
+        m->allowed_users = fb_calloc(1, sizeof(char *));
+    if (!m->ignore_users)
+        m->ignore_users = fb_calloc(1, sizeof(char *));
+    if (!m->enabled || !p->mx_name)
+        return;
+    unsigned long line = (unsigned long)p->mx_mark.line + 1,
+                  col = (unsigned long)p->mx_mark.column + 1;
+    if (!m->homeserver)
+        add_error(p, p->mx_name, p->mx_doc, line, col,
+                  "'matrix.homeserver' is required when matrix.enabled is true");
+    if (!m->user_id)
+        add_error(p, p->mx_name, p->mx_doc, line, col,
+                  "'matrix.user_id' is required when matrix.enabled is true");
+    bool appservice = m->mode && strcmp(m->mode, "appservice") == 0;
+    if (appservice && !m->as_registration_file)
+        add_error(p, p->mx_name, p->mx_doc, line, col,
+                  "'matrix.appservice.registration_file' is required in appservice mode (write it "
+                  "with 'frichebot matrix-registration')");
+    const char *env = getenv(MATRIX_TOKEN_ENV);
+    if (!appservice && !m->password_file && !m->access_token_file && !(env && *env))
+        add_error(p, p->mx_name, p->mx_doc, line, col,
+                  "bot mode needs 'matrix.password_file', 'matrix.access_token_file' or "
+                  "the environment variable " MATRIX_TOKEN_ENV);
 }
 
 /* Gives every path left unset its built-in default (compiled in: see cmake/FbPaths.cmake). */
@@ -1203,6 +1447,7 @@ static fb_config_t *parse_with_base(const char *name, const char *text, size_t l
         apply_text(p, DEFAULT_NAME, 0, fb__default_config, (size_t)fb__default_config_len);
     apply_text(p, name, 1, text ? text : "", len);
     resolve_password(p);
+    check_matrix(p);
 
     fb_config_t *cfg = p->cfg;
     if (p->nerrs > 0 || p->overflow) {
@@ -1298,5 +1543,20 @@ void fb_config_free(fb_config_t *cfg)
     FB_FREE(cfg->dialogs.geo_path);
     FB_FREE(cfg->web.static_dir);
     FB_FREE(cfg->web.dsfr_dir);
+    fb_matrix_opts_t *m = &cfg->matrix;
+    FB_FREE(m->mode);
+    FB_FREE(m->homeserver);
+    FB_FREE(m->user_id);
+    FB_FREE(m->password_file);
+    FB_FREE(m->access_token_file);
+    FB_FREE(m->device_display_name);
+    free_list(m->allowed_servers);
+    free_list(m->allowed_users);
+    free_list(m->ignore_users);
+    FB_FREE(m->reminder_msgtype);
+    FB_FREE(m->encrypted_notice);
+    FB_FREE(m->as_registration_file);
+    FB_FREE(m->as_id);
+    FB_FREE(m->as_url);
     fb_free(cfg);
 }

@@ -90,6 +90,32 @@ typedef struct fb_web_opts_s {
     char *dsfr_dir;   /* @gouvfr/dsfr's dist/; default: source dir/node_modules/@gouvfr/dsfr/dist */
 } fb_web_opts_t;
 
+/** The Matrix adapter (adapters/matrix/, docs/internals/MATRIX.md). */
+typedef struct fb_matrix_opts_s {
+    bool enabled;              /* run the adapter */
+    char *mode;                /* "bot" (/sync) or "appservice" */
+    char *homeserver;          /* client-server API base URL, no trailing slash; or NULL */
+    char *user_id;             /* the bot's user id, "@frichebot:example.org"; or NULL */
+    char *password_file;       /* bot mode: path of the password file, or NULL (never the secret) */
+    char *access_token_file;   /* bot mode: path of a token file, or NULL (never the secret) */
+    char *device_display_name; /* display name of the device created at login */
+    unsigned sync_timeout_ms;  /* /sync long-poll timeout */
+    unsigned sync_timeline_limit;    /* timeline limit of the stored filter */
+    fb_retry_policy_t sync_retry;    /* waits between failed /sync or login attempts */
+    char **allowed_servers;          /* globs, NULL-terminated (never NULL after a parse) */
+    char **allowed_users;            /* globs, NULL-terminated (never NULL after a parse) */
+    char **ignore_users;             /* globs, NULL-terminated (never NULL after a parse) */
+    char *reminder_msgtype;          /* "m.text" or "m.notice" */
+    bool typing;                     /* typing notifications while a message is handled */
+    bool read_receipts;              /* m.read receipts once a message is handled */
+    bool leave_when_alone;           /* leave rooms where the bot is the only member */
+    char *encrypted_notice;          /* the clear notice sent once in an encrypted room */
+    char *as_registration_file;      /* appservice.registration_file, or NULL */
+    char *as_id;                     /* appservice.id */
+    char *as_url;                    /* appservice.url */
+    unsigned as_txn_retention_hours; /* appservice.txn_retention_hours */
+} fb_matrix_opts_t;
+
 /** Logging. */
 typedef struct fb_log_opts_s {
     char *level; /* "info"; or a spec such as "info,http=debug" */
@@ -107,6 +133,7 @@ typedef struct fb_config_s {
     fb_dialogs_opts_t dialogs;
     fb_router_opts_t router;
     fb_web_opts_t web;
+    fb_matrix_opts_t matrix;
 } fb_config_t;
 
 /**
@@ -122,6 +149,14 @@ fb_config_t *fb_config_load(const char *path, fb_buf_t *errors);
 
 /** Parses the embedded default (deploy/frichebot.yaml.sample); same contract. */
 fb_config_t *fb_config_load_default(fb_buf_t *errors);
+
+/**
+ * Reads the secret held in the file at `path`: a regular file of at most 4096 bytes holding one
+ * line (one trailing newline removed). Returns 0 with a new string in *out (wipe it with
+ * explicit_bzero before freeing), or a negative errno / FB_E* code with *why set to a static
+ * explanation when there is no errno (strerror(-rc) otherwise). The secret is never logged.
+ */
+int fb_config_read_secret(const char *path, char **out, const char **why);
 
 /** Frees a config (NULL is fine); secret memory is wiped before it is freed. */
 void fb_config_free(fb_config_t *cfg);

@@ -57,6 +57,7 @@
 
 struct route {
     char *path;
+    size_t prefix_len; /* 0: exact path; else a prefix route of that many bytes */
     unsigned methods;
     const char *name;
     fb_http_handler_fn fn;
@@ -295,12 +296,19 @@ static void dispatch(fb_http_req_t *req)
     respond_error(req, 500, "internal", false, NULL);
 }
 
+/* The exact route of `path`, else the prefix route with the longest prefix of it, or NULL. */
 static const struct route *find_route(const fb_http_server_t *srv, const char *path)
 {
-    for (int i = 0; i < srv->nroutes; i++)
-        if (strcmp(srv->routes[i].path, path) == 0)
-            return &srv->routes[i];
-    return NULL;
+    const struct route *best = NULL;
+    for (int i = 0; i < srv->nroutes; i++) {
+        const struct route *r = &srv->routes[i];
+        if (!r->prefix_len && strcmp(r->path, path) == 0)
+            return r;
+        if (r->prefix_len && strncmp(path, r->path, r->prefix_len) == 0 &&
+            path[r->prefix_len] != '\0' && (!best || r->prefix_len > best->prefix_len))
+            best = r;
+    }
+    return best;
 }
 
 static const struct ws_route *find_ws_route(const fb_http_server_t *srv, const char *path)
@@ -1082,11 +1090,24 @@ int fb_http_server_route(fb_http_server_t *srv, const char *path, unsigned metho
         return FB_EINVAL;
     struct route *r = &srv->routes[srv->nroutes++];
     r->path = fb_strdup(path);
+    r->prefix_len = 0;
     r->methods = methods;
     r->name = name;
     r->fn = fn;
     r->arg = arg;
     return 0;
+}
+
+int fb_http_server_route_prefix(fb_http_server_t *srv, const char *prefix, unsigned methods,
+                                const char *name, fb_http_handler_fn fn, void *arg)
+{
+    size_t plen = prefix ? strlen(prefix) : 0;
+    if (plen < 2 || prefix[plen - 1] != '/')
+        return FB_EINVAL;
+    int rc = fb_http_server_route(srv, prefix, methods, name, fn, arg);
+    if (rc == 0)
+        srv->routes[srv->nroutes - 1].prefix_len = plen;
+    return rc;
 }
 
 int fb_http_server_static(fb_http_server_t *srv, const char *prefix, const char *dir,

@@ -49,6 +49,16 @@ fb_http_server_t *fb_http_server_create(uv_loop_t *loop, const fb_server_opts_t 
 int fb_http_server_route(fb_http_server_t *srv, const char *path, unsigned methods,
                          const char *name, fb_http_handler_fn fn, void *arg);
 
+/**
+ * Adds a prefix route: every path that starts with `prefix` (which starts and ends with '/')
+ * and is longer than it, e.g. "/_matrix/app/v1/transactions/" for ".../transactions/{txnId}";
+ * the handler reads the rest with fb_http_req_path(). An exact route wins over a prefix route,
+ * a longer prefix over a shorter one; static files come after both. Same methods, name and
+ * handler rules as fb_http_server_route(). Returns 0 or FB_EINVAL.
+ */
+int fb_http_server_route_prefix(fb_http_server_t *srv, const char *prefix, unsigned methods,
+                                const char *name, fb_http_handler_fn fn, void *arg);
+
 /** Starts listening. Returns 0, or FB_ECONNECT when the address cannot be bound. */
 int fb_http_server_start(fb_http_server_t *srv);
 

@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mx_util.h - the pure pieces of the Matrix adapter (docs/internals/MATRIX.md): the event parser
+ * (a /sync response or an application-service transaction -> a list of actions), the message
+ * content builder and its HTML filter, globs, a constant-time comparison, and the application
+ * service registration file (writer and reader). No I/O, no loop, no Redis: unit-tested in
+ * tests/unit/test_matrix.c and fuzzed by tests/fuzz/fuzz_matrix_events.c.
+ */
+#ifndef FB_MX_UTIL_H
+#define FB_MX_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#define FB_MX_MAX_ID    255        /* longest room id, event id or user id accepted */
+#define FB_MX_MAX_BODY  (64 << 10) /* longest message body accepted, bytes */
+#define FB_MX_TAG_LEN   6          /* hex digits of a conversation's log tag */
+#define FB_MX_TOKEN_HEX 64         /* hex digits of a generated as_token / hs_token */
+#define FB_MX_MIN_TOKEN 16         /* shortest token accepted from a registration file */
+
+/* What the adapter must do for one event, in the order of the batch. */
+typedef enum fb_mx_action_kind_e {
+    FB_MX_MESSAGE = 1, /* a user wrote `text` in `conv`: deliver FB_IN_MESSAGE */
+    FB_MX_JOINED,      /* the bot joined `room`: deliver FB_IN_START (event_id = the join) */
+    FB_MX_INVITE,      /* `sender` invited the bot to `room` (`direct` from is_direct) */
+    FB_MX_MEMBER_LEFT, /* another member left or was banned: is the bot alone now? */
+    FB_MX_LEFT,        /* the bot left or was kicked/banned: forget the room */
+    FB_MX_ENCRYPTED,   /* the room is (or became) encrypted */
+    FB_MX_RULE,        /* Tchap access rule of the room is `text` */
+    FB_MX_GAP,         /* the room's timeline was `limited`: events were missed */
+} fb_mx_action_kind_t;
+
+typedef struct fb_mx_action_s {
+    fb_mx_action_kind_t kind;
+    char *room;        /* room id */
+    char *conv;        /* conversation key: room id, or "ROOM/$root" in a thread */
+    char *thread_root; /* NULL outside a thread */
+    char *event_id;    /* MESSAGE, JOINED (NULL otherwise, or for an invite without one) */
+    char *sender;      /* MESSAGE, INVITE (may be NULL for an invite) */
+    char *text;        /* MESSAGE: the body (reply fallback stripped); RULE: the rule */
+    int64_t ts_ms;     /* origin_server_ts, 0 when absent */
+    bool direct;       /* INVITE: is_direct */
+} fb_mx_action_t;
+
+typedef struct fb_mx_batch_s {
+    fb_mx_action_t *actions;
+    size_t n, cap;
+    char *next_batch; /* /sync: the token to store once the batch is handled */
+    size_t skipped;   /* malformed events (missing fields, bad UTF-8, too big), logged, dropped */
+    size_t ignored;   /* well-formed events that need nothing (own, notices, other types...) */
+    size_t repaired;  /* invalid UTF-8 sequences or lone surrogates replaced in the input */
+} fb_mx_batch_t;
+
+typedef struct fb_mx_parse_opts_s {
+    const char *bot;                 /* the bot's user id */
+    const char *const *ignore_users; /* globs of senders never answered (NULL-terminated) */
+    bool history;                    /* false (first /sync): timeline messages are dropped */
+} fb_mx_parse_opts_t;
+
+/**
+ * Parses a /sync response body of `len` bytes into `out` (zeroed by the caller, freed with
+ * fb_mx_batch_free even on error). Invalid UTF-8 and lone surrogate escapes are replaced before
+ * decoding so that one hostile event cannot make the whole document unreadable; the events
+ * holding them are skipped. Returns 0, or FB_EPROTO when the body is not a JSON object (or has
+ * no string next_batch).
+ */
+int fb_mx_parse_sync(const char *body, size_t len, const fb_mx_parse_opts_t *o, fb_mx_batch_t *out);
+
+/** Same for an application-service transaction body ({"events": [...]}). FB_EPROTO when it is
+ *  not an object with an `events` array. */
+int fb_mx_parse_txn(const char *body, size_t len, const fb_mx_parse_opts_t *o, fb_mx_batch_t *out);
+
+/** Frees what a parse put in `b` and zeroes it. */
+void fb_mx_batch_free(fb_mx_batch_t *b);
+
+/**
+ * Returns a new copy of `s` (`len` bytes) in which every invalid UTF-8 sequence and every JSON
+ * escape of a lone UTF-16 surrogate is replaced by U+FFFF (a noncharacter, which the parser
+ * treats as "invalid input": the event is skipped). `*count` gets the number of replacements.
+ */
+char *fb_mx_json_repair(const char *s, size_t len, size_t *out_len, size_t *count);
+
+/** Strips a rich-reply fallback (leading lines starting with '>' and one blank line after them)
+ *  from `body`; returns a new string. */
+char *fb_mx_strip_fallback(const char *body);
+
+/** Whole-string glob match: '*' any run, '?' one byte; ASCII case-insensitive. */
+bool fb_mx_glob(const char *pattern, const char *s);
+
+/** True when `s` matches one of the NULL-terminated `globs` (NULL: none). */
+bool fb_mx_glob_any(const char *const *globs, const char *s);
+
+/** The server name of a user id ("@u:example.org:8448" -> "example.org:8448"), or NULL. */
+const char *fb_mx_server_name(const char *user_id);
+
+/** Invite policy: allowed when the inviter's server matches `servers` or the inviter matches
+ *  `users`; when both lists are empty, only inviters on `bot`'s own server. */
+bool fb_mx_invite_allowed(const char *const *servers, const char *const *users, const char *bot,
+                          const char *inviter);
+
+/** Compares two byte strings in time independent of where they differ (only of their lengths). */
+bool fb_mx_ct_equal(const char *a, size_t alen, const char *b, size_t blen);
+
+/** The log tag of a conversation: the first 6 hex digits of SHA-256 of `conv`. */
+void fb_mx_tag(const char *conv, char out[FB_MX_TAG_LEN + 1] /* OUT */);
+
+/** Splits a conversation key at its first "/$": `*room` (new string) and `*root` (new string,
+ *  NULL outside a thread). Returns 0 or FB_EINVAL (not a room id). */
+int fb_mx_conv_split(const char *conv, char **room, char **root);
+
+/**
+ * Keeps only the HTML the Matrix spec allows in formatted_body: the tags listed in
+ * docs/internals/MATRIX.md without attributes, except `href` on `a` when it is http, https or
+ * mailto. Other tags are dropped (their text stays), comments dropped, a stray '<' escaped.
+ * Returns a new string.
+ */
+char *fb_mx_html_filter(const char *html);
+
+/**
+ * The JSON content of an m.room.message: `msgtype`, `body` = text, the filtered HTML as
+ * `formatted_body` (with `format`) when `html` is not empty, `m.mentions` {} and, with a
+ * `thread_root`, the thread relation. Returns a new reference, or NULL when text is NULL.
+ */
+json_t *fb_mx_message_content(const char *msgtype, const char *text, const char *html,
+                              const char *thread_root);
+
+/** "<name>" with every regex metacharacter escaped by a backslash. New string. */
+char *fb_mx_regex_escape(const char *s);
+
+/**
+ * The application-service registration YAML for Synapse: id, url, the two tokens,
+ * sender_localpart (from `user_id`), an exclusive users namespace for exactly `user_id`, no
+ * aliases or rooms, rate_limited false. Returns a new string, or NULL for a bad user id.
+ */
+char *fb_mx_registration_yaml(const char *id, const char *url, const char *user_id,
+                              const char *as_token, const char *hs_token);
+
+/**
+ * Reads `as_token` and `hs_token` from a registration YAML text. Returns 0 with both new
+ * strings, or FB_EINVAL with a static reason in *why (never the tokens themselves).
+ */
+int fb_mx_registration_tokens(const char *text, size_t len, char **as_token, char **hs_token,
+                              const char **why);
+
+/** Fills `out` with FB_MX_TOKEN_HEX random hex digits (getrandom) and a NUL. 0 or FB_ESYS. */
+int fb_mx_random_token(char out[FB_MX_TOKEN_HEX + 1]);
+
+/** Percent-encodes `s` for one URL path segment (unreserved characters kept). New string. */
+char *fb_mx_path_escape(const char *s);
+
+#endif /* FB_MX_UTIL_H */
