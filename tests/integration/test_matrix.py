@@ -356,17 +356,28 @@ def test_encrypted_room_gets_the_notice_once(synapse, redis, make_daemon, tmp_pa
     user.close()
 
 
-HOSTILE_CONTENTS = [
+# What Synapse refuses itself (400): these reach the daemon only through the appservice endpoint
+# (test_appservice_hostile_transactions).
+REFUSED_BY_SYNAPSE = [
     {"msgtype": "m.text"},  # no body
     {"msgtype": "m.text", "body": 42},
     {"msgtype": "m.text", "body": None},
     {"body": "pas de msgtype"},
     {"msgtype": 7, "body": "msgtype numérique"},
     {"msgtype": "m.text", "body": ["liste"]},
+]
+# What Synapse lets through: odd relations, control characters, other msgtypes, an edit, a reply.
+HOSTILE_CONTENTS = [
     {"msgtype": "m.text", "body": "x", "m.relates_to": "pas un objet"},
     {"msgtype": "m.text", "body": "x", "m.relates_to": {"rel_type": "m.thread"}},  # thread without root
-    {"msgtype": "m.text", "body": "\u0000\u0001\u007f"},
+    {"msgtype": "m.text", "body": "x", "m.relates_to": {"rel_type": "m.thread", "event_id": 12}},
+    {"msgtype": "m.text", "body": "x", "m.relates_to": {"m.in_reply_to": "pas un objet"}},
+    {"msgtype": "m.text", "body": "\u0000\u0001\u007f\u0000"},
+    {"msgtype": "m.text", "body": ""},
     {"msgtype": "m.image", "body": "photo.png", "url": "mxc://localhost/abc"},
+    {"msgtype": "m.text", "body": "> <@x:localhost> citation\n> encore\n\n", "format": 3},
+    {"msgtype": "m.text", "body": "x", "formatted_body": {"a": 1}, "format": "org.matrix.custom.html"},
+    {"msgtype": "m.notice", "body": "une notice est ignorée"},
 ]
 HTML = "<script>alert(1)</script><img src=x onerror=alert(2)> & \"«»\" <b>gras</b>"
 
@@ -376,27 +387,40 @@ def test_hostile_events_through_synapse_leave_the_daemon_serving(synapse, redis,
     d = start_bot(make_daemon, redis, synapse, bot)
     user = new_user(synapse)
     room = open_dm(user, bot["user_id"], d)
-    for content in HOSTILE_CONTENTS:
-        user.send_raw(room, content)
-    # HTML in the text and in formatted_body, a body near Synapse's 64 KiB event limit, one of
-    # many lines, right-to-left overrides and emoji.
+    # HTML in the text and in formatted_body (first: answered before the dialog gives up).
     user.send(room, HTML, content={"msgtype": "m.text", "body": HTML, "format": "org.matrix.custom.html",
                                    "formatted_body": HTML})
+    for content in REFUSED_BY_SYNAPSE:
+        with pytest.raises(HttpError) as refused:
+            user.send_raw(room, content)
+        assert refused.value.status == 400
+    for content in HOSTILE_CONTENTS:
+        user.send_raw(room, content)
+    # An edit (of the bot's greeting): ignored.
+    greeting = user.messages_from(room, bot["user_id"])[0]["event_id"]
+    user.send_raw(room, {"msgtype": "m.text", "body": "* lyon", "m.new_content": {"msgtype": "m.text", "body": "lyon"},
+                         "m.relates_to": {"rel_type": "m.replace", "event_id": greeting}})
+    # Other event types with odd contents, state included.
+    user.send_raw(room, {"body": 12}, "m.room.message.custom")
+    user.synapse.client_api("PUT", f"/rooms/{urllib.parse.quote(room)}/state/im.vector.room.access_rules/",
+                            user.token, {"rule": ["direct"]})
+    user.synapse.client_api("PUT", f"/rooms/{urllib.parse.quote(room)}/state/m.room.member.x/{user.user_id}",
+                            user.token, {"membership": 3})
+    # A body near Synapse's 64 KiB event limit, one of many lines, right-to-left overrides, emoji.
     user.send(room, "é" * 30000)
     user.send(room, "\n" * 20000)
     user.send(room, "\u202e\u200f😀" * 1000)
-    # An invalid UTF-8 sequence cannot be written in JSON: a lone surrogate is the closest thing.
-    try:
-        user.synapse.client_api("PUT", f"/rooms/{urllib.parse.quote(room)}/send/m.room.message/{secrets.token_hex(6)}",
-                                user.token, b'{"msgtype":"m.text","body":"a\\ud800b"}')
-    except HttpError as e:
-        assert e.status == 400, e  # Synapse refuses it: nothing reaches the daemon
-    # The daemon still serves: the next real answer gets the next question.
-    n = len(user.messages_from(room, bot["user_id"]))
-    user.send(room, "saint dizier")
-    assert user.wait(lambda: any("Pour qui faites-vous" in b for b in bodies(user.messages_from(room, bot["user_id"])[n:])),
-                     60), (bodies(user.messages_from(room, bot["user_id"])), d.read_log()[-3000:])
-    for ev in user.messages_from(room, bot["user_id"]):
+    # The daemon still serves. (Not in that room: its dialog has handed it to an advisor after
+    # three answers that are not a commune.) In a new room, sent after all of the above, so
+    # handled after it (a /sync batch is acknowledged whole): the greeting and the next question.
+    room2 = open_dm(user, bot["user_id"], d)
+    n = len(user.messages_from(room2, bot["user_id"]))
+    user.send(room2, "saint dizier")
+    assert user.wait(lambda: any("Pour qui faites-vous" in b for b in bodies(user.messages_from(room2, bot["user_id"])[n:])),
+                     60), (bodies(user.messages_from(room2, bot["user_id"])), d.read_log()[-3000:])
+    replies = user.messages_from(room, bot["user_id"])
+    assert any("conseiller" in b for b in bodies(replies)), bodies(replies)
+    for ev in replies:
         html = ev["content"].get("formatted_body", "").lower()
         assert "<script" not in html and "onerror" not in html and "<img" not in html, html
     assert matrix_adapter(d)["state"] == "ok"
