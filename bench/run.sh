@@ -20,6 +20,14 @@
 # latency (p50/p99 from each message's scheduled send time), FB_BENCH_PD (10) seconds each, the
 # maximum measured FB_BENCH_PREPEAT (3) times (median). Reported against the GET+SET pair rate
 # above, from the same Redis in the same run. Exits non-zero on any failure.
+#
+# Then the Matrix application service: a daemon in appservice mode (registration written by
+# `frichebot matrix-registration`, typing and read receipts off) on the same Redis, and
+# bench_appservice, which plays the homeserver: FB_BENCH_AC (50) rooms, each PUTting one
+# transaction with one message and waiting for the first reply at a loopback HTTP sink inside the
+# bench binary (webhook, hs_token check, txn id in Redis, parser, router, engine, Redis, outbox,
+# HTTP client, sink). Closed loop for the maximum (median of FB_BENCH_PREPEAT runs), then open
+# loop at half of it for p50/p99, FB_BENCH_PD seconds each.
 set -eu
 
 build=${1:?usage: bench/run.sh BUILD_DIR}
@@ -194,4 +202,84 @@ awk -v m="$pmax" -v h="$half" -v r="$prate" -v a="$p50" -v b="$p99" -v g="$get" 
   printf "  ratio to the GET+SET pair rate     %12.2f\n", m / pair
   printf "  open loop at half the maximum      %12.0f msg/s offered, %.0f done\n", h, r
   printf "  latency p50 / p99 (ms)             %12.2f / %.2f\n", a, b
+}'
+
+# ---- the Matrix application service ----
+abin=$build/bench/bench_appservice
+[ -x "$abin" ] || die "$abin not found: build first (cmake --build $build)"
+AC=${FB_BENCH_AC:-50}
+redis-cli -h 127.0.0.1 -p "$port" flushall >/dev/null
+hport=
+for attempt in 1 2 3 4 5; do
+  p=$(( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000 + 20000 ))
+  sport=$(( (p - 20000 + 1) % 40000 + 20000 ))
+  cat >"$tmp/appservice.yaml" <<EOF
+server:
+  listen: "127.0.0.1:$p"
+redis:
+  address: "tcp://127.0.0.1:$port"
+log:
+  level: warning
+web:
+  enabled: false
+matrix:
+  enabled: true
+  mode: appservice
+  homeserver: "http://127.0.0.1:$sport"
+  user_id: "@frichebot:bench"
+  typing: false
+  read_receipts: false
+  appservice:
+    registration_file: "$tmp/registration.yaml"
+    url: "http://127.0.0.1:$p"
+EOF
+  rm -f "$tmp/registration.yaml"
+  "$daemon" matrix-registration -c "$tmp/appservice.yaml" >/dev/null || die "matrix-registration failed"
+  "$daemon" serve -c "$tmp/appservice.yaml" >"$tmp/daemon-as.log" 2>&1 &
+  dpid=$!
+  i=0
+  while [ $i -lt 200 ]; do
+    if curl -fsS "http://127.0.0.1:$p/healthz" >/dev/null 2>&1; then
+      hport=$p
+      break
+    fi
+    kill -0 "$dpid" 2>/dev/null || break
+    sleep 0.05
+    i=$((i + 1))
+  done
+  [ -n "$hport" ] && break
+  stop_daemon
+done
+[ -n "$hport" ] || { cat "$tmp/daemon-as.log" >&2; die "cannot start the daemon (appservice)"; }
+
+: >"$tmp/amax"
+echo "bench: Matrix appservice through the daemon on 127.0.0.1:$hport, sink on $sport, $AC rooms, ${PD} s per run" >&2
+r=1
+while [ $r -le "$PREPEAT" ]; do
+  out=$("$abin" -p "$hport" -s "$sport" -t "$tmp/registration.yaml" -u "@frichebot:bench" \
+    -c "$AC" -d "$PD") || { cat "$tmp/daemon-as.log" >&2; die "bench_appservice failed"; }
+  echo "$out" | sed -n 's/^events_per_s=//p' >>"$tmp/amax"
+  r=$((r + 1))
+done
+[ "$(wc -l <"$tmp/amax")" -eq "$PREPEAT" ] || die "missing appservice measurements"
+amax=$(median <"$tmp/amax")
+ahalf=$(awk -v m="$amax" 'BEGIN { printf "%d", m / 2 }')
+out=$("$abin" -p "$hport" -s "$sport" -t "$tmp/registration.yaml" -u "@frichebot:bench" \
+  -c "$AC" -d "$PD" -r "$ahalf") || { cat "$tmp/daemon-as.log" >&2; die "bench_appservice failed"; }
+arate=$(echo "$out" | sed -n 's/^events_per_s=//p')
+a50=$(echo "$out" | sed -n 's/^p50_ms=//p')
+a99=$(echo "$out" | sed -n 's/^p99_ms=//p')
+stop_daemon
+if grep -E 'ERROR|AddressSanitizer|runtime error' "$tmp/daemon-as.log" >&2; then
+  die "the daemon reported errors (appservice)"
+fi
+awk -v m="$amax" -v h="$ahalf" -v r="$arate" -v a="$a50" -v b="$a99" -v g="$get" -v t="$set" \
+    -v c="$AC" -v k="$PREPEAT" 'BEGIN {
+  pair = 1 / (1 / g + 1 / t)
+  printf "frichebot Matrix appservice benchmark: transaction PUT -> parser -> router -> engine -> Redis -> outbox -> homeserver sink\n"
+  printf "  %d rooms, one message \"aide\" per transaction, median of %d runs for the maximum\n", c, k
+  printf "  events/s, closed loop (maximum)    %12.0f\n", m
+  printf "  ratio to the GET+SET pair rate     %12.2f\n", m / pair
+  printf "  open loop at half the maximum      %12.0f events/s offered, %.0f done\n", h, r
+  printf "  latency p50 / p99 (ms, 1st reply)  %12.2f / %.2f\n", a, b
 }'

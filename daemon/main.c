@@ -5,12 +5,15 @@
  * Exit status: 0 success, 1 failure (bad configuration, cannot start), 2 usage error (unknown
  * subcommand or option, missing argument).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <hiredis/hiredis.h>
@@ -19,6 +22,7 @@
 #include <uv.h>
 #include <yaml.h>
 
+#include "../adapters/matrix/mx_util.h"
 #include "authoring.h"
 #include "config.h"
 #include "daemon.h"
@@ -41,6 +45,7 @@ static const char main_usage[] =
     "  graph     draw a dialog as a Graphviz graph\n"
     "  test      run golden conversation transcripts\n"
     "  version   print the version and the versions of the libraries in use\n"
+    "  matrix-registration  write the Matrix application service registration file\n"
     "  help      show the help of a command: frichebot help serve\n"
     "\n"
     "Run 'frichebot COMMAND --help' for the options of a command.\n";
@@ -62,6 +67,21 @@ static const char serve_usage[] =
     "  -h, --help             show this help\n"
     "\n"
     "Secrets never go in the file: redis.password_file, or FRICHEBOT_REDIS_PASSWORD.\n";
+
+static const char registration_usage[] =
+    "usage: frichebot matrix-registration -c FILE [-o OUTPUT] [--force]\n"
+    "\n"
+    "Writes the application service registration YAML that Synapse loads\n"
+    "(app_service_config_files), with fresh random as_token and hs_token, from the matrix\n"
+    "section of the configuration (user_id, appservice.id, appservice.url). The daemon reads\n"
+    "the tokens back from that file in appservice mode. The file is created with mode 0600.\n"
+    "\n"
+    "Options:\n"
+    "  -c, --config FILE   the daemon's configuration (YAML)\n"
+    "  -o, --output FILE   where to write it (default: matrix.appservice.registration_file;\n"
+    "                      '-' for standard output)\n"
+    "      --force         replace an existing file (the old tokens stop working)\n"
+    "  -h, --help          show this help\n";
 
 static const char version_usage[] = "usage: frichebot version\n"
                                     "\n"
@@ -226,6 +246,120 @@ done:
     return status;
 }
 
+static int cmd_registration(int argc, char **argv)
+{
+    enum { OPT_FORCE = 1000 };
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"output", required_argument, NULL, 'o'},
+        {"force", no_argument, NULL, OPT_FORCE},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL, *out = NULL;
+    bool force = false;
+    int c;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":c:o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'o':
+            out = optarg;
+            break;
+        case OPT_FORCE:
+            force = true;
+            break;
+        case 'h':
+            fputs(registration_usage, stdout);
+            return 0;
+        case ':':
+            return usage_error("matrix-registration: option '%s' needs an argument",
+                               argv[optind - 1]);
+        default:
+            return usage_error("matrix-registration: unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return usage_error("matrix-registration: unexpected argument '%s'", argv[optind]);
+    if (!path)
+        return usage_error("matrix-registration: -c FILE is required");
+    fb_buf_t errors;
+    fb_buf_init(&errors, 1u << 20);
+    fb_config_t *cfg = fb_config_load(path, &errors);
+    if (!cfg) {
+        fprintf(stderr, "%s", fb_buf_str(&errors));
+        fprintf(stderr, "frichebot: %s: invalid configuration\n", path);
+        fb_buf_free(&errors);
+        return 1;
+    }
+    fb_buf_free(&errors);
+    const fb_matrix_opts_t *m = &cfg->matrix;
+    int status = 1;
+    char as[FB_MX_TOKEN_HEX + 1], hs[FB_MX_TOKEN_HEX + 1];
+    char *yaml = NULL;
+    if (!out)
+        out = m->as_registration_file;
+    if (!m->user_id || !out) {
+        fprintf(stderr,
+                "frichebot: %s: matrix.user_id and matrix.appservice.registration_file "
+                "(or -o) are needed\n",
+                path);
+        goto done;
+    }
+    if (fb_mx_random_token(as) || fb_mx_random_token(hs)) {
+        fprintf(stderr, "frichebot: cannot get random bytes from the system\n");
+        goto done;
+    }
+    yaml = fb_mx_registration_yaml(m->as_id ? m->as_id : "frichebot",
+                                   m->as_url ? m->as_url : "http://127.0.0.1:8080", m->user_id, as,
+                                   hs);
+    if (!yaml) {
+        fprintf(stderr, "frichebot: matrix.user_id is not a user id\n");
+        goto done;
+    }
+    if (strcmp(out, "-") == 0) {
+        fputs(yaml, stdout);
+        status = fflush(stdout) == 0 ? 0 : 1;
+        goto done;
+    }
+    int fd =
+        open(out, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (force ? O_TRUNC : O_EXCL), 0600);
+    if (fd < 0) {
+        fprintf(stderr, "frichebot: cannot write %s: %s%s\n", out, strerror(errno),
+                errno == EEXIST ? " (use --force to replace it)" : "");
+        goto done;
+    }
+    size_t len = strlen(yaml), off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, yaml + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    if (close(fd) != 0 || off != len) {
+        fprintf(stderr, "frichebot: cannot write %s: %s\n", out, strerror(errno));
+        goto done;
+    }
+    printf("%s: registration written (id %s, user %s); add it to Synapse's "
+           "app_service_config_files\n",
+           out, m->as_id ? m->as_id : "frichebot", m->user_id);
+    status = 0;
+done:
+    explicit_bzero(as, sizeof(as));
+    explicit_bzero(hs, sizeof(hs));
+    if (yaml) {
+        explicit_bzero(yaml, strlen(yaml));
+        fb_free(yaml);
+    }
+    fb_config_free(cfg);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -252,6 +386,10 @@ int main(int argc, char **argv)
             fputs(version_usage, stdout);
             return 0;
         }
+        if (strcmp(argv[2], "matrix-registration") == 0) {
+            fputs(registration_usage, stdout);
+            return 0;
+        }
         char help_arg[] = "--help";
         char *help_argv[] = {argv[2], help_arg, NULL};
         if (strcmp(argv[2], "check") == 0)
@@ -268,6 +406,8 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0)
         return cmd_version(argc - 1, argv + 1);
+    if (strcmp(cmd, "matrix-registration") == 0)
+        return cmd_registration(argc - 1, argv + 1);
     if (strcmp(cmd, "check") == 0)
         return fb_cmd_check(argc - 1, argv + 1, stdout, stderr);
     if (strcmp(cmd, "chat") == 0)

@@ -777,6 +777,7 @@ static void log_parse(struct mx *m, const fb_mx_batch_t *b, const char *what)
 static void sync_schedule(struct mx *m, uint64_t delay_ms);
 static void sync_poll(struct mx *m);
 static void bot_auth(struct mx *m);
+static void after_auth(struct mx *m);
 
 static const char *const timeline_types[] = {"m.room.message",
                                              "m.room.member",
@@ -821,11 +822,11 @@ static void on_timer(uv_timer_t *t)
     struct mx *m = t->data;
     if (m->stopping || !m->a)
         return;
-    if (!m->token || m->recovering || m->sy == SY_AUTH) {
+    if (!m->token || m->recovering) {
         bot_auth(m);
         return;
     }
-    sync_poll(m);
+    after_auth(m); /* whoami and the filter if still missing, then the poll */
 }
 
 static void sync_schedule(struct mx *m, uint64_t delay_ms)
@@ -883,8 +884,6 @@ static void take_tokens(struct mx *m, json_t *body)
 }
 
 /* --- login, refresh, whoami --- */
-
-static void after_auth(struct mx *m);
 
 static void on_login(struct mx *m, int err, int status, json_t *body,
                      const fb_http_response_t *resp, void *arg)
@@ -1209,22 +1208,23 @@ static void on_state_loaded(struct mx *m, int status, redisReply *reply, void *a
         m->sy = SY_IDLE;
         return;
     }
-#define STR(i) (reply->element[i]->type == REDIS_REPLY_STRING ? reply->element[i]->str : NULL)
+    const char *v[8];
+    for (size_t i = 0; i < 8; i++)
+        v[i] = reply->element[i]->type == REDIS_REPLY_STRING ? reply->element[i]->str : NULL;
     /* 0 user_id 1 device_id 2 access_token 3 refresh_token 4 expires_at, 5 next_batch
      * 6 filter_id 7 filter_hash */
-    if (!m->token_given && STR(0) && strcmp(STR(0), m->o->user_id) == 0 && STR(2) && *STR(2)) {
-        m->token = fb_strdup(STR(2));
-        m->device_id = fb_strdup(STR(1));
-        if (STR(3) && *STR(3))
-            m->refresh_token = fb_strdup(STR(3));
-        m->expires_at = STR(4) ? strtoll(STR(4), NULL, 10) : 0;
+    if (!m->token_given && v[0] && strcmp(v[0], m->o->user_id) == 0 && v[2] && *v[2]) {
+        m->token = fb_strdup(v[2]);
+        m->device_id = fb_strdup(v[1]);
+        if (v[3] && *v[3])
+            m->refresh_token = fb_strdup(v[3]);
+        m->expires_at = v[4] ? strtoll(v[4], NULL, 10) : 0;
         FB_INFO(MATRIX, "reusing the stored session (device %s)", m->device_id);
     }
-    if (STR(5) && *STR(5))
-        m->next_batch = fb_strdup(STR(5));
-    if (STR(6) && STR(7) && strcmp(STR(7), m->filter_hash) == 0)
-        m->filter_id = fb_strdup(STR(6));
-#undef STR
+    if (v[5] && *v[5])
+        m->next_batch = fb_strdup(v[5]);
+    if (v[6] && v[7] && strcmp(v[7], m->filter_hash) == 0)
+        m->filter_id = fb_strdup(v[6]);
     if (!m->next_batch)
         FB_NOTICE(MATRIX, "first start: history is skipped, invitations are handled");
     bot_auth(m);
@@ -1587,7 +1587,7 @@ static int mx_init(fb_adapter_t *a)
         unsigned char h[32];
         fb_web_sha256(m->filter_json, strlen(m->filter_json), h);
         for (int i = 0; i < 8; i++)
-            snprintf(m->filter_hash + 2 * i, 3, "%02x", h[i]);
+            snprintf(m->filter_hash + (size_t)2 * i, 3, "%02x", h[i]);
         /* jansson's string: keep our own copy in our allocator. */
         char *copy = fb_strdup(m->filter_json);
         free(m->filter_json); /* fb-lint: allow free (jansson's allocation) */

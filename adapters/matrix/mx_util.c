@@ -263,6 +263,9 @@ static void message_event(struct pctx *p, json_t *ev, const char *room)
     }
     char *text = json_is_object(json_object_get(rel, "m.in_reply_to")) ? fb_mx_strip_fallback(body)
                                                                        : fb_strdup(body);
+    for (char *c = text; *c; c++) /* control characters (the router refuses them): spaces */
+        if ((unsigned char)*c < 0x20 && *c != '\t' && *c != '\n' && *c != '\r')
+            *c = ' ';
     if (!text[strspn(text, " \t\r\n")]) {
         fb_free(text);
         p->out->ignored++;
@@ -365,6 +368,8 @@ static json_t *load(const char *body, size_t len, fb_mx_batch_t *out)
 
 int fb_mx_parse_sync(const char *body, size_t len, const fb_mx_parse_opts_t *o, fb_mx_batch_t *out)
 {
+    if (!out || !o || !o->bot)
+        return FB_EINVAL;
     json_t *root = load(body, len, out);
     if (!root)
         return FB_EPROTO;
@@ -419,6 +424,8 @@ int fb_mx_parse_sync(const char *body, size_t len, const fb_mx_parse_opts_t *o, 
 
 int fb_mx_parse_txn(const char *body, size_t len, const fb_mx_parse_opts_t *o, fb_mx_batch_t *out)
 {
+    if (!out || !o || !o->bot)
+        return FB_EINVAL;
     json_t *root = load(body, len, out);
     json_t *events = root ? json_object_get(root, "events") : NULL;
     if (!json_is_array(events)) {
@@ -865,7 +872,7 @@ int fb_mx_random_token(char out[FB_MX_TOKEN_HEX + 1])
         got += (size_t)n;
     }
     for (size_t i = 0; i < sizeof(r); i++)
-        snprintf(out + 2 * i, 3, "%02x", r[i]);
+        snprintf(out + (size_t)2 * i, 3, "%02x", r[i]);
     explicit_bzero(r, sizeof(r));
     return 0;
 }

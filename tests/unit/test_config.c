@@ -595,7 +595,7 @@ TEST_IMPL(config_secrets_never_in_errors)
                   "t.yaml:6:3: 'redis.token': secrets must not be written in the configuration "
                   "file: use a *_file key or an environment variable\n"
                   "t.yaml:7:1: unknown key 'bot' at the top level (known: server, redis, store, "
-                  "http_client, log, dialogs, router, web)\n"
+                  "http_client, log, dialogs, router, web, matrix)\n"
                   "t.yaml:8:6: 'bot[0].secret': secrets must not be written in the configuration "
                   "file: use a *_file key or an environment variable\n"
                   "t.yaml:8:28: 'bot[0].Access_Token': secrets must not be written in the "
@@ -605,7 +605,7 @@ TEST_IMPL(config_secrets_never_in_errors)
                   "t.yaml:10:1: 'hs_token': secrets must not be written in the configuration "
                   "file: use a *_file key or an environment variable\n"
                   "t.yaml:11:1: unknown key 'other' at the top level (known: server, redis, "
-                  "store, http_client, log, dialogs, router, web)\n"
+                  "store, http_client, log, dialogs, router, web, matrix)\n"
                   "t.yaml:12:1: duplicate key 'server' (first at 1:1)\n");
 
     /* Whatever goes wrong, no secret from anywhere shows up. */
@@ -739,5 +739,110 @@ TEST_IMPL(config_paths)
     ASSERT_EQ(rmdir(dir), 0);
     fb_free(file);
     fb_free(dir);
+    return 0;
+}
+
+TEST_IMPL(config_matrix)
+{
+    unsetenv("FRICHEBOT_MATRIX_TOKEN");
+    char *errors = NULL;
+    /* Defaults: disabled, bot mode, the documented values, empty lists (never NULL). */
+    fb_config_t *c = parse("server:\n  listen: \"127.0.0.1:1\"\nredis:\n  address: "
+                           "\"tcp://127.0.0.1:2\"\n",
+                           &errors);
+    if (!c)
+        FB_TEST_FAIL("%s", errors);
+    fb_free(errors);
+    ASSERT(!c->matrix.enabled);
+    ASSERT_STR_EQ(c->matrix.mode, "bot");
+    ASSERT_NULL(c->matrix.homeserver);
+    ASSERT_EQ(c->matrix.sync_timeout_ms, 30000);
+    ASSERT_EQ(c->matrix.sync_timeline_limit, 50);
+    ASSERT_EQ(c->matrix.sync_retry.n_delays, 5);
+    ASSERT_NOT_NULL(c->matrix.allowed_servers);
+    ASSERT_NULL(c->matrix.allowed_servers[0]);
+    ASSERT_NULL(c->matrix.ignore_users[0]);
+    ASSERT_STR_EQ(c->matrix.reminder_msgtype, "m.text");
+    ASSERT(c->matrix.typing && c->matrix.read_receipts && c->matrix.leave_when_alone);
+    ASSERT_NOT_NULL(strstr(c->matrix.encrypted_notice, "chiffrés"));
+    ASSERT_STR_EQ(c->matrix.as_id, "frichebot");
+    ASSERT_STR_EQ(c->matrix.as_url, "http://127.0.0.1:8080");
+    ASSERT_EQ(c->matrix.as_txn_retention_hours, 72);
+    fb_config_free(c);
+
+    /* Every key. */
+    c = parse("server:\n  listen: \"127.0.0.1:1\"\nredis:\n  address: \"tcp://127.0.0.1:2\"\n"
+              "matrix:\n  enabled: true\n  mode: appservice\n"
+              "  homeserver: \"https://matrix.example.org\"\n  user_id: \"@fb:example.org\"\n"
+              "  device_display_name: \"bot\"\n  sync_timeout_ms: 0\n  sync_timeline_limit: 7\n"
+              "  sync_retry:\n    delays_ms: [5]\n    jitter_percent: 0\n"
+              "  allowed_servers: [\"*.gouv.fr\", \"example.org\"]\n"
+              "  allowed_users: [\"@boss:x\"]\n  ignore_users: [\"@bot-*:*\"]\n"
+              "  reminder_msgtype: m.notice\n  typing: false\n  read_receipts: false\n"
+              "  leave_when_alone: false\n  encrypted_notice: \"chiffré\"\n"
+              "  appservice:\n    registration_file: /etc/reg.yaml\n    id: fbas\n"
+              "    url: \"http://10.0.0.1:8080\"\n    txn_retention_hours: 1\n",
+              &errors);
+    if (!c)
+        FB_TEST_FAIL("%s", errors);
+    fb_free(errors);
+    ASSERT(c->matrix.enabled);
+    ASSERT_STR_EQ(c->matrix.mode, "appservice");
+    ASSERT_STR_EQ(c->matrix.homeserver, "https://matrix.example.org");
+    ASSERT_STR_EQ(c->matrix.user_id, "@fb:example.org");
+    ASSERT_STR_EQ(c->matrix.device_display_name, "bot");
+    ASSERT_EQ(c->matrix.sync_timeout_ms, 0);
+    ASSERT_EQ(c->matrix.sync_timeline_limit, 7);
+    ASSERT_EQ(c->matrix.sync_retry.n_delays, 1);
+    ASSERT_STR_EQ(c->matrix.allowed_servers[0], "*.gouv.fr");
+    ASSERT_STR_EQ(c->matrix.allowed_servers[1], "example.org");
+    ASSERT_NULL(c->matrix.allowed_servers[2]);
+    ASSERT_STR_EQ(c->matrix.allowed_users[0], "@boss:x");
+    ASSERT_STR_EQ(c->matrix.ignore_users[0], "@bot-*:*");
+    ASSERT_STR_EQ(c->matrix.reminder_msgtype, "m.notice");
+    ASSERT(!c->matrix.typing && !c->matrix.read_receipts && !c->matrix.leave_when_alone);
+    ASSERT_STR_EQ(c->matrix.encrypted_notice, "chiffré");
+    ASSERT_STR_EQ(c->matrix.as_registration_file, "/etc/reg.yaml");
+    ASSERT_STR_EQ(c->matrix.as_id, "fbas");
+    ASSERT_STR_EQ(c->matrix.as_url, "http://10.0.0.1:8080");
+    ASSERT_EQ(c->matrix.as_txn_retention_hours, 1);
+    fb_config_free(c);
+
+    /* Bad values, and the keys that go together. */
+    expect_errors(
+        "server:\n  listen: \"127.0.0.1:1\"\nredis:\n  address: \"tcp://127.0.0.1:2\"\n"
+        "matrix:\n  enabled: true\n  mode: sync\n  homeserver: \"https://x.org/\"\n"
+        "  user_id: \"frichebot\"\n  allowed_servers: \"*\"\n  ignore_users: [\"\", 3]\n"
+        "  reminder_msgtype: m.emote\n",
+        "t.yaml:5:1: 'matrix.homeserver' is required when matrix.enabled is true\n"
+        "t.yaml:5:1: 'matrix.user_id' is required when matrix.enabled is true\n"
+        "t.yaml:5:1: bot mode needs 'matrix.password_file', 'matrix.access_token_file' or the "
+        "environment variable FRICHEBOT_MATRIX_TOKEN\n"
+        "t.yaml:7:9: 'matrix.mode' must be bot or appservice\n"
+        "t.yaml:8:15: 'matrix.homeserver' must be an http:// or https:// URL without a trailing "
+        "'/', such as \"https://matrix.example.org\"\n"
+        "t.yaml:9:12: 'matrix.user_id' must be a Matrix user id such as "
+        "\"@frichebot:example.org\"\n"
+        "t.yaml:10:20: 'matrix.allowed_servers' must be a list of patterns, such as "
+        "[\"*.gouv.fr\"]\n"
+        "t.yaml:11:18: 'matrix.ignore_users[0]' must be a pattern of 1 to 255 bytes without "
+        "control "
+        "characters\n"
+        "t.yaml:12:21: 'matrix.reminder_msgtype' must be m.text or m.notice\n");
+    expect_errors("server:\n  listen: \"127.0.0.1:1\"\nredis:\n  address: \"tcp://127.0.0.1:2\"\n"
+                  "matrix:\n  enabled: true\n  mode: appservice\n  homeserver: \"http://h\"\n"
+                  "  user_id: \"@a:h\"\n",
+                  "t.yaml:5:1: 'matrix.appservice.registration_file' is required in appservice "
+                  "mode (write it with 'frichebot matrix-registration')\n");
+    /* A token in the environment is enough for bot mode. */
+    setenv("FRICHEBOT_MATRIX_TOKEN", "syt_test", 1);
+    c = parse("server:\n  listen: \"127.0.0.1:1\"\nredis:\n  address: \"tcp://127.0.0.1:2\"\n"
+              "matrix:\n  enabled: true\n  homeserver: \"http://h:8008\"\n  user_id: \"@a:h\"\n",
+              &errors);
+    unsetenv("FRICHEBOT_MATRIX_TOKEN");
+    if (!c)
+        FB_TEST_FAIL("%s", errors);
+    fb_free(errors);
+    fb_config_free(c);
     return 0;
 }

@@ -422,3 +422,73 @@ TEST_IMPL(http_server_static_files)
     ASSERT_OK(system(cmd));
     return 0;
 }
+
+/* ---- Prefix routes ---- */
+
+static int on_path(fb_http_req_t *req, void *arg)
+{
+    char body[256];
+    int n = snprintf(body, sizeof(body), "%s %s", (const char *)arg, fb_http_req_path(req));
+    fb_http_respond(req, 200, "text/plain", body, (size_t)n, NULL);
+    return 0;
+}
+
+static void prefix_client(void *arg)
+{
+    struct fixture *f = arg;
+    static const char *const reqs[] = {
+        "GET /a/b HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "PUT /a/txn%2042 HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        "GET /a/b/c/d HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /a/ HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /a/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /ab HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    };
+    for (size_t i = 0; i < FB_ARRAY_SIZE(reqs); i++)
+        roundtrip(f->port, reqs[i], strlen(reqs[i]), f->answers[i], 2048, 0);
+    uv_async_send(&f->done);
+}
+
+TEST_IMPL(http_server_prefix_routes)
+{
+    struct fixture f;
+    memset(&f, 0, sizeof(f));
+    ASSERT_OK(uv_loop_init(&f.loop));
+    char host[] = "127.0.0.1";
+    fb_server_opts_t opts = {.listen_host = host,
+                             .listen_port = fb_test_free_port(),
+                             .max_body_bytes = 100,
+                             .max_header_bytes = 4096,
+                             .idle_timeout_s = 5,
+                             .keepalive_timeout_s = 5,
+                             .shutdown_deadline_s = 1};
+    f.srv = fb_http_server_create(&f.loop, &opts);
+    ASSERT_NOT_NULL(f.srv);
+    static char exact[] = "exact", shortp[] = "short", longp[] = "long";
+    ASSERT_OK(fb_http_server_route(f.srv, "/a/b", FB_HTTP_GET, "exact", on_path, exact));
+    ASSERT_OK(fb_http_server_route_prefix(f.srv, "/a/", FB_HTTP_PUT, "short", on_path, shortp));
+    ASSERT_OK(fb_http_server_route_prefix(f.srv, "/a/b/", FB_HTTP_GET, "long", on_path, longp));
+    ASSERT_EQ(fb_http_server_route_prefix(f.srv, "/noslash", FB_HTTP_GET, "x", on_path, exact),
+              FB_EINVAL);
+    ASSERT_EQ(fb_http_server_route_prefix(f.srv, "/", FB_HTTP_GET, "x", on_path, exact), FB_EINVAL);
+    ASSERT_OK(fb_http_server_start(f.srv));
+    f.port = fb_http_server_port(f.srv);
+    uv_async_init(&f.loop, &f.done, on_done);
+    f.done.data = &f;
+    uv_timer_init(&f.loop, &f.later);
+    f.later.data = &f;
+    uv_thread_t tid;
+    ASSERT_OK(uv_thread_create(&tid, prefix_client, &f));
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    uv_thread_join(&tid);
+    fb_test_loop_close_strict(&f.loop);
+
+    ASSERT_NOT_NULL(strstr(f.answers[0], "\r\n\r\nexact /a/b"));
+    ASSERT(strncmp(f.answers[1], "HTTP/1.1 200", 12) == 0);
+    ASSERT_NOT_NULL(strstr(f.answers[1], "\r\n\r\nshort /a/txn 42"));
+    ASSERT_NOT_NULL(strstr(f.answers[2], "\r\n\r\nlong /a/b/c/d"));
+    ASSERT(strncmp(f.answers[3], "HTTP/1.1 404", 12) == 0);
+    ASSERT(strncmp(f.answers[4], "HTTP/1.1 405", 12) == 0);
+    ASSERT(strncmp(f.answers[5], "HTTP/1.1 404", 12) == 0);
+    return 0;
+}
