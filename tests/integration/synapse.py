@@ -245,6 +245,8 @@ class Client:
         return self.loop.run_until_complete(coro)
 
     def close(self):
+        if self.loop.is_closed():
+            return
         self.run(self.client.close())
         self.loop.close()
 

@@ -96,8 +96,21 @@ def new_bot(synapse, tmp_path, ratelimited=False):
     return bot
 
 
+_CLIENTS = []
+
+
 def new_user(synapse, name="owner"):
-    return Client(synapse, synapse.register(f"{name}-{secrets.token_hex(4)}"))
+    c = Client(synapse, synapse.register(f"{name}-{secrets.token_hex(4)}"))
+    _CLIENTS.append(c)
+    return c
+
+
+@pytest.fixture(autouse=True)
+def _close_clients():
+    """Closes the test's Matrix clients, even when it failed half-way."""
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
 
 
 def start_bot(make_daemon, redis, synapse, bot, start_delay_ms=0, **matrix):
@@ -137,6 +150,7 @@ def reference(synapse, tmp_path, make_daemon):
     (tmp_path / "ref").mkdir(exist_ok=True)
     r = Redis(tmp_path / "ref")
     r.start()
+    d = None
     try:
         bot = new_bot(synapse, tmp_path)
         d = Daemon(tmp_path / "ref", r.address, idle_timeout_s=30,
@@ -156,6 +170,9 @@ def reference(synapse, tmp_path, make_daemon):
         rc, log = d.stop()
         d.check_clean(rc, log)
     finally:
+        if d is not None and d.proc is not None and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
         r.stop()
     _REFERENCE["groups"] = groups
     return groups
@@ -455,23 +472,27 @@ def appservice(tmp_path_factory):
     port = free_port()
     registration = base / "registration.yaml"
     r = Redis(base)
-    r.start()
     d = Daemon(base, r.address, listen=f"127.0.0.1:{port}", idle_timeout_s=30, max_body_bytes=1048576,
                extra=as_matrix_yaml(syn.url, registration, port) + router_yaml())
+    d.port = port  # where the daemon listens, hence the registration's url
     d.write_config()
     out = subprocess.run([BINARY, "matrix-registration", "-c", str(d.config_path)], capture_output=True,
                          text=True, timeout=30)
     assert out.returncode == 0, out.stderr
-    syn.appservices = [registration]
-    syn.start()
-    SYNAPSE_TIMINGS.append(("Synapse start (appservice mode)", syn.start_seconds))
-    d.start()
     reg = yaml.safe_load(registration.read_text())
-    yield {"synapse": syn, "daemon": d, "redis": r, "reg": reg, "registration": registration}
+    syn.appservices = [registration]
     try:
+        r.start()
+        syn.start()
+        SYNAPSE_TIMINGS.append(("Synapse start (appservice mode)", syn.start_seconds))
+        d.start()
+        yield {"synapse": syn, "daemon": d, "redis": r, "reg": reg, "registration": registration}
         rc, log = d.stop()
         d.check_clean(rc, log)
     finally:
+        if d.proc is not None and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
         syn.stop()
         r.stop()
 
@@ -485,8 +506,8 @@ def as_put(d, txn_id, body, token):
     return status, out
 
 
-def fake_message(room, sender, text, **more):
-    ev = {"type": "m.room.message", "room_id": room, "sender": sender, "event_id": "$" + secrets.token_hex(12),
+def fake_message(room, who, text, **more):
+    ev = {"type": "m.room.message", "room_id": room, "sender": who, "event_id": "$" + secrets.token_hex(12),
           "origin_server_ts": int(time.time() * 1000), "content": {"msgtype": "m.text", "body": text}}
     ev.update(more)
     return ev
@@ -495,12 +516,14 @@ def fake_message(room, sender, text, **more):
 def test_appservice_conversation_replay_and_tokens(appservice):
     syn, d, r, reg = appservice["synapse"], appservice["daemon"], appservice["redis"], appservice["reg"]
     user = new_user(syn)
+    h0 = handled(d)
     t0 = time.monotonic()
     room = open_dm(user, AS_USER, d)
     for answer in WALK[:13]:
         n = len(user.messages_from(room, AS_USER))
         user.send(room, answer)
         assert user.wait_messages(room, AS_USER, n + 1, 30)[n:], (answer, d.read_log()[-3000:])
+    settle(user, room, AS_USER, d, r, h0 + 14)
     SYNAPSE_TIMINGS.append(("friche conversation over the appservice (join to roadmap)", time.monotonic() - t0))
     texts = bodies(user.messages_from(room, AS_USER))
     roadmap = next(b for b in texts if ROADMAP[0] in b)
@@ -533,6 +556,9 @@ def test_appservice_conversation_replay_and_tokens(appservice):
     after = bodies(user.messages_from(room, AS_USER)[n:])
     assert "commentaire" in after[0] and all("données" not in b or "mes données" in b for b in after), after
     assert r.cli("EXISTS", f"fb:{{c:matrix:{room}}}:session") == "1"  # not forgotten
+    # The rating counted once, the replayed "comment" never read.
+    assert r.cli("HGET", "fb:stats", "avis_note_4") == "1"
+    assert "jamais" not in r.cli("LRANGE", "fb:avis:comments", "0", "-1")
     assert r.cli("EXISTS", f"fb:matrix:txn:{txn_id}") == "1"
     # The other endpoints.
     ping = d.request("/_matrix/app/v1/ping", "POST", b"{}", {"Authorization": f"Bearer {hs}",
