@@ -21,6 +21,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
 import urllib.parse
 
@@ -29,6 +30,9 @@ import yaml
 
 from conftest import BINARY, SYNAPSE_TIMINGS, Daemon, Redis, free_port, wait_until
 from synapse import Client, HttpError, Synapse, bodies, http
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from fault_proxy import FaultProxy  # noqa: E402
 
 # Answers that walk the friche dialog to its roadmap (tests/transcripts/friche-ferroviaire.yaml),
 # then the rating and "no comment".
@@ -297,6 +301,63 @@ def test_synapse_restart_mid_conversation(synapse, redis, make_daemon, tmp_path)
     assert bodies(got) == flat(groups), bodies(got)
     assert wait_until(lambda: matrix_adapter(d)["state"] == "ok", 30), matrix_adapter(d)
     user.close()
+
+
+def test_network_faults_between_daemon_and_synapse(synapse, redis, make_daemon, tmp_path):
+    """The daemon reaches Synapse through tests/support/fault_proxy.py: connections reset during
+    the long-poll, refused for a while, cut in the middle of an answer, and slow. The owner talks
+    to Synapse directly all along; every answer is answered once, in order."""
+    groups = reference(synapse, tmp_path, make_daemon)
+    proxy = FaultProxy(("127.0.0.1", synapse.port)).start()
+    try:
+        bot = new_bot(synapse, tmp_path)
+        d = make_daemon(redis.address, idle_timeout_s=30,
+                        extra=bot_matrix_yaml(synapse, bot).replace(synapse.url, proxy.url) + router_yaml())
+        user = new_user(synapse)
+        room = open_dm(user, bot["user_id"], d)
+        step = iter(range(len(WALK)))
+        t0 = time.monotonic()
+
+        def answer(wait=True):
+            i = next(step)
+            user.send(room, WALK[i])
+            if wait:
+                wait_all(user, room, bot["user_id"], flat(groups[:i + 2]), d)
+            return i
+
+        answer()
+        answer()
+        # 1. Every connection reset while the bot long-polls; then an answer.
+        proxy.cut()
+        answer()
+        # 2. Connections refused while the owner answers twice; then the path comes back.
+        proxy.refuse = True
+        proxy.cut()
+        cuts = proxy.cuts
+        answer(wait=False)
+        i = answer(wait=False)
+        assert wait_until(lambda: proxy.cuts >= cuts + 2, 30), "the daemon did not try to reconnect"
+        proxy.refuse = False
+        wait_all(user, room, bot["user_id"], flat(groups[:i + 2]), d)
+        # 3. The next connection cut in the middle of the server's answer.
+        cuts = proxy.cuts
+        proxy.cut_after(300)
+        proxy.cut()
+        answer()
+        assert proxy.cuts > cuts
+        # 4. A slow network for two answers.
+        proxy.delay_ms = 300
+        answer()
+        answer()
+        proxy.delay_ms = 0
+        for _ in range(len(WALK) - 8):
+            answer()
+        got = settle(user, room, bot["user_id"], d, redis, len(WALK) + 1)
+        assert bodies(got) == flat(groups), bodies(got)
+        assert wait_until(lambda: matrix_adapter(d)["state"] == "ok", 30), matrix_adapter(d)
+        SYNAPSE_TIMINGS.append((f"conversation through the fault proxy ({proxy.cuts} cuts)", time.monotonic() - t0))
+    finally:
+        proxy.stop()
 
 
 def test_burst_under_synapse_default_rate_limit(synapse, redis, make_daemon, tmp_path):
