@@ -86,7 +86,7 @@ def router_yaml(start_delay_ms=0):
 def bot_matrix_yaml(synapse, bot, **more):
     lines = ["matrix:", "  enabled: true", "  mode: bot", f'  homeserver: "{synapse.url}"',
              f'  user_id: "{bot["user_id"]}"', f'  password_file: "{bot["password_file"]}"',
-             "  sync_timeout_ms: 10000", "  sync_retry:", retry_yaml([100, 200, 500, 1000]).rstrip("\n")]
+             "  sync_timeout_ms: 3000", "  sync_retry:", retry_yaml([100, 200, 500, 1000]).rstrip("\n")]
     lines += [f"  {k}: {json.dumps(v)}" for k, v in more.items()]
     return "\n".join(lines) + "\n"
 
