@@ -272,6 +272,37 @@ def test_sigkill_mid_conversation_loses_and_repeats_nothing(synapse, redis, make
     user.close()
 
 
+def test_first_start_skips_history(synapse, redis, make_daemon, tmp_path):
+    """A daemon that starts with an empty Redis (a new deployment, or one that lost its data) must
+    not answer what was said before it: the owner's answer written while no daemon ran stays
+    unanswered; a message written after the start is answered."""
+    bot = new_bot(synapse, tmp_path)
+    d = start_bot(make_daemon, redis, synapse, bot)
+    user = new_user(synapse)
+    room = open_dm(user, bot["user_id"], d)
+    rc, log = d.stop()
+    d.check_clean(rc, log)
+    user.send(room, "saint dizier")  # history for the next daemon
+    seen = len(user.messages_from(room, bot["user_id"]))
+    (tmp_path / "fresh").mkdir()
+    fresh = Redis(tmp_path / "fresh")
+    fresh.start()
+    try:
+        d2 = start_bot(make_daemon, fresh, synapse, bot)
+        assert wait_until(lambda: matrix_adapter(d2).get("last_sync_age_ms", -1) >= 0, 30), matrix_adapter(d2)
+        # A message after the start: its reply comes after any reply to the history would have
+        # (one /sync batch is handled before the next; one conversation's replies go in order).
+        user.send(room, "aide")
+        assert user.wait_messages(room, bot["user_id"], seen + 1, 60), d2.read_log()[-3000:]
+        settle(user, room, bot["user_id"], d2, fresh, 1)
+        after = bodies(user.messages_from(room, bot["user_id"])[seen:])
+        assert not any("Pour qui faites-vous" in b for b in after), (after, d2.read_log()[-3000:])
+        rc, log = d2.stop()
+        d2.check_clean(rc, log)
+    finally:
+        fresh.stop()
+
+
 def test_synapse_restart_mid_conversation(synapse, redis, make_daemon, tmp_path):
     groups = reference(synapse, tmp_path, make_daemon)
     bot = new_bot(synapse, tmp_path)
