@@ -679,12 +679,15 @@ def test_appservice_hostile_transactions(appservice):
     user = new_user(syn)
     room = open_dm(user, AS_USER, d)
     me = user.user_id
-    bad_bodies = [b"", b"not json", b"[]", b'"events"', b'{"events": 3}', b'{"events": {"a": 1}}',
-                  b'{"events": [1, "x', b'{"events":[{"type":"m.room.message","body":"\xff\xfe"}]}',
-                  b'\xef\xbb\xbf{"events": []}' + b"\x00" * 10]
-    for body in bad_bodies:
+    # Not a JSON object with an events array: 400. Invalid UTF-8 is repaired before decoding
+    # (MATRIX.md), so that transaction is read, and its broken event skipped: 200.
+    bad_bodies = [(b"", 400), (b"not json", 400), (b"[]", 400), (b'"events"', 400), (b'{"events": 3}', 400),
+                  (b'{"events": {"a": 1}}', 400), (b'{"events": [1, "x', 400),
+                  (b'{"events":[{"type":"m.room.message","body":"\xff\xfe"}]}', 200),
+                  (b'\xef\xbb\xbf{"events": []}' + b"\x00" * 10, 400)]
+    for body, expected in bad_bodies:
         status, out = as_put(d, "bad-" + secrets.token_hex(4), body, hs)
-        assert status in (200, 400), (body, status, out)
+        assert status == expected, (body, status, out)
         if status == 400:
             assert json.loads(out)["errcode"] in ("M_NOT_JSON", "M_BAD_JSON"), out
     # Bad events inside a good transaction: skipped one by one, the good event still answered.
@@ -715,7 +718,7 @@ def test_appservice_hostile_transactions(appservice):
     raw = (b'{"events":[{"type":"m.room.message","room_id":"' + room.encode() + b'","sender":"' + me.encode()
            + b'","event_id":"$raw1","content":{"msgtype":"m.text","body":"\xc3\x28 \xff"}}]}')
     status, out = as_put(d, "raw-" + secrets.token_hex(4), raw, hs)
-    assert status in (200, 400), (status, out)
+    assert status == 200, (status, out)
     # Over server.max_body_bytes: refused by the server.
     with socket.create_connection(("127.0.0.1", d.port), timeout=10) as sock:
         sock.sendall(f"PUT /_matrix/app/v1/transactions/huge HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {hs}\r\n"
