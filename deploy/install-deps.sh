@@ -6,18 +6,20 @@
 #   deploy/install-deps.sh run    build tools, libraries and redis-server (for `make run`)
 #   deploy/install-deps.sh test   all of the above, plus clang (libFuzzer, clang-format,
 #                                 clang-tidy), Chromium (browser tests) and the Python
-#                                 virtualenv of the test harness
+#                                 virtualenvs of the test harness (pytest, Synapse)
 #   deploy/install-deps.sh bench  `run`, plus redis-benchmark (redis-tools)
 #
 # Debian packages come from apt (run as root, or with sudo available). npm packages (the communes
 # data, the DSFR design system the web chat serves, playwright-core and axe-core for the browser
 # tests) come from npm into node_modules/ (package-lock.json), in every mode. The Python test
-# peers come from PyPI into .venv/ (or $FB_VENV). Later issues add Synapse here.
+# peers (pytest, websockets, matrix-nio) come from PyPI into .venv/ (or $FB_VENV), and the Matrix
+# tests' homeserver, Synapse, into its own .venv-synapse/ (or $FB_SYNAPSE_VENV).
 set -eu
 
 mode=${1:-run}
 top=$(cd "$(dirname "$0")/.." && pwd)
 venv=${FB_VENV:-$top/.venv}
+synapse_venv=${FB_SYNAPSE_VENV:-$top/.venv-synapse}
 
 # Debian packages, by purpose. See the dependency table in README.md.
 pkgs_build="build-essential cmake ninja-build pkg-config"
@@ -32,7 +34,7 @@ case "$mode" in
   run) want="$pkgs_build $pkgs_libs $pkgs_run" ;;
   test) want="$pkgs_build $pkgs_libs $pkgs_run $pkgs_test" ;;
   bench) want="$pkgs_build $pkgs_libs $pkgs_run $pkgs_bench" ;;
-  -h|--help) sed -n '4,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '4,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "install-deps.sh: unknown mode '$mode' (run, test or bench)" >&2; exit 2 ;;
 esac
 
@@ -88,6 +90,15 @@ if [ "$mode" = test ]; then
     /usr/bin/python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$req"
     cp "$req" "$venv/.requirements.txt"
+  fi
+  # Synapse (tests/integration/synapse.py starts it for the Matrix tests), in a virtualenv of its
+  # own so that its many dependencies never constrain the harness's. Same stamp logic.
+  req="$top/tests/integration/requirements-synapse.txt"
+  if [ ! -x "$synapse_venv/bin/python" ] || ! cmp -s "$req" "$synapse_venv/.requirements.txt"; then
+    echo "install-deps.sh: installing Synapse in $synapse_venv"
+    /usr/bin/python3 -m venv "$synapse_venv"
+    "$synapse_venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$req"
+    cp "$req" "$synapse_venv/.requirements.txt"
   fi
 fi
 echo "install-deps.sh: $mode dependencies present"

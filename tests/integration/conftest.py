@@ -224,3 +224,25 @@ def make_daemon(tmp_path):
 @pytest.fixture
 def daemon(redis, make_daemon):
     return make_daemon(redis.address)
+
+
+# -- Matrix: a real Synapse (tests/integration/synapse.py) -------------------------------------
+
+SYNAPSE_TIMINGS = []  # (what, seconds), shown at the end of the run
+
+
+@pytest.fixture(scope="session")
+def synapse(tmp_path_factory):
+    """One Synapse for the whole run (bot mode tests): started on first use, stopped at the end.
+    Its logs are in the pytest temporary directory (synapse0/homeserver.log)."""
+    from synapse import Synapse
+    s = Synapse(tmp_path_factory.mktemp("synapse"))
+    s.start()
+    SYNAPSE_TIMINGS.append(("Synapse start (bot mode)", s.start_seconds))
+    yield s
+    s.stop()
+
+
+def pytest_terminal_summary(terminalreporter):
+    for what, seconds in SYNAPSE_TIMINGS:
+        terminalreporter.write_line(f"{what}: {seconds:.1f} s")

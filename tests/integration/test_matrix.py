@@ -1,0 +1,780 @@
+# SPDX-License-Identifier: MIT
+"""The Matrix adapter (docs/internals/MATRIX.md) against a real Synapse (tests/integration/synapse.py),
+the real daemon and a real redis-server, with matrix-nio playing the project owner:
+
+- bot mode (/sync): a direct room, the whole friche conversation to the roadmap; SIGKILL of the
+  daemon and a Synapse restart mid-conversation, with every user message answered exactly once and
+  in order; a burst of replies under Synapse's default message rate limit; an invite from a user
+  who is not allowed; an encrypted room; malformed and hostile events sent through Synapse;
+- application-service mode: the registration written by `frichebot matrix-registration`, loaded by
+  a second Synapse; the conversation, a replayed transaction, a wrong or missing hs_token, and
+  hostile transactions sent raw to the daemon's endpoint.
+
+"Exactly once and in order" is checked against a reference: the bot's messages of the same
+answers, walked one at a time in a quiet room, grouped by the user message they answer (the
+engine is deterministic). A faulty run must show exactly the concatenation of those groups."""
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+import urllib.parse
+
+import pytest
+import yaml
+
+from conftest import BINARY, SYNAPSE_TIMINGS, Daemon, Redis, free_port, wait_until
+from synapse import Client, HttpError, Synapse, bodies, http
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from fault_proxy import FaultProxy  # noqa: E402
+
+# Answers that walk the friche dialog to its roadmap (tests/transcripts/friche-ferroviaire.yaml),
+# then the rating and "no comment".
+WALK = ["saint dizier", "la commune", "une gare", "3 hectares", "pas de bâtiment", "je ne sais pas",
+        "SNCF", "rien de connu", "PLU", "aucun", "logements", "idée", "acv", "3", "non"]
+ROADMAP = ["Votre feuille de route pour le site de Saint-Dizier (Haute-Marne)",
+           "SNCF Immobilier", "4. Pollution : faire un diagnostic des sols",
+           "L'EPF d'État de votre région – Grand Est"]
+ENCRYPTED_NOTICE = "Je ne peux pas encore lire les messages chiffrés"
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def metric(daemon, name, labels=""):
+    """The value of one line of /metrics (0 when absent)."""
+    status, _, body = daemon.request("/metrics")
+    assert status == 200
+    for line in body.decode().splitlines():
+        if line.startswith(name + labels + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def handled(daemon):
+    return metric(daemon, "frichebot_router_events_total", '{outcome="handled"}')
+
+
+def pending(redis):
+    return int(redis.cli("ZCARD", "fb:outbox:pending") or 0)
+
+
+def outbox_len(redis, room_id):
+    return int(redis.cli("LLEN", f"fb:{{c:matrix:{room_id}}}:outbox") or 0)
+
+
+def matrix_adapter(daemon):
+    status, health = daemon.json("/healthz")
+    assert status == 200, health
+    return health["adapters"]["matrix"]
+
+
+def retry_yaml(delays):
+    return f"    delays_ms: {json.dumps(delays)}\n    jitter_percent: 0\n"
+
+
+def router_yaml(start_delay_ms=0):
+    return ("router:\n  outbox_retry:\n" + retry_yaml([100, 200, 500, 1000]) + "    max_attempts: 0\n"
+            f"  outbox_start_delay_ms: {start_delay_ms}\n")
+
+
+def bot_matrix_yaml(synapse, bot, **more):
+    lines = ["matrix:", "  enabled: true", "  mode: bot", f'  homeserver: "{synapse.url}"',
+             f'  user_id: "{bot["user_id"]}"', f'  password_file: "{bot["password_file"]}"',
+             "  sync_timeout_ms: 3000", "  sync_retry:", retry_yaml([100, 200, 500, 1000]).rstrip("\n")]
+    lines += [f"  {k}: {json.dumps(v)}" for k, v in more.items()]
+    return "\n".join(lines) + "\n"
+
+
+def new_bot(synapse, tmp_path, ratelimited=False):
+    """A fresh bot account for one test (no state left by another), its password in a file."""
+    bot = synapse.register("bot-" + secrets.token_hex(4), ratelimited=ratelimited)
+    path = tmp_path / f"{bot['user_id'][1:].split(':')[0]}.password"
+    path.write_text(bot["password"] + "\n")
+    path.chmod(0o600)
+    bot["password_file"] = str(path)
+    return bot
+
+
+_CLIENTS = []
+
+
+def new_user(synapse, name="owner"):
+    c = Client(synapse, synapse.register(f"{name}-{secrets.token_hex(4)}"))
+    _CLIENTS.append(c)
+    return c
+
+
+@pytest.fixture(autouse=True)
+def _close_clients():
+    """Closes the test's Matrix clients, even when it failed half-way."""
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
+def start_bot(make_daemon, redis, synapse, bot, start_delay_ms=0, **matrix):
+    return make_daemon(redis.address, idle_timeout_s=30,
+                       extra=bot_matrix_yaml(synapse, bot, **matrix) + router_yaml(start_delay_ms))
+
+
+def open_dm(user, bot_id, daemon, timeout=60):
+    """Creates a direct room, invites the bot, waits for its join and its greeting."""
+    room = user.create_dm(bot_id)
+    assert user.wait_membership(room, bot_id, "join", timeout), daemon.read_log()[-3000:]
+    greeting = user.wait(lambda: [b for b in bodies(user.messages_from(room, bot_id)) if "Dans quelle commune" in b],
+                         timeout)
+    assert greeting, daemon.read_log()[-3000:]
+    return room
+
+
+def settle(user, room, bot_id, daemon, redis, count, timeout=60):
+    """Waits until the router has handled `count` events and the outbox is empty, then syncs once:
+    every reply of those events is then in the room's timeline (the outbox pops an entry only
+    after the homeserver accepted it). Returns the bot's messages."""
+    assert wait_until(lambda: handled(daemon) >= count and pending(redis) == 0, timeout, 0.1), \
+        (handled(daemon), pending(redis), daemon.read_log()[-3000:])
+    user.sync(0)
+    return user.messages_from(room, bot_id)
+
+
+_REFERENCE = {}
+
+
+def reference(synapse, tmp_path, make_daemon):
+    """The bot's messages for WALK, walked one answer at a time in a quiet room, as a list of
+    groups: [greeting], then one group per answer. Computed once per run (own bot, Redis and
+    daemon), and checked: every answer gets at least one message."""
+    if "groups" in _REFERENCE:
+        return _REFERENCE["groups"]
+    (tmp_path / "ref").mkdir(exist_ok=True)
+    r = Redis(tmp_path / "ref")
+    r.start()
+    d = None
+    try:
+        bot = new_bot(synapse, tmp_path)
+        d = Daemon(tmp_path / "ref", r.address, idle_timeout_s=30,
+                   extra=bot_matrix_yaml(synapse, bot) + router_yaml())
+        d.start()
+        user = new_user(synapse)
+        room = open_dm(user, bot["user_id"], d)
+        seen = settle(user, room, bot["user_id"], d, r, 1)
+        groups = [bodies(seen)]
+        for i, answer in enumerate(WALK):
+            user.send(room, answer)
+            now = settle(user, room, bot["user_id"], d, r, i + 2)
+            groups.append(bodies(now[len(seen):]))
+            assert groups[-1], f"no reply to {answer!r}"
+            seen = now
+        user.close()
+        rc, log = d.stop()
+        d.check_clean(rc, log)
+    finally:
+        if d is not None and d.proc is not None and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+        r.stop()
+    _REFERENCE["groups"] = groups
+    return groups
+
+
+def flat(groups):
+    return [b for g in groups for b in g]
+
+
+def wait_all(user, room, bot_id, expected, daemon, timeout=90):
+    """Waits for the bot's messages to reach the expected count, then checks them."""
+    got = user.wait_messages(room, bot_id, len(expected), timeout)
+    assert len(got) >= len(expected), (len(got), len(expected), daemon.read_log()[-4000:])
+    return got
+
+
+# -- bot mode -----------------------------------------------------------------------------------
+
+def test_friche_conversation_in_a_direct_room(synapse, redis, make_daemon, tmp_path):
+    bot = new_bot(synapse, tmp_path)
+    d = start_bot(make_daemon, redis, synapse, bot)
+    user = new_user(synapse)
+    t0 = time.monotonic()
+    room = open_dm(user, bot["user_id"], d)
+    for answer in WALK:
+        n = len(user.messages_from(room, bot["user_id"]))
+        user.send(room, answer)
+        assert user.wait_messages(room, bot["user_id"], n + 1, 30)[n:], (answer, d.log_since(0)[-3000:])
+    got = settle(user, room, bot["user_id"], d, redis, len(WALK) + 1)
+    elapsed = time.monotonic() - t0
+    SYNAPSE_TIMINGS.append(("friche conversation over /sync (join to last reply)", elapsed))
+
+    texts = bodies(got)
+    roadmap = next(b for b in texts if ROADMAP[0] in b)
+    for needle in ROADMAP:
+        assert needle in roadmap, roadmap
+    # Replies are notices with a plain body and filtered HTML; choices are a numbered list.
+    for ev in got:
+        c = ev["content"]
+        assert c["msgtype"] == "m.notice", c
+        if "formatted_body" in c:
+            assert c["format"] == "org.matrix.custom.html"
+            assert "<script" not in c["formatted_body"].lower()
+    assert any("1. La commune" in b and "2. L'intercommunalité" in b for b in texts), texts
+    assert "Je reviendrai vers vous" in texts[-1] or any("Je reviendrai vers vous" in b for b in texts[-3:])
+    # The direct room is remembered, the adapter is healthy, logs hold no room id nor user text.
+    assert redis.cli("HGET", f"fb:{{c:matrix:{room}}}:mxroom", "direct") == "1"
+    state = matrix_adapter(d)
+    assert state["state"] == "ok" and state["mode"] == "bot", state
+    log = d.read_log()
+    assert room not in log and user.user_id not in log and "Saint-Dizier" not in log
+    assert bot["password"] not in log
+    user.close()
+
+
+def test_sigkill_mid_conversation_loses_and_repeats_nothing(synapse, redis, make_daemon, tmp_path):
+    groups = reference(synapse, tmp_path, make_daemon)
+    bot = new_bot(synapse, tmp_path)
+    # Replies wait 800 ms in the outbox: the kill lands between the Redis write and the delivery.
+    d = start_bot(make_daemon, redis, synapse, bot, start_delay_ms=800)
+    user = new_user(synapse)
+    room = open_dm(user, bot["user_id"], d)
+    device = redis.cli("HGET", "fb:matrix:auth", "device_id")
+    assert device, redis.cli("HGETALL", "fb:matrix:auth")
+    k = 5
+    for i in range(k):
+        user.send(room, WALK[i])
+        wait_all(user, room, bot["user_id"], flat(groups[:i + 2]), d)
+    # Answer k is written to Redis, its reply waits in the outbox: SIGKILL.
+    user.send(room, WALK[k])
+    assert wait_until(lambda: outbox_len(redis, room) >= 1, 30, 0.02), d.read_log()[-3000:]
+    d.proc.send_signal(signal.SIGKILL)
+    d.proc.wait(10)
+    d.log.close()
+    first_log = d.read_log()
+    # While the daemon is down the owner keeps answering: the homeserver keeps the messages.
+    for answer in WALK[k + 1:k + 4]:
+        user.send(room, answer)
+    d.settings["extra"] = bot_matrix_yaml(synapse, bot) + router_yaml(0)
+    t0 = time.monotonic()
+    d.start()
+    # The rest of the walk, then everything is compared with the reference.
+    wait_all(user, room, bot["user_id"], flat(groups[:k + 5]), d)
+    SYNAPSE_TIMINGS.append(("restart after SIGKILL to the replies of the queued messages", time.monotonic() - t0))
+    for i in range(k + 4, len(WALK)):
+        user.send(room, WALK[i])
+        wait_all(user, room, bot["user_id"], flat(groups[:i + 2]), d)
+    got = settle(user, room, bot["user_id"], d, redis, len(WALK) - k - 1)
+    assert bodies(got) == flat(groups), (bodies(got), d.read_log()[-3000:])
+    # The bot kept its device (logged in once): Matrix de-duplicated the resent reply.
+    assert redis.cli("HGET", "fb:matrix:auth", "device_id") == device
+    user.close()
+
+
+def test_first_start_skips_history(synapse, redis, make_daemon, tmp_path):
+    """A daemon that starts with an empty Redis (a new deployment, or one that lost its data) must
+    not answer what was said before it: the owner's answer written while no daemon ran stays
+    unanswered; a message written after the start is answered."""
+    bot = new_bot(synapse, tmp_path)
+    d = start_bot(make_daemon, redis, synapse, bot)
+    user = new_user(synapse)
+    room = open_dm(user, bot["user_id"], d)
+    rc, log = d.stop()
+    d.check_clean(rc, log)
+    user.send(room, "saint dizier")  # history for the next daemon
+    seen = len(user.messages_from(room, bot["user_id"]))
+    (tmp_path / "fresh").mkdir()
+    fresh = Redis(tmp_path / "fresh")
+    fresh.start()
+    try:
+        d2 = start_bot(make_daemon, fresh, synapse, bot)
+        assert wait_until(lambda: matrix_adapter(d2).get("last_sync_age_ms", -1) >= 0, 30), matrix_adapter(d2)
+        # A message after the start: its reply comes after any reply to the history would have
+        # (one /sync batch is handled before the next; one conversation's replies go in order).
+        user.send(room, "aide")
+        assert user.wait_messages(room, bot["user_id"], seen + 1, 60), d2.read_log()[-3000:]
+        settle(user, room, bot["user_id"], d2, fresh, 1)
+        after = bodies(user.messages_from(room, bot["user_id"])[seen:])
+        assert not any("Pour qui faites-vous" in b for b in after), (after, d2.read_log()[-3000:])
+        rc, log = d2.stop()
+        d2.check_clean(rc, log)
+    finally:
+        fresh.stop()
+
+
+def test_synapse_restart_mid_conversation(synapse, redis, make_daemon, tmp_path):
+    groups = reference(synapse, tmp_path, make_daemon)
+    bot = new_bot(synapse, tmp_path)
+    d = start_bot(make_daemon, redis, synapse, bot, start_delay_ms=800)
+    user = new_user(synapse)
+    room = open_dm(user, bot["user_id"], d)
+    k = 4
+    for i in range(k):
+        user.send(room, WALK[i])
+        wait_all(user, room, bot["user_id"], flat(groups[:i + 2]), d)
+    # The reply to answer k waits in the outbox while Synapse goes down: its delivery fails and is
+    # retried, and the long-poll breaks and resumes from the stored next_batch.
+    user.send(room, WALK[k])
+    assert wait_until(lambda: outbox_len(redis, room) >= 1, 30, 0.02), d.read_log()[-3000:]
+    mark = len(d.read_log())
+    synapse.stop()
+    assert wait_until(lambda: "matrix" in d.log_since(mark), 30), "the daemon did not notice"
+    t0 = time.monotonic()
+    synapse.start()
+    SYNAPSE_TIMINGS.append(("Synapse restart", synapse.start_seconds))
+    wait_all(user, room, bot["user_id"], flat(groups[:k + 2]), d)
+    SYNAPSE_TIMINGS.append(("Synapse restart to the delayed reply", time.monotonic() - t0))
+    for i in range(k + 1, len(WALK)):
+        user.send(room, WALK[i])
+        wait_all(user, room, bot["user_id"], flat(groups[:i + 2]), d)
+    got = settle(user, room, bot["user_id"], d, redis, len(WALK) + 1)
+    assert bodies(got) == flat(groups), bodies(got)
+    assert wait_until(lambda: matrix_adapter(d)["state"] == "ok", 30), matrix_adapter(d)
+    user.close()
+
+
+def test_network_faults_between_daemon_and_synapse(synapse, redis, make_daemon, tmp_path):
+    """The daemon reaches Synapse through tests/support/fault_proxy.py: connections reset during
+    the long-poll, refused for a while, cut in the middle of an answer, and slow. The owner talks
+    to Synapse directly all along; every answer is answered once, in order."""
+    groups = reference(synapse, tmp_path, make_daemon)
+    proxy = FaultProxy(("127.0.0.1", synapse.port)).start()
+    try:
+        bot = new_bot(synapse, tmp_path)
+        d = make_daemon(redis.address, idle_timeout_s=30,
+                        extra=bot_matrix_yaml(synapse, bot).replace(synapse.url, proxy.url) + router_yaml())
+        user = new_user(synapse)
+        room = open_dm(user, bot["user_id"], d)
+        step = iter(range(len(WALK)))
+        t0 = time.monotonic()
+
+        def answer(wait=True):
+            i = next(step)
+            user.send(room, WALK[i])
+            if wait:
+                wait_all(user, room, bot["user_id"], flat(groups[:i + 2]), d)
+            return i
+
+        answer()
+        answer()
+        # 1. Every connection reset while the bot long-polls; then an answer.
+        proxy.cut()
+        answer()
+        # 2. Connections refused while the owner answers twice; then the path comes back.
+        proxy.refuse = True
+        proxy.cut()
+        cuts = proxy.cuts
+        answer(wait=False)
+        i = answer(wait=False)
+        assert wait_until(lambda: proxy.cuts >= cuts + 2, 30), "the daemon did not try to reconnect"
+        proxy.refuse = False
+        wait_all(user, room, bot["user_id"], flat(groups[:i + 2]), d)
+        # 3. The next connection cut in the middle of the server's answer.
+        cuts = proxy.cuts
+        proxy.cut_after(300)
+        proxy.cut()
+        answer()
+        assert proxy.cuts > cuts
+        # 4. A slow network for two answers.
+        proxy.delay_ms = 300
+        answer()
+        answer()
+        proxy.delay_ms = 0
+        for _ in range(len(WALK) - 8):
+            answer()
+        got = settle(user, room, bot["user_id"], d, redis, len(WALK) + 1)
+        assert bodies(got) == flat(groups), bodies(got)
+        assert wait_until(lambda: matrix_adapter(d)["state"] == "ok", 30), matrix_adapter(d)
+        SYNAPSE_TIMINGS.append((f"conversation through the fault proxy ({proxy.cuts} cuts)", time.monotonic() - t0))
+    finally:
+        proxy.stop()
+
+
+def test_burst_under_synapse_default_rate_limit(synapse, redis, make_daemon, tmp_path):
+    """The bot keeps Synapse's default rc_message (0.2/s, burst 10): answers sent in a burst make
+    more replies than the burst allows; every one arrives, in order, after 429s honoured."""
+    groups = reference(synapse, tmp_path, make_daemon)
+    bot = new_bot(synapse, tmp_path, ratelimited=True)
+    d = start_bot(make_daemon, redis, synapse, bot)
+    user = new_user(synapse)
+    room = open_dm(user, bot["user_id"], d)
+    # Enough answers for 13 replies or more (3 over the burst: about 15 s of rate limiting).
+    n = next(i for i in range(len(WALK)) if len(flat(groups[:i + 2])) >= 13)
+    t0 = time.monotonic()
+    for answer in WALK[:n + 1]:
+        user.send(room, answer)
+    expected = flat(groups[:n + 2])
+    got = wait_all(user, room, bot["user_id"], expected, d, timeout=180)
+    SYNAPSE_TIMINGS.append((f"burst of {len(expected)} replies under the default rate limit", time.monotonic() - t0))
+    got = settle(user, room, bot["user_id"], d, redis, n + 2)
+    assert bodies(got) == expected
+    assert metric(d, "frichebot_outbox_retried_total") >= 1, "no 429 seen: the rate limit was not exercised"
+    user.close()
+
+
+def test_invite_from_a_disallowed_user_is_refused(synapse, redis, make_daemon, tmp_path):
+    bot = new_bot(synapse, tmp_path)
+    alice = new_user(synapse, "alice")
+    bob = new_user(synapse, "bob")
+    # Only Alice, and one other server, may invite the bot: Bob, on the bot's own server, may not.
+    d = start_bot(make_daemon, redis, synapse, bot, allowed_users=[alice.user_id],
+                  allowed_servers=["agent.tchap.example"])
+    refused = bob.create_dm(bot["user_id"])
+    assert bob.wait_membership(refused, bot["user_id"], "leave", 60), d.read_log()[-3000:]
+    leave = [ev for ev in bob.timeline[refused] if ev.get("type") == "m.room.member"
+             and ev.get("state_key") == bot["user_id"] and ev["content"].get("membership") == "leave"]
+    assert leave and "Désolé" in leave[-1]["content"].get("reason", ""), leave
+    assert not bob.messages_from(refused, bot["user_id"])
+    # Alice's invite is accepted and answered.
+    open_dm(alice, bot["user_id"], d)
+    assert not bob.messages_from(refused, bot["user_id"])
+    assert bob.user_id not in d.read_log()
+    alice.close()
+    bob.close()
+
+
+def test_encrypted_room_gets_the_notice_once(synapse, redis, make_daemon, tmp_path):
+    bot = new_bot(synapse, tmp_path)
+    d = start_bot(make_daemon, redis, synapse, bot)
+    user = new_user(synapse)
+    room = user.create_dm(bot["user_id"], encrypted=True)
+    assert user.wait_membership(room, bot["user_id"], "join", 60), d.read_log()[-3000:]
+    notices = user.wait_messages(room, bot["user_id"], 1, 60)
+    assert len(notices) == 1 and ENCRYPTED_NOTICE in notices[0]["content"]["body"], notices
+    assert notices[0]["content"]["msgtype"] == "m.notice"
+    # Encrypted messages (the bot cannot read them) and a restart bring no second notice.
+    fake = {"algorithm": "m.megolm.v1.aes-sha2", "sender_key": "k" * 43, "ciphertext": "AwgAEn" * 20,
+            "session_id": "s" * 43, "device_id": "DEVICE"}
+    for _ in range(3):
+        user.send_raw(room, fake, "m.room.encrypted")
+    assert wait_until(lambda: redis.cli("HGET", f"fb:{{c:matrix:{room}}}:mxroom", "notice") == "1",
+                      30), redis.cli("HGETALL", f"fb:{{c:matrix:{room}}}:mxroom")
+    rc, log = d.stop()
+    d.check_clean(rc, log)
+    d.start()
+    user.send_raw(room, fake, "m.room.encrypted")
+    # The owner leaves: the bot, alone, leaves too; by then it has handled everything before.
+    user.run(user.client.room_leave(room))
+    assert wait_until(lambda: user.synapse.admin_api(
+        "GET", f"/_synapse/admin/v1/rooms/{urllib.parse.quote(room)}/members")["total"] == 0, 60), \
+        d.read_log()[-3000:]
+    msgs = synapse.admin_api("GET", f"/_synapse/admin/v1/rooms/{urllib.parse.quote(room)}/messages?dir=f&limit=1000")
+    from_bot = [ev for ev in msgs["chunk"] if ev["sender"] == bot["user_id"] and ev["type"] == "m.room.message"]
+    assert len(from_bot) == 1, from_bot
+    assert "encrypt" in d.read_log().lower()
+    user.close()
+
+
+# What Synapse refuses itself (400): these reach the daemon only through the appservice endpoint
+# (test_appservice_hostile_transactions).
+REFUSED_BY_SYNAPSE = [
+    {"msgtype": "m.text"},  # no body
+    {"msgtype": "m.text", "body": 42},
+    {"msgtype": "m.text", "body": None},
+    {"body": "pas de msgtype"},
+    {"msgtype": 7, "body": "msgtype numérique"},
+    {"msgtype": "m.text", "body": ["liste"]},
+]
+# What Synapse lets through: odd relations, control characters, other msgtypes, an edit, a reply.
+HOSTILE_CONTENTS = [
+    {"msgtype": "m.text", "body": "x", "m.relates_to": "pas un objet"},
+    {"msgtype": "m.text", "body": "x", "m.relates_to": {"rel_type": "m.thread"}},  # thread without root
+    {"msgtype": "m.text", "body": "x", "m.relates_to": {"rel_type": "m.thread", "event_id": 12}},
+    {"msgtype": "m.text", "body": "x", "m.relates_to": {"m.in_reply_to": "pas un objet"}},
+    {"msgtype": "m.text", "body": "\u0000\u0001\u007f\u0000"},
+    {"msgtype": "m.text", "body": ""},
+    {"msgtype": "m.image", "body": "photo.png", "url": "mxc://localhost/abc"},
+    {"msgtype": "m.text", "body": "> <@x:localhost> citation\n> encore\n\n", "format": 3},
+    {"msgtype": "m.text", "body": "x", "formatted_body": {"a": 1}, "format": "org.matrix.custom.html"},
+    {"msgtype": "m.notice", "body": "une notice est ignorée"},
+]
+HTML = "<script>alert(1)</script><img src=x onerror=alert(2)> & \"«»\" <b>gras</b>"
+
+
+def test_hostile_events_through_synapse_leave_the_daemon_serving(synapse, redis, make_daemon, tmp_path):
+    bot = new_bot(synapse, tmp_path)
+    d = start_bot(make_daemon, redis, synapse, bot)
+    user = new_user(synapse)
+    room = open_dm(user, bot["user_id"], d)
+    # HTML in the text and in formatted_body (first: answered before the dialog gives up).
+    user.send(room, HTML, content={"msgtype": "m.text", "body": HTML, "format": "org.matrix.custom.html",
+                                   "formatted_body": HTML})
+    for content in REFUSED_BY_SYNAPSE:
+        with pytest.raises(HttpError) as refused:
+            user.send_raw(room, content)
+        assert refused.value.status == 400
+    for content in HOSTILE_CONTENTS:
+        user.send_raw(room, content)
+    # An edit (of the bot's greeting): ignored.
+    greeting = user.messages_from(room, bot["user_id"])[0]["event_id"]
+    user.send_raw(room, {"msgtype": "m.text", "body": "* lyon", "m.new_content": {"msgtype": "m.text", "body": "lyon"},
+                         "m.relates_to": {"rel_type": "m.replace", "event_id": greeting}})
+    # Other event types with odd contents, state included.
+    user.send_raw(room, {"body": 12}, "m.room.message.custom")
+    user.synapse.client_api("PUT", f"/rooms/{urllib.parse.quote(room)}/state/im.vector.room.access_rules/",
+                            user.token, {"rule": ["direct"]})
+    user.synapse.client_api("PUT", f"/rooms/{urllib.parse.quote(room)}/state/m.room.member.x/{user.user_id}",
+                            user.token, {"membership": 3})
+    # A body near Synapse's 64 KiB event limit, one of many lines, right-to-left overrides, emoji.
+    user.send(room, "é" * 30000)
+    user.send(room, "\n" * 20000)
+    user.send(room, "\u202e\u200f😀" * 1000)
+    # The daemon still serves. (Not in that room: its dialog has handed it to an advisor after
+    # three answers that are not a commune.) In a new room, sent after all of the above, so
+    # handled after it (a /sync batch is acknowledged whole): the greeting and the next question.
+    room2 = open_dm(user, bot["user_id"], d)
+    n = len(user.messages_from(room2, bot["user_id"]))
+    user.send(room2, "saint dizier")
+    assert user.wait(lambda: any("Pour qui faites-vous" in b for b in bodies(user.messages_from(room2, bot["user_id"])[n:])),
+                     60), (bodies(user.messages_from(room2, bot["user_id"])), d.read_log()[-3000:])
+    replies = user.messages_from(room, bot["user_id"])
+    assert any("conseiller" in b for b in bodies(replies)), bodies(replies)
+    for ev in replies:
+        html = ev["content"].get("formatted_body", "").lower()
+        assert "<script" not in html and "onerror" not in html and "<img" not in html, html
+    assert matrix_adapter(d)["state"] == "ok"
+    user.close()
+
+
+# -- application-service mode -------------------------------------------------------------------
+
+AS_USER = "@frichebot:localhost"
+
+
+def as_matrix_yaml(synapse_url, registration, port):
+    return f"""matrix:
+  enabled: true
+  mode: appservice
+  homeserver: "{synapse_url}"
+  user_id: "{AS_USER}"
+  appservice:
+    registration_file: "{registration}"
+    id: "frichebot"
+    url: "http://127.0.0.1:{port}"
+"""
+
+
+@pytest.fixture(scope="module")
+def appservice(tmp_path_factory):
+    """A second Synapse that loads the registration written by `frichebot matrix-registration`,
+    with the daemon (and its Redis) running for the whole module: a homeserver backs off from an
+    application service that stops answering, so the service stays up between the tests."""
+    base = tmp_path_factory.mktemp("appservice")
+    syn = Synapse(base / "synapse")
+    port = free_port()
+    registration = base / "registration.yaml"
+    r = Redis(base)
+    d = Daemon(base, r.address, listen=f"127.0.0.1:{port}", idle_timeout_s=30, max_body_bytes=1048576,
+               extra=as_matrix_yaml(syn.url, registration, port) + router_yaml())
+    d.port = port  # where the daemon listens, hence the registration's url
+    d.write_config()
+    out = subprocess.run([BINARY, "matrix-registration", "-c", str(d.config_path)], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    reg = yaml.safe_load(registration.read_text())
+    syn.appservices = [registration]
+    try:
+        r.start()
+        syn.start()
+        SYNAPSE_TIMINGS.append(("Synapse start (appservice mode)", syn.start_seconds))
+        d.start()
+        yield {"synapse": syn, "daemon": d, "redis": r, "reg": reg, "registration": registration}
+        rc, log = d.stop()
+        d.check_clean(rc, log)
+    finally:
+        if d.proc is not None and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+        syn.stop()
+        r.stop()
+
+
+def as_put(d, txn_id, body, token):
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    status, _, out = d.request(f"/_matrix/app/v1/transactions/{urllib.parse.quote(txn_id)}", "PUT", data, headers)
+    return status, out
+
+
+def fake_message(room, who, text, **more):
+    ev = {"type": "m.room.message", "room_id": room, "sender": who, "event_id": "$" + secrets.token_hex(12),
+          "origin_server_ts": int(time.time() * 1000), "content": {"msgtype": "m.text", "body": text}}
+    ev.update(more)
+    return ev
+
+
+def test_appservice_conversation_replay_and_tokens(appservice):
+    syn, d, r, reg = appservice["synapse"], appservice["daemon"], appservice["redis"], appservice["reg"]
+    user = new_user(syn)
+    h0 = handled(d)
+    t0 = time.monotonic()
+    room = open_dm(user, AS_USER, d)
+    for answer in WALK[:13]:
+        n = len(user.messages_from(room, AS_USER))
+        user.send(room, answer)
+        assert user.wait_messages(room, AS_USER, n + 1, 30)[n:], (answer, d.read_log()[-3000:])
+    settle(user, room, AS_USER, d, r, h0 + 14)
+    SYNAPSE_TIMINGS.append(("friche conversation over the appservice (join to roadmap)", time.monotonic() - t0))
+    texts = bodies(user.messages_from(room, AS_USER))
+    roadmap = next(b for b in texts if ROADMAP[0] in b)
+    for needle in ROADMAP:
+        assert needle in roadmap
+
+    hs = reg["hs_token"]
+    # A transaction the daemon handles: a rating, answered once.
+    txn_id = "replay-" + secrets.token_hex(4)
+    rating = fake_message(room, user.user_id, "4")
+    assert as_put(d, txn_id, {"events": [rating]}, hs) == (200, b"{}")
+    # The same transaction id again, even with another event in it: acknowledged, not reprocessed.
+    other = fake_message(room, user.user_id, "Un commentaire qui ne doit jamais être lu")
+    assert as_put(d, txn_id, {"events": [other]}, hs) == (200, b"{}")
+    # A wrong token and no token: refused, nothing handled.
+    sneaky = fake_message(room, user.user_id, "oublier mes données")
+    status, body = as_put(d, "wrong-" + secrets.token_hex(4), {"events": [sneaky]}, "0" * len(hs))
+    assert status == 403 and json.loads(body)["errcode"] == "M_FORBIDDEN"
+    status, body = as_put(d, "none-" + secrets.token_hex(4), {"events": [sneaky]}, None)
+    assert status == 401 and json.loads(body)["errcode"] == "M_UNAUTHORIZED"
+    status, body = as_put(d, "short-" + secrets.token_hex(4), {"events": [sneaky]}, hs[:-1])
+    assert status == 403
+    # Then a real message through Synapse: the replies so far are the rating's (the comment
+    # question) and this one's; nothing for the replayed or the refused events, which would have
+    # come first (one conversation's replies go out in order).
+    n = len(user.messages_from(room, AS_USER))
+    user.send(room, "non")
+    got = user.wait(lambda: [b for b in bodies(user.messages_from(room, AS_USER)[n:]) if "Je reviendrai vers vous" in b], 60)
+    assert got, (bodies(user.messages_from(room, AS_USER)[n:]), d.read_log()[-3000:])
+    after = bodies(user.messages_from(room, AS_USER)[n:])
+    assert "commentaire" in after[0] and all("données" not in b or "mes données" in b for b in after), after
+    assert r.cli("EXISTS", f"fb:{{c:matrix:{room}}}:session") == "1"  # not forgotten
+    # The rating counted once, the replayed "comment" never read.
+    assert r.cli("HGET", "fb:stats", "avis_note_4") == "1"
+    assert "jamais" not in r.cli("LRANGE", "fb:avis:comments", "0", "-1")
+    assert r.cli("EXISTS", f"fb:matrix:txn:{txn_id}") == "1"
+    # The other endpoints.
+    ping = d.request("/_matrix/app/v1/ping", "POST", b"{}", {"Authorization": f"Bearer {hs}",
+                                                              "Content-Type": "application/json"})
+    assert ping[0] == 200
+    assert d.request(f"/_matrix/app/v1/users/{urllib.parse.quote(AS_USER)}", headers={"Authorization": f"Bearer {hs}"})[0] == 200
+    status, _, body = d.request("/_matrix/app/v1/users/" + urllib.parse.quote("@someone:localhost"),
+                                headers={"Authorization": f"Bearer {hs}"})
+    assert status == 404 and json.loads(body)["errcode"] == "M_NOT_FOUND"
+    status, _, body = d.request("/_matrix/app/v1/rooms/" + urllib.parse.quote("#x:localhost"),
+                                headers={"Authorization": f"Bearer {hs}"})
+    assert status == 404
+    assert d.request("/_matrix/app/v1/ping", "POST", b"{}", {"Authorization": "Bearer nope"})[0] == 403
+    # Synapse's own ping reaches the daemon with the right token.
+    pong = http("POST", f"{syn.url}/_matrix/client/v1/appservice/{reg['id']}/ping", {}, token=reg["as_token"])
+    assert "duration_ms" in pong, pong
+    log = d.read_log()
+    assert hs not in log and reg["as_token"] not in log
+    user.close()
+
+
+def test_appservice_hostile_transactions(appservice):
+    syn, d, reg = appservice["synapse"], appservice["daemon"], appservice["reg"]
+    hs = reg["hs_token"]
+    user = new_user(syn)
+    room = open_dm(user, AS_USER, d)
+    me = user.user_id
+    # Not a JSON object with an events array: 400. Invalid UTF-8 is repaired before decoding
+    # (MATRIX.md), so that transaction is read, and its broken event skipped: 200.
+    bad_bodies = [(b"", 400), (b"not json", 400), (b"[]", 400), (b'"events"', 400), (b'{"events": 3}', 400),
+                  (b'{"events": {"a": 1}}', 400), (b'{"events": [1, "x', 400),
+                  (b'{"events":[{"type":"m.room.message","body":"\xff\xfe"}]}', 200),
+                  (b'\xef\xbb\xbf{"events": []}' + b"\x00" * 10, 400)]
+    for body, expected in bad_bodies:
+        status, out = as_put(d, "bad-" + secrets.token_hex(4), body, hs)
+        assert status == expected, (body, status, out)
+        if status == 400:
+            assert json.loads(out)["errcode"] in ("M_NOT_JSON", "M_BAD_JSON"), out
+    # Bad events inside a good transaction: skipped one by one, the good event still answered.
+    good = fake_message(room, me, "saint dizier")
+    events = [
+        1, None, "event", [], {},
+        {"type": "m.room.message"},
+        {"type": 5, "room_id": room, "sender": me, "event_id": "$a1", "content": {}},
+        fake_message(room, me, "x", event_id=7),
+        fake_message(room, me, "x", sender=None),
+        fake_message(room, me, "x", room_id=["!a:b"]),
+        fake_message(room, me, "x", content="texte"),
+        fake_message(room, me, None),
+        fake_message(room, me, "y" * 70000),  # over the adapter's 64 KiB
+        fake_message(room, me, "a\udc80b"),  # a lone surrogate: not valid UTF-8
+        fake_message(room, me, HTML, event_id="$" + "e" * 300),  # an event id over the router's limit
+        fake_message("!not-a-room-of-mine:localhost", me, "bonjour"),
+        {"type": "m.room.member", "room_id": room, "sender": me, "state_key": AS_USER, "event_id": "$m1",
+         "content": {"membership": 12}},
+        {"type": "m.room.encryption", "room_id": "!other:localhost", "sender": me, "event_id": "$e1"},
+        fake_message(room, AS_USER, "mon propre message"),
+        good,
+    ]
+    body = json.dumps({"events": events}, ensure_ascii=True).encode()
+    status, out = as_put(d, "mixed-" + secrets.token_hex(4), body, hs)
+    assert status == 200, out
+    # Raw invalid UTF-8 inside an otherwise valid JSON string.
+    raw = (b'{"events":[{"type":"m.room.message","room_id":"' + room.encode() + b'","sender":"' + me.encode()
+           + b'","event_id":"$raw1","content":{"msgtype":"m.text","body":"\xc3\x28 \xff"}}]}')
+    status, out = as_put(d, "raw-" + secrets.token_hex(4), raw, hs)
+    assert status == 200, (status, out)
+    # Over server.max_body_bytes: refused by the server.
+    with socket.create_connection(("127.0.0.1", d.port), timeout=10) as sock:
+        sock.sendall(f"PUT /_matrix/app/v1/transactions/huge HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {hs}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: 1100000\r\n\r\n".encode() + b'{"events":["')
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    n = len(user.messages_from(room, AS_USER))
+    assert user.wait(lambda: any("Pour qui faites-vous" in b for b in bodies(user.messages_from(room, AS_USER)[1:])), 60), \
+        (bodies(user.messages_from(room, AS_USER)), d.read_log()[-3000:])
+    # And the service keeps answering through Synapse.
+    user.send(room, "la commune")
+    assert user.wait(lambda: any("Quel était l'usage" in b for b in bodies(user.messages_from(room, AS_USER)[n:])), 60)
+    for ev in user.messages_from(room, AS_USER):
+        html = ev["content"].get("formatted_body", "").lower()
+        assert "<script" not in html and "onerror" not in html
+    assert matrix_adapter(d)["state"] == "ok"
+    user.close()
+
+
+# -- frichebot matrix-registration --------------------------------------------------------------
+
+def test_registration_command(tmp_path):
+    port = free_port()
+    reg_path = tmp_path / "reg.yaml"
+    d = Daemon(tmp_path, "tcp://127.0.0.1:1", listen=f"127.0.0.1:{port}",
+               extra=as_matrix_yaml("http://127.0.0.1:1", reg_path, port).replace(AS_USER, "@frichebot.bot:agent.tchap.example"))
+    d.write_config()
+    run = lambda *a: subprocess.run([BINARY, "matrix-registration", "-c", str(d.config_path), *a],
+                                    capture_output=True, text=True, timeout=30)
+    out = run()
+    assert out.returncode == 0, out.stderr
+    mode = stat.S_IMODE(os.stat(reg_path).st_mode)
+    assert mode == 0o600, oct(mode)
+    reg = yaml.safe_load(reg_path.read_text())
+    assert reg["id"] == "frichebot"
+    assert reg["url"] == f"http://127.0.0.1:{port}"
+    assert reg["sender_localpart"] == "frichebot.bot"
+    assert re.fullmatch(r"[0-9a-f]{64}", reg["as_token"]) and re.fullmatch(r"[0-9a-f]{64}", reg["hs_token"])
+    assert reg["as_token"] != reg["hs_token"]
+    users = reg["namespaces"]["users"]
+    assert users == [{"exclusive": True, "regex": r"@frichebot\.bot:agent\.tchap\.example"}], users
+    assert re.fullmatch(users[0]["regex"], "@frichebot.bot:agent.tchap.example")
+    assert not re.fullmatch(users[0]["regex"], "@frichebotXbot:agent.tchap.example")
+    assert reg["rate_limited"] is False
+    assert reg["as_token"] not in out.stdout + out.stderr and reg["hs_token"] not in out.stdout + out.stderr
+    # An existing file is kept unless --force; --force writes fresh tokens.
+    before = reg_path.read_text()
+    refused = run()
+    assert refused.returncode != 0 and reg_path.read_text() == before
+    assert run("--force").returncode == 0
+    again = yaml.safe_load(reg_path.read_text())
+    assert again["as_token"] != reg["as_token"] and again["hs_token"] != reg["hs_token"]
+    # -o FILE and -o - (standard output).
+    other = tmp_path / "other.yaml"
+    assert run("-o", str(other)).returncode == 0 and other.exists()
+    stdout = run("-o", "-")
+    assert stdout.returncode == 0
+    printed = yaml.safe_load(stdout.stdout)
+    assert printed["id"] == "frichebot" and re.fullmatch(r"[0-9a-f]{64}", printed["hs_token"])
