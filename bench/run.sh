@@ -142,6 +142,17 @@ stop_daemon() {
   fi
 }
 trap 'stop_daemon; cleanup' EXIT
+# Waits up to 10 s for the daemon $dpid to answer /healthz on port $1; fails if it exits first.
+wait_healthy() {
+  i=0
+  while [ $i -lt 200 ]; do
+    curl -fsS "http://127.0.0.1:$1/healthz" >/dev/null 2>&1 && return 0
+    kill -0 "$dpid" 2>/dev/null || return 1
+    sleep 0.05
+    i=$((i + 1))
+  done
+  return 1
+}
 hport=
 for attempt in 1 2 3 4 5; do
   p=$(( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000 + 20000 ))
@@ -160,17 +171,10 @@ web:
 EOF
   "$daemon" serve -c "$tmp/frichebot.yaml" >"$tmp/daemon.log" 2>&1 &
   dpid=$!
-  i=0
-  while [ $i -lt 200 ]; do
-    if curl -fsS "http://127.0.0.1:$p/healthz" >/dev/null 2>&1; then
-      hport=$p
-      break
-    fi
-    kill -0 "$dpid" 2>/dev/null || break
-    sleep 0.05
-    i=$((i + 1))
-  done
-  [ -n "$hport" ] && break
+  if wait_healthy "$p"; then
+    hport=$p
+    break
+  fi
   stop_daemon
 done
 [ -n "$hport" ] || { cat "$tmp/daemon.log" >&2; die "cannot start the daemon"; }
@@ -238,17 +242,10 @@ EOF
   "$daemon" matrix-registration -c "$tmp/appservice.yaml" >/dev/null || die "matrix-registration failed"
   "$daemon" serve -c "$tmp/appservice.yaml" >"$tmp/daemon-as.log" 2>&1 &
   dpid=$!
-  i=0
-  while [ $i -lt 200 ]; do
-    if curl -fsS "http://127.0.0.1:$p/healthz" >/dev/null 2>&1; then
-      hport=$p
-      break
-    fi
-    kill -0 "$dpid" 2>/dev/null || break
-    sleep 0.05
-    i=$((i + 1))
-  done
-  [ -n "$hport" ] && break
+  if wait_healthy "$p"; then
+    hport=$p
+    break
+  fi
   stop_daemon
 done
 [ -n "$hport" ] || { cat "$tmp/daemon-as.log" >&2; die "cannot start the daemon (appservice)"; }
