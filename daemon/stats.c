@@ -590,6 +590,8 @@ static int bar_chart(fb_buf_t *b, const char *id, const char *title, const char 
     /* the table */
     rc = rc ? rc
             : fb_buf_printf(b,
+                            "<details class=\"fb-chart__data\"><summary>Voir les chiffres "
+                            "(tableau)</summary>\n"
                             "<div class=\"fr-table fb-chart__table\"><table><caption>%s (tableau)"
                             "</caption><thead><tr><th scope=\"col\">%s</th><th scope=\"col\">"
                             "Nombre</th></tr></thead><tbody>\n",
@@ -602,7 +604,7 @@ static int bar_chart(fb_buf_t *b, const char *id, const char *title, const char 
         rc = rc ? rc : esc(b, t);
         rc = rc ? rc : fb_buf_puts(b, "</td></tr>\n");
     }
-    rc = rc ? rc : fb_buf_puts(b, "</tbody></table></div>\n</figure>\n");
+    rc = rc ? rc : fb_buf_puts(b, "</tbody></table></div></details>\n</figure>\n");
     return rc;
 }
 
@@ -653,6 +655,17 @@ int fb_stats_render_html(const json_t *doc, fb_buf_t *b)
     snprintf(gen, sizeof(gen), "%.10s", json_string_value(json_object_get(doc, "generated_at")));
     month_label(json_string_value(json_array_get(months, 0)), true, first);
     month_label(json_string_value(json_array_get(months, json_array_size(months) - 1)), true, last);
+    /* The suppression sentence; none when every count is published (min_count 1). */
+    char hidden[200] = "";
+    if (min > 2)
+        snprintf(hidden, sizeof(hidden),
+                 " Pour qu'aucun chiffre ne permette de reconnaître une personne, les nombres "
+                 "compris entre 1 et %u sont remplacés par « &lt; %u ».",
+                 min - 1, min);
+    else if (min == 2)
+        snprintf(hidden, sizeof(hidden),
+                 " Pour qu'aucun chiffre ne permette de reconnaître une personne, le nombre 1 est "
+                 "remplacé par « &lt; 2 ».");
     int rc = fb_buf_puts(b, page_head);
     rc =
         rc ? rc
@@ -662,11 +675,10 @@ int fb_stats_render_html(const json_t *doc, fb_buf_t *b)
                  "engagés dans une démarche active, qui étudient des sites avec l'outil, y "
                  "reviennent et franchissent des étapes.</p>\n"
                  "<p>Chiffres réels au <span data-figure=\"generated_at\">%s</span> (jour UTC), "
-                 "calculés à partir de compteurs tenus au fil des conversations. Pour qu'aucun "
-                 "chiffre ne permette de reconnaître une personne, les nombres compris entre 1 et "
-                 "%u sont remplacés par « &lt; %u ». Les mêmes données sont disponibles au format "
-                 "JSON : <a href=\"/stats.json\">/stats.json</a>.</p>\n",
-                 gen, min ? min - 1 : 0, min);
+                 "calculés à partir de compteurs tenus au fil des conversations.%s Les mêmes "
+                 "données sont disponibles au format JSON : <a href=\"/stats.json\">/stats.json"
+                 "</a>.</p>\n",
+                 gen, hidden);
     rc = rc ? rc
             : fb_buf_puts(
                   b,
