@@ -311,6 +311,35 @@ def test_first_start_skips_history(synapse, redis, make_daemon, tmp_path):
         fresh.stop()
 
 
+def test_gap_while_stopped_is_back_filled(synapse, redis, make_daemon, tmp_path):
+    """The daemon is stopped; the owner sends 12 answers, more than the sync filter's timeline
+    limit (5): the first /sync after the restart has a `limited` timeline. The bot pages back
+    with /messages to the last event it handed to the router: every answer gets its replies,
+    exactly once and in order (equal to the reference)."""
+    groups = reference(synapse, tmp_path, make_daemon)
+    bot = new_bot(synapse, tmp_path)
+    d = start_bot(make_daemon, redis, synapse, bot, sync_timeline_limit=5)
+    user = new_user(synapse)
+    room = open_dm(user, bot["user_id"], d)
+    user.send(room, WALK[0])
+    wait_all(user, room, bot["user_id"], flat(groups[:2]), d)
+    settle(user, room, bot["user_id"], d, redis, 2)
+    rc, log = d.stop()
+    d.check_clean(rc, log)
+    n = 12
+    for answer in WALK[1:1 + n]:
+        user.send(room, answer)
+    d.start()
+    wait_all(user, room, bot["user_id"], flat(groups[:2 + n]), d)
+    got = settle(user, room, bot["user_id"], d, redis, n)
+    assert bodies(got) == flat(groups[:2 + n]), (bodies(got), d.read_log()[-3000:])
+    log = d.read_log()
+    assert re.search(r"gap in room: (\d+) missed event\(s\) fetched", log), log[-3000:]
+    fetched = int(re.search(r"gap in room: (\d+) missed event\(s\) fetched", log).group(1))
+    assert fetched >= n - 5, log[-3000:]
+    user.close()
+
+
 def test_synapse_restart_mid_conversation(synapse, redis, make_daemon, tmp_path):
     groups = reference(synapse, tmp_path, make_daemon)
     bot = new_bot(synapse, tmp_path)
