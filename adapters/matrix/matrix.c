@@ -69,9 +69,10 @@ struct mx {
     char *password;      /* bot, may be NULL */
     char *refresh_token; /* bot, may be NULL */
     char *device_id;
-    int64_t expires_at; /* Unix ms, 0: no expiry */
-    bool token_given;   /* from the environment or access_token_file */
-    bool recovering;    /* a token recovery is in progress */
+    int64_t expires_at;  /* Unix ms, 0: no expiry */
+    int64_t lifetime_ms; /* the current token's expires_in_ms, 0: unknown (loaded from Redis) */
+    bool token_given;    /* from the environment or access_token_file */
+    bool recovering;     /* a token recovery is in progress */
     /* bot: the sync loop */
     enum sync_state sy;
     char *next_batch;
@@ -1097,6 +1098,7 @@ static void take_tokens(struct mx *m, json_t *body)
         m->device_id = fb_strdup(dev);
     }
     m->expires_at = json_is_integer(exp) ? wall_ms() + (int64_t)json_integer_value(exp) : 0;
+    m->lifetime_ms = json_is_integer(exp) ? (int64_t)json_integer_value(exp) : 0;
 }
 
 /* --- login, refresh, whoami --- */
@@ -1422,7 +1424,13 @@ static void sync_poll(struct mx *m)
 {
     if (m->stopping || !m->a || m->polling)
         return;
-    if (m->expires_at && m->refresh_token && wall_ms() > m->expires_at - REFRESH_MARGIN_MS) {
+    /* Refresh once the token is within a minute of expiring, or within half its lifetime when
+     * that is shorter (a 5 s token would otherwise be refreshed before every poll). */
+    int64_t margin = REFRESH_MARGIN_MS;
+    if (m->lifetime_ms > 0 && m->lifetime_ms / 2 < margin)
+        margin = m->lifetime_ms / 2;
+    if (m->expires_at && m->refresh_token && *m->refresh_token &&
+        wall_ms() > m->expires_at - margin) {
         m->recovering = true;
         refresh(m);
         return;

@@ -340,6 +340,92 @@ def test_gap_while_stopped_is_back_filled(synapse, redis, make_daemon, tmp_path)
     user.close()
 
 
+@pytest.fixture(scope="module")
+def short_token_synapse(tmp_path_factory):
+    """A Synapse whose refreshable access tokens last 5 s and refresh tokens 12 s (module scope:
+    only the token tests use it)."""
+    s = Synapse(tmp_path_factory.mktemp("shorttok"),
+                extra={"refreshable_access_token_lifetime": "5s", "refresh_token_lifetime": "12s"})
+    s.start()
+    yield s
+    s.stop()
+
+
+def whoami_error(synapse, token):
+    """The error body of GET /account/whoami with `token` (None when the token is accepted)."""
+    try:
+        http("GET", synapse.url + "/_matrix/client/v3/account/whoami", token=token)
+        return None
+    except HttpError as e:
+        return (e.status, e.json())
+
+
+def test_refresh_tokens_and_soft_logout(synapse, short_token_synapse, redis, make_daemon, tmp_path):
+    """Access tokens of 5 s: a conversation that lasts several lifetimes keeps working (the bot
+    refreshes: new access tokens in Redis, same device, one login). Then the daemon is stopped
+    until its access token is answered 401 M_UNKNOWN_TOKEN soft_logout (checked on Synapse) and
+    its refresh token has expired too: the restarted bot logs in again on the same device id and
+    answers."""
+    groups = reference(synapse, tmp_path, make_daemon)
+    s = short_token_synapse
+    bot = new_bot(s, tmp_path)
+    d = start_bot(make_daemon, redis, s, bot)
+    user = new_user(s)
+    room = open_dm(user, bot["user_id"], d)
+    device = redis.cli("HGET", "fb:matrix:auth", "device_id")
+    assert device and redis.cli("HGET", "fb:matrix:auth", "refresh_token"), redis.cli("HGETALL", "fb:matrix:auth")
+    k = 4
+    for i in range(k):
+        # Each answer after the bot's access token changed at least once: the conversation spans
+        # several token lifetimes.
+        token = redis.cli("HGET", "fb:matrix:auth", "access_token")
+        assert wait_until(lambda: redis.cli("HGET", "fb:matrix:auth", "access_token") != token, 30, 0.1), \
+            d.read_log()[-3000:]
+        user.send(room, WALK[i])
+        wait_all(user, room, bot["user_id"], flat(groups[:i + 2]), d)
+    log = d.read_log()
+    assert log.count("access token refreshed") >= k, log[-3000:]
+    assert log.count("logged in (device") == 1, log[-3000:]
+    assert "logout" not in log, log[-3000:]
+    assert redis.cli("HGET", "fb:matrix:auth", "device_id") == device
+    rc, log = d.stop()
+    d.check_clean(rc, log)
+    # Soft logout: the stored access token expires (Synapse says so), then the refresh token.
+    token = redis.cli("HGET", "fb:matrix:auth", "access_token")
+    assert wait_until(lambda: whoami_error(s, token) is not None, 30, 0.2)
+    status, err = whoami_error(s, token)
+    assert status == 401 and err["errcode"] == "M_UNKNOWN_TOKEN" and err["soft_logout"] is True, err
+    time.sleep(13)  # the refresh token's lifetime (12 s) runs out: waiting, not an assertion
+    d.start()  # the daemon's log file starts afresh
+    user.send(room, WALK[k])
+    wait_all(user, room, bot["user_id"], flat(groups[:k + 2]), d)
+    after = d.read_log()
+    assert "logged in (device " + device + ")" in after, after[-3000:]
+    assert redis.cli("HGET", "fb:matrix:auth", "device_id") == device
+    assert "token refresh failed (HTTP 403)" in after, after[-3000:]
+    assert redis.cli("HGET", "fb:matrix:auth", "device_id") == device
+    settle(user, room, bot["user_id"], d, redis, 1)
+    # The same through a 401 soft_logout answered to the bot itself: its stored session says
+    # nothing of the expiry (expires_at 0, as a homeserver that does not announce it), so the bot
+    # uses the expired token, is told soft_logout, and logs in again on the same device.
+    rc, log = d.stop()
+    d.check_clean(rc, log)
+    token = redis.cli("HGET", "fb:matrix:auth", "access_token")
+    assert wait_until(lambda: whoami_error(s, token) is not None, 30, 0.2)
+    time.sleep(13)  # the refresh token expires too
+    redis.cli("HSET", "fb:matrix:auth", "expires_at", "0")
+    d.start()
+    user.send(room, WALK[k + 1])
+    wait_all(user, room, bot["user_id"], flat(groups[:k + 3]), d)
+    after = d.read_log()
+    assert "access token refused (soft logout)" in after, after[-3000:]
+    assert "logged in (device " + device + ")" in after, after[-3000:]
+    assert redis.cli("HGET", "fb:matrix:auth", "device_id") == device
+    got = settle(user, room, bot["user_id"], d, redis, 1)
+    assert bodies(got) == flat(groups[:k + 3]), (bodies(got), after[-3000:])
+    user.close()
+
+
 def test_synapse_restart_mid_conversation(synapse, redis, make_daemon, tmp_path):
     groups = reference(synapse, tmp_path, make_daemon)
     bot = new_bot(synapse, tmp_path)
