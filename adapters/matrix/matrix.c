@@ -81,6 +81,7 @@ struct mx {
     char *filter_json;
     unsigned fails;
     bool polling;
+    void *poll_call; /* the /sync long-poll's struct call while in flight, to cancel it at stop */
     uv_timer_t timer;
     bool timer_init, timer_closed;
     int64_t last_sync_ms;
@@ -196,6 +197,8 @@ static void on_call(const fb_http_response_t *resp, void *arg)
         c->cb(m, err, resp->status, body, resp, c->arg);
     json_decref(body);
     bool poll = c->poll;
+    if (m->poll_call == c)
+        m->poll_call = NULL;
     fb_free(c);
     if (poll)
         mx_unref(m);
@@ -246,10 +249,12 @@ static int mx_call_full(struct mx *m, const char *method, const char *path, cons
         fb_free(c);
         return rc;
     }
-    if (poll)
+    if (poll) {
         m->refs++;
-    else
+        m->poll_call = c;
+    } else {
         op_begin(m);
+    }
     return 0;
 }
 
@@ -1925,6 +1930,10 @@ static void mx_stop(fb_adapter_t *a, void (*done)(fb_adapter_t *a))
     m->stopping = true;
     m->sy = SY_STOPPED;
     m->stop_done = done;
+    /* The /sync long-poll would hold the daemon's drain until it returns: end it now (nothing
+     * is lost, next_batch was not advanced). Its callback sees `stopping` and does nothing. */
+    if (m->poll_call)
+        (void)fb_http_client_cancel(m->core->client, on_call, m->poll_call);
     if (m->timer_init && !uv_is_closing((uv_handle_t *)&m->timer)) {
         uv_timer_stop(&m->timer);
         uv_close((uv_handle_t *)&m->timer, on_timer_closed);

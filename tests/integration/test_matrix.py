@@ -94,7 +94,8 @@ def router_yaml(start_delay_ms=0):
 def bot_matrix_yaml(synapse, bot, **more):
     lines = ["matrix:", "  enabled: true", "  mode: bot", f'  homeserver: "{synapse.url}"',
              f'  user_id: "{bot["user_id"]}"', f'  password_file: "{bot["password_file"]}"',
-             "  sync_timeout_ms: 3000", "  sync_retry:", retry_yaml([100, 200, 500, 1000]).rstrip("\n")]
+             f"  sync_timeout_ms: {more.pop('sync_timeout_ms', 3000)}", "  sync_retry:",
+             retry_yaml([100, 200, 500, 1000]).rstrip("\n")]
     lines += [f"  {k}: {json.dumps(v)}" for k, v in more.items()]
     return "\n".join(lines) + "\n"
 
@@ -424,6 +425,19 @@ def test_refresh_tokens_and_soft_logout(synapse, short_token_synapse, redis, mak
     got = settle(user, room, bot["user_id"], d, redis, 1)
     assert bodies(got) == flat(groups[:k + 3]), (bodies(got), after[-3000:])
     user.close()
+
+
+def test_stop_cancels_the_long_poll(synapse, redis, make_daemon, tmp_path):
+    """A one-minute /sync long-poll in flight when the daemon is told to stop: the adapter cancels
+    it (fb_http_client_cancel), so the drain never reaches server.shutdown_deadline_s (5 s in the
+    tests) and abandons nothing."""
+    bot = new_bot(synapse, tmp_path)
+    d = start_bot(make_daemon, redis, synapse, bot, sync_timeout_ms=60000)
+    assert wait_until(lambda: matrix_adapter(d).get("last_sync_age_ms", -1) >= 0
+                      and matrix_adapter(d).get("sync") == "polling", 30, 0.05), matrix_adapter(d)
+    rc, log = d.stop()
+    d.check_clean(rc, log)
+    assert "shutdown deadline reached" not in log, log[-3000:]
 
 
 def test_synapse_restart_mid_conversation(synapse, redis, make_daemon, tmp_path):
