@@ -78,6 +78,7 @@ struct req {
     uv_timer_t retry_timer; /* waits before a retry; the req is freed in its close callback */
     fb_http_done_cb cb;
     void *arg;
+    bool cancel; /* marked by fb_http_client_cancel(), completed by it */
 };
 
 struct fb_http_client_s {
@@ -891,4 +892,30 @@ void fb_http_client_close(fb_http_client_t *c, void (*done)(void *arg), void *ar
         finish(c->reqs, FB_ECANCELED);
     if (c->depth == 0)
         teardown(c);
+}
+
+size_t fb_http_client_cancel(fb_http_client_t *c, fb_http_done_cb cb, const void *arg)
+{
+    if (!c || c->closing)
+        return 0;
+    /* Mark first: a callback below may start new requests with the same cb and arg, which
+     * this call must leave alone. */
+    size_t n = 0;
+    for (struct req *r = c->reqs; r; r = r->next)
+        if (r->cb == cb && r->arg == arg) {
+            r->cancel = true;
+            n++;
+        }
+    for (size_t done = 0; done < n && !c->closing;) {
+        struct req *r = c->reqs;
+        while (r && !r->cancel)
+            r = r->next;
+        if (!r)
+            break; /* a callback closed the client, or cancelled the rest itself */
+        r->cancel = false;
+        FB_DEBUG(CLIENT, "%s cancelled by its owner", r->tag);
+        finish(r, FB_ECANCELED);
+        done++;
+    }
+    return n;
 }

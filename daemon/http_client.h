@@ -114,6 +114,16 @@ int fb_http_client_request(fb_http_client_t *c, const fb_http_request_t *req, fb
 void fb_http_client_close(fb_http_client_t *c, void (*done)(void *arg), void *arg);
 
 /**
+ * Cancels every pending request (in flight or waiting for a retry) started with this `cb` and
+ * `arg`: each completes with FB_ECANCELED exactly once, **inside this call** (as with close), a
+ * request cancelled mid-attempt with status 0 and no body, one waiting for a retry with its last
+ * attempt's response. Requests started from those callbacks are not cancelled. Returns how many
+ * requests matched (0 when none, or when the client is closing). Must not be called from curl's
+ * own callbacks (it is not: user callbacks run outside them).
+ */
+size_t fb_http_client_cancel(fb_http_client_t *c, fb_http_done_cb cb, const void *arg);
+
+/**
  * Returns the value of the first response header named `name` (case-insensitive), or NULL.
  * Borrowed like `resp` itself.
  */

@@ -69,9 +69,10 @@ struct mx {
     char *password;      /* bot, may be NULL */
     char *refresh_token; /* bot, may be NULL */
     char *device_id;
-    int64_t expires_at; /* Unix ms, 0: no expiry */
-    bool token_given;   /* from the environment or access_token_file */
-    bool recovering;    /* a token recovery is in progress */
+    int64_t expires_at;  /* Unix ms, 0: no expiry */
+    int64_t lifetime_ms; /* the current token's expires_in_ms, 0: unknown (loaded from Redis) */
+    bool token_given;    /* from the environment or access_token_file */
+    bool recovering;     /* a token recovery is in progress */
     /* bot: the sync loop */
     enum sync_state sy;
     char *next_batch;
@@ -80,6 +81,7 @@ struct mx {
     char *filter_json;
     unsigned fails;
     bool polling;
+    void *poll_call; /* the /sync long-poll's struct call while in flight, to cancel it at stop */
     uv_timer_t timer;
     bool timer_init, timer_closed;
     int64_t last_sync_ms;
@@ -195,6 +197,8 @@ static void on_call(const fb_http_response_t *resp, void *arg)
         c->cb(m, err, resp->status, body, resp, c->arg);
     json_decref(body);
     bool poll = c->poll;
+    if (m->poll_call == c)
+        m->poll_call = NULL;
     fb_free(c);
     if (poll)
         mx_unref(m);
@@ -245,10 +249,12 @@ static int mx_call_full(struct mx *m, const char *method, const char *path, cons
         fb_free(c);
         return rc;
     }
-    if (poll)
+    if (poll) {
         m->refs++;
-    else
+        m->poll_call = c;
+    } else {
         op_begin(m);
+    }
     return 0;
 }
 
@@ -631,6 +637,8 @@ static void on_members(struct mx *m, int err, int status, json_t *body,
 }
 
 /* Starts the serial step of action `a`. Returns true when it is in flight (serial set). */
+static int gap_start(struct batch *bt, const fb_mx_action_t *a);
+
 static bool start_step(struct batch *bt, fb_mx_action_t *a)
 {
     struct mx *m = bt->m;
@@ -695,9 +703,13 @@ static bool start_step(struct batch *bt, fb_mx_action_t *a)
         }
         break;
     case FB_MX_GAP:
-        async = false;
-        FB_INFO(MATRIX, "[matrix|%s] gap in room (limited timeline): older events not answered",
-                tag);
+        if (!a->text) {
+            async = false;
+            FB_INFO(MATRIX, "[matrix|%s] gap in room without prev_batch: older events not answered",
+                    tag);
+            break;
+        }
+        rc = gap_start(bt, a);
         break;
     case FB_MX_MESSAGE:
         async = false;
@@ -803,6 +815,216 @@ static json_t *filter_json(const fb_matrix_opts_t *o, unsigned limit)
                      "lazy_load_members", 1, "ephemeral", "types", "account_data", "types");
 }
 
+/* --- gaps: a `limited` timeline is back-filled with /messages --- */
+
+/*
+ * A GAP action (bot mode) pages backwards from the timeline's prev_batch with
+ * GET /rooms/{room}/messages?dir=b, with the filter's timeline types, until the room's last event
+ * handed to the router (`last_event` of the room's Redis hash, written with next_batch) or
+ * GAP_MAX_EVENTS; the events found are parsed like a transaction and inserted, in chronological
+ * order, right after the GAP action, i.e. before the batch's timeline events of that room.
+ */
+#define GAP_MAX_EVENTS 500
+#define GAP_PAGE       100
+
+struct gapfill {
+    struct batch *bt;
+    size_t at; /* where the missed actions go: right after the GAP action */
+    char *room;
+    char *last;  /* the last event handed to the router in this room */
+    json_t *acc; /* the events found, newest first */
+    unsigned pages;
+    bool found, truncated;
+};
+
+static void gap_free(struct gapfill *g)
+{
+    json_decref(g->acc);
+    fb_free(g->room);
+    fb_free(g->last);
+    fb_free(g);
+}
+
+static void gap_finish(struct gapfill *g)
+{
+    struct batch *bt = g->bt;
+    struct mx *m = bt->m;
+    char tag[FB_MX_TAG_LEN + 1];
+    conv_tag(g->room, tag);
+    size_t n = json_array_size(g->acc);
+    json_t *events = json_array();
+    for (size_t i = n; i > 0; i--)
+        json_array_append(events, json_array_get(g->acc, i - 1));
+    json_t *doc = json_pack("{s:o}", "events", events);
+    char *txt = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    fb_mx_batch_t extra = {0};
+    fb_mx_parse_opts_t po = {.bot = m->o->user_id, .ignore_users = m->ignore, .history = true};
+    int rc = txt ? fb_mx_parse_txn(txt, strlen(txt), &po, &extra) : FB_EPROTO;
+    free(txt); /* fb-lint: allow free (jansson's allocation) */
+    if (rc == 0 && extra.n > 0) {
+        fb_mx_batch_t *b = &bt->b;
+        if (b->n + extra.n > b->cap) {
+            b->cap = b->n + extra.n;
+            b->actions = fb_realloc(b->actions, b->cap * sizeof(*b->actions));
+        }
+        memmove(&b->actions[g->at + extra.n], &b->actions[g->at],
+                (b->n - g->at) * sizeof(*b->actions));
+        memcpy(&b->actions[g->at], extra.actions, extra.n * sizeof(*extra.actions));
+        b->n += extra.n;
+        fb_free(extra.actions);
+        extra.actions = NULL;
+        extra.n = extra.cap = 0;
+    }
+    if (g->found)
+        FB_INFO(MATRIX,
+                "[matrix|%s] gap in room: %zu missed event(s) fetched (%u page(s)), "
+                "handed before the new ones",
+                tag, n, g->pages);
+    else
+        FB_WARN(
+            MATRIX,
+            "[matrix|%s] gap in room: %zu missed event(s) fetched, %s: older events not answered",
+            tag, n, g->truncated ? "bound reached" : "the last handled event was not found");
+    fb_mx_batch_free(&extra);
+    gap_free(g);
+    step_done(bt, 0);
+}
+
+static int gap_page(struct gapfill *g, const char *from);
+
+static void on_gap_page(struct mx *m, int err, int status, json_t *body,
+                        const fb_http_response_t *resp, void *arg)
+{
+    (void)resp;
+    struct gapfill *g = arg;
+    struct batch *bt = g->bt;
+    char tag[FB_MX_TAG_LEN + 1];
+    conv_tag(g->room, tag);
+    int rc = classify(err, status);
+    if (rc || m->stopping || !m->a) {
+        FB_INFO(MATRIX,
+                "[matrix|%s] gap: /messages failed (%s, HTTP %d): the batch will be retried", tag,
+                fb_err_name(err), status);
+        gap_free(g);
+        step_done(bt, rc ? rc : FB_ECANCELED);
+        return;
+    }
+    json_t *chunk = json_object_get(body, "chunk");
+    if (err || !json_is_array(chunk)) {
+        FB_WARN(MATRIX, "[matrix|%s] gap: /messages refused or unreadable (HTTP %d)", tag, status);
+        gap_finish(g);
+        return;
+    }
+    g->pages++;
+    size_t i;
+    json_t *ev;
+    json_array_foreach(chunk, i, ev)
+    {
+        const char *id = json_string_value(json_object_get(ev, "event_id"));
+        if (id && strcmp(id, g->last) == 0) {
+            g->found = true;
+            break;
+        }
+        if (json_array_size(g->acc) >= GAP_MAX_EVENTS) {
+            g->truncated = true;
+            break;
+        }
+        json_array_append(g->acc, ev);
+    }
+    const char *end = json_string_value(json_object_get(body, "end"));
+    if (g->found || g->truncated || !end || json_array_size(chunk) == 0) {
+        gap_finish(g);
+        return;
+    }
+    if (gap_page(g, end)) {
+        gap_free(g);
+        step_done(bt, FB_EAGAIN);
+    }
+}
+
+static int gap_page(struct gapfill *g, const char *from)
+{
+    struct mx *m = g->bt->m;
+    json_t *types = json_array();
+    for (size_t i = 0; i < FB_ARRAY_SIZE(timeline_types); i++)
+        json_array_append_new(types, json_string(timeline_types[i]));
+    json_t *f = json_pack("{s:o}", "types", types);
+    char *fs = json_dumps(f, JSON_COMPACT);
+    json_decref(f);
+    char *fe = fb_mx_path_escape(fs ? fs : "{}");
+    free(fs); /* fb-lint: allow free (jansson's allocation) */
+    char *fr = fb_mx_path_escape(from);
+    char *tail = fb_asprintf("/messages?dir=b&limit=%d&from=%s&filter=%s", GAP_PAGE, fr, fe);
+    char *path = room_path(g->room, tail);
+    int rc = mx_call(m, "GET", path, NULL, on_gap_page, g);
+    fb_free(path);
+    fb_free(tail);
+    fb_free(fr);
+    fb_free(fe);
+    return rc;
+}
+
+struct gapstart {
+    struct gapfill *g;
+    char *from;
+};
+
+static void on_gap_last(struct mx *m, int status, redisReply *reply, void *arg)
+{
+    struct gapstart *gs = arg;
+    struct gapfill *g = gs->g;
+    char *from = gs->from;
+    fb_free(gs);
+    struct batch *bt = g->bt;
+    char tag[FB_MX_TAG_LEN + 1];
+    conv_tag(g->room, tag);
+    if (status || m->stopping || !m->a) {
+        fb_free(from);
+        gap_free(g);
+        step_done(bt, status ? FB_EAGAIN : FB_ECANCELED);
+        return;
+    }
+    if (!(reply && reply->type == REDIS_REPLY_STRING)) {
+        FB_INFO(MATRIX, "[matrix|%s] gap in a room with nothing handled yet: nothing to catch up",
+                tag);
+        fb_free(from);
+        gap_free(g);
+        step_done(bt, 0);
+        return;
+    }
+    g->last = fb_strdup(reply->str);
+    int rc = gap_page(g, from);
+    fb_free(from);
+    if (rc) {
+        gap_free(g);
+        step_done(bt, rc == FB_ECLOSING ? FB_ECANCELED : FB_EAGAIN);
+    }
+}
+
+static int gap_start(struct batch *bt, const fb_mx_action_t *a)
+{
+    struct mx *m = bt->m;
+    struct gapfill *g = fb_calloc(1, sizeof(*g));
+    g->bt = bt;
+    g->at = bt->next;
+    g->room = fb_strdup(a->room);
+    g->acc = json_array();
+    struct gapstart *gs = fb_calloc(1, sizeof(*gs));
+    gs->g = g;
+    gs->from = fb_strdup(a->text);
+    char *k = room_key(m, a->room);
+    const char *argv[] = {"HGET", k, "last_event"};
+    int rc = rcmd_argv(m, on_gap_last, gs, 3, argv);
+    fb_free(k);
+    if (rc) {
+        fb_free(gs->from);
+        fb_free(gs);
+        gap_free(g);
+    }
+    return rc;
+}
+
 static void sync_fail(struct mx *m, const char *why, int64_t retry_after_ms)
 {
     m->fails++;
@@ -881,6 +1103,7 @@ static void take_tokens(struct mx *m, json_t *body)
         m->device_id = fb_strdup(dev);
     }
     m->expires_at = json_is_integer(exp) ? wall_ms() + (int64_t)json_integer_value(exp) : 0;
+    m->lifetime_ms = json_is_integer(exp) ? (int64_t)json_integer_value(exp) : 0;
 }
 
 /* --- login, refresh, whoami --- */
@@ -1092,6 +1315,17 @@ static void on_next_batch_stored(struct mx *m, int status, redisReply *reply, vo
     sync_poll(m);
 }
 
+/* KEYS[1] matrix:sync, KEYS[2..] room hashes; ARGV[1] next_batch, ARGV[2] the rooms' TTL,
+ * ARGV[3..] each room's last handed event id. */
+static const char next_batch_script[] =
+    "local ttl = tonumber(ARGV[2])\n"
+    "for i = 2, #KEYS do\n"
+    "  redis.call('HSET', KEYS[i], 'last_event', ARGV[i + 1])\n"
+    "  if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'next_batch', ARGV[1])\n"
+    "return 1\n";
+
 static void on_sync_batch_done(struct batch *bt, int status)
 {
     struct mx *m = bt->m;
@@ -1104,10 +1338,49 @@ static void on_sync_batch_done(struct batch *bt, int status)
         sync_fail(m, status == FB_ECANCELED ? "stopping" : "events not handed to the router", 0);
         return;
     }
+    /* next_batch, and per room the last event handed to the router (where a gap's back-fill
+     * stops), in one script: both or neither. */
     char *nb = fb_strdup(bt->b.next_batch);
+    size_t nr = 0;
+    const char **rooms = fb_calloc(bt->b.n + 1, sizeof(*rooms));
+    const char **last = fb_calloc(bt->b.n + 1, sizeof(*last));
+    for (size_t i = 0; i < bt->b.n; i++) {
+        const fb_mx_action_t *a = &bt->b.actions[i];
+        if ((a->kind != FB_MX_MESSAGE && a->kind != FB_MX_JOINED) || !a->event_id)
+            continue;
+        size_t j = 0;
+        while (j < nr && strcmp(rooms[j], a->room) != 0)
+            j++;
+        if (j == nr)
+            rooms[nr++] = a->room;
+        last[j] = a->event_id;
+    }
+    int argc = 6 + 2 * (int)nr;
+    const char **argv = fb_calloc((size_t)argc, sizeof(*argv));
+    char nkeys[24];
+    snprintf(nkeys, sizeof(nkeys), "%zu", nr + 1);
+    argv[0] = "EVAL";
+    argv[1] = next_batch_script;
+    argv[2] = nkeys;
+    argv[3] = m->k_sync;
+    char **keys = fb_calloc(nr + 1, sizeof(*keys));
+    for (size_t j = 0; j < nr; j++) {
+        keys[j] = room_key(m, rooms[j]);
+        argv[4 + j] = keys[j];
+    }
+    argv[4 + nr] = nb;
+    argv[5 + nr] = m->ttl_ms;
+    for (size_t j = 0; j < nr; j++)
+        argv[6 + nr + j] = last[j];
+    int rc = rcmd_argv(m, on_next_batch_stored, nb, argc, argv);
+    for (size_t j = 0; j < nr; j++)
+        fb_free(keys[j]);
+    fb_free(keys);
+    fb_free(argv);
+    fb_free(rooms);
+    fb_free(last);
     batch_free(bt);
-    const char *argv[] = {"HSET", m->k_sync, "next_batch", nb};
-    if (rcmd_argv(m, on_next_batch_stored, nb, 4, argv)) {
+    if (rc) {
         fb_free(nb);
         sync_fail(m, "Redis refused the next_batch write", 0);
     }
@@ -1156,7 +1429,13 @@ static void sync_poll(struct mx *m)
 {
     if (m->stopping || !m->a || m->polling)
         return;
-    if (m->expires_at && m->refresh_token && wall_ms() > m->expires_at - REFRESH_MARGIN_MS) {
+    /* Refresh once the token is within a minute of expiring, or within half its lifetime when
+     * that is shorter (a 5 s token would otherwise be refreshed before every poll). */
+    int64_t margin = REFRESH_MARGIN_MS;
+    if (m->lifetime_ms > 0 && m->lifetime_ms / 2 < margin)
+        margin = m->lifetime_ms / 2;
+    if (m->expires_at && m->refresh_token && *m->refresh_token &&
+        wall_ms() > m->expires_at - margin) {
         m->recovering = true;
         refresh(m);
         return;
@@ -1651,6 +1930,10 @@ static void mx_stop(fb_adapter_t *a, void (*done)(fb_adapter_t *a))
     m->stopping = true;
     m->sy = SY_STOPPED;
     m->stop_done = done;
+    /* The /sync long-poll would hold the daemon's drain until it returns: end it now (nothing
+     * is lost, next_batch was not advanced). Its callback sees `stopping` and does nothing. */
+    if (m->poll_call)
+        (void)fb_http_client_cancel(m->core->client, on_call, m->poll_call);
     if (m->timer_init && !uv_is_closing((uv_handle_t *)&m->timer)) {
         uv_timer_stop(&m->timer);
         uv_close((uv_handle_t *)&m->timer, on_timer_closed);

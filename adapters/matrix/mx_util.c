@@ -406,8 +406,12 @@ int fb_mx_parse_sync(const char *body, size_t len, const fb_mx_parse_opts_t *o, 
         }
         events_array(&p, json_object_get(json_object_get(r, "state"), "events"), room, false);
         json_t *tl = json_object_get(r, "timeline");
-        if (json_is_true(json_object_get(tl, "limited")) && o->history)
-            push(&p, FB_MX_GAP, room);
+        if (json_is_true(json_object_get(tl, "limited")) && o->history) {
+            fb_mx_action_t *g = push(&p, FB_MX_GAP, room);
+            const char *prev = str_ok(json_object_get(tl, "prev_batch"), 4096);
+            if (g && prev)
+                g->text = fb_strdup(prev);
+        }
         events_array(&p, json_object_get(tl, "events"), room, true);
     }
     json_object_foreach(json_object_get(rooms, "leave"), room, r)

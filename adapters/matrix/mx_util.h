@@ -30,7 +30,7 @@ typedef enum fb_mx_action_kind_e {
     FB_MX_LEFT,        /* the bot left or was kicked/banned: forget the room */
     FB_MX_ENCRYPTED,   /* the room is (or became) encrypted */
     FB_MX_RULE,        /* Tchap access rule of the room is `text` */
-    FB_MX_GAP,         /* the room's timeline was `limited`: events were missed */
+    FB_MX_GAP, /* the room's timeline was `limited`: events were missed (text: prev_batch) */
 } fb_mx_action_kind_t;
 
 typedef struct fb_mx_action_s {
@@ -40,7 +40,8 @@ typedef struct fb_mx_action_s {
     char *thread_root; /* NULL outside a thread */
     char *event_id;    /* MESSAGE, JOINED (NULL otherwise, or for an invite without one) */
     char *sender;      /* MESSAGE, INVITE (may be NULL for an invite) */
-    char *text;        /* MESSAGE: the body (reply fallback stripped); RULE: the rule */
+    char *text;        /* MESSAGE: the body (reply fallback stripped); RULE: the rule; GAP: the
+                          timeline's prev_batch (NULL when absent) */
     int64_t ts_ms;     /* origin_server_ts, 0 when absent */
     bool direct;       /* INVITE: is_direct */
 } fb_mx_action_t;

@@ -94,7 +94,8 @@ def router_yaml(start_delay_ms=0):
 def bot_matrix_yaml(synapse, bot, **more):
     lines = ["matrix:", "  enabled: true", "  mode: bot", f'  homeserver: "{synapse.url}"',
              f'  user_id: "{bot["user_id"]}"', f'  password_file: "{bot["password_file"]}"',
-             "  sync_timeout_ms: 3000", "  sync_retry:", retry_yaml([100, 200, 500, 1000]).rstrip("\n")]
+             f"  sync_timeout_ms: {more.pop('sync_timeout_ms', 3000)}", "  sync_retry:",
+             retry_yaml([100, 200, 500, 1000]).rstrip("\n")]
     lines += [f"  {k}: {json.dumps(v)}" for k, v in more.items()]
     return "\n".join(lines) + "\n"
 
@@ -309,6 +310,135 @@ def test_first_start_skips_history(synapse, redis, make_daemon, tmp_path):
         d2.check_clean(rc, log)
     finally:
         fresh.stop()
+
+
+def test_gap_while_stopped_is_back_filled(synapse, redis, make_daemon, tmp_path):
+    """The daemon is stopped; the owner sends 12 answers, more than the sync filter's timeline
+    limit (5): the first /sync after the restart has a `limited` timeline. The bot pages back
+    with /messages to the last event it handed to the router: every answer gets its replies,
+    exactly once and in order (equal to the reference)."""
+    groups = reference(synapse, tmp_path, make_daemon)
+    bot = new_bot(synapse, tmp_path)
+    d = start_bot(make_daemon, redis, synapse, bot, sync_timeline_limit=5)
+    user = new_user(synapse)
+    room = open_dm(user, bot["user_id"], d)
+    user.send(room, WALK[0])
+    wait_all(user, room, bot["user_id"], flat(groups[:2]), d)
+    settle(user, room, bot["user_id"], d, redis, 2)
+    rc, log = d.stop()
+    d.check_clean(rc, log)
+    n = 12
+    for answer in WALK[1:1 + n]:
+        user.send(room, answer)
+    d.start()
+    wait_all(user, room, bot["user_id"], flat(groups[:2 + n]), d)
+    got = settle(user, room, bot["user_id"], d, redis, n)
+    assert bodies(got) == flat(groups[:2 + n]), (bodies(got), d.read_log()[-3000:])
+    log = d.read_log()
+    # The back-fill ran (how many events Synapse leaves out of a limited timeline of 5 varies:
+    # 6 to 8 were seen); the equality above is what matters.
+    fetched = re.search(r"gap in room: (\d+) missed event\(s\) fetched", log)
+    assert fetched and int(fetched.group(1)) >= 1, log[-3000:]
+    user.close()
+
+
+@pytest.fixture(scope="module")
+def short_token_synapse(tmp_path_factory):
+    """A Synapse whose refreshable access tokens last 5 s and refresh tokens 12 s (module scope:
+    only the token tests use it)."""
+    s = Synapse(tmp_path_factory.mktemp("shorttok"),
+                extra={"refreshable_access_token_lifetime": "5s", "refresh_token_lifetime": "12s"})
+    s.start()
+    yield s
+    s.stop()
+
+
+def whoami_error(synapse, token):
+    """The error body of GET /account/whoami with `token` (None when the token is accepted)."""
+    try:
+        http("GET", synapse.url + "/_matrix/client/v3/account/whoami", token=token)
+        return None
+    except HttpError as e:
+        return (e.status, e.json())
+
+
+def test_refresh_tokens_and_soft_logout(synapse, short_token_synapse, redis, make_daemon, tmp_path):
+    """Access tokens of 5 s: a conversation that lasts several lifetimes keeps working (the bot
+    refreshes: new access tokens in Redis, same device, one login). Then the daemon is stopped
+    until its access token is answered 401 M_UNKNOWN_TOKEN soft_logout (checked on Synapse) and
+    its refresh token has expired too: the restarted bot logs in again on the same device id and
+    answers."""
+    groups = reference(synapse, tmp_path, make_daemon)
+    s = short_token_synapse
+    bot = new_bot(s, tmp_path)
+    d = start_bot(make_daemon, redis, s, bot)
+    user = new_user(s)
+    room = open_dm(user, bot["user_id"], d)
+    device = redis.cli("HGET", "fb:matrix:auth", "device_id")
+    assert device and redis.cli("HGET", "fb:matrix:auth", "refresh_token"), redis.cli("HGETALL", "fb:matrix:auth")
+    k = 4
+    for i in range(k):
+        # Each answer after the bot's access token changed at least once: the conversation spans
+        # several token lifetimes.
+        token = redis.cli("HGET", "fb:matrix:auth", "access_token")
+        assert wait_until(lambda: redis.cli("HGET", "fb:matrix:auth", "access_token") != token, 30, 0.1), \
+            d.read_log()[-3000:]
+        user.send(room, WALK[i])
+        wait_all(user, room, bot["user_id"], flat(groups[:i + 2]), d)
+    log = d.read_log()
+    assert log.count("access token refreshed") >= k, log[-3000:]
+    assert log.count("logged in (device") == 1, log[-3000:]
+    assert "logout" not in log, log[-3000:]
+    assert redis.cli("HGET", "fb:matrix:auth", "device_id") == device
+    rc, log = d.stop()
+    d.check_clean(rc, log)
+    # Soft logout: the stored access token expires (Synapse says so), then the refresh token.
+    token = redis.cli("HGET", "fb:matrix:auth", "access_token")
+    assert wait_until(lambda: whoami_error(s, token) is not None, 30, 0.2)
+    status, err = whoami_error(s, token)
+    assert status == 401 and err["errcode"] == "M_UNKNOWN_TOKEN" and err["soft_logout"] is True, err
+    time.sleep(13)  # the refresh token's lifetime (12 s) runs out: waiting, not an assertion
+    d.start()  # the daemon's log file starts afresh
+    user.send(room, WALK[k])
+    wait_all(user, room, bot["user_id"], flat(groups[:k + 2]), d)
+    after = d.read_log()
+    assert "logged in (device " + device + ")" in after, after[-3000:]
+    assert redis.cli("HGET", "fb:matrix:auth", "device_id") == device
+    assert "token refresh failed (HTTP 403)" in after, after[-3000:]
+    assert redis.cli("HGET", "fb:matrix:auth", "device_id") == device
+    settle(user, room, bot["user_id"], d, redis, 1)
+    # The same through a 401 soft_logout answered to the bot itself: its stored session says
+    # nothing of the expiry (expires_at 0, as a homeserver that does not announce it), so the bot
+    # uses the expired token, is told soft_logout, and logs in again on the same device.
+    rc, log = d.stop()
+    d.check_clean(rc, log)
+    token = redis.cli("HGET", "fb:matrix:auth", "access_token")
+    assert wait_until(lambda: whoami_error(s, token) is not None, 30, 0.2)
+    time.sleep(13)  # the refresh token expires too
+    redis.cli("HSET", "fb:matrix:auth", "expires_at", "0")
+    d.start()
+    user.send(room, WALK[k + 1])
+    wait_all(user, room, bot["user_id"], flat(groups[:k + 3]), d)
+    after = d.read_log()
+    assert "access token refused (soft logout)" in after, after[-3000:]
+    assert "logged in (device " + device + ")" in after, after[-3000:]
+    assert redis.cli("HGET", "fb:matrix:auth", "device_id") == device
+    got = settle(user, room, bot["user_id"], d, redis, 1)
+    assert bodies(got) == flat(groups[:k + 3]), (bodies(got), after[-3000:])
+    user.close()
+
+
+def test_stop_cancels_the_long_poll(synapse, redis, make_daemon, tmp_path):
+    """A one-minute /sync long-poll in flight when the daemon is told to stop: the adapter cancels
+    it (fb_http_client_cancel), so the drain never reaches server.shutdown_deadline_s (5 s in the
+    tests) and abandons nothing."""
+    bot = new_bot(synapse, tmp_path)
+    d = start_bot(make_daemon, redis, synapse, bot, sync_timeout_ms=60000)
+    assert wait_until(lambda: matrix_adapter(d).get("last_sync_age_ms", -1) >= 0
+                      and matrix_adapter(d).get("sync") == "polling", 30, 0.05), matrix_adapter(d)
+    rc, log = d.stop()
+    d.check_clean(rc, log)
+    assert "shutdown deadline reached" not in log, log[-3000:]
 
 
 def test_synapse_restart_mid_conversation(synapse, redis, make_daemon, tmp_path):

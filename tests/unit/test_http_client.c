@@ -922,3 +922,88 @@ TEST_IMPL(http_retry_after_parse)
     ASSERT_EQ(fb_http_retry_after_ms(NULL, now), -1);
     return 0;
 }
+
+/* fb_http_client_cancel(): only the requests of one (cb, arg), each completed once inside the
+ * call; a request started from their callbacks, and another owner's request, are left alone. */
+typedef struct owner_s {
+    fb_http_client_t *client;
+    result_t res;
+    result_t late; /* the request started from a cancelled callback */
+    int retry_rc;
+} owner_t;
+
+static const fb_retry_policy_t once = {.delays_ms = {1000}, .n_delays = 1, .max_attempts = 1};
+
+static void on_owner_cancelled(const fb_http_response_t *resp, void *arg)
+{
+    owner_t *x = arg;
+    on_result(resp, &x->res);
+    if (x->res.calls == 1) {
+        fb_http_request_t req = {.url = "http://127.0.0.1:1/never", .retry = &once};
+        x->retry_rc = fb_http_client_request(x->client, &req, on_result, &x->late);
+    }
+}
+
+TEST_IMPL(http_client_cancel)
+{
+    peer_t p;
+    peer_start(&p);
+    fb_metrics_reset();
+    uv_loop_t loop;
+    ASSERT_OK(uv_loop_init(&loop));
+    fb_http_client_opts_t o = test_opts();
+    fb_http_client_t *c = fb_http_client_create(&loop, &o);
+    ASSERT_NOT_NULL(c);
+
+    owner_t x = {.client = c};
+    result_init(&x.res, &loop);
+    result_init(&x.late, &loop);
+    result_t other;
+    result_init(&other, &loop);
+    char *slow = peer_url(&p, "/slow?ms=10000");
+    char *flaky = peer_url(&p, "/flaky?id=owner&fails=100");
+    char *slow2 = peer_url(&p, "/slow?ms=300");
+    fb_retry_policy_t minute = {.delays_ms = {60000}, .n_delays = 1, .max_attempts = 5};
+    fb_http_request_t r1 = {.url = slow};
+    fb_http_request_t r2 = {.url = flaky, .retry = &minute};
+    fb_http_request_t r3 = {.url = slow2};
+    ASSERT_OK(fb_http_client_request(c, &r1, on_owner_cancelled, &x));
+    ASSERT_OK(fb_http_client_request(c, &r2, on_owner_cancelled, &x));
+    ASSERT_OK(fb_http_client_request(c, &r3, on_result, &other));
+    fb_free(slow);
+    fb_free(flaky);
+    fb_free(slow2);
+    RUN_UNTIL(&loop, fb_http_client_waiting(c) == 1);
+    ASSERT_EQ(x.res.calls, 0);
+
+    /* Another (cb, arg) matches nothing. */
+    ASSERT_EQ(fb_http_client_cancel(c, on_result, &x), 0);
+    ASSERT_EQ(fb_http_client_cancel(c, on_owner_cancelled, &x), 2);
+    /* Both completed inside the call, once each, with FB_ECANCELED. */
+    ASSERT_EQ(x.res.calls, 2);
+    ASSERT_EQ(x.res.error, FB_ECANCELED);
+    ASSERT_EQ(fb_http_client_waiting(c), 0);
+    /* The request started from the first callback was accepted and is not cancelled. */
+    ASSERT_EQ(x.retry_rc, 0);
+    ASSERT_EQ(x.late.calls, 0);
+    ASSERT_EQ(fb_http_client_cancel(c, on_owner_cancelled, &x), 0);
+    /* The other owner's request and the late one complete normally; the 10 s one is gone. */
+    RUN_UNTIL(&loop, other.calls == 1 && x.late.calls == 1);
+    ASSERT_EQ(other.error, 0);
+    ASSERT_EQ(other.status, 200);
+    ASSERT_EQ(x.late.error, FB_ECONNECT);
+    ASSERT_EQ(fb_http_client_pending(c), 0);
+    ASSERT_EQ(x.res.calls, 2);
+    ASSERT(metrics_have("frichebot_http_client_requests_total{outcome=\"canceled\"} 2\n"));
+
+    int closed = 0;
+    fb_http_client_close(c, on_closed, &closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ASSERT_EQ(closed, 1);
+    fb_test_loop_close_strict(&loop);
+    result_free(&x.res);
+    result_free(&x.late);
+    result_free(&other);
+    peer_stop(&p);
+    return 0;
+}

@@ -44,8 +44,8 @@ TEST_IMPL(matrix_parse_sync_messages)
         "{\"next_batch\":\"s72595_4483\",\"rooms\":{\"join\":{\"!r1:example.org\":{"
         "\"state\":{\"events\":[{\"type\":\"im.vector.room.access_rules\",\"state_key\":\"\","
         "\"sender\":\"@a:example.org\",\"event_id\":\"$s1\",\"content\":{\"rule\":\"direct\"}}]},"
-        "\"timeline\":{\"limited\":true,\"events\":[" MSG("$e1", "@alice:example.org",
-                                                          "Bonjour") ","
+        "\"timeline\":{\"limited\":true,\"prev_batch\":\"t12-34\",\"events\":[" MSG(
+            "$e1", "@alice:example.org", "Bonjour") ","
         /* the bot's own message, a notice, another bot, an edit, an image: all ignored */
         MSG("$e2", BOT,
             "moi") ","
@@ -86,6 +86,7 @@ TEST_IMPL(matrix_parse_sync_messages)
     ASSERT_EQ(b.actions[0].kind, FB_MX_RULE);
     ASSERT_STR_EQ(b.actions[0].text, "direct");
     ASSERT_EQ(b.actions[1].kind, FB_MX_GAP);
+    ASSERT_STR_EQ(b.actions[1].text, "t12-34");
     ASSERT_EQ(b.actions[2].kind, FB_MX_MESSAGE);
     ASSERT_STR_EQ(b.actions[2].room, "!r1:example.org");
     ASSERT_STR_EQ(b.actions[2].conv, "!r1:example.org");
