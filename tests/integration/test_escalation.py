@@ -169,6 +169,19 @@ def test_non_member_command_ignored_and_default_room(synapse, redis, make_daemon
     assert wait_body(a2, room_def, bot_id, "Usager : !prendre")
     tk = f"fb:{{c:matrix:{dm}}}:ticket"
     assert redis.cli("HGET", tk, "state") == "waiting"
+    # A member closes the ticket with a note: the user is told, the dialog resumes.
+    thread_reply(a2, room_def, root["event_id"], "!clore dossier transmis à la DDT")
+    assert wait_body(a2, room_def, bot_id, "Demande close par adv2")
+    assert wait_body(user, dm, bot_id, "a clos l'échange")
+    assert wait_body(user, dm, bot_id, REPRISE)
+    assert wait_until(lambda: redis.cli("HGET", tk, "state") == "closed", 10), redis.cli("HGETALL", tk)
+    assert redis.cli("HGET", tk, "close_note") == "dossier transmis à la DDT"
+    # A command on a closed ticket does nothing but say so.
+    thread_reply(a2, room_def, root["event_id"], "!prendre")
+    assert wait_body(a2, room_def, bot_id, "Cette demande est close")
+    assert redis.cli("HGET", tk, "state") == "closed"
+    # A closed ticket has left the watchdog index.
+    assert int(redis.cli("ZSCORE", "fb:esc:open", f"matrix:{dm}") or 0) == 0
 
 
 def test_watchdog_reannounces_and_survives_sigkill(synapse, redis, make_daemon, tmp_path):
