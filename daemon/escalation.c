@@ -531,6 +531,8 @@ static void on_in(int status, const redisReply *rep, void *arg)
     ib->cb(rc, ib->arg);
     fb_free(ib->hb_id);
     fb_free(ib);
+    if (e->stopping && e->hooks.idle)
+        e->hooks.idle(e->hooks.arg); /* last: it may end the router */
 }
 
 /* The command of a thread message: "prendre", "rendre", "clore", "note" or "msg"; *rest is
@@ -641,7 +643,12 @@ static void on_watch(int status, const redisReply *rep, void *arg)
     fb_esc_t *e = arg;
     e->inflight--;
     e->watching = false;
-    if (status || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 || e->stopping)
+    if (e->stopping) {
+        if (e->hooks.idle)
+            e->hooks.idle(e->hooks.arg); /* last: it may end the router */
+        return;
+    }
+    if (status || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2)
         return;
     const redisReply *kick = rep->element[0], *hb = rep->element[1];
     for (size_t i = 0; kick->type == REDIS_REPLY_ARRAY && i < kick->elements; i++)

@@ -32,6 +32,8 @@ typedef struct fb_esc_hooks_s {
     void (*kick)(void *arg, const char *key);
     /** Queues a HANDBACK event for `key` with dedupe id `event_id` (fb_router_handback()). */
     int (*handback)(void *arg, const char *key, const char *event_id, fb_inbound_cb cb, void *cba);
+    /** A Redis operation ended while stopping (the router checks whether it can finish). */
+    void (*idle)(void *arg);
 } fb_esc_hooks_t;
 
 /**

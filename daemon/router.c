@@ -1294,6 +1294,11 @@ static int esc_handback(void *arg, const char *key, const char *event_id, fb_inb
     return fb_router_handback(arg, key, event_id, cb, cba);
 }
 
+static void esc_idle(void *arg)
+{
+    check_stopped(arg);
+}
+
 static void core_wake(fb_adapter_t *a, const char *conv)
 {
     struct adapter_slot *s = a ? a->core_data : NULL;
@@ -1361,7 +1366,7 @@ fb_router_t *fb_router_create(const fb_router_deps_t *deps, fb_buf_t *errors)
     r->k_act_e = fb_stats_key(prefix, "active:epci");
     r->k_act_d = fb_stats_key(prefix, "active:departements");
     r->k_steps = fb_stats_key(prefix, "steps_done");
-    fb_esc_hooks_t hooks = {.arg = r, .kick = esc_kick, .handback = esc_handback};
+    fb_esc_hooks_t hooks = {.arg = r, .kick = esc_kick, .handback = esc_handback, .idle = esc_idle};
     if (fb_esc_create(deps->loop, deps->cfg, deps->store, deps->geo, &hooks, &r->esc, errors)) {
         fb_router_destroy(r);
         return NULL;
