@@ -245,6 +245,16 @@ def test_web_chat_user_reaches_the_advisors(synapse, redis, make_daemon, tmp_pat
         hist = [json.loads(x) for x in redis.cli("LRANGE", f"fb:{{c:web:{chat.token}}}:hist", "0", "-1").splitlines()
                 if x.strip()]
         assert len([e for e in hist if "Voici la réponse" in e["text"]]) == 1, hist
+        # "oublier mes données" deletes the ticket and its watchdog entry; a later advisor reply
+        # is handled (its dedupe mark is set) but reaches nobody.
+        chat.say("oublier mes données")
+        assert wait_until(lambda: redis.cli("EXISTS", tk) == "0", 10), redis.cli("HGETALL", tk)
+        assert redis.cli("ZSCORE", "fb:esc:open", f"web:{chat.token}") == ""
+        ev = thread_reply(a1, room52, root["event_id"], "Toujours là ?")
+        mark = f"fb:{{c:matrix:{room52}/{root['event_id']}}}:ev:{ev}"
+        assert wait_until(lambda: redis.cli("EXISTS", mark) == "1", 20), d.read_log()[-2000:]
+        assert "Toujours là" not in redis.cli("LRANGE", f"fb:{{c:web:{chat.token}}}:outbox", "0", "-1")
+        assert "Toujours là" not in redis.cli("LRANGE", f"fb:{{c:web:{chat.token}}}:hist", "0", "-1")
     finally:
         chat.close()
 
