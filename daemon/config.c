@@ -246,6 +246,14 @@ static const struct field stats_fields[] = {
     {"cache_seconds", K_UINT, false, OFF(stats.cache_seconds), 0, 3600, NULL},
 };
 
+static const struct field escalation_fields[] = {
+    {"enabled", K_BOOL, false, OFF(escalation.enabled), 0, 0, NULL},
+    {"rooms", K_GLOBS, false, OFF(escalation.rooms), 0, 512, NULL},
+    {"response_times", K_GLOBS, false, OFF(escalation.response_times), 0, 512, NULL},
+    {"watchdog_ms", K_UINT, false, OFF(escalation.watchdog_ms), 100, 604800000, NULL},
+    {"working_hours_only", K_BOOL, false, OFF(escalation.working_hours_only), 0, 0, NULL},
+};
+
 static const struct table server_table = TABLE("server", server_fields);
 static const struct table redis_table = TABLE("redis", redis_fields);
 static const struct table store_table = TABLE("store", store_fields);
@@ -257,6 +265,7 @@ static const struct table reminders_table = TABLE("reminders", reminders_fields)
 static const struct table web_table = TABLE("web", web_fields);
 static const struct table matrix_table = TABLE("matrix", matrix_fields);
 static const struct table stats_table = TABLE("stats", stats_fields);
+static const struct table escalation_table = TABLE("escalation", escalation_fields);
 
 static const struct field top_fields[] = {
     {"server", K_SECTION, false, 0, 0, 0, &server_table},
@@ -270,6 +279,7 @@ static const struct field top_fields[] = {
     {"web", K_SECTION, false, 0, 0, 0, &web_table},
     {"matrix", K_SECTION, false, 0, 0, 0, &matrix_table},
     {"stats", K_SECTION, false, 0, 0, 0, &stats_table},
+    {"escalation", K_SECTION, false, 0, 0, 0, &escalation_table},
 };
 static const struct table top_table = TABLE("", top_fields);
 
@@ -1297,7 +1307,8 @@ static void apply_text(struct parse *p, const char *name, int doc, const char *t
     } else {
         errorf(&c, root->start_mark,
                "the configuration must be a mapping of sections (server, redis, store, "
-               "http_client, log, dialogs, router, reminders, web, matrix, stats), not %s",
+               "http_client, log, dialogs, router, reminders, web, matrix, stats, escalation), not "
+               "%s",
                node_kind(root));
     }
     fb_free(c.visited);
@@ -1413,6 +1424,11 @@ static void check_matrix(struct parse *p)
         m->allowed_users = fb_calloc(1, sizeof(char *));
     if (!m->ignore_users)
         m->ignore_users = fb_calloc(1, sizeof(char *));
+    fb_escalation_opts_t *e = &p->cfg->escalation;
+    if (!e->rooms)
+        e->rooms = fb_calloc(1, sizeof(char *));
+    if (!e->response_times)
+        e->response_times = fb_calloc(1, sizeof(char *));
     if (!m->enabled || !p->mx_name)
         return;
     unsigned long line = (unsigned long)p->mx_mark.line + 1,
@@ -1582,5 +1598,7 @@ void fb_config_free(fb_config_t *cfg)
     FB_FREE(m->as_registration_file);
     FB_FREE(m->as_id);
     FB_FREE(m->as_url);
+    free_list(cfg->escalation.rooms);
+    free_list(cfg->escalation.response_times);
     fb_free(cfg);
 }

@@ -129,6 +129,16 @@ typedef struct fb_matrix_opts_s {
     unsigned as_txn_retention_hours; /* appservice.txn_retention_hours */
 } fb_matrix_opts_t;
 
+/** Escalation to human advisors (daemon/escalation.c, docs/internals/ESCALATION.md). */
+typedef struct fb_escalation_opts_s {
+    bool enabled;            /* announce tickets in the advisors' rooms */
+    char **rooms;            /* "TERRITORY ROOM" lines: a département code ("52", "2A"), "r" and a
+                              * région code ("r44"), or "*" (the default); NULL-terminated */
+    char **response_times;   /* "TERRITORY TEXT" lines, same territories; NULL-terminated */
+    unsigned watchdog_ms;    /* an unclaimed ticket is announced again after this */
+    bool working_hours_only; /* the watchdog only fires within reminders' working hours */
+} fb_escalation_opts_t;
+
 /** The public impact figures (/stats, /stats.json; daemon/stats.c). */
 typedef struct fb_stats_opts_s {
     unsigned min_count;     /* counts from 1 to min_count - 1 are published as "< min_count" */
@@ -155,6 +165,7 @@ typedef struct fb_config_s {
     fb_web_opts_t web;
     fb_matrix_opts_t matrix;
     fb_stats_opts_t stats;
+    fb_escalation_opts_t escalation;
 } fb_config_t;
 
 /**

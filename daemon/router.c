@@ -28,6 +28,7 @@
 #include "adapters.h"
 #include "engine/engine.h"
 #include "engine/text.h"
+#include "escalation.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
@@ -121,6 +122,7 @@ static const char commit_src[] =
     "  end\n"
     "end\n"
     "if ops.ticket then\n"
+    "  redis.call('DEL', KEYS[5])\n"
     "  redis.call('HSET', KEYS[5], 'state', 'waiting', 'reason', ops.ticket[1], 'summary',\n"
     "             ops.ticket[2], 'created', ARGV[7])\n"
     "  expire(KEYS[5])\n"
@@ -140,9 +142,14 @@ static const char commit_src[] =
     "  for _, e in ipairs(ops.out) do redis.call('RPUSH', KEYS[3], e) end\n"
     "  expire(KEYS[3])\n"
     "  redis.call('ZADD', KEYS[7], 'NX', ARGV[7], member)\n"
-    "end\n"
+    "end\n";
+/* The COMMIT's end (joined to commit_src at creation: one literal would be too long). */
+static const char commit_tail_src[] =
+    FB_ESC_COMMIT_LUA /* escalation.h: announce, relay, close; fills `kick` */
     "redis.call('SET', KEYS[2], '1', 'PX', ARGV[6])\n"
-    "return {1, nv}\n";
+    "local res = {1, nv}\n"
+    "for _, k in ipairs(kick) do table.insert(res, k) end\n"
+    "return res\n";
 
 /* HEAD. KEYS: outbox, pending index; ARGV: conversation key. The head entry, or nil (and the
  * conversation leaves the pending index). */
@@ -181,8 +188,9 @@ struct job {
     struct conv *c;
     fb_inbound_kind_t kind;
     char *event_id, *text, *choice;
-    char *timer;  /* a reminder (fb_router_timer()): its id; the job is a TIMER event */
-    bool dropped; /* the reminder was dropped (inactive conversation): cb gets FB_DECLINED */
+    char *timer;   /* a reminder (fb_router_timer()): its id; the job is a TIMER event */
+    bool dropped;  /* the reminder was dropped (inactive conversation): cb gets FB_DECLINED */
+    bool handback; /* a HANDBACK event (fb_router_handback()) */
     fb_inbound_cb cb;
     void *arg;
     unsigned reruns;
@@ -249,6 +257,8 @@ struct fb_router_s {
     char *k_pending, *k_due, *k_stats, *k_avis;
     char *k_act_c, *k_act_e, *k_act_d, *k_steps; /* impact counters (stats.h) */
     fb_router_stats_t st;
+    char *commit_lua; /* commit_src + commit_tail_src */
+    fb_esc_t *esc;    /* escalation to advisors (escalation.h), NULL when disabled */
 };
 
 /* ---- small helpers ---------------------------------------------------------------------- */
@@ -808,6 +818,8 @@ static const char *kind_name(const struct job *j)
 {
     if (j->timer)
         return "timer";
+    if (j->handback)
+        return "handback";
     switch (j->kind) {
     case FB_IN_START:
         return "start";
@@ -919,7 +931,7 @@ static void on_commit(int status, const redisReply *rep, void *arg)
         job_finish(j, inbound_status(status));
         return;
     }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
         rep->element[0]->type != REDIS_REPLY_INTEGER) {
         job_finish(j, FB_EAGAIN);
         return;
@@ -943,6 +955,9 @@ static void on_commit(int status, const redisReply *rep, void *arg)
         fb_metrics_event(kind_name(j));
         if (j->says > 0)
             ob_kick(c);
+        for (size_t i = 2; i < rep->elements; i++) /* outboxes the escalation wrote to */
+            if (rep->element[i]->type == REDIS_REPLY_STRING)
+                fb_router_kick(r, rep->element[i]->str);
         job_finish(j, 0);
     }
 }
@@ -990,6 +1005,8 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
         ev.kind = FB_EVENT_TIMER;
         ev.timer = j->timer;
     }
+    if (j->handback)
+        ev.kind = FB_EVENT_HANDBACK;
     int64_t now = now_ms();
     fb_engine_env_t env = {
         .now = now / 1000,
@@ -1024,6 +1041,23 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
         r->step_hook(r->step_hook_arg, c->key, effects);
     struct commit_ops co;
     build_ops(j, effects, now, &co);
+    if (r->esc) {
+        char wid_esc[24];
+        uint64_t he =
+            fnv64(fnv64(FNV_INIT, c->key, strlen(c->key) + 1), j->event_id, strlen(j->event_id));
+        snprintf(wid_esc, sizeof(wid_esc), "%016llx", (unsigned long long)he);
+        fb_esc_step_t est = {.key = c->key,
+                             .session = ns,
+                             .effects = effects,
+                             .text = j->kind == FB_IN_MESSAGE && !j->timer && !j->handback ? j->text
+                                                                                           : NULL,
+                             .wid = wid_esc,
+                             .user = !j->timer && !j->handback,
+                             .handback = j->handback,
+                             .forget = co.forget,
+                             .now = now};
+        fb_esc_commit_ops(r->esc, &est, co.ops, &co.says);
+    }
     fb_stats_commit_ops(co.ops, r->geo, session, ns, effects, j->kind != FB_IN_FORGET, now);
     json_decref(session);
     j->says = co.says;
@@ -1077,7 +1111,7 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
     argv[6] = nowbuf;
     argv[7] = c->key;
     argv[8] = ops ? ops : "{\"out\":[],\"rem\":[],\"stats\":[],\"avis\":[]}";
-    argv[9] = j->timer ? "0" : "1";
+    argv[9] = j->timer || j->handback ? "0" : "1";
     rc = fb_store_eval(r->store, &r->s_commit, FB_REDIS_RETRY, nkeys, 10, args, NULL, on_commit, j);
     for (size_t i = 0; i < nkeys; i++)
         fb_free(keys[i]);
@@ -1161,6 +1195,8 @@ static int core_deliver(fb_adapter_t *a, const fb_inbound_t *ev, fb_inbound_cb c
     fb_router_t *r = s->r;
     if (r->stopping)
         return FB_ECANCELED;
+    if (r->esc && fb_esc_owns(r->esc, a->ops->name, ev->conv))
+        return fb_esc_inbound(r->esc, a->ops->name, ev, cb, arg);
     size_t name_len = strlen(a->ops->name);
     if (ev->kind < FB_IN_START || ev->kind > FB_IN_FORGET ||
         !valid_text(ev->conv, FB_STORE_MAX_CONV_KEY - name_len - 1) ||
@@ -1211,6 +1247,56 @@ int fb_router_timer(fb_router_t *r, const char *key, const char *timer, const ch
     j->arg = arg;
     job_queue(j); /* not limited by max_queued_per_conversation: the scheduler bounds its batch */
     return 0;
+}
+
+int fb_router_handback(fb_router_t *r, const char *key, const char *event_id, fb_inbound_cb cb,
+                       void *arg)
+{
+    if (!r || !cb)
+        return FB_EINVAL;
+    if (r->stopping)
+        return FB_ECANCELED;
+    if (!valid_text(key, FB_STORE_MAX_CONV_KEY) || !valid_text(event_id, MAX_EVENT_ID))
+        return FB_EINVAL;
+    struct conv *c = conv_get(r, key);
+    if (!c)
+        return FB_EINVAL;
+    struct job *j = fb_calloc(1, sizeof(*j));
+    j->c = c;
+    j->kind = FB_IN_START; /* unused: `handback` makes it a HANDBACK event */
+    j->handback = true;
+    j->event_id = fb_strdup(event_id);
+    j->cb = cb;
+    j->arg = arg;
+    job_queue(j);
+    return 0;
+}
+
+void fb_router_kick(fb_router_t *r, const char *key)
+{
+    if (!r || r->stopping || !valid_text(key, FB_STORE_MAX_CONV_KEY))
+        return;
+    struct conv *c = conv_get(r, key);
+    if (!c)
+        return;
+    ob_kick(c);
+    conv_maybe_free(c);
+}
+
+static void esc_kick(void *arg, const char *key)
+{
+    fb_router_kick(arg, key);
+}
+
+static int esc_handback(void *arg, const char *key, const char *event_id, fb_inbound_cb cb,
+                        void *cba)
+{
+    return fb_router_handback(arg, key, event_id, cb, cba);
+}
+
+static void esc_idle(void *arg)
+{
+    check_stopped(arg);
 }
 
 static void core_wake(fb_adapter_t *a, const char *conv)
@@ -1266,7 +1352,8 @@ fb_router_t *fb_router_create(const fb_router_deps_t *deps, fb_buf_t *errors)
         .set_state = core_set_state,
     };
     fb_store_script_init(&r->s_read, read_src);
-    fb_store_script_init(&r->s_commit, commit_src);
+    r->commit_lua = fb_asprintf("%s%s", commit_src, commit_tail_src);
+    fb_store_script_init(&r->s_commit, r->commit_lua);
     fb_store_script_init(&r->s_head, head_src);
     fb_store_script_init(&r->s_pop, pop_src);
     fb_store_script_init(&r->s_scan, scan_src);
@@ -1279,6 +1366,11 @@ fb_router_t *fb_router_create(const fb_router_deps_t *deps, fb_buf_t *errors)
     r->k_act_e = fb_stats_key(prefix, "active:epci");
     r->k_act_d = fb_stats_key(prefix, "active:departements");
     r->k_steps = fb_stats_key(prefix, "steps_done");
+    fb_esc_hooks_t hooks = {.arg = r, .kick = esc_kick, .handback = esc_handback, .idle = esc_idle};
+    if (fb_esc_create(deps->loop, deps->cfg, deps->store, deps->geo, &hooks, &r->esc, errors)) {
+        fb_router_destroy(r);
+        return NULL;
+    }
     r->rng = uv_hrtime() | 1;
     uv_timer_init(r->loop, &r->kick);
     uv_timer_init(r->loop, &r->tick);
@@ -1346,6 +1438,7 @@ int fb_router_start(fb_router_t *r)
     fb_redis_get_stats(r->redis, &rs);
     r->redis_connects = rs.connects;
     uv_timer_start(&r->tick, on_tick, TICK_MS, TICK_MS);
+    fb_esc_start(r->esc);
     fb_router_outbox_scan(r);
     return 0;
 }
@@ -1404,7 +1497,7 @@ static void check_stopped(fb_router_t *r)
 {
     if (!r->stopping || !r->adapters_stopped || r->stop_done_called || r->in_check)
         return;
-    if (r->inflight > 0)
+    if (r->inflight > 0 || fb_esc_inflight(r->esc) > 0)
         return;
     r->in_check = true; /* conv_maybe_free() below calls back here */
     /* Idle conversations: stop their timers, drop queued jobs (none start while stopping). */
@@ -1455,6 +1548,13 @@ static void adapter_stopped(fb_adapter_t *a)
     }
 }
 
+static void esc_stopped(void *arg)
+{
+    fb_router_t *r = arg;
+    r->handles--;
+    check_stopped(r);
+}
+
 void fb_router_stop(fb_router_t *r, void (*done)(void *arg), void *arg)
 {
     if (r->stopping)
@@ -1463,6 +1563,10 @@ void fb_router_stop(fb_router_t *r, void (*done)(void *arg), void *arg)
     r->stop_done = done;
     r->stop_arg = arg;
     uv_timer_stop(&r->tick);
+    if (r->esc) {
+        r->handles++;
+        fb_esc_stop(r->esc, esc_stopped, r);
+    }
     r->adapters_stopping = 1; /* held until every stop() was called */
     for (size_t i = 0; i < r->nadapters; i++) {
         struct adapter_slot *s = r->adapters[i];
@@ -1498,6 +1602,8 @@ void fb_router_destroy(fb_router_t *r)
     for (size_t i = 0; i < r->nversions; i++)
         fb_dialog_unref(r->versions[i]);
     fb_dialog_unref(r->dialog);
+    fb_esc_destroy(r->esc);
+    fb_free(r->commit_lua);
     fb_free(r->k_pending);
     fb_free(r->k_due);
     fb_free(r->k_stats);

@@ -128,6 +128,17 @@ int fb_router_timer(fb_router_t *r, const char *key, const char *timer, const ch
 void fb_router_outbox_scan(fb_router_t *r);
 
 /**
+ * Queues a HANDBACK event (an advisor handed the conversation back: the dialog resumes) for
+ * conversation `key` ("adapter:conv") in its FIFO, with dedupe id `event_id`. Same contract as
+ * fb_router_timer(). Used by the escalation module (daemon/escalation.c).
+ */
+int fb_router_handback(fb_router_t *r, const char *key, const char *event_id, fb_inbound_cb cb,
+                       void *arg);
+
+/** The outbox of conversation `key` has new entries: read its head now. */
+void fb_router_kick(fb_router_t *r, const char *key);
+
+/**
  * Tests only: `fn` is called after each engine step, before the COMMIT is sent, with the
  * conversation key and the effects (which it may change). NULL removes it.
  */

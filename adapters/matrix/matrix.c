@@ -1706,7 +1706,29 @@ struct sctx {
     void *arg;
     char *room;
     char tag[FB_MX_TAG_LEN + 1];
+    json_t *record; /* the entry's "record" (escalation: where the event id is kept), or NULL */
 };
+
+/* An entry's "record" {key, field, rkey, rval}: HSET key field <event id>, HSET rkey <event id>
+ * rval, before the send is reported done (docs/internals/ESCALATION.md: the thread root). */
+static const char record_script[] = "redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])\n"
+                                    "redis.call('HSET', KEYS[2], ARGV[3], ARGV[2])\n"
+                                    "return 1\n";
+
+static void sctx_done(struct sctx *s, int rc, int64_t retry_after)
+{
+    s->cb(rc, retry_after, s->arg);
+    json_decref(s->record);
+    fb_free(s->room);
+    fb_free(s);
+}
+
+static void on_recorded(struct mx *m, int status, redisReply *reply, void *arg)
+{
+    (void)m;
+    (void)reply;
+    sctx_done(arg, status ? FB_EAGAIN : 0, 0); /* resent with the same txn: same event id */
+}
 
 static void on_sent(struct mx *m, int err, int status, json_t *body, const fb_http_response_t *resp,
                     void *arg)
@@ -1717,6 +1739,19 @@ static void on_sent(struct mx *m, int err, int status, json_t *body, const fb_ht
     if (!err && json_is_string(json_object_get(body, "event_id"))) {
         if (!m->stopping)
             typing(m, s->room, false);
+        const char *k = json_string_value(json_object_get(s->record, "key"));
+        const char *f = json_string_value(json_object_get(s->record, "field"));
+        const char *rk = json_string_value(json_object_get(s->record, "rkey"));
+        const char *rv = json_string_value(json_object_get(s->record, "rval"));
+        if (k && f && rk && rv) {
+            const char *argv[] = {"EVAL", record_script,
+                                  "2",    k,
+                                  rk,     f,
+                                  rv,     json_string_value(json_object_get(body, "event_id"))};
+            if (rcmd_argv(m, on_recorded, s, 8, argv) == 0)
+                return;
+            rc = FB_EAGAIN;
+        }
     } else if (err == FB_ECANCELED) {
         rc = FB_ECANCELED;
     } else if (status == 429) {
@@ -1735,9 +1770,7 @@ static void on_sent(struct mx *m, int err, int status, json_t *body, const fb_ht
                 errcode(body) ? errcode(body) : "");
         rc = FB_EPROTO;
     }
-    s->cb(rc, retry_after, s->arg);
-    fb_free(s->room);
-    fb_free(s);
+    sctx_done(s, rc, retry_after);
 }
 
 static int mx_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, void *arg)
@@ -1768,6 +1801,7 @@ static int mx_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, voi
     s->cb = cb;
     s->arg = arg;
     s->room = room;
+    s->record = json_incref(json_object_get(msg->entry, "record"));
     fb_mx_tag(msg->conv, s->tag);
     int rc = mx_call_full(m, "PUT", path, content, 0, &no_retry, true, false, false, on_sent, s);
     json_decref(content);
@@ -1776,6 +1810,7 @@ static int mx_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, voi
     fb_free(t);
     fb_free(root);
     if (rc) {
+        json_decref(s->record);
         fb_free(s->room);
         fb_free(s);
         return rc == FB_ECLOSING ? FB_ECANCELED : FB_EAGAIN;

@@ -604,31 +604,32 @@ TEST_IMPL(config_password_env)
 TEST_IMPL(config_secrets_never_in_errors)
 {
     ASSERT_EQ(setenv(PASSWORD_ENV, "ENVSECRET-1", 1), 0);
-    expect_errors(REQUIRED "  password: \"FILESECRET-1\"\n"
-                           "  token: FILESECRET-2\n"
-                           "bot:\n  - {secret: FILESECRET-3, Access_Token: FILESECRET-4}\n"
-                           "as_token: {nested: FILESECRET-5}\n"
-                           "hs_token: &x FILESECRET-6\n"
-                           "other: *x\n"
-                           "server:\n  listen: nope\n",
-                  "t.yaml:5:3: 'redis.password': secrets must not be written in the configuration "
-                  "file: use a *_file key or an environment variable (here: redis.password_file "
-                  "or FRICHEBOT_REDIS_PASSWORD)\n"
-                  "t.yaml:6:3: 'redis.token': secrets must not be written in the configuration "
-                  "file: use a *_file key or an environment variable\n"
-                  "t.yaml:7:1: unknown key 'bot' at the top level (known: server, redis, store, "
-                  "http_client, log, dialogs, router, reminders, web, matrix, stats)\n"
-                  "t.yaml:8:6: 'bot[0].secret': secrets must not be written in the configuration "
-                  "file: use a *_file key or an environment variable\n"
-                  "t.yaml:8:28: 'bot[0].Access_Token': secrets must not be written in the "
-                  "configuration file: use a *_file key or an environment variable\n"
-                  "t.yaml:9:1: 'as_token': secrets must not be written in the configuration file: "
-                  "use a *_file key or an environment variable\n"
-                  "t.yaml:10:1: 'hs_token': secrets must not be written in the configuration "
-                  "file: use a *_file key or an environment variable\n"
-                  "t.yaml:11:1: unknown key 'other' at the top level (known: server, redis, "
-                  "store, http_client, log, dialogs, router, reminders, web, matrix, stats)\n"
-                  "t.yaml:12:1: duplicate key 'server' (first at 1:1)\n");
+    expect_errors(
+        REQUIRED "  password: \"FILESECRET-1\"\n"
+                 "  token: FILESECRET-2\n"
+                 "bot:\n  - {secret: FILESECRET-3, Access_Token: FILESECRET-4}\n"
+                 "as_token: {nested: FILESECRET-5}\n"
+                 "hs_token: &x FILESECRET-6\n"
+                 "other: *x\n"
+                 "server:\n  listen: nope\n",
+        "t.yaml:5:3: 'redis.password': secrets must not be written in the configuration "
+        "file: use a *_file key or an environment variable (here: redis.password_file "
+        "or FRICHEBOT_REDIS_PASSWORD)\n"
+        "t.yaml:6:3: 'redis.token': secrets must not be written in the configuration "
+        "file: use a *_file key or an environment variable\n"
+        "t.yaml:7:1: unknown key 'bot' at the top level (known: server, redis, store, "
+        "http_client, log, dialogs, router, reminders, web, matrix, stats, escalation)\n"
+        "t.yaml:8:6: 'bot[0].secret': secrets must not be written in the configuration "
+        "file: use a *_file key or an environment variable\n"
+        "t.yaml:8:28: 'bot[0].Access_Token': secrets must not be written in the "
+        "configuration file: use a *_file key or an environment variable\n"
+        "t.yaml:9:1: 'as_token': secrets must not be written in the configuration file: "
+        "use a *_file key or an environment variable\n"
+        "t.yaml:10:1: 'hs_token': secrets must not be written in the configuration "
+        "file: use a *_file key or an environment variable\n"
+        "t.yaml:11:1: unknown key 'other' at the top level (known: server, redis, "
+        "store, http_client, log, dialogs, router, reminders, web, matrix, stats, escalation)\n"
+        "t.yaml:12:1: duplicate key 'server' (first at 1:1)\n");
 
     /* Whatever goes wrong, no secret from anywhere shows up. */
     char *dir = make_tmpdir();

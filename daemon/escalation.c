@@ -1,0 +1,715 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * escalation.c - tickets handed to human advisors (docs/internals/ESCALATION.md).
+ *
+ * - A new ticket (the engine's `escalate` effect) is announced by the COMMIT itself: the thread
+ *   root goes to the outbox of the advisors' room of the user's territory, with a "record" that
+ *   makes the Matrix adapter keep the root's event id in the ticket and in the roots index.
+ * - The user's messages while the ticket is open are appended, by the same COMMIT, to the outbox
+ *   of the thread (FB_ESC_COMMIT_LUA).
+ * - Thread messages of the advisors come here (fb_esc_inbound()): one Lua script relays them to
+ *   the user's outbox or runs the command; a hand-back queues a HANDBACK event in the router.
+ * - The watchdog announces unclaimed tickets again and retries hand-backs a crash interrupted.
+ */
+#include "escalation.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "engine/template.h"
+#include "frichebot/alloc.h"
+#include "frichebot/err.h"
+#include "frichebot/log.h"
+#include "reminders.h"
+
+#define MAX_ROUTES     512
+#define WATCH_EVERY_MS 1000 /* watchdog poll */
+#define WATCH_BATCH    100  /* tickets looked at per poll */
+#define MAX_NAME       64   /* bytes of an advisor's label */
+
+struct route {
+    char *territory; /* "52", "r44", "*" */
+    char *value;     /* room id or text */
+};
+
+struct fb_esc_s {
+    uv_loop_t *loop;
+    const fb_config_t *cfg;
+    fb_store_t *store;
+    const fb_geo_t *geo;
+    fb_esc_hooks_t hooks;
+    struct route *rooms, *times;
+    size_t nrooms, ntimes;
+    char *k_open, *k_roots, *k_pending;
+    fb_store_script_t s_in, s_watch;
+    uv_timer_t timer;
+    bool timer_init, watching, stopping;
+    size_t inflight;
+    void (*stop_done)(void *arg);
+    void *stop_arg;
+};
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the scripts ------------------------------------------------------------------------- */
+
+#define LUA_HELPERS                                                                                \
+    "local function okey(prefix, conv, suffix)\n"                                                  \
+    "  local k = string.gsub(conv, '[{}%%%c]', function(ch)\n"                                     \
+    "    return string.format('%%%02X', string.byte(ch)) end)\n"                                   \
+    "  return prefix .. '{c:' .. k .. '}:' .. suffix\n"                                            \
+    "end\n"                                                                                        \
+    "local function html(s)\n"                                                                     \
+    "  local r = string.gsub(s, '[&<>\"\\']', {['&'] = '&amp;', ['<'] = '&lt;', ['>'] = '&gt;',\n" \
+    "                        ['\"'] = '&quot;', [\"'\"] = '&#39;'})\n"                             \
+    "  r = string.gsub(r, '\\n', '<br>')\n"                                                        \
+    "  return '<p>' .. r .. '</p>'\n"                                                              \
+    "end\n"                                                                                        \
+    "local kick = {}\n"                                                                            \
+    "local function push(prefix, pending, conv, txn, text, now)\n"                                 \
+    "  local e = cjson.encode({txn = txn, kind = 'reply', text = text, html = html(text),\n"       \
+    "                         ts = now})\n"                                                        \
+    "  redis.call('RPUSH', okey(prefix, conv, 'outbox'), e)\n"                                     \
+    "  redis.call('ZADD', pending, 'NX', now, conv)\n"                                             \
+    "  table.insert(kick, conv)\n"                                                                 \
+    "end\n"
+
+/*
+ * IN. KEYS: 1 dedupe mark of the thread event, 2 roots index (root event id -> user's
+ * conversation), 3 pending index, 4 open tickets. ARGV: 1 root event id, 2 command (prendre,
+ * rendre, clore, note, msg), 3 the advisor's label, 4 text (the message, or the command's
+ * argument), 5 now ms, 6 key prefix, 7 the thread's conversation key, 8 txn base, 9 dedupe TTL ms,
+ * 10 sender, 11 hand-back event id. Returns {code, user's conversation, action, kick...}: code 2
+ * duplicate, 0 not a ticket's thread, 1 handled; action "handback" or "".
+ */
+static const char in_src[] = LUA_HELPERS
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return {2, '', ''} end\n"
+    "redis.call('SET', KEYS[1], '1', 'PX', ARGV[9])\n"
+    "local user = redis.call('HGET', KEYS[2], ARGV[1])\n"
+    "if not user then return {0, '', ''} end\n"
+    "local tk = okey(ARGV[6], user, 'ticket')\n"
+    "local t = redis.call('HMGET', tk, 'state', 'root', 'claimed', 'claimed_name')\n"
+    "if t[2] ~= ARGV[1] then return {0, '', ''} end\n"
+    "local now = tonumber(ARGV[5])\n"
+    "local cmd, name, thread = ARGV[2], ARGV[3], ARGV[7]\n"
+    "local n = 0\n"
+    "local function say(conv, text)\n"
+    "  n = n + 1\n"
+    "  push(ARGV[6], KEYS[3], conv, ARGV[8] .. '.' .. n, text, now)\n"
+    "end\n"
+    "local action = ''\n"
+    "local open = t[1] == 'waiting' or t[1] == 'claimed'\n"
+    "if not open then\n"
+    "  if cmd ~= 'msg' then say(thread, 'Cette demande est close : commande sans effet.') end\n"
+    "elseif cmd == 'prendre' then\n"
+    "  if t[1] == 'waiting' then\n"
+    "    redis.call('HSET', tk, 'state', 'claimed', 'claimed', ARGV[10], 'claimed_name', name,\n"
+    "               'claimed_at', now)\n"
+    "    redis.call('ZREM', KEYS[4], user)\n"
+    "    say(thread, '✅ Demande prise en charge par ' .. name .. '.')\n"
+    "    say(user, name .. ', conseiller, a pris en charge votre demande. ' ..\n"
+    "        'Vous pouvez lui écrire ici.')\n"
+    "  elseif t[3] == ARGV[10] then\n"
+    "    say(thread, 'Vous avez déjà pris en charge cette demande.')\n"
+    "  else\n"
+    "    say(thread, '⛔ Demande déjà prise en charge par ' .. (t[4] or '?') .. ' : ' ..\n"
+    "        'prise refusée.')\n"
+    "  end\n"
+    "elseif cmd == 'rendre' or cmd == 'clore' then\n"
+    "  redis.call('HSET', tk, 'state', 'handing', 'hb', ARGV[11], 'closed_by', name)\n"
+    "  if cmd == 'clore' and ARGV[4] ~= '' then redis.call('HSET', tk, 'close_note', ARGV[4]) end\n"
+    "  redis.call('ZADD', KEYS[4], now, user)\n"
+    "  if cmd == 'rendre' then\n"
+    "    say(thread, '↩️ Conversation rendue à l\\'assistant par ' .. name .. '.')\n"
+    "  else\n"
+    "    say(thread, '🔒 Demande close par ' .. name .. '.')\n"
+    "    say(user, name .. ' a clos l\\'échange. Merci de votre confiance.')\n"
+    "  end\n"
+    "  action = 'handback'\n"
+    "elseif cmd == 'note' then\n"
+    "  redis.call('HSET', tk, 'notes', (redis.call('HGET', tk, 'notes') or '') .. name .. ' : ' "
+    "..\n"
+    "             ARGV[4] .. '\\n')\n"
+    "  say(thread, '📝 Note enregistrée (non transmise à l\\'usager).')\n"
+    "else\n"
+    "  say(user, name .. ' (conseiller) : ' .. ARGV[4])\n"
+    "end\n"
+    "local r = {1, user, action}\n"
+    "for _, c in ipairs(kick) do table.insert(r, c) end\n"
+    "return r\n";
+
+/*
+ * WATCH. KEYS: 1 open tickets (zset: user's conversation, scored by the next look, ms), 2 pending
+ * index. ARGV: 1 now ms, 2 key prefix, 3 watchdog ms, 4 batch, 5 "1" when announcements may go
+ * out now (working hours). Returns {kick, handbacks}: conversation keys whose outbox got entries;
+ * pairs (user's conversation, hand-back event id) to queue again.
+ */
+static const char watch_src[] = LUA_HELPERS
+    "local now = tonumber(ARGV[1])\n"
+    "local hb = {}\n"
+    "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))\n"
+    "for _, user in ipairs(due) do\n"
+    "  local tk = okey(ARGV[2], user, 'ticket')\n"
+    "  local t = redis.call('HMGET', tk, 'state', 'room', 'root', 'hb', 'created', 'adapter')\n"
+    "  if t[1] == 'handing' and t[4] then\n"
+    "    table.insert(hb, user)\n"
+    "    table.insert(hb, t[4])\n"
+    "    redis.call('ZADD', KEYS[1], now + 5000, user)\n"
+    "  elseif t[1] == 'waiting' and t[3] and ARGV[5] == '1' then\n"
+    "    local n = redis.call('HINCRBY', tk, 'announced', 1)\n"
+    "    local mins = math.floor((now - (tonumber(t[5]) or now)) / 60000)\n"
+    "    local base = 'esc-wd-' .. string.sub(redis.sha1hex(user .. '|' .. (t[5] or '')), 1, 16) "
+    "..\n"
+    "                 '-' .. n\n"
+    "    push(ARGV[2], KEYS[2], t[6] .. ':' .. t[2], base .. '.0',\n"
+    "         '⏰ Rappel : une demande attend un conseiller depuis ' .. mins .. ' min. ' ..\n"
+    "         'Répondez « !prendre » dans son fil (réf. ' .. string.sub(t[3], 1, 12) .. ').', "
+    "now)\n"
+    "    if n == 1 then\n"
+    "      push(ARGV[2], KEYS[2], user, base .. '.1',\n"
+    "           'Votre demande attend toujours un conseiller, plus longtemps que prévu. ' ..\n"
+    "           'Elle reste enregistrée : vous aurez une réponse ici.', now)\n"
+    "    end\n"
+    "    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), user)\n"
+    "  elseif t[1] == 'waiting' then\n"
+    "    redis.call('ZADD', KEYS[1], now + 1000, user)\n"
+    "  else\n"
+    "    redis.call('ZREM', KEYS[1], user)\n"
+    "  end\n"
+    "end\n"
+    "return {kick, hb}\n";
+
+/* ---- configuration ----------------------------------------------------------------------- */
+
+static bool territory_ok(const char *t, size_t n)
+{
+    if (n == 1 && t[0] == '*')
+        return true;
+    size_t i = t[0] == 'r' ? 1 : 0;
+    if (n <= i || n - i > 3)
+        return false;
+    for (; i < n; i++)
+        if (!((t[i] >= '0' && t[i] <= '9') || t[i] == 'A' || t[i] == 'B'))
+            return false;
+    return true;
+}
+
+static int parse_routes(char **lines, bool room, struct route **out, size_t *n, fb_buf_t *errors)
+{
+    size_t count = 0;
+    while (lines && lines[count])
+        count++;
+    *out = fb_calloc(count + 1, sizeof(**out));
+    *n = 0;
+    int rc = 0;
+    for (size_t i = 0; i < count; i++) {
+        const char *line = lines[i];
+        const char *sp = strchr(line, ' ');
+        const char *what = room ? "rooms" : "response_times";
+        const char *v = sp ? sp + 1 : NULL;
+        while (v && *v == ' ')
+            v++;
+        if (!sp || !territory_ok(line, (size_t)(sp - line)) || !*v ||
+            (room && (v[0] != '!' || strchr(v, ' ') || strchr(v, '/')))) {
+            (void)fb_buf_printf(errors,
+                                "escalation.%s[%zu]: expected \"TERRITORY %s\" (TERRITORY: a "
+                                "département code, r + a région code, or *)\n",
+                                what, i, room ? "!room:server" : "text");
+            rc = FB_EINVAL;
+            continue;
+        }
+        (*out)[*n].territory = fb_strndup(line, (size_t)(sp - line));
+        (*out)[*n].value = fb_strdup(v);
+        (*n)++;
+    }
+    return rc;
+}
+
+static const char *route_find(const struct route *rt, size_t n, const char *dep, const char *reg)
+{
+    for (size_t i = 0; dep && i < n; i++)
+        if (strcmp(rt[i].territory, dep) == 0)
+            return rt[i].value;
+    for (size_t i = 0; reg && i < n; i++)
+        if (rt[i].territory[0] == 'r' && strcmp(rt[i].territory + 1, reg) == 0)
+            return rt[i].value;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(rt[i].territory, "*") == 0)
+            return rt[i].value;
+    return NULL;
+}
+
+int fb_esc_create(uv_loop_t *loop, const fb_config_t *cfg, fb_store_t *store, const fb_geo_t *geo,
+                  const fb_esc_hooks_t *hooks, fb_esc_t **out, fb_buf_t *errors)
+{
+    *out = NULL;
+    if (!cfg->escalation.enabled)
+        return 0;
+    fb_esc_t *e = fb_calloc(1, sizeof(*e));
+    e->loop = loop;
+    e->cfg = cfg;
+    e->store = store;
+    e->geo = geo;
+    e->hooks = *hooks;
+    int rc = parse_routes(cfg->escalation.rooms, true, &e->rooms, &e->nrooms, errors);
+    if (parse_routes(cfg->escalation.response_times, false, &e->times, &e->ntimes, errors))
+        rc = FB_EINVAL;
+    if (rc == 0 && e->nrooms == 0) {
+        (void)fb_buf_puts(errors, "escalation.rooms: at least one room is needed when "
+                                  "escalation.enabled is true\n");
+        rc = FB_EINVAL;
+    }
+    if (rc) {
+        fb_esc_destroy(e);
+        return rc;
+    }
+    const char *prefix = fb_store_prefix(store);
+    e->k_open = fb_asprintf("%sesc:open", prefix);
+    e->k_roots = fb_asprintf("%sesc:roots", prefix);
+    e->k_pending = fb_asprintf("%soutbox:pending", prefix);
+    fb_store_script_init(&e->s_in, in_src);
+    fb_store_script_init(&e->s_watch, watch_src);
+    FB_NOTICE(ROUTER, "[esc] escalation enabled: %zu advisors' room route(s)", e->nrooms);
+    *out = e;
+    return 0;
+}
+
+static void free_routes(struct route *rt, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        fb_free(rt[i].territory);
+        fb_free(rt[i].value);
+    }
+    fb_free(rt);
+}
+
+void fb_esc_destroy(fb_esc_t *e)
+{
+    if (!e)
+        return;
+    free_routes(e->rooms, e->nrooms);
+    free_routes(e->times, e->ntimes);
+    fb_free(e->k_open);
+    fb_free(e->k_roots);
+    fb_free(e->k_pending);
+    fb_free(e);
+}
+
+size_t fb_esc_inflight(const fb_esc_t *e)
+{
+    return e ? e->inflight : 0;
+}
+
+/* ---- the territory of a session ----------------------------------------------------------- */
+
+/* jansson's iteration takes a non-const pointer though it does not modify its argument. */
+static json_t *unconst(const json_t *j)
+{
+    return (json_t *)(uintptr_t)j;
+}
+
+/* The first object with an "insee" string found in `v` (depth first). */
+static const char *find_insee(const json_t *v, int depth)
+{
+    if (depth > 8 || !v)
+        return NULL;
+    if (json_is_object(v)) {
+        const char *code = json_string_value(json_object_get(v, "insee"));
+        if (code)
+            return code;
+        const char *k;
+        json_t *x;
+        json_object_foreach(unconst(v), k, x)
+        {
+            const char *c = find_insee(x, depth + 1);
+            if (c)
+                return c;
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *x;
+        json_array_foreach(v, i, x)
+        {
+            const char *c = find_insee(x, depth + 1);
+            if (c)
+                return c;
+        }
+    }
+    return NULL;
+}
+
+/* ---- COMMIT ------------------------------------------------------------------------------ */
+
+static const char *reason_label(const char *reason)
+{
+    if (strcmp(reason, "demande") == 0)
+        return "l'usager a demandé à parler à un conseiller";
+    if (strcmp(reason, "echecs") == 0)
+        return "plusieurs réponses de l'usager n'ont pas été comprises";
+    if (strcmp(reason, "dialogue") == 0)
+        return "le questionnaire n'a pas de suite prévue pour cette situation";
+    return reason;
+}
+
+static char *entry_json(const char *txn, const char *text, int64_t now, json_t *extra)
+{
+    fb_buf_t h;
+    fb_buf_init(&h, 1u << 20);
+    (void)fb_buf_puts(&h, "<p>");
+    for (const char *p = text; *p; p++) {
+        if (*p == '\n')
+            (void)fb_buf_puts(&h, "<br>");
+        else
+            (void)fb_template_html_escape(p, 1, &h);
+    }
+    (void)fb_buf_puts(&h, "</p>");
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I}", "txn", txn, "kind", "reply", "text", text,
+                          "html", fb_buf_str(&h), "ts", (json_int_t)now);
+    fb_buf_free(&h);
+    if (o && extra)
+        (void)json_object_set_new(o, "record", extra);
+    else
+        json_decref(extra);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    char *r = s ? fb_strdup(s) : NULL;
+    free(s); /* fb-lint: allow free (jansson's allocation) */
+    return r;
+}
+
+static const json_t *escalate_effect(const json_t *effects)
+{
+    size_t i;
+    const json_t *x;
+    json_array_foreach(effects, i, x)
+    {
+        const char *type = json_string_value(json_object_get(x, "type"));
+        if (type && strcmp(type, "escalate") == 0)
+            return x;
+    }
+    return NULL;
+}
+
+void fb_esc_commit_ops(const fb_esc_t *e, const fb_esc_step_t *st, json_t *ops, size_t *says)
+{
+    if (!e)
+        return;
+    const char *prefix = fb_store_prefix(e->store);
+    json_t *o = json_pack("{s:s, s:s, s:I}", "idx", e->k_open, "prefix", prefix, "wd",
+                          (json_int_t)e->cfg->escalation.watchdog_ms);
+    const json_t *esc = escalate_effect(st->effects);
+    const char *colon = strchr(st->key, ':');
+    if (st->forget) {
+        /* the ticket itself is deleted by the COMMIT; only the index entry is left to drop */
+    } else if (esc && colon) {
+        const char *insee = find_insee(st->session, 0);
+        const fb_commune_t *c = insee && e->geo ? fb_geo_by_insee(e->geo, insee) : NULL;
+        const char *dep = c ? c->dep : NULL, *reg = c ? c->region : NULL;
+        const char *room = route_find(e->rooms, e->nrooms, dep, reg);
+        const char *when = route_find(e->times, e->ntimes, dep, reg);
+        const char *reason = json_string_value(json_object_get(esc, "reason"));
+        const char *summary = json_string_value(json_object_get(esc, "summary"));
+        fb_buf_t b;
+        fb_buf_init(&b, 1u << 20);
+        (void)fb_buf_printf(&b, "🙋 Nouvelle demande d'accompagnement");
+        if (c)
+            (void)fb_buf_printf(&b, " – %s (%s, %s)", c->name, c->dep_name, c->dep);
+        else
+            (void)fb_buf_puts(&b, " – commune non renseignée");
+        (void)fb_buf_printf(&b, "\nMotif : %s.", reason_label(reason ? reason : ""));
+        if (summary && *summary)
+            (void)fb_buf_printf(&b, "\n\n%s", summary);
+        if (st->text)
+            (void)fb_buf_printf(&b, "\n\nDernier message de l'usager : « %s »", st->text);
+        (void)fb_buf_puts(&b, "\n\nCommandes dans ce fil : !prendre (prendre en charge), !rendre "
+                              "(rendre la main à l'assistant), !clore [note], !note <texte> "
+                              "(interne). Vos autres réponses dans ce fil sont transmises à "
+                              "l'usager.");
+        char *ticket_key = fb_store_conv_key(e->store, st->key, "ticket");
+        char txn[48];
+        snprintf(txn, sizeof(txn), "esc-%s.root", st->wid);
+        json_t *record = json_pack("{s:s, s:s, s:s, s:s}", "key", ticket_key ? ticket_key : "",
+                                   "field", "root", "rkey", e->k_roots, "rval", st->key);
+        char *entry = entry_json(txn, fb_buf_str(&b), st->now, record);
+        fb_buf_free(&b);
+        fb_free(ticket_key);
+        char territory[16];
+        snprintf(territory, sizeof(territory), "%s", dep ? dep : "*");
+        if (entry && room) {
+            (void)json_object_set_new(
+                o, "ann", json_pack("[s, s, s, s, s]", entry, "", room, territory, "matrix"));
+        }
+        fb_free(entry);
+        /* The user is told the usual response time of the territory. */
+        json_t *out = json_object_get(ops, "out");
+        if (when && json_is_array(out)) {
+            char *t = fb_asprintf("Un conseiller vous répondra ici, en général %s.", when);
+            char utxn[48];
+            snprintf(utxn, sizeof(utxn), "%s.%zu", st->wid, (*says)++);
+            char *ue = entry_json(utxn, t, st->now, NULL);
+            if (ue)
+                (void)json_array_append_new(out, json_string(ue));
+            fb_free(ue);
+            fb_free(t);
+        }
+        FB_INFO(ROUTER, "[esc] ticket announced to the room of territory %s", territory);
+    } else if (st->handback) {
+        (void)json_object_set_new(o, "done", json_true());
+    } else if (st->user && st->text) {
+        char *t = fb_asprintf("Usager : %s", st->text);
+        char txn[48];
+        snprintf(txn, sizeof(txn), "esc-%s.relay", st->wid);
+        char *entry = entry_json(txn, t, st->now, NULL);
+        if (entry)
+            (void)json_object_set_new(o, "relay", json_string(entry));
+        fb_free(entry);
+        fb_free(t);
+    }
+    (void)json_object_set_new(ops, "esc", o);
+}
+
+/* ---- advisors' rooms ---------------------------------------------------------------------- */
+
+/* The room part of a Matrix conversation key ("!room:server" or "!room:server/$root"). */
+static size_t room_len(const char *conv)
+{
+    const char *slash = strstr(conv, "/$");
+    return slash ? (size_t)(slash - conv) : strlen(conv);
+}
+
+bool fb_esc_owns(const fb_esc_t *e, const char *adapter, const char *conv)
+{
+    if (!e || !adapter || !conv || strcmp(adapter, "matrix") != 0)
+        return false;
+    size_t n = room_len(conv);
+    for (size_t i = 0; i < e->nrooms; i++)
+        if (strlen(e->rooms[i].value) == n && memcmp(e->rooms[i].value, conv, n) == 0)
+            return true;
+    return false;
+}
+
+struct inb {
+    fb_esc_t *e;
+    fb_inbound_cb cb;
+    void *arg;
+    char *hb_id;
+};
+
+static void hb_queued(int status, void *arg)
+{
+    (void)arg;
+    if (status != 0 && status != FB_ECANCELED)
+        FB_WARN(ROUTER, "[esc] hand-back not done yet (%s): the watchdog retries",
+                fb_strerror(status));
+}
+
+static void on_in(int status, const redisReply *rep, void *arg)
+{
+    struct inb *ib = arg;
+    fb_esc_t *e = ib->e;
+    e->inflight--;
+    int rc = status ? (status == FB_ECANCELED ? FB_ECANCELED : FB_EAGAIN) : 0;
+    if (!rc && (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3))
+        rc = FB_EAGAIN;
+    if (!rc) {
+        const char *user = rep->element[1]->str;
+        const char *action = rep->element[2]->str;
+        for (size_t i = 3; i < rep->elements; i++)
+            if (rep->element[i]->type == REDIS_REPLY_STRING && !e->stopping)
+                e->hooks.kick(e->hooks.arg, rep->element[i]->str);
+        if (action && strcmp(action, "handback") == 0 && user && *user && !e->stopping)
+            (void)e->hooks.handback(e->hooks.arg, user, ib->hb_id, hb_queued, NULL);
+    }
+    ib->cb(rc, ib->arg);
+    fb_free(ib->hb_id);
+    fb_free(ib);
+    if (e->stopping && e->hooks.idle)
+        e->hooks.idle(e->hooks.arg); /* last: it may end the router */
+}
+
+/* The command of a thread message: "prendre", "rendre", "clore", "note" or "msg"; *rest is
+ * what follows the command word. */
+static const char *command_of(const char *text, const char **rest)
+{
+    static const char *const cmds[] = {"prendre", "rendre", "clore", "note"};
+    while (*text == ' ' || *text == '\n' || *text == '\t')
+        text++;
+    *rest = text;
+    if (text[0] != '!')
+        return "msg";
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        size_t n = strlen(cmds[i]);
+        if (strncmp(text + 1, cmds[i], n) == 0 &&
+            (text[1 + n] == '\0' || text[1 + n] == ' ' || text[1 + n] == '\n')) {
+            const char *r = text + 1 + n;
+            while (*r == ' ' || *r == '\n')
+                r++;
+            *rest = r;
+            return cmds[i];
+        }
+    }
+    return "msg";
+}
+
+/* The label shown for an advisor: the localpart of a Matrix user id. */
+static void advisor_label(const char *sender, char out[MAX_NAME])
+{
+    const char *s = sender && sender[0] == '@' ? sender + 1 : sender ? sender : "conseiller";
+    size_t n = strcspn(s, ":");
+    if (n >= MAX_NAME)
+        n = MAX_NAME - 1;
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
+int fb_esc_inbound(fb_esc_t *e, const char *adapter, const fb_inbound_t *ev, fb_inbound_cb cb,
+                   void *arg)
+{
+    if (!e || !ev || !cb || !ev->conv || !ev->event_id)
+        return FB_EINVAL;
+    if (e->stopping)
+        return FB_ECANCELED;
+    const char *slash = strstr(ev->conv, "/$");
+    const char *root = slash ? slash + 1 : "";
+    const char *rest = "";
+    const char *cmd =
+        ev->kind == FB_IN_MESSAGE && ev->text && *root ? command_of(ev->text, &rest) : "ignore";
+    char name[MAX_NAME];
+    advisor_label(ev->sender, name);
+    char *thread = fb_asprintf("%s:%s", adapter, ev->conv);
+    char *evs = fb_asprintf("ev:%s", ev->event_id);
+    char *mark = fb_store_conv_key(e->store, thread, evs);
+    fb_free(evs);
+    if (!mark) {
+        fb_free(thread);
+        return FB_EINVAL;
+    }
+    char now[24], ttl[24], txn[40];
+    snprintf(now, sizeof(now), "%lld", (long long)wall_ms());
+    snprintf(ttl, sizeof(ttl), "%llu",
+             (unsigned long long)e->cfg->router.dedupe_retention_hours * 3600000ULL);
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = thread; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    h = (h ^ 0) * 1099511628211ULL;
+    for (const char *p = ev->event_id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    snprintf(txn, sizeof(txn), "esc-%016llx", (unsigned long long)h);
+    char *hb = fb_asprintf("esc-hb:%s", ev->event_id);
+    struct inb *ib = fb_calloc(1, sizeof(*ib));
+    ib->e = e;
+    ib->cb = cb;
+    ib->arg = arg;
+    ib->hb_id = hb;
+    const char *args[] = {mark,
+                          e->k_roots,
+                          e->k_pending,
+                          e->k_open,
+                          root,
+                          cmd,
+                          name,
+                          *root ? rest : "",
+                          now,
+                          fb_store_prefix(e->store),
+                          thread,
+                          txn,
+                          ttl,
+                          ev->sender ? ev->sender : "",
+                          hb};
+    int rc = fb_store_eval(e->store, &e->s_in, FB_REDIS_RETRY, 4, 11, args, NULL, on_in, ib);
+    fb_free(mark);
+    fb_free(thread);
+    if (rc) {
+        fb_free(ib->hb_id);
+        fb_free(ib);
+        return rc == FB_ECANCELED ? FB_ECANCELED : FB_EAGAIN;
+    }
+    e->inflight++;
+    return 0;
+}
+
+/* ---- the watchdog ------------------------------------------------------------------------ */
+
+static void on_watch(int status, const redisReply *rep, void *arg)
+{
+    fb_esc_t *e = arg;
+    e->inflight--;
+    e->watching = false;
+    if (e->stopping) {
+        if (e->hooks.idle)
+            e->hooks.idle(e->hooks.arg); /* last: it may end the router */
+        return;
+    }
+    if (status || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2)
+        return;
+    const redisReply *kick = rep->element[0], *hb = rep->element[1];
+    for (size_t i = 0; kick->type == REDIS_REPLY_ARRAY && i < kick->elements; i++)
+        if (kick->element[i]->type == REDIS_REPLY_STRING)
+            e->hooks.kick(e->hooks.arg, kick->element[i]->str);
+    for (size_t i = 0; hb->type == REDIS_REPLY_ARRAY && i + 1 < hb->elements; i += 2)
+        (void)e->hooks.handback(e->hooks.arg, hb->element[i]->str, hb->element[i + 1]->str,
+                                hb_queued, NULL);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    fb_esc_t *e = t->data;
+    if (e->watching || e->stopping)
+        return;
+    int64_t now = wall_ms() / 1000;
+    const fb_reminders_opts_t *ro = &e->cfg->reminders;
+    fb_hours_t hours = {.start_hour = ro->start_hour, .end_hour = ro->end_hour};
+    bool open = !e->cfg->escalation.working_hours_only || fb_hours_open(&hours, now);
+    char nowb[24], wd[24], batch[16];
+    snprintf(nowb, sizeof(nowb), "%lld", (long long)wall_ms());
+    snprintf(wd, sizeof(wd), "%u", e->cfg->escalation.watchdog_ms);
+    snprintf(batch, sizeof(batch), "%d", WATCH_BATCH);
+    const char *args[] = {e->k_open, e->k_pending,    nowb, fb_store_prefix(e->store), wd,
+                          batch,     open ? "1" : "0"};
+    if (fb_store_eval(e->store, &e->s_watch, 0, 2, 5, args, NULL, on_watch, e) == 0) {
+        e->watching = true;
+        e->inflight++;
+    }
+}
+
+void fb_esc_start(fb_esc_t *e)
+{
+    if (!e)
+        return;
+    if (e->timer_init)
+        return;
+    uv_timer_init(e->loop, &e->timer);
+    e->timer.data = e;
+    e->timer_init = true;
+    uint64_t every = e->cfg->escalation.watchdog_ms < WATCH_EVERY_MS
+                         ? e->cfg->escalation.watchdog_ms
+                         : WATCH_EVERY_MS;
+    uv_timer_start(&e->timer, on_timer, every, every);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    fb_esc_t *e = h->data;
+    e->timer_init = false;
+    if (e->stop_done)
+        e->stop_done(e->stop_arg);
+}
+
+void fb_esc_stop(fb_esc_t *e, void (*done)(void *arg), void *arg)
+{
+    e->stopping = true;
+    e->stop_done = done;
+    e->stop_arg = arg;
+    if (e->timer_init && !uv_is_closing((uv_handle_t *)&e->timer))
+        uv_close((uv_handle_t *)&e->timer, on_closed);
+    else if (done)
+        done(arg);
+}

@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * escalation.h - tickets handed to human advisors: routing to the advisors' room of the user's
+ * territory, the thread root, the relay both ways, the thread commands, the watchdog.
+ *
+ * The module lives beside the router: the router asks it for the extra operations of a COMMIT
+ * (announce a new ticket, relay the user's message, close a handed-back ticket), hands it the
+ * inbound events of the advisors' rooms instead of running the engine on them, and lets it
+ * request HANDBACK events. Everything durable is in Redis (docs/internals/ESCALATION.md).
+ */
+#ifndef FB_ESCALATION_H
+#define FB_ESCALATION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "config.h"
+#include "frichebot/adapter.h"
+#include "frichebot/buf.h"
+#include "geo.h"
+#include "store.h"
+
+typedef struct fb_esc_s fb_esc_t;
+
+/** What the module asks of the router. */
+typedef struct fb_esc_hooks_s {
+    void *arg;
+    /** The outbox of conversation `key` ("adapter:conv") has new entries. */
+    void (*kick)(void *arg, const char *key);
+    /** Queues a HANDBACK event for `key` with dedupe id `event_id` (fb_router_handback()). */
+    int (*handback)(void *arg, const char *key, const char *event_id, fb_inbound_cb cb, void *cba);
+    /** A Redis operation ended while stopping (the router checks whether it can finish). */
+    void (*idle)(void *arg);
+} fb_esc_hooks_t;
+
+/**
+ * Reads cfg->escalation. Returns 0 with *out NULL when escalation is disabled, 0 with a new
+ * module, or FB_EINVAL with one line per problem appended to `errors`.
+ */
+int fb_esc_create(uv_loop_t *loop, const fb_config_t *cfg, fb_store_t *store, const fb_geo_t *geo,
+                  const fb_esc_hooks_t *hooks, fb_esc_t **out, fb_buf_t *errors);
+
+/** Starts the watchdog timer. */
+void fb_esc_start(fb_esc_t *e);
+
+/** Stops the watchdog; `done(arg)` once its handle is closed (maybe later). */
+void fb_esc_stop(fb_esc_t *e, void (*done)(void *arg), void *arg);
+
+/** Frees the module (after fb_esc_stop()'s done, or when never started). NULL is fine. */
+void fb_esc_destroy(fb_esc_t *e);
+
+/** Redis operations in flight (the router waits for them when it stops). */
+size_t fb_esc_inflight(const fb_esc_t *e);
+
+/** True when conversation `conv` of adapter `adapter` is an advisors' room or one of its threads.
+ */
+bool fb_esc_owns(const fb_esc_t *e, const char *adapter, const char *conv);
+
+/**
+ * Handles an inbound event of an advisors' room (fb_esc_owns()): a thread message is relayed to
+ * the user or runs a command; anything else is acknowledged and ignored. Same contract as the
+ * core's deliver(): 0 and `cb` exactly once later, or an error and `cb` never called.
+ */
+int fb_esc_inbound(fb_esc_t *e, const char *adapter, const fb_inbound_t *ev, fb_inbound_cb cb,
+                   void *arg);
+
+/** What the router knows of the event being committed. */
+typedef struct fb_esc_step_s {
+    const char *key;       /* the user's conversation key */
+    const json_t *session; /* the new session (NULL: none) */
+    const json_t *effects; /* the engine's effects */
+    const char *text;      /* the user's message (FB_IN_MESSAGE), or NULL */
+    const char *wid;       /* the event's write id (16 hex digits) */
+    bool user;             /* the user's own event (not a reminder, not a handback) */
+    bool handback;         /* a HANDBACK event */
+    bool forget;           /* the session is being forgotten */
+    int64_t now;           /* ms */
+} fb_esc_step_t;
+
+/**
+ * Adds the escalation's part of a COMMIT to `ops` (the script's JSON): "esc" for the script, and
+ * the user's notice of the response time appended to "out" (*says is incremented per entry).
+ */
+void fb_esc_commit_ops(const fb_esc_t *e, const fb_esc_step_t *st, json_t *ops, size_t *says);
+
+/**
+ * The Lua run by the COMMIT script once `now`, `member`, the ticket (KEYS[5]) and the pending
+ * index (KEYS[7]) are known; it fills the table `kick` with conversation keys whose outbox got
+ * entries.
+ */
+#define FB_ESC_COMMIT_LUA                                                                          \
+    "local kick = {}\n"                                                                            \
+    "local function esc_okey(prefix, conv, suffix)\n"                                              \
+    "  local k = string.gsub(conv, '[{}%%%c]', function(ch)\n"                                     \
+    "    return string.format('%%%02X', string.byte(ch)) end)\n"                                   \
+    "  return prefix .. '{c:' .. k .. '}:' .. suffix\n"                                            \
+    "end\n"                                                                                        \
+    "local e = ops.esc\n"                                                                          \
+    "if e and ARGV[3] == 'f' then\n"                                                               \
+    "  redis.call('ZREM', e.idx, member)\n"                                                        \
+    "elseif e and e.ann then\n"                                                                    \
+    "  redis.call('HSET', KEYS[5], 'room', e.ann[3], 'territory', e.ann[4], 'adapter', "           \
+    "e.ann[5])\n"                                                                                  \
+    "  local conv = e.ann[5] .. ':' .. e.ann[3]\n"                                                 \
+    "  redis.call('RPUSH', esc_okey(e.prefix, conv, 'outbox'), e.ann[1])\n"                        \
+    "  redis.call('ZADD', KEYS[7], 'NX', now, conv)\n"                                             \
+    "  redis.call('ZADD', e.idx, now + e.wd, member)\n"                                            \
+    "  table.insert(kick, conv)\n"                                                                 \
+    "elseif e and e.relay then\n"                                                                  \
+    "  local t = redis.call('HMGET', KEYS[5], 'state', 'room', 'root', 'adapter')\n"               \
+    "  if (t[1] == 'waiting' or t[1] == 'claimed') and t[2] then\n"                                \
+    "    local conv = t[4] .. ':' .. t[2]\n"                                                       \
+    "    if t[3] then conv = conv .. '/' .. t[3] end\n"                                            \
+    "    redis.call('RPUSH', esc_okey(e.prefix, conv, 'outbox'), e.relay)\n"                       \
+    "    redis.call('ZADD', KEYS[7], 'NX', now, conv)\n"                                           \
+    "    table.insert(kick, conv)\n"                                                               \
+    "  end\n"                                                                                      \
+    "elseif e and e.done then\n"                                                                   \
+    "  if redis.call('HGET', KEYS[5], 'state') == 'handing' then\n"                                \
+    "    redis.call('HSET', KEYS[5], 'state', 'closed', 'closed_at', now)\n"                       \
+    "  end\n"                                                                                      \
+    "  redis.call('ZREM', e.idx, member)\n"                                                        \
+    "end\n"
+
+#endif /* FB_ESCALATION_H */

@@ -1,0 +1,273 @@
+# SPDX-License-Identifier: MIT
+"""Escalation to human advisors (docs/internals/ESCALATION.md) with a real Synapse
+(tests/integration/synapse.py), the real daemon and a real redis-server; matrix-nio clients play
+the user and two advisors. The time from the user's escalating message to the thread root in the
+advisors' room is measured in each test and reported (median) in the terminal summary."""
+import json
+import signal
+import statistics
+import time
+
+import pytest
+
+from conftest import SYNAPSE_TIMINGS, wait_until
+from synapse import bodies
+from test_matrix import _close_clients, bot_matrix_yaml, new_bot, new_user, open_dm, router_yaml  # noqa: F401
+
+ROOT_LATENCIES = []
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _report_root_latency():
+    """Reports the median time from the escalating message to the thread root, measured by the
+    tests of this module, in the terminal summary (conftest's SYNAPSE_TIMINGS)."""
+    yield
+    if ROOT_LATENCIES:
+        med = statistics.median(ROOT_LATENCIES)
+        SYNAPSE_TIMINGS.append((f"escalation to thread root, median of {len(ROOT_LATENCIES)} "
+                                f"(min {min(ROOT_LATENCIES) * 1000:.0f} ms, max "
+                                f"{max(ROOT_LATENCIES) * 1000:.0f} ms, median {med * 1000:.0f} ms)", med))
+REPRISE = "Le conseiller vous a rendu la main : reprenons."
+
+
+def esc_yaml(rooms, watchdog_ms=600000):
+    return ("escalation:\n  enabled: true\n"
+            f"  rooms: {json.dumps(rooms)}\n"
+            '  response_times: ["52 sous deux jours ouvrés", "* sous cinq jours ouvrés"]\n'
+            f"  watchdog_ms: {watchdog_ms}\n  working_hours_only: false\n")
+
+
+def advisors_room(creator, others, bot_id, name):
+    """A room created by `creator`, joined by `others` (advisors) and the bot is invited."""
+    nio = creator.nio
+    resp = creator.run(creator.client.room_create(name=name, invite=[o.user_id for o in others] + [bot_id]))
+    assert isinstance(resp, nio.RoomCreateResponse), resp
+    for o in others:
+        r = o.run(o.client.join(resp.room_id))
+        assert isinstance(r, nio.JoinResponse), r
+    return resp.room_id
+
+
+def thread_reply(client, room, root, body):
+    return client.send_raw(room, {"msgtype": "m.text", "body": body,
+                                  "m.relates_to": {"rel_type": "m.thread", "event_id": root,
+                                                   "is_falling_back": True,
+                                                   "m.in_reply_to": {"event_id": root}}})
+
+
+def in_thread(ev, root):
+    rel = ev.get("content", {}).get("m.relates_to") or {}
+    return rel.get("rel_type") == "m.thread" and rel.get("event_id") == root
+
+
+def bot_thread(client, room, bot_id, root):
+    return [ev["content"]["body"] for ev in client.messages_from(room, bot_id) if in_thread(ev, root)]
+
+
+def wait_body(client, room, sender, needle, timeout=30, pred=None):
+    def find():
+        for ev in client.messages_from(room, sender):
+            if needle in ev["content"].get("body", "") and (pred is None or pred(ev)):
+                return ev
+        return None
+    return client.wait(find, timeout)
+
+
+def setup(synapse, redis, make_daemon, tmp_path, watchdog_ms=600000, start_delay_ms=0):
+    bot = new_bot(synapse, tmp_path)
+    a1, a2 = new_user(synapse, "adv1"), new_user(synapse, "adv2")
+    room52 = advisors_room(a1, [a2], bot["user_id"], "Conseillers 52")
+    room_def = advisors_room(a2, [], bot["user_id"], "Conseillers (autres)")
+    extra = (bot_matrix_yaml(synapse, bot) + router_yaml(start_delay_ms)
+             + esc_yaml([f"52 {room52}", f"* {room_def}"], watchdog_ms))
+    d = make_daemon(redis.address, idle_timeout_s=30, extra=extra)
+    assert a1.wait_membership(room52, bot["user_id"], "join", 60), d.read_log()[-3000:]
+    assert a2.wait_membership(room_def, bot["user_id"], "join", 60), d.read_log()[-3000:]
+    return bot, d, a1, a2, room52, room_def, extra
+
+
+def escalate(user, dm, bot_id, advisor, room, daemon, redis=None):
+    """The user gives the commune then asks for a person; returns the thread root event."""
+    n = len(user.messages_from(dm, bot_id))
+    user.send(dm, "saint dizier")
+    assert user.wait_messages(dm, bot_id, n + 1, 30)[n:], daemon.read_log()[-3000:]
+    t0 = time.monotonic()
+    user.send(dm, "conseiller")
+    root = wait_body(advisor, room, bot_id, "Nouvelle demande d'accompagnement", 30)
+    assert root, (redis.cli("KEYS", "*") if redis else "", daemon.read_log()[-3000:])
+    ROOT_LATENCIES.append(time.monotonic() - t0)
+    return root
+
+
+def test_escalation_claim_relay_and_handback(synapse, redis, make_daemon, tmp_path):
+    bot, d, a1, a2, room52, room_def, _ = setup(synapse, redis, make_daemon, tmp_path)
+    bot_id = bot["user_id"]
+    user = new_user(synapse)
+    dm = open_dm(user, bot_id, d)
+    root = escalate(user, dm, bot_id, a1, room52, d, redis)
+    body = root["content"]["body"]
+    assert "Saint-Dizier (Haute-Marne, 52)" in body and "demandé à parler" in body, body
+    assert "Dernier message de l'usager : « conseiller »" in body, body
+    # Nothing in the default room; the user is told the territory's usual response time.
+    assert not a2.messages_from(room_def, bot_id)
+    assert wait_body(user, dm, bot_id, "en général sous deux jours ouvrés"), bodies(user.messages_from(dm, bot_id))
+    # The ticket keeps the root's event id.
+    tk = f"fb:{{c:matrix:{dm}}}:ticket"
+    assert wait_until(lambda: redis.cli("HGET", tk, "root") == root["event_id"], 10), redis.cli("HGETALL", tk)
+    assert redis.cli("HGET", tk, "state") == "waiting"
+
+    # Claim by advisor 1; advisor 2's claim is refused.
+    thread_reply(a1, room52, root["event_id"], "!prendre")
+    assert wait_body(a1, room52, bot_id, "prise en charge par adv1", pred=lambda e: in_thread(e, root["event_id"]))
+    assert wait_body(user, dm, bot_id, "a pris en charge votre demande")
+    thread_reply(a2, room52, root["event_id"], "!prendre")
+    assert wait_body(a2, room52, bot_id, "déjà prise en charge par adv1")
+    assert redis.cli("HGET", tk, "claimed") == a1.user_id
+
+    # Relay both ways; the bot itself stays quiet.
+    n_user = len(user.messages_from(dm, bot_id))
+    user.send(dm, "Bonjour, le terrain est-il pollué ?")
+    assert wait_body(a1, room52, bot_id, "Usager : Bonjour, le terrain est-il pollué ?",
+                     pred=lambda e: in_thread(e, root["event_id"])), d.read_log()[-3000:]
+    thread_reply(a1, room52, root["event_id"], "Je regarde votre dossier.")
+    got = wait_body(user, dm, bot_id, "(conseiller) : Je regarde votre dossier.")
+    assert got and got["content"]["body"].startswith("adv1"), bodies(user.messages_from(dm, bot_id))
+    # An internal note is confirmed in the thread and never reaches the user.
+    thread_reply(a1, room52, root["event_id"], "!note rappeler la mairie")
+    assert wait_body(a1, room52, bot_id, "Note enregistrée")
+    new = bodies(user.messages_from(dm, bot_id)[n_user:])
+    assert len(new) == 1 and not any("rappeler la mairie" in b for b in new), new
+
+    # Hand back: the dialog resumes where it was (the question after the commune).
+    thread_reply(a1, room52, root["event_id"], "!rendre")
+    assert wait_body(a1, room52, bot_id, "rendue à l'assistant")
+    assert wait_body(user, dm, bot_id, REPRISE), bodies(user.messages_from(dm, bot_id))
+    assert wait_until(lambda: redis.cli("HGET", tk, "state") == "closed", 10), redis.cli("HGETALL", tk)
+    n = len(user.messages_from(dm, bot_id))
+    user.send(dm, "la commune")
+    after = user.wait_messages(dm, bot_id, n + 1, 30)[n:]
+    assert after and not any("Usager" in b for b in bodies(after)), bodies(after)
+    # Not relayed any more.
+    a1.sync(1000)
+    assert not any("la commune" in b for b in bot_thread(a1, room52, bot_id, root["event_id"]))
+    log = d.read_log()
+    assert dm not in log and "Saint-Dizier" not in log and "pollué" not in log
+
+
+def test_non_member_command_ignored_and_default_room(synapse, redis, make_daemon, tmp_path):
+    """A user not in the advisors' room cannot act on a ticket: Synapse refuses the event, and a
+    command from the user's own room is just dialog text. A commune outside 52 goes to '*'."""
+    bot, d, a1, a2, room52, room_def, _ = setup(synapse, redis, make_daemon, tmp_path)
+    bot_id = bot["user_id"]
+    user = new_user(synapse)
+    dm = open_dm(user, bot_id, d)
+    n = len(user.messages_from(dm, bot_id))
+    user.send(dm, "brest")
+    assert user.wait_messages(dm, bot_id, n + 1, 30)[n:]
+    t0 = time.monotonic()
+    user.send(dm, "conseiller")
+    root = wait_body(a2, room_def, bot_id, "Nouvelle demande d'accompagnement", 30)
+    assert root, d.read_log()[-3000:]
+    ROOT_LATENCIES.append(time.monotonic() - t0)
+    assert "Haute-Marne" not in root["content"]["body"]
+    # The outsider is not a member: the homeserver refuses the thread reply.
+    outsider = new_user(synapse, "outsider")
+    try:
+        thread_reply(outsider, room_def, root["event_id"], "!prendre")
+        refused = False
+    except Exception:  # HttpError 403
+        refused = True
+    assert refused
+    # The user writes "!prendre" in their own room: relayed as text, nothing claimed.
+    user.send(dm, "!prendre")
+    assert wait_body(a2, room_def, bot_id, "Usager : !prendre")
+    tk = f"fb:{{c:matrix:{dm}}}:ticket"
+    assert redis.cli("HGET", tk, "state") == "waiting"
+    # A member closes the ticket with a note: the user is told, the dialog resumes.
+    thread_reply(a2, room_def, root["event_id"], "!clore dossier transmis à la DDT")
+    assert wait_body(a2, room_def, bot_id, "Demande close par adv2")
+    assert wait_body(user, dm, bot_id, "a clos l'échange")
+    assert wait_body(user, dm, bot_id, REPRISE)
+    assert wait_until(lambda: redis.cli("HGET", tk, "state") == "closed", 10), redis.cli("HGETALL", tk)
+    assert redis.cli("HGET", tk, "close_note") == "dossier transmis à la DDT"
+    # A command on a closed ticket does nothing but say so.
+    thread_reply(a2, room_def, root["event_id"], "!prendre")
+    assert wait_body(a2, room_def, bot_id, "Cette demande est close")
+    assert redis.cli("HGET", tk, "state") == "closed"
+    # A closed ticket has left the watchdog index.
+    assert int(redis.cli("ZSCORE", "fb:esc:open", f"matrix:{dm}") or 0) == 0
+
+
+def test_watchdog_reannounces_and_survives_sigkill(synapse, redis, make_daemon, tmp_path):
+    bot, d, a1, a2, room52, room_def, extra = setup(synapse, redis, make_daemon, tmp_path, watchdog_ms=3000)
+    bot_id = bot["user_id"]
+    user = new_user(synapse)
+    dm = open_dm(user, bot_id, d)
+    root = escalate(user, dm, bot_id, a1, room52, d, redis)
+    # Unclaimed: announced again in the room after the delay; the user is told once.
+    assert wait_body(a1, room52, bot_id, "Rappel : une demande attend un conseiller", 20), d.read_log()[-3000:]
+    assert wait_body(user, dm, bot_id, "plus longtemps que prévu", 20)
+    # SIGKILL with the ticket open, restart on the same Redis: the relay goes on.
+    d.proc.send_signal(signal.SIGKILL)
+    d.proc.wait()
+    d2 = make_daemon(redis.address, idle_timeout_s=30, extra=extra)
+    thread_reply(a1, room52, root["event_id"], "!prendre")
+    assert wait_body(a1, room52, bot_id, "prise en charge par adv1", 60), d2.read_log()[-3000:]
+    thread_reply(a1, room52, root["event_id"], "Bonjour après redémarrage")
+    assert wait_body(user, dm, bot_id, "(conseiller) : Bonjour après redémarrage", 60)
+    user.send(dm, "merci")
+    assert wait_body(a1, room52, bot_id, "Usager : merci", 60, pred=lambda e: in_thread(e, root["event_id"]))
+    # Nothing duplicated: one root, one claim notice, one relay each way.
+    a1.sync(1000)
+    user.sync(1000)
+    roots = [b for b in bodies(a1.messages_from(room52, bot_id)) if "Nouvelle demande" in b]
+    assert len(roots) == 1, roots
+    claims = [b for b in bot_thread(a1, room52, bot_id, root["event_id"]) if "prise en charge par" in b]
+    assert len(claims) == 1, claims
+    relayed = [b for b in bodies(user.messages_from(dm, bot_id)) if "Bonjour après redémarrage" in b]
+    assert len(relayed) == 1, relayed
+
+
+def test_web_chat_user_reaches_the_advisors(synapse, redis, make_daemon, tmp_path):
+    """The same escalation from the web chat: the root in the room, the relay both ways."""
+    from test_webchat import Chat
+    bot, d, a1, a2, room52, room_def, _ = setup(synapse, redis, make_daemon, tmp_path)
+    bot_id = bot["user_id"]
+    chat = Chat(d)
+    try:
+        chat.wait_bot("Dans quelle commune")
+        after = chat.last_seq()
+        chat.say("saint dizier")
+        chat.wait_bot("", after)
+        t0 = time.monotonic()
+        chat.say("conseiller")
+        root = wait_body(a1, room52, bot_id, "Nouvelle demande d'accompagnement", 30)
+        assert root, d.read_log()[-3000:]
+        ROOT_LATENCIES.append(time.monotonic() - t0)
+        assert "Saint-Dizier" in root["content"]["body"]
+        chat.wait_bot("en général sous deux jours ouvrés")
+        tk = f"fb:{{c:web:{chat.token}}}:ticket"
+        assert wait_until(lambda: redis.cli("HGET", tk, "root") == root["event_id"], 10)
+        thread_reply(a1, room52, root["event_id"], "!prendre")
+        chat.wait_bot("a pris en charge votre demande")
+        chat.say("Merci, j'attends")
+        assert wait_body(a1, room52, bot_id, "Usager : Merci, j'attends",
+                         pred=lambda e: in_thread(e, root["event_id"]))
+        thread_reply(a1, room52, root["event_id"], "Voici la réponse")
+        chat.wait_bot("(conseiller) : Voici la réponse")
+        # The web history holds the advisor's reply once.
+        hist = [json.loads(x) for x in redis.cli("LRANGE", f"fb:{{c:web:{chat.token}}}:hist", "0", "-1").splitlines()
+                if x.strip()]
+        assert len([e for e in hist if "Voici la réponse" in e["text"]]) == 1, hist
+        # "oublier mes données" deletes the ticket and its watchdog entry; a later advisor reply
+        # is handled (its dedupe mark is set) but reaches nobody.
+        chat.say("oublier mes données")
+        assert wait_until(lambda: redis.cli("EXISTS", tk) == "0", 10), redis.cli("HGETALL", tk)
+        assert redis.cli("ZSCORE", "fb:esc:open", f"web:{chat.token}") == ""
+        ev = thread_reply(a1, room52, root["event_id"], "Toujours là ?")
+        mark = f"fb:{{c:matrix:{room52}/{root['event_id']}}}:ev:{ev}"
+        assert wait_until(lambda: redis.cli("EXISTS", mark) == "1", 20), d.read_log()[-2000:]
+        assert "Toujours là" not in redis.cli("LRANGE", f"fb:{{c:web:{chat.token}}}:outbox", "0", "-1")
+        assert "Toujours là" not in redis.cli("LRANGE", f"fb:{{c:web:{chat.token}}}:hist", "0", "-1")
+    finally:
+        chat.close()
