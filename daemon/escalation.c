@@ -22,6 +22,7 @@
 #include "engine/template.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
+#include "frichebot/hash.h"
 #include "frichebot/log.h"
 #include "reminders.h"
 
@@ -596,12 +597,7 @@ int fb_esc_inbound(fb_esc_t *e, const char *adapter, const fb_inbound_t *ev, fb_
     snprintf(now, sizeof(now), "%lld", (long long)wall_ms());
     snprintf(ttl, sizeof(ttl), "%llu",
              (unsigned long long)e->cfg->router.dedupe_retention_hours * 3600000ULL);
-    uint64_t h = 1469598103934665603ULL;
-    for (const char *p = thread; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-    h = (h ^ 0) * 1099511628211ULL;
-    for (const char *p = ev->event_id; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    uint64_t h = fb_event_hash(thread, ev->event_id);
     snprintf(txn, sizeof(txn), "esc-%016llx", (unsigned long long)h);
     char *hb = fb_asprintf("esc-hb:%s", ev->event_id);
     struct inb *ib = fb_calloc(1, sizeof(*ib));

@@ -31,6 +31,7 @@
 #include "escalation.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
+#include "frichebot/hash.h"
 #include "frichebot/log.h"
 #include "metrics.h"
 #include "stats.h"
@@ -263,17 +264,11 @@ struct fb_router_s {
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
-static uint64_t fnv64(uint64_t h, const void *p, size_t n)
+/* The base of the job's stable ids (transaction ids, write ids): see fb_event_hash(). */
+static uint64_t job_hash(const struct job *j)
 {
-    const unsigned char *s = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= s[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
+    return fb_event_hash(j->c->key, j->event_id);
 }
-
-#define FNV_INIT 0xcbf29ce484222325ULL
 
 static int64_t now_ms(void)
 {
@@ -331,7 +326,7 @@ static bool transient(int status)
 
 static size_t bucket_of(const char *key)
 {
-    return (size_t)(fnv64(FNV_INIT, key, strlen(key)) % CONV_BUCKETS);
+    return (size_t)(fb_fnv64(FB_FNV64_INIT, key, strlen(key)) % CONV_BUCKETS);
 }
 
 static struct conv *conv_find(fb_router_t *r, const char *key)
@@ -357,7 +352,7 @@ static struct conv *conv_get(fb_router_t *r, const char *key)
     c->conv = c->key + (colon - key) + 1;
     memcpy(c->name, key, (size_t)(colon - key));
     snprintf(c->tag, sizeof(c->tag), "%08llx",
-             (unsigned long long)(fnv64(FNV_INIT, key, strlen(key)) >> 32));
+             (unsigned long long)(fb_fnv64(FB_FNV64_INIT, key, strlen(key)) >> 32));
     size_t b = bucket_of(key);
     c->hnext = r->buckets[b];
     r->buckets[b] = c;
@@ -848,8 +843,7 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
     co->forget = false;
     co->says = 0;
     /* The transaction ids: hash of (conversation, event) + "." + reply index. */
-    uint64_t h = fnv64(FNV_INIT, c->key, strlen(c->key) + 1);
-    h = fnv64(h, j->event_id, strlen(j->event_id));
+    uint64_t h = job_hash(j);
     size_t i;
     const json_t *e;
     json_array_foreach(effects, i, e)
@@ -1043,8 +1037,7 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
     build_ops(j, effects, now, &co);
     if (r->esc) {
         char wid_esc[24];
-        uint64_t he =
-            fnv64(fnv64(FNV_INIT, c->key, strlen(c->key) + 1), j->event_id, strlen(j->event_id));
+        uint64_t he = job_hash(j);
         snprintf(wid_esc, sizeof(wid_esc), "%016llx", (unsigned long long)he);
         fb_esc_step_t est = {.key = c->key,
                              .session = ns,
@@ -1095,8 +1088,7 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
     snprintf(dttl, sizeof(dttl), "%llu",
              (unsigned long long)r->cfg->router.dedupe_retention_hours * DEDUPE_MS_PER_H);
     snprintf(nowbuf, sizeof(nowbuf), "%lld", (long long)now);
-    uint64_t h =
-        fnv64(fnv64(FNV_INIT, c->key, strlen(c->key) + 1), j->event_id, strlen(j->event_id));
+    uint64_t h = job_hash(j);
     snprintf(wid, sizeof(wid), "%016llx", (unsigned long long)h);
     const char *args[N_COMMIT_KEYS + MAX_ADAPTER_KEYS + 10];
     for (size_t i = 0; i < nkeys; i++)
