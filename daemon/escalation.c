@@ -25,6 +25,7 @@
 #include "frichebot/hash.h"
 #include "frichebot/log.h"
 #include "reminders.h"
+#include "stats.h"
 
 #define MAX_ROUTES     512
 #define WATCH_EVERY_MS 1000 /* watchdog poll */
@@ -44,7 +45,8 @@ struct fb_esc_s {
     fb_esc_hooks_t hooks;
     struct route *rooms, *times;
     size_t nrooms, ntimes;
-    char *k_open, *k_roots, *k_pending;
+    char *k_open, *k_roots, *k_pending, *k_response;
+    int64_t clock_ms; /* fb__esc_set_clock(): the watchdog's and the commands' clock, 0: wall */
     fb_store_script_t s_in, s_watch;
     uv_timer_t timer;
     bool timer_init, watching, stopping;
@@ -53,8 +55,10 @@ struct fb_esc_s {
     void *stop_arg;
 };
 
-static int64_t wall_ms(void)
+static int64_t now_ms(const fb_esc_t *e)
 {
+    if (e->clock_ms)
+        return e->clock_ms;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -85,11 +89,12 @@ static int64_t wall_ms(void)
 
 /*
  * IN. KEYS: 1 dedupe mark of the thread event, 2 roots index (root event id -> user's
- * conversation), 3 pending index, 4 open tickets. ARGV: 1 root event id, 2 command (prendre,
- * rendre, clore, note, msg), 3 the advisor's label, 4 text (the message, or the command's
- * argument), 5 now ms, 6 key prefix, 7 the thread's conversation key, 8 txn base, 9 dedupe TTL ms,
- * 10 sender, 11 hand-back event id. Returns {code, user's conversation, action, kick...}: code 2
- * duplicate, 0 not a ticket's thread, 1 handled; action "handback" or "".
+ * conversation), 3 pending index, 4 open tickets, 5 advisors' response times (stats, ms, newest
+ * first: an open ticket's first advisor message or command but a note adds one). ARGV: 1 root event
+ * id, 2 command (prendre, rendre, clore, note, msg), 3 the advisor's label, 4 text (the message, or
+ * the command's argument), 5 now ms, 6 key prefix, 7 the thread's conversation key, 8 txn base, 9
+ * dedupe TTL ms, 10 sender, 11 hand-back event id. Returns {code, user's conversation, action,
+ * kick...}: code 2 duplicate, 0 not a ticket's thread, 1 handled; action "handback" or "".
  */
 static const char in_src[] = LUA_HELPERS
     "if redis.call('EXISTS', KEYS[1]) == 1 then return {2, '', ''} end\n"
@@ -97,7 +102,8 @@ static const char in_src[] = LUA_HELPERS
     "local user = redis.call('HGET', KEYS[2], ARGV[1])\n"
     "if not user then return {0, '', ''} end\n"
     "local tk = okey(ARGV[6], user, 'ticket')\n"
-    "local t = redis.call('HMGET', tk, 'state', 'root', 'claimed', 'claimed_name')\n"
+    "local t = redis.call('HMGET', tk, 'state', 'root', 'claimed', 'claimed_name', 'created',\n"
+    "                     'responded')\n"
     "if t[2] ~= ARGV[1] then return {0, '', ''} end\n"
     "local now = tonumber(ARGV[5])\n"
     "local cmd, name, thread = ARGV[2], ARGV[3], ARGV[7]\n"
@@ -108,6 +114,11 @@ static const char in_src[] = LUA_HELPERS
     "end\n"
     "local action = ''\n"
     "local open = t[1] == 'waiting' or t[1] == 'claimed'\n"
+    "if open and cmd ~= 'note' and not t[6] and tonumber(t[5]) then\n"
+    "  redis.call('HSET', tk, 'responded', now)\n"
+    "  redis.call('LPUSH', KEYS[5], math.max(0, now - tonumber(t[5])))\n"
+    "  redis.call('LTRIM', KEYS[5], 0, 9999)\n" /* FB_STATS_RESPONSE_SAMPLES - 1 */
+    "end\n"
     "if not open then\n"
     "  if cmd ~= 'msg' then say(thread, 'Cette demande est close : commande sans effet.') end\n"
     "elseif cmd == 'prendre' then\n"
@@ -276,6 +287,7 @@ int fb_esc_create(uv_loop_t *loop, const fb_config_t *cfg, fb_store_t *store, co
     e->k_open = fb_asprintf("%sesc:open", prefix);
     e->k_roots = fb_asprintf("%sesc:roots", prefix);
     e->k_pending = fb_asprintf("%soutbox:pending", prefix);
+    e->k_response = fb_stats_key(prefix, "advisor_response_ms");
     fb_store_script_init(&e->s_in, in_src);
     fb_store_script_init(&e->s_watch, watch_src);
     FB_NOTICE(ROUTER, "[esc] escalation enabled: %zu advisors' room route(s)", e->nrooms);
@@ -301,6 +313,7 @@ void fb_esc_destroy(fb_esc_t *e)
     fb_free(e->k_open);
     fb_free(e->k_roots);
     fb_free(e->k_pending);
+    fb_free(e->k_response);
     fb_free(e);
 }
 
@@ -360,7 +373,10 @@ static const char *reason_label(const char *reason)
     return reason;
 }
 
-static char *entry_json(const char *txn, const char *text, int64_t now, json_t *extra)
+/* An outbox entry (JSON text); `record` and `thread` (stolen, may be NULL) are the adapter's
+ * instructions: where to record the sent event's id, where to read the thread's root. */
+static char *entry_json(const char *txn, const char *text, int64_t now, json_t *record,
+                        json_t *thread)
 {
     fb_buf_t h;
     fb_buf_init(&h, 1u << 20);
@@ -375,10 +391,12 @@ static char *entry_json(const char *txn, const char *text, int64_t now, json_t *
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I}", "txn", txn, "kind", "reply", "text", text,
                           "html", fb_buf_str(&h), "ts", (json_int_t)now);
     fb_buf_free(&h);
-    if (o && extra)
-        (void)json_object_set_new(o, "record", extra);
-    else
-        json_decref(extra);
+    if (o && record)
+        (void)json_object_set(o, "record", record);
+    if (o && thread)
+        (void)json_object_set(o, "thread", thread);
+    json_decref(record);
+    json_decref(thread);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     char *r = s ? fb_strdup(s) : NULL;
@@ -404,8 +422,10 @@ void fb_esc_commit_ops(const fb_esc_t *e, const fb_esc_step_t *st, json_t *ops, 
     if (!e)
         return;
     const char *prefix = fb_store_prefix(e->store);
-    json_t *o = json_pack("{s:s, s:s, s:I}", "idx", e->k_open, "prefix", prefix, "wd",
-                          (json_int_t)e->cfg->escalation.watchdog_ms);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I}", "idx", e->k_open, "roots", e->k_roots, "prefix",
+                          prefix, "wd", (json_int_t)e->cfg->escalation.watchdog_ms);
+    char *ticket_key = fb_store_conv_key(e->store, st->key, "ticket");
+    char *sent_key = fb_store_conv_key(e->store, st->key, "esc:sent");
     const json_t *esc = escalate_effect(st->effects);
     const char *colon = strchr(st->key, ':');
     if (st->forget) {
@@ -434,19 +454,18 @@ void fb_esc_commit_ops(const fb_esc_t *e, const fb_esc_step_t *st, json_t *ops, 
                               "(rendre la main à l'assistant), !clore [note], !note <texte> "
                               "(interne). Vos autres réponses dans ce fil sont transmises à "
                               "l'usager.");
-        char *ticket_key = fb_store_conv_key(e->store, st->key, "ticket");
         char txn[48];
         snprintf(txn, sizeof(txn), "esc-%s.root", st->wid);
-        json_t *record = json_pack("{s:s, s:s, s:s, s:s}", "key", ticket_key ? ticket_key : "",
-                                   "field", "root", "rkey", e->k_roots, "rval", st->key);
-        char *entry = entry_json(txn, fb_buf_str(&b), st->now, record);
+        json_t *record = json_pack("{s:s, s:s, s:s, s:s, s:s}", "key", ticket_key, "field", "root",
+                                   "rkey", e->k_roots, "rval", st->key, "list", sent_key);
+        char *entry = entry_json(txn, fb_buf_str(&b), st->now, record, NULL);
         fb_buf_free(&b);
-        fb_free(ticket_key);
         char territory[16];
         snprintf(territory, sizeof(territory), "%s", dep ? dep : "*");
         if (entry && room) {
             (void)json_object_set_new(
-                o, "ann", json_pack("[s, s, s, s, s]", entry, "", room, territory, "matrix"));
+                o, "ann",
+                json_pack("[s, s, s, s, s, s]", entry, "", room, territory, "matrix", st->wid));
         }
         fb_free(entry);
         /* The user is told the usual response time of the territory. */
@@ -455,7 +474,7 @@ void fb_esc_commit_ops(const fb_esc_t *e, const fb_esc_step_t *st, json_t *ops, 
             char *t = fb_asprintf("Un conseiller vous répondra ici, en général %s.", when);
             char utxn[48];
             snprintf(utxn, sizeof(utxn), "%s.%zu", st->wid, (*says)++);
-            char *ue = entry_json(utxn, t, st->now, NULL);
+            char *ue = entry_json(utxn, t, st->now, NULL, NULL);
             if (ue)
                 (void)json_array_append_new(out, json_string(ue));
             fb_free(ue);
@@ -468,13 +487,18 @@ void fb_esc_commit_ops(const fb_esc_t *e, const fb_esc_step_t *st, json_t *ops, 
         char *t = fb_asprintf("Usager : %s", st->text);
         char txn[48];
         snprintf(txn, sizeof(txn), "esc-%s.relay", st->wid);
-        char *entry = entry_json(txn, t, st->now, NULL);
+        /* sent to the ticket's thread once its root is known; recorded for a later forget */
+        json_t *thread = json_pack("{s:s, s:s}", "key", ticket_key, "field", "root");
+        json_t *record = json_pack("{s:s, s:s}", "key", ticket_key, "list", sent_key);
+        char *entry = entry_json(txn, t, st->now, record, thread);
         if (entry)
             (void)json_object_set_new(o, "relay", json_string(entry));
         fb_free(entry);
         fb_free(t);
     }
     (void)json_object_set_new(ops, "esc", o);
+    fb_free(ticket_key);
+    fb_free(sent_key);
 }
 
 /* ---- advisors' rooms ---------------------------------------------------------------------- */
@@ -560,14 +584,27 @@ static const char *command_of(const char *text, const char **rest)
     return "msg";
 }
 
-/* The label shown for an advisor: the localpart of a Matrix user id. */
-static void advisor_label(const char *sender, char out[MAX_NAME])
+/* The label shown for an advisor: their display name (control characters made spaces, cut at
+ * a UTF-8 boundary), else the localpart of their Matrix user id. */
+static void advisor_label(const char *sender, const char *display, char out[MAX_NAME])
 {
-    const char *s = sender && sender[0] == '@' ? sender + 1 : sender ? sender : "conseiller";
-    size_t n = strcspn(s, ":");
-    if (n >= MAX_NAME)
+    const char *s = display;
+    while (s && (*s == ' ' || *s == '\t'))
+        s++;
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0) {
+        s = sender && sender[0] == '@' ? sender + 1 : sender ? sender : "conseiller";
+        n = strcspn(s, ":");
+    }
+    if (n >= MAX_NAME) {
         n = MAX_NAME - 1;
-    memcpy(out, s, n);
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--; /* s[n] starts a character: the cut does not split one */
+    }
+    for (size_t i = 0; i < n; i++)
+        out[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? ' ' : s[i];
+    while (n > 0 && out[n - 1] == ' ')
+        n--;
     out[n] = '\0';
 }
 
@@ -584,7 +621,7 @@ int fb_esc_inbound(fb_esc_t *e, const char *adapter, const fb_inbound_t *ev, fb_
     const char *cmd =
         ev->kind == FB_IN_MESSAGE && ev->text && *root ? command_of(ev->text, &rest) : "ignore";
     char name[MAX_NAME];
-    advisor_label(ev->sender, name);
+    advisor_label(ev->sender, ev->sender_name, name);
     char *thread = fb_asprintf("%s:%s", adapter, ev->conv);
     char *evs = fb_asprintf("ev:%s", ev->event_id);
     char *mark = fb_store_conv_key(e->store, thread, evs);
@@ -594,7 +631,7 @@ int fb_esc_inbound(fb_esc_t *e, const char *adapter, const fb_inbound_t *ev, fb_
         return FB_EINVAL;
     }
     char now[24], ttl[24], txn[40];
-    snprintf(now, sizeof(now), "%lld", (long long)wall_ms());
+    snprintf(now, sizeof(now), "%lld", (long long)now_ms(e));
     snprintf(ttl, sizeof(ttl), "%llu",
              (unsigned long long)e->cfg->router.dedupe_retention_hours * 3600000ULL);
     uint64_t h = fb_event_hash(thread, ev->event_id);
@@ -609,6 +646,7 @@ int fb_esc_inbound(fb_esc_t *e, const char *adapter, const fb_inbound_t *ev, fb_
                           e->k_roots,
                           e->k_pending,
                           e->k_open,
+                          e->k_response,
                           root,
                           cmd,
                           name,
@@ -620,7 +658,7 @@ int fb_esc_inbound(fb_esc_t *e, const char *adapter, const fb_inbound_t *ev, fb_
                           ttl,
                           ev->sender ? ev->sender : "",
                           hb};
-    int rc = fb_store_eval(e->store, &e->s_in, FB_REDIS_RETRY, 4, 11, args, NULL, on_in, ib);
+    int rc = fb_store_eval(e->store, &e->s_in, FB_REDIS_RETRY, 5, 11, args, NULL, on_in, ib);
     fb_free(mark);
     fb_free(thread);
     if (rc) {
@@ -655,17 +693,16 @@ static void on_watch(int status, const redisReply *rep, void *arg)
                                 hb_queued, NULL);
 }
 
-static void on_timer(uv_timer_t *t)
+static void watch(fb_esc_t *e)
 {
-    fb_esc_t *e = t->data;
     if (e->watching || e->stopping)
         return;
-    int64_t now = wall_ms() / 1000;
+    int64_t ms = now_ms(e);
     const fb_reminders_opts_t *ro = &e->cfg->reminders;
     fb_hours_t hours = {.start_hour = ro->start_hour, .end_hour = ro->end_hour};
-    bool open = !e->cfg->escalation.working_hours_only || fb_hours_open(&hours, now);
+    bool open = !e->cfg->escalation.working_hours_only || fb_hours_open(&hours, ms / 1000);
     char nowb[24], wd[24], batch[16];
-    snprintf(nowb, sizeof(nowb), "%lld", (long long)wall_ms());
+    snprintf(nowb, sizeof(nowb), "%lld", (long long)ms);
     snprintf(wd, sizeof(wd), "%u", e->cfg->escalation.watchdog_ms);
     snprintf(batch, sizeof(batch), "%d", WATCH_BATCH);
     const char *args[] = {e->k_open, e->k_pending,    nowb, fb_store_prefix(e->store), wd,
@@ -674,6 +711,21 @@ static void on_timer(uv_timer_t *t)
         e->watching = true;
         e->inflight++;
     }
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    watch(t->data);
+}
+
+void fb__esc_set_clock(fb_esc_t *e, int64_t clock_ms)
+{
+    e->clock_ms = clock_ms;
+}
+
+void fb__esc_watch(fb_esc_t *e)
+{
+    watch(e);
 }
 
 void fb_esc_start(fb_esc_t *e)

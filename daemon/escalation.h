@@ -46,6 +46,11 @@ int fb_esc_create(uv_loop_t *loop, const fb_config_t *cfg, fb_store_t *store, co
 /** Starts the watchdog timer. */
 void fb_esc_start(fb_esc_t *e);
 
+/** Test knobs: replaces the clock of the watchdog and of the advisors' commands (Unix ms, 0: the
+ *  wall clock); runs one watchdog pass now. */
+void fb__esc_set_clock(fb_esc_t *e, int64_t clock_ms);
+void fb__esc_watch(fb_esc_t *e);
+
 /** Stops the watchdog; `done(arg)` once its handle is closed (maybe later). */
 void fb_esc_stop(fb_esc_t *e, void (*done)(void *arg), void *arg);
 
@@ -87,11 +92,14 @@ typedef struct fb_esc_step_s {
 void fb_esc_commit_ops(const fb_esc_t *e, const fb_esc_step_t *st, json_t *ops, size_t *says);
 
 /**
- * The Lua run by the COMMIT script once `now`, `member`, the ticket (KEYS[5]) and the pending
- * index (KEYS[7]) are known; it fills the table `kick` with conversation keys whose outbox got
- * entries.
+ * The Lua run by the COMMIT script right after `ops`, `member` and `now` are known, before a
+ * forget deletes the conversation's keys: it declares the table `kick` (conversation keys whose
+ * outbox got entries) and, on a forget (ARGV[3] 'f'), withdraws what the bot posted for the
+ * user's tickets: every message listed in `{c:member}:esc:sent` ("ROOM EVENT_ID", recorded by the
+ * adapter after each send) gets a redaction entry in the outbox of its room, the roots leave the
+ * roots index, the relays not sent yet are dropped with the thread's outbox.
  */
-#define FB_ESC_COMMIT_LUA                                                                          \
+#define FB_ESC_COMMIT_PRE_LUA                                                                      \
     "local kick = {}\n"                                                                            \
     "local function esc_okey(prefix, conv, suffix)\n"                                              \
     "  local k = string.gsub(conv, '[{}%%%c]', function(ch)\n"                                     \
@@ -100,20 +108,48 @@ void fb_esc_commit_ops(const fb_esc_t *e, const fb_esc_step_t *st, json_t *ops, 
     "end\n"                                                                                        \
     "local e = ops.esc\n"                                                                          \
     "if e and ARGV[3] == 'f' then\n"                                                               \
+    "  local t = redis.call('HMGET', KEYS[5], 'room', 'adapter', 'tid')\n"                         \
+    "  if t[1] and t[2] and t[3] then\n"                                                           \
+    "    local th = t[2] .. ':' .. t[1] .. '/~' .. t[3]\n"                                         \
+    "    redis.call('DEL', esc_okey(e.prefix, th, 'outbox'))\n"                                    \
+    "    redis.call('ZREM', KEYS[7], th)\n"                                                        \
+    "  end\n"                                                                                      \
+    "  local sent = esc_okey(e.prefix, member, 'esc:sent')\n"                                      \
+    "  for _, item in ipairs(redis.call('LRANGE', sent, 0, -1)) do\n"                              \
+    "    local room, id = string.match(item, '^(%S+) (%S+)$')\n"                                   \
+    "    if room and t[2] then\n"                                                                  \
+    "      local conv = t[2] .. ':' .. room\n"                                                     \
+    "      local r = cjson.encode({txn = 'esc-rd-' .. string.sub(redis.sha1hex(item), 1, 20),\n"   \
+    "                              kind = 'redact', redacts = id, text = '', ts = now})\n"         \
+    "      redis.call('RPUSH', esc_okey(e.prefix, conv, 'outbox'), r)\n"                           \
+    "      redis.call('ZADD', KEYS[7], 'NX', now, conv)\n"                                         \
+    "      table.insert(kick, conv)\n"                                                             \
+    "      redis.call('HDEL', e.roots, id)\n"                                                      \
+    "    end\n"                                                                                    \
+    "  end\n"                                                                                      \
+    "  redis.call('DEL', sent)\n"                                                                  \
     "  redis.call('ZREM', e.idx, member)\n"                                                        \
-    "elseif e and e.ann then\n"                                                                    \
+    "end\n"
+
+/**
+ * The Lua run by the COMMIT script once the session is written: announce a new ticket (the
+ * ticket is KEYS[5], the pending index KEYS[7]), relay the user's message to the ticket's
+ * thread, close a handed-back ticket. Relays go to the outbox of "ROOM/~TID" (TID: the ticket's
+ * id): one queue per ticket, whose entries wait until the root's event id is known.
+ */
+#define FB_ESC_COMMIT_LUA                                                                          \
+    "if e and e.ann then\n"                                                                        \
     "  redis.call('HSET', KEYS[5], 'room', e.ann[3], 'territory', e.ann[4], 'adapter', "           \
-    "e.ann[5])\n"                                                                                  \
+    "e.ann[5], 'tid', e.ann[6])\n"                                                                 \
     "  local conv = e.ann[5] .. ':' .. e.ann[3]\n"                                                 \
     "  redis.call('RPUSH', esc_okey(e.prefix, conv, 'outbox'), e.ann[1])\n"                        \
     "  redis.call('ZADD', KEYS[7], 'NX', now, conv)\n"                                             \
     "  redis.call('ZADD', e.idx, now + e.wd, member)\n"                                            \
     "  table.insert(kick, conv)\n"                                                                 \
     "elseif e and e.relay then\n"                                                                  \
-    "  local t = redis.call('HMGET', KEYS[5], 'state', 'room', 'root', 'adapter')\n"               \
-    "  if (t[1] == 'waiting' or t[1] == 'claimed') and t[2] then\n"                                \
-    "    local conv = t[4] .. ':' .. t[2]\n"                                                       \
-    "    if t[3] then conv = conv .. '/' .. t[3] end\n"                                            \
+    "  local t = redis.call('HMGET', KEYS[5], 'state', 'room', 'tid', 'adapter')\n"                \
+    "  if (t[1] == 'waiting' or t[1] == 'claimed') and t[2] and t[3] then\n"                       \
+    "    local conv = t[4] .. ':' .. t[2] .. '/~' .. t[3]\n"                                       \
     "    redis.call('RPUSH', esc_okey(e.prefix, conv, 'outbox'), e.relay)\n"                       \
     "    redis.call('ZADD', KEYS[7], 'NX', now, conv)\n"                                           \
     "    table.insert(kick, conv)\n"                                                               \

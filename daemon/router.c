@@ -73,13 +73,17 @@ static const char read_src[] = "if redis.call('EXISTS', KEYS[2]) == 1 then retur
  * (fb_adapter_ops_t.conv_keys), deleted on forget. Returns {2, 0} for a duplicate, {0, version
  * found} on a conflict, {1, new version} when written.
  */
-static const char commit_src[] =
-    "if redis.call('EXISTS', KEYS[2]) == 1 then return {2, 0} end\n"
-    "local v = tonumber(redis.call('HGET', KEYS[1], 'v')) or 0\n"
-    "if v ~= tonumber(ARGV[1]) then return {0, v} end\n"
-    "local ops = cjson.decode(ARGV[9])\n"
-    "local ttl = tonumber(ARGV[5])\n"
-    "local member = ARGV[8]\n"
+static const char commit_src[] = "if redis.call('EXISTS', KEYS[2]) == 1 then return {2, 0} end\n"
+                                 "local v = tonumber(redis.call('HGET', KEYS[1], 'v')) or 0\n"
+                                 "if v ~= tonumber(ARGV[1]) then return {0, v} end\n"
+                                 "local ops = cjson.decode(ARGV[9])\n"
+                                 "local ttl = tonumber(ARGV[5])\n"
+                                 "local member = ARGV[8]\n"
+                                 "local now = tonumber(ARGV[7])\n";
+/* The COMMIT's next parts (joined at creation: one literal would be too long). */
+static const char commit_pre_src[] =
+    FB_ESC_COMMIT_PRE_LUA; /* escalation.h: kick; a forget withdraws the bot's thread messages */
+static const char commit_mid_src[] =
     "local function expire(k) if ttl > 0 then redis.call('PEXPIRE', k, ttl) end end\n"
     "local function cancel_all()\n"
     "  for _, id in ipairs(redis.call('HKEYS', KEYS[4])) do\n"
@@ -136,7 +140,6 @@ static const char commit_src[] =
     "    redis.call('LTRIM', KEYS[10], 0, 999)\n" /* AVIS_COMMENTS_MAX - 1 */
     "  end\n"
     "end\n"
-    "local now = tonumber(ARGV[7])\n"
     "local sk = {stats = KEYS[9], act_c = KEYS[11], act_e = KEYS[12], act_d = KEYS[13],\n"
     "            month = KEYS[14], months = KEYS[15], steps = KEYS[16]}\n" FB_STATS_COMMIT_LUA
     "if #ops.out > 0 then\n"
@@ -144,9 +147,9 @@ static const char commit_src[] =
     "  expire(KEYS[3])\n"
     "  redis.call('ZADD', KEYS[7], 'NX', ARGV[7], member)\n"
     "end\n";
-/* The COMMIT's end (joined to commit_src at creation: one literal would be too long). */
+/* The COMMIT's end. */
 static const char commit_tail_src[] =
-    FB_ESC_COMMIT_LUA /* escalation.h: announce, relay, close; fills `kick` */
+    FB_ESC_COMMIT_LUA /* escalation.h: announce, relay, close; adds to `kick` */
     "redis.call('SET', KEYS[2], '1', 'PX', ARGV[6])\n"
     "local res = {1, nv}\n"
     "for _, k in ipairs(kick) do table.insert(res, k) end\n"
@@ -258,7 +261,7 @@ struct fb_router_s {
     char *k_pending, *k_due, *k_stats, *k_avis;
     char *k_act_c, *k_act_e, *k_act_d, *k_steps; /* impact counters (stats.h) */
     fb_router_stats_t st;
-    char *commit_lua; /* commit_src + commit_tail_src */
+    char *commit_lua; /* the COMMIT's four parts */
     fb_esc_t *esc;    /* escalation to advisors (escalation.h), NULL when disabled */
 };
 
@@ -1344,7 +1347,8 @@ fb_router_t *fb_router_create(const fb_router_deps_t *deps, fb_buf_t *errors)
         .set_state = core_set_state,
     };
     fb_store_script_init(&r->s_read, read_src);
-    r->commit_lua = fb_asprintf("%s%s", commit_src, commit_tail_src);
+    r->commit_lua =
+        fb_asprintf("%s%s%s%s", commit_src, commit_pre_src, commit_mid_src, commit_tail_src);
     fb_store_script_init(&r->s_commit, r->commit_lua);
     fb_store_script_init(&r->s_head, head_src);
     fb_store_script_init(&r->s_pop, pop_src);

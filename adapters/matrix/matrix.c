@@ -91,6 +91,8 @@ struct mx {
     /* notices being sent, by room (so one encrypted room gets one notice at a time) */
     json_t *notice_inflight;
     uint64_t rooms_joined;
+    /* display names of thread senders (advisors): "ROOM USER" -> [name or "", Unix ms read] */
+    json_t *names;
 };
 
 static int64_t wall_ms(void)
@@ -123,6 +125,7 @@ static void mx_unref(struct mx *m)
     fb_free(m->k_auth);
     fb_free(m->k_sync);
     json_decref(m->notice_inflight);
+    json_decref(m->names);
     fb_free(m);
 }
 
@@ -488,6 +491,7 @@ static int deliver(struct batch *bt, size_t idx)
     fb_inbound_t ev = {.kind = a->kind == FB_MX_MESSAGE ? FB_IN_MESSAGE : FB_IN_START,
                        .conv = a->conv,
                        .sender = a->sender,
+                       .sender_name = a->sender_name,
                        .event_id = a->event_id,
                        .text = a->text,
                        .ts_ms = a->ts_ms};
@@ -726,6 +730,73 @@ static bool start_step(struct batch *bt, fb_mx_action_t *a)
     return async;
 }
 
+/* --- display names: thread messages carry their sender's display name (advisors' labels) --- */
+
+#define NAMES_MAX      1000               /* entries kept; the cache is emptied beyond */
+#define NAMES_FRESH_MS (10LL * 60 * 1000) /* a name is read again after this */
+#define NAME_MAX_BYTES 255
+
+static char *name_key(const fb_mx_action_t *a)
+{
+    return fb_asprintf("%s %s", a->room, a->sender);
+}
+
+/* The cached name of `a`'s sender, when fresh: true and a->sender_name set (NULL: none). */
+static bool name_cached(struct mx *m, fb_mx_action_t *a)
+{
+    char *k = name_key(a);
+    json_t *v = json_object_get(m->names, k);
+    fb_free(k);
+    if (!v || wall_ms() - (int64_t)json_integer_value(json_array_get(v, 1)) > NAMES_FRESH_MS)
+        return false;
+    const char *n = json_string_value(json_array_get(v, 0));
+    a->sender_name = n && *n ? fb_strdup(n) : NULL;
+    return true;
+}
+
+static void on_name(struct mx *m, int err, int status, json_t *body, const fb_http_response_t *resp,
+                    void *arg)
+{
+    struct batch *bt = arg;
+    (void)resp;
+    fb_mx_action_t *a = &bt->b.actions[bt->next];
+    json_t *dn = json_object_get(body, "displayname");
+    const char *n = json_is_string(dn) ? json_string_value(dn) : NULL;
+    if (n && (strlen(n) > NAME_MAX_BYTES || !*n))
+        n = NULL;
+    if (!err || status == 404) { /* 404: no member event (left?): no name, cached as such */
+        if (json_object_size(m->names) >= NAMES_MAX)
+            json_object_clear(m->names);
+        char *k = name_key(a);
+        json_object_set_new(m->names, k, json_pack("[s, I]", n ? n : "", (json_int_t)wall_ms()));
+        fb_free(k);
+    }
+    a->sender_name = n ? fb_strdup(n) : NULL;
+    /* without a name the label is the user id's localpart; a stop sends the batch again */
+    step_done(bt, err == FB_ECANCELED ? FB_ECANCELED : 0);
+}
+
+/* Looks up the display name of the sender of thread message `a` (the batch's next action).
+ * Returns true when a request is in flight (the batch waits for on_name()). */
+static bool name_fetch(struct batch *bt, fb_mx_action_t *a)
+{
+    struct mx *m = bt->m;
+    a->name_tried = true;
+    if (!a->sender || name_cached(m, a) || !m->token)
+        return false;
+    char *u = fb_mx_path_escape(a->sender);
+    char *tail = fb_asprintf("/state/m.room.member/%s", u);
+    char *path = room_path(a->room, tail);
+    int rc = mx_call_full(m, "GET", path, NULL, 0, &no_retry, true, false, false, on_name, bt);
+    fb_free(path);
+    fb_free(tail);
+    fb_free(u);
+    if (rc)
+        return false;
+    bt->serial = true;
+    return true;
+}
+
 static void batch_pump(struct batch *bt)
 {
     if (bt->pumping || bt->finished)
@@ -734,6 +805,8 @@ static void batch_pump(struct batch *bt)
     while (!bt->failed && !bt->serial && bt->next < bt->b.n) {
         fb_mx_action_t *a = &bt->b.actions[bt->next];
         if (a->kind == FB_MX_MESSAGE) {
+            if (a->thread_root && !a->name_tried && name_fetch(bt, a))
+                break;
             int rc = deliver(bt, bt->next);
             if (rc == FB_EAGAIN && bt->inflight > 0)
                 break; /* the conversation's queue is full: wait for an answer */
@@ -1705,29 +1778,111 @@ struct sctx {
     fb_send_cb cb;
     void *arg;
     char *room;
+    char *path;       /* the PUT's path */
+    json_t *content;  /* the PUT's body */
+    char *root;       /* the thread's root, once known */
+    json_t *record;   /* the entry's "record" (escalation: where the event id is kept), or NULL */
+    const char *what; /* "reply" or "redaction", for the logs */
     char tag[FB_MX_TAG_LEN + 1];
-    json_t *record; /* the entry's "record" (escalation: where the event id is kept), or NULL */
 };
 
-/* An entry's "record" {key, field, rkey, rval}: HSET key field <event id>, HSET rkey <event id>
- * rval, before the send is reported done (docs/internals/ESCALATION.md: the thread root). */
-static const char record_script[] = "redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])\n"
-                                    "redis.call('HSET', KEYS[2], ARGV[3], ARGV[2])\n"
-                                    "return 1\n";
+/*
+ * An entry's "record" {key, field, rkey, rval, list} (docs/internals/ESCALATION.md), run once the
+ * homeserver accepted the message and before the send is reported done: HSET key field <event
+ * id>, HSET rkey <event id> rval, RPUSH list "ROOM <event id>" (each part optional but `key`). When
+ * `key` no longer exists (its owner asked to forget), nothing is written and 0 is returned: the
+ * message is withdrawn (redacted) at once. KEYS: key, rkey, list (`key` again when absent).
+ * ARGV: field, rval, event id, list item ('' when absent).
+ */
+static const char record_script[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+    "if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end\n"
+    "if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], ARGV[3], ARGV[2]) end\n"
+    "if ARGV[4] ~= '' then\n"
+    "  redis.call('RPUSH', KEYS[3], ARGV[4])\n"
+    "  redis.call('LTRIM', KEYS[3], -1000, -1)\n"
+    "  local ttl = redis.call('PTTL', KEYS[1])\n"
+    "  if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end\n"
+    "end\n"
+    "return 1\n";
+
+static void sctx_free(struct sctx *s)
+{
+    json_decref(s->record);
+    json_decref(s->content);
+    fb_free(s->room);
+    fb_free(s->path);
+    fb_free(s->root);
+    fb_free(s);
+}
 
 static void sctx_done(struct sctx *s, int rc, int64_t retry_after)
 {
     s->cb(rc, retry_after, s->arg);
-    json_decref(s->record);
-    fb_free(s->room);
-    fb_free(s);
+    sctx_free(s);
 }
+
+static const char REDACT_REASON[] = "Données supprimées à la demande de l'usager";
+
+/* Withdraws event `id` of `room` (best effort: its owner's data is already gone). */
+static void withdraw(struct mx *m, const char *room, const char *id)
+{
+    char *e = fb_mx_path_escape(id); /* the event id is unique: a fine transaction id too */
+    char *tail = fb_asprintf("/redact/%s/fbw-%s", e, e);
+    char *path = room_path(room, tail);
+    json_t *b = json_pack("{s:s}", "reason", REDACT_REASON);
+    best_effort(m, "PUT", path, b);
+    json_decref(b);
+    fb_free(path);
+    fb_free(tail);
+    fb_free(e);
+}
+
+struct recorded {
+    struct sctx *s;
+    char *event_id;
+};
 
 static void on_recorded(struct mx *m, int status, redisReply *reply, void *arg)
 {
-    (void)m;
-    (void)reply;
-    sctx_done(arg, status ? FB_EAGAIN : 0, 0); /* resent with the same txn: same event id */
+    struct recorded *rc = arg;
+    if (!status && reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
+        FB_INFO(MATRIX, "[matrix|%s] message sent for a forgotten conversation: withdrawn",
+                rc->s->tag);
+        if (!m->stopping)
+            withdraw(m, rc->s->room, rc->event_id);
+    }
+    sctx_done(rc->s, status ? FB_EAGAIN : 0, 0); /* resent with the same txn: same event id */
+    fb_free(rc->event_id);
+    fb_free(rc);
+}
+
+/* Runs the entry's record for `event_id`; true when in flight (on_recorded() ends the send). */
+static bool record(struct mx *m, struct sctx *s, const char *event_id, int *rc)
+{
+    const char *k = json_string_value(json_object_get(s->record, "key"));
+    if (!k)
+        return false;
+    const char *f = json_string_value(json_object_get(s->record, "field"));
+    const char *rk = json_string_value(json_object_get(s->record, "rkey"));
+    const char *rv = json_string_value(json_object_get(s->record, "rval"));
+    const char *lk = json_string_value(json_object_get(s->record, "list"));
+    bool index = rk && rv;
+    char *item = lk ? fb_asprintf("%s %s", s->room, event_id) : NULL;
+    struct recorded *r = fb_calloc(1, sizeof(*r));
+    r->s = s;
+    r->event_id = fb_strdup(event_id);
+    const char *argv[] = {"EVAL",         record_script,   "3",        k,
+                          index ? rk : k, lk ? lk : k,     f ? f : "", index ? rv : "",
+                          event_id,       item ? item : ""};
+    int e = rcmd_argv(m, on_recorded, r, 10, argv);
+    fb_free(item);
+    if (e == 0)
+        return true;
+    fb_free(r->event_id);
+    fb_free(r);
+    *rc = FB_EAGAIN;
+    return false;
 }
 
 static void on_sent(struct mx *m, int err, int status, json_t *body, const fb_http_response_t *resp,
@@ -1736,22 +1891,14 @@ static void on_sent(struct mx *m, int err, int status, json_t *body, const fb_ht
     struct sctx *s = arg;
     int64_t retry_after = 0;
     int rc = 0;
-    if (!err && json_is_string(json_object_get(body, "event_id"))) {
-        if (!m->stopping)
+    const char *event_id = json_string_value(json_object_get(body, "event_id"));
+    if (!err && event_id) {
+        if (!m->stopping && strcmp(s->what, "reply") == 0)
             typing(m, s->room, false);
-        const char *k = json_string_value(json_object_get(s->record, "key"));
-        const char *f = json_string_value(json_object_get(s->record, "field"));
-        const char *rk = json_string_value(json_object_get(s->record, "rkey"));
-        const char *rv = json_string_value(json_object_get(s->record, "rval"));
-        if (k && f && rk && rv) {
-            const char *argv[] = {"EVAL", record_script,
-                                  "2",    k,
-                                  rk,     f,
-                                  rv,     json_string_value(json_object_get(body, "event_id"))};
-            if (rcmd_argv(m, on_recorded, s, 8, argv) == 0)
-                return;
-            rc = FB_EAGAIN;
-        }
+        if (record(m, s, event_id, &rc))
+            return;
+    } else if (strcmp(s->what, "redaction") == 0 && status == 404) {
+        rc = 0; /* already gone */
     } else if (err == FB_ECANCELED) {
         rc = FB_ECANCELED;
     } else if (status == 429) {
@@ -1763,14 +1910,41 @@ static void on_sent(struct mx *m, int err, int status, json_t *body, const fb_ht
         rc = FB_EAGAIN;
     } else if (status == 401 || !err || status == 0 || status >= 500) {
         rc = FB_EAGAIN; /* token recovery, or an answer without event_id, or transient */
-        FB_INFO(MATRIX, "[matrix|%s] reply not sent yet: %s (HTTP %d)", s->tag, fb_err_name(err),
-                status);
+        FB_INFO(MATRIX, "[matrix|%s] %s not sent yet: %s (HTTP %d)", s->tag, s->what,
+                fb_err_name(err), status);
     } else {
-        FB_WARN(MATRIX, "[matrix|%s] reply refused by the server (HTTP %d %s)", s->tag, status,
-                errcode(body) ? errcode(body) : "");
+        FB_WARN(MATRIX, "[matrix|%s] %s refused by the server (HTTP %d %s)", s->tag, s->what,
+                status, errcode(body) ? errcode(body) : "");
         rc = FB_EPROTO;
     }
     sctx_done(s, rc, retry_after);
+}
+
+/* The PUT of a prepared send. 0, or an error (and `s` is left to the caller). */
+static int put(struct mx *m, struct sctx *s)
+{
+    if (s->root)
+        fb_mx_thread_relation(s->content, s->root);
+    int rc =
+        mx_call_full(m, "PUT", s->path, s->content, 0, &no_retry, true, false, false, on_sent, s);
+    return rc == 0 ? 0 : rc == FB_ECLOSING ? FB_ECANCELED : FB_EAGAIN;
+}
+
+/* How long a relay waits, between tries, for its thread's root to be recorded. */
+#define ROOT_WAIT_MS 200
+
+static void on_thread_root(struct mx *m, int status, redisReply *reply, void *arg)
+{
+    struct sctx *s = arg;
+    if (status || !reply || reply->type != REDIS_REPLY_STRING || reply->len < 2 ||
+        reply->str[0] != '$' || m->stopping) {
+        sctx_done(s, m->stopping ? FB_ECANCELED : FB_EAGAIN, status ? 0 : ROOT_WAIT_MS);
+        return;
+    }
+    s->root = fb_strndup(reply->str, reply->len);
+    int rc = put(m, s);
+    if (rc)
+        sctx_done(s, rc, 0);
 }
 
 static int mx_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, void *arg)
@@ -1782,40 +1956,62 @@ static int mx_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, voi
         return FB_ECANCELED;
     if (!m->token)
         return FB_EAGAIN; /* not logged in yet */
+    /* "ROOM/~TICKET": a thread whose root is read from Redis (the entry's "thread" {key, field}) */
+    const char *tilde = msg->conv ? strstr(msg->conv, "/~") : NULL;
+    char *conv = tilde ? fb_strndup(msg->conv, (size_t)(tilde - msg->conv)) : NULL;
     char *room = NULL, *root = NULL;
-    if (fb_mx_conv_split(msg->conv, &room, &root))
+    int bad = fb_mx_conv_split(conv ? conv : msg->conv, &room, &root);
+    fb_free(conv);
+    if (bad)
         return FB_EINVAL;
-    const char *msgtype =
-        msg->kind && strcmp(msg->kind, "reminder") == 0 ? m->o->reminder_msgtype : "m.notice";
-    json_t *content = fb_mx_message_content(msgtype, msg->text ? msg->text : "", msg->html, root);
+    const json_t *th = json_object_get(msg->entry, "thread");
+    const char *th_key = json_string_value(json_object_get(th, "key"));
+    const char *th_field = json_string_value(json_object_get(th, "field"));
+    bool redact = msg->kind && strcmp(msg->kind, "redact") == 0;
+    const char *redacts = json_string_value(json_object_get(msg->entry, "redacts"));
+    json_t *content = NULL;
+    char *t = fb_mx_path_escape(msg->txn_id);
+    char *tail = NULL;
+    if (redact && redacts && redacts[0] == '$') {
+        content = json_pack("{s:s}", "reason", REDACT_REASON);
+        char *ev = fb_mx_path_escape(redacts);
+        tail = fb_asprintf("/redact/%s/%s", ev, t);
+        fb_free(ev);
+    } else if (!redact && (!tilde || (th_key && th_field))) {
+        const char *msgtype =
+            msg->kind && strcmp(msg->kind, "reminder") == 0 ? m->o->reminder_msgtype : "m.notice";
+        content = fb_mx_message_content(msgtype, msg->text ? msg->text : "", msg->html, NULL);
+        tail = fb_asprintf("/send/m.room.message/%s", t);
+    }
+    fb_free(t);
     if (!content) {
+        fb_free(tail);
         fb_free(room);
         fb_free(root);
         return FB_EINVAL;
     }
-    char *t = fb_mx_path_escape(msg->txn_id);
-    char *tail = fb_asprintf("/send/m.room.message/%s", t);
-    char *path = room_path(room, tail);
     struct sctx *s = fb_calloc(1, sizeof(*s));
     s->m = m;
     s->cb = cb;
     s->arg = arg;
     s->room = room;
+    s->root = root;
+    s->content = content;
+    s->path = room_path(room, tail);
+    s->what = redact ? "redaction" : "reply";
     s->record = json_incref(json_object_get(msg->entry, "record"));
     fb_mx_tag(msg->conv, s->tag);
-    int rc = mx_call_full(m, "PUT", path, content, 0, &no_retry, true, false, false, on_sent, s);
-    json_decref(content);
-    fb_free(path);
     fb_free(tail);
-    fb_free(t);
-    fb_free(root);
-    if (rc) {
-        json_decref(s->record);
-        fb_free(s->room);
-        fb_free(s);
-        return rc == FB_ECLOSING ? FB_ECANCELED : FB_EAGAIN;
+    int rc;
+    if (tilde) {
+        const char *argv[] = {"HGET", th_key, th_field};
+        rc = rcmd_argv(m, on_thread_root, s, 3, argv) == 0 ? 0 : FB_EAGAIN;
+    } else {
+        rc = put(m, s);
     }
-    return 0;
+    if (rc)
+        sctx_free(s);
+    return rc;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1870,6 +2066,7 @@ static int mx_init(fb_adapter_t *a)
     m->mode = o->mode && strcmp(o->mode, "appservice") == 0 ? MODE_AS : MODE_BOT;
     m->ignore = (const char *const *)o->ignore_users;
     m->notice_inflight = json_object();
+    m->names = json_object();
     unsigned long long ttl = (unsigned long long)a->core->cfg->store.session_ttl_days * 86400000ull;
     snprintf(m->ttl_ms, sizeof(m->ttl_ms), "%llu", ttl);
     const char *prefix = fb_store_prefix(a->core->store);

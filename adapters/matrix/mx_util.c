@@ -451,6 +451,7 @@ void fb_mx_batch_free(fb_mx_batch_t *b)
         fb_free(a->thread_root);
         fb_free(a->event_id);
         fb_free(a->sender);
+        fb_free(a->sender_name);
         fb_free(a->text);
     }
     fb_free(b->actions);
@@ -738,14 +739,18 @@ json_t *fb_mx_message_content(const char *msgtype, const char *text, const char 
         }
     }
     json_object_set_new(c, "m.mentions", json_object());
-    if (thread_root) {
-        json_t *rel =
-            json_pack("{s:s, s:s, s:b, s:{s:s}}", "rel_type", "m.thread", "event_id", thread_root,
-                      "is_falling_back", 1, "m.in_reply_to", "event_id", thread_root);
-        if (rel)
-            json_object_set_new(c, "m.relates_to", rel);
-    }
+    if (thread_root)
+        fb_mx_thread_relation(c, thread_root);
     return c;
+}
+
+void fb_mx_thread_relation(json_t *content, const char *thread_root)
+{
+    json_t *rel =
+        json_pack("{s:s, s:s, s:b, s:{s:s}}", "rel_type", "m.thread", "event_id", thread_root,
+                  "is_falling_back", 1, "m.in_reply_to", "event_id", thread_root);
+    if (rel)
+        json_object_set_new(content, "m.relates_to", rel);
 }
 
 /* ---------------------------------------------------------------------------------------- */

@@ -44,6 +44,8 @@ typedef struct fb_mx_action_s {
                           timeline's prev_batch (NULL when absent) */
     int64_t ts_ms;     /* origin_server_ts, 0 when absent */
     bool direct;       /* INVITE: is_direct */
+    bool name_tried;   /* MESSAGE in a thread: the sender's display name was looked up */
+    char *sender_name; /* MESSAGE in a thread: the sender's display name, or NULL */
 } fb_mx_action_t;
 
 typedef struct fb_mx_batch_s {
@@ -127,6 +129,10 @@ char *fb_mx_html_filter(const char *html);
  */
 json_t *fb_mx_message_content(const char *msgtype, const char *text, const char *html,
                               const char *thread_root);
+
+/** Makes message `content` a reply in the thread of `thread_root` ("m.relates_to" m.thread, with
+ *  the reply fallback clients without threads show). */
+void fb_mx_thread_relation(json_t *content, const char *thread_root);
 
 /** "<name>" with every regex metacharacter escaped by a backslash. New string. */
 char *fb_mx_regex_escape(const char *s);

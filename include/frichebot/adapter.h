@@ -38,12 +38,14 @@ typedef enum fb_inbound_kind_e {
  */
 typedef struct fb_inbound_s {
     fb_inbound_kind_t kind;
-    const char *conv;     /* conversation key within the adapter (web token, Matrix room id) */
-    const char *sender;   /* platform user id; may be NULL; never logged */
-    const char *event_id; /* platform event id, unique within the conversation: dedupe key */
-    const char *text;     /* FB_IN_MESSAGE */
-    const char *choice;   /* FB_IN_CHOICE: option id */
-    int64_t ts_ms;        /* platform time of the event, Unix ms (0: unknown, the router's) */
+    const char *conv;        /* conversation key within the adapter (web token, Matrix room id) */
+    const char *sender;      /* platform user id; may be NULL; never logged */
+    const char *sender_name; /* the sender's display name when the adapter knows it, or NULL;
+                                never logged (Matrix: only for thread messages, see MATRIX.md) */
+    const char *event_id;    /* platform event id, unique within the conversation: dedupe key */
+    const char *text;        /* FB_IN_MESSAGE */
+    const char *choice;      /* FB_IN_CHOICE: option id */
+    int64_t ts_ms;           /* platform time of the event, Unix ms (0: unknown, the router's) */
 } fb_inbound_t;
 
 /**

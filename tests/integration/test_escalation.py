@@ -28,10 +28,12 @@ def _report_root_latency():
                                 f"(min {min(ROOT_LATENCIES) * 1000:.0f} ms, max "
                                 f"{max(ROOT_LATENCIES) * 1000:.0f} ms, median {med * 1000:.0f} ms)", med))
 REPRISE = "Le conseiller vous a rendu la main : reprenons."
+ADV1 = "Camille Martin (DDT 52)"  # advisor 1's display name: the label the user and the thread see
 
 
 def esc_yaml(rooms, watchdog_ms=600000):
-    return ("escalation:\n  enabled: true\n"
+    return ("stats:\n  min_count: 1\n  cache_seconds: 0\n"
+            "escalation:\n  enabled: true\n"
             f"  rooms: {json.dumps(rooms)}\n"
             '  response_times: ["52 sous deux jours ouvrés", "* sous cinq jours ouvrés"]\n'
             f"  watchdog_ms: {watchdog_ms}\n  working_hours_only: false\n")
@@ -64,6 +66,13 @@ def bot_thread(client, room, bot_id, root):
     return [ev["content"]["body"] for ev in client.messages_from(room, bot_id) if in_thread(ev, root)]
 
 
+def redacted(client, room, sender):
+    """The ids of the events `sender` redacted in `room`, as seen by `client`."""
+    return {ev.get("redacts") or ev.get("content", {}).get("redacts")
+            for ev in client.timeline.get(room, [])
+            if ev.get("type") == "m.room.redaction" and ev.get("sender") == sender}
+
+
 def wait_body(client, room, sender, needle, timeout=30, pred=None):
     def find():
         for ev in client.messages_from(room, sender):
@@ -76,6 +85,8 @@ def wait_body(client, room, sender, needle, timeout=30, pred=None):
 def setup(synapse, redis, make_daemon, tmp_path, watchdog_ms=600000, start_delay_ms=0):
     bot = new_bot(synapse, tmp_path)
     a1, a2 = new_user(synapse, "adv1"), new_user(synapse, "adv2")
+    r = a1.run(a1.client.set_displayname(ADV1))
+    assert isinstance(r, a1.nio.ProfileSetDisplayNameResponse), r
     room52 = advisors_room(a1, [a2], bot["user_id"], "Conseillers 52")
     room_def = advisors_room(a2, [], bot["user_id"], "Conseillers (autres)")
     extra = (bot_matrix_yaml(synapse, bot) + router_yaml(start_delay_ms)
@@ -86,13 +97,16 @@ def setup(synapse, redis, make_daemon, tmp_path, watchdog_ms=600000, start_delay
     return bot, d, a1, a2, room52, room_def, extra
 
 
-def escalate(user, dm, bot_id, advisor, room, daemon, redis=None):
-    """The user gives the commune then asks for a person; returns the thread root event."""
+def escalate(user, dm, bot_id, advisor, room, daemon, redis=None, early=None):
+    """The user gives the commune then asks for a person; returns the thread root event. `early`:
+    a message sent right after the request, before the root can be in the room."""
     n = len(user.messages_from(dm, bot_id))
     user.send(dm, "saint dizier")
     assert user.wait_messages(dm, bot_id, n + 1, 30)[n:], daemon.read_log()[-3000:]
     t0 = time.monotonic()
     user.send(dm, "conseiller")
+    if early:
+        user.send(dm, early)
     root = wait_body(advisor, room, bot_id, "Nouvelle demande d'accompagnement", 30)
     assert root, (redis.cli("KEYS", "*") if redis else "", daemon.read_log()[-3000:])
     ROOT_LATENCIES.append(time.monotonic() - t0)
@@ -104,7 +118,8 @@ def test_escalation_claim_relay_and_handback(synapse, redis, make_daemon, tmp_pa
     bot_id = bot["user_id"]
     user = new_user(synapse)
     dm = open_dm(user, bot_id, d)
-    root = escalate(user, dm, bot_id, a1, room52, d, redis)
+    t_esc = time.time()
+    root = escalate(user, dm, bot_id, a1, room52, d, redis, early="Vite : le terrain est-il inondable ?")
     body = root["content"]["body"]
     assert "Saint-Dizier (Haute-Marne, 52)" in body and "demandé à parler" in body, body
     assert "Dernier message de l'usager : « conseiller »" in body, body
@@ -116,13 +131,26 @@ def test_escalation_claim_relay_and_handback(synapse, redis, make_daemon, tmp_pa
     assert wait_until(lambda: redis.cli("HGET", tk, "root") == root["event_id"], 10), redis.cli("HGETALL", tk)
     assert redis.cli("HGET", tk, "state") == "waiting"
 
-    # Claim by advisor 1; advisor 2's claim is refused.
+    # The message sent right after the request, before the root's event id was known, is in the
+    # thread all the same (its outbox waits for the root), and never unthreaded in the room.
+    assert wait_body(a1, room52, bot_id, "Usager : Vite : le terrain est-il inondable ?",
+                     pred=lambda e: in_thread(e, root["event_id"])), d.read_log()[-3000:]
+    assert not [e for e in a1.messages_from(room52, bot_id)
+                if "inondable" in e["content"]["body"] and not in_thread(e, root["event_id"])]
+
+    # Claim by advisor 1, named by their display name; advisor 2's claim is refused.
     thread_reply(a1, room52, root["event_id"], "!prendre")
-    assert wait_body(a1, room52, bot_id, "prise en charge par adv1", pred=lambda e: in_thread(e, root["event_id"]))
-    assert wait_body(user, dm, bot_id, "a pris en charge votre demande")
+    assert wait_body(a1, room52, bot_id, f"prise en charge par {ADV1}", pred=lambda e: in_thread(e, root["event_id"]))
+    assert wait_body(user, dm, bot_id, f"{ADV1}, conseiller, a pris en charge votre demande")
     thread_reply(a2, room52, root["event_id"], "!prendre")
-    assert wait_body(a2, room52, bot_id, "déjà prise en charge par adv1")
+    assert wait_body(a2, room52, bot_id, f"déjà prise en charge par {ADV1}")
     assert redis.cli("HGET", tk, "claimed") == a1.user_id
+    # The claim is the advisors' first response: one sample of their response time for /stats.
+    took = int(redis.cli("LINDEX", "fb:stats:advisor_response_ms", "0"))
+    assert 0 <= took <= (time.time() - t_esc) * 1000 + 1000, took
+    from test_stats import get_json
+    stats = get_json(d, "/stats.json")
+    assert stats["advisor_response"] == {"median_seconds": took // 1000, "samples": 1}, stats["advisor_response"]
 
     # Relay both ways; the bot itself stays quiet.
     n_user = len(user.messages_from(dm, bot_id))
@@ -131,7 +159,9 @@ def test_escalation_claim_relay_and_handback(synapse, redis, make_daemon, tmp_pa
                      pred=lambda e: in_thread(e, root["event_id"])), d.read_log()[-3000:]
     thread_reply(a1, room52, root["event_id"], "Je regarde votre dossier.")
     got = wait_body(user, dm, bot_id, "(conseiller) : Je regarde votre dossier.")
-    assert got and got["content"]["body"].startswith("adv1"), bodies(user.messages_from(dm, bot_id))
+    assert got and got["content"]["body"] == f"{ADV1} (conseiller) : Je regarde votre dossier.", \
+        bodies(user.messages_from(dm, bot_id))
+    assert redis.cli("LLEN", "fb:stats:advisor_response_ms") == "1"  # only the first response counts
     # An internal note is confirmed in the thread and never reaches the user.
     thread_reply(a1, room52, root["event_id"], "!note rappeler la mairie")
     assert wait_body(a1, room52, bot_id, "Note enregistrée")
@@ -212,7 +242,7 @@ def test_watchdog_reannounces_and_survives_sigkill(synapse, redis, make_daemon, 
     d.proc.wait()
     d2 = make_daemon(redis.address, idle_timeout_s=30, extra=extra)
     thread_reply(a1, room52, root["event_id"], "!prendre")
-    assert wait_body(a1, room52, bot_id, "prise en charge par adv1", 60), d2.read_log()[-3000:]
+    assert wait_body(a1, room52, bot_id, f"prise en charge par {ADV1}", 60), d2.read_log()[-3000:]
     thread_reply(a1, room52, root["event_id"], "Bonjour après redémarrage")
     assert wait_body(user, dm, bot_id, "(conseiller) : Bonjour après redémarrage", 60)
     user.send(dm, "merci")
@@ -251,8 +281,9 @@ def test_web_chat_user_reaches_the_advisors(synapse, redis, make_daemon, tmp_pat
         thread_reply(a1, room52, root["event_id"], "!prendre")
         chat.wait_bot("a pris en charge votre demande")
         chat.say("Merci, j'attends")
-        assert wait_body(a1, room52, bot_id, "Usager : Merci, j'attends",
-                         pred=lambda e: in_thread(e, root["event_id"]))
+        relayed = wait_body(a1, room52, bot_id, "Usager : Merci, j'attends",
+                            pred=lambda e: in_thread(e, root["event_id"]))
+        assert relayed
         thread_reply(a1, room52, root["event_id"], "Voici la réponse")
         chat.wait_bot("(conseiller) : Voici la réponse")
         # The web history holds the advisor's reply once.
@@ -261,13 +292,50 @@ def test_web_chat_user_reaches_the_advisors(synapse, redis, make_daemon, tmp_pat
         assert len([e for e in hist if "Voici la réponse" in e["text"]]) == 1, hist
         # "oublier mes données" deletes the ticket and its watchdog entry; a later advisor reply
         # is handled (its dedupe mark is set) but reaches nobody.
+        sent = f"fb:{{c:web:{chat.token}}}:esc:sent"
+        assert wait_until(lambda: redis.cli("LLEN", sent) == "2", 10), redis.cli("LRANGE", sent, "0", "-1")
         chat.say("oublier mes données")
         assert wait_until(lambda: redis.cli("EXISTS", tk) == "0", 10), redis.cli("HGETALL", tk)
         assert redis.cli("ZSCORE", "fb:esc:open", f"web:{chat.token}") == ""
+        assert redis.cli("EXISTS", sent) == "0"
+        # What the bot posted for this user in the advisors' room (the root with the summary, the
+        # relayed message) is withdrawn: redacted by the bot, seen as such by the advisors.
+        want = {root["event_id"], relayed["event_id"]}
+        assert a1.wait(lambda: want <= redacted(a1, room52, bot_id), 30), (redacted(a1, room52, bot_id),
+                                                                         d.read_log()[-3000:])
+        assert redis.cli("HGET", "fb:esc:roots", root["event_id"]) == ""
         ev = thread_reply(a1, room52, root["event_id"], "Toujours là ?")
         mark = f"fb:{{c:matrix:{room52}/{root['event_id']}}}:ev:{ev}"
         assert wait_until(lambda: redis.cli("EXISTS", mark) == "1", 20), d.read_log()[-2000:]
         assert "Toujours là" not in redis.cli("LRANGE", f"fb:{{c:web:{chat.token}}}:outbox", "0", "-1")
         assert "Toujours là" not in redis.cli("LRANGE", f"fb:{{c:web:{chat.token}}}:hist", "0", "-1")
+    finally:
+        chat.close()
+
+
+def test_forget_before_the_root_is_posted_withdraws_it(synapse, redis, make_daemon, tmp_path):
+    """« oublier mes données » right after the request, while the root still waits in the room's
+    outbox (held by outbox_start_delay_ms): the root is posted (the outbox is exactly-once), finds
+    its ticket gone, and the bot withdraws it at once; nothing of the ticket is written back."""
+    from test_webchat import Chat
+    bot, d, a1, a2, room52, room_def, _ = setup(synapse, redis, make_daemon, tmp_path, start_delay_ms=1500)
+    bot_id = bot["user_id"]
+    chat = Chat(d)
+    try:
+        chat.wait_bot("Dans quelle commune")
+        after = chat.last_seq()
+        chat.say("saint dizier")
+        chat.wait_bot("", after)
+        chat.say("conseiller")
+        chat.say("oublier mes données")
+        tk = f"fb:{{c:web:{chat.token}}}:ticket"
+        assert wait_until(lambda: redis.cli("EXISTS", f"fb:{{c:web:{chat.token}}}:session") == "0", 10)
+        assert redis.cli("EXISTS", tk) == "0"
+        root = wait_body(a1, room52, bot_id, "Nouvelle demande d'accompagnement", 30)
+        assert root, d.read_log()[-3000:]
+        assert a1.wait(lambda: root["event_id"] in redacted(a1, room52, bot_id), 30), d.read_log()[-3000:]
+        assert redis.cli("EXISTS", tk) == "0"
+        assert redis.cli("HGET", "fb:esc:roots", root["event_id"]) == ""
+        assert "withdrawn" in d.read_log()
     finally:
         chat.close()

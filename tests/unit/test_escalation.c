@@ -5,8 +5,10 @@
  * is in tests/integration/test_escalation.py.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <uv.h>
 
@@ -41,11 +43,11 @@ struct env {
     fb_store_t *store;
 };
 
-static int env_open(struct env *v, const char *esc_yaml, fb_esc_t **out, char **errors)
+static int env_open_at(struct env *v, const char *redis, const char *esc_yaml, fb_esc_t **out,
+                       char **errors)
 {
-    char *text = fb_asprintf(
-        "server:\n  listen: \"127.0.0.1:8080\"\nredis:\n  address: \"tcp://127.0.0.1:6379\"\n%s",
-        esc_yaml);
+    char *text = fb_asprintf("server:\n  listen: \"127.0.0.1:8080\"\nredis:\n  address: \"%s\"\n%s",
+                             redis, esc_yaml);
     fb_buf_t e;
     fb_buf_init(&e, 1u << 20);
     v->cfg = fb_config_parse("t.yaml", text, strlen(text), &e);
@@ -63,6 +65,11 @@ static int env_open(struct env *v, const char *esc_yaml, fb_esc_t **out, char **
     int rc = fb_esc_create(&v->loop, v->cfg, v->store, NULL, &hooks, out, &e);
     *errors = fb_buf_take(&e);
     return rc;
+}
+
+static int env_open(struct env *v, const char *esc_yaml, fb_esc_t **out, char **errors)
+{
+    return env_open_at(v, "tcp://127.0.0.1:6379", esc_yaml, out, errors);
 }
 
 static void env_close(struct env *v, fb_esc_t *esc)
@@ -147,6 +154,7 @@ TEST_IMPL(escalation_owns_rooms_and_threads_and_builds_ops)
     ASSERT(json_is_array(ann));
     ASSERT_STR_EQ(json_string_value(json_array_get(ann, 2)), "!d:x");
     ASSERT_STR_EQ(json_string_value(json_array_get(ann, 3)), "*");
+    ASSERT_STR_EQ(json_string_value(json_array_get(ann, 5)), "0123456789abcdef"); /* ticket id */
     json_t *root = json_loads(json_string_value(json_array_get(ann, 0)), 0, NULL);
     ASSERT_NOT_NULL(root);
     ASSERT_STR_EQ(json_string_value(json_object_get(root, "txn")), "esc-0123456789abcdef.root");
@@ -173,6 +181,13 @@ TEST_IMPL(escalation_owns_rooms_and_threads_and_builds_ops)
     json_t *relay = json_loads(
         json_string_value(json_object_get(json_object_get(ops, "esc"), "relay")), 0, NULL);
     ASSERT_STR_EQ(json_string_value(json_object_get(relay, "text")), "Usager : une question");
+    /* The relay waits for the root's event id: it reads it from the ticket, and records its own
+     * event id in the user's list of sent messages (withdrawn on forget). */
+    const json_t *thread = json_object_get(relay, "thread");
+    ASSERT_STR_EQ(json_string_value(json_object_get(thread, "key")), "fb:{c:web:tok}:ticket");
+    ASSERT_STR_EQ(json_string_value(json_object_get(thread, "field")), "root");
+    ASSERT_STR_EQ(json_string_value(json_object_get(json_object_get(relay, "record"), "list")),
+                  "fb:{c:web:tok}:esc:sent");
     json_decref(relay);
     json_decref(ops);
     ops = json_pack("{s:[]}", "out");
@@ -185,5 +200,183 @@ TEST_IMPL(escalation_owns_rooms_and_threads_and_builds_ops)
     json_decref(none);
     json_decref(effects);
     env_close(&v, esc);
+    return 0;
+}
+
+/* ---- the watchdog's working hours and the advisors' response time, with a real Redis ---- */
+
+struct wenv {
+    fb_test_redis_t srv;
+    struct env v;
+    fb_esc_t *esc;
+    redisContext *sync;
+};
+
+static long long rint_(redisContext *c, const char *fmt, const char *arg)
+{
+    redisReply *r = redisCommand(c, fmt, arg);
+    ASSERT_NOT_NULL(r);
+    long long v = r->type == REDIS_REPLY_INTEGER  ? r->integer
+                  : r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10)
+                                                  : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+static void run_until_idle(struct wenv *w)
+{
+    uint64_t end = uv_hrtime() + 60ull * 1000000000ull;
+    while (fb_esc_inflight(w->esc) > 0 && uv_hrtime() < end)
+        uv_run(&w->v.loop, UV_RUN_ONCE);
+    ASSERT_EQ(fb_esc_inflight(w->esc), 0);
+}
+
+/* One watchdog pass at `ms` (Unix ms); returns the entries then in the advisors' room outbox. */
+static long long watch_at(struct wenv *w, int64_t ms)
+{
+    freeReplyObject(redisCommand(w->sync, "ZADD fb:esc:open 0 web:tok")); /* due */
+    fb__esc_set_clock(w->esc, ms);
+    fb__esc_watch(w->esc);
+    run_until_idle(w);
+    return rint_(w->sync, "LLEN %s", "fb:{c:matrix:!d:x}:outbox");
+}
+
+TEST_IMPL(escalation_watchdog_keeps_to_working_hours)
+{
+    struct wenv w;
+    memset(&w, 0, sizeof(w));
+    if (fb_test_redis_start(&w.srv) != 0)
+        return TEST_SKIP;
+    char *addr = fb_asprintf("unix:%s", w.srv.sock);
+    char *errors = NULL;
+    ASSERT_EQ(env_open_at(&w.v, addr,
+                          "escalation:\n  enabled: true\n  rooms: [\"* !d:x\"]\n  watchdog_ms: "
+                          "60000\n  working_hours_only: true\n",
+                          &w.esc, &errors),
+              0);
+    fb_free(errors);
+    fb_free(addr);
+    ASSERT_OK(fb_redis_start(w.v.redis));
+    w.sync = redisConnectUnix(w.srv.sock);
+    ASSERT(w.sync && !w.sync->err);
+    /* A waiting ticket whose root is known, due for the watchdog since 1970. */
+    freeReplyObject(redisCommand(w.sync,
+                                 "HSET fb:{c:web:tok}:ticket state waiting root $r room !d:x "
+                                 "adapter matrix created 1796020000000"));
+
+    /* Saturday 28 November 2026, 10:00 in Paris: nothing, looked at again later. */
+    ASSERT_EQ(watch_at(&w, 1795856400000LL), 0);
+    ASSERT_EQ(rint_(w.sync, "ZSCORE fb:esc:open %s", "web:tok"), 1795856400000LL + 1000);
+    /* Christmas, a Friday, 10:00: a holiday. */
+    ASSERT_EQ(watch_at(&w, 1798189200000LL), 0);
+    /* Monday 30 November, 20:00: after hours. */
+    ASSERT_EQ(watch_at(&w, 1796065200000LL), 0);
+    ASSERT_EQ(rint_(w.sync, "HGET fb:{c:web:tok}:ticket %s", "announced"), -1);
+    /* Monday 30 November, 10:00: announced in the room, the user told once, next look in
+     * watchdog_ms; a second announcement does not tell the user again. */
+    ASSERT_EQ(watch_at(&w, 1796029200000LL), 1);
+    ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:{c:web:tok}:outbox"), 1);
+    ASSERT_EQ(rint_(w.sync, "ZSCORE fb:esc:open %s", "web:tok"), 1796029200000LL + 60000);
+    ASSERT_EQ(watch_at(&w, 1796029200000LL + 60000), 2);
+    ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:{c:web:tok}:outbox"), 1);
+    ASSERT_EQ(rint_(w.sync, "HGET fb:{c:web:tok}:ticket %s", "announced"), 2);
+
+    redisFree(w.sync);
+    fb_esc_stop(w.esc, NULL, NULL);
+    uv_run(&w.v.loop, UV_RUN_NOWAIT);
+    env_close(&w.v, w.esc);
+    fb_test_redis_destroy(&w.srv);
+    return 0;
+}
+
+static void inbound_done(int status, void *arg)
+{
+    int *st = arg;
+    *st = status == 0 ? 1 : status;
+}
+
+/* An advisor's thread message through fb_esc_inbound() at `ms`; returns once it is handled. */
+static void advisor_says(struct wenv *w, int64_t ms, const char *event_id, const char *text,
+                         const char *name)
+{
+    int st = 0;
+    fb__esc_set_clock(w->esc, ms);
+    fb_inbound_t ev = {.kind = FB_IN_MESSAGE,
+                       .conv = "!d:x/$r",
+                       .sender = "@camille:x",
+                       .sender_name = name,
+                       .event_id = event_id,
+                       .text = text};
+    ASSERT_OK(fb_esc_inbound(w->esc, "matrix", &ev, inbound_done, &st));
+    run_until_idle(w);
+    ASSERT_EQ(st, 1);
+}
+
+static char *last_of(redisContext *c, const char *key)
+{
+    redisReply *r = redisCommand(c, "LINDEX %s -1", key);
+    ASSERT_NOT_NULL(r);
+    char *s = r->type == REDIS_REPLY_STRING ? fb_strdup(r->str) : NULL;
+    freeReplyObject(r);
+    return s;
+}
+
+TEST_IMPL(escalation_first_response_time_and_display_name)
+{
+    struct wenv w;
+    memset(&w, 0, sizeof(w));
+    if (fb_test_redis_start(&w.srv) != 0)
+        return TEST_SKIP;
+    char *addr = fb_asprintf("unix:%s", w.srv.sock);
+    char *errors = NULL;
+    ASSERT_EQ(env_open_at(&w.v, addr, "escalation:\n  enabled: true\n  rooms: [\"* !d:x\"]\n",
+                          &w.esc, &errors),
+              0);
+    fb_free(errors);
+    fb_free(addr);
+    ASSERT_OK(fb_redis_start(w.v.redis));
+    w.sync = redisConnectUnix(w.srv.sock);
+    ASSERT(w.sync && !w.sync->err);
+    freeReplyObject(redisCommand(w.sync,
+                                 "HSET fb:{c:web:tok}:ticket state waiting root $r room !d:x "
+                                 "adapter matrix created 1796029200000"));
+    freeReplyObject(redisCommand(w.sync, "HSET fb:esc:roots $r web:tok"));
+
+    /* An internal note is no response; the claim 95 s after the escalation is the first. */
+    advisor_says(&w, 1796029200000LL + 30000, "$n1", "!note à voir", "Camille");
+    ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:stats:advisor_response_ms"), 0);
+    /* The display name labels the advisor, cut at a character boundary, controls as spaces. */
+    char longname[200];
+    snprintf(longname, sizeof(longname), "Camille\x01Martin %s",
+             "ééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééé");
+    advisor_says(&w, 1796029200000LL + 95000, "$c1", "!prendre", longname);
+    ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:stats:advisor_response_ms"), 1);
+    ASSERT_EQ(rint_(w.sync, "LINDEX fb:stats:advisor_response_ms %s", "0"), 95000);
+    char *told = last_of(w.sync, "fb:{c:web:tok}:outbox");
+    ASSERT_NOT_NULL(told);
+    json_t *e = json_loads(told, 0, NULL);
+    const char *text = json_string_value(json_object_get(e, "text"));
+    ASSERT_NOT_NULL(text);
+    ASSERT_EQ(strncmp(text, "Camille Martin éé", strlen("Camille Martin éé")), 0);
+    json_t *utf8 = json_string(text); /* NULL if the cut had split a character */
+    ASSERT_NOT_NULL(utf8);
+    json_decref(utf8);
+    const char *end = strstr(text, ", conseiller, a pris en charge");
+    ASSERT_NOT_NULL(end);
+    ASSERT(end - text <= 63);
+    json_decref(e);
+    fb_free(told);
+    /* Later messages add no sample; without a display name the localpart labels. */
+    advisor_says(&w, 1796029200000LL + 200000, "$m1", "Bonjour", NULL);
+    ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:stats:advisor_response_ms"), 1);
+    told = last_of(w.sync, "fb:{c:web:tok}:outbox");
+    ASSERT_NOT_NULL(strstr(told, "camille (conseiller) : Bonjour"));
+    fb_free(told);
+
+    redisFree(w.sync);
+    fb_esc_stop(w.esc, NULL, NULL);
+    uv_run(&w.v.loop, UV_RUN_NOWAIT);
+    env_close(&w.v, w.esc);
+    fb_test_redis_destroy(&w.srv);
     return 0;
 }
