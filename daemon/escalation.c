@@ -448,8 +448,6 @@ void fb_esc_commit_ops(const fb_esc_t *e, const fb_esc_step_t *st, json_t *ops, 
         (void)fb_buf_printf(&b, "\nMotif : %s.", reason_label(reason ? reason : ""));
         if (summary && *summary)
             (void)fb_buf_printf(&b, "\n\n%s", summary);
-        if (st->text)
-            (void)fb_buf_printf(&b, "\n\nDernier message de l'usager : « %s »", st->text);
         (void)fb_buf_puts(&b, "\n\nCommandes dans ce fil : !prendre (prendre en charge), !rendre "
                               "(rendre la main à l'assistant), !clore [note], !note <texte> "
                               "(interne). Vos autres réponses dans ce fil sont transmises à "

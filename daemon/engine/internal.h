@@ -299,6 +299,10 @@ struct fb_dialog_s {
 
 #define FB__MAX_CANDIDATES 5
 #define FB__MAX_PATH       64
+/* The user's last free-text messages kept for the advisors' summary (session `l`): how many, and
+ * the most bytes each may take once cut (the « … » that marks a cut included). */
+#define FB__MAX_LAST_MESSAGES      3
+#define FB__MAX_LAST_MESSAGE_BYTES 300
 
 struct fb__sess {
     const fb_dialog_t *d; /* the version the session runs on */
@@ -320,7 +324,10 @@ struct fb__sess {
     bool pending_pick; /* pending_step was picked by the user (all six statuses offered) */
     bool avis_given;   /* an `avis` effect was emitted (at most one per conversation) */
     unsigned reminders;
-    bool moved; /* the session was moved to `debut` by a version change during parsing */
+    json_t *last_messages; /* the user's last texts, oldest first, each at most
+                            * FB__MAX_LAST_MESSAGE_BYTES; a reference, possibly shared with the
+                            * input session (read-only: fb__session_remember() replaces it) */
+    bool moved;            /* the session was moved to `debut` by a version change during parsing */
 };
 
 /**
@@ -342,6 +349,15 @@ json_t *fb__session_dump(const struct fb__sess *s);
  * shared) so that it can be modified. Call before every change to the answers.
  */
 void fb__session_own_answers(struct fb__sess *s);
+
+/**
+ * Records `text`, a message the user wrote, as the newest of the session's last messages (at
+ * most FB__MAX_LAST_MESSAGES, the oldest dropped): runs of white space and control characters
+ * become one space, invalid UTF-8 bytes become '?', and a text longer than
+ * FB__MAX_LAST_MESSAGE_BYTES is cut on a character boundary and ends with "…". A text with
+ * nothing left once cleaned is not recorded.
+ */
+void fb__session_remember(struct fb__sess *s, const char *text);
 
 /** Frees what `s` owns; `s` may be reused with fb__session_init(). */
 void fb__session_free(struct fb__sess *s);

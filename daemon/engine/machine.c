@@ -640,6 +640,25 @@ static void list_tags(struct run *r, fb_buf_t *plain, fb_buf_t *html)
         (void)fb_buf_puts(html, "</p>");
 }
 
+/* Appends the user's last messages (session `l`), oldest first, one per line between « », under
+ * the heading `title`; nothing when there are none. */
+static void list_last_messages(struct run *r, fb_buf_t *plain, fb_buf_t *html, const char *title)
+{
+    const json_t *l = r->s.last_messages;
+    if (!l || json_array_size(l) == 0)
+        return;
+    (void)fb_buf_printf(plain, "\n\n%s", title);
+    (void)fb_buf_printf(html, "<p>%s</p><ul>", title);
+    for (size_t i = 0; i < json_array_size(l); i++) {
+        const json_t *m = json_array_get(l, i);
+        (void)fb_buf_printf(plain, "\n« %s »", json_string_value(m));
+        (void)fb_buf_puts(html, "<li>« ");
+        (void)fb_template_html_escape(json_string_value(m), json_string_length(m), html);
+        (void)fb_buf_puts(html, " »</li>");
+    }
+    (void)fb_buf_puts(html, "</ul>");
+}
+
 /* The plain-text summary handed to an advisor with an escalation. */
 static json_t *summary(struct run *r)
 {
@@ -660,6 +679,7 @@ static json_t *summary(struct run *r)
     list_answers(r, &plain, &html, "Réponses :");
     list_tags(r, &plain, &html);
     list_roadmap(r, &plain, &html);
+    list_last_messages(r, &plain, &html, "Derniers messages de l'usager :");
     json_t *v = text_json(fb_buf_str(&plain), plain.len);
     fb_buf_free(&plain);
     fb_buf_free(&html);
@@ -1607,10 +1627,12 @@ static void forget(struct run *r)
     say_builtin(r, FB__T_OUBLI_FAIT);
 }
 
-/* Starts over: answers, tags, path and roadmap cleared (the reminder preference is kept). */
+/* Starts over: answers, tags, path and roadmap cleared (the reminder preference and the user's
+ * last messages are kept). */
 static void restart(struct run *r, const char *stat_name)
 {
     bool muted = r->s.muted;
+    json_t *last = json_incref(r->s.last_messages);
     const fb_dialog_t *d = r->latest;
     invalidate(r);
     drop(&r->c_etape);
@@ -1620,6 +1642,7 @@ static void restart(struct run *r, const char *stat_name)
     r->d = d;
     fb__session_init(d, &r->s);
     r->s.muted = muted;
+    r->s.last_messages = last;
     stat_effect(r, stat_name);
     enter(r, d->start, false);
 }
@@ -1678,6 +1701,7 @@ static void recap(struct run *r, bool everything)
             list_tags(r, &plain, &html);
         list_roadmap(r, &plain, &html);
         if (everything) {
+            list_last_messages(r, &plain, &html, "Vos derniers messages :");
             (void)fb_buf_puts(&plain, "\n\nPour tout effacer, écrivez « oublier mes données ».");
             (void)fb_buf_puts(&html, "<p>Pour tout effacer, écrivez « oublier mes données ».</p>");
         } else if (r->s.ended && r->s.n_road > 0) {
@@ -1919,6 +1943,8 @@ int fb_engine_step(const fb_dialog_t *d, const json_t *session, const fb_event_t
             forget(r);
             keep = false;
         } else {
+            if (ev->kind == FB_EVENT_MESSAGE)
+                fb__session_remember(&r->s, ev->text);
             stat_effect(r, "conversation_started");
             enter(r, d->start, false);
         }
@@ -1930,6 +1956,10 @@ int fb_engine_step(const fb_dialog_t *d, const json_t *session, const fb_event_t
         }
         r->d = r->s.d;
         r->effects = json_array();
+        /* every text the user writes, understood or not, before anything (an escalation's
+         * summary) reads them; not while escalated: those go to the advisor's thread */
+        if (ev->kind == FB_EVENT_MESSAGE && !r->s.escalated)
+            fb__session_remember(&r->s, ev->text);
         switch (ev->kind) {
         case FB_EVENT_START:
             restart(r, "conversation_restarted");

@@ -11,12 +11,16 @@
  * `migrations` or back to `debut`. Fields holding their default value are not written. Answers
  * are kept as JSON values; the new session's answers object is a new object whose values may be
  * shared (reference-counted) with the input session's: both must be treated as read-only.
+ *
+ * Besides the answers, the only user text a session keeps is the user's last few messages
+ * (`l`), cleaned and cut here, for the summary an advisor gets with an escalation.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/internal.h"
+#include "engine/text.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
 #include "geo.h"
@@ -70,6 +74,7 @@ void fb__session_free(struct fb__sess *s)
     fb_free(s->road);
     fb_free(s->status);
     fb_free(s->day);
+    json_decref(s->last_messages);
     memset(s, 0, sizeof(*s));
     s->pending_step = -1;
 }
@@ -139,6 +144,113 @@ static bool opt_strings(const json_t *o, const char *key, const json_t **out)
     return true;
 }
 
+/* True for the bidirectional formatting characters (U+202A..U+202E, U+2066..U+2069): a kept
+ * message drops them, so that it cannot reorder the summary's text around it. */
+static bool is_bidi_control(uint32_t cp)
+{
+    return (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+/* True for what a kept message turns into one space: ASCII white space, every C0 or C1 control
+ * character, and the line and paragraph separators (a kept message is one line). */
+static bool is_space_or_control(uint32_t cp)
+{
+    return cp <= 0x20 || cp == 0x7F || (cp >= 0x80 && cp < 0xA0) || cp == 0x2028 || cp == 0x2029;
+}
+
+/*
+ * Writes the kept form of the user's `text` into `out` (FB__MAX_LAST_MESSAGE_BYTES + 1 bytes,
+ * NUL-terminated) and returns its length, 0 when nothing is left: see fb__session_remember().
+ * Reads no further into `text` than the kept form needs.
+ */
+static size_t clip_message(const char *text, char *out)
+{
+    enum { MAX = FB__MAX_LAST_MESSAGE_BYTES };
+    static const char ellipsis[] = "…";
+    const unsigned char *p = (const unsigned char *)text;
+    size_t left = strlen(text), n = 0;
+    bool space = false, cut = false;
+    while (left > 0) {
+        uint32_t cp;
+        size_t k = fb_text_utf8_decode(p, left, &cp);
+        const char *bytes = (const char *)p;
+        p += k;
+        left -= k;
+        if (cp == FB_TEXT_BAD_CP) {
+            bytes = "?";
+            k = 1;
+        } else if (is_space_or_control(cp)) {
+            space = n > 0; /* leading white space is dropped, inner runs become one space */
+            continue;
+        } else if (is_bidi_control(cp)) {
+            continue;
+        }
+        if (n + (space ? 1 : 0) + k > MAX) {
+            cut = true;
+            break;
+        }
+        if (space)
+            out[n++] = ' ';
+        space = false;
+        memcpy(out + n, bytes, k);
+        n += k;
+    }
+    if (cut) {
+        /* room for the ellipsis, on a character boundary (out holds valid UTF-8) */
+        size_t keep = MAX - (sizeof(ellipsis) - 1);
+        if (n > keep) {
+            n = keep;
+            while (n > 0 && ((unsigned char)out[n] & 0xC0) == 0x80)
+                n--;
+        }
+        while (n > 0 && out[n - 1] == ' ')
+            n--;
+        memcpy(out + n, ellipsis, sizeof(ellipsis) - 1);
+        n += sizeof(ellipsis) - 1;
+    }
+    out[n] = '\0';
+    return n;
+}
+
+void fb__session_remember(struct fb__sess *s, const char *text)
+{
+    char kept[FB__MAX_LAST_MESSAGE_BYTES + 1];
+    size_t n = clip_message(text, kept);
+    if (n == 0)
+        return;
+    json_t *str = json_stringn(kept, n);
+    FB_ASSERT(str != NULL); /* valid UTF-8 by construction; only allocation fails, and aborts */
+    size_t have = s->last_messages ? json_array_size(s->last_messages) : 0;
+    size_t from = have >= FB__MAX_LAST_MESSAGES ? have - FB__MAX_LAST_MESSAGES + 1 : 0;
+    json_t *next = json_array();
+    for (size_t i = from; i < have; i++)
+        (void)json_array_append(next, json_array_get(s->last_messages, i));
+    (void)json_array_append_new(next, str);
+    json_decref(s->last_messages); /* possibly shared with the input session: replaced, not
+                                    * modified */
+    s->last_messages = next;
+}
+
+/* True when `l` is a valid `l` member: at most FB__MAX_LAST_MESSAGES strings of 1 to
+ * FB__MAX_LAST_MESSAGE_BYTES bytes without control characters, as fb__session_remember()
+ * writes them. */
+static bool last_messages_valid(const json_t *l)
+{
+    if (!json_is_array(l) || json_array_size(l) > FB__MAX_LAST_MESSAGES)
+        return false;
+    for (size_t i = 0; i < json_array_size(l); i++) {
+        const json_t *m = json_array_get(l, i);
+        size_t len = json_string_length(m);
+        if (!json_is_string(m) || len == 0 || len > FB__MAX_LAST_MESSAGE_BYTES)
+            return false;
+        const unsigned char *b = (const unsigned char *)json_string_value(m);
+        for (size_t k = 0; k < len; k++)
+            if (b[k] < 0x20 || b[k] == 0x7F)
+                return false;
+    }
+    return true;
+}
+
 /* A roadmap item and the day of its last change, sorted together by item index. */
 struct road_day {
     int item;
@@ -169,10 +281,12 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
     const json_t *ju = json_object_get(session, "u");
     const json_t *jk = json_object_get(session, "k");
     const json_t *jj = json_object_get(session, "j");
+    const json_t *jl = json_object_get(session, "l");
     if (!json_is_integer(v) || json_integer_value(v) != SESSION_FORMAT || !json_is_string(jd) ||
         !d->id || strcmp(json_string_value(jd), d->id) != 0 || !json_is_string(jh) ||
         !json_is_string(js) || (ja && !json_is_object(ja)) || (ju && !json_is_object(ju)) ||
-        (jk && !json_is_string(jk)) || (jj && !json_is_array(jj)))
+        (jk && !json_is_string(jk)) || (jj && !json_is_array(jj)) ||
+        (jl && !last_messages_valid(jl)))
         return FB_EINVAL;
     if (!opt_strings(session, "t", &tags) || !opt_strings(session, "p", &path) ||
         !opt_strings(session, "r", &road) || !opt_strings(session, "c", &cand) ||
@@ -215,6 +329,7 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
     s->escalated = escalated;
     s->muted = muted;
     s->avis_given = avis;
+    s->last_messages = jl ? json_incref(unconst(jl)) : NULL;
     if (state < 0) {
         state = use->start;
         s->moved = true;
@@ -366,6 +481,8 @@ json_t *fb__session_dump(const struct fb__sess *s)
         (void)json_object_set_new(o, "m", json_true());
     if (s->avis_given)
         (void)json_object_set_new(o, "o", json_true());
+    if (s->last_messages && json_array_size(s->last_messages) > 0)
+        (void)json_object_set(o, "l", s->last_messages);
     return o;
 }
 

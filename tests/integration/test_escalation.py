@@ -122,7 +122,8 @@ def test_escalation_claim_relay_and_handback(synapse, redis, make_daemon, tmp_pa
     root = escalate(user, dm, bot_id, a1, room52, d, redis, early="Vite : le terrain est-il inondable ?")
     body = root["content"]["body"]
     assert "Saint-Dizier (Haute-Marne, 52)" in body and "demandé à parler" in body, body
-    assert "Dernier message de l'usager : « conseiller »" in body, body
+    # The engine's summary carries the user's last messages (session `l`), the escalating one last.
+    assert "\n\nDerniers messages de l'usager :\n« saint dizier »\n« conseiller »" in body, body
     # Nothing in the default room; the user is told the territory's usual response time.
     assert not a2.messages_from(room_def, bot_id)
     assert wait_body(user, dm, bot_id, "en général sous deux jours ouvrés"), bodies(user.messages_from(dm, bot_id))

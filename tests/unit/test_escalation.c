@@ -139,7 +139,7 @@ TEST_IMPL(escalation_owns_rooms_and_threads_and_builds_ops)
 
     /* A new ticket without a known commune goes to "*", the user told the response time. */
     json_t *effects = json_pack("[{s:s, s:s, s:s}]", "type", "escalate", "reason", "demande",
-                                "summary", "Dialogue : test");
+                                "summary", "Dialogue : test <b>");
     json_t *ops = json_pack("{s:[]}", "out");
     size_t says = 1;
     fb_esc_step_t st = {.key = "web:tok",
@@ -158,7 +158,8 @@ TEST_IMPL(escalation_owns_rooms_and_threads_and_builds_ops)
     json_t *root = json_loads(json_string_value(json_array_get(ann, 0)), 0, NULL);
     ASSERT_NOT_NULL(root);
     ASSERT_STR_EQ(json_string_value(json_object_get(root, "txn")), "esc-0123456789abcdef.root");
-    ASSERT_NOT_NULL(strstr(json_string_value(json_object_get(root, "text")), "« conseiller <b> »"));
+    ASSERT_NOT_NULL(
+        strstr(json_string_value(json_object_get(root, "text")), "\n\nDialogue : test <b>"));
     ASSERT_NOT_NULL(strstr(json_string_value(json_object_get(root, "html")), "&lt;b&gt;"));
     ASSERT_STR_EQ(json_string_value(json_object_get(json_object_get(root, "record"), "rval")),
                   "web:tok");

@@ -5,7 +5,8 @@
  * exact effects, every global command, `retour` over several questions, preconditions and
  * branches, reprompts and the `echecs` actions, "je ne sais pas", templates with the roadmap,
  * reminders and the follow-up of roadmap steps, escalation and hand-back, version pinning and
- * migration, forgetting, malformed sessions and events, hostile text, and the session size.
+ * migration, forgetting, malformed sessions and events, hostile text, the session size, and the
+ * user's last messages kept for an escalation's summary.
  *
  * Every step goes through step(), which also checks the invariants that hold for any input:
  * the step succeeds, effects are an array of typed objects, every `say` has a plain text and an
@@ -18,6 +19,7 @@
 #include <time.h>
 
 #include "engine/engine.h"
+#include "engine/text.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "geo.h"
@@ -418,7 +420,8 @@ TEST_IMPL(machine_command_conseiller_and_handback)
     ASSERT_ACTIONS(&c, "[{\"type\":\"escalate\",\"reason\":\"demande\",\"summary\":\"Dialogue : "
                        "Petit dialogue\\nQuestion en cours : Le site est-il pollué ?\\n\\n"
                        "Réponses :\\n• Statut : Une friche\\n\\nSignaux retenus : friche\\n\\n"
-                       "Votre feuille de route :\\n1. Délibérer sur le projet : à faire\"},"
+                       "Votre feuille de route :\\n1. Délibérer sur le projet : à faire\\n\\n"
+                       "Derniers messages de l'usager :\\n« une friche »\\n« agent »\"},"
                        "{\"type\":\"cancel\"},{\"type\":\"stat\",\"name\":\"escalated\"}]");
     ASSERT(json_is_true(json_object_get(c.session, "x")));
     json_t *before = json_deep_copy(c.session);
@@ -708,8 +711,9 @@ TEST_IMPL(machine_reprompts_then_conseiller)
                        "Petit dialogue\\nQuestion en cours : Quel est le statut du site ? (3 "
                        "réponses non comprises)\\n\\nRéponses :\\n(aucune réponse pour "
                        "l'instant)\\n\\nVotre feuille de route :\\n1. Délibérer sur le projet : "
-                       "à faire\"},{\"type\":\"cancel\"},{\"type\":\"stat\",\"name\":"
-                       "\"escalated\"}]");
+                       "à faire\\n\\nDerniers messages de l'usager :\\n« la réponse D »\\n"
+                       "« 7 »\\n« je sais pas »\"},{\"type\":\"cancel\"},{\"type\":\"stat\","
+                       "\"name\":\"escalated\"}]");
     ASSERT(json_is_true(json_object_get(c.session, "x")));
     conv_free(&c);
     return 0;
@@ -1564,5 +1568,263 @@ TEST_IMPL(machine_avis_once)
     say(&c, "non");
     ASSERT_NOT_NULL(avis_of(&c));
     conv_free(&c);
+    return 0;
+}
+
+/* ---- the user's last messages (session `l`, for the advisors' summary) ---------------------- */
+
+/* The session's `l` as compact JSON ("null" when absent; freed by the macro). */
+static char *last_json(const struct conv *c)
+{
+    char *s = json_dumps(json_object_get(c->session, "l"), JSON_COMPACT | JSON_ENCODE_ANY);
+    return s ? s : strdup("null");
+}
+
+#define ASSERT_LAST(c, expected)                                                                   \
+    do {                                                                                           \
+        char *fb__l = last_json(c);                                                                \
+        ASSERT_STR_EQ(fb__l, expected);                                                            \
+        free(fb__l); /* fb-lint: allow free (jansson's allocation) */                              \
+    } while (0)
+
+/* The `summary` of the last step's `escalate` effect (NULL when none). */
+static const char *escalation_summary(const struct conv *c)
+{
+    for (size_t i = 0; i < json_array_size(c->effects); i++) {
+        const json_t *e = json_array_get(c->effects, i);
+        if (strcmp(json_string_value(json_object_get(e, "type")), "escalate") == 0)
+            return json_string_value(json_object_get(e, "summary"));
+    }
+    return NULL;
+}
+
+/* The last three texts the user wrote, understood or not, commands too, oldest first; not the
+ * buttons, timers, nor what is written while an advisor has the conversation. */
+TEST_IMPL(machine_last_messages_window)
+{
+    struct conv c;
+    petit_at_q2(&c);
+    ASSERT_LAST(&c, "[\"une friche\"]");
+    say(&c, "peut-être"); /* not understood: kept all the same */
+    ASSERT_STR_EQ(state(&c), "q2");
+    choose(&c, "oui"); /* a button: not a text */
+    ASSERT_STR_EQ(state(&c), "q3");
+    event(&c, FB_EVENT_TIMER);
+    ASSERT_LAST(&c, "[\"une friche\",\"peut-être\"]");
+    say(&c, "  beaucoup\n\tde  bâtiments \r\n"); /* one line, white space collapsed */
+    ASSERT_LAST(&c, "[\"une friche\",\"peut-être\",\"beaucoup de bâtiments\"]");
+    say(&c, "où en suis-je"); /* the 4th pushes out the 1st */
+    ASSERT_LAST(&c, "[\"peut-être\",\"beaucoup de bâtiments\",\"où en suis-je\"]");
+    say(&c, ""); /* nothing to keep */
+    say(&c, " \n\t ");
+    ASSERT_LAST(&c, "[\"peut-être\",\"beaucoup de bâtiments\",\"où en suis-je\"]");
+    /* "mes données" shows them (it is one of them), escaped in HTML */
+    say(&c, "<b>trois</b> & \"plus\"");
+    say(&c, "mes données");
+    ASSERT_SAYS(&c, "\n\nVos derniers messages :\n« où en suis-je »\n« <b>trois</b> & \"plus\" "
+                    "»\n« mes données »\n\nPour tout effacer");
+    ASSERT(strstr(fb_buf_str(&c.html), "<p>Vos derniers messages :</p><ul><li>« où en suis-je "
+                                       "»</li><li>« &lt;b&gt;trois&lt;/b&gt; &amp; "
+                                       "&quot;plus&quot; »</li><li>« mes données »</li></ul>"));
+    /* "où en suis-je" does not list them */
+    say(&c, "où en suis-je");
+    ASSERT_NOT_SAYS(&c, "derniers messages");
+    /* kept by "recommencer", like the reminders preference */
+    say(&c, "recommencer");
+    ASSERT_STR_EQ(state(&c), "q1");
+    ASSERT_LAST(&c, "[\"mes données\",\"où en suis-je\",\"recommencer\"]");
+    /* the escalating message is in the summary, the last one */
+    say(&c, "je veux un humain");
+    say(&c, "agent");
+    ASSERT(json_is_true(json_object_get(c.session, "x")));
+    const char *sum = escalation_summary(&c);
+    ASSERT_NOT_NULL(sum);
+    ASSERT_NOT_NULL(strstr(sum, "\n1. Délibérer sur le projet : à faire\n\nDerniers messages de "
+                                "l'usager :\n« recommencer »\n« je veux un humain »\n« agent »"));
+    ASSERT_LAST(&c, "[\"recommencer\",\"je veux un humain\",\"agent\"]");
+    /* escalated: what the user writes goes to the advisor, not into the session */
+    say(&c, "Bonjour, il y a quelqu'un ?");
+    ASSERT_LAST(&c, "[\"recommencer\",\"je veux un humain\",\"agent\"]");
+    event(&c, FB_EVENT_HANDBACK);
+    say(&c, "une friche");
+    ASSERT_LAST(&c, "[\"je veux un humain\",\"agent\",\"une friche\"]");
+    /* forgotten with everything else */
+    say(&c, "oublier mes données");
+    ASSERT(json_is_null(c.session));
+    say(&c, "re-bonjour"); /* a new conversation: its first text, nothing older */
+    ASSERT_STR_EQ(state(&c), "q1");
+    ASSERT_LAST(&c, "[\"re-bonjour\"]");
+    conv_free(&c);
+    return 0;
+}
+
+/* Each kept text is at most 300 bytes, cut on a character boundary and ended by "…". */
+TEST_IMPL(machine_last_messages_cut)
+{
+    struct conv c;
+    petit_at_q2(&c);
+    /* 500 x "é" (2 bytes) = 1000 bytes: 297 bytes (300 minus the 3 of "…") would end inside an
+     * "é", so the cut keeps 148 of them (296 bytes) */
+    fb_buf_t in, want;
+    fb_buf_init(&in, 4096);
+    fb_buf_init(&want, 4096);
+    for (int i = 0; i < 500; i++)
+        ASSERT_OK(fb_buf_puts(&in, "é"));
+    ASSERT_EQ(in.len, 1000);
+    for (int i = 0; i < 148; i++)
+        ASSERT_OK(fb_buf_puts(&want, "é"));
+    ASSERT_OK(fb_buf_puts(&want, "…"));
+    say(&c, fb_buf_str(&in));
+    const json_t *l = json_object_get(c.session, "l");
+    ASSERT_EQ(json_array_size(l), 2);
+    const json_t *kept = json_array_get(l, 1);
+    ASSERT_EQ(json_string_length(kept), 299);
+    ASSERT(fb_text_valid_utf8(json_string_value(kept), json_string_length(kept)));
+    ASSERT_STR_EQ(json_string_value(kept), fb_buf_str(&want));
+
+    /* exactly 300 bytes: kept whole; 301: cut */
+    fb_buf_reset(&in);
+    for (int i = 0; i < 150; i++)
+        ASSERT_OK(fb_buf_puts(&in, "é"));
+    say(&c, fb_buf_str(&in));
+    kept = json_array_get(json_object_get(c.session, "l"), 2);
+    ASSERT_EQ(json_string_length(kept), 300);
+    ASSERT_STR_EQ(json_string_value(kept), fb_buf_str(&in));
+    ASSERT_OK(fb_buf_puts(&in, "!"));
+    say(&c, fb_buf_str(&in));
+    kept = json_array_get(json_object_get(c.session, "l"), 2);
+    ASSERT_STR_EQ(json_string_value(kept), fb_buf_str(&want));
+
+    /* 3-byte characters after one ASCII byte: "a" + 99 x "€" is 298 bytes, over 297 */
+    fb_buf_reset(&in);
+    fb_buf_reset(&want);
+    ASSERT_OK(fb_buf_puts(&in, "a"));
+    ASSERT_OK(fb_buf_puts(&want, "a"));
+    for (int i = 0; i < 200; i++)
+        ASSERT_OK(fb_buf_puts(&in, "€"));
+    for (int i = 0; i < 98; i++)
+        ASSERT_OK(fb_buf_puts(&want, "€"));
+    ASSERT_OK(fb_buf_puts(&want, "…"));
+    say(&c, fb_buf_str(&in));
+    kept = json_array_get(json_object_get(c.session, "l"), 2);
+    ASSERT_STR_EQ(json_string_value(kept), fb_buf_str(&want));
+
+    /* invalid bytes become '?', bidirectional overrides are dropped */
+    say(&c, "\xff"
+            "abc\xe2\x80\xae"
+            "def\xc3");
+    ASSERT_STR_EQ(json_string_value(json_array_get(json_object_get(c.session, "l"), 2)),
+                  "?abcdef?");
+
+    /* a 1 MiB text: cut too */
+    size_t big = 1u << 20;
+    char *huge = fb_malloc(big + 1);
+    memset(huge, 'x', big);
+    huge[big] = '\0';
+    say(&c, huge);
+    kept = json_array_get(json_object_get(c.session, "l"), 2);
+    ASSERT_EQ(json_string_length(kept), 300);
+    fb_free(huge);
+
+    /* the summary quotes the cut text */
+    fb_buf_reset(&in);
+    for (int i = 0; i < 500; i++)
+        ASSERT_OK(fb_buf_puts(&in, "é"));
+    say(&c, fb_buf_str(&in));
+    say(&c, "conseiller");
+    fb_buf_reset(&in);
+    ASSERT_OK(fb_buf_printf(&in, "\n« %s »\n« conseiller »", fb_buf_str(&want)));
+    fb_buf_reset(&want);
+    for (int i = 0; i < 148; i++)
+        ASSERT_OK(fb_buf_puts(&want, "é"));
+    ASSERT_OK(fb_buf_puts(&want, "…"));
+    const char *sum = escalation_summary(&c);
+    ASSERT_NOT_NULL(sum);
+    char *line = fb_asprintf("« %s »\n« conseiller »", fb_buf_str(&want));
+    if (!strstr(sum, line))
+        FB_TEST_FAIL("the summary should end with the cut text; it is:\n%s", sum);
+    fb_free(line);
+    fb_buf_free(&in);
+    fb_buf_free(&want);
+    conv_free(&c);
+    return 0;
+}
+
+/* A session written before `l` existed still loads; a malformed `l` is refused. */
+TEST_IMPL(machine_last_messages_session)
+{
+    fb_dialog_t *d = load("petit.yaml", NULL);
+    fb_engine_env_t env = {NOW, "fr", NULL, NULL, 0};
+    fb_event_t ev = {FB_EVENT_MESSAGE, "oui", NULL, NULL};
+    json_t *ns = NULL, *ef = NULL;
+
+    /* an old session: no `l` */
+    json_t *old =
+        json_pack("{s:i, s:s, s:s, s:s, s:{s:s}, s:[s], s:[s]}", "v", 1, "d", "petit", "h",
+                  fb_dialog_hash(d), "s", "q2", "a", "q1", "friche", "t", "friche", "p", "q1");
+    ASSERT_OK(fb_engine_step(d, old, &ev, &env, &ns, &ef));
+    ASSERT_STR_EQ(json_string_value(json_object_get(ns, "s")), "q3");
+    ASSERT_EQ(json_array_size(json_object_get(ns, "l")), 1);
+    ASSERT_STR_EQ(json_string_value(json_array_get(json_object_get(ns, "l"), 0)), "oui");
+    json_decref(ns);
+    json_decref(ef);
+
+    /* three kept: a fourth pushes out the oldest; an empty list is not written back */
+    json_t *full = json_deep_copy(old);
+    ASSERT_OK(json_object_set_new(full, "l", json_pack("[s,s,s]", "un", "deux", "trois")));
+    ASSERT_OK(fb_engine_step(d, full, &ev, &env, &ns, &ef));
+    char *got = json_dumps(json_object_get(ns, "l"), JSON_COMPACT);
+    ASSERT_STR_EQ(got, "[\"deux\",\"trois\",\"oui\"]");
+    free(got); /* fb-lint: allow free (jansson's allocation) */
+    json_decref(ns);
+    json_decref(ef);
+    fb_event_t timer = {FB_EVENT_TIMER, NULL, NULL, "autre"};
+    ASSERT_OK(json_object_set_new(full, "l", json_array()));
+    ASSERT_OK(fb_engine_step(d, full, &timer, &env, &ns, &ef));
+    ASSERT_NULL(json_object_get(ns, "l"));
+    json_decref(ns);
+    json_decref(ef);
+
+    /* malformed: refused like every other field */
+    char long_text[302];
+    memset(long_text, 'x', 301);
+    long_text[301] = '\0';
+    json_t *bad[] = {
+        json_string("oui"),
+        json_pack("{s:s}", "0", "oui"),
+        json_pack("[i]", 1),
+        json_pack("[n]"),
+        json_pack("[s]", ""),
+        json_pack("[s,s,s,s]", "a", "b", "c", "d"),
+        json_pack("[s]", "deux\nlignes"),
+        json_pack("[s]", "tab\tulation"),
+        json_pack("[s]", long_text),
+    };
+    for (size_t i = 0; i < FB_ARRAY_SIZE(bad); i++) {
+        json_t *s = json_deep_copy(old);
+        ASSERT_NOT_NULL(bad[i]);
+        ASSERT_OK(json_object_set_new(s, "l", bad[i]));
+        json_t *ns0 = json_object(), *ef0 = json_array(); /* the engine must clear them */
+        ns = ns0;
+        ef = ef0;
+        int rc = fb_engine_step(d, s, &ev, &env, &ns, &ef);
+        if (rc != FB_EINVAL)
+            FB_TEST_FAIL("malformed `l` number %zu: step returned %d", i, rc);
+        ASSERT_NULL(ns);
+        ASSERT_NULL(ef);
+        json_decref(ns0);
+        json_decref(ef0);
+        json_decref(s);
+    }
+    /* the longest valid entry, 300 bytes, is accepted */
+    long_text[300] = '\0';
+    ASSERT_OK(json_object_set_new(full, "l", json_pack("[s]", long_text)));
+    ASSERT_OK(fb_engine_step(d, full, &ev, &env, &ns, &ef));
+    ASSERT_EQ(json_array_size(json_object_get(ns, "l")), 2);
+    json_decref(ns);
+    json_decref(ef);
+    json_decref(full);
+    json_decref(old);
+    fb_dialog_unref(d);
     return 0;
 }
