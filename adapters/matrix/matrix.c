@@ -1933,9 +1933,19 @@ static int put(struct mx *m, struct sctx *s)
 /* How long a relay waits, between tries, for its thread's root to be recorded. */
 #define ROOT_WAIT_MS 200
 
+/* The root of a "ROOM/~ID" thread: KEYS[1] the hash, ARGV[1] the field. 0 when the hash is gone
+ * (its ticket was forgotten or expired: the relay has nowhere to go), else the value or "". */
+static const char thread_root_script[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+                                         "return redis.call('HGET', KEYS[1], ARGV[1]) or ''\n";
+
 static void on_thread_root(struct mx *m, int status, redisReply *reply, void *arg)
 {
     struct sctx *s = arg;
+    if (!status && reply && reply->type == REDIS_REPLY_INTEGER) {
+        FB_INFO(MATRIX, "[matrix|%s] thread message dropped: its ticket is gone", s->tag);
+        sctx_done(s, 0, 0);
+        return;
+    }
     if (status || !reply || reply->type != REDIS_REPLY_STRING || reply->len < 2 ||
         reply->str[0] != '$' || m->stopping) {
         sctx_done(s, m->stopping ? FB_ECANCELED : FB_EAGAIN, status ? 0 : ROOT_WAIT_MS);
@@ -2004,8 +2014,8 @@ static int mx_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, voi
     fb_free(tail);
     int rc;
     if (tilde) {
-        const char *argv[] = {"HGET", th_key, th_field};
-        rc = rcmd_argv(m, on_thread_root, s, 3, argv) == 0 ? 0 : FB_EAGAIN;
+        const char *argv[] = {"EVAL", thread_root_script, "1", th_key, th_field};
+        rc = rcmd_argv(m, on_thread_root, s, 5, argv) == 0 ? 0 : FB_EAGAIN;
     } else {
         rc = put(m, s);
     }

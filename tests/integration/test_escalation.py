@@ -340,3 +340,26 @@ def test_forget_before_the_root_is_posted_withdraws_it(synapse, redis, make_daem
         assert "withdrawn" in d.read_log()
     finally:
         chat.close()
+    # A ticket that vanished otherwise (expired with its session) while its relay waited for the
+    # root: the root is withdrawn, the relay dropped (not retried for ever), nothing recreated.
+    chat = Chat(d)
+    try:
+        chat.wait_bot("Dans quelle commune")
+        after = chat.last_seq()
+        chat.say("saint dizier")
+        chat.wait_bot("", after)
+        chat.say("conseiller")
+        chat.say("Une question en attente")
+        tk = f"fb:{{c:web:{chat.token}}}:ticket"
+        assert wait_until(lambda: redis.cli("HGET", tk, "tid") != "", 10)
+        tid = redis.cli("HGET", tk, "tid")
+        thread_q = f"fb:{{c:matrix:{room52}/~{tid}}}:outbox"
+        assert wait_until(lambda: redis.cli("LLEN", thread_q) == "1", 10), d.read_log()[-3000:]
+        redis.cli("DEL", tk)
+        assert wait_until(lambda: redis.cli("EXISTS", thread_q) == "0", 30), d.read_log()[-3000:]
+        assert "thread message dropped: its ticket is gone" in d.read_log()
+        assert redis.cli("EXISTS", tk) == "0"
+        a1.sync(1000)
+        assert not [b for b in bodies(a1.messages_from(room52, bot_id)) if "Une question en attente" in b]
+    finally:
+        chat.close()
