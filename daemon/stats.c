@@ -19,14 +19,18 @@
 #include "frichebot/err.h"
 #include "frichebot/log.h"
 #include "geo.h"
+#include "reminders.h" /* fb_paris_offset() */
 
 #define MS_PER_DAY 86400000LL
 
 /* ---- months ------------------------------------------------------------------------------- */
 
+/* The calendar month of `ms` in Europe/Paris civil time (the EU summer-time rule of
+ * fb_paris_offset(): no tz database). */
 static void ym_of(int64_t ms, int *y, int *m)
 {
-    time_t t = (time_t)(ms / 1000);
+    int64_t s = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
+    time_t t = (time_t)(s + fb_paris_offset(s));
     struct tm tm;
     gmtime_r(&t, &tm);
     *y = tm.tm_year + 1900;

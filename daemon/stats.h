@@ -62,10 +62,10 @@ typedef struct fb_geo_s fb_geo_t;
     "end\n"
 #define FB_STATS_MONTH_TTL_STR "34560000000"
 
-/** "YYYY-MM" of `ms` (UTC) in `out` (8 bytes). */
+/** "YYYY-MM" of `ms` (Unix ms) in Europe/Paris civil time, in `out` (8 bytes). */
 void fb_stats_month(int64_t ms, char out[8]);
 
-/** The month `back` months before the month of `ms` (0: that month), as "YYYY-MM". */
+/** The month `back` months before the (Paris) month of `ms` (0: that month), as "YYYY-MM". */
 void fb_stats_month_back(int64_t ms, int back, char out[8]);
 
 /** A global key "<prefix>stats:<suffix>" (fb_free). */

@@ -25,8 +25,8 @@
 
 /* 2026-01-15T12:00:00Z and friends */
 #define T_JAN15 1768478400000LL
-#define T_FEB01 1769904000000LL /* 2026-02-01T00:00:00Z */
-#define T_FEB15 1771113600000LL /* 2026-02-15T00:00:00Z */
+#define T_FEB01 1769900400000LL /* 2026-02-01T00:00 Paris = 2026-01-31T23:00:00Z */
+#define T_FEB15 1771110000000LL /* 2026-02-15T00:00 Paris = 2026-02-14T23:00:00Z */
 #define T_SEP01 1756684800000LL /* 2025-09-01T00:00:00Z */
 
 /*
@@ -308,8 +308,8 @@ TEST_IMPL(stats_counters_from_scripted_events)
     json_t *doc = read_doc(&f, T_FEB15);
     ASSERT_EQ(json_array_size(json_object_get(doc, "suppressed")), 0);
     ASSERT_EQ(num(doc, "threshold"), 1);
-    ASSERT_STR_EQ(json_string_value(at(doc, "generated_at")), "2026-02-15T00:00:00Z");
-    ASSERT_STR_EQ(json_string_value(at(doc, "period.territories_since")), "2025-11-17T00:00:00Z");
+    ASSERT_STR_EQ(json_string_value(at(doc, "generated_at")), "2026-02-14T23:00:00Z");
+    ASSERT_STR_EQ(json_string_value(at(doc, "period.territories_since")), "2025-11-16T23:00:00Z");
     ASSERT_STR_EQ(json_string_value(at(doc, "period.months[0]")), "2025-03");
     ASSERT_STR_EQ(json_string_value(at(doc, "period.months[11]")), "2026-02");
     /* Paris (September) is out of the 90-day window; Saint-Étienne and Lyon are in */
@@ -337,10 +337,11 @@ TEST_IMPL(stats_counters_from_scripted_events)
     ASSERT_EQ(num(doc, "advisor_response.samples"), 0);
     /* months: [6] = 2025-09, [10] = 2026-01, [11] = 2026-02 */
     ASSERT_EQ(num(doc, "monthly.conversations[6]"), 1);
-    ASSERT_EQ(num(doc, "monthly.conversations[10]"), 2); /* B's start on Jan 31 23:59:59.999 */
+    ASSERT_EQ(num(doc, "monthly.conversations[10]"),
+              2); /* B's start on Jan 31 23:59:59.999 Paris */
     ASSERT_EQ(num(doc, "monthly.conversations[11]"), 0);
     ASSERT_EQ(num(doc, "monthly.sites_studied[10]"), 1);
-    ASSERT_EQ(num(doc, "monthly.sites_studied[11]"), 1); /* B's end on Feb 1 00:00:00.000 */
+    ASSERT_EQ(num(doc, "monthly.sites_studied[11]"), 1); /* B's end on Feb 1 00:00:00.000 Paris */
     ASSERT_EQ(num(doc, "monthly.projects_active[6]"), 1);
     ASSERT_EQ(num(doc, "monthly.projects_active[10]"), 1);
     ASSERT_EQ(num(doc, "monthly.projects_active[11]"), 2);
@@ -446,10 +447,28 @@ TEST_IMPL(stats_advisor_median)
     return 0;
 }
 
-/* Month arithmetic across years, in UTC. */
+/* Month arithmetic across years; months are Paris calendar months (UTC+1, UTC+2 in summer). */
 TEST_IMPL(stats_months)
 {
     char m[8];
+    fb_stats_month(1769902200000LL, m); /* 2026-01-31T23:30Z = 1 February 00:30 in Paris */
+    ASSERT_STR_EQ(m, "2026-02");
+    fb_stats_month(1769900399999LL, m); /* 2026-01-31T22:59:59.999Z = 23:59:59 in Paris */
+    ASSERT_STR_EQ(m, "2026-01");
+    fb_stats_month(1785537000000LL, m); /* 2026-07-31T22:30Z = 1 August 00:30 (summer time) */
+    ASSERT_STR_EQ(m, "2026-08");
+    fb_stats_month(1785533400000LL, m); /* 2026-07-31T21:30Z = 31 July 23:30 */
+    ASSERT_STR_EQ(m, "2026-07");
+    fb_stats_month(1774994340000LL, m); /* 2026-03-31T21:59Z = 31 March 23:59 (summer time) */
+    ASSERT_STR_EQ(m, "2026-03");
+    fb_stats_month(1774994400000LL, m); /* 2026-03-31T22:00Z = 1 April 00:00 */
+    ASSERT_STR_EQ(m, "2026-04");
+    fb_stats_month(1798757999000LL, m); /* 2026-12-31T22:59:59Z = 23:59:59 in Paris */
+    ASSERT_STR_EQ(m, "2026-12");
+    fb_stats_month(1798758000000LL, m); /* 2026-12-31T23:00Z = 1 January 2027 00:00 */
+    ASSERT_STR_EQ(m, "2027-01");
+    fb_stats_month_back(1798758000000LL, 1, m);
+    ASSERT_STR_EQ(m, "2026-12");
     fb_stats_month(T_FEB01 - 1, m);
     ASSERT_STR_EQ(m, "2026-01");
     fb_stats_month(T_FEB01, m);
