@@ -12,6 +12,7 @@
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
+#include "engine/engine.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "geo.h"
@@ -479,5 +480,73 @@ TEST_IMPL(stats_months)
     ASSERT_STR_EQ(m, "2025-01");
     fb_stats_month_back(T_FEB01, 14, m);
     ASSERT_STR_EQ(m, "2024-12");
+    return 0;
+}
+
+static const char *test_title(void *arg, const char *ref)
+{
+    (void)arg;
+    return strcmp(ref, "etapes.diag") == 0 ? "Diagnostic <sols> & \"pollution\"" : NULL;
+}
+
+static const char *dialog_title(void *arg, const char *ref)
+{
+    return fb_dialog_item_title(arg, ref);
+}
+
+/* Steps done are shown by title: /stats.json keeps the ref in `step` and adds `title` (the ref
+ * when no title is known: a step of an older dialog); the page shows the title, escaped. */
+TEST_IMPL(stats_step_titles)
+{
+    /* the raw read: no counters but the steps done by ref, unsorted */
+    json_t *raw = json_pack("[[], i, i, i, [s, s, s, s, s, s], []]", 0, 0, 0, "etapes.vieille", "2",
+                            "etapes.diag", "7", "etapes.connaissance", "1");
+    for (int i = 0; i < FB_STATS_MONTHS; i++)
+        json_array_append_new(raw, json_array());
+    json_t *doc = fb__stats_document(raw, T_FEB15, 1);
+    json_decref(raw);
+    fb_stats_add_titles(doc, test_title, NULL);
+    ASSERT_STR_EQ(json_string_value(at(doc, "steps_done.by_step[1].step")), "etapes.diag");
+    ASSERT_STR_EQ(json_string_value(at(doc, "steps_done.by_step[1].title")),
+                  "Diagnostic <sols> & \"pollution\"");
+    ASSERT_EQ(num(doc, "steps_done.by_step[1].count"), 7);
+    ASSERT_STR_EQ(json_string_value(at(doc, "steps_done.by_step[2].title")), "etapes.vieille");
+
+    /* the friche dialog's catalogue names its steps */
+    fb_buf_t errors;
+    fb_buf_init(&errors, 1u << 16);
+    fb_geo_t *geo = fb_geo_load(GEO_PATH, &errors);
+    ASSERT_NOT_NULL(geo);
+    fb_dialog_t *d = fb_dialog_load(FB_SOURCE_DIR "/dialogs/friche.yaml", geo, &errors);
+    if (!d)
+        FB_TEST_FAIL("friche.yaml: %s", fb_buf_str(&errors));
+    fb_buf_free(&errors);
+    ASSERT_NULL(fb_dialog_item_title(d, "etapes.vieille"));
+    ASSERT_NULL(fb_dialog_item_title(d, "etapes"));
+    fb_stats_add_titles(doc, dialog_title, d);
+    ASSERT_STR_EQ(json_string_value(at(doc, "steps_done.by_step[0].step")), "etapes.connaissance");
+    ASSERT_STR_EQ(json_string_value(at(doc, "steps_done.by_step[0].title")),
+                  "Rassembler ce que l'on sait du site (pré-diagnostic)");
+    ASSERT_STR_EQ(json_string_value(at(doc, "steps_done.by_step[1].title")), "etapes.diag");
+    fb_dialog_unref(d);
+    fb_geo_free(geo);
+
+    fb_stats_add_titles(doc, test_title, NULL);
+    fb_buf_t b;
+    fb_buf_init(&b, 1u << 22);
+    ASSERT_OK(fb_stats_render_html(doc, &b));
+    const char *html = fb_buf_str(&b);
+    ASSERT_NOT_NULL(strstr(html, "<th scope=\"row\" data-figure=\"steps_done.by_step[1].title\">"
+                                 "Diagnostic &lt;sols&gt; &amp; &quot;pollution&quot;</th>"));
+    ASSERT_NOT_NULL(
+        strstr(html, "data-figure=\"steps_done.by_step[2].title\">etapes.vieille</th>"));
+    ASSERT_NULL(strstr(html, "<sols>"));
+    /* /metrics keeps the refs */
+    fb_buf_reset(&b);
+    ASSERT_OK(fb_stats_render_metrics(doc, &b));
+    ASSERT_NOT_NULL(strstr(fb_buf_str(&b),
+                           "frichebot_stats_steps_done_by_step_total{step=\"etapes.diag\"} 7\n"));
+    fb_buf_free(&b);
+    json_decref(doc);
     return 0;
 }
