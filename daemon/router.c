@@ -1077,7 +1077,9 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
                              .now = now};
         fb_esc_commit_ops(r->esc, &est, co.ops, &co.says);
     }
-    fb_stats_commit_ops(co.ops, r->geo, session, ns, effects, j->kind != FB_IN_FORGET, now);
+    /* user events only: not a reminder, a hand-back or a forget (STATS.md) */
+    fb_stats_commit_ops(co.ops, r->geo, session, ns, effects,
+                        !j->timer && !j->handback && j->kind != FB_IN_FORGET, now);
     json_decref(session);
     j->says = co.says;
     char *ops = json_dumps(co.ops, JSON_COMPACT);

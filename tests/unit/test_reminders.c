@@ -466,7 +466,7 @@ static void make_due(struct fixture *f, int n, int64_t due_ms)
         ASSERT_EQ(
             redis_int(f, "ZADD t:reminders:due XX CH %lld test:r%d|relance", (long long)due_ms, i),
             1);
-        ASSERT_EQ(redis_int(f, "HDEL t:{c:test:r%d}:session a", i), 1);
+        (void)redis_int(f, "HDEL t:{c:test:r%d}:session a", i);
     }
 }
 
@@ -829,6 +829,43 @@ TEST_IMPL(reminders_claimed_then_user_writes_dropped)
     fb_router_stats_t rs;
     fb_router_get_stats(f.n[1].router, &rs);
     ASSERT_EQ(rs.duplicates, 1);
+    teardown(&f);
+    return 0;
+}
+
+/* A reminder is not the user's activity in the impact figures (STATS.md): it refreshes no
+ * territory, adds no month to the project, and a second reminder is not an answer to the
+ * first. */
+TEST_IMPL(reminders_not_counted_as_user_activity)
+{
+    struct fixture f;
+    int rc = setup(&f);
+    if (rc)
+        return rc;
+    node_up(&f, 0, 100, 12);
+    start_convs(&f, 1);
+    deliver_wait(&f, FB_IN_MESSAGE, "r0", "m1", "lyon"); /* a project: Lyon */
+    ASSERT(redis_int(&f, "ZSCORE t:stats:active:communes 69123") > 0);
+    ASSERT_EQ(redis_int(&f, "SCARD t:{c:test:r0}:months"), 1);
+    /* as if the user's events were older: the territory's activity at 1000 ms, no month */
+    ASSERT_EQ(redis_int(&f, "ZADD t:stats:active:communes XX CH 1000 69123"), 1);
+    ASSERT_EQ(redis_int(&f, "DEL t:{c:test:r0}:months"), 1);
+    /* two reminders in a row, the user silent */
+    for (int i = 1; i <= 2; i++) {
+        make_due(&f, 1, OPEN_MS - 60000 + i);
+        fb__reminders_set_clock(f.n[0].rem, OPEN_MS + i);
+        poll_drain(&f, 0);
+        ASSERT_EQ(ta.relances[0], i);
+    }
+    ASSERT_EQ(redis_int(&f, "HGET t:stats reminder_sent"), 2);
+    ASSERT_EQ(redis_int(&f, "ZSCORE t:stats:active:communes 69123"), 1000);
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:r0}:months"), 0);
+    ASSERT_EQ(redis_int(&f, "HGET t:stats reminder_answered"), -1);
+    /* the user answers: now it counts, once */
+    deliver_wait(&f, FB_IN_MESSAGE, "r0", "m2", "la commune");
+    ASSERT_EQ(redis_int(&f, "HGET t:stats reminder_answered"), 1);
+    ASSERT(redis_int(&f, "ZSCORE t:stats:active:communes 69123") > 1000);
+    ASSERT_EQ(redis_int(&f, "SCARD t:{c:test:r0}:months"), 1);
     teardown(&f);
     return 0;
 }
