@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "adapters.h"
+#include "engine/engine.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "frichebot/err.h"
@@ -380,7 +381,17 @@ static void walk_leaks(uv_handle_t *h, void *arg)
 static int reload_dialogs(fb_daemon_t *d, void *arg)
 {
     (void)arg;
-    return d->router ? fb_router_reload(d->router, NULL) : 0;
+    int rc = d->router ? fb_router_reload(d->router, NULL) : 0;
+    if (rc == 0)
+        fb_stats_invalidate(d->stats); /* the new dialog's step titles on /stats */
+    return rc;
+}
+
+/* /stats names the steps with the titles of the dialog currently served. */
+static const char *step_title(void *arg, const char *ref)
+{
+    const fb_daemon_t *d = arg;
+    return d->router ? fb_dialog_item_title(fb_router_dialog(d->router), ref) : NULL;
 }
 
 /* Loads the communes index; without it, dialogs that ask for a commune are refused. */
@@ -450,6 +461,8 @@ int fb_daemon_run(const fb_config_t *cfg, const char *config_path)
     fb_http_server_route(d->http, "/healthz", FB_HTTP_GET, "healthz", on_healthz, d);
     fb_http_server_route(d->http, "/metrics", FB_HTTP_GET, "metrics", on_metrics, d);
     d->stats = d->store ? fb_stats_create(d->store, &cfg->stats) : NULL;
+    if (d->stats)
+        fb_stats_set_titles(d->stats, step_title, d);
     fb_http_server_route(d->http, "/stats", FB_HTTP_GET, "stats", on_stats, d);
     fb_http_server_route(d->http, "/stats.json", FB_HTTP_GET, "stats_json", on_stats_json, d);
 

@@ -418,7 +418,8 @@ static void deliver(fb_reminders_t *rm, const char *member, size_t len, const ch
     char *evid = fb_asprintf("rem:%s:%s", bar + 1, due);
     FB_DEBUG(ROUTER, "[%08llx] reminder '%s' due at %s delivered",
              (unsigned long long)short_hash(key), bar + 1, due);
-    int rc = fb_router_timer(rm->router, key, bar + 1, evid, on_delivered, cl);
+    int rc = fb_router_reminder(rm->router, key, bar + 1, strtoll(due, NULL, 10), evid,
+                                on_delivered, cl);
     fb_free(key);
     fb_free(evid);
     if (rc != 0)

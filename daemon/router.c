@@ -69,8 +69,10 @@ static const char read_src[] = "if redis.call('EXISTS', KEYS[2]) == 1 then retur
  * ms, 8 conversation key, 9 the effects as JSON {out, rem, ticket, stats, avis, st}, 10 "1" for
  * the user's own events (not a reminder): the session records the time in `a` and the pending
  * reminders are pushed back (due = now + their delay, kept as "<id>#a" in the reminders hash)
- * before the effects' own schedules. KEYS 17 and after: the adapter's own per-conversation keys
- * (fb_adapter_ops_t.conv_keys), deleted on forget. Returns {2, 0} for a duplicate, {0, version
+ * before the effects' own schedules. `ops.rearm` (a reminder dropped because the user wrote
+ * after it fell due): that reminder is armed again at `a` + its delay unless already due (NX).
+ * KEYS 17 and after: the adapter's own per-conversation keys (fb_adapter_ops_t.conv_keys),
+ * deleted on forget. Returns {2, 0} for a duplicate, {0, version
  * found} on a conflict, {1, new version} when written.
  */
 static const char commit_src[] = "if redis.call('EXISTS', KEYS[2]) == 1 then return {2, 0} end\n"
@@ -149,7 +151,11 @@ static const char commit_mid_src[] =
     "end\n";
 /* The COMMIT's end. */
 static const char commit_tail_src[] =
-    FB_ESC_COMMIT_LUA /* escalation.h: announce, relay, close; adds to `kick` */
+    "if ops.rearm then\n"
+    "  local d = tonumber(redis.call('HGET', KEYS[4], ops.rearm .. '#a'))\n"
+    "  local a = tonumber(redis.call('HGET', KEYS[1], 'a'))\n"
+    "  if d and a then redis.call('ZADD', KEYS[8], 'NX', a + d, member .. '|' .. ops.rearm) end\n"
+    "end\n" FB_ESC_COMMIT_LUA /* escalation.h: announce, relay, close; adds to `kick` */
     "redis.call('SET', KEYS[2], '1', 'PX', ARGV[6])\n"
     "local res = {1, nv}\n"
     "for _, k in ipairs(kick) do table.insert(res, k) end\n"
@@ -193,7 +199,8 @@ struct job {
     fb_inbound_kind_t kind;
     char *event_id, *text, *choice;
     char *timer;   /* a reminder (fb_router_timer()): its id; the job is a TIMER event */
-    bool dropped;  /* the reminder was dropped (inactive conversation): cb gets FB_DECLINED */
+    int64_t due;   /* the reminder's due time (ms, 0: unknown) */
+    bool dropped;  /* the reminder was dropped (inactive, or stale): cb gets FB_DECLINED */
     bool handback; /* a HANDBACK event (fb_router_handback()) */
     fb_inbound_cb cb;
     void *arg;
@@ -969,6 +976,14 @@ static bool inactive(const fb_router_t *r, const char *activity, int64_t now)
     return months > 0 && a > 0 && now - a > (int64_t)months * 30 * 86400000LL;
 }
 
+/* True when the user wrote (`activity`, ms) after reminder due at `due` fell due: the scheduler
+ * claimed it before that event, whose push-back could not move it (REMINDERS.md). */
+static bool stale(int64_t due, const char *activity)
+{
+    long long a = activity && activity[0] ? strtoll(activity, NULL, 10) : 0;
+    return due > 0 && a > due;
+}
+
 static void job_step(struct job *j, uint64_t version, const char *data, size_t len,
                      const char *activity)
 {
@@ -1013,6 +1028,7 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
         .n_versions = r->nversions,
     };
     json_t *ns = NULL, *effects = NULL;
+    bool rearm = false;
     int rc;
     if (j->timer && inactive(r, activity, now)) {
         /* No reminder for an abandoned conversation: cancel it, the session left as it is. */
@@ -1020,6 +1036,14 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
                 r->cfg->reminders.inactive_months);
         j->dropped = true;
         effects = json_pack("[{s:s, s:s}]", "type", "cancel", "id", j->timer);
+        rc = 0;
+    } else if (j->timer && stale(j->due, activity)) {
+        /* The user wrote while it was claimed: not sent; armed again from that activity. */
+        FB_INFO(ROUTER, "[%s] reminder '%s' dropped: the user wrote after it fell due", c->tag,
+                j->timer);
+        j->dropped = true;
+        rearm = true;
+        effects = json_array();
         rc = 0;
     } else {
         rc = fb_engine_step(r->dialog, session, &ev, &env, &ns, &effects);
@@ -1038,6 +1062,8 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
         r->step_hook(r->step_hook_arg, c->key, effects);
     struct commit_ops co;
     build_ops(j, effects, now, &co);
+    if (rearm)
+        json_object_set_new(co.ops, "rearm", json_string(j->timer));
     if (r->esc) {
         char wid_esc[24];
         uint64_t he = job_hash(j);
@@ -1054,7 +1080,9 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
                              .now = now};
         fb_esc_commit_ops(r->esc, &est, co.ops, &co.says);
     }
-    fb_stats_commit_ops(co.ops, r->geo, session, ns, effects, j->kind != FB_IN_FORGET, now);
+    /* user events only: not a reminder, a hand-back or a forget (STATS.md) */
+    fb_stats_commit_ops(co.ops, r->geo, session, ns, effects,
+                        !j->timer && !j->handback && j->kind != FB_IN_FORGET, now);
     json_decref(session);
     j->says = co.says;
     char *ops = json_dumps(co.ops, JSON_COMPACT);
@@ -1223,6 +1251,12 @@ static int core_deliver(fb_adapter_t *a, const fb_inbound_t *ev, fb_inbound_cb c
 int fb_router_timer(fb_router_t *r, const char *key, const char *timer, const char *event_id,
                     fb_inbound_cb cb, void *arg)
 {
+    return fb_router_reminder(r, key, timer, 0, event_id, cb, arg);
+}
+
+int fb_router_reminder(fb_router_t *r, const char *key, const char *timer, int64_t due_ms,
+                       const char *event_id, fb_inbound_cb cb, void *arg)
+{
     if (!r || !cb)
         return FB_EINVAL;
     if (r->stopping)
@@ -1237,6 +1271,7 @@ int fb_router_timer(fb_router_t *r, const char *key, const char *timer, const ch
     j->c = c;
     j->kind = FB_IN_START; /* unused: `timer` makes it a TIMER event */
     j->timer = fb_strdup(timer);
+    j->due = due_ms;
     j->event_id = fb_strdup(event_id);
     j->cb = cb;
     j->arg = arg;

@@ -124,6 +124,16 @@ const struct fb_dialog_s *fb_router_dialog(const fb_router_t *r);
 int fb_router_timer(fb_router_t *r, const char *key, const char *timer, const char *event_id,
                     fb_inbound_cb cb, void *arg);
 
+/**
+ * fb_router_timer() for a reminder that fell due at `due_ms` (Unix ms; 0: unknown, as
+ * fb_router_timer()). When the user's last event is later than `due_ms` (the user wrote while the
+ * scheduler held the claim, so that event could not push it back), the reminder is dropped: no
+ * engine step, nothing said, `cb` gets FB_DECLINED, and the COMMIT arms it again at that event's
+ * time + its delay unless it is already due (the engine re-armed it). REMINDERS.md.
+ */
+int fb_router_reminder(fb_router_t *r, const char *key, const char *timer, int64_t due_ms,
+                       const char *event_id, fb_inbound_cb cb, void *arg);
+
 /** Scans the outbox's pending index now (also done at start, every minute, on reconnection). */
 void fb_router_outbox_scan(fb_router_t *r);
 

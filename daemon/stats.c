@@ -19,14 +19,18 @@
 #include "frichebot/err.h"
 #include "frichebot/log.h"
 #include "geo.h"
+#include "reminders.h" /* fb_paris_offset() */
 
 #define MS_PER_DAY 86400000LL
 
 /* ---- months ------------------------------------------------------------------------------- */
 
+/* The calendar month of `ms` in Europe/Paris civil time (the EU summer-time rule of
+ * fb_paris_offset(): no tz database). */
 static void ym_of(int64_t ms, int *y, int *m)
 {
-    time_t t = (time_t)(ms / 1000);
+    int64_t s = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
+    time_t t = (time_t)(s + fb_paris_offset(s));
     struct tm tm;
     gmtime_r(&t, &tm);
     *y = tm.tm_year + 1900;
@@ -144,6 +148,8 @@ struct fb_stats_s {
     fb_store_script_t s_read;
     char *keys[N_READ_KEYS];
     char *month_prefix;
+    fb_stats_title_fn title; /* step titles (fb_stats_set_titles()), may be NULL */
+    void *title_arg;
     json_t *doc;     /* the cached document */
     int64_t doc_at;  /* when it was read (ms) */
     bool reading;    /* a read is in flight; new callers wait for it */
@@ -401,6 +407,7 @@ static void on_read(int status, const redisReply *rep, void *arg)
     if (status == 0 && rep->type == REDIS_REPLY_ARRAY && rep->elements == N_READ_KEYS) {
         json_t *raw = reply_json(rep);
         doc = fb__stats_document(raw, s->read_at, s->opts.min_count);
+        fb_stats_add_titles(doc, s->title, s->title_arg);
         json_decref(raw);
         json_decref(s->doc);
         s->doc = doc;
@@ -417,6 +424,39 @@ static void on_read(int status, const redisReply *rep, void *arg)
         w->cb(status, status ? NULL : doc, w->arg);
         fb_free(w);
         w = n;
+    }
+}
+
+void fb_stats_set_titles(fb_stats_t *s, fb_stats_title_fn fn, void *arg)
+{
+    s->title = fn;
+    s->title_arg = arg;
+}
+
+void fb_stats_invalidate(fb_stats_t *s)
+{
+    if (!s)
+        return;
+    json_decref(s->doc);
+    s->doc = NULL;
+}
+
+void fb_stats_add_titles(json_t *doc, fb_stats_title_fn fn, void *arg)
+{
+    json_t *by = json_object_get(json_object_get(doc, "steps_done"), "by_step");
+    size_t i;
+    json_t *e;
+    json_array_foreach(by, i, e)
+    {
+        const char *step = json_string_value(json_object_get(e, "step"));
+        if (!step)
+            continue;
+        const char *title = fn ? fn(arg, step) : NULL;
+        /* rebuilt so that `title` follows `step` in the output */
+        json_array_set_new(by, i,
+                           json_pack("{s:s, s:s, s:O}", "step", step, "title",
+                                     title && title[0] ? title : step, "count",
+                                     json_object_get(e, "count")));
     }
 }
 
@@ -818,7 +858,11 @@ int fb_stats_render_html(const json_t *doc, fb_buf_t *b)
             const char *title = json_string_value(json_object_get(e, "title"));
             char t[32];
             count_text(json_object_get(e, "count"), min, t);
-            rc = rc ? rc : fb_buf_puts(b, "<tr><th scope=\"row\">");
+            rc = rc ? rc
+                    : fb_buf_printf(b,
+                                    "<tr><th scope=\"row\" "
+                                    "data-figure=\"steps_done.by_step[%zu].title\">",
+                                    i);
             rc = rc ? rc : esc(b, title ? title : step ? step : "");
             rc =
                 rc ? rc

@@ -62,10 +62,10 @@ typedef struct fb_geo_s fb_geo_t;
     "end\n"
 #define FB_STATS_MONTH_TTL_STR "34560000000"
 
-/** "YYYY-MM" of `ms` (UTC) in `out` (8 bytes). */
+/** "YYYY-MM" of `ms` (Unix ms) in Europe/Paris civil time, in `out` (8 bytes). */
 void fb_stats_month(int64_t ms, char out[8]);
 
-/** The month `back` months before the month of `ms` (0: that month), as "YYYY-MM". */
+/** The month `back` months before the (Paris) month of `ms` (0: that month), as "YYYY-MM". */
 void fb_stats_month_back(int64_t ms, int back, char out[8]);
 
 /** A global key "<prefix>stats:<suffix>" (fb_free). */
@@ -107,6 +107,25 @@ int fb_stats_get(fb_stats_t *s, int64_t now_ms, fb_stats_cb cb, void *arg);
  * decoded by fb__stats_raw_json) at `now_ms` with threshold `min_count`. For tests.
  */
 json_t *fb__stats_document(const json_t *raw, int64_t now_ms, unsigned min_count);
+
+/** The title of roadmap step `ref` ("catalogue.item"), or NULL when unknown; borrowed, used at
+ * once. */
+typedef const char *(*fb_stats_title_fn)(void *arg, const char *ref);
+
+/**
+ * Names the steps: each read of the figures sets `title` in steps_done.by_step[] with `fn`
+ * (called on the loop thread, at the read). Without it, or for a ref `fn` does not know, the
+ * title is the ref itself.
+ */
+void fb_stats_set_titles(fb_stats_t *s, fb_stats_title_fn fn, void *arg);
+
+/** Drops the cached document (a dialog reload changed the titles): the next fb_stats_get()
+ * reads the figures again. */
+void fb_stats_invalidate(fb_stats_t *s);
+
+/** Sets `title` beside `step` in each steps_done.by_step[] entry of `doc`: fn(arg, step) when
+ * `fn` gives one, else the step ref. */
+void fb_stats_add_titles(json_t *doc, fb_stats_title_fn fn, void *arg);
 
 /** Renders the /stats page (French, DSFR, server-side SVG charts) of `doc`. */
 int fb_stats_render_html(const json_t *doc, fb_buf_t *b);

@@ -2984,6 +2984,12 @@ const char *fb_dialog_hash(const fb_dialog_t *d)
     return d->hash;
 }
 
+const char *fb_dialog_item_title(const fb_dialog_t *d, const char *ref)
+{
+    int i = d && ref ? fb__strmap_get(&d->item_map, ref) : -1;
+    return i < 0 ? NULL : json_string_value(json_object_get(d->items[i].obj, "titre"));
+}
+
 /* ---- DOT ------------------------------------------------------------------------------------- */
 
 /* Appends `s` as the inside of a DOT double-quoted string. */

@@ -54,6 +54,9 @@ const char *fb_dialog_id(const fb_dialog_t *d);
 /** The content hash (16 hex chars of the dialog and catalogue bytes) that pins sessions. Borrowed.
  */
 const char *fb_dialog_hash(const fb_dialog_t *d);
+/** The `titre` of catalogue item `ref` ("catalogue.id", as in `step` effects), or NULL when the
+ * dialog has no such item or it has no title. Borrowed (lives as long as the dialog). */
+const char *fb_dialog_item_title(const fb_dialog_t *d, const char *ref);
 
 /**
  * Writes the dialog as a Graphviz DOT graph: states as nodes (questions as boxes, messages as

@@ -132,6 +132,11 @@ async function main() {
         const missing = countPaths(doc).filter((p) => !onPage.has(p));
         ok(missing.length === 0, "every count of /stats.json is on the page", missing.join("\n"));
         ok(onPage.has("advisor_response.median_seconds"), "the median advisor response time is on the page");
+        // each step done is named on the page by its title (checked against /stats.json above)
+        const steps = doc.steps_done.by_step;
+        const untitled = steps.map((s, i) => `steps_done.by_step[${i}].title`).filter((p) => !onPage.has(p));
+        ok(untitled.length === 0, `every step done is shown by its title (${steps.length})`, untitled.join("\n"));
+        ok(steps.every((s) => typeof s.title === "string" && s.title.length > 0), "every step of /stats.json has a title");
 
         const charts = await page.$$eval("figure.fb-chart", (l) => l.map((f) => {
             const svg = f.querySelector("svg[role=img]");

@@ -184,8 +184,11 @@ def clone(db, template, n):
 
 
 def make_due(db, tokens):
-    """Every reminder of `tokens` due now, in one atomic ZADD."""
-    at = now_ms() - 1000
+    """Every reminder of `tokens` due now, in one atomic ZADD; not before the conversations' last
+    user event (the session's `a`): a reminder due before the user last wrote is taken for one
+    claimed while the user wrote, and dropped (docs/internals/REMINDERS.md)."""
+    last = db.pipeline([("HGET", ckey(t, "session"), "a") for t in tokens])
+    at = max([now_ms() - 1000] + [int(a) for a in last if a is not None])
     args = ["ZADD", DUE, "CH"]
     for t in tokens:
         args += [at, member(t)]

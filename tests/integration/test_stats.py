@@ -6,11 +6,16 @@ daemon on the same Redis with a higher threshold suppresses the small counts, /m
 the figures, and a real headless Chromium (tests/browser/stats.mjs) renders /stats: every figure
 on the page matches /stats.json, the charts are there, axe-core is satisfied; the screenshots go
 to the build directory (test-artifacts/browser/, or $FB_ARTIFACTS_DIR), their paths printed."""
+import html
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 import urllib.request
+
+import yaml
 
 from test_browser import artifacts_dir
 from test_webchat import Chat
@@ -18,6 +23,14 @@ from test_webchat import Chat
 SOURCE = os.environ.get("FB_SOURCE_DIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
 SCRIPT = os.path.join(SOURCE, "tests", "browser", "stats.mjs")
+STEPS_CATALOGUE = os.path.join(SOURCE, "dialogs", "catalogues", "friche-etapes.yaml")
+
+
+def step_titles(path=STEPS_CATALOGUE):
+    """{"etapes.<id>": titre} of the friche dialog's steps catalogue."""
+    with open(path, encoding="utf-8") as f:
+        cat = yaml.safe_load(f)
+    return {f"{cat['catalogue']}.{i['id']}": i["titre"] for i in cat["items"]}
 
 # The friche dialog (the default) from the commune to the rating (as the transcript
 # tests/transcripts/friche-avis-une-fois.yaml walks it).
@@ -80,6 +93,10 @@ def test_stats_follow_the_conversations(redis, make_daemon):
     assert doc["steps_done"]["total"] == 3
     assert sum(s["count"] for s in doc["steps_done"]["by_step"]) == 3
     assert max(s["count"] for s in doc["steps_done"]["by_step"]) == 2  # step 1, twice
+    # each step keeps its ref and is named by the catalogue's title
+    titles = step_titles()
+    assert [s["title"] for s in doc["steps_done"]["by_step"]] == [
+        titles[s["step"]] for s in doc["steps_done"]["by_step"]]
     assert doc["avis"] == {"count": 2, "distribution": {"1": 0, "2": 0, "3": 0, "4": 1, "5": 1}}
     assert doc["escalations"] == 0
     assert doc["reminders"] == {"sent": 0, "answered": 0}
@@ -127,3 +144,41 @@ def test_stats_follow_the_conversations(redis, make_daemon):
         assert proc.returncode == 0, f"stats.mjs failed ({name}):\n{proc.stdout}"
         assert "not ok" not in proc.stdout
         assert os.path.getsize(os.path.join(sub, "stats-1280.png")) > 0
+
+
+def test_stats_step_titles_follow_a_dialog_reload(redis, make_daemon, tmp_path):
+    """The steps on /stats are named by the served dialog's catalogue, HTML-escaped; after a
+    SIGHUP that renames a step, the new title shows at once (the cached figures are dropped,
+    even with a long cache), and /stats.json keeps the ref."""
+    dialogs = tmp_path / "dialogs"
+    shutil.copytree(os.path.join(SOURCE, "dialogs"), dialogs)
+    extra = (f"dialogs:\n  path: \"{dialogs / 'friche.yaml'}\"\n"
+             "stats:\n  min_count: 1\n  cache_seconds: 3600\n")
+    d = make_daemon(redis.address, idle_timeout_s=60, extra=extra)
+    project(d, "Montbard", note=4, steps=(1,))
+    doc = get_json(d, "/stats.json")
+    [entry] = doc["steps_done"]["by_step"]
+    ref = entry["step"]
+    old = step_titles()[ref]
+    assert entry == {"step": ref, "title": old, "count": 1}
+
+    catalogue = dialogs / "catalogues" / "friche-etapes.yaml"
+    text = catalogue.read_text(encoding="utf-8")
+    assert text.count(f'titre: "{old}"') == 1
+    new = old + ' <b>vite</b> & "bien"'
+    catalogue.write_text(text.replace(f'titre: "{old}"', "titre: " + json.dumps(new, ensure_ascii=False)),
+                         encoding="utf-8")
+    assert step_titles(str(catalogue))[ref] == new
+    mark = len(d.read_log())
+    d.send(signal.SIGHUP)
+    end = time.monotonic() + 10
+    while "dialog reloaded" not in d.log_since(mark):
+        assert time.monotonic() < end, d.log_since(mark)
+        time.sleep(0.05)
+    doc = get_json(d, "/stats.json")
+    assert doc["steps_done"]["by_step"] == [{"step": ref, "title": new, "count": 1}]
+    with urllib.request.urlopen(d.url("/stats"), timeout=10) as r:
+        page = r.read().decode()
+    assert (f'<th scope="row" data-figure="steps_done.by_step[0].title">'
+            f'{html.escape(new, quote=True).replace("&#x27;", "&#39;")}</th>') in page
+    assert "<b>vite</b>" not in page

@@ -456,13 +456,18 @@ static void start_convs(struct fixture *f, int n)
     ASSERT_EQ(redis_int(f, "ZCARD t:reminders:due"), n);
 }
 
-/* Makes every reminder of r0..r(n-1) due at `due_ms`. */
+/* Makes every reminder of r0..r(n-1) due at `due_ms`, and removes the time of the user's last
+ * event from their sessions (such a conversation counts as active): these fixed dates may be
+ * earlier than the wall clock of the events that started them, which would make the reminders
+ * stale (written to after they fell due) and dropped. */
 static void make_due(struct fixture *f, int n, int64_t due_ms)
 {
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         ASSERT_EQ(
             redis_int(f, "ZADD t:reminders:due XX CH %lld test:r%d|relance", (long long)due_ms, i),
             1);
+        (void)redis_int(f, "HDEL t:{c:test:r%d}:session a", i);
+    }
 }
 
 static int relances_total(void)
@@ -687,8 +692,8 @@ TEST_IMPL(reminders_inactive_dropped)
     clock_gettime(CLOCK_REALTIME, &ts);
     long long old = ((long long)ts.tv_sec - 7LL * 30 * 86400) * 1000;
     ASSERT(redis_int(&f, "HGET t:{c:test:r1}:session a") > old);
-    redis_int(&f, "HSET t:{c:test:r0}:session a %lld", old);
     make_due(&f, 2, OPEN_MS - 60000);
+    redis_int(&f, "HSET t:{c:test:r0}:session a %lld", old);
     fb__reminders_set_clock(f.n[0].rem, OPEN_MS);
     poll_drain(&f, 0);
     ASSERT_EQ(ta.relances[0], 0);
@@ -720,6 +725,7 @@ TEST_IMPL(reminders_forgotten_conversation)
     /* and a stale member delivered anyway (claimed before the forget) says nothing */
     redis_int(&f, "ZADD t:reminders:due %lld test:r0|relance", (long long)OPEN_MS - 1);
     redis_int(&f, "ZADD t:reminders:due %lld test:r1|relance", (long long)OPEN_MS - 1);
+    redis_int(&f, "HDEL t:{c:test:r1}:session a"); /* see make_due() */
     fb__reminders_set_clock(f.n[0].rem, OPEN_MS);
     poll_drain(&f, 0);
     ASSERT_EQ(ta.relances[0], 0);
@@ -749,6 +755,117 @@ TEST_IMPL(reminders_activity_postpones)
     long long due = redis_int(&f, "ZSCORE t:reminders:due test:r0|relance");
     ASSERT(due >= before + six_weeks);
     ASSERT(due < before + six_weeks + 600000);
+    teardown(&f);
+    return 0;
+}
+
+static long long wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * The user writes while a reminder is claimed (REMINDERS.md "Activity"): that event cannot push
+ * the claimed member back, so the TIMER finds a last activity later than the reminder's due time
+ * and drops it: nothing sent, the claim acknowledged, the reminder armed again six weeks after
+ * the user's event. A conversation that stayed quiet gets its reminder.
+ */
+TEST_IMPL(reminders_claimed_then_user_writes_dropped)
+{
+    struct fixture f;
+    int rc = setup(&f);
+    if (rc)
+        return rc;
+    node_up(&f, 0, 100, 12);
+    node_up(&f, 1, 100, 12);
+    start_convs(&f, 2);
+    const long long six_weeks = 42LL * 86400 * 1000;
+    /* Due now (the wall clock, as the routers'), after the events that started r0 and r1. */
+    long long due = wall_ms();
+    for (int i = 0; i < 2; i++) {
+        ASSERT(redis_int(&f, "HGET t:{c:test:r%d}:session a", i) <= due);
+        ASSERT_EQ(redis_int(&f, "ZADD t:reminders:due XX CH %lld test:r%d|relance", due, i), 1);
+    }
+    /* A scheduler clock within working hours and not before the due time. */
+    fb_hours_t h = {f.n[0].cfg->reminders.start_hour, f.n[0].cfg->reminders.end_hour};
+    int64_t clock = fb_hours_next_open(&h, due / 1000 + 1) * 1000;
+    /* Node 0 claims both and "crashes" before delivering them. */
+    fb__reminders_set_clock(f.n[0].rem, clock);
+    fb__reminders_set_crash(f.n[0].rem, 1);
+    poll_drain(&f, 0);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:reminders:claimed"), 2);
+    /* r0's user writes after the due time (a message the engine does not understand: it arms
+     * nothing itself); the push-back cannot move the claimed member. */
+    while (wall_ms() <= due)
+        uv_sleep(1);
+    deliver_wait(&f, FB_IN_MESSAGE, "r0", "m1", "zzzzqqq");
+    long long a0 = redis_int(&f, "HGET t:{c:test:r0}:session a");
+    ASSERT(a0 > due);
+    ASSERT_EQ(redis_int(&f, "ZSCORE t:reminders:due test:r0|relance"), -1);
+    long long v0 = redis_int(&f, "HGET t:{c:test:r0}:session v");
+    /* After the lease, node 1 reaps both (same due time) and delivers them. */
+    fb__reminders_set_clock(f.n[1].rem, clock + 1001);
+    poll_drain(&f, 1);
+    fb_reminders_stats_t s;
+    fb_reminders_get_stats(f.n[1].rem, &s);
+    ASSERT_EQ(s.reaped, 2);
+    ASSERT_EQ(s.claimed, 2);
+    ASSERT_EQ(s.dropped, 1);
+    ASSERT_EQ(s.delivered, 1);
+    ASSERT_EQ(ta.relances[0], 0); /* r0: not sent */
+    ASSERT_EQ(ta.relances[1], 1); /* r1: sent */
+    ASSERT_EQ(redis_int(&f, "ZCARD t:reminders:claimed"), 0);
+    ASSERT_EQ(redis_int(&f, "HLEN t:reminders:claims"), 0);
+    ASSERT_EQ(redis_int(&f, "HGET t:stats reminder_sent"), 1);
+    /* r0: the session untouched, the reminder armed six weeks after the user's message */
+    ASSERT_EQ(redis_int(&f, "HGET t:{c:test:r0}:session v"), v0);
+    ASSERT_EQ(redis_int(&f, "ZSCORE t:reminders:due test:r0|relance"), a0 + six_weeks);
+    /* the same event again is a duplicate: still nothing sent */
+    ASSERT_EQ(redis_int(&f, "ZADD t:reminders:due XX CH %lld test:r0|relance", due), 1);
+    poll_drain(&f, 1);
+    ASSERT_EQ(ta.relances[0], 0);
+    fb_router_stats_t rs;
+    fb_router_get_stats(f.n[1].router, &rs);
+    ASSERT_EQ(rs.duplicates, 1);
+    teardown(&f);
+    return 0;
+}
+
+/* A reminder is not the user's activity in the impact figures (STATS.md): it refreshes no
+ * territory, adds no month to the project, and a second reminder is not an answer to the
+ * first. */
+TEST_IMPL(reminders_not_counted_as_user_activity)
+{
+    struct fixture f;
+    int rc = setup(&f);
+    if (rc)
+        return rc;
+    node_up(&f, 0, 100, 12);
+    start_convs(&f, 1);
+    deliver_wait(&f, FB_IN_MESSAGE, "r0", "m1", "lyon"); /* a project: Lyon */
+    ASSERT(redis_int(&f, "ZSCORE t:stats:active:communes 69123") > 0);
+    ASSERT_EQ(redis_int(&f, "SCARD t:{c:test:r0}:months"), 1);
+    /* as if the user's events were older: the territory's activity at 1000 ms, no month */
+    ASSERT_EQ(redis_int(&f, "ZADD t:stats:active:communes XX CH 1000 69123"), 1);
+    ASSERT_EQ(redis_int(&f, "DEL t:{c:test:r0}:months"), 1);
+    /* two reminders in a row, the user silent */
+    for (int i = 1; i <= 2; i++) {
+        make_due(&f, 1, OPEN_MS - 60000 + i);
+        fb__reminders_set_clock(f.n[0].rem, OPEN_MS + i);
+        poll_drain(&f, 0);
+        ASSERT_EQ(ta.relances[0], i);
+    }
+    ASSERT_EQ(redis_int(&f, "HGET t:stats reminder_sent"), 2);
+    ASSERT_EQ(redis_int(&f, "ZSCORE t:stats:active:communes 69123"), 1000);
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:r0}:months"), 0);
+    ASSERT_EQ(redis_int(&f, "HGET t:stats reminder_answered"), -1);
+    /* the user answers: now it counts, once */
+    deliver_wait(&f, FB_IN_MESSAGE, "r0", "m2", "la commune");
+    ASSERT_EQ(redis_int(&f, "HGET t:stats reminder_answered"), 1);
+    ASSERT(redis_int(&f, "ZSCORE t:stats:active:communes 69123") > 1000);
+    ASSERT_EQ(redis_int(&f, "SCARD t:{c:test:r0}:months"), 1);
     teardown(&f);
     return 0;
 }

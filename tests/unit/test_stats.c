@@ -12,6 +12,7 @@
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
+#include "engine/engine.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "geo.h"
@@ -25,8 +26,8 @@
 
 /* 2026-01-15T12:00:00Z and friends */
 #define T_JAN15 1768478400000LL
-#define T_FEB01 1769904000000LL /* 2026-02-01T00:00:00Z */
-#define T_FEB15 1771113600000LL /* 2026-02-15T00:00:00Z */
+#define T_FEB01 1769900400000LL /* 2026-02-01T00:00 Paris = 2026-01-31T23:00:00Z */
+#define T_FEB15 1771110000000LL /* 2026-02-15T00:00 Paris = 2026-02-14T23:00:00Z */
 #define T_SEP01 1756684800000LL /* 2025-09-01T00:00:00Z */
 
 /*
@@ -308,8 +309,8 @@ TEST_IMPL(stats_counters_from_scripted_events)
     json_t *doc = read_doc(&f, T_FEB15);
     ASSERT_EQ(json_array_size(json_object_get(doc, "suppressed")), 0);
     ASSERT_EQ(num(doc, "threshold"), 1);
-    ASSERT_STR_EQ(json_string_value(at(doc, "generated_at")), "2026-02-15T00:00:00Z");
-    ASSERT_STR_EQ(json_string_value(at(doc, "period.territories_since")), "2025-11-17T00:00:00Z");
+    ASSERT_STR_EQ(json_string_value(at(doc, "generated_at")), "2026-02-14T23:00:00Z");
+    ASSERT_STR_EQ(json_string_value(at(doc, "period.territories_since")), "2025-11-16T23:00:00Z");
     ASSERT_STR_EQ(json_string_value(at(doc, "period.months[0]")), "2025-03");
     ASSERT_STR_EQ(json_string_value(at(doc, "period.months[11]")), "2026-02");
     /* Paris (September) is out of the 90-day window; Saint-Étienne and Lyon are in */
@@ -337,10 +338,11 @@ TEST_IMPL(stats_counters_from_scripted_events)
     ASSERT_EQ(num(doc, "advisor_response.samples"), 0);
     /* months: [6] = 2025-09, [10] = 2026-01, [11] = 2026-02 */
     ASSERT_EQ(num(doc, "monthly.conversations[6]"), 1);
-    ASSERT_EQ(num(doc, "monthly.conversations[10]"), 2); /* B's start on Jan 31 23:59:59.999 */
+    ASSERT_EQ(num(doc, "monthly.conversations[10]"),
+              2); /* B's start on Jan 31 23:59:59.999 Paris */
     ASSERT_EQ(num(doc, "monthly.conversations[11]"), 0);
     ASSERT_EQ(num(doc, "monthly.sites_studied[10]"), 1);
-    ASSERT_EQ(num(doc, "monthly.sites_studied[11]"), 1); /* B's end on Feb 1 00:00:00.000 */
+    ASSERT_EQ(num(doc, "monthly.sites_studied[11]"), 1); /* B's end on Feb 1 00:00:00.000 Paris */
     ASSERT_EQ(num(doc, "monthly.projects_active[6]"), 1);
     ASSERT_EQ(num(doc, "monthly.projects_active[10]"), 1);
     ASSERT_EQ(num(doc, "monthly.projects_active[11]"), 2);
@@ -446,10 +448,28 @@ TEST_IMPL(stats_advisor_median)
     return 0;
 }
 
-/* Month arithmetic across years, in UTC. */
+/* Month arithmetic across years; months are Paris calendar months (UTC+1, UTC+2 in summer). */
 TEST_IMPL(stats_months)
 {
     char m[8];
+    fb_stats_month(1769902200000LL, m); /* 2026-01-31T23:30Z = 1 February 00:30 in Paris */
+    ASSERT_STR_EQ(m, "2026-02");
+    fb_stats_month(1769900399999LL, m); /* 2026-01-31T22:59:59.999Z = 23:59:59 in Paris */
+    ASSERT_STR_EQ(m, "2026-01");
+    fb_stats_month(1785537000000LL, m); /* 2026-07-31T22:30Z = 1 August 00:30 (summer time) */
+    ASSERT_STR_EQ(m, "2026-08");
+    fb_stats_month(1785533400000LL, m); /* 2026-07-31T21:30Z = 31 July 23:30 */
+    ASSERT_STR_EQ(m, "2026-07");
+    fb_stats_month(1774994340000LL, m); /* 2026-03-31T21:59Z = 31 March 23:59 (summer time) */
+    ASSERT_STR_EQ(m, "2026-03");
+    fb_stats_month(1774994400000LL, m); /* 2026-03-31T22:00Z = 1 April 00:00 */
+    ASSERT_STR_EQ(m, "2026-04");
+    fb_stats_month(1798757999000LL, m); /* 2026-12-31T22:59:59Z = 23:59:59 in Paris */
+    ASSERT_STR_EQ(m, "2026-12");
+    fb_stats_month(1798758000000LL, m); /* 2026-12-31T23:00Z = 1 January 2027 00:00 */
+    ASSERT_STR_EQ(m, "2027-01");
+    fb_stats_month_back(1798758000000LL, 1, m);
+    ASSERT_STR_EQ(m, "2026-12");
     fb_stats_month(T_FEB01 - 1, m);
     ASSERT_STR_EQ(m, "2026-01");
     fb_stats_month(T_FEB01, m);
@@ -460,5 +480,73 @@ TEST_IMPL(stats_months)
     ASSERT_STR_EQ(m, "2025-01");
     fb_stats_month_back(T_FEB01, 14, m);
     ASSERT_STR_EQ(m, "2024-12");
+    return 0;
+}
+
+static const char *test_title(void *arg, const char *ref)
+{
+    (void)arg;
+    return strcmp(ref, "etapes.diag") == 0 ? "Diagnostic <sols> & \"pollution\"" : NULL;
+}
+
+static const char *dialog_title(void *arg, const char *ref)
+{
+    return fb_dialog_item_title(arg, ref);
+}
+
+/* Steps done are shown by title: /stats.json keeps the ref in `step` and adds `title` (the ref
+ * when no title is known: a step of an older dialog); the page shows the title, escaped. */
+TEST_IMPL(stats_step_titles)
+{
+    /* the raw read: no counters but the steps done by ref, unsorted */
+    json_t *raw = json_pack("[[], i, i, i, [s, s, s, s, s, s], []]", 0, 0, 0, "etapes.vieille", "2",
+                            "etapes.diag", "7", "etapes.connaissance", "1");
+    for (int i = 0; i < FB_STATS_MONTHS; i++)
+        json_array_append_new(raw, json_array());
+    json_t *doc = fb__stats_document(raw, T_FEB15, 1);
+    json_decref(raw);
+    fb_stats_add_titles(doc, test_title, NULL);
+    ASSERT_STR_EQ(json_string_value(at(doc, "steps_done.by_step[1].step")), "etapes.diag");
+    ASSERT_STR_EQ(json_string_value(at(doc, "steps_done.by_step[1].title")),
+                  "Diagnostic <sols> & \"pollution\"");
+    ASSERT_EQ(num(doc, "steps_done.by_step[1].count"), 7);
+    ASSERT_STR_EQ(json_string_value(at(doc, "steps_done.by_step[2].title")), "etapes.vieille");
+
+    /* the friche dialog's catalogue names its steps */
+    fb_buf_t errors;
+    fb_buf_init(&errors, 1u << 16);
+    fb_geo_t *geo = fb_geo_load(GEO_PATH, &errors);
+    ASSERT_NOT_NULL(geo);
+    fb_dialog_t *d = fb_dialog_load(FB_SOURCE_DIR "/dialogs/friche.yaml", geo, &errors);
+    if (!d)
+        FB_TEST_FAIL("friche.yaml: %s", fb_buf_str(&errors));
+    fb_buf_free(&errors);
+    ASSERT_NULL(fb_dialog_item_title(d, "etapes.vieille"));
+    ASSERT_NULL(fb_dialog_item_title(d, "etapes"));
+    fb_stats_add_titles(doc, dialog_title, d);
+    ASSERT_STR_EQ(json_string_value(at(doc, "steps_done.by_step[0].step")), "etapes.connaissance");
+    ASSERT_STR_EQ(json_string_value(at(doc, "steps_done.by_step[0].title")),
+                  "Rassembler ce que l'on sait du site (pré-diagnostic)");
+    ASSERT_STR_EQ(json_string_value(at(doc, "steps_done.by_step[1].title")), "etapes.diag");
+    fb_dialog_unref(d);
+    fb_geo_free(geo);
+
+    fb_stats_add_titles(doc, test_title, NULL);
+    fb_buf_t b;
+    fb_buf_init(&b, 1u << 22);
+    ASSERT_OK(fb_stats_render_html(doc, &b));
+    const char *html = fb_buf_str(&b);
+    ASSERT_NOT_NULL(strstr(html, "<th scope=\"row\" data-figure=\"steps_done.by_step[1].title\">"
+                                 "Diagnostic &lt;sols&gt; &amp; &quot;pollution&quot;</th>"));
+    ASSERT_NOT_NULL(
+        strstr(html, "data-figure=\"steps_done.by_step[2].title\">etapes.vieille</th>"));
+    ASSERT_NULL(strstr(html, "<sols>"));
+    /* /metrics keeps the refs */
+    fb_buf_reset(&b);
+    ASSERT_OK(fb_stats_render_metrics(doc, &b));
+    ASSERT_NOT_NULL(strstr(fb_buf_str(&b),
+                           "frichebot_stats_steps_done_by_step_total{step=\"etapes.diag\"} 7\n"));
+    fb_buf_free(&b);
+    json_decref(doc);
     return 0;
 }
