@@ -804,7 +804,6 @@ static void job_finish(struct job *j, int status)
     if (!c->head)
         c->tail = NULL;
     c->njobs--;
-    c->busy = false;
     if (status != 0)
         r->st.failed++;
     else if (j->dropped)
@@ -812,9 +811,12 @@ static void job_finish(struct job *j, int status)
     fb_inbound_cb cb = j->cb;
     void *arg = j->arg;
     job_free(j);
+    /* `c` stays busy during the callback: the adapter may finish its stop there, and
+     * check_stopped() would free an idle conversation under our feet. */
+    cb(status, arg);
+    c->busy = false;
     if (c->head)
         make_ready(c);
-    cb(status, arg);
     conv_maybe_free(c);
     check_stopped(r);
 }

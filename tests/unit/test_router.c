@@ -56,7 +56,10 @@ static struct {
     uv_timer_t timer; /* calls the send callbacks later, never inside send() */
     bool timer_init;
     int stops;
-    int dup_sends; /* sends of a transaction id already delivered */
+    int dup_sends;                      /* sends of a transaction id already delivered */
+    bool defer_stop;                    /* stop() keeps `done` for on_delivered() */
+    void (*stop_done)(fb_adapter_t *a); /* kept by a deferred stop */
+    fb_adapter_t *stopping;
 } ta;
 
 static void ta_flush(uv_timer_t *t)
@@ -99,6 +102,11 @@ static void ta_stop(fb_adapter_t *a, void (*done)(fb_adapter_t *a))
     if (ta.timer_init) {
         uv_close((uv_handle_t *)&ta.timer, ta_closed);
         ta.timer_init = false;
+    }
+    if (ta.defer_stop) { /* like the Matrix adapter: done once its last delivery is answered */
+        ta.stop_done = done;
+        ta.stopping = a;
+        return;
     }
     done(a);
 }
@@ -329,6 +337,11 @@ static void on_delivered(int status, void *arg)
     struct result *res = arg;
     res->calls++;
     res->status = status;
+    if (ta.stop_done) {
+        void (*done)(fb_adapter_t * a) = ta.stop_done;
+        ta.stop_done = NULL;
+        done(ta.stopping);
+    }
 }
 
 static int deliver(fb_inbound_kind_t kind, const char *conv, const char *id, const char *text,
@@ -1022,6 +1035,47 @@ TEST_IMPL(router_stop_with_events_queued)
     }
     ASSERT_GE(cancelled, 1);
     ASSERT_EQ(late.calls, 0);
+    ASSERT_EQ(fb_router_pending(f.router), 0);
+    fb_redis_close(f.redis, on_redis_closed, &closed);
+    wait_int(&f.loop, &closed, 1);
+    fb_router_destroy(f.router);
+    fb_store_destroy(f.store);
+    fb_config_free(f.cfg);
+    f.router = NULL;
+    teardown(&f);
+    return 0;
+}
+
+/* The adapter finishes its stop inside the callback of a delivery the stop cancelled (as the
+ * Matrix adapter does when its last batch ends): the router must not free the conversation it is
+ * still finishing (ASan reported a use after free here). */
+TEST_IMPL(router_adapter_stops_inside_a_delivery_callback)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    /* A first conversation to its end (greeting sent): no Redis operation left in flight. */
+    struct result first = {0, 0};
+    ASSERT_OK(deliver(FB_IN_START, "s", "1", NULL, &first));
+    wait_int(&f.loop, &ta.nsent, 1);
+    wait_int(&f.loop, &first.calls, 1);
+    ASSERT_EQ(first.status, 0);
+    uv_timer_t tick; /* keeps the loop turning while the outbox finishes */
+    uv_timer_init(&f.loop, &tick);
+    uv_timer_start(&tick, noop_tick, 5, 5);
+    uint64_t end = uv_hrtime() + 60ull * 1000000000ull;
+    while (fb_router_pending(f.router) > 0 && uv_hrtime() < end)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&tick, NULL);
+    ASSERT_EQ(fb_router_pending(f.router), 0);
+    ta.defer_stop = true;
+    struct result r = {0, 0};
+    ASSERT_OK(deliver(FB_IN_START, "s2", "1", NULL, &r));
+    int stopped = 0, closed = 0;
+    fb_router_stop(f.router, on_stopped, &stopped);
+    wait_int(&f.loop, &stopped, 1);
+    ASSERT_EQ(r.calls, 1);
+    ASSERT_EQ(r.status, FB_ECANCELED);
+    ASSERT_NULL(ta.stop_done);
     ASSERT_EQ(fb_router_pending(f.router), 0);
     fb_redis_close(f.redis, on_redis_closed, &closed);
     wait_int(&f.loop, &closed, 1);
