@@ -314,22 +314,28 @@ def test_web_chat_user_reaches_the_advisors(synapse, redis, make_daemon, tmp_pat
         chat.close()
 
 
+def web_escalation(d, then):
+    """A web-chat user of Saint-Dizier asks for a person and at once writes `then`; returns the
+    open Chat and the ticket's key."""
+    from test_webchat import Chat
+    chat = Chat(d)
+    chat.wait_bot("Dans quelle commune")
+    after = chat.last_seq()
+    chat.say("saint dizier")
+    chat.wait_bot("", after)
+    chat.say("conseiller")
+    chat.say(then)
+    return chat, f"fb:{{c:web:{chat.token}}}:ticket"
+
+
 def test_forget_before_the_root_is_posted_withdraws_it(synapse, redis, make_daemon, tmp_path):
     """« oublier mes données » right after the request, while the root still waits in the room's
     outbox (held by outbox_start_delay_ms): the root is posted (the outbox is exactly-once), finds
     its ticket gone, and the bot withdraws it at once; nothing of the ticket is written back."""
-    from test_webchat import Chat
     bot, d, a1, a2, room52, room_def, _ = setup(synapse, redis, make_daemon, tmp_path, start_delay_ms=1500)
     bot_id = bot["user_id"]
-    chat = Chat(d)
+    chat, tk = web_escalation(d, "oublier mes données")
     try:
-        chat.wait_bot("Dans quelle commune")
-        after = chat.last_seq()
-        chat.say("saint dizier")
-        chat.wait_bot("", after)
-        chat.say("conseiller")
-        chat.say("oublier mes données")
-        tk = f"fb:{{c:web:{chat.token}}}:ticket"
         assert wait_until(lambda: redis.cli("EXISTS", f"fb:{{c:web:{chat.token}}}:session") == "0", 10)
         assert redis.cli("EXISTS", tk) == "0"
         root = wait_body(a1, room52, bot_id, "Nouvelle demande d'accompagnement", 30)
@@ -342,15 +348,8 @@ def test_forget_before_the_root_is_posted_withdraws_it(synapse, redis, make_daem
         chat.close()
     # A ticket that vanished otherwise (expired with its session) while its relay waited for the
     # root: the root is withdrawn, the relay dropped (not retried for ever), nothing recreated.
-    chat = Chat(d)
+    chat, tk = web_escalation(d, "Une question en attente")
     try:
-        chat.wait_bot("Dans quelle commune")
-        after = chat.last_seq()
-        chat.say("saint dizier")
-        chat.wait_bot("", after)
-        chat.say("conseiller")
-        chat.say("Une question en attente")
-        tk = f"fb:{{c:web:{chat.token}}}:ticket"
         assert wait_until(lambda: redis.cli("HGET", tk, "tid") != "", 10)
         tid = redis.cli("HGET", tk, "tid")
         thread_q = f"fb:{{c:matrix:{room52}/~{tid}}}:outbox"

@@ -224,6 +224,43 @@ static long long rint_(redisContext *c, const char *fmt, const char *arg)
     return v;
 }
 
+/* A real Redis, the module routing everything to !d:x with `more` escalation settings, and a
+ * waiting ticket of web:tok created at `created` (ms) whose root $r is known. Non-zero: no Redis
+ * server (the test is skipped). */
+static int wenv_open(struct wenv *w, const char *more, int64_t created)
+{
+    memset(w, 0, sizeof(*w));
+    if (fb_test_redis_start(&w->srv) != 0)
+        return -1;
+    char *addr = fb_asprintf("unix:%s", w->srv.sock);
+    char *yaml = fb_asprintf("escalation:\n  enabled: true\n  rooms: [\"* !d:x\"]\n%s", more);
+    char *errors = NULL;
+    ASSERT_EQ(env_open_at(&w->v, addr, yaml, &w->esc, &errors), 0);
+    fb_free(errors);
+    fb_free(yaml);
+    fb_free(addr);
+    ASSERT_OK(fb_redis_start(w->v.redis));
+    w->sync = redisConnectUnix(w->srv.sock);
+    ASSERT(w->sync && !w->sync->err);
+    char at[24];
+    snprintf(at, sizeof(at), "%lld", (long long)created);
+    freeReplyObject(redisCommand(w->sync,
+                                 "HSET fb:{c:web:tok}:ticket state waiting root $r room !d:x "
+                                 "adapter matrix created %s",
+                                 at));
+    freeReplyObject(redisCommand(w->sync, "HSET fb:esc:roots $r web:tok"));
+    return 0;
+}
+
+static void wenv_close(struct wenv *w)
+{
+    redisFree(w->sync);
+    fb_esc_stop(w->esc, NULL, NULL);
+    uv_run(&w->v.loop, UV_RUN_NOWAIT);
+    env_close(&w->v, w->esc);
+    fb_test_redis_destroy(&w->srv);
+}
+
 static void run_until_idle(struct wenv *w)
 {
     uint64_t end = uv_hrtime() + 60ull * 1000000000ull;
@@ -245,25 +282,8 @@ static long long watch_at(struct wenv *w, int64_t ms)
 TEST_IMPL(escalation_watchdog_keeps_to_working_hours)
 {
     struct wenv w;
-    memset(&w, 0, sizeof(w));
-    if (fb_test_redis_start(&w.srv) != 0)
+    if (wenv_open(&w, "  watchdog_ms: 60000\n  working_hours_only: true\n", 1796020000000LL))
         return TEST_SKIP;
-    char *addr = fb_asprintf("unix:%s", w.srv.sock);
-    char *errors = NULL;
-    ASSERT_EQ(env_open_at(&w.v, addr,
-                          "escalation:\n  enabled: true\n  rooms: [\"* !d:x\"]\n  watchdog_ms: "
-                          "60000\n  working_hours_only: true\n",
-                          &w.esc, &errors),
-              0);
-    fb_free(errors);
-    fb_free(addr);
-    ASSERT_OK(fb_redis_start(w.v.redis));
-    w.sync = redisConnectUnix(w.srv.sock);
-    ASSERT(w.sync && !w.sync->err);
-    /* A waiting ticket whose root is known, due for the watchdog since 1970. */
-    freeReplyObject(redisCommand(w.sync,
-                                 "HSET fb:{c:web:tok}:ticket state waiting root $r room !d:x "
-                                 "adapter matrix created 1796020000000"));
 
     /* Saturday 28 November 2026, 10:00 in Paris: nothing, looked at again later. */
     ASSERT_EQ(watch_at(&w, 1795856400000LL), 0);
@@ -282,11 +302,7 @@ TEST_IMPL(escalation_watchdog_keeps_to_working_hours)
     ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:{c:web:tok}:outbox"), 1);
     ASSERT_EQ(rint_(w.sync, "HGET fb:{c:web:tok}:ticket %s", "announced"), 2);
 
-    redisFree(w.sync);
-    fb_esc_stop(w.esc, NULL, NULL);
-    uv_run(&w.v.loop, UV_RUN_NOWAIT);
-    env_close(&w.v, w.esc);
-    fb_test_redis_destroy(&w.srv);
+    wenv_close(&w);
     return 0;
 }
 
@@ -325,23 +341,8 @@ static char *last_of(redisContext *c, const char *key)
 TEST_IMPL(escalation_first_response_time_and_display_name)
 {
     struct wenv w;
-    memset(&w, 0, sizeof(w));
-    if (fb_test_redis_start(&w.srv) != 0)
+    if (wenv_open(&w, "", 1796029200000LL))
         return TEST_SKIP;
-    char *addr = fb_asprintf("unix:%s", w.srv.sock);
-    char *errors = NULL;
-    ASSERT_EQ(env_open_at(&w.v, addr, "escalation:\n  enabled: true\n  rooms: [\"* !d:x\"]\n",
-                          &w.esc, &errors),
-              0);
-    fb_free(errors);
-    fb_free(addr);
-    ASSERT_OK(fb_redis_start(w.v.redis));
-    w.sync = redisConnectUnix(w.srv.sock);
-    ASSERT(w.sync && !w.sync->err);
-    freeReplyObject(redisCommand(w.sync,
-                                 "HSET fb:{c:web:tok}:ticket state waiting root $r room !d:x "
-                                 "adapter matrix created 1796029200000"));
-    freeReplyObject(redisCommand(w.sync, "HSET fb:esc:roots $r web:tok"));
 
     /* An internal note is no response; the claim 95 s after the escalation is the first. */
     advisor_says(&w, 1796029200000LL + 30000, "$n1", "!note à voir", "Camille");
@@ -374,10 +375,6 @@ TEST_IMPL(escalation_first_response_time_and_display_name)
     ASSERT_NOT_NULL(strstr(told, "camille (conseiller) : Bonjour"));
     fb_free(told);
 
-    redisFree(w.sync);
-    fb_esc_stop(w.esc, NULL, NULL);
-    uv_run(&w.v.loop, UV_RUN_NOWAIT);
-    env_close(&w.v, w.esc);
-    fb_test_redis_destroy(&w.srv);
+    wenv_close(&w);
     return 0;
 }

@@ -1010,6 +1010,20 @@ static void setup_ops(struct fixture *f, const char *dialog, unsigned delay)
 
 /* Stopping with events queued: each callback runs once (handled, or FB_ECANCELED for those that
  * had not started), deliver() refuses new ones, and the stop completes. */
+/* After a test's own fb_router_stop() ended: nothing pending, everything freed. */
+static void after_stop(struct fixture *f)
+{
+    int closed = 0;
+    ASSERT_EQ(fb_router_pending(f->router), 0);
+    fb_redis_close(f->redis, on_redis_closed, &closed);
+    wait_int(&f->loop, &closed, 1);
+    fb_router_destroy(f->router);
+    fb_store_destroy(f->store);
+    fb_config_free(f->cfg);
+    f->router = NULL;
+    teardown(f);
+}
+
 TEST_IMPL(router_stop_with_events_queued)
 {
     struct fixture f;
@@ -1022,7 +1036,7 @@ TEST_IMPL(router_stop_with_events_queued)
         ASSERT_OK(deliver(i == 0 ? FB_IN_START : FB_IN_MESSAGE, "s", ids[i], "aide", &r[i]));
     }
     ASSERT_OK(deliver(FB_IN_START, "s2", "1", NULL, &r[6]));
-    int stopped = 0, closed = 0;
+    int stopped = 0;
     fb_router_stop(f.router, on_stopped, &stopped);
     struct result late = {0, 0};
     ASSERT_EQ(deliver(FB_IN_START, "s3", "1", NULL, &late), FB_ECANCELED);
@@ -1035,14 +1049,7 @@ TEST_IMPL(router_stop_with_events_queued)
     }
     ASSERT_GE(cancelled, 1);
     ASSERT_EQ(late.calls, 0);
-    ASSERT_EQ(fb_router_pending(f.router), 0);
-    fb_redis_close(f.redis, on_redis_closed, &closed);
-    wait_int(&f.loop, &closed, 1);
-    fb_router_destroy(f.router);
-    fb_store_destroy(f.store);
-    fb_config_free(f.cfg);
-    f.router = NULL;
-    teardown(&f);
+    after_stop(&f);
     return 0;
 }
 
@@ -1070,19 +1077,12 @@ TEST_IMPL(router_adapter_stops_inside_a_delivery_callback)
     ta.defer_stop = true;
     struct result r = {0, 0};
     ASSERT_OK(deliver(FB_IN_START, "s2", "1", NULL, &r));
-    int stopped = 0, closed = 0;
+    int stopped = 0;
     fb_router_stop(f.router, on_stopped, &stopped);
     wait_int(&f.loop, &stopped, 1);
     ASSERT_EQ(r.calls, 1);
     ASSERT_EQ(r.status, FB_ECANCELED);
     ASSERT_NULL(ta.stop_done);
-    ASSERT_EQ(fb_router_pending(f.router), 0);
-    fb_redis_close(f.redis, on_redis_closed, &closed);
-    wait_int(&f.loop, &closed, 1);
-    fb_router_destroy(f.router);
-    fb_store_destroy(f.store);
-    fb_config_free(f.cfg);
-    f.router = NULL;
-    teardown(&f);
+    after_stop(&f);
     return 0;
 }
