@@ -91,7 +91,8 @@ static int64_t now_ms(const fb_esc_t *e)
  * IN. KEYS: 1 dedupe mark of the thread event, 2 roots index (root event id -> user's
  * conversation), 3 pending index, 4 open tickets, 5 advisors' response times (stats, ms, newest
  * first: an open ticket's first advisor message or command but a note adds one). ARGV: 1 root event
- * id, 2 command (prendre, rendre, clore, note, msg), 3 the advisor's label, 4 text (the message, or
+ * id, 2 command (prendre, rendre, clore, note, msg, or ignore: a command of a sender who left the
+ * room), 3 the advisor's label, 4 text (the message, or
  * the command's argument), 5 now ms, 6 key prefix, 7 the thread's conversation key, 8 txn base, 9
  * dedupe TTL ms, 10 sender, 11 hand-back event id. Returns {code, user's conversation, action,
  * kick...}: code 2 duplicate, 0 not a ticket's thread, 1 handled; action "handback" or "".
@@ -114,13 +115,17 @@ static const char in_src[] = LUA_HELPERS
     "end\n"
     "local action = ''\n"
     "local open = t[1] == 'waiting' or t[1] == 'claimed'\n"
-    "if open and cmd ~= 'note' and not t[6] and tonumber(t[5]) then\n"
+    "if open and cmd ~= 'note' and cmd ~= 'ignore' and not t[6] and tonumber(t[5]) then\n"
     "  redis.call('HSET', tk, 'responded', now)\n"
     "  redis.call('LPUSH', KEYS[5], math.max(0, now - tonumber(t[5])))\n"
     "  redis.call('LTRIM', KEYS[5], 0, 9999)\n" /* FB_STATS_RESPONSE_SAMPLES - 1 */
     "end\n"
     "if not open then\n"
-    "  if cmd ~= 'msg' then say(thread, 'Cette demande est close : commande sans effet.') end\n"
+    "  if cmd ~= 'msg' and cmd ~= 'ignore' then\n"
+    "    say(thread, 'Cette demande est close : commande sans effet.')\n"
+    "  end\n"
+    "elseif cmd == 'ignore' then\n"
+    "  -- a command of someone no longer in the advisors' room: nothing\n"
     "elseif cmd == 'prendre' then\n"
     "  if t[1] == 'waiting' then\n"
     "    redis.call('HSET', tk, 'state', 'claimed', 'claimed', ARGV[10], 'claimed_name', name,\n"
@@ -618,6 +623,12 @@ int fb_esc_inbound(fb_esc_t *e, const char *adapter, const fb_inbound_t *ev, fb_
     const char *rest = "";
     const char *cmd =
         ev->kind == FB_IN_MESSAGE && ev->text && *root ? command_of(ev->text, &rest) : "ignore";
+    if (ev->sender_gone && strcmp(cmd, "msg") != 0 && strcmp(cmd, "ignore") != 0) {
+        /* only the room's members act on tickets: the homeserver refuses non-members' events,
+         * and one who left since (a backlog after a restart) is no longer one */
+        FB_INFO(ROUTER, "[esc] !%s from someone no longer in the advisors' room: ignored", cmd);
+        cmd = "ignore";
+    }
     char name[MAX_NAME];
     advisor_label(ev->sender, ev->sender_name, name);
     char *thread = fb_asprintf("%s:%s", adapter, ev->conv);

@@ -91,7 +91,7 @@ struct mx {
     /* notices being sent, by room (so one encrypted room gets one notice at a time) */
     json_t *notice_inflight;
     uint64_t rooms_joined;
-    /* display names of thread senders (advisors): "ROOM USER" -> [name or "", Unix ms read] */
+    /* thread senders (advisors): "ROOM USER" -> [display name or "", Unix ms read, member] */
     json_t *names;
 };
 
@@ -492,6 +492,7 @@ static int deliver(struct batch *bt, size_t idx)
                        .conv = a->conv,
                        .sender = a->sender,
                        .sender_name = a->sender_name,
+                       .sender_gone = a->sender_gone,
                        .event_id = a->event_id,
                        .text = a->text,
                        .ts_ms = a->ts_ms};
@@ -640,6 +641,81 @@ static void on_members(struct mx *m, int err, int status, json_t *body,
     fb_free(room);
 }
 
+/* --- thread senders: their display name (advisors' labels) and whether they are still members ---
+ */
+
+#define NAMES_MAX      1000               /* entries kept; the cache is emptied beyond */
+#define NAMES_FRESH_MS (10LL * 60 * 1000) /* a name is read again after this */
+#define NAME_MAX_BYTES 255
+
+static char *name_key(const fb_mx_action_t *a)
+{
+    return fb_asprintf("%s %s", a->room, a->sender);
+}
+
+/* The cached name of `a`'s sender, when fresh: true and a->sender_name set (NULL: none). */
+static bool name_cached(struct mx *m, fb_mx_action_t *a)
+{
+    char *k = name_key(a);
+    json_t *v = json_object_get(m->names, k);
+    fb_free(k);
+    if (!v || wall_ms() - (int64_t)json_integer_value(json_array_get(v, 1)) > NAMES_FRESH_MS)
+        return false;
+    const char *n = json_string_value(json_array_get(v, 0));
+    a->sender_name = n && *n ? fb_strdup(n) : NULL;
+    a->sender_gone = !json_is_true(json_array_get(v, 2));
+    return true;
+}
+
+static void on_name(struct mx *m, int err, int status, json_t *body, const fb_http_response_t *resp,
+                    void *arg)
+{
+    struct batch *bt = arg;
+    (void)resp;
+    fb_mx_action_t *a = &bt->b.actions[bt->next];
+    json_t *dn = json_object_get(body, "displayname");
+    const char *n = json_is_string(dn) ? json_string_value(dn) : NULL;
+    if (n && (strlen(n) > NAME_MAX_BYTES || !*n))
+        n = NULL;
+    const char *ms = json_string_value(json_object_get(body, "membership"));
+    /* 404: no member event at all; otherwise only "join" is a member now */
+    bool known = !err || status == 404;
+    bool member = !err && ms && strcmp(ms, "join") == 0;
+    if (known) {
+        if (json_object_size(m->names) >= NAMES_MAX)
+            json_object_clear(m->names);
+        char *k = name_key(a);
+        json_object_set_new(m->names, k,
+                            json_pack("[s, I, b]", n ? n : "", (json_int_t)wall_ms(), member));
+        fb_free(k);
+    }
+    a->sender_name = n ? fb_strdup(n) : NULL;
+    a->sender_gone = known && !member;
+    /* without a name the label is the user id's localpart; a stop sends the batch again */
+    step_done(bt, err == FB_ECANCELED ? FB_ECANCELED : 0);
+}
+
+/* Looks up the display name of the sender of thread message `a` (the batch's next action).
+ * Returns true when a request is in flight (the batch waits for on_name()). */
+static bool name_fetch(struct batch *bt, fb_mx_action_t *a)
+{
+    struct mx *m = bt->m;
+    a->name_tried = true;
+    if (!a->sender || name_cached(m, a) || !m->token)
+        return false;
+    char *u = fb_mx_path_escape(a->sender);
+    char *tail = fb_asprintf("/state/m.room.member/%s", u);
+    char *path = room_path(a->room, tail);
+    int rc = mx_call_full(m, "GET", path, NULL, 0, &no_retry, true, false, false, on_name, bt);
+    fb_free(path);
+    fb_free(tail);
+    fb_free(u);
+    if (rc)
+        return false;
+    bt->serial = true;
+    return true;
+}
+
 /* Starts the serial step of action `a`. Returns true when it is in flight (serial set). */
 static int gap_start(struct batch *bt, const fb_mx_action_t *a);
 
@@ -698,6 +774,11 @@ static bool start_step(struct batch *bt, fb_mx_action_t *a)
     }
     case FB_MX_MEMBER_LEFT:
         async = false;
+        if (a->sender) { /* forget what was known of them (thread senders' membership) */
+            char *nk = name_key(a);
+            json_object_del(m->names, nk);
+            fb_free(nk);
+        }
         if (m->o->leave_when_alone && m->token) {
             char *path = room_path(a->room, "/joined_members");
             char *arg = fb_strdup(a->room);
@@ -728,73 +809,6 @@ static bool start_step(struct batch *bt, fb_mx_action_t *a)
     if (async)
         bt->serial = true;
     return async;
-}
-
-/* --- display names: thread messages carry their sender's display name (advisors' labels) --- */
-
-#define NAMES_MAX      1000               /* entries kept; the cache is emptied beyond */
-#define NAMES_FRESH_MS (10LL * 60 * 1000) /* a name is read again after this */
-#define NAME_MAX_BYTES 255
-
-static char *name_key(const fb_mx_action_t *a)
-{
-    return fb_asprintf("%s %s", a->room, a->sender);
-}
-
-/* The cached name of `a`'s sender, when fresh: true and a->sender_name set (NULL: none). */
-static bool name_cached(struct mx *m, fb_mx_action_t *a)
-{
-    char *k = name_key(a);
-    json_t *v = json_object_get(m->names, k);
-    fb_free(k);
-    if (!v || wall_ms() - (int64_t)json_integer_value(json_array_get(v, 1)) > NAMES_FRESH_MS)
-        return false;
-    const char *n = json_string_value(json_array_get(v, 0));
-    a->sender_name = n && *n ? fb_strdup(n) : NULL;
-    return true;
-}
-
-static void on_name(struct mx *m, int err, int status, json_t *body, const fb_http_response_t *resp,
-                    void *arg)
-{
-    struct batch *bt = arg;
-    (void)resp;
-    fb_mx_action_t *a = &bt->b.actions[bt->next];
-    json_t *dn = json_object_get(body, "displayname");
-    const char *n = json_is_string(dn) ? json_string_value(dn) : NULL;
-    if (n && (strlen(n) > NAME_MAX_BYTES || !*n))
-        n = NULL;
-    if (!err || status == 404) { /* 404: no member event (left?): no name, cached as such */
-        if (json_object_size(m->names) >= NAMES_MAX)
-            json_object_clear(m->names);
-        char *k = name_key(a);
-        json_object_set_new(m->names, k, json_pack("[s, I]", n ? n : "", (json_int_t)wall_ms()));
-        fb_free(k);
-    }
-    a->sender_name = n ? fb_strdup(n) : NULL;
-    /* without a name the label is the user id's localpart; a stop sends the batch again */
-    step_done(bt, err == FB_ECANCELED ? FB_ECANCELED : 0);
-}
-
-/* Looks up the display name of the sender of thread message `a` (the batch's next action).
- * Returns true when a request is in flight (the batch waits for on_name()). */
-static bool name_fetch(struct batch *bt, fb_mx_action_t *a)
-{
-    struct mx *m = bt->m;
-    a->name_tried = true;
-    if (!a->sender || name_cached(m, a) || !m->token)
-        return false;
-    char *u = fb_mx_path_escape(a->sender);
-    char *tail = fb_asprintf("/state/m.room.member/%s", u);
-    char *path = room_path(a->room, tail);
-    int rc = mx_call_full(m, "GET", path, NULL, 0, &no_retry, true, false, false, on_name, bt);
-    fb_free(path);
-    fb_free(tail);
-    fb_free(u);
-    if (rc)
-        return false;
-    bt->serial = true;
-    return true;
 }
 
 static void batch_pump(struct batch *bt)

@@ -220,7 +220,8 @@ static void member_event(struct pctx *p, json_t *ev, const char *room, bool time
         return;
     }
     if (!me && timeline && (strcmp(membership, "leave") == 0 || strcmp(membership, "ban") == 0)) {
-        push(p, FB_MX_MEMBER_LEFT, room);
+        fb_mx_action_t *a = push(p, FB_MX_MEMBER_LEFT, room);
+        a->sender = fb_strdup(key); /* who left */
         return;
     }
     p->out->ignored++;

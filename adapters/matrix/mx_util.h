@@ -39,13 +39,14 @@ typedef struct fb_mx_action_s {
     char *conv;        /* conversation key: room id, or "ROOM/$root" in a thread */
     char *thread_root; /* NULL outside a thread */
     char *event_id;    /* MESSAGE, JOINED (NULL otherwise, or for an invite without one) */
-    char *sender;      /* MESSAGE, INVITE (may be NULL for an invite) */
+    char *sender;      /* MESSAGE, INVITE (may be NULL for an invite), MEMBER_LEFT (who left) */
     char *text;        /* MESSAGE: the body (reply fallback stripped); RULE: the rule; GAP: the
                           timeline's prev_batch (NULL when absent) */
     int64_t ts_ms;     /* origin_server_ts, 0 when absent */
     bool direct;       /* INVITE: is_direct */
     bool name_tried;   /* MESSAGE in a thread: the sender's display name was looked up */
     char *sender_name; /* MESSAGE in a thread: the sender's display name, or NULL */
+    bool sender_gone;  /* MESSAGE in a thread: the sender is no longer a member of the room */
 } fb_mx_action_t;
 
 typedef struct fb_mx_batch_s {

@@ -15,6 +15,7 @@
 #define FRICHEBOT_ADAPTER_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -42,6 +43,8 @@ typedef struct fb_inbound_s {
     const char *sender;      /* platform user id; may be NULL; never logged */
     const char *sender_name; /* the sender's display name when the adapter knows it, or NULL;
                                 never logged (Matrix: only for thread messages, see MATRIX.md) */
+    bool sender_gone;        /* the adapter knows the sender is no longer a member of the room
+                                (Matrix: thread messages); false when unknown */
     const char *event_id;    /* platform event id, unique within the conversation: dedupe key */
     const char *text;        /* FB_IN_MESSAGE */
     const char *choice;      /* FB_IN_CHOICE: option id */

@@ -186,9 +186,10 @@ def test_escalation_claim_relay_and_handback(synapse, redis, make_daemon, tmp_pa
 
 
 def test_non_member_command_ignored_and_default_room(synapse, redis, make_daemon, tmp_path):
-    """A user not in the advisors' room cannot act on a ticket: Synapse refuses the event, and a
-    command from the user's own room is just dialog text. A commune outside 52 goes to '*'."""
-    bot, d, a1, a2, room52, room_def, _ = setup(synapse, redis, make_daemon, tmp_path)
+    """A user not in the advisors' room cannot act on a ticket: Synapse refuses the event; one who
+    left the room since sending a command (handled from the backlog after a restart) is ignored;
+    a command from the user's own room is just dialog text. A commune outside 52 goes to '*'."""
+    bot, d, a1, a2, room52, room_def, extra = setup(synapse, redis, make_daemon, tmp_path)
     bot_id = bot["user_id"]
     user = new_user(synapse)
     dm = open_dm(user, bot_id, d)
@@ -209,6 +210,22 @@ def test_non_member_command_ignored_and_default_room(synapse, redis, make_daemon
     except Exception:  # HttpError 403
         refused = True
     assert refused
+    # A member at the time, gone when the daemon reads the command: ignored, the ticket waits.
+    r = a2.run(a2.client.room_invite(room_def, outsider.user_id))
+    assert isinstance(r, a2.nio.RoomInviteResponse), r
+    r = outsider.run(outsider.client.join(room_def))
+    assert isinstance(r, outsider.nio.JoinResponse), r
+    d.proc.send_signal(signal.SIGKILL)
+    d.proc.wait()
+    ev = thread_reply(outsider, room_def, root["event_id"], "!prendre")
+    r = outsider.run(outsider.client.room_leave(room_def))
+    assert isinstance(r, outsider.nio.RoomLeaveResponse), r
+    d = make_daemon(redis.address, idle_timeout_s=30, extra=extra)
+    mark = f"fb:{{c:matrix:{room_def}/{root['event_id']}}}:ev:{ev}"
+    assert wait_until(lambda: redis.cli("EXISTS", mark) == "1", 60), d.read_log()[-3000:]
+    tk = f"fb:{{c:matrix:{dm}}}:ticket"
+    assert redis.cli("HGET", tk, "state") == "waiting" and redis.cli("HGET", tk, "claimed") == ""
+    assert "no longer in the advisors' room: ignored" in d.read_log()
     # The user writes "!prendre" in their own room: relayed as text, nothing claimed.
     user.send(dm, "!prendre")
     assert wait_body(a2, room_def, bot_id, "Usager : !prendre")

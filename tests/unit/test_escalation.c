@@ -314,7 +314,7 @@ static void inbound_done(int status, void *arg)
 
 /* An advisor's thread message through fb_esc_inbound() at `ms`; returns once it is handled. */
 static void advisor_says(struct wenv *w, int64_t ms, const char *event_id, const char *text,
-                         const char *name)
+                         const char *name, bool gone)
 {
     int st = 0;
     fb__esc_set_clock(w->esc, ms);
@@ -322,6 +322,7 @@ static void advisor_says(struct wenv *w, int64_t ms, const char *event_id, const
                        .conv = "!d:x/$r",
                        .sender = "@camille:x",
                        .sender_name = name,
+                       .sender_gone = gone,
                        .event_id = event_id,
                        .text = text};
     ASSERT_OK(fb_esc_inbound(w->esc, "matrix", &ev, inbound_done, &st));
@@ -344,14 +345,23 @@ TEST_IMPL(escalation_first_response_time_and_display_name)
     if (wenv_open(&w, "", 1796029200000LL))
         return TEST_SKIP;
 
+    /* A command of someone who left the advisors' room since is ignored: no claim, no sample. */
+    advisor_says(&w, 1796029200000LL + 10000, "$g1", "!prendre", "Ancien", true);
+    ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:stats:advisor_response_ms"), 0);
+    ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:{c:web:tok}:outbox"), 0);
+    ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:{c:matrix:!d:x/$r}:outbox"), 0);
+    ASSERT_EQ(rint_(w.sync, "EXISTS %s", "fb:{c:matrix:!d:x/$r}:ev:$g1"), 1); /* handled */
+    redisReply *st = redisCommand(w.sync, "HGET fb:{c:web:tok}:ticket state");
+    ASSERT_STR_EQ(st->str, "waiting");
+    freeReplyObject(st);
     /* An internal note is no response; the claim 95 s after the escalation is the first. */
-    advisor_says(&w, 1796029200000LL + 30000, "$n1", "!note à voir", "Camille");
+    advisor_says(&w, 1796029200000LL + 30000, "$n1", "!note à voir", "Camille", false);
     ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:stats:advisor_response_ms"), 0);
     /* The display name labels the advisor, cut at a character boundary, controls as spaces. */
     char longname[200];
     snprintf(longname, sizeof(longname), "Camille\x01Martin %s",
              "ééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééé");
-    advisor_says(&w, 1796029200000LL + 95000, "$c1", "!prendre", longname);
+    advisor_says(&w, 1796029200000LL + 95000, "$c1", "!prendre", longname, false);
     ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:stats:advisor_response_ms"), 1);
     ASSERT_EQ(rint_(w.sync, "LINDEX fb:stats:advisor_response_ms %s", "0"), 95000);
     char *told = last_of(w.sync, "fb:{c:web:tok}:outbox");
@@ -369,7 +379,7 @@ TEST_IMPL(escalation_first_response_time_and_display_name)
     json_decref(e);
     fb_free(told);
     /* Later messages add no sample; without a display name the localpart labels. */
-    advisor_says(&w, 1796029200000LL + 200000, "$m1", "Bonjour", NULL);
+    advisor_says(&w, 1796029200000LL + 200000, "$m1", "Bonjour", NULL, false);
     ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:stats:advisor_response_ms"), 1);
     told = last_of(w.sync, "fb:{c:web:tok}:outbox");
     ASSERT_NOT_NULL(strstr(told, "camille (conseiller) : Bonjour"));
