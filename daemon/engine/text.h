@@ -93,7 +93,7 @@ typedef enum {
  * "rappelez-moi", "recontactez-moi", "revenez vers moi"; "ok", "bon", "non"... may come before)
  * and/or "dans" / "d'ici", then a number (digits, or un/une, deux ... douze, quinze) and a unit
  * (jour(s)/j, semaine(s), mois, an(s)/année(s)); what follows the unit is ignored. A month is 30
- * days, a year 365 days; a delay above FB_DELAY_MAX_DAYS becomes 12 months of one year in all
+ * days, a year 365 days; a delay above FB_DELAY_MAX_DAYS becomes one year, said "12 mois"
  * (`capped`). "plus tard un jour" (someday) is no delay: FB_LATER_NO. Pure, no allocation.
  */
 fb_later_t fb_text_later(const char *text, fb_delay_t *delay /* OUT */);
