@@ -103,11 +103,32 @@ void fb__strmap_free(struct fb__strmap *m)
 /* ---- built-in texts, statuses, commands ------------------------------------------------------ */
 
 const char *const fb__text_names[FB__T_COUNT] = {
-    "incompris",       "nsp_refuse",        "hors_limites",  "ambigu",        "retour_impossible",
-    "oubli_fait",      "relances_arretees", "escalade",      "aide_generale", "fin_atteinte",
-    "reprise",         "commune_inconnue",  "commune_choix", "resume",        "mes_donnees",
-    "version_changee", "relance",           "relance_etape", "etape_notee",   "etape_plus_tard",
-    "etapes",          "etapes_aide",       "etape_statut",  "etape_changee", "etapes_pas_encore",
+    "incompris",
+    "nsp_refuse",
+    "hors_limites",
+    "ambigu",
+    "retour_impossible",
+    "oubli_fait",
+    "relances_arretees",
+    "escalade",
+    "aide_generale",
+    "fin_atteinte",
+    "reprise",
+    "commune_inconnue",
+    "commune_choix",
+    "resume",
+    "mes_donnees",
+    "version_changee",
+    "relance",
+    "relance_etape",
+    "etape_notee",
+    "etape_plus_tard",
+    "etape_plus_tard_delai",
+    "etapes",
+    "etapes_aide",
+    "etape_statut",
+    "etape_changee",
+    "etapes_pas_encore",
     "etape_inconnue",
 };
 
@@ -164,6 +185,8 @@ const char *const fb__text_defaults[FB__T_COUNT] = {
     "« conseiller » pour en parler avec une personne.{% fin %}",
     /* etape_plus_tard */
     "Entendu, je vous relancerai plus tard.",
+    /* etape_plus_tard_delai */
+    "Entendu, je vous relancerai dans {{ delai }}.",
     /* etapes */
     "Vos étapes et leur statut :",
     /* etapes_aide */
@@ -266,7 +289,7 @@ static const fb_choice_t all_status_choices[FB__ST_COUNT] = {
 
 /* Names every template and expression may use besides the slots. */
 static const char *const builtin_names[] = {
-    "feuille_de_route", "question", "aide", "tentatives", "etape", "min", "max"};
+    "feuille_de_route", "question", "aide", "tentatives", "etape", "min", "max", "delai"};
 /* Words of expr.h that can never be slot names. */
 static const char *const reserved_words[] = {"et",  "ou",   "non",  "dans",  "vrai",  "faux",
                                              "nsp", "rien", "null", "connu", "known", "and",

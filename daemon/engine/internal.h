@@ -92,6 +92,7 @@ enum fb__textid {
     FB__T_RELANCE_ETAPE,
     FB__T_ETAPE_NOTEE,
     FB__T_ETAPE_PLUS_TARD,
+    FB__T_ETAPE_PLUS_TARD_DELAI,
     FB__T_ETAPES,
     FB__T_ETAPES_AIDE,
     FB__T_ETAPE_STATUT,

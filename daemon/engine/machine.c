@@ -44,6 +44,7 @@ struct run {
     fb_expr_env_t xenv;
     /* values computed for lookup(), dropped whenever answers or the state change */
     json_t *c_road, *c_question, *c_help, *c_fails, *c_min, *c_max, *c_etape;
+    json_t *c_delai;     /* "3 mois": the delay the user just asked for, or NULL */
     json_t **c_communes; /* per slot */
     json_t **c_cats;     /* per catalogue: its items whose `si` holds */
     int guard;           /* > 0 while rendering the question or its help (no recursion) */
@@ -266,6 +267,8 @@ static const json_t *builtin(struct run *r, const char *name, size_t len)
     }
     if (IS("etape"))
         return r->c_etape;
+    if (IS("delai"))
+        return r->c_delai;
     if (st->type == FB__Q_NONE || r->guard > 0)
         return NULL;
     if (IS("question")) {
@@ -800,12 +803,19 @@ static const struct fb__relance *relance_cfg(const struct run *r)
     return NULL;
 }
 
-/* Arms the reminder for the current state (when one applies and reminders are not stopped). */
-static void arm(struct run *r)
+/* Arms the reminder for the current state in `after` seconds, or after the state's own delay
+ * when `after` <= 0 (when one applies and reminders are not stopped). */
+static void arm_after(struct run *r, long long after)
 {
     const struct fb__relance *cfg = relance_cfg(r);
     if (cfg && !r->s.muted)
-        schedule(r, cfg->after, r->s.ended ? "suivi" : "inactivite");
+        schedule(r, after > 0 ? after : cfg->after, r->s.ended ? "suivi" : "inactivite");
+}
+
+/* Arms the reminder for the current state (when one applies and reminders are not stopped). */
+static void arm(struct run *r)
+{
+    arm_after(r, 0);
 }
 
 /* ---- moving through the graph ---------------------------------------------------------------- */
@@ -1372,7 +1382,10 @@ static void set_step_status(struct run *r, int i, int status)
 /*
  * An answer to the pending question about a step (r->s.pending_step): the reminder's "Où en
  * êtes-vous de l'étape X ?" (five answers, "plus tard" among them), or, when the user picked the
- * step (`pending_pick`), "Quel est le statut de l'étape X ?" (the six statuses).
+ * step (`pending_pick`), "Quel est le statut de l'étape X ?" (the six statuses). To the
+ * reminder, a "plus tard" with a delay ("plus tard dans 3 mois", "dans 2 semaines": see
+ * fb_text_later) arms the next reminder after that delay and says `etape_plus_tard_delai`; a
+ * number that is no delay ("dans 3", "plus tard 0 jour") is a plain "plus tard".
  */
 static void answer_step(struct run *r, const char *text, const char *choice)
 {
@@ -1385,6 +1398,15 @@ static void answer_step(struct run *r, const char *text, const char *choice)
     fb_answer_status_t st = FB_ANSWER_INVALID;
     for (size_t i = 0; choice && i < n; i++)
         if (strcmp(choice, opts[i].id) == 0) {
+            idx = i;
+            st = FB_ANSWER_OK;
+        }
+    fb_delay_t delay = {0};
+    fb_later_t later = FB_LATER_NO;
+    if (!pick && !choice && strlen(text) <= MAX_INPUT)
+        later = fb_text_later(text, &delay);
+    for (size_t i = 0; later != FB_LATER_NO && i < n; i++)
+        if (strcmp(opts[i].id, "plus_tard") == 0) {
             idx = i;
             st = FB_ANSWER_OK;
         }
@@ -1408,6 +1430,17 @@ static void answer_step(struct run *r, const char *text, const char *choice)
     s->pending_pick = false;
     s->fails = 0;
     int status = fb__status_index(opts[idx].id);
+    if (status < 0)
+        set_etape(r, item); /* `etape` in the texts of "plus tard" */
+    if (status < 0 && later == FB_LATER_DELAY && relance_cfg(r) && !s->muted) {
+        char buf[32];
+        (void)fb_text_delay_format(&delay, buf, sizeof(buf));
+        drop(&r->c_delai);
+        r->c_delai = json_string(buf);
+        say_builtin(r, FB__T_ETAPE_PLUS_TARD_DELAI);
+        arm_after(r, delay.seconds);
+        return;
+    }
     if (status < 0) { /* "plus tard" */
         say_builtin(r, FB__T_ETAPE_PLUS_TARD);
     } else {
@@ -1905,6 +1938,7 @@ static void run_free(struct run *r)
 {
     invalidate(r);
     drop(&r->c_etape);
+    drop(&r->c_delai);
     fb_free(r->c_communes);
     fb_free(r->c_cats);
     fb__session_free(&r->s);

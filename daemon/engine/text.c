@@ -4,6 +4,7 @@
  */
 #include "engine/text.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "frichebot/alloc.h"
@@ -302,4 +303,159 @@ int fb_text_duration(const char *text, long long *seconds)
         return FB_EINVAL;
     *seconds = total;
     return 0;
+}
+
+/* ---- "plus tard dans 3 mois" --------------------------------------------------------------- */
+
+/* When folded `p` starts with the words `w` (followed by a space or the end), returns what
+ * follows them (past the space); else NULL. */
+static const char *skip_words(const char *p, const char *w)
+{
+    size_t n = strlen(w);
+    if (strncmp(p, w, n) != 0 || (p[n] != ' ' && p[n] != '\0'))
+        return NULL;
+    return p[n] == ' ' ? p + n + 1 : p + n;
+}
+
+/* The first of `words` (NULL-terminated) that `*p` starts with: moves `*p` past it, true. */
+static bool skip_any(const char **p, const char *const *words)
+{
+    for (size_t i = 0; words[i]; i++) {
+        const char *q = skip_words(*p, words[i]);
+        if (q) {
+            *p = q;
+            return true;
+        }
+    }
+    return false;
+}
+
+fb_later_t fb_text_later(const char *text, fb_delay_t *delay)
+{
+    /* words saying "later" (they make the text a "later" answer), and words that may come
+     * before or between them */
+    static const char *const leads[] = {"plus tard",
+                                        "pas maintenant",
+                                        "pas encore",
+                                        "pas avant",
+                                        "relancez moi",
+                                        "relancez nous",
+                                        "relance moi",
+                                        "relance nous",
+                                        "rappelez moi",
+                                        "rappelez nous",
+                                        "rappelle moi",
+                                        "rappelle nous",
+                                        "recontactez moi",
+                                        "recontactez nous",
+                                        "revenez vers moi",
+                                        "revenez vers nous",
+                                        "reparlons en",
+                                        "on en reparle",
+                                        NULL};
+    static const char *const fillers[] = {
+        "ok",       "oui",     "non", "bon", "alors",           "euh", "merci",
+        "d accord", "entendu", "svp", "stp", "s il vous plait", NULL};
+    static const char *const preps[] = {"dans", "d ici", NULL};
+    static const char *const approx[] = {"environ", "a peu pres", "au moins", "encore", NULL};
+    static const char *const number_words[] = {"zero", "un",   "deux",  "trois", "quatre",
+                                               "cinq", "six",  "sept",  "huit",  "neuf",
+                                               "dix",  "onze", "douze", NULL};
+    static const struct {
+        const char *word;
+        fb_delay_unit_t unit;
+    } units[] = {{"j", FB_DELAY_DAY},        {"jour", FB_DELAY_DAY},      {"jours", FB_DELAY_DAY},
+                 {"semaine", FB_DELAY_WEEK}, {"semaines", FB_DELAY_WEEK}, {"mois", FB_DELAY_MONTH},
+                 {"an", FB_DELAY_YEAR},      {"ans", FB_DELAY_YEAR},      {"annee", FB_DELAY_YEAR},
+                 {"annees", FB_DELAY_YEAR}};
+    static const long long unit_days[] = {1, 7, 30, 365};
+
+    char folded[256] = {0}; /* zeroed: the analyzer cannot see strncmp stop at the NUL */
+    if (fb_text_fold(text, strlen(text), folded, sizeof(folded)) >= sizeof(folded))
+        return FB_LATER_NO;
+    const char *p = folded;
+    bool later = false;
+    for (bool again = true; again;) {
+        again = false;
+        if (skip_any(&p, leads))
+            again = later = true;
+        else if (skip_any(&p, fillers))
+            again = true;
+    }
+    bool prep = skip_any(&p, preps);
+    if (!later && !prep)
+        return FB_LATER_NO;
+    (void)skip_any(&p, approx);
+
+    /* the number: digits (saturated: capped anyway), possibly glued to the unit ("10j"), or a
+     * word followed by a space */
+    long long n = -1;
+    bool word = false;
+    if (*p >= '0' && *p <= '9') {
+        n = 0;
+        while (*p >= '0' && *p <= '9') {
+            if (n <= 100000)
+                n = n * 10 + (*p - '0');
+            p++;
+        }
+        if (*p == ' ')
+            p++;
+    } else {
+        for (size_t i = 0; number_words[i] && n < 0; i++) {
+            const char *q = skip_words(p, number_words[i]);
+            if (q) {
+                n = (long long)i;
+                p = q;
+                word = true;
+            }
+        }
+        const char *q;
+        if (n < 0 && ((q = skip_words(p, "une")))) {
+            n = 1;
+            p = q;
+            word = true;
+        } else if (n < 0 && ((q = skip_words(p, "quinze")))) {
+            n = 15;
+            p = q;
+            word = true;
+        }
+    }
+    if (n < 0)
+        return FB_LATER_NO; /* "plus tard merci": no number, read otherwise */
+
+    const char *w = p;
+    while (*p && *p != ' ')
+        p++;
+    size_t wl = (size_t)(p - w);
+    int unit = -1;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (strlen(units[i].word) == wl && strncmp(units[i].word, w, wl) == 0)
+            unit = (int)units[i].unit;
+    if (unit == FB_DELAY_DAY && word && n == 1 && !prep)
+        return FB_LATER_NO; /* "plus tard, un jour": someday, not tomorrow */
+    if (unit < 0 || n < 1)
+        return FB_LATER_PLAIN; /* "dans 3", "dans 3 heures", "plus tard 0 jour" */
+
+    long long days = n * unit_days[unit];
+    if (days > FB_DELAY_MAX_DAYS) {
+        delay->n = 12;
+        delay->unit = FB_DELAY_MONTH;
+        delay->seconds = (long long)FB_DELAY_MAX_DAYS * 86400;
+        delay->capped = true;
+    } else {
+        delay->n = (unsigned)n;
+        delay->unit = (fb_delay_unit_t)unit;
+        delay->seconds = days * 86400;
+        delay->capped = false;
+    }
+    return FB_LATER_DELAY;
+}
+
+size_t fb_text_delay_format(const fb_delay_t *delay, char *out, size_t cap)
+{
+    static const char *const one[] = {"jour", "semaine", "mois", "an"};
+    static const char *const many[] = {"jours", "semaines", "mois", "ans"};
+    unsigned u = (unsigned)delay->unit < 4 ? (unsigned)delay->unit : 0;
+    int len = snprintf(out, cap, "%u %s", delay->n, delay->n == 1 ? one[u] : many[u]);
+    return len < 0 ? 0 : (size_t)len;
 }

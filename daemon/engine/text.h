@@ -59,4 +59,49 @@ bool fb_text_valid_utf8(const char *s, size_t len);
  */
 int fb_text_duration(const char *text, long long *seconds /* OUT */);
 
+/** The unit of a delay read by fb_text_later(), as the user wrote it. */
+typedef enum {
+    FB_DELAY_DAY = 0,
+    FB_DELAY_WEEK,
+    FB_DELAY_MONTH,
+    FB_DELAY_YEAR,
+} fb_delay_unit_t;
+
+/** The longest delay fb_text_later() gives: one year. */
+#define FB_DELAY_MAX_DAYS 365
+
+/** A delay read by fb_text_later(): `n` (>= 1) `unit`s, `seconds` in all. */
+typedef struct {
+    unsigned n;
+    fb_delay_unit_t unit;
+    long long seconds;
+    bool capped; /* the text asked for more than FB_DELAY_MAX_DAYS: 12 months, one year */
+} fb_delay_t;
+
+/** What fb_text_later() made of a text. */
+typedef enum {
+    FB_LATER_NO = 0, /* no "later" with a number: the text is to be read otherwise */
+    FB_LATER_PLAIN,  /* "later" with a number that is no delay ("dans 3", "plus tard 0 jour") */
+    FB_LATER_DELAY,  /* "later" with a delay: `*delay` is set */
+} fb_later_t;
+
+/**
+ * Reads an answer asking to be reminded later after a delay: "plus tard 3 mois", "plus tard
+ * dans 3 mois", "dans 2 semaines", "relancez-moi dans un mois", "rappelez-moi dans 10 jours",
+ * "d'ici six mois", "pas avant 15 jours". Folded text (fb_text_fold) must start with words
+ * saying "later" ("plus tard", "pas maintenant", "pas encore", "pas avant", "relancez-moi",
+ * "rappelez-moi", "recontactez-moi", "revenez vers moi"; "ok", "bon", "non"... may come before)
+ * and/or "dans" / "d'ici", then a number (digits, or un/une, deux ... douze, quinze) and a unit
+ * (jour(s)/j, semaine(s), mois, an(s)/année(s)); what follows the unit is ignored. A month is 30
+ * days, a year 365 days; a delay above FB_DELAY_MAX_DAYS becomes one year, said "12 mois"
+ * (`capped`). "plus tard un jour" (someday) is no delay: FB_LATER_NO. Pure, no allocation.
+ */
+fb_later_t fb_text_later(const char *text, fb_delay_t *delay /* OUT */);
+
+/**
+ * Writes `delay` in French ("3 mois", "1 jour", "2 semaines", "1 an", "12 mois" when capped)
+ * into `out` (capacity `cap`, NUL-terminated when cap > 0). Returns the length, like snprintf.
+ */
+size_t fb_text_delay_format(const fb_delay_t *delay, char *out, size_t cap);
+
 #endif /* FB_ENGINE_TEXT_H */

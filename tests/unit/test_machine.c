@@ -1475,6 +1475,141 @@ TEST_IMPL(machine_steps_pick)
     return 0;
 }
 
+/* complet.yaml ended, then its first follow-up reminder: "Où en êtes-vous de l'étape 1 ?" */
+static void complet_reminded(struct conv *c)
+{
+    c->env.now += 3628800;
+    event(c, FB_EVENT_TIMER);
+    ASSERT_SAYS(c, "Où en êtes-vous de l'étape « Délibérer sur le projet » ?");
+}
+
+#define SCHEDULE(after)                                                                            \
+    "[{\"type\":\"schedule\",\"id\":\"relance\",\"after\":" #after ",\"reason\":\"suivi\"}]"
+
+TEST_IMPL(machine_steps_later_with_delay)
+{
+    struct conv c;
+    complet_ended(&c);
+    /* "plus tard" with a delay: the next reminder after it, the step unchanged */
+    complet_reminded(&c);
+    say(&c, "plus tard dans 3 mois");
+    ASSERT_SAID(&c, "Entendu, je vous relancerai dans 3 mois.");
+    ASSERT_ACTIONS(&c, SCHEDULE(7776000));
+    ASSERT_NULL(json_object_get(c.session, "k"));
+    ASSERT_NULL(step_status(&c, "etapes.engagement")); /* still à faire */
+
+    static const struct {
+        const char *text, *said, *actions;
+    } cases[] = {
+        {"dans 2 semaines", "Entendu, je vous relancerai dans 2 semaines.", SCHEDULE(1209600)},
+        {"Relancez-moi dans un mois", "Entendu, je vous relancerai dans 1 mois.",
+         SCHEDULE(2592000)},
+        {"rappelez-moi dans 10 jours", "Entendu, je vous relancerai dans 10 jours.",
+         SCHEDULE(864000)},
+        {"plus tard 1 jour", "Entendu, je vous relancerai dans 1 jour.", SCHEDULE(86400)},
+        {"dans un an", "Entendu, je vous relancerai dans 1 an.", SCHEDULE(31536000)},
+        /* capped at one year, said "12 mois" */
+        {"dans 500 ans", "Entendu, je vous relancerai dans 12 mois.", SCHEDULE(31536000)},
+        /* a number that is no delay: plain "plus tard", the dialog's six weeks */
+        {"plus tard 0 jour", "Entendu, je vous relancerai plus tard.", SCHEDULE(3628800)},
+        {"dans 3", "Entendu, je vous relancerai plus tard.", SCHEDULE(3628800)},
+        {"plus tard dans 3 heures", "Entendu, je vous relancerai plus tard.", SCHEDULE(3628800)},
+        /* plain "plus tard", as before */
+        {"plus tard", "Entendu, je vous relancerai plus tard.", SCHEDULE(3628800)},
+        {"plus tard, un jour", "Entendu, je vous relancerai plus tard.", SCHEDULE(3628800)},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        complet_reminded(&c);
+        say(&c, cases[i].text);
+        ASSERT_SAID(&c, cases[i].said);
+        ASSERT_ACTIONS(&c, cases[i].actions);
+        ASSERT_NULL(step_status(&c, "etapes.engagement")); /* still à faire */
+    }
+    /* the button: plain "plus tard" */
+    complet_reminded(&c);
+    choose(&c, "plus_tard");
+    ASSERT_SAID(&c, "Entendu, je vous relancerai plus tard.");
+    ASSERT_ACTIONS(&c, SCHEDULE(3628800));
+    /* a status still wins over a delay that follows it */
+    complet_reminded(&c);
+    say(&c, "c'est fait");
+    ASSERT_STR_EQ(step_status(&c, "etapes.engagement"), "faite");
+    /* no reminder question pending: "dans 3 mois" is no answer to anything */
+    say(&c, "dans 3 mois");
+    ASSERT_SAYS(&c, "Le questionnaire est terminé.");
+    ASSERT_ACTIONS(&c, "[]");
+    /* the step the user picked offers the six statuses, not "plus tard": not understood */
+    say(&c, "étape 2");
+    ASSERT_SAYS(&c, "Quel est le statut de l'étape 2");
+    say(&c, "dans 3 mois");
+    ASSERT_SAYS(&c, "Je n'ai pas compris votre réponse.");
+    ASSERT_ACTIONS(&c, "[]");
+    conv_free(&c);
+    return 0;
+}
+
+TEST_IMPL(machine_steps_later_after_stop)
+{
+    struct conv c;
+    complet_ended(&c);
+    complet_reminded(&c);
+    say(&c, "stop");
+    ASSERT_SAYS(&c, "je ne vous enverrai plus de relances");
+    /* whatever is still pending, nothing is promised nor armed after "stop" */
+    say(&c, "plus tard dans 3 mois");
+    ASSERT_NOT_SAYS(&c, "dans 3 mois");
+    ASSERT_NULL(strstr(fb_buf_str(&c.said), "relancerai dans"));
+    char *fx = actions_json(&c);
+    ASSERT_NULL(strstr(fx, "schedule"));
+    free(fx);
+    conv_free(&c);
+    return 0;
+}
+
+TEST_IMPL(machine_steps_later_text_override)
+{
+    char *path = fb_asprintf("%s/complet.yaml", DATA);
+    FILE *f = fopen(path, "rb");
+    ASSERT_NOT_NULL(f);
+    fb_buf_t text;
+    fb_buf_init(&text, 1u << 20);
+    char chunk[4096];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        ASSERT_OK(fb_buf_append(&text, chunk, got));
+    fclose(f);
+    fb_free(path);
+    ASSERT_OK(fb_buf_puts(&text, "\ntextes:\n  etape_plus_tard_delai: \"Promis, je reviens vers "
+                                 "vous dans {{ delai }} pour « {{ etape.titre }} ».\"\n"));
+    fb_buf_t errors;
+    fb_buf_init(&errors, 1u << 16);
+    struct conv c;
+    conv_init(&c, "complet.yaml", 1);
+    fb_dialog_t *d =
+        fb_dialog_load_text("complet.yaml", DATA, fb_buf_str(&text), text.len, c.geo, &errors);
+    if (!d)
+        FB_TEST_FAIL("the override does not load:\n%s", fb_buf_str(&errors));
+    fb_dialog_unref(c.d);
+    c.d = d;
+    event(&c, FB_EVENT_START);
+    say(&c, "lyon");
+    say(&c, "1,2 ha");
+    say(&c, "une usine");
+    say(&c, "oui");
+    say(&c, "2");
+    say(&c, "1 et 3");
+    say(&c, "mars 2027");
+    ASSERT_STR_EQ(state(&c), "fin");
+    complet_reminded(&c);
+    say(&c, "dans quinze jours");
+    ASSERT_SAID(&c, "Promis, je reviens vers vous dans 15 jours pour « Délibérer sur le projet ».");
+    ASSERT_ACTIONS(&c, SCHEDULE(1296000));
+    fb_buf_free(&errors);
+    fb_buf_free(&text);
+    conv_free(&c);
+    return 0;
+}
+
 TEST_IMPL(machine_steps_before_the_end)
 {
     struct conv c;

@@ -3,6 +3,7 @@
  * test_text.c - folding French text to keys, and bounded edit distances.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "engine/text.h"
@@ -175,5 +176,107 @@ TEST_IMPL(text_distance_matches_reference)
                              max, got, expect);
         }
     }
+    return 0;
+}
+
+/* Reads `text` with fb_text_later(): expects FB_LATER_DELAY and `days` in all, said `said`. */
+static void later_is(const char *text, long long days, const char *said)
+{
+    fb_delay_t d = {0};
+    fb_later_t got = fb_text_later(text, &d);
+    if (got != FB_LATER_DELAY)
+        FB_TEST_FAIL("\"%s\": expected a delay, got %d", text, (int)got);
+    if (d.seconds != days * 86400)
+        FB_TEST_FAIL("\"%s\": expected %lld days, got %lld s", text, days, d.seconds);
+    char buf[32];
+    ASSERT_EQ(fb_text_delay_format(&d, buf, sizeof(buf)), strlen(said));
+    ASSERT_STR_EQ(buf, said);
+}
+
+/* Expects fb_text_later(text) to give `want` (FB_LATER_NO or FB_LATER_PLAIN). */
+static void later_not(const char *text, fb_later_t want)
+{
+    fb_delay_t d = {0};
+    fb_later_t got = fb_text_later(text, &d);
+    if (got != want)
+        FB_TEST_FAIL("\"%s\": expected %d, got %d", text, (int)want, (int)got);
+}
+
+TEST_IMPL(text_later)
+{
+    /* the forms of issue #8 */
+    later_is("plus tard 3 mois", 90, "3 mois");
+    later_is("Plus tard dans 3 mois", 90, "3 mois");
+    later_is("plus tard, dans 3 mois", 90, "3 mois");
+    later_is("dans 2 semaines", 14, "2 semaines");
+    later_is("Relancez-moi dans un mois", 30, "1 mois");
+    later_is("rappelez-moi dans 10 jours", 10, "10 jours");
+    later_is("rappelle-moi dans 1 jour", 1, "1 jour");
+    later_is("d'ici six mois", 180, "6 mois");
+    later_is("pas maintenant, dans une semaine", 7, "1 semaine");
+    later_is("pas avant 15 jours", 15, "15 jours");
+    later_is("ok plus tard dans 2 mois merci", 60, "2 mois");
+    later_is("dans environ 4 semaines", 28, "4 semaines");
+    later_is("dans 10j", 10, "10 jours");
+    later_is("dans 2semaines", 14, "2 semaines");
+    later_is("DANS 3 MOIS !", 90, "3 mois");
+    later_is("dans 1 an", 365, "1 an");
+    later_is("dans une année", 365, "1 an");
+    later_is("dans 12 mois", 360, "12 mois");
+    later_is("dans 52 semaines", 364, "52 semaines");
+    later_is("dans 3 mois, le temps du vote", 90, "3 mois"); /* what follows is ignored */
+    /* every number word */
+    static const char *const words[] = {"un",   "deux", "trois", "quatre", "cinq", "six",
+                                        "sept", "huit", "neuf",  "dix",    "onze", "douze"};
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        char text[64], said[32];
+        snprintf(text, sizeof(text), "dans %s jours", words[i]);
+        snprintf(said, sizeof(said), "%zu jour%s", i + 1, i ? "s" : "");
+        later_is(text, (long long)i + 1, said);
+    }
+    later_is("dans quinze jours", 15, "15 jours");
+    later_is("dans une semaine", 7, "1 semaine");
+    later_is("dans deux ans", 365, "12 mois"); /* capped */
+    /* caps: at most one year, said "12 mois" */
+    later_is("dans 13 mois", 365, "12 mois");
+    later_is("dans 366 jours", 365, "12 mois");
+    later_is("dans 500 ans", 365, "12 mois");
+    later_is("plus tard 99999999999999999999 jours", 365, "12 mois");
+    fb_delay_t d = {0};
+    ASSERT_EQ(fb_text_later("dans 500 ans", &d), FB_LATER_DELAY);
+    ASSERT(d.capped);
+    ASSERT_EQ(fb_text_later("dans 1 an", &d), FB_LATER_DELAY);
+    ASSERT(!d.capped);
+    /* a number that is no delay: a plain "plus tard" */
+    later_not("plus tard 0 jour", FB_LATER_PLAIN);
+    later_not("dans zéro jour", FB_LATER_PLAIN);
+    later_not("dans 3", FB_LATER_PLAIN);
+    later_not("plus tard dans 3", FB_LATER_PLAIN);
+    later_not("dans 3 heures", FB_LATER_PLAIN);
+    later_not("dans 3,5 mois", FB_LATER_PLAIN);
+    later_not("dans un", FB_LATER_PLAIN);
+    /* not a delay at all: read otherwise */
+    later_not("plus tard", FB_LATER_NO);
+    later_not("plus tard merci", FB_LATER_NO);
+    later_not("plus tard, un jour", FB_LATER_NO); /* someday */
+    later_not("dans quelques mois", FB_LATER_NO);
+    later_not("pas avant septembre", FB_LATER_NO);
+    later_not("3 mois", FB_LATER_NO);
+    later_not("c'est fait dans 2 semaines", FB_LATER_NO);
+    later_not("en cours depuis 2 mois", FB_LATER_NO);
+    later_not("fait", FB_LATER_NO);
+    later_not("", FB_LATER_NO);
+    later_not("dansant 3 mois", FB_LATER_NO);
+    /* a text too long to be such an answer */
+    char long_text[400];
+    memset(long_text, 'a', sizeof(long_text) - 1);
+    memcpy(long_text, "dans 3 mois ", 12);
+    long_text[sizeof(long_text) - 1] = '\0';
+    later_not(long_text, FB_LATER_NO);
+    /* a small buffer: the length it needs, cut and terminated */
+    char small[4];
+    d = (fb_delay_t){10, FB_DELAY_DAY, 10 * 86400, false};
+    ASSERT_EQ(fb_text_delay_format(&d, small, sizeof(small)), 8);
+    ASSERT_STR_EQ(small, "10 ");
     return 0;
 }
