@@ -1441,7 +1441,9 @@ static void answer_step(struct run *r, const char *text, const char *choice)
         arm_after(r, delay.seconds);
         return;
     }
-    if (status < 0) { /* "plus tard" */
+    if (status < 0 && s->muted) { /* "plus tard" after "stop": no promise of a reminder */
+        say_builtin(r, FB__T_RELANCES_ARRETEES);
+    } else if (status < 0) { /* "plus tard" */
         say_builtin(r, FB__T_ETAPE_PLUS_TARD);
     } else {
         set_step_status(r, item, status);
