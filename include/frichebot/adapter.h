@@ -14,8 +14,8 @@
 #ifndef FRICHEBOT_ADAPTER_H
 #define FRICHEBOT_ADAPTER_H
 
-#include <stddef.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <jansson.h>
