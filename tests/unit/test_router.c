@@ -301,12 +301,10 @@ static void on_redis_closed(void *arg)
     *(int *)arg += 1;
 }
 
-/* Stops the router, closes the client, frees everything but the server and the loop. */
-static void router_down(struct fixture *f)
+/* After the router's stop: closes the client, frees everything but the server and the loop. */
+static void router_free(struct fixture *f)
 {
-    int stopped = 0, closed = 0;
-    fb_router_stop(f->router, on_stopped, &stopped);
-    wait_int(&f->loop, &stopped, 1);
+    int closed = 0;
     fb_redis_close(f->redis, on_redis_closed, &closed);
     wait_int(&f->loop, &closed, 1);
     fb_router_destroy(f->router);
@@ -318,6 +316,15 @@ static void router_down(struct fixture *f)
     f->cfg = NULL;
 }
 
+/* Stops the router, closes the client, frees everything but the server and the loop. */
+static void router_down(struct fixture *f)
+{
+    int stopped = 0;
+    fb_router_stop(f->router, on_stopped, &stopped);
+    wait_int(&f->loop, &stopped, 1);
+    router_free(f);
+}
+
 static void teardown(struct fixture *f)
 {
     if (f->router)
@@ -325,6 +332,14 @@ static void teardown(struct fixture *f)
     redisFree(f->sync);
     fb_test_loop_close_strict(&f->loop);
     fb_test_redis_destroy(&f->srv);
+}
+
+/* After a test's own fb_router_stop() ended: nothing pending, everything freed. */
+static void after_stop(struct fixture *f)
+{
+    ASSERT_EQ(fb_router_pending(f->router), 0);
+    router_free(f);
+    teardown(f);
 }
 
 struct result {
@@ -1010,20 +1025,6 @@ static void setup_ops(struct fixture *f, const char *dialog, unsigned delay)
 
 /* Stopping with events queued: each callback runs once (handled, or FB_ECANCELED for those that
  * had not started), deliver() refuses new ones, and the stop completes. */
-/* After a test's own fb_router_stop() ended: nothing pending, everything freed. */
-static void after_stop(struct fixture *f)
-{
-    int closed = 0;
-    ASSERT_EQ(fb_router_pending(f->router), 0);
-    fb_redis_close(f->redis, on_redis_closed, &closed);
-    wait_int(&f->loop, &closed, 1);
-    fb_router_destroy(f->router);
-    fb_store_destroy(f->store);
-    fb_config_free(f->cfg);
-    f->router = NULL;
-    teardown(f);
-}
-
 TEST_IMPL(router_stop_with_events_queued)
 {
     struct fixture f;
