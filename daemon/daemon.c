@@ -24,6 +24,7 @@
 #include "engine/engine.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
+#include "frichebot/clock.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
 #include "geo.h"
@@ -147,13 +148,6 @@ static int on_healthz(fb_http_req_t *req, void *arg)
 
 /* ---- /metrics, /stats, /stats.json ---- */
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 enum stats_view { VIEW_METRICS, VIEW_HTML, VIEW_JSON };
 
 struct stats_req {
@@ -216,7 +210,7 @@ static int stats_request(fb_http_req_t *req, fb_daemon_t *d, enum stats_view vie
     sr->d = d;
     sr->req = req;
     sr->view = view;
-    int rc = d->stats ? fb_stats_get(d->stats, wall_ms(), stats_done, sr) : FB_EUNAVAIL;
+    int rc = d->stats ? fb_stats_get(d->stats, fb_wall_ms(), stats_done, sr) : FB_EUNAVAIL;
     if (rc)
         stats_done(rc, NULL, sr);
     /* answered now (cached figures, an error) or later: the server handles both after EAGAIN */

@@ -21,6 +21,7 @@
 
 #include "engine/template.h"
 #include "frichebot/alloc.h"
+#include "frichebot/clock.h"
 #include "frichebot/err.h"
 #include "frichebot/hash.h"
 #include "frichebot/log.h"
@@ -57,11 +58,7 @@ struct fb_esc_s {
 
 static int64_t now_ms(const fb_esc_t *e)
 {
-    if (e->clock_ms)
-        return e->clock_ms;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return e->clock_ms ? e->clock_ms : fb_wall_ms();
 }
 
 /* ---- the scripts ------------------------------------------------------------------------- */

@@ -19,6 +19,7 @@
 #include <hiredis/hiredis.h>
 
 #include "frichebot/alloc.h"
+#include "frichebot/clock.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
 #include "router.h"
@@ -241,11 +242,7 @@ struct fb_reminders_s {
 
 static int64_t now_ms(const fb_reminders_t *rm)
 {
-    if (rm->clock_ms)
-        return rm->clock_ms;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return rm->clock_ms ? rm->clock_ms : fb_wall_ms();
 }
 
 static uint64_t short_hash(const char *s)

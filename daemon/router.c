@@ -30,6 +30,7 @@
 #include "engine/text.h"
 #include "escalation.h"
 #include "frichebot/alloc.h"
+#include "frichebot/clock.h"
 #include "frichebot/err.h"
 #include "frichebot/hash.h"
 #include "frichebot/log.h"
@@ -278,13 +279,6 @@ struct fb_router_s {
 static uint64_t job_hash(const struct job *j)
 {
     return fb_event_hash(j->c->key, j->event_id);
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static uint64_t rng_next(fb_router_t *r)
@@ -643,7 +637,7 @@ static void ob_send(struct conv *c, json_t *entry)
     }
     int64_t ts = json_integer_value(json_object_get(entry, "ts"));
     int64_t delay = (int64_t)r->cfg->router.outbox_start_delay_ms;
-    int64_t now = now_ms();
+    int64_t now = fb_wall_ms();
     if (delay > 0 && ts + delay > now) {
         ob_wait(c, (uint64_t)(ts + delay - now));
         return;
@@ -1021,7 +1015,7 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
     }
     if (j->handback)
         ev.kind = FB_EVENT_HANDBACK;
-    int64_t now = now_ms();
+    int64_t now = fb_wall_ms();
     fb_engine_env_t env = {
         .now = now / 1000,
         .locale = "fr",

@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include <hiredis/hiredis.h>
 #include <jansson.h>
@@ -28,6 +27,7 @@
 #include "frichebot/adapter.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
+#include "frichebot/clock.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
 #include "http_client.h"
@@ -94,13 +94,6 @@ struct mx {
     /* thread senders (advisors): "ROOM USER" -> [display name or "", Unix ms read, member] */
     json_t *names;
 };
-
-static int64_t wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 static void wipe_free(char **p)
 {
@@ -659,7 +652,7 @@ static bool name_cached(struct mx *m, fb_mx_action_t *a)
     char *k = name_key(a);
     json_t *v = json_object_get(m->names, k);
     fb_free(k);
-    if (!v || wall_ms() - (int64_t)json_integer_value(json_array_get(v, 1)) > NAMES_FRESH_MS)
+    if (!v || fb_wall_ms() - (int64_t)json_integer_value(json_array_get(v, 1)) > NAMES_FRESH_MS)
         return false;
     const char *n = json_string_value(json_array_get(v, 0));
     a->sender_name = n && *n ? fb_strdup(n) : NULL;
@@ -686,7 +679,7 @@ static void on_name(struct mx *m, int err, int status, json_t *body, const fb_ht
             json_object_clear(m->names);
         char *k = name_key(a);
         json_object_set_new(m->names, k,
-                            json_pack("[s, I, b]", n ? n : "", (json_int_t)wall_ms(), member));
+                            json_pack("[s, I, b]", n ? n : "", (json_int_t)fb_wall_ms(), member));
         fb_free(k);
     }
     a->sender_name = n ? fb_strdup(n) : NULL;
@@ -1189,7 +1182,7 @@ static void take_tokens(struct mx *m, json_t *body)
         fb_free(m->device_id);
         m->device_id = fb_strdup(dev);
     }
-    m->expires_at = json_is_integer(exp) ? wall_ms() + (int64_t)json_integer_value(exp) : 0;
+    m->expires_at = json_is_integer(exp) ? fb_wall_ms() + (int64_t)json_integer_value(exp) : 0;
     m->lifetime_ms = json_is_integer(exp) ? (int64_t)json_integer_value(exp) : 0;
 }
 
@@ -1397,7 +1390,7 @@ static void on_next_batch_stored(struct mx *m, int status, redisReply *reply, vo
     fb_free(m->next_batch);
     m->next_batch = nb;
     m->fails = 0;
-    m->last_sync_ms = wall_ms();
+    m->last_sync_ms = fb_wall_ms();
     set_state(m, "ok");
     sync_poll(m);
 }
@@ -1522,7 +1515,7 @@ static void sync_poll(struct mx *m)
     if (m->lifetime_ms > 0 && m->lifetime_ms / 2 < margin)
         margin = m->lifetime_ms / 2;
     if (m->expires_at && m->refresh_token && *m->refresh_token &&
-        wall_ms() > m->expires_at - margin) {
+        fb_wall_ms() > m->expires_at - margin) {
         m->recovering = true;
         refresh(m);
         return;
@@ -1652,7 +1645,7 @@ static void on_txn_marked(struct mx *m, int status, redisReply *reply, void *arg
         return;
     }
     m->txns++;
-    m->last_txn_ms = wall_ms();
+    m->last_txn_ms = fb_wall_ms();
     set_state(m, "ok");
     as_json(req, 200, NULL, NULL);
 }
@@ -2216,7 +2209,7 @@ static void mx_destroy(fb_adapter_t *a)
 static int mx_stats(fb_adapter_t *a, json_t *out)
 {
     struct mx *m = *(struct mx **)fb_adapter_priv(a);
-    int64_t now = wall_ms();
+    int64_t now = fb_wall_ms();
     json_object_set_new(out, "mode", json_string(m->mode == MODE_AS ? "appservice" : "bot"));
     if (m->mode == MODE_BOT) {
         json_object_set_new(out, "sync", json_string(sync_state_name[m->sy]));

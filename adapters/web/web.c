@@ -22,7 +22,6 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include <hiredis/hiredis.h>
 #include <jansson.h>
@@ -32,6 +31,7 @@
 #include "frichebot/adapter.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
+#include "frichebot/clock.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
 #include "http_server.h"
@@ -238,14 +238,6 @@ static void maybe_stop_done(struct web *w);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Small helpers */
-
-static int64_t wall_ms(void)
-{
-    uv_timeval64_t tv;
-    if (uv_gettimeofday(&tv) != 0)
-        return 0;
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 static uint64_t now_ms(struct web *w)
 {
@@ -605,7 +597,7 @@ static void op_deliver(struct op *op)
     char event_id[FB_WEB_MAX_ID + 8];
     ev.kind = op->in_kind;
     ev.conv = op->cv->token;
-    ev.ts_ms = wall_ms();
+    ev.ts_ms = fb_wall_ms();
     if (op->in_kind == FB_IN_START) {
         ev.event_id = EVENT_ID_START;
     } else {
@@ -797,7 +789,7 @@ static void client_on_message(struct client *c, json_t *msg, bool is_choice)
     }
 
     json_t *entry = json_pack("{s:s, s:s, s:s, s:I}", "from", "user", "id", id, "text", text, "ts",
-                              (json_int_t)wall_ms());
+                              (json_int_t)fb_wall_ms());
     char *tail = entry ? fb_web_entry_tail(entry) : NULL;
     json_decref(entry);
     if (!tail) {
@@ -903,7 +895,7 @@ static void hello_new(struct client *c)
     struct op *op = op_new(w, OP_CREATE, c, cv);
     conv_unref(cv); /* the op holds it */
     char now[24];
-    snprintf(now, sizeof(now), "%lld", (long long)wall_ms());
+    snprintf(now, sizeof(now), "%lld", (long long)fb_wall_ms());
     const char *keys[] = {cv->keys[K_META]};
     const char *args[] = {now, w->ttl_ms};
     if (run_script(op, create_script, on_created, 1, keys, 2, args)) {
@@ -1229,7 +1221,7 @@ static int web_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, vo
         json_object_set_new(entry, "html", json_string(msg->html));
     if (json_is_array(msg->choices) && json_array_size(msg->choices) > 0)
         json_object_set_new(entry, "choices", json_deep_copy(msg->choices));
-    json_object_set_new(entry, "ts", json_integer((json_int_t)wall_ms()));
+    json_object_set_new(entry, "ts", json_integer((json_int_t)fb_wall_ms()));
     char *tail = fb_web_entry_tail(entry);
     json_decref(entry);
     if (!tail)
