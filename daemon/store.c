@@ -18,6 +18,7 @@
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
+#include "digest.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
@@ -71,79 +72,12 @@ struct op {
     bool eval_sent;                           /* save: the EVAL fallback was used */
 };
 
-/* ---------------------------------------------------------------------------------------- */
-/* SHA1 (FIPS 180-1), only to name the script for EVALSHA: no security depends on it. */
-
-static uint32_t rol32(uint32_t x, unsigned n)
+/* The SHA1 of a script, in hex: its EVALSHA name. */
+static void sha1_hex(const char *src, size_t len, char out[41])
 {
-    return (x << n) | (x >> (32 - n));
-}
-
-static void sha1_block(uint32_t h[5], const unsigned char *p)
-{
-    uint32_t w[80];
-    for (size_t i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-               (uint32_t)p[4 * i + 2] << 8 | (uint32_t)p[4 * i + 3];
-    for (size_t i = 16; i < 80; i++)
-        w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-    for (size_t i = 0; i < 80; i++) {
-        uint32_t f, k;
-        if (i < 20) {
-            f = (b & c) | (~b & d);
-            k = 0x5A827999u;
-        } else if (i < 40) {
-            f = b ^ c ^ d;
-            k = 0x6ED9EBA1u;
-        } else if (i < 60) {
-            f = (b & c) | (b & d) | (c & d);
-            k = 0x8F1BBCDCu;
-        } else {
-            f = b ^ c ^ d;
-            k = 0xCA62C1D6u;
-        }
-        uint32_t t = rol32(a, 5) + f + e + k + w[i];
-        e = d;
-        d = c;
-        c = rol32(b, 30);
-        b = a;
-        a = t;
-    }
-    h[0] += a;
-    h[1] += b;
-    h[2] += c;
-    h[3] += d;
-    h[4] += e;
-}
-
-/* Writes the SHA1 of `len` bytes at `data` as 40 lower-case hex digits and a NUL to `out`. */
-static void sha1_hex(const void *data, size_t len, char out[41])
-{
-    uint32_t h[5] = {0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u, 0xC3D2E1F0u};
-    const unsigned char *p = data;
-    size_t full = len / 64, rem = len % 64;
-    for (size_t i = 0; i < full; i++)
-        sha1_block(h, p + 64 * i);
-    unsigned char tail[128];
-    memset(tail, 0, sizeof(tail));
-    if (rem)
-        memcpy(tail, p + 64 * full, rem);
-    tail[rem] = 0x80;
-    size_t tlen = rem < 56 ? 64 : 128;
-    uint64_t bits = (uint64_t)len * 8;
-    for (size_t i = 0; i < 8; i++)
-        tail[tlen - 1 - i] = (unsigned char)(bits >> (8 * i));
-    sha1_block(h, tail);
-    if (tlen == 128)
-        sha1_block(h, tail + 64);
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < 20; i++) {
-        unsigned char byte = (unsigned char)(h[i / 4] >> (24 - 8 * (i % 4)));
-        out[2 * i] = hex[byte >> 4];
-        out[2 * i + 1] = hex[byte & 15];
-    }
-    out[40] = '\0';
+    unsigned char h[20];
+    fb_sha1(src, len, h);
+    fb_hex(h, 20, out);
 }
 
 /* ---------------------------------------------------------------------------------------- */

@@ -22,8 +22,8 @@
 #include <jansson.h>
 #include <uv.h>
 
-#include "../web/web_util.h"
 #include "config.h"
+#include "digest.h"
 #include "frichebot/adapter.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
@@ -402,11 +402,8 @@ static void send_notice(struct mx *m, const char *room)
 {
     if (json_object_get(m->notice_inflight, room) || !m->token)
         return;
-    unsigned char h[32];
-    fb_web_sha256(room, strlen(room), h);
-    char txn[48];
-    snprintf(txn, sizeof(txn), "enc.%02x%02x%02x%02x%02x%02x%02x%02x", h[0], h[1], h[2], h[3], h[4],
-             h[5], h[6], h[7]);
+    char txn[48] = "enc.";
+    fb_sha256_tag(room, 8, txn + 4);
     char *tail = fb_asprintf("/send/m.room.message/%s", txn);
     char *path = room_path(room, tail);
     json_t *content = fb_mx_message_content("m.notice", m->o->encrypted_notice, NULL, NULL);
@@ -2112,10 +2109,7 @@ static int mx_init(fb_adapter_t *a)
         json_t *f = filter_json(o, o->sync_timeline_limit);
         m->filter_json = json_dumps(f, JSON_COMPACT | JSON_SORT_KEYS);
         json_decref(f);
-        unsigned char h[32];
-        fb_web_sha256(m->filter_json, strlen(m->filter_json), h);
-        for (int i = 0; i < 8; i++)
-            snprintf(m->filter_hash + (size_t)2 * i, 3, "%02x", h[i]);
+        fb_sha256_tag(m->filter_json, 8, m->filter_hash);
         /* jansson's string: keep our own copy in our allocator. */
         char *copy = fb_strdup(m->filter_json);
         free(m->filter_json); /* fb-lint: allow free (jansson's allocation) */

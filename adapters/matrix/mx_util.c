@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "../web/web_util.h"
+#include "digest.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "frichebot/err.h"
@@ -543,9 +543,7 @@ bool fb_mx_ct_equal(const char *a, size_t alen, const char *b, size_t blen)
 
 void fb_mx_tag(const char *conv, char out[FB_MX_TAG_LEN + 1])
 {
-    unsigned char h[32];
-    fb_web_sha256(conv, strlen(conv), h);
-    snprintf(out, FB_MX_TAG_LEN + 1, "%02x%02x%02x", h[0], h[1], h[2]);
+    fb_sha256_tag(conv, FB_MX_TAG_LEN / 2, out);
 }
 
 int fb_mx_conv_split(const char *conv, char **room, char **root)

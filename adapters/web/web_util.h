@@ -23,9 +23,6 @@
 /** Length of the log tag of a token: the first 6 hex digits of its SHA-256. */
 #define FB_WEB_TAG_LEN 6
 
-/** Writes the SHA-256 of `len` bytes at `data` into `out`. */
-void fb_web_sha256(const void *data, size_t len, unsigned char out[32] /* OUT */);
-
 /** Writes `n` bytes as base64url without padding, NUL-terminated; `out` holds 4*n/3+2 bytes. */
 void fb_web_base64url(const unsigned char *in, size_t n, char *out /* OUT */);
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_web.c - the pure pieces of the web chat adapter (adapters/web/web_util.c): SHA-256 and
- * the tokens' log tags, base64url, token and id shapes, the token bucket, history entries. The
+ * test_web.c - the pure pieces of the web chat adapter (adapters/web/web_util.c): the tokens'
+ * log tags, base64url, token and id shapes, the token bucket, history entries. The
  * adapter's behaviour over a real websocket, Redis and router is covered by
  * tests/integration/test_webchat.py.
  */
@@ -12,48 +12,6 @@
 #include "../../adapters/web/web_util.h"
 #include "frichebot/alloc.h"
 #include "task.h"
-
-static void hex(const unsigned char *p, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-TEST_IMPL(web_sha256_vectors)
-{
-    /* FIPS 180-4 examples, plus lengths around the padding boundary (55, 56, 64 bytes). */
-    static const struct {
-        const char *in;
-        const char *want;
-    } v[] = {
-        {"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
-        {"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
-        {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
-         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
-        {"abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopq"
-         "rlmnopqrsmnopqrstnopqrstu",
-         "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1"},
-    };
-    char out[65];
-    unsigned char h[32];
-    for (size_t i = 0; i < FB_ARRAY_SIZE(v); i++) {
-        fb_web_sha256(v[i].in, strlen(v[i].in), h);
-        hex(h, 32, out);
-        ASSERT_STR_EQ(out, v[i].want);
-    }
-    /* One million 'a' (FIPS 180-2 appendix B.3), in one call. */
-    char *a = fb_malloc(1000000);
-    memset(a, 'a', 1000000);
-    fb_web_sha256(a, 1000000, h);
-    fb_free(a);
-    hex(h, 32, out);
-    ASSERT_STR_EQ(out, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
-    return 0;
-}
 
 TEST_IMPL(web_base64url)
 {

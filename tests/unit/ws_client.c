@@ -16,66 +16,11 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "digest.h"
+
 /* The key of RFC 6455 section 1.3, so the expected accept value is the RFC's own. */
 #define WSC_KEY    "dGhlIHNhbXBsZSBub25jZQ=="
 #define WSC_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-
-/* A minimal SHA-1 (FIPS 180-4), only to check Sec-WebSocket-Accept. */
-static uint32_t rol(uint32_t v, int n)
-{
-    return (v << n) | (v >> (32 - n));
-}
-
-static void sha1(const unsigned char *msg, size_t len, unsigned char out[20])
-{
-    uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
-    size_t total = ((len + 8) / 64 + 1) * 64;
-    unsigned char *m = calloc(1, total);
-    memcpy(m, msg, len);
-    m[len] = 0x80;
-    uint64_t bits = (uint64_t)len * 8;
-    for (int i = 0; i < 8; i++)
-        m[total - 1 - i] = (unsigned char)(bits >> (8 * i));
-    for (size_t off = 0; off < total; off += 64) {
-        uint32_t w[80];
-        for (int i = 0; i < 16; i++)
-            w[i] = (uint32_t)m[off + 4 * i] << 24 | (uint32_t)m[off + 4 * i + 1] << 16 |
-                   (uint32_t)m[off + 4 * i + 2] << 8 | m[off + 4 * i + 3];
-        for (int i = 16; i < 80; i++)
-            w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-        uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-        for (int i = 0; i < 80; i++) {
-            uint32_t f, k;
-            if (i < 20) {
-                f = (b & c) | (~b & d);
-                k = 0x5A827999;
-            } else if (i < 40) {
-                f = b ^ c ^ d;
-                k = 0x6ED9EBA1;
-            } else if (i < 60) {
-                f = (b & c) | (b & d) | (c & d);
-                k = 0x8F1BBCDC;
-            } else {
-                f = b ^ c ^ d;
-                k = 0xCA62C1D6;
-            }
-            uint32_t t = rol(a, 5) + f + e + k + w[i];
-            e = d;
-            d = c;
-            c = rol(b, 30);
-            b = a;
-            a = t;
-        }
-        h[0] += a;
-        h[1] += b;
-        h[2] += c;
-        h[3] += d;
-        h[4] += e;
-    }
-    free(m);
-    for (int i = 0; i < 20; i++)
-        out[i] = (unsigned char)(h[i / 4] >> (24 - 8 * (i % 4)));
-}
 
 static void base64(const unsigned char *in, size_t len, char *out)
 {
@@ -197,7 +142,7 @@ int fb_wsc_connect(fb_wsc_t *c, int port, const char *path, const char *extra)
     static const char guid[] = WSC_KEY "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
     unsigned char md[20];
     char b64[32];
-    sha1((const unsigned char *)guid, sizeof(guid) - 1, md);
+    fb_sha1(guid, sizeof(guid) - 1, md);
     base64(md, sizeof(md), b64);
     if (strcmp(b64, WSC_ACCEPT) != 0 ||
         head_value(c->head, "sec-websocket-accept:", val, sizeof(val)) != 0 ||
