@@ -44,6 +44,52 @@ void fb_test_loop_close_strict(uv_loop_t *loop)
         FB_TEST_FAIL("uv_loop_close() returned %d (%s)", rc, uv_strerror(rc));
 }
 
+static void noop_tick(uv_timer_t *t)
+{
+    (void)t;
+}
+
+bool fb_test_wait_cond(uv_loop_t *loop, bool (*cond)(void *arg), void *arg, unsigned ms)
+{
+    uv_timer_t t;
+    uv_timer_init(loop, &t);
+    uv_timer_start(&t, noop_tick, 5, 5);
+    uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000u;
+    while (!cond(arg) && uv_hrtime() < end)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    return cond(arg);
+}
+
+struct int_target {
+    const int *counter;
+    int target;
+};
+
+static bool int_reached(void *arg)
+{
+    const struct int_target *it = arg;
+    return *it->counter >= it->target;
+}
+
+bool fb_test_wait_int(uv_loop_t *loop, const int *counter, int target, unsigned ms)
+{
+    struct int_target it = {counter, target};
+    return fb_test_wait_cond(loop, int_reached, &it, ms);
+}
+
+static bool never(void *arg)
+{
+    (void)arg;
+    return false;
+}
+
+void fb_test_run_for(uv_loop_t *loop, unsigned ms)
+{
+    (void)fb_test_wait_cond(loop, never, NULL, ms);
+}
+
 int fb_test_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -12,6 +12,7 @@
 #define FB_TEST_TASK_H
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +116,16 @@ void fb_test_redis_stop(fb_test_redis_t *r);
 int fb_test_redis_restart(fb_test_redis_t *r);
 /** Stops the server and removes its directory. */
 void fb_test_redis_destroy(fb_test_redis_t *r);
+
+/**
+ * Runs `loop` (a 5 ms timer keeps it turning) until cond(arg) holds or `ms` pass; returns whether
+ * it holds. For hang detection, never for timing assertions.
+ */
+bool fb_test_wait_cond(uv_loop_t *loop, bool (*cond)(void *arg), void *arg, unsigned ms);
+/** The same until *counter >= target. */
+bool fb_test_wait_int(uv_loop_t *loop, const int *counter, int target, unsigned ms);
+/** Runs `loop` for `ms` milliseconds. */
+void fb_test_run_for(uv_loop_t *loop, unsigned ms);
 
 /** Returns a free TCP port on 127.0.0.1 (bind to port 0, read it, close). */
 int fb_test_free_port(void);

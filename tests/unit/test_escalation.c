@@ -261,12 +261,14 @@ static void wenv_close(struct wenv *w)
     fb_test_redis_destroy(&w->srv);
 }
 
+static bool esc_idle(void *arg)
+{
+    return fb_esc_inflight(arg) == 0;
+}
+
 static void run_until_idle(struct wenv *w)
 {
-    uint64_t end = uv_hrtime() + 60ull * 1000000000ull;
-    while (fb_esc_inflight(w->esc) > 0 && uv_hrtime() < end)
-        uv_run(&w->v.loop, UV_RUN_ONCE);
-    ASSERT_EQ(fb_esc_inflight(w->esc), 0);
+    ASSERT(fb_test_wait_cond(&w->v.loop, esc_idle, w->esc, 60000));
 }
 
 /* One watchdog pass at `ms` (Unix ms); returns the entries then in the advisors' room outbox. */

@@ -52,39 +52,15 @@ static void on_result(fb_redis_t *r, int status, redisReply *rep, void *arg)
         ASSERT_NOT_NULL(rep);
 }
 
-static void tick(uv_timer_t *t)
-{
-    (void)t;
-}
-
-/* Runs `loop` until *counter >= target or `ms` pass; returns whether the target was reached. */
-static bool wait_for(uv_loop_t *loop, const int *counter, int target, unsigned ms)
-{
-    uv_timer_t t;
-    uv_timer_init(loop, &t);
-    uv_timer_start(&t, tick, 5, 5);
-    uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000u;
-    while (*counter < target && uv_hrtime() < end)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return *counter >= target;
-}
-
-/* Runs `loop` for `ms` milliseconds. */
-static void run_for(uv_loop_t *loop, unsigned ms)
-{
-    int never = 0;
-    (void)wait_for(loop, &never, 1, ms);
-}
-
 /* Runs `loop` until the client is connected, up to `ms`. */
+static bool connected(void *arg)
+{
+    return fb_redis_connected(arg);
+}
+
 static bool wait_connected(uv_loop_t *loop, fb_redis_t *r, unsigned ms)
 {
-    uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000u;
-    while (!fb_redis_connected(r) && uv_hrtime() < end)
-        run_for(loop, 5);
-    return fb_redis_connected(r);
+    return fb_test_wait_cond(loop, connected, r, ms);
 }
 
 static void on_closed(void *arg)
@@ -97,8 +73,8 @@ static void close_and_wait(uv_loop_t *loop, fb_redis_t *r)
 {
     int closed = 0;
     fb_redis_close(r, on_closed, &closed);
-    ASSERT(wait_for(loop, &closed, 1, 5000));
-    run_for(loop, 10);
+    ASSERT(fb_test_wait_int(loop, &closed, 1, 5000));
+    fb_test_run_for(loop, 10);
     ASSERT_EQ(closed, 1);
 }
 
@@ -169,7 +145,7 @@ TEST_IMPL(redis_connect_tcp)
     ASSERT_OK(fb_redis_command(r, 0, on_result, &get, "STRLEN", "bin", NULL));
     ASSERT_EQ(fb_redis_pending(r), 3);
     ASSERT_EQ(ping.calls, 0); /* never called inside the issuing call */
-    ASSERT(wait_for(&loop, &get.calls, 1, 5000));
+    ASSERT(fb_test_wait_int(&loop, &get.calls, 1, 5000));
     ASSERT_EQ(ping.calls, 1);
     ASSERT_EQ(ping.status, 0);
     ASSERT_EQ(ping.type, REDIS_REPLY_STATUS);
@@ -208,7 +184,7 @@ TEST_IMPL(redis_connect_unix)
         ASSERT_OK(fb_redis_start(r));
         struct result res = {0};
         ASSERT_OK(fb_redis_command(r, 0, on_result, &res, "CLIENT", "INFO", NULL));
-        ASSERT(wait_for(&loop, &res.calls, 1, 5000));
+        ASSERT(fb_test_wait_int(&loop, &res.calls, 1, 5000));
         ASSERT_EQ(res.status, 0);
         /* The server sees a unix socket client: its address is not ip:port. */
         ASSERT_NOT_NULL(strstr(res.str, "laddr=/"));
@@ -236,7 +212,7 @@ TEST_IMPL(redis_connect_hostname)
     ASSERT_OK(fb_redis_start(r));
     struct result res = {0};
     ASSERT_OK(fb_redis_command(r, 0, on_result, &res, "PING", NULL));
-    ASSERT(wait_for(&loop, &res.calls, 1, 5000));
+    ASSERT(fb_test_wait_int(&loop, &res.calls, 1, 5000));
     ASSERT_EQ(res.status, 0);
     close_and_wait(&loop, r);
     fb_test_loop_close_strict(&loop);
@@ -334,7 +310,7 @@ TEST_IMPL(redis_auth_password)
         ASSERT_NOT_NULL(r);
         ASSERT_OK(fb_redis_start(r));
         ASSERT_OK(fb_redis_command(r, FB_REDIS_RETRY, on_result, &res[i], "PING", NULL));
-        ASSERT(wait_for(&loop, &res[i].calls, 1, 5000));
+        ASSERT(fb_test_wait_int(&loop, &res[i].calls, 1, 5000));
         connected[i] = fb_redis_connected(r);
         close_and_wait(&loop, r);
     }
@@ -399,19 +375,19 @@ TEST_IMPL(redis_command_timeout)
     struct result get = {0}, set = {0};
     ASSERT_OK(fb_redis_command(r, 0, on_result, &get, "GET", "k", NULL));
     ASSERT_OK(fb_redis_command(r, FB_REDIS_RETRY, on_result, &set, "SET", "k", "v", NULL));
-    ASSERT(wait_for(&loop, &get.calls, 1, 3000));
+    ASSERT(fb_test_wait_int(&loop, &get.calls, 1, 3000));
     uint64_t t_get = now_ms(&loop);
     ASSERT_EQ(get.status, FB_ETIMEDOUT);
     ASSERT_GE(t_get - t0, 100);
     ASSERT_LT(t_get - t0, 900);
     ASSERT_EQ(set.calls, 0); /* retryable: still waiting */
 
-    ASSERT(wait_for(&loop, &set.calls, 1, 5000));
+    ASSERT(fb_test_wait_int(&loop, &set.calls, 1, 5000));
     uint64_t t_set = now_ms(&loop);
     ASSERT_EQ(set.status, 0);
     ASSERT_STR_EQ(set.str, "OK");
     ASSERT_GE(t_set - t0, 900); /* only once the pause was over */
-    run_for(&loop, 200);
+    fb_test_run_for(&loop, 200);
     ASSERT_EQ(get.calls, 1);
     ASSERT_EQ(set.calls, 1);
     fb_redis_stats_t st;
@@ -453,20 +429,20 @@ TEST_IMPL(redis_lost_connection_resend)
     struct result once = {0}, retry = {0};
     ASSERT_OK(fb_redis_command(r, 0, on_result, &once, "BLPOP", "list:a", "3", NULL));
     ASSERT_OK(fb_redis_command(r, FB_REDIS_RETRY, on_result, &retry, "BLPOP", "list:b", "1", NULL));
-    run_for(&loop, 100);
+    fb_test_run_for(&loop, 100);
     ASSERT_EQ(fb_redis_pending(r), 2);
     redisContext *sc = sync_connect(&srv);
     redisReply *rep = sync_cmd(sc, "CLIENT KILL TYPE normal");
     ASSERT_EQ(rep->integer, 1); /* ours; SKIPME spares the killer */
     freeReplyObject(rep);
 
-    ASSERT(wait_for(&loop, &once.calls, 1, 2000));
+    ASSERT(fb_test_wait_int(&loop, &once.calls, 1, 2000));
     ASSERT_EQ(once.status, FB_EIO);
     ASSERT_EQ(retry.calls, 0);
-    ASSERT(wait_for(&loop, &retry.calls, 1, 4000));
+    ASSERT(fb_test_wait_int(&loop, &retry.calls, 1, 4000));
     ASSERT_EQ(retry.status, 0);
     ASSERT_EQ(retry.type, REDIS_REPLY_NIL); /* the resent BLPOP timed out on the server */
-    run_for(&loop, 100);
+    fb_test_run_for(&loop, 100);
     ASSERT_EQ(once.calls, 1);
     ASSERT_EQ(retry.calls, 1);
     fb_redis_stats_t st;
@@ -508,7 +484,7 @@ TEST_IMPL(redis_queued_while_down)
     ASSERT(wait_connected(&loop, r, 5000));
 
     fb_test_redis_stop(&srv);
-    run_for(&loop, 50);
+    fb_test_run_for(&loop, 50);
     ASSERT(!fb_redis_connected(r));
     struct result set = {0}, get = {0};
     ASSERT_OK(fb_redis_command(r, FB_REDIS_RETRY, on_result, &set, "SET", "k", "back", NULL));
@@ -519,14 +495,14 @@ TEST_IMPL(redis_queued_while_down)
     uv_timer_init(&loop, &restart);
     restart.data = &srv;
     uv_timer_start(&restart, restart_cb, 300, 0);
-    ASSERT(wait_for(&loop, &get.calls, 1, 5000));
+    ASSERT(fb_test_wait_int(&loop, &get.calls, 1, 5000));
     ASSERT_GE(now_ms(&loop) - t0, 300);
     ASSERT_EQ(set.calls, 1);
     ASSERT_EQ(set.status, 0);
     ASSERT_EQ(get.status, 0);
     ASSERT_STR_EQ(get.str, "back");
     uv_close((uv_handle_t *)&restart, NULL);
-    run_for(&loop, 100);
+    fb_test_run_for(&loop, 100);
     ASSERT_EQ(set.calls, 1);
     ASSERT_EQ(get.calls, 1);
     close_and_wait(&loop, r);
@@ -554,7 +530,7 @@ TEST_IMPL(redis_deadline_unavailable)
     ASSERT_OK(fb_redis_start(r));
     ASSERT(wait_connected(&loop, r, 5000));
     fb_test_redis_stop(&srv);
-    run_for(&loop, 50);
+    fb_test_run_for(&loop, 50);
 
     uint64_t t0 = now_ms(&loop);
     struct result set = {0}, get = {0};
@@ -562,7 +538,7 @@ TEST_IMPL(redis_deadline_unavailable)
     ASSERT_OK(fb_redis_command(r, 0, on_result, &get, "GET", "late", NULL));
     int total = 0;
     while (set.calls + get.calls < 2 && now_ms(&loop) - t0 < 3000)
-        run_for(&loop, 10);
+        fb_test_run_for(&loop, 10);
     uint64_t elapsed = now_ms(&loop) - t0;
     ASSERT_EQ(set.status, FB_EUNAVAIL);
     ASSERT_EQ(get.status, FB_EUNAVAIL);
@@ -574,7 +550,7 @@ TEST_IMPL(redis_deadline_unavailable)
     ASSERT(wait_connected(&loop, r, 5000));
     struct result check = {0};
     ASSERT_OK(fb_redis_command(r, 0, on_result, &check, "EXISTS", "late", NULL));
-    ASSERT(wait_for(&loop, &check.calls, 1, 3000));
+    ASSERT(fb_test_wait_int(&loop, &check.calls, 1, 3000));
     ASSERT_EQ(check.integer, 0);
     total = set.calls + get.calls;
     ASSERT_EQ(total, 2);
@@ -597,7 +573,7 @@ TEST_IMPL(redis_refused_fails_fast)
     fb_redis_t *r = fb_redis_create(&loop, &o);
     ASSERT_NOT_NULL(r);
     ASSERT_OK(fb_redis_start(r));
-    run_for(&loop, 500);
+    fb_test_run_for(&loop, 500);
     fb_redis_stats_t st;
     fb_redis_get_stats(r, &st);
     ASSERT_GE(st.connect_failures, 3);
@@ -639,7 +615,7 @@ TEST_IMPL(redis_connect_timeout)
     struct result res = {0};
     uint64_t t0 = now_ms(&loop);
     ASSERT_OK(fb_redis_command(r, 0, on_result, &res, "PING", NULL));
-    ASSERT(wait_for(&loop, &res.calls, 1, 3000));
+    ASSERT(fb_test_wait_int(&loop, &res.calls, 1, 3000));
     ASSERT_EQ(res.status, FB_EUNAVAIL);
     ASSERT_GE(now_ms(&loop) - t0, 400);
     fb_redis_stats_t st;
@@ -722,7 +698,7 @@ TEST_IMPL(redis_close_cancels_pending)
     ASSERT_OK(
         fb_redis_command(r, FB_REDIS_RETRY, on_cancel_probe, &p[1], "BLPOP", "q2", "5", NULL));
     ASSERT_OK(fb_redis_command(r, 0, on_cancel_probe, &p[2], "PING", NULL));
-    run_for(&loop, 100);
+    fb_test_run_for(&loop, 100);
     ASSERT_EQ(fb_redis_pending(r), 3);
     int closed = 0;
     fb_redis_close(r, on_closed, &closed);
@@ -732,7 +708,7 @@ TEST_IMPL(redis_close_cancels_pending)
         ASSERT_EQ(p[i].reissue_rc, FB_ECLOSING);
     }
     ASSERT_EQ(closed, 0); /* done only once the handles are closed */
-    ASSERT(wait_for(&loop, &closed, 1, 3000));
+    ASSERT(fb_test_wait_int(&loop, &closed, 1, 3000));
 
     /* Queued: Redis down. */
     fb_test_redis_stop(&srv);
@@ -743,7 +719,7 @@ TEST_IMPL(redis_close_cancels_pending)
     memset(q, 0, sizeof(q));
     ASSERT_OK(fb_redis_command(r, FB_REDIS_RETRY, on_cancel_probe, &q[0], "SET", "a", "1", NULL));
     ASSERT_OK(fb_redis_command(r, 0, on_cancel_probe, &q[1], "GET", "a", NULL));
-    run_for(&loop, 100);
+    fb_test_run_for(&loop, 100);
     ASSERT_EQ(fb_redis_pending(r), 2);
     closed = 0;
     fb_redis_close(r, on_closed, &closed);
@@ -751,8 +727,8 @@ TEST_IMPL(redis_close_cancels_pending)
         ASSERT_EQ(q[i].res.calls, 1);
         ASSERT_EQ(q[i].res.status, FB_ECANCELED);
     }
-    ASSERT(wait_for(&loop, &closed, 1, 3000));
-    run_for(&loop, 100);
+    ASSERT(fb_test_wait_int(&loop, &closed, 1, 3000));
+    fb_test_run_for(&loop, 100);
     for (int i = 0; i < 3; i++)
         ASSERT_EQ(p[i].res.calls, 1);
     ASSERT_EQ(q[0].res.calls + q[1].res.calls, 2);
@@ -795,12 +771,12 @@ TEST_IMPL(redis_close_inside_callback)
     memset(&c, 0, sizeof(c));
     ASSERT_OK(fb_redis_command(r, 0, on_first_closes, &c, "PING", NULL));
     ASSERT_OK(fb_redis_command(r, 0, on_result, &c.second, "PING", NULL));
-    ASSERT(wait_for(&loop, &c.closed, 1, 3000));
+    ASSERT(fb_test_wait_int(&loop, &c.closed, 1, 3000));
     ASSERT_EQ(c.first.calls, 1);
     ASSERT_EQ(c.first.status, 0);
     ASSERT_EQ(c.second.calls, 1);
     ASSERT_EQ(c.second.status, FB_ECANCELED);
-    run_for(&loop, 50);
+    fb_test_run_for(&loop, 50);
     ASSERT_EQ(c.closed, 1);
     fb_test_loop_close_strict(&loop);
     fb_test_redis_destroy(&srv);
@@ -826,7 +802,7 @@ TEST_IMPL(redis_rtt_metric)
     memset(res, 0, sizeof(res));
     for (int i = 0; i < 3; i++)
         ASSERT_OK(fb_redis_command(r, 0, on_result, &res[i], "PING", NULL));
-    ASSERT(wait_for(&loop, &res[2].calls, 1, 3000));
+    ASSERT(fb_test_wait_int(&loop, &res[2].calls, 1, 3000));
     fb_buf_t out;
     fb_buf_init(&out, 1 << 20);
     ASSERT_OK(fb_metrics_render(&out));

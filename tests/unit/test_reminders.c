@@ -264,37 +264,16 @@ struct fixture {
     redisContext *sync;
 };
 
-static void noop_tick(uv_timer_t *t)
-{
-    (void)t;
-}
-
 /* Runs the loop until cond(arg) holds; fails after 60 s (a hang, not a timing). */
 static void wait_until(uv_loop_t *loop, bool (*cond)(void *), void *arg, const char *what)
 {
-    uv_timer_t t;
-    uv_timer_init(loop, &t);
-    uv_timer_start(&t, noop_tick, 5, 5);
-    uint64_t end = uv_hrtime() + 60ull * 1000000000ull;
-    while (!cond(arg) && uv_hrtime() < end)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    if (!cond(arg))
+    if (!fb_test_wait_cond(loop, cond, arg, 60000))
         FB_TEST_FAIL("waited 60 s for %s", what);
 }
 
 static void wait_int(uv_loop_t *loop, const int *value, int target)
 {
-    uv_timer_t t;
-    uv_timer_init(loop, &t);
-    uv_timer_start(&t, noop_tick, 5, 5);
-    uint64_t end = uv_hrtime() + 60ull * 1000000000ull;
-    while (*value < target && uv_hrtime() < end)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    if (*value < target)
+    if (!fb_test_wait_int(loop, value, target, 60000))
         FB_TEST_FAIL("waited 60 s for %d, have %d", target, *value);
 }
 
@@ -499,18 +478,23 @@ static bool routers_busy(const struct fixture *f)
     return ta.nq > 0;
 }
 
+struct drain {
+    struct fixture *f;
+    int i;
+};
+
+static bool drained(void *arg)
+{
+    const struct drain *d = arg;
+    return fb_reminders_pending(d->f->n[d->i].rem) == 0 && !routers_busy(d->f);
+}
+
 /* Polls node i until its claims are handed out and answered and the replies sent. */
 static void poll_drain(struct fixture *f, int i)
 {
     fb_reminders_poll(f->n[i].rem);
-    uv_timer_t t;
-    uv_timer_init(&f->loop, &t);
-    uv_timer_start(&t, noop_tick, 5, 5);
-    uint64_t end = uv_hrtime() + 60ull * 1000000000ull;
-    while ((fb_reminders_pending(f->n[i].rem) > 0 || routers_busy(f)) && uv_hrtime() < end)
-        uv_run(&f->loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(&f->loop, UV_RUN_NOWAIT);
+    struct drain d = {f, i};
+    (void)fb_test_wait_cond(&f->loop, drained, &d, 60000);
     ASSERT_EQ(fb_reminders_pending(f->n[i].rem), 0);
 }
 

@@ -218,37 +218,11 @@ static fb_geo_t *shared_geo(void)
     return geo;
 }
 
-static void noop_tick(uv_timer_t *t)
-{
-    (void)t;
-}
-
 /* Runs the loop until *flag (an int) reaches target; fails after 30 s (a hang, not a timing). */
 static void wait_int(uv_loop_t *loop, const int *value, int target)
 {
-    uv_timer_t t;
-    uv_timer_init(loop, &t);
-    uv_timer_start(&t, noop_tick, 5, 5);
-    uint64_t end = uv_hrtime() + 30ull * 1000000000ull;
-    while (*value < target && uv_hrtime() < end)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    if (*value < target)
+    if (!fb_test_wait_int(loop, value, target, 30000))
         FB_TEST_FAIL("waited 30 s for %d, have %d", target, *value);
-}
-
-/* Runs the loop for `ms` milliseconds (to let things that should NOT happen have a chance). */
-static void run_for(uv_loop_t *loop, unsigned ms)
-{
-    uv_timer_t t;
-    uv_timer_init(loop, &t);
-    uv_timer_start(&t, noop_tick, 5, 5);
-    uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000ull;
-    while (uv_hrtime() < end)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
 }
 
 static char *config_text(const fb_test_redis_t *srv, const char *dialog, unsigned start_delay)
@@ -442,7 +416,7 @@ TEST_IMPL(router_full_conversation)
         deliver_wait(&f, FB_IN_MESSAGE, "c1", id, full_path[i], 0);
     }
     wait_int(&f.loop, &ta.nsent, 8);
-    run_for(&f.loop, 50);
+    fb_test_run_for(&f.loop, 50);
     char *all = texts_of("c1");
     ASSERT_NOT_NULL(strstr(all, "Bonjour"));
     const char *q1 = strstr(all, "Dans quelle commune");
@@ -505,7 +479,7 @@ TEST_IMPL(router_duplicate_event)
     ASSERT_EQ(a.status, 0);
     ASSERT_EQ(b.status, 0);
     wait_int(&f.loop, &ta.nsent, before + 1);
-    run_for(&f.loop, 100);
+    fb_test_run_for(&f.loop, 100);
     ASSERT_EQ(ta.nsent, before + 1);
     ASSERT_NOT_NULL(strstr(ta.sent[ta.nsent - 1].text, "Quelle est la surface"));
     fb_router_stats_t st;
@@ -534,7 +508,7 @@ TEST_IMPL(router_interleaved_conversations)
         ASSERT_EQ(r[i].status, 0);
     }
     wait_int(&f.loop, &ta.nsent, 8);
-    run_for(&f.loop, 50);
+    fb_test_run_for(&f.loop, 50);
     ASSERT_EQ(count_of("a"), 4); /* greeting, then a question per event */
     ASSERT_EQ(count_of("b"), 4);
     char *ta_ = texts_of("a"), *tb = texts_of("b");
@@ -596,7 +570,7 @@ TEST_IMPL(router_queue_keeps_order)
         if (i < accepted)
             wait_int(&f.loop, &extra[i].calls, 1);
     ASSERT_EQ(bad.calls, 0);
-    run_for(&f.loop, 100);
+    fb_test_run_for(&f.loop, 100);
     char *all = texts_of("q");
     const char *end = strstr(all, "Signer une convention d'occupation");
     ASSERT_NOT_NULL(end);
@@ -634,7 +608,7 @@ TEST_IMPL(router_version_conflict_reruns)
     conflicts_to_make = 2;
     deliver_wait(&f, FB_IN_MESSAGE, "v", "2", "lyon", 0);
     wait_int(&f.loop, &ta.nsent, 3);
-    run_for(&f.loop, 100);
+    fb_test_run_for(&f.loop, 100);
     ASSERT_EQ(ta.nsent, 3);
     ASSERT_NOT_NULL(strstr(ta.sent[2].text, "Qui porte le projet"));
     fb_router_stats_t st;
@@ -655,7 +629,7 @@ TEST_IMPL(router_outbox_transient_retried)
     deliver_wait(&f, FB_IN_START, "t", "1", NULL, 0);
     deliver_wait(&f, FB_IN_MESSAGE, "t", "2", "lyon", 0);
     wait_int(&f.loop, &ta.nsent, 3);
-    run_for(&f.loop, 100);
+    fb_test_run_for(&f.loop, 100);
     ASSERT_EQ(ta.nsent, 3);
     ASSERT_EQ(ta.attempts, 6);
     ASSERT_NOT_NULL(strstr(ta.sent[0].text, "Bonjour"));
@@ -679,7 +653,7 @@ TEST_IMPL(router_outbox_permanent_parked)
     deliver_wait(&f, FB_IN_START, "p", "1", NULL, 0);
     deliver_wait(&f, FB_IN_MESSAGE, "p", "2", "lyon", 0);
     wait_int(&f.loop, &ta.nsent, 2);
-    run_for(&f.loop, 100);
+    fb_test_run_for(&f.loop, 100);
     ASSERT_EQ(ta.nsent, 2); /* the greeting was parked */
     ASSERT_NOT_NULL(strstr(ta.sent[0].text, "Dans quelle commune"));
     ASSERT_NOT_NULL(strstr(ta.sent[1].text, "Qui porte le projet"));
@@ -700,7 +674,7 @@ TEST_IMPL(router_restart_delivers_pending)
     SETUP(&f, NULL, 600000); /* the first router holds every entry for 10 minutes */
     deliver_wait(&f, FB_IN_START, "r", "1", NULL, 0);
     deliver_wait(&f, FB_IN_MESSAGE, "r", "2", "lyon", 0);
-    run_for(&f.loop, 100);
+    fb_test_run_for(&f.loop, 100);
     ASSERT_EQ(ta.nsent, 0);
     ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:r}:outbox"), 3);
     ASSERT_EQ(redis_int(&f, "ZCARD t:outbox:pending"), 1);
@@ -710,7 +684,7 @@ TEST_IMPL(router_restart_delivers_pending)
     memset(&ta, 0, sizeof(ta));
     router_up(&f, NULL, 0);
     wait_int(&f.loop, &ta.nsent, 3);
-    run_for(&f.loop, 100);
+    fb_test_run_for(&f.loop, 100);
     ASSERT_EQ(ta.nsent, 3);
     ASSERT_NOT_NULL(strstr(ta.sent[0].text, "Bonjour"));
     ASSERT_NOT_NULL(strstr(ta.sent[1].text, "Dans quelle commune"));
@@ -729,7 +703,7 @@ TEST_IMPL(router_scan_goes_past_stuck_conversations)
     struct fixture f;
     SETUP(&f, NULL, 600000); /* the first router holds every entry */
     deliver_wait(&f, FB_IN_START, "r", "1", NULL, 0);
-    run_for(&f.loop, 100);
+    fb_test_run_for(&f.loop, 100);
     ASSERT_EQ(ta.nsent, 0);
     int want = (int)redis_int(&f, "LLEN t:{c:test:r}:outbox");
     ASSERT(want > 0);
@@ -751,7 +725,7 @@ TEST_IMPL(router_scan_goes_past_stuck_conversations)
     memset(&ta, 0, sizeof(ta));
     router_up(&f, NULL, 0);
     wait_int(&f.loop, &ta.nsent, want); /* 30 s at most; the next ranks come one tick (1 s) later */
-    run_for(&f.loop, 200);              /* the emptied outbox leaves the index at the next read */
+    fb_test_run_for(&f.loop, 200);      /* the emptied outbox leaves the index at the next read */
     ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:r}:outbox"), 0);
     ASSERT_EQ(redis_int(&f, "ZCARD t:outbox:pending"), 2500); /* the stuck ones stay */
     teardown(&f);
@@ -766,7 +740,7 @@ TEST_IMPL(router_redis_down_eagain)
     SETUP(&f, NULL, 0);
     deliver_wait(&f, FB_IN_START, "x", "1", NULL, 0);
     wait_int(&f.loop, &ta.nsent, 2);
-    run_for(&f.loop, 50);                 /* the outbox's last read */
+    fb_test_run_for(&f.loop, 50);         /* the outbox's last read */
     ASSERT_EQ(redis_int(&f, "SAVE"), -1); /* a snapshot, so that the restart keeps the session */
     redisFree(f.sync);
     f.sync = NULL;
@@ -814,7 +788,7 @@ TEST_IMPL(router_forget_deletes_keys)
         ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:f}:%s", gone[i]), 0);
     ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:f}:notmine"), 1);
     ASSERT_EQ(redis_int(&f, "ZCARD t:reminders:due"), 0);
-    run_for(&f.loop, 50);
+    fb_test_run_for(&f.loop, 50);
     ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:f}:outbox"), 0);
     /* A new conversation starts from scratch. */
     deliver_wait(&f, FB_IN_MESSAGE, "f", "5", "bonjour", 0);
@@ -1054,6 +1028,11 @@ TEST_IMPL(router_stop_with_events_queued)
     return 0;
 }
 
+static bool router_idle(void *arg)
+{
+    return fb_router_pending(arg) == 0;
+}
+
 /* The adapter finishes its stop inside the callback of a delivery the stop cancelled (as the
  * Matrix adapter does when its last batch ends): the router must not free the conversation it is
  * still finishing (ASan reported a use after free here). */
@@ -1067,14 +1046,7 @@ TEST_IMPL(router_adapter_stops_inside_a_delivery_callback)
     wait_int(&f.loop, &ta.nsent, 1);
     wait_int(&f.loop, &first.calls, 1);
     ASSERT_EQ(first.status, 0);
-    uv_timer_t tick; /* keeps the loop turning while the outbox finishes */
-    uv_timer_init(&f.loop, &tick);
-    uv_timer_start(&tick, noop_tick, 5, 5);
-    uint64_t end = uv_hrtime() + 60ull * 1000000000ull;
-    while (fb_router_pending(f.router) > 0 && uv_hrtime() < end)
-        uv_run(&f.loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&tick, NULL);
-    ASSERT_EQ(fb_router_pending(f.router), 0);
+    ASSERT(fb_test_wait_cond(&f.loop, router_idle, f.router, 60000)); /* the outbox finished */
     ta.defer_stop = true;
     struct result r = {0, 0};
     ASSERT_OK(deliver(FB_IN_START, "s2", "1", NULL, &r));

@@ -59,24 +59,6 @@ struct fixture {
     fb_stats_t *stats;
 };
 
-static void tick(uv_timer_t *t)
-{
-    (void)t;
-}
-
-static bool wait_for(uv_loop_t *loop, const int *counter, int target, unsigned ms)
-{
-    uv_timer_t t;
-    uv_timer_init(loop, &t);
-    uv_timer_start(&t, tick, 5, 5);
-    uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000u;
-    while (*counter < target && uv_hrtime() < end)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return *counter >= target;
-}
-
 static void fixture_start(struct fixture *f, unsigned min_count)
 {
     memset(f, 0, sizeof(*f));
@@ -118,7 +100,7 @@ static void fixture_stop(struct fixture *f)
 {
     int closed = 0;
     fb_redis_close(f->r, on_closed, &closed);
-    ASSERT(wait_for(&f->loop, &closed, 1, 5000));
+    ASSERT(fb_test_wait_int(&f->loop, &closed, 1, 5000));
     ASSERT_EQ(fb_stats_pending(f->stats), 0);
     fb_stats_destroy(f->stats);
     fb_store_destroy(f->s);
@@ -207,7 +189,7 @@ static json_t *read_doc(struct fixture *f, int64_t now)
 {
     struct got g = {0};
     ASSERT_OK(fb_stats_get(f->stats, now, on_doc, &g));
-    ASSERT(wait_for(&f->loop, &g.calls, 1, 5000));
+    ASSERT(fb_test_wait_int(&f->loop, &g.calls, 1, 5000));
     ASSERT_EQ(g.status, 0);
     ASSERT_NOT_NULL(g.doc);
     return g.doc;

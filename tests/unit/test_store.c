@@ -71,31 +71,6 @@ static void on_save(int status, uint64_t version, void *arg)
     res->version = version;
 }
 
-static void tick(uv_timer_t *t)
-{
-    (void)t;
-}
-
-/* Runs `loop` until *counter >= target or `ms` pass; returns whether the target was reached. */
-static bool wait_for(uv_loop_t *loop, const int *counter, int target, unsigned ms)
-{
-    uv_timer_t t;
-    uv_timer_init(loop, &t);
-    uv_timer_start(&t, tick, 5, 5);
-    uint64_t end = uv_hrtime() + (uint64_t)ms * 1000000u;
-    while (*counter < target && uv_hrtime() < end)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return *counter >= target;
-}
-
-static void run_for(uv_loop_t *loop, unsigned ms)
-{
-    int never = 0;
-    (void)wait_for(loop, &never, 1, ms);
-}
-
 static uint64_t now_ms(uv_loop_t *loop)
 {
     uv_update_time(loop);
@@ -146,7 +121,7 @@ static void fixture_stop(struct fixture *f)
 {
     int closed = 0;
     fb_redis_close(f->r, on_closed, &closed);
-    ASSERT(wait_for(&f->loop, &closed, 1, 5000));
+    ASSERT(fb_test_wait_int(&f->loop, &closed, 1, 5000));
     ASSERT_EQ(fb_store_pending(f->s), 0);
     fb_store_destroy(f->s);
     redisFree(f->sync);
@@ -160,7 +135,7 @@ static struct load_result load(struct fixture *f, const char *conv)
     struct load_result res;
     memset(&res, 0, sizeof(res));
     ASSERT_OK(fb_store_session_load(f->s, conv, on_load, &res));
-    ASSERT(wait_for(&f->loop, &res.calls, 1, 5000));
+    ASSERT(fb_test_wait_int(&f->loop, &res.calls, 1, 5000));
     ASSERT_EQ(res.calls, 1);
     return res;
 }
@@ -170,7 +145,7 @@ static struct save_result save(struct fixture *f, const char *conv, const char *
 {
     struct save_result res = {0};
     ASSERT_OK(fb_store_session_save(f->s, conv, data, len, expected, on_save, &res));
-    ASSERT(wait_for(&f->loop, &res.calls, 1, 5000));
+    ASSERT(fb_test_wait_int(&f->loop, &res.calls, 1, 5000));
     ASSERT_EQ(res.calls, 1);
     return res;
 }
@@ -263,7 +238,7 @@ TEST_IMPL(store_version_conflict)
     ASSERT_OK(fb_store_session_save(f.s, "conv", "from-a", 6, 0, on_save, &a));
     ASSERT_OK(fb_store_session_save(f.s, "conv", "from-b", 6, 0, on_save, &b));
     ASSERT_EQ(fb_store_pending(f.s), 2);
-    ASSERT(wait_for(&f.loop, &b.calls, 1, 5000));
+    ASSERT(fb_test_wait_int(&f.loop, &b.calls, 1, 5000));
     ASSERT_EQ(a.calls, 1);
     ASSERT_EQ(b.calls, 1);
     ASSERT(a.status == 0 || b.status == 0);
@@ -311,7 +286,7 @@ TEST_IMPL(store_ttl)
     ASSERT_NOT_NULL(s2);
     struct save_result sr = {0};
     ASSERT_OK(fb_store_session_save(s2, "forever", "z", 1, 0, on_save, &sr));
-    ASSERT(wait_for(&f.loop, &sr.calls, 1, 5000));
+    ASSERT(fb_test_wait_int(&f.loop, &sr.calls, 1, 5000));
     ASSERT_EQ(sr.status, 0);
     key = fb_store_conv_key(s2, "forever", "session");
     rep = sync_cmd(&f, "PTTL %s", key);
@@ -388,7 +363,7 @@ TEST_IMPL(store_save_during_outage)
     fixture_start(&f);
     ASSERT_EQ(load(&f, "warmup").status, FB_ENOENT); /* connected */
     fb_test_redis_stop(&f.srv);
-    run_for(&f.loop, 50);
+    fb_test_run_for(&f.loop, 50);
     uint64_t t0 = now_ms(&f.loop);
     struct save_result sr = {0};
     ASSERT_OK(fb_store_session_save(f.s, "outage", "kept", 4, 0, on_save, &sr));
@@ -396,12 +371,12 @@ TEST_IMPL(store_save_during_outage)
     uv_timer_init(&f.loop, &restart);
     restart.data = &f.srv;
     uv_timer_start(&restart, restart_cb, 300, 0);
-    ASSERT(wait_for(&f.loop, &sr.calls, 1, 5000));
+    ASSERT(fb_test_wait_int(&f.loop, &sr.calls, 1, 5000));
     ASSERT_GE(now_ms(&f.loop) - t0, 300);
     ASSERT_EQ(sr.status, 0);
     ASSERT_EQ(sr.version, 1);
     uv_close((uv_handle_t *)&restart, NULL);
-    run_for(&f.loop, 200);
+    fb_test_run_for(&f.loop, 200);
     ASSERT_EQ(sr.calls, 1);
 
     fixture_resync(&f);
@@ -426,15 +401,15 @@ TEST_IMPL(store_lost_reply_resend_idempotent)
     fixture_start(&f);
     struct save_result first = {0}, resend = {0}, other = {0};
     ASSERT_OK(fb_store_session_save_id(f.s, "lost", "payload", 7, 0, "event-42", on_save, &first));
-    ASSERT(wait_for(&f.loop, &first.calls, 1, 5000));
+    ASSERT(fb_test_wait_int(&f.loop, &first.calls, 1, 5000));
     ASSERT_EQ(first.status, 0);
     ASSERT_EQ(first.version, 1);
     ASSERT_OK(fb_store_session_save_id(f.s, "lost", "payload", 7, 0, "event-42", on_save, &resend));
-    ASSERT(wait_for(&f.loop, &resend.calls, 1, 5000));
+    ASSERT(fb_test_wait_int(&f.loop, &resend.calls, 1, 5000));
     ASSERT_EQ(resend.status, 0);
     ASSERT_EQ(resend.version, 1);
     ASSERT_OK(fb_store_session_save_id(f.s, "lost", "payload", 7, 0, "event-43", on_save, &other));
-    ASSERT(wait_for(&f.loop, &other.calls, 1, 5000));
+    ASSERT(fb_test_wait_int(&f.loop, &other.calls, 1, 5000));
     ASSERT_EQ(other.status, FB_ECONFLICT);
     ASSERT_EQ(other.version, 1);
     struct load_result lr = load(&f, "lost");
@@ -443,7 +418,7 @@ TEST_IMPL(store_lost_reply_resend_idempotent)
     ASSERT_EQ(save(&f, "lost", "next", 4, 1).status, 0);
     struct save_result late = {0};
     ASSERT_OK(fb_store_session_save_id(f.s, "lost", "payload", 7, 0, "event-42", on_save, &late));
-    ASSERT(wait_for(&f.loop, &late.calls, 1, 5000));
+    ASSERT(fb_test_wait_int(&f.loop, &late.calls, 1, 5000));
     ASSERT_EQ(late.status, FB_ECONFLICT);
     ASSERT_EQ(late.version, 2);
     struct save_result badid = {0};
@@ -472,17 +447,17 @@ TEST_IMPL(store_save_resent_after_timeout)
     ASSERT_NOT_NULL(s2);
     struct load_result warm = {0};
     ASSERT_OK(fb_store_session_load(s2, "paused", on_load, &warm));
-    ASSERT(wait_for(&f.loop, &warm.calls, 1, 5000));
+    ASSERT(fb_test_wait_int(&f.loop, &warm.calls, 1, 5000));
     ASSERT_EQ(warm.version, 1);
 
     redisReply *rep = sync_cmd(&f, "CLIENT PAUSE %s", "700");
     freeReplyObject(rep);
     struct save_result sr = {0};
     ASSERT_OK(fb_store_session_save(s2, "paused", "v2", 2, 1, on_save, &sr));
-    ASSERT(wait_for(&f.loop, &sr.calls, 1, 5000));
+    ASSERT(fb_test_wait_int(&f.loop, &sr.calls, 1, 5000));
     ASSERT_EQ(sr.status, 0);
     ASSERT_EQ(sr.version, 2);
-    run_for(&f.loop, 100);
+    fb_test_run_for(&f.loop, 100);
     ASSERT_EQ(sr.calls, 1);
     fb_redis_stats_t st;
     fb_redis_get_stats(r2, &st);
@@ -494,7 +469,7 @@ TEST_IMPL(store_save_resent_after_timeout)
 
     int closed = 0;
     fb_redis_close(r2, on_closed, &closed);
-    ASSERT(wait_for(&f.loop, &closed, 1, 5000));
+    ASSERT(fb_test_wait_int(&f.loop, &closed, 1, 5000));
     fb_store_destroy(s2);
     fixture_stop(&f);
     return 0;
@@ -518,11 +493,11 @@ TEST_IMPL(store_deadline_unavailable)
     ASSERT_EQ(load(&f, "warmup").status, FB_ENOENT);
 
     fb_test_redis_stop(&f.srv);
-    run_for(&f.loop, 50);
+    fb_test_run_for(&f.loop, 50);
     uint64_t t0 = now_ms(&f.loop);
     struct save_result sr = {0};
     ASSERT_OK(fb_store_session_save(f.s, "never", "x", 1, 0, on_save, &sr));
-    ASSERT(wait_for(&f.loop, &sr.calls, 1, 3000));
+    ASSERT(fb_test_wait_int(&f.loop, &sr.calls, 1, 3000));
     uint64_t elapsed = now_ms(&f.loop) - t0;
     ASSERT_EQ(sr.status, FB_EUNAVAIL);
     ASSERT_EQ(sr.version, 0);
@@ -551,7 +526,7 @@ TEST_IMPL(store_close_cancels_pending)
     ASSERT_OK(fb_store_session_load(f.s, "c1", on_load, &lr));
     ASSERT_OK(fb_store_session_save(f.s, "c2", "x", 1, 0, on_save, &sr));
     ASSERT_OK(fb_store_session_delete(f.s, "c3", on_save, &dr));
-    run_for(&f.loop, 100);
+    fb_test_run_for(&f.loop, 100);
     ASSERT_EQ(fb_store_pending(f.s), 3);
     int closed = 0;
     fb_redis_close(f.r, on_closed, &closed);
@@ -563,7 +538,7 @@ TEST_IMPL(store_close_cancels_pending)
     ASSERT_EQ(dr.status, FB_ECANCELED);
     ASSERT_EQ(fb_store_pending(f.s), 0);
     ASSERT_EQ(fb_store_session_load(f.s, "c1", on_load, &lr), FB_ECLOSING);
-    ASSERT(wait_for(&f.loop, &closed, 1, 3000));
+    ASSERT(fb_test_wait_int(&f.loop, &closed, 1, 3000));
     fb_store_destroy(f.s);
     redisFree(f.sync);
     fb_test_loop_close_strict(&f.loop);
@@ -618,7 +593,7 @@ TEST_IMPL(store_delete)
     for (int i = 0; i < 2; i++) {
         struct save_result dr = {0};
         ASSERT_OK(fb_store_session_delete(f.s, "del", on_save, &dr));
-        ASSERT(wait_for(&f.loop, &dr.calls, 1, 5000));
+        ASSERT(fb_test_wait_int(&f.loop, &dr.calls, 1, 5000));
         ASSERT_EQ(dr.status, 0);
         ASSERT_EQ(dr.version, 0);
         ASSERT_EQ(load(&f, "del").status, FB_ENOENT);
@@ -648,7 +623,7 @@ TEST_IMPL(store_invalid_arguments)
     ASSERT_EQ(fb_store_session_delete(f.s, "", on_save, &sr), FB_EINVAL);
     longkey[FB_STORE_MAX_CONV_KEY] = '\0'; /* exactly the maximum is fine */
     ASSERT_EQ(load(&f, longkey).status, FB_ENOENT);
-    run_for(&f.loop, 50);
+    fb_test_run_for(&f.loop, 50);
     ASSERT_EQ(sr.calls, 0);
     ASSERT_EQ(lr.calls, 0);
     ASSERT_EQ(fb_store_pending(f.s), 0);
@@ -689,7 +664,7 @@ static struct eval_result eval(struct fixture *f, const fb_store_script_t *sc, c
     size_t lens[] = {strlen(key), arglen};
     ASSERT_OK(fb_store_eval(f->s, sc, FB_REDIS_RETRY, 1, 1, args, lens, on_eval, &res));
     ASSERT_EQ(res.calls, 0); /* never inside the call */
-    ASSERT(wait_for(&f->loop, &res.calls, 1, 5000));
+    ASSERT(fb_test_wait_int(&f->loop, &res.calls, 1, 5000));
     ASSERT_EQ(res.calls, 1);
     return res;
 }
