@@ -19,6 +19,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "engine/engine.h"
 #include "engine/template.h"
 #include "frichebot/alloc.h"
 #include "frichebot/clock.h"
@@ -426,9 +427,13 @@ void fb_esc_commit_ops(const fb_esc_t *e, const fb_esc_step_t *st, json_t *ops, 
     const char *prefix = fb_store_prefix(e->store);
     json_t *o = json_pack("{s:s, s:s, s:s, s:I}", "idx", e->k_open, "roots", e->k_roots, "prefix",
                           prefix, "wd", (json_int_t)e->cfg->escalation.watchdog_ms);
-    char *ticket_key = fb_store_conv_key(e->store, st->key, "ticket");
-    char *sent_key = fb_store_conv_key(e->store, st->key, "esc:sent");
+    char *ticket_key = NULL, *sent_key = NULL; /* for the root and the relays */
     const json_t *esc = escalate_effect(st->effects);
+    bool relay = !esc && st->user && st->text && fb_engine_session_escalated(st->session);
+    if ((esc || relay) && !st->forget) {
+        ticket_key = fb_store_conv_key(e->store, st->key, "ticket");
+        sent_key = fb_store_conv_key(e->store, st->key, "esc:sent");
+    }
     const char *colon = strchr(st->key, ':');
     if (st->forget) {
         /* the ticket itself is deleted by the COMMIT; only the index entry is left to drop */
@@ -483,7 +488,7 @@ void fb_esc_commit_ops(const fb_esc_t *e, const fb_esc_step_t *st, json_t *ops, 
         FB_INFO(ROUTER, "[esc] ticket announced to the room of territory %s", territory);
     } else if (st->handback) {
         (void)json_object_set_new(o, "done", json_true());
-    } else if (st->user && st->text) {
+    } else if (relay) {
         char *t = fb_asprintf("Usager : %s", st->text);
         char txn[48];
         snprintf(txn, sizeof(txn), "esc-%s.relay", st->wid);

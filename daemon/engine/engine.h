@@ -105,4 +105,8 @@ int fb_engine_step(const fb_dialog_t *d, const json_t *session, const fb_event_t
                    const fb_engine_env_t *env, json_t **new_session /* OUT */,
                    json_t **effects /* OUT */);
 
+/** True when `session` (as fb_engine_step() returns it) is handed to an advisor: the engine stays
+ *  quiet and the user's messages are for the advisor (docs/internals/ESCALATION.md). */
+bool fb_engine_session_escalated(const json_t *session);
+
 #endif /* FB_ENGINE_H */

@@ -115,6 +115,11 @@ static bool opt_bool(const json_t *o, const char *key, bool *out)
     return true;
 }
 
+bool fb_engine_session_escalated(const json_t *session)
+{
+    return json_is_true(json_object_get(session, "x"));
+}
+
 /* Reads an optional non-negative integer member below `max`: absent -> 0. */
 static bool opt_uint(const json_t *o, const char *key, unsigned max, unsigned *out)
 {

@@ -173,11 +173,18 @@ TEST_IMPL(escalation_owns_rooms_and_threads_and_builds_ops)
     json_decref(told);
     json_decref(ops);
 
-    /* A later message is a relay; a handback closes. */
+    /* A later message of the escalated session is a relay (not one of a session that is not
+     * escalated); a handback closes. */
     json_t *none = json_array();
     ops = json_pack("{s:[]}", "out");
     st.effects = none;
     st.text = "une question";
+    fb_esc_commit_ops(esc, &st, ops, &says);
+    ASSERT_NULL(json_object_get(json_object_get(ops, "esc"), "relay"));
+    json_decref(ops);
+    json_t *escalated = json_pack("{s:b}", "x", 1);
+    st.session = escalated;
+    ops = json_pack("{s:[]}", "out");
     fb_esc_commit_ops(esc, &st, ops, &says);
     json_t *relay = json_loads(
         json_string_value(json_object_get(json_object_get(ops, "esc"), "relay")), 0, NULL);
@@ -199,6 +206,7 @@ TEST_IMPL(escalation_owns_rooms_and_threads_and_builds_ops)
     ASSERT(json_is_true(json_object_get(json_object_get(ops, "esc"), "done")));
     json_decref(ops);
     json_decref(none);
+    json_decref(escalated);
     json_decref(effects);
     env_close(&v, esc);
     return 0;
