@@ -325,44 +325,6 @@ size_t fb_esc_inflight(const fb_esc_t *e)
     return e ? e->inflight : 0;
 }
 
-/* ---- the territory of a session ----------------------------------------------------------- */
-
-/* jansson's iteration takes a non-const pointer though it does not modify its argument. */
-static json_t *unconst(const json_t *j)
-{
-    return (json_t *)(uintptr_t)j;
-}
-
-/* The first object with an "insee" string found in `v` (depth first). */
-static const char *find_insee(const json_t *v, int depth)
-{
-    if (depth > 8 || !v)
-        return NULL;
-    if (json_is_object(v)) {
-        const char *code = json_string_value(json_object_get(v, "insee"));
-        if (code)
-            return code;
-        const char *k;
-        json_t *x;
-        json_object_foreach(unconst(v), k, x)
-        {
-            const char *c = find_insee(x, depth + 1);
-            if (c)
-                return c;
-        }
-    } else if (json_is_array(v)) {
-        size_t i;
-        json_t *x;
-        json_array_foreach(v, i, x)
-        {
-            const char *c = find_insee(x, depth + 1);
-            if (c)
-                return c;
-        }
-    }
-    return NULL;
-}
-
 /* ---- COMMIT ------------------------------------------------------------------------------ */
 
 static const char *reason_label(const char *reason)
@@ -438,7 +400,7 @@ void fb_esc_commit_ops(const fb_esc_t *e, const fb_esc_step_t *st, json_t *ops, 
     if (st->forget) {
         /* the ticket itself is deleted by the COMMIT; only the index entry is left to drop */
     } else if (esc && colon) {
-        const char *insee = find_insee(st->session, 0);
+        const char *insee = fb_engine_session_insee(st->session);
         const fb_commune_t *c = insee && e->geo ? fb_geo_by_insee(e->geo, insee) : NULL;
         const char *dep = c ? c->dep : NULL, *reg = c ? c->region : NULL;
         const char *room = route_find(e->rooms, e->nrooms, dep, reg);

@@ -14,6 +14,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "engine/engine.h"
 #include "engine/template.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
@@ -58,22 +59,6 @@ char *fb_stats_key(const char *prefix, const char *suffix)
 
 /* ---- the commit's operations ------------------------------------------------------------- */
 
-/* The first answer that is a commune ({"insee": "..."}), or NULL. */
-static const char *session_insee(const json_t *session)
-{
-    const json_t *a = json_object_get(session, "a");
-    if (!json_is_object(a))
-        return NULL;
-    for (void *it = json_object_iter((json_t *)(uintptr_t)a); it;
-         it = json_object_iter_next((json_t *)(uintptr_t)a, it)) {
-        const json_t *v = json_object_iter_value(it);
-        const char *insee = json_string_value(json_object_get(v, "insee"));
-        if (json_is_object(v) && insee && insee[0])
-            return insee;
-    }
-    return NULL;
-}
-
 void fb_stats_commit_ops(json_t *ops, const fb_geo_t *geo, const json_t *old_session,
                          const json_t *new_session, const json_t *effects, bool user_event,
                          int64_t now_ms)
@@ -82,7 +67,7 @@ void fb_stats_commit_ops(json_t *ops, const fb_geo_t *geo, const json_t *old_ses
     char mo[8];
     fb_stats_month(now_ms, mo);
     json_object_set_new(st, "mo", json_string(mo));
-    const char *insee = user_event ? session_insee(new_session) : NULL;
+    const char *insee = user_event ? fb_engine_session_insee(new_session) : NULL;
     if (insee) {
         const fb_commune_t *c = geo ? fb_geo_by_insee(geo, insee) : NULL;
         json_object_set_new(

@@ -109,4 +109,8 @@ int fb_engine_step(const fb_dialog_t *d, const json_t *session, const fb_event_t
  *  quiet and the user's messages are for the advisor (docs/internals/ESCALATION.md). */
 bool fb_engine_session_escalated(const json_t *session);
 
+/** The INSEE code of the session's first answer that is a commune ({"insee": "..."}), or NULL:
+ *  the project's territory (the advisors' room, the impact counters). */
+const char *fb_engine_session_insee(const json_t *session);
+
 #endif /* FB_ENGINE_H */

@@ -120,6 +120,20 @@ bool fb_engine_session_escalated(const json_t *session)
     return json_is_true(json_object_get(session, "x"));
 }
 
+const char *fb_engine_session_insee(const json_t *session)
+{
+    const json_t *a = json_object_get(session, "a");
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)(uintptr_t)a, k, v)
+    {
+        const char *insee = json_string_value(json_object_get(v, "insee"));
+        if (insee && insee[0])
+            return insee;
+    }
+    return NULL;
+}
+
 /* Reads an optional non-negative integer member below `max`: absent -> 0. */
 static bool opt_uint(const json_t *o, const char *key, unsigned max, unsigned *out)
 {
