@@ -7,6 +7,7 @@ Every daemon run is checked when it stops: exit status 0, the clean-exit line
 report in its stderr (Redis check_sanitizer_errors)."""
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -221,9 +222,18 @@ def make_daemon(tmp_path):
                 assert marker not in log, f"sanitizer report in the daemon's log:\n{log}"
 
 
+def redis_connected(d):
+    """True once the daemon logged its Redis connection ("ready" means serving HTTP, which comes
+    first: until the connection is up, /healthz rightly answers 503)."""
+    return re.search(r"\[redis\|[^\]]*\] connected", d.read_log()) is not None
+
+
 @pytest.fixture
 def daemon(redis, make_daemon):
-    return make_daemon(redis.address)
+    """A started daemon whose Redis connection is up."""
+    d = make_daemon(redis.address)
+    assert wait_until(lambda: redis_connected(d), 20), d.read_log()
+    return d
 
 
 # -- Matrix: a real Synapse (tests/integration/synapse.py) -------------------------------------

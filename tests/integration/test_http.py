@@ -5,7 +5,7 @@ import json
 import socket
 import time
 
-from conftest import wait_until
+from conftest import redis_connected, wait_until
 
 
 def raw_request(port, data, timeout=10):
@@ -128,6 +128,7 @@ def test_keepalive_connection_serves_several_requests(daemon):
 
 def test_healthz_degraded_when_redis_is_down_then_recovers(redis, make_daemon):
     d = make_daemon(redis.address)
+    assert wait_until(lambda: redis_connected(d), 20), d.read_log()
     assert d.json("/healthz")[0] == 200
     redis.stop()
     assert wait_until(lambda: d.json("/healthz")[0] == 503, 10)
