@@ -8,12 +8,16 @@
 #                                 clang-tidy), Chromium (browser tests) and the Python
 #                                 virtualenvs of the test harness (pytest, Synapse)
 #   deploy/install-deps.sh bench  `run`, plus redis-benchmark (redis-tools)
+#   deploy/install-deps.sh venvs  only the two Python virtualenvs of `test` (tests/unit of this
+#                                 script builds them into an empty directory)
 #
 # Debian packages come from apt (run as root, or with sudo available). npm packages (the communes
-# data, the DSFR design system the web chat serves, playwright-core and axe-core for the browser
-# tests) come from npm into node_modules/ (package-lock.json), in every mode. The Python test
-# peers (pytest, websockets, matrix-nio) come from PyPI into .venv/ (or $FB_VENV), and the Matrix
-# tests' homeserver, Synapse, into its own .venv-synapse/ (or $FB_SYNAPSE_VENV).
+# data, the DSFR design system the web chat serves, axe-core for the browser tests) come from npm
+# into node_modules/ (package-lock.json), in every mode but venvs; Debian's own nodejs and npm do
+# (any Node.js from 18 on). The Python test peers (pytest, websockets, matrix-nio, Playwright for
+# Python, which drives Debian's Chromium with its own driver) come from PyPI into .venv/ (or
+# $FB_VENV), and the Matrix tests' homeserver, Synapse, into its own .venv-synapse/ (or
+# $FB_SYNAPSE_VENV). Nothing is downloaded from anywhere but these registries.
 set -eu
 
 mode=${1:-run}
@@ -25,17 +29,45 @@ synapse_venv=${FB_SYNAPSE_VENV:-$top/.venv-synapse}
 pkgs_build="build-essential cmake ninja-build pkg-config"
 pkgs_libs="libuv1-dev libcurl4-openssl-dev libwebsockets-dev libwebsockets-evlib-uv libjansson-dev libhiredis-dev libyaml-dev"
 pkgs_run="redis-server"
-# chromium: the browser tests drive Debian's /usr/bin/chromium (playwright-core downloads no
+# chromium: the browser tests drive Debian's /usr/bin/chromium (Playwright downloads no
 # browser); fonts-dejavu-core gives it a fallback font (the page itself uses the DSFR's Marianne).
 pkgs_test="redis-tools clang clang-format clang-tidy libclang-rt-14-dev python3 python3-venv graphviz chromium fonts-dejavu-core tzdata"
 pkgs_bench="redis-tools curl" # curl: bench/run.sh polls the daemon's /healthz
+
+# make_venv DIR LOCK WHAT: a virtualenv made from Debian's python3 with exactly the packages of
+# LOCK, a complete lock (every dependency pinned with its hashes, made by pip-compile). --no-deps:
+# pip installs the lock's lines and resolves nothing, so any pip works, old or new (pip 23.0, the
+# one python3 -m venv brings on Debian 12, takes an extra such as python-socks[asyncio] named by a
+# dependency for an unpinned requirement and refuses the lock). pip check then proves the lock is
+# complete. Re-made when LOCK changes (a copy of it is the stamp), and from scratch when an earlier
+# install broke halfway.
+make_venv() {
+  dir=$1 lock=$2 what=$3
+  if [ -x "$dir/bin/python" ] && cmp -s "$lock" "$dir/.requirements.txt"; then
+    return 0
+  fi
+  echo "install-deps.sh: installing $what in $dir"
+  rm -f "$dir/.requirements.txt"
+  /usr/bin/python3 -m venv --clear "$dir"
+  if ! "$dir/bin/pip" install -q --disable-pip-version-check --no-deps --require-hashes -r "$lock"; then
+    echo "install-deps.sh: pip could not install $lock into $dir" >&2
+    exit 1
+  fi
+  if ! "$dir/bin/pip" check --disable-pip-version-check >"$dir/.pip-check" 2>&1; then
+    echo "install-deps.sh: $lock is not a complete lock (pip check):" >&2
+    cat "$dir/.pip-check" >&2
+    exit 1
+  fi
+  cp "$lock" "$dir/.requirements.txt"
+}
 
 case "$mode" in
   run) want="$pkgs_build $pkgs_libs $pkgs_run" ;;
   test) want="$pkgs_build $pkgs_libs $pkgs_run $pkgs_test" ;;
   bench) want="$pkgs_build $pkgs_libs $pkgs_run $pkgs_bench" ;;
-  -h|--help) sed -n '4,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) echo "install-deps.sh: unknown mode '$mode' (run, test or bench)" >&2; exit 2 ;;
+  venvs) want="python3 python3-venv" ;;
+  -h|--help) sed -n '4,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "install-deps.sh: unknown mode '$mode' (run, test, bench or venvs)" >&2; exit 2 ;;
 esac
 
 sudo=""
@@ -49,7 +81,7 @@ fi
 # time) and the DSFR (@gouvfr/dsfr, served by the web chat under /dsfr/), both needed by `make run`,
 # and the browser-test tools; all pinned in package-lock.json. Debian's nodejs/npm unless some npm
 # is there.
-if ! command -v npm >/dev/null 2>&1; then
+if [ "$mode" != venvs ] && ! command -v npm >/dev/null 2>&1; then
   want="$want nodejs npm"
 fi
 
@@ -67,38 +99,18 @@ fi
 
 # npm packages: installed exactly as package-lock.json pins them, again only when the lock changed
 # (npm ci rewrites node_modules/.package-lock.json, so that file is newer than the lock after it).
-# --ignore-scripts: no package runs code at install (none of ours needs to; playwright-core
-# downloads no browser).
+# --ignore-scripts: no package runs code at install (none of ours needs to).
 stamp="$top/node_modules/.package-lock.json"
-if [ ! -f "$stamp" ] || [ "$top/package-lock.json" -nt "$stamp" ]; then
+if [ "$mode" != venvs ] && { [ ! -f "$stamp" ] || [ "$top/package-lock.json" -nt "$stamp" ]; }; then
   echo "install-deps.sh: installing npm packages (package-lock.json)"
   (cd "$top" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi
 
-if [ "$mode" = test ]; then
-  # playwright-core (the browser tests) needs Node.js 20 or later; Debian 12's own nodejs is 18.
-  node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
-  if [ "$node_major" -lt 20 ]; then
-    echo "install-deps.sh: the browser tests need Node.js 20 or later (found: $(node --version 2>/dev/null || echo none)); install it (e.g. from NodeSource) and run again" >&2
-    exit 1
-  fi
-  # The integration harness: pytest in a virtualenv made from Debian's python3.
-  # Re-installed when requirements.txt changes (a stamp records the one installed).
-  req="$top/tests/integration/requirements.txt"
-  if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$venv/.requirements.txt"; then
-    echo "install-deps.sh: installing the test virtualenv in $venv"
-    /usr/bin/python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$req"
-    cp "$req" "$venv/.requirements.txt"
-  fi
-  # Synapse (tests/integration/synapse.py starts it for the Matrix tests), in a virtualenv of its
-  # own so that its many dependencies never constrain the harness's. Same stamp logic.
-  req="$top/tests/integration/requirements-synapse.txt"
-  if [ ! -x "$synapse_venv/bin/python" ] || ! cmp -s "$req" "$synapse_venv/.requirements.txt"; then
-    echo "install-deps.sh: installing Synapse in $synapse_venv"
-    /usr/bin/python3 -m venv "$synapse_venv"
-    "$synapse_venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$req"
-    cp "$req" "$synapse_venv/.requirements.txt"
-  fi
+if [ "$mode" = test ] || [ "$mode" = venvs ]; then
+  # The integration harness (pytest, websockets, matrix-nio, Playwright for Python, whose own
+  # driver runs the browser tests: no Node.js version to match) in one virtualenv, Synapse in
+  # another, so that its many dependencies never constrain the harness's.
+  make_venv "$venv" "$top/tests/integration/requirements.txt" "the test virtualenv"
+  make_venv "$synapse_venv" "$top/tests/integration/requirements-synapse.txt" "Synapse"
 fi
 echo "install-deps.sh: $mode dependencies present"
