@@ -3,26 +3,28 @@
 real redis-server: scripted web-chat conversations of the friche dialog (some complete the
 questionnaire, rate it, mark steps done), then /stats.json says exactly what they did, a second
 daemon on the same Redis with a higher threshold suppresses the small counts, /metrics carries
-the figures, and a real headless Chromium (tests/browser/stats.mjs) renders /stats: every figure
-on the page matches /stats.json, the charts are there, axe-core is satisfied; the screenshots go
-to the build directory (test-artifacts/browser/, or $FB_ARTIFACTS_DIR), their paths printed."""
+the figures, and a real headless Chromium (Playwright for Python, browser.py) renders /stats:
+every figure on the page matches /stats.json, the charts are there, axe-core is satisfied; the
+screenshots go to the build directory (test-artifacts/browser/, or $FB_ARTIFACTS_DIR), their
+paths printed."""
 import html
 import json
+import math
 import os
+import re
 import shutil
 import signal
-import subprocess
 import time
 import urllib.request
+from urllib.parse import urljoin
 
 import yaml
 
-from test_browser import artifacts_dir
+from browser import Checks, WAIT_MS, artifacts_dir, check_axe, chromium, new_context
 from test_webchat import Chat
 
 SOURCE = os.environ.get("FB_SOURCE_DIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
-SCRIPT = os.path.join(SOURCE, "tests", "browser", "stats.mjs")
 STEPS_CATALOGUE = os.path.join(SOURCE, "dialogs", "catalogues", "friche-etapes.yaml")
 
 
@@ -69,6 +71,163 @@ def get_json(daemon, path):
     with urllib.request.urlopen(daemon.url(path), timeout=10) as r:
         assert r.status == 200
         return json.loads(r.read())
+
+
+# ---- the /stats page in Chromium ----
+
+MISSING = object()  # at()'s "no such path" (None is a JSON null: a suppressed count)
+
+
+def at(doc, path):
+    """The value at "a.b[3].c" in doc, MISSING when absent."""
+    v = doc
+    for part in path.split("."):
+        m = re.fullmatch(r"([^\[]+)(?:\[(\d+)\])?", part)
+        if not m or v is MISSING or v is None:
+            return MISSING
+        v = v.get(m[1], MISSING) if isinstance(v, dict) else MISSING
+        if m[2] is not None:
+            i = int(m[2])
+            v = v[i] if isinstance(v, list) and i < len(v) else MISSING
+    return v
+
+
+def is_count(v):
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def count_paths(doc):
+    """Every path of a count in doc (numbers and nulls), as the page names them."""
+    out = []
+
+    def walk(v, p):
+        if isinstance(v, list):
+            for i, x in enumerate(v):
+                walk(x, f"{p}[{i}]")
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                walk(x, f"{p}.{k}" if p else k)
+        elif is_count(v):
+            out.append(p)
+
+    for k in ("territories", "conversations", "sites_studied", "projects_recurrent",
+              "steps_done", "escalations", "reminders", "avis", "monthly"):
+        walk(doc.get(k), k)
+    return out
+
+
+def as_text(v):
+    """A JSON value as JavaScript's String() writes it (the page writes counts as integers)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def expected(doc, p):
+    """The text the page must show for the value at p."""
+    v = at(doc, p)
+    if p == "generated_at":
+        return v[:10]
+    if p == "advisor_response.median_seconds":
+        if v is None:
+            return "pas encore de données" if doc["advisor_response"]["samples"] == 0 else "trop peu de données"
+        if v >= 3600:
+            return f"{math.floor(v / 3600)} h {math.floor((v % 3600) / 60):02d} min"
+        return f"{math.ceil(v / 60)} min"
+    return f"< {doc['threshold']}" if v is None else as_text(v)
+
+
+CHARTS = """(l) => l.map((f) => {
+    const svg = f.querySelector("svg[role=img]");
+    const ids = svg ? (svg.getAttribute("aria-labelledby") || "").split(" ") : [];
+    const texts = ids.map((id) => (document.getElementById(id) || {}).textContent || "");
+    return {svg: !!svg, bars: svg ? svg.querySelectorAll("rect").length : 0, texts,
+            table: !!f.querySelector("table caption"), width: svg ? svg.getBoundingClientRect().width : 0};
+})"""
+
+
+def check_stats_page(browser, url, out, name):
+    """/stats of the daemon at url in Chromium: it loads with no console error (its
+    Content-Security-Policy forbids inline script and style: none is used); every element carrying
+    data-figure="PATH" shows the value at PATH in /stats.json ("< N" for a suppressed null, the
+    median as text); every figure of /stats.json is on the page; the charts are SVG images with a
+    title and a text alternative, each followed by its table; axe-core finds no serious or
+    critical violation at 1280 and 360 px; full-page screenshots at both widths in out."""
+    os.makedirs(out, exist_ok=True)
+    checks = Checks(name)
+    problems = []
+    ctx = new_context(browser, viewport={"width": 1280, "height": 900})
+    page = ctx.new_page()
+    page.on("pageerror", lambda e: problems.append(f"page error: {e.message}"))
+    page.on("console", lambda m: problems.append(f"console error: {m.text}") if m.type == "error" else None)
+    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+    stats_url = urljoin(url, "/stats")
+    resp = page.goto(stats_url, timeout=WAIT_MS)
+    checks.ok(resp is not None and resp.status == 200, "GET /stats answers 200", resp and resp.status)
+    checks.ok(page.get_attribute("html", "lang") == "fr", "the page is in French")
+    checks.ok(re.search("Statistiques d'impact", page.text_content("h1") or "") is not None,
+              "the title says Statistiques d'impact")
+    # The JSON, fetched after the page: both come from the same cached read.
+    doc = page.request.get(urljoin(url, "/stats.json")).json()
+    checks.ok(is_count(doc.get("threshold")) and doc.get("threshold") is not None
+              and isinstance(doc.get("suppressed"), list), "/stats.json has the threshold and the suppressed list")
+
+    shown = page.eval_on_selector_all("[data-figure]", "(l) => l.map((e) => [e.dataset.figure, e.textContent.trim()])")
+    checks.ok(len(shown) > 40, f"the page carries its figures ({len(shown)})")
+    wrong = [f"{p}: page {json.dumps(text, ensure_ascii=False)}, json "
+             f"{'undefined' if at(doc, p) is MISSING else json.dumps(at(doc, p), ensure_ascii=False)}"
+             for p, text in shown if at(doc, p) is MISSING or expected(doc, p) != text]
+    checks.ok(not wrong, "every figure on the page matches /stats.json", "\n".join(wrong))
+    on_page = {p for p, _ in shown}
+    missing = [p for p in count_paths(doc) if p not in on_page]
+    checks.ok(not missing, "every count of /stats.json is on the page", "\n".join(missing))
+    checks.ok("advisor_response.median_seconds" in on_page, "the median advisor response time is on the page")
+    # each step done is named on the page by its title (checked against /stats.json above)
+    steps = doc["steps_done"]["by_step"]
+    untitled = [p for p in (f"steps_done.by_step[{i}].title" for i in range(len(steps))) if p not in on_page]
+    checks.ok(not untitled, f"every step done is shown by its title ({len(steps)})", "\n".join(untitled))
+    checks.ok(all(isinstance(s.get("title"), str) and len(s["title"]) > 0 for s in steps),
+              "every step of /stats.json has a title")
+
+    charts = page.eval_on_selector_all("figure.fb-chart", CHARTS)
+    checks.ok(len(charts) == 7, f"seven charts (six monthly series, the ratings): {len(charts)}")
+    checks.ok(all(c["svg"] and c["width"] > 100 for c in charts), "every chart is a rendered SVG image")
+    checks.ok(all(len(c["texts"]) == 2 and all(len(t) > 0 for t in c["texts"]) for c in charts),
+              "every chart has a title and a text alternative")
+    checks.ok(all(c["table"] for c in charts), "every chart is followed by its data table")
+    # one bar per positive count of the seven charts (a suppressed or zero count has none)
+    values = []
+    for k, a in doc["monthly"].items():
+        if k != "months":
+            values.extend(a if isinstance(a, list) else [a])
+    values.extend(doc["avis"]["distribution"].values())
+    positive = sum(1 for v in values if is_count(v) and v is not None and v > 0)
+    bars = sum(c["bars"] for c in charts)
+    checks.ok(bars == positive, f"one bar per positive count ({bars} bars, {positive} counts)")
+    inline = page.eval_on_selector_all("[style], script, style", "(l) => l.length")
+    checks.ok(inline == 0, "no inline style or script", inline)
+
+    shot = os.path.join(out, "stats-1280.png")
+    page.screenshot(path=shot, full_page=True)
+    print(f"# screenshot: {shot}")
+    page.set_viewport_size({"width": 360, "height": 740})
+    phone = os.path.join(out, "stats-360.png")
+    page.screenshot(path=phone, full_page=True)
+    print(f"# screenshot: {phone}")
+    checks.ok(not problems, "no console error, page error or failed request", "\n".join(problems))
+    ctx.close()
+
+    # axe-core in a context that lets its script in (the page's CSP rightly refuses it).
+    actx = new_context(browser, bypass_csp=True)
+    apage = actx.new_page()
+    for width in (1280, 360):
+        apage.set_viewport_size({"width": width, "height": 740 if width == 360 else 900})
+        apage.goto(stats_url)
+        check_axe(checks, apage, f"at {width} px")
+    actx.close()
+    checks.assert_all()
 
 
 def test_stats_follow_the_conversations(redis, make_daemon):
@@ -132,18 +291,12 @@ def test_stats_follow_the_conversations(redis, make_daemon):
         d5.url("/metrics"), timeout=10).read().decode().replace("# HELP frichebot_stats_sites_studied_total", "").replace("# TYPE frichebot_stats_sites_studied_total", "")
 
     # The page in Chromium, on the first daemon (nothing suppressed) and on the second
-    node = shutil.which("node")
-    assert node, "node is not installed: run deploy/install-deps.sh test"
     out = artifacts_dir()
-    for daemon, name in ((d, "all"), (d5, "suppressed")):
-        sub = os.path.join(out, f"stats-{name}")
-        proc = subprocess.run([node, SCRIPT, "--url", daemon.url("/"), "--out", sub], cwd=SOURCE,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=600)
-        print(proc.stdout)
-        assert proc.returncode == 0, f"stats.mjs failed ({name}):\n{proc.stdout}"
-        assert "not ok" not in proc.stdout
-        assert os.path.getsize(os.path.join(sub, "stats-1280.png")) > 0
+    with chromium() as browser:
+        for daemon, name in ((d, "all"), (d5, "suppressed")):
+            sub = os.path.join(out, f"stats-{name}")
+            check_stats_page(browser, daemon.url("/"), sub, f"stats ({name})")
+            assert os.path.getsize(os.path.join(sub, "stats-1280.png")) > 0
 
 
 def test_stats_step_titles_follow_a_dialog_reload(redis, make_daemon, tmp_path):
