@@ -33,19 +33,8 @@
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
-#include "geo.h"
+#include "paths.h"
 #include "yamljson.h"
-
-/* Compile-time defaults of the paths (cmake/FbPaths.cmake); the fallbacks serve other builds. */
-#ifndef FB_DIALOG_DEFAULT_PATH
-#define FB_DIALOG_DEFAULT_PATH "dialogs/friche.yaml"
-#endif
-#ifndef FB_WEB_STATIC_DIR
-#define FB_WEB_STATIC_DIR "adapters/web/static"
-#endif
-#ifndef FB_DSFR_DIR
-#define FB_DSFR_DIR "node_modules/@gouvfr/dsfr/dist"
-#endif
 
 #define DEFAULT_NAME     "(embedded default)"
 #define PASSWORD_ENV     "FRICHEBOT_REDIS_PASSWORD"
@@ -1451,17 +1440,18 @@ static void check_matrix(struct parse *p)
                   "the environment variable " MATRIX_TOKEN_ENV);
 }
 
-/* Gives every path left unset its built-in default (compiled in: see cmake/FbPaths.cmake). */
+/* Gives every path left unset its default: the installed data directory's, or the build tree's
+ * for a binary run from its build tree (paths.h). */
 static void apply_default_paths(fb_config_t *cfg)
 {
     if (!cfg->dialogs.path)
-        cfg->dialogs.path = fb_strdup(FB_DIALOG_DEFAULT_PATH);
+        cfg->dialogs.path = fb_strdup(fb_data_path(FB_DATA_DIALOG));
     if (!cfg->dialogs.geo_path)
-        cfg->dialogs.geo_path = fb_strdup(fb_geo_default_path());
+        cfg->dialogs.geo_path = fb_strdup(fb_data_path(FB_DATA_GEO));
     if (!cfg->web.static_dir)
-        cfg->web.static_dir = fb_strdup(FB_WEB_STATIC_DIR);
+        cfg->web.static_dir = fb_strdup(fb_data_path(FB_DATA_WEB));
     if (!cfg->web.dsfr_dir)
-        cfg->web.dsfr_dir = fb_strdup(FB_DSFR_DIR);
+        cfg->web.dsfr_dir = fb_strdup(fb_data_path(FB_DATA_DSFR));
 }
 
 /* ---- public API ----------------------------------------------------------------------------- */

@@ -67,8 +67,8 @@ typedef struct fb_http_client_opts_s {
 
 /** The dialog served and the communes index it reads. */
 typedef struct fb_dialogs_opts_s {
-    char *path; /* dialog file; default FB_DIALOG_DEFAULT_PATH (source dir/dialogs/exemple.yaml) */
-    char *geo_path; /* communes index; default fb_geo_default_path() (built with the daemon) */
+    char *path;     /* dialog file; default fb_data_path(FB_DATA_DIALOG) (paths.h) */
+    char *geo_path; /* communes index; default fb_data_path(FB_DATA_GEO) */
 } fb_dialogs_opts_t;
 
 /** The router (inbound events, atomic persistence) and the outbox (delivery). */
@@ -99,8 +99,8 @@ typedef struct fb_web_opts_s {
     unsigned max_connections_per_address;  /* open websockets per client address */
     unsigned new_conversations_per_minute; /* conversations started per client address */
     unsigned history_max;                  /* history entries kept per conversation */
-    char *static_dir; /* the page's files; default: source dir/adapters/web/static */
-    char *dsfr_dir;   /* @gouvfr/dsfr's dist/; default: source dir/node_modules/@gouvfr/dsfr/dist */
+    char *static_dir; /* the page's files; default fb_data_path(FB_DATA_WEB) (paths.h) */
+    char *dsfr_dir;   /* @gouvfr/dsfr's files; default fb_data_path(FB_DATA_DSFR) */
 } fb_web_opts_t;
 
 /** The Matrix adapter (adapters/matrix/, docs/internals/MATRIX.md). */

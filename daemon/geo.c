@@ -31,11 +31,7 @@
 #include "engine/text.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
-
-#ifndef FB_GEO_DEFAULT_PATH
-/* cmake/FbGeo.cmake defines the build's output path; this is only a fallback. */
-#define FB_GEO_DEFAULT_PATH "data/communes.fbgeo"
-#endif
+#include "paths.h"
 
 #define MAX_FILE   (256u << 20) /* refuse anything absurdly large */
 #define MAX_QUERY  200          /* longer input is not a commune */
@@ -473,7 +469,7 @@ fb_geo_t *fb_geo_load(const char *path, fb_buf_t *errors)
 
 const char *fb_geo_default_path(void)
 {
-    return FB_GEO_DEFAULT_PATH;
+    return fb_data_path(FB_DATA_GEO);
 }
 
 void fb_geo_free(fb_geo_t *g)

@@ -39,7 +39,10 @@ typedef struct fb_commune_s {
  */
 fb_geo_t *fb_geo_load(const char *path, fb_buf_t *errors);
 
-/** The default index path compiled in (the build's output), for when the config names none. */
+/**
+ * The default index path, for when the configuration names none: the installed data directory's
+ * communes.fbgeo, or the build's output for a binary run from its build tree (paths.h).
+ */
 const char *fb_geo_default_path(void);
 
 void fb_geo_free(fb_geo_t *g);

@@ -29,6 +29,7 @@
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "frichebot/log.h"
+#include "paths.h"
 
 #define EXIT_USAGE 2
 
@@ -66,7 +67,25 @@ static const char serve_usage[] =
     "      --check-config     validate the configuration, print the errors, and exit\n"
     "  -h, --help             show this help\n"
     "\n"
-    "Secrets never go in the file: redis.password_file, or FRICHEBOT_REDIS_PASSWORD.\n";
+    "Secrets never go in the file: redis.password_file, or FRICHEBOT_REDIS_PASSWORD.\n"
+    "\n"
+    "Data (the dialog, the communes index, the web page, the DSFR files): the paths the\n"
+    "configuration names (dialogs.path, dialogs.geo_path, web.static_dir, web.dsfr_dir), else\n"
+    "those of the data directory installed with the binary (PREFIX/share/frichebot for\n"
+    "PREFIX/bin/frichebot), else, for a binary run from its build tree, the source and build\n"
+    "trees' paths.\n";
+
+/* `serve --help`: the usage, then where this binary finds its data. */
+static void print_serve_usage(void)
+{
+    fputs(serve_usage, stdout);
+    if (fb_data_dir())
+        printf("\nThis binary's data directory: %s\n", fb_data_dir());
+    else
+        printf("\nThis binary (%s) has no data directory: it uses\n  %s\n  %s\n  %s\n  %s\n",
+               fb_data_exe(), fb_data_path(FB_DATA_DIALOG), fb_data_path(FB_DATA_GEO),
+               fb_data_path(FB_DATA_WEB), fb_data_path(FB_DATA_DSFR));
+}
 
 static const char registration_usage[] =
     "usage: frichebot matrix-registration -c FILE [-o OUTPUT] [--force]\n"
@@ -177,7 +196,7 @@ static int cmd_serve(int argc, char **argv)
             check = true;
             break;
         case 'h':
-            fputs(serve_usage, stdout);
+            print_serve_usage();
             return 0;
         case ':':
             return usage_error("serve: option '%s' needs an argument", argv[optind - 1]);
@@ -240,6 +259,13 @@ static int cmd_serve(int argc, char **argv)
         goto done;
     }
     FB_NOTICE(CORE, "configuration: %s", path ? path : "embedded default");
+    if (fb_data_dir())
+        FB_NOTICE(CORE, "data directory: %s (installed beside %s)", fb_data_dir(), fb_data_exe());
+    else
+        FB_NOTICE(CORE, "data directory: none beside %s, using the build tree's paths",
+                  fb_data_exe());
+    FB_NOTICE(CORE, "data: dialog %s, communes index %s, web page %s, DSFR %s", cfg->dialogs.path,
+              cfg->dialogs.geo_path, cfg->web.static_dir, cfg->web.dsfr_dir);
     status = fb_daemon_run(cfg, path);
 done:
     fb_config_free(cfg);
@@ -379,7 +405,7 @@ int main(int argc, char **argv)
             return 0;
         }
         if (strcmp(argv[2], "serve") == 0) {
-            fputs(serve_usage, stdout);
+            print_serve_usage();
             return 0;
         }
         if (strcmp(argv[2], "version") == 0) {
