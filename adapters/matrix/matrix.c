@@ -560,8 +560,10 @@ static void on_encrypted_marked(struct mx *m, int status, redisReply *reply, voi
         step_done(bt, FB_EAGAIN);
         return;
     }
-    /* reply: the previous `notice` field (nil: never told). */
-    if (!(reply && reply->type == REDIS_REPLY_STRING))
+    /* reply: the previous `notice` field (nil: never told). An invite's stripped state only
+     * records the fact: the bot is not in the room yet, so a send would be refused (403); the
+     * notice goes out when the bot's join is seen (on_joined_check). */
+    if (!a->invited && !(reply && reply->type == REDIS_REPLY_STRING))
         send_notice(m, a->room);
     step_done(bt, 0);
 }

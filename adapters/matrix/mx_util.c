@@ -398,6 +398,8 @@ int fb_mx_parse_sync(const char *body, size_t len, const fb_mx_parse_opts_t *o, 
             invited |= out->actions[i].kind == FB_MX_INVITE;
         if (!invited) /* no member event for us in the stripped state: still an invite */
             push(&p, FB_MX_INVITE, room);
+        for (size_t i = before; i < out->n; i++)
+            out->actions[i].invited = true; /* the bot is not in these rooms yet */
     }
     json_object_foreach(json_object_get(rooms, "join"), room, r)
     {

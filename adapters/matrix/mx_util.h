@@ -44,6 +44,8 @@ typedef struct fb_mx_action_s {
                           timeline's prev_batch (NULL when absent) */
     int64_t ts_ms;     /* origin_server_ts, 0 when absent */
     bool direct;       /* INVITE: is_direct */
+    bool invited;      /* from an invite (its stripped state): the bot is not in the room yet,
+                          so an ENCRYPTED or RULE is recorded, nothing is sent there */
     bool name_tried;   /* MESSAGE in a thread: the sender's display name was looked up */
     char *sender_name; /* MESSAGE in a thread: the sender's display name, or NULL */
     bool sender_gone;  /* MESSAGE in a thread: the sender is no longer a member of the room */

@@ -590,6 +590,9 @@ def test_encrypted_room_gets_the_notice_once(synapse, redis, make_daemon, tmp_pa
                       30), redis.cli("HGETALL", f"fb:{{c:matrix:{room}}}:mxroom")
     rc, log = d.stop()
     d.check_clean(rc, log)
+    # The invite's stripped state says "encrypted" before the bot is in the room: the notice waits
+    # for the join, it is not tried (and refused with a 403) before it.
+    assert "notice not sent" not in log and "HTTP 403" not in log, log[-3000:]
     d.start()
     user.send_raw(room, fake, "m.room.encrypted")
     # The owner leaves: the bot, alone, leaves too; by then it has handled everything before.
@@ -601,6 +604,7 @@ def test_encrypted_room_gets_the_notice_once(synapse, redis, make_daemon, tmp_pa
     from_bot = [ev for ev in msgs["chunk"] if ev["sender"] == bot["user_id"] and ev["type"] == "m.room.message"]
     assert len(from_bot) == 1, from_bot
     assert "encrypt" in d.read_log().lower()
+    assert "HTTP 403" not in d.read_log(), d.read_log()[-3000:]
     user.close()
 
 
