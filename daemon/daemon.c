@@ -11,6 +11,7 @@
  */
 #include "daemon.h"
 
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,11 +35,13 @@
 #include "redis.h"
 #include "reminders.h"
 #include "router.h"
+#include "sd_notify.h"
 #include "stats.h"
 #include "store.h"
 
 #define MAX_RELOAD_HOOKS 8
 #define DRAIN_POLL_MS    20
+#define READY_RETRY_MS   250 /* between two readiness PINGs for the service manager */
 
 enum state { RUNNING, DRAINING, CLOSING };
 
@@ -60,6 +63,9 @@ struct fb_daemon_s {
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain;
     uint64_t drain_deadline;
+    uv_timer_t ready_retry;     /* the next readiness PING (sd_notify READY=1) */
+    bool notified_ready;        /* READY=1 sent */
+    fb_sd_watchdog_t *watchdog; /* WATCHDOG=1 pings, when systemd asks for them */
     struct {
         fb_reload_fn fn;
         void *arg;
@@ -144,6 +150,54 @@ static int on_healthz(fb_http_req_t *req, void *arg)
         return 0;
     }
     return FB_EAGAIN;
+}
+
+/* ---- the service manager (sd_notify.h) ---- */
+
+/* The STATUS= text that `systemctl status` shows while the daemon serves. */
+static const char *ready_status(const fb_daemon_t *d)
+{
+    static char text[512];
+    snprintf(text, sizeof(text), "serving on %s port %d, Redis %s", d->cfg->server.listen_host,
+             d->cfg->server.listen_port, fb_redis_address(d->redis));
+    return text;
+}
+
+static void ready_probe(fb_daemon_t *d);
+
+static void ready_retry(uv_timer_t *t)
+{
+    ready_probe(t->data);
+}
+
+static void ready_ping_done(fb_redis_t *r, int status, struct redisReply *reply, void *arg)
+{
+    fb_daemon_t *d = arg;
+    (void)r;
+    if (d->state != RUNNING)
+        return; /* draining, or closing (FB_ECANCELED): never ready now */
+    if (status == 0 && reply && reply->type == REDIS_REPLY_STATUS) {
+        d->notified_ready = true;
+        if (fb_sd_notifyf("READY=1\nSTATUS=%s", ready_status(d)) == 0)
+            FB_INFO(CORE, "service manager notified: ready");
+        return;
+    }
+    uv_timer_start(&d->ready_retry, ready_retry, READY_RETRY_MS, 0);
+}
+
+/*
+ * Sends READY=1 to the service manager once the daemon is really ready: it listens (the probe
+ * starts after the HTTP server did) and a PING has made the round trip to Redis while it runs,
+ * which is when /healthz first answers "ok". The PING waits in the Redis client's queue until a
+ * connection is up or the write deadline passes; a failed one is tried again READY_RETRY_MS
+ * later.
+ */
+static void ready_probe(fb_daemon_t *d)
+{
+    if (d->state != RUNNING)
+        return;
+    if (fb_redis_command(d->redis, 0, ready_ping_done, d, "PING", NULL) != 0)
+        uv_timer_start(&d->ready_retry, ready_retry, READY_RETRY_MS, 0);
 }
 
 /* ---- /metrics, /stats, /stats.json ---- */
@@ -274,12 +328,15 @@ static void close_all(fb_daemon_t *d)
 {
     if (d->state == CLOSING)
         return;
+    bool drained = d->state == DRAINING; /* else a start-up failure: nothing was served */
     d->state = CLOSING;
     size_t in_http = fb_http_server_inflight(d->http);
     size_t in_redis = fb_redis_pending(d->redis);
     size_t in_client = fb_http_client_pending(d->client);
     size_t in_router = d->router && !d->router_stopped ? fb_router_pending(d->router) + 1 : 0;
-    if (in_http || in_redis || in_client || in_router)
+    if (!drained)
+        FB_DEBUG(CORE, "closing after a start-up failure");
+    else if (in_http || in_redis || in_client || in_router)
         FB_WARN(CORE,
                 "shutdown deadline reached: abandoning %zu request(s), %zu Redis command(s), "
                 "%zu outgoing request(s), %zu conversation event(s)",
@@ -289,6 +346,9 @@ static void close_all(fb_daemon_t *d)
     stop_router(d); /* start-up failures come here without a drain */
     uv_timer_stop(&d->drain);
     uv_close((uv_handle_t *)&d->drain, NULL);
+    uv_close((uv_handle_t *)&d->ready_retry, NULL);
+    fb_sd_watchdog_close(d->watchdog);
+    d->watchdog = NULL;
     uv_close((uv_handle_t *)&d->sig_term, NULL);
     uv_close((uv_handle_t *)&d->sig_int, NULL);
     uv_close((uv_handle_t *)&d->sig_hup, NULL);
@@ -320,6 +380,7 @@ static void begin_shutdown(fb_daemon_t *d, int signum)
     d->state = DRAINING;
     unsigned secs = d->cfg->server.shutdown_deadline_s;
     FB_NOTICE(CORE, "signal %d: no longer accepting work, draining for up to %u s", signum, secs);
+    (void)fb_sd_notifyf("STOPPING=1\nSTATUS=draining for up to %u s", secs);
     fb_http_server_drain(d->http);
     stop_router(d);
     d->drain_deadline = uv_now(&d->loop) + (uint64_t)secs * 1000;
@@ -358,10 +419,18 @@ static void reload(fb_daemon_t *d)
 static void on_signal(uv_signal_t *s, int signum)
 {
     fb_daemon_t *d = s->data;
-    if (signum == SIGHUP)
-        reload(d);
-    else
+    if (signum != SIGHUP) {
         begin_shutdown(d, signum);
+        return;
+    }
+    /* The reload is synchronous: the service manager sees it begin and end. */
+    bool notify = d->notified_ready && d->state == RUNNING;
+    if (notify)
+        (void)fb_sd_notifyf("RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC=%" PRIu64,
+                            uv_hrtime() / 1000);
+    reload(d);
+    if (notify)
+        (void)fb_sd_notifyf("READY=1\nSTATUS=%s", ready_status(d));
 }
 
 static void walk_leaks(uv_handle_t *h, void *arg)
@@ -462,6 +531,8 @@ int fb_daemon_run(const fb_config_t *cfg, const char *config_path)
 
     uv_timer_init(&d->loop, &d->drain);
     d->drain.data = d;
+    uv_timer_init(&d->loop, &d->ready_retry);
+    d->ready_retry.data = d;
     uv_signal_t *sigs[] = {&d->sig_term, &d->sig_int, &d->sig_hup};
     int signums[] = {SIGTERM, SIGINT, SIGHUP};
     for (int i = 0; i < 3; i++) {
@@ -480,11 +551,16 @@ int fb_daemon_run(const fb_config_t *cfg, const char *config_path)
     if (rc == 0)
         rc = fb_reminders_start(d->reminders);
     if (rc) {
-        FB_ERR(CORE, "start-up failed: %s", fb_strerror(rc));
+        const char *why = fb_http_server_listen_error(d->http);
+        FB_ERR(CORE, "start-up failed: %s", why ? why : fb_strerror(rc));
         close_all(d);
     } else {
         FB_NOTICE(CORE, "frichebot %s ready (pid %d)", FB_VERSION, (int)getpid());
         status = 0;
+        if (fb_sd_enabled()) {
+            d->watchdog = fb_sd_watchdog_start(&d->loop);
+            ready_probe(d);
+        }
     }
 
     uv_run(&d->loop, UV_RUN_DEFAULT);

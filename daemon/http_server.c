@@ -132,9 +132,10 @@ struct fb_http_server_s {
     bool draining;
     size_t inflight;
     uint64_t next_tag;
-    fb_http_req_t *reqs; /* every live request, for orphaning at destroy */
-    uv_timer_t reap;     /* polls for the end of lws teardown */
-    bool finishing;      /* the second lws_context_destroy() was made */
+    fb_http_req_t *reqs;    /* every live request, for orphaning at destroy */
+    uv_timer_t reap;        /* polls for the end of lws teardown */
+    bool finishing;         /* the second lws_context_destroy() was made */
+    char listen_error[192]; /* why start failed, with the address; "" when it did not */
 };
 
 struct fb_http_req_s {
@@ -1235,13 +1236,26 @@ static int pin_uv_plugin(void)
     return 0;
 }
 
-/*
- * Checks that host:port can be bound, with the options libwebsockets uses. libwebsockets 4.1
- * cannot fail a bind cleanly on a foreign loop (its half-built context crashes later in a close
- * callback), so a bind that would fail is caught here, with the system's reason.
- */
-static int check_bindable(const char *host, int port)
+/* Records and logs why the server cannot listen; returns FB_ELISTEN. */
+static int listen_failed(fb_http_server_t *srv, const char *why)
 {
+    const char *host = srv->opts.listen_host;
+    snprintf(srv->listen_error, sizeof(srv->listen_error), "cannot listen on %s%s%s:%d: %s",
+             strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+             srv->opts.listen_port, why);
+    FB_ERR(HTTP, "%s", srv->listen_error);
+    return FB_ELISTEN;
+}
+
+/*
+ * Checks that the configured host:port can be bound, with the options libwebsockets uses.
+ * libwebsockets 4.1 cannot fail a bind cleanly on a foreign loop (its half-built context crashes
+ * later in a close callback), so a bind that would fail is caught here, with the system's reason.
+ */
+static int check_bindable(fb_http_server_t *srv)
+{
+    const char *host = srv->opts.listen_host;
+    int port = srv->opts.listen_port;
     struct addrinfo hints, *res = NULL;
     char service[16];
     memset(&hints, 0, sizeof(hints));
@@ -1250,18 +1264,14 @@ static int check_bindable(const char *host, int port)
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     snprintf(service, sizeof(service), "%d", port);
     int gai = getaddrinfo(host, service, &hints, &res);
-    if (gai) {
-        FB_ERR(HTTP, "cannot listen on %s:%d: %s", host, port, gai_strerror(gai));
-        return FB_ECONNECT;
-    }
+    if (gai)
+        return listen_failed(srv, gai_strerror(gai));
     int rc = 0;
     int fd = socket(res->ai_family, res->ai_socktype, res->ai_protocol);
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1) != 0) {
-        FB_ERR(HTTP, "cannot listen on %s:%d: %s", host, port, strerror(errno));
-        rc = FB_ECONNECT;
-    }
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1) != 0)
+        rc = listen_failed(srv, strerror(errno));
     if (fd >= 0)
         close(fd);
     freeaddrinfo(res);
@@ -1270,9 +1280,10 @@ static int check_bindable(const char *host, int port)
 
 int fb_http_server_start(fb_http_server_t *srv)
 {
+    srv->listen_error[0] = '\0';
     int prc = pin_uv_plugin();
     if (prc == 0)
-        prc = check_bindable(srv->opts.listen_host, srv->opts.listen_port);
+        prc = check_bindable(srv);
     if (prc)
         return prc;
 
@@ -1304,19 +1315,23 @@ int fb_http_server_start(fb_http_server_t *srv)
     info.vhost_name = "frichebot";
 
     srv->ctx = lws_create_context(&info);
-    if (!srv->ctx) {
-        FB_ERR(HTTP, "cannot listen on %s:%d", srv->opts.listen_host, srv->opts.listen_port);
-        return FB_ECONNECT;
-    }
+    if (!srv->ctx)
+        return listen_failed(srv, "libwebsockets could not create its context");
     srv->vhost = lws_get_vhost_by_name(srv->ctx, "frichebot");
     if (!srv->vhost || lws_get_vhost_listen_port(srv->vhost) <= 0) {
-        FB_ERR(HTTP, "cannot listen on %s:%d", srv->opts.listen_host, srv->opts.listen_port);
         lws_context_destroy(srv->ctx);
-        return FB_ECONNECT;
+        return listen_failed(srv, "libwebsockets could not bind it");
     }
-    FB_NOTICE(HTTP, "listening on http://%s:%d", srv->opts.listen_host,
-              lws_get_vhost_listen_port(srv->vhost));
+    /* The address actually bound (port 0 picks one): deploy/run.sh shows this URL. */
+    const char *host = srv->opts.listen_host;
+    FB_NOTICE(HTTP, "listening on http://%s%s%s:%d", strchr(host, ':') ? "[" : "", host,
+              strchr(host, ':') ? "]" : "", lws_get_vhost_listen_port(srv->vhost));
     return 0;
+}
+
+const char *fb_http_server_listen_error(const fb_http_server_t *srv)
+{
+    return srv->listen_error[0] ? srv->listen_error : NULL;
 }
 
 int fb_http_server_port(const fb_http_server_t *srv)

@@ -59,8 +59,19 @@ int fb_http_server_route(fb_http_server_t *srv, const char *path, unsigned metho
 int fb_http_server_route_prefix(fb_http_server_t *srv, const char *prefix, unsigned methods,
                                 const char *name, fb_http_handler_fn fn, void *arg);
 
-/** Starts listening. Returns 0, or FB_ECONNECT when the address cannot be bound. */
+/**
+ * Starts listening. Returns 0, or FB_ELISTEN when the address cannot be bound (or the plugin
+ * that runs libwebsockets on libuv cannot be loaded: FB_ENOENT); fb_http_server_listen_error()
+ * then says which address and why.
+ */
 int fb_http_server_start(fb_http_server_t *srv);
+
+/**
+ * Why the last fb_http_server_start() failed, with the address: "cannot listen on
+ * 127.0.0.1:8093: Address already in use"; NULL when it did not fail. Valid until the server is
+ * destroyed.
+ */
+const char *fb_http_server_listen_error(const fb_http_server_t *srv);
 
 /** The port actually bound (useful with port 0); 0 before start. */
 int fb_http_server_port(const fb_http_server_t *srv);

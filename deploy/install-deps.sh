@@ -31,7 +31,7 @@ pkgs_libs="libuv1-dev libcurl4-openssl-dev libwebsockets-dev libwebsockets-evlib
 pkgs_run="redis-server"
 # chromium: the browser tests drive Debian's /usr/bin/chromium (Playwright downloads no
 # browser); fonts-dejavu-core gives it a fallback font (the page itself uses the DSFR's Marianne).
-pkgs_test="redis-tools clang clang-format clang-tidy libclang-rt-14-dev python3 python3-venv graphviz chromium fonts-dejavu-core tzdata"
+pkgs_test="redis-tools systemd clang clang-format clang-tidy libclang-rt-14-dev python3 python3-venv graphviz chromium fonts-dejavu-core tzdata"
 pkgs_bench="redis-tools curl" # curl: bench/run.sh polls the daemon's /healthz
 
 # make_venv DIR LOCK WHAT: a virtualenv made from Debian's python3 with exactly the packages of

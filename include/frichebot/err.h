@@ -31,7 +31,8 @@
     XX(ECONFIG, -4014, "configuration error")                                                      \
     XX(EEXIST, -4015, "entry already exists")                                                      \
     XX(ECONNECT, -4016, "cannot connect")                                                          \
-    XX(ESYS, -4017, "system call failed")
+    XX(ESYS, -4017, "system call failed")                                                          \
+    XX(ELISTEN, -4018, "cannot listen on the address")
 
 /** Error codes; all negative. 0 is success. */
 typedef enum fb_errno_e {

@@ -231,3 +231,7 @@ def test_port_in_use_fails_with_clear_error(redis, make_daemon):
         d.log.close()
         assert rc == 1
         assert f"cannot listen on 127.0.0.1:{port}" in log
+        # The last word names the address and the reason too, not "cannot connect"; nothing was
+        # served, so nothing is said to be abandoned.
+        assert f"start-up failed: cannot listen on 127.0.0.1:{port}: Address already in use" in log, log
+        assert "cannot connect" not in log and "abandoning" not in log, log

@@ -1,16 +1,20 @@
 # SPDX-License-Identifier: MIT
 """`make run`, as the README shows it: installs what is missing, builds, starts a private Redis,
-runs the daemon on the embedded default, prints where to go; Ctrl-C stops everything cleanly."""
+runs the daemon on the embedded default, prints where to go; Ctrl-C stops everything cleanly.
+And deploy/run.sh (what `make run` runs) with a configuration file of one's own: the file's
+server.listen wins, the banner shows where the daemon really listens, and a port already taken
+is named in the error."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
 
 from websockets.sync.client import connect
 
-from conftest import free_port, wait_until
+from conftest import BINARY, Daemon, free_port, wait_until
 
 SOURCE = os.environ.get("FB_SOURCE_DIR") or os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
 
@@ -61,3 +65,64 @@ def test_make_run_serves_healthz_with_a_private_redis(tmp_path):
     assert "stopped cleanly (uv_loop_close=0)" in text
     # The private Redis went away with the daemon.
     assert wait_until(lambda: not os.path.exists(tmp_path / "run" / "redis.sock"), 10), text
+
+
+def run_sh(tmp_path, config_path, name):
+    """deploy/run.sh on the binary under test with FRICHEBOT_CONFIG, nothing else set; its own
+    process group (Ctrl-C goes to all of it, as from a terminal). Returns (process, log reader)."""
+    env = dict(os.environ, FRICHEBOT_CONFIG=str(config_path), FRICHEBOT_RUNDIR=str(tmp_path / "run"))
+    for var in ("FRICHEBOT_LISTEN", "FRICHEBOT_LOG", "FRICHEBOT_REDIS"):
+        env.pop(var, None)
+    path = tmp_path / name
+    out = open(path, "w")
+    proc = subprocess.Popen(["sh", os.path.join(SOURCE, "deploy", "run.sh"), BINARY], cwd=SOURCE, env=env,
+                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    out.close()
+    return proc, lambda: path.read_text(errors="replace")
+
+
+def test_run_sh_the_configuration_file_wins(redis, tmp_path):
+    """server.listen of the file named by FRICHEBOT_CONFIG is where the daemon listens (run.sh used
+    to pass --listen 127.0.0.1:8080 over it), and the banner says so."""
+    d = Daemon(tmp_path, redis.address)
+    d.write_config()
+    proc, log = run_sh(tmp_path, d.config_path, "run.log")
+    try:
+        def healthy():
+            try:
+                status, health = d.json("/healthz")
+                return status == 200 and health["status"] == "ok"
+            except OSError:
+                return False
+        assert wait_until(healthy, 30, 0.1), log()
+        assert wait_until(lambda: "frichebot is starting" in log(), 10), log()
+        banner = [line for line in log().splitlines() if "open http://" in line]
+        assert banner == [f"  frichebot is starting: open http://127.0.0.1:{d.port}/"], log()
+        assert f"health: http://127.0.0.1:{d.port}/healthz" in log()
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        rc = proc.wait(60)
+    assert rc == 0, log()
+    assert "stopped cleanly (uv_loop_close=0)" in log(), log()
+
+
+def test_run_sh_port_taken_names_the_address(redis, tmp_path):
+    """The configured port is taken: the daemon stops at once and says which address it could not
+    listen on and why, not "cannot connect"; no banner promises an address that does not serve."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        d = Daemon(tmp_path, redis.address, listen=f"127.0.0.1:{port}")
+        d.write_config()
+        proc, log = run_sh(tmp_path, d.config_path, "run.log")
+        try:
+            rc = proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    text = log()
+    assert rc == 1, text
+    assert f"start-up failed: cannot listen on 127.0.0.1:{port}: Address already in use" in text, text
+    assert "cannot connect" not in text and "open http://" not in text, text
+    assert "shutdown deadline reached" not in text, text
