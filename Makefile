@@ -2,6 +2,7 @@
 #
 # The two commands of the README, and a few more for developers:
 #   make run     install what is missing, build, start a private Redis, run the daemon
+#   make install build as make run does, then install it: PREFIX (default /usr/local), DESTDIR
 #   make test    install what is missing, build with ASan+UBSan (clang, with the libFuzzer
 #                targets) and run every test suite through CTest
 #   make bench   install what is missing, build optimised, run the benchmarks
@@ -18,13 +19,14 @@ CMAKE ?= cmake
 
 FUZZ_SECONDS ?= 600
 BUILD        ?= build
+PREFIX       ?= /usr/local
 
-.PHONY: all run test bench fuzz build build-test format clean help exemples
+.PHONY: all run install test bench fuzz build build-test format clean help exemples
 
 all: build
 
 help:
-	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
 
 build:
 	deploy/install-deps.sh run
@@ -34,6 +36,11 @@ build:
 
 run: build
 	deploy/run.sh $(BUILD)/frichebot
+
+# The binary, its data, the sample configuration, the systemd unit and user (README.md, Install).
+# DESTDIR stages the files elsewhere; the installed paths still name PREFIX.
+install: build
+	DESTDIR="$(DESTDIR)" $(CMAKE) --install $(BUILD) --prefix $(PREFIX)
 
 build-test:
 	deploy/install-deps.sh test
