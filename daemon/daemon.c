@@ -92,11 +92,18 @@ struct health {
     uint64_t start;
 };
 
+/* What "ok" means, for /healthz and for the service manager's READY=1: Redis has just answered a
+ * PING (`redis_ok`) and the daemon is running, not draining. */
+static bool serving_ok(const fb_daemon_t *d, bool redis_ok)
+{
+    return redis_ok && d->state == RUNNING;
+}
+
 static void health_answer(struct health *h, int redis_status, double ping_ms)
 {
     fb_daemon_t *d = h->d;
     bool redis_ok = redis_status == 0;
-    bool ok = redis_ok && d->state == RUNNING;
+    bool ok = serving_ok(d, redis_ok);
     fb_buf_t b;
     fb_buf_init(&b, 4096);
     int rc =
@@ -176,7 +183,7 @@ static void ready_ping_done(fb_redis_t *r, int status, struct redisReply *reply,
     (void)r;
     if (d->state != RUNNING)
         return; /* draining, or closing (FB_ECANCELED): never ready now */
-    if (status == 0 && reply && reply->type == REDIS_REPLY_STATUS) {
+    if (serving_ok(d, status == 0 && reply && reply->type == REDIS_REPLY_STATUS)) {
         d->notified_ready = true;
         if (fb_sd_notifyf("READY=1\nSTATUS=%s", ready_status(d)) == 0)
             FB_INFO(CORE, "service manager notified: ready");
@@ -187,7 +194,7 @@ static void ready_ping_done(fb_redis_t *r, int status, struct redisReply *reply,
 
 /*
  * Sends READY=1 to the service manager once the daemon is really ready: it listens (the probe
- * starts after the HTTP server did) and a PING has made the round trip to Redis while it runs,
+ * starts after the HTTP server did) and serving_ok() holds after a PING's round trip to Redis,
  * which is when /healthz first answers "ok". The PING waits in the Redis client's queue until a
  * connection is up or the write deadline passes; a failed one is tried again READY_RETRY_MS
  * later.
