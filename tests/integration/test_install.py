@@ -432,6 +432,7 @@ def test_installed_unit_under_a_service_manager(prefix, tmp_path):
     env = {"NOTIFY_SOCKET": manager.path, "WATCHDOG_USEC": "400000"}
     d = None
     try:
+        started = time.monotonic()
         d = Installed(argv, str(tmp_path), port, env=env)
         # Listening, Redis down: /healthz says 503, and the manager hears no READY=1.
         assert wait_until(lambda: d.healthz() is not None or d.proc.poll() is not None, 30)
@@ -449,16 +450,14 @@ def test_installed_unit_under_a_service_manager(prefix, tmp_path):
         assert d.healthz() == (200, "ok"), d.read_log()
         assert "service manager notified: ready" in d.read_log()
 
-        # The watchdog: WATCHDOG=1 every WATCHDOG_USEC/2.
-        start = time.monotonic()
-        seen = [t for t, m in manager.messages if m.get("WATCHDOG") == "1"]
-        while len([t for t in seen if t >= start]) < 4:
-            msg = manager.wait_for("WATCHDOG", timeout=5)
-            assert msg["WATCHDOG"] == "1"
-            seen.append(manager.messages[-1][0])
-        recent = [t for t in seen if t >= start]
-        gaps = [b - a for a, b in zip(recent, recent[1:])]
-        assert all(0.05 < g < 3 for g in gaps), gaps
+        # The watchdog: WATCHDOG=1 every WATCHDOG_USEC/2, so it keeps coming, and never more
+        # often than that. Counted from the daemon's start (not from gaps between receptions,
+        # which a loaded machine may deliver in a burst): a daemon that pinged on every loop turn
+        # would exceed the bound, one that stopped pinging would time out in wait_for.
+        for _ in range(4):
+            assert manager.wait_for("WATCHDOG", timeout=5)["WATCHDOG"] == "1"
+        pings = sum(m.get("WATCHDOG") == "1" for _, m in manager.messages)
+        assert pings <= (time.monotonic() - started) / 0.2 + 2, (pings, manager.messages)
 
         # SIGHUP: RELOADING=1, then READY=1 again.
         d.proc.send_signal(signal.SIGHUP)
