@@ -179,10 +179,30 @@ static const char pop_src[] = "if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] th
                               "end\n"
                               "return 1\n";
 
-/* SCAN. KEYS: pending index; ARGV: first rank, count. {index size, members from that rank...} */
+/*
+ * SCAN. KEYS: pending index; ARGV: the cursor (score and member of the last member read by the
+ * previous page; "" "" for the first page), count. {index size, member, score, member, score...}:
+ * the members after the cursor, in the index's order (score, then member byte by byte). A cursor,
+ * not a rank: the conversations of a page leave the index as their outboxes empty, and a rank
+ * would then skip as many members as had left.
+ */
 static const char scan_src[] =
-    "local from = tonumber(ARGV[1])\n"
-    "local m = redis.call('ZRANGE', KEYS[1], from, from + tonumber(ARGV[2]) - 1)\n"
+    "local function after(a, b)\n" /* a > b byte by byte (strcoll follows Redis's locale) */
+    "  for i = 1, math.min(#a, #b) do\n"
+    "    local x, y = a:byte(i), b:byte(i)\n"
+    "    if x ~= y then return x > y end\n"
+    "  end\n"
+    "  return #a > #b\n"
+    "end\n"
+    "local from = 0\n"
+    "if ARGV[1] ~= '' then\n"
+    "  from = redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. ARGV[1])\n"
+    "  for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1])) do\n"
+    "    if after(m, ARGV[2]) then break end\n"
+    "    from = from + 1\n"
+    "  end\n"
+    "end\n"
+    "local m = redis.call('ZRANGE', KEYS[1], from, from + tonumber(ARGV[3]) - 1, 'WITHSCORES')\n"
     "table.insert(m, 1, redis.call('ZCARD', KEYS[1]))\n"
     "return m\n";
 
@@ -257,9 +277,10 @@ struct fb_router_s {
     size_t adapters_stopping;
     void (*stop_done)(void *arg);
     void *stop_arg;
-    size_t handles;     /* open uv handles (kick, tick, conversation timers) */
-    size_t inflight;    /* Redis operations of jobs and of the outbox */
-    uint64_t scan_from; /* rank in the pending index where the next scan starts */
+    size_t handles;    /* open uv handles (kick, tick, conversation timers) */
+    size_t inflight;   /* Redis operations of jobs and of the outbox */
+    char *scan_score;  /* cursor of the next scan: the last member read by the previous page */
+    char *scan_member; /* (both NULL: the next scan starts at the beginning of the index) */
     bool scanning;
     uint64_t pending_convs; /* ZCARD of the pending index at the last scan */
     uint64_t rng;
@@ -680,15 +701,20 @@ static void on_scan(int status, const redisReply *rep, void *arg)
         return;
     }
     r->pending_convs = (uint64_t)rep->element[0]->integer;
+    size_t n = (rep->elements - 1) / 2; /* member, score pairs */
+    FB_FREE(r->scan_score);
+    FB_FREE(r->scan_member);
     /* A full batch: more may wait behind it (e.g. conversations whose adapter is not loaded stay
-     * first in the index), so the next tick scans the following ranks; else start over. */
-    if (rep->elements - 1 >= SCAN_BATCH) {
-        r->scan_from += SCAN_BATCH;
+     * first in the index), so the next tick scans on from its last member; else start over. */
+    if (n >= SCAN_BATCH) {
+        const redisReply *m = rep->element[2 * n - 1], *s = rep->element[2 * n];
+        if (m->type == REDIS_REPLY_STRING && s->type == REDIS_REPLY_STRING) {
+            r->scan_member = fb_strndup(m->str, m->len);
+            r->scan_score = fb_strndup(s->str, s->len);
+        }
         r->ticks = SCAN_EVERY_TICKS;
-    } else {
-        r->scan_from = 0;
     }
-    for (size_t i = 1; i < rep->elements && !r->stopping; i++) {
+    for (size_t i = 1; i < rep->elements && !r->stopping; i += 2) {
         const redisReply *m = rep->element[i];
         if (m->type != REDIS_REPLY_STRING || memchr(m->str, '\0', m->len))
             continue;
@@ -707,11 +733,11 @@ void fb_router_outbox_scan(fb_router_t *r)
 {
     if (r->scanning || r->stopping)
         return;
-    char from[24], batch[16];
-    snprintf(from, sizeof(from), "%llu", (unsigned long long)r->scan_from);
+    char batch[16];
     snprintf(batch, sizeof(batch), "%d", SCAN_BATCH);
-    const char *args[] = {r->k_pending, from, batch};
-    if (fb_store_eval(r->store, &r->s_scan, FB_REDIS_RETRY, 1, 2, args, NULL, on_scan, r) == 0) {
+    const char *args[] = {r->k_pending, r->scan_score ? r->scan_score : "",
+                          r->scan_member ? r->scan_member : "", batch};
+    if (fb_store_eval(r->store, &r->s_scan, FB_REDIS_RETRY, 1, 3, args, NULL, on_scan, r) == 0) {
         r->scanning = true;
         r->inflight++;
     }
@@ -1631,6 +1657,8 @@ void fb_router_destroy(fb_router_t *r)
     fb_dialog_unref(r->dialog);
     fb_esc_destroy(r->esc);
     fb_free(r->commit_lua);
+    fb_free(r->scan_score);
+    fb_free(r->scan_member);
     fb_free(r->k_pending);
     fb_free(r->k_due);
     fb_free(r->k_stats);

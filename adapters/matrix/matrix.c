@@ -81,6 +81,9 @@ struct mx {
     char *filter_json;
     unsigned fails;
     bool polling;
+    bool catch_up;   /* the next /sync asks timeout=0 (after the start or a failure): what was
+                        missed is handed at once and the state says "ok" then, not once the
+                        first long-poll ends (up to sync_timeout_ms when nothing happens) */
     void *poll_call; /* the /sync long-poll's struct call while in flight, to cancel it at stop */
     uv_timer_t timer;
     bool timer_init, timer_closed;
@@ -1107,6 +1110,7 @@ static int gap_start(struct batch *bt, const fb_mx_action_t *a)
 static void sync_fail(struct mx *m, const char *why, int64_t retry_after_ms)
 {
     m->fails++;
+    m->catch_up = true;
     m->sy = SY_BACKOFF;
     if (m->fails >= FAILS_DEGRADED)
         set_state(m, m->recovering && !m->password && !m->refresh_token ? "degraded: logged out"
@@ -1390,6 +1394,9 @@ static void on_next_batch_stored(struct mx *m, int status, redisReply *reply, vo
     m->next_batch = nb;
     m->fails = 0;
     m->last_sync_ms = fb_wall_ms();
+    if (m->catch_up)
+        FB_INFO(MATRIX, "sync: caught up; long-polling (timeout %u ms)", m->o->sync_timeout_ms);
+    m->catch_up = false;
     set_state(m, "ok");
     sync_poll(m);
 }
@@ -1522,7 +1529,7 @@ static void sync_poll(struct mx *m)
     m->sy = SY_POLL;
     fb_buf_t url;
     fb_buf_init(&url, 1u << 16);
-    unsigned timeout = m->o->sync_timeout_ms;
+    unsigned timeout = m->catch_up ? 0 : m->o->sync_timeout_ms;
     if (m->next_batch) {
         char *since = fb_mx_path_escape(m->next_batch);
         char *fid = fb_mx_path_escape(m->filter_id);
@@ -2155,6 +2162,7 @@ static int mx_start(fb_adapter_t *a)
     m->timer_init = true;
     m->refs++; /* the timer's */
     m->started = true;
+    m->catch_up = true;
     core->set_state(a, "starting");
     FB_INFO(MATRIX, "bot account on %s", m->o->homeserver);
     bot_load(m);
