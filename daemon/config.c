@@ -115,6 +115,7 @@ static const struct field redis_fields[] = {
     {"command_timeout_ms", K_UINT, false, OFF(redis.command_timeout_ms), 10, 60000, NULL},
     {"write_deadline_ms", K_UINT, false, OFF(redis.write_deadline_ms), 100, 3600000, NULL},
     {"reconnect", K_SECTION, false, 0, 0, 0, &redis_reconnect_table},
+    {"require_aof", K_BOOL, false, OFF(redis.require_aof), 0, 0, NULL},
 };
 
 static const struct field store_fields[] = {

@@ -22,6 +22,7 @@
 #include <uv.h>
 
 #include "adapters.h"
+#include "durability.h"
 #include "engine/engine.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
@@ -53,6 +54,8 @@ struct fb_daemon_s {
     fb_http_server_t *http;
     fb_http_client_t *client;
     fb_redis_t *redis;
+    fb_durability_t *durability; /* Redis's persistence, checked at every connection */
+    bool refused;                /* redis.require_aof refused the Redis: exit status 1 */
     fb_store_t *store;
     fb_geo_t *geo;
     fb_router_t *router;
@@ -93,10 +96,11 @@ struct health {
 };
 
 /* What "ok" means, for /healthz and for the service manager's READY=1: Redis has just answered a
- * PING (`redis_ok`) and the daemon is running, not draining. */
+ * PING (`redis_ok`), the daemon is running, not draining, and, with redis.require_aof, Redis is
+ * known to persist with AOF. */
 static bool serving_ok(const fb_daemon_t *d, bool redis_ok)
 {
-    return redis_ok && d->state == RUNNING;
+    return redis_ok && d->state == RUNNING && (!d->durability || fb_durability_ok(d->durability));
 }
 
 static void health_answer(struct health *h, int redis_status, double ping_ms)
@@ -115,6 +119,8 @@ static void health_answer(struct health *h, int redis_status, double ping_ms)
                       redis_ok ? "ok" : fb_err_name(redis_status));
     if (!rc && redis_ok)
         rc = fb_buf_printf(&b, ",\"ping_ms\":%.3f", ping_ms);
+    if (!rc && d->durability)
+        rc = fb_durability_health(d->durability, &b);
     json_t *adapters = json_object();
     if (d->router)
         fb_router_health(d->router, adapters);
@@ -224,6 +230,8 @@ static void metrics_answer(fb_daemon_t *d, fb_http_req_t *req, const json_t *doc
     fb_buf_t b;
     fb_buf_init(&b, 1u << 20);
     int rc = fb_metrics_render(&b);
+    if (!rc && d->durability)
+        rc = fb_durability_metrics_render(d->durability, &b);
     if (!rc && d->router)
         rc = fb_router_metrics_render(d->router, &b);
     if (!rc && d->reminders)
@@ -386,12 +394,24 @@ static void begin_shutdown(fb_daemon_t *d, int signum)
         return;
     d->state = DRAINING;
     unsigned secs = d->cfg->server.shutdown_deadline_s;
-    FB_NOTICE(CORE, "signal %d: no longer accepting work, draining for up to %u s", signum, secs);
+    if (signum)
+        FB_NOTICE(CORE, "signal %d: no longer accepting work, draining for up to %u s", signum,
+                  secs);
+    else
+        FB_NOTICE(CORE, "stopping: no longer accepting work, draining for up to %u s", secs);
     (void)fb_sd_notifyf("STOPPING=1\nSTATUS=draining for up to %u s", secs);
     fb_http_server_drain(d->http);
     stop_router(d);
     d->drain_deadline = uv_now(&d->loop) + (uint64_t)secs * 1000;
     uv_timer_start(&d->drain, drain_tick, 0, DRAIN_POLL_MS);
+}
+
+/* redis.require_aof refused the first Redis (durability.c logged why): stop, exit status 1. */
+static void on_refused(void *arg)
+{
+    fb_daemon_t *d = arg;
+    d->refused = true;
+    begin_shutdown(d, 0);
 }
 
 /* SIGHUP: re-read the log settings, then run the reload hooks. */
@@ -528,6 +548,8 @@ int fb_daemon_run(const fb_config_t *cfg, const char *config_path)
         goto early_fail;
     }
     d->store = fb_store_create(d->redis, &cfg->store);
+    d->durability = fb_durability_create(d->redis, cfg->store.key_prefix, cfg->redis.require_aof,
+                                         on_refused, d);
     fb_http_server_route(d->http, "/healthz", FB_HTTP_GET, "healthz", on_healthz, d);
     fb_http_server_route(d->http, "/metrics", FB_HTTP_GET, "metrics", on_metrics, d);
     d->stats = d->store ? fb_stats_create(d->store, &cfg->stats) : NULL;
@@ -576,6 +598,9 @@ int fb_daemon_run(const fb_config_t *cfg, const char *config_path)
     fb_geo_free(d->geo);
     fb_stats_destroy(d->stats);
     fb_store_destroy(d->store);
+    fb_durability_destroy(d->durability);
+    if (d->refused)
+        status = 1;
     rc = uv_loop_close(&d->loop);
     if (rc) {
         uv_walk(&d->loop, walk_leaks, NULL);

@@ -121,10 +121,12 @@ struct fb_redis_s {
 
     /* connection */
     enum conn_state state;
-    redisAsyncContext *ac;   /* the live context, or NULL */
-    struct resolve *resolve; /* the resolution in progress, or NULL */
-    unsigned attempt;        /* consecutive failed attempts, for the backoff */
-    bool ever_ready;         /* for the "reconnected" log line */
+    redisAsyncContext *ac;      /* the live context, or NULL */
+    struct resolve *resolve;    /* the resolution in progress, or NULL */
+    unsigned attempt;           /* consecutive failed attempts, for the backoff */
+    bool ever_ready;            /* for the "reconnected" log line */
+    fb_redis_ready_cb ready_cb; /* fb_redis_on_ready() */
+    void *ready_arg;
 
     /* commands */
     struct cmd_list queue;    /* waiting for a ready connection, sorted by deadline */
@@ -561,6 +563,8 @@ static void on_handshake(redisAsyncContext *ac, void *reply, void *privdata)
                   r->password ? " and authenticated" : "");
     r->attempt = 0;
     r->ever_ready = true;
+    if (r->ready_cb) /* its commands go first on the new connection */
+        r->ready_cb(r, r->ready_arg);
     flush_queue(r);
 }
 
@@ -957,6 +961,12 @@ int fb_redis_start(fb_redis_t *r)
     FB_INFO(REDIS, "[redis|%s] connecting", r->address);
     conn_start(r);
     return 0;
+}
+
+void fb_redis_on_ready(fb_redis_t *r, fb_redis_ready_cb cb, void *arg)
+{
+    r->ready_cb = cb;
+    r->ready_arg = arg;
 }
 
 bool fb_redis_connected(const fb_redis_t *r)

@@ -88,6 +88,17 @@ fb_redis_t *fb_redis_create(uv_loop_t *loop, const fb_redis_opts_t *opts);
  */
 int fb_redis_start(fb_redis_t *r);
 
+/**
+ * Called each time a connection becomes ready (the start's and every reconnect's), on the loop
+ * thread, before any queued command is written to it: the commands it issues are the first ones
+ * the new connection carries (daemon/durability.c reads Redis's persistence settings there). It
+ * must not call fb_redis_close().
+ */
+typedef void (*fb_redis_ready_cb)(fb_redis_t *r, void *arg);
+
+/** Sets (or, with NULL, clears) the one ready callback. */
+void fb_redis_on_ready(fb_redis_t *r, fb_redis_ready_cb cb, void *arg);
+
 /** True when a connection is ready (connected and authenticated): for /healthz. */
 bool fb_redis_connected(const fb_redis_t *r);
 

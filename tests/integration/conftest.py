@@ -39,20 +39,23 @@ def wait_until(pred, timeout=10.0, step=0.05):
 
 
 class Redis:
-    """A throwaway redis-server on a random port, with a unix socket in its own directory."""
+    """A throwaway redis-server on a random port, with a unix socket in its own directory; with
+    AOF (appendonly yes, appendfsync everysec) as a deployment should run it, unless aof=False."""
 
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, aof=True):
         self.dir = tmp_path / "redis"
         self.dir.mkdir(exist_ok=True)
         self.sock = str(self.dir / "redis.sock")
         self.port = free_port()
         self.proc = None
         self.password = None
+        self.aof = aof
 
     def start(self):
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                 "--unixsocket", self.sock, "--unixsocketperm", "700", "--dir", str(self.dir),
-                "--save", "", "--appendonly", "no", "--loglevel", "warning"]
+                "--save", "", "--appendonly", "yes" if self.aof else "no",
+                "--appendfsync", "everysec", "--loglevel", "warning"]
         if self.password:
             args += ["--requirepass", self.password]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
@@ -193,6 +196,16 @@ log:
 @pytest.fixture
 def redis(tmp_path):
     r = Redis(tmp_path)
+    r.start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def volatile_redis(tmp_path):
+    """A redis-server without AOF (what it keeps over a crash is its last snapshot, if one was
+    asked for): for the tests of a Redis that forgets."""
+    r = Redis(tmp_path, aof=False)
     r.start()
     yield r
     r.stop()

@@ -4,6 +4,7 @@
  * (hiredis test.sh: a random port, a unix socket and a directory of its own per server).
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -124,8 +125,8 @@ static int spawn(fb_test_redis_t *r)
         if (!bin)
             bin = "redis-server";
         execlp(bin, bin, "--port", port, "--bind", "127.0.0.1", "--unixsocket", r->sock,
-               "--unixsocketperm", "700", "--dir", r->dir, "--save", "", "--appendonly", "no",
-               "--daemonize", "no", "--loglevel", "warning", (char *)NULL);
+               "--unixsocketperm", "700", "--dir", r->dir, "--save", "", "--appendonly",
+               r->aof ? "yes" : "no", "--daemonize", "no", "--loglevel", "warning", (char *)NULL);
         fprintf(stderr, "cannot exec %s: %s\n", bin, strerror(errno));
         _exit(127);
     }
@@ -192,5 +193,21 @@ void fb_test_redis_destroy(fb_test_redis_t *r)
 {
     fb_test_redis_stop(r);
     unlink(r->sock);
+    char path[600];
+    snprintf(path, sizeof(path), "%s/dump.rdb", r->dir); /* a test's SAVE */
+    unlink(path);
+    char aof[320]; /* a test's AOF (r->aof, or CONFIG SET appendonly yes) */
+    snprintf(aof, sizeof(aof), "%s/appendonlydir", r->dir);
+    DIR *dir = opendir(aof);
+    if (dir) {
+        for (struct dirent *e = readdir(dir); e; e = readdir(dir)) {
+            if (e->d_name[0] == '.')
+                continue;
+            snprintf(path, sizeof(path), "%s/%s", aof, e->d_name);
+            unlink(path);
+        }
+        closedir(dir);
+        rmdir(aof);
+    }
     rmdir(r->dir);
 }

@@ -103,6 +103,8 @@ typedef struct fb_test_redis_s {
     int port;
     char dir[256];
     char sock[300];
+    bool aof; /* the next fb_test_redis_restart() runs with AOF (appendonly yes): set it after
+                 start, which runs without */
 } fb_test_redis_t;
 
 /**

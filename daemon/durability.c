@@ -1,0 +1,351 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * durability.c - whether Redis keeps what the daemon writes (durability.h): a check at every
+ * connection of the Redis client, made of three commands pipelined as the first ones of the
+ * connection (CONFIG GET append*, INFO, the marker script), then one evaluation.
+ *
+ * Why a marker: after a reconnect nothing else tells an empty Redis from a quiet one. The marker
+ * key holds a value unique to its creation; this process remembers the value it saw, so a marker
+ * gone, or re-created by another daemon sharing the Redis, means the data it stood beside was
+ * lost. run_id (which changes at every Redis restart) only explains the loss in the log: a Redis
+ * restarted with AOF keeps the marker.
+ */
+#include "durability.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+#include <uv.h>
+
+#include "frichebot/alloc.h"
+#include "frichebot/clock.h"
+#include "frichebot/err.h"
+#include "frichebot/log.h"
+
+/* The marker: created with a unique value when missing; returns {existed 0/1, value}. */
+static const char marker_script[] = "local v = redis.call('GET', KEYS[1])\n"
+                                    "if v then return {1, v} end\n"
+                                    "redis.call('SET', KEYS[1], ARGV[1])\n"
+                                    "return {0, ARGV[1]}\n";
+
+struct fb_durability_s {
+    fb_redis_t *redis;
+    char *marker_key;
+    bool require_aof;
+    fb_durability_refuse_cb refuse;
+    void *refuse_arg;
+    bool refused;    /* the refusal callback was called */
+    char *marker;    /* the marker's value this process saw last, NULL before the first */
+    unsigned probes; /* checks in flight */
+    fb_durability_state_t st;
+};
+
+/* One check, for one connection. */
+struct probe {
+    fb_durability_t *dur;
+    int pending;         /* replies still expected */
+    bool lost;           /* one did not come (connection lost, client closed) */
+    int config_aof;      /* from CONFIG GET: 1, 0, -1 not known */
+    char fsync[16];      /* from CONFIG GET, "" when not known */
+    bool config_refused; /* CONFIG GET answered with an error (renamed, forbidden by an ACL) */
+    int info_aof;        /* from INFO's aof_enabled: 1, 0, -1 not known */
+    char run_id[48];     /* from INFO, "" when not known */
+    int marker_existed;  /* 1, 0, -1 not known (the script failed) */
+    char *marker;        /* the marker's value, NULL when not known */
+};
+
+/* Copies the value of INFO field `name` ("run_id") from `info` into out; false when absent. */
+static bool info_field(const char *info, size_t len, const char *name, char *out, size_t outlen)
+{
+    size_t nl = strlen(name);
+    const char *p = info, *end = info + len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol)
+            eol = end;
+        if ((size_t)(eol - p) > nl && memcmp(p, name, nl) == 0 && p[nl] == ':') {
+            const char *v = p + nl + 1, *ve = eol;
+            if (ve > v && ve[-1] == '\r')
+                ve--;
+            snprintf(out, outlen, "%.*s", (int)(ve - v), v);
+            return true;
+        }
+        p = eol + 1;
+    }
+    return false;
+}
+
+static const char *yes_no(int v)
+{
+    return v > 0 ? "yes" : v == 0 ? "no" : "not known";
+}
+
+/* Logs what the settings mean, at every connection (a warning each time they are unsafe). */
+static void log_settings(const fb_durability_t *dur, const struct probe *p)
+{
+    const char *addr = fb_redis_address(dur->redis);
+    const fb_durability_state_t *st = &dur->st;
+    if (st->aof == 0) {
+        FB_WARN(REDIS,
+                "[redis|%s] persistence: AOF is off (appendonly no): if Redis stops or crashes, "
+                "everything written since its last snapshot is lost (conversations start again "
+                "from the greeting, replies waiting to be sent and reminders vanish, replies "
+                "already sent may be sent again); set 'appendonly yes' and 'appendfsync "
+                "everysec' in redis.conf (at run time: CONFIG SET appendonly yes, then CONFIG "
+                "REWRITE)",
+                addr);
+    } else if (st->aof < 0) {
+        FB_WARN(REDIS,
+                "[redis|%s] persistence: not known (CONFIG GET and INFO refused): make sure Redis "
+                "runs with 'appendonly yes' and 'appendfsync everysec', or a restart of Redis "
+                "loses the conversations",
+                addr);
+    } else if (!st->durable) {
+        FB_WARN(REDIS,
+                "[redis|%s] persistence: AOF is on but appendfsync is '%s': a crash of the "
+                "machine (not only of Redis) loses the writes of up to about 30 s; set "
+                "'appendfsync everysec' in redis.conf",
+                addr, st->appendfsync);
+    } else if (p->config_refused) {
+        FB_INFO(REDIS, "[redis|%s] persistence: AOF on (appendfsync not known: CONFIG refused)",
+                addr);
+    } else {
+        FB_INFO(REDIS, "[redis|%s] persistence: AOF on, appendfsync %s", addr, st->appendfsync);
+    }
+}
+
+/* Compares the marker with the one seen before: a loss is logged at error and counted. */
+static void check_marker(fb_durability_t *dur, const struct probe *p, bool restarted)
+{
+    const char *addr = fb_redis_address(dur->redis);
+    if (p->marker_existed < 0 || !p->marker) {
+        FB_DEBUG(REDIS, "[redis|%s] marker not read", addr);
+        return;
+    }
+    if (!dur->marker) {
+        if (!p->marker_existed)
+            FB_INFO(REDIS,
+                    "[redis|%s] marker %s created: the first start on this Redis (or its data "
+                    "was lost while no daemon was connected)",
+                    addr, dur->marker_key);
+    } else if (!p->marker_existed || strcmp(dur->marker, p->marker) != 0) {
+        dur->st.data_losses++;
+        dur->st.last_loss_ms = fb_wall_ms();
+        FB_ERR(REDIS,
+               "[redis|%s] Redis lost its data: the marker %s is %s (%s); the conversations, "
+               "replies waiting to be sent, reminders and statistics stored before are gone and "
+               "users start again from the greeting; turn AOF on (appendonly yes, appendfsync "
+               "everysec)",
+               addr, dur->marker_key,
+               p->marker_existed ? "another daemon's (it found the marker gone first)" : "gone",
+               restarted ? "Redis restarted, or another server took its place, without the data: "
+                           "its run_id changed"
+                         : "Redis was flushed, or replaced by a server without the data");
+    } else if (restarted) {
+        FB_NOTICE(REDIS, "[redis|%s] Redis restarted (its run_id changed) and kept its data", addr);
+    }
+    fb_free(dur->marker);
+    dur->marker = fb_strdup(p->marker);
+}
+
+/* The three replies are in: records the state, logs, and refuses when it must. */
+static void probe_done(struct probe *p)
+{
+    fb_durability_t *dur = p->dur;
+    dur->probes--;
+    if (p->lost) /* the connection went away: the next one is checked again */
+        goto done;
+    fb_durability_state_t *st = &dur->st;
+    bool restarted = st->run_id[0] && p->run_id[0] && strcmp(st->run_id, p->run_id) != 0;
+    st->checks++;
+    st->aof = p->config_aof >= 0 ? p->config_aof : p->info_aof;
+    snprintf(st->appendfsync, sizeof(st->appendfsync), "%s", p->fsync);
+    st->config_refused = p->config_refused;
+    st->durable = st->aof == 1 && (!p->fsync[0] || strcmp(p->fsync, "everysec") == 0 ||
+                                   strcmp(p->fsync, "always") == 0);
+    if (p->run_id[0])
+        snprintf(st->run_id, sizeof(st->run_id), "%s", p->run_id);
+    log_settings(dur, p);
+    check_marker(dur, p, restarted);
+    if (dur->require_aof && !st->durable) {
+        if (st->checks == 1 && !dur->refused) {
+            FB_ERR(REDIS,
+                   "[redis|%s] refusing to start: redis.require_aof is set and Redis does not "
+                   "persist with AOF (appendonly %s, appendfsync %s); set 'appendonly yes' and "
+                   "'appendfsync everysec' in redis.conf, or require_aof: false for a throw-away "
+                   "setup",
+                   fb_redis_address(dur->redis), yes_no(st->aof),
+                   st->appendfsync[0] ? st->appendfsync : "not known");
+            dur->refused = true;
+            if (dur->refuse)
+                dur->refuse(dur->refuse_arg);
+        } else {
+            FB_ERR(REDIS,
+                   "[redis|%s] redis.require_aof is set and Redis no longer persists with AOF "
+                   "(appendonly %s): /healthz says degraded",
+                   fb_redis_address(dur->redis), yes_no(st->aof));
+        }
+    }
+done:
+    fb_free(p->marker);
+    fb_free(p);
+}
+
+/* One reply of the three: a lost one (status) marks the whole check lost. */
+static bool probe_reply(struct probe *p, int status)
+{
+    p->pending--;
+    if (status)
+        p->lost = true;
+    return status == 0;
+}
+
+static void probe_next(struct probe *p)
+{
+    if (p->pending == 0)
+        probe_done(p);
+}
+
+static void on_config(fb_redis_t *r, int status, redisReply *rep, void *arg)
+{
+    struct probe *p = arg;
+    (void)r;
+    if (probe_reply(p, status)) {
+        if (rep->type == REDIS_REPLY_ARRAY) {
+            for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+                const redisReply *k = rep->element[i], *v = rep->element[i + 1];
+                if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+                    continue;
+                if (strcmp(k->str, "appendonly") == 0)
+                    p->config_aof = strcmp(v->str, "yes") == 0 ? 1 : 0;
+                else if (strcmp(k->str, "appendfsync") == 0)
+                    snprintf(p->fsync, sizeof(p->fsync), "%s", v->str);
+            }
+        } else {
+            p->config_refused = true; /* an error: renamed, or forbidden by an ACL */
+        }
+    }
+    probe_next(p);
+}
+
+static void on_info(fb_redis_t *r, int status, redisReply *rep, void *arg)
+{
+    struct probe *p = arg;
+    (void)r;
+    if (probe_reply(p, status) && rep->type == REDIS_REPLY_STRING) {
+        char v[16];
+        if (info_field(rep->str, rep->len, "aof_enabled", v, sizeof(v)))
+            p->info_aof = strcmp(v, "1") == 0 ? 1 : 0;
+        (void)info_field(rep->str, rep->len, "run_id", p->run_id, sizeof(p->run_id));
+    }
+    probe_next(p);
+}
+
+static void on_marker(fb_redis_t *r, int status, redisReply *rep, void *arg)
+{
+    struct probe *p = arg;
+    (void)r;
+    if (probe_reply(p, status) && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[0]->type == REDIS_REPLY_INTEGER &&
+        rep->element[1]->type == REDIS_REPLY_STRING) {
+        p->marker_existed = rep->element[0]->integer ? 1 : 0;
+        p->marker = fb_strndup(rep->element[1]->str, rep->element[1]->len);
+    }
+    probe_next(p);
+}
+
+/*
+ * The client's ready callback: pipelines the three commands, the first ones of the connection.
+ * None is retryable: a connection lost before they answer is checked again at the next one.
+ */
+static void on_ready(fb_redis_t *r, void *arg)
+{
+    fb_durability_t *dur = arg;
+    struct probe *p = fb_calloc(1, sizeof(*p));
+    p->dur = dur;
+    p->config_aof = p->info_aof = p->marker_existed = -1;
+    dur->probes++;
+    char value[96];
+    snprintf(value, sizeof(value), "%lld-%d-%llx", (long long)fb_wall_ms(), (int)getpid(),
+             (unsigned long long)uv_hrtime());
+    if (fb_redis_command(r, 0, on_config, p, "CONFIG", "GET", "append*", NULL) == 0)
+        p->pending++;
+    if (fb_redis_command(r, 0, on_info, p, "INFO", NULL) == 0)
+        p->pending++;
+    if (fb_redis_command(r, 0, on_marker, p, "EVAL", marker_script, "1", dur->marker_key, value,
+                         NULL) == 0)
+        p->pending++;
+    if (p->pending < 3) /* refused at once (closing): nothing to learn from this connection */
+        p->lost = true;
+    probe_next(p);
+}
+
+fb_durability_t *fb_durability_create(fb_redis_t *redis, const char *prefix, bool require_aof,
+                                      fb_durability_refuse_cb refuse, void *arg)
+{
+    fb_durability_t *dur = fb_calloc(1, sizeof(*dur));
+    dur->redis = redis;
+    dur->marker_key = fb_asprintf("%sredis:marker", prefix ? prefix : "");
+    dur->require_aof = require_aof;
+    dur->refuse = refuse;
+    dur->refuse_arg = arg;
+    dur->st.aof = -1;
+    fb_redis_on_ready(redis, on_ready, dur);
+    return dur;
+}
+
+void fb_durability_destroy(fb_durability_t *dur)
+{
+    if (!dur)
+        return;
+    FB_ASSERT(dur->probes == 0);
+    fb_free(dur->marker_key);
+    fb_free(dur->marker);
+    fb_free(dur);
+}
+
+void fb_durability_get(const fb_durability_t *dur, fb_durability_state_t *out)
+{
+    *out = dur->st;
+}
+
+bool fb_durability_ok(const fb_durability_t *dur)
+{
+    return !dur->require_aof || dur->st.durable;
+}
+
+int fb_durability_health(const fb_durability_t *dur, fb_buf_t *out)
+{
+    const fb_durability_state_t *st = &dur->st;
+    const char *persistence = st->aof < 0 ? "unknown" : st->durable ? "durable" : "volatile";
+    int rc = fb_buf_printf(out, ",\"aof\":%s", st->aof < 0 ? "null" : st->aof ? "true" : "false");
+    if (!rc)
+        rc = st->appendfsync[0] ? fb_buf_printf(out, ",\"appendfsync\":\"%s\"", st->appendfsync)
+                                : fb_buf_puts(out, ",\"appendfsync\":null");
+    if (!rc)
+        rc = fb_buf_printf(out, ",\"persistence\":\"%s\",\"data_losses\":%llu", persistence,
+                           (unsigned long long)st->data_losses);
+    return rc;
+}
+
+int fb_durability_metrics_render(const fb_durability_t *dur, fb_buf_t *out)
+{
+    const fb_durability_state_t *st = &dur->st;
+    return fb_buf_printf(
+        out,
+        "# HELP frichebot_redis_aof_enabled Redis's appendonly at the last connection (1 yes, 0 "
+        "no, -1 not known yet).\n"
+        "# TYPE frichebot_redis_aof_enabled gauge\n"
+        "frichebot_redis_aof_enabled %d\n"
+        "# HELP frichebot_redis_durable 1 when Redis persists with AOF and appendfsync everysec or "
+        "always.\n"
+        "# TYPE frichebot_redis_durable gauge\n"
+        "frichebot_redis_durable %d\n"
+        "# HELP frichebot_redis_data_loss_total Times Redis was found to have lost its data (the "
+        "marker key gone after a reconnect).\n"
+        "# TYPE frichebot_redis_data_loss_total counter\n"
+        "frichebot_redis_data_loss_total %llu\n",
+        st->aof, st->durable ? 1 : 0, (unsigned long long)st->data_losses);
+}

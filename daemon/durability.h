@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * durability.h - whether Redis keeps what the daemon writes: its persistence settings, and a
+ * marker that tells when it came back empty.
+ *
+ * Each time the Redis client's connection becomes ready (at the start and after every reconnect,
+ * through fb_redis_on_ready(), so that these are the first commands of the connection) the module
+ * reads Redis's persistence settings (CONFIG GET append*, with INFO's aof_enabled when CONFIG is
+ * renamed or forbidden) and its run_id (INFO), and reads or creates a marker key holding a unique
+ * value. It logs a warning when AOF is off or appendfsync is neither everysec nor always, saying
+ * what can be lost and how to fix it; with redis.require_aof it calls the refusal callback at the
+ * first connection (the daemon stops) and reports itself not durable afterwards (/healthz
+ * degraded). A marker gone or changed after this process had seen it means Redis lost its data
+ * (restarted without persistence, flushed, failed over to an empty replica): logged at error and
+ * counted. The state shows in /healthz and /metrics. Design notes: docs/internals/REDIS.md.
+ *
+ * Everything runs on the loop thread.
+ */
+#ifndef FB_DURABILITY_H
+#define FB_DURABILITY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "frichebot/buf.h"
+#include "redis.h"
+
+/** The module: opaque, created by fb_durability_create(). */
+typedef struct fb_durability_s fb_durability_t;
+
+/**
+ * Called once at most: redis.require_aof is set and the first connection's Redis does not
+ * persist with AOF. The error is already logged; the daemon stops.
+ */
+typedef void (*fb_durability_refuse_cb)(void *arg);
+
+/** What the last check found. */
+typedef struct fb_durability_state_s {
+    int aof;              /* 1: appendonly yes, 0: no, -1: not known (not checked yet) */
+    char appendfsync[16]; /* "everysec", "always", "no"; "" when not known (CONFIG refused) */
+    bool durable;         /* aof == 1 and appendfsync everysec, always or not known */
+    bool config_refused;  /* CONFIG GET was refused: the settings came from INFO */
+    uint64_t checks;      /* connections whose check completed */
+    uint64_t data_losses; /* times the marker was found gone or changed: Redis lost data */
+    int64_t last_loss_ms; /* Unix ms of the last one, 0 when none */
+    char run_id[48];      /* Redis's run_id at the last check ("" when not known) */
+} fb_durability_state_t;
+
+/**
+ * Creates the module and registers it as `redis`'s ready callback (one per client). `prefix` is
+ * the store's key prefix (copied): the marker is "<prefix>redis:marker". `refuse` (may be NULL)
+ * is called with `arg` as described above when `require_aof` is set. Never fails (aborts on
+ * out of memory).
+ */
+fb_durability_t *fb_durability_create(fb_redis_t *redis, const char *prefix, bool require_aof,
+                                      fb_durability_refuse_cb refuse, void *arg);
+
+/**
+ * Frees the module. Call it after the Redis client was closed (fb_redis_close() has called every
+ * pending callback, the module's included) or before it is started. NULL is a no-op.
+ */
+void fb_durability_destroy(fb_durability_t *dur);
+
+/** Copies what the last check found into `*out`. */
+void fb_durability_get(const fb_durability_t *dur, fb_durability_state_t *out /* OUT */);
+
+/**
+ * True unless redis.require_aof is set and Redis is not known to persist with AOF (not checked
+ * yet, or found without it): for /healthz.
+ */
+bool fb_durability_ok(const fb_durability_t *dur);
+
+/**
+ * Appends the /healthz members of the "redis" object, each preceded by a comma:
+ * ,"aof":true|false|null,"appendfsync":"everysec"|null,"persistence":"durable|volatile|unknown",
+ * "data_losses":N. Returns 0 or the fb_buf error.
+ */
+int fb_durability_health(const fb_durability_t *dur, fb_buf_t *out);
+
+/**
+ * Appends the Prometheus lines: frichebot_redis_aof_enabled (1, 0, -1 not known),
+ * frichebot_redis_durable (0/1), frichebot_redis_data_loss_total. Returns 0 or the fb_buf error.
+ */
+int fb_durability_metrics_render(const fb_durability_t *dur, fb_buf_t *out);
+
+#endif /* FB_DURABILITY_H */

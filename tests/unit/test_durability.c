@@ -1,0 +1,290 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_durability.c - the check of Redis's persistence at every connection (daemon/durability.c)
+ * against a real, throwaway redis-server started without and then with AOF: the settings read
+ * (CONFIG GET, or INFO when an ACL forbids CONFIG), redis.require_aof's refusal, and the marker
+ * that tells a Redis that came back empty (flushed, or restarted without AOF) from one that kept
+ * its data (restarted with AOF). Every test ends with fb_test_loop_close_strict().
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+#include <uv.h>
+
+#include "durability.h"
+#include "frichebot/alloc.h"
+#include "frichebot/buf.h"
+#include "frichebot/err.h"
+#include "redis.h"
+#include "task.h"
+
+struct fixture {
+    fb_test_redis_t srv;
+    uv_loop_t loop;
+    char addr[320];
+    fb_redis_t *redis;
+    fb_durability_t *dur;
+    redisContext *sync; /* the test's own connection, to change Redis under the client */
+    int refusals;
+};
+
+static void on_refuse(void *arg)
+{
+    ((struct fixture *)arg)->refusals++;
+}
+
+/* Starts Redis (without AOF), a client and the module; waits for the first check. */
+static void setup(struct fixture *f, bool require_aof)
+{
+    memset(f, 0, sizeof(*f));
+    ASSERT_OK(fb_test_redis_start(&f->srv));
+    ASSERT_OK(uv_loop_init(&f->loop));
+    snprintf(f->addr, sizeof(f->addr), "unix:%s", f->srv.sock);
+    fb_redis_opts_t o;
+    memset(&o, 0, sizeof(o));
+    o.address = f->addr;
+    o.connect_timeout_ms = 1000;
+    o.command_timeout_ms = 3000;
+    o.write_deadline_ms = 5000;
+    o.reconnect.delays_ms[0] = 20;
+    o.reconnect.n_delays = 1;
+    f->redis = fb_redis_create(&f->loop, &o);
+    ASSERT_NOT_NULL(f->redis);
+    f->dur = fb_durability_create(f->redis, "t:", require_aof, on_refuse, f);
+    ASSERT_OK(fb_redis_start(f->redis));
+    f->sync = redisConnectUnix(f->srv.sock);
+    ASSERT(f->sync && !f->sync->err);
+}
+
+static void on_closed(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+static void teardown(struct fixture *f)
+{
+    int closed = 0;
+    fb_redis_close(f->redis, on_closed, &closed);
+    ASSERT(fb_test_wait_int(&f->loop, &closed, 1, 5000));
+    fb_durability_destroy(f->dur);
+    redisFree(f->sync);
+    fb_test_loop_close_strict(&f->loop);
+    fb_test_redis_destroy(&f->srv);
+}
+
+static fb_durability_state_t state(const struct fixture *f)
+{
+    fb_durability_state_t st;
+    fb_durability_get(f->dur, &st);
+    return st;
+}
+
+struct wait_checks {
+    const struct fixture *f;
+    uint64_t n;
+};
+
+static bool checks_reached(void *arg)
+{
+    const struct wait_checks *w = arg;
+    return state(w->f).checks >= w->n;
+}
+
+/* Runs the loop until `n` checks have completed (10 s at most: a hang, not a timing). */
+static void wait_checks(struct fixture *f, uint64_t n)
+{
+    struct wait_checks w = {f, n};
+    if (!fb_test_wait_cond(&f->loop, checks_reached, &w, 10000))
+        FB_TEST_FAIL("waited 10 s for %llu checks, have %llu", (unsigned long long)n,
+                     (unsigned long long)state(f).checks);
+}
+
+/* A command on the test's own connection; its reply must not be an error. */
+static void sync_ok(struct fixture *f, const char *cmd)
+{
+    redisReply *rep = redisCommand(f->sync, cmd);
+    ASSERT_NOT_NULL(rep);
+    if (rep->type == REDIS_REPLY_ERROR)
+        FB_TEST_FAIL("%s: %s", cmd, rep->str);
+    freeReplyObject(rep);
+}
+
+/* Drops the client's connection (not the test's own): it reconnects, and is checked again. */
+static void reconnect(struct fixture *f, uint64_t checks)
+{
+    sync_ok(f, "CLIENT KILL TYPE normal SKIPME yes");
+    wait_checks(f, checks);
+}
+
+/* CONFIG SET appendonly yes, then waits for the AOF rewrite it starts to end. */
+static void aof_on(struct fixture *f)
+{
+    sync_ok(f, "CONFIG SET appendonly yes");
+    for (int i = 0; i < 500; i++) {
+        redisReply *rep = redisCommand(f->sync, "INFO persistence");
+        ASSERT_NOT_NULL(rep);
+        bool done = strstr(rep->str, "aof_rewrite_in_progress:0") &&
+                    strstr(rep->str, "aof_rewrite_scheduled:0") &&
+                    strstr(rep->str, "aof_enabled:1");
+        freeReplyObject(rep);
+        if (done)
+            return;
+        fb_test_run_for(&f->loop, 20);
+    }
+    FB_TEST_FAIL("the AOF rewrite did not end");
+}
+
+static char *health(const struct fixture *f)
+{
+    fb_buf_t b;
+    fb_buf_init(&b, 4096);
+    ASSERT_OK(fb_durability_health(f->dur, &b));
+    return fb_buf_take(&b);
+}
+
+/* Without AOF: read as volatile (warned); with AOF turned on and a reconnect: durable. The
+ * marker stays, so neither check counts a loss. */
+TEST_IMPL(durability_aof_off_then_on)
+{
+    struct fixture f;
+    setup(&f, false);
+    wait_checks(&f, 1);
+    fb_durability_state_t st = state(&f);
+    ASSERT_EQ(st.aof, 0);
+    ASSERT(!st.durable);
+    ASSERT(!st.config_refused);
+    ASSERT_STR_EQ(st.appendfsync, "everysec"); /* Redis's default, AOF or not */
+    ASSERT(st.run_id[0]);
+    ASSERT_EQ(st.data_losses, 0);
+    ASSERT(fb_durability_ok(f.dur)); /* warn only */
+    char *h = health(&f);
+    ASSERT_STR_EQ(h, ",\"aof\":false,\"appendfsync\":\"everysec\",\"persistence\":\"volatile\","
+                     "\"data_losses\":0");
+    fb_free(h);
+    fb_buf_t m;
+    fb_buf_init(&m, 4096);
+    ASSERT_OK(fb_durability_metrics_render(f.dur, &m));
+    ASSERT_NOT_NULL(strstr(fb_buf_str(&m), "\nfrichebot_redis_aof_enabled 0\n"));
+    ASSERT_NOT_NULL(strstr(fb_buf_str(&m), "\nfrichebot_redis_durable 0\n"));
+    ASSERT_NOT_NULL(strstr(fb_buf_str(&m), "\nfrichebot_redis_data_loss_total 0\n"));
+    fb_buf_free(&m);
+
+    aof_on(&f);
+    sync_ok(&f, "CONFIG SET appendfsync always");
+    reconnect(&f, 2);
+    st = state(&f);
+    ASSERT_EQ(st.aof, 1);
+    ASSERT_STR_EQ(st.appendfsync, "always");
+    ASSERT(st.durable);
+    ASSERT_EQ(st.data_losses, 0);
+    sync_ok(&f, "CONFIG SET appendfsync no"); /* the OS decides when: not durable */
+    reconnect(&f, 3);
+    st = state(&f);
+    ASSERT_EQ(st.aof, 1);
+    ASSERT(!st.durable);
+    ASSERT_EQ(st.data_losses, 0);
+    ASSERT_EQ(f.refusals, 0);
+    teardown(&f);
+    return 0;
+}
+
+/* An ACL forbids CONFIG: the settings come from INFO (aof_enabled; appendfsync not known). */
+TEST_IMPL(durability_config_forbidden_uses_info)
+{
+    struct fixture f;
+    setup(&f, false);
+    wait_checks(&f, 1);
+    sync_ok(&f, "ACL SETUSER default -config");
+    reconnect(&f, 2);
+    fb_durability_state_t st = state(&f);
+    ASSERT(st.config_refused);
+    ASSERT_EQ(st.aof, 0);
+    ASSERT_STR_EQ(st.appendfsync, "");
+    ASSERT(!st.durable);
+
+    sync_ok(&f, "ACL SETUSER default +config");
+    aof_on(&f);
+    sync_ok(&f, "ACL SETUSER default -config");
+    reconnect(&f, 3);
+    st = state(&f);
+    ASSERT(st.config_refused);
+    ASSERT_EQ(st.aof, 1);
+    ASSERT(st.durable); /* AOF on, appendfsync not known: taken as durable */
+    char *h = health(&f);
+    ASSERT_STR_EQ(h, ",\"aof\":true,\"appendfsync\":null,\"persistence\":\"durable\","
+                     "\"data_losses\":0");
+    fb_free(h);
+    sync_ok(&f, "ACL SETUSER default +config");
+    teardown(&f);
+    return 0;
+}
+
+/* redis.require_aof: a first Redis without AOF is refused (once); /healthz is not ok until a
+ * connection finds AOF on, and not ok again when a later one finds it off. */
+TEST_IMPL(durability_require_aof)
+{
+    struct fixture f;
+    setup(&f, true);
+    ASSERT(!fb_durability_ok(f.dur)); /* not known yet */
+    wait_checks(&f, 1);
+    ASSERT_EQ(f.refusals, 1);
+    ASSERT(!fb_durability_ok(f.dur));
+    aof_on(&f);
+    reconnect(&f, 2);
+    ASSERT(fb_durability_ok(f.dur));
+    sync_ok(&f, "CONFIG SET appendonly no");
+    reconnect(&f, 3);
+    ASSERT(!fb_durability_ok(f.dur));
+    ASSERT_EQ(f.refusals, 1); /* a reconnect is not a start: degraded, not stopped */
+    teardown(&f);
+    return 0;
+}
+
+/* The marker: a Redis flushed under the client, then one restarted without AOF, are each
+ * counted as a loss at the next connection; a Redis restarted with AOF keeps the marker. */
+TEST_IMPL(durability_data_loss_detected)
+{
+    struct fixture f;
+    setup(&f, false);
+    wait_checks(&f, 1);
+    reconnect(&f, 2);
+    ASSERT_EQ(state(&f).data_losses, 0); /* same marker */
+
+    sync_ok(&f, "FLUSHALL");
+    reconnect(&f, 3);
+    fb_durability_state_t st = state(&f);
+    ASSERT_EQ(st.data_losses, 1);
+    ASSERT(st.last_loss_ms > 0);
+    char *h = health(&f);
+    ASSERT_NOT_NULL(strstr(h, "\"data_losses\":1"));
+    fb_free(h);
+
+    /* Restarted without AOF: empty, and a new run_id. */
+    char run_id[48];
+    snprintf(run_id, sizeof(run_id), "%s", st.run_id);
+    redisFree(f.sync);
+    f.sync = NULL;
+    ASSERT_OK(fb_test_redis_restart(&f.srv));
+    f.sync = redisConnectUnix(f.srv.sock);
+    ASSERT(f.sync && !f.sync->err);
+    wait_checks(&f, 4);
+    st = state(&f);
+    ASSERT_EQ(st.data_losses, 2);
+    ASSERT(strcmp(st.run_id, run_id) != 0);
+
+    /* Restarted with AOF: the marker is still there, nothing is lost. */
+    aof_on(&f);
+    f.srv.aof = true;
+    redisFree(f.sync);
+    f.sync = NULL;
+    ASSERT_OK(fb_test_redis_restart(&f.srv));
+    f.sync = redisConnectUnix(f.srv.sock);
+    ASSERT(f.sync && !f.sync->err);
+    wait_checks(&f, 5);
+    st = state(&f);
+    ASSERT_EQ(st.aof, 1);
+    ASSERT_EQ(st.data_losses, 2);
+    teardown(&f);
+    return 0;
+}
