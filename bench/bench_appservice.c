@@ -36,7 +36,7 @@
 #include "../adapters/matrix/mx_util.h"
 #include "frichebot/alloc.h"
 #include "frichebot/log.h"
-#include "http_server.h"
+#include "io/http_server.h"
 
 #define MAX_THREADS   1000
 #define MAX_LATENCIES 2000000

@@ -15,11 +15,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/yamljson.h"
 #include "engine/engine.h"
+#include "engine/geo.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
-#include "geo.h"
-#include "yamljson.h"
+#include "io/paths.h"
 
 struct turn {
     fb_event_t ev;
@@ -118,7 +119,7 @@ int main(int argc, char **argv)
     }
     fb_buf_t errors;
     fb_buf_init(&errors, 1u << 20);
-    fb_geo_t *geo = fb_geo_load(fb_geo_default_path(), &errors);
+    fb_geo_t *geo = fb_geo_load(fb_data_path(FB_DATA_GEO), &errors);
     fb_dialog_t *d = fb_dialog_load(dialog_path, geo, &errors);
     if (!d) {
         fprintf(stderr, "%s", fb_buf_str(&errors));

@@ -18,9 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/geo.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
-#include "geo.h"
+#include "io/paths.h"
 
 /* Monotonic time in nanoseconds. */
 static double now_ns(void)
@@ -59,7 +60,7 @@ static double median(double *v, size_t n)
 
 int main(int argc, char **argv)
 {
-    const char *path = fb_geo_default_path();
+    const char *path = fb_data_path(FB_DATA_GEO);
     long loads = 21, queries = 2000;
     int opt;
     while ((opt = getopt(argc, argv, "f:l:q:")) != -1) {

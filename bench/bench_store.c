@@ -20,11 +20,11 @@
 
 #include <uv.h>
 
+#include "core/store.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
-#include "redis.h"
-#include "store.h"
+#include "io/redis.h"
 
 struct bench;
 

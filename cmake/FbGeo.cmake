@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: MIT
 #
-# The communes index (daemon/geo.c, docs/internals/GEO.md): converts the JSON of the npm package
+# The communes index (daemon/engine/geo.c, docs/internals/GEO.md): converts the JSON of the npm package
 # @etalab/decoupage-administratif (pinned in package.json / package-lock.json, installed into
 # node_modules/ by deploy/install-deps.sh) into the compact file ${FB_GEO_DEFAULT_PATH} at build
-# time, and compiles that path into fb_core as FB_GEO_DEFAULT_PATH (fb_geo_default_path()).
+# time, and compiles that path into fb_core as FB_GEO_DEFAULT_PATH (fb_data_path(FB_DATA_GEO), io/paths.h).
 #
 # Include it from the top-level CMakeLists.txt after fb_core is defined: include(FbGeo)
 set(FB_GEO_PACKAGE @etalab/decoupage-administratif)
@@ -35,7 +35,7 @@ set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
 # two sources it needs rather than linking fb_core, which depends on its output.
 add_executable(fbgeo_convert ${PROJECT_SOURCE_DIR}/tools/fbgeo_convert.c
                              ${PROJECT_SOURCE_DIR}/daemon/engine/text.c
-                             ${PROJECT_SOURCE_DIR}/daemon/alloc.c)
+                             ${PROJECT_SOURCE_DIR}/daemon/common/alloc.c)
 target_include_directories(fbgeo_convert PRIVATE ${PROJECT_SOURCE_DIR}/include
                                                  ${PROJECT_SOURCE_DIR}/daemon)
 target_compile_definitions(fbgeo_convert PRIVATE _POSIX_C_SOURCE=200809L _DEFAULT_SOURCE)

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 #
-# Where the daemon's data lives (daemon/paths.c, docs/configuration.md "Paths"):
+# Where the daemon's data lives (daemon/io/paths.c, docs/configuration.md "Paths"):
 #
 #  - installed: `cmake --install` (and `make install`) puts the binary in PREFIX/bin and its data
 #    in PREFIX/share/frichebot: dialogs/ (the dialogs and their catalogues), communes.fbgeo (the
@@ -37,7 +37,7 @@ install(FILES ${FB_GEO_DEFAULT_PATH} DESTINATION ${FB_INSTALL_DATADIR})
 install(DIRECTORY ${FB_WEB_STATIC_DIR}/ DESTINATION ${FB_INSTALL_DATADIR}/web)
 install(FILES ${PROJECT_SOURCE_DIR}/deploy/frichebot.yaml.sample DESTINATION ${FB_INSTALL_CONFDIR})
 
-# The DSFR: only what the daemon's pages use (adapters/web/static/*.html and daemon/stats.c link
+# The DSFR: only what the daemon's pages use (adapters/web/static/*.html and daemon/features/stats.c link
 # dsfr.min.css, dsfr.module.min.js, utility/icons/icons.min.css and favicon/; the two style sheets
 # load fonts/ and icons/), about 7 MB of the package's 88 MB. tests/integration/test_install.py
 # checks that every file the installed pages and style sheets refer to is installed.

@@ -27,13 +27,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/yamljson.h"
 #include "engine/engine.h"
+#include "engine/geo.h"
 #include "engine/text.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "frichebot/err.h"
-#include "geo.h"
-#include "yamljson.h"
+#include "io/paths.h"
 
 #define MAX_TIMERS 64
 #define MAX_FILES  512
@@ -51,7 +52,7 @@ static fb_geo_t *load_geo(FILE *err)
 {
     const char *path = getenv("FRICHEBOT_GEO");
     if (!path)
-        path = fb_geo_default_path();
+        path = fb_data_path(FB_DATA_GEO);
     if (!path || access(path, R_OK) != 0)
         return NULL;
     fb_buf_t errors;

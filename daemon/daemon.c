@@ -21,24 +21,24 @@
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
-#include "adapters.h"
-#include "durability.h"
+#include "core/adapters.h"
+#include "core/router.h"
+#include "core/store.h"
 #include "engine/engine.h"
+#include "engine/geo.h"
+#include "features/reminders.h"
+#include "features/stats.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "frichebot/clock.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
-#include "geo.h"
-#include "http_client.h"
-#include "http_server.h"
-#include "metrics.h"
-#include "redis.h"
-#include "reminders.h"
-#include "router.h"
-#include "sd_notify.h"
-#include "stats.h"
-#include "store.h"
+#include "io/durability.h"
+#include "io/http_client.h"
+#include "io/http_server.h"
+#include "io/metrics.h"
+#include "io/redis.h"
+#include "io/sd_notify.h"
 
 #define MAX_RELOAD_HOOKS 8
 #define DRAIN_POLL_MS    20

@@ -6,7 +6,7 @@
 #ifndef FB_DAEMON_H
 #define FB_DAEMON_H
 
-#include "config.h"
+#include "io/config.h"
 
 typedef struct fb_daemon_s fb_daemon_t;
 

@@ -24,12 +24,12 @@
 
 #include "../adapters/matrix/mx_util.h"
 #include "authoring.h"
-#include "config.h"
 #include "daemon.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "frichebot/log.h"
-#include "paths.h"
+#include "io/config.h"
+#include "io/paths.h"
 
 #define EXIT_USAGE 2
 

@@ -2,7 +2,7 @@
 /*
  * fbgeo_convert.c - the build-time converter of the communes index: reads the JSON files of the
  * npm package @etalab/decoupage-administratif (communes, départements, régions, EPCI) and writes
- * the compact file that daemon/geo.c loads in a few milliseconds (format: daemon/geo.h and
+ * the compact file that daemon/engine/geo.c loads in a few milliseconds (format: daemon/engine/geo.h and
  * docs/internals/GEO.md).
  *
  * It is C rather than a script so that the folded name keys come from the very fb_text_fold()
@@ -23,9 +23,9 @@
 
 #include <jansson.h>
 
+#include "engine/geo.h"
 #include "engine/text.h"
 #include "frichebot/alloc.h"
-#include "geo.h"
 
 /* A growable array of 32-bit words. */
 struct words {

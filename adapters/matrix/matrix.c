@@ -22,19 +22,19 @@
 #include <jansson.h>
 #include <uv.h>
 
-#include "config.h"
-#include "digest.h"
+#include "common/digest.h"
+#include "core/store.h"
 #include "frichebot/adapter.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "frichebot/clock.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
-#include "http_client.h"
-#include "http_server.h"
+#include "io/config.h"
+#include "io/http_client.h"
+#include "io/http_server.h"
+#include "io/redis.h"
 #include "mx_util.h"
-#include "redis.h"
-#include "store.h"
 
 #define TOKEN_ENV         "FRICHEBOT_MATRIX_TOKEN"
 #define CLIENT_PATH       "/_matrix/client/v3"

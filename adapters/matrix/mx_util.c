@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "digest.h"
+#include "common/digest.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "frichebot/err.h"

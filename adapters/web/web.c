@@ -27,16 +27,16 @@
 #include <jansson.h>
 #include <uv.h>
 
-#include "config.h"
+#include "core/store.h"
 #include "frichebot/adapter.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "frichebot/clock.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
-#include "http_server.h"
-#include "redis.h"
-#include "store.h"
+#include "io/config.h"
+#include "io/http_server.h"
+#include "io/redis.h"
 #include "web_util.h"
 
 #define CONV_BUCKETS      256

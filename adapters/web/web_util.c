@@ -9,7 +9,7 @@
 
 #include <uv.h>
 
-#include "digest.h"
+#include "common/digest.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
 

@@ -25,11 +25,11 @@
 
 #include <yaml.h>
 
+#include "common/yamljson.h"
 #include "engine/internal.h"
 #include "engine/text.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
-#include "yamljson.h"
 
 #define MAX_ERRORS          100
 #define MAX_FILE_BYTES      (4u << 20) /* a dialog or catalogue file larger than this is refused */

@@ -23,11 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/geo.h"
 #include "engine/internal.h"
 #include "engine/text.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
-#include "geo.h"
 
 #define MAX_TEXT_BYTES (64u << 10) /* longest message we render */
 #define MAX_INPUT      (16u << 10) /* longer user texts are not parsed (a polite refusal) */

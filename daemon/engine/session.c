@@ -19,11 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/geo.h"
 #include "engine/internal.h"
 #include "engine/text.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
-#include "geo.h"
 
 #define SESSION_FORMAT 1
 

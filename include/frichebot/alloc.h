@@ -4,7 +4,7 @@
  *
  * frichebot aborts with a logged message when memory runs out (Redis zmalloc, h2o
  * h2o_mem_alloc): this removes thousands of unreachable error branches. Raw malloc, free,
- * realloc and strdup are banned outside daemon/alloc.c (tests/lint/banned.sh checks it).
+ * realloc and strdup are banned outside daemon/common/alloc.c (tests/lint/banned.sh checks it).
  */
 #ifndef FRICHEBOT_ALLOC_H
 #define FRICHEBOT_ALLOC_H

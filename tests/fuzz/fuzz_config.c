@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fuzz_config.c - libFuzzer target for the configuration loader (daemon/config.c).
+ * fuzz_config.c - libFuzzer target for the configuration loader (daemon/io/config.c).
  *
  * Any byte string is handed to fb_config_parse() as a YAML file. Besides the sanitizers' own
  * checks, it enforces the loader's contract: a config is returned exactly when no error is
@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
 #include "frichebot/buf.h"
+#include "io/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -17,9 +17,10 @@
 #include <string.h>
 
 #include "engine/engine.h"
+#include "engine/geo.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
-#include "geo.h"
+#include "io/paths.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -33,7 +34,7 @@ static void setup(void)
     if (done)
         return;
     done = 1;
-    geo = fb_geo_load(fb_geo_default_path(), NULL); /* may be NULL: commune questions refused */
+    geo = fb_geo_load(fb_data_path(FB_DATA_GEO), NULL); /* may be NULL: commune questions refused */
     const char *file = __FILE__;
     const char *slash = strrchr(file, '/');
     catalogue_dir = slash ? fb_asprintf("%.*s/../data/dialogs", (int)(slash - file), file)

@@ -224,7 +224,7 @@ def test_install_dsfr_has_every_file_the_pages_use(prefix):
     style sheets load, is installed: the DSFR subset of cmake/FbPaths.cmake is enough."""
     share = os.path.join(prefix, "share/frichebot")
     pages = [open(os.path.join(share, "web", n)).read() for n in os.listdir(os.path.join(share, "web"))]
-    pages.append(open(os.path.join(SOURCE, "daemon/stats.c")).read())
+    pages.append(open(os.path.join(SOURCE, "daemon/features/stats.c")).read())
     linked = set()
     for text in pages:
         linked.update(re.findall(r'/dsfr/([A-Za-z0-9_./-]+)', text))

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Fails when a banned C function is used in the project's C files (docs/style.md section H, curl's
 # banned list). An exception is allowed on one line with a comment: /* fb-lint: allow NAME */.
-# Raw allocation functions are only allowed in daemon/alloc.c and the test support files.
+# Raw allocation functions are only allowed in daemon/common/alloc.c and the test support files.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 status=0
@@ -11,7 +11,7 @@ for fn in sprintf vsprintf strcpy strcat strncpy strtok atoi atol gets sscanf \
           malloc calloc realloc free strdup strndup; do
   for f in $files; do
     case "$fn:$f" in
-      malloc:daemon/alloc.c|calloc:daemon/alloc.c|realloc:daemon/alloc.c|free:daemon/alloc.c) continue ;;
+      malloc:daemon/common/alloc.c|calloc:daemon/common/alloc.c|realloc:daemon/common/alloc.c|free:daemon/common/alloc.c) continue ;;
       *:tests/unit/*|*:tests/fuzz/*|*:bench/*) case $fn in malloc|calloc|realloc|free|strdup|strndup) continue ;; esac ;;
     esac
     # A call is the bare name followed by '(' and not preceded by an identifier character,

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_config.c - the configuration loader (daemon/config.c): the embedded default and its
+ * test_config.c - the configuration loader (daemon/io/config.c): the embedded default and its
  * values, the good and bad corpora of tests/data/config (each bad file's exact error text is in
  * a sibling .expected file), value forms, secrets from files and the environment, and the rule
  * that secret values never appear in error text.
@@ -17,11 +17,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "engine/geo.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "frichebot/log.h"
-#include "geo.h"
+#include "io/config.h"
+#include "io/paths.h"
 #include "task.h"
 
 #define DATA_DIR     FB_SOURCE_DIR "/tests/data/config"
@@ -122,7 +123,7 @@ static void assert_optional_defaults(const fb_config_t *c)
     ASSERT_STR_EQ(c->log.level, "info");
     ASSERT(!c->log.json);
     ASSERT_STR_EQ(c->dialogs.path, FB_SOURCE_DIR "/dialogs/friche.yaml");
-    ASSERT_STR_EQ(c->dialogs.geo_path, fb_geo_default_path());
+    ASSERT_STR_EQ(c->dialogs.geo_path, fb_data_path(FB_DATA_GEO));
     ASSERT_EQ(c->router.dedupe_retention_hours, 72);
     ASSERT_EQ(c->router.max_queued_per_conversation, 32);
     static const unsigned outbox[] = {1000, 2000, 5000, 15000, 60000};
@@ -740,7 +741,7 @@ TEST_IMPL(config_paths)
     fb_config_t *c = expect_ok(REQUIRED "dialogs:\n  path: d/x.yaml\n  geo_path: ~\n"
                                         "web:\n  static_dir: /abs/static\n  dsfr_dir: null\n");
     ASSERT_STR_EQ(c->dialogs.path, "d/x.yaml");
-    ASSERT_STR_EQ(c->dialogs.geo_path, fb_geo_default_path());
+    ASSERT_STR_EQ(c->dialogs.geo_path, fb_data_path(FB_DATA_GEO));
     ASSERT_STR_EQ(c->web.static_dir, "/abs/static");
     ASSERT_STR_EQ(c->web.dsfr_dir, FB_SOURCE_DIR "/node_modules/@gouvfr/dsfr/dist");
     fb_config_free(c);

@@ -15,9 +15,10 @@
 #include <string.h>
 
 #include "engine/engine.h"
+#include "engine/geo.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
-#include "geo.h"
+#include "io/paths.h"
 #include "task.h"
 
 #define DATA FB_SOURCE_DIR "/tests/data/dialogs"
@@ -26,7 +27,7 @@ static fb_geo_t *test_geo(void)
 {
     fb_buf_t errors;
     fb_buf_init(&errors, 4096);
-    fb_geo_t *g = fb_geo_load(fb_geo_default_path(), &errors);
+    fb_geo_t *g = fb_geo_load(fb_data_path(FB_DATA_GEO), &errors);
     if (!g)
         FB_TEST_FAIL("fb_geo_load: %s", fb_buf_str(&errors));
     fb_buf_free(&errors);

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_digest.c - SHA-1 and SHA-256 (daemon/digest.c) against the FIPS 180 examples, around the
+ * test_digest.c - SHA-1 and SHA-256 (daemon/common/digest.c) against the FIPS 180 examples, around the
  * padding boundary and over one million bytes; hex output and tags.
  */
 #include <string.h>
 
-#include "digest.h"
+#include "common/digest.h"
 #include "frichebot/alloc.h"
 #include "task.h"
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_durability.c - the check of Redis's persistence at every connection (daemon/durability.c)
+ * test_durability.c - the check of Redis's persistence at every connection (daemon/io/durability.c)
  * against a real, throwaway redis-server started without and then with AOF: the settings read
  * (CONFIG GET, or INFO when an ACL forbids CONFIG), redis.require_aof's refusal, and the marker
  * that tells a Redis that came back empty (flushed, or restarted without AOF) from one that kept
@@ -12,11 +12,11 @@
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
-#include "durability.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "frichebot/err.h"
-#include "redis.h"
+#include "io/durability.h"
+#include "io/redis.h"
 #include "task.h"
 
 struct fixture {

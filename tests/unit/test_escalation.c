@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_escalation.c - the escalation module's configuration, room ownership and the COMMIT
- * operations it builds (daemon/escalation.c). The whole flow, with Redis, Synapse and the daemon,
+ * operations it builds (daemon/features/escalation.c). The whole flow, with Redis, Synapse and the daemon,
  * is in tests/integration/test_escalation.py.
  */
 #include <stdio.h>
@@ -12,12 +12,12 @@
 #include <jansson.h>
 #include <uv.h>
 
-#include "config.h"
-#include "escalation.h"
+#include "core/store.h"
+#include "features/escalation.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
-#include "redis.h"
-#include "store.h"
+#include "io/config.h"
+#include "io/redis.h"
 #include "task.h"
 
 static void kick(void *arg, const char *key)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_geo.c - the communes index (daemon/geo.c) on the real data the build converts from
+ * test_geo.c - the communes index (daemon/engine/geo.c) on the real data the build converts from
  * @etalab/decoupage-administratif: codes, shared postal codes, names typed any which way,
  * homonyms and their ranking, Corsica (2A/2B), overseas (971-976 and the COM), typos, former
  * communes, the JSON form, load time, and refusal of damaged files.
@@ -13,9 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/geo.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
-#include "geo.h"
+#include "io/paths.h"
 #include "task.h"
 
 #define GEO_PATH FB_BINARY_DIR "/data/communes.fbgeo"
@@ -72,7 +73,7 @@ TEST_IMPL(geo_load)
     ASSERT_GT(fb_geo_count(g), 34000);
     ASSERT_LT(fb_geo_count(g), 37000);
     ASSERT(strncmp(fb_geo_source(g), "@etalab/decoupage-administratif ", 32) == 0);
-    ASSERT_STR_EQ(fb_geo_default_path(), GEO_PATH);
+    ASSERT_STR_EQ(fb_data_path(FB_DATA_GEO), GEO_PATH);
     fb_geo_free(g);
     fb_geo_free(NULL);
 

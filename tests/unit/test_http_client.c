@@ -21,8 +21,8 @@
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "frichebot/log.h"
-#include "http_client.h"
-#include "metrics.h"
+#include "io/http_client.h"
+#include "io/metrics.h"
 #include "task.h"
 
 /* ---- the peer server ---------------------------------------------------------------------- */

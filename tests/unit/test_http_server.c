@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "frichebot/alloc.h"
-#include "http_server.h"
+#include "io/http_server.h"
 #include "task.h"
 
 struct fixture {

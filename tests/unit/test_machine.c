@@ -19,10 +19,11 @@
 #include <time.h>
 
 #include "engine/engine.h"
+#include "engine/geo.h"
 #include "engine/text.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
-#include "geo.h"
+#include "io/paths.h"
 #include "task.h"
 
 #define DATA FB_SOURCE_DIR "/tests/data/dialogs"
@@ -56,7 +57,7 @@ static void conv_init(struct conv *c, const char *file, int with_geo)
 {
     memset(c, 0, sizeof(*c));
     if (with_geo) {
-        c->geo = fb_geo_load(fb_geo_default_path(), NULL);
+        c->geo = fb_geo_load(fb_data_path(FB_DATA_GEO), NULL);
         ASSERT_NOT_NULL(c->geo);
     }
     c->d = load(file, c->geo);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_paths.c - where the daemon finds its data (daemon/paths.c): the installed data directory
+ * test_paths.c - where the daemon finds its data (daemon/io/paths.c): the installed data directory
  * beside a made-up executable, and the build tree's paths for the test runner, which has no data
  * directory beside it. tests/integration/test_install.py runs a really installed binary.
  */
@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "paths.h"
+#include "io/paths.h"
 #include "task.h"
 
 static void make_dirs(const char *path)

@@ -19,8 +19,8 @@
 #include "frichebot/buf.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
-#include "metrics.h"
-#include "redis.h"
+#include "io/metrics.h"
+#include "io/redis.h"
 #include "task.h"
 
 /* ---------------------------------------------------------------------------------------- */

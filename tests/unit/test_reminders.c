@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_reminders.c - the calendar rules (pure functions, fixed clocks) and the reminder
- * scheduler (daemon/reminders.c) with real routers on a real, throwaway redis-server: two
+ * scheduler (daemon/features/reminders.c) with real routers on a real, throwaway redis-server: two
  * schedulers and 1,000 reminders due at once, a scheduler that "crashes" with claims, working
  * hours, inactive and forgotten conversations, activity pushing reminders back.
  */
@@ -14,15 +14,16 @@
 #include <jansson.h>
 #include <uv.h>
 
-#include "config.h"
+#include "core/router.h"
+#include "core/store.h"
+#include "engine/geo.h"
+#include "features/reminders.h"
 #include "frichebot/adapter.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
-#include "geo.h"
-#include "redis.h"
-#include "reminders.h"
-#include "router.h"
-#include "store.h"
+#include "io/config.h"
+#include "io/paths.h"
+#include "io/redis.h"
 #include "task.h"
 
 /* ---- the calendar ------------------------------------------------------------------------- */
@@ -360,7 +361,7 @@ static int setup(struct fixture *f)
     if (fb_test_redis_start(&f->srv) != 0)
         return TEST_SKIP;
     ASSERT_OK(uv_loop_init(&f->loop));
-    f->geo = fb_geo_load(fb_geo_default_path(), NULL);
+    f->geo = fb_geo_load(fb_data_path(FB_DATA_GEO), NULL);
     ASSERT_NOT_NULL(f->geo);
     f->sync = redisConnectUnix(f->srv.sock);
     ASSERT(f->sync && !f->sync->err);

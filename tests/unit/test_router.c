@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_router.c - the router and the outbox (daemon/router.c) against a real, throwaway
+ * test_router.c - the router and the outbox (daemon/core/router.c) against a real, throwaway
  * redis-server, with the sample dialog and a test adapter defined here that records what it is
  * asked to send and can be told to fail. Every test ends with the router stopped, the Redis
  * client closed and fb_test_loop_close_strict().
@@ -16,15 +16,16 @@
 #include <jansson.h>
 #include <uv.h>
 
-#include "config.h"
+#include "core/router.h"
+#include "core/store.h"
 #include "engine/engine.h"
+#include "engine/geo.h"
 #include "frichebot/adapter.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
-#include "geo.h"
-#include "redis.h"
-#include "router.h"
-#include "store.h"
+#include "io/config.h"
+#include "io/paths.h"
+#include "io/redis.h"
 #include "task.h"
 
 /* ---- the test adapter -------------------------------------------------------------------- */
@@ -221,7 +222,7 @@ static fb_geo_t *shared_geo(void)
 {
     static fb_geo_t *geo;
     if (!geo)
-        geo = fb_geo_load(fb_geo_default_path(), NULL);
+        geo = fb_geo_load(fb_data_path(FB_DATA_GEO), NULL);
     ASSERT_NOT_NULL(geo);
     return geo;
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_sd_notify.c - the service manager's notifications (daemon/sd_notify.c): addresses (path
+ * test_sd_notify.c - the service manager's notifications (daemon/io/sd_notify.c): addresses (path
  * and abstract), datagrams received as sent, nothing without $NOTIFY_SOCKET, $WATCHDOG_USEC and
  * $WATCHDOG_PID, and the watchdog timer's pings on a real loop. Each test runs in its own forked
  * process, so the environment variables set here do not leak into other tests.
@@ -17,7 +17,7 @@
 
 #include <uv.h>
 
-#include "sd_notify.h"
+#include "io/sd_notify.h"
 #include "task.h"
 
 /* A datagram socket playing the service manager: bound to a path in a temporary directory, or

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_stats.c - the impact counters (daemon/stats.c) on a real redis-server: a scripted set of
+ * test_stats.c - the impact counters (daemon/features/stats.c) on a real redis-server: a scripted set of
  * events, each committed with the counters part of the router's COMMIT script at a fixed clock,
  * then the figures read back at a fixed clock: totals, territories over the 90-day window, month
  * boundaries, recurrence, suppression below the threshold, the page and /metrics.
@@ -12,13 +12,13 @@
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
+#include "core/store.h"
 #include "engine/engine.h"
+#include "engine/geo.h"
+#include "features/stats.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
-#include "geo.h"
-#include "redis.h"
-#include "stats.h"
-#include "store.h"
+#include "io/redis.h"
 #include "task.h"
 
 #define GEO_PATH FB_BINARY_DIR "/data/communes.fbgeo"

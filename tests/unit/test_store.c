@@ -11,10 +11,10 @@
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
+#include "core/store.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
-#include "redis.h"
-#include "store.h"
+#include "io/redis.h"
 #include "task.h"
 
 /* ---------------------------------------------------------------------------------------- */

@@ -21,14 +21,14 @@
 #include <jansson.h>
 
 #include "../../adapters/web/web_util.h"
-#include "adapters.h"
-#include "config.h"
+#include "core/adapters.h"
+#include "core/store.h"
 #include "frichebot/adapter.h"
 #include "frichebot/alloc.h"
 #include "frichebot/log.h"
-#include "http_server.h"
-#include "redis.h"
-#include "store.h"
+#include "io/config.h"
+#include "io/http_server.h"
+#include "io/redis.h"
 #include "task.h"
 #include "ws_client.h"
 

@@ -14,8 +14,8 @@
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "frichebot/log.h"
-#include "http_server.h"
-#include "metrics.h"
+#include "io/http_server.h"
+#include "io/metrics.h"
 #include "task.h"
 #include "ws_client.h"
 

@@ -16,7 +16,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "digest.h"
+#include "common/digest.h"
 
 /* The key of RFC 6455 section 1.3, so the expected accept value is the RFC's own. */
 #define WSC_KEY    "dGhlIHNhbXBsZSBub25jZQ=="

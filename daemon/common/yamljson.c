@@ -4,7 +4,7 @@
  * the authors' tools (transcripts). Plain scalars become numbers, booleans or null when they look
  * like one (YAML 1.2 core schema); quoted scalars always stay strings.
  */
-#include "yamljson.h"
+#include "common/yamljson.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * sd_notify.c - notifications to the service manager over $NOTIFY_SOCKET (sd_notify(3)'s
  * protocol, without libsystemd), and the watchdog pinger (sd_notify.h).
  */
-#include "sd_notify.h"
+#include "io/sd_notify.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -19,7 +19,7 @@
  * User callbacks are never called from inside a curl callback: finished transfers are collected
  * after curl_multi_socket_action() returns, so a callback may start requests or close the client.
  */
-#include "http_client.h"
+#include "io/http_client.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -33,7 +33,7 @@
 #include "frichebot/buf.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
-#include "metrics.h"
+#include "io/metrics.h"
 
 /* Defaults for option values left at 0. */
 #define DEFAULT_TIMEOUT_MS         30000u

@@ -17,7 +17,7 @@
  * again; transient failures wait on the conversation's timer. Scripts and key layout:
  * docs/internals/ROUTER.md.
  */
-#include "router.h"
+#include "core/router.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -25,17 +25,17 @@
 
 #include <hiredis/hiredis.h>
 
-#include "adapters.h"
+#include "core/adapters.h"
 #include "engine/engine.h"
 #include "engine/text.h"
-#include "escalation.h"
+#include "features/escalation.h"
+#include "features/stats.h"
 #include "frichebot/alloc.h"
 #include "frichebot/clock.h"
 #include "frichebot/err.h"
 #include "frichebot/hash.h"
 #include "frichebot/log.h"
-#include "metrics.h"
-#include "stats.h"
+#include "io/metrics.h"
 
 #define CONV_BUCKETS      4096
 #define MAX_ADAPTERS      16

@@ -28,10 +28,10 @@
 
 #include <uv.h>
 
-#include "config.h"
+#include "core/store.h"
 #include "frichebot/buf.h"
-#include "redis.h"
-#include "store.h"
+#include "io/config.h"
+#include "io/redis.h"
 
 struct fb_router_s;
 typedef struct fb_reminders_s fb_reminders_t;

@@ -18,7 +18,7 @@
  * "(974)", "2A", "La Réunion", a postal code), then, if nothing was found, without it, so that
  * a wrong qualifier still finds the homonyms. Docs: docs/internals/GEO.md.
  */
-#include "geo.h"
+#include "engine/geo.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,7 +31,6 @@
 #include "engine/text.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
-#include "paths.h"
 
 #define MAX_FILE   (256u << 20) /* refuse anything absurdly large */
 #define MAX_QUERY  200          /* longer input is not a commune */
@@ -465,11 +464,6 @@ fb_geo_t *fb_geo_load(const char *path, fb_buf_t *errors)
     }
     build(g);
     return g;
-}
-
-const char *fb_geo_default_path(void)
-{
-    return fb_data_path(FB_DATA_GEO);
 }
 
 void fb_geo_free(fb_geo_t *g)

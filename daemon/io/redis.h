@@ -26,7 +26,7 @@
 
 #include <uv.h>
 
-#include "config.h"
+#include "io/config.h"
 
 struct redisReply;
 
@@ -91,7 +91,7 @@ int fb_redis_start(fb_redis_t *r);
 /**
  * Called each time a connection becomes ready (the start's and every reconnect's), on the loop
  * thread, before any queued command is written to it: the commands it issues are the first ones
- * the new connection carries (daemon/durability.c reads Redis's persistence settings there). It
+ * the new connection carries (daemon/io/durability.c reads Redis's persistence settings there). It
  * must not call fb_redis_close().
  */
 typedef void (*fb_redis_ready_cb)(fb_redis_t *r, void *arg);

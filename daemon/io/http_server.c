@@ -17,7 +17,7 @@
  * Teardown: lws_context_destroy() closes lws's uv handles asynchronously; lws clears
  * srv->ctx through info.pcontext when it is done, and a small timer frees the server then.
  */
-#include "http_server.h"
+#include "io/http_server.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -37,7 +37,7 @@
 #include "frichebot/buf.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
-#include "metrics.h"
+#include "io/metrics.h"
 
 #define MAX_ROUTES      32
 #define MAX_PATH        2048

@@ -5,7 +5,7 @@
  * Labelled counters are kept in small fixed tables keyed by (name, number): the label values are
  * fixed route and outcome names chosen by the code, never user input, so the tables stay small.
  */
-#include "metrics.h"
+#include "io/metrics.h"
 
 #include <string.h>
 

@@ -17,11 +17,11 @@
 #include <jansson.h>
 #include <uv.h>
 
-#include "config.h"
+#include "core/store.h"
+#include "engine/geo.h"
 #include "frichebot/adapter.h"
 #include "frichebot/buf.h"
-#include "geo.h"
-#include "store.h"
+#include "io/config.h"
 
 typedef struct fb_esc_s fb_esc_t;
 

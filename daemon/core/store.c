@@ -10,7 +10,7 @@
  * SHA1, computed here at creation; when Redis does not know it (NOSCRIPT: a restart, a SCRIPT
  * FLUSH, a failover) the same save is sent once more as EVAL, which runs and caches it.
  */
-#include "store.h"
+#include "core/store.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -18,7 +18,7 @@
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
-#include "digest.h"
+#include "common/digest.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"

@@ -28,11 +28,11 @@
 #include <jansson.h>
 #include <uv.h>
 
-#include "config.h"
+#include "core/store.h"
 #include "frichebot/adapter.h"
 #include "frichebot/buf.h"
-#include "redis.h"
-#include "store.h"
+#include "io/config.h"
+#include "io/redis.h"
 
 typedef struct fb_router_s fb_router_t;
 typedef struct fb_geo_s fb_geo_t;
@@ -140,7 +140,7 @@ void fb_router_outbox_scan(fb_router_t *r);
 /**
  * Queues a HANDBACK event (an advisor handed the conversation back: the dialog resumes) for
  * conversation `key` ("adapter:conv") in its FIFO, with dedupe id `event_id`. Same contract as
- * fb_router_timer(). Used by the escalation module (daemon/escalation.c).
+ * fb_router_timer(). Used by the escalation module (daemon/features/escalation.c).
  */
 int fb_router_handback(fb_router_t *r, const char *key, const char *event_id, fb_inbound_cb cb,
                        void *arg);

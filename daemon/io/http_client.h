@@ -28,7 +28,7 @@
 
 #include <uv.h>
 
-#include "config.h"
+#include "io/config.h"
 
 /** The client: opaque, created by fb_http_client_create(), freed by fb_http_client_close(). */
 typedef struct fb_http_client_s fb_http_client_t;

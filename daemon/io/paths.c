@@ -3,7 +3,7 @@
  * paths.c - the default paths of the daemon's data: the installed data directory beside the
  * binary, or the source and build trees the binary was built from (paths.h explains the choice).
  */
-#include "paths.h"
+#include "io/paths.h"
 
 #include <errno.h>
 #include <limits.h>

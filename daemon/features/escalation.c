@@ -11,7 +11,7 @@
  *   the user's outbox or runs the command; a hand-back queues a HANDBACK event in the router.
  * - The watchdog announces unclaimed tickets again and retries hand-backs a crash interrupted.
  */
-#include "escalation.h"
+#include "features/escalation.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -21,13 +21,13 @@
 
 #include "engine/engine.h"
 #include "engine/template.h"
+#include "features/reminders.h"
+#include "features/stats.h"
 #include "frichebot/alloc.h"
 #include "frichebot/clock.h"
 #include "frichebot/err.h"
 #include "frichebot/hash.h"
 #include "frichebot/log.h"
-#include "reminders.h"
-#include "stats.h"
 
 #define MAX_ROUTES     512
 #define WATCH_EVERY_MS 1000 /* watchdog poll */

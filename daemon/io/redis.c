@@ -29,7 +29,7 @@
  * getaddrinfo request while a host name is being resolved. `open` counts them; the client is
  * freed by the close callback that brings it to zero.
  */
-#include "redis.h"
+#include "io/redis.h"
 
 #include <netdb.h>
 #include <stdarg.h>
@@ -46,7 +46,7 @@
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
-#include "metrics.h"
+#include "io/metrics.h"
 
 /* Connection states. */
 enum conn_state {

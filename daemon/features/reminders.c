@@ -8,7 +8,7 @@
  * starts only when the previous batch is over, so one scheduler has at most `batch` reminders in
  * flight. docs/internals/REMINDERS.md.
  */
-#include "reminders.h"
+#include "features/reminders.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,11 +18,11 @@
 
 #include <hiredis/hiredis.h>
 
+#include "core/router.h"
 #include "frichebot/alloc.h"
 #include "frichebot/clock.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
-#include "router.h"
 
 #define DAY_S       86400
 #define MAX_MEMBER  1024 /* bytes of a due member "KEY|id" */

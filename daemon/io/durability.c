@@ -10,7 +10,7 @@
  * lost. run_id (which changes at every Redis restart) only explains the loss in the log: a Redis
  * restarted with AOF keeps the marker.
  */
-#include "durability.h"
+#include "io/durability.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -2,7 +2,7 @@
 /*
  * adapters.c - the built-in adapters table and the registration checks.
  */
-#include "adapters.h"
+#include "core/adapters.h"
 
 #include <string.h>
 

@@ -4,7 +4,7 @@
  * /stats.json document (with suppression of small counts), the /stats page and the /metrics
  * lines. See docs/internals/STATS.md.
  */
-#include "stats.h"
+#include "features/stats.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -15,12 +15,12 @@
 #include <hiredis/hiredis.h>
 
 #include "engine/engine.h"
+#include "engine/geo.h"
 #include "engine/template.h"
+#include "features/reminders.h" /* fb_paris_offset() */
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
-#include "geo.h"
-#include "reminders.h" /* fb_paris_offset() */
 
 #define MS_PER_DAY 86400000LL
 

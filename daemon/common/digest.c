@@ -3,7 +3,7 @@
  * digest.c - SHA-1 and SHA-256 (FIPS 180-4) for names, not for secrets: the EVALSHA names of the
  * Lua scripts, short log tags of conversations, stable transaction ids, the stored filter's hash.
  */
-#include "digest.h"
+#include "common/digest.h"
 
 #include <string.h>
 

@@ -13,7 +13,7 @@
  * as "NAME:LINE:COL: message". Values from the file are never echoed in messages (only key
  * names, paths and log specs), and secret values never leave the config structure.
  */
-#include "config.h"
+#include "io/config.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,11 +30,11 @@
 
 #include <yaml.h>
 
+#include "common/yamljson.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
-#include "paths.h"
-#include "yamljson.h"
+#include "io/paths.h"
 
 #define DEFAULT_NAME     "(embedded default)"
 #define PASSWORD_ENV     "FRICHEBOT_REDIS_PASSWORD"

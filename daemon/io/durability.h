@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #include "frichebot/buf.h"
-#include "redis.h"
+#include "io/redis.h"
 
 /** The module: opaque, created by fb_durability_create(). */
 typedef struct fb_durability_s fb_durability_t;

@@ -27,8 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
-#include "redis.h"
+#include "io/config.h"
+#include "io/redis.h"
 
 /** The store: opaque, created by fb_store_create(), freed by fb_store_destroy(). */
 typedef struct fb_store_s fb_store_t;

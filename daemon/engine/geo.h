@@ -39,12 +39,6 @@ typedef struct fb_commune_s {
  */
 fb_geo_t *fb_geo_load(const char *path, fb_buf_t *errors);
 
-/**
- * The default index path, for when the configuration names none: the installed data directory's
- * communes.fbgeo, or the build's output for a binary run from its build tree (paths.h).
- */
-const char *fb_geo_default_path(void);
-
 void fb_geo_free(fb_geo_t *g);
 
 /** Number of communes loaded. */
@@ -87,7 +81,7 @@ size_t fb__geo_find_reference(const fb_geo_t *g, const char *text, const fb_comm
 const char *fb_geo_source(const fb_geo_t *g);
 
 /*
- * The compact index file, shared by daemon/geo.c (reader) and tools/fbgeo_convert.c (writer);
+ * The compact index file, shared by daemon/engine/geo.c (reader) and tools/fbgeo_convert.c (writer);
  * docs/internals/GEO.md describes it. The file is an array of 32-bit words in the byte order of
  * the machine that built it (checked with FB_GEO_FILE_BOM): a header of FB_GEO_HDR_WORDS words,
  * then sections, each 4-byte aligned, located by the header's section table. Strings are byte

@@ -17,7 +17,7 @@
 
 #include <uv.h>
 
-#include "config.h"
+#include "io/config.h"
 
 typedef struct fb_http_server_s fb_http_server_t;
 typedef struct fb_http_req_s fb_http_req_t;

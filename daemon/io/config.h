@@ -80,7 +80,7 @@ typedef struct fb_router_opts_s {
     unsigned outbox_start_delay_ms;       /* test knob: each delivery waits this long first */
 } fb_router_opts_t;
 
-/** The reminder scheduler (daemon/reminders.c). */
+/** The reminder scheduler (daemon/features/reminders.c). */
 typedef struct fb_reminders_opts_s {
     bool enabled;              /* poll the due reminders */
     unsigned poll_interval_ms; /* how often the due zset is polled */
@@ -130,7 +130,7 @@ typedef struct fb_matrix_opts_s {
     unsigned as_txn_retention_hours; /* appservice.txn_retention_hours */
 } fb_matrix_opts_t;
 
-/** Escalation to human advisors (daemon/escalation.c, docs/internals/ESCALATION.md). */
+/** Escalation to human advisors (daemon/features/escalation.c, docs/internals/ESCALATION.md). */
 typedef struct fb_escalation_opts_s {
     bool enabled;            /* announce tickets in the advisors' rooms */
     char **rooms;            /* "TERRITORY ROOM" lines: a département code ("52", "2A"), "r" and a
@@ -140,7 +140,7 @@ typedef struct fb_escalation_opts_s {
     bool working_hours_only; /* the watchdog only fires within reminders' working hours */
 } fb_escalation_opts_t;
 
-/** The public impact figures (/stats, /stats.json; daemon/stats.c). */
+/** The public impact figures (/stats, /stats.json; daemon/features/stats.c). */
 typedef struct fb_stats_opts_s {
     unsigned min_count;     /* counts from 1 to min_count - 1 are published as "< min_count" */
     unsigned cache_seconds; /* figures read from Redis at most once per this many seconds */

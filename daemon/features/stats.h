@@ -12,9 +12,9 @@
 
 #include <jansson.h>
 
-#include "config.h"
+#include "core/store.h"
 #include "frichebot/buf.h"
-#include "store.h"
+#include "io/config.h"
 
 typedef struct fb_geo_s fb_geo_t;
 
