@@ -505,8 +505,10 @@ static int start_pipeline(fb_daemon_t *d)
     fb_router_deps_t deps = {&d->loop, d->cfg, d->redis, d->store, d->http, d->client, d->geo};
     d->router = fb_router_create(&deps, &errors);
     if (!d->router) {
-        FB_ERR(CORE, "the dialog %s cannot be served:\n%s", d->cfg->dialogs.path,
-               fb_buf_str(&errors));
+        /* The errors name their source: the dialog's file:line, or the configuration key
+         * (escalation.rooms[0]: ...), which are not the dialog's fault. */
+        FB_ERR(CORE, "cannot start the conversation pipeline (dialog %s):\n%s",
+               d->cfg->dialogs.path, fb_buf_str(&errors));
         fb_buf_free(&errors);
         return FB_ECONFIG;
     }

@@ -25,6 +25,7 @@
 #include "../adapters/matrix/mx_util.h"
 #include "authoring.h"
 #include "daemon.h"
+#include "features/escalation.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "frichebot/log.h"
@@ -254,6 +255,17 @@ static int cmd_serve(int argc, char **argv)
     }
     fb_log_set_format(cfg->log.json ? FB_LOG_FORMAT_JSON : FB_LOG_FORMAT_PLAIN);
     if (check) {
+        /* What only the pipeline reads at start, checked here too: the advisors' routes. */
+        fb_buf_init(&errors, 1u << 16);
+        if (fb_esc_check_config(cfg, &errors)) {
+            fprintf(stderr, "%s", fb_buf_str(&errors));
+            fprintf(stderr, "frichebot: %s: invalid configuration\n",
+                    path ? path : "embedded default");
+            fb_buf_free(&errors);
+            status = 1;
+            goto done;
+        }
+        fb_buf_free(&errors);
         printf("%s: configuration OK\n", path ? path : "embedded default");
         status = 0;
         goto done;

@@ -96,6 +96,15 @@ struct mx {
     uint64_t rooms_joined;
     /* thread senders (advisors): "ROOM USER" -> [display name or "", Unix ms read, member] */
     json_t *names;
+    /* advisors' rooms named by their alias in escalation.rooms: resolved before the first sync
+     * (bot) or transaction (appservice); their conversation keys keep the alias */
+    char **aliases;        /* the aliases to resolve (NULL-terminated) */
+    json_t *alias_ids;     /* alias -> room id */
+    json_t *alias_names;   /* room id -> alias */
+    size_t alias_pending;  /* directory look-ups in flight */
+    bool alias_failed;     /* one look-up of the current round failed */
+    bool aliases_ready;    /* every alias resolved */
+    json_t *advisor_rooms; /* room ids of escalation.rooms (given or resolved): no greeting */
 };
 
 static void wipe_free(char **p)
@@ -122,6 +131,10 @@ static void mx_unref(struct mx *m)
     fb_free(m->k_sync);
     json_decref(m->notice_inflight);
     json_decref(m->names);
+    fb_mx_strv_free(m->aliases);
+    json_decref(m->alias_ids);
+    json_decref(m->alias_names);
+    json_decref(m->advisor_rooms);
     fb_free(m);
 }
 
@@ -481,6 +494,12 @@ static int deliver(struct batch *bt, size_t idx)
 {
     struct mx *m = bt->m;
     fb_mx_action_t *a = &bt->b.actions[idx];
+    const char *alias = json_string_value(json_object_get(m->alias_names, a->room));
+    if (alias) { /* an advisors' room named by its alias: the alias is the conversation */
+        char *conv = fb_mx_conv_with_room(a->conv, alias);
+        fb_free(a->conv);
+        a->conv = conv;
+    }
     fb_inbound_t ev = {.kind = a->kind == FB_MX_MESSAGE ? FB_IN_MESSAGE : FB_IN_START,
                        .conv = a->conv,
                        .sender = a->sender,
@@ -542,7 +561,11 @@ static void on_joined_check(struct mx *m, int status, redisReply *reply, void *a
         step_done(bt, 0);
         return;
     }
-    FB_INFO(MATRIX, "[matrix|%s] joined a room: greeting", conv_tag(a->room, tag));
+    if (json_object_get(m->advisor_rooms, a->room))
+        FB_INFO(MATRIX, "[matrix|%s] joined an advisors' room (escalation.rooms)",
+                conv_tag(a->room, tag));
+    else
+        FB_INFO(MATRIX, "[matrix|%s] joined a room: greeting", conv_tag(a->room, tag));
     int rc = deliver(bt, idx);
     if (rc == FB_EINVAL)
         rc = 0;
@@ -872,6 +895,7 @@ static void sync_schedule(struct mx *m, uint64_t delay_ms);
 static void sync_poll(struct mx *m);
 static void bot_auth(struct mx *m);
 static void after_auth(struct mx *m);
+static void aliases_resolve(struct mx *m);
 
 static const char *const timeline_types[] = {"m.room.message",
                                              "m.room.member",
@@ -1370,6 +1394,102 @@ static void after_auth(struct mx *m)
     sync_poll(m);
 }
 
+/* --- advisors' room aliases ---
+ * escalation.rooms may name a room by its alias ("* #conseillers:example.org"). The aliases are
+ * resolved through the room directory before the first sync (bot) or the first transaction
+ * (appservice); the conversation keys keep the alias, so escalation sees the name it was given:
+ * inbound events of the resolved room id are delivered under the alias, and replies to the alias
+ * go to the room id. A failed round is retried with the sync's back-off (bot) or at the next
+ * transaction (appservice, answered 503 meanwhile). */
+
+static void aliases_init(struct mx *m, const fb_escalation_opts_t *e)
+{
+    m->alias_ids = json_object();
+    m->alias_names = json_object();
+    m->advisor_rooms = json_object();
+    m->aliases = fb_mx_route_aliases(e->enabled ? e->rooms : NULL);
+    for (size_t i = 0; e->enabled && e->rooms && e->rooms[i]; i++) {
+        const char *v = strchr(e->rooms[i], ' ');
+        while (v && *v == ' ')
+            v++;
+        if (v && v[0] == '!')
+            json_object_set_new(m->advisor_rooms, v, json_true());
+    }
+    m->aliases_ready = m->aliases[0] == NULL;
+}
+
+static void aliases_round_done(struct mx *m)
+{
+    if (m->alias_pending > 0 || m->stopping || !m->a)
+        return;
+    bool all = true;
+    for (size_t i = 0; m->aliases[i]; i++)
+        all = all && json_object_get(m->alias_ids, m->aliases[i]) != NULL;
+    if (!all) {
+        if (m->mode == MODE_BOT)
+            sync_fail(m, "the advisors' room aliases are not all resolved", 0);
+        else
+            set_state(m, "degraded: advisors' room alias not resolved");
+        return;
+    }
+    m->aliases_ready = true;
+    FB_INFO(MATRIX, "advisors' room aliases resolved (%zu)", json_object_size(m->alias_ids));
+    if (m->mode == MODE_BOT)
+        after_auth(m);
+    else
+        set_state(m, "ok");
+}
+
+static void on_alias(struct mx *m, int err, int status, json_t *body,
+                     const fb_http_response_t *resp, void *arg)
+{
+    (void)resp;
+    char *alias = arg;
+    const char *id = json_string_value(json_object_get(body, "room_id"));
+    if (!err && id && id[0] == '!' && strlen(id) <= FB_MX_MAX_ID) {
+        json_object_set_new(m->alias_ids, alias, json_string(id));
+        json_object_set_new(m->alias_names, id, json_string(alias));
+        json_object_set_new(m->advisor_rooms, id, json_true());
+        FB_INFO(MATRIX, "advisors' room %s is %s", alias, id);
+    } else if (err == FB_EHTTP && status == 404) {
+        FB_ERR(MATRIX,
+               "advisors' room %s: the homeserver knows no such alias (escalation.rooms): "
+               "create it, or name the room by its id (!...)",
+               alias);
+    } else {
+        FB_WARN(MATRIX, "advisors' room %s: the directory look-up failed: %s (HTTP %d)", alias,
+                fb_strerror(err ? err : FB_EPROTO), status);
+    }
+    fb_free(alias);
+    m->alias_pending--;
+    aliases_round_done(m);
+}
+
+/* Looks up every alias not resolved yet (nothing when a round is in flight). */
+static void aliases_resolve(struct mx *m)
+{
+    if (m->alias_pending > 0 || m->stopping || !m->a)
+        return;
+    m->alias_pending = 1; /* held while the round starts: a synchronous failure ends nothing */
+    for (size_t i = 0; m->aliases[i]; i++) {
+        if (json_object_get(m->alias_ids, m->aliases[i]))
+            continue;
+        char *esc = fb_mx_path_escape(m->aliases[i]);
+        char *path = fb_asprintf(CLIENT_PATH "/directory/room/%s", esc);
+        char *alias = fb_strdup(m->aliases[i]);
+        m->alias_pending++;
+        if (mx_call(m, "GET", path, NULL, on_alias, alias)) {
+            FB_WARN(MATRIX, "advisors' room %s: cannot start the directory look-up", alias);
+            fb_free(alias);
+            m->alias_pending--;
+        }
+        fb_free(path);
+        fb_free(esc);
+    }
+    m->alias_pending--;
+    aliases_round_done(m);
+}
+
 /* --- the loop --- */
 
 struct sync_run {
@@ -1515,6 +1635,10 @@ static void sync_poll(struct mx *m)
 {
     if (m->stopping || !m->a || m->polling)
         return;
+    if (!m->aliases_ready) {
+        aliases_resolve(m); /* after_auth(), and so this poll, again once they are */
+        return;
+    }
     /* Refresh once the token is within a minute of expiring, or within half its lifetime when
      * that is shorter (a 5 s token would otherwise be refreshed before every poll). */
     int64_t margin = REFRESH_MARGIN_MS;
@@ -1732,6 +1856,12 @@ static int on_as_txn(fb_http_req_t *req, void *arg)
     struct mx *m = arg;
     if (!as_auth(m, req))
         return 0;
+    if (!m->aliases_ready) { /* an advisors' room is not known by its id yet: the homeserver
+                                sends the transaction again later */
+        aliases_resolve(m);
+        as_json(req, 503, "M_UNKNOWN", "starting: resolving the advisors' room aliases");
+        return 0;
+    }
     const char *id = fb_http_req_path(req) + strlen(AS_PREFIX "transactions/");
     if (!*id || strchr(id, '/') || strlen(id) > 255) {
         as_json(req, 404, "M_NOT_FOUND", "no such transaction path");
@@ -1987,6 +2117,15 @@ static int mx_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, voi
     fb_free(conv);
     if (bad)
         return FB_EINVAL;
+    if (room[0] == '#') { /* an advisors' room named by its alias */
+        const char *id = json_string_value(json_object_get(m->alias_ids, room));
+        fb_free(room);
+        if (!id) {
+            fb_free(root);
+            return m->aliases_ready ? FB_EINVAL : FB_EAGAIN; /* not one of ours, or not yet */
+        }
+        room = fb_strdup(id);
+    }
     const json_t *th = json_object_get(msg->entry, "thread");
     const char *th_key = json_string_value(json_object_get(th, "key"));
     const char *th_field = json_string_value(json_object_get(th, "field"));
@@ -2090,6 +2229,7 @@ static int mx_init(fb_adapter_t *a)
     m->ignore = (const char *const *)o->ignore_users;
     m->notice_inflight = json_object();
     m->names = json_object();
+    aliases_init(m, &a->core->cfg->escalation);
     unsigned long long ttl = (unsigned long long)a->core->cfg->store.session_ttl_days * 86400000ull;
     snprintf(m->ttl_ms, sizeof(m->ttl_ms), "%llu", ttl);
     const char *prefix = fb_store_prefix(a->core->store);
@@ -2154,7 +2294,12 @@ static int mx_start(fb_adapter_t *a)
         }
         m->started = true;
         FB_INFO(MATRIX, "application service on %s* for %s", AS_PREFIX, m->o->homeserver);
-        core->set_state(a, "ok");
+        if (m->aliases_ready) {
+            core->set_state(a, "ok");
+        } else {
+            core->set_state(a, "starting");
+            aliases_resolve(m);
+        }
         return 0;
     }
     uv_timer_init(core->loop, &m->timer);

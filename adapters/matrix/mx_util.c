@@ -551,7 +551,7 @@ void fb_mx_tag(const char *conv, char out[FB_MX_TAG_LEN + 1])
 int fb_mx_conv_split(const char *conv, char **room, char **root)
 {
     *room = *root = NULL;
-    if (!conv || conv[0] != '!' || strlen(conv) > 2 * FB_MX_MAX_ID + 1)
+    if (!conv || (conv[0] != '!' && conv[0] != '#') || strlen(conv) > 2 * FB_MX_MAX_ID + 1)
         return FB_EINVAL;
     const char *sep = strstr(conv, "/$");
     if (!sep) {
@@ -563,6 +563,60 @@ int fb_mx_conv_split(const char *conv, char **room, char **root)
     *room = fb_strndup(conv, (size_t)(sep - conv));
     *root = fb_strdup(sep + 1);
     return 0;
+}
+
+bool fb_mx_alias_ok(const char *s)
+{
+    if (!s || s[0] != '#' || strlen(s) > FB_MX_MAX_ID)
+        return false;
+    const char *colon = strchr(s, ':');
+    if (!colon || colon == s + 1 || colon[1] == '\0')
+        return false;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p <= ' ' || *p == '/' || *p == 0x7f)
+            return false;
+    return true;
+}
+
+char **fb_mx_route_aliases(char *const *lines)
+{
+    size_t n = 0;
+    while (lines && lines[n])
+        n++;
+    char **out = fb_calloc(n + 1, sizeof(*out));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *v = strchr(lines[i], ' ');
+        while (v && *v == ' ')
+            v++;
+        if (!v || !fb_mx_alias_ok(v))
+            continue;
+        bool seen = false;
+        for (size_t j = 0; j < k && !seen; j++)
+            seen = strcmp(out[j], v) == 0;
+        if (!seen)
+            out[k++] = fb_strdup(v);
+    }
+    return out;
+}
+
+void fb_mx_strv_free(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        fb_free(v[i]);
+    fb_free(v);
+}
+
+char *fb_mx_conv_with_room(const char *conv, const char *room)
+{
+    size_t n = strlen(conv);
+    const char *dollar = strstr(conv, "/$");
+    const char *tilde = strstr(conv, "/~");
+    if (dollar && (size_t)(dollar - conv) < n)
+        n = (size_t)(dollar - conv);
+    if (tilde && (size_t)(tilde - conv) < n)
+        n = (size_t)(tilde - conv);
+    return fb_asprintf("%s%s", room, conv + n);
 }
 
 /* ---------------------------------------------------------------------------------------- */

@@ -114,8 +114,29 @@ bool fb_mx_ct_equal(const char *a, size_t alen, const char *b, size_t blen);
 void fb_mx_tag(const char *conv, char out[FB_MX_TAG_LEN + 1] /* OUT */);
 
 /** Splits a conversation key at its first "/$": `*room` (new string) and `*root` (new string,
- *  NULL outside a thread). Returns 0 or FB_EINVAL (not a room id). */
+ *  NULL outside a thread). The room is a room id ("!...") or, for an advisors' room named by its
+ *  alias in escalation.rooms, the alias ("#..."). Returns 0 or FB_EINVAL. */
 int fb_mx_conv_split(const char *conv, char **room, char **root);
+
+/** Whether `s` is a room alias as escalation.rooms may name one: "#localpart:server", at most
+ *  FB_MX_MAX_ID bytes, without spaces, '/' or control characters. */
+bool fb_mx_alias_ok(const char *s);
+
+/**
+ * The room aliases named by escalation.rooms' "TERRITORY ROOM" lines (NULL-terminated `lines`,
+ * NULL allowed), in order, without duplicates: a new NULL-terminated array of new strings
+ * (fb_mx_strv_free), empty when no line names an alias.
+ */
+char **fb_mx_route_aliases(char *const *lines);
+
+/** Frees an array of fb_mx_route_aliases(). */
+void fb_mx_strv_free(char **v);
+
+/**
+ * `conv` with its room part (what comes before the first "/$" or "/~", or all of it) replaced by
+ * `room`: "!abc:hs/$root" with "#conseil:hs" gives "#conseil:hs/$root". A new string.
+ */
+char *fb_mx_conv_with_room(const char *conv, const char *room);
 
 /**
  * Keeps only the HTML the Matrix spec allows in formatted_body: the tags listed in

@@ -232,12 +232,15 @@ static int parse_routes(char **lines, bool room, struct route **out, size_t *n, 
         const char *v = sp ? sp + 1 : NULL;
         while (v && *v == ' ')
             v++;
+        /* A room: its id "!id:server", or its alias "#name:server" (the Matrix adapter
+         * resolves it at start and keeps the alias as the conversation key). */
         if (!sp || !territory_ok(line, (size_t)(sp - line)) || !*v ||
-            (room && (v[0] != '!' || strchr(v, ' ') || strchr(v, '/')))) {
+            (room && ((v[0] != '!' && v[0] != '#') || (v[0] == '#' && !strchr(v + 1, ':')) ||
+                      strchr(v, ' ') || strchr(v, '/')))) {
             (void)fb_buf_printf(errors,
                                 "escalation.%s[%zu]: expected \"TERRITORY %s\" (TERRITORY: a "
                                 "département code, r + a région code, or *)\n",
-                                what, i, room ? "!room:server" : "text");
+                                what, i, room ? "!room:server or #alias:server" : "text");
             rc = FB_EINVAL;
             continue;
         }
@@ -262,6 +265,27 @@ static const char *route_find(const struct route *rt, size_t n, const char *dep,
     return NULL;
 }
 
+static void free_routes(struct route *rt, size_t n);
+
+int fb_esc_check_config(const fb_config_t *cfg, fb_buf_t *errors)
+{
+    if (!cfg->escalation.enabled)
+        return 0;
+    struct route *rooms = NULL, *times = NULL;
+    size_t nrooms = 0, ntimes = 0;
+    int rc = parse_routes(cfg->escalation.rooms, true, &rooms, &nrooms, errors);
+    if (parse_routes(cfg->escalation.response_times, false, &times, &ntimes, errors))
+        rc = FB_EINVAL;
+    if (rc == 0 && nrooms == 0) {
+        (void)fb_buf_puts(errors, "escalation.rooms: at least one room is needed when "
+                                  "escalation.enabled is true\n");
+        rc = FB_EINVAL;
+    }
+    free_routes(rooms, nrooms);
+    free_routes(times, ntimes);
+    return rc;
+}
+
 int fb_esc_create(uv_loop_t *loop, const fb_config_t *cfg, fb_store_t *store, const fb_geo_t *geo,
                   const fb_esc_hooks_t *hooks, fb_esc_t **out, fb_buf_t *errors)
 {
@@ -274,13 +298,10 @@ int fb_esc_create(uv_loop_t *loop, const fb_config_t *cfg, fb_store_t *store, co
     e->store = store;
     e->geo = geo;
     e->hooks = *hooks;
-    int rc = parse_routes(cfg->escalation.rooms, true, &e->rooms, &e->nrooms, errors);
-    if (parse_routes(cfg->escalation.response_times, false, &e->times, &e->ntimes, errors))
-        rc = FB_EINVAL;
-    if (rc == 0 && e->nrooms == 0) {
-        (void)fb_buf_puts(errors, "escalation.rooms: at least one room is needed when "
-                                  "escalation.enabled is true\n");
-        rc = FB_EINVAL;
+    int rc = fb_esc_check_config(cfg, errors);
+    if (rc == 0) {
+        (void)parse_routes(cfg->escalation.rooms, true, &e->rooms, &e->nrooms, errors);
+        (void)parse_routes(cfg->escalation.response_times, false, &e->times, &e->ntimes, errors);
     }
     if (rc) {
         fb_esc_destroy(e);

@@ -36,6 +36,10 @@ typedef struct fb_esc_hooks_s {
     void (*idle)(void *arg);
 } fb_esc_hooks_t;
 
+/** Checks escalation.rooms and escalation.response_times as fb_esc_create() would, for
+ *  `serve --check-config`: 0, or FB_EINVAL with the errors appended. Nothing when disabled. */
+int fb_esc_check_config(const fb_config_t *cfg, fb_buf_t *errors);
+
 /**
  * Reads cfg->escalation. Returns 0 with *out NULL when escalation is disabled, 0 with a new
  * module, or FB_EINVAL with one line per problem appended to `errors`.

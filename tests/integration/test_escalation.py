@@ -379,3 +379,59 @@ def test_forget_before_the_root_is_posted_withdraws_it(synapse, redis, make_daem
         assert not [b for b in bodies(a1.messages_from(room52, bot_id)) if "Une question en attente" in b]
     finally:
         chat.close()
+
+
+def test_advisors_rooms_named_by_alias(synapse, redis, make_daemon, tmp_path):
+    """escalation.rooms may name a room by its alias: the adapter resolves it through the room
+    directory before its first sync. An alias the homeserver does not know is an error in the log
+    and the adapter does not sync (no conversation can run into an advisors' room it cannot
+    recognise); once the alias exists, the next attempt resolves it and the bot works. The thread
+    root, the claim and the relay then go through the alias's room."""
+    bot = new_bot(synapse, tmp_path)
+    bot_id = bot["user_id"]
+    a1 = new_user(synapse, "adv1")
+    server = bot_id.split(":", 1)[1]
+    name52 = f"conseillers52-{bot_id[5:13]}"
+    name_def = f"conseillers-{bot_id[5:13]}"
+    nio = a1.nio
+    resp = a1.run(a1.client.room_create(name="Conseillers 52", alias=name52, invite=[bot_id]))
+    assert isinstance(resp, nio.RoomCreateResponse), resp
+    room52 = resp.room_id
+    extra = (bot_matrix_yaml(synapse, bot) + router_yaml(0)
+             + esc_yaml([f"52 #{name52}:{server}", f"* #{name_def}:{server}"]))
+    d = make_daemon(redis.address, idle_timeout_s=30, extra=extra)
+    # The default room's alias does not exist yet: an error naming it, and no sync meanwhile.
+    assert wait_until(lambda: f"#{name_def}:{server}: the homeserver knows no such alias" in d.read_log(), 30), \
+        d.read_log()[-3000:]
+    assert d.json("/healthz")[1]["adapters"]["matrix"]["state"] != "ok"
+    assert "sync: caught up" not in d.read_log()
+    # The operator creates it: the next attempt resolves both, the bot joins its rooms.
+    r = a1.run(a1.client.room_create(name="Conseillers (autres)", alias=name_def, invite=[bot_id]))
+    assert isinstance(r, nio.RoomCreateResponse), r
+    room_def = r.room_id
+    assert a1.wait_membership(room52, bot_id, "join", 60), d.read_log()[-3000:]
+    assert a1.wait_membership(room_def, bot_id, "join", 60), d.read_log()[-3000:]
+    assert wait_until(lambda: d.read_log().count("joined an advisors' room (escalation.rooms)") == 2, 30), \
+        d.read_log()[-3000:]
+    log = d.read_log()
+    assert f"advisors' room #{name52}:{server} is {room52}" in log, log[-3000:]
+    assert "joined a room: greeting" not in log, log[-3000:]
+    # No greeting in the advisors' rooms.
+    a1.sync(1000)
+    assert not a1.messages_from(room52, bot_id) and not a1.messages_from(room_def, bot_id)
+
+    user = new_user(synapse)
+    dm = open_dm(user, bot_id, d)
+    root = escalate(user, dm, bot_id, a1, room52, d, redis)
+    assert "Saint-Dizier (Haute-Marne, 52)" in root["content"]["body"]
+    tk = f"fb:{{c:matrix:{dm}}}:ticket"
+    assert wait_until(lambda: redis.cli("HGET", tk, "root") == root["event_id"], 10), redis.cli("HGETALL", tk)
+    # The claim comes from the room's id: it reaches the ticket through the alias.
+    thread_reply(a1, room52, root["event_id"], "!prendre")
+    assert wait_body(user, dm, bot_id, "a pris en charge votre demande"), d.read_log()[-3000:]
+    assert redis.cli("HGET", tk, "claimed") == a1.user_id
+    thread_reply(a1, room52, root["event_id"], "Je regarde votre dossier.")
+    assert wait_body(user, dm, bot_id, "(conseiller) : Je regarde votre dossier."), d.read_log()[-3000:]
+    user.send(dm, "Merci, à bientôt")
+    assert wait_body(a1, room52, bot_id, "Usager : Merci, à bientôt",
+                     pred=lambda e: in_thread(e, root["event_id"])), d.read_log()[-3000:]

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import threading
 
-from conftest import BINARY, wait_until
+from conftest import BINARY, free_port, wait_until
 
 
 def in_background(d, path, timeout=30):
@@ -63,6 +63,27 @@ def test_check_config_of_the_embedded_default():
     r = run("serve", "--check-config")
     assert r.returncode == 0, r.stderr
     assert "configuration OK" in r.stdout
+
+
+def test_check_config_checks_the_advisors_rooms(tmp_path):
+    """--check-config reads escalation.rooms as the start would: a room id or an alias is fine,
+    anything else is refused with the key named, as the start refuses it (not blamed on the
+    dialog)."""
+    port = free_port()
+    good = tmp_path / "good.yaml"
+    good.write_text(f'server:\n  listen: "127.0.0.1:{port}"\nredis:\n  address: "tcp://127.0.0.1:1"\n'
+                    'escalation:\n  enabled: true\n  rooms: ["52 #conseillers:example.org", "* !abc:example.org"]\n')
+    r = run("serve", "-c", str(good), "--check-config")
+    assert r.returncode == 0 and "configuration OK" in r.stdout, r.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f'server:\n  listen: "127.0.0.1:{port}"\nredis:\n  address: "tcp://127.0.0.1:1"\n'
+                   'escalation:\n  enabled: true\n  rooms: ["52 conseillers"]\n')
+    r = run("serve", "-c", str(bad), "--check-config")
+    assert r.returncode == 1 and "escalation.rooms[0]" in r.stderr, (r.stdout, r.stderr)
+    assert "configuration OK" not in r.stdout
+    r = run("serve", "-c", str(bad))
+    assert r.returncode == 1 and "escalation.rooms[0]" in r.stderr, r.stderr
+    assert "cannot be served" not in r.stderr and "cannot start the conversation pipeline" in r.stderr
 
 
 def test_broken_config_reports_every_error_with_position(tmp_path):

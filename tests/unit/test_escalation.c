@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_escalation.c - the escalation module's configuration, room ownership and the COMMIT
- * operations it builds (daemon/features/escalation.c). The whole flow, with Redis, Synapse and the daemon,
- * is in tests/integration/test_escalation.py.
+ * operations it builds (daemon/features/escalation.c). The whole flow, with Redis, Synapse and the
+ * daemon, is in tests/integration/test_escalation.py.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,7 +98,8 @@ TEST_IMPL(escalation_config_disabled_and_bad_lines)
     struct env w = {0};
     ASSERT_EQ(env_open(&w,
                        "escalation:\n  enabled: true\n  rooms: [\"52 !a:x\", \"52\", \"xyz !b:x\", "
-                       "\"* nope\"]\n  response_times: [\"r44\"]\n",
+                       "\"* nope\", \"r44 #conseil:x\", \"2A #nocolon\", \"974 #a b:x\"]\n"
+                       "  response_times: [\"r44\"]\n",
                        &esc, &errors),
               FB_EINVAL);
     ASSERT_NULL(esc);
@@ -106,6 +107,10 @@ TEST_IMPL(escalation_config_disabled_and_bad_lines)
     ASSERT_NOT_NULL(strstr(errors, "escalation.rooms[2]"));
     ASSERT_NOT_NULL(strstr(errors, "escalation.rooms[3]"));
     ASSERT_NULL(strstr(errors, "escalation.rooms[0]"));
+    ASSERT_NULL(strstr(errors, "escalation.rooms[4]")); /* an alias is a room */
+    ASSERT_NOT_NULL(strstr(errors, "escalation.rooms[5]"));
+    ASSERT_NOT_NULL(strstr(errors, "escalation.rooms[6]"));
+    ASSERT_NOT_NULL(strstr(errors, "!room:server or #alias:server"));
     ASSERT_NOT_NULL(strstr(errors, "escalation.response_times[0]"));
     fb_free(errors);
     env_close(&w, esc);
@@ -136,6 +141,7 @@ TEST_IMPL(escalation_owns_rooms_and_threads_and_builds_ops)
     ASSERT(!fb_esc_owns(esc, "matrix", "!a:xy"));
     ASSERT(!fb_esc_owns(esc, "matrix", "!b:x"));
     ASSERT(!fb_esc_owns(esc, "web", "!a:x"));
+    ASSERT(!fb_esc_owns(esc, "matrix", "#a:x"));
 
     /* A new ticket without a known commune goes to "*", the user told the response time. */
     json_t *effects = json_pack("[{s:s, s:s, s:s}]", "type", "escalate", "reason", "demande",

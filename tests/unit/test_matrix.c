@@ -316,6 +316,45 @@ TEST_IMPL(matrix_conv_keys_and_tags)
     char *e = fb_mx_path_escape("!r:x/$a b");
     ASSERT_STR_EQ(e, "%21r%3Ax%2F%24a%20b");
     fb_free(e);
+    /* An advisors' room named by its alias: its conversation keys keep the alias. */
+    ASSERT_OK(fb_mx_conv_split("#conseil:x/$thread", &room, &root));
+    ASSERT_STR_EQ(room, "#conseil:x");
+    ASSERT_STR_EQ(root, "$thread");
+    fb_free(room);
+    fb_free(root);
+    char *c = fb_mx_conv_with_room("!r:x/$thread", "#conseil:x");
+    ASSERT_STR_EQ(c, "#conseil:x/$thread");
+    fb_free(c);
+    c = fb_mx_conv_with_room("#conseil:x/~ticket/$t", "!r:x");
+    ASSERT_STR_EQ(c, "!r:x/~ticket/$t");
+    fb_free(c);
+    c = fb_mx_conv_with_room("!r:x", "#conseil:x");
+    ASSERT_STR_EQ(c, "#conseil:x");
+    fb_free(c);
+    return 0;
+}
+
+TEST_IMPL(matrix_route_aliases)
+{
+    ASSERT(fb_mx_alias_ok("#conseil:x"));
+    ASSERT(!fb_mx_alias_ok("#conseil"));
+    ASSERT(!fb_mx_alias_ok("#:x"));
+    ASSERT(!fb_mx_alias_ok("#c:"));
+    ASSERT(!fb_mx_alias_ok("!r:x"));
+    ASSERT(!fb_mx_alias_ok("#a b:x"));
+    ASSERT(!fb_mx_alias_ok("#a/b:x"));
+    ASSERT(!fb_mx_alias_ok("#a\tb:x"));
+    char l0[] = "52 #c52:x", l1[] = "r44 !g:x", l2[] = "* #def:x", l3[] = "2A #c52:x",
+         l4[] = "974 #bad";
+    char *lines[] = {l0, l1, l2, l3, l4, NULL};
+    char **v = fb_mx_route_aliases(lines);
+    ASSERT_STR_EQ(v[0], "#c52:x");
+    ASSERT_STR_EQ(v[1], "#def:x");
+    ASSERT_NULL(v[2]); /* no duplicate, no room id, nothing malformed */
+    fb_mx_strv_free(v);
+    v = fb_mx_route_aliases(NULL);
+    ASSERT_NULL(v[0]);
+    fb_mx_strv_free(v);
     return 0;
 }
 
