@@ -435,3 +435,69 @@ def test_advisors_rooms_named_by_alias(synapse, redis, make_daemon, tmp_path):
     user.send(dm, "Merci, à bientôt")
     assert wait_body(a1, room52, bot_id, "Usager : Merci, à bientôt",
                      pred=lambda e: in_thread(e, root["event_id"])), d.read_log()[-3000:]
+
+
+def test_advisors_room_alias_in_appservice_mode(tmp_path):
+    """In appservice mode the aliases are resolved at start; until they are, transactions are
+    answered 503 (the homeserver sends them again) so that no event of an advisors' room is taken
+    for a user's. An event of the resolved room then reaches escalation under the alias: no
+    conversation of that room id is created."""
+    import subprocess
+
+    import yaml
+
+    from conftest import BINARY, Daemon, Redis, free_port
+    from synapse import Client, Synapse
+    from test_matrix import as_matrix_yaml, as_put, fake_message, handled
+    syn = Synapse(tmp_path / "synapse")
+    port = free_port()
+    registration = tmp_path / "registration.yaml"
+    r = Redis(tmp_path)
+    alias = "#conseillers-as:localhost"
+    d = Daemon(tmp_path, r.address, listen=f"127.0.0.1:{port}", idle_timeout_s=30,
+               extra=as_matrix_yaml(syn.url, registration, port) + router_yaml() + esc_yaml([f"* {alias}"]))
+    d.port = port
+    d.write_config()
+    out = subprocess.run([BINARY, "matrix-registration", "-c", str(d.config_path)], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    reg = yaml.safe_load(registration.read_text())
+    syn.appservices = [registration]
+    try:
+        r.start()
+        syn.start()
+        d.start()
+        # The alias does not exist yet: an error naming it, and transactions wait.
+        assert wait_until(lambda: f"{alias}: the homeserver knows no such alias" in d.read_log(), 30), \
+            d.read_log()[-3000:]
+        status, _ = as_put(d, "t-alias-1", {"events": []}, reg["hs_token"])
+        assert status == 503
+        assert d.json("/healthz")[1]["adapters"]["matrix"]["state"] != "ok"
+        # An advisor creates the room and its alias: the next transaction resolves it.
+        adv = Client(syn, syn.register("adv-as"))
+        resp = adv.run(adv.client.room_create(name="Conseillers", alias="conseillers-as"))
+        assert isinstance(resp, adv.nio.RoomCreateResponse), resp
+        room = resp.room_id
+        assert wait_until(lambda: as_put(d, "t-alias-2", {"events": []}, reg["hs_token"])[0] == 200, 30), \
+            d.read_log()[-3000:]
+        assert f"advisors' room {alias} is {room}" in d.read_log()
+        assert d.json("/healthz")[1]["adapters"]["matrix"]["state"] == "ok"
+        # An advisor's message in that room is escalation's (the alias), not a user conversation.
+        # The transaction is answered once its events are committed: what it started is in Redis.
+        h0 = handled(d)
+        ev = fake_message(room, adv.user_id, "bonjour")
+        status, _ = as_put(d, "t-alias-3", {"events": [ev]}, reg["hs_token"])
+        assert status == 200
+        keys = r.cli("KEYS", "*").splitlines()
+        assert not [k for k in keys if room in k], keys
+        assert handled(d) == h0  # not a user's conversation for the router
+        assert "joined a room: greeting" not in d.read_log()
+        adv.close()
+        rc, log = d.stop()
+        d.check_clean(rc, log)
+    finally:
+        if d.proc is not None and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+        syn.stop()
+        r.stop()
