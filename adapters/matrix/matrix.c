@@ -1115,7 +1115,7 @@ static void sync_fail(struct mx *m, const char *why, int64_t retry_after_ms)
     if (m->fails >= FAILS_DEGRADED)
         set_state(m, m->recovering && !m->password && !m->refresh_token ? "degraded: logged out"
                                                                         : "degraded: sync failing");
-    unsigned d = fb_retry_delay_ms(&m->o->sync_retry, m->fails - 1, (uint32_t)rand());
+    unsigned d = fb_retry_next_delay_ms(&m->o->sync_retry, m->fails - 1);
     if (retry_after_ms > (int64_t)d)
         d = (unsigned)retry_after_ms;
     FB_INFO(MATRIX, "sync: %s; next attempt in %u ms", why, d);

@@ -143,7 +143,6 @@ struct fb_redis_s {
     void (*close_cb)(void *arg);
     void *close_arg;
 
-    uint64_t rng; /* xorshift state for the backoff jitter */
     fb_redis_stats_t stats;
 };
 
@@ -232,33 +231,10 @@ static void cmd_complete(fb_redis_t *r, struct cmd *c, int status, redisReply *r
     cb(r, status, status == 0 ? reply : NULL, arg);
 }
 
-/* Returns a random number in [0, 1) for the backoff jitter (xorshift64*). */
-static double rng_unit(fb_redis_t *r)
-{
-    uint64_t x = r->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    r->rng = x;
-    return (double)((x * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
-}
-
 /* Returns the delay before the next connection attempt and counts the attempt. */
 static unsigned backoff_delay(fb_redis_t *r)
 {
-    const fb_retry_policy_t *p = &r->reconnect;
-    size_t n = p->n_delays;
-    if (n > FB_ARRAY_SIZE(p->delays_ms))
-        n = FB_ARRAY_SIZE(p->delays_ms);
-    unsigned base = 1000; /* no policy: one attempt a second */
-    if (n > 0)
-        base = p->delays_ms[r->attempt < n ? r->attempt : n - 1];
-    r->attempt++;
-    unsigned jitter = p->jitter_percent > 100 ? 100 : p->jitter_percent;
-    if (jitter == 0 || base == 0)
-        return base;
-    double cut = (double)base * (double)jitter / 100.0 * rng_unit(r);
-    return base - (unsigned)cut;
+    return fb_retry_next_delay_ms(&r->reconnect, r->attempt++);
 }
 
 /*
@@ -943,7 +919,6 @@ fb_redis_t *fb_redis_create(uv_loop_t *loop, const fb_redis_opts_t *opts)
     r->write_deadline_ms = opts->write_deadline_ms;
     r->reconnect = opts->reconnect;
     r->state = ST_IDLE;
-    r->rng = (uv_hrtime() ^ (uint64_t)(uintptr_t)r) | 1;
     uv_timer_t *timers[] = {&r->conn_timer, &r->cmd_timer, &r->deadline_timer};
     for (size_t i = 0; i < FB_ARRAY_SIZE(timers); i++) {
         int rc = uv_timer_init(loop, timers[i]); /* cannot fail on Unix */

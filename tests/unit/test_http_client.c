@@ -858,9 +858,10 @@ TEST_IMPL(retry_delay_table)
     ASSERT_EQ(fb_retry_delay_ms(&p, 0, 12345), 100);
     ASSERT_EQ(fb_retry_delay_ms(&p, 1, 12345), 250);
     ASSERT_EQ(fb_retry_delay_ms(&p, 2, 0xFFFFFFFFu), 1000);
-    ASSERT_EQ(fb_retry_delay_ms(NULL, 0, 1), 0);
-    fb_retry_policy_t empty = {.n_delays = 0};
-    ASSERT_EQ(fb_retry_delay_ms(&empty, 0, 1), 0);
+    /* An empty policy waits FB_RETRY_EMPTY_DELAY_MS (1 s), never 0: no busy loop. */
+    ASSERT_EQ(fb_retry_delay_ms(NULL, 0, 1), FB_RETRY_EMPTY_DELAY_MS);
+    fb_retry_policy_t empty = {.n_delays = 0, .jitter_percent = 50};
+    ASSERT_EQ(fb_retry_delay_ms(&empty, 0, 1), FB_RETRY_EMPTY_DELAY_MS);
     return 0;
 }
 
