@@ -342,7 +342,7 @@ static void health_ping_done(fb_redis_t *r, int status, struct redisReply *reply
     (void)r;
     if (status == 0 && (!reply || reply->type != REDIS_REPLY_STATUS))
         status = FB_EPROTO;
-    health_answer(h, status, (double)(uv_hrtime() - h->start) / 1e6);
+    health_answer(h, status, (double)(fb_mono_ns() - h->start) / 1e6);
 }
 
 static int on_healthz(fb_http_req_t *req, void *arg)
@@ -351,7 +351,7 @@ static int on_healthz(fb_http_req_t *req, void *arg)
     struct health *h = fb_calloc(1, sizeof(*h));
     h->d = d;
     h->req = req;
-    h->start = uv_hrtime();
+    h->start = fb_mono_ns();
     if (!fb_redis_connected(d->redis)) {
         health_answer(h, FB_EUNAVAIL, 0);
         return 0;
@@ -670,7 +670,7 @@ static void on_signal(uv_signal_t *s, int signum)
     bool notify = d->notified_ready && d->state == RUNNING;
     if (notify)
         (void)fb_sd_notifyf("RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC=%" PRIu64,
-                            uv_hrtime() / 1000);
+                            fb_mono_ns() / 1000);
     reload(d);
     if (notify)
         (void)fb_sd_notifyf("READY=1\nSTATUS=%s", ready_status(d));

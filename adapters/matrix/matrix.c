@@ -1482,7 +1482,7 @@ static void on_sync(struct mx *m, int err, int status, json_t *body, const fb_ht
     if (err) {
         int64_t ra = 0;
         if (status == 429) {
-            ra = fb_http_retry_after_ms(fb_http_response_header(resp, "Retry-After"), time(NULL));
+            ra = fb_http_retry_after_ms(fb_http_response_header(resp, "Retry-After"), fb_wall_s());
             json_t *r = json_object_get(body, "retry_after_ms");
             if (ra < 0 && json_is_integer(r))
                 ra = (int64_t)json_integer_value(r);
@@ -1915,7 +1915,7 @@ static void on_sent(struct mx *m, int err, int status, json_t *body, const fb_ht
     } else if (err == FB_ECANCELED) {
         rc = FB_ECANCELED;
     } else if (status == 429) {
-        long ra = fb_http_retry_after_ms(fb_http_response_header(resp, "Retry-After"), time(NULL));
+        long ra = fb_http_retry_after_ms(fb_http_response_header(resp, "Retry-After"), fb_wall_s());
         json_t *r = json_object_get(body, "retry_after_ms");
         retry_after = ra >= 0 ? ra : json_is_integer(r) ? (int64_t)json_integer_value(r) : 0;
         FB_INFO(MATRIX, "[matrix|%s] rate limited: retry in %lld ms", s->tag,

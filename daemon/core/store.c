@@ -20,6 +20,7 @@
 
 #include "common/digest.h"
 #include "frichebot/alloc.h"
+#include "frichebot/clock.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
 
@@ -306,7 +307,7 @@ fb_store_t *fb_store_create(fb_redis_t *r, const fb_store_opts_t *opts)
     sha1_hex(save_script, sizeof(save_script) - 1, s->sha);
     unsigned char rnd[8];
     if (uv_random(NULL, NULL, rnd, sizeof(rnd), 0, NULL) != 0) {
-        uint64_t x = uv_hrtime() ^ ((uint64_t)uv_os_getpid() << 32) ^ (uint64_t)(uintptr_t)s;
+        uint64_t x = fb_mono_ns() ^ ((uint64_t)uv_os_getpid() << 32) ^ (uint64_t)(uintptr_t)s;
         memcpy(rnd, &x, sizeof(rnd));
     }
     for (size_t i = 0; i < sizeof(rnd); i++)

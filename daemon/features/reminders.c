@@ -274,7 +274,7 @@ fb_reminders_t *fb_reminders_create(const fb_reminders_deps_t *deps)
             if (*p == '|')
                 *p = '_';
         snprintf(rm->owner, sizeof(rm->owner), "%s:%ld:%08llx", host, (long)getpid(),
-                 (unsigned long long)(uv_hrtime() & 0xffffffffu));
+                 (unsigned long long)(fb_mono_ns() & 0xffffffffu));
     }
     const char *prefix = fb_store_prefix(deps->store);
     rm->k_due = fb_asprintf("%sreminders:due", prefix);

@@ -269,7 +269,7 @@ static void on_ready(fb_redis_t *r, void *arg)
     dur->probes++;
     char value[96];
     snprintf(value, sizeof(value), "%lld-%d-%llx", (long long)fb_wall_ms(), (int)getpid(),
-             (unsigned long long)uv_hrtime());
+             (unsigned long long)fb_mono_ns());
     if (fb_redis_command(r, 0, on_config, p, "CONFIG", "GET", "append*", NULL) == 0)
         p->pending++;
     if (fb_redis_command(r, 0, on_info, p, "INFO", NULL) == 0)

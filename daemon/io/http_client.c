@@ -31,6 +31,7 @@
 
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
+#include "frichebot/clock.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
 #include "io/metrics.h"
@@ -631,7 +632,7 @@ static void attempt_done(struct req *r, CURLcode rc)
     unsigned delay = fb_retry_next_delay_ms(&r->policy, r->attempts - 1);
     if (r->status == 429 || r->status == 503) {
         fb_http_response_t tmp = {.headers = r->hdrs, .n_headers = r->n_hdrs};
-        long ra = fb_http_retry_after_ms(fb_http_response_header(&tmp, "Retry-After"), time(NULL));
+        long ra = fb_http_retry_after_ms(fb_http_response_header(&tmp, "Retry-After"), fb_wall_s());
         if (ra >= 0)
             delay = (unsigned)ra;
     }

@@ -44,6 +44,7 @@
 #include <uv.h>
 
 #include "frichebot/alloc.h"
+#include "frichebot/clock.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
 #include "io/metrics.h"
@@ -76,7 +77,7 @@ struct cmd {
     size_t wire_len;   /* bytes of wire */
     uint64_t deadline; /* loop time (ms) after which it is no longer (re)sent */
     uint64_t sent_ms;  /* loop time the current attempt was written */
-    uint64_t sent_ns;  /* uv_hrtime() of the same moment, for the round-trip metric */
+    uint64_t sent_ns;  /* fb_mono_ns() of the same moment, for the round-trip metric */
     int flags;         /* FB_REDIS_RETRY */
     enum cmd_state state;
     bool timed_out; /* the current attempt exceeded command_timeout_ms */
@@ -795,7 +796,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     FB_ASSERT(c->state == CMD_INFLIGHT);
     list_remove(&r->inflight, c);
     if (rep) {
-        fb_metrics_redis_rtt((double)(uv_hrtime() - c->sent_ns) / 1e9);
+        fb_metrics_redis_rtt((double)(fb_mono_ns() - c->sent_ns) / 1e9);
         cmd_complete(r, c, 0, rep, false);
         return;
     }
@@ -821,7 +822,7 @@ static int send_cmd(fb_redis_t *r, struct cmd *c)
     c->state = CMD_INFLIGHT;
     c->timed_out = false;
     c->sent_ms = uv_now(r->loop);
-    c->sent_ns = uv_hrtime();
+    c->sent_ns = fb_mono_ns();
     list_append(&r->inflight, c);
     arm_cmd_timer(r);
     return 0;
