@@ -21,7 +21,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <hiredis/hiredis.h>
 #include <uv.h>
 
 #include "core/adapters.h"
@@ -340,7 +339,7 @@ static void health_ping_done(fb_redis_t *r, int status, struct redisReply *reply
 {
     struct health *h = arg;
     (void)r;
-    if (status == 0 && (!reply || reply->type != REDIS_REPLY_STATUS))
+    if (status == 0 && !fb_redis_reply_is_status(reply))
         status = FB_EPROTO;
     health_answer(h, status, (double)(fb_mono_ns() - h->start) / 1e6);
 }
@@ -388,7 +387,7 @@ static void ready_ping_done(fb_redis_t *r, int status, struct redisReply *reply,
     (void)r;
     if (d->state != RUNNING)
         return; /* draining, or closing (FB_ECANCELED): never ready now */
-    if (serving_ok(d, status == 0 && reply && reply->type == REDIS_REPLY_STATUS)) {
+    if (serving_ok(d, status == 0 && fb_redis_reply_is_status(reply))) {
         d->notified_ready = true;
         if (fb_sd_notifyf("READY=1\nSTATUS=%s", ready_status(d)) == 0)
             FB_INFO(CORE, "service manager notified: ready");

@@ -1568,7 +1568,7 @@ static void on_state_loaded(struct mx *m, int status, redisReply *reply, void *a
     (void)arg;
     if (m->stopping || !m->a)
         return;
-    if (status || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 8) {
+    if (status || !fb_redis_reply_array(reply, 8, 8, NULL)) {
         sync_fail(m, "cannot read the Matrix state from Redis", 0);
         m->sy = SY_IDLE;
         return;

@@ -676,7 +676,7 @@ static void on_scan(int status, const redisReply *rep, void *arg)
     fb_router_t *r = arg;
     r->inflight--;
     r->scanning = false;
-    if (status != 0 || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) {
+    if (status != 0 || !fb_redis_reply_array(rep, 1, FB_REDIS_NOMAX, NULL)) {
         if (status != FB_ECANCELED)
             FB_DEBUG(ROUTER, "outbox scan failed: %s", fb_strerror(status ? status : FB_EPROTO));
         check_stopped(r);
@@ -939,8 +939,7 @@ static void on_commit(int status, const redisReply *rep, void *arg)
         job_finish(j, inbound_status(status));
         return;
     }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
-        rep->element[0]->type != REDIS_REPLY_INTEGER) {
+    if (!fb_redis_reply_array(rep, 2, FB_REDIS_NOMAX, "i")) {
         job_finish(j, FB_EAGAIN);
         return;
     }
@@ -1162,8 +1161,7 @@ static void on_read(int status, const redisReply *rep, void *arg)
         job_finish(j, inbound_status(status));
         return;
     }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
-        rep->element[0]->type != REDIS_REPLY_INTEGER) {
+    if (!fb_redis_reply_array(rep, 1, FB_REDIS_NOMAX, "i")) {
         job_finish(j, FB_EAGAIN);
         return;
     }
@@ -1173,9 +1171,7 @@ static void on_read(int status, const redisReply *rep, void *arg)
         job_finish(j, 0);
         return;
     }
-    if (rep->elements != 4 || rep->element[1]->type != REDIS_REPLY_STRING ||
-        rep->element[2]->type != REDIS_REPLY_STRING ||
-        rep->element[3]->type != REDIS_REPLY_STRING) {
+    if (!fb_redis_reply_array(rep, 4, 4, "isss")) {
         job_finish(j, FB_EAGAIN);
         return;
     }

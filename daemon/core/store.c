@@ -170,7 +170,7 @@ static void on_load_reply(fb_redis_t *r, int status, redisReply *rep, void *arg)
     if (status == 0) {
         if (rep->type == REDIS_REPLY_ERROR) {
             status = error_reply("load", rep);
-        } else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+        } else if (!fb_redis_reply_array(rep, 2, 2, NULL)) {
             status = FB_EPROTO;
         } else if (rep->element[0]->type == REDIS_REPLY_NIL) {
             status = FB_ENOENT;
@@ -228,9 +228,7 @@ static void on_save_reply(fb_redis_t *r, int status, redisReply *rep, void *arg)
             status = rc == FB_ECLOSING ? FB_ECANCELED : FB_EUNAVAIL;
         } else if (rep->type == REDIS_REPLY_ERROR) {
             status = error_reply("save", rep);
-        } else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-                   rep->element[0]->type != REDIS_REPLY_INTEGER ||
-                   rep->element[1]->type != REDIS_REPLY_INTEGER || rep->element[1]->integer < 0) {
+        } else if (!fb_redis_reply_array(rep, 2, 2, "ii") || rep->element[1]->integer < 0) {
             status = FB_EPROTO;
         } else {
             long long code = rep->element[0]->integer;

@@ -232,6 +232,58 @@ static void cmd_complete(fb_redis_t *r, struct cmd *c, int status, redisReply *r
     cb(r, status, status == 0 ? reply : NULL, arg);
 }
 
+/* ---- reply shapes (redis.h) ---- */
+
+/* Whether `rep` has the type that letter `t` of fb_redis_reply_array()'s `types` spells. */
+static bool type_is(const redisReply *rep, char t)
+{
+    switch (t) {
+    case 'i':
+        return rep->type == REDIS_REPLY_INTEGER;
+    case 's':
+        return rep->type == REDIS_REPLY_STRING;
+    case 'a':
+        return rep->type == REDIS_REPLY_ARRAY;
+    case 'n':
+        return rep->type == REDIS_REPLY_NIL;
+    default:
+        return true;
+    }
+}
+
+const redisReply *fb_redis_reply_array(const redisReply *rep, size_t min, size_t max,
+                                       const char *types)
+{
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < min || rep->elements > max)
+        return NULL;
+    for (size_t i = 0; types && types[i] && i < rep->elements; i++)
+        if (!type_is(rep->element[i], types[i]))
+            return NULL;
+    return rep;
+}
+
+bool fb_redis_reply_int(const redisReply *rep, long long *out)
+{
+    if (!rep || rep->type != REDIS_REPLY_INTEGER)
+        return false;
+    *out = rep->integer;
+    return true;
+}
+
+const char *fb_redis_reply_str(const redisReply *rep, size_t *len)
+{
+    if (!rep || rep->type != REDIS_REPLY_STRING)
+        return NULL;
+    if (len)
+        *len = rep->len;
+    return rep->str;
+}
+
+bool fb_redis_reply_is_status(const redisReply *rep)
+{
+    return rep && rep->type == REDIS_REPLY_STATUS;
+}
+
 /* Returns the delay before the next connection attempt and counts the attempt. */
 static unsigned backoff_delay(fb_redis_t *r)
 {
