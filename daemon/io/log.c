@@ -211,9 +211,3 @@ void fb__log(fb_log_sub_t sub, fb_log_level_t level, const char *fmt, ...)
     ssize_t w = write(STDERR_FILENO, line, pos);
     (void)w;
 }
-
-void fb_log_from_handler(const char *msg)
-{
-    if (write(STDERR_FILENO, msg, strlen(msg)) < 0 || write(STDERR_FILENO, "\n", 1) < 0)
-        return; /* nothing sensible to do from a signal handler */
-}
