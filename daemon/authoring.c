@@ -33,6 +33,7 @@
 #include "engine/text.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
+#include "frichebot/clock.h"
 #include "frichebot/err.h"
 #include "io/paths.h"
 
@@ -558,7 +559,7 @@ int fb_cmd_chat(int argc, char **argv, FILE *in, FILE *out, FILE *err)
     fb_buf_free(&errors);
 
     struct convo c;
-    convo_init(&c, d, geo, (long long)time(NULL));
+    convo_init(&c, d, geo, (long long)fb_wall_s());
     int status = 0;
     json_t *effects = json_array();
     fb_event_t start = {.kind = FB_EVENT_START};

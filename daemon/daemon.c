@@ -7,7 +7,10 @@
  * SIGINT: stop taking requests (new ones get 503), wait until no request, Redis command or
  * outgoing request is in flight, or until the shutdown deadline; then close everything, let the
  * close callbacks run, and check that uv_loop_close() returns 0. A second signal cuts the drain
- * short. SIGHUP runs the reload hooks.
+ * short. SIGHUP reloads the log settings and the services.
+ *
+ * The daemon-wide jobs (the router and its outbox, the reminders, the statistics) are services:
+ * entries of the services[] table, which every step above iterates.
  */
 #include "daemon.h"
 
@@ -18,7 +21,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <hiredis/hiredis.h>
 #include <uv.h>
 
 #include "core/adapters.h"
@@ -40,11 +42,49 @@
 #include "io/redis.h"
 #include "io/sd_notify.h"
 
-#define MAX_RELOAD_HOOKS 8
-#define DRAIN_POLL_MS    20
-#define READY_RETRY_MS   250 /* between two readiness PINGs for the service manager */
+#define DRAIN_POLL_MS  20
+#define READY_RETRY_MS 250 /* between two readiness PINGs for the service manager */
 
 enum state { RUNNING, DRAINING, CLOSING };
+
+/*
+ * A daemon-wide service: a long-lived job on the loop (the router and its outbox, the reminder
+ * scheduler, the statistics) that the daemon creates, starts, drains, reports on and reloads the
+ * same way. Each is one entry of services[] below; the daemon iterates the table, so adding a
+ * service is writing its ops and adding that entry. Every op runs on the loop thread; all but
+ * `create` are optional (NULL: nothing to do).
+ */
+struct service_ops {
+    const char *name; /* for the logs */
+    /* Creates the service into *self (OUT). Returns 0, with *self NULL when the configuration
+     * leaves it off, or a negative code that fails the start-up (the error is logged). Called in
+     * table order, after the Redis client, the store and the HTTP server and client exist. */
+    int (*create)(fb_daemon_t *d, void **self);
+    /* Starts its work once the HTTP server listens and the Redis client runs; table order. A
+     * negative code fails the start-up. */
+    int (*start)(void *self);
+    /* Stops taking new work; `done(arg)` fires exactly once when nothing is left in flight.
+     * Called once, in reverse table order, at the start of the drain (or after a failed
+     * start-up); the drain waits for every `done`. */
+    void (*stop)(void *self, void (*done)(void *arg), void *arg);
+    /* Work still in flight, for the shutdown-deadline warning ("conversation event(s)"). */
+    size_t (*pending)(const void *self);
+    /* Adds its parts' states to /healthz's "adapters" object (borrowed). */
+    void (*health)(const void *self, json_t *adapters);
+    /* Appends its /metrics lines to `out`; returns 0 or a negative code (the scrape fails). */
+    int (*metrics)(const void *self, fb_buf_t *out);
+    /* SIGHUP, in table order; a failure is logged and ends the reload there: the later
+     * services, which may depend on this one, keep what they serve. */
+    int (*reload)(void *self);
+    /* Frees it after the loop ran dry, in reverse table order. */
+    void (*destroy)(void *self);
+};
+
+/* A service's run-time state, beside its ops. */
+struct service {
+    void *self;   /* NULL: not created (off, or the start-up failed before it) */
+    bool stopped; /* its stop's done fired */
+};
 
 struct fb_daemon_s {
     uv_loop_t loop;
@@ -57,35 +97,194 @@ struct fb_daemon_s {
     fb_durability_t *durability; /* Redis's persistence, checked at every connection */
     bool refused;                /* redis.require_aof refused the Redis: exit status 1 */
     fb_store_t *store;
-    fb_geo_t *geo;
-    fb_router_t *router;
-    fb_stats_t *stats;
-    bool router_stopping, router_stopped;
-    fb_reminders_t *reminders;
-    bool reminders_stopped;
+    fb_geo_t *geo;       /* the router's communes index */
+    fb_router_t *router; /* the "router" service, for /healthz and /stats' step titles */
+    fb_stats_t *stats;   /* the "stats" service, for /metrics and /stats */
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain;
     uint64_t drain_deadline;
     uv_timer_t ready_retry;     /* the next readiness PING (sd_notify READY=1) */
     bool notified_ready;        /* READY=1 sent */
     fb_sd_watchdog_t *watchdog; /* WATCHDOG=1 pings, when systemd asks for them */
-    struct {
-        fb_reload_fn fn;
-        void *arg;
-    } hooks[MAX_RELOAD_HOOKS];
-    int nhooks;
+    bool stopping;              /* the services were asked to stop */
     uint64_t reloads;
+    struct service svc[]; /* one per entry of services[], same order */
 };
 
-int fb_daemon_on_reload(fb_daemon_t *d, fb_reload_fn fn, void *arg)
+/* ---- the services ---- */
+
+/* Loads the communes index; without it, dialogs that ask for a commune are refused. */
+static fb_geo_t *load_geo(const char *path)
 {
-    if (d->nhooks == MAX_RELOAD_HOOKS)
-        return FB_EINVAL;
-    d->hooks[d->nhooks].fn = fn;
-    d->hooks[d->nhooks].arg = arg;
-    d->nhooks++;
+    fb_buf_t errors;
+    fb_buf_init(&errors, 1u << 16);
+    fb_geo_t *g = fb_geo_load(path, &errors);
+    if (!g)
+        FB_WARN(CORE, "communes index not loaded (%s): %s", path, fb_buf_str(&errors));
+    fb_buf_free(&errors);
+    return g;
+}
+
+/* The router on the dialog, with every built-in adapter registered. */
+static int router_create(fb_daemon_t *d, void **self)
+{
+    d->geo = load_geo(d->cfg->dialogs.geo_path);
+    fb_buf_t errors;
+    fb_buf_init(&errors, 1u << 20);
+    fb_router_deps_t deps = {&d->loop, d->cfg, d->redis, d->store, d->http, d->client, d->geo};
+    d->router = fb_router_create(&deps, &errors);
+    if (!d->router) {
+        /* The errors name their source: the dialog's file:line, or the configuration key
+         * (escalation.rooms[0]: ...), which are not the dialog's fault. */
+        FB_ERR(CORE, "cannot start the conversation pipeline (dialog %s):\n%s",
+               d->cfg->dialogs.path, fb_buf_str(&errors));
+        fb_buf_free(&errors);
+        return FB_ECONFIG;
+    }
+    fb_buf_free(&errors);
+    *self = d->router;
+    for (size_t i = 0; fb_builtin_adapters[i]; i++) {
+        int rc = fb_router_add_adapter(d->router, fb_builtin_adapters[i]);
+        if (rc == FB_DECLINED) {
+            FB_INFO(CORE, "adapter %s disabled by the configuration", fb_builtin_adapters[i]->name);
+        } else if (rc) {
+            return rc;
+        }
+    }
     return 0;
 }
+
+static int router_start(void *self)
+{
+    return fb_router_start(self);
+}
+
+static void router_stop(void *self, void (*done)(void *arg), void *arg)
+{
+    fb_router_stop(self, done, arg);
+}
+
+static size_t router_pending(const void *self)
+{
+    return fb_router_pending(self);
+}
+
+static void router_health(const void *self, json_t *adapters)
+{
+    fb_router_health(self, adapters);
+}
+
+static int router_metrics(const void *self, fb_buf_t *out)
+{
+    return fb_router_metrics_render(self, out);
+}
+
+/* SIGHUP: the dialog file again (a broken one is refused and the old version keeps serving). */
+static int router_reload(void *self)
+{
+    return fb_router_reload(self, NULL);
+}
+
+static void router_destroy(void *self)
+{
+    fb_router_destroy(self);
+}
+
+static const struct service_ops router_service = {
+    .name = "router",
+    .create = router_create,
+    .start = router_start,
+    .stop = router_stop,
+    .pending = router_pending,
+    .health = router_health,
+    .metrics = router_metrics,
+    .reload = router_reload,
+    .destroy = router_destroy,
+};
+
+/* The reminder scheduler; it hands the reminders due to the router. */
+static int reminders_create(fb_daemon_t *d, void **self)
+{
+    fb_reminders_deps_t deps = {&d->loop, d->cfg, d->store, d->router, NULL};
+    *self = fb_reminders_create(&deps);
+    return 0;
+}
+
+static int reminders_start(void *self)
+{
+    return fb_reminders_start(self);
+}
+
+static void reminders_stop(void *self, void (*done)(void *arg), void *arg)
+{
+    fb_reminders_stop(self, done, arg);
+}
+
+static int reminders_metrics(const void *self, fb_buf_t *out)
+{
+    return fb_reminders_metrics_render(self, out);
+}
+
+static void reminders_destroy(void *self)
+{
+    fb_reminders_destroy(self);
+}
+
+static const struct service_ops reminders_service = {
+    .name = "reminders",
+    .create = reminders_create,
+    .start = reminders_start,
+    .stop = reminders_stop,
+    .metrics = reminders_metrics,
+    .destroy = reminders_destroy,
+};
+
+/* /stats names the steps with the titles of the dialog currently served. */
+static const char *step_title(void *arg, const char *ref)
+{
+    const fb_daemon_t *d = arg;
+    return d->router ? fb_dialog_item_title(fb_router_dialog(d->router), ref) : NULL;
+}
+
+/* The statistics (/stats, /stats.json and their /metrics part, served from daemon.c's handlers
+ * because they are computed from Redis on request). */
+static int stats_create(fb_daemon_t *d, void **self)
+{
+    d->stats = d->store ? fb_stats_create(d->store, &d->cfg->stats) : NULL;
+    if (d->stats)
+        fb_stats_set_titles(d->stats, step_title, d);
+    *self = d->stats;
+    return 0;
+}
+
+/* After the router's reload: the new dialog's step titles on /stats. */
+static int stats_reload(void *self)
+{
+    fb_stats_invalidate(self);
+    return 0;
+}
+
+static void stats_destroy(void *self)
+{
+    fb_stats_destroy(self);
+}
+
+static const struct service_ops stats_service = {
+    .name = "stats",
+    .create = stats_create,
+    .reload = stats_reload,
+    .destroy = stats_destroy,
+};
+
+/* The services, in start order (they stop and are freed in the reverse order). A service may use
+ * the ones above it. */
+static const struct service_ops *const services[] = {
+    &router_service,
+    &reminders_service,
+    &stats_service,
+};
+
+#define NSERVICES (sizeof(services) / sizeof(services[0]))
 
 /* ---- /healthz ---- */
 
@@ -122,8 +321,9 @@ static void health_answer(struct health *h, int redis_status, double ping_ms)
     if (!rc && d->durability)
         rc = fb_durability_health(d->durability, &b);
     json_t *adapters = json_object();
-    if (d->router)
-        fb_router_health(d->router, adapters);
+    for (size_t i = 0; i < NSERVICES; i++)
+        if (d->svc[i].self && services[i]->health)
+            services[i]->health(d->svc[i].self, adapters);
     char *ad = json_dumps(adapters, JSON_COMPACT);
     json_decref(adapters);
     if (!rc)
@@ -141,9 +341,9 @@ static void health_ping_done(fb_redis_t *r, int status, struct redisReply *reply
 {
     struct health *h = arg;
     (void)r;
-    if (status == 0 && (!reply || reply->type != REDIS_REPLY_STATUS))
+    if (status == 0 && !fb_redis_reply_is_status(reply))
         status = FB_EPROTO;
-    health_answer(h, status, (double)(uv_hrtime() - h->start) / 1e6);
+    health_answer(h, status, (double)(fb_mono_ns() - h->start) / 1e6);
 }
 
 static int on_healthz(fb_http_req_t *req, void *arg)
@@ -152,7 +352,7 @@ static int on_healthz(fb_http_req_t *req, void *arg)
     struct health *h = fb_calloc(1, sizeof(*h));
     h->d = d;
     h->req = req;
-    h->start = uv_hrtime();
+    h->start = fb_mono_ns();
     if (!fb_redis_connected(d->redis)) {
         health_answer(h, FB_EUNAVAIL, 0);
         return 0;
@@ -189,7 +389,7 @@ static void ready_ping_done(fb_redis_t *r, int status, struct redisReply *reply,
     (void)r;
     if (d->state != RUNNING)
         return; /* draining, or closing (FB_ECANCELED): never ready now */
-    if (serving_ok(d, status == 0 && reply && reply->type == REDIS_REPLY_STATUS)) {
+    if (serving_ok(d, status == 0 && fb_redis_reply_is_status(reply))) {
         d->notified_ready = true;
         if (fb_sd_notifyf("READY=1\nSTATUS=%s", ready_status(d)) == 0)
             FB_INFO(CORE, "service manager notified: ready");
@@ -232,10 +432,9 @@ static void metrics_answer(fb_daemon_t *d, fb_http_req_t *req, const json_t *doc
     int rc = fb_metrics_render(&b);
     if (!rc && d->durability)
         rc = fb_durability_metrics_render(d->durability, &b);
-    if (!rc && d->router)
-        rc = fb_router_metrics_render(d->router, &b);
-    if (!rc && d->reminders)
-        rc = fb_reminders_metrics_render(d->reminders, &b);
+    for (size_t i = 0; !rc && i < NSERVICES; i++)
+        if (d->svc[i].self && services[i]->metrics)
+            rc = services[i]->metrics(d->svc[i].self, &b);
     if (!rc && doc)
         rc = fb_stats_render_metrics(doc, &b);
     if (rc)
@@ -303,27 +502,34 @@ static int on_stats_json(fb_http_req_t *req, void *arg)
 
 /* ---- shutdown ---- */
 
-static void router_stopped(void *arg)
+static void service_stopped(void *arg)
 {
-    fb_daemon_t *d = arg;
-    d->router_stopped = true;
+    struct service *sv = arg;
+    sv->stopped = true;
 }
 
-static void reminders_stopped(void *arg)
+/* Asks every service to stop, in reverse table order (once). */
+static void stop_services(fb_daemon_t *d)
 {
-    fb_daemon_t *d = arg;
-    d->reminders_stopped = true;
-}
-
-/* Stops the reminder scheduler, the adapters, then the router's own work (once). */
-static void stop_router(fb_daemon_t *d)
-{
-    if (!d->router || d->router_stopping)
+    if (d->stopping)
         return;
-    d->router_stopping = true;
-    if (d->reminders)
-        fb_reminders_stop(d->reminders, reminders_stopped, d);
-    fb_router_stop(d->router, router_stopped, d);
+    d->stopping = true;
+    for (size_t i = NSERVICES; i-- > 0;) {
+        struct service *sv = &d->svc[i];
+        if (!sv->self || !services[i]->stop)
+            sv->stopped = true;
+        else
+            services[i]->stop(sv->self, service_stopped, sv);
+    }
+}
+
+/* Whether every service has stopped (all their `done` fired). */
+static bool services_stopped(const fb_daemon_t *d)
+{
+    for (size_t i = 0; i < NSERVICES; i++)
+        if (!d->svc[i].stopped)
+            return false;
+    return true;
 }
 
 static void redis_closed(void *arg)
@@ -348,17 +554,24 @@ static void close_all(fb_daemon_t *d)
     size_t in_http = fb_http_server_inflight(d->http);
     size_t in_redis = fb_redis_pending(d->redis);
     size_t in_client = fb_http_client_pending(d->client);
-    size_t in_router = d->router && !d->router_stopped ? fb_router_pending(d->router) + 1 : 0;
+    size_t unfinished = 0, in_services = 0; /* services still stopping, their work in flight */
+    for (size_t i = 0; d->stopping && i < NSERVICES; i++) {
+        if (d->svc[i].stopped)
+            continue;
+        unfinished++;
+        if (services[i]->pending)
+            in_services += services[i]->pending(d->svc[i].self);
+    }
     if (!drained)
         FB_DEBUG(CORE, "closing after a start-up failure");
-    else if (in_http || in_redis || in_client || in_router)
+    else if (in_http || in_redis || in_client || unfinished)
         FB_WARN(CORE,
                 "shutdown deadline reached: abandoning %zu request(s), %zu Redis command(s), "
                 "%zu outgoing request(s), %zu conversation event(s)",
-                in_http, in_redis, in_client, in_router ? in_router - 1 : 0);
+                in_http, in_redis, in_client, in_services);
     else
         FB_NOTICE(CORE, "drained: nothing in flight");
-    stop_router(d); /* start-up failures come here without a drain */
+    stop_services(d); /* start-up failures come here without a drain */
     uv_timer_stop(&d->drain);
     uv_close((uv_handle_t *)&d->drain, NULL);
     uv_close((uv_handle_t *)&d->ready_retry, NULL);
@@ -378,7 +591,7 @@ static void drain_tick(uv_timer_t *t)
     fb_daemon_t *d = t->data;
     bool idle = fb_http_server_inflight(d->http) == 0 && fb_redis_pending(d->redis) == 0 &&
                 fb_store_pending(d->store) == 0 && fb_http_client_pending(d->client) == 0 &&
-                (!d->router || d->router_stopped) && (!d->reminders || d->reminders_stopped);
+                services_stopped(d);
     if (idle || uv_now(&d->loop) >= d->drain_deadline)
         close_all(d);
 }
@@ -401,7 +614,7 @@ static void begin_shutdown(fb_daemon_t *d, int signum)
         FB_NOTICE(CORE, "stopping: no longer accepting work, draining for up to %u s", secs);
     (void)fb_sd_notifyf("STOPPING=1\nSTATUS=draining for up to %u s", secs);
     fb_http_server_drain(d->http);
-    stop_router(d);
+    stop_services(d);
     d->drain_deadline = uv_now(&d->loop) + (uint64_t)secs * 1000;
     uv_timer_start(&d->drain, drain_tick, 0, DRAIN_POLL_MS);
 }
@@ -414,7 +627,7 @@ static void on_refused(void *arg)
     begin_shutdown(d, 0);
 }
 
-/* SIGHUP: re-read the log settings, then run the reload hooks. */
+/* SIGHUP: re-read the log settings, then reload the services in table order. */
 static void reload(fb_daemon_t *d)
 {
     d->reloads++;
@@ -435,11 +648,15 @@ static void reload(fb_daemon_t *d)
         }
         fb_buf_free(&errors);
     }
-    for (int i = 0; i < d->nhooks; i++) {
-        int rc = d->hooks[i].fn(d, d->hooks[i].arg);
-        if (rc)
-            FB_ERR(CORE, "reload hook %d failed: %s; still serving the previous version", i,
-                   fb_strerror(rc));
+    for (size_t i = 0; i < NSERVICES; i++) {
+        if (!d->svc[i].self || !services[i]->reload)
+            continue;
+        int rc = services[i]->reload(d->svc[i].self);
+        if (rc) {
+            FB_ERR(CORE, "reload of %s failed: %s; still serving the previous version",
+                   services[i]->name, fb_strerror(rc));
+            break;
+        }
     }
 }
 
@@ -454,7 +671,7 @@ static void on_signal(uv_signal_t *s, int signum)
     bool notify = d->notified_ready && d->state == RUNNING;
     if (notify)
         (void)fb_sd_notifyf("RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC=%" PRIu64,
-                            uv_hrtime() / 1000);
+                            fb_mono_ns() / 1000);
     reload(d);
     if (notify)
         (void)fb_sd_notifyf("READY=1\nSTATUS=%s", ready_status(d));
@@ -467,69 +684,9 @@ static void walk_leaks(uv_handle_t *h, void *arg)
            uv_handle_type_name(h->type), uv_is_active(h), uv_is_closing(h));
 }
 
-/* SIGHUP: the dialog file again (a broken one is refused and the old version keeps serving). */
-static int reload_dialogs(fb_daemon_t *d, void *arg)
-{
-    (void)arg;
-    int rc = d->router ? fb_router_reload(d->router, NULL) : 0;
-    if (rc == 0)
-        fb_stats_invalidate(d->stats); /* the new dialog's step titles on /stats */
-    return rc;
-}
-
-/* /stats names the steps with the titles of the dialog currently served. */
-static const char *step_title(void *arg, const char *ref)
-{
-    const fb_daemon_t *d = arg;
-    return d->router ? fb_dialog_item_title(fb_router_dialog(d->router), ref) : NULL;
-}
-
-/* Loads the communes index; without it, dialogs that ask for a commune are refused. */
-static fb_geo_t *load_geo(const char *path)
-{
-    fb_buf_t errors;
-    fb_buf_init(&errors, 1u << 16);
-    fb_geo_t *g = fb_geo_load(path, &errors);
-    if (!g)
-        FB_WARN(CORE, "communes index not loaded (%s): %s", path, fb_buf_str(&errors));
-    fb_buf_free(&errors);
-    return g;
-}
-
-/* Creates the router on the dialog and registers every built-in adapter. */
-static int start_pipeline(fb_daemon_t *d)
-{
-    d->geo = load_geo(d->cfg->dialogs.geo_path);
-    fb_buf_t errors;
-    fb_buf_init(&errors, 1u << 20);
-    fb_router_deps_t deps = {&d->loop, d->cfg, d->redis, d->store, d->http, d->client, d->geo};
-    d->router = fb_router_create(&deps, &errors);
-    if (!d->router) {
-        /* The errors name their source: the dialog's file:line, or the configuration key
-         * (escalation.rooms[0]: ...), which are not the dialog's fault. */
-        FB_ERR(CORE, "cannot start the conversation pipeline (dialog %s):\n%s",
-               d->cfg->dialogs.path, fb_buf_str(&errors));
-        fb_buf_free(&errors);
-        return FB_ECONFIG;
-    }
-    fb_buf_free(&errors);
-    fb_reminders_deps_t rdeps = {&d->loop, d->cfg, d->store, d->router, NULL};
-    d->reminders = fb_reminders_create(&rdeps);
-    for (size_t i = 0; fb_builtin_adapters[i]; i++) {
-        int rc = fb_router_add_adapter(d->router, fb_builtin_adapters[i]);
-        if (rc == FB_DECLINED) {
-            FB_INFO(CORE, "adapter %s disabled by the configuration", fb_builtin_adapters[i]->name);
-        } else if (rc) {
-            return rc;
-        }
-    }
-    (void)fb_daemon_on_reload(d, reload_dialogs, NULL);
-    return 0;
-}
-
 int fb_daemon_run(const fb_config_t *cfg, const char *config_path)
 {
-    fb_daemon_t *d = fb_calloc(1, sizeof(*d));
+    fb_daemon_t *d = fb_calloc(1, sizeof(*d) + NSERVICES * sizeof(d->svc[0]));
     int status = 1;
     int rc = uv_loop_init(&d->loop);
     if (rc) {
@@ -554,9 +711,6 @@ int fb_daemon_run(const fb_config_t *cfg, const char *config_path)
                                          on_refused, d);
     fb_http_server_route(d->http, "/healthz", FB_HTTP_GET, "healthz", on_healthz, d);
     fb_http_server_route(d->http, "/metrics", FB_HTTP_GET, "metrics", on_metrics, d);
-    d->stats = d->store ? fb_stats_create(d->store, &cfg->stats) : NULL;
-    if (d->stats)
-        fb_stats_set_titles(d->stats, step_title, d);
     fb_http_server_route(d->http, "/stats", FB_HTTP_GET, "stats", on_stats, d);
     fb_http_server_route(d->http, "/stats.json", FB_HTTP_GET, "stats_json", on_stats_json, d);
 
@@ -572,15 +726,16 @@ int fb_daemon_run(const fb_config_t *cfg, const char *config_path)
         uv_signal_start(sigs[i], on_signal, signums[i]);
     }
 
-    rc = start_pipeline(d);
+    rc = 0;
+    for (size_t i = 0; rc == 0 && i < NSERVICES; i++)
+        rc = services[i]->create(d, &d->svc[i].self);
     if (rc == 0)
         rc = fb_http_server_start(d->http);
     if (rc == 0)
         rc = fb_redis_start(d->redis);
-    if (rc == 0)
-        rc = fb_router_start(d->router);
-    if (rc == 0)
-        rc = fb_reminders_start(d->reminders);
+    for (size_t i = 0; rc == 0 && i < NSERVICES; i++)
+        if (d->svc[i].self && services[i]->start)
+            rc = services[i]->start(d->svc[i].self);
     if (rc) {
         const char *why = fb_http_server_listen_error(d->http);
         FB_ERR(CORE, "start-up failed: %s", why ? why : fb_strerror(rc));
@@ -595,10 +750,10 @@ int fb_daemon_run(const fb_config_t *cfg, const char *config_path)
     }
 
     uv_run(&d->loop, UV_RUN_DEFAULT);
-    fb_reminders_destroy(d->reminders);
-    fb_router_destroy(d->router);
+    for (size_t i = NSERVICES; i-- > 0;)
+        if (d->svc[i].self && services[i]->destroy)
+            services[i]->destroy(d->svc[i].self);
     fb_geo_free(d->geo);
-    fb_stats_destroy(d->stats);
     fb_store_destroy(d->store);
     fb_durability_destroy(d->durability);
     if (d->refused)

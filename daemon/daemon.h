@@ -10,15 +10,6 @@
 
 typedef struct fb_daemon_s fb_daemon_t;
 
-/** A reload hook, called on SIGHUP on the loop thread; returns 0 or a negative code. */
-typedef int (*fb_reload_fn)(fb_daemon_t *d, void *arg);
-
-/**
- * Registers `fn` to run on SIGHUP (the dialogs issue reloads dialog files this way). A hook that
- * fails is logged; the daemon keeps serving with what it had. Returns 0 or FB_EINVAL when full.
- */
-int fb_daemon_on_reload(fb_daemon_t *d, fb_reload_fn fn, void *arg);
-
 /**
  * Runs the daemon with `cfg` (borrowed; `config_path` is re-read on SIGHUP for the log settings,
  * NULL when running on the embedded default) until SIGTERM or SIGINT, then drains in-flight work

@@ -1139,7 +1139,7 @@ static void sync_fail(struct mx *m, const char *why, int64_t retry_after_ms)
     if (m->fails >= FAILS_DEGRADED)
         set_state(m, m->recovering && !m->password && !m->refresh_token ? "degraded: logged out"
                                                                         : "degraded: sync failing");
-    unsigned d = fb_retry_delay_ms(&m->o->sync_retry, m->fails - 1, (uint32_t)rand());
+    unsigned d = fb_retry_next_delay_ms(&m->o->sync_retry, m->fails - 1);
     if (retry_after_ms > (int64_t)d)
         d = (unsigned)retry_after_ms;
     FB_INFO(MATRIX, "sync: %s; next attempt in %u ms", why, d);
@@ -1602,7 +1602,7 @@ static void on_sync(struct mx *m, int err, int status, json_t *body, const fb_ht
     if (err) {
         int64_t ra = 0;
         if (status == 429) {
-            ra = fb_http_retry_after_ms(fb_http_response_header(resp, "Retry-After"), time(NULL));
+            ra = fb_http_retry_after_ms(fb_http_response_header(resp, "Retry-After"), fb_wall_s());
             json_t *r = json_object_get(body, "retry_after_ms");
             if (ra < 0 && json_is_integer(r))
                 ra = (int64_t)json_integer_value(r);
@@ -1692,7 +1692,7 @@ static void on_state_loaded(struct mx *m, int status, redisReply *reply, void *a
     (void)arg;
     if (m->stopping || !m->a)
         return;
-    if (status || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 8) {
+    if (status || !fb_redis_reply_array(reply, 8, 8, NULL)) {
         sync_fail(m, "cannot read the Matrix state from Redis", 0);
         m->sy = SY_IDLE;
         return;
@@ -2045,7 +2045,7 @@ static void on_sent(struct mx *m, int err, int status, json_t *body, const fb_ht
     } else if (err == FB_ECANCELED) {
         rc = FB_ECANCELED;
     } else if (status == 429) {
-        long ra = fb_http_retry_after_ms(fb_http_response_header(resp, "Retry-After"), time(NULL));
+        long ra = fb_http_retry_after_ms(fb_http_response_header(resp, "Retry-After"), fb_wall_s());
         json_t *r = json_object_get(body, "retry_after_ms");
         retry_after = ra >= 0 ? ra : json_is_integer(r) ? (int64_t)json_integer_value(r) : 0;
         FB_INFO(MATRIX, "[matrix|%s] rate limited: retry in %lld ms", s->tag,

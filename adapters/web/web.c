@@ -706,8 +706,7 @@ static void on_user_appended(fb_redis_t *r, int status, redisReply *reply, void 
     struct client *c = op->c;
     (void)r;
     status = redis_status(status, reply, "history append");
-    if (status == 0 && (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
-                        reply->element[0]->type != REDIS_REPLY_INTEGER))
+    if (status == 0 && !fb_redis_reply_array(reply, 2, FB_REDIS_NOMAX, "i"))
         status = FB_EPROTO;
     if (status) {
         FB_INFO(WEB, "[web|%s] message not recorded (%s): the page will resend it", op->tag,
@@ -912,10 +911,9 @@ static void on_hello(fb_redis_t *r, int status, redisReply *reply, void *arg)
     struct client *c = op->c;
     (void)r;
     status = redis_status(status, reply, "hello");
-    if (status == 0 && (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
-                        reply->element[0]->type != REDIS_REPLY_INTEGER ||
+    if (status == 0 && (!fb_redis_reply_array(reply, 1, FB_REDIS_NOMAX, "i") ||
                         (reply->element[0]->integer == 1 &&
-                         (reply->elements < 4 || reply->element[3]->type != REDIS_REPLY_ARRAY))))
+                         !fb_redis_reply_array(reply, 4, FB_REDIS_NOMAX, "...a"))))
         status = FB_EPROTO;
     if (!c->ws || !web_alive(w)) {
         op_free(op);
@@ -1181,8 +1179,7 @@ static void on_bot_appended(fb_redis_t *r, int status, redisReply *reply, void *
     struct op *op = arg;
     (void)r;
     status = redis_status(status, reply, "history append");
-    if (status == 0 && (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
-                        reply->element[0]->type != REDIS_REPLY_INTEGER))
+    if (status == 0 && !fb_redis_reply_array(reply, 2, FB_REDIS_NOMAX, "i"))
         status = FB_EPROTO;
     if (status) {
         FB_INFO(WEB, "[web|%s] reply not recorded (%s): the outbox retries", op->tag,

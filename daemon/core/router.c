@@ -283,7 +283,6 @@ struct fb_router_s {
     char *scan_member; /* (both NULL: the next scan starts at the beginning of the index) */
     bool scanning;
     uint64_t pending_convs; /* ZCARD of the pending index at the last scan */
-    uint64_t rng;
     fb_store_script_t s_read, s_commit, s_head, s_pop, s_scan;
     void (*step_hook)(void *arg, const char *key, json_t *effects);
     void *step_hook_arg;
@@ -302,27 +301,10 @@ static uint64_t job_hash(const struct job *j)
     return fb_event_hash(j->c->key, j->event_id);
 }
 
-static uint64_t rng_next(fb_router_t *r)
-{
-    r->rng ^= r->rng << 13;
-    r->rng ^= r->rng >> 7;
-    r->rng ^= r->rng << 17;
-    return r->rng;
-}
-
 /* The policy's delay before retry number `attempt` (1-based), shortened by the jitter. */
-static uint64_t retry_delay(fb_router_t *r, const fb_retry_policy_t *p, unsigned attempt)
+static uint64_t retry_delay(const fb_retry_policy_t *p, unsigned attempt)
 {
-    size_t i = attempt == 0 ? 0 : attempt - 1;
-    if (i >= p->n_delays)
-        i = p->n_delays - 1;
-    uint64_t d = p->n_delays ? p->delays_ms[i] : 1000;
-    if (p->jitter_percent && d > 0) {
-        uint64_t span = d * p->jitter_percent / 100;
-        if (span)
-            d -= rng_next(r) % (span + 1);
-    }
-    return d;
+    return fb_retry_next_delay_ms(p, attempt == 0 ? 0 : attempt - 1);
 }
 
 static bool valid_text(const char *s, size_t max)
@@ -630,7 +612,7 @@ static void ob_on_sent(int status, int64_t retry_after_ms, void *arg)
             ob_park(c, "too many transient failures");
         } else {
             r->st.outbox_retried++;
-            uint64_t d = retry_delay(r, &r->cfg->router.outbox_retry, c->ob_tries);
+            uint64_t d = retry_delay(&r->cfg->router.outbox_retry, c->ob_tries);
             if (retry_after_ms > 0 && (uint64_t)retry_after_ms > d)
                 d = (uint64_t)retry_after_ms;
             FB_DEBUG(ROUTER, "[%s] send failed (%s), retry %u in %llu ms", c->tag,
@@ -694,7 +676,7 @@ static void on_scan(int status, const redisReply *rep, void *arg)
     fb_router_t *r = arg;
     r->inflight--;
     r->scanning = false;
-    if (status != 0 || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) {
+    if (status != 0 || !fb_redis_reply_array(rep, 1, FB_REDIS_NOMAX, NULL)) {
         if (status != FB_ECANCELED)
             FB_DEBUG(ROUTER, "outbox scan failed: %s", fb_strerror(status ? status : FB_EPROTO));
         check_stopped(r);
@@ -957,8 +939,7 @@ static void on_commit(int status, const redisReply *rep, void *arg)
         job_finish(j, inbound_status(status));
         return;
     }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
-        rep->element[0]->type != REDIS_REPLY_INTEGER) {
+    if (!fb_redis_reply_array(rep, 2, FB_REDIS_NOMAX, "i")) {
         job_finish(j, FB_EAGAIN);
         return;
     }
@@ -1180,8 +1161,7 @@ static void on_read(int status, const redisReply *rep, void *arg)
         job_finish(j, inbound_status(status));
         return;
     }
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
-        rep->element[0]->type != REDIS_REPLY_INTEGER) {
+    if (!fb_redis_reply_array(rep, 1, FB_REDIS_NOMAX, "i")) {
         job_finish(j, FB_EAGAIN);
         return;
     }
@@ -1191,9 +1171,7 @@ static void on_read(int status, const redisReply *rep, void *arg)
         job_finish(j, 0);
         return;
     }
-    if (rep->elements != 4 || rep->element[1]->type != REDIS_REPLY_STRING ||
-        rep->element[2]->type != REDIS_REPLY_STRING ||
-        rep->element[3]->type != REDIS_REPLY_STRING) {
+    if (!fb_redis_reply_array(rep, 4, 4, "isss")) {
         job_finish(j, FB_EAGAIN);
         return;
     }
@@ -1424,7 +1402,6 @@ fb_router_t *fb_router_create(const fb_router_deps_t *deps, fb_buf_t *errors)
         fb_router_destroy(r);
         return NULL;
     }
-    r->rng = uv_hrtime() | 1;
     uv_timer_init(r->loop, &r->kick);
     uv_timer_init(r->loop, &r->tick);
     r->kick.data = r;

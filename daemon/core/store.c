@@ -20,6 +20,7 @@
 
 #include "common/digest.h"
 #include "frichebot/alloc.h"
+#include "frichebot/clock.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
 
@@ -169,7 +170,7 @@ static void on_load_reply(fb_redis_t *r, int status, redisReply *rep, void *arg)
     if (status == 0) {
         if (rep->type == REDIS_REPLY_ERROR) {
             status = error_reply("load", rep);
-        } else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+        } else if (!fb_redis_reply_array(rep, 2, 2, NULL)) {
             status = FB_EPROTO;
         } else if (rep->element[0]->type == REDIS_REPLY_NIL) {
             status = FB_ENOENT;
@@ -227,9 +228,7 @@ static void on_save_reply(fb_redis_t *r, int status, redisReply *rep, void *arg)
             status = rc == FB_ECLOSING ? FB_ECANCELED : FB_EUNAVAIL;
         } else if (rep->type == REDIS_REPLY_ERROR) {
             status = error_reply("save", rep);
-        } else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
-                   rep->element[0]->type != REDIS_REPLY_INTEGER ||
-                   rep->element[1]->type != REDIS_REPLY_INTEGER || rep->element[1]->integer < 0) {
+        } else if (!fb_redis_reply_array(rep, 2, 2, "ii") || rep->element[1]->integer < 0) {
             status = FB_EPROTO;
         } else {
             long long code = rep->element[0]->integer;
@@ -306,7 +305,7 @@ fb_store_t *fb_store_create(fb_redis_t *r, const fb_store_opts_t *opts)
     sha1_hex(save_script, sizeof(save_script) - 1, s->sha);
     unsigned char rnd[8];
     if (uv_random(NULL, NULL, rnd, sizeof(rnd), 0, NULL) != 0) {
-        uint64_t x = uv_hrtime() ^ ((uint64_t)uv_os_getpid() << 32) ^ (uint64_t)(uintptr_t)s;
+        uint64_t x = fb_mono_ns() ^ ((uint64_t)uv_os_getpid() << 32) ^ (uint64_t)(uintptr_t)s;
         memcpy(rnd, &x, sizeof(rnd));
     }
     for (size_t i = 0; i < sizeof(rnd); i++)

@@ -530,7 +530,7 @@ static void on_in(int status, const redisReply *rep, void *arg)
     fb_esc_t *e = ib->e;
     e->inflight--;
     int rc = status ? (status == FB_ECANCELED ? FB_ECANCELED : FB_EAGAIN) : 0;
-    if (!rc && (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3))
+    if (!rc && !fb_redis_reply_array(rep, 3, FB_REDIS_NOMAX, NULL))
         rc = FB_EAGAIN;
     if (!rc) {
         const char *user = rep->element[1]->str;
@@ -676,7 +676,7 @@ static void on_watch(int status, const redisReply *rep, void *arg)
             e->hooks.idle(e->hooks.arg); /* last: it may end the router */
         return;
     }
-    if (status || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2)
+    if (status || !fb_redis_reply_array(rep, 2, 2, NULL))
         return;
     const redisReply *kick = rep->element[0], *hb = rep->element[1];
     for (size_t i = 0; kick->type == REDIS_REPLY_ARRAY && i < kick->elements; i++)

@@ -274,7 +274,7 @@ fb_reminders_t *fb_reminders_create(const fb_reminders_deps_t *deps)
             if (*p == '|')
                 *p = '_';
         snprintf(rm->owner, sizeof(rm->owner), "%s:%ld:%08llx", host, (long)getpid(),
-                 (unsigned long long)(uv_hrtime() & 0xffffffffu));
+                 (unsigned long long)(fb_mono_ns() & 0xffffffffu));
     }
     const char *prefix = fb_store_prefix(deps->store);
     rm->k_due = fb_asprintf("%sreminders:due", prefix);
@@ -428,9 +428,7 @@ static void on_claim(int status, const redisReply *rep, void *arg)
     fb_reminders_t *rm = arg;
     rm->inflight--;
     rm->claiming = false;
-    if (status != 0 || rep->type != REDIS_REPLY_ARRAY || rep->elements < 2 ||
-        rep->element[0]->type != REDIS_REPLY_INTEGER ||
-        rep->element[1]->type != REDIS_REPLY_INTEGER) {
+    if (status != 0 || !fb_redis_reply_array(rep, 2, FB_REDIS_NOMAX, "ii")) {
         if (status != FB_ECANCELED)
             FB_DEBUG(ROUTER, "reminder claim failed: %s", fb_strerror(status ? status : FB_EPROTO));
         batch_over(rm);

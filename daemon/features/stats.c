@@ -389,7 +389,7 @@ static void on_read(int status, const redisReply *rep, void *arg)
     s->pending--;
     s->reading = false;
     json_t *doc = NULL;
-    if (status == 0 && rep->type == REDIS_REPLY_ARRAY && rep->elements == N_READ_KEYS) {
+    if (status == 0 && fb_redis_reply_array(rep, N_READ_KEYS, N_READ_KEYS, NULL)) {
         json_t *raw = reply_json(rep);
         doc = fb__stats_document(raw, s->read_at, s->opts.min_count);
         fb_stats_add_titles(doc, s->title, s->title_arg);

@@ -18,15 +18,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "common/retry.h" /* fb_retry_policy_t */
 #include "frichebot/buf.h"
-
-/** A retry/backoff policy expressed as data (libwebsockets lws_retry_bo_t). */
-typedef struct fb_retry_policy_s {
-    unsigned delays_ms[8];   /* delay before retry i (the last one repeats) */
-    size_t n_delays;         /* entries used in delays_ms, at least 1 */
-    unsigned jitter_percent; /* each delay is randomly shortened by up to this percentage */
-    unsigned max_attempts;   /* total attempts including the first; 1 disables retries */
-} fb_retry_policy_t;
 
 /** Incoming HTTP server (libwebsockets on the loop). */
 typedef struct fb_server_opts_s {

@@ -213,7 +213,7 @@ static void on_config(fb_redis_t *r, int status, redisReply *rep, void *arg)
     struct probe *p = arg;
     (void)r;
     if (probe_reply(p, status)) {
-        if (rep->type == REDIS_REPLY_ARRAY) {
+        if (fb_redis_reply_array(rep, 0, FB_REDIS_NOMAX, NULL)) {
             for (size_t i = 0; i + 1 < rep->elements; i += 2) {
                 const redisReply *k = rep->element[i], *v = rep->element[i + 1];
                 if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
@@ -234,11 +234,13 @@ static void on_info(fb_redis_t *r, int status, redisReply *rep, void *arg)
 {
     struct probe *p = arg;
     (void)r;
-    if (probe_reply(p, status) && rep->type == REDIS_REPLY_STRING) {
+    size_t len = 0;
+    const char *info = probe_reply(p, status) ? fb_redis_reply_str(rep, &len) : NULL;
+    if (info) {
         char v[16];
-        if (info_field(rep->str, rep->len, "aof_enabled", v, sizeof(v)))
+        if (info_field(info, len, "aof_enabled", v, sizeof(v)))
             p->info_aof = strcmp(v, "1") == 0 ? 1 : 0;
-        (void)info_field(rep->str, rep->len, "run_id", p->run_id, sizeof(p->run_id));
+        (void)info_field(info, len, "run_id", p->run_id, sizeof(p->run_id));
     }
     probe_next(p);
 }
@@ -247,9 +249,7 @@ static void on_marker(fb_redis_t *r, int status, redisReply *rep, void *arg)
 {
     struct probe *p = arg;
     (void)r;
-    if (probe_reply(p, status) && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
-        rep->element[0]->type == REDIS_REPLY_INTEGER &&
-        rep->element[1]->type == REDIS_REPLY_STRING) {
+    if (probe_reply(p, status) && fb_redis_reply_array(rep, 2, 2, "is")) {
         p->marker_existed = rep->element[0]->integer ? 1 : 0;
         p->marker = fb_strndup(rep->element[1]->str, rep->element[1]->len);
     }
@@ -269,7 +269,7 @@ static void on_ready(fb_redis_t *r, void *arg)
     dur->probes++;
     char value[96];
     snprintf(value, sizeof(value), "%lld-%d-%llx", (long long)fb_wall_ms(), (int)getpid(),
-             (unsigned long long)uv_hrtime());
+             (unsigned long long)fb_mono_ns());
     if (fb_redis_command(r, 0, on_config, p, "CONFIG", "GET", "append*", NULL) == 0)
         p->pending++;
     if (fb_redis_command(r, 0, on_info, p, "INFO", NULL) == 0)

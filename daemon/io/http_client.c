@@ -31,6 +31,7 @@
 
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
+#include "frichebot/clock.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
 #include "io/metrics.h"
@@ -91,7 +92,6 @@ struct fb_http_client_s {
     size_t n_waiting;   /* pending requests waiting for a retry */
     struct sock *socks; /* sockets being watched */
     unsigned next_id;
-    uint64_t rng;            /* jitter state (splitmix64), not cryptographic */
     unsigned open_handles;   /* uv handles not yet closed: timer, socks, request timers */
     int depth;               /* > 0 while inside drive(): teardown must wait */
     bool closing;            /* fb_http_client_close() was called */
@@ -104,28 +104,6 @@ static void drive(struct fb_http_client_s *c, curl_socket_t fd, int flags);
 static void finish(struct req *r, int err);
 
 /* ---- small helpers ------------------------------------------------------------------------ */
-
-/* Returns the next pseudo-random 32-bit value (splitmix64); good enough for jitter. */
-static uint32_t rng_next(struct fb_http_client_s *c)
-{
-    uint64_t z = (c->rng += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return (uint32_t)((z ^ (z >> 31)) >> 32);
-}
-
-unsigned fb_retry_delay_ms(const fb_retry_policy_t *p, unsigned retry_index, uint32_t random_value)
-{
-    if (!p || p->n_delays == 0)
-        return 0;
-    size_t n =
-        p->n_delays < FB_ARRAY_SIZE(p->delays_ms) ? p->n_delays : FB_ARRAY_SIZE(p->delays_ms);
-    size_t i = retry_index < n ? retry_index : n - 1;
-    uint64_t base = p->delays_ms[i];
-    uint64_t jitter = p->jitter_percent > 100 ? 100 : p->jitter_percent;
-    uint64_t span = base * jitter / 100; /* the most the delay may be shortened by */
-    return (unsigned)(base - (uint64_t)random_value % (span + 1));
-}
 
 const char *fb_http_response_header(const fb_http_response_t *resp, const char *name)
 {
@@ -651,10 +629,10 @@ static void attempt_done(struct req *r, CURLcode rc)
         finish(r, err);
         return;
     }
-    unsigned delay = fb_retry_delay_ms(&r->policy, r->attempts - 1, rng_next(c));
+    unsigned delay = fb_retry_next_delay_ms(&r->policy, r->attempts - 1);
     if (r->status == 429 || r->status == 503) {
         fb_http_response_t tmp = {.headers = r->hdrs, .n_headers = r->n_hdrs};
-        long ra = fb_http_retry_after_ms(fb_http_response_header(&tmp, "Retry-After"), time(NULL));
+        long ra = fb_http_retry_after_ms(fb_http_response_header(&tmp, "Retry-After"), fb_wall_s());
         if (ra >= 0)
             delay = (unsigned)ra;
     }
@@ -723,7 +701,6 @@ fb_http_client_t *fb_http_client_create(uv_loop_t *loop, const fb_http_client_op
         c->opts.connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
     if (!c->opts.max_response_bytes)
         c->opts.max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES;
-    c->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)c;
     c->multi = curl_multi_init();
     if (!c->multi)
         goto fail;

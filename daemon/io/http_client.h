@@ -136,13 +136,4 @@ const char *fb_http_response_header(const fb_http_response_t *resp, const char *
  */
 long fb_http_retry_after_ms(const char *value, time_t now);
 
-/**
- * Pure: the delay in milliseconds before retry number `retry_index` (0 for the retry after the
- * first attempt) under policy `p`. The delay is `p->delays_ms[retry_index]`, or the last entry
- * when the table is shorter, shortened by a jitter of up to `p->jitter_percent` percent (capped
- * at 100) chosen from `random_value`: `base - random_value % (base * jitter / 100 + 1)`. Returns
- * 0 when `p` is NULL or has no entries.
- */
-unsigned fb_retry_delay_ms(const fb_retry_policy_t *p, unsigned retry_index, uint32_t random_value);
-
 #endif /* FB_HTTP_CLIENT_H */

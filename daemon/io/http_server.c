@@ -1003,11 +1003,6 @@ void fb_http_respond(fb_http_req_t *req, int status, const char *content_type, c
     respond_take(req, status, content_type, resp, len, extra_headers);
 }
 
-unsigned fb_http_req_method(const fb_http_req_t *req)
-{
-    return req->method;
-}
-
 const char *fb_http_req_path(const fb_http_req_t *req)
 {
     return req->path;
@@ -1027,11 +1022,6 @@ const char *fb_http_req_body(const fb_http_req_t *req, size_t *len)
 const char *fb_http_req_tag(const fb_http_req_t *req)
 {
     return req->tag;
-}
-
-bool fb_http_req_connected(const fb_http_req_t *req)
-{
-    return req->wsi != NULL;
 }
 
 /* Copies header `name` ("authorization:") of the request on `wsi`; see fb_http_req_header(). */

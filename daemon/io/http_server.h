@@ -96,8 +96,6 @@ void fb_http_server_destroy(fb_http_server_t *srv);
 
 /* --- Requests (valid from the handler call until fb_http_respond returns) --- */
 
-/** The method bit of the request (FB_HTTP_GET...). */
-unsigned fb_http_req_method(const fb_http_req_t *req);
 /** The path, without the query string. Borrowed. */
 const char *fb_http_req_path(const fb_http_req_t *req);
 /** The raw query string without '?', or "" . Borrowed. */
@@ -111,8 +109,6 @@ const char *fb_http_req_body(const fb_http_req_t *req, size_t *len /* OUT */);
 int fb_http_req_header(const fb_http_req_t *req, const char *name, char *out, size_t cap);
 /** A stable tag for logs, "[http|12]". Borrowed. */
 const char *fb_http_req_tag(const fb_http_req_t *req);
-/** False once the client has gone away; the answer will be dropped. */
-bool fb_http_req_connected(const fb_http_req_t *req);
 
 /**
  * Answers `req` with `status`, a content type and a body (copied). Must be called exactly once per

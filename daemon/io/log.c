@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "frichebot/clock.h"
 #include "frichebot/err.h"
 
 fb_log_level_t fb__log_levels[FB_SUB__COUNT] = {
@@ -176,7 +177,6 @@ void fb__log(fb_log_sub_t sub, fb_log_level_t level, const char *fmt, ...)
     char msg[2048];
     char line[4600];
     char ts[40];
-    struct timespec now;
     struct tm tm;
     va_list ap;
 
@@ -184,10 +184,11 @@ void fb__log(fb_log_sub_t sub, fb_log_level_t level, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
 
-    clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
+    int64_t now_ms = fb_wall_ms();
+    time_t now = (time_t)(now_ms / 1000);
+    gmtime_r(&now, &tm);
     size_t tl = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + tl, sizeof(ts) - tl, ".%03ldZ", now.tv_nsec / 1000000L);
+    snprintf(ts + tl, sizeof(ts) - tl, ".%03dZ", (int)(now_ms % 1000));
 
     size_t pos;
     if (log_format == FB_LOG_FORMAT_JSON) {
@@ -209,10 +210,4 @@ void fb__log(fb_log_sub_t sub, fb_log_level_t level, const char *fmt, ...)
     line[pos++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, pos);
     (void)w;
-}
-
-void fb_log_from_handler(const char *msg)
-{
-    if (write(STDERR_FILENO, msg, strlen(msg)) < 0 || write(STDERR_FILENO, "\n", 1) < 0)
-        return; /* nothing sensible to do from a signal handler */
 }

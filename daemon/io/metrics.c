@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "frichebot/alloc.h"
+#include "frichebot/clock.h"
 #include "frichebot/err.h"
 
 #define MAX_SERIES 64
@@ -46,7 +47,7 @@ static struct {
 void fb_metrics_init(void)
 {
     if (!m.start_ms)
-        m.start_ms = uv_hrtime() / 1000000;
+        m.start_ms = fb_mono_ns() / 1000000;
 }
 
 void fb_metrics_reset(void)
@@ -117,7 +118,7 @@ void fb_metrics_redis_rtt(double seconds)
 int fb_metrics_render(fb_buf_t *out)
 {
     int rc = 0;
-    uint64_t now_ms = uv_hrtime() / 1000000;
+    uint64_t now_ms = fb_mono_ns() / 1000000;
     rc |= fb_buf_printf(out,
                         "# HELP frichebot_uptime_seconds Seconds since the daemon started.\n"
                         "# TYPE frichebot_uptime_seconds gauge\n"

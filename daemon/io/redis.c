@@ -44,6 +44,7 @@
 #include <uv.h>
 
 #include "frichebot/alloc.h"
+#include "frichebot/clock.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
 #include "io/metrics.h"
@@ -76,7 +77,7 @@ struct cmd {
     size_t wire_len;   /* bytes of wire */
     uint64_t deadline; /* loop time (ms) after which it is no longer (re)sent */
     uint64_t sent_ms;  /* loop time the current attempt was written */
-    uint64_t sent_ns;  /* uv_hrtime() of the same moment, for the round-trip metric */
+    uint64_t sent_ns;  /* fb_mono_ns() of the same moment, for the round-trip metric */
     int flags;         /* FB_REDIS_RETRY */
     enum cmd_state state;
     bool timed_out; /* the current attempt exceeded command_timeout_ms */
@@ -143,7 +144,6 @@ struct fb_redis_s {
     void (*close_cb)(void *arg);
     void *close_arg;
 
-    uint64_t rng; /* xorshift state for the backoff jitter */
     fb_redis_stats_t stats;
 };
 
@@ -232,33 +232,62 @@ static void cmd_complete(fb_redis_t *r, struct cmd *c, int status, redisReply *r
     cb(r, status, status == 0 ? reply : NULL, arg);
 }
 
-/* Returns a random number in [0, 1) for the backoff jitter (xorshift64*). */
-static double rng_unit(fb_redis_t *r)
+/* ---- reply shapes (redis.h) ---- */
+
+/* Whether `rep` has the type that letter `t` of fb_redis_reply_array()'s `types` spells. */
+static bool type_is(const redisReply *rep, char t)
 {
-    uint64_t x = r->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    r->rng = x;
-    return (double)((x * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+    switch (t) {
+    case 'i':
+        return rep->type == REDIS_REPLY_INTEGER;
+    case 's':
+        return rep->type == REDIS_REPLY_STRING;
+    case 'a':
+        return rep->type == REDIS_REPLY_ARRAY;
+    case 'n':
+        return rep->type == REDIS_REPLY_NIL;
+    default:
+        return true;
+    }
+}
+
+const redisReply *fb_redis_reply_array(const redisReply *rep, size_t min, size_t max,
+                                       const char *types)
+{
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < min || rep->elements > max)
+        return NULL;
+    for (size_t i = 0; types && types[i] && i < rep->elements; i++)
+        if (!type_is(rep->element[i], types[i]))
+            return NULL;
+    return rep;
+}
+
+bool fb_redis_reply_int(const redisReply *rep, long long *out)
+{
+    if (!rep || rep->type != REDIS_REPLY_INTEGER)
+        return false;
+    *out = rep->integer;
+    return true;
+}
+
+const char *fb_redis_reply_str(const redisReply *rep, size_t *len)
+{
+    if (!rep || rep->type != REDIS_REPLY_STRING)
+        return NULL;
+    if (len)
+        *len = rep->len;
+    return rep->str;
+}
+
+bool fb_redis_reply_is_status(const redisReply *rep)
+{
+    return rep && rep->type == REDIS_REPLY_STATUS;
 }
 
 /* Returns the delay before the next connection attempt and counts the attempt. */
 static unsigned backoff_delay(fb_redis_t *r)
 {
-    const fb_retry_policy_t *p = &r->reconnect;
-    size_t n = p->n_delays;
-    if (n > FB_ARRAY_SIZE(p->delays_ms))
-        n = FB_ARRAY_SIZE(p->delays_ms);
-    unsigned base = 1000; /* no policy: one attempt a second */
-    if (n > 0)
-        base = p->delays_ms[r->attempt < n ? r->attempt : n - 1];
-    r->attempt++;
-    unsigned jitter = p->jitter_percent > 100 ? 100 : p->jitter_percent;
-    if (jitter == 0 || base == 0)
-        return base;
-    double cut = (double)base * (double)jitter / 100.0 * rng_unit(r);
-    return base - (unsigned)cut;
+    return fb_retry_next_delay_ms(&r->reconnect, r->attempt++);
 }
 
 /*
@@ -819,7 +848,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     FB_ASSERT(c->state == CMD_INFLIGHT);
     list_remove(&r->inflight, c);
     if (rep) {
-        fb_metrics_redis_rtt((double)(uv_hrtime() - c->sent_ns) / 1e9);
+        fb_metrics_redis_rtt((double)(fb_mono_ns() - c->sent_ns) / 1e9);
         cmd_complete(r, c, 0, rep, false);
         return;
     }
@@ -845,7 +874,7 @@ static int send_cmd(fb_redis_t *r, struct cmd *c)
     c->state = CMD_INFLIGHT;
     c->timed_out = false;
     c->sent_ms = uv_now(r->loop);
-    c->sent_ns = uv_hrtime();
+    c->sent_ns = fb_mono_ns();
     list_append(&r->inflight, c);
     arm_cmd_timer(r);
     return 0;
@@ -943,7 +972,6 @@ fb_redis_t *fb_redis_create(uv_loop_t *loop, const fb_redis_opts_t *opts)
     r->write_deadline_ms = opts->write_deadline_ms;
     r->reconnect = opts->reconnect;
     r->state = ST_IDLE;
-    r->rng = (uv_hrtime() ^ (uint64_t)(uintptr_t)r) | 1;
     uv_timer_t *timers[] = {&r->conn_timer, &r->cmd_timer, &r->deadline_timer};
     for (size_t i = 0; i < FB_ARRAY_SIZE(timers); i++) {
         int rc = uv_timer_init(loop, timers[i]); /* cannot fail on Unix */

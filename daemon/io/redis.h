@@ -60,6 +60,35 @@ typedef struct fb_redis_s fb_redis_t;
  */
 typedef void (*fb_redis_reply_cb)(fb_redis_t *r, int status, struct redisReply *reply, void *arg);
 
+/*
+ * Reading a reply's shape. Replies come from scripts and commands whose shape the daemon knows;
+ * a reply of another shape (a Redis of another version, a script of another release) is a
+ * protocol error, which the caller turns into FB_EPROTO or a retry. These helpers say "is it the
+ * shape I expect" in one call instead of hand-written type and length checks. All accept NULL.
+ */
+
+/** No upper bound on an array's length, for fb_redis_reply_array(). */
+#define FB_REDIS_NOMAX SIZE_MAX
+
+/**
+ * Returns `rep` when it is an array of `min` to `max` elements whose first elements have the
+ * types that `types` spells, one letter per element: 'i' integer, 's' string, 'a' array,
+ * 'n' nil, '.' any; `types` NULL or shorter than the array leaves the rest unchecked. Returns
+ * NULL otherwise (so `rep` NULL gives NULL).
+ */
+const struct redisReply *fb_redis_reply_array(const struct redisReply *rep, size_t min, size_t max,
+                                              const char *types);
+
+/** Returns true and sets *out when `rep` is an integer reply; false (*out untouched) otherwise. */
+bool fb_redis_reply_int(const struct redisReply *rep, long long *out /* OUT */);
+
+/** Returns the bytes of a string reply (NUL-terminated by hiredis; *len set when `len` is not
+ * NULL), or NULL when `rep` is not a string. Borrowed from `rep`. */
+const char *fb_redis_reply_str(const struct redisReply *rep, size_t *len /* OUT */);
+
+/** Whether `rep` is a status reply (+OK, +PONG). */
+bool fb_redis_reply_is_status(const struct redisReply *rep);
+
 /** Counters since creation, for /stats and for tests. */
 typedef struct fb_redis_stats_s {
     uint64_t connects;         /* connections that became ready (connected and authenticated) */

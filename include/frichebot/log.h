@@ -108,10 +108,4 @@ const char *fb_log_sub_name(fb_log_sub_t sub);
 /** Chooses the output format. */
 void fb_log_set_format(fb_log_format_t format);
 
-/**
- * Async-signal-safe: writes `msg` and a newline to stderr with write(2) only, for signal and
- * crash handlers (Redis serverLogFromHandler).
- */
-void fb_log_from_handler(const char *msg);
-
 #endif /* FRICHEBOT_LOG_H */

@@ -813,3 +813,50 @@ TEST_IMPL(redis_rtt_metric)
     fb_test_redis_destroy(&srv);
     return 0;
 }
+
+/* ---- reply shapes (fb_redis_reply_*) ---- */
+
+TEST_IMPL(redis_reply_shapes)
+{
+    char ab[] = "ab", pong_text[] = "PONG";
+    redisReply i7 = {.type = REDIS_REPLY_INTEGER, .integer = 7};
+    redisReply str = {.type = REDIS_REPLY_STRING, .str = ab, .len = 2};
+    redisReply nil = {.type = REDIS_REPLY_NIL};
+    redisReply pong = {.type = REDIS_REPLY_STATUS, .str = pong_text, .len = 4};
+    redisReply *items[] = {&i7, &str, &nil};
+    redisReply arr = {.type = REDIS_REPLY_ARRAY, .element = items, .elements = 3};
+    redisReply empty = {.type = REDIS_REPLY_ARRAY, .element = NULL, .elements = 0};
+
+    ASSERT(fb_redis_reply_array(&arr, 3, 3, NULL) == &arr);
+    ASSERT(fb_redis_reply_array(&arr, 1, FB_REDIS_NOMAX, "is") == &arr);
+    ASSERT(fb_redis_reply_array(&arr, 1, FB_REDIS_NOMAX, "isn") == &arr);
+    ASSERT(fb_redis_reply_array(&arr, 1, FB_REDIS_NOMAX, ".s.") == &arr);
+    ASSERT(fb_redis_reply_array(&arr, 1, FB_REDIS_NOMAX, "isnii") == &arr); /* past the end */
+    ASSERT(fb_redis_reply_array(&arr, 4, FB_REDIS_NOMAX, NULL) == NULL);    /* too short */
+    ASSERT(fb_redis_reply_array(&arr, 0, 2, NULL) == NULL);                 /* too long */
+    ASSERT(fb_redis_reply_array(&arr, 0, 3, "si") == NULL);                 /* wrong types */
+    ASSERT(fb_redis_reply_array(&arr, 0, 3, "a") == NULL);
+    ASSERT(fb_redis_reply_array(&empty, 0, 0, "i") == &empty);
+    ASSERT(fb_redis_reply_array(&i7, 0, FB_REDIS_NOMAX, NULL) == NULL); /* not an array */
+    ASSERT(fb_redis_reply_array(NULL, 0, FB_REDIS_NOMAX, NULL) == NULL);
+
+    long long v = -1;
+    ASSERT(fb_redis_reply_int(&i7, &v));
+    ASSERT_EQ(v, 7);
+    v = -1;
+    ASSERT(!fb_redis_reply_int(&str, &v));
+    ASSERT(!fb_redis_reply_int(NULL, &v));
+    ASSERT_EQ(v, -1);
+
+    size_t len = 0;
+    ASSERT(fb_redis_reply_str(&str, &len) == str.str);
+    ASSERT_EQ(len, 2);
+    ASSERT(fb_redis_reply_str(&str, NULL) == str.str);
+    ASSERT(fb_redis_reply_str(&pong, &len) == NULL); /* a status is not a string */
+    ASSERT(fb_redis_reply_str(NULL, &len) == NULL);
+
+    ASSERT(fb_redis_reply_is_status(&pong));
+    ASSERT(!fb_redis_reply_is_status(&str));
+    ASSERT(!fb_redis_reply_is_status(NULL));
+    return 0;
+}
