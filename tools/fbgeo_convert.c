@@ -2,8 +2,8 @@
 /*
  * fbgeo_convert.c - the build-time converter of the communes index: reads the JSON files of the
  * npm package @etalab/decoupage-administratif (communes, départements, régions, EPCI) and writes
- * the compact file that daemon/engine/geo.c loads in a few milliseconds (format: daemon/engine/geo.h and
- * docs/internals/GEO.md).
+ * the compact file that daemon/engine/geo.c loads in a few milliseconds (format:
+ * daemon/engine/geo.h and docs/internals/GEO.md).
  *
  * It is C rather than a script so that the folded name keys come from the very fb_text_fold()
  * the daemon uses for queries (daemon/engine/text.c is compiled in), and so that the build needs

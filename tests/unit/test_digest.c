@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_digest.c - SHA-1 and SHA-256 (daemon/common/digest.c) against the FIPS 180 examples, around the
- * padding boundary and over one million bytes; hex output and tags.
+ * test_digest.c - SHA-1 and SHA-256 (daemon/common/digest.c) against the FIPS 180 examples, around
+ * the padding boundary and over one million bytes; hex output and tags.
  */
 #include <string.h>
 

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_stats.c - the impact counters (daemon/features/stats.c) on a real redis-server: a scripted set of
- * events, each committed with the counters part of the router's COMMIT script at a fixed clock,
- * then the figures read back at a fixed clock: totals, territories over the 90-day window, month
- * boundaries, recurrence, suppression below the threshold, the page and /metrics.
+ * test_stats.c - the impact counters (daemon/features/stats.c) on a real redis-server: a scripted
+ * set of events, each committed with the counters part of the router's COMMIT script at a fixed
+ * clock, then the figures read back at a fixed clock: totals, territories over the 90-day window,
+ * month boundaries, recurrence, suppression below the threshold, the page and /metrics.
  */
 #include <stdio.h>
 #include <stdlib.h>
