@@ -26,6 +26,7 @@
 #include "core/store.h"
 #include "engine/engine.h"
 #include "engine/geo.h"
+#include "features/escalation.h"
 #include "features/reminders.h"
 #include "features/stats.h"
 #include "frichebot/alloc.h"
@@ -496,6 +497,25 @@ static fb_geo_t *load_geo(const char *path)
     return g;
 }
 
+/* Registers the router's features (core/feature.h): escalation when enabled, the stats. */
+static int add_features(fb_daemon_t *d)
+{
+    fb_buf_t errors;
+    fb_buf_init(&errors, 1u << 16);
+    fb_esc_t *esc = NULL;
+    int rc = fb_esc_create(&d->loop, d->cfg, d->store, d->geo, &esc, &errors);
+    if (rc != 0)
+        FB_ERR(CORE, "escalation cannot start:\n%s", fb_buf_str(&errors));
+    fb_buf_free(&errors);
+    if (rc == 0 && esc && fb_router_add_feature(d->router, &fb_esc_feature, esc) != 0) {
+        fb_esc_destroy(esc);
+        rc = FB_EINVAL;
+    }
+    if (rc == 0)
+        rc = fb_router_add_feature(d->router, &fb_stats_feature, NULL);
+    return rc;
+}
+
 /* Creates the router on the dialog and registers every built-in adapter. */
 static int start_pipeline(fb_daemon_t *d)
 {
@@ -511,6 +531,8 @@ static int start_pipeline(fb_daemon_t *d)
         return FB_ECONFIG;
     }
     fb_buf_free(&errors);
+    if (add_features(d) != 0)
+        return FB_ECONFIG;
     fb_reminders_deps_t rdeps = {&d->loop, d->cfg, d->store, d->router, NULL};
     d->reminders = fb_reminders_create(&rdeps);
     for (size_t i = 0; fb_builtin_adapters[i]; i++) {

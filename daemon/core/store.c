@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "common/digest.h"
+#include "core/keys.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
@@ -90,32 +91,7 @@ static bool conv_key_valid(const char *conv_key)
 
 char *fb_store_conv_key(const fb_store_t *s, const char *conv_key, const char *suffix)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    if (!conv_key_valid(conv_key) || !suffix)
-        return NULL;
-    size_t plen = strlen(s->prefix), klen = strlen(conv_key), slen = strlen(suffix);
-    char *key = fb_malloc(plen + 3 * klen + slen + 8);
-    size_t pos = 0;
-    memcpy(key, s->prefix, plen);
-    pos += plen;
-    memcpy(key + pos, "{c:", 3);
-    pos += 3;
-    for (size_t i = 0; i < klen; i++) {
-        unsigned char ch = (unsigned char)conv_key[i];
-        if (ch == '{' || ch == '}' || ch == '%' || ch < 0x20 || ch == 0x7f) {
-            key[pos++] = '%';
-            key[pos++] = hex[ch >> 4];
-            key[pos++] = hex[ch & 15];
-        } else {
-            key[pos++] = (char)ch;
-        }
-    }
-    key[pos++] = '}';
-    key[pos++] = ':';
-    memcpy(key + pos, suffix, slen);
-    pos += slen;
-    key[pos] = '\0';
-    return key;
+    return fb_key_conv(s->prefix, conv_key, suffix);
 }
 
 /* ---------------------------------------------------------------------------------------- */

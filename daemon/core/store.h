@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/keys.h"
 #include "io/config.h"
 #include "io/redis.h"
 
@@ -34,7 +35,7 @@
 typedef struct fb_store_s fb_store_t;
 
 /** Longest conversation key accepted, in bytes (before escaping). */
-#define FB_STORE_MAX_CONV_KEY 512
+#define FB_STORE_MAX_CONV_KEY FB_KEYS_MAX_CONV
 
 /** Longest caller-chosen write id accepted by fb_store_session_save_id(), in bytes. */
 #define FB_STORE_MAX_WRITE_ID 128

@@ -14,10 +14,11 @@
 
 #include <hiredis/hiredis.h>
 
+#include "common/calendar.h"
+#include "core/keys.h"
 #include "engine/engine.h"
 #include "engine/geo.h"
 #include "engine/template.h"
-#include "features/reminders.h" /* fb_paris_offset() */
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
@@ -50,11 +51,6 @@ void fb_stats_month_back(int64_t ms, int back, char out[8])
     int idx = y * 12 + (m - 1) - back;
     unsigned yy = (unsigned)(idx / 12) % 10000u, mm = (unsigned)(idx % 12) % 12u + 1u;
     snprintf(out, 8, "%04u-%02u", yy, mm);
-}
-
-char *fb_stats_key(const char *prefix, const char *suffix)
-{
-    return fb_asprintf("%sstats:%s", prefix ? prefix : "", suffix);
 }
 
 /* ---- the commit's operations ------------------------------------------------------------- */
@@ -98,6 +94,40 @@ void fb_stats_commit_ops(json_t *ops, const fb_geo_t *geo, const json_t *old_ses
     json_object_set_new(st, "sd", sd);
     json_object_set_new(ops, "st", st);
 }
+
+/* The key of this month's hash, "<prefix>stats:month:YYYY-MM" (Paris month of st->now). */
+static char *month_key(const fb_feature_step_t *st)
+{
+    char month[8];
+    fb_stats_month(st->now, month);
+    return fb_asprintf("%s" FB_KEY_STATS_NS FB_KEY_STATS_MONTH "%s", st->prefix, month);
+}
+
+static void feature_commit_ops(void *self, const fb_feature_step_t *st, json_t *ops, size_t *says)
+{
+    (void)self;
+    (void)says;
+    /* user events only: not a reminder, a hand-back or a forget (STATS.md) */
+    fb_stats_commit_ops(ops, st->geo, st->old_session, st->session, st->effects,
+                        st->user && !st->forget_event, st->now);
+}
+
+static const fb_feature_key_t feature_keys[] = {
+    {"act_c", FB_FKEY_GLOBAL, FB_KEY_STATS_NS FB_KEY_STATS_ACT_COMMUNES, false, NULL},
+    {"act_e", FB_FKEY_GLOBAL, FB_KEY_STATS_NS FB_KEY_STATS_ACT_EPCI, false, NULL},
+    {"act_d", FB_FKEY_GLOBAL, FB_KEY_STATS_NS FB_KEY_STATS_ACT_DEPS, false, NULL},
+    {"month", FB_FKEY_STEP, NULL, false, month_key},
+    {"months", FB_FKEY_CONV, FB_KEY_MONTHS, true, NULL},
+    {"steps", FB_FKEY_GLOBAL, FB_KEY_STATS_NS FB_KEY_STATS_STEPS, false, NULL},
+};
+
+const fb_feature_ops_t fb_stats_feature = {
+    .name = "stats",
+    .keys = feature_keys,
+    .nkeys = sizeof(feature_keys) / sizeof(feature_keys[0]),
+    .lua_post = FB_STATS_COMMIT_LUA,
+    .commit_ops = feature_commit_ops,
+};
 
 /* ---- the read script ---------------------------------------------------------------------- */
 
@@ -152,13 +182,13 @@ fb_stats_t *fb_stats_create(fb_store_t *store, const fb_stats_opts_t *opts)
         s->opts.min_count = 1;
     fb_store_script_init(&s->s_read, read_src);
     const char *prefix = fb_store_prefix(store);
-    s->keys[0] = fb_asprintf("%sstats", prefix);
-    s->keys[1] = fb_stats_key(prefix, "active:communes");
-    s->keys[2] = fb_stats_key(prefix, "active:epci");
-    s->keys[3] = fb_stats_key(prefix, "active:departements");
-    s->keys[4] = fb_stats_key(prefix, "steps_done");
-    s->keys[5] = fb_stats_key(prefix, "advisor_response_ms");
-    s->month_prefix = fb_stats_key(prefix, "month:");
+    s->keys[0] = fb_key_global(prefix, FB_KEY_STATS);
+    s->keys[1] = fb_key_stats(prefix, FB_KEY_STATS_ACT_COMMUNES);
+    s->keys[2] = fb_key_stats(prefix, FB_KEY_STATS_ACT_EPCI);
+    s->keys[3] = fb_key_stats(prefix, FB_KEY_STATS_ACT_DEPS);
+    s->keys[4] = fb_key_stats(prefix, FB_KEY_STATS_STEPS);
+    s->keys[5] = fb_key_stats(prefix, FB_KEY_STATS_RESPONSE);
+    s->month_prefix = fb_key_stats(prefix, FB_KEY_STATS_MONTH);
     return s;
 }
 

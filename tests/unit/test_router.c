@@ -20,6 +20,7 @@
 #include "core/store.h"
 #include "engine/engine.h"
 #include "engine/geo.h"
+#include "features/stats.h"
 #include "frichebot/adapter.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
@@ -269,6 +270,7 @@ static void router_up(struct fixture *f, const char *dialog, unsigned start_dela
     if (!f->router)
         FB_TEST_FAIL("router: %s", fb_buf_str(&e));
     fb_buf_free(&e);
+    ASSERT_OK(fb_router_add_feature(f->router, &fb_stats_feature, NULL)); /* as the daemon */
     ASSERT_OK(fb_router_add_adapter(f->router, test_ops()));
     ASSERT_OK(fb_router_start(f->router));
     f->stopped = false;
