@@ -21,10 +21,11 @@
  *   kick    a table: append the conversation keys whose outbox got entries; the router reads
  *           their heads after the COMMIT (they come back as the reply's extra items).
  *
- * Fragments are chunks of one script: declare your locals with `local`, prefer a `do ... end`
- * block, and never `return`. lua_pre runs after the version check and before a forget deletes
+ * Fragments are chunks of one script: wrap them in a `do ... end` block, declare locals with
+ * `local`, and never `return`. lua_pre runs after the version check and before a forget deletes
  * the conversation's keys; lua_post runs once the session, the router's ops and the outbox are
- * written, before the dedupe mark is set.
+ * written (or, on a forget, deleted: write nothing of the conversation then), before the dedupe
+ * mark is set.
  *
  * Everything runs on the loop thread. Adding a feature: docs/internals/ROUTER.md, "Adding a
  * feature".

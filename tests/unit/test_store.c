@@ -848,3 +848,30 @@ TEST_IMPL(store_eval_scripts)
     fixture_stop(&f);
     return 0;
 }
+
+/*
+ * The conversation-key escaping has a C side (fb_key_conv()) and a Lua side (FB_KEYS_LUA, for the
+ * scripts that build another conversation's key): both give the same key for awkward keys.
+ */
+TEST_IMPL(store_key_escaping_c_and_lua_agree)
+{
+    struct fixture f;
+    fixture_start(&f);
+    static fb_store_script_t lua = {.src =
+                                        FB_KEYS_LUA "return conv_key(ARGV[1], ARGV[2], ARGV[3])\n"};
+    fb_store_script_init(&lua, lua.src);
+    const char *convs[] = {"web:tok", "matrix:!a{b}c%d:hs", "x:\x01\t\x1f\x7f}", "m:!r/~$t",
+                           "m:\xc3\xa9t\xc3\xa9 %7B"};
+    for (size_t i = 0; i < FB_ARRAY_SIZE(convs); i++) {
+        char *c_key = fb_key_conv("fbt:", convs[i], FB_KEY_OUTBOX);
+        const char *args[] = {"fbt:", convs[i], FB_KEY_OUTBOX};
+        struct eval_result res = {0};
+        ASSERT_OK(fb_store_eval(f.s, &lua, 0, 0, 3, args, NULL, on_eval, &res));
+        ASSERT(fb_test_wait_int(&f.loop, &res.calls, 1, 5000));
+        ASSERT_OK(res.status);
+        ASSERT_STR_EQ(res.text, c_key);
+        fb_free(c_key);
+    }
+    fixture_stop(&f);
+    return 0;
+}
