@@ -20,6 +20,7 @@
 #include "core/router.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -313,6 +314,7 @@ struct fb_router_s {
     uint64_t pending_convs; /* ZCARD of the pending index at the last scan */
     uint64_t rng;
     fb_store_script_t s_read, s_commit, s_head, s_pop, s_scan;
+    uint64_t outbox_delay_ms; /* tests: each delivery waits until the entry's ts + this */
     void (*step_hook)(void *arg, const char *key, json_t *effects);
     void *step_hook_arg;
     char *k_pending, *k_due, *k_stats, *k_avis;
@@ -686,7 +688,7 @@ static void ob_send(struct conv *c, json_t *entry)
         return;
     }
     int64_t ts = json_integer_value(json_object_get(entry, "ts"));
-    int64_t delay = (int64_t)r->cfg->router.outbox_start_delay_ms;
+    int64_t delay = (int64_t)r->outbox_delay_ms;
     int64_t now = fb_wall_ms();
     if (delay > 0 && ts + delay > now) {
         ob_wait(c, (uint64_t)(ts + delay - now));
@@ -1480,6 +1482,12 @@ fb_router_t *fb_router_create(const fb_router_deps_t *deps, fb_buf_t *errors)
         .set_state = core_set_state,
     };
     fb_store_script_init(&r->s_read, read_src);
+#ifdef FB_TEST_HOOKS
+    /* Test builds only: integration tests hold the outbox to kill a daemon between the COMMIT
+     * and the delivery. */
+    const char *delay = getenv("FB_TEST_OUTBOX_START_DELAY_MS");
+    r->outbox_delay_ms = delay ? strtoull(delay, NULL, 10) : 0;
+#endif
     fb_store_script_init(&r->s_head, head_src);
     fb_store_script_init(&r->s_pop, pop_src);
     fb_store_script_init(&r->s_scan, scan_src);
@@ -1893,6 +1901,11 @@ int fb_router_metrics_render(const fb_router_t *r, fb_buf_t *out)
         (unsigned long long)s->outbox_parked, (unsigned long long)r->pending_convs,
         (unsigned long long)s->reloads, (unsigned long long)s->reload_failures);
     return rc;
+}
+
+void fb__router_set_outbox_delay(fb_router_t *r, uint64_t ms)
+{
+    r->outbox_delay_ms = ms;
 }
 
 void fb__router_set_step_hook(fb_router_t *r,

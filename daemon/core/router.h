@@ -153,6 +153,14 @@ int fb_router_handback(fb_router_t *r, const char *key, const char *event_id, fb
 void fb_router_kick(fb_router_t *r, const char *key);
 
 /**
+ * Tests only: each outbox delivery first waits until the entry's time + `ms` (0: none), so that
+ * a test can kill or stop the daemon between the COMMIT and the send. Test builds
+ * (FB_BUILD_TESTS) also read it from the environment variable FB_TEST_OUTBOX_START_DELAY_MS at
+ * creation; other builds ignore that variable.
+ */
+void fb__router_set_outbox_delay(fb_router_t *r, uint64_t ms);
+
+/**
  * Tests only: `fn` is called after each engine step, before the COMMIT is sent, with the
  * conversation key and the effects (which it may change). NULL removes it.
  */

@@ -235,7 +235,7 @@ static void wait_int(uv_loop_t *loop, const int *value, int target)
         FB_TEST_FAIL("waited 30 s for %d, have %d", target, *value);
 }
 
-static char *config_text(const fb_test_redis_t *srv, const char *dialog, unsigned start_delay)
+static char *config_text(const fb_test_redis_t *srv, const char *dialog)
 {
     return fb_asprintf("server:\n  listen: \"127.0.0.1:1\"\n"
                        "redis:\n  address: \"unix:%s\"\n  write_deadline_ms: 400\n"
@@ -244,9 +244,8 @@ static char *config_text(const fb_test_redis_t *srv, const char *dialog, unsigne
                        "store:\n  key_prefix: \"t:\"\n"
                        "dialogs:\n  path: \"%s\"\n"
                        "router:\n  max_queued_per_conversation: 16\n"
-                       "  outbox_start_delay_ms: %u\n"
                        "  outbox_retry:\n    delays_ms: [10, 20]\n    jitter_percent: 0\n",
-                       srv->sock, dialog, start_delay);
+                       srv->sock, dialog);
 }
 
 /* A feature a test registers after the stats (router_feature_*), or NULL. */
@@ -255,8 +254,7 @@ static const fb_feature_ops_t *extra_feature;
 /* Builds config, Redis client, store and router on a running server; registers the adapter. */
 static void router_up(struct fixture *f, const char *dialog, unsigned start_delay)
 {
-    char *text =
-        config_text(&f->srv, dialog ? dialog : FB_SOURCE_DIR "/dialogs/exemple.yaml", start_delay);
+    char *text = config_text(&f->srv, dialog ? dialog : FB_SOURCE_DIR "/dialogs/exemple.yaml");
     fb_buf_t e;
     fb_buf_init(&e, 1u << 16);
     f->cfg = fb_config_parse("t.yaml", text, strlen(text), &e);
@@ -273,6 +271,7 @@ static void router_up(struct fixture *f, const char *dialog, unsigned start_dela
     if (!f->router)
         FB_TEST_FAIL("router: %s", fb_buf_str(&e));
     fb_buf_free(&e);
+    fb__router_set_outbox_delay(f->router, start_delay);
     ASSERT_OK(fb_router_add_feature(f->router, &fb_stats_feature, NULL)); /* as the daemon */
     if (extra_feature)
         ASSERT_OK(fb_router_add_feature(f->router, extra_feature, NULL));
@@ -969,7 +968,7 @@ TEST_IMPL(router_adapter_checks)
     memset(&f, 0, sizeof(f));
     ASSERT_OK(fb_test_redis_start(&f.srv));
     ASSERT_OK(uv_loop_init(&f.loop));
-    char *text = config_text(&f.srv, FB_SOURCE_DIR "/dialogs/exemple.yaml", 0);
+    char *text = config_text(&f.srv, FB_SOURCE_DIR "/dialogs/exemple.yaml");
     f.cfg = fb_config_parse("t.yaml", text, strlen(text), NULL);
     fb_free(text);
     ASSERT_NOT_NULL(f.cfg);
@@ -1012,7 +1011,7 @@ TEST_IMPL(router_create_broken_dialog)
     ASSERT_NOT_NULL(mkdtemp(dir));
     char *path = fb_asprintf("%s/casse.yaml", dir);
     write_file(path, "dialogue: x\netats: [\n");
-    char *text = config_text(&srv, path, 0);
+    char *text = config_text(&srv, path);
     fb_config_t *cfg = fb_config_parse("t.yaml", text, strlen(text), NULL);
     ASSERT_NOT_NULL(cfg);
     uv_loop_t loop;
