@@ -3,10 +3,11 @@
  * bench_store.c - load generator for the session store: how many session load+save round trips
  * per second the daemon's Redis path (fb_redis_t + fb_store_t on one libuv loop) sustains.
  *
- * C conversations are in flight at once; each repeatedly loads its session and saves it back
- * with the version it read (so every save succeeds: one writer per conversation), until N round
- * trips are done in total. Sessions are D bytes. bench/run.sh runs it next to redis-benchmark
- * on the same Redis and compares the two; it is not part of `make test`.
+ * C conversations are in flight at once; each repeatedly loads its session (HMGET) and saves it
+ * back with the version it read through a versioned Lua save (fb_store_eval(): EVALSHA), so
+ * every save succeeds (one writer per conversation), until N round trips are done in total.
+ * Sessions are D bytes. bench/run.sh runs it next to redis-benchmark on the same Redis and compares
+ * the two; it is not part of `make test`.
  *
  *   bench_store -a tcp://127.0.0.1:6379 [-n 100000] [-c 50] [-d 512]
  *
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
 #include <uv.h>
 
 #include "core/store.h"
@@ -31,7 +33,30 @@ struct bench;
 struct worker {
     struct bench *b;
     char key[64]; /* conversation key */
+    char *k_sess; /* its session record's Redis key */
+    char ttl[24]; /* the session TTL (ms) */
+    char seq[24]; /* the write id of the save in flight */
+    uint64_t nsave;
 };
+
+/*
+ * The save. KEYS[1] the session record (core/keys.h: v, d, w); ARGV: expected version, data,
+ * write id, TTL ms. {1, new version} when written, {0, version found} on a conflict.
+ */
+static fb_store_script_t s_save = {
+    .src = "local cur = redis.call('HMGET', KEYS[1], '" FB_SESSION_VERSION
+           "', '" FB_SESSION_WRITE_ID "')\n"
+           "local v = tonumber(cur[1]) or 0\n"
+           "if v == tonumber(ARGV[1]) then\n"
+           "  redis.call('HSET', KEYS[1], '" FB_SESSION_VERSION
+           "', string.format('%d', v + 1), '" FB_SESSION_DATA "', ARGV[2], '" FB_SESSION_WRITE_ID
+           "', ARGV[3])\n"
+           "  local ttl = tonumber(ARGV[4])\n"
+           "  if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else "
+           "redis.call('PERSIST', KEYS[1]) end\n"
+           "  return {1, v + 1}\n"
+           "end\n"
+           "return {0, v}\n"};
 
 struct bench {
     uv_loop_t loop;
@@ -59,10 +84,12 @@ static void fail(struct bench *b, int status)
 }
 
 /* End of one round trip: count it, start the next. */
-static void on_saved(int status, uint64_t version, void *arg)
+static void on_saved(int status, const struct redisReply *rep, void *arg)
 {
-    (void)version;
     struct worker *w = arg;
+    if (status == 0 &&
+        (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 || rep->element[0]->integer != 1))
+        status = FB_ECONFLICT;
     if (status == 0)
         w->b->completed++;
     else
@@ -71,18 +98,24 @@ static void on_saved(int status, uint64_t version, void *arg)
 }
 
 /* Loaded (or no session yet): save back with the version read; one writer per key, so it wins. */
-static void on_loaded(int status, const char *data, size_t len, uint64_t version, void *arg)
+static void on_loaded(fb_redis_t *r, int status, struct redisReply *rep, void *arg)
 {
-    (void)data;
-    (void)len;
+    (void)r;
     struct worker *w = arg;
     struct bench *b = w->b;
-    if (status != 0 && status != FB_ENOENT) {
+    if (status == 0 && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2))
+        status = FB_EPROTO;
+    if (status != 0) {
         fail(b, status);
         worker_next(w);
         return;
     }
-    int rc = fb_store_session_save(b->store, w->key, b->data, b->size, version, on_saved, w);
+    const struct redisReply *v = rep->element[0];
+    const char *version = v->type == REDIS_REPLY_STRING ? v->str : "0";
+    snprintf(w->seq, sizeof(w->seq), "%llx", (unsigned long long)++w->nsave);
+    const char *args[] = {w->k_sess, version, b->data, w->seq, w->ttl};
+    size_t lens[] = {strlen(w->k_sess), strlen(version), b->size, strlen(w->seq), strlen(w->ttl)};
+    int rc = fb_store_eval(b->store, &s_save, FB_REDIS_RETRY, 1, 4, args, lens, on_saved, w);
     if (rc != 0) {
         fail(b, rc);
         worker_next(w);
@@ -95,7 +128,8 @@ static void worker_next(struct worker *w)
     struct bench *b = w->b;
     while (b->started < b->total) {
         b->started++;
-        int rc = fb_store_session_load(b->store, w->key, on_loaded, w);
+        const char *argv[] = {"HMGET", w->k_sess, FB_SESSION_VERSION, FB_SESSION_DATA};
+        int rc = fb_redis_command_argv(b->redis, FB_REDIS_RETRY, on_loaded, w, 4, argv, NULL);
         if (rc == 0)
             return;
         fail(b, rc);
@@ -199,11 +233,15 @@ int main(int argc, char **argv)
     snprintf(prefix, sizeof(prefix), "fbbench:%lx:", (unsigned long)getpid());
     fb_store_opts_t so = {.key_prefix = prefix, .session_ttl_days = 1};
     b.store = fb_store_create(b.redis, &so);
+    fb_store_script_init(&s_save, s_save.src);
     b.workers = fb_calloc(conc, sizeof(*b.workers));
     b.active = (unsigned)conc;
     for (unsigned long i = 0; i < conc; i++) {
         b.workers[i].b = &b;
         snprintf(b.workers[i].key, sizeof(b.workers[i].key), "conv-%lu", i);
+        b.workers[i].k_sess = fb_store_conv_key(b.store, b.workers[i].key, FB_KEY_SESSION);
+        snprintf(b.workers[i].ttl, sizeof(b.workers[i].ttl), "%llu",
+                 (unsigned long long)fb_store_session_ttl_ms(b.store));
     }
 
     int rc = fb_redis_start(b.redis);
@@ -235,6 +273,8 @@ int main(int argc, char **argv)
                 b.completed, conc, size, secs, rate);
         printf("roundtrips_per_s=%.1f\n", rate);
     }
+    for (unsigned long i = 0; b.workers && i < conc; i++)
+        fb_free(b.workers[i].k_sess);
     fb_free(b.workers);
     fb_free(b.data);
     return status;

@@ -28,6 +28,7 @@
 #include "core/store.h"
 #include "engine/engine.h"
 #include "engine/geo.h"
+#include "features/escalation.h"
 #include "features/reminders.h"
 #include "features/stats.h"
 #include "frichebot/alloc.h"
@@ -125,7 +126,26 @@ static fb_geo_t *load_geo(const char *path)
     return g;
 }
 
-/* The router on the dialog, with every built-in adapter registered. */
+/* Registers the router's features (core/feature.h): escalation when enabled, the stats. */
+static int add_features(fb_daemon_t *d)
+{
+    fb_buf_t errors;
+    fb_buf_init(&errors, 1u << 16);
+    fb_esc_t *esc = NULL;
+    int rc = fb_esc_create(&d->loop, d->cfg, d->store, d->geo, &esc, &errors);
+    if (rc != 0)
+        FB_ERR(CORE, "escalation cannot start:\n%s", fb_buf_str(&errors));
+    fb_buf_free(&errors);
+    if (rc == 0 && esc && fb_router_add_feature(d->router, &fb_esc_feature, esc) != 0) {
+        fb_esc_destroy(esc);
+        rc = FB_EINVAL;
+    }
+    if (rc == 0)
+        rc = fb_router_add_feature(d->router, &fb_stats_feature, NULL);
+    return rc;
+}
+
+/* The router on the dialog, with its features and every built-in adapter registered. */
 static int router_create(fb_daemon_t *d, void **self)
 {
     d->geo = load_geo(d->cfg->dialogs.geo_path);
@@ -143,6 +163,8 @@ static int router_create(fb_daemon_t *d, void **self)
     }
     fb_buf_free(&errors);
     *self = d->router;
+    if (add_features(d) != 0)
+        return FB_ECONFIG;
     for (size_t i = 0; fb_builtin_adapters[i]; i++) {
         int rc = fb_router_add_adapter(d->router, fb_builtin_adapters[i]);
         if (rc == FB_DECLINED) {

@@ -20,16 +20,17 @@
 #include "core/router.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <hiredis/hiredis.h>
 
 #include "core/adapters.h"
+#include "core/feature.h"
+#include "core/keys.h"
 #include "engine/engine.h"
 #include "engine/text.h"
-#include "features/escalation.h"
-#include "features/stats.h"
 #include "frichebot/alloc.h"
 #include "frichebot/clock.h"
 #include "frichebot/err.h"
@@ -51,116 +52,137 @@
 #define AVIS_COMMENTS_MAX 1000  /* comments kept in the global list (in commit_src) */
 #define DEDUPE_MS_PER_H   3600000ULL
 #define MAX_ADAPTER_KEYS  8  /* fb_adapter_ops_t.conv_keys deleted on forget */
-#define N_COMMIT_KEYS     16 /* the commit script's fixed keys */
+#define MAX_FEATURES      8  /* fb_router_add_feature() */
+#define MAX_FEATURE_KEYS  24 /* the features' keys, all together */
+#define MAX_COMMIT_KEYS   (N_CORE_KEYS + MAX_FEATURE_KEYS + MAX_ADAPTER_KEYS)
 
 /* ---- the scripts ------------------------------------------------------------------------- */
 
 /* READ. KEYS: session, dedupe mark. {1} when the event was handled already, else {0, v, d, a}
  * (a: the time of the user's last event, ms, "" when unknown). */
 static const char read_src[] = "if redis.call('EXISTS', KEYS[2]) == 1 then return {1} end\n"
-                               "local cur = redis.call('HMGET', KEYS[1], 'v', 'd', 'a')\n"
+                               "local cur = redis.call('HMGET', KEYS[1], '" FB_SESSION_VERSION
+                               "', '" FB_SESSION_DATA "', '" FB_SESSION_ACTIVITY "')\n"
                                "return {0, cur[1] or '0', cur[2] or '', cur[3] or ''}\n";
 
 /*
- * COMMIT. KEYS: 1 session, 2 dedupe mark, 3 outbox, 4 reminders (id -> reason), 5 ticket,
- * 6 parked, 7 pending index, 8 due reminders, 9 stats, 10 avis comments, 11..16 the impact
- * counters (stats.h: territories' activity for communes, EPCI, départements; this month's hash;
- * the conversation's set of months; steps done). ARGV: 1 expected version, 2 session data, 3 mode
- * (w: write, f: forget, n: leave), 4 write id, 5 session TTL ms (0: none), 6 dedupe TTL ms, 7 now
- * ms, 8 conversation key, 9 the effects as JSON {out, rem, ticket, stats, avis, st}, 10 "1" for
- * the user's own events (not a reminder): the session records the time in `a` and the pending
- * reminders are pushed back (due = now + their delay, kept as "<id>#a" in the reminders hash)
- * before the effects' own schedules. `ops.rearm` (a reminder dropped because the user wrote
- * after it fell due): that reminder is armed again at `a` + its delay unless already due (NX).
- * KEYS 17 and after: the adapter's own per-conversation keys (fb_adapter_ops_t.conv_keys),
- * deleted on forget. Returns {2, 0} for a duplicate, {0, version
- * found} on a conflict, {1, new version} when written.
+ * COMMIT, assembled at the first start (build_commit()): commit_head_src, the `K` table of the
+ * keys by name (the router's, then each feature's: core/feature.h), the features' lua_pre,
+ * commit_body_src, their lua_post, commit_tail_src. KEYS: the router's N_CORE_KEYS (core_keys[]
+ * order), the features' keys, then the adapter's own per-conversation keys
+ * (fb_adapter_ops_t.conv_keys), deleted on forget. ARGV: 1 expected version, 2 session data, 3
+ * mode (w: write, f: forget, n: leave), 4 write id, 5 session TTL ms (0: none), 6 dedupe TTL ms,
+ * 7 now ms, 8 conversation key, 9 the ops as JSON {out, rem, ticket, stats, avis, and the
+ * features' members}, 10 "1" for the user's own events (not a reminder): the session records
+ * the time in `a` and the pending reminders are pushed back (due = now + their delay, kept as
+ * "<id>#a" in the reminders hash) before the effects' own schedules. `O.rearm` (a reminder
+ * dropped because the user wrote after it fell due): that reminder is armed again at `a` + its
+ * delay unless already due (NX). Returns {2, 0} for a duplicate, {0, version found} on a
+ * conflict, {1, new version, conversations whose outbox got entries (`kick`)...} when written.
  */
-static const char commit_src[] = "if redis.call('EXISTS', KEYS[2]) == 1 then return {2, 0} end\n"
-                                 "local v = tonumber(redis.call('HGET', KEYS[1], 'v')) or 0\n"
-                                 "if v ~= tonumber(ARGV[1]) then return {0, v} end\n"
-                                 "local ops = cjson.decode(ARGV[9])\n"
-                                 "local ttl = tonumber(ARGV[5])\n"
-                                 "local member = ARGV[8]\n"
-                                 "local now = tonumber(ARGV[7])\n";
-/* The COMMIT's next parts (joined at creation: one literal would be too long). */
-static const char commit_pre_src[] =
-    FB_ESC_COMMIT_PRE_LUA; /* escalation.h: kick; a forget withdraws the bot's thread messages */
-static const char commit_mid_src[] =
-    "local function expire(k) if ttl > 0 then redis.call('PEXPIRE', k, ttl) end end\n"
-    "local function cancel_all()\n"
-    "  for _, id in ipairs(redis.call('HKEYS', KEYS[4])) do\n"
-    "    redis.call('ZREM', KEYS[8], member .. '|' .. id)\n"
-    "  end\n"
-    "  redis.call('DEL', KEYS[4])\n"
-    "end\n"
+static const char commit_head_src[] =
+    "if redis.call('EXISTS', KEYS[2]) == 1 then return {2, 0} end\n"
+    "local v = tonumber(redis.call('HGET', KEYS[1], '" FB_SESSION_VERSION "')) or 0\n"
+    "if v ~= tonumber(ARGV[1]) then return {0, v} end\n"
+    "local O = cjson.decode(ARGV[9])\n"
+    "local ttl = tonumber(ARGV[5])\n"
+    "local A = {now = tonumber(ARGV[7]), member = ARGV[8], mode = ARGV[3], user = ARGV[10] == "
+    "'1'}\n"
+    "local kick = {}\n"
+    "local function expire(k) if ttl > 0 then redis.call('PEXPIRE', k, ttl) end end\n" FB_KEYS_LUA;
+
+/* The router's keys, KEYS[1..N_CORE_KEYS] in this order (K.<name> in the script). */
+enum core_key {
+    CK_SESSION,
+    CK_EVENT,
+    CK_OUTBOX,
+    CK_REMINDERS,
+    CK_TICKET,
+    CK_PARKED,
+    CK_PENDING,
+    CK_DUE,
+    CK_STATS,
+    CK_AVIS,
+    N_CORE_KEYS
+};
+static const char *const core_keys[N_CORE_KEYS] = {"session", "event",  "outbox",  "reminders",
+                                                   "ticket",  "parked", "pending", "due",
+                                                   "stats",   "avis"};
+
+/* The router's part, after the features' lua_pre: `forget_keys` and `first_adapter_key` are
+ * filled in by build_commit() (the DEL of a forget, the position of the adapter's keys). */
+static const char commit_body_fmt[] =
     "local nv = v\n"
-    "if ARGV[3] == 'f' then\n"
+    "local function cancel_all()\n"
+    "  for _, id in ipairs(redis.call('HKEYS', K.reminders)) do\n"
+    "    redis.call('ZREM', K.due, A.member .. '|' .. id)\n"
+    "  end\n"
+    "  redis.call('DEL', K.reminders)\n"
+    "end\n"
+    "if A.mode == 'f' then\n"
     "  cancel_all()\n"
-    "  redis.call('DEL', KEYS[1], KEYS[3], KEYS[5], KEYS[6], KEYS[15])\n"
-    "  for i = 17, #KEYS do redis.call('DEL', KEYS[i]) end\n"
+    "  redis.call('DEL', K.session, K.outbox, K.ticket, K.parked%s)\n"
+    "  for i = %zu, #KEYS do redis.call('DEL', KEYS[i]) end\n"
     "  nv = 0\n"
-    "elseif ARGV[3] == 'w' then\n"
+    "elseif A.mode == 'w' then\n"
     "  nv = v + 1\n"
-    "  redis.call('HSET', KEYS[1], 'v', string.format('%d', nv), 'd', ARGV[2], 'w', ARGV[4])\n"
-    "  if ARGV[10] == '1' then redis.call('HSET', KEYS[1], 'a', ARGV[7]) end\n"
-    "  if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) "
+    "  redis.call('HSET', K.session, '" FB_SESSION_VERSION
+    "', string.format('%%d', nv), '" FB_SESSION_DATA "', ARGV[2], '" FB_SESSION_WRITE_ID
+    "', ARGV[4])\n"
+    "  if A.user then redis.call('HSET', K.session, '" FB_SESSION_ACTIVITY "', ARGV[7]) end\n"
+    "  if ttl > 0 then redis.call('PEXPIRE', K.session, ttl) else "
+    "redis.call('PERSIST', K.session) end\n"
     "end\n"
-    "end\n"
-    "if ARGV[10] == '1' and ARGV[3] ~= 'f' then\n"
-    "  local h = redis.call('HGETALL', KEYS[4])\n"
+    "if A.user and A.mode ~= 'f' then\n"
+    "  local h = redis.call('HGETALL', K.reminders)\n"
     "  for i = 1, #h, 2 do\n"
     "    local id = string.match(h[i], '^(.*)#a$')\n"
     "    if id and tonumber(h[i + 1]) then\n"
-    "      redis.call('ZADD', KEYS[8], 'XX', tonumber(ARGV[7]) + tonumber(h[i + 1]),\n"
-    "                 member .. '|' .. id)\n"
+    "      redis.call('ZADD', K.due, 'XX', A.now + tonumber(h[i + 1]), A.member .. '|' .. id)\n"
     "    end\n"
     "  end\n"
     "end\n"
-    "for _, op in ipairs(ops.rem) do\n"
+    "for _, op in ipairs(O.rem) do\n"
     "  if op[1] == 's' then\n"
-    "    redis.call('HSET', KEYS[4], op[2], op[4], op[2] .. '#a', op[5])\n"
-    "    expire(KEYS[4])\n"
-    "    redis.call('ZADD', KEYS[8], op[3], member .. '|' .. op[2])\n"
+    "    redis.call('HSET', K.reminders, op[2], op[4], op[2] .. '#a', op[5])\n"
+    "    expire(K.reminders)\n"
+    "    redis.call('ZADD', K.due, op[3], A.member .. '|' .. op[2])\n"
     "  elseif op[2] then\n"
-    "    redis.call('HDEL', KEYS[4], op[2], op[2] .. '#a')\n"
-    "    redis.call('ZREM', KEYS[8], member .. '|' .. op[2])\n"
+    "    redis.call('HDEL', K.reminders, op[2], op[2] .. '#a')\n"
+    "    redis.call('ZREM', K.due, A.member .. '|' .. op[2])\n"
     "  else\n"
     "    cancel_all()\n"
     "  end\n"
     "end\n"
-    "if ops.ticket then\n"
-    "  redis.call('DEL', KEYS[5])\n"
-    "  redis.call('HSET', KEYS[5], 'state', 'waiting', 'reason', ops.ticket[1], 'summary',\n"
-    "             ops.ticket[2], 'created', ARGV[7])\n"
-    "  expire(KEYS[5])\n"
+    "if O.ticket then\n"
+    "  redis.call('DEL', K.ticket)\n"
+    "  redis.call('HSET', K.ticket, 'state', 'waiting', 'reason', O.ticket[1], 'summary',\n"
+    "             O.ticket[2], 'created', ARGV[7])\n"
+    "  expire(K.ticket)\n"
     "end\n"
-    "for _, name in ipairs(ops.stats) do redis.call('HINCRBY', KEYS[9], name, 1) end\n"
-    "for _, a in ipairs(ops.avis) do\n"
-    "  redis.call('HINCRBY', KEYS[9], 'avis_note_' .. a[1], 1)\n"
+    "for _, name in ipairs(O.stats) do redis.call('HINCRBY', K.stats, name, 1) end\n"
+    "for _, a in ipairs(O.avis) do\n"
+    "  redis.call('HINCRBY', K.stats, 'avis_note_' .. a[1], 1)\n"
     "  if a[2] then\n"
-    "    redis.call('LPUSH', KEYS[10], a[2])\n"
-    "    redis.call('LTRIM', KEYS[10], 0, 999)\n" /* AVIS_COMMENTS_MAX - 1 */
+    "    redis.call('LPUSH', K.avis, a[2])\n"
+    "    redis.call('LTRIM', K.avis, 0, 999)\n" /* AVIS_COMMENTS_MAX - 1 */
     "  end\n"
     "end\n"
-    "local sk = {stats = KEYS[9], act_c = KEYS[11], act_e = KEYS[12], act_d = KEYS[13],\n"
-    "            month = KEYS[14], months = KEYS[15], steps = KEYS[16]}\n" FB_STATS_COMMIT_LUA
-    "if #ops.out > 0 then\n"
-    "  for _, e in ipairs(ops.out) do redis.call('RPUSH', KEYS[3], e) end\n"
-    "  expire(KEYS[3])\n"
-    "  redis.call('ZADD', KEYS[7], 'NX', ARGV[7], member)\n"
+    "if #O.out > 0 then\n"
+    "  for _, e in ipairs(O.out) do redis.call('RPUSH', K.outbox, e) end\n"
+    "  expire(K.outbox)\n"
+    "  redis.call('ZADD', K.pending, 'NX', ARGV[7], A.member)\n"
+    "end\n"
+    "if O.rearm then\n"
+    "  local d = tonumber(redis.call('HGET', K.reminders, O.rearm .. '#a'))\n"
+    "  local a = tonumber(redis.call('HGET', K.session, '" FB_SESSION_ACTIVITY "'))\n"
+    "  if d and a then redis.call('ZADD', K.due, 'NX', a + d, A.member .. '|' .. O.rearm) end\n"
     "end\n";
-/* The COMMIT's end. */
-static const char commit_tail_src[] =
-    "if ops.rearm then\n"
-    "  local d = tonumber(redis.call('HGET', KEYS[4], ops.rearm .. '#a'))\n"
-    "  local a = tonumber(redis.call('HGET', KEYS[1], 'a'))\n"
-    "  if d and a then redis.call('ZADD', KEYS[8], 'NX', a + d, member .. '|' .. ops.rearm) end\n"
-    "end\n" FB_ESC_COMMIT_LUA /* escalation.h: announce, relay, close; adds to `kick` */
-    "redis.call('SET', KEYS[2], '1', 'PX', ARGV[6])\n"
-    "local res = {1, nv}\n"
-    "for _, k in ipairs(kick) do table.insert(res, k) end\n"
-    "return res\n";
+/* The COMMIT's end, after the features' lua_post. */
+static const char commit_tail_src[] = "redis.call('SET', KEYS[2], '1', 'PX', ARGV[6])\n"
+                                      "local res = {1, nv}\n"
+                                      "for _, k in ipairs(kick) do table.insert(res, k) end\n"
+                                      "return res\n";
 
 /* HEAD. KEYS: outbox, pending index; ARGV: conversation key. The head entry, or nil (and the
  * conversation leaves the pending index). */
@@ -208,6 +230,13 @@ static const char scan_src[] =
 
 /* ---- structures ------------------------------------------------------------------------- */
 
+/* A registered feature (core/feature.h). */
+struct feature_slot {
+    const fb_feature_ops_t *ops;
+    void *self;
+    char **global; /* the GLOBAL keys, built once (NULL for the other kinds), ops->nkeys */
+};
+
 struct adapter_slot {
     fb_adapter_t a; /* first: core_data points back at the slot */
     fb_router_t *r;
@@ -219,7 +248,7 @@ struct job {
     struct conv *c;
     fb_inbound_kind_t kind;
     char *event_id, *text, *choice;
-    char *timer;   /* a reminder (fb_router_timer()): its id; the job is a TIMER event */
+    char *timer;   /* a reminder (fb_router_reminder()): its id; the job is a TIMER event */
     int64_t due;   /* the reminder's due time (ms, 0: unknown) */
     bool dropped;  /* the reminder was dropped (inactive, or stale): cb gets FB_DECLINED */
     bool handback; /* a HANDBACK event (fb_router_handback()) */
@@ -284,13 +313,15 @@ struct fb_router_s {
     bool scanning;
     uint64_t pending_convs; /* ZCARD of the pending index at the last scan */
     fb_store_script_t s_read, s_commit, s_head, s_pop, s_scan;
+    uint64_t outbox_delay_ms; /* tests: each delivery waits until the entry's ts + this */
     void (*step_hook)(void *arg, const char *key, json_t *effects);
     void *step_hook_arg;
     char *k_pending, *k_due, *k_stats, *k_avis;
-    char *k_act_c, *k_act_e, *k_act_d, *k_steps; /* impact counters (stats.h) */
     fb_router_stats_t st;
-    char *commit_lua; /* the COMMIT's four parts */
-    fb_esc_t *esc;    /* escalation to advisors (escalation.h), NULL when disabled */
+    char *commit_lua; /* the COMMIT, assembled at the first start (build_commit()) */
+    struct feature_slot features[MAX_FEATURES];
+    size_t nfeatures;
+    size_t nfeature_keys; /* the features' keys, all together */
 };
 
 /* ---- small helpers ---------------------------------------------------------------------- */
@@ -524,7 +555,7 @@ static void ob_on_head(int status, const redisReply *rep, void *arg)
 static void ob_read(struct conv *c)
 {
     fb_router_t *r = c->r;
-    char *k_outbox = ckey(c, "outbox");
+    char *k_outbox = ckey(c, FB_KEY_OUTBOX);
     const char *args[] = {k_outbox, r->k_pending, c->key};
     int rc = fb_store_eval(r->store, &r->s_head, FB_REDIS_RETRY, 2, 1, args, NULL, ob_on_head, c);
     fb_free(k_outbox);
@@ -564,7 +595,7 @@ static void ob_on_pop(int status, const redisReply *rep, void *arg)
 static void ob_pop(struct conv *c, bool park)
 {
     fb_router_t *r = c->r;
-    char *k_outbox = ckey(c, "outbox"), *k_parked = ckey(c, "parked");
+    char *k_outbox = ckey(c, FB_KEY_OUTBOX), *k_parked = ckey(c, FB_KEY_PARKED);
     char ttl[24];
     snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)fb_store_session_ttl_ms(r->store));
     const char *args[] = {k_outbox, k_parked, c->ob_entry, park ? "1" : "0", ttl};
@@ -639,7 +670,7 @@ static void ob_send(struct conv *c, json_t *entry)
         return;
     }
     int64_t ts = json_integer_value(json_object_get(entry, "ts"));
-    int64_t delay = (int64_t)r->cfg->router.outbox_start_delay_ms;
+    int64_t delay = (int64_t)r->outbox_delay_ms;
     int64_t now = fb_wall_ms();
     if (delay > 0 && ts + delay > now) {
         ob_wait(c, (uint64_t)(ts + delay - now));
@@ -969,7 +1000,6 @@ static void on_commit(int status, const redisReply *rep, void *arg)
     }
 }
 
-/* Runs the engine on the loaded session and sends the COMMIT. */
 /* True when a reminder must not go out: the user's last event (`activity`, ms, "" unknown) is
  * older than reminders.inactive_months (30-day months; 0: never). */
 static bool inactive(const fb_router_t *r, const char *activity, int64_t now)
@@ -987,18 +1017,9 @@ static bool stale(int64_t due, const char *activity)
     return due > 0 && a > due;
 }
 
-static void job_step(struct job *j, uint64_t version, const char *data, size_t len,
-                     const char *activity)
+/* The engine's event for job `j`. */
+static fb_event_t job_event(const struct job *j)
 {
-    struct conv *c = j->c;
-    fb_router_t *r = c->r;
-    json_t *session = NULL;
-    if (len > 0) {
-        json_error_t jerr;
-        session = json_loadb(data, len, 0, &jerr);
-        if (!session)
-            FB_WARN(ROUTER, "[%s] stored session is not JSON: starting over", c->tag);
-    }
     fb_event_t ev = {0};
     switch (j->kind) {
     case FB_IN_START:
@@ -1022,7 +1043,19 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
     }
     if (j->handback)
         ev.kind = FB_EVENT_HANDBACK;
-    int64_t now = fb_wall_ms();
+    return ev;
+}
+
+/*
+ * Runs the engine on `session` (borrowed) for job `j`, or drops a reminder that must not go out
+ * (j->dropped; *rearm when it is armed again). 0 with *ns and *effects new, or an error.
+ */
+static int job_run(struct job *j, const json_t *session, const char *activity, int64_t now,
+                   json_t **ns /* OUT */, json_t **effects /* OUT */, bool *rearm /* OUT */)
+{
+    struct conv *c = j->c;
+    fb_router_t *r = c->r;
+    fb_event_t ev = job_event(j);
     fb_engine_env_t env = {
         .now = now / 1000,
         .locale = "fr",
@@ -1030,31 +1063,120 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
         .versions = (const fb_dialog_t *const *)r->versions,
         .n_versions = r->nversions,
     };
-    json_t *ns = NULL, *effects = NULL;
-    bool rearm = false;
-    int rc;
+    *ns = NULL;
+    *effects = NULL;
+    *rearm = false;
     if (j->timer && inactive(r, activity, now)) {
         /* No reminder for an abandoned conversation: cancel it, the session left as it is. */
         FB_INFO(ROUTER, "[%s] reminder '%s' dropped: no activity for %u months", c->tag, j->timer,
                 r->cfg->reminders.inactive_months);
         j->dropped = true;
-        effects = json_pack("[{s:s, s:s}]", "type", "cancel", "id", j->timer);
-        rc = 0;
-    } else if (j->timer && stale(j->due, activity)) {
+        *effects = json_pack("[{s:s, s:s}]", "type", "cancel", "id", j->timer);
+        return 0;
+    }
+    if (j->timer && stale(j->due, activity)) {
         /* The user wrote while it was claimed: not sent; armed again from that activity. */
         FB_INFO(ROUTER, "[%s] reminder '%s' dropped: the user wrote after it fell due", c->tag,
                 j->timer);
         j->dropped = true;
-        rearm = true;
-        effects = json_array();
-        rc = 0;
-    } else {
-        rc = fb_engine_step(r->dialog, session, &ev, &env, &ns, &effects);
+        *rearm = true;
+        *effects = json_array();
+        return 0;
     }
+    int rc = fb_engine_step(r->dialog, session, &ev, &env, ns, effects);
     if (rc == FB_EINVAL && session) {
         FB_WARN(ROUTER, "[%s] stored session refused by the engine: starting over", c->tag);
-        rc = fb_engine_step(r->dialog, NULL, &ev, &env, &ns, &effects);
+        rc = fb_engine_step(r->dialog, NULL, &ev, &env, ns, effects);
     }
+    return rc;
+}
+
+/*
+ * Sends the COMMIT of job `j`: the keys (the router's, the features', the adapter's), then the
+ * arguments (see commit_head_src). `ops`, `sdata` (NULL: none) and `mode` are the script's
+ * ARGV 9, 2 and 3. Returns fb_store_eval()'s result (0: on_commit called later).
+ */
+static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t *st,
+                       const char *ops, const char *sdata, const char *mode)
+{
+    struct conv *c = j->c;
+    fb_router_t *r = c->r;
+    const char *args[MAX_COMMIT_KEYS + 10];
+    char *owned[MAX_COMMIT_KEYS];
+    size_t nkeys = 0, nowned = 0;
+    char *evsuffix = fb_asprintf(FB_KEY_EVENT "%s", j->event_id);
+    static const char *const conv_suffix[N_CORE_KEYS] = {[CK_SESSION] = FB_KEY_SESSION,
+                                                         [CK_OUTBOX] = FB_KEY_OUTBOX,
+                                                         [CK_REMINDERS] = FB_KEY_REMINDERS,
+                                                         [CK_TICKET] = FB_KEY_TICKET,
+                                                         [CK_PARKED] = FB_KEY_PARKED};
+    for (size_t i = 0; i < N_CORE_KEYS; i++) {
+        if (i == CK_EVENT || conv_suffix[i])
+            args[nkeys++] = owned[nowned++] = ckey(c, i == CK_EVENT ? evsuffix : conv_suffix[i]);
+    }
+    fb_free(evsuffix);
+    /* the globals, in core_keys[] order after the conversation's */
+    FB_ASSERT(nkeys == CK_PENDING);
+    args[nkeys++] = r->k_pending;
+    args[nkeys++] = r->k_due;
+    args[nkeys++] = r->k_stats;
+    args[nkeys++] = r->k_avis;
+    for (size_t f = 0; f < r->nfeatures; f++) {
+        const struct feature_slot *fs = &r->features[f];
+        for (size_t i = 0; i < fs->ops->nkeys; i++) {
+            const fb_feature_key_t *k = &fs->ops->keys[i];
+            if (k->kind == FB_FKEY_GLOBAL)
+                args[nkeys++] = fs->global[i];
+            else
+                args[nkeys++] = owned[nowned++] =
+                    k->kind == FB_FKEY_CONV ? ckey(c, k->suffix) : k->make(st);
+        }
+    }
+    const struct adapter_slot *slot = adapter_by_name(r, c->name);
+    for (const char *const *k = slot ? slot->a.ops->conv_keys : NULL;
+         k && *k && nkeys < MAX_COMMIT_KEYS; k++)
+        args[nkeys++] = owned[nowned++] = ckey(c, *k);
+    char expected[24], ttl[24], dttl[24], nowbuf[24];
+    snprintf(expected, sizeof(expected), "%llu", (unsigned long long)version);
+    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)fb_store_session_ttl_ms(r->store));
+    snprintf(dttl, sizeof(dttl), "%llu",
+             (unsigned long long)r->cfg->router.dedupe_retention_hours * DEDUPE_MS_PER_H);
+    snprintf(nowbuf, sizeof(nowbuf), "%lld", (long long)st->now);
+    const char **argv = args + nkeys;
+    argv[0] = expected;
+    argv[1] = sdata ? sdata : "";
+    argv[2] = mode;
+    argv[3] = st->wid;
+    argv[4] = ttl;
+    argv[5] = dttl;
+    argv[6] = nowbuf;
+    argv[7] = c->key;
+    argv[8] = ops ? ops : "{\"out\":[],\"rem\":[],\"stats\":[],\"avis\":[]}";
+    argv[9] = j->timer || j->handback ? "0" : "1";
+    int rc =
+        fb_store_eval(r->store, &r->s_commit, FB_REDIS_RETRY, nkeys, 10, args, NULL, on_commit, j);
+    for (size_t i = 0; i < nowned; i++)
+        fb_free(owned[i]);
+    return rc;
+}
+
+/* Runs the engine on the loaded session, gathers the features' ops and sends the COMMIT. */
+static void job_step(struct job *j, uint64_t version, const char *data, size_t len,
+                     const char *activity)
+{
+    struct conv *c = j->c;
+    fb_router_t *r = c->r;
+    json_t *session = NULL;
+    if (len > 0) {
+        json_error_t jerr;
+        session = json_loadb(data, len, 0, &jerr);
+        if (!session)
+            FB_WARN(ROUTER, "[%s] stored session is not JSON: starting over", c->tag);
+    }
+    int64_t now = fb_wall_ms();
+    json_t *ns = NULL, *effects = NULL;
+    bool rearm = false;
+    int rc = job_run(j, session, activity, now, &ns, &effects, &rearm);
     if (rc != 0) {
         json_decref(session);
         FB_WARN(ROUTER, "[%s] the engine refused the event: %s", c->tag, fb_strerror(rc));
@@ -1067,80 +1189,36 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
     build_ops(j, effects, now, &co);
     if (rearm)
         json_object_set_new(co.ops, "rearm", json_string(j->timer));
-    if (r->esc) {
-        char wid_esc[24];
-        uint64_t he = job_hash(j);
-        snprintf(wid_esc, sizeof(wid_esc), "%016llx", (unsigned long long)he);
-        fb_esc_step_t est = {.key = c->key,
-                             .session = ns,
-                             .effects = effects,
-                             .text = j->kind == FB_IN_MESSAGE && !j->timer && !j->handback ? j->text
-                                                                                           : NULL,
-                             .wid = wid_esc,
-                             .user = !j->timer && !j->handback,
-                             .handback = j->handback,
-                             .forget = co.forget,
-                             .now = now};
-        fb_esc_commit_ops(r->esc, &est, co.ops, &co.says);
-    }
-    /* user events only: not a reminder, a hand-back or a forget (STATS.md) */
-    fb_stats_commit_ops(co.ops, r->geo, session, ns, effects,
-                        !j->timer && !j->handback && j->kind != FB_IN_FORGET, now);
-    json_decref(session);
+    char wid[24];
+    snprintf(wid, sizeof(wid), "%016llx", (unsigned long long)job_hash(j));
+    bool user = !j->timer && !j->handback;
+    fb_feature_step_t st = {
+        .key = c->key,
+        .prefix = fb_store_prefix(r->store),
+        .old_session = session,
+        .session = ns,
+        .effects = effects,
+        .text = j->kind == FB_IN_MESSAGE && user ? j->text : NULL,
+        .wid = wid,
+        .geo = r->geo,
+        .user = user,
+        .forget_event = j->kind == FB_IN_FORGET,
+        .handback = j->handback,
+        .forget = co.forget,
+        .now = now,
+    };
+    for (size_t f = 0; f < r->nfeatures; f++)
+        if (r->features[f].ops->commit_ops)
+            r->features[f].ops->commit_ops(r->features[f].self, &st, co.ops, &co.says);
     j->says = co.says;
     char *ops = json_dumps(co.ops, JSON_COMPACT);
     char *sdata = (!co.forget && ns && !json_is_null(ns)) ? json_dumps(ns, JSON_COMPACT) : NULL;
     const char *mode = co.forget ? "f" : sdata ? "w" : "n";
+    rc = commit_send(j, version, &st, ops, sdata, mode);
     json_decref(co.ops);
+    json_decref(session);
     json_decref(ns);
     json_decref(effects);
-
-    char *keys[N_COMMIT_KEYS + MAX_ADAPTER_KEYS] = {ckey(c, "session"),      NULL,
-                                                    ckey(c, "outbox"),       ckey(c, "reminders"),
-                                                    ckey(c, "ticket"),       ckey(c, "parked"),
-                                                    fb_strdup(r->k_pending), fb_strdup(r->k_due),
-                                                    fb_strdup(r->k_stats),   fb_strdup(r->k_avis),
-                                                    fb_strdup(r->k_act_c),   fb_strdup(r->k_act_e),
-                                                    fb_strdup(r->k_act_d),   NULL,
-                                                    ckey(c, "months"),       fb_strdup(r->k_steps)};
-    char month[8];
-    fb_stats_month(now, month);
-    char *msuffix = fb_asprintf("month:%s", month);
-    keys[13] = fb_stats_key(fb_store_prefix(r->store), msuffix);
-    fb_free(msuffix);
-    char *evsuffix = fb_asprintf("ev:%s", j->event_id);
-    keys[1] = ckey(c, evsuffix);
-    fb_free(evsuffix);
-    size_t nkeys = N_COMMIT_KEYS;
-    const struct adapter_slot *slot = adapter_by_name(r, c->name);
-    for (const char *const *k = slot ? slot->a.ops->conv_keys : NULL;
-         k && *k && nkeys < N_COMMIT_KEYS + MAX_ADAPTER_KEYS; k++)
-        keys[nkeys++] = ckey(c, *k);
-    char expected[24], ttl[24], dttl[24], nowbuf[24], wid[24];
-    snprintf(expected, sizeof(expected), "%llu", (unsigned long long)version);
-    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)fb_store_session_ttl_ms(r->store));
-    snprintf(dttl, sizeof(dttl), "%llu",
-             (unsigned long long)r->cfg->router.dedupe_retention_hours * DEDUPE_MS_PER_H);
-    snprintf(nowbuf, sizeof(nowbuf), "%lld", (long long)now);
-    uint64_t h = job_hash(j);
-    snprintf(wid, sizeof(wid), "%016llx", (unsigned long long)h);
-    const char *args[N_COMMIT_KEYS + MAX_ADAPTER_KEYS + 10];
-    for (size_t i = 0; i < nkeys; i++)
-        args[i] = keys[i];
-    const char **argv = args + nkeys;
-    argv[0] = expected;
-    argv[1] = sdata ? sdata : "";
-    argv[2] = mode;
-    argv[3] = wid;
-    argv[4] = ttl;
-    argv[5] = dttl;
-    argv[6] = nowbuf;
-    argv[7] = c->key;
-    argv[8] = ops ? ops : "{\"out\":[],\"rem\":[],\"stats\":[],\"avis\":[]}";
-    argv[9] = j->timer || j->handback ? "0" : "1";
-    rc = fb_store_eval(r->store, &r->s_commit, FB_REDIS_RETRY, nkeys, 10, args, NULL, on_commit, j);
-    for (size_t i = 0; i < nkeys; i++)
-        fb_free(keys[i]);
     free(sdata); /* fb-lint: allow free (jansson's allocation) */
     free(ops);   /* fb-lint: allow free (jansson's allocation) */
     if (rc != 0) {
@@ -1193,8 +1271,8 @@ static void job_start(struct job *j)
         job_finish(j, FB_ECANCELED);
         return;
     }
-    char *k_session = ckey(c, "session");
-    char *evsuffix = fb_asprintf("ev:%s", j->event_id);
+    char *k_session = ckey(c, FB_KEY_SESSION);
+    char *evsuffix = fb_asprintf(FB_KEY_EVENT "%s", j->event_id);
     char *k_ev = ckey(c, evsuffix);
     const char *args[] = {k_session, k_ev};
     int rc = fb_store_eval(r->store, &r->s_read, FB_REDIS_RETRY, 2, 0, args, NULL, on_read, j);
@@ -1218,8 +1296,13 @@ static int core_deliver(fb_adapter_t *a, const fb_inbound_t *ev, fb_inbound_cb c
     fb_router_t *r = s->r;
     if (r->stopping)
         return FB_ECANCELED;
-    if (r->esc && fb_esc_owns(r->esc, a->ops->name, ev->conv))
-        return fb_esc_inbound(r->esc, a->ops->name, ev, cb, arg);
+    for (size_t f = 0; f < r->nfeatures; f++) {
+        const struct feature_slot *fs = &r->features[f];
+        int rc =
+            fs->ops->inbound ? fs->ops->inbound(fs->self, a->ops->name, ev, cb, arg) : FB_DECLINED;
+        if (rc != FB_DECLINED)
+            return rc; /* the feature's own event (advisors' rooms) */
+    }
     size_t name_len = strlen(a->ops->name);
     if (ev->kind < FB_IN_START || ev->kind > FB_IN_FORGET ||
         !valid_text(ev->conv, FB_STORE_MAX_CONV_KEY - name_len - 1) ||
@@ -1246,12 +1329,6 @@ static int core_deliver(fb_adapter_t *a, const fb_inbound_t *ev, fb_inbound_cb c
     j->arg = arg;
     job_queue(j);
     return 0;
-}
-
-int fb_router_timer(fb_router_t *r, const char *key, const char *timer, const char *event_id,
-                    fb_inbound_cb cb, void *arg)
-{
-    return fb_router_reminder(r, key, timer, 0, event_id, cb, arg);
 }
 
 int fb_router_reminder(fb_router_t *r, const char *key, const char *timer, int64_t due_ms,
@@ -1313,18 +1390,19 @@ void fb_router_kick(fb_router_t *r, const char *key)
     conv_maybe_free(c);
 }
 
-static void esc_kick(void *arg, const char *key)
+/* The host offered to features (core/feature.h). */
+static void feature_kick(void *arg, const char *key)
 {
     fb_router_kick(arg, key);
 }
 
-static int esc_handback(void *arg, const char *key, const char *event_id, fb_inbound_cb cb,
-                        void *cba)
+static int feature_handback(void *arg, const char *key, const char *event_id, fb_inbound_cb cb,
+                            void *cba)
 {
     return fb_router_handback(arg, key, event_id, cb, cba);
 }
 
-static void esc_idle(void *arg)
+static void feature_idle(void *arg)
 {
     check_stopped(arg);
 }
@@ -1382,26 +1460,20 @@ fb_router_t *fb_router_create(const fb_router_deps_t *deps, fb_buf_t *errors)
         .set_state = core_set_state,
     };
     fb_store_script_init(&r->s_read, read_src);
-    r->commit_lua =
-        fb_asprintf("%s%s%s%s", commit_src, commit_pre_src, commit_mid_src, commit_tail_src);
-    fb_store_script_init(&r->s_commit, r->commit_lua);
+#ifdef FB_TEST_HOOKS
+    /* Test builds only: integration tests hold the outbox to kill a daemon between the COMMIT
+     * and the delivery. */
+    const char *delay = getenv("FB_TEST_OUTBOX_START_DELAY_MS");
+    r->outbox_delay_ms = delay ? strtoull(delay, NULL, 10) : 0;
+#endif
     fb_store_script_init(&r->s_head, head_src);
     fb_store_script_init(&r->s_pop, pop_src);
     fb_store_script_init(&r->s_scan, scan_src);
     const char *prefix = fb_store_prefix(deps->store);
-    r->k_pending = fb_asprintf("%soutbox:pending", prefix);
-    r->k_due = fb_asprintf("%sreminders:due", prefix);
-    r->k_stats = fb_asprintf("%sstats", prefix);
-    r->k_avis = fb_asprintf("%savis:comments", prefix);
-    r->k_act_c = fb_stats_key(prefix, "active:communes");
-    r->k_act_e = fb_stats_key(prefix, "active:epci");
-    r->k_act_d = fb_stats_key(prefix, "active:departements");
-    r->k_steps = fb_stats_key(prefix, "steps_done");
-    fb_esc_hooks_t hooks = {.arg = r, .kick = esc_kick, .handback = esc_handback, .idle = esc_idle};
-    if (fb_esc_create(deps->loop, deps->cfg, deps->store, deps->geo, &hooks, &r->esc, errors)) {
-        fb_router_destroy(r);
-        return NULL;
-    }
+    r->k_pending = fb_key_global(prefix, FB_KEY_PENDING);
+    r->k_due = fb_key_global(prefix, FB_KEY_DUE);
+    r->k_stats = fb_key_global(prefix, FB_KEY_STATS);
+    r->k_avis = fb_key_global(prefix, FB_KEY_AVIS);
     uv_timer_init(r->loop, &r->kick);
     uv_timer_init(r->loop, &r->tick);
     r->kick.data = r;
@@ -1450,11 +1522,106 @@ int fb_router_add_adapter(fb_router_t *r, const fb_adapter_ops_t *ops)
     return 0;
 }
 
+/* True when `name` is already a key of the COMMIT (the router's or a registered feature's). */
+static bool key_taken(const fb_router_t *r, const char *name)
+{
+    for (size_t i = 0; i < N_CORE_KEYS; i++)
+        if (strcmp(core_keys[i], name) == 0)
+            return true;
+    for (size_t f = 0; f < r->nfeatures; f++)
+        for (size_t i = 0; i < r->features[f].ops->nkeys; i++)
+            if (strcmp(r->features[f].ops->keys[i].name, name) == 0)
+                return true;
+    return false;
+}
+
+/* Why feature `ops` cannot be registered, or NULL. */
+static const char *feature_refusal(const fb_router_t *r, const fb_feature_ops_t *ops)
+{
+    if (!ops || !ops->name)
+        return "no name";
+    if (r->started)
+        return "the router is already started";
+    if (r->nfeatures == MAX_FEATURES)
+        return "too many features";
+    if (r->nfeature_keys + ops->nkeys > MAX_FEATURE_KEYS)
+        return "too many keys";
+    for (size_t i = 0; i < ops->nkeys; i++) {
+        const fb_feature_key_t *k = &ops->keys[i];
+        if (!k->name || key_taken(r, k->name))
+            return "a key name is missing or already taken";
+        for (size_t n = 0; n < i; n++)
+            if (strcmp(ops->keys[n].name, k->name) == 0)
+                return "a key name is declared twice";
+        if ((k->kind == FB_FKEY_STEP && !k->make) || (k->kind != FB_FKEY_STEP && !k->suffix))
+            return "a key has neither a suffix nor make()";
+    }
+    return NULL;
+}
+
+int fb_router_add_feature(fb_router_t *r, const fb_feature_ops_t *ops, void *self)
+{
+    const char *why = feature_refusal(r, ops);
+    if (why) {
+        FB_ERR(ROUTER, "feature %s refused: %s", ops && ops->name ? ops->name : "(unnamed)", why);
+        return FB_EINVAL;
+    }
+    struct feature_slot *fs = &r->features[r->nfeatures++];
+    fs->ops = ops;
+    fs->self = self;
+    fs->global = ops->nkeys ? fb_calloc(ops->nkeys, sizeof(*fs->global)) : NULL;
+    for (size_t i = 0; i < ops->nkeys; i++)
+        if (ops->keys[i].kind == FB_FKEY_GLOBAL)
+            fs->global[i] = fb_key_global(fb_store_prefix(r->store), ops->keys[i].suffix);
+    r->nfeature_keys += ops->nkeys;
+    if (ops->attach) {
+        fb_feature_host_t host = {
+            .arg = r, .kick = feature_kick, .handback = feature_handback, .idle = feature_idle};
+        ops->attach(self, &host);
+    }
+    return 0;
+}
+
+/* Assembles the COMMIT script (see commit_head_src) from the router's parts and the features'. */
+static void build_commit(fb_router_t *r)
+{
+    fb_buf_t b, forget;
+    fb_buf_init(&b, 1u << 20);
+    fb_buf_init(&forget, 1u << 12);
+    (void)fb_buf_puts(&b, commit_head_src);
+    (void)fb_buf_puts(&b, "local K = {");
+    size_t pos = 1;
+    for (size_t i = 0; i < N_CORE_KEYS; i++, pos++)
+        (void)fb_buf_printf(&b, "%s%s = KEYS[%zu]", i ? ", " : "", core_keys[i], pos);
+    for (size_t f = 0; f < r->nfeatures; f++) {
+        const fb_feature_ops_t *ops = r->features[f].ops;
+        for (size_t i = 0; i < ops->nkeys; i++, pos++) {
+            (void)fb_buf_printf(&b, ", %s = KEYS[%zu]", ops->keys[i].name, pos);
+            if (ops->keys[i].kind == FB_FKEY_CONV && ops->keys[i].forget)
+                (void)fb_buf_printf(&forget, ", K.%s", ops->keys[i].name);
+        }
+    }
+    (void)fb_buf_puts(&b, "}\n");
+    for (size_t f = 0; f < r->nfeatures; f++)
+        if (r->features[f].ops->lua_pre)
+            (void)fb_buf_puts(&b, r->features[f].ops->lua_pre);
+    (void)fb_buf_printf(&b, commit_body_fmt, fb_buf_str(&forget), pos);
+    for (size_t f = 0; f < r->nfeatures; f++)
+        if (r->features[f].ops->lua_post)
+            (void)fb_buf_puts(&b, r->features[f].ops->lua_post);
+    (void)fb_buf_puts(&b, commit_tail_src);
+    r->commit_lua = fb_strdup(fb_buf_str(&b));
+    fb_buf_free(&forget);
+    fb_buf_free(&b);
+    fb_store_script_init(&r->s_commit, r->commit_lua);
+}
+
 int fb_router_start(fb_router_t *r)
 {
     if (r->started)
         return FB_EINVAL;
     r->started = true;
+    build_commit(r);
     for (size_t i = 0; i < r->nadapters; i++) {
         struct adapter_slot *s = r->adapters[i];
         int rc = s->a.ops->start(&s->a);
@@ -1468,7 +1635,9 @@ int fb_router_start(fb_router_t *r)
     fb_redis_get_stats(r->redis, &rs);
     r->redis_connects = rs.connects;
     uv_timer_start(&r->tick, on_tick, TICK_MS, TICK_MS);
-    fb_esc_start(r->esc);
+    for (size_t f = 0; f < r->nfeatures; f++)
+        if (r->features[f].ops->start)
+            r->features[f].ops->start(r->features[f].self);
     fb_router_outbox_scan(r);
     return 0;
 }
@@ -1527,8 +1696,11 @@ static void check_stopped(fb_router_t *r)
 {
     if (!r->stopping || !r->adapters_stopped || r->stop_done_called || r->in_check)
         return;
-    if (r->inflight > 0 || fb_esc_inflight(r->esc) > 0)
+    if (r->inflight > 0)
         return;
+    for (size_t f = 0; f < r->nfeatures; f++)
+        if (r->features[f].ops->inflight && r->features[f].ops->inflight(r->features[f].self) > 0)
+            return;
     r->in_check = true; /* conv_maybe_free() below calls back here */
     /* Idle conversations: stop their timers, drop queued jobs (none start while stopping). */
     for (size_t b = 0; b < CONV_BUCKETS; b++) {
@@ -1578,7 +1750,7 @@ static void adapter_stopped(fb_adapter_t *a)
     }
 }
 
-static void esc_stopped(void *arg)
+static void feature_stopped(void *arg)
 {
     fb_router_t *r = arg;
     r->handles--;
@@ -1593,9 +1765,11 @@ void fb_router_stop(fb_router_t *r, void (*done)(void *arg), void *arg)
     r->stop_done = done;
     r->stop_arg = arg;
     uv_timer_stop(&r->tick);
-    if (r->esc) {
-        r->handles++;
-        fb_esc_stop(r->esc, esc_stopped, r);
+    for (size_t f = 0; f < r->nfeatures; f++) {
+        if (r->features[f].ops->stop) {
+            r->handles++;
+            r->features[f].ops->stop(r->features[f].self, feature_stopped, r);
+        }
     }
     r->adapters_stopping = 1; /* held until every stop() was called */
     for (size_t i = 0; i < r->nadapters; i++) {
@@ -1632,7 +1806,14 @@ void fb_router_destroy(fb_router_t *r)
     for (size_t i = 0; i < r->nversions; i++)
         fb_dialog_unref(r->versions[i]);
     fb_dialog_unref(r->dialog);
-    fb_esc_destroy(r->esc);
+    for (size_t f = 0; f < r->nfeatures; f++) {
+        const struct feature_slot *fs = &r->features[f];
+        if (fs->ops->destroy)
+            fs->ops->destroy(fs->self);
+        for (size_t i = 0; i < fs->ops->nkeys; i++)
+            fb_free(fs->global[i]);
+        fb_free(fs->global);
+    }
     fb_free(r->commit_lua);
     fb_free(r->scan_score);
     fb_free(r->scan_member);
@@ -1640,10 +1821,6 @@ void fb_router_destroy(fb_router_t *r)
     fb_free(r->k_due);
     fb_free(r->k_stats);
     fb_free(r->k_avis);
-    fb_free(r->k_act_c);
-    fb_free(r->k_act_e);
-    fb_free(r->k_act_d);
-    fb_free(r->k_steps);
     fb_free(r);
 }
 
@@ -1701,6 +1878,11 @@ int fb_router_metrics_render(const fb_router_t *r, fb_buf_t *out)
         (unsigned long long)s->outbox_parked, (unsigned long long)r->pending_convs,
         (unsigned long long)s->reloads, (unsigned long long)s->reload_failures);
     return rc;
+}
+
+void fb__router_set_outbox_delay(fb_router_t *r, uint64_t ms)
+{
+    r->outbox_delay_ms = ms;
 }
 
 void fb__router_set_step_hook(fb_router_t *r,

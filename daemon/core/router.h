@@ -7,7 +7,8 @@
  * of one conversation run one at a time, in arrival order; conversations run concurrently),
  * check the dedupe mark, load the session, run fb_engine_step(), then write in ONE Lua script
  * with a version check: the new session (or its deletion on `forget`), the dedupe mark, the
- * outbox entries, reminders, an escalation ticket and counters. Only then is the adapter told 0.
+ * outbox entries, reminders, an escalation ticket, counters and what the registered features
+ * (core/feature.h) add. Only then is the adapter told 0.
  * A version conflict reloads and reruns; Redis unreachable reports FB_EAGAIN (nothing written,
  * the adapter does not acknowledge and the platform retries).
  *
@@ -28,6 +29,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "core/feature.h"
 #include "core/store.h"
 #include "frichebot/adapter.h"
 #include "frichebot/buf.h"
@@ -77,7 +79,16 @@ fb_router_t *fb_router_create(const fb_router_deps_t *deps, fb_buf_t *errors);
  */
 int fb_router_add_adapter(fb_router_t *r, const fb_adapter_ops_t *ops);
 
-/** Starts every adapter (in registration order) and the outbox's recovery scan. */
+/**
+ * Registers a feature (core/feature.h): its keys, Lua fragments and hooks join the router's
+ * work; attach() is called now. `ops` is borrowed for the router's lifetime; `self` is handed to
+ * every hook and, when ops->destroy is set, freed by it at fb_router_destroy(). Returns 0, or
+ * FB_EINVAL (refused and logged: after fb_router_start(), too many, a key name already taken).
+ */
+int fb_router_add_feature(fb_router_t *r, const fb_feature_ops_t *ops, void *self);
+
+/** Starts every adapter (in registration order), the features and the outbox's recovery scan;
+ *  the COMMIT script is assembled here. */
 int fb_router_start(fb_router_t *r);
 
 /**
@@ -114,22 +125,15 @@ void fb_router_get_stats(const fb_router_t *r, fb_router_stats_t *out /* OUT */)
 const struct fb_dialog_s *fb_router_dialog(const fb_router_t *r);
 
 /**
- * Queues reminder `timer` of conversation `key` ("adapter:conv", as in the due zset) as a TIMER
- * event with `event_id` (the dedupe id: the same reminder delivered twice is a duplicate). It
- * runs in the conversation's turn like an inbound event; `cb` gets 0 (recorded or a duplicate),
- * FB_DECLINED (dropped: no user activity for reminders.inactive_months; the reminder is
- * cancelled), FB_EAGAIN, FB_EINVAL or FB_ECANCELED. Returns 0 (cb called later), FB_EINVAL or
- * FB_ECANCELED (cb never called).
- */
-int fb_router_timer(fb_router_t *r, const char *key, const char *timer, const char *event_id,
-                    fb_inbound_cb cb, void *arg);
-
-/**
- * fb_router_timer() for a reminder that fell due at `due_ms` (Unix ms; 0: unknown, as
- * fb_router_timer()). When the user's last event is later than `due_ms` (the user wrote while the
- * scheduler held the claim, so that event could not push it back), the reminder is dropped: no
- * engine step, nothing said, `cb` gets FB_DECLINED, and the COMMIT arms it again at that event's
- * time + its delay unless it is already due (the engine re-armed it). REMINDERS.md.
+ * Queues reminder `timer` of conversation `key` ("adapter:conv", as in the due zset), which fell
+ * due at `due_ms` (Unix ms; 0: unknown), as a TIMER event with `event_id` (the dedupe id: the
+ * same reminder delivered twice is a duplicate). It runs in the conversation's turn like an
+ * inbound event; `cb` gets 0 (recorded or a duplicate), FB_DECLINED (dropped: no user activity
+ * for reminders.inactive_months, the reminder is cancelled; or the user's last event is later
+ * than `due_ms`: the user wrote while the scheduler held the claim, so that event could not push
+ * it back; then no engine step, nothing said, and the COMMIT arms it again at that event's time +
+ * its delay unless it is already due), FB_EAGAIN, FB_EINVAL or FB_ECANCELED. Returns 0 (cb
+ * called later), FB_EINVAL or FB_ECANCELED (cb never called). REMINDERS.md.
  */
 int fb_router_reminder(fb_router_t *r, const char *key, const char *timer, int64_t due_ms,
                        const char *event_id, fb_inbound_cb cb, void *arg);
@@ -140,13 +144,21 @@ void fb_router_outbox_scan(fb_router_t *r);
 /**
  * Queues a HANDBACK event (an advisor handed the conversation back: the dialog resumes) for
  * conversation `key` ("adapter:conv") in its FIFO, with dedupe id `event_id`. Same contract as
- * fb_router_timer(). Used by the escalation module (daemon/features/escalation.c).
+ * fb_router_reminder(). Used by the escalation module (daemon/features/escalation.c).
  */
 int fb_router_handback(fb_router_t *r, const char *key, const char *event_id, fb_inbound_cb cb,
                        void *arg);
 
 /** The outbox of conversation `key` has new entries: read its head now. */
 void fb_router_kick(fb_router_t *r, const char *key);
+
+/**
+ * Tests only: each outbox delivery first waits until the entry's time + `ms` (0: none), so that
+ * a test can kill or stop the daemon between the COMMIT and the send. Test builds
+ * (FB_BUILD_TESTS) also read it from the environment variable FB_TEST_OUTBOX_START_DELAY_MS at
+ * creation; other builds ignore that variable.
+ */
+void fb__router_set_outbox_delay(fb_router_t *r, uint64_t ms);
 
 /**
  * Tests only: `fn` is called after each engine step, before the COMMIT is sent, with the

@@ -19,10 +19,10 @@
 
 #include <hiredis/hiredis.h>
 
+#include "common/calendar.h"
+#include "core/keys.h"
 #include "engine/engine.h"
 #include "engine/template.h"
-#include "features/reminders.h"
-#include "features/stats.h"
 #include "frichebot/alloc.h"
 #include "frichebot/clock.h"
 #include "frichebot/err.h"
@@ -44,7 +44,7 @@ struct fb_esc_s {
     const fb_config_t *cfg;
     fb_store_t *store;
     const fb_geo_t *geo;
-    fb_esc_hooks_t hooks;
+    fb_feature_host_t hooks; /* zeroed until fb_esc_attach() */
     struct route *rooms, *times;
     size_t nrooms, ntimes;
     char *k_open, *k_roots, *k_pending, *k_response;
@@ -65,11 +65,7 @@ static int64_t now_ms(const fb_esc_t *e)
 /* ---- the scripts ------------------------------------------------------------------------- */
 
 #define LUA_HELPERS                                                                                \
-    "local function okey(prefix, conv, suffix)\n"                                                  \
-    "  local k = string.gsub(conv, '[{}%%%c]', function(ch)\n"                                     \
-    "    return string.format('%%%02X', string.byte(ch)) end)\n"                                   \
-    "  return prefix .. '{c:' .. k .. '}:' .. suffix\n"                                            \
-    "end\n"                                                                                        \
+    FB_KEYS_LUA                                                                                    \
     "local function html(s)\n"                                                                     \
     "  local r = string.gsub(s, '[&<>\"\\']', {['&'] = '&amp;', ['<'] = '&lt;', ['>'] = '&gt;',\n" \
     "                        ['\"'] = '&quot;', [\"'\"] = '&#39;'})\n"                             \
@@ -80,7 +76,7 @@ static int64_t now_ms(const fb_esc_t *e)
     "local function push(prefix, pending, conv, txn, text, now)\n"                                 \
     "  local e = cjson.encode({txn = txn, kind = 'reply', text = text, html = html(text),\n"       \
     "                         ts = now})\n"                                                        \
-    "  redis.call('RPUSH', okey(prefix, conv, 'outbox'), e)\n"                                     \
+    "  redis.call('RPUSH', conv_key(prefix, conv, '" FB_KEY_OUTBOX "'), e)\n"                      \
     "  redis.call('ZADD', pending, 'NX', now, conv)\n"                                             \
     "  table.insert(kick, conv)\n"                                                                 \
     "end\n"
@@ -100,7 +96,7 @@ static const char in_src[] = LUA_HELPERS
     "redis.call('SET', KEYS[1], '1', 'PX', ARGV[9])\n"
     "local user = redis.call('HGET', KEYS[2], ARGV[1])\n"
     "if not user then return {0, '', ''} end\n"
-    "local tk = okey(ARGV[6], user, 'ticket')\n"
+    "local tk = conv_key(ARGV[6], user, '" FB_KEY_TICKET "')\n"
     "local t = redis.call('HMGET', tk, 'state', 'root', 'claimed', 'claimed_name', 'created',\n"
     "                     'responded')\n"
     "if t[2] ~= ARGV[1] then return {0, '', ''} end\n"
@@ -172,7 +168,7 @@ static const char watch_src[] = LUA_HELPERS
     "local hb = {}\n"
     "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))\n"
     "for _, user in ipairs(due) do\n"
-    "  local tk = okey(ARGV[2], user, 'ticket')\n"
+    "  local tk = conv_key(ARGV[2], user, '" FB_KEY_TICKET "')\n"
     "  local t = redis.call('HMGET', tk, 'state', 'room', 'root', 'hb', 'created', 'adapter')\n"
     "  if t[1] == 'handing' and t[4] then\n"
     "    table.insert(hb, user)\n"
@@ -287,7 +283,7 @@ int fb_esc_check_config(const fb_config_t *cfg, fb_buf_t *errors)
 }
 
 int fb_esc_create(uv_loop_t *loop, const fb_config_t *cfg, fb_store_t *store, const fb_geo_t *geo,
-                  const fb_esc_hooks_t *hooks, fb_esc_t **out, fb_buf_t *errors)
+                  fb_esc_t **out, fb_buf_t *errors)
 {
     *out = NULL;
     if (!cfg->escalation.enabled)
@@ -297,7 +293,6 @@ int fb_esc_create(uv_loop_t *loop, const fb_config_t *cfg, fb_store_t *store, co
     e->cfg = cfg;
     e->store = store;
     e->geo = geo;
-    e->hooks = *hooks;
     int rc = fb_esc_check_config(cfg, errors);
     if (rc == 0) {
         (void)parse_routes(cfg->escalation.rooms, true, &e->rooms, &e->nrooms, errors);
@@ -308,10 +303,10 @@ int fb_esc_create(uv_loop_t *loop, const fb_config_t *cfg, fb_store_t *store, co
         return rc;
     }
     const char *prefix = fb_store_prefix(store);
-    e->k_open = fb_asprintf("%sesc:open", prefix);
-    e->k_roots = fb_asprintf("%sesc:roots", prefix);
-    e->k_pending = fb_asprintf("%soutbox:pending", prefix);
-    e->k_response = fb_stats_key(prefix, "advisor_response_ms");
+    e->k_open = fb_key_global(prefix, FB_KEY_ESC_OPEN);
+    e->k_roots = fb_key_global(prefix, FB_KEY_ESC_ROOTS);
+    e->k_pending = fb_key_global(prefix, FB_KEY_PENDING);
+    e->k_response = fb_key_stats(prefix, FB_KEY_STATS_RESPONSE);
     fb_store_script_init(&e->s_in, in_src);
     fb_store_script_init(&e->s_watch, watch_src);
     FB_NOTICE(ROUTER, "[esc] escalation enabled: %zu advisors' room route(s)", e->nrooms);
@@ -344,6 +339,11 @@ void fb_esc_destroy(fb_esc_t *e)
 size_t fb_esc_inflight(const fb_esc_t *e)
 {
     return e ? e->inflight : 0;
+}
+
+void fb_esc_attach(fb_esc_t *e, const fb_feature_host_t *host)
+{
+    e->hooks = *host;
 }
 
 /* ---- COMMIT ------------------------------------------------------------------------------ */
@@ -414,8 +414,8 @@ void fb_esc_commit_ops(const fb_esc_t *e, const fb_esc_step_t *st, json_t *ops, 
     const json_t *esc = escalate_effect(st->effects);
     bool relay = !esc && st->user && st->text && fb_engine_session_escalated(st->session);
     if ((esc || relay) && !st->forget) {
-        ticket_key = fb_store_conv_key(e->store, st->key, "ticket");
-        sent_key = fb_store_conv_key(e->store, st->key, "esc:sent");
+        ticket_key = fb_store_conv_key(e->store, st->key, FB_KEY_TICKET);
+        sent_key = fb_store_conv_key(e->store, st->key, FB_KEY_ESC_SENT);
     }
     const char *colon = strchr(st->key, ':');
     if (st->forget) {
@@ -617,7 +617,7 @@ int fb_esc_inbound(fb_esc_t *e, const char *adapter, const fb_inbound_t *ev, fb_
     char name[MAX_NAME];
     advisor_label(ev->sender, ev->sender_name, name);
     char *thread = fb_asprintf("%s:%s", adapter, ev->conv);
-    char *evs = fb_asprintf("ev:%s", ev->event_id);
+    char *evs = fb_asprintf(FB_KEY_EVENT "%s", ev->event_id);
     char *mark = fb_store_conv_key(e->store, thread, evs);
     fb_free(evs);
     if (!mark) {
@@ -755,3 +755,56 @@ void fb_esc_stop(fb_esc_t *e, void (*done)(void *arg), void *arg)
     else if (done)
         done(arg);
 }
+
+/* ---- the feature (core/feature.h) -------------------------------------------------------- */
+
+static void feature_attach(void *self, const fb_feature_host_t *host)
+{
+    fb_esc_attach(self, host);
+}
+
+static void feature_commit_ops(void *self, const fb_feature_step_t *st, json_t *ops, size_t *says)
+{
+    fb_esc_commit_ops(self, st, ops, says);
+}
+
+static int feature_inbound(void *self, const char *adapter, const fb_inbound_t *ev,
+                           fb_inbound_cb cb, void *arg)
+{
+    if (!fb_esc_owns(self, adapter, ev->conv))
+        return FB_DECLINED;
+    return fb_esc_inbound(self, adapter, ev, cb, arg);
+}
+
+static void feature_start(void *self)
+{
+    fb_esc_start(self);
+}
+
+static void feature_stop(void *self, void (*done)(void *arg), void *arg)
+{
+    fb_esc_stop(self, done, arg);
+}
+
+static size_t feature_inflight(const void *self)
+{
+    return fb_esc_inflight(self);
+}
+
+static void feature_destroy(void *self)
+{
+    fb_esc_destroy(self);
+}
+
+const fb_feature_ops_t fb_esc_feature = {
+    .name = "escalation",
+    .lua_pre = FB_ESC_COMMIT_PRE_LUA,
+    .lua_post = FB_ESC_COMMIT_LUA,
+    .attach = feature_attach,
+    .commit_ops = feature_commit_ops,
+    .inbound = feature_inbound,
+    .start = feature_start,
+    .stop = feature_stop,
+    .inflight = feature_inflight,
+    .destroy = feature_destroy,
+};

@@ -17,6 +17,8 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "core/feature.h"
+#include "core/keys.h"
 #include "core/store.h"
 #include "engine/geo.h"
 #include "frichebot/adapter.h"
@@ -25,16 +27,8 @@
 
 typedef struct fb_esc_s fb_esc_t;
 
-/** What the module asks of the router. */
-typedef struct fb_esc_hooks_s {
-    void *arg;
-    /** The outbox of conversation `key` ("adapter:conv") has new entries. */
-    void (*kick)(void *arg, const char *key);
-    /** Queues a HANDBACK event for `key` with dedupe id `event_id` (fb_router_handback()). */
-    int (*handback)(void *arg, const char *key, const char *event_id, fb_inbound_cb cb, void *cba);
-    /** A Redis operation ended while stopping (the router checks whether it can finish). */
-    void (*idle)(void *arg);
-} fb_esc_hooks_t;
+/** What the module asks of the router (core/feature.h). */
+typedef fb_feature_host_t fb_esc_hooks_t;
 
 /** Checks escalation.rooms and escalation.response_times as fb_esc_create() would, for
  *  `serve --check-config`: 0, or FB_EINVAL with the errors appended. Nothing when disabled. */
@@ -45,7 +39,17 @@ int fb_esc_check_config(const fb_config_t *cfg, fb_buf_t *errors);
  * module, or FB_EINVAL with one line per problem appended to `errors`.
  */
 int fb_esc_create(uv_loop_t *loop, const fb_config_t *cfg, fb_store_t *store, const fb_geo_t *geo,
-                  const fb_esc_hooks_t *hooks, fb_esc_t **out, fb_buf_t *errors);
+                  fb_esc_t **out, fb_buf_t *errors);
+
+/** What the module may ask of the router (copied): its kick, handback and idle hooks. Done by
+ *  fb_router_add_feature() through fb_esc_feature.attach; tests call it directly. */
+void fb_esc_attach(fb_esc_t *e, const fb_feature_host_t *host);
+
+/**
+ * The module as a feature of the router (core/feature.h), registered by the daemon with the
+ * fb_esc_t as `self` (the router then owns it: fb_esc_destroy() at fb_router_destroy()).
+ */
+extern const fb_feature_ops_t fb_esc_feature;
 
 /** Starts the watchdog timer. */
 void fb_esc_start(fb_esc_t *e);
@@ -77,17 +81,7 @@ int fb_esc_inbound(fb_esc_t *e, const char *adapter, const fb_inbound_t *ev, fb_
                    void *arg);
 
 /** What the router knows of the event being committed. */
-typedef struct fb_esc_step_s {
-    const char *key;       /* the user's conversation key */
-    const json_t *session; /* the new session (NULL: none) */
-    const json_t *effects; /* the engine's effects */
-    const char *text;      /* the user's message (FB_IN_MESSAGE), or NULL */
-    const char *wid;       /* the event's write id (16 hex digits) */
-    bool user;             /* the user's own event (not a reminder, not a handback) */
-    bool handback;         /* a HANDBACK event */
-    bool forget;           /* the session is being forgotten */
-    int64_t now;           /* ms */
-} fb_esc_step_t;
+typedef fb_feature_step_t fb_esc_step_t;
 
 /**
  * Adds the escalation's part of a COMMIT to `ops` (the script's JSON): "esc" for the script, and
@@ -96,73 +90,73 @@ typedef struct fb_esc_step_s {
 void fb_esc_commit_ops(const fb_esc_t *e, const fb_esc_step_t *st, json_t *ops, size_t *says);
 
 /**
- * The Lua run by the COMMIT script right after `ops`, `member` and `now` are known, before a
- * forget deletes the conversation's keys: it declares the table `kick` (conversation keys whose
- * outbox got entries) and, on a forget (ARGV[3] 'f'), withdraws what the bot posted for the
- * user's tickets: every message listed in `{c:member}:esc:sent` ("ROOM EVENT_ID", recorded by the
- * adapter after each send) gets a redaction entry in the outbox of its room, the roots leave the
- * roots index, the relays not sent yet are dropped with the thread's outbox.
+ * The escalation's first part of the router's COMMIT (fb_esc_feature's lua_pre, core/feature.h),
+ * run before a forget deletes the conversation's keys: on a forget (A.mode 'f'), it withdraws
+ * what the bot posted for the user's tickets: every message listed in `{c:member}:esc:sent`
+ * ("ROOM EVENT_ID", recorded by the adapter after each send) gets a redaction entry in the
+ * outbox of its room, the roots leave the roots index, the relays not sent yet are dropped with
+ * the thread's outbox. Reads O.esc (fb_esc_commit_ops()), K.ticket, K.pending, A.member, A.now;
+ * adds to `kick`.
  */
 #define FB_ESC_COMMIT_PRE_LUA                                                                      \
-    "local kick = {}\n"                                                                            \
-    "local function esc_okey(prefix, conv, suffix)\n"                                              \
-    "  local k = string.gsub(conv, '[{}%%%c]', function(ch)\n"                                     \
-    "    return string.format('%%%02X', string.byte(ch)) end)\n"                                   \
-    "  return prefix .. '{c:' .. k .. '}:' .. suffix\n"                                            \
-    "end\n"                                                                                        \
-    "local e = ops.esc\n"                                                                          \
-    "if e and ARGV[3] == 'f' then\n"                                                               \
-    "  local t = redis.call('HMGET', KEYS[5], 'room', 'adapter', 'tid')\n"                         \
+    "do\n"                                                                                         \
+    "local e = O.esc\n"                                                                            \
+    "if e and A.mode == 'f' then\n"                                                                \
+    "  local t = redis.call('HMGET', K.ticket, 'room', 'adapter', 'tid')\n"                        \
     "  if t[1] and t[2] and t[3] then\n"                                                           \
     "    local th = t[2] .. ':' .. t[1] .. '/~' .. t[3]\n"                                         \
-    "    redis.call('DEL', esc_okey(e.prefix, th, 'outbox'))\n"                                    \
-    "    redis.call('ZREM', KEYS[7], th)\n"                                                        \
+    "    redis.call('DEL', conv_key(e.prefix, th, '" FB_KEY_OUTBOX "'))\n"                         \
+    "    redis.call('ZREM', K.pending, th)\n"                                                      \
     "  end\n"                                                                                      \
-    "  local sent = esc_okey(e.prefix, member, 'esc:sent')\n"                                      \
+    "  local sent = conv_key(e.prefix, A.member, '" FB_KEY_ESC_SENT "')\n"                         \
     "  for _, item in ipairs(redis.call('LRANGE', sent, 0, -1)) do\n"                              \
     "    local room, id = string.match(item, '^(%S+) (%S+)$')\n"                                   \
     "    if room and t[2] then\n"                                                                  \
     "      local conv = t[2] .. ':' .. room\n"                                                     \
     "      local r = cjson.encode({txn = 'esc-rd-' .. string.sub(redis.sha1hex(item), 1, 20),\n"   \
-    "                              kind = 'redact', redacts = id, text = '', ts = now})\n"         \
-    "      redis.call('RPUSH', esc_okey(e.prefix, conv, 'outbox'), r)\n"                           \
-    "      redis.call('ZADD', KEYS[7], 'NX', now, conv)\n"                                         \
+    "                              kind = 'redact', redacts = id, text = '', ts = A.now})\n"       \
+    "      redis.call('RPUSH', conv_key(e.prefix, conv, '" FB_KEY_OUTBOX "'), r)\n"                \
+    "      redis.call('ZADD', K.pending, 'NX', A.now, conv)\n"                                     \
     "      table.insert(kick, conv)\n"                                                             \
     "      redis.call('HDEL', e.roots, id)\n"                                                      \
     "    end\n"                                                                                    \
     "  end\n"                                                                                      \
     "  redis.call('DEL', sent)\n"                                                                  \
-    "  redis.call('ZREM', e.idx, member)\n"                                                        \
+    "  redis.call('ZREM', e.idx, A.member)\n"                                                      \
+    "end\n"                                                                                        \
     "end\n"
 
 /**
- * The Lua run by the COMMIT script once the session is written: announce a new ticket (the
- * ticket is KEYS[5], the pending index KEYS[7]), relay the user's message to the ticket's
- * thread, close a handed-back ticket. Relays go to the outbox of "ROOM/~TID" (TID: the ticket's
- * id): one queue per ticket, whose entries wait until the root's event id is known.
+ * The escalation's second part of the COMMIT (fb_esc_feature's lua_post), once the session is
+ * written: announce a new ticket (K.ticket), relay the user's message to the ticket's thread,
+ * close a handed-back ticket. Relays go to the outbox of "ROOM/~TID" (TID: the ticket's id): one
+ * queue per ticket, whose entries wait until the root's event id is known. Adds to `kick`.
  */
 #define FB_ESC_COMMIT_LUA                                                                          \
+    "do\n"                                                                                         \
+    "local e = O.esc\n"                                                                            \
     "if e and e.ann then\n"                                                                        \
-    "  redis.call('HSET', KEYS[5], 'room', e.ann[3], 'territory', e.ann[4], 'adapter', "           \
+    "  redis.call('HSET', K.ticket, 'room', e.ann[3], 'territory', e.ann[4], 'adapter', "          \
     "e.ann[5], 'tid', e.ann[6])\n"                                                                 \
     "  local conv = e.ann[5] .. ':' .. e.ann[3]\n"                                                 \
-    "  redis.call('RPUSH', esc_okey(e.prefix, conv, 'outbox'), e.ann[1])\n"                        \
-    "  redis.call('ZADD', KEYS[7], 'NX', now, conv)\n"                                             \
-    "  redis.call('ZADD', e.idx, now + e.wd, member)\n"                                            \
+    "  redis.call('RPUSH', conv_key(e.prefix, conv, '" FB_KEY_OUTBOX "'), e.ann[1])\n"             \
+    "  redis.call('ZADD', K.pending, 'NX', A.now, conv)\n"                                         \
+    "  redis.call('ZADD', e.idx, A.now + e.wd, A.member)\n"                                        \
     "  table.insert(kick, conv)\n"                                                                 \
     "elseif e and e.relay then\n"                                                                  \
-    "  local t = redis.call('HMGET', KEYS[5], 'state', 'room', 'tid', 'adapter')\n"                \
+    "  local t = redis.call('HMGET', K.ticket, 'state', 'room', 'tid', 'adapter')\n"               \
     "  if (t[1] == 'waiting' or t[1] == 'claimed') and t[2] and t[3] then\n"                       \
     "    local conv = t[4] .. ':' .. t[2] .. '/~' .. t[3]\n"                                       \
-    "    redis.call('RPUSH', esc_okey(e.prefix, conv, 'outbox'), e.relay)\n"                       \
-    "    redis.call('ZADD', KEYS[7], 'NX', now, conv)\n"                                           \
+    "    redis.call('RPUSH', conv_key(e.prefix, conv, '" FB_KEY_OUTBOX "'), e.relay)\n"            \
+    "    redis.call('ZADD', K.pending, 'NX', A.now, conv)\n"                                       \
     "    table.insert(kick, conv)\n"                                                               \
     "  end\n"                                                                                      \
     "elseif e and e.done then\n"                                                                   \
-    "  if redis.call('HGET', KEYS[5], 'state') == 'handing' then\n"                                \
-    "    redis.call('HSET', KEYS[5], 'state', 'closed', 'closed_at', now)\n"                       \
+    "  if redis.call('HGET', K.ticket, 'state') == 'handing' then\n"                               \
+    "    redis.call('HSET', K.ticket, 'state', 'closed', 'closed_at', A.now)\n"                    \
     "  end\n"                                                                                      \
-    "  redis.call('ZREM', e.idx, member)\n"                                                        \
+    "  redis.call('ZREM', e.idx, A.member)\n"                                                      \
+    "end\n"                                                                                        \
     "end\n"
 
 #endif /* FB_ESCALATION_H */

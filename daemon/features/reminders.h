@@ -15,7 +15,7 @@
  *
  * Working hours: reminders go out Monday to Friday, within reminders.start_hour..end_hour,
  * Europe/Paris time, except on French public holidays; outside of them the due members are
- * re-scored to the next opening ("deferred"). The time rules are pure functions below.
+ * re-scored to the next opening ("deferred"). The time rules are in common/calendar.h.
  *
  * Design, scripts and key layout: docs/internals/REMINDERS.md. Everything runs on the loop thread.
  */
@@ -35,31 +35,6 @@
 
 struct fb_router_s;
 typedef struct fb_reminders_s fb_reminders_t;
-
-/* ---- the calendar (pure) -------------------------------------------------------------------- */
-
-/** Easter Sunday of `year` (Gregorian computus, 1583..9999): *month 3 or 4, *day. */
-void fb_easter(int year, int *month /* OUT */, int *day /* OUT */);
-
-/** True for a French public holiday (metropolitan list: 1 Jan, Easter Monday, 1 May, 8 May,
- * Ascension, Whit Monday, 14 Jul, 15 Aug, 1 Nov, 11 Nov, 25 Dec). month 1..12, day 1..31. */
-bool fb_fr_holiday(int year, int month, int day);
-
-/** The Europe/Paris UTC offset in seconds (3600, or 7200 in summer time) at Unix time `t`:
- * summer time from the last Sunday of March 01:00 UTC to the last Sunday of October 01:00 UTC. */
-int fb_paris_offset(int64_t t);
-
-/** Working hours: [start_hour, end_hour) local time, Monday to Friday, holidays excluded. */
-typedef struct fb_hours_s {
-    unsigned start_hour; /* 0..23 */
-    unsigned end_hour;   /* start_hour+1..24 */
-} fb_hours_t;
-
-/** True when Unix time `t` (seconds) is within working hours in Paris. */
-bool fb_hours_open(const fb_hours_t *h, int64_t t);
-
-/** `t` when it is within working hours, else the next opening (Unix seconds). */
-int64_t fb_hours_next_open(const fb_hours_t *h, int64_t t);
 
 /* ---- the scheduler -------------------------------------------------------------------------- */
 

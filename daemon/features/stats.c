@@ -14,10 +14,11 @@
 
 #include <hiredis/hiredis.h>
 
+#include "common/calendar.h"
+#include "core/keys.h"
 #include "engine/engine.h"
 #include "engine/geo.h"
 #include "engine/template.h"
-#include "features/reminders.h" /* fb_paris_offset() */
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
@@ -50,11 +51,6 @@ void fb_stats_month_back(int64_t ms, int back, char out[8])
     int idx = y * 12 + (m - 1) - back;
     unsigned yy = (unsigned)(idx / 12) % 10000u, mm = (unsigned)(idx % 12) % 12u + 1u;
     snprintf(out, 8, "%04u-%02u", yy, mm);
-}
-
-char *fb_stats_key(const char *prefix, const char *suffix)
-{
-    return fb_asprintf("%sstats:%s", prefix ? prefix : "", suffix);
 }
 
 /* ---- the commit's operations ------------------------------------------------------------- */
@@ -98,6 +94,40 @@ void fb_stats_commit_ops(json_t *ops, const fb_geo_t *geo, const json_t *old_ses
     json_object_set_new(st, "sd", sd);
     json_object_set_new(ops, "st", st);
 }
+
+/* The key of this month's hash, "<prefix>stats:month:YYYY-MM" (Paris month of st->now). */
+static char *month_key(const fb_feature_step_t *st)
+{
+    char month[8];
+    fb_stats_month(st->now, month);
+    return fb_asprintf("%s" FB_KEY_STATS_NS FB_KEY_STATS_MONTH "%s", st->prefix, month);
+}
+
+static void feature_commit_ops(void *self, const fb_feature_step_t *st, json_t *ops, size_t *says)
+{
+    (void)self;
+    (void)says;
+    /* user events only: not a reminder, a hand-back or a forget (STATS.md) */
+    fb_stats_commit_ops(ops, st->geo, st->old_session, st->session, st->effects,
+                        st->user && !st->forget_event, st->now);
+}
+
+static const fb_feature_key_t feature_keys[] = {
+    {"act_c", FB_FKEY_GLOBAL, FB_KEY_STATS_NS FB_KEY_STATS_ACT_COMMUNES, false, NULL},
+    {"act_e", FB_FKEY_GLOBAL, FB_KEY_STATS_NS FB_KEY_STATS_ACT_EPCI, false, NULL},
+    {"act_d", FB_FKEY_GLOBAL, FB_KEY_STATS_NS FB_KEY_STATS_ACT_DEPS, false, NULL},
+    {"month", FB_FKEY_STEP, NULL, false, month_key},
+    {"months", FB_FKEY_CONV, FB_KEY_MONTHS, true, NULL},
+    {"steps", FB_FKEY_GLOBAL, FB_KEY_STATS_NS FB_KEY_STATS_STEPS, false, NULL},
+};
+
+const fb_feature_ops_t fb_stats_feature = {
+    .name = "stats",
+    .keys = feature_keys,
+    .nkeys = sizeof(feature_keys) / sizeof(feature_keys[0]),
+    .lua_post = FB_STATS_COMMIT_LUA,
+    .commit_ops = feature_commit_ops,
+};
 
 /* ---- the read script ---------------------------------------------------------------------- */
 
@@ -152,13 +182,13 @@ fb_stats_t *fb_stats_create(fb_store_t *store, const fb_stats_opts_t *opts)
         s->opts.min_count = 1;
     fb_store_script_init(&s->s_read, read_src);
     const char *prefix = fb_store_prefix(store);
-    s->keys[0] = fb_asprintf("%sstats", prefix);
-    s->keys[1] = fb_stats_key(prefix, "active:communes");
-    s->keys[2] = fb_stats_key(prefix, "active:epci");
-    s->keys[3] = fb_stats_key(prefix, "active:departements");
-    s->keys[4] = fb_stats_key(prefix, "steps_done");
-    s->keys[5] = fb_stats_key(prefix, "advisor_response_ms");
-    s->month_prefix = fb_stats_key(prefix, "month:");
+    s->keys[0] = fb_key_global(prefix, FB_KEY_STATS);
+    s->keys[1] = fb_key_stats(prefix, FB_KEY_STATS_ACT_COMMUNES);
+    s->keys[2] = fb_key_stats(prefix, FB_KEY_STATS_ACT_EPCI);
+    s->keys[3] = fb_key_stats(prefix, FB_KEY_STATS_ACT_DEPS);
+    s->keys[4] = fb_key_stats(prefix, FB_KEY_STATS_STEPS);
+    s->keys[5] = fb_key_stats(prefix, FB_KEY_STATS_RESPONSE);
+    s->month_prefix = fb_key_stats(prefix, FB_KEY_STATS_MONTH);
     return s;
 }
 
@@ -664,22 +694,11 @@ static const char page_foot[] =
     "Ces chiffres sont calculés à partir de compteurs anonymes : aucune conversation n'est "
     "relue pour les produire.</p></div></div></div></footer>\n</body>\n</html>\n";
 
-int fb_stats_render_html(const json_t *doc, fb_buf_t *b)
+/* The page's introduction: the success criterion, the date, the suppression sentence. */
+static int html_intro(fb_buf_t *b, const json_t *doc, unsigned min)
 {
-    unsigned min = (unsigned)json_integer_value(json_object_get(doc, "threshold"));
-    const json_t *period = json_object_get(doc, "period");
-    const json_t *terr = json_object_get(doc, "territories");
-    const json_t *steps = json_object_get(doc, "steps_done");
-    const json_t *adv = json_object_get(doc, "advisor_response");
-    const json_t *rem = json_object_get(doc, "reminders");
-    const json_t *avis = json_object_get(doc, "avis");
-    const json_t *monthly = json_object_get(doc, "monthly");
-    const json_t *months = json_object_get(monthly, "months");
-    int days = (int)json_integer_value(json_object_get(period, "territories_days"));
-    char gen[32] = "", first[32] = "", last[32] = "";
+    char gen[32] = "";
     snprintf(gen, sizeof(gen), "%.10s", json_string_value(json_object_get(doc, "generated_at")));
-    month_label(json_string_value(json_array_get(months, 0)), true, first);
-    month_label(json_string_value(json_array_get(months, json_array_size(months) - 1)), true, last);
     /* The suppression sentence; none when every count is published (min_count 1). */
     char hidden[200] = "";
     if (min > 2)
@@ -692,22 +711,53 @@ int fb_stats_render_html(const json_t *doc, fb_buf_t *b)
                  " Pour qu'aucun chiffre ne permette de reconnaître une personne, le nombre 1 est "
                  "remplacé par « &lt; 2 ».");
     int rc = fb_buf_puts(b, page_head);
-    rc =
-        rc ? rc
-           : fb_buf_printf(
-                 b,
-                 "<p class=\"fr-text--lead\">Le critère de succès de l'assistant : des territoires "
-                 "engagés dans une démarche active, qui étudient des sites avec l'outil, y "
-                 "reviennent et franchissent des étapes.</p>\n"
-                 "<p>Chiffres réels au <span data-figure=\"generated_at\">%s</span> (jour UTC), "
-                 "calculés à partir de compteurs tenus au fil des conversations.%s Les mêmes "
-                 "données sont disponibles au format JSON : <a href=\"/stats.json\">/stats.json"
-                 "</a>.</p>\n",
-                 gen, hidden);
-    rc = rc ? rc
-            : fb_buf_puts(
-                  b,
-                  "<h2>Indicateurs clés</h2>\n<div class=\"fr-grid-row fr-grid-row--gutters\">\n");
+    return rc ? rc
+              : fb_buf_printf(
+                    b,
+                    "<p class=\"fr-text--lead\">Le critère de succès de l'assistant : des "
+                    "territoires engagés dans une démarche active, qui étudient des sites avec "
+                    "l'outil, y reviennent et franchissent des étapes.</p>\n"
+                    "<p>Chiffres réels au <span data-figure=\"generated_at\">%s</span> (jour UTC), "
+                    "calculés à partir de compteurs tenus au fil des conversations.%s Les mêmes "
+                    "données sont disponibles au format JSON : <a href=\"/stats.json\">/stats.json"
+                    "</a>.</p>\n",
+                    gen, hidden);
+}
+
+/* The tile of the median advisor response time. */
+static int html_advisor_tile(fb_buf_t *b, const json_t *adv)
+{
+    const json_t *med = json_object_get(adv, "median_seconds");
+    const json_t *ns = json_object_get(adv, "samples");
+    int rc = fb_buf_puts(b, "<div class=\"fr-col-12 fr-col-sm-6 fr-col-md-4\"><div "
+                            "class=\"fb-stat\"><p class=\"fb-stat__value\" "
+                            "data-figure=\"advisor_response.median_seconds\">");
+    if (!rc && json_is_integer(med)) {
+        long long s = json_integer_value(med);
+        if (s >= 3600)
+            rc = fb_buf_printf(b, "%lld h %02lld min", s / 3600, (s % 3600) / 60);
+        else
+            rc = fb_buf_printf(b, "%lld min", (s + 59) / 60);
+    } else if (!rc) {
+        rc = fb_buf_puts(b, json_is_integer(ns) && json_integer_value(ns) == 0
+                                ? "pas encore de données"
+                                : "trop peu de données");
+    }
+    return rc ? rc
+              : fb_buf_puts(b, "</p><p class=\"fb-stat__label\">délai médian de réponse d'un "
+                               "conseiller</p></div></div>\n");
+}
+
+/* "Indicateurs clés": one tile per key figure. */
+static int html_key_figures(fb_buf_t *b, const json_t *doc, unsigned min)
+{
+    const json_t *terr = json_object_get(doc, "territories");
+    const json_t *steps = json_object_get(doc, "steps_done");
+    const json_t *rem = json_object_get(doc, "reminders");
+    int days = (int)json_integer_value(
+        json_object_get(json_object_get(doc, "period"), "territories_days"));
+    int rc = fb_buf_puts(
+        b, "<h2>Indicateurs clés</h2>\n<div class=\"fr-grid-row fr-grid-row--gutters\">\n");
     char lab[160];
     snprintf(lab, sizeof(lab), "communes avec un projet actif ces %d derniers jours", days);
     rc = rc ? rc : tile(b, json_object_get(terr, "communes"), min, "territories.communes", lab);
@@ -737,34 +787,18 @@ int fb_stats_render_html(const json_t *doc, fb_buf_t *b)
     rc = rc ? rc
             : tile(b, json_object_get(doc, "escalations"), min, "escalations",
                    "demandes de mise en relation avec un conseiller");
-    /* the median advisor response time */
-    if (!rc) {
-        const json_t *med = json_object_get(adv, "median_seconds");
-        const json_t *ns = json_object_get(adv, "samples");
-        rc = fb_buf_puts(b, "<div class=\"fr-col-12 fr-col-sm-6 fr-col-md-4\"><div "
-                            "class=\"fb-stat\"><p class=\"fb-stat__value\" "
-                            "data-figure=\"advisor_response.median_seconds\">");
-        if (!rc && json_is_integer(med)) {
-            long long s = json_integer_value(med);
-            if (s >= 3600)
-                rc = fb_buf_printf(b, "%lld h %02lld min", s / 3600, (s % 3600) / 60);
-            else
-                rc = fb_buf_printf(b, "%lld min", (s + 59) / 60);
-        } else if (!rc) {
-            rc = fb_buf_puts(b, json_is_integer(ns) && json_integer_value(ns) == 0
-                                    ? "pas encore de données"
-                                    : "trop peu de données");
-        }
-        rc = rc ? rc
-                : fb_buf_puts(b, "</p><p class=\"fb-stat__label\">délai médian de réponse d'un "
-                                 "conseiller</p></div></div>\n");
-    }
-    rc = rc ? rc : fb_buf_puts(b, "</div>\n");
+    rc = rc ? rc : html_advisor_tile(b, json_object_get(doc, "advisor_response"));
+    return rc ? rc : fb_buf_puts(b, "</div>\n");
+}
 
-    /* monthly series */
-    rc =
-        rc ? rc
-           : fb_buf_printf(b, "<h2>Évolution sur 12 mois</h2>\n<p>De %s à %s, mois par mois.</p>\n",
+/* "Évolution sur 12 mois": one bar chart per monthly series. */
+static int html_monthly(fb_buf_t *b, const json_t *monthly, unsigned min)
+{
+    const json_t *months = json_object_get(monthly, "months");
+    char first[32] = "", last[32] = "";
+    month_label(json_string_value(json_array_get(months, 0)), true, first);
+    month_label(json_string_value(json_array_get(months, json_array_size(months) - 1)), true, last);
+    int rc = fb_buf_printf(b, "<h2>Évolution sur 12 mois</h2>\n<p>De %s à %s, mois par mois.</p>\n",
                            first, last);
     static const struct {
         const char *name, *title;
@@ -800,65 +834,77 @@ int fb_stats_render_html(const json_t *doc, fb_buf_t *b)
         rc = bar_chart(b, id, series[si].title, "Barres verticales, un mois par barre.", sl, fl,
                        vals, nm, paths, min, "Mois");
     }
-
-    /* avis */
-    if (!rc) {
-        char t[32];
-        count_text(json_object_get(avis, "count"), min, t);
-        rc = fb_buf_puts(b, "<h2>Avis des usagers (« Je donne mon avis »)</h2>\n<p>Nombre d'avis : "
-                            "<span data-figure=\"avis.count\">");
-        rc = rc ? rc : esc(b, t);
-        rc = rc ? rc
-                : fb_buf_puts(b, "</span>. Note de 1 (pas satisfait) à 5 (très satisfait).</p>\n");
-    }
-    if (!rc) {
-        const json_t *dist = json_object_get(avis, "distribution");
-        static const char *const notes[5] = {"1", "2", "3", "4", "5"};
-        static const char *const notes_full[5] = {"note 1", "note 2", "note 3", "note 4", "note 5"};
-        static const char *const paths[5] = {"avis.distribution.1", "avis.distribution.2",
-                                             "avis.distribution.3", "avis.distribution.4",
-                                             "avis.distribution.5"};
-        const json_t *vals[5];
-        for (int i = 0; i < 5; i++)
-            vals[i] = json_object_get(dist, notes[i]);
-        rc = bar_chart(b, "fb-avis", "Répartition des notes",
-                       "Barres verticales, une barre par note de 1 à 5.", notes, notes_full, vals,
-                       5, paths, min, "Note");
-    }
-
-    /* steps done by step */
-    const json_t *by = json_object_get(steps, "by_step");
-    rc = rc ? rc : fb_buf_puts(b, "<h2>Étapes franchies, par étape</h2>\n");
-    if (!rc && json_array_size(by) == 0)
-        rc = fb_buf_puts(b, "<p>Aucune étape n'a encore été marquée comme faite.</p>\n");
-    else if (!rc) {
-        rc = fb_buf_puts(b, "<div class=\"fr-table\"><table><caption>Étapes passées à « faite » "
-                            "par les porteurs de projet</caption><thead><tr><th scope=\"col\">"
-                            "Étape</th><th scope=\"col\">Nombre</th></tr></thead><tbody>\n");
-        size_t i;
-        const json_t *e;
-        json_array_foreach(by, i, e)
-        {
-            const char *step = json_string_value(json_object_get(e, "step"));
-            const char *title = json_string_value(json_object_get(e, "title"));
-            char t[32];
-            count_text(json_object_get(e, "count"), min, t);
-            rc = rc ? rc
-                    : fb_buf_printf(b,
-                                    "<tr><th scope=\"row\" "
-                                    "data-figure=\"steps_done.by_step[%zu].title\">",
-                                    i);
-            rc = rc ? rc : esc(b, title ? title : step ? step : "");
-            rc =
-                rc ? rc
-                   : fb_buf_printf(b, "</th><td data-figure=\"steps_done.by_step[%zu].count\">", i);
-            rc = rc ? rc : esc(b, t);
-            rc = rc ? rc : fb_buf_puts(b, "</td></tr>\n");
-        }
-        rc = rc ? rc : fb_buf_puts(b, "</tbody></table></div>\n");
-    }
-    rc = rc ? rc : fb_buf_puts(b, page_foot);
     return rc;
+}
+
+/* "Avis des usagers": the count and the distribution of the notes. */
+static int html_avis(fb_buf_t *b, const json_t *avis, unsigned min)
+{
+    char t[32];
+    count_text(json_object_get(avis, "count"), min, t);
+    int rc = fb_buf_puts(b, "<h2>Avis des usagers (« Je donne mon avis »)</h2>\n<p>Nombre d'avis : "
+                            "<span data-figure=\"avis.count\">");
+    rc = rc ? rc : esc(b, t);
+    rc = rc ? rc : fb_buf_puts(b, "</span>. Note de 1 (pas satisfait) à 5 (très satisfait).</p>\n");
+    if (rc)
+        return rc;
+    const json_t *dist = json_object_get(avis, "distribution");
+    static const char *const notes[5] = {"1", "2", "3", "4", "5"};
+    static const char *const notes_full[5] = {"note 1", "note 2", "note 3", "note 4", "note 5"};
+    static const char *const paths[5] = {"avis.distribution.1", "avis.distribution.2",
+                                         "avis.distribution.3", "avis.distribution.4",
+                                         "avis.distribution.5"};
+    const json_t *vals[5];
+    for (int i = 0; i < 5; i++)
+        vals[i] = json_object_get(dist, notes[i]);
+    return bar_chart(b, "fb-avis", "Répartition des notes",
+                     "Barres verticales, une barre par note de 1 à 5.", notes, notes_full, vals, 5,
+                     paths, min, "Note");
+}
+
+/* "Étapes franchies, par étape": the table of steps_done.by_step. */
+static int html_steps(fb_buf_t *b, const json_t *steps, unsigned min)
+{
+    const json_t *by = json_object_get(steps, "by_step");
+    int rc = fb_buf_puts(b, "<h2>Étapes franchies, par étape</h2>\n");
+    if (rc)
+        return rc;
+    if (json_array_size(by) == 0)
+        return fb_buf_puts(b, "<p>Aucune étape n'a encore été marquée comme faite.</p>\n");
+    rc = fb_buf_puts(b, "<div class=\"fr-table\"><table><caption>Étapes passées à « faite » "
+                        "par les porteurs de projet</caption><thead><tr><th scope=\"col\">"
+                        "Étape</th><th scope=\"col\">Nombre</th></tr></thead><tbody>\n");
+    size_t i;
+    const json_t *e;
+    json_array_foreach(by, i, e)
+    {
+        const char *step = json_string_value(json_object_get(e, "step"));
+        const char *title = json_string_value(json_object_get(e, "title"));
+        char t[32];
+        count_text(json_object_get(e, "count"), min, t);
+        rc = rc ? rc
+                : fb_buf_printf(b,
+                                "<tr><th scope=\"row\" "
+                                "data-figure=\"steps_done.by_step[%zu].title\">",
+                                i);
+        rc = rc ? rc : esc(b, title ? title : step ? step : "");
+        rc = rc ? rc
+                : fb_buf_printf(b, "</th><td data-figure=\"steps_done.by_step[%zu].count\">", i);
+        rc = rc ? rc : esc(b, t);
+        rc = rc ? rc : fb_buf_puts(b, "</td></tr>\n");
+    }
+    return rc ? rc : fb_buf_puts(b, "</tbody></table></div>\n");
+}
+
+int fb_stats_render_html(const json_t *doc, fb_buf_t *b)
+{
+    unsigned min = (unsigned)json_integer_value(json_object_get(doc, "threshold"));
+    int rc = html_intro(b, doc, min);
+    rc = rc ? rc : html_key_figures(b, doc, min);
+    rc = rc ? rc : html_monthly(b, json_object_get(doc, "monthly"), min);
+    rc = rc ? rc : html_avis(b, json_object_get(doc, "avis"), min);
+    rc = rc ? rc : html_steps(b, json_object_get(doc, "steps_done"), min);
+    return rc ? rc : fb_buf_puts(b, page_foot);
 }
 
 /* ---- /metrics -----------------------------------------------------------------------------------

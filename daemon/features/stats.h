@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 
+#include "core/feature.h"
 #include "core/store.h"
 #include "frichebot/buf.h"
 #include "io/config.h"
@@ -28,37 +29,39 @@ typedef struct fb_geo_s fb_geo_t;
 #define FB_STATS_MONTH_TTL_MS 34560000000LL
 
 /*
- * The counters part of the router's COMMIT script (Lua). It expects these locals: `ops` (the
- * decoded effects JSON, with `stats`, `avis` and the `st` object of fb_stats_commit_ops()),
- * `now` (ms, a number), `expire(key)` (the session TTL) and `sk`, a table of key names:
- * stats (the global hash), act_c, act_e, act_d (territories' last activity), month (this
- * month's hash), months (the conversation's set of months), steps (steps done by step id).
+ * The counters' part of the router's COMMIT script (fb_stats_feature's lua_post, core/feature.h):
+ * reads O.stats, O.avis (the router's counters) and O.st (fb_stats_commit_ops()), A.now, and the
+ * keys K.stats (the global hash), K.act_c, K.act_e, K.act_d (territories' last activity),
+ * K.month (this month's hash), K.months (the conversation's set of months, deleted by a
+ * forget) and K.steps (steps done by step id); expire() sets the session TTL.
  */
 #define FB_STATS_COMMIT_LUA                                                                        \
-    "local st = ops.st\n"                                                                          \
+    "do\n"                                                                                         \
+    "local st = O.st\n"                                                                            \
     "if st then\n"                                                                                 \
-    "  local mk = sk.month\n"                                                                      \
-    "  local function both(f, n) redis.call('HINCRBY', sk.stats, f, n)\n"                          \
+    "  local mk = K.month\n"                                                                       \
+    "  local function both(f, n) redis.call('HINCRBY', K.stats, f, n)\n"                           \
     "    redis.call('HINCRBY', mk, f, n) end\n"                                                    \
-    "  for _, name in ipairs(ops.stats) do redis.call('HINCRBY', mk, name, 1) end\n"               \
-    "  for _, a in ipairs(ops.avis) do redis.call('HINCRBY', mk, 'avis', 1) end\n"                 \
+    "  for _, name in ipairs(O.stats) do redis.call('HINCRBY', mk, name, 1) end\n"                 \
+    "  for _, a in ipairs(O.avis) do redis.call('HINCRBY', mk, 'avis', 1) end\n"                   \
     "  if st.ra == 1 then both('reminder_answered', 1) end\n"                                      \
     "  for _, item in ipairs(st.sd) do\n"                                                          \
-    "    redis.call('HINCRBY', sk.steps, item, 1)\n"                                               \
+    "    redis.call('HINCRBY', K.steps, item, 1)\n"                                                \
     "    both('steps_done', 1)\n"                                                                  \
     "  end\n"                                                                                      \
     "  if st.t then\n"                                                                             \
-    "    redis.call('ZADD', sk.act_c, now, st.t[1])\n"                                             \
-    "    if st.t[2] ~= '' then redis.call('ZADD', sk.act_e, now, st.t[2]) end\n"                   \
-    "    if st.t[3] ~= '' then redis.call('ZADD', sk.act_d, now, st.t[3]) end\n"                   \
-    "    if redis.call('SADD', sk.months, st.mo) == 1 then\n"                                      \
+    "    redis.call('ZADD', K.act_c, A.now, st.t[1])\n"                                            \
+    "    if st.t[2] ~= '' then redis.call('ZADD', K.act_e, A.now, st.t[2]) end\n"                  \
+    "    if st.t[3] ~= '' then redis.call('ZADD', K.act_d, A.now, st.t[3]) end\n"                  \
+    "    if redis.call('SADD', K.months, st.mo) == 1 then\n"                                       \
     "      redis.call('HINCRBY', mk, 'projects_active', 1)\n"                                      \
-    "      if redis.call('SCARD', sk.months) == 2 then both('projects_recurrent', 1) end\n"        \
+    "      if redis.call('SCARD', K.months) == 2 then both('projects_recurrent', 1) end\n"         \
     "    end\n"                                                                                    \
-    "    expire(sk.months)\n"                                                                      \
+    "    expire(K.months)\n"                                                                       \
     "  end\n"                                                                                      \
     "  if redis.call('EXISTS', mk) == 1 then redis.call('PEXPIRE', mk, " FB_STATS_MONTH_TTL_STR    \
     ") end\n"                                                                                      \
+    "end\n"                                                                                        \
     "end\n"
 #define FB_STATS_MONTH_TTL_STR "34560000000"
 
@@ -68,8 +71,12 @@ void fb_stats_month(int64_t ms, char out[8]);
 /** The month `back` months before the (Paris) month of `ms` (0: that month), as "YYYY-MM". */
 void fb_stats_month_back(int64_t ms, int back, char out[8]);
 
-/** A global key "<prefix>stats:<suffix>" (fb_free). */
-char *fb_stats_key(const char *prefix, const char *suffix);
+/**
+ * The stats' part of the router's COMMIT (core/feature.h): keys act_c, act_e, act_d, month,
+ * months, steps, the Lua FB_STATS_COMMIT_LUA and fb_stats_commit_ops(). Registered by the daemon
+ * with a NULL `self`.
+ */
+extern const fb_feature_ops_t fb_stats_feature;
 
 /**
  * Adds `st` to the COMMIT's ops object `ops`: {t: [insee, epci, dep]} when the event is a user

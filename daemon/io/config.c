@@ -161,7 +161,6 @@ static const struct field router_fields[] = {
     {"max_queued_per_conversation", K_UINT, false, OFF(router.max_queued_per_conversation), 1,
      10000, NULL},
     {"outbox_retry", K_SECTION, false, 0, 0, 0, &outbox_retry_table},
-    {"outbox_start_delay_ms", K_UINT, false, OFF(router.outbox_start_delay_ms), 0, 600000, NULL},
 };
 
 static const struct field reminders_fields[] = {

@@ -70,7 +70,6 @@ typedef struct fb_router_opts_s {
     unsigned dedupe_retention_hours;      /* how long an inbound event id is remembered */
     unsigned max_queued_per_conversation; /* events waiting per conversation; beyond: FB_EAGAIN */
     fb_retry_policy_t outbox_retry;       /* transient send failures; max_attempts 0: unlimited */
-    unsigned outbox_start_delay_ms;       /* test knob: each delivery waits this long first */
 } fb_router_opts_t;
 
 /** The reminder scheduler (daemon/features/reminders.c). */

@@ -12,7 +12,8 @@ import pytest
 
 from conftest import SYNAPSE_TIMINGS, wait_until
 from synapse import bodies
-from test_matrix import _close_clients, bot_matrix_yaml, new_bot, new_user, open_dm, router_yaml  # noqa: F401
+from test_matrix import (_close_clients, bot_matrix_yaml, hold_outbox, new_bot, new_user,  # noqa: F401
+                         open_dm, router_yaml)
 
 ROOT_LATENCIES = []
 
@@ -89,9 +90,10 @@ def setup(synapse, redis, make_daemon, tmp_path, watchdog_ms=600000, start_delay
     assert isinstance(r, a1.nio.ProfileSetDisplayNameResponse), r
     room52 = advisors_room(a1, [a2], bot["user_id"], "Conseillers 52")
     room_def = advisors_room(a2, [], bot["user_id"], "Conseillers (autres)")
-    extra = (bot_matrix_yaml(synapse, bot) + router_yaml(start_delay_ms)
+    extra = (bot_matrix_yaml(synapse, bot) + router_yaml()
              + esc_yaml([f"52 {room52}", f"* {room_def}"], watchdog_ms))
-    d = make_daemon(redis.address, idle_timeout_s=30, extra=extra)
+    d = make_daemon(redis.address, idle_timeout_s=30, extra=extra, start=False)
+    d.start(env=hold_outbox(start_delay_ms))
     assert a1.wait_membership(room52, bot["user_id"], "join", 60), d.read_log()[-3000:]
     assert a2.wait_membership(room_def, bot["user_id"], "join", 60), d.read_log()[-3000:]
     return bot, d, a1, a2, room52, room_def, extra
@@ -347,7 +349,7 @@ def web_escalation(d, then):
 
 def test_forget_before_the_root_is_posted_withdraws_it(synapse, redis, make_daemon, tmp_path):
     """« oublier mes données » right after the request, while the root still waits in the room's
-    outbox (held by outbox_start_delay_ms): the root is posted (the outbox is exactly-once), finds
+    outbox (held by FB_TEST_OUTBOX_START_DELAY_MS): the root is posted (the outbox is exactly-once), finds
     its ticket gone, and the bot withdraws it at once; nothing of the ticket is written back."""
     bot, d, a1, a2, room52, room_def, _ = setup(synapse, redis, make_daemon, tmp_path, start_delay_ms=1500)
     bot_id = bot["user_id"]

@@ -83,7 +83,7 @@ def test_check_config_checks_the_advisors_rooms(tmp_path):
     assert "configuration OK" not in r.stdout
     r = run("serve", "-c", str(bad))
     assert r.returncode == 1 and "escalation.rooms[0]" in r.stderr, r.stderr
-    assert "cannot be served" not in r.stderr and "cannot start the conversation pipeline" in r.stderr
+    assert "cannot be served" not in r.stderr and "escalation cannot start" in r.stderr
 
 
 def test_broken_config_reports_every_error_with_position(tmp_path):

@@ -86,9 +86,13 @@ def retry_yaml(delays):
     return f"    delays_ms: {json.dumps(delays)}\n    jitter_percent: 0\n"
 
 
-def router_yaml(start_delay_ms=0):
-    return ("router:\n  outbox_retry:\n" + retry_yaml([100, 200, 500, 1000]) + "    max_attempts: 0\n"
-            f"  outbox_start_delay_ms: {start_delay_ms}\n")
+def router_yaml():
+    return "router:\n  outbox_retry:\n" + retry_yaml([100, 200, 500, 1000]) + "    max_attempts: 0\n"
+
+
+def hold_outbox(start_delay_ms):
+    """The environment that makes a test build hold every delivery start_delay_ms after its COMMIT."""
+    return {"FB_TEST_OUTBOX_START_DELAY_MS": str(start_delay_ms)} if start_delay_ms else None
 
 
 def bot_matrix_yaml(synapse, bot, **more):
@@ -128,8 +132,9 @@ def _close_clients():
 
 
 def start_bot(make_daemon, redis, synapse, bot, start_delay_ms=0, **matrix):
-    return make_daemon(redis.address, idle_timeout_s=30,
-                       extra=bot_matrix_yaml(synapse, bot, **matrix) + router_yaml(start_delay_ms))
+    d = make_daemon(redis.address, idle_timeout_s=30, start=False,
+                    extra=bot_matrix_yaml(synapse, bot, **matrix) + router_yaml())
+    return d.start(env=hold_outbox(start_delay_ms))
 
 
 def open_dm(user, bot_id, daemon, timeout=60):
@@ -265,7 +270,7 @@ def test_sigkill_mid_conversation_loses_and_repeats_nothing(synapse, redis, make
     # While the daemon is down the owner keeps answering: the homeserver keeps the messages.
     for answer in WALK[k + 1:k + 4]:
         user.send(room, answer)
-    d.settings["extra"] = bot_matrix_yaml(synapse, bot) + router_yaml(0)
+    d.settings["extra"] = bot_matrix_yaml(synapse, bot) + router_yaml()
     t0 = time.monotonic()
     d.start()
     # The rest of the walk, then everything is compared with the reference.

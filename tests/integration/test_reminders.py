@@ -285,9 +285,10 @@ def test_daemon_killed_with_claims_loses_and_duplicates_none(redis, daemons, whe
     t.check_clean(rc, log)
     tokens = clone(db, template, N)
     # One daemon alone takes the whole batch in one claim, with a short lease; its outbox waits
-    # (outbox_start_delay_ms), so what it commits before the kill is never sent by it.
-    a = daemons("a", redis, reminders_yaml(batch=2 * N, lease_ms=2000, poll_interval_ms=200) +
-                "router:\n  outbox_start_delay_ms: 600000\n")
+    # (FB_TEST_OUTBOX_START_DELAY_MS), so what it commits before the kill is never sent by it.
+    a = daemons("a", redis, reminders_yaml(batch=2 * N, lease_ms=2000, poll_interval_ms=200),
+                start=False)
+    a.start(env={"FB_TEST_OUTBOX_START_DELAY_MS": "600000"})
     make_due(db, tokens)
     low = N if when == "at_claim" else N - 1
     end = time.monotonic() + 20

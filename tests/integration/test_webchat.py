@@ -301,7 +301,8 @@ def test_two_conversations_interleaved_stay_independent_and_ordered(redis, make_
 
 
 def test_sigkill_between_write_and_delivery_delivers_once(redis, make_daemon):
-    d = start_daemon(make_daemon, redis, extra="router:\n  outbox_start_delay_ms: 1500\n")
+    hold = {"FB_TEST_OUTBOX_START_DELAY_MS": "1500"}  # test builds: deliveries wait 1.5 s
+    d = start_daemon(make_daemon, redis, start=False).start(env=hold)
     chat = Chat(d)
     greeting = chat.wait_bot("Dans quelle commune")
     mid = chat.say("lyon")  # acknowledged: the router's write is in Redis
@@ -313,7 +314,7 @@ def test_sigkill_between_write_and_delivery_delivers_once(redis, make_daemon):
     assert not any(e["from"] == "bot" and "Qui porte" in e["text"] for e in chat.entries.values())
     chat.ws.close()
 
-    d.start()
+    d.start(env=hold)
     again = Chat(d, token=chat.token, since=greeting["seq"])
     reply = again.wait_bot("Qui porte le projet", timeout=30)
     # Nothing more comes for that message: wait for the outbox to be empty, then ping.

@@ -132,7 +132,6 @@ static void assert_optional_defaults(const fb_config_t *c)
         ASSERT_EQ(c->router.outbox_retry.delays_ms[i], outbox[i]);
     ASSERT_EQ(c->router.outbox_retry.jitter_percent, 20);
     ASSERT_EQ(c->router.outbox_retry.max_attempts, 0);
-    ASSERT_EQ(c->router.outbox_start_delay_ms, 0);
     ASSERT(c->reminders.enabled);
     ASSERT_EQ(c->reminders.poll_interval_ms, 1000);
     ASSERT_EQ(c->reminders.batch, 100);
@@ -261,7 +260,6 @@ TEST_IMPL(config_all_values_parsed)
     ASSERT_EQ(c->router.outbox_retry.delays_ms[1], 3600000);
     ASSERT_EQ(c->router.outbox_retry.jitter_percent, 0);
     ASSERT_EQ(c->router.outbox_retry.max_attempts, 7);
-    ASSERT_EQ(c->router.outbox_start_delay_ms, 1500);
     ASSERT(!c->reminders.enabled);
     ASSERT_EQ(c->reminders.poll_interval_ms, 250);
     ASSERT_EQ(c->reminders.batch, 500);

@@ -62,7 +62,9 @@ static int env_open_at(struct env *v, const char *redis, const char *esc_yaml, f
     v->store = fb_store_create(v->redis, &v->cfg->store);
     ASSERT_NOT_NULL(v->store);
     fb_esc_hooks_t hooks = {.arg = NULL, .kick = kick, .handback = handback};
-    int rc = fb_esc_create(&v->loop, v->cfg, v->store, NULL, &hooks, out, &e);
+    int rc = fb_esc_create(&v->loop, v->cfg, v->store, NULL, out, &e);
+    if (rc == 0 && *out)
+        fb_esc_feature.attach(*out, &hooks);
     *errors = fb_buf_take(&e);
     return rc;
 }

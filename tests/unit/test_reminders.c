@@ -14,10 +14,12 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "common/calendar.h"
 #include "core/router.h"
 #include "core/store.h"
 #include "engine/geo.h"
 #include "features/reminders.h"
+#include "features/stats.h"
 #include "frichebot/adapter.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
@@ -319,6 +321,7 @@ static void node_up(struct fixture *f, int i, unsigned batch, unsigned inactive_
     if (!n->router)
         FB_TEST_FAIL("router: %s", fb_buf_str(&e));
     fb_buf_free(&e);
+    ASSERT_OK(fb_router_add_feature(n->router, &fb_stats_feature, NULL)); /* as the daemon */
     ASSERT_OK(fb_router_add_adapter(n->router, &test_adapter));
     ASSERT_OK(fb_router_start(n->router));
     char owner[16];

@@ -20,6 +20,7 @@
 #include "core/store.h"
 #include "engine/engine.h"
 #include "engine/geo.h"
+#include "features/stats.h"
 #include "frichebot/adapter.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
@@ -234,7 +235,7 @@ static void wait_int(uv_loop_t *loop, const int *value, int target)
         FB_TEST_FAIL("waited 30 s for %d, have %d", target, *value);
 }
 
-static char *config_text(const fb_test_redis_t *srv, const char *dialog, unsigned start_delay)
+static char *config_text(const fb_test_redis_t *srv, const char *dialog)
 {
     return fb_asprintf("server:\n  listen: \"127.0.0.1:1\"\n"
                        "redis:\n  address: \"unix:%s\"\n  write_deadline_ms: 400\n"
@@ -243,16 +244,17 @@ static char *config_text(const fb_test_redis_t *srv, const char *dialog, unsigne
                        "store:\n  key_prefix: \"t:\"\n"
                        "dialogs:\n  path: \"%s\"\n"
                        "router:\n  max_queued_per_conversation: 16\n"
-                       "  outbox_start_delay_ms: %u\n"
                        "  outbox_retry:\n    delays_ms: [10, 20]\n    jitter_percent: 0\n",
-                       srv->sock, dialog, start_delay);
+                       srv->sock, dialog);
 }
+
+/* A feature a test registers after the stats (router_feature_*), or NULL. */
+static const fb_feature_ops_t *extra_feature;
 
 /* Builds config, Redis client, store and router on a running server; registers the adapter. */
 static void router_up(struct fixture *f, const char *dialog, unsigned start_delay)
 {
-    char *text =
-        config_text(&f->srv, dialog ? dialog : FB_SOURCE_DIR "/dialogs/exemple.yaml", start_delay);
+    char *text = config_text(&f->srv, dialog ? dialog : FB_SOURCE_DIR "/dialogs/exemple.yaml");
     fb_buf_t e;
     fb_buf_init(&e, 1u << 16);
     f->cfg = fb_config_parse("t.yaml", text, strlen(text), &e);
@@ -269,6 +271,10 @@ static void router_up(struct fixture *f, const char *dialog, unsigned start_dela
     if (!f->router)
         FB_TEST_FAIL("router: %s", fb_buf_str(&e));
     fb_buf_free(&e);
+    fb__router_set_outbox_delay(f->router, start_delay);
+    ASSERT_OK(fb_router_add_feature(f->router, &fb_stats_feature, NULL)); /* as the daemon */
+    if (extra_feature)
+        ASSERT_OK(fb_router_add_feature(f->router, extra_feature, NULL));
     ASSERT_OK(fb_router_add_adapter(f->router, test_ops()));
     ASSERT_OK(fb_router_start(f->router));
     f->stopped = false;
@@ -962,7 +968,7 @@ TEST_IMPL(router_adapter_checks)
     memset(&f, 0, sizeof(f));
     ASSERT_OK(fb_test_redis_start(&f.srv));
     ASSERT_OK(uv_loop_init(&f.loop));
-    char *text = config_text(&f.srv, FB_SOURCE_DIR "/dialogs/exemple.yaml", 0);
+    char *text = config_text(&f.srv, FB_SOURCE_DIR "/dialogs/exemple.yaml");
     f.cfg = fb_config_parse("t.yaml", text, strlen(text), NULL);
     fb_free(text);
     ASSERT_NOT_NULL(f.cfg);
@@ -1005,7 +1011,7 @@ TEST_IMPL(router_create_broken_dialog)
     ASSERT_NOT_NULL(mkdtemp(dir));
     char *path = fb_asprintf("%s/casse.yaml", dir);
     write_file(path, "dialogue: x\netats: [\n");
-    char *text = config_text(&srv, path, 0);
+    char *text = config_text(&srv, path);
     fb_config_t *cfg = fb_config_parse("t.yaml", text, strlen(text), NULL);
     ASSERT_NOT_NULL(cfg);
     uv_loop_t loop;
@@ -1041,6 +1047,87 @@ static void setup_ops(struct fixture *f, const char *dialog, unsigned delay)
     f->sync = redisConnectUnix(f->srv.sock);
     ASSERT(f->sync && !f->sync->err);
     router_up(f, dialog, delay);
+}
+
+/* ---- a feature plugged in from outside the router (core/feature.h) ---- */
+
+static int probe_inbound_calls, probe_steps;
+
+static void probe_commit_ops(void *self, const fb_feature_step_t *st, json_t *ops, size_t *says)
+{
+    (void)self;
+    (void)says;
+    probe_steps++;
+    if (st->user && !st->forget) /* a forget deletes the keys before lua_post */
+        json_object_set_new(ops, "probe", json_string(st->key));
+}
+
+static int probe_inbound(void *self, const char *adapter, const fb_inbound_t *ev, fb_inbound_cb cb,
+                         void *arg)
+{
+    (void)self;
+    (void)cb;
+    (void)arg;
+    probe_inbound_calls++;
+    ASSERT_STR_EQ(adapter, "test");
+    return strcmp(ev->conv, "owned") == 0 ? FB_EEXIST : FB_DECLINED;
+}
+
+static const fb_feature_key_t probe_keys[] = {
+    {"probe_n", FB_FKEY_CONV, "probe", true, NULL},
+    {"probe_all", FB_FKEY_GLOBAL, "probe:all", false, NULL},
+};
+
+static const fb_feature_ops_t probe_feature = {
+    .name = "probe",
+    .keys = probe_keys,
+    .nkeys = FB_ARRAY_SIZE(probe_keys),
+    .lua_post = "do\n"
+                "if O.probe then\n"
+                "  redis.call('INCR', K.probe_n)\n"
+                "  expire(K.probe_n)\n"
+                "  redis.call('SADD', K.probe_all, O.probe .. '|' .. A.member)\n"
+                "end\n"
+                "end\n",
+    .commit_ops = probe_commit_ops,
+    .inbound = probe_inbound,
+};
+
+/* A feature registered from outside joins the COMMIT with its named keys and fragment, sees
+ * inbound events first, and its per-conversation key goes with a forget. Registration refuses
+ * a key name already taken and any feature once the router runs. */
+TEST_IMPL(router_feature_plugs_into_commit)
+{
+    struct fixture f;
+    extra_feature = &probe_feature;
+    probe_inbound_calls = probe_steps = 0;
+    SETUP(&f, NULL, 0);
+    extra_feature = NULL;
+    deliver_wait(&f, FB_IN_START, "p", "1", NULL, 0);
+    deliver_wait(&f, FB_IN_MESSAGE, "p", "2", "lyon", 0);
+    ASSERT_EQ(probe_steps, 2);
+    ASSERT_GE(probe_inbound_calls, 2);
+    ASSERT_EQ(redis_int(&f, "GET t:{c:test:p}:probe"), 2);
+    ASSERT_GT(redis_int(&f, "PTTL t:{c:test:p}:probe"), 0);
+    ASSERT_EQ(redis_int(&f, "SISMEMBER t:probe:all test:p|test:p"), 1);
+    /* an event the feature claims never reaches the engine */
+    struct result res = {0};
+    ASSERT_EQ(deliver(FB_IN_START, "owned", "x", NULL, &res), FB_EEXIST);
+    ASSERT_EQ(res.calls, 0);
+    ASSERT_EQ(probe_steps, 2);
+    /* forget deletes the feature's per-conversation key with the session */
+    int before = ta.nsent;
+    deliver_wait(&f, FB_IN_MESSAGE, "p", "3", "oublier mes données", 0);
+    wait_int(&f.loop, &ta.nsent, before + 1);
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:p}:probe"), 0);
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:p}:session"), 0);
+    /* refusals: after the start, and (checked first) a key name taken by the router */
+    static const fb_feature_key_t taken[] = {{"ticket", FB_FKEY_CONV, "t2", false, NULL}};
+    static const fb_feature_ops_t dup = {.name = "dup", .keys = taken, .nkeys = 1};
+    ASSERT_EQ(fb_router_add_feature(f.router, &dup, NULL), FB_EINVAL);
+    ASSERT_EQ(fb_router_add_feature(f.router, &probe_feature, NULL), FB_EINVAL);
+    teardown(&f);
+    return 0;
 }
 
 /* Stopping with events queued: each callback runs once (handled, or FB_ECANCELED for those that

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_store.c - the session store against a real, throwaway redis-server: round trips,
- * versions and conflicts, TTL, the key schema, exactly-once saves across outages, lost replies
- * and NOSCRIPT, deadlines, and cancellation on close. Every test checks that each callback is
- * called exactly once and ends with fb_test_loop_close_strict().
+ * test_store.c - the store (scripts on the daemon's Redis connection) against a real, throwaway
+ * redis-server: the key schema, EVALSHA and the NOSCRIPT fallback, retries across outages, lost
+ * replies, deadlines, and cancellation on close. The scripts are a versioned session record
+ * (load, save, delete) written below on fb_store_eval(), the way the router uses the store.
+ * Every test checks that each callback is called exactly once and ends with
+ * fb_test_loop_close_strict().
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <hiredis/hiredis.h>
@@ -71,6 +74,151 @@ static void on_save(int status, uint64_t version, void *arg)
     res->version = version;
 }
 
+/* ---- a versioned session record on fb_store_eval() ---- */
+
+typedef void (*load_cb)(int status, const char *data, size_t len, uint64_t version, void *arg);
+typedef void (*save_cb)(int status, uint64_t new_version, void *arg);
+
+/* Load. KEYS: the record. {v, d} (nil, nil when absent). */
+static fb_store_script_t s_load = {.src = "return redis.call('HMGET', KEYS[1], 'v', 'd')\n"};
+/* Save. KEYS: the record; ARGV: expected version, data, write id, TTL ms. {1, v} written, {2, v}
+ * this very write was applied already (a resend), {0, v} a conflict. */
+static fb_store_script_t s_save = {
+    .src = "local cur = redis.call('HMGET', KEYS[1], 'v', 'w')\n"
+           "local v = tonumber(cur[1]) or 0\n"
+           "local expected = tonumber(ARGV[1])\n"
+           "if v == expected then\n"
+           "  redis.call('HSET', KEYS[1], 'v', string.format('%d', v + 1), 'd', ARGV[2], 'w', "
+           "ARGV[3])\n"
+           "  local ttl = tonumber(ARGV[4])\n"
+           "  if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else "
+           "redis.call('PERSIST', KEYS[1]) end\n"
+           "  return {1, v + 1}\n"
+           "end\n"
+           "if v == expected + 1 and cur[2] == ARGV[3] then return {2, v} end\n"
+           "return {0, v}\n"};
+static fb_store_script_t s_delete = {.src = "redis.call('DEL', KEYS[1]) return 1\n"};
+static unsigned write_seq;
+
+struct sess_op {
+    load_cb lcb;
+    save_cb scb;
+    void *arg;
+};
+
+static void scripts_init(void)
+{
+    fb_store_script_init(&s_load, s_load.src);
+    fb_store_script_init(&s_save, s_save.src);
+    fb_store_script_init(&s_delete, s_delete.src);
+}
+
+static void sess_on_load(int status, const redisReply *rep, void *arg)
+{
+    struct sess_op *op = arg;
+    load_cb cb = op->lcb;
+    void *cba = op->arg;
+    fb_free(op);
+    if (status != 0) {
+        cb(status, NULL, 0, 0, cba);
+    } else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+        cb(FB_EPROTO, NULL, 0, 0, cba);
+    } else if (rep->element[0]->type != REDIS_REPLY_STRING) {
+        cb(FB_ENOENT, NULL, 0, 0, cba);
+    } else {
+        const redisReply *d = rep->element[1];
+        uint64_t v = strtoull(rep->element[0]->str, NULL, 10);
+        if (d->type == REDIS_REPLY_STRING)
+            cb(0, d->str, d->len, v, cba);
+        else
+            cb(FB_EPROTO, NULL, 0, 0, cba);
+    }
+}
+
+static void sess_on_save(int status, const redisReply *rep, void *arg)
+{
+    struct sess_op *op = arg;
+    save_cb cb = op->scb;
+    void *cba = op->arg;
+    fb_free(op);
+    if (status != 0)
+        cb(status, 0, cba);
+    else if (rep->type == REDIS_REPLY_INTEGER) /* the delete */
+        cb(0, 0, cba);
+    else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2)
+        cb(FB_EPROTO, 0, cba);
+    else
+        cb(rep->element[0]->integer == 0 ? FB_ECONFLICT : 0, (uint64_t)rep->element[1]->integer,
+           cba);
+}
+
+static int sess_load(fb_store_t *s, const char *conv, load_cb cb, void *arg)
+{
+    char *key = fb_store_conv_key(s, conv, "session");
+    if (!key || !cb) {
+        fb_free(key);
+        return FB_EINVAL;
+    }
+    struct sess_op *op = fb_calloc(1, sizeof(*op));
+    op->lcb = cb;
+    op->arg = arg;
+    const char *args[] = {key};
+    int rc = fb_store_eval(s, &s_load, FB_REDIS_RETRY, 1, 0, args, NULL, sess_on_load, op);
+    fb_free(key);
+    if (rc != 0)
+        fb_free(op);
+    return rc;
+}
+
+static int sess_save_id(fb_store_t *s, const char *conv, const char *data, size_t len,
+                        uint64_t expected, const char *write_id, save_cb cb, void *arg)
+{
+    char *key = fb_store_conv_key(s, conv, "session");
+    if (!key || !cb || (!data && len) || !write_id || !write_id[0]) {
+        fb_free(key);
+        return FB_EINVAL;
+    }
+    struct sess_op *op = fb_calloc(1, sizeof(*op));
+    op->scb = cb;
+    op->arg = arg;
+    char exp[24], ttl[24];
+    snprintf(exp, sizeof(exp), "%llu", (unsigned long long)expected);
+    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)fb_store_session_ttl_ms(s));
+    const char *args[] = {key, exp, data ? data : "", write_id, ttl};
+    size_t lens[] = {strlen(key), strlen(exp), len, strlen(write_id), strlen(ttl)};
+    int rc = fb_store_eval(s, &s_save, FB_REDIS_RETRY, 1, 4, args, lens, sess_on_save, op);
+    fb_free(key);
+    if (rc != 0)
+        fb_free(op);
+    return rc;
+}
+
+static int sess_save(fb_store_t *s, const char *conv, const char *data, size_t len,
+                     uint64_t expected, save_cb cb, void *arg)
+{
+    char id[24];
+    snprintf(id, sizeof(id), "t-%u", ++write_seq);
+    return sess_save_id(s, conv, data, len, expected, id, cb, arg);
+}
+
+static int sess_delete(fb_store_t *s, const char *conv, save_cb cb, void *arg)
+{
+    char *key = fb_store_conv_key(s, conv, "session");
+    if (!key || !cb) {
+        fb_free(key);
+        return FB_EINVAL;
+    }
+    struct sess_op *op = fb_calloc(1, sizeof(*op));
+    op->scb = cb;
+    op->arg = arg;
+    const char *args[] = {key};
+    int rc = fb_store_eval(s, &s_delete, FB_REDIS_RETRY, 1, 0, args, NULL, sess_on_save, op);
+    fb_free(key);
+    if (rc != 0)
+        fb_free(op);
+    return rc;
+}
+
 static uint64_t now_ms(uv_loop_t *loop)
 {
     uv_update_time(loop);
@@ -81,6 +229,7 @@ static uint64_t now_ms(uv_loop_t *loop)
 static void fixture_start(struct fixture *f)
 {
     memset(f, 0, sizeof(*f));
+    scripts_init();
     ASSERT_OK(fb_test_redis_start(&f->srv));
     ASSERT_OK(uv_loop_init(&f->loop));
     snprintf(f->addr, sizeof(f->addr), "tcp://127.0.0.1:%d", f->srv.port);
@@ -134,7 +283,7 @@ static struct load_result load(struct fixture *f, const char *conv)
 {
     struct load_result res;
     memset(&res, 0, sizeof(res));
-    ASSERT_OK(fb_store_session_load(f->s, conv, on_load, &res));
+    ASSERT_OK(sess_load(f->s, conv, on_load, &res));
     ASSERT(fb_test_wait_int(&f->loop, &res.calls, 1, 5000));
     ASSERT_EQ(res.calls, 1);
     return res;
@@ -144,7 +293,7 @@ static struct save_result save(struct fixture *f, const char *conv, const char *
                                uint64_t expected)
 {
     struct save_result res = {0};
-    ASSERT_OK(fb_store_session_save(f->s, conv, data, len, expected, on_save, &res));
+    ASSERT_OK(sess_save(f->s, conv, data, len, expected, on_save, &res));
     ASSERT(fb_test_wait_int(&f->loop, &res.calls, 1, 5000));
     ASSERT_EQ(res.calls, 1);
     return res;
@@ -235,8 +384,8 @@ TEST_IMPL(store_version_conflict)
     struct fixture f;
     fixture_start(&f);
     struct save_result a = {0}, b = {0};
-    ASSERT_OK(fb_store_session_save(f.s, "conv", "from-a", 6, 0, on_save, &a));
-    ASSERT_OK(fb_store_session_save(f.s, "conv", "from-b", 6, 0, on_save, &b));
+    ASSERT_OK(sess_save(f.s, "conv", "from-a", 6, 0, on_save, &a));
+    ASSERT_OK(sess_save(f.s, "conv", "from-b", 6, 0, on_save, &b));
     ASSERT_EQ(fb_store_pending(f.s), 2);
     ASSERT(fb_test_wait_int(&f.loop, &b.calls, 1, 5000));
     ASSERT_EQ(a.calls, 1);
@@ -285,7 +434,7 @@ TEST_IMPL(store_ttl)
     fb_store_t *s2 = fb_store_create(f.r, &forever);
     ASSERT_NOT_NULL(s2);
     struct save_result sr = {0};
-    ASSERT_OK(fb_store_session_save(s2, "forever", "z", 1, 0, on_save, &sr));
+    ASSERT_OK(sess_save(s2, "forever", "z", 1, 0, on_save, &sr));
     ASSERT(fb_test_wait_int(&f.loop, &sr.calls, 1, 5000));
     ASSERT_EQ(sr.status, 0);
     key = fb_store_conv_key(s2, "forever", "session");
@@ -366,7 +515,7 @@ TEST_IMPL(store_save_during_outage)
     fb_test_run_for(&f.loop, 50);
     uint64_t t0 = now_ms(&f.loop);
     struct save_result sr = {0};
-    ASSERT_OK(fb_store_session_save(f.s, "outage", "kept", 4, 0, on_save, &sr));
+    ASSERT_OK(sess_save(f.s, "outage", "kept", 4, 0, on_save, &sr));
     uv_timer_t restart;
     uv_timer_init(&f.loop, &restart);
     restart.data = &f.srv;
@@ -400,15 +549,15 @@ TEST_IMPL(store_lost_reply_resend_idempotent)
     struct fixture f;
     fixture_start(&f);
     struct save_result first = {0}, resend = {0}, other = {0};
-    ASSERT_OK(fb_store_session_save_id(f.s, "lost", "payload", 7, 0, "event-42", on_save, &first));
+    ASSERT_OK(sess_save_id(f.s, "lost", "payload", 7, 0, "event-42", on_save, &first));
     ASSERT(fb_test_wait_int(&f.loop, &first.calls, 1, 5000));
     ASSERT_EQ(first.status, 0);
     ASSERT_EQ(first.version, 1);
-    ASSERT_OK(fb_store_session_save_id(f.s, "lost", "payload", 7, 0, "event-42", on_save, &resend));
+    ASSERT_OK(sess_save_id(f.s, "lost", "payload", 7, 0, "event-42", on_save, &resend));
     ASSERT(fb_test_wait_int(&f.loop, &resend.calls, 1, 5000));
     ASSERT_EQ(resend.status, 0);
     ASSERT_EQ(resend.version, 1);
-    ASSERT_OK(fb_store_session_save_id(f.s, "lost", "payload", 7, 0, "event-43", on_save, &other));
+    ASSERT_OK(sess_save_id(f.s, "lost", "payload", 7, 0, "event-43", on_save, &other));
     ASSERT(fb_test_wait_int(&f.loop, &other.calls, 1, 5000));
     ASSERT_EQ(other.status, FB_ECONFLICT);
     ASSERT_EQ(other.version, 1);
@@ -417,12 +566,12 @@ TEST_IMPL(store_lost_reply_resend_idempotent)
     /* Once a later write landed, the old id no longer matches: a conflict, not a replay. */
     ASSERT_EQ(save(&f, "lost", "next", 4, 1).status, 0);
     struct save_result late = {0};
-    ASSERT_OK(fb_store_session_save_id(f.s, "lost", "payload", 7, 0, "event-42", on_save, &late));
+    ASSERT_OK(sess_save_id(f.s, "lost", "payload", 7, 0, "event-42", on_save, &late));
     ASSERT(fb_test_wait_int(&f.loop, &late.calls, 1, 5000));
     ASSERT_EQ(late.status, FB_ECONFLICT);
     ASSERT_EQ(late.version, 2);
     struct save_result badid = {0};
-    ASSERT_EQ(fb_store_session_save_id(f.s, "lost", "x", 1, 2, "", on_save, &badid), FB_EINVAL);
+    ASSERT_EQ(sess_save_id(f.s, "lost", "x", 1, 2, "", on_save, &badid), FB_EINVAL);
     fixture_stop(&f);
     return 0;
 }
@@ -446,14 +595,14 @@ TEST_IMPL(store_save_resent_after_timeout)
     fb_store_t *s2 = fb_store_create(r2, &f.sopts);
     ASSERT_NOT_NULL(s2);
     struct load_result warm = {0};
-    ASSERT_OK(fb_store_session_load(s2, "paused", on_load, &warm));
+    ASSERT_OK(sess_load(s2, "paused", on_load, &warm));
     ASSERT(fb_test_wait_int(&f.loop, &warm.calls, 1, 5000));
     ASSERT_EQ(warm.version, 1);
 
     redisReply *rep = sync_cmd(&f, "CLIENT PAUSE %s", "700");
     freeReplyObject(rep);
     struct save_result sr = {0};
-    ASSERT_OK(fb_store_session_save(s2, "paused", "v2", 2, 1, on_save, &sr));
+    ASSERT_OK(sess_save(s2, "paused", "v2", 2, 1, on_save, &sr));
     ASSERT(fb_test_wait_int(&f.loop, &sr.calls, 1, 5000));
     ASSERT_EQ(sr.status, 0);
     ASSERT_EQ(sr.version, 2);
@@ -496,7 +645,7 @@ TEST_IMPL(store_deadline_unavailable)
     fb_test_run_for(&f.loop, 50);
     uint64_t t0 = now_ms(&f.loop);
     struct save_result sr = {0};
-    ASSERT_OK(fb_store_session_save(f.s, "never", "x", 1, 0, on_save, &sr));
+    ASSERT_OK(sess_save(f.s, "never", "x", 1, 0, on_save, &sr));
     ASSERT(fb_test_wait_int(&f.loop, &sr.calls, 1, 3000));
     uint64_t elapsed = now_ms(&f.loop) - t0;
     ASSERT_EQ(sr.status, FB_EUNAVAIL);
@@ -523,9 +672,9 @@ TEST_IMPL(store_close_cancels_pending)
     fb_test_redis_stop(&f.srv);
     struct load_result lr = {0};
     struct save_result sr = {0}, dr = {0};
-    ASSERT_OK(fb_store_session_load(f.s, "c1", on_load, &lr));
-    ASSERT_OK(fb_store_session_save(f.s, "c2", "x", 1, 0, on_save, &sr));
-    ASSERT_OK(fb_store_session_delete(f.s, "c3", on_save, &dr));
+    ASSERT_OK(sess_load(f.s, "c1", on_load, &lr));
+    ASSERT_OK(sess_save(f.s, "c2", "x", 1, 0, on_save, &sr));
+    ASSERT_OK(sess_delete(f.s, "c3", on_save, &dr));
     fb_test_run_for(&f.loop, 100);
     ASSERT_EQ(fb_store_pending(f.s), 3);
     int closed = 0;
@@ -537,7 +686,7 @@ TEST_IMPL(store_close_cancels_pending)
     ASSERT_EQ(dr.calls, 1);
     ASSERT_EQ(dr.status, FB_ECANCELED);
     ASSERT_EQ(fb_store_pending(f.s), 0);
-    ASSERT_EQ(fb_store_session_load(f.s, "c1", on_load, &lr), FB_ECLOSING);
+    ASSERT_EQ(sess_load(f.s, "c1", on_load, &lr), FB_ECLOSING);
     ASSERT(fb_test_wait_int(&f.loop, &closed, 1, 3000));
     fb_store_destroy(f.s);
     redisFree(f.sync);
@@ -592,7 +741,7 @@ TEST_IMPL(store_delete)
     ASSERT_EQ(save(&f, "del", "x", 1, 0).status, 0);
     for (int i = 0; i < 2; i++) {
         struct save_result dr = {0};
-        ASSERT_OK(fb_store_session_delete(f.s, "del", on_save, &dr));
+        ASSERT_OK(sess_delete(f.s, "del", on_save, &dr));
         ASSERT(fb_test_wait_int(&f.loop, &dr.calls, 1, 5000));
         ASSERT_EQ(dr.status, 0);
         ASSERT_EQ(dr.version, 0);
@@ -613,14 +762,14 @@ TEST_IMPL(store_invalid_arguments)
     char longkey[FB_STORE_MAX_CONV_KEY + 2];
     memset(longkey, 'k', sizeof(longkey) - 1);
     longkey[sizeof(longkey) - 1] = '\0';
-    ASSERT_EQ(fb_store_session_load(f.s, "", on_load, &lr), FB_EINVAL);
-    ASSERT_EQ(fb_store_session_load(f.s, NULL, on_load, &lr), FB_EINVAL);
-    ASSERT_EQ(fb_store_session_load(f.s, longkey, on_load, &lr), FB_EINVAL);
-    ASSERT_EQ(fb_store_session_load(f.s, "k", NULL, &lr), FB_EINVAL);
-    ASSERT_EQ(fb_store_session_save(f.s, "", "x", 1, 0, on_save, &sr), FB_EINVAL);
-    ASSERT_EQ(fb_store_session_save(f.s, "k", NULL, 1, 0, on_save, &sr), FB_EINVAL);
-    ASSERT_EQ(fb_store_session_save(f.s, "k", "x", 1, 0, NULL, &sr), FB_EINVAL);
-    ASSERT_EQ(fb_store_session_delete(f.s, "", on_save, &sr), FB_EINVAL);
+    ASSERT_EQ(sess_load(f.s, "", on_load, &lr), FB_EINVAL);
+    ASSERT_EQ(sess_load(f.s, NULL, on_load, &lr), FB_EINVAL);
+    ASSERT_EQ(sess_load(f.s, longkey, on_load, &lr), FB_EINVAL);
+    ASSERT_EQ(sess_load(f.s, "k", NULL, &lr), FB_EINVAL);
+    ASSERT_EQ(sess_save(f.s, "", "x", 1, 0, on_save, &sr), FB_EINVAL);
+    ASSERT_EQ(sess_save(f.s, "k", NULL, 1, 0, on_save, &sr), FB_EINVAL);
+    ASSERT_EQ(sess_save(f.s, "k", "x", 1, 0, NULL, &sr), FB_EINVAL);
+    ASSERT_EQ(sess_delete(f.s, "", on_save, &sr), FB_EINVAL);
     longkey[FB_STORE_MAX_CONV_KEY] = '\0'; /* exactly the maximum is fine */
     ASSERT_EQ(load(&f, longkey).status, FB_ENOENT);
     fb_test_run_for(&f.loop, 50);
@@ -696,6 +845,33 @@ TEST_IMPL(store_eval_scripts)
     ASSERT_EQ(res.status, FB_EIO);
     ASSERT_EQ(fb_store_eval(f.s, &sc, 0, 1, 0, NULL, NULL, on_eval, &res), FB_EINVAL);
     ASSERT_EQ(fb_store_pending(f.s), 0);
+    fixture_stop(&f);
+    return 0;
+}
+
+/*
+ * The conversation-key escaping has a C side (fb_key_conv()) and a Lua side (FB_KEYS_LUA, for the
+ * scripts that build another conversation's key): both give the same key for awkward keys.
+ */
+TEST_IMPL(store_key_escaping_c_and_lua_agree)
+{
+    struct fixture f;
+    fixture_start(&f);
+    static fb_store_script_t lua = {.src =
+                                        FB_KEYS_LUA "return conv_key(ARGV[1], ARGV[2], ARGV[3])\n"};
+    fb_store_script_init(&lua, lua.src);
+    const char *convs[] = {"web:tok", "matrix:!a{b}c%d:hs", "x:\x01\t\x1f\x7f}", "m:!r/~$t",
+                           "m:\xc3\xa9t\xc3\xa9 %7B"};
+    for (size_t i = 0; i < FB_ARRAY_SIZE(convs); i++) {
+        char *c_key = fb_key_conv("fbt:", convs[i], FB_KEY_OUTBOX);
+        const char *args[] = {"fbt:", convs[i], FB_KEY_OUTBOX};
+        struct eval_result res = {0};
+        ASSERT_OK(fb_store_eval(f.s, &lua, 0, 0, 3, args, NULL, on_eval, &res));
+        ASSERT(fb_test_wait_int(&f.loop, &res.calls, 1, 5000));
+        ASSERT_OK(res.status);
+        ASSERT_STR_EQ(res.text, c_key);
+        fb_free(c_key);
+    }
     fixture_stop(&f);
     return 0;
 }

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * keys.c - the Redis key names (keys.h).
+ */
+#include "core/keys.h"
+
+#include <string.h>
+
+#include "frichebot/alloc.h"
+
+char *fb_key_conv(const char *prefix, const char *conv_key, const char *suffix)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (!conv_key || !conv_key[0] || strlen(conv_key) > FB_KEYS_MAX_CONV || !suffix)
+        return NULL;
+    if (!prefix)
+        prefix = "";
+    size_t plen = strlen(prefix), klen = strlen(conv_key), slen = strlen(suffix);
+    char *key = fb_malloc(plen + 3 * klen + slen + 8);
+    size_t pos = 0;
+    memcpy(key, prefix, plen);
+    pos += plen;
+    memcpy(key + pos, "{c:", 3);
+    pos += 3;
+    for (size_t i = 0; i < klen; i++) {
+        unsigned char ch = (unsigned char)conv_key[i];
+        if (ch == '{' || ch == '}' || ch == '%' || ch < 0x20 || ch == 0x7f) {
+            key[pos++] = '%';
+            key[pos++] = hex[ch >> 4];
+            key[pos++] = hex[ch & 15];
+        } else {
+            key[pos++] = (char)ch;
+        }
+    }
+    key[pos++] = '}';
+    key[pos++] = ':';
+    memcpy(key + pos, suffix, slen);
+    pos += slen;
+    key[pos] = '\0';
+    return key;
+}
+
+char *fb_key_global(const char *prefix, const char *name)
+{
+    return fb_asprintf("%s%s", prefix ? prefix : "", name);
+}
+
+char *fb_key_stats(const char *prefix, const char *name)
+{
+    return fb_asprintf("%s" FB_KEY_STATS_NS "%s", prefix ? prefix : "", name);
+}

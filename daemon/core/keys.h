@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * keys.h - every Redis key name of the daemon, defined once (docs/internals/REDIS.md lists them).
+ *
+ * Two families:
+ *   - per conversation: "<prefix>{c:<escaped conversation key>}:<suffix>" (fb_key_conv()); the
+ *     hash tag keeps every key of one conversation in one Redis Cluster slot. In the escaped key,
+ *     '{', '}', '%', control characters and DEL are written %XX (upper-case hex), so that the
+ *     tag ends at the first '}' and two conversation keys never map to one Redis key.
+ *   - global: "<prefix><name>" (fb_key_global()), the stats' ones "<prefix>stats:<name>".
+ * Lua scripts that must build a conversation's key from data they read (escalation's threads)
+ * use FB_KEYS_LUA, the same escaping in Lua (tests/unit/test_store.c checks that both agree).
+ * Adapters keep their own per-conversation suffixes (web.c, matrix.c) but build them with
+ * fb_store_conv_key(), which calls fb_key_conv().
+ */
+#ifndef FB_KEYS_H
+#define FB_KEYS_H
+
+/** Longest conversation key ("adapter:conv") accepted, in bytes. */
+#define FB_KEYS_MAX_CONV 512
+
+/* ---- per-conversation suffixes ---------------------------------------------------------------
+ */
+#define FB_KEY_SESSION   "session"   /* hash: the session record (FB_SESSION_* fields below) */
+#define FB_KEY_EVENT     "ev:"       /* + event id: string, dedupe mark of an inbound event */
+#define FB_KEY_OUTBOX    "outbox"    /* list: outbound entries, in order */
+#define FB_KEY_PARKED    "parked"    /* list: entries set aside after a permanent failure */
+#define FB_KEY_REMINDERS "reminders" /* hash: reminder id -> reason, "<id>#a" -> delay ms */
+#define FB_KEY_TICKET    "ticket"    /* hash: the escalation ticket */
+#define FB_KEY_ESC_SENT  "esc:sent"  /* list: "ROOM EVENT_ID" the bot posted for the tickets */
+#define FB_KEY_MONTHS    "months"    /* set: the months (YYYY-MM) the project was active */
+
+/* ---- the session record: one hash per conversation -------------------------------------------
+ */
+#define FB_SESSION_VERSION  "v" /* version, incremented by every write ("%d") */
+#define FB_SESSION_DATA     "d" /* the engine's session JSON */
+#define FB_SESSION_ACTIVITY "a" /* Unix ms of the user's last own event */
+#define FB_SESSION_WRITE_ID "w" /* write id of the last write */
+
+/* ---- global names ----------------------------------------------------------------------------
+ */
+#define FB_KEY_PENDING            "outbox:pending"      /* zset: conversations with entries */
+#define FB_KEY_DUE                "reminders:due"       /* zset: "KEY|id" by due ms */
+#define FB_KEY_CLAIMED            "reminders:claimed"   /* zset: claimed members by lease expiry */
+#define FB_KEY_CLAIMS             "reminders:claims"    /* hash: member -> "owner|due" */
+#define FB_KEY_STATS              "stats"               /* hash: global counters */
+#define FB_KEY_AVIS               "avis:comments"       /* list: users' comments, newest first */
+#define FB_KEY_ESC_OPEN           "esc:open"            /* zset: open tickets by watchdog time */
+#define FB_KEY_ESC_ROOTS          "esc:roots"           /* hash: root event id -> conversation */
+#define FB_KEY_STATS_NS           "stats:"              /* the stats' keys start with it */
+#define FB_KEY_STATS_ACT_COMMUNES "active:communes"     /* (stats:) zset: commune -> last ms */
+#define FB_KEY_STATS_ACT_EPCI     "active:epci"         /* (stats:) zset: EPCI -> last ms */
+#define FB_KEY_STATS_ACT_DEPS     "active:departements" /* (stats:) zset: département -> ms */
+#define FB_KEY_STATS_STEPS        "steps_done"          /* (stats:) hash: step ref -> count */
+#define FB_KEY_STATS_MONTH        "month:"              /* (stats:) + YYYY-MM: hash */
+#define FB_KEY_STATS_RESPONSE     "advisor_response_ms" /* (stats:) list: response times */
+
+/**
+ * "<prefix>{c:<escaped conv_key>}:<suffix>", a new string (fb_free), or NULL when `conv_key` is
+ * empty or longer than FB_KEYS_MAX_CONV, or `suffix` is NULL.
+ */
+char *fb_key_conv(const char *prefix, const char *conv_key, const char *suffix);
+
+/** "<prefix><name>", a new string (fb_free). */
+char *fb_key_global(const char *prefix, const char *name);
+
+/** "<prefix>stats:<name>", a new string (fb_free): the stats' keys. */
+char *fb_key_stats(const char *prefix, const char *name);
+
+/**
+ * The Lua twin of fb_key_conv(): `conv_key(prefix, conv, suffix)`, a local function for the
+ * scripts that build a conversation's key from what they read in Redis.
+ */
+#define FB_KEYS_LUA                                                                                \
+    "local function conv_key(prefix, conv, suffix)\n"                                              \
+    "  local k = string.gsub(conv, '[{}%%%c]', function(ch)\n"                                     \
+    "    return string.format('%%%02X', string.byte(ch)) end)\n"                                   \
+    "  return prefix .. '{c:' .. k .. '}:' .. suffix\n"                                            \
+    "end\n"
+
+#endif /* FB_KEYS_H */
