@@ -13,6 +13,8 @@
  * Lifetimes: `struct mx` is reference counted; the instance, every HTTP call, Redis command,
  * batch and timer hold a reference, so a callback arriving after destroy() finds valid memory.
  */
+#include "matrix.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +25,6 @@
 #include <uv.h>
 
 #include "common/digest.h"
-#include "core/store.h"
 #include "frichebot/adapter.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
@@ -36,7 +37,7 @@
 #include "io/redis.h"
 #include "mx_util.h"
 
-#define TOKEN_ENV         "FRICHEBOT_MATRIX_TOKEN"
+#define TOKEN_ENV         FB_MX_TOKEN_ENV
 #define CLIENT_PATH       "/_matrix/client/v3"
 #define AS_PREFIX         "/_matrix/app/v1/"
 #define TYPING_TIMEOUT_MS 20000
@@ -364,7 +365,7 @@ static int rcmd_argv(struct mx *m, rcmd_cb cb, void *arg, int argc, const char *
 static char *room_key(struct mx *m, const char *room)
 {
     char *conv = fb_asprintf("matrix:%s", room);
-    char *k = fb_store_conv_key(m->core->store, conv, "mxroom");
+    char *k = m->core->conv_key(m->core, conv, "mxroom");
     fb_free(conv);
     return k;
 }
@@ -1740,7 +1741,7 @@ static int on_as_txn(fb_http_req_t *req, void *arg)
     struct txn_ctx *tc = fb_calloc(1, sizeof(*tc));
     tc->req = req;
     char *k = fb_asprintf("matrix:txn:%s", id);
-    tc->key = fb_asprintf("%s%s", fb_store_prefix(m->core->store), k);
+    tc->key = fb_asprintf("%s%s", m->core->cfg->store.key_prefix, k);
     fb_free(k);
     const char *argv[] = {"EXISTS", tc->key};
     if (rcmd_argv(m, on_txn_seen, tc, 2, argv)) {
@@ -2078,8 +2079,8 @@ static int read_registration(struct mx *m)
 
 static int mx_init(fb_adapter_t *a)
 {
-    const fb_matrix_opts_t *o = &a->core->cfg->matrix;
-    if (!o->enabled || !o->homeserver || !o->user_id)
+    const fb_matrix_opts_t *o = fb_config_section(a->core->cfg, "matrix");
+    if (!o || !o->enabled || !o->homeserver || !o->user_id)
         return FB_DECLINED;
     struct mx *m = fb_calloc(1, sizeof(*m));
     m->a = a;
@@ -2092,7 +2093,7 @@ static int mx_init(fb_adapter_t *a)
     m->names = json_object();
     unsigned long long ttl = (unsigned long long)a->core->cfg->store.session_ttl_days * 86400000ull;
     snprintf(m->ttl_ms, sizeof(m->ttl_ms), "%llu", ttl);
-    const char *prefix = fb_store_prefix(a->core->store);
+    const char *prefix = a->core->cfg->store.key_prefix;
     m->k_auth = fb_asprintf("%smatrix:auth", prefix ? prefix : "");
     m->k_sync = fb_asprintf("%smatrix:sync", prefix ? prefix : "");
     *(struct mx **)fb_adapter_priv(a) = m;
@@ -2228,6 +2229,8 @@ static int mx_stats(fb_adapter_t *a, json_t *out)
     return 0;
 }
 
+int fb_mx_log_sub = FB_SUB_CORE;
+
 const fb_adapter_ops_t fb_adapter_matrix = {
     .api_version = FB_ADAPTER_API_VERSION,
     .name = "matrix",
@@ -2240,4 +2243,7 @@ const fb_adapter_ops_t fb_adapter_matrix = {
     .send = mx_send,
     .stats = mx_stats,
     .conv_keys = NULL,
+    .config = &fb_matrix_config,
+    .commands = fb_mx_commands,
+    .log_sub = &fb_mx_log_sub,
 };

@@ -1402,6 +1402,7 @@ fb_router_t *fb_router_create(const fb_router_deps_t *deps, fb_buf_t *errors)
         .deliver = core_deliver,
         .wake = core_wake,
         .set_state = core_set_state,
+        .conv_key = fb_core_conv_key,
     };
     fb_store_script_init(&r->s_read, read_src);
     r->commit_lua =

@@ -20,7 +20,7 @@
 
 #include <jansson.h>
 
-#define FB_ADAPTER_API_VERSION 1
+#define FB_ADAPTER_API_VERSION 2
 
 typedef struct fb_adapter_s fb_adapter_t;
 typedef struct fb_core_s fb_core_t;
@@ -85,6 +85,22 @@ enum {
     FB_ADAPTER_CAP_TXN_DEDUPE = 1u << 2 /* the platform de-duplicates sends by txn_id */
 };
 
+struct fb_conf_section_s;
+
+/**
+ * A subcommand an adapter adds to the `frichebot` command line (`frichebot NAME ARGS`): main.c
+ * dispatches every command it does not know to the adapters' tables and lists them in
+ * `frichebot --help`. Runs before any loop exists, on the main thread.
+ */
+typedef struct fb_adapter_command_s {
+    const char *name;    /* "matrix-registration"; lowercase, '-' allowed */
+    const char *summary; /* one line for `frichebot --help` (English, like the rest of the CLI) */
+    const char *usage;   /* the whole help, printed by `frichebot help NAME` */
+    /** argv[0] is the command's name. Returns the exit status: 0 success, 1 failure, 2 usage
+     *  error (main.c's conventions). */
+    int (*run)(int argc, char **argv);
+} fb_adapter_command_t;
+
 typedef struct fb_adapter_ops_s {
     unsigned api_version; /* FB_ADAPTER_API_VERSION */
     const char *name;     /* "web", "matrix": platform name, config section, log tag */
@@ -105,6 +121,17 @@ typedef struct fb_adapter_ops_s {
      * fb_store_conv_key(store, "name:conv", suffix)): the router deletes them in the same atomic
      * write as the session when the user asks to be forgotten. At most 8. */
     const char *const *conv_keys;
+
+    /* Since API version 2. */
+    /** The adapter's configuration section (io/config.h), walked by the core's parser: its
+     *  options are then fb_config_section(core->cfg, name). NULL: no section. */
+    const struct fb_conf_section_s *config;
+    /** Subcommands of `frichebot`, ended by an entry whose name is NULL; or NULL. */
+    const fb_adapter_command_t *commands;
+    /** The adapter's log category, set by the core when the adapter table is registered
+     *  (fb_adapters_register_logs): the adapter logs with FB_LOG_AT(*log_sub, ...). Its name in
+     *  log specs and lines is the adapter's name ("info,matrix=debug"). */
+    int *log_sub;
 } fb_adapter_ops_t;
 
 struct uv_loop_s;
@@ -130,6 +157,12 @@ struct fb_core_s {
     void (*wake)(fb_adapter_t *a, const char *conv);
     /** Sets the adapter's state shown in /healthz ("starting", "ok", "degraded: ..."). */
     void (*set_state)(fb_adapter_t *a, const char *state);
+
+    /* Since API version 2. */
+    /** The Redis key of suffix `suffix` for conversation "NAME:conv" (`name_conv`), in the
+     *  session's slot; see ops.conv_keys. Returns a new string (fb_free), or NULL when the key
+     *  is not valid (control characters, too long). */
+    char *(*conv_key)(const fb_core_t *core, const char *name_conv, const char *suffix);
 };
 
 /** The adapter instance. */
