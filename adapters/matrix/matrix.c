@@ -1795,34 +1795,14 @@ struct sctx {
     char *path;       /* the PUT's path */
     json_t *content;  /* the PUT's body */
     char *root;       /* the thread's root, once known */
-    json_t *record;   /* the entry's "record" (escalation: where the event id is kept), or NULL */
+    json_t *entry;    /* a copy of the outbox entry, handed to core->sent with the event id */
     const char *what; /* "reply" or "redaction", for the logs */
     char tag[FB_MX_TAG_LEN + 1];
 };
 
-/*
- * An entry's "record" {key, field, rkey, rval, list} (docs/internals/ESCALATION.md), run once the
- * homeserver accepted the message and before the send is reported done: HSET key field <event
- * id>, HSET rkey <event id> rval, RPUSH list "ROOM <event id>" (each part optional but `key`). When
- * `key` no longer exists (its owner asked to forget), nothing is written and 0 is returned: the
- * message is withdrawn (redacted) at once. KEYS: key, rkey, list (`key` again when absent).
- * ARGV: field, rval, event id, list item ('' when absent).
- */
-static const char record_script[] =
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
-    "if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end\n"
-    "if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], ARGV[3], ARGV[2]) end\n"
-    "if ARGV[4] ~= '' then\n"
-    "  redis.call('RPUSH', KEYS[3], ARGV[4])\n"
-    "  redis.call('LTRIM', KEYS[3], -1000, -1)\n"
-    "  local ttl = redis.call('PTTL', KEYS[1])\n"
-    "  if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end\n"
-    "end\n"
-    "return 1\n";
-
 static void sctx_free(struct sctx *s)
 {
-    json_decref(s->record);
+    json_decref(s->entry);
     json_decref(s->content);
     fb_free(s->room);
     fb_free(s->path);
@@ -1857,10 +1837,12 @@ struct recorded {
     char *event_id;
 };
 
-static void on_recorded(struct mx *m, int status, redisReply *reply, void *arg)
+/* The core kept the event id where the entry asked (core->sent): the send is done. */
+static void on_recorded(int status, bool gone, void *arg)
 {
     struct recorded *rc = arg;
-    if (!status && reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
+    struct mx *m = rc->s->m;
+    if (!status && gone) {
         FB_INFO(MATRIX, "[matrix|%s] message sent for a forgotten conversation: withdrawn",
                 rc->s->tag);
         if (!m->stopping)
@@ -1869,33 +1851,30 @@ static void on_recorded(struct mx *m, int status, redisReply *reply, void *arg)
     sctx_done(rc->s, status ? FB_EAGAIN : 0, 0); /* resent with the same txn: same event id */
     fb_free(rc->event_id);
     fb_free(rc);
+    op_end(m);
 }
 
-/* Runs the entry's record for `event_id`; true when in flight (on_recorded() ends the send). */
+/*
+ * Hands the event id to the core (core->sent), which keeps it where the entry asks (escalation's
+ * tickets); true when that is in flight (on_recorded() ends the send). False when the entry asks
+ * nothing (*rc left alone) or on failure (*rc = FB_EAGAIN).
+ */
 static bool record(struct mx *m, struct sctx *s, const char *event_id, int *rc)
 {
-    const char *k = json_string_value(json_object_get(s->record, "key"));
-    if (!k)
+    if (!m->core->sent)
         return false;
-    const char *f = json_string_value(json_object_get(s->record, "field"));
-    const char *rk = json_string_value(json_object_get(s->record, "rkey"));
-    const char *rv = json_string_value(json_object_get(s->record, "rval"));
-    const char *lk = json_string_value(json_object_get(s->record, "list"));
-    bool index = rk && rv;
-    char *item = lk ? fb_asprintf("%s %s", s->room, event_id) : NULL;
     struct recorded *r = fb_calloc(1, sizeof(*r));
     r->s = s;
     r->event_id = fb_strdup(event_id);
-    const char *argv[] = {"EVAL",         record_script,   "3",        k,
-                          index ? rk : k, lk ? lk : k,     f ? f : "", index ? rv : "",
-                          event_id,       item ? item : ""};
-    int e = rcmd_argv(m, on_recorded, r, 10, argv);
-    fb_free(item);
-    if (e == 0)
+    int e = m->core->sent(m->core, s->entry, s->room, event_id, on_recorded, r);
+    if (e == 0) {
+        op_begin(m);
         return true;
+    }
     fb_free(r->event_id);
     fb_free(r);
-    *rc = FB_EAGAIN;
+    if (e != FB_DECLINED)
+        *rc = FB_EAGAIN;
     return false;
 }
 
@@ -1947,28 +1926,24 @@ static int put(struct mx *m, struct sctx *s)
 /* How long a relay waits, between tries, for its thread's root to be recorded. */
 #define ROOT_WAIT_MS 200
 
-/* The root of a "ROOM/~ID" thread: KEYS[1] the hash, ARGV[1] the field. 0 when the hash is gone
- * (its ticket was forgotten or expired: the relay has nowhere to go), else the value or "". */
-static const char thread_root_script[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
-                                         "return redis.call('HGET', KEYS[1], ARGV[1]) or ''\n";
-
-static void on_thread_root(struct mx *m, int status, redisReply *reply, void *arg)
+/* The root of a "ROOM/~TICKET" thread, from the core (core->thread_root): then the PUT. */
+static void on_thread_root(int status, const char *root, void *arg)
 {
     struct sctx *s = arg;
-    if (!status && reply && reply->type == REDIS_REPLY_INTEGER) {
+    struct mx *m = s->m;
+    if (status == FB_ENOENT) {
         FB_INFO(MATRIX, "[matrix|%s] thread message dropped: its ticket is gone", s->tag);
         sctx_done(s, 0, 0);
-        return;
+    } else if (status || !root || m->stopping) {
+        sctx_done(s, m->stopping ? FB_ECANCELED : FB_EAGAIN,
+                  status == FB_EAGAIN || (!status && !root) ? ROOT_WAIT_MS : 0);
+    } else {
+        s->root = fb_strdup(root);
+        int rc = put(m, s);
+        if (rc)
+            sctx_done(s, rc, 0);
     }
-    if (status || !reply || reply->type != REDIS_REPLY_STRING || reply->len < 2 ||
-        reply->str[0] != '$' || m->stopping) {
-        sctx_done(s, m->stopping ? FB_ECANCELED : FB_EAGAIN, status ? 0 : ROOT_WAIT_MS);
-        return;
-    }
-    s->root = fb_strndup(reply->str, reply->len);
-    int rc = put(m, s);
-    if (rc)
-        sctx_done(s, rc, 0);
+    op_end(m);
 }
 
 static int mx_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, void *arg)
@@ -1988,11 +1963,8 @@ static int mx_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, voi
     fb_free(conv);
     if (bad)
         return FB_EINVAL;
-    const json_t *th = json_object_get(msg->entry, "thread");
-    const char *th_key = json_string_value(json_object_get(th, "key"));
-    const char *th_field = json_string_value(json_object_get(th, "field"));
     bool redact = msg->kind && strcmp(msg->kind, "redact") == 0;
-    const char *redacts = json_string_value(json_object_get(msg->entry, "redacts"));
+    const char *redacts = msg->redacts;
     json_t *content = NULL;
     char *t = fb_mx_path_escape(msg->txn_id);
     char *tail = NULL;
@@ -2001,7 +1973,7 @@ static int mx_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, voi
         char *ev = fb_mx_path_escape(redacts);
         tail = fb_asprintf("/redact/%s/%s", ev, t);
         fb_free(ev);
-    } else if (!redact && (!tilde || (th_key && th_field))) {
+    } else if (!redact) {
         const char *msgtype =
             msg->kind && strcmp(msg->kind, "reminder") == 0 ? m->o->reminder_msgtype : "m.notice";
         content = fb_mx_message_content(msgtype, msg->text ? msg->text : "", msg->html, NULL);
@@ -2023,13 +1995,15 @@ static int mx_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, voi
     s->content = content;
     s->path = room_path(room, tail);
     s->what = redact ? "redaction" : "reply";
-    s->record = json_incref(json_object_get(msg->entry, "record"));
+    s->entry = msg->entry ? json_deep_copy(msg->entry) : NULL;
     fb_mx_tag(msg->conv, s->tag);
     fb_free(tail);
     int rc;
     if (tilde) {
-        const char *argv[] = {"EVAL", thread_root_script, "1", th_key, th_field};
-        rc = rcmd_argv(m, on_thread_root, s, 5, argv) == 0 ? 0 : FB_EAGAIN;
+        rc = m->core->thread_root ? m->core->thread_root(m->core, msg->entry, on_thread_root, s)
+                                  : FB_EINVAL;
+        if (rc == 0)
+            op_begin(m);
     } else {
         rc = put(m, s);
     }
@@ -2235,7 +2209,7 @@ const fb_adapter_ops_t fb_adapter_matrix = {
     .api_version = FB_ADAPTER_API_VERSION,
     .name = "matrix",
     .priv_size = sizeof(struct mx *),
-    .caps = FB_ADAPTER_CAP_HTML | FB_ADAPTER_CAP_TXN_DEDUPE,
+    .caps = FB_ADAPTER_CAP_HTML | FB_ADAPTER_CAP_TXN_DEDUPE | FB_ADAPTER_CAP_ADVISORS,
     .init = mx_init,
     .start = mx_start,
     .stop = mx_stop,

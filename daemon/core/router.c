@@ -679,6 +679,7 @@ static void ob_send(struct conv *c, json_t *entry)
         .html = jstr(entry, "html") ? jstr(entry, "html") : "",
         .choices = json_is_array(choices) ? choices : NULL,
         .entry = entry,
+        .redacts = jstr(entry, "redacts"),
     };
     c->ob = OB_SENDING;
     r->inflight++;
@@ -1403,6 +1404,8 @@ fb_router_t *fb_router_create(const fb_router_deps_t *deps, fb_buf_t *errors)
         .wake = core_wake,
         .set_state = core_set_state,
         .conv_key = fb_core_conv_key,
+        .thread_root = fb_esc_thread_root,
+        .sent = fb_esc_sent,
     };
     fb_store_script_init(&r->s_read, read_src);
     r->commit_lua =
