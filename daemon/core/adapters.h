@@ -21,6 +21,7 @@
 #define FB_ADAPTER_TABLE(X, TEST)                                                                  \
     X(web)                                                                                         \
     X(matrix)                                                                                      \
+    TEST(echo)                                                                                     \
     /* end of the table: a new line goes above, so adding one changes only that line */
 
 #define FB__ADAPTER_DECLARE(name) extern const fb_adapter_ops_t fb_adapter_##name;
