@@ -7,6 +7,10 @@
  * Redis's ConnectionType (docs/style.md section C): one static, versioned ops table per adapter,
  * checked at registration, plus a core table handed to the adapter.
  *
+ * Adding a platform (a folder adapters/NAME/ and one line of the adapter table in
+ * daemon/core/adapters.h) is walked through in docs/internals/ADAPTERS.md, with the echo test
+ * adapter (tests/adapters/echo/) as the worked example.
+ *
  * Async rules (include/frichebot/err.h): a method that takes a callback and returns an error
  * never calls it; one that returns 0 calls it exactly once, later (never from inside the call),
  * with FB_ECANCELED on shutdown.
