@@ -22,8 +22,8 @@
 #include <uv.h>
 #include <yaml.h>
 
-#include "../adapters/matrix/mx_util.h"
 #include "authoring.h"
+#include "core/adapters.h"
 #include "daemon.h"
 #include "features/escalation.h"
 #include "frichebot/alloc.h"
@@ -34,6 +34,7 @@
 
 #define EXIT_USAGE 2
 
+/* The usage is main_usage, the adapters' commands, then main_usage_tail (print_main_usage). */
 static const char main_usage[] =
     "usage: frichebot [--help] [--version] COMMAND [ARGS]\n"
     "\n"
@@ -46,8 +47,9 @@ static const char main_usage[] =
     "  chat      talk to a dialog in the terminal (no Redis, no network)\n"
     "  graph     draw a dialog as a Graphviz graph\n"
     "  test      run golden conversation transcripts\n"
-    "  version   print the version and the versions of the libraries in use\n"
-    "  matrix-registration  write the Matrix application service registration file\n"
+    "  version   print the version and the versions of the libraries in use\n";
+
+static const char main_usage_tail[] =
     "  help      show the help of a command: frichebot help serve\n"
     "\n"
     "Run 'frichebot COMMAND --help' for the options of a command.\n";
@@ -76,6 +78,16 @@ static const char serve_usage[] =
     "PREFIX/bin/frichebot), else, for a binary run from its build tree, the source and build\n"
     "trees' paths.\n";
 
+/* `frichebot --help`: the commands, the adapters' among them (fb_adapter_ops_t.commands). */
+static void print_main_usage(FILE *out)
+{
+    fputs(main_usage, out);
+    for (size_t i = 0; fb_builtin_adapters[i]; i++)
+        for (const fb_adapter_command_t *c = fb_builtin_adapters[i]->commands; c && c->name; c++)
+            fprintf(out, "  %s  %s\n", c->name, c->summary);
+    fputs(main_usage_tail, out);
+}
+
 /* `serve --help`: the usage, then where this binary finds its data. */
 static void print_serve_usage(void)
 {
@@ -87,21 +99,6 @@ static void print_serve_usage(void)
                fb_data_exe(), fb_data_path(FB_DATA_DIALOG), fb_data_path(FB_DATA_GEO),
                fb_data_path(FB_DATA_WEB), fb_data_path(FB_DATA_DSFR));
 }
-
-static const char registration_usage[] =
-    "usage: frichebot matrix-registration -c FILE [-o OUTPUT] [--force]\n"
-    "\n"
-    "Writes the application service registration YAML that Synapse loads\n"
-    "(app_service_config_files), with fresh random as_token and hs_token, from the matrix\n"
-    "section of the configuration (user_id, appservice.id, appservice.url). The daemon reads\n"
-    "the tokens back from that file in appservice mode. The file is created with mode 0600.\n"
-    "\n"
-    "Options:\n"
-    "  -c, --config FILE   the daemon's configuration (YAML)\n"
-    "  -o, --output FILE   where to write it (default: matrix.appservice.registration_file;\n"
-    "                      '-' for standard output)\n"
-    "      --force         replace an existing file (the old tokens stop working)\n"
-    "  -h, --help          show this help\n";
 
 static const char version_usage[] = "usage: frichebot version\n"
                                     "\n"
@@ -277,143 +274,33 @@ static int cmd_serve(int argc, char **argv)
         FB_NOTICE(CORE, "data directory: none beside %s, using the build tree's paths",
                   fb_data_exe());
     FB_NOTICE(CORE, "data: dialog %s, communes index %s, web page %s, DSFR %s", cfg->dialogs.path,
-              cfg->dialogs.geo_path, cfg->web.static_dir, cfg->web.dsfr_dir);
+              cfg->dialogs.geo_path,
+              fb_config_string(cfg, "web.static_dir") ? fb_config_string(cfg, "web.static_dir")
+                                                      : "-",
+              fb_config_string(cfg, "web.dsfr_dir") ? fb_config_string(cfg, "web.dsfr_dir") : "-");
     status = fb_daemon_run(cfg, path);
 done:
     fb_config_free(cfg);
     return status;
 }
 
-static int cmd_registration(int argc, char **argv)
-{
-    enum { OPT_FORCE = 1000 };
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"output", required_argument, NULL, 'o'},
-        {"force", no_argument, NULL, OPT_FORCE},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *path = NULL, *out = NULL;
-    bool force = false;
-    int c;
-    opterr = 0;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, ":c:o:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            path = optarg;
-            break;
-        case 'o':
-            out = optarg;
-            break;
-        case OPT_FORCE:
-            force = true;
-            break;
-        case 'h':
-            fputs(registration_usage, stdout);
-            return 0;
-        case ':':
-            return usage_error("matrix-registration: option '%s' needs an argument",
-                               argv[optind - 1]);
-        default:
-            return usage_error("matrix-registration: unknown option '%s'", argv[optind - 1]);
-        }
-    }
-    if (optind < argc)
-        return usage_error("matrix-registration: unexpected argument '%s'", argv[optind]);
-    if (!path)
-        return usage_error("matrix-registration: -c FILE is required");
-    fb_buf_t errors;
-    fb_buf_init(&errors, 1u << 20);
-    fb_config_t *cfg = fb_config_load(path, &errors);
-    if (!cfg) {
-        fprintf(stderr, "%s", fb_buf_str(&errors));
-        fprintf(stderr, "frichebot: %s: invalid configuration\n", path);
-        fb_buf_free(&errors);
-        return 1;
-    }
-    fb_buf_free(&errors);
-    const fb_matrix_opts_t *m = &cfg->matrix;
-    int status = 1;
-    char as[FB_MX_TOKEN_HEX + 1], hs[FB_MX_TOKEN_HEX + 1];
-    char *yaml = NULL;
-    if (!out)
-        out = m->as_registration_file;
-    if (!m->user_id || !out) {
-        fprintf(stderr,
-                "frichebot: %s: matrix.user_id and matrix.appservice.registration_file "
-                "(or -o) are needed\n",
-                path);
-        goto done;
-    }
-    if (fb_mx_random_token(as) || fb_mx_random_token(hs)) {
-        fprintf(stderr, "frichebot: cannot get random bytes from the system\n");
-        goto done;
-    }
-    yaml = fb_mx_registration_yaml(m->as_id ? m->as_id : "frichebot",
-                                   m->as_url ? m->as_url : "http://127.0.0.1:8080", m->user_id, as,
-                                   hs);
-    if (!yaml) {
-        fprintf(stderr, "frichebot: matrix.user_id is not a user id\n");
-        goto done;
-    }
-    if (strcmp(out, "-") == 0) {
-        fputs(yaml, stdout);
-        status = fflush(stdout) == 0 ? 0 : 1;
-        goto done;
-    }
-    int fd =
-        open(out, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (force ? O_TRUNC : O_EXCL), 0600);
-    if (fd < 0) {
-        fprintf(stderr, "frichebot: cannot write %s: %s%s\n", out, strerror(errno),
-                errno == EEXIST ? " (use --force to replace it)" : "");
-        goto done;
-    }
-    size_t len = strlen(yaml), off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, yaml + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
-    if (close(fd) != 0 || off != len) {
-        fprintf(stderr, "frichebot: cannot write %s: %s\n", out, strerror(errno));
-        goto done;
-    }
-    printf("%s: registration written (id %s, user %s); add it to Synapse's "
-           "app_service_config_files\n",
-           out, m->as_id ? m->as_id : "frichebot", m->user_id);
-    status = 0;
-done:
-    explicit_bzero(as, sizeof(as));
-    explicit_bzero(hs, sizeof(hs));
-    if (yaml) {
-        explicit_bzero(yaml, strlen(yaml));
-        fb_free(yaml);
-    }
-    fb_config_free(cfg);
-    return status;
-}
-
 int main(int argc, char **argv)
 {
+    fb_adapters_register_logs();
     if (argc < 2) {
-        fputs(main_usage, stderr);
+        print_main_usage(stderr);
         return EXIT_USAGE;
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
-        fputs(main_usage, stdout);
+        print_main_usage(stdout);
         return 0;
     }
     if (strcmp(cmd, "--version") == 0)
         return cmd_version(1, argv + 1);
     if (strcmp(cmd, "help") == 0) {
         if (argc < 3) {
-            fputs(main_usage, stdout);
+            print_main_usage(stdout);
             return 0;
         }
         if (strcmp(argv[2], "serve") == 0) {
@@ -424,8 +311,9 @@ int main(int argc, char **argv)
             fputs(version_usage, stdout);
             return 0;
         }
-        if (strcmp(argv[2], "matrix-registration") == 0) {
-            fputs(registration_usage, stdout);
+        const fb_adapter_command_t *ac = fb_adapter_command(argv[2]);
+        if (ac) {
+            fputs(ac->usage, stdout);
             return 0;
         }
         char help_arg[] = "--help";
@@ -444,8 +332,6 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0)
         return cmd_version(argc - 1, argv + 1);
-    if (strcmp(cmd, "matrix-registration") == 0)
-        return cmd_registration(argc - 1, argv + 1);
     if (strcmp(cmd, "check") == 0)
         return fb_cmd_check(argc - 1, argv + 1, stdout, stderr);
     if (strcmp(cmd, "chat") == 0)
@@ -454,6 +340,9 @@ int main(int argc, char **argv)
         return fb_cmd_graph(argc - 1, argv + 1, stdout, stderr);
     if (strcmp(cmd, "test") == 0)
         return fb_cmd_test(argc - 1, argv + 1, stdout, stderr);
+    const fb_adapter_command_t *ac = fb_adapter_command(cmd);
+    if (ac)
+        return ac->run(argc - 1, argv + 1);
     if (cmd[0] == '-')
         return usage_error("unknown option '%s'", cmd);
     return usage_error("unknown command '%s'", cmd);

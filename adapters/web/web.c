@@ -27,7 +27,6 @@
 #include <jansson.h>
 #include <uv.h>
 
-#include "core/store.h"
 #include "frichebot/adapter.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
@@ -37,6 +36,7 @@
 #include "io/config.h"
 #include "io/http_server.h"
 #include "io/redis.h"
+#include "web_config.h"
 #include "web_util.h"
 
 #define CONV_BUCKETS      256
@@ -187,7 +187,6 @@ struct web {
     const fb_core_t *core;
     const fb_web_opts_t *opts;
     fb_redis_t *redis;
-    fb_store_t *store;
     char ttl_ms[24];
     char max_hist[24];
     size_t ws_limit;
@@ -357,7 +356,7 @@ static struct conv *conv_get(struct web *w, const char *token)
         fb_web_token_tag(token, cv->tag);
         char *conv_key = fb_asprintf("web:%s", token);
         for (int i = 0; i < K__COUNT; i++)
-            cv->keys[i] = fb_store_conv_key(w->store, conv_key, key_suffix[i]);
+            cv->keys[i] = w->core->conv_key(w->core, conv_key, key_suffix[i]);
         fb_free(conv_key);
         unsigned h = token_hash(token);
         cv->next = w->convs[h];
@@ -1234,7 +1233,7 @@ static int web_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, vo
     char *conv_key = fb_asprintf("web:%s", msg->conv);
     char *keys[4];
     for (int i = 0; i < 4; i++)
-        keys[i] = fb_store_conv_key(w->store, conv_key, key_suffix[i]);
+        keys[i] = w->core->conv_key(w->core, conv_key, key_suffix[i]);
     const char *args[] = {dkey, tail, w->max_hist, w->ttl_ms};
     int rc = run_script(op, append_script, on_bot_appended, 4, (const char *const *)keys, 4, args);
     for (int i = 0; i < 4; i++)
@@ -1255,12 +1254,13 @@ static int web_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, vo
 static int web_init(fb_adapter_t *a)
 {
     struct web **pw = fb_adapter_priv(a);
+    if (!fb_config_section(a->core->cfg, "web"))
+        return FB_DECLINED;
     struct web *w = fb_calloc(1, sizeof(*w));
     w->a = a;
     w->core = a->core;
-    w->opts = &a->core->cfg->web;
+    w->opts = fb_config_section(a->core->cfg, "web");
     w->redis = a->core->redis;
-    w->store = a->core->store;
     w->refs = 1;
     unsigned long long ttl = (unsigned long long)a->core->cfg->store.session_ttl_days * 86400000ull;
     snprintf(w->ttl_ms, sizeof(w->ttl_ms), "%llu", ttl);
@@ -1354,6 +1354,8 @@ static int web_stats(fb_adapter_t *a, json_t *out)
     return 0;
 }
 
+int fb_web_log_sub = FB_SUB_CORE;
+
 const fb_adapter_ops_t fb_adapter_web = {
     .api_version = FB_ADAPTER_API_VERSION,
     .name = "web",
@@ -1366,4 +1368,6 @@ const fb_adapter_ops_t fb_adapter_web = {
     .send = web_send,
     .stats = web_stats,
     .conv_keys = own_keys,
+    .config = &fb_web_config,
+    .log_sub = &fb_web_log_sub,
 };

@@ -123,6 +123,16 @@ typedef struct fb_feature_ops_s {
     size_t (*inflight)(const void *self);
     /** fb_router_destroy(): frees `self`. */
     void (*destroy)(void *self);
+    /**
+     * Optional, the adapters' core->thread_root() (include/frichebot/adapter.h) for the outbox
+     * entries the feature wrote: FB_DECLINED when `entry` is not the feature's (cb never
+     * called: the router asks the next feature), else that method's contract.
+     */
+    int (*thread_root)(void *self, const fb_core_t *core, const json_t *entry, fb_thread_root_cb cb,
+                       void *arg);
+    /** Optional, the adapters' core->sent(), same rule as thread_root. */
+    int (*sent)(void *self, const fb_core_t *core, const json_t *entry, const char *where,
+                const char *msg_id, fb_sent_cb cb, void *arg);
 } fb_feature_ops_t;
 
 #endif /* FB_FEATURE_H */

@@ -19,6 +19,8 @@
  */
 #include "core/router.h"
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -692,6 +694,7 @@ static void ob_send(struct conv *c, json_t *entry)
         .html = jstr(entry, "html") ? jstr(entry, "html") : "",
         .choices = json_is_array(choices) ? choices : NULL,
         .entry = entry,
+        .redacts = jstr(entry, "redacts"),
     };
     c->ob = OB_SENDING;
     r->inflight++;
@@ -1423,6 +1426,41 @@ static void core_wake(fb_adapter_t *a, const char *conv)
     conv_maybe_free(c);
 }
 
+/* The router of a core table (fb_core_t is embedded in it). */
+static fb_router_t *core_router(const fb_core_t *core)
+{
+    return (fb_router_t *)(void *)((char *)(uintptr_t)core - offsetof(fb_router_t, core));
+}
+
+/* core->thread_root() and core->sent(): the feature that wrote the entry answers. */
+static int core_thread_root(const fb_core_t *core, const json_t *entry, fb_thread_root_cb cb,
+                            void *arg)
+{
+    const fb_router_t *r = core ? core_router(core) : NULL;
+    for (size_t f = 0; r && f < r->nfeatures; f++) {
+        const struct feature_slot *fs = &r->features[f];
+        int rc = fs->ops->thread_root ? fs->ops->thread_root(fs->self, core, entry, cb, arg)
+                                      : FB_DECLINED;
+        if (rc != FB_DECLINED)
+            return rc;
+    }
+    return FB_EINVAL;
+}
+
+static int core_sent(const fb_core_t *core, const json_t *entry, const char *where,
+                     const char *msg_id, fb_sent_cb cb, void *arg)
+{
+    const fb_router_t *r = core ? core_router(core) : NULL;
+    for (size_t f = 0; r && f < r->nfeatures; f++) {
+        const struct feature_slot *fs = &r->features[f];
+        int rc = fs->ops->sent ? fs->ops->sent(fs->self, core, entry, where, msg_id, cb, arg)
+                               : FB_DECLINED;
+        if (rc != FB_DECLINED)
+            return rc;
+    }
+    return FB_DECLINED;
+}
+
 static void core_set_state(fb_adapter_t *a, const char *state)
 {
     if (!a || !state)
@@ -1458,6 +1496,9 @@ fb_router_t *fb_router_create(const fb_router_deps_t *deps, fb_buf_t *errors)
         .deliver = core_deliver,
         .wake = core_wake,
         .set_state = core_set_state,
+        .conv_key = fb_core_conv_key,
+        .thread_root = core_thread_root,
+        .sent = core_sent,
     };
     fb_store_script_init(&r->s_read, read_src);
 #ifdef FB_TEST_HOOKS

@@ -3,8 +3,10 @@
  * escalation.c - tickets handed to human advisors (docs/internals/ESCALATION.md).
  *
  * - A new ticket (the engine's `escalate` effect) is announced by the COMMIT itself: the thread
- *   root goes to the outbox of the advisors' room of the user's territory, with a "record" that
- *   makes the Matrix adapter keep the root's event id in the ticket and in the roots index.
+ *   root goes to the outbox of the advisors' room of the user's territory, on the adapter that
+ *   hosts the advisors' channel (FB_ADAPTER_CAP_ADVISORS), with a "record": once the platform
+ *   accepted it, the adapter hands its message id back through core->sent (fb_esc_sent), which
+ *   keeps it in the ticket and in the roots index.
  * - The user's messages while the ticket is open are appended, by the same COMMIT, to the outbox
  *   of the thread (FB_ESC_COMMIT_LUA).
  * - Thread messages of the advisors come here (fb_esc_inbound()): one Lua script relays them to
@@ -20,6 +22,7 @@
 #include <hiredis/hiredis.h>
 
 #include "common/calendar.h"
+#include "core/adapters.h"
 #include "core/keys.h"
 #include "engine/engine.h"
 #include "engine/template.h"
@@ -450,10 +453,11 @@ void fb_esc_commit_ops(const fb_esc_t *e, const fb_esc_step_t *st, json_t *ops, 
         fb_buf_free(&b);
         char territory[16];
         snprintf(territory, sizeof(territory), "%s", dep ? dep : "*");
-        if (entry && room) {
+        const char *channel = fb_esc_advisors_adapter();
+        if (entry && room && channel) {
             (void)json_object_set_new(
                 o, "ann",
-                json_pack("[s, s, s, s, s, s]", entry, "", room, territory, "matrix", st->wid));
+                json_pack("[s, s, s, s, s, s]", entry, "", room, territory, channel, st->wid));
         }
         fb_free(entry);
         /* The user is told the usual response time of the territory. */
@@ -500,7 +504,8 @@ static size_t room_len(const char *conv)
 
 bool fb_esc_owns(const fb_esc_t *e, const char *adapter, const char *conv)
 {
-    if (!e || !adapter || !conv || strcmp(adapter, "matrix") != 0)
+    const char *channel = fb_esc_advisors_adapter();
+    if (!e || !adapter || !conv || !channel || strcmp(adapter, channel) != 0)
         return false;
     size_t n = room_len(conv);
     for (size_t i = 0; i < e->nrooms; i++)
@@ -796,6 +801,20 @@ static void feature_destroy(void *self)
     fb_esc_destroy(self);
 }
 
+static int feature_thread_root(void *self, const fb_core_t *core, const json_t *entry,
+                               fb_thread_root_cb cb, void *arg)
+{
+    (void)self;
+    return fb_esc_thread_root(core, entry, cb, arg);
+}
+
+static int feature_sent(void *self, const fb_core_t *core, const json_t *entry, const char *where,
+                        const char *msg_id, fb_sent_cb cb, void *arg)
+{
+    (void)self;
+    return fb_esc_sent(core, entry, where, msg_id, cb, arg);
+}
+
 const fb_feature_ops_t fb_esc_feature = {
     .name = "escalation",
     .lua_pre = FB_ESC_COMMIT_PRE_LUA,
@@ -807,4 +826,127 @@ const fb_feature_ops_t fb_esc_feature = {
     .stop = feature_stop,
     .inflight = feature_inflight,
     .destroy = feature_destroy,
+    .thread_root = feature_thread_root,
+    .sent = feature_sent,
 };
+/* ---- the advisors' channel, as the adapter that hosts it reaches it ----------------------- */
+/* fb_core_t.thread_root and fb_core_t.sent (include/frichebot/adapter.h): the adapter hands the
+ * entries' escalation fields back here instead of touching the tickets' keys itself. */
+
+/*
+ * An entry's "record" {key, field, rkey, rval, list} (docs/internals/ESCALATION.md), run once the
+ * platform accepted the message and before the send is reported done: HSET key field <msg id>,
+ * HSET rkey <msg id> rval, RPUSH list "WHERE <msg id>" (each part optional but `key`). When `key`
+ * no longer exists (its owner asked to forget), nothing is written and 0 is returned: the message
+ * is withdrawn at once. KEYS: key, rkey, list (`key` again when absent). ARGV: field, rval, msg
+ * id, list item ('' when absent).
+ */
+static const char record_src[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+                                 "if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], ARGV[1], "
+                                 "ARGV[3]) end\n"
+                                 "if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], ARGV[3], "
+                                 "ARGV[2]) end\n"
+                                 "if ARGV[4] ~= '' then\n"
+                                 "  redis.call('RPUSH', KEYS[3], ARGV[4])\n"
+                                 "  redis.call('LTRIM', KEYS[3], -1000, -1)\n"
+                                 "  local ttl = redis.call('PTTL', KEYS[1])\n"
+                                 "  if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end\n"
+                                 "end\n"
+                                 "return 1\n";
+
+/* The root of a "ROOM/~TICKET" thread: KEYS[1] the hash, ARGV[1] the field. 0 when the hash is
+ * gone (its ticket was forgotten or expired: the relay has nowhere to go), else the value or "". */
+static const char thread_root_src[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+                                      "return redis.call('HGET', KEYS[1], ARGV[1]) or ''\n";
+
+static fb_store_script_t s_record, s_thread_root;
+
+struct adv_call {
+    fb_thread_root_cb root_cb;
+    fb_sent_cb sent_cb;
+    void *arg;
+};
+
+static void on_thread_root(int status, const redisReply *rep, void *arg)
+{
+    struct adv_call *c = arg;
+    if (!status && rep->type == REDIS_REPLY_INTEGER)
+        c->root_cb(FB_ENOENT, NULL, c->arg);
+    else if (!status && rep->type == REDIS_REPLY_STRING && rep->len > 0)
+        c->root_cb(0, rep->str, c->arg);
+    else
+        c->root_cb(status ? status : FB_EAGAIN, NULL, c->arg);
+    fb_free(c);
+}
+
+int fb_esc_thread_root(const fb_core_t *core, const json_t *entry, fb_thread_root_cb cb, void *arg)
+{
+    const json_t *th = json_object_get(entry, "thread");
+    const char *key = json_string_value(json_object_get(th, "key"));
+    const char *field = json_string_value(json_object_get(th, "field"));
+    if (!key || !field)
+        return FB_DECLINED; /* not a thread message of ours */
+    if (!core || !core->store || !cb)
+        return FB_EINVAL;
+    if (!s_thread_root.src)
+        fb_store_script_init(&s_thread_root, thread_root_src);
+    struct adv_call *c = fb_calloc(1, sizeof(*c));
+    c->root_cb = cb;
+    c->arg = arg;
+    const char *args[] = {key, field};
+    int rc = fb_store_eval(core->store, &s_thread_root, FB_REDIS_RETRY, 1, 1, args, NULL,
+                           on_thread_root, c);
+    if (rc) {
+        fb_free(c);
+        return rc == FB_ECLOSING ? FB_ECANCELED : FB_EAGAIN;
+    }
+    return 0;
+}
+
+static void on_recorded(int status, const redisReply *rep, void *arg)
+{
+    struct adv_call *c = arg;
+    bool withdraw = !status && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0;
+    c->sent_cb(status ? FB_EAGAIN : 0, withdraw, c->arg);
+    fb_free(c);
+}
+
+int fb_esc_sent(const fb_core_t *core, const json_t *entry, const char *where, const char *msg_id,
+                fb_sent_cb cb, void *arg)
+{
+    const json_t *rec = json_object_get(entry, "record");
+    const char *k = json_string_value(json_object_get(rec, "key"));
+    if (!k)
+        return FB_DECLINED;
+    if (!core || !core->store || !where || !msg_id || !cb)
+        return FB_EINVAL;
+    const char *f = json_string_value(json_object_get(rec, "field"));
+    const char *rk = json_string_value(json_object_get(rec, "rkey"));
+    const char *rv = json_string_value(json_object_get(rec, "rval"));
+    const char *lk = json_string_value(json_object_get(rec, "list"));
+    bool index = rk && rv;
+    char *item = lk ? fb_asprintf("%s %s", where, msg_id) : NULL;
+    if (!s_record.src)
+        fb_store_script_init(&s_record, record_src);
+    struct adv_call *c = fb_calloc(1, sizeof(*c));
+    c->sent_cb = cb;
+    c->arg = arg;
+    const char *args[] = {k,      index ? rk : k,  lk ? lk : k, f ? f : "", index ? rv : "",
+                          msg_id, item ? item : ""};
+    int rc =
+        fb_store_eval(core->store, &s_record, FB_REDIS_RETRY, 3, 4, args, NULL, on_recorded, c);
+    fb_free(item);
+    if (rc) {
+        fb_free(c);
+        return rc == FB_ECLOSING ? FB_ECANCELED : FB_EAGAIN;
+    }
+    return 0;
+}
+
+const char *fb_esc_advisors_adapter(void)
+{
+    for (size_t i = 0; fb_builtin_adapters[i]; i++)
+        if (fb_builtin_adapters[i]->caps & FB_ADAPTER_CAP_ADVISORS)
+            return fb_builtin_adapters[i]->name;
+    return NULL;
+}

@@ -80,6 +80,20 @@ bool fb_esc_owns(const fb_esc_t *e, const char *adapter, const char *conv);
 int fb_esc_inbound(fb_esc_t *e, const char *adapter, const fb_inbound_t *ev, fb_inbound_cb cb,
                    void *arg);
 
+/**
+ * The advisors' channel as the adapter that hosts it reaches it: fb_core_t.thread_root and
+ * fb_core_t.sent (include/frichebot/adapter.h). They touch only the keys the entry names, through
+ * core->store, so they work whether escalation is enabled or not (entries queued before it was
+ * disabled are still delivered).
+ */
+int fb_esc_thread_root(const fb_core_t *core, const json_t *entry, fb_thread_root_cb cb, void *arg);
+int fb_esc_sent(const fb_core_t *core, const json_t *entry, const char *where, const char *msg_id,
+                fb_sent_cb cb, void *arg);
+
+/** The name of the adapter that hosts the advisors' channel (the first of the adapter table
+ *  with FB_ADAPTER_CAP_ADVISORS), or NULL when none is built in. */
+const char *fb_esc_advisors_adapter(void);
+
 /** What the router knows of the event being committed. */
 typedef fb_feature_step_t fb_esc_step_t;
 

@@ -38,7 +38,6 @@
 
 #define DEFAULT_NAME     "(embedded default)"
 #define PASSWORD_ENV     "FRICHEBOT_REDIS_PASSWORD"
-#define MATRIX_TOKEN_ENV "FRICHEBOT_MATRIX_TOKEN"
 #define MAX_ERRORS       50         /* errors kept per parse; more are summarized in one line */
 #define MAX_FILE_BYTES   (1u << 20) /* a configuration file larger than this is refused */
 #define MAX_SECRET_BYTES 4096       /* a password file larger than this is refused */
@@ -50,227 +49,147 @@
 
 /* ---- the schema ----------------------------------------------------------------------------- */
 
-enum kind {
-    K_SECTION,     /* a mapping described by `sub` */
-    K_UINT,        /* unsigned at `off`, plain integer in [min, max] */
-    K_SIZE,        /* size_t at `off`, bytes or with a KiB/MiB suffix, in [min, max] */
-    K_LISTEN,      /* fb_server_opts_t at `off`: "host:port" into listen_host and listen_port */
-    K_ADDRESS,     /* char * at `off`: "tcp://HOST:PORT" or "unix:PATH" */
-    K_PREFIX,      /* char * at `off`: min..max characters, no spaces, no braces */
-    K_SECRET_FILE, /* char * at `off`: a path whose content is a secret; null unsets it */
-    K_LOG_LEVEL,   /* char * at `off`: a fb_log_check_spec() spec */
-    K_LOG_FORMAT,  /* bool at `off`: "plain" (false) or "json" (true) */
-    K_DELAYS,      /* fb_retry_policy_t at `off`: list of 1..8 delays, each in [min, max] */
-    K_BOOL,        /* bool at `off`: true or false */
-    K_PATH,        /* char * at `off`: a file or directory path; null: the built-in default */
-    K_STRING,      /* char * at `off`: min..max bytes of text without control characters */
-    K_CHOICE,      /* char * at `off`: one of the words of choice_lists[min] */
-    K_URL,         /* char * at `off`: an http:// or https:// URL, no trailing '/'; null unsets */
-    K_USER_ID,     /* char * at `off`: a Matrix user id "@local:server"; null unsets */
-    K_GLOBS,       /* char ** at `off`: a list of 0..max patterns of 1..255 printable bytes */
-};
-
-struct table;
-
-struct field {
-    const char *name;
-    enum kind kind;
-    bool required;           /* must be present in every file */
-    size_t off;              /* offset of the value in fb_config_t */
-    unsigned long min, max;  /* inclusive range, for the kinds that have one */
-    const struct table *sub; /* K_SECTION only */
-};
-
-struct table {
-    const char *path; /* dotted path of the section, "" at the top level */
-    const struct field *fields;
-    size_t n;
-};
-
 #define OFF(member) offsetof(fb_config_t, member)
 #define TABLE(path, arr)                                                                           \
     {                                                                                              \
         path, arr, FB_ARRAY_SIZE(arr)                                                              \
     }
 
-static const struct field server_fields[] = {
-    {"listen", K_LISTEN, true, OFF(server), 1, 65535, NULL},
-    {"max_body_bytes", K_SIZE, false, OFF(server.max_body_bytes), KIB, 64 * MIB, NULL},
-    {"max_header_bytes", K_SIZE, false, OFF(server.max_header_bytes), KIB, 65535, NULL},
-    {"idle_timeout_s", K_UINT, false, OFF(server.idle_timeout_s), 1, 3600, NULL},
-    {"keepalive_timeout_s", K_UINT, false, OFF(server.keepalive_timeout_s), 1, 3600, NULL},
-    {"shutdown_deadline_s", K_UINT, false, OFF(server.shutdown_deadline_s), 0, 600, NULL},
-};
-
-static const struct field redis_reconnect_fields[] = {
-    {"delays_ms", K_DELAYS, false, OFF(redis.reconnect), 1, 600000, NULL},
-    {"jitter_percent", K_UINT, false, OFF(redis.reconnect.jitter_percent), 0, 100, NULL},
-};
-static const struct table redis_reconnect_table = TABLE("redis.reconnect", redis_reconnect_fields);
-
-static const struct field redis_fields[] = {
-    {"address", K_ADDRESS, true, OFF(redis.address), 0, 0, NULL},
-    {"password_file", K_SECRET_FILE, false, OFF(redis.password_file), 0, 0, NULL},
-    {"connect_timeout_ms", K_UINT, false, OFF(redis.connect_timeout_ms), 10, 60000, NULL},
-    {"command_timeout_ms", K_UINT, false, OFF(redis.command_timeout_ms), 10, 60000, NULL},
-    {"write_deadline_ms", K_UINT, false, OFF(redis.write_deadline_ms), 100, 3600000, NULL},
-    {"reconnect", K_SECTION, false, 0, 0, 0, &redis_reconnect_table},
-    {"require_aof", K_BOOL, false, OFF(redis.require_aof), 0, 0, NULL},
-};
-
-static const struct field store_fields[] = {
-    {"key_prefix", K_PREFIX, false, OFF(store.key_prefix), 1, 64, NULL},
-    {"session_ttl_days", K_UINT, false, OFF(store.session_ttl_days), 1, 3650, NULL},
-};
-
-static const struct field client_retry_fields[] = {
-    {"delays_ms", K_DELAYS, false, OFF(http_client.retry), 1, 600000, NULL},
-    {"jitter_percent", K_UINT, false, OFF(http_client.retry.jitter_percent), 0, 100, NULL},
-    {"max_attempts", K_UINT, false, OFF(http_client.retry.max_attempts), 1, 20, NULL},
-};
-static const struct table client_retry_table = TABLE("http_client.retry", client_retry_fields);
-
-static const struct field client_fields[] = {
-    {"timeout_ms", K_UINT, false, OFF(http_client.timeout_ms), 100, 600000, NULL},
-    {"connect_timeout_ms", K_UINT, false, OFF(http_client.connect_timeout_ms), 10, 60000, NULL},
-    {"max_response_bytes", K_SIZE, false, OFF(http_client.max_response_bytes), KIB, 256 * MIB,
+static const fb_conf_field_t server_fields[] = {
+    {"listen", FB_CONF_LISTEN, true, OFF(server), 1, 65535, NULL, NULL},
+    {"max_body_bytes", FB_CONF_SIZE, false, OFF(server.max_body_bytes), KIB, 64 * MIB, NULL, NULL},
+    {"max_header_bytes", FB_CONF_SIZE, false, OFF(server.max_header_bytes), KIB, 65535, NULL, NULL},
+    {"idle_timeout_s", FB_CONF_UINT, false, OFF(server.idle_timeout_s), 1, 3600, NULL, NULL},
+    {"keepalive_timeout_s", FB_CONF_UINT, false, OFF(server.keepalive_timeout_s), 1, 3600, NULL,
      NULL},
-    {"max_host_connections", K_UINT, false, OFF(http_client.max_host_connections), 1, 256, NULL},
-    {"retry", K_SECTION, false, 0, 0, 0, &client_retry_table},
-};
-
-static const struct field log_fields[] = {
-    {"level", K_LOG_LEVEL, false, OFF(log.level), 0, 0, NULL},
-    {"format", K_LOG_FORMAT, false, OFF(log.json), 0, 0, NULL},
-};
-
-static const struct field dialogs_fields[] = {
-    {"path", K_PATH, false, OFF(dialogs.path), 0, 0, NULL},
-    {"geo_path", K_PATH, false, OFF(dialogs.geo_path), 0, 0, NULL},
-};
-
-static const struct field outbox_retry_fields[] = {
-    {"delays_ms", K_DELAYS, false, OFF(router.outbox_retry), 1, 3600000, NULL},
-    {"jitter_percent", K_UINT, false, OFF(router.outbox_retry.jitter_percent), 0, 100, NULL},
-    {"max_attempts", K_UINT, false, OFF(router.outbox_retry.max_attempts), 0, 1000000, NULL},
-};
-static const struct table outbox_retry_table = TABLE("router.outbox_retry", outbox_retry_fields);
-
-static const struct field router_fields[] = {
-    {"dedupe_retention_hours", K_UINT, false, OFF(router.dedupe_retention_hours), 1, 8760, NULL},
-    {"max_queued_per_conversation", K_UINT, false, OFF(router.max_queued_per_conversation), 1,
-     10000, NULL},
-    {"outbox_retry", K_SECTION, false, 0, 0, 0, &outbox_retry_table},
-};
-
-static const struct field reminders_fields[] = {
-    {"enabled", K_BOOL, false, OFF(reminders.enabled), 0, 0, NULL},
-    {"poll_interval_ms", K_UINT, false, OFF(reminders.poll_interval_ms), 10, 600000, NULL},
-    {"batch", K_UINT, false, OFF(reminders.batch), 1, 10000, NULL},
-    {"lease_ms", K_UINT, false, OFF(reminders.lease_ms), 100, 86400000, NULL},
-    {"working_hours_only", K_BOOL, false, OFF(reminders.working_hours_only), 0, 0, NULL},
-    {"start_hour", K_UINT, false, OFF(reminders.start_hour), 0, 23, NULL},
-    {"end_hour", K_UINT, false, OFF(reminders.end_hour), 1, 24, NULL},
-    {"inactive_months", K_UINT, false, OFF(reminders.inactive_months), 0, 120, NULL},
-};
-
-static const struct field web_fields[] = {
-    {"enabled", K_BOOL, false, OFF(web.enabled), 0, 0, NULL},
-    {"max_message_bytes", K_SIZE, false, OFF(web.max_message_bytes), 16, 64 * KIB, NULL},
-    {"messages_per_minute", K_UINT, false, OFF(web.messages_per_minute), 1, 10000, NULL},
-    {"max_connections_per_address", K_UINT, false, OFF(web.max_connections_per_address), 1, 100000,
+    {"shutdown_deadline_s", FB_CONF_UINT, false, OFF(server.shutdown_deadline_s), 0, 600, NULL,
      NULL},
-    {"new_conversations_per_minute", K_UINT, false, OFF(web.new_conversations_per_minute), 1,
-     100000, NULL},
-    {"history_max", K_UINT, false, OFF(web.history_max), 1, 100000, NULL},
-    {"static_dir", K_PATH, false, OFF(web.static_dir), 0, 0, NULL},
-    {"dsfr_dir", K_PATH, false, OFF(web.dsfr_dir), 0, 0, NULL},
 };
 
-static const char *const matrix_modes[] = {"bot", "appservice", NULL};
-static const char *const matrix_msgtypes[] = {"m.text", "m.notice", NULL};
-enum { CHOICE_MATRIX_MODE, CHOICE_MATRIX_MSGTYPE };
-static const char *const *const choice_lists[] = {matrix_modes, matrix_msgtypes};
-
-static const struct field matrix_sync_retry_fields[] = {
-    {"delays_ms", K_DELAYS, false, OFF(matrix.sync_retry), 1, 3600000, NULL},
-    {"jitter_percent", K_UINT, false, OFF(matrix.sync_retry.jitter_percent), 0, 100, NULL},
-};
-static const struct table matrix_sync_retry_table =
-    TABLE("matrix.sync_retry", matrix_sync_retry_fields);
-
-static const struct field matrix_as_fields[] = {
-    {"registration_file", K_PATH, false, OFF(matrix.as_registration_file), 0, 0, NULL},
-    {"id", K_STRING, false, OFF(matrix.as_id), 1, 64, NULL},
-    {"url", K_URL, false, OFF(matrix.as_url), 0, 0, NULL},
-    {"txn_retention_hours", K_UINT, false, OFF(matrix.as_txn_retention_hours), 1, 8760, NULL},
-};
-static const struct table matrix_as_table = TABLE("matrix.appservice", matrix_as_fields);
-
-static const struct field matrix_fields[] = {
-    {"enabled", K_BOOL, false, OFF(matrix.enabled), 0, 0, NULL},
-    {"mode", K_CHOICE, false, OFF(matrix.mode), CHOICE_MATRIX_MODE, 0, NULL},
-    {"homeserver", K_URL, false, OFF(matrix.homeserver), 0, 0, NULL},
-    {"user_id", K_USER_ID, false, OFF(matrix.user_id), 0, 0, NULL},
-    {"password_file", K_PATH, false, OFF(matrix.password_file), 0, 0, NULL},
-    {"access_token_file", K_PATH, false, OFF(matrix.access_token_file), 0, 0, NULL},
-    {"device_display_name", K_STRING, false, OFF(matrix.device_display_name), 1, 100, NULL},
-    {"sync_timeout_ms", K_UINT, false, OFF(matrix.sync_timeout_ms), 0, 300000, NULL},
-    {"sync_timeline_limit", K_UINT, false, OFF(matrix.sync_timeline_limit), 1, 1000, NULL},
-    {"sync_retry", K_SECTION, false, 0, 0, 0, &matrix_sync_retry_table},
-    {"allowed_servers", K_GLOBS, false, OFF(matrix.allowed_servers), 0, 256, NULL},
-    {"allowed_users", K_GLOBS, false, OFF(matrix.allowed_users), 0, 256, NULL},
-    {"ignore_users", K_GLOBS, false, OFF(matrix.ignore_users), 0, 256, NULL},
-    {"reminder_msgtype", K_CHOICE, false, OFF(matrix.reminder_msgtype), CHOICE_MATRIX_MSGTYPE, 0,
+static const fb_conf_field_t redis_reconnect_fields[] = {
+    {"delays_ms", FB_CONF_DELAYS, false, OFF(redis.reconnect), 1, 600000, NULL, NULL},
+    {"jitter_percent", FB_CONF_UINT, false, OFF(redis.reconnect.jitter_percent), 0, 100, NULL,
      NULL},
-    {"typing", K_BOOL, false, OFF(matrix.typing), 0, 0, NULL},
-    {"read_receipts", K_BOOL, false, OFF(matrix.read_receipts), 0, 0, NULL},
-    {"leave_when_alone", K_BOOL, false, OFF(matrix.leave_when_alone), 0, 0, NULL},
-    {"encrypted_notice", K_STRING, false, OFF(matrix.encrypted_notice), 1, 2000, NULL},
-    {"appservice", K_SECTION, false, 0, 0, 0, &matrix_as_table},
+};
+static const fb_conf_table_t redis_reconnect_table =
+    TABLE("redis.reconnect", redis_reconnect_fields);
+
+static const fb_conf_field_t redis_fields[] = {
+    {"address", FB_CONF_ADDRESS, true, OFF(redis.address), 0, 0, NULL, NULL},
+    {"password_file", FB_CONF_SECRET_FILE, false, OFF(redis.password_file), 0, 0, NULL, NULL},
+    {"connect_timeout_ms", FB_CONF_UINT, false, OFF(redis.connect_timeout_ms), 10, 60000, NULL,
+     NULL},
+    {"command_timeout_ms", FB_CONF_UINT, false, OFF(redis.command_timeout_ms), 10, 60000, NULL,
+     NULL},
+    {"write_deadline_ms", FB_CONF_UINT, false, OFF(redis.write_deadline_ms), 100, 3600000, NULL,
+     NULL},
+    {"reconnect", FB_CONF_SECTION, false, 0, 0, 0, &redis_reconnect_table, NULL},
+    {"require_aof", FB_CONF_BOOL, false, OFF(redis.require_aof), 0, 0, NULL, NULL},
 };
 
-static const struct field stats_fields[] = {
-    {"min_count", K_UINT, false, OFF(stats.min_count), 1, 1000, NULL},
-    {"cache_seconds", K_UINT, false, OFF(stats.cache_seconds), 0, 3600, NULL},
+static const fb_conf_field_t store_fields[] = {
+    {"key_prefix", FB_CONF_PREFIX, false, OFF(store.key_prefix), 1, 64, NULL, NULL},
+    {"session_ttl_days", FB_CONF_UINT, false, OFF(store.session_ttl_days), 1, 3650, NULL, NULL},
 };
 
-static const struct field escalation_fields[] = {
-    {"enabled", K_BOOL, false, OFF(escalation.enabled), 0, 0, NULL},
-    {"rooms", K_GLOBS, false, OFF(escalation.rooms), 0, 512, NULL},
-    {"response_times", K_GLOBS, false, OFF(escalation.response_times), 0, 512, NULL},
-    {"watchdog_ms", K_UINT, false, OFF(escalation.watchdog_ms), 100, 604800000, NULL},
-    {"working_hours_only", K_BOOL, false, OFF(escalation.working_hours_only), 0, 0, NULL},
+static const fb_conf_field_t client_retry_fields[] = {
+    {"delays_ms", FB_CONF_DELAYS, false, OFF(http_client.retry), 1, 600000, NULL, NULL},
+    {"jitter_percent", FB_CONF_UINT, false, OFF(http_client.retry.jitter_percent), 0, 100, NULL,
+     NULL},
+    {"max_attempts", FB_CONF_UINT, false, OFF(http_client.retry.max_attempts), 1, 20, NULL, NULL},
+};
+static const fb_conf_table_t client_retry_table = TABLE("http_client.retry", client_retry_fields);
+
+static const fb_conf_field_t client_fields[] = {
+    {"timeout_ms", FB_CONF_UINT, false, OFF(http_client.timeout_ms), 100, 600000, NULL, NULL},
+    {"connect_timeout_ms", FB_CONF_UINT, false, OFF(http_client.connect_timeout_ms), 10, 60000,
+     NULL, NULL},
+    {"max_response_bytes", FB_CONF_SIZE, false, OFF(http_client.max_response_bytes), KIB, 256 * MIB,
+     NULL, NULL},
+    {"max_host_connections", FB_CONF_UINT, false, OFF(http_client.max_host_connections), 1, 256,
+     NULL, NULL},
+    {"retry", FB_CONF_SECTION, false, 0, 0, 0, &client_retry_table, NULL},
 };
 
-static const struct table server_table = TABLE("server", server_fields);
-static const struct table redis_table = TABLE("redis", redis_fields);
-static const struct table store_table = TABLE("store", store_fields);
-static const struct table client_table = TABLE("http_client", client_fields);
-static const struct table log_table = TABLE("log", log_fields);
-static const struct table dialogs_table = TABLE("dialogs", dialogs_fields);
-static const struct table router_table = TABLE("router", router_fields);
-static const struct table reminders_table = TABLE("reminders", reminders_fields);
-static const struct table web_table = TABLE("web", web_fields);
-static const struct table matrix_table = TABLE("matrix", matrix_fields);
-static const struct table stats_table = TABLE("stats", stats_fields);
-static const struct table escalation_table = TABLE("escalation", escalation_fields);
-
-static const struct field top_fields[] = {
-    {"server", K_SECTION, false, 0, 0, 0, &server_table},
-    {"redis", K_SECTION, false, 0, 0, 0, &redis_table},
-    {"store", K_SECTION, false, 0, 0, 0, &store_table},
-    {"http_client", K_SECTION, false, 0, 0, 0, &client_table},
-    {"log", K_SECTION, false, 0, 0, 0, &log_table},
-    {"dialogs", K_SECTION, false, 0, 0, 0, &dialogs_table},
-    {"router", K_SECTION, false, 0, 0, 0, &router_table},
-    {"reminders", K_SECTION, false, 0, 0, 0, &reminders_table},
-    {"web", K_SECTION, false, 0, 0, 0, &web_table},
-    {"matrix", K_SECTION, false, 0, 0, 0, &matrix_table},
-    {"stats", K_SECTION, false, 0, 0, 0, &stats_table},
-    {"escalation", K_SECTION, false, 0, 0, 0, &escalation_table},
+static const fb_conf_field_t log_fields[] = {
+    {"level", FB_CONF_LOG_LEVEL, false, OFF(log.level), 0, 0, NULL, NULL},
+    {"format", FB_CONF_LOG_FORMAT, false, OFF(log.json), 0, 0, NULL, NULL},
 };
-static const struct table top_table = TABLE("", top_fields);
+
+static const fb_conf_field_t dialogs_fields[] = {
+    {"path", FB_CONF_PATH, false, OFF(dialogs.path), 0, 0, NULL, NULL},
+    {"geo_path", FB_CONF_PATH, false, OFF(dialogs.geo_path), 0, 0, NULL, NULL},
+};
+
+static const fb_conf_field_t outbox_retry_fields[] = {
+    {"delays_ms", FB_CONF_DELAYS, false, OFF(router.outbox_retry), 1, 3600000, NULL, NULL},
+    {"jitter_percent", FB_CONF_UINT, false, OFF(router.outbox_retry.jitter_percent), 0, 100, NULL,
+     NULL},
+    {"max_attempts", FB_CONF_UINT, false, OFF(router.outbox_retry.max_attempts), 0, 1000000, NULL,
+     NULL},
+};
+static const fb_conf_table_t outbox_retry_table = TABLE("router.outbox_retry", outbox_retry_fields);
+
+static const fb_conf_field_t router_fields[] = {
+    {"dedupe_retention_hours", FB_CONF_UINT, false, OFF(router.dedupe_retention_hours), 1, 8760,
+     NULL, NULL},
+    {"max_queued_per_conversation", FB_CONF_UINT, false, OFF(router.max_queued_per_conversation), 1,
+     10000, NULL, NULL},
+    {"outbox_retry", FB_CONF_SECTION, false, 0, 0, 0, &outbox_retry_table, NULL},
+};
+
+static const fb_conf_field_t reminders_fields[] = {
+    {"enabled", FB_CONF_BOOL, false, OFF(reminders.enabled), 0, 0, NULL, NULL},
+    {"poll_interval_ms", FB_CONF_UINT, false, OFF(reminders.poll_interval_ms), 10, 600000, NULL,
+     NULL},
+    {"batch", FB_CONF_UINT, false, OFF(reminders.batch), 1, 10000, NULL, NULL},
+    {"lease_ms", FB_CONF_UINT, false, OFF(reminders.lease_ms), 100, 86400000, NULL, NULL},
+    {"working_hours_only", FB_CONF_BOOL, false, OFF(reminders.working_hours_only), 0, 0, NULL,
+     NULL},
+    {"start_hour", FB_CONF_UINT, false, OFF(reminders.start_hour), 0, 23, NULL, NULL},
+    {"end_hour", FB_CONF_UINT, false, OFF(reminders.end_hour), 1, 24, NULL, NULL},
+    {"inactive_months", FB_CONF_UINT, false, OFF(reminders.inactive_months), 0, 120, NULL, NULL},
+};
+
+static const fb_conf_field_t stats_fields[] = {
+    {"min_count", FB_CONF_UINT, false, OFF(stats.min_count), 1, 1000, NULL, NULL},
+    {"cache_seconds", FB_CONF_UINT, false, OFF(stats.cache_seconds), 0, 3600, NULL, NULL},
+};
+
+static const fb_conf_field_t escalation_fields[] = {
+    {"enabled", FB_CONF_BOOL, false, OFF(escalation.enabled), 0, 0, NULL, NULL},
+    {"rooms", FB_CONF_GLOBS, false, OFF(escalation.rooms), 0, 512, NULL, NULL},
+    {"response_times", FB_CONF_GLOBS, false, OFF(escalation.response_times), 0, 512, NULL, NULL},
+    {"watchdog_ms", FB_CONF_UINT, false, OFF(escalation.watchdog_ms), 100, 604800000, NULL, NULL},
+    {"working_hours_only", FB_CONF_BOOL, false, OFF(escalation.working_hours_only), 0, 0, NULL,
+     NULL},
+};
+
+static const fb_conf_table_t server_table = TABLE("server", server_fields);
+static const fb_conf_table_t redis_table = TABLE("redis", redis_fields);
+static const fb_conf_table_t store_table = TABLE("store", store_fields);
+static const fb_conf_table_t client_table = TABLE("http_client", client_fields);
+static const fb_conf_table_t log_table = TABLE("log", log_fields);
+static const fb_conf_table_t dialogs_table = TABLE("dialogs", dialogs_fields);
+static const fb_conf_table_t router_table = TABLE("router", router_fields);
+static const fb_conf_table_t reminders_table = TABLE("reminders", reminders_fields);
+static const fb_conf_table_t stats_table = TABLE("stats", stats_fields);
+static const fb_conf_table_t escalation_table = TABLE("escalation", escalation_fields);
+
+static const fb_conf_field_t top_fields[] = {
+    {"server", FB_CONF_SECTION, false, 0, 0, 0, &server_table, NULL},
+    {"redis", FB_CONF_SECTION, false, 0, 0, 0, &redis_table, NULL},
+    {"store", FB_CONF_SECTION, false, 0, 0, 0, &store_table, NULL},
+    {"http_client", FB_CONF_SECTION, false, 0, 0, 0, &client_table, NULL},
+    {"log", FB_CONF_SECTION, false, 0, 0, 0, &log_table, NULL},
+    {"dialogs", FB_CONF_SECTION, false, 0, 0, 0, &dialogs_table, NULL},
+    {"router", FB_CONF_SECTION, false, 0, 0, 0, &router_table, NULL},
+    {"reminders", FB_CONF_SECTION, false, 0, 0, 0, &reminders_table, NULL},
+    {"stats", FB_CONF_SECTION, false, 0, 0, 0, &stats_table, NULL},
+    {"escalation", FB_CONF_SECTION, false, 0, 0, 0, &escalation_table, NULL},
+};
+static const fb_conf_table_t top_table = TABLE("", top_fields);
+#define ADAPTERS_AT 8 /* the adapters' sections come between reminders and stats */
 
 /* Key names refused anywhere in the file: their values would be secrets. */
 static const char *const secret_names[] = {"password",     "token",    "secret",
@@ -297,9 +216,18 @@ struct parse {
     const char *pw_name;      /* document that set password_file last, or NULL */
     int pw_doc;
     yaml_mark_t pw_mark; /* position of its key */
-    const char *mx_name; /* document that wrote the matrix section last, or NULL */
-    int mx_doc;
-    yaml_mark_t mx_mark; /* position of its key */
+    struct {
+        const char *name; /* document that wrote the adapter's section last, or NULL */
+        int doc;
+        yaml_mark_t mark; /* position of its key */
+    } sec_at[FB_CONF_MAX_SECTIONS];
+    fb_conf_field_t top[MAX_FIELDS]; /* top_fields with the adapters' sections inserted */
+    fb_conf_table_t top_table;
+};
+
+struct fb_conf_report_s {
+    struct parse *p;
+    size_t i; /* the section's index in cfg->sections */
 };
 
 /* One document being walked. */
@@ -310,6 +238,8 @@ struct ctx {
     yaml_document_t *ydoc;
     unsigned char *visited; /* one byte per node, for the secret scan */
     size_t nnodes;
+    void *base; /* where the offsets of the table being walked point: the config, or an
+                   adapter's options struct */
 };
 
 static void add_errorv(struct parse *p, const char *name, int doc, unsigned long line,
@@ -605,28 +535,28 @@ static bool parse_hostport(const char *s, size_t len, char **host, int *port)
     return true;
 }
 
-static void *slot(fb_config_t *cfg, size_t off)
+static void *slot(void *base, size_t off)
 {
-    return (char *)cfg + off;
+    return (char *)base + off;
 }
 
 /* Replaces the string at `off` with a copy of the node's text (NULL for none). */
-static void set_string(fb_config_t *cfg, size_t off, const yaml_node_t *n)
+static void set_string(void *base, size_t off, const yaml_node_t *n)
 {
-    char **sp = slot(cfg, off);
+    char **sp = slot(base, off);
     fb_free(*sp);
     *sp = n ? fb_strndup(sval(n), n->data.scalar.length) : NULL;
 }
 
 /* "server.listen" from a table path and a key name. */
-static void key_path(char *buf, size_t cap, const struct table *t, const char *name)
+static void key_path(char *buf, size_t cap, const fb_conf_table_t *t, const char *name)
 {
     snprintf(buf, cap, "%s%s%s", t->path, t->path[0] ? "." : "", name);
 }
 
 /* ---- walking a document against the schema -------------------------------------------------- */
 
-static void walk_mapping(struct ctx *c, const yaml_node_t *map, const struct table *t,
+static void walk_mapping(struct ctx *c, const yaml_node_t *map, const fb_conf_table_t *t,
                          yaml_mark_t where);
 
 static yaml_node_t *get_node(struct ctx *c, int index)
@@ -635,10 +565,10 @@ static yaml_node_t *get_node(struct ctx *c, int index)
 }
 
 /* Reads a list of retry delays into the policy at `f->off`; each bad item is reported. */
-static void apply_delays(struct ctx *c, const struct field *f, const char *path,
+static void apply_delays(struct ctx *c, const fb_conf_field_t *f, const char *path,
                          const yaml_node_t *val)
 {
-    fb_retry_policy_t *rp = slot(c->p->cfg, f->off);
+    fb_retry_policy_t *rp = slot(c->base, f->off);
     const yaml_node_item_t *items = NULL;
     size_t n = 0;
     if (val->type == YAML_SEQUENCE_NODE) {
@@ -676,10 +606,10 @@ static void apply_delays(struct ctx *c, const struct field *f, const char *path,
  * Stores a path setting: null leaves it unset (the built-in default applies after the parse); a
  * relative path written in a configuration file is taken relative to that file's directory.
  */
-static void apply_path(struct ctx *c, const struct field *f, const char *path,
+static void apply_path(struct ctx *c, const fb_conf_field_t *f, const char *path,
                        const yaml_node_t *val)
 {
-    fb_config_t *cfg = c->p->cfg;
+    void *cfg = c->base;
     if (is_null(val)) {
         set_string(cfg, f->off, NULL);
         return;
@@ -706,7 +636,7 @@ static void apply_path(struct ctx *c, const struct field *f, const char *path,
 
 /* Reports a bad size, with the range written in the units an operator would use. */
 static void report_size(struct ctx *c, const yaml_node_t *val, const char *path,
-                        const struct field *f)
+                        const fb_conf_field_t *f)
 {
     char lo[32], hi[32];
     format_size(lo, sizeof(lo), f->min);
@@ -726,19 +656,19 @@ static bool printable(const char *s, size_t len)
     return true;
 }
 
-/* K_STRING, K_CHOICE, K_URL, K_USER_ID. */
-static void apply_text_kind(struct ctx *c, const struct field *f, const char *path,
+/* FB_CONF_STRING, FB_CONF_CHOICE, FB_CONF_URL, FB_CONF_USER_ID. */
+static void apply_text_kind(struct ctx *c, const fb_conf_field_t *f, const char *path,
                             const yaml_node_t *val)
 {
-    fb_config_t *cfg = c->p->cfg;
-    if (is_null(val) && (f->kind == K_URL || f->kind == K_USER_ID)) {
+    void *cfg = c->base;
+    if (is_null(val) && (f->kind == FB_CONF_URL || f->kind == FB_CONF_USER_ID)) {
         set_string(cfg, f->off, NULL);
         return;
     }
     const char *s = is_text(val) && !is_null(val) ? sval(val) : NULL;
     size_t len = s ? val->data.scalar.length : 0;
     switch (f->kind) {
-    case K_STRING:
+    case FB_CONF_STRING:
         if (s && len >= f->min && len <= f->max && printable(s, len)) {
             set_string(cfg, f->off, val);
             return;
@@ -747,8 +677,8 @@ static void apply_text_kind(struct ctx *c, const struct field *f, const char *pa
                "'%s' must be a text of %lu to %lu bytes without control characters", path, f->min,
                f->max);
         return;
-    case K_CHOICE:
-        for (const char *const *ch = choice_lists[f->min]; s && *ch; ch++)
+    case FB_CONF_CHOICE:
+        for (const char *const *ch = f->choices; s && *ch; ch++)
             if (strcmp(*ch, s) == 0) {
                 set_string(cfg, f->off, val);
                 return;
@@ -756,14 +686,14 @@ static void apply_text_kind(struct ctx *c, const struct field *f, const char *pa
         {
             char known[128] = "";
             size_t k = 0;
-            for (const char *const *ch = choice_lists[f->min]; *ch && k < sizeof(known); ch++) {
+            for (const char *const *ch = f->choices; *ch && k < sizeof(known); ch++) {
                 int w = snprintf(known + k, sizeof(known) - k, "%s%s", k ? " or " : "", *ch);
                 k += w > 0 ? (size_t)w : 0;
             }
             errorf(c, val->start_mark, "'%s' must be %s", path, known);
         }
         return;
-    case K_URL: {
+    case FB_CONF_URL: {
         size_t scheme = s && len > 7 && strncmp(s, "http://", 7) == 0    ? 7
                         : s && len > 8 && strncmp(s, "https://", 8) == 0 ? 8
                                                                          : 0;
@@ -780,7 +710,7 @@ static void apply_text_kind(struct ctx *c, const struct field *f, const char *pa
                path);
         return;
     }
-    case K_USER_ID: {
+    case FB_CONF_USER_ID: {
         const char *colon = s ? memchr(s, ':', len) : NULL;
         bool ok = s && s[0] == '@' && len <= 255 && colon && colon > s + 1 &&
                   (size_t)(colon - s) + 1 < len;
@@ -794,19 +724,20 @@ static void apply_text_kind(struct ctx *c, const struct field *f, const char *pa
                "'%s' must be a Matrix user id such as \"@frichebot:example.org\"", path);
         return;
     }
-    case K_SECTION:
-    case K_UINT:
-    case K_SIZE:
-    case K_LISTEN:
-    case K_ADDRESS:
-    case K_PREFIX:
-    case K_SECRET_FILE:
-    case K_LOG_LEVEL:
-    case K_LOG_FORMAT:
-    case K_DELAYS:
-    case K_BOOL:
-    case K_PATH:
-    case K_GLOBS:
+    case FB_CONF_SECTION:
+    case FB_CONF_UINT:
+    case FB_CONF_SIZE:
+    case FB_CONF_LISTEN:
+    case FB_CONF_ADDRESS:
+    case FB_CONF_PREFIX:
+    case FB_CONF_SECRET_FILE:
+    case FB_CONF_LOG_LEVEL:
+    case FB_CONF_LOG_FORMAT:
+    case FB_CONF_DELAYS:
+    case FB_CONF_BOOL:
+    case FB_CONF_PATH:
+    case FB_CONF_GLOBS:
+    case FB_CONF_ADAPTER:
         return;
     }
 }
@@ -818,8 +749,8 @@ static void free_list(char **list)
     fb_free(list);
 }
 
-/* K_GLOBS: a list of patterns, replacing the previous list. */
-static void apply_globs(struct ctx *c, const struct field *f, const char *path,
+/* FB_CONF_GLOBS: a list of patterns, replacing the previous list. */
+static void apply_globs(struct ctx *c, const fb_conf_field_t *f, const char *path,
                         const yaml_node_t *val)
 {
     const yaml_node_item_t *items = NULL;
@@ -856,36 +787,101 @@ static void apply_globs(struct ctx *c, const struct field *f, const char *path,
         fb_free(list);
         return;
     }
-    char ***sp = slot(c->p->cfg, f->off);
+    char ***sp = slot(c->base, f->off);
     free_list(*sp);
     *sp = list;
 }
 
+/* FB_CONF_SECTION and FB_CONF_ADAPTER: walks the mapping (or the defaults, when it is empty). */
+static void apply_section(struct ctx *c, const fb_conf_field_t *f, const char *path,
+                          const yaml_node_t *key, const yaml_node_t *val)
+{
+    if (val->type == YAML_MAPPING_NODE)
+        walk_mapping(c, val, f->sub, key->start_mark);
+    else if (is_null(val)) /* every key commented out: the defaults apply */
+        walk_mapping(c, NULL, f->sub, key->start_mark);
+    else
+        errorf(c, val->start_mark, "'%s' must be a mapping of settings, not %s", path,
+               node_kind(val));
+}
+
+/* FB_CONF_ADDRESS: "tcp://HOST:PORT" or "unix:PATH". */
+static void apply_address(struct ctx *c, const fb_conf_field_t *f, const char *path,
+                          const yaml_node_t *val)
+{
+    void *cfg = c->base;
+    if (is_text(val) && !is_null(val)) {
+        const char *s = sval(val);
+        size_t len = val->data.scalar.length;
+        if (len > 6 && memcmp(s, "tcp://", 6) == 0 && parse_hostport(s + 6, len - 6, NULL, NULL)) {
+            set_string(cfg, f->off, val);
+            return;
+        }
+        if (len > 5 && memcmp(s, "unix:", 5) == 0) {
+            if (len - 5 > 107) {
+                errorf(c, val->start_mark,
+                       "'%s': the unix socket path is too long (at most 107 bytes)", path);
+                return;
+            }
+            set_string(cfg, f->off, val);
+            return;
+        }
+    }
+    errorf(c, val->start_mark,
+           "'%s' must be \"tcp://HOST:PORT\" or \"unix:PATH\" (such as "
+           "\"tcp://127.0.0.1:6379\" or \"unix:/run/redis/redis.sock\")",
+           path);
+}
+
+/* FB_CONF_LOG_LEVEL: a level or a spec that fb_log_check_spec() accepts. */
+static void apply_log_level(struct ctx *c, const fb_conf_field_t *f, const char *path,
+                            const yaml_node_t *val)
+{
+    void *cfg = c->base;
+    const char *bad = NULL;
+    if (is_text(val) && !is_null(val) && val->data.scalar.length > 0 &&
+        fb_log_check_spec(sval(val), &bad) == 0) {
+        set_string(cfg, f->off, val);
+        return;
+    }
+    if (bad) {
+        fb_yaml_shown_t part = fb_yaml_show(bad, strcspn(bad, ","));
+        errorf(c, val->start_mark,
+               "'%s' must be a level (err, warn, notice, info, debug, trace) or a spec such "
+               "as \"info,http=debug\": '%s' is not understood",
+               path, part.s);
+    } else {
+        errorf(c, val->start_mark,
+               "'%s' must be a level (err, warn, notice, info, debug, trace) or a spec such "
+               "as \"info,http=debug\"",
+               path);
+    }
+}
+
 /* Validates one key's value and stores it; reports what is wrong with it otherwise. */
-static void apply_field(struct ctx *c, const struct table *t, const struct field *f,
+static void apply_field(struct ctx *c, const fb_conf_table_t *t, const fb_conf_field_t *f,
                         const yaml_node_t *key, const yaml_node_t *val)
 {
     char path[96];
     key_path(path, sizeof(path), t, f->name);
-    fb_config_t *cfg = c->p->cfg;
+    void *cfg = c->base;
     unsigned long v = 0;
 
     switch (f->kind) {
-    case K_SECTION:
-        if (f->sub == &matrix_table) { /* the cross-key checks are reported here */
-            c->p->mx_name = c->name;
-            c->p->mx_doc = c->doc;
-            c->p->mx_mark = key->start_mark;
-        }
-        if (val->type == YAML_MAPPING_NODE)
-            walk_mapping(c, val, f->sub, key->start_mark);
-        else if (is_null(val)) /* every key commented out: the defaults apply */
-            walk_mapping(c, NULL, f->sub, key->start_mark);
-        else
-            errorf(c, val->start_mark, "'%s' must be a mapping of settings, not %s", path,
-                   node_kind(val));
+    case FB_CONF_SECTION:
+        apply_section(c, f, path, key, val);
         return;
-    case K_UINT:
+    case FB_CONF_ADAPTER: { /* the adapter's cross-key checks are reported at its key */
+        c->p->sec_at[f->off].name = c->name;
+        c->p->sec_at[f->off].doc = c->doc;
+        c->p->sec_at[f->off].mark = key->start_mark;
+        void *saved = c->base;
+        c->base = c->p->cfg->sections.opts[f->off];
+        apply_section(c, f, path, key, val);
+        c->base = saved;
+        return;
+    }
+    case FB_CONF_UINT:
         if (is_scalar(val) && val->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
             parse_ulong(sval(val), val->data.scalar.length, f->max, &v) && v >= f->min) {
             *(unsigned *)slot(cfg, f->off) = (unsigned)v;
@@ -894,7 +890,7 @@ static void apply_field(struct ctx *c, const struct table *t, const struct field
         errorf(c, val->start_mark, "'%s' must be an integer between %lu and %lu%s", path, f->min,
                f->max, quoted_number(val));
         return;
-    case K_SIZE:
+    case FB_CONF_SIZE:
         if (is_scalar(val) && parse_size(sval(val), val->data.scalar.length, &v) && v >= f->min &&
             v <= f->max) {
             *(size_t *)slot(cfg, f->off) = v;
@@ -902,7 +898,7 @@ static void apply_field(struct ctx *c, const struct table *t, const struct field
         }
         report_size(c, val, path, f);
         return;
-    case K_LISTEN: {
+    case FB_CONF_LISTEN: {
         fb_server_opts_t *so = slot(cfg, f->off);
         char *host = NULL;
         int port = 0;
@@ -919,31 +915,10 @@ static void apply_field(struct ctx *c, const struct table *t, const struct field
                path);
         return;
     }
-    case K_ADDRESS:
-        if (is_text(val) && !is_null(val)) {
-            const char *s = sval(val);
-            size_t len = val->data.scalar.length;
-            if (len > 6 && memcmp(s, "tcp://", 6) == 0 &&
-                parse_hostport(s + 6, len - 6, NULL, NULL)) {
-                set_string(cfg, f->off, val);
-                return;
-            }
-            if (len > 5 && memcmp(s, "unix:", 5) == 0) {
-                if (len - 5 > 107) {
-                    errorf(c, val->start_mark,
-                           "'%s': the unix socket path is too long (at most 107 bytes)", path);
-                    return;
-                }
-                set_string(cfg, f->off, val);
-                return;
-            }
-        }
-        errorf(c, val->start_mark,
-               "'%s' must be \"tcp://HOST:PORT\" or \"unix:PATH\" (such as "
-               "\"tcp://127.0.0.1:6379\" or \"unix:/run/redis/redis.sock\")",
-               path);
+    case FB_CONF_ADDRESS:
+        apply_address(c, f, path, val);
         return;
-    case K_PREFIX:
+    case FB_CONF_PREFIX:
         if (is_text(val) && !is_null(val) && val->data.scalar.length >= f->min &&
             val->data.scalar.length <= f->max) {
             bool ok = true;
@@ -960,7 +935,7 @@ static void apply_field(struct ctx *c, const struct table *t, const struct field
                "'}'",
                path, f->min, f->max);
         return;
-    case K_SECRET_FILE:
+    case FB_CONF_SECRET_FILE:
         if (is_null(val)) {
             set_string(cfg, f->off, NULL);
             c->p->pw_name = NULL;
@@ -975,38 +950,20 @@ static void apply_field(struct ctx *c, const struct table *t, const struct field
         }
         errorf(c, val->start_mark, "'%s' must be the path of a file", path);
         return;
-    case K_LOG_LEVEL: {
-        const char *bad = NULL;
-        if (is_text(val) && !is_null(val) && val->data.scalar.length > 0 &&
-            fb_log_check_spec(sval(val), &bad) == 0) {
-            set_string(cfg, f->off, val);
-            return;
-        }
-        if (bad) {
-            fb_yaml_shown_t part = fb_yaml_show(bad, strcspn(bad, ","));
-            errorf(c, val->start_mark,
-                   "'%s' must be a level (err, warn, notice, info, debug, trace) or a spec such "
-                   "as \"info,http=debug\": '%s' is not understood",
-                   path, part.s);
-        } else {
-            errorf(c, val->start_mark,
-                   "'%s' must be a level (err, warn, notice, info, debug, trace) or a spec such "
-                   "as \"info,http=debug\"",
-                   path);
-        }
+    case FB_CONF_LOG_LEVEL:
+        apply_log_level(c, f, path, val);
         return;
-    }
-    case K_LOG_FORMAT:
+    case FB_CONF_LOG_FORMAT:
         if (is_text(val) && (strcmp(sval(val), "plain") == 0 || strcmp(sval(val), "json") == 0)) {
             *(bool *)slot(cfg, f->off) = strcmp(sval(val), "json") == 0;
             return;
         }
         errorf(c, val->start_mark, "'%s' must be plain or json", path);
         return;
-    case K_DELAYS:
+    case FB_CONF_DELAYS:
         apply_delays(c, f, path, val);
         return;
-    case K_BOOL:
+    case FB_CONF_BOOL:
         if (is_scalar(val) && val->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
             (strcmp(sval(val), "true") == 0 || strcmp(sval(val), "false") == 0)) {
             *(bool *)slot(cfg, f->off) = strcmp(sval(val), "true") == 0;
@@ -1014,35 +971,46 @@ static void apply_field(struct ctx *c, const struct table *t, const struct field
         }
         errorf(c, val->start_mark, "'%s' must be true or false", path);
         return;
-    case K_PATH:
+    case FB_CONF_PATH:
         apply_path(c, f, path, val);
         return;
-    case K_STRING:
-    case K_CHOICE:
-    case K_URL:
-    case K_USER_ID:
+    case FB_CONF_STRING:
+    case FB_CONF_CHOICE:
+    case FB_CONF_URL:
+    case FB_CONF_USER_ID:
         apply_text_kind(c, f, path, val);
         return;
-    case K_GLOBS:
+    case FB_CONF_GLOBS:
         apply_globs(c, f, path, val);
         return;
     }
 }
 
+/* Writes the names of the keys of `t`, separated by ", ", into known (cap bytes). */
+static void known_keys(char *known, size_t cap, const fb_conf_table_t *t)
+{
+    size_t k = 0;
+    known[0] = '\0';
+    for (size_t j = 0; j < t->n && k < cap; j++) {
+        int w = snprintf(known + k, cap - k, "%s%s", j ? ", " : "", t->fields[j].name);
+        k += w > 0 ? (size_t)w : 0;
+    }
+}
+
 /* Reports required keys of `t` (and of its sections, which are all absent) as missing. */
-static void report_missing(struct ctx *c, const struct table *t, const bool *seen,
+static void report_missing(struct ctx *c, const fb_conf_table_t *t, const bool *seen,
                            yaml_mark_t where)
 {
     static const bool none[MAX_FIELDS];
     for (size_t i = 0; i < t->n; i++) {
-        const struct field *f = &t->fields[i];
+        const fb_conf_field_t *f = &t->fields[i];
         if ((seen ? seen : none)[i])
             continue;
         char path[96];
         key_path(path, sizeof(path), t, f->name);
         if (f->required)
             errorf(c, where, "missing required key '%s'", path);
-        if (f->kind == K_SECTION)
+        if (f->kind == FB_CONF_SECTION)
             report_missing(c, f->sub, NULL, where);
     }
 }
@@ -1052,7 +1020,7 @@ static void report_missing(struct ctx *c, const struct table *t, const bool *see
  * keys, duplicates and bad values are reported where they are; missing required keys are
  * reported at `where`, the position of the section's key (1:1 at the top level).
  */
-static void walk_mapping(struct ctx *c, const yaml_node_t *map, const struct table *t,
+static void walk_mapping(struct ctx *c, const yaml_node_t *map, const fb_conf_table_t *t,
                          yaml_mark_t where)
 {
     bool seen[MAX_FIELDS] = {false};
@@ -1081,13 +1049,7 @@ static void walk_mapping(struct ctx *c, const yaml_node_t *map, const struct tab
             if (is_secret_name(key))
                 continue; /* the secret scan reports it, with a better message */
             char known[256];
-            size_t k = 0;
-            known[0] = '\0';
-            for (size_t j = 0; j < t->n && k < sizeof(known); j++) {
-                int w = snprintf(known + k, sizeof(known) - k, "%s%s", j ? ", " : "",
-                                 t->fields[j].name);
-                k += w > 0 ? (size_t)w : 0;
-            }
+            known_keys(known, sizeof(known), t);
             fb_yaml_shown_t name = fb_yaml_show(sval(key), key->data.scalar.length);
             if (t->path[0])
                 errorf(c, key->start_mark, "unknown key '%s' in '%s' (known: %s)", name.s, t->path,
@@ -1258,7 +1220,7 @@ static void apply_text(struct parse *p, const char *name, int doc, const char *t
 {
     yaml_parser_t parser;
     yaml_document_t ydoc, extra;
-    struct ctx c = {p, name, doc, &ydoc, NULL, 0};
+    struct ctx c = {p, name, doc, &ydoc, NULL, 0, p->cfg};
 
     if (!yaml_parser_initialize(&parser)) {
         add_error(p, name, doc, 1, 1, "out of memory while reading the YAML");
@@ -1292,13 +1254,12 @@ static void apply_text(struct parse *p, const char *name, int doc, const char *t
     scan_secrets(&c, 1, path, 0, sizeof(path), 0);
     if (root->type == YAML_MAPPING_NODE) {
         yaml_mark_t top = {0, 0, 0};
-        walk_mapping(&c, root, &top_table, top);
+        walk_mapping(&c, root, &p->top_table, top);
     } else {
-        errorf(&c, root->start_mark,
-               "the configuration must be a mapping of sections (server, redis, store, "
-               "http_client, log, dialogs, router, reminders, web, matrix, stats, escalation), not "
-               "%s",
-               node_kind(root));
+        char known[256];
+        known_keys(known, sizeof(known), &p->top_table);
+        errorf(&c, root->start_mark, "the configuration must be a mapping of sections (%s), not %s",
+               known, node_kind(root));
     }
     fb_free(c.visited);
 out_doc:
@@ -1403,41 +1364,108 @@ static void resolve_password(struct parse *p)
     fb_free(full);
 }
 
-/* The matrix section's checks that involve several keys, once every document is applied. */
-static void check_matrix(struct parse *p)
+/*
+ * Gives every list of `t` left unset an empty list (recursing into its sections), so that users
+ * of the configuration never see a NULL list.
+ */
+static void fill_lists(const fb_conf_table_t *t, void *base)
 {
-    fb_matrix_opts_t *m = &p->cfg->matrix;
-    if (!m->allowed_servers)
-        m->allowed_servers = fb_calloc(1, sizeof(char *));
-    if (!m->allowed_users)
-        m->allowed_users = fb_calloc(1, sizeof(char *));
-    if (!m->ignore_users)
-        m->ignore_users = fb_calloc(1, sizeof(char *));
-    fb_escalation_opts_t *e = &p->cfg->escalation;
-    if (!e->rooms)
-        e->rooms = fb_calloc(1, sizeof(char *));
-    if (!e->response_times)
-        e->response_times = fb_calloc(1, sizeof(char *));
-    if (!m->enabled || !p->mx_name)
+    for (size_t i = 0; i < t->n; i++) {
+        const fb_conf_field_t *f = &t->fields[i];
+        if (f->kind == FB_CONF_SECTION)
+            fill_lists(f->sub, base);
+        else if (f->kind == FB_CONF_GLOBS && !*(char ***)slot(base, f->off))
+            *(char ***)slot(base, f->off) = fb_calloc(1, sizeof(char *));
+    }
+}
+
+/* Frees the strings and lists an adapter's options hold, as its table describes them. */
+static void free_values(const fb_conf_table_t *t, void *base)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        const fb_conf_field_t *f = &t->fields[i];
+        switch (f->kind) {
+        case FB_CONF_SECTION:
+            free_values(f->sub, base);
+            break;
+        case FB_CONF_GLOBS:
+            free_list(*(char ***)slot(base, f->off));
+            *(char ***)slot(base, f->off) = NULL;
+            break;
+        case FB_CONF_ADDRESS:
+        case FB_CONF_PREFIX:
+        case FB_CONF_SECRET_FILE:
+        case FB_CONF_LOG_LEVEL:
+        case FB_CONF_PATH:
+        case FB_CONF_STRING:
+        case FB_CONF_CHOICE:
+        case FB_CONF_URL:
+        case FB_CONF_USER_ID:
+            FB_FREE(*(char **)slot(base, f->off));
+            break;
+        case FB_CONF_LISTEN:
+            FB_FREE(((fb_server_opts_t *)slot(base, f->off))->listen_host);
+            break;
+        case FB_CONF_UINT:
+        case FB_CONF_SIZE:
+        case FB_CONF_LOG_FORMAT:
+        case FB_CONF_DELAYS:
+        case FB_CONF_BOOL:
+        case FB_CONF_ADAPTER:
+            break;
+        }
+    }
+}
+
+void fb_conf_errorf(fb_conf_report_t *r, const char *fmt, ...)
+{
+    struct parse *p = r->p;
+    if (!p->sec_at[r->i].name)
         return;
-    unsigned long line = (unsigned long)p->mx_mark.line + 1,
-                  col = (unsigned long)p->mx_mark.column + 1;
-    if (!m->homeserver)
-        add_error(p, p->mx_name, p->mx_doc, line, col,
-                  "'matrix.homeserver' is required when matrix.enabled is true");
-    if (!m->user_id)
-        add_error(p, p->mx_name, p->mx_doc, line, col,
-                  "'matrix.user_id' is required when matrix.enabled is true");
-    bool appservice = m->mode && strcmp(m->mode, "appservice") == 0;
-    if (appservice && !m->as_registration_file)
-        add_error(p, p->mx_name, p->mx_doc, line, col,
-                  "'matrix.appservice.registration_file' is required in appservice mode (write it "
-                  "with 'frichebot matrix-registration')");
-    const char *env = getenv(MATRIX_TOKEN_ENV);
-    if (!appservice && !m->password_file && !m->access_token_file && !(env && *env))
-        add_error(p, p->mx_name, p->mx_doc, line, col,
-                  "bot mode needs 'matrix.password_file', 'matrix.access_token_file' or "
-                  "the environment variable " MATRIX_TOKEN_ENV);
+    va_list ap;
+    va_start(ap, fmt);
+    add_errorv(p, p->sec_at[r->i].name, p->sec_at[r->i].doc,
+               (unsigned long)p->sec_at[r->i].mark.line + 1,
+               (unsigned long)p->sec_at[r->i].mark.column + 1, fmt, ap);
+    va_end(ap);
+}
+
+/* Fills the empty lists, then runs the adapters' checks, once every document is applied. */
+static void check_sections(struct parse *p)
+{
+    fb_conf_sections_t *ss = &p->cfg->sections;
+    fill_lists(&top_table, p->cfg);
+    for (size_t i = 0; i < ss->n; i++) {
+        fill_lists(ss->sec[i]->table, ss->opts[i]);
+        fb_conf_report_t r = {p, i};
+        if (ss->sec[i]->check)
+            ss->sec[i]->check(ss->opts[i], &r);
+    }
+}
+
+/*
+ * Allocates the adapters' options structs and builds the top-level table: the core's sections
+ * with the adapters' inserted at ADAPTERS_AT, in the order of the adapter table.
+ */
+static void setup_sections(struct parse *p)
+{
+    fb_conf_sections_t *ss = &p->cfg->sections;
+    const fb_conf_section_t *secs[FB_CONF_MAX_SECTIONS];
+    ss->n = fb__config_sections(secs, FB_CONF_MAX_SECTIONS);
+    FB_ASSERT(ss->n <= FB_CONF_MAX_SECTIONS && ss->n + FB_ARRAY_SIZE(top_fields) <= MAX_FIELDS);
+    size_t n = 0;
+    for (size_t i = 0; i <= FB_ARRAY_SIZE(top_fields); i++) {
+        if (i == ADAPTERS_AT)
+            for (size_t j = 0; j < ss->n; j++) {
+                ss->sec[j] = secs[j];
+                ss->opts[j] = fb_calloc(1, secs[j]->size ? secs[j]->size : 1);
+                p->top[n++] = (fb_conf_field_t){
+                    secs[j]->name, FB_CONF_ADAPTER, false, j, 0, 0, secs[j]->table, NULL};
+            }
+        if (i < FB_ARRAY_SIZE(top_fields))
+            p->top[n++] = top_fields[i];
+    }
+    p->top_table = (fb_conf_table_t){"", p->top, n};
 }
 
 /* Gives every path left unset its default: the installed data directory's, or the build tree's
@@ -1448,10 +1476,6 @@ static void apply_default_paths(fb_config_t *cfg)
         cfg->dialogs.path = fb_strdup(fb_data_path(FB_DATA_DIALOG));
     if (!cfg->dialogs.geo_path)
         cfg->dialogs.geo_path = fb_strdup(fb_data_path(FB_DATA_GEO));
-    if (!cfg->web.static_dir)
-        cfg->web.static_dir = fb_strdup(fb_data_path(FB_DATA_WEB));
-    if (!cfg->web.dsfr_dir)
-        cfg->web.dsfr_dir = fb_strdup(fb_data_path(FB_DATA_DSFR));
 }
 
 /* ---- public API ----------------------------------------------------------------------------- */
@@ -1466,6 +1490,7 @@ static fb_config_t *parse_with_base(const char *name, const char *text, size_t l
     struct parse *p = fb_calloc(1, sizeof(*p));
     p->cfg = fb_calloc(1, sizeof(*p->cfg));
     p->base_dir = base_dir;
+    setup_sections(p);
     if (!name)
         name = "(configuration)";
     if (!text)
@@ -1477,7 +1502,7 @@ static fb_config_t *parse_with_base(const char *name, const char *text, size_t l
     resolve_password(p);
     if (p->nerrs == 0 && p->cfg->reminders.start_hour >= p->cfg->reminders.end_hour)
         add_error(p, name, 1, 1, 1, "reminders.start_hour must be before reminders.end_hour");
-    check_matrix(p);
+    check_sections(p);
 
     fb_config_t *cfg = p->cfg;
     if (p->nerrs > 0 || p->overflow) {
@@ -1571,24 +1596,39 @@ void fb_config_free(fb_config_t *cfg)
     FB_FREE(cfg->log.level);
     FB_FREE(cfg->dialogs.path);
     FB_FREE(cfg->dialogs.geo_path);
-    FB_FREE(cfg->web.static_dir);
-    FB_FREE(cfg->web.dsfr_dir);
-    fb_matrix_opts_t *m = &cfg->matrix;
-    FB_FREE(m->mode);
-    FB_FREE(m->homeserver);
-    FB_FREE(m->user_id);
-    FB_FREE(m->password_file);
-    FB_FREE(m->access_token_file);
-    FB_FREE(m->device_display_name);
-    free_list(m->allowed_servers);
-    free_list(m->allowed_users);
-    free_list(m->ignore_users);
-    FB_FREE(m->reminder_msgtype);
-    FB_FREE(m->encrypted_notice);
-    FB_FREE(m->as_registration_file);
-    FB_FREE(m->as_id);
-    FB_FREE(m->as_url);
+    for (size_t i = 0; i < cfg->sections.n; i++) {
+        if (cfg->sections.sec[i] && cfg->sections.opts[i])
+            free_values(cfg->sections.sec[i]->table, cfg->sections.opts[i]);
+        FB_FREE(cfg->sections.opts[i]);
+    }
     free_list(cfg->escalation.rooms);
     free_list(cfg->escalation.response_times);
     fb_free(cfg);
+}
+
+const void *fb_config_section(const fb_config_t *cfg, const char *name)
+{
+    for (size_t i = 0; cfg && i < cfg->sections.n; i++)
+        if (cfg->sections.sec[i] && strcmp(cfg->sections.sec[i]->name, name) == 0)
+            return cfg->sections.opts[i];
+    return NULL;
+}
+
+const char *fb_config_string(const fb_config_t *cfg, const char *dotted)
+{
+    const char *dot = strchr(dotted, '.');
+    for (size_t i = 0; dot && cfg && i < cfg->sections.n; i++) {
+        const fb_conf_section_t *sec = cfg->sections.sec[i];
+        if (!sec || strlen(sec->name) != (size_t)(dot - dotted) ||
+            strncmp(sec->name, dotted, (size_t)(dot - dotted)) != 0)
+            continue;
+        for (size_t j = 0; j < sec->table->n; j++) {
+            const fb_conf_field_t *f = &sec->table->fields[j];
+            if (strcmp(f->name, dot + 1) == 0 &&
+                (f->kind == FB_CONF_PATH || f->kind == FB_CONF_STRING || f->kind == FB_CONF_URL ||
+                 f->kind == FB_CONF_CHOICE || f->kind == FB_CONF_USER_ID))
+                return *(char **)slot(cfg->sections.opts[i], f->off);
+        }
+    }
+    return NULL;
 }

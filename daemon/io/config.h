@@ -21,6 +21,97 @@
 #include "common/retry.h" /* fb_retry_policy_t */
 #include "frichebot/buf.h"
 
+/* ---- the schema, shared with the adapters ------------------------------------------------ */
+
+/**
+ * The kind of a configuration key: how its YAML value is validated and where it is stored. An
+ * adapter describes its section with a table of fb_conf_field_t (offsets into its own options
+ * struct) and the core walks it: unknown keys, duplicates, types and ranges are reported at
+ * FILE:LINE:COL with the same messages as the core's own sections.
+ */
+typedef enum fb_conf_kind_e {
+    FB_CONF_SECTION,     /* a mapping described by `sub` */
+    FB_CONF_UINT,        /* unsigned at `off`, plain integer in [min, max] */
+    FB_CONF_SIZE,        /* size_t at `off`, bytes or with a KiB/MiB suffix, in [min, max] */
+    FB_CONF_LISTEN,      /* fb_server_opts_t at `off`: "host:port" into listen_host, listen_port */
+    FB_CONF_ADDRESS,     /* char * at `off`: "tcp://HOST:PORT" or "unix:PATH" */
+    FB_CONF_PREFIX,      /* char * at `off`: min..max characters, no spaces, no braces */
+    FB_CONF_SECRET_FILE, /* char * at `off`: a path whose content is a secret; null unsets it */
+    FB_CONF_LOG_LEVEL,   /* char * at `off`: a fb_log_check_spec() spec */
+    FB_CONF_LOG_FORMAT,  /* bool at `off`: "plain" (false) or "json" (true) */
+    FB_CONF_DELAYS,      /* fb_retry_policy_t at `off`: list of 1..8 delays, each in [min, max] */
+    FB_CONF_BOOL,        /* bool at `off`: true or false */
+    FB_CONF_PATH,        /* char * at `off`: a file or directory path; null: the built-in default */
+    FB_CONF_STRING,      /* char * at `off`: min..max bytes of text without control characters */
+    FB_CONF_CHOICE,      /* char * at `off`: one of the words of `choices` */
+    FB_CONF_URL,         /* char * at `off`: an http(s):// URL, no trailing '/'; null unsets */
+    FB_CONF_USER_ID,     /* char * at `off`: a Matrix user id "@local:server"; null unsets */
+    FB_CONF_GLOBS,       /* char ** at `off`: a list of 0..max patterns of 1..255 printable bytes;
+                            never NULL after a parse (an empty list) */
+    FB_CONF_ADAPTER,     /* core only: the section of adapter number `off` (fb_conf_sections_t) */
+} fb_conf_kind_t;
+
+typedef struct fb_conf_table_s fb_conf_table_t;
+
+/** One key of a section. */
+typedef struct fb_conf_field_s {
+    const char *name;
+    fb_conf_kind_t kind;
+    bool required;              /* must be present in every file */
+    size_t off;                 /* offset of the value in the section's options struct */
+    unsigned long min, max;     /* inclusive range, for the kinds that have one */
+    const fb_conf_table_t *sub; /* FB_CONF_SECTION only */
+    const char *const *choices; /* FB_CONF_CHOICE only: NULL-terminated words */
+} fb_conf_field_t;
+
+/** A section: its dotted path ("matrix.appservice", "" at the top level) and its keys. */
+struct fb_conf_table_s {
+    const char *path;
+    const fb_conf_field_t *fields;
+    size_t n; /* at most 24 */
+};
+
+/** Where a section's cross-key checks report (the position of the section's key). */
+typedef struct fb_conf_report_s fb_conf_report_t;
+
+/**
+ * Records an error at the position of the section's key, in the document that wrote the section
+ * last (nothing when no document wrote it). Same "FILE:LINE:COL: message" as every other error.
+ */
+void fb_conf_errorf(fb_conf_report_t *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/**
+ * An adapter's configuration section (fb_adapter_ops_t.config): the core allocates `size` zeroed
+ * bytes, walks every document's `name:` mapping against `table` into them (the embedded default
+ * first, then the file), then calls `check` once. The strings and lists of the table's kinds are
+ * freed by the core (fb_config_free).
+ */
+typedef struct fb_conf_section_s {
+    const char *name;             /* top-level key, the adapter's name */
+    const fb_conf_table_t *table; /* its keys */
+    size_t size;                  /* bytes of the options struct */
+    /** Optional: checks that involve several keys and fills computed defaults, once every
+     *  document is applied; errors through fb_conf_errorf(r, ...). */
+    void (*check)(void *opts, fb_conf_report_t *r);
+} fb_conf_section_t;
+
+#define FB_CONF_MAX_SECTIONS 8
+
+/** The adapters' sections of a configuration, in the order of the adapter table. */
+typedef struct fb_conf_sections_s {
+    const fb_conf_section_t *sec[FB_CONF_MAX_SECTIONS];
+    void *opts[FB_CONF_MAX_SECTIONS]; /* sec[i]->size bytes each, owned by the config */
+    size_t n;
+} fb_conf_sections_t;
+
+/**
+ * The sections the parser knows besides the core's, in order: fills `out` (at most `cap`) and
+ * returns how many. Defined by the adapter table (daemon/core/adapters.c), which is linked in
+ * every program that parses a configuration.
+ */
+size_t fb__config_sections(const fb_conf_section_t **out, size_t cap);
+
 /** Incoming HTTP server (libwebsockets on the loop). */
 typedef struct fb_server_opts_s {
     char *listen_host;            /* "127.0.0.1"; from server.listen */
@@ -84,44 +175,6 @@ typedef struct fb_reminders_opts_s {
     unsigned inactive_months; /* no reminder after this many months without activity; 0: never */
 } fb_reminders_opts_t;
 
-/** The web chat adapter (adapters/web/). */
-typedef struct fb_web_opts_s {
-    bool enabled;                          /* serve the web chat */
-    size_t max_message_bytes;              /* longest user message, bytes of UTF-8 */
-    unsigned messages_per_minute;          /* per conversation */
-    unsigned max_connections_per_address;  /* open websockets per client address */
-    unsigned new_conversations_per_minute; /* conversations started per client address */
-    unsigned history_max;                  /* history entries kept per conversation */
-    char *static_dir; /* the page's files; default fb_data_path(FB_DATA_WEB) (paths.h) */
-    char *dsfr_dir;   /* @gouvfr/dsfr's files; default fb_data_path(FB_DATA_DSFR) */
-} fb_web_opts_t;
-
-/** The Matrix adapter (adapters/matrix/, docs/internals/MATRIX.md). */
-typedef struct fb_matrix_opts_s {
-    bool enabled;              /* run the adapter */
-    char *mode;                /* "bot" (/sync) or "appservice" */
-    char *homeserver;          /* client-server API base URL, no trailing slash; or NULL */
-    char *user_id;             /* the bot's user id, "@frichebot:example.org"; or NULL */
-    char *password_file;       /* bot mode: path of the password file, or NULL (never the secret) */
-    char *access_token_file;   /* bot mode: path of a token file, or NULL (never the secret) */
-    char *device_display_name; /* display name of the device created at login */
-    unsigned sync_timeout_ms;  /* /sync long-poll timeout */
-    unsigned sync_timeline_limit;    /* timeline limit of the stored filter */
-    fb_retry_policy_t sync_retry;    /* waits between failed /sync or login attempts */
-    char **allowed_servers;          /* globs, NULL-terminated (never NULL after a parse) */
-    char **allowed_users;            /* globs, NULL-terminated (never NULL after a parse) */
-    char **ignore_users;             /* globs, NULL-terminated (never NULL after a parse) */
-    char *reminder_msgtype;          /* "m.text" or "m.notice" */
-    bool typing;                     /* typing notifications while a message is handled */
-    bool read_receipts;              /* m.read receipts once a message is handled */
-    bool leave_when_alone;           /* leave rooms where the bot is the only member */
-    char *encrypted_notice;          /* the clear notice sent once in an encrypted room */
-    char *as_registration_file;      /* appservice.registration_file, or NULL */
-    char *as_id;                     /* appservice.id */
-    char *as_url;                    /* appservice.url */
-    unsigned as_txn_retention_hours; /* appservice.txn_retention_hours */
-} fb_matrix_opts_t;
-
 /** Escalation to human advisors (daemon/features/escalation.c, docs/internals/ESCALATION.md). */
 typedef struct fb_escalation_opts_s {
     bool enabled;            /* announce tickets in the advisors' rooms */
@@ -155,8 +208,7 @@ typedef struct fb_config_s {
     fb_dialogs_opts_t dialogs;
     fb_router_opts_t router;
     fb_reminders_opts_t reminders;
-    fb_web_opts_t web;
-    fb_matrix_opts_t matrix;
+    fb_conf_sections_t sections; /* the adapters' sections (web, matrix): fb_config_section() */
     fb_stats_opts_t stats;
     fb_escalation_opts_t escalation;
 } fb_config_t;
@@ -182,6 +234,18 @@ fb_config_t *fb_config_load_default(fb_buf_t *errors);
  * explanation when there is no errno (strerror(-rc) otherwise). The secret is never logged.
  */
 int fb_config_read_secret(const char *path, char **out, const char **why);
+
+/**
+ * The options struct of the adapter section `name` (borrowed from `cfg`), or NULL when the
+ * configuration has no such section.
+ */
+const void *fb_config_section(const fb_config_t *cfg, const char *name);
+
+/**
+ * The value of the string key at dotted path "section.key" of an adapter section (borrowed), or
+ * NULL when unset or when the key is not a string kind. For messages that name configuration keys.
+ */
+const char *fb_config_string(const fb_config_t *cfg, const char *dotted);
 
 /** Frees a config (NULL is fine); secret memory is wiped before it is freed. */
 void fb_config_free(fb_config_t *cfg);

@@ -27,7 +27,8 @@ static fb_log_format_t log_format = FB_LOG_FORMAT_PLAIN;
 
 static const char *const level_names[] = {"err", "warn", "notice", "info", "debug", "trace"};
 
-static const char *const sub_names[] = {
+/* The core's names, then the registered categories' (NULL: a free slot). */
+static const char *sub_names[FB_SUB__COUNT] = {
 #define FB__LOG_SUB_NAME(id, name) [FB_SUB_##id] = name,
     FB_LOG_SUBSYSTEMS(FB__LOG_SUB_NAME)
 #undef FB__LOG_SUB_NAME
@@ -35,7 +36,21 @@ static const char *const sub_names[] = {
 
 const char *fb_log_sub_name(fb_log_sub_t sub)
 {
-    return (unsigned)sub < FB_SUB__COUNT ? sub_names[sub] : "?";
+    return (unsigned)sub < FB_SUB__COUNT && sub_names[sub] ? sub_names[sub] : "?";
+}
+
+int fb_log_register(const char *name)
+{
+    for (int i = 0; i < FB_SUB__COUNT; i++) {
+        if (!sub_names[i]) {
+            sub_names[i] = name;
+            fb__log_levels[i] = FB_LOG_INFO;
+            return i;
+        }
+        if (strcmp(sub_names[i], name) == 0)
+            return i;
+    }
+    return FB_SUB_CORE;
 }
 
 int fb_log_level_parse(const char *name)
@@ -86,7 +101,7 @@ int fb_log_apply_spec(const char *spec, const char **bad)
             int lvl = fb_log_level_parse(eq + 1);
             int sub = -1;
             for (int i = 0; i < FB_SUB__COUNT; i++)
-                if (strcmp(item, sub_names[i]) == 0)
+                if (sub_names[i] && strcmp(item, sub_names[i]) == 0)
                     sub = i;
             if (lvl < 0 || sub < 0)
                 goto fail;

@@ -7,6 +7,10 @@
  * Redis's ConnectionType (docs/style.md section C): one static, versioned ops table per adapter,
  * checked at registration, plus a core table handed to the adapter.
  *
+ * Adding a platform (a folder adapters/NAME/ and one line of the adapter table in
+ * daemon/core/adapters.h) is walked through in docs/internals/ADAPTERS.md, with the echo test
+ * adapter (tests/adapters/echo/) as the worked example.
+ *
  * Async rules (include/frichebot/err.h): a method that takes a callback and returns an error
  * never calls it; one that returns 0 calls it exactly once, later (never from inside the call),
  * with FB_ECANCELED on shutdown.
@@ -20,7 +24,7 @@
 
 #include <jansson.h>
 
-#define FB_ADAPTER_API_VERSION 1
+#define FB_ADAPTER_API_VERSION 2
 
 typedef struct fb_adapter_s fb_adapter_t;
 typedef struct fb_core_s fb_core_t;
@@ -68,7 +72,10 @@ typedef struct fb_outbound_s {
     const char *text;      /* plain text (choices already listed as "1. ..." lines) */
     const char *html;      /* escaped HTML rendering of the same message */
     const json_t *choices; /* [{"id","label"}] or NULL */
-    const json_t *entry;   /* the whole entry as stored (for adapter-specific fields) */
+    const json_t *entry; /* the whole entry as stored (core->thread_root and core->sent read it) */
+    /* Since API version 2. */
+    const char *redacts; /* kind "redact": the platform id of the message to withdraw (one that
+                            core->sent was given); NULL otherwise */
 } fb_outbound_t;
 
 /**
@@ -80,10 +87,47 @@ typedef struct fb_outbound_s {
 typedef void (*fb_send_cb)(int status, int64_t retry_after_ms, void *arg);
 
 enum {
-    FB_ADAPTER_CAP_BUTTONS = 1u << 0,   /* renders choices as buttons (else as a numbered list) */
-    FB_ADAPTER_CAP_HTML = 1u << 1,      /* renders the `html` field */
-    FB_ADAPTER_CAP_TXN_DEDUPE = 1u << 2 /* the platform de-duplicates sends by txn_id */
+    FB_ADAPTER_CAP_BUTTONS = 1u << 0,    /* renders choices as buttons (else as a numbered list) */
+    FB_ADAPTER_CAP_HTML = 1u << 1,       /* renders the `html` field */
+    FB_ADAPTER_CAP_TXN_DEDUPE = 1u << 2, /* the platform de-duplicates sends by txn_id */
+    /* Hosts the advisors' channel of escalation (docs/internals/ESCALATION.md): rooms named in
+     * escalation.rooms, threads ("ROOM/$ROOT" conversations whose events go to escalation, and
+     * "ROOM/~TICKET" ones whose root it asks core->thread_root), redactions (kind "redact"),
+     * senders' display names, and every accepted message's id reported through core->sent. */
+    FB_ADAPTER_CAP_ADVISORS = 1u << 3
 };
+
+/**
+ * Result of core->thread_root(): 0 with `root` (borrowed for the call) the platform id of the
+ * thread's root; FB_EAGAIN when the root is not known yet (try again in a moment); FB_ENOENT when
+ * the thread is gone (its ticket was forgotten or expired: drop the message, report it sent);
+ * another code for a transient failure.
+ */
+typedef void (*fb_thread_root_cb)(int status, const char *root, void *arg);
+
+/**
+ * Result of core->sent(): 0 once what the entry asks is kept, with `withdraw` true when the
+ * message's conversation was forgotten meanwhile (the adapter withdraws the message at once);
+ * otherwise a transient failure: report the send as FB_EAGAIN (it is resent with the same txn id,
+ * which the platform de-duplicates into the same message id).
+ */
+typedef void (*fb_sent_cb)(int status, bool withdraw, void *arg);
+
+struct fb_conf_section_s;
+
+/**
+ * A subcommand an adapter adds to the `frichebot` command line (`frichebot NAME ARGS`): main.c
+ * dispatches every command it does not know to the adapters' tables and lists them in
+ * `frichebot --help`. Runs before any loop exists, on the main thread.
+ */
+typedef struct fb_adapter_command_s {
+    const char *name;    /* "matrix-registration"; lowercase, '-' allowed */
+    const char *summary; /* one line for `frichebot --help` (English, like the rest of the CLI) */
+    const char *usage;   /* the whole help, printed by `frichebot help NAME` */
+    /** argv[0] is the command's name. Returns the exit status: 0 success, 1 failure, 2 usage
+     *  error (main.c's conventions). */
+    int (*run)(int argc, char **argv);
+} fb_adapter_command_t;
 
 typedef struct fb_adapter_ops_s {
     unsigned api_version; /* FB_ADAPTER_API_VERSION */
@@ -105,6 +149,17 @@ typedef struct fb_adapter_ops_s {
      * fb_store_conv_key(store, "name:conv", suffix)): the router deletes them in the same atomic
      * write as the session when the user asks to be forgotten. At most 8. */
     const char *const *conv_keys;
+
+    /* Since API version 2. */
+    /** The adapter's configuration section (io/config.h), walked by the core's parser: its
+     *  options are then fb_config_section(core->cfg, name). NULL: no section. */
+    const struct fb_conf_section_s *config;
+    /** Subcommands of `frichebot`, ended by an entry whose name is NULL; or NULL. */
+    const fb_adapter_command_t *commands;
+    /** The adapter's log category, set by the core when the adapter table is registered
+     *  (fb_adapters_register_logs): the adapter logs with FB_LOG_AT(*log_sub, ...). Its name in
+     *  log specs and lines is the adapter's name ("info,matrix=debug"). */
+    int *log_sub;
 } fb_adapter_ops_t;
 
 struct uv_loop_s;
@@ -130,6 +185,29 @@ struct fb_core_s {
     void (*wake)(fb_adapter_t *a, const char *conv);
     /** Sets the adapter's state shown in /healthz ("starting", "ok", "degraded: ..."). */
     void (*set_state)(fb_adapter_t *a, const char *state);
+
+    /* Since API version 2. */
+    /** The Redis key of suffix `suffix` for conversation "NAME:conv" (`name_conv`), in the
+     *  session's slot; see ops.conv_keys. Returns a new string (fb_free), or NULL when the key
+     *  is not valid (control characters, too long). */
+    char *(*conv_key)(const fb_core_t *core, const char *name_conv, const char *suffix);
+    /**
+     * The advisors' channel (FB_ADAPTER_CAP_ADVISORS): the root of the thread an outbound entry
+     * goes to, when its conversation is "ROOM/~TICKET" (the root was not known when the entry was
+     * queued). `entry` is msg->entry, read during the call. Returns 0 (cb called once, later),
+     * or FB_EINVAL (the entry names no thread), FB_EAGAIN, FB_ECANCELED (cb never called).
+     */
+    int (*thread_root)(const fb_core_t *core, const json_t *entry, fb_thread_root_cb cb, void *arg);
+    /**
+     * Reports that the platform accepted an entry as message `msg_id`, in conversation `where`
+     * (where it can be withdrawn later: for Matrix, the room), before the adapter reports the send
+     * done: the core keeps the id where the entry asks (escalation: a ticket's thread root, the
+     * messages to withdraw on forget). `entry` is msg->entry (a reference the adapter kept).
+     * Returns 0 (cb called once, later), FB_DECLINED when the entry asks nothing (the send is
+     * done), or FB_EAGAIN/FB_ECANCELED (cb never called).
+     */
+    int (*sent)(const fb_core_t *core, const json_t *entry, const char *where, const char *msg_id,
+                fb_sent_cb cb, void *arg);
 };
 
 /** The adapter instance. */

@@ -25,7 +25,11 @@ typedef enum fb_log_level_e {
     FB_LOG_TRACE,
 } fb_log_level_t;
 
-/** Subsystems, each with its own verbosity. X-macro: enum constant, name in config and logs. */
+/**
+ * The core's subsystems, each with its own verbosity. X-macro: enum constant, name in config and
+ * logs. Adapters add their own categories at run time (fb_log_register), so the core names no
+ * platform.
+ */
 #define FB_LOG_SUBSYSTEMS(XX)                                                                      \
     XX(CORE, "core")                                                                               \
     XX(CONFIG, "config")                                                                           \
@@ -34,15 +38,14 @@ typedef enum fb_log_level_e {
     XX(REDIS, "redis")                                                                             \
     XX(STORE, "store")                                                                             \
     XX(ENGINE, "engine")                                                                           \
-    XX(ROUTER, "router")                                                                           \
-    XX(MATRIX, "matrix")                                                                           \
-    XX(WEB, "web")
+    XX(ROUTER, "router")
 
 typedef enum fb_log_sub_e {
 #define FB__LOG_SUB_ENUM(id, name) FB_SUB_##id,
     FB_LOG_SUBSYSTEMS(FB__LOG_SUB_ENUM)
 #undef FB__LOG_SUB_ENUM
-        FB_SUB__COUNT
+        FB_SUB__CORE_COUNT,
+    FB_SUB__COUNT = FB_SUB__CORE_COUNT + 8 /* room for 8 registered categories */
 } fb_log_sub_t;
 
 /** Output formats. */
@@ -81,6 +84,15 @@ extern fb_log_level_t fb__log_levels[FB_SUB__COUNT];
 /** Writes one log line. Use the macros, which check the level first. */
 void fb__log(fb_log_sub_t sub, fb_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/**
+ * Registers a log category named `name` (an adapter's name: 1..31 bytes of [a-z0-9_]) and returns
+ * its id, the same for the same name; FB_SUB_CORE when the 8 slots are taken. Its level starts at
+ * info. Call before the configuration's log spec is checked, so that "matrix=debug" is understood.
+ * An adapter makes its id usable with the macros above by defining FB_SUB_NAME as its variable:
+ * `#define FB_SUB_MATRIX ((fb_log_sub_t)fb_mx_log_sub)` then FB_INFO(MATRIX, ...).
+ */
+int fb_log_register(const char *name);
 
 /** Sets every subsystem to `level`. */
 void fb_log_set_level_all(fb_log_level_t level);

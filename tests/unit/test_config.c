@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../adapters/matrix/mx_config.h"
+#include "../../adapters/web/web_config.h"
 #include "engine/geo.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
@@ -24,6 +26,10 @@
 #include "io/config.h"
 #include "io/paths.h"
 #include "task.h"
+
+/* The adapters' sections (the adapters own their options structs). */
+#define WEB(c) ((const fb_web_opts_t *)fb_config_section((c), "web"))
+#define MX(c)  ((const fb_matrix_opts_t *)fb_config_section((c), "matrix"))
 
 #define DATA_DIR     FB_SOURCE_DIR "/tests/data/config"
 #define PASSWORD_ENV "FRICHEBOT_REDIS_PASSWORD"
@@ -140,16 +146,16 @@ static void assert_optional_defaults(const fb_config_t *c)
     ASSERT_EQ(c->reminders.start_hour, 9);
     ASSERT_EQ(c->reminders.end_hour, 18);
     ASSERT_EQ(c->reminders.inactive_months, 12);
-    ASSERT(c->web.enabled);
-    ASSERT_EQ(c->web.max_message_bytes, 2000);
-    ASSERT_EQ(c->web.messages_per_minute, 20);
-    ASSERT_EQ(c->web.max_connections_per_address, 20);
-    ASSERT_EQ(c->web.new_conversations_per_minute, 10);
-    ASSERT_EQ(c->web.history_max, 300);
+    ASSERT(WEB(c)->enabled);
+    ASSERT_EQ(WEB(c)->max_message_bytes, 2000);
+    ASSERT_EQ(WEB(c)->messages_per_minute, 20);
+    ASSERT_EQ(WEB(c)->max_connections_per_address, 20);
+    ASSERT_EQ(WEB(c)->new_conversations_per_minute, 10);
+    ASSERT_EQ(WEB(c)->history_max, 300);
     ASSERT_EQ(c->stats.min_count, 5);
     ASSERT_EQ(c->stats.cache_seconds, 5);
-    ASSERT_STR_EQ(c->web.static_dir, FB_SOURCE_DIR "/adapters/web/static");
-    ASSERT_STR_EQ(c->web.dsfr_dir, FB_SOURCE_DIR "/node_modules/@gouvfr/dsfr/dist");
+    ASSERT_STR_EQ(WEB(c)->static_dir, FB_SOURCE_DIR "/adapters/web/static");
+    ASSERT_STR_EQ(WEB(c)->dsfr_dir, FB_SOURCE_DIR "/node_modules/@gouvfr/dsfr/dist");
 }
 
 TEST_IMPL(config_default_embedded)
@@ -268,14 +274,14 @@ TEST_IMPL(config_all_values_parsed)
     ASSERT_EQ(c->reminders.start_hour, 8);
     ASSERT_EQ(c->reminders.end_hour, 20);
     ASSERT_EQ(c->reminders.inactive_months, 0);
-    ASSERT(!c->web.enabled);
-    ASSERT_EQ(c->web.max_message_bytes, 4096);
-    ASSERT_EQ(c->web.messages_per_minute, 5);
-    ASSERT_EQ(c->web.max_connections_per_address, 3);
-    ASSERT_EQ(c->web.new_conversations_per_minute, 4);
-    ASSERT_EQ(c->web.history_max, 50);
-    ASSERT_STR_EQ(c->web.static_dir, "/usr/share/frichebot/web");
-    ASSERT_STR_EQ(c->web.dsfr_dir, DATA_DIR "/good/dsfr/dist");
+    ASSERT(!WEB(c)->enabled);
+    ASSERT_EQ(WEB(c)->max_message_bytes, 4096);
+    ASSERT_EQ(WEB(c)->messages_per_minute, 5);
+    ASSERT_EQ(WEB(c)->max_connections_per_address, 3);
+    ASSERT_EQ(WEB(c)->new_conversations_per_minute, 4);
+    ASSERT_EQ(WEB(c)->history_max, 50);
+    ASSERT_STR_EQ(WEB(c)->static_dir, "/usr/share/frichebot/web");
+    ASSERT_STR_EQ(WEB(c)->dsfr_dir, DATA_DIR "/good/dsfr/dist");
     ASSERT_EQ(c->stats.min_count, 10);
     ASSERT_EQ(c->stats.cache_seconds, 0);
     fb_config_free(c);
@@ -740,8 +746,8 @@ TEST_IMPL(config_paths)
                                         "web:\n  static_dir: /abs/static\n  dsfr_dir: null\n");
     ASSERT_STR_EQ(c->dialogs.path, "d/x.yaml");
     ASSERT_STR_EQ(c->dialogs.geo_path, fb_data_path(FB_DATA_GEO));
-    ASSERT_STR_EQ(c->web.static_dir, "/abs/static");
-    ASSERT_STR_EQ(c->web.dsfr_dir, FB_SOURCE_DIR "/node_modules/@gouvfr/dsfr/dist");
+    ASSERT_STR_EQ(WEB(c)->static_dir, "/abs/static");
+    ASSERT_STR_EQ(WEB(c)->dsfr_dir, FB_SOURCE_DIR "/node_modules/@gouvfr/dsfr/dist");
     fb_config_free(c);
 
     char *dir = make_tmpdir();
@@ -753,7 +759,7 @@ TEST_IMPL(config_paths)
     ASSERT_NOT_NULL(c);
     char *want = fb_asprintf("%s/sub/friche.yaml", dir);
     ASSERT_STR_EQ(c->dialogs.path, want);
-    ASSERT(!c->web.enabled);
+    ASSERT(!WEB(c)->enabled);
     fb_config_free(c);
     fb_buf_free(&e);
     fb_free(want);
@@ -795,21 +801,21 @@ TEST_IMPL(config_matrix)
     if (!c)
         FB_TEST_FAIL("%s", errors);
     fb_free(errors);
-    ASSERT(!c->matrix.enabled);
-    ASSERT_STR_EQ(c->matrix.mode, "bot");
-    ASSERT_NULL(c->matrix.homeserver);
-    ASSERT_EQ(c->matrix.sync_timeout_ms, 30000);
-    ASSERT_EQ(c->matrix.sync_timeline_limit, 50);
-    ASSERT_EQ(c->matrix.sync_retry.n_delays, 5);
-    ASSERT_NOT_NULL(c->matrix.allowed_servers);
-    ASSERT_NULL(c->matrix.allowed_servers[0]);
-    ASSERT_NULL(c->matrix.ignore_users[0]);
-    ASSERT_STR_EQ(c->matrix.reminder_msgtype, "m.text");
-    ASSERT(c->matrix.typing && c->matrix.read_receipts && c->matrix.leave_when_alone);
-    ASSERT_NOT_NULL(strstr(c->matrix.encrypted_notice, "chiffrés"));
-    ASSERT_STR_EQ(c->matrix.as_id, "frichebot");
-    ASSERT_STR_EQ(c->matrix.as_url, "http://127.0.0.1:8080");
-    ASSERT_EQ(c->matrix.as_txn_retention_hours, 72);
+    ASSERT(!MX(c)->enabled);
+    ASSERT_STR_EQ(MX(c)->mode, "bot");
+    ASSERT_NULL(MX(c)->homeserver);
+    ASSERT_EQ(MX(c)->sync_timeout_ms, 30000);
+    ASSERT_EQ(MX(c)->sync_timeline_limit, 50);
+    ASSERT_EQ(MX(c)->sync_retry.n_delays, 5);
+    ASSERT_NOT_NULL(MX(c)->allowed_servers);
+    ASSERT_NULL(MX(c)->allowed_servers[0]);
+    ASSERT_NULL(MX(c)->ignore_users[0]);
+    ASSERT_STR_EQ(MX(c)->reminder_msgtype, "m.text");
+    ASSERT(MX(c)->typing && MX(c)->read_receipts && MX(c)->leave_when_alone);
+    ASSERT_NOT_NULL(strstr(MX(c)->encrypted_notice, "chiffrés"));
+    ASSERT_STR_EQ(MX(c)->as_id, "frichebot");
+    ASSERT_STR_EQ(MX(c)->as_url, "http://127.0.0.1:8080");
+    ASSERT_EQ(MX(c)->as_txn_retention_hours, 72);
     fb_config_free(c);
 
     /* Every key. */
@@ -828,26 +834,26 @@ TEST_IMPL(config_matrix)
     if (!c)
         FB_TEST_FAIL("%s", errors);
     fb_free(errors);
-    ASSERT(c->matrix.enabled);
-    ASSERT_STR_EQ(c->matrix.mode, "appservice");
-    ASSERT_STR_EQ(c->matrix.homeserver, "https://matrix.example.org");
-    ASSERT_STR_EQ(c->matrix.user_id, "@fb:example.org");
-    ASSERT_STR_EQ(c->matrix.device_display_name, "bot");
-    ASSERT_EQ(c->matrix.sync_timeout_ms, 0);
-    ASSERT_EQ(c->matrix.sync_timeline_limit, 7);
-    ASSERT_EQ(c->matrix.sync_retry.n_delays, 1);
-    ASSERT_STR_EQ(c->matrix.allowed_servers[0], "*.gouv.fr");
-    ASSERT_STR_EQ(c->matrix.allowed_servers[1], "example.org");
-    ASSERT_NULL(c->matrix.allowed_servers[2]);
-    ASSERT_STR_EQ(c->matrix.allowed_users[0], "@boss:x");
-    ASSERT_STR_EQ(c->matrix.ignore_users[0], "@bot-*:*");
-    ASSERT_STR_EQ(c->matrix.reminder_msgtype, "m.notice");
-    ASSERT(!c->matrix.typing && !c->matrix.read_receipts && !c->matrix.leave_when_alone);
-    ASSERT_STR_EQ(c->matrix.encrypted_notice, "chiffré");
-    ASSERT_STR_EQ(c->matrix.as_registration_file, "/etc/reg.yaml");
-    ASSERT_STR_EQ(c->matrix.as_id, "fbas");
-    ASSERT_STR_EQ(c->matrix.as_url, "http://10.0.0.1:8080");
-    ASSERT_EQ(c->matrix.as_txn_retention_hours, 1);
+    ASSERT(MX(c)->enabled);
+    ASSERT_STR_EQ(MX(c)->mode, "appservice");
+    ASSERT_STR_EQ(MX(c)->homeserver, "https://matrix.example.org");
+    ASSERT_STR_EQ(MX(c)->user_id, "@fb:example.org");
+    ASSERT_STR_EQ(MX(c)->device_display_name, "bot");
+    ASSERT_EQ(MX(c)->sync_timeout_ms, 0);
+    ASSERT_EQ(MX(c)->sync_timeline_limit, 7);
+    ASSERT_EQ(MX(c)->sync_retry.n_delays, 1);
+    ASSERT_STR_EQ(MX(c)->allowed_servers[0], "*.gouv.fr");
+    ASSERT_STR_EQ(MX(c)->allowed_servers[1], "example.org");
+    ASSERT_NULL(MX(c)->allowed_servers[2]);
+    ASSERT_STR_EQ(MX(c)->allowed_users[0], "@boss:x");
+    ASSERT_STR_EQ(MX(c)->ignore_users[0], "@bot-*:*");
+    ASSERT_STR_EQ(MX(c)->reminder_msgtype, "m.notice");
+    ASSERT(!MX(c)->typing && !MX(c)->read_receipts && !MX(c)->leave_when_alone);
+    ASSERT_STR_EQ(MX(c)->encrypted_notice, "chiffré");
+    ASSERT_STR_EQ(MX(c)->as_registration_file, "/etc/reg.yaml");
+    ASSERT_STR_EQ(MX(c)->as_id, "fbas");
+    ASSERT_STR_EQ(MX(c)->as_url, "http://10.0.0.1:8080");
+    ASSERT_EQ(MX(c)->as_txn_retention_hours, 1);
     fb_config_free(c);
 
     /* Bad values, and the keys that go together. */

@@ -20,6 +20,7 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
+#include "../../adapters/web/web_config.h"
 #include "../../adapters/web/web_util.h"
 #include "core/adapters.h"
 #include "core/store.h"
@@ -57,6 +58,7 @@ struct afix {
     char addr[64];
     char prefix[8];
     fb_config_t cfg;
+    fb_web_opts_t web; /* cfg.sections.opts[0] */
     fb_redis_t *redis;
     fb_store_t *store;
     fb_http_server_t *http;
@@ -249,15 +251,16 @@ static void run(struct afix *f, void (*scenario)(struct afix *), size_t max_byte
     f->cfg.redis.reconnect.n_delays = 1;
     f->cfg.store.key_prefix = f->prefix;
     f->cfg.store.session_ttl_days = 1;
-    f->cfg.web.enabled = true;
-    f->cfg.web.max_message_bytes = max_bytes;
-    f->cfg.web.messages_per_minute = per_minute;
-    f->cfg.web.max_connections_per_address = per_address;
-    f->cfg.web.new_conversations_per_minute = 1000;
-    f->cfg.web.history_max = 50;
+    f->cfg.sections = (fb_conf_sections_t){{&fb_web_config}, {&f->web}, 1};
+    f->web.enabled = true;
+    f->web.max_message_bytes = max_bytes;
+    f->web.messages_per_minute = per_minute;
+    f->web.max_connections_per_address = per_address;
+    f->web.new_conversations_per_minute = 1000;
+    f->web.history_max = 50;
     char static_dir[] = FB_SOURCE_DIR "/adapters/web/static";
-    f->cfg.web.static_dir = static_dir;
-    f->cfg.web.dsfr_dir = static_dir;
+    f->web.static_dir = static_dir;
+    f->web.dsfr_dir = static_dir;
     char host[] = "127.0.0.1";
     f->cfg.server = (fb_server_opts_t){.listen_host = host,
                                        .listen_port = fb_test_free_port(),
@@ -279,7 +282,8 @@ static void run(struct afix *f, void (*scenario)(struct afix *), size_t max_byte
                           .store = f->store,
                           .deliver = core_deliver,
                           .wake = core_wake,
-                          .set_state = core_set_state};
+                          .set_state = core_set_state,
+                          .conv_key = fb_core_conv_key};
     ASSERT_OK(fb_adapter_check(&fb_adapter_web, NULL));
     f->a.ops = &fb_adapter_web;
     f->a.core = &f->core;
