@@ -26,6 +26,7 @@
 #include <hiredis/hiredis.h>
 
 #include "core/adapters.h"
+#include "engine/effects.h"
 #include "engine/engine.h"
 #include "engine/text.h"
 #include "features/escalation.h"
@@ -881,9 +882,14 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
     json_array_foreach(effects, i, e)
     {
         const char *type = jstr(e, "type");
-        if (!type) {
-            FB_DEBUG(ROUTER, "[%s] effect without a type ignored", c->tag);
-        } else if (strcmp(type, "say") == 0) {
+        switch (fb_effect_from_name(type)) {
+        case FB_EFFECT_UNKNOWN:
+            if (!type)
+                FB_DEBUG(ROUTER, "[%s] effect without a type ignored", c->tag);
+            else
+                FB_DEBUG(ROUTER, "[%s] unknown effect '%s' ignored", c->tag, type);
+            break;
+        case FB_EFFECT_SAY: {
             char txn[40];
             snprintf(txn, sizeof(txn), "%016llx.%zu", (unsigned long long)h, co->says++);
             json_t *entry = json_pack(
@@ -897,7 +903,9 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
                 json_array_append_new(out, json_string(s));
             free(s); /* fb-lint: allow free (jansson's allocation) */
             json_decref(entry);
-        } else if (strcmp(type, "schedule") == 0) {
+            break;
+        }
+        case FB_EFFECT_SCHEDULE: {
             const char *id = jstr(e, "id");
             json_int_t after = json_integer_value(json_object_get(e, "after"));
             if (id && after >= 0) {
@@ -908,24 +916,33 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
                 snprintf(ams, sizeof(ams), "%lld", (long long)after * 1000);
                 json_array_append_new(rem, json_pack("[s,s,s,s,s]", "s", id, due, reason, ams));
             }
-        } else if (strcmp(type, "cancel") == 0) {
+            break;
+        }
+        case FB_EFFECT_CANCEL: {
             const char *id = jstr(e, "id");
             json_array_append_new(rem, id ? json_pack("[s,s]", "c", id) : json_pack("[s]", "c"));
-        } else if (strcmp(type, "escalate") == 0) {
+            break;
+        }
+        case FB_EFFECT_ESCALATE: {
             const char *reason = jstr(e, "reason") ? jstr(e, "reason") : "";
             const char *summary = jstr(e, "summary") ? jstr(e, "summary") : "";
             json_object_set_new(co->ops, "ticket", json_pack("[s,s]", reason, summary));
-        } else if (strcmp(type, "stat") == 0) {
+            break;
+        }
+        case FB_EFFECT_STAT:
             if (jstr(e, "name"))
                 json_array_append_new(stats, json_string(jstr(e, "name")));
-        } else if (strcmp(type, "step") == 0) {
+            break;
+        case FB_EFFECT_STEP: {
             const char *status = jstr(e, "status");
             if (status) {
                 char name[64];
                 snprintf(name, sizeof(name), "step_%s", status);
                 json_array_append_new(stats, json_string(name));
             }
-        } else if (strcmp(type, "avis") == 0) {
+            break;
+        }
+        case FB_EFFECT_AVIS: {
             json_int_t note = json_integer_value(json_object_get(e, "note"));
             const char *comment = jstr(e, "commentaire");
             if (json_is_integer(json_object_get(e, "note")) && note >= 1 && note <= 5)
@@ -934,10 +951,13 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
                                                 : json_pack("[I]", note));
             else
                 FB_DEBUG(ROUTER, "[%s] avis effect without a note 1..5 ignored", c->tag);
-        } else if (strcmp(type, "forget") == 0) {
+            break;
+        }
+        case FB_EFFECT_FORGET:
             co->forget = true;
-        } else if (strcmp(type, "end") != 0) {
-            FB_DEBUG(ROUTER, "[%s] unknown effect '%s' ignored", c->tag, type);
+            break;
+        case FB_EFFECT_END:
+            break;
         }
     }
     json_object_set_new(co->ops, "out", out);
@@ -1057,7 +1077,8 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
         FB_INFO(ROUTER, "[%s] reminder '%s' dropped: no activity for %u months", c->tag, j->timer,
                 r->cfg->reminders.inactive_months);
         j->dropped = true;
-        effects = json_pack("[{s:s, s:s}]", "type", "cancel", "id", j->timer);
+        effects =
+            json_pack("[{s:s, s:s}]", "type", fb_effect_name(FB_EFFECT_CANCEL), "id", j->timer);
         rc = 0;
     } else if (j->timer && stale(j->due, activity)) {
         /* The user wrote while it was claimed: not sent; armed again from that activity. */

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/effects.h"
 #include "engine/geo.h"
 #include "engine/internal.h"
 #include "engine/text.h"
@@ -371,7 +372,7 @@ static void say_new(struct run *r, json_t *text, json_t *html, const json_t *cho
         return;
     }
     json_t *e = json_object();
-    (void)json_object_set_new(e, "type", json_string("say"));
+    (void)json_object_set_new(e, "type", json_string(fb_effect_name(FB_EFFECT_SAY)));
     (void)json_object_set_new(e, "text", text);
     (void)json_object_set_new(e, "html", html);
     if (choices)
@@ -416,29 +417,29 @@ static void say_builtin(struct run *r, enum fb__textid which)
     say_text(r, &r->d->texts[which], NULL, NULL, NULL);
 }
 
-/* Appends an effect with no field but its type ("forget", "end", "cancel"). */
-static void simple_effect(struct run *r, const char *type)
+/* Appends an effect with no field but its type (`forget`, `end`, `cancel`). */
+static void simple_effect(struct run *r, fb_effect_t type)
 {
-    effect(r, json_pack("{s:s}", "type", type));
+    effect(r, fb_effect_new(type));
 }
 
 /* Appends `stat` effect `name`. */
 static void stat_effect(struct run *r, const char *name)
 {
-    effect(r, json_pack("{s:s, s:s}", "type", "stat", "name", name));
+    effect(r, json_pack("{s:s, s:s}", "type", fb_effect_name(FB_EFFECT_STAT), "name", name));
 }
 
 /* Appends a `cancel` of every reminder. */
 static void cancel_all(struct run *r)
 {
-    simple_effect(r, "cancel");
+    simple_effect(r, FB_EFFECT_CANCEL);
 }
 
 /* Appends a `schedule` of reminder "relance" in `after` seconds. */
 static void schedule(struct run *r, long long after, const char *reason)
 {
-    effect(r, json_pack("{s:s, s:s, s:I, s:s}", "type", "schedule", "id", TIMER_ID, "after",
-                        (json_int_t)after, "reason", reason));
+    effect(r, json_pack("{s:s, s:s, s:I, s:s}", "type", fb_effect_name(FB_EFFECT_SCHEDULE), "id",
+                        TIMER_ID, "after", (json_int_t)after, "reason", reason));
 }
 
 /* ---- summaries ------------------------------------------------------------------------------- */
@@ -834,7 +835,7 @@ static void escalate(struct run *r, const char *reason)
 {
     say_builtin(r, FB__T_ESCALADE);
     json_t *e = json_object();
-    (void)json_object_set_new(e, "type", json_string("escalate"));
+    (void)json_object_set_new(e, "type", json_string(fb_effect_name(FB_EFFECT_ESCALATE)));
     (void)json_object_set_new(e, "reason", json_string(reason));
     json_t *sum = summary(r);
     (void)json_object_set_new(e, "summary", sum ? sum : json_string(""));
@@ -961,7 +962,8 @@ static void avis_effect(struct run *r, const struct fb__state *st)
     }
     if (!note)
         return;
-    json_t *e = json_pack("{s:s, s:I}", "type", "avis", "note", (json_int_t)note);
+    json_t *e =
+        json_pack("{s:s, s:I}", "type", fb_effect_name(FB_EFFECT_AVIS), "note", (json_int_t)note);
     const json_t *c = st->avis_comment >= 0
                           ? json_object_get(r->s.answers, d->slots[st->avis_comment].name)
                           : NULL;
@@ -997,14 +999,15 @@ static void finish(struct run *r, int target)
     invalidate(r);
     say_text(r, &cur(r)->text, NULL, NULL, NULL);
     for (size_t i = 0; i < s->n_road; i++)
-        effect(r, json_pack("{s:s, s:s, s:s}", "type", "step", "item", r->d->items[s->road[i]].ref,
-                            "status", fb__status_names[s->status[i]]));
-    simple_effect(r, "end");
+        effect(r, json_pack("{s:s, s:s, s:s}", "type", fb_effect_name(FB_EFFECT_STEP), "item",
+                            r->d->items[s->road[i]].ref, "status", fb__status_names[s->status[i]]));
+    simple_effect(r, FB_EFFECT_END);
     stat_effect(r, "site_completed");
     if (cur(r)->relance.set && !s->muted)
         arm(r);
     else
-        effect(r, json_pack("{s:s, s:s}", "type", "cancel", "id", TIMER_ID));
+        effect(r,
+               json_pack("{s:s, s:s}", "type", fb_effect_name(FB_EFFECT_CANCEL), "id", TIMER_ID));
     avis_effect(r, cur(r));
 }
 
@@ -1373,8 +1376,8 @@ static void set_step_status(struct run *r, int i, int status)
     if (s->day)
         s->day[i] = day > 0 && day <= FB__MAX_DAY ? day : 0;
     invalidate(r);
-    effect(r, json_pack("{s:s, s:s, s:s}", "type", "step", "item", r->d->items[s->road[i]].ref,
-                        "status", fb__status_names[status]));
+    effect(r, json_pack("{s:s, s:s, s:s}", "type", fb_effect_name(FB_EFFECT_STEP), "item",
+                        r->d->items[s->road[i]].ref, "status", fb__status_names[status]));
     stat_effect(r, "step_updated");
     set_etape(r, i);
 }
@@ -1657,7 +1660,7 @@ static int match_command(const struct run *r, const char *text)
 /* Forgets the user: `forget`, `cancel` all, a goodbye; the session becomes null. */
 static void forget(struct run *r)
 {
-    simple_effect(r, "forget");
+    simple_effect(r, FB_EFFECT_FORGET);
     cancel_all(r);
     say_builtin(r, FB__T_OUBLI_FAIT);
 }

@@ -19,6 +19,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "engine/effects.h"
 #include "engine/engine.h"
 #include "engine/template.h"
 #include "features/reminders.h"
@@ -375,8 +376,7 @@ static const json_t *escalate_effect(const json_t *effects)
     const json_t *x;
     json_array_foreach(effects, i, x)
     {
-        const char *type = json_string_value(json_object_get(x, "type"));
-        if (type && strcmp(type, "escalate") == 0)
+        if (fb_effect_type(x) == FB_EFFECT_ESCALATE)
             return x;
     }
     return NULL;
