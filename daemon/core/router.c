@@ -26,9 +26,9 @@
 #include <hiredis/hiredis.h>
 
 #include "core/adapters.h"
+#include "common/utf8.h"
 #include "engine/effects.h"
 #include "engine/engine.h"
-#include "engine/text.h"
 #include "features/escalation.h"
 #include "features/stats.h"
 #include "frichebot/alloc.h"
@@ -331,7 +331,7 @@ static bool valid_text(const char *s, size_t max)
     if (!s)
         return false;
     size_t n = strlen(s);
-    return n > 0 && n <= max && fb_text_valid_utf8(s, n);
+    return n > 0 && n <= max && fb_utf8_valid_text(s, n);
 }
 
 /* Maps a Redis/store failure to what deliver()'s callback reports. */

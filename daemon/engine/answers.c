@@ -22,6 +22,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "common/utf8.h"
 #include "engine/text.h"
 #include "frichebot/alloc.h"
 
@@ -29,20 +30,7 @@
  * UTF-8 and folded-word helpers
  * ------------------------------------------------------------------------------------------- */
 
-#define BAD_CP FB_TEXT_BAD_CP
-
-/* True when s[0..len) is valid UTF-8 (control characters allowed: callers decide about them). */
-static bool utf8_ok(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0; i < len;) {
-        uint32_t cp;
-        i += fb_text_utf8_decode(p + i, len - i, &cp);
-        if (cp == BAD_CP)
-            return false;
-    }
-    return true;
-}
+#define BAD_CP FB_UTF8_BAD
 
 /* A borrowed slice of a folded string: lowercase ASCII words separated by single spaces. */
 typedef struct span_s {
@@ -274,7 +262,7 @@ static fb_answer_status_t prepare_into(const char *text, struct folded *f /* OUT
     if (!text)
         return FB_ANSWER_INVALID;
     size_t len = strnlen(text, FB_ANSWER_MAX_BYTES + 1);
-    if (len > FB_ANSWER_MAX_BYTES || !utf8_ok(text, len))
+    if (len > FB_ANSWER_MAX_BYTES || !fb_utf8_valid(text, len))
         return FB_ANSWER_INVALID;
     fold_into(f, text, len);
     if (f->n == 0) {
@@ -292,7 +280,7 @@ static fb_answer_status_t prepare(const char *text, char **folded /* OUT */)
     if (!text)
         return FB_ANSWER_INVALID;
     size_t len = strnlen(text, FB_ANSWER_MAX_BYTES + 1);
-    if (len > FB_ANSWER_MAX_BYTES || !utf8_ok(text, len))
+    if (len > FB_ANSWER_MAX_BYTES || !fb_utf8_valid(text, len))
         return FB_ANSWER_INVALID;
     char *f = fb_text_fold_dup(text);
     if (!f[0]) {
@@ -1078,7 +1066,7 @@ static bool is_hyphen(uint32_t cp)
 static bool starts_with_letter(const unsigned char *p, size_t len)
 {
     uint32_t cp;
-    size_t k = fb_text_utf8_decode(p, len, &cp);
+    size_t k = fb_utf8_decode(p, len, &cp);
     if (cp == BAD_CP)
         return false;
     char f[8];
@@ -1101,7 +1089,7 @@ static void lex(const char *s, size_t len, bool dates, struct toks *tk)
     tk->overflow = false;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
-        size_t k = fb_text_utf8_decode(p + i, len - i, &cp);
+        size_t k = fb_utf8_decode(p + i, len - i, &cp);
         if (cp >= '0' && cp <= '9' && !word) {
             struct tok *t = tok_push(tk, TK_NUM, space);
             i = dates ? lex_int(p, len, i, t) : lex_number(p, len, i, t);
@@ -3259,7 +3247,7 @@ fb_answer_status_t fb_answer_text(const char *text, size_t min_chars, size_t max
     if (!text)
         return FB_ANSWER_INVALID;
     size_t len = strlen(text);
-    if (!utf8_ok(text, len))
+    if (!fb_utf8_valid(text, len))
         return FB_ANSWER_INVALID;
     if (len <= FB_ANSWER_MAX_BYTES && fb_answer_is_unknown(text))
         return FB_ANSWER_UNKNOWN;
@@ -3268,7 +3256,7 @@ fb_answer_status_t fb_answer_text(const char *text, size_t min_chars, size_t max
     size_t o = 0, first = SIZE_MAX, last_end = 0, chars = 0, chars_at_last = 0, chars_first = 0;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
-        size_t k = fb_text_utf8_decode(p + i, len - i, &cp);
+        size_t k = fb_utf8_decode(p + i, len - i, &cp);
         const char *src = text + i;
         char one;
         i += k;

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/utf8.h"
 #include "engine/effects.h"
 #include "engine/engine.h"
 #include "engine/geo.h"
@@ -1839,7 +1840,7 @@ TEST_IMPL(machine_last_messages_cut)
     ASSERT_EQ(json_array_size(l), 2);
     const json_t *kept = json_array_get(l, 1);
     ASSERT_EQ(json_string_length(kept), 299);
-    ASSERT(fb_text_valid_utf8(json_string_value(kept), json_string_length(kept)));
+    ASSERT(fb_utf8_valid_text(json_string_value(kept), json_string_length(kept)));
     ASSERT_STR_EQ(json_string_value(kept), fb_buf_str(&want));
 
     /* exactly 300 bytes: kept whole; 301: cut */
