@@ -25,6 +25,7 @@
 
 #include <yaml.h>
 
+#include "common/diag.h"
 #include "common/yamljson.h"
 #include "engine/internal.h"
 #include "engine/text.h"
@@ -297,12 +298,9 @@ static const char *const reserved_words[] = {"et",  "ou",   "non",  "dans",  "vr
 
 /* ---- error collection ------------------------------------------------------------------------ */
 
-struct lerr {
-    int file; /* index in ld.files */
-    long line, col;
-    size_t seq;
-    char *msg;
-};
+/* The collector's words (common/diag.h): dialog authors read French. */
+static const fb_diag_words_t ld_words = {"(message trop long)", "trop d'erreurs pour les afficher",
+                                         "trop d'erreurs : arrêt après les ", " premières"};
 
 /* One load: the dialog being built and the errors so far. */
 struct ld {
@@ -310,9 +308,7 @@ struct ld {
     const char *dir; /* for catalogue paths, may be NULL */
     char **files;    /* names used in messages; files[0] is the dialog */
     size_t n_files;
-    struct lerr *errs;
-    size_t n_errs, cap_errs;
-    bool overflow;
+    fb_diag_t diag; /* the errors; documents: the indices in `files` */
     uint64_t hash;
     bool in_item_cond; /* compiling a catalogue item's `si:` (no roadmap nor catalogue names) */
 
@@ -345,20 +341,7 @@ static void add_errv(struct ld *l, int file, long line, long col, const char *fm
 
 static void add_errv(struct ld *l, int file, long line, long col, const char *fmt, va_list ap)
 {
-    if (l->n_errs >= MAX_ERRORS) {
-        l->overflow = true;
-        return;
-    }
-    if (l->n_errs == l->cap_errs) {
-        l->cap_errs = l->cap_errs ? l->cap_errs * 2 : 16;
-        l->errs = fb_realloc(l->errs, l->cap_errs * sizeof(*l->errs));
-    }
-    fb_buf_t b;
-    fb_buf_init(&b, 4096);
-    if (fb_buf_vprintf(&b, fmt, ap) != 0)
-        (void)fb_buf_puts(&b, "(message trop long)");
-    l->errs[l->n_errs] = (struct lerr){file, line, col, l->n_errs, fb_buf_take(&b)};
-    l->n_errs++;
+    fb_diag_addv(&l->diag, l->files[file], file, (unsigned long)line, (unsigned long)col, fmt, ap);
 }
 
 static void errat(struct ld *l, long line, long col, const char *fmt, ...)
@@ -387,37 +370,10 @@ static void errn(struct ld *l, const yaml_node_t *n, const char *fmt, ...)
     va_end(ap);
 }
 
-/* qsort order of errors: file, line, column, then discovery order. */
-static int cmp_err(const void *a, const void *b)
-{
-    const struct lerr *x = a, *y = b;
-    if (x->file != y->file)
-        return x->file < y->file ? -1 : 1;
-    if (x->line != y->line)
-        return x->line < y->line ? -1 : 1;
-    if (x->col != y->col)
-        return x->col < y->col ? -1 : 1;
-    return x->seq < y->seq ? -1 : (x->seq > y->seq);
-}
-
 /* Sorts the errors and appends them to `out` (may be NULL); frees them. */
 static void flush_errors(struct ld *l, fb_buf_t *out)
 {
-    qsort(l->errs, l->n_errs, sizeof(*l->errs), cmp_err);
-    for (size_t i = 0; i < l->n_errs && out; i++) {
-        const struct lerr *e = &l->errs[i];
-        if (fb_buf_printf(out, "%s:%ld:%ld: %s\n", l->files[e->file], e->line, e->col, e->msg) !=
-            0) {
-            (void)fb_buf_printf(out, "%s:1:1: trop d'erreurs pour les afficher\n", l->files[0]);
-            out = NULL;
-        }
-    }
-    if (l->overflow && out)
-        (void)fb_buf_printf(out, "%s:1:1: trop d'erreurs : arrêt après les %d premières\n",
-                            l->files[0], MAX_ERRORS);
-    for (size_t i = 0; i < l->n_errs; i++)
-        FB_FREE(l->errs[i].msg);
-    l->n_errs = 0;
+    fb_diag_flush(&l->diag, out, l->files[0]);
 }
 
 /*
@@ -2665,6 +2621,7 @@ static fb_dialog_t *load(const char *name, const char *dir, const char *text, si
     d->path = fb_strdup(name ? name : "(dialogue)");
     l->d = d;
     l->dir = dir;
+    fb_diag_init(&l->diag, MAX_ERRORS, &ld_words);
     l->files = fb_calloc(1, sizeof(*l->files));
     l->files[0] = escaped_name(d->path);
     l->n_files = 1;
@@ -2763,13 +2720,13 @@ done:
     if (have_doc)
         yaml_document_delete(&doc);
     snprintf(d->hash, sizeof(d->hash), "%016llx", (unsigned long long)l->hash);
-    bool failed = l->n_errs > 0 || l->overflow;
+    bool failed = fb_diag_failed(&l->diag);
     if (failed)
         flush_errors(l, errors);
     for (size_t i = 0; i < l->n_files; i++)
         fb_free(l->files[i]);
     fb_free(l->files);
-    fb_free(l->errs);
+    fb_diag_free(&l->diag);
     fb_free(l->lines);
     fb_free(l->state_nodes);
     fb_free(l->state_keys);
