@@ -560,6 +560,259 @@ void fb__ld_compile_commands(struct ld *l, struct fb__cmdset *c, const yaml_node
 /* Compiles state `i` from its mapping (pass 2). */
 static void compile_avis(struct ld *l, struct fb__state *st, const yaml_node_t *v);
 
+/* The keys of a question state that do not depend on its type: the text, `type`, `variable` (and
+ * names it may not take), `libelle`, `aide`, `je_ne_sais_pas`, `relances`, `echecs`, `signaux`, and
+ * `fin` (refused: `*final_question` is set). `f`/`kn` are the values/keys by enum skey, `k` the
+ * state's key. */
+static void question_keys(struct ld *l, struct fb__state *st, yaml_node_t **f, yaml_node_t **kn,
+                          const yaml_node_t *k, bool *final_question)
+{
+    fb_dialog_t *d = l->d;
+    (void)fb__ld_compile_text(l, f[SK_QUESTION], "question", &st->text);
+    if (!f[SK_TYPE]) {
+        fb__ld_errn(l, k,
+                    "clé obligatoire « type » manquante dans l'état « %s » (oui_non, choix, "
+                    "choix_multiple, nombre, texte, date ou commune)",
+                    st->id);
+    } else {
+        st->type = type_of(f[SK_TYPE]);
+        if (st->type == FB__Q_NONE) {
+            fb_yaml_shown_t s =
+                fb__ld_is_scalar(f[SK_TYPE]) ? fb__ld_shown_node(f[SK_TYPE]) : fb_yaml_show("?", 1);
+            fb__ld_errn(l, f[SK_TYPE],
+                        "type de question inconnu « %s » (oui_non, choix, choix_multiple, nombre, "
+                        "texte, date ou commune)",
+                        s.s);
+        }
+    }
+    if (f[SK_VARIABLE]) {
+        const yaml_node_t *var = f[SK_VARIABLE];
+        if (!fb__ld_is_text(var) || !fb__ld_valid_name(fb__ld_sval(var), var->data.scalar.length)) {
+            fb__ld_errn(l, var,
+                        "« variable » doit être un nom en minuscules sans accent, chiffres et _ "
+                        "(par exemple « surface_du_site »)");
+        }
+    }
+    if (st->slot >= 0) {
+        const char *name = d->slots[st->slot].name;
+        const yaml_node_t *at = f[SK_VARIABLE] ? f[SK_VARIABLE] : k;
+        for (size_t r = 0; r < FB_ARRAY_SIZE(reserved_words); r++)
+            if (strcmp(name, reserved_words[r]) == 0)
+                fb__ld_errn(
+                    l, at,
+                    "« %s » est un mot réservé des expressions : choisissez un autre nom de "
+                    "variable (« variable: ... »)",
+                    name);
+        if (fb__ld_is_builtin(name))
+            fb__ld_errn(l, at,
+                        "« %s » est un nom prédéfini des textes : choisissez un autre nom de "
+                        "variable (« variable: ... »)",
+                        name);
+        if (fb__ld_catalogue_index(d, name) >= 0)
+            fb__ld_errn(l, at,
+                        "« %s » est aussi le nom d'un catalogue : choisissez un autre nom de "
+                        "variable (« variable: ... »)",
+                        name);
+    }
+    if (f[SK_LIBELLE]) {
+        const char *lb = fb__ld_want_text(l, f[SK_LIBELLE], "libelle");
+        if (lb)
+            st->label = fb_strdup(lb);
+    }
+    if (f[SK_AIDE])
+        (void)fb__ld_compile_text(l, f[SK_AIDE], "aide", &st->help);
+    if (f[SK_NSP])
+        (void)fb__ld_want_bool(l, f[SK_NSP], "je_ne_sais_pas", &st->nsp_ok);
+    if (f[SK_RELANCES]) {
+        size_t n;
+        yaml_node_item_t *items = fb__ld_seq_items(f[SK_RELANCES], &n);
+        if (fb__ld_is_scalar(f[SK_RELANCES])) {
+            st->reprompts = fb_calloc(1, sizeof(*st->reprompts));
+            if (fb__ld_compile_text(l, f[SK_RELANCES], "relances", &st->reprompts[0]))
+                st->n_reprompts = 1;
+        } else if (f[SK_RELANCES]->type != YAML_SEQUENCE_NODE || n == 0) {
+            fb__ld_errn(l, f[SK_RELANCES], "« relances » doit être une liste de messages");
+        } else {
+            st->reprompts = fb_calloc(n, sizeof(*st->reprompts));
+            for (size_t r = 0; r < n; r++) {
+                yaml_node_t *m = fb__ld_node(l, items[r]);
+                if (m && fb__ld_compile_text(l, m, "relances", &st->reprompts[st->n_reprompts]))
+                    st->n_reprompts++;
+            }
+        }
+    }
+    if (f[SK_ECHECS]) {
+        static const char *const keys[] = {"max", "action"};
+        yaml_node_t *ev[2];
+        if (f[SK_ECHECS]->type != YAML_MAPPING_NODE) {
+            fb__ld_errn(l, f[SK_ECHECS],
+                        "« echecs » doit être une correspondance, par exemple « {max: 3, action: "
+                        "conseiller} »");
+        } else {
+            fb__ld_map_fields(l, f[SK_ECHECS], keys, 2, ev, NULL, " dans « echecs »");
+            if (ev[0])
+                (void)fb__ld_want_uint(l, ev[0], "max", 1, 20, &st->fail_max);
+            if (ev[1]) {
+                const char *a = fb__ld_want_text(l, ev[1], "action");
+                if (a && strcmp(a, "conseiller") == 0)
+                    st->fail_action = FB__FAIL_CONSEILLER;
+                else if (a && strcmp(a, "aide") != 0)
+                    fb__ld_errn(l, ev[1], "« action » doit valoir « aide » ou « conseiller »");
+            }
+        }
+    }
+    if (f[SK_SIGNAUX])
+        compile_signals(l, st, f[SK_SIGNAUX]);
+    if (f[SK_FIN] && st->final) {
+        *final_question = true;
+        fb__ld_errn(l, kn[SK_FIN],
+                    "seul un message (« dire ») peut être final : ajoutez un état « dire » avec "
+                    "« fin: true » après cette question");
+    }
+    st->final = false;
+    if (st->type == FB__Q_COMMUNE)
+        l->has_commune = true;
+}
+
+/* The keys of a question state that depend on its type: `choix`, `unite`, `min`/`max`, `futur`. */
+static void question_type_keys(struct ld *l, struct fb__state *st, yaml_node_t **f,
+                               yaml_node_t **kn, const yaml_node_t *k)
+{
+    bool choice = st->type == FB__Q_CHOICE || st->type == FB__Q_MULTI;
+    if (choice) {
+        if (f[SK_CHOIX])
+            compile_choices(l, st, f[SK_CHOIX]);
+        else
+            fb__ld_errn(l, k,
+                        "clé obligatoire « choix » manquante dans l'état « %s » (question de "
+                        "type %s)",
+                        st->id, fb__ld_type_names[st->type]);
+    } else if (f[SK_CHOIX] && st->type != FB__Q_NONE) {
+        fb__ld_errn(l, kn[SK_CHOIX],
+                    "« choix » ne s'applique qu'aux questions de type choix ou choix_multiple");
+    }
+    if (f[SK_UNITE]) {
+        static const char *const units[] = {"aucune", "m2", "ha", "eur", "annees", "mois"};
+        static const fb_unit_t uvals[] = {FB_UNIT_NONE, FB_UNIT_M2,    FB_UNIT_HA,
+                                          FB_UNIT_EUR,  FB_UNIT_YEARS, FB_UNIT_MONTHS};
+        if (st->type != FB__Q_NUMBER && st->type != FB__Q_NONE) {
+            fb__ld_errn(l, kn[SK_UNITE], "« unite » ne s'applique qu'aux questions de type nombre");
+        } else {
+            bool found = false;
+            for (size_t u = 0; u < FB_ARRAY_SIZE(units); u++)
+                if (fb__ld_is_text(f[SK_UNITE]) &&
+                    strcmp(fb__ld_sval(f[SK_UNITE]), units[u]) == 0) {
+                    st->unit = uvals[u];
+                    found = true;
+                }
+            if (!found)
+                fb__ld_errn(l, f[SK_UNITE],
+                            "« unite » doit valoir aucune, m2, ha, eur, annees ou "
+                            "mois");
+        }
+    }
+    for (int m = SK_MIN; m <= SK_MAX; m++) {
+        if (!f[m])
+            continue;
+        const char *name = state_keys[m];
+        if (st->type == FB__Q_NUMBER) {
+            double x;
+            if (fb__ld_want_number(l, f[m], name, &x))
+                *(m == SK_MIN ? &st->min : &st->max) = x;
+        } else if (st->type == FB__Q_TEXT) {
+            unsigned x;
+            if (fb__ld_want_uint(l, f[m], name, m == SK_MIN ? 0 : 1, 10000, &x))
+                *(m == SK_MIN ? &st->tmin : &st->tmax) = x;
+        } else if (st->type != FB__Q_NONE) {
+            fb__ld_errn(l, kn[m], "« %s » ne s'applique qu'aux questions de type nombre ou texte",
+                        name);
+        }
+    }
+    if (st->type == FB__Q_NUMBER && st->min > st->max)
+        fb__ld_errn(l, kn[SK_MAX], "« max » est plus petit que « min »");
+    if (st->type == FB__Q_TEXT && st->tmin > st->tmax)
+        fb__ld_errn(l, kn[SK_MAX], "« max » est plus petit que « min »");
+    if (f[SK_FUTUR]) {
+        if (st->type == FB__Q_DATE)
+            (void)fb__ld_want_bool(l, f[SK_FUTUR], "futur", &st->future);
+        else if (st->type != FB__Q_NONE)
+            fb__ld_errn(l, kn[SK_FUTUR], "« futur » ne s'applique qu'aux questions de type date");
+    }
+}
+
+/* A message state (`dire`): its text, and the question keys it may not have. */
+static void message_keys(struct ld *l, struct fb__state *st, yaml_node_t **f, yaml_node_t **kn)
+{
+    (void)fb__ld_compile_text(l, f[SK_DIRE], "dire", &st->text);
+    static const int not_for_messages[] = {SK_TYPE,     SK_VARIABLE, SK_LIBELLE, SK_AIDE,  SK_NSP,
+                                           SK_RELANCES, SK_ECHECS,   SK_SIGNAUX, SK_CHOIX, SK_UNITE,
+                                           SK_MIN,      SK_MAX,      SK_FUTUR};
+    for (size_t m = 0; m < FB_ARRAY_SIZE(not_for_messages); m++) {
+        int key = not_for_messages[m];
+        if (kn[key])
+            fb__ld_errn(l, kn[key], "« %s » ne s'applique qu'à une question, pas à un message",
+                        state_keys[key]);
+    }
+}
+
+/* The keys every state may have: `avis`, `condition`, `suite`, `relance`, `commandes`. */
+static void common_keys(struct ld *l, struct fb__state *st, yaml_node_t **f, yaml_node_t **kn)
+{
+    fb_dialog_t *d = l->d;
+    st->avis_note = st->avis_comment = -1;
+    if (f[SK_AVIS]) {
+        if (!f[SK_DIRE] || f[SK_QUESTION])
+            fb__ld_errn(l, kn[SK_AVIS], "« avis » ne s'applique qu'à un message (« dire: »)");
+        else
+            compile_avis(l, st, f[SK_AVIS]);
+    }
+    if (f[SK_CONDITION])
+        st->cond = fb__ld_compile_expr(l, f[SK_CONDITION], "condition", &st->cond_src);
+    if (f[SK_SUITE]) {
+        if (st->final)
+            fb__ld_errn(l, kn[SK_SUITE], "un état final (« fin: true ») n'a pas de « suite »");
+        else
+            compile_suite(l, st, f[SK_SUITE]);
+    }
+    if (f[SK_RELANCE]) {
+        if (st->type == FB__Q_NONE && !st->final && f[SK_DIRE])
+            fb__ld_errn(l, kn[SK_RELANCE],
+                        "« relance » ne sert que sur une question ou sur un état final");
+        else
+            fb__ld_compile_relance(l, st, f[SK_RELANCE], &st->relance);
+    }
+    if (f[SK_COMMANDES]) {
+        st->own_cmds = fb_calloc(1, sizeof(*st->own_cmds));
+        cmdset_copy(st->own_cmds, &d->cmds);
+        fb__ld_compile_commands(l, st->own_cmds, f[SK_COMMANDES]);
+        st->cmds = st->own_cmds;
+    }
+}
+
+/* Checks that state `st` has a way out: a `suite`, `fin: true`, or choices that all lead on. */
+static void check_way_out(struct ld *l, const struct fb__state *st, yaml_node_t **f,
+                          const yaml_node_t *k, bool final_question)
+{
+    bool all_choices_go = st->n_choices > 0 && !st->nsp_ok;
+    for (size_t c = 0; c < st->n_choices; c++)
+        if (st->choices[c].target < 0)
+            all_choices_go = false;
+    if (!f[SK_SUITE] && !st->final && !final_question && (f[SK_DIRE] || f[SK_QUESTION])) {
+        if (!all_choices_go)
+            fb__ld_errn(
+                l, k,
+                "l'état « %s » n'a pas de « suite » et n'est pas final : ajoutez « suite: ... » "
+                "ou « fin: true »",
+                st->id);
+        else if (st->cond)
+            fb__ld_errn(
+                l, k,
+                "l'état « %s » a une « condition » mais pas de « suite » : où aller quand il est "
+                "sauté ?",
+                st->id);
+    }
+}
+
 void fb__ld_compile_state(struct ld *l, size_t i)
 {
     fb_dialog_t *d = l->d;
@@ -602,242 +855,13 @@ void fb__ld_compile_state(struct ld *l, size_t i)
     }
 
     if (f[SK_QUESTION] && !f[SK_DIRE]) {
-        /* a question */
-        (void)fb__ld_compile_text(l, f[SK_QUESTION], "question", &st->text);
-        if (!f[SK_TYPE]) {
-            fb__ld_errn(l, k,
-                        "clé obligatoire « type » manquante dans l'état « %s » (oui_non, choix, "
-                        "choix_multiple, nombre, texte, date ou commune)",
-                        st->id);
-        } else {
-            st->type = type_of(f[SK_TYPE]);
-            if (st->type == FB__Q_NONE) {
-                fb_yaml_shown_t s = fb__ld_is_scalar(f[SK_TYPE]) ? fb__ld_shown_node(f[SK_TYPE])
-                                                                 : fb_yaml_show("?", 1);
-                fb__ld_errn(
-                    l, f[SK_TYPE],
-                    "type de question inconnu « %s » (oui_non, choix, choix_multiple, nombre, "
-                    "texte, date ou commune)",
-                    s.s);
-            }
-        }
-        if (f[SK_VARIABLE]) {
-            const yaml_node_t *var = f[SK_VARIABLE];
-            if (!fb__ld_is_text(var) ||
-                !fb__ld_valid_name(fb__ld_sval(var), var->data.scalar.length)) {
-                fb__ld_errn(
-                    l, var,
-                    "« variable » doit être un nom en minuscules sans accent, chiffres et _ "
-                    "(par exemple « surface_du_site »)");
-            }
-        }
-        if (st->slot >= 0) {
-            const char *name = d->slots[st->slot].name;
-            const yaml_node_t *at = f[SK_VARIABLE] ? f[SK_VARIABLE] : k;
-            for (size_t r = 0; r < FB_ARRAY_SIZE(reserved_words); r++)
-                if (strcmp(name, reserved_words[r]) == 0)
-                    fb__ld_errn(
-                        l, at,
-                        "« %s » est un mot réservé des expressions : choisissez un autre nom de "
-                        "variable (« variable: ... »)",
-                        name);
-            if (fb__ld_is_builtin(name))
-                fb__ld_errn(l, at,
-                            "« %s » est un nom prédéfini des textes : choisissez un autre nom de "
-                            "variable (« variable: ... »)",
-                            name);
-            if (fb__ld_catalogue_index(d, name) >= 0)
-                fb__ld_errn(l, at,
-                            "« %s » est aussi le nom d'un catalogue : choisissez un autre nom de "
-                            "variable (« variable: ... »)",
-                            name);
-        }
-        if (f[SK_LIBELLE]) {
-            const char *lb = fb__ld_want_text(l, f[SK_LIBELLE], "libelle");
-            if (lb)
-                st->label = fb_strdup(lb);
-        }
-        if (f[SK_AIDE])
-            (void)fb__ld_compile_text(l, f[SK_AIDE], "aide", &st->help);
-        if (f[SK_NSP])
-            (void)fb__ld_want_bool(l, f[SK_NSP], "je_ne_sais_pas", &st->nsp_ok);
-        if (f[SK_RELANCES]) {
-            size_t n;
-            yaml_node_item_t *items = fb__ld_seq_items(f[SK_RELANCES], &n);
-            if (fb__ld_is_scalar(f[SK_RELANCES])) {
-                st->reprompts = fb_calloc(1, sizeof(*st->reprompts));
-                if (fb__ld_compile_text(l, f[SK_RELANCES], "relances", &st->reprompts[0]))
-                    st->n_reprompts = 1;
-            } else if (f[SK_RELANCES]->type != YAML_SEQUENCE_NODE || n == 0) {
-                fb__ld_errn(l, f[SK_RELANCES], "« relances » doit être une liste de messages");
-            } else {
-                st->reprompts = fb_calloc(n, sizeof(*st->reprompts));
-                for (size_t r = 0; r < n; r++) {
-                    yaml_node_t *m = fb__ld_node(l, items[r]);
-                    if (m && fb__ld_compile_text(l, m, "relances", &st->reprompts[st->n_reprompts]))
-                        st->n_reprompts++;
-                }
-            }
-        }
-        if (f[SK_ECHECS]) {
-            static const char *const keys[] = {"max", "action"};
-            yaml_node_t *ev[2];
-            if (f[SK_ECHECS]->type != YAML_MAPPING_NODE) {
-                fb__ld_errn(
-                    l, f[SK_ECHECS],
-                    "« echecs » doit être une correspondance, par exemple « {max: 3, action: "
-                    "conseiller} »");
-            } else {
-                fb__ld_map_fields(l, f[SK_ECHECS], keys, 2, ev, NULL, " dans « echecs »");
-                if (ev[0])
-                    (void)fb__ld_want_uint(l, ev[0], "max", 1, 20, &st->fail_max);
-                if (ev[1]) {
-                    const char *a = fb__ld_want_text(l, ev[1], "action");
-                    if (a && strcmp(a, "conseiller") == 0)
-                        st->fail_action = FB__FAIL_CONSEILLER;
-                    else if (a && strcmp(a, "aide") != 0)
-                        fb__ld_errn(l, ev[1], "« action » doit valoir « aide » ou « conseiller »");
-                }
-            }
-        }
-        if (f[SK_SIGNAUX])
-            compile_signals(l, st, f[SK_SIGNAUX]);
-        if (f[SK_FIN] && st->final) {
-            final_question = true;
-            fb__ld_errn(
-                l, kn[SK_FIN],
-                "seul un message (« dire ») peut être final : ajoutez un état « dire » avec "
-                "« fin: true » après cette question");
-        }
-        st->final = false;
-        if (st->type == FB__Q_COMMUNE)
-            l->has_commune = true;
-
-        /* keys that depend on the type */
-        bool choice = st->type == FB__Q_CHOICE || st->type == FB__Q_MULTI;
-        if (choice) {
-            if (f[SK_CHOIX])
-                compile_choices(l, st, f[SK_CHOIX]);
-            else
-                fb__ld_errn(l, k,
-                            "clé obligatoire « choix » manquante dans l'état « %s » (question de "
-                            "type %s)",
-                            st->id, fb__ld_type_names[st->type]);
-        } else if (f[SK_CHOIX] && st->type != FB__Q_NONE) {
-            fb__ld_errn(l, kn[SK_CHOIX],
-                        "« choix » ne s'applique qu'aux questions de type choix ou choix_multiple");
-        }
-        if (f[SK_UNITE]) {
-            static const char *const units[] = {"aucune", "m2", "ha", "eur", "annees", "mois"};
-            static const fb_unit_t uvals[] = {FB_UNIT_NONE, FB_UNIT_M2,    FB_UNIT_HA,
-                                              FB_UNIT_EUR,  FB_UNIT_YEARS, FB_UNIT_MONTHS};
-            if (st->type != FB__Q_NUMBER && st->type != FB__Q_NONE) {
-                fb__ld_errn(l, kn[SK_UNITE],
-                            "« unite » ne s'applique qu'aux questions de type nombre");
-            } else {
-                bool found = false;
-                for (size_t u = 0; u < FB_ARRAY_SIZE(units); u++)
-                    if (fb__ld_is_text(f[SK_UNITE]) &&
-                        strcmp(fb__ld_sval(f[SK_UNITE]), units[u]) == 0) {
-                        st->unit = uvals[u];
-                        found = true;
-                    }
-                if (!found)
-                    fb__ld_errn(l, f[SK_UNITE],
-                                "« unite » doit valoir aucune, m2, ha, eur, annees ou "
-                                "mois");
-            }
-        }
-        for (int m = SK_MIN; m <= SK_MAX; m++) {
-            if (!f[m])
-                continue;
-            const char *name = state_keys[m];
-            if (st->type == FB__Q_NUMBER) {
-                double x;
-                if (fb__ld_want_number(l, f[m], name, &x))
-                    *(m == SK_MIN ? &st->min : &st->max) = x;
-            } else if (st->type == FB__Q_TEXT) {
-                unsigned x;
-                if (fb__ld_want_uint(l, f[m], name, m == SK_MIN ? 0 : 1, 10000, &x))
-                    *(m == SK_MIN ? &st->tmin : &st->tmax) = x;
-            } else if (st->type != FB__Q_NONE) {
-                fb__ld_errn(l, kn[m],
-                            "« %s » ne s'applique qu'aux questions de type nombre ou texte", name);
-            }
-        }
-        if (st->type == FB__Q_NUMBER && st->min > st->max)
-            fb__ld_errn(l, kn[SK_MAX], "« max » est plus petit que « min »");
-        if (st->type == FB__Q_TEXT && st->tmin > st->tmax)
-            fb__ld_errn(l, kn[SK_MAX], "« max » est plus petit que « min »");
-        if (f[SK_FUTUR]) {
-            if (st->type == FB__Q_DATE)
-                (void)fb__ld_want_bool(l, f[SK_FUTUR], "futur", &st->future);
-            else if (st->type != FB__Q_NONE)
-                fb__ld_errn(l, kn[SK_FUTUR],
-                            "« futur » ne s'applique qu'aux questions de type date");
-        }
+        question_keys(l, st, f, kn, k, &final_question);
+        question_type_keys(l, st, f, kn, k);
     } else if (f[SK_DIRE]) {
-        /* a message */
-        (void)fb__ld_compile_text(l, f[SK_DIRE], "dire", &st->text);
-        static const int not_for_messages[] = {
-            SK_TYPE,    SK_VARIABLE, SK_LIBELLE, SK_AIDE, SK_NSP, SK_RELANCES, SK_ECHECS,
-            SK_SIGNAUX, SK_CHOIX,    SK_UNITE,   SK_MIN,  SK_MAX, SK_FUTUR};
-        for (size_t m = 0; m < FB_ARRAY_SIZE(not_for_messages); m++) {
-            int key = not_for_messages[m];
-            if (kn[key])
-                fb__ld_errn(l, kn[key], "« %s » ne s'applique qu'à une question, pas à un message",
-                            state_keys[key]);
-        }
+        message_keys(l, st, f, kn);
     }
-
-    st->avis_note = st->avis_comment = -1;
-    if (f[SK_AVIS]) {
-        if (!f[SK_DIRE] || f[SK_QUESTION])
-            fb__ld_errn(l, kn[SK_AVIS], "« avis » ne s'applique qu'à un message (« dire: »)");
-        else
-            compile_avis(l, st, f[SK_AVIS]);
-    }
-    if (f[SK_CONDITION])
-        st->cond = fb__ld_compile_expr(l, f[SK_CONDITION], "condition", &st->cond_src);
-    if (f[SK_SUITE]) {
-        if (st->final)
-            fb__ld_errn(l, kn[SK_SUITE], "un état final (« fin: true ») n'a pas de « suite »");
-        else
-            compile_suite(l, st, f[SK_SUITE]);
-    }
-    if (f[SK_RELANCE]) {
-        if (st->type == FB__Q_NONE && !st->final && f[SK_DIRE])
-            fb__ld_errn(l, kn[SK_RELANCE],
-                        "« relance » ne sert que sur une question ou sur un état final");
-        else
-            fb__ld_compile_relance(l, st, f[SK_RELANCE], &st->relance);
-    }
-    if (f[SK_COMMANDES]) {
-        st->own_cmds = fb_calloc(1, sizeof(*st->own_cmds));
-        cmdset_copy(st->own_cmds, &d->cmds);
-        fb__ld_compile_commands(l, st->own_cmds, f[SK_COMMANDES]);
-        st->cmds = st->own_cmds;
-    }
-
-    /* a way out */
-    bool all_choices_go = st->n_choices > 0 && !st->nsp_ok;
-    for (size_t c = 0; c < st->n_choices; c++)
-        if (st->choices[c].target < 0)
-            all_choices_go = false;
-    if (!f[SK_SUITE] && !st->final && !final_question && (f[SK_DIRE] || f[SK_QUESTION])) {
-        if (!all_choices_go)
-            fb__ld_errn(
-                l, k,
-                "l'état « %s » n'a pas de « suite » et n'est pas final : ajoutez « suite: ... » "
-                "ou « fin: true »",
-                st->id);
-        else if (st->cond)
-            fb__ld_errn(
-                l, k,
-                "l'état « %s » a une « condition » mais pas de « suite » : où aller quand il est "
-                "sauté ?",
-                st->id);
-    }
+    common_keys(l, st, f, kn);
+    check_way_out(l, st, f, k, final_question);
 }
 
 /* The slot named by scalar `v` (key `what` of `avis`), checked against the allowed types;
