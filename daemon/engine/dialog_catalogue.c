@@ -46,6 +46,169 @@ static json_t *scalar_json(const yaml_node_t *v)
     return json_stringn(s, len);
 }
 
+/* The fields of a catalogue item, as found in its mapping. */
+struct item_keys {
+    const yaml_node_t *idn, *src, *checked, *titre, *until;
+    fb_expr_t *cond; /* its `si:`, owned */
+};
+
+/* Reads the fields of item mapping `it` into `obj` (each a scalar; `si:` compiled into
+ * `ik->cond`, not a field). Returns false when a field was refused (after reporting). */
+static bool item_fields(struct ld *l, const yaml_node_t *it, json_t *obj, struct item_keys *ik)
+{
+    struct fb__strmap seen = {0};
+    bool ok = true;
+    for (yaml_node_pair_t *p = it->data.mapping.pairs.start; p < it->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = fb__ld_node(l, p->key), *v = fb__ld_node(l, p->value);
+        if (!k || !v)
+            continue;
+        if (!fb__ld_is_text(k) || !fb__ld_valid_name(fb__ld_sval(k), k->data.scalar.length)) {
+            fb__ld_errn(l, k, "nom de champ invalide : minuscules sans accent, chiffres et _");
+            ok = false;
+            continue;
+        }
+        if (!fb__strmap_put(&seen, fb__ld_sval(k), 0)) {
+            fb__ld_errn(l, k, "champ « %s » en double dans cet élément", fb__ld_sval(k));
+            ok = false;
+            continue;
+        }
+        if (fb__ld_key_is(k, "catalogue") || fb__ld_key_is(k, "statut")) {
+            fb__ld_errn(l, k,
+                        "« %s » est ajouté par le moteur : ce champ ne peut pas être écrit ici",
+                        fb__ld_sval(k));
+            ok = false;
+            continue;
+        }
+        if (!fb__ld_is_scalar(v)) {
+            fb__ld_errn(l, v, "le champ « %s » doit être une valeur simple, pas %s", fb__ld_sval(k),
+                        fb__ld_kind_of(v));
+            ok = false;
+            continue;
+        }
+        if (fb__ld_key_is(k, "si")) {
+            fb_expr_free(ik->cond);
+            l->in_item_cond = true;
+            ik->cond = fb__ld_compile_expr(l, v, "si", NULL);
+            l->in_item_cond = false;
+            if (!ik->cond)
+                ok = false;
+            continue; /* not a field of the item */
+        }
+        if (fb__ld_key_is(k, "id"))
+            ik->idn = v;
+        else if (fb__ld_key_is(k, "source"))
+            ik->src = v;
+        else if (fb__ld_key_is(k, "verifie_le"))
+            ik->checked = v;
+        else if (fb__ld_key_is(k, "valable_jusqu_au"))
+            ik->until = v;
+        else if (fb__ld_key_is(k, "titre"))
+            ik->titre = v;
+        json_t *jv = scalar_json(v);
+        if (!jv || strlen(fb__ld_sval(v)) != v->data.scalar.length) {
+            fb__ld_errn(l, v, "le champ « %s » n'est pas un texte valide", fb__ld_sval(k));
+            json_decref(jv);
+            ok = false;
+            continue;
+        }
+        (void)json_object_set_new(obj, fb__ld_sval(k), jv);
+    }
+    fb__strmap_free(&seen);
+    return ok;
+}
+
+/* Checks the required fields of item `it` (id, titre, source, verifie_le) and its dates; clears
+ * `ik->idn` when the id is not valid. Returns false after reporting a problem. */
+static bool check_item_keys(struct ld *l, const yaml_node_t *it, struct item_keys *ik)
+{
+    const yaml_node_t *idn = ik->idn, *src = ik->src, *checked = ik->checked;
+    const yaml_node_t *titre = ik->titre, *until = ik->until;
+    bool ok = true;
+    if (!idn) {
+        fb__ld_errn(l, it, "clé obligatoire « id » manquante dans cet élément");
+        ok = false;
+    } else if (!fb__ld_is_text(idn) ||
+               !fb__ld_valid_id(fb__ld_sval(idn), idn->data.scalar.length, false)) {
+        fb__ld_errn(l, idn,
+                    "« id » doit être un identifiant en minuscules sans accent, chiffres et _");
+        ok = false;
+        idn = NULL;
+    }
+    const char *idtxt = idn ? fb__ld_sval(idn) : "?";
+    if (!titre) {
+        fb__ld_errn(l, it, "clé obligatoire « titre » manquante dans l'élément « %s »", idtxt);
+        ok = false;
+    } else if (!fb__ld_want_text(l, titre, "titre")) {
+        ok = false;
+    }
+    if (!src) {
+        fb__ld_errn(l, it,
+                    "clé obligatoire « source » manquante dans l'élément « %s » (d'où vient "
+                    "l'information : un lien ou une référence)",
+                    idtxt);
+        ok = false;
+    } else if (!fb__ld_want_text(l, src, "source")) {
+        ok = false;
+    }
+    if (!checked) {
+        fb__ld_errn(l, it,
+                    "clé obligatoire « verifie_le » manquante dans l'élément « %s » (la date de la "
+                    "dernière vérification, AAAA-MM-JJ)",
+                    idtxt);
+        ok = false;
+    } else if (!fb__ld_is_text(checked) ||
+               !fb__ld_valid_date(fb__ld_sval(checked), checked->data.scalar.length)) {
+        fb__ld_errn(l, checked,
+                    "« verifie_le » doit être une date AAAA-MM-JJ, par exemple 2026-10-01");
+        ok = false;
+    }
+    if (until && (!fb__ld_is_text(until) ||
+                  !fb__ld_valid_date(fb__ld_sval(until), until->data.scalar.length))) {
+        fb__ld_errn(l, until,
+                    "« valable_jusqu_au » doit être une date AAAA-MM-JJ, par exemple 2027-12-31");
+        ok = false;
+    } else if (until && checked && fb__ld_is_text(checked) &&
+               strcmp(fb__ld_sval(until), fb__ld_sval(checked)) < 0) {
+        fb__ld_errn(l, until, "« valable_jusqu_au » est antérieur à « verifie_le »");
+        ok = false;
+    }
+    ik->idn = idn;
+    return ok;
+}
+
+/* Loads item mapping `it` of catalogue `c` into d->items (which has room for it). */
+static void load_item(struct ld *l, struct fb__catalogue *c, const yaml_node_t *it)
+{
+    fb_dialog_t *d = l->d;
+    json_t *obj = json_object();
+    struct item_keys ik = {0};
+    bool ok = item_fields(l, it, obj, &ik);
+    ok = check_item_keys(l, it, &ik) && ok;
+    const yaml_node_t *idn = ik.idn;
+    fb_expr_t *cond = ik.cond;
+    char *ref = idn ? fb_asprintf("%s.%s", c->name, fb__ld_sval(idn)) : NULL;
+    if (ref && fb__strmap_get(&d->item_map, ref) >= 0) {
+        fb__ld_errn(l, idn, "l'élément « %s » est défini deux fois dans ce catalogue",
+                    fb__ld_sval(idn));
+        ok = false;
+    }
+    if (!ok || !idn) {
+        fb_free(ref);
+        json_decref(obj);
+        fb_expr_free(cond);
+        return;
+    }
+    (void)json_object_set_new(obj, "catalogue", json_string(c->name));
+    struct fb__item *item = &d->items[d->n_items];
+    item->ref = ref;
+    item->id = ref + strlen(c->name) + 1;
+    item->obj = obj;
+    item->cond = cond;
+    (void)fb__strmap_put(&d->item_map, item->ref, (int)d->n_items);
+    d->n_items++;
+    c->count++;
+}
+
 /* Loads catalogue `c` (declared in the dialog by `name_node`/`path_node`). */
 static void load_catalogue(struct ld *l, struct fb__catalogue *c, const yaml_node_t *path_node)
 {
@@ -130,140 +293,7 @@ static void load_catalogue(struct ld *l, struct fb__catalogue *c, const yaml_nod
                         it ? fb__ld_kind_of(it) : "vide");
             continue;
         }
-        json_t *obj = json_object();
-        const yaml_node_t *idn = NULL, *src = NULL, *checked = NULL, *titre = NULL;
-        const yaml_node_t *until = NULL;
-        fb_expr_t *cond = NULL;
-        struct fb__strmap seen = {0};
-        bool ok = true;
-        for (yaml_node_pair_t *p = it->data.mapping.pairs.start; p < it->data.mapping.pairs.top;
-             p++) {
-            yaml_node_t *k = fb__ld_node(l, p->key), *v = fb__ld_node(l, p->value);
-            if (!k || !v)
-                continue;
-            if (!fb__ld_is_text(k) || !fb__ld_valid_name(fb__ld_sval(k), k->data.scalar.length)) {
-                fb__ld_errn(l, k, "nom de champ invalide : minuscules sans accent, chiffres et _");
-                ok = false;
-                continue;
-            }
-            if (!fb__strmap_put(&seen, fb__ld_sval(k), 0)) {
-                fb__ld_errn(l, k, "champ « %s » en double dans cet élément", fb__ld_sval(k));
-                ok = false;
-                continue;
-            }
-            if (fb__ld_key_is(k, "catalogue") || fb__ld_key_is(k, "statut")) {
-                fb__ld_errn(l, k,
-                            "« %s » est ajouté par le moteur : ce champ ne peut pas être écrit ici",
-                            fb__ld_sval(k));
-                ok = false;
-                continue;
-            }
-            if (!fb__ld_is_scalar(v)) {
-                fb__ld_errn(l, v, "le champ « %s » doit être une valeur simple, pas %s",
-                            fb__ld_sval(k), fb__ld_kind_of(v));
-                ok = false;
-                continue;
-            }
-            if (fb__ld_key_is(k, "si")) {
-                fb_expr_free(cond);
-                l->in_item_cond = true;
-                cond = fb__ld_compile_expr(l, v, "si", NULL);
-                l->in_item_cond = false;
-                if (!cond)
-                    ok = false;
-                continue; /* not a field of the item */
-            }
-            if (fb__ld_key_is(k, "id"))
-                idn = v;
-            else if (fb__ld_key_is(k, "source"))
-                src = v;
-            else if (fb__ld_key_is(k, "verifie_le"))
-                checked = v;
-            else if (fb__ld_key_is(k, "valable_jusqu_au"))
-                until = v;
-            else if (fb__ld_key_is(k, "titre"))
-                titre = v;
-            json_t *jv = scalar_json(v);
-            if (!jv || strlen(fb__ld_sval(v)) != v->data.scalar.length) {
-                fb__ld_errn(l, v, "le champ « %s » n'est pas un texte valide", fb__ld_sval(k));
-                json_decref(jv);
-                ok = false;
-                continue;
-            }
-            (void)json_object_set_new(obj, fb__ld_sval(k), jv);
-        }
-        fb__strmap_free(&seen);
-        if (!idn) {
-            fb__ld_errn(l, it, "clé obligatoire « id » manquante dans cet élément");
-            ok = false;
-        } else if (!fb__ld_is_text(idn) ||
-                   !fb__ld_valid_id(fb__ld_sval(idn), idn->data.scalar.length, false)) {
-            fb__ld_errn(l, idn,
-                        "« id » doit être un identifiant en minuscules sans accent, chiffres et _");
-            ok = false;
-            idn = NULL;
-        }
-        const char *idtxt = idn ? fb__ld_sval(idn) : "?";
-        if (!titre) {
-            fb__ld_errn(l, it, "clé obligatoire « titre » manquante dans l'élément « %s »", idtxt);
-            ok = false;
-        } else if (!fb__ld_want_text(l, titre, "titre")) {
-            ok = false;
-        }
-        if (!src) {
-            fb__ld_errn(l, it,
-                        "clé obligatoire « source » manquante dans l'élément « %s » (d'où vient "
-                        "l'information : un lien ou une référence)",
-                        idtxt);
-            ok = false;
-        } else if (!fb__ld_want_text(l, src, "source")) {
-            ok = false;
-        }
-        if (!checked) {
-            fb__ld_errn(
-                l, it,
-                "clé obligatoire « verifie_le » manquante dans l'élément « %s » (la date de la "
-                "dernière vérification, AAAA-MM-JJ)",
-                idtxt);
-            ok = false;
-        } else if (!fb__ld_is_text(checked) ||
-                   !fb__ld_valid_date(fb__ld_sval(checked), checked->data.scalar.length)) {
-            fb__ld_errn(l, checked,
-                        "« verifie_le » doit être une date AAAA-MM-JJ, par exemple 2026-10-01");
-            ok = false;
-        }
-        if (until && (!fb__ld_is_text(until) ||
-                      !fb__ld_valid_date(fb__ld_sval(until), until->data.scalar.length))) {
-            fb__ld_errn(
-                l, until,
-                "« valable_jusqu_au » doit être une date AAAA-MM-JJ, par exemple 2027-12-31");
-            ok = false;
-        } else if (until && checked && fb__ld_is_text(checked) &&
-                   strcmp(fb__ld_sval(until), fb__ld_sval(checked)) < 0) {
-            fb__ld_errn(l, until, "« valable_jusqu_au » est antérieur à « verifie_le »");
-            ok = false;
-        }
-        char *ref = idn ? fb_asprintf("%s.%s", c->name, fb__ld_sval(idn)) : NULL;
-        if (ref && fb__strmap_get(&d->item_map, ref) >= 0) {
-            fb__ld_errn(l, idn, "l'élément « %s » est défini deux fois dans ce catalogue",
-                        fb__ld_sval(idn));
-            ok = false;
-        }
-        if (!ok || !idn) {
-            fb_free(ref);
-            json_decref(obj);
-            fb_expr_free(cond);
-            continue;
-        }
-        (void)json_object_set_new(obj, "catalogue", json_string(c->name));
-        struct fb__item *item = &d->items[d->n_items];
-        item->ref = ref;
-        item->id = ref + strlen(c->name) + 1;
-        item->obj = obj;
-        item->cond = cond;
-        (void)fb__strmap_put(&d->item_map, item->ref, (int)d->n_items);
-        d->n_items++;
-        c->count++;
+        load_item(l, c, it);
     }
 doc_out:
     yaml_document_delete(&doc);
