@@ -138,51 +138,11 @@ static void compile_texts(struct ld *l, const yaml_node_t *v)
     }
 }
 
-/*
- * Loads a dialog from `text`. `name` names the file in messages; catalogues are read relative
- * to `dir`. Returns the dialog, or NULL with every error appended to `errors`.
- */
-fb_dialog_t *fb__ld_load(const char *name, const char *dir, const char *text, size_t len,
-                         const fb_geo_t *geo, fb_buf_t *errors)
+/* Compiles the dialog of mapping `root`: the top-level keys, every state, the rules and
+ * migrations, then the graph checks. Errors go to `l`. */
+static void compile_root(struct ld *l, yaml_node_t *root)
 {
-    struct ld ld = {0}, *l = &ld;
-    fb_dialog_t *d = fb_calloc(1, sizeof(*d));
-    yaml_document_t doc;
-    bool have_doc = false;
-    d->refs = 1;
-    d->geo = geo;
-    d->start = -1;
-    d->path = fb_strdup(name ? name : "(dialogue)");
-    l->d = d;
-    l->dir = dir;
-    fb_diag_init(&l->diag, MAX_ERRORS, &fb__ld_words);
-    l->files = fb_calloc(1, sizeof(*l->files));
-    l->files[0] = fb__ld_escaped_name(d->path);
-    l->n_files = 1;
-    l->hash = 1469598103934665603ull;
-    if (!text)
-        len = 0;
-    fb__ld_hash_bytes(&l->hash, text ? text : "", len);
-
-    for (int i = 0; i < FB__CMD_COUNT; i++)
-        for (size_t w = 0; fb__ld_cmd_default_words[i][w]; w++)
-            fb__ld_cmd_add_word(&d->cmds, i, fb__ld_cmd_default_words[i][w]);
-
-    if (!fb__ld_load_doc(
-            l, 0, text ? text : "", len, &doc,
-            "le dialogue est vide : il doit avoir au moins « dialogue: », « debut: » et "
-            "« etats: »"))
-        goto done;
-    have_doc = true;
-    yaml_node_t *root = yaml_document_get_root_node(&doc);
-    if (root->type != YAML_MAPPING_NODE) {
-        fb__ld_errn(
-            l, root,
-            "un dialogue doit être une correspondance (dialogue: ..., debut: ..., etats: ...), "
-            "pas %s",
-            fb__ld_kind_of(root));
-        goto done;
-    }
+    fb_dialog_t *d = l->d;
     yaml_node_t *f[TK_COUNT], *kn[TK_COUNT];
     fb__ld_map_fields(l, root, top_keys, TK_COUNT, f, kn, "");
 
@@ -233,7 +193,7 @@ fb_dialog_t *fb__ld_load(const char *name, const char *dir, const char *text, si
     if (f[TK_MIGRATIONS])
         fb__ld_compile_migrations(l, f[TK_MIGRATIONS]);
     fb__ld_check_compared_strings(l);
-    if (l->has_commune && !geo)
+    if (l->has_commune && !d->geo)
         fb__ld_errn(
             l, f[TK_ETATS],
             "ce dialogue pose une question de type commune mais l'index des communes n'est pas "
@@ -256,14 +216,11 @@ fb_dialog_t *fb__ld_load(const char *name, const char *dir, const char *text, si
 
     for (size_t i = 0; i < d->n_states; i++)
         fb__ld_build_choice_tables(&d->states[i]);
+}
 
-done:
-    if (have_doc)
-        yaml_document_delete(&doc);
-    snprintf(d->hash, sizeof(d->hash), "%016llx", (unsigned long long)l->hash);
-    bool failed = fb_diag_failed(&l->diag);
-    if (failed)
-        fb__ld_flush_errors(l, errors);
+/* Frees what load `l` holds (not the dialog). */
+static void ld_free(struct ld *l)
+{
     for (size_t i = 0; i < l->n_files; i++)
         fb_free(l->files[i]);
     fb_free(l->files);
@@ -277,10 +234,11 @@ done:
         fb_free(l->cmps[i].str);
     }
     fb_free(l->cmps);
-    if (failed) {
-        fb__dialog_free(d);
-        return NULL;
-    }
+}
+
+/* The JSON and choice tables a loaded dialog `d` shares with every step, built once. */
+static void finish(fb_dialog_t *d)
+{
     d->state_json = fb_calloc(d->n_states + 1, sizeof(json_t *));
     for (size_t i = 0; i < d->n_states; i++)
         d->state_json[i] = json_string(d->states[i].id);
@@ -309,5 +267,67 @@ done:
         (void)json_array_append_new(d->all_status_json,
                                     json_pack("{s:s,s:s}", "id", all_status_choices[i].id, "label",
                                               all_status_choices[i].label));
+}
+
+/*
+ * Loads a dialog from `text`. `name` names the file in messages; catalogues are read relative
+ * to `dir`. Returns the dialog, or NULL with every error appended to `errors`.
+ */
+fb_dialog_t *fb__ld_load(const char *name, const char *dir, const char *text, size_t len,
+                         const fb_geo_t *geo, fb_buf_t *errors)
+{
+    struct ld ld = {0}, *l = &ld;
+    fb_dialog_t *d = fb_calloc(1, sizeof(*d));
+    yaml_document_t doc;
+    bool have_doc = false;
+    d->refs = 1;
+    d->geo = geo;
+    d->start = -1;
+    d->path = fb_strdup(name ? name : "(dialogue)");
+    l->d = d;
+    l->dir = dir;
+    fb_diag_init(&l->diag, MAX_ERRORS, &fb__ld_words);
+    l->files = fb_calloc(1, sizeof(*l->files));
+    l->files[0] = fb__ld_escaped_name(d->path);
+    l->n_files = 1;
+    l->hash = 1469598103934665603ull;
+    if (!text)
+        len = 0;
+    fb__ld_hash_bytes(&l->hash, text ? text : "", len);
+
+    for (int i = 0; i < FB__CMD_COUNT; i++)
+        for (size_t w = 0; fb__ld_cmd_default_words[i][w]; w++)
+            fb__ld_cmd_add_word(&d->cmds, i, fb__ld_cmd_default_words[i][w]);
+
+    if (!fb__ld_load_doc(
+            l, 0, text ? text : "", len, &doc,
+            "le dialogue est vide : il doit avoir au moins « dialogue: », « debut: » et "
+            "« etats: »"))
+        goto done;
+    have_doc = true;
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (root->type != YAML_MAPPING_NODE) {
+        fb__ld_errn(
+            l, root,
+            "un dialogue doit être une correspondance (dialogue: ..., debut: ..., etats: ...), "
+            "pas %s",
+            fb__ld_kind_of(root));
+        goto done;
+    }
+    compile_root(l, root);
+
+done:
+    if (have_doc)
+        yaml_document_delete(&doc);
+    snprintf(d->hash, sizeof(d->hash), "%016llx", (unsigned long long)l->hash);
+    bool failed = fb_diag_failed(&l->diag);
+    if (failed)
+        fb__ld_flush_errors(l, errors);
+    ld_free(l);
+    if (failed) {
+        fb__dialog_free(d);
+        return NULL;
+    }
+    finish(d);
     return d;
 }
