@@ -815,14 +815,14 @@ static json_t *expected_effect(json_t *e)
     return NULL;
 }
 
-static void check_turn(struct tctx *t, json_t *turn, const char *tpath, json_t *effects,
-                       json_t *session)
+/* Checks what the bot said in a turn (`bot:`, `silence:`) against the `say` effects. */
+static void check_said(struct tctx *t, json_t *turn, const char *tpath, json_t *effects)
 {
+    char *path;
     fb_buf_t said;
     fb_buf_init(&said, 1u << 20);
     said_text(effects, &said);
     const char *text = fb_buf_str(&said);
-    char *path;
 
     fb_buf_t html;
     fb_buf_init(&html, 1u << 20);
@@ -901,7 +901,14 @@ static void check_turn(struct tctx *t, json_t *turn, const char *tpath, json_t *
         tfail(t, path, "le bot devait se taire, il a dit « %s »", ex);
         fb_free(path);
     }
+    fb_buf_free(&said);
+    fb_buf_free(&html);
+}
 
+/* Checks the turn's `reponses:` against the session's answers. */
+static void check_answers(struct tctx *t, json_t *turn, const char *tpath, json_t *session)
+{
+    char *path;
     json_t *answers = json_object_get(session, "a");
     json_t *want_answers = json_object_get(turn, "reponses");
     const char *slot;
@@ -920,7 +927,12 @@ static void check_turn(struct tctx *t, json_t *turn, const char *tpath, json_t *
             free(h); /* fb-lint: allow free (jansson's allocation) */
         }
     }
+}
 
+/* Checks the turn's `tags:` and `sans_tags:` against the session's tags. */
+static void check_tags(struct tctx *t, json_t *turn, const char *tpath, json_t *session)
+{
+    char *path;
     json_t *tags = json_object_get(session, "t");
     static const char *const tag_keys[] = {"tags", "sans_tags"};
     for (int k = 0; k < 2; k++) {
@@ -941,7 +953,12 @@ static void check_turn(struct tctx *t, json_t *turn, const char *tpath, json_t *
             }
         }
     }
+}
 
+/* Checks the turn's `effets:` (each must be found) and `sans_effets:` (none may be). */
+static void check_effects(struct tctx *t, json_t *turn, const char *tpath, json_t *effects)
+{
+    char *path;
     json_t *want_effects = json_object_get(turn, "effets");
     size_t i;
     json_t *we;
@@ -996,13 +1013,22 @@ static void check_turn(struct tctx *t, json_t *turn, const char *tpath, json_t *
         }
         fb_free(path);
     }
+}
+
+/* Checks one turn's expectations against what the engine did: `effects` and `session` after it. */
+static void check_turn(struct tctx *t, json_t *turn, const char *tpath, json_t *effects,
+                       json_t *session)
+{
+    char *path;
+    check_said(t, turn, tpath, effects);
+    check_answers(t, turn, tpath, session);
+    check_tags(t, turn, tpath, session);
+    check_effects(t, turn, tpath, effects);
     if (json_is_true(json_object_get(turn, "session_nulle")) && session && !json_is_null(session)) {
         path = fb_asprintf("%s/session_nulle", tpath);
         tfail(t, path, "la session devait être effacée");
         fb_free(path);
     }
-    fb_buf_free(&said);
-    fb_buf_free(&html);
 }
 
 /* Parses an ISO 8601 UTC time "2026-11-28T09:00:00Z" (or a date). Returns 0 or FB_EINVAL. */
