@@ -25,8 +25,8 @@
 
 #include <hiredis/hiredis.h>
 
-#include "core/adapters.h"
 #include "common/utf8.h"
+#include "core/adapters.h"
 #include "engine/effects.h"
 #include "engine/engine.h"
 #include "features/escalation.h"

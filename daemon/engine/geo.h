@@ -81,11 +81,12 @@ size_t fb__geo_find_reference(const fb_geo_t *g, const char *text, const fb_comm
 const char *fb_geo_source(const fb_geo_t *g);
 
 /*
- * The compact index file, shared by daemon/engine/geo.c (reader) and tools/fbgeo_convert.c (writer);
- * docs/internals/GEO.md describes it. The file is an array of 32-bit words in the byte order of
- * the machine that built it (checked with FB_GEO_FILE_BOM): a header of FB_GEO_HDR_WORDS words,
- * then sections, each 4-byte aligned, located by the header's section table. Strings are byte
- * offsets into the STRINGS section (NUL-terminated, offset 0 is ""); indexes are record numbers.
+ * The compact index file, shared by daemon/engine/geo.c (reader) and tools/fbgeo_convert.c
+ * (writer); docs/internals/GEO.md describes it. The file is an array of 32-bit words in the byte
+ * order of the machine that built it (checked with FB_GEO_FILE_BOM): a header of FB_GEO_HDR_WORDS
+ * words, then sections, each 4-byte aligned, located by the header's section table. Strings are
+ * byte offsets into the STRINGS section (NUL-terminated, offset 0 is ""); indexes are record
+ * numbers.
  */
 #define FB_GEO_FILE_MAGIC   "FBGEOIDX" /* 8 bytes, words 0 and 1 */
 #define FB_GEO_FILE_VERSION 1u

@@ -81,7 +81,7 @@ TEST_IMPL(text_valid_utf8)
     ASSERT_EQ(fb_utf8_decode((const unsigned char *)"\xed\xa0\x80", 3, &cp), 1); /* surrogate */
     ASSERT_EQ(cp, FB_UTF8_BAD);
     ASSERT_EQ(fb_utf8_len((const unsigned char *)"\xf4\x90\x80\x80", 4), 0); /* > U+10FFFF */
-    ASSERT_EQ(fb_utf8_len((const unsigned char *)"\xe2\x82", 2), 0);          /* cut short */
+    ASSERT_EQ(fb_utf8_len((const unsigned char *)"\xe2\x82", 2), 0);         /* cut short */
     ASSERT_EQ(fb_utf8_len((const unsigned char *)"\xf5\x80\x80", 3), 0);
     ASSERT(fb_utf8_valid("a\0\x01b", 4)); /* NUL and controls: the caller's business */
     ASSERT(!fb_utf8_valid("a\xff", 2));
