@@ -4,30 +4,29 @@
  */
 #include "common/utf8.h"
 
-bool fb_utf8_valid(const char *s, size_t len)
+/* True when s[0..len) is valid UTF-8, and with `text` holds no NUL nor C0 but \t \n \r. */
+static bool valid(const char *s, size_t len, bool text)
 {
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
         i += fb_utf8_decode(p + i, len - i, &cp);
         if (cp == FB_UTF8_BAD)
+            return false;
+        if (text && cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r')
             return false;
     }
     return true;
 }
 
+bool fb_utf8_valid(const char *s, size_t len)
+{
+    return valid(s, len, false);
+}
+
 bool fb_utf8_valid_text(const char *s, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0; i < len;) {
-        uint32_t cp;
-        i += fb_utf8_decode(p + i, len - i, &cp);
-        if (cp == FB_UTF8_BAD)
-            return false;
-        if (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r')
-            return false;
-    }
-    return true;
+    return valid(s, len, true);
 }
 
 /* Walks whole sequences; a NUL byte counts as invalid (expression and template sources are C
