@@ -129,9 +129,11 @@ static void answer_commune(struct run *r, const char *text, const char *choice)
     fb__run_ask_candidates(r);
 }
 
-/* An answer to the current question: `text` typed, or `choice` (an option id) picked. */
+/* An answer to the current question: `text` typed, or `choice` (an option id) picked; one of
+ * them is set (on_input() checks the event). */
 void fb__run_answer(struct run *r, const char *text, const char *choice)
 {
+    FB_ASSERT(text || choice);
     const struct fb__state *st = cur(r);
     fb_answer_status_t status = FB_ANSWER_INVALID;
     json_t *value = NULL;
