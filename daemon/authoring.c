@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "common/yamljson.h"
+#include "engine/effects.h"
 #include "engine/engine.h"
 #include "engine/geo.h"
 #include "engine/text.h"
@@ -363,24 +364,34 @@ static void convo_apply(struct convo *c, json_t *effects)
     json_t *e;
     json_array_foreach(effects, i, e)
     {
-        const char *type = json_string_value(json_object_get(e, "type"));
-        if (!type)
-            continue;
-        if (strcmp(type, "schedule") == 0) {
+        switch (fb_effect_type(e)) {
+        case FB_EFFECT_SCHEDULE: {
             const char *id = json_string_value(json_object_get(e, "id"));
             long long after = (long long)json_integer_value(json_object_get(e, "after"));
             if (!id)
-                continue;
+                break;
             timer_cancel(c, id);
             if (c->ntimers < MAX_TIMERS) {
                 c->timers[c->ntimers].id = fb_strdup(id);
                 c->timers[c->ntimers].due = c->clock + after;
                 c->ntimers++;
             }
-        } else if (strcmp(type, "cancel") == 0) {
+            break;
+        }
+        case FB_EFFECT_CANCEL:
             timer_cancel(c, json_string_value(json_object_get(e, "id")));
-        } else if (strcmp(type, "forget") == 0) {
+            break;
+        case FB_EFFECT_FORGET:
             timer_cancel(c, NULL);
+            break;
+        case FB_EFFECT_SAY:
+        case FB_EFFECT_ESCALATE:
+        case FB_EFFECT_STEP:
+        case FB_EFFECT_STAT:
+        case FB_EFFECT_END:
+        case FB_EFFECT_AVIS:
+        case FB_EFFECT_UNKNOWN:
+            break;
         }
     }
 }
@@ -433,8 +444,7 @@ static void said_text(json_t *effects, fb_buf_t *out)
     json_t *e;
     json_array_foreach(effects, i, e)
     {
-        const char *type = json_string_value(json_object_get(e, "type"));
-        if (!type || strcmp(type, "say") != 0)
+        if (fb_effect_type(e) != FB_EFFECT_SAY)
             continue;
         if (out->len)
             fb_buf_puts(out, "\n");
@@ -461,39 +471,54 @@ static void print_notes(json_t *effects, FILE *out)
     json_t *e;
     json_array_foreach(effects, i, e)
     {
-        const char *type = json_string_value(json_object_get(e, "type"));
-        if (!type || strcmp(type, "say") == 0)
-            continue;
-        if (strcmp(type, "schedule") == 0) {
+        switch (fb_effect_type(e)) {
+        case FB_EFFECT_SAY:
+            break;
+        case FB_EFFECT_SCHEDULE: {
             char d[64];
             human_duration((long long)json_integer_value(json_object_get(e, "after")), d,
                            sizeof(d));
             fprintf(out, "  [relance « %s » programmée dans %s]\n",
                     str_or(json_string_value(json_object_get(e, "id")), "?"), d);
-        } else if (strcmp(type, "cancel") == 0) {
+            break;
+        }
+        case FB_EFFECT_CANCEL: {
             const char *id = json_string_value(json_object_get(e, "id"));
             fprintf(out, "  [relance%s%s annulée]\n", id ? " " : "s", id ? id : "");
-        } else if (strcmp(type, "escalate") == 0) {
+            break;
+        }
+        case FB_EFFECT_ESCALATE:
             fprintf(out, "  [transmis à un conseiller : %s]\n",
                     str_or(json_string_value(json_object_get(e, "reason")), "?"));
-        } else if (strcmp(type, "step") == 0) {
+            break;
+        case FB_EFFECT_STEP:
             fprintf(out, "  [étape %s : %s]\n",
                     str_or(json_string_value(json_object_get(e, "item")), "?"),
                     str_or(json_string_value(json_object_get(e, "status")), "?"));
-        } else if (strcmp(type, "stat") == 0) {
+            break;
+        case FB_EFFECT_STAT:
             fprintf(out, "  [statistique : %s]\n",
                     str_or(json_string_value(json_object_get(e, "name")), "?"));
-        } else if (strcmp(type, "forget") == 0) {
+            break;
+        case FB_EFFECT_FORGET:
             fputs("  [données de l'utilisateur effacées]\n", out);
-        } else if (strcmp(type, "end") == 0) {
+            break;
+        case FB_EFFECT_END:
             fputs("  [fin du parcours guidé]\n", out);
-        } else if (strcmp(type, "avis") == 0) {
+            break;
+        case FB_EFFECT_AVIS: {
             const char *c = json_string_value(json_object_get(e, "commentaire"));
             fprintf(out, "  [avis : note %lld%s%s%s]\n",
                     (long long)json_integer_value(json_object_get(e, "note")),
                     c ? ", commentaire « " : "", c ? c : "", c ? " »" : "");
-        } else {
-            fprintf(out, "  [effet %s]\n", type);
+            break;
+        }
+        case FB_EFFECT_UNKNOWN: {
+            const char *type = json_string_value(json_object_get(e, "type"));
+            if (type)
+                fprintf(out, "  [effet %s]\n", type);
+            break;
+        }
         }
     }
 }
@@ -719,18 +744,17 @@ static bool json_subset(json_t *want, json_t *have)
     return json_equal(want, have);
 }
 
-/* Turns an expected effect written for authors into the effect object it stands for:
+/* The effect object that transcript shorthand `v`, under the key of effect `t`, stands for:
  * {relance: "6 semaines"} -> {type: schedule, after: 3628800}; {escalade: demande};
- * {annule: true|ID}; {oubli: true}; {fin: true}; {etape: {item, statut}}; {stat: NAME};
- * anything with a `type` is taken as is. Returns a new reference, or NULL when not understood. */
-static json_t *expected_effect(json_t *e)
+ * {annule: true|ID}; {oubli: true}; {fin: true}; {etape: {item, statut}}; {stat: NAME}.
+ * `e` is the whole expected object (borrowed). Returns a new reference, or NULL when not
+ * understood. */
+static json_t *expected_shorthand(fb_effect_t t, json_t *e, json_t *v)
 {
-    if (json_object_get(e, "type"))
-        return json_incref(e);
-    json_t *v;
-    if ((v = json_object_get(e, "relance"))) {
+    json_t *o = fb_effect_new(t);
+    switch (t) {
+    case FB_EFFECT_SCHEDULE: {
         long long secs;
-        json_t *o = json_pack("{s:s}", "type", "schedule");
         if (json_is_string(v)) {
             if (fb_text_duration(json_string_value(v), &secs)) {
                 json_decref(o);
@@ -741,46 +765,65 @@ static json_t *expected_effect(json_t *e)
         json_t *id = json_object_get(e, "id");
         if (id)
             json_object_set(o, "id", id);
-        return o;
+        break;
     }
-    if ((v = json_object_get(e, "escalade"))) {
-        json_t *o = json_pack("{s:s}", "type", "escalate");
+    case FB_EFFECT_ESCALATE:
         if (json_is_string(v))
             json_object_set(o, "reason", v);
-        return o;
-    }
-    if ((v = json_object_get(e, "annule"))) {
-        json_t *o = json_pack("{s:s}", "type", "cancel");
+        break;
+    case FB_EFFECT_CANCEL:
         if (json_is_string(v))
             json_object_set(o, "id", v);
-        return o;
-    }
-    if (json_object_get(e, "oubli"))
-        return json_pack("{s:s}", "type", "forget");
-    if (json_object_get(e, "fin"))
-        return json_pack("{s:s}", "type", "end");
-    if ((v = json_object_get(e, "stat")))
-        return json_pack("{s:s,s:O}", "type", "stat", "name", v);
-    if ((v = json_object_get(e, "etape"))) {
-        json_t *o = json_pack("{s:s}", "type", "step");
+        break;
+    case FB_EFFECT_STAT:
+        json_object_set(o, "name", v);
+        break;
+    case FB_EFFECT_STEP: {
         json_t *item = json_object_get(v, "item"), *st = json_object_get(v, "statut");
         if (item)
             json_object_set(o, "item", item);
         if (st)
             json_object_set(o, "status", st);
-        return o;
+        break;
+    }
+    case FB_EFFECT_FORGET:
+    case FB_EFFECT_END:
+        break;
+    case FB_EFFECT_SAY:
+    case FB_EFFECT_AVIS:
+    case FB_EFFECT_UNKNOWN:
+        json_decref(o);
+        return NULL; /* no shorthand: written {type: NAME} */
+    }
+    return o;
+}
+
+/* Turns an expected effect written for authors into the effect object it stands for: a
+ * shorthand (the transcript keys of FB_EFFECTS, tried in the list's order, see
+ * expected_shorthand()), or an object with a `type` among FB_EFFECTS, taken as is. Returns a new
+ * reference, or NULL when not understood (an unknown `type` included). */
+static json_t *expected_effect(json_t *e)
+{
+    json_t *type = json_object_get(e, "type");
+    if (type)
+        return fb_effect_type(e) != FB_EFFECT_UNKNOWN ? json_incref(e) : NULL;
+    for (int i = 0; i < FB_EFFECT_COUNT; i++) {
+        const char *key = fb_effect_key((fb_effect_t)i);
+        json_t *v = key ? json_object_get(e, key) : NULL;
+        if (v)
+            return expected_shorthand((fb_effect_t)i, e, v);
     }
     return NULL;
 }
 
-static void check_turn(struct tctx *t, json_t *turn, const char *tpath, json_t *effects,
-                       json_t *session)
+/* Checks what the bot said in a turn (`bot:`, `silence:`) against the `say` effects. */
+static void check_said(struct tctx *t, json_t *turn, const char *tpath, json_t *effects)
 {
+    char *path;
     fb_buf_t said;
     fb_buf_init(&said, 1u << 20);
     said_text(effects, &said);
     const char *text = fb_buf_str(&said);
-    char *path;
 
     fb_buf_t html;
     fb_buf_init(&html, 1u << 20);
@@ -859,7 +902,14 @@ static void check_turn(struct tctx *t, json_t *turn, const char *tpath, json_t *
         tfail(t, path, "le bot devait se taire, il a dit « %s »", ex);
         fb_free(path);
     }
+    fb_buf_free(&said);
+    fb_buf_free(&html);
+}
 
+/* Checks the turn's `reponses:` against the session's answers. */
+static void check_answers(struct tctx *t, json_t *turn, const char *tpath, json_t *session)
+{
+    char *path;
     json_t *answers = json_object_get(session, "a");
     json_t *want_answers = json_object_get(turn, "reponses");
     const char *slot;
@@ -878,7 +928,12 @@ static void check_turn(struct tctx *t, json_t *turn, const char *tpath, json_t *
             free(h); /* fb-lint: allow free (jansson's allocation) */
         }
     }
+}
 
+/* Checks the turn's `tags:` and `sans_tags:` against the session's tags. */
+static void check_tags(struct tctx *t, json_t *turn, const char *tpath, json_t *session)
+{
+    char *path;
     json_t *tags = json_object_get(session, "t");
     static const char *const tag_keys[] = {"tags", "sans_tags"};
     for (int k = 0; k < 2; k++) {
@@ -899,7 +954,12 @@ static void check_turn(struct tctx *t, json_t *turn, const char *tpath, json_t *
             }
         }
     }
+}
 
+/* Checks the turn's `effets:` (each must be found) and `sans_effets:` (none may be). */
+static void check_effects(struct tctx *t, json_t *turn, const char *tpath, json_t *effects)
+{
+    char *path;
     json_t *want_effects = json_object_get(turn, "effets");
     size_t i;
     json_t *we;
@@ -954,13 +1014,22 @@ static void check_turn(struct tctx *t, json_t *turn, const char *tpath, json_t *
         }
         fb_free(path);
     }
+}
+
+/* Checks one turn's expectations against what the engine did: `effects` and `session` after it. */
+static void check_turn(struct tctx *t, json_t *turn, const char *tpath, json_t *effects,
+                       json_t *session)
+{
+    char *path;
+    check_said(t, turn, tpath, effects);
+    check_answers(t, turn, tpath, session);
+    check_tags(t, turn, tpath, session);
+    check_effects(t, turn, tpath, effects);
     if (json_is_true(json_object_get(turn, "session_nulle")) && session && !json_is_null(session)) {
         path = fb_asprintf("%s/session_nulle", tpath);
         tfail(t, path, "la session devait être effacée");
         fb_free(path);
     }
-    fb_buf_free(&said);
-    fb_buf_free(&html);
 }
 
 /* Parses an ISO 8601 UTC time "2026-11-28T09:00:00Z" (or a date). Returns 0 or FB_EINVAL. */
@@ -1055,12 +1124,23 @@ static void md_turn(FILE *md, json_t *turn, json_t *prev_effects, json_t *effect
     json_t *e;
     json_array_foreach(effects, i, e)
     {
-        const char *type = json_string_value(json_object_get(e, "type"));
-        if (type && strcmp(type, "say") == 0) {
+        switch (fb_effect_type(e)) {
+        case FB_EFFECT_SAY:
             fputs("**frichebot** :\n\n", md);
             md_quote(md, str_or(json_string_value(json_object_get(e, "text")), ""));
-        } else if (type && strcmp(type, "escalate") == 0) {
+            break;
+        case FB_EFFECT_ESCALATE:
             fputs("*(la conversation est transmise à un conseiller)*\n\n", md);
+            break;
+        case FB_EFFECT_SCHEDULE:
+        case FB_EFFECT_CANCEL:
+        case FB_EFFECT_STEP:
+        case FB_EFFECT_STAT:
+        case FB_EFFECT_FORGET:
+        case FB_EFFECT_END:
+        case FB_EFFECT_AVIS:
+        case FB_EFFECT_UNKNOWN:
+            break;
         }
     }
 }

@@ -11,6 +11,7 @@
 #include <sys/random.h>
 
 #include "common/digest.h"
+#include "common/utf8.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "frichebot/err.h"
@@ -47,39 +48,6 @@ static long u_escape(const char *s, size_t left)
     return v;
 }
 
-/* Length of the valid UTF-8 sequence at s, or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t left)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t n;
-    unsigned long cp;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-        cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (left < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return n;
-}
-
 char *fb_mx_json_repair(const char *s, size_t len, size_t *out_len, size_t *count)
 {
     fb_buf_t b;
@@ -111,7 +79,7 @@ char *fb_mx_json_repair(const char *s, size_t len, size_t *out_len, size_t *coun
             i += 2;
             continue;
         }
-        size_t n = utf8_seq((const unsigned char *)s + i, len - i);
+        size_t n = fb_utf8_len((const unsigned char *)s + i, len - i);
         if (n == 0) {
             (void)fb_buf_puts(&b, NONCHAR_UTF8);
             fixed++;

@@ -28,11 +28,12 @@
 
 #include <hiredis/hiredis.h>
 
+#include "common/utf8.h"
 #include "core/adapters.h"
 #include "core/feature.h"
 #include "core/keys.h"
+#include "engine/effects.h"
 #include "engine/engine.h"
-#include "engine/text.h"
 #include "frichebot/alloc.h"
 #include "frichebot/clock.h"
 #include "frichebot/err.h"
@@ -345,7 +346,7 @@ static bool valid_text(const char *s, size_t max)
     if (!s)
         return false;
     size_t n = strlen(s);
-    return n > 0 && n <= max && fb_text_valid_utf8(s, n);
+    return n > 0 && n <= max && fb_utf8_valid_text(s, n);
 }
 
 /* Maps a Redis/store failure to what deliver()'s callback reports. */
@@ -897,9 +898,14 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
     json_array_foreach(effects, i, e)
     {
         const char *type = jstr(e, "type");
-        if (!type) {
-            FB_DEBUG(ROUTER, "[%s] effect without a type ignored", c->tag);
-        } else if (strcmp(type, "say") == 0) {
+        switch (fb_effect_from_name(type)) {
+        case FB_EFFECT_UNKNOWN:
+            if (!type)
+                FB_DEBUG(ROUTER, "[%s] effect without a type ignored", c->tag);
+            else
+                FB_DEBUG(ROUTER, "[%s] unknown effect '%s' ignored", c->tag, type);
+            break;
+        case FB_EFFECT_SAY: {
             char txn[40];
             snprintf(txn, sizeof(txn), "%016llx.%zu", (unsigned long long)h, co->says++);
             json_t *entry = json_pack(
@@ -913,7 +919,9 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
                 json_array_append_new(out, json_string(s));
             free(s); /* fb-lint: allow free (jansson's allocation) */
             json_decref(entry);
-        } else if (strcmp(type, "schedule") == 0) {
+            break;
+        }
+        case FB_EFFECT_SCHEDULE: {
             const char *id = jstr(e, "id");
             json_int_t after = json_integer_value(json_object_get(e, "after"));
             if (id && after >= 0) {
@@ -924,24 +932,33 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
                 snprintf(ams, sizeof(ams), "%lld", (long long)after * 1000);
                 json_array_append_new(rem, json_pack("[s,s,s,s,s]", "s", id, due, reason, ams));
             }
-        } else if (strcmp(type, "cancel") == 0) {
+            break;
+        }
+        case FB_EFFECT_CANCEL: {
             const char *id = jstr(e, "id");
             json_array_append_new(rem, id ? json_pack("[s,s]", "c", id) : json_pack("[s]", "c"));
-        } else if (strcmp(type, "escalate") == 0) {
+            break;
+        }
+        case FB_EFFECT_ESCALATE: {
             const char *reason = jstr(e, "reason") ? jstr(e, "reason") : "";
             const char *summary = jstr(e, "summary") ? jstr(e, "summary") : "";
             json_object_set_new(co->ops, "ticket", json_pack("[s,s]", reason, summary));
-        } else if (strcmp(type, "stat") == 0) {
+            break;
+        }
+        case FB_EFFECT_STAT:
             if (jstr(e, "name"))
                 json_array_append_new(stats, json_string(jstr(e, "name")));
-        } else if (strcmp(type, "step") == 0) {
+            break;
+        case FB_EFFECT_STEP: {
             const char *status = jstr(e, "status");
             if (status) {
                 char name[64];
                 snprintf(name, sizeof(name), "step_%s", status);
                 json_array_append_new(stats, json_string(name));
             }
-        } else if (strcmp(type, "avis") == 0) {
+            break;
+        }
+        case FB_EFFECT_AVIS: {
             json_int_t note = json_integer_value(json_object_get(e, "note"));
             const char *comment = jstr(e, "commentaire");
             if (json_is_integer(json_object_get(e, "note")) && note >= 1 && note <= 5)
@@ -950,10 +967,13 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
                                                 : json_pack("[I]", note));
             else
                 FB_DEBUG(ROUTER, "[%s] avis effect without a note 1..5 ignored", c->tag);
-        } else if (strcmp(type, "forget") == 0) {
+            break;
+        }
+        case FB_EFFECT_FORGET:
             co->forget = true;
-        } else if (strcmp(type, "end") != 0) {
-            FB_DEBUG(ROUTER, "[%s] unknown effect '%s' ignored", c->tag, type);
+            break;
+        case FB_EFFECT_END:
+            break;
         }
     }
     json_object_set_new(co->ops, "out", out);
@@ -1074,7 +1094,8 @@ static int job_run(struct job *j, const json_t *session, const char *activity, i
         FB_INFO(ROUTER, "[%s] reminder '%s' dropped: no activity for %u months", c->tag, j->timer,
                 r->cfg->reminders.inactive_months);
         j->dropped = true;
-        *effects = json_pack("[{s:s, s:s}]", "type", "cancel", "id", j->timer);
+        *effects =
+            json_pack("[{s:s, s:s}]", "type", fb_effect_name(FB_EFFECT_CANCEL), "id", j->timer);
         return 0;
     }
     if (j->timer && stale(j->due, activity)) {

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/utf8.h"
 #include "frichebot/alloc.h"
 
 enum kind {
@@ -61,56 +62,6 @@ void fb_expr_pos_advance(fb_expr_pos_t *pos, const char *s, size_t n)
             pos->col++; /* a lead byte: one character, whatever its length */
         }
     }
-}
-
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 when it is invalid (overlong forms,
- * surrogates and code points past U+10FFFF included). */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len;
-    unsigned cp, min;
-    if (c < 0x80)
-        return 1;
-    if ((c & 0xE0) == 0xC0) {
-        len = 2;
-        cp = c & 0x1F;
-        min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-        len = 3;
-        cp = c & 0x0F;
-        min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-        len = 4;
-        cp = c & 0x07;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3Fu);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-
-/* Walks whole sequences; a NUL byte counts as invalid (sources are C strings downstream). */
-size_t fb_expr_utf8_check(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        size_t k = p[i] ? utf8_len(p + i, n - i) : 0;
-        if (k == 0)
-            return i;
-        i += k;
-    }
-    return n;
 }
 
 /* ---- lexer ---- */
@@ -238,7 +189,7 @@ static void snippet(const char *s, size_t n, char *out, size_t cap)
 static void describe_char(const char *s, size_t n, char *out, size_t cap)
 {
     const unsigned char *u = (const unsigned char *)s;
-    size_t k = utf8_len(u, n);
+    size_t k = fb_utf8_len(u, n);
     if (k == 0)
         k = 1;
     if (u[0] < 0x20 || u[0] == 0x7F)
@@ -900,7 +851,7 @@ fb_expr_t *fb_expr_parse_span(const char *src, size_t len, fb_expr_pos_t pos, fb
     p.errors = errors;
     p.prev = T_EOF;
 
-    size_t bad = fb_expr_utf8_check(src, len);
+    size_t bad = fb_utf8_check(src, len);
     if (bad < len) {
         fb_expr_pos_t at = pos;
         fb_expr_pos_advance(&at, src, bad);

@@ -102,9 +102,6 @@ typedef struct fb_expr_pos_s {
 /** Moves `pos` past the `n` bytes at `s` ('\n' goes to the next line, at `line_col`). */
 void fb_expr_pos_advance(fb_expr_pos_t *pos, const char *s, size_t n);
 
-/** Returns the offset of the first byte of `s[0..n)` that is NUL or not valid UTF-8, else `n`. */
-size_t fb_expr_utf8_check(const char *s, size_t n);
-
 /**
  * Same as fb_expr_parse() for the `len` bytes at `src` (no NUL terminator needed; a NUL byte is
  * an error), whose first byte is at `pos`. Returns a new expression or NULL after appending

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * engine/internal.h - the compiled dialog model and the in-memory session, shared by the three
- * files of the dialog engine core: dialog.c (loads and validates YAML into this model),
- * session.c (session JSON <-> struct fb__sess) and machine.c (fb_engine_step). Nothing outside
+ * parts of the dialog engine core: dialog*.c (loads and validates YAML into this model),
+ * session.c (session JSON <-> struct fb__sess) and machine*.c (fb_engine_step). Nothing outside
  * daemon/engine/ includes this header: the public contract is engine.h.
  *
  * A loaded dialog is immutable. Everything a step needs is precompiled at load time: states and

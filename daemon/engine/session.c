@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/utf8.h"
 #include "engine/geo.h"
 #include "engine/internal.h"
 #include "engine/text.h"
@@ -191,11 +192,11 @@ static size_t clip_message(const char *text, char *out)
     bool space = false, cut = false;
     while (left > 0) {
         uint32_t cp;
-        size_t k = fb_text_utf8_decode(p, left, &cp);
+        size_t k = fb_utf8_decode(p, left, &cp);
         const char *bytes = (const char *)p;
         p += k;
         left -= k;
-        if (cp == FB_TEXT_BAD_CP) {
+        if (cp == FB_UTF8_BAD) {
             bytes = "?";
             k = 1;
         } else if (is_space_or_control(cp)) {

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/utf8.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
 
@@ -429,7 +430,7 @@ fb_template_t *fb_template_parse_at(const char *src, fb_expr_pos_t pos, fb_buf_t
     tp.errors = errors;
     tp.t = fb_calloc(1, sizeof(*tp.t));
 
-    size_t bad = fb_expr_utf8_check(src, tp.len);
+    size_t bad = fb_utf8_check(src, tp.len);
     if (bad < tp.len) {
         terror(&tp, pos_at(&tp, bad), "UTF-8 invalide");
         goto fail;

@@ -7,68 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/utf8.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
-
-/* Decodes one UTF-8 sequence (see text.h); shared with answers.c so there is one decoder. */
-size_t fb_text_utf8_decode(const unsigned char *s, size_t len, uint32_t *cp)
-{
-    unsigned c = s[0];
-    size_t n;
-    unsigned min;
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    } else if ((c & 0xE0) == 0xC0) {
-        n = 2;
-        min = 0x80;
-        c &= 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-        n = 3;
-        min = 0x800;
-        c &= 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-        n = 4;
-        min = 0x10000;
-        c &= 0x07;
-    } else {
-        *cp = FB_TEXT_BAD_CP;
-        return 1;
-    }
-    if (len < n) {
-        *cp = FB_TEXT_BAD_CP;
-        return 1;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            *cp = FB_TEXT_BAD_CP;
-            return 1;
-        }
-        c = (c << 6) | (s[i] & 0x3F);
-    }
-    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) {
-        *cp = FB_TEXT_BAD_CP;
-        return 1;
-    }
-    *cp = c;
-    return n;
-}
-
-bool fb_text_valid_utf8(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < len) {
-        uint32_t cp;
-        size_t n = fb_text_utf8_decode(p + i, len - i, &cp);
-        if (cp == FB_TEXT_BAD_CP)
-            return false;
-        if (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r')
-            return false;
-        i += n;
-    }
-    return true;
-}
 
 /* The folded ASCII form of a code point: a string of 0-2 letters, " " for a separator, or NULL for
  * "drop it". */
@@ -141,9 +82,9 @@ size_t fb_text_fold(const char *in, size_t len, char *out, size_t cap)
     char buf[2];
     while (i < len) {
         uint32_t cp;
-        size_t n = fb_text_utf8_decode(p + i, len - i, &cp);
+        size_t n = fb_utf8_decode(p + i, len - i, &cp);
         i += n;
-        if (cp == FB_TEXT_BAD_CP)
+        if (cp == FB_UTF8_BAD)
             continue;
         const char *f = fold_cp(cp, buf);
         if (!f)

@@ -38,19 +38,6 @@ unsigned fb_text_distance(const char *a, size_t alen, const char *b, size_t blen
  */
 unsigned fb_text_typo_budget(size_t len);
 
-/** The code point fb_text_utf8_decode() reports for an invalid byte. */
-#define FB_TEXT_BAD_CP 0xFFFFFFFFu
-
-/**
- * Decodes the UTF-8 sequence at s[0..len) (len >= 1): sets `*cp` and returns its length, or sets
- * `*cp` to FB_TEXT_BAD_CP and returns 1 for an invalid, overlong, surrogate or cut-short sequence.
- */
-size_t fb_text_utf8_decode(const unsigned char *s, size_t len, uint32_t *cp /* OUT */);
-
-/** True when `s` (NUL-terminated) is valid UTF-8 with no NUL and no C0 control other than \t \n \r.
- */
-bool fb_text_valid_utf8(const char *s, size_t len);
-
 /**
  * Parses a French duration such as "6 semaines", "3 jours", "2 mois", "1 an", "90 minutes",
  * "12 heures", "1 semaine et 2 jours" (a month is 30 days, a year 365 days; singular, plural,

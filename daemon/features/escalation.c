@@ -24,6 +24,7 @@
 #include "common/calendar.h"
 #include "core/adapters.h"
 #include "core/keys.h"
+#include "engine/effects.h"
 #include "engine/engine.h"
 #include "engine/template.h"
 #include "frichebot/alloc.h"
@@ -399,8 +400,7 @@ static const json_t *escalate_effect(const json_t *effects)
     const json_t *x;
     json_array_foreach(effects, i, x)
     {
-        const char *type = json_string_value(json_object_get(x, "type"));
-        if (type && strcmp(type, "escalate") == 0)
+        if (fb_effect_type(x) == FB_EFFECT_ESCALATE)
             return x;
     }
     return NULL;

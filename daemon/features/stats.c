@@ -16,6 +16,7 @@
 
 #include "common/calendar.h"
 #include "core/keys.h"
+#include "engine/effects.h"
 #include "engine/engine.h"
 #include "engine/geo.h"
 #include "engine/template.h"
@@ -78,17 +79,15 @@ void fb_stats_commit_ops(json_t *ops, const fb_geo_t *geo, const json_t *old_ses
     const json_t *e;
     json_array_foreach(effects, i, e)
     {
-        const char *type = json_string_value(json_object_get(e, "type"));
-        if (type && strcmp(type, "end") == 0)
+        if (fb_effect_type(e) == FB_EFFECT_END)
             ends = true;
     }
     json_array_foreach(effects, i, e)
     {
-        const char *type = json_string_value(json_object_get(e, "type"));
         const char *status = json_string_value(json_object_get(e, "status"));
         const char *item = json_string_value(json_object_get(e, "item"));
-        if (!ends && type && strcmp(type, "step") == 0 && status && strcmp(status, "faite") == 0 &&
-            item)
+        if (!ends && fb_effect_type(e) == FB_EFFECT_STEP && status &&
+            strcmp(status, "faite") == 0 && item)
             json_array_append_new(sd, json_string(item));
     }
     json_object_set_new(st, "sd", sd);

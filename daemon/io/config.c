@@ -30,6 +30,7 @@
 
 #include <yaml.h>
 
+#include "common/diag.h"
 #include "common/yamljson.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
@@ -197,23 +198,16 @@ static const char *const secret_names[] = {"password",     "token",    "secret",
 
 /* ---- error collection ----------------------------------------------------------------------- */
 
-struct cfg_error {
-    const char *name;        /* NAME of the document (static or owned by the caller) */
-    int doc;                 /* 0 for the embedded default, 1 for the user's text */
-    unsigned long line, col; /* 1-based */
-    size_t seq;              /* discovery order, to keep the sort stable */
-    char *msg;
-};
+/* The collector's words (common/diag.h): operators read English. */
+static const fb_diag_words_t cfg_words = {"(error message too long)", "too many errors to list",
+                                          "too many errors, stopped after ", ""};
 
 /* One parse: the config being filled, the errors so far, where password_file was set. */
 struct parse {
     fb_config_t *cfg;
     const char *base_dir; /* directory that relative password_file paths are relative to */
-    struct cfg_error errs[MAX_ERRORS];
-    size_t nerrs;
-    bool overflow;            /* more than MAX_ERRORS errors: the first dropped one is below */
-    struct cfg_error dropped; /* position of the first dropped error (msg unused) */
-    const char *pw_name;      /* document that set password_file last, or NULL */
+    fb_diag_t diag;       /* the errors; documents: 0 the embedded default, 1 the user's text */
+    const char *pw_name;  /* document that set password_file last, or NULL */
     int pw_doc;
     yaml_mark_t pw_mark; /* position of its key */
     struct {
@@ -250,20 +244,7 @@ static void add_errorv(struct parse *p, const char *name, int doc, unsigned long
 static void add_errorv(struct parse *p, const char *name, int doc, unsigned long line,
                        unsigned long col, const char *fmt, va_list ap)
 {
-    if (p->nerrs == MAX_ERRORS) {
-        if (!p->overflow) {
-            p->overflow = true;
-            p->dropped = (struct cfg_error){name, doc, line, col, 0, NULL};
-        }
-        return;
-    }
-    fb_buf_t b;
-    fb_buf_init(&b, 4096);
-    if (fb_buf_vprintf(&b, fmt, ap) != 0)
-        (void)fb_buf_puts(&b, "(error message too long)");
-    struct cfg_error *e = &p->errs[p->nerrs];
-    *e = (struct cfg_error){name, doc, line, col, p->nerrs, fb_buf_take(&b)};
-    p->nerrs++;
+    fb_diag_addv(&p->diag, name, doc, line, col, fmt, ap);
 }
 
 static void add_error(struct parse *p, const char *name, int doc, unsigned long line,
@@ -292,18 +273,6 @@ static void errorf(struct ctx *c, yaml_mark_t m, const char *fmt, ...)
     va_end(ap);
 }
 
-static int cmp_error(const void *a, const void *b)
-{
-    const struct cfg_error *x = a, *y = b;
-    if (x->doc != y->doc)
-        return x->doc < y->doc ? -1 : 1;
-    if (x->line != y->line)
-        return x->line < y->line ? -1 : 1;
-    if (x->col != y->col)
-        return x->col < y->col ? -1 : 1;
-    return x->seq < y->seq ? -1 : (x->seq > y->seq);
-}
-
 /*
  * Sorts the errors by position and appends them to `out` (which may be NULL), then frees them.
  * If `out` reaches its maximum it is emptied by fb_buf (its contract), and one short line saying
@@ -311,20 +280,7 @@ static int cmp_error(const void *a, const void *b)
  */
 static void flush_errors(struct parse *p, fb_buf_t *out)
 {
-    qsort(p->errs, p->nerrs, sizeof(p->errs[0]), cmp_error);
-    for (size_t i = 0; i < p->nerrs && out; i++) {
-        const struct cfg_error *e = &p->errs[i];
-        if (fb_buf_printf(out, "%s:%lu:%lu: %s\n", e->name, e->line, e->col, e->msg) != 0) {
-            (void)fb_buf_printf(out, "%s:1:1: too many errors to list\n", e->name);
-            out = NULL;
-        }
-    }
-    if (p->overflow && out)
-        (void)fb_buf_printf(out, "%s:%lu:%lu: too many errors, stopped after %d\n", p->dropped.name,
-                            p->dropped.line, p->dropped.col, MAX_ERRORS);
-    for (size_t i = 0; i < p->nerrs; i++)
-        FB_FREE(p->errs[i].msg);
-    p->nerrs = 0;
+    fb_diag_flush(&p->diag, out, NULL);
 }
 
 /* ---- small helpers -------------------------------------------------------------------------- */
@@ -1491,6 +1447,7 @@ static fb_config_t *parse_with_base(const char *name, const char *text, size_t l
     p->cfg = fb_calloc(1, sizeof(*p->cfg));
     p->base_dir = base_dir;
     setup_sections(p);
+    fb_diag_init(&p->diag, MAX_ERRORS, &cfg_words);
     if (!name)
         name = "(configuration)";
     if (!text)
@@ -1500,12 +1457,12 @@ static fb_config_t *parse_with_base(const char *name, const char *text, size_t l
         apply_text(p, DEFAULT_NAME, 0, fb__default_config, (size_t)fb__default_config_len);
     apply_text(p, name, 1, text ? text : "", len);
     resolve_password(p);
-    if (p->nerrs == 0 && p->cfg->reminders.start_hour >= p->cfg->reminders.end_hour)
+    if (fb_diag_count(&p->diag) == 0 && p->cfg->reminders.start_hour >= p->cfg->reminders.end_hour)
         add_error(p, name, 1, 1, 1, "reminders.start_hour must be before reminders.end_hour");
     check_sections(p);
 
     fb_config_t *cfg = p->cfg;
-    if (p->nerrs > 0 || p->overflow) {
+    if (fb_diag_failed(&p->diag)) {
         flush_errors(p, errors);
         fb_config_free(cfg);
         cfg = NULL;
@@ -1513,6 +1470,7 @@ static fb_config_t *parse_with_base(const char *name, const char *text, size_t l
         cfg->path = fb_strdup(is_default ? DEFAULT_NAME : name);
         apply_default_paths(cfg);
     }
+    fb_diag_free(&p->diag);
     fb_free(p);
     return cfg;
 }

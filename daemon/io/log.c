@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/utf8.h"
 #include "frichebot/clock.h"
 #include "frichebot/err.h"
 
@@ -133,19 +134,6 @@ int fb_log_check_spec(const char *spec, const char **bad)
     return rc;
 }
 
-/* Length of the valid UTF-8 sequence at s (1-4), or 0 when it is invalid or cut short. */
-static size_t utf8_seq(const unsigned char *s)
-{
-    size_t n = s[0] >= 0xF0 && s[0] <= 0xF4  ? 4
-               : s[0] >= 0xE0                ? 3
-               : s[0] >= 0xC2 && s[0] < 0xE0 ? 2
-                                             : 0;
-    for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    return n;
-}
-
 /*
  * Appends `s` to line[*pos..cap) as a JSON string body (no quotes), truncating safely. Bytes that
  * are not valid UTF-8 (a message cut in the middle of a character, or invalid input) become
@@ -172,7 +160,7 @@ static void json_escape(char *line, size_t cap, size_t *pos, const char *s)
             line[(*pos)++] = (char)c;
             s++;
         } else {
-            size_t n = utf8_seq((const unsigned char *)s);
+            size_t n = fb_utf8_len((const unsigned char *)s, strnlen(s, 4));
             if (n == 0) {
                 static const char replacement[6] = {'\\', 'u', 'f', 'f', 'f', 'd'};
                 memcpy(line + *pos, replacement, sizeof(replacement));

@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 
+#include "common/utf8.h"
 #include "engine/expr.h"
 #include "engine/template.h"
 #include "frichebot/alloc.h"
@@ -98,7 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fb_buf_t text;
         fb_buf_init(&text, 1u << 16);
         if (fb_template_format_value(v, &text) == 0 &&
-            fb_expr_utf8_check(fb_buf_str(&text), text.len) != text.len)
+            fb_utf8_check(fb_buf_str(&text), text.len) != text.len)
             abort();
         fb_buf_free(&text);
         json_t *own;

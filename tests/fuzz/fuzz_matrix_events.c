@@ -18,7 +18,7 @@
 #include <jansson.h>
 
 #include "../../adapters/matrix/mx_util.h"
-#include "engine/text.h"
+#include "common/utf8.h"
 #include "frichebot/alloc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -30,7 +30,7 @@ static void check_text(const char *s, size_t max)
     if (!s)
         abort();
     size_t n = strlen(s);
-    if (n > max || !fb_text_valid_utf8(s, n))
+    if (n > max || !fb_utf8_valid_text(s, n))
         abort();
 }
 

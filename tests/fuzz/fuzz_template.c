@@ -17,6 +17,7 @@
 
 #include <jansson.h>
 
+#include "common/utf8.h"
 #include "engine/template.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
@@ -221,8 +222,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         } else {
             if (strlen(fb_buf_str(&plain)) != plain.len || strlen(fb_buf_str(&html)) != html.len)
                 abort();
-            if (fb_expr_utf8_check(fb_buf_str(&plain), plain.len) != plain.len ||
-                fb_expr_utf8_check(fb_buf_str(&html), html.len) != html.len)
+            if (fb_utf8_check(fb_buf_str(&plain), plain.len) != plain.len ||
+                fb_utf8_check(fb_buf_str(&html), html.len) != html.len)
                 abort();
             if (!html_ok(fb_buf_str(&html), html.len))
                 abort();

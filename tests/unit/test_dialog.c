@@ -244,6 +244,37 @@ TEST_IMPL(dialog_load_text)
     return 0;
 }
 
+/* Past 100 errors the loader stops listing them and says so in one line; an errors buffer that
+ * fills up gets one short line instead (common/diag.c, the collector shared with the config). */
+TEST_IMPL(dialog_too_many_errors)
+{
+    fb_buf_t text, errors;
+    fb_buf_init(&text, 1u << 20);
+    fb_buf_init(&errors, 1u << 20);
+    ASSERT_OK(fb_buf_puts(&text, "dialogue: grand\ndebut: e0\netats:\n"));
+    for (int i = 0; i < 120; i++)
+        ASSERT_OK(fb_buf_printf(&text, "  e%d: {dire: \"x\", inconnue: 1, fin: true}\n", i));
+    ASSERT_NULL(
+        fb_dialog_load_text("grand.yaml", NULL, fb_buf_str(&text), text.len, NULL, &errors));
+    const char *all = fb_buf_str(&errors);
+    size_t lines = 0;
+    for (const char *c = all; *c; c++)
+        lines += *c == '\n';
+    ASSERT_EQ(lines, 101);
+    const char *last = "grand.yaml:1:1: trop d'erreurs : arrêt après les 100 premières\n";
+    ASSERT(errors.len > strlen(last));
+    ASSERT_STR_EQ(all + errors.len - strlen(last), last);
+    ASSERT_EQ(strncmp(all, "grand.yaml:4:", 13), 0);
+    fb_buf_free(&errors);
+    fb_buf_init(&errors, 300);
+    ASSERT_NULL(
+        fb_dialog_load_text("grand.yaml", NULL, fb_buf_str(&text), text.len, NULL, &errors));
+    ASSERT_STR_EQ(fb_buf_str(&errors), "grand.yaml:1:1: trop d'erreurs pour les afficher\n");
+    fb_buf_free(&errors);
+    fb_buf_free(&text);
+    return 0;
+}
+
 /* A reload that strands a state without a migration is refused; one with a migration loads. */
 TEST_IMPL(dialog_load_next)
 {

@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 
+#include "common/utf8.h"
 #include "engine/expr.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
@@ -543,11 +544,11 @@ TEST_IMPL(expr_positions_utf8)
     fb_expr_pos_advance(&p, "x\n\nœuf", 7);
     ASSERT_EQ(p.line, 7);
     ASSERT_EQ(p.col, 7);
-    ASSERT_EQ(fb_expr_utf8_check("abc", 3), 3);
-    ASSERT_EQ(fb_expr_utf8_check("a\xc3\xa9z", 4), 4);
-    ASSERT_EQ(fb_expr_utf8_check("ab\xc0\x80", 4), 2);    /* overlong */
-    ASSERT_EQ(fb_expr_utf8_check("a\xed\xa0\x80", 4), 1); /* surrogate */
-    ASSERT_EQ(fb_expr_utf8_check("a\0b", 3), 1);
-    ASSERT_EQ(fb_expr_utf8_check("ab\xe2\x82", 4), 2); /* cut short */
+    ASSERT_EQ(fb_utf8_check("abc", 3), 3);
+    ASSERT_EQ(fb_utf8_check("a\xc3\xa9z", 4), 4);
+    ASSERT_EQ(fb_utf8_check("ab\xc0\x80", 4), 2);    /* overlong */
+    ASSERT_EQ(fb_utf8_check("a\xed\xa0\x80", 4), 1); /* surrogate */
+    ASSERT_EQ(fb_utf8_check("a\0b", 3), 1);
+    ASSERT_EQ(fb_utf8_check("ab\xe2\x82", 4), 2); /* cut short */
     return 0;
 }

@@ -18,6 +18,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/utf8.h"
+#include "engine/effects.h"
 #include "engine/engine.h"
 #include "engine/geo.h"
 #include "engine/text.h"
@@ -366,6 +368,28 @@ static void petit_at_q2(struct conv *c)
                 "Bonjour !\n--\nQuel est le statut du site ?\n\n1. Une friche\n2. Un site occupé");
     say(c, "une friche");
     ASSERT_STR_EQ(state(c), "q2");
+}
+
+/* The effect vocabulary: every name of FB_EFFECTS reads back as its enum, unknown names do not. */
+TEST_IMPL(machine_effect_names)
+{
+    ASSERT_EQ(FB_EFFECT_COUNT, 9);
+    for (int i = 0; i < FB_EFFECT_COUNT; i++) {
+        const char *name = fb_effect_name((fb_effect_t)i);
+        ASSERT(name != NULL);
+        ASSERT_EQ(fb_effect_from_name(name), i);
+        json_t *e = fb_effect_new((fb_effect_t)i);
+        ASSERT_EQ(fb_effect_type(e), i);
+        json_decref(e);
+    }
+    ASSERT_STR_EQ(fb_effect_name(FB_EFFECT_ESCALATE), "escalate");
+    ASSERT_STR_EQ(fb_effect_key(FB_EFFECT_SCHEDULE), "relance");
+    ASSERT_NULL(fb_effect_key(FB_EFFECT_SAY));
+    ASSERT_NULL(fb_effect_name(FB_EFFECT_UNKNOWN));
+    ASSERT_EQ(fb_effect_from_name("escalade"), FB_EFFECT_UNKNOWN);
+    ASSERT_EQ(fb_effect_from_name(NULL), FB_EFFECT_UNKNOWN);
+    ASSERT_EQ(fb_effect_type(NULL), FB_EFFECT_UNKNOWN);
+    return 0;
 }
 
 TEST_IMPL(machine_command_aide)
@@ -1816,7 +1840,7 @@ TEST_IMPL(machine_last_messages_cut)
     ASSERT_EQ(json_array_size(l), 2);
     const json_t *kept = json_array_get(l, 1);
     ASSERT_EQ(json_string_length(kept), 299);
-    ASSERT(fb_text_valid_utf8(json_string_value(kept), json_string_length(kept)));
+    ASSERT(fb_utf8_valid_text(json_string_value(kept), json_string_length(kept)));
     ASSERT_STR_EQ(json_string_value(kept), fb_buf_str(&want));
 
     /* exactly 300 bytes: kept whole; 301: cut */

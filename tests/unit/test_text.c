@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/utf8.h"
 #include "engine/text.h"
 #include "frichebot/alloc.h"
 #include "task.h"
@@ -67,10 +68,23 @@ TEST_IMPL(text_distance)
 
 TEST_IMPL(text_valid_utf8)
 {
-    ASSERT(fb_text_valid_utf8("Élodie\n", 8));
-    ASSERT(!fb_text_valid_utf8("\xc3", 1));
-    ASSERT(!fb_text_valid_utf8("a\x01", 2));
-    ASSERT(!fb_text_valid_utf8("\xc0\xaf", 2)); /* overlong */
+    ASSERT(fb_utf8_valid_text("Élodie\n", 8));
+    ASSERT(!fb_utf8_valid_text("\xc3", 1));
+    ASSERT(!fb_utf8_valid_text("a\x01", 2));
+    ASSERT(!fb_utf8_valid_text("\xc0\xaf", 2)); /* overlong */
+    /* The one decoder (common/utf8.h) that the engine, the log and the Matrix adapter share. */
+    uint32_t cp;
+    ASSERT_EQ(fb_utf8_decode((const unsigned char *)"\xe2\x82\xac", 3, &cp), 3);
+    ASSERT_EQ(cp, 0x20AC);
+    ASSERT_EQ(fb_utf8_decode((const unsigned char *)"\xf0\x9f\x98\x80", 4, &cp), 4);
+    ASSERT_EQ(cp, 0x1F600);
+    ASSERT_EQ(fb_utf8_decode((const unsigned char *)"\xed\xa0\x80", 3, &cp), 1); /* surrogate */
+    ASSERT_EQ(cp, FB_UTF8_BAD);
+    ASSERT_EQ(fb_utf8_len((const unsigned char *)"\xf4\x90\x80\x80", 4), 0); /* > U+10FFFF */
+    ASSERT_EQ(fb_utf8_len((const unsigned char *)"\xe2\x82", 2), 0);         /* cut short */
+    ASSERT_EQ(fb_utf8_len((const unsigned char *)"\xf5\x80\x80", 3), 0);
+    ASSERT(fb_utf8_valid("a\0\x01b", 4)); /* NUL and controls: the caller's business */
+    ASSERT(!fb_utf8_valid("a\xff", 2));
     return 0;
 }
 

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * utf8.c - the UTF-8 validators over whole strings (see utf8.h; the decoder is inline there).
+ */
+#include "common/utf8.h"
+
+/* True when s[0..len) is valid UTF-8, and with `text` holds no NUL nor C0 but \t \n \r. */
+static bool valid(const char *s, size_t len, bool text)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        i += fb_utf8_decode(p + i, len - i, &cp);
+        if (cp == FB_UTF8_BAD)
+            return false;
+        if (text && cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r')
+            return false;
+    }
+    return true;
+}
+
+bool fb_utf8_valid(const char *s, size_t len)
+{
+    return valid(s, len, false);
+}
+
+bool fb_utf8_valid_text(const char *s, size_t len)
+{
+    return valid(s, len, true);
+}
+
+/* Walks whole sequences; a NUL byte counts as invalid (expression and template sources are C
+ * strings downstream). */
+size_t fb_utf8_check(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        size_t k = p[i] ? fb_utf8_len(p + i, len - i) : 0;
+        if (k == 0)
+            return i;
+        i += k;
+    }
+    return len;
+}

@@ -1,0 +1,524 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * machine_answer.c - answers to the current question (see machine_int.h): the answer parsers
+ * applied per question type (communes through the geo index), the reminder's question about a
+ * roadmap step, and the step list ("mes étapes", "étape 2 faite").
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/effects.h"
+#include "engine/geo.h"
+#include "engine/internal.h"
+#include "engine/machine_int.h"
+#include "engine/text.h"
+#include "frichebot/alloc.h"
+#include "frichebot/err.h"
+
+/* ---- answers --------------------------------------------------------------------------------- */
+
+/* A number as JSON: an integer when it is one (compact), else a real. */
+static json_t *number_json(double x)
+{
+    if (x == floor(x) && fabs(x) < 1e15)
+        return json_integer((json_int_t)x);
+    return json_real(x);
+}
+
+/* Stores commune `c` as the answer. */
+static void accept_commune(struct run *r, const fb_commune_t *c)
+{
+    fb__run_accept(r, fb__commune_compact(c->insee, c->name));
+}
+
+/* True when the folded name of `c` equals the folded `text` ("lyon" for "Lyon"). */
+static bool same_name(const fb_commune_t *c, const char *text)
+{
+    char a[128], b[128];
+    if (fb_text_fold(c->name, strlen(c->name), a, sizeof(a)) >= sizeof(a) ||
+        fb_text_fold(text, strlen(text), b, sizeof(b)) >= sizeof(b))
+        return false;
+    return strcmp(a, b) == 0;
+}
+
+/* A commune answer: a pick among pending candidates, else a search of the index. */
+static void answer_commune(struct run *r, const char *text, const char *choice)
+{
+    const fb_geo_t *geo = geo_of(r);
+    struct fb__sess *s = &r->s;
+    if (!geo) {
+        fb__run_fail(r, FB_ANSWER_INVALID);
+        return;
+    }
+    if (s->n_cand > 0) {
+        fb_choice_t opts[FB__MAX_CANDIDATES];
+        char *labels[FB__MAX_CANDIDATES] = {NULL};
+        size_t idx = 0, n = s->n_cand < FB__MAX_CANDIDATES ? s->n_cand : FB__MAX_CANDIDATES;
+        fb_answer_status_t st = FB_ANSWER_INVALID;
+        for (size_t i = 0; i < n; i++) {
+            labels[i] = fb__run_candidate_label(r, s->cand[i]);
+            opts[i] = (fb_choice_t){s->cand[i], labels[i], NULL};
+            if (choice && strcmp(choice, s->cand[i]) == 0) {
+                idx = i;
+                st = FB_ANSWER_OK;
+            }
+        }
+        if (st != FB_ANSWER_OK && text)
+            st = fb_answer_choice(opts, n, text, &idx);
+        for (size_t i = 0; i < n; i++)
+            fb_free(labels[i]);
+        const fb_commune_t *c = st == FB_ANSWER_OK ? fb_geo_by_insee(geo, s->cand[idx]) : NULL;
+        if (c) {
+            accept_commune(r, c);
+            return;
+        }
+        if (st == FB_ANSWER_UNKNOWN) {
+            s->n_cand = 0;
+            if (cur(r)->nsp_ok)
+                fb__run_accept(r, json_string(FB_NSP_VALUE));
+            else
+                fb__run_fail(r, FB_ANSWER_UNKNOWN);
+            return;
+        }
+    }
+    if (choice && !text) {
+        const fb_commune_t *c = fb_geo_by_insee(geo, choice);
+        if (c) {
+            accept_commune(r, c);
+            return;
+        }
+        text = choice;
+    }
+    if (fb_answer_is_unknown(text)) {
+        s->n_cand = 0;
+        if (cur(r)->nsp_ok)
+            fb__run_accept(r, json_string(FB_NSP_VALUE));
+        else
+            fb__run_fail(r, FB_ANSWER_UNKNOWN);
+        return;
+    }
+    const fb_commune_t *found[FB__MAX_CANDIDATES];
+    size_t total = fb_geo_find(geo, text, found, FB__MAX_CANDIDATES);
+    size_t n = total < FB__MAX_CANDIDATES ? total : FB__MAX_CANDIDATES;
+    if (n == 0) {
+        s->n_cand = 0;
+        fb__run_fail(r, FB_ANSWER_INVALID);
+        return;
+    }
+    const fb_commune_t *exact = NULL;
+    size_t n_exact = 0;
+    for (size_t i = 0; i < n; i++)
+        if (same_name(found[i], text)) {
+            exact = found[i];
+            n_exact++;
+        }
+    if (total == 1 || (n_exact == 1 && total <= FB__MAX_CANDIDATES)) {
+        accept_commune(r, total == 1 ? found[0] : exact);
+        return;
+    }
+    s->n_cand = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(found[i]->insee);
+        if (len >= sizeof(s->cand[0]))
+            continue;
+        memcpy(s->cand[s->n_cand++], found[i]->insee, len + 1);
+    }
+    fb__run_ask_candidates(r);
+}
+
+/* An answer to the current question: `text` typed, or `choice` (an option id) picked; one of
+ * them is set (on_input() checks the event). */
+void fb__run_answer(struct run *r, const char *text, const char *choice)
+{
+    FB_ASSERT(text || choice);
+    const struct fb__state *st = cur(r);
+    fb_answer_status_t status = FB_ANSWER_INVALID;
+    json_t *value = NULL;
+    size_t idx = 0;
+
+    if (st->type == FB__Q_COMMUNE) {
+        if (text && strlen(text) > MAX_COMMUNE)
+            fb__run_fail(r, FB_ANSWER_INVALID);
+        else
+            answer_commune(r, text, choice);
+        return;
+    }
+    if (choice) {
+        if (strcmp(choice, "nsp") == 0) {
+            status = FB_ANSWER_UNKNOWN;
+        } else if (st->type == FB__Q_YESNO &&
+                   (strcmp(choice, "oui") == 0 || strcmp(choice, "non") == 0)) {
+            status = FB_ANSWER_OK;
+            value = json_boolean(strcmp(choice, "oui") == 0);
+        } else if (st->type == FB__Q_CHOICE && fb__run_choice_index(st, choice) >= 0) {
+            status = FB_ANSWER_OK;
+            value = json_string(choice);
+        } else if (st->type == FB__Q_MULTI && fb__run_choice_index(st, choice) >= 0) {
+            status = FB_ANSWER_OK;
+            value = json_pack("[s]", choice);
+        }
+        if (!value && status != FB_ANSWER_UNKNOWN)
+            text = choice; /* an unknown id: read it as text */
+    }
+    if (!value && status != FB_ANSWER_UNKNOWN) {
+        size_t len = strlen(text);
+        if (len > MAX_INPUT) {
+            status = st->type == FB__Q_TEXT ? FB_ANSWER_OUT_OF_RANGE : FB_ANSWER_INVALID;
+        } else {
+            switch (st->type) {
+            case FB__Q_YESNO: {
+                bool b = false;
+                status = fb_answer_yesno(text, &b);
+                if (status == FB_ANSWER_INVALID) {
+                    status = fb_answer_choice_in(st->aset, text, &idx);
+                    b = idx == 0;
+                    if (status == FB_ANSWER_OK && idx >= 2)
+                        status = FB_ANSWER_UNKNOWN;
+                }
+                if (status == FB_ANSWER_OK)
+                    value = json_boolean(b);
+                break;
+            }
+            case FB__Q_CHOICE:
+                status = fb_answer_choice_in(st->aset, text, &idx);
+                if (status == FB_ANSWER_OK && idx >= st->n_choices)
+                    status = FB_ANSWER_UNKNOWN;
+                else if (status == FB_ANSWER_OK)
+                    value = json_string(st->choices[idx].id);
+                break;
+            case FB__Q_MULTI: {
+                uint64_t mask = 0;
+                status = fb_answer_choices_in(st->aset, text, &mask);
+                if (status == FB_ANSWER_OK) {
+                    uint64_t nsp = st->nsp_ok ? (uint64_t)1 << st->n_choices : 0;
+                    if (nsp && mask == nsp) {
+                        status = FB_ANSWER_UNKNOWN;
+                        break;
+                    }
+                    value = json_array();
+                    for (size_t i = 0; i < st->n_choices; i++)
+                        if (mask & ((uint64_t)1 << i))
+                            (void)json_array_append_new(value, json_string(st->choices[i].id));
+                }
+                break;
+            }
+            case FB__Q_NUMBER: {
+                double x = 0;
+                status = fb_answer_number(text, st->unit, st->min, st->max, &x);
+                if (status == FB_ANSWER_OK)
+                    value = number_json(x);
+                break;
+            }
+            case FB__Q_TEXT: {
+                char *out = NULL;
+                status = fb_answer_text(text, st->tmin, st->tmax, &out);
+                if (status == FB_ANSWER_OK) {
+                    value = json_string(out);
+                    if (!value)
+                        status = FB_ANSWER_INVALID;
+                }
+                fb_free(out);
+                break;
+            }
+            case FB__Q_DATE: {
+                fb_date_t dt = {0, 0, 0};
+                status = fb_answer_date(text, r->env->now, st->future, &dt);
+                if (status == FB_ANSWER_OK) {
+                    char buf[32];
+                    if (dt.month <= 0)
+                        snprintf(buf, sizeof(buf), "%04d", dt.year);
+                    else if (dt.day <= 0)
+                        snprintf(buf, sizeof(buf), "%04d-%02d", dt.year, dt.month);
+                    else
+                        snprintf(buf, sizeof(buf), "%04d-%02d-%02d", dt.year, dt.month, dt.day);
+                    value = json_string(buf);
+                }
+                break;
+            }
+            case FB__Q_COMMUNE:
+            case FB__Q_NONE:
+                break;
+            }
+        }
+    }
+    if (status == FB_ANSWER_OK && value) {
+        fb__run_accept(r, value);
+        return;
+    }
+    json_decref(value);
+    if (status == FB_ANSWER_OK)
+        status = FB_ANSWER_INVALID;
+    /* "7" among 3 options is not understood rather than out of range: the question's own
+     * reprompts say best what to answer */
+    if (status == FB_ANSWER_OUT_OF_RANGE &&
+        (st->type == FB__Q_CHOICE || st->type == FB__Q_MULTI || st->type == FB__Q_YESNO))
+        status = FB_ANSWER_INVALID;
+    if (status == FB_ANSWER_UNKNOWN && st->nsp_ok) {
+        fb__run_accept(r, json_string(FB_NSP_VALUE));
+        return;
+    }
+    fb__run_fail(r, status);
+}
+
+/* ---- the reminder's question about a step ---------------------------------------------------- */
+
+/* Sets the status of roadmap entry `i` (the user's change, dated env->now): `step`, `stat`. */
+static void set_step_status(struct run *r, int i, int status)
+{
+    struct fb__sess *s = &r->s;
+    s->status[i] = (unsigned char)status;
+    int32_t day = fb__day_of(r->env->now);
+    if (s->day)
+        s->day[i] = day > 0 && day <= FB__MAX_DAY ? day : 0;
+    fb__run_invalidate(r);
+    fb__run_effect(r, json_pack("{s:s, s:s, s:s}", "type", fb_effect_name(FB_EFFECT_STEP), "item",
+                                r->d->items[s->road[i]].ref, "status", fb__status_names[status]));
+    fb__run_stat_effect(r, "step_updated");
+    fb__run_set_etape(r, i);
+}
+
+/*
+ * An answer to the pending question about a step (r->s.pending_step): the reminder's "Où en
+ * êtes-vous de l'étape X ?" (five answers, "plus tard" among them), or, when the user picked the
+ * step (`pending_pick`), "Quel est le statut de l'étape X ?" (the six statuses). To the
+ * reminder, a "plus tard" with a delay ("plus tard dans 3 mois", "dans 2 semaines": see
+ * fb_text_later) arms the next reminder after that delay and says `etape_plus_tard_delai`; a
+ * number that is no delay ("dans 3", "plus tard 0 jour") is a plain "plus tard".
+ */
+void fb__run_answer_step(struct run *r, const char *text, const char *choice)
+{
+    const fb_dialog_t *d = r->d;
+    struct fb__sess *s = &r->s;
+    bool pick = s->pending_pick;
+    const fb_choice_t *opts = pick ? d->all_status_choices : d->status_choices;
+    size_t n = pick ? d->n_all_status_choices : d->n_status_choices;
+    size_t idx = 0;
+    fb_answer_status_t st = FB_ANSWER_INVALID;
+    for (size_t i = 0; choice && i < n; i++)
+        if (strcmp(choice, opts[i].id) == 0) {
+            idx = i;
+            st = FB_ANSWER_OK;
+        }
+    fb_delay_t delay = {0};
+    fb_later_t later = FB_LATER_NO;
+    if (!pick && !choice && strlen(text) <= MAX_INPUT)
+        later = fb_text_later(text, &delay);
+    for (size_t i = 0; later != FB_LATER_NO && i < n; i++)
+        if (strcmp(opts[i].id, "plus_tard") == 0) {
+            idx = i;
+            st = FB_ANSWER_OK;
+        }
+    if (st != FB_ANSWER_OK && !choice && strlen(text) <= MAX_INPUT)
+        st = fb_answer_choice_in(pick ? d->all_status_set : d->status_set, text, &idx);
+    if (st != FB_ANSWER_OK) {
+        s->fails++;
+        if (s->fails >= 3) {
+            s->fails = 0;
+            s->pending_step = -1;
+            s->pending_pick = false;
+            fb__run_say_builtin(r, FB__T_FIN_ATTEINTE);
+            return;
+        }
+        fb__run_set_etape(r, s->pending_step);
+        fb__run_ask_step(r, &d->texts[FB__T_INCOMPRIS]);
+        return;
+    }
+    int item = s->pending_step;
+    s->pending_step = -1;
+    s->pending_pick = false;
+    s->fails = 0;
+    int status = fb__status_index(opts[idx].id);
+    if (status < 0)
+        fb__run_set_etape(r, item); /* `etape` in the texts of "plus tard" */
+    if (status < 0 && later == FB_LATER_DELAY && fb__run_relance_cfg(r) && !s->muted) {
+        char buf[32];
+        (void)fb_text_delay_format(&delay, buf, sizeof(buf));
+        fb__run_drop(&r->c_delai);
+        r->c_delai = json_string(buf);
+        fb__run_say_builtin(r, FB__T_ETAPE_PLUS_TARD_DELAI);
+        fb__run_arm_after(r, delay.seconds);
+        return;
+    }
+    if (status < 0 && s->muted) { /* "plus tard" after "stop": no promise of a reminder */
+        fb__run_say_builtin(r, FB__T_RELANCES_ARRETEES);
+    } else if (status < 0) { /* "plus tard" */
+        fb__run_say_builtin(r, FB__T_ETAPE_PLUS_TARD);
+    } else {
+        set_step_status(r, item, status);
+        fb__run_say_builtin(r, pick ? FB__T_ETAPE_CHANGEE : FB__T_ETAPE_NOTEE);
+    }
+    fb__run_arm(r);
+}
+
+/* ---- the step list: "mes étapes", "étape 2 faite" -------------------------------------------- */
+
+/* Words that may sit between "étape N" and the status ("l'étape 3 est en cours"). */
+static const char *const step_fillers[] = {
+    "c est ",    "est ",    "a ete ",  "elle est ",   "elle ",      "passe a ",
+    "passee a ", "passe ",  "passee ", "maintenant ", "desormais ", "donc ",
+    "bien ",     "statut ", "etait ",  "sera ",       "au statut ", "en statut ",
+};
+static const char *const step_trailers[] = {" maintenant", " desormais", " merci", " aujourd hui"};
+/* Words around a status written before "étape N" ("j'ai terminé l'étape 2"). */
+static const char *const step_leaders[] = {"j ai ", "on a ", "nous avons ", "c est ", "ai "};
+static const char *const step_enders[] = {" l", " la", " de l", " pour l", " avec l"};
+
+/* Removes the `fillers` found at the start of `s` and the `trailers` found at its end,
+ * repeatedly, never leaving it empty. */
+static void strip_words(char *s, const char *const *fillers, size_t n_fillers,
+                        const char *const *trailers, size_t n_trailers)
+{
+    for (bool again = true; again;) {
+        again = false;
+        for (size_t i = 0; i < n_fillers; i++) {
+            size_t fl = strlen(fillers[i]);
+            if (strncmp(s, fillers[i], fl) == 0 && s[fl]) {
+                memmove(s, s + fl, strlen(s + fl) + 1);
+                again = true;
+            }
+        }
+        size_t rl = strlen(s);
+        for (size_t i = 0; i < n_trailers; i++) {
+            size_t tl = strlen(trailers[i]);
+            if (rl > tl && strcmp(s + rl - tl, trailers[i]) == 0) {
+                s[rl - tl] = '\0';
+                again = true;
+                break;
+            }
+        }
+    }
+}
+
+/*
+ * Reads "étape 2 faite", "l'étape 3 est en cours", "étape 1 : pas concernée", "étape 4". Returns
+ * false when `text` is not about a numbered step; else sets `*num` (as typed, not checked) and
+ * `*status` (the status index, or -1 when none was given or it was not understood).
+ */
+bool fb__run_parse_step_text(const fb_dialog_t *d, const char *text, long *num, int *status)
+{
+    char buf[256];
+    size_t len = strlen(text);
+    *num = 0;
+    *status = -1;
+    if (len > 200)
+        return false;
+    size_t n = fb_text_fold(text, len, buf, sizeof(buf));
+    if (n >= sizeof(buf))
+        return false;
+    /* "etape" among the first six words */
+    const char *p = buf;
+    for (int w = 0; w < 6; w++) {
+        if (strncmp(p, "etape ", 6) == 0)
+            break;
+        const char *sp = strchr(p, ' ');
+        if (!sp || w == 5)
+            return false;
+        p = sp + 1;
+    }
+    char before[256];
+    snprintf(before, sizeof(before), "%.*s", p > buf ? (int)(p - buf - 1) : 0, buf);
+    p += 6;
+    if (p[0] == 'n' && (p[1] == ' ' || (p[1] >= '0' && p[1] <= '9'))) /* "n°2" */
+        p += p[1] == ' ' ? 2 : 1;
+    size_t digits = 0;
+    while (p[digits] >= '0' && p[digits] <= '9')
+        digits++;
+    if (digits == 0 || digits > 3 || (p[digits] != ' ' && p[digits] != '\0'))
+        return false;
+    *num = strtol(p, NULL, 10);
+    p += digits;
+    while (*p == ' ')
+        p++;
+    char rest[256];
+    snprintf(rest, sizeof(rest), "%s", p);
+    strip_words(rest, step_fillers, FB_ARRAY_SIZE(step_fillers), step_trailers,
+                FB_ARRAY_SIZE(step_trailers));
+    if (!rest[0]) { /* nothing after the number: the status may come first */
+        strip_words(before, step_leaders, FB_ARRAY_SIZE(step_leaders), step_enders,
+                    FB_ARRAY_SIZE(step_enders));
+        if (strcmp(before, "l") != 0 && strcmp(before, "la") != 0)
+            snprintf(rest, sizeof(rest), "%s", before);
+    }
+    size_t idx = 0;
+    if (rest[0] && fb_answer_choice_in(d->all_status_set, rest, &idx) == FB_ANSWER_OK)
+        *status = fb__status_index(d->all_status_choices[idx].id);
+    return true;
+}
+
+/* Says `head`, the numbered steps with their status and date, and how to change one, with a
+ * button per step (ids "etape_N"). */
+void fb__run_say_steps(struct run *r, enum fb__textid head)
+{
+    fb_buf_t plain, html;
+    fb_buf_init(&plain, MAX_TEXT_BYTES);
+    fb_buf_init(&html, MAX_TEXT_BYTES);
+    json_t *choices = json_array();
+    if (fb__run_render_text(r, &r->d->texts[head], &plain, &html) == 0) {
+        if (r->s.n_road == 0) {
+            (void)fb_buf_puts(&plain, "\n(aucune étape)");
+            (void)fb_buf_puts(&html, "<p>(aucune étape)</p>");
+        }
+        fb__run_list_roadmap_titled(r, &plain, &html, "", "");
+        fb_buf_t ap, ah;
+        fb_buf_init(&ap, MAX_TEXT_BYTES);
+        fb_buf_init(&ah, MAX_TEXT_BYTES);
+        if (r->s.n_road > 0 &&
+            fb__run_render_text(r, &r->d->texts[FB__T_ETAPES_AIDE], &ap, &ah) == 0) {
+            (void)fb_buf_printf(&plain, "\n\n%s", fb_buf_str(&ap));
+            (void)fb_buf_puts(&html, fb_buf_str(&ah));
+        }
+        fb_buf_free(&ap);
+        fb_buf_free(&ah);
+        for (size_t i = 0; i < r->s.n_road; i++) {
+            char id[32], label[32];
+            snprintf(id, sizeof(id), "etape_%zu", i + 1);
+            snprintf(label, sizeof(label), "Étape %zu", i + 1);
+            (void)json_array_append_new(choices, json_pack("{s:s, s:s}", "id", id, "label", label));
+        }
+        fb__run_say_bufs(r, &plain, &html, json_array_size(choices) ? choices : NULL);
+    }
+    json_decref(choices);
+    fb_buf_free(&plain);
+    fb_buf_free(&html);
+}
+
+/* "étape N [statut]" once the roadmap is stored: sets the status, or asks for it. */
+void fb__run_step_command(struct run *r, long num, int status)
+{
+    struct fb__sess *s = &r->s;
+    s->pending_step = -1;
+    s->pending_pick = false;
+    s->fails = 0;
+    if (num < 1 || (size_t)num > s->n_road) {
+        fb__run_say_steps(r, FB__T_ETAPE_INCONNUE);
+        return;
+    }
+    int i = (int)num - 1;
+    if (status >= 0) {
+        set_step_status(r, i, status);
+        fb__run_say_builtin(r, FB__T_ETAPE_CHANGEE);
+        fb__run_arm(r);
+        return;
+    }
+    s->pending_step = i;
+    s->pending_pick = true;
+    fb__run_set_etape(r, i);
+    fb__run_ask_step(r, &r->d->texts[FB__T_ETAPE_STATUT]);
+}
+
+/* The step number of a button id "etape_N", or 0. */
+long fb__run_step_choice(const char *choice)
+{
+    if (strncmp(choice, "etape_", 6) != 0)
+        return 0;
+    const char *p = choice + 6;
+    size_t digits = 0;
+    while (p[digits] >= '0' && p[digits] <= '9')
+        digits++;
+    if (digits == 0 || digits > 3 || p[digits] != '\0')
+        return 0;
+    return strtol(p, NULL, 10);
+}
