@@ -399,7 +399,7 @@ def test_advisors_rooms_named_by_alias(synapse, redis, make_daemon, tmp_path):
     resp = a1.run(a1.client.room_create(name="Conseillers 52", alias=name52, invite=[bot_id]))
     assert isinstance(resp, nio.RoomCreateResponse), resp
     room52 = resp.room_id
-    extra = (bot_matrix_yaml(synapse, bot) + router_yaml(0)
+    extra = (bot_matrix_yaml(synapse, bot) + router_yaml()
              + esc_yaml([f"52 #{name52}:{server}", f"* #{name_def}:{server}"]))
     d = make_daemon(redis.address, idle_timeout_s=30, extra=extra)
     # The default room's alias does not exist yet: an error naming it, and no sync meanwhile.
