@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,10 +28,9 @@
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "frichebot/log.h"
+#include "io/cli.h"
 #include "io/config.h"
 #include "io/paths.h"
-
-#define EXIT_USAGE 2
 
 /* The usage is main_usage, the adapters' commands, then main_usage_tail (print_main_usage). */
 static const char main_usage[] =
@@ -104,20 +102,6 @@ static const char version_usage[] = "usage: frichebot version\n"
                                     "\n"
                                     "Prints the version of frichebot and of its libraries.\n";
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* Prints "frichebot: MESSAGE" and a hint on stderr; returns the usage exit status. */
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("frichebot: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputs("\nTry 'frichebot --help'.\n", stderr);
-    return EXIT_USAGE;
-}
-
 static int cmd_version(int argc, char **argv)
 {
     if (argc > 1) {
@@ -125,7 +109,7 @@ static int cmd_version(int argc, char **argv)
             fputs(version_usage, stdout);
             return 0;
         }
-        return usage_error("version: unexpected argument '%s'", argv[1]);
+        return fb_cli_usage_error("version: unexpected argument '%s'", argv[1]);
     }
     printf("frichebot %s\n", FB_VERSION);
     printf("libuv %s, %s, libwebsockets %s, jansson %s, hiredis %d.%d.%d, libyaml %s\n",
@@ -197,13 +181,13 @@ static int cmd_serve(int argc, char **argv)
             print_serve_usage();
             return 0;
         case ':':
-            return usage_error("serve: option '%s' needs an argument", argv[optind - 1]);
+            return fb_cli_usage_error("serve: option '%s' needs an argument", argv[optind - 1]);
         default:
-            return usage_error("serve: unknown option '%s'", argv[optind - 1]);
+            return fb_cli_usage_error("serve: unknown option '%s'", argv[optind - 1]);
         }
     }
     if (optind < argc)
-        return usage_error("serve: unexpected argument '%s'", argv[optind]);
+        return fb_cli_usage_error("serve: unexpected argument '%s'", argv[optind]);
 
     fb_buf_t errors;
     fb_buf_init(&errors, 1u << 20);
@@ -221,14 +205,14 @@ static int cmd_serve(int argc, char **argv)
         fb_free(cfg->server.listen_host);
         cfg->server.listen_host = NULL;
         if (parse_listen(listen, &cfg->server.listen_host, &cfg->server.listen_port)) {
-            status = usage_error("serve: --listen expects HOST:PORT, not '%s'", listen);
+            status = fb_cli_usage_error("serve: --listen expects HOST:PORT, not '%s'", listen);
             goto done;
         }
     }
     if (redis) {
         if (strncmp(redis, "tcp://", 6) != 0 && strncmp(redis, "unix:", 5) != 0) {
-            status = usage_error("serve: --redis expects tcp://HOST:PORT or unix:/PATH, not '%s'",
-                                 redis);
+            status = fb_cli_usage_error(
+                "serve: --redis expects tcp://HOST:PORT or unix:/PATH, not '%s'", redis);
             goto done;
         }
         fb_free(cfg->redis.address);
@@ -240,14 +224,15 @@ static int cmd_serve(int argc, char **argv)
     }
     if (log_format) {
         if (strcmp(log_format, "json") != 0 && strcmp(log_format, "plain") != 0) {
-            status = usage_error("serve: --log-format expects plain or json, not '%s'", log_format);
+            status = fb_cli_usage_error("serve: --log-format expects plain or json, not '%s'",
+                                        log_format);
             goto done;
         }
         cfg->log.json = strcmp(log_format, "json") == 0;
     }
     const char *bad = NULL;
     if (fb_log_apply_spec(cfg->log.level, &bad)) {
-        status = usage_error("serve: invalid log level '%s'", bad ? bad : cfg->log.level);
+        status = fb_cli_usage_error("serve: invalid log level '%s'", bad ? bad : cfg->log.level);
         goto done;
     }
     fb_log_set_format(cfg->log.json ? FB_LOG_FORMAT_JSON : FB_LOG_FORMAT_PLAIN);
@@ -289,7 +274,7 @@ int main(int argc, char **argv)
     fb_adapters_register_logs();
     if (argc < 2) {
         print_main_usage(stderr);
-        return EXIT_USAGE;
+        return FB_EXIT_USAGE;
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
@@ -326,7 +311,7 @@ int main(int argc, char **argv)
             return fb_cmd_graph(2, help_argv, stdout, stderr);
         if (strcmp(argv[2], "test") == 0)
             return fb_cmd_test(2, help_argv, stdout, stderr);
-        return usage_error("help: unknown command '%s'", argv[2]);
+        return fb_cli_usage_error("help: unknown command '%s'", argv[2]);
     }
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 1, argv + 1);
@@ -344,6 +329,6 @@ int main(int argc, char **argv)
     if (ac)
         return ac->run(argc - 1, argv + 1);
     if (cmd[0] == '-')
-        return usage_error("unknown option '%s'", cmd);
-    return usage_error("unknown command '%s'", cmd);
+        return fb_cli_usage_error("unknown option '%s'", cmd);
+    return fb_cli_usage_error("unknown command '%s'", cmd);
 }

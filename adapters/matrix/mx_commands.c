@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,11 +14,10 @@
 
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
+#include "io/cli.h"
 #include "io/config.h"
 #include "matrix.h"
 #include "mx_util.h"
-
-#define EXIT_USAGE 2
 
 static const char registration_usage[] =
     "usage: frichebot matrix-registration -c FILE [-o OUTPUT] [--force]\n"
@@ -36,23 +34,9 @@ static const char registration_usage[] =
     "      --force         replace an existing file (the old tokens stop working)\n"
     "  -h, --help          show this help\n";
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* Prints "frichebot: MESSAGE" and a hint on stderr; returns the usage exit status (main.c's). */
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("frichebot: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputs("\nTry 'frichebot --help'.\n", stderr);
-    return EXIT_USAGE;
-}
-
 /*
  * `frichebot matrix-registration -c FILE [-o OUTPUT] [--force]`. Returns 0, 1 (bad configuration,
- * cannot write) or EXIT_USAGE. The tokens are wiped from memory before returning.
+ * cannot write) or FB_EXIT_USAGE. The tokens are wiped from memory before returning.
  */
 static int mx_cmd_registration(int argc, char **argv)
 {
@@ -84,16 +68,16 @@ static int mx_cmd_registration(int argc, char **argv)
             fputs(registration_usage, stdout);
             return 0;
         case ':':
-            return usage_error("matrix-registration: option '%s' needs an argument",
-                               argv[optind - 1]);
+            return fb_cli_usage_error("matrix-registration: option '%s' needs an argument",
+                                      argv[optind - 1]);
         default:
-            return usage_error("matrix-registration: unknown option '%s'", argv[optind - 1]);
+            return fb_cli_usage_error("matrix-registration: unknown option '%s'", argv[optind - 1]);
         }
     }
     if (optind < argc)
-        return usage_error("matrix-registration: unexpected argument '%s'", argv[optind]);
+        return fb_cli_usage_error("matrix-registration: unexpected argument '%s'", argv[optind]);
     if (!path)
-        return usage_error("matrix-registration: -c FILE is required");
+        return fb_cli_usage_error("matrix-registration: -c FILE is required");
     fb_buf_t errors;
     fb_buf_init(&errors, 1u << 20);
     fb_config_t *cfg = fb_config_load(path, &errors);
