@@ -444,31 +444,11 @@ def test_advisors_room_alias_in_appservice_mode(tmp_path):
     answered 503 (the homeserver sends them again) so that no event of an advisors' room is taken
     for a user's. An event of the resolved room then reaches escalation under the alias: no
     conversation of that room id is created."""
-    import subprocess
-
-    import yaml
-
-    from conftest import BINARY, Daemon, Redis, free_port
-    from synapse import Client, Synapse
-    from test_matrix import as_matrix_yaml, as_put, fake_message, handled
-    syn = Synapse(tmp_path / "synapse")
-    port = free_port()
-    registration = tmp_path / "registration.yaml"
-    r = Redis(tmp_path)
+    from synapse import Client
+    from test_matrix import appservice_stack, as_put, fake_message, handled
     alias = "#conseillers-as:localhost"
-    d = Daemon(tmp_path, r.address, listen=f"127.0.0.1:{port}", idle_timeout_s=30,
-               extra=as_matrix_yaml(syn.url, registration, port) + router_yaml() + esc_yaml([f"* {alias}"]))
-    d.port = port
-    d.write_config()
-    out = subprocess.run([BINARY, "matrix-registration", "-c", str(d.config_path)], capture_output=True,
-                         text=True, timeout=30)
-    assert out.returncode == 0, out.stderr
-    reg = yaml.safe_load(registration.read_text())
-    syn.appservices = [registration]
-    try:
-        r.start()
-        syn.start()
-        d.start()
+    with appservice_stack(tmp_path, esc_yaml([f"* {alias}"])) as stack:
+        syn, d, r, reg = stack["synapse"], stack["daemon"], stack["redis"], stack["reg"]
         # The alias does not exist yet: an error naming it, and transactions wait.
         assert wait_until(lambda: f"{alias}: the homeserver knows no such alias" in d.read_log(), 30), \
             d.read_log()[-3000:]
@@ -495,11 +475,3 @@ def test_advisors_room_alias_in_appservice_mode(tmp_path):
         assert handled(d) == h0  # not a user's conversation for the router
         assert "joined a room: greeting" not in d.read_log()
         adv.close()
-        rc, log = d.stop()
-        d.check_clean(rc, log)
-    finally:
-        if d.proc is not None and d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait()
-        syn.stop()
-        r.stop()

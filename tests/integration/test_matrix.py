@@ -13,6 +13,7 @@ the real daemon and a real redis-server, with matrix-nio playing the project own
 "Exactly once and in order" is checked against a reference: the bot's messages of the same
 answers, walked one at a time in a quiet room, grouped by the user message they answer (the
 engine is deterministic). A faulty run must show exactly the concatenation of those groups."""
+import contextlib
 import json
 import os
 import re
@@ -746,18 +747,17 @@ def as_matrix_yaml(synapse_url, registration, port):
 """
 
 
-@pytest.fixture(scope="module")
-def appservice(tmp_path_factory):
-    """A second Synapse that loads the registration written by `frichebot matrix-registration`,
-    with the daemon (and its Redis) running for the whole module: a homeserver backs off from an
-    application service that stops answering, so the service stays up between the tests."""
-    base = tmp_path_factory.mktemp("appservice")
+@contextlib.contextmanager
+def appservice_stack(base, extra=""):
+    """A Synapse that loads the registration written by `frichebot matrix-registration`, the
+    daemon in appservice mode (its configuration plus `extra`) and its Redis, all started; stopped
+    on exit, the daemon checked for a clean stop."""
     syn = Synapse(base / "synapse")
     port = free_port()
     registration = base / "registration.yaml"
     r = Redis(base)
     d = Daemon(base, r.address, listen=f"127.0.0.1:{port}", idle_timeout_s=30, max_body_bytes=1048576,
-               extra=as_matrix_yaml(syn.url, registration, port) + router_yaml())
+               extra=as_matrix_yaml(syn.url, registration, port) + router_yaml() + extra)
     d.port = port  # where the daemon listens, hence the registration's url
     d.write_config()
     out = subprocess.run([BINARY, "matrix-registration", "-c", str(d.config_path)], capture_output=True,
@@ -779,6 +779,14 @@ def appservice(tmp_path_factory):
             d.proc.wait()
         syn.stop()
         r.stop()
+
+
+@pytest.fixture(scope="module")
+def appservice(tmp_path_factory):
+    """The appservice stack, running for the whole module: a homeserver backs off from an
+    application service that stops answering, so the service stays up between the tests."""
+    with appservice_stack(tmp_path_factory.mktemp("appservice")) as stack:
+        yield stack
 
 
 def as_put(d, txn_id, body, token):
