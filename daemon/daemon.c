@@ -140,6 +140,8 @@ static int add_features(fb_daemon_t *d)
         fb_esc_destroy(esc);
         rc = FB_EINVAL;
     }
+    if (rc == 0 && !esc)
+        rc = fb_router_add_feature(d->router, &fb_esc_delivery_feature, NULL);
     if (rc == 0)
         rc = fb_router_add_feature(d->router, &fb_stats_feature, NULL);
     return rc;
@@ -154,8 +156,6 @@ static int router_create(fb_daemon_t *d, void **self)
     fb_router_deps_t deps = {&d->loop, d->cfg, d->redis, d->store, d->http, d->client, d->geo};
     d->router = fb_router_create(&deps, &errors);
     if (!d->router) {
-        /* The errors name their source: the dialog's file:line, or the configuration key
-         * (escalation.rooms[0]: ...), which are not the dialog's fault. */
         FB_ERR(CORE, "cannot start the conversation pipeline (dialog %s):\n%s",
                d->cfg->dialogs.path, fb_buf_str(&errors));
         fb_buf_free(&errors);

@@ -34,6 +34,7 @@ struct sctx {
     fb_send_cb cb;
     void *arg;
     char *room;
+    char *alias;      /* the conversation's room when named by its alias, else NULL */
     char *path;       /* the PUT's path */
     json_t *content;  /* the PUT's body */
     char *root;       /* the thread's root, once known */
@@ -47,6 +48,7 @@ static void sctx_free(struct sctx *s)
     json_decref(s->entry);
     json_decref(s->content);
     fb_free(s->room);
+    fb_free(s->alias);
     fb_free(s->path);
     fb_free(s->root);
     fb_free(s);
@@ -108,7 +110,10 @@ static bool record(struct mx *m, struct sctx *s, const char *event_id, int *rc)
     struct recorded *r = fb_calloc(1, sizeof(*r));
     r->s = s;
     r->event_id = fb_strdup(event_id);
-    int e = m->core->sent(m->core, s->entry, s->room, event_id, on_recorded, r);
+    /* Where the message is, as the conversation names it: a redaction queued later goes to the
+     * same outbox as the room's other messages (the alias's, for an alias-named room). */
+    int e =
+        m->core->sent(m->core, s->entry, s->alias ? s->alias : s->room, event_id, on_recorded, r);
     if (e == 0) {
         mx_op_begin(m);
         return true;
@@ -205,13 +210,15 @@ int mx_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, void *arg)
     fb_free(conv);
     if (bad)
         return FB_EINVAL;
+    char *alias = NULL;
     if (room[0] == '#') { /* an advisors' room named by its alias */
         const char *id = json_string_value(json_object_get(m->alias_ids, room));
-        fb_free(room);
         if (!id) {
+            fb_free(room);
             fb_free(root);
             return m->aliases_ready ? FB_EINVAL : FB_EAGAIN; /* not one of ours, or not yet */
         }
+        alias = room;
         room = fb_strdup(id);
     }
     bool redact = msg->kind && strcmp(msg->kind, "redact") == 0;
@@ -234,6 +241,7 @@ int mx_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, void *arg)
     if (!content) {
         fb_free(tail);
         fb_free(room);
+        fb_free(alias);
         fb_free(root);
         return FB_EINVAL;
     }
@@ -242,6 +250,7 @@ int mx_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, void *arg)
     s->cb = cb;
     s->arg = arg;
     s->room = room;
+    s->alias = alias;
     s->root = root;
     s->content = content;
     s->path = mx_room_path(room, tail);

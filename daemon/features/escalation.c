@@ -204,6 +204,21 @@ static const char watch_src[] = LUA_HELPERS
 
 /* ---- configuration ----------------------------------------------------------------------- */
 
+/* A room as escalation.rooms names it: its id ("!...") or an alias "#name:server" with both parts
+ * non-empty; at most 255 bytes, no space, control character or '/' (the Matrix adapter's rule,
+ * fb_mx_alias_ok(), which resolves the aliases). */
+static bool room_ok(const char *v)
+{
+    size_t n = strlen(v);
+    if (n < 2 || n > 255 || (v[0] != '!' && v[0] != '#'))
+        return false;
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+        if (*p <= ' ' || *p == '/' || *p == 0x7f)
+            return false;
+    const char *colon = strchr(v, ':');
+    return v[0] == '!' || (colon && colon > v + 1 && colon[1] != '\0');
+}
+
 static bool territory_ok(const char *t, size_t n)
 {
     if (n == 1 && t[0] == '*')
@@ -234,9 +249,7 @@ static int parse_routes(char **lines, bool room, struct route **out, size_t *n, 
             v++;
         /* A room: its id "!id:server", or its alias "#name:server" (the Matrix adapter
          * resolves it at start and keeps the alias as the conversation key). */
-        if (!sp || !territory_ok(line, (size_t)(sp - line)) || !*v ||
-            (room && ((v[0] != '!' && v[0] != '#') || (v[0] == '#' && !strchr(v + 1, ':')) ||
-                      strchr(v, ' ') || strchr(v, '/')))) {
+        if (!sp || !territory_ok(line, (size_t)(sp - line)) || !*v || (room && !room_ok(v))) {
             (void)fb_buf_printf(errors,
                                 "escalation.%s[%zu]: expected \"TERRITORY %s\" (TERRITORY: a "
                                 "département code, r + a région code, or *)\n",
@@ -755,10 +768,14 @@ void fb_esc_stop(fb_esc_t *e, void (*done)(void *arg), void *arg)
     e->stopping = true;
     e->stop_done = done;
     e->stop_arg = arg;
-    if (e->timer_init && !uv_is_closing((uv_handle_t *)&e->timer))
+    if (!e->timer_init) { /* never started: a handle closed now still calls done later, as the
+                             feature contract asks (never inside this call) */
+        uv_timer_init(e->loop, &e->timer);
+        e->timer.data = e;
+        e->timer_init = true;
+    }
+    if (!uv_is_closing((uv_handle_t *)&e->timer))
         uv_close((uv_handle_t *)&e->timer, on_closed);
-    else if (done)
-        done(arg);
 }
 
 /* ---- the feature (core/feature.h) -------------------------------------------------------- */
@@ -814,6 +831,14 @@ static int feature_sent(void *self, const fb_core_t *core, const json_t *entry, 
     (void)self;
     return fb_esc_sent(core, entry, where, msg_id, cb, arg);
 }
+
+/* Escalation disabled: only the adapters' thread_root and sent, for the entries queued while it
+ * was enabled (their relays and records still go where they name). */
+const fb_feature_ops_t fb_esc_delivery_feature = {
+    .name = "escalation-delivery",
+    .thread_root = feature_thread_root,
+    .sent = feature_sent,
+};
 
 const fb_feature_ops_t fb_esc_feature = {
     .name = "escalation",

@@ -50,6 +50,9 @@ void fb_esc_attach(fb_esc_t *e, const fb_feature_host_t *host);
  * fb_esc_t as `self` (the router then owns it: fb_esc_destroy() at fb_router_destroy()).
  */
 extern const fb_feature_ops_t fb_esc_feature;
+/** Registered instead of fb_esc_feature when escalation is disabled (self NULL): only the
+ *  adapters' thread_root and sent, so that entries queued while it was enabled still deliver. */
+extern const fb_feature_ops_t fb_esc_delivery_feature;
 
 /** Starts the watchdog timer. */
 void fb_esc_start(fb_esc_t *e);

@@ -475,3 +475,32 @@ def test_advisors_room_alias_in_appservice_mode(tmp_path):
         assert handled(d) == h0  # not a user's conversation for the router
         assert "joined a room: greeting" not in d.read_log()
         adv.close()
+
+
+def test_queued_thread_messages_still_go_out_once_escalation_is_disabled(synapse, redis, make_daemon,
+                                                                          tmp_path):
+    """Escalation turned off while a ticket's root and a relay still wait in the advisors' room
+    outbox (the daemon killed before it sent them): the next daemon, without escalation, still
+    records the root's event id where the entry asks and posts the relay in that thread, instead
+    of parking it (the adapters' thread_root and sent stay answered when escalation is off)."""
+    bot, d, a1, a2, room52, room_def, _ = setup(synapse, redis, make_daemon, tmp_path, start_delay_ms=8000)
+    bot_id = bot["user_id"]
+    chat, tk = web_escalation(d, "Une question en attente")
+    try:
+        assert wait_until(lambda: redis.cli("HGET", tk, "tid") != "", 10), d.read_log()[-3000:]
+        tid = redis.cli("HGET", tk, "tid")
+        thread_q = f"fb:{{c:matrix:{room52}/~{tid}}}:outbox"
+        assert wait_until(lambda: redis.cli("LLEN", thread_q) == "1", 10), d.read_log()[-3000:]
+    finally:
+        chat.close()
+    d.proc.send_signal(signal.SIGKILL)
+    d.proc.wait()
+    d.settings["extra"] = bot_matrix_yaml(synapse, bot) + router_yaml()  # no escalation section
+    d.start()
+    root = wait_body(a1, room52, bot_id, "Nouvelle demande d'accompagnement", 60)
+    assert root, d.read_log()[-3000:]
+    assert wait_until(lambda: redis.cli("HGET", tk, "root") == root["event_id"], 20), redis.cli("HGETALL", tk)
+    assert wait_body(a1, room52, bot_id, "Usager : Une question en attente",
+                     pred=lambda e: in_thread(e, root["event_id"])), d.read_log()[-3000:]
+    assert wait_until(lambda: redis.cli("EXISTS", thread_q) == "0", 20)
+    assert "parked" not in d.read_log()
