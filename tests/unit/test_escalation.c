@@ -100,7 +100,8 @@ TEST_IMPL(escalation_config_disabled_and_bad_lines)
     struct env w = {0};
     ASSERT_EQ(env_open(&w,
                        "escalation:\n  enabled: true\n  rooms: [\"52 !a:x\", \"52\", \"xyz !b:x\", "
-                       "\"* nope\", \"r44 #conseil:x\", \"2A #nocolon\", \"974 #a b:x\"]\n"
+                       "\"* nope\", \"r44 #conseil:x\", \"2A #nocolon\", \"974 #a b:x\", \"973 "
+                       "#:x\", \"972 #a:\"]\n"
                        "  response_times: [\"r44\"]\n",
                        &esc, &errors),
               FB_EINVAL);
@@ -112,6 +113,10 @@ TEST_IMPL(escalation_config_disabled_and_bad_lines)
     ASSERT_NULL(strstr(errors, "escalation.rooms[4]")); /* an alias is a room */
     ASSERT_NOT_NULL(strstr(errors, "escalation.rooms[5]"));
     ASSERT_NOT_NULL(strstr(errors, "escalation.rooms[6]"));
+    /* The Matrix adapter's rule (fb_mx_alias_ok): both parts non-empty (control characters are
+     * refused by the configuration's own check of the lines). */
+    ASSERT_NOT_NULL(strstr(errors, "escalation.rooms[7]"));
+    ASSERT_NOT_NULL(strstr(errors, "escalation.rooms[8]"));
     ASSERT_NOT_NULL(strstr(errors, "!room:server or #alias:server"));
     ASSERT_NOT_NULL(strstr(errors, "escalation.response_times[0]"));
     fb_free(errors);
