@@ -29,6 +29,8 @@ typedef struct fb_matrix_opts_s {
     char **allowed_users;            /* globs, NULL-terminated (never NULL after a parse) */
     char **ignore_users;             /* globs, NULL-terminated (never NULL after a parse) */
     char *reminder_msgtype;          /* "m.text" or "m.notice" */
+    char *ticket_mention;            /* "none", "room" or "advisors" (fb_mx_ticket_mentions) */
+    char **ticket_mention_users;     /* user ids, NULL-terminated (never NULL after a parse) */
     bool typing;                     /* typing notifications while a message is handled */
     bool read_receipts;              /* m.read receipts once a message is handled */
     bool leave_when_alone;           /* leave rooms where the bot is the only member */
