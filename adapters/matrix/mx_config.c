@@ -15,6 +15,7 @@
 
 static const char *const matrix_modes[] = {"bot", "appservice", NULL};
 static const char *const matrix_msgtypes[] = {"m.text", "m.notice", NULL};
+static const char *const matrix_mentions[] = {"none", "room", "advisors", NULL};
 
 static const fb_conf_field_t sync_retry_fields[] = {
     {"delays_ms", FB_CONF_DELAYS, false, OFF(sync_retry), 1, 3600000, NULL, NULL},
@@ -56,6 +57,8 @@ static const fb_conf_field_t matrix_fields[] = {
     {"allowed_users", FB_CONF_GLOBS, false, OFF(allowed_users), 0, 256, NULL, NULL},
     {"ignore_users", FB_CONF_GLOBS, false, OFF(ignore_users), 0, 256, NULL, NULL},
     {"reminder_msgtype", FB_CONF_CHOICE, false, OFF(reminder_msgtype), 0, 0, NULL, matrix_msgtypes},
+    {"ticket_mention", FB_CONF_CHOICE, false, OFF(ticket_mention), 0, 0, NULL, matrix_mentions},
+    {"ticket_mention_users", FB_CONF_GLOBS, false, OFF(ticket_mention_users), 0, 64, NULL, NULL},
     {"typing", FB_CONF_BOOL, false, OFF(typing), 0, 0, NULL, NULL},
     {"read_receipts", FB_CONF_BOOL, false, OFF(read_receipts), 0, 0, NULL, NULL},
     {"leave_when_alone", FB_CONF_BOOL, false, OFF(leave_when_alone), 0, 0, NULL, NULL},
@@ -65,10 +68,33 @@ static const fb_conf_field_t matrix_fields[] = {
 };
 static const fb_conf_table_t matrix_table = {"matrix", matrix_fields, FB_ARRAY_SIZE(matrix_fields)};
 
+/* A user id as ticket_mention_users lists it: "@localpart:server", none of the characters that
+ * HTML or a matrix.to link would need escaped (fb_mx_ticket_mentions() writes it as it is). */
+static bool mention_user_ok(const char *u)
+{
+    const char *colon = strchr(u, ':');
+    if (u[0] != '@' || !colon || colon == u + 1 || !colon[1])
+        return false;
+    for (const char *p = u; *p; p++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@:._=-/+[]", *p))
+            return false;
+    return true;
+}
+
 /* The checks that involve several keys, once every document is applied. */
 static void matrix_config_check(void *opts, fb_conf_report_t *r)
 {
     const fb_matrix_opts_t *m = opts;
+    size_t nusers = 0;
+    for (char **u = m->ticket_mention_users; u && *u; u++, nusers++)
+        if (!mention_user_ok(*u))
+            fb_conf_errorf(r,
+                           "'matrix.ticket_mention_users[%zu]' must be a user id such as "
+                           "\"@camille.martin:example.org\"",
+                           nusers);
+    if (m->ticket_mention && strcmp(m->ticket_mention, "advisors") == 0 && nusers == 0)
+        fb_conf_errorf(r, "'matrix.ticket_mention: advisors' needs the advisors' user ids in "
+                          "'matrix.ticket_mention_users'");
     if (!m->enabled)
         return;
     if (!m->homeserver)

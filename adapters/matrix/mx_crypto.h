@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * mx_crypto.h - the Matrix adapter's end-to-end encryption state machine (docs/internals/CRYPTO.md):
- * Olm and Megolm with libolm, device keys, one-time and fallback keys, cross-signing, the device
- * list of every tracked user, to-device decryption, room event decryption with replay protection,
- * outbound Megolm sessions and their sharing. Pure: no I/O, no loop, no Redis. The adapter
- * (mx_e2ee.c) makes the HTTP calls and the Redis writes this machine asks for.
+ * mx_crypto.h - the Matrix adapter's end-to-end encryption state machine
+ * (docs/internals/CRYPTO.md): Olm and Megolm with libolm, device keys, one-time and fallback keys,
+ * cross-signing, the device list of every tracked user, to-device decryption, room event decryption
+ * with replay protection, outbound Megolm sessions and their sharing. Pure: no I/O, no loop, no
+ * Redis. The adapter (mx_e2ee.c) makes the HTTP calls and the Redis writes this machine asks for.
  *
  * Persistence: the state is a set of (field, value) strings, a Redis hash. Every change marks its
  * field dirty; fb_mxc_take_dirty() hands the changed fields (value, or JSON null for a deleted

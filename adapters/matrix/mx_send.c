@@ -268,9 +268,10 @@ int mx_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, void *arg)
         tail = fb_asprintf("/redact/%s/%s", ev, t);
         fb_free(ev);
     } else if (!redact) {
-        const char *msgtype =
-            msg->kind && strcmp(msg->kind, "reminder") == 0 ? m->o->reminder_msgtype : "m.notice";
+        const char *msgtype = fb_mx_msgtype_of(msg->kind, m->o->reminder_msgtype);
         content = fb_mx_message_content(msgtype, msg->text ? msg->text : "", msg->html, NULL);
+        if (content && msg->kind && strcmp(msg->kind, "ticket") == 0)
+            fb_mx_ticket_mentions(content, m->o->ticket_mention, m->o->ticket_mention_users);
         tail = fb_asprintf("/send/m.room.message/%s", t);
     }
     fb_free(t);

@@ -767,6 +767,66 @@ json_t *fb_mx_message_content(const char *msgtype, const char *text, const char 
     return c;
 }
 
+const char *fb_mx_msgtype_of(const char *kind, const char *reminder_msgtype)
+{
+    static const char *const must_see[] = {"relay", "ticket", "roadmap"};
+    if (!kind)
+        return "m.notice";
+    if (strcmp(kind, "reminder") == 0)
+        return reminder_msgtype ? reminder_msgtype : "m.text";
+    for (size_t i = 0; i < sizeof(must_see) / sizeof(must_see[0]); i++)
+        if (strcmp(kind, must_see[i]) == 0)
+            return "m.text";
+    return "m.notice";
+}
+
+/* Replaces string member `key` of `content` by `head` + its value + `tail` (when it is there). */
+static void wrap_member(json_t *content, const char *key, const char *head, const char *tail)
+{
+    const char *v = json_string_value(json_object_get(content, key));
+    if (!v)
+        return;
+    char *s = fb_asprintf("%s%s%s", head, v, tail);
+    json_object_set_new(content, key, json_string(s));
+    fb_free(s);
+}
+
+void fb_mx_ticket_mentions(json_t *content, const char *mode, char *const *users)
+{
+    if (!content || !mode)
+        return;
+    json_t *mentions = json_object_get(content, "m.mentions");
+    if (!json_is_object(mentions)) {
+        mentions = json_object();
+        json_object_set_new(content, "m.mentions", mentions);
+    }
+    if (strcmp(mode, "room") == 0) {
+        json_object_set_new(mentions, "room", json_true());
+        wrap_member(content, "body", "@room ", "");
+        wrap_member(content, "formatted_body", "@room ", "");
+    } else if (strcmp(mode, "advisors") == 0 && users && users[0]) {
+        json_t *ids = json_array();
+        fb_buf_t plain, html;
+        fb_buf_init(&plain, 1u << 16);
+        fb_buf_init(&html, 1u << 16);
+        (void)fb_buf_puts(&plain, "\n\n");
+        (void)fb_buf_puts(&html, "<p>");
+        for (size_t i = 0; users[i]; i++) {
+            json_array_append_new(ids, json_string(users[i]));
+            /* the configuration allows no HTML-special character in a user id */
+            (void)fb_buf_printf(&plain, "%s%s", i ? " " : "", users[i]);
+            (void)fb_buf_printf(&html, "%s<a href=\"https://matrix.to/#/%s\">%s</a>", i ? " " : "",
+                                users[i], users[i]);
+        }
+        (void)fb_buf_puts(&html, "</p>");
+        json_object_set_new(mentions, "user_ids", ids);
+        wrap_member(content, "body", "", fb_buf_str(&plain));
+        wrap_member(content, "formatted_body", "", fb_buf_str(&html));
+        fb_buf_free(&plain);
+        fb_buf_free(&html);
+    }
+}
+
 void fb_mx_thread_relation(json_t *content, const char *thread_root)
 {
     json_t *rel =

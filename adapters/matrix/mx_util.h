@@ -154,6 +154,27 @@ char *fb_mx_html_filter(const char *html);
 json_t *fb_mx_message_content(const char *msgtype, const char *text, const char *html,
                               const char *thread_root);
 
+/**
+ * The msgtype of an outbox entry of `kind` (docs/internals/MATRIX.md, "Notifications"): the
+ * messages a person must not miss are `m.text`, which default push rules notify: "relay" (a
+ * person's words passed on: the advisor's to the user, the user's to the advisors' thread),
+ * "ticket" (a new ticket's thread root) and "roadmap"; "reminder" gets `reminder_msgtype`
+ * (matrix.reminder_msgtype; NULL: m.text). Everything else (NULL, "reply", an unknown kind) is a
+ * routine answer: `m.notice`, which `.m.rule.suppress_notices` never notifies. Returns a static
+ * string or `reminder_msgtype`.
+ */
+const char *fb_mx_msgtype_of(const char *kind, const char *reminder_msgtype);
+
+/**
+ * Adds the mentions matrix.ticket_mention asks to `content` (borrowed, changed in place), the
+ * thread root of a new ticket: "room" sets `m.mentions.room` (Synapse's `.m.rule.is_room_mention`,
+ * which needs the sender to have the room's `notifications.room` power level) and starts the body
+ * with "@room"; "advisors" lists `users` (NULL-terminated user ids, checked by the configuration)
+ * in `m.mentions.user_ids` (`.m.rule.is_user_mention`) and at the end of the body, as pills in
+ * `formatted_body`. "none", NULL or an empty list: nothing.
+ */
+void fb_mx_ticket_mentions(json_t *content, const char *mode, char *const *users);
+
 /** Makes message `content` a reply in the thread of `thread_root` ("m.relates_to" m.thread, with
  *  the reply fallback clients without threads show). */
 void fb_mx_thread_relation(json_t *content, const char *thread_root);

@@ -895,6 +895,10 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
     uint64_t h = job_hash(j);
     size_t i;
     const json_t *e;
+    /* What the messages are, for adapters that notify people differently (the Matrix adapter's
+     * msgtype, docs/internals/MATRIX.md): a reminder's ("reminder"), a message that shows the
+     * roadmap (the say's `roadmap`: "roadmap"), else a plain answer ("reply"). */
+    const char *kind = j->timer ? "reminder" : "reply";
     json_array_foreach(effects, i, e)
     {
         const char *type = jstr(e, "type");
@@ -909,7 +913,8 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
             char txn[40];
             snprintf(txn, sizeof(txn), "%016llx.%zu", (unsigned long long)h, co->says++);
             json_t *entry = json_pack(
-                "{s:s, s:s, s:s, s:O?, s:s, s:I}", "txn", txn, "kind", "reply", "text",
+                "{s:s, s:s, s:s, s:O?, s:s, s:I}", "txn", txn, "kind",
+                json_is_true(json_object_get(e, "roadmap")) && !j->timer ? "roadmap" : kind, "text",
                 jstr(e, "text") ? jstr(e, "text") : "", "choices", json_object_get(e, "choices"),
                 "html", jstr(e, "html") ? jstr(e, "html") : "", "ts", (json_int_t)now);
             if (entry && json_is_null(json_object_get(entry, "choices")))

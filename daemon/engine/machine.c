@@ -196,6 +196,7 @@ const json_t *fb__run_builtin(struct run *r, const char *name, size_t len)
     const struct fb__state *st = cur(r);
 #define IS(lit) (len == sizeof(lit) - 1 && memcmp(name, lit, len) == 0)
     if (IS("feuille_de_route")) {
+        r->road_read = true;
         if (!r->c_road)
             r->c_road = roadmap_json(r);
         return r->c_road;
@@ -339,13 +340,20 @@ void fb__run_say_text(struct run *r, const struct fb__text *t, const char *list_
     fb_buf_t plain, html;
     fb_buf_init(&plain, MAX_TEXT_BYTES);
     fb_buf_init(&html, MAX_TEXT_BYTES);
+    r->road_read = false;
     if (fb__run_render_text(r, t, &plain, &html) == 0) {
         if (list_plain) {
             (void)fb_buf_printf(&plain, "%s%s", plain.len ? "\n\n" : "", list_plain);
             (void)fb_buf_puts(&html, list_html);
         }
+        size_t n = json_array_size(r->effects);
         fb__run_say_bufs(r, &plain, &html, choices);
+        /* A text that shows the roadmap is one the user must not miss (the router's kind
+         * "roadmap", docs/internals/ENGINE.md). */
+        if (r->road_read && json_array_size(r->effects) > n)
+            (void)json_object_set_new(json_array_get(r->effects, n), "roadmap", json_true());
     }
+    r->road_read = false;
     fb_buf_free(&plain);
     fb_buf_free(&html);
 }

@@ -77,9 +77,9 @@ static int64_t now_ms(const fb_esc_t *e)
     "  return '<p>' .. r .. '</p>'\n"                                                              \
     "end\n"                                                                                        \
     "local kick = {}\n"                                                                            \
-    "local function push(prefix, pending, conv, txn, text, now)\n"                                 \
-    "  local e = cjson.encode({txn = txn, kind = 'reply', text = text, html = html(text),\n"       \
-    "                         ts = now})\n"                                                        \
+    "local function push(prefix, pending, conv, txn, text, now, kind)\n"                           \
+    "  local e = cjson.encode({txn = txn, kind = kind or 'reply', text = text,\n"                  \
+    "                         html = html(text), ts = now})\n"                                     \
     "  redis.call('RPUSH', conv_key(prefix, conv, '" FB_KEY_OUTBOX "'), e)\n"                      \
     "  redis.call('ZADD', pending, 'NX', now, conv)\n"                                             \
     "  table.insert(kick, conv)\n"                                                                 \
@@ -107,9 +107,9 @@ static const char in_src[] = LUA_HELPERS
     "local now = tonumber(ARGV[5])\n"
     "local cmd, name, thread = ARGV[2], ARGV[3], ARGV[7]\n"
     "local n = 0\n"
-    "local function say(conv, text)\n"
+    "local function say(conv, text, kind)\n"
     "  n = n + 1\n"
-    "  push(ARGV[6], KEYS[3], conv, ARGV[8] .. '.' .. n, text, now)\n"
+    "  push(ARGV[6], KEYS[3], conv, ARGV[8] .. '.' .. n, text, now, kind)\n"
     "end\n"
     "local action = ''\n"
     "local open = t[1] == 'waiting' or t[1] == 'claimed'\n"
@@ -131,7 +131,7 @@ static const char in_src[] = LUA_HELPERS
     "    redis.call('ZREM', KEYS[4], user)\n"
     "    say(thread, '✅ Demande prise en charge par ' .. name .. '.')\n"
     "    say(user, name .. ', conseiller, a pris en charge votre demande. ' ..\n"
-    "        'Vous pouvez lui écrire ici.')\n"
+    "        'Vous pouvez lui écrire ici.', 'relay')\n"
     "  elseif t[3] == ARGV[10] then\n"
     "    say(thread, 'Vous avez déjà pris en charge cette demande.')\n"
     "  else\n"
@@ -155,7 +155,7 @@ static const char in_src[] = LUA_HELPERS
     "             ARGV[4] .. '\\n')\n"
     "  say(thread, '📝 Note enregistrée (non transmise à l\\'usager).')\n"
     "else\n"
-    "  say(user, name .. ' (conseiller) : ' .. ARGV[4])\n"
+    "  say(user, name .. ' (conseiller) : ' .. ARGV[4], 'relay')\n"
     "end\n"
     "local r = {1, user, action}\n"
     "for _, c in ipairs(kick) do table.insert(r, c) end\n"
@@ -187,7 +187,8 @@ static const char watch_src[] = LUA_HELPERS
     "    push(ARGV[2], KEYS[2], t[6] .. ':' .. t[2], base .. '.0',\n"
     "         '⏰ Rappel : une demande attend un conseiller depuis ' .. mins .. ' min. ' ..\n"
     "         'Répondez « !prendre » dans son fil (réf. ' .. string.sub(t[3], 1, 12) .. ').', "
-    "now)\n"
+    "now,\n"
+    "         'reminder')\n"
     "    if n == 1 then\n"
     "      push(ARGV[2], KEYS[2], user, base .. '.1',\n"
     "           'Votre demande attend toujours un conseiller, plus longtemps que prévu. ' ..\n"
@@ -376,10 +377,11 @@ static const char *reason_label(const char *reason)
     return reason;
 }
 
-/* An outbox entry (JSON text); `record` and `thread` (stolen, may be NULL) are the adapter's
- * instructions: where to record the sent event's id, where to read the thread's root. */
-static char *entry_json(const char *txn, const char *text, int64_t now, json_t *record,
-                        json_t *thread)
+/* An outbox entry (JSON text) of `kind` ("reply", "ticket" or "relay": docs/internals/ROUTER.md);
+ * `record` and `thread` (stolen, may be NULL) are the adapter's instructions: where to record the
+ * sent event's id, where to read the thread's root. */
+static char *entry_json(const char *txn, const char *kind, const char *text, int64_t now,
+                        json_t *record, json_t *thread)
 {
     fb_buf_t h;
     fb_buf_init(&h, 1u << 20);
@@ -391,7 +393,7 @@ static char *entry_json(const char *txn, const char *text, int64_t now, json_t *
             (void)fb_template_html_escape(p, 1, &h);
     }
     (void)fb_buf_puts(&h, "</p>");
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I}", "txn", txn, "kind", "reply", "text", text,
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I}", "txn", txn, "kind", kind, "text", text,
                           "html", fb_buf_str(&h), "ts", (json_int_t)now);
     fb_buf_free(&h);
     if (o && record)
@@ -462,7 +464,7 @@ void fb_esc_commit_ops(const fb_esc_t *e, const fb_esc_step_t *st, json_t *ops, 
         snprintf(txn, sizeof(txn), "esc-%s.root", st->wid);
         json_t *record = json_pack("{s:s, s:s, s:s, s:s, s:s}", "key", ticket_key, "field", "root",
                                    "rkey", e->k_roots, "rval", st->key, "list", sent_key);
-        char *entry = entry_json(txn, fb_buf_str(&b), st->now, record, NULL);
+        char *entry = entry_json(txn, "ticket", fb_buf_str(&b), st->now, record, NULL);
         fb_buf_free(&b);
         char territory[16];
         snprintf(territory, sizeof(territory), "%s", dep ? dep : "*");
@@ -479,7 +481,7 @@ void fb_esc_commit_ops(const fb_esc_t *e, const fb_esc_step_t *st, json_t *ops, 
             char *t = fb_asprintf("Un conseiller vous répondra ici, en général %s.", when);
             char utxn[48];
             snprintf(utxn, sizeof(utxn), "%s.%zu", st->wid, (*says)++);
-            char *ue = entry_json(utxn, t, st->now, NULL, NULL);
+            char *ue = entry_json(utxn, "reply", t, st->now, NULL, NULL);
             if (ue)
                 (void)json_array_append_new(out, json_string(ue));
             fb_free(ue);
@@ -495,7 +497,7 @@ void fb_esc_commit_ops(const fb_esc_t *e, const fb_esc_step_t *st, json_t *ops, 
         /* sent to the ticket's thread once its root is known; recorded for a later forget */
         json_t *thread = json_pack("{s:s, s:s}", "key", ticket_key, "field", "root");
         json_t *record = json_pack("{s:s, s:s}", "key", ticket_key, "list", sent_key);
-        char *entry = entry_json(txn, t, st->now, record, thread);
+        char *entry = entry_json(txn, "relay", t, st->now, record, thread);
         if (entry)
             (void)json_object_set_new(o, "relay", json_string(entry));
         fb_free(entry);

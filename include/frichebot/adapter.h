@@ -68,7 +68,9 @@ typedef void (*fb_inbound_cb)(int status, void *arg);
 typedef struct fb_outbound_s {
     const char *conv;      /* conversation key within the adapter */
     const char *txn_id;    /* stable across retries and restarts: inbound event id + reply index */
-    const char *kind;      /* "reply" (answer to the user) or "reminder" (nobody asked) */
+    const char *kind;      /* "reply" (answer to the user); or one not to miss: "reminder"
+                              (nobody asked), "roadmap", "ticket" (a thread root), "relay" (a
+                              person's words passed on); or "redact". Unknown: as "reply" */
     const char *text;      /* plain text (choices already listed as "1. ..." lines) */
     const char *html;      /* escaped HTML rendering of the same message */
     const json_t *choices; /* [{"id","label"}] or NULL */

@@ -13,7 +13,7 @@ import pytest
 from conftest import SYNAPSE_TIMINGS, wait_until
 from synapse import bodies
 from test_matrix import (_close_clients, bot_matrix_yaml, hold_outbox, new_bot, new_user,  # noqa: F401
-                         open_dm, router_yaml)
+                         notified, open_dm, router_yaml, wait_notified)
 
 ROOT_LATENCIES = []
 
@@ -185,6 +185,92 @@ def test_escalation_claim_relay_and_handback(synapse, redis, make_daemon, tmp_pa
     assert not any("la commune" in b for b in bot_thread(a1, room52, bot_id, root["event_id"]))
     log = d.read_log()
     assert dm not in log and "Saint-Dizier" not in log and "pollué" not in log
+
+
+def test_notifications_reach_the_user_and_the_advisors(synapse, redis, make_daemon, tmp_path):
+    """What a person must not miss notifies them with the default push rules (GET /notifications
+    of each one): the advisors, of a new ticket's thread root and of the user's messages relayed
+    into its thread; the user, of the claim and the advisor's reply. The routine answers (the
+    greeting, the questions, the response time, the thread's acknowledgements) are m.notice:
+    none of them notifies (docs/internals/MATRIX.md, notifications)."""
+    bot, d, a1, a2, room52, _, _ = setup(synapse, redis, make_daemon, tmp_path)
+    bot_id = bot["user_id"]
+    user = new_user(synapse)
+    dm = open_dm(user, bot_id, d)
+    root = escalate(user, dm, bot_id, a1, room52, d, redis)
+    assert root["content"]["msgtype"] == "m.text", root["content"]
+    assert root["content"]["m.mentions"] == {}, root["content"]  # escalation.mention: none
+    user.send(dm, "Le terrain est-il pollué ?")
+    relay = wait_body(a1, room52, bot_id, "Usager : Le terrain est-il pollué ?",
+                      pred=lambda e: in_thread(e, root["event_id"]))
+    assert relay and relay["content"]["msgtype"] == "m.text", d.read_log()[-3000:]
+    thread_reply(a1, room52, root["event_id"], "!prendre")
+    ack = wait_body(a1, room52, bot_id, f"prise en charge par {ADV1}", pred=lambda e: in_thread(e, root["event_id"]))
+    claim = wait_body(user, dm, bot_id, f"{ADV1}, conseiller, a pris en charge votre demande")
+    thread_reply(a1, room52, root["event_id"], "Je regarde votre dossier.")
+    reply = wait_body(user, dm, bot_id, "(conseiller) : Je regarde votre dossier.")
+    assert ack and claim and reply, d.read_log()[-3000:]
+    assert ack["content"]["msgtype"] == "m.notice", ack["content"]
+    assert claim["content"]["msgtype"] == reply["content"]["msgtype"] == "m.text", reply["content"]
+
+    # The advisors: both members of the room are notified of the root and the relay, not the ack.
+    for adv in (a1, a2):
+        got = wait_notified(synapse, adv, bot_id, [root["event_id"], relay["event_id"]])
+        assert sorted(got) == sorted([root["event_id"], relay["event_id"]]), \
+            (adv.user_id, got, bodies(adv.messages_from(room52, bot_id)))
+    # The user: the claim and the advisor's reply, none of the bot's own answers.
+    mine = user.messages_from(dm, bot_id)
+    assert len(mine) >= 5, bodies(mine)
+    got = wait_notified(synapse, user, bot_id, [claim["event_id"], reply["event_id"]])
+    assert sorted(got) == sorted([claim["event_id"], reply["event_id"]]), (got, bodies(mine))
+    print(f"\nnotifications: user {len(got)} of {len(mine)} bot messages; "
+          f"advisor {len(notified(synapse, a1, bot_id))} of {len(a1.messages_from(room52, bot_id))}")
+
+
+def test_ticket_mentions_the_advisors_or_the_room(synapse, redis, make_daemon, tmp_path):
+    """matrix.ticket_mention: "advisors" highlights the configured advisors (m.mentions.user_ids,
+    .m.rule.is_user_mention); "room" sets m.mentions.room, which highlights every member
+    (.m.rule.is_room_mention) only once the bot has the room's notifications.room power level (50
+    by default): an invited bot has 0 in a room an advisor created, and the root is then a plain
+    notification (m.text), not a highlight."""
+    bot = new_bot(synapse, tmp_path)
+    bot_id = bot["user_id"]
+    a1, a2 = new_user(synapse, "adv1"), new_user(synapse, "adv2")
+    room52 = advisors_room(a1, [a2], bot_id, "Conseillers 52")
+    cases = (("room", 0, set()), ("advisors", 0, {a2.user_id}), ("room", 50, {a1.user_id, a2.user_id}))
+    for mode, level, highlighted in cases:
+        pl = a1.run(a1.client.room_get_state_event(room52, "m.room.power_levels")).content
+        assert pl["users"].get(bot_id, pl.get("users_default", 0)) <= level, pl
+        if level:  # notifications.room's default level, given by the room's creator
+            pl["users"][bot_id] = level
+            r = a1.run(a1.client.room_put_state(room52, "m.room.power_levels", pl))
+            assert isinstance(r, a1.nio.RoomPutStateResponse), r
+        extra = (bot_matrix_yaml(synapse, bot, ticket_mention=mode, ticket_mention_users=[a2.user_id])
+                 + router_yaml() + esc_yaml([f"* {room52}"]))
+        d = make_daemon(redis.address, idle_timeout_s=30, extra=extra, start=False)
+        d.start()
+        assert a1.wait_membership(room52, bot_id, "join", 60), d.read_log()[-3000:]
+        user = new_user(synapse)
+        dm = open_dm(user, bot_id, d)
+        seen = {e["event_id"] for e in a1.messages_from(room52, bot_id)}
+        user.send(dm, "saint dizier")
+        user.send(dm, "conseiller")
+        root = wait_body(a1, room52, bot_id, "Nouvelle demande", 30, pred=lambda e: e["event_id"] not in seen)
+        assert root, d.read_log()[-3000:]
+        c = root["content"]
+        if mode == "advisors":
+            assert c["m.mentions"] == {"user_ids": [a2.user_id]}, c
+            assert c["body"].endswith("\n\n" + a2.user_id) and f"matrix.to/#/{a2.user_id}" in c["formatted_body"], c
+        else:
+            assert c["m.mentions"] == {"room": True} and c["body"].startswith("@room "), c
+        for adv in (a1, a2):
+            assert root["event_id"] in wait_notified(synapse, adv, bot_id, [root["event_id"]]), (mode, adv.user_id)
+            out = synapse.client_api("GET", "/notifications?only=highlight", adv.token)
+            hl = {n["event"]["event_id"] for n in out["notifications"]}
+            assert (root["event_id"] in hl) == (adv.user_id in highlighted), (mode, adv.user_id, c)
+        rc, log = d.stop()
+        d.check_clean(rc, log)
+        redis.cli("FLUSHALL")
 
 
 def test_non_member_command_ignored_and_default_room(synapse, redis, make_daemon, tmp_path):

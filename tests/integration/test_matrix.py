@@ -202,6 +202,29 @@ def flat(groups):
     return [b for g in groups for b in g]
 
 
+def roadmap_split(got):
+    """The bot's messages as (notices, texts): the m.notice answers, and the m.text ones, which must
+    be the roadmap's first message only (the one that shows `feuille_de_route`), else None."""
+    texts = [ev for ev in got if ev["content"]["msgtype"] == "m.text"]
+    notices = [ev for ev in got if ev["content"]["msgtype"] == "m.notice"]
+    ok = len(texts) == 1 and ROADMAP[0] in texts[0]["content"]["body"] and len(notices) + 1 == len(got)
+    return notices, texts if ok else None
+
+
+def notified(synapse, client, sender):
+    """The ids of the events of `sender` that notified `client`: GET /notifications with the
+    client's token. Synapse evaluates every room member's push rules when it persists an event
+    (no pusher needed), and lists here the events whose actions include "notify"."""
+    out = synapse.client_api("GET", "/notifications?limit=1000", client.token)
+    return [n["event"]["event_id"] for n in out["notifications"] if n["event"].get("sender") == sender]
+
+
+def wait_notified(synapse, client, sender, event_ids, timeout=15):
+    """Waits until every one of `event_ids` notified `client`; returns the ids `sender` notified."""
+    wait_until(lambda: set(event_ids) <= set(notified(synapse, client, sender)), timeout, 0.2)
+    return notified(synapse, client, sender)
+
+
 def wait_all(user, room, bot_id, expected, daemon, timeout=90):
     """Waits for the bot's messages to reach the expected count, then checks them."""
     got = user.wait_messages(room, bot_id, len(expected), timeout)
@@ -229,10 +252,11 @@ def test_friche_conversation_in_a_direct_room(synapse, redis, make_daemon, tmp_p
     roadmap = roadmap_text(texts)
     for needle in ROADMAP:
         assert needle in roadmap, roadmap
-    # Replies are notices with a plain body and filtered HTML; choices are a numbered list.
+    # Replies are notices, but the roadmap's first message (docs/internals/MATRIX.md,
+    # notifications), with a plain body and filtered HTML; choices are a numbered list.
+    assert roadmap_split(got)[1], bodies(got)
     for ev in got:
         c = ev["content"]
-        assert c["msgtype"] == "m.notice", c
         if "formatted_body" in c:
             assert c["format"] == "org.matrix.custom.html"
             assert "<script" not in c["formatted_body"].lower()
@@ -977,3 +1001,43 @@ def test_registration_command(tmp_path):
     assert stdout.returncode == 0
     printed = yaml.safe_load(stdout.stdout)
     assert printed["id"] == "frichebot" and re.fullmatch(r"[0-9a-f]{64}", printed["hs_token"])
+
+
+def test_roadmap_and_reminder_notify_the_user(synapse, redis, make_daemon, tmp_path):
+    """The roadmap and a reminder are m.text, which the default push rules notify; the routine
+    answers are m.notice, which .m.rule.suppress_notices never notifies. Read on the user's
+    GET /notifications."""
+    bot = new_bot(synapse, tmp_path)
+    bot_id = bot["user_id"]
+    d = make_daemon(redis.address, idle_timeout_s=30, start=False,
+                    extra=bot_matrix_yaml(synapse, bot) + router_yaml()
+                    + "reminders:\n  poll_interval_ms: 50\n  working_hours_only: false\n")
+    d.start()
+    user = new_user(synapse)
+    room = open_dm(user, bot_id, d)
+    for answer in WALK:
+        n = len(user.messages_from(room, bot_id))
+        user.send(room, answer)
+        assert user.wait_messages(room, bot_id, n + 1, 30)[n:], (answer, d.log_since(0)[-3000:])
+    got = settle(user, room, bot_id, d, redis, len(WALK) + 1)
+    routine, roadmap = roadmap_split(got)
+    assert roadmap and len(routine) >= len(WALK), [(ev["content"]["msgtype"], ev["content"]["body"][:40])
+                                                   for ev in got]
+    ids = wait_notified(synapse, user, bot_id, [ev["event_id"] for ev in roadmap])
+    assert set(ids) == {ev["event_id"] for ev in roadmap}, (len(ids), len(roadmap), bodies(got))
+
+    # The reminder armed at the roadmap's end, made due now (not before the user's last event).
+    conv = f"matrix:{room}"
+    last = int(redis.cli("HGET", f"fb:{{c:{conv}}}:session", "a"))
+    due = str(max(last, int(time.time() * 1000) - 1000))
+    assert redis.cli("ZADD", "fb:reminders:due", "XX", "CH", due, f"{conv}|relance") == "1", \
+        redis.cli("ZRANGE", "fb:reminders:due", "0", "-1")
+    n = len(got)
+    later = user.wait_messages(room, bot_id, n + 1, 30)[n:]
+    assert later, d.read_log()[-3000:]
+    assert all(ev["content"]["msgtype"] == "m.text" for ev in later), [ev["content"] for ev in later]
+    ids = wait_notified(synapse, user, bot_id, [ev["event_id"] for ev in later])
+    assert set(ids) == {ev["event_id"] for ev in roadmap + later}, (len(ids), bodies(later))
+    print(f"\nnotifications of the user: {len(ids)} of {len(got) + len(later)} bot messages "
+          f"({len(roadmap)} roadmap, {len(later)} reminder)")
+    user.close()

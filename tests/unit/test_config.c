@@ -811,6 +811,8 @@ TEST_IMPL(config_matrix)
     ASSERT_NULL(MX(c)->allowed_servers[0]);
     ASSERT_NULL(MX(c)->ignore_users[0]);
     ASSERT_STR_EQ(MX(c)->reminder_msgtype, "m.text");
+    ASSERT_STR_EQ(MX(c)->ticket_mention, "none");
+    ASSERT_NULL(MX(c)->ticket_mention_users[0]);
     ASSERT(MX(c)->typing && MX(c)->read_receipts && MX(c)->leave_when_alone);
     ASSERT_NOT_NULL(strstr(MX(c)->encrypted_notice, "chiffrés"));
     ASSERT_STR_EQ(MX(c)->as_id, "frichebot");
@@ -827,6 +829,7 @@ TEST_IMPL(config_matrix)
               "  allowed_servers: [\"*.gouv.fr\", \"example.org\"]\n"
               "  allowed_users: [\"@boss:x\"]\n  ignore_users: [\"@bot-*:*\"]\n"
               "  reminder_msgtype: m.notice\n  typing: false\n  read_receipts: false\n"
+              "  ticket_mention: advisors\n  ticket_mention_users: [\"@c.m:agent.tchap.gouv.fr\"]\n"
               "  leave_when_alone: false\n  encrypted_notice: \"chiffré\"\n"
               "  appservice:\n    registration_file: /etc/reg.yaml\n    id: fbas\n"
               "    url: \"http://10.0.0.1:8080\"\n    txn_retention_hours: 1\n",
@@ -848,6 +851,9 @@ TEST_IMPL(config_matrix)
     ASSERT_STR_EQ(MX(c)->allowed_users[0], "@boss:x");
     ASSERT_STR_EQ(MX(c)->ignore_users[0], "@bot-*:*");
     ASSERT_STR_EQ(MX(c)->reminder_msgtype, "m.notice");
+    ASSERT_STR_EQ(MX(c)->ticket_mention, "advisors");
+    ASSERT_STR_EQ(MX(c)->ticket_mention_users[0], "@c.m:agent.tchap.gouv.fr");
+    ASSERT_NULL(MX(c)->ticket_mention_users[1]);
     ASSERT(!MX(c)->typing && !MX(c)->read_receipts && !MX(c)->leave_when_alone);
     ASSERT_STR_EQ(MX(c)->encrypted_notice, "chiffré");
     ASSERT_STR_EQ(MX(c)->as_registration_file, "/etc/reg.yaml");
@@ -892,5 +898,20 @@ TEST_IMPL(config_matrix)
         FB_TEST_FAIL("%s", errors);
     fb_free(errors);
     fb_config_free(c);
+    /* matrix.ticket_mention: advisors needs user ids, each a plain "@localpart:server". */
+    expect_errors("server:\n  listen: \"127.0.0.1:1\"\nredis:\n  address: \"tcp://127.0.0.1:2\"\n"
+                  "matrix:\n  ticket_mention: advisors\n",
+                  "t.yaml:5:1: 'matrix.ticket_mention: advisors' needs the advisors' user ids in "
+                  "'matrix.ticket_mention_users'\n");
+    expect_errors("server:\n  listen: \"127.0.0.1:1\"\nredis:\n  address: \"tcp://127.0.0.1:2\"\n"
+                  "matrix:\n  ticket_mention: room\n"
+                  "  ticket_mention_users: [\"@ok:x.org\", \"camille\", \"@a<b:x.org\"]\n",
+                  "t.yaml:5:1: 'matrix.ticket_mention_users[1]' must be a user id such as "
+                  "\"@camille.martin:example.org\"\n"
+                  "t.yaml:5:1: 'matrix.ticket_mention_users[2]' must be a user id such as "
+                  "\"@camille.martin:example.org\"\n");
+    expect_errors("server:\n  listen: \"127.0.0.1:1\"\nredis:\n  address: \"tcp://127.0.0.1:2\"\n"
+                  "matrix:\n  ticket_mention: everyone\n",
+                  "t.yaml:6:19: 'matrix.ticket_mention' must be none or room or advisors\n");
     return 0;
 }

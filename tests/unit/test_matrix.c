@@ -415,6 +415,77 @@ TEST_IMPL(matrix_message_content)
     return 0;
 }
 
+/* The notification policy: what a person must not miss is m.text, routine answers m.notice. */
+TEST_IMPL(matrix_msgtype_of_kind)
+{
+    ASSERT_STR_EQ(fb_mx_msgtype_of("reply", "m.text"), "m.notice");
+    ASSERT_STR_EQ(fb_mx_msgtype_of(NULL, "m.text"), "m.notice");
+    ASSERT_STR_EQ(fb_mx_msgtype_of("redact", "m.text"), "m.notice");
+    ASSERT_STR_EQ(fb_mx_msgtype_of("unknown", "m.text"), "m.notice");
+    ASSERT_STR_EQ(fb_mx_msgtype_of("relay", "m.notice"), "m.text");
+    ASSERT_STR_EQ(fb_mx_msgtype_of("ticket", "m.notice"), "m.text");
+    ASSERT_STR_EQ(fb_mx_msgtype_of("roadmap", "m.notice"), "m.text");
+    ASSERT_STR_EQ(fb_mx_msgtype_of("reminder", "m.text"), "m.text");
+    ASSERT_STR_EQ(fb_mx_msgtype_of("reminder", "m.notice"), "m.notice");
+    ASSERT_STR_EQ(fb_mx_msgtype_of("reminder", NULL), "m.text");
+    return 0;
+}
+
+TEST_IMPL(matrix_ticket_mentions)
+{
+    /* none: the content is left as it was (m.mentions {}, no highlight) */
+    json_t *c =
+        fb_mx_message_content("m.text", "Nouvelle demande", "<p>Nouvelle demande</p>", NULL);
+    fb_mx_ticket_mentions(c, "none", NULL);
+    ASSERT_STR_EQ(json_string_value(json_object_get(c, "body")), "Nouvelle demande");
+    ASSERT_EQ(json_object_size(json_object_get(c, "m.mentions")), 0);
+    fb_mx_ticket_mentions(c, NULL, NULL);
+    ASSERT_EQ(json_object_size(json_object_get(c, "m.mentions")), 0);
+    json_decref(c);
+
+    /* room: intentional mention and "@room" in both bodies */
+    c = fb_mx_message_content("m.text", "Nouvelle demande", "<p>Nouvelle demande</p>", NULL);
+    fb_mx_ticket_mentions(c, "room", NULL);
+    json_t *mn = json_object_get(c, "m.mentions");
+    ASSERT(json_is_true(json_object_get(mn, "room")));
+    ASSERT_NULL(json_object_get(mn, "user_ids"));
+    ASSERT_STR_EQ(json_string_value(json_object_get(c, "body")), "@room Nouvelle demande");
+    ASSERT_STR_EQ(json_string_value(json_object_get(c, "formatted_body")),
+                  "@room <p>Nouvelle demande</p>");
+    json_decref(c);
+
+    /* advisors: user ids listed, and pills at the end */
+    char a[] = "@a:hs.example", b[] = "@b.c:hs.example";
+    char *users[] = {a, b, NULL};
+    c = fb_mx_message_content("m.text", "Nouvelle demande", "<p>Nouvelle demande</p>", NULL);
+    fb_mx_ticket_mentions(c, "advisors", users);
+    mn = json_object_get(c, "m.mentions");
+    ASSERT_NULL(json_object_get(mn, "room"));
+    json_t *ids = json_object_get(mn, "user_ids");
+    ASSERT_EQ(json_array_size(ids), 2);
+    ASSERT_STR_EQ(json_string_value(json_array_get(ids, 0)), "@a:hs.example");
+    ASSERT_STR_EQ(json_string_value(json_array_get(ids, 1)), "@b.c:hs.example");
+    ASSERT_STR_EQ(json_string_value(json_object_get(c, "body")),
+                  "Nouvelle demande\n\n@a:hs.example @b.c:hs.example");
+    ASSERT_STR_EQ(json_string_value(json_object_get(c, "formatted_body")),
+                  "<p>Nouvelle demande</p><p><a href=\"https://matrix.to/#/@a:hs.example\">"
+                  "@a:hs.example</a> <a href=\"https://matrix.to/#/@b.c:hs.example\">"
+                  "@b.c:hs.example</a></p>");
+    json_decref(c);
+
+    /* advisors without users: nothing; no formatted_body: the plain body only */
+    char *none[] = {NULL};
+    c = fb_mx_message_content("m.text", "x", NULL, NULL);
+    fb_mx_ticket_mentions(c, "advisors", none);
+    ASSERT_EQ(json_object_size(json_object_get(c, "m.mentions")), 0);
+    fb_mx_ticket_mentions(c, "advisors", users);
+    ASSERT_STR_EQ(json_string_value(json_object_get(c, "body")),
+                  "x\n\n@a:hs.example @b.c:hs.example");
+    ASSERT_NULL(json_object_get(c, "formatted_body"));
+    json_decref(c);
+    return 0;
+}
+
 TEST_IMPL(matrix_registration_file)
 {
     char as[FB_MX_TOKEN_HEX + 1], hs[FB_MX_TOKEN_HEX + 1];
