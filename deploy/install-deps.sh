@@ -15,10 +15,11 @@
 # data, the DSFR design system the web chat serves, axe-core for the browser tests, matrix-js-sdk
 # and its Rust crypto for the E2EE tests) come from npm into node_modules/ (package-lock.json), in
 # every mode but venvs; Debian's own nodejs and npm do (any Node.js from 18 on; the E2EE tests'
-# driver gets a Node.js 20 from npm where the machine's is older, see below). The Python test peers (pytest, websockets, matrix-nio, Playwright for
-# Python, which drives Debian's Chromium with its own driver) come from PyPI into .venv/ (or
-# $FB_VENV), and the Matrix tests' homeserver, Synapse, into its own .venv-synapse/ (or
-# $FB_SYNAPSE_VENV). Nothing is downloaded from anywhere but these registries.
+# driver gets a Node.js 20 from npm where the machine's is older, see below). The Python test
+# peers (pytest, websockets, matrix-nio, Playwright for Python, which drives Debian's Chromium with
+# its own driver) come from PyPI into .venv/ (or $FB_VENV), and the Matrix tests' homeserver,
+# Synapse, into its own .venv-synapse/ (or $FB_SYNAPSE_VENV). Nothing is downloaded from anywhere
+# but these registries.
 set -eu
 
 mode=${1:-run}
