@@ -10,18 +10,25 @@
 // jsclient.py is the Python side.
 import readline from "node:readline";
 
-// The SDK logs through loglevel/console: keep stdout for the protocol.
+// The SDK logs through loglevel/console: keep stdout for the protocol. The Rust crypto logs
+// straight to console.debug/trace: dropped unless FB_JS_LOGLEVEL is debug or trace.
+const LEVEL = process.env.FB_JS_LOGLEVEL || "warn";
+const verbose = LEVEL === "debug" || LEVEL === "trace";
 for (const m of ["log", "info", "warn", "error", "debug", "trace"]) {
-  console[m] = (...args) => process.stderr.write(`[js ${m}] ` + args.map(String).join(" ") + "\n");
+  const quiet = !verbose && (m === "debug" || m === "trace" || (m === "log" && LEVEL !== "info"));
+  console[m] = quiet ? () => {} : (...args) => process.stderr.write(`[js ${m}] ` + args.map(String).join(" ") + "\n");
 }
 
 const sdk = await import("matrix-js-sdk");
 const cryptoApi = await import("matrix-js-sdk/lib/crypto-api/index.js");
 const { logger } = await import("matrix-js-sdk/lib/logger.js");
-logger.setLevel(process.env.FB_JS_LOGLEVEL || "warn");
+logger.setLevel(LEVEL);
+
+const { decodeRecoveryKey } = await import("matrix-js-sdk/lib/crypto-api/recovery-key.js");
 
 let client = null;
 let password = null;
+let secretStorageKey = null; // the 4S private key this device knows (made here or from a recovery key)
 const seen = []; // MatrixEvents of room timelines, in arrival order
 const seenIds = new Set();
 const consumed = new Set(); // event ids already returned by `messages`
@@ -89,6 +96,12 @@ async function login(req) {
     userId: res.user_id,
     accessToken: res.access_token,
     deviceId: res.device_id,
+    cryptoCallbacks: {
+      getSecretStorageKey: async ({ keys }) => (secretStorageKey ? [Object.keys(keys)[0], secretStorageKey] : null),
+      cacheSecretStorageKey: (keyId, keyInfo, key) => {
+        secretStorageKey = key;
+      },
+    },
   });
   await client.initRustCrypto({ useIndexedDB: false });
   client.on(sdk.RoomEvent.Timeline, (ev, room, toStart) => {
@@ -126,14 +139,46 @@ async function bootstrapCrossSigning(req) {
       });
     },
   });
+  const status = await ownDeviceSigned(15000);
+  return { ready: await crypto.isCrossSigningReady(), signed_by_owner: !!status?.signedByOwner };
+}
+
+async function ownDeviceSigned(timeoutMs) {
   // The device's own signature shows once the keys are re-read; a few seconds at most.
-  let status = null;
+  const c = need();
   try {
-    status = await waitFor(async () => {
-      const s = await crypto.getDeviceVerificationStatus(c.getUserId(), c.getDeviceId());
+    return await waitFor(async () => {
+      const s = await c.getCrypto().getDeviceVerificationStatus(c.getUserId(), c.getDeviceId());
       return s?.signedByOwner ? s : null;
-    }, 15000, "this device cross-signed");
-  } catch {}
+    }, timeoutMs, "this device cross-signed");
+  } catch {
+    return null;
+  }
+}
+
+async function bootstrapSecretStorage() {
+  // Secret storage (4S) with a new recovery key, holding the cross-signing private keys: what
+  // Element's "set up recovery" does. The recovery key lets another device of the user sign itself.
+  const crypto = need().getCrypto();
+  const key = await crypto.createRecoveryKeyFromPassphrase();
+  await crypto.bootstrapSecretStorage({ createSecretStorageKey: async () => key, setupNewSecretStorage: true });
+  secretStorageKey = key.privateKey;
+  return { recovery_key: key.encodedPrivateKey, ready: await crypto.isSecretStorageReady() };
+}
+
+async function verifyWithRecoveryKey(req) {
+  // Element's "verify with recovery key" on a new device: the cross-signing keys are read from
+  // 4S and this device signs itself with them (the own identity is then trusted here too).
+  const c = need();
+  const crypto = c.getCrypto();
+  secretStorageKey = decodeRecoveryKey(req.recovery_key);
+  // The own public identity must have come through /keys/query first, or the import fails.
+  await waitFor(async () => {
+    await crypto.getUserDeviceInfo([c.getUserId()], true);
+    return (await crypto.getCrossSigningStatus()).publicKeysOnDevice;
+  }, req.timeout_ms ?? 15000, "the own cross-signing identity from /keys/query");
+  await crypto.bootstrapCrossSigning({});
+  const status = await ownDeviceSigned(req.timeout_ms ?? 15000);
   return { ready: await crypto.isCrossSigningReady(), signed_by_owner: !!status?.signedByOwner };
 }
 
@@ -168,7 +213,7 @@ async function crossSignDevice(req) {
     return devices.get(c.getUserId())?.has(req.device_id);
   }, req.timeout_ms ?? 30000, `own device ${req.device_id} in /keys/query`);
   await crypto.crossSignDevice(req.device_id);
-  return deviceStatus({ device_id: req.device_id });
+  return deviceStatus({ device_id: req.device_id, wait_signed: true, timeout_ms: req.timeout_ms ?? 30000 });
 }
 
 function isolation(req) {
@@ -240,7 +285,8 @@ async function send(req) {
 async function messages(req) {
   // Waits until `count` not-yet-returned m.room.message events that match (room, sender, and
   // body_contains if given) are readable; returns them, and the matching events that could not be
-  // decrypted (by then), which are not consumed.
+  // decrypted (by then), which are not consumed. With until_failure (a list of DecryptionFailureCode
+  // names), it returns as soon as one matching event has failed with one of them.
   need();
   const count = req.count ?? 1;
   const timeoutMs = req.timeout_ms ?? 30000;
@@ -262,6 +308,7 @@ async function messages(req) {
       if (got.length >= count) break;
     }
     if (got.length >= count || Date.now() > end) break;
+    if (req.until_failure && failed.some((f) => req.until_failure.includes(f.decryption_failure))) break;
     await sleep(100);
   }
   for (const ev of got) consumed.add(ev.getId());
@@ -299,7 +346,8 @@ async function stop() {
 
 const OPS = {
   login, bootstrap_cross_signing: bootstrapCrossSigning, device_status: deviceStatus,
-  cross_sign_device: crossSignDevice, isolation, create_dm: createDm, join, wait_members: waitMembers,
+  cross_sign_device: crossSignDevice, bootstrap_secret_storage: bootstrapSecretStorage,
+  verify_with_recovery_key: verifyWithRecoveryKey, isolation, create_dm: createDm, join, wait_members: waitMembers,
   send, messages, notifications, stop,
   whoami: () => ({ user_id: need().getUserId(), device_id: need().getDeviceId() }),
 };

@@ -75,7 +75,8 @@ class JsClient:
         self._lines.put(None)
 
     def stderr_tail(self, n=6000):
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         try:
             with open(self.log_path, errors="replace") as f:
                 return f.read()[-n:]
@@ -119,6 +120,17 @@ class JsClient:
         """Creates and uploads the master, self-signing and user-signing keys (password UIA), and
         signs this device. Returns {ready, signed_by_owner}."""
         return self.call("bootstrap_cross_signing", timeout=90, password=password or self.password, reset=reset)
+
+    def bootstrap_secret_storage(self):
+        """Secret storage (4S) with a new recovery key, holding the cross-signing private keys
+        (Element's "set up recovery"; after bootstrap_cross_signing). Returns {recovery_key, ready}."""
+        return self.call("bootstrap_secret_storage", timeout=90)
+
+    def verify_with_recovery_key(self, recovery_key):
+        """On another device of the user: reads the cross-signing keys from 4S with the recovery
+        key and signs this device (Element's "verify with recovery key"). Returns {ready,
+        signed_by_owner}."""
+        return self.call("verify_with_recovery_key", timeout=90, recovery_key=recovery_key)
 
     def isolation(self, mode):
         """'only_signed' (Element's "exclude insecure devices": keys only to, and messages only
@@ -165,14 +177,18 @@ class JsClient:
                 args[k] = v
         return self.call("send", **args)
 
-    def messages(self, room=None, sender=None, count=1, timeout=30.0, body_contains=None, include_own=False):
+    def messages(self, room=None, sender=None, count=1, timeout=30.0, body_contains=None, include_own=False,
+                 until_failure=None):
         """Waits until `count` new readable messages match; returns {complete, messages,
         undecryptable}. Each message: room_id, event_id, sender, type, msgtype, body, content,
         encrypted (on the wire), decryption_failure (None), thread_root, ts. `undecryptable` lists the
         matching events this device could not decrypt (decryption_failure: the SDK's
         DecryptionFailureCode); they are never consumed. Returned messages are consumed: a later
-        call returns only newer ones."""
+        call returns only newer ones. until_failure: a list of failure codes; the wait ends as soon as
+        a matching event failed with one of them (for the tests of what must not be readable)."""
         args = {"count": count, "timeout_ms": int(timeout * 1000), "include_own": include_own}
+        if until_failure:
+            args["until_failure"] = list(until_failure)
         for k, v in (("room", room), ("sender", sender), ("body_contains", body_contains)):
             if v is not None:
                 args[k] = v
