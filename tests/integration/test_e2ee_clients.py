@@ -9,8 +9,8 @@ the bot can encrypt.
   the room key from a device its owner did not cross-sign, and refuses that device's messages;
   once the device is cross-signed, both work. In "all devices" mode the same device reads at once
   (so the failure above comes from the mode, not from the harness);
-- a user's second device, logged in later and cross-signed from the first, reads what is sent
-  after it came.
+- a user's second device, logged in later and verified with the recovery key, reads what is sent
+  after it came, from a cross-signed js peer and from nio.
 
 Each client's log is printed at teardown (shown by pytest when a test fails)."""
 import os
@@ -178,3 +178,22 @@ def test_second_device_reads_what_comes_after_it(clients):
     a2.send(room, "depuis mon deuxième appareil")
     one(bot.messages(room=room, sender=owner["user_id"]), "depuis mon deuxième appareil")
     one(a1.messages(room=room, sender=owner["user_id"]), "depuis mon deuxième appareil")
+
+
+def test_nio_shares_with_a_device_that_came_later(clients):
+    """nio encrypts for the devices it knew at its last /sync: NioClient.send syncs first, so that
+    a member's device that logged in since gets the room key (without it, this test fails)."""
+    owner = clients.account("owner")
+    a1 = clients.js("owner-1", owner)
+    a1.isolation("all")  # the nio device is not cross-signed
+    b = clients.nio("advisor")
+    room = a1.create_dm(b.user_id)["room_id"]
+    b.join(room)
+    a1.wait_members(room, [b.user_id])
+    b.send(room, "avant")
+    one(a1.messages(room=room, sender=b.user_id), "avant")
+
+    a2 = clients.js("owner-2", owner)
+    a2.isolation("all")
+    b.send(room, "après")
+    one(a2.messages(room=room, sender=b.user_id, body_contains="après"), "après")

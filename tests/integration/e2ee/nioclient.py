@@ -141,7 +141,10 @@ class NioClient:
         if thread_root:
             content["m.relates_to"] = {"rel_type": "m.thread", "event_id": thread_root, "is_falling_back": True,
                                        "m.in_reply_to": {"event_id": thread_root}}
-        self.run(self._housekeeping())
+        # Device list changes (a member's new device) come through /sync: without this sync, nio
+        # would encrypt for the devices it knew at the last one, and a device that came since
+        # would get no key.
+        self.sync(0)
         if self.trust_all:
             self.run(self.client.keys_query()) if self.client.should_query_keys else None
             self.trust_devices()
