@@ -27,7 +27,7 @@ synapse_venv=${FB_SYNAPSE_VENV:-$top/.venv-synapse}
 
 # Debian packages, by purpose. See the dependency table in README.md.
 pkgs_build="build-essential cmake ninja-build pkg-config"
-pkgs_libs="libuv1-dev libcurl4-openssl-dev libwebsockets-dev libwebsockets-evlib-uv libjansson-dev libhiredis-dev libyaml-dev"
+pkgs_libs="libuv1-dev libcurl4-openssl-dev libwebsockets-dev libwebsockets-evlib-uv libjansson-dev libhiredis-dev libyaml-dev libolm-dev"
 pkgs_run="redis-server"
 # chromium: the browser tests drive Debian's /usr/bin/chromium (Playwright downloads no
 # browser); fonts-dejavu-core gives it a fallback font (the page itself uses the DSFR's Marianne).
