@@ -871,6 +871,7 @@ TEST_IMPL(crypto_claim_failures)
     /* no key, then a key with a bad signature: no session, remembered as failed */
     json_t *none = json_pack("{s:{}}", "one_time_keys");
     ASSERT_EQ(fb_mxc_claim_result(a.c, nc, none, 1000), 0);
+    json_decref(nc);
     json_decref(none);
     ASSERT_OK(fb_mxc_share(a.c, "!r:example.org", members, NULL, 2000, &td, &nc));
     ASSERT_NULL(nc);
