@@ -16,7 +16,8 @@
  *   dev|<user>                  {"devices": {device: {"curve25519","ed25519","cross_signed"}},
  *                               "master": pub?, "self_signing": pub?, "tracked", "outdated"}
  *   olm|<curve25519>|<id>       {"pickle", "used"}: an Olm session with the device whose identity
- *                               key is <curve25519>; "used" orders sessions by last use
+ *                               key is <curve25519>; "used" orders sessions by last use (at
+ *                               most 8 per device, the least recently used dropped)
  *   in|<room>|<sender key>|<id> {"room","sender_key","id","sender","ed25519","pickle",
  *                               "idx": {"message index": event id}} an inbound Megolm session;
  *                               ed25519 is the key its sending device claimed; idx keeps the
@@ -55,6 +56,7 @@
 #define MXC_SEEN_MAX      1000
 #define MXC_IDX_MAX       1000
 #define MXC_CLAIM_RETRY   3600000
+#define MXC_OLM_PER_PEER  8 /* Olm sessions kept per peer device, least recently used dropped */
 #define MXC_DEF_PERIOD_MS 604800000
 #define MXC_DEF_PERIOD_N  100
 #define MXC_MAX_SAFE_INT  9007199254740991LL
@@ -1205,6 +1207,31 @@ static const json_t *device_by_curve(const fb_mxc_t *c, const char *user, const 
 /* ---------------------------------------------------------------------------------------- */
 /* Olm */
 
+/* Drops the least recently used Olm sessions with `curve` beyond MXC_OLM_PER_PEER: a device
+ * that keeps sending pre-key messages cannot make the state grow. */
+static void drop_old_olm(fb_mxc_t *c, const char *curve)
+{
+    for (;;) {
+        size_t n = 0;
+        struct olm_sess *lru = NULL;
+        for (struct olm_sess *o = c->olm; o; o = o->next)
+            if (strcmp(o->curve, curve) == 0) {
+                n++;
+                if (!lru || o->used < lru->used)
+                    lru = o;
+            }
+        if (n <= MXC_OLM_PER_PEER)
+            return;
+        for (struct olm_sess **pp = &c->olm; *pp; pp = &(*pp)->next)
+            if (*pp == lru) {
+                *pp = lru->next;
+                break;
+            }
+        mark(c, lru->field);
+        olm_sess_free(lru);
+    }
+}
+
 static struct olm_sess *add_olm(fb_mxc_t *c, const char *curve, OlmSession *s)
 {
     char id[128];
@@ -1232,6 +1259,7 @@ static struct olm_sess *add_olm(fb_mxc_t *c, const char *curve, OlmSession *s)
         c->olm = o;
     }
     mark(c, o->field);
+    drop_old_olm(c, curve);
     return o;
 }
 

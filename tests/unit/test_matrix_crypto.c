@@ -1069,3 +1069,41 @@ TEST_IMPL(crypto_persistence)
     peer_done(&b);
     return 0;
 }
+
+TEST_IMPL(crypto_olm_sessions_bounded)
+{
+    struct peer b;
+    struct raw r;
+    char type[64];
+    if (peer_init(&b, "@b:example.org", "DEVB") || raw_pair(&r, &b, "@r:example.org"))
+        return 1;
+    json_t *state = json_object();
+    for (int i = 0; i < 12; i++) {
+        if (i > 0) { /* a new session each time, with a new one-time key */
+            olm_clear_session(r.s);
+            fb_free(r.s);
+            raw_connect(&r, &b, fb_mxc_curve25519(b.c));
+        }
+        json_t *ev =
+            raw_send(&r, fb_mxc_curve25519(b.c), raw_payload(&r, &b, "m.dummy", json_object()));
+        ASSERT_EQ(fb_mxc_to_device(b.c, ev, type), FB_MXC_OK);
+        json_decref(ev);
+        json_t *d = fb_mxc_take_dirty(b.c);
+        json_object_update(state, d);
+        json_decref(d);
+    }
+    size_t live = 0, gone = 0;
+    const char *f;
+    json_t *v;
+    json_object_foreach(state, f, v)
+    {
+        if (strncmp(f, "olm|", 4) == 0)
+            json_is_string(v) ? live++ : gone++;
+    }
+    ASSERT_EQ(live, 8);
+    ASSERT_EQ(gone, 4);
+    json_decref(state);
+    raw_done(&r);
+    peer_done(&b);
+    return 0;
+}
