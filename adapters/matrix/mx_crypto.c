@@ -157,9 +157,24 @@ static const char *jstr(const json_t *o, const char *k)
 /* `j` without its const: jansson's iteration macros and json_copy take json_t *. */
 static json_t *unconst(const json_t *j)
 {
-    json_t *r;
-    memcpy(&r, &j, sizeof(r));
-    return r;
+    union {
+        const json_t *c;
+        json_t *m;
+    } u = {.c = j};
+    return u.m;
+}
+
+/* Zeroes, in place, the string member `k` of `o` (a session key about to be freed): jansson
+ * frees strings without wiping them. */
+static void wipe_member(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    const char *cs = json_string_value(v);
+    if (!cs)
+        return;
+    char *s;
+    memcpy(&s, &cs, sizeof(s)); /* jansson's own heap copy, writable */
+    explicit_bzero(s, json_string_length(v));
 }
 
 static bool streq(const char *a, const char *b)
@@ -1500,7 +1515,7 @@ int fb_mxc_to_device(fb_mxc_t *c, const json_t *ev, char type_out[64])
         if (made) { /* forget it: the one-time key stays */
             olm_clear_session(made);
             fb_free(made);
-        } else {
+        } else if (used) {
             used->used = ++c->seq;
             mark(c, used->field);
             seen_add(c, st);
@@ -1513,7 +1528,7 @@ int fb_mxc_to_device(fb_mxc_t *c, const json_t *ev, char type_out[64])
         olm_remove_one_time_keys(c->acct, made);
         mark(c, "account");
         add_olm(c, sk, made);
-    } else {
+    } else if (used) {
         used->used = ++c->seq;
         mark(c, used->field);
     }
@@ -1532,6 +1547,7 @@ int fb_mxc_to_device(fb_mxc_t *c, const json_t *ev, char type_out[64])
             rc = room_key(c, sender, sk, NULL, pc, true);
         }
     }
+    wipe_member(pc, "session_key");
     json_decref(p);
     return rc;
 }
@@ -1822,7 +1838,7 @@ int fb_mxc_share(fb_mxc_t *c, const char *room, const json_t *members, const jso
         }
     }
     if (rk) {
-        json_object_set_new(rk, "session_key", json_string(""));
+        wipe_member(rk, "session_key");
         json_decref(rk);
     }
     wipe_free_str(key);
