@@ -1377,10 +1377,13 @@ static void seen_add(fb_mxc_t *c, const char *t)
 /* ---------------------------------------------------------------------------------------- */
 /* Megolm inbound */
 
+/* The inbound session (room, sender key, id); a NULL `sk` (events of clients that follow
+ * MSC3700 and no longer send it) matches any sender key: the id is the session's public key. */
 static struct in_sess *find_in(fb_mxc_t *c, const char *room, const char *sk, const char *id)
 {
     for (struct in_sess *s = c->in; s; s = s->next)
-        if (strcmp(s->room, room) == 0 && strcmp(s->sender_key, sk) == 0 && strcmp(s->id, id) == 0)
+        if (strcmp(s->room, room) == 0 && (!sk || strcmp(s->sender_key, sk) == 0) &&
+            strcmp(s->id, id) == 0)
             return s;
     return NULL;
 }
@@ -1561,7 +1564,8 @@ int fb_mxc_decrypt(fb_mxc_t *c, const json_t *ev, json_t **out)
     const char *sk = jstr(content, "sender_key"), *sid = jstr(content, "session_id"),
                *ct = jstr(content, "ciphertext");
     if (!streq(jstr(ev, "type"), "m.room.encrypted") || !room || !eid || !sender ||
-        !streq(jstr(content, "algorithm"), FB_MXC_MEGOLM) || !sk || !sid || !ct || !*ct)
+        !streq(jstr(content, "algorithm"), FB_MXC_MEGOLM) || !sid || !ct || !*ct ||
+        (json_object_get(content, "sender_key") && !sk))
         return FB_MXC_BAD;
     struct in_sess *s = find_in(c, room, sk, sid);
     if (!s)
@@ -1622,7 +1626,13 @@ int fb_mxc_decrypt(fb_mxc_t *c, const json_t *ev, json_t **out)
     }
     json_t *o = json_deep_copy(ev);
     json_object_set_new(o, "type", json_string(ptype));
-    json_object_set(o, "content", pc);
+    json_t *dc = json_deep_copy(pc);
+    /* The relation (thread, reply, edit) travels in clear in the encrypted event's content, and
+     * the clear one wins (spec "Mixing encrypted and unencrypted" relationships). */
+    json_t *rel = json_object_get(content, "m.relates_to");
+    if (json_is_object(rel))
+        json_object_set(dc, "m.relates_to", rel);
+    json_object_set_new(o, "content", dc);
     json_object_set_new(o, "fb_decrypted", json_true());
     json_decref(p);
     *out = o;
@@ -1634,9 +1644,9 @@ json_t *fb_mxc_key_request(const fb_mxc_t *c, const json_t *ev, const char *requ
     json_t *content = json_object_get(ev, "content");
     const char *room = jstr(ev, "room_id"), *sk = jstr(content, "sender_key"),
                *sid = jstr(content, "session_id");
-    if (!room || !sk || !sid || !request_id)
+    if (!room || !sid || !request_id)
         return NULL;
-    return json_pack("{s:s,s:{s:s,s:s,s:s,s:s},s:s,s:s}", "action", "request", "body", "algorithm",
+    return json_pack("{s:s,s:{s:s,s:s,s:s*,s:s},s:s,s:s}", "action", "request", "body", "algorithm",
                      FB_MXC_MEGOLM, "room_id", room, "sender_key", sk, "session_id", sid,
                      "request_id", request_id, "requesting_device_id", c->device);
 }
@@ -1909,11 +1919,17 @@ json_t *fb_mxc_encrypt(fb_mxc_t *c, const char *room, const char *type, const js
     struct out_sess *o = room ? find_out(c, room) : NULL;
     if (!o || !type || !json_is_object(content))
         return NULL;
-    json_t *p = json_pack("{s:s,s:O,s:s}", "type", type, "content", content, "room_id", room);
+    /* The relation stays in clear (the server aggregates threads by it): moved out. */
+    json_t *plain = json_copy(unconst(content));
+    json_t *rel = json_incref(json_object_get(plain, "m.relates_to"));
+    json_object_del(plain, "m.relates_to");
+    json_t *p = json_pack("{s:s,s:o,s:s}", "type", type, "content", plain, "room_id", room);
     char *pt = p ? json_dumps(p, JSON_COMPACT) : NULL;
     json_decref(p);
-    if (!pt)
+    if (!pt) {
+        json_decref(rel);
         return NULL;
+    }
     size_t pl = strlen(pt);
     size_t ml = olm_group_encrypt_message_length(o->s, pl);
     char *msg = fb_malloc(ml + 1);
@@ -1922,6 +1938,7 @@ json_t *fb_mxc_encrypt(fb_mxc_t *c, const char *room, const char *type, const js
     free(pt); /* fb-lint: allow free (jansson's allocation) */
     if (r == olm_error()) {
         fb_free(msg);
+        json_decref(rel);
         return NULL;
     }
     msg[r] = 0;
@@ -1930,6 +1947,9 @@ json_t *fb_mxc_encrypt(fb_mxc_t *c, const char *room, const char *type, const js
     json_t *out =
         json_pack("{s:s,s:s,s:s,s:s,s:s}", "algorithm", FB_MXC_MEGOLM, "sender_key", c->curve,
                   "ciphertext", msg, "session_id", o->id, "device_id", c->device);
+    if (json_is_object(rel))
+        json_object_set(out, "m.relates_to", rel);
+    json_decref(rel);
     fb_free(msg);
     return out;
 }

@@ -1107,3 +1107,52 @@ TEST_IMPL(crypto_olm_sessions_bounded)
     peer_done(&b);
     return 0;
 }
+
+TEST_IMPL(crypto_megolm_relations_and_msc3700)
+{
+    struct peer a, b;
+    if (pair(&a, &b))
+        return 1;
+    json_t *m;
+    char type[64];
+    if (share_to(&a, &b, "!r:example.org", &m))
+        return 1;
+    json_t *ev = to_dev_event(a.user, m);
+    ASSERT_EQ(fb_mxc_to_device(b.c, ev, type), FB_MXC_OK);
+    json_decref(ev);
+    json_decref(m);
+    /* a thread reply: the relation goes in clear, and comes back in the decrypted content */
+    json_t *content = json_pack("{s:s,s:s,s:{s:s,s:s}}", "msgtype", "m.text", "body", "!prendre",
+                                "m.relates_to", "rel_type", "m.thread", "event_id", "$root");
+    json_t *enc = fb_mxc_encrypt(a.c, "!r:example.org", "m.room.message", content);
+    ASSERT(
+        json_equal(json_object_get(enc, "m.relates_to"), json_object_get(content, "m.relates_to")));
+    /* without the deprecated sender_key and device_id (MSC3700) */
+    json_object_del(enc, "sender_key");
+    json_object_del(enc, "device_id");
+    ev = room_event("!r:example.org", "$e1", a.user, enc);
+    json_t *out = NULL;
+    ASSERT_EQ(fb_mxc_decrypt(b.c, ev, &out), FB_MXC_OK);
+    ASSERT(json_equal(json_object_get(out, "content"), content));
+    json_decref(out);
+    /* the clear relation wins over one inside the ciphertext */
+    json_object_set_new(json_object_get(enc, "m.relates_to"), "event_id", json_string("$other"));
+    json_decref(ev);
+    ev = room_event("!r:example.org", "$e1", a.user, enc);
+    ASSERT_EQ(fb_mxc_decrypt(b.c, ev, &out), FB_MXC_OK);
+    ASSERT_STR_EQ(
+        json_string_value(json_object_get(
+            json_object_get(json_object_get(out, "content"), "m.relates_to"), "event_id")),
+        "$other");
+    json_decref(out);
+    json_t *kr = fb_mxc_key_request(b.c, ev, "r1");
+    ASSERT_NOT_NULL(kr);
+    ASSERT_NULL(json_object_get(json_object_get(kr, "body"), "sender_key"));
+    json_decref(kr);
+    json_decref(ev);
+    json_decref(enc);
+    json_decref(content);
+    peer_done(&a);
+    peer_done(&b);
+    return 0;
+}
