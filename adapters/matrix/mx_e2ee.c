@@ -878,6 +878,8 @@ static void decrypt_timeline(struct mx *m, json_t *body)
             if (!json_object_get(json_object_get(ev, "content"), "ciphertext"))
                 continue; /* a redacted encrypted event */
             json_t *out = NULL;
+            if (!json_object_get(ev, "room_id")) /* /sync leaves it out of its events */
+                json_object_set_new(ev, "room_id", json_string(room));
             int st = fb_mxc_decrypt(e->c, ev, &out);
             if (st == FB_MXC_OK && out) {
                 json_array_set_new(evs, i, out);
