@@ -1120,7 +1120,7 @@ int fb_mxc_keys_query_result(fb_mxc_t *c, const json_t *resp)
 {
     json_t *dk = json_object_get(resp, "device_keys");
     if (!json_is_object(resp) || !json_is_object(dk))
-        return FB_MXC_BAD;
+        return FB_EPROTO;
     int kept = 0;
     const char *user;
     json_t *devs;

@@ -304,7 +304,7 @@ static void on_query(struct mx *m, int err, int status, json_t *body,
         rc = FB_EAGAIN;
     } else {
         int n = fb_mxc_keys_query_result(e->c, body);
-        if (n < 0 || n == FB_MXC_BAD)
+        if (n < 0)
             FB_WARN(MATRIX, "e2ee: unreadable /keys/query answer");
         else
             FB_DEBUG(MATRIX, "e2ee: %d device(s) known from /keys/query", n);

@@ -49,8 +49,8 @@ def crypto_yaml(tmp_path, key_wait_ms=3000):
 
 
 def start_e2ee_bot(make_daemon, redis, synapse, bot, tmp_path, start_delay_ms=0, homeserver=None, extra="",
-                   **matrix):
-    y = bot_matrix_yaml(synapse, bot, **crypto_yaml(tmp_path), **matrix)
+                   key_wait_ms=3000, **matrix):
+    y = bot_matrix_yaml(synapse, bot, **crypto_yaml(tmp_path, key_wait_ms), **matrix)
     if homeserver:
         y = y.replace(synapse.url, homeserver)
     d = make_daemon(redis.address, idle_timeout_s=30, start=False, extra=y + router_yaml() + extra)
@@ -293,9 +293,11 @@ def test_sigkill_between_an_encrypted_message_and_its_reply(synapse, redis, make
     for answer in WALK[k + 1:k + 3]:
         user.send(room, answer)
     d.start(env=hold_outbox(0))
-    settled(d, redis, k + 3 + 1)
+    expected = flat(groups[:k + 4])
+    seen.wait(len(expected) - len(seen.msgs), 90)
+    assert wait_until(lambda: pending(redis) == 0, 30), d.read_log()[-3000:]
     seen.drain()
-    assert seen.bodies() == flat(groups[:k + 4]), seen.bodies()
+    assert seen.bodies() == expected, seen.bodies()
 
 
 def test_sigkill_while_room_keys_are_sent(synapse, redis, make_daemon, tmp_path, clients):
@@ -325,9 +327,11 @@ def test_sigkill_while_room_keys_are_sent(synapse, redis, make_daemon, tmp_path,
         proxy.hold = None
         proxy.cut()
         d.start()
-        settled(d, redis, 3)
+        expected = flat(groups[:3])
+        seen.wait(len(expected) - len(seen.msgs), 90)
+        assert wait_until(lambda: pending(redis) == 0, 30), d.read_log()[-3000:]
         seen.drain()
-        assert seen.bodies() == flat(groups[:3]), seen.bodies()
+        assert seen.bodies() == expected, seen.bodies()
         got = Seen(second, room, bot["user_id"], d, since=True)
         got.wait(len(groups[2]), 60)
         assert got.bodies() == groups[2], got.bodies()
@@ -351,9 +355,11 @@ def test_redis_restart_keeps_the_crypto_state(synapse, redis, make_daemon, tmp_p
     d.start()
     for i in (1, 2):
         user.send(room, WALK[i])
-    settled(d, redis, 4)
+    expected = flat(groups[:4])
+    seen.wait(len(expected) - len(seen.msgs), 90)
+    assert wait_until(lambda: pending(redis) == 0, 30), d.read_log()[-3000:]
     seen.drain()
-    assert seen.bodies() == flat(groups[:4]), seen.bodies()
+    assert seen.bodies() == expected, seen.bodies()
     assert "new device keys" not in d.read_log()
 
 
@@ -373,6 +379,7 @@ def test_hostile_encrypted_events_are_refused(synapse, redis, make_daemon, tmp_p
     # A real encrypted message, answered.
     first = user.send(room, "saint dizier")
     seen.wait(1, 60)
+    assert wait_until(lambda: handled(d) >= 2, 10)  # the join and "saint dizier"
     n = handled(d)
     mark = len(d.read_log())
     # 1. Its content sent again as a new event: the same session and index, another event id.
@@ -384,11 +391,13 @@ def test_hostile_encrypted_events_are_refused(synapse, redis, make_daemon, tmp_p
     # 3. A to-device message from a device nobody knows.
     stranger = synapse.register(f"stranger-{secrets.token_hex(4)}")
     dev = bot_device(redis)
+    keys = synapse.client_api("POST", "/keys/query", stranger["access_token"],
+                              {"device_keys": {bot["user_id"]: []}})["device_keys"][bot["user_id"]][dev]["keys"]
     synapse.client_api("PUT", f"/sendToDevice/m.room.encrypted/{txn()}", stranger["access_token"], {
         "messages": {bot["user_id"]: {dev: {
             "algorithm": "m.olm.v1.curve25519-aes-sha2",
             "sender_key": base64.b64encode(os.urandom(32)).decode().rstrip("="),
-            "ciphertext": {"x": {"type": 0, "body": "garbage"}}}}}})
+            "ciphertext": {keys[f"curve25519:{dev}"]: {"type": 0, "body": "garbage"}}}}}})
     # 4. An unknown session: the key is asked for, then one clear notice after key_wait_ms.
     unknown = dict(ev["content"], session_id=base64.b64encode(os.urandom(32)).decode().rstrip("="))
     put_event(synapse, user, room, unknown)

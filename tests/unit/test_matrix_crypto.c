@@ -433,7 +433,7 @@ TEST_IMPL(crypto_device_keys_checked)
     fb_mxc_device_list_left(a.c, b.user);
     ASSERT_NULL(fb_mxc_devices(a.c, b.user));
     /* garbage */
-    ASSERT_EQ(fb_mxc_keys_query_result(a.c, json_null()), FB_MXC_BAD);
+    ASSERT_EQ(fb_mxc_keys_query_result(a.c, json_null()), FB_EPROTO);
     peer_done(&a);
     peer_done(&b);
     peer_done(&b2);
