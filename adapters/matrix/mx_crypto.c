@@ -1734,14 +1734,9 @@ static struct out_sess *new_out(fb_mxc_t *c, const char *room, int64_t now)
     o->next = c->out;
     c->out = o;
     mark(c, o->field);
-    /* Our own inbound copy, so that the bot can read its own messages. */
-    size_t kl = olm_outbound_group_session_key_length(s);
-    char *key = fb_malloc(kl + 1);
-    if (olm_outbound_group_session_key(s, (uint8_t *)key, kl) != olm_error()) {
-        key[kl] = 0;
-        add_in(c, room, c->curve, id, key, false, c->user, c->ed);
-    }
-    wipe_free(key, kl + 1);
+    /* No inbound copy of our own session: the bot never reads its own messages, and a key that
+     * could decrypt them all is key material nobody needs (only the outbound ratchet is kept,
+     * which cannot go back to earlier messages). */
     return o;
 }
 

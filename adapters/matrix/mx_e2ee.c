@@ -569,15 +569,19 @@ static void on_keys_ready(struct mx *m, int status, void *arg)
     prepare_done(m, 0);
 }
 
-static void load_hash(struct e2ee *e, int k, const redisReply *r)
+/* Loads one hash; false when the account itself cannot be read (a wrong pickle key). */
+static bool load_hash(struct e2ee *e, int k, const redisReply *r)
 {
+    bool ok = true;
     for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
         const redisReply *f = r->element[i], *v = r->element[i + 1];
         if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
             continue;
         if (k == K_CRYPTO) {
-            if (fb_mxc_load(e->c, f->str, v->str) != FB_MXC_OK)
+            if (fb_mxc_load(e->c, f->str, v->str) != FB_MXC_OK) {
                 FB_WARN(MATRIX, "e2ee: a stored crypto field could not be read: skipped");
+                ok = ok && strcmp(f->str, "account") != 0;
+            }
             continue;
         }
         json_t *val = json_loads(v->str, 0, NULL);
@@ -590,6 +594,7 @@ static void load_hash(struct e2ee *e, int k, const redisReply *r)
         else
             json_decref(val);
     }
+    return ok;
 }
 
 static const char load_script[] =
@@ -633,7 +638,15 @@ static void on_loaded(struct mx *m, int status, redisReply *reply, void *arg)
     e->c = fb_mxc_new(&o);
     json_object_clear(e->utd);
     json_object_clear(e->todev);
-    load_hash(e, K_CRYPTO, reply->element[1]);
+    if (!load_hash(e, K_CRYPTO, reply->element[1])) {
+        /* Never make new keys for a device that has keys: its contacts would refuse them. */
+        FB_ERR(MATRIX, "e2ee: the stored device keys cannot be opened with "
+                       "matrix.crypto.pickle_key_file: restore the key file the state was written "
+                       "with (docs/internals/CRYPTO.md); the bot stays offline meanwhile");
+        mx_set_state(m, "degraded: crypto state unreadable (pickle key)");
+        prepare_done(m, FB_EPROTO);
+        return;
+    }
     load_hash(e, K_UTD, reply->element[2]);
     load_hash(e, K_TODEV, reply->element[3]);
     fb_free(e->device);
@@ -1355,6 +1368,17 @@ int mx_e2ee_encrypt(struct mx *m, const char *room, const char *txn, const json_
         return FB_EAGAIN;
     }
     return 0;
+}
+
+void mx_e2ee_sent(struct mx *m, const char *txn)
+{
+    struct e2ee *e = m->e2ee;
+    if (!e || !txn)
+        return;
+    /* The homeserver holds the event under this txn now: a resend with the same txn gets it back
+     * whatever its content, so the ciphertext is not needed any more. */
+    pending_set(e, K_SENT, txn, NULL);
+    apply(m, NULL, NULL);
 }
 
 void mx_e2ee_room_encrypted(struct mx *m, const char *room)

@@ -66,6 +66,8 @@ typedef void (*mx_e2ee_cb)(struct mx *m, int status, json_t *enc, void *arg);
 int mx_e2ee_encrypt(struct mx *m, const char *room, const char *txn, const json_t *content,
                     mx_e2ee_cb cb, void *arg);
 
+/* The encrypted message of outbox txn `txn` was accepted: its stored ciphertext is deleted. */
+void mx_e2ee_sent(struct mx *m, const char *txn);
 /* The room's encryption changed (m.room.encryption seen): asked again at the next send. */
 void mx_e2ee_room_encrypted(struct mx *m, const char *room);
 /* The bot left the room: its sessions are forgotten. */

@@ -138,6 +138,8 @@ static void on_sent(struct mx *m, int err, int status, json_t *body, const fb_ht
     int rc = 0;
     const char *event_id = json_string_value(json_object_get(body, "event_id"));
     if (!err && event_id) {
+        if (strstr(s->path, "/send/m.room.encrypted/"))
+            mx_e2ee_sent(m, s->txn);
         if (!m->stopping && strcmp(s->what, "reply") == 0)
             mx_typing(m, s->room, false);
         if (record(m, s, event_id, &rc))
