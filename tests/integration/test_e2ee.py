@@ -422,3 +422,33 @@ def test_hostile_encrypted_events_are_refused(synapse, redis, make_daemon, tmp_p
 
 def user_clear(synapse, user, room, sender):
     return [e for e in room_events_clear(synapse, user, room) if e.get("sender") == sender]
+
+
+# -- the pickle key ---------------------------------------------------------------------------------
+
+def test_a_wrong_pickle_key_keeps_the_device_and_the_bot_offline(synapse, redis, make_daemon, tmp_path, clients):
+    """The key file replaced: the stored account does not open. The bot must not make new keys for
+    a device that has keys (its contacts would refuse them): it says so and stays offline; with
+    the right file back it resumes with the same keys, and the owner's conversation goes on."""
+    bot = new_bot(synapse, tmp_path)
+    d = start_e2ee_bot(make_daemon, redis, synapse, bot, tmp_path)
+    user = tchap_user(clients)
+    room, seen = open_encrypted_dm(user, bot["user_id"], d)
+    account = redis.cli("HGET", "fb:matrix:e2ee:crypto", "account")
+    assert account
+    key = tmp_path / "pickle-key"
+    good = key.read_text()
+    d.stop()
+    key.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    d.start()  # the log starts afresh
+    assert wait_until(lambda: "cannot be opened with matrix.crypto.pickle_key_file" in d.read_log(), 30), \
+        d.read_log()[-3000:]
+    assert "new device keys" not in d.read_log()
+    assert redis.cli("HGET", "fb:matrix:e2ee:crypto", "account") == account  # untouched
+    user.send(room, "saint dizier")  # waits on the homeserver meanwhile
+    time.sleep(2)
+    d.stop()
+    key.write_text(good)
+    d.start()
+    assert seen.wait(1, 60), d.read_log()[-3000:]
+    assert "new device keys" not in d.read_log()
