@@ -71,6 +71,7 @@ static void mx_unref(struct mx *m)
     json_decref(m->alias_ids);
     json_decref(m->alias_names);
     json_decref(m->advisor_rooms);
+    mx_e2ee_free(m);
     fb_free(m);
 }
 
@@ -391,6 +392,8 @@ static int mx_init(fb_adapter_t *a)
                    TOKEN_ENV);
             rc = FB_ECONFIG;
         }
+        if (!rc)
+            rc = mx_e2ee_init(m);
         json_t *f = mx_filter_json(o, o->sync_timeline_limit);
         m->filter_json = json_dumps(f, JSON_COMPACT | JSON_SORT_KEYS);
         json_decref(f);
@@ -444,6 +447,7 @@ static int mx_start(fb_adapter_t *a)
     m->refs++; /* the timer's */
     m->started = true;
     m->catch_up = true;
+    mx_e2ee_start(m);
     core->set_state(a, "starting");
     FB_INFO(MATRIX, "bot account on %s", m->o->homeserver);
     mx_bot_load(m);
@@ -464,6 +468,7 @@ static void mx_stop(fb_adapter_t *a, void (*done)(fb_adapter_t *a))
     m->stopping = true;
     m->sy = SY_STOPPED;
     m->stop_done = done;
+    mx_e2ee_stop(m);
     /* The /sync long-poll would hold the daemon's drain until it returns: end it now (nothing
      * is lost, next_batch was not advanced). Its callback sees `stopping` and does nothing. */
     if (m->poll_call)
@@ -486,6 +491,7 @@ static void mx_destroy(fb_adapter_t *a)
     m->a = NULL;
     m->stop_done = NULL;
     m->stopping = true;
+    mx_e2ee_stop(m);
     if (m->timer_init && !uv_is_closing((uv_handle_t *)&m->timer))
         uv_close((uv_handle_t *)&m->timer, on_timer_closed);
     mx_unref(m);
@@ -506,6 +512,7 @@ static int mx_stats(fb_adapter_t *a, json_t *out)
                             json_integer(m->last_txn_ms ? now - m->last_txn_ms : -1));
     }
     json_object_set_new(out, "rooms_joined", json_integer((json_int_t)m->rooms_joined));
+    mx_e2ee_stats(m, out);
     return 0;
 }
 

@@ -28,6 +28,7 @@ extern const fb_adapter_command_t fb_mx_commands[];
 #include "io/http_client.h"
 #include "io/http_server.h"
 #include "io/redis.h"
+#include "mx_e2ee.h"
 #include "mx_util.h"
 
 #define TOKEN_ENV         FB_MX_TOKEN_ENV
@@ -96,6 +97,7 @@ struct mx {
     size_t alias_pending;  /* directory look-ups in flight */
     bool aliases_ready;    /* every alias resolved */
     json_t *advisor_rooms; /* room ids of escalation.rooms (given or resolved): no greeting */
+    struct e2ee *e2ee;     /* end-to-end encryption (mx_e2ee.c), NULL when not configured */
 };
 
 struct mx;

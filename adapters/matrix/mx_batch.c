@@ -186,7 +186,7 @@ static void on_joined_check(struct mx *m, int status, redisReply *reply, void *a
     bool encrypted = reply && reply->type == REDIS_REPLY_STRING && strcmp(reply->str, "1") == 0;
     fb_mx_action_t *a = &bt->b.actions[idx];
     m->rooms_joined++;
-    if (encrypted) {
+    if (encrypted && !m->e2ee) {
         FB_INFO(MATRIX, "[matrix|%s] joined an encrypted room: no greeting",
                 mx_conv_tag(a->room, tag));
         send_notice(m, a->room);
@@ -221,7 +221,8 @@ static void on_encrypted_marked(struct mx *m, int status, redisReply *reply, voi
     /* reply: the previous `notice` field (nil: never told). An invite's stripped state only
      * records the fact: the bot is not in the room yet, so a send would be refused (403); the
      * notice goes out when the bot's join is seen (on_joined_check). */
-    if (!a->invited && !(reply && reply->type == REDIS_REPLY_STRING))
+    mx_e2ee_room_encrypted(m, a->room);
+    if (!m->e2ee && !a->invited && !(reply && reply->type == REDIS_REPLY_STRING))
         send_notice(m, a->room);
     mx_step_done(bt, 0);
 }
@@ -417,6 +418,7 @@ static bool start_step(struct batch *bt, fb_mx_action_t *a)
     }
     case FB_MX_LEFT: {
         FB_INFO(MATRIX, "[matrix|%s] the bot is no longer in the room", tag);
+        mx_e2ee_forget_room(m, a->room);
         const char *argv[] = {"DEL", k};
         rc = mx_rcmd_argv(m, on_step_redis, bt, 2, argv);
         break;

@@ -24,6 +24,16 @@ static const fb_conf_field_t sync_retry_fields[] = {
 static const fb_conf_table_t sync_retry_table = {"matrix.sync_retry", sync_retry_fields,
                                                  FB_ARRAY_SIZE(sync_retry_fields)};
 
+static const fb_conf_field_t crypto_fields[] = {
+    {"pickle_key_file", FB_CONF_PATH, false, OFF(crypto_pickle_key_file), 0, 0, NULL, NULL},
+    {"cross_signing", FB_CONF_BOOL, false, OFF(crypto_cross_signing), 0, 0, NULL, NULL},
+    {"key_wait_ms", FB_CONF_UINT, false, OFF(crypto_key_wait_ms), 0, 600000, NULL, NULL},
+    {"undecryptable_notice", FB_CONF_STRING, false, OFF(crypto_undecryptable_notice), 1, 2000, NULL,
+     NULL},
+};
+static const fb_conf_table_t crypto_table = {"matrix.crypto", crypto_fields,
+                                             FB_ARRAY_SIZE(crypto_fields)};
+
 static const fb_conf_field_t as_fields[] = {
     {"registration_file", FB_CONF_PATH, false, OFF(as_registration_file), 0, 0, NULL, NULL},
     {"id", FB_CONF_STRING, false, OFF(as_id), 1, 64, NULL, NULL},
@@ -53,6 +63,7 @@ static const fb_conf_field_t matrix_fields[] = {
     {"read_receipts", FB_CONF_BOOL, false, OFF(read_receipts), 0, 0, NULL, NULL},
     {"leave_when_alone", FB_CONF_BOOL, false, OFF(leave_when_alone), 0, 0, NULL, NULL},
     {"encrypted_notice", FB_CONF_STRING, false, OFF(encrypted_notice), 1, 2000, NULL, NULL},
+    {"crypto", FB_CONF_SECTION, false, 0, 0, 0, &crypto_table, NULL},
     {"appservice", FB_CONF_SECTION, false, 0, 0, 0, &as_table, NULL},
 };
 static const fb_conf_table_t matrix_table = {"matrix", matrix_fields, FB_ARRAY_SIZE(matrix_fields)};
@@ -94,6 +105,10 @@ static void matrix_config_check(void *opts, fb_conf_report_t *r)
     if (appservice && !m->as_registration_file)
         fb_conf_errorf(r, "'matrix.appservice.registration_file' is required in appservice mode "
                           "(write it with 'frichebot matrix-registration')");
+    if (appservice && m->crypto_pickle_key_file)
+        fb_conf_errorf(r, "'matrix.crypto' (end-to-end encryption) works in bot mode only for "
+                          "now: remove matrix.crypto.pickle_key_file or use mode: bot "
+                          "(docs/internals/CRYPTO.md)");
     const char *env = getenv(FB_MX_TOKEN_ENV);
     if (!appservice && !m->password_file && !m->access_token_file && !(env && *env))
         fb_conf_errorf(r, "bot mode needs 'matrix.password_file', 'matrix.access_token_file' or "

@@ -108,7 +108,8 @@ json_t *fb_mxc_keys_query_body(fb_mxc_t *c, size_t max);
  * that user and device id, and self-signed by their ed25519 key, are kept with whether their
  * owner's self-signing key signed them (the master and self-signing keys checked too); the
  * others are dropped (logged). A device whose ed25519 key changed is dropped. The users answered
- * are no longer outdated. Returns the number of devices kept, or FB_MXC_BAD. */
+ * are no longer outdated. Returns the number of devices kept, or FB_EPROTO (not an answer: a
+ * negative code, so that a count is never mistaken for a status). */
 int fb_mxc_keys_query_result(fb_mxc_t *c, const json_t *resp);
 /* The devices known for `user` ({device: {"curve25519","ed25519","cross_signed":bool}}),
  * borrowed, or NULL. */

@@ -36,12 +36,16 @@ struct sctx {
     char *room;
     char *alias;      /* the conversation's room when named by its alias, else NULL */
     char *path;       /* the PUT's path */
+    char *txn;        /* the outbox's transaction id */
     json_t *content;  /* the PUT's body */
     char *root;       /* the thread's root, once known */
     json_t *entry;    /* a copy of the outbox entry, handed to core->sent with the event id */
     const char *what; /* "reply" or "redaction", for the logs */
     char tag[FB_MX_TAG_LEN + 1];
 };
+
+/* How long a relay waits, between tries, for its thread's root to be recorded. */
+#define ROOT_WAIT_MS 200
 
 static void sctx_free(struct sctx *s)
 {
@@ -50,6 +54,7 @@ static void sctx_free(struct sctx *s)
     fb_free(s->room);
     fb_free(s->alias);
     fb_free(s->path);
+    fb_free(s->txn);
     fb_free(s->root);
     fb_free(s);
 }
@@ -133,6 +138,8 @@ static void on_sent(struct mx *m, int err, int status, json_t *body, const fb_ht
     int rc = 0;
     const char *event_id = json_string_value(json_object_get(body, "event_id"));
     if (!err && event_id) {
+        if (strstr(s->path, "/send/m.room.encrypted/"))
+            mx_e2ee_sent(m, s->txn);
         if (!m->stopping && strcmp(s->what, "reply") == 0)
             mx_typing(m, s->room, false);
         if (record(m, s, event_id, &rc))
@@ -160,18 +167,49 @@ static void on_sent(struct mx *m, int err, int status, json_t *body, const fb_ht
     sctx_done(s, rc, retry_after);
 }
 
-/* The PUT of a prepared send. 0, or an error (and `s` is left to the caller). */
-static int put(struct mx *m, struct sctx *s)
+static int put_now(struct mx *m, struct sctx *s)
 {
-    if (s->root)
-        fb_mx_thread_relation(s->content, s->root);
     int rc = mx_call_full(m, "PUT", s->path, s->content, 0, &mx_no_retry, true, false, false,
                           on_sent, s);
     return rc == 0 ? 0 : rc == FB_ECLOSING ? FB_ECANCELED : FB_EAGAIN;
 }
 
-/* How long a relay waits, between tries, for its thread's root to be recorded. */
-#define ROOT_WAIT_MS 200
+/* The message's content encrypted for its room (mx_e2ee.c): then the PUT. */
+static void on_encrypted(struct mx *m, int status, json_t *enc, void *arg)
+{
+    struct sctx *s = arg;
+    if (status || !enc) {
+        sctx_done(s, status ? status : FB_EAGAIN, status == FB_EAGAIN ? ROOT_WAIT_MS : 0);
+        return;
+    }
+    json_decref(s->content);
+    s->content = json_incref(enc);
+    char *t = fb_mx_path_escape(s->txn);
+    char *tail = fb_asprintf("/send/m.room.encrypted/%s", t);
+    fb_free(s->path);
+    s->path = mx_room_path(s->room, tail);
+    fb_free(tail);
+    fb_free(t);
+    int rc = put_now(m, s);
+    if (rc)
+        sctx_done(s, rc, 0);
+}
+
+/* The PUT of a prepared send, encrypted first in an encrypted room. 0, or an error (and `s` is
+ * left to the caller). */
+static int put(struct mx *m, struct sctx *s)
+{
+    if (s->root)
+        fb_mx_thread_relation(s->content, s->root);
+    if (m->e2ee && strcmp(s->what, "reply") == 0) {
+        int rc = mx_e2ee_encrypt(m, s->room, s->txn, s->content, on_encrypted, s);
+        if (rc == 0)
+            return 0;
+        if (rc != FB_DECLINED)
+            return FB_EAGAIN;
+    }
+    return put_now(m, s);
+}
 
 /* The root of a "ROOM/~TICKET" thread, from the core (core->thread_root): then the PUT. */
 static void on_thread_root(int status, const char *root, void *arg)
@@ -255,6 +293,7 @@ int mx_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, void *arg)
     s->root = root;
     s->content = content;
     s->path = mx_room_path(room, tail);
+    s->txn = fb_strdup(msg->txn_id);
     s->what = redact ? "redaction" : "reply";
     s->entry = msg->entry ? json_deep_copy(msg->entry) : NULL;
     fb_mx_tag(msg->conv, s->tag);

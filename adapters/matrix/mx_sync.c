@@ -635,10 +635,18 @@ struct sync_run {
     bool first;
 };
 
+struct nb_write {
+    char *next_batch;
+    json_t *taken; /* the crypto write, put back if Redis failed */
+};
+
 static void on_next_batch_stored(struct mx *m, int status, redisReply *reply, void *arg)
 {
     (void)reply;
-    char *nb = arg;
+    struct nb_write *w = arg;
+    char *nb = w->next_batch;
+    mx_e2ee_write_done(m, w->taken, status);
+    fb_free(w);
     if (m->stopping || !m->a) {
         fb_free(nb);
         return;
@@ -659,16 +667,18 @@ static void on_next_batch_stored(struct mx *m, int status, redisReply *reply, vo
     sync_poll(m);
 }
 
-/* KEYS[1] matrix:sync, KEYS[2..] room hashes; ARGV[1] next_batch, ARGV[2] the rooms' TTL,
- * ARGV[3..] each room's last handed event id. */
+/* KEYS[1] matrix:sync, KEYS[2..6] the crypto hashes (mx_e2ee.h), KEYS[7..] room hashes;
+ * ARGV[1] next_batch, ARGV[2] the rooms' TTL, ARGV[3] the crypto write (or ""), ARGV[4..] each
+ * room's last handed event id. The crypto state the batch changed is written with its token. */
 static const char next_batch_script[] =
-    "local ttl = tonumber(ARGV[2])\n"
-    "for i = 2, #KEYS do\n"
-    "  redis.call('HSET', KEYS[i], 'last_event', ARGV[i + 1])\n"
-    "  if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end\n"
-    "end\n"
-    "redis.call('HSET', KEYS[1], 'next_batch', ARGV[1])\n"
-    "return 1\n";
+    E2EE_APPLY_LUA "local ttl = tonumber(ARGV[2])\n"
+                   "for i = 7, #KEYS do\n"
+                   "  redis.call('HSET', KEYS[i], 'last_event', ARGV[i - 3])\n"
+                   "  if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end\n"
+                   "end\n"
+                   "e2ee_apply({KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}, ARGV[3])\n"
+                   "redis.call('HSET', KEYS[1], 'next_batch', ARGV[1])\n"
+                   "return 1\n";
 
 static void on_sync_batch_done(struct batch *bt, int status)
 {
@@ -699,24 +709,35 @@ static void on_sync_batch_done(struct batch *bt, int status)
             rooms[nr++] = a->room;
         last[j] = a->event_id;
     }
-    int argc = 6 + 2 * (int)nr;
+    json_t *taken = NULL;
+    char *cw = mx_e2ee_take_write(m, &taken);
+    int argc = 12 + 2 * (int)nr;
     const char **argv = fb_calloc((size_t)argc, sizeof(*argv));
     char nkeys[24];
-    snprintf(nkeys, sizeof(nkeys), "%zu", nr + 1);
+    snprintf(nkeys, sizeof(nkeys), "%zu", nr + 6);
     argv[0] = "EVAL";
     argv[1] = next_batch_script;
     argv[2] = nkeys;
     argv[3] = m->k_sync;
+    mx_e2ee_keys_argv(m, argv + 4);
     char **keys = fb_calloc(nr + 1, sizeof(*keys));
     for (size_t j = 0; j < nr; j++) {
         keys[j] = mx_room_key(m, rooms[j]);
-        argv[4 + j] = keys[j];
+        argv[9 + j] = keys[j];
     }
-    argv[4 + nr] = nb;
-    argv[5 + nr] = m->ttl_ms;
+    argv[9 + nr] = nb;
+    argv[10 + nr] = m->ttl_ms;
+    argv[11 + nr] = cw ? cw : "";
     for (size_t j = 0; j < nr; j++)
-        argv[6 + nr + j] = last[j];
-    int rc = mx_rcmd_argv(m, on_next_batch_stored, nb, argc, argv);
+        argv[12 + nr + j] = last[j];
+    struct nb_write *w = fb_calloc(1, sizeof(*w));
+    w->next_batch = nb;
+    w->taken = taken;
+    int rc = mx_rcmd_argv(m, on_next_batch_stored, w, argc, argv);
+    if (cw) {
+        explicit_bzero(cw, strlen(cw));
+        fb_free(cw);
+    }
     for (size_t j = 0; j < nr; j++)
         fb_free(keys[j]);
     fb_free(keys);
@@ -725,9 +746,45 @@ static void on_sync_batch_done(struct batch *bt, int status)
     fb_free(last);
     mx_batch_free(bt);
     if (rc) {
+        mx_e2ee_write_done(m, taken, rc);
+        fb_free(w);
         fb_free(nb);
         sync_fail(m, "Redis refused the next_batch write", 0);
     }
+}
+
+/* Parses a /sync answer into a batch and hands it to the router. */
+static void sync_parse(struct mx *m, const char *body, size_t len)
+{
+    struct batch *bt = mx_batch_new(m);
+    bt->done = on_sync_batch_done;
+    fb_mx_parse_opts_t po = mx_parse_opts(m, m->next_batch != NULL);
+    int rc = fb_mx_parse_sync(body, len, &po, &bt->b);
+    if (rc) {
+        mx_batch_free(bt);
+        sync_fail(m, "unreadable /sync answer", 0);
+        return;
+    }
+    mx_log_parse(m, &bt->b, m->next_batch ? "sync" : "initial sync (history skipped)");
+    mx_batch_pump(bt);
+}
+
+static void on_sync_decrypted(struct mx *m, json_t *doc, void *arg)
+{
+    (void)arg;
+    if (m->stopping || !m->a) {
+        json_decref(doc);
+        return;
+    }
+    char *s = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (!s) {
+        sync_fail(m, "unreadable /sync answer", 0);
+        return;
+    }
+    sync_parse(m, s, strlen(s));
+    explicit_bzero(s, strlen(s)); /* decrypted messages */
+    free(s);                      /* fb-lint: allow free (jansson's allocation) */
 }
 
 static void on_sync(struct mx *m, int err, int status, json_t *body, const fb_http_response_t *resp,
@@ -756,17 +813,30 @@ static void on_sync(struct mx *m, int err, int status, json_t *body, const fb_ht
         return;
     }
     m->sy = SY_HANDLE;
-    struct batch *bt = mx_batch_new(m);
-    bt->done = on_sync_batch_done;
-    fb_mx_parse_opts_t po = mx_parse_opts(m, m->next_batch != NULL);
-    int rc = fb_mx_parse_sync(resp->body, resp->body_len, &po, &bt->b);
-    if (rc) {
-        mx_batch_free(bt);
-        sync_fail(m, "unreadable /sync answer", 0);
+    if (m->e2ee) { /* decrypted first, then parsed from the rewritten document */
+        size_t len = 0, fixed = 0;
+        char *clean = fb_mx_json_repair(resp->body, resp->body_len, &len, &fixed);
+        json_t *doc = clean ? json_loadb(clean, len, 0, NULL) : NULL;
+        fb_free(clean);
+        if (!json_is_object(doc)) {
+            json_decref(doc);
+            sync_fail(m, "unreadable /sync answer", 0);
+            return;
+        }
+        mx_e2ee_sync(m, doc, on_sync_decrypted, NULL);
         return;
     }
-    mx_log_parse(m, &bt->b, m->next_batch ? "sync" : "initial sync (history skipped)");
-    mx_batch_pump(bt);
+    sync_parse(m, resp->body, resp->body_len);
+}
+
+static void on_e2ee_prepared(struct mx *m, int status)
+{
+    if (m->stopping || !m->a)
+        return;
+    if (status)
+        sync_fail(m, "end-to-end encryption not ready (keys not loaded or uploaded)", 0);
+    else
+        sync_poll(m);
 }
 
 static void sync_poll(struct mx *m)
@@ -775,6 +845,10 @@ static void sync_poll(struct mx *m)
         return;
     if (!m->aliases_ready) {
         mx_aliases_resolve(m); /* after_auth(), and so this poll, again once they are */
+        return;
+    }
+    if (!mx_e2ee_ready(m)) {
+        mx_e2ee_prepare(m, on_e2ee_prepared); /* this poll again once ready */
         return;
     }
     /* Refresh once the token is within a minute of expiring, or within half its lifetime when

@@ -11,6 +11,10 @@ The server stays real: the proxy only breaks the path to it, as a network would.
     proxy.cut()            # resets every open connection now (RST, like a crashed middlebox)
     proxy.refuse = True    # new connections are reset at once, until set back to False
     proxy.cut_after(n)     # the next connection is reset after n bytes of the server's answer
+    proxy.hold = b"PUT /_matrix/client/v3/sendToDevice/"
+                           # a request from the client holding these bytes is never forwarded,
+                           # nor anything after it on its connection (a server that hangs):
+                           # `held` counts them; None forwards again (new connections)
     proxy.stop()
 
 Counters (connections, cuts, bytes each way) are attributes, for the tests to show the faults
@@ -35,6 +39,8 @@ class FaultProxy:
         self.lock = threading.Lock()
         self.pairs = set()
         self.cut_after_bytes = None
+        self.hold = None
+        self.held = 0
         self.connections = 0
         self.cuts = 0
         self.bytes_up = 0
@@ -110,6 +116,7 @@ class FaultProxy:
     def _pump(self, client, server, limit):
         """Forwards both ways until either side closes, or the pair is cut."""
         down = 0
+        holding = False
         try:
             while self.running:
                 try:
@@ -121,6 +128,12 @@ class FaultProxy:
                     data = src.recv(65536)
                     if not data:
                         raise EOFError
+                    if src is client and (holding or (self.hold and self.hold in data)):
+                        if not holding:
+                            with self.lock:
+                                self.held += 1
+                        holding = True
+                        continue
                     if self.delay_ms:
                         time.sleep(self.delay_ms / 1000)
                     if src is server and limit is not None and down + len(data) > limit:
