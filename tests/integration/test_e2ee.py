@@ -413,9 +413,16 @@ def test_hostile_encrypted_events_are_refused(synapse, redis, make_daemon, tmp_p
     assert handled(d) == n, (handled(d), n)
     assert bodies(user_clear(synapse, user, room, bot["user_id"])).count(
         [b for b in bodies(user_clear(synapse, user, room, bot["user_id"])) if NOTICE in b][0]) == 1
-    # The bot keeps serving.
+    # 5. A state event's type inside the encryption (the sender chooses it): never room state.
+    rk = f"fb:{{c:matrix:{room}}}:mxroom"
+    rule = redis.cli("HGET", rk, "rule")
+    r = user.run(user.client.room_send(room, "im.vector.room.access_rules", {"rule": "unrestricted"},
+                                       ignore_unverified_devices=True))
+    assert isinstance(r, user.nio.RoomSendResponse), r
+    # The bot keeps serving (and its answer shows the forged event was handled before it).
     user.send(room, "la commune")
     seen.wait(1, 60)
+    assert redis.cli("HGET", rk, "rule") == rule, redis.cli("HGETALL", rk)
     for secret in (room, user.user_id, stranger["user_id"], "saint dizier"):
         assert secret not in d.read_log(), secret
 
@@ -452,3 +459,26 @@ def test_a_wrong_pickle_key_keeps_the_device_and_the_bot_offline(synapse, redis,
     d.start()
     assert seen.wait(1, 60), d.read_log()[-3000:]
     assert "new device keys" not in d.read_log()
+
+
+def test_gap_in_an_encrypted_room_is_back_filled_decrypted(synapse, redis, make_daemon, tmp_path, clients):
+    """While the bot is stopped the owner writes more than the sync filter's timeline limit: the
+    missed encrypted messages come back through /messages, are decrypted like the others, and each
+    is answered once, in order."""
+    groups = reference(synapse, tmp_path, make_daemon)
+    bot = new_bot(synapse, tmp_path)
+    d = start_e2ee_bot(make_daemon, redis, synapse, bot, tmp_path, sync_timeline_limit=2)
+    user = tchap_user(clients)
+    room, seen = open_encrypted_dm(user, bot["user_id"], d, len(groups[0]))
+    user.send(room, WALK[0])
+    seen.wait(len(groups[1]), 60)
+    d.stop()
+    for answer in WALK[1:5]:
+        user.send(room, answer)
+    d.start()
+    expected = flat(groups[:6])
+    seen.wait(len(expected) - len(seen.msgs), 90)
+    assert wait_until(lambda: pending(redis) == 0, 30), d.read_log()[-3000:]
+    seen.drain()
+    assert seen.bodies() == expected, seen.bodies()
+    assert "gap" in d.read_log()
