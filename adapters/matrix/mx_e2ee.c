@@ -708,6 +708,7 @@ static void on_loaded(struct mx *m, int status, redisReply *reply, void *arg)
     e->device = fb_strdup(m->device_id);
     if (fb_mxc_ensure_account(e->c))
         FB_NOTICE(MATRIX, "e2ee: new device keys made for this device");
+    fb_mxc_rotate_outbound(e->c); /* a Megolm index is never used twice, even after data loss */
     FB_INFO(MATRIX, "e2ee: crypto state loaded (%zu pending undecryptable, %zu to-device)",
             json_object_size(e->utd), json_object_size(e->todev));
     upload_keys(m, on_keys_ready, NULL);
