@@ -947,11 +947,11 @@ static void decrypt_room_events(struct mx *m, const char *room, json_t *evs)
             json_object_set_new(ev, "room_id", json_string(room));
         int st = json_object_get(ev, "state_key") ? FB_MXC_BAD : fb_mxc_decrypt(e->c, ev, &out);
         if (st == FB_MXC_OK && out) {
-            json_array_set_new(evs, i, sanitize(out));
-            if (json_object_get(e->utd, id)) {
-                json_object_del(e->utd, id);
+            if (json_object_get(e->utd, id)) { /* before `ev`, which holds `id`, is replaced */
                 pending_set(e, K_UTD, id, NULL);
+                json_object_del(e->utd, id);
             }
+            json_array_set_new(evs, i, sanitize(out));
             continue;
         }
         json_decref(out);
