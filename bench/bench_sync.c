@@ -400,6 +400,13 @@ static int room_of(const char *path)
     return end != p + 1 && i >= 0 && i < b.nrooms ? (int)i : -1;
 }
 
+/* Counts a reply or room key the peer cannot read, and says why for the first few. */
+static void unreadable(const char *what, int status, const char *type)
+{
+    if (b.dec_fail++ < 10)
+        fprintf(stderr, "bench_sync: unreadable %s (%.40s): status %d\n", what, type, status);
+}
+
 /* PUT /rooms/{room}/send/{type}/{txn}: a reply, decrypted in encrypted mode. */
 static void on_send(fb_http_req_t *req, const char *send)
 {
@@ -425,7 +432,7 @@ static void on_send(fb_http_req_t *req, const char *send)
             }
             const json_t *text = json_object_get(json_object_get(out, "content"), "body");
             if (st != FB_MXC_OK || !json_is_string(text) || !*json_string_value(text))
-                b.dec_fail++;
+                unreadable("reply", st, json_string_value(json_object_get(content, "session_id")));
             json_decref(out);
         }
         const char *t = txn + 1, *dot = strrchr(t, '.');
@@ -463,8 +470,9 @@ static void on_to_device(const char *type, json_t *body)
             json_t *ev = json_pack("{s:s, s:s, s:O}", "sender", b.bot, "type", "m.room.encrypted",
                                    "content", c);
             char t[64];
-            if (fb_mxc_to_device(r->peer, ev, t) != FB_MXC_OK || strcmp(t, "m.room_key") != 0)
-                b.dec_fail++;
+            int st = fb_mxc_to_device(r->peer, ev, t);
+            if (st != FB_MXC_OK || strcmp(t, "m.room_key") != 0)
+                unreadable("to-device message", st, t);
             json_decref(ev);
         }
     }
