@@ -26,7 +26,11 @@
  * bot as an Olm to-device m.room_key in the /sync answer (again at each rotation, every 100
  * messages, the Matrix default), and its events go in the timeline as m.room.encrypted. The
  * sink decrypts the bot's to-device room keys and every encrypted reply with the peer:
- * replies that are not readable (or come in clear) are counted as failures. The peer's
+ * replies that are not readable (or come in clear) are counted as failures. A reply that comes
+ * before its room key is kept and decrypted when the key comes, as a client does; those are
+ * counted (late_keys), and fail the run only if their key never comes, unless they were sent
+ * while the daemon was stopping (stop_without_keys: the daemon sends its pending replies then,
+ * but not their room keys, which it keeps in Redis for its next start). The peer's
  * encryption is done when the event becomes ready, so it is not in the latency; but it runs on
  * the same cores as the daemon, so the sink's CPU time over the window is reported next to the
  * daemon's (getrusage of this process, /proc/PID/stat of the daemon; Redis is not counted).
@@ -35,8 +39,8 @@
  *
  * Prints key=value lines: events, seconds, events_per_s, p50_ms, p99_ms, max_ms, sink_cpu_s,
  * daemon_cpu_s, daemon_cpu_us_per_event, sink_cpu_us_per_event, sink_cpu_share,
- * decrypt_failures, key_requests, sink_requests. The daemon's CPU time per event is the cost of
- * encryption that does not depend on how much of the cores the sink takes. Exits 1 on a
+ * decrypt_failures, late_keys, key_requests, sink_requests. The daemon's CPU time per event is the
+ * cost of encryption that does not depend on how much of the cores the sink takes. Exits 1 on a
  * failure (no warm-up within 60 s, the daemon exited, unreadable replies), 3 when the sink
  * cannot listen (run.sh tries another port).
  */
@@ -101,8 +105,9 @@ struct bench {
     char *bot_dev;    /* its device id */
     json_t *bot_otks; /* its one-time keys not claimed yet */
     json_t *todev;    /* to-device events for the bot, for the next /sync */
+    json_t *late;     /* [{"room", "ev"}]: replies that came before their room key */
     json_t *enc_content;
-    uint64_t events, dec_fail, key_requests, sink_requests, handed;
+    uint64_t events, dec_fail, late_keys, stop_lost, key_requests, sink_requests, handed;
     double *lat;
     size_t nlat;
     double cpu_sink0, cpu_daemon0, cpu_sink, cpu_daemon;
@@ -407,6 +412,35 @@ static void unreadable(const char *what, int status, const char *type)
         fprintf(stderr, "bench_sync: unreadable %s (%.40s): status %d\n", what, type, status);
 }
 
+/* Decrypts the bot's reply `ev` with the peer of `r`: FB_MXC_OK when it holds a non-empty body,
+ * another status otherwise. */
+static int reply_decrypt(struct room *r, const json_t *ev)
+{
+    json_t *out = NULL;
+    int st = fb_mxc_decrypt(r->peer, ev, &out);
+    const json_t *text = json_object_get(json_object_get(out, "content"), "body");
+    if (st == FB_MXC_OK && (!json_is_string(text) || !*json_string_value(text)))
+        st = FB_MXC_BAD;
+    json_decref(out);
+    return st;
+}
+
+/* A room key came for room `idx`: its replies that arrived before their key, again. */
+static void late_retry(int idx)
+{
+    for (size_t i = json_array_size(b.late); i > 0; i--) {
+        json_t *x = json_array_get(b.late, i - 1);
+        if (json_integer_value(json_object_get(x, "room")) != idx)
+            continue;
+        int st = reply_decrypt(&b.rooms[idx], json_object_get(x, "ev"));
+        if (st == FB_MXC_UNKNOWN_SESSION)
+            continue;
+        if (st != FB_MXC_OK)
+            unreadable("reply", st, "after its key");
+        json_array_remove(b.late, i - 1);
+    }
+}
+
 /* PUT /rooms/{room}/send/{type}/{txn}: a reply, decrypted in encrypted mode. */
 static void on_send(fb_http_req_t *req, const char *send)
 {
@@ -419,21 +453,23 @@ static void on_send(fb_http_req_t *req, const char *send)
     if (idx >= 0 && txn) {
         struct room *r = &b.rooms[idx];
         bool encrypted = strncmp(type, "m.room.encrypted/", 17) == 0;
-        if (b.enc) {
-            json_t *out = NULL;
-            int st = -1;
-            if (encrypted) {
-                json_t *ev =
-                    json_pack("{s:s, s:s, s:s, s:s, s:I, s:O}", "type", "m.room.encrypted",
-                              "room_id", r->id, "sender", b.bot, "event_id", txn + 1,
-                              "origin_server_ts", (json_int_t)wall_ms(), "content", content);
-                st = fb_mxc_decrypt(r->peer, ev, &out);
+        if (b.enc && !encrypted) {
+            unreadable("reply", -1, "in clear");
+        } else if (b.enc) {
+            json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:I, s:O}", "type", "m.room.encrypted",
+                                   "room_id", r->id, "sender", b.bot, "event_id", txn + 1,
+                                   "origin_server_ts", (json_int_t)wall_ms(), "content", content);
+            int st = reply_decrypt(r, ev);
+            if (st == FB_MXC_UNKNOWN_SESSION) { /* before its key: kept, as a client does */
+                b.late_keys++;
+                json_array_append_new(b.late, json_pack("{s:i, s:o, s:b}", "room", idx, "ev", ev,
+                                                        "stopping", b.phase == DONE));
+            } else {
+                if (st != FB_MXC_OK)
+                    unreadable("reply", st,
+                               json_string_value(json_object_get(content, "session_id")));
                 json_decref(ev);
             }
-            const json_t *text = json_object_get(json_object_get(out, "content"), "body");
-            if (st != FB_MXC_OK || !json_is_string(text) || !*json_string_value(text))
-                unreadable("reply", st, json_string_value(json_object_get(content, "session_id")));
-            json_decref(out);
         }
         const char *t = txn + 1, *dot = strrchr(t, '.');
         size_t hl = dot ? (size_t)(dot - t) : 0;
@@ -473,6 +509,8 @@ static void on_to_device(const char *type, json_t *body)
             int st = fb_mxc_to_device(r->peer, ev, t);
             if (st != FB_MXC_OK || strcmp(t, "m.room_key") != 0)
                 unreadable("to-device message", st, t);
+            else
+                late_retry(i);
             json_decref(ev);
         }
     }
@@ -702,6 +740,7 @@ int main(int argc, char **argv)
     b.lat = fb_malloc(sizeof(double) * MAX_LATENCIES);
     b.bot_otks = json_object();
     b.todev = json_array();
+    b.late = json_array();
     b.enc_content = json_pack("{s:s}", "algorithm", FB_MXC_MEGOLM);
     if (b.enc)
         peers_make();
@@ -744,6 +783,12 @@ int main(int argc, char **argv)
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
 
+    for (size_t i = 0; i < json_array_size(b.late); i++) {
+        if (json_is_true(json_object_get(json_array_get(b.late, i), "stopping")))
+            b.stop_lost++; /* sent while the daemon stopped: its keys wait for its next start */
+        else
+            unreadable("reply", FB_MXC_UNKNOWN_SESSION, "its key never came");
+    }
     if (!b.failed && b.dec_fail > 0)
         b.failed = "replies or room keys not readable by the peers";
     if (!b.failed && b.nlat == 0)
@@ -769,6 +814,8 @@ int main(int argc, char **argv)
     printf("sink_cpu_share=%.3f\n",
            b.cpu_sink + b.cpu_daemon > 0 ? b.cpu_sink / (b.cpu_sink + b.cpu_daemon) : 0.0);
     printf("decrypt_failures=%" PRIu64 "\n", b.dec_fail);
+    printf("late_keys=%" PRIu64 "\n", b.late_keys);
+    printf("stop_without_keys=%" PRIu64 "\n", b.stop_lost);
     printf("key_requests=%" PRIu64 "\n", b.key_requests);
     printf("sink_requests=%" PRIu64 "\n", b.sink_requests);
     for (int i = 0; i < b.nrooms; i++) {
@@ -780,6 +827,7 @@ int main(int argc, char **argv)
     json_decref(b.bot_dk);
     json_decref(b.bot_otks);
     json_decref(b.todev);
+    json_decref(b.late);
     json_decref(b.enc_content);
     fb_free(b.bot_dev);
     fb_free(b.rooms);

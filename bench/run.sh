@@ -120,7 +120,7 @@ sync_part() {
   echo "bench-token" >"$tmp/token"
   chmod 600 "$tmp/pickle-key" "$tmp/token"
   for m in clear encrypted; do
-    : >"$tmp/s-$m"; : >"$tmp/s50-$m"; : >"$tmp/s99-$m"; : >"$tmp/sshare-$m"; : >"$tmp/sus-$m"
+    : >"$tmp/s-$m"; : >"$tmp/s50-$m"; : >"$tmp/s99-$m"; : >"$tmp/sshare-$m"; : >"$tmp/sus-$m"; : >"$tmp/slate-$m"; : >"$tmp/sstop-$m"
   done
   : >"$tmp/daemon-sync.log"
   echo "bench: Matrix /sync through the daemon, $SC rooms, ${SD} s per run, $SREPEAT runs per mode" >&2
@@ -167,6 +167,8 @@ EOF
       echo "$out" | sed -n 's/^p99_ms=//p' >>"$tmp/s99-$m"
       echo "$out" | sed -n 's/^sink_cpu_share=//p' >>"$tmp/sshare-$m"
       echo "$out" | sed -n 's/^daemon_cpu_us_per_event=//p' >>"$tmp/sus-$m"
+      echo "$out" | sed -n 's/^late_keys=//p' >>"$tmp/slate-$m"
+      echo "$out" | sed -n 's/^stop_without_keys=//p' >>"$tmp/sstop-$m"
     done
     r=$((r + 1))
   done
@@ -181,6 +183,8 @@ EOF
       -v e50="$(median <"$tmp/s50-encrypted")" -v e99="$(median <"$tmp/s99-encrypted")" \
       -v cs="$(median <"$tmp/sshare-clear")" -v es="$(median <"$tmp/sshare-encrypted")" \
       -v cu="$(median <"$tmp/sus-clear")" -v eu="$(median <"$tmp/sus-encrypted")" \
+      -v late="$(awk '{ s += $1 } END { print s + 0 }' "$tmp/slate-encrypted")" \
+      -v stop="$(awk '{ s += $1 } END { print s + 0 }' "$tmp/sstop-encrypted")" \
       -v n="$SC" -v k="$SREPEAT" 'BEGIN {
   printf "frichebot Matrix /sync benchmark: /sync -> (decrypt) -> parser -> router -> engine -> Redis -> outbox -> (encrypt) -> homeserver sink\n"
   printf "  %d rooms, one message \"aide\" per room in flight (closed loop), median of %d runs per mode\n", n, k
@@ -191,6 +195,8 @@ EOF
   printf "  latency p50 / p99 (ms), encrypted  %12.2f / %.2f\n", e50, e99
   printf "  daemon CPU us/event, clear / enc.  %12.0f / %.0f (ratio %.2f)\n", cu, eu, eu / cu
   printf "  sink CPU share, clear / encrypted  %12.2f / %.2f\n", cs, es
+  printf "  encrypted replies before their key %12d (all runs; decrypted once the key came)\n", late
+  printf "  of which sent while the daemon stops %11d (their keys wait for its next start)\n", stop
   printf "note: the sink (homeserver and, encrypted, the users\047 Olm/Megolm devices) runs on the\n"
   printf "same cores as the daemon; its share is of the sink+daemon CPU time (Redis not counted).\n"
 }'
