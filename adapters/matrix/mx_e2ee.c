@@ -1128,7 +1128,8 @@ void mx_e2ee_sync(struct mx *m, json_t *body,
 struct ejob {
     struct mx *m;
     char *room, *txn;
-    char *todev_txn; /* the room keys to send first, or NULL */
+    char *todev_txn;    /* the room keys to send first, or NULL */
+    json_t *todev_body; /* their PUT body, in e->todev once saved */
     json_t *content;
     json_t *todev;      /* {user: {device: content}} to send before the message */
     json_t *need_claim; /* the last claim's question */
@@ -1169,6 +1170,7 @@ static void job_end(struct ejob *j, int rc, json_t *enc)
     json_decref(enc);
     json_decref(j->content);
     json_decref(j->todev);
+    json_decref(j->todev_body);
     json_decref(j->need_claim);
     fb_free(j->room);
     fb_free(j->txn);
@@ -1192,11 +1194,15 @@ static void job_sent(struct ejob *j)
 static void on_job_saved(struct mx *m, int status, void *arg)
 {
     struct ejob *j = arg;
+    json_t *body = j->todev_body;
+    /* Only now may todev_flush() see the room keys: before, a flush (a /sync answer handled
+     * meanwhile) sent them without this job, which then sent the message without waiting. */
+    if (body && m->e2ee)
+        json_object_set(m->e2ee->todev, j->todev_txn, body);
     if (status) {
         job_end(j, FB_EAGAIN, NULL);
         return;
     }
-    json_t *body = j->todev_txn ? json_object_get(m->e2ee->todev, j->todev_txn) : NULL;
     if (body && todev_put(m, j->todev_txn, body, j))
         return; /* job_sent() once the room keys are out */
     job_sent(j);
@@ -1217,9 +1223,8 @@ static void job_encrypt(struct ejob *j)
         json_object_set(enc, "m.relates_to", rel);
     if (j->todev && json_object_size(j->todev) > 0) {
         j->todev_txn = new_txn(e, "k");
-        json_t *b = json_pack("{s:O}", "messages", j->todev);
-        json_object_set(e->todev, j->todev_txn, b);
-        pending_set(e, K_TODEV, j->todev_txn, b);
+        j->todev_body = json_pack("{s:O}", "messages", j->todev);
+        pending_set(e, K_TODEV, j->todev_txn, json_incref(j->todev_body));
     }
     pending_set(e, K_SENT, j->txn,
                 json_pack("{s:O, s:I}", "content", enc, "at", (json_int_t)fb_wall_ms()));
