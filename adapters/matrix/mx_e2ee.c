@@ -1225,6 +1225,7 @@ static void job_encrypt(struct ejob *j)
         j->todev_txn = new_txn(e, "k");
         j->todev_body = json_pack("{s:O}", "messages", j->todev);
         pending_set(e, K_TODEV, j->todev_txn, json_incref(j->todev_body));
+        json_object_clear(j->todev); /* in todev_body now: keep_todev() must not send it twice */
     }
     pending_set(e, K_SENT, j->txn,
                 json_pack("{s:O, s:I}", "content", enc, "at", (json_int_t)fb_wall_ms()));
