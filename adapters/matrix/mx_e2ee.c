@@ -1199,8 +1199,8 @@ static void on_job_saved(struct mx *m, int status, void *arg)
      * meanwhile) sent them without this job, which then sent the message without waiting. */
     if (body && m->e2ee)
         json_object_set(m->e2ee->todev, j->todev_txn, body);
-    if (status) {
-        job_end(j, FB_EAGAIN, NULL);
+    if (status || m->stopping) { /* stopping: no message without its keys; both at next start */
+        job_end(j, status ? FB_EAGAIN : FB_ECANCELED, NULL);
         return;
     }
     if (body && todev_put(m, j->todev_txn, body, j))
