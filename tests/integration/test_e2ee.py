@@ -531,6 +531,16 @@ def test_appservice_encrypted_dm_with_the_element_stack(tmp_path):
             for secret in (room, user.user_id, "Saint-Dizier", reg["as_token"], reg["hs_token"]):
                 assert secret not in log, secret
             assert r.cli("HKEYS", "fb:matrix:e2ee:crypto"), r.cli("KEYS", "fb:matrix:*")
+            # A restart keeps the device: the same id, its keys loaded (none made), and the
+            # encrypted conversation goes on.
+            n = len(seen.msgs)
+            d.stop()
+            d.start()
+            user.send(room, WALK[3])
+            seen.wait(1, 60)
+            assert len(seen.msgs) == n + 1
+            assert r.cli("HGET", "fb:matrix:auth", "device_id") == dev
+            assert "new device keys" not in d.read_log(), d.read_log()[-3000:]
         finally:
             user.stop()
             print(f"--- as-owner log:\n{user.stderr_tail(8000)}")
