@@ -544,3 +544,43 @@ def test_appservice_encrypted_dm_with_the_element_stack(tmp_path):
         finally:
             user.stop()
             print(f"--- as-owner log:\n{user.stderr_tail(8000)}")
+
+
+def test_appservice_sigkill_between_an_encrypted_message_and_its_reply(synapse, tmp_path, make_daemon):
+    """Appservice mode, kill -9 after an encrypted message was handled (its transaction answered,
+    the reply written to the outbox with the crypto state) and before the reply went out; the
+    owner writes again while the daemon is down (the homeserver keeps the transaction and sends
+    it again). After the restart every message has exactly its replies, all readable."""
+    groups = reference(synapse, tmp_path, make_daemon)
+    key = crypto_yaml(tmp_path)["crypto"]["pickle_key_file"]
+    crypto = f"  crypto:\n    pickle_key_file: \"{key}\"\n    key_wait_ms: 3000\n"
+    with appservice_stack(tmp_path / "as", synapse_extra=AS_E2EE_SYNAPSE, matrix_extra=crypto) as st:
+        syn, d, r = st["synapse"], st["daemon"], st["redis"]
+        acc = syn.register(f"owner-{secrets.token_hex(4)}")
+        user = JsClient(syn.url, acc["user_id"], acc["password"], name="as-owner", log_dir=str(tmp_path))
+        try:
+            user.bootstrap_cross_signing()
+            user.isolation("only_signed")
+            room, seen = open_encrypted_dm(user, AS_USER, d, len(groups[0]), timeout=90)
+            k = 2
+            for i in range(k):
+                user.send(room, WALK[i])
+                seen.wait(len(groups[i + 1]), 60)
+            # Replies wait 800 ms in the outbox: the kill lands after the Redis write, before the send.
+            d.stop()
+            d.start(env=hold_outbox(800))
+            user.send(room, WALK[k])
+            assert wait_until(lambda: pending(r) >= 1, 30, 0.02), d.read_log()[-3000:]
+            d.proc.send_signal(signal.SIGKILL)
+            d.proc.wait(10)
+            d.log.close()
+            user.send(room, WALK[k + 1])
+            d.start()
+            expected = flat(groups[:k + 3])
+            seen.wait(len(expected) - len(seen.msgs), 90)
+            assert wait_until(lambda: pending(r) == 0, 30), d.read_log()[-3000:]
+            seen.drain()
+            assert seen.bodies() == expected, seen.bodies()
+        finally:
+            user.stop()
+            print(f"--- as-owner log:\n{user.stderr_tail(8000)}")
