@@ -60,7 +60,6 @@ static void device_done(struct mx *m)
 
 static void on_prepared(struct mx *m, int status)
 {
-    m->as_device_busy = false;
     if (status)
         FB_WARN(MATRIX,
                 "e2ee: the service's device is not ready (%s): tried again at the next "
@@ -68,7 +67,7 @@ static void on_prepared(struct mx *m, int status)
                 fb_err_name(status));
     else
         FB_INFO(MATRIX, "e2ee: the service's device is ready");
-    mx_as_txn_resume(m);
+    device_done(m);
 }
 
 static void on_device_put(struct mx *m, int err, int status, json_t *body,
@@ -83,8 +82,8 @@ static void on_device_put(struct mx *m, int err, int status, json_t *body,
     }
     if (err) {
         FB_ERR(MATRIX,
-               "e2ee: the service cannot make its device (%s, HTTP %d %s): does the "
-               "registration say io.element.msc4190: true?",
+               "e2ee: the service cannot make its device (%s, HTTP %d %s): the homeserver "
+               "must support MSC4190 (registration io.element.msc4190: true)",
                fb_err_name(err), status, mx_errcode(body) ? mx_errcode(body) : "");
         device_done(m);
         fb_free(id);
