@@ -754,6 +754,9 @@ void mx_e2ee_prepare(struct mx *m, void (*done)(struct mx *m, int status))
 struct sctx {
     struct mx *m;
     json_t *body;
+    json_t *view; /* the to-device events, device lists and key counts: the body itself (/sync)
+                     or what fb_mx_txn_crypto() took from a transaction (owned then) */
+    bool txn;
     json_t *retry; /* to-device events from devices not known yet */
     void (*cont)(struct mx *m, json_t *body, int status, void *arg);
     void *arg;
@@ -924,12 +927,11 @@ static json_t *sanitize(json_t *out)
     return ig;
 }
 
-/* Decrypts room `room`'s timeline events `evs` in place (a /sync timeline, or a gap's page). */
+/* Decrypts room `room`'s timeline events `evs` in place (a /sync timeline, or a gap's page), or,
+ * `room` NULL, the events of a transaction, each of its room_id. */
 static void decrypt_room_events(struct mx *m, const char *room, json_t *evs)
 {
     struct e2ee *e = m->e2ee;
-    char tag[FB_MX_TAG_LEN + 1];
-    fb_mx_tag(room, tag);
     size_t i;
     json_t *ev;
     json_array_foreach(evs, i, ev)
@@ -943,8 +945,13 @@ static void decrypt_room_events(struct mx *m, const char *room, json_t *evs)
         if (!json_object_get(json_object_get(ev, "content"), "ciphertext"))
             continue; /* a redacted encrypted event */
         json_t *out = NULL;
-        if (!json_object_get(ev, "room_id")) /* /sync leaves it out of its events */
+        if (room && !json_object_get(ev, "room_id")) /* /sync leaves it out of its events */
             json_object_set_new(ev, "room_id", json_string(room));
+        const char *rm = json_string_value(json_object_get(ev, "room_id"));
+        if (!rm)
+            continue;
+        char tag[FB_MX_TAG_LEN + 1];
+        fb_mx_tag(rm, tag);
         int st = json_object_get(ev, "state_key") ? FB_MXC_BAD : fb_mxc_decrypt(e->c, ev, &out);
         if (st == FB_MXC_OK && out) {
             if (json_object_get(e->utd, id)) { /* before `ev`, which holds `id`, is replaced */
@@ -958,7 +965,7 @@ static void decrypt_room_events(struct mx *m, const char *room, json_t *evs)
         if (st == FB_MXC_UNKNOWN_SESSION) {
             if (!json_object_get(e->utd, id)) {
                 FB_INFO(MATRIX, "[matrix|%s] e2ee: no key yet for a message: asked", tag);
-                json_t *u = json_pack("{s:s, s:O, s:I, s:b}", "room", room, "ev", ev, "first",
+                json_t *u = json_pack("{s:s, s:O, s:I, s:b}", "room", rm, "ev", ev, "first",
                                       (json_int_t)fb_wall_ms(), "told", 0);
                 json_object_set(e->utd, id, u);
                 pending_set(e, K_UTD, id, u);
@@ -979,32 +986,45 @@ void mx_e2ee_decrypt_events(struct mx *m, const char *room, json_t *events)
         decrypt_room_events(m, room, events);
 }
 
-static void decrypt_timeline(struct mx *m, json_t *body)
+/* A member or encryption change in `evs` (of `room`, or of each event's room_id when NULL): the
+ * members and the settings are read again at the next send. */
+static void note_changes(struct e2ee *e, const char *room, const json_t *evs)
+{
+    size_t i;
+    json_t *ev;
+    json_array_foreach(evs, i, ev)
+    {
+        const char *t = json_string_value(json_object_get(ev, "type"));
+        const char *r = room ? room : json_string_value(json_object_get(ev, "room_id"));
+        if (!r)
+            continue;
+        if (t && strcmp(t, "m.room.member") == 0)
+            json_object_del(e->members, r);
+        else if (t && strcmp(t, "m.room.encryption") == 0)
+            json_object_del(e->enc, r);
+    }
+}
+
+/* Decrypts what `body` brings (a /sync answer, or a transaction when `txn`), then the events
+ * that waited for their key (in these to-device messages maybe), put at the front. */
+static void decrypt_body(struct mx *m, json_t *body, bool txn)
 {
     struct e2ee *e = m->e2ee;
-    json_t *join = json_object_get(json_object_get(body, "rooms"), "join");
-    const char *room;
-    json_t *r;
-    json_object_foreach(join, room, r)
-    {
-        /* a member or encryption change: read the members and the settings again */
-        json_t *lists[2] = {json_object_get(json_object_get(r, "state"), "events"),
-                            room_timeline(body, room)};
-        for (int l = 0; l < 2; l++) {
-            size_t i;
-            json_t *ev;
-            json_array_foreach(lists[l], i, ev)
-            {
-                const char *t = json_string_value(json_object_get(ev, "type"));
-                if (t && strcmp(t, "m.room.member") == 0)
-                    json_object_del(e->members, room);
-                else if (t && strcmp(t, "m.room.encryption") == 0)
-                    json_object_del(e->enc, room);
-            }
+    if (txn) {
+        json_t *evs = json_object_get(body, "events");
+        note_changes(e, NULL, evs);
+        decrypt_room_events(m, NULL, evs);
+    } else {
+        json_t *join = json_object_get(json_object_get(body, "rooms"), "join");
+        const char *room;
+        json_t *r;
+        json_object_foreach(join, room, r)
+        {
+            note_changes(e, room, json_object_get(json_object_get(r, "state"), "events"));
+            note_changes(e, room, room_timeline(body, room));
+            decrypt_room_events(m, room, room_timeline(body, room));
         }
-        decrypt_room_events(m, room, room_timeline(body, room));
     }
-    /* events that waited for their key, in this sync's to-device messages maybe */
     const char *id;
     json_t *u;
     void *tmp;
@@ -1016,7 +1036,13 @@ static void decrypt_timeline(struct mx *m, json_t *body)
             const char *rm = json_string_value(json_object_get(u, "room"));
             fb_mx_tag(rm, tag);
             FB_INFO(MATRIX, "[matrix|%s] e2ee: the key came: a waiting message is handled", tag);
-            inject(body, rm, sanitize(out));
+            json_t *evs = json_object_get(body, "events");
+            if (!txn)
+                inject(body, rm, sanitize(out));
+            else if (json_is_array(evs))
+                json_array_insert_new(evs, 0, sanitize(out));
+            else
+                json_object_set_new(body, "events", json_pack("[o]", sanitize(out)));
             pending_set(e, K_UTD, id, NULL);
             json_object_del(e->utd, id);
         } else {
@@ -1025,17 +1051,25 @@ static void decrypt_timeline(struct mx *m, json_t *body)
     }
 }
 
+static void sctx_free(struct sctx *s)
+{
+    if (s->view != s->body)
+        json_decref(s->view);
+    json_decref(s->retry);
+    fb_free(s);
+}
+
 static void sctx_finish(struct sctx *s)
 {
     struct mx *m = s->m;
     if (m->e2ee && m->e2ee->c && !m->stopping) {
-        decrypt_timeline(m, s->body);
+        decrypt_body(m, s->body, s->txn);
         /* one-time keys and the fallback key */
-        json_t *cnt = json_object_get(json_object_get(s->body, "device_one_time_keys_count"),
+        json_t *cnt = json_object_get(json_object_get(s->view, "device_one_time_keys_count"),
                                       "signed_curve25519");
         if (json_is_integer(cnt)) /* absent: unknown, not zero (no keys made on a guess) */
             m->e2ee->otk_count = (long)json_integer_value(cnt);
-        json_t *fb = json_object_get(s->body, "device_unused_fallback_key_types");
+        json_t *fb = json_object_get(s->view, "device_unused_fallback_key_types");
         bool has = false;
         size_t i;
         json_t *v;
@@ -1047,8 +1081,7 @@ static void sctx_finish(struct sctx *s)
         arm_timer(m);
     }
     s->cont(m, s->body, 0, s->arg);
-    json_decref(s->retry);
-    fb_free(s);
+    sctx_free(s);
 }
 
 static void to_device_pass(struct sctx *s, json_t *events, bool last)
@@ -1089,37 +1122,53 @@ static void on_retry_query(struct mx *m, int status, void *arg)
         FB_INFO(MATRIX, "e2ee: devices of to-device senders not read: the sync is retried");
         json_decref(s->body);
         s->cont(m, NULL, FB_EAGAIN, s->arg);
-        json_decref(s->retry);
-        fb_free(s);
+        sctx_free(s);
         return;
     }
     to_device_pass(s, s->retry, true);
     sctx_finish(s);
 }
 
-void mx_e2ee_sync(struct mx *m, json_t *body,
-                  void (*cont)(struct mx *m, json_t *body, int status, void *arg), void *arg)
+/* The steps both shapes share: device lists, to-device events (those from devices not known yet
+ * once more after a /keys/query), then sctx_finish(). `view` is `body` or owned. */
+static void e2ee_run(struct mx *m, json_t *body, json_t *view, bool txn,
+                     void (*cont)(struct mx *m, json_t *body, int status, void *arg), void *arg)
 {
     struct e2ee *e = m->e2ee;
     struct sctx *s = fb_calloc(1, sizeof(*s));
     s->m = m;
     s->body = body;
+    s->view = view;
+    s->txn = txn;
     s->cont = cont;
     s->arg = arg;
     s->retry = json_array();
-    json_t *dl = json_object_get(body, "device_lists");
+    json_t *dl = json_object_get(view, "device_lists");
     size_t i;
     json_t *v;
     json_array_foreach(json_object_get(dl, "changed"), i, v) if (json_is_string(v))
         fb_mxc_device_list_changed(e->c, json_string_value(v));
     json_array_foreach(json_object_get(dl, "left"), i, v) if (json_is_string(v))
         fb_mxc_device_list_left(e->c, json_string_value(v));
-    to_device_pass(s, json_object_get(json_object_get(body, "to_device"), "events"), false);
+    to_device_pass(s, json_object_get(json_object_get(view, "to_device"), "events"), false);
     if (json_array_size(s->retry) > 0) {
         query_outdated(m, on_retry_query, s);
         return;
     }
     sctx_finish(s);
+}
+
+void mx_e2ee_sync(struct mx *m, json_t *body,
+                  void (*cont)(struct mx *m, json_t *body, int status, void *arg), void *arg)
+{
+    e2ee_run(m, body, body, false, cont, arg);
+}
+
+void mx_e2ee_txn(struct mx *m, json_t *txn,
+                 void (*cont)(struct mx *m, json_t *txn, int status, void *arg), void *arg)
+{
+    json_t *view = fb_mx_txn_crypto(txn, m->o->user_id, m->device_id);
+    e2ee_run(m, txn, view, true, cont, arg);
 }
 
 /* ---------------------------------------------------------------------------------------- */

@@ -56,6 +56,13 @@ void mx_e2ee_sync(struct mx *m, json_t *body,
 /* Decrypts the events of `events` (a room's, from /messages) in place, as a /sync timeline's. */
 void mx_e2ee_decrypt_events(struct mx *m, const char *room, json_t *events);
 
+/* Application service: the same for one transaction `txn` (owned, modified in place): the
+ * to-device events addressed to the bot's device, the device lists and key counts of its MSC2409
+ * and MSC3202 extensions, then its `events` (each with its room_id); cont as mx_e2ee_sync's
+ * (FB_EAGAIN, txn NULL: answer 503, the homeserver sends it again). */
+void mx_e2ee_txn(struct mx *m, json_t *txn,
+                 void (*cont)(struct mx *m, json_t *txn, int status, void *arg), void *arg);
+
 /* The write to make with next_batch (NULL: none); then mx_e2ee_write_done(taken, status). */
 char *mx_e2ee_take_write(struct mx *m, json_t **taken);
 void mx_e2ee_write_done(struct mx *m, json_t *taken, int status);
