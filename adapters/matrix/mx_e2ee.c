@@ -1203,7 +1203,8 @@ static void keep_todev(struct ejob *j)
     json_object_set(e->todev, txn, b);
     pending_set(e, K_TODEV, txn, b);
     fb_free(txn);
-    json_object_clear(j->todev);
+    json_decref(j->todev); /* the body holds this very object ("O"): replaced, not cleared */
+    j->todev = NULL;
     apply(j->m, NULL, NULL);
 }
 
@@ -1274,7 +1275,8 @@ static void job_encrypt(struct ejob *j)
         j->todev_txn = new_txn(e, "k");
         j->todev_body = json_pack("{s:O}", "messages", j->todev);
         pending_set(e, K_TODEV, j->todev_txn, json_incref(j->todev_body));
-        json_object_clear(j->todev); /* in todev_body now: keep_todev() must not send it twice */
+        json_decref(j->todev); /* in todev_body now (the same object): keep_todev() must not */
+        j->todev = NULL;       /* send it twice */
     }
     pending_set(e, K_SENT, j->txn,
                 json_pack("{s:O, s:I}", "content", enc, "at", (json_int_t)fb_wall_ms()));
