@@ -28,6 +28,23 @@
 # bench binary (webhook, hs_token check, txn id in Redis, parser, router, engine, Redis, outbox,
 # HTTP client, sink). Closed loop for the maximum (median of FB_BENCH_PREPEAT runs), then open
 # loop at half of it for p50/p99, FB_BENCH_PD seconds each.
+#
+# Then the Matrix bot mode (/sync), clear and end-to-end encrypted: bench_sync plays the
+# homeserver (a loopback sink answering /sync, the keys endpoints, sendToDevice, /send...) and, in
+# encrypted mode, the users' devices (a second instance of the daemon's pure crypto machine per
+# user: Olm room keys to the bot, Megolm messages, every encrypted reply decrypted and checked).
+# It starts the daemon itself (bot mode, access token file, crypto enabled with a pickle key in
+# both modes: the rooms are clear, state/m.room.encryption 404, or encrypted) on a flushed Redis:
+# FB_BENCH_SC (50) rooms, one "aide" per room in flight, the next one handed in a /sync only after
+# the first reply to the previous one (closed loop), FB_BENCH_SD (5) seconds after a warm-up
+# round; FB_BENCH_SREPEAT (3) runs of each mode, alternating clear and encrypted so that the
+# machine's drift hits both. Reports the medians of events/s and p50/p99 (closed loop, from the
+# moment an event is ready at the sink to its first reply: the wait for the next /sync is in),
+# the ratio encrypted/clear, the daemon's CPU time per event in each mode (the cost of encryption
+# whatever share of the cores the sink takes) and the sink's share of the sink+daemon CPU time
+# (its own Olm/Megolm work runs on the same cores as the daemon; Redis's CPU is not counted).
+#
+# FB_BENCH_ONLY=sync runs only this last part (on its private Redis).
 set -eu
 
 build=${1:?usage: bench/run.sh BUILD_DIR}
@@ -90,6 +107,105 @@ median() {
   sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) exit 1;
     if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+
+# ---- the Matrix bot mode (/sync), clear and encrypted ----
+sync_part() {
+  sbin=$build/bench/bench_sync
+  [ -x "$sbin" ] || die "$sbin not found: build first (cmake --build $build)"
+  [ -x "$build/frichebot" ] || die "$build/frichebot not found: build first"
+  SC=${FB_BENCH_SC:-50}
+  SD=${FB_BENCH_SD:-5}
+  SREPEAT=${FB_BENCH_SREPEAT:-3}
+  head -c 32 /dev/urandom | base64 >"$tmp/pickle-key"
+  echo "bench-token" >"$tmp/token"
+  chmod 600 "$tmp/pickle-key" "$tmp/token"
+  for m in clear encrypted; do
+    : >"$tmp/s-$m"; : >"$tmp/s50-$m"; : >"$tmp/s99-$m"; : >"$tmp/sshare-$m"; : >"$tmp/sus-$m"; : >"$tmp/slate-$m"; : >"$tmp/sstop-$m"
+  done
+  : >"$tmp/daemon-sync.log"
+  echo "bench: Matrix /sync through the daemon, $SC rooms, ${SD} s per run, $SREPEAT runs per mode" >&2
+  r=1
+  while [ "$r" -le "$SREPEAT" ]; do
+    for m in clear encrypted; do
+      flag=
+      [ "$m" = encrypted ] && flag=-e
+      out=
+      for attempt in 1 2 3 4 5; do
+        redis-cli -h 127.0.0.1 -p "$port" flushall >/dev/null
+        p=$(( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000 + 20000 ))
+        sport=$(( (p - 20000 + 1) % 40000 + 20000 ))
+        cat >"$tmp/sync.yaml" <<EOF
+server:
+  listen: "127.0.0.1:$p"
+redis:
+  address: "tcp://127.0.0.1:$port"
+log:
+  level: warning
+web:
+  enabled: false
+matrix:
+  enabled: true
+  mode: bot
+  homeserver: "http://127.0.0.1:$sport"
+  user_id: "@frichebot:bench"
+  access_token_file: "$tmp/token"
+  typing: false
+  read_receipts: false
+  crypto:
+    pickle_key_file: "$tmp/pickle-key"
+EOF
+        st=0
+        out=$("$sbin" -s "$sport" -u "@frichebot:bench" -c "$SC" -d "$SD" $flag -- \
+          "$build/frichebot" serve -c "$tmp/sync.yaml" 2>>"$tmp/daemon-sync.log") || st=$?
+        [ "$st" -eq 3 ] && { out=; continue; }
+        [ "$st" -eq 0 ] || { tail -n 40 "$tmp/daemon-sync.log" >&2; die "bench_sync ($m) failed"; }
+        break
+      done
+      [ -n "$out" ] || die "bench_sync ($m): no free port"
+      echo "$out" | sed -n 's/^events_per_s=//p' >>"$tmp/s-$m"
+      echo "$out" | sed -n 's/^p50_ms=//p' >>"$tmp/s50-$m"
+      echo "$out" | sed -n 's/^p99_ms=//p' >>"$tmp/s99-$m"
+      echo "$out" | sed -n 's/^sink_cpu_share=//p' >>"$tmp/sshare-$m"
+      echo "$out" | sed -n 's/^daemon_cpu_us_per_event=//p' >>"$tmp/sus-$m"
+      echo "$out" | sed -n 's/^late_keys=//p' >>"$tmp/slate-$m"
+      echo "$out" | sed -n 's/^stop_without_keys=//p' >>"$tmp/sstop-$m"
+    done
+    r=$((r + 1))
+  done
+  if grep -E 'ERROR|AddressSanitizer|runtime error' "$tmp/daemon-sync.log" >&2; then
+    die "the daemon reported errors (sync)"
+  fi
+  for m in clear encrypted; do
+    [ "$(wc -l <"$tmp/s-$m")" -eq "$SREPEAT" ] || die "missing sync $m measurements"
+  done
+  awk -v c="$(median <"$tmp/s-clear")" -v e="$(median <"$tmp/s-encrypted")" \
+      -v c50="$(median <"$tmp/s50-clear")" -v c99="$(median <"$tmp/s99-clear")" \
+      -v e50="$(median <"$tmp/s50-encrypted")" -v e99="$(median <"$tmp/s99-encrypted")" \
+      -v cs="$(median <"$tmp/sshare-clear")" -v es="$(median <"$tmp/sshare-encrypted")" \
+      -v cu="$(median <"$tmp/sus-clear")" -v eu="$(median <"$tmp/sus-encrypted")" \
+      -v late="$(awk '{ s += $1 } END { print s + 0 }' "$tmp/slate-encrypted")" \
+      -v stop="$(awk '{ s += $1 } END { print s + 0 }' "$tmp/sstop-encrypted")" \
+      -v n="$SC" -v k="$SREPEAT" 'BEGIN {
+  printf "frichebot Matrix /sync benchmark: /sync -> (decrypt) -> parser -> router -> engine -> Redis -> outbox -> (encrypt) -> homeserver sink\n"
+  printf "  %d rooms, one message \"aide\" per room in flight (closed loop), median of %d runs per mode\n", n, k
+  printf "  sync clear events/s                %12.0f\n", c
+  printf "  sync encrypted events/s            %12.0f\n", e
+  printf "  ratio encrypted / clear            %12.2f\n", e / c
+  printf "  latency p50 / p99 (ms), clear      %12.2f / %.2f\n", c50, c99
+  printf "  latency p50 / p99 (ms), encrypted  %12.2f / %.2f\n", e50, e99
+  printf "  daemon CPU us/event, clear / enc.  %12.0f / %.0f (ratio %.2f)\n", cu, eu, eu / cu
+  printf "  sink CPU share, clear / encrypted  %12.2f / %.2f\n", cs, es
+  printf "  encrypted replies before their key %12d (all runs; decrypted once the key came)\n", late
+  printf "  of which sent while the daemon stops %11d (their keys wait for its next start)\n", stop
+  printf "note: the sink (homeserver and, encrypted, the users\047 Olm/Megolm devices) runs on the\n"
+  printf "same cores as the daemon; its share is of the sink+daemon CPU time (Redis not counted).\n"
+}'
+}
+
+if [ "${FB_BENCH_ONLY:-}" = sync ]; then
+  sync_part
+  exit 0
+fi
 
 : >"$tmp/store" ; : >"$tmp/get" ; : >"$tmp/set"
 echo "bench: redis $version on 127.0.0.1:$port; N=$N round trips, C=$C, D=$D bytes, $REPEAT runs" >&2
@@ -281,3 +397,5 @@ awk -v m="$amax" -v h="$ahalf" -v r="$arate" -v a="$a50" -v b="$a99" -v g="$get"
   printf "  open loop at half the maximum      %12.0f events/s offered, %.0f done\n", h, r
   printf "  latency p50 / p99 (ms, 1st reply)  %12.2f / %.2f\n", a, b
 }'
+
+sync_part

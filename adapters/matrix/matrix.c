@@ -159,7 +159,9 @@ int mx_call_full(struct mx *m, const char *method, const char *path, const json_
                  unsigned timeout_ms, const fb_retry_policy_t *retry, bool idempotent, bool poll,
                  bool auth, call_cb cb, void *arg)
 {
-    char *url = fb_asprintf("%s%s", m->o->homeserver, path);
+    char *masq = mx_as_masquerade(m, path); /* the service's device (mx_e2ee_as.c) */
+    char *url = fb_asprintf("%s%s", m->o->homeserver, masq ? masq : path);
+    fb_free(masq);
     char *authz = NULL;
     const char *headers[3] = {"Content-Type: application/json", NULL, NULL};
     if (m->token && !auth) {
@@ -376,6 +378,8 @@ static int mx_init(fb_adapter_t *a)
     int rc = 0;
     if (m->mode == MODE_AS) {
         rc = read_registration(m);
+        if (!rc)
+            rc = mx_e2ee_init(m);
     } else {
         const char *env = getenv(TOKEN_ENV);
         if (env && *env) {
@@ -433,6 +437,8 @@ static int mx_start(fb_adapter_t *a)
         }
         m->started = true;
         FB_INFO(MATRIX, "application service on %s* for %s", AS_PREFIX, m->o->homeserver);
+        mx_e2ee_start(m);
+        mx_e2ee_as_ensure(m);
         if (m->aliases_ready) {
             core->set_state(a, "ok");
         } else {
@@ -469,6 +475,7 @@ static void mx_stop(fb_adapter_t *a, void (*done)(fb_adapter_t *a))
     m->sy = SY_STOPPED;
     m->stop_done = done;
     mx_e2ee_stop(m);
+    mx_as_txn_resume(m); /* the transactions waiting for the device: 503 */
     /* The /sync long-poll would hold the daemon's drain until it returns: end it now (nothing
      * is lost, next_batch was not advanced). Its callback sees `stopping` and does nothing. */
     if (m->poll_call)
@@ -492,6 +499,7 @@ static void mx_destroy(fb_adapter_t *a)
     m->stop_done = NULL;
     m->stopping = true;
     mx_e2ee_stop(m);
+    mx_as_txn_resume(m);
     if (m->timer_init && !uv_is_closing((uv_handle_t *)&m->timer))
         uv_close((uv_handle_t *)&m->timer, on_timer_closed);
     mx_unref(m);

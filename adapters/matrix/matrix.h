@@ -82,6 +82,8 @@ struct mx {
     bool timer_init, timer_closed;
     int64_t last_sync_ms;
     /* appservice */
+    bool as_device_busy;        /* its device being made or prepared (mx_e2ee_as.c) */
+    struct as_wait *as_waiting; /* transactions waiting for it (mx_appservice.c) */
     uint64_t txns;
     int64_t last_txn_ms;
     /* notices being sent, by room (so one encrypted room gets one notice at a time) */
@@ -167,6 +169,18 @@ int mx_on_as_ping(fb_http_req_t *req, void *arg);
 int mx_on_as_room(fb_http_req_t *req, void *arg);
 int mx_on_as_txn(fb_http_req_t *req, void *arg);
 int mx_on_as_user(fb_http_req_t *req, void *arg);
+/* Handles the transactions that waited for the service's device, or answers them 503 when it
+ * is not ready (a failure, the stop). */
+void mx_as_txn_resume(struct mx *m);
+
+/* mx_e2ee_as.c */
+/* `path` with the masquerade of the service's device (?user_id=&device_id=), a new string; NULL
+ * when the requests go as they are (bot mode, no crypto, no device yet). */
+char *mx_as_masquerade(struct mx *m, const char *path);
+/* Makes the service's device (MSC4190) and prepares its keys, unless done or in progress. */
+void mx_e2ee_as_ensure(struct mx *m);
+/* True when the service can decrypt (or has no crypto). */
+bool mx_e2ee_as_ready(struct mx *m);
 
 /* mx_send.c */
 int mx_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, void *arg);

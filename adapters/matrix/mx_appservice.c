@@ -60,10 +60,18 @@ static bool as_auth(struct mx *m, fb_http_req_t *req)
     return true;
 }
 
+struct mark_ctx {
+    fb_http_req_t *req;
+    json_t *taken; /* the crypto write, put back if Redis failed */
+};
+
 static void on_txn_marked(struct mx *m, int status, redisReply *reply, void *arg)
 {
     (void)reply;
-    fb_http_req_t *req = arg;
+    struct mark_ctx *mc = arg;
+    fb_http_req_t *req = mc->req;
+    mx_e2ee_write_done(m, mc->taken, status);
+    fb_free(mc);
     if (status) {
         as_json(req, 503, "M_UNKNOWN", "try again later");
         return;
@@ -73,6 +81,15 @@ static void on_txn_marked(struct mx *m, int status, redisReply *reply, void *arg
     mx_set_state(m, "ok");
     as_json(req, 200, NULL, NULL);
 }
+
+/* KEYS[1] the transaction's mark, KEYS[2..6] the crypto hashes (mx_e2ee.h); ARGV[1] the mark's
+ * TTL, ARGV[2] the crypto write (or ""). The crypto state a transaction changed (an Olm session
+ * that advanced, a room key) is written with the mark that says it was handled: both or
+ * neither, so a transaction the homeserver sends again finds the state it left. */
+static const char txn_mark_script[] =
+    E2EE_APPLY_LUA "e2ee_apply({KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}, ARGV[2])\n"
+                   "redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])\n"
+                   "return 1\n";
 
 static void on_txn_batch_done(struct batch *bt, int status)
 {
@@ -89,9 +106,27 @@ static void on_txn_batch_done(struct batch *bt, int status)
         char ttl[24];
         snprintf(ttl, sizeof(ttl), "%llu",
                  (unsigned long long)m->o->as_txn_retention_hours * 3600000ull);
-        const char *argv[] = {"SET", key, "1", "PX", ttl};
-        if (mx_rcmd_argv(m, on_txn_marked, req, 5, argv))
+        struct mark_ctx *mc = fb_calloc(1, sizeof(*mc));
+        mc->req = req;
+        char *cw = mx_e2ee_take_write(m, &mc->taken);
+        const char *argv[3 + 1 + MX_E2EE_NKEYS + 2];
+        argv[0] = "EVAL";
+        argv[1] = txn_mark_script;
+        argv[2] = "6";
+        argv[3] = key;
+        mx_e2ee_keys_argv(m, argv + 4);
+        argv[4 + MX_E2EE_NKEYS] = ttl;
+        argv[5 + MX_E2EE_NKEYS] = cw ? cw : "";
+        int rc = mx_rcmd_argv(m, on_txn_marked, mc, 6 + MX_E2EE_NKEYS, argv);
+        if (cw) {
+            explicit_bzero(cw, strlen(cw));
+            fb_free(cw);
+        }
+        if (rc) {
+            mx_e2ee_write_done(m, mc->taken, rc);
+            fb_free(mc);
             as_json(req, 503, "M_UNKNOWN", "try again later");
+        }
     }
     fb_free(key);
 }
@@ -101,32 +136,10 @@ struct txn_ctx {
     char *key;
 };
 
-static void on_txn_seen(struct mx *m, int status, redisReply *reply, void *arg)
+/* Parses a transaction's body into a batch and hands it to the router; takes tc. */
+static void txn_parse(struct mx *m, struct txn_ctx *tc, const char *body, size_t len)
 {
-    struct txn_ctx *tc = arg;
     fb_http_req_t *req = tc->req;
-    if (status) {
-        as_json(req, 503, "M_UNKNOWN", "try again later");
-        fb_free(tc->key);
-        fb_free(tc);
-        return;
-    }
-    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
-        FB_INFO(MATRIX, "%s transaction replayed: acknowledged, not handled again",
-                fb_http_req_tag(req));
-        as_json(req, 200, NULL, NULL);
-        fb_free(tc->key);
-        fb_free(tc);
-        return;
-    }
-    if (m->stopping || !m->a) {
-        as_json(req, 503, "M_UNKNOWN", "shutting down");
-        fb_free(tc->key);
-        fb_free(tc);
-        return;
-    }
-    size_t len = 0;
-    const char *body = fb_http_req_body(req, &len);
     struct batch *bt = mx_batch_new(m);
     bt->done = on_txn_batch_done;
     bt->owner = req;
@@ -145,17 +158,78 @@ static void on_txn_seen(struct mx *m, int status, redisReply *reply, void *arg)
     mx_batch_pump(bt);
 }
 
-int mx_on_as_txn(fb_http_req_t *req, void *arg)
+static void txn_ctx_fail(struct txn_ctx *tc, int status, const char *errc, const char *msg)
 {
-    struct mx *m = arg;
-    if (!as_auth(m, req))
-        return 0;
-    if (!m->aliases_ready) { /* an advisors' room is not known by its id yet: the homeserver
-                                sends the transaction again later */
-        mx_aliases_resolve(m);
-        as_json(req, 503, "M_UNKNOWN", "starting: resolving the advisors' room aliases");
-        return 0;
+    as_json(tc->req, status, errc, msg);
+    fb_free(tc->key);
+    fb_free(tc);
+}
+
+static void on_txn_decrypted(struct mx *m, json_t *doc, int status, void *arg)
+{
+    struct txn_ctx *tc = arg;
+    if (status) { /* its to-device senders' devices not read: sent again by the homeserver */
+        json_decref(doc);
+        txn_ctx_fail(tc, 503, "M_UNKNOWN", "try again later");
+        return;
     }
+    if (m->stopping || !m->a) {
+        json_decref(doc);
+        txn_ctx_fail(tc, 503, "M_UNKNOWN", "shutting down");
+        return;
+    }
+    char *s = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (!s) {
+        txn_ctx_fail(tc, 503, "M_UNKNOWN", "try again later");
+        return;
+    }
+    txn_parse(m, tc, s, strlen(s));
+    explicit_bzero(s, strlen(s)); /* decrypted messages */
+    free(s);                      /* fb-lint: allow free (jansson's allocation) */
+}
+
+static void on_txn_seen(struct mx *m, int status, redisReply *reply, void *arg)
+{
+    struct txn_ctx *tc = arg;
+    fb_http_req_t *req = tc->req;
+    if (status) {
+        txn_ctx_fail(tc, 503, "M_UNKNOWN", "try again later");
+        return;
+    }
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
+        FB_INFO(MATRIX, "%s transaction replayed: acknowledged, not handled again",
+                fb_http_req_tag(req));
+        txn_ctx_fail(tc, 200, NULL, NULL);
+        return;
+    }
+    if (m->stopping || !m->a) {
+        txn_ctx_fail(tc, 503, "M_UNKNOWN", "shutting down");
+        return;
+    }
+    size_t len = 0;
+    const char *body = fb_http_req_body(req, &len);
+    if (m->e2ee) { /* decrypted first (mx_e2ee.c), then parsed from the rewritten document */
+        size_t clen = 0, fixed = 0;
+        char *clean = fb_mx_json_repair(body, len, &clen, &fixed);
+        json_t *doc = clean ? json_loadb(clean, clen, 0, NULL) : NULL;
+        fb_free(clean);
+        if (!json_is_object(doc) || !json_is_array(json_object_get(doc, "events"))) {
+            json_decref(doc);
+            FB_WARN(MATRIX, "%s transaction body is not {\"events\": [...]}: refused",
+                    fb_http_req_tag(req));
+            txn_ctx_fail(tc, 400, "M_BAD_JSON", "expected an object with an events array");
+            return;
+        }
+        mx_e2ee_txn(m, doc, on_txn_decrypted, tc);
+        return;
+    }
+    txn_parse(m, tc, body, len);
+}
+
+/* Starts handling the transaction `req`: its mark is looked up first. 0 (answered) or FB_EAGAIN. */
+static int as_txn_begin(struct mx *m, fb_http_req_t *req)
+{
     const char *id = fb_http_req_path(req) + strlen(AS_PREFIX "transactions/");
     if (!*id || strchr(id, '/') || strlen(id) > 255) {
         as_json(req, 404, "M_NOT_FOUND", "no such transaction path");
@@ -174,6 +248,55 @@ int mx_on_as_txn(fb_http_req_t *req, void *arg)
         return 0;
     }
     return FB_EAGAIN;
+}
+
+/* A transaction that waits for the service's device and keys (mx_e2ee_as.c). */
+struct as_wait {
+    fb_http_req_t *req;
+    struct as_wait *next;
+};
+
+void mx_as_txn_resume(struct mx *m)
+{
+    struct as_wait *w = m->as_waiting;
+    m->as_waiting = NULL;
+    while (w) {
+        struct as_wait *next = w->next;
+        if (m->stopping || !m->a)
+            as_json(w->req, 503, "M_UNKNOWN", "shutting down");
+        else if (!mx_e2ee_as_ready(m))
+            as_json(w->req, 503, "M_UNKNOWN", "end-to-end encryption keys not ready");
+        else
+            (void)as_txn_begin(m, w->req);
+        fb_free(w);
+        w = next;
+    }
+}
+
+int mx_on_as_txn(fb_http_req_t *req, void *arg)
+{
+    struct mx *m = arg;
+    if (!as_auth(m, req))
+        return 0;
+    if (!m->aliases_ready) { /* an advisors' room is not known by its id yet: the homeserver
+                                sends the transaction again later */
+        mx_aliases_resolve(m);
+        as_json(req, 503, "M_UNKNOWN", "starting: resolving the advisors' room aliases");
+        return 0;
+    }
+    if (!mx_e2ee_as_ready(m) && !m->stopping) {
+        /* Its device and keys first. The transaction waits (a few seconds) rather than being
+         * refused: a homeserver that saw a 503 marks the service down, and Synapse's recovery
+         * can then leave the next events unsent until another one comes. */
+        struct as_wait *w = fb_calloc(1, sizeof(*w)), **pp = &m->as_waiting;
+        w->req = req;
+        while (*pp)
+            pp = &(*pp)->next;
+        *pp = w;
+        mx_e2ee_as_ensure(m);
+        return FB_EAGAIN;
+    }
+    return as_txn_begin(m, req);
 }
 
 int mx_on_as_user(fb_http_req_t *req, void *arg)

@@ -107,7 +107,7 @@ static int mx_cmd_registration(int argc, char **argv)
     }
     yaml = fb_mx_registration_yaml(m->as_id ? m->as_id : "frichebot",
                                    m->as_url ? m->as_url : "http://127.0.0.1:8080", m->user_id, as,
-                                   hs);
+                                   hs, m->crypto_pickle_key_file != NULL);
     if (!yaml) {
         fprintf(stderr, "frichebot: matrix.user_id is not a user id\n");
         goto done;
@@ -140,6 +140,11 @@ static int mx_cmd_registration(int argc, char **argv)
     printf("%s: registration written (id %s, user %s); add it to Synapse's "
            "app_service_config_files\n",
            out, m->as_id ? m->as_id : "frichebot", m->user_id);
+    if (m->crypto_pickle_key_file)
+        printf("end-to-end encryption: Synapse's homeserver.yaml also needs\n"
+               "  experimental_features:\n"
+               "    msc3202_transaction_extensions: true\n"
+               "    msc2409_to_device_messages_enabled: true\n");
     status = 0;
 done:
     explicit_bzero(as, sizeof(as));

@@ -105,10 +105,6 @@ static void matrix_config_check(void *opts, fb_conf_report_t *r)
     if (appservice && !m->as_registration_file)
         fb_conf_errorf(r, "'matrix.appservice.registration_file' is required in appservice mode "
                           "(write it with 'frichebot matrix-registration')");
-    if (appservice && m->crypto_pickle_key_file)
-        fb_conf_errorf(r, "'matrix.crypto' (end-to-end encryption) works in bot mode only for "
-                          "now: remove matrix.crypto.pickle_key_file or use mode: bot "
-                          "(docs/internals/CRYPTO.md)");
     const char *env = getenv(FB_MX_TOKEN_ENV);
     if (!appservice && !m->password_file && !m->access_token_file && !(env && *env))
         fb_conf_errorf(r, "bot mode needs 'matrix.password_file', 'matrix.access_token_file' or "

@@ -1966,6 +1966,12 @@ void fb_mxc_forget_room(fb_mxc_t *c, const char *room)
     }
 }
 
+void fb_mxc_rotate_outbound(fb_mxc_t *c)
+{
+    while (c->out)
+        forget_out(c, c->out);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Cross-signing */
 

@@ -160,6 +160,10 @@ int fb_mxc_claim_result(fb_mxc_t *c, const json_t *asked, const json_t *resp, in
 /* Encrypts an event of `type` and `content` for room `room` with its outbound session (which
  * fb_mxc_share() prepared): the m.room.encrypted content, or NULL. */
 json_t *fb_mxc_encrypt(fb_mxc_t *c, const char *room, const char *type, const json_t *content);
+/* Drops every outbound Megolm session: the next message of each room starts a new one. Called
+ * at start: if Redis lost its last writes (AOF everysec and a host crash), a restored outbound
+ * session could otherwise encrypt two messages with the same index. */
+void fb_mxc_rotate_outbound(fb_mxc_t *c);
 /* Forgets everything about `room` (its outbound session and inbound sessions): a user's data
  * deleted at their request, or the bot left the room. */
 void fb_mxc_forget_room(fb_mxc_t *c, const char *room);

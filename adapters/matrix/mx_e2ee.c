@@ -64,7 +64,9 @@ struct e2ee {
     json_t *todev;     /* txn -> body, not acknowledged yet */
     json_t *todev_out; /* txn -> true while its PUT is in flight */
     json_t *pending;   /* {"u":{}, "t":{}, "s":{}, "m":{}} written with the next write */
-    json_t *busy;      /* room -> true while a job prepares its keys */
+    json_t *pseq;      /* "part|field" -> the sequence number of its latest value */
+    uint64_t wseq;
+    json_t *busy; /* room -> true while a job prepares its keys */
     struct ejob *queue, *queue_tail;
     uv_timer_t timer;
     bool timer_init;
@@ -80,6 +82,9 @@ const char mx_e2ee_apply_lua[] = E2EE_APPLY_LUA;
 
 static void pending_set(struct e2ee *e, int part, const char *field, json_t *value_or_null)
 {
+    char *k = fb_asprintf("%s|%s", part_names[part], field);
+    json_object_set_new(e->pseq, k, json_integer((json_int_t)++e->wseq));
+    fb_free(k);
     json_t *h = json_object_get(e->pending, part_names[part]);
     if (!h) {
         h = json_object();
@@ -116,6 +121,24 @@ char *mx_e2ee_take_write(struct mx *m, json_t **taken)
     char *s = json_dumps(w, JSON_COMPACT);
     char *copy = fb_strdup(s);
     free(s); /* fb-lint: allow free (jansson's allocation) */
+    /* each value's sequence number, so that a failed write puts back only what did not change */
+    json_t *seqs = json_object();
+    const char *part;
+    json_t *h;
+    json_object_foreach(w, part, h)
+    {
+        if (strcmp(part, "c") == 0)
+            continue;
+        const char *f;
+        json_t *v;
+        json_object_foreach(h, f, v)
+        {
+            char *k = fb_asprintf("%s|%s", part, f);
+            json_object_set(seqs, k, json_object_get(e->pseq, k));
+            fb_free(k);
+        }
+    }
+    json_object_set_new(w, "_seq", seqs);
     *taken = w;
     return copy;
 }
@@ -129,19 +152,29 @@ void mx_e2ee_write_done(struct mx *m, json_t *taken, int status)
         json_t *d = json_object_get(taken, "c");
         if (d)
             fb_mxc_put_back_dirty(e->c, json_incref(d));
-        const char *k;
+        json_t *seqs = json_object_get(taken, "_seq");
+        const char *part;
         json_t *h;
-        json_object_foreach(taken, k, h)
+        json_object_foreach(taken, part, h)
         {
-            if (strcmp(k, "c") == 0)
+            if (strcmp(part, "c") == 0 || strcmp(part, "_seq") == 0)
                 continue;
-            json_t *cur = json_object_get(e->pending, k);
+            json_t *cur = json_object_get(e->pending, part);
             if (!cur) {
-                json_object_set(e->pending, k, h);
-            } else {
-                json_t *merged = json_deep_copy(h);
-                json_object_update(merged, cur); /* the newer values win */
-                json_object_set_new(e->pending, k, merged);
+                cur = json_object();
+                json_object_set_new(e->pending, part, cur);
+            }
+            const char *f;
+            json_t *v;
+            json_object_foreach(h, f, v)
+            {
+                /* put back only a value nothing replaced since (its sequence number is still the
+                 * latest): an older value never overwrites a newer one */
+                char *k = fb_asprintf("%s|%s", part, f);
+                json_t *now = json_object_get(e->pseq, k);
+                if (!json_object_get(cur, f) && json_equal(now, json_object_get(seqs, k)))
+                    json_object_set(cur, f, v);
+                fb_free(k);
             }
         }
     }
@@ -290,7 +323,12 @@ static void todev_flush(struct mx *m)
 struct qctx {
     void (*cb)(struct mx *m, int status, void *arg);
     void *arg;
+    unsigned rounds;
 };
+
+#define QUERY_MAX_ROUNDS 50 /* 5000 users: every member of a large room, then stop */
+
+static int query_round(struct mx *m, struct qctx *q);
 
 static void on_query(struct mx *m, int err, int status, json_t *body,
                      const fb_http_response_t *resp, void *arg)
@@ -304,33 +342,47 @@ static void on_query(struct mx *m, int err, int status, json_t *body,
         rc = FB_EAGAIN;
     } else {
         int n = fb_mxc_keys_query_result(e->c, body);
-        if (n < 0)
+        if (n < 0) {
             FB_WARN(MATRIX, "e2ee: unreadable /keys/query answer");
-        else
+            rc = FB_EAGAIN;
+        } else {
             FB_DEBUG(MATRIX, "e2ee: %d device(s) known from /keys/query", n);
+            /* more than one page of outdated users: the next page, until none is left */
+            if (++q->rounds < QUERY_MAX_ROUNDS) {
+                int s = query_round(m, q);
+                if (s == 0)
+                    return;
+                rc = s == 1 ? 0 : FB_EAGAIN;
+            }
+        }
     }
     q->cb(m, rc, q->arg);
     fb_free(q);
 }
 
+/* 0: a query in flight; 1: nobody outdated; else an error. */
+static int query_round(struct mx *m, struct qctx *q)
+{
+    json_t *b = fb_mxc_keys_query_body(m->e2ee->c, QUERY_MAX_USERS);
+    if (!b)
+        return 1;
+    json_object_set_new(b, "timeout", json_integer(10000));
+    int rc = mx_call(m, "POST", CLIENT_PATH "/keys/query", b, on_query, q);
+    json_decref(b);
+    return rc ? FB_EAGAIN : 0;
+}
+
 /* Queries the outdated users' devices, then cb(status). */
 static void query_outdated(struct mx *m, void (*cb)(struct mx *m, int status, void *arg), void *arg)
 {
-    struct e2ee *e = m->e2ee;
-    json_t *b = fb_mxc_keys_query_body(e->c, QUERY_MAX_USERS);
-    if (!b) {
-        cb(m, 0, arg);
-        return;
-    }
-    json_object_set_new(b, "timeout", json_integer(10000));
     struct qctx *q = fb_calloc(1, sizeof(*q));
     q->cb = cb;
     q->arg = arg;
-    if (mx_call(m, "POST", CLIENT_PATH "/keys/query", b, on_query, q)) {
+    int rc = query_round(m, q);
+    if (rc) {
         fb_free(q);
-        cb(m, FB_EAGAIN, arg);
+        cb(m, rc == 1 ? 0 : FB_EAGAIN, arg);
     }
-    json_decref(b);
 }
 
 static void upload_keys(struct mx *m, void (*done)(struct mx *m, int status, void *arg), void *arg);
@@ -504,7 +556,10 @@ static void on_device_signing(struct mx *m, int err, int status, json_t *body,
             return;
         err = FB_EAGAIN;
     }
-    json_object_del(x->keys, "auth"); /* the password */
+    json_t *pw = json_object_get(json_object_get(x->keys, "auth"), "password");
+    if (json_is_string(pw)) /* wiped in jansson's copy before it is freed */
+        explicit_bzero((char *)(uintptr_t)json_string_value(pw), json_string_length(pw));
+    json_object_del(x->keys, "auth");
     if (err) {
         FB_ERR(MATRIX, "e2ee: cross-signing keys not uploaded (%s, HTTP %d %s)", fb_err_name(err),
                status, mx_errcode(body) ? mx_errcode(body) : "");
@@ -653,6 +708,7 @@ static void on_loaded(struct mx *m, int status, redisReply *reply, void *arg)
     e->device = fb_strdup(m->device_id);
     if (fb_mxc_ensure_account(e->c))
         FB_NOTICE(MATRIX, "e2ee: new device keys made for this device");
+    fb_mxc_rotate_outbound(e->c); /* a Megolm index is never used twice, even after data loss */
     FB_INFO(MATRIX, "e2ee: crypto state loaded (%zu pending undecryptable, %zu to-device)",
             json_object_size(e->utd), json_object_size(e->todev));
     upload_keys(m, on_keys_ready, NULL);
@@ -698,8 +754,11 @@ void mx_e2ee_prepare(struct mx *m, void (*done)(struct mx *m, int status))
 struct sctx {
     struct mx *m;
     json_t *body;
+    json_t *view; /* the to-device events, device lists and key counts: the body itself (/sync)
+                     or what fb_mx_txn_crypto() took from a transaction (owned then) */
+    bool txn;
     json_t *retry; /* to-device events from devices not known yet */
-    void (*cont)(struct mx *m, json_t *body, void *arg);
+    void (*cont)(struct mx *m, json_t *body, int status, void *arg);
     void *arg;
 };
 
@@ -852,75 +911,120 @@ static void arm_timer(struct mx *m)
     uv_timer_start(&e->timer, on_utd_timer, next > now ? (uint64_t)(next - now) + 10 : 10, 0);
 }
 
-static void decrypt_timeline(struct mx *m, json_t *body)
+/* A decrypted event the parser may see: a message-like event only. The type inside the
+ * encryption is the sender's choice: a decrypted m.room.member, m.room.encryption or access rule
+ * would forge room state (the bot "leaving", a rule changed), so only m.room.message passes; the
+ * rest becomes an event type the parser ignores. */
+static json_t *sanitize(json_t *out)
+{
+    const char *t = json_string_value(json_object_get(out, "type"));
+    if (t && strcmp(t, "m.room.message") == 0 && !json_object_get(out, "state_key"))
+        return out;
+    json_t *ig =
+        json_pack("{s:s, s:O, s:O}", "type", "fb.decrypted.ignored", "event_id",
+                  json_object_get(out, "event_id"), "sender", json_object_get(out, "sender"));
+    json_decref(out);
+    return ig;
+}
+
+/* Decrypts room `room`'s timeline events `evs` in place (a /sync timeline, or a gap's page), or,
+ * `room` NULL, the events of a transaction, each of its room_id. */
+static void decrypt_room_events(struct mx *m, const char *room, json_t *evs)
 {
     struct e2ee *e = m->e2ee;
-    json_t *join = json_object_get(json_object_get(body, "rooms"), "join");
-    const char *room;
-    json_t *r;
-    json_object_foreach(join, room, r)
+    size_t i;
+    json_t *ev;
+    json_array_foreach(evs, i, ev)
     {
+        const char *t = json_string_value(json_object_get(ev, "type"));
+        const char *sender = json_string_value(json_object_get(ev, "sender"));
+        const char *id = json_string_value(json_object_get(ev, "event_id"));
+        if (!t || strcmp(t, "m.room.encrypted") != 0 || !sender || !id ||
+            strcmp(sender, m->o->user_id) == 0)
+            continue;
+        if (!json_object_get(json_object_get(ev, "content"), "ciphertext"))
+            continue; /* a redacted encrypted event */
+        json_t *out = NULL;
+        if (room && !json_object_get(ev, "room_id")) /* /sync leaves it out of its events */
+            json_object_set_new(ev, "room_id", json_string(room));
+        const char *rm = json_string_value(json_object_get(ev, "room_id"));
+        if (!rm)
+            continue;
         char tag[FB_MX_TAG_LEN + 1];
-        fb_mx_tag(room, tag);
-        /* a member or encryption change: read the members and the settings again */
-        json_t *lists[2] = {json_object_get(json_object_get(r, "state"), "events"),
-                            room_timeline(body, room)};
-        for (int l = 0; l < 2; l++) {
-            size_t i;
-            json_t *ev;
-            json_array_foreach(lists[l], i, ev)
-            {
-                const char *t = json_string_value(json_object_get(ev, "type"));
-                if (t && strcmp(t, "m.room.member") == 0)
-                    json_object_del(e->members, room);
-                else if (t && strcmp(t, "m.room.encryption") == 0)
-                    json_object_del(e->enc, room);
+        fb_mx_tag(rm, tag);
+        int st = json_object_get(ev, "state_key") ? FB_MXC_BAD : fb_mxc_decrypt(e->c, ev, &out);
+        if (st == FB_MXC_OK && out) {
+            if (json_object_get(e->utd, id)) { /* before `ev`, which holds `id`, is replaced */
+                pending_set(e, K_UTD, id, NULL);
+                json_object_del(e->utd, id);
             }
+            json_array_set_new(evs, i, sanitize(out));
+            continue;
         }
-        json_t *evs = room_timeline(body, room);
-        size_t i;
-        json_t *ev;
-        json_array_foreach(evs, i, ev)
-        {
-            const char *t = json_string_value(json_object_get(ev, "type"));
-            const char *sender = json_string_value(json_object_get(ev, "sender"));
-            const char *id = json_string_value(json_object_get(ev, "event_id"));
-            if (!t || strcmp(t, "m.room.encrypted") != 0 || !sender || !id ||
-                strcmp(sender, m->o->user_id) == 0)
-                continue;
-            if (!json_object_get(json_object_get(ev, "content"), "ciphertext"))
-                continue; /* a redacted encrypted event */
-            json_t *out = NULL;
-            if (!json_object_get(ev, "room_id")) /* /sync leaves it out of its events */
-                json_object_set_new(ev, "room_id", json_string(room));
-            int st = fb_mxc_decrypt(e->c, ev, &out);
-            if (st == FB_MXC_OK && out) {
-                json_array_set_new(evs, i, out);
-                if (json_object_get(e->utd, id)) {
-                    json_object_del(e->utd, id);
-                    pending_set(e, K_UTD, id, NULL);
-                }
-                continue;
+        json_decref(out);
+        if (st == FB_MXC_UNKNOWN_SESSION) {
+            if (!json_object_get(e->utd, id)) {
+                FB_INFO(MATRIX, "[matrix|%s] e2ee: no key yet for a message: asked", tag);
+                json_t *u = json_pack("{s:s, s:O, s:I, s:b}", "room", rm, "ev", ev, "first",
+                                      (json_int_t)fb_wall_ms(), "told", 0);
+                json_object_set(e->utd, id, u);
+                pending_set(e, K_UTD, id, u);
+                key_request(m, ev);
             }
-            json_decref(out);
-            if (st == FB_MXC_UNKNOWN_SESSION) {
-                if (!json_object_get(e->utd, id)) {
-                    FB_INFO(MATRIX, "[matrix|%s] e2ee: no key yet for a message: asked", tag);
-                    json_t *u = json_pack("{s:s, s:O, s:I, s:b}", "room", room, "ev", ev, "first",
-                                          (json_int_t)fb_wall_ms(), "told", 0);
-                    json_object_set(e->utd, id, u);
-                    pending_set(e, K_UTD, id, u);
-                    key_request(m, ev);
-                }
-            } else if (st == FB_MXC_REPLAY) {
-                FB_WARN(MATRIX, "[matrix|%s] e2ee: a replayed encrypted message refused", tag);
-            } else {
-                FB_WARN(MATRIX, "[matrix|%s] e2ee: an encrypted message refused (%s)", tag,
-                        st == FB_MXC_BAD ? "bad ciphertext or payload" : "error");
-            }
+        } else if (st == FB_MXC_REPLAY) {
+            FB_WARN(MATRIX, "[matrix|%s] e2ee: a replayed encrypted message refused", tag);
+        } else {
+            FB_WARN(MATRIX, "[matrix|%s] e2ee: an encrypted message refused (%s)", tag,
+                    st == FB_MXC_BAD ? "bad ciphertext or payload" : "error");
         }
     }
-    /* events that waited for their key, in this sync's to-device messages maybe */
+}
+
+void mx_e2ee_decrypt_events(struct mx *m, const char *room, json_t *events)
+{
+    if (m->e2ee && m->e2ee->c)
+        decrypt_room_events(m, room, events);
+}
+
+/* A member or encryption change in `evs` (of `room`, or of each event's room_id when NULL): the
+ * members and the settings are read again at the next send. */
+static void note_changes(struct e2ee *e, const char *room, const json_t *evs)
+{
+    size_t i;
+    json_t *ev;
+    json_array_foreach(evs, i, ev)
+    {
+        const char *t = json_string_value(json_object_get(ev, "type"));
+        const char *r = room ? room : json_string_value(json_object_get(ev, "room_id"));
+        if (!r)
+            continue;
+        if (t && strcmp(t, "m.room.member") == 0)
+            json_object_del(e->members, r);
+        else if (t && strcmp(t, "m.room.encryption") == 0)
+            json_object_del(e->enc, r);
+    }
+}
+
+/* Decrypts what `body` brings (a /sync answer, or a transaction when `txn`), then the events
+ * that waited for their key (in these to-device messages maybe), put at the front. */
+static void decrypt_body(struct mx *m, json_t *body, bool txn)
+{
+    struct e2ee *e = m->e2ee;
+    if (txn) {
+        json_t *evs = json_object_get(body, "events");
+        note_changes(e, NULL, evs);
+        decrypt_room_events(m, NULL, evs);
+    } else {
+        json_t *join = json_object_get(json_object_get(body, "rooms"), "join");
+        const char *room;
+        json_t *r;
+        json_object_foreach(join, room, r)
+        {
+            note_changes(e, room, json_object_get(json_object_get(r, "state"), "events"));
+            note_changes(e, room, room_timeline(body, room));
+            decrypt_room_events(m, room, room_timeline(body, room));
+        }
+    }
     const char *id;
     json_t *u;
     void *tmp;
@@ -932,7 +1036,13 @@ static void decrypt_timeline(struct mx *m, json_t *body)
             const char *rm = json_string_value(json_object_get(u, "room"));
             fb_mx_tag(rm, tag);
             FB_INFO(MATRIX, "[matrix|%s] e2ee: the key came: a waiting message is handled", tag);
-            inject(body, rm, out);
+            json_t *evs = json_object_get(body, "events");
+            if (!txn)
+                inject(body, rm, sanitize(out));
+            else if (json_is_array(evs))
+                json_array_insert_new(evs, 0, sanitize(out));
+            else
+                json_object_set_new(body, "events", json_pack("[o]", sanitize(out)));
             pending_set(e, K_UTD, id, NULL);
             json_object_del(e->utd, id);
         } else {
@@ -941,16 +1051,25 @@ static void decrypt_timeline(struct mx *m, json_t *body)
     }
 }
 
+static void sctx_free(struct sctx *s)
+{
+    if (s->view != s->body)
+        json_decref(s->view);
+    json_decref(s->retry);
+    fb_free(s);
+}
+
 static void sctx_finish(struct sctx *s)
 {
     struct mx *m = s->m;
     if (m->e2ee && m->e2ee->c && !m->stopping) {
-        decrypt_timeline(m, s->body);
+        decrypt_body(m, s->body, s->txn);
         /* one-time keys and the fallback key */
-        json_t *cnt = json_object_get(json_object_get(s->body, "device_one_time_keys_count"),
+        json_t *cnt = json_object_get(json_object_get(s->view, "device_one_time_keys_count"),
                                       "signed_curve25519");
-        m->e2ee->otk_count = json_is_integer(cnt) ? (long)json_integer_value(cnt) : 0;
-        json_t *fb = json_object_get(s->body, "device_unused_fallback_key_types");
+        if (json_is_integer(cnt)) /* absent: unknown, not zero (no keys made on a guess) */
+            m->e2ee->otk_count = (long)json_integer_value(cnt);
+        json_t *fb = json_object_get(s->view, "device_unused_fallback_key_types");
         bool has = false;
         size_t i;
         json_t *v;
@@ -961,9 +1080,8 @@ static void sctx_finish(struct sctx *s)
         todev_flush(m);
         arm_timer(m);
     }
-    s->cont(m, s->body, s->arg);
-    json_decref(s->retry);
-    fb_free(s);
+    s->cont(m, s->body, 0, s->arg);
+    sctx_free(s);
 }
 
 static void to_device_pass(struct sctx *s, json_t *events, bool last)
@@ -998,36 +1116,59 @@ static void to_device_pass(struct sctx *s, json_t *events, bool last)
 static void on_retry_query(struct mx *m, int status, void *arg)
 {
     struct sctx *s = arg;
-    if (status)
-        FB_INFO(MATRIX, "e2ee: devices of to-device senders not known: their messages refused");
-    if (m->e2ee && m->e2ee->c)
-        to_device_pass(s, s->retry, true);
+    if (status || !m->e2ee || m->stopping) {
+        /* Their room keys must not be dropped: the same /sync is asked again (its to-device
+         * events come again; what was handled is in memory and found again). */
+        FB_INFO(MATRIX, "e2ee: devices of to-device senders not read: the sync is retried");
+        json_decref(s->body);
+        s->cont(m, NULL, FB_EAGAIN, s->arg);
+        sctx_free(s);
+        return;
+    }
+    to_device_pass(s, s->retry, true);
     sctx_finish(s);
 }
 
-void mx_e2ee_sync(struct mx *m, json_t *body, void (*cont)(struct mx *m, json_t *body, void *arg),
-                  void *arg)
+/* The steps both shapes share: device lists, to-device events (those from devices not known yet
+ * once more after a /keys/query), then sctx_finish(). `view` is `body` or owned. */
+static void e2ee_run(struct mx *m, json_t *body, json_t *view, bool txn,
+                     void (*cont)(struct mx *m, json_t *body, int status, void *arg), void *arg)
 {
     struct e2ee *e = m->e2ee;
     struct sctx *s = fb_calloc(1, sizeof(*s));
     s->m = m;
     s->body = body;
+    s->view = view;
+    s->txn = txn;
     s->cont = cont;
     s->arg = arg;
     s->retry = json_array();
-    json_t *dl = json_object_get(body, "device_lists");
+    json_t *dl = json_object_get(view, "device_lists");
     size_t i;
     json_t *v;
     json_array_foreach(json_object_get(dl, "changed"), i, v) if (json_is_string(v))
         fb_mxc_device_list_changed(e->c, json_string_value(v));
     json_array_foreach(json_object_get(dl, "left"), i, v) if (json_is_string(v))
         fb_mxc_device_list_left(e->c, json_string_value(v));
-    to_device_pass(s, json_object_get(json_object_get(body, "to_device"), "events"), false);
+    to_device_pass(s, json_object_get(json_object_get(view, "to_device"), "events"), false);
     if (json_array_size(s->retry) > 0) {
         query_outdated(m, on_retry_query, s);
         return;
     }
     sctx_finish(s);
+}
+
+void mx_e2ee_sync(struct mx *m, json_t *body,
+                  void (*cont)(struct mx *m, json_t *body, int status, void *arg), void *arg)
+{
+    e2ee_run(m, body, body, false, cont, arg);
+}
+
+void mx_e2ee_txn(struct mx *m, json_t *txn,
+                 void (*cont)(struct mx *m, json_t *txn, int status, void *arg), void *arg)
+{
+    json_t *view = fb_mx_txn_crypto(txn, m->o->user_id, m->device_id);
+    e2ee_run(m, txn, view, true, cont, arg);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1036,7 +1177,8 @@ void mx_e2ee_sync(struct mx *m, json_t *body, void (*cont)(struct mx *m, json_t 
 struct ejob {
     struct mx *m;
     char *room, *txn;
-    char *todev_txn; /* the room keys to send first, or NULL */
+    char *todev_txn;    /* the room keys to send first, or NULL */
+    json_t *todev_body; /* their PUT body, in e->todev once saved */
     json_t *content;
     json_t *todev;      /* {user: {device: content}} to send before the message */
     json_t *need_claim; /* the last claim's question */
@@ -1044,27 +1186,48 @@ struct ejob {
     mx_e2ee_cb cb;
     void *arg;
     struct ejob *next;
-    bool queued;
+    bool started; /* holds the room's turn (e->busy) */
 };
 
 static void job_next(struct mx *m);
+
+/* Room keys that fb_mxc_share() recorded as given must go out even when the job fails: kept
+ * with the state (written together) and sent by todev_flush() (at the next /sync). */
+static void keep_todev(struct ejob *j)
+{
+    struct e2ee *e = j->m->e2ee;
+    if (!e || !j->todev || json_object_size(j->todev) == 0)
+        return;
+    char *txn = new_txn(e, "k");
+    json_t *b = json_pack("{s:O}", "messages", j->todev);
+    json_object_set(e->todev, txn, b);
+    pending_set(e, K_TODEV, txn, b);
+    fb_free(txn);
+    json_decref(j->todev); /* the body holds this very object ("O"): replaced, not cleared */
+    j->todev = NULL;
+    apply(j->m, NULL, NULL);
+}
 
 static void job_end(struct ejob *j, int rc, json_t *enc)
 {
     struct mx *m = j->m;
     struct e2ee *e = m->e2ee;
-    if (e)
+    if (rc)
+        keep_todev(j);
+    if (e && j->started)
         json_object_del(e->busy, j->room);
     j->cb(m, rc, enc, j->arg);
     json_decref(enc);
     json_decref(j->content);
     json_decref(j->todev);
+    json_decref(j->todev_body);
     json_decref(j->need_claim);
     fb_free(j->room);
     fb_free(j->txn);
+    bool started = j->started;
     fb_free(j->todev_txn);
     fb_free(j);
-    if (e)
+    if (e && started)
         job_next(m);
 }
 
@@ -1081,11 +1244,15 @@ static void job_sent(struct ejob *j)
 static void on_job_saved(struct mx *m, int status, void *arg)
 {
     struct ejob *j = arg;
-    if (status) {
-        job_end(j, FB_EAGAIN, NULL);
+    json_t *body = j->todev_body;
+    /* Only now may todev_flush() see the room keys: before, a flush (a /sync answer handled
+     * meanwhile) sent them without this job, which then sent the message without waiting. */
+    if (body && m->e2ee)
+        json_object_set(m->e2ee->todev, j->todev_txn, body);
+    if (status || m->stopping) { /* stopping: no message without its keys; both at next start */
+        job_end(j, status ? FB_EAGAIN : FB_ECANCELED, NULL);
         return;
     }
-    json_t *body = j->todev_txn ? json_object_get(m->e2ee->todev, j->todev_txn) : NULL;
     if (body && todev_put(m, j->todev_txn, body, j))
         return; /* job_sent() once the room keys are out */
     job_sent(j);
@@ -1106,9 +1273,10 @@ static void job_encrypt(struct ejob *j)
         json_object_set(enc, "m.relates_to", rel);
     if (j->todev && json_object_size(j->todev) > 0) {
         j->todev_txn = new_txn(e, "k");
-        json_t *b = json_pack("{s:O}", "messages", j->todev);
-        json_object_set(e->todev, j->todev_txn, b);
-        pending_set(e, K_TODEV, j->todev_txn, b);
+        j->todev_body = json_pack("{s:O}", "messages", j->todev);
+        pending_set(e, K_TODEV, j->todev_txn, json_incref(j->todev_body));
+        json_decref(j->todev); /* in todev_body now (the same object): keep_todev() must not */
+        j->todev = NULL;       /* send it twice */
     }
     pending_set(e, K_SENT, j->txn,
                 json_pack("{s:O, s:I}", "content", enc, "at", (json_int_t)fb_wall_ms()));
@@ -1228,6 +1396,7 @@ static void job_members(struct ejob *j)
 
 static void job_start(struct ejob *j)
 {
+    j->started = true;
     json_object_set_new(j->m->e2ee->busy, j->room, json_true());
     job_members(j);
 }
@@ -1323,7 +1492,7 @@ static void on_enc_state(struct mx *m, int err, int status, json_t *body,
         return;
     }
     if (json_is_null(json_object_get(e->enc, j->room))) {
-        job_end(j, 0, NULL); /* a clear room */
+        job_end(j, FB_DECLINED, NULL); /* a clear room: sent as it is */
         return;
     }
     job_lookup(j);
@@ -1436,6 +1605,7 @@ int mx_e2ee_init(struct mx *m)
     e->todev = json_object();
     e->todev_out = json_object();
     e->pending = json_object();
+    e->pseq = json_object();
     e->busy = json_object();
     e->otk_count = -1;
     m->e2ee = e;
@@ -1498,6 +1668,7 @@ void mx_e2ee_free(struct mx *m)
     json_decref(e->todev);
     json_decref(e->todev_out);
     json_decref(e->pending);
+    json_decref(e->pseq);
     json_decref(e->busy);
     fb_free(e);
     m->e2ee = NULL;

@@ -49,9 +49,19 @@ bool mx_e2ee_ready(struct mx *m);
 void mx_e2ee_prepare(struct mx *m, void (*done)(struct mx *m, int status));
 
 /* /sync: decrypts to-device events and the timelines of `body` (owned, modified in place), then
- * cont(m, body, arg); cont owns the body. */
-void mx_e2ee_sync(struct mx *m, json_t *body, void (*cont)(struct mx *m, json_t *body, void *arg),
-                  void *arg);
+ * cont(m, body, 0, arg) (cont owns the body), or cont(m, NULL, FB_EAGAIN, arg): the sync must be
+ * asked again (the devices of a to-device sender could not be read). */
+void mx_e2ee_sync(struct mx *m, json_t *body,
+                  void (*cont)(struct mx *m, json_t *body, int status, void *arg), void *arg);
+/* Decrypts the events of `events` (a room's, from /messages) in place, as a /sync timeline's. */
+void mx_e2ee_decrypt_events(struct mx *m, const char *room, json_t *events);
+
+/* Application service: the same for one transaction `txn` (owned, modified in place): the
+ * to-device events addressed to the bot's device, the device lists and key counts of its MSC2409
+ * and MSC3202 extensions, then its `events` (each with its room_id); cont as mx_e2ee_sync's
+ * (FB_EAGAIN, txn NULL: answer 503, the homeserver sends it again). */
+void mx_e2ee_txn(struct mx *m, json_t *txn,
+                 void (*cont)(struct mx *m, json_t *txn, int status, void *arg), void *arg);
 
 /* The write to make with next_batch (NULL: none); then mx_e2ee_write_done(taken, status). */
 char *mx_e2ee_take_write(struct mx *m, json_t **taken);
@@ -59,8 +69,9 @@ void mx_e2ee_write_done(struct mx *m, json_t *taken, int status);
 /* The five hash names, for a script's KEYS (some key names, unused, without crypto). */
 void mx_e2ee_keys_argv(struct mx *m, const char **out);
 
-/* A send's content encrypted for its room: cb(m, 0, enc) (enc borrowed); cb(m, 0, NULL) never
- * (a clear room is FB_DECLINED at once); cb(m, FB_EAGAIN | FB_EPROTO | FB_ECANCELED, NULL). */
+/* A send's content encrypted for its room: cb(m, 0, enc) (enc borrowed); cb(m, FB_DECLINED,
+ * NULL): the room turned out clear, send as it is; cb(m, FB_EAGAIN | FB_EPROTO | FB_ECANCELED,
+ * NULL). */
 typedef void (*mx_e2ee_cb)(struct mx *m, int status, json_t *enc, void *arg);
 /* 0 (cb later), FB_DECLINED (a clear room: send as is), FB_EAGAIN (not ready). */
 int mx_e2ee_encrypt(struct mx *m, const char *room, const char *txn, const json_t *content,

@@ -46,6 +46,8 @@ struct sctx {
 
 /* How long a relay waits, between tries, for its thread's root to be recorded. */
 #define ROOT_WAIT_MS 200
+/* How long an encrypted send waits after its keys could not be prepared (a /keys/claim failed). */
+#define E2EE_WAIT_MS 1000
 
 static void sctx_free(struct sctx *s)
 {
@@ -178,8 +180,14 @@ static int put_now(struct mx *m, struct sctx *s)
 static void on_encrypted(struct mx *m, int status, json_t *enc, void *arg)
 {
     struct sctx *s = arg;
+    if (status == FB_DECLINED) { /* a clear room */
+        int rc = put_now(m, s);
+        if (rc)
+            sctx_done(s, rc, 0);
+        return;
+    }
     if (status || !enc) {
-        sctx_done(s, status ? status : FB_EAGAIN, status == FB_EAGAIN ? ROOT_WAIT_MS : 0);
+        sctx_done(s, status ? status : FB_EAGAIN, status == FB_EAGAIN ? E2EE_WAIT_MS : 0);
         return;
     }
     json_decref(s->content);

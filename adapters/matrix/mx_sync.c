@@ -98,6 +98,7 @@ static void gap_finish(struct gapfill *g)
     json_t *events = json_array();
     for (size_t i = n; i > 0; i--)
         json_array_append(events, json_array_get(g->acc, i - 1));
+    mx_e2ee_decrypt_events(m, g->room, events); /* encrypted rooms' missed messages too */
     json_t *doc = json_pack("{s:o}", "events", events);
     char *txt = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
@@ -769,11 +770,15 @@ static void sync_parse(struct mx *m, const char *body, size_t len)
     mx_batch_pump(bt);
 }
 
-static void on_sync_decrypted(struct mx *m, json_t *doc, void *arg)
+static void on_sync_decrypted(struct mx *m, json_t *doc, int status, void *arg)
 {
     (void)arg;
     if (m->stopping || !m->a) {
         json_decref(doc);
+        return;
+    }
+    if (status) {
+        sync_fail(m, "the keys of a to-device sender could not be read", 0);
         return;
     }
     char *s = json_dumps(doc, JSON_COMPACT);

@@ -865,7 +865,7 @@ static void yaml_quoted(fb_buf_t *b, const char *s)
 }
 
 char *fb_mx_registration_yaml(const char *id, const char *url, const char *user_id,
-                              const char *as_token, const char *hs_token)
+                              const char *as_token, const char *hs_token, bool e2ee)
 {
     const char *server = fb_mx_server_name(user_id);
     if (!server || !id || !url || !as_token || !hs_token)
@@ -893,6 +893,15 @@ char *fb_mx_registration_yaml(const char *id, const char *url, const char *user_
     (void)fb_buf_puts(&b, "\nnamespaces:\n  users:\n    - exclusive: true\n      regex: ");
     yaml_quoted(&b, re);
     (void)fb_buf_puts(&b, "\n  aliases: []\n  rooms: []\nrate_limited: false\n");
+    if (e2ee) /* to-device events, device lists and key counts in the transactions (MSC2409,
+                 MSC3202), and the bot's device made by the service (MSC4190) */
+        (void)fb_buf_puts(&b, "# end-to-end encryption (matrix.crypto): the homeserver needs\n"
+                              "# experimental_features: {msc3202_transaction_extensions: true,\n"
+                              "#   msc2409_to_device_messages_enabled: true}\n"
+                              "receive_ephemeral: true\n"
+                              "de.sorunome.msc2409.push_ephemeral: true\n"
+                              "org.matrix.msc3202: true\n"
+                              "io.element.msc4190: true\n");
     fb_free(local);
     fb_free(re);
     return fb_buf_take(&b);
@@ -982,4 +991,60 @@ char *fb_mx_path_escape(const char *s)
             (void)fb_buf_printf(&b, "%%%02X", c);
     }
     return fb_buf_take(&b);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Application-service transactions: what they carry for the bot's device */
+
+/* txn[key][user][device] when it is there, else NULL (borrowed). */
+static json_t *txn_for_device(const json_t *txn, const char *key, const char *user,
+                              const char *device)
+{
+    json_t *u = json_object_get(json_object_get(txn, key), user);
+    return json_is_object(u) ? json_object_get(u, device) : NULL;
+}
+
+json_t *fb_mx_txn_crypto(const json_t *txn, const char *user_id, const char *device_id)
+{
+    json_t *out = json_object();
+    json_t *evs = json_array();
+    json_object_set_new(out, "to_device", json_pack("{s:o}", "events", evs));
+    /* the stable-to-be name first; Synapse sends the older one (the same events) */
+    json_t *td = json_object_get(txn, "org.matrix.msc2409.to_device");
+    if (!json_is_array(td))
+        td = json_object_get(txn, "de.sorunome.msc2409.to_device");
+    size_t i;
+    json_t *ev;
+    json_array_foreach(td, i, ev)
+    {
+        const char *u = json_string_value(json_object_get(ev, "to_user_id"));
+        const char *d = json_string_value(json_object_get(ev, "to_device_id"));
+        if (json_is_object(ev) && u && d && user_id && device_id && strcmp(u, user_id) == 0 &&
+            strcmp(d, device_id) == 0)
+            json_array_append(evs, ev);
+    }
+    json_t *dl = json_object_get(txn, "org.matrix.msc3202.device_lists");
+    json_t *lists = json_object();
+    static const char *const names[] = {"changed", "left"};
+    for (int k = 0; k < 2; k++) {
+        json_t *a = json_array();
+        json_array_foreach(json_object_get(dl, names[k]), i, ev) if (json_is_string(ev))
+            json_array_append(a, ev);
+        json_object_set_new(lists, names[k], a);
+    }
+    json_object_set_new(out, "device_lists", lists);
+    if (!user_id || !device_id)
+        return out;
+    json_t *cnt =
+        txn_for_device(txn, "org.matrix.msc3202.device_one_time_keys_count", user_id, device_id);
+    if (!json_is_object(cnt)) /* the name of MSC3202's first drafts */
+        cnt = txn_for_device(txn, "org.matrix.msc3202.device_one_time_key_counts", user_id,
+                             device_id);
+    if (json_is_object(cnt))
+        json_object_set_new(out, "device_one_time_keys_count", json_deep_copy(cnt));
+    json_t *fbk = txn_for_device(txn, "org.matrix.msc3202.device_unused_fallback_key_types",
+                                 user_id, device_id);
+    if (json_is_array(fbk))
+        json_object_set_new(out, "device_unused_fallback_key_types", json_deep_copy(fbk));
+    return out;
 }

@@ -185,10 +185,22 @@ char *fb_mx_regex_escape(const char *s);
 /**
  * The application-service registration YAML for Synapse: id, url, the two tokens,
  * sender_localpart (from `user_id`), an exclusive users namespace for exactly `user_id`, no
- * aliases or rooms, rate_limited false. Returns a new string, or NULL for a bad user id.
+ * aliases or rooms, rate_limited false; with `e2ee`, the flags end-to-end encryption needs
+ * (receive_ephemeral and its MSC2409 name, org.matrix.msc3202, io.element.msc4190). Returns a
+ * new string, or NULL for a bad user id.
  */
 char *fb_mx_registration_yaml(const char *id, const char *url, const char *user_id,
-                              const char *as_token, const char *hs_token);
+                              const char *as_token, const char *hs_token, bool e2ee);
+
+/**
+ * What an application-service transaction `txn` (borrowed) carries for the device `device_id`
+ * of `user_id`, in the shape of a /sync answer: {"to_device": {"events": [...]}} with the
+ * to-device events addressed to that device (org.matrix.msc2409.to_device, or else
+ * de.sorunome.msc2409.to_device), "device_lists" {changed, left} (org.matrix.msc3202.device_lists),
+ * and, only when the transaction has them for that device, "device_one_time_keys_count" and
+ * "device_unused_fallback_key_types". Returns a new object (never NULL).
+ */
+json_t *fb_mx_txn_crypto(const json_t *txn, const char *user_id, const char *device_id);
 
 /**
  * Reads `as_token` and `hs_token` from a registration YAML text. Returns 0 with both new

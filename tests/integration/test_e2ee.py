@@ -27,8 +27,8 @@ import pytest
 from conftest import SYNAPSE_TIMINGS, wait_until
 from synapse import HttpError, bodies, txn
 from test_escalation import ADV1, esc_yaml
-from test_matrix import (WALK, ROADMAP, _close_clients, bot_matrix_yaml, flat, handled, hold_outbox,  # noqa: F401
-                         new_bot, pending, reference, router_yaml)
+from test_matrix import (AS_USER, WALK, ROADMAP, _close_clients, appservice_stack, bot_matrix_yaml,  # noqa: F401
+                         flat, handled, hold_outbox, new_bot, pending, reference, router_yaml)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "e2ee"))
@@ -413,9 +413,16 @@ def test_hostile_encrypted_events_are_refused(synapse, redis, make_daemon, tmp_p
     assert handled(d) == n, (handled(d), n)
     assert bodies(user_clear(synapse, user, room, bot["user_id"])).count(
         [b for b in bodies(user_clear(synapse, user, room, bot["user_id"])) if NOTICE in b][0]) == 1
-    # The bot keeps serving.
+    # 5. A state event's type inside the encryption (the sender chooses it): never room state.
+    rk = f"fb:{{c:matrix:{room}}}:mxroom"
+    rule = redis.cli("HGET", rk, "rule")
+    r = user.run(user.client.room_send(room, "im.vector.room.access_rules", {"rule": "unrestricted"},
+                                       ignore_unverified_devices=True))
+    assert isinstance(r, user.nio.RoomSendResponse), r
+    # The bot keeps serving (and its answer shows the forged event was handled before it).
     user.send(room, "la commune")
     seen.wait(1, 60)
+    assert redis.cli("HGET", rk, "rule") == rule, redis.cli("HGETALL", rk)
     for secret in (room, user.user_id, stranger["user_id"], "saint dizier"):
         assert secret not in d.read_log(), secret
 
@@ -452,3 +459,128 @@ def test_a_wrong_pickle_key_keeps_the_device_and_the_bot_offline(synapse, redis,
     d.start()
     assert seen.wait(1, 60), d.read_log()[-3000:]
     assert "new device keys" not in d.read_log()
+
+
+def test_gap_in_an_encrypted_room_is_back_filled_decrypted(synapse, redis, make_daemon, tmp_path, clients):
+    """While the bot is stopped the owner writes more than the sync filter's timeline limit: the
+    missed encrypted messages come back through /messages, are decrypted like the others, and each
+    is answered once, in order."""
+    groups = reference(synapse, tmp_path, make_daemon)
+    bot = new_bot(synapse, tmp_path)
+    d = start_e2ee_bot(make_daemon, redis, synapse, bot, tmp_path, sync_timeline_limit=2)
+    user = tchap_user(clients)
+    room, seen = open_encrypted_dm(user, bot["user_id"], d, len(groups[0]))
+    user.send(room, WALK[0])
+    seen.wait(len(groups[1]), 60)
+    d.stop()
+    for answer in WALK[1:5]:
+        user.send(room, answer)
+    d.start()
+    expected = flat(groups[:6])
+    seen.wait(len(expected) - len(seen.msgs), 90)
+    assert wait_until(lambda: pending(redis) == 0, 30), d.read_log()[-3000:]
+    seen.drain()
+    assert seen.bodies() == expected, seen.bodies()
+    assert "gap" in d.read_log()
+
+# -- application-service mode ---------------------------------------------------------------------
+
+# What the homeserver needs for an encrypting application service (docs/internals/MATRIX.md): the
+# to-device events (MSC2409) and the device lists and key counts (MSC3202) in the transactions.
+AS_E2EE_SYNAPSE = {"experimental_features": {"msc3202_transaction_extensions": True,
+                                             "msc2409_to_device_messages_enabled": True}}
+
+
+def test_appservice_encrypted_dm_with_the_element_stack(tmp_path):
+    """The application service's bot user gets a device of its own (MSC4190), masquerades as it
+    (MSC3202), cross-signs it, and holds an encrypted direct chat with a project owner on the
+    Element stack in "only cross-signed devices" mode: both directions encrypted."""
+    key = crypto_yaml(tmp_path)["crypto"]["pickle_key_file"]
+    crypto = f"  crypto:\n    pickle_key_file: \"{key}\"\n    key_wait_ms: 3000\n"
+    t0 = time.monotonic()
+    with appservice_stack(tmp_path / "as", synapse_extra=AS_E2EE_SYNAPSE, matrix_extra=crypto) as st:
+        syn, d, r, reg = st["synapse"], st["daemon"], st["redis"], st["reg"]
+        # The registration written by the daemon asks for what encryption needs.
+        for flag in ("receive_ephemeral", "org.matrix.msc3202", "io.element.msc4190"):
+            assert reg.get(flag) is True, (flag, reg)
+        acc = syn.register(f"owner-{secrets.token_hex(4)}")
+        user = JsClient(syn.url, acc["user_id"], acc["password"], name="as-owner", log_dir=str(tmp_path))
+        try:
+            user.bootstrap_cross_signing()
+            user.isolation("only_signed")
+            room, seen = open_encrypted_dm(user, AS_USER, d, timeout=90)
+            # The service's device, made by the service and cross-signed by the bot user: a client
+            # in "only cross-signed" mode sent it the room key and read its greeting.
+            dev = r.cli("HGET", "fb:matrix:auth", "device_id")
+            assert dev, r.cli("HGETALL", "fb:matrix:auth")
+            status = user.device_status(dev, user=AS_USER)
+            assert status["signed_by_owner"], status
+            for answer in WALK[:3]:
+                user.send(room, answer)
+                seen.wait(1, 60)
+            seen.drain()
+            SYNAPSE_TIMINGS.append(("encrypted conversation over the appservice, Element stack",
+                                    time.monotonic() - t0))
+            # The owner's three encrypted answers were read: the dialog is at the surface question.
+            assert "Quelle est la surface du site" in seen.bodies()[-1], seen.bodies()
+            # Nothing of the bot in clear in the room, as the server holds it.
+            clear = syn.client_api("GET", f"/rooms/{room}/messages?dir=b&limit=200", user.access_token)
+            assert not [e for e in clear.get("chunk", [])
+                        if e.get("type") == "m.room.message" and e.get("sender") == AS_USER], clear
+            log = d.read_log()
+            for secret in (room, user.user_id, "Saint-Dizier", reg["as_token"], reg["hs_token"]):
+                assert secret not in log, secret
+            assert r.cli("HKEYS", "fb:matrix:e2ee:crypto"), r.cli("KEYS", "fb:matrix:*")
+            # A restart keeps the device: the same id, its keys loaded (none made), and the
+            # encrypted conversation goes on.
+            n = len(seen.msgs)
+            d.stop()
+            d.start()
+            user.send(room, WALK[3])
+            seen.wait(1, 60)
+            assert len(seen.msgs) == n + 1
+            assert r.cli("HGET", "fb:matrix:auth", "device_id") == dev
+            assert "new device keys" not in d.read_log(), d.read_log()[-3000:]
+        finally:
+            user.stop()
+            print(f"--- as-owner log:\n{user.stderr_tail(8000)}")
+
+
+def test_appservice_sigkill_between_an_encrypted_message_and_its_reply(synapse, tmp_path, make_daemon):
+    """Appservice mode, kill -9 after an encrypted message was handled (its transaction answered,
+    the reply written to the outbox with the crypto state) and before the reply went out; the
+    owner writes again while the daemon is down (the homeserver keeps the transaction and sends
+    it again). After the restart every message has exactly its replies, all readable."""
+    groups = reference(synapse, tmp_path, make_daemon)
+    key = crypto_yaml(tmp_path)["crypto"]["pickle_key_file"]
+    crypto = f"  crypto:\n    pickle_key_file: \"{key}\"\n    key_wait_ms: 3000\n"
+    with appservice_stack(tmp_path / "as", synapse_extra=AS_E2EE_SYNAPSE, matrix_extra=crypto) as st:
+        syn, d, r = st["synapse"], st["daemon"], st["redis"]
+        acc = syn.register(f"owner-{secrets.token_hex(4)}")
+        user = JsClient(syn.url, acc["user_id"], acc["password"], name="as-owner", log_dir=str(tmp_path))
+        try:
+            user.bootstrap_cross_signing()
+            user.isolation("only_signed")
+            room, seen = open_encrypted_dm(user, AS_USER, d, len(groups[0]), timeout=90)
+            k = 2
+            for i in range(k):
+                user.send(room, WALK[i])
+                seen.wait(len(groups[i + 1]), 60)
+            # Replies wait 800 ms in the outbox: the kill lands after the Redis write, before the send.
+            d.stop()
+            d.start(env=hold_outbox(800))
+            user.send(room, WALK[k])
+            assert wait_until(lambda: pending(r) >= 1, 30, 0.02), d.read_log()[-3000:]
+            d.proc.send_signal(signal.SIGKILL)
+            d.proc.wait(10)
+            d.log.close()
+            user.send(room, WALK[k + 1])
+            d.start()
+            expected = flat(groups[:k + 3])
+            seen.wait(len(expected) - len(seen.msgs), 90)
+            assert wait_until(lambda: pending(r) == 0, 30), d.read_log()[-3000:]
+            seen.drain()
+            assert seen.bodies() == expected, seen.bodies()
+        finally:
+            user.stop()
+            print(f"--- as-owner log:\n{user.stderr_tail(8000)}")

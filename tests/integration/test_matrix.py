@@ -772,16 +772,17 @@ def as_matrix_yaml(synapse_url, registration, port):
 
 
 @contextlib.contextmanager
-def appservice_stack(base, extra=""):
-    """A Synapse that loads the registration written by `frichebot matrix-registration`, the
-    daemon in appservice mode (its configuration plus `extra`) and its Redis, all started; stopped
+def appservice_stack(base, extra="", synapse_extra=None, matrix_extra=""):
+    """A Synapse that loads the registration written by `frichebot matrix-registration` (and the
+    top-level settings `synapse_extra`), the daemon in appservice mode (its configuration, with
+    `matrix_extra` inside its matrix section, plus `extra`) and its Redis, all started; stopped
     on exit, the daemon checked for a clean stop."""
-    syn = Synapse(base / "synapse")
+    syn = Synapse(base / "synapse", extra=synapse_extra)
     port = free_port()
     registration = base / "registration.yaml"
     r = Redis(base)
     d = Daemon(base, r.address, listen=f"127.0.0.1:{port}", idle_timeout_s=30, max_body_bytes=1048576,
-               extra=as_matrix_yaml(syn.url, registration, port) + router_yaml() + extra)
+               extra=as_matrix_yaml(syn.url, registration, port) + matrix_extra + router_yaml() + extra)
     d.port = port  # where the daemon listens, hence the registration's url
     d.write_config()
     out = subprocess.run([BINARY, "matrix-registration", "-c", str(d.config_path)], capture_output=True,

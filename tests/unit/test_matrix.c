@@ -496,13 +496,14 @@ TEST_IMPL(matrix_registration_file)
     ASSERT_EQ(strspn(as, "0123456789abcdef"), FB_MX_TOKEN_HEX);
 
     char *y = fb_mx_registration_yaml("frichebot", "http://127.0.0.1:8080", "@fb.bot:example.org",
-                                      as, hs);
+                                      as, hs, false);
     ASSERT_NOT_NULL(y);
     ASSERT_NOT_NULL(strstr(y, "\nsender_localpart: \"fb.bot\"\n"));
     ASSERT_NOT_NULL(strstr(y, "regex: \"@fb\\\\.bot:example\\\\.org\"\n"));
     ASSERT_NOT_NULL(strstr(y, "    - exclusive: true\n"));
     ASSERT_NOT_NULL(strstr(y, "\nrate_limited: false\n"));
     ASSERT_NOT_NULL(strstr(y, "\nurl: \"http://127.0.0.1:8080\"\n"));
+    ASSERT_NULL(strstr(y, "msc3202")); /* no encryption: no experimental flags */
     char *a = NULL, *h = NULL;
     const char *why = NULL;
     ASSERT_OK(fb_mx_registration_tokens(y, strlen(y), &a, &h, &why));
@@ -526,9 +527,86 @@ TEST_IMPL(matrix_registration_file)
     ASSERT_NULL(a);
     const char *missing = "as_token: abcdefghijklmnop1\n";
     ASSERT_EQ(fb_mx_registration_tokens(missing, strlen(missing), &a, &h, &why), FB_EINVAL);
-    ASSERT_NULL(fb_mx_registration_yaml("x", "http://h", "nouser", as, hs));
+    ASSERT_NULL(fb_mx_registration_yaml("x", "http://h", "nouser", as, hs, false));
+    /* With encryption: ephemeral events (to-device), MSC3202 extensions, MSC4190 devices. */
+    y = fb_mx_registration_yaml("frichebot", "http://h", "@fb:example.org", as, hs, true);
+    ASSERT_NOT_NULL(y);
+    ASSERT_NOT_NULL(strstr(y, "\nreceive_ephemeral: true\n"));
+    ASSERT_NOT_NULL(strstr(y, "\nde.sorunome.msc2409.push_ephemeral: true\n"));
+    ASSERT_NOT_NULL(strstr(y, "\norg.matrix.msc3202: true\n"));
+    ASSERT_NOT_NULL(strstr(y, "\nio.element.msc4190: true\n"));
+    ASSERT_OK(fb_mx_registration_tokens(y, strlen(y), &a, &h, &why));
+    ASSERT_STR_EQ(a, as);
+    fb_free(a);
+    fb_free(h);
+    fb_free(y);
     char *re = fb_mx_regex_escape("@a+b:x.y");
     ASSERT_STR_EQ(re, "@a\\+b:x\\.y");
     fb_free(re);
+    return 0;
+}
+
+TEST_IMPL(matrix_txn_crypto)
+{
+    /* A transaction as Synapse sends it with MSC2409 and MSC3202: to-device events for several
+     * devices and users, the device lists, the key counts of every device of the AS's users. */
+    const char *txn =
+        "{\"events\": [],"
+        " \"de.sorunome.msc2409.to_device\": ["
+        "  {\"type\": \"m.room.encrypted\", \"sender\": \"@u:hs\", \"to_user_id\": \"@bot:hs\","
+        "   \"to_device_id\": \"BOTDEV\", \"content\": {\"n\": 1}},"
+        "  {\"type\": \"m.room.encrypted\", \"sender\": \"@u:hs\", \"to_user_id\": \"@bot:hs\","
+        "   \"to_device_id\": \"OTHER\", \"content\": {\"n\": 2}},"
+        "  {\"type\": \"m.room_key_request\", \"sender\": \"@u:hs\", \"to_user_id\": \"@x:hs\","
+        "   \"to_device_id\": \"BOTDEV\", \"content\": {\"n\": 3}},"
+        "  {\"type\": \"m.dummy\", \"to_user_id\": \"@bot:hs\"}, 7],"
+        " \"org.matrix.msc3202.device_lists\": {\"changed\": [\"@u:hs\", 5], \"left\": "
+        "[\"@v:hs\"]},"
+        " \"org.matrix.msc3202.device_one_time_keys_count\": {\"@bot:hs\": {"
+        "   \"BOTDEV\": {\"signed_curve25519\": 12}, \"OTHER\": {\"signed_curve25519\": 0}}},"
+        " \"org.matrix.msc3202.device_unused_fallback_key_types\": {\"@bot:hs\": {"
+        "   \"BOTDEV\": [], \"OTHER\": [\"signed_curve25519\"]}}}";
+    json_t *t = json_loads(txn, 0, NULL);
+    ASSERT_NOT_NULL(t);
+    json_t *v = fb_mx_txn_crypto(t, "@bot:hs", "BOTDEV");
+    json_t *evs = json_object_get(json_object_get(v, "to_device"), "events");
+    ASSERT_EQ(json_array_size(evs), 1); /* only ours */
+    ASSERT_EQ(json_integer_value(
+                  json_object_get(json_object_get(json_array_get(evs, 0), "content"), "n")),
+              1);
+    json_t *dl = json_object_get(v, "device_lists");
+    ASSERT_EQ(json_array_size(json_object_get(dl, "changed")), 1);
+    ASSERT_STR_EQ(json_string_value(json_array_get(json_object_get(dl, "left"), 0)), "@v:hs");
+    ASSERT_EQ(json_integer_value(json_object_get(json_object_get(v, "device_one_time_keys_count"),
+                                                 "signed_curve25519")),
+              12);
+    json_t *fbk = json_object_get(v, "device_unused_fallback_key_types");
+    ASSERT(json_is_array(fbk) && json_array_size(fbk) == 0); /* used: a new one is needed */
+    json_decref(v);
+    /* Another device: no counts of its own absent from the transaction. */
+    v = fb_mx_txn_crypto(t, "@bot:hs", "NOPE");
+    ASSERT_EQ(json_array_size(json_object_get(json_object_get(v, "to_device"), "events")), 0);
+    ASSERT_NULL(json_object_get(v, "device_one_time_keys_count"));
+    ASSERT_NULL(json_object_get(v, "device_unused_fallback_key_types"));
+    json_decref(v);
+    json_decref(t);
+    /* The newer name wins over the older one; a transaction without extensions is empty. */
+    t = json_loads("{\"org.matrix.msc2409.to_device\": [{\"to_user_id\": \"@bot:hs\","
+                   " \"to_device_id\": \"D\", \"type\": \"a\"}],"
+                   " \"de.sorunome.msc2409.to_device\": [{\"to_user_id\": \"@bot:hs\","
+                   " \"to_device_id\": \"D\", \"type\": \"b\"}]}",
+                   0, NULL);
+    v = fb_mx_txn_crypto(t, "@bot:hs", "D");
+    evs = json_object_get(json_object_get(v, "to_device"), "events");
+    ASSERT_EQ(json_array_size(evs), 1);
+    ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(evs, 0), "type")), "a");
+    json_decref(v);
+    json_decref(t);
+    t = json_loads("{\"events\": []}", 0, NULL);
+    v = fb_mx_txn_crypto(t, "@bot:hs", NULL);
+    ASSERT_EQ(json_array_size(json_object_get(json_object_get(v, "to_device"), "events")), 0);
+    ASSERT_EQ(json_array_size(json_object_get(json_object_get(v, "device_lists"), "changed")), 0);
+    json_decref(v);
+    json_decref(t);
     return 0;
 }

@@ -845,8 +845,19 @@ TEST_IMPL(crypto_rotation)
     ASSERT_EQ(fb_mxc_keys_query_result(a.c, empty), 0);
     json_decref(empty);
     ASSERT_OK(fb_mxc_share(a.c, "!r:example.org", both, enc, 12000, &td, &nc));
+    json_decref(td);
     json_t *k5;
-    ASSERT(strcmp(session_of(a.c, "!r:example.org", &k5), s4) != 0);
+    const char *s5 = session_of(a.c, "!r:example.org", &k5);
+    ASSERT(strcmp(s5, s4) != 0);
+    /* at start (fb_mxc_rotate_outbound): a new session, its key sent again */
+    fb_mxc_rotate_outbound(a.c);
+    json_t *d = fb_mxc_take_dirty(a.c);
+    ASSERT(json_is_null(json_object_get(d, "out|!r:example.org")));
+    json_decref(d);
+    ASSERT_OK(fb_mxc_share(a.c, "!r:example.org", alone, enc, 12000, &td, &nc));
+    json_t *k6;
+    ASSERT(strcmp(session_of(a.c, "!r:example.org", &k6), s5) != 0);
+    json_decref(k6);
     json_decref(k1);
     json_decref(k2);
     json_decref(k3);
