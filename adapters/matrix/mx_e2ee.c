@@ -1268,9 +1268,6 @@ static void job_encrypt(struct ejob *j)
         job_end(j, FB_EAGAIN, NULL);
         return;
     }
-    json_t *rel = json_object_get(j->content, "m.relates_to");
-    if (rel) /* threads and replies stay visible to the server (the spec's rule) */
-        json_object_set(enc, "m.relates_to", rel);
     if (j->todev && json_object_size(j->todev) > 0) {
         j->todev_txn = new_txn(e, "k");
         j->todev_body = json_pack("{s:O}", "messages", j->todev);
