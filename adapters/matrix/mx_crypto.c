@@ -30,7 +30,7 @@
  * ids and counters.
  *
  * libolm pitfalls handled here: olm_decrypt, olm_group_decrypt, their *_max_plaintext_length,
- * olm_create_inbound_session*, olm_matches_inbound_session*, olm_ed25519_verify,
+ * olm_create_inbound_session, olm_matches_inbound_session*, olm_ed25519_verify,
  * olm_init/import_inbound_group_session and every olm_unpickle_* overwrite their input buffer
  * (base64 decoded in place): each call gets a fresh copy.
  */
@@ -1317,10 +1317,21 @@ static char *olm_try(fb_mxc_t *c, const char *curve, int type, const char *body,
     }
     if (type != 0)
         return NULL;
+    /* Not olm_create_inbound_session_from: libolm 3.2.13 copies the message's identity key
+     * without checking that it is there when the sender's key is given (a pre-key message with
+     * no identity key field crashed it under the fuzzer). Without it, libolm insists on the
+     * field; the sender's key is then compared by olm_matches_inbound_session_from, which
+     * checks the field before reading it. */
     OlmSession *s = olm_session(fb_malloc(olm_session_size()));
     uint8_t *b = dup_bytes(body, bl);
-    size_t r = olm_create_inbound_session_from(s, c->acct, curve, strlen(curve), b, bl);
+    size_t r = olm_create_inbound_session(s, c->acct, b, bl);
     fb_free(b);
+    if (r != olm_error()) {
+        b = dup_bytes(body, bl);
+        if (olm_matches_inbound_session_from(s, curve, strlen(curve), b, bl) != 1)
+            r = olm_error(); /* the message names another sender's identity key */
+        fb_free(b);
+    }
     char *pt = NULL;
     if (r != olm_error()) {
         b = dup_bytes(body, bl);
