@@ -92,6 +92,12 @@ typedef struct fb_engine_env_s {
     const fb_geo_t *geo;                /* communes index, borrowed, may be NULL */
     const fb_dialog_t *const *versions; /* older loaded versions a session may be pinned to */
     size_t n_versions;
+    /* Whether an advisor can take a conversation about commune `insee` (NULL when the session
+     * has none yet): the escalation's rooms cover its territory. NULL callback: advisors are
+     * assumed available (the authoring tools, transcripts that do not say otherwise). The
+     * engine never promises an advisor when this says no (issue #19). */
+    bool (*has_advisor)(const void *arg, const char *insee);
+    const void *has_advisor_arg;
 } fb_engine_env_t;
 
 /**

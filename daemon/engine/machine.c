@@ -531,6 +531,24 @@ static int next_of(struct run *r, const struct fb__state *st)
 }
 
 /* Hands the conversation to an advisor: says so, emits `escalate`, stops reminders. */
+bool fb__run_advisor_available(const struct run *r)
+{
+    if (!r->env->has_advisor)
+        return true;
+    const char *insee = NULL;
+    const char *k;
+    const json_t *v;
+    json_object_foreach(r->s.answers, k, v)
+    {
+        const char *i = json_string_value(json_object_get(v, "insee"));
+        if (i && i[0]) {
+            insee = i;
+            break;
+        }
+    }
+    return r->env->has_advisor(r->env->has_advisor_arg, insee);
+}
+
 void fb__run_escalate(struct run *r, const char *reason)
 {
     fb__run_say_builtin(r, FB__T_ESCALADE);

@@ -147,6 +147,8 @@ void fb__run_arm_after(struct run *r, long long after);
 void fb__run_arm(struct run *r);
 
 void fb__run_escalate(struct run *r, const char *reason);
+/* True when an advisor can take this conversation (env->has_advisor for the session's commune). */
+bool fb__run_advisor_available(const struct run *r);
 
 int fb__run_choice_index(const struct fb__state *st, const char *id);
 
