@@ -30,7 +30,8 @@ synapse_venv=${FB_SYNAPSE_VENV:-$top/.venv-synapse}
 # Debian packages, by purpose. See the dependency table in README.md.
 pkgs_build="build-essential cmake ninja-build pkg-config"
 # libolm-dev: Olm/Megolm for the Matrix adapter's end-to-end encryption (issue #15).
-pkgs_libs="libuv1-dev libcurl4-openssl-dev libwebsockets-dev libwebsockets-evlib-uv libjansson-dev libhiredis-dev libyaml-dev libolm-dev"
+# libstemmer-dev: Snowball's French stemmer for the knowledge base's retrieval (issue #20).
+pkgs_libs="libuv1-dev libcurl4-openssl-dev libwebsockets-dev libwebsockets-evlib-uv libjansson-dev libhiredis-dev libyaml-dev libolm-dev libstemmer-dev"
 pkgs_run="redis-server"
 # chromium: the browser tests drive Debian's /usr/bin/chromium (Playwright downloads no
 # browser); fonts-dejavu-core gives it a fallback font (the page itself uses the DSFR's Marianne).

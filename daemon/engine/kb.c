@@ -1,0 +1,603 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kb.c - the knowledge base's retrieval (see kb.h): French analysis, synonym groups, the BM25F
+ * index built once, the search and its confidence rule.
+ */
+#include "engine/kb.h"
+
+#include <libstemmer.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/internal.h"
+#include "engine/text.h"
+#include "frichebot/alloc.h"
+
+#define K1         1.2
+#define B          0.75
+#define MAX_WORD   48   /* longer words are cut (no French word is that long) */
+#define MAX_QUERY  2048 /* a question's folded bytes analysed; the rest is ignored */
+#define N_FIELDS   3
+#define STACK_DOCS 1024
+#define STEM_MIN   4 /* shorter words are kept whole (acronyms) */
+#define SYN_PREFIX '='
+
+/* Folded French stop words: articles, pronouns, auxiliaries, the words of every question. */
+static const char *const stop_words[] = {
+    "a",      "ai",      "alors",   "as",    "au",      "aux",     "avec",   "avez",    "avoir",
+    "avons",  "bien",    "bonjour", "ca",    "ce",      "cela",    "celle",  "celui",   "ces",
+    "cest",   "cet",     "cette",   "chez",  "ci",      "combien", "comme",  "comment", "dans",
+    "de",     "des",     "dire",    "dois",  "doit",    "doivent", "donc",   "du",      "elle",
+    "elles",  "en",      "encore",  "es",    "est",     "et",      "etes",   "etre",    "eu",
+    "faut",   "ici",     "il",      "ils",   "je",      "jusqu",   "kesako", "koi",     "la",
+    "le",     "les",     "leur",    "leurs", "lorsqu",  "lui",     "ma",     "mais",    "me",
+    "merci",  "mes",     "moi",     "mon",   "ne",      "nos",     "notre",  "nous",    "on",
+    "ont",    "ou",      "par",     "peut",  "peuvent", "peux",    "plait",  "pour",    "pourquoi",
+    "pouvez", "puis",    "puisqu",  "qu",    "quand",   "que",     "quel",   "quelle",  "quelles",
+    "quels",  "quesaco", "quest",   "qui",   "quoi",    "sa",      "se",     "ses",     "si",
+    "sil",    "son",     "sont",    "suis",  "sur",     "svp",     "ta",     "te",      "tes",
+    "toi",    "ton",     "tu",      "un",    "une",     "veut",    "vos",    "votre",   "vous",
+    "ya",     "sommes",  "ete",
+};
+
+struct doc {
+    int *t[N_FIELDS]; /* terms of each field, in order (repeats kept) */
+    size_t n[N_FIELDS], cap[N_FIELDS];
+};
+
+struct phrase {
+    int *t;
+    size_t n;
+    int group;
+};
+
+struct fb_kb_s {
+    /* terms: stems and synonym groups' canonical terms */
+    char **terms;
+    size_t n_terms, cap_terms;
+    struct fb__strmap term_map; /* stem -> id */
+    /* folded word -> term id + 1, or 0 for a stop word (keys owned by `surf`) */
+    char **surf;
+    size_t n_surf, cap_surf;
+    struct fb__strmap surf_map;
+    /* synonyms */
+    struct phrase *phr;
+    size_t n_phr, cap_phr;
+    int *parent; /* union-find over groups */
+    int *group_term;
+    size_t n_groups;
+    int *phr_first; /* per term (of the phrases): index of its first phrase in `phr`, or -1 */
+    size_t n_phr_first;
+    bool phr_sorted;
+    /* answers */
+    struct doc *docs;
+    size_t n_docs, cap_docs;
+    /* index */
+    bool built;
+    double *idf;
+    double max_idf;
+    size_t *post_start; /* n_terms + 1 */
+    int *post_doc;
+    float *post_w;
+    struct sb_stemmer *stemmer; /* building only */
+};
+
+/* ---- terms ----------------------------------------------------------------------------------- */
+
+static int term_id(const fb_kb_t *kb, const char *s)
+{
+    return fb__strmap_get(&kb->term_map, s);
+}
+
+static int term_add(fb_kb_t *kb, const char *s)
+{
+    int id = term_id(kb, s);
+    if (id >= 0)
+        return id;
+    if (kb->n_terms == kb->cap_terms) {
+        kb->cap_terms = kb->cap_terms ? kb->cap_terms * 2 : 256;
+        kb->terms = fb_realloc(kb->terms, kb->cap_terms * sizeof(*kb->terms));
+    }
+    kb->terms[kb->n_terms] = fb_strdup(s);
+    (void)fb__strmap_put(&kb->term_map, kb->terms[kb->n_terms], (int)kb->n_terms);
+    return (int)kb->n_terms++;
+}
+
+static void surf_add(fb_kb_t *kb, const char *w, int val)
+{
+    if (fb__strmap_get(&kb->surf_map, w) >= 0)
+        return;
+    if (kb->n_surf == kb->cap_surf) {
+        kb->cap_surf = kb->cap_surf ? kb->cap_surf * 2 : 512;
+        kb->surf = fb_realloc(kb->surf, kb->cap_surf * sizeof(*kb->surf));
+    }
+    kb->surf[kb->n_surf] = fb_strdup(w);
+    (void)fb__strmap_put(&kb->surf_map, kb->surf[kb->n_surf++], val);
+}
+
+fb_kb_t *fb_kb_new(void)
+{
+    fb_kb_t *kb = fb_calloc(1, sizeof(*kb));
+    for (size_t i = 0; i < FB_ARRAY_SIZE(stop_words); i++)
+        surf_add(kb, stop_words[i], 0);
+    kb->stemmer = sb_stemmer_new("french", "UTF_8");
+    return kb;
+}
+
+/* ---- analysis -------------------------------------------------------------------------------- */
+
+/* The stem of folded word `w` (`len` bytes, <= MAX_WORD) into `out` (MAX_WORD + 1 bytes).
+ * `*st` is a stemmer created on first use when NULL (the caller frees it). */
+static void stem_word(struct sb_stemmer **st, const char *w, size_t len, char *out)
+{
+    if (len < STEM_MIN) {
+        memcpy(out, w, len);
+        out[len] = '\0';
+        return;
+    }
+    if (!*st)
+        *st = sb_stemmer_new("french", "UTF_8");
+    const sb_symbol *s = *st ? sb_stemmer_stem(*st, (const sb_symbol *)w, (int)len) : NULL;
+    size_t n = s ? (size_t)sb_stemmer_length(*st) : len;
+    if (!s)
+        s = (const sb_symbol *)w;
+    if (n > MAX_WORD)
+        n = MAX_WORD;
+    memcpy(out, s, n);
+    /* "pollue"/"polluee", "abandonne"/"abandonnee": the folded forms stem apart by a final e */
+    if (n > 3 && out[n - 1] == 'e')
+        n--;
+    out[n] = '\0';
+}
+
+/* One analysed word: its term id (-1: a stem the base does not know) and its stem. */
+struct tok {
+    int id;
+    char stem[MAX_WORD + 1];
+};
+
+/*
+ * Splits folded text `f` into words and gives each non-stop word's term: at build (`add`), terms
+ * and surface forms are added to `kb`; at search, the surface cache answers first and unknown
+ * words are stemmed with `*st`. Returns the number of tokens written to `out` (at most `cap`).
+ */
+static size_t tokens(fb_kb_t *kb, const fb_kb_t *ckb, bool add, struct sb_stemmer **st,
+                     const char *f, struct tok *out, size_t cap)
+{
+    size_t n = 0;
+    const char *p = f;
+    char word[MAX_WORD + 1];
+    while (*p && n < cap) {
+        while (*p == ' ')
+            p++;
+        const char *s = p;
+        while (*p && *p != ' ')
+            p++;
+        size_t len = (size_t)(p - s);
+        if (len < 2)
+            continue; /* elisions (l' d' j'...), stray letters */
+        if (len > MAX_WORD)
+            len = MAX_WORD;
+        memcpy(word, s, len);
+        word[len] = '\0';
+        int sv = fb__strmap_get(&ckb->surf_map, word);
+        if (sv == 0)
+            continue; /* stop word */
+        struct tok *t = &out[n];
+        if (sv > 0 && !add) {
+            t->id = sv - 1;
+            const char *stem = ckb->terms[t->id];
+            size_t sl = strlen(stem);
+            memcpy(t->stem, stem, sl + 1);
+            n++;
+            continue;
+        }
+        stem_word(st, word, len, t->stem);
+        if (add) {
+            t->id = term_add(kb, t->stem);
+            surf_add(kb, word, t->id + 1);
+        } else {
+            t->id = term_id(ckb, t->stem);
+        }
+        n++;
+    }
+    return n;
+}
+
+static int group_root(const fb_kb_t *kb, int g)
+{
+    while (kb->parent[g] != g)
+        g = kb->parent[g];
+    return g;
+}
+
+static int cmp_phrase(const void *a, const void *b)
+{
+    const struct phrase *x = a, *y = b;
+    if (x->t[0] != y->t[0])
+        return x->t[0] < y->t[0] ? -1 : 1;
+    return (x->n < y->n) - (x->n > y->n); /* longest first */
+}
+
+/* Sorts the phrases by first term and indexes them (once, before the first answer). */
+static void index_phrases(fb_kb_t *kb)
+{
+    if (kb->phr_sorted)
+        return;
+    kb->phr_sorted = true;
+    if (kb->n_phr)
+        qsort(kb->phr, kb->n_phr, sizeof(*kb->phr), cmp_phrase);
+    kb->n_phr_first = kb->n_terms;
+    kb->phr_first = fb_malloc((kb->n_terms + 1) * sizeof(int));
+    for (size_t i = 0; i < kb->n_terms; i++)
+        kb->phr_first[i] = -1;
+    for (size_t i = kb->n_phr; i-- > 0;)
+        kb->phr_first[kb->phr[i].t[0]] = (int)i;
+}
+
+/* Replaces in place every synonym phrase of `t` (`n` tokens) by its group's term; returns the
+ * new count. */
+static size_t apply_synonyms(const fb_kb_t *kb, struct tok *t, size_t n)
+{
+    if (!kb || kb->n_phr == 0 || !kb->phr_first)
+        return n;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        int id = t[i].id;
+        size_t used = 0;
+        int group = -1;
+        if (id >= 0 && (size_t)id < kb->n_phr_first && kb->phr_first[id] >= 0) {
+            for (size_t k = (size_t)kb->phr_first[id]; k < kb->n_phr && kb->phr[k].t[0] == id;
+                 k++) {
+                const struct phrase *ph = &kb->phr[k];
+                if (ph->n > n - i)
+                    continue;
+                size_t j = 1;
+                while (j < ph->n && t[i + j].id == ph->t[j])
+                    j++;
+                if (j == ph->n) {
+                    used = ph->n;
+                    group = group_root(kb, ph->group);
+                    break; /* longest first */
+                }
+            }
+        }
+        if (group >= 0) {
+            struct tok g;
+            g.id = kb->group_term[group];
+            snprintf(g.stem, sizeof(g.stem), "%s", kb->terms[g.id]);
+            t[o++] = g;
+            i += used;
+        } else {
+            t[o++] = t[i++];
+        }
+    }
+    return o;
+}
+
+/* Folds `text` into a new string (fb_free it). */
+static char *fold_all(const char *text)
+{
+    return fb_text_fold_dup(text ? text : "");
+}
+
+/* Analyses `text` at build time into a new token array (`*n` tokens), synonyms applied. */
+static struct tok *analyse_add(fb_kb_t *kb, const char *text, size_t *n, bool synonyms)
+{
+    char *f = fold_all(text);
+    size_t cap = strlen(f) / 2 + 2;
+    struct tok *t = fb_malloc(cap * sizeof(*t));
+    *n = tokens(kb, kb, true, &kb->stemmer, f, t, cap);
+    if (synonyms)
+        *n = apply_synonyms(kb, t, *n);
+    fb_free(f);
+    return t;
+}
+
+void fb_kb_add_synonyms(fb_kb_t *kb, const char *const *phrases, size_t n)
+{
+    if (kb->built || kb->phr_sorted || n == 0)
+        return;
+    int g = (int)kb->n_groups;
+    kb->parent = fb_realloc(kb->parent, (kb->n_groups + 1) * sizeof(int));
+    kb->group_term = fb_realloc(kb->group_term, (kb->n_groups + 1) * sizeof(int));
+    kb->parent[g] = g;
+    kb->group_term[g] = -1;
+    kb->n_groups++;
+    for (size_t i = 0; i < n; i++) {
+        size_t nt = 0;
+        struct tok *t = analyse_add(kb, phrases[i], &nt, false);
+        if (nt > 0) {
+            /* a phrase already in a group: the groups become one */
+            for (size_t k = 0; k < kb->n_phr; k++) {
+                const struct phrase *ph = &kb->phr[k];
+                bool same = ph->n == nt;
+                for (size_t j = 0; same && j < nt; j++)
+                    same = ph->t[j] == t[j].id;
+                if (same) {
+                    int a = group_root(kb, ph->group), b = group_root(kb, g);
+                    if (a != b)
+                        kb->parent[b] = a;
+                }
+            }
+            if (kb->group_term[g] < 0) {
+                char name[MAX_WORD + 2];
+                size_t o = 0;
+                name[o++] = SYN_PREFIX;
+                for (size_t j = 0; j < nt && o < sizeof(name) - 1; j++) {
+                    if (j && o < sizeof(name) - 1)
+                        name[o++] = '_';
+                    for (const char *c = t[j].stem; *c && o < sizeof(name) - 1; c++)
+                        name[o++] = *c;
+                }
+                name[o] = '\0';
+                kb->group_term[g] = term_add(kb, name);
+            }
+            if (kb->n_phr == kb->cap_phr) {
+                kb->cap_phr = kb->cap_phr ? kb->cap_phr * 2 : 64;
+                kb->phr = fb_realloc(kb->phr, kb->cap_phr * sizeof(*kb->phr));
+            }
+            struct phrase *ph = &kb->phr[kb->n_phr++];
+            ph->t = fb_malloc(nt * sizeof(int));
+            for (size_t j = 0; j < nt; j++)
+                ph->t[j] = t[j].id;
+            ph->n = nt;
+            ph->group = g;
+        }
+        fb_free(t);
+    }
+    if (kb->group_term[g] < 0) /* nothing but stop words: an empty group */
+        kb->group_term[g] = term_add(kb, "=");
+}
+
+static void doc_field(fb_kb_t *kb, struct doc *d, int f, const char *text)
+{
+    size_t n = 0;
+    struct tok *t = analyse_add(kb, text, &n, true);
+    if (d->n[f] + n > d->cap[f]) {
+        d->cap[f] = (d->n[f] + n) * 2 + 8;
+        d->t[f] = fb_realloc(d->t[f], d->cap[f] * sizeof(int));
+    }
+    for (size_t i = 0; i < n; i++)
+        d->t[f][d->n[f]++] = t[i].id;
+    fb_free(t);
+}
+
+int fb_kb_add_doc(fb_kb_t *kb, const char *const *questions, size_t n_questions,
+                  const char *const *mots, size_t n_mots, const char *text)
+{
+    index_phrases(kb);
+    if (kb->n_docs == kb->cap_docs) {
+        kb->cap_docs = kb->cap_docs ? kb->cap_docs * 2 : 64;
+        kb->docs = fb_realloc(kb->docs, kb->cap_docs * sizeof(*kb->docs));
+    }
+    struct doc *d = &kb->docs[kb->n_docs];
+    memset(d, 0, sizeof(*d));
+    for (size_t i = 0; i < n_questions; i++)
+        doc_field(kb, d, 0, questions[i]);
+    for (size_t i = 0; i < n_mots; i++)
+        doc_field(kb, d, 1, mots[i]);
+    if (text)
+        doc_field(kb, d, 2, text);
+    return (int)kb->n_docs++;
+}
+
+/* ---- the index ------------------------------------------------------------------------------- */
+
+int fb_kb_build(fb_kb_t *kb)
+{
+    if (kb->built)
+        return 0;
+    index_phrases(kb);
+    kb->built = true;
+    size_t nt = kb->n_terms, nd = kb->n_docs;
+    static const double w[N_FIELDS] = {FB_KB_W_QUESTIONS, FB_KB_W_MOTS, FB_KB_W_TEXT};
+    double avg[N_FIELDS] = {0};
+    for (size_t i = 0; i < nd; i++)
+        for (int f = 0; f < N_FIELDS; f++)
+            avg[f] += (double)kb->docs[i].n[f];
+    for (int f = 0; f < N_FIELDS; f++)
+        avg[f] = nd ? avg[f] / (double)nd : 0;
+
+    /* per document: the weighted, length-normalised frequency of each of its terms */
+    double *tf = fb_calloc(nt + 1, sizeof(double));
+    int *touched = fb_malloc((nt + 1) * sizeof(int));
+    size_t *df = fb_calloc(nt + 1, sizeof(size_t));
+    struct entry {
+        int term, doc;
+        double tf;
+    } *ent = NULL;
+    size_t n_ent = 0, cap_ent = 0;
+    for (size_t i = 0; i < nd; i++) {
+        const struct doc *d = &kb->docs[i];
+        size_t nto = 0;
+        for (int f = 0; f < N_FIELDS; f++) {
+            if (d->n[f] == 0 || avg[f] <= 0)
+                continue;
+            double norm = 1.0 - B + B * (double)d->n[f] / avg[f];
+            for (size_t k = 0; k < d->n[f]; k++) {
+                int t = d->t[f][k];
+                if (tf[t] == 0)
+                    touched[nto++] = t;
+                tf[t] += w[f] / norm;
+            }
+        }
+        for (size_t k = 0; k < nto; k++) {
+            int t = touched[k];
+            if (n_ent == cap_ent) {
+                cap_ent = cap_ent ? cap_ent * 2 : 1024;
+                ent = fb_realloc(ent, cap_ent * sizeof(*ent));
+            }
+            ent[n_ent++] = (struct entry){t, (int)i, tf[t]};
+            df[t]++;
+            tf[t] = 0;
+        }
+    }
+    kb->idf = fb_calloc(nt + 1, sizeof(double));
+    for (size_t t = 0; t < nt; t++)
+        kb->idf[t] = log(1.0 + ((double)nd - (double)df[t] + 0.5) / ((double)df[t] + 0.5));
+    kb->max_idf = log(1.0 + ((double)nd + 0.5) / 0.5);
+    kb->post_start = fb_calloc(nt + 2, sizeof(size_t));
+    for (size_t k = 0; k < n_ent; k++)
+        kb->post_start[ent[k].term + 1]++;
+    for (size_t t = 0; t < nt; t++)
+        kb->post_start[t + 1] += kb->post_start[t];
+    kb->post_doc = fb_malloc((n_ent + 1) * sizeof(int));
+    kb->post_w = fb_malloc((n_ent + 1) * sizeof(float));
+    size_t *fill = fb_calloc(nt + 1, sizeof(size_t));
+    for (size_t k = 0; k < n_ent; k++) {
+        int t = ent[k].term;
+        size_t at = kb->post_start[t] + fill[t]++;
+        kb->post_doc[at] = ent[k].doc;
+        kb->post_w[at] = (float)(kb->idf[t] * ent[k].tf / (K1 + ent[k].tf));
+    }
+    fb_free(fill);
+    fb_free(ent);
+    fb_free(df);
+    fb_free(touched);
+    fb_free(tf);
+    /* the documents' term lists are no longer needed */
+    for (size_t i = 0; i < nd; i++)
+        for (int f = 0; f < N_FIELDS; f++)
+            FB_FREE(kb->docs[i].t[f]);
+    if (kb->stemmer) {
+        sb_stemmer_delete(kb->stemmer);
+        kb->stemmer = NULL;
+    }
+    return 0;
+}
+
+size_t fb_kb_size(const fb_kb_t *kb)
+{
+    return kb ? kb->n_docs : 0;
+}
+
+bool fb_kb_confident(double norm, double margin)
+{
+    return norm >= FB_KB_MIN_NORM && margin >= FB_KB_MIN_MARGIN;
+}
+
+/* Analyses a question (search side): at most `cap` tokens into `t`. */
+static size_t analyse_query(const fb_kb_t *kb, const char *text, struct tok *t, size_t cap,
+                            struct sb_stemmer **st)
+{
+    char f[MAX_QUERY + 1];
+    size_t len = strlen(text);
+    size_t need = fb_text_fold(text, len, f, sizeof(f));
+    if (need >= sizeof(f)) { /* cut: drop the last, partial word */
+        char *sp = strrchr(f, ' ');
+        if (sp)
+            *sp = '\0';
+    }
+    size_t n = tokens(NULL, kb, false, st, f, t, cap);
+    return apply_synonyms(kb, t, n);
+}
+
+void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
+{
+    memset(res, 0, sizeof(*res));
+    if (!kb || !kb->built || kb->n_docs == 0 || !question)
+        return;
+    struct tok t[64];
+    struct sb_stemmer *st = NULL;
+    size_t n = analyse_query(kb, question, t, FB_ARRAY_SIZE(t), &st);
+    if (st)
+        sb_stemmer_delete(st);
+    /* distinct terms; distinct unknown stems */
+    double most = 0;
+    double stack_scores[STACK_DOCS];
+    double *score =
+        kb->n_docs <= STACK_DOCS ? stack_scores : fb_malloc(kb->n_docs * sizeof(double));
+    memset(score, 0, kb->n_docs * sizeof(double));
+    for (size_t i = 0; i < n; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = t[j].id >= 0 ? t[j].id == t[i].id : strcmp(t[j].stem, t[i].stem) == 0;
+        if (seen)
+            continue;
+        res->n_terms++;
+        if (t[i].id < 0 || (size_t)t[i].id >= kb->n_terms) {
+            most += FB_KB_UNKNOWN_WEIGHT * kb->max_idf;
+            continue;
+        }
+        size_t id = (size_t)t[i].id;
+        most += kb->idf[id];
+        for (size_t k = kb->post_start[id]; k < kb->post_start[id + 1]; k++)
+            score[kb->post_doc[k]] += (double)kb->post_w[k];
+    }
+    for (size_t d = 0; d < kb->n_docs; d++) {
+        double s = score[d];
+        if (s <= 0)
+            continue;
+        size_t pos = res->n < FB_KB_MAX_HITS ? res->n : FB_KB_MAX_HITS;
+        while (pos > 0 && res->hits[pos - 1].score < s)
+            pos--;
+        if (pos >= FB_KB_MAX_HITS)
+            continue;
+        size_t last = res->n < FB_KB_MAX_HITS ? res->n : FB_KB_MAX_HITS - 1;
+        memmove(&res->hits[pos + 1], &res->hits[pos], (last - pos) * sizeof(res->hits[0]));
+        res->hits[pos] = (fb_kb_hit_t){(int)d, s};
+        if (res->n < FB_KB_MAX_HITS)
+            res->n++;
+    }
+    if (score != stack_scores)
+        fb_free(score);
+    if (res->n == 0 || most <= 0)
+        return;
+    double top = res->hits[0].score, second = res->n > 1 ? res->hits[1].score : 0;
+    res->norm = top / most;
+    if (res->norm > 1)
+        res->norm = 1;
+    res->margin = (top - second) / top;
+    res->confident = fb_kb_confident(res->norm, res->margin);
+}
+
+void fb_kb_terms(const fb_kb_t *kb, const char *text, fb_buf_t *out)
+{
+    struct tok t[64];
+    struct sb_stemmer *st = NULL;
+    size_t n;
+    if (kb) {
+        n = analyse_query(kb, text ? text : "", t, FB_ARRAY_SIZE(t), &st);
+    } else {
+        fb_kb_t *tmp = fb_kb_new();
+        n = analyse_query(tmp, text ? text : "", t, FB_ARRAY_SIZE(t), &st);
+        fb_kb_free(tmp);
+    }
+    if (st)
+        sb_stemmer_delete(st);
+    for (size_t i = 0; i < n; i++)
+        (void)fb_buf_printf(out, "%s%s", i ? " " : "", t[i].stem);
+}
+
+void fb_kb_free(fb_kb_t *kb)
+{
+    if (!kb)
+        return;
+    for (size_t i = 0; i < kb->n_terms; i++)
+        fb_free(kb->terms[i]);
+    fb_free(kb->terms);
+    fb__strmap_free(&kb->term_map);
+    for (size_t i = 0; i < kb->n_surf; i++)
+        fb_free(kb->surf[i]);
+    fb_free(kb->surf);
+    fb__strmap_free(&kb->surf_map);
+    for (size_t i = 0; i < kb->n_phr; i++)
+        fb_free(kb->phr[i].t);
+    fb_free(kb->phr);
+    fb_free(kb->parent);
+    fb_free(kb->group_term);
+    fb_free(kb->phr_first);
+    for (size_t i = 0; i < kb->n_docs; i++)
+        for (int f = 0; f < N_FIELDS; f++)
+            fb_free(kb->docs[i].t[f]);
+    fb_free(kb->docs);
+    fb_free(kb->idf);
+    fb_free(kb->post_start);
+    fb_free(kb->post_doc);
+    fb_free(kb->post_w);
+    if (kb->stemmer)
+        sb_stemmer_delete(kb->stemmer);
+    fb_free(kb);
+}
