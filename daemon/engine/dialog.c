@@ -335,6 +335,7 @@ static void state_free(struct fb__state *st)
 /* Frees a dialog whatever its reference count (the last unref, or a failed load). */
 void fb__dialog_free(fb_dialog_t *d)
 {
+    fb__kb_model_free(d);
     for (size_t i = 0; i < d->n_states; i++)
         state_free(&d->states[i]);
     fb_free(d->states);

@@ -102,11 +102,12 @@ enum tkey {
     TK_ETATS,
     TK_REGLES,
     TK_MIGRATIONS,
+    TK_CONNAISSANCES,
     TK_COUNT
 };
-static const char *const top_keys[TK_COUNT] = {"dialogue", "titre",     "debut",     "catalogues",
-                                               "relance",  "textes",    "commandes", "etats",
-                                               "regles",   "migrations"};
+static const char *const top_keys[TK_COUNT] = {
+    "dialogue",  "titre", "debut",  "catalogues", "relance",      "textes",
+    "commandes", "etats", "regles", "migrations", "connaissances"};
 
 /* Compiles the built-in texts (defaults, then `textes:` overrides). */
 static void compile_texts(struct ld *l, const yaml_node_t *v)
@@ -192,6 +193,8 @@ static void compile_root(struct ld *l, yaml_node_t *root)
         fb__ld_compile_rules(l, f[TK_REGLES]);
     if (f[TK_MIGRATIONS])
         fb__ld_compile_migrations(l, f[TK_MIGRATIONS]);
+    if (f[TK_CONNAISSANCES])
+        fb__ld_compile_kb(l, f[TK_CONNAISSANCES]);
     fb__ld_check_compared_strings(l);
     if (l->has_commune && !d->geo)
         fb__ld_errn(

@@ -184,6 +184,10 @@ void fb__ld_compile_rules(struct ld *l, const yaml_node_t *v);
 
 void fb__ld_compile_migrations(struct ld *l, const yaml_node_t *v);
 
+void fb__ld_compile_kb(struct ld *l, const yaml_node_t *v);
+
+void fb__kb_model_free(fb_dialog_t *d);
+
 fb_dialog_t *fb__ld_load(const char *name, const char *dir, const char *text, size_t len,
                          const fb_geo_t *geo, fb_buf_t *errors);
 

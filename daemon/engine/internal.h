@@ -243,6 +243,24 @@ struct fb__migration {
     int to;
 };
 
+/* A knowledge-base answer (`connaissances:` files, docs/internals/KB.md). */
+struct fb__kbvariant {
+    fb_expr_t *cond; /* `si` */
+    struct fb__text text;
+};
+
+struct fb__kbanswer {
+    char *id;
+    struct fb__text text; /* `reponse` */
+    struct fb__kbvariant *variants;
+    size_t n_variants;
+    char *lien, *source;
+    char **questions; /* the author's questions (for `frichebot check`'s warnings) */
+    size_t n_questions;
+    int file; /* index in fb_dialog_s.kb_files */
+    int line, col;
+};
+
 struct fb_dialog_s {
     int refs;
     char *id;
@@ -294,6 +312,13 @@ struct fb_dialog_s {
     fb_choice_t *all_status_choices;
     size_t n_all_status_choices;
     fb_choice_set_t *all_status_set;
+
+    /* the knowledge base (empty without `connaissances:`) */
+    struct fb__kbanswer *kb_answers;
+    size_t n_kb;
+    char **kb_files; /* the files' names as in messages */
+    size_t n_kb_files;
+    struct fb_kb_s *kb; /* the retrieval index (engine/kb.h), NULL when empty */
 };
 
 /* ---- the session in memory (session.c) ---- */
@@ -324,6 +349,8 @@ struct fb__sess {
     int pending_step;  /* index in road of the step a reminder asked about, or -1 */
     bool pending_pick; /* pending_step was picked by the user (all six statuses offered) */
     bool avis_given;   /* an `avis` effect was emitted (at most one per conversation) */
+    bool kb_asked;     /* the bot's last message was a knowledge-base answer: "utile" / "pas
+                        * utile" is feedback (session `q`, docs/internals/KB.md) */
     unsigned reminders;
     json_t *last_messages; /* the user's last texts, oldest first, each at most
                             * FB__MAX_LAST_MESSAGE_BYTES; a reference, possibly shared with the
