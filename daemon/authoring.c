@@ -31,6 +31,7 @@
 #include "engine/effects.h"
 #include "engine/engine.h"
 #include "engine/geo.h"
+#include "engine/kb.h"
 #include "engine/text.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
@@ -207,6 +208,12 @@ int fb_cmd_check(int argc, char **argv, FILE *out, FILE *err)
         if (d) {
             fprintf(out, "%s : correct (dialogue « %s », version %s)\n", files[i], fb_dialog_id(d),
                     fb_dialog_hash(d));
+            /* answers of the knowledge base that compete: warnings, not errors */
+            fb_buf_t warnings;
+            fb_buf_init(&warnings, 1u << 20);
+            if (fb_dialog_kb_warnings(d, &warnings) > 0)
+                fputs(fb_buf_str(&warnings), err);
+            fb_buf_free(&warnings);
             fb_dialog_unref(d);
         } else {
             fputs(fb_buf_str(&errors), err);
@@ -334,6 +341,14 @@ static void convo_init(struct convo *c, const fb_dialog_t *d, const fb_geo_t *ge
     c->env.locale = "fr";
     c->env.geo = geo;
     c->clock = now;
+}
+
+/* env.has_advisor of a transcript with `conseillers: non`. */
+static bool no_advisor(const void *arg, const char *insee)
+{
+    (void)arg;
+    (void)insee;
+    return false;
 }
 
 static void convo_free(struct convo *c)
@@ -1205,6 +1220,11 @@ static int run_transcript(const char *file, const fb_geo_t *geo, FILE *out, FILE
     }
     convo_init(&c, d, geo, now);
     have_convo = true;
+    /* `conseillers: non`: no advisor covers the territory (env.has_advisor says no) */
+    json_t *advisors = json_object_get(doc, "conseillers");
+    if (json_is_false(advisors) ||
+        (json_is_string(advisors) && strcmp(json_string_value(advisors), "non") == 0))
+        c.env.has_advisor = no_advisor;
     if (md) {
         const char *title = json_string_value(json_object_get(doc, "transcript"));
         fprintf(md, "## %s\n\n", title ? title : file);

@@ -869,6 +869,8 @@ static bool on_input(struct run *r, const char *text, const char *choice)
         fb__run_enter(r, r->d->start, true);
         return true;
     }
+    if (fb__run_kb_input(r, text, r->kb_feedback)) /* a question, or feedback to an answer */
+        return true;
     long num = 0;
     int status = -1;
     if (s->ended) {
@@ -1016,10 +1018,13 @@ int fb_engine_step(const fb_dialog_t *d, const json_t *session, const fb_event_t
             fb__run_forget(r);
             keep = false;
         } else {
-            if (ev->kind == FB_EVENT_MESSAGE)
+            bool question = ev->kind == FB_EVENT_MESSAGE && fb__run_kb_private(r, ev->text);
+            if (ev->kind == FB_EVENT_MESSAGE && !question)
                 fb__session_remember(&r->s, ev->text);
             fb__run_stat_effect(r, "conversation_started");
             fb__run_enter(r, d->start, false);
+            if (question) /* a first message that is a question is answered too */
+                (void)fb__run_kb_input(r, ev->text, false);
         }
     } else {
         int rc = fb__session_parse(d, env, session, &r->s);
@@ -1029,9 +1034,12 @@ int fb_engine_step(const fb_dialog_t *d, const json_t *session, const fb_event_t
         }
         r->d = r->s.d;
         r->effects = json_array();
+        r->kb_feedback = r->s.kb_asked; /* feedback is due to the previous message only */
+        r->s.kb_asked = false;
         /* every text the user writes, understood or not, before anything (an escalation's
-         * summary) reads them; not while escalated: those go to the advisor's thread */
-        if (ev->kind == FB_EVENT_MESSAGE && !r->s.escalated)
+         * summary) reads them; not while escalated: those go to the advisor's thread; not a
+         * question to the knowledge base (its text is kept nowhere) */
+        if (ev->kind == FB_EVENT_MESSAGE && !r->s.escalated && !fb__run_kb_private(r, ev->text))
             fb__session_remember(&r->s, ev->text);
         switch (ev->kind) {
         case FB_EVENT_START:

@@ -59,6 +59,7 @@ struct run {
     json_t **c_cats;     /* per catalogue: its items whose `si` holds */
     int guard;           /* > 0 while rendering the question or its help (no recursion) */
     bool road_read;      /* fb__run_builtin() gave `feuille_de_route` (fb__run_say_text) */
+    bool kb_feedback;    /* the previous message was a knowledge-base answer (session `q`) */
 };
 
 static inline const struct fb__state *cur(const struct run *r)
@@ -179,5 +180,9 @@ void fb__run_forget(struct run *r);
 void fb__run_restart(struct run *r, const char *stat_name);
 
 bool fb__run_command(struct run *r, int cmd);
+
+/* machine_question.c: questions to the knowledge base (docs/internals/KB.md) */
+bool fb__run_kb_private(const struct run *r, const char *text);
+bool fb__run_kb_input(struct run *r, const char *text, bool feedback_due);
 
 #endif

@@ -288,7 +288,7 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
 {
     const json_t *tags, *path, *road, *cand;
     unsigned fails, reminders;
-    bool escalated, ended, muted, pick, avis;
+    bool escalated, ended, muted, pick, avis, kb_asked;
     memset(s, 0, sizeof(*s));
     s->pending_step = -1;
     if (!json_is_object(session))
@@ -313,7 +313,7 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
         !opt_uint(session, "f", 1000, &fails) || !opt_uint(session, "n", 1000, &reminders) ||
         !opt_bool(session, "x", &escalated) || !opt_bool(session, "e", &ended) ||
         !opt_bool(session, "m", &muted) || !opt_bool(session, "g", &pick) ||
-        !opt_bool(session, "o", &avis))
+        !opt_bool(session, "o", &avis) || !opt_bool(session, "q", &kb_asked))
         return FB_EINVAL;
 
     const fb_dialog_t *use = find_version(d, env, json_string_value(jh));
@@ -349,6 +349,7 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
     s->escalated = escalated;
     s->muted = muted;
     s->avis_given = avis;
+    s->kb_asked = kb_asked;
     s->last_messages = jl ? json_incref(unconst(jl)) : NULL;
     if (state < 0) {
         state = use->start;
@@ -501,6 +502,8 @@ json_t *fb__session_dump(const struct fb__sess *s)
         (void)json_object_set_new(o, "m", json_true());
     if (s->avis_given)
         (void)json_object_set_new(o, "o", json_true());
+    if (s->kb_asked)
+        (void)json_object_set_new(o, "q", json_true());
     if (s->last_messages && json_array_size(s->last_messages) > 0)
         (void)json_object_set(o, "l", s->last_messages);
     return o;

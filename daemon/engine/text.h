@@ -91,4 +91,16 @@ fb_later_t fb_text_later(const char *text, fb_delay_t *delay /* OUT */);
  */
 size_t fb_text_delay_format(const fb_delay_t *delay, char *out, size_t cap);
 
+/**
+ * True when `text` reads as a question (text_question.c): it ends with "?" (closing spaces, dots
+ * and "!" aside), or, folded, starts with an interrogative form ("comment", "pourquoi", "qui",
+ * "quand", "combien", "quel(le)(s)", "c'est quoi", "qu'est-ce", "est-ce que", "peut-on",
+ * "faut-il", "que faire"...) or holds one anywhere ("c'est quoi", "est-ce que", "comment",
+ * "pourquoi", "combien", "je voudrais savoir"...). A lone "que" does not ("que des commerces").
+ */
+bool fb_text_is_question(const char *text);
+
+/** True when `text` ends with a question mark (closing spaces, dots and "!" aside). */
+bool fb_text_ends_with_question_mark(const char *text);
+
 #endif /* FB_ENGINE_TEXT_H */

@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * machine_question.c - questions asked at any moment of the conversation (issue #20,
+ * docs/internals/KB.md): a message that reads as a question is looked up in the dialog's
+ * knowledge base before any answer parsing. A confident hit says the answer (its first variant
+ * whose `si` holds), its source and link, asks for feedback, and repeats the pending question in
+ * one line; otherwise the bot says honestly that it does not know and who can answer. The
+ * user's place, failure count and reminders are untouched. The feedback ("utile", "pas utile")
+ * to an answer is counted. Only anonymous counters: no question text is kept anywhere.
+ */
+#include "engine/kb.h"
+#include "engine/machine_int.h"
+#include "engine/template.h"
+
+#define T_NO_ANSWER   "Je n'ai pas de réponse sûre à cette question."
+#define T_ADVISOR     " Écrivez « conseiller » pour la poser à un conseiller."
+#define T_FEEDBACK    "Cette réponse vous aide-t-elle ? Répondez « utile » ou « pas utile »."
+#define T_THANKS_GOOD "Merci pour votre retour !"
+#define T_THANKS_BAD  "Merci, c'est noté : votre retour aide à améliorer les réponses."
+#define T_MORE        "En savoir plus : "
+
+/* Feedback to a knowledge-base answer, folded, whole message. */
+static const char *const helpful[] = {
+    "utile",          "oui utile", "oui c est utile",   "c est utile", "tres utile",    "merci",
+    "merci beaucoup", "oui merci", "ok merci",          "super merci", "parfait merci", "ca m aide",
+    "oui ca m aide",  "ca aide",   "merci c est utile", "utile merci"};
+static const char *const not_helpful[] = {"pas utile",
+                                          "non pas utile",
+                                          "inutile",
+                                          "pas tres utile",
+                                          "ca ne m aide pas",
+                                          "ca m aide pas",
+                                          "non ca ne m aide pas",
+                                          "pas vraiment",
+                                          "pas du tout",
+                                          "pas du tout utile",
+                                          "non pas vraiment",
+                                          "ca n aide pas",
+                                          "ne m aide pas",
+                                          "non inutile"};
+
+/* 1: helpful, -1: not helpful, 0: not feedback. */
+static int feedback_kind(const char *text)
+{
+    char f[128];
+    size_t need = fb_text_fold(text, strlen(text), f, sizeof(f));
+    if (need >= sizeof(f))
+        return 0;
+    for (size_t i = 0; i < FB_ARRAY_SIZE(not_helpful); i++)
+        if (strcmp(f, not_helpful[i]) == 0)
+            return -1;
+    for (size_t i = 0; i < FB_ARRAY_SIZE(helpful); i++)
+        if (strcmp(f, helpful[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* Says a fixed French sentence (no template). */
+static void say_plain(struct run *r, const char *plain)
+{
+    fb_buf_t p, h;
+    fb_buf_init(&p, MAX_TEXT_BYTES);
+    fb_buf_init(&h, MAX_TEXT_BYTES);
+    (void)fb_buf_puts(&p, plain);
+    (void)fb_buf_puts(&h, "<p>");
+    (void)fb_template_html_escape(plain, strlen(plain), &h);
+    (void)fb_buf_puts(&h, "</p>");
+    fb__run_say_bufs(r, &p, &h, NULL);
+    fb_buf_free(&p);
+    fb_buf_free(&h);
+}
+
+/* Repeats the pending question in one line: its text (with its choices as buttons), not the
+ * numbered list; the commune candidates when a pick is pending; nothing after the end. */
+static void repeat_pending(struct run *r)
+{
+    if (r->s.ended)
+        return;
+    const struct fb__state *st = cur(r);
+    if (st->type == FB__Q_NONE)
+        return;
+    if (r->s.n_cand > 0) {
+        fb__run_ask_candidates(r);
+        return;
+    }
+    fb__run_say_text(r, &st->text, NULL, NULL, st->choices_json);
+}
+
+/* The département's name of the session's commune, or NULL (borrowed from the run's cache). */
+static const char *departement_name(struct run *r)
+{
+    const fb_dialog_t *d = r->d;
+    for (size_t i = 0; i < d->n_slots; i++) {
+        if (d->slots[i].type != FB__Q_COMMUNE)
+            continue;
+        char name[256];
+        snprintf(name, sizeof(name), "%s.departement_nom", d->slots[i].name);
+        const json_t *v = r->xenv.lookup(r->xenv.arg, name);
+        if (json_is_string(v) && json_string_length(v) > 0)
+            return json_string_value(v);
+    }
+    return NULL;
+}
+
+/* The honest "I do not know" and who can answer. */
+static void say_unknown(struct run *r)
+{
+    const struct fb__cmdset *cmds = cur(r)->cmds ? cur(r)->cmds : &r->d->cmds;
+    fb_buf_t b;
+    fb_buf_init(&b, MAX_TEXT_BYTES);
+    (void)fb_buf_puts(&b, T_NO_ANSWER);
+    if (!cmds->disabled[FB__CMD_CONSEILLER] && fb__run_advisor_available(r)) {
+        (void)fb_buf_puts(&b, T_ADVISOR);
+    } else {
+        const char *dep = departement_name(r);
+        (void)fb_buf_puts(&b, " Pour cette question, adressez-vous à la direction départementale "
+                              "des territoires (DDT ou DDTM) de votre département");
+        if (dep)
+            (void)fb_buf_printf(&b, " (%s)", dep);
+        (void)fb_buf_puts(&b, ".");
+    }
+    say_plain(r, fb_buf_str(&b));
+    fb_buf_free(&b);
+    fb__run_stat_effect(r, "kb_unanswered");
+}
+
+/* Says answer `i`: its text (or first variant that holds), its source and link, the feedback
+ * question. */
+static void say_answer(struct run *r, int i)
+{
+    const struct fb__kbanswer *a = &r->d->kb_answers[i];
+    const struct fb__text *t = &a->text;
+    for (size_t v = 0; v < a->n_variants; v++)
+        if (fb_expr_true(a->variants[v].cond, &r->xenv)) {
+            t = &a->variants[v].text;
+            break;
+        }
+    fb_buf_t plain, html;
+    fb_buf_init(&plain, MAX_TEXT_BYTES);
+    fb_buf_init(&html, MAX_TEXT_BYTES);
+    if (fb__run_render_text(r, t, &plain, &html) == 0) {
+        (void)fb_buf_printf(&plain, "\n\n" T_MORE "%s — %s\n\n" T_FEEDBACK, a->source, a->lien);
+        (void)fb_buf_puts(&html, "<p>" T_MORE "<a href=\"");
+        (void)fb_template_html_escape(a->lien, strlen(a->lien), &html);
+        (void)fb_buf_puts(&html, "\">");
+        (void)fb_template_html_escape(a->source, strlen(a->source), &html);
+        (void)fb_buf_puts(&html, "</a></p><p>");
+        (void)fb_template_html_escape(T_FEEDBACK, strlen(T_FEEDBACK), &html);
+        (void)fb_buf_puts(&html, "</p>");
+        fb__run_say_bufs(r, &plain, &html, NULL);
+    }
+    fb_buf_free(&plain);
+    fb_buf_free(&html);
+    fb__run_stat_effect(r, "kb_answered");
+    r->s.kb_asked = true;
+}
+
+bool fb__run_kb_private(const struct run *r, const char *text)
+{
+    return r->d->kb && text && fb_text_is_question(text);
+}
+
+bool fb__run_kb_input(struct run *r, const char *text, bool feedback_due)
+{
+    if (!text || !r->d->kb || strlen(text) > MAX_INPUT)
+        return false;
+    if (feedback_due) {
+        int k = feedback_kind(text);
+        if (k != 0) {
+            fb__run_stat_effect(r, k > 0 ? "kb_helpful" : "kb_not_helpful");
+            say_plain(r, k > 0 ? T_THANKS_GOOD : T_THANKS_BAD);
+            repeat_pending(r);
+            return true;
+        }
+    }
+    if (!fb_text_is_question(text))
+        return false;
+    /* A free-text answer may well be phrased as a question: it is taken for one only when it
+     * ends with "?" and the base knows the answer; anything else is the user's text. */
+    bool free_text = !r->s.ended && cur(r)->type == FB__Q_TEXT;
+    if (free_text && !fb_text_ends_with_question_mark(text))
+        return false;
+    fb_kb_result_t res;
+    fb_kb_search(r->d->kb, text, &res);
+    if (res.confident)
+        say_answer(r, res.hits[0].doc);
+    else if (free_text)
+        return false;
+    else
+        say_unknown(r);
+    repeat_pending(r);
+    return true;
+}
