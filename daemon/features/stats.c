@@ -368,6 +368,14 @@ json_t *fb__stats_document(const json_t *raw, int64_t now_ms, unsigned min_count
                         json_pack("{s:o, s:o}", "sent",
                                   count(&c, hget(h, "reminder_sent"), "reminders.sent"), "answered",
                                   count(&c, hget(h, "reminder_answered"), "reminders.answered")));
+    /* questions to the knowledge base (issue #20): counters only, never a question's text */
+    json_object_set_new(
+        doc, "questions",
+        json_pack("{s:o, s:o, s:o, s:o}", "answered",
+                  count(&c, hget(h, "kb_answered"), "questions.answered"), "unanswered",
+                  count(&c, hget(h, "kb_unanswered"), "questions.unanswered"), "helpful",
+                  count(&c, hget(h, "kb_helpful"), "questions.helpful"), "not_helpful",
+                  count(&c, hget(h, "kb_not_helpful"), "questions.not_helpful")));
 
     /* avis */
     long long total = 0;
@@ -786,6 +794,19 @@ static int html_key_figures(fb_buf_t *b, const json_t *doc, unsigned min)
     rc = rc ? rc
             : tile(b, json_object_get(doc, "escalations"), min, "escalations",
                    "demandes de mise en relation avec un conseiller");
+    const json_t *qs = json_object_get(doc, "questions");
+    rc = rc ? rc
+            : tile(b, json_object_get(qs, "answered"), min, "questions.answered",
+                   "questions répondues par la base de connaissances");
+    rc = rc ? rc
+            : tile(b, json_object_get(qs, "unanswered"), min, "questions.unanswered",
+                   "questions restées sans réponse sûre");
+    rc = rc ? rc
+            : tile(b, json_object_get(qs, "helpful"), min, "questions.helpful",
+                   "réponses jugées utiles");
+    rc = rc ? rc
+            : tile(b, json_object_get(qs, "not_helpful"), min, "questions.not_helpful",
+                   "réponses jugées pas utiles");
     rc = rc ? rc : html_advisor_tile(b, json_object_get(doc, "advisor_response"));
     return rc ? rc : fb_buf_puts(b, "</div>\n");
 }
@@ -946,6 +967,14 @@ int fb_stats_render_metrics(const json_t *doc, fb_buf_t *b)
         {"frichebot_stats_reminders_answered_total", "reminders", "answered",
          "User messages after one or more reminders."},
         {"frichebot_stats_avis_total", "avis", "count", "Ratings given (Je donne mon avis)."},
+        {"frichebot_stats_questions_answered_total", "questions", "answered",
+         "Questions the knowledge base answered."},
+        {"frichebot_stats_questions_unanswered_total", "questions", "unanswered",
+         "Questions without a confident answer."},
+        {"frichebot_stats_questions_helpful_total", "questions", "helpful",
+         "Knowledge-base answers rated helpful."},
+        {"frichebot_stats_questions_not_helpful_total", "questions", "not_helpful",
+         "Knowledge-base answers rated not helpful."},
         {"frichebot_stats_advisor_response_median_seconds", "advisor_response", "median_seconds",
          "Median advisor response time."},
     };

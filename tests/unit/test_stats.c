@@ -278,7 +278,13 @@ static void script_events(struct fixture *f)
     /* B: a reminder (not a user event: no activity), then B answers it */
     commit(f, "web:b", B_SESSION, B_REMINDED, "[{\"type\":\"stat\",\"name\":\"reminder_sent\"}]",
            false, T_FEB01 + 5 * DAY);
-    commit(f, "web:b", B_REMINDED, B_SESSION, "[{\"type\":\"say\"}]", true, T_FEB01 + 6 * DAY);
+    /* B's answer asks the knowledge base twice, once beyond it, and rates an answer */
+    commit(f, "web:b", B_REMINDED, B_SESSION,
+           "[{\"type\":\"say\"},{\"type\":\"stat\",\"name\":\"kb_answered\"},"
+           "{\"type\":\"stat\",\"name\":\"kb_answered\"},"
+           "{\"type\":\"stat\",\"name\":\"kb_unanswered\"},"
+           "{\"type\":\"stat\",\"name\":\"kb_not_helpful\"}]",
+           true, T_FEB01 + 6 * DAY);
 }
 
 TEST_IMPL(stats_counters_from_scripted_events)
@@ -313,6 +319,10 @@ TEST_IMPL(stats_counters_from_scripted_events)
     ASSERT_EQ(num(doc, "escalations"), 1);
     ASSERT_EQ(num(doc, "reminders.sent"), 1);
     ASSERT_EQ(num(doc, "reminders.answered"), 1);
+    ASSERT_EQ(num(doc, "questions.answered"), 2);
+    ASSERT_EQ(num(doc, "questions.unanswered"), 1);
+    ASSERT_EQ(num(doc, "questions.helpful"), 0);
+    ASSERT_EQ(num(doc, "questions.not_helpful"), 1);
     ASSERT_EQ(num(doc, "avis.count"), 2);
     ASSERT_EQ(num(doc, "avis.distribution.4"), 1);
     ASSERT_EQ(num(doc, "avis.distribution.5"), 1);
@@ -387,6 +397,11 @@ TEST_IMPL(stats_suppression_below_threshold)
     const char *html = fb_buf_str(&b);
     ASSERT_NOT_NULL(strstr(html, "data-figure=\"territories.communes\">&lt; 3</p>"));
     ASSERT_NOT_NULL(strstr(html, "data-figure=\"conversations\">3</p>"));
+    /* the knowledge base's counters: 2 answered (< 3), 0 helpful (shown) */
+    ASSERT(suppressed(doc, "questions.answered"));
+    ASSERT_NOT_NULL(strstr(html, "data-figure=\"questions.answered\">&lt; 3</p>"));
+    ASSERT_NOT_NULL(strstr(html, "data-figure=\"questions.helpful\">0</p>"));
+    ASSERT_NOT_NULL(strstr(html, "réponses jugées utiles"));
     ASSERT_NOT_NULL(strstr(html, "<svg"));
     ASSERT_NULL(strstr(html, "style="));
     ASSERT_NULL(strstr(html, "<script"));
@@ -395,6 +410,8 @@ TEST_IMPL(stats_suppression_below_threshold)
     ASSERT_OK(fb_stats_render_metrics(doc, &b));
     const char *m = fb_buf_str(&b);
     ASSERT_NOT_NULL(strstr(m, "frichebot_stats_conversations_total 3\n"));
+    ASSERT_NOT_NULL(strstr(m, "frichebot_stats_questions_helpful_total 0\n"));
+    ASSERT_NULL(strstr(m, "frichebot_stats_questions_answered_total 2"));
     ASSERT_NULL(strstr(m, "frichebot_stats_territories_engaged{level=\"commune\"}"));
     fb_buf_free(&b);
     json_decref(doc);
