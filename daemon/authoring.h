@@ -20,5 +20,8 @@ int fb_cmd_graph(int argc, char **argv, FILE *out, FILE *err);
 int fb_cmd_chat(int argc, char **argv, FILE *in, FILE *out, FILE *err);
 /** `frichebot test PATH...`: golden transcripts; ends with "N passed, N failed". */
 int fb_cmd_test(int argc, char **argv, FILE *out, FILE *err);
+/** `frichebot ask DIALOG QUESTION...` / `ask --eval DIALOG SET...`: the knowledge base's ranking
+ *  (authoring_kb.c). */
+int fb_cmd_ask(int argc, char **argv, FILE *out, FILE *err);
 
 #endif /* FB_AUTHORING_H */

@@ -45,6 +45,7 @@ static const char main_usage[] =
     "  chat      talk to a dialog in the terminal (no Redis, no network)\n"
     "  graph     draw a dialog as a Graphviz graph\n"
     "  test      run golden conversation transcripts\n"
+    "  ask       rank a dialog's knowledge-base answers for a question (authors, --eval)\n"
     "  version   print the version and the versions of the libraries in use\n";
 
 static const char main_usage_tail[] =
@@ -311,6 +312,8 @@ int main(int argc, char **argv)
             return fb_cmd_graph(2, help_argv, stdout, stderr);
         if (strcmp(argv[2], "test") == 0)
             return fb_cmd_test(2, help_argv, stdout, stderr);
+        if (strcmp(argv[2], "ask") == 0)
+            return fb_cmd_ask(2, help_argv, stdout, stderr);
         return fb_cli_usage_error("help: unknown command '%s'", argv[2]);
     }
     if (strcmp(cmd, "serve") == 0)
@@ -325,6 +328,8 @@ int main(int argc, char **argv)
         return fb_cmd_graph(argc - 1, argv + 1, stdout, stderr);
     if (strcmp(cmd, "test") == 0)
         return fb_cmd_test(argc - 1, argv + 1, stdout, stderr);
+    if (strcmp(cmd, "ask") == 0)
+        return fb_cmd_ask(argc - 1, argv + 1, stdout, stderr);
     const fb_adapter_command_t *ac = fb_adapter_command(cmd);
     if (ac)
         return ac->run(argc - 1, argv + 1);

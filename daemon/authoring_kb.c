@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * authoring_kb.c - `frichebot ask`: the knowledge base seen by its authors (docs/internals/KB.md).
+ *
+ * `ask DIALOG "question"...` prints, per question, its analysed terms, the five best answers with
+ * their scores, and whether the bot would answer (the confidence rule of engine/kb.h).
+ * `ask --eval DIALOG SET.yaml...` runs labelled sets (`questions: [{q, attendu: ID | aucune}]`)
+ * and prints the top-1 accuracy on the answerable questions, the share the bot answers, and the
+ * confident answers to questions it should not answer; it fails below `--min-top1` or on any
+ * such confident answer. Messages for the authors are in French.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "authoring.h"
+#include "common/yamljson.h"
+#include "engine/engine.h"
+#include "engine/geo.h"
+#include "engine/kb.h"
+#include "frichebot/alloc.h"
+#include "frichebot/buf.h"
+#include "io/paths.h"
+
+static const char ask_help[] =
+    "usage: frichebot ask DIALOG QUESTION...\n"
+    "       frichebot ask --eval [--min-top1 X] DIALOG SET.yaml...\n"
+    "\n"
+    "Shows how the dialog's knowledge base (`connaissances:`) ranks its answers for each\n"
+    "QUESTION: the analysed terms, the five best answers with their scores, the confidence\n"
+    "(norm, margin) and whether the bot would answer.\n"
+    "--eval runs labelled sets (YAML: questions: [{q: \"...\", attendu: ID | aucune}]) and\n"
+    "prints the top-1 accuracy on the answerable questions, the share answered, and every\n"
+    "confident answer to a question labelled `aucune`. Exit status 1 when top-1 is under\n"
+    "--min-top1 (default 0.85) or any `aucune` question is answered.\n";
+
+static fb_geo_t *geo_if_any(FILE *err)
+{
+    const char *path = getenv("FRICHEBOT_GEO");
+    if (!path)
+        path = fb_data_path(FB_DATA_GEO);
+    if (!path || access(path, R_OK) != 0)
+        return NULL;
+    fb_buf_t errors;
+    fb_buf_init(&errors, 1u << 16);
+    fb_geo_t *g = fb_geo_load(path, &errors);
+    if (!g)
+        fprintf(err, "frichebot: index des communes illisible : %s", fb_buf_str(&errors));
+    fb_buf_free(&errors);
+    return g;
+}
+
+static void show(const fb_dialog_t *d, const char *q, FILE *out)
+{
+    const fb_kb_t *kb = fb_dialog_kb(d);
+    fb_kb_result_t res;
+    fb_kb_search(kb, q, &res);
+    fb_buf_t terms;
+    fb_buf_init(&terms, 1u << 16);
+    fb_kb_terms(kb, q, &terms);
+    fprintf(out, "« %s »\n  termes : %s\n", q, fb_buf_str(&terms));
+    fb_buf_free(&terms);
+    for (size_t i = 0; i < res.n; i++)
+        fprintf(out, "  %zu. %-32s %7.3f\n", i + 1, fb_dialog_kb_id(d, res.hits[i].doc),
+                res.hits[i].score);
+    fprintf(out, "  confiance : %.2f (seuil %.2f), écart : %.2f (seuil %.2f) -> %s\n", res.norm,
+            FB_KB_MIN_NORM, res.margin, FB_KB_MIN_MARGIN,
+            res.confident ? "le bot répond" : "le bot ne répond pas");
+}
+
+struct tally {
+    size_t answerable, top1, answered, answered_right, answered_wrong;
+    size_t none, none_answered;
+};
+
+/* Runs one set file; returns 0, or 1 when the file is not a valid set. */
+static int eval_file(const fb_dialog_t *d, const char *file, struct tally *t, FILE *out, FILE *err)
+{
+    FILE *f = fopen(file, "rb");
+    if (!f) {
+        fprintf(err, "%s:1:1: impossible de lire le fichier : %s\n", file, strerror(errno));
+        return 1;
+    }
+    fb_buf_t text;
+    fb_buf_init(&text, 16u << 20);
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        (void)fb_buf_append(&text, chunk, n);
+    fclose(f);
+    char errbuf[512];
+    json_t *lines = NULL;
+    json_t *doc = fb_yaml_to_json(fb_buf_str(&text), text.len, &lines, errbuf, sizeof(errbuf));
+    fb_buf_free(&text);
+    if (!doc) {
+        fprintf(err, "%s:%s\n", file, errbuf);
+        return 1;
+    }
+    int rc = 0;
+    json_t *qs = json_object_get(doc, "questions");
+    if (!json_is_array(qs)) {
+        fprintf(err, "%s:1:1: un jeu de questions a besoin de « questions: » (une liste)\n", file);
+        rc = 1;
+        goto out;
+    }
+    const fb_kb_t *kb = fb_dialog_kb(d);
+    size_t i;
+    json_t *e;
+    json_array_foreach(qs, i, e)
+    {
+        char path[64];
+        snprintf(path, sizeof(path), "/questions/%zu", i);
+        const char *q = json_string_value(json_object_get(e, "q"));
+        const char *want = json_string_value(json_object_get(e, "attendu"));
+        int line = fb_yaml_line(lines, path);
+        if (!q || !want) {
+            fprintf(err, "%s:%d:1: chaque question a « q: » et « attendu: » (un id ou aucune)\n",
+                    file, line);
+            rc = 1;
+            continue;
+        }
+        bool none = strcmp(want, "aucune") == 0;
+        int expected = none ? -1 : fb_dialog_kb_index(d, want);
+        if (!none && expected < 0) {
+            fprintf(err, "%s:%d:1: « %s » n'est pas une réponse de la base\n", file, line, want);
+            rc = 1;
+            continue;
+        }
+        fb_kb_result_t res;
+        fb_kb_search(kb, q, &res);
+        int got = res.n > 0 ? res.hits[0].doc : -1;
+        if (none) {
+            t->none++;
+            if (res.confident) {
+                t->none_answered++;
+                fprintf(out, "%s:%d: RÉPONSE À TORT « %s » -> %s (confiance %.2f, écart %.2f)\n",
+                        file, line, q, fb_dialog_kb_id(d, got), res.norm, res.margin);
+            }
+            continue;
+        }
+        t->answerable++;
+        if (got == expected)
+            t->top1++;
+        if (res.confident) {
+            t->answered++;
+            if (got == expected)
+                t->answered_right++;
+            else
+                t->answered_wrong++;
+        }
+        if (got != expected)
+            fprintf(out, "%s:%d: raté « %s » : attendu %s, trouvé %s (confiance %.2f%s)\n", file,
+                    line, q, want, got >= 0 ? fb_dialog_kb_id(d, got) : "rien", res.norm,
+                    res.confident ? ", le bot répond à tort" : "");
+        else if (!res.confident)
+            fprintf(out, "%s:%d: juste mais pas sûr « %s » (confiance %.2f, écart %.2f)\n", file,
+                    line, q, res.norm, res.margin);
+    }
+out:
+    json_decref(doc);
+    json_decref(lines);
+    return rc;
+}
+
+static double pct(size_t a, size_t b)
+{
+    return b ? 100.0 * (double)a / (double)b : 0.0;
+}
+
+int fb_cmd_ask(int argc, char **argv, FILE *out, FILE *err)
+{
+    bool eval = false;
+    double min_top1 = 0.85;
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(ask_help, out);
+            return 0;
+        } else if (strcmp(argv[i], "--eval") == 0) {
+            eval = true;
+        } else if (strcmp(argv[i], "--min-top1") == 0 && i + 1 < argc) {
+            char *end;
+            min_top1 = strtod(argv[++i], &end);
+            if (*end || min_top1 < 0 || min_top1 > 1) {
+                fprintf(err, "frichebot: ask: --min-top1 takes a number from 0 to 1\n");
+                return 2;
+            }
+        } else {
+            fprintf(err, "frichebot: ask: unknown option '%s'\nTry 'frichebot help ask'.\n",
+                    argv[i]);
+            return 2;
+        }
+    }
+    if (argc - i < 2) {
+        fputs(ask_help, err);
+        return 2;
+    }
+    fb_geo_t *geo = geo_if_any(err);
+    fb_buf_t errors;
+    fb_buf_init(&errors, 1u << 20);
+    fb_dialog_t *d = fb_dialog_load(argv[i], geo, &errors);
+    if (!d) {
+        fputs(fb_buf_str(&errors), err);
+        fb_buf_free(&errors);
+        fb_geo_free(geo);
+        return 1;
+    }
+    fb_buf_free(&errors);
+    int status = 0;
+    if (!fb_dialog_kb(d)) {
+        fprintf(err, "%s : ce dialogue n'a pas de base de connaissances (« connaissances: »)\n",
+                argv[i]);
+        status = 1;
+    } else if (!eval) {
+        for (int k = i + 1; k < argc; k++)
+            show(d, argv[k], out);
+    } else {
+        struct tally t = {0};
+        for (int k = i + 1; k < argc; k++)
+            if (eval_file(d, argv[k], &t, out, err))
+                status = 1;
+        double top1 = t.answerable ? (double)t.top1 / (double)t.answerable : 0;
+        fprintf(out,
+                "%zu réponses dans la base ; %zu questions avec réponse, %zu sans\n"
+                "top-1 : %.1f %% (%zu/%zu), seuil %.1f %%\n"
+                "répondues : %.1f %% (%zu/%zu), dont justes %zu, fausses %zu\n"
+                "sans réponse attendue : %zu répondue(s) à tort sur %zu\n",
+                fb_kb_size(fb_dialog_kb(d)), t.answerable, t.none, pct(t.top1, t.answerable),
+                t.top1, t.answerable, min_top1 * 100, pct(t.answered, t.answerable), t.answered,
+                t.answerable, t.answered_right, t.answered_wrong, t.none_answered, t.none);
+        if (t.answerable == 0 && t.none == 0) {
+            fprintf(err, "frichebot: ask: aucune question dans les jeux donnés\n");
+            status = 1;
+        }
+        if (t.answerable > 0 && top1 < min_top1)
+            status = 1;
+        if (t.none_answered > 0)
+            status = 1;
+        fprintf(out, "%s\n", status ? "ÉCHEC" : "OK");
+    }
+    fb_dialog_unref(d);
+    fb_geo_free(geo);
+    return status;
+}
