@@ -37,9 +37,9 @@
 #define FB_KB_W_QUESTIONS    1.0
 #define FB_KB_W_MOTS         2.0
 #define FB_KB_W_TEXT         0.3
-#define FB_KB_UNKNOWN_WEIGHT 0.5
-#define FB_KB_MIN_NORM       0.35
-#define FB_KB_MIN_MARGIN     0.10
+#define FB_KB_UNKNOWN_WEIGHT 1.5
+#define FB_KB_MIN_NORM       0.30
+#define FB_KB_MIN_MARGIN     0.15
 #define FB_KB_MAX_HITS       5
 
 typedef struct fb_kb_s fb_kb_t;
