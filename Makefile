@@ -63,6 +63,7 @@ bench:
 	$(CMAKE) --build build -j $(JOBS)
 	bench/run.sh build
 	bench/engine.sh build
+	bench/kb.sh build
 
 fuzz:
 	deploy/install-deps.sh test
