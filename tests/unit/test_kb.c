@@ -1,0 +1,385 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_kb.c - the knowledge base (issue #20, docs/internals/KB.md): French analysis (folding,
+ * elisions, stop words, stemming, synonyms), BM25F ordering, the confidence rule, question
+ * detection, the loader on the test base, and questions in the conversation (feedback state in
+ * the session, stats, the pending question kept).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "engine/engine.h"
+#include "engine/kb.h"
+#include "engine/text.h"
+#include "frichebot/alloc.h"
+#include "task.h"
+
+#define DATA FB_SOURCE_DIR "/tests/data/dialogs"
+
+/* The analysed terms of `text` as one string (new). */
+static char *terms(const fb_kb_t *kb, const char *text)
+{
+    fb_buf_t b;
+    fb_buf_init(&b, 1u << 16);
+    fb_kb_terms(kb, text, &b);
+    return fb_buf_take(&b);
+}
+
+static void check_terms(const fb_kb_t *kb, const char *text, const char *want)
+{
+    char *got = terms(kb, text);
+    ASSERT_STR_EQ(got, want);
+    fb_free(got);
+}
+
+static void check_same_terms(const fb_kb_t *kb, const char *a, const char *b)
+{
+    char *x = terms(kb, a), *y = terms(kb, b);
+    ASSERT_STR_EQ(x, y);
+    ASSERT(x[0] != '\0');
+    fb_free(x);
+    fb_free(y);
+}
+
+TEST_IMPL(kb_normalisation)
+{
+    /* accents, case, punctuation */
+    check_same_terms(NULL, "Dépollution", "depollution");
+    check_same_terms(NULL, "FRICHE !!!", "friche");
+    /* elisions and stop words: what is left is what the question is about */
+    check_terms(NULL, "qu'est-ce que le ZAN ?", "zan");
+    check_terms(NULL, "c'est quoi l'EPF", "epf");
+    check_terms(NULL, "Comment est-ce qu'on fait ?", "fait");
+    check_terms(NULL, "", "");
+    check_terms(NULL, "le la les de du ?", "");
+    /* short words (acronyms) are kept whole */
+    check_terms(NULL, "SIS PLU DUP", "sis plu dup");
+    return 0;
+}
+
+TEST_IMPL(kb_stemming)
+{
+    /* plurals and genders meet, with or without accents */
+    check_same_terms(NULL, "friches", "friche");
+    check_same_terms(NULL, "financements", "financer");
+    check_same_terms(NULL, "polluée", "pollue");
+    check_same_terms(NULL, "polluees", "pollué");
+    check_same_terms(NULL, "propriétaires", "proprietaire");
+    check_terms(NULL, "friches", "frich");
+    return 0;
+}
+
+static fb_kb_t *small_kb(void)
+{
+    fb_kb_t *kb = fb_kb_new();
+    const char *g1[] = {"fonds vert", "recyclage foncier"};
+    const char *g2[] = {"casias", "basias", "ancien basias"};
+    const char *g3[] = {"basias", "inventaire historique"}; /* shares "basias": merged with g2 */
+    fb_kb_add_synonyms(kb, g1, 2);
+    fb_kb_add_synonyms(kb, g2, 3);
+    fb_kb_add_synonyms(kb, g3, 2);
+    const char *q0[] = {"Comment obtenir le fonds vert ?", "subvention pour une friche"};
+    const char *m0[] = {"fonds vert"};
+    const char *q1[] = {"C'est quoi CASIAS ?", "mon site est dans basias"};
+    const char *m1[] = {"casias"};
+    const char *q2[] = {"Qui paye la dépollution ?", "le pollueur doit il payer"};
+    const char *q3[] = {"Comment vendre un terrain communal ?", "cession d'un terrain"};
+    ASSERT_EQ(fb_kb_add_doc(kb, q0, 2, m0, 1, "Le Fonds vert finance le recyclage des friches."),
+              0);
+    ASSERT_EQ(fb_kb_add_doc(kb, q1, 2, m1, 1, "La carte des anciens sites industriels."), 1);
+    ASSERT_EQ(fb_kb_add_doc(kb, q2, 2, NULL, 0, "Le dernier exploitant paie : pollueur-payeur."),
+              2);
+    ASSERT_EQ(fb_kb_add_doc(kb, q3, 2, NULL, 0,
+                            "Une délibération du conseil municipal, et un "
+                            "terrain pollué se vend avec ses études."),
+              3);
+    ASSERT_OK(fb_kb_build(kb));
+    ASSERT_EQ(fb_kb_size(kb), 4);
+    return kb;
+}
+
+TEST_IMPL(kb_synonyms)
+{
+    fb_kb_t *kb = small_kb();
+    check_same_terms(kb, "les fonds verts", "recyclage foncier");
+    check_same_terms(kb, "basias", "CASIAS");
+    check_same_terms(kb, "ancien BASIAS", "casias");
+    check_same_terms(kb, "inventaire historique", "casias"); /* merged groups */
+    /* the longest phrase wins, the rest stays */
+    check_same_terms(kb, "ancien basias friche", "casias friches");
+    char *t = terms(kb, "fonds vert");
+    ASSERT(t[0] == '=');
+    fb_free(t);
+    /* a synonym asked finds the answer written with the other phrase */
+    fb_kb_result_t r;
+    fb_kb_search(kb, "aide au recyclage foncier ?", &r);
+    ASSERT(r.n >= 1);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    fb_kb_search(kb, "mon terrain est dans l'inventaire historique", &r);
+    ASSERT_EQ(r.hits[0].doc, 1);
+    fb_kb_free(kb);
+    return 0;
+}
+
+TEST_IMPL(kb_bm25_ordering)
+{
+    fb_kb_t *kb = small_kb();
+    fb_kb_result_t r;
+    fb_kb_search(kb, "qui doit payer la depollution", &r);
+    ASSERT(r.n >= 1);
+    ASSERT_EQ(r.hits[0].doc, 2);
+    /* "terrain" is in doc 3's questions, and only in doc 3's text elsewhere: questions outweigh
+     * text, and a term in the questions and the text outweighs the questions alone */
+    fb_kb_search(kb, "vendre le terrain", &r);
+    ASSERT_EQ(r.hits[0].doc, 3);
+    /* "pollué" is only in doc 3's text (weight 0.3): it still ranks, below a questions match */
+    fb_kb_search(kb, "pollueur pollué", &r);
+    ASSERT(r.n >= 2);
+    ASSERT_EQ(r.hits[0].doc, 2);
+    for (size_t i = 1; i < r.n; i++)
+        ASSERT(r.hits[i].score <= r.hits[i - 1].score);
+    fb_kb_free(kb);
+    return 0;
+}
+
+TEST_IMPL(kb_confidence)
+{
+    fb_kb_t *kb = small_kb();
+    fb_kb_result_t r;
+    /* the rule itself */
+    ASSERT(fb_kb_confident(FB_KB_MIN_NORM, FB_KB_MIN_MARGIN));
+    ASSERT(!fb_kb_confident(FB_KB_MIN_NORM - 0.01, 1.0));
+    ASSERT(!fb_kb_confident(1.0, FB_KB_MIN_MARGIN - 0.01));
+    /* an answer's own question: confident */
+    fb_kb_search(kb, "Comment obtenir le fonds vert ?", &r);
+    ASSERT(r.confident);
+    ASSERT(r.norm > 0 && r.norm <= 1);
+    /* nothing in common: no hit at all */
+    fb_kb_search(kb, "quelle heure est-il ?", &r);
+    ASSERT_EQ(r.n, 0);
+    ASSERT(!r.confident);
+    /* one known word lost among unknown ones: a hit, but not a sure one */
+    fb_kb_search(kb, "recette de tarte aux pommes pour la fete de la friche du village", &r);
+    ASSERT(r.n >= 1);
+    ASSERT(!r.confident);
+    /* nothing analysable */
+    fb_kb_search(kb, "?!", &r);
+    ASSERT_EQ(r.n_terms, 0);
+    ASSERT(!r.confident);
+    fb_kb_free(kb);
+    return 0;
+}
+
+TEST_IMPL(kb_question_detection)
+{
+    static const char *const yes[] = {
+        "Comment obtenir le fonds vert pour une friche ?",
+        "c'est quoi un SIS",
+        "cest quoi le zan",
+        "qu'est-ce qu'une friche",
+        "qui paye la dépollution si l'exploitant a disparu",
+        "l'EPF peut acheter à notre place ?",
+        "faut-il l'avis du Domaine",
+        "est-ce que la DETR finance les études",
+        "peut-on démolir sans permis",
+        "quelle aide pour une commune rurale",
+        "Quels financements",
+        "combien de temps dure une DUP",
+        "pourquoi faire un diagnostic",
+        "quand demander l'avis du domaine",
+        "je voudrais savoir comment marche le portage",
+        "que faire d'un bien sans maître",
+        "Où trouver la carte des friches",
+        "le terrain est pollué ?  ",
+        "vraiment ?!",
+    };
+    static const char *const no[] = {
+        "Grenoble",
+        "38000",
+        "oui",
+        "non",
+        "je ne sais pas",
+        "que des commerces",
+        "2 hectares",
+        "industriel",
+        "Quimper",
+        "une ancienne usine de textile",
+        "",
+        "conseiller",
+    };
+    for (size_t i = 0; i < FB_ARRAY_SIZE(yes); i++)
+        if (!fb_text_is_question(yes[i]))
+            FB_TEST_FAIL("not taken for a question: « %s »", yes[i]);
+    for (size_t i = 0; i < FB_ARRAY_SIZE(no); i++)
+        if (fb_text_is_question(no[i]))
+            FB_TEST_FAIL("taken for a question: « %s »", no[i]);
+    ASSERT(fb_text_ends_with_question_mark("ah bon ? "));
+    ASSERT(!fb_text_ends_with_question_mark("ah bon"));
+    ASSERT(!fb_text_is_question(NULL));
+    return 0;
+}
+
+TEST_IMPL(kb_loader)
+{
+    fb_buf_t errors;
+    fb_buf_init(&errors, 1u << 16);
+    fb_dialog_t *d = fb_dialog_load(DATA "/petit.yaml", NULL, &errors);
+    ASSERT_NOT_NULL(d);
+    ASSERT_NULL(fb_dialog_kb(d)); /* no `connaissances`: no base, loads as before */
+    fb_dialog_unref(d);
+    /* the test base needs the communes index for its dialog: check it with a copy that asks no
+     * commune, loaded from memory next to the real files */
+    static const char text[] = "dialogue: kbmini\n"
+                               "debut: q\n"
+                               "connaissances:\n"
+                               "  - connaissances/test.yaml\n"
+                               "  - connaissances/test2.yaml\n"
+                               "etats:\n"
+                               "  commune:\n"
+                               "    question: \"Surface ?\"\n"
+                               "    type: nombre\n"
+                               "    suite: fin\n"
+                               "  q:\n"
+                               "    dire: \"Bonjour\"\n"
+                               "    suite: commune\n"
+                               "  fin:\n"
+                               "    dire: \"Fin\"\n"
+                               "    fin: true\n";
+    d = fb_dialog_load_text("kbmini.yaml", DATA, text, strlen(text), NULL, &errors);
+    /* test2.yaml's variant reads commune.population: `commune` is a slot here too (a number),
+     * so the names check passes and the base loads */
+    if (!d)
+        FB_TEST_FAIL("does not load:\n%s", fb_buf_str(&errors));
+    const fb_kb_t *kb = fb_dialog_kb(d);
+    ASSERT_NOT_NULL(kb);
+    ASSERT_EQ(fb_kb_size(kb), 6);
+    ASSERT_STR_EQ(fb_dialog_kb_id(d, 0), "sis_definition");
+    ASSERT_EQ(fb_dialog_kb_index(d, "avis_domaine"), 5);
+    ASSERT_EQ(fb_dialog_kb_index(d, "nope"), -1);
+    fb_kb_result_t r;
+    fb_kb_search(kb, "l'EPF peut acheter le terrain pour nous ?", &r);
+    ASSERT(r.confident);
+    ASSERT_STR_EQ(fb_dialog_kb_id(d, r.hits[0].doc), "epf_achat");
+    /* the test base has no competing answers */
+    fb_buf_t w;
+    fb_buf_init(&w, 1u << 16);
+    ASSERT_EQ(fb_dialog_kb_warnings(d, &w), 0);
+    fb_buf_free(&w);
+    fb_dialog_unref(d);
+    /* a broken declaration: file:line errors */
+    static const char bad[] = "dialogue: kbbad\n"
+                              "debut: fin\n"
+                              "connaissances: connaissances/test.yaml\n"
+                              "etats:\n"
+                              "  fin:\n"
+                              "    dire: \"Fin\"\n"
+                              "    fin: true\n";
+    fb_buf_reset(&errors);
+    d = fb_dialog_load_text("kbbad.yaml", DATA, bad, strlen(bad), NULL, &errors);
+    ASSERT_NULL(d);
+    ASSERT_NOT_NULL(strstr(fb_buf_str(&errors), "kbbad.yaml:3:16: « connaissances » doit être une "
+                                                "liste de fichiers"));
+    fb_buf_free(&errors);
+    return 0;
+}
+
+/* ---- in the conversation ---- */
+
+struct kconv {
+    fb_dialog_t *d;
+    fb_engine_env_t env;
+    json_t *session, *effects;
+};
+
+static void kstep(struct kconv *c, const char *text)
+{
+    fb_event_t ev = {FB_EVENT_MESSAGE, text, NULL, NULL};
+    json_t *ns = NULL, *ef = NULL;
+    ASSERT_OK(fb_engine_step(c->d, c->session, &ev, &c->env, &ns, &ef));
+    json_decref(c->session);
+    json_decref(c->effects);
+    c->session = ns;
+    c->effects = ef;
+}
+
+/* The number of `stat` effects named `name` in the last step. */
+static int stat_count(const struct kconv *c, const char *name)
+{
+    int n = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(c->effects, i, e)
+    {
+        const char *s = json_string_value(json_object_get(e, "name"));
+        if (s && strcmp(json_string_value(json_object_get(e, "type")), "stat") == 0 &&
+            strcmp(s, name) == 0)
+            n++;
+    }
+    return n;
+}
+
+/* The last `say` text of the last step. */
+static const char *last_said(const struct kconv *c)
+{
+    const char *t = NULL;
+    size_t i;
+    json_t *e;
+    json_array_foreach(c->effects, i,
+                       e) if (strcmp(json_string_value(json_object_get(e, "type")), "say") == 0) t =
+        json_string_value(json_object_get(e, "text"));
+    return t ? t : "";
+}
+
+TEST_IMPL(kb_conversation)
+{
+    static const char text[] = "dialogue: kbconv\n"
+                               "debut: surface\n"
+                               "connaissances: [connaissances/test.yaml]\n"
+                               "etats:\n"
+                               "  surface:\n"
+                               "    question: \"Quelle est la surface du site ?\"\n"
+                               "    type: nombre\n"
+                               "    echecs: {max: 2, action: conseiller}\n"
+                               "    suite: fin\n"
+                               "  fin:\n"
+                               "    dire: \"Fin\"\n"
+                               "    fin: true\n";
+    struct kconv c = {0};
+    fb_buf_t errors;
+    fb_buf_init(&errors, 1u << 16);
+    c.d = fb_dialog_load_text("kbconv.yaml", DATA, text, strlen(text), NULL, &errors);
+    if (!c.d)
+        FB_TEST_FAIL("does not load:\n%s", fb_buf_str(&errors));
+    fb_buf_free(&errors);
+    c.env.now = 1795856400;
+    c.env.locale = "fr";
+    kstep(&c, "bonjour");
+    ASSERT_NULL(json_object_get(c.session, "q"));
+    /* one failed answer: the count is 1 */
+    kstep(&c, "beaucoup");
+    ASSERT_EQ(json_integer_value(json_object_get(c.session, "f")), 1);
+    /* a question: answered, the pending question repeated in one line, the count kept */
+    kstep(&c, "c'est quoi un SIS ?");
+    ASSERT_EQ(stat_count(&c, "kb_answered"), 1);
+    ASSERT_STR_EQ(last_said(&c), "Quelle est la surface du site ?");
+    ASSERT(json_is_true(json_object_get(c.session, "q")));
+    ASSERT_EQ(json_integer_value(json_object_get(c.session, "f")), 1);
+    ASSERT_STR_EQ(json_string_value(json_object_get(c.session, "s")), "surface");
+    /* the question's text is not among the last messages */
+    json_t *l = json_object_get(c.session, "l");
+    for (size_t i = 0; i < json_array_size(l); i++)
+        ASSERT_NULL(strstr(json_string_value(json_array_get(l, i)), "SIS"));
+    /* feedback: counted, thanked, the flag dropped */
+    kstep(&c, "Utile !");
+    ASSERT_EQ(stat_count(&c, "kb_helpful"), 1);
+    ASSERT_NULL(json_object_get(c.session, "q"));
+    /* feedback is due right after an answer only: now "utile" is a (failed) answer, the
+     * second failure escalates as before */
+    kstep(&c, "utile");
+    ASSERT_EQ(stat_count(&c, "kb_helpful"), 0);
+    ASSERT(json_is_true(json_object_get(c.session, "x")));
+    json_decref(c.session);
+    json_decref(c.effects);
+    fb_dialog_unref(c.d);
+    return 0;
+}
