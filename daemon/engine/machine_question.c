@@ -155,9 +155,41 @@ static void say_answer(struct run *r, int i)
     r->s.kb_asked = true;
 }
 
+/* What the knowledge base makes of a message. */
+enum kb_take {
+    KB_NOT,     /* not a question for the base: read it as usual */
+    KB_ANSWER,  /* a question the base answers: res->hits[0] */
+    KB_UNKNOWN, /* a question the base cannot answer with confidence */
+};
+
+/*
+ * Classifies `text`. A question the base is not sure about is "unknown" only when its wording
+ * is interrogative: « Grenoble ? » or « industriel ? » are answers said with a doubt, and a
+ * free-text answer may well be phrased as a question: those are questions only when the base
+ * is sure (and, for free text, when they end with « ? »).
+ */
+static enum kb_take classify(const struct run *r, const char *text, fb_kb_result_t *res)
+{
+    memset(res, 0, sizeof(*res));
+    if (!text || !r->d->kb || strlen(text) > MAX_INPUT)
+        return KB_NOT;
+    bool mark = fb_text_ends_with_question_mark(text);
+    bool form = fb_text_has_question_form(text);
+    if (!mark && !form)
+        return KB_NOT;
+    bool free_text = !r->s.ended && cur(r)->type == FB__Q_TEXT;
+    if (free_text && !mark)
+        return KB_NOT;
+    fb_kb_search(r->d->kb, text, res);
+    if (res->confident)
+        return KB_ANSWER;
+    return free_text || !form ? KB_NOT : KB_UNKNOWN;
+}
+
 bool fb__run_kb_private(const struct run *r, const char *text)
 {
-    return r->d->kb && text && fb_text_is_question(text);
+    fb_kb_result_t res;
+    return classify(r, text, &res) != KB_NOT;
 }
 
 bool fb__run_kb_input(struct run *r, const char *text, bool feedback_due)
@@ -173,21 +205,17 @@ bool fb__run_kb_input(struct run *r, const char *text, bool feedback_due)
             return true;
         }
     }
-    if (!fb_text_is_question(text))
-        return false;
-    /* A free-text answer may well be phrased as a question: it is taken for one only when it
-     * ends with "?" and the base knows the answer; anything else is the user's text. */
-    bool free_text = !r->s.ended && cur(r)->type == FB__Q_TEXT;
-    if (free_text && !fb_text_ends_with_question_mark(text))
-        return false;
     fb_kb_result_t res;
-    fb_kb_search(r->d->kb, text, &res);
-    if (res.confident)
-        say_answer(r, res.hits[0].doc);
-    else if (free_text)
+    switch (classify(r, text, &res)) {
+    case KB_NOT:
         return false;
-    else
+    case KB_ANSWER:
+        say_answer(r, res.hits[0].doc);
+        break;
+    case KB_UNKNOWN:
         say_unknown(r);
+        break;
+    }
     repeat_pending(r);
     return true;
 }

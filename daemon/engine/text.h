@@ -100,6 +100,9 @@ size_t fb_text_delay_format(const fb_delay_t *delay, char *out, size_t cap);
  */
 bool fb_text_is_question(const char *text);
 
+/** True when `text` has an interrogative form (fb_text_is_question() without the final "?"). */
+bool fb_text_has_question_form(const char *text);
+
 /** True when `text` ends with a question mark (closing spaces, dots and "!" aside). */
 bool fb_text_ends_with_question_mark(const char *text);
 

@@ -148,10 +148,13 @@ bool fb_text_ends_with_question_mark(const char *text)
 
 bool fb_text_is_question(const char *text)
 {
+    return fb_text_ends_with_question_mark(text) || fb_text_has_question_form(text);
+}
+
+bool fb_text_has_question_form(const char *text)
+{
     if (!text)
         return false;
-    if (fb_text_ends_with_question_mark(text))
-        return true;
     char buf[512];
     size_t len = strlen(text);
     size_t need = fb_text_fold(text, len, buf, sizeof(buf));

@@ -213,6 +213,10 @@ TEST_IMPL(kb_question_detection)
     for (size_t i = 0; i < FB_ARRAY_SIZE(no); i++)
         if (fb_text_is_question(no[i]))
             FB_TEST_FAIL("taken for a question: « %s »", no[i]);
+    /* a final "?" alone is no interrogative form: « Grenoble ? » may be an answer */
+    ASSERT(fb_text_is_question("Grenoble ?"));
+    ASSERT(!fb_text_has_question_form("Grenoble ?"));
+    ASSERT(fb_text_has_question_form("comment on fait"));
     ASSERT(fb_text_ends_with_question_mark("ah bon ? "));
     ASSERT(!fb_text_ends_with_question_mark("ah bon"));
     ASSERT(!fb_text_is_question(NULL));
