@@ -148,6 +148,10 @@ static void stem_word(struct sb_stemmer **st, const char *w, size_t len, char *o
     /* "pollue"/"polluee", "abandonne"/"abandonnee": the folded forms stem apart by a final e */
     if (n > 3 && out[n - 1] == 'e')
         n--;
+    /* "paye"/"paie", "essayer"/"essaie": the y of a verb's stem is an i in half its forms */
+    for (size_t i = 1; i < n; i++)
+        if (out[i] == 'y')
+            out[i] = 'i';
     out[n] = '\0';
 }
 

@@ -65,6 +65,7 @@ TEST_IMPL(kb_stemming)
     check_same_terms(NULL, "polluée", "pollue");
     check_same_terms(NULL, "polluees", "pollué");
     check_same_terms(NULL, "propriétaires", "proprietaire");
+    check_same_terms(NULL, "qui paye", "qui paie");
     check_terms(NULL, "friches", "frich");
     return 0;
 }
