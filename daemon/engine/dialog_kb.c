@@ -221,12 +221,100 @@ static bool check_link(struct ld *l, const yaml_node_t *v)
     return true;
 }
 
+/* The fields of an answer, in the order of load_answer()'s keys. */
+enum afield { A_ID, A_QUESTIONS, A_MOTS, A_REPONSE, A_VARIANTES, A_LIEN, A_SOURCE, A_VERIFIE, A_N };
+
+/* Loads the `variantes` of an answer into `a`. Returns false after reporting a problem. */
+static bool load_variants(struct ld *l, const yaml_node_t *v, struct fb__kbanswer *a)
+{
+    bool ok = true;
+    size_t n = 0;
+    yaml_node_item_t *vs = fb__ld_seq_items(v, &n);
+    if (v->type != YAML_SEQUENCE_NODE) {
+        fb__ld_errn(l, v, "« variantes » doit être une liste de « - si: ... reponse: ... »");
+        ok = false;
+        n = 0;
+    }
+    a->variants = fb_calloc(n + 1, sizeof(*a->variants));
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *vn = fb__ld_node(l, vs[i]);
+        if (!vn || vn->type != YAML_MAPPING_NODE) {
+            fb__ld_errn(l, vn, "une variante est une correspondance « si: ... reponse: ... »");
+            ok = false;
+            continue;
+        }
+        static const char *const vkeys[] = {"si", "reponse"};
+        yaml_node_t *vf[2];
+        fb__ld_map_fields(l, vn, vkeys, 2, vf, NULL, " dans cette variante");
+        struct fb__kbvariant *var = &a->variants[a->n_variants];
+        if (!vf[0]) {
+            fb__ld_errn(l, vn, "clé obligatoire « si » manquante dans cette variante");
+            ok = false;
+        } else if (!(var->cond = fb__ld_compile_expr(l, vf[0], "si", NULL))) {
+            ok = false;
+        }
+        if (!vf[1]) {
+            fb__ld_errn(l, vn, "clé obligatoire « reponse » manquante dans cette variante");
+            ok = false;
+        } else if (!answer_text(l, vf[1], &var->text, NULL)) {
+            ok = false;
+        }
+        a->n_variants++;
+    }
+    return ok;
+}
+
+/* Checks `lien`, `source` and `verifie_le` of an answer (`f`: its fields by enum afield). */
+static bool check_meta(struct ld *l, const yaml_node_t *it, yaml_node_t *const *f,
+                       const char *shown)
+{
+    bool ok = true;
+    if (!f[A_LIEN]) {
+        fb__ld_errn(l, it,
+                    "clé obligatoire « lien » manquante dans la réponse « %s » (l'adresse de la "
+                    "page qui l'appuie)",
+                    shown);
+        ok = false;
+    } else if (!check_link(l, f[A_LIEN])) {
+        ok = false;
+    }
+    if (!f[A_SOURCE]) {
+        fb__ld_errn(l, it,
+                    "clé obligatoire « source » manquante dans la réponse « %s » (le titre de la "
+                    "page et l'organisme, comme on les cite)",
+                    shown);
+        ok = false;
+    } else {
+        const char *src = fb__ld_want_text(l, f[A_SOURCE], "source");
+        if (!src) {
+            ok = false;
+        } else if (n_chars(src) < KB_MIN_SOURCE) {
+            fb__ld_errn(l, f[A_SOURCE],
+                        "« source » est trop courte : le titre de la page et l'organisme, comme "
+                        "on les cite");
+            ok = false;
+        }
+    }
+    if (!f[A_VERIFIE]) {
+        fb__ld_errn(l, it,
+                    "clé obligatoire « verifie_le » manquante dans la réponse « %s » (la date de "
+                    "la vérification, AAAA-MM-JJ)",
+                    shown);
+        ok = false;
+    } else if (!fb__ld_is_text(f[A_VERIFIE]) ||
+               !fb__ld_valid_date(fb__ld_sval(f[A_VERIFIE]), f[A_VERIFIE]->data.scalar.length)) {
+        fb__ld_errn(l, f[A_VERIFIE],
+                    "« verifie_le » doit être une date AAAA-MM-JJ, par exemple 2026-12-06");
+        ok = false;
+    }
+    return ok;
+}
+
 /* Loads answer mapping `it` of the current file. */
 static void load_answer(struct ld *l, struct kbload *k, int kb_file, const yaml_node_t *it)
 {
     static const char *const keys[] = {"id",        "questions", "mots",   "reponse",
                                        "variantes", "lien",      "source", "verifie_le"};
-    enum { A_ID, A_QUESTIONS, A_MOTS, A_REPONSE, A_VARIANTES, A_LIEN, A_SOURCE, A_VERIFIE, A_N };
     yaml_node_t *f[A_N];
     fb_dialog_t *d = l->d;
     fb__ld_map_fields(l, it, keys, A_N, f, NULL, " dans cette réponse");
@@ -287,80 +375,10 @@ static void load_answer(struct ld *l, struct kbload *k, int kb_file, const yaml_
     } else if (!answer_text(l, f[A_REPONSE], &a.text, &pd.text)) {
         ok = false;
     }
-    if (f[A_VARIANTES]) {
-        size_t n = 0;
-        yaml_node_item_t *vs = fb__ld_seq_items(f[A_VARIANTES], &n);
-        if (f[A_VARIANTES]->type != YAML_SEQUENCE_NODE) {
-            fb__ld_errn(l, f[A_VARIANTES],
-                        "« variantes » doit être une liste de « - si: ... reponse: ... »");
-            ok = false;
-            n = 0;
-        }
-        a.variants = fb_calloc(n + 1, sizeof(*a.variants));
-        for (size_t i = 0; i < n; i++) {
-            yaml_node_t *vn = fb__ld_node(l, vs[i]);
-            if (!vn || vn->type != YAML_MAPPING_NODE) {
-                fb__ld_errn(l, vn, "une variante est une correspondance « si: ... reponse: ... »");
-                ok = false;
-                continue;
-            }
-            static const char *const vkeys[] = {"si", "reponse"};
-            yaml_node_t *vf[2];
-            fb__ld_map_fields(l, vn, vkeys, 2, vf, NULL, " dans cette variante");
-            struct fb__kbvariant *var = &a.variants[a.n_variants];
-            if (!vf[0]) {
-                fb__ld_errn(l, vn, "clé obligatoire « si » manquante dans cette variante");
-                ok = false;
-            } else if (!(var->cond = fb__ld_compile_expr(l, vf[0], "si", NULL))) {
-                ok = false;
-            }
-            if (!vf[1]) {
-                fb__ld_errn(l, vn, "clé obligatoire « reponse » manquante dans cette variante");
-                ok = false;
-            } else if (!answer_text(l, vf[1], &var->text, NULL)) {
-                ok = false;
-            }
-            a.n_variants++;
-        }
-    }
-    if (!f[A_LIEN]) {
-        fb__ld_errn(l, it,
-                    "clé obligatoire « lien » manquante dans la réponse « %s » (l'adresse de la "
-                    "page qui l'appuie)",
-                    shown);
+    if (f[A_VARIANTES] && !load_variants(l, f[A_VARIANTES], &a))
         ok = false;
-    } else if (!check_link(l, f[A_LIEN])) {
+    if (!check_meta(l, it, f, shown))
         ok = false;
-    }
-    if (!f[A_SOURCE]) {
-        fb__ld_errn(l, it,
-                    "clé obligatoire « source » manquante dans la réponse « %s » (le titre de la "
-                    "page et l'organisme, comme on les cite)",
-                    shown);
-        ok = false;
-    } else {
-        const char *src = fb__ld_want_text(l, f[A_SOURCE], "source");
-        if (!src) {
-            ok = false;
-        } else if (n_chars(src) < KB_MIN_SOURCE) {
-            fb__ld_errn(l, f[A_SOURCE],
-                        "« source » est trop courte : le titre de la page et l'organisme, comme "
-                        "on les cite");
-            ok = false;
-        }
-    }
-    if (!f[A_VERIFIE]) {
-        fb__ld_errn(l, it,
-                    "clé obligatoire « verifie_le » manquante dans la réponse « %s » (la date de "
-                    "la vérification, AAAA-MM-JJ)",
-                    shown);
-        ok = false;
-    } else if (!fb__ld_is_text(f[A_VERIFIE]) ||
-               !fb__ld_valid_date(fb__ld_sval(f[A_VERIFIE]), f[A_VERIFIE]->data.scalar.length)) {
-        fb__ld_errn(l, f[A_VERIFIE],
-                    "« verifie_le » doit être une date AAAA-MM-JJ, par exemple 2026-12-06");
-        ok = false;
-    }
     if (!ok || !id) {
         fb__ld_text_free(&a.text);
         for (size_t i = 0; i < a.n_variants; i++) {
@@ -569,12 +587,12 @@ void fb__ld_compile_kb(struct ld *l, const yaml_node_t *v)
                 cnt++;
             fb_kb_add_synonyms(d->kb, (const char *const *)k.groups[g], cnt);
         }
-        for (size_t i = 0; i < d->n_kb; i++)
+        for (size_t i = 0; k.p && i < k.n; i++)
             (void)fb_kb_add_doc(d->kb, (const char *const *)k.p[i].questions, k.p[i].n_questions,
                                 (const char *const *)k.p[i].mots, k.p[i].n_mots, k.p[i].text);
         (void)fb_kb_build(d->kb);
     }
-    for (size_t i = 0; i < k.n; i++) {
+    for (size_t i = 0; k.p && i < k.n; i++) {
         fb__ld_strings_free(k.p[i].questions);
         fb__ld_strings_free(k.p[i].mots);
         fb_free(k.p[i].text);
