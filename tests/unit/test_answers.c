@@ -1101,9 +1101,12 @@ static uint64_t fnv(uint64_t h, uint64_t v)
 
 /*
  * The set matchers give exactly the wrappers' status and output for every input and list, and
- * all the results together hash to the digest the per-call implementation (before choice sets
- * existed, commit 56435a0 plus the stop-word binary search) gave on the same table: compiling
- * the keys once changed no answer.
+ * all the results together hash to a known digest, so that any change of an answer is seen. It
+ * was the digest of the per-call implementation (before choice sets existed, commit 56435a0 plus
+ * the stop-word binary search) until plurals and feminines counted as the same word (issue 19):
+ * that changed four results, each for the better: "habitat commerces" and "Habitat et commerces
+ * (mixte)" name "Habitat" and the two "Commerce" options (AMBIGUOUS, no longer "Habitat" alone,
+ * silently dropping the commerce), and "Aucune de ces réponses" picks the option "Aucun".
  */
 TEST_IMPL(answers_choice_set_same_results)
 {
@@ -1132,7 +1135,7 @@ TEST_IMPL(answers_choice_set_same_results)
         }
         fb_choice_set_free(set);
     }
-    if (h != UINT64_C(0xcc6e8275694c2c96))
+    if (h != UINT64_C(0x0a5436f9889a43dd))
         FB_TEST_FAIL("results digest %llx changed", (unsigned long long)h);
     return 0;
 }
