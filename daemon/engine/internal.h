@@ -99,6 +99,9 @@ enum fb__textid {
     FB__T_ETAPE_CHANGEE,
     FB__T_ETAPES_PAS_ENCORE,
     FB__T_ETAPE_INCONNUE,
+    FB__T_NOTE,
+    FB__T_CONFIRMER,
+    FB__T_AUTRE_CHOSE,
     FB__T_COUNT,
 };
 
@@ -329,6 +332,10 @@ struct fb__sess {
                             * FB__MAX_LAST_MESSAGE_BYTES; a reference, possibly shared with the
                             * input session (read-only: fb__session_remember() replaces it) */
     bool moved;            /* the session was moved to `debut` by a version change during parsing */
+    /* readings of the current choice question awaiting confirmation (« Vous voulez dire : »):
+     * for a choix, bit i is option i; for a choix_multiple, each is a set of options */
+    uint64_t confirm[FB_MATCH_MAX_CANDIDATES];
+    size_t n_confirm;
 };
 
 /**

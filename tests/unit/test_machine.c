@@ -799,7 +799,8 @@ TEST_IMPL(machine_nsp)
     ASSERT(!has_tag(&c, "pollue"));
     ASSERT_STR_EQ(state(&c), "q3");
     say(&c, "je ne sais pas");
-    ASSERT_SAID(&c, "Il me faut une réponse ici, même approximative.");
+    /* the refusal repeats the question (issue 19: not a bare "il me faut une réponse") */
+    ASSERT_SAID(&c, "Il me faut une réponse ici, même approximative. Combien de bâtiments ?");
     ASSERT_STR_EQ(state(&c), "q3");
     ASSERT_EQ(json_integer_value(json_object_get(c.session, "f")), 1);
     ASSERT_NULL(answer(&c, "q3"));
