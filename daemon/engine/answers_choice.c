@@ -570,6 +570,12 @@ static bool option_has_word(const fb_choice_set_t *set, size_t opt, span_t w)
     return option_has_word_as(set, opt, w, true);
 }
 
+/* Words too common in answers about a site to name an option besides the one picked ("une
+ * ancienne usine avec des bâtiments", "une friche industrielle en centre bourg"). */
+static const phrase_t generic_words[] = {
+    PH("batiment"), PH("batiments"), PH("terrain"), PH("terrains"), PH("ancien"), PH("ancienne"),
+    PH("anciens"),  PH("anciennes"), PH("vieux"),   PH("vieille"),  PH("centre"), PH_END};
+
 /*
  * Counts the significant words (3+ letters) of the answer found in a key of option `opt` (each
  * once), skipping those also found in option `except` (SIZE_MAX: none). An answer negating a
@@ -588,7 +594,7 @@ static size_t shared_words(const fb_choice_set_t *set, size_t opt, const struct 
             return 0;
         if (w.n < 3 || (in->f[i] & (W_STOP | W_NEG)) || !option_has_word_as(set, opt, w, infl))
             continue;
-        if (except != SIZE_MAX && option_has_word(set, except, w))
+        if (except != SIZE_MAX && (option_has_word(set, except, w) || in_list(w, generic_words)))
             continue;
         /* count each distinct word once */
         bool seen = false;
@@ -1328,7 +1334,14 @@ static bool split_contrast(span_t s, span_t *pos, span_t *neg)
         }
         return false;
     }
-    if (pas != SIZE_MAX) {
+    if (pas != SIZE_MAX && pas >= 2) {
+        /* "X qui n'est pas Y", "X, pas Y"; but "on ne connaît pas ses héritiers" negates a
+         * verb, not an option */
+        span_t before = words_between(s, pas - 1, pas), ne = words_between(s, pas - 2, pas - 1);
+        bool be = span_is(before, "est") || span_is(before, "sont") || span_is(before, "etait");
+        if (!be && (span_is(ne, "ne") || span_is(ne, "n") || span_is(before, "ne") ||
+                    span_is(before, "n")))
+            return false;
         *pos = trim_contrast(words_between(s, 0, pas));
         *neg = strip_stop(words_between(s, pas + 1, n));
         return pos->n > 0 && neg->n > 0;
