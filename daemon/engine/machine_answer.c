@@ -344,6 +344,50 @@ static bool answer_confirm(struct run *r, const char *text, const char *choice)
     return true;
 }
 
+/* A number answer: fb_answer_number, and for a duration a date read as "since then"
+ * ("depuis 2015", said back « Noté : 11 ans. »); "ça fait un moment" is not one year. */
+static fb_answer_status_t answer_number(struct run *r, const char *text, json_t **value)
+{
+    const struct fb__state *st = cur(r);
+    double x = 0;
+    bool durations = st->unit == FB_UNIT_YEARS || st->unit == FB_UNIT_MONTHS, approx = false;
+    fb_answer_status_t status = fb_answer_number(text, st->unit, st->min, st->max, &x);
+    if (status == FB_ANSWER_OK && durations && vague_duration(text))
+        status = FB_ANSWER_INVALID;
+    if (durations && fb_answer_years_since(text, r->env->now, &x, &approx) == FB_ANSWER_OK) {
+        if (st->unit == FB_UNIT_MONTHS)
+            x *= 12;
+        status = x >= st->min && x <= st->max ? FB_ANSWER_OK : FB_ANSWER_OUT_OF_RANGE;
+        if (status == FB_ANSWER_OK) {
+            fb_free(r->note);
+            r->note = fb_asprintf("%s%g %s", approx ? "environ " : "", x,
+                                  st->unit == FB_UNIT_MONTHS ? "mois"
+                                  : x >= 2                   ? "ans"
+                                                             : "an");
+        }
+    }
+    if (status == FB_ANSWER_OK)
+        *value = number_json(x);
+    return status;
+}
+
+/* Notes the label(s) of a loosely understood choice `value`, said before the next message. */
+static void note_choice(struct run *r, const json_t *value)
+{
+    const struct fb__state *st = cur(r);
+    uint64_t mask = 0;
+    if (json_is_string(value)) {
+        int i = fb__run_choice_index(st, json_string_value(value));
+        mask = i >= 0 && i < 64 ? (uint64_t)1 << i : 0;
+    }
+    for (size_t k = 0; json_is_array(value) && k < json_array_size(value); k++) {
+        int i = fb__run_choice_index(st, json_string_value(json_array_get(value, k)));
+        mask |= i >= 0 && i < 64 ? (uint64_t)1 << i : 0;
+    }
+    fb_free(r->note);
+    r->note = reading_label(r, mask);
+}
+
 /* An answer to the current question: `text` typed, or `choice` (an option id) picked; one of
  * them is set (on_input() checks the event). */
 void fb__run_answer(struct run *r, const char *text, const char *choice)
@@ -365,7 +409,6 @@ void fb__run_answer(struct run *r, const char *text, const char *choice)
         answer_confirm(r, text, choice))
         return;
     fb_choice_match_t how = {FB_MATCH_EXACT, 0, {0}};
-    bool approx = false, since = false;
     if (choice) {
         if (strcmp(choice, "nsp") == 0) {
             status = FB_ANSWER_UNKNOWN;
@@ -437,24 +480,9 @@ void fb__run_answer(struct run *r, const char *text, const char *choice)
                 }
                 break;
             }
-            case FB__Q_NUMBER: {
-                double x = 0;
-                bool durations = st->unit == FB_UNIT_YEARS || st->unit == FB_UNIT_MONTHS;
-                status = fb_answer_number(text, st->unit, st->min, st->max, &x);
-                if (status == FB_ANSWER_OK && durations && vague_duration(text))
-                    status = FB_ANSWER_INVALID; /* "ça fait un moment" is not one year */
-                if (durations &&
-                    fb_answer_years_since(text, r->env->now, &x, &approx) == FB_ANSWER_OK) {
-                    /* "depuis 2015": the years since then */
-                    if (st->unit == FB_UNIT_MONTHS)
-                        x *= 12;
-                    since = true;
-                    status = x >= st->min && x <= st->max ? FB_ANSWER_OK : FB_ANSWER_OUT_OF_RANGE;
-                }
-                if (status == FB_ANSWER_OK)
-                    value = number_json(x);
+            case FB__Q_NUMBER:
+                status = answer_number(r, text, &value);
                 break;
-            }
             case FB__Q_TEXT: {
                 char *out = NULL;
                 status = fb_answer_text(text, st->tmin, st->tmax, &out);
@@ -488,23 +516,8 @@ void fb__run_answer(struct run *r, const char *text, const char *choice)
         }
     }
     if (status == FB_ANSWER_OK && value) {
-        fb_free(r->note);
-        r->note = NULL;
-        if (how.how == FB_MATCH_LOOSE && st->type == FB__Q_CHOICE)
-            r->note = fb_strdup(st->choices[idx].label);
-        else if (how.how == FB_MATCH_LOOSE && st->type == FB__Q_MULTI) {
-            uint64_t mask = 0;
-            for (size_t i = 0; i < json_array_size(value); i++)
-                mask |= (uint64_t)1
-                        << fb__run_choice_index(st, json_string_value(json_array_get(value, i)));
-            r->note = reading_label(r, mask);
-        } else if (since) {
-            double y = json_number_value(value);
-            r->note = fb_asprintf("%s%g %s", approx ? "environ " : "", y,
-                                  st->unit == FB_UNIT_MONTHS ? "mois"
-                                  : y >= 2                   ? "ans"
-                                                             : "an");
-        }
+        if (how.how == FB_MATCH_LOOSE)
+            note_choice(r, value);
         fb__run_accept(r, value);
         return;
     }
