@@ -97,6 +97,54 @@ fb_answer_status_t fb_answer_choice_in(const fb_choice_set_t *set, const char *t
 fb_answer_status_t fb_answer_choices_in(const fb_choice_set_t *set, const char *text,
                                         uint64_t *mask /* OUT */);
 
+/** How a choice answer was understood (fb_answer_choice_match, fb_answer_choices_match). */
+typedef enum fb_match_e {
+    FB_MATCH_EXACT = 0, /* a position, an option's id, label or synonym, "tous", "aucun" */
+    FB_MATCH_LOOSE,     /* words of an option, a distinctive word, a typo: say what was noted */
+    FB_MATCH_UNSURE,    /* close readings, or a qualifier the option does not reflect: ask */
+} fb_match_t;
+
+#define FB_MATCH_MAX_CANDIDATES 4
+
+/** What a choice matcher understood besides its status. */
+typedef struct fb_choice_match_s {
+    fb_match_t how;
+    size_t n;                               /* FB_MATCH_UNSURE: the number of candidates */
+    uint64_t cand[FB_MATCH_MAX_CANDIDATES]; /* option indexes (single), masks (multiple) */
+} fb_choice_match_t;
+
+/**
+ * fb_answer_choice_in that also says how it matched, and asks rather than guesses. Returns
+ * FB_ANSWER_OK with `m->how`:
+ *  - EXACT or LOOSE: *index is the option (as fb_answer_choice_in), LOOSE when only words,
+ *    inflections (plural, feminine) or typos matched;
+ *  - UNSURE: *index is not set; `m->cand[0..m->n)` (1 to FB_MATCH_MAX_CANDIDATES option
+ *    indexes, in option order) are the readings to confirm: options tied or close (what
+ *    fb_answer_choice_in calls AMBIGUOUS, several options named at once), or a loose pick while
+ *    the answer carries a qualifier the option does not reflect: a negation ("pas", "plus",
+ *    "aucun", "ne", "sans", "sauf"...), a death, a succession, an unknown, an insolvency or a
+ *    bad state ("décédé", "héritiers", "inconnu", "liquidation", "mauvais état"...) that another
+ *    option reflects (then those options are candidates too) or, for negations, that no option
+ *    reflects.
+ * Other statuses as fb_answer_choice_in (AMBIGUOUS only with more than FB_MATCH_MAX_CANDIDATES
+ * options tied).
+ */
+fb_answer_status_t fb_answer_choice_match(const fb_choice_set_t *set, const char *text,
+                                          size_t *index /* OUT */, fb_choice_match_t *m /* OUT */);
+
+/**
+ * fb_answer_choices_in that also says how it matched. Besides its answers: "non", "non, aucune
+ * des deux", "pas concerné", "aucune contrainte", "rien de tout ça" are the empty set (EXACT);
+ * an item negated ("pas de monument", "aucun risque", "sans inondation") adds nothing and makes
+ * the match LOOSE (an answer of only negated items is the empty set, LOOSE); "mais" separates
+ * items too. LOOSE when an item matched loosely; UNSURE (one candidate mask: what was read) when
+ * an item carries a qualifier its option does not reflect; AMBIGUOUS items give UNSURE with
+ * their tied options each as a candidate added to the rest.
+ */
+fb_answer_status_t fb_answer_choices_match(const fb_choice_set_t *set, const char *text,
+                                           uint64_t *mask /* OUT */,
+                                           fb_choice_match_t *m /* OUT */);
+
 /** Units a number question can be asked in. The value is converted to the question's unit. */
 typedef enum fb_unit_e {
     FB_UNIT_NONE = 0, /* a plain number (a count, a year) */
@@ -133,6 +181,16 @@ typedef struct fb_date_s {
  */
 fb_answer_status_t fb_answer_date(const char *text, int64_t now, bool future_only,
                                   fb_date_t *out /* OUT */);
+
+/**
+ * For a duration in years asked as "since when": "depuis 2015", "fermé en 2012", "depuis mars
+ * 2019", "depuis les années 90" (the middle of the decade: `*approx` true) give the years
+ * elapsed until `now` (Unix seconds, UTC), rounded to the nearest year when a month is given.
+ * An answer holding a duration unit ("ans", "mois") or not exactly one past year is INVALID
+ * (fb_answer_number reads durations).
+ */
+fb_answer_status_t fb_answer_years_since(const char *text, int64_t now, double *years /* OUT */,
+                                         bool *approx /* OUT */);
 
 /**
  * Free text: trimmed, control characters removed, valid UTF-8 required (else INVALID), length in

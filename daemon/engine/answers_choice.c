@@ -286,6 +286,7 @@ struct pick {
     long best;    /* higher is better */
     size_t opt;   /* first option with `best` */
     bool several; /* another option also has `best` */
+    uint64_t tie; /* the options (index < 64) with `best`, and those found close to it */
 };
 
 static void pick_init(struct pick *p)
@@ -293,6 +294,12 @@ static void pick_init(struct pick *p)
     p->best = -1;
     p->opt = SIZE_MAX;
     p->several = false;
+    p->tie = 0;
+}
+
+static uint64_t opt_bit(size_t opt)
+{
+    return opt < 64 ? (uint64_t)1 << opt : 0;
 }
 
 static void pick_offer(struct pick *p, size_t opt, long score)
@@ -303,9 +310,18 @@ static void pick_offer(struct pick *p, size_t opt, long score)
         p->best = score;
         p->opt = opt;
         p->several = false;
+        p->tie = opt_bit(opt);
     } else if (opt != p->opt) {
         p->several = true;
+        p->tie |= opt_bit(opt);
     }
+}
+
+/* Sets *tie (when not NULL) to the options of an ambiguous pick. */
+static void pick_tie(const struct pick *p, uint64_t *tie)
+{
+    if (tie && p->best >= 0 && p->several)
+        *tie = p->tie;
 }
 
 static fb_answer_status_t pick_result(const struct pick *p, size_t *index)
@@ -361,7 +377,8 @@ static void words_done(struct words *ws)
 }
 
 /* Exact comparison: the folded answer equals a key, else (both without leading stop words). */
-static fb_answer_status_t match_exact(const fb_choice_set_t *set, span_t s, size_t *index)
+static fb_answer_status_t match_exact(const fb_choice_set_t *set, span_t s, size_t *index,
+                                      uint64_t *tie)
 {
     struct pick p;
     pick_init(&p);
@@ -374,14 +391,32 @@ static fb_answer_status_t match_exact(const fb_choice_set_t *set, span_t s, size
             if (span_eq(ss, set->k[i].stripped))
                 pick_offer(&p, set->k[i].opt, 1);
     }
+    pick_tie(&p, tie);
     return pick_result(&p, index);
+}
+
+/* True when `a` is `b` plus a plural or feminine ending ("s", "e", "es"), `b` being at least 4
+ * letters long (so that "plus" never becomes "plu"). */
+static bool inflected(span_t a, span_t b)
+{
+    if (b.n < 4 || a.n <= b.n || a.n > b.n + 2 || memcmp(a.p, b.p, b.n) != 0)
+        return false;
+    span_t end = {a.p + b.n, a.n - b.n};
+    return span_is(end, "s") || span_is(end, "e") || span_is(end, "es");
+}
+
+/* The same word, give or take a plural or feminine ending: "privee" is "prive", "mines" is
+ * "mine", "heritiers" is "heritier". */
+static bool same_word(span_t a, span_t b)
+{
+    return span_eq(a, b) || inflected(a, b) || inflected(b, a);
 }
 
 /* True when `w` is one of the words of key `k`. */
 static bool key_has_word(const fb_choice_set_t *set, const struct key *k, span_t w)
 {
     for (size_t j = k->w0; j < k->w0 + k->nw; j++)
-        if (span_eq(w, set->kw[j]))
+        if (same_word(w, set->kw[j]))
             return true;
     return false;
 }
@@ -402,6 +437,8 @@ static unsigned word_distance(span_t w, span_t kw, unsigned budget, bool typos)
 {
     if (span_eq(w, kw))
         return 0;
+    if (inflected(w, kw) || inflected(kw, w))
+        return 1; /* a plural or feminine: found, but an exact word wins */
     if (!typos || lengths_apart(w.n, kw.n, budget))
         return UINT32_MAX;
     unsigned d = fb_text_distance(w.p, w.n, kw.p, kw.n, budget);
@@ -480,7 +517,8 @@ static size_t containment(const struct words *in, const fb_choice_set_t *set, co
  * Number, exact and cardinal-word stages of choice matching (see fb_answer_choice).
  * Returns INVALID when none of them applies.
  */
-static fb_answer_status_t match_strict(const fb_choice_set_t *set, span_t s, size_t *index)
+static fb_answer_status_t match_strict(const fb_choice_set_t *set, span_t s, size_t *index,
+                                       uint64_t *tie)
 {
     uint64_t k;
     span_t core;
@@ -491,7 +529,7 @@ static fb_answer_status_t match_strict(const fb_choice_set_t *set, span_t s, siz
         *index = (size_t)(k - 1);
         return FB_ANSWER_OK;
     }
-    fb_answer_status_t st = match_exact(set, s, index);
+    fb_answer_status_t st = match_exact(set, s, index, tie);
     if (st != FB_ANSWER_INVALID)
         return st;
     if (select_by_cardinal(core, nw, &k)) {
@@ -503,14 +541,40 @@ static fb_answer_status_t match_strict(const fb_choice_set_t *set, span_t s, siz
     return FB_ANSWER_INVALID;
 }
 
-/* True when `w` is a word of one of the keys of option `opt`. */
-static bool option_has_word(const fb_choice_set_t *set, size_t opt, span_t w)
+/* True when `a` is `b` or its plural ("joignables", "joignable"). */
+static bool same_or_plural(span_t a, span_t b)
 {
-    for (size_t i = set->opt_k0[opt]; i < set->opt_k0[opt + 1]; i++)
-        if (key_has_word(set, &set->k[i], w))
+    if (span_eq(a, b))
+        return true;
+    span_t l = a.n > b.n ? a : b, s = a.n > b.n ? b : a;
+    return s.n >= 4 && l.n == s.n + 1 && l.p[s.n] == 's' && memcmp(l.p, s.p, s.n) == 0;
+}
+
+/* True when `w` is a word of one of the keys of option `opt`: give or take an inflection with
+ * `infl`, else give or take a plural "s". */
+static bool option_has_word_as(const fb_choice_set_t *set, size_t opt, span_t w, bool infl)
+{
+    for (size_t i = set->opt_k0[opt]; i < set->opt_k0[opt + 1]; i++) {
+        const struct key *k = &set->k[i];
+        if (infl && key_has_word(set, k, w))
             return true;
+        for (size_t j = k->w0; !infl && j < k->w0 + k->nw; j++)
+            if (same_or_plural(w, set->kw[j]))
+                return true;
+    }
     return false;
 }
+
+static bool option_has_word(const fb_choice_set_t *set, size_t opt, span_t w)
+{
+    return option_has_word_as(set, opt, w, true);
+}
+
+/* Words too common in answers about a site to name an option besides the one picked ("une
+ * ancienne usine avec des bâtiments", "une friche industrielle en centre bourg"). */
+static const phrase_t generic_words[] = {
+    PH("batiment"), PH("batiments"), PH("terrain"), PH("terrains"), PH("ancien"), PH("ancienne"),
+    PH("anciens"),  PH("anciennes"), PH("vieux"),   PH("vieille"),  PH("centre"), PH_END};
 
 /*
  * Counts the significant words (3+ letters) of the answer found in a key of option `opt` (each
@@ -521,13 +585,16 @@ static size_t shared_words(const fb_choice_set_t *set, size_t opt, const struct 
                            size_t except)
 {
     size_t n = 0;
+    /* Naming another option is checked on exact words or plurals: "fermée" (closed) names no
+     * "ferme" (farm). A negation is a condition, not a word in common. */
+    bool infl = except == SIZE_MAX;
     for (size_t i = 0; i < in->n; i++) {
         span_t w = in->w[i];
         if ((in->f[i] & W_NEG) && !option_has_word(set, opt, w))
             return 0;
-        if (w.n < 3 || (in->f[i] & W_STOP) || !option_has_word(set, opt, w))
+        if (w.n < 3 || (in->f[i] & (W_STOP | W_NEG)) || !option_has_word_as(set, opt, w, infl))
             continue;
-        if (except != SIZE_MAX && option_has_word(set, except, w))
+        if (except != SIZE_MAX && (option_has_word(set, except, w) || in_list(w, generic_words)))
             continue;
         /* count each distinct word once */
         bool seen = false;
@@ -540,7 +607,7 @@ static size_t shared_words(const fb_choice_set_t *set, size_t opt, const struct 
 
 /* Containment, shared-word then typo stages of choice matching (see fb_answer_choice). */
 static fb_answer_status_t match_loose(const fb_choice_set_t *set, const struct words *in,
-                                      size_t *index)
+                                      size_t *index, uint64_t *tie)
 {
     if (in->all_stop)
         return FB_ANSWER_INVALID;
@@ -551,15 +618,18 @@ static fb_answer_status_t match_loose(const fb_choice_set_t *set, const struct w
         bool side;
         size_t words = containment(in, set, &set->k[i], false, &cost, &side);
         if (words)
-            pick_offer(&p, set->k[i].opt, (long)words);
+            pick_offer(&p, set->k[i].opt, (long)words * 64 - (long)cost);
     }
     if (p.best >= 0) {
         /* The most words wins only over names nested in the winner's ("habitat" within
          * "habitat collectif"): an answer also naming words of another option is ambiguous
          * ("habitat et commerce de gros", "un industriel privé"). */
-        for (size_t o = 0; o < set->nopt && !p.several; o++)
-            if (o != p.opt && shared_words(set, o, in, p.opt) > 0)
+        for (size_t o = 0; o < set->nopt; o++)
+            if (o != p.opt && shared_words(set, o, in, p.opt) > 0) {
                 p.several = true;
+                p.tie |= opt_bit(o);
+            }
+        pick_tie(&p, tie);
         return pick_result(&p, index);
     }
     /* A distinctive word: the option sharing the most significant words (3+ letters) with the
@@ -571,9 +641,12 @@ static fb_answer_status_t match_loose(const fb_choice_set_t *set, const struct w
             pick_offer(&p, o, shared);
     }
     if (p.best >= 0) {
-        for (size_t o = 0; o < set->nopt && !p.several; o++)
-            if (o != p.opt && shared_words(set, o, in, p.opt) > 0)
+        for (size_t o = 0; o < set->nopt; o++)
+            if (o != p.opt && shared_words(set, o, in, p.opt) > 0) {
                 p.several = true;
+                p.tie |= opt_bit(o);
+            }
+        pick_tie(&p, tie);
         return pick_result(&p, index);
     }
     /* Typos: lowest total distance wins; a whole-key match beats a word match at equal cost. */
@@ -590,6 +663,7 @@ static fb_answer_status_t match_loose(const fb_choice_set_t *set, const struct w
             score = 1000000L - 2L * cost - 1;
         pick_offer(&p, k->opt, score);
     }
+    pick_tie(&p, tie);
     return pick_result(&p, index);
 }
 
@@ -598,7 +672,7 @@ static fb_answer_status_t match_loose_span(const fb_choice_set_t *set, span_t s,
 {
     struct words ws;
     words_init(&ws, s);
-    fb_answer_status_t st = match_loose(set, &ws, index);
+    fb_answer_status_t st = match_loose(set, &ws, index, NULL);
     words_done(&ws);
     return st;
 }
@@ -690,9 +764,9 @@ static fb_answer_status_t segment_match(const fb_choice_set_t *set, span_t seg,
     } else {
         st = FB_ANSWER_INVALID;
         if (!span_eq(seg, known_invalid)) {
-            st = match_strict(set, seg, &idx);
+            st = match_strict(set, seg, &idx, NULL);
             if (st == FB_ANSWER_INVALID)
-                st = match_loose(set, &ws, &idx);
+                st = match_loose(set, &ws, &idx, NULL);
         }
         if (st == FB_ANSWER_OK) {
             *mask |= 1ull << idx;
@@ -701,7 +775,7 @@ static fb_answer_status_t segment_match(const fb_choice_set_t *set, span_t seg,
             for (size_t i = 0; i < ws.n && st == FB_ANSWER_AMBIGUOUS; i++) {
                 if (ws.f[i] & W_STOP)
                     continue;
-                fb_answer_status_t wst = match_strict(set, ws.w[i], &idx);
+                fb_answer_status_t wst = match_strict(set, ws.w[i], &idx, NULL);
                 if (wst == FB_ANSWER_INVALID)
                     wst = match_loose_span(set, ws.w[i], &idx);
                 if (wst != FB_ANSWER_OK) {
@@ -866,7 +940,7 @@ fb_answer_status_t fb_answer_choice_in(const fb_choice_set_t *set, const char *t
         return st;
     span_t s = folded_span(&f);
     size_t idx = 0;
-    st = match_strict(set, s, &idx);
+    st = match_strict(set, s, &idx, NULL);
     if (st == FB_ANSWER_INVALID && fb__ans_unknown_folded(s))
         st = FB_ANSWER_UNKNOWN;
     if (st == FB_ANSWER_INVALID)
@@ -987,7 +1061,7 @@ fb_answer_status_t fb_answer_choices_in(const fb_choice_set_t *set, const char *
     uint64_t all = n == 64 ? UINT64_MAX : (1ull << n) - 1, m = 0, count;
     size_t idx;
     span_t core = strip_leading(s, all_lead), rest;
-    st = match_exact(set, s, &idx);
+    st = match_exact(set, s, &idx, NULL);
     if (st == FB_ANSWER_OK) {
         m = 1ull << idx;
     } else if (st == FB_ANSWER_AMBIGUOUS) {
@@ -1039,5 +1113,558 @@ fb_answer_status_t fb_answer_choices(const fb_choice_t *choices, size_t n, const
     fb_choice_set_t *set = fb_choice_set_new(choices, n);
     fb_answer_status_t st = fb_answer_choices_in(set, text, mask);
     fb_choice_set_free(set);
+    return st;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Saying how an answer matched, and asking rather than guessing (issue 19)
+ *
+ * fb_answer_choice_match() runs the stages of fb_answer_choice_in() and tells an exact match (a
+ * position, an option's whole id, label or synonym) from a loose one (words, inflections,
+ * typos), which the dialog says back (« Noté : ... »). A loose pick is not trusted when the
+ * answer carries a qualifier the option does not reflect: a negation, an exception, a death, an
+ * unknown, an insolvency, a bad state. Options tied are candidates to confirm, not a failure.
+ * ------------------------------------------------------------------------------------------- */
+
+#define Q_NEG     1u  /* pas, aucun, ni, sans, jamais, non, rien */
+#define Q_PLUS    2u  /* plus: "n'est plus" is often only "no longer" */
+#define Q_EXCEPT  4u  /* sauf, hors, excepté, hormis */
+#define Q_DEATH   8u  /* décédé, succession, héritiers */
+#define Q_UNKNOWN 16u /* inconnu, introuvable, disparu */
+#define Q_INSOLV  32u /* liquidation, redressement, faillite */
+#define Q_BAD     64u /* mauvais, vétuste, délabré, ruine */
+
+static const struct {
+    phrase_t w;
+    unsigned cls;
+} qualifiers[] = {
+    {PH("pas"), Q_NEG},
+    {PH("aucun"), Q_NEG},
+    {PH("aucune"), Q_NEG},
+    {PH("ni"), Q_NEG},
+    {PH("sans"), Q_NEG},
+    {PH("jamais"), Q_NEG},
+    {PH("non"), Q_NEG},
+    {PH("rien"), Q_NEG},
+    {PH("nul"), Q_NEG},
+    {PH("plus"), Q_PLUS},
+    {PH("sauf"), Q_EXCEPT},
+    {PH("hors"), Q_EXCEPT},
+    {PH("excepte"), Q_EXCEPT},
+    {PH("hormis"), Q_EXCEPT},
+    {PH("decede"), Q_DEATH},
+    {PH("deces"), Q_DEATH},
+    {PH("mort"), Q_DEATH},
+    {PH("defunt"), Q_DEATH},
+    {PH("succession"), Q_DEATH},
+    {PH("heritier"), Q_DEATH},
+    {PH("heritage"), Q_DEATH},
+    {PH("inconnu"), Q_UNKNOWN},
+    {PH("introuvable"), Q_UNKNOWN},
+    {PH("injoignable"), Q_UNKNOWN},
+    {PH("disparu"), Q_UNKNOWN},
+    {PH("liquidation"), Q_INSOLV},
+    {PH("liquidateur"), Q_INSOLV},
+    {PH("redressement"), Q_INSOLV},
+    {PH("faillite"), Q_INSOLV},
+    {PH("mandataire"), Q_INSOLV},
+    {PH("mauvais"), Q_BAD},
+    {PH("vetuste"), Q_BAD},
+    {PH("delabre"), Q_BAD},
+    {PH("ruine"), Q_BAD},
+    {PH("abime"), Q_BAD},
+    {PH("effondre"), Q_BAD},
+    {PH("degrade"), Q_BAD},
+    {PH("insalubre"), Q_BAD},
+};
+
+/* The qualifier classes of one folded word (0: none). */
+static unsigned word_classes(span_t w)
+{
+    if (w.n < 2 && !span_is(w, "n"))
+        return 0;
+    for (size_t i = 0; i < FB_ARRAY_SIZE(qualifiers); i++)
+        if (same_word(w, (span_t){qualifiers[i].w.s, qualifiers[i].w.n}))
+            return qualifiers[i].cls;
+    return 0;
+}
+
+/* The qualifier classes an answer's words carry. */
+static unsigned answer_classes(const struct words *in)
+{
+    unsigned c = 0;
+    for (size_t i = 0; i < in->n; i++)
+        c |= word_classes(in->w[i]);
+    return c;
+}
+
+/* The qualifier classes the names of option `o` reflect (a negation covers "plus"). */
+static unsigned option_classes(const fb_choice_set_t *set, size_t o)
+{
+    unsigned c = 0;
+    for (size_t i = set->opt_k0[o]; i < set->opt_k0[o + 1]; i++)
+        for (size_t j = set->k[i].w0; j < set->k[i].w0 + set->k[i].nw; j++)
+            c |= word_classes(set->kw[j]);
+    return (c & Q_NEG) ? c | Q_PLUS : c;
+}
+
+/* Fills m with the options of `mask` (in order, at most FB_MATCH_MAX_CANDIDATES) as UNSURE. */
+static void unsure_from(fb_choice_match_t *m, uint64_t mask)
+{
+    m->how = FB_MATCH_UNSURE;
+    m->n = 0;
+    for (size_t o = 0; o < 64 && m->n < FB_MATCH_MAX_CANDIDATES; o++)
+        if (mask & ((uint64_t)1 << o))
+            m->cand[m->n++] = o;
+}
+
+/* A loose pick of option `pick` for words `in`: UNSURE when a qualifier of the answer is not
+ * reflected by the option while another option reflects it (both are candidates), or when it is
+ * a negation or an exception that no option reflects. */
+static void qualify(const fb_choice_set_t *set, const struct words *in, size_t pick,
+                    fb_choice_match_t *m)
+{
+    unsigned missing = answer_classes(in) & ~option_classes(set, pick);
+    if (!missing)
+        return;
+    uint64_t cands = opt_bit(pick);
+    bool unsure = (missing & (Q_NEG | Q_EXCEPT)) != 0;
+    for (size_t o = 0; o < set->nopt && o < 64; o++)
+        if (o != pick && (option_classes(set, o) & missing)) {
+            cands |= opt_bit(o);
+            unsure = true;
+        }
+    if (unsure)
+        unsure_from(m, cands);
+}
+
+/* Fillers that may open an answer without changing it ("oui, c'est la commune", "bah une
+ * usine"): tried when the whole answer matched nothing. */
+static const phrase_t answer_lead[] = {PH("oui"),     PH("ouais"),     PH("non"),    PH("alors"),
+                                       PH("bon"),     PH("ben"),       PH("bah"),    PH("euh"),
+                                       PH("ok"),      PH("bonjour"),   PH("hello"),  PH("ah"),
+                                       PH("en fait"), PH("je dirais"), PH("disons"), PH_END};
+
+/* Words that open a negated item of a multiple choice: "pas de monument", "aucun risque". */
+static const phrase_t negated_lead[] = {PH("il n y a pas de"),
+                                        PH("il n y a pas d"),
+                                        PH("il n y a aucun"),
+                                        PH("il n y a aucune"),
+                                        PH("n y a pas de"),
+                                        PH("n y a pas d"),
+                                        PH("y a pas de"),
+                                        PH("y a pas d"),
+                                        PH("pas de"),
+                                        PH("pas d"),
+                                        PH("pas du"),
+                                        PH("pas"),
+                                        PH("aucun"),
+                                        PH("aucune"),
+                                        PH("sans"),
+                                        PH("ni"),
+                                        PH("non"),
+                                        PH("jamais de"),
+                                        PH("plus de"),
+                                        PH_END};
+
+/* Words that may end the positive part of "un organisme public qui n'est pas l'EPF". */
+static const phrase_t contrast_fill[] = {
+    PH("n"),     PH("ne"), PH("y"),    PH("a"),       PH("qui"), PH("est"), PH("c"),
+    PH("mais"),  PH("et"), PH("s"),    PH("agit"),    PH("il"),  PH("qu"),  PH("pense"),
+    PH("crois"), PH("en"), PH("fait"), PH("surtout"), PH_END};
+
+/* The words of `s` from word `from` (0-based) to word `to` (excluded). */
+static span_t words_between(span_t s, size_t from, size_t to)
+{
+    size_t pos = 0, i = 0, start = s.n, end = s.n;
+    span_t w;
+    while (word_next(s, &pos, &w)) {
+        if (i == from)
+            start = (size_t)(w.p - s.p);
+        if (i == to) {
+            end = (size_t)(w.p - s.p);
+            break;
+        }
+        i++;
+    }
+    if (start >= end)
+        return (span_t){s.p, 0};
+    return span_trim((span_t){s.p + start, end - start});
+}
+
+/* Trailing fillers out of a positive part ("un organisme public qui n est" -> "un organisme
+ * public"); empty when nothing else is left. */
+static span_t trim_contrast(span_t s)
+{
+    for (;;) {
+        size_t n = s.n;
+        while (n > 0 && s.p[n - 1] != ' ')
+            n--;
+        span_t last = {s.p + n, s.n - n};
+        if (s.n == 0 || !(in_list(last, contrast_fill) || is_stop(last)))
+            return s;
+        s = span_trim((span_t){s.p, n});
+    }
+}
+
+/*
+ * An answer that says what it is and what it is not: "un établissement public, mais pas un
+ * EPF", "pas de PLU mais une carte communale", "un organisme public qui n'est pas l'EPF".
+ * Returns true with *pos the part that says what it is and *neg what it is not.
+ */
+static bool split_contrast(span_t s, span_t *pos, span_t *neg)
+{
+    size_t n = word_count(s), i = 0, at = SIZE_MAX, pas = SIZE_MAX, p = 0;
+    span_t w;
+    while (word_next(s, &p, &w)) {
+        if (at == SIZE_MAX && i > 0 && i + 1 < n && (span_is(w, "mais") || span_is(w, "plutot")))
+            at = i;
+        if (pas == SIZE_MAX && i > 0 && i + 1 < n && span_is(w, "pas"))
+            pas = i;
+        i++;
+    }
+    if (at != SIZE_MAX) {
+        span_t a = words_between(s, 0, at), b = words_between(s, at + 1, n);
+        span_t ra = strip_leading(a, negated_lead), rb = strip_leading(b, negated_lead);
+        bool na = ra.n < a.n, nb = rb.n < b.n;
+        if (na != nb) {
+            *pos = trim_contrast(na ? b : a);
+            *neg = na ? ra : rb;
+            return pos->n > 0;
+        }
+        return false;
+    }
+    if (pas != SIZE_MAX && pas >= 2) {
+        /* "X qui n'est pas Y", "X, pas Y"; but "on ne connaît pas ses héritiers" negates a
+         * verb, not an option */
+        span_t before = words_between(s, pas - 1, pas), ne = words_between(s, pas - 2, pas - 1);
+        bool be = span_is(before, "est") || span_is(before, "sont") || span_is(before, "etait");
+        if (!be && (span_is(ne, "ne") || span_is(ne, "n") || span_is(before, "ne") ||
+                    span_is(before, "n")))
+            return false;
+        *pos = trim_contrast(words_between(s, 0, pas));
+        *neg = strip_stop(words_between(s, pas + 1, n));
+        return pos->n > 0 && neg->n > 0;
+    }
+    return false;
+}
+
+/* The options a match designates: the one picked, or the candidates. */
+static uint64_t match_options(fb_answer_status_t st, size_t idx, const fb_choice_match_t *m)
+{
+    if (st != FB_ANSWER_OK)
+        return 0;
+    if (m->how != FB_MATCH_UNSURE)
+        return opt_bit(idx);
+    uint64_t c = 0;
+    for (size_t i = 0; i < m->n; i++)
+        c |= opt_bit((size_t)m->cand[i]);
+    return c;
+}
+
+/* The single-choice stages over folded span `s` with their way of matching (`text`: the raw
+ * answer for the several-options check, NULL to skip it). */
+static fb_answer_status_t choice_core(const fb_choice_set_t *set, span_t s, const char *text,
+                                      size_t *index, fb_choice_match_t *m)
+{
+    size_t idx = 0;
+    uint64_t tie = 0;
+    m->how = FB_MATCH_EXACT;
+    m->n = 0;
+    span_t both = strip_leading(s, all_lead);
+    if (span_is(both, "les deux") || span_is(both, "tous les deux") ||
+        span_is(both, "toutes les deux") || span_is(both, "les 2"))
+        return FB_ANSWER_INVALID; /* one answer is expected: "both" is none of them */
+    fb_answer_status_t st = match_strict(set, s, &idx, &tie);
+    if (st == FB_ANSWER_INVALID && fb__ans_unknown_folded(s))
+        return FB_ANSWER_UNKNOWN;
+    span_t pos, neg;
+    if (st == FB_ANSWER_INVALID && split_contrast(s, &pos, &neg)) {
+        size_t pi = 0, ni = 0;
+        fb_choice_match_t pm, nm;
+        fb_answer_status_t ps = choice_core(set, pos, NULL, &pi, &pm);
+        fb_answer_status_t ns = choice_core(set, neg, NULL, &ni, &nm);
+        uint64_t c = match_options(ps, pi, &pm) & ~match_options(ns, ni, &nm);
+        if (c && !(c & (c - 1))) {
+            m->how = FB_MATCH_LOOSE;
+            *index = (size_t)__builtin_ctzll(c);
+            return FB_ANSWER_OK;
+        }
+        if (c && __builtin_popcountll(c) <= FB_MATCH_MAX_CANDIDATES) {
+            unsure_from(m, c);
+            return FB_ANSWER_OK;
+        }
+    }
+    struct words ws;
+    words_init(&ws, s);
+    if (st == FB_ANSWER_INVALID) {
+        m->how = FB_MATCH_LOOSE;
+        st = match_loose(set, &ws, &idx, &tie);
+    }
+    if (st == FB_ANSWER_AMBIGUOUS && tie && (answer_classes(&ws) & Q_INSOLV)) {
+        /* "une société privée en liquidation": the insolvency decides who sells */
+        uint64_t keep = 0;
+        for (size_t o = 0; o < set->nopt && o < 64; o++)
+            if ((tie & opt_bit(o)) && (option_classes(set, o) & Q_INSOLV))
+                keep |= opt_bit(o);
+        if (keep && !(keep & (keep - 1))) {
+            st = FB_ANSWER_OK;
+            idx = (size_t)__builtin_ctzll(keep);
+        }
+    }
+    if (st == FB_ANSWER_INVALID && text && set->nopt <= 64) {
+        struct folded lf;
+        fold_list(text, &lf);
+        uint64_t mask = 0;
+        if (list_match(set, folded_span(&lf), s, &mask) == FB_ANSWER_OK && (mask & (mask - 1))) {
+            st = FB_ANSWER_AMBIGUOUS;
+            tie = mask;
+        }
+        fold_done(&lf);
+    }
+    if (st == FB_ANSWER_INVALID) {
+        span_t rest = strip_leading(s, answer_lead);
+        if (rest.n < s.n) {
+            words_done(&ws);
+            st = choice_core(set, rest, NULL, &idx, m);
+            if (st == FB_ANSWER_OK && m->how == FB_MATCH_EXACT)
+                m->how = FB_MATCH_LOOSE;
+            if (st == FB_ANSWER_OK && m->how != FB_MATCH_UNSURE)
+                *index = idx;
+            return st;
+        }
+    }
+    if (st == FB_ANSWER_OK && m->how == FB_MATCH_LOOSE)
+        qualify(set, &ws, idx, m);
+    words_done(&ws);
+    if (st == FB_ANSWER_AMBIGUOUS && tie && __builtin_popcountll(tie) <= FB_MATCH_MAX_CANDIDATES) {
+        unsure_from(m, tie);
+        return FB_ANSWER_OK;
+    }
+    if (st == FB_ANSWER_OK && m->how != FB_MATCH_UNSURE)
+        *index = idx;
+    return st;
+}
+
+fb_answer_status_t fb_answer_choice_match(const fb_choice_set_t *set, const char *text,
+                                          size_t *index, fb_choice_match_t *m)
+{
+    m->how = FB_MATCH_EXACT;
+    m->n = 0;
+    if (!set)
+        return FB_ANSWER_INVALID;
+    struct folded f;
+    fb_answer_status_t st = prepare_into(text, &f);
+    if (st != FB_ANSWER_OK)
+        return st;
+    span_t s = folded_span(&f);
+    st = choice_core(set, s, text, index, m);
+    if (st == FB_ANSWER_INVALID && fb__ans_contains_unknown(s))
+        st = FB_ANSWER_UNKNOWN;
+    fold_done(&f);
+    return st;
+}
+
+/* Words that may fill a "none" answer besides those of means_none(). */
+static const phrase_t none_more[] = {PH("contrainte"),
+                                     PH("contraintes"),
+                                     PH("situation"),
+                                     PH("situations"),
+                                     PH("particulier"),
+                                     PH("particuliere"),
+                                     PH("particulieres"),
+                                     PH("connu"),
+                                     PH("connue"),
+                                     PH("connues"),
+                                     PH("a"),
+                                     PH("ma"),
+                                     PH("notre"),
+                                     PH("connaissance"),
+                                     PH("concerne"),
+                                     PH("concernee"),
+                                     PH("concernes"),
+                                     PH("du"),
+                                     PH("tout"),
+                                     PH("je"),
+                                     PH("crois"),
+                                     PH("pense"),
+                                     PH("non"),
+                                     PH("pas"),
+                                     PH("rien"),
+                                     PH("aucun"),
+                                     PH("aucune"),
+                                     PH("ni"),
+                                     PH("c"),
+                                     PH("est"),
+                                     PH("n"),
+                                     PH("y"),
+                                     PH("il"),
+                                     PH("le"),
+                                     PH("site"),
+                                     PH("ce"),
+                                     PH("cas"),
+                                     PH("deux"),
+                                     PH("des"),
+                                     PH("de"),
+                                     PH("d"),
+                                     PH("ces"),
+                                     PH("la"),
+                                     PH("les"),
+                                     PH("l"),
+                                     PH("un"),
+                                     PH("une"),
+                                     PH("autre"),
+                                     PH("ca"),
+                                     PH("cela"),
+                                     PH("merci"),
+                                     PH("dessus"),
+                                     PH("signale"),
+                                     PH("signalee"),
+                                     PH("nous"),
+                                     PH("on"),
+                                     PH("sait"),
+                                     PH("en"),
+                                     PH("et"),
+                                     PH("plus"),
+                                     PH_END};
+
+/* "non", "non, aucune des deux", "pas concerné", "aucune contrainte à ma connaissance", "rien":
+ * every word a "none" filler, and at least one of non / aucun / rien / pas / ni. */
+static bool means_none_loosely(span_t s)
+{
+    size_t pos = 0;
+    span_t w;
+    bool neg = false;
+    while (word_next(s, &pos, &w)) {
+        if (!in_list(w, none_more) && !in_list(w, none_fill))
+            return false;
+        neg = neg || span_is(w, "non") || span_is(w, "aucun") || span_is(w, "aucune") ||
+              span_is(w, "rien") || span_is(w, "pas") || span_is(w, "ni");
+    }
+    return neg;
+}
+
+fb_answer_status_t fb_answer_choices_match(const fb_choice_set_t *set, const char *text,
+                                           uint64_t *mask, fb_choice_match_t *m)
+{
+    m->how = FB_MATCH_EXACT;
+    m->n = 0;
+    if (!set || set->nopt > 64)
+        return FB_ANSWER_INVALID;
+    struct folded f;
+    fb_answer_status_t st = prepare_into(text, &f);
+    if (st != FB_ANSWER_OK)
+        return st;
+    span_t s = folded_span(&f);
+    size_t idx;
+    /* the whole answer naming one option exactly, "tous", "aucun", "tous sauf": as before */
+    st = match_exact(set, s, &idx, NULL);
+    span_t core = strip_leading(s, all_lead);
+    if (st == FB_ANSWER_INVALID && !fb__ans_unknown_folded(s) && !means_none(core) &&
+        means_none_loosely(s)) {
+        *mask = 0;
+        fold_done(&f);
+        return FB_ANSWER_OK;
+    }
+    bool plain = st != FB_ANSWER_INVALID || fb__ans_unknown_folded(s) ||
+                 in_list(core, all_phrases) || means_none(core);
+    uint64_t count;
+    plain = plain || says_all_n(core, &count);
+    for (const phrase_t *a = all_phrases; !plain && a->s; a++) {
+        span_t r1, rest;
+        if (starts_with_phrase(core, a, &r1))
+            for (const phrase_t *b = all_but; !plain && b->s; b++)
+                plain = starts_with_phrase(r1, b, &rest) && rest.n > 0;
+    }
+    if (plain && !in_list(core, all_phrases) && says_all_n(core, &count) &&
+        count + 1 == set->nopt && set->opt_k0[set->nopt - 1] < set->nk &&
+        span_is(set->k[set->opt_k0[set->nopt - 1]].s, "nsp")) {
+        /* "les deux" among two options and "je ne sais pas" (the dialog's nsp option) */
+        *mask = (((uint64_t)1 << count) - 1);
+        fold_done(&f);
+        return FB_ANSWER_OK;
+    }
+    if (plain) {
+        fold_done(&f);
+        return fb_answer_choices_in(set, text, mask);
+    }
+    /* a list: each item exact, loose, negated or to confirm */
+    struct folded lf;
+    fold_list(text, &lf);
+    span_t l = folded_span(&lf);
+    uint64_t sure = 0, alt = 0; /* alt: the options of the first item to confirm */
+    bool any = false, loose = false, unsure = false;
+    size_t pos = 0, seg_start = 0;
+    span_t w;
+    st = FB_ANSWER_OK;
+    for (;;) {
+        size_t before = pos;
+        bool more = word_next(l, &pos, &w);
+        if (more && !in_list(w, list_joiners) && !span_is(w, "mais"))
+            continue;
+        span_t seg = span_trim((span_t){l.p + seg_start, (more ? before : l.n) - seg_start});
+        seg_start = pos;
+        struct words ws;
+        words_init(&ws, seg);
+        bool content = seg.n > 0 && !ws.all_stop;
+        words_done(&ws);
+        if (content) {
+            any = true;
+            span_t rest = strip_leading(seg, negated_lead);
+            size_t k;
+            fb_choice_match_t sm;
+            uint64_t part = 0;
+            bool c2;
+            if (rest.n < seg.n && choice_core(set, rest, NULL, &k, &sm) == FB_ANSWER_OK) {
+                loose = true; /* "pas de monument": nothing added */
+            } else if (segment_match(set, seg, (span_t){NULL, 0}, &part, &c2) == FB_ANSWER_OK &&
+                       choice_core(set, seg, NULL, &k, &sm) != FB_ANSWER_OK) {
+                sure |= part; /* numbers, ranges */
+            } else {
+                fb_answer_status_t ss = choice_core(set, seg, NULL, &k, &sm);
+                if (ss == FB_ANSWER_OK && sm.how != FB_MATCH_UNSURE) {
+                    sure |= opt_bit(k);
+                    loose = loose || sm.how == FB_MATCH_LOOSE;
+                } else if (ss == FB_ANSWER_OK) {
+                    /* several options in one item ("habitat commerces"): word by word, as
+                     * fb_answer_choices_in, else to confirm */
+                    part = 0;
+                    if (segment_match(set, seg, (span_t){NULL, 0}, &part, &c2) == FB_ANSWER_OK &&
+                        sm.n > 1 && (part & (part - 1))) {
+                        sure |= part;
+                        loose = true;
+                    } else if (!unsure) {
+                        unsure = true;
+                        for (size_t i = 0; i < sm.n; i++)
+                            alt |= (uint64_t)1 << sm.cand[i];
+                    } else {
+                        sure |= (uint64_t)1 << sm.cand[0];
+                    }
+                } else {
+                    st = ss;
+                }
+            }
+        }
+        if (!more || st != FB_ANSWER_OK)
+            break;
+    }
+    fold_done(&lf);
+    if (st == FB_ANSWER_OK && !any)
+        st = FB_ANSWER_INVALID;
+    if (st == FB_ANSWER_OK && unsure) {
+        m->how = FB_MATCH_UNSURE;
+        m->n = 0;
+        for (size_t o = 0; o < set->nopt && m->n < FB_MATCH_MAX_CANDIDATES; o++)
+            if (alt & ((uint64_t)1 << o))
+                m->cand[m->n++] = sure | ((uint64_t)1 << o);
+        if (__builtin_popcountll(alt) == 1 && m->n == 1)
+            m->cand[0] = sure | alt;
+    } else if (st == FB_ANSWER_OK) {
+        m->how = loose ? FB_MATCH_LOOSE : FB_MATCH_EXACT;
+        *mask = sure;
+    }
+    if (st == FB_ANSWER_INVALID && fb__ans_contains_unknown(s))
+        st = FB_ANSWER_UNKNOWN;
+    fold_done(&f);
     return st;
 }

@@ -489,3 +489,56 @@ fb_answer_status_t fb_answer_date(const char *text, int64_t now, bool future_onl
     fb_free(f);
     return st;
 }
+
+/*
+ * Years since a date (see answers.h): the folded answer holds one past year of 4 digits (1800 up
+ * to now's year), maybe after a month ("depuis mars 2019"), or a decade ("les années 90", "les
+ * années 1990", "années 2000"), and no duration unit (those are numbers: "depuis 18 mois").
+ */
+fb_answer_status_t fb_answer_years_since(const char *text, int64_t now, double *years, bool *approx)
+{
+    char *f;
+    fb_answer_status_t st = prepare(text, &f);
+    if (st != FB_ANSWER_OK)
+        return st;
+    int64_t ny;
+    int nm, nd;
+    civil_from_days(floor_div(now, 86400), &ny, &nm, &nd);
+    span_t all = span_of(f), w, prev = {"", 0};
+    size_t pos = 0;
+    int year = 0, month = 0, found = 0;
+    bool decade = false, unit = false;
+    while (word_next(all, &pos, &w)) {
+        uint64_t v = 0;
+        bool digits = w.n > 0 && w.n <= 4;
+        for (size_t i = 0; digits && i < w.n; i++)
+            digits = is_digit((unsigned char)w.p[i]);
+        for (size_t i = 0; digits && i < w.n; i++)
+            v = v * 10 + (uint64_t)(w.p[i] - '0');
+        if (span_is(w, "an") || span_is(w, "ans") || span_is(w, "mois") || span_is(w, "semaines") ||
+            span_is(w, "jours"))
+            unit = true;
+        if (digits && (span_is(prev, "annees") || span_is(prev, "annee")) &&
+            (w.n == 2 || w.n == 4) && v % 10 == 0) {
+            year = (int)(w.n == 2 ? (v >= 30 ? 1900 + v : 2000 + v) : v) + 5;
+            decade = true;
+            found++;
+        } else if (digits && w.n == 4 && v >= 1800 && (int64_t)v <= ny) {
+            year = (int)v;
+            month = month_of(prev);
+            found++;
+        }
+        prev = w;
+    }
+    fb_free(f);
+    if (found != 1 || unit)
+        return FB_ANSWER_INVALID;
+    if (decade && year > ny)
+        year = (int)ny;
+    double y = (double)(ny - year);
+    if (month > 0)
+        y = floor(((double)(ny * 12 + nm) - (double)(year * 12 + month)) / 12.0 + 0.5);
+    *years = y < 0 ? 0 : y;
+    *approx = decade;
+    return FB_ANSWER_OK;
+}

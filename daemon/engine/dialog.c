@@ -108,13 +108,16 @@ const char *const fb__text_names[FB__T_COUNT] = {
     "etape_changee",
     "etapes_pas_encore",
     "etape_inconnue",
+    "note",
+    "confirmer",
+    "autre_chose",
 };
 
 const char *const fb__text_defaults[FB__T_COUNT] = {
     /* incompris */
     "Je n'ai pas compris votre réponse.{% si aide %} {{ aide }}{% fin %}",
     /* nsp_refuse */
-    "Il me faut une réponse ici, même approximative.",
+    "Il me faut une réponse ici, même approximative.{% si question %} {{ question }}{% fin %}",
     /* hors_limites */
     "Cette réponse sort des valeurs attendues.{% si aide %} {{ aide }}{% fin %}",
     /* ambigu */
@@ -183,6 +186,12 @@ const char *const fb__text_defaults[FB__T_COUNT] = {
     "Vous pourrez alors suivre chaque étape et changer son statut (« mes étapes »).",
     /* etape_inconnue */
     "Je ne trouve pas cette étape dans votre feuille de route.",
+    /* note: said before what follows a loose understanding, then « label. » */
+    "Noté :",
+    /* confirmer */
+    "Je préfère vérifier. Vous voulez dire :",
+    /* autre_chose: the last option of a confirmation */
+    "Autre chose",
 };
 
 const char *const fb__status_names[FB__ST_COUNT] = {

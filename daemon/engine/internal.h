@@ -99,6 +99,9 @@ enum fb__textid {
     FB__T_ETAPE_CHANGEE,
     FB__T_ETAPES_PAS_ENCORE,
     FB__T_ETAPE_INCONNUE,
+    FB__T_NOTE,
+    FB__T_CONFIRMER,
+    FB__T_AUTRE_CHOSE,
     FB__T_COUNT,
 };
 
@@ -350,12 +353,16 @@ struct fb__sess {
     bool pending_pick; /* pending_step was picked by the user (all six statuses offered) */
     bool avis_given;   /* an `avis` effect was emitted (at most one per conversation) */
     bool kb_asked;     /* the bot's last message was a knowledge-base answer: "utile" / "pas
-                        * utile" is feedback (session `q`, docs/internals/KB.md) */
+                        * utile" is feedback (session `w`, docs/internals/KB.md) */
     unsigned reminders;
     json_t *last_messages; /* the user's last texts, oldest first, each at most
                             * FB__MAX_LAST_MESSAGE_BYTES; a reference, possibly shared with the
                             * input session (read-only: fb__session_remember() replaces it) */
     bool moved;            /* the session was moved to `debut` by a version change during parsing */
+    /* readings of the current choice question awaiting confirmation (« Vous voulez dire : »):
+     * for a choix, bit i is option i; for a choix_multiple, each is a set of options */
+    uint64_t confirm[FB_MATCH_MAX_CANDIDATES];
+    size_t n_confirm;
 };
 
 /**

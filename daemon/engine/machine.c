@@ -311,6 +311,32 @@ static void say_new(struct run *r, json_t *text, json_t *html, const json_t *cho
         json_decref(html);
         return;
     }
+    if (r->note) { /* « Noté : X. » before the first message that follows a loose answer */
+        char *note = r->note;
+        r->note = NULL;
+        fb_buf_t np, nh;
+        fb_buf_init(&np, MAX_TEXT_BYTES);
+        fb_buf_init(&nh, MAX_TEXT_BYTES);
+        if (fb__run_render_text(r, &r->d->texts[FB__T_NOTE], &np, &nh) == 0) {
+            char *p = fb_asprintf("%s %s.\n\n%s", fb_buf_str(&np), note, json_string_value(text));
+            fb_buf_t h;
+            fb_buf_init(&h, MAX_TEXT_BYTES);
+            (void)fb_buf_puts(&h, "<p>");
+            (void)fb_template_html_escape(fb_buf_str(&np), np.len, &h);
+            (void)fb_buf_puts(&h, " ");
+            (void)fb_template_html_escape(note, strlen(note), &h);
+            (void)fb_buf_printf(&h, ".</p>%s", json_string_value(html));
+            json_decref(text);
+            json_decref(html);
+            text = text_json(p, strlen(p));
+            html = text_json(fb_buf_str(&h), h.len);
+            fb_free(p);
+            fb_buf_free(&h);
+        }
+        fb_buf_free(&np);
+        fb_buf_free(&nh);
+        fb_free(note);
+    }
     json_t *e = json_object();
     (void)json_object_set_new(e, "type", json_string(fb_effect_name(FB_EFFECT_SAY)));
     (void)json_object_set_new(e, "text", text);
@@ -484,6 +510,10 @@ void fb__run_ask(struct run *r)
         return;
     if (r->s.n_cand > 0) {
         fb__run_ask_candidates(r);
+        return;
+    }
+    if (r->s.n_confirm > 0) {
+        fb__run_ask_confirm(r);
         return;
     }
     if (st->ask_plain) {
@@ -771,6 +801,7 @@ void fb__run_enter(struct run *r, int target, bool replay)
         r->s.state = target;
         r->s.fails = 0;
         r->s.n_cand = 0;
+        r->s.n_confirm = 0;
         r->s.ended = false;
         fb__run_invalidate(r);
         fb__run_ask(r);
@@ -795,6 +826,7 @@ void fb__run_accept(struct run *r, json_t *v)
     push_path(r, here);
     r->s.fails = 0;
     r->s.n_cand = 0;
+    r->s.n_confirm = 0;
     fb__run_enter(r, after_answer(r, st, v), false);
 }
 
@@ -980,6 +1012,7 @@ static void run_free(struct run *r)
     fb__run_invalidate(r);
     fb__run_drop(&r->c_etape);
     fb__run_drop(&r->c_delai);
+    fb_free(r->note);
     fb_free(r->c_communes);
     fb_free(r->c_cats);
     fb__session_free(&r->s);

@@ -129,6 +129,265 @@ static void answer_commune(struct run *r, const char *text, const char *choice)
     fb__run_ask_candidates(r);
 }
 
+/* True for a duration answer whose only number is the article "un"/"une" with no unit: "ça fait
+ * un moment", "depuis une éternité" (but "une dizaine" is a number). */
+static bool vague_duration(const char *text)
+{
+    char f[256];
+    size_t n = fb_text_fold(text, strlen(text), f, sizeof(f));
+    if (n >= sizeof(f))
+        return false;
+    static const char *const units[] = {
+        "an",        "ans",       "annee",     "annees",      "mois",         "dizaine", "douzaine",
+        "quinzaine", "vingtaine", "trentaine", "quarantaine", "cinquantaine", "centaine"};
+    bool un = false;
+    for (char *w = f, *next; w && *w; w = next) {
+        next = strchr(w, ' ');
+        if (next)
+            *next++ = '\0';
+        if (strcmp(w, "un") == 0 || strcmp(w, "une") == 0)
+            un = true;
+        for (size_t i = 0; i < FB_ARRAY_SIZE(units); i++)
+            if (strcmp(w, units[i]) == 0)
+                return false;
+        for (const char *c = w; *c; c++)
+            if (*c >= '0' && *c <= '9')
+                return false;
+    }
+    return un;
+}
+
+/* ---- saying what was understood, confirming what was not sure ------------------------------ */
+
+/* The label of a reading of the current question: an option's, or for a choix_multiple the
+ * options' joined by ", " (« Aucune » for none). New string. */
+static char *reading_label(const struct run *r, uint64_t mask)
+{
+    const struct fb__state *st = cur(r);
+    fb_buf_t b;
+    fb_buf_init(&b, MAX_TEXT_BYTES);
+    for (size_t o = 0; o < st->n_choices && o < 64; o++)
+        if (mask & ((uint64_t)1 << o))
+            (void)fb_buf_printf(&b, "%s%s", b.len ? ", " : "", st->choices[o].label);
+    if (b.len == 0)
+        (void)fb_buf_puts(&b, "Aucune");
+    char *s = fb_strdup(fb_buf_str(&b));
+    fb_buf_free(&b);
+    return s;
+}
+
+/* The id of a reading, as its button and the session's `y` write it. New string. */
+static char *reading_id(const struct run *r, uint64_t mask)
+{
+    const struct fb__state *st = cur(r);
+    fb_buf_t b;
+    fb_buf_init(&b, MAX_TEXT_BYTES);
+    for (size_t o = 0; o < st->n_choices && o < 64; o++)
+        if (mask & ((uint64_t)1 << o))
+            (void)fb_buf_printf(&b, "%s%s", b.len ? "," : "", st->choices[o].id);
+    char *s = fb_strdup(b.len ? fb_buf_str(&b) : "aucune");
+    fb_buf_free(&b);
+    return s;
+}
+
+/* The value stored for reading `mask`: the option id (choix) or the array of ids. */
+static json_t *reading_value(const struct run *r, uint64_t mask)
+{
+    const struct fb__state *st = cur(r);
+    if (st->type == FB__Q_CHOICE) {
+        for (size_t o = 0; o < st->n_choices && o < 64; o++)
+            if (mask & ((uint64_t)1 << o))
+                return json_string(st->choices[o].id);
+        return NULL;
+    }
+    json_t *a = json_array();
+    for (size_t o = 0; o < st->n_choices && o < 64; o++)
+        if (mask & ((uint64_t)1 << o))
+            (void)json_array_append_new(a, json_string(st->choices[o].id));
+    return a;
+}
+
+/* Asks which of the pending readings the user meant: « Vous voulez dire : 1. … 2. … 3. Autre
+ * chose », with a button per reading and one for « autre chose ». */
+void fb__run_ask_confirm(struct run *r)
+{
+    const struct fb__sess *s = &r->s;
+    fb_buf_t plain, html;
+    fb_buf_init(&plain, MAX_TEXT_BYTES);
+    fb_buf_init(&html, MAX_TEXT_BYTES);
+    json_t *choices = json_array();
+    if (fb__run_render_text(r, &r->d->texts[FB__T_CONFIRMER], &plain, &html) == 0) {
+        fb_buf_t op, oh;
+        fb_buf_init(&op, MAX_TEXT_BYTES);
+        fb_buf_init(&oh, MAX_TEXT_BYTES);
+        (void)fb__run_render_text(r, &r->d->texts[FB__T_AUTRE_CHOSE], &op, &oh);
+        (void)fb_buf_puts(&html, "<p>");
+        for (size_t i = 0; i <= s->n_confirm; i++) {
+            char *label = i < s->n_confirm ? reading_label(r, s->confirm[i]) : NULL;
+            char *id = i < s->n_confirm ? reading_id(r, s->confirm[i]) : NULL;
+            const char *l = label ? label : fb_buf_str(&op);
+            (void)fb_buf_printf(&plain, "%s%zu. %s", i ? "\n" : "\n\n", i + 1, l);
+            (void)fb_buf_printf(&html, "%s%zu. ", i ? "<br>" : "", i + 1);
+            (void)fb_template_html_escape(l, strlen(l), &html);
+            (void)json_array_append_new(
+                choices, json_pack("{s:s, s:s}", "id", id ? id : "autre_chose", "label", l));
+            fb_free(label);
+            fb_free(id);
+        }
+        (void)fb_buf_puts(&html, "</p>");
+        fb__run_say_bufs(r, &plain, &html, choices);
+        fb_buf_free(&op);
+        fb_buf_free(&oh);
+    }
+    json_decref(choices);
+    fb_buf_free(&plain);
+    fb_buf_free(&html);
+}
+
+/* Keeps the readings of `m` (dropping the "je ne sais pas" option) pending and asks which one
+ * was meant. False when none is left. */
+static bool ask_readings(struct run *r, const fb_choice_match_t *m)
+{
+    const struct fb__state *st = cur(r);
+    struct fb__sess *s = &r->s;
+    uint64_t nsp = st->nsp_ok && st->n_choices < 64 ? (uint64_t)1 << st->n_choices : 0;
+    s->n_confirm = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        uint64_t mask = st->type == FB__Q_CHOICE ? (uint64_t)1 << m->cand[i] : m->cand[i];
+        mask &= ~nsp;
+        if ((mask || st->type == FB__Q_MULTI) && (st->type == FB__Q_MULTI || mask))
+            s->confirm[s->n_confirm++] = mask;
+    }
+    if (s->n_confirm == 0)
+        return false;
+    fb__run_invalidate(r);
+    fb__run_ask_confirm(r);
+    return true;
+}
+
+/* Words that turn a confirmation down: the question is asked again. */
+static const char *const confirm_no[] = {"non",
+                                         "autre chose",
+                                         "autre",
+                                         "ni l un ni l autre",
+                                         "aucun des deux",
+                                         "aucune des deux",
+                                         "autre_chose",
+                                         "non merci",
+                                         "pas du tout",
+                                         "rien de tout ca"};
+
+/*
+ * An answer while readings await confirmation: a reading's number, button or label, "oui" when
+ * there is one reading, "non" / "autre chose" (the question again). Returns false when the
+ * message is none of these: the pending readings are dropped and it is read as a new answer.
+ */
+static bool answer_confirm(struct run *r, const char *text, const char *choice)
+{
+    struct fb__sess *s = &r->s;
+    size_t n = s->n_confirm;
+    long pick = -1;
+    bool again = false;
+    if (choice) {
+        for (size_t i = 0; i < n && pick < 0; i++) {
+            char *id = reading_id(r, s->confirm[i]);
+            if (strcmp(id, choice) == 0)
+                pick = (long)i;
+            fb_free(id);
+        }
+        again = pick < 0 && strcmp(choice, "autre_chose") == 0;
+    } else if (strlen(text) <= MAX_INPUT) {
+        char folded[256];
+        size_t fl = fb_text_fold(text, strlen(text), folded, sizeof(folded));
+        bool yes = false;
+        fb_choice_t opts[FB_MATCH_MAX_CANDIDATES + 1];
+        char *labels[FB_MATCH_MAX_CANDIDATES + 1] = {NULL};
+        for (size_t i = 0; i < n; i++) {
+            labels[i] = reading_label(r, s->confirm[i]);
+            opts[i] = (fb_choice_t){labels[i], labels[i], NULL};
+        }
+        labels[n] = fb_strdup(r->d->texts[FB__T_AUTRE_CHOSE].plain
+                                  ? json_string_value(r->d->texts[FB__T_AUTRE_CHOSE].plain)
+                                  : "Autre chose");
+        opts[n] = (fb_choice_t){"autre_chose", labels[n], NULL};
+        for (size_t i = 0; fl < sizeof(folded) && i < FB_ARRAY_SIZE(confirm_no); i++)
+            again = again || strcmp(folded, confirm_no[i]) == 0;
+        size_t idx = 0;
+        if (!again && n == 1 && fb_answer_yesno(text, &yes) == FB_ANSWER_OK) {
+            pick = yes ? 0 : -1;
+            again = !yes;
+        } else if (!again && fb_answer_choice(opts, n + 1, text, &idx) == FB_ANSWER_OK) {
+            if (idx < n)
+                pick = (long)idx;
+            else
+                again = true;
+        }
+        for (size_t i = 0; i <= n; i++)
+            fb_free(labels[i]);
+    }
+    if (pick < 0 && !again) {
+        s->n_confirm = 0;
+        return false;
+    }
+    uint64_t mask = pick >= 0 ? s->confirm[pick] : 0;
+    s->n_confirm = 0;
+    fb__run_invalidate(r);
+    if (again) {
+        fb__run_ask(r);
+        return true;
+    }
+    json_t *v = reading_value(r, mask);
+    if (v)
+        fb__run_accept(r, v);
+    else
+        fb__run_ask(r);
+    return true;
+}
+
+/* A number answer: fb_answer_number, and for a duration a date read as "since then"
+ * ("depuis 2015", said back « Noté : 11 ans. »); "ça fait un moment" is not one year. */
+static fb_answer_status_t answer_number(struct run *r, const char *text, json_t **value)
+{
+    const struct fb__state *st = cur(r);
+    double x = 0;
+    bool durations = st->unit == FB_UNIT_YEARS || st->unit == FB_UNIT_MONTHS, approx = false;
+    fb_answer_status_t status = fb_answer_number(text, st->unit, st->min, st->max, &x);
+    if (status == FB_ANSWER_OK && durations && vague_duration(text))
+        status = FB_ANSWER_INVALID;
+    if (durations && fb_answer_years_since(text, r->env->now, &x, &approx) == FB_ANSWER_OK) {
+        if (st->unit == FB_UNIT_MONTHS)
+            x *= 12;
+        status = x >= st->min && x <= st->max ? FB_ANSWER_OK : FB_ANSWER_OUT_OF_RANGE;
+        if (status == FB_ANSWER_OK) {
+            fb_free(r->note);
+            r->note = fb_asprintf("%s%g %s", approx ? "environ " : "", x,
+                                  st->unit == FB_UNIT_MONTHS ? "mois"
+                                  : x >= 2                   ? "ans"
+                                                             : "an");
+        }
+    }
+    if (status == FB_ANSWER_OK)
+        *value = number_json(x);
+    return status;
+}
+
+/* Notes the label(s) of a loosely understood choice `value`, said before the next message. */
+static void note_choice(struct run *r, const json_t *value)
+{
+    const struct fb__state *st = cur(r);
+    uint64_t mask = 0;
+    if (json_is_string(value)) {
+        int i = fb__run_choice_index(st, json_string_value(value));
+        mask = i >= 0 && i < 64 ? (uint64_t)1 << i : 0;
+    }
+    for (size_t k = 0; json_is_array(value) && k < json_array_size(value); k++) {
+        int i = fb__run_choice_index(st, json_string_value(json_array_get(value, k)));
+        mask |= i >= 0 && i < 64 ? (uint64_t)1 << i : 0;
+    }
+    fb_free(r->note);
+    r->note = reading_label(r, mask);
+}
+
 /* An answer to the current question: `text` typed, or `choice` (an option id) picked; one of
  * them is set (on_input() checks the event). */
 void fb__run_answer(struct run *r, const char *text, const char *choice)
@@ -146,6 +405,10 @@ void fb__run_answer(struct run *r, const char *text, const char *choice)
             answer_commune(r, text, choice);
         return;
     }
+    if ((st->type == FB__Q_CHOICE || st->type == FB__Q_MULTI) && r->s.n_confirm > 0 &&
+        answer_confirm(r, text, choice))
+        return;
+    fb_choice_match_t how = {FB_MATCH_EXACT, 0, {0}};
     if (choice) {
         if (strcmp(choice, "nsp") == 0) {
             status = FB_ANSWER_UNKNOWN;
@@ -183,21 +446,33 @@ void fb__run_answer(struct run *r, const char *text, const char *choice)
                 break;
             }
             case FB__Q_CHOICE:
-                status = fb_answer_choice_in(st->aset, text, &idx);
-                if (status == FB_ANSWER_OK && idx >= st->n_choices)
-                    status = FB_ANSWER_UNKNOWN;
-                else if (status == FB_ANSWER_OK)
+                status = fb_answer_choice_match(st->aset, text, &idx, &how);
+                if (status == FB_ANSWER_OK && how.how == FB_MATCH_UNSURE) {
+                    if (ask_readings(r, &how))
+                        return;
+                    status = st->nsp_ok ? FB_ANSWER_UNKNOWN : FB_ANSWER_INVALID;
+                } else if (status == FB_ANSWER_OK && idx >= st->n_choices) {
+                    /* "je ne sais pas" read loosely ("pas une usine") is no such answer */
+                    status = how.how == FB_MATCH_EXACT ? FB_ANSWER_UNKNOWN : FB_ANSWER_INVALID;
+                } else if (status == FB_ANSWER_OK) {
                     value = json_string(st->choices[idx].id);
+                }
                 break;
             case FB__Q_MULTI: {
                 uint64_t mask = 0;
-                status = fb_answer_choices_in(st->aset, text, &mask);
+                status = fb_answer_choices_match(st->aset, text, &mask, &how);
+                if (status == FB_ANSWER_OK && how.how == FB_MATCH_UNSURE) {
+                    if (ask_readings(r, &how))
+                        return;
+                    status = FB_ANSWER_INVALID;
+                }
                 if (status == FB_ANSWER_OK) {
                     uint64_t nsp = st->nsp_ok ? (uint64_t)1 << st->n_choices : 0;
                     if (nsp && mask == nsp) {
                         status = FB_ANSWER_UNKNOWN;
                         break;
                     }
+                    mask &= ~nsp;
                     value = json_array();
                     for (size_t i = 0; i < st->n_choices; i++)
                         if (mask & ((uint64_t)1 << i))
@@ -205,13 +480,9 @@ void fb__run_answer(struct run *r, const char *text, const char *choice)
                 }
                 break;
             }
-            case FB__Q_NUMBER: {
-                double x = 0;
-                status = fb_answer_number(text, st->unit, st->min, st->max, &x);
-                if (status == FB_ANSWER_OK)
-                    value = number_json(x);
+            case FB__Q_NUMBER:
+                status = answer_number(r, text, &value);
                 break;
-            }
             case FB__Q_TEXT: {
                 char *out = NULL;
                 status = fb_answer_text(text, st->tmin, st->tmax, &out);
@@ -245,6 +516,8 @@ void fb__run_answer(struct run *r, const char *text, const char *choice)
         }
     }
     if (status == FB_ANSWER_OK && value) {
+        if (how.how == FB_MATCH_LOOSE)
+            note_choice(r, value);
         fb__run_accept(r, value);
         return;
     }

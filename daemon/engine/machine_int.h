@@ -59,7 +59,8 @@ struct run {
     json_t **c_cats;     /* per catalogue: its items whose `si` holds */
     int guard;           /* > 0 while rendering the question or its help (no recursion) */
     bool road_read;      /* fb__run_builtin() gave `feuille_de_route` (fb__run_say_text) */
-    bool kb_feedback;    /* the previous message was a knowledge-base answer (session `q`) */
+    bool kb_feedback;    /* the previous message was a knowledge-base answer (session `w`) */
+    char *note; /* what a loose answer was understood as: the next `say` starts « Noté : X. » */
 };
 
 static inline const struct fb__state *cur(const struct run *r)
@@ -162,6 +163,8 @@ void fb__run_accept(struct run *r, json_t *v);
 void fb__run_fail(struct run *r, fb_answer_status_t why);
 
 void fb__run_answer(struct run *r, const char *text, const char *choice);
+
+void fb__run_ask_confirm(struct run *r);
 
 void fb__run_answer_step(struct run *r, const char *text, const char *choice);
 

@@ -283,10 +283,45 @@ static int cmp_road_day(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The pending confirmation `y` (strings of option ids joined by ","; "" is the empty set of a
+ * choix_multiple) into s->confirm, when the current state is a choice question that has these
+ * options; else (another version) nothing is pending. */
+static void parse_confirm(const fb_dialog_t *d, struct fb__sess *s, const json_t *conf)
+{
+    const struct fb__state *st = &d->states[s->state];
+    if (st->type != FB__Q_CHOICE && st->type != FB__Q_MULTI)
+        return;
+    for (size_t i = 0; i < json_array_size(conf); i++) {
+        const char *p = json_string_value(json_array_get(conf, i));
+        uint64_t mask = 0;
+        size_t ids = 0;
+        while (*p) {
+            const char *e = strchr(p, ',');
+            size_t len = e ? (size_t)(e - p) : strlen(p);
+            int found = -1;
+            for (size_t o = 0; o < st->n_choices && o < 64; o++)
+                if (strlen(st->choices[o].id) == len && memcmp(st->choices[o].id, p, len) == 0)
+                    found = (int)o;
+            if (found < 0) {
+                s->n_confirm = 0;
+                return;
+            }
+            mask |= (uint64_t)1 << found;
+            ids++;
+            p += len + (e ? 1 : 0);
+        }
+        if (st->type == FB__Q_CHOICE && ids != 1) {
+            s->n_confirm = 0;
+            return;
+        }
+        s->confirm[s->n_confirm++] = mask;
+    }
+}
+
 int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const json_t *session,
                       struct fb__sess *s)
 {
-    const json_t *tags, *path, *road, *cand;
+    const json_t *tags, *path, *road, *cand, *conf;
     unsigned fails, reminders;
     bool escalated, ended, muted, pick, avis, kb_asked;
     memset(s, 0, sizeof(*s));
@@ -310,10 +345,11 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
         return FB_EINVAL;
     if (!opt_strings(session, "t", &tags) || !opt_strings(session, "p", &path) ||
         !opt_strings(session, "r", &road) || !opt_strings(session, "c", &cand) ||
-        !opt_uint(session, "f", 1000, &fails) || !opt_uint(session, "n", 1000, &reminders) ||
-        !opt_bool(session, "x", &escalated) || !opt_bool(session, "e", &ended) ||
-        !opt_bool(session, "m", &muted) || !opt_bool(session, "g", &pick) ||
-        !opt_bool(session, "o", &avis) || !opt_bool(session, "q", &kb_asked))
+        !opt_strings(session, "y", &conf) || !opt_uint(session, "f", 1000, &fails) ||
+        !opt_uint(session, "n", 1000, &reminders) || !opt_bool(session, "x", &escalated) ||
+        !opt_bool(session, "e", &ended) || !opt_bool(session, "m", &muted) ||
+        !opt_bool(session, "g", &pick) || !opt_bool(session, "o", &avis) ||
+        !opt_bool(session, "w", &kb_asked))
         return FB_EINVAL;
 
     const fb_dialog_t *use = find_version(d, env, json_string_value(jh));
@@ -412,9 +448,14 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
             s->n_cand++;
         }
     }
+    if (conf && json_array_size(conf) > FB_MATCH_MAX_CANDIDATES)
+        return FB_EINVAL;
+    if (!s->moved && !s->ended && conf)
+        parse_confirm(use, s, conf);
     if (s->moved) {
         s->fails = 0;
         s->n_cand = 0;
+        s->n_confirm = 0;
     }
     return 0;
 }
@@ -492,6 +533,20 @@ json_t *fb__session_dump(const struct fb__sess *s)
             (void)json_array_append_new(c, json_string(s->cand[i]));
         (void)json_object_set_new(o, "c", c);
     }
+    if (s->n_confirm > 0) {
+        const struct fb__state *st = &d->states[s->state];
+        json_t *y = json_array();
+        for (size_t i = 0; i < s->n_confirm; i++) {
+            fb_buf_t ids;
+            fb_buf_init(&ids, 4096);
+            for (size_t c = 0; c < st->n_choices && c < 64; c++)
+                if (s->confirm[i] & ((uint64_t)1 << c))
+                    (void)fb_buf_printf(&ids, "%s%s", ids.len ? "," : "", st->choices[c].id);
+            (void)json_array_append_new(y, json_string(fb_buf_str(&ids)));
+            fb_buf_free(&ids);
+        }
+        (void)json_object_set_new(o, "y", y);
+    }
     if (s->reminders > 0)
         (void)json_object_set_new(o, "n", json_integer(s->reminders));
     if (s->escalated)
@@ -503,7 +558,7 @@ json_t *fb__session_dump(const struct fb__sess *s)
     if (s->avis_given)
         (void)json_object_set_new(o, "o", json_true());
     if (s->kb_asked)
-        (void)json_object_set_new(o, "q", json_true());
+        (void)json_object_set_new(o, "w", json_true());
     if (s->last_messages && json_array_size(s->last_messages) > 0)
         (void)json_object_set(o, "l", s->last_messages);
     return o;

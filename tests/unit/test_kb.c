@@ -359,7 +359,7 @@ TEST_IMPL(kb_conversation)
     c.env.now = 1795856400;
     c.env.locale = "fr";
     kstep(&c, "bonjour");
-    ASSERT_NULL(json_object_get(c.session, "q"));
+    ASSERT_NULL(json_object_get(c.session, "w"));
     /* one failed answer: the count is 1 */
     kstep(&c, "beaucoup");
     ASSERT_EQ(json_integer_value(json_object_get(c.session, "f")), 1);
@@ -367,7 +367,7 @@ TEST_IMPL(kb_conversation)
     kstep(&c, "c'est quoi un SIS ?");
     ASSERT_EQ(stat_count(&c, "kb_answered"), 1);
     ASSERT_STR_EQ(last_said(&c), "Quelle est la surface du site ?");
-    ASSERT(json_is_true(json_object_get(c.session, "q")));
+    ASSERT(json_is_true(json_object_get(c.session, "w")));
     ASSERT_EQ(json_integer_value(json_object_get(c.session, "f")), 1);
     ASSERT_STR_EQ(json_string_value(json_object_get(c.session, "s")), "surface");
     /* the question's text is not among the last messages */
@@ -377,7 +377,7 @@ TEST_IMPL(kb_conversation)
     /* feedback: counted, thanked, the flag dropped */
     kstep(&c, "Utile !");
     ASSERT_EQ(stat_count(&c, "kb_helpful"), 1);
-    ASSERT_NULL(json_object_get(c.session, "q"));
+    ASSERT_NULL(json_object_get(c.session, "w"));
     /* feedback is due right after an answer only: now "utile" is a (failed) answer, the
      * second failure escalates as before */
     kstep(&c, "utile");

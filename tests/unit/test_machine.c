@@ -799,7 +799,8 @@ TEST_IMPL(machine_nsp)
     ASSERT(!has_tag(&c, "pollue"));
     ASSERT_STR_EQ(state(&c), "q3");
     say(&c, "je ne sais pas");
-    ASSERT_SAID(&c, "Il me faut une réponse ici, même approximative.");
+    /* the refusal repeats the question (issue 19: not a bare "il me faut une réponse") */
+    ASSERT_SAID(&c, "Il me faut une réponse ici, même approximative. Combien de bâtiments ?");
     ASSERT_STR_EQ(state(&c), "q3");
     ASSERT_EQ(json_integer_value(json_object_get(c.session, "f")), 1);
     ASSERT_NULL(answer(&c, "q3"));
@@ -1986,6 +1987,83 @@ TEST_IMPL(machine_last_messages_session)
     json_decref(ef);
     json_decref(full);
     json_decref(old);
+    fb_dialog_unref(d);
+    return 0;
+}
+
+/* ---- saying what was understood, confirming (issue 19) --------------------------------------- */
+
+/* A loose answer is said back before the next question; an exact one is not. */
+TEST_IMPL(machine_note_loose)
+{
+    struct conv c;
+    conv_init(&c, "petit.yaml", 0);
+    event(&c, FB_EVENT_START);
+    say(&c, "friche depuis longtemps");
+    ASSERT_STR_EQ(json_string_value(answer(&c, "q1")), "friche");
+    ASSERT(strncmp(said(&c), "Noté : Une friche.\n\n", strlen("Noté : Une friche.\n\n")) == 0);
+    ASSERT(strstr(json_string_value(json_object_get(json_array_get(c.effects, 0), "html")),
+                  "<p>Noté : Une friche.</p>") != NULL);
+    say(&c, "retour");
+    say(&c, "1");
+    ASSERT(strstr(said(&c), "Noté") == NULL);
+    conv_free(&c);
+    return 0;
+}
+
+/* Two readings: asked, kept in `y`, resolved by number; « non » asks the question again. */
+TEST_IMPL(machine_confirm)
+{
+    struct conv c;
+    conv_init(&c, "petit.yaml", 0);
+    event(&c, FB_EVENT_START);
+    say(&c, "une friche ou un site occupé");
+    ASSERT_NULL(answer(&c, "q1"));
+    ASSERT_SAID(&c, "Je préfère vérifier. Vous voulez dire :\n\n1. Une friche\n2. Un site "
+                    "occupé\n3. Autre chose");
+    char *y = json_dumps(json_object_get(c.session, "y"), JSON_COMPACT);
+    ASSERT_STR_EQ(y, "[\"friche\",\"occupe\"]");
+    free(y); /* fb-lint: allow free (jansson's allocation) */
+    ASSERT_EQ(json_integer_value(json_object_get(c.session, "f")), 0); /* not a failure */
+    say(&c, "aide");
+    ASSERT_SAYS(&c, "Vous voulez dire");
+    say(&c, "non");
+    ASSERT_SAID(&c, "Quel est le statut du site ?\n\n1. Une friche\n2. Un site occupé");
+    ASSERT_NULL(json_object_get(c.session, "y"));
+    say(&c, "une friche ou un site occupé");
+    say(&c, "2");
+    ASSERT_STR_EQ(json_string_value(answer(&c, "q1")), "occupe");
+    ASSERT_NULL(json_object_get(c.session, "y"));
+    ASSERT(strstr(said(&c), "Noté") == NULL);
+    conv_free(&c);
+    return 0;
+}
+
+/* `y` is read strictly on types, leniently on content: unknown ids drop the confirmation. */
+TEST_IMPL(machine_confirm_session)
+{
+    fb_dialog_t *d = load("petit.yaml", NULL);
+    fb_engine_env_t env = {.now = NOW, .locale = "fr"};
+    fb_event_t ev = {.kind = FB_EVENT_MESSAGE, .text = "1"};
+    json_t *ns = NULL, *ef = NULL;
+    json_t *bad = json_pack("{s:i, s:s, s:s, s:s, s:[i]}", "v", 1, "d", "petit", "h",
+                            fb_dialog_hash(d), "s", "q1", "y", 3);
+    ASSERT_EQ(fb_engine_step(d, bad, &ev, &env, &ns, &ef), FB_EINVAL);
+    json_decref(bad);
+    json_t *gone = json_pack("{s:i, s:s, s:s, s:s, s:[s]}", "v", 1, "d", "petit", "h",
+                             fb_dialog_hash(d), "s", "q1", "y", "disparu");
+    ASSERT_EQ(fb_engine_step(d, gone, &ev, &env, &ns, &ef), 0);
+    ASSERT_STR_EQ(json_string_value(json_object_get(json_object_get(ns, "a"), "q1")), "friche");
+    json_decref(gone);
+    json_decref(ns);
+    json_decref(ef);
+    json_t *kept = json_pack("{s:i, s:s, s:s, s:s, s:[s,s]}", "v", 1, "d", "petit", "h",
+                             fb_dialog_hash(d), "s", "q1", "y", "friche", "occupe");
+    ASSERT_EQ(fb_engine_step(d, kept, &ev, &env, &ns, &ef), 0); /* "1": the first reading */
+    ASSERT_STR_EQ(json_string_value(json_object_get(json_object_get(ns, "a"), "q1")), "friche");
+    json_decref(kept);
+    json_decref(ns);
+    json_decref(ef);
     fb_dialog_unref(d);
     return 0;
 }
