@@ -988,7 +988,7 @@ TEST_IMPL(machine_version_migration)
 TEST_IMPL(machine_malformed_session)
 {
     fb_dialog_t *d = load("petit.yaml", NULL);
-    fb_engine_env_t env = {NOW, "fr", NULL, NULL, 0};
+    fb_engine_env_t env = {.now = NOW, .locale = "fr"};
     fb_event_t ev = {FB_EVENT_MESSAGE, "oui", NULL, NULL};
     char *good_h = fb_asprintf("\"%s\"", fb_dialog_hash(d));
     const char *bad[] = {
@@ -1915,7 +1915,7 @@ TEST_IMPL(machine_last_messages_cut)
 TEST_IMPL(machine_last_messages_session)
 {
     fb_dialog_t *d = load("petit.yaml", NULL);
-    fb_engine_env_t env = {NOW, "fr", NULL, NULL, 0};
+    fb_engine_env_t env = {.now = NOW, .locale = "fr"};
     fb_event_t ev = {FB_EVENT_MESSAGE, "oui", NULL, NULL};
     json_t *ns = NULL, *ef = NULL;
 
