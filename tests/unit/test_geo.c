@@ -323,6 +323,10 @@ TEST_IMPL(geo_find_how)
     expect_how(g, "69001", 2, NULL, FB_GEO_MATCH_CODE, false, false);
     expect_how(g, "xyzzy plugh", 0, NULL, FB_GEO_MATCH_NONE, false, false);
     expect_how(g, "bonjour", 0, NULL, FB_GEO_MATCH_NONE, false, false);
+    expect_how(g, "je suis le maire", 0, NULL, FB_GEO_MATCH_NONE, false, false);
+    expect_how(g, "c est pour une ancienne mine", 0, NULL, FB_GEO_MATCH_NONE, false, false);
+    /* "mairie": only typos (Magrie, Mairé, Marie), so the engine lists them, never picks */
+    expect_how(g, "mairie", 3, NULL, FB_GEO_MATCH_TYPO, false, false);
     ASSERT_EQ(fb_geo_find_how(g, "Lyon", NULL, 0, NULL), 1);
     fb_geo_free(g);
     return 0;
