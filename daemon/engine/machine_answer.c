@@ -288,9 +288,8 @@ static bool lone_code(const char *text, char out[6])
 
 /* Orders communes by name (folded, so accents do not send « Écromagny » to the end), then by
  * département. */
-static int cmp_commune_name(const void *a, const void *b)
+static int cmp_commune_name(const fb_commune_t *x, const fb_commune_t *y)
 {
-    const fb_commune_t *x = *(const fb_commune_t *const *)a, *y = *(const fb_commune_t *const *)b;
     char fx[128], fy[128];
     (void)fb_text_fold(x->name, strlen(x->name), fx, sizeof(fx));
     (void)fb_text_fold(y->name, strlen(y->name), fy, sizeof(fy));
@@ -352,7 +351,12 @@ static void answer_code(struct run *r, const char code[6])
     size_t n = 0;
     for (size_t i = 0; i < npc; i++)
         list[n++] = pcs[i];
-    qsort(list, n, sizeof(list[0]), cmp_commune_name);
+    for (size_t i = 1; i < n; i++) /* an insertion sort: at most FB__COMMUNE_LIST_MAX */
+        for (size_t j = i; j > 0 && cmp_commune_name(list[j - 1], list[j]) > 0; j--) {
+            const fb_commune_t *t = list[j];
+            list[j] = list[j - 1];
+            list[j - 1] = t;
+        }
     if (by_insee)
         list[n++] = by_insee;
     for (size_t i = 0; i < nall && n < CAP; i++)
