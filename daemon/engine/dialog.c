@@ -111,6 +111,15 @@ const char *const fb__text_names[FB__T_COUNT] = {
     "note",
     "confirmer",
     "autre_chose",
+    "commune_confirmer",
+    "commune_autre",
+    "commune_autre_libelle",
+    "commune_zone",
+    "commune_zone_libelle",
+    "commune_hors_liste",
+    "commune_code_postal",
+    "commune_trop",
+    "commune_insee_libelle",
 };
 
 const char *const fb__text_defaults[FB__T_COUNT] = {
@@ -192,6 +201,33 @@ const char *const fb__text_defaults[FB__T_COUNT] = {
     "Je préfère vérifier. Vous voulez dire :",
     /* autre_chose: the last option of a confirmation */
     "Autre chose",
+    /* commune_confirmer */
+    "Vous voulez dire {{ recherche.proposition }} ?",
+    /* commune_autre */
+    "D'accord. Écrivez le nom de la commune suivi de son département (par exemple « Saint-Denis "
+    "93 »), ou son code postal, ou son code INSEE (5 caractères).",
+    /* commune_autre_libelle */
+    "Aucune de ces communes",
+    /* commune_zone */
+    "{% si recherche.type == \"region\" %}{{ recherche.zone }} est une région, pas une commune. "
+    "Dans quelle commune de cette région{% sinon %}{{ recherche.zone }} est un département, pas "
+    "une "
+    "commune. Dans quelle commune de ce département{% fin %} se trouve le site ?",
+    /* commune_zone_libelle */
+    "{% si recherche.type == \"region\" %}La région {{ recherche.zone }}{% sinon %}Le département "
+    "{{ recherche.zone }}{% fin %}",
+    /* commune_hors_liste */
+    "{{ recherche.zone }} : aucune des communes proposées ne s'y trouve. Choisissez-en une, ou "
+    "« {{ recherche.autre }} ».",
+    /* commune_code_postal */
+    "Le code postal {{ recherche.code }} est partagé par {{ recherche.nombre }} communes : "
+    "écrivez le nom de la vôtre.{% si recherche.insee %} {{ recherche.code }} est aussi le code "
+    "INSEE d'une autre commune, {{ recherche.insee }} : est-ce elle ?{% fin %}",
+    /* commune_trop */
+    "{{ recherche.nombre }} communes correspondent. Précisez le nom complet, avec le département "
+    "(par exemple « Saint-Denis 93 »), ou donnez le code postal.",
+    /* commune_insee_libelle */
+    "{{ recherche.proposition }}, dont le code INSEE est {{ recherche.code }}",
 };
 
 const char *const fb__status_names[FB__ST_COUNT] = {

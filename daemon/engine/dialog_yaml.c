@@ -272,7 +272,7 @@ void fb__ld_map_fields(struct ld *l, const yaml_node_t *map, const char *const *
         while (i < n && !fb__ld_key_is(k, keys[i]))
             i++;
         if (i == n) {
-            char known[512];
+            char known[1024]; /* every built-in text name fits */
             size_t o = 0;
             const char *close = NULL;
             unsigned best = 3;

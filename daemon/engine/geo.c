@@ -716,7 +716,8 @@ static void match_exact(const fb_geo_t *g, const char *key, const struct filter 
  * that start with the whole words of `key` ("boulogne" -> "boulogne sur mer"). Prefixes need
  * at least three letters: "st" alone must not list four thousand saints.
  */
-static void match_loose(const fb_geo_t *g, const char *key, const struct filter *f, struct hits *h)
+static void match_loose(const fb_geo_t *g, const char *key, const struct filter *f, struct hits *h,
+                        bool *prefix_found)
 {
     for (uint32_t i = lower_bound(g, FB_GEO_SEC_ALIAS_NAMES, 0, key);
          i < g->count[FB_GEO_SEC_ALIAS_NAMES] &&
@@ -737,8 +738,10 @@ static void match_loose(const fb_geo_t *g, const char *key, const struct filter 
         uint32_t c = rec(g, FB_GEO_SEC_NAME_INDEX, i, 0);
         if (strncmp(commune_key(g, c), prefix, klen + 1) != 0)
             break;
-        if (filter_ok(g, c, f))
+        if (filter_ok(g, c, f)) {
             hits_push(g, h, c, 0);
+            *prefix_found = true;
+        }
     }
 }
 
@@ -897,13 +900,22 @@ static void match_typo(const fb_geo_t *g, const char *key, const struct filter *
     }
 }
 
+/* What run_matches() found, for fb_geo_how_t. */
+struct found_how {
+    bool whole;     /* a hit came from the whole text (reading 0) */
+    bool qualified; /* a hit came from a qualified reading, qualifier applied */
+    bool prefix;    /* a loose hit was a prefix match */
+};
+
 /* Runs one kind of matching over interpretations [from, to), with or without their qualifier. */
 static void run_matches(const fb_geo_t *g, enum match_kind kind, const struct interp *in,
-                        size_t from, size_t to, bool filtered, bool reference, struct hits *h)
+                        size_t from, size_t to, bool filtered, bool reference, struct hits *h,
+                        struct found_how *fh)
 {
     static const struct filter none = {.kind = F_NONE};
     for (size_t i = from; i < to; i++) {
         const struct filter *f = filtered ? &in[i].filter : &none;
+        size_t before = h->len;
         if (in[i].key[0] == '\0')
             continue;
         switch (kind) {
@@ -911,7 +923,7 @@ static void run_matches(const fb_geo_t *g, enum match_kind kind, const struct in
             match_exact(g, in[i].key, f, h);
             break;
         case M_LOOSE:
-            match_loose(g, in[i].key, f, h);
+            match_loose(g, in[i].key, f, h, &fh->prefix);
             break;
         case M_TYPO:
             if (reference)
@@ -919,6 +931,12 @@ static void run_matches(const fb_geo_t *g, enum match_kind kind, const struct in
             else
                 match_typo(g, in[i].key, f, h);
             break;
+        }
+        if (h->len > before) {
+            if (i == 0)
+                fh->whole = true;
+            else if (filtered)
+                fh->qualified = true;
         }
     }
 }
@@ -1092,10 +1110,14 @@ static size_t qualified_interps(const fb_geo_t *g, const char *const *tok, size_
     return n;
 }
 
-/* fb_geo_find(), with the reference typo scan when `reference`. */
+/* fb_geo_find_how(), with the reference typo scan when `reference`. */
 static size_t find(const fb_geo_t *g, const char *text, const fb_commune_t **out, size_t max,
-                   bool reference)
+                   bool reference, fb_geo_how_t *how)
 {
+    fb_geo_how_t unused;
+    if (!how)
+        how = &unused;
+    *how = (fb_geo_how_t){.match = FB_GEO_MATCH_NONE};
     if (!g || !text)
         return 0;
     size_t len = strlen(text);
@@ -1130,6 +1152,8 @@ static size_t find(const fb_geo_t *g, const char *text, const fb_commune_t **out
     char code[6];
     if (ntok == 1 && normalize_code(tok[0], code)) {
         find_code(g, code, &h);
+        if (h.len)
+            how->match = FB_GEO_MATCH_CODE;
         return hits_finish(g, &h, out, max);
     }
     for (size_t i = 0; i < ntok; i++)
@@ -1142,14 +1166,22 @@ static size_t find(const fb_geo_t *g, const char *text, const fb_commune_t **out
     static const enum match_kind kinds[] = {M_EXACT, M_LOOSE, M_TYPO};
     for (size_t pass = 0; pass < 2; pass++) {
         for (size_t k = 0; k < FB_ARRAY_SIZE(kinds); k++) {
+            struct found_how fh = {false, false, false};
             if (pass == 0)
-                run_matches(g, kinds[k], in, 0, 1 + nq, true, reference, &h);
+                run_matches(g, kinds[k], in, 0, 1 + nq, true, reference, &h, &fh);
             else
-                run_matches(g, kinds[k], in, 1, 1 + nq, false, reference, &h);
+                run_matches(g, kinds[k], in, 1, 1 + nq, false, reference, &h, &fh);
             if (h.len && kinds[k] == M_TYPO)
                 hits_keep_closest(&h);
-            if (h.len)
+            if (h.len) {
+                how->match = kinds[k] == M_EXACT  ? FB_GEO_MATCH_EXACT
+                             : kinds[k] == M_TYPO ? FB_GEO_MATCH_TYPO
+                             : fh.prefix          ? FB_GEO_MATCH_PREFIX
+                                                  : FB_GEO_MATCH_ALIAS;
+                how->qualified = pass == 0 && fh.qualified && !fh.whole;
+                how->dropped = pass == 1;
                 return hits_finish(g, &h, out, max);
+            }
         }
     }
     return hits_finish(g, &h, out, max);
@@ -1157,13 +1189,137 @@ static size_t find(const fb_geo_t *g, const char *text, const fb_commune_t **out
 
 size_t fb_geo_find(const fb_geo_t *g, const char *text, const fb_commune_t **out, size_t max)
 {
-    return find(g, text, out, max, false);
+    return find(g, text, out, max, false, NULL);
+}
+
+size_t fb_geo_find_how(const fb_geo_t *g, const char *text, const fb_commune_t **out, size_t max,
+                       fb_geo_how_t *how)
+{
+    return find(g, text, out, max, false, how);
 }
 
 size_t fb__geo_find_reference(const fb_geo_t *g, const char *text, const fb_commune_t **out,
                               size_t max)
 {
-    return find(g, text, out, max, true);
+    return find(g, text, out, max, true, NULL);
+}
+
+/* ---- départements and régions named instead of a commune ------------------------------------ */
+
+/* Words that may come before an area's name or code: "celle du 93", "dans le 2A", "non, en
+ * Creuse", "le département de la Creuse". */
+static bool is_area_lead(const char *tok)
+{
+    static const char *const words[] = {
+        "celle", "celui",  "celles", "ceux",   "c",    "ce",          "est",   "qui",
+        "se",    "trouve", "situe",  "situee", "la",   "le",          "les",   "l",
+        "du",    "de",     "des",    "d",      "dans", "en",          "a",     "au",
+        "aux",   "non",    "plutot", "et",     "mais", "departement", "dept",  "dpt",
+        "dep",   "region", "je",     "parle",  "veux", "dire",        "pense", "numero"};
+    for (size_t i = 0; i < FB_ARRAY_SIZE(words); i++)
+        if (strcmp(tok, words[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Words that may close a message without changing what it names. */
+static bool is_area_tail(const char *tok)
+{
+    return strcmp(tok, "svp") == 0 || strcmp(tok, "stp") == 0 || strcmp(tok, "merci") == 0;
+}
+
+bool fb_geo_area_by_code(const fb_geo_t *g, fb_geo_area_kind_t kind, const char *code,
+                         fb_geo_area_t *out)
+{
+    *out = (fb_geo_area_t){.kind = FB_GEO_AREA_NONE};
+    if (!g || !code || (kind != FB_GEO_AREA_DEP && kind != FB_GEO_AREA_REGION))
+        return false;
+    int sec = kind == FB_GEO_AREA_DEP ? FB_GEO_SEC_DEPS : FB_GEO_SEC_REGIONS;
+    uint32_t i = lower_bound(g, sec, 0, code);
+    if (i >= g->count[sec] || strcmp(str_at(g, rec(g, sec, i, 0)), code) != 0)
+        return false;
+    *out = (fb_geo_area_t){kind, str_at(g, rec(g, sec, i, 0)), str_at(g, rec(g, sec, i, 1))};
+    return true;
+}
+
+bool fb_geo_area(const fb_geo_t *g, const char *text, bool one_digit, fb_geo_area_t *out)
+{
+    *out = (fb_geo_area_t){.kind = FB_GEO_AREA_NONE};
+    if (!g || !text)
+        return false;
+    size_t len = strlen(text);
+    if (len == 0 || len > MAX_QUERY)
+        return false;
+    char raw[MAX_QUERY + 1];
+    for (size_t i = 0; i < len; i++)
+        raw[i] = strchr("()[]{},;:/\\\"|.!?", text[i]) ? ' ' : text[i];
+    raw[len] = '\0';
+    char key[KEY_CAP];
+    if (fb_text_fold(raw, len, key, sizeof(key)) >= sizeof(key))
+        return false;
+    const char *tok[MAX_TOKENS];
+    size_t ntok = 0;
+    for (char *p = key; *p;) {
+        if (ntok == MAX_TOKENS)
+            return false;
+        tok[ntok++] = p;
+        char *sp = strchr(p, ' ');
+        if (!sp)
+            break;
+        *sp = '\0';
+        p = sp + 1;
+    }
+    size_t start = 0, end = ntok;
+    while (start < end && is_area_lead(tok[start]))
+        start++;
+    while (end > start && is_area_tail(tok[end - 1]))
+        end--;
+    if (start >= end)
+        return false;
+    if (end - start == 1) {
+        struct filter f;
+        const char *t = tok[start];
+        if ((strlen(t) >= 2 || one_digit || start > 0) && parse_dep_code(g, t, &f)) {
+            if (f.kind == F_CORSICA)
+                return fb_geo_area_by_code(g, FB_GEO_AREA_REGION, "94", out);
+            return fb_geo_area_by_code(g, FB_GEO_AREA_DEP,
+                                       str_at(g, rec(g, FB_GEO_SEC_DEPS, f.idx, 0)), out);
+        }
+    }
+    char words[KEY_CAP];
+    join(tok, start, end, words);
+    for (uint32_t d = 0; d < g->count[FB_GEO_SEC_DEPS]; d++)
+        if (area_name_eq(g->dep_keys[d], words))
+            return fb_geo_area_by_code(g, FB_GEO_AREA_DEP, str_at(g, rec(g, FB_GEO_SEC_DEPS, d, 0)),
+                                       out);
+    for (uint32_t r = 0; r < g->count[FB_GEO_SEC_REGIONS]; r++)
+        if (area_name_eq(g->region_keys[r], words))
+            return fb_geo_area_by_code(g, FB_GEO_AREA_REGION,
+                                       str_at(g, rec(g, FB_GEO_SEC_REGIONS, r, 0)), out);
+    return false;
+}
+
+bool fb_geo_has_postcode(const fb_commune_t *c, const char *pc)
+{
+    for (const char *const *p = c && pc ? c->postcodes : NULL; p && *p; p++)
+        if (strcmp(*p, pc) == 0)
+            return true;
+    return false;
+}
+
+bool fb_geo_in_area(const fb_commune_t *c, const fb_geo_area_t *a)
+{
+    if (!c || !a)
+        return false;
+    switch (a->kind) {
+    case FB_GEO_AREA_DEP:
+        return strcmp(c->dep, a->code) == 0;
+    case FB_GEO_AREA_REGION:
+        return strcmp(c->region, a->code) == 0;
+    case FB_GEO_AREA_NONE:
+        return false;
+    }
+    return false;
 }
 
 json_t *fb_geo_commune_json(const fb_commune_t *c)

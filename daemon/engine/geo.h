@@ -11,6 +11,7 @@
 #ifndef FB_GEO_H
 #define FB_GEO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -68,6 +69,62 @@ json_t *fb_geo_commune_json(const fb_commune_t *c);
  */
 size_t fb_geo_by_postcode(const fb_geo_t *g, const char *postcode, const fb_commune_t **out,
                           size_t max);
+
+/** How fb_geo_find_how() matched (the kind of matching that found the results). */
+typedef enum fb_geo_match_e {
+    FB_GEO_MATCH_NONE,   /* nothing found */
+    FB_GEO_MATCH_CODE,   /* a lone INSEE or postal code (or a former INSEE code) */
+    FB_GEO_MATCH_EXACT,  /* a name, exactly (case, accents, hyphens aside) */
+    FB_GEO_MATCH_ALIAS,  /* a former commune's name, or the name without its article */
+    FB_GEO_MATCH_PREFIX, /* names that start with the query's words ("Boulogne") */
+    FB_GEO_MATCH_TYPO    /* names within fb_text_typo_budget() edits */
+} fb_geo_match_t;
+
+typedef struct fb_geo_how_s {
+    fb_geo_match_t match;
+    bool qualified; /* the name read is only part of the text, and the rest (a département, a
+                     * postal code, a région) held: "Saint-Denis 93" */
+    bool dropped;   /* the text carried a qualifier that no match satisfied, so it was ignored:
+                     * "celle du 93" finds Cellé (41), "Paris 15" finds Paris */
+} fb_geo_how_t;
+
+/** fb_geo_find(), also saying how the results were found (`how` may be NULL). */
+size_t fb_geo_find_how(const fb_geo_t *g, const char *text, const fb_commune_t **out, size_t max,
+                       fb_geo_how_t *how);
+
+/** A département or a région, as the user may name it instead of a commune. */
+typedef enum fb_geo_area_kind_e {
+    FB_GEO_AREA_NONE,
+    FB_GEO_AREA_DEP,
+    FB_GEO_AREA_REGION
+} fb_geo_area_kind_t;
+
+typedef struct fb_geo_area_s {
+    fb_geo_area_kind_t kind;
+    const char *code; /* "23", "2A", "974"; région: "75" (borrowed from the index) */
+    const char *name; /* "Creuse", "Nouvelle-Aquitaine" (borrowed) */
+} fb_geo_area_t;
+
+/**
+ * Reads `text` as naming a département or a région and nothing else: its code ("93", "2A",
+ * "974"; "20" is the région Corse), its name with or without article ("Seine-Saint-Denis",
+ * "la Creuse", "Bretagne"), after leading words such as "celle du", "dans le", "en", "le
+ * département de" ("celle du 93", "dans le 2A"). A one-digit code counts only after such words
+ * ("dans le 5") or when `one_digit` is set, since a lone "5" is more likely something else. A
+ * département wins over the région of the same name (Guadeloupe, La Réunion...). Returns false
+ * (and `out->kind` FB_GEO_AREA_NONE) when the text is anything else.
+ */
+bool fb_geo_area(const fb_geo_t *g, const char *text, bool one_digit, fb_geo_area_t *out);
+
+/** The département (`kind` FB_GEO_AREA_DEP) or région with code `code`. False when unknown. */
+bool fb_geo_area_by_code(const fb_geo_t *g, fb_geo_area_kind_t kind, const char *code,
+                         fb_geo_area_t *out);
+
+/** True when commune `c` has postal code `pc`. */
+bool fb_geo_has_postcode(const fb_commune_t *c, const char *pc);
+
+/** True when commune `c` lies in area `a`. */
+bool fb_geo_in_area(const fb_commune_t *c, const fb_geo_area_t *a);
 
 /**
  * Internal, for tests only: fb_geo_find() with the plain linear typo scan it had before the typo

@@ -102,6 +102,15 @@ enum fb__textid {
     FB__T_NOTE,
     FB__T_CONFIRMER,
     FB__T_AUTRE_CHOSE,
+    FB__T_COMMUNE_CONFIRMER,
+    FB__T_COMMUNE_AUTRE,
+    FB__T_COMMUNE_AUTRE_LIBELLE,
+    FB__T_COMMUNE_ZONE,
+    FB__T_COMMUNE_ZONE_LIBELLE,
+    FB__T_COMMUNE_HORS_LISTE,
+    FB__T_COMMUNE_CODE_POSTAL,
+    FB__T_COMMUNE_TROP,
+    FB__T_COMMUNE_INSEE_LIBELLE,
     FB__T_COUNT,
 };
 
@@ -326,8 +335,12 @@ struct fb_dialog_s {
 
 /* ---- the session in memory (session.c) ---- */
 
-#define FB__MAX_CANDIDATES 5
-#define FB__MAX_PATH       64
+/* Commune candidates kept for a pick: a postal code's communes (lists of more than
+ * FB__COMMUNE_LIST_MAX are not listed, the user is asked for the name), the commune with that
+ * INSEE code and those that absorbed it. */
+#define FB__MAX_CANDIDATES   16
+#define FB__COMMUNE_LIST_MAX 12
+#define FB__MAX_PATH         64
 /* The user's last free-text messages kept for the advisors' summary (session `l`): how many, and
  * the most bytes each may take once cut (the « … » that marks a cut included). */
 #define FB__MAX_LAST_MESSAGES      3
@@ -347,8 +360,11 @@ struct fb__sess {
     unsigned char *status;
     int32_t *day; /* per road entry: day (since 1970-01-01) of the user's last change, 0: none */
     size_t n_road;
-    char cand[FB__MAX_CANDIDATES][8]; /* commune candidates (INSEE codes) awaiting a pick */
+    char cand[FB__MAX_CANDIDATES][8]; /* commune candidates awaiting a pick: INSEE codes, or
+                                       * "d23" / "r53" for a département or région */
     size_t n_cand;
+    char qual[8]; /* what narrows the next commune search: "d23" (département), "r53" (région),
+                   * "p12300" (postal code), or "" */
     int pending_step;  /* index in road of the step a reminder asked about, or -1 */
     bool pending_pick; /* pending_step was picked by the user (all six statuses offered) */
     bool avis_given;   /* an `avis` effect was emitted (at most one per conversation) */

@@ -210,6 +210,8 @@ const json_t *fb__run_builtin(struct run *r, const char *name, size_t len)
         return r->c_etape;
     if (IS("delai"))
         return r->c_delai;
+    if (IS("recherche"))
+        return r->c_recherche;
     if (st->type == FB__Q_NONE || r->guard > 0)
         return NULL;
     if (IS("question")) {
@@ -418,32 +420,116 @@ static void schedule(struct run *r, long long after, const char *reason)
 
 /* ---- asking ---------------------------------------------------------------------------------- */
 
-/* The label of commune candidate `code`: "Saint-Denis (93)". New string. */
-char *fb__run_candidate_label(const struct run *r, const char *code)
+/* Renders `t` as plain text with `ctx` (stolen, may be NULL) as `recherche`. New string. */
+static char *render_with(struct run *r, const struct fb__text *t, json_t *ctx)
+{
+    json_t *saved = r->c_recherche;
+    fb_buf_t b;
+    fb_buf_init(&b, MAX_TEXT_BYTES);
+    r->c_recherche = ctx;
+    char *out = fb__run_render_text(r, t, &b, NULL) == 0 ? fb_strdup(fb_buf_str(&b)) : NULL;
+    r->c_recherche = saved;
+    json_decref(ctx);
+    fb_buf_free(&b);
+    return out ? out : fb_strdup("");
+}
+
+void fb__run_recherche_set(struct run *r, const char *key, json_t *v)
+{
+    if (!r->c_recherche)
+        r->c_recherche = json_object();
+    (void)json_object_set_new(r->c_recherche, key, v ? v : json_null());
+}
+
+char *fb__run_area_label(const fb_geo_area_t *a)
+{
+    if (a->kind == FB_GEO_AREA_DEP)
+        return fb_asprintf("%s (%s)", a->name, a->code);
+    return fb_strdup(a->name);
+}
+
+json_t *fb__run_area_context(const fb_geo_area_t *a)
+{
+    char *zone = fb__run_area_label(a);
+    json_t *o =
+        json_pack("{s:s, s:s, s:s}", "zone", zone, "type",
+                  a->kind == FB_GEO_AREA_DEP ? "departement" : "region", "code_zone", a->code);
+    fb_free(zone);
+    return o;
+}
+
+bool fb__run_candidate_area(const struct run *r, const char *id, fb_geo_area_t *a)
 {
     const fb_geo_t *geo = geo_of(r);
+    if (!geo || (id[0] != 'd' && id[0] != 'r'))
+        return false;
+    return fb_geo_area_by_code(geo, id[0] == 'd' ? FB_GEO_AREA_DEP : FB_GEO_AREA_REGION, id + 1, a);
+}
+
+/*
+ * The label of commune candidate `code`: "Saint-Denis (93)"; "Le département Creuse (23)" for
+ * an area ("d23"); after a postal code, the commune listed for its INSEE code says so
+ * (`commune_insee_libelle`). New string.
+ */
+char *fb__run_candidate_label(struct run *r, const char *code)
+{
+    const fb_geo_t *geo = geo_of(r);
+    fb_geo_area_t a;
+    if (fb__run_candidate_area(r, code, &a))
+        return render_with(r, &r->d->texts[FB__T_COMMUNE_ZONE_LIBELLE], fb__run_area_context(&a));
     const fb_commune_t *c = geo ? fb_geo_by_insee(geo, code) : NULL;
     if (!c)
         return fb_strdup(code);
-    return fb_asprintf("%s (%s)", c->name, c->dep);
+    char *label = fb_asprintf("%s (%s)", c->name, c->dep);
+    const char *qual = r->s.qual;
+    if (qual[0] == 'p' && strcmp(c->insee, qual + 1) == 0 && !fb_geo_has_postcode(c, qual + 1)) {
+        char *l = render_with(r, &r->d->texts[FB__T_COMMUNE_INSEE_LIBELLE],
+                              json_pack("{s:s, s:s}", "proposition", label, "code", qual + 1));
+        fb_free(label);
+        label = l;
+    }
+    return label;
 }
 
-/* Says the commune candidates as a numbered list with choices (ids: INSEE codes). */
-void fb__run_ask_candidates(struct run *r)
+char *fb__run_autre_label(struct run *r)
 {
+    return render_with(r, &r->d->texts[FB__T_COMMUNE_AUTRE_LIBELLE], NULL);
+}
+
+/*
+ * Says the commune candidates after `intro` (NULL: `commune_choix`, or `commune_confirmer` for a
+ * lone commune) as a numbered list with choices (ids: INSEE codes, "d23"/"r53" for an area), and
+ * always a last option `commune_autre_libelle` (id "autre"). A lone commune is a yes/no
+ * question: "Vous voulez dire Ugine (73) ?" 1. Oui (its INSEE code) 2. Non ("autre").
+ */
+void fb__run_ask_candidates(struct run *r, const struct fb__text *intro)
+{
+    struct fb__sess *s = &r->s;
+    bool confirm = s->n_cand == 1 && s->cand[0][0] != 'd' && s->cand[0][0] != 'r';
+    char *autre = fb__run_autre_label(r);
+    fb__run_recherche_set(r, "autre", json_string(autre));
+    if (confirm && !json_object_get(r->c_recherche, "proposition")) {
+        char *l = fb__run_candidate_label(r, s->cand[0]);
+        fb__run_recherche_set(r, "proposition", json_string(l));
+        fb_free(l);
+    }
+    if (!intro)
+        intro = &r->d->texts[confirm ? FB__T_COMMUNE_CONFIRMER : FB__T_COMMUNE_CHOIX];
     fb_buf_t plain, html;
     fb_buf_init(&plain, MAX_TEXT_BYTES);
     fb_buf_init(&html, MAX_TEXT_BYTES);
     json_t *choices = json_array();
-    if (fb__run_render_text(r, &r->d->texts[FB__T_COMMUNE_CHOIX], &plain, &html) == 0) {
+    if (fb__run_render_text(r, intro, &plain, &html) == 0) {
         (void)fb_buf_puts(&html, "<p>");
-        for (size_t i = 0; i < r->s.n_cand; i++) {
-            char *label = fb__run_candidate_label(r, r->s.cand[i]);
+        for (size_t i = 0; i <= s->n_cand; i++) {
+            const char *id = i < s->n_cand ? s->cand[i] : "autre";
+            char *label = confirm         ? fb_strdup(i == 0 ? "Oui" : "Non")
+                          : i < s->n_cand ? fb__run_candidate_label(r, id)
+                                          : fb_strdup(autre);
             (void)fb_buf_printf(&plain, "%s%zu. %s", i ? "\n" : "\n\n", i + 1, label);
             (void)fb_buf_printf(&html, "%s%zu. ", i ? "<br>" : "", i + 1);
             (void)fb_template_html_escape(label, strlen(label), &html);
-            (void)json_array_append_new(
-                choices, json_pack("{s:s, s:s}", "id", r->s.cand[i], "label", label));
+            (void)json_array_append_new(choices, json_pack("{s:s, s:s}", "id", id, "label", label));
             fb_free(label);
         }
         (void)fb_buf_puts(&html, "</p>");
@@ -452,6 +538,7 @@ void fb__run_ask_candidates(struct run *r)
     json_decref(choices);
     fb_buf_free(&plain);
     fb_buf_free(&html);
+    fb_free(autre);
 }
 
 /*
@@ -509,7 +596,7 @@ void fb__run_ask(struct run *r)
     if (st->type == FB__Q_NONE)
         return;
     if (r->s.n_cand > 0) {
-        fb__run_ask_candidates(r);
+        fb__run_ask_candidates(r, NULL);
         return;
     }
     if (r->s.n_confirm > 0) {
@@ -735,6 +822,7 @@ static void finish(struct run *r, int target)
     s->state = target;
     s->fails = 0;
     s->n_cand = 0;
+    s->qual[0] = '\0';
     s->pending_step = -1;
     s->reminders = 0;
     fb__run_invalidate(r);
@@ -802,6 +890,7 @@ void fb__run_enter(struct run *r, int target, bool replay)
         r->s.fails = 0;
         r->s.n_cand = 0;
         r->s.n_confirm = 0;
+        r->s.qual[0] = '\0';
         r->s.ended = false;
         fb__run_invalidate(r);
         fb__run_ask(r);
@@ -827,6 +916,7 @@ void fb__run_accept(struct run *r, json_t *v)
     r->s.fails = 0;
     r->s.n_cand = 0;
     r->s.n_confirm = 0;
+    r->s.qual[0] = '\0';
     fb__run_enter(r, after_answer(r, st, v), false);
 }
 
@@ -1013,6 +1103,7 @@ static void run_free(struct run *r)
     fb__run_drop(&r->c_etape);
     fb__run_drop(&r->c_delai);
     fb_free(r->note);
+    fb__run_drop(&r->c_recherche);
     fb_free(r->c_communes);
     fb_free(r->c_cats);
     fb__session_free(&r->s);

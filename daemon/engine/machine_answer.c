@@ -28,6 +28,19 @@ static json_t *number_json(double x)
     return json_real(x);
 }
 
+/* ---- communes ---------------------------------------------------------------------------------
+ *
+ * The commune step (docs/internals/ENGINE.md, "Communes"). What the user typed is read, in order,
+ * as: a pick in the pending list (its number or label, a button, a département or région that
+ * narrows the list, « aucune de ces communes », yes / no to a lone proposal); a lone code (the
+ * communes with that postal code, by name, then the one with that INSEE code); a département or
+ * région (asked which commune in it, and kept to narrow the next search); a commune name. Exact
+ * names are taken at once; a name found only by typo distance, by prefix or by dropping what the
+ * user added to it is proposed, never taken silently.
+ */
+
+#define AUTRE_ID "autre"
+
 /* Stores commune `c` as the answer. */
 static void accept_commune(struct run *r, const fb_commune_t *c)
 {
@@ -44,6 +57,356 @@ static bool same_name(const fb_commune_t *c, const char *text)
     return strcmp(a, b) == 0;
 }
 
+/* Replaces the pending candidates with `v[0..n)` (at most FB__MAX_CANDIDATES kept). */
+static void set_candidates(struct run *r, const fb_commune_t *const *v, size_t n)
+{
+    struct fb__sess *s = &r->s;
+    s->n_cand = 0;
+    for (size_t i = 0; i < n && s->n_cand < FB__MAX_CANDIDATES; i++) {
+        size_t len = strlen(v[i]->insee);
+        if (len < sizeof(s->cand[0]))
+            memcpy(s->cand[s->n_cand++], v[i]->insee, len + 1);
+    }
+}
+
+/* Appends area `a` ("d23", "r53") to the pending candidates. */
+static void add_area_candidate(struct run *r, const fb_geo_area_t *a)
+{
+    struct fb__sess *s = &r->s;
+    if (s->n_cand < FB__MAX_CANDIDATES)
+        (void)snprintf(s->cand[s->n_cand++], sizeof(s->cand[0]), "%c%s",
+                       a->kind == FB_GEO_AREA_DEP ? 'd' : 'r', a->code);
+}
+
+/* « Aucune de ces communes »: back to the question, with a hint (postal code, INSEE code). The
+ * qualifier stays: it only narrows a search when something in it matches. Not a failure. */
+static void say_autre(struct run *r)
+{
+    r->s.n_cand = 0;
+    fb__run_say_builtin(r, FB__T_COMMUNE_AUTRE);
+}
+
+/* A département or région typed instead of a commune: asks which commune in it, and keeps it
+ * to narrow the next search ("d23", "r53"). Not a failure. */
+static void ask_in_area(struct run *r, const fb_geo_area_t *a)
+{
+    struct fb__sess *s = &r->s;
+    s->n_cand = 0;
+    (void)snprintf(s->qual, sizeof(s->qual), "%c%s", a->kind == FB_GEO_AREA_DEP ? 'd' : 'r',
+                   a->code);
+    fb__run_drop(&r->c_recherche);
+    r->c_recherche = fb__run_area_context(a);
+    fb__run_say_builtin(r, FB__T_COMMUNE_ZONE);
+}
+
+/* Takes pending candidate `i`: a commune is the answer, an area asks for a commune in it. */
+static void take_candidate(struct run *r, size_t i)
+{
+    const fb_geo_t *geo = geo_of(r);
+    fb_geo_area_t a;
+    char id[sizeof(r->s.cand[0])];
+    memcpy(id, r->s.cand[i], sizeof(id));
+    if (fb__run_candidate_area(r, id, &a)) {
+        ask_in_area(r, &a);
+        return;
+    }
+    const fb_commune_t *c = fb_geo_by_insee(geo, id);
+    if (c)
+        accept_commune(r, c);
+    else
+        say_autre(r); /* a code the index no longer knows (an older session) */
+}
+
+/* True when `text` is only digits (and blanks around them); sets `*v` (0 when too long). */
+static bool only_number(const char *text, unsigned long *v)
+{
+    while (*text == ' ')
+        text++;
+    size_t n = 0;
+    *v = 0;
+    while (text[n] >= '0' && text[n] <= '9') {
+        *v = n < 6 ? *v * 10 + (unsigned long)(text[n] - '0') : 0;
+        n++;
+    }
+    if (n == 0)
+        return false;
+    for (const char *p = text + n; *p; p++)
+        if (*p != ' ')
+            return false;
+    return true;
+}
+
+/*
+ * A message while candidates are pending. Returns true when it was read as a pick (or said
+ * something about the list); false to search the index again with it.
+ */
+static bool pick_candidate(struct run *r, const char *text, const char *choice)
+{
+    struct fb__sess *s = &r->s;
+    const fb_geo_t *geo = geo_of(r);
+    size_t n = s->n_cand;
+    bool confirm = n == 1 && s->cand[0][0] != 'd' && s->cand[0][0] != 'r';
+    if (choice) {
+        if (strcmp(choice, AUTRE_ID) == 0) {
+            say_autre(r);
+            return true;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(choice, s->cand[i]) == 0) {
+                take_candidate(r, i);
+                return true;
+            }
+    }
+    if (!text)
+        return false;
+    bool yes = false;
+    if (confirm && fb_answer_yesno(text, &yes) == FB_ANSWER_OK) {
+        if (yes)
+            take_candidate(r, 0);
+        else
+            say_autre(r);
+        return true;
+    }
+    unsigned long num = 0;
+    if (only_number(text, &num) && num >= 1 && num <= n + 1) {
+        if (num == n + 1)
+            say_autre(r);
+        else
+            take_candidate(r, num - 1);
+        return true;
+    }
+    /* A département or région names one of the listed communes, never another elsewhere. */
+    fb_geo_area_t a;
+    if (fb_geo_area(geo, text, false, &a)) {
+        size_t keep[FB__MAX_CANDIDATES], m = 0;
+        for (size_t i = 0; i < n; i++) {
+            const fb_commune_t *c = fb_geo_by_insee(geo, s->cand[i]);
+            if (c && fb_geo_in_area(c, &a))
+                keep[m++] = i;
+        }
+        if (m == 1) {
+            take_candidate(r, keep[0]);
+            return true;
+        }
+        if (m > 1) {
+            for (size_t i = 0; i < m; i++)
+                memmove(s->cand[i], s->cand[keep[i]], sizeof(s->cand[0]));
+            s->n_cand = m;
+            fb__run_ask_candidates(r, NULL);
+            return true;
+        }
+        fb__run_drop(&r->c_recherche);
+        r->c_recherche = fb__run_area_context(&a);
+        fb__run_ask_candidates(r, &r->d->texts[FB__T_COMMUNE_HORS_LISTE]);
+        return true;
+    }
+    /* « Aucune de ces communes » in the user's words: compared whole, since a typo tolerance
+     * would read the commune Autry as « autre ». */
+    static const char *const autre_words[] = {"autre",
+                                              "autre commune",
+                                              "une autre",
+                                              "une autre commune",
+                                              "aucune",
+                                              "aucun",
+                                              "aucune de ces communes",
+                                              "aucune de celles ci",
+                                              "aucune des communes",
+                                              "aucune des deux",
+                                              "ni l une ni l autre",
+                                              "pas dans la liste",
+                                              "elle n est pas dans la liste",
+                                              "non",
+                                              "non aucune",
+                                              "aucune ne convient",
+                                              "pas celle ci",
+                                              "pas celles ci",
+                                              "aucune de ces propositions",
+                                              "non merci",
+                                              "ce n est aucune de celles ci"};
+    char folded[256];
+    if (fb_text_fold(text, strlen(text), folded, sizeof(folded)) < sizeof(folded))
+        for (size_t i = 0; i < FB_ARRAY_SIZE(autre_words); i++)
+            if (strcmp(folded, autre_words[i]) == 0) {
+                say_autre(r);
+                return true;
+            }
+    /* The labels (the last one, « Aucune de ces communes », included). */
+    fb_choice_t opts[FB__MAX_CANDIDATES + 1];
+    char *labels[FB__MAX_CANDIDATES + 1] = {NULL};
+    for (size_t i = 0; i < n; i++) {
+        labels[i] = confirm ? fb_strdup("Oui") : fb__run_candidate_label(r, s->cand[i]);
+        opts[i] = (fb_choice_t){s->cand[i], labels[i], NULL};
+    }
+    labels[n] = confirm ? fb_strdup("Non") : fb__run_autre_label(r);
+    opts[n] = (fb_choice_t){AUTRE_ID, labels[n], NULL};
+    size_t idx = 0;
+    fb_answer_status_t st = fb_answer_choice(opts, n + 1, text, &idx);
+    for (size_t i = 0; i <= n; i++)
+        fb_free(labels[i]);
+    if (st == FB_ANSWER_OK) {
+        if (idx == n)
+            say_autre(r);
+        else
+            take_candidate(r, idx);
+        return true;
+    }
+    if (st == FB_ANSWER_UNKNOWN) {
+        s->n_cand = 0;
+        if (cur(r)->nsp_ok)
+            fb__run_accept(r, json_string(FB_NSP_VALUE));
+        else
+            fb__run_fail(r, FB_ANSWER_UNKNOWN);
+        return true;
+    }
+    return false;
+}
+
+/* `text` as a lone commune code ("12300", " 2a004 "), upper-cased into `out`. */
+static bool lone_code(const char *text, char out[6])
+{
+    while (*text == ' ')
+        text++;
+    size_t n = 0;
+    while (text[n] && text[n] != ' ' && n < 6)
+        n++;
+    for (const char *p = text + n; *p; p++)
+        if (*p != ' ')
+            return false;
+    if (n != 5)
+        return false;
+    for (size_t i = 0; i < 5; i++) {
+        char ch = text[i];
+        if (ch >= 'a' && ch <= 'z')
+            ch = (char)(ch - 'a' + 'A');
+        if (!(ch >= '0' && ch <= '9') && !(i == 1 && text[0] == '2' && (ch == 'A' || ch == 'B')))
+            return false;
+        out[i] = ch;
+    }
+    out[5] = '\0';
+    return true;
+}
+
+/* Orders communes by name (folded, so accents do not send « Écromagny » to the end), then by
+ * département. */
+static int cmp_commune_name(const fb_commune_t *x, const fb_commune_t *y)
+{
+    char fx[128], fy[128];
+    (void)fb_text_fold(x->name, strlen(x->name), fx, sizeof(fx));
+    (void)fb_text_fold(y->name, strlen(y->name), fy, sizeof(fy));
+    int c = strcmp(fx, fy);
+    return c ? c : strcmp(x->insee, y->insee);
+}
+
+/* True when `c` is among `v[0..n)`. */
+static bool contains(const fb_commune_t *const *v, size_t n, const fb_commune_t *c)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == c)
+            return true;
+    return false;
+}
+
+/*
+ * A lone code: every commune with that postal code, by name; then the commune whose INSEE code
+ * it is (often another: 12300 is Villefranche-de-Rouergue's INSEE code and the postal code of
+ * nine other communes), then those that absorbed a former commune with that code. A postal code
+ * shared by more than FB__COMMUNE_LIST_MAX communes is not listed: the user is asked for the
+ * name, and the next search is narrowed to that postal code.
+ */
+static void answer_code(struct run *r, const char code[6])
+{
+    const fb_geo_t *geo = geo_of(r);
+    struct fb__sess *s = &r->s;
+    enum { CAP = 64 };
+    const fb_commune_t *pcs[CAP], *all[CAP], *list[CAP];
+    size_t npc = fb_geo_by_postcode(geo, code, pcs, CAP);
+    size_t nall = fb_geo_find(geo, code, all, CAP);
+    npc = npc < CAP ? npc : CAP;
+    nall = nall < CAP ? nall : CAP;
+    const fb_commune_t *by_insee = fb_geo_by_insee(geo, code);
+    if (by_insee && contains(pcs, npc, by_insee))
+        by_insee = NULL;
+    fb__run_drop(&r->c_recherche);
+    s->qual[0] = '\0';
+    if (npc > FB__COMMUNE_LIST_MAX) {
+        size_t total = fb_geo_by_postcode(geo, code, NULL, 0);
+        fb__run_recherche_set(r, "code", json_string(code));
+        fb__run_recherche_set(r, "nombre", json_integer((json_int_t)total));
+        s->n_cand = 0;
+        (void)snprintf(s->qual, sizeof(s->qual), "p%s", code);
+        if (by_insee) {
+            char *l = fb_asprintf("%s (%s)", by_insee->name, by_insee->dep);
+            fb__run_recherche_set(r, "insee", json_string(l));
+            fb__run_recherche_set(r, "proposition", json_string(l));
+            fb_free(l);
+            set_candidates(r, &by_insee, 1);
+            fb__run_ask_candidates(r, &r->d->texts[FB__T_COMMUNE_CODE_POSTAL]);
+        } else {
+            fb__run_say_builtin(r, FB__T_COMMUNE_CODE_POSTAL);
+        }
+        return;
+    }
+    if (npc > 0)
+        (void)snprintf(s->qual, sizeof(s->qual), "p%s", code);
+    size_t n = 0;
+    for (size_t i = 0; i < npc; i++)
+        list[n++] = pcs[i];
+    for (size_t i = 1; i < n; i++) /* an insertion sort: at most FB__COMMUNE_LIST_MAX */
+        for (size_t j = i; j > 0 && cmp_commune_name(list[j - 1], list[j]) > 0; j--) {
+            const fb_commune_t *t = list[j];
+            list[j] = list[j - 1];
+            list[j - 1] = t;
+        }
+    if (by_insee)
+        list[n++] = by_insee;
+    for (size_t i = 0; i < nall && n < CAP; i++)
+        if (!contains(list, n, all[i]))
+            list[n++] = all[i];
+    if (n == 0) {
+        s->n_cand = 0;
+        s->qual[0] = '\0';
+        fb__run_fail(r, FB_ANSWER_INVALID);
+        return;
+    }
+    if (n == 1) {
+        accept_commune(r, list[0]);
+        return;
+    }
+    set_candidates(r, list, n);
+    fb__run_ask_candidates(r, NULL);
+}
+
+/*
+ * Searches the index for `text`, narrowed first by the pending qualifier (a département, a
+ * région or a postal code the user gave before) when anything in it matches.
+ */
+static size_t search(struct run *r, const char *text, const fb_commune_t **out, size_t max,
+                     fb_geo_how_t *how)
+{
+    const fb_geo_t *geo = geo_of(r);
+    const char *qual = r->s.qual;
+    if (qual[0]) {
+        fb_geo_area_t a = {.kind = FB_GEO_AREA_NONE};
+        const char *extra = qual + 1;
+        if (qual[0] != 'p') {
+            if (!fb__run_candidate_area(r, qual, &a))
+                extra = NULL;
+            else if (a.kind == FB_GEO_AREA_REGION)
+                extra = a.name;
+        }
+        char *q = extra ? fb_asprintf("%s %s", text, extra) : NULL;
+        size_t total = q ? fb_geo_find_how(geo, q, out, max, how) : 0;
+        fb_free(q);
+        bool held = total > 0 && total <= max && how->qualified && !how->dropped;
+        for (size_t i = 0; held && i < total; i++)
+            held =
+                qual[0] == 'p' ? fb_geo_has_postcode(out[i], qual + 1) : fb_geo_in_area(out[i], &a);
+        if (held)
+            return total;
+    }
+    return fb_geo_find_how(geo, text, out, max, how);
+}
+
 /* A commune answer: a pick among pending candidates, else a search of the index. */
 static void answer_commune(struct run *r, const char *text, const char *choice)
 {
@@ -54,40 +417,23 @@ static void answer_commune(struct run *r, const char *text, const char *choice)
         return;
     }
     if (s->n_cand > 0) {
-        fb_choice_t opts[FB__MAX_CANDIDATES];
-        char *labels[FB__MAX_CANDIDATES] = {NULL};
-        size_t idx = 0, n = s->n_cand < FB__MAX_CANDIDATES ? s->n_cand : FB__MAX_CANDIDATES;
-        fb_answer_status_t st = FB_ANSWER_INVALID;
-        for (size_t i = 0; i < n; i++) {
-            labels[i] = fb__run_candidate_label(r, s->cand[i]);
-            opts[i] = (fb_choice_t){s->cand[i], labels[i], NULL};
-            if (choice && strcmp(choice, s->cand[i]) == 0) {
-                idx = i;
-                st = FB_ANSWER_OK;
-            }
-        }
-        if (st != FB_ANSWER_OK && text)
-            st = fb_answer_choice(opts, n, text, &idx);
-        for (size_t i = 0; i < n; i++)
-            fb_free(labels[i]);
-        const fb_commune_t *c = st == FB_ANSWER_OK ? fb_geo_by_insee(geo, s->cand[idx]) : NULL;
-        if (c) {
-            accept_commune(r, c);
+        if (pick_candidate(r, text, choice))
             return;
-        }
-        if (st == FB_ANSWER_UNKNOWN) {
-            s->n_cand = 0;
-            if (cur(r)->nsp_ok)
-                fb__run_accept(r, json_string(FB_NSP_VALUE));
-            else
-                fb__run_fail(r, FB_ANSWER_UNKNOWN);
-            return;
-        }
+        s->n_cand = 0;
     }
     if (choice && !text) {
+        fb_geo_area_t a;
         const fb_commune_t *c = fb_geo_by_insee(geo, choice);
         if (c) {
             accept_commune(r, c);
+            return;
+        }
+        if (strcmp(choice, AUTRE_ID) == 0) {
+            say_autre(r);
+            return;
+        }
+        if (fb__run_candidate_area(r, choice, &a)) {
+            ask_in_area(r, &a);
             return;
         }
         text = choice;
@@ -100,14 +446,60 @@ static void answer_commune(struct run *r, const char *text, const char *choice)
             fb__run_fail(r, FB_ANSWER_UNKNOWN);
         return;
     }
-    const fb_commune_t *found[FB__MAX_CANDIDATES];
-    size_t total = fb_geo_find(geo, text, found, FB__MAX_CANDIDATES);
-    size_t n = total < FB__MAX_CANDIDATES ? total : FB__MAX_CANDIDATES;
+    char code[6];
+    if (lone_code(text, code)) {
+        answer_code(r, code);
+        return;
+    }
+    const fb_commune_t *found[FB__COMMUNE_LIST_MAX];
+    fb_geo_how_t how;
+    fb_geo_area_t area;
+    if (fb_geo_area(geo, text, false, &area)) {
+        /* A département or région: unless a commune has exactly that name ("Paris", "La
+         * Réunion" in Lot-et-Garonne, "Vienne" in Isère), ask for the commune in it. */
+        size_t total = fb_geo_find_how(geo, text, found, FB__COMMUNE_LIST_MAX, &how);
+        size_t n = total < FB__COMMUNE_LIST_MAX ? total : FB__COMMUNE_LIST_MAX;
+        const fb_commune_t *named[FB__COMMUNE_LIST_MAX];
+        size_t m = 0;
+        if (how.match == FB_GEO_MATCH_EXACT && !how.qualified && !how.dropped)
+            for (size_t i = 0; i < n; i++)
+                if (same_name(found[i], text))
+                    named[m++] = found[i];
+        if (m == 0) {
+            ask_in_area(r, &area);
+            return;
+        }
+        /* A commune named like the area it lies in stands for it: Paris, Saint-Martin (978). */
+        bool inside = false;
+        for (size_t i = 0; i < m; i++)
+            inside = inside || fb_geo_in_area(named[i], &area);
+        if (m == 1 && inside) {
+            accept_commune(r, named[0]);
+            return;
+        }
+        set_candidates(r, named, m < FB__COMMUNE_LIST_MAX ? m : FB__COMMUNE_LIST_MAX - 1);
+        if (!inside)
+            add_area_candidate(r, &area);
+        fb__run_ask_candidates(r, NULL);
+        return;
+    }
+    size_t total = search(r, text, found, FB__COMMUNE_LIST_MAX, &how);
+    size_t n = total < FB__COMMUNE_LIST_MAX ? total : FB__COMMUNE_LIST_MAX;
     if (n == 0) {
         s->n_cand = 0;
         fb__run_fail(r, FB_ANSWER_INVALID);
         return;
     }
+    if (total > FB__COMMUNE_LIST_MAX) {
+        s->n_cand = 0;
+        fb__run_recherche_set(r, "nombre", json_integer((json_int_t)total));
+        fb__run_say_builtin(r, FB__T_COMMUNE_TROP);
+        return;
+    }
+    /* Only an exact name (or a former name, or the name without its article) is taken at once;
+     * a typo, a prefix or a qualifier the commune does not satisfy is proposed instead. */
+    bool propose =
+        how.match == FB_GEO_MATCH_TYPO || how.match == FB_GEO_MATCH_PREFIX || how.dropped;
     const fb_commune_t *exact = NULL;
     size_t n_exact = 0;
     for (size_t i = 0; i < n; i++)
@@ -115,18 +507,12 @@ static void answer_commune(struct run *r, const char *text, const char *choice)
             exact = found[i];
             n_exact++;
         }
-    if (total == 1 || (n_exact == 1 && total <= FB__MAX_CANDIDATES)) {
+    if (!propose && (total == 1 || n_exact == 1)) {
         accept_commune(r, total == 1 ? found[0] : exact);
         return;
     }
-    s->n_cand = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t len = strlen(found[i]->insee);
-        if (len >= sizeof(s->cand[0]))
-            continue;
-        memcpy(s->cand[s->n_cand++], found[i]->insee, len + 1);
-    }
-    fb__run_ask_candidates(r);
+    set_candidates(r, found, n);
+    fb__run_ask_candidates(r, NULL);
 }
 
 /* True for a duration answer whose only number is the article "un"/"une" with no unit: "ça fait

@@ -55,6 +55,7 @@ struct run {
     /* values computed for lookup(), dropped whenever answers or the state change */
     json_t *c_road, *c_question, *c_help, *c_fails, *c_min, *c_max, *c_etape;
     json_t *c_delai;     /* "3 mois": the delay the user just asked for, or NULL */
+    json_t *c_recherche; /* the commune step's context for its texts ("recherche"), or NULL */
     json_t **c_communes; /* per slot */
     json_t **c_cats;     /* per catalogue: its items whose `si` holds */
     int guard;           /* > 0 while rendering the question or its help (no recursion) */
@@ -132,9 +133,25 @@ void fb__run_list_last_messages(struct run *r, fb_buf_t *plain, fb_buf_t *html, 
 
 json_t *fb__run_summary(struct run *r);
 
-char *fb__run_candidate_label(const struct run *r, const char *code);
+char *fb__run_candidate_label(struct run *r, const char *code);
 
-void fb__run_ask_candidates(struct run *r);
+/* The label of the "none of these communes" option (`commune_autre_libelle`). New string. */
+char *fb__run_autre_label(struct run *r);
+
+/* Sets `key` of the `recherche` name (the commune step's context) to `v` (stolen; NULL: null). */
+void fb__run_recherche_set(struct run *r, const char *key, json_t *v);
+
+/* "Creuse (23)" for a département, "Bretagne" for a région. New string. */
+char *fb__run_area_label(const fb_geo_area_t *a);
+
+/* {"zone": fb__run_area_label(), "type": "departement" | "region", "code_zone"} (new). */
+json_t *fb__run_area_context(const fb_geo_area_t *a);
+
+/* True when candidate `id` is an area ("d23", "r53") the index knows; fills `a`. */
+bool fb__run_candidate_area(const struct run *r, const char *id, fb_geo_area_t *a);
+
+/* Says the commune candidates, after `intro` (NULL: the default; see machine.c). */
+void fb__run_ask_candidates(struct run *r, const struct fb__text *intro);
 
 void fb__run_ask_step(struct run *r, const struct fb__text *intro);
 

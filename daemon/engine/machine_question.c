@@ -71,7 +71,8 @@ static void say_plain(struct run *r, const char *plain)
 }
 
 /* Repeats the pending question in one line: its text (with its choices as buttons), not the
- * numbered list; the commune candidates when a pick is pending; nothing after the end. */
+ * numbered list; the commune candidates or the readings to confirm when pending; nothing after
+ * the end. */
 static void repeat_pending(struct run *r)
 {
     if (r->s.ended)
@@ -80,7 +81,11 @@ static void repeat_pending(struct run *r)
     if (st->type == FB__Q_NONE)
         return;
     if (r->s.n_cand > 0) {
-        fb__run_ask_candidates(r);
+        fb__run_ask_candidates(r, NULL);
+        return;
+    }
+    if (r->s.n_confirm > 0) { /* a « Vous voulez dire » is pending: ask it again */
+        fb__run_ask(r);
         return;
     }
     fb__run_say_text(r, &st->text, NULL, NULL, st->choices_json);

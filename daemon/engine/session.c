@@ -148,6 +148,32 @@ static bool opt_uint(const json_t *o, const char *key, unsigned max, unsigned *o
     return true;
 }
 
+/* True for a commune search qualifier `q` as fb__sess.qual holds it: "d" or "r" and a code of 1
+ * to 3 characters, or "p" and five digits. */
+static bool qual_valid(const json_t *q)
+{
+    if (!json_is_string(q))
+        return false;
+    const char *v = json_string_value(q);
+    size_t len = json_string_length(q);
+    if (len < 2 || len >= sizeof(((struct fb__sess *)0)->qual) || strlen(v) != len)
+        return false;
+    if (v[0] == 'p') {
+        if (len != 6)
+            return false;
+        for (size_t i = 1; i < len; i++)
+            if (v[i] < '0' || v[i] > '9')
+                return false;
+        return true;
+    }
+    if ((v[0] != 'd' && v[0] != 'r') || len > 4)
+        return false;
+    for (size_t i = 1; i < len; i++)
+        if (!((v[i] >= '0' && v[i] <= '9') || v[i] == 'A' || v[i] == 'B'))
+            return false;
+    return true;
+}
+
 /* Reads an optional array of strings: absent -> NULL (valid). Returns false for a wrong type. */
 static bool opt_strings(const json_t *o, const char *key, const json_t **out)
 {
@@ -337,11 +363,12 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
     const json_t *jk = json_object_get(session, "k");
     const json_t *jj = json_object_get(session, "j");
     const json_t *jl = json_object_get(session, "l");
+    const json_t *jq = json_object_get(session, "q");
     if (!json_is_integer(v) || json_integer_value(v) != SESSION_FORMAT || !json_is_string(jd) ||
         !d->id || strcmp(json_string_value(jd), d->id) != 0 || !json_is_string(jh) ||
         !json_is_string(js) || (ja && !json_is_object(ja)) || (ju && !json_is_object(ju)) ||
         (jk && !json_is_string(jk)) || (jj && !json_is_array(jj)) ||
-        (jl && !last_messages_valid(jl)))
+        (jl && !last_messages_valid(jl)) || (jq && !qual_valid(jq)))
         return FB_EINVAL;
     if (!opt_strings(session, "t", &tags) || !opt_strings(session, "p", &path) ||
         !opt_strings(session, "r", &road) || !opt_strings(session, "c", &cand) ||
@@ -447,6 +474,8 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
             memcpy(s->cand[s->n_cand], json_string_value(c), json_string_length(c) + 1);
             s->n_cand++;
         }
+        if (jq)
+            memcpy(s->qual, json_string_value(jq), json_string_length(jq) + 1);
     }
     if (conf && json_array_size(conf) > FB_MATCH_MAX_CANDIDATES)
         return FB_EINVAL;
@@ -547,6 +576,8 @@ json_t *fb__session_dump(const struct fb__sess *s)
         }
         (void)json_object_set_new(o, "y", y);
     }
+    if (s->qual[0])
+        (void)json_object_set_new(o, "q", json_string(s->qual));
     if (s->reminders > 0)
         (void)json_object_set_new(o, "n", json_integer(s->reminders));
     if (s->escalated)

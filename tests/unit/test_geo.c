@@ -180,6 +180,158 @@ TEST_IMPL(geo_postcode_shared)
     return 0;
 }
 
+/* The largest postal code groups: the engine lists at most FB__COMMUNE_LIST_MAX (12) communes
+ * and asks for the name beyond (docs/internals/GEO.md, "Postal codes"). */
+TEST_IMPL(geo_postcode_largest)
+{
+    LOAD_OR_SKIP(g);
+    size_t largest = 0, over12 = 0, groups = 0;
+    char best[6] = "", pc[6];
+    for (unsigned v = 0; v < 100000; v++) {
+        (void)snprintf(pc, sizeof(pc), "%05u", v);
+        size_t n = fb_geo_by_postcode(g, pc, NULL, 0);
+        groups += n > 0;
+        over12 += n > 12;
+        if (n > largest) {
+            largest = n;
+            memcpy(best, pc, sizeof(best));
+        }
+    }
+    fprintf(stderr,
+            "# postal codes: %zu, shared by more than 12 communes: %zu, largest: %s (%zu)\n",
+            groups, over12, best, largest);
+    ASSERT_STR_EQ(best, "51300");
+    ASSERT_EQ(largest, 46);
+    ASSERT_GT(over12, 500);
+    /* 12300: nine communes, none of them Villefranche-de-Rouergue, whose INSEE code it is */
+    const fb_commune_t *out[16];
+    ASSERT_EQ(fb_geo_by_postcode(g, "12300", out, 16), 9);
+    for (size_t i = 0; i < 9; i++)
+        ASSERT(strcmp(out[i]->insee, "12300") != 0);
+    ASSERT_STR_EQ(fb_geo_by_insee(g, "12300")->name, "Villefranche-de-Rouergue");
+    ASSERT_EQ(fb_geo_find(g, "12300", out, 16), 10);
+    ASSERT(fb_geo_has_postcode(out[1], "12300"));
+    ASSERT(!fb_geo_has_postcode(fb_geo_by_insee(g, "12300"), "12300"));
+    ASSERT(!fb_geo_has_postcode(NULL, "12300"));
+    fb_geo_free(g);
+    return 0;
+}
+
+/* Asserts that `text` names area `kind` `code` (or nothing, for FB_GEO_AREA_NONE). */
+static void expect_area(const fb_geo_t *g, const char *text, bool one_digit,
+                        fb_geo_area_kind_t kind, const char *code)
+{
+    fb_geo_area_t a;
+    bool ok = fb_geo_area(g, text, one_digit, &a);
+    if (ok != (kind != FB_GEO_AREA_NONE) || a.kind != kind ||
+        (code && (!a.code || strcmp(a.code, code) != 0)))
+        FB_TEST_FAIL("fb_geo_area(\"%s\"): %d %d %s, want %d %s", text, ok, a.kind,
+                     a.code ? a.code : "-", kind, code ? code : "-");
+}
+
+/* Départements and régions typed instead of a commune (issue #19). */
+TEST_IMPL(geo_area)
+{
+    LOAD_OR_SKIP(g);
+    expect_area(g, "93", false, FB_GEO_AREA_DEP, "93");
+    expect_area(g, "celle du 93", false, FB_GEO_AREA_DEP, "93");
+    expect_area(g, "dans le 2A", false, FB_GEO_AREA_DEP, "2A");
+    expect_area(g, "2b", false, FB_GEO_AREA_DEP, "2B");
+    expect_area(g, "974", false, FB_GEO_AREA_DEP, "974");
+    expect_area(g, "Seine-Saint-Denis", false, FB_GEO_AREA_DEP, "93");
+    expect_area(g, "seine st denis", false, FB_GEO_AREA_NONE, NULL); /* no abbreviations here */
+    expect_area(g, "la Creuse", false, FB_GEO_AREA_DEP, "23");
+    expect_area(g, "CREUSE", false, FB_GEO_AREA_DEP, "23");
+    expect_area(g, "le département de la Creuse", false, FB_GEO_AREA_DEP, "23");
+    expect_area(g, "celle de Vendée svp", false, FB_GEO_AREA_DEP, "85");
+    expect_area(g, "non, celle en Seine-Saint-Denis", false, FB_GEO_AREA_DEP, "93");
+    expect_area(g, "dans l'Ain", false, FB_GEO_AREA_DEP, "01");
+    expect_area(g, "Bretagne", false, FB_GEO_AREA_REGION, "53");
+    expect_area(g, "en Île-de-France", false, FB_GEO_AREA_REGION, "11");
+    expect_area(g, "la région Provence-Alpes-Côte d'Azur", false, FB_GEO_AREA_REGION, "93");
+    expect_area(g, "20", false, FB_GEO_AREA_REGION, "94"); /* Corsica: either département */
+    expect_area(g, "Corse", false, FB_GEO_AREA_REGION, "94");
+    /* a département wins over the région of the same name */
+    expect_area(g, "La Réunion", false, FB_GEO_AREA_DEP, "974");
+    expect_area(g, "Guadeloupe", false, FB_GEO_AREA_DEP, "971");
+    /* one digit: only after a leading word, or when the caller allows it */
+    expect_area(g, "5", false, FB_GEO_AREA_NONE, NULL);
+    expect_area(g, "5", true, FB_GEO_AREA_DEP, "05");
+    expect_area(g, "dans le 5", false, FB_GEO_AREA_DEP, "05");
+    expect_area(g, "05", false, FB_GEO_AREA_DEP, "05");
+    /* anything else */
+    static const char *const no[] = {
+        "Saint-Denis", "Saint-Denis 93", "12300", "96",    "100",       "celle",
+        "dans le",     "usine",          "",      "93 94", "Creuse 23", "celle du 93 ou du 94"};
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+        expect_area(g, no[i], false, FB_GEO_AREA_NONE, NULL);
+    fb_geo_area_t a;
+    ASSERT(!fb_geo_area(g, NULL, false, &a));
+    ASSERT(!fb_geo_area(NULL, "93", false, &a));
+    ASSERT_EQ(a.kind, FB_GEO_AREA_NONE);
+
+    ASSERT(fb_geo_area_by_code(g, FB_GEO_AREA_DEP, "23", &a));
+    ASSERT_STR_EQ(a.name, "Creuse");
+    ASSERT(fb_geo_in_area(fb_geo_by_insee(g, "23096"), &a));  /* Guéret */
+    ASSERT(!fb_geo_in_area(fb_geo_by_insee(g, "80225"), &a)); /* Creuse, the commune (Somme) */
+    ASSERT(fb_geo_area_by_code(g, FB_GEO_AREA_REGION, "53", &a));
+    ASSERT_STR_EQ(a.name, "Bretagne");
+    ASSERT(fb_geo_in_area(fb_geo_by_insee(g, "35238"), &a));  /* Rennes */
+    ASSERT(!fb_geo_in_area(fb_geo_by_insee(g, "36024"), &a)); /* Bretagne, the commune (Indre) */
+    ASSERT(!fb_geo_area_by_code(g, FB_GEO_AREA_DEP, "96", &a));
+    ASSERT(!fb_geo_area_by_code(g, FB_GEO_AREA_NONE, "23", &a));
+    ASSERT(!fb_geo_in_area(fb_geo_by_insee(g, "35238"), &a));
+    fb_geo_free(g);
+    return 0;
+}
+
+/* Asserts how `text` is found: `want` communes, the first `first`, by `match`. */
+static void expect_how(const fb_geo_t *g, const char *text, size_t want, const char *first,
+                       fb_geo_match_t match, bool qualified, bool dropped)
+{
+    const fb_commune_t *out[8] = {NULL};
+    fb_geo_how_t how;
+    size_t n = fb_geo_find_how(g, text, out, 8, &how);
+    if (n != want || (first && strcmp(out[0]->insee, first) != 0) || how.match != match ||
+        how.qualified != qualified || how.dropped != dropped)
+        FB_TEST_FAIL("fb_geo_find_how(\"%s\"): %zu %s, match %d qualified %d dropped %d", text, n,
+                     n ? out[0]->insee : "-", how.match, how.qualified, how.dropped);
+    /* the same results as fb_geo_find() */
+    const fb_commune_t *plain[8] = {NULL};
+    ASSERT_EQ(fb_geo_find(g, text, plain, 8), n);
+    for (size_t i = 0; i < n && i < 8; i++)
+        ASSERT(plain[i] == out[i]);
+}
+
+/* How a result was found decides whether the engine may take it without asking (issue #19). */
+TEST_IMPL(geo_find_how)
+{
+    LOAD_OR_SKIP(g);
+    expect_how(g, "Lyon", 1, "69123", FB_GEO_MATCH_EXACT, false, false);
+    expect_how(g, "saint etienne", 1, "42218", FB_GEO_MATCH_EXACT, false, false);
+    expect_how(g, "Saint-Denis 93", 1, "93066", FB_GEO_MATCH_EXACT, true, false);
+    expect_how(g, "93200 Saint-Denis", 1, "93066", FB_GEO_MATCH_EXACT, true, false);
+    expect_how(g, "Saint-Denis La Réunion", 1, "97411", FB_GEO_MATCH_EXACT, true, false);
+    /* the qualifier holds for no commune of that name: dropped, so the engine asks */
+    expect_how(g, "celle du 93", 1, "41030", FB_GEO_MATCH_EXACT, false, true);
+    expect_how(g, "Paris 15", 1, "75056", FB_GEO_MATCH_EXACT, false, true);
+    expect_how(g, "usine", 1, "73303", FB_GEO_MATCH_TYPO, false, false); /* Ugine */
+    expect_how(g, "Marseile", 1, "13055", FB_GEO_MATCH_TYPO, false, false);
+    expect_how(g, "Havre", 1, "76351", FB_GEO_MATCH_ALIAS, false, false);
+    expect_how(g, "Pierrefitte-sur-Seine", 1, "93066", FB_GEO_MATCH_ALIAS, false, false);
+    expect_how(g, "Boulogne", 6, "92012", FB_GEO_MATCH_PREFIX, false, false);
+    expect_how(g, "69001", 2, NULL, FB_GEO_MATCH_CODE, false, false);
+    expect_how(g, "xyzzy plugh", 0, NULL, FB_GEO_MATCH_NONE, false, false);
+    expect_how(g, "bonjour", 0, NULL, FB_GEO_MATCH_NONE, false, false);
+    expect_how(g, "je suis le maire", 0, NULL, FB_GEO_MATCH_NONE, false, false);
+    expect_how(g, "c est pour une ancienne mine", 0, NULL, FB_GEO_MATCH_NONE, false, false);
+    /* "mairie": only typos (Magrie, Mairé, Marie), so the engine lists them, never picks */
+    expect_how(g, "mairie", 3, NULL, FB_GEO_MATCH_TYPO, false, false);
+    ASSERT_EQ(fb_geo_find_how(g, "Lyon", NULL, 0, NULL), 1);
+    fb_geo_free(g);
+    return 0;
+}
+
 TEST_IMPL(geo_find_codes)
 {
     LOAD_OR_SKIP(g);

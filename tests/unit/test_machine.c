@@ -682,10 +682,11 @@ TEST_IMPL(machine_commune_ambiguous)
     say(&c, "saint denis");
     ASSERT_SAID(&c, "Plusieurs communes correspondent. Laquelle est la bonne ?\n\n"
                     "1. Saint-Denis (974)\n2. Saint-Denis (93)\n3. Saint-Denis (11)\n"
-                    "4. Saint-Denis (30)");
+                    "4. Saint-Denis (30)\n5. Aucune de ces communes");
     ASSERT_CHOICES(&c, "[{\"id\":\"97411\",\"label\":\"Saint-Denis (974)\"},{\"id\":\"93066\","
                        "\"label\":\"Saint-Denis (93)\"},{\"id\":\"11339\",\"label\":"
-                       "\"Saint-Denis (11)\"},{\"id\":\"30247\",\"label\":\"Saint-Denis (30)\"}]");
+                       "\"Saint-Denis (11)\"},{\"id\":\"30247\",\"label\":\"Saint-Denis (30)\"},"
+                       "{\"id\":\"autre\",\"label\":\"Aucune de ces communes\"}]");
     char *cand = json_dumps(json_object_get(c.session, "c"), JSON_COMPACT);
     ASSERT_STR_EQ(cand, "[\"97411\",\"93066\",\"11339\",\"30247\"]");
     free(cand);
@@ -703,13 +704,236 @@ TEST_IMPL(machine_commune_ambiguous)
     ASSERT_STR_EQ(json_string_value(json_object_get(answer(&c, "commune"), "insee")), "97411");
     say(&c, "retour");
     say(&c, "69001"); /* the postal code of Lyon and the INSEE code of Affoux */
-    ASSERT_SAYS(&c, "1. Lyon (69)\n2. Affoux (69)");
+    ASSERT_SAYS(&c, "1. Lyon (69)\n2. Affoux (69), dont le code INSEE est 69001\n"
+                    "3. Aucune de ces communes");
     say(&c, "Marseille");
     ASSERT_STR_EQ(json_string_value(json_object_get(answer(&c, "commune"), "insee")), "13055");
     /* the stored answer is compact, its details come from the index */
     char *a = json_dumps(answer(&c, "commune"), JSON_COMPACT);
     ASSERT_STR_EQ(a, "{\"insee\":\"13055\",\"nom\":\"Marseille\"}");
     free(a);
+    conv_free(&c);
+    return 0;
+}
+
+/* The INSEE code of the commune answer, or "" when none is stored. */
+static const char *commune_insee(const struct conv *c)
+{
+    const char *v = json_string_value(json_object_get(answer(c, "commune"), "insee"));
+    return v ? v : "";
+}
+
+/* Inside a list of homonyms, a département or région picks among the listed communes only
+ * (issue #19): never another commune of that name elsewhere. */
+TEST_IMPL(machine_commune_list_by_area)
+{
+    static const struct {
+        const char *text, *insee;
+    } picks[] = {
+        {"93", "93066"},
+        {"celle du 93", "93066"},
+        {"Seine-Saint-Denis", "93066"},
+        {"la Réunion", "97411"},
+        {"dans l'Aude", "11339"},
+        {"Occitanie", NULL}, /* two of the list are in Occitanie: the list narrows to them */
+    };
+    for (size_t i = 0; i < FB_ARRAY_SIZE(picks); i++) {
+        struct conv c;
+        conv_init(&c, "complet.yaml", 1);
+        event(&c, FB_EVENT_START);
+        say(&c, "Saint-Denis");
+        ASSERT_SAYS(&c, "4. Saint-Denis (30)\n5. Aucune de ces communes");
+        say(&c, picks[i].text);
+        if (picks[i].insee) {
+            ASSERT_STR_EQ(commune_insee(&c), picks[i].insee);
+            ASSERT_STR_EQ(state(&c), "surface");
+        } else {
+            ASSERT_SAID(&c, "Plusieurs communes correspondent. Laquelle est la bonne ?\n\n"
+                            "1. Saint-Denis (11)\n2. Saint-Denis (30)\n3. Aucune de ces communes");
+            say(&c, "gard");
+            ASSERT_STR_EQ(commune_insee(&c), "30247");
+        }
+        conv_free(&c);
+    }
+
+    /* an area none of the listed communes is in: said, and the list stays */
+    struct conv c;
+    conv_init(&c, "complet.yaml", 1);
+    event(&c, FB_EVENT_START);
+    say(&c, "Montreuil");
+    say(&c, "la Creuse");
+    ASSERT_SAID(&c, "Creuse (23) : aucune des communes proposées ne s'y trouve. Choisissez-en une, "
+                    "ou « Aucune de ces communes ».\n\n1. Montreuil (93)\n2. Montreuil (85)\n"
+                    "3. Montreuil (28)\n4. Aucune de ces communes");
+    ASSERT_STR_EQ(commune_insee(&c), "");
+    ASSERT_NULL(json_object_get(c.session, "f")); /* not a failure */
+    say(&c, "Bretagne");
+    ASSERT_SAYS(&c, "Bretagne : aucune des communes proposées ne s'y trouve.");
+    say(&c, "Vendée");
+    ASSERT_STR_EQ(commune_insee(&c), "85148");
+    conv_free(&c);
+    return 0;
+}
+
+/* « Aucune de ces communes » is always the last option, and leads back to the question. */
+TEST_IMPL(machine_commune_autre)
+{
+    static const char *const ways[] = {"5",   "aucune de ces communes", "Aucune", "autre",
+                                       "non", "pas dans la liste",      NULL /* the button */};
+    for (size_t i = 0; i < FB_ARRAY_SIZE(ways); i++) {
+        struct conv c;
+        conv_init(&c, "complet.yaml", 1);
+        event(&c, FB_EVENT_START);
+        say(&c, "Saint-Denis");
+        if (ways[i])
+            say(&c, ways[i]);
+        else
+            choose(&c, "autre");
+        ASSERT_SAID(&c, "D'accord. Écrivez le nom de la commune suivi de son département (par "
+                        "exemple « Saint-Denis 93 »), ou son code postal, ou son code INSEE (5 "
+                        "caractères).");
+        ASSERT_NULL(json_object_get(c.session, "c"));
+        ASSERT_NULL(json_object_get(c.session, "f"));
+        ASSERT_STR_EQ(state(&c), "commune");
+        say(&c, "Saint-Denis 11");
+        ASSERT_STR_EQ(commune_insee(&c), "11339");
+        conv_free(&c);
+    }
+    return 0;
+}
+
+/* A département or région at the question itself: which commune of it? It narrows the next
+ * search; a commune named like a département is offered beside it. */
+TEST_IMPL(machine_commune_area_at_question)
+{
+    struct conv c;
+    conv_init(&c, "complet.yaml", 1);
+    event(&c, FB_EVENT_START);
+    say(&c, "93");
+    ASSERT_SAID(&c, "Seine-Saint-Denis (93) est un département, pas une commune. Dans quelle "
+                    "commune de ce département se trouve le site ?");
+    ASSERT_NULL(json_object_get(c.session, "f"));
+    ASSERT_STR_EQ(json_string_value(json_object_get(c.session, "q")), "d93");
+    say(&c, "Saint-Denis"); /* four homonyms, one in the 93 */
+    ASSERT_STR_EQ(commune_insee(&c), "93066");
+    ASSERT_NULL(json_object_get(c.session, "q"));
+
+    say(&c, "retour");
+    say(&c, "celle du 93"); /* not Cellé (41) */
+    ASSERT_SAYS(&c, "Seine-Saint-Denis (93) est un département");
+    say(&c, "Montreuil");
+    ASSERT_STR_EQ(commune_insee(&c), "93048");
+
+    say(&c, "retour");
+    say(&c, "en Bretagne");
+    ASSERT_SAID(&c, "Bretagne est une région, pas une commune. Dans quelle commune de cette région "
+                    "se trouve le site ?");
+    say(&c, "Saint-Malo");
+    ASSERT_STR_EQ(commune_insee(&c), "35288");
+
+    /* the qualifier narrows only when something in it matches */
+    say(&c, "retour");
+    say(&c, "Creuse"); /* the département, or the commune Creuse (Somme) */
+    ASSERT_SAID(&c, "Plusieurs communes correspondent. Laquelle est la bonne ?\n\n1. Creuse (80)\n"
+                    "2. Le département Creuse (23)\n3. Aucune de ces communes");
+    ASSERT_CHOICES(&c,
+                   "[{\"id\":\"80225\",\"label\":\"Creuse (80)\"},{\"id\":\"d23\",\"label\":"
+                   "\"Le département Creuse (23)\"},{\"id\":\"autre\",\"label\":\"Aucune de ces "
+                   "communes\"}]");
+    choose(&c, "d23");
+    ASSERT_SAYS(&c, "Creuse (23) est un département, pas une commune.");
+    say(&c, "Lyon"); /* not in the Creuse: found anyway */
+    ASSERT_STR_EQ(commune_insee(&c), "69123");
+
+    say(&c, "retour");
+    say(&c, "Paris"); /* Paris is in Paris: the commune */
+    ASSERT_STR_EQ(commune_insee(&c), "75056");
+    conv_free(&c);
+    return 0;
+}
+
+/* A postal code lists every commune that has it, by name, then the commune whose INSEE code it
+ * is; beyond FB__COMMUNE_LIST_MAX communes, the user is asked for the name. */
+TEST_IMPL(machine_commune_postal_codes)
+{
+    struct conv c;
+    conv_init(&c, "complet.yaml", 1);
+    event(&c, FB_EVENT_START);
+    say(&c, "12300");
+    ASSERT_SAID(&c, "Plusieurs communes correspondent. Laquelle est la bonne ?\n\n"
+                    "1. Almont-les-Junies (12)\n2. Boisse-Penchot (12)\n3. Bouillac (12)\n"
+                    "4. Decazeville (12)\n5. Firmi (12)\n6. Flagnac (12)\n"
+                    "7. Livinhac-le-Haut (12)\n8. Saint-Parthem (12)\n9. Saint-Santin (12)\n"
+                    "10. Villefranche-de-Rouergue (12), dont le code INSEE est 12300\n"
+                    "11. Aucune de ces communes");
+    say(&c, "10");
+    ASSERT_STR_EQ(commune_insee(&c), "12300");
+
+    say(&c, "retour");
+    say(&c, "12300");
+    say(&c, "Decazeville");
+    ASSERT_STR_EQ(commune_insee(&c), "12089");
+
+    say(&c, "retour");
+    say(&c, "51300"); /* 46 communes, and the INSEE code of Isle-sur-Marne */
+    ASSERT_SAID(&c, "Le code postal 51300 est partagé par 46 communes : écrivez le nom de la "
+                    "vôtre. 51300 est aussi le code INSEE d'une autre commune, Isle-sur-Marne "
+                    "(51) : est-ce elle ?\n\n1. Oui\n2. Non");
+    ASSERT_STR_EQ(json_string_value(json_object_get(c.session, "q")), "p51300");
+    say(&c, "Vitry"); /* a prefix, narrowed to the 51300: proposed */
+    ASSERT_SAID(&c, "Plusieurs communes correspondent. Laquelle est la bonne ?\n\n"
+                    "1. Vitry-le-François (51)\n2. Vitry-en-Perthois (51)\n"
+                    "3. Aucune de ces communes");
+    say(&c, "1");
+    ASSERT_STR_EQ(commune_insee(&c), "51649");
+
+    say(&c, "retour");
+    say(&c, "51300");
+    say(&c, "oui");
+    ASSERT_STR_EQ(commune_insee(&c), "51300");
+    conv_free(&c);
+    return 0;
+}
+
+/* A commune found only by typo, by prefix or by dropping a qualifier is proposed, not taken;
+ * exact names are taken at once, accents and hyphens aside. */
+TEST_IMPL(machine_commune_confirm)
+{
+    struct conv c;
+    conv_init(&c, "complet.yaml", 1);
+    event(&c, FB_EVENT_START);
+    say(&c, "usine");
+    ASSERT_SAID(&c, "Vous voulez dire Ugine (73) ?\n\n1. Oui\n2. Non");
+    ASSERT_CHOICES(&c, "[{\"id\":\"73303\",\"label\":\"Oui\"},{\"id\":\"autre\",\"label\":"
+                       "\"Non\"}]");
+    ASSERT_STR_EQ(commune_insee(&c), "");
+    say(&c, "non");
+    ASSERT_SAYS(&c, "D'accord. Écrivez le nom de la commune");
+    say(&c, "Marseile");
+    ASSERT_SAID(&c, "Vous voulez dire Marseille (13) ?\n\n1. Oui\n2. Non");
+    say(&c, "oui");
+    ASSERT_STR_EQ(commune_insee(&c), "13055");
+
+    say(&c, "retour");
+    say(&c, "Paris 15"); /* Cantal has no Paris: the 15 is dropped, so it is asked */
+    ASSERT_SAID(&c, "Vous voulez dire Paris (75) ?\n\n1. Oui\n2. Non");
+    say(&c, "Lyon"); /* another name instead of yes or no: a new search */
+    ASSERT_STR_EQ(commune_insee(&c), "69123");
+
+    say(&c, "retour");
+    say(&c, "mairie"); /* only typos: a list, never a silent pick */
+    ASSERT_SAYS(&c, "Plusieurs communes correspondent.");
+    ASSERT_STR_EQ(commune_insee(&c), "");
+    say(&c, "bonjour"); /* not a commune: refused, not guessed */
+    ASSERT_SAID(&c, "Je n'ai pas trouvé cette commune. Essayez le code postal.");
+    say(&c, "je suis le maire");
+    ASSERT_SAYS(&c, "Toujours pas");
+    ASSERT_STR_EQ(commune_insee(&c), "");
+    say(&c, "saint etienne"); /* exact, without accent nor hyphen: taken */
+    ASSERT_STR_EQ(commune_insee(&c), "42218");
+    say(&c, "retour");
+    say(&c, "Havre"); /* the name without its article: taken */
+    ASSERT_STR_EQ(commune_insee(&c), "76351");
     conv_free(&c);
     return 0;
 }
@@ -1012,8 +1236,15 @@ TEST_IMPL(machine_malformed_session)
         "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"e\":1}",
         "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"c\":[\"123456789\"]}",
         /* one string, split by clang-format: the parentheses say the concatenation is meant */
-        ("{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"c\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\"]"
-         "}"),
+        /* more candidates than FB__MAX_CANDIDATES (16) */
+        ("{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"c\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\","
+         "\"7\",\"8\",\"9\",\"10\",\"11\",\"12\",\"13\",\"14\",\"15\",\"16\",\"17\"]}"),
+        /* commune search qualifiers: a département, a région or a postal code, nothing else */
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"q\":93}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"q\":\"x93\"}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"q\":\"d\"}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"q\":\"p1230\"}",
+        "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"q\":\"d9999\"}",
         "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"u\":{\"etapes.engagement\":3}}",
         "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"k\":[]}",
         "{\"v\":1,\"d\":\"petit\",\"h\":H,\"s\":\"q1\",\"n\":true}",
