@@ -108,6 +108,9 @@ const char *const fb__text_names[FB__T_COUNT] = {
     "etape_changee",
     "etapes_pas_encore",
     "etape_inconnue",
+    "sans_conseiller",
+    "attente_conseiller",
+    "aide_echecs",
 };
 
 const char *const fb__text_defaults[FB__T_COUNT] = {
@@ -183,6 +186,16 @@ const char *const fb__text_defaults[FB__T_COUNT] = {
     "Vous pourrez alors suivre chaque étape et changer son statut (« mes étapes »).",
     /* etape_inconnue */
     "Je ne trouve pas cette étape dans votre feuille de route.",
+    /* sans_conseiller */
+    "Aucun conseiller ne peut vous répondre par cette messagerie pour le moment. Pour parler à "
+    "une personne, l'annuaire de l'administration donne les services près de chez vous : "
+    "[lannuaire.service-public.fr](https://lannuaire.service-public.fr).",
+    /* attente_conseiller */
+    "Votre demande attend un conseiller : vos autres messages lui sont transmis. Écrivez "
+    "« retour » ou « recommencer » pour reprendre les questions sans l'attendre.",
+    /* aide_echecs */
+    "Je n'arrive pas à comprendre votre réponse.{% si aide %} Voici de l'aide pour cette "
+    "question : {{ aide }}{% fin %}",
 };
 
 const char *const fb__status_names[FB__ST_COUNT] = {

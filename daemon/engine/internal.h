@@ -99,6 +99,9 @@ enum fb__textid {
     FB__T_ETAPE_CHANGEE,
     FB__T_ETAPES_PAS_ENCORE,
     FB__T_ETAPE_INCONNUE,
+    FB__T_SANS_CONSEILLER,
+    FB__T_ATTENTE_CONSEILLER,
+    FB__T_AIDE_ECHECS,
     FB__T_COUNT,
 };
 

@@ -59,6 +59,7 @@ struct run {
     json_t **c_cats;     /* per catalogue: its items whose `si` holds */
     int guard;           /* > 0 while rendering the question or its help (no recursion) */
     bool road_read;      /* fb__run_builtin() gave `feuille_de_route` (fb__run_say_text) */
+    bool no_ask;         /* a command answered while an advisor has the conversation: no question */
 };
 
 static inline const struct fb__state *cur(const struct run *r)

@@ -132,7 +132,7 @@ static void converse(const fb_dialog_t *d)
         "oublier mes données",
         "bonjour",
     };
-    fb_engine_env_t env = {1796029200, "fr", geo, NULL, 0};
+    fb_engine_env_t env = {.now = 1796029200, .locale = "fr", .geo = geo};
     json_t *session = NULL;
     checked_step(d, &session, (fb_event_t){FB_EVENT_START, NULL, NULL, NULL}, &env);
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
