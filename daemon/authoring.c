@@ -318,9 +318,34 @@ struct timer {
     long long due;
 };
 
+/* A transcript's `conseillers:` (advisors): `non` nobody, `oui` everyone (the default: the
+ * engine assumes them available), or a list of territories as escalation.rooms writes them
+ * ("30", "r76", "*"), looked up as the daemon's escalation does (fb_esc_has_advisor()). */
+struct advisors {
+    const fb_geo_t *geo;
+    const json_t *list; /* array of strings, or NULL: nobody */
+};
+
+static bool advisors_cover(const void *arg, const char *insee)
+{
+    const struct advisors *a = arg;
+    const fb_commune_t *c = insee && a->geo ? fb_geo_by_insee(a->geo, insee) : NULL;
+    size_t i;
+    const json_t *t;
+    json_array_foreach(a->list, i, t)
+    {
+        const char *s = json_string_value(t);
+        if (s && (strcmp(s, "*") == 0 || (c && strcmp(s, c->dep) == 0) ||
+                  (c && s[0] == 'r' && strcmp(s + 1, c->region) == 0)))
+            return true;
+    }
+    return false;
+}
+
 struct convo {
     const fb_dialog_t *dialog;
     fb_engine_env_t env;
+    struct advisors advisors;
     json_t *session; /* NULL before the first step */
     struct timer timers[MAX_TIMERS];
     int ntimers;
@@ -1205,6 +1230,26 @@ static int run_transcript(const char *file, const fb_geo_t *geo, FILE *out, FILE
     }
     convo_init(&c, d, geo, now);
     have_convo = true;
+    const json_t *adv = json_object_get(doc, "conseillers");
+    if (adv) {
+        const char *a = json_string_value(adv);
+        bool none = json_is_false(adv) || (a && strcmp(a, "non") == 0);
+        bool all = json_is_true(adv) || (a && strcmp(a, "oui") == 0);
+        if (!none && !all && !json_is_array(adv)) {
+            fprintf(out,
+                    "%s:%d: « conseillers » : non, oui ou une liste de territoires (« 30 », "
+                    "« r76 », « * »)\n",
+                    file, fb_yaml_line(lines, "/conseillers"));
+            failed = 1;
+            goto done;
+        }
+        if (!all) {
+            c.advisors.geo = geo;
+            c.advisors.list = json_is_array(adv) ? adv : NULL;
+            c.env.has_advisor = advisors_cover;
+            c.env.has_advisor_arg = &c.advisors;
+        }
+    }
     if (md) {
         const char *title = json_string_value(json_object_get(doc, "transcript"));
         fprintf(md, "## %s\n\n", title ? title : file);

@@ -173,7 +173,8 @@ const char *const fb__text_defaults[FB__T_COUNT] = {
     /* etapes_aide */
     "Pour changer le statut d'une étape, écrivez son numéro et son nouveau statut, par exemple "
     "« étape 2 faite », « étape 3 en cours », « étape 4 bloquée », « étape 1 pas concernée » ou "
-    "« étape 5 déjà faite ».",
+    "« étape 5 déjà faite ». « Faite » : vous l'avez terminée depuis votre feuille de route ; "
+    "« déjà faite » : elle l'était avant.",
     /* etape_statut */
     "Quel est le statut de l'étape {{ etape.numero }}, « {{ etape.titre }} » ? Aujourd'hui : "
     "{{ etape.statut_texte }}.",

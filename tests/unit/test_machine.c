@@ -1479,14 +1479,17 @@ TEST_IMPL(machine_steps_list_and_change)
     struct conv c;
     complet_ended(&c);
     say(&c, "mes étapes");
-    ASSERT_SAID(&c, "Vos étapes et leur statut :\n"
-                    "1. Délibérer sur le projet : à faire\n"
-                    "2. Assurer la maîtrise foncière : à faire\n"
-                    "3. Faire un diagnostic de pollution : à faire\n"
-                    "4. Lancer une étude de programmation : à faire\n\n"
-                    "Pour changer le statut d'une étape, écrivez son numéro et son nouveau "
-                    "statut, par exemple « étape 2 faite », « étape 3 en cours », « étape 4 "
-                    "bloquée », « étape 1 pas concernée » ou « étape 5 déjà faite ».");
+    ASSERT_SAID(&c,
+                "Vos étapes et leur statut :\n"
+                "1. Délibérer sur le projet : à faire\n"
+                "2. Assurer la maîtrise foncière : à faire\n"
+                "3. Faire un diagnostic de pollution : à faire\n"
+                "4. Lancer une étude de programmation : à faire\n\n"
+                "Pour changer le statut d'une étape, écrivez son numéro et son nouveau "
+                "statut, par exemple « étape 2 faite », « étape 3 en cours », « étape 4 "
+                "bloquée », « étape 1 pas concernée » ou « étape 5 déjà faite ». « Faite » : vous "
+                "l'avez terminée depuis votre feuille de route ; « déjà faite » : elle l'était "
+                "avant.");
     ASSERT(strstr(fb_buf_str(&c.html), "<p>Vos étapes et leur statut :</p><ol><li>Délibérer sur "
                                        "le projet : à faire</li>"));
     ASSERT_CHOICES(&c,
@@ -1572,12 +1575,15 @@ TEST_IMPL(machine_steps_pick)
     /* a step without a status: the six statuses are offered */
     say(&c, "étape 3");
     ASSERT_SAID(&c, "Quel est le statut de l'étape 3, « Faire un diagnostic de pollution » ? "
-                    "Aujourd'hui : à faire.\n\n1. À faire\n2. En cours\n3. Bloquée\n4. Faite\n"
-                    "5. Pas concernée\n6. Déjà faite");
+                    "Aujourd'hui : à faire.\n\n1. À faire\n2. En cours\n3. Bloquée\n4. Faite "
+                    "(terminée depuis la feuille de route)\n5. Pas concernée\n6. Déjà faite "
+                    "(avant la feuille de route)");
     ASSERT_CHOICES(&c, "[{\"id\":\"a_faire\",\"label\":\"À faire\"},{\"id\":\"en_cours\",\"label\":"
                        "\"En cours\"},{\"id\":\"bloquee\",\"label\":\"Bloquée\"},{\"id\":\"faite\","
-                       "\"label\":\"Faite\"},{\"id\":\"non_pertinente\",\"label\":\"Pas "
-                       "concernée\"},{\"id\":\"deja_faite\",\"label\":\"Déjà faite\"}]");
+                       "\"label\":\"Faite (terminée depuis la feuille de "
+                       "route)\"},{\"id\":\"non_pertinente\",\"label\":\"Pas "
+                       "concernée\"},{\"id\":\"deja_faite\",\"label\":\"Déjà faite (avant la "
+                       "feuille de route)\"}]");
     ASSERT_ACTIONS(&c, "[]");
     ASSERT_STR_EQ(json_string_value(json_object_get(c.session, "k")),
                   "etapes.diagnostic_pollution");
