@@ -136,7 +136,8 @@ const char *const fb__text_defaults[FB__T_COUNT] = {
     "Répondez simplement à la question posée. À tout moment, vous pouvez aussi écrire :\n\n"
     "- **retour** : revenir à la question précédente\n"
     "- **recommencer** : tout reprendre depuis le début\n"
-    "- **conseiller** : parler à une personne\n"
+    "- **conseiller** : {% si conseillers %}parler à une personne{% sinon %}savoir quels "
+    "services joindre pour parler à une personne{% fin %}\n"
     "- **où en suis-je** : revoir vos réponses et votre feuille de route\n"
     "- **mes données** : voir ce que je conserve\n"
     "- **mes étapes** : suivre les étapes de votre feuille de route et changer leur statut\n"
@@ -144,7 +145,8 @@ const char *const fb__text_defaults[FB__T_COUNT] = {
     "- **stop** : ne plus recevoir de relances",
     /* fin_atteinte */
     "Le questionnaire est terminé. Écrivez « où en suis-je » pour revoir votre feuille de route, "
-    "« conseiller » pour parler à une personne ou « recommencer » pour étudier un autre site.",
+    "« conseiller » pour {% si conseillers %}parler à une personne{% sinon %}savoir quels services "
+    "joindre{% fin %} ou « recommencer » pour étudier un autre site.",
     /* reprise */
     "Le conseiller vous a rendu la main : reprenons.",
     /* commune_inconnue */
@@ -162,8 +164,8 @@ const char *const fb__text_defaults[FB__T_COUNT] = {
     /* relance_etape */
     "Bonjour ! Où en êtes-vous de l'étape « {{ etape.titre }} » ?",
     /* etape_notee */
-    "C'est noté, merci !{% si etape.statut == \"bloquee\" %} Si vous le souhaitez, écrivez "
-    "« conseiller » pour en parler avec une personne.{% fin %}",
+    "C'est noté, merci !{% si etape.statut == \"bloquee\" et conseillers %} Si vous le "
+    "souhaitez, écrivez « conseiller » pour en parler avec une personne.{% fin %}",
     /* etape_plus_tard */
     "Entendu, je vous relancerai plus tard.",
     /* etape_plus_tard_delai */
@@ -180,8 +182,8 @@ const char *const fb__text_defaults[FB__T_COUNT] = {
     "{{ etape.statut_texte }}.",
     /* etape_changee */
     "C'est noté : l'étape {{ etape.numero }}, « {{ etape.titre }} », est maintenant "
-    "« {{ etape.statut_texte }} ».{% si etape.statut == \"bloquee\" %} Si vous le souhaitez, "
-    "écrivez « conseiller » pour en parler avec une personne.{% fin %}",
+    "« {{ etape.statut_texte }} ».{% si etape.statut == \"bloquee\" et conseillers %} Si vous le "
+    "souhaitez, écrivez « conseiller » pour en parler avec une personne.{% fin %}",
     /* etapes_pas_encore */
     "Votre feuille de route n'est pas encore enregistrée : elle le sera à la fin des questions. "
     "Vous pourrez alors suivre chaque étape et changer son statut (« mes étapes »).",

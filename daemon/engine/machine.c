@@ -210,6 +210,8 @@ const json_t *fb__run_builtin(struct run *r, const char *name, size_t len)
         return r->c_etape;
     if (IS("delai"))
         return r->c_delai;
+    if (IS("conseillers")) /* an advisor can take this conversation: texts that offer one */
+        return fb__run_advisor_available(r) ? json_true() : json_false();
     if (st->type == FB__Q_NONE || r->guard > 0)
         return NULL;
     if (IS("question")) {
