@@ -421,6 +421,33 @@ static void convo_apply(struct convo *c, json_t *effects)
     }
 }
 
+/* A transcript's `conseillers:` (struct advisors): sets c->env.has_advisor unless absent or
+ * `oui`. Returns 0, or 1 after printing the error. */
+static int read_advisors(struct convo *c, const json_t *doc, const fb_geo_t *geo, json_t *lines,
+                         const char *file, FILE *out)
+{
+    const json_t *adv = json_object_get(doc, "conseillers");
+    if (!adv)
+        return 0;
+    const char *a = json_string_value(adv);
+    bool none = json_is_false(adv) || (a && strcmp(a, "non") == 0);
+    bool all = json_is_true(adv) || (a && strcmp(a, "oui") == 0);
+    if (!none && !all && !json_is_array(adv)) {
+        fprintf(out,
+                "%s:%d: « conseillers » : non, oui ou une liste de territoires (« 30 », « r76 », "
+                "« * »)\n",
+                file, fb_yaml_line(lines, "/conseillers"));
+        return 1;
+    }
+    if (!all) {
+        c->advisors.geo = geo;
+        c->advisors.list = json_is_array(adv) ? adv : NULL;
+        c->env.has_advisor = advisors_cover;
+        c->env.has_advisor_arg = &c->advisors;
+    }
+    return 0;
+}
+
 /* Runs one event; appends its effects to `all` (new array when NULL). Returns 0 or an error. */
 static int convo_step(struct convo *c, const fb_event_t *ev, json_t *all)
 {
@@ -1230,25 +1257,9 @@ static int run_transcript(const char *file, const fb_geo_t *geo, FILE *out, FILE
     }
     convo_init(&c, d, geo, now);
     have_convo = true;
-    const json_t *adv = json_object_get(doc, "conseillers");
-    if (adv) {
-        const char *a = json_string_value(adv);
-        bool none = json_is_false(adv) || (a && strcmp(a, "non") == 0);
-        bool all = json_is_true(adv) || (a && strcmp(a, "oui") == 0);
-        if (!none && !all && !json_is_array(adv)) {
-            fprintf(out,
-                    "%s:%d: « conseillers » : non, oui ou une liste de territoires (« 30 », "
-                    "« r76 », « * »)\n",
-                    file, fb_yaml_line(lines, "/conseillers"));
-            failed = 1;
-            goto done;
-        }
-        if (!all) {
-            c.advisors.geo = geo;
-            c.advisors.list = json_is_array(adv) ? adv : NULL;
-            c.env.has_advisor = advisors_cover;
-            c.env.has_advisor_arg = &c.advisors;
-        }
+    if (read_advisors(&c, doc, geo, lines, file, out) != 0) {
+        failed = 1;
+        goto done;
     }
     if (md) {
         const char *title = json_string_value(json_object_get(doc, "transcript"));
