@@ -198,7 +198,8 @@ const char *const fb__text_defaults[FB__T_COUNT] = {
     "« retour » ou « recommencer » pour reprendre les questions sans l'attendre.",
     /* aide_echecs */
     "Je n'arrive pas à comprendre votre réponse.{% si aide %} Voici de l'aide pour cette "
-    "question : {{ aide }}{% fin %}",
+    "question : {{ aide }}{% fin %}{% si exemple %} Vous pouvez répondre par exemple "
+    "{{ exemple }}.{% fin %}",
 };
 
 const char *const fb__status_names[FB__ST_COUNT] = {

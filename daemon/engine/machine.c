@@ -41,6 +41,7 @@ void fb__run_invalidate(struct run *r)
     fb__run_drop(&r->c_fails);
     fb__run_drop(&r->c_min);
     fb__run_drop(&r->c_max);
+    fb__run_drop(&r->c_example);
     if (r->c_communes)
         for (size_t i = 0; i < r->d->n_slots; i++)
             fb__run_drop(&r->c_communes[i]);
@@ -214,6 +215,13 @@ const json_t *fb__run_builtin(struct run *r, const char *name, size_t len)
         return fb__run_advisor_available(r) ? json_true() : json_false();
     if (st->type == FB__Q_NONE || r->guard > 0)
         return NULL;
+    if (IS("exemple")) { /* « 1 » pour « Label », for the help after failures */
+        if (!r->c_example && st->n_choices > 0)
+            r->c_example = json_sprintf("« 1 » pour « %s »", st->choices[0].label);
+        else if (!r->c_example && st->type == FB__Q_YESNO)
+            r->c_example = json_string("« oui » ou « non »");
+        return r->c_example;
+    }
     if (IS("question")) {
         if (!r->c_question)
             r->c_question = render_plain(r, &st->text);

@@ -55,6 +55,7 @@ struct run {
     /* values computed for lookup(), dropped whenever answers or the state change */
     json_t *c_road, *c_question, *c_help, *c_fails, *c_min, *c_max, *c_etape;
     json_t *c_delai;     /* "3 mois": the delay the user just asked for, or NULL */
+    json_t *c_example;   /* `exemple`: an answer the current question understands, or NULL */
     json_t **c_communes; /* per slot */
     json_t **c_cats;     /* per catalogue: its items whose `si` holds */
     int guard;           /* > 0 while rendering the question or its help (no recursion) */

@@ -897,7 +897,8 @@ TEST_IMPL(machine_no_advisor_echecs_is_help)
     say(&c, "7");
     say(&c, "je sais pas");
     ASSERT_SAID(&c, "Je n'arrive pas à comprendre votre réponse. Voici de l'aide pour cette "
-                    "question : Choisissez une option.\n--\n"
+                    "question : Choisissez une option. Vous pouvez répondre par exemple « 1 » pour "
+                    "« Une friche ».\n--\n"
                     "Quel est le statut du site ?\n\n1. Une friche\n2. Un site occupé");
     ASSERT_ACTIONS(&c, "[]");
     ASSERT_NULL(json_object_get(c.session, "x"));
