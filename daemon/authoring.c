@@ -325,9 +325,34 @@ struct timer {
     long long due;
 };
 
+/* A transcript's `conseillers:` (advisors): `non` nobody, `oui` everyone (the default: the
+ * engine assumes them available), or a list of territories as escalation.rooms writes them
+ * ("30", "r76", "*"), looked up as the daemon's escalation does (fb_esc_has_advisor()). */
+struct advisors {
+    const fb_geo_t *geo;
+    const json_t *list; /* array of strings, or NULL: nobody */
+};
+
+static bool advisors_cover(const void *arg, const char *insee)
+{
+    const struct advisors *a = arg;
+    const fb_commune_t *c = insee && a->geo ? fb_geo_by_insee(a->geo, insee) : NULL;
+    size_t i;
+    const json_t *t;
+    json_array_foreach(a->list, i, t)
+    {
+        const char *s = json_string_value(t);
+        if (s && (strcmp(s, "*") == 0 || (c && strcmp(s, c->dep) == 0) ||
+                  (c && s[0] == 'r' && strcmp(s + 1, c->region) == 0)))
+            return true;
+    }
+    return false;
+}
+
 struct convo {
     const fb_dialog_t *dialog;
     fb_engine_env_t env;
+    struct advisors advisors;
     json_t *session; /* NULL before the first step */
     struct timer timers[MAX_TIMERS];
     int ntimers;
@@ -341,14 +366,6 @@ static void convo_init(struct convo *c, const fb_dialog_t *d, const fb_geo_t *ge
     c->env.locale = "fr";
     c->env.geo = geo;
     c->clock = now;
-}
-
-/* env.has_advisor of a transcript with `conseillers: non`. */
-static bool no_advisor(const void *arg, const char *insee)
-{
-    (void)arg;
-    (void)insee;
-    return false;
 }
 
 static void convo_free(struct convo *c)
@@ -409,6 +426,33 @@ static void convo_apply(struct convo *c, json_t *effects)
             break;
         }
     }
+}
+
+/* A transcript's `conseillers:` (struct advisors): sets c->env.has_advisor unless absent or
+ * `oui`. Returns 0, or 1 after printing the error. */
+static int read_advisors(struct convo *c, const json_t *doc, const fb_geo_t *geo, json_t *lines,
+                         const char *file, FILE *out)
+{
+    const json_t *adv = json_object_get(doc, "conseillers");
+    if (!adv)
+        return 0;
+    const char *a = json_string_value(adv);
+    bool none = json_is_false(adv) || (a && strcmp(a, "non") == 0);
+    bool all = json_is_true(adv) || (a && strcmp(a, "oui") == 0);
+    if (!none && !all && !json_is_array(adv)) {
+        fprintf(out,
+                "%s:%d: « conseillers » : non, oui ou une liste de territoires (« 30 », « r76 », "
+                "« * »)\n",
+                file, fb_yaml_line(lines, "/conseillers"));
+        return 1;
+    }
+    if (!all) {
+        c->advisors.geo = geo;
+        c->advisors.list = json_is_array(adv) ? adv : NULL;
+        c->env.has_advisor = advisors_cover;
+        c->env.has_advisor_arg = &c->advisors;
+    }
+    return 0;
 }
 
 /* Runs one event; appends its effects to `all` (new array when NULL). Returns 0 or an error. */
@@ -1220,11 +1264,10 @@ static int run_transcript(const char *file, const fb_geo_t *geo, FILE *out, FILE
     }
     convo_init(&c, d, geo, now);
     have_convo = true;
-    /* `conseillers: non`: no advisor covers the territory (env.has_advisor says no) */
-    json_t *advisors = json_object_get(doc, "conseillers");
-    if (json_is_false(advisors) ||
-        (json_is_string(advisors) && strcmp(json_string_value(advisors), "non") == 0))
-        c.env.has_advisor = no_advisor;
+    if (read_advisors(&c, doc, geo, lines, file, out) != 0) {
+        failed = 1;
+        goto done;
+    }
     if (md) {
         const char *title = json_string_value(json_object_get(doc, "transcript"));
         fprintf(md, "## %s\n\n", title ? title : file);

@@ -142,6 +142,10 @@ static int add_features(fb_daemon_t *d)
     }
     if (rc == 0 && !esc)
         rc = fb_router_add_feature(d->router, &fb_esc_delivery_feature, NULL);
+    /* the engine never promises an advisor the rooms do not cover (none when disabled: esc is
+     * NULL); the router owns esc from here and outlives every step */
+    if (rc == 0)
+        fb_router_set_has_advisor(d->router, fb_esc_has_advisor, esc);
     if (rc == 0)
         rc = fb_router_add_feature(d->router, &fb_stats_feature, NULL);
     return rc;

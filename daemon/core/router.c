@@ -324,7 +324,9 @@ struct fb_router_s {
     char *commit_lua; /* the COMMIT, assembled at the first start (build_commit()) */
     struct feature_slot features[MAX_FEATURES];
     size_t nfeatures;
-    size_t nfeature_keys; /* the features' keys, all together */
+    size_t nfeature_keys;                                    /* the features' keys, all together */
+    bool (*has_advisor)(const void *arg, const char *insee); /* fb_router_set_has_advisor() */
+    const void *has_advisor_arg;
 };
 
 /* ---- small helpers ---------------------------------------------------------------------- */
@@ -1090,6 +1092,8 @@ static int job_run(struct job *j, const json_t *session, const char *activity, i
         .geo = r->geo,
         .versions = (const fb_dialog_t *const *)r->versions,
         .n_versions = r->nversions,
+        .has_advisor = r->has_advisor,
+        .has_advisor_arg = r->has_advisor_arg,
     };
     *ns = NULL;
     *effects = NULL;
@@ -1624,6 +1628,14 @@ static const char *feature_refusal(const fb_router_t *r, const fb_feature_ops_t 
             return "a key has neither a suffix nor make()";
     }
     return NULL;
+}
+
+void fb_router_set_has_advisor(fb_router_t *r,
+                               bool (*has_advisor)(const void *arg, const char *insee),
+                               const void *arg)
+{
+    r->has_advisor = has_advisor;
+    r->has_advisor_arg = arg;
 }
 
 int fb_router_add_feature(fb_router_t *r, const fb_feature_ops_t *ops, void *self)

@@ -87,6 +87,16 @@ int fb_router_add_adapter(fb_router_t *r, const fb_adapter_ops_t *ops);
  */
 int fb_router_add_feature(fb_router_t *r, const fb_feature_ops_t *ops, void *self);
 
+/**
+ * Whether an advisor can take a conversation about commune `insee` (NULL: none yet): handed to
+ * the engine as fb_engine_env_t.has_advisor for every step. Not set (tests): advisors are
+ * assumed available. The daemon sets fb_esc_has_advisor() (false for everyone when escalation
+ * is disabled). `arg` is borrowed for the router's lifetime.
+ */
+void fb_router_set_has_advisor(fb_router_t *r,
+                               bool (*has_advisor)(const void *arg, const char *insee),
+                               const void *arg);
+
 /** Starts every adapter (in registration order), the features and the outbox's recovery scan;
  *  the COMMIT script is assembled here. */
 int fb_router_start(fb_router_t *r);

@@ -120,6 +120,9 @@ const char *const fb__text_names[FB__T_COUNT] = {
     "commune_code_postal",
     "commune_trop",
     "commune_insee_libelle",
+    "sans_conseiller",
+    "attente_conseiller",
+    "aide_echecs",
 };
 
 const char *const fb__text_defaults[FB__T_COUNT] = {
@@ -145,7 +148,8 @@ const char *const fb__text_defaults[FB__T_COUNT] = {
     "Répondez simplement à la question posée. À tout moment, vous pouvez aussi écrire :\n\n"
     "- **retour** : revenir à la question précédente\n"
     "- **recommencer** : tout reprendre depuis le début\n"
-    "- **conseiller** : parler à une personne\n"
+    "- **conseiller** : {% si conseillers %}parler à une personne{% sinon %}savoir quels "
+    "services joindre pour parler à une personne{% fin %}\n"
     "- **où en suis-je** : revoir vos réponses et votre feuille de route\n"
     "- **mes données** : voir ce que je conserve\n"
     "- **mes étapes** : suivre les étapes de votre feuille de route et changer leur statut\n"
@@ -153,7 +157,8 @@ const char *const fb__text_defaults[FB__T_COUNT] = {
     "- **stop** : ne plus recevoir de relances",
     /* fin_atteinte */
     "Le questionnaire est terminé. Écrivez « où en suis-je » pour revoir votre feuille de route, "
-    "« conseiller » pour parler à une personne ou « recommencer » pour étudier un autre site.",
+    "« conseiller » pour {% si conseillers %}parler à une personne{% sinon %}savoir quels services "
+    "joindre{% fin %} ou « recommencer » pour étudier un autre site.",
     /* reprise */
     "Le conseiller vous a rendu la main : reprenons.",
     /* commune_inconnue */
@@ -171,8 +176,8 @@ const char *const fb__text_defaults[FB__T_COUNT] = {
     /* relance_etape */
     "Bonjour ! Où en êtes-vous de l'étape « {{ etape.titre }} » ?",
     /* etape_notee */
-    "C'est noté, merci !{% si etape.statut == \"bloquee\" %} Si vous le souhaitez, écrivez "
-    "« conseiller » pour en parler avec une personne.{% fin %}",
+    "C'est noté, merci !{% si etape.statut == \"bloquee\" et conseillers %} Si vous le "
+    "souhaitez, écrivez « conseiller » pour en parler avec une personne.{% fin %}",
     /* etape_plus_tard */
     "Entendu, je vous relancerai plus tard.",
     /* etape_plus_tard_delai */
@@ -182,14 +187,15 @@ const char *const fb__text_defaults[FB__T_COUNT] = {
     /* etapes_aide */
     "Pour changer le statut d'une étape, écrivez son numéro et son nouveau statut, par exemple "
     "« étape 2 faite », « étape 3 en cours », « étape 4 bloquée », « étape 1 pas concernée » ou "
-    "« étape 5 déjà faite ».",
+    "« étape 5 déjà faite ». « Faite » : vous l'avez terminée depuis votre feuille de route ; "
+    "« déjà faite » : elle l'était avant.",
     /* etape_statut */
     "Quel est le statut de l'étape {{ etape.numero }}, « {{ etape.titre }} » ? Aujourd'hui : "
     "{{ etape.statut_texte }}.",
     /* etape_changee */
     "C'est noté : l'étape {{ etape.numero }}, « {{ etape.titre }} », est maintenant "
-    "« {{ etape.statut_texte }} ».{% si etape.statut == \"bloquee\" %} Si vous le souhaitez, "
-    "écrivez « conseiller » pour en parler avec une personne.{% fin %}",
+    "« {{ etape.statut_texte }} ».{% si etape.statut == \"bloquee\" et conseillers %} Si vous le "
+    "souhaitez, écrivez « conseiller » pour en parler avec une personne.{% fin %}",
     /* etapes_pas_encore */
     "Votre feuille de route n'est pas encore enregistrée : elle le sera à la fin des questions. "
     "Vous pourrez alors suivre chaque étape et changer son statut (« mes étapes »).",
@@ -228,6 +234,17 @@ const char *const fb__text_defaults[FB__T_COUNT] = {
     "(par exemple « Saint-Denis 93 »), ou donnez le code postal.",
     /* commune_insee_libelle */
     "{{ recherche.proposition }}, dont le code INSEE est {{ recherche.code }}",
+    /* sans_conseiller */
+    "Aucun conseiller ne peut vous répondre par cette messagerie pour le moment. Pour parler à "
+    "une personne, l'annuaire de l'administration donne les services près de chez vous : "
+    "[lannuaire.service-public.fr](https://lannuaire.service-public.fr).",
+    /* attente_conseiller */
+    "Votre demande attend un conseiller : vos autres messages lui sont transmis. Écrivez "
+    "« retour » ou « recommencer » pour reprendre les questions sans l'attendre.",
+    /* aide_echecs */
+    "Je n'arrive pas à comprendre votre réponse.{% si aide %} Voici de l'aide pour cette "
+    "question : {{ aide }}{% fin %}{% si exemple %} Vous pouvez répondre par exemple "
+    "{{ exemple }}.{% fin %}",
 };
 
 const char *const fb__status_names[FB__ST_COUNT] = {

@@ -58,9 +58,12 @@ static const char *const all_syn_np[] = {"pas concernee",
 static const char *const all_syn_deja[] = {"deja faite",    "deja fait",         "deja realisee",
                                            "deja terminee", "c etait deja fait", NULL};
 static const fb_choice_t all_status_choices[FB__ST_COUNT] = {
-    {"a_faire", "À faire", all_syn_a_faire},         {"en_cours", "En cours", all_syn_en_cours},
-    {"bloquee", "Bloquée", all_syn_bloquee},         {"faite", "Faite", all_syn_faite},
-    {"non_pertinente", "Pas concernée", all_syn_np}, {"deja_faite", "Déjà faite", all_syn_deja},
+    {"a_faire", "À faire", all_syn_a_faire},
+    {"en_cours", "En cours", all_syn_en_cours},
+    {"bloquee", "Bloquée", all_syn_bloquee},
+    {"faite", "Faite (terminée depuis la feuille de route)", all_syn_faite},
+    {"non_pertinente", "Pas concernée", all_syn_np},
+    {"deja_faite", "Déjà faite (avant la feuille de route)", all_syn_deja},
 };
 
 /* ---- graph checks ---------------------------------------------------------------------------- */

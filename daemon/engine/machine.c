@@ -41,6 +41,7 @@ void fb__run_invalidate(struct run *r)
     fb__run_drop(&r->c_fails);
     fb__run_drop(&r->c_min);
     fb__run_drop(&r->c_max);
+    fb__run_drop(&r->c_example);
     if (r->c_communes)
         for (size_t i = 0; i < r->d->n_slots; i++)
             fb__run_drop(&r->c_communes[i]);
@@ -212,8 +213,17 @@ const json_t *fb__run_builtin(struct run *r, const char *name, size_t len)
         return r->c_delai;
     if (IS("recherche"))
         return r->c_recherche;
+    if (IS("conseillers")) /* an advisor can take this conversation: texts that offer one */
+        return fb__run_advisor_available(r) ? json_true() : json_false();
     if (st->type == FB__Q_NONE || r->guard > 0)
         return NULL;
+    if (IS("exemple")) { /* « 1 » pour « Label », for the help after failures */
+        if (!r->c_example && st->n_choices > 0)
+            r->c_example = json_sprintf("« 1 » pour « %s »", st->choices[0].label);
+        else if (!r->c_example && st->type == FB__Q_YESNO)
+            r->c_example = json_string("« oui » ou « non »");
+        return r->c_example;
+    }
     if (IS("question")) {
         if (!r->c_question)
             r->c_question = render_plain(r, &st->text);
@@ -582,6 +592,8 @@ void fb__run_set_etape(struct run *r, int i)
 void fb__run_ask(struct run *r)
 {
     const struct fb__state *st = cur(r);
+    if (r->no_ask)
+        return;
     if (r->s.ended) {
         if (r->s.pending_step >= 0) {
             fb__run_set_etape(r, r->s.pending_step);
@@ -647,7 +659,9 @@ static int next_of(struct run *r, const struct fb__state *st)
     return -1;
 }
 
-/* Hands the conversation to an advisor: says so, emits `escalate`, stops reminders. */
+/* True when an advisor can take this conversation: env->has_advisor for the session's commune
+ * (its first answer that is a commune, as fb_engine_session_insee() and the escalation's
+ * territory lookup read it). */
 bool fb__run_advisor_available(const struct run *r)
 {
     if (!r->env->has_advisor)
@@ -666,8 +680,27 @@ bool fb__run_advisor_available(const struct run *r)
     return r->env->has_advisor(r->env->has_advisor_arg, insee);
 }
 
+/*
+ * No advisor can take the conversation (issue #19: no dead end): never promise one. Says
+ * `sans_conseiller` (how to reach a person: the dialog names the territory's contacts), then the
+ * pending question again, so that the conversation carries on. Reminders are left as they are.
+ */
+static void no_advisor(struct run *r)
+{
+    fb__run_say_builtin(r, FB__T_SANS_CONSEILLER);
+    if (!r->s.ended && cur(r)->type != FB__Q_NONE)
+        fb__run_ask(r);
+}
+
+/* Hands the conversation to an advisor: says so, emits `escalate`, stops reminders. When no
+ * advisor can take it (fb__run_advisor_available()), says how to reach one instead and asks the
+ * pending question again. */
 void fb__run_escalate(struct run *r, const char *reason)
 {
+    if (!fb__run_advisor_available(r)) {
+        no_advisor(r);
+        return;
+    }
     fb__run_say_builtin(r, FB__T_ESCALADE);
     json_t *e = json_object();
     (void)json_object_set_new(e, "type", json_string(fb_effect_name(FB_EFFECT_ESCALATE)));
@@ -928,12 +961,16 @@ void fb__run_fail(struct run *r, fb_answer_status_t why)
     r->s.fails++;
     fb__run_invalidate(r);
     if (r->s.fails >= st->fail_max) {
-        if (st->fail_action == FB__FAIL_CONSEILLER) {
+        /* `conseiller` only when an advisor can take it; otherwise (and for `aide`) help with
+         * the question: `aide_echecs` (the question's help inside), the commands when the
+         * question has no help of its own, then the question and its options again */
+        if (st->fail_action == FB__FAIL_CONSEILLER && fb__run_advisor_available(r)) {
             fb__run_escalate(r, "echecs");
             return;
         }
-        fb__run_say_text(r, st->help.t ? &st->help : &d->texts[FB__T_AIDE_GENERALE], NULL, NULL,
-                         NULL);
+        fb__run_say_builtin(r, FB__T_AIDE_ECHECS);
+        if (!st->help.t)
+            fb__run_say_builtin(r, FB__T_AIDE_GENERALE);
         r->s.fails = 0;
         fb__run_invalidate(r);
         fb__run_ask(r);
@@ -966,6 +1003,46 @@ void fb__run_fail(struct run *r, fb_answer_status_t why)
 
 /* ---- events ---------------------------------------------------------------------------------- */
 
+/*
+ * A message while an advisor has the conversation (issue #19: the commands still answer). Text
+ * that is no command, « conseiller » and « stop » stay quiet (the router relays them to the
+ * advisor's thread). « retour » and « recommencer » end the wait: the user takes the questions
+ * back (the escalation feature closes the ticket). The commands that only show something (aide,
+ * mes étapes, mes données, où en suis-je) answer without asking the pending question (an answer
+ * would go to the advisor), then say `attente_conseiller`. Returns false when the session must
+ * become null (« oublier mes données »).
+ */
+static bool on_escalated_command(struct run *r, int cmd)
+{
+    switch (cmd) {
+    case FB__CMD_OUBLIER:
+        return fb__run_command(r, cmd);
+    case FB__CMD_RETOUR:
+    case FB__CMD_RECOMMENCER:
+        r->s.escalated = false;
+        r->s.fails = 0;
+        r->s.reminders = 0;
+        (void)fb__run_command(r, cmd);
+        if (cmd == FB__CMD_RETOUR)
+            fb__run_arm(r); /* the escalation cancelled it; recommencer arms its first question */
+        return true;
+    case FB__CMD_AIDE:
+        fb__run_say_builtin(r, FB__T_AIDE_GENERALE);
+        fb__run_say_builtin(r, FB__T_ATTENTE_CONSEILLER);
+        return true;
+    case FB__CMD_ETAPES:
+    case FB__CMD_MES_DONNEES:
+    case FB__CMD_OU_EN_SUIS_JE:
+        r->no_ask = true;
+        (void)fb__run_command(r, cmd);
+        r->no_ask = false;
+        fb__run_say_builtin(r, FB__T_ATTENTE_CONSEILLER);
+        return true;
+    default:
+        return true; /* quiet: an advisor has it */
+    }
+}
+
 /* A message or a picked option. Returns false when the session must become null. */
 static bool on_input(struct run *r, const char *text, const char *choice)
 {
@@ -973,8 +1050,7 @@ static bool on_input(struct run *r, const char *text, const char *choice)
     if (text) {
         int cmd = fb__run_match_command(r, text);
         if (s->escalated)
-            return cmd == FB__CMD_OUBLIER ? fb__run_command(r, cmd)
-                                          : true; /* quiet: an advisor has it */
+            return on_escalated_command(r, cmd);
         s->reminders = 0;
         /* a session moved by a version change is replayed first, except for the commands
          * that must act at once */

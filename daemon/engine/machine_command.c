@@ -128,9 +128,10 @@ static void recap(struct run *r, bool everything)
     fb_buf_init(&html, MAX_TEXT_BYTES);
     const struct fb__text *head = &r->d->texts[everything ? FB__T_MES_DONNEES : FB__T_RESUME];
     if (fb__run_render_text(r, head, &plain, &html) == 0) {
+        /* no tags here: they are the dialog's internal names ("passe_polluant"), derived from
+         * the answers listed, and a user reads this (issue #19); the advisor's summary keeps them
+         */
         fb__run_list_answers(r, &plain, &html, "Vos réponses :");
-        if (everything)
-            fb__run_list_tags(r, &plain, &html);
         fb__run_list_roadmap(r, &plain, &html);
         if (everything) {
             fb__run_list_last_messages(r, &plain, &html, "Vos derniers messages :");

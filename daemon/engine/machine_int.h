@@ -56,12 +56,14 @@ struct run {
     json_t *c_road, *c_question, *c_help, *c_fails, *c_min, *c_max, *c_etape;
     json_t *c_delai;     /* "3 mois": the delay the user just asked for, or NULL */
     json_t *c_recherche; /* the commune step's context for its texts ("recherche"), or NULL */
+    json_t *c_example;   /* `exemple`: an answer the current question understands, or NULL */
     json_t **c_communes; /* per slot */
     json_t **c_cats;     /* per catalogue: its items whose `si` holds */
     int guard;           /* > 0 while rendering the question or its help (no recursion) */
     bool road_read;      /* fb__run_builtin() gave `feuille_de_route` (fb__run_say_text) */
     bool kb_feedback;    /* the previous message was a knowledge-base answer (session `w`) */
     char *note; /* what a loose answer was understood as: the next `say` starts « Noté : X. » */
+    bool no_ask;         /* a command answered while an advisor has the conversation: no question */
 };
 
 static inline const struct fb__state *cur(const struct run *r)

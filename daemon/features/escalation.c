@@ -421,6 +421,29 @@ static const json_t *escalate_effect(const json_t *effects)
     return NULL;
 }
 
+/* True when the engine said something: a command answered (« mes données » while a ticket
+ * waits), not a text for the advisor. */
+static bool says_something(const json_t *effects)
+{
+    size_t i;
+    const json_t *x;
+    json_array_foreach(effects, i, x)
+    {
+        if (fb_effect_type(x) == FB_EFFECT_SAY)
+            return true;
+    }
+    return false;
+}
+
+bool fb_esc_has_advisor(const void *self, const char *insee)
+{
+    const fb_esc_t *e = self;
+    if (!e)
+        return false; /* escalation disabled: nobody for anyone */
+    const fb_commune_t *c = insee && e->geo ? fb_geo_by_insee(e->geo, insee) : NULL;
+    return route_find(e->rooms, e->nrooms, c ? c->dep : NULL, c ? c->region : NULL) != NULL;
+}
+
 void fb_esc_commit_ops(const fb_esc_t *e, const fb_esc_step_t *st, json_t *ops, size_t *says)
 {
     if (!e)
@@ -430,8 +453,13 @@ void fb_esc_commit_ops(const fb_esc_t *e, const fb_esc_step_t *st, json_t *ops, 
                           prefix, "wd", (json_int_t)e->cfg->escalation.watchdog_ms);
     char *ticket_key = NULL, *sent_key = NULL; /* for the root and the relays */
     const json_t *esc = escalate_effect(st->effects);
-    bool relay = !esc && st->user && st->text && fb_engine_session_escalated(st->session);
-    if ((esc || relay) && !st->forget) {
+    bool waiting = fb_engine_session_escalated(st->session);
+    /* a command the engine answered while the ticket waits is not for the advisor */
+    bool relay = !esc && st->user && st->text && waiting && !says_something(st->effects);
+    /* « retour » or « recommencer » while the ticket waited: the user took the questions back */
+    bool resumed = !esc && st->user && !waiting && !st->forget && !st->handback &&
+                   st->old_session && fb_engine_session_escalated(st->old_session);
+    if ((esc || relay || resumed) && !st->forget) {
         ticket_key = fb_store_conv_key(e->store, st->key, FB_KEY_TICKET);
         sent_key = fb_store_conv_key(e->store, st->key, FB_KEY_ESC_SENT);
     }
@@ -490,6 +518,21 @@ void fb_esc_commit_ops(const fb_esc_t *e, const fb_esc_step_t *st, json_t *ops, 
         FB_INFO(ROUTER, "[esc] ticket announced to the room of territory %s", territory);
     } else if (st->handback) {
         (void)json_object_set_new(o, "done", json_true());
+    } else if (resumed) {
+        /* the ticket closes; its thread is told why (the advisor would answer nobody) */
+        char txn[48];
+        snprintf(txn, sizeof(txn), "esc-%s.resumed", st->wid);
+        json_t *thread = json_pack("{s:s, s:s}", "key", ticket_key, "field", "root");
+        json_t *record = json_pack("{s:s, s:s}", "key", ticket_key, "list", sent_key);
+        char *entry =
+            entry_json(txn, "reply",
+                       "ℹ️ L'usager a repris le questionnaire sans attendre (« retour » "
+                       "ou « recommencer ») : la demande est close.",
+                       st->now, record, thread);
+        if (entry)
+            (void)json_object_set_new(o, "resumed", json_string(entry));
+        fb_free(entry);
+        FB_INFO(ROUTER, "[esc] ticket closed: the user took the questions back");
     } else if (relay) {
         char *t = fb_asprintf("Usager : %s", st->text);
         char txn[48];

@@ -97,6 +97,14 @@ int fb_esc_sent(const fb_core_t *core, const json_t *entry, const char *where, c
  *  with FB_ADAPTER_CAP_ADVISORS), or NULL when none is built in. */
 const char *fb_esc_advisors_adapter(void);
 
+/**
+ * fb_engine_env_t.has_advisor for the daemon: true when the rooms cover commune `insee`'s
+ * territory (its département's line, its région's, or `*`: the lookup of the escalation itself);
+ * without a commune (NULL or unknown), only `*`. `self` is the fb_esc_t, NULL when escalation is
+ * disabled: then false for everyone (issue #19: never promise an advisor nobody is).
+ */
+bool fb_esc_has_advisor(const void *self, const char *insee);
+
 /** What the router knows of the event being committed. */
 typedef fb_feature_step_t fb_esc_step_t;
 
@@ -168,6 +176,19 @@ void fb_esc_commit_ops(const fb_esc_t *e, const fb_esc_step_t *st, json_t *ops, 
     "    redis.call('ZADD', K.pending, 'NX', A.now, conv)\n"                                       \
     "    table.insert(kick, conv)\n"                                                               \
     "  end\n"                                                                                      \
+    "elseif e and e.resumed then\n"                                                                \
+    "  local t = redis.call('HMGET', K.ticket, 'state', 'room', 'tid', 'adapter')\n"               \
+    "  if (t[1] == 'waiting' or t[1] == 'claimed') then\n"                                         \
+    "    if t[2] and t[3] then\n"                                                                  \
+    "      local conv = t[4] .. ':' .. t[2] .. '/~' .. t[3]\n"                                     \
+    "      redis.call('RPUSH', conv_key(e.prefix, conv, '" FB_KEY_OUTBOX "'), e.resumed)\n"        \
+    "      redis.call('ZADD', K.pending, 'NX', A.now, conv)\n"                                     \
+    "      table.insert(kick, conv)\n"                                                             \
+    "    end\n"                                                                                    \
+    "    redis.call('HSET', K.ticket, 'state', 'closed', 'closed_at', A.now, 'closed_by', "        \
+    "'usager')\n"                                                                                  \
+    "  end\n"                                                                                      \
+    "  redis.call('ZREM', e.idx, A.member)\n"                                                      \
     "elseif e and e.done then\n"                                                                   \
     "  if redis.call('HGET', K.ticket, 'state') == 'handing' then\n"                               \
     "    redis.call('HSET', K.ticket, 'state', 'closed', 'closed_at', A.now)\n"                    \

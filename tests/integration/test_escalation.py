@@ -419,6 +419,49 @@ def test_web_chat_user_reaches_the_advisors(synapse, redis, make_daemon, tmp_pat
         chat.close()
 
 
+def test_commands_answer_while_waiting_and_retour_closes_the_ticket(synapse, redis, make_daemon,
+                                                                   tmp_path):
+    """Issue #19: while a ticket waits, « mes données » answers (and is not relayed to the
+    advisors), other text is relayed; « retour » takes the questions back and closes the ticket,
+    the thread told why."""
+    from test_webchat import Chat
+    bot, d, a1, a2, room52, room_def, _ = setup(synapse, redis, make_daemon, tmp_path)
+    bot_id = bot["user_id"]
+    chat = Chat(d)
+    try:
+        chat.wait_bot("Dans quelle commune")
+        after = chat.last_seq()
+        chat.say("saint dizier")
+        chat.wait_bot("Pour qui faites-vous", after)
+        chat.say("conseiller")
+        root = wait_body(a1, room52, bot_id, "Nouvelle demande d'accompagnement", 30)
+        assert root, d.read_log()[-3000:]
+        tk = f"fb:{{c:web:{chat.token}}}:ticket"
+        assert wait_until(lambda: redis.cli("HGET", tk, "root") == root["event_id"], 10)
+        after = chat.last_seq()
+        chat.say("mes données")
+        data = chat.wait_bot("Votre demande attend un conseiller", after)
+        assert any("Saint-Dizier" in e["text"] for e in chat.bot() if e["seq"] > after), chat.bot()[-3:]
+        chat.say("Merci, j'attends")
+        assert wait_body(a1, room52, bot_id, "Usager : Merci, j'attends",
+                         pred=lambda e: in_thread(e, root["event_id"]))
+        thread = bot_thread(a1, room52, bot_id, root["event_id"])
+        assert not any("mes données" in b for b in thread), thread
+        chat.say("retour")
+        chat.wait_bot("Dans quelle commune", data["seq"])
+        assert wait_until(lambda: redis.cli("HGET", tk, "state") == "closed", 10), redis.cli("HGETALL", tk)
+        assert redis.cli("HGET", tk, "closed_by") == "usager"
+        assert redis.cli("ZSCORE", "fb:esc:open", f"web:{chat.token}") == ""
+        assert wait_body(a1, room52, bot_id, "L'usager a repris le questionnaire",
+                         pred=lambda e: in_thread(e, root["event_id"]))
+        # the questions go on with the engine, nothing more is relayed
+        after = chat.last_seq()
+        chat.say("saint dizier")
+        chat.wait_bot("Pour qui faites-vous", after)
+    finally:
+        chat.close()
+
+
 def web_escalation(d, then):
     """A web-chat user of Saint-Dizier asks for a person and at once writes `then`; returns the
     open Chat and the ticket's key."""

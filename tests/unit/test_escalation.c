@@ -17,6 +17,7 @@
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
 #include "io/config.h"
+#include "io/paths.h"
 #include "io/redis.h"
 #include "task.h"
 
@@ -211,6 +212,37 @@ TEST_IMPL(escalation_owns_rooms_and_threads_and_builds_ops)
                   "fb:{c:web:tok}:esc:sent");
     json_decref(relay);
     json_decref(ops);
+    /* A command the engine answered while the ticket waits (« mes données ») is not relayed. */
+    json_t *said = json_pack("[{s:s, s:s, s:s}]", "type", "say", "text", "Vos réponses", "html",
+                             "<p>Vos réponses</p>");
+    st.effects = said;
+    st.text = "mes données";
+    ops = json_pack("{s:[]}", "out");
+    fb_esc_commit_ops(esc, &st, ops, &says);
+    ASSERT_NULL(json_object_get(json_object_get(ops, "esc"), "relay"));
+    json_decref(ops);
+    /* « retour » or « recommencer »: the session leaves the escalated state, the ticket closes
+     * and its thread is told */
+    st.old_session = escalated;
+    st.session = NULL;
+    st.text = "recommencer";
+    ops = json_pack("{s:[]}", "out");
+    fb_esc_commit_ops(esc, &st, ops, &says);
+    json_t *resumed = json_loads(
+        json_string_value(json_object_get(json_object_get(ops, "esc"), "resumed")), 0, NULL);
+    ASSERT_NOT_NULL(resumed);
+    ASSERT_NOT_NULL(strstr(json_string_value(json_object_get(resumed, "text")),
+                           "L'usager a repris le questionnaire"));
+    ASSERT_STR_EQ(json_string_value(json_object_get(json_object_get(resumed, "thread"), "key")),
+                  "fb:{c:web:tok}:ticket");
+    ASSERT_NULL(json_object_get(json_object_get(ops, "esc"), "relay"));
+    json_decref(resumed);
+    json_decref(ops);
+    json_decref(said);
+    st.old_session = NULL;
+    st.session = escalated;
+    st.effects = none;
+
     ops = json_pack("{s:[]}", "out");
     st.text = NULL;
     st.user = false;
@@ -222,6 +254,43 @@ TEST_IMPL(escalation_owns_rooms_and_threads_and_builds_ops)
     json_decref(escalated);
     json_decref(effects);
     env_close(&v, esc);
+    return 0;
+}
+
+/* has_advisor, the engine's question (issue #19): the rooms' lookup, the département's line,
+ * the région's, then `*`; nobody when escalation is disabled. */
+TEST_IMPL(escalation_has_advisor_by_territory)
+{
+    ASSERT(!fb_esc_has_advisor(NULL, "30007"));
+    ASSERT(!fb_esc_has_advisor(NULL, NULL));
+    fb_geo_t *geo = fb_geo_load(fb_data_path(FB_DATA_GEO), NULL);
+    ASSERT_NOT_NULL(geo);
+    struct env v = {0};
+    fb_esc_t *esc = NULL;
+    char *errors = NULL;
+    ASSERT_EQ(env_open(&v, "escalation:\n  enabled: true\n  rooms: [\"30 !a:x\", \"r11 !b:x\"]\n",
+                       &esc, &errors),
+              0);
+    fb_free(errors);
+    fb_esc_destroy(esc);
+    fb_buf_t e;
+    fb_buf_init(&e, 1u << 16);
+    ASSERT_EQ(fb_esc_create(&v.loop, v.cfg, v.store, geo, &esc, &e), 0);
+    ASSERT(fb_esc_has_advisor(esc, "30007"));  /* Alès, Gard: the département's line */
+    ASSERT(fb_esc_has_advisor(esc, "75056"));  /* Paris: the région's line (r11) */
+    ASSERT(!fb_esc_has_advisor(esc, "69123")); /* Lyon: no line, no `*` */
+    ASSERT(!fb_esc_has_advisor(esc, NULL));    /* no commune yet: only `*` would do */
+    ASSERT(!fb_esc_has_advisor(esc, "99999")); /* unknown code: as no commune */
+    env_close(&v, esc);
+    struct env w = {0};
+    ASSERT_EQ(env_open(&w, "escalation:\n  enabled: true\n  rooms: [\"* !d:x\"]\n", &esc, &errors),
+              0);
+    fb_free(errors);
+    ASSERT(fb_esc_has_advisor(esc, NULL));
+    ASSERT(fb_esc_has_advisor(esc, "69123"));
+    env_close(&w, esc);
+    fb_buf_free(&e);
+    fb_geo_free(geo);
     return 0;
 }
 

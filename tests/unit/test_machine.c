@@ -13,6 +13,7 @@
  * HTML text, the session serializes, and the same step run twice gives the same output (the
  * engine has no clock or randomness of its own).
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -426,7 +427,9 @@ TEST_IMPL(machine_command_recap_and_data)
                     "2. Faire un diagnostic de pollution : à faire\n--\nCombien de bâtiments ?");
     say(&c, "mes données");
     ASSERT_SAYS(&c, "Voici tout ce que je conserve pour cette conversation :");
-    ASSERT_SAYS(&c, "Signaux retenus : friche, pollue");
+    /* tags are internal names: the user never reads them (issue #19) */
+    ASSERT_NOT_SAYS(&c, "Signaux");
+    ASSERT_NOT_SAYS(&c, "pollue");
     ASSERT_SAYS(&c, "Pour tout effacer, écrivez « oublier mes données ».");
     ASSERT_SAYS(&c, "Combien de bâtiments ?");
     ASSERT(strstr(fb_buf_str(&c.html), "<li>Statut : Une friche</li>"));
@@ -455,12 +458,34 @@ TEST_IMPL(machine_command_conseiller_and_handback)
     say(&c, "oui");
     ASSERT_EFFECTS(&c, "[]");
     ASSERT(json_equal(before, c.session));
-    say(&c, "aide");
+    say(&c, "conseiller"); /* already waiting: relayed like any text */
     ASSERT_EFFECTS(&c, "[]");
     choose(&c, "oui");
     ASSERT_EFFECTS(&c, "[]");
     event(&c, FB_EVENT_TIMER);
     ASSERT_EFFECTS(&c, "[]");
+    ASSERT(json_equal(before, c.session));
+    /* the commands that show something still answer, without the question (an answer would go
+     * to the advisor), and say that the request waits; nothing changes */
+    say(&c, "aide");
+    ASSERT_SAYS(&c, "Répondez simplement à la question posée.");
+    ASSERT_SAYS(&c, "Votre demande attend un conseiller");
+    ASSERT_NOT_SAYS(&c, "Le site est-il pollué ?");
+    ASSERT_ACTIONS(&c, "[]");
+    ASSERT(json_equal(before, c.session));
+    say(&c, "mes données");
+    ASSERT_SAYS(&c, "• Statut : Une friche");
+    ASSERT_SAYS(&c, "Votre demande attend un conseiller");
+    ASSERT_NOT_SAYS(&c, "Le site est-il pollué ?");
+    ASSERT(json_equal(before, c.session));
+    say(&c, "où en suis-je");
+    ASSERT_SAYS(&c, "Voici où nous en sommes :");
+    ASSERT_SAYS(&c, "1. Délibérer sur le projet : à faire");
+    ASSERT(json_equal(before, c.session));
+    say(&c, "mes étapes");
+    ASSERT_SAYS(&c, "Votre feuille de route n'est pas encore enregistrée");
+    ASSERT_SAYS(&c, "Votre demande attend un conseiller");
+    ASSERT_NOT_SAYS(&c, "Le site est-il pollué ?");
     ASSERT(json_equal(before, c.session));
     json_decref(before);
 
@@ -978,7 +1003,8 @@ TEST_IMPL(machine_reprompts_then_aide)
     ASSERT_SAID(&c, "Je n'ai pas compris votre réponse.");
     say(&c, "1000"); /* out of range: a failure too, the second: `aide`, then asked again */
     ASSERT_SAID(
-        &c, "Répondez simplement à la question posée. À tout moment, vous pouvez aussi "
+        &c, "Je n'arrive pas à comprendre votre réponse.\n--\nRépondez simplement à la question "
+            "posée. À tout moment, vous pouvez aussi "
             "écrire :\n\n• retour : revenir à la question précédente\n• recommencer : "
             "tout reprendre depuis le début\n• conseiller : parler à une personne\n"
             "• où en suis-je : revoir vos réponses et votre feuille de route\n"
@@ -1038,6 +1064,122 @@ TEST_IMPL(machine_nsp)
     return 0;
 }
 
+/* env.has_advisor: the insee it was last asked about, and its answer. */
+struct advisors {
+    bool yes;
+    int calls;
+    char insee[8];
+};
+
+static bool has_advisor(const void *arg, const char *insee)
+{
+    struct advisors *a = (struct advisors *)(uintptr_t)arg;
+    a->calls++;
+    snprintf(a->insee, sizeof(a->insee), "%s", insee ? insee : "-");
+    return a->yes;
+}
+
+/* No advisor for this conversation (issue #19): « conseiller » is never a promise nor a silent
+ * session; it says how to reach a person and asks the pending question again. */
+TEST_IMPL(machine_no_advisor_conseiller_carries_on)
+{
+    struct conv c;
+    struct advisors a = {.yes = false};
+    petit_at_q2(&c);
+    c.env.has_advisor = has_advisor;
+    c.env.has_advisor_arg = &a;
+    say(&c, "agent");
+    ASSERT_NOT_SAYS(&c, "Je transmets");
+    ASSERT_SAID(&c, "Aucun conseiller ne peut vous répondre par cette messagerie pour le moment. "
+                    "Pour parler à une personne, l'annuaire de l'administration donne les "
+                    "services près de chez vous : lannuaire.service-public.fr "
+                    "(https://lannuaire.service-public.fr).\n--\n"
+                    "Le site est-il pollué ?\n\n1. Oui\n2. Non\n3. Je ne sais pas");
+    ASSERT_ACTIONS(&c, "[]"); /* no escalate, no cancel: the reminder stays armed */
+    ASSERT_NULL(json_object_get(c.session, "x"));
+    ASSERT_STR_EQ(a.insee, "-"); /* no commune in this dialog */
+    say(&c, "oui");              /* the conversation carries on */
+    ASSERT_STR_EQ(state(&c), "q3");
+    /* the same with an advisor: the escalation as before */
+    a.yes = true;
+    say(&c, "conseiller");
+    ASSERT_SAYS(&c, "Je transmets votre demande à un conseiller");
+    ASSERT(json_is_true(json_object_get(c.session, "x")));
+    conv_free(&c);
+    return 0;
+}
+
+/* `echecs: {action: conseiller}` without an advisor is help with the question, not a dead end. */
+TEST_IMPL(machine_no_advisor_echecs_is_help)
+{
+    struct conv c;
+    struct advisors a = {.yes = false};
+    conv_init(&c, "petit.yaml", 0);
+    c.env.has_advisor = has_advisor;
+    c.env.has_advisor_arg = &a;
+    event(&c, FB_EVENT_START);
+    say(&c, "la réponse D");
+    say(&c, "7");
+    say(&c, "je sais pas");
+    ASSERT_SAID(&c, "Je n'arrive pas à comprendre votre réponse. Voici de l'aide pour cette "
+                    "question : Choisissez une option. Vous pouvez répondre par exemple « 1 » pour "
+                    "« Une friche ».\n--\n"
+                    "Quel est le statut du site ?\n\n1. Une friche\n2. Un site occupé");
+    ASSERT_ACTIONS(&c, "[]");
+    ASSERT_NULL(json_object_get(c.session, "x"));
+    ASSERT_NULL(json_object_get(c.session, "f")); /* the count starts again */
+    say(&c, "1");
+    ASSERT_STR_EQ(state(&c), "q2");
+    conv_free(&c);
+    return 0;
+}
+
+/* While a ticket waits, « retour » and « recommencer » take the questions back. */
+TEST_IMPL(machine_escalated_retour_recommencer)
+{
+    struct conv c;
+    petit_at_q2(&c);
+    say(&c, "oui");
+    ASSERT_STR_EQ(state(&c), "q3");
+    say(&c, "conseiller");
+    ASSERT(json_is_true(json_object_get(c.session, "x")));
+    say(&c, "retour");
+    ASSERT_SAID(&c, "Le site est-il pollué ?\n\n1. Oui\n2. Non\n3. Je ne sais pas");
+    ASSERT_NULL(json_object_get(c.session, "x"));
+    ASSERT_ACTIONS(&c, "[{\"type\":\"schedule\",\"id\":\"relance\",\"after\":259200,"
+                       "\"reason\":\"inactivite\"}]");
+    say(&c, "non");
+    ASSERT_STR_EQ(state(&c), "q3");
+    say(&c, "conseiller");
+    say(&c, "recommencer");
+    ASSERT_NULL(json_object_get(c.session, "x"));
+    ASSERT_SAYS(&c, "Quel est le statut du site ?");
+    say(&c, "1");
+    ASSERT_STR_EQ(state(&c), "q2");
+    conv_free(&c);
+    return 0;
+}
+
+/* A walk with nowhere to go and no advisor: said, and the question asked again (not silent). */
+TEST_IMPL(machine_no_advisor_dead_end)
+{
+    struct conv c;
+    struct advisors a = {.yes = false};
+    conv_init(&c, "boucle.yaml", 0);
+    c.env.has_advisor = has_advisor;
+    c.env.has_advisor_arg = &a;
+    event(&c, FB_EVENT_START);
+    say(&c, "oui");
+    ASSERT_SAYS(&c, "Aucun conseiller ne peut vous répondre");
+    ASSERT_NOT_SAYS(&c, "Je transmets");
+    ASSERT_NULL(json_object_get(c.session, "x"));
+    ASSERT_STR_EQ(state(&c), "q");
+    say(&c, "non");
+    ASSERT_SAID(&c, "Fin.");
+    conv_free(&c);
+    return 0;
+}
+
 /* A walk that cannot go on (skipped states sending it round in circles) escalates. */
 TEST_IMPL(machine_dead_end_escalates)
 {
@@ -1051,7 +1193,7 @@ TEST_IMPL(machine_dead_end_escalates)
     ASSERT_STR_EQ(json_string_value(json_object_get(esc, "reason")), "dialogue");
     ASSERT(json_is_true(json_object_get(c.session, "x")));
     ASSERT_STR_EQ(state(&c), "q");
-    say(&c, "retour"); /* quiet until an advisor hands back */
+    say(&c, "oui"); /* quiet until an advisor hands back */
     ASSERT_EFFECTS(&c, "[]");
     event(&c, FB_EVENT_HANDBACK);
     say(&c, "retour");
@@ -1570,14 +1712,17 @@ TEST_IMPL(machine_steps_list_and_change)
     struct conv c;
     complet_ended(&c);
     say(&c, "mes étapes");
-    ASSERT_SAID(&c, "Vos étapes et leur statut :\n"
-                    "1. Délibérer sur le projet : à faire\n"
-                    "2. Assurer la maîtrise foncière : à faire\n"
-                    "3. Faire un diagnostic de pollution : à faire\n"
-                    "4. Lancer une étude de programmation : à faire\n\n"
-                    "Pour changer le statut d'une étape, écrivez son numéro et son nouveau "
-                    "statut, par exemple « étape 2 faite », « étape 3 en cours », « étape 4 "
-                    "bloquée », « étape 1 pas concernée » ou « étape 5 déjà faite ».");
+    ASSERT_SAID(&c,
+                "Vos étapes et leur statut :\n"
+                "1. Délibérer sur le projet : à faire\n"
+                "2. Assurer la maîtrise foncière : à faire\n"
+                "3. Faire un diagnostic de pollution : à faire\n"
+                "4. Lancer une étude de programmation : à faire\n\n"
+                "Pour changer le statut d'une étape, écrivez son numéro et son nouveau "
+                "statut, par exemple « étape 2 faite », « étape 3 en cours », « étape 4 "
+                "bloquée », « étape 1 pas concernée » ou « étape 5 déjà faite ». « Faite » : vous "
+                "l'avez terminée depuis votre feuille de route ; « déjà faite » : elle l'était "
+                "avant.");
     ASSERT(strstr(fb_buf_str(&c.html), "<p>Vos étapes et leur statut :</p><ol><li>Délibérer sur "
                                        "le projet : à faire</li>"));
     ASSERT_CHOICES(&c,
@@ -1663,12 +1808,15 @@ TEST_IMPL(machine_steps_pick)
     /* a step without a status: the six statuses are offered */
     say(&c, "étape 3");
     ASSERT_SAID(&c, "Quel est le statut de l'étape 3, « Faire un diagnostic de pollution » ? "
-                    "Aujourd'hui : à faire.\n\n1. À faire\n2. En cours\n3. Bloquée\n4. Faite\n"
-                    "5. Pas concernée\n6. Déjà faite");
+                    "Aujourd'hui : à faire.\n\n1. À faire\n2. En cours\n3. Bloquée\n4. Faite "
+                    "(terminée depuis la feuille de route)\n5. Pas concernée\n6. Déjà faite "
+                    "(avant la feuille de route)");
     ASSERT_CHOICES(&c, "[{\"id\":\"a_faire\",\"label\":\"À faire\"},{\"id\":\"en_cours\",\"label\":"
                        "\"En cours\"},{\"id\":\"bloquee\",\"label\":\"Bloquée\"},{\"id\":\"faite\","
-                       "\"label\":\"Faite\"},{\"id\":\"non_pertinente\",\"label\":\"Pas "
-                       "concernée\"},{\"id\":\"deja_faite\",\"label\":\"Déjà faite\"}]");
+                       "\"label\":\"Faite (terminée depuis la feuille de "
+                       "route)\"},{\"id\":\"non_pertinente\",\"label\":\"Pas "
+                       "concernée\"},{\"id\":\"deja_faite\",\"label\":\"Déjà faite (avant la "
+                       "feuille de route)\"}]");
     ASSERT_ACTIONS(&c, "[]");
     ASSERT_STR_EQ(json_string_value(json_object_get(c.session, "k")),
                   "etapes.diagnostic_pollution");
