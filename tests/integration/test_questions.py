@@ -1,0 +1,130 @@
+# SPDX-License-Identifier: MIT
+"""Questions asked at any moment (issue #20, docs/internals/KB.md), end to end: the friche dialog
+with its knowledge base, the real daemon, its router and a real redis-server, through the web chat
+(websocket) and through Matrix (a real Synapse, matrix-nio as the project owner, a direct room).
+
+A question typed where an answer is expected is answered from the base with its source, the
+pending question is asked again in one line, and the user's place is kept; a question the base
+cannot answer gets an honest « pas de réponse sûre » with someone to ask, never an invented answer
+nor an advisor's promise when no advisor is configured (the default); « utile » after an answer is
+counted; /stats.json shows the anonymous counts; neither the session nor the log keeps the
+question's text."""
+import os
+import time
+
+from conftest import wait_until
+from synapse import bodies
+from test_matrix import bot_matrix_yaml, new_bot, new_user, open_dm, router_yaml
+from test_webchat import Chat
+
+SOURCE = os.environ.get("FB_SOURCE_DIR") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", ".."))
+FRICHE = os.path.join(SOURCE, "dialogs", "friche.yaml")
+SOURCE_LINE = "En savoir plus"
+FEEDBACK = "Cette réponse vous aide-t-elle"
+UNSURE = "pas de réponse sûre"
+COMMUNE_Q = "Dans quelle commune"
+DEMANDEUR_Q = "Pour qui faites-vous cette démarche"
+USAGE_Q = "Quel était l'usage du site"
+
+
+def friche_daemon(make_daemon, redis):
+    return make_daemon(redis.address, idle_timeout_s=60, extra=f'dialogs:\n  path: "{FRICHE}"\n')
+
+
+def kb_stats(daemon):
+    status, doc = daemon.json("/stats.json")
+    assert status == 200, doc
+    return doc["questions"]
+
+
+def session_json(redis, token):
+    return redis.cli("GET", f"fb:{{c:web:{token}}}:session")
+
+
+def test_questions_in_the_web_chat(redis, make_daemon):
+    d = friche_daemon(make_daemon, redis)
+    chat = Chat(d)
+    after = chat.wait_bot(COMMUNE_Q)["seq"]
+
+    # A question at the commune step: answered from the base, not taken for a commune.
+    chat.say("Comment obtenir le fonds vert pour une friche ?")
+    answer = chat.wait_bot(SOURCE_LINE, after)
+    assert "recyclage foncier" in answer["text"].lower() or "fonds vert" in answer["text"].lower(), \
+        answer["text"]
+    assert "Je n'ai pas trouvé cette commune" not in answer["text"]
+    assert FEEDBACK in answer["text"] or chat.wait_bot(FEEDBACK, after)
+    again = chat.wait_bot(COMMUNE_Q, answer["seq"] - 1)
+    assert again["seq"] >= answer["seq"]
+    texts = [e["text"] for e in chat.bot() if e["seq"] > after]
+    assert not any("Je n'ai pas trouvé cette commune" in t for t in texts), texts
+
+    # The place is kept: the commune is still the question, and its answer goes on.
+    last = chat.last_seq()
+    chat.say("saint dizier")
+    after = chat.wait_bot(DEMANDEUR_Q, last)["seq"]
+
+    # A question mid-questionnaire, then « utile »: counted and thanked, not an answer.
+    chat.say("c'est quoi un EPF ?")
+    answer = chat.wait_bot(SOURCE_LINE, after)
+    assert "foncier" in answer["text"], answer["text"]
+    chat.wait_bot(DEMANDEUR_Q, answer["seq"] - 1)
+    last = chat.last_seq()
+    chat.say("utile")
+    thanks = chat.wait_for(lambda f: f["type"] == "msg" and f["from"] == "bot" and f["seq"] > last + 1,
+                           what="reply to « utile »")
+    assert "Merci" in thanks["text"], thanks["text"]
+    assert USAGE_Q not in thanks["text"]  # « utile » was not taken as the demandeur's answer
+
+    # A question the base cannot answer: honest, a contact, no advisor promised (none configured).
+    last = chat.last_seq()
+    chat.say("Quel temps fera-t-il demain à Saint-Dizier ?")
+    unsure = chat.wait_bot(UNSURE, last)
+    assert "Je transmets" not in unsure["text"]
+    assert "conseiller" not in unsure["text"].lower() or "DDT" in unsure["text"], unsure["text"]
+    chat.wait_bot(DEMANDEUR_Q, unsure["seq"] - 1)
+
+    # Still in place: the demandeur's answer leads to the usage question.
+    last = chat.last_seq()
+    chat.say("la commune")
+    chat.wait_bot(USAGE_Q, last)
+
+    # Anonymous counts on /stats.json; no question text in the session nor in the log.
+    assert wait_until(lambda: kb_stats(d)["answered"] >= 2, 10, 0.2), kb_stats(d)
+    stats = kb_stats(d)
+    assert stats["answered"] == 2 and stats["unanswered"] == 1 and stats["helpful"] == 1, stats
+    session = session_json(redis, chat.token)
+    assert session, "no session stored"
+    for needle in ("fonds vert", "EPF", "Quel temps"):
+        assert needle not in session, session
+    log = d.read_log()
+    for needle in ("fonds vert", "c'est quoi un EPF", "Quel temps"):
+        assert needle not in log
+    chat.close()
+
+
+def test_questions_in_matrix(synapse, redis, make_daemon, tmp_path):
+    bot = new_bot(synapse, tmp_path)
+    d = make_daemon(redis.address, idle_timeout_s=30,
+                    extra=bot_matrix_yaml(synapse, bot) + router_yaml()
+                    + f'dialogs:\n  path: "{FRICHE}"\n')
+    user = new_user(synapse)
+    room = open_dm(user, bot["user_id"], d)
+    n = len(user.messages_from(room, bot["user_id"]))
+
+    user.send(room, "c koi un SIS ?")
+    got = user.wait(lambda: [b for b in bodies(user.messages_from(room, bot["user_id"])[n:])
+                             if COMMUNE_Q in b], 60)
+    texts = bodies(user.messages_from(room, bot["user_id"])[n:])
+    assert any(SOURCE_LINE in t and "sols" in t for t in texts), texts
+    assert not any("Je n'ai pas trouvé cette commune" in t for t in texts), texts
+    assert got
+
+    # The place is kept: a commune now goes on to the next question.
+    n = len(user.messages_from(room, bot["user_id"]))
+    user.send(room, "saint dizier")
+    assert user.wait(lambda: [b for b in bodies(user.messages_from(room, bot["user_id"])[n:])
+                              if DEMANDEUR_Q in b], 60), d.read_log()[-3000:]
+    log = d.read_log()
+    assert "c koi un SIS" not in log
+    user.close()
