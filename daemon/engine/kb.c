@@ -493,6 +493,8 @@ bool fb_kb_confident(double norm, double margin)
  *           with a filing/decision participle (déposé, retenu, accepté...) anywhere;
  *   amount: a money word (combien, montant, taux, prix, coût, tarif; not « combien de temps »)
  *           with a possessive + a place or project of the user's (notre commune, mon site...).
+ * Except a question about the bot's own follow-up (étapes, feuille de route, suivi), which the
+ * base does answer.
  */
 static bool word_in(const char *w, const char *const *set)
 {
@@ -513,8 +515,13 @@ static const char *const DECIDED[] = {
                                                              present tense */
 static const char *const MONEY[] = {"combien", "montant", "taux",  "prix",  "cout",
                                     "coute",   "coutera", "tarif", "couts", NULL};
-static const char *const DURATION[] = {"temps",    "annees", "ans",    "mois", "jours",
-                                       "semaines", "delai",  "heures", NULL};
+/* after « combien de »: a duration or a count, not an amount */
+static const char *const NOT_AMOUNT[] = {"temps",  "annees",    "ans",   "mois",
+                                         "jours",  "semaines",  "delai", "heures",
+                                         "etapes", "questions", NULL};
+/* the bot's own follow-up, the one status it does know (« où en sont mes étapes ») */
+static const char *const BOT_TRACKING[] = {"etape",         "etapes",        "feuille", "suivi",
+                                           "recapitulatif", "questionnaire", NULL};
 static const char *const OWN_PLACE[] = {"commune",   "village",  "ville",    "site",    "terrain",
                                         "friche",    "parcelle", "projet",   "dossier", "chantier",
                                         "operation", "usine",    "batiment", NULL};
@@ -533,6 +540,9 @@ bool fb_kb_is_own_case(const char *question)
          p = strtok_r(NULL, " ", &save))
         w[n++] = p;
     bool filed_own = false, decided = false, money = false, own_place = false;
+    for (size_t i = 0; i < n; i++)
+        if (word_in(w[i], BOT_TRACKING))
+            return false;
     for (size_t i = 0; i < n; i++) {
         if (i + 2 < n && strcmp(w[i], "ou") == 0 && strcmp(w[i + 1], "en") == 0 &&
             (strcmp(w[i + 2], "est") == 0 || strcmp(w[i + 2], "sont") == 0))
@@ -544,7 +554,7 @@ bool fb_kb_is_own_case(const char *question)
             size_t j = i + 1;
             if (j < n && (strcmp(w[j], "de") == 0 || strcmp(w[j], "d") == 0))
                 j++;
-            if (!(strcmp(w[i], "combien") == 0 && j < n && word_in(w[j], DURATION)))
+            if (!(strcmp(w[i], "combien") == 0 && j < n && word_in(w[j], NOT_AMOUNT)))
                 money = true;
         }
         if (i + 1 < n && word_in(w[i], POSSESSIVE)) {

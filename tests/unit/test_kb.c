@@ -187,6 +187,9 @@ TEST_IMPL(kb_own_case)
     ASSERT(!fb_kb_is_own_case("combien de temps pour notre projet"));
     ASSERT(!fb_kb_is_own_case("combien d'années pour notre friche"));
     ASSERT(!fb_kb_is_own_case("notre ancienne décharge peut accueillir des panneaux ?"));
+    /* the bot's own follow-up is a status the base does answer */
+    ASSERT(!fb_kb_is_own_case("ou en sont les etapes de mon projet"));
+    ASSERT(!fb_kb_is_own_case("combien d'étapes pour notre projet ?"));
     ASSERT(!fb_kb_is_own_case(""));
     ASSERT(!fb_kb_is_own_case(NULL));
     /* in the search: a question the base would answer is not answered when it is the user's own
