@@ -482,6 +482,94 @@ bool fb_kb_confident(double norm, double margin)
     return norm >= FB_KB_MIN_NORM && margin >= FB_KB_MIN_MARGIN;
 }
 
+/*
+ * The user's own case (docs/internals/KB.md, « Questions about one's own case »). A general base
+ * can say how a procedure works, never where the user's file stands nor what a figure is for
+ * their commune or site: « où en est notre dossier déposé en mars », « la taxe d'aménagement
+ * c'est combien pour notre commune », « combien coûte la dépollution de notre site ». Such a
+ * question often shares most of its words with a real answer (the procedure, the tax), so the
+ * score alone would answer it confidently. Two shapes, on folded words:
+ *   status: « où en est/sont », or a possessive + a filed thing (dossier, demande, permis...)
+ *           with a filing/decision participle (déposé, retenu, accepté...) anywhere;
+ *   amount: a money word (combien, montant, taux, prix, coût, tarif; not « combien de temps »)
+ *           with a possessive + a place or project of the user's (notre commune, mon site...).
+ * Except a question about the bot's own follow-up (étapes, feuille de route, suivi), which the
+ * base does answer.
+ */
+static bool word_in(const char *w, const char *const *set)
+{
+    for (; *set; set++)
+        if (strcmp(w, *set) == 0)
+            return true;
+    return false;
+}
+
+static const char *const POSSESSIVE[] = {"notre", "nos", "mon", "ma", "mes", NULL};
+static const char *const FILED[] = {"dossier",      "dossiers", "demande", "demandes",
+                                    "candidature",  "permis",   "requete", "subvention",
+                                    "candidatures", NULL};
+static const char *const DECIDED[] = {
+    "depose",    "deposee", "deposes", "deposees", "envoye",   "envoyee", "transmis",
+    "transmise", "retenu",  "retenue", "accepte",  "acceptee", "refuse",  "refusee",
+    "valide",    "validee", "accorde", "accordee", NULL}; /* not « instruit », « signe »: also
+                                                             present tense */
+static const char *const MONEY[] = {"combien", "montant", "taux",  "prix",  "cout",
+                                    "coute",   "coutera", "tarif", "couts", NULL};
+/* after « combien de »: a duration or a count, not an amount */
+static const char *const NOT_AMOUNT[] = {"temps",  "annees",    "ans",   "mois",
+                                         "jours",  "semaines",  "delai", "heures",
+                                         "etapes", "questions", NULL};
+/* the bot's own follow-up, the one status it does know (« où en sont mes étapes ») */
+static const char *const BOT_TRACKING[] = {"etape",         "etapes",        "feuille", "suivi",
+                                           "recapitulatif", "questionnaire", NULL};
+static const char *const OWN_PLACE[] = {"commune",   "village",  "ville",    "site",    "terrain",
+                                        "friche",    "parcelle", "projet",   "dossier", "chantier",
+                                        "operation", "usine",    "batiment", NULL};
+
+bool fb_kb_is_own_case(const char *question)
+{
+    char f[MAX_QUERY + 1];
+    if (!question)
+        return false;
+    size_t need = fb_text_fold(question, strlen(question), f, sizeof(f));
+    if (need >= sizeof(f))
+        f[sizeof(f) - 1] = '\0';
+    const char *w[64];
+    size_t n = 0;
+    for (char *save = NULL, *p = strtok_r(f, " ", &save); p && n < FB_ARRAY_SIZE(w);
+         p = strtok_r(NULL, " ", &save))
+        w[n++] = p;
+    bool filed_own = false, decided = false, money = false, own_place = false;
+    for (size_t i = 0; i < n; i++)
+        if (word_in(w[i], BOT_TRACKING))
+            return false;
+    for (size_t i = 0; i < n; i++) {
+        if (i + 2 < n && strcmp(w[i], "ou") == 0 && strcmp(w[i + 1], "en") == 0 &&
+            (strcmp(w[i + 2], "est") == 0 || strcmp(w[i + 2], "sont") == 0))
+            return true;
+        if (word_in(w[i], DECIDED))
+            decided = true;
+        if (word_in(w[i], MONEY)) {
+            /* « combien de temps », « combien d'années »: a duration, not an amount */
+            size_t j = i + 1;
+            if (j < n && (strcmp(w[j], "de") == 0 || strcmp(w[j], "d") == 0))
+                j++;
+            if (!(strcmp(w[i], "combien") == 0 && j < n && word_in(w[j], NOT_AMOUNT)))
+                money = true;
+        }
+        if (i + 1 < n && word_in(w[i], POSSESSIVE)) {
+            /* the noun may follow an adjective: « notre ancien site » */
+            for (size_t j = i + 1; j < n && j <= i + 2; j++) {
+                if (word_in(w[j], FILED))
+                    filed_own = true;
+                if (word_in(w[j], OWN_PLACE))
+                    own_place = true;
+            }
+        }
+    }
+    return (filed_own && decided) || (money && own_place);
+}
+
 /* Analyses a question (search side): at most `cap` tokens into `t`. */
 static size_t analyse_query(const fb_kb_t *kb, const char *text, struct tok *t, size_t cap,
                             struct sb_stemmer **st)
@@ -547,6 +635,7 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     }
     if (score != stack_scores)
         fb_free(score);
+    res->own_case = fb_kb_is_own_case(question);
     if (res->n == 0 || most <= 0)
         return;
     double top = res->hits[0].score, second = res->n > 1 ? res->hits[1].score : 0;
@@ -554,7 +643,7 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     if (res->norm > 1)
         res->norm = 1;
     res->margin = (top - second) / top;
-    res->confident = fb_kb_confident(res->norm, res->margin);
+    res->confident = fb_kb_confident(res->norm, res->margin) && !res->own_case;
 }
 
 void fb_kb_terms(const fb_kb_t *kb, const char *text, fb_buf_t *out)

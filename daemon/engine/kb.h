@@ -23,7 +23,8 @@
  * Confidence: `norm` is the top score over the most the question's terms could score (the sum of
  * their idf; a word the base never uses counts FB_KB_UNKNOWN_WEIGHT times the largest idf);
  * `margin` is (top - second) / top. The bot answers when norm >= FB_KB_MIN_NORM and margin >=
- * FB_KB_MIN_MARGIN (docs/internals/KB.md says how they were tuned).
+ * FB_KB_MIN_MARGIN (docs/internals/KB.md says how they were tuned), unless the question is about
+ * the user's own case (fb_kb_is_own_case()).
  */
 #ifndef FB_ENGINE_KB_H
 #define FB_ENGINE_KB_H
@@ -58,6 +59,7 @@ typedef struct {
     double margin;  /* (top - second) / top, 1 when only one answer scored */
     bool confident; /* the bot answers hits[0] */
     size_t n_terms; /* the question's analysed terms (distinct) */
+    bool own_case;  /* about the user's own file or figures: never confident (fb_kb_is_own_case) */
 } fb_kb_result_t;
 
 /** A new, empty index builder. */
@@ -82,6 +84,12 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res /
 
 /** The confidence rule alone, over a result's hits and norm (for tests and the tools). */
 bool fb_kb_confident(double norm, double margin);
+
+/** True when `question` asks about the user's own case, which a general base cannot know: the
+ *  status of a filed dossier (« où en est », « notre dossier déposé... a-t-il été retenu ») or an
+ *  amount for their commune or site (« combien ... pour notre commune »). Such a question is never
+ *  answered confidently (docs/internals/KB.md). */
+bool fb_kb_is_own_case(const char *question);
 
 /** Writes the analysed terms of `text`, space-separated, to `out` (a synonym group's term is
  *  "=" and its first phrase's terms joined by "_"); `kb` may be NULL (no synonyms). For tests and

@@ -171,6 +171,43 @@ TEST_IMPL(kb_confidence)
     return 0;
 }
 
+TEST_IMPL(kb_own_case)
+{
+    /* the status of the user's own file, an amount for their commune or site */
+    ASSERT(fb_kb_is_own_case("où en est notre dossier déposé en mars ?"));
+    ASSERT(fb_kb_is_own_case("ou en est le permis de construire que la SCI a depose"));
+    ASSERT(fb_kb_is_own_case("notre dossier fonds vert déposé en mars a-t-il été retenu"));
+    ASSERT(fb_kb_is_own_case("la taxe d'aménagement c'est combien pour notre commune"));
+    ASSERT(fb_kb_is_own_case("combien coûte la dépollution de notre site ?"));
+    ASSERT(fb_kb_is_own_case("quel est le montant pour notre ancienne friche"));
+    /* general questions, even with a possessive or « combien » */
+    ASSERT(!fb_kb_is_own_case("c'est la ddtm qui instruit notre dossier ou l'ademe ?"));
+    ASSERT(!fb_kb_is_own_case("comment déposer notre dossier fonds vert"));
+    ASSERT(!fb_kb_is_own_case("combien coûte une dépollution ?"));
+    ASSERT(!fb_kb_is_own_case("combien de temps pour notre projet"));
+    ASSERT(!fb_kb_is_own_case("combien d'années pour notre friche"));
+    ASSERT(!fb_kb_is_own_case("notre ancienne décharge peut accueillir des panneaux ?"));
+    /* the bot's own follow-up is a status the base does answer */
+    ASSERT(!fb_kb_is_own_case("ou en sont les etapes de mon projet"));
+    ASSERT(!fb_kb_is_own_case("combien d'étapes pour notre projet ?"));
+    ASSERT(!fb_kb_is_own_case(""));
+    ASSERT(!fb_kb_is_own_case(NULL));
+    /* in the search: a question the base would answer is not answered when it is the user's own
+     * case, and the result says why */
+    fb_kb_t *kb = small_kb();
+    fb_kb_result_t r;
+    fb_kb_search(kb, "Qui paye la dépollution ?", &r);
+    ASSERT(r.confident);
+    ASSERT(!r.own_case);
+    fb_kb_search(kb, "Qui paye la dépollution de notre site et combien ?", &r);
+    ASSERT(r.n >= 1);
+    ASSERT_EQ(r.hits[0].doc, 2);
+    ASSERT(r.own_case);
+    ASSERT(!r.confident);
+    fb_kb_free(kb);
+    return 0;
+}
+
 TEST_IMPL(kb_question_detection)
 {
     static const char *const yes[] = {
