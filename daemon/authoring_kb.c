@@ -6,8 +6,8 @@
  * their scores, and whether the bot would answer (the confidence rule of engine/kb.h).
  * `ask --eval DIALOG SET.yaml...` runs labelled sets (`questions: [{q, attendu: ID | aucune}]`)
  * and prints the top-1 accuracy on the answerable questions, the share the bot answers, and the
- * confident answers to questions it should not answer; it fails below `--min-top1` or on any
- * such confident answer. Messages for the authors are in French.
+ * confident answers to questions it should not answer; it fails below `--min-top1` or on more
+ * than `--max-aucune` (default 0) such confident answers. Messages for the authors are in French.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -26,7 +26,7 @@
 
 static const char ask_help[] =
     "usage: frichebot ask DIALOG QUESTION...\n"
-    "       frichebot ask --eval [--min-top1 X] DIALOG SET.yaml...\n"
+    "       frichebot ask --eval [--min-top1 X] [--max-aucune N] DIALOG SET.yaml...\n"
     "\n"
     "Shows how the dialog's knowledge base (`connaissances:`) ranks its answers for each\n"
     "QUESTION: the analysed terms, the five best answers with their scores, the confidence\n"
@@ -34,7 +34,8 @@ static const char ask_help[] =
     "--eval runs labelled sets (YAML: questions: [{q: \"...\", attendu: ID | aucune}]) and\n"
     "prints the top-1 accuracy on the answerable questions, the share answered, and every\n"
     "confident answer to a question labelled `aucune`. Exit status 1 when top-1 is under\n"
-    "--min-top1 (default 0.85) or any `aucune` question is answered.\n";
+    "--min-top1 (default 0.85) or more than --max-aucune (default 0) `aucune` questions are\n"
+    "answered.\n";
 
 static fb_geo_t *geo_if_any(FILE *err)
 {
@@ -175,6 +176,7 @@ int fb_cmd_ask(int argc, char **argv, FILE *out, FILE *err)
 {
     bool eval = false;
     double min_top1 = 0.85;
+    long max_none = 0;
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -187,6 +189,14 @@ int fb_cmd_ask(int argc, char **argv, FILE *out, FILE *err)
             min_top1 = strtod(argv[++i], &end);
             if (*end || min_top1 < 0 || min_top1 > 1) {
                 fprintf(err, "frichebot: ask: --min-top1 takes a number from 0 to 1\n");
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--max-aucune") == 0 && i + 1 < argc) {
+            char *end;
+            errno = 0;
+            max_none = strtol(argv[++i], &end, 10);
+            if (*end || errno || max_none < 0) {
+                fprintf(err, "frichebot: ask: --max-aucune takes a whole number, 0 or more\n");
                 return 2;
             }
         } else {
@@ -228,17 +238,18 @@ int fb_cmd_ask(int argc, char **argv, FILE *out, FILE *err)
                 "%zu réponses dans la base ; %zu questions avec réponse, %zu sans\n"
                 "top-1 : %.1f %% (%zu/%zu), seuil %.1f %%\n"
                 "répondues : %.1f %% (%zu/%zu), dont justes %zu, fausses %zu\n"
-                "sans réponse attendue : %zu répondue(s) à tort sur %zu\n",
+                "sans réponse attendue : %zu répondue(s) à tort sur %zu (au plus %ld)\n",
                 fb_kb_size(fb_dialog_kb(d)), t.answerable, t.none, pct(t.top1, t.answerable),
                 t.top1, t.answerable, min_top1 * 100, pct(t.answered, t.answerable), t.answered,
-                t.answerable, t.answered_right, t.answered_wrong, t.none_answered, t.none);
+                t.answerable, t.answered_right, t.answered_wrong, t.none_answered, t.none,
+                max_none);
         if (t.answerable == 0 && t.none == 0) {
             fprintf(err, "frichebot: ask: aucune question dans les jeux donnés\n");
             status = 1;
         }
         if (t.answerable > 0 && top1 < min_top1)
             status = 1;
-        if (t.none_answered > 0)
+        if (t.none_answered > (size_t)max_none)
             status = 1;
         fprintf(out, "%s\n", status ? "ÉCHEC" : "OK");
     }
