@@ -44,6 +44,10 @@ static const char *const stop_words[] = {
 struct doc {
     int *t[N_FIELDS]; /* terms of each field, in order (repeats kept) */
     size_t n[N_FIELDS], cap[N_FIELDS];
+    /* the term sets of its definition questions (« c'est quoi un SIS ? »): sorted distinct
+     * term ids, each set ended by -1 */
+    int *def;
+    size_t n_def;
 };
 
 struct phrase {
@@ -368,6 +372,80 @@ static void doc_field(fb_kb_t *kb, struct doc *d, int f, const char *text)
     fb_free(t);
 }
 
+/* True when folded text `f` asks what something is: « c'est quoi X », « qu'est-ce qu'un X »,
+ * « que veut dire X », « X : définition ». Such a question names its subject and nothing else,
+ * so an answer written for « c'est quoi X » is the one to give, even when other answers share
+ * the term X (what the margin rule alone would call a tie). */
+static bool is_definition(const char *f)
+{
+    static const char *const forms[] = {"c est quoi", "c koi",    "ckoi",      "qu est ce qu",
+                                        "veut dire",  "signifie", "definition"};
+    for (size_t i = 0; i < FB_ARRAY_SIZE(forms); i++)
+        if (strstr(f, forms[i]))
+            return true;
+    return false;
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* Sorts the ids of `t` and drops repeats in `ids` (at least n entries); returns the count, or 0
+ * when a word is unknown to the base (such a set matches no definition). */
+static size_t term_set(const struct tok *t, size_t n, int *ids)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (t[i].id < 0)
+            return 0;
+        ids[i] = t[i].id;
+    }
+    qsort(ids, n, sizeof(int), cmp_int);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (k == 0 || ids[k - 1] != ids[i])
+            ids[k++] = ids[i];
+    return k;
+}
+
+/* Records the term set of question `q` of `d` when it is a definition question. */
+static void doc_definition(fb_kb_t *kb, struct doc *d, const char *q)
+{
+    char *f = fold_all(q);
+    bool def = is_definition(f);
+    fb_free(f);
+    if (!def)
+        return;
+    size_t n = 0;
+    struct tok *t = analyse_add(kb, q, &n, true);
+    int *ids = fb_malloc((n + 1) * sizeof(int));
+    size_t k = term_set(t, n, ids);
+    if (k > 0) {
+        d->def = fb_realloc(d->def, (d->n_def + k + 1) * sizeof(int));
+        memcpy(d->def + d->n_def, ids, k * sizeof(int));
+        d->def[d->n_def + k] = -1;
+        d->n_def += k + 1;
+    }
+    fb_free(ids);
+    fb_free(t);
+}
+
+/* True when one of `d`'s definition sets is exactly `ids` (k sorted distinct ids). */
+static bool doc_defines(const struct doc *d, const int *ids, size_t k)
+{
+    size_t i = 0;
+    while (i < d->n_def) {
+        size_t j = i;
+        while (j < d->n_def && d->def[j] >= 0)
+            j++;
+        if (j - i == k && memcmp(d->def + i, ids, k * sizeof(int)) == 0)
+            return true;
+        i = j + 1;
+    }
+    return false;
+}
+
 int fb_kb_add_doc(fb_kb_t *kb, const char *const *questions, size_t n_questions,
                   const char *const *mots, size_t n_mots, const char *text)
 {
@@ -378,8 +456,10 @@ int fb_kb_add_doc(fb_kb_t *kb, const char *const *questions, size_t n_questions,
     }
     struct doc *d = &kb->docs[kb->n_docs];
     memset(d, 0, sizeof(*d));
-    for (size_t i = 0; i < n_questions; i++)
+    for (size_t i = 0; i < n_questions; i++) {
         doc_field(kb, d, 0, questions[i]);
+        doc_definition(kb, d, questions[i]);
+    }
     for (size_t i = 0; i < n_mots; i++)
         doc_field(kb, d, 1, mots[i]);
     if (text)
@@ -586,6 +666,30 @@ static size_t analyse_query(const fb_kb_t *kb, const char *text, struct tok *t, 
     return apply_synonyms(kb, t, n);
 }
 
+/* For a definition question whose terms are exactly those of one answer's definition question,
+ * among the hits: that hit's index in res->hits; -1 otherwise (none, or several answers). */
+static int defining_hit(const fb_kb_t *kb, const char *question, const struct tok *t, size_t n,
+                        const fb_kb_result_t *res)
+{
+    char f[MAX_QUERY + 1];
+    (void)fb_text_fold(question, strlen(question), f, sizeof(f));
+    if (n == 0 || !is_definition(f))
+        return -1;
+    int ids[64];
+    size_t k = term_set(t, n < FB_ARRAY_SIZE(ids) ? n : FB_ARRAY_SIZE(ids), ids);
+    if (k == 0)
+        return -1;
+    int found = -1;
+    for (size_t i = 0; i < res->n; i++) {
+        if (!doc_defines(&kb->docs[res->hits[i].doc], ids, k))
+            continue;
+        if (found >= 0)
+            return -1;
+        found = (int)i;
+    }
+    return found;
+}
+
 void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
 {
     memset(res, 0, sizeof(*res));
@@ -643,6 +747,14 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     if (res->norm > 1)
         res->norm = 1;
     res->margin = (top - second) / top;
+    int defined = defining_hit(kb, question, t, n, res);
+    if (defined > 0) { /* the one answer written for « c'est quoi X »: first, and no tie */
+        fb_kb_hit_t h = res->hits[defined];
+        memmove(&res->hits[1], &res->hits[0], (size_t)defined * sizeof(res->hits[0]));
+        res->hits[0] = h;
+    }
+    if (defined >= 0)
+        res->margin = 1;
     res->confident = fb_kb_confident(res->norm, res->margin) && !res->own_case;
 }
 
@@ -682,9 +794,11 @@ void fb_kb_free(fb_kb_t *kb)
     fb_free(kb->parent);
     fb_free(kb->group_term);
     fb_free(kb->phr_first);
-    for (size_t i = 0; i < kb->n_docs; i++)
+    for (size_t i = 0; i < kb->n_docs; i++) {
         for (int f = 0; f < N_FIELDS; f++)
             fb_free(kb->docs[i].t[f]);
+        fb_free(kb->docs[i].def);
+    }
     fb_free(kb->docs);
     fb_free(kb->idf);
     fb_free(kb->post_start);

@@ -171,6 +171,45 @@ TEST_IMPL(kb_confidence)
     return 0;
 }
 
+/* « c'est quoi X » goes to the answer written for « c'est quoi X », even when other answers share
+ * X's term (a tie for the margin rule); a definition question that two answers claim, or one with
+ * other words, keeps the margin rule. */
+TEST_IMPL(kb_definition_question)
+{
+    fb_kb_t *kb = fb_kb_new();
+    const char *q0[] = {"C'est quoi un EPF ?", "établissement public foncier"};
+    const char *q1[] = {"L'EPF peut-il acheter à notre place ?", "portage par l'EPF"};
+    const char *q2[] = {"Un EPF peut-il nous prêter ?", "EPF et financement"};
+    ASSERT_EQ(fb_kb_add_doc(kb, q0, 2, NULL, 0, "Un EPF est un organisme public."), 0);
+    ASSERT_EQ(fb_kb_add_doc(kb, q1, 2, NULL, 0, "L'EPF achète et porte le terrain."), 1);
+    ASSERT_EQ(fb_kb_add_doc(kb, q2, 2, NULL, 0, "L'EPF ne prête pas, il porte."), 2);
+    ASSERT_OK(fb_kb_build(kb));
+    fb_kb_result_t r;
+    fb_kb_search(kb, "c koi un EPF", &r);
+    ASSERT(r.n >= 3);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(r.confident);
+    /* the same term without the definition form: three answers tie, no sure answer */
+    fb_kb_search(kb, "EPF", &r);
+    ASSERT(!r.confident);
+    /* a definition question with another known word is not that answer's definition */
+    fb_kb_search(kb, "qu'est-ce que le portage par l'EPF ?", &r);
+    ASSERT_EQ(r.hits[0].doc, 1);
+    fb_kb_free(kb);
+
+    /* two answers that both define X: no preference */
+    kb = fb_kb_new();
+    const char *d0[] = {"C'est quoi un SIS ?", "secteur"};
+    const char *d1[] = {"Que veut dire SIS ?", "information"};
+    ASSERT_EQ(fb_kb_add_doc(kb, d0, 2, NULL, 0, "Un secteur."), 0);
+    ASSERT_EQ(fb_kb_add_doc(kb, d1, 2, NULL, 0, "Une information."), 1);
+    ASSERT_OK(fb_kb_build(kb));
+    fb_kb_search(kb, "c'est quoi un SIS ?", &r);
+    ASSERT(!r.confident);
+    fb_kb_free(kb);
+    return 0;
+}
+
 TEST_IMPL(kb_own_case)
 {
     /* the status of the user's own file, an amount for their commune or site */
