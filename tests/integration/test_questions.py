@@ -29,7 +29,9 @@ USAGE_Q = "Quel était l'usage du site"
 
 
 def friche_daemon(make_daemon, redis):
-    return make_daemon(redis.address, idle_timeout_s=60, extra=f'dialogs:\n  path: "{FRICHE}"\n')
+    return make_daemon(redis.address, idle_timeout_s=60,
+                       extra=f'dialogs:\n  path: "{FRICHE}"\n'
+                       "stats:\n  min_count: 1\n  cache_seconds: 0\n")
 
 
 def kb_stats(daemon):
