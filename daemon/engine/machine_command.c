@@ -109,6 +109,7 @@ static void go_back(struct run *r)
     s->ended = false;
     s->fails = 0;
     s->n_cand = 0;
+    s->n_confirm = 0; /* a pending « Vous voulez dire » belonged to the question left */
     s->qual[0] = '\0';
     s->pending_step = -1;
     s->pending_pick = false;
