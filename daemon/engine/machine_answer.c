@@ -757,6 +757,63 @@ static fb_answer_status_t answer_number(struct run *r, const char *text, json_t 
     return status;
 }
 
+bool fb__run_would_parse(const struct run *r, const char *text)
+{
+    if (!text || r->s.ended || r->s.n_cand > 0 || r->s.n_confirm > 0 || strlen(text) > MAX_INPUT)
+        return false;
+    const struct fb__state *st = cur(r);
+    fb_answer_status_t status = FB_ANSWER_INVALID;
+    size_t idx = 0;
+    fb_choice_match_t how = {FB_MATCH_EXACT, 0, {0}};
+    switch (st->type) {
+    case FB__Q_YESNO: {
+        bool b = false;
+        status = fb_answer_yesno(text, &b);
+        if (status == FB_ANSWER_INVALID) {
+            status = fb_answer_choice_in(st->aset, text, &idx);
+            if (status == FB_ANSWER_OK && idx >= 2)
+                status = FB_ANSWER_UNKNOWN;
+        }
+        break;
+    }
+    case FB__Q_CHOICE:
+        status = fb_answer_choice_match(st->aset, text, &idx, &how);
+        if (how.how == FB_MATCH_UNSURE && how.n > 0) /* readings to confirm: an answer */
+            return status == FB_ANSWER_OK || status == FB_ANSWER_AMBIGUOUS;
+        if (status == FB_ANSWER_OK && idx >= st->n_choices)
+            status = how.how == FB_MATCH_EXACT ? FB_ANSWER_UNKNOWN : FB_ANSWER_INVALID;
+        break;
+    case FB__Q_MULTI: {
+        uint64_t mask = 0;
+        status = fb_answer_choices_match(st->aset, text, &mask, &how);
+        if (how.how == FB_MATCH_UNSURE && how.n > 0)
+            return status == FB_ANSWER_OK || status == FB_ANSWER_AMBIGUOUS;
+        break;
+    }
+    case FB__Q_NUMBER: {
+        double x = 0;
+        bool approx = false;
+        bool durations = st->unit == FB_UNIT_YEARS || st->unit == FB_UNIT_MONTHS;
+        status = fb_answer_number(text, st->unit, st->min, st->max, &x);
+        if (status == FB_ANSWER_OK && durations && vague_duration(text))
+            status = FB_ANSWER_INVALID;
+        if (durations && fb_answer_years_since(text, r->env->now, &x, &approx) == FB_ANSWER_OK)
+            status = FB_ANSWER_OK;
+        break;
+    }
+    case FB__Q_DATE: {
+        fb_date_t dt = {0, 0, 0};
+        status = fb_answer_date(text, r->env->now, st->future, &dt);
+        break;
+    }
+    case FB__Q_TEXT:
+    case FB__Q_COMMUNE:
+    case FB__Q_NONE:
+        return false;
+    }
+    return status == FB_ANSWER_OK || (status == FB_ANSWER_UNKNOWN && st->nsp_ok);
+}
+
 /* Notes the label(s) of a loosely understood choice `value`, said before the next message. */
 static void note_choice(struct run *r, const json_t *value)
 {
@@ -833,7 +890,9 @@ void fb__run_answer(struct run *r, const char *text, const char *choice)
             }
             case FB__Q_CHOICE:
                 status = fb_answer_choice_match(st->aset, text, &idx, &how);
-                if (status == FB_ANSWER_OK && how.how == FB_MATCH_UNSURE) {
+                /* « qui sait, des logements »: options tied, with readings to offer */
+                if ((status == FB_ANSWER_OK || status == FB_ANSWER_AMBIGUOUS) &&
+                    how.how == FB_MATCH_UNSURE && how.n > 0) {
                     if (ask_readings(r, &how))
                         return;
                     status = st->nsp_ok ? FB_ANSWER_UNKNOWN : FB_ANSWER_INVALID;

@@ -160,6 +160,47 @@ static void say_answer(struct run *r, int i)
     r->s.kb_asked = true;
 }
 
+/* Folded words that make a message a question even without « ? » and even when it names an
+ * option: « c'est quoi un PLUi » at the urbanism question asks, it does not answer. The other
+ * openers (« quand », « qui », « comment », « où »...) also open ordinary answers (« comment
+ * dire, en ruine »): there the current question's reading wins. */
+static const char *const plain_markers[] = {"c est quoi",
+                                            "cest quoi",
+                                            "c koi",
+                                            "ckoi",
+                                            "c quoi",
+                                            "qu est ce",
+                                            "quest ce",
+                                            "kesako",
+                                            "quesaco",
+                                            "est ce que",
+                                            "est ce qu",
+                                            "pourquoi",
+                                            "que signifie",
+                                            "que veut dire",
+                                            "a quoi sert",
+                                            "comment obtenir",
+                                            "comment faire",
+                                            "je voudrais savoir",
+                                            "j aimerais savoir",
+                                            "je me demande",
+                                            "quid"};
+
+static bool plainly_question(const char *text)
+{
+    char f[MAX_INPUT + 1];
+    size_t n = fb_text_fold(text, strlen(text), f, sizeof(f));
+    if (n >= sizeof(f))
+        return true;
+    for (size_t i = 0; i < FB_ARRAY_SIZE(plain_markers); i++) {
+        size_t len = strlen(plain_markers[i]);
+        for (const char *p = strstr(f, plain_markers[i]); p; p = strstr(p + 1, plain_markers[i]))
+            if ((p == f || p[-1] == ' ') && (p[len] == ' ' || p[len] == '\0'))
+                return true;
+    }
+    return false;
+}
+
 /* What the knowledge base makes of a message. */
 enum kb_take {
     KB_NOT,     /* not a question for the base: read it as usual */
@@ -184,6 +225,10 @@ static enum kb_take classify(const struct run *r, const char *text, fb_kb_result
         return KB_NOT;
     bool free_text = !r->s.ended && cur(r)->type == FB__Q_TEXT;
     if (free_text && !mark)
+        return KB_NOT;
+    /* « quand j'ai repris la mairie », « comment dire, en ruine »: without « ? », an opener
+     * alone does not beat a message the current question reads as its answer */
+    if (!mark && !plainly_question(text) && fb__run_would_parse(r, text))
         return KB_NOT;
     fb_kb_search(r->d->kb, text, res);
     if (res->confident)
