@@ -19,25 +19,19 @@
 #define T_THANKS_BAD  "Merci, c'est noté : votre retour aide à améliorer les réponses."
 #define T_MORE        "En savoir plus : "
 
-/* Feedback to a knowledge-base answer, folded, whole message. */
+/* Feedback to a knowledge-base answer, folded, whole message. Only wordings of « utile » and
+ * « ça m'aide »: the pending question is repeated right after the answer, so the next message is
+ * most often its answer, and « merci », « pas du tout », « pas vraiment » answer questions too. */
 static const char *const helpful[] = {
-    "utile",          "oui utile", "oui c est utile",   "c est utile", "tres utile",    "merci",
-    "merci beaucoup", "oui merci", "ok merci",          "super merci", "parfait merci", "ca m aide",
-    "oui ca m aide",  "ca aide",   "merci c est utile", "utile merci"};
-static const char *const not_helpful[] = {"pas utile",
-                                          "non pas utile",
-                                          "inutile",
-                                          "pas tres utile",
-                                          "ca ne m aide pas",
-                                          "ca m aide pas",
-                                          "non ca ne m aide pas",
-                                          "pas vraiment",
-                                          "pas du tout",
-                                          "pas du tout utile",
-                                          "non pas vraiment",
-                                          "ca n aide pas",
-                                          "ne m aide pas",
-                                          "non inutile"};
+    "utile",          "oui utile",        "oui c est utile",   "c est utile", "tres utile",
+    "oui tres utile", "c est tres utile", "merci c est utile", "utile merci", "tres utile merci",
+    "ca m aide",      "oui ca m aide",    "ca m a aide",       "ca aide"};
+static const char *const not_helpful[] = {
+    "pas utile",          "non pas utile",   "inutile",
+    "non inutile",        "pas tres utile",  "pas du tout utile",
+    "pas vraiment utile", "c est pas utile", "ce n est pas utile",
+    "ca ne m aide pas",   "ca m aide pas",   "non ca ne m aide pas",
+    "ca ne m a pas aide", "ca n aide pas",   "ne m aide pas"};
 
 /* 1: helpful, -1: not helpful, 0: not feedback. */
 static int feedback_kind(const char *text)
@@ -246,7 +240,8 @@ bool fb__run_kb_input(struct run *r, const char *text, bool feedback_due)
 {
     if (!text || !r->d->kb || strlen(text) > MAX_INPUT)
         return false;
-    if (feedback_due) {
+    /* a pending « Vous voulez dire » or commune list waits for its own answer */
+    if (feedback_due && r->s.n_confirm == 0 && r->s.n_cand == 0) {
         int k = feedback_kind(text);
         if (k != 0) {
             fb__run_stat_effect(r, k > 0 ? "kb_helpful" : "kb_not_helpful");
