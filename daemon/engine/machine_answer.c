@@ -1183,14 +1183,16 @@ void fb__run_say_steps(struct run *r, enum fb__textid head)
         fb_buf_t ap, ah;
         fb_buf_init(&ap, MAX_TEXT_BYTES);
         fb_buf_init(&ah, MAX_TEXT_BYTES);
-        if (r->s.n_road > 0 &&
+        /* while an advisor has the conversation (no_ask), buttons are dropped and typed text
+         * goes to the advisor: « écrivez « étape 2 faite » » and the step buttons cannot work */
+        if (r->s.n_road > 0 && !r->no_ask &&
             fb__run_render_text(r, &r->d->texts[FB__T_ETAPES_AIDE], &ap, &ah) == 0) {
             (void)fb_buf_printf(&plain, "\n\n%s", fb_buf_str(&ap));
             (void)fb_buf_puts(&html, fb_buf_str(&ah));
         }
         fb_buf_free(&ap);
         fb_buf_free(&ah);
-        for (size_t i = 0; i < r->s.n_road; i++) {
+        for (size_t i = 0; i < r->s.n_road && !r->no_ask; i++) {
             char id[32], label[32];
             snprintf(id, sizeof(id), "etape_%zu", i + 1);
             snprintf(label, sizeof(label), "Étape %zu", i + 1);
