@@ -523,9 +523,12 @@ static bool vague_duration(const char *text)
     size_t n = fb_text_fold(text, strlen(text), f, sizeof(f));
     if (n >= sizeof(f))
         return false;
+    /* "une semaine", "un semestre", "une décennie" are durations as "2 semaines" is */
     static const char *const units[] = {
-        "an",        "ans",       "annee",     "annees",      "mois",         "dizaine", "douzaine",
-        "quinzaine", "vingtaine", "trentaine", "quarantaine", "cinquantaine", "centaine"};
+        "an",         "ans",       "annee",     "annees",    "mois",        "dizaine",
+        "douzaine",   "quinzaine", "vingtaine", "trentaine", "quarantaine", "cinquantaine",
+        "centaine",   "jour",      "jours",     "semaine",   "semaines",    "trimestre",
+        "trimestres", "semestre",  "semestres", "decennie",  "decennies",   "siecle"};
     bool un = false;
     for (char *w = f, *next; w && *w; w = next) {
         next = strchr(w, ' ');

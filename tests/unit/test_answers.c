@@ -602,6 +602,13 @@ TEST_IMPL(answers_number_units)
     NUM_OK("1 an et 6 mois", FB_UNIT_MONTHS, 18);
     NUM_OK("deux ans et demi", FB_UNIT_YEARS, 2.5);
     NUM_OK("6 mois", FB_UNIT_MONTHS, 6);
+    NUM_OK("2 trimestres", FB_UNIT_MONTHS, 6);
+    NUM_OK("un semestre", FB_UNIT_MONTHS, 6);
+    NUM_OK("3 semestres", FB_UNIT_YEARS, 1.5);
+    NUM_OK("une décennie", FB_UNIT_YEARS, 10);
+    NUM_OK("deux décennies", FB_UNIT_YEARS, 20);
+    NUM_OK("un siècle", FB_UNIT_YEARS, 100);
+    NUM_OK("une semaine", FB_UNIT_MONTHS, 7.0 / 30);
     /* Units of another family. */
     NUM_BAD("2 ha", FB_UNIT_EUR);
     NUM_BAD("3000 €", FB_UNIT_M2);
