@@ -1303,6 +1303,7 @@ TEST_IMPL(answers_years_since)
         {"fermé en 2012", 14, false},         {"depuis mars 2019", 8, false},
         {"depuis les années 90", 31, true},   {"depuis les annees 1990", 31, true},
         {"depuis les années 2000", 21, true}, {"depuis 2026", 0, false},
+        {"depuis les années 2020", 1, true},
     };
     for (size_t i = 0; i < FB_ARRAY_SIZE(ok); i++) {
         double y = -1;
@@ -1313,7 +1314,8 @@ TEST_IMPL(answers_years_since)
                          ok[i].years);
     }
     static const char *const no[] = {
-        "5 ans", "depuis 18 mois", "2030", "entre 2010 et 2015", "longtemps", "10"};
+        "5 ans", "depuis 18 mois",         "2030",           "entre 2010 et 2015", "longtemps",
+        "10",    "depuis les années 2030", "les années 9990"};
     for (size_t i = 0; i < FB_ARRAY_SIZE(no); i++) {
         double y = -1;
         bool approx;
