@@ -666,6 +666,16 @@ static const char *const confirm_no[] = {"non",
                                          "pas du tout",
                                          "rien de tout ca"};
 
+/* True when `s` (a label or an id, NULL for none) folds to `folded`. */
+static bool same_folded(const char *s, const char *folded)
+{
+    char f[256];
+    if (!s)
+        return false;
+    size_t n = fb_text_fold(s, strlen(s), f, sizeof(f));
+    return n < sizeof(f) && strcmp(f, folded) == 0;
+}
+
 /*
  * An answer while readings await confirmation: a reading's number, button or label, "oui" when
  * there is one reading, "non" / "autre chose" (the question again). Returns false when the
@@ -699,10 +709,20 @@ static bool answer_confirm(struct run *r, const char *text, const char *choice)
                                   ? json_string_value(r->d->texts[FB__T_AUTRE_CHOSE].plain)
                                   : "Autre chose");
         opts[n] = (fb_choice_t){"autre_chose", labels[n], NULL};
-        for (size_t i = 0; fl < sizeof(folded) && i < FB_ARRAY_SIZE(confirm_no); i++)
+        /* a reading's own id or label first: « autre » picks an option « Autre », it does not
+         * turn the readings down */
+        for (size_t i = 0; fl < sizeof(folded) && i < n && pick < 0; i++) {
+            char *id = reading_id(r, s->confirm[i]);
+            if (same_folded(id, folded) || same_folded(labels[i], folded))
+                pick = (long)i;
+            fb_free(id);
+        }
+        for (size_t i = 0; pick < 0 && fl < sizeof(folded) && i < FB_ARRAY_SIZE(confirm_no); i++)
             again = again || strcmp(folded, confirm_no[i]) == 0;
         size_t idx = 0;
-        if (!again && n == 1 && fb_answer_yesno(text, &yes) == FB_ANSWER_OK) {
+        if (pick >= 0) {
+            /* picked above */
+        } else if (!again && n == 1 && fb_answer_yesno(text, &yes) == FB_ANSWER_OK) {
             pick = yes ? 0 : -1;
             again = !yes;
         } else if (!again && fb_answer_choice(opts, n + 1, text, &idx) == FB_ANSWER_OK) {
