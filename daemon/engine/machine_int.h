@@ -62,8 +62,8 @@ struct run {
     int guard;           /* > 0 while rendering the question or its help (no recursion) */
     bool road_read;      /* fb__run_builtin() gave `feuille_de_route` (fb__run_say_text) */
     bool kb_feedback;    /* the previous message was a knowledge-base answer (session `w`) */
-    char *note; /* what a loose answer was understood as: the next `say` starts « Noté : X. » */
-    bool no_ask;         /* a command answered while an advisor has the conversation: no question */
+    char *note;  /* what a loose answer was understood as: the next `say` starts « Noté : X. » */
+    bool no_ask; /* a command answered while an advisor has the conversation: no question */
 };
 
 static inline const struct fb__state *cur(const struct run *r)
