@@ -533,6 +533,8 @@ fb_answer_status_t fb_answer_years_since(const char *text, int64_t now, double *
     fb_free(f);
     if (found != 1 || unit)
         return FB_ANSWER_INVALID;
+    if (decade && year - 5 > ny)
+        return FB_ANSWER_INVALID; /* « les années 2030 » have not begun: no duration */
     if (decade && year > ny)
         year = (int)ny;
     double y = (double)(ny - year);

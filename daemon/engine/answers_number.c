@@ -413,71 +413,80 @@ enum family fb__ans_unit_family(enum ukind u)
 struct unit_word {
     const char *w1, *w2; /* one or two words */
     enum ukind kind;
-    int exp; /* the word also multiplies by 10^exp ("k€", "ares") */
+    int exp;      /* the word also multiplies by 10^exp ("k€", "ares") */
+    uint64_t mul; /* and by mul ("trimestre": 3 months) */
 };
 
 /* Two-word units first: the longest match wins. Units of no supported family (lengths, weights,
  * percentages, other currencies) are listed so that "3000 m" is refused instead of ignored. */
 static const struct unit_word unit_words[] = {
-    {"metre", "carre", U_M2, 0},
-    {"metres", "carres", U_M2, 0},
-    {"metre", "carres", U_M2, 0},
-    {"metres", "carre", U_M2, 0},
-    {"kilometre", "carre", U_KM2, 0},
-    {"kilometres", "carres", U_KM2, 0},
-    {"kilometre", "carres", U_KM2, 0},
-    {"kilometres", "carre", U_KM2, 0},
-    {"pour", "cent", U_OTHER, 0},
-    {"m2", NULL, U_M2, 0},
-    {"metre2", NULL, U_M2, 0},
-    {"metres2", NULL, U_M2, 0},
-    {"are", NULL, U_M2, 2},
-    {"ares", NULL, U_M2, 2},
-    {"ha", NULL, U_HA, 0},
-    {"hectare", NULL, U_HA, 0},
-    {"hectares", NULL, U_HA, 0},
-    {"km2", NULL, U_KM2, 0},
-    {"eur", NULL, U_EUR, 0},
-    {"euro", NULL, U_EUR, 0},
-    {"euros", NULL, U_EUR, 0},
-    {"keur", NULL, U_EUR, 3},
-    {"meur", NULL, U_EUR, 6},
-    {"an", NULL, U_YEAR, 0},
-    {"ans", NULL, U_YEAR, 0},
-    {"annee", NULL, U_YEAR, 0},
-    {"annees", NULL, U_YEAR, 0},
-    {"mois", NULL, U_MONTH, 0},
-    {"semaine", NULL, U_WEEK, 0},
-    {"semaines", NULL, U_WEEK, 0},
-    {"jour", NULL, U_DAY, 0},
-    {"jours", NULL, U_DAY, 0},
-    {"m", NULL, U_OTHER, 0},
-    {"metre", NULL, U_OTHER, 0},
-    {"metres", NULL, U_OTHER, 0},
-    {"km", NULL, U_OTHER, 0},
-    {"kilometre", NULL, U_OTHER, 0},
-    {"kilometres", NULL, U_OTHER, 0},
-    {"cm", NULL, U_OTHER, 0},
-    {"m3", NULL, U_OTHER, 0},
-    {"kg", NULL, U_OTHER, 0},
-    {"tonne", NULL, U_OTHER, 0},
-    {"tonnes", NULL, U_OTHER, 0},
-    {"litre", NULL, U_OTHER, 0},
-    {"litres", NULL, U_OTHER, 0},
-    {"heure", NULL, U_OTHER, 0},
-    {"heures", NULL, U_OTHER, 0},
-    {"minute", NULL, U_OTHER, 0},
-    {"minutes", NULL, U_OTHER, 0},
-    {"dollar", NULL, U_OTHER, 0},
-    {"dollars", NULL, U_OTHER, 0},
-    {"%", NULL, U_OTHER, 0},
-    {"pourcent", NULL, U_OTHER, 0},
-    {"pourcents", NULL, U_OTHER, 0},
+    {"metre", "carre", U_M2, 0, 1},
+    {"metres", "carres", U_M2, 0, 1},
+    {"metre", "carres", U_M2, 0, 1},
+    {"metres", "carre", U_M2, 0, 1},
+    {"kilometre", "carre", U_KM2, 0, 1},
+    {"kilometres", "carres", U_KM2, 0, 1},
+    {"kilometre", "carres", U_KM2, 0, 1},
+    {"kilometres", "carre", U_KM2, 0, 1},
+    {"pour", "cent", U_OTHER, 0, 1},
+    {"m2", NULL, U_M2, 0, 1},
+    {"metre2", NULL, U_M2, 0, 1},
+    {"metres2", NULL, U_M2, 0, 1},
+    {"are", NULL, U_M2, 2, 1},
+    {"ares", NULL, U_M2, 2, 1},
+    {"ha", NULL, U_HA, 0, 1},
+    {"hectare", NULL, U_HA, 0, 1},
+    {"hectares", NULL, U_HA, 0, 1},
+    {"km2", NULL, U_KM2, 0, 1},
+    {"eur", NULL, U_EUR, 0, 1},
+    {"euro", NULL, U_EUR, 0, 1},
+    {"euros", NULL, U_EUR, 0, 1},
+    {"keur", NULL, U_EUR, 3, 1},
+    {"meur", NULL, U_EUR, 6, 1},
+    {"an", NULL, U_YEAR, 0, 1},
+    {"ans", NULL, U_YEAR, 0, 1},
+    {"annee", NULL, U_YEAR, 0, 1},
+    {"annees", NULL, U_YEAR, 0, 1},
+    {"mois", NULL, U_MONTH, 0, 1},
+    {"semaine", NULL, U_WEEK, 0, 1},
+    {"semaines", NULL, U_WEEK, 0, 1},
+    {"jour", NULL, U_DAY, 0, 1},
+    {"jours", NULL, U_DAY, 0, 1},
+    {"trimestre", NULL, U_MONTH, 0, 3},
+    {"trimestres", NULL, U_MONTH, 0, 3},
+    {"semestre", NULL, U_MONTH, 0, 6},
+    {"semestres", NULL, U_MONTH, 0, 6},
+    {"decennie", NULL, U_YEAR, 1, 1},
+    {"decennies", NULL, U_YEAR, 1, 1},
+    {"siecle", NULL, U_YEAR, 2, 1},
+    {"siecles", NULL, U_YEAR, 2, 1},
+    {"m", NULL, U_OTHER, 0, 1},
+    {"metre", NULL, U_OTHER, 0, 1},
+    {"metres", NULL, U_OTHER, 0, 1},
+    {"km", NULL, U_OTHER, 0, 1},
+    {"kilometre", NULL, U_OTHER, 0, 1},
+    {"kilometres", NULL, U_OTHER, 0, 1},
+    {"cm", NULL, U_OTHER, 0, 1},
+    {"m3", NULL, U_OTHER, 0, 1},
+    {"kg", NULL, U_OTHER, 0, 1},
+    {"tonne", NULL, U_OTHER, 0, 1},
+    {"tonnes", NULL, U_OTHER, 0, 1},
+    {"litre", NULL, U_OTHER, 0, 1},
+    {"litres", NULL, U_OTHER, 0, 1},
+    {"heure", NULL, U_OTHER, 0, 1},
+    {"heures", NULL, U_OTHER, 0, 1},
+    {"minute", NULL, U_OTHER, 0, 1},
+    {"minutes", NULL, U_OTHER, 0, 1},
+    {"dollar", NULL, U_OTHER, 0, 1},
+    {"dollars", NULL, U_OTHER, 0, 1},
+    {"%", NULL, U_OTHER, 0, 1},
+    {"pourcent", NULL, U_OTHER, 0, 1},
+    {"pourcents", NULL, U_OTHER, 0, 1},
 };
 
 /* The unit written at token i ("ha", "mètres carrés", "prochains mois"): returns how many tokens
- * it takes (0: none) and sets *kind and *exp. */
-static size_t unit_at(const struct toks *tk, size_t i, enum ukind *kind, int *exp)
+ * it takes (0: none) and sets *kind, *exp and *mul. */
+static size_t unit_at(const struct toks *tk, size_t i, enum ukind *kind, int *exp, uint64_t *mul)
 {
     size_t skip = 0;
     if (tok_is(tk, i, "prochains") || tok_is(tk, i, "prochaines") || tok_is(tk, i, "derniers") ||
@@ -491,6 +500,7 @@ static size_t unit_at(const struct toks *tk, size_t i, enum ukind *kind, int *ex
             continue;
         *kind = uw->kind;
         *exp = uw->exp;
+        *mul = uw->mul;
         return skip + (uw->w2 ? 2 : 1);
     }
     return 0;
@@ -530,7 +540,8 @@ static int multiplier_at(const struct toks *tk, size_t i)
         return 9;
     enum ukind u;
     int e;
-    bool money = unit_at(tk, i + 1, &u, &e) && u == U_EUR;
+    uint64_t k;
+    bool money = unit_at(tk, i + 1, &u, &e, &k) && u == U_EUR;
     if (money && tok_is(tk, i, "m"))
         return 6;
     if (money && (tok_is(tk, i, "md") || tok_is(tk, i, "mds") || tok_is(tk, i, "mrd")))
@@ -629,9 +640,10 @@ static bool item_parse(const struct toks *tk, size_t i, bool neg, struct item *i
     size_t ju = j;
     enum ukind unit = U_NONE;
     int uexp = 0;
-    if ((tok_is(tk, ju, "de") || tok_is(tk, ju, "d")) && unit_at(tk, ju + 1, &unit, &uexp))
+    uint64_t umul = 1;
+    if ((tok_is(tk, ju, "de") || tok_is(tk, ju, "d")) && unit_at(tk, ju + 1, &unit, &uexp, &umul))
         ju++;
-    size_t ul = unit_at(tk, ju, &unit, &uexp);
+    size_t ul = unit_at(tk, ju, &unit, &uexp, &umul);
     if (ul) {
         j = ju + ul;
         it->v.e += uexp;
@@ -640,6 +652,8 @@ static bool item_parse(const struct toks *tk, size_t i, bool neg, struct item *i
             dec_add(&it->v, dec_make(5, uexp - 1));
             j += 2;
         }
+        if (umul > 1)
+            dec_mul(&it->v, umul);
     }
     /* A word glued to the digits that holds digits itself ("1e6", "3x4") is not understood. */
     if (digits && j == i + 1 && j < tk->n && tk->t[j].kind == TK_WORD && !tk->t[j].space_before &&

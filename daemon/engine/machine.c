@@ -855,6 +855,7 @@ static void finish(struct run *r, int target)
     s->state = target;
     s->fails = 0;
     s->n_cand = 0;
+    s->n_confirm = 0;
     s->qual[0] = '\0';
     s->pending_step = -1;
     s->reminders = 0;

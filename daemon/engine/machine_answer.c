@@ -523,9 +523,12 @@ static bool vague_duration(const char *text)
     size_t n = fb_text_fold(text, strlen(text), f, sizeof(f));
     if (n >= sizeof(f))
         return false;
+    /* "une semaine", "un semestre", "une décennie" are durations as "2 semaines" is */
     static const char *const units[] = {
-        "an",        "ans",       "annee",     "annees",      "mois",         "dizaine", "douzaine",
-        "quinzaine", "vingtaine", "trentaine", "quarantaine", "cinquantaine", "centaine"};
+        "an",         "ans",       "annee",     "annees",    "mois",        "dizaine",
+        "douzaine",   "quinzaine", "vingtaine", "trentaine", "quarantaine", "cinquantaine",
+        "centaine",   "jour",      "jours",     "semaine",   "semaines",    "trimestre",
+        "trimestres", "semestre",  "semestres", "decennie",  "decennies",   "siecle"};
     bool un = false;
     for (char *w = f, *next; w && *w; w = next) {
         next = strchr(w, ' ');
@@ -663,6 +666,16 @@ static const char *const confirm_no[] = {"non",
                                          "pas du tout",
                                          "rien de tout ca"};
 
+/* True when `s` (a label or an id, NULL for none) folds to `folded`. */
+static bool same_folded(const char *s, const char *folded)
+{
+    char f[256];
+    if (!s)
+        return false;
+    size_t n = fb_text_fold(s, strlen(s), f, sizeof(f));
+    return n < sizeof(f) && strcmp(f, folded) == 0;
+}
+
 /*
  * An answer while readings await confirmation: a reading's number, button or label, "oui" when
  * there is one reading, "non" / "autre chose" (the question again). Returns false when the
@@ -696,10 +709,20 @@ static bool answer_confirm(struct run *r, const char *text, const char *choice)
                                   ? json_string_value(r->d->texts[FB__T_AUTRE_CHOSE].plain)
                                   : "Autre chose");
         opts[n] = (fb_choice_t){"autre_chose", labels[n], NULL};
-        for (size_t i = 0; fl < sizeof(folded) && i < FB_ARRAY_SIZE(confirm_no); i++)
+        /* a reading's own id or label first: « autre » picks an option « Autre », it does not
+         * turn the readings down */
+        for (size_t i = 0; fl < sizeof(folded) && i < n && pick < 0; i++) {
+            char *id = reading_id(r, s->confirm[i]);
+            if (same_folded(id, folded) || same_folded(labels[i], folded))
+                pick = (long)i;
+            fb_free(id);
+        }
+        for (size_t i = 0; pick < 0 && fl < sizeof(folded) && i < FB_ARRAY_SIZE(confirm_no); i++)
             again = again || strcmp(folded, confirm_no[i]) == 0;
         size_t idx = 0;
-        if (!again && n == 1 && fb_answer_yesno(text, &yes) == FB_ANSWER_OK) {
+        if (pick >= 0) {
+            /* picked above */
+        } else if (!again && n == 1 && fb_answer_yesno(text, &yes) == FB_ANSWER_OK) {
             pick = yes ? 0 : -1;
             again = !yes;
         } else if (!again && fb_answer_choice(opts, n + 1, text, &idx) == FB_ANSWER_OK) {
@@ -755,6 +778,63 @@ static fb_answer_status_t answer_number(struct run *r, const char *text, json_t 
     if (status == FB_ANSWER_OK)
         *value = number_json(x);
     return status;
+}
+
+bool fb__run_would_parse(const struct run *r, const char *text)
+{
+    if (!text || r->s.ended || r->s.n_cand > 0 || r->s.n_confirm > 0 || strlen(text) > MAX_INPUT)
+        return false;
+    const struct fb__state *st = cur(r);
+    fb_answer_status_t status = FB_ANSWER_INVALID;
+    size_t idx = 0;
+    fb_choice_match_t how = {FB_MATCH_EXACT, 0, {0}};
+    switch (st->type) {
+    case FB__Q_YESNO: {
+        bool b = false;
+        status = fb_answer_yesno(text, &b);
+        if (status == FB_ANSWER_INVALID) {
+            status = fb_answer_choice_in(st->aset, text, &idx);
+            if (status == FB_ANSWER_OK && idx >= 2)
+                status = FB_ANSWER_UNKNOWN;
+        }
+        break;
+    }
+    case FB__Q_CHOICE:
+        status = fb_answer_choice_match(st->aset, text, &idx, &how);
+        if (how.how == FB_MATCH_UNSURE && how.n > 0) /* readings to confirm: an answer */
+            return status == FB_ANSWER_OK || status == FB_ANSWER_AMBIGUOUS;
+        if (status == FB_ANSWER_OK && idx >= st->n_choices)
+            status = how.how == FB_MATCH_EXACT ? FB_ANSWER_UNKNOWN : FB_ANSWER_INVALID;
+        break;
+    case FB__Q_MULTI: {
+        uint64_t mask = 0;
+        status = fb_answer_choices_match(st->aset, text, &mask, &how);
+        if (how.how == FB_MATCH_UNSURE && how.n > 0)
+            return status == FB_ANSWER_OK || status == FB_ANSWER_AMBIGUOUS;
+        break;
+    }
+    case FB__Q_NUMBER: {
+        double x = 0;
+        bool approx = false;
+        bool durations = st->unit == FB_UNIT_YEARS || st->unit == FB_UNIT_MONTHS;
+        status = fb_answer_number(text, st->unit, st->min, st->max, &x);
+        if (status == FB_ANSWER_OK && durations && vague_duration(text))
+            status = FB_ANSWER_INVALID;
+        if (durations && fb_answer_years_since(text, r->env->now, &x, &approx) == FB_ANSWER_OK)
+            status = FB_ANSWER_OK;
+        break;
+    }
+    case FB__Q_DATE: {
+        fb_date_t dt = {0, 0, 0};
+        status = fb_answer_date(text, r->env->now, st->future, &dt);
+        break;
+    }
+    case FB__Q_TEXT:
+    case FB__Q_COMMUNE:
+    case FB__Q_NONE:
+        return false;
+    }
+    return status == FB_ANSWER_OK || (status == FB_ANSWER_UNKNOWN && st->nsp_ok);
 }
 
 /* Notes the label(s) of a loosely understood choice `value`, said before the next message. */
@@ -833,7 +913,9 @@ void fb__run_answer(struct run *r, const char *text, const char *choice)
             }
             case FB__Q_CHOICE:
                 status = fb_answer_choice_match(st->aset, text, &idx, &how);
-                if (status == FB_ANSWER_OK && how.how == FB_MATCH_UNSURE) {
+                /* « qui sait, des logements »: options tied, with readings to offer */
+                if ((status == FB_ANSWER_OK || status == FB_ANSWER_AMBIGUOUS) &&
+                    how.how == FB_MATCH_UNSURE && how.n > 0) {
                     if (ask_readings(r, &how))
                         return;
                     status = st->nsp_ok ? FB_ANSWER_UNKNOWN : FB_ANSWER_INVALID;
@@ -1124,14 +1206,16 @@ void fb__run_say_steps(struct run *r, enum fb__textid head)
         fb_buf_t ap, ah;
         fb_buf_init(&ap, MAX_TEXT_BYTES);
         fb_buf_init(&ah, MAX_TEXT_BYTES);
-        if (r->s.n_road > 0 &&
+        /* while an advisor has the conversation (no_ask), buttons are dropped and typed text
+         * goes to the advisor: « écrivez « étape 2 faite » » and the step buttons cannot work */
+        if (r->s.n_road > 0 && !r->no_ask &&
             fb__run_render_text(r, &r->d->texts[FB__T_ETAPES_AIDE], &ap, &ah) == 0) {
             (void)fb_buf_printf(&plain, "\n\n%s", fb_buf_str(&ap));
             (void)fb_buf_puts(&html, fb_buf_str(&ah));
         }
         fb_buf_free(&ap);
         fb_buf_free(&ah);
-        for (size_t i = 0; i < r->s.n_road; i++) {
+        for (size_t i = 0; i < r->s.n_road && !r->no_ask; i++) {
             char id[32], label[32];
             snprintf(id, sizeof(id), "etape_%zu", i + 1);
             snprintf(label, sizeof(label), "Étape %zu", i + 1);

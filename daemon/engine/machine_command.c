@@ -109,6 +109,7 @@ static void go_back(struct run *r)
     s->ended = false;
     s->fails = 0;
     s->n_cand = 0;
+    s->n_confirm = 0; /* a pending « Vous voulez dire » belonged to the question left */
     s->qual[0] = '\0';
     s->pending_step = -1;
     s->pending_pick = false;
@@ -137,7 +138,7 @@ static void recap(struct run *r, bool everything)
             fb__run_list_last_messages(r, &plain, &html, "Vos derniers messages :");
             (void)fb_buf_puts(&plain, "\n\nPour tout effacer, écrivez « oublier mes données ».");
             (void)fb_buf_puts(&html, "<p>Pour tout effacer, écrivez « oublier mes données ».</p>");
-        } else if (r->s.ended && r->s.n_road > 0) {
+        } else if (r->s.ended && r->s.n_road > 0 && !r->no_ask) { /* see fb__run_say_steps */
             fb_buf_t ap, ah;
             fb_buf_init(&ap, MAX_TEXT_BYTES);
             fb_buf_init(&ah, MAX_TEXT_BYTES);

@@ -182,6 +182,10 @@ void fb__run_accept(struct run *r, json_t *v);
 void fb__run_fail(struct run *r, fb_answer_status_t why);
 
 void fb__run_answer(struct run *r, const char *text, const char *choice);
+/* True when typed `text` would be read as an answer to the current question (an option, a
+ * number, a date, « je ne sais pas » where allowed), without any side effect. Always false for
+ * a commune or free-text question, after the end, and while candidates or readings wait. */
+bool fb__run_would_parse(const struct run *r, const char *text);
 
 void fb__run_ask_confirm(struct run *r);
 

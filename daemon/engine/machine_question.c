@@ -19,25 +19,19 @@
 #define T_THANKS_BAD  "Merci, c'est noté : votre retour aide à améliorer les réponses."
 #define T_MORE        "En savoir plus : "
 
-/* Feedback to a knowledge-base answer, folded, whole message. */
+/* Feedback to a knowledge-base answer, folded, whole message. Only wordings of « utile » and
+ * « ça m'aide »: the pending question is repeated right after the answer, so the next message is
+ * most often its answer, and « merci », « pas du tout », « pas vraiment » answer questions too. */
 static const char *const helpful[] = {
-    "utile",          "oui utile", "oui c est utile",   "c est utile", "tres utile",    "merci",
-    "merci beaucoup", "oui merci", "ok merci",          "super merci", "parfait merci", "ca m aide",
-    "oui ca m aide",  "ca aide",   "merci c est utile", "utile merci"};
-static const char *const not_helpful[] = {"pas utile",
-                                          "non pas utile",
-                                          "inutile",
-                                          "pas tres utile",
-                                          "ca ne m aide pas",
-                                          "ca m aide pas",
-                                          "non ca ne m aide pas",
-                                          "pas vraiment",
-                                          "pas du tout",
-                                          "pas du tout utile",
-                                          "non pas vraiment",
-                                          "ca n aide pas",
-                                          "ne m aide pas",
-                                          "non inutile"};
+    "utile",          "oui utile",        "oui c est utile",   "c est utile", "tres utile",
+    "oui tres utile", "c est tres utile", "merci c est utile", "utile merci", "tres utile merci",
+    "ca m aide",      "oui ca m aide",    "ca m a aide",       "ca aide"};
+static const char *const not_helpful[] = {
+    "pas utile",          "non pas utile",   "inutile",
+    "non inutile",        "pas tres utile",  "pas du tout utile",
+    "pas vraiment utile", "c est pas utile", "ce n est pas utile",
+    "ca ne m aide pas",   "ca m aide pas",   "non ca ne m aide pas",
+    "ca ne m a pas aide", "ca n aide pas",   "ne m aide pas"};
 
 /* 1: helpful, -1: not helpful, 0: not feedback. */
 static int feedback_kind(const char *text)
@@ -160,6 +154,47 @@ static void say_answer(struct run *r, int i)
     r->s.kb_asked = true;
 }
 
+/* Folded words that make a message a question even without « ? » and even when it names an
+ * option: « c'est quoi un PLUi » at the urbanism question asks, it does not answer. The other
+ * openers (« quand », « qui », « comment », « où »...) also open ordinary answers (« comment
+ * dire, en ruine »): there the current question's reading wins. */
+static const char *const plain_markers[] = {"c est quoi",
+                                            "cest quoi",
+                                            "c koi",
+                                            "ckoi",
+                                            "c quoi",
+                                            "qu est ce",
+                                            "quest ce",
+                                            "kesako",
+                                            "quesaco",
+                                            "est ce que",
+                                            "est ce qu",
+                                            "pourquoi",
+                                            "que signifie",
+                                            "que veut dire",
+                                            "a quoi sert",
+                                            "comment obtenir",
+                                            "comment faire",
+                                            "je voudrais savoir",
+                                            "j aimerais savoir",
+                                            "je me demande",
+                                            "quid"};
+
+static bool plainly_question(const char *text)
+{
+    char f[MAX_INPUT + 1];
+    size_t n = fb_text_fold(text, strlen(text), f, sizeof(f));
+    if (n >= sizeof(f))
+        return true;
+    for (size_t i = 0; i < FB_ARRAY_SIZE(plain_markers); i++) {
+        size_t len = strlen(plain_markers[i]);
+        for (const char *p = strstr(f, plain_markers[i]); p; p = strstr(p + 1, plain_markers[i]))
+            if ((p == f || p[-1] == ' ') && (p[len] == ' ' || p[len] == '\0'))
+                return true;
+    }
+    return false;
+}
+
 /* What the knowledge base makes of a message. */
 enum kb_take {
     KB_NOT,     /* not a question for the base: read it as usual */
@@ -185,6 +220,10 @@ static enum kb_take classify(const struct run *r, const char *text, fb_kb_result
     bool free_text = !r->s.ended && cur(r)->type == FB__Q_TEXT;
     if (free_text && !mark)
         return KB_NOT;
+    /* « quand j'ai repris la mairie », « comment dire, en ruine »: without « ? », an opener
+     * alone does not beat a message the current question reads as its answer */
+    if (!mark && !plainly_question(text) && fb__run_would_parse(r, text))
+        return KB_NOT;
     fb_kb_search(r->d->kb, text, res);
     if (res->confident)
         return KB_ANSWER;
@@ -201,7 +240,8 @@ bool fb__run_kb_input(struct run *r, const char *text, bool feedback_due)
 {
     if (!text || !r->d->kb || strlen(text) > MAX_INPUT)
         return false;
-    if (feedback_due) {
+    /* a pending « Vous voulez dire » or commune list waits for its own answer */
+    if (feedback_due && r->s.n_confirm == 0 && r->s.n_cand == 0) {
         int k = feedback_kind(text);
         if (k != 0) {
             fb__run_stat_effect(r, k > 0 ? "kb_helpful" : "kb_not_helpful");

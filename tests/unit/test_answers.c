@@ -602,6 +602,13 @@ TEST_IMPL(answers_number_units)
     NUM_OK("1 an et 6 mois", FB_UNIT_MONTHS, 18);
     NUM_OK("deux ans et demi", FB_UNIT_YEARS, 2.5);
     NUM_OK("6 mois", FB_UNIT_MONTHS, 6);
+    NUM_OK("2 trimestres", FB_UNIT_MONTHS, 6);
+    NUM_OK("un semestre", FB_UNIT_MONTHS, 6);
+    NUM_OK("3 semestres", FB_UNIT_YEARS, 1.5);
+    NUM_OK("une décennie", FB_UNIT_YEARS, 10);
+    NUM_OK("deux décennies", FB_UNIT_YEARS, 20);
+    NUM_OK("un siècle", FB_UNIT_YEARS, 100);
+    NUM_OK("une semaine", FB_UNIT_MONTHS, 7.0 / 30);
     /* Units of another family. */
     NUM_BAD("2 ha", FB_UNIT_EUR);
     NUM_BAD("3000 €", FB_UNIT_M2);
@@ -1296,6 +1303,7 @@ TEST_IMPL(answers_years_since)
         {"fermé en 2012", 14, false},         {"depuis mars 2019", 8, false},
         {"depuis les années 90", 31, true},   {"depuis les annees 1990", 31, true},
         {"depuis les années 2000", 21, true}, {"depuis 2026", 0, false},
+        {"depuis les années 2020", 1, true},
     };
     for (size_t i = 0; i < FB_ARRAY_SIZE(ok); i++) {
         double y = -1;
@@ -1306,7 +1314,8 @@ TEST_IMPL(answers_years_since)
                          ok[i].years);
     }
     static const char *const no[] = {
-        "5 ans", "depuis 18 mois", "2030", "entre 2010 et 2015", "longtemps", "10"};
+        "5 ans", "depuis 18 mois",         "2030",           "entre 2010 et 2015", "longtemps",
+        "10",    "depuis les années 2030", "les années 9990"};
     for (size_t i = 0; i < FB_ARRAY_SIZE(no); i++) {
         double y = -1;
         bool approx;
