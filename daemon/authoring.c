@@ -51,7 +51,7 @@ static const char *str_or(const char *s, const char *fallback)
 
 /* Loads the communes index if it is there; the tools work without it for dialogs that do not ask
  * for a commune (loading such a dialog then reports the missing index). Returns NULL if absent. */
-static fb_geo_t *load_geo(FILE *err)
+fb_geo_t *fb__authoring_load_geo(FILE *err)
 {
     const char *path = getenv("FRICHEBOT_GEO");
     if (!path)
@@ -199,7 +199,7 @@ int fb_cmd_check(int argc, char **argv, FILE *out, FILE *err)
     int status = paths_command(argc, argv, "check", help, files, &n, out, err);
     if (status >= 0)
         return status;
-    fb_geo_t *geo = load_geo(err);
+    fb_geo_t *geo = fb__authoring_load_geo(err);
     int bad = 0;
     for (int i = 0; i < n; i++) {
         fb_buf_t errors;
@@ -263,7 +263,7 @@ int fb_cmd_graph(int argc, char **argv, FILE *out, FILE *err)
         fputs("usage: frichebot graph FILE [--svg] [-o OUT]\n", err);
         return 2;
     }
-    fb_geo_t *geo = load_geo(err);
+    fb_geo_t *geo = fb__authoring_load_geo(err);
     fb_buf_t errors, dot;
     fb_buf_init(&errors, 1u << 20);
     fb_buf_init(&dot, 16u << 20);
@@ -630,7 +630,7 @@ int fb_cmd_chat(int argc, char **argv, FILE *in, FILE *out, FILE *err)
         fputs("usage: frichebot chat FILE\n", err);
         return 2;
     }
-    fb_geo_t *geo = load_geo(err);
+    fb_geo_t *geo = fb__authoring_load_geo(err);
     fb_buf_t errors;
     fb_buf_init(&errors, 1u << 20);
     fb_dialog_t *d = fb_dialog_load(file, geo, &errors);
@@ -1389,7 +1389,7 @@ int fb_cmd_test(int argc, char **argv, FILE *out, FILE *err)
     if (status >= 0)
         return status;
     FILE *report = markdown ? err : out;
-    fb_geo_t *geo = load_geo(err);
+    fb_geo_t *geo = fb__authoring_load_geo(err);
     int passed = 0, failed = 0;
     size_t *counts = fb_calloc((size_t)n + 1, sizeof(size_t));
     if (markdown)

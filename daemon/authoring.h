@@ -24,4 +24,9 @@ int fb_cmd_test(int argc, char **argv, FILE *out, FILE *err);
  *  (authoring_kb.c). */
 int fb_cmd_ask(int argc, char **argv, FILE *out, FILE *err);
 
+struct fb_geo_s;
+/** The communes index if it is there (FRICHEBOT_GEO, else the installed one), or NULL: the tools
+ *  work without it for dialogs that ask for no commune. An unreadable index is reported on err. */
+struct fb_geo_s *fb__authoring_load_geo(FILE *err);
+
 #endif /* FB_AUTHORING_H */

@@ -13,7 +13,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "authoring.h"
 #include "common/yamljson.h"
@@ -22,7 +21,6 @@
 #include "engine/kb.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
-#include "io/paths.h"
 
 static const char ask_help[] =
     "usage: frichebot ask DIALOG QUESTION...\n"
@@ -36,22 +34,6 @@ static const char ask_help[] =
     "confident answer to a question labelled `aucune`. Exit status 1 when top-1 is under\n"
     "--min-top1 (default 0.85) or more than --max-aucune (default 0) `aucune` questions are\n"
     "answered.\n";
-
-static fb_geo_t *geo_if_any(FILE *err)
-{
-    const char *path = getenv("FRICHEBOT_GEO");
-    if (!path)
-        path = fb_data_path(FB_DATA_GEO);
-    if (!path || access(path, R_OK) != 0)
-        return NULL;
-    fb_buf_t errors;
-    fb_buf_init(&errors, 1u << 16);
-    fb_geo_t *g = fb_geo_load(path, &errors);
-    if (!g)
-        fprintf(err, "frichebot: index des communes illisible : %s", fb_buf_str(&errors));
-    fb_buf_free(&errors);
-    return g;
-}
 
 static void show(const fb_dialog_t *d, const char *q, FILE *out)
 {
@@ -209,7 +191,7 @@ int fb_cmd_ask(int argc, char **argv, FILE *out, FILE *err)
         fputs(ask_help, err);
         return 2;
     }
-    fb_geo_t *geo = geo_if_any(err);
+    fb_geo_t *geo = fb__authoring_load_geo(err);
     fb_buf_t errors;
     fb_buf_init(&errors, 1u << 20);
     fb_dialog_t *d = fb_dialog_load(argv[i], geo, &errors);
