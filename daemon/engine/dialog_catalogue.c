@@ -213,52 +213,25 @@ static void load_item(struct ld *l, struct fb__catalogue *c, const yaml_node_t *
 static void load_catalogue(struct ld *l, struct fb__catalogue *c, const yaml_node_t *path_node)
 {
     fb_dialog_t *d = l->d;
-    int dialog_file = l->file;
-    char *full = (c->path[0] == '/' || !l->dir || !l->dir[0])
-                     ? fb_strdup(c->path)
-                     : fb_asprintf("%s/%s", l->dir, c->path);
-    fb_buf_t text;
-    fb_buf_init(&text, MAX_FILE_BYTES);
-    const char *why = NULL;
+    size_t name_len = strlen(c->name);
+    char *tag = fb_malloc(name_len + 2); /* "\0" NAME "\0" */
+    tag[0] = '\0';
+    memcpy(tag + 1, c->name, name_len + 1);
     c->broken = true; /* until the document is parsed */
-    if (!l->dir && c->path[0] != '/') {
-        fb__ld_errn(l, path_node,
-                    "impossible de lire le catalogue « %s » : le dialogue n'a pas été lu depuis un "
-                    "dossier",
-                    fb_yaml_show(c->path, strlen(c->path)).s);
+    struct fb__ld_side side;
+    yaml_node_t *root = fb__ld_side_open(
+        l, &side, c->path, path_node, tag, name_len + 2, "le catalogue ", "le catalogue ",
+        "le catalogue est vide : il doit avoir « catalogue: » et « items: »");
+    fb_free(tag);
+    if (!root)
         goto out;
-    }
-    if (fb__ld_read_file(full, &text, &why) != 0) {
-        fb__ld_errn(l, path_node, "impossible de lire le catalogue « %s » : %s",
-                    fb_yaml_show(c->path, strlen(c->path)).s, why);
-        goto out;
-    }
-    fb__ld_hash_bytes(&l->hash, "\0", 1);
-    fb__ld_hash_bytes(&l->hash, c->name, strlen(c->name) + 1);
-    fb__ld_hash_bytes(&l->hash, fb_buf_str(&text), text.len);
-
-    l->files = fb_realloc(l->files, (l->n_files + 1) * sizeof(*l->files));
-    l->files[l->n_files] = fb__ld_escaped_name(full);
-    int file = (int)l->n_files++;
-
-    /* the catalogue's own document */
-    yaml_document_t doc;
-    yaml_document_t *saved_doc = l->doc;
-    const char *saved_text = l->text;
-    size_t saved_len = l->len;
-    size_t *saved_lines = l->lines, saved_n_lines = l->n_lines;
-    l->lines = NULL;
-    if (!fb__ld_load_doc(l, file, fb_buf_str(&text), text.len, &doc,
-                         "le catalogue est vide : il doit avoir « catalogue: » et « items: »"))
-        goto restore;
     c->broken = false;
-    yaml_node_t *root = yaml_document_get_root_node(&doc);
     static const char *const keys[] = {"catalogue", "titre", "items"};
     yaml_node_t *vals[3];
     if (root->type != YAML_MAPPING_NODE) {
         fb__ld_errn(l, root,
                     "un catalogue doit être une correspondance avec « catalogue: » et « items: »");
-        goto doc_out;
+        goto out;
     }
     fb__ld_map_fields(l, root, keys, 3, vals, NULL, " du catalogue");
     if (!vals[0]) {
@@ -277,11 +250,11 @@ static void load_catalogue(struct ld *l, struct fb__catalogue *c, const yaml_nod
     yaml_node_item_t *items = fb__ld_seq_items(vals[2], &n);
     if (!vals[2]) {
         fb__ld_errat(l, 1, 1, "clé obligatoire « items » manquante (la liste des éléments)");
-        goto doc_out;
+        goto out;
     }
     if (vals[2]->type != YAML_SEQUENCE_NODE) {
         fb__ld_errn(l, vals[2], "« items » doit être une liste d'éléments « - id: ... »");
-        goto doc_out;
+        goto out;
     }
     c->first = d->n_items;
     d->items = fb_realloc(d->items, (d->n_items + n + 1) * sizeof(*d->items));
@@ -295,19 +268,8 @@ static void load_catalogue(struct ld *l, struct fb__catalogue *c, const yaml_nod
         }
         load_item(l, c, it);
     }
-doc_out:
-    yaml_document_delete(&doc);
-restore:
-    FB_FREE(l->lines);
-    l->file = dialog_file;
-    l->doc = saved_doc;
-    l->text = saved_text;
-    l->len = saved_len;
-    l->lines = saved_lines;
-    l->n_lines = saved_n_lines;
 out:
-    fb_buf_free(&text);
-    fb_free(full);
+    fb__ld_side_close(l, &side);
 }
 
 /* Reads `catalogues:` (name -> path) and loads each file. */

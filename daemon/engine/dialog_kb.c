@@ -444,51 +444,25 @@ static void load_file(struct ld *l, struct kbload *k, const char *path,
                       const yaml_node_t *path_node)
 {
     fb_dialog_t *d = l->d;
-    int dialog_file = l->file;
-    char *full = (path[0] == '/' || !l->dir || !l->dir[0]) ? fb_strdup(path)
-                                                           : fb_asprintf("%s/%s", l->dir, path);
-    fb_buf_t text;
-    fb_buf_init(&text, MAX_FILE_BYTES);
-    const char *why = NULL;
-    if (!l->dir && path[0] != '/') {
-        fb__ld_errn(l, path_node,
-                    "impossible de lire « %s » : le dialogue n'a pas été lu depuis un dossier",
-                    fb_yaml_show(path, strlen(path)).s);
+    struct fb__ld_side side;
+    yaml_node_t *root = fb__ld_side_open(
+        l, &side, path, path_node, "\0kb\0", 4, "", "la base de connaissances ",
+        "le fichier est vide : il doit avoir « base: connaissances », « theme: », « titre: » et "
+        "« reponses: »");
+    if (side.file < 0)
         goto out;
-    }
-    if (fb__ld_read_file(full, &text, &why) != 0) {
-        fb__ld_errn(l, path_node, "impossible de lire la base de connaissances « %s » : %s",
-                    fb_yaml_show(path, strlen(path)).s, why);
-        goto out;
-    }
-    fb__ld_hash_bytes(&l->hash, "\0kb\0", 4);
-    fb__ld_hash_bytes(&l->hash, fb_buf_str(&text), text.len);
-
-    l->files = fb_realloc(l->files, (l->n_files + 1) * sizeof(*l->files));
-    l->files[l->n_files] = fb__ld_escaped_name(full);
-    int file = (int)l->n_files++;
     d->kb_files = fb_realloc(d->kb_files, (d->n_kb_files + 1) * sizeof(*d->kb_files));
-    d->kb_files[d->n_kb_files] = fb_strdup(l->files[file]);
+    d->kb_files[d->n_kb_files] = fb_strdup(l->files[side.file]);
     int kb_file = (int)d->n_kb_files++;
-
-    yaml_document_t doc;
-    yaml_document_t *saved_doc = l->doc;
-    const char *saved_text = l->text;
-    size_t saved_len = l->len;
-    size_t *saved_lines = l->lines, saved_n_lines = l->n_lines;
-    l->lines = NULL;
-    if (!fb__ld_load_doc(l, file, fb_buf_str(&text), text.len, &doc,
-                         "le fichier est vide : il doit avoir « base: connaissances », « theme: », "
-                         "« titre: » et « reponses: »"))
-        goto restore;
-    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (!root)
+        goto out;
     static const char *const keys[] = {"base", "theme", "titre", "synonymes", "reponses"};
     yaml_node_t *f[5];
     if (root->type != YAML_MAPPING_NODE) {
         fb__ld_errn(l, root,
                     "une base de connaissances est une correspondance (base: connaissances, "
                     "theme: ..., reponses: ...)");
-        goto doc_out;
+        goto out;
     }
     fb__ld_map_fields(l, root, keys, 5, f, NULL, " de la base de connaissances");
     if (!f[0]) {
@@ -537,19 +511,8 @@ static void load_file(struct ld *l, struct kbload *k, const char *path,
             load_answer(l, k, kb_file, it);
         }
     }
-doc_out:
-    yaml_document_delete(&doc);
-restore:
-    FB_FREE(l->lines);
-    l->file = dialog_file;
-    l->doc = saved_doc;
-    l->text = saved_text;
-    l->len = saved_len;
-    l->lines = saved_lines;
-    l->n_lines = saved_n_lines;
 out:
-    fb_buf_free(&text);
-    fb_free(full);
+    fb__ld_side_close(l, &side);
 }
 
 void fb__ld_compile_kb(struct ld *l, const yaml_node_t *v)

@@ -140,6 +140,32 @@ void fb__ld_hash_bytes(uint64_t *h, const void *p, size_t n);
 bool fb__ld_load_doc(struct ld *l, int file, const char *text, size_t len, yaml_document_t *doc,
                      const char *empty_msg);
 
+/* A file the dialog names (a catalogue, a knowledge-base file), read, hashed into the version,
+ * registered for messages and parsed as the current document while it is loaded. */
+struct fb__ld_side {
+    char *full;  /* the path as opened */
+    int file;    /* its index in l->files, -1 until read */
+    bool parsed; /* `doc` holds a document (delete it) */
+    yaml_document_t doc;
+    fb_buf_t text;
+    int dialog_file; /* what fb__ld_side_close() restores */
+    yaml_document_t *saved_doc;
+    const char *saved_text;
+    size_t saved_len;
+    size_t *saved_lines, saved_n_lines;
+};
+
+/* Opens `path` (relative to the dialog's folder) for `s`; returns its document's root, or NULL
+ * with the error reported: « impossible de lire NOUN« path » : ... », NOUN being `no_dir` when the
+ * dialog was not read from a folder and `unreadable` when the file cannot be read (e.g. "le
+ * catalogue "), or `empty` for an empty file.
+ * `tag` (tag_len bytes) goes into the version hash before the file's bytes. Whatever it returns,
+ * call fb__ld_side_close(). */
+yaml_node_t *fb__ld_side_open(struct ld *l, struct fb__ld_side *s, const char *path,
+                              const yaml_node_t *path_node, const void *tag, size_t tag_len,
+                              const char *no_dir, const char *unreadable, const char *empty);
+void fb__ld_side_close(struct ld *l, struct fb__ld_side *s);
+
 bool fb__ld_is_builtin(const char *name);
 
 int fb__ld_catalogue_index(const fb_dialog_t *d, const char *name);

@@ -663,3 +663,59 @@ bool fb__ld_load_doc(struct ld *l, int file, const char *text, size_t len, yaml_
     yaml_parser_delete(&parser);
     return true;
 }
+
+yaml_node_t *fb__ld_side_open(struct ld *l, struct fb__ld_side *s, const char *path,
+                              const yaml_node_t *path_node, const void *tag, size_t tag_len,
+                              const char *no_dir, const char *unreadable, const char *empty)
+{
+    memset(s, 0, sizeof(*s));
+    s->file = -1;
+    s->dialog_file = l->file;
+    s->full = (path[0] == '/' || !l->dir || !l->dir[0]) ? fb_strdup(path)
+                                                        : fb_asprintf("%s/%s", l->dir, path);
+    fb_buf_init(&s->text, MAX_FILE_BYTES);
+    const char *why = NULL;
+    if (!l->dir && path[0] != '/') {
+        fb__ld_errn(l, path_node,
+                    "impossible de lire %s« %s » : le dialogue n'a pas été lu depuis un dossier",
+                    no_dir, fb_yaml_show(path, strlen(path)).s);
+        return NULL;
+    }
+    if (fb__ld_read_file(s->full, &s->text, &why) != 0) {
+        fb__ld_errn(l, path_node, "impossible de lire %s« %s » : %s", unreadable,
+                    fb_yaml_show(path, strlen(path)).s, why);
+        return NULL;
+    }
+    fb__ld_hash_bytes(&l->hash, tag, tag_len);
+    fb__ld_hash_bytes(&l->hash, fb_buf_str(&s->text), s->text.len);
+    l->files = fb_realloc(l->files, (l->n_files + 1) * sizeof(*l->files));
+    l->files[l->n_files] = fb__ld_escaped_name(s->full);
+    s->file = (int)l->n_files++;
+
+    /* the file's own document replaces the dialog's until fb__ld_side_close() */
+    s->saved_doc = l->doc;
+    s->saved_text = l->text;
+    s->saved_len = l->len;
+    s->saved_lines = l->lines;
+    s->saved_n_lines = l->n_lines;
+    l->lines = NULL;
+    s->parsed = fb__ld_load_doc(l, s->file, fb_buf_str(&s->text), s->text.len, &s->doc, empty);
+    return s->parsed ? yaml_document_get_root_node(&s->doc) : NULL;
+}
+
+void fb__ld_side_close(struct ld *l, struct fb__ld_side *s)
+{
+    if (s->parsed)
+        yaml_document_delete(&s->doc);
+    if (s->file >= 0) {
+        FB_FREE(l->lines);
+        l->file = s->dialog_file;
+        l->doc = s->saved_doc;
+        l->text = s->saved_text;
+        l->len = s->saved_len;
+        l->lines = s->saved_lines;
+        l->n_lines = s->saved_n_lines;
+    }
+    fb_buf_free(&s->text);
+    fb_free(s->full);
+}
