@@ -355,7 +355,7 @@
 
     function renderChoices(li, choices) {
         var ul = document.createElement("ul");
-        ul.className = "fr-btns-group fr-btns-group--inline-sm fr-btns-group--sm fb-choices";
+        ul.className = "fr-btns-group fr-btns-group--inline fr-btns-group--left fr-btns-group--sm fb-choices";
         ul.setAttribute("aria-label", "Réponses proposées");
         choices.forEach(function (c) {
             if (!c || typeof c.id !== "string" || typeof c.label !== "string")
