@@ -270,6 +270,13 @@ wait_up() {
   done
   return 1
 }
+# A random even port in 20000..32766, below Linux's default ephemeral range (32768-60999): the
+# sinks are bound again at every run, while the daemon's, the peer's and Redis's client
+# connections take ephemeral ports; a sink port in that range was once taken that way between two
+# runs ("Address already in use"). PORT+1 is the sink's.
+low_port() {
+  echo $(( ($(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 6383) * 2 + 20000 ))
+}
 # vs_run WHO PORT SINK_PORT PID [RATE]: one bench_appservice run against the daemon or the peer;
 # closed loop (no RATE): events/s, CPU us/event of PID over the run and sink requests per event
 # appended to $tmp/vs-WHO-{max,cpu,rpe}; open loop: events/s done, p50, p99 to $tmp/vs-WHO-open.
@@ -310,8 +317,8 @@ peer_part() {
   # The daemon, configured as in the appservice part; its registration is the peer's too.
   xport=
   for attempt in 1 2 3 4 5; do
-    p=$(( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000 + 20000 ))
-    xsport=$(( (p - 20000 + 1) % 40000 + 20000 ))
+    p=$(low_port)
+    xsport=$((p + 1))
     cat >"$tmp/vs.yaml" <<EOF
 server:
   listen: "127.0.0.1:$p"
@@ -349,8 +356,8 @@ EOF
   # The peer, on the same Redis (its keys under "peer:"), its own port and sink port.
   pport=
   for attempt in 1 2 3 4 5; do
-    p=$(( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 40000 + 20000 ))
-    psport=$(( (p - 20000 + 1) % 40000 + 20000 ))
+    p=$(low_port)
+    psport=$((p + 1))
     t0=$(date +%s%N)
     "$peer_venv/bin/python" "$top/bench/peer/mautrix_peer.py" --registration "$tmp/registration-vs.yaml" \
       --listen "$p" --homeserver "http://127.0.0.1:$psport" --redis "tcp://127.0.0.1:$port" \
