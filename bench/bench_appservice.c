@@ -79,6 +79,17 @@ static double now_s(void)
 
 /* ---- the sink: the homeserver's client API, answering everything ---- */
 
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 static int on_sink(fb_http_req_t *req, void *arg)
 {
     (void)arg;
@@ -121,9 +132,10 @@ static int on_sink(fb_http_req_t *req, void *arg)
         char room[128];
         size_t n = 0;
         for (const char *p = rid; p < st && n + 1 < sizeof(room); p++) {
-            unsigned v;
-            if (*p == '%' && p + 2 < st && sscanf(p + 1, "%2x", &v) == 1) {
-                room[n++] = (char)v;
+            int hi = -1, lo = -1;
+            if (*p == '%' && p + 2 < st && (hi = hex_digit(p[1])) >= 0 &&
+                (lo = hex_digit(p[2])) >= 0) {
+                room[n++] = (char)(hi * 16 + lo);
                 p += 2;
             } else {
                 room[n++] = *p;
