@@ -33,7 +33,7 @@ static const char marker_script[] = "local v = redis.call('GET', KEYS[1])\n"
 struct fb_durability_s {
     fb_redis_t *redis;
     char *marker_key;
-    bool require_aof;
+    bool allow_volatile;
     fb_durability_refuse_cb refuse;
     void *refuse_arg;
     bool refused;    /* the refusal callback was called */
@@ -136,13 +136,14 @@ static void check_marker(fb_durability_t *dur, const struct probe *p, bool resta
         FB_ERR(REDIS,
                "[redis|%s] Redis lost its data: the marker %s is %s (%s); the conversations, "
                "replies waiting to be sent, reminders and statistics stored before are gone and "
-               "users start again from the greeting; turn AOF on (appendonly yes, appendfsync "
-               "everysec)",
+               "users start again from the greeting; /healthz says degraded for %d minutes; turn "
+               "AOF on (appendonly yes, appendfsync everysec)",
                addr, dur->marker_key,
                p->marker_existed ? "another daemon's (it found the marker gone first)" : "gone",
                restarted ? "Redis restarted, or another server took its place, without the data: "
                            "its run_id changed"
-                         : "Redis was flushed, or replaced by a server without the data");
+                         : "Redis was flushed, or replaced by a server without the data",
+               FB_DURABILITY_LOSS_DEGRADED_MS / 60000);
     } else if (restarted) {
         FB_NOTICE(REDIS, "[redis|%s] Redis restarted (its run_id changed) and kept its data", addr);
     }
@@ -169,13 +170,15 @@ static void probe_done(struct probe *p)
         snprintf(st->run_id, sizeof(st->run_id), "%s", p->run_id);
     log_settings(dur, p);
     check_marker(dur, p, restarted);
-    if (dur->require_aof && !st->durable) {
+    if (!dur->allow_volatile && !st->durable) {
         if (st->checks == 1 && !dur->refused) {
             FB_ERR(REDIS,
-                   "[redis|%s] refusing to start: redis.require_aof is set and Redis does not "
-                   "persist with AOF (appendonly %s, appendfsync %s); set 'appendonly yes' and "
-                   "'appendfsync everysec' in redis.conf, or require_aof: false for a throw-away "
-                   "setup",
+                   "[redis|%s] refusing to start: Redis does not persist with AOF (appendonly %s, "
+                   "appendfsync %s), so a restart of Redis would lose the conversations and "
+                   "replies could be sent twice; set 'appendonly yes' and 'appendfsync everysec' "
+                   "in redis.conf (at run time: CONFIG SET appendonly yes, CONFIG SET "
+                   "appendfsync everysec, then CONFIG REWRITE), or, for a throw-away setup only, "
+                   "'allow_volatile: true' in the redis section of the configuration",
                    fb_redis_address(dur->redis), yes_no(st->aof),
                    st->appendfsync[0] ? st->appendfsync : "not known");
             dur->refused = true;
@@ -183,9 +186,11 @@ static void probe_done(struct probe *p)
                 dur->refuse(dur->refuse_arg);
         } else {
             FB_ERR(REDIS,
-                   "[redis|%s] redis.require_aof is set and Redis no longer persists with AOF "
-                   "(appendonly %s): /healthz says degraded",
-                   fb_redis_address(dur->redis), yes_no(st->aof));
+                   "[redis|%s] Redis no longer persists with AOF (appendonly %s, appendfsync %s): "
+                   "/healthz says degraded until it does again; set 'appendonly yes' and "
+                   "'appendfsync everysec'",
+                   fb_redis_address(dur->redis), yes_no(st->aof),
+                   st->appendfsync[0] ? st->appendfsync : "not known");
         }
     }
 done:
@@ -282,13 +287,13 @@ static void on_ready(fb_redis_t *r, void *arg)
     probe_next(p);
 }
 
-fb_durability_t *fb_durability_create(fb_redis_t *redis, const char *prefix, bool require_aof,
+fb_durability_t *fb_durability_create(fb_redis_t *redis, const char *prefix, bool allow_volatile,
                                       fb_durability_refuse_cb refuse, void *arg)
 {
     fb_durability_t *dur = fb_calloc(1, sizeof(*dur));
     dur->redis = redis;
     dur->marker_key = fb_asprintf("%sredis:marker", prefix ? prefix : "");
-    dur->require_aof = require_aof;
+    dur->allow_volatile = allow_volatile;
     dur->refuse = refuse;
     dur->refuse_arg = arg;
     dur->st.aof = -1;
@@ -313,7 +318,10 @@ void fb_durability_get(const fb_durability_t *dur, fb_durability_state_t *out)
 
 bool fb_durability_ok(const fb_durability_t *dur)
 {
-    return !dur->require_aof || dur->st.durable;
+    const fb_durability_state_t *st = &dur->st;
+    if (st->last_loss_ms && fb_wall_ms() - st->last_loss_ms < FB_DURABILITY_LOSS_DEGRADED_MS)
+        return false;
+    return dur->allow_volatile || st->durable;
 }
 
 int fb_durability_health(const fb_durability_t *dur, fb_buf_t *out)
@@ -327,6 +335,10 @@ int fb_durability_health(const fb_durability_t *dur, fb_buf_t *out)
     if (!rc)
         rc = fb_buf_printf(out, ",\"persistence\":\"%s\",\"data_losses\":%llu", persistence,
                            (unsigned long long)st->data_losses);
+    if (!rc)
+        rc = st->last_loss_ms
+                 ? fb_buf_printf(out, ",\"last_data_loss_ms\":%lld", (long long)st->last_loss_ms)
+                 : fb_buf_puts(out, ",\"last_data_loss_ms\":null");
     return rc;
 }
 

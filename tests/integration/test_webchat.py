@@ -14,7 +14,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from conftest import wait_until
+from conftest import VOLATILE, wait_until
 
 SOURCE = os.environ.get("FB_SOURCE_DIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -376,7 +376,7 @@ def test_page_ahead_of_a_restored_redis_gets_the_history_again(volatile_redis, m
     old last seq. (A page that stays connected through the crash is not covered: see
     docs/internals/WEB.md, "Known limits".) A Redis without AOF: with it, the crash loses nothing."""
     redis = volatile_redis
-    d = start_daemon(make_daemon, redis)
+    d = start_daemon(make_daemon, redis, extra_redis=VOLATILE)
     chat = Chat(d)
     chat.wait_bot("Dans quelle commune")
     chat.say("lyon")

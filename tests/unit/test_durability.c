@@ -2,7 +2,8 @@
 /*
  * test_durability.c - the check of Redis's persistence at every connection (daemon/io/durability.c)
  * against a real, throwaway redis-server started without and then with AOF: the settings read
- * (CONFIG GET, or INFO when an ACL forbids CONFIG), redis.require_aof's refusal, and the marker
+ * (CONFIG GET, or INFO when an ACL forbids CONFIG), the refusal of a Redis without AOF unless
+ * redis.allow_volatile, /healthz degraded after a loss, and the marker
  * that tells a Redis that came back empty (flushed, or restarted without AOF) from one that kept
  * its data (restarted with AOF). Every test ends with fb_test_loop_close_strict().
  */
@@ -34,8 +35,9 @@ static void on_refuse(void *arg)
     ((struct fixture *)arg)->refusals++;
 }
 
-/* Starts Redis (without AOF), a client and the module; waits for the first check. */
-static void setup(struct fixture *f, bool require_aof)
+/* Starts Redis (without AOF), a client and the module (`allow_volatile` as the configuration's
+ * redis.allow_volatile). */
+static void setup(struct fixture *f, bool allow_volatile)
 {
     memset(f, 0, sizeof(*f));
     ASSERT_OK(fb_test_redis_start(&f->srv));
@@ -51,7 +53,7 @@ static void setup(struct fixture *f, bool require_aof)
     o.reconnect.n_delays = 1;
     f->redis = fb_redis_create(&f->loop, &o);
     ASSERT_NOT_NULL(f->redis);
-    f->dur = fb_durability_create(f->redis, "t:", require_aof, on_refuse, f);
+    f->dur = fb_durability_create(f->redis, "t:", allow_volatile, on_refuse, f);
     ASSERT_OK(fb_redis_start(f->redis));
     f->sync = redisConnectUnix(f->srv.sock);
     ASSERT(f->sync && !f->sync->err);
@@ -143,12 +145,12 @@ static char *health(const struct fixture *f)
     return fb_buf_take(&b);
 }
 
-/* Without AOF: read as volatile (warned); with AOF turned on and a reconnect: durable. The
- * marker stays, so neither check counts a loss. */
+/* Without AOF and with redis.allow_volatile: read as volatile (warned, accepted); with AOF
+ * turned on and a reconnect: durable. The marker stays, so neither check counts a loss. */
 TEST_IMPL(durability_aof_off_then_on)
 {
     struct fixture f;
-    setup(&f, false);
+    setup(&f, true);
     wait_checks(&f, 1);
     fb_durability_state_t st = state(&f);
     ASSERT_EQ(st.aof, 0);
@@ -157,10 +159,10 @@ TEST_IMPL(durability_aof_off_then_on)
     ASSERT_STR_EQ(st.appendfsync, "everysec"); /* Redis's default, AOF or not */
     ASSERT(st.run_id[0]);
     ASSERT_EQ(st.data_losses, 0);
-    ASSERT(fb_durability_ok(f.dur)); /* warn only */
+    ASSERT(fb_durability_ok(f.dur)); /* allow_volatile: warn only */
     char *h = health(&f);
     ASSERT_STR_EQ(h, ",\"aof\":false,\"appendfsync\":\"everysec\",\"persistence\":\"volatile\","
-                     "\"data_losses\":0");
+                     "\"data_losses\":0,\"last_data_loss_ms\":null");
     fb_free(h);
     fb_buf_t m;
     fb_buf_init(&m, 4096);
@@ -193,7 +195,7 @@ TEST_IMPL(durability_aof_off_then_on)
 TEST_IMPL(durability_config_forbidden_uses_info)
 {
     struct fixture f;
-    setup(&f, false);
+    setup(&f, true);
     wait_checks(&f, 1);
     sync_ok(&f, "ACL SETUSER default -config");
     reconnect(&f, 2);
@@ -213,19 +215,19 @@ TEST_IMPL(durability_config_forbidden_uses_info)
     ASSERT(st.durable); /* AOF on, appendfsync not known: taken as durable */
     char *h = health(&f);
     ASSERT_STR_EQ(h, ",\"aof\":true,\"appendfsync\":null,\"persistence\":\"durable\","
-                     "\"data_losses\":0");
+                     "\"data_losses\":0,\"last_data_loss_ms\":null");
     fb_free(h);
     sync_ok(&f, "ACL SETUSER default +config");
     teardown(&f);
     return 0;
 }
 
-/* redis.require_aof: a first Redis without AOF is refused (once); /healthz is not ok until a
- * connection finds AOF on, and not ok again when a later one finds it off. */
-TEST_IMPL(durability_require_aof)
+/* The default (no redis.allow_volatile): a first Redis without AOF is refused (once); /healthz
+ * is not ok until a connection finds AOF on, and not ok again when a later one finds it off. */
+TEST_IMPL(durability_refuses_volatile)
 {
     struct fixture f;
-    setup(&f, true);
+    setup(&f, false);
     ASSERT(!fb_durability_ok(f.dur)); /* not known yet */
     wait_checks(&f, 1);
     ASSERT_EQ(f.refusals, 1);
@@ -242,22 +244,28 @@ TEST_IMPL(durability_require_aof)
 }
 
 /* The marker: a Redis flushed under the client, then one restarted without AOF, are each
- * counted as a loss at the next connection; a Redis restarted with AOF keeps the marker. */
+ * counted as a loss at the next connection (and /healthz is degraded, even with
+ * allow_volatile); a Redis restarted with AOF keeps the marker. */
 TEST_IMPL(durability_data_loss_detected)
 {
     struct fixture f;
-    setup(&f, false);
+    setup(&f, true);
     wait_checks(&f, 1);
     reconnect(&f, 2);
     ASSERT_EQ(state(&f).data_losses, 0); /* same marker */
+    ASSERT(fb_durability_ok(f.dur));
 
     sync_ok(&f, "FLUSHALL");
     reconnect(&f, 3);
     fb_durability_state_t st = state(&f);
     ASSERT_EQ(st.data_losses, 1);
     ASSERT(st.last_loss_ms > 0);
+    ASSERT(!fb_durability_ok(f.dur)); /* degraded for FB_DURABILITY_LOSS_DEGRADED_MS */
     char *h = health(&f);
     ASSERT_NOT_NULL(strstr(h, "\"data_losses\":1"));
+    char want[64];
+    snprintf(want, sizeof(want), "\"last_data_loss_ms\":%lld", (long long)st.last_loss_ms);
+    ASSERT_NOT_NULL(strstr(h, want));
     fb_free(h);
 
     /* Restarted without AOF: empty, and a new run_id. */
