@@ -7,6 +7,7 @@ is an error, /healthz degraded and a counter, and nothing is sent twice. Real re
 and without AOF."""
 import re
 import signal
+import time
 
 from conftest import VOLATILE, Redis, redis_connected, wait_until
 
@@ -162,3 +163,58 @@ def test_redis_restarted_with_aof_kept_its_data(redis, make_daemon):
     assert wait_until(lambda: "kept its data" in d.read_log(), 20), d.read_log()
     assert LOST not in d.read_log()
     assert metric(d, "frichebot_redis_data_loss_total") == 0
+
+
+def test_redis_back_empty_sends_nothing_twice(volatile_redis, make_daemon):
+    """After Redis came back empty nothing is sent again: the replies already delivered stay
+    delivered once, and a reply that was waiting in the outbox is lost with the rest of the data
+    (the error says so), not replayed. The outbox's recovery scan runs at the reconnection and
+    finds an empty index; the dedupe marks are gone, but the web page (like the homeserver) only
+    resends what was never acknowledged, and a conversation that no longer exists takes no reply.
+    Deliveries are held 1.5 s (test builds) so that one reply is still in the outbox at the kill."""
+    from test_webchat import SAMPLE, Chat
+
+    redis = volatile_redis
+    hold = {"FB_TEST_OUTBOX_START_DELAY_MS": "1500"}
+    d = make_daemon(redis.address, start=False, idle_timeout_s=60, extra_redis=VOLATILE,
+                    extra=f'dialogs:\n  path: "{SAMPLE}"\n').start(env=hold)
+    assert wait_until(lambda: redis_connected(d) and checked(d), 20), d.read_log()
+    a, b = Chat(d), Chat(d)
+    a.wait_bot("Dans quelle commune")
+    a.say("lyon")
+    a.wait_bot("Qui porte le projet")
+    b.wait_bot("Dans quelle commune")
+    b.say("lyon")  # acknowledged: its reply waits 1.5 s in the outbox
+    assert int(redis.cli("LLEN", f"fb:{{c:web:{b.token}}}:outbox")) == 1
+    delivered = metric(d, "frichebot_outbox_delivered_total")
+    frames = {c: len(c.entries) for c in (a, b)}
+
+    redis.proc.send_signal(signal.SIGKILL)
+    redis.proc.wait(10)
+    redis.proc = None
+    redis.start()
+    assert wait_until(lambda: LOST in d.read_log(), 20), d.read_log()
+    # Past the hold and the recovery scan of the reconnection (the router looks every second).
+    end = time.monotonic() + 4
+    while time.monotonic() < end:
+        for c in (a, b):
+            try:
+                c.recv(timeout=0.2)
+            except TimeoutError:
+                pass
+    assert {c: len(c.entries) for c in (a, b)} == frames
+    assert metric(d, "frichebot_outbox_delivered_total") == delivered
+    assert not any("Qui porte le projet" in e["text"] for e in b.entries.values())
+    assert redis.cli("ZCARD", "fb:outbox:pending") == "0"
+    # The daemon serves on: a new conversation is greeted once.
+    c = Chat(d)
+    c.wait_bot("Dans quelle commune")
+    time.sleep(2)
+    for _ in range(5):
+        try:
+            c.recv(timeout=0.2)
+        except TimeoutError:
+            pass
+    assert sum("Dans quelle commune" in e["text"] for e in c.entries.values()) == 1
+    for chat in (a, b, c):
+        chat.close()
