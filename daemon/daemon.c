@@ -610,6 +610,7 @@ static void close_all(fb_daemon_t *d)
     fb_http_server_destroy(d->http);
     d->http = NULL;
     fb_http_client_close(d->client, client_closed, d);
+    fb_durability_close(d->durability);
     fb_redis_close(d->redis, redis_closed, d);
 }
 
@@ -744,8 +745,8 @@ int fb_daemon_run(const fb_config_t *cfg, const char *config_path)
                     ? " (require_aof: false no longer accepts such a Redis)"
                     : "",
                 config_path ? config_path : "the configuration");
-    d->durability = fb_durability_create(d->redis, cfg->store.key_prefix, cfg->redis.allow_volatile,
-                                         on_refused, d);
+    d->durability = fb_durability_create(&d->loop, d->redis, cfg->store.key_prefix,
+                                         cfg->redis.allow_volatile, on_refused, d);
     fb_http_server_route(d->http, "/healthz", FB_HTTP_GET, "healthz", on_healthz, d);
     fb_http_server_route(d->http, "/metrics", FB_HTTP_GET, "metrics", on_metrics, d);
     fb_http_server_route(d->http, "/stats", FB_HTTP_GET, "stats", on_stats, d);

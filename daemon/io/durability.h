@@ -12,9 +12,11 @@
  * the refusal callback is called at the first connection (the daemon stops), and a later
  * connection that finds it reports itself not ok (/healthz degraded). A marker gone or changed
  * after this process had seen it means Redis lost its data (restarted without persistence,
- * flushed, failed over to an empty replica): logged at error, counted, and /healthz degraded for
- * FB_DURABILITY_LOSS_DEGRADED_MS. The state shows in /healthz and /metrics. Design notes:
- * docs/internals/REDIS.md.
+ * flushed, failed over to an empty replica); so does an epoch (a counter beside the marker, which
+ * each check and each beat increments) lower than one this process saw: Redis went back in time
+ * (a restored snapshot, a replica that was behind). Logged at error, counted, and /healthz
+ * degraded for FB_DURABILITY_LOSS_DEGRADED_MS. The state shows in /healthz and /metrics. Design
+ * notes: docs/internals/REDIS.md.
  *
  * Everything runs on the loop thread.
  */
@@ -26,6 +28,13 @@
 
 #include "frichebot/buf.h"
 #include "io/redis.h"
+
+/**
+ * Between two connections, the marker is read (and the epoch incremented) every this many ms: a
+ * Redis flushed under the connection is found within it, and a Redis that went back in time by
+ * more than it is found at the next connection. Test builds read FB_TEST_REDIS_BEAT_MS.
+ */
+#define FB_DURABILITY_BEAT_MS 5000
 
 /** How long /healthz says degraded after a data loss was found (10 minutes). */
 #define FB_DURABILITY_LOSS_DEGRADED_MS (10 * 60 * 1000)
@@ -49,20 +58,27 @@ typedef struct fb_durability_state_s {
     uint64_t data_losses; /* times the marker was found gone or changed: Redis lost data */
     int64_t last_loss_ms; /* Unix ms of the last one, 0 when none */
     char run_id[48];      /* Redis's run_id at the last check ("" when not known) */
+    long long epoch;      /* the epoch at the last check or beat (0 before the first) */
 } fb_durability_state_t;
 
 /**
- * Creates the module and registers it as `redis`'s ready callback (one per client). `prefix` is
- * the store's key prefix (copied): the marker is "<prefix>redis:marker". `refuse` (may be NULL)
+ * Creates the module and registers it as `redis`'s ready callback (one per client), with its
+ * beat timer on `loop` (unreferenced). `prefix` is the store's key prefix (copied): the marker is
+ * "<prefix>redis:marker", the epoch "<prefix>redis:epoch". `refuse` (may be NULL)
  * is called with `arg` as described above unless `allow_volatile`. Never fails (aborts on out of
  * memory).
  */
-fb_durability_t *fb_durability_create(fb_redis_t *redis, const char *prefix, bool allow_volatile,
-                                      fb_durability_refuse_cb refuse, void *arg);
+fb_durability_t *fb_durability_create(uv_loop_t *loop, fb_redis_t *redis, const char *prefix,
+                                      bool allow_volatile, fb_durability_refuse_cb refuse,
+                                      void *arg);
+
+/** Stops the beat and closes its timer (the loop must run once more). NULL is a no-op. */
+void fb_durability_close(fb_durability_t *dur);
 
 /**
- * Frees the module. Call it after the Redis client was closed (fb_redis_close() has called every
- * pending callback, the module's included) or before it is started. NULL is a no-op.
+ * Frees the module. Call it after fb_durability_close() and the loop has run, and after the Redis
+ * client was closed (fb_redis_close() has called every pending callback, the module's included)
+ * or before it is started. NULL is a no-op.
  */
 void fb_durability_destroy(fb_durability_t *dur);
 

@@ -152,6 +152,31 @@ def test_redis_back_empty_is_an_error(volatile_redis, make_daemon):
     assert health["redis"]["last_data_loss_ms"] > 0, health
 
 
+def test_redis_back_in_time_is_an_error(volatile_redis, make_daemon):
+    """A Redis that comes back from an older snapshot keeps the marker (it was in the snapshot),
+    but not the epoch the daemon's beats had brought it to: the same error, saying it went back
+    in time, /healthz degraded and the counter. (Before the epoch this looked like a Redis that
+    kept its data, and replies written after the snapshot could be sent again.)"""
+    redis = volatile_redis
+    d = make_daemon(redis.address, start=False, extra_redis=VOLATILE)
+    d.start(env={"FB_TEST_REDIS_BEAT_MS": "100"})  # test builds: a beat every 100 ms
+    assert wait_until(lambda: redis_connected(d) and checked(d), 20), d.read_log()
+    assert redis.cli("SAVE") == "OK"
+    saved = int(redis.cli("GET", "fb:redis:epoch"))
+    assert wait_until(lambda: int(redis.cli("GET", "fb:redis:epoch")) >= saved + 3, 10)
+    redis.proc.send_signal(signal.SIGKILL)
+    redis.proc.wait(10)
+    redis.proc = None
+    redis.start()  # from dump.rdb: the marker, and the epoch of the snapshot
+    assert wait_until(lambda: LOST in d.read_log(), 20), d.read_log()
+    line = next(line for line in d.read_log().splitlines() if LOST in line)
+    assert "err [redis]" in line and "went back in time" in line, line
+    assert "restored from an older snapshot" in line and "fb:redis:epoch" in line, line
+    assert metric(d, "frichebot_redis_data_loss_total") == 1
+    status, health = d.json("/healthz")
+    assert status == 503 and health["redis"]["data_losses"] == 1, health
+
+
 def test_redis_restarted_with_aof_kept_its_data(redis, make_daemon):
     """The same with AOF: Redis comes back with its data (the marker with it), nothing is lost."""
     d = make_daemon(redis.address)

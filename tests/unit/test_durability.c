@@ -8,6 +8,7 @@
  * its data (restarted with AOF). Every test ends with fb_test_loop_close_strict().
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <hiredis/hiredis.h>
@@ -53,7 +54,7 @@ static void setup(struct fixture *f, bool allow_volatile)
     o.reconnect.n_delays = 1;
     f->redis = fb_redis_create(&f->loop, &o);
     ASSERT_NOT_NULL(f->redis);
-    f->dur = fb_durability_create(f->redis, "t:", allow_volatile, on_refuse, f);
+    f->dur = fb_durability_create(&f->loop, f->redis, "t:", allow_volatile, on_refuse, f);
     ASSERT_OK(fb_redis_start(f->redis));
     f->sync = redisConnectUnix(f->srv.sock);
     ASSERT(f->sync && !f->sync->err);
@@ -67,6 +68,7 @@ static void on_closed(void *arg)
 static void teardown(struct fixture *f)
 {
     int closed = 0;
+    fb_durability_close(f->dur);
     fb_redis_close(f->redis, on_closed, &closed);
     ASSERT(fb_test_wait_int(&f->loop, &closed, 1, 5000));
     fb_durability_destroy(f->dur);
@@ -293,6 +295,79 @@ TEST_IMPL(durability_data_loss_detected)
     st = state(&f);
     ASSERT_EQ(st.aof, 1);
     ASSERT_EQ(st.data_losses, 2);
+    teardown(&f);
+    return 0;
+}
+
+struct wait_epoch {
+    const struct fixture *f;
+    long long epoch;
+    uint64_t losses;
+};
+
+static bool epoch_or_loss(void *arg)
+{
+    const struct wait_epoch *w = arg;
+    fb_durability_state_t st = state(w->f);
+    return st.epoch >= w->epoch || st.data_losses > w->losses;
+}
+
+/* Runs the loop until the beat has brought the epoch to `epoch` or counted a loss (10 s). */
+static void wait_epoch(struct fixture *f, long long epoch)
+{
+    struct wait_epoch w = {f, epoch, state(f).data_losses};
+    if (!fb_test_wait_cond(&f->loop, epoch_or_loss, &w, 10000))
+        FB_TEST_FAIL("waited 10 s for epoch %lld, have %lld", epoch, state(f).epoch);
+}
+
+/* A Redis that went back in time: restarted (without AOF) from a snapshot taken while this
+ * process ran, so the marker is there but the epoch is behind the one the beats brought it to.
+ * Counted as a loss at the reconnection; without the epoch it looked like a Redis that kept its
+ * data. */
+TEST_IMPL(durability_went_back_in_time)
+{
+    ASSERT_OK(setenv("FB_TEST_REDIS_BEAT_MS", "30", 1));
+    struct fixture f;
+    setup(&f, true);
+    wait_checks(&f, 1);
+    sync_ok(&f, "SAVE"); /* the snapshot Redis will come back from */
+    long long saved = state(&f).epoch;
+    ASSERT(saved >= 1);
+    wait_epoch(&f, saved + 3); /* beats after the snapshot */
+    ASSERT_EQ(state(&f).data_losses, 0);
+
+    redisFree(f.sync);
+    f.sync = NULL;
+    ASSERT_OK(fb_test_redis_restart(&f.srv));
+    f.sync = redisConnectUnix(f.srv.sock);
+    ASSERT(f.sync && !f.sync->err);
+    wait_checks(&f, 2);
+    fb_durability_state_t st = state(&f);
+    ASSERT_EQ(st.data_losses, 1);
+    ASSERT(!fb_durability_ok(f.dur));
+    ASSERT_EQ(st.epoch, saved + 1); /* the snapshot's, incremented by the check */
+
+    /* The beats go on from there: no second loss. */
+    wait_epoch(&f, saved + 4);
+    ASSERT_EQ(state(&f).data_losses, 1);
+    teardown(&f);
+    return 0;
+}
+
+/* A FLUSHALL under the live connection: the beat finds the marker gone without a reconnection. */
+TEST_IMPL(durability_beat_finds_a_flush)
+{
+    ASSERT_OK(setenv("FB_TEST_REDIS_BEAT_MS", "30", 1));
+    struct fixture f;
+    setup(&f, true);
+    wait_checks(&f, 1);
+    wait_epoch(&f, state(&f).epoch + 2);
+    ASSERT_EQ(state(&f).data_losses, 0);
+    sync_ok(&f, "FLUSHALL");
+    wait_epoch(&f, 1000000); /* returns at the loss */
+    fb_durability_state_t st = state(&f);
+    ASSERT_EQ(st.data_losses, 1);
+    ASSERT_EQ(st.checks, 1); /* no reconnection */
     teardown(&f);
     return 0;
 }
