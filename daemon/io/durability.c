@@ -9,6 +9,10 @@
  * gone, or re-created by another daemon sharing the Redis, means the data it stood beside was
  * lost. run_id (which changes at every Redis restart) only explains the loss in the log: a Redis
  * restarted with AOF keeps the marker.
+ *
+ * Why an epoch beside it: a Redis that went back in time (an older snapshot, a replica that was
+ * behind) has the marker too. The marker script increments the epoch, and runs between
+ * connections too (the beat), so an epoch not above the highest this process saw is that case.
  */
 #include "io/durability.h"
 
@@ -443,7 +447,7 @@ int fb_durability_metrics_render(const fb_durability_t *dur, fb_buf_t *out)
         "# TYPE frichebot_redis_durable gauge\n"
         "frichebot_redis_durable %d\n"
         "# HELP frichebot_redis_data_loss_total Times Redis was found to have lost its data (the "
-        "marker key gone after a reconnect).\n"
+        "marker key gone or changed, or the epoch gone back).\n"
         "# TYPE frichebot_redis_data_loss_total counter\n"
         "frichebot_redis_data_loss_total %llu\n",
         st->aof, st->durable ? 1 : 0, (unsigned long long)st->data_losses);

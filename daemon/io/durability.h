@@ -37,7 +37,7 @@
 #define FB_DURABILITY_BEAT_MS 5000
 
 /** How long /healthz says degraded after a data loss was found (10 minutes). */
-#define FB_DURABILITY_LOSS_DEGRADED_MS (10 * 60 * 1000)
+#define FB_DURABILITY_LOSS_DEGRADED_MS 600000
 
 /** The module: opaque, created by fb_durability_create(). */
 typedef struct fb_durability_s fb_durability_t;
