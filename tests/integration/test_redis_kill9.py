@@ -9,7 +9,11 @@ time, as the page does: it resends a message, with the same id, until it is ackn
 `unavailable` error, or when nothing came back), then waits for its reply. At the end, with the
 outbox drained, the stored history of every conversation (Redis) and the frames each websocket
 received are counted: a message with no reply is lost, one with two replies is duplicated. Both
-must be 0; the figures are printed (pytest -s, or the report's captured output)."""
+must be 0; the figures are printed (pytest -s, or the report's captured output).
+
+Environment: FB_KILL9_CONVERSATIONS (10), FB_KILL9_MESSAGES (300 per cycle), FB_KILL9_CYCLES (3),
+FB_KILL9_DOWN_S (0.5), FB_KILL9_WRITE_DEADLINE_MS (10000; below DOWN_S * 1000 the outage's
+messages are refused and resent, as a page does)."""
 import os
 import re
 import signal
@@ -25,7 +29,10 @@ from test_webchat import Chat, history, web_yaml
 CONVERSATIONS = int(os.environ.get("FB_KILL9_CONVERSATIONS", "10"))
 PER_CYCLE = int(os.environ.get("FB_KILL9_MESSAGES", "300"))  # messages per cycle, all together
 CYCLES = int(os.environ.get("FB_KILL9_CYCLES", "3"))
-DOWN_S = 0.5  # how long Redis stays dead at each kill
+DOWN_S = float(os.environ.get("FB_KILL9_DOWN_S", "0.5"))  # how long Redis stays dead at each kill
+# The daemon's redis.write_deadline_ms: longer than DOWN_S, a command waits for Redis to come
+# back; shorter, the messages of the outage are refused with `unavailable` and resent.
+WRITE_DEADLINE_MS = int(os.environ.get("FB_KILL9_WRITE_DEADLINE_MS", "10000"))
 
 ECHO = """\
 dialogue: echo
@@ -137,7 +144,7 @@ def run_campaign(tmp_path, make_daemon, redis, fsync):
              + web_yaml(messages_per_minute=10000, history_max=100000,
                         new_conversations_per_minute=1000))
     d = make_daemon(redis.address, idle_timeout_s=120, extra=extra,
-                    extra_redis="  write_deadline_ms: 10000")
+                    extra_redis=f"  write_deadline_ms: {WRITE_DEADLINE_MS}")
     assert wait_until(lambda: redis_connected(d), 20), d.read_log()
     senders = [Sender(d, k) for k in range(CONVERSATIONS)]
     for s in senders:
