@@ -7,9 +7,10 @@ is an error, /healthz degraded and a counter, and nothing is sent twice. Real re
 and without AOF."""
 import re
 import signal
+import subprocess
 import time
 
-from conftest import VOLATILE, Redis, redis_connected, wait_until
+from conftest import BINARY, VOLATILE, Redis, redis_connected, wait_until
 
 AOF_OFF = "persistence: AOF is off (appendonly no)"
 LOST = "Redis lost its data"
@@ -98,8 +99,13 @@ def test_allow_volatile_starts_with_a_warning(volatile_redis, make_daemon):
 def test_deprecated_require_aof_is_ignored_with_a_warning(volatile_redis, redis, make_daemon):
     """redis.require_aof (before allow_volatile) still parses: ignored, with a warning. false no
     longer accepts a Redis without AOF; true on a Redis with AOF starts as before."""
-    log = refused(make_daemon(volatile_redis.address, start=False,
-                              extra_redis="  require_aof: false"))
+    old = make_daemon(volatile_redis.address, start=False, extra_redis="  require_aof: false")
+    old.write_config()
+    r = subprocess.run([BINARY, "serve", "-c", str(old.config_path), "--check-config"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "configuration OK" in r.stdout, r
+    assert "warning: redis.require_aof is deprecated and ignored" in r.stderr, r.stderr
+    log = refused(old)
     assert DEPRECATED in log and "require_aof: false no longer accepts" in log, log
     assert REFUSED in log, log
 
