@@ -76,6 +76,19 @@ class Sender(threading.Thread):
         want = reply_text(text)
         return any(e["from"] == "bot" and e["text"] == want for e in self.chat.entries.values())
 
+    def answer_to(self, mid, timeout):
+        """The next ack or error frame for message `mid`, or None after `timeout` seconds. (Not
+        Chat.wait_for, whose timeout is an AssertionError like the frame checks of Chat.recv.)"""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                f = self.chat.recv(timeout=max(0.05, end - time.monotonic()))
+            except TimeoutError:
+                continue
+            if f.get("id") == mid and f["type"] in ("ack", "error"):
+                return f
+        return None
+
     def send_one(self, text):
         mid = uuid.uuid4().hex
         deadline = time.monotonic() + 60
@@ -83,10 +96,8 @@ class Sender(threading.Thread):
             if time.monotonic() > deadline:
                 raise AssertionError(f"{text}: not acknowledged within 60 s")
             self.chat.send({"type": "message", "id": mid, "text": text})
-            try:
-                f = self.chat.wait_for(lambda f: f.get("id") == mid and f["type"] in ("ack", "error"),
-                                       timeout=15, what=f"ack of {text}")
-            except AssertionError:
+            f = self.answer_to(mid, 15)
+            if f is None:
                 self.resends += 1  # nothing came back: the page resends, with the same id
                 continue
             if f["type"] == "ack":
