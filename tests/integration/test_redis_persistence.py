@@ -96,9 +96,9 @@ def test_allow_volatile_starts_with_a_warning(volatile_redis, make_daemon):
     assert metric(d, "frichebot_redis_durable") == 0
 
 
-def test_deprecated_require_aof_is_ignored_with_a_warning(volatile_redis, redis, make_daemon):
-    """redis.require_aof (before allow_volatile) still parses: ignored, with a warning. false no
-    longer accepts a Redis without AOF; true on a Redis with AOF starts as before."""
+def test_deprecated_require_aof_false_no_longer_accepts_volatile(volatile_redis, make_daemon):
+    """redis.require_aof (before allow_volatile) still parses: ignored, with a warning, from
+    --check-config too. false (the old sample's value) no longer accepts a Redis without AOF."""
     old = make_daemon(volatile_redis.address, start=False, extra_redis="  require_aof: false")
     old.write_config()
     r = subprocess.run([BINARY, "serve", "-c", str(old.config_path), "--check-config"],
@@ -109,6 +109,9 @@ def test_deprecated_require_aof_is_ignored_with_a_warning(volatile_redis, redis,
     assert DEPRECATED in log and "require_aof: false no longer accepts" in log, log
     assert REFUSED in log, log
 
+
+def test_deprecated_require_aof_true_starts_as_before(redis, make_daemon):
+    """require_aof: true on a Redis with AOF: ignored with a warning, starts as before."""
     d = make_daemon(redis.address, extra_redis="  require_aof: true")
     assert wait_until(lambda: d.json("/healthz")[0] == 200, 20), d.read_log()
     assert d.json("/healthz")[1]["redis"]["persistence"] == "durable"
