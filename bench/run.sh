@@ -73,6 +73,12 @@
 #
 # FB_BENCH_ONLY=sync runs only this last part (on its private Redis); FB_BENCH_ONLY=peer only the
 # daemon against the Python peer.
+#
+# The private Redis runs without persistence (--appendonly no), deliberately: it is thrown away
+# at the end, redis-benchmark and the daemon are measured on the same server so that their ratio
+# means something, and the figures stay comparable with the earlier runs. The daemons started
+# here therefore set redis.allow_volatile: true (without it they refuse such a Redis): the
+# benchmark measures the daemon's cost, not Redis's AOF writes.
 set -eu
 
 build=${1:?usage: bench/run.sh BUILD_DIR}
@@ -183,6 +189,7 @@ server:
   listen: "127.0.0.1:$p"
 redis:
   address: "tcp://127.0.0.1:$port"
+  allow_volatile: true
 log:
   level: warning
 web:
@@ -324,6 +331,7 @@ server:
   listen: "127.0.0.1:$p"
 redis:
   address: "tcp://127.0.0.1:$port"
+  allow_volatile: true
 log:
   level: warning
 web:
@@ -508,6 +516,7 @@ server:
   listen: "127.0.0.1:$p"
 redis:
   address: "tcp://127.0.0.1:$port"
+  allow_volatile: true
 log:
   level: warning
 web:
@@ -569,6 +578,7 @@ server:
   listen: "127.0.0.1:$p"
 redis:
   address: "tcp://127.0.0.1:$port"
+  allow_volatile: true
 log:
   level: warning
 web:
