@@ -5,7 +5,8 @@
  * Lines are built in a fixed stack buffer and written with a single write(2), so concurrent
  * writers (the daemon and a test harness sharing stderr) never interleave within a line.
  *
- * Every line is rate-limited per call site (common/ratelimit.h): a flood of one line (an accept
+ * Every line up to info is rate-limited per call site (common/ratelimit.h; debug and trace, asked
+ * for a diagnosis, are not): a flood of one line (an accept
  * failing in a loop, a client refused a thousand times a second) writes FB_RL_BURST lines per
  * window, then one "N similar lines suppressed" line per window, instead of filling the disk. The
  * check comes before formatting, so a suppressed line costs a table lookup.
@@ -241,12 +242,15 @@ static void vlog(fb_log_sub_t sub, fb_log_level_t level, uint64_t key, const cha
     int64_t now = mono_ms();
     if (limiter.pending)
         fb_rl_flush(&limiter, now, false, report_suppressed, NULL);
+    /* Debug and trace are asked for, for a diagnosis: every line of them is wanted. */
+    bool limited = level < FB_LOG_DEBUG;
     key = key ? key : 1;
-    if (!fb_rl_admit(&limiter, key, now, report_suppressed, NULL))
+    if (limited && !fb_rl_admit(&limiter, key, now, report_suppressed, NULL))
         return;
     char msg[2048];
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    fb_rl_sample(&limiter, key, msg, ((unsigned)sub << 8) | (unsigned)level);
+    if (limited)
+        fb_rl_sample(&limiter, key, msg, ((unsigned)sub << 8) | (unsigned)level);
     emit(sub, level, msg);
 }
 

@@ -83,9 +83,10 @@ extern fb_log_level_t fb__log_levels[FB_SUB__COUNT];
     ((level) <= FB__LOG_MAX && (level) <= fb__log_levels[FB_SUB_##sub])
 
 /**
- * Writes one log line. Use the macros, which check the level first. Lines are rate-limited per
- * call site (the format string): past 10 lines in 5 s, the others are counted and reported as one
- * "... N similar lines suppressed" line per 5 s.
+ * Writes one log line. Use the macros, which check the level first. Lines from err to info are
+ * rate-limited per call site (the format string): past 10 lines in 5 s, the others are counted
+ * and reported as one "... N similar lines suppressed" line per 5 s. Debug and trace lines,
+ * which an operator turns on for a diagnosis, are all written.
  */
 void fb__log(fb_log_sub_t sub, fb_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test_ratelimit.c - common/ratelimit.c: the burst per window, the count of suppressed lines and
- * its report once per window, a key evicted by another, the flush, and the key a log line gets.
+ * its report once per window, a key evicted by another, the flush; and the log itself: one call
+ * site's flood cut to its burst and reported, debug lines exempt.
  */
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/ratelimit.h"
+#include "frichebot/log.h"
 #include "task.h"
 
 struct reports {
@@ -111,5 +116,49 @@ TEST_IMPL(ratelimit_keys_apart_and_evicted)
     for (unsigned i = 0; i < FB_RL_BURST + 1; i++)
         (void)fb_rl_admit(&rl, 3, 100000, on_report, &r);
     ASSERT(fb_rl_admit(&rl, 3, 50, on_report, &r));
+    return 0;
+}
+
+/* Counts the lines of `text` holding `needle`. */
+static int count_lines(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+TEST_IMPL(ratelimit_in_the_log)
+{
+    /* The log writes to stderr: send it to a file for the test. */
+    char path[] = "/tmp/fb_test_log_XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    ASSERT_GE(saved, 0);
+    ASSERT_GE(dup2(fd, STDERR_FILENO), 0);
+    fb_log_set_level_all(FB_LOG_DEBUG);
+    for (int i = 0; i < 1000; i++)
+        FB_WARN(HTTP, "flood line %d", i); /* one call site: 10 written, 990 counted */
+    for (int i = 0; i < 30; i++)
+        FB_DEBUG(HTTP, "debug line %d", i); /* debug: all written */
+    FB_ERR(CORE, "another site");           /* its own budget */
+    fb_log_flush_suppressed(true);
+    fb_log_set_level_all(FB_LOG_INFO);
+    ASSERT_GE(dup2(saved, STDERR_FILENO), 0);
+    close(saved);
+
+    char text[16384];
+    ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
+    close(fd);
+    unlink(path);
+    ASSERT_GT(n, 0);
+    text[n] = '\0';
+    ASSERT_EQ(count_lines(text, "] flood line"), FB_RL_BURST);
+    ASSERT_EQ(count_lines(text, "] debug line"), 30);
+    ASSERT_EQ(count_lines(text, "] another site"), 1);
+    ASSERT_NOT_NULL(strstr(text, "warn [http] ... 990 similar lines suppressed in the last 5 s "
+                                 "(like: flood line 9)\n"));
     return 0;
 }
