@@ -37,6 +37,7 @@
 #include "frichebot/err.h"
 #include "frichebot/log.h"
 #include "io/durability.h"
+#include "io/fds.h"
 #include "io/http_client.h"
 #include "io/http_server.h"
 #include "io/metrics.h"
@@ -727,6 +728,7 @@ int fb_daemon_run(const fb_config_t *cfg, const char *config_path)
     d->config_path = config_path;
     signal(SIGPIPE, SIG_IGN);
     fb_metrics_init();
+    (void)fb_fds_raise_limit(); /* before the HTTP server: lws sizes its tables from it */
 
     d->redis = fb_redis_create(&d->loop, &cfg->redis);
     d->client = fb_http_client_create(&d->loop, &cfg->http_client);

@@ -65,6 +65,8 @@ static const fb_conf_field_t server_fields[] = {
      NULL},
     {"shutdown_deadline_s", FB_CONF_UINT, false, OFF(server.shutdown_deadline_s), 0, 600, NULL,
      NULL},
+    {"max_connections_per_address", FB_CONF_UINT, false, OFF(server.max_connections_per_address), 1,
+     1000000, NULL, NULL},
 };
 
 static const fb_conf_field_t redis_reconnect_fields[] = {

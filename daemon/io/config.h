@@ -121,6 +121,7 @@ typedef struct fb_server_opts_s {
     unsigned idle_timeout_s;      /* a connection that sends nothing is closed after this */
     unsigned keepalive_timeout_s; /* idle keep-alive connections are closed after this */
     unsigned shutdown_deadline_s; /* on SIGTERM, in-flight work may take this long to drain */
+    unsigned max_connections_per_address; /* open connections per peer address; 0: no cap */
 } fb_server_opts_t;
 
 /** Redis connection. */

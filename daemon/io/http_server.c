@@ -2,7 +2,9 @@
 /*
  * http_server.c - the incoming HTTP server: libwebsockets joined to the daemon's libuv loop.
  *
- * libwebsockets owns the sockets and the HTTP parsing; this file owns routing, limits and answers.
+ * libwebsockets owns the connections and the HTTP parsing; this file owns routing, limits and
+ * answers. The listening socket is ours (io/http_listen.c: per-address cap, descriptor shortage):
+ * each accepted connection is handed to libwebsockets with lws_adopt_descriptor_vhost().
  * Every request becomes an fb_http_req_t kept on a list in the server, so that a handler that
  * answers later (after a Redis round trip) can always answer, even if the connection or the whole
  * server is gone by then: the answer is simply dropped. Answers are written from
@@ -36,8 +38,10 @@
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "frichebot/err.h"
+#include "frichebot/hash.h"
 #include "frichebot/log.h"
 #include "io/http_framing.h"
+#include "io/http_listen.h"
 #include "io/metrics.h"
 
 #define MAX_ROUTES      32
@@ -133,7 +137,10 @@ struct fb_http_server_s {
     bool draining;
     size_t inflight;
     uint64_t next_tag;
-    fb_http_req_t *reqs;    /* every live request, for orphaning at destroy */
+    fb_http_req_t *reqs;     /* every live request, for orphaning at destroy */
+    fb_listener_t *listener; /* our listening socket; NULL before start */
+    uv_timer_t tick;         /* writes the log's "suppressed" reports during a flood */
+    bool tick_init;
     uv_timer_t reap;        /* polls for the end of lws teardown */
     bool finishing;         /* the second lws_context_destroy() was made */
     char listen_error[192]; /* why start failed, with the address; "" when it did not */
@@ -1009,6 +1016,36 @@ static int on_ws_timer(fb_ws_t *ws)
     return 0;
 }
 
+/* Hands a connection accepted by our listener to libwebsockets, as lws's own listener does
+ * after its accept(); the connection's peer entry rides along as the wsi's opaque data, given
+ * back at LWS_CALLBACK_WSI_DESTROY. Returns 0, or FB_EIO (lws has closed `fd` then). */
+static int adopt_connection(void *arg, int fd, fb_listen_peer_t *peer)
+{
+    fb_http_server_t *srv = arg;
+    lws_sock_file_fd_type desc;
+    desc.sockfd = fd;
+    struct lws *wsi =
+        lws_adopt_descriptor_vhost(srv->vhost, LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP, desc, NULL, NULL);
+    if (!wsi) {
+        FB_WARN(HTTP, "libwebsockets could not take a new connection");
+        return FB_EIO;
+    }
+    lws_set_opaque_user_data(wsi, peer);
+    return 0;
+}
+
+/* LWS_CALLBACK_WSI_DESTROY, the last word on every connection (HTTP or websocket): its address
+ * has one connection less. */
+static int on_wsi_destroy(fb_http_server_t *srv, struct lws *wsi)
+{
+    fb_listen_peer_t *peer = lws_get_opaque_user_data(wsi);
+    if (peer && srv->listener) {
+        lws_set_opaque_user_data(wsi, NULL);
+        fb_listener_release(srv->listener, peer);
+    }
+    return 0;
+}
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
 {
@@ -1018,6 +1055,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
     if (srv && reason == LWS_CALLBACK_HTTP_CONFIRM_UPGRADE)
         return on_confirm_upgrade(srv, wsi, in);
+    if (srv && reason == LWS_CALLBACK_WSI_DESTROY)
+        return on_wsi_destroy(srv, wsi);
     if (!srv || !pss)
         return lws_callback_http_dummy(wsi, reason, user, in, len);
     switch ((int)reason) {
@@ -1183,18 +1222,23 @@ int fb_http_req_header(const fb_http_req_t *req, const char *name, char *out, si
     return header_copy(req->wsi, name, out, cap);
 }
 
-/* Routes libwebsockets' own log lines into ours, under the http subsystem. */
+/* Routes libwebsockets' own log lines into ours, under the http subsystem. They all come from
+ * here, so each gets its own rate-limit key: the line without its digits ("accept: errno 24"
+ * and "accept: errno 23" are one key, fd numbers and pointers do not make new ones). */
 static void lws_log_emit(int level, const char *line)
 {
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
-    if (level & LLL_ERR)
-        FB_ERR(HTTP, "lws: %.*s", (int)n, line);
-    else if (level & LLL_WARN)
-        FB_WARN(HTTP, "lws: %.*s", (int)n, line);
-    else
-        FB_DEBUG(HTTP, "lws: %.*s", (int)n, line);
+    uint64_t key = FB_FNV64_INIT;
+    for (size_t i = 0; i < n; i++)
+        if (line[i] < '0' || line[i] > '9')
+            key = fb_fnv64(key, line + i, 1);
+    fb_log_level_t lvl = (level & LLL_ERR)    ? FB_LOG_ERR
+                         : (level & LLL_WARN) ? FB_LOG_WARN
+                                              : FB_LOG_DEBUG;
+    if (FB_LOG_ENABLED(HTTP, lvl))
+        fb__log_key(FB_SUB_HTTP, lvl, key, "lws: %.*s", (int)n, line);
 }
 
 fb_http_server_t *fb_http_server_create(uv_loop_t *loop, const fb_server_opts_t *opts)
@@ -1370,45 +1414,26 @@ static int listen_failed(fb_http_server_t *srv, const char *why)
     return FB_ELISTEN;
 }
 
-/*
- * Checks that the configured host:port can be bound, with the options libwebsockets uses.
- * libwebsockets 4.1 cannot fail a bind cleanly on a foreign loop (its half-built context crashes
- * later in a close callback), so a bind that would fail is caught here, with the system's reason.
- */
-static int check_bindable(fb_http_server_t *srv)
+/* Writes the log's pending "suppressed" reports even when nothing else is logged. */
+static void on_tick(uv_timer_t *t)
 {
-    const char *host = srv->opts.listen_host;
-    int port = srv->opts.listen_port;
-    struct addrinfo hints, *res = NULL;
-    char service[16];
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    snprintf(service, sizeof(service), "%d", port);
-    int gai = getaddrinfo(host, service, &hints, &res);
-    if (gai)
-        return listen_failed(srv, gai_strerror(gai));
-    int rc = 0;
-    int fd = socket(res->ai_family, res->ai_socktype, res->ai_protocol);
-    int one = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1) != 0)
-        rc = listen_failed(srv, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    freeaddrinfo(res);
-    return rc;
+    (void)t;
+    fb_log_flush_suppressed(false);
 }
 
 int fb_http_server_start(fb_http_server_t *srv)
 {
     srv->listen_error[0] = '\0';
     int prc = pin_uv_plugin();
-    if (prc == 0)
-        prc = check_bindable(srv);
     if (prc)
         return prc;
+    /* Bound here, not by libwebsockets (which 4.1 cannot fail cleanly on a foreign loop). */
+    const char *why = NULL;
+    srv->listener =
+        fb_listener_open(srv->loop, srv->opts.listen_host, srv->opts.listen_port,
+                         srv->opts.max_connections_per_address, adopt_connection, srv, &why);
+    if (!srv->listener)
+        return listen_failed(srv, why ? why : "unknown error");
 
     struct lws_context_creation_info info;
     void *foreign_loops[1] = {srv->loop};
@@ -1427,8 +1452,7 @@ int fb_http_server_start(fb_http_server_t *srv)
     info.foreign_loops = foreign_loops;
     info.pcontext = &srv->ctx;
     info.user = srv;
-    info.port = srv->opts.listen_port;
-    info.iface = srv->opts.listen_host;
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* connections come from srv->listener */
     info.protocols = srv->protocols;
     info.max_http_header_data = (unsigned short)srv->opts.max_header_bytes;
     info.timeout_secs = srv->opts.idle_timeout_s;
@@ -1438,17 +1462,24 @@ int fb_http_server_start(fb_http_server_t *srv)
     info.vhost_name = "frichebot";
 
     srv->ctx = lws_create_context(&info);
-    if (!srv->ctx)
+    if (!srv->ctx) {
+        fb_listener_stop(srv->listener);
         return listen_failed(srv, "libwebsockets could not create its context");
-    srv->vhost = lws_get_vhost_by_name(srv->ctx, "frichebot");
-    if (!srv->vhost || lws_get_vhost_listen_port(srv->vhost) <= 0) {
-        lws_context_destroy(srv->ctx);
-        return listen_failed(srv, "libwebsockets could not bind it");
     }
+    srv->vhost = lws_get_vhost_by_name(srv->ctx, "frichebot");
+    if (!srv->vhost) {
+        fb_listener_stop(srv->listener);
+        lws_context_destroy(srv->ctx);
+        return listen_failed(srv, "libwebsockets could not create its vhost");
+    }
+    uv_timer_init(srv->loop, &srv->tick);
+    srv->tick_init = true;
+    uv_timer_start(&srv->tick, on_tick, 1000, 1000);
+    uv_unref((uv_handle_t *)&srv->tick);
     /* The address actually bound (port 0 picks one): deploy/run.sh shows this URL. */
     const char *host = srv->opts.listen_host;
     FB_NOTICE(HTTP, "listening on http://%s%s%s:%d", strchr(host, ':') ? "[" : "", host,
-              strchr(host, ':') ? "]" : "", lws_get_vhost_listen_port(srv->vhost));
+              strchr(host, ':') ? "]" : "", fb_listener_port(srv->listener));
     return 0;
 }
 
@@ -1459,7 +1490,7 @@ const char *fb_http_server_listen_error(const fb_http_server_t *srv)
 
 int fb_http_server_port(const fb_http_server_t *srv)
 {
-    return (srv->ctx && srv->vhost) ? lws_get_vhost_listen_port(srv->vhost) : 0;
+    return (srv->ctx && srv->vhost && srv->listener) ? fb_listener_port(srv->listener) : 0;
 }
 
 void fb_http_server_drain(fb_http_server_t *srv)
@@ -1486,6 +1517,7 @@ static void reap_closed(uv_handle_t *h)
     for (int i = 0; i < srv->nwsroutes; i++)
         fb_free(srv->wsroutes[i].path);
     fb_free(srv->opts.listen_host);
+    fb_listener_free(srv->listener);
     fb_free(srv);
 }
 
@@ -1529,6 +1561,11 @@ static void reap_tick(uv_timer_t *t)
 
 void fb_http_server_destroy(fb_http_server_t *srv)
 {
+    if (srv->listener)
+        fb_listener_stop(srv->listener); /* no new connection during the teardown */
+    if (srv->tick_init)
+        uv_close((uv_handle_t *)&srv->tick, NULL);
+    fb_log_flush_suppressed(true); /* the last reports of a flood, before the exit */
     /* Orphan every live request: handlers may still answer, into the void. */
     for (fb_http_req_t *req = srv->reqs, *next; req; req = next) {
         next = req->next;

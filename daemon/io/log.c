@@ -4,6 +4,12 @@
  *
  * Lines are built in a fixed stack buffer and written with a single write(2), so concurrent
  * writers (the daemon and a test harness sharing stderr) never interleave within a line.
+ *
+ * Every line up to info is rate-limited per call site (common/ratelimit.h; debug and trace, asked
+ * for a diagnosis, are not): a flood of one line (an accept
+ * failing in a loop, a client refused a thousand times a second) writes FB_RL_BURST lines per
+ * window, then one "N similar lines suppressed" line per window, instead of filling the disk. The
+ * check comes before formatting, so a suppressed line costs a table lookup.
  */
 #include "frichebot/log.h"
 
@@ -14,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/ratelimit.h"
 #include "common/utf8.h"
 #include "frichebot/clock.h"
 #include "frichebot/err.h"
@@ -175,17 +182,12 @@ static void json_escape(char *line, size_t cap, size_t *pos, const char *s)
     }
 }
 
-void fb__log(fb_log_sub_t sub, fb_log_level_t level, const char *fmt, ...)
+/* Formats and writes one line holding `msg`. */
+static void emit(fb_log_sub_t sub, fb_log_level_t level, const char *msg)
 {
-    char msg[2048];
     char line[4600];
     char ts[40];
     struct tm tm;
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
 
     int64_t now_ms = fb_wall_ms();
     time_t now = (time_t)(now_ms / 1000);
@@ -213,4 +215,65 @@ void fb__log(fb_log_sub_t sub, fb_log_level_t level, const char *fmt, ...)
     line[pos++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, pos);
     (void)w;
+}
+
+static fb_rl_t limiter;
+
+/* Writes the report of a key's suppressed lines, at the level and in the subsystem of the line. */
+static void report_suppressed(uint64_t n, const char *sample, unsigned meta, void *arg)
+{
+    (void)arg;
+    char msg[FB_RL_SAMPLE + 128];
+    snprintf(msg, sizeof(msg), "... %llu similar lines suppressed in the last %d s (like: %s)",
+             (unsigned long long)n, FB_RL_WINDOW_MS / 1000, sample);
+    emit((fb_log_sub_t)(meta >> 8), (fb_log_level_t)(meta & 0xff), msg);
+}
+
+static int64_t mono_ms(void)
+{
+    return (int64_t)(fb_mono_ns() / 1000000);
+}
+
+static void vlog(fb_log_sub_t sub, fb_log_level_t level, uint64_t key, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+
+static void vlog(fb_log_sub_t sub, fb_log_level_t level, uint64_t key, const char *fmt, va_list ap)
+{
+    int64_t now = mono_ms();
+    if (limiter.pending)
+        fb_rl_flush(&limiter, now, false, report_suppressed, NULL);
+    /* Debug and trace are asked for, for a diagnosis: every line of them is wanted. */
+    bool limited = level < FB_LOG_DEBUG;
+    key = key ? key : 1;
+    if (limited && !fb_rl_admit(&limiter, key, now, report_suppressed, NULL))
+        return;
+    char msg[2048];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (limited)
+        fb_rl_sample(&limiter, key, msg, ((unsigned)sub << 8) | (unsigned)level);
+    emit(sub, level, msg);
+}
+
+void fb__log(fb_log_sub_t sub, fb_log_level_t level, const char *fmt, ...)
+{
+    /* The call site is the format string: the same statement, whatever its arguments. */
+    uint64_t key = (uint64_t)(uintptr_t)fmt ^ ((uint64_t)sub << 56) ^ ((uint64_t)level << 48);
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(sub, level, key, fmt, ap);
+    va_end(ap);
+}
+
+void fb__log_key(fb_log_sub_t sub, fb_log_level_t level, uint64_t key, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(sub, level, key ^ ((uint64_t)sub << 56) ^ ((uint64_t)level << 48), fmt, ap);
+    va_end(ap);
+}
+
+void fb_log_flush_suppressed(bool all)
+{
+    if (limiter.pending)
+        fb_rl_flush(&limiter, mono_ms(), all, report_suppressed, NULL);
 }

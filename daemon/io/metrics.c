@@ -37,6 +37,7 @@ static struct {
     struct counter http_requests;
     struct counter events;
     struct counter client;
+    struct counter refused;     /* incoming connections refused, by reason */
     struct counter ws_open;     /* a gauge: values go up and down, stored as uint64_t */
     struct counter ws_messages; /* code: FB_METRICS_WS_IN, _OUT, _REFUSED */
     uint64_t rtt_buckets[FB_ARRAY_SIZE(rtt_bounds)];
@@ -86,6 +87,11 @@ void fb_metrics_event(const char *kind)
 void fb_metrics_http_client(const char *outcome)
 {
     counter_inc(&m.client, outcome, 0);
+}
+
+void fb_metrics_http_refused(const char *reason)
+{
+    counter_inc(&m.refused, reason, 0);
 }
 
 void fb_metrics_ws_connections(const char *endpoint, int delta)
@@ -144,6 +150,14 @@ int fb_metrics_render(fb_buf_t *out)
     for (int i = 0; i < m.client.n && !rc; i++)
         rc |= fb_buf_printf(out, "frichebot_http_client_requests_total{outcome=\"%s\"} %lu\n",
                             m.client.s[i].label, (unsigned long)m.client.s[i].value);
+
+    rc |= fb_buf_puts(out, "# HELP frichebot_http_connections_refused_total Incoming connections "
+                           "closed before any request was read, by reason (per_address, "
+                           "descriptors, adopt).\n"
+                           "# TYPE frichebot_http_connections_refused_total counter\n");
+    for (int i = 0; i < m.refused.n && !rc; i++)
+        rc |= fb_buf_printf(out, "frichebot_http_connections_refused_total{reason=\"%s\"} %lu\n",
+                            m.refused.s[i].label, (unsigned long)m.refused.s[i].value);
 
     rc |= fb_buf_puts(out, "# HELP frichebot_websocket_connections Open websocket connections, by "
                            "endpoint.\n# TYPE frichebot_websocket_connections gauge\n");

@@ -30,6 +30,10 @@ enum { FB_METRICS_WS_IN = 0, FB_METRICS_WS_OUT = 1, FB_METRICS_WS_REFUSED = 2 };
  * (FB_METRICS_WS_OUT), or received and refused (FB_METRICS_WS_REFUSED: too large or binary). */
 void fb_metrics_ws_message(const char *endpoint, int direction);
 
+/** Counts one incoming connection refused before any request was read, for `reason` (a fixed
+ * name: "per_address", "descriptors", "adopt"). */
+void fb_metrics_http_refused(const char *reason);
+
 /** Observes one Redis command round trip of `seconds`. */
 void fb_metrics_redis_rtt(double seconds);
 

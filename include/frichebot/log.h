@@ -14,6 +14,7 @@
 #define FRICHEBOT_LOG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /** Log levels, most severe first. */
 typedef enum fb_log_level_e {
@@ -81,9 +82,23 @@ extern fb_log_level_t fb__log_levels[FB_SUB__COUNT];
 #define FB_LOG_ENABLED(sub, level)                                                                 \
     ((level) <= FB__LOG_MAX && (level) <= fb__log_levels[FB_SUB_##sub])
 
-/** Writes one log line. Use the macros, which check the level first. */
+/**
+ * Writes one log line. Use the macros, which check the level first. Lines from err to info are
+ * rate-limited per call site (the format string): past 10 lines in 5 s, the others are counted
+ * and reported as one "... N similar lines suppressed" line per 5 s. Debug and trace lines,
+ * which an operator turns on for a diagnosis, are all written.
+ */
 void fb__log(fb_log_sub_t sub, fb_log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/** fb__log() with an explicit rate-limit key instead of the call site: for lines that all come
+ * from one statement but say different things (libwebsockets' own lines). */
+void fb__log_key(fb_log_sub_t sub, fb_log_level_t level, uint64_t key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/** Writes now the "suppressed" reports whose window is over (all of them when `all`, e.g. at
+ * exit); otherwise they are written with the next line logged. */
+void fb_log_flush_suppressed(bool all);
 
 /**
  * Registers a log category named `name` (an adapter's name: 1..31 bytes of [a-z0-9_]) and returns

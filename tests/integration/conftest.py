@@ -8,6 +8,7 @@ report in its stderr (Redis check_sanitizer_errors)."""
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -106,10 +107,12 @@ class Daemon:
             "log": "info",
             "extra_redis": "",
             "extra": "",  # raw YAML appended to the file: more sections (dialogs, router, web...)
+            "server_extra": "",  # raw YAML lines appended to the server section
         }
         self.settings.update(overrides)
         self.proc = None
         self.extra_args = []
+        self.nofile = None  # RLIMIT_NOFILE (soft and hard) to start the daemon with
 
     def write_config(self):
         s = self.settings
@@ -121,6 +124,7 @@ server:
   idle_timeout_s: {s['idle_timeout_s']}
   keepalive_timeout_s: {s['keepalive_timeout_s']}
   shutdown_deadline_s: {s['shutdown_deadline_s']}
+{s['server_extra']}
 redis:
   address: "{s['redis']}"
   command_timeout_ms: {s['command_timeout_ms']}
@@ -139,8 +143,13 @@ log:
         self.log = open(self.log_path, "w")
         full_env = dict(os.environ)
         full_env.update(env or {})
+        preexec = None
+        if self.nofile:
+            n = self.nofile
+            preexec = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))  # noqa: E731
         self.proc = subprocess.Popen([BINARY, "serve", "-c", str(self.config_path)] + self.extra_args,
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=full_env)
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=full_env,
+                                     preexec_fn=preexec)
         if wait_ready:
             assert wait_until(lambda: "ready" in self.read_log() or self.proc.poll() is not None, 20)
             assert self.proc.poll() is None, self.read_log()

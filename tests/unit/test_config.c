@@ -103,6 +103,7 @@ static void assert_optional_defaults(const fb_config_t *c)
     ASSERT_EQ(c->server.idle_timeout_s, 20);
     ASSERT_EQ(c->server.keepalive_timeout_s, 5);
     ASSERT_EQ(c->server.shutdown_deadline_s, 10);
+    ASSERT_EQ(c->server.max_connections_per_address, 256);
     ASSERT_NULL(c->redis.password);
     ASSERT_NULL(c->redis.password_file);
     ASSERT_EQ(c->redis.connect_timeout_ms, 2000);
