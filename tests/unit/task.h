@@ -116,6 +116,9 @@ int fb_test_redis_start(fb_test_redis_t *r);
 void fb_test_redis_stop(fb_test_redis_t *r);
 /** Starts the server again on the same port and socket. */
 int fb_test_redis_restart(fb_test_redis_t *r);
+/* FB_TEST_REDIS_CLUSTER set (and not "0"): the Redis of the tests is a single-node Redis
+ * Cluster (every slot on it), which refuses the calls whose keys are in several slots. */
+bool fb_test_redis_cluster(void);
 /** Stops the server and removes its directory. */
 void fb_test_redis_destroy(fb_test_redis_t *r);
 
