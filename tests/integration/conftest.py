@@ -65,7 +65,9 @@ class Redis:
         if self.password:
             args += ["--requirepass", self.password]
         if CLUSTER:
-            args += ["--cluster-enabled", "yes", "--cluster-config-file", str(self.dir / "nodes.conf")]
+            # the cluster bus on a free port: the default, port + 10000, may be taken or > 65535
+            args += ["--cluster-enabled", "yes", "--cluster-config-file", str(self.dir / "nodes.conf"),
+                     "--cluster-port", str(free_port())]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
         assert wait_until(lambda: self.ping(), 10), "redis-server did not start"
         if CLUSTER:

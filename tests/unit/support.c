@@ -152,12 +152,16 @@ static int spawn(fb_test_redis_t *r)
             bin = "redis-server";
         char nodes[320];
         snprintf(nodes, sizeof(nodes), "%s/nodes.conf", r->dir);
-        bool cluster = fb_test_redis_cluster();
+        bool cluster = r->cluster || fb_test_redis_cluster();
+        /* the cluster bus: a free port of its own, as the default (port + 10000) may be taken or
+         * above 65535 */
+        char bus[16];
+        snprintf(bus, sizeof(bus), "%d", fb_test_free_port());
         execlp(bin, bin, "--port", port, "--bind", "127.0.0.1", "--unixsocket", r->sock,
                "--unixsocketperm", "700", "--dir", r->dir, "--save", "", "--appendonly",
                r->aof ? "yes" : "no", "--daemonize", "no", "--loglevel", "warning",
                cluster ? "--cluster-enabled" : (char *)NULL, "yes", "--cluster-config-file", nodes,
-               (char *)NULL);
+               "--cluster-port", bus, (char *)NULL);
         fprintf(stderr, "cannot exec %s: %s\n", bin, strerror(errno));
         _exit(127);
     }
@@ -171,7 +175,7 @@ static int spawn(fb_test_redis_t *r)
             int ok = rep && rep->type == REDIS_REPLY_STATUS;
             if (rep)
                 freeReplyObject(rep);
-            if (ok && fb_test_redis_cluster())
+            if (ok && (r->cluster || fb_test_redis_cluster()))
                 ok = cluster_ready(c) ? 1 : -1;
             redisFree(c);
             if (ok)
