@@ -103,8 +103,10 @@ typedef struct fb_test_redis_s {
     int port;
     char dir[256];
     char sock[300];
-    bool aof; /* the next fb_test_redis_restart() runs with AOF (appendonly yes): set it after
-                 start, which runs without */
+    bool aof;     /* the next fb_test_redis_restart() runs with AOF (appendonly yes): set it after
+                     start, which runs without */
+    bool cluster; /* the next fb_test_redis_restart() runs a single-node cluster (as every start
+                     does with FB_TEST_REDIS_CLUSTER) */
 } fb_test_redis_t;
 
 /**
