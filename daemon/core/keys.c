@@ -49,3 +49,23 @@ char *fb_key_stats(const char *prefix, const char *name)
 {
     return fb_asprintf("%s" FB_KEY_STATS_NS "%s", prefix ? prefix : "", name);
 }
+
+unsigned fb_key_slot(const char *key, size_t len)
+{
+    const char *open = memchr(key, '{', len);
+    if (open) {
+        const char *end = key + len;
+        const char *close = memchr(open + 1, '}', (size_t)(end - open - 1));
+        if (close && close > open + 1) { /* "{}" is no tag: the whole key is hashed */
+            key = open + 1;
+            len = (size_t)(close - key);
+        }
+    }
+    unsigned crc = 0; /* CRC16-CCITT, XMODEM variant: polynomial 0x1021, initial value 0 */
+    for (size_t i = 0; i < len; i++) {
+        crc ^= (unsigned)(unsigned char)key[i] << 8;
+        for (int b = 0; b < 8; b++)
+            crc = (crc & 0x8000) ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+    }
+    return crc & 16383;
+}

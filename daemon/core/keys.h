@@ -16,6 +16,8 @@
 #ifndef FB_KEYS_H
 #define FB_KEYS_H
 
+#include <stddef.h>
+
 /** Longest conversation key ("adapter:conv") accepted, in bytes. */
 #define FB_KEYS_MAX_CONV 512
 
@@ -60,6 +62,14 @@
  * empty or longer than FB_KEYS_MAX_CONV, or `suffix` is NULL.
  */
 char *fb_key_conv(const char *prefix, const char *conv_key, const char *suffix);
+
+/**
+ * The Redis Cluster hash slot (0..16383) of the key `key` of `len` bytes: CRC16 (XMODEM) of its
+ * hash tag (the bytes between the first '{' and the next '}', when there are some), else of the
+ * whole key. Every key fb_key_conv() builds for one conversation has the same slot; a call whose
+ * keys have several slots is refused by a cluster (docs/internals/REDIS.md, "Redis Cluster").
+ */
+unsigned fb_key_slot(const char *key, size_t len);
 
 /** "<prefix><name>", a new string (fb_free). */
 char *fb_key_global(const char *prefix, const char *name);

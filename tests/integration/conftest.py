@@ -39,10 +39,15 @@ def wait_until(pred, timeout=10.0, step=0.05):
     return None
 
 
+# FB_TEST_REDIS_CLUSTER=1: every Redis of the suite is a single-node Redis Cluster, which refuses
+# the calls whose keys are not all in one hash slot (docs/internals/REDIS.md, "Redis Cluster").
+CLUSTER = os.environ.get("FB_TEST_REDIS_CLUSTER", "") not in ("", "0")
+
+
 class Redis:
     """A throwaway redis-server on a random port, with a unix socket in its own directory; with
     AOF (appendonly yes, appendfsync everysec, or `fsync`) as a deployment should run it, unless
-    aof=False."""
+    aof=False; a single-node cluster with FB_TEST_REDIS_CLUSTER=1."""
 
     def __init__(self, tmp_path, aof=True, fsync="everysec"):
         self.dir = tmp_path / "redis"
@@ -61,8 +66,19 @@ class Redis:
                 "--appendfsync", self.fsync, "--loglevel", "warning"]
         if self.password:
             args += ["--requirepass", self.password]
+        if CLUSTER:
+            # the cluster bus on a free port: the default, port + 10000, may be taken or > 65535
+            args += ["--cluster-enabled", "yes", "--cluster-config-file", str(self.dir / "nodes.conf"),
+                     "--cluster-port", str(free_port())]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
         assert wait_until(lambda: self.ping(), 10), "redis-server did not start"
+        if CLUSTER:
+            # One node serving every slot: it refuses a call whose keys are in several slots
+            # (CROSSSLOT) and a script that touches a key in another slot than its declared ones.
+            # A restart keeps the slots in nodes.conf; ADDSLOTSRANGE then answers an error.
+            self.cli("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+            assert wait_until(lambda: "cluster_state:ok" in self.cli("CLUSTER", "INFO"), 10), \
+                "the single-node cluster did not become ok"
 
     def cli(self, *args):
         cmd = ["redis-cli", "-p", str(self.port)]

@@ -109,6 +109,32 @@ int fb_test_free_port(void)
     return port;
 }
 
+bool fb_test_redis_cluster(void)
+{
+    const char *v = getenv("FB_TEST_REDIS_CLUSTER");
+    return v && v[0] && strcmp(v, "0") != 0;
+}
+
+/* A single-node cluster: every slot on this node (a restart finds them in nodes.conf, and
+ * ADDSLOTSRANGE then answers an error), then up to 10 s for cluster_state:ok. */
+static bool cluster_ready(redisContext *c)
+{
+    redisReply *rep = redisCommand(c, "CLUSTER ADDSLOTSRANGE 0 16383");
+    if (rep)
+        freeReplyObject(rep);
+    for (int i = 0; i < 1000; i++) {
+        rep = redisCommand(c, "CLUSTER INFO");
+        bool ok = rep && rep->type == REDIS_REPLY_STRING && strstr(rep->str, "cluster_state:ok");
+        if (rep)
+            freeReplyObject(rep);
+        if (ok)
+            return true;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
 static int spawn(fb_test_redis_t *r)
 {
     char port[16];
@@ -124,9 +150,18 @@ static int spawn(fb_test_redis_t *r)
         const char *bin = getenv("FB_REDIS_SERVER");
         if (!bin)
             bin = "redis-server";
+        char nodes[320];
+        snprintf(nodes, sizeof(nodes), "%s/nodes.conf", r->dir);
+        bool cluster = r->cluster || fb_test_redis_cluster();
+        /* the cluster bus: a free port of its own, as the default (port + 10000) may be taken or
+         * above 65535 */
+        char bus[16];
+        snprintf(bus, sizeof(bus), "%d", fb_test_free_port());
         execlp(bin, bin, "--port", port, "--bind", "127.0.0.1", "--unixsocket", r->sock,
                "--unixsocketperm", "700", "--dir", r->dir, "--save", "", "--appendonly",
-               r->aof ? "yes" : "no", "--daemonize", "no", "--loglevel", "warning", (char *)NULL);
+               r->aof ? "yes" : "no", "--daemonize", "no", "--loglevel", "warning",
+               cluster ? "--cluster-enabled" : (char *)NULL, "yes", "--cluster-config-file", nodes,
+               "--cluster-port", bus, (char *)NULL);
         fprintf(stderr, "cannot exec %s: %s\n", bin, strerror(errno));
         _exit(127);
     }
@@ -140,9 +175,11 @@ static int spawn(fb_test_redis_t *r)
             int ok = rep && rep->type == REDIS_REPLY_STATUS;
             if (rep)
                 freeReplyObject(rep);
+            if (ok && (r->cluster || fb_test_redis_cluster()))
+                ok = cluster_ready(c) ? 1 : -1;
             redisFree(c);
             if (ok)
-                return 0;
+                return ok > 0 ? 0 : FB_ETIMEDOUT;
         } else if (c) {
             redisFree(c);
         }
@@ -195,6 +232,8 @@ void fb_test_redis_destroy(fb_test_redis_t *r)
     unlink(r->sock);
     char path[600];
     snprintf(path, sizeof(path), "%s/dump.rdb", r->dir); /* a test's SAVE */
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/nodes.conf", r->dir); /* FB_TEST_REDIS_CLUSTER */
     unlink(path);
     char aof[320]; /* a test's AOF (r->aof, or CONFIG SET appendonly yes) */
     snprintf(aof, sizeof(aof), "%s/appendonlydir", r->dir);

@@ -103,8 +103,10 @@ typedef struct fb_test_redis_s {
     int port;
     char dir[256];
     char sock[300];
-    bool aof; /* the next fb_test_redis_restart() runs with AOF (appendonly yes): set it after
-                 start, which runs without */
+    bool aof;     /* the next fb_test_redis_restart() runs with AOF (appendonly yes): set it after
+                     start, which runs without */
+    bool cluster; /* the next fb_test_redis_restart() runs a single-node cluster (as every start
+                     does with FB_TEST_REDIS_CLUSTER) */
 } fb_test_redis_t;
 
 /**
@@ -116,6 +118,9 @@ int fb_test_redis_start(fb_test_redis_t *r);
 void fb_test_redis_stop(fb_test_redis_t *r);
 /** Starts the server again on the same port and socket. */
 int fb_test_redis_restart(fb_test_redis_t *r);
+/* FB_TEST_REDIS_CLUSTER set (and not "0"): the Redis of the tests is a single-node Redis
+ * Cluster (every slot on it), which refuses the calls whose keys are in several slots. */
+bool fb_test_redis_cluster(void);
 /** Stops the server and removes its directory. */
 void fb_test_redis_destroy(fb_test_redis_t *r);
 

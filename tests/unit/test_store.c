@@ -875,3 +875,54 @@ TEST_IMPL(store_key_escaping_c_and_lua_agree)
     fixture_stop(&f);
     return 0;
 }
+
+/*
+ * fb_key_slot() computes the slot Redis Cluster does (CLUSTER KEYSLOT, on a single-node
+ * cluster), and every key of one conversation, whatever its bytes, is in one slot: the
+ * router's, the features' and the adapters' suffixes alike.
+ */
+TEST_IMPL(store_key_slots_match_redis_cluster)
+{
+    fb_test_redis_t srv;
+    ASSERT_OK(fb_test_redis_start(&srv));
+    srv.cluster = true;
+    ASSERT_OK(fb_test_redis_restart(&srv));
+    struct timeval tv = {5, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", srv.port, tv);
+    ASSERT(c && !c->err);
+
+    const char *odd[] = {
+        "fb:outbox:pending", "{}", "{}x", "a{b", "a}b{", "{a}{b}", "x{}{y}", "{c:web:tok}",
+        "\xc3\xa9t\xc3\xa9", ""};
+    for (size_t i = 0; i < FB_ARRAY_SIZE(odd); i++) {
+        redisReply *rep = redisCommand(c, "CLUSTER KEYSLOT %b", odd[i], strlen(odd[i]));
+        ASSERT(rep && rep->type == REDIS_REPLY_INTEGER);
+        ASSERT_EQ((long long)fb_key_slot(odd[i], strlen(odd[i])), rep->integer);
+        freeReplyObject(rep);
+    }
+
+    const char *convs[] = {"web:tok",  "matrix:!a{b}c%d:hs",      "x:\x01\t\x1f\x7f}",
+                           "m:!r/~$t", "m:\xc3\xa9t\xc3\xa9 %7B", "web:{}",
+                           "web:}{"};
+    const char *suffixes[] = {
+        FB_KEY_SESSION, FB_KEY_EVENT "e1", FB_KEY_OUTBOX, FB_KEY_PARKED, FB_KEY_REMINDERS,
+        FB_KEY_TICKET,  FB_KEY_ESC_SENT,   FB_KEY_MONTHS, "web:meta",    "room"};
+    for (size_t i = 0; i < FB_ARRAY_SIZE(convs); i++) {
+        long long slot = -1;
+        for (size_t j = 0; j < FB_ARRAY_SIZE(suffixes); j++) {
+            char *key = fb_key_conv("fb:", convs[i], suffixes[j]);
+            ASSERT_NOT_NULL(key);
+            redisReply *rep = redisCommand(c, "CLUSTER KEYSLOT %s", key);
+            ASSERT(rep && rep->type == REDIS_REPLY_INTEGER);
+            ASSERT_EQ((long long)fb_key_slot(key, strlen(key)), rep->integer);
+            if (j == 0)
+                slot = rep->integer;
+            ASSERT_EQ(rep->integer, slot);
+            freeReplyObject(rep);
+            fb_free(key);
+        }
+    }
+    redisFree(c);
+    fb_test_redis_destroy(&srv);
+    return 0;
+}
