@@ -337,6 +337,9 @@ def test_sigkill_while_room_keys_are_sent(synapse, redis, make_daemon, tmp_path,
         d.proc.wait(10)
         d.log.close()
         assert redis.cli("HLEN", "fb:matrix:e2ee:todev") != "0", "the keys were not written before their send"
+        # ... and the encrypted reply with them: the restarted outbox sends this very ciphertext
+        # under the same txn, not a second encryption of the reply.
+        assert redis.cli("HLEN", "fb:matrix:e2ee:sent") != "0", "the ciphertext was not kept for a resend"
         proxy.hold = None
         proxy.cut()
         d.start()
@@ -349,6 +352,8 @@ def test_sigkill_while_room_keys_are_sent(synapse, redis, make_daemon, tmp_path,
         got.wait(len(groups[2]), 60)
         assert got.bodies() == groups[2], got.bodies()
         assert wait_until(lambda: redis.cli("HLEN", "fb:matrix:e2ee:todev") == "0", 30)
+        assert wait_until(lambda: redis.cli("HLEN", "fb:matrix:e2ee:sent") == "0", 30), \
+            redis.cli("HKEYS", "fb:matrix:e2ee:sent")
     finally:
         proxy.stop()
 
