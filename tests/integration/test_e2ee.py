@@ -188,6 +188,14 @@ def test_encrypted_dm_with_the_element_stack_cross_signed_only(synapse, redis, m
         assert needle in roadmap
     # The roadmap's first message is the one m.text (notifications), inside the encryption.
     assert [m["msgtype"] for m in seen.msgs].count("m.text") == 1, [m["msgtype"] for m in seen.msgs]
+    # Who is notified: the server sees only m.room.encrypted, which its default push rules notify
+    # whatever it holds; the client decides once it decrypted, with the same rules on the clear
+    # content (Element's way). There, the roadmap's m.text notifies and no routine m.notice does.
+    notify = [(m["msgtype"], m["notify"]) for m in seen.msgs]
+    assert notify.count(("m.text", True)) == 1 and notify.count(("m.notice", False)) == len(notify) - 1, notify
+    on_server = {n["event_id"] for n in user.notifications(limit=1000)["notifications"]}
+    print(f"\nencrypted DM: the client notifies {sum(n for _, n in notify)} of {len(notify)} bot messages; "
+          f"the server's /notifications lists {sum(m['event_id'] in on_server for m in seen.msgs)}")
 
     # The owner's second device, verified with the recovery key, reads what the bot says next.
     second = clients.js("owner-2", account=user.account)
@@ -248,13 +256,18 @@ def test_escalation_through_an_encrypted_advisors_room(synapse, redis, make_daem
     a1.send(room52, "!prendre", thread_root=root["event_id"])
     claim = a1.messages(room=room52, sender=bot_id, body_contains=f"prise en charge par {ADV1}", timeout=60)
     assert claim["complete"], d.read_log()[-4000:]
-    assert seen.wait(1, 60, body_contains="a pris en charge votre demande")
+    claimed = seen.wait(1, 60, body_contains="a pris en charge votre demande")
     user.send(dm, "Le terrain est-il pollué ?")
     relayed = a2.messages(room=room52, sender=bot_id, body_contains="Usager : Le terrain est-il pollué ?", timeout=60)
     assert relayed["complete"] and relayed["messages"][0]["thread_root"] == root["event_id"], relayed
     a1.send(room52, "Je regarde votre dossier.", thread_root=root["event_id"])
     reply = seen.wait(1, 60, body_contains="(conseiller) : Je regarde votre dossier.")
     assert reply[0]["msgtype"] == "m.text", reply
+    # The user's client (push rules on the decrypted content) notifies the claim and the advisor's
+    # reply, not the bot's routine answers before them.
+    assert claimed[0]["notify"] and reply[0]["notify"], (claimed, reply)
+    routine = seen.msgs[:-2]
+    assert routine and not any(m["notify"] for m in routine), [(m["msgtype"], m["body"][:30]) for m in routine]
     a1.send(room52, "!clore", thread_root=root["event_id"])
     assert a1.messages(room=room52, sender=bot_id, body_contains="close", timeout=60)["complete"] or \
         wait_until(lambda: redis.cli("HGET", f"fb:{{c:matrix:{dm}}}:ticket", "state") == "closed", 30)
@@ -324,6 +337,9 @@ def test_sigkill_while_room_keys_are_sent(synapse, redis, make_daemon, tmp_path,
         d.proc.wait(10)
         d.log.close()
         assert redis.cli("HLEN", "fb:matrix:e2ee:todev") != "0", "the keys were not written before their send"
+        # ... and the encrypted reply with them: the restarted outbox sends this very ciphertext
+        # under the same txn, not a second encryption of the reply.
+        assert redis.cli("HLEN", "fb:matrix:e2ee:sent") != "0", "the ciphertext was not kept for a resend"
         proxy.hold = None
         proxy.cut()
         d.start()
@@ -336,6 +352,8 @@ def test_sigkill_while_room_keys_are_sent(synapse, redis, make_daemon, tmp_path,
         got.wait(len(groups[2]), 60)
         assert got.bodies() == groups[2], got.bodies()
         assert wait_until(lambda: redis.cli("HLEN", "fb:matrix:e2ee:todev") == "0", 30)
+        assert wait_until(lambda: redis.cli("HLEN", "fb:matrix:e2ee:sent") == "0", 30), \
+            redis.cli("HKEYS", "fb:matrix:e2ee:sent")
     finally:
         proxy.stop()
 

@@ -56,9 +56,19 @@ function threadRoot(ev) {
   return rel && rel.rel_type === "m.thread" ? rel.event_id : null;
 }
 
+// What this device's push rules say of a readable event, evaluated here on the clear content as
+// Element does once it decrypted an event (the server only sees m.room.encrypted, which its
+// default rules notify whatever it holds): {notify, highlight}, or nulls for an undecryptable one.
+function pushOf(ev) {
+  if (ev.isDecryptionFailure()) return { notify: null, highlight: null };
+  const actions = client.getPushActionsForEvent(ev, true);
+  return { notify: !!actions?.notify, highlight: !!actions?.tweaks?.highlight };
+}
+
 function record(ev) {
   const content = ev.getContent();
   return {
+    ...pushOf(ev),
     room_id: ev.getRoomId(),
     event_id: ev.getId(),
     sender: ev.getSender(),

@@ -181,7 +181,9 @@ class JsClient:
                  until_failure=None):
         """Waits until `count` new readable messages match; returns {complete, messages,
         undecryptable}. Each message: room_id, event_id, sender, type, msgtype, body, content,
-        encrypted (on the wire), decryption_failure (None), thread_root, ts. `undecryptable` lists the
+        encrypted (on the wire), decryption_failure (None), thread_root, ts, and notify/highlight:
+        this device's push rules evaluated on the clear content, as Element does once it decrypted
+        an event (the server's own evaluation sees only m.room.encrypted). `undecryptable` lists the
         matching events this device could not decrypt (decryption_failure: the SDK's
         DecryptionFailureCode); they are never consumed. Returned messages are consumed: a later
         call returns only newer ones. until_failure: a list of failure codes; the wait ends as soon as
