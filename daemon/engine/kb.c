@@ -591,8 +591,17 @@ static const char *const FILED[] = {"dossier",      "dossiers", "demande", "dema
 static const char *const DECIDED[] = {
     "depose",    "deposee", "deposes", "deposees", "envoye",   "envoyee", "transmis",
     "transmise", "retenu",  "retenue", "accepte",  "acceptee", "refuse",  "refusee",
-    "valide",    "validee", "accorde", "accordee", NULL}; /* not « instruit », « signe »: also
-                                                             present tense */
+    "valide",    "validee", "accorde", "accordee", "recu",     "recue",   "rejete",
+    "rejetee",   "obtenu",  "obtenue", NULL}; /* not « instruit », « signe », « traite »: also
+                                                 present tense */
+/* « on a touché », « nous avons perçu »: money the user's body received */
+static const char *const WE[] = {"on", "nous", "j", "je", NULL};
+static const char *const HAVE[] = {"a", "avons", "ai", "aurons", "aura", NULL};
+static const char *const RECEIVED[] = {"touche", "percu", "recu", "obtenu", "eu", NULL};
+/* a name or contact details: « le notaire de notre commune s'appelle comment » */
+static const char *const IDENTITY[] = {"appelle",   "nom",       "coordonnees", "numero",
+                                       "telephone", "joignable", "mail",        "email",
+                                       "courriel",  "adresse",   NULL};
 static const char *const MONEY[] = {"combien", "montant", "taux",  "prix",  "cout",
                                     "coute",   "coutera", "tarif", "couts", NULL};
 /* after « combien de »: a duration or a count, not an amount */
@@ -602,9 +611,13 @@ static const char *const NOT_AMOUNT[] = {"temps",  "annees",    "ans",   "mois",
 /* the bot's own follow-up, the one status it does know (« où en sont mes étapes ») */
 static const char *const BOT_TRACKING[] = {"etape",         "etapes",        "feuille", "suivi",
                                            "recapitulatif", "questionnaire", NULL};
-static const char *const OWN_PLACE[] = {"commune",   "village",  "ville",    "site",    "terrain",
-                                        "friche",    "parcelle", "projet",   "dossier", "chantier",
-                                        "operation", "usine",    "batiment", NULL};
+static const char *const OWN_PLACE[] = {"commune",     "village",          "ville",
+                                        "site",        "terrain",          "friche",
+                                        "parcelle",    "projet",           "dossier",
+                                        "chantier",    "operation",        "usine",
+                                        "batiment",    "mairie",           "collectivite",
+                                        "departement", "intercommunalite", "epci",
+                                        "agglo",       "communaute",       NULL};
 
 bool fb_kb_is_own_case(const char *question)
 {
@@ -619,7 +632,8 @@ bool fb_kb_is_own_case(const char *question)
     for (char *save = NULL, *p = strtok_r(f, " ", &save); p && n < FB_ARRAY_SIZE(w);
          p = strtok_r(NULL, " ", &save))
         w[n++] = p;
-    bool filed_own = false, decided = false, money = false, own_place = false;
+    bool filed_own = false, decided = false, money = false, own_place = false, identity = false,
+         received = false;
     for (size_t i = 0; i < n; i++)
         if (word_in(w[i], BOT_TRACKING))
             return false;
@@ -629,6 +643,12 @@ bool fb_kb_is_own_case(const char *question)
             return true;
         if (word_in(w[i], DECIDED))
             decided = true;
+        if (word_in(w[i], IDENTITY))
+            identity = true;
+        /* « on a touché », « nous avons perçu », « j'ai reçu » */
+        if (i + 2 < n && word_in(w[i], WE) && word_in(w[i + 1], HAVE) &&
+            word_in(w[i + 2], RECEIVED))
+            received = true;
         if (word_in(w[i], MONEY)) {
             /* « combien de temps », « combien d'années »: a duration, not an amount */
             size_t j = i + 1;
@@ -647,7 +667,66 @@ bool fb_kb_is_own_case(const char *question)
             }
         }
     }
-    return (filed_own && decided) || (money && own_place);
+    return (filed_own && decided) || (money && (own_place || received)) || (identity && own_place);
+}
+
+/*
+ * Small talk (docs/internals/KB.md, « Politeness and chit-chat »): thanks, greetings, goodbyes,
+ * agreement, a remark about the bot. Such a message has no question for the base, but its words
+ * meet the base's by accident (« ça marche » and the market study, « au revoir » and « revoir mes
+ * réponses », « merci beaucoup » and « beaucoup » in an answer), and one matched word over a
+ * short message scores high. A message whose every word is a stop word or one of these, with at
+ * least one of these, is never answered confidently.
+ */
+static const char *const SMALL_TALK[] = {
+    "merci",      "mercii",  "beaucoup", "bcp",          "remercie", "remercions", "remerciements",
+    "infiniment", "bonjour", "bonsoir",  "salut",        "slt",      "bjr",        "bsr",
+    "coucou",     "hello",   "hey",      "revoir",       "plus",     "bientot",    "tard",
+    "bonne",      "bon",     "journee",  "soiree",       "semaine",  "weekend",    "nuit",
+    "ok",         "okay",    "oki",      "okk",          "dac",      "daccord",    "accord",
+    "entendu",    "compris", "note",     "super",        "genial",   "parfait",    "top",
+    "cool",       "marche",  "sympa",    "gentil",       "gentille", "nul",        "nulle",
+    "haha",       "hahaha",  "hihi",     "lol",          "mdr",      "ptdr",       "bravo",
+    "excellent",  "allez",   "aller",    "vas",          "va",       "tres",       "oui",
+    "non",        "ouais",   "yes",      "cordialement", "madame",   "monsieur",   "aussi",
+    "tout",       "ciao",    "bye",      "tchao",        "re",       NULL};
+
+static bool is_stop_word(const char *w)
+{
+    for (size_t i = 0; i < FB_ARRAY_SIZE(stop_words); i++)
+        if (strcmp(w, stop_words[i]) == 0)
+            return true;
+    return false;
+}
+
+/* what one thanks for (« merci pour votre aide »): small talk only with a word of thanks */
+static const char *const THANKS[] = {"merci", "mercii", "remercie", "remercions", NULL};
+static const char *const THANKED[] = {"aide",        "reponse",      "reponses", "patience",
+                                      "temps",       "infos",        "info",     "conseils",
+                                      "information", "informations", NULL};
+
+bool fb_kb_is_small_talk(const char *message)
+{
+    char f[MAX_QUERY + 1];
+    if (!message)
+        return false;
+    size_t need = fb_text_fold(message, strlen(message), f, sizeof(f));
+    if (need >= sizeof(f))
+        return false; /* a long message is not small talk */
+    bool polite = false, thanks = false, thanked = false;
+    for (char *save = NULL, *p = strtok_r(f, " ", &save); p; p = strtok_r(NULL, " ", &save)) {
+        if (strlen(p) < 2)
+            continue;
+        if (word_in(p, THANKS))
+            thanks = true;
+        if (word_in(p, SMALL_TALK))
+            polite = true;
+        else if (word_in(p, THANKED))
+            thanked = true;
+        else if (!is_stop_word(p))
+            return false;
+    }
+    return polite && (thanks || !thanked);
 }
 
 /* Analyses a question (search side): at most `cap` tokens into `t`. */
@@ -740,6 +819,7 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     if (score != stack_scores)
         fb_free(score);
     res->own_case = fb_kb_is_own_case(question);
+    res->small_talk = fb_kb_is_small_talk(question);
     if (res->n == 0 || most <= 0)
         return;
     double top = res->hits[0].score, second = res->n > 1 ? res->hits[1].score : 0;
@@ -755,7 +835,7 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     }
     if (defined >= 0)
         res->margin = 1;
-    res->confident = fb_kb_confident(res->norm, res->margin) && !res->own_case;
+    res->confident = fb_kb_confident(res->norm, res->margin) && !res->own_case && !res->small_talk;
 }
 
 void fb_kb_terms(const fb_kb_t *kb, const char *text, fb_buf_t *out)

@@ -55,11 +55,12 @@ typedef struct {
 typedef struct {
     fb_kb_hit_t hits[FB_KB_MAX_HITS]; /* best first, only answers scoring > 0 */
     size_t n;
-    double norm;    /* top score / the most the question could score, 0..1 */
-    double margin;  /* (top - second) / top, 1 when only one answer scored */
-    bool confident; /* the bot answers hits[0] */
-    size_t n_terms; /* the question's analysed terms (distinct) */
-    bool own_case;  /* about the user's own file or figures: never confident (fb_kb_is_own_case) */
+    double norm;     /* top score / the most the question could score, 0..1 */
+    double margin;   /* (top - second) / top, 1 when only one answer scored */
+    bool confident;  /* the bot answers hits[0] */
+    size_t n_terms;  /* the question's analysed terms (distinct) */
+    bool own_case;   /* about the user's own file or figures: never confident (fb_kb_is_own_case) */
+    bool small_talk; /* thanks, greetings, chit-chat: never confident (fb_kb_is_small_talk) */
 } fb_kb_result_t;
 
 /** A new, empty index builder. */
@@ -90,6 +91,11 @@ bool fb_kb_confident(double norm, double margin);
  *  amount for their commune or site (« combien ... pour notre commune »). Such a question is never
  *  answered confidently (docs/internals/KB.md). */
 bool fb_kb_is_own_case(const char *question);
+
+/** True when `message` is only politeness or chit-chat (« merci beaucoup », « au revoir », « ok
+ *  super », « tu es sympa »): every word a stop word or a small-talk word, at least one of the
+ *  latter. Such a message is never answered confidently (docs/internals/KB.md). */
+bool fb_kb_is_small_talk(const char *message);
 
 /** Writes the analysed terms of `text`, space-separated, to `out` (a synonym group's term is
  *  "=" and its first phrase's terms joined by "_"); `kb` may be NULL (no synonyms). For tests and

@@ -227,6 +227,17 @@ TEST_IMPL(kb_own_case)
     ASSERT(!fb_kb_is_own_case("combien d'années pour notre friche"));
     ASSERT(!fb_kb_is_own_case("notre ancienne décharge peut accueillir des panneaux ?"));
     /* the bot's own follow-up is a status the base does answer */
+    /* a filed dossier received or rejected; money we received; a name or contact details of
+     * ours */
+    ASSERT(fb_kb_is_own_case("la ddt a reçu notre dossier ?"));
+    ASSERT(fb_kb_is_own_case("notre demande de DETR a été rejetée, pourquoi"));
+    ASSERT(fb_kb_is_own_case("combien on a touché de DSIL l'année dernière"));
+    ASSERT(fb_kb_is_own_case("le montant que nous avons perçu de la Région"));
+    ASSERT(fb_kb_is_own_case("le notaire de notre commune s'appelle comment"));
+    ASSERT(fb_kb_is_own_case("le numéro de téléphone de la DDT de notre département"));
+    ASSERT(!fb_kb_is_own_case("on a reçu une DIA pour la friche, on peut préempter ?"));
+    ASSERT(!fb_kb_is_own_case("on a obtenu la DETR, on peut la cumuler avec le fonds vert ?"));
+    ASSERT(!fb_kb_is_own_case("qui contacter pour notre friche"));
     ASSERT(!fb_kb_is_own_case("ou en sont les etapes de mon projet"));
     ASSERT(!fb_kb_is_own_case("combien d'étapes pour notre projet ?"));
     ASSERT(!fb_kb_is_own_case(""));
@@ -243,6 +254,60 @@ TEST_IMPL(kb_own_case)
     ASSERT_EQ(r.hits[0].doc, 2);
     ASSERT(r.own_case);
     ASSERT(!r.confident);
+    fb_kb_free(kb);
+    return 0;
+}
+
+TEST_IMPL(kb_small_talk)
+{
+    static const char *const yes[] = {
+        "merci beaucoup",
+        "Merci pour votre aide, bonne journée !",
+        "bonjour",
+        "au revoir",
+        "ok super merci",
+        "ça marche, à plus",
+        "bonsoir, vous allez bien ?",
+        "t'es nul",
+        "haha",
+        "tu es sympa",
+    };
+    for (size_t i = 0; i < FB_ARRAY_SIZE(yes); i++) {
+        if (!fb_kb_is_small_talk(yes[i]))
+            fprintf(stderr, "not small talk: %s\n", yes[i]);
+        ASSERT(fb_kb_is_small_talk(yes[i]));
+    }
+    static const char *const no[] = {
+        "merci, et c'est quoi un SIS ?",
+        "bonjour, qui paye la dépollution ?",
+        "je veux parler à un conseiller",
+        "au revoir le PLU, bonjour le PLUi ?",
+        "le marché est-il porteur ?",
+        "",
+        "le la les ?",
+    };
+    for (size_t i = 0; i < FB_ARRAY_SIZE(no); i++) {
+        if (fb_kb_is_small_talk(no[i]))
+            fprintf(stderr, "small talk: %s\n", no[i]);
+        ASSERT(!fb_kb_is_small_talk(no[i]));
+    }
+    ASSERT(!fb_kb_is_small_talk(NULL));
+    /* in the search: a word of thanks that meets an answer's word is not answered */
+    fb_kb_t *kb = fb_kb_new();
+    const char *d0[] = {"le marché immobilier est-il porteur ?", "étude de marché"};
+    const char *d1[] = {"qui paye la dépollution ?", "pollueur payeur"};
+    ASSERT_EQ(fb_kb_add_doc(kb, d0, 2, NULL, 0, "Vérifiez le marché."), 0);
+    ASSERT_EQ(fb_kb_add_doc(kb, d1, 2, NULL, 0, "Le pollueur paie."), 1);
+    ASSERT_OK(fb_kb_build(kb));
+    fb_kb_result_t r;
+    fb_kb_search(kb, "ça marche, merci !", &r);
+    ASSERT(r.n >= 1);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(r.small_talk);
+    ASSERT(!r.confident);
+    fb_kb_search(kb, "le marché, il est porteur ?", &r);
+    ASSERT(!r.small_talk);
+    ASSERT(r.confident);
     fb_kb_free(kb);
     return 0;
 }
