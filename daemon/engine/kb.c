@@ -22,6 +22,8 @@
 #define STACK_DOCS 1024
 #define STEM_MIN   4 /* shorter words are kept whole (acronyms) */
 #define SYN_PREFIX '='
+#define TYPO_MIN   5 /* shorter unknown words are not corrected: too many neighbours */
+#define TYPO_LONG  9 /* from this length, also a letter too many, wrong or swapped */
 
 /* Folded French stop words: articles, pronouns, auxiliaries, the words of every question. */
 static const char *const stop_words[] = {
@@ -85,6 +87,13 @@ struct fb_kb_s {
     int *post_doc;
     float *post_w;
     struct sb_stemmer *stemmer; /* building only */
+    /* typos: every single-letter deletion of the base's words of TYPO_MIN letters or more ->
+     * index in del_term (keys owned by `dels`) */
+    char **dels;
+    size_t n_dels, cap_dels;
+    int *del_term; /* the term of the word(s) it comes from, or -1 when two terms share it */
+    int *del_surf; /* the first such word (index in `surf`) */
+    struct fb__strmap del_map;
 };
 
 /* ---- terms ----------------------------------------------------------------------------------- */
@@ -159,11 +168,105 @@ static void stem_word(struct sb_stemmer **st, const char *w, size_t len, char *o
     out[n] = '\0';
 }
 
+/*
+ * SMS and phonetic spellings of French words (docs/internals/KB.md, « Typos and SMS spelling »):
+ * « koman on fé », « ki paye », « c koi », « jai », « ya ». Most stand for a stop word; left as
+ * they are they would be words the base never uses, each weighing FB_KB_UNKNOWN_WEIGHT times the
+ * largest idf in the norm, which drowns the question's real terms. Folded forms.
+ */
+static const char *const SMS[][2] = {
+    {"koman", "comment"}, {"komen", "comment"}, {"koment", "comment"}, {"kom", "comme"},
+    {"ki", "qui"},        {"koi", "quoi"},      {"kwa", "quoi"},       {"ke", "que"},
+    {"kel", "quel"},      {"kelle", "quelle"},  {"kels", "quels"},     {"kelles", "quelles"},
+    {"fe", "fait"},       {"pr", "pour"},       {"ds", "dans"},        {"qd", "quand"},
+    {"kan", "quand"},     {"kand", "quand"},    {"pk", "pourquoi"},    {"pq", "pourquoi"},
+    {"pkoi", "pourquoi"}, {"jai", "ai"},        {"chui", "suis"},      {"jsuis", "suis"},
+    {"jsui", "suis"},     {"dc", "donc"},       {"vs", "vous"},        {"ns", "nous"},
+    {"tt", "tout"},       {"ts", "tous"},       {"bcp", "beaucoup"},   {"pb", "probleme"},
+    {"pbm", "probleme"},  {"mm", "meme"},       {"stp", "svp"},        {"jsp", "sais"},
+    {"ac", "avec"},       {"avc", "avec"},      {"tjs", "toujours"},   {"tjrs", "toujours"},
+    {"qqch", "chose"},    {"qqc", "chose"},     {"qqn", "quelqu"},     {"mtn", "maintenant"},
+    {"auj", "aujourd"},   {"cad", "dire"},      {"ca", "ca"},
+};
+
+/* The standard spelling of SMS word `w`, or `w`. */
+static const char *unsms(const char *w, size_t len)
+{
+    if (len > 6)
+        return w;
+    for (size_t i = 0; i < FB_ARRAY_SIZE(SMS); i++)
+        if (strcmp(w, SMS[i][0]) == 0)
+            return SMS[i][1];
+    return w;
+}
+
 /* One analysed word: its term id (-1: a stem the base does not know) and its stem. */
 struct tok {
     int id;
     char stem[MAX_WORD + 1];
 };
+
+/* Same length, one letter different or two adjacent letters swapped. */
+static bool one_swap_or_sub(const char *a, const char *b, size_t len)
+{
+    size_t d[3], n = 0;
+    for (size_t i = 0; i < len; i++)
+        if (a[i] != b[i]) {
+            if (n == 2)
+                return false;
+            d[n++] = i;
+        }
+    return n == 1 || (n == 2 && d[1] == d[0] + 1 && a[d[0]] == b[d[1]] && a[d[1]] == b[d[0]]);
+}
+
+/*
+ * Typos (docs/internals/KB.md, « Typos and SMS spelling »): the term of the base words at one
+ * edit from unknown folded word `w` (`len` bytes), found with the deletion map built with the
+ * index (symmetric deletions: a few hash lookups, no scan of the vocabulary). The base's
+ * vocabulary is small, so a real word it does not use often looks like a typo of one it does
+ * (« manque » / « banque », « dessous » / « dessus »): a missing letter is corrected from
+ * TYPO_MIN letters (« polue », « depolution »), a letter too many, a wrong letter or two swapped
+ * only from TYPO_LONG (« subvantion », « polluiton », « desamiantge »). -1 when there is none, or
+ * when two terms are candidates; otherwise `stem` gets the term's.
+ */
+static int typo_term(const fb_kb_t *kb, const char *w, size_t len, char *stem)
+{
+    if (len < TYPO_MIN || kb->n_dels == 0)
+        return -1;
+    int found = -1;
+    int at = fb__strmap_get(&kb->del_map, w); /* a letter missing: w is a deletion of a word */
+    if (at >= 0) {
+        if (kb->del_term[at] < 0)
+            return -1;
+        found = kb->del_term[at];
+    }
+    if (len >= TYPO_LONG) {
+        char v[MAX_WORD + 1];
+        for (size_t i = 0; i < len; i++) {
+            memcpy(v, w, i);
+            memcpy(v + i, w + i + 1, len - i); /* with the NUL */
+            int t = -2;
+            int sv = fb__strmap_get(&kb->surf_map, v); /* one letter too many */
+            if (sv > 0)
+                t = sv - 1;
+            else if (sv == 0)
+                t = -1; /* a stop word and a letter: not a typo of a base word */
+            int k = fb__strmap_get(&kb->del_map, v); /* one wrong, two swapped */
+            if (t == -2 && k >= 0 && one_swap_or_sub(w, kb->surf[kb->del_surf[k]], len))
+                t = kb->del_term[k];
+            if (t == -2)
+                continue;
+            if (t < 0 || (found >= 0 && found != t))
+                return -1;
+            found = t;
+        }
+    }
+    if (found < 0)
+        return -1;
+    size_t sl = strlen(kb->terms[found]);
+    memcpy(stem, kb->terms[found], sl + 1);
+    return found;
+}
 
 /*
  * Splits folded text `f` into words and gives each non-stop word's term: at build (`add`), terms
@@ -189,6 +292,11 @@ static size_t tokens(fb_kb_t *kb, const fb_kb_t *ckb, bool add, struct sb_stemme
             len = MAX_WORD;
         memcpy(word, s, len);
         word[len] = '\0';
+        const char *std = unsms(word, len);
+        if (std != word) {
+            len = strlen(std);
+            memmove(word, std, len + 1);
+        }
         int sv = fb__strmap_get(&ckb->surf_map, word);
         if (sv == 0)
             continue; /* stop word */
@@ -207,6 +315,8 @@ static size_t tokens(fb_kb_t *kb, const fb_kb_t *ckb, bool add, struct sb_stemme
             surf_add(kb, word, t->id + 1);
         } else {
             t->id = term_id(ckb, t->stem);
+            if (t->id < 0)
+                t->id = typo_term(ckb, word, len, t->stem);
         }
         n++;
     }
@@ -469,6 +579,40 @@ int fb_kb_add_doc(fb_kb_t *kb, const char *const *questions, size_t n_questions,
 
 /* ---- the index ------------------------------------------------------------------------------- */
 
+/* The deletion map of the base's words (typo_term()). */
+static void build_deletions(fb_kb_t *kb)
+{
+    char v[MAX_WORD + 1];
+    for (size_t k = 0; k < kb->n_surf; k++) {
+        const char *w = kb->surf[k];
+        int term = fb__strmap_get(&kb->surf_map, w) - 1;
+        size_t len = strlen(w);
+        if (term < 0 || len < TYPO_MIN)
+            continue;
+        for (size_t i = 0; i < len; i++) {
+            memcpy(v, w, i);
+            memcpy(v + i, w + i + 1, len - i);
+            int at = fb__strmap_get(&kb->del_map, v);
+            if (at >= 0) {
+                if (kb->del_term[at] != term)
+                    kb->del_term[at] = -1;
+                continue;
+            }
+            if (kb->n_dels == kb->cap_dels) {
+                kb->cap_dels = kb->cap_dels ? kb->cap_dels * 2 : 1024;
+                kb->dels = fb_realloc(kb->dels, kb->cap_dels * sizeof(*kb->dels));
+                kb->del_term = fb_realloc(kb->del_term, kb->cap_dels * sizeof(*kb->del_term));
+                kb->del_surf = fb_realloc(kb->del_surf, kb->cap_dels * sizeof(*kb->del_surf));
+            }
+            kb->dels[kb->n_dels] = fb_strdup(v);
+            kb->del_term[kb->n_dels] = term;
+            kb->del_surf[kb->n_dels] = (int)k;
+            (void)fb__strmap_put(&kb->del_map, kb->dels[kb->n_dels], (int)kb->n_dels);
+            kb->n_dels++;
+        }
+    }
+}
+
 int fb_kb_build(fb_kb_t *kb)
 {
     if (kb->built)
@@ -541,6 +685,7 @@ int fb_kb_build(fb_kb_t *kb)
     fb_free(df);
     fb_free(touched);
     fb_free(tf);
+    build_deletions(kb);
     /* the documents' term lists are no longer needed */
     for (size_t i = 0; i < nd; i++)
         for (int f = 0; f < N_FIELDS; f++)
@@ -886,5 +1031,11 @@ void fb_kb_free(fb_kb_t *kb)
     fb_free(kb->post_w);
     if (kb->stemmer)
         sb_stemmer_delete(kb->stemmer);
+    for (size_t i = 0; i < kb->n_dels; i++)
+        fb_free(kb->dels[i]);
+    fb_free(kb->dels);
+    fb_free(kb->del_term);
+    fb_free(kb->del_surf);
+    fb__strmap_free(&kb->del_map);
     fb_free(kb);
 }

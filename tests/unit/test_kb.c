@@ -258,6 +258,38 @@ TEST_IMPL(kb_own_case)
     return 0;
 }
 
+TEST_IMPL(kb_typos_and_sms)
+{
+    /* SMS spellings of stop words and common words, without a base */
+    check_same_terms(NULL, "koman on fe", "comment on fait");
+    check_same_terms(NULL, "ki paye", "qui paye");
+    check_terms(NULL, "c koi le zan", "zan");
+    check_terms(NULL, "jai un pb", "problem");
+    /* typos of the base's words: a letter missing from 5 letters, one too many, wrong or swapped
+     * from 9 */
+    fb_kb_t *kb = small_kb();
+    check_same_terms(kb, "depolution", "dépollution");
+    check_same_terms(kb, "qui paye la depolution", "qui paye la dépollution");
+    check_same_terms(kb, "subvantion", "subvention");
+    check_same_terms(kb, "subventiion", "subvention");
+    check_same_terms(kb, "subvnetion", "subvention");
+    check_same_terms(kb, "délibératoin", "délibération");
+    /* a short word at one wrong letter from a base word is another word, not a typo */
+    check_terms(kb, "terrine", "terrin");
+    check_terms(kb, "vende", "vend");
+    char *a = terms(kb, "payes"), *b = terms(kb, "pailles");
+    ASSERT(strcmp(a, b) != 0);
+    fb_free(a);
+    fb_free(b);
+    /* and a typo makes the question answerable */
+    fb_kb_result_t r;
+    fb_kb_search(kb, "ki paye la depolution", &r);
+    ASSERT(r.confident);
+    ASSERT_EQ(r.hits[0].doc, 2);
+    fb_kb_free(kb);
+    return 0;
+}
+
 TEST_IMPL(kb_small_talk)
 {
     static const char *const yes[] = {
