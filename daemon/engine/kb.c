@@ -734,15 +734,20 @@ static const char *const FILED[] = {"dossier",      "dossiers", "demande", "dema
                                     "candidature",  "permis",   "requete", "subvention",
                                     "candidatures", NULL};
 static const char *const DECIDED[] = {
-    "depose",    "deposee", "deposes", "deposees", "envoye",   "envoyee", "transmis",
-    "transmise", "retenu",  "retenue", "accepte",  "acceptee", "refuse",  "refusee",
-    "valide",    "validee", "accorde", "accordee", "recu",     "recue",   "rejete",
-    "rejetee",   "obtenu",  "obtenue", NULL}; /* not « instruit », « signe », « traite »: also
-                                                 present tense */
+    "depose",    "deposee", "deposes", "deposees",  "envoye",     "envoyee",     "transmis",
+    "transmise", "retenu",  "retenue", "accepte",   "acceptee",   "refuse",      "refusee",
+    "valide",    "validee", "accorde", "accordee",  "recu",       "recue",       "rejete",
+    "rejetee",   "obtenu",  "obtenue", "incomplet", "incomplete", "irrecevable", "ajourne",
+    "ajournee",  NULL}; /* not « instruit », « signe », « traite »: also present tense */
 /* « on a touché », « nous avons perçu »: money the user's body received */
 static const char *const WE[] = {"on", "nous", "j", "je", NULL};
 static const char *const HAVE[] = {"a", "avons", "ai", "aurons", "aura", NULL};
 static const char *const RECEIVED[] = {"touche", "percu", "recu", "obtenu", "eu", NULL};
+/* « X nous a (déjà) prêté / versé / accordé »: what a body gave the user's */
+static const char *const GIVEN_AUX[] = {"a", "ont", "avait", "avaient", NULL};
+static const char *const GIVEN[] = {"prete",   "pretee",    "verse",    "versee",
+                                    "accorde", "donne",     "attribue", "paye",
+                                    "finance", "rembourse", "signe",    NULL};
 /* a name or contact details: « le notaire de notre commune s'appelle comment » */
 static const char *const IDENTITY[] = {"appelle",   "nom",       "coordonnees", "numero",
                                        "telephone", "joignable", "mail",        "email",
@@ -794,6 +799,14 @@ bool fb_kb_is_own_case(const char *question)
         if (i + 2 < n && word_in(w[i], WE) && word_in(w[i + 1], HAVE) &&
             word_in(w[i + 2], RECEIVED))
             received = true;
+        /* « la Banque des Territoires nous a déjà prêté », « l'EPF nous a signé » */
+        if (i + 2 < n && strcmp(w[i], "nous") == 0 && word_in(w[i + 1], GIVEN_AUX)) {
+            size_t j = i + 2;
+            if (j + 1 < n && (strcmp(w[j], "deja") == 0 || strcmp(w[j], "bien") == 0))
+                j++;
+            if (word_in(w[j], GIVEN))
+                return true;
+        }
         if (word_in(w[i], MONEY)) {
             /* « combien de temps », « combien d'années »: a duration, not an amount */
             size_t j = i + 1;

@@ -235,6 +235,11 @@ TEST_IMPL(kb_own_case)
     ASSERT(fb_kb_is_own_case("le montant que nous avons perçu de la Région"));
     ASSERT(fb_kb_is_own_case("le notaire de notre commune s'appelle comment"));
     ASSERT(fb_kb_is_own_case("le numéro de téléphone de la DDT de notre département"));
+    ASSERT(fb_kb_is_own_case("notre dossier de permis de construire est incomplet, que faire"));
+    ASSERT(fb_kb_is_own_case("la banque des territoires nous a déjà prêté de l'argent ?"));
+    ASSERT(fb_kb_is_own_case("l'EPF nous a signé la convention ?"));
+    ASSERT(!fb_kb_is_own_case("l'EPF peut nous prêter de l'argent ?"));
+    ASSERT(!fb_kb_is_own_case("que faire si un dossier fonds vert est incomplet"));
     ASSERT(!fb_kb_is_own_case("on a reçu une DIA pour la friche, on peut préempter ?"));
     ASSERT(!fb_kb_is_own_case("on a obtenu la DETR, on peut la cumuler avec le fonds vert ?"));
     ASSERT(!fb_kb_is_own_case("qui contacter pour notre friche"));
