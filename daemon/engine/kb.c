@@ -903,14 +903,50 @@ static size_t analyse_query(const fb_kb_t *kb, const char *text, struct tok *t, 
     return apply_synonyms(kb, t, n);
 }
 
-/* For a definition question whose terms are exactly those of one answer's definition question,
- * among the hits: that hit's index in res->hits; -1 otherwise (none, or several answers). */
+/*
+ * A bare name (« ZAN ? », « avis du domaine », « la DDTM »): a short message of content words,
+ * articles and prepositions only, no interrogative word, no verb the base ignores. People type
+ * the name of what they want explained; such a message asks what « c'est quoi X » asks.
+ */
+#define BARE_MAX_WORDS 4
+static const char *const BARE_GLUE[] = {"le", "la",  "les", "un", "une", "des",  "du", "de",
+                                        "au", "aux", "en",  "et", "sur", "pour", "ou", NULL};
+
+static bool is_bare(const fb_kb_t *kb, const char *f)
+{
+    size_t words = 0;
+    const char *p = f;
+    char w[MAX_WORD + 1];
+    while (*p) {
+        while (*p == ' ')
+            p++;
+        const char *s = p;
+        while (*p && *p != ' ')
+            p++;
+        size_t len = (size_t)(p - s);
+        if (len < 2)
+            continue;
+        if (++words > BARE_MAX_WORDS || len > MAX_WORD)
+            return false;
+        memcpy(w, s, len);
+        w[len] = '\0';
+        if (word_in(w, BARE_GLUE))
+            continue;
+        if (fb__strmap_get(&kb->surf_map, w) == 0)
+            return false; /* a stop word that is no glue: « quand », « combien », « faut »... */
+    }
+    return words > 0;
+}
+
+/* For a definition question (or a bare name) whose terms are exactly those of one answer's
+ * definition question, among the hits: that hit's index in res->hits; -1 otherwise (none, or
+ * several answers). */
 static int defining_hit(const fb_kb_t *kb, const char *question, const struct tok *t, size_t n,
                         const fb_kb_result_t *res)
 {
     char f[MAX_QUERY + 1];
     (void)fb_text_fold(question, strlen(question), f, sizeof(f));
-    if (n == 0 || !is_definition(f))
+    if (n == 0 || !(is_definition(f) || is_bare(kb, f)))
         return -1;
     int ids[64];
     size_t k = term_set(t, n < FB_ARRAY_SIZE(ids) ? n : FB_ARRAY_SIZE(ids), ids);

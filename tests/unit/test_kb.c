@@ -189,8 +189,18 @@ TEST_IMPL(kb_definition_question)
     ASSERT(r.n >= 3);
     ASSERT_EQ(r.hits[0].doc, 0);
     ASSERT(r.confident);
-    /* the same term without the definition form: three answers tie, no sure answer */
+    /* a bare name asks what « c'est quoi » asks (is_bare()) */
     fb_kb_search(kb, "EPF", &r);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(r.confident);
+    fb_kb_search(kb, "l'EPF ?", &r);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(r.confident);
+    /* the same term with an interrogative word, or in a longer message: three answers tie, no
+     * sure answer */
+    fb_kb_search(kb, "quand l'EPF ?", &r);
+    ASSERT(!r.confident);
+    fb_kb_search(kb, "EPF EPF EPF EPF EPF", &r);
     ASSERT(!r.confident);
     /* a definition question with another known word is not that answer's definition */
     fb_kb_search(kb, "qu'est-ce que le portage par l'EPF ?", &r);
