@@ -987,7 +987,10 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
             continue;
         res->n_terms++;
         if (t[i].id < 0 || (size_t)t[i].id >= kb->n_terms) {
-            most += FB_KB_UNKNOWN_WEIGHT * kb->max_idf;
+            /* a number the base never uses (« 350 habitants », « en 2012 », « AB 112 ») is a
+             * detail of the user's case, not a subject the base lacks */
+            if (t[i].stem[strspn(t[i].stem, "0123456789")] != '\0')
+                most += FB_KB_UNKNOWN_WEIGHT * kb->max_idf;
             continue;
         }
         size_t id = (size_t)t[i].id;

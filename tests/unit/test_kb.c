@@ -305,6 +305,24 @@ TEST_IMPL(kb_typos_and_sms)
     return 0;
 }
 
+TEST_IMPL(kb_numbers)
+{
+    /* a number the base never uses is a detail of the user's case: it does not lower the norm
+     * as an unknown word does */
+    fb_kb_t *kb = small_kb();
+    fb_kb_result_t plain, numbers, unknown;
+    fb_kb_search(kb, "qui paye la dépollution", &plain);
+    fb_kb_search(kb, "qui paye la dépollution de 1987, 4500 ?", &numbers);
+    fb_kb_search(kb, "qui paye la dépollution de zorglub ?", &unknown);
+    ASSERT_EQ(numbers.hits[0].doc, 2);
+    ASSERT(numbers.confident);
+    ASSERT(numbers.norm > unknown.norm);
+    ASSERT(numbers.norm >= plain.norm - 1e-9);
+    ASSERT(unknown.norm < plain.norm);
+    fb_kb_free(kb);
+    return 0;
+}
+
 TEST_IMPL(kb_small_talk)
 {
     static const char *const yes[] = {
