@@ -94,6 +94,9 @@ struct fb_kb_s {
     int *del_term; /* the term of the word(s) it comes from, or -1 when two terms share it */
     int *del_surf; /* the first such word (index in `surf`) */
     struct fb__strmap del_map;
+    /* folded word -> its classes (C_* bits) for the own-case and small-talk rules; SMS spelling
+     * -> index in SMS[] (keys: the static tables) */
+    struct fb__strmap class_map, sms_map;
 };
 
 /* ---- terms ----------------------------------------------------------------------------------- */
@@ -129,11 +132,14 @@ static void surf_add(fb_kb_t *kb, const char *w, int val)
     (void)fb__strmap_put(&kb->surf_map, kb->surf[kb->n_surf++], val);
 }
 
+static void build_classes(fb_kb_t *kb);
+
 fb_kb_t *fb_kb_new(void)
 {
     fb_kb_t *kb = fb_calloc(1, sizeof(*kb));
     for (size_t i = 0; i < FB_ARRAY_SIZE(stop_words); i++)
         surf_add(kb, stop_words[i], 0);
+    build_classes(kb);
     kb->stemmer = sb_stemmer_new("french", "UTF_8");
     return kb;
 }
@@ -190,14 +196,12 @@ static const char *const SMS[][2] = {
 };
 
 /* The standard spelling of SMS word `w`, or `w`. */
-static const char *unsms(const char *w, size_t len)
+static const char *unsms(const fb_kb_t *kb, const char *w, size_t len)
 {
     if (len > 6)
         return w;
-    for (size_t i = 0; i < FB_ARRAY_SIZE(SMS); i++)
-        if (strcmp(w, SMS[i][0]) == 0)
-            return SMS[i][1];
-    return w;
+    int i = fb__strmap_get(&kb->sms_map, w);
+    return i >= 0 ? SMS[i][1] : w;
 }
 
 /* One analysed word: its term id (-1: a stem the base does not know) and its stem. */
@@ -292,7 +296,7 @@ static size_t tokens(fb_kb_t *kb, const fb_kb_t *ckb, bool add, struct sb_stemme
             len = MAX_WORD;
         memcpy(word, s, len);
         word[len] = '\0';
-        const char *std = unsms(word, len);
+        const char *std = unsms(ckb, word, len);
         if (std != word) {
             len = strlen(std);
             memmove(word, std, len + 1);
@@ -769,14 +773,34 @@ static const char *const OWN_PLACE[] = {"commune",     "village",          "vill
                                         "departement", "intercommunalite", "epci",
                                         "agglo",       "communaute",       NULL};
 
-bool fb_kb_is_own_case(const char *question)
+/* The word classes of the own-case and small-talk rules, looked up in one hash map
+ * (`class_map`, built by fb_kb_new() from the tables below). */
+enum {
+    C_POSSESSIVE = 1 << 0,
+    C_FILED = 1 << 1,
+    C_DECIDED = 1 << 2,
+    C_WE = 1 << 3,
+    C_HAVE = 1 << 4,
+    C_RECEIVED = 1 << 5,
+    C_GIVEN_AUX = 1 << 6,
+    C_GIVEN = 1 << 7,
+    C_IDENTITY = 1 << 8,
+    C_MONEY = 1 << 9,
+    C_NOT_AMOUNT = 1 << 10,
+    C_BOT_TRACKING = 1 << 11,
+    C_OWN_PLACE = 1 << 12,
+    C_SMALL_TALK = 1 << 13,
+    C_THANKS = 1 << 14,
+    C_THANKED = 1 << 15,
+    C_GLUE = 1 << 16,
+    C_STOP = 1 << 17,
+};
+
+static bool in(const fb_kb_t *kb, const char *w, unsigned c);
+
+/* fb_kb_is_own_case() on folded `f` (modified); `kb` may be NULL (slower word lookups). */
+static bool own_case(const fb_kb_t *kb, char *f)
 {
-    char f[MAX_QUERY + 1];
-    if (!question)
-        return false;
-    size_t need = fb_text_fold(question, strlen(question), f, sizeof(f));
-    if (need >= sizeof(f))
-        f[sizeof(f) - 1] = '\0';
     const char *w[64];
     size_t n = 0;
     for (char *save = NULL, *p = strtok_r(f, " ", &save); p && n < FB_ARRAY_SIZE(w);
@@ -785,47 +809,58 @@ bool fb_kb_is_own_case(const char *question)
     bool filed_own = false, decided = false, money = false, own_place = false, identity = false,
          received = false;
     for (size_t i = 0; i < n; i++)
-        if (word_in(w[i], BOT_TRACKING))
+        if (in(kb, w[i], C_BOT_TRACKING))
             return false;
     for (size_t i = 0; i < n; i++) {
         if (i + 2 < n && strcmp(w[i], "ou") == 0 && strcmp(w[i + 1], "en") == 0 &&
             (strcmp(w[i + 2], "est") == 0 || strcmp(w[i + 2], "sont") == 0))
             return true;
-        if (word_in(w[i], DECIDED))
+        if (in(kb, w[i], C_DECIDED))
             decided = true;
-        if (word_in(w[i], IDENTITY))
+        if (in(kb, w[i], C_IDENTITY))
             identity = true;
         /* « on a touché », « nous avons perçu », « j'ai reçu » */
-        if (i + 2 < n && word_in(w[i], WE) && word_in(w[i + 1], HAVE) &&
-            word_in(w[i + 2], RECEIVED))
+        if (i + 2 < n && in(kb, w[i], C_WE) && in(kb, w[i + 1], C_HAVE) &&
+            in(kb, w[i + 2], C_RECEIVED))
             received = true;
         /* « la Banque des Territoires nous a déjà prêté », « l'EPF nous a signé » */
-        if (i + 2 < n && strcmp(w[i], "nous") == 0 && word_in(w[i + 1], GIVEN_AUX)) {
+        if (i + 2 < n && strcmp(w[i], "nous") == 0 && in(kb, w[i + 1], C_GIVEN_AUX)) {
             size_t j = i + 2;
             if (j + 1 < n && (strcmp(w[j], "deja") == 0 || strcmp(w[j], "bien") == 0))
                 j++;
-            if (word_in(w[j], GIVEN))
+            if (in(kb, w[j], C_GIVEN))
                 return true;
         }
-        if (word_in(w[i], MONEY)) {
+        if (in(kb, w[i], C_MONEY)) {
             /* « combien de temps », « combien d'années »: a duration, not an amount */
             size_t j = i + 1;
             if (j < n && (strcmp(w[j], "de") == 0 || strcmp(w[j], "d") == 0))
                 j++;
-            if (!(strcmp(w[i], "combien") == 0 && j < n && word_in(w[j], NOT_AMOUNT)))
+            if (!(strcmp(w[i], "combien") == 0 && j < n && in(kb, w[j], C_NOT_AMOUNT)))
                 money = true;
         }
-        if (i + 1 < n && word_in(w[i], POSSESSIVE)) {
+        if (i + 1 < n && in(kb, w[i], C_POSSESSIVE)) {
             /* the noun may follow an adjective: « notre ancien site » */
             for (size_t j = i + 1; j < n && j <= i + 2; j++) {
-                if (word_in(w[j], FILED))
+                if (in(kb, w[j], C_FILED))
                     filed_own = true;
-                if (word_in(w[j], OWN_PLACE))
+                if (in(kb, w[j], C_OWN_PLACE))
                     own_place = true;
             }
         }
     }
     return (filed_own && decided) || (money && (own_place || received)) || (identity && own_place);
+}
+
+bool fb_kb_is_own_case(const char *question)
+{
+    char f[MAX_QUERY + 1];
+    if (!question)
+        return false;
+    size_t need = fb_text_fold(question, strlen(question), f, sizeof(f));
+    if (need >= sizeof(f))
+        f[sizeof(f) - 1] = '\0';
+    return own_case(NULL, f);
 }
 
 /*
@@ -849,19 +884,91 @@ static const char *const SMALL_TALK[] = {
     "non",        "ouais",   "yes",      "cordialement", "madame",   "monsieur",   "aussi",
     "tout",       "ciao",    "bye",      "tchao",        "re",       NULL};
 
-static bool is_stop_word(const char *w)
-{
-    for (size_t i = 0; i < FB_ARRAY_SIZE(stop_words); i++)
-        if (strcmp(w, stop_words[i]) == 0)
-            return true;
-    return false;
-}
-
 /* what one thanks for (« merci pour votre aide »): small talk only with a word of thanks */
 static const char *const THANKS[] = {"merci", "mercii", "remercie", "remercions", NULL};
 static const char *const THANKED[] = {"aide",        "reponse",      "reponses", "patience",
                                       "temps",       "infos",        "info",     "conseils",
                                       "information", "informations", NULL};
+
+static const char *const BARE_GLUE[] = {"le", "la",  "les", "un", "une", "des",  "du", "de",
+                                        "au", "aux", "en",  "et", "sur", "pour", "ou", NULL};
+
+static const struct {
+    const char *const *words;
+    unsigned bit;
+} CLASSES[] = {
+    {POSSESSIVE, C_POSSESSIVE},
+    {FILED, C_FILED},
+    {DECIDED, C_DECIDED},
+    {WE, C_WE},
+    {HAVE, C_HAVE},
+    {RECEIVED, C_RECEIVED},
+    {GIVEN_AUX, C_GIVEN_AUX},
+    {GIVEN, C_GIVEN},
+    {IDENTITY, C_IDENTITY},
+    {MONEY, C_MONEY},
+    {NOT_AMOUNT, C_NOT_AMOUNT},
+    {BOT_TRACKING, C_BOT_TRACKING},
+    {OWN_PLACE, C_OWN_PLACE},
+    {SMALL_TALK, C_SMALL_TALK},
+    {THANKS, C_THANKS},
+    {THANKED, C_THANKED},
+    {BARE_GLUE, C_GLUE},
+};
+
+/* The classes of folded word `w`, from the tables. */
+static unsigned classes_of(const char *w)
+{
+    unsigned c = 0;
+    for (size_t k = 0; k < FB_ARRAY_SIZE(CLASSES); k++)
+        if (word_in(w, CLASSES[k].words))
+            c |= CLASSES[k].bit;
+    for (size_t i = 0; i < FB_ARRAY_SIZE(stop_words); i++)
+        if (strcmp(w, stop_words[i]) == 0)
+            c |= C_STOP;
+    return c;
+}
+
+static void build_classes(fb_kb_t *kb)
+{
+    for (size_t k = 0; k < FB_ARRAY_SIZE(CLASSES); k++)
+        for (const char *const *w = CLASSES[k].words; *w; w++)
+            if (fb__strmap_get(&kb->class_map, *w) < 0)
+                (void)fb__strmap_put(&kb->class_map, *w, (int)classes_of(*w));
+    for (size_t i = 0; i < FB_ARRAY_SIZE(stop_words); i++)
+        if (fb__strmap_get(&kb->class_map, stop_words[i]) < 0)
+            (void)fb__strmap_put(&kb->class_map, stop_words[i], (int)classes_of(stop_words[i]));
+    for (size_t i = 0; i < FB_ARRAY_SIZE(SMS); i++)
+        (void)fb__strmap_put(&kb->sms_map, SMS[i][0], (int)i);
+}
+
+/* True when folded word `w` is of one of classes `c`; `kb` NULL: from the tables. */
+static bool in(const fb_kb_t *kb, const char *w, unsigned c)
+{
+    if (!kb)
+        return (classes_of(w) & c) != 0;
+    int v = fb__strmap_get(&kb->class_map, w);
+    return v > 0 && ((unsigned)v & c) != 0;
+}
+
+/* fb_kb_is_small_talk() on folded `f` (modified); `kb` may be NULL. */
+static bool small_talk(const fb_kb_t *kb, char *f)
+{
+    bool polite = false, thanks = false, thanked = false;
+    for (char *save = NULL, *p = strtok_r(f, " ", &save); p; p = strtok_r(NULL, " ", &save)) {
+        if (strlen(p) < 2)
+            continue;
+        if (in(kb, p, C_THANKS))
+            thanks = true;
+        if (in(kb, p, C_SMALL_TALK))
+            polite = true;
+        else if (in(kb, p, C_THANKED))
+            thanked = true;
+        else if (!in(kb, p, C_STOP))
+            return false;
+    }
+    return polite && (thanks || !thanked);
+}
 
 bool fb_kb_is_small_talk(const char *message)
 {
@@ -871,20 +978,7 @@ bool fb_kb_is_small_talk(const char *message)
     size_t need = fb_text_fold(message, strlen(message), f, sizeof(f));
     if (need >= sizeof(f))
         return false; /* a long message is not small talk */
-    bool polite = false, thanks = false, thanked = false;
-    for (char *save = NULL, *p = strtok_r(f, " ", &save); p; p = strtok_r(NULL, " ", &save)) {
-        if (strlen(p) < 2)
-            continue;
-        if (word_in(p, THANKS))
-            thanks = true;
-        if (word_in(p, SMALL_TALK))
-            polite = true;
-        else if (word_in(p, THANKED))
-            thanked = true;
-        else if (!is_stop_word(p))
-            return false;
-    }
-    return polite && (thanks || !thanked);
+    return small_talk(NULL, f);
 }
 
 /* Analyses a question (search side): at most `cap` tokens into `t`. */
@@ -909,8 +1003,6 @@ static size_t analyse_query(const fb_kb_t *kb, const char *text, struct tok *t, 
  * the name of what they want explained; such a message asks what « c'est quoi X » asks.
  */
 #define BARE_MAX_WORDS 4
-static const char *const BARE_GLUE[] = {"le", "la",  "les", "un", "une", "des",  "du", "de",
-                                        "au", "aux", "en",  "et", "sur", "pour", "ou", NULL};
 
 static bool is_bare(const fb_kb_t *kb, const char *f)
 {
@@ -930,7 +1022,7 @@ static bool is_bare(const fb_kb_t *kb, const char *f)
             return false;
         memcpy(w, s, len);
         w[len] = '\0';
-        if (word_in(w, BARE_GLUE))
+        if (in(kb, w, C_GLUE))
             continue;
         if (fb__strmap_get(&kb->surf_map, w) == 0)
             return false; /* a stop word that is no glue: « quand », « combien », « faut »... */
@@ -1015,8 +1107,16 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     }
     if (score != stack_scores)
         fb_free(score);
-    res->own_case = fb_kb_is_own_case(question);
-    res->small_talk = fb_kb_is_small_talk(question);
+    {
+        char f[MAX_QUERY + 1];
+        size_t need = fb_text_fold(question, strlen(question), f, sizeof(f));
+        if (need >= sizeof(f))
+            f[sizeof(f) - 1] = '\0';
+        char g[MAX_QUERY + 1];
+        memcpy(g, f, sizeof(f));
+        res->own_case = own_case(kb, g);
+        res->small_talk = need < sizeof(f) && small_talk(kb, f);
+    }
     if (res->n == 0 || most <= 0)
         return;
     double top = res->hits[0].score, second = res->n > 1 ? res->hits[1].score : 0;
@@ -1089,5 +1189,7 @@ void fb_kb_free(fb_kb_t *kb)
     fb_free(kb->del_term);
     fb_free(kb->del_surf);
     fb__strmap_free(&kb->del_map);
+    fb__strmap_free(&kb->class_map);
+    fb__strmap_free(&kb->sms_map);
     fb_free(kb);
 }
