@@ -192,7 +192,7 @@ static const char *const SMS[][2] = {
     {"pbm", "probleme"},  {"mm", "meme"},       {"stp", "svp"},        {"jsp", "sais"},
     {"ac", "avec"},       {"avc", "avec"},      {"tjs", "toujours"},   {"tjrs", "toujours"},
     {"qqch", "chose"},    {"qqc", "chose"},     {"qqn", "quelqu"},     {"mtn", "maintenant"},
-    {"auj", "aujourd"},   {"cad", "dire"},      {"ca", "ca"},
+    {"auj", "aujourd"},   {"cad", "dire"},
 };
 
 /* The standard spelling of SMS word `w`, or `w`. */
@@ -296,12 +296,17 @@ static size_t tokens(fb_kb_t *kb, const fb_kb_t *ckb, bool add, struct sb_stemme
             len = MAX_WORD;
         memcpy(word, s, len);
         word[len] = '\0';
-        const char *std = unsms(ckb, word, len);
-        if (std != word) {
-            len = strlen(std);
-            memmove(word, std, len + 1);
-        }
         int sv = fb__strmap_get(&ckb->surf_map, word);
+        if (sv < 0 && !add) {
+            /* a question's SMS spelling, unless the base uses the word itself (« DS »,
+             * Démarches simplifiées, is no « dans ») */
+            const char *std = unsms(ckb, word, len);
+            if (std != word) {
+                len = strlen(std);
+                memmove(word, std, len + 1);
+                sv = fb__strmap_get(&ckb->surf_map, word);
+            }
+        }
         if (sv == 0)
             continue; /* stop word */
         struct tok *t = &out[n];

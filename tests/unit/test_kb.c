@@ -280,6 +280,18 @@ TEST_IMPL(kb_typos_and_sms)
     check_same_terms(NULL, "ki paye", "qui paye");
     check_terms(NULL, "c koi le zan", "zan");
     check_terms(NULL, "jai un pb", "problem");
+    /* unless the base uses the word itself: « DS » is Démarches simplifiées there */
+    check_terms(NULL, "ds le dossier", "dossi");
+    {
+        fb_kb_t *ds = fb_kb_new();
+        const char *g[] = {"démarches simplifiées", "DS"};
+        fb_kb_add_synonyms(ds, g, 2);
+        const char *q[] = {"déposer sur démarches simplifiées", "le dépôt en ligne"};
+        ASSERT_EQ(fb_kb_add_doc(ds, q, 2, NULL, 0, "En ligne."), 0);
+        ASSERT_OK(fb_kb_build(ds));
+        check_same_terms(ds, "dépôt sur ds", "dépôt sur démarches simplifiées");
+        fb_kb_free(ds);
+    }
     /* typos of the base's words: a letter missing from 5 letters, one too many, wrong or swapped
      * from 9 */
     fb_kb_t *kb = small_kb();
