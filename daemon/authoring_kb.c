@@ -50,9 +50,10 @@ static void show(const fb_dialog_t *d, const char *q, FILE *out)
                 res.hits[i].score);
     fprintf(out, "  confiance : %.2f (seuil %.2f), écart : %.2f (seuil %.2f) -> %s\n", res.norm,
             FB_KB_MIN_NORM, res.margin, FB_KB_MIN_MARGIN,
-            res.confident  ? "le bot répond"
-            : res.own_case ? "le bot ne répond pas (question sur le cas de l'utilisateur)"
-                           : "le bot ne répond pas");
+            res.confident    ? "le bot répond"
+            : res.own_case   ? "le bot ne répond pas (question sur le cas de l'utilisateur)"
+            : res.small_talk ? "le bot ne répond pas (politesse, pas une question)"
+                             : "le bot ne répond pas");
 }
 
 struct tally {

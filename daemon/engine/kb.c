@@ -22,6 +22,8 @@
 #define STACK_DOCS 1024
 #define STEM_MIN   4 /* shorter words are kept whole (acronyms) */
 #define SYN_PREFIX '='
+#define TYPO_MIN   5 /* shorter unknown words are not corrected: too many neighbours */
+#define TYPO_LONG  9 /* from this length, also a letter too many, wrong or swapped */
 
 /* Folded French stop words: articles, pronouns, auxiliaries, the words of every question. */
 static const char *const stop_words[] = {
@@ -85,6 +87,16 @@ struct fb_kb_s {
     int *post_doc;
     float *post_w;
     struct sb_stemmer *stemmer; /* building only */
+    /* typos: every single-letter deletion of the base's words of TYPO_MIN letters or more ->
+     * index in del_term (keys owned by `dels`) */
+    char **dels;
+    size_t n_dels, cap_dels;
+    int *del_term; /* the term of the word(s) it comes from, or -1 when two terms share it */
+    int *del_surf; /* the first such word (index in `surf`) */
+    struct fb__strmap del_map;
+    /* folded word -> its classes (C_* bits) for the own-case and small-talk rules; SMS spelling
+     * -> index in SMS[] (keys: the static tables) */
+    struct fb__strmap class_map, sms_map;
 };
 
 /* ---- terms ----------------------------------------------------------------------------------- */
@@ -120,11 +132,14 @@ static void surf_add(fb_kb_t *kb, const char *w, int val)
     (void)fb__strmap_put(&kb->surf_map, kb->surf[kb->n_surf++], val);
 }
 
+static void build_classes(fb_kb_t *kb);
+
 fb_kb_t *fb_kb_new(void)
 {
     fb_kb_t *kb = fb_calloc(1, sizeof(*kb));
     for (size_t i = 0; i < FB_ARRAY_SIZE(stop_words); i++)
         surf_add(kb, stop_words[i], 0);
+    build_classes(kb);
     kb->stemmer = sb_stemmer_new("french", "UTF_8");
     return kb;
 }
@@ -159,11 +174,103 @@ static void stem_word(struct sb_stemmer **st, const char *w, size_t len, char *o
     out[n] = '\0';
 }
 
+/*
+ * SMS and phonetic spellings of French words (docs/internals/KB.md, « Typos and SMS spelling »):
+ * « koman on fé », « ki paye », « c koi », « jai », « ya ». Most stand for a stop word; left as
+ * they are they would be words the base never uses, each weighing FB_KB_UNKNOWN_WEIGHT times the
+ * largest idf in the norm, which drowns the question's real terms. Folded forms.
+ */
+static const char *const SMS[][2] = {
+    {"koman", "comment"}, {"komen", "comment"}, {"koment", "comment"}, {"kom", "comme"},
+    {"ki", "qui"},        {"koi", "quoi"},      {"kwa", "quoi"},       {"ke", "que"},
+    {"kel", "quel"},      {"kelle", "quelle"},  {"kels", "quels"},     {"kelles", "quelles"},
+    {"fe", "fait"},       {"pr", "pour"},       {"ds", "dans"},        {"qd", "quand"},
+    {"kan", "quand"},     {"kand", "quand"},    {"pk", "pourquoi"},    {"pq", "pourquoi"},
+    {"pkoi", "pourquoi"}, {"jai", "ai"},        {"chui", "suis"},      {"jsuis", "suis"},
+    {"jsui", "suis"},     {"dc", "donc"},       {"vs", "vous"},        {"ns", "nous"},
+    {"tt", "tout"},       {"ts", "tous"},       {"bcp", "beaucoup"},   {"pb", "probleme"},
+    {"pbm", "probleme"},  {"mm", "meme"},       {"stp", "svp"},        {"jsp", "sais"},
+    {"ac", "avec"},       {"avc", "avec"},      {"tjs", "toujours"},   {"tjrs", "toujours"},
+    {"qqch", "chose"},    {"qqc", "chose"},     {"qqn", "quelqu"},     {"mtn", "maintenant"},
+    {"auj", "aujourd"},   {"cad", "dire"},
+};
+
+/* The standard spelling of SMS word `w`, or `w`. */
+static const char *unsms(const fb_kb_t *kb, const char *w, size_t len)
+{
+    if (len > 6)
+        return w;
+    int i = fb__strmap_get(&kb->sms_map, w);
+    return i >= 0 ? SMS[i][1] : w;
+}
+
 /* One analysed word: its term id (-1: a stem the base does not know) and its stem. */
 struct tok {
     int id;
     char stem[MAX_WORD + 1];
 };
+
+/* Same length, one letter different or two adjacent letters swapped. */
+static bool one_swap_or_sub(const char *a, const char *b, size_t len)
+{
+    size_t d[3], n = 0;
+    for (size_t i = 0; i < len; i++)
+        if (a[i] != b[i]) {
+            if (n == 2)
+                return false;
+            d[n++] = i;
+        }
+    return n == 1 || (n == 2 && d[1] == d[0] + 1 && a[d[0]] == b[d[1]] && a[d[1]] == b[d[0]]);
+}
+
+/*
+ * Typos (docs/internals/KB.md, « Typos and SMS spelling »): the term of the base words at one
+ * edit from unknown folded word `w` (`len` bytes), found with the deletion map built with the
+ * index (symmetric deletions: a few hash lookups, no scan of the vocabulary). The base's
+ * vocabulary is small, so a real word it does not use often looks like a typo of one it does
+ * (« manque » / « banque », « dessous » / « dessus »): a missing letter is corrected from
+ * TYPO_MIN letters (« polue », « depolution »), a letter too many, a wrong letter or two swapped
+ * only from TYPO_LONG (« subvantion », « polluiton », « desamiantge »). -1 when there is none, or
+ * when two terms are candidates; otherwise `stem` gets the term's.
+ */
+static int typo_term(const fb_kb_t *kb, const char *w, size_t len, char *stem)
+{
+    if (len < TYPO_MIN || kb->n_dels == 0)
+        return -1;
+    int found = -1;
+    int at = fb__strmap_get(&kb->del_map, w); /* a letter missing: w is a deletion of a word */
+    if (at >= 0) {
+        if (kb->del_term[at] < 0)
+            return -1;
+        found = kb->del_term[at];
+    }
+    if (len >= TYPO_LONG) {
+        char v[MAX_WORD + 1];
+        for (size_t i = 0; i < len; i++) {
+            memcpy(v, w, i);
+            memcpy(v + i, w + i + 1, len - i); /* with the NUL */
+            int t = -2;
+            int sv = fb__strmap_get(&kb->surf_map, v); /* one letter too many */
+            if (sv > 0)
+                t = sv - 1;
+            else if (sv == 0)
+                t = -1; /* a stop word and a letter: not a typo of a base word */
+            int k = fb__strmap_get(&kb->del_map, v); /* one wrong, two swapped */
+            if (t == -2 && k >= 0 && one_swap_or_sub(w, kb->surf[kb->del_surf[k]], len))
+                t = kb->del_term[k];
+            if (t == -2)
+                continue;
+            if (t < 0 || (found >= 0 && found != t))
+                return -1;
+            found = t;
+        }
+    }
+    if (found < 0)
+        return -1;
+    size_t sl = strlen(kb->terms[found]);
+    memcpy(stem, kb->terms[found], sl + 1);
+    return found;
+}
 
 /*
  * Splits folded text `f` into words and gives each non-stop word's term: at build (`add`), terms
@@ -190,6 +297,16 @@ static size_t tokens(fb_kb_t *kb, const fb_kb_t *ckb, bool add, struct sb_stemme
         memcpy(word, s, len);
         word[len] = '\0';
         int sv = fb__strmap_get(&ckb->surf_map, word);
+        if (sv < 0 && !add) {
+            /* a question's SMS spelling, unless the base uses the word itself (« DS »,
+             * Démarches simplifiées, is no « dans ») */
+            const char *std = unsms(ckb, word, len);
+            if (std != word) {
+                len = strlen(std);
+                memmove(word, std, len + 1);
+                sv = fb__strmap_get(&ckb->surf_map, word);
+            }
+        }
         if (sv == 0)
             continue; /* stop word */
         struct tok *t = &out[n];
@@ -207,6 +324,8 @@ static size_t tokens(fb_kb_t *kb, const fb_kb_t *ckb, bool add, struct sb_stemme
             surf_add(kb, word, t->id + 1);
         } else {
             t->id = term_id(ckb, t->stem);
+            if (t->id < 0)
+                t->id = typo_term(ckb, word, len, t->stem);
         }
         n++;
     }
@@ -469,6 +588,40 @@ int fb_kb_add_doc(fb_kb_t *kb, const char *const *questions, size_t n_questions,
 
 /* ---- the index ------------------------------------------------------------------------------- */
 
+/* The deletion map of the base's words (typo_term()). */
+static void build_deletions(fb_kb_t *kb)
+{
+    char v[MAX_WORD + 1];
+    for (size_t k = 0; k < kb->n_surf; k++) {
+        const char *w = kb->surf[k];
+        int term = fb__strmap_get(&kb->surf_map, w) - 1;
+        size_t len = strlen(w);
+        if (term < 0 || len < TYPO_MIN)
+            continue;
+        for (size_t i = 0; i < len; i++) {
+            memcpy(v, w, i);
+            memcpy(v + i, w + i + 1, len - i);
+            int at = fb__strmap_get(&kb->del_map, v);
+            if (at >= 0) {
+                if (kb->del_term[at] != term)
+                    kb->del_term[at] = -1;
+                continue;
+            }
+            if (kb->n_dels == kb->cap_dels) {
+                kb->cap_dels = kb->cap_dels ? kb->cap_dels * 2 : 1024;
+                kb->dels = fb_realloc(kb->dels, kb->cap_dels * sizeof(*kb->dels));
+                kb->del_term = fb_realloc(kb->del_term, kb->cap_dels * sizeof(*kb->del_term));
+                kb->del_surf = fb_realloc(kb->del_surf, kb->cap_dels * sizeof(*kb->del_surf));
+            }
+            kb->dels[kb->n_dels] = fb_strdup(v);
+            kb->del_term[kb->n_dels] = term;
+            kb->del_surf[kb->n_dels] = (int)k;
+            (void)fb__strmap_put(&kb->del_map, kb->dels[kb->n_dels], (int)kb->n_dels);
+            kb->n_dels++;
+        }
+    }
+}
+
 int fb_kb_build(fb_kb_t *kb)
 {
     if (kb->built)
@@ -541,6 +694,7 @@ int fb_kb_build(fb_kb_t *kb)
     fb_free(df);
     fb_free(touched);
     fb_free(tf);
+    build_deletions(kb);
     /* the documents' term lists are no longer needed */
     for (size_t i = 0; i < nd; i++)
         for (int f = 0; f < N_FIELDS; f++)
@@ -589,10 +743,24 @@ static const char *const FILED[] = {"dossier",      "dossiers", "demande", "dema
                                     "candidature",  "permis",   "requete", "subvention",
                                     "candidatures", NULL};
 static const char *const DECIDED[] = {
-    "depose",    "deposee", "deposes", "deposees", "envoye",   "envoyee", "transmis",
-    "transmise", "retenu",  "retenue", "accepte",  "acceptee", "refuse",  "refusee",
-    "valide",    "validee", "accorde", "accordee", NULL}; /* not « instruit », « signe »: also
-                                                             present tense */
+    "depose",    "deposee", "deposes", "deposees",  "envoye",     "envoyee",     "transmis",
+    "transmise", "retenu",  "retenue", "accepte",   "acceptee",   "refuse",      "refusee",
+    "valide",    "validee", "accorde", "accordee",  "recu",       "recue",       "rejete",
+    "rejetee",   "obtenu",  "obtenue", "incomplet", "incomplete", "irrecevable", "ajourne",
+    "ajournee",  NULL}; /* not « instruit », « signe », « traite »: also present tense */
+/* « on a touché », « nous avons perçu »: money the user's body received */
+static const char *const WE[] = {"on", "nous", "j", "je", NULL};
+static const char *const HAVE[] = {"a", "avons", "ai", "aurons", "aura", NULL};
+static const char *const RECEIVED[] = {"touche", "percu", "recu", "obtenu", "eu", NULL};
+/* « X nous a (déjà) prêté / versé / accordé »: what a body gave the user's */
+static const char *const GIVEN_AUX[] = {"a", "ont", "avait", "avaient", NULL};
+static const char *const GIVEN[] = {"prete",   "pretee",    "verse",    "versee",
+                                    "accorde", "donne",     "attribue", "paye",
+                                    "finance", "rembourse", "signe",    NULL};
+/* a name or contact details: « le notaire de notre commune s'appelle comment » */
+static const char *const IDENTITY[] = {"appelle",   "nom",       "coordonnees", "numero",
+                                       "telephone", "joignable", "mail",        "email",
+                                       "courriel",  "adresse",   NULL};
 static const char *const MONEY[] = {"combien", "montant", "taux",  "prix",  "cout",
                                     "coute",   "coutera", "tarif", "couts", NULL};
 /* after « combien de »: a duration or a count, not an amount */
@@ -602,9 +770,92 @@ static const char *const NOT_AMOUNT[] = {"temps",  "annees",    "ans",   "mois",
 /* the bot's own follow-up, the one status it does know (« où en sont mes étapes ») */
 static const char *const BOT_TRACKING[] = {"etape",         "etapes",        "feuille", "suivi",
                                            "recapitulatif", "questionnaire", NULL};
-static const char *const OWN_PLACE[] = {"commune",   "village",  "ville",    "site",    "terrain",
-                                        "friche",    "parcelle", "projet",   "dossier", "chantier",
-                                        "operation", "usine",    "batiment", NULL};
+static const char *const OWN_PLACE[] = {"commune",     "village",          "ville",
+                                        "site",        "terrain",          "friche",
+                                        "parcelle",    "projet",           "dossier",
+                                        "chantier",    "operation",        "usine",
+                                        "batiment",    "mairie",           "collectivite",
+                                        "departement", "intercommunalite", "epci",
+                                        "agglo",       "communaute",       NULL};
+
+/* The word classes of the own-case and small-talk rules, looked up in one hash map
+ * (`class_map`, built by fb_kb_new() from the tables below). */
+enum {
+    C_POSSESSIVE = 1 << 0,
+    C_FILED = 1 << 1,
+    C_DECIDED = 1 << 2,
+    C_WE = 1 << 3,
+    C_HAVE = 1 << 4,
+    C_RECEIVED = 1 << 5,
+    C_GIVEN_AUX = 1 << 6,
+    C_GIVEN = 1 << 7,
+    C_IDENTITY = 1 << 8,
+    C_MONEY = 1 << 9,
+    C_NOT_AMOUNT = 1 << 10,
+    C_BOT_TRACKING = 1 << 11,
+    C_OWN_PLACE = 1 << 12,
+    C_SMALL_TALK = 1 << 13,
+    C_THANKS = 1 << 14,
+    C_THANKED = 1 << 15,
+    C_GLUE = 1 << 16,
+    C_STOP = 1 << 17,
+};
+
+static bool in(const fb_kb_t *kb, const char *w, unsigned c);
+
+/* fb_kb_is_own_case() on folded `f` (modified); `kb` may be NULL (slower word lookups). */
+static bool own_case(const fb_kb_t *kb, char *f)
+{
+    const char *w[64];
+    size_t n = 0;
+    for (char *save = NULL, *p = strtok_r(f, " ", &save); p && n < FB_ARRAY_SIZE(w);
+         p = strtok_r(NULL, " ", &save))
+        w[n++] = p;
+    bool filed_own = false, decided = false, money = false, own_place = false, identity = false,
+         received = false;
+    for (size_t i = 0; i < n; i++)
+        if (in(kb, w[i], C_BOT_TRACKING))
+            return false;
+    for (size_t i = 0; i < n; i++) {
+        if (i + 2 < n && strcmp(w[i], "ou") == 0 && strcmp(w[i + 1], "en") == 0 &&
+            (strcmp(w[i + 2], "est") == 0 || strcmp(w[i + 2], "sont") == 0))
+            return true;
+        if (in(kb, w[i], C_DECIDED))
+            decided = true;
+        if (in(kb, w[i], C_IDENTITY))
+            identity = true;
+        /* « on a touché », « nous avons perçu », « j'ai reçu » */
+        if (i + 2 < n && in(kb, w[i], C_WE) && in(kb, w[i + 1], C_HAVE) &&
+            in(kb, w[i + 2], C_RECEIVED))
+            received = true;
+        /* « la Banque des Territoires nous a déjà prêté », « l'EPF nous a signé » */
+        if (i + 2 < n && strcmp(w[i], "nous") == 0 && in(kb, w[i + 1], C_GIVEN_AUX)) {
+            size_t j = i + 2;
+            if (j + 1 < n && (strcmp(w[j], "deja") == 0 || strcmp(w[j], "bien") == 0))
+                j++;
+            if (in(kb, w[j], C_GIVEN))
+                return true;
+        }
+        if (in(kb, w[i], C_MONEY)) {
+            /* « combien de temps », « combien d'années »: a duration, not an amount */
+            size_t j = i + 1;
+            if (j < n && (strcmp(w[j], "de") == 0 || strcmp(w[j], "d") == 0))
+                j++;
+            if (!(strcmp(w[i], "combien") == 0 && j < n && in(kb, w[j], C_NOT_AMOUNT)))
+                money = true;
+        }
+        if (i + 1 < n && in(kb, w[i], C_POSSESSIVE)) {
+            /* the noun may follow an adjective: « notre ancien site » */
+            for (size_t j = i + 1; j < n && j <= i + 2; j++) {
+                if (in(kb, w[j], C_FILED))
+                    filed_own = true;
+                if (in(kb, w[j], C_OWN_PLACE))
+                    own_place = true;
+            }
+        }
+    }
+    return (filed_own && decided) || (money && (own_place || received)) || (identity && own_place);
+}
 
 bool fb_kb_is_own_case(const char *question)
 {
@@ -614,40 +865,125 @@ bool fb_kb_is_own_case(const char *question)
     size_t need = fb_text_fold(question, strlen(question), f, sizeof(f));
     if (need >= sizeof(f))
         f[sizeof(f) - 1] = '\0';
-    const char *w[64];
-    size_t n = 0;
-    for (char *save = NULL, *p = strtok_r(f, " ", &save); p && n < FB_ARRAY_SIZE(w);
-         p = strtok_r(NULL, " ", &save))
-        w[n++] = p;
-    bool filed_own = false, decided = false, money = false, own_place = false;
-    for (size_t i = 0; i < n; i++)
-        if (word_in(w[i], BOT_TRACKING))
+    return own_case(NULL, f);
+}
+
+/*
+ * Small talk (docs/internals/KB.md, « Politeness and chit-chat »): thanks, greetings, goodbyes,
+ * agreement, a remark about the bot. Such a message has no question for the base, but its words
+ * meet the base's by accident (« ça marche » and the market study, « au revoir » and « revoir mes
+ * réponses », « merci beaucoup » and « beaucoup » in an answer), and one matched word over a
+ * short message scores high. A message whose every word is a stop word or one of these, with at
+ * least one of these, is never answered confidently.
+ */
+static const char *const SMALL_TALK[] = {
+    "merci",      "mercii",  "beaucoup", "bcp",          "remercie", "remercions", "remerciements",
+    "infiniment", "bonjour", "bonsoir",  "salut",        "slt",      "bjr",        "bsr",
+    "coucou",     "hello",   "hey",      "revoir",       "plus",     "bientot",    "tard",
+    "bonne",      "bon",     "journee",  "soiree",       "semaine",  "weekend",    "nuit",
+    "ok",         "okay",    "oki",      "okk",          "dac",      "daccord",    "accord",
+    "entendu",    "compris", "note",     "super",        "genial",   "parfait",    "top",
+    "cool",       "marche",  "sympa",    "gentil",       "gentille", "nul",        "nulle",
+    "haha",       "hahaha",  "hihi",     "lol",          "mdr",      "ptdr",       "bravo",
+    "excellent",  "allez",   "aller",    "vas",          "va",       "tres",       "oui",
+    "non",        "ouais",   "yes",      "cordialement", "madame",   "monsieur",   "aussi",
+    "tout",       "ciao",    "bye",      "tchao",        "re",       NULL};
+
+/* what one thanks for (« merci pour votre aide »): small talk only with a word of thanks */
+static const char *const THANKS[] = {"merci", "mercii", "remercie", "remercions", NULL};
+static const char *const THANKED[] = {"aide",        "reponse",      "reponses", "patience",
+                                      "temps",       "infos",        "info",     "conseils",
+                                      "information", "informations", NULL};
+
+static const char *const BARE_GLUE[] = {"le", "la",  "les", "un", "une", "des",  "du", "de",
+                                        "au", "aux", "en",  "et", "sur", "pour", "ou", NULL};
+
+static const struct {
+    const char *const *words;
+    unsigned bit;
+} CLASSES[] = {
+    {POSSESSIVE, C_POSSESSIVE},
+    {FILED, C_FILED},
+    {DECIDED, C_DECIDED},
+    {WE, C_WE},
+    {HAVE, C_HAVE},
+    {RECEIVED, C_RECEIVED},
+    {GIVEN_AUX, C_GIVEN_AUX},
+    {GIVEN, C_GIVEN},
+    {IDENTITY, C_IDENTITY},
+    {MONEY, C_MONEY},
+    {NOT_AMOUNT, C_NOT_AMOUNT},
+    {BOT_TRACKING, C_BOT_TRACKING},
+    {OWN_PLACE, C_OWN_PLACE},
+    {SMALL_TALK, C_SMALL_TALK},
+    {THANKS, C_THANKS},
+    {THANKED, C_THANKED},
+    {BARE_GLUE, C_GLUE},
+};
+
+/* The classes of folded word `w`, from the tables. */
+static unsigned classes_of(const char *w)
+{
+    unsigned c = 0;
+    for (size_t k = 0; k < FB_ARRAY_SIZE(CLASSES); k++)
+        if (word_in(w, CLASSES[k].words))
+            c |= CLASSES[k].bit;
+    for (size_t i = 0; i < FB_ARRAY_SIZE(stop_words); i++)
+        if (strcmp(w, stop_words[i]) == 0)
+            c |= C_STOP;
+    return c;
+}
+
+static void build_classes(fb_kb_t *kb)
+{
+    for (size_t k = 0; k < FB_ARRAY_SIZE(CLASSES); k++)
+        for (const char *const *w = CLASSES[k].words; *w; w++)
+            if (fb__strmap_get(&kb->class_map, *w) < 0)
+                (void)fb__strmap_put(&kb->class_map, *w, (int)classes_of(*w));
+    for (size_t i = 0; i < FB_ARRAY_SIZE(stop_words); i++)
+        if (fb__strmap_get(&kb->class_map, stop_words[i]) < 0)
+            (void)fb__strmap_put(&kb->class_map, stop_words[i], (int)classes_of(stop_words[i]));
+    for (size_t i = 0; i < FB_ARRAY_SIZE(SMS); i++)
+        (void)fb__strmap_put(&kb->sms_map, SMS[i][0], (int)i);
+}
+
+/* True when folded word `w` is of one of classes `c`; `kb` NULL: from the tables. */
+static bool in(const fb_kb_t *kb, const char *w, unsigned c)
+{
+    if (!kb)
+        return (classes_of(w) & c) != 0;
+    int v = fb__strmap_get(&kb->class_map, w);
+    return v > 0 && ((unsigned)v & c) != 0;
+}
+
+/* fb_kb_is_small_talk() on folded `f` (modified); `kb` may be NULL. */
+static bool small_talk(const fb_kb_t *kb, char *f)
+{
+    bool polite = false, thanks = false, thanked = false;
+    for (char *save = NULL, *p = strtok_r(f, " ", &save); p; p = strtok_r(NULL, " ", &save)) {
+        if (strlen(p) < 2)
+            continue;
+        if (in(kb, p, C_THANKS))
+            thanks = true;
+        if (in(kb, p, C_SMALL_TALK))
+            polite = true;
+        else if (in(kb, p, C_THANKED))
+            thanked = true;
+        else if (!in(kb, p, C_STOP))
             return false;
-    for (size_t i = 0; i < n; i++) {
-        if (i + 2 < n && strcmp(w[i], "ou") == 0 && strcmp(w[i + 1], "en") == 0 &&
-            (strcmp(w[i + 2], "est") == 0 || strcmp(w[i + 2], "sont") == 0))
-            return true;
-        if (word_in(w[i], DECIDED))
-            decided = true;
-        if (word_in(w[i], MONEY)) {
-            /* « combien de temps », « combien d'années »: a duration, not an amount */
-            size_t j = i + 1;
-            if (j < n && (strcmp(w[j], "de") == 0 || strcmp(w[j], "d") == 0))
-                j++;
-            if (!(strcmp(w[i], "combien") == 0 && j < n && word_in(w[j], NOT_AMOUNT)))
-                money = true;
-        }
-        if (i + 1 < n && word_in(w[i], POSSESSIVE)) {
-            /* the noun may follow an adjective: « notre ancien site » */
-            for (size_t j = i + 1; j < n && j <= i + 2; j++) {
-                if (word_in(w[j], FILED))
-                    filed_own = true;
-                if (word_in(w[j], OWN_PLACE))
-                    own_place = true;
-            }
-        }
     }
-    return (filed_own && decided) || (money && own_place);
+    return polite && (thanks || !thanked);
+}
+
+bool fb_kb_is_small_talk(const char *message)
+{
+    char f[MAX_QUERY + 1];
+    if (!message)
+        return false;
+    size_t need = fb_text_fold(message, strlen(message), f, sizeof(f));
+    if (need >= sizeof(f))
+        return false; /* a long message is not small talk */
+    return small_talk(NULL, f);
 }
 
 /* Analyses a question (search side): at most `cap` tokens into `t`. */
@@ -666,14 +1002,48 @@ static size_t analyse_query(const fb_kb_t *kb, const char *text, struct tok *t, 
     return apply_synonyms(kb, t, n);
 }
 
-/* For a definition question whose terms are exactly those of one answer's definition question,
- * among the hits: that hit's index in res->hits; -1 otherwise (none, or several answers). */
+/*
+ * A bare name (« ZAN ? », « avis du domaine », « la DDTM »): a short message of content words,
+ * articles and prepositions only, no interrogative word, no verb the base ignores. People type
+ * the name of what they want explained; such a message asks what « c'est quoi X » asks.
+ */
+#define BARE_MAX_WORDS 4
+
+static bool is_bare(const fb_kb_t *kb, const char *f)
+{
+    size_t words = 0;
+    const char *p = f;
+    char w[MAX_WORD + 1];
+    while (*p) {
+        while (*p == ' ')
+            p++;
+        const char *s = p;
+        while (*p && *p != ' ')
+            p++;
+        size_t len = (size_t)(p - s);
+        if (len < 2)
+            continue;
+        if (++words > BARE_MAX_WORDS || len > MAX_WORD)
+            return false;
+        memcpy(w, s, len);
+        w[len] = '\0';
+        if (in(kb, w, C_GLUE))
+            continue;
+        if (fb__strmap_get(&kb->surf_map, w) == 0)
+            return false; /* a stop word that is no glue: « quand », « combien », « faut »... */
+    }
+    return words > 0;
+}
+
+/* For a definition question (or a bare name) whose terms are exactly those of one answer's
+ * definition question, among the hits: that hit's index in res->hits; -1 otherwise (none, or
+ * several answers). */
 static int defining_hit(const fb_kb_t *kb, const char *question, const struct tok *t, size_t n,
                         const fb_kb_result_t *res)
 {
     char f[MAX_QUERY + 1];
     (void)fb_text_fold(question, strlen(question), f, sizeof(f));
-    if (n == 0 || !is_definition(f))
+    if (n == 0 || !(is_definition(f) || is_bare(kb, f)))
         return -1;
     int ids[64];
     size_t k = term_set(t, n < FB_ARRAY_SIZE(ids) ? n : FB_ARRAY_SIZE(ids), ids);
@@ -714,7 +1084,10 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
             continue;
         res->n_terms++;
         if (t[i].id < 0 || (size_t)t[i].id >= kb->n_terms) {
-            most += FB_KB_UNKNOWN_WEIGHT * kb->max_idf;
+            /* a number the base never uses (« 350 habitants », « en 2012 », « AB 112 ») is a
+             * detail of the user's case, not a subject the base lacks */
+            if (t[i].stem[strspn(t[i].stem, "0123456789")] != '\0')
+                most += FB_KB_UNKNOWN_WEIGHT * kb->max_idf;
             continue;
         }
         size_t id = (size_t)t[i].id;
@@ -739,7 +1112,16 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     }
     if (score != stack_scores)
         fb_free(score);
-    res->own_case = fb_kb_is_own_case(question);
+    {
+        char f[MAX_QUERY + 1];
+        size_t need = fb_text_fold(question, strlen(question), f, sizeof(f));
+        if (need >= sizeof(f))
+            f[sizeof(f) - 1] = '\0';
+        char g[MAX_QUERY + 1];
+        memcpy(g, f, sizeof(f));
+        res->own_case = own_case(kb, g);
+        res->small_talk = need < sizeof(f) && small_talk(kb, f);
+    }
     if (res->n == 0 || most <= 0)
         return;
     double top = res->hits[0].score, second = res->n > 1 ? res->hits[1].score : 0;
@@ -755,7 +1137,7 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     }
     if (defined >= 0)
         res->margin = 1;
-    res->confident = fb_kb_confident(res->norm, res->margin) && !res->own_case;
+    res->confident = fb_kb_confident(res->norm, res->margin) && !res->own_case && !res->small_talk;
 }
 
 void fb_kb_terms(const fb_kb_t *kb, const char *text, fb_buf_t *out)
@@ -806,5 +1188,13 @@ void fb_kb_free(fb_kb_t *kb)
     fb_free(kb->post_w);
     if (kb->stemmer)
         sb_stemmer_delete(kb->stemmer);
+    for (size_t i = 0; i < kb->n_dels; i++)
+        fb_free(kb->dels[i]);
+    fb_free(kb->dels);
+    fb_free(kb->del_term);
+    fb_free(kb->del_surf);
+    fb__strmap_free(&kb->del_map);
+    fb__strmap_free(&kb->class_map);
+    fb__strmap_free(&kb->sms_map);
     fb_free(kb);
 }

@@ -7,13 +7,16 @@
  *
  * Analysis (the same for the base and for the questions): fb_text_fold() (lower case, accents
  * folded, apostrophes, hyphens and punctuation to spaces: the elisions l' d' qu' j' n' s' c'
- * leave one-letter words, dropped), French stop words dropped (articles, pronouns, the
+ * leave one-letter words, dropped), SMS spellings read as the word they stand for ("koman",
+ * "ki", "jai"), French stop words dropped (articles, pronouns, the
  * interrogative words every question has: "comment", "quoi", "est-ce"...), each remaining word
  * stemmed with Snowball's French stemmer (libstemmer) on its folded form, then a trailing "e"
  * dropped (so that "polluee" and "pollue", typed with or without accents, meet), words of three
  * letters or less kept whole (acronyms: sis, plu, epf); then the synonym groups: the longest
  * phrase of any group found at a position (compared as analysed terms, so "fonds verts" matches
- * "fonds vert") is replaced by the group's one canonical term.
+ * "fonds vert") is replaced by the group's one canonical term. At search, a word the base does
+ * not know may be a typo of one it does (one edit, found with a map of the base words'
+ * deletions; docs/internals/KB.md says where it stops).
  *
  * Ranking: BM25F over three fields of each answer: its `questions` (weight 1), its `mots`
  * (weight FB_KB_W_MOTS) and its text (weight FB_KB_W_TEXT), k1 = 1.2, b = 0.75 per field. A term's
@@ -24,7 +27,8 @@
  * their idf; a word the base never uses counts FB_KB_UNKNOWN_WEIGHT times the largest idf);
  * `margin` is (top - second) / top. The bot answers when norm >= FB_KB_MIN_NORM and margin >=
  * FB_KB_MIN_MARGIN (docs/internals/KB.md says how they were tuned), unless the question is about
- * the user's own case (fb_kb_is_own_case()).
+ * the user's own case (fb_kb_is_own_case()) or the message is only small talk
+ * (fb_kb_is_small_talk()).
  */
 #ifndef FB_ENGINE_KB_H
 #define FB_ENGINE_KB_H
@@ -55,11 +59,12 @@ typedef struct {
 typedef struct {
     fb_kb_hit_t hits[FB_KB_MAX_HITS]; /* best first, only answers scoring > 0 */
     size_t n;
-    double norm;    /* top score / the most the question could score, 0..1 */
-    double margin;  /* (top - second) / top, 1 when only one answer scored */
-    bool confident; /* the bot answers hits[0] */
-    size_t n_terms; /* the question's analysed terms (distinct) */
-    bool own_case;  /* about the user's own file or figures: never confident (fb_kb_is_own_case) */
+    double norm;     /* top score / the most the question could score, 0..1 */
+    double margin;   /* (top - second) / top, 1 when only one answer scored */
+    bool confident;  /* the bot answers hits[0] */
+    size_t n_terms;  /* the question's analysed terms (distinct) */
+    bool own_case;   /* about the user's own file or figures: never confident (fb_kb_is_own_case) */
+    bool small_talk; /* thanks, greetings, chit-chat: never confident (fb_kb_is_small_talk) */
 } fb_kb_result_t;
 
 /** A new, empty index builder. */
@@ -90,6 +95,11 @@ bool fb_kb_confident(double norm, double margin);
  *  amount for their commune or site (« combien ... pour notre commune »). Such a question is never
  *  answered confidently (docs/internals/KB.md). */
 bool fb_kb_is_own_case(const char *question);
+
+/** True when `message` is only politeness or chit-chat (« merci beaucoup », « au revoir », « ok
+ *  super », « tu es sympa »): every word a stop word or a small-talk word, at least one of the
+ *  latter. Such a message is never answered confidently (docs/internals/KB.md). */
+bool fb_kb_is_small_talk(const char *message);
 
 /** Writes the analysed terms of `text`, space-separated, to `out` (a synonym group's term is
  *  "=" and its first phrase's terms joined by "_"); `kb` may be NULL (no synonyms). For tests and

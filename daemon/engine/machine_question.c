@@ -201,6 +201,10 @@ static enum kb_take classify(const struct run *r, const char *text, fb_kb_result
      * alone does not beat a message the current question reads as its answer */
     if (!mark && !plainly_question(text) && fb__run_would_parse(r, text))
         return KB_NOT;
+    /* « PLU ? » at the urbanism question, « EPF ? » at the owner's: an option said with a doubt
+     * is the answer, though the base, which explains a bare name (kb.c's is_bare()), is sure */
+    if (mark && !form && fb__run_would_parse(r, text))
+        return KB_NOT;
     fb_kb_search(r->d->kb, text, res);
     if (res->confident)
         return KB_ANSWER;

@@ -189,8 +189,18 @@ TEST_IMPL(kb_definition_question)
     ASSERT(r.n >= 3);
     ASSERT_EQ(r.hits[0].doc, 0);
     ASSERT(r.confident);
-    /* the same term without the definition form: three answers tie, no sure answer */
+    /* a bare name asks what « c'est quoi » asks (is_bare()) */
     fb_kb_search(kb, "EPF", &r);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(r.confident);
+    fb_kb_search(kb, "l'EPF ?", &r);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(r.confident);
+    /* the same term with an interrogative word, or in a longer message: three answers tie, no
+     * sure answer */
+    fb_kb_search(kb, "quand l'EPF ?", &r);
+    ASSERT(!r.confident);
+    fb_kb_search(kb, "EPF EPF EPF EPF EPF", &r);
     ASSERT(!r.confident);
     /* a definition question with another known word is not that answer's definition */
     fb_kb_search(kb, "qu'est-ce que le portage par l'EPF ?", &r);
@@ -227,6 +237,22 @@ TEST_IMPL(kb_own_case)
     ASSERT(!fb_kb_is_own_case("combien d'années pour notre friche"));
     ASSERT(!fb_kb_is_own_case("notre ancienne décharge peut accueillir des panneaux ?"));
     /* the bot's own follow-up is a status the base does answer */
+    /* a filed dossier received or rejected; money we received; a name or contact details of
+     * ours */
+    ASSERT(fb_kb_is_own_case("la ddt a reçu notre dossier ?"));
+    ASSERT(fb_kb_is_own_case("notre demande de DETR a été rejetée, pourquoi"));
+    ASSERT(fb_kb_is_own_case("combien on a touché de DSIL l'année dernière"));
+    ASSERT(fb_kb_is_own_case("le montant que nous avons perçu de la Région"));
+    ASSERT(fb_kb_is_own_case("le notaire de notre commune s'appelle comment"));
+    ASSERT(fb_kb_is_own_case("le numéro de téléphone de la DDT de notre département"));
+    ASSERT(fb_kb_is_own_case("notre dossier de permis de construire est incomplet, que faire"));
+    ASSERT(fb_kb_is_own_case("la banque des territoires nous a déjà prêté de l'argent ?"));
+    ASSERT(fb_kb_is_own_case("l'EPF nous a signé la convention ?"));
+    ASSERT(!fb_kb_is_own_case("l'EPF peut nous prêter de l'argent ?"));
+    ASSERT(!fb_kb_is_own_case("que faire si un dossier fonds vert est incomplet"));
+    ASSERT(!fb_kb_is_own_case("on a reçu une DIA pour la friche, on peut préempter ?"));
+    ASSERT(!fb_kb_is_own_case("on a obtenu la DETR, on peut la cumuler avec le fonds vert ?"));
+    ASSERT(!fb_kb_is_own_case("qui contacter pour notre friche"));
     ASSERT(!fb_kb_is_own_case("ou en sont les etapes de mon projet"));
     ASSERT(!fb_kb_is_own_case("combien d'étapes pour notre projet ?"));
     ASSERT(!fb_kb_is_own_case(""));
@@ -243,6 +269,122 @@ TEST_IMPL(kb_own_case)
     ASSERT_EQ(r.hits[0].doc, 2);
     ASSERT(r.own_case);
     ASSERT(!r.confident);
+    fb_kb_free(kb);
+    return 0;
+}
+
+TEST_IMPL(kb_typos_and_sms)
+{
+    /* SMS spellings of stop words and common words, without a base */
+    check_same_terms(NULL, "koman on fe", "comment on fait");
+    check_same_terms(NULL, "ki paye", "qui paye");
+    check_terms(NULL, "c koi le zan", "zan");
+    check_terms(NULL, "jai un pb", "problem");
+    /* unless the base uses the word itself: « DS » is Démarches simplifiées there */
+    check_terms(NULL, "ds le dossier", "dossi");
+    {
+        fb_kb_t *ds = fb_kb_new();
+        const char *g[] = {"démarches simplifiées", "DS"};
+        fb_kb_add_synonyms(ds, g, 2);
+        const char *q[] = {"déposer sur démarches simplifiées", "le dépôt en ligne"};
+        ASSERT_EQ(fb_kb_add_doc(ds, q, 2, NULL, 0, "En ligne."), 0);
+        ASSERT_OK(fb_kb_build(ds));
+        check_same_terms(ds, "dépôt sur ds", "dépôt sur démarches simplifiées");
+        fb_kb_free(ds);
+    }
+    /* typos of the base's words: a letter missing from 5 letters, one too many, wrong or swapped
+     * from 9 */
+    fb_kb_t *kb = small_kb();
+    check_same_terms(kb, "depolution", "dépollution");
+    check_same_terms(kb, "qui paye la depolution", "qui paye la dépollution");
+    check_same_terms(kb, "subvantion", "subvention");
+    check_same_terms(kb, "subventiion", "subvention");
+    check_same_terms(kb, "subvnetion", "subvention");
+    check_same_terms(kb, "délibératoin", "délibération");
+    /* a short word at one wrong letter from a base word is another word, not a typo */
+    check_terms(kb, "terrine", "terrin");
+    check_terms(kb, "vende", "vend");
+    char *a = terms(kb, "payes"), *b = terms(kb, "pailles");
+    ASSERT(strcmp(a, b) != 0);
+    fb_free(a);
+    fb_free(b);
+    /* and a typo makes the question answerable */
+    fb_kb_result_t r;
+    fb_kb_search(kb, "ki paye la depolution", &r);
+    ASSERT(r.confident);
+    ASSERT_EQ(r.hits[0].doc, 2);
+    fb_kb_free(kb);
+    return 0;
+}
+
+TEST_IMPL(kb_numbers)
+{
+    /* a number the base never uses is a detail of the user's case: it does not lower the norm
+     * as an unknown word does */
+    fb_kb_t *kb = small_kb();
+    fb_kb_result_t plain, numbers, unknown;
+    fb_kb_search(kb, "qui paye la dépollution", &plain);
+    fb_kb_search(kb, "qui paye la dépollution de 1987, 4500 ?", &numbers);
+    fb_kb_search(kb, "qui paye la dépollution de zorglub ?", &unknown);
+    ASSERT_EQ(numbers.hits[0].doc, 2);
+    ASSERT(numbers.confident);
+    ASSERT(numbers.norm > unknown.norm);
+    ASSERT(numbers.norm >= plain.norm - 1e-9);
+    ASSERT(unknown.norm < plain.norm);
+    fb_kb_free(kb);
+    return 0;
+}
+
+TEST_IMPL(kb_small_talk)
+{
+    static const char *const yes[] = {
+        "merci beaucoup",
+        "Merci pour votre aide, bonne journée !",
+        "bonjour",
+        "au revoir",
+        "ok super merci",
+        "ça marche, à plus",
+        "bonsoir, vous allez bien ?",
+        "t'es nul",
+        "haha",
+        "tu es sympa",
+    };
+    for (size_t i = 0; i < FB_ARRAY_SIZE(yes); i++) {
+        if (!fb_kb_is_small_talk(yes[i]))
+            fprintf(stderr, "not small talk: %s\n", yes[i]);
+        ASSERT(fb_kb_is_small_talk(yes[i]));
+    }
+    static const char *const no[] = {
+        "merci, et c'est quoi un SIS ?",
+        "bonjour, qui paye la dépollution ?",
+        "je veux parler à un conseiller",
+        "au revoir le PLU, bonjour le PLUi ?",
+        "le marché est-il porteur ?",
+        "",
+        "le la les ?",
+    };
+    for (size_t i = 0; i < FB_ARRAY_SIZE(no); i++) {
+        if (fb_kb_is_small_talk(no[i]))
+            fprintf(stderr, "small talk: %s\n", no[i]);
+        ASSERT(!fb_kb_is_small_talk(no[i]));
+    }
+    ASSERT(!fb_kb_is_small_talk(NULL));
+    /* in the search: a word of thanks that meets an answer's word is not answered */
+    fb_kb_t *kb = fb_kb_new();
+    const char *d0[] = {"le marché immobilier est-il porteur ?", "étude de marché"};
+    const char *d1[] = {"qui paye la dépollution ?", "pollueur payeur"};
+    ASSERT_EQ(fb_kb_add_doc(kb, d0, 2, NULL, 0, "Vérifiez le marché."), 0);
+    ASSERT_EQ(fb_kb_add_doc(kb, d1, 2, NULL, 0, "Le pollueur paie."), 1);
+    ASSERT_OK(fb_kb_build(kb));
+    fb_kb_result_t r;
+    fb_kb_search(kb, "ça marche, merci !", &r);
+    ASSERT(r.n >= 1);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(r.small_talk);
+    ASSERT(!r.confident);
+    fb_kb_search(kb, "le marché, il est porteur ?", &r);
+    ASSERT(!r.small_talk);
+    ASSERT(r.confident);
     fb_kb_free(kb);
     return 0;
 }
