@@ -53,7 +53,8 @@ def test_redis_with_aof_is_durable(daemon):
     assert metric(daemon, "frichebot_redis_aof_enabled") == 1
     assert metric(daemon, "frichebot_redis_durable") == 1
     assert "persistence: AOF on, appendfsync everysec" in daemon.read_log()
-    assert "warn [redis]" not in daemon.read_log()
+    # no persistence warning (a loaded machine may log a connect timeout before the first try)
+    assert not re.search(r"warn \[redis\].*persistence", daemon.read_log()), daemon.read_log()
 
 
 def test_redis_without_aof_is_refused(volatile_redis, make_daemon):
