@@ -49,13 +49,15 @@ Definitions (the figures printed at the end):
 
 - sent: web, a message the client wrote at least once on a websocket (it resends it until it is
   acknowledged, so at the end every sent message must be acknowledged: an unacknowledged one is
-  counted as lost too); Matrix, a message event Synapse accepted (the user's events with that
-  token in the final timeline; more than one is a "client duplicate", a campaign failure).
+  counted as lost too); Matrix, a message Synapse accepted (answered its PUT with an event id).
 - replies received: sent messages with at least one reply in what the user saw at the end.
 - lost: sent messages with no reply in what the user saw at the end, after the drain (below).
 - duplicated: replies beyond the first for one message (two history entries, with different seqs,
   or two Matrix events, both "Reçu : <token>").
 - misrouted: a reply naming a token its user never sent (a reply in the wrong conversation).
+- client duplicates: a user message stored twice (web: two history entries with its client id;
+  Matrix: two events with its token, which the service then rightly answers twice: those
+  replies are not counted as duplicated).
 - reminders due: reminders the campaign made due (ZADD XX of `<conversation>|relance` in
   `fb:reminders:due`, at max(now - 1 s, the conversation's last user event), answered "changed"),
   only while the conversation's user is paused: it sends nothing until the reminder arrives (or
@@ -68,6 +70,8 @@ and users send no new message; the run waits until every sent message has its re
 web message its ack) and every due reminder was seen, for at most --drain seconds (default 180).
 Then the figures, the RSS and descriptor count of both daemons (after the warm-up, before the first
 fault; and at the end, from /proc), and the daemons are stopped with SIGTERM.
+
+`--self-test` checks this counting on made-up views (CTest: soak.self_test).
 
 Exit status 1 when anything was lost, duplicated or misrouted, a reminder was lost or duplicated, a
 client duplicated a message, a daemon's log holds a sanitizer report, or a SIGTERM did not end in a
@@ -925,35 +929,13 @@ matrix:
             else:
                 bot, mine = u.final_view()
                 sent = list(u.sent)
-            replies = {}
-            for b in bot:
-                m = REPLY.search(b)
-                if m:
-                    replies[m.group(1)] = replies.get(m.group(1), 0) + 1
-            user_dups = sum(c - 1 for c in _counts(mine).values() if c > 1)
-            rows["client duplicates"][k] += user_dups
-            sent_set = set(sent)
-            rows["sent"][k] += len(sent_set)
-            replied = sum(1 for t in sent_set if replies.get(t, 0) >= 1)
-            lost = [t for t in sent if replies.get(t, 0) == 0]
-            if k == "web":
-                lost += [t for t in u.unacked if t not in lost]
-            dup = {t: n - 1 for t, n in replies.items() if n > 1 and t in sent_set}
-            # A Matrix message Synapse stored twice is answered twice, rightly: not the daemon's
-            # duplicate (it is a client duplicate, counted apart).
-            if k == "matrix":
-                mc = _counts(mine)
-                dup = {t: n for t, n in ((t, replies[t] - max(1, mc.get(t, 1))) for t in dup) if n > 0}
-            misrouted = [t for t in replies if t not in sent_set]
-            rows["replied"][k] += replied
-            rows["lost"][k] += len(lost)
-            rows["duplicated"][k] += sum(dup.values())
-            rows["misrouted"][k] += len(misrouted)
-            rem_seen = sum(1 for b in bot if REMINDER in b)
-            rows["reminders due"][k] += u.reminders_due
-            rows["reminders delivered"][k] += rem_seen
-            rows["reminders lost"][k] += max(0, u.reminders_due - rem_seen)
-            rows["reminders duplicated"][k] += max(0, rem_seen - u.reminders_due)
+            t = tally(k, sent, bot, mine, u.unacked if k == "web" else (), u.reminders_due)
+            lost, dup, misrouted, user_dups, rem_seen = (t["lost"], t["duplicated"], t["misrouted"],
+                                                         t["client duplicates"], t["reminders delivered"])
+            for key in rows:
+                if key in t and key != "unacked":
+                    v = t[key]
+                    rows[key][k] += len(v) if isinstance(v, list) else sum(v.values()) if isinstance(v, dict) else v
             if lost or dup or misrouted or rem_seen != u.reminders_due or user_dups:
                 details.append(f"  {u.name} ({self.conv_key(u)}): lost {lost[:10]}, duplicated {dict(list(dup.items())[:10])}, "
                                f"misrouted {misrouted[:10]}, reminders due {u.reminders_due} seen {rem_seen}, "
@@ -1038,6 +1020,56 @@ matrix:
                 obj.stop()
 
 
+def tally(kind, sent, bot, mine, unacked, reminders_due):
+    """What one user saw, counted with the definitions of the module's docstring. `sent`: the
+    tokens sent, in order; `bot`: the texts of the service's messages the user saw; `mine`: the
+    user's own messages seen (web: entry ids, Matrix: bodies); `unacked`: the web messages never
+    acknowledged. Returns the figures; lost, duplicated and misrouted as the tokens concerned."""
+    replies = _counts(m.group(1) for m in (REPLY.search(b) for b in bot) if m)
+    sent_set = set(sent)
+    lost = [t for t in sent if t not in replies]
+    lost += [t for t in unacked if t not in lost]
+    mine_counts = _counts(mine)
+    # A Matrix message Synapse stored twice is rightly answered twice: a client duplicate, counted
+    # apart, not the daemon's. (The web chat de-duplicates a message by its id before the router.)
+    expected = {t: max(1, mine_counts.get(t, 1)) if kind == "matrix" else 1 for t in sent_set}
+    dup = {t: n - expected[t] for t, n in replies.items() if t in sent_set and n > expected[t]}
+    rem_seen = sum(1 for b in bot if REMINDER in b)
+    return {
+        "sent": len(sent_set),
+        "replied": sum(1 for t in sent_set if t in replies),
+        "lost": lost,
+        "duplicated": dup,
+        "misrouted": [t for t in replies if t not in sent_set],
+        "client duplicates": sum(c - 1 for c in mine_counts.values() if c > 1),
+        "reminders due": reminders_due,
+        "reminders delivered": rem_seen,
+        "reminders lost": max(0, reminders_due - rem_seen),
+        "reminders duplicated": max(0, rem_seen - reminders_due),
+    }
+
+
+def self_test():
+    """The counting, on made-up views: each kind of fault must be counted (--self-test)."""
+    ok = tally("web", ["m-w01-000001", "m-w01-000002"], ["Bonjour", "Reçu : m-w01-000001", "Votre message ?",
+               "Reçu : m-w01-000002", REMINDER], ["m-w01-000001", "m-w01-000002"], [], 1)
+    assert ok["lost"] == [] and ok["duplicated"] == {} and ok["misrouted"] == [] and ok["replied"] == 2, ok
+    assert ok["reminders lost"] == 0 and ok["reminders duplicated"] == 0, ok
+    bad = tally("web", ["m-w01-000001", "m-w01-000002", "m-w01-000003"],
+                ["Reçu : m-w01-000001", "Reçu : m-w01-000001", "Reçu : m-w09-000001", REMINDER, REMINDER],
+                ["m-w01-000001"], ["m-w01-000003"], 1)
+    assert bad["lost"] == ["m-w01-000002", "m-w01-000003"], bad
+    assert bad["duplicated"] == {"m-w01-000001": 1} and bad["misrouted"] == ["m-w09-000001"], bad
+    assert bad["reminders duplicated"] == 1 and bad["replied"] == 1, bad
+    assert tally("web", [], [], [], [], 2)["reminders lost"] == 2
+    # Matrix: a message stored twice by the homeserver, answered twice: a client duplicate only.
+    twice = tally("matrix", ["m-x01-000001"], ["Reçu : m-x01-000001"] * 2, ["m-x01-000001"] * 2, [], 0)
+    assert twice["duplicated"] == {} and twice["client duplicates"] == 1, twice
+    thrice = tally("matrix", ["m-x01-000001"], ["Reçu : m-x01-000001"] * 3, ["m-x01-000001"] * 2, [], 0)
+    assert thrice["duplicated"] == {"m-x01-000001": 1}, thrice
+    print("soak: self-test passed")
+
+
 def _counts(items):
     out = {}
     for i in items:
@@ -1058,7 +1090,11 @@ def main():
                    help="seconds a user waits for a reply before sending its next message (default 90)")
     p.add_argument("--keep", action="store_true", help="keep the work directory even when the run passes")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--self-test", action="store_true", help="check the counting on made-up views, and exit")
     args = p.parse_args()
+    if args.self_test:
+        self_test()
+        return
     if not os.access(args.binary, os.X_OK):
         sys.exit(f"soak: no frichebot binary at {args.binary} (build it, or pass --binary)")
     conftest.BINARY = os.path.abspath(args.binary)
