@@ -517,6 +517,7 @@ class MatrixUser(User):
         super().__init__(campaign, f"x{index:02d}")
         self.account = None
         self.room = None
+        self.bot_ts = {}  # token -> origin_server_ts of each reply (final view)
         self.since = None
         self.send_retries = 0
 
@@ -602,6 +603,9 @@ class MatrixUser(User):
                 body = ev.get("content", {}).get("body", "")
                 if ev.get("sender") == AS_USER:
                     bot.append(body)
+                    m = REPLY.search(body)
+                    if m:
+                        self.bot_ts.setdefault(m.group(1), []).append(ev.get("origin_server_ts", 0))
                 elif ev.get("sender") == self.account["user_id"]:
                     mine.append(body)
             if not out.get("chunk") or not out.get("end"):
@@ -635,6 +639,7 @@ class Campaign:
         self.samples = {}  # daemon name -> [(t, rss, fds)]
         self.start_figures = {}
         self.users = []
+        self.synapse_restarts = []  # (wall ms when the stop began, wall ms when it was up again)
         self.lock = threading.Lock()
 
     def anomaly(self, what):
@@ -766,8 +771,10 @@ matrix:
 
     def restart_synapse(self):
         t = time.monotonic()
+        began = int(time.time() * 1000)
         self.synapse.stop()
         self.synapse.start(timeout=300)
+        self.synapse_restarts.append((began, int(time.time() * 1000)))
         self.count("Synapse restart")
         note(f"Synapse restarted in {time.monotonic() - t:.1f} s")
 
@@ -918,6 +925,7 @@ matrix:
                 ("sent", "replied", "lost", "duplicated", "misrouted", "unacked", "client duplicates",
                  "reminders due", "reminders delivered", "reminders lost", "reminders duplicated")}
         details = []
+        across_restart = 0  # Matrix messages answered on both sides of a Synapse restart
         for u in self.users:
             k = u.kind
             if k == "web":
@@ -936,6 +944,11 @@ matrix:
                 if key in t and key != "unacked":
                     v = t[key]
                     rows[key][k] += len(v) if isinstance(v, list) else sum(v.values()) if isinstance(v, dict) else v
+            if k == "matrix":
+                for tok in dup:
+                    stamps = sorted(u.bot_ts.get(tok, []))
+                    if any(stamps[0] <= up and stamps[-1] >= began for began, up in self.synapse_restarts):
+                        across_restart += 1
             if lost or dup or misrouted or rem_seen != u.reminders_due or user_dups:
                 details.append(f"  {u.name} ({self.conv_key(u)}): lost {lost[:10]}, duplicated {dict(list(dup.items())[:10])}, "
                                f"misrouted {misrouted[:10]}, reminders due {u.reminders_due} seen {rem_seen}, "
@@ -983,6 +996,10 @@ matrix:
                        f"(incarnation {d.incarnation}, up {self.end_at - d.started_at:.0f} s); peak RSS {peak:.1f} MiB")
         out.append(f"Redis at the end: outbox pending {pending}, reminders claimed {claimed}, parked lists {parked}")
         out.append(f"SIGTERM stops: {self.sigterms}, unclean {self.unclean}; sanitizer reports: {len(self.sanitizer)}")
+        if across_restart:
+            out.append(f"of the Matrix duplicates, {across_restart} were answered before and after a Synapse "
+                       "restart (Synapse keeps an application service's transaction ids in memory only, "
+                       "docs/internals/SOAK.md)")
         if self.anomalies:
             out.append(f"anomalies ({len(self.anomalies)}, see soak.log): " + "; ".join(self.anomalies[:5]))
         bad = []
