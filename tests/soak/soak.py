@@ -354,7 +354,7 @@ class WebUser(User):
         self.close()
         try:
             ws = connect(f"ws://127.0.0.1:{port}/ws", open_timeout=5, close_timeout=1, max_size=None, legacy=True)
-        except (OSError, InvalidHandshake, TimeoutError):
+        except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed):  # (a daemon killed mid-handshake)
             return False
         self.ws, self.port = ws, port
         since = max(self.entries) if self.entries else 0
@@ -518,6 +518,7 @@ class MatrixUser(User):
         self.account = None
         self.room = None
         self.bot_ts = {}  # token -> origin_server_ts of each reply (final view)
+        self.reminder_ts = []  # origin_server_ts of each reminder (final view)
         self.since = None
         self.send_retries = 0
 
@@ -606,6 +607,8 @@ class MatrixUser(User):
                     m = REPLY.search(body)
                     if m:
                         self.bot_ts.setdefault(m.group(1), []).append(ev.get("origin_server_ts", 0))
+                    elif REMINDER in body:
+                        self.reminder_ts.append(ev.get("origin_server_ts", 0))
                 elif ev.get("sender") == self.account["user_id"]:
                     mine.append(body)
             if not out.get("chunk") or not out.get("end"):
@@ -949,6 +952,15 @@ matrix:
                     stamps = sorted(u.bot_ts.get(tok, []))
                     if any(stamps[0] <= up and stamps[-1] >= began for began, up in self.synapse_restarts):
                         across_restart += 1
+                # A reminder stored as Synapse stopped and again once it was up: two reminders
+                # close together on both sides of a restart.
+                stamps = sorted(u.reminder_ts)
+                extra = t["reminders duplicated"]
+                for first, second in zip(stamps, stamps[1:]):
+                    if extra and any(first <= up and second >= began and second - first < 60000
+                                     for began, up in self.synapse_restarts):
+                        across_restart += 1
+                        extra -= 1
             if lost or dup or misrouted or rem_seen != u.reminders_due or user_dups:
                 details.append(f"  {u.name} ({self.conv_key(u)}): lost {lost[:10]}, duplicated {dict(list(dup.items())[:10])}, "
                                f"misrouted {misrouted[:10]}, reminders due {u.reminders_due} seen {rem_seen}, "
@@ -997,9 +1009,9 @@ matrix:
         out.append(f"Redis at the end: outbox pending {pending}, reminders claimed {claimed}, parked lists {parked}")
         out.append(f"SIGTERM stops: {self.sigterms}, unclean {self.unclean}; sanitizer reports: {len(self.sanitizer)}")
         if across_restart:
-            out.append(f"of the Matrix duplicates, {across_restart} were answered before and after a Synapse "
-                       "restart (Synapse keeps an application service's transaction ids in memory only, "
-                       "docs/internals/SOAK.md)")
+            out.append(f"of the Matrix duplicates (replies and reminders), {across_restart} were sent "
+                       "before and after a Synapse restart (Synapse keeps an application service's "
+                       "transaction ids in memory only, docs/internals/SOAK.md)")
         if self.anomalies:
             out.append(f"anomalies ({len(self.anomalies)}, see soak.log): " + "; ".join(self.anomalies[:5]))
         bad = []
