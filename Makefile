@@ -7,26 +7,30 @@
 #                targets) and run every test suite through CTest
 #   make bench   install what is missing, build optimised, run the benchmarks
 #   make fuzz    every libFuzzer target for FUZZ_SECONDS each (default 600; make test runs 20)
+#   make soak    the fault campaign (tests/soak/soak.py): two daemons, one Redis with AOF, web and
+#                Matrix users, kill -9/SIGTERM/Synapse restarts/429/5xx for SOAK_SECONDS (default
+#                600); fails on any lost or duplicated reply. Not part of make test
 #   make format  clang-format every C file;  make clean  remove the build directories
 #   make exemples  regenerate docs/exemples.md from the golden transcripts
 #
 # Build directories: build/ (make run, make bench; `make run BUILD=DIR` builds elsewhere),
 # build-test/ (make test), build-gcc/ (make test also compiles everything with gcc and -Werror,
-# for gcc's warnings), build-fuzz/ (make fuzz).
+# for gcc's warnings), build-fuzz/ (make fuzz), build-soak/ (make soak).
 
 JOBS  ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE ?= cmake
 
 FUZZ_SECONDS ?= 600
+SOAK_SECONDS ?= 600
 BUILD        ?= build
 PREFIX       ?= /usr/local
 
-.PHONY: all run install test bench fuzz build build-test format clean help exemples
+.PHONY: all run install test bench fuzz soak build build-test format clean help exemples
 
 all: build
 
 help:
-	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
 
 build:
 	deploy/install-deps.sh run
@@ -72,6 +76,16 @@ fuzz:
 	$(CMAKE) --build build-fuzz -j $(JOBS)
 	cd build-fuzz && ctest -L fuzz --output-on-failure -j $(JOBS)
 
+# Optimised with ASan and UBSan: an error path taken under a fault reports itself (the RSS it
+# prints includes the sanitizers' own memory). SOAK_SECONDS, and SOAK_FAULT_GAP, SOAK_WEB_USERS,
+# SOAK_MATRIX_USERS (tests/soak/soak.py --help).
+soak:
+	deploy/install-deps.sh test
+	CC=clang $(CMAKE) -S . -B build-soak -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFB_ASAN=ON \
+	  -DFB_UBSAN=ON -DFB_FUZZ=OFF -DFB_BUILD_TESTS=OFF -DFB_WERROR=OFF
+	$(CMAKE) --build build-soak -j $(JOBS) --target frichebot
+	SOAK_SECONDS=$(SOAK_SECONDS) .venv/bin/python tests/soak/soak.py --binary build-soak/frichebot
+
 # docs/exemples.md from three golden transcripts (tests/transcripts/friche-*.yaml)
 exemples: build
 	tools/exemples.sh $(BUILD)/frichebot
@@ -80,4 +94,4 @@ format:
 	$(CMAKE) --build build-test --target format
 
 clean:
-	rm -rf build build-test build-gcc build-fuzz
+	rm -rf build build-test build-gcc build-fuzz build-soak

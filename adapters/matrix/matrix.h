@@ -120,6 +120,7 @@ struct batch {
     void (*done)(struct batch *bt, int status);
     void *owner; /* the appservice request, or NULL */
     char *txn_key;
+    char txn_mark[FB_MX_TXN_DIGEST_LEN + 1]; /* the value written at txn_key (mx_appservice.c) */
 };
 
 /* One attempt only (matrix.c). */

@@ -83,12 +83,13 @@ static void on_txn_marked(struct mx *m, int status, redisReply *reply, void *arg
 }
 
 /* KEYS[1] the transaction's mark, KEYS[2..6] the crypto hashes (mx_e2ee.h); ARGV[1] the mark's
- * TTL, ARGV[2] the crypto write (or ""). The crypto state a transaction changed (an Olm session
+ * TTL, ARGV[2] the crypto write (or ""), ARGV[3] the mark's value (fb_mx_txn_digest(), "1" when
+ * the transaction has no event id). The crypto state a transaction changed (an Olm session
  * that advanced, a room key) is written with the mark that says it was handled: both or
  * neither, so a transaction the homeserver sends again finds the state it left. */
 static const char txn_mark_script[] =
     E2EE_APPLY_LUA "e2ee_apply({KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}, ARGV[2])\n"
-                   "redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])\n"
+                   "redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[1])\n"
                    "return 1\n";
 
 static void on_txn_batch_done(struct batch *bt, int status)
@@ -96,6 +97,8 @@ static void on_txn_batch_done(struct batch *bt, int status)
     struct mx *m = bt->m;
     fb_http_req_t *req = bt->owner;
     char *key = bt->txn_key;
+    char mark[sizeof(bt->txn_mark)];
+    memcpy(mark, bt->txn_mark, sizeof(mark));
     bt->txn_key = NULL;
     mx_batch_free(bt);
     if (status) {
@@ -109,7 +112,7 @@ static void on_txn_batch_done(struct batch *bt, int status)
         struct mark_ctx *mc = fb_calloc(1, sizeof(*mc));
         mc->req = req;
         char *cw = mx_e2ee_take_write(m, &mc->taken);
-        const char *argv[3 + 1 + MX_E2EE_NKEYS + 2];
+        const char *argv[3 + 1 + MX_E2EE_NKEYS + 3];
         argv[0] = "EVAL";
         argv[1] = txn_mark_script;
         argv[2] = "6";
@@ -117,7 +120,8 @@ static void on_txn_batch_done(struct batch *bt, int status)
         mx_e2ee_keys_argv(m, argv + 4);
         argv[4 + MX_E2EE_NKEYS] = ttl;
         argv[5 + MX_E2EE_NKEYS] = cw ? cw : "";
-        int rc = mx_rcmd_argv(m, on_txn_marked, mc, 6 + MX_E2EE_NKEYS, argv);
+        argv[6 + MX_E2EE_NKEYS] = mark;
+        int rc = mx_rcmd_argv(m, on_txn_marked, mc, 7 + MX_E2EE_NKEYS, argv);
         if (cw) {
             explicit_bzero(cw, strlen(cw));
             fb_free(cw);
@@ -134,6 +138,7 @@ static void on_txn_batch_done(struct batch *bt, int status)
 struct txn_ctx {
     fb_http_req_t *req;
     char *key;
+    char mark[FB_MX_TXN_DIGEST_LEN + 1]; /* what the mark will say: the events' digest, or "1" */
 };
 
 /* Parses a transaction's body into a batch and hands it to the router; takes tc. */
@@ -144,6 +149,7 @@ static void txn_parse(struct mx *m, struct txn_ctx *tc, const char *body, size_t
     bt->done = on_txn_batch_done;
     bt->owner = req;
     bt->txn_key = tc->key;
+    memcpy(bt->txn_mark, tc->mark, sizeof(bt->txn_mark));
     fb_free(tc);
     fb_mx_parse_opts_t po = mx_parse_opts(m, true);
     if (fb_mx_parse_txn(body, len, &po, &bt->b)) {
@@ -197,18 +203,32 @@ static void on_txn_seen(struct mx *m, int status, redisReply *reply, void *arg)
         txn_ctx_fail(tc, 503, "M_UNKNOWN", "try again later");
         return;
     }
-    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
-        FB_INFO(MATRIX, "%s transaction replayed: acknowledged, not handled again",
+    size_t len = 0;
+    const char *body = fb_http_req_body(req, &len);
+    if (!fb_mx_txn_digest(body, len, tc->mark))
+        snprintf(tc->mark, sizeof(tc->mark), "1");
+    if (reply->type == REDIS_REPLY_STRING) {
+        /* The same events again: a replay. "1" on either side (a transaction without event ids,
+         * or a mark written before the digests) cannot be told apart: a replay too. */
+        if (strcmp(reply->str, tc->mark) == 0 || strcmp(reply->str, "1") == 0 ||
+            strcmp(tc->mark, "1") == 0) {
+            FB_INFO(MATRIX, "%s transaction replayed: acknowledged, not handled again",
+                    fb_http_req_tag(req));
+            txn_ctx_fail(tc, 200, NULL, NULL);
+            return;
+        }
+        /* An id the homeserver used before for other events: Synapse on SQLite numbers its
+         * transactions from 1 again after a restart. Acknowledged unread, they would be lost;
+         * handled, a replay of an event is still dropped by the router's dedupe. */
+        FB_WARN(MATRIX,
+                "%s transaction id reused for other events (a homeserver that numbers its "
+                "transactions again, as Synapse on SQLite does after a restart): handled",
                 fb_http_req_tag(req));
-        txn_ctx_fail(tc, 200, NULL, NULL);
-        return;
     }
     if (m->stopping || !m->a) {
         txn_ctx_fail(tc, 503, "M_UNKNOWN", "shutting down");
         return;
     }
-    size_t len = 0;
-    const char *body = fb_http_req_body(req, &len);
     if (m->e2ee) { /* decrypted first (mx_e2ee.c), then parsed from the rewritten document */
         size_t clen = 0, fixed = 0;
         char *clean = fb_mx_json_repair(body, len, &clen, &fixed);
@@ -240,7 +260,7 @@ static int as_txn_begin(struct mx *m, fb_http_req_t *req)
     char *k = fb_asprintf("matrix:txn:%s", id);
     tc->key = fb_asprintf("%s%s", m->core->cfg->store.key_prefix, k);
     fb_free(k);
-    const char *argv[] = {"EXISTS", tc->key};
+    const char *argv[] = {"GET", tc->key};
     if (mx_rcmd_argv(m, on_txn_seen, tc, 2, argv)) {
         fb_free(tc->key);
         fb_free(tc);

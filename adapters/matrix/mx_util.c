@@ -98,6 +98,39 @@ char *fb_mx_json_repair(const char *s, size_t len, size_t *out_len, size_t *coun
     return fb_buf_take(&b);
 }
 
+bool fb_mx_txn_digest(const char *body, size_t len, char out[FB_MX_TXN_DIGEST_LEN + 1])
+{
+    out[0] = '\0';
+    size_t clen = 0, fixed = 0;
+    char *clean = fb_mx_json_repair(body, len, &clen, &fixed);
+    json_t *doc = clean ? json_loadb(clean, clen, 0, NULL) : NULL;
+    fb_free(clean);
+    fb_buf_t ids;
+    fb_buf_init(&ids, len + 1);
+    bool any = false, ok = true;
+    size_t i;
+    json_t *ev;
+    json_array_foreach(json_object_get(doc, "events"), i, ev)
+    {
+        const char *id = json_string_value(json_object_get(ev, "event_id"));
+        if (!id)
+            continue;
+        if (fb_buf_puts(&ids, id) || fb_buf_puts(&ids, "\n")) {
+            ok = false;
+            break;
+        }
+        any = true;
+    }
+    if (any && ok) {
+        unsigned char d[32];
+        fb_sha256(fb_buf_str(&ids), ids.len, d);
+        fb_hex(d, sizeof(d), out);
+    }
+    fb_buf_free(&ids);
+    json_decref(doc);
+    return any && ok;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* The parser */
 

@@ -89,6 +89,18 @@ void fb_mx_batch_free(fb_mx_batch_t *b);
  */
 char *fb_mx_json_repair(const char *s, size_t len, size_t *out_len, size_t *count);
 
+#define FB_MX_TXN_DIGEST_LEN 64
+
+/**
+ * What names an application-service transaction's content: the SHA-256, in hex, of the
+ * `event_id`s of its `events`, in order, each followed by a newline. A homeserver that sends a
+ * transaction again sends the same events (with another `unsigned.age`: the body itself names
+ * nothing); one that reuses an id for new events (Synapse on SQLite numbers them from 1 again
+ * after a restart) sends other ones. Returns false, with `out` = "", when the body is unreadable
+ * or holds no event id (to-device data only): nothing then tells a replay from a new transaction.
+ */
+bool fb_mx_txn_digest(const char *body, size_t len, char out[FB_MX_TXN_DIGEST_LEN + 1] /* OUT */);
+
 /** Strips a rich-reply fallback (leading lines starting with '>' and one blank line after them)
  *  from `body`; returns a new string. */
 char *fb_mx_strip_fallback(const char *body);

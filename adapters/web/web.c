@@ -224,7 +224,8 @@ struct op {
     char *text;   /* user text, or the choice's label */
     char *choice; /* option id */
     uint64_t since;
-    char *tail; /* APPEND_BOT: the entry, for a live push after forget */
+    char *tail;                       /* APPEND_BOT: the entry, for a live push after forget */
+    char token[FB_WEB_TOKEN_LEN + 1]; /* APPEND_BOT: whose sockets get the entry */
     fb_send_cb send_cb;
     void *send_arg;
     char tag[FB_WEB_TAG_LEN + 1];
@@ -1151,17 +1152,23 @@ static void on_bot_appended(fb_redis_t *r, int status, redisReply *reply, void *
         return;
     }
     long long code = reply->element[0]->integer;
+    /* The sockets are those attached now, not when the reply was queued: a socket whose hello
+     * script ran before this append (its replay ends before the entry) has been attached by now,
+     * since one Redis connection answers in order, even if the conversation had no socket here
+     * when the reply was queued (the page was reconnecting). Missed, the entry would never reach
+     * it: the next one would, and the page, asking for what follows its last seq, would skip it. */
+    struct conv *cv = web_alive(op->w) ? conv_find(op->w, op->token) : NULL;
     if (code < 0) {
         /* Forgotten (or expired): nothing is kept, but the open tabs still see the reply. */
-        if (op->cv && op->cv->clients) {
+        if (cv && cv->clients) {
             char *stored =
-                fb_asprintf("{\"seq\":%llu%s", (unsigned long long)op->cv->last_seq + 1, op->tail);
-            conv_push_stored(op->cv, stored, strlen(stored));
+                fb_asprintf("{\"seq\":%llu%s", (unsigned long long)cv->last_seq + 1, op->tail);
+            conv_push_stored(cv, stored, strlen(stored));
             fb_free(stored);
         }
         FB_DEBUG(WEB, "[web|%s] reply to a conversation without history: shown, not kept", op->tag);
-    } else if (op->cv && reply->elements >= 3 && reply->element[2]->type == REDIS_REPLY_STRING) {
-        conv_push_stored(op->cv, reply->element[2]->str, reply->element[2]->len);
+    } else if (cv && reply->elements >= 3 && reply->element[2]->type == REDIS_REPLY_STRING) {
+        conv_push_stored(cv, reply->element[2]->str, reply->element[2]->len);
     }
     op->send_cb(0, 0, op->send_arg);
     op_free(op);
@@ -1185,13 +1192,12 @@ static int web_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, vo
     json_decref(entry);
     if (!tail)
         return FB_EINVAL;
-    struct conv *cv = conv_find(w, msg->conv);
-    struct op *op = op_new(w, OP_APPEND_BOT, NULL, cv && cv->nclients ? cv : NULL);
+    struct op *op = op_new(w, OP_APPEND_BOT, NULL, NULL);
     op->send_cb = cb;
     op->send_arg = arg;
     op->tail = tail;
-    if (!op->cv)
-        fb_web_token_tag(msg->conv, op->tag);
+    memcpy(op->token, msg->conv, FB_WEB_TOKEN_LEN + 1);
+    fb_web_token_tag(msg->conv, op->tag);
     char *dkey = fb_asprintf("b:%s", msg->txn_id);
     char *conv_key = fb_asprintf("web:%s", msg->conv);
     char *keys[4];

@@ -852,9 +852,10 @@ def test_appservice_conversation_replay_and_tokens(appservice):
     txn_id = "replay-" + secrets.token_hex(4)
     rating = fake_message(room, user.user_id, "4")
     assert as_put(d, txn_id, {"events": [rating]}, hs) == (200, b"{}")
-    # The same transaction id again, even with another event in it: acknowledged, not reprocessed.
-    other = fake_message(room, user.user_id, "Un commentaire qui ne doit jamais être lu")
-    assert as_put(d, txn_id, {"events": [other]}, hs) == (200, b"{}")
+    # The same transaction again (its event older by now): acknowledged, not reprocessed.
+    mark = len(d.read_log())
+    assert as_put(d, txn_id, {"events": [dict(rating, unsigned={"age": 30000})]}, hs) == (200, b"{}")
+    assert "transaction replayed: acknowledged, not handled again" in d.log_since(mark)
     # A wrong token and no token: refused, nothing handled.
     sneaky = fake_message(room, user.user_id, "oublier mes données")
     status, body = as_put(d, "wrong-" + secrets.token_hex(4), {"events": [sneaky]}, "0" * len(hs))
@@ -894,6 +895,33 @@ def test_appservice_conversation_replay_and_tokens(appservice):
     assert "duration_ms" in pong, pong
     log = d.read_log()
     assert hs not in log and reg["as_token"] not in log
+    user.close()
+
+
+def test_appservice_reused_transaction_id_with_other_events_is_handled(appservice):
+    """Synapse on SQLite numbers its transactions from 1 again after a restart (its id generator
+    starts from the highest id still waiting to be sent: none once all were): ids the daemon has
+    marked come back with new events. They are told from a replay by their event ids, and handled
+    (make soak found messages acknowledged unread after each Synapse restart)."""
+    syn, d, reg = appservice["synapse"], appservice["daemon"], appservice["reg"]
+    user = new_user(syn)
+    room = open_dm(user, AS_USER, d)
+    hs = reg["hs_token"]
+    txn_id = "reused-" + secrets.token_hex(4)
+    h0 = handled(d)
+    assert as_put(d, txn_id, {"events": [fake_message(room, user.user_id, "aide")]}, hs) == (200, b"{}")
+    assert wait_until(lambda: handled(d) >= h0 + 1, 10), handled(d)
+    mark = len(d.read_log())
+    second = fake_message(room, user.user_id, "aide")
+    assert as_put(d, txn_id, {"events": [second]}, hs) == (200, b"{}")
+    assert "transaction id reused for other events" in d.log_since(mark), d.log_since(mark)
+    assert wait_until(lambda: handled(d) >= h0 + 2, 10), handled(d)
+    # That transaction sent again (the same events) is a replay, as before.
+    mark = len(d.read_log())
+    assert as_put(d, txn_id, {"events": [dict(second, unsigned={"age": 60000})]}, hs) == (200, b"{}")
+    assert "transaction replayed: acknowledged, not handled again" in d.log_since(mark)
+    time.sleep(0.5)
+    assert handled(d) == h0 + 2
     user.close()
 
 

@@ -328,6 +328,36 @@ def test_sigkill_between_write_and_delivery_delivers_once(redis, make_daemon):
     again.close()
 
 
+def test_reply_reaches_a_socket_whose_hello_was_answered_after_it_was_queued(redis, make_daemon):
+    """The page reconnects while its reply waits in the outbox, and the outbox hands the reply to
+    the adapter after the new socket's hello was sent to Redis but before it was answered (Redis is
+    paused across both): the hello's replay ends before the reply, so the reply must be pushed to
+    the socket once its append is answered. Found by make soak: the adapter picked the sockets when
+    the reply was queued, found none, and the page, which asks only for what follows its last seq
+    and got the next entry live, never showed the reply."""
+    hold = {"FB_TEST_OUTBOX_START_DELAY_MS": "1000"}  # test builds: deliveries wait 1 s
+    d = start_daemon(make_daemon, redis, command_timeout_ms=8000, start=False).start(env=hold)
+    chat = Chat(d)
+    chat.wait_bot("Dans quelle commune", timeout=30)
+    chat.say("lyon")  # its entry is pushed before the ack; the outbox reads its head, then waits
+    t0 = time.monotonic()
+    since = chat.last_seq()
+    chat.close()
+    # Redis paused: the outbox's second read of its head (at t0 + 1 s), then the hello, wait in
+    # that order; once they are answered, the adapter gets the reply before the hello's answer.
+    assert redis.cli("CLIENT", "PAUSE", "2500") == "OK"
+    time.sleep(max(0.0, t0 + 1.4 - time.monotonic()))
+    again = Chat(d, hello=False)
+    again.send({"type": "hello", "token": chat.token, "since": since})
+    welcome = again.wait_for(lambda f: f["type"] == "welcome", timeout=20, what="welcome")
+    assert welcome["token"] == chat.token and not welcome["new"]
+    reply = again.wait_bot("Qui porte le projet", after=since, timeout=15)
+    stored = history(redis, chat.token)
+    assert dict(reply, type=None) == dict(next(e for e in stored if "Qui porte le projet" in e["text"]), type=None)
+    assert sorted(again.entries) == [e["seq"] for e in stored if e["seq"] > since]
+    again.close()
+
+
 def test_redis_restart_loses_nothing(redis, make_daemon):
     d = start_daemon(make_daemon, redis, extra_redis="  write_deadline_ms: 600")
     chat = Chat(d)

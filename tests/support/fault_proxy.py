@@ -15,6 +15,11 @@ The server stays real: the proxy only breaks the path to it, as a network would.
                            # a request from the client holding these bytes is never forwarded,
                            # nor anything after it on its connection (a server that hangs):
                            # `held` counts them; None forwards again (new connections)
+    proxy.fail_requests(429, 10, match=b"/_matrix/client/", retry_after_ms=300)
+                           # the next 10 HTTP requests holding `match` are answered by the proxy
+                           # itself with this status (a JSON Matrix error; 429 with retry_after_ms
+                           # and Retry-After), never forwarded, and their connection closed:
+                           # `failed` counts them; a list of statuses is used in turn
     proxy.stop()
 
 Counters (connections, cuts, bytes each way) are attributes, for the tests to show the faults
@@ -41,6 +46,11 @@ class FaultProxy:
         self.cut_after_bytes = None
         self.hold = None
         self.held = 0
+        self.fail_statuses = []
+        self.fail_left = 0
+        self.fail_match = b""
+        self.fail_retry_after_ms = None
+        self.failed = 0
         self.connections = 0
         self.cuts = 0
         self.bytes_up = 0
@@ -91,6 +101,68 @@ class FaultProxy:
         with self.lock:
             self.cut_after_bytes = n
 
+    def fail_requests(self, status, count, match=b"", retry_after_ms=None):
+        """Answers the next `count` requests whose head holds `match` with `status` (an int, or a
+        list used in turn) instead of forwarding them."""
+        with self.lock:
+            self.fail_statuses = list(status) if isinstance(status, (list, tuple)) else [status]
+            self.fail_left = count
+            self.fail_match = match
+            self.fail_retry_after_ms = retry_after_ms
+
+    METHODS = (b"GET ", b"PUT ", b"POST ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"PATCH ")
+
+    def _take_failure(self, data):
+        """The status to answer this chunk with, if it starts a request to fail, else None."""
+        if not self.fail_left or not data.startswith(self.METHODS):
+            return None
+        with self.lock:
+            if self.fail_left <= 0 or self.fail_match not in data.split(b"\r\n", 1)[0]:
+                return None
+            self.fail_left -= 1
+            status = self.fail_statuses[self.failed % len(self.fail_statuses)]
+            self.failed += 1
+            return status
+
+    def _answer(self, client, data, status):
+        """Reads the rest of the request (headers, then a Content-Length body: a client that is
+        still writing when the socket closes would get an RST instead of the answer), then answers
+        it with `status` and closes."""
+        client.settimeout(5)
+        try:
+            while b"\r\n\r\n" not in data:
+                more = client.recv(65536)
+                if not more:
+                    return
+                data += more
+            head, body = data.split(b"\r\n\r\n", 1)
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value.strip() or 0)
+            while len(body) < length:
+                more = client.recv(65536)
+                if not more:
+                    return
+                body += more
+            reason = {429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
+                      503: "Service Unavailable", 504: "Gateway Timeout"}.get(status, "Error")
+            extra = ""
+            if status == 429:
+                ms = self.fail_retry_after_ms or 0
+                payload = ('{"errcode":"M_LIMIT_EXCEEDED","error":"Too Many Requests","retry_after_ms":%d}'
+                           % ms).encode()
+                extra = "Retry-After: %d\r\n" % max(1, (ms + 999) // 1000) if ms else ""
+            else:
+                payload = b'{"errcode":"M_UNKNOWN","error":"injected by fault_proxy"}'
+            client.sendall(("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                            "%sConnection: close\r\n\r\n" % (status, reason, len(payload), extra)).encode()
+                           + payload)
+            client.shutdown(socket.SHUT_WR)
+        except (OSError, ValueError):
+            pass
+
     def _accept(self):
         while self.running:
             try:
@@ -128,6 +200,11 @@ class FaultProxy:
                     data = src.recv(65536)
                     if not data:
                         raise EOFError
+                    if src is client and not holding:
+                        status = self._take_failure(data)
+                        if status is not None:
+                            self._answer(client, data, status)
+                            raise EOFError
                     if src is client and (holding or (self.hold and self.hold in data)):
                         if not holding:
                             with self.lock:

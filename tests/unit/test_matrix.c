@@ -238,6 +238,35 @@ TEST_IMPL(matrix_json_repair)
     return 0;
 }
 
+TEST_IMPL(matrix_txn_digest)
+{
+    char a[FB_MX_TXN_DIGEST_LEN + 1], b[FB_MX_TXN_DIGEST_LEN + 1];
+    /* A replay: the same events, another age. */
+    const char *t1 = "{\"events\":[{\"event_id\":\"$a\",\"unsigned\":{\"age\":1}},"
+                     "{\"event_id\":\"$b\"}]}";
+    const char *t2 = "{\"events\":[{\"event_id\":\"$a\",\"unsigned\":{\"age\":900}},"
+                     "{\"event_id\":\"$b\"}]}";
+    ASSERT(fb_mx_txn_digest(t1, strlen(t1), a));
+    ASSERT(fb_mx_txn_digest(t2, strlen(t2), b));
+    ASSERT_EQ(strlen(a), FB_MX_TXN_DIGEST_LEN);
+    ASSERT_STR_EQ(a, b);
+    /* Other events under the same id; the same ones in another order. */
+    const char *t3 = "{\"events\":[{\"event_id\":\"$c\"}]}";
+    ASSERT(fb_mx_txn_digest(t3, strlen(t3), b));
+    ASSERT(strcmp(a, b) != 0);
+    const char *t4 = "{\"events\":[{\"event_id\":\"$b\"},{\"event_id\":\"$a\"}]}";
+    ASSERT(fb_mx_txn_digest(t4, strlen(t4), b));
+    ASSERT(strcmp(a, b) != 0);
+    /* Nothing to name it by: to-device data only, no events, not JSON. */
+    const char *none[] = {"{\"events\":[],\"de.sorunome.msc2409.to_device\":[{\"type\":\"x\"}]}",
+                          "{\"events\":[{\"type\":\"m.room.message\"}]}", "{}", "[1]", "not json"};
+    for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++) {
+        ASSERT(!fb_mx_txn_digest(none[i], strlen(none[i]), b));
+        ASSERT_STR_EQ(b, "");
+    }
+    return 0;
+}
+
 TEST_IMPL(matrix_strip_fallback)
 {
     char *s = fb_mx_strip_fallback("> <@a:x> q\n> more\n\nanswer\n> kept");
