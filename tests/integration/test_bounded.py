@@ -34,6 +34,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import uuid
@@ -60,7 +61,7 @@ HEALTHZ_MAX_MS = 100.0 * float(os.environ.get("FB_TEST_TIMEOUT_MULTIPLIER") or 1
 RSS_BOUND_MB = int(os.environ.get("FB_TEST_RSS_BOUND_MB", "160"))
 
 
-def as_yaml(hs_url, registration, port, matrix_extra=""):
+def as_yaml(hs_url, registration, port, matrix_extra="", router_extra=""):
     return f"""matrix:
   enabled: true
   mode: appservice
@@ -71,17 +72,17 @@ def as_yaml(hs_url, registration, port, matrix_extra=""):
     id: "frichebot"
     url: "http://127.0.0.1:{port}"
 router:
-  outbox_retry:
+{router_extra}  outbox_retry:
     delays_ms: [100, 200, 500, 1000]
     jitter_percent: 0
     max_attempts: 0
 """
 
 
-def start_as_daemon(tmp_path, redis, hs, matrix_extra=os.environ.get("FB_TEST_MATRIX_EXTRA", "")):
+def start_as_daemon(tmp_path, redis, hs, matrix_extra=os.environ.get("FB_TEST_MATRIX_EXTRA", ""), router_extra=""):
     d = Daemon(tmp_path, redis.address, idle_timeout_s=60, max_body_bytes=8 << 20)
     registration = tmp_path / "registration.yaml"
-    d.settings["extra"] = as_yaml(hs.url, registration, d.port, matrix_extra)
+    d.settings["extra"] = as_yaml(hs.url, registration, d.port, matrix_extra, router_extra)
     d.write_config()
     out = subprocess.run([BINARY, "matrix-registration", "-c", str(d.config_path)], capture_output=True,
                          text=True, timeout=30)
@@ -223,6 +224,47 @@ def test_one_transaction_of_5000_events_over_5000_rooms_stays_bounded(redis, hom
             poller.wait()
         rc, log = d.stop()
     d.check_clean(rc, log)
+
+
+def test_a_full_router_answers_the_homeserver_503_then_takes_the_transaction(redis, tmp_path):
+    """Backpressure: with room for one event in the router (router.max_queued_events: 1), a
+    transaction whose first event finds it taken by another transaction's is answered 503 at once
+    (retryable: the homeserver sends it again), counted, and handled when sent again; every event
+    of both answered once."""
+    hs = FakeHomeserver().start()
+    d = None
+    try:
+        d, hs_token = start_as_daemon(tmp_path, redis, hs, matrix_extra="  max_events_in_flight: 1\n",
+                                      router_extra="  max_queued_events: 1\n")
+        nonce = secrets.token_hex(3)
+        rooms_a = [f"!a{nonce}x{i}:bp" for i in range(300)]
+        rooms_b = [f"!b{nonce}x{i}:bp" for i in range(3)]
+        body_a = {"events": [message(r, "@u:bp", "bonjour") for r in rooms_a]}
+        body_b = {"events": [message(r, "@v:bp", "bonjour") for r in rooms_b]}
+        result_a = {}
+        ta = threading.Thread(target=lambda: result_a.update(r=put_txn(d, "a-" + nonce, body_a, hs_token)))
+        ta.start()
+        # Once A is being handled (its first replies out), B: one attempt, as a homeserver makes it.
+        assert wait_until(lambda: len(hs.snapshot("sends")) > 0, 30), d.read_log()[-3000:]
+        status, _, out = d.request(f"/_matrix/app/v1/transactions/b-{nonce}", "PUT", json.dumps(body_b).encode(),
+                                   {"Content-Type": "application/json", "Authorization": f"Bearer {hs_token}"})
+        first_b = (status, out)
+        refused = [line for line in metric(d, "frichebot_matrix_transactions_refused_total")
+                   if 'reason="router_full"' in line]
+        # Sent again (with back-off) until taken.
+        status_b = put_txn(d, "b-" + nonce, body_b, hs_token)[0]
+        ta.join(300)
+        assert first_b[0] == 503 and json.loads(first_b[1])["errcode"] == "M_UNKNOWN", first_b
+        assert refused and float(refused[0].split()[-1]) >= 1, refused
+        assert result_a["r"][0] == 200 and status_b == 200, (result_a, status_b)
+        assert wait_until(lambda: set(replies_by_room(hs)) >= set(rooms_a + rooms_b), 120), d.read_log()[-3000:]
+        by_room = replies_by_room(hs)
+        assert all(len(by_room[r]) == 1 for r in rooms_a + rooms_b)
+    finally:
+        if d is not None:
+            rc, log = d.stop()
+            d.check_clean(rc, log)
+        hs.stop()
 
 
 # -- control characters (issue #18, point 5) -----------------------------------------------------
