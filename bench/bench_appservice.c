@@ -79,6 +79,17 @@ static double now_s(void)
 
 /* ---- the sink: the homeserver's client API, answering everything ---- */
 
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 static int on_sink(fb_http_req_t *req, void *arg)
 {
     (void)arg;
@@ -109,6 +120,44 @@ static int on_sink(fb_http_req_t *req, void *arg)
         static const char ok[] = "{\"event_id\":\"$sink\"}";
         fb_http_respond(req, 200, "application/json", ok, sizeof(ok) - 1, NULL);
         return 0;
+    }
+    /* The room's create event and power levels, as a homeserver answers them: a client library
+     * that checks its power level before sending (mautrix-python's intent, the bench's Python
+     * peer) fetches them once per room. */
+    const char *st = strstr(path, "/state/m.room.");
+    size_t blen = 0;
+    (void)fb_http_req_body(req, &blen);
+    if (strstr(path, "/rooms/") && st && blen == 0) { /* a GET: no body */
+        const char *rid = strstr(path, "/rooms/") + strlen("/rooms/");
+        char room[128];
+        size_t n = 0;
+        for (const char *p = rid; p < st && n + 1 < sizeof(room); p++) {
+            int hi = -1, lo = -1;
+            if (*p == '%' && p + 2 < st && (hi = hex_digit(p[1])) >= 0 &&
+                (lo = hex_digit(p[2])) >= 0) {
+                room[n++] = (char)(hi * 16 + lo);
+                p += 2;
+            } else {
+                room[n++] = *p;
+            }
+        }
+        room[n] = '\0';
+        char *body = NULL;
+        if (strncmp(st, "/state/m.room.create", 20) == 0)
+            body = fb_asprintf("{\"type\":\"m.room.create\",\"room_id\":\"%s\",\"sender\":"
+                               "\"@user:bench\",\"origin_server_ts\":1,\"state_key\":\"\","
+                               "\"event_id\":\"$create\",\"content\":{\"room_version\":\"10\","
+                               "\"creator\":\"@user:bench\"}}",
+                               room);
+        else if (strncmp(st, "/state/m.room.power_levels", 26) == 0)
+            body = fb_asprintf("{\"users\":{\"@user:bench\":100,\"%s\":100},\"users_default\":0,"
+                               "\"events_default\":0,\"state_default\":50}",
+                               sh.bot);
+        if (body) {
+            fb_http_respond(req, 200, "application/json", body, strlen(body), NULL);
+            fb_free(body);
+            return 0;
+        }
     }
     fb_http_respond(req, 200, "application/json", "{}", 2, NULL);
     return 0;
@@ -240,7 +289,8 @@ static void *worker(void *arg)
     snprintf(room, sizeof(room), "!b%lux%d:bench", sh.nonce, i);
     /* The bot's join: the greeting. */
     body = fb_asprintf("{\"events\":[{\"type\":\"m.room.member\",\"room_id\":\"%s\",\"state_key\":"
-                       "\"%s\",\"sender\":\"%s\",\"event_id\":\"$j%lux%d\",\"content\":{"
+                       "\"%s\",\"sender\":\"%s\",\"event_id\":\"$j%lux%d\",\"origin_server_ts\":1,"
+                       "\"content\":{"
                        "\"membership\":\"join\"}}]}",
                        room, sh.bot, sh.bot, sh.nonce, i);
     snprintf(txn, sizeof(txn), "j%lux%d", sh.nonce, i);

@@ -29,6 +29,33 @@
 # HTTP client, sink). Closed loop for the maximum (median of FB_BENCH_PREPEAT runs), then open
 # loop at half of it for p50/p99, FB_BENCH_PD seconds each.
 #
+# Then the daemon against a Python peer (issue #17): bench/peer/mautrix_peer.py, a mautrix-python
+# application service (mautrix 0.21.1, redis-py's asyncio client, both from the hashed lock
+# bench/peer/requirements.txt in .venv-bench/ or $FB_BENCH_VENV, made by `deploy/install-deps.sh
+# bench`; the bench fails, naming that command, when it is missing). A second daemon in appservice
+# mode and the peer run side by side on the same Redis, with the same registration file, each on
+# its own port with its own sink port; bench_appservice (the same -c FB_BENCH_AC and -d
+# FB_BENCH_PD) drives them in turn, daemon then peer, FB_BENCH_PREPEAT closed-loop runs each
+# (medians), then one open-loop run each at half the peer's own maximum, so that both latencies
+# are taken at the same load. Per event the peer does what the daemon does: de-duplicate (SET NX
+# with the dedupe expiry), load the session (GET, JSON), a state step (the friche dialog's first
+# states and commands: « aide » gives the daemon's two replies), save with a version check (EVALSHA
+# of a compare-and-set script, retried on conflict), send the replies through mautrix's bot intent
+# with the daemon's transaction ids (FNV-1a of conversation and event id, ".index"); the bot's join
+# gives the greeting. It does less: no outbox (replies sent from memory, lost if it stops between
+# the save and the sends; the last reply of a run, cut by the sink stopping, is not retried), no
+# atomic commit (dedupe mark, session and replies are separate writes), transaction ids kept in
+# mautrix's memory instead of Redis, the transaction acknowledged before its events are handled
+# (mautrix runs handlers as background tasks), no per-conversation queue, no dialog engine, no
+# statistics, reminders or activity time. Nothing is added to slow it: mautrix's in-memory state
+# store, logging at WARNING, the stock asyncio loop. Reported for both, with the ratio
+# daemon/peer: events/s (target >= 10x the peer's), CPU time per event (utime+stime of the
+# daemon's or the peer's own process from /proc/PID/stat over each closed-loop run, greetings
+# included, divided by its events; Redis and the bench binary not counted; target <= 1/10 of the
+# peer's), replies per event as the sink counted them (the same work), p50/p99 to the first reply,
+# VmHWM and VmRSS from /proc/PID/status at the end, and the start-up time to a first answer
+# (/healthz, /_matrix/mau/live). Met / not met is printed; nothing fails on a missed target.
+#
 # Then the Matrix bot mode (/sync), clear and end-to-end encrypted: bench_sync plays the
 # homeserver (a loopback sink answering /sync, the keys endpoints, sendToDevice, /send...) and, in
 # encrypted mode, the users' devices (a second instance of the daemon's pure crypto machine per
@@ -44,7 +71,14 @@
 # whatever share of the cores the sink takes) and the sink's share of the sink+daemon CPU time
 # (its own Olm/Megolm work runs on the same cores as the daemon; Redis's CPU is not counted).
 #
-# FB_BENCH_ONLY=sync runs only this last part (on its private Redis).
+# FB_BENCH_ONLY=sync runs only this last part (on its private Redis); FB_BENCH_ONLY=peer only the
+# daemon against the Python peer.
+#
+# The private Redis runs without persistence (--appendonly no), deliberately: it is thrown away
+# at the end, redis-benchmark and the daemon are measured on the same server so that their ratio
+# means something, and the figures stay comparable with the earlier runs. The daemons started
+# here therefore set redis.allow_volatile: true (without it they refuse such a Redis): the
+# benchmark measures the daemon's cost, not Redis's AOF writes.
 set -eu
 
 build=${1:?usage: bench/run.sh BUILD_DIR}
@@ -61,13 +95,29 @@ die() {
 }
 
 [ -x "$bin" ] || die "$bin not found: build first (cmake --build $build)"
+top=$(cd "$(dirname "$0")/.." && pwd)
+# The Python peer's virtualenv, checked before anything runs so that a full bench does not fail
+# at its end: made by deploy/install-deps.sh bench (make bench runs it) from bench/peer's lock.
+peer_venv=${FB_BENCH_VENV:-$top/.venv-bench}
+if [ "${FB_BENCH_ONLY:-}" != sync ]; then
+  [ -x "$peer_venv/bin/python" ] ||
+    die "no virtualenv for the Python peer in $peer_venv: run deploy/install-deps.sh bench (make bench does)"
+  cmp -s "$top/bench/peer/requirements.txt" "$peer_venv/.requirements.txt" ||
+    die "$peer_venv was not made from bench/peer/requirements.txt: run deploy/install-deps.sh bench"
+fi
 command -v "$server" >/dev/null 2>&1 || die "$server not found"
 command -v redis-benchmark >/dev/null 2>&1 || die "redis-benchmark not found"
 command -v redis-cli >/dev/null 2>&1 || die "redis-cli not found"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fb-bench.XXXXXX")
 pid=
+xpid=
+peerpid=
 cleanup() {
+  for q in $peerpid $xpid; do
+    kill "$q" 2>/dev/null || true
+    wait "$q" 2>/dev/null || true
+  done
   if [ -n "$pid" ]; then
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
@@ -139,6 +189,7 @@ server:
   listen: "127.0.0.1:$p"
 redis:
   address: "tcp://127.0.0.1:$port"
+  allow_volatile: true
 log:
   level: warning
 web:
@@ -202,8 +253,195 @@ EOF
 }'
 }
 
+# ---- the daemon against a mautrix-python peer (Matrix appservice) ----
+# utime+stime of process $1, in clock ticks (fields 14 and 15 of /proc/PID/stat, after the comm).
+cpu_ticks() {
+  sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+# Field $2 (VmHWM, VmRSS) of /proc/$1/status, in kB.
+mem_kb() {
+  awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"
+}
+# Waits up to 30 s for URL $1 to answer 2xx, while process $2 lives; prints the milliseconds taken
+# from $3 (date +%s%N at the start).
+wait_up() {
+  i=0
+  while [ $i -lt 1500 ]; do
+    if curl -fsS "$1" >/dev/null 2>&1; then
+      echo $(( ($(date +%s%N) - $3) / 1000000 ))
+      return 0
+    fi
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.02
+    i=$((i + 1))
+  done
+  return 1
+}
+# A random even port in 20000..32766, below Linux's default ephemeral range (32768-60999): the
+# sinks are bound again at every run, while the daemon's, the peer's and Redis's client
+# connections take ephemeral ports; a sink port in that range was once taken that way between two
+# runs ("Address already in use"). PORT+1 is the sink's.
+low_port() {
+  echo $(( ($(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 6383) * 2 + 20000 ))
+}
+# vs_run WHO PORT SINK_PORT PID [RATE]: one bench_appservice run against the daemon or the peer;
+# closed loop (no RATE): events/s, CPU us/event of PID over the run and sink requests per event
+# appended to $tmp/vs-WHO-{max,cpu,rpe}; open loop: events/s done, p50, p99 to $tmp/vs-WHO-open.
+vs_run() {
+  vwho=$1 vport=$2 vsport=$3 vpid=$4 vrate=${5:-}
+  vt0=$(cpu_ticks "$vpid")
+  vst=0
+  if [ -n "$vrate" ]; then
+    vout=$("$abin" -p "$vport" -s "$vsport" -t "$tmp/registration-vs.yaml" -u "@frichebot:bench" \
+      -c "$AC" -d "$PD" -r "$vrate") || vst=$?
+  else
+    vout=$("$abin" -p "$vport" -s "$vsport" -t "$tmp/registration-vs.yaml" -u "@frichebot:bench" \
+      -c "$AC" -d "$PD") || vst=$?
+  fi
+  vt1=$(cpu_ticks "$vpid")
+  [ "$vst" -eq 0 ] || { tail -n 40 "$tmp/vs-$vwho.log" >&2; die "bench_appservice against the $vwho failed"; }
+  vev=$(echo "$vout" | sed -n 's/^events=//p')
+  if [ -n "$vrate" ]; then
+    echo "$(echo "$vout" | sed -n 's/^events_per_s=//p') $(echo "$vout" | sed -n 's/^p50_ms=//p')" \
+      "$(echo "$vout" | sed -n 's/^p99_ms=//p')" >"$tmp/vs-$vwho-open"
+  else
+    echo "$vout" | sed -n 's/^events_per_s=//p' >>"$tmp/vs-$vwho-max"
+    awk -v a="$vt0" -v b="$vt1" -v hz="$clk" -v n="$vev" \
+      'BEGIN { printf "%.1f\n", (b - a) / hz * 1e6 / n }' >>"$tmp/vs-$vwho-cpu"
+    echo "$vout" | awk -F= -v n="$vev" '$1 == "sink_requests" { printf "%.2f\n", $2 / n }' \
+      >>"$tmp/vs-$vwho-rpe"
+  fi
+}
+peer_part() {
+  abin=$build/bench/bench_appservice
+  [ -x "$abin" ] || die "$abin not found: build first (cmake --build $build)"
+  [ -x "$build/frichebot" ] || die "$build/frichebot not found: build first"
+  AC=${FB_BENCH_AC:-50}
+  PD=${FB_BENCH_PD:-10}
+  PREPEAT=${FB_BENCH_PREPEAT:-3}
+  clk=$(getconf CLK_TCK)
+  redis-cli -h 127.0.0.1 -p "$port" flushall >/dev/null
+  # The daemon, configured as in the appservice part; its registration is the peer's too.
+  xport=
+  for attempt in 1 2 3 4 5; do
+    p=$(low_port)
+    xsport=$((p + 1))
+    cat >"$tmp/vs.yaml" <<EOF
+server:
+  listen: "127.0.0.1:$p"
+redis:
+  address: "tcp://127.0.0.1:$port"
+  allow_volatile: true
+log:
+  level: warning
+web:
+  enabled: false
+matrix:
+  enabled: true
+  mode: appservice
+  homeserver: "http://127.0.0.1:$xsport"
+  user_id: "@frichebot:bench"
+  typing: false
+  read_receipts: false
+  appservice:
+    registration_file: "$tmp/registration-vs.yaml"
+    url: "http://127.0.0.1:$p"
+EOF
+    rm -f "$tmp/registration-vs.yaml"
+    "$build/frichebot" matrix-registration -c "$tmp/vs.yaml" >/dev/null || die "matrix-registration failed"
+    t0=$(date +%s%N)
+    "$build/frichebot" serve -c "$tmp/vs.yaml" >"$tmp/vs-daemon.log" 2>&1 &
+    xpid=$!
+    if xstart=$(wait_up "http://127.0.0.1:$p/healthz" "$xpid" "$t0"); then
+      xport=$p
+      break
+    fi
+    kill "$xpid" 2>/dev/null || true
+    wait "$xpid" 2>/dev/null || true
+    xpid=
+  done
+  [ -n "$xport" ] || { cat "$tmp/vs-daemon.log" >&2; die "cannot start the daemon (against the peer)"; }
+  # The peer, on the same Redis (its keys under "peer:"), its own port and sink port.
+  pport=
+  for attempt in 1 2 3 4 5; do
+    p=$(low_port)
+    psport=$((p + 1))
+    t0=$(date +%s%N)
+    "$peer_venv/bin/python" "$top/bench/peer/mautrix_peer.py" --registration "$tmp/registration-vs.yaml" \
+      --listen "$p" --homeserver "http://127.0.0.1:$psport" --redis "tcp://127.0.0.1:$port" \
+      >"$tmp/vs-peer.log" 2>&1 &
+    peerpid=$!
+    if pstart=$(wait_up "http://127.0.0.1:$p/_matrix/mau/live" "$peerpid" "$t0"); then
+      pport=$p
+      break
+    fi
+    kill "$peerpid" 2>/dev/null || true
+    wait "$peerpid" 2>/dev/null || true
+    peerpid=
+  done
+  [ -n "$pport" ] || { cat "$tmp/vs-peer.log" >&2; die "cannot start the mautrix peer"; }
+
+  for w in daemon peer; do : >"$tmp/vs-$w-max"; : >"$tmp/vs-$w-cpu"; : >"$tmp/vs-$w-rpe"; done
+  echo "bench: the daemon (127.0.0.1:$xport) against the mautrix peer (127.0.0.1:$pport), $AC rooms, ${PD} s per run, $PREPEAT runs each, alternated" >&2
+  r=1
+  while [ "$r" -le "$PREPEAT" ]; do
+    vs_run daemon "$xport" "$xsport" "$xpid"
+    vs_run peer "$pport" "$psport" "$peerpid"
+    r=$((r + 1))
+  done
+  for w in daemon peer; do
+    [ "$(wc -l <"$tmp/vs-$w-max")" -eq "$PREPEAT" ] || die "missing $w measurements (against the peer)"
+  done
+  # Open loop: both at half the peer's own maximum, so that their latencies are at the same load.
+  vrate=$(awk -v m="$(median <"$tmp/vs-peer-max")" 'BEGIN { r = int(m / 2); print (r < 1 ? 1 : r) }')
+  vs_run daemon "$xport" "$xsport" "$xpid" "$vrate"
+  vs_run peer "$pport" "$psport" "$peerpid" "$vrate"
+  xhwm=$(mem_kb "$xpid" VmHWM) xrss=$(mem_kb "$xpid" VmRSS)
+  phwm=$(mem_kb "$peerpid" VmHWM) prss=$(mem_kb "$peerpid" VmRSS)
+  for q in $peerpid $xpid; do
+    kill "$q" 2>/dev/null || true
+    wait "$q" 2>/dev/null || true
+  done
+  xpid= peerpid=
+  if grep -E 'ERROR|AddressSanitizer|runtime error' "$tmp/vs-daemon.log" >&2; then
+    die "the daemon reported errors (against the peer)"
+  fi
+  if grep -E 'ERROR|Traceback' "$tmp/vs-peer.log" >&2; then
+    die "the mautrix peer reported errors"
+  fi
+  read -r xo x50 x99 <"$tmp/vs-daemon-open"
+  read -r po p50 p99 <"$tmp/vs-peer-open"
+  awk -v xm="$(median <"$tmp/vs-daemon-max")" -v pm="$(median <"$tmp/vs-peer-max")" \
+      -v xc="$(median <"$tmp/vs-daemon-cpu")" -v pc="$(median <"$tmp/vs-peer-cpu")" \
+      -v xr="$(median <"$tmp/vs-daemon-rpe")" -v pr="$(median <"$tmp/vs-peer-rpe")" \
+      -v rate="$vrate" -v xo="$xo" -v po="$po" -v x50="$x50" -v p50="$p50" -v x99="$x99" -v p99="$p99" \
+      -v xh="$xhwm" -v ph="$phwm" -v xs="$xrss" -v ps="$prss" -v xt="$xstart" -v pt="$pstart" \
+      -v c="$AC" -v d="$PD" -v k="$PREPEAT" 'BEGIN {
+  printf "frichebot against a mautrix-python peer: the same bench_appservice, the same Redis, runs alternated\n"
+  printf "  %d rooms, one message \"aide\" per transaction, %g s per run, median of %d closed-loop runs each\n", c, d, k
+  printf "                                          daemon          peer   daemon/peer\n"
+  printf "  events/s, closed loop (maximum)   %12.0f  %12.0f  %10.2f   target >= 10x: %s\n", xm, pm, xm / pm, (xm / pm >= 10 ? "met" : "not met")
+  printf "  CPU us/event (own process)        %12.0f  %12.0f  %10.3f   target <= 1/10: %s\n", xc, pc, xc / pc, (xc / pc <= 0.1 ? "met" : "not met")
+  printf "  replies per event (sink requests) %12.2f  %12.2f\n", xr, pr
+  printf "  open loop at %6d events/s: done %10.0f  %12.0f\n", rate, xo, po
+  printf "  latency p50 (ms, 1st reply)       %12.2f  %12.2f  %10.2f\n", x50, p50, x50 / p50
+  printf "  latency p99 (ms, 1st reply)       %12.2f  %12.2f  %10.2f\n", x99, p99, x99 / p99
+  printf "  memory VmHWM (MiB)                %12.1f  %12.1f  %10.2f\n", xh / 1024, ph / 1024, xh / ph
+  printf "  memory VmRSS at the end (MiB)     %12.1f  %12.1f  %10.2f\n", xs / 1024, ps / 1024, xs / ps
+  printf "  start-up to first answer (ms)     %12d  %12d  %10.2f\n", xt, pt, xt / pt
+  printf "note: CPU is utime+stime of the daemon\047s or the peer\047s own process (/proc/PID/stat) over\n"
+  printf "each closed-loop run (its %d greetings included) per event; Redis and the bench are not counted.\n", c
+  printf "The peer does less: no outbox, no atomic commit, transaction ids in memory, 200 before handling\n"
+  printf "(bench/run.sh\047s header). On a shared machine these figures are noisy.\n"
+}'
+}
+
 if [ "${FB_BENCH_ONLY:-}" = sync ]; then
   sync_part
+  exit 0
+fi
+if [ "${FB_BENCH_ONLY:-}" = peer ]; then
+  peer_part
   exit 0
 fi
 
@@ -278,6 +516,7 @@ server:
   listen: "127.0.0.1:$p"
 redis:
   address: "tcp://127.0.0.1:$port"
+  allow_volatile: true
 log:
   level: warning
 web:
@@ -339,6 +578,7 @@ server:
   listen: "127.0.0.1:$p"
 redis:
   address: "tcp://127.0.0.1:$port"
+  allow_volatile: true
 log:
   level: warning
 web:
@@ -398,4 +638,5 @@ awk -v m="$amax" -v h="$ahalf" -v r="$arate" -v a="$a50" -v b="$a99" -v g="$get"
   printf "  latency p50 / p99 (ms, 1st reply)  %12.2f / %.2f\n", a, b
 }'
 
+peer_part
 sync_part

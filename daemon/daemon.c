@@ -96,7 +96,7 @@ struct fb_daemon_s {
     fb_http_client_t *client;
     fb_redis_t *redis;
     fb_durability_t *durability; /* Redis's persistence, checked at every connection */
-    bool refused;                /* redis.require_aof refused the Redis: exit status 1 */
+    bool refused;                /* the first Redis does not persist (AOF): exit status 1 */
     fb_store_t *store;
     fb_geo_t *geo;       /* the router's communes index */
     fb_router_t *router; /* the "router" service, for /healthz and /stats' step titles */
@@ -321,8 +321,9 @@ struct health {
 };
 
 /* What "ok" means, for /healthz and for the service manager's READY=1: Redis has just answered a
- * PING (`redis_ok`), the daemon is running, not draining, and, with redis.require_aof, Redis is
- * known to persist with AOF. */
+ * PING (`redis_ok`), the daemon is running, not draining, Redis is known to persist with AOF
+ * (unless redis.allow_volatile) and was not found to have lost its data in the last minutes
+ * (fb_durability_ok()). */
 static bool serving_ok(const fb_daemon_t *d, bool redis_ok)
 {
     return redis_ok && d->state == RUNNING && (!d->durability || fb_durability_ok(d->durability));
@@ -609,6 +610,7 @@ static void close_all(fb_daemon_t *d)
     fb_http_server_destroy(d->http);
     d->http = NULL;
     fb_http_client_close(d->client, client_closed, d);
+    fb_durability_close(d->durability);
     fb_redis_close(d->redis, redis_closed, d);
 }
 
@@ -645,7 +647,8 @@ static void begin_shutdown(fb_daemon_t *d, int signum)
     uv_timer_start(&d->drain, drain_tick, 0, DRAIN_POLL_MS);
 }
 
-/* redis.require_aof refused the first Redis (durability.c logged why): stop, exit status 1. */
+/* The first Redis does not persist with AOF and redis.allow_volatile is not set (durability.c
+ * logged why): stop, exit status 1. */
 static void on_refused(void *arg)
 {
     fb_daemon_t *d = arg;
@@ -733,8 +736,17 @@ int fb_daemon_run(const fb_config_t *cfg, const char *config_path)
         goto early_fail;
     }
     d->store = fb_store_create(d->redis, &cfg->store);
-    d->durability = fb_durability_create(d->redis, cfg->store.key_prefix, cfg->redis.require_aof,
-                                         on_refused, d);
+    if (cfg->redis.require_aof)
+        FB_WARN(REDIS,
+                "redis.require_aof is deprecated and ignored: a Redis that does not persist with "
+                "AOF is now always refused at start, unless redis.allow_volatile: true (for "
+                "throw-away setups only)%s; remove require_aof from %s",
+                strcmp(cfg->redis.require_aof, "false") == 0
+                    ? " (require_aof: false no longer accepts such a Redis)"
+                    : "",
+                config_path ? config_path : "the configuration");
+    d->durability = fb_durability_create(&d->loop, d->redis, cfg->store.key_prefix,
+                                         cfg->redis.allow_volatile, on_refused, d);
     fb_http_server_route(d->http, "/healthz", FB_HTTP_GET, "healthz", on_healthz, d);
     fb_http_server_route(d->http, "/metrics", FB_HTTP_GET, "metrics", on_metrics, d);
     fb_http_server_route(d->http, "/stats", FB_HTTP_GET, "stats", on_stats, d);

@@ -249,6 +249,10 @@ static int cmd_serve(int argc, char **argv)
             goto done;
         }
         fb_buf_free(&errors);
+        if (cfg->redis.require_aof) /* valid, but the daemon will warn: say it now */
+            fprintf(stderr,
+                    "frichebot: warning: redis.require_aof is deprecated and ignored: a Redis "
+                    "without AOF is refused unless redis.allow_volatile: true; remove it\n");
         printf("%s: configuration OK\n", path ? path : "embedded default");
         status = 0;
         goto done;

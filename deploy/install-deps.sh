@@ -7,7 +7,8 @@
 #   deploy/install-deps.sh test   all of the above, plus clang (libFuzzer, clang-format,
 #                                 clang-tidy), Chromium (browser tests) and the Python
 #                                 virtualenvs of the test harness (pytest, Synapse)
-#   deploy/install-deps.sh bench  `run`, plus redis-benchmark (redis-tools)
+#   deploy/install-deps.sh bench  `run`, plus redis-benchmark (redis-tools) and the bench's
+#                                 Python peer (mautrix-python) in .venv-bench/
 #   deploy/install-deps.sh venvs  only the two Python virtualenvs of `test` (tests/unit of this
 #                                 script builds them into an empty directory)
 #
@@ -18,14 +19,17 @@
 # driver gets a Node.js 20 from npm where the machine's is older, see below). The Python test
 # peers (pytest, websockets, matrix-nio, Playwright for Python, which drives Debian's Chromium with
 # its own driver) come from PyPI into .venv/ (or $FB_VENV), and the Matrix tests' homeserver,
-# Synapse, into its own .venv-synapse/ (or $FB_SYNAPSE_VENV). Nothing is downloaded from anywhere
-# but these registries.
+# Synapse, into its own .venv-synapse/ (or $FB_SYNAPSE_VENV). The bench's Python peer (bench/peer/:
+# mautrix-python and redis-py, compared with the daemon by bench/run.sh) comes from PyPI into
+# .venv-bench/ (or $FB_BENCH_VENV), in bench mode only. Nothing is downloaded from anywhere but
+# these registries.
 set -eu
 
 mode=${1:-run}
 top=$(cd "$(dirname "$0")/.." && pwd)
 venv=${FB_VENV:-$top/.venv}
 synapse_venv=${FB_SYNAPSE_VENV:-$top/.venv-synapse}
+bench_venv=${FB_BENCH_VENV:-$top/.venv-bench}
 
 # Debian packages, by purpose. See the dependency table in README.md.
 pkgs_build="build-essential cmake ninja-build pkg-config"
@@ -36,7 +40,8 @@ pkgs_run="redis-server"
 # chromium: the browser tests drive Debian's /usr/bin/chromium (Playwright downloads no
 # browser); fonts-dejavu-core gives it a fallback font (the page itself uses the DSFR's Marianne).
 pkgs_test="redis-tools systemd clang clang-format clang-tidy libclang-rt-14-dev python3 python3-venv graphviz chromium fonts-dejavu-core tzdata"
-pkgs_bench="redis-tools curl" # curl: bench/run.sh polls the daemon's /healthz
+# curl: bench/run.sh polls the daemon's /healthz; python3-venv: the peer's virtualenv.
+pkgs_bench="redis-tools curl python3 python3-venv"
 
 # make_venv DIR LOCK WHAT: a virtualenv made from Debian's python3 with exactly the packages of
 # LOCK, a complete lock (every dependency pinned with its hashes, made by pip-compile). --no-deps:
@@ -70,7 +75,7 @@ case "$mode" in
   test) want="$pkgs_build $pkgs_libs $pkgs_run $pkgs_test" ;;
   bench) want="$pkgs_build $pkgs_libs $pkgs_run $pkgs_bench" ;;
   venvs) want="python3 python3-venv" ;;
-  -h|--help) sed -n '4,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '4,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "install-deps.sh: unknown mode '$mode' (run, test, bench or venvs)" >&2; exit 2 ;;
 esac
 
@@ -128,5 +133,9 @@ if [ "$mode" = test ] || [ "$mode" = venvs ]; then
   # another, so that its many dependencies never constrain the harness's.
   make_venv "$venv" "$top/tests/integration/requirements.txt" "the test virtualenv"
   make_venv "$synapse_venv" "$top/tests/integration/requirements-synapse.txt" "Synapse"
+fi
+if [ "$mode" = bench ]; then
+  # The mautrix-python application service that bench/run.sh runs beside the daemon (issue #17).
+  make_venv "$bench_venv" "$top/bench/peer/requirements.txt" "the bench's Python peer (mautrix)"
 fi
 echo "install-deps.sh: $mode dependencies present"

@@ -8,7 +8,9 @@
 # Redis: when FRICHEBOT_REDIS is set (tcp://HOST:PORT or unix:/PATH) or a config file is given in
 # FRICHEBOT_CONFIG, that Redis is used. Otherwise a private redis-server is started on a unix
 # socket in .run/ (nothing listens on TCP), with AOF (appendonly yes, appendfsync everysec) so that
-# conversations survive a restart, and stopped when the daemon stops.
+# conversations survive a restart, and stopped when the daemon stops. A Redis named by
+# FRICHEBOT_REDIS or the configuration must persist with AOF too: the daemon refuses one that does
+# not, unless the configuration sets redis.allow_volatile: true (docs/deploiement.md, 3.2).
 # Other settings, each overriding the configuration file only when set:
 #   FRICHEBOT_LISTEN  HOST:PORT to listen on (server.listen; the embedded default: 127.0.0.1:8080)
 #   FRICHEBOT_LOG     log level (log.level; the embedded default: info)

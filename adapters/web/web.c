@@ -733,43 +733,17 @@ static void on_user_appended(fb_redis_t *r, int status, redisReply *reply, void 
     op_deliver(op);
 }
 
-/* Handles a `message` or `choice` frame of a ready socket. */
-static void client_on_message(struct client *c, json_t *msg, bool is_choice)
+/* Handles a `message` or `choice` frame of a ready socket (its members checked by
+ * fb_web_frame_parse). */
+static void client_on_message(struct client *c, const fb_web_frame_t *f)
 {
     struct web *w = c->w;
-    const char *id = json_string_value(json_object_get(msg, "id"));
-    if (!fb_web_id_valid(id)) {
-        client_bad_request(c, "Identifiant de message absent ou invalide.", NULL);
+    if (f->error) {
+        client_error(c, f->error, f->message, f->error_id, 0);
         return;
     }
-    const char *field = is_choice ? "label" : "text";
-    json_t *jt = json_object_get(msg, field);
-    const char *text = json_string_value(jt);
-    const char *choice = NULL;
-    if (is_choice) {
-        choice = json_string_value(json_object_get(msg, "choice"));
-        if (!fb_web_id_valid(choice)) {
-            client_bad_request(c, "Choix absent ou invalide.", id);
-            return;
-        }
-    }
-    if (!text || (!is_choice && json_string_length(jt) == 0)) {
-        client_bad_request(c, "Message vide ou invalide.", id);
-        return;
-    }
-    if (strlen(text) != json_string_length(jt)) {
-        client_bad_request(c, "Le message contient un caractère nul.", id);
-        return;
-    }
-    if (json_string_length(jt) > w->opts->max_message_bytes) {
-        char m[200];
-        snprintf(m, sizeof(m),
-                 "Votre message est trop long : %zu caractères au maximum. Pouvez-vous le "
-                 "raccourcir ?",
-                 w->opts->max_message_bytes);
-        client_error(c, "too_big", m, id, 0);
-        return;
-    }
+    bool is_choice = f->type == FB_WEB_FRAME_CHOICE;
+    const char *id = f->id, *text = f->text, *choice = f->choice;
     if (w->stopping) {
         client_unavailable(c, id);
         return;
@@ -1004,15 +978,11 @@ static void on_hello(fb_redis_t *r, int status, redisReply *reply, void *arg)
     op_free(op);
 }
 
-static void client_on_hello(struct client *c, json_t *msg)
+static void client_on_hello(struct client *c, const fb_web_frame_t *f)
 {
     struct web *w = c->w;
-    json_t *jtok = json_object_get(msg, "token");
-    json_t *jsince = json_object_get(msg, "since");
-    if ((jtok && !json_is_string(jtok) && !json_is_null(jtok)) ||
-        (jsince && !json_is_null(jsince) &&
-         (!json_is_integer(jsince) || json_integer_value(jsince) < 0))) {
-        client_bad_request(c, "Message hello invalide.", NULL);
+    if (f->error) {
+        client_bad_request(c, f->message, NULL);
         return;
     }
     if (w->stopping) {
@@ -1021,7 +991,7 @@ static void client_on_hello(struct client *c, json_t *msg)
         return;
     }
     c->st = C_HELLO;
-    const char *token = json_string_value(jtok);
+    const char *token = f->token;
     if (!fb_web_token_valid(token)) {
         if (token)
             FB_INFO(WEB, "%s: malformed token: starting a new conversation", c->tag);
@@ -1031,7 +1001,7 @@ static void client_on_hello(struct client *c, json_t *msg)
     struct conv *cv = conv_get(w, token);
     struct op *op = op_new(w, OP_HELLO, c, cv);
     conv_unref(cv);
-    op->since = jsince ? (uint64_t)json_integer_value(jsince) : 0;
+    op->since = f->since;
     const char *keys[] = {cv->keys[K_META], cv->keys[K_HIST], cv->keys[K_OUTBOX]};
     if (run_script(op, hello_script, on_hello, 3, keys, 0, NULL)) {
         client_unavailable(c, NULL);
@@ -1081,35 +1051,28 @@ static void ws_message(fb_ws_t *ws, const char *data, size_t len, void *arg)
     struct client *c = fb_ws_data(ws);
     if (!c || c->st == C_REFUSED)
         return;
-    json_error_t jerr;
-    json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!json_is_object(msg)) {
-        client_bad_request(c, "Message illisible : un objet JSON en UTF-8 est attendu.", NULL);
-        json_decref(msg);
-        return;
-    }
-    const char *type = json_string_value(json_object_get(msg, "type"));
-    if (!type) {
-        client_bad_request(c, "Message sans type.", NULL);
-    } else if (strcmp(type, "hello") == 0) {
+    /* Decoding and checking the members is pure (web_util.c, fuzzed by fuzz_http_framing); the
+     * connection's state decides first which answer a refused frame gets. */
+    fb_web_frame_t f;
+    struct web *w = arg;
+    fb_web_frame_parse(data, len, w->opts->max_message_bytes, &f);
+    if (f.type == FB_WEB_FRAME_NONE) {
+        client_bad_request(c, f.message, NULL);
+    } else if (f.type == FB_WEB_FRAME_HELLO) {
         if (c->st == C_NEW)
-            client_on_hello(c, msg);
+            client_on_hello(c, &f);
         else
             client_bad_request(c, "hello a déjà été reçu sur cette connexion.", NULL);
     } else if (c->st != C_READY) {
-        client_bad_request(c, "Le premier message doit être hello.",
-                           json_string_value(json_object_get(msg, "id")));
-    } else if (strcmp(type, "ping") == 0) {
+        client_bad_request(c, "Le premier message doit être hello.", f.raw_id);
+    } else if (f.type == FB_WEB_FRAME_PING) {
         client_send_raw(c, "{\"type\":\"pong\"}", 15);
-    } else if (strcmp(type, "message") == 0) {
-        client_on_message(c, msg, false);
-    } else if (strcmp(type, "choice") == 0) {
-        client_on_message(c, msg, true);
+    } else if (f.type == FB_WEB_FRAME_MESSAGE || f.type == FB_WEB_FRAME_CHOICE) {
+        client_on_message(c, &f);
     } else {
-        client_bad_request(c, "Type de message inconnu.", NULL);
+        client_bad_request(c, f.message, NULL);
     }
-    (void)arg;
-    json_decref(msg);
+    fb_web_frame_free(&f);
 }
 
 static void ws_refused(fb_ws_t *ws, size_t len, bool binary, void *arg)

@@ -4,6 +4,7 @@
  */
 #include "web_util.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -177,4 +178,99 @@ char *fb_web_entry_frame(const char *stored, size_t len, uint64_t *seq)
     out[pl + len - 1] = '\0';
     *seq = v;
     return out;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Client messages */
+
+static void frame_refuse(fb_web_frame_t *f, const char *code, const char *message, const char *id)
+{
+    f->error = code;
+    f->message = message;
+    f->error_id = id;
+}
+
+/* The members of a `message` or `choice` frame (web.c's client_on_message before any I/O). */
+static void frame_message(fb_web_frame_t *f, size_t max_text)
+{
+    bool is_choice = f->type == FB_WEB_FRAME_CHOICE;
+    const char *id = json_string_value(json_object_get(f->doc, "id"));
+    if (!fb_web_id_valid(id)) {
+        frame_refuse(f, "bad_request", "Identifiant de message absent ou invalide.", NULL);
+        return;
+    }
+    json_t *jt = json_object_get(f->doc, is_choice ? "label" : "text");
+    const char *text = json_string_value(jt);
+    if (is_choice) {
+        const char *choice = json_string_value(json_object_get(f->doc, "choice"));
+        if (!fb_web_id_valid(choice)) {
+            frame_refuse(f, "bad_request", "Choix absent ou invalide.", id);
+            return;
+        }
+        f->choice = choice;
+    }
+    if (!text || (!is_choice && json_string_length(jt) == 0)) {
+        frame_refuse(f, "bad_request", "Message vide ou invalide.", id);
+        return;
+    }
+    if (strlen(text) != json_string_length(jt)) {
+        frame_refuse(f, "bad_request", "Le message contient un caractère nul.", id);
+        return;
+    }
+    if (json_string_length(jt) > max_text) {
+        snprintf(f->message_buf, sizeof(f->message_buf),
+                 "Votre message est trop long : %zu caractères au maximum. Pouvez-vous le "
+                 "raccourcir ?",
+                 max_text);
+        frame_refuse(f, "too_big", f->message_buf, id);
+        return;
+    }
+    f->id = id;
+    f->text = text;
+    f->text_len = json_string_length(jt);
+}
+
+void fb_web_frame_parse(const char *data, size_t len, size_t max_text, fb_web_frame_t *f)
+{
+    memset(f, 0, sizeof(*f));
+    json_error_t jerr;
+    f->doc = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(f->doc)) {
+        frame_refuse(f, "bad_request", "Message illisible : un objet JSON en UTF-8 est attendu.",
+                     NULL);
+        return;
+    }
+    const char *type = json_string_value(json_object_get(f->doc, "type"));
+    f->raw_id = json_string_value(json_object_get(f->doc, "id"));
+    if (!type) {
+        frame_refuse(f, "bad_request", "Message sans type.", NULL);
+        return;
+    }
+    if (strcmp(type, "hello") == 0) {
+        f->type = FB_WEB_FRAME_HELLO;
+        json_t *jtok = json_object_get(f->doc, "token");
+        json_t *jsince = json_object_get(f->doc, "since");
+        if ((jtok && !json_is_string(jtok) && !json_is_null(jtok)) ||
+            (jsince && !json_is_null(jsince) &&
+             (!json_is_integer(jsince) || json_integer_value(jsince) < 0))) {
+            frame_refuse(f, "bad_request", "Message hello invalide.", NULL);
+            return;
+        }
+        f->token = json_string_value(jtok);
+        f->since = json_is_integer(jsince) ? (uint64_t)json_integer_value(jsince) : 0;
+    } else if (strcmp(type, "ping") == 0) {
+        f->type = FB_WEB_FRAME_PING;
+    } else if (strcmp(type, "message") == 0 || strcmp(type, "choice") == 0) {
+        f->type = type[0] == 'm' ? FB_WEB_FRAME_MESSAGE : FB_WEB_FRAME_CHOICE;
+        frame_message(f, max_text);
+    } else {
+        f->type = FB_WEB_FRAME_UNKNOWN;
+        frame_refuse(f, "bad_request", "Type de message inconnu.", NULL);
+    }
+}
+
+void fb_web_frame_free(fb_web_frame_t *f)
+{
+    json_decref(f->doc);
+    memset(f, 0, sizeof(*f));
 }

@@ -79,4 +79,49 @@ char *fb_web_entry_tail(const json_t *entry);
  */
 char *fb_web_entry_frame(const char *stored, size_t len, uint64_t *seq /* OUT */);
 
+/** What a client's websocket text message is, by its "type" member. */
+typedef enum fb_web_frame_type_e {
+    FB_WEB_FRAME_NONE,    /* not a JSON object with a string "type": refused (`message`) */
+    FB_WEB_FRAME_HELLO,   /* {"type":"hello", "token"?: string|null, "since"?: integer >= 0|null} */
+    FB_WEB_FRAME_PING,    /* {"type":"ping"} */
+    FB_WEB_FRAME_MESSAGE, /* {"type":"message", "id": id, "text": non-empty string} */
+    FB_WEB_FRAME_CHOICE,  /* {"type":"choice", "id": id, "choice": id, "label": string} */
+    FB_WEB_FRAME_UNKNOWN, /* another type */
+} fb_web_frame_type_t;
+
+/**
+ * A client's websocket text message, decoded and checked (fb_web_frame_parse). Strings borrow from
+ * `doc` and live until fb_web_frame_free(). When `error` is set the frame is refused: `error` is
+ * the error frame's code ("bad_request", "too_big"), `message` its French text and `error_id`
+ * the message id to echo (or NULL). For FB_WEB_FRAME_NONE the refusal comes first; for the other
+ * types it is about that type's members, and the adapter decides the order of its own checks
+ * (the connection's state first: see ws_message in web.c).
+ */
+typedef struct fb_web_frame_s {
+    fb_web_frame_type_t type;
+    json_t *doc;         /* the decoded object (new reference), or NULL */
+    const char *raw_id;  /* the "id" member when it is a string, unchecked; else NULL */
+    const char *id;      /* message, choice: the checked id */
+    const char *text;    /* message: the text; choice: the label (NUL-free, length below) */
+    size_t text_len;     /* bytes of `text` */
+    const char *choice;  /* choice: the checked option id */
+    const char *token;   /* hello: the "token" member when it is a string (shape unchecked) */
+    uint64_t since;      /* hello: the "since" member, 0 when absent or null */
+    const char *error;   /* refusal code, or NULL */
+    const char *message; /* refusal message (French), or NULL */
+    const char *error_id;
+    char message_buf[200];
+} fb_web_frame_t;
+
+/**
+ * Decodes the websocket text message `data` (`len` bytes, any bytes) of a web chat client into
+ * `*f`, checking its members: a message or choice text is refused when empty (a choice label may
+ * be empty), when it holds a NUL or when it is longer than `max_text` bytes. Never fails
+ * otherwise; call fb_web_frame_free() after, in every case.
+ */
+void fb_web_frame_parse(const char *data, size_t len, size_t max_text, fb_web_frame_t *f /* OUT */);
+
+/** Releases what fb_web_frame_parse() decoded. */
+void fb_web_frame_free(fb_web_frame_t *f);
+
 #endif /* FB_WEB_UTIL_H */

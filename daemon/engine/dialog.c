@@ -123,6 +123,11 @@ const char *const fb__text_names[FB__T_COUNT] = {
     "sans_conseiller",
     "attente_conseiller",
     "aide_echecs",
+    "question_inconnue",
+    "question_source",
+    "question_avis",
+    "avis_utile",
+    "avis_pas_utile",
 };
 
 const char *const fb__text_defaults[FB__T_COUNT] = {
@@ -245,6 +250,19 @@ const char *const fb__text_defaults[FB__T_COUNT] = {
     "Je n'arrive pas à comprendre votre réponse.{% si aide %} Voici de l'aide pour cette "
     "question : {{ aide }}{% fin %}{% si exemple %} Vous pouvez répondre par exemple "
     "{{ exemple }}.{% fin %}",
+    /* question_inconnue: recherche.conseiller (an advisor can take it), recherche.departement */
+    "Je n'ai pas de réponse sûre à cette question.{% si recherche.conseiller %} Écrivez "
+    "« conseiller » pour la poser à un conseiller.{% sinon %} Pour cette question, adressez-vous à "
+    "la direction départementale des territoires (DDT ou DDTM) de votre département{% si "
+    "recherche.departement %} ({{ recherche.departement }}){% fin %}.{% fin %}",
+    /* question_source: recherche.source, recherche.lien (the answer's fields) */
+    "En savoir plus : [{{ recherche.source }}]({{ recherche.lien }})",
+    /* question_avis */
+    "Cette réponse vous aide-t-elle ? Répondez « utile » ou « pas utile ».",
+    /* avis_utile */
+    "Merci pour votre retour !",
+    /* avis_pas_utile */
+    "Merci, c'est noté : votre retour aide à améliorer les réponses.",
 };
 
 const char *const fb__status_names[FB__ST_COUNT] = {

@@ -10,14 +10,6 @@
  */
 #include "engine/kb.h"
 #include "engine/machine_int.h"
-#include "engine/template.h"
-
-#define T_NO_ANSWER   "Je n'ai pas de réponse sûre à cette question."
-#define T_ADVISOR     " Écrivez « conseiller » pour la poser à un conseiller."
-#define T_FEEDBACK    "Cette réponse vous aide-t-elle ? Répondez « utile » ou « pas utile »."
-#define T_THANKS_GOOD "Merci pour votre retour !"
-#define T_THANKS_BAD  "Merci, c'est noté : votre retour aide à améliorer les réponses."
-#define T_MORE        "En savoir plus : "
 
 /* Feedback to a knowledge-base answer, folded, whole message. Only wordings of « utile » and
  * « ça m'aide »: the pending question is repeated right after the answer, so the next message is
@@ -49,19 +41,14 @@ static int feedback_kind(const char *text)
     return 0;
 }
 
-/* Says a fixed French sentence (no template). */
-static void say_plain(struct run *r, const char *plain)
+/* Says built-in text `which` with `ctx` (stolen, may be NULL) as `recherche`. */
+static void say_builtin_with(struct run *r, enum fb__textid which, json_t *ctx)
 {
-    fb_buf_t p, h;
-    fb_buf_init(&p, MAX_TEXT_BYTES);
-    fb_buf_init(&h, MAX_TEXT_BYTES);
-    (void)fb_buf_puts(&p, plain);
-    (void)fb_buf_puts(&h, "<p>");
-    (void)fb_template_html_escape(plain, strlen(plain), &h);
-    (void)fb_buf_puts(&h, "</p>");
-    fb__run_say_bufs(r, &p, &h, NULL);
-    fb_buf_free(&p);
-    fb_buf_free(&h);
+    json_t *saved = r->c_recherche;
+    r->c_recherche = ctx;
+    fb__run_say_builtin(r, which);
+    r->c_recherche = saved;
+    json_decref(ctx);
 }
 
 /* Repeats the pending question in one line: its text (with its choices as buttons), not the
@@ -101,25 +88,16 @@ static const char *departement_name(struct run *r)
     return NULL;
 }
 
-/* The honest "I do not know" and who can answer. */
+/* The honest "I do not know" and who can answer (`question_inconnue`). */
 static void say_unknown(struct run *r)
 {
     const struct fb__cmdset *cmds = cur(r)->cmds ? cur(r)->cmds : &r->d->cmds;
-    fb_buf_t b;
-    fb_buf_init(&b, MAX_TEXT_BYTES);
-    (void)fb_buf_puts(&b, T_NO_ANSWER);
-    if (!cmds->disabled[FB__CMD_CONSEILLER] && fb__run_advisor_available(r)) {
-        (void)fb_buf_puts(&b, T_ADVISOR);
-    } else {
-        const char *dep = departement_name(r);
-        (void)fb_buf_puts(&b, " Pour cette question, adressez-vous à la direction départementale "
-                              "des territoires (DDT ou DDTM) de votre département");
-        if (dep)
-            (void)fb_buf_printf(&b, " (%s)", dep);
-        (void)fb_buf_puts(&b, ".");
-    }
-    say_plain(r, fb_buf_str(&b));
-    fb_buf_free(&b);
+    bool advisor = !cmds->disabled[FB__CMD_CONSEILLER] && fb__run_advisor_available(r);
+    const char *dep = departement_name(r);
+    json_t *ctx = json_pack("{s:b}", "conseiller", advisor);
+    if (ctx && dep)
+        (void)json_object_set_new(ctx, "departement", json_string(dep));
+    say_builtin_with(r, FB__T_QUESTION_INCONNUE, ctx);
     fb__run_stat_effect(r, "kb_unanswered");
 }
 
@@ -134,20 +112,19 @@ static void say_answer(struct run *r, int i)
             t = &a->variants[v].text;
             break;
         }
+    /* The answer, then `question_source` and `question_avis`, in one message. */
+    json_t *saved = r->c_recherche;
+    r->c_recherche = json_pack("{s:s, s:s}", "source", a->source, "lien", a->lien);
     fb_buf_t plain, html;
     fb_buf_init(&plain, MAX_TEXT_BYTES);
     fb_buf_init(&html, MAX_TEXT_BYTES);
-    if (fb__run_render_text(r, t, &plain, &html) == 0) {
-        (void)fb_buf_printf(&plain, "\n\n" T_MORE "%s — %s\n\n" T_FEEDBACK, a->source, a->lien);
-        (void)fb_buf_puts(&html, "<p>" T_MORE "<a href=\"");
-        (void)fb_template_html_escape(a->lien, strlen(a->lien), &html);
-        (void)fb_buf_puts(&html, "\">");
-        (void)fb_template_html_escape(a->source, strlen(a->source), &html);
-        (void)fb_buf_puts(&html, "</a></p><p>");
-        (void)fb_template_html_escape(T_FEEDBACK, strlen(T_FEEDBACK), &html);
-        (void)fb_buf_puts(&html, "</p>");
+    if (fb__run_render_text(r, t, &plain, &html) == 0 && fb_buf_puts(&plain, "\n\n") == 0 &&
+        fb__run_render_text(r, &r->d->texts[FB__T_QUESTION_SOURCE], &plain, &html) == 0 &&
+        fb_buf_puts(&plain, "\n\n") == 0 &&
+        fb__run_render_text(r, &r->d->texts[FB__T_QUESTION_AVIS], &plain, &html) == 0)
         fb__run_say_bufs(r, &plain, &html, NULL);
-    }
+    json_decref(r->c_recherche);
+    r->c_recherche = saved;
     fb_buf_free(&plain);
     fb_buf_free(&html);
     fb__run_stat_effect(r, "kb_answered");
@@ -245,7 +222,7 @@ bool fb__run_kb_input(struct run *r, const char *text, bool feedback_due)
         int k = feedback_kind(text);
         if (k != 0) {
             fb__run_stat_effect(r, k > 0 ? "kb_helpful" : "kb_not_helpful");
-            say_plain(r, k > 0 ? T_THANKS_GOOD : T_THANKS_BAD);
+            say_builtin_with(r, k > 0 ? FB__T_AVIS_UTILE : FB__T_AVIS_PAS_UTILE, NULL);
             repeat_pending(r);
             return true;
         }

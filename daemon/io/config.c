@@ -75,6 +75,8 @@ static const fb_conf_field_t redis_reconnect_fields[] = {
 static const fb_conf_table_t redis_reconnect_table =
     TABLE("redis.reconnect", redis_reconnect_fields);
 
+static const char *const bool_words[] = {"true", "false", NULL};
+
 static const fb_conf_field_t redis_fields[] = {
     {"address", FB_CONF_ADDRESS, true, OFF(redis.address), 0, 0, NULL, NULL},
     {"password_file", FB_CONF_SECRET_FILE, false, OFF(redis.password_file), 0, 0, NULL, NULL},
@@ -85,7 +87,9 @@ static const fb_conf_field_t redis_fields[] = {
     {"write_deadline_ms", FB_CONF_UINT, false, OFF(redis.write_deadline_ms), 100, 3600000, NULL,
      NULL},
     {"reconnect", FB_CONF_SECTION, false, 0, 0, 0, &redis_reconnect_table, NULL},
-    {"require_aof", FB_CONF_BOOL, false, OFF(redis.require_aof), 0, 0, NULL, NULL},
+    {"allow_volatile", FB_CONF_BOOL, false, OFF(redis.allow_volatile), 0, 0, NULL, NULL},
+    /* Deprecated (warned at start, ignored): a word, so that the daemon knows it was written. */
+    {"require_aof", FB_CONF_CHOICE, false, OFF(redis.require_aof), 0, 0, NULL, bool_words},
 };
 
 static const fb_conf_field_t store_fields[] = {
@@ -1462,6 +1466,12 @@ static fb_config_t *parse_with_base(const char *name, const char *text, size_t l
     resolve_password(p);
     if (fb_diag_count(&p->diag) == 0 && p->cfg->reminders.start_hour >= p->cfg->reminders.end_hour)
         add_error(p, name, 1, 1, 1, "reminders.start_hour must be before reminders.end_hour");
+    if (fb_diag_count(&p->diag) == 0 && p->cfg->redis.allow_volatile && p->cfg->redis.require_aof &&
+        strcmp(p->cfg->redis.require_aof, "true") == 0)
+        add_error(p, name, 1, 1, 1,
+                  "redis.require_aof: true and redis.allow_volatile: true contradict each other; "
+                  "remove redis.require_aof (deprecated: a Redis without AOF is now refused "
+                  "unless allow_volatile is true)");
     check_sections(p);
 
     fb_config_t *cfg = p->cfg;
@@ -1553,6 +1563,7 @@ void fb_config_free(fb_config_t *cfg)
     FB_FREE(cfg->server.listen_host);
     FB_FREE(cfg->redis.address);
     FB_FREE(cfg->redis.password_file);
+    FB_FREE(cfg->redis.require_aof);
     FB_FREE(cfg->store.key_prefix);
     FB_FREE(cfg->log.level);
     FB_FREE(cfg->dialogs.path);

@@ -132,7 +132,10 @@ typedef struct fb_redis_opts_s {
     fb_retry_policy_t reconnect; /* backoff between connection attempts (max_attempts ignored) */
     unsigned write_deadline_ms;  /* how long a write waits for Redis to come back before failing */
     char *password_file;         /* redis.password_file as written, or NULL; never the secret */
-    bool require_aof; /* refuse a Redis without AOF (appendonly yes, appendfsync everysec|always) */
+    /* Accept a Redis that does not persist with AOF (appendonly yes, appendfsync everysec or
+     * always): for throw-away setups only; by default such a Redis is refused at start. */
+    bool allow_volatile;
+    char *require_aof; /* deprecated and ignored: "true", "false" as written, or NULL */
 } fb_redis_opts_t;
 
 /** The session store on top of Redis. */

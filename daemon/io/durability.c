@@ -9,10 +9,15 @@
  * gone, or re-created by another daemon sharing the Redis, means the data it stood beside was
  * lost. run_id (which changes at every Redis restart) only explains the loss in the log: a Redis
  * restarted with AOF keeps the marker.
+ *
+ * Why an epoch beside it: a Redis that went back in time (an older snapshot, a replica that was
+ * behind) has the marker too. The marker script increments the epoch, and runs between
+ * connections too (the beat), so an epoch not above the highest this process saw is that case.
  */
 #include "io/durability.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -24,16 +29,28 @@
 #include "frichebot/err.h"
 #include "frichebot/log.h"
 
-/* The marker: created with a unique value when missing; returns {existed 0/1, value}. */
+/*
+ * The marker (KEYS[1]): created with a unique value (ARGV[1]) when missing; and the epoch
+ * (KEYS[2]), a counter every run of this script increments. Returns {existed 0/1, value, epoch}.
+ */
 static const char marker_script[] = "local v = redis.call('GET', KEYS[1])\n"
-                                    "if v then return {1, v} end\n"
-                                    "redis.call('SET', KEYS[1], ARGV[1])\n"
-                                    "return {0, ARGV[1]}\n";
+                                    "local existed = 1\n"
+                                    "if not v then\n"
+                                    "  redis.call('SET', KEYS[1], ARGV[1])\n"
+                                    "  v = ARGV[1]\n"
+                                    "  existed = 0\n"
+                                    "end\n"
+                                    "return {existed, v, redis.call('INCR', KEYS[2])}\n";
 
 struct fb_durability_s {
     fb_redis_t *redis;
     char *marker_key;
-    bool require_aof;
+    char *epoch_key;
+    uv_timer_t beat; /* runs the marker script between connections (beat_ms) */
+    uint64_t beat_ms;
+    bool closed;     /* fb_durability_close() was called */
+    long long epoch; /* the highest epoch this process saw, 0 before the first */
+    bool allow_volatile;
     fb_durability_refuse_cb refuse;
     void *refuse_arg;
     bool refused;    /* the refusal callback was called */
@@ -54,6 +71,8 @@ struct probe {
     char run_id[48];     /* from INFO, "" when not known */
     int marker_existed;  /* 1, 0, -1 not known (the script failed) */
     char *marker;        /* the marker's value, NULL when not known */
+    long long epoch;     /* the epoch the script returned */
+    bool beat;           /* a beat (the marker script alone), not a connection's check */
 };
 
 /* Copies the value of INFO field `name` ("run_id") from `info` into out; false when absent. */
@@ -130,24 +149,36 @@ static void check_marker(fb_durability_t *dur, const struct probe *p, bool resta
                     "[redis|%s] marker %s created: the first start on this Redis (or its data "
                     "was lost while no daemon was connected)",
                     addr, dur->marker_key);
+    } else if (p->marker_existed && strcmp(dur->marker, p->marker) == 0 && p->epoch <= dur->epoch) {
+        dur->st.data_losses++;
+        dur->st.last_loss_ms = fb_wall_ms();
+        FB_ERR(REDIS,
+               "[redis|%s] Redis lost its data: it went back in time (the counter %s is at %lld, "
+               "this daemon had seen %lld): restored from an older snapshot or backup, or failed "
+               "over to a replica that was behind; what was written since is gone and replies "
+               "sent since may be sent again; /healthz says degraded for %d minutes; turn AOF on "
+               "(appendonly yes, appendfsync everysec) and check what replaced the data",
+               addr, dur->epoch_key, p->epoch, dur->epoch, FB_DURABILITY_LOSS_DEGRADED_MS / 60000);
     } else if (!p->marker_existed || strcmp(dur->marker, p->marker) != 0) {
         dur->st.data_losses++;
         dur->st.last_loss_ms = fb_wall_ms();
         FB_ERR(REDIS,
                "[redis|%s] Redis lost its data: the marker %s is %s (%s); the conversations, "
                "replies waiting to be sent, reminders and statistics stored before are gone and "
-               "users start again from the greeting; turn AOF on (appendonly yes, appendfsync "
-               "everysec)",
+               "users start again from the greeting; /healthz says degraded for %d minutes; turn "
+               "AOF on (appendonly yes, appendfsync everysec)",
                addr, dur->marker_key,
                p->marker_existed ? "another daemon's (it found the marker gone first)" : "gone",
                restarted ? "Redis restarted, or another server took its place, without the data: "
                            "its run_id changed"
-                         : "Redis was flushed, or replaced by a server without the data");
+                         : "Redis was flushed, or replaced by a server without the data",
+               FB_DURABILITY_LOSS_DEGRADED_MS / 60000);
     } else if (restarted) {
         FB_NOTICE(REDIS, "[redis|%s] Redis restarted (its run_id changed) and kept its data", addr);
     }
     fb_free(dur->marker);
     dur->marker = fb_strdup(p->marker);
+    dur->epoch = dur->st.epoch = p->epoch; /* after a loss too: compare with the new history */
 }
 
 /* The three replies are in: records the state, logs, and refuses when it must. */
@@ -157,6 +188,11 @@ static void probe_done(struct probe *p)
     dur->probes--;
     if (p->lost) /* the connection went away: the next one is checked again */
         goto done;
+    if (p->beat) {
+        if (dur->marker) /* a connection's check may have failed: compare with a marker only */
+            check_marker(dur, p, false);
+        goto done;
+    }
     fb_durability_state_t *st = &dur->st;
     bool restarted = st->run_id[0] && p->run_id[0] && strcmp(st->run_id, p->run_id) != 0;
     st->checks++;
@@ -169,13 +205,15 @@ static void probe_done(struct probe *p)
         snprintf(st->run_id, sizeof(st->run_id), "%s", p->run_id);
     log_settings(dur, p);
     check_marker(dur, p, restarted);
-    if (dur->require_aof && !st->durable) {
+    if (!dur->allow_volatile && !st->durable) {
         if (st->checks == 1 && !dur->refused) {
             FB_ERR(REDIS,
-                   "[redis|%s] refusing to start: redis.require_aof is set and Redis does not "
-                   "persist with AOF (appendonly %s, appendfsync %s); set 'appendonly yes' and "
-                   "'appendfsync everysec' in redis.conf, or require_aof: false for a throw-away "
-                   "setup",
+                   "[redis|%s] refusing to start: Redis does not persist with AOF (appendonly %s, "
+                   "appendfsync %s), so a restart of Redis would lose the conversations and "
+                   "replies could be sent twice; set 'appendonly yes' and 'appendfsync everysec' "
+                   "in redis.conf (at run time: CONFIG SET appendonly yes, CONFIG SET "
+                   "appendfsync everysec, then CONFIG REWRITE), or, for a throw-away setup only, "
+                   "'allow_volatile: true' in the redis section of the configuration",
                    fb_redis_address(dur->redis), yes_no(st->aof),
                    st->appendfsync[0] ? st->appendfsync : "not known");
             dur->refused = true;
@@ -183,9 +221,11 @@ static void probe_done(struct probe *p)
                 dur->refuse(dur->refuse_arg);
         } else {
             FB_ERR(REDIS,
-                   "[redis|%s] redis.require_aof is set and Redis no longer persists with AOF "
-                   "(appendonly %s): /healthz says degraded",
-                   fb_redis_address(dur->redis), yes_no(st->aof));
+                   "[redis|%s] Redis no longer persists with AOF (appendonly %s, appendfsync %s): "
+                   "/healthz says degraded until it does again; set 'appendonly yes' and "
+                   "'appendfsync everysec'",
+                   fb_redis_address(dur->redis), yes_no(st->aof),
+                   st->appendfsync[0] ? st->appendfsync : "not known");
         }
     }
 done:
@@ -249,11 +289,31 @@ static void on_marker(fb_redis_t *r, int status, redisReply *rep, void *arg)
 {
     struct probe *p = arg;
     (void)r;
-    if (probe_reply(p, status) && fb_redis_reply_array(rep, 2, 2, "is")) {
+    if (probe_reply(p, status) && fb_redis_reply_array(rep, 3, 3, "isi")) {
         p->marker_existed = rep->element[0]->integer ? 1 : 0;
         p->marker = fb_strndup(rep->element[1]->str, rep->element[1]->len);
+        p->epoch = rep->element[2]->integer;
     }
     probe_next(p);
+}
+
+static struct probe *probe_new(fb_durability_t *dur)
+{
+    struct probe *p = fb_calloc(1, sizeof(*p));
+    p->dur = dur;
+    p->config_aof = p->info_aof = p->marker_existed = -1;
+    dur->probes++;
+    return p;
+}
+
+/* Issues the marker script for `p`; 0 or the client's error. */
+static int marker_command(fb_durability_t *dur, struct probe *p)
+{
+    char value[96];
+    snprintf(value, sizeof(value), "%lld-%d-%llx", (long long)fb_wall_ms(), (int)getpid(),
+             (unsigned long long)fb_mono_ns());
+    return fb_redis_command(dur->redis, 0, on_marker, p, "EVAL", marker_script, "2",
+                            dur->marker_key, dur->epoch_key, value, NULL);
 }
 
 /*
@@ -263,32 +323,57 @@ static void on_marker(fb_redis_t *r, int status, redisReply *rep, void *arg)
 static void on_ready(fb_redis_t *r, void *arg)
 {
     fb_durability_t *dur = arg;
-    struct probe *p = fb_calloc(1, sizeof(*p));
-    p->dur = dur;
-    p->config_aof = p->info_aof = p->marker_existed = -1;
-    dur->probes++;
-    char value[96];
-    snprintf(value, sizeof(value), "%lld-%d-%llx", (long long)fb_wall_ms(), (int)getpid(),
-             (unsigned long long)fb_mono_ns());
+    struct probe *p = probe_new(dur);
     if (fb_redis_command(r, 0, on_config, p, "CONFIG", "GET", "append*", NULL) == 0)
         p->pending++;
     if (fb_redis_command(r, 0, on_info, p, "INFO", NULL) == 0)
         p->pending++;
-    if (fb_redis_command(r, 0, on_marker, p, "EVAL", marker_script, "1", dur->marker_key, value,
-                         NULL) == 0)
+    if (marker_command(dur, p) == 0)
         p->pending++;
     if (p->pending < 3) /* refused at once (closing): nothing to learn from this connection */
         p->lost = true;
     probe_next(p);
 }
 
-fb_durability_t *fb_durability_create(fb_redis_t *redis, const char *prefix, bool require_aof,
-                                      fb_durability_refuse_cb refuse, void *arg)
+/*
+ * The beat: the marker script alone, on the live connection, when nothing else of this module is
+ * in flight. It finds a Redis flushed under the connection (the marker gone) and, through the
+ * epoch it increments, a Redis that went back in time at the next check. Not retryable either.
+ */
+static void on_beat(uv_timer_t *t)
+{
+    fb_durability_t *dur = t->data;
+    if (dur->closed || dur->probes || !dur->marker || !fb_redis_connected(dur->redis))
+        return;
+    struct probe *p = probe_new(dur);
+    p->beat = true;
+    if (marker_command(dur, p) == 0)
+        p->pending++;
+    else
+        p->lost = true;
+    probe_next(p);
+}
+
+fb_durability_t *fb_durability_create(uv_loop_t *loop, fb_redis_t *redis, const char *prefix,
+                                      bool allow_volatile, fb_durability_refuse_cb refuse,
+                                      void *arg)
 {
     fb_durability_t *dur = fb_calloc(1, sizeof(*dur));
     dur->redis = redis;
     dur->marker_key = fb_asprintf("%sredis:marker", prefix ? prefix : "");
-    dur->require_aof = require_aof;
+    dur->epoch_key = fb_asprintf("%sredis:epoch", prefix ? prefix : "");
+    dur->beat_ms = FB_DURABILITY_BEAT_MS;
+#ifdef FB_TEST_HOOKS
+    /* Test builds only: integration tests shorten the beat. */
+    const char *beat = getenv("FB_TEST_REDIS_BEAT_MS");
+    if (beat && strtoull(beat, NULL, 10) > 0)
+        dur->beat_ms = strtoull(beat, NULL, 10);
+#endif
+    uv_timer_init(loop, &dur->beat);
+    dur->beat.data = dur;
+    uv_timer_start(&dur->beat, on_beat, dur->beat_ms, dur->beat_ms);
+    uv_unref((uv_handle_t *)&dur->beat); /* never what keeps the loop running */
+    dur->allow_volatile = allow_volatile;
     dur->refuse = refuse;
     dur->refuse_arg = arg;
     dur->st.aof = -1;
@@ -296,12 +381,23 @@ fb_durability_t *fb_durability_create(fb_redis_t *redis, const char *prefix, boo
     return dur;
 }
 
+void fb_durability_close(fb_durability_t *dur)
+{
+    if (!dur || dur->closed)
+        return;
+    dur->closed = true;
+    uv_timer_stop(&dur->beat);
+    uv_close((uv_handle_t *)&dur->beat, NULL);
+}
+
 void fb_durability_destroy(fb_durability_t *dur)
 {
     if (!dur)
         return;
     FB_ASSERT(dur->probes == 0);
+    FB_ASSERT(dur->closed);
     fb_free(dur->marker_key);
+    fb_free(dur->epoch_key);
     fb_free(dur->marker);
     fb_free(dur);
 }
@@ -313,7 +409,10 @@ void fb_durability_get(const fb_durability_t *dur, fb_durability_state_t *out)
 
 bool fb_durability_ok(const fb_durability_t *dur)
 {
-    return !dur->require_aof || dur->st.durable;
+    const fb_durability_state_t *st = &dur->st;
+    if (st->last_loss_ms && fb_wall_ms() - st->last_loss_ms < FB_DURABILITY_LOSS_DEGRADED_MS)
+        return false;
+    return dur->allow_volatile || st->durable;
 }
 
 int fb_durability_health(const fb_durability_t *dur, fb_buf_t *out)
@@ -327,6 +426,10 @@ int fb_durability_health(const fb_durability_t *dur, fb_buf_t *out)
     if (!rc)
         rc = fb_buf_printf(out, ",\"persistence\":\"%s\",\"data_losses\":%llu", persistence,
                            (unsigned long long)st->data_losses);
+    if (!rc)
+        rc = st->last_loss_ms
+                 ? fb_buf_printf(out, ",\"last_data_loss_ms\":%lld", (long long)st->last_loss_ms)
+                 : fb_buf_puts(out, ",\"last_data_loss_ms\":null");
     return rc;
 }
 
@@ -344,7 +447,7 @@ int fb_durability_metrics_render(const fb_durability_t *dur, fb_buf_t *out)
         "# TYPE frichebot_redis_durable gauge\n"
         "frichebot_redis_durable %d\n"
         "# HELP frichebot_redis_data_loss_total Times Redis was found to have lost its data (the "
-        "marker key gone after a reconnect).\n"
+        "marker key gone or changed, or the epoch gone back).\n"
         "# TYPE frichebot_redis_data_loss_total counter\n"
         "frichebot_redis_data_loss_total %llu\n",
         st->aof, st->durable ? 1 : 0, (unsigned long long)st->data_losses);

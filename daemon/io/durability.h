@@ -8,11 +8,15 @@
  * reads Redis's persistence settings (CONFIG GET append*, with INFO's aof_enabled when CONFIG is
  * renamed or forbidden) and its run_id (INFO), and reads or creates a marker key holding a unique
  * value. It logs a warning when AOF is off or appendfsync is neither everysec nor always, saying
- * what can be lost and how to fix it; with redis.require_aof it calls the refusal callback at the
- * first connection (the daemon stops) and reports itself not durable afterwards (/healthz
- * degraded). A marker gone or changed after this process had seen it means Redis lost its data
- * (restarted without persistence, flushed, failed over to an empty replica): logged at error and
- * counted. The state shows in /healthz and /metrics. Design notes: docs/internals/REDIS.md.
+ * what can be lost and how to fix it. Unless redis.allow_volatile is set, such a Redis is refused:
+ * the refusal callback is called at the first connection (the daemon stops), and a later
+ * connection that finds it reports itself not ok (/healthz degraded). A marker gone or changed
+ * after this process had seen it means Redis lost its data (restarted without persistence,
+ * flushed, failed over to an empty replica); so does an epoch (a counter beside the marker, which
+ * each check and each beat increments) lower than one this process saw: Redis went back in time
+ * (a restored snapshot, a replica that was behind). Logged at error, counted, and /healthz
+ * degraded for FB_DURABILITY_LOSS_DEGRADED_MS. The state shows in /healthz and /metrics. Design
+ * notes: docs/internals/REDIS.md.
  *
  * Everything runs on the loop thread.
  */
@@ -25,12 +29,22 @@
 #include "frichebot/buf.h"
 #include "io/redis.h"
 
+/**
+ * Between two connections, the marker is read (and the epoch incremented) every this many ms: a
+ * Redis flushed under the connection is found within it, and a Redis that went back in time by
+ * more than it is found at the next connection. Test builds read FB_TEST_REDIS_BEAT_MS.
+ */
+#define FB_DURABILITY_BEAT_MS 5000
+
+/** How long /healthz says degraded after a data loss was found (10 minutes). */
+#define FB_DURABILITY_LOSS_DEGRADED_MS 600000
+
 /** The module: opaque, created by fb_durability_create(). */
 typedef struct fb_durability_s fb_durability_t;
 
 /**
- * Called once at most: redis.require_aof is set and the first connection's Redis does not
- * persist with AOF. The error is already logged; the daemon stops.
+ * Called once at most: the first connection's Redis does not persist with AOF and
+ * redis.allow_volatile is not set. The error is already logged; the daemon stops.
  */
 typedef void (*fb_durability_refuse_cb)(void *arg);
 
@@ -44,20 +58,27 @@ typedef struct fb_durability_state_s {
     uint64_t data_losses; /* times the marker was found gone or changed: Redis lost data */
     int64_t last_loss_ms; /* Unix ms of the last one, 0 when none */
     char run_id[48];      /* Redis's run_id at the last check ("" when not known) */
+    long long epoch;      /* the epoch at the last check or beat (0 before the first) */
 } fb_durability_state_t;
 
 /**
- * Creates the module and registers it as `redis`'s ready callback (one per client). `prefix` is
- * the store's key prefix (copied): the marker is "<prefix>redis:marker". `refuse` (may be NULL)
- * is called with `arg` as described above when `require_aof` is set. Never fails (aborts on
- * out of memory).
+ * Creates the module and registers it as `redis`'s ready callback (one per client), with its
+ * beat timer on `loop` (unreferenced). `prefix` is the store's key prefix (copied): the marker is
+ * "<prefix>redis:marker", the epoch "<prefix>redis:epoch". `refuse` (may be NULL)
+ * is called with `arg` as described above unless `allow_volatile`. Never fails (aborts on out of
+ * memory).
  */
-fb_durability_t *fb_durability_create(fb_redis_t *redis, const char *prefix, bool require_aof,
-                                      fb_durability_refuse_cb refuse, void *arg);
+fb_durability_t *fb_durability_create(uv_loop_t *loop, fb_redis_t *redis, const char *prefix,
+                                      bool allow_volatile, fb_durability_refuse_cb refuse,
+                                      void *arg);
+
+/** Stops the beat and closes its timer (the loop must run once more). NULL is a no-op. */
+void fb_durability_close(fb_durability_t *dur);
 
 /**
- * Frees the module. Call it after the Redis client was closed (fb_redis_close() has called every
- * pending callback, the module's included) or before it is started. NULL is a no-op.
+ * Frees the module. Call it after fb_durability_close() and the loop has run, and after the Redis
+ * client was closed (fb_redis_close() has called every pending callback, the module's included)
+ * or before it is started. NULL is a no-op.
  */
 void fb_durability_destroy(fb_durability_t *dur);
 
@@ -65,15 +86,16 @@ void fb_durability_destroy(fb_durability_t *dur);
 void fb_durability_get(const fb_durability_t *dur, fb_durability_state_t *out /* OUT */);
 
 /**
- * True unless redis.require_aof is set and Redis is not known to persist with AOF (not checked
- * yet, or found without it): for /healthz.
+ * For /healthz: false while Redis is not known to persist with AOF (not checked yet, or found
+ * without it) unless redis.allow_volatile is set, and for FB_DURABILITY_LOSS_DEGRADED_MS after a
+ * data loss was found.
  */
 bool fb_durability_ok(const fb_durability_t *dur);
 
 /**
  * Appends the /healthz members of the "redis" object, each preceded by a comma:
  * ,"aof":true|false|null,"appendfsync":"everysec"|null,"persistence":"durable|volatile|unknown",
- * "data_losses":N. Returns 0 or the fb_buf error.
+ * "data_losses":N,"last_data_loss_ms":MS|null. Returns 0 or the fb_buf error.
  */
 int fb_durability_health(const fb_durability_t *dur, fb_buf_t *out);
 

@@ -37,6 +37,7 @@
 #include "frichebot/buf.h"
 #include "frichebot/err.h"
 #include "frichebot/log.h"
+#include "io/http_framing.h"
 #include "io/metrics.h"
 
 #define MAX_ROUTES      32
@@ -148,8 +149,10 @@ struct fb_http_req_s {
     char *path;
     char *query;
     fb_buf_t body;
-    bool dispatched; /* the handler was called */
-    bool answered;   /* fb_http_respond was called */
+    bool chunked;            /* the body is chunked: decoded as it arrives */
+    fb_http_chunked_t chunk; /* its decoder */
+    bool dispatched;         /* the handler was called */
+    bool answered;           /* fb_http_respond was called */
     bool close_after;
     int status;
     char *ctype;
@@ -172,6 +175,8 @@ static const char *status_text(int status)
         return "OK";
     case 304:
         return "Not Modified";
+    case 400:
+        return "Bad Request";
     case 404:
         return "Not Found";
     case 405:
@@ -276,7 +281,7 @@ static void respond_error(fb_http_req_t *req, int status, const char *code, bool
     char body[256];
     int n = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"status\":%d,\"message\":\"%s\"}\n",
                      code, status, status_text(status));
-    req->close_after = close_after;
+    req->close_after = req->close_after || close_after; /* never reopens a closing connection */
     fb_http_respond(req, status, "application/json", body, n > 0 ? (size_t)n : 0, extra);
 }
 
@@ -492,6 +497,120 @@ static void serve_static(fb_http_req_t *req, const struct static_route *st)
     respond_take(req, 200, type, body, size, hdr);
 }
 
+/* ---- Request framing (RFC 9112, section 6): see io/http_framing.h ---- */
+
+/* Field lines of one framing header kept for the check (more are counted, and refused). */
+#define FRAMING_FIELDS_MAX 4
+/* Longest framing field value read; no valid one comes near (a longer one is refused). */
+#define FRAMING_VALUE_MAX 256
+/* Field lines of one header looked at, at most (libwebsockets bounds them well before). */
+#define FRAMING_LINES_MAX 64
+
+/*
+ * Reads every field line of header `h` of the request on `wsi`. libwebsockets keeps repeated
+ * lines as fragments of one header, which lws_hdr_copy() joins with commas ("0,40"), so they are
+ * read one fragment at a time. Keeps the first FRAMING_FIELDS_MAX values in `vals` and `fields`.
+ * Returns the number of lines, or -1 when a value is longer than FRAMING_VALUE_MAX.
+ */
+static int framing_fields(struct lws *wsi, enum lws_token_indexes h,
+                          char vals[FRAMING_FIELDS_MAX][FRAMING_VALUE_MAX + 1],
+                          fb_http_field_t *fields)
+{
+    int n = 0;
+    for (; n < FRAMING_LINES_MAX; n++) {
+        if (lws_hdr_fragment_length(wsi, h, n) > FRAMING_VALUE_MAX)
+            return -1;
+        char spare[FRAMING_VALUE_MAX + 1];
+        char *dst = n < FRAMING_FIELDS_MAX ? vals[n] : spare;
+        int got = lws_hdr_copy_fragment(wsi, dst, FRAMING_VALUE_MAX + 1, h, n);
+        if (got < 0)
+            break; /* no such fragment: every line was read */
+        if (n < FRAMING_FIELDS_MAX) {
+            fields[n].p = dst;
+            fields[n].len = (size_t)got;
+        }
+    }
+    return n;
+}
+
+/*
+ * True when the request on `wsi` has a field line naming Content-Length or Transfer-Encoding
+ * with white space before its colon or before the name ("Transfer-Encoding : chunked",
+ * " Transfer-Encoding: chunked"): RFC 9112 section 5.1 requires a 400, and a proxy in front may
+ * have honoured the field where libwebsockets does not. libwebsockets keeps such a line as a
+ * custom header named in lower case up to and including its first ':', and 4.1 can only look
+ * those up by exact name: the usual spellings are tried one by one.
+ */
+static bool framing_disguised(struct lws *wsi)
+{
+    static const char *const names[] = {"content-length", "transfer-encoding"};
+    static const char *const before[] = {"", " ", "\t"};
+    static const char *const after[] = {"", " ", "\t", "  ", "\t\t", " \t", "\t "};
+    char probe[64];
+    for (size_t i = 0; i < FB_ARRAY_SIZE(names); i++)
+        for (size_t b = 0; b < FB_ARRAY_SIZE(before); b++)
+            for (size_t a = 0; a < FB_ARRAY_SIZE(after); a++) {
+                if (!before[b][0] && !after[a][0])
+                    continue; /* the plain name: libwebsockets' own header */
+                int n = snprintf(probe, sizeof(probe), "%s%s%s:", before[b], names[i], after[a]);
+                if (n > 0 && (size_t)n < sizeof(probe) && lws_hdr_custom_length(wsi, probe, n) >= 0)
+                    return true;
+            }
+    return false;
+}
+
+/* Decides how the body of the request on `wsi` is framed. Returns 0, or FB_EPROTO with out->why. */
+static int request_framing(struct lws *wsi, fb_http_framing_t *out)
+{
+    char clv[FRAMING_FIELDS_MAX][FRAMING_VALUE_MAX + 1],
+        tev[FRAMING_FIELDS_MAX][FRAMING_VALUE_MAX + 1];
+    fb_http_field_t cl[FRAMING_FIELDS_MAX], te[FRAMING_FIELDS_MAX];
+    int ncl = framing_fields(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, clv, cl);
+    int nte = framing_fields(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING, tev, te);
+    if (ncl < 0 || nte < 0) {
+        memset(out, 0, sizeof(*out));
+        out->why = "Content-Length or Transfer-Encoding value too long";
+        return FB_EPROTO;
+    }
+    /* More lines than kept still count as repeated: FRAMING_FIELDS_MAX > 1. */
+    return fb_http_framing_check(cl, (size_t)(ncl < FRAMING_FIELDS_MAX ? ncl : FRAMING_FIELDS_MAX),
+                                 te, (size_t)(nte < FRAMING_FIELDS_MAX ? nte : FRAMING_FIELDS_MAX),
+                                 framing_disguised(wsi), out);
+}
+
+/*
+ * LWS_CALLBACK_HTTP_BODY: a piece of the body of `req`. A Content-Length body is kept as it comes
+ * (libwebsockets stops at its length and then sends LWS_CALLBACK_HTTP_BODY_COMPLETION). A chunked
+ * body is decoded here: libwebsockets 4.1 does not decode chunked request bodies, it hands over
+ * the raw bytes, framing included, as if the body ran to its 100 MiB default, and never completes
+ * it. So the request is dispatched here at its last chunk, and its connection closes after the
+ * answer (libwebsockets would take whatever follows for more body).
+ */
+static void on_http_body(fb_http_server_t *srv, fb_http_req_t *req, const void *in, size_t len)
+{
+    if (req->answered || req->dispatched)
+        return;
+    int rc;
+    if (req->chunked) {
+        size_t used;
+        rc = fb_http_chunked_feed(&req->chunk, in, len, &req->body, &used);
+        if (rc == 1) {
+            req->close_after = true;
+            dispatch(req);
+            return;
+        }
+    } else {
+        rc = fb_buf_append(&req->body, in, len);
+    }
+    if (rc == FB_ETOOBIG) {
+        FB_INFO(HTTP, "%s body over %zu bytes refused", req->tag, srv->opts.max_body_bytes);
+        respond_error(req, 413, "body_too_large", true, NULL);
+    } else if (rc == FB_EPROTO) {
+        FB_INFO(HTTP, "%s chunked body refused: framing error", req->tag);
+        respond_error(req, 400, "bad_request", true, NULL);
+    }
+}
+
 /* LWS_CALLBACK_HTTP: a request's headers are complete. Decide its fate. */
 static int on_http(fb_http_server_t *srv, struct lws *wsi, struct pss *pss, const char *uri)
 {
@@ -524,21 +643,27 @@ static int on_http(fb_http_server_t *srv, struct lws *wsi, struct pss *pss, cons
         respond_error(req, 503, "shutting_down", true, hdr);
         return 0;
     }
-    /* The body limit is server-wide: checked before the route, so no oversized body is read. */
-    bool has_body = false;
-    char cl[32];
-    if (lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
-        unsigned long long n = strtoull(cl, NULL, 10);
-        if (n > srv->opts.max_body_bytes) {
-            FB_INFO(HTTP, "%s body of %llu bytes refused (limit %zu)", req->tag, n,
-                    srv->opts.max_body_bytes);
-            respond_error(req, 413, "body_too_large", true, NULL);
-            return 0;
-        }
-        has_body = n > 0;
-    } else if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
-        has_body = true; /* chunked: counted as it arrives in LWS_CALLBACK_HTTP_BODY */
+    /* Framing first: a request whose body's end is ambiguous is answered 400 and its connection
+     * closed, before anything else of it (or after it) is looked at. */
+    fb_http_framing_t fr;
+    if (request_framing(wsi, &fr) != 0) {
+        FB_INFO(HTTP, "%s refused: %s", req->tag, fr.why);
+        respond_error(req, 400, "bad_request", true, NULL);
+        return 0;
     }
+    /* The body limit is server-wide: checked before the route, so no oversized body is read. */
+    if (fr.kind == FB_HTTP_FRAMING_LENGTH && fr.length > srv->opts.max_body_bytes) {
+        FB_INFO(HTTP, "%s body of %llu bytes refused (limit %zu)", req->tag,
+                (unsigned long long)fr.length, srv->opts.max_body_bytes);
+        respond_error(req, 413, "body_too_large", true, NULL);
+        return 0;
+    }
+    /* A chunked body is decoded and counted as it arrives (on_http_body). */
+    bool has_body =
+        fr.kind == FB_HTTP_FRAMING_CHUNKED || (fr.kind == FB_HTTP_FRAMING_LENGTH && fr.length > 0);
+    req->chunked = fr.kind == FB_HTTP_FRAMING_CHUNKED;
+    if (req->chunked)
+        fb_http_chunked_init(&req->chunk);
     /* A decoded %00 would cut the path short and make it name something else: no such path. */
     bool nul_in_path = m >= 0 && uri_ptr == uri && uri_len >= 0 &&
                        strnlen(uri, (size_t)uri_len + 1) != (size_t)uri_len;
@@ -581,7 +706,10 @@ static int on_http(fb_http_server_t *srv, struct lws *wsi, struct pss *pss, cons
         return 0;
     }
     if (has_body && (req->method & (FB_HTTP_POST | FB_HTTP_PUT | FB_HTTP_PATCH)))
-        return 0; /* dispatched at LWS_CALLBACK_HTTP_BODY_COMPLETION */
+        return 0; /* dispatched once the body is in (on_http_body or BODY_COMPLETION) */
+    /* libwebsockets reads a body for POST, PUT and PATCH only: any other's would be parsed as
+     * the next request. Answer this one, then close. */
+    req->close_after = has_body;
     dispatch(req);
     return 0;
 }
@@ -624,10 +752,11 @@ static int on_writeable(struct lws *wsi, fb_http_req_t *req)
 /* ---- Websockets ---- */
 
 /*
- * LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: refuses a websocket upgrade that is not for a registered
- * endpoint (404) or comes while draining (503), writing the answer at once as libwebsockets
- * expects. Returns 0 to let the upgrade proceed, 1 when answered (libwebsockets completes the
- * transaction), -1 to hang up after the answer.
+ * LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: refuses a websocket upgrade that carries a body or ambiguous
+ * framing (400: what follows the headers would be frames to us and maybe body to a proxy), that
+ * is not for a registered endpoint (404) or that comes while draining (503), writing the answer
+ * at once as libwebsockets expects. Returns 0 to let the upgrade proceed, 1 when answered
+ * (libwebsockets completes the transaction), -1 to hang up after the answer.
  */
 static int on_confirm_upgrade(fb_http_server_t *srv, struct lws *wsi, const char *proto)
 {
@@ -637,8 +766,13 @@ static int on_confirm_upgrade(fb_http_server_t *srv, struct lws *wsi, const char
     const struct ws_route *wr = NULL;
     if (!proto || strcmp(proto, "websocket") != 0)
         return 0; /* other upgrades (h2c): libwebsockets' own business, as before */
-    if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0 ||
-        !(wr = find_ws_route(srv, path))) {
+    fb_http_framing_t fr;
+    if (request_framing(wsi, &fr) != 0 || fr.kind == FB_HTTP_FRAMING_CHUNKED ||
+        (fr.kind == FB_HTTP_FRAMING_LENGTH && fr.length > 0)) {
+        status = 400;
+        code = "bad_request";
+    } else if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0 ||
+               !(wr = find_ws_route(srv, path))) {
         status = 404;
         code = "not_found";
     } else if (srv->draining) {
@@ -660,11 +794,11 @@ static int on_confirm_upgrade(fb_http_server_t *srv, struct lws *wsi, const char
                                     end) ||
         lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                     (const unsigned char *)"no-store", 8, &p, end) ||
-        (status == 503 &&
-         (lws_add_http_header_by_name(
-              wsi, (const unsigned char *)"retry-after:", (const unsigned char *)"5", 1, &p, end) ||
-          lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
-                                      (const unsigned char *)"close", 5, &p, end))) ||
+        (status == 503 && lws_add_http_header_by_name(wsi, (const unsigned char *)"retry-after:",
+                                                      (const unsigned char *)"5", 1, &p, end)) ||
+        (status != 404 &&
+         lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
+                                     (const unsigned char *)"close", 5, &p, end)) ||
         lws_finalize_http_header(wsi, &p, end))
         return -1;
     if (end - p < blen)
@@ -674,7 +808,7 @@ static int on_confirm_upgrade(fb_http_server_t *srv, struct lws *wsi, const char
     int n = (int)(p - start);
     if (lws_write(wsi, start, (size_t)n, LWS_WRITE_HTTP_FINAL) != n)
         return -1;
-    return status == 503 ? -1 : 1;
+    return status == 404 ? 1 : -1;
 }
 
 static void ws_list_remove(fb_http_server_t *srv, fb_ws_t *ws)
@@ -909,21 +1043,20 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP:
         return on_http(srv, wsi, pss, in ? (const char *)in : "/");
 
-    case LWS_CALLBACK_HTTP_BODY: {
-        fb_http_req_t *req = pss->req;
-        if (!req || req->answered)
-            return 0;
-        if (fb_buf_append(&req->body, in, len) == FB_ETOOBIG) {
-            FB_INFO(HTTP, "%s body over %zu bytes refused", req->tag, srv->opts.max_body_bytes);
-            respond_error(req, 413, "body_too_large", true, NULL);
-        }
+    case LWS_CALLBACK_HTTP_BODY:
+        if (pss->req)
+            on_http_body(srv, pss->req, in, len);
         return 0;
-    }
 
     case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
         fb_http_req_t *req = pss->req;
-        if (req && !req->answered && !req->dispatched)
-            dispatch(req);
+        if (!req || req->answered || req->dispatched)
+            return 0;
+        if (req->chunked) { /* not expected: the body's end is its last chunk (on_http_body) */
+            respond_error(req, 400, "bad_request", true, NULL);
+            return 0;
+        }
+        dispatch(req);
         return 0;
     }
 

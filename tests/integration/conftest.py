@@ -40,9 +40,10 @@ def wait_until(pred, timeout=10.0, step=0.05):
 
 class Redis:
     """A throwaway redis-server on a random port, with a unix socket in its own directory; with
-    AOF (appendonly yes, appendfsync everysec) as a deployment should run it, unless aof=False."""
+    AOF (appendonly yes, appendfsync everysec, or `fsync`) as a deployment should run it, unless
+    aof=False."""
 
-    def __init__(self, tmp_path, aof=True):
+    def __init__(self, tmp_path, aof=True, fsync="everysec"):
         self.dir = tmp_path / "redis"
         self.dir.mkdir(exist_ok=True)
         self.sock = str(self.dir / "redis.sock")
@@ -50,12 +51,13 @@ class Redis:
         self.proc = None
         self.password = None
         self.aof = aof
+        self.fsync = fsync
 
     def start(self):
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                 "--unixsocket", self.sock, "--unixsocketperm", "700", "--dir", str(self.dir),
                 "--save", "", "--appendonly", "yes" if self.aof else "no",
-                "--appendfsync", "everysec", "--loglevel", "warning"]
+                "--appendfsync", self.fsync, "--loglevel", "warning"]
         if self.password:
             args += ["--requirepass", self.password]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
@@ -201,10 +203,14 @@ def redis(tmp_path):
     r.stop()
 
 
+VOLATILE = "  allow_volatile: true"  # extra_redis of a daemon that must accept a volatile_redis
+
+
 @pytest.fixture
 def volatile_redis(tmp_path):
     """A redis-server without AOF (what it keeps over a crash is its last snapshot, if one was
-    asked for): for the tests of a Redis that forgets."""
+    asked for): for the tests of a Redis that forgets. A daemon refuses it unless its
+    configuration says redis.allow_volatile: true (extra_redis=VOLATILE)."""
     r = Redis(tmp_path, aof=False)
     r.start()
     yield r

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """Questions asked at any moment (issue #20, docs/internals/KB.md), end to end: the friche dialog
 with its knowledge base, the real daemon, its router and a real redis-server, through the web chat
-(websocket) and through Matrix (a real Synapse, matrix-nio as the project owner, a direct room).
+(websocket) and through Matrix (a real Synapse, matrix-nio as the project owner in a clear direct
+room, and matrix-js-sdk with its Rust crypto, Element's stack, in an encrypted one).
 
 A question typed where an answer is expected is answered from the base with its source, the
 pending question is asked again in one line, and the user's place is kept; a question the base
@@ -14,6 +15,7 @@ import time
 
 from conftest import wait_until
 from synapse import bodies
+from test_e2ee import clients, open_encrypted_dm, start_e2ee_bot, tchap_user  # noqa: F401
 from test_matrix import bot_matrix_yaml, new_bot, new_user, open_dm, router_yaml
 from test_webchat import Chat
 
@@ -130,3 +132,30 @@ def test_questions_in_matrix(synapse, redis, make_daemon, tmp_path):
     log = d.read_log()
     assert "c koi un SIS" not in log
     user.close()
+
+
+def test_questions_in_an_encrypted_dm(synapse, redis, make_daemon, tmp_path, clients):
+    """Tchap's direct chats are encrypted: the question, its sourced answer, the repeated question
+    and the « utile » feedback all go through Megolm, and the place is kept."""
+    bot = new_bot(synapse, tmp_path)
+    d = start_e2ee_bot(make_daemon, redis, synapse, bot, tmp_path,
+                       extra=f'dialogs:\n  path: "{FRICHE}"\nstats:\n  min_count: 1\n  cache_seconds: 0\n')
+    user = tchap_user(clients)
+    room, seen = open_encrypted_dm(user, bot["user_id"], d)
+    seen.drain(quiet=1.0)  # the rest of the greeting
+    n = len(seen.msgs)
+
+    user.send(room, "c koi un SIS ?")
+    seen.wait(1, 60, body_contains=COMMUNE_Q)
+    texts = [b for b in seen.drain(quiet=1.0)[n:]]
+    answer = [t["body"] for t in texts if SOURCE_LINE in t["body"]]
+    assert len(answer) == 1 and "sols" in answer[0] and FEEDBACK in answer[0], texts
+    assert not any("Je n'ai pas trouvé cette commune" in t["body"] for t in texts), texts
+
+    user.send(room, "utile")
+    seen.wait(1, 60, body_contains=COMMUNE_Q)
+    user.send(room, "saint dizier")
+    seen.wait(1, 60, body_contains=DEMANDEUR_Q)
+    assert wait_until(lambda: kb_stats(d)["helpful"] == 1, 10, 0.1), kb_stats(d)
+    assert kb_stats(d)["answered"] == 1, kb_stats(d)
+    assert "c koi un SIS" not in d.read_log()

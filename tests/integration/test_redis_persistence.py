@@ -1,15 +1,21 @@
 # SPDX-License-Identifier: MIT
 """Redis that forgets (docs/internals/REDIS.md, "Persistence"): at every connection the daemon reads
-Redis's persistence settings, warns when AOF is off (saying what is lost and how to fix it), shows
-them on /healthz and /metrics, refuses to start without AOF when redis.require_aof is set, and logs
-an error when Redis comes back empty after a reconnect. Real redis-servers, with and without AOF."""
+Redis's persistence settings and shows them on /healthz and /metrics; a Redis without AOF is
+refused at start (exit status 1, an error naming the settings to change) unless the configuration
+says redis.allow_volatile: true (then a warning); a Redis that comes back empty after a reconnect
+is an error, /healthz degraded and a counter, and nothing is sent twice. Real redis-servers, with
+and without AOF."""
 import re
 import signal
+import subprocess
+import time
 
-from conftest import redis_connected, wait_until
+from conftest import BINARY, VOLATILE, Redis, redis_connected, wait_until
 
 AOF_OFF = "persistence: AOF is off (appendonly no)"
 LOST = "Redis lost its data"
+REFUSED = "refusing to start: Redis does not persist with AOF"
+DEPRECATED = "redis.require_aof is deprecated and ignored"
 
 
 def metric(daemon, name):
@@ -23,6 +29,17 @@ def metric(daemon, name):
 def checked(daemon, n=1):
     """True once the daemon's persistence check has run n times (one line per connection)."""
     return len(re.findall(r"\] persistence: ", daemon.read_log())) >= n
+
+
+def refused(d):
+    """Starts `d` (not started yet), which must stop by itself: returns its log."""
+    d.start(wait_ready=False)
+    rc = d.proc.wait(30)
+    log = d.read_log()
+    d.log.close()
+    assert rc == 1, log
+    assert "stopped cleanly (uv_loop_close=0)" in log, log
+    return log
 
 
 def test_redis_with_aof_is_durable(daemon):
@@ -39,10 +56,33 @@ def test_redis_with_aof_is_durable(daemon):
     assert "warn [redis]" not in daemon.read_log()
 
 
-def test_redis_without_aof_is_warned(volatile_redis, make_daemon):
-    """Without AOF: a warning naming what is lost and the settings to change; /healthz stays ok
-    (warn only by default) and shows it, /metrics too."""
-    d = make_daemon(volatile_redis.address)
+def test_redis_without_aof_is_refused(volatile_redis, make_daemon):
+    """The default: a Redis without AOF is refused at start, exit status 1, with an error naming
+    the settings to change and the way out for a throw-away setup."""
+    log = refused(make_daemon(volatile_redis.address, start=False))
+    line = next(line for line in log.splitlines() if REFUSED in line)
+    assert "err [redis]" in line, line
+    for needle in ("appendonly no", "'appendonly yes'", "'appendfsync everysec'", "CONFIG REWRITE",
+                   "'allow_volatile: true'"):
+        assert needle in line, line
+
+
+def test_appendfsync_no_is_refused(tmp_path, make_daemon):
+    """AOF on but appendfsync no (the OS decides when to write: a machine crash loses up to about
+    30 s) is not durable either: refused, naming appendfsync."""
+    r = Redis(tmp_path, fsync="no")
+    r.start()
+    try:
+        log = refused(make_daemon(r.address, start=False))
+        assert REFUSED in log and "appendonly yes, appendfsync no" in log, log
+    finally:
+        r.stop()
+
+
+def test_allow_volatile_starts_with_a_warning(volatile_redis, make_daemon):
+    """redis.allow_volatile: true (throw-away setups): a warning naming what is lost and the
+    settings to change; /healthz stays ok and shows it, /metrics too."""
+    d = make_daemon(volatile_redis.address, extra_redis=VOLATILE)
     assert wait_until(lambda: checked(d), 10), d.read_log()
     log = d.read_log()
     warning = next(line for line in log.splitlines() if AOF_OFF in line)
@@ -56,33 +96,55 @@ def test_redis_without_aof_is_warned(volatile_redis, make_daemon):
     assert metric(d, "frichebot_redis_durable") == 0
 
 
-def test_require_aof_refuses_a_redis_without_it(volatile_redis, make_daemon):
-    """redis.require_aof: true and a Redis without AOF: the daemon stops at once, exit status 1,
-    with an error naming the settings to change."""
-    d = make_daemon(volatile_redis.address, start=False, extra_redis="  require_aof: true")
-    d.start(wait_ready=False)
-    rc = d.proc.wait(30)
-    log = d.read_log()
-    d.log.close()
-    assert rc == 1, log
-    assert "refusing to start: redis.require_aof is set" in log, log
-    assert "'appendonly yes'" in log and "'appendfsync everysec'" in log, log
-    assert "stopped cleanly (uv_loop_close=0)" in log, log
+def test_deprecated_require_aof_false_no_longer_accepts_volatile(volatile_redis, make_daemon):
+    """redis.require_aof (before allow_volatile) still parses: ignored, with a warning, from
+    --check-config too. false (the old sample's value) no longer accepts a Redis without AOF."""
+    old = make_daemon(volatile_redis.address, start=False, extra_redis="  require_aof: false")
+    old.write_config()
+    r = subprocess.run([BINARY, "serve", "-c", str(old.config_path), "--check-config"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "configuration OK" in r.stdout, r
+    assert "warning: redis.require_aof is deprecated and ignored" in r.stderr, r.stderr
+    log = refused(old)
+    assert DEPRECATED in log and "require_aof: false no longer accepts" in log, log
+    assert REFUSED in log, log
 
 
-def test_require_aof_accepts_a_redis_with_it(redis, make_daemon):
+def test_deprecated_require_aof_true_starts_as_before(redis, make_daemon):
+    """require_aof: true on a Redis with AOF: ignored with a warning, starts as before."""
     d = make_daemon(redis.address, extra_redis="  require_aof: true")
     assert wait_until(lambda: d.json("/healthz")[0] == 200, 20), d.read_log()
     assert d.json("/healthz")[1]["redis"]["persistence"] == "durable"
+    line = next(line for line in d.read_log().splitlines() if DEPRECATED in line)
+    assert "warn [redis]" in line and "no longer accepts" not in line, line
     assert "refusing" not in d.read_log()
 
 
-def test_redis_back_empty_is_an_error(volatile_redis, make_daemon):
-    """A Redis without AOF killed and restarted under the running daemon comes back empty: the
-    daemon says, at error, that the data was lost; /healthz and /metrics count it."""
-    redis = volatile_redis
+def test_redis_that_loses_aof_later_is_degraded(redis, make_daemon):
+    """AOF turned off under a running daemon: the next connection finds it, logs an error and
+    /healthz says degraded (the daemon keeps serving); AOF back on, the next one is ok again."""
     d = make_daemon(redis.address)
     assert wait_until(lambda: redis_connected(d) and checked(d), 20), d.read_log()
+    assert d.json("/healthz")[0] == 200
+    assert redis.cli("CONFIG", "SET", "appendonly", "no") == "OK"
+    redis.cli("CLIENT", "KILL", "TYPE", "normal")
+    assert wait_until(lambda: "no longer persists with AOF" in d.read_log(), 20), d.read_log()
+    status, health = d.json("/healthz")
+    assert status == 503 and health["status"] == "degraded", health
+    assert health["redis"]["persistence"] == "volatile" and d.proc.poll() is None
+    assert redis.cli("CONFIG", "SET", "appendonly", "yes") == "OK"
+    redis.cli("CLIENT", "KILL", "TYPE", "normal")
+    assert wait_until(lambda: d.json("/healthz")[0] == 200, 20), d.read_log()
+
+
+def test_redis_back_empty_is_an_error(volatile_redis, make_daemon):
+    """A Redis without AOF (allow_volatile) killed and restarted under the running daemon comes
+    back empty: the daemon says, at error, that the data was lost; /healthz says degraded (503)
+    with the loss counted and dated, /metrics counts it."""
+    redis = volatile_redis
+    d = make_daemon(redis.address, extra_redis=VOLATILE)
+    assert wait_until(lambda: redis_connected(d) and checked(d), 20), d.read_log()
+    assert d.json("/healthz")[0] == 200
     assert redis.cli("EXISTS", "fb:redis:marker") == "1"
     redis.proc.send_signal(signal.SIGKILL)
     redis.proc.wait(10)
@@ -91,9 +153,37 @@ def test_redis_back_empty_is_an_error(volatile_redis, make_daemon):
     assert wait_until(lambda: LOST in d.read_log(), 20), d.read_log()
     line = next(line for line in d.read_log().splitlines() if LOST in line)
     assert "err [redis]" in line and "run_id changed" in line and "appendonly yes" in line, line
+    assert "/healthz says degraded for 10 minutes" in line, line
     assert metric(d, "frichebot_redis_data_loss_total") == 1
     status, health = d.json("/healthz")
-    assert status == 200 and health["redis"]["data_losses"] == 1, health
+    assert status == 503 and health["status"] == "degraded", health
+    assert health["redis"]["connected"] is True and health["redis"]["data_losses"] == 1, health
+    assert health["redis"]["last_data_loss_ms"] > 0, health
+
+
+def test_redis_back_in_time_is_an_error(volatile_redis, make_daemon):
+    """A Redis that comes back from an older snapshot keeps the marker (it was in the snapshot),
+    but not the epoch the daemon's beats had brought it to: the same error, saying it went back
+    in time, /healthz degraded and the counter. (Before the epoch this looked like a Redis that
+    kept its data, and replies written after the snapshot could be sent again.)"""
+    redis = volatile_redis
+    d = make_daemon(redis.address, start=False, extra_redis=VOLATILE)
+    d.start(env={"FB_TEST_REDIS_BEAT_MS": "100"})  # test builds: a beat every 100 ms
+    assert wait_until(lambda: redis_connected(d) and checked(d), 20), d.read_log()
+    assert redis.cli("SAVE") == "OK"
+    saved = int(redis.cli("GET", "fb:redis:epoch"))
+    assert wait_until(lambda: int(redis.cli("GET", "fb:redis:epoch")) >= saved + 3, 10)
+    redis.proc.send_signal(signal.SIGKILL)
+    redis.proc.wait(10)
+    redis.proc = None
+    redis.start()  # from dump.rdb: the marker, and the epoch of the snapshot
+    assert wait_until(lambda: LOST in d.read_log(), 20), d.read_log()
+    line = next(line for line in d.read_log().splitlines() if LOST in line)
+    assert "err [redis]" in line and "went back in time" in line, line
+    assert "restored from an older snapshot" in line and "fb:redis:epoch" in line, line
+    assert metric(d, "frichebot_redis_data_loss_total") == 1
+    status, health = d.json("/healthz")
+    assert status == 503 and health["redis"]["data_losses"] == 1, health
 
 
 def test_redis_restarted_with_aof_kept_its_data(redis, make_daemon):
@@ -107,3 +197,58 @@ def test_redis_restarted_with_aof_kept_its_data(redis, make_daemon):
     assert wait_until(lambda: "kept its data" in d.read_log(), 20), d.read_log()
     assert LOST not in d.read_log()
     assert metric(d, "frichebot_redis_data_loss_total") == 0
+
+
+def test_redis_back_empty_sends_nothing_twice(volatile_redis, make_daemon):
+    """After Redis came back empty nothing is sent again: the replies already delivered stay
+    delivered once, and a reply that was waiting in the outbox is lost with the rest of the data
+    (the error says so), not replayed. The outbox's recovery scan runs at the reconnection and
+    finds an empty index; the dedupe marks are gone, but the web page (like the homeserver) only
+    resends what was never acknowledged, and a conversation that no longer exists takes no reply.
+    Deliveries are held 1.5 s (test builds) so that one reply is still in the outbox at the kill."""
+    from test_webchat import SAMPLE, Chat
+
+    redis = volatile_redis
+    hold = {"FB_TEST_OUTBOX_START_DELAY_MS": "1500"}
+    d = make_daemon(redis.address, start=False, idle_timeout_s=60, extra_redis=VOLATILE,
+                    extra=f'dialogs:\n  path: "{SAMPLE}"\n').start(env=hold)
+    assert wait_until(lambda: redis_connected(d) and checked(d), 20), d.read_log()
+    a, b = Chat(d), Chat(d)
+    a.wait_bot("Dans quelle commune")
+    a.say("lyon")
+    a.wait_bot("Qui porte le projet")
+    b.wait_bot("Dans quelle commune")
+    b.say("lyon")  # acknowledged: its reply waits 1.5 s in the outbox
+    assert int(redis.cli("LLEN", f"fb:{{c:web:{b.token}}}:outbox")) == 1
+    delivered = metric(d, "frichebot_outbox_delivered_total")
+    frames = {c: len(c.entries) for c in (a, b)}
+
+    redis.proc.send_signal(signal.SIGKILL)
+    redis.proc.wait(10)
+    redis.proc = None
+    redis.start()
+    assert wait_until(lambda: LOST in d.read_log(), 20), d.read_log()
+    # Past the hold and the recovery scan of the reconnection (the router looks every second).
+    end = time.monotonic() + 4
+    while time.monotonic() < end:
+        for c in (a, b):
+            try:
+                c.recv(timeout=0.2)
+            except TimeoutError:
+                pass
+    assert {c: len(c.entries) for c in (a, b)} == frames
+    assert metric(d, "frichebot_outbox_delivered_total") == delivered
+    assert not any("Qui porte le projet" in e["text"] for e in b.entries.values())
+    assert redis.cli("ZCARD", "fb:outbox:pending") == "0"
+    # The daemon serves on: a new conversation is greeted once.
+    c = Chat(d)
+    c.wait_bot("Dans quelle commune")
+    time.sleep(2)
+    for _ in range(5):
+        try:
+            c.recv(timeout=0.2)
+        except TimeoutError:
+            pass
+    assert sum("Dans quelle commune" in e["text"] for e in c.entries.values()) == 1
+    for chat in (a, b, c):
+        chat.close()

@@ -14,7 +14,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from conftest import wait_until
+from conftest import VOLATILE, wait_until
 
 SOURCE = os.environ.get("FB_SOURCE_DIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -376,22 +376,27 @@ def test_page_ahead_of_a_restored_redis_gets_the_history_again(volatile_redis, m
     old last seq. (A page that stays connected through the crash is not covered: see
     docs/internals/WEB.md, "Known limits".) A Redis without AOF: with it, the crash loses nothing."""
     redis = volatile_redis
-    d = start_daemon(make_daemon, redis)
+    d = start_daemon(make_daemon, redis, start=False, extra_redis=VOLATILE)
+    d.start(env={"FB_TEST_REDIS_BEAT_MS": "100"})  # test builds: the durability beat, faster
     chat = Chat(d)
     chat.wait_bot("Dans quelle commune")
     chat.say("lyon")
     asked = chat.wait_bot("Qui porte le projet")
     assert redis.cli("SAVE") == "OK"  # the snapshot Redis will come back from
+    epoch = int(redis.cli("GET", "fb:redis:epoch"))
     chat.choose("association", "Une association")
     chat.wait_bot("Quelle est la surface")
     page_seq = chat.last_seq()
     assert page_seq > asked["seq"]
     chat.close()
+    assert wait_until(lambda: int(redis.cli("GET", "fb:redis:epoch")) > epoch + 1, 10)
     redis.proc.send_signal(signal.SIGKILL)  # a crash: what followed the snapshot is lost
     redis.proc.wait(10)
     redis.proc = None
     redis.start()
-    assert wait_until(lambda: d.json("/healthz")[0] == 200, 20)
+    # The daemon finds it went back in time (docs/internals/REDIS.md, "Persistence").
+    assert wait_until(lambda: "went back in time" in d.read_log(), 20), d.read_log()
+    assert wait_until(lambda: d.json("/healthz")[1]["redis"]["connected"], 20)
     assert len(history(redis, chat.token)) == asked["seq"]
 
     again = Chat(d, token=chat.token, since=page_seq)

@@ -790,6 +790,40 @@ TEST_IMPL(config_reminders)
     return 0;
 }
 
+/* redis.allow_volatile (default false), and the deprecated require_aof: still accepted (the
+ * daemon warns and ignores it), but not beside allow_volatile: true. */
+TEST_IMPL(config_redis_persistence)
+{
+    fb_config_t *c = expect_ok("server: {listen: \"127.0.0.1:1\"}\n"
+                               "redis: {address: \"tcp://127.0.0.1:1\"}\n");
+    ASSERT(!c->redis.allow_volatile);
+    ASSERT_NULL(c->redis.require_aof);
+    fb_config_free(c);
+    c = expect_ok("server: {listen: \"127.0.0.1:1\"}\n"
+                  "redis: {address: \"tcp://127.0.0.1:1\", allow_volatile: true}\n");
+    ASSERT(c->redis.allow_volatile);
+    fb_config_free(c);
+    c = expect_ok("server: {listen: \"127.0.0.1:1\"}\n"
+                  "redis: {address: \"tcp://127.0.0.1:1\", require_aof: false}\n");
+    ASSERT(!c->redis.allow_volatile); /* false no longer means "accept a volatile Redis" */
+    ASSERT_STR_EQ(c->redis.require_aof, "false");
+    fb_config_free(c);
+    c = expect_ok("server: {listen: \"127.0.0.1:1\"}\n"
+                  "redis: {address: \"tcp://127.0.0.1:1\", require_aof: true}\n");
+    ASSERT_STR_EQ(c->redis.require_aof, "true");
+    fb_config_free(c);
+    expect_errors("server: {listen: \"127.0.0.1:1\"}\n"
+                  "redis: {address: \"tcp://127.0.0.1:1\", require_aof: true, allow_volatile: "
+                  "true}\n",
+                  "t.yaml:1:1: redis.require_aof: true and redis.allow_volatile: true contradict "
+                  "each other; remove redis.require_aof (deprecated: a Redis without AOF is now "
+                  "refused unless allow_volatile is true)\n");
+    expect_errors("server: {listen: \"127.0.0.1:1\"}\n"
+                  "redis: {address: \"tcp://127.0.0.1:1\", require_aof: yes}\n",
+                  "t.yaml:2:52: 'redis.require_aof' must be true or false\n");
+    return 0;
+}
+
 TEST_IMPL(config_matrix)
 {
     unsetenv("FRICHEBOT_MATRIX_TOKEN");

@@ -2,11 +2,13 @@
 /*
  * test_durability.c - the check of Redis's persistence at every connection (daemon/io/durability.c)
  * against a real, throwaway redis-server started without and then with AOF: the settings read
- * (CONFIG GET, or INFO when an ACL forbids CONFIG), redis.require_aof's refusal, and the marker
+ * (CONFIG GET, or INFO when an ACL forbids CONFIG), the refusal of a Redis without AOF unless
+ * redis.allow_volatile, /healthz degraded after a loss, and the marker
  * that tells a Redis that came back empty (flushed, or restarted without AOF) from one that kept
  * its data (restarted with AOF). Every test ends with fb_test_loop_close_strict().
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <hiredis/hiredis.h>
@@ -34,8 +36,9 @@ static void on_refuse(void *arg)
     ((struct fixture *)arg)->refusals++;
 }
 
-/* Starts Redis (without AOF), a client and the module; waits for the first check. */
-static void setup(struct fixture *f, bool require_aof)
+/* Starts Redis (without AOF), a client and the module (`allow_volatile` as the configuration's
+ * redis.allow_volatile). */
+static void setup(struct fixture *f, bool allow_volatile)
 {
     memset(f, 0, sizeof(*f));
     ASSERT_OK(fb_test_redis_start(&f->srv));
@@ -51,7 +54,7 @@ static void setup(struct fixture *f, bool require_aof)
     o.reconnect.n_delays = 1;
     f->redis = fb_redis_create(&f->loop, &o);
     ASSERT_NOT_NULL(f->redis);
-    f->dur = fb_durability_create(f->redis, "t:", require_aof, on_refuse, f);
+    f->dur = fb_durability_create(&f->loop, f->redis, "t:", allow_volatile, on_refuse, f);
     ASSERT_OK(fb_redis_start(f->redis));
     f->sync = redisConnectUnix(f->srv.sock);
     ASSERT(f->sync && !f->sync->err);
@@ -65,6 +68,7 @@ static void on_closed(void *arg)
 static void teardown(struct fixture *f)
 {
     int closed = 0;
+    fb_durability_close(f->dur);
     fb_redis_close(f->redis, on_closed, &closed);
     ASSERT(fb_test_wait_int(&f->loop, &closed, 1, 5000));
     fb_durability_destroy(f->dur);
@@ -143,12 +147,12 @@ static char *health(const struct fixture *f)
     return fb_buf_take(&b);
 }
 
-/* Without AOF: read as volatile (warned); with AOF turned on and a reconnect: durable. The
- * marker stays, so neither check counts a loss. */
+/* Without AOF and with redis.allow_volatile: read as volatile (warned, accepted); with AOF
+ * turned on and a reconnect: durable. The marker stays, so neither check counts a loss. */
 TEST_IMPL(durability_aof_off_then_on)
 {
     struct fixture f;
-    setup(&f, false);
+    setup(&f, true);
     wait_checks(&f, 1);
     fb_durability_state_t st = state(&f);
     ASSERT_EQ(st.aof, 0);
@@ -157,10 +161,10 @@ TEST_IMPL(durability_aof_off_then_on)
     ASSERT_STR_EQ(st.appendfsync, "everysec"); /* Redis's default, AOF or not */
     ASSERT(st.run_id[0]);
     ASSERT_EQ(st.data_losses, 0);
-    ASSERT(fb_durability_ok(f.dur)); /* warn only */
+    ASSERT(fb_durability_ok(f.dur)); /* allow_volatile: warn only */
     char *h = health(&f);
     ASSERT_STR_EQ(h, ",\"aof\":false,\"appendfsync\":\"everysec\",\"persistence\":\"volatile\","
-                     "\"data_losses\":0");
+                     "\"data_losses\":0,\"last_data_loss_ms\":null");
     fb_free(h);
     fb_buf_t m;
     fb_buf_init(&m, 4096);
@@ -193,7 +197,7 @@ TEST_IMPL(durability_aof_off_then_on)
 TEST_IMPL(durability_config_forbidden_uses_info)
 {
     struct fixture f;
-    setup(&f, false);
+    setup(&f, true);
     wait_checks(&f, 1);
     sync_ok(&f, "ACL SETUSER default -config");
     reconnect(&f, 2);
@@ -213,19 +217,19 @@ TEST_IMPL(durability_config_forbidden_uses_info)
     ASSERT(st.durable); /* AOF on, appendfsync not known: taken as durable */
     char *h = health(&f);
     ASSERT_STR_EQ(h, ",\"aof\":true,\"appendfsync\":null,\"persistence\":\"durable\","
-                     "\"data_losses\":0");
+                     "\"data_losses\":0,\"last_data_loss_ms\":null");
     fb_free(h);
     sync_ok(&f, "ACL SETUSER default +config");
     teardown(&f);
     return 0;
 }
 
-/* redis.require_aof: a first Redis without AOF is refused (once); /healthz is not ok until a
- * connection finds AOF on, and not ok again when a later one finds it off. */
-TEST_IMPL(durability_require_aof)
+/* The default (no redis.allow_volatile): a first Redis without AOF is refused (once); /healthz
+ * is not ok until a connection finds AOF on, and not ok again when a later one finds it off. */
+TEST_IMPL(durability_refuses_volatile)
 {
     struct fixture f;
-    setup(&f, true);
+    setup(&f, false);
     ASSERT(!fb_durability_ok(f.dur)); /* not known yet */
     wait_checks(&f, 1);
     ASSERT_EQ(f.refusals, 1);
@@ -242,22 +246,28 @@ TEST_IMPL(durability_require_aof)
 }
 
 /* The marker: a Redis flushed under the client, then one restarted without AOF, are each
- * counted as a loss at the next connection; a Redis restarted with AOF keeps the marker. */
+ * counted as a loss at the next connection (and /healthz is degraded, even with
+ * allow_volatile); a Redis restarted with AOF keeps the marker. */
 TEST_IMPL(durability_data_loss_detected)
 {
     struct fixture f;
-    setup(&f, false);
+    setup(&f, true);
     wait_checks(&f, 1);
     reconnect(&f, 2);
     ASSERT_EQ(state(&f).data_losses, 0); /* same marker */
+    ASSERT(fb_durability_ok(f.dur));
 
     sync_ok(&f, "FLUSHALL");
     reconnect(&f, 3);
     fb_durability_state_t st = state(&f);
     ASSERT_EQ(st.data_losses, 1);
     ASSERT(st.last_loss_ms > 0);
+    ASSERT(!fb_durability_ok(f.dur)); /* degraded for FB_DURABILITY_LOSS_DEGRADED_MS */
     char *h = health(&f);
     ASSERT_NOT_NULL(strstr(h, "\"data_losses\":1"));
+    char want[64];
+    snprintf(want, sizeof(want), "\"last_data_loss_ms\":%lld", (long long)st.last_loss_ms);
+    ASSERT_NOT_NULL(strstr(h, want));
     fb_free(h);
 
     /* Restarted without AOF: empty, and a new run_id. */
@@ -285,6 +295,79 @@ TEST_IMPL(durability_data_loss_detected)
     st = state(&f);
     ASSERT_EQ(st.aof, 1);
     ASSERT_EQ(st.data_losses, 2);
+    teardown(&f);
+    return 0;
+}
+
+struct wait_epoch {
+    const struct fixture *f;
+    long long epoch;
+    uint64_t losses;
+};
+
+static bool epoch_or_loss(void *arg)
+{
+    const struct wait_epoch *w = arg;
+    fb_durability_state_t st = state(w->f);
+    return st.epoch >= w->epoch || st.data_losses > w->losses;
+}
+
+/* Runs the loop until the beat has brought the epoch to `epoch` or counted a loss (10 s). */
+static void wait_epoch(struct fixture *f, long long epoch)
+{
+    struct wait_epoch w = {f, epoch, state(f).data_losses};
+    if (!fb_test_wait_cond(&f->loop, epoch_or_loss, &w, 10000))
+        FB_TEST_FAIL("waited 10 s for epoch %lld, have %lld", epoch, state(f).epoch);
+}
+
+/* A Redis that went back in time: restarted (without AOF) from a snapshot taken while this
+ * process ran, so the marker is there but the epoch is behind the one the beats brought it to.
+ * Counted as a loss at the reconnection; without the epoch it looked like a Redis that kept its
+ * data. */
+TEST_IMPL(durability_went_back_in_time)
+{
+    ASSERT_OK(setenv("FB_TEST_REDIS_BEAT_MS", "30", 1));
+    struct fixture f;
+    setup(&f, true);
+    wait_checks(&f, 1);
+    sync_ok(&f, "SAVE"); /* the snapshot Redis will come back from */
+    long long saved = state(&f).epoch;
+    ASSERT(saved >= 1);
+    wait_epoch(&f, saved + 3); /* beats after the snapshot */
+    ASSERT_EQ(state(&f).data_losses, 0);
+
+    redisFree(f.sync);
+    f.sync = NULL;
+    ASSERT_OK(fb_test_redis_restart(&f.srv));
+    f.sync = redisConnectUnix(f.srv.sock);
+    ASSERT(f.sync && !f.sync->err);
+    wait_checks(&f, 2);
+    fb_durability_state_t st = state(&f);
+    ASSERT_EQ(st.data_losses, 1);
+    ASSERT(!fb_durability_ok(f.dur));
+    ASSERT_EQ(st.epoch, saved + 1); /* the snapshot's, incremented by the check */
+
+    /* The beats go on from there: no second loss. */
+    wait_epoch(&f, saved + 4);
+    ASSERT_EQ(state(&f).data_losses, 1);
+    teardown(&f);
+    return 0;
+}
+
+/* A FLUSHALL under the live connection: the beat finds the marker gone without a reconnection. */
+TEST_IMPL(durability_beat_finds_a_flush)
+{
+    ASSERT_OK(setenv("FB_TEST_REDIS_BEAT_MS", "30", 1));
+    struct fixture f;
+    setup(&f, true);
+    wait_checks(&f, 1);
+    wait_epoch(&f, state(&f).epoch + 2);
+    ASSERT_EQ(state(&f).data_losses, 0);
+    sync_ok(&f, "FLUSHALL");
+    wait_epoch(&f, 1000000); /* returns at the loss */
+    fb_durability_state_t st = state(&f);
+    ASSERT_EQ(st.data_losses, 1);
+    ASSERT_EQ(st.checks, 1); /* no reconnection */
     teardown(&f);
     return 0;
 }

@@ -153,3 +153,76 @@ TEST_IMPL(web_entries)
     json_decref(empty);
     return 0;
 }
+
+TEST_IMPL(web_frame_parse)
+{
+    fb_web_frame_t f;
+    /* Refused before any type: not JSON, not an object, duplicate members, no type. */
+    static const char *const none[] = {"",
+                                       "pas du json",
+                                       "[]",
+                                       "\"hello\"",
+                                       "{\"type\":\"ping\",\"type\":\"ping\"}",
+                                       "{\"id\":\"a\"}",
+                                       "{\"type\":3}"};
+    for (size_t i = 0; i < FB_ARRAY_SIZE(none); i++) {
+        fb_web_frame_parse(none[i], strlen(none[i]), 100, &f);
+        ASSERT_EQ(f.type, FB_WEB_FRAME_NONE);
+        ASSERT_STR_EQ(f.error, "bad_request");
+        ASSERT_NOT_NULL(f.message);
+        fb_web_frame_free(&f);
+    }
+    const char *s = "{\"type\":\"hello\",\"token\":\"abc\",\"since\":7}";
+    fb_web_frame_parse(s, strlen(s), 100, &f);
+    ASSERT(f.type == FB_WEB_FRAME_HELLO && !f.error && f.since == 7);
+    ASSERT_STR_EQ(f.token, "abc");
+    fb_web_frame_free(&f);
+    s = "{\"type\":\"hello\",\"since\":-1}";
+    fb_web_frame_parse(s, strlen(s), 100, &f);
+    ASSERT(f.type == FB_WEB_FRAME_HELLO && f.error);
+    fb_web_frame_free(&f);
+
+    s = "{\"type\":\"message\",\"id\":\"m1\",\"text\":\"bonjour\"}";
+    fb_web_frame_parse(s, strlen(s), 100, &f);
+    ASSERT(f.type == FB_WEB_FRAME_MESSAGE && !f.error && f.text_len == 7);
+    ASSERT_STR_EQ(f.id, "m1");
+    ASSERT_STR_EQ(f.text, "bonjour");
+    fb_web_frame_free(&f);
+    /* The text's limit is in bytes; the refusal names it and echoes the id. */
+    fb_web_frame_parse(s, strlen(s), 6, &f);
+    ASSERT_STR_EQ(f.error, "too_big");
+    ASSERT_STR_EQ(f.error_id, "m1");
+    ASSERT_NOT_NULL(strstr(f.message, "6 caractères"));
+    ASSERT_NULL(f.text);
+    fb_web_frame_free(&f);
+    static const char *const bad[] = {
+        "{\"type\":\"message\",\"text\":\"x\"}",                /* no id */
+        "{\"type\":\"message\",\"id\":\"a b\",\"text\":\"x\"}", /* bad id */
+        "{\"type\":\"message\",\"id\":\"m\",\"text\":\"\"}",    /* empty */
+        "{\"type\":\"choice\",\"id\":\"m\",\"label\":\"x\"}",   /* no choice */
+        "{\"type\":\"choice\",\"id\":\"m\",\"choice\":\"c\"}",  /* no label */
+    };
+    for (size_t i = 0; i < FB_ARRAY_SIZE(bad); i++) {
+        fb_web_frame_parse(bad[i], strlen(bad[i]), 100, &f);
+        ASSERT(f.type == FB_WEB_FRAME_MESSAGE || f.type == FB_WEB_FRAME_CHOICE);
+        ASSERT_STR_EQ(f.error, "bad_request");
+        ASSERT_NULL(f.text);
+        fb_web_frame_free(&f);
+    }
+    /* jansson refuses \u0000 in a string: such a message is not JSON to us. */
+    s = "{\"type\":\"message\",\"id\":\"m\",\"text\":\"a\\u0000b\"}";
+    fb_web_frame_parse(s, strlen(s), 100, &f);
+    ASSERT_EQ(f.type, FB_WEB_FRAME_NONE);
+    fb_web_frame_free(&f);
+    s = "{\"type\":\"choice\",\"id\":\"m\",\"choice\":\"c1\",\"label\":\"\"}";
+    fb_web_frame_parse(s, strlen(s), 100, &f);
+    ASSERT(f.type == FB_WEB_FRAME_CHOICE && !f.error && f.text_len == 0);
+    ASSERT_STR_EQ(f.choice, "c1");
+    fb_web_frame_free(&f);
+    s = "{\"type\":\"autre\",\"id\":\"x\"}";
+    fb_web_frame_parse(s, strlen(s), 100, &f);
+    ASSERT(f.type == FB_WEB_FRAME_UNKNOWN && f.error);
+    ASSERT_STR_EQ(f.raw_id, "x");
+    fb_web_frame_free(&f);
+    return 0;
+}

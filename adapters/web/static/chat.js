@@ -35,6 +35,7 @@
         form: document.getElementById("fb-form"),
         input: document.getElementById("fb-input"),
         forget: document.getElementById("fb-forget"),
+        newer: document.getElementById("fb-newer"),
     };
 
     var state = {
@@ -202,19 +203,89 @@
         }
     }
 
+    // ---- following the conversation ----
+
+    // Room kept between what is brought into view and the viewport's edges, in CSS pixels.
+    var EDGE_PX = 8;
+
+    function viewportHeight() {
+        return window.innerHeight || document.documentElement.clientHeight;
+    }
+
+    // True while the reader follows the conversation: the composer's top edge is inside the
+    // viewport, or above it. Scrolled up into the history, it is below. (Not the document's
+    // bottom: the privacy note and the footer under the composer are not the conversation.)
+    function following() {
+        return el.form.getBoundingClientRect().top < viewportHeight();
+    }
+
+    // Brings the newest question into view: the block from the top of the last bot message (the
+    // question, with its choices) down to the bottom of the composer. When the block fits in the
+    // viewport it is shown whole, the page moving as little as it can (so the reader keeps as much
+    // of what came before as fits). When it is taller than the viewport, the composer's bottom is
+    // put at the viewport's bottom: the text field and the last choices stay visible, the
+    // question starting as high as it can (its first lines above the top edge, one short scroll
+    // away), since what the reader needs to answer is the choices and the field.
+    // The scroll is instant (window.scrollBy with no behaviour: the page sets no smooth
+    // scrolling), so that the next message's following() sees where the page really is.
+    function showNewest() {
+        hideNewer();
+        var vh = viewportHeight();
+        var last = lastBotItem();
+        var bottom = el.form.getBoundingClientRect().bottom;
+        var top = last ? last.getBoundingClientRect().top : el.form.getBoundingClientRect().top;
+        var delta = 0;
+        if (bottom - top > vh - 2 * EDGE_PX || bottom > vh - EDGE_PX)
+            delta = bottom - (vh - EDGE_PX);
+        else if (top < EDGE_PX)
+            delta = top - EDGE_PX;
+        if (Math.abs(delta) >= 1)
+            window.scrollBy(0, delta);
+    }
+
+    // After a new entry: brings it into view if the reader was following (`wasFollowing`, taken
+    // before the entry changed the page), else offers the « Nouveaux messages » button and leaves
+    // the reader where they are.
+    function followNewest(wasFollowing) {
+        if (wasFollowing)
+            showNewest();
+        else
+            showNewer();
+    }
+
+    // The button lives in a polite live region (role="status"): showing it is announced once,
+    // after the log's own announcement of the message, without interrupting.
+    function showNewer() {
+        if (el.newer && el.newer.hidden)
+            el.newer.hidden = false;
+    }
+
+    function hideNewer() {
+        if (el.newer && !el.newer.hidden)
+            el.newer.hidden = true;
+    }
+
+    if (el.newer) {
+        el.newer.addEventListener("click", function () {
+            var hadFocus = document.activeElement === el.newer;
+            showNewest();
+            // The button is gone: the focus goes to the newest bot message (read out by a screen
+            // reader; Tab then reaches its choices), never back to the page. No text field focus:
+            // on a phone it would open the keyboard over what was just brought into view.
+            var last = lastBotItem();
+            if (hadFocus && last) {
+                last.setAttribute("tabindex", "-1");
+                last.focus({preventScroll: true});
+            }
+        });
+        // The reader who scrolls back down to the composer has caught up.
+        window.addEventListener("scroll", function () {
+            if (!el.newer.hidden && following())
+                hideNewer();
+        }, {passive: true});
+    }
+
     // ---- the message list ----
-
-    // True when the bottom of the page is in view (the reader is not scrolled up in the history).
-    function nearBottom() {
-        var doc = document.documentElement;
-        return window.innerHeight + window.scrollY >= doc.scrollHeight - 120;
-    }
-
-    // Brings the newest message and the text field into view, unless the reader scrolled up.
-    function followNewest(wasNearBottom) {
-        if (wasNearBottom)
-            el.form.scrollIntoView({block: "nearest"});
-    }
 
     function firstPendingItem() {
         return el.messages.querySelector("li.fb-msg[data-pending]");
@@ -284,7 +355,7 @@
 
     function renderChoices(li, choices) {
         var ul = document.createElement("ul");
-        ul.className = "fr-btns-group fr-btns-group--inline-sm fr-btns-group--sm fb-choices";
+        ul.className = "fr-btns-group fr-btns-group--inline fr-btns-group--left fr-btns-group--sm fb-choices";
         ul.setAttribute("aria-label", "Réponses proposées");
         choices.forEach(function (c) {
             if (!c || typeof c.id !== "string" || typeof c.label !== "string")
@@ -310,7 +381,7 @@
     function onHistory(msg) {
         if (typeof msg.seq !== "number" || state.seen.has(msg.seq))
             return; // already shown (several tabs, resends, replays)
-        var wasNearBottom = nearBottom();
+        var wasFollowing = following();
         state.seen.add(msg.seq);
         if (msg.seq > state.lastSeq)
             state.lastSeq = msg.seq;
@@ -366,7 +437,7 @@
                     el.input.focus();
             }
         }
-        followNewest(wasNearBottom);
+        followNewest(wasFollowing);
     }
 
     function lastBotItem() {
@@ -705,6 +776,19 @@
         if (!state.ws)
             connect();
     });
+
+    // A reload resumes at the end of the conversation: the browser's own scroll restoration would
+    // put the page back where it was before the history is replayed (so, nowhere useful); the page
+    // starts at the top, with the composer in view, and follows the replay down to its end.
+    if ("scrollRestoration" in window.history)
+        window.history.scrollRestoration = "manual";
+    // Web fonts arriving after the first messages change the text's height: keep the newest in view.
+    if (document.fonts && document.fonts.ready) {
+        document.fonts.ready.then(function () {
+            if (following() && el.newer && el.newer.hidden)
+                showNewest();
+        });
+    }
 
     // The messages a previous page left unsent are shown at once and resent after welcome.
     state.pending.forEach(showPendingUser);
