@@ -52,6 +52,7 @@
 #define SCAN_EVERY_TICKS  60    /* periodic scan of the pending index */
 #define SCAN_BATCH        1000  /* conversations taken from the pending index per scan */
 #define REDIS_RETRY_MS    1000  /* an outbox Redis operation that failed is retried after this */
+#define SENDQ_SCAN_FACTOR 16    /* the scan kicks no outbox while max_sending * this wait a slot */
 #define AVIS_COMMENTS_MAX 1000  /* comments kept in the global list (in commit_src) */
 #define DEDUPE_MS_PER_H   3600000ULL
 #define MAX_ADAPTER_KEYS  8  /* fb_adapter_ops_t.conv_keys deleted on forget */
@@ -787,7 +788,10 @@ static void on_scan(int status, const redisReply *rep, void *arg)
         struct conv *c = conv_get(r, m->str);
         if (!c)
             continue;
-        if (c->ob == OB_IDLE)
+        /* With many waiting for a sending slot already, the others stay in Redis: each one
+         * kicked here would read its head into memory only to wait (after a long outage of the
+         * platform, tens of thousands of them, a page a second). A later scan takes them. */
+        if (c->ob == OB_IDLE && r->nsendq < SENDQ_SCAN_FACTOR * r->cfg->router.max_sending)
             ob_kick(c);
         else
             conv_maybe_free(c);
