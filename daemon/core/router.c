@@ -791,7 +791,7 @@ static void on_scan(int status, const redisReply *rep, void *arg)
         /* With many waiting for a sending slot already, the others stay in Redis: each one
          * kicked here would read its head into memory only to wait (after a long outage of the
          * platform, tens of thousands of them, a page a second). A later scan takes them. */
-        if (c->ob == OB_IDLE && r->nsendq < SENDQ_SCAN_FACTOR * r->cfg->router.max_sending)
+        if (c->ob == OB_IDLE && r->nsendq < (size_t)SENDQ_SCAN_FACTOR * r->cfg->router.max_sending)
             ob_kick(c);
         else
             conv_maybe_free(c);
