@@ -210,11 +210,14 @@ int mx_call(struct mx *m, const char *method, const char *path, const json_t *bo
     return mx_call_full(m, method, path, body, 0, NULL, true, false, false, cb, arg);
 }
 
-/* Fire and forget (typing, receipts): failures are logged at debug. */
+/* Fire and forget (typing, receipts): failures are logged at debug. `arg` non-NULL: a courtesy
+ * (typing, receipt) counted in courtesy_inflight. */
 static void on_best_effort(struct mx *m, int err, int status, json_t *body,
                            const fb_http_response_t *resp, void *arg)
 {
-    (void)m, (void)body, (void)arg;
+    (void)body;
+    if (arg)
+        m->courtesy_inflight--;
     if (err)
         FB_DEBUG(MATRIX, "%s best-effort request failed: %s (HTTP %d)", resp->tag, fb_err_name(err),
                  status);
@@ -227,6 +230,26 @@ void mx_best_effort(struct mx *m, const char *method, const char *path, const js
 {
     (void)mx_call_full(m, method, path, body, 0, &mx_no_retry, true, false, false, on_best_effort,
                        NULL);
+}
+
+/*
+ * A typing notification or a read receipt: a courtesy, sent only when fewer than
+ * matrix.max_best_effort_in_flight are in flight. Beyond, the homeserver is behind: it is dropped
+ * (counted in *dropped, /metrics) so that the replies, which the outbox sends, are never queued
+ * behind courtesies (with a homeserver answering in 40 ms, three requests per message in an
+ * unbounded queue made thousands of them time out: issue #18).
+ */
+static void courtesy(struct mx *m, const char *method, const char *path, const json_t *body,
+                     uint64_t *dropped)
+{
+    if (m->courtesy_inflight >= m->o->max_best_effort_in_flight) {
+        (*dropped)++;
+        return;
+    }
+    static char counted; /* a non-NULL marker for on_best_effort */
+    if (mx_call_full(m, method, path, body, 0, &mx_no_retry, true, false, false, on_best_effort,
+                     &counted) == 0)
+        m->courtesy_inflight++;
 }
 
 char *mx_room_path(const char *room, const char *fmt_tail)
@@ -246,7 +269,7 @@ void mx_typing(struct mx *m, const char *room, bool on)
     char *path = mx_room_path(room, tail);
     json_t *b = on ? json_pack("{s:b, s:i}", "typing", 1, "timeout", TYPING_TIMEOUT_MS)
                    : json_pack("{s:b}", "typing", 0);
-    mx_best_effort(m, "PUT", path, b);
+    courtesy(m, "PUT", path, b, &m->typing_dropped);
     json_decref(b);
     fb_free(path);
     fb_free(tail);
@@ -261,7 +284,7 @@ void mx_receipt(struct mx *m, const char *room, const char *event_id)
     char *tail = fb_asprintf("/receipt/m.read/%s", e);
     char *path = mx_room_path(room, tail);
     json_t *b = json_object();
-    mx_best_effort(m, "POST", path, b);
+    courtesy(m, "POST", path, b, &m->receipts_dropped);
     json_decref(b);
     fb_free(path);
     fb_free(tail);
@@ -524,6 +547,36 @@ static int mx_stats(fb_adapter_t *a, json_t *out)
     return 0;
 }
 
+static int mx_metrics(fb_adapter_t *a, fb_buf_t *out)
+{
+    struct mx *m = *(struct mx **)fb_adapter_priv(a);
+    if (!m)
+        return 0;
+    return fb_buf_printf(
+        out,
+        "# HELP frichebot_matrix_best_effort_dropped_total Typing notifications and read "
+        "receipts not sent because matrix.max_best_effort_in_flight were in flight.\n"
+        "# TYPE frichebot_matrix_best_effort_dropped_total counter\n"
+        "frichebot_matrix_best_effort_dropped_total{what=\"typing\"} %llu\n"
+        "frichebot_matrix_best_effort_dropped_total{what=\"receipt\"} %llu\n"
+        "# HELP frichebot_matrix_best_effort_in_flight Typing notifications and read receipts in "
+        "flight.\n"
+        "# TYPE frichebot_matrix_best_effort_in_flight gauge\n"
+        "frichebot_matrix_best_effort_in_flight %llu\n"
+        "# HELP frichebot_matrix_transactions_refused_total Application-service transactions "
+        "answered 503 (retried by the homeserver), by reason.\n"
+        "# TYPE frichebot_matrix_transactions_refused_total counter\n"
+        "frichebot_matrix_transactions_refused_total{reason=\"max_transactions\"} %llu\n"
+        "frichebot_matrix_transactions_refused_total{reason=\"router_full\"} %llu\n"
+        "# HELP frichebot_matrix_controls_only_total Messages of nothing but control characters "
+        "(a notice, not handled).\n"
+        "# TYPE frichebot_matrix_controls_only_total counter\n"
+        "frichebot_matrix_controls_only_total %llu\n",
+        (unsigned long long)m->typing_dropped, (unsigned long long)m->receipts_dropped,
+        (unsigned long long)m->courtesy_inflight, (unsigned long long)m->as_txn_busy,
+        (unsigned long long)m->as_txn_backoff, (unsigned long long)m->controls_only);
+}
+
 int fb_mx_log_sub = FB_SUB_CORE;
 
 const fb_adapter_ops_t fb_adapter_matrix = {
@@ -541,4 +594,5 @@ const fb_adapter_ops_t fb_adapter_matrix = {
     .config = &fb_matrix_config,
     .commands = fb_mx_commands,
     .log_sub = &fb_mx_log_sub,
+    .metrics = mx_metrics,
 };

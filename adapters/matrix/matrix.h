@@ -86,6 +86,13 @@ struct mx {
     struct as_wait *as_waiting; /* transactions waiting for it (mx_appservice.c) */
     uint64_t txns;
     int64_t last_txn_ms;
+    size_t as_batches;       /* transactions being handled (appservice.max_transactions) */
+    uint64_t as_txn_busy;    /* transactions answered 503 because as_batches was at the cap */
+    uint64_t as_txn_backoff; /* transactions answered 503 because the router was full */
+    /* typing and receipts: in flight (max_best_effort_in_flight), and dropped beyond it */
+    size_t courtesy_inflight;
+    uint64_t typing_dropped, receipts_dropped;
+    uint64_t controls_only; /* messages of nothing but control characters: a notice, not handled */
     /* notices being sent, by room (so one encrypted room gets one notice at a time) */
     json_t *notice_inflight;
     uint64_t rooms_joined;
@@ -116,6 +123,7 @@ struct batch {
     fb_mx_batch_t b;
     size_t next, inflight;
     bool serial, pumping, finished;
+    bool router_full; /* failed with FB_EAGAIN, the router full of others' events */
     int failed;
     void (*done)(struct batch *bt, int status);
     void *owner; /* the appservice request, or NULL */
@@ -142,6 +150,9 @@ char *mx_room_key(struct mx *m, const char *room);
 char *mx_room_path(const char *room, const char *fmt_tail);
 void mx_set_state(struct mx *m, const char *st);
 void mx_typing(struct mx *m, const char *room, bool on);
+/* Tells the room, in a notice, that its message `event_id` held nothing but control characters
+ * (fb_utf8_clean_text()); the message is not handed to the router. */
+void mx_controls_notice(struct mx *m, const char *room, const char *event_id);
 void mx_wipe_free(char **p);
 
 /* mx_batch.c */

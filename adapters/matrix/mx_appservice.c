@@ -99,9 +99,19 @@ static void on_txn_batch_done(struct batch *bt, int status)
     char *key = bt->txn_key;
     char mark[sizeof(bt->txn_mark)];
     memcpy(mark, bt->txn_mark, sizeof(mark));
+    bool router_full = bt->router_full;
     bt->txn_key = NULL;
     mx_batch_free(bt);
-    if (status) {
+    m->as_batches--;
+    if (status && router_full) {
+        /* Backpressure: the router is full of other events; the homeserver sends this
+         * transaction again after a back-off, and its events already handled are duplicates
+         * the router drops. */
+        m->as_txn_backoff++;
+        FB_INFO(MATRIX, "%s transaction deferred: the router is full, the homeserver will retry",
+                fb_http_req_tag(req));
+        as_json(req, 503, "M_UNKNOWN", "busy: try again later");
+    } else if (status) {
         FB_INFO(MATRIX, "%s transaction not handled (%s): the homeserver will retry",
                 fb_http_req_tag(req), fb_err_name(status));
         as_json(req, 503, "M_UNKNOWN", "try again later");
@@ -138,11 +148,68 @@ static void on_txn_batch_done(struct batch *bt, int status)
 struct txn_ctx {
     fb_http_req_t *req;
     char *key;
-    char mark[FB_MX_TXN_DIGEST_LEN + 1]; /* what the mark will say: the events' digest, or "1" */
+    /* what the mark will say: the events' digest, or "1"; "" until computed (txn_parse()) */
+    char mark[FB_MX_TXN_DIGEST_LEN + 1];
 };
 
-/* Parses a transaction's body into a batch and hands it to the router; takes tc. */
-static void txn_parse(struct mx *m, struct txn_ctx *tc, const char *body, size_t len)
+/* The mark of a transaction's body: the digest of its event ids, or "1" when it has none. */
+static void txn_mark_of(const char *body, size_t len, char mark[FB_MX_TXN_DIGEST_LEN + 1])
+{
+    if (!fb_mx_txn_digest(body, len, mark))
+        snprintf(mark, FB_MX_TXN_DIGEST_LEN + 1, "1");
+}
+
+/* A transaction's body parsed (rc 0) or not: hands its batch to the router, or answers 400. */
+static void txn_parsed(struct mx *m, struct batch *bt, int rc)
+{
+    fb_http_req_t *req = bt->owner;
+    if (rc) {
+        FB_WARN(MATRIX, "%s transaction body is not {\"events\": [...]}: refused",
+                fb_http_req_tag(req));
+        bt->owner = NULL;
+        mx_batch_free(bt);
+        as_json(req, 400, "M_BAD_JSON", "expected an object with an events array");
+        return;
+    }
+    mx_log_parse(m, &bt->b, fb_http_req_tag(req));
+    m->as_batches++;
+    mx_batch_pump(bt);
+}
+
+/* Bodies above this are parsed on libuv's thread pool: a transaction of thousands of events (a
+ * megabyte of JSON) took the loop for a quarter of a second, and /healthz with it (issue #18). */
+#define TXN_PARSE_OFFLOAD_BYTES (64u << 10)
+
+struct parse_work {
+    uv_work_t w;
+    struct batch *bt;
+    const char *body; /* the request's, valid until it is answered */
+    size_t len;
+    fb_mx_parse_opts_t po; /* borrows the configuration: read-only while the daemon runs */
+    int rc;
+};
+
+static void on_parse_work(uv_work_t *w)
+{
+    struct parse_work *pw = w->data; /* a pool thread: both functions are pure */
+    if (!pw->bt->txn_mark[0])
+        txn_mark_of(pw->body, pw->len, pw->bt->txn_mark);
+    pw->rc = fb_mx_parse_txn(pw->body, pw->len, &pw->po, &pw->bt->b);
+}
+
+static void on_parse_done(uv_work_t *w, int status)
+{
+    struct parse_work *pw = w->data;
+    struct batch *bt = pw->bt;
+    int rc = status ? FB_ECANCELED : pw->rc;
+    fb_free(pw);
+    txn_parsed(bt->m, bt, rc);
+}
+
+/* Parses a transaction's body into a batch and hands it to the router; takes tc. `body` must stay
+ * valid until the request is answered when it is the request's own (`own_body`), else only for
+ * the call. */
+static void txn_parse(struct mx *m, struct txn_ctx *tc, const char *body, size_t len, bool own_body)
 {
     fb_http_req_t *req = tc->req;
     struct batch *bt = mx_batch_new(m);
@@ -152,16 +219,20 @@ static void txn_parse(struct mx *m, struct txn_ctx *tc, const char *body, size_t
     memcpy(bt->txn_mark, tc->mark, sizeof(bt->txn_mark));
     fb_free(tc);
     fb_mx_parse_opts_t po = mx_parse_opts(m, true);
-    if (fb_mx_parse_txn(body, len, &po, &bt->b)) {
-        FB_WARN(MATRIX, "%s transaction body is not {\"events\": [...]}: refused",
-                fb_http_req_tag(req));
-        bt->owner = NULL;
-        mx_batch_free(bt);
-        as_json(req, 400, "M_BAD_JSON", "expected an object with an events array");
-        return;
+    if (own_body && len > TXN_PARSE_OFFLOAD_BYTES) { /* the mark too, when still to compute */
+        struct parse_work *pw = fb_calloc(1, sizeof(*pw));
+        pw->w.data = pw;
+        pw->bt = bt;
+        pw->body = body;
+        pw->len = len;
+        pw->po = po;
+        if (uv_queue_work(m->core->loop, &pw->w, on_parse_work, on_parse_done) == 0)
+            return; /* the batch holds an op: the adapter's stop waits for it */
+        fb_free(pw);
     }
-    mx_log_parse(m, &bt->b, fb_http_req_tag(req));
-    mx_batch_pump(bt);
+    if (!bt->txn_mark[0])
+        txn_mark_of(body, len, bt->txn_mark);
+    txn_parsed(m, bt, fb_mx_parse_txn(body, len, &po, &bt->b));
 }
 
 static void txn_ctx_fail(struct txn_ctx *tc, int status, const char *errc, const char *msg)
@@ -190,7 +261,7 @@ static void on_txn_decrypted(struct mx *m, json_t *doc, int status, void *arg)
         txn_ctx_fail(tc, 503, "M_UNKNOWN", "try again later");
         return;
     }
-    txn_parse(m, tc, s, strlen(s));
+    txn_parse(m, tc, s, strlen(s), false);
     explicit_bzero(s, strlen(s)); /* decrypted messages */
     free(s);                      /* fb-lint: allow free (jansson's allocation) */
 }
@@ -205,8 +276,12 @@ static void on_txn_seen(struct mx *m, int status, redisReply *reply, void *arg)
     }
     size_t len = 0;
     const char *body = fb_http_req_body(req, &len);
-    if (!fb_mx_txn_digest(body, len, tc->mark))
-        snprintf(tc->mark, sizeof(tc->mark), "1");
+    /* The mark is the digest of the body's event ids. Computed here when it decides (a known id)
+     * or when the body is about to be rewritten (decryption); else by txn_parse(), on the thread
+     * pool for a large body, so that a big transaction does not hold the loop. */
+    tc->mark[0] = '\0';
+    if (reply->type == REDIS_REPLY_STRING || m->e2ee)
+        txn_mark_of(body, len, tc->mark);
     if (reply->type == REDIS_REPLY_STRING) {
         /* The same events again: a replay. "1" on either side (a transaction without event ids,
          * or a mark written before the digests) cannot be told apart: a replay too. */
@@ -244,7 +319,7 @@ static void on_txn_seen(struct mx *m, int status, redisReply *reply, void *arg)
         mx_e2ee_txn(m, doc, on_txn_decrypted, tc);
         return;
     }
-    txn_parse(m, tc, body, len);
+    txn_parse(m, tc, body, len, true);
 }
 
 /* Starts handling the transaction `req`: its mark is looked up first. 0 (answered) or FB_EAGAIN. */
@@ -298,6 +373,15 @@ int mx_on_as_txn(fb_http_req_t *req, void *arg)
     struct mx *m = arg;
     if (!as_auth(m, req))
         return 0;
+    if (m->as_batches >= m->o->as_max_transactions) {
+        /* Synapse sends one transaction at a time; more at once are resends of one that timed
+         * out while being handled: the homeserver retries with a back-off. */
+        m->as_txn_busy++;
+        FB_INFO(MATRIX, "%s %zu transactions already being handled: 503, the homeserver will retry",
+                fb_http_req_tag(req), m->as_batches);
+        as_json(req, 503, "M_UNKNOWN", "too many transactions at once: try again later");
+        return 0;
+    }
     if (!m->aliases_ready) { /* an advisors' room is not known by its id yet: the homeserver
                                 sends the transaction again later */
         mx_aliases_resolve(m);

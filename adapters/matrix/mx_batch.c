@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "common/digest.h"
+#include "common/utf8.h"
 #include "frichebot/adapter.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
@@ -78,6 +79,27 @@ static void send_notice(struct mx *m, const char *room)
     fb_free(tail);
 }
 
+void mx_controls_notice(struct mx *m, const char *room, const char *event_id)
+{
+    char tag[FB_MX_TAG_LEN + 1];
+    m->controls_only++;
+    FB_INFO(MATRIX, "[matrix|%s] message of nothing but control characters: not handled, a notice",
+            mx_conv_tag(room, tag));
+    if (!m->token || m->stopping)
+        return;
+    /* The transaction id follows the event: a transaction sent again gives the same notice,
+     * which the homeserver de-duplicates. */
+    char txn[48] = "ctl.";
+    fb_sha256_tag(event_id, 8, txn + 4);
+    char *tail = fb_asprintf("/send/m.room.message/%s", txn);
+    char *path = mx_room_path(room, tail);
+    json_t *content = fb_mx_message_content("m.notice", FB_TEXT_CONTROLS_ONLY_FR, NULL, NULL);
+    (void)mx_call(m, "PUT", path, content, NULL, NULL);
+    json_decref(content);
+    fb_free(path);
+    fb_free(tail);
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* The batch runner */
 
@@ -121,11 +143,21 @@ static void on_delivered(int status, void *arg)
     mx_batch_pump(bt);
 }
 
-/* Hands action `idx` to the router. Returns 0 (in flight), FB_EAGAIN to wait, or an error. */
+/* Hands action `idx` to the router. Returns 0 (in flight), FB_DECLINED (not handed, nothing to
+ * wait for), FB_EAGAIN to wait, or an error. */
 static int deliver(struct batch *bt, size_t idx)
 {
     struct mx *m = bt->m;
     fb_mx_action_t *a = &bt->b.actions[idx];
+    /* The router's rule for control characters (fb_utf8_clean_text()), applied here too to tell
+     * the user when nothing readable is left: the router would only refuse it as malformed. */
+    if (a->kind == FB_MX_MESSAGE && a->text && fb_utf8_clean_text(a->text) > 0 &&
+        fb_utf8_blank(a->text)) {
+        if (!m->a || m->stopping)
+            return FB_ECANCELED;
+        mx_controls_notice(m, a->room, a->event_id);
+        return FB_DECLINED;
+    }
     const char *alias = json_string_value(json_object_get(m->alias_names, a->room));
     if (alias) { /* an advisors' room named by its alias: the alias is the conversation */
         char *conv = fb_mx_conv_with_room(a->conv, alias);
@@ -199,7 +231,7 @@ static void on_joined_check(struct mx *m, int status, redisReply *reply, void *a
     else
         FB_INFO(MATRIX, "[matrix|%s] joined a room: greeting", mx_conv_tag(a->room, tag));
     int rc = deliver(bt, idx);
-    if (rc == FB_EINVAL)
+    if (rc == FB_EINVAL || rc == FB_DECLINED)
         rc = 0;
     mx_step_done(bt, rc);
 }
@@ -470,11 +502,20 @@ void mx_batch_pump(struct batch *bt)
     while (!bt->failed && !bt->serial && bt->next < bt->b.n) {
         fb_mx_action_t *a = &bt->b.actions[bt->next];
         if (a->kind == FB_MX_MESSAGE) {
+            /* A slice at a time (matrix.max_events_in_flight): a transaction of thousands of
+             * events is worked through as the router answers, its memory and Redis queue
+             * bounded, and the loop free between slices (/healthz, the web chat). */
+            if (bt->inflight >= bt->m->o->max_events_in_flight)
+                break;
             if (a->thread_root && !a->name_tried && name_fetch(bt, a))
                 break;
             int rc = deliver(bt, bt->next);
             if (rc == FB_EAGAIN && bt->inflight > 0)
-                break; /* the conversation's queue is full: wait for an answer */
+                break; /* the conversation's or the router's queue is full: wait for an answer */
+            if (rc == FB_EAGAIN)
+                bt->router_full = true; /* nothing of ours in the router to wait for */
+            if (rc == FB_DECLINED)
+                rc = 0;
             if (rc == FB_EINVAL) {
                 char tag[FB_MX_TAG_LEN + 1];
                 FB_WARN(MATRIX, "[matrix|%s] message refused by the router (malformed): skipped",

@@ -39,6 +39,7 @@ static const fb_conf_field_t as_fields[] = {
     {"id", FB_CONF_STRING, false, OFF(as_id), 1, 64, NULL, NULL},
     {"url", FB_CONF_URL, false, OFF(as_url), 0, 0, NULL, NULL},
     {"txn_retention_hours", FB_CONF_UINT, false, OFF(as_txn_retention_hours), 1, 8760, NULL, NULL},
+    {"max_transactions", FB_CONF_UINT, false, OFF(as_max_transactions), 1, 64, NULL, NULL},
 };
 static const fb_conf_table_t as_table = {"matrix.appservice", as_fields, FB_ARRAY_SIZE(as_fields)};
 
@@ -62,6 +63,9 @@ static const fb_conf_field_t matrix_fields[] = {
     {"typing", FB_CONF_BOOL, false, OFF(typing), 0, 0, NULL, NULL},
     {"read_receipts", FB_CONF_BOOL, false, OFF(read_receipts), 0, 0, NULL, NULL},
     {"leave_when_alone", FB_CONF_BOOL, false, OFF(leave_when_alone), 0, 0, NULL, NULL},
+    {"max_events_in_flight", FB_CONF_UINT, false, OFF(max_events_in_flight), 1, 10000, NULL, NULL},
+    {"max_best_effort_in_flight", FB_CONF_UINT, false, OFF(max_best_effort_in_flight), 1, 10000,
+     NULL, NULL},
     {"encrypted_notice", FB_CONF_STRING, false, OFF(encrypted_notice), 1, 2000, NULL, NULL},
     {"crypto", FB_CONF_SECTION, false, 0, 0, 0, &crypto_table, NULL},
     {"appservice", FB_CONF_SECTION, false, 0, 0, 0, &as_table, NULL},

@@ -27,6 +27,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "common/utf8.h"
 #include "frichebot/adapter.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
@@ -761,18 +762,29 @@ static void client_on_message(struct client *c, const fb_web_frame_t *f)
         return;
     }
 
-    json_t *entry = json_pack("{s:s, s:s, s:s, s:I}", "from", "user", "id", id, "text", text, "ts",
+    /* The router's rule for control characters (fb_utf8_clean_text()), before the history is
+     * written: what the history keeps is what the router accepts, and a message of nothing but
+     * control characters is refused here, stored nowhere. */
+    char *clean = fb_strdup(text);
+    if (fb_utf8_clean_text(clean) > 0 && !is_choice && fb_utf8_blank(clean)) {
+        fb_free(clean);
+        fb_web_bucket_refund(&cv->bucket, w->opts->messages_per_minute);
+        client_bad_request(c, FB_TEXT_CONTROLS_ONLY_FR, id);
+        return;
+    }
+    json_t *entry = json_pack("{s:s, s:s, s:s, s:I}", "from", "user", "id", id, "text", clean, "ts",
                               (json_int_t)fb_wall_ms());
     char *tail = entry ? fb_web_entry_tail(entry) : NULL;
     json_decref(entry);
     if (!tail) {
+        fb_free(clean);
         client_bad_request(c, "Message invalide.", id);
         return;
     }
     struct op *op = op_new(w, OP_APPEND_USER, c, cv);
     snprintf(op->id, sizeof(op->id), "%s", id);
     op->in_kind = is_choice ? FB_IN_CHOICE : FB_IN_MESSAGE;
-    op->text = fb_strdup(text);
+    op->text = clean;
     op->choice = fb_strdup(choice);
     char dkey[FB_WEB_MAX_ID + 3];
     snprintf(dkey, sizeof(dkey), "u:%s", id);

@@ -4,6 +4,8 @@
  */
 #include "common/utf8.h"
 
+#include <string.h>
+
 /* True when s[0..len) is valid UTF-8, and with `text` holds no NUL nor C0 but \t \n \r. */
 static bool valid(const char *s, size_t len, bool text)
 {
@@ -27,6 +29,39 @@ bool fb_utf8_valid(const char *s, size_t len)
 bool fb_utf8_valid_text(const char *s, size_t len)
 {
     return valid(s, len, true);
+}
+
+size_t fb_utf8_clean_text(char *s)
+{
+    unsigned char *p = (unsigned char *)s, *out = p;
+    size_t changed = 0;
+    while (*p) {
+        uint32_t cp;
+        size_t n = fb_utf8_decode(p, 4, &cp); /* reads nothing past the NUL (utf8.h) */
+        if (cp == '\r') {
+            /* \r\n: the \n stays; a lone \r (old Mac line ends) becomes one */
+            if (p[1] != '\n')
+                *out++ = '\n';
+            changed++;
+        } else if (cp != FB_UTF8_BAD &&
+                   ((cp < 0x20 && cp != '\t' && cp != '\n') || (cp >= 0x7F && cp <= 0x9F))) {
+            changed++;
+        } else {
+            memmove(out, p, n);
+            out += n;
+        }
+        p += n;
+    }
+    *out = '\0';
+    return changed;
+}
+
+bool fb_utf8_blank(const char *s)
+{
+    for (; *s; s++)
+        if (*s != ' ' && *s != '\t' && *s != '\n')
+            return false;
+    return true;
 }
 
 /* Walks whole sequences; a NUL byte counts as invalid (expression and template sources are C

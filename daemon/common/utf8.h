@@ -84,6 +84,30 @@ bool fb_utf8_valid(const char *s, size_t len);
  */
 bool fb_utf8_valid_text(const char *s, size_t len);
 
+/**
+ * The one rule for the text of a user's message, whatever the adapter (issue #18): applied by the
+ * router to every inbound message, and by an adapter that stores the text before handing it to
+ * the router (the web chat's history) so that what it stores is what the router accepts.
+ *
+ * Cleans the NUL-terminated string `s` in place: removes the C0 controls but \t and \n, DEL and
+ * the C1 controls (U+0080..U+009F, which no keyboard types: pasted terminal escapes, legacy
+ * encodings read as Latin-1), and turns \r\n and a lone \r into \n. Invalid UTF-8 is left as
+ * it is (the validators refuse it). Returns the number of characters removed or replaced (0: `s`
+ * is unchanged). Idempotent: cleaning a cleaned text changes nothing.
+ */
+size_t fb_utf8_clean_text(char *s);
+
+/** True when `s` holds nothing but spaces, \t and \n (or nothing). */
+bool fb_utf8_blank(const char *s);
+
+/**
+ * What a user is told, in French, when a message held nothing but control characters (cleaned to
+ * nothing readable by fb_utf8_clean_text()): the message is refused before anything is stored.
+ */
+#define FB_TEXT_CONTROLS_ONLY_FR                                                                   \
+    "Je n'ai pas pu lire votre message : il ne contient que des caractères de contrôle, "        \
+    "invisibles. Pouvez-vous l'écrire à nouveau ?"
+
 /** Returns the offset of the first byte of s[0..len) that is NUL or not valid UTF-8, else `len`. */
 size_t fb_utf8_check(const char *s, size_t len);
 

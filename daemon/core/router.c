@@ -52,6 +52,7 @@
 #define SCAN_EVERY_TICKS  60    /* periodic scan of the pending index */
 #define SCAN_BATCH        1000  /* conversations taken from the pending index per scan */
 #define REDIS_RETRY_MS    1000  /* an outbox Redis operation that failed is retried after this */
+#define SENDQ_SCAN_FACTOR 16    /* the scan kicks no outbox while max_sending * this wait a slot */
 #define AVIS_COMMENTS_MAX 1000  /* comments kept in the global list (in commit_src) */
 #define DEDUPE_MS_PER_H   3600000ULL
 #define MAX_ADAPTER_KEYS  8  /* fb_adapter_ops_t.conv_keys deleted on forget */
@@ -261,7 +262,8 @@ struct job {
     size_t says; /* outbox entries the last COMMIT attempt carried */
 };
 
-enum ob_state { OB_IDLE, OB_READING, OB_SENDING, OB_POPPING, OB_WAITING };
+/* OB_QUEUED: the head is read (ob_entry) and waits for a sending slot (router.max_sending). */
+enum ob_state { OB_IDLE, OB_READING, OB_SENDING, OB_POPPING, OB_WAITING, OB_QUEUED };
 
 struct conv {
     struct conv *hnext; /* hash chain */
@@ -281,7 +283,8 @@ struct conv {
     unsigned ob_redis; /* consecutive Redis failures of outbox operations */
     char *ob_entry;    /* the head being sent (raw JSON) */
     size_t ob_len;
-    bool ob_park; /* the pop in flight parks the entry */
+    bool ob_park;            /* the pop in flight parks the entry */
+    struct conv *sendq_next; /* in r->sendq (OB_QUEUED) */
     uv_timer_t timer;
     bool timer_init;
 };
@@ -301,8 +304,12 @@ struct fb_router_s {
     struct conv *buckets[CONV_BUCKETS];
     size_t nconvs;
     struct conv *ready, *ready_tail;
-    uv_timer_t kick; /* runs the ready list */
-    uv_timer_t tick; /* reconnection check and periodic scan */
+    size_t njobs;                    /* inbound jobs, all conversations (max_queued_events) */
+    size_t sending;                  /* outbox entries in the adapters' hands (max_sending) */
+    size_t nsendq;                   /* conversations in sendq */
+    struct conv *sendq, *sendq_tail; /* waiting for a sending slot, in arrival order */
+    uv_timer_t kick;                 /* runs the ready list */
+    uv_timer_t tick;                 /* reconnection check and periodic scan */
     unsigned ticks;
     uint64_t redis_connects;
     bool started, stopping, adapters_stopped, stop_done_called, in_check;
@@ -508,6 +515,7 @@ static void ob_kick(struct conv *c)
     case OB_READING:
     case OB_SENDING:
     case OB_POPPING:
+    case OB_QUEUED:
         c->ob_again = true;
         break;
     }
@@ -625,6 +633,29 @@ static void ob_park(struct conv *c, const char *why)
     ob_pop(c, true);
 }
 
+/* Hands the entries that wait for a sending slot to their adapters, as slots are free. While
+ * stopping, they are dropped from memory (still the heads of their outboxes in Redis). */
+static void ob_send_queued(fb_router_t *r)
+{
+    while (r->sendq && (r->sending < r->cfg->router.max_sending || r->stopping)) {
+        struct conv *c = r->sendq;
+        r->sendq = c->sendq_next;
+        if (!r->sendq)
+            r->sendq_tail = NULL;
+        c->sendq_next = NULL;
+        r->nsendq--;
+        c->ob = OB_IDLE;
+        if (r->stopping) {
+            conv_maybe_free(c);
+            continue;
+        }
+        json_error_t jerr;
+        json_t *entry = json_loadb(c->ob_entry, c->ob_len, 0, &jerr);
+        ob_send(c, entry);
+        json_decref(entry);
+    }
+}
+
 static void ob_on_sent(int status, int64_t retry_after_ms, void *arg)
 {
     struct conv *c = arg;
@@ -634,6 +665,7 @@ static void ob_on_sent(int status, int64_t retry_after_ms, void *arg)
         return;
     }
     r->inflight--;
+    r->sending--;
     c->ob = OB_IDLE;
     if (status == 0) {
         r->st.outbox_delivered++;
@@ -658,6 +690,7 @@ static void ob_on_sent(int status, int64_t retry_after_ms, void *arg)
     } else {
         ob_park(c, fb_err_name(status));
     }
+    ob_send_queued(r);
     check_stopped(r);
 }
 
@@ -688,6 +721,20 @@ static void ob_send(struct conv *c, json_t *entry)
         conv_maybe_free(c);
         return;
     }
+    if (r->sending >= r->cfg->router.max_sending) {
+        /* Bounded outbound work: the entry waits for a slot (it stays in c->ob_entry; only this
+         * conversation's outbox pops its head, so it is still the head when its turn comes). */
+        r->st.send_waits++;
+        c->ob = OB_QUEUED;
+        c->sendq_next = NULL;
+        if (r->sendq_tail)
+            r->sendq_tail->sendq_next = c;
+        else
+            r->sendq = c;
+        r->sendq_tail = c;
+        r->nsendq++;
+        return;
+    }
     const json_t *choices = json_object_get(entry, "choices");
     fb_outbound_t msg = {
         .conv = c->conv,
@@ -701,6 +748,7 @@ static void ob_send(struct conv *c, json_t *entry)
     };
     c->ob = OB_SENDING;
     r->inflight++;
+    r->sending++;
     int rc = s->a.ops->send(&s->a, &msg, ob_on_sent, c);
     if (rc != 0)
         ob_on_sent(rc, 0, c);
@@ -740,7 +788,10 @@ static void on_scan(int status, const redisReply *rep, void *arg)
         struct conv *c = conv_get(r, m->str);
         if (!c)
             continue;
-        if (c->ob == OB_IDLE)
+        /* With many waiting for a sending slot already, the others stay in Redis: each one
+         * kicked here would read its head into memory only to wait (after a long outage of the
+         * platform, tens of thousands of them, a page a second). A later scan takes them. */
+        if (c->ob == OB_IDLE && r->nsendq < (size_t)SENDQ_SCAN_FACTOR * r->cfg->router.max_sending)
             ob_kick(c);
         else
             conv_maybe_free(c);
@@ -820,6 +871,7 @@ static void job_queue(struct job *j)
         c->head = j;
     c->tail = j;
     c->njobs++;
+    c->r->njobs++;
     if (!c->busy)
         make_ready(c);
 }
@@ -843,6 +895,7 @@ static void job_finish(struct job *j, int status)
     if (!c->head)
         c->tail = NULL;
     c->njobs--;
+    r->njobs--;
     if (status != 0)
         r->st.failed++;
     else if (j->dropped)
@@ -1321,6 +1374,9 @@ static void job_start(struct job *j)
 
 /* ---- the core offered to adapters ------------------------------------------------------- */
 
+static int deliver_clean(fb_adapter_t *a, struct adapter_slot *s, const fb_inbound_t *ev,
+                         fb_inbound_cb cb, void *arg);
+
 static int core_deliver(fb_adapter_t *a, const fb_inbound_t *ev, fb_inbound_cb cb, void *arg)
 {
     struct adapter_slot *s = a ? a->core_data : NULL;
@@ -1329,6 +1385,29 @@ static int core_deliver(fb_adapter_t *a, const fb_inbound_t *ev, fb_inbound_cb c
     fb_router_t *r = s->r;
     if (r->stopping)
         return FB_ECANCELED;
+    /* The one rule for control characters (fb_utf8_clean_text()), before anything sees the text:
+     * features (an advisor's relay), the engine, the session. A message left with nothing
+     * readable is malformed; the adapters apply the same rule first, to tell the user. */
+    fb_inbound_t clean = *ev;
+    char *text = NULL;
+    if (ev->kind == FB_IN_MESSAGE && ev->text && strlen(ev->text) <= MAX_TEXT) {
+        text = fb_strdup(ev->text);
+        if (fb_utf8_clean_text(text) > 0 && fb_utf8_blank(text)) {
+            fb_free(text);
+            return FB_EINVAL;
+        }
+        clean.text = text;
+    }
+    int rc = deliver_clean(a, s, &clean, cb, arg);
+    fb_free(text);
+    return rc;
+}
+
+/* deliver() once the text is cleaned: `ev` is borrowed for the call. */
+static int deliver_clean(fb_adapter_t *a, struct adapter_slot *s, const fb_inbound_t *ev,
+                         fb_inbound_cb cb, void *arg)
+{
+    fb_router_t *r = s->r;
     for (size_t f = 0; f < r->nfeatures; f++) {
         const struct feature_slot *fs = &r->features[f];
         int rc =
@@ -1350,6 +1429,15 @@ static int core_deliver(fb_adapter_t *a, const fb_inbound_t *ev, fb_inbound_cb c
         return FB_EINVAL;
     if (c->njobs >= r->cfg->router.max_queued_per_conversation) {
         FB_DEBUG(ROUTER, "[%s] too many events queued: refused for now", c->tag);
+        conv_maybe_free(c);
+        return FB_EAGAIN;
+    }
+    if (r->njobs >= r->cfg->router.max_queued_events) {
+        /* Backpressure: the platform keeps the event and sends it again (the Matrix homeserver
+         * gets a retryable 503, the web page resends); memory and the Redis queue stay bounded. */
+        r->st.busy++;
+        FB_DEBUG(ROUTER, "[%s] %zu events in the router: refused for now", c->tag, r->njobs);
+        conv_maybe_free(c);
         return FB_EAGAIN;
     }
     struct job *j = fb_calloc(1, sizeof(*j));
@@ -1781,6 +1869,7 @@ static void check_stopped(fb_router_t *r)
         if (r->features[f].ops->inflight && r->features[f].ops->inflight(r->features[f].self) > 0)
             return;
     r->in_check = true; /* conv_maybe_free() below calls back here */
+    ob_send_queued(r);  /* stopping: the waiting entries are dropped from memory */
     /* Idle conversations: stop their timers, drop queued jobs (none start while stopping). */
     for (size_t b = 0; b < CONV_BUCKETS; b++) {
         struct conv *c = r->buckets[b];
@@ -1947,6 +2036,24 @@ int fb_router_metrics_render(const fb_router_t *r, fb_buf_t *out)
         "(last scan).\n"
         "# TYPE frichebot_outbox_pending_conversations gauge\n"
         "frichebot_outbox_pending_conversations %llu\n"
+        "# HELP frichebot_router_busy_total Inbound events refused for now because "
+        "router.max_queued_events were in the router (the platform retries them).\n"
+        "# TYPE frichebot_router_busy_total counter\n"
+        "frichebot_router_busy_total %llu\n"
+        "# HELP frichebot_router_queued_events Inbound events in the router.\n"
+        "# TYPE frichebot_router_queued_events gauge\n"
+        "frichebot_router_queued_events %llu\n"
+        "# HELP frichebot_outbox_sending Replies in the adapters' hands (at most "
+        "router.max_sending).\n"
+        "# TYPE frichebot_outbox_sending gauge\n"
+        "frichebot_outbox_sending %llu\n"
+        "# HELP frichebot_outbox_send_queue Conversations whose next reply waits for a sending "
+        "slot.\n"
+        "# TYPE frichebot_outbox_send_queue gauge\n"
+        "frichebot_outbox_send_queue %llu\n"
+        "# HELP frichebot_outbox_send_waits_total Replies that waited for a sending slot.\n"
+        "# TYPE frichebot_outbox_send_waits_total counter\n"
+        "frichebot_outbox_send_waits_total %llu\n"
         "# HELP frichebot_dialog_reloads_total Dialog reloads by outcome.\n"
         "# TYPE frichebot_dialog_reloads_total counter\n"
         "frichebot_dialog_reloads_total{outcome=\"ok\"} %llu\n"
@@ -1955,7 +2062,14 @@ int fb_router_metrics_render(const fb_router_t *r, fb_buf_t *out)
         (unsigned long long)s->failed, (unsigned long long)s->conflicts,
         (unsigned long long)s->outbox_delivered, (unsigned long long)s->outbox_retried,
         (unsigned long long)s->outbox_parked, (unsigned long long)r->pending_convs,
+        (unsigned long long)s->busy, (unsigned long long)r->njobs, (unsigned long long)r->sending,
+        (unsigned long long)r->nsendq, (unsigned long long)s->send_waits,
         (unsigned long long)s->reloads, (unsigned long long)s->reload_failures);
+    for (size_t i = 0; i < r->nadapters && !rc; i++) {
+        struct adapter_slot *a = r->adapters[i];
+        if (a->inited && a->a.ops->metrics)
+            rc = a->a.ops->metrics(&a->a, out);
+    }
     return rc;
 }
 

@@ -63,6 +63,8 @@ typedef struct fb_router_stats_s {
     uint64_t outbox_parked;    /* entries moved to the parked list */
     uint64_t reloads;          /* successful dialog reloads */
     uint64_t reload_failures;  /* refused dialog reloads */
+    uint64_t busy;             /* inbound events refused for now: router.max_queued_events */
+    uint64_t send_waits;       /* outbox entries that waited for a slot: router.max_sending */
 } fb_router_stats_t;
 
 /**

@@ -142,6 +142,9 @@ static const fb_conf_field_t router_fields[] = {
      NULL, NULL},
     {"max_queued_per_conversation", FB_CONF_UINT, false, OFF(router.max_queued_per_conversation), 1,
      10000, NULL, NULL},
+    {"max_queued_events", FB_CONF_UINT, false, OFF(router.max_queued_events), 1, 1000000, NULL,
+     NULL},
+    {"max_sending", FB_CONF_UINT, false, OFF(router.max_sending), 1, 100000, NULL, NULL},
     {"outbox_retry", FB_CONF_SECTION, false, 0, 0, 0, &outbox_retry_table, NULL},
 };
 

@@ -164,7 +164,11 @@ typedef struct fb_dialogs_opts_s {
 typedef struct fb_router_opts_s {
     unsigned dedupe_retention_hours;      /* how long an inbound event id is remembered */
     unsigned max_queued_per_conversation; /* events waiting per conversation; beyond: FB_EAGAIN */
-    fb_retry_policy_t outbox_retry;       /* transient send failures; max_attempts 0: unlimited */
+    unsigned max_queued_events;     /* inbound events in the router, all conversations; beyond:
+                                       FB_EAGAIN (the platform retries: backpressure) */
+    unsigned max_sending;           /* outbox entries in the adapters' hands at once, all
+                                       conversations; the others wait their turn in memory */
+    fb_retry_policy_t outbox_retry; /* transient send failures; max_attempts 0: unlimited */
 } fb_router_opts_t;
 
 /** The reminder scheduler (daemon/features/reminders.c). */

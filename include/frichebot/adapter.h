@@ -116,6 +116,7 @@ typedef void (*fb_thread_root_cb)(int status, const char *root, void *arg);
 typedef void (*fb_sent_cb)(int status, bool withdraw, void *arg);
 
 struct fb_conf_section_s;
+struct fb_buf_s;
 
 /**
  * A subcommand an adapter adds to the `frichebot` command line (`frichebot NAME ARGS`): main.c
@@ -162,6 +163,10 @@ typedef struct fb_adapter_ops_s {
      *  (fb_adapters_register_logs): the adapter logs with FB_LOG_AT(*log_sub, ...). Its name in
      *  log specs and lines is the adapter's name ("info,matrix=debug"). */
     int *log_sub;
+    /** Optional (NULL): appends the adapter's own /metrics lines (Prometheus text format, names
+     *  "frichebot_<adapter>_...") to `out`, an fb_buf_t (frichebot/buf.h). Returns 0 or a
+     *  negative code (the scrape fails). */
+    int (*metrics)(fb_adapter_t *a, struct fb_buf_s *out);
 } fb_adapter_ops_t;
 
 struct uv_loop_s;

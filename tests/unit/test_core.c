@@ -2,11 +2,13 @@
 /*
  * test_core.c - errors, allocation helpers, bounded buffers and the log level specs.
  */
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
+#include "common/utf8.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "frichebot/err.h"
@@ -20,6 +22,58 @@ TEST_IMPL(err_names_and_messages)
     ASSERT_STR_EQ(fb_strerror(FB_ECONFLICT),
                   "version conflict: the record changed since it was read");
     ASSERT_STR_EQ(fb_err_name(-1), "FB_E?");
+    return 0;
+}
+
+/* Cleans `in` with fb_utf8_clean_text() and checks the result and the count of changes. */
+static int clean_case(const char *in, const char *want, size_t changes)
+{
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s", in);
+    ASSERT_EQ(fb_utf8_clean_text(buf), changes);
+    ASSERT_STR_EQ(buf, want);
+    ASSERT_EQ(fb_utf8_clean_text(buf), 0); /* idempotent */
+    ASSERT(fb_utf8_valid_text(buf, strlen(buf)) || !fb_utf8_valid(in, strlen(in)));
+    return 0;
+}
+
+TEST_IMPL(user_text_controls_cleaned)
+{
+    /* kept: text, accents, emoji, \t and \n, U+00A0 and U+2028 (not controls) */
+    ASSERT_OK(clean_case("Saint-Dizier, 3 ha\tfriche\n", "Saint-Dizier, 3 ha\tfriche\n", 0));
+    ASSERT_OK(clean_case("\xc3\xa9t\xc3\xa9 \xf0\x9f\x8c\xb3\xc2\xa0\xe2\x80\xa8",
+                         "\xc3\xa9t\xc3\xa9 \xf0\x9f\x8c\xb3\xc2\xa0\xe2\x80\xa8", 0));
+    /* C0 but \t \n, DEL, C1 (U+0080..U+009F, two bytes each in UTF-8): removed */
+    ASSERT_OK(clean_case("saint\x01 dizier\x1b[31m\x7f", "saint dizier[31m", 3));
+    ASSERT_OK(clean_case("a\xc2\x85"
+                         "b\xc2\x80\xc2\x9f",
+                         "ab", 3));
+    ASSERT_OK(clean_case("a\xc2\xa0"
+                         "b",
+                         "a\xc2\xa0"
+                         "b",
+                         0)); /* U+00A0 is the first non-control */
+    /* line ends: \r\n and a lone \r become \n */
+    ASSERT_OK(clean_case("un\r\ndeux\rtrois\r", "un\ndeux\ntrois\n", 3));
+    ASSERT_OK(clean_case("\r\r\n", "\n\n", 2));
+    /* only controls: nothing left, and blank */
+    char only[] = "\x01\x02\x1b\xc2\x85";
+    ASSERT_EQ(fb_utf8_clean_text(only), 4);
+    ASSERT_STR_EQ(only, "");
+    ASSERT(fb_utf8_blank(only));
+    char sp[] = " \x07\t\r\n";
+    ASSERT_EQ(fb_utf8_clean_text(sp), 2);
+    ASSERT(fb_utf8_blank(sp));
+    ASSERT(!(fb_utf8_blank(" a ")));
+    /* invalid UTF-8 is left for the validators: a stray continuation byte, a cut sequence */
+    ASSERT_OK(clean_case("a\x85\x01"
+                         "b\xc3",
+                         "a\x85"
+                         "b\xc3",
+                         1));
+    ASSERT(!(fb_utf8_valid("a\x85"
+                           "b\xc3",
+                           4)));
     return 0;
 }
 

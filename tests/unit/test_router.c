@@ -62,6 +62,7 @@ static struct {
     bool timer_init;
     int stops;
     int dup_sends;                      /* sends of a transaction id already delivered */
+    int max_nq;                         /* most sends in flight at once */
     bool defer_stop;                    /* stop() keeps `done` for on_delivered() */
     void (*stop_done)(fb_adapter_t *a); /* kept by a deferred stop */
     fb_adapter_t *stopping;
@@ -162,6 +163,8 @@ static int ta_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, voi
     }
     ASSERT_LT(ta.nq, (int)FB_ARRAY_SIZE(ta.q));
     ta.q[ta.nq++] = (struct pending_cb){cb, arg, status, 0};
+    if (ta.nq > ta.max_nq)
+        ta.max_nq = ta.nq;
     uv_timer_start(&ta.timer, ta_flush, 0, 0);
     return 0;
 }
@@ -239,6 +242,9 @@ static void wait_int(uv_loop_t *loop, const int *value, int target)
         FB_TEST_FAIL("waited 30 s for %d, have %d", target, *value);
 }
 
+/* More router options, for the tests of its bounds (router_bounds_*). */
+static const char *router_extra = "";
+
 static char *config_text(const fb_test_redis_t *srv, const char *dialog)
 {
     return fb_asprintf("server:\n  listen: \"127.0.0.1:1\"\n"
@@ -247,9 +253,9 @@ static char *config_text(const fb_test_redis_t *srv, const char *dialog)
                        "  reconnect:\n    delays_ms: [20, 50]\n    jitter_percent: 0\n"
                        "store:\n  key_prefix: \"t:\"\n"
                        "dialogs:\n  path: \"%s\"\n"
-                       "router:\n  max_queued_per_conversation: 16\n"
+                       "router:\n  max_queued_per_conversation: 16\n%s"
                        "  outbox_retry:\n    delays_ms: [10, 20]\n    jitter_percent: 0\n",
-                       srv->sock, dialog);
+                       srv->sock, dialog, router_extra);
 }
 
 /* A feature a test registers after the stats (router_feature_*), or NULL. */
@@ -604,6 +610,62 @@ TEST_IMPL(router_queue_keeps_order)
     ASSERT(strstr(all, "Qui porte le projet") < end);
     fb_free(all);
     teardown(&f);
+    return 0;
+}
+
+/* Bounded work (issue #18): router.max_queued_events refuses events beyond it with FB_EAGAIN (the
+ * platform retries), router.max_sending keeps the sends in the adapter's hands at or under it,
+ * the others waiting their turn; nothing is lost. And control characters are cleaned first: a
+ * text with nothing else is refused as malformed, whatever the queue. */
+static bool all_greeted(void *arg)
+{
+    const char *const *convs = arg;
+    for (int i = 0; i < 6; i++)
+        if (count_of(convs[i]) == 0)
+            return false;
+    return true;
+}
+
+TEST_IMPL(router_bounds_queued_events_and_sending)
+{
+    router_extra = "  max_queued_events: 4\n  max_sending: 2\n";
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    struct result r[6];
+    memset(r, 0, sizeof(r));
+    const char *convs[] = {"b0", "b1", "b2", "b3", "b4", "b5"};
+    for (int i = 0; i < 6; i++)
+        ASSERT_EQ(deliver(FB_IN_START, convs[i], "start", NULL, &r[i]), i < 4 ? 0 : FB_EAGAIN);
+    struct result bad = {0, 0};
+    ASSERT_EQ(deliver(FB_IN_MESSAGE, "b0", "ctl", "\x01\x1b\xc2\x85 \r\n", &bad), FB_EINVAL);
+    for (int i = 0; i < 4; i++) {
+        wait_int(&f.loop, &r[i].calls, 1);
+        ASSERT_EQ(r[i].status, 0);
+    }
+    /* the refused ones, offered again once there is room */
+    ASSERT_OK(deliver(FB_IN_START, "b4", "start", NULL, &r[4]));
+    ASSERT_OK(deliver(FB_IN_START, "b5", "start", NULL, &r[5]));
+    wait_int(&f.loop, &r[4].calls, 1);
+    wait_int(&f.loop, &r[5].calls, 1);
+    /* a message with control characters: cleaned, then handled like "lyon" */
+    struct result ctl = {0, 99};
+    ASSERT_OK(deliver(FB_IN_MESSAGE, "b0", "m1", "\x02ly\x7fon\x1b\r\n", &ctl));
+    wait_int(&f.loop, &ctl.calls, 1);
+    ASSERT_EQ(ctl.status, 0);
+    ASSERT(fb_test_wait_cond(&f.loop, all_greeted, convs, 30000));
+    fb_test_run_for(&f.loop, 200);
+    char *all = texts_of("b0");
+    ASSERT_NOT_NULL(strstr(all, "Qui porte le projet")); /* "lyon" was understood */
+    fb_free(all);
+    ASSERT_LE(ta.max_nq, 2);
+    ASSERT_EQ(bad.calls, 0);
+    fb_router_stats_t st;
+    fb_router_get_stats(f.router, &st);
+    ASSERT_EQ(st.busy, 2);
+    ASSERT_GT(st.send_waits, 0);
+    ASSERT_EQ(ta.dup_sends, 0);
+    teardown(&f);
+    router_extra = "";
     return 0;
 }
 
