@@ -29,17 +29,20 @@ long fb_fds_raise_limit(void)
         return fb_fds_limit();
     }
     rlim_t before = rl.rlim_cur;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
+    /* Not beyond FB_FDS_RAISE_MAX: libwebsockets sizes its tables from the limit (about 16 bytes
+     * a descriptor), and a hard limit of 2^30 (LimitNOFILE=infinity) would ask for 16 GiB. */
+    rlim_t want = rl.rlim_max < FB_FDS_RAISE_MAX ? rl.rlim_max : FB_FDS_RAISE_MAX;
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = want;
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
             FB_WARN(CORE, "cannot raise the descriptor limit from %lu to %lu: %s",
-                    (unsigned long)before, (unsigned long)rl.rlim_max, strerror(errno));
+                    (unsigned long)before, (unsigned long)want, strerror(errno));
             rl.rlim_cur = before;
         }
     }
     long now = fb_fds_limit();
     if (rl.rlim_cur != before)
-        FB_NOTICE(CORE, "descriptor limit: %ld (raised from %lu, the hard limit)", now,
+        FB_NOTICE(CORE, "descriptor limit: %ld (raised from %lu, toward the hard limit)", now,
                   (unsigned long)before);
     else
         FB_NOTICE(CORE, "descriptor limit: %ld", now);

@@ -33,7 +33,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdbool.h>
@@ -244,11 +243,9 @@ static bool take(fb_listener_t *l, int fd, const struct sockaddr_storage *ss)
     }
     fb_listen_peer_t *p = peer_get(l, ss);
     if (l->max_per_address && p->n >= l->max_per_address) {
-        char host[64] = "?";
-        (void)getnameinfo((const struct sockaddr *)ss, sizeof(*ss), host, sizeof(host), NULL, 0,
-                          NI_NUMERICHOST);
         refuse(fd, "per_address");
-        FB_WARN(HTTP, "too many connections from %s (%u open): refused", host, p->n);
+        /* no address: an IP address is personal data (the metric counts the refusals) */
+        FB_WARN(HTTP, "too many connections from one address (%u open): refused", p->n);
         return true;
     }
     int one = 1;

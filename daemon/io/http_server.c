@@ -715,8 +715,10 @@ static int on_http(fb_http_server_t *srv, struct lws *wsi, struct pss *pss, cons
     if (has_body && (req->method & (FB_HTTP_POST | FB_HTTP_PUT | FB_HTTP_PATCH)))
         return 0; /* dispatched once the body is in (on_http_body or BODY_COMPLETION) */
     /* libwebsockets reads a body for POST, PUT and PATCH only: any other's would be parsed as
-     * the next request. Answer this one, then close. */
-    req->close_after = has_body;
+     * the next request. Answer this one, then close. A POST, PUT or PATCH with no framing at all
+     * is closed too: libwebsockets 4.1 may wait for a body of its own default length there, and
+     * would take the next request for it. */
+    req->close_after = has_body || (req->method & (FB_HTTP_POST | FB_HTTP_PUT | FB_HTTP_PATCH));
     dispatch(req);
     return 0;
 }
