@@ -23,21 +23,23 @@ typedef struct fb_matrix_opts_s {
     char *access_token_file;   /* bot mode: path of a token file, or NULL (never the secret) */
     char *device_display_name; /* display name of the device created at login */
     unsigned sync_timeout_ms;  /* /sync long-poll timeout */
-    unsigned sync_timeline_limit;      /* timeline limit of the stored filter */
-    fb_retry_policy_t sync_retry;      /* waits between failed /sync or login attempts */
-    char **allowed_servers;            /* globs, NULL-terminated (never NULL after a parse) */
-    char **allowed_users;              /* globs, NULL-terminated (never NULL after a parse) */
-    char **ignore_users;               /* globs, NULL-terminated (never NULL after a parse) */
-    char *reminder_msgtype;            /* "m.text" or "m.notice" */
-    char *ticket_mention;              /* "none", "room" or "advisors" (fb_mx_ticket_mentions) */
-    char **ticket_mention_users;       /* user ids, NULL-terminated (never NULL after a parse) */
-    bool typing;                       /* typing notifications while a message is handled */
-    bool read_receipts;                /* m.read receipts once a message is handled */
-    bool leave_when_alone;             /* leave rooms where the bot is the only member */
-    char *encrypted_notice;            /* the clear notice sent once in an encrypted room */
-    char *crypto_pickle_key_file;      /* crypto.pickle_key_file: E2EE on when set (not the key) */
-    bool crypto_cross_signing;         /* crypto.cross_signing: cross-sign the bot's device */
-    unsigned crypto_key_wait_ms;       /* crypto.key_wait_ms: wait for a missing room key */
+    unsigned sync_timeline_limit; /* timeline limit of the stored filter */
+    fb_retry_policy_t sync_retry; /* waits between failed /sync or login attempts */
+    char **allowed_servers;       /* globs, NULL-terminated (never NULL after a parse) */
+    char **allowed_users;         /* globs, NULL-terminated (never NULL after a parse) */
+    char **ignore_users;          /* globs, NULL-terminated (never NULL after a parse) */
+    char *reminder_msgtype;       /* "m.text" or "m.notice" */
+    char *ticket_mention;         /* "none", "room" or "advisors" (fb_mx_ticket_mentions) */
+    char **ticket_mention_users;  /* user ids, NULL-terminated (never NULL after a parse) */
+    bool typing;                  /* typing notifications while a message is handled */
+    bool read_receipts;           /* m.read receipts once a message is handled */
+    bool leave_when_alone;        /* leave rooms where the bot is the only member */
+    char *encrypted_notice;       /* the clear notice sent once in an encrypted room */
+    char *crypto_pickle_key_file; /* crypto.pickle_key_file: E2EE on when set (not the key) */
+    bool crypto_cross_signing;    /* crypto.cross_signing: cross-sign the bot's device */
+    unsigned crypto_key_wait_ms;  /* crypto.key_wait_ms: wait for a missing room key */
+    unsigned crypto_first_message_delay_ms; /* crypto.first_message_delay_ms: a new room's
+                                             * first sends wait this long after the join */
     char *crypto_undecryptable_notice; /* crypto.undecryptable_notice: said when it never came */
     char *as_registration_file;        /* appservice.registration_file, or NULL */
     char *as_id;                       /* appservice.id */

@@ -8,6 +8,7 @@
 #define FB_MX_E2EE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -81,6 +82,12 @@ int mx_e2ee_encrypt(struct mx *m, const char *room, const char *txn, const json_
 void mx_e2ee_sent(struct mx *m, const char *txn);
 /* The room's encryption changed (m.room.encryption seen): asked again at the next send. */
 void mx_e2ee_room_encrypted(struct mx *m, const char *room);
+/* The bot has just joined `room` (an accepted invite): in an encrypted room, its first messages
+ * wait until crypto.first_message_delay_ms after now (docs/internals/CRYPTO.md). */
+void mx_e2ee_joined(struct mx *m, const char *room);
+/* How many ms a message to `room` has still to wait after the join; 0: none (an old room, a room
+ * joined before the last start, or the delay is over). Only asked for an encrypted room. */
+int64_t mx_e2ee_first_wait_ms(struct mx *m, const char *room);
 /* The bot left the room: its sessions are forgotten. */
 void mx_e2ee_forget_room(struct mx *m, const char *room);
 
