@@ -1466,7 +1466,7 @@ static void on_sent_lookup(struct mx *m, int status, redisReply *reply, void *ar
         FB_DEBUG(MATRIX, "[matrix|%s] e2ee: a new room: the message waits %lld ms", tag,
                  (long long)wait);
         m->e2ee->first_waits++;
-        job_end(j, FB_EAGAIN, NULL);
+        job_end(j, FB_ENOTYET, NULL);
         return;
     }
     job_enqueue(j);

@@ -74,7 +74,8 @@ void mx_e2ee_keys_argv(struct mx *m, const char **out);
  * NULL): the room turned out clear, send as it is; cb(m, FB_EAGAIN | FB_EPROTO | FB_ECANCELED,
  * NULL). */
 typedef void (*mx_e2ee_cb)(struct mx *m, int status, json_t *enc, void *arg);
-/* 0 (cb later), FB_DECLINED (a clear room: send as is), FB_EAGAIN (not ready). */
+/* 0 (cb later), FB_DECLINED (a clear room: send as is), FB_EAGAIN (not ready). The callback's
+ * status FB_ENOTYET: a new room's first message, to be sent after mx_e2ee_first_wait_ms(). */
 int mx_e2ee_encrypt(struct mx *m, const char *room, const char *txn, const json_t *content,
                     mx_e2ee_cb cb, void *arg);
 
