@@ -269,6 +269,14 @@ static const char hset_ttl_script[] = "redis.call('HSET', KEYS[1], ARGV[2], ARGV
                                       "if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end\n"
                                       "return 1\n";
 
+/* True when the invite is accepted (the bot joins), false when refused (the bot leaves). */
+static bool invite_allowed(const struct mx *m, const fb_mx_action_t *a)
+{
+    return a->sender &&
+           fb_mx_invite_allowed((const char *const *)m->o->allowed_servers,
+                                (const char *const *)m->o->allowed_users, m->o->user_id, a->sender);
+}
+
 static void on_invite_answered(struct mx *m, int err, int status, json_t *body,
                                const fb_http_response_t *resp, void *arg)
 {
@@ -287,6 +295,8 @@ static void on_invite_answered(struct mx *m, int err, int status, json_t *body,
         mx_step_done(bt, rc);
         return;
     }
+    if (!err && invite_allowed(m, a))
+        mx_e2ee_joined(m, a->room); /* its first messages may wait (encrypted rooms only) */
     if (!err && a->direct) {
         char *k = mx_room_key(m, a->room);
         const char *argv[] = {"EVAL", hset_ttl_script, "1", k, m->ttl_ms, "direct", "1"};
@@ -416,9 +426,7 @@ static bool start_step(struct batch *bt, fb_mx_action_t *a)
         break;
     }
     case FB_MX_INVITE: {
-        bool ok = a->sender && fb_mx_invite_allowed((const char *const *)m->o->allowed_servers,
-                                                    (const char *const *)m->o->allowed_users,
-                                                    m->o->user_id, a->sender);
+        bool ok = invite_allowed(m, a);
         json_t *b;
         char *path;
         if (ok) {

@@ -28,6 +28,8 @@ static const fb_conf_field_t crypto_fields[] = {
     {"pickle_key_file", FB_CONF_PATH, false, OFF(crypto_pickle_key_file), 0, 0, NULL, NULL},
     {"cross_signing", FB_CONF_BOOL, false, OFF(crypto_cross_signing), 0, 0, NULL, NULL},
     {"key_wait_ms", FB_CONF_UINT, false, OFF(crypto_key_wait_ms), 0, 600000, NULL, NULL},
+    {"first_message_delay_ms", FB_CONF_UINT, false, OFF(crypto_first_message_delay_ms), 0, 60000,
+     NULL, NULL},
     {"undecryptable_notice", FB_CONF_STRING, false, OFF(crypto_undecryptable_notice), 1, 2000, NULL,
      NULL},
 };

@@ -40,12 +40,14 @@ typedef struct fb_matrix_opts_s {
     char *crypto_pickle_key_file;       /* crypto.pickle_key_file: E2EE on when set (not the key) */
     bool crypto_cross_signing;          /* crypto.cross_signing: cross-sign the bot's device */
     unsigned crypto_key_wait_ms;        /* crypto.key_wait_ms: wait for a missing room key */
-    char *crypto_undecryptable_notice;  /* crypto.undecryptable_notice: said when it never came */
-    char *as_registration_file;         /* appservice.registration_file, or NULL */
-    char *as_id;                        /* appservice.id */
-    char *as_url;                       /* appservice.url */
-    unsigned as_txn_retention_hours;    /* appservice.txn_retention_hours */
-    unsigned as_max_transactions;       /* appservice.max_transactions: handled at once */
+    unsigned crypto_first_message_delay_ms; /* crypto.first_message_delay_ms: a new room's
+                                             * first sends wait this long after the join */
+    char *crypto_undecryptable_notice; /* crypto.undecryptable_notice: said when it never came */
+    char *as_registration_file;        /* appservice.registration_file, or NULL */
+    char *as_id;                       /* appservice.id */
+    char *as_url;                      /* appservice.url */
+    unsigned as_txn_retention_hours;   /* appservice.txn_retention_hours */
+    unsigned as_max_transactions;      /* appservice.max_transactions: handled at once */
 } fb_matrix_opts_t;
 
 /** The section, for fb_adapter_matrix.config. */

@@ -60,6 +60,7 @@ struct e2ee {
     void (*prepared)(struct mx *m, int status);
     json_t *enc;       /* room -> m.room.encryption content, or null (clear): asked once */
     json_t *members;   /* room -> [user ids] joined, until a member event is seen */
+    json_t *joined;    /* room -> wall ms the bot joined it, for first_message_delay_ms */
     json_t *utd;       /* event id -> {"room","ev","first","told"} */
     json_t *todev;     /* txn -> body, not acknowledged yet */
     json_t *todev_out; /* txn -> true while its PUT is in flight */
@@ -73,6 +74,7 @@ struct e2ee {
     long otk_count;
     bool fallback_missing;
     uint64_t seq;
+    uint64_t first_waits; /* sends put off by first_message_delay_ms (stats) */
 };
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1455,6 +1457,18 @@ static void on_sent_lookup(struct mx *m, int status, redisReply *reply, void *ar
         }
         json_decref(v);
     }
+    /* A new encrypted room: the first messages wait (mx_e2ee_first_wait_ms()); the entry stays
+     * in the outbox and is sent again when the wait is over (mx_send.c's on_encrypted()). */
+    int64_t wait = mx_e2ee_first_wait_ms(m, j->room);
+    if (wait > 0) {
+        char tag[FB_MX_TAG_LEN + 1];
+        mx_conv_tag(j->room, tag);
+        FB_DEBUG(MATRIX, "[matrix|%s] e2ee: a new room: the message waits %lld ms", tag,
+                 (long long)wait);
+        m->e2ee->first_waits++;
+        job_end(j, FB_ENOTYET, NULL);
+        return;
+    }
     job_enqueue(j);
 }
 
@@ -1553,6 +1567,43 @@ void mx_e2ee_room_encrypted(struct mx *m, const char *room)
         json_object_del(m->e2ee->enc, room);
 }
 
+void mx_e2ee_joined(struct mx *m, const char *room)
+{
+    struct e2ee *e = m->e2ee;
+    unsigned delay = m->o->crypto_first_message_delay_ms;
+    if (!e || !delay)
+        return;
+    int64_t now = fb_wall_ms();
+    /* Only the rooms still in their wait are kept: the map stays as small as the joins of the
+     * last `delay` ms. */
+    const char *r;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(e->joined, tmp, r, v)
+    {
+        if (now - json_integer_value(v) >= (int64_t)delay)
+            json_object_del(e->joined, r);
+    }
+    json_object_set_new(e->joined, room, json_integer(now));
+}
+
+int64_t mx_e2ee_first_wait_ms(struct mx *m, const char *room)
+{
+    struct e2ee *e = m->e2ee;
+    if (!e || !room)
+        return 0;
+    json_t *at = json_object_get(e->joined, room);
+    if (!at)
+        return 0;
+    int64_t left =
+        json_integer_value(at) + (int64_t)m->o->crypto_first_message_delay_ms - fb_wall_ms();
+    if (left <= 0) {
+        json_object_del(e->joined, room);
+        return 0;
+    }
+    return left;
+}
+
 void mx_e2ee_forget_room(struct mx *m, const char *room)
 {
     struct e2ee *e = m->e2ee;
@@ -1561,6 +1612,7 @@ void mx_e2ee_forget_room(struct mx *m, const char *room)
     fb_mxc_forget_room(e->c, room);
     json_object_del(e->members, room);
     json_object_del(e->enc, room);
+    json_object_del(e->joined, room);
     apply(m, NULL, NULL);
 }
 
@@ -1598,6 +1650,7 @@ int mx_e2ee_init(struct mx *m)
         e->keys[i] = fb_asprintf("%smatrix:e2ee:%s", prefix ? prefix : "", key_names[i]);
     e->enc = json_object();
     e->members = json_object();
+    e->joined = json_object();
     e->utd = json_object();
     e->todev = json_object();
     e->todev_out = json_object();
@@ -1661,6 +1714,7 @@ void mx_e2ee_free(struct mx *m)
     fb_free(e->device);
     json_decref(e->enc);
     json_decref(e->members);
+    json_decref(e->joined);
     json_decref(e->utd);
     json_decref(e->todev);
     json_decref(e->todev_out);
@@ -1683,6 +1737,7 @@ void mx_e2ee_stats(struct mx *m, json_t *out)
                             json_integer((json_int_t)json_object_size(e->utd)));
         json_object_set_new(s, "to_device_pending",
                             json_integer((json_int_t)json_object_size(e->todev)));
+        json_object_set_new(s, "first_message_waits", json_integer((json_int_t)e->first_waits));
     }
     json_object_set_new(out, "e2ee", s);
 }

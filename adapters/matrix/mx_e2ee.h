@@ -8,6 +8,7 @@
 #define FB_MX_E2EE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -73,7 +74,8 @@ void mx_e2ee_keys_argv(struct mx *m, const char **out);
  * NULL): the room turned out clear, send as it is; cb(m, FB_EAGAIN | FB_EPROTO | FB_ECANCELED,
  * NULL). */
 typedef void (*mx_e2ee_cb)(struct mx *m, int status, json_t *enc, void *arg);
-/* 0 (cb later), FB_DECLINED (a clear room: send as is), FB_EAGAIN (not ready). */
+/* 0 (cb later), FB_DECLINED (a clear room: send as is), FB_EAGAIN (not ready). The callback's
+ * status FB_ENOTYET: a new room's first message, to be sent after mx_e2ee_first_wait_ms(). */
 int mx_e2ee_encrypt(struct mx *m, const char *room, const char *txn, const json_t *content,
                     mx_e2ee_cb cb, void *arg);
 
@@ -81,6 +83,12 @@ int mx_e2ee_encrypt(struct mx *m, const char *room, const char *txn, const json_
 void mx_e2ee_sent(struct mx *m, const char *txn);
 /* The room's encryption changed (m.room.encryption seen): asked again at the next send. */
 void mx_e2ee_room_encrypted(struct mx *m, const char *room);
+/* The bot has just joined `room` (an accepted invite): in an encrypted room, its first messages
+ * wait until crypto.first_message_delay_ms after now (docs/internals/CRYPTO.md). */
+void mx_e2ee_joined(struct mx *m, const char *room);
+/* How many ms a message to `room` has still to wait after the join; 0: none (an old room, a room
+ * joined before the last start, or the delay is over). Only asked for an encrypted room. */
+int64_t mx_e2ee_first_wait_ms(struct mx *m, const char *room);
 /* The bot left the room: its sessions are forgotten. */
 void mx_e2ee_forget_room(struct mx *m, const char *room);
 

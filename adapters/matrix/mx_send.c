@@ -186,6 +186,14 @@ static void on_encrypted(struct mx *m, int status, json_t *enc, void *arg)
             sctx_done(s, rc, 0);
         return;
     }
+    if (status == FB_ENOTYET) {
+        /* A new encrypted room's first messages wait until first_message_delay_ms after the
+         * join (mx_e2ee.c): the router hands the entry, still in the outbox, again when the wait
+         * is over (a crash meanwhile: it is sent after the restart, without waiting). */
+        int64_t wait = mx_e2ee_first_wait_ms(m, s->room);
+        sctx_done(s, FB_ENOTYET, wait > 0 ? wait : 1);
+        return;
+    }
     if (status || !enc) {
         sctx_done(s, status ? status : FB_EAGAIN, status == FB_EAGAIN ? E2EE_WAIT_MS : 0);
         return;

@@ -673,6 +673,14 @@ static void ob_on_sent(int status, int64_t retry_after_ms, void *arg)
     } else if (status == FB_ECANCELED || r->stopping) {
         /* Shutting down: the entry stays for the next start. */
         conv_maybe_free(c);
+    } else if (status == FB_ENOTYET) {
+        /* The adapter holds it back on purpose (e.g. a new encrypted Matrix room): no failure, so
+         * no attempt counted; it stays the head of the durable outbox meanwhile. */
+        uint64_t d = retry_after_ms > 0 ? (uint64_t)retry_after_ms
+                                        : retry_delay(&r->cfg->router.outbox_retry, 1);
+        FB_DEBUG(ROUTER, "[%s] send put off by the adapter for %llu ms", c->tag,
+                 (unsigned long long)d);
+        ob_wait(c, d);
     } else if (transient(status)) {
         c->ob_tries++;
         unsigned max = r->cfg->router.outbox_retry.max_attempts;

@@ -83,7 +83,9 @@ typedef struct fb_outbound_s {
 /**
  * Result of send(): 0 when the platform accepted the message (the outbox then removes it);
  * FB_EAGAIN or FB_ETIMEDOUT or FB_EIO for a transient failure (retried with backoff; when
- * `retry_after_ms` > 0 the platform asked for that delay); any other code is permanent: the
+ * `retry_after_ms` > 0 the platform asked for that delay); FB_ENOTYET when the adapter chose to
+ * send it later, not a failure: the entry is handed again after `retry_after_ms` (no attempt
+ * counted, so outbox_retry.max_attempts never parks it); any other code is permanent: the
  * entry is parked for the operator and the conversation's next entries go on.
  */
 typedef void (*fb_send_cb)(int status, int64_t retry_after_ms, void *arg);

@@ -32,7 +32,8 @@
     XX(EEXIST, -4015, "entry already exists")                                                      \
     XX(ECONNECT, -4016, "cannot connect")                                                          \
     XX(ESYS, -4017, "system call failed")                                                          \
-    XX(ELISTEN, -4018, "cannot listen on the address")
+    XX(ELISTEN, -4018, "cannot listen on the address")                                             \
+    XX(ENOTYET, -4019, "not yet: try again after the given delay")
 
 /** Error codes; all negative. 0 is success. */
 typedef enum fb_errno_e {

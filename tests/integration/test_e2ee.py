@@ -40,17 +40,20 @@ GREETING = "Dans quelle commune"
 NOTICE = "Je n'ai pas pu déchiffrer votre dernier message"
 
 
-def crypto_yaml(tmp_path, key_wait_ms=3000):
+def crypto_yaml(tmp_path, key_wait_ms=3000, first_message_delay_ms=None):
     key = tmp_path / "pickle-key"
     if not key.exists():
         key.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
         key.chmod(0o600)
-    return {"crypto": {"pickle_key_file": str(key), "key_wait_ms": key_wait_ms}}
+    crypto = {"pickle_key_file": str(key), "key_wait_ms": key_wait_ms}
+    if first_message_delay_ms is not None:  # else the sample's default
+        crypto["first_message_delay_ms"] = first_message_delay_ms
+    return {"crypto": crypto}
 
 
 def start_e2ee_bot(make_daemon, redis, synapse, bot, tmp_path, start_delay_ms=0, homeserver=None, extra="",
-                   key_wait_ms=3000, **matrix):
-    y = bot_matrix_yaml(synapse, bot, **crypto_yaml(tmp_path, key_wait_ms), **matrix)
+                   key_wait_ms=3000, first_message_delay_ms=None, **matrix):
+    y = bot_matrix_yaml(synapse, bot, **crypto_yaml(tmp_path, key_wait_ms, first_message_delay_ms), **matrix)
     if homeserver:
         y = y.replace(synapse.url, homeserver)
     d = make_daemon(redis.address, idle_timeout_s=30, start=False, extra=y + router_yaml() + extra)
@@ -69,9 +72,9 @@ def clients(synapse, tmp_path):
             return synapse.register(f"{name}-{secrets.token_hex(4)}")
 
         @staticmethod
-        def js(name, account=None):
+        def js(name, account=None, homeserver=None):
             account = account or Make.account(name)
-            c = JsClient(synapse.url, account["user_id"], account["password"], name=name, log_dir=str(tmp_path))
+            c = JsClient(homeserver or synapse.url, account["user_id"], account["password"], name=name, log_dir=str(tmp_path))
             c.account = account
             made.append(c)
             return c
@@ -216,6 +219,53 @@ def test_encrypted_dm_with_the_element_stack_cross_signed_only(synapse, redis, m
     # The crypto state is in Redis, pickled (no private key in clear).
     fields = redis.cli("HKEYS", "fb:matrix:e2ee:crypto")
     assert fields, redis.cli("KEYS", "fb:matrix:e2ee:*")
+
+
+@pytest.mark.parametrize("delay_ms", [None, 0], ids=["default_delay", "no_delay"])
+def test_first_message_outwaits_the_clients_device_list(synapse, redis, make_daemon, tmp_path, clients, delay_ms):
+    """Issue #15's flake, forced: the owner's client gets the greeting's room key before it has the
+    bot's device keys (its /keys/query held ~1 s by the proxy). matrix-js-sdk 37.5 then refuses the
+    greeting (UNKNOWN_SENDER_DEVICE) for good. With matrix.crypto.first_message_delay_ms at its
+    default (2000) the greeting waits in the outbox and is read; with 0 it is lost, which shows the
+    race is real and that this test can fail."""
+    bot = new_bot(synapse, tmp_path)
+    d = start_e2ee_bot(make_daemon, redis, synapse, bot, tmp_path, first_message_delay_ms=delay_ms)
+    proxy = FaultProxy(("127.0.0.1", synapse.port)).start()
+    try:
+        u = clients.js("owner", homeserver=proxy.url)
+        u.bootstrap_cross_signing()
+        u.isolation("only_signed")
+        time.sleep(2)  # the client's own first /keys/query is over
+        proxy.hold = b"/keys/query"
+        t0 = time.monotonic()
+        room = u.create_dm(bot["user_id"])["room_id"]
+        time.sleep(1.0)
+        held = proxy.held
+        proxy.hold = None
+        proxy.cut()  # the held query fails; the client asks again, now forwarded
+        assert held >= 1, "the client's /keys/query was never held: the race was not forced"
+        out = u.messages(room=room, sender=bot["user_id"], timeout=40, body_contains=GREETING,
+                         until_failure=["UNKNOWN_SENDER_DEVICE"])
+        took = time.monotonic() - t0
+        failures = [x["decryption_failure"] for x in out["undecryptable"]]
+        waits = d.json("/healthz")[1]["adapters"]["matrix"]["e2ee"]["first_message_waits"]
+        print(f"\nfirst message, /keys/query held 1 s, delay {delay_ms}: read={out['complete']} "
+              f"failures={failures} waits={waits} ({took:.1f} s after the DM was created)")
+        if delay_ms is None:
+            assert out["complete"] and not failures, (out, failures)
+            assert waits >= 1, waits
+        else:
+            assert not out["complete"] and "UNKNOWN_SENDER_DEVICE" in failures, (out, failures)
+            assert waits == 0, waits
+            # The refusal is for good: the client knows the bot's device now, yet never reads it.
+            late = u.messages(room=room, sender=bot["user_id"], timeout=8, body_contains=GREETING)
+            assert not late["complete"], late
+        # The outbox is empty: the entry that waited was sent, and once (no second greeting).
+        settled(d, redis, 1)
+        again = u.messages(room=room, sender=bot["user_id"], timeout=4, body_contains=GREETING)
+        assert not again["messages"], again
+    finally:
+        proxy.stop()
 
 
 # -- escalation through an encrypted advisors' room -----------------------------------------------
@@ -533,6 +583,10 @@ def test_appservice_encrypted_dm_with_the_element_stack(tmp_path):
             assert dev, r.cli("HGETALL", "fb:matrix:auth")
             status = user.device_status(dev, user=AS_USER)
             assert status["signed_by_owner"], status
+            # The greeting of the new encrypted room waited first_message_delay_ms (mx_batch.c's
+            # join is shared by both modes).
+            e2ee = d.json("/healthz")[1]["adapters"]["matrix"]["e2ee"]
+            assert e2ee["first_message_waits"] >= 1, e2ee
             for answer in WALK[:3]:
                 user.send(room, answer)
                 seen.wait(1, 60)

@@ -853,6 +853,8 @@ TEST_IMPL(config_matrix)
     ASSERT_STR_EQ(MX(c)->as_id, "frichebot");
     ASSERT_STR_EQ(MX(c)->as_url, "http://127.0.0.1:8080");
     ASSERT_EQ(MX(c)->as_txn_retention_hours, 72);
+    ASSERT_EQ(MX(c)->crypto_key_wait_ms, 5000);
+    ASSERT_EQ(MX(c)->crypto_first_message_delay_ms, 2000);
     fb_config_free(c);
 
     /* Every key. */
@@ -867,7 +869,8 @@ TEST_IMPL(config_matrix)
               "  ticket_mention: advisors\n  ticket_mention_users: [\"@c.m:agent.tchap.gouv.fr\"]\n"
               "  leave_when_alone: false\n  encrypted_notice: \"chiffré\"\n"
               "  appservice:\n    registration_file: /etc/reg.yaml\n    id: fbas\n"
-              "    url: \"http://10.0.0.1:8080\"\n    txn_retention_hours: 1\n",
+              "    url: \"http://10.0.0.1:8080\"\n    txn_retention_hours: 1\n"
+              "  crypto:\n    key_wait_ms: 7\n    first_message_delay_ms: 0\n",
               &errors);
     if (!c)
         FB_TEST_FAIL("%s", errors);
@@ -895,6 +898,8 @@ TEST_IMPL(config_matrix)
     ASSERT_STR_EQ(MX(c)->as_id, "fbas");
     ASSERT_STR_EQ(MX(c)->as_url, "http://10.0.0.1:8080");
     ASSERT_EQ(MX(c)->as_txn_retention_hours, 1);
+    ASSERT_EQ(MX(c)->crypto_key_wait_ms, 7);
+    ASSERT_EQ(MX(c)->crypto_first_message_delay_ms, 0); /* 0: never wait */
     fb_config_free(c);
 
     /* Bad values, and the keys that go together. */
@@ -923,6 +928,12 @@ TEST_IMPL(config_matrix)
                   "  user_id: \"@a:h\"\n",
                   "t.yaml:5:1: 'matrix.appservice.registration_file' is required in appservice "
                   "mode (write it with 'frichebot matrix-registration')\n");
+    /* A wait longer than a minute would hold a new room's first answers too long. */
+    expect_errors(
+        "server:\n  listen: \"127.0.0.1:1\"\nredis:\n  address: \"tcp://127.0.0.1:2\"\n"
+        "matrix:\n  crypto:\n    first_message_delay_ms: 60001\n",
+        "t.yaml:7:29: 'matrix.crypto.first_message_delay_ms' must be an integer between 0 "
+        "and 60000\n");
     /* A token in the environment is enough for bot mode. */
     setenv("FRICHEBOT_MATRIX_TOKEN", "syt_test", 1);
     c = parse("server:\n  listen: \"127.0.0.1:1\"\nredis:\n  address: \"tcp://127.0.0.1:2\"\n"

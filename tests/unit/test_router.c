@@ -54,6 +54,8 @@ static struct {
     int attempts;       /* send() calls */
     int fail_transient; /* the next N sends fail with FB_EAGAIN */
     int fail_permanent; /* the next N sends fail with FB_EINVAL */
+    int put_off;        /* the next N sends answer FB_ENOTYET, retry after put_off_ms */
+    int64_t put_off_ms;
     struct pending_cb q[4096];
     int nq;
     bool count_only; /* sends are only counted (in ncount), not recorded: thousands of them */
@@ -139,7 +141,12 @@ static int ta_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, voi
     (void)a;
     ta.attempts++;
     int status = 0;
-    if (ta.fail_transient > 0) {
+    int64_t retry_after = 0;
+    if (ta.put_off > 0) {
+        ta.put_off--;
+        status = FB_ENOTYET;
+        retry_after = ta.put_off_ms;
+    } else if (ta.fail_transient > 0) {
         ta.fail_transient--;
         status = FB_EAGAIN;
     } else if (ta.fail_permanent > 0) {
@@ -162,7 +169,7 @@ static int ta_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, voi
                strcmp(msg->kind, "reminder") == 0);
     }
     ASSERT_LT(ta.nq, (int)FB_ARRAY_SIZE(ta.q));
-    ta.q[ta.nq++] = (struct pending_cb){cb, arg, status, 0};
+    ta.q[ta.nq++] = (struct pending_cb){cb, arg, status, retry_after};
     if (ta.nq > ta.max_nq)
         ta.max_nq = ta.nq;
     uv_timer_start(&ta.timer, ta_flush, 0, 0);
@@ -729,6 +736,35 @@ TEST_IMPL(router_outbox_transient_retried)
     ASSERT_EQ(st.outbox_retried, 3);
     ASSERT_EQ(st.outbox_delivered, 3);
     ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:t}:outbox"), 0);
+    teardown(&f);
+    return 0;
+}
+
+/* FB_ENOTYET (an adapter holding a send back on purpose, as Matrix does in a new encrypted room):
+ * the entry waits the adapter's delay at the head of the outbox, then goes once, in order; no
+ * attempt is counted, so even max_attempts 1 does not park it. */
+TEST_IMPL(router_outbox_put_off_not_counted)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    f.cfg->router.outbox_retry.max_attempts = 1; /* a counted try would park at once */
+    ta.put_off = 2;
+    ta.put_off_ms = 150;
+    uint64_t t0 = uv_now(&f.loop);
+    deliver_wait(&f, FB_IN_START, "w", "1", NULL, 0);
+    wait_int(&f.loop, &ta.nsent, 2);
+    ASSERT(uv_now(&f.loop) - t0 >= 300); /* two waits of 150 ms before the first send */
+    fb_test_run_for(&f.loop, 100);
+    ASSERT_EQ(ta.nsent, 2);
+    ASSERT_EQ(ta.attempts, 4);
+    ASSERT_NOT_NULL(strstr(ta.sent[0].text, "Bonjour"));
+    ASSERT_NOT_NULL(strstr(ta.sent[1].text, "Dans quelle commune"));
+    fb_router_stats_t st;
+    fb_router_get_stats(f.router, &st);
+    ASSERT_EQ(st.outbox_retried, 0);
+    ASSERT_EQ(st.outbox_parked, 0);
+    ASSERT_EQ(st.outbox_delivered, 2);
+    ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:w}:outbox"), 0);
     teardown(&f);
     return 0;
 }
