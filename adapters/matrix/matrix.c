@@ -159,7 +159,7 @@ int mx_call_full(struct mx *m, const char *method, const char *path, const json_
                  unsigned timeout_ms, const fb_retry_policy_t *retry, bool idempotent, bool poll,
                  bool auth, call_cb cb, void *arg)
 {
-    char *masq = mx_as_masquerade(m, path); /* the service's device (mx_e2ee_as.c) */
+    char *masq = mx_as_masquerade(m, path); /* the service's device (mx_as_device.c) */
     char *url = fb_asprintf("%s%s", m->o->homeserver, masq ? masq : path);
     fb_free(masq);
     char *authz = NULL;
@@ -461,7 +461,7 @@ static int mx_start(fb_adapter_t *a)
         m->started = true;
         FB_INFO(MATRIX, "application service on %s* for %s", AS_PREFIX, m->o->homeserver);
         mx_e2ee_start(m);
-        mx_e2ee_as_ensure(m);
+        mx_as_device_ensure(m);
         if (m->aliases_ready) {
             core->set_state(a, "ok");
         } else {

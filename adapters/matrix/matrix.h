@@ -82,7 +82,8 @@ struct mx {
     bool timer_init, timer_closed;
     int64_t last_sync_ms;
     /* appservice */
-    bool as_device_busy;        /* its device being made or prepared (mx_e2ee_as.c) */
+    bool as_device_busy;        /* its device being made or prepared (mx_as_device.c) */
+    bool as_device_refused;     /* the homeserver refused to make it: clear mode goes without */
     struct as_wait *as_waiting; /* transactions waiting for it (mx_appservice.c) */
     uint64_t txns;
     int64_t last_txn_ms;
@@ -185,14 +186,18 @@ int mx_on_as_user(fb_http_req_t *req, void *arg);
  * is not ready (a failure, the stop). */
 void mx_as_txn_resume(struct mx *m);
 
-/* mx_e2ee_as.c */
+/* mx_as_device.c */
 /* `path` with the masquerade of the service's device (?user_id=&device_id=), a new string; NULL
- * when the requests go as they are (bot mode, no crypto, no device yet). */
+ * when the requests go as they are (bot mode, no device yet or none). */
 char *mx_as_masquerade(struct mx *m, const char *path);
-/* Makes the service's device (MSC4190) and prepares its keys, unless done or in progress. */
-void mx_e2ee_as_ensure(struct mx *m);
+/* Appservice mode: makes the service's device (MSC4190) and, with crypto, prepares its keys,
+ * unless done, refused for good (clear mode) or in progress. */
+void mx_as_device_ensure(struct mx *m);
 /* True when the service can decrypt (or has no crypto). */
 bool mx_e2ee_as_ready(struct mx *m);
+/* True when a send may go now: in clear appservice mode, once the device is made or refused
+ * for good (else starts making it); always in the other modes. */
+bool mx_as_send_ready(struct mx *m);
 
 /* mx_send.c */
 int mx_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, void *arg);

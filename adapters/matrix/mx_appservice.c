@@ -345,7 +345,7 @@ static int as_txn_begin(struct mx *m, fb_http_req_t *req)
     return FB_EAGAIN;
 }
 
-/* A transaction that waits for the service's device and keys (mx_e2ee_as.c). */
+/* A transaction that waits for the service's device and keys (mx_as_device.c). */
 struct as_wait {
     fb_http_req_t *req;
     struct as_wait *next;
@@ -397,9 +397,10 @@ int mx_on_as_txn(fb_http_req_t *req, void *arg)
         while (*pp)
             pp = &(*pp)->next;
         *pp = w;
-        mx_e2ee_as_ensure(m);
+        mx_as_device_ensure(m);
         return FB_EAGAIN;
     }
+    mx_as_device_ensure(m); /* clear mode: a device not made yet is tried again (mx_as_device.c) */
     return as_txn_begin(m, req);
 }
 

@@ -256,6 +256,8 @@ int mx_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, void *arg)
         return FB_ECANCELED;
     if (!m->token)
         return FB_EAGAIN; /* not logged in yet */
+    if (!mx_as_send_ready(m))
+        return FB_ENOTYET; /* the service's device first, so that a resend is recognised */
     /* "ROOM/~TICKET": a thread whose root is read from Redis (the entry's "thread" {key, field}) */
     const char *tilde = msg->conv ? strstr(msg->conv, "/~") : NULL;
     char *conv = tilde ? fb_strndup(msg->conv, (size_t)(tilde - msg->conv)) : NULL;

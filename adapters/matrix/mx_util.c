@@ -926,15 +926,19 @@ char *fb_mx_registration_yaml(const char *id, const char *url, const char *user_
     (void)fb_buf_puts(&b, "\nnamespaces:\n  users:\n    - exclusive: true\n      regex: ");
     yaml_quoted(&b, re);
     (void)fb_buf_puts(&b, "\n  aliases: []\n  rooms: []\nrate_limited: false\n");
+    /* the bot's device made by the service (MSC4190), in both modes: the homeserver then keeps
+       the transaction ids of its sends across its restarts (mx_as_device.c) */
+    (void)fb_buf_puts(&b, "# the service makes its bot a device: its sends' transaction ids\n"
+                          "# then outlive a homeserver restart (no reply stored twice)\n"
+                          "io.element.msc4190: true\n");
     if (e2ee) /* to-device events, device lists and key counts in the transactions (MSC2409,
-                 MSC3202), and the bot's device made by the service (MSC4190) */
+                 MSC3202) */
         (void)fb_buf_puts(&b, "# end-to-end encryption (matrix.crypto): the homeserver needs\n"
                               "# experimental_features: {msc3202_transaction_extensions: true,\n"
                               "#   msc2409_to_device_messages_enabled: true}\n"
                               "receive_ephemeral: true\n"
                               "de.sorunome.msc2409.push_ephemeral: true\n"
-                              "org.matrix.msc3202: true\n"
-                              "io.element.msc4190: true\n");
+                              "org.matrix.msc3202: true\n");
     fb_free(local);
     fb_free(re);
     return fb_buf_take(&b);

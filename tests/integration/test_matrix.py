@@ -772,17 +772,22 @@ def as_matrix_yaml(synapse_url, registration, port):
 
 
 @contextlib.contextmanager
-def appservice_stack(base, extra="", synapse_extra=None, matrix_extra=""):
+def appservice_stack(base, extra="", synapse_extra=None, matrix_extra="", proxy=None):
     """A Synapse that loads the registration written by `frichebot matrix-registration` (and the
     top-level settings `synapse_extra`), the daemon in appservice mode (its configuration, with
     `matrix_extra` inside its matrix section, plus `extra`) and its Redis, all started; stopped
-    on exit, the daemon checked for a clean stop."""
+    on exit, the daemon checked for a clean stop. `proxy`: a function called with a FaultProxy
+    put between the daemon and Synapse before the daemon starts (yielded as "proxy")."""
     syn = Synapse(base / "synapse", extra=synapse_extra)
+    fp = FaultProxy(("127.0.0.1", syn.port)).start() if proxy else None
+    if fp:
+        proxy(fp)
     port = free_port()
     registration = base / "registration.yaml"
     r = Redis(base)
     d = Daemon(base, r.address, listen=f"127.0.0.1:{port}", idle_timeout_s=30, max_body_bytes=1048576,
-               extra=as_matrix_yaml(syn.url, registration, port) + matrix_extra + router_yaml() + extra)
+               extra=as_matrix_yaml(fp.url if fp else syn.url, registration, port) + matrix_extra
+               + router_yaml() + extra)
     d.port = port  # where the daemon listens, hence the registration's url
     d.write_config()
     out = subprocess.run([BINARY, "matrix-registration", "-c", str(d.config_path)], capture_output=True,
@@ -795,7 +800,8 @@ def appservice_stack(base, extra="", synapse_extra=None, matrix_extra=""):
         syn.start()
         SYNAPSE_TIMINGS.append(("Synapse start (appservice mode)", syn.start_seconds))
         d.start()
-        yield {"synapse": syn, "daemon": d, "redis": r, "reg": reg, "registration": registration}
+        yield {"synapse": syn, "daemon": d, "redis": r, "reg": reg, "registration": registration,
+               "proxy": fp}
         rc, log = d.stop()
         d.check_clean(rc, log)
     finally:
@@ -804,6 +810,8 @@ def appservice_stack(base, extra="", synapse_extra=None, matrix_extra=""):
             d.proc.wait()
         syn.stop()
         r.stop()
+        if fp:
+            fp.stop()
 
 
 @pytest.fixture(scope="module")
@@ -896,6 +904,52 @@ def test_appservice_conversation_replay_and_tokens(appservice):
     log = d.read_log()
     assert hs not in log and reg["as_token"] not in log
     user.close()
+
+
+@pytest.mark.parametrize("device", [True, False], ids=["device", "device-refused"])
+def test_appservice_resend_across_a_synapse_restart_is_stored_once(tmp_path, device):
+    """Issue 18 (make soak's last duplicate): a reply Synapse stored, whose answer was lost on
+    the way back as Synapse restarted, is sent again by the outbox with the same transaction id.
+    With the service's device (mx_as_device.c) Synapse finds the transaction id in its database
+    and answers with the first event: one reply. When the homeserver refuses the device (the
+    fault proxy answers its PUT 400, as one without MSC4190 would), the daemon warns and sends
+    without one, as before the fix: Synapse, which keeps a service's transaction ids in memory
+    only, stores the reply twice, which shows this test sees the duplicate it guards against."""
+    def arm(fp):
+        if not device:
+            fp.fail_requests(400, 1, match=b"/devices/")
+    # A send's answer waits for the restart: longer than it takes (the client's timeout would
+    # send again first, to a Synapse that still remembers).
+    with appservice_stack(tmp_path, extra="http_client:\n  timeout_ms: 120000\n", proxy=arm) as st:
+        syn, d, r, fp = st["synapse"], st["daemon"], st["redis"], st["proxy"]
+        assert st["reg"].get("io.element.msc4190") is True, st["reg"]
+        user = new_user(syn)
+        room = open_dm(user, AS_USER, d)
+        log = d.read_log()
+        if device:
+            assert "the service's device is FB" in log, log[-3000:]
+            assert "refused the service's device" not in log
+        else:
+            assert fp.failed == 1 and "refused the service's device (HTTP 400" in log, log[-3000:]
+        assert wait_until(lambda: pending(r) == 0, 30, 0.1)
+        user.sync(0)
+        n = len(user.messages_from(room, AS_USER))
+        fp.lose_answers(b"/send/m.room.message/", 1)
+        user.send(room, WALK[0])
+        # Synapse stored the reply (the user sees it); the daemon never got the answer.
+        assert user.wait(lambda: len(user.messages_from(room, AS_USER)) > n, 60), d.read_log()[-3000:]
+        assert fp.lost == 1
+        syn.restart()
+        assert wait_until(lambda: pending(r) == 0, 120, 0.2), (pending(r), d.read_log()[-3000:])
+        user.sync(0)
+        after = bodies(user.messages_from(room, AS_USER)[n:])
+        assert any("Pour qui" in b for b in after), after
+        twice = len(after) - len(set(after))
+        if device:
+            assert twice == 0, after
+        else:
+            assert twice == 1, after
+        user.close()
 
 
 def test_appservice_reused_transaction_id_with_other_events_is_handled(appservice):

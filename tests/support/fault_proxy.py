@@ -15,6 +15,10 @@ The server stays real: the proxy only breaks the path to it, as a network would.
                            # a request from the client holding these bytes is never forwarded,
                            # nor anything after it on its connection (a server that hangs):
                            # `held` counts them; None forwards again (new connections)
+    proxy.lose_answers(b"/send/m.room.message/", 1)
+                           # the next request holding these bytes is forwarded, but nothing the
+                           # server answers on its connection comes back (a reply lost on the
+                           # way: the server acted, the client cannot know): `lost` counts them
     proxy.fail_requests(429, 10, match=b"/_matrix/client/", retry_after_ms=300)
                            # the next 10 HTTP requests holding `match` are answered by the proxy
                            # itself with this status (a JSON Matrix error; 429 with retry_after_ms
@@ -51,6 +55,9 @@ class FaultProxy:
         self.fail_match = b""
         self.fail_retry_after_ms = None
         self.failed = 0
+        self.lose_match = None
+        self.lose_left = 0
+        self.lost = 0
         self.connections = 0
         self.cuts = 0
         self.bytes_up = 0
@@ -109,6 +116,23 @@ class FaultProxy:
             self.fail_left = count
             self.fail_match = match
             self.fail_retry_after_ms = retry_after_ms
+
+    def lose_answers(self, match, count=1):
+        """Forwards the next `count` requests holding `match`, and swallows everything the server
+        sends back on their connections."""
+        with self.lock:
+            self.lose_match = match
+            self.lose_left = count
+
+    def _take_loss(self, data):
+        if not self.lose_left or self.lose_match is None or self.lose_match not in data:
+            return False
+        with self.lock:
+            if self.lose_left <= 0:
+                return False
+            self.lose_left -= 1
+            self.lost += 1
+            return True
 
     METHODS = (b"GET ", b"PUT ", b"POST ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"PATCH ")
 
@@ -189,6 +213,7 @@ class FaultProxy:
         """Forwards both ways until either side closes, or the pair is cut."""
         down = 0
         holding = False
+        losing = False
         try:
             while self.running:
                 try:
@@ -210,6 +235,10 @@ class FaultProxy:
                             with self.lock:
                                 self.held += 1
                         holding = True
+                        continue
+                    if src is client and not losing:
+                        losing = self._take_loss(data)
+                    if src is server and losing:
                         continue
                     if self.delay_ms:
                         time.sleep(self.delay_ms / 1000)

@@ -557,6 +557,14 @@ TEST_IMPL(matrix_registration_file)
     const char *missing = "as_token: abcdefghijklmnop1\n";
     ASSERT_EQ(fb_mx_registration_tokens(missing, strlen(missing), &a, &h, &why), FB_EINVAL);
     ASSERT_NULL(fb_mx_registration_yaml("x", "http://h", "nouser", as, hs, false));
+    /* Without encryption: the service's device (MSC4190) all the same (mx_as_device.c), and
+     * none of the encryption extensions. */
+    y = fb_mx_registration_yaml("frichebot", "http://h", "@fb:example.org", as, hs, false);
+    ASSERT_NOT_NULL(y);
+    ASSERT_NOT_NULL(strstr(y, "\nio.element.msc4190: true\n"));
+    ASSERT_NULL(strstr(y, "msc3202: true"));
+    ASSERT_NULL(strstr(y, "receive_ephemeral"));
+    fb_free(y);
     /* With encryption: ephemeral events (to-device), MSC3202 extensions, MSC4190 devices. */
     y = fb_mx_registration_yaml("frichebot", "http://h", "@fb:example.org", as, hs, true);
     ASSERT_NOT_NULL(y);
