@@ -121,6 +121,22 @@ bool fb_mx_txn_digest(const char *body, size_t len, char out[FB_MX_TXN_DIGEST_LE
         }
         any = true;
     }
+    /* The to-device events (encryption: room keys) have no id: their content names them. */
+    json_t *td = json_object_get(doc, "org.matrix.msc2409.to_device");
+    if (!json_is_array(td))
+        td = json_object_get(doc, "de.sorunome.msc2409.to_device");
+    json_array_foreach(td, i, ev)
+    {
+        if (!ok)
+            break;
+        char *one = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        if (!one)
+            continue;
+        if (fb_buf_puts(&ids, "to-device ") || fb_buf_puts(&ids, one) || fb_buf_puts(&ids, "\n"))
+            ok = false;
+        free(one); /* fb-lint: allow free (jansson's allocation) */
+        any = true;
+    }
     if (any && ok) {
         unsigned char d[32];
         fb_sha256(fb_buf_str(&ids), ids.len, d);

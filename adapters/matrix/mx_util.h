@@ -96,8 +96,11 @@ char *fb_mx_json_repair(const char *s, size_t len, size_t *out_len, size_t *coun
  * `event_id`s of its `events`, in order, each followed by a newline. A homeserver that sends a
  * transaction again sends the same events (with another `unsigned.age`: the body itself names
  * nothing); one that reuses an id for new events (Synapse on SQLite numbers them from 1 again
- * after a restart) sends other ones. Returns false, with `out` = "", when the body is unreadable
- * or holds no event id (to-device data only): nothing then tells a replay from a new transaction.
+ * after a restart) sends other ones. The to-device events (MSC2409: room keys), which have no
+ * id, follow, each as "to-device " and its canonical JSON (sorted keys), so that a transaction of
+ * room keys only is not taken for the replay of another one under the same id. Returns false,
+ * with `out` = "", when the body is unreadable or holds neither (device lists or key counts
+ * only): nothing then tells a replay from a new transaction.
  */
 bool fb_mx_txn_digest(const char *body, size_t len, char out[FB_MX_TXN_DIGEST_LEN + 1] /* OUT */);
 

@@ -257,9 +257,29 @@ TEST_IMPL(matrix_txn_digest)
     const char *t4 = "{\"events\":[{\"event_id\":\"$b\"},{\"event_id\":\"$a\"}]}";
     ASSERT(fb_mx_txn_digest(t4, strlen(t4), b));
     ASSERT(strcmp(a, b) != 0);
-    /* Nothing to name it by: to-device data only, no events, not JSON. */
-    const char *none[] = {"{\"events\":[],\"de.sorunome.msc2409.to_device\":[{\"type\":\"x\"}]}",
-                          "{\"events\":[{\"type\":\"m.room.message\"}]}", "{}", "[1]", "not json"};
+    /* To-device events only (room keys): named by their content, whatever the key order. */
+    const char *d1 = "{\"events\":[],\"de.sorunome.msc2409.to_device\":[{\"type\":\"x\","
+                     "\"content\":{\"k\":1}}]}";
+    const char *d2 = "{\"de.sorunome.msc2409.to_device\":[{\"content\":{\"k\":1},\"type\":\"x\"}],"
+                     "\"events\":[]}";
+    const char *d3 = "{\"events\":[],\"de.sorunome.msc2409.to_device\":[{\"type\":\"x\","
+                     "\"content\":{\"k\":2}}]}";
+    ASSERT(fb_mx_txn_digest(d1, strlen(d1), a));
+    ASSERT(fb_mx_txn_digest(d2, strlen(d2), b));
+    ASSERT_STR_EQ(a, b);
+    ASSERT(fb_mx_txn_digest(d3, strlen(d3), b));
+    ASSERT(strcmp(a, b) != 0);
+    /* Events and room keys: the keys count too. */
+    const char *e1 = "{\"events\":[{\"event_id\":\"$a\"}],"
+                     "\"org.matrix.msc2409.to_device\":[{\"type\":\"x\"}]}";
+    const char *e2 = "{\"events\":[{\"event_id\":\"$a\"}]}";
+    ASSERT(fb_mx_txn_digest(e1, strlen(e1), a));
+    ASSERT(fb_mx_txn_digest(e2, strlen(e2), b));
+    ASSERT(strcmp(a, b) != 0);
+    /* Nothing to name it by: device lists or key counts only, no events, not JSON. */
+    const char *none[] = {
+        "{\"events\":[],\"org.matrix.msc3202.device_lists\":{\"changed\":[\"@u:h\"]}}",
+        "{\"events\":[{\"type\":\"m.room.message\"}]}", "{}", "[1]", "not json"};
     for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++) {
         ASSERT(!fb_mx_txn_digest(none[i], strlen(none[i]), b));
         ASSERT_STR_EQ(b, "");
