@@ -67,6 +67,7 @@ static const fb_conf_field_t server_fields[] = {
      NULL},
     {"max_connections_per_address", FB_CONF_UINT, false, OFF(server.max_connections_per_address), 1,
      1000000, NULL, NULL},
+    {"trusted_proxies", FB_CONF_IPS, false, OFF(server.trusted_proxies), 0, 64, NULL, NULL},
 };
 
 static const fb_conf_field_t redis_reconnect_fields[] = {
@@ -702,6 +703,7 @@ static void apply_text_kind(struct ctx *c, const fb_conf_field_t *f, const char 
     case FB_CONF_BOOL:
     case FB_CONF_PATH:
     case FB_CONF_GLOBS:
+    case FB_CONF_IPS:
     case FB_CONF_ADAPTER:
         return;
     }
@@ -738,13 +740,24 @@ static void apply_globs(struct ctx *c, const fb_conf_field_t *f, const char *pat
         const yaml_node_t *item = get_node(c, items[i]);
         if (!is_text(item) || is_null(item) || item->data.scalar.length == 0 ||
             item->data.scalar.length > 255 || !printable(sval(item), item->data.scalar.length)) {
-            errorf(c, item ? item->start_mark : val->start_mark,
-                   "'%s[%zu]' must be a pattern of 1 to 255 bytes without control characters", path,
-                   i);
+            errorf(
+                c, item ? item->start_mark : val->start_mark,
+                f->kind == FB_CONF_IPS
+                    ? "'%s[%zu]' must be an IPv4 or IPv6 address, such as \"127.0.0.1\" or \"::1\""
+                    : "'%s[%zu]' must be a pattern of 1 to 255 bytes without control characters",
+                path, i);
             ok = false;
             continue;
         }
         list[i] = fb_strndup(sval(item), item->data.scalar.length);
+        unsigned char bin[sizeof(struct in6_addr)];
+        if (f->kind == FB_CONF_IPS && inet_pton(AF_INET, list[i], bin) != 1 &&
+            inet_pton(AF_INET6, list[i], bin) != 1) {
+            errorf(c, item->start_mark,
+                   "'%s[%zu]' must be an IPv4 or IPv6 address, such as \"127.0.0.1\" or \"::1\"",
+                   path, i);
+            ok = false;
+        }
     }
     if (!ok) {
         for (size_t i = 0; i < n; i++)
@@ -946,6 +959,7 @@ static void apply_field(struct ctx *c, const fb_conf_table_t *t, const fb_conf_f
         apply_text_kind(c, f, path, val);
         return;
     case FB_CONF_GLOBS:
+    case FB_CONF_IPS:
         apply_globs(c, f, path, val);
         return;
     }
@@ -1339,7 +1353,8 @@ static void fill_lists(const fb_conf_table_t *t, void *base)
         const fb_conf_field_t *f = &t->fields[i];
         if (f->kind == FB_CONF_SECTION)
             fill_lists(f->sub, base);
-        else if (f->kind == FB_CONF_GLOBS && !*(char ***)slot(base, f->off))
+        else if ((f->kind == FB_CONF_GLOBS || f->kind == FB_CONF_IPS) &&
+                 !*(char ***)slot(base, f->off))
             *(char ***)slot(base, f->off) = fb_calloc(1, sizeof(char *));
     }
 }
@@ -1354,6 +1369,7 @@ static void free_values(const fb_conf_table_t *t, void *base)
             free_values(f->sub, base);
             break;
         case FB_CONF_GLOBS:
+        case FB_CONF_IPS:
             free_list(*(char ***)slot(base, f->off));
             *(char ***)slot(base, f->off) = NULL;
             break;
@@ -1577,6 +1593,7 @@ void fb_config_free(fb_config_t *cfg)
     }
     free_list(cfg->escalation.rooms);
     free_list(cfg->escalation.response_times);
+    free_list(cfg->server.trusted_proxies);
     fb_free(cfg);
 }
 

@@ -48,6 +48,7 @@ typedef enum fb_conf_kind_e {
     FB_CONF_USER_ID,     /* char * at `off`: a Matrix user id "@local:server"; null unsets */
     FB_CONF_GLOBS,       /* char ** at `off`: a list of 0..max patterns of 1..255 printable bytes;
                             never NULL after a parse (an empty list) */
+    FB_CONF_IPS,         /* char ** at `off`: as FB_CONF_GLOBS, each an IPv4 or IPv6 address */
     FB_CONF_ADAPTER,     /* core only: the section of adapter number `off` (fb_conf_sections_t) */
 } fb_conf_kind_t;
 
@@ -122,6 +123,8 @@ typedef struct fb_server_opts_s {
     unsigned keepalive_timeout_s; /* idle keep-alive connections are closed after this */
     unsigned shutdown_deadline_s; /* on SIGTERM, in-flight work may take this long to drain */
     unsigned max_connections_per_address; /* open connections per peer address; 0: no cap */
+    char **trusted_proxies; /* reverse proxies' addresses: no per-address cap, and the client's
+                               address read from their X-Forwarded-For; never NULL after a parse */
 } fb_server_opts_t;
 
 /** Redis connection. */

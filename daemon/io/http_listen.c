@@ -15,7 +15,10 @@
  *
  * Before a connection is handed over:
  * - per address: a peer with max_per_address connections open gets a 503 (best effort: one
- *   non-blocking send) and the connection is closed at once; other addresses are unaffected;
+ *   non-blocking send) and the connection is closed at once; other addresses are unaffected.
+ *   The trusted proxies (server.trusted_proxies) are exempt: behind a reverse proxy every user
+ *   has its address, and the per-user caps move to what it forwards (X-Forwarded-For, read by
+ *   http_server.c for the websockets);
  * - descriptor headroom: a descriptor number in the last 1/16 of the limit (at least 32)
  *   means the table is nearly full (accept() returns the lowest free number, so every
  *   descriptor below it is in use): the connection is refused, so is the rest of the backlog,
@@ -31,6 +34,7 @@
  */
 #include "io/http_listen.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -73,6 +77,14 @@ struct fb_listen_peer_s {
     unsigned char addr[16]; /* IPv4 or IPv6 address bytes, without the port */
 };
 
+#define MAX_TRUSTED 64 /* server.trusted_proxies' bound in config.c */
+
+/* A trusted proxy's address: 4 bytes (IPv4, also an IPv4-mapped IPv6 peer) or 16. */
+struct trusted {
+    unsigned char len;
+    unsigned char addr[16];
+};
+
 struct fb_listener_s {
     uv_loop_t *loop;
     int fd;
@@ -90,7 +102,58 @@ struct fb_listener_s {
     int open_handles;
     fb_listen_peer_t *peers[PEER_BUCKETS];
     size_t npeers;
+    struct trusted trusted[MAX_TRUSTED];
+    size_t ntrusted;
 };
+
+/* The whole address of `ss` (no port; an IPv4-mapped IPv6 address as IPv4): 4 or 16 bytes, 0
+ * for another family. Unlike addr_bytes(), never a /64: a proxy is trusted alone. */
+static size_t full_addr(const struct sockaddr_storage *ss, unsigned char out[16])
+{
+    if (ss->ss_family == AF_INET) {
+        memcpy(out, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+        return 4;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            memcpy(out, a->s6_addr + 12, 4);
+            return 4;
+        }
+        memcpy(out, a->s6_addr, 16);
+        return 16;
+    }
+    return 0;
+}
+
+/* `ip` as text into 4 or 16 bytes (an IPv4-mapped IPv6 address as IPv4); 0 when not an IP. */
+static size_t parse_ip(const char *ip, unsigned char out[16])
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    if (inet_pton(AF_INET, ip, &((struct sockaddr_in *)&ss)->sin_addr) == 1)
+        ss.ss_family = AF_INET;
+    else if (inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1)
+        ss.ss_family = AF_INET6;
+    else
+        return 0;
+    return full_addr(&ss, out);
+}
+
+static bool trusted_bytes(const fb_listener_t *l, const unsigned char *a, size_t len)
+{
+    for (size_t i = 0; i < l->ntrusted; i++)
+        if (l->trusted[i].len == len && memcmp(l->trusted[i].addr, a, len) == 0)
+            return true;
+    return false;
+}
+
+bool fb_listener_trusted(const fb_listener_t *l, const char *ip)
+{
+    unsigned char a[16];
+    size_t len = l && ip ? parse_ip(ip, a) : 0;
+    return len && trusted_bytes(l, a, len);
+}
 
 /* The address bytes of `ss` (no port, an IPv6 /64): the key of the per-address count. */
 static size_t addr_bytes(const struct sockaddr_storage *ss, const unsigned char **out)
@@ -242,7 +305,9 @@ static bool take(fb_listener_t *l, int fd, const struct sockaddr_storage *ss)
         return false;
     }
     fb_listen_peer_t *p = peer_get(l, ss);
-    if (l->max_per_address && p->n >= l->max_per_address) {
+    unsigned char whole[16];
+    size_t wlen = full_addr(ss, whole);
+    if (l->max_per_address && p->n >= l->max_per_address && !trusted_bytes(l, whole, wlen)) {
         refuse(fd, "per_address");
         /* no address: an IP address is personal data (the metric counts the refusals) */
         FB_WARN(HTTP, "too many connections from one address (%u open): refused", p->n);
@@ -358,13 +423,19 @@ static int bound_port(int fd)
 }
 
 fb_listener_t *fb_listener_open(uv_loop_t *loop, const char *host, int port,
-                                unsigned max_per_address, fb_listen_adopt_fn adopt, void *arg,
-                                const char **why)
+                                unsigned max_per_address, const char *const *trusted,
+                                fb_listen_adopt_fn adopt, void *arg, const char **why)
 {
     int fd = bind_listen(host, port, why);
     if (fd < 0)
         return NULL;
     fb_listener_t *l = fb_calloc(1, sizeof(*l));
+    for (const char *const *t = trusted; t && *t && l->ntrusted < MAX_TRUSTED; t++) {
+        struct trusted *e = &l->trusted[l->ntrusted];
+        e->len = (unsigned char)parse_ip(*t, e->addr);
+        if (e->len)
+            l->ntrusted++;
+    }
     l->loop = loop;
     l->fd = fd;
     l->port = bound_port(fd);

@@ -10,6 +10,7 @@
 #ifndef FB_HTTP_LISTEN_H
 #define FB_HTTP_LISTEN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <uv.h>
@@ -29,12 +30,18 @@ typedef int (*fb_listen_adopt_fn)(void *arg, int fd, fb_listen_peer_t *peer);
 
 /**
  * Binds `host`:`port` (port 0 picks one) and starts accepting on `loop`. `max_per_address` caps
- * the open connections of one peer address (0: no cap). Returns the listener, or NULL with
- * `why` (a static string or strerror) set.
+ * the open connections of one peer address (0: no cap), except for the addresses of `trusted`
+ * (a NULL-terminated list of IPv4 or IPv6 literals, or NULL: reverse proxies, whose connections
+ * carry many users; an entry that does not parse is ignored, the configuration checked them).
+ * Returns the listener, or NULL with `why` (a static string or strerror) set.
  */
 fb_listener_t *fb_listener_open(uv_loop_t *loop, const char *host, int port,
-                                unsigned max_per_address, fb_listen_adopt_fn adopt, void *arg,
-                                const char **why);
+                                unsigned max_per_address, const char *const *trusted,
+                                fb_listen_adopt_fn adopt, void *arg, const char **why);
+
+/** True when `ip` (text, as libwebsockets gives a peer: IPv4, IPv6 or IPv4-mapped IPv6) is one of
+ *  the listener's trusted proxies. */
+bool fb_listener_trusted(const fb_listener_t *l, const char *ip);
 
 /** The port actually bound. */
 int fb_listener_port(const fb_listener_t *l);

@@ -21,6 +21,7 @@
  */
 #include "io/http_server.h"
 
+#include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -879,6 +880,34 @@ static void ws_arm_idle(fb_ws_t *ws, long ms)
         lws_set_timer_usecs(ws->wsi, (lws_usec_t)ms * 1000);
 }
 
+static int header_copy(struct lws *wsi, const char *name, char *out, size_t cap);
+
+/*
+ * Behind a trusted reverse proxy (server.trusted_proxies) the peer is the proxy: the client is
+ * the last address of X-Forwarded-For, the one the proxy added (the ones before it are the
+ * client's word). `peer` (the connection's address) is replaced by it when it is an IP address;
+ * else left as it is. Only the per-address counts use it: an address is never logged.
+ */
+static void forwarded_peer(const fb_http_server_t *srv, struct lws *wsi, char *peer, size_t cap)
+{
+    if (!peer[0] || !fb_listener_trusted(srv->listener, peer))
+        return;
+    char xff[512];
+    if (header_copy(wsi, "x-forwarded-for:", xff, sizeof(xff)) <= 0)
+        return;
+    char *last = strrchr(xff, ',');
+    last = last ? last + 1 : xff;
+    while (*last == ' ' || *last == '\t')
+        last++;
+    size_t n = strcspn(last, " \t");
+    last[n] = '\0';
+    unsigned char bin[sizeof(struct in6_addr)];
+    if (n == 0 || n >= cap ||
+        (inet_pton(AF_INET, last, bin) != 1 && inet_pton(AF_INET6, last, bin) != 1))
+        return;
+    memcpy(peer, last, n + 1);
+}
+
 /* LWS_CALLBACK_ESTABLISHED: the upgrade is done. Returns -1 to hang up. */
 static int on_ws_established(fb_http_server_t *srv, struct lws *wsi, struct pss *pss)
 {
@@ -896,6 +925,7 @@ static int on_ws_established(fb_http_server_t *srv, struct lws *wsi, struct pss 
     snprintf(ws->tag, sizeof(ws->tag), "[ws|%lu]", (unsigned long)++srv->next_tag);
     if (!lws_get_peer_simple(wsi, ws->peer, sizeof(ws->peer)))
         ws->peer[0] = '\0';
+    forwarded_peer(srv, wsi, ws->peer, sizeof(ws->peer));
     pss->ws = ws;
     ws->next = srv->wss;
     if (srv->wss)
@@ -1431,9 +1461,10 @@ int fb_http_server_start(fb_http_server_t *srv)
         return prc;
     /* Bound here, not by libwebsockets (which 4.1 cannot fail cleanly on a foreign loop). */
     const char *why = NULL;
-    srv->listener =
-        fb_listener_open(srv->loop, srv->opts.listen_host, srv->opts.listen_port,
-                         srv->opts.max_connections_per_address, adopt_connection, srv, &why);
+    srv->listener = fb_listener_open(srv->loop, srv->opts.listen_host, srv->opts.listen_port,
+                                     srv->opts.max_connections_per_address,
+                                     (const char *const *)srv->opts.trusted_proxies,
+                                     adopt_connection, srv, &why);
     if (!srv->listener)
         return listen_failed(srv, why ? why : "unknown error");
 

@@ -54,9 +54,12 @@ def new_id():
 class Chat:
     """One websocket connection playing the page: records every frame it receives."""
 
-    def __init__(self, daemon, token=None, since=0, hello=True):
+    def __init__(self, daemon, token=None, since=0, hello=True, headers=None, source=None):
         self.url = daemon.url("/ws").replace("http://", "ws://")
-        self.ws = connect(self.url, open_timeout=10, close_timeout=5, max_size=None, legacy=True)
+        more = {"additional_headers": headers} if headers else {}
+        if source:
+            more["source_address"] = (source, 0)
+        self.ws = connect(self.url, open_timeout=10, close_timeout=5, max_size=None, legacy=True, **more)
         self.frames = []
         self.entries = {}  # seq -> msg frame
         self.welcome = None
@@ -563,6 +566,36 @@ def test_too_many_connections(redis, make_daemon):
     for c in chats[1:]:
         c.hello()
         c.wait_bot("Dans quelle commune")
+        c.close()
+
+
+def test_trusted_proxy_counts_the_forwarded_address(redis, make_daemon):
+    """Behind a reverse proxy every user has the proxy's address: with the per-address caps
+    (web 20 websockets, server 256 connections) all users were capped together. A proxy listed in
+    server.trusted_proxies is exempt from the server's cap, and each websocket through it counts
+    as the address the proxy added last to X-Forwarded-For; an address not listed is capped as
+    it is, whatever X-Forwarded-For it writes."""
+    d = start_daemon(make_daemon, redis, extra=web_yaml(max_connections_per_address=2),
+                     server_extra='  max_connections_per_address: 3\n  trusted_proxies: ["127.0.0.1"]')
+    via = lambda xff: Chat(d, hello=False, source="127.0.0.1", headers={"X-Forwarded-For": xff})
+    # Two users through the proxy, two websockets each: 4 connections from 127.0.0.1, over the
+    # server's cap of 3, all served. The second user's header holds an address of its own
+    # choosing first: the proxy's (the last) counts.
+    a = [via("198.51.100.7") for _ in range(2)]
+    b = [via("203.0.113.9, 198.51.100.8") for _ in range(2)]
+    for c in a + b:
+        c.hello()
+        c.wait_bot("Dans quelle commune")
+    # A third websocket of the first user: its own cap.
+    extra = via("198.51.100.7")
+    assert extra.error("too_many_connections")
+    assert extra.closed_code() == 1008
+    # An address that is not a trusted proxy: its X-Forwarded-For is not believed.
+    direct = [Chat(d, hello=False, source="127.0.0.2", headers={"X-Forwarded-For": f"192.0.2.{i}"})
+              for i in range(2)]
+    third = Chat(d, hello=False, source="127.0.0.2", headers={"X-Forwarded-For": "192.0.2.99"})
+    assert third.error("too_many_connections")
+    for c in a + b + direct:
         c.close()
 
 
