@@ -4,7 +4,8 @@
  * at most FB_RL_BURST lines per window of FB_RL_WINDOW_MS; the others are counted, and reported
  * once per window as one "N similar lines suppressed" line (the kernel's printk_ratelimit and
  * journald's RateLimitBurst, per call site). Pure bookkeeping with the time passed in, so that it
- * can be tested without a clock; log.c owns the one instance. Single-threaded, like logging.
+ * can be tested without a clock; log.c owns the one instance and holds a lock around it (not
+ * thread-safe by itself).
  */
 #ifndef FB_RATELIMIT_H
 #define FB_RATELIMIT_H

@@ -13,6 +13,7 @@
  */
 #include "frichebot/log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -217,7 +218,11 @@ static void emit(fb_log_sub_t sub, fb_log_level_t level, const char *msg)
     (void)w;
 }
 
+/* The limiter is shared state: a line logged from a thread of libuv's pool (none today: the work
+ * done there is pure, but a failed allocation or a future call could log) must not race the
+ * loop's. Uncontended, the lock costs a few tens of nanoseconds per line. */
 static fb_rl_t limiter;
+static pthread_mutex_t limiter_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Writes the report of a key's suppressed lines, at the level and in the subsystem of the line. */
 static void report_suppressed(uint64_t n, const char *sample, unsigned meta, void *arg)
@@ -240,17 +245,21 @@ static void vlog(fb_log_sub_t sub, fb_log_level_t level, uint64_t key, const cha
 static void vlog(fb_log_sub_t sub, fb_log_level_t level, uint64_t key, const char *fmt, va_list ap)
 {
     int64_t now = mono_ms();
+    pthread_mutex_lock(&limiter_lock);
     if (limiter.pending)
         fb_rl_flush(&limiter, now, false, report_suppressed, NULL);
     /* Debug and trace are asked for, for a diagnosis: every line of them is wanted. */
     bool limited = level < FB_LOG_DEBUG;
     key = key ? key : 1;
-    if (limited && !fb_rl_admit(&limiter, key, now, report_suppressed, NULL))
+    if (limited && !fb_rl_admit(&limiter, key, now, report_suppressed, NULL)) {
+        pthread_mutex_unlock(&limiter_lock);
         return;
+    }
     char msg[2048];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     if (limited)
         fb_rl_sample(&limiter, key, msg, ((unsigned)sub << 8) | (unsigned)level);
+    pthread_mutex_unlock(&limiter_lock);
     emit(sub, level, msg);
 }
 
@@ -274,6 +283,8 @@ void fb__log_key(fb_log_sub_t sub, fb_log_level_t level, uint64_t key, const cha
 
 void fb_log_flush_suppressed(bool all)
 {
+    pthread_mutex_lock(&limiter_lock);
     if (limiter.pending)
         fb_rl_flush(&limiter, mono_ms(), all, report_suppressed, NULL);
+    pthread_mutex_unlock(&limiter_lock);
 }
