@@ -70,5 +70,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     fb_mx_batch_free(&b);
+    /* The transaction's mark (the replay check): a digest of 64 hex digits, or "" and false. */
+    if (mode & 1) {
+        char d[FB_MX_TXN_DIGEST_LEN + 1];
+        bool named = fb_mx_txn_digest(body, len, d);
+        if (named ? strlen(d) != FB_MX_TXN_DIGEST_LEN || strspn(d, "0123456789abcdef") != strlen(d)
+                  : d[0] != '\0')
+            abort();
+    }
     return 0;
 }
