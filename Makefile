@@ -68,6 +68,7 @@ bench:
 	bench/run.sh build
 	bench/engine.sh build
 	bench/kb.sh build
+	bench/memory.sh build
 
 fuzz:
 	deploy/install-deps.sh test
