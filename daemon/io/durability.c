@@ -53,9 +53,11 @@ struct fb_durability_s {
     bool allow_volatile;
     fb_durability_refuse_cb refuse;
     void *refuse_arg;
-    bool refused;    /* the refusal callback was called */
-    char *marker;    /* the marker's value this process saw last, NULL before the first */
-    unsigned probes; /* checks in flight */
+    bool refused;          /* the refusal callback was called */
+    char *marker;          /* the marker's value this process saw last, NULL before the first */
+    unsigned probes;       /* checks in flight */
+    uint64_t loss_mono_ns; /* fb_mono_ns() of the last data loss: the degraded window (the
+                              wall clock may jump) */
     fb_durability_state_t st;
 };
 
@@ -152,6 +154,7 @@ static void check_marker(fb_durability_t *dur, const struct probe *p, bool resta
     } else if (p->marker_existed && strcmp(dur->marker, p->marker) == 0 && p->epoch <= dur->epoch) {
         dur->st.data_losses++;
         dur->st.last_loss_ms = fb_wall_ms();
+        dur->loss_mono_ns = fb_mono_ns();
         FB_ERR(REDIS,
                "[redis|%s] Redis lost its data: it went back in time (the counter %s is at %lld, "
                "this daemon had seen %lld): restored from an older snapshot or backup, or failed "
@@ -162,6 +165,7 @@ static void check_marker(fb_durability_t *dur, const struct probe *p, bool resta
     } else if (!p->marker_existed || strcmp(dur->marker, p->marker) != 0) {
         dur->st.data_losses++;
         dur->st.last_loss_ms = fb_wall_ms();
+        dur->loss_mono_ns = fb_mono_ns();
         FB_ERR(REDIS,
                "[redis|%s] Redis lost its data: the marker %s is %s (%s); the conversations, "
                "replies waiting to be sent, reminders and statistics stored before are gone and "
@@ -410,7 +414,8 @@ void fb_durability_get(const fb_durability_t *dur, fb_durability_state_t *out)
 bool fb_durability_ok(const fb_durability_t *dur)
 {
     const fb_durability_state_t *st = &dur->st;
-    if (st->last_loss_ms && fb_wall_ms() - st->last_loss_ms < FB_DURABILITY_LOSS_DEGRADED_MS)
+    if (st->last_loss_ms &&
+        fb_mono_ns() - dur->loss_mono_ns < (uint64_t)FB_DURABILITY_LOSS_DEGRADED_MS * 1000000u)
         return false;
     return dur->allow_volatile || st->durable;
 }
