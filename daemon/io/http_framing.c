@@ -187,7 +187,7 @@ int fb_http_chunked_feed(fb_http_chunked_t *c, const char *in, size_t len, fb_bu
         case CK_EXT:
             if (ch == '\r')
                 c->state = CK_SIZE_LF;
-            else if (!is_text(ch))
+            else if (!is_text(ch) || ++c->ext > FB_HTTP_CHUNK_EXT_TOTAL_MAX)
                 return chunked_fail(c);
             break;
         case CK_SIZE_LF:

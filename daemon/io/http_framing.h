@@ -62,6 +62,10 @@ int fb_http_framing_check(const fb_http_field_t *cl, size_t ncl, const fb_http_f
 #define FB_HTTP_CHUNK_LINE_MAX 1024
 /** Longest trailer section accepted by the chunked decoder, in bytes. */
 #define FB_HTTP_TRAILER_MAX 8192
+/** Chunk extensions accepted over a whole body, in bytes: each line is bounded by
+ *  FB_HTTP_CHUNK_LINE_MAX, but a client sending one byte of data per chunk with a long extension
+ *  each would make the server read a thousand bytes per byte of body. */
+#define FB_HTTP_CHUNK_EXT_TOTAL_MAX 16384
 
 /** The state of a chunked body being decoded. Zero it with fb_http_chunked_init(). */
 typedef struct fb_http_chunked_s {
@@ -69,6 +73,7 @@ typedef struct fb_http_chunked_s {
     int state;
     uint64_t left; /* bytes of the current chunk's data still to come */
     size_t line;   /* bytes of the current size line or trailer section */
+    size_t ext;    /* bytes of chunk extensions so far, over the whole body */
     bool digits;   /* the size line has at least one digit */
 } fb_http_chunked_t;
 

@@ -248,6 +248,30 @@ TEST_IMPL(http_chunked_limits)
     ASSERT_EQ(decode(line, sizeof(line), 7, 64, &out, &used), FB_EPROTO);
     fb_buf_free(&out);
 
+    /* Extensions are bounded over the whole body, not only per line: one byte of data per
+     * chunk with a long extension each is refused once they pass the total. */
+    fb_buf_t ext;
+    fb_buf_init(&ext, 4 * FB_HTTP_CHUNK_EXT_TOTAL_MAX);
+    char one[600];
+    memset(one, 0, sizeof(one));
+    memcpy(one, "1;", 2);
+    memset(one + 2, 'e', 500);
+    memcpy(one + 502, "\r\nx\r\n", 6);
+    while (ext.len < FB_HTTP_CHUNK_EXT_TOTAL_MAX + 1024)
+        ASSERT_OK(fb_buf_puts(&ext, one));
+    ASSERT_OK(fb_buf_puts(&ext, "0\r\n\r\n"));
+    ASSERT_EQ(decode(ext.data, ext.len, 4096, 1 << 20, &out, &used), FB_EPROTO);
+    fb_buf_free(&out);
+    /* The same extensions on fewer chunks, under the total: decoded. */
+    fb_buf_reset(&ext);
+    for (int i = 0; i < 8; i++)
+        ASSERT_OK(fb_buf_puts(&ext, one));
+    ASSERT_OK(fb_buf_puts(&ext, "0\r\n\r\n"));
+    ASSERT_EQ(decode(ext.data, ext.len, 4096, 1 << 20, &out, &used), 1);
+    ASSERT_STR_EQ(fb_buf_str(&out), "xxxxxxxx");
+    fb_buf_free(&out);
+    fb_buf_free(&ext);
+
     fb_buf_t trailer;
     fb_buf_init(&trailer, 4 * FB_HTTP_TRAILER_MAX);
     ASSERT_OK(fb_buf_puts(&trailer, "0\r\n"));
