@@ -18,8 +18,13 @@
 #define FB_RL_BURST 10u
 /** The window, in milliseconds; a key's suppressed lines are reported at most once per window. */
 #define FB_RL_WINDOW_MS 5000
-/** Keys followed at once (direct-mapped: a key that takes a slot reports the previous one). */
+/** Keys followed at once: FB_RL_SLOTS / FB_RL_WAYS sets of FB_RL_WAYS slots; a key new to a full
+ *  set takes the slot whose window is oldest, reporting what it held. */
 #define FB_RL_SLOTS 128
+#define FB_RL_WAYS  4
+/** Lines written per window over all keys: the backstop that holds when more keys flood at once
+ *  than a set can follow (each eviction would otherwise start a fresh burst). */
+#define FB_RL_GLOBAL_BURST 500u
 /** Bytes kept of a key's last written line, quoted in its report. */
 #define FB_RL_SAMPLE 96
 
@@ -34,7 +39,12 @@ typedef struct fb_rl_slot_s {
 
 typedef struct fb_rl_s {
     fb_rl_slot_t slots[FB_RL_SLOTS];
-    size_t pending; /* slots with suppressed > 0 */
+    size_t pending; /* slots with suppressed > 0, and the overall count when it is > 0 */
+    /* the overall limit */
+    int64_t all_window_start_ms;
+    uint32_t all_written;
+    uint64_t all_suppressed;
+    unsigned all_meta; /* of the first line it suppressed in the window */
 } fb_rl_t;
 
 /** Called for each report: `suppressed` lines like `sample` (with the `meta` given with it)
@@ -44,9 +54,12 @@ typedef void (*fb_rl_report_fn)(uint64_t suppressed, const char *sample, unsigne
 /**
  * Decides whether a line of `key` (not 0) may be written at `now_ms` (a monotonic time). Reports
  * first what the slot held if its window is over or another key takes it. Returns true to write
- * (then call fb_rl_sample with the line), false when the line is counted as suppressed.
+ * (then call fb_rl_sample with the line), false when the line is counted as suppressed (by its
+ * key's burst, or by the overall limit: `meta` is then kept for that report).
  */
 bool fb_rl_admit(fb_rl_t *rl, uint64_t key, int64_t now_ms, fb_rl_report_fn report, void *arg);
+bool fb_rl_admit_meta(fb_rl_t *rl, uint64_t key, unsigned meta, int64_t now_ms,
+                      fb_rl_report_fn report, void *arg);
 
 /** Keeps the start of `line`, just written for `key`, and `meta`, for the key's next report. */
 void fb_rl_sample(fb_rl_t *rl, uint64_t key, const char *line, unsigned meta);

@@ -251,7 +251,8 @@ static void vlog(fb_log_sub_t sub, fb_log_level_t level, uint64_t key, const cha
     /* Debug and trace are asked for, for a diagnosis: every line of them is wanted. */
     bool limited = level < FB_LOG_DEBUG;
     key = key ? key : 1;
-    if (limited && !fb_rl_admit(&limiter, key, now, report_suppressed, NULL)) {
+    if (limited && !fb_rl_admit_meta(&limiter, key, ((unsigned)sub << 8) | (unsigned)level, now,
+                                     report_suppressed, NULL)) {
         pthread_mutex_unlock(&limiter_lock);
         return;
     }
