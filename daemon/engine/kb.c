@@ -43,6 +43,11 @@ static const char *const stop_words[] = {
     "ya",     "sommes",  "ete",
 };
 
+/* Stop words too: the filler adverbs of a spoken question (« c'est quoi exactement »,
+ * « concrètement ça change quoi », « il y a quoi dedans »): no subject, but words some answer
+ * happens to hold (« dedans » sent a question about the PLU to Action cœur de ville). */
+static const char *const fillers[] = {"exactement", "concretement", "precisement", "dedans"};
+
 struct doc {
     int *t[N_FIELDS]; /* terms of each field, in order (repeats kept) */
     size_t n[N_FIELDS], cap[N_FIELDS];
@@ -139,6 +144,8 @@ fb_kb_t *fb_kb_new(void)
     fb_kb_t *kb = fb_calloc(1, sizeof(*kb));
     for (size_t i = 0; i < FB_ARRAY_SIZE(stop_words); i++)
         surf_add(kb, stop_words[i], 0);
+    for (size_t i = 0; i < FB_ARRAY_SIZE(fillers); i++)
+        surf_add(kb, fillers[i], 0);
     build_classes(kb);
     kb->stemmer = sb_stemmer_new("french", "UTF_8");
     return kb;
@@ -192,7 +199,7 @@ static const char *const SMS[][2] = {
     {"pbm", "probleme"},  {"mm", "meme"},       {"stp", "svp"},        {"jsp", "sais"},
     {"ac", "avec"},       {"avc", "avec"},      {"tjs", "toujours"},   {"tjrs", "toujours"},
     {"qqch", "chose"},    {"qqc", "chose"},     {"qqn", "quelqu"},     {"mtn", "maintenant"},
-    {"auj", "aujourd"},   {"cad", "dire"},
+    {"auj", "aujourd"},   {"cad", "dire"},      {"jusqua", "jusqu"},
 };
 
 /* The standard spelling of SMS word `w`, or `w`. */
@@ -767,6 +774,15 @@ static const char *const MONEY[] = {"combien", "montant", "taux",  "prix",  "cou
 static const char *const NOT_AMOUNT[] = {"temps",  "annees",    "ans",   "mois",
                                          "jours",  "semaines",  "delai", "heures",
                                          "etapes", "questions", NULL};
+/* a document of the user's that only they can read: « notre PLU dit quoi sur la zone UX » */
+static const char *const DOCUMENT[] = {
+    "plu",      "plui",   "scot",         "reglement", "convention", "contrat", "bail",
+    "courrier", "arrete", "deliberation", "compromis", "devis",      NULL};
+static const char *const READS[] = {"dit",      "dise",     "prevoit", "stipule",  "indique",
+                                    "autorise", "interdit", "impose",  "contient", NULL};
+/* a decision on one's own paper: « on signe ? », « on la signe ou pas » */
+static const char *const SIGN[] = {"signe", "accepte", NULL};
+static const char *const OBJECT_PRONOUN[] = {"la", "le", "les", "l", NULL};
 /* the bot's own follow-up, the one status it does know (« où en sont mes étapes ») */
 static const char *const BOT_TRACKING[] = {"etape",         "etapes",        "feuille", "suivi",
                                            "recapitulatif", "questionnaire", NULL};
@@ -799,6 +815,10 @@ enum {
     C_THANKED = 1 << 15,
     C_GLUE = 1 << 16,
     C_STOP = 1 << 17,
+    C_DOCUMENT = 1 << 18,
+    C_READS = 1 << 19,
+    C_SIGN = 1 << 20,
+    C_OBJECT_PRONOUN = 1 << 21,
 };
 
 static bool in(const fb_kb_t *kb, const char *w, unsigned c);
@@ -812,7 +832,7 @@ static bool own_case(const fb_kb_t *kb, char *f)
          p = strtok_r(NULL, " ", &save))
         w[n++] = p;
     bool filed_own = false, decided = false, money = false, own_place = false, identity = false,
-         received = false;
+         received = false, doc_own = false, doc = false, reads = false;
     for (size_t i = 0; i < n; i++)
         if (in(kb, w[i], C_BOT_TRACKING))
             return false;
@@ -824,6 +844,22 @@ static bool own_case(const fb_kb_t *kb, char *f)
             decided = true;
         if (in(kb, w[i], C_IDENTITY))
             identity = true;
+        if (in(kb, w[i], C_DOCUMENT))
+            doc = true;
+        if (in(kb, w[i], C_READS))
+            reads = true;
+        /* « on signe ? », « on la signe ou pas », « est-ce qu'on accepte » (the last words):
+         * whether to sign one's own paper; « on signe le devis avant la subvention ? » asks
+         * a rule */
+        if (in(kb, w[i], C_WE) && strcmp(w[i], "nous") != 0) {
+            size_t j = i + 1;
+            if (j < n && in(kb, w[j], C_OBJECT_PRONOUN))
+                j++;
+            if (j < n && in(kb, w[j], C_SIGN) &&
+                (j + 1 == n || (strcmp(w[j + 1], "ou") == 0 && j + 2 < n &&
+                                (strcmp(w[j + 2], "pas") == 0 || strcmp(w[j + 2], "non") == 0))))
+                return true;
+        }
         /* « on a touché », « nous avons perçu », « j'ai reçu » */
         if (i + 2 < n && in(kb, w[i], C_WE) && in(kb, w[i + 1], C_HAVE) &&
             in(kb, w[i + 2], C_RECEIVED))
@@ -851,10 +887,13 @@ static bool own_case(const fb_kb_t *kb, char *f)
                     filed_own = true;
                 if (in(kb, w[j], C_OWN_PLACE))
                     own_place = true;
+                if (in(kb, w[j], C_DOCUMENT))
+                    doc_own = true;
             }
         }
     }
-    return (filed_own && decided) || (money && (own_place || received)) || (identity && own_place);
+    return (filed_own && decided) || (money && (own_place || received)) ||
+           (identity && own_place) || (reads && (doc_own || (doc && own_place)));
 }
 
 bool fb_kb_is_own_case(const char *question)
@@ -919,6 +958,10 @@ static const struct {
     {THANKS, C_THANKS},
     {THANKED, C_THANKED},
     {BARE_GLUE, C_GLUE},
+    {DOCUMENT, C_DOCUMENT},
+    {READS, C_READS},
+    {SIGN, C_SIGN},
+    {OBJECT_PRONOUN, C_OBJECT_PRONOUN},
 };
 
 /* The classes of folded word `w`, from the tables. */
@@ -930,6 +973,9 @@ static unsigned classes_of(const char *w)
             c |= CLASSES[k].bit;
     for (size_t i = 0; i < FB_ARRAY_SIZE(stop_words); i++)
         if (strcmp(w, stop_words[i]) == 0)
+            c |= C_STOP;
+    for (size_t i = 0; i < FB_ARRAY_SIZE(fillers); i++)
+        if (strcmp(w, fillers[i]) == 0)
             c |= C_STOP;
     return c;
 }
@@ -943,6 +989,9 @@ static void build_classes(fb_kb_t *kb)
     for (size_t i = 0; i < FB_ARRAY_SIZE(stop_words); i++)
         if (fb__strmap_get(&kb->class_map, stop_words[i]) < 0)
             (void)fb__strmap_put(&kb->class_map, stop_words[i], (int)classes_of(stop_words[i]));
+    for (size_t i = 0; i < FB_ARRAY_SIZE(fillers); i++)
+        if (fb__strmap_get(&kb->class_map, fillers[i]) < 0)
+            (void)fb__strmap_put(&kb->class_map, fillers[i], (int)classes_of(fillers[i]));
     for (size_t i = 0; i < FB_ARRAY_SIZE(SMS); i++)
         (void)fb__strmap_put(&kb->sms_map, SMS[i][0], (int)i);
 }
@@ -986,6 +1035,38 @@ bool fb_kb_is_small_talk(const char *message)
     return small_talk(NULL, f);
 }
 
+/*
+ * Phrases of a question whose meaning is in words the analysis drops (stop words) or that carry
+ * none: « jusqu'à quand » asks a deadline, « en fait », « du coup », « en gros » are fillers whose
+ * words meet answers by accident (« fait » and « étape faite », « coup » and « vaut le coup »).
+ * Rewritten in the folded question, whole words only; a replacement is never longer.
+ */
+static const char *const PHRASES[][2] = {
+    {"jusqu a quand", "date limite"},
+    {"jusque quand", "date limite"},
+    {"jusqua quand", "date limite"},
+    {"en fait", ""},
+    {"du coup", ""},
+    {"en gros", ""},
+};
+
+static void rewrite_phrases(char *f)
+{
+    for (size_t k = 0; k < FB_ARRAY_SIZE(PHRASES); k++) {
+        const char *from = PHRASES[k][0], *to = PHRASES[k][1];
+        size_t fl = strlen(from), tl = strlen(to);
+        for (char *p = strstr(f, from); p; p = strstr(p, from)) {
+            if ((p != f && p[-1] != ' ') || (p[fl] != '\0' && p[fl] != ' ')) {
+                p += fl;
+                continue;
+            }
+            memcpy(p, to, tl);
+            memset(p + tl, ' ', fl - tl); /* the tokenizer skips runs of spaces */
+            p += fl;
+        }
+    }
+}
+
 /* Analyses a question (search side): at most `cap` tokens into `t`. */
 static size_t analyse_query(const fb_kb_t *kb, const char *text, struct tok *t, size_t cap,
                             struct sb_stemmer **st)
@@ -998,6 +1079,7 @@ static size_t analyse_query(const fb_kb_t *kb, const char *text, struct tok *t, 
         if (sp)
             *sp = '\0';
     }
+    rewrite_phrases(f);
     size_t n = tokens(NULL, kb, false, st, f, t, cap);
     return apply_synonyms(kb, t, n);
 }
