@@ -1037,7 +1037,8 @@ bool fb_kb_is_small_talk(const char *message)
 
 /*
  * Phrases of a question whose meaning is in words the analysis drops (stop words) or that carry
- * none: « jusqu'à quand » asks a deadline, « en fait », « du coup », « en gros » are fillers whose
+ * none: « jusqu'à quand » asks a deadline, « qui es-tu » what the bot is (« bot » is in the
+ * base's synonyms of frichebot), « en fait », « du coup », « en gros » are fillers whose
  * words meet answers by accident (« fait » and « étape faite », « coup » and « vaut le coup »).
  * Rewritten in the folded question, whole words only; a replacement is never longer.
  */
@@ -1045,6 +1046,12 @@ static const char *const PHRASES[][2] = {
     {"jusqu a quand", "date limite"},
     {"jusque quand", "date limite"},
     {"jusqua quand", "date limite"},
+    /* « qui es-tu ? », « t'es qui ? »: stop words only, but they ask what the bot is */
+    {"qui es tu", "bot"},
+    {"t es qui", "bot"},
+    {"tu es qui", "bot"},
+    {"qui etes vous", "bot"},
+    {"vous etes qui", "bot"},
     {"en fait", ""},
     {"du coup", ""},
     {"en gros", ""},

@@ -297,6 +297,8 @@ TEST_IMPL(kb_typos_and_sms)
     check_same_terms(NULL, "du coup le zan en gros", "zan");
     check_terms(NULL, "le coup de la friche", "coup frich");
     check_terms(NULL, "gros en faits", "gros fait");
+    check_terms(NULL, "qui es-tu ?", "bot");
+    check_terms(NULL, "t'es qui toi en fait", "bot");
     /* unless the base uses the word itself: « DS » is Démarches simplifiées there */
     check_terms(NULL, "ds le dossier", "dossi");
     {
