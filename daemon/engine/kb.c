@@ -822,6 +822,7 @@ enum {
 };
 
 static bool in(const fb_kb_t *kb, const char *w, unsigned c);
+static unsigned word_classes(const fb_kb_t *kb, const char *w);
 
 /* fb_kb_is_own_case() on folded `f` (modified); `kb` may be NULL (slower word lookups). */
 static bool own_case(const fb_kb_t *kb, char *f)
@@ -831,63 +832,65 @@ static bool own_case(const fb_kb_t *kb, char *f)
     for (char *save = NULL, *p = strtok_r(f, " ", &save); p && n < FB_ARRAY_SIZE(w);
          p = strtok_r(NULL, " ", &save))
         w[n++] = p;
+    unsigned c[FB_ARRAY_SIZE(w)]; /* each word's classes: one hash lookup per word */
+    for (size_t i = 0; i < n; i++)
+        c[i] = word_classes(kb, w[i]);
     bool filed_own = false, decided = false, money = false, own_place = false, identity = false,
          received = false, doc_own = false, doc = false, reads = false;
     for (size_t i = 0; i < n; i++)
-        if (in(kb, w[i], C_BOT_TRACKING))
+        if ((c[i] & C_BOT_TRACKING))
             return false;
     for (size_t i = 0; i < n; i++) {
         if (i + 2 < n && strcmp(w[i], "ou") == 0 && strcmp(w[i + 1], "en") == 0 &&
             (strcmp(w[i + 2], "est") == 0 || strcmp(w[i + 2], "sont") == 0))
             return true;
-        if (in(kb, w[i], C_DECIDED))
+        if ((c[i] & C_DECIDED))
             decided = true;
-        if (in(kb, w[i], C_IDENTITY))
+        if ((c[i] & C_IDENTITY))
             identity = true;
-        if (in(kb, w[i], C_DOCUMENT))
+        if ((c[i] & C_DOCUMENT))
             doc = true;
-        if (in(kb, w[i], C_READS))
+        if ((c[i] & C_READS))
             reads = true;
         /* « on signe ? », « on la signe ou pas », « est-ce qu'on accepte » (the last words):
          * whether to sign one's own paper; « on signe le devis avant la subvention ? » asks
          * a rule */
-        if (in(kb, w[i], C_WE) && strcmp(w[i], "nous") != 0) {
+        if ((c[i] & C_WE) && strcmp(w[i], "nous") != 0) {
             size_t j = i + 1;
-            if (j < n && in(kb, w[j], C_OBJECT_PRONOUN))
+            if (j < n && (c[j] & C_OBJECT_PRONOUN))
                 j++;
-            if (j < n && in(kb, w[j], C_SIGN) &&
+            if (j < n && (c[j] & C_SIGN) &&
                 (j + 1 == n || (strcmp(w[j + 1], "ou") == 0 && j + 2 < n &&
                                 (strcmp(w[j + 2], "pas") == 0 || strcmp(w[j + 2], "non") == 0))))
                 return true;
         }
         /* « on a touché », « nous avons perçu », « j'ai reçu » */
-        if (i + 2 < n && in(kb, w[i], C_WE) && in(kb, w[i + 1], C_HAVE) &&
-            in(kb, w[i + 2], C_RECEIVED))
+        if (i + 2 < n && (c[i] & C_WE) && (c[i + 1] & C_HAVE) && (c[i + 2] & C_RECEIVED))
             received = true;
         /* « la Banque des Territoires nous a déjà prêté », « l'EPF nous a signé » */
-        if (i + 2 < n && strcmp(w[i], "nous") == 0 && in(kb, w[i + 1], C_GIVEN_AUX)) {
+        if (i + 2 < n && strcmp(w[i], "nous") == 0 && (c[i + 1] & C_GIVEN_AUX)) {
             size_t j = i + 2;
             if (j + 1 < n && (strcmp(w[j], "deja") == 0 || strcmp(w[j], "bien") == 0))
                 j++;
-            if (in(kb, w[j], C_GIVEN))
+            if ((c[j] & C_GIVEN))
                 return true;
         }
-        if (in(kb, w[i], C_MONEY)) {
+        if ((c[i] & C_MONEY)) {
             /* « combien de temps », « combien d'années »: a duration, not an amount */
             size_t j = i + 1;
             if (j < n && (strcmp(w[j], "de") == 0 || strcmp(w[j], "d") == 0))
                 j++;
-            if (!(strcmp(w[i], "combien") == 0 && j < n && in(kb, w[j], C_NOT_AMOUNT)))
+            if (!(strcmp(w[i], "combien") == 0 && j < n && (c[j] & C_NOT_AMOUNT)))
                 money = true;
         }
-        if (i + 1 < n && in(kb, w[i], C_POSSESSIVE)) {
+        if (i + 1 < n && (c[i] & C_POSSESSIVE)) {
             /* the noun may follow an adjective: « notre ancien site » */
             for (size_t j = i + 1; j < n && j <= i + 2; j++) {
-                if (in(kb, w[j], C_FILED))
+                if ((c[j] & C_FILED))
                     filed_own = true;
-                if (in(kb, w[j], C_OWN_PLACE))
+                if ((c[j] & C_OWN_PLACE))
                     own_place = true;
-                if (in(kb, w[j], C_DOCUMENT))
+                if ((c[j] & C_DOCUMENT))
                     doc_own = true;
             }
         }
@@ -1005,6 +1008,15 @@ static bool in(const fb_kb_t *kb, const char *w, unsigned c)
     return v > 0 && ((unsigned)v & c) != 0;
 }
 
+/* All the classes of folded word `w`; `kb` NULL: from the tables. */
+static unsigned word_classes(const fb_kb_t *kb, const char *w)
+{
+    if (!kb)
+        return classes_of(w);
+    int v = fb__strmap_get(&kb->class_map, w);
+    return v > 0 ? (unsigned)v : 0;
+}
+
 /* fb_kb_is_small_talk() on folded `f` (modified); `kb` may be NULL. */
 static bool small_talk(const fb_kb_t *kb, char *f)
 {
@@ -1059,17 +1071,21 @@ static const char *const PHRASES[][2] = {
 
 static void rewrite_phrases(char *f)
 {
-    for (size_t k = 0; k < FB_ARRAY_SIZE(PHRASES); k++) {
-        const char *from = PHRASES[k][0], *to = PHRASES[k][1];
-        size_t fl = strlen(from), tl = strlen(to);
-        for (char *p = strstr(f, from); p; p = strstr(p, from)) {
-            if ((p != f && p[-1] != ' ') || (p[fl] != '\0' && p[fl] != ' ')) {
-                p += fl;
+    /* one pass over the word starts: a first-letter test rejects nearly every word */
+    for (char *p = f; *p; p++) {
+        if (p != f && p[-1] != ' ')
+            continue;
+        for (size_t k = 0; k < FB_ARRAY_SIZE(PHRASES); k++) {
+            const char *from = PHRASES[k][0], *to = PHRASES[k][1];
+            if (*p != *from)
                 continue;
-            }
+            size_t fl = strlen(from), tl = strlen(to);
+            if (strncmp(p, from, fl) != 0 || (p[fl] != '\0' && p[fl] != ' '))
+                continue;
             memcpy(p, to, tl);
             memset(p + tl, ' ', fl - tl); /* the tokenizer skips runs of spaces */
-            p += fl;
+            p += fl - 1;
+            break;
         }
     }
 }
