@@ -504,11 +504,15 @@ static void doc_field(fb_kb_t *kb, struct doc *d, int f, const char *text)
  * the term X (what the margin rule alone would call a tie). */
 static bool is_definition(const char *f)
 {
-    static const char *const forms[] = {"c est quoi", "c koi",    "ckoi",      "qu est ce qu",
-                                        "veut dire",  "signifie", "definition"};
+    /* « c quoi » and « cest quoi » are how « c'est quoi » is often typed; whole words, since
+     * « avec quoi » holds « c quoi » */
+    static const char *const forms[] = {"c est quoi", "c koi",     "ckoi",
+                                        "c quoi",     "cest quoi", "qu est ce qu",
+                                        "veut dire",  "signifie",  "definition"};
     for (size_t i = 0; i < FB_ARRAY_SIZE(forms); i++)
-        if (strstr(f, forms[i]))
-            return true;
+        for (const char *p = strstr(f, forms[i]); p; p = strstr(p + 1, forms[i]))
+            if (p == f || p[-1] == ' ')
+                return true;
     return false;
 }
 

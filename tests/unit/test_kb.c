@@ -189,6 +189,16 @@ TEST_IMPL(kb_definition_question)
     ASSERT(r.n >= 3);
     ASSERT_EQ(r.hits[0].doc, 0);
     ASSERT(r.confident);
+    /* « c quoi » and « cest quoi » as typed; « avec quoi » holds « c quoi » but asks no
+     * definition */
+    fb_kb_search(kb, "c quoi un EPF", &r);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(r.confident);
+    fb_kb_search(kb, "cest quoi un EPF", &r);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(r.confident);
+    fb_kb_search(kb, "avec quoi un EPF", &r);
+    ASSERT(!r.confident);
     /* a bare name asks what « c'est quoi » asks (is_bare()) */
     fb_kb_search(kb, "EPF", &r);
     ASSERT_EQ(r.hits[0].doc, 0);
