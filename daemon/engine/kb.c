@@ -879,6 +879,11 @@ static bool own_case(const fb_kb_t *kb, char *f)
             if ((c[j] & C_GIVEN))
                 return true;
         }
+        /* « combien on a de budget », « combien nous avons en caisse »: what the user's body
+         * has; « combien on a droit » asks a rule */
+        if (i + 2 < n && strcmp(w[i], "combien") == 0 && (c[i + 1] & C_WE) && (c[i + 2] & C_HAVE) &&
+            !(i + 3 < n && strcmp(w[i + 3], "droit") == 0))
+            return true;
         if ((c[i] & C_MONEY)) {
             /* « combien de temps », « combien d'années »: a duration, not an amount */
             size_t j = i + 1;

@@ -275,6 +275,10 @@ TEST_IMPL(kb_own_case)
     ASSERT(!fb_kb_is_own_case("le plu dit quoi sur les friches en général"));
     ASSERT(!fb_kb_is_own_case("on signe le devis avant la subvention ?"));
     ASSERT(!fb_kb_is_own_case("qui signe la vente quand le proprietaire est une sci"));
+    /* how much the user's body has; « combien on a droit » asks a rule */
+    ASSERT(fb_kb_is_own_case("combien on a de budget pour 2027"));
+    ASSERT(fb_kb_is_own_case("combien nous avons en caisse pour la friche"));
+    ASSERT(!fb_kb_is_own_case("combien on a droit de DETR ?"));
     ASSERT(!fb_kb_is_own_case(""));
     ASSERT(!fb_kb_is_own_case(NULL));
     /* in the search: a question the base would answer is not answered when it is the user's own
