@@ -43,6 +43,11 @@ static const char *const stop_words[] = {
     "ya",     "sommes",  "ete",
 };
 
+/* Stop words too: the filler adverbs of a spoken question (« c'est quoi exactement »,
+ * « concrètement ça change quoi », « il y a quoi dedans »): no subject, but words some answer
+ * happens to hold (« dedans » sent a question about the PLU to Action cœur de ville). */
+static const char *const fillers[] = {"exactement", "concretement", "precisement", "dedans"};
+
 struct doc {
     int *t[N_FIELDS]; /* terms of each field, in order (repeats kept) */
     size_t n[N_FIELDS], cap[N_FIELDS];
@@ -139,6 +144,8 @@ fb_kb_t *fb_kb_new(void)
     fb_kb_t *kb = fb_calloc(1, sizeof(*kb));
     for (size_t i = 0; i < FB_ARRAY_SIZE(stop_words); i++)
         surf_add(kb, stop_words[i], 0);
+    for (size_t i = 0; i < FB_ARRAY_SIZE(fillers); i++)
+        surf_add(kb, fillers[i], 0);
     build_classes(kb);
     kb->stemmer = sb_stemmer_new("french", "UTF_8");
     return kb;
@@ -192,7 +199,7 @@ static const char *const SMS[][2] = {
     {"pbm", "probleme"},  {"mm", "meme"},       {"stp", "svp"},        {"jsp", "sais"},
     {"ac", "avec"},       {"avc", "avec"},      {"tjs", "toujours"},   {"tjrs", "toujours"},
     {"qqch", "chose"},    {"qqc", "chose"},     {"qqn", "quelqu"},     {"mtn", "maintenant"},
-    {"auj", "aujourd"},   {"cad", "dire"},
+    {"auj", "aujourd"},   {"cad", "dire"},      {"jusqua", "jusqu"},
 };
 
 /* The standard spelling of SMS word `w`, or `w`. */
@@ -497,11 +504,15 @@ static void doc_field(fb_kb_t *kb, struct doc *d, int f, const char *text)
  * the term X (what the margin rule alone would call a tie). */
 static bool is_definition(const char *f)
 {
-    static const char *const forms[] = {"c est quoi", "c koi",    "ckoi",      "qu est ce qu",
-                                        "veut dire",  "signifie", "definition"};
+    /* « c quoi » and « cest quoi » are how « c'est quoi » is often typed; whole words, since
+     * « avec quoi » holds « c quoi » */
+    static const char *const forms[] = {"c est quoi", "c koi",     "ckoi",
+                                        "c quoi",     "cest quoi", "qu est ce qu",
+                                        "veut dire",  "signifie",  "definition"};
     for (size_t i = 0; i < FB_ARRAY_SIZE(forms); i++)
-        if (strstr(f, forms[i]))
-            return true;
+        for (const char *p = strstr(f, forms[i]); p; p = strstr(p + 1, forms[i]))
+            if (p == f || p[-1] == ' ')
+                return true;
     return false;
 }
 
@@ -767,6 +778,15 @@ static const char *const MONEY[] = {"combien", "montant", "taux",  "prix",  "cou
 static const char *const NOT_AMOUNT[] = {"temps",  "annees",    "ans",   "mois",
                                          "jours",  "semaines",  "delai", "heures",
                                          "etapes", "questions", NULL};
+/* a document of the user's that only they can read: « notre PLU dit quoi sur la zone UX » */
+static const char *const DOCUMENT[] = {
+    "plu",      "plui",   "scot",         "reglement", "convention", "contrat", "bail",
+    "courrier", "arrete", "deliberation", "compromis", "devis",      NULL};
+static const char *const READS[] = {"dit",      "dise",     "prevoit", "stipule",  "indique",
+                                    "autorise", "interdit", "impose",  "contient", NULL};
+/* a decision on one's own paper: « on signe ? », « on la signe ou pas » */
+static const char *const SIGN[] = {"signe", "accepte", NULL};
+static const char *const OBJECT_PRONOUN[] = {"la", "le", "les", "l", NULL};
 /* the bot's own follow-up, the one status it does know (« où en sont mes étapes ») */
 static const char *const BOT_TRACKING[] = {"etape",         "etapes",        "feuille", "suivi",
                                            "recapitulatif", "questionnaire", NULL};
@@ -799,9 +819,14 @@ enum {
     C_THANKED = 1 << 15,
     C_GLUE = 1 << 16,
     C_STOP = 1 << 17,
+    C_DOCUMENT = 1 << 18,
+    C_READS = 1 << 19,
+    C_SIGN = 1 << 20,
+    C_OBJECT_PRONOUN = 1 << 21,
 };
 
 static bool in(const fb_kb_t *kb, const char *w, unsigned c);
+static unsigned word_classes(const fb_kb_t *kb, const char *w);
 
 /* fb_kb_is_own_case() on folded `f` (modified); `kb` may be NULL (slower word lookups). */
 static bool own_case(const fb_kb_t *kb, char *f)
@@ -811,50 +836,76 @@ static bool own_case(const fb_kb_t *kb, char *f)
     for (char *save = NULL, *p = strtok_r(f, " ", &save); p && n < FB_ARRAY_SIZE(w);
          p = strtok_r(NULL, " ", &save))
         w[n++] = p;
-    bool filed_own = false, decided = false, money = false, own_place = false, identity = false,
-         received = false;
+    unsigned c[FB_ARRAY_SIZE(w)]; /* each word's classes: one hash lookup per word */
     for (size_t i = 0; i < n; i++)
-        if (in(kb, w[i], C_BOT_TRACKING))
+        c[i] = word_classes(kb, w[i]);
+    bool filed_own = false, decided = false, money = false, own_place = false, identity = false,
+         received = false, doc_own = false, doc = false, reads = false;
+    for (size_t i = 0; i < n; i++)
+        if ((c[i] & C_BOT_TRACKING))
             return false;
     for (size_t i = 0; i < n; i++) {
         if (i + 2 < n && strcmp(w[i], "ou") == 0 && strcmp(w[i + 1], "en") == 0 &&
             (strcmp(w[i + 2], "est") == 0 || strcmp(w[i + 2], "sont") == 0))
             return true;
-        if (in(kb, w[i], C_DECIDED))
+        if ((c[i] & C_DECIDED))
             decided = true;
-        if (in(kb, w[i], C_IDENTITY))
+        if ((c[i] & C_IDENTITY))
             identity = true;
+        if ((c[i] & C_DOCUMENT))
+            doc = true;
+        if ((c[i] & C_READS))
+            reads = true;
+        /* « on signe ? », « on la signe ou pas », « est-ce qu'on accepte » (the last words):
+         * whether to sign one's own paper; « on signe le devis avant la subvention ? » asks
+         * a rule */
+        if ((c[i] & C_WE) && strcmp(w[i], "nous") != 0) {
+            size_t j = i + 1;
+            if (j < n && (c[j] & C_OBJECT_PRONOUN))
+                j++;
+            if (j < n && (c[j] & C_SIGN) &&
+                (j + 1 == n || (strcmp(w[j + 1], "ou") == 0 && j + 2 < n &&
+                                (strcmp(w[j + 2], "pas") == 0 || strcmp(w[j + 2], "non") == 0))))
+                return true;
+        }
         /* « on a touché », « nous avons perçu », « j'ai reçu » */
-        if (i + 2 < n && in(kb, w[i], C_WE) && in(kb, w[i + 1], C_HAVE) &&
-            in(kb, w[i + 2], C_RECEIVED))
+        if (i + 2 < n && (c[i] & C_WE) && (c[i + 1] & C_HAVE) && (c[i + 2] & C_RECEIVED))
             received = true;
         /* « la Banque des Territoires nous a déjà prêté », « l'EPF nous a signé » */
-        if (i + 2 < n && strcmp(w[i], "nous") == 0 && in(kb, w[i + 1], C_GIVEN_AUX)) {
+        if (i + 2 < n && strcmp(w[i], "nous") == 0 && (c[i + 1] & C_GIVEN_AUX)) {
             size_t j = i + 2;
             if (j + 1 < n && (strcmp(w[j], "deja") == 0 || strcmp(w[j], "bien") == 0))
                 j++;
-            if (in(kb, w[j], C_GIVEN))
+            if ((c[j] & C_GIVEN))
                 return true;
         }
-        if (in(kb, w[i], C_MONEY)) {
+        /* « combien on a de budget », « combien nous avons en caisse »: what the user's body
+         * has; « combien on a droit » asks a rule */
+        if (i + 2 < n && strcmp(w[i], "combien") == 0 && (c[i + 1] & C_WE) && (c[i + 2] & C_HAVE) &&
+            !(i + 3 < n && strcmp(w[i + 3], "droit") == 0))
+            return true;
+        if ((c[i] & C_MONEY)) {
             /* « combien de temps », « combien d'années »: a duration, not an amount */
             size_t j = i + 1;
             if (j < n && (strcmp(w[j], "de") == 0 || strcmp(w[j], "d") == 0))
                 j++;
-            if (!(strcmp(w[i], "combien") == 0 && j < n && in(kb, w[j], C_NOT_AMOUNT)))
+            if (!(strcmp(w[i], "combien") == 0 && j < n && (c[j] & C_NOT_AMOUNT)))
                 money = true;
         }
-        if (i + 1 < n && in(kb, w[i], C_POSSESSIVE)) {
+        if (i + 1 < n && (c[i] & C_POSSESSIVE)) {
             /* the noun may follow an adjective: « notre ancien site » */
             for (size_t j = i + 1; j < n && j <= i + 2; j++) {
-                if (in(kb, w[j], C_FILED))
+                if ((c[j] & C_FILED))
                     filed_own = true;
-                if (in(kb, w[j], C_OWN_PLACE))
+                if ((c[j] & C_OWN_PLACE))
                     own_place = true;
+                if ((c[j] & C_DOCUMENT))
+                    doc_own = true;
             }
         }
     }
-    return (filed_own && decided) || (money && (own_place || received)) || (identity && own_place);
+    return (filed_own && decided) || (money && (own_place || received)) ||
+           (identity && own_place) || (reads && (doc_own || (doc && own_place)));
 }
 
 bool fb_kb_is_own_case(const char *question)
@@ -919,6 +970,10 @@ static const struct {
     {THANKS, C_THANKS},
     {THANKED, C_THANKED},
     {BARE_GLUE, C_GLUE},
+    {DOCUMENT, C_DOCUMENT},
+    {READS, C_READS},
+    {SIGN, C_SIGN},
+    {OBJECT_PRONOUN, C_OBJECT_PRONOUN},
 };
 
 /* The classes of folded word `w`, from the tables. */
@@ -930,6 +985,9 @@ static unsigned classes_of(const char *w)
             c |= CLASSES[k].bit;
     for (size_t i = 0; i < FB_ARRAY_SIZE(stop_words); i++)
         if (strcmp(w, stop_words[i]) == 0)
+            c |= C_STOP;
+    for (size_t i = 0; i < FB_ARRAY_SIZE(fillers); i++)
+        if (strcmp(w, fillers[i]) == 0)
             c |= C_STOP;
     return c;
 }
@@ -943,6 +1001,9 @@ static void build_classes(fb_kb_t *kb)
     for (size_t i = 0; i < FB_ARRAY_SIZE(stop_words); i++)
         if (fb__strmap_get(&kb->class_map, stop_words[i]) < 0)
             (void)fb__strmap_put(&kb->class_map, stop_words[i], (int)classes_of(stop_words[i]));
+    for (size_t i = 0; i < FB_ARRAY_SIZE(fillers); i++)
+        if (fb__strmap_get(&kb->class_map, fillers[i]) < 0)
+            (void)fb__strmap_put(&kb->class_map, fillers[i], (int)classes_of(fillers[i]));
     for (size_t i = 0; i < FB_ARRAY_SIZE(SMS); i++)
         (void)fb__strmap_put(&kb->sms_map, SMS[i][0], (int)i);
 }
@@ -954,6 +1015,15 @@ static bool in(const fb_kb_t *kb, const char *w, unsigned c)
         return (classes_of(w) & c) != 0;
     int v = fb__strmap_get(&kb->class_map, w);
     return v > 0 && ((unsigned)v & c) != 0;
+}
+
+/* All the classes of folded word `w`; `kb` NULL: from the tables. */
+static unsigned word_classes(const fb_kb_t *kb, const char *w)
+{
+    if (!kb)
+        return classes_of(w);
+    int v = fb__strmap_get(&kb->class_map, w);
+    return v > 0 ? (unsigned)v : 0;
 }
 
 /* fb_kb_is_small_talk() on folded `f` (modified); `kb` may be NULL. */
@@ -986,6 +1056,49 @@ bool fb_kb_is_small_talk(const char *message)
     return small_talk(NULL, f);
 }
 
+/*
+ * Phrases of a question whose meaning is in words the analysis drops (stop words) or that carry
+ * none: « jusqu'à quand » asks a deadline, « qui es-tu » what the bot is (« bot » is in the
+ * base's synonyms of frichebot), « en fait », « du coup », « en gros » are fillers whose
+ * words meet answers by accident (« fait » and « étape faite », « coup » and « vaut le coup »).
+ * Rewritten in the folded question, whole words only; a replacement is never longer.
+ */
+static const char *const PHRASES[][2] = {
+    {"jusqu a quand", "date limite"},
+    {"jusque quand", "date limite"},
+    {"jusqua quand", "date limite"},
+    /* « qui es-tu ? », « t'es qui ? »: stop words only, but they ask what the bot is */
+    {"qui es tu", "bot"},
+    {"t es qui", "bot"},
+    {"tu es qui", "bot"},
+    {"qui etes vous", "bot"},
+    {"vous etes qui", "bot"},
+    {"en fait", ""},
+    {"du coup", ""},
+    {"en gros", ""},
+};
+
+static void rewrite_phrases(char *f)
+{
+    /* one pass over the word starts: a first-letter test rejects nearly every word */
+    for (char *p = f; *p; p++) {
+        if (p != f && p[-1] != ' ')
+            continue;
+        for (size_t k = 0; k < FB_ARRAY_SIZE(PHRASES); k++) {
+            const char *from = PHRASES[k][0], *to = PHRASES[k][1];
+            if (*p != *from)
+                continue;
+            size_t fl = strlen(from), tl = strlen(to);
+            if (strncmp(p, from, fl) != 0 || (p[fl] != '\0' && p[fl] != ' '))
+                continue;
+            memcpy(p, to, tl);
+            memset(p + tl, ' ', fl - tl); /* the tokenizer skips runs of spaces */
+            p += fl - 1;
+            break;
+        }
+    }
+}
+
 /* Analyses a question (search side): at most `cap` tokens into `t`. */
 static size_t analyse_query(const fb_kb_t *kb, const char *text, struct tok *t, size_t cap,
                             struct sb_stemmer **st)
@@ -998,6 +1111,7 @@ static size_t analyse_query(const fb_kb_t *kb, const char *text, struct tok *t, 
         if (sp)
             *sp = '\0';
     }
+    rewrite_phrases(f);
     size_t n = tokens(NULL, kb, false, st, f, t, cap);
     return apply_synonyms(kb, t, n);
 }

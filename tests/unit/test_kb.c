@@ -189,6 +189,16 @@ TEST_IMPL(kb_definition_question)
     ASSERT(r.n >= 3);
     ASSERT_EQ(r.hits[0].doc, 0);
     ASSERT(r.confident);
+    /* « c quoi » and « cest quoi » as typed; « avec quoi » holds « c quoi » but asks no
+     * definition */
+    fb_kb_search(kb, "c quoi un EPF", &r);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(r.confident);
+    fb_kb_search(kb, "cest quoi un EPF", &r);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(r.confident);
+    fb_kb_search(kb, "avec quoi un EPF", &r);
+    ASSERT(!r.confident);
     /* a bare name asks what « c'est quoi » asks (is_bare()) */
     fb_kb_search(kb, "EPF", &r);
     ASSERT_EQ(r.hits[0].doc, 0);
@@ -255,6 +265,20 @@ TEST_IMPL(kb_own_case)
     ASSERT(!fb_kb_is_own_case("qui contacter pour notre friche"));
     ASSERT(!fb_kb_is_own_case("ou en sont les etapes de mon projet"));
     ASSERT(!fb_kb_is_own_case("combien d'étapes pour notre projet ?"));
+    /* what one's own document says; whether to sign one's own paper */
+    ASSERT(fb_kb_is_own_case("notre plu dit quoi sur la zone UX"));
+    ASSERT(fb_kb_is_own_case("le PLU de notre commune autorise les logements ?"));
+    ASSERT(fb_kb_is_own_case("l'EPF nous a envoyé une convention, on la signe ou pas ?"));
+    ASSERT(fb_kb_is_own_case("un développeur nous propose un bail solaire, on signe ?"));
+    ASSERT(!fb_kb_is_own_case("comment modifier notre plu pour la friche"));
+    ASSERT(!fb_kb_is_own_case("que doit prévoir notre PLU sur une friche"));
+    ASSERT(!fb_kb_is_own_case("le plu dit quoi sur les friches en général"));
+    ASSERT(!fb_kb_is_own_case("on signe le devis avant la subvention ?"));
+    ASSERT(!fb_kb_is_own_case("qui signe la vente quand le proprietaire est une sci"));
+    /* how much the user's body has; « combien on a droit » asks a rule */
+    ASSERT(fb_kb_is_own_case("combien on a de budget pour 2027"));
+    ASSERT(fb_kb_is_own_case("combien nous avons en caisse pour la friche"));
+    ASSERT(!fb_kb_is_own_case("combien on a droit de DETR ?"));
     ASSERT(!fb_kb_is_own_case(""));
     ASSERT(!fb_kb_is_own_case(NULL));
     /* in the search: a question the base would answer is not answered when it is the user's own
@@ -280,6 +304,15 @@ TEST_IMPL(kb_typos_and_sms)
     check_same_terms(NULL, "ki paye", "qui paye");
     check_terms(NULL, "c koi le zan", "zan");
     check_terms(NULL, "jai un pb", "problem");
+    /* phrases: « jusqu'à quand » asks a deadline, fillers say nothing (whole words only) */
+    check_same_terms(NULL, "jusqu'à quand déposer", "date limite déposer");
+    check_same_terms(NULL, "jusqua quand deposer", "date limite deposer");
+    check_same_terms(NULL, "en fait c'est quoi le zan exactement", "zan");
+    check_same_terms(NULL, "du coup le zan en gros", "zan");
+    check_terms(NULL, "le coup de la friche", "coup frich");
+    check_terms(NULL, "gros en faits", "gros fait");
+    check_terms(NULL, "qui es-tu ?", "bot");
+    check_terms(NULL, "t'es qui toi en fait", "bot");
     /* unless the base uses the word itself: « DS » is Démarches simplifiées there */
     check_terms(NULL, "ds le dossier", "dossi");
     {
