@@ -34,7 +34,7 @@ def step_titles(path=STEPS_CATALOGUE):
         cat = yaml.safe_load(f)
     return {f"{cat['catalogue']}.{i['id']}": i["titre"] for i in cat["items"]}
 
-# The friche dialog (the default) from the commune to the rating (as the transcript
+# The friche dialog (the default) from the commune to the roadmap (as the transcript
 # tests/transcripts/friche-avis-une-fois.yaml walks it).
 QUESTIONS = ["la commune", "industriel", "5000 m2", "pas de bâtiment", "10 ans", "à la commune",
              "soupçonnée", "PLUi", "aucun", "activité", "idée", "aucun"]
@@ -55,11 +55,14 @@ def project(daemon, commune, note=None, steps=(), complete=True):
     if complete:
         for text in QUESTIONS:
             answer(chat, text)
-        chat.wait_bot("Je donne mon avis")
+        chat.wait_bot("Votre feuille de route est enregistrée")
         if note is not None:
+            # the rating comes after the reply to the next message (issue #16, point 5)
+            answer(chat, "merci")
+            chat.wait_bot("Je donne mon avis")
             answer(chat, str(note))
             answer(chat, "non merci")
-            chat.wait_bot("Votre feuille de route est enregistrée")
+            chat.wait_bot("Merci pour votre avis")
         for n in steps:
             answer(chat, f"étape {n} faite")
             chat.wait_bot("C'est noté")
