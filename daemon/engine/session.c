@@ -346,6 +346,32 @@ static void parse_confirm(const fb_dialog_t *d, struct fb__sess *s, const json_t
     }
 }
 
+/*
+ * `z` (`jz`, may be NULL): while the final state's `apres_fin` runs, the final state it returns
+ * to. Sets *back to it (-1: none); when a newer version lost the question, *state goes back to
+ * that end, and when it lost the end, to -1 (replayed from the start). False when the session is
+ * not one we wrote (no such final state in its own version).
+ */
+static bool parse_back_to(const fb_dialog_t *use, const json_t *jz, bool migrate, int *state,
+                          int *back)
+{
+    *back = -1;
+    if (!jz)
+        return true;
+    int b = find_state(use, json_string_value(jz), migrate);
+    if (b >= 0 && !use->states[b].final)
+        b = -1;
+    if (b < 0) {
+        *state = -1;
+        return migrate;
+    }
+    if (*state < 0 || use->states[*state].final || use->states[*state].type == FB__Q_NONE)
+        *state = b;
+    else
+        *back = b;
+    return true;
+}
+
 int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const json_t *session,
                       struct fb__sess *s)
 {
@@ -389,21 +415,9 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
     int state = find_state(use, json_string_value(js), migrate);
     if (state < 0 && !migrate)
         return FB_EINVAL; /* same version, unknown state: not a session we wrote */
-    /* `z`: the question after the end (`apres_fin`) is pending; the final state it returns to */
-    int back = -1;
-    if (jz) {
-        back = find_state(use, json_string_value(jz), migrate);
-        if (back >= 0 && !use->states[back].final)
-            back = -1;
-        if (back < 0 && !migrate)
-            return FB_EINVAL;
-        if (back < 0)
-            state = -1; /* no end to return to in this version: replay from the start */
-        else if (state < 0 || use->states[state].final || use->states[state].type == FB__Q_NONE) {
-            state = back; /* the question is gone (a newer version): back at the end */
-            back = -1;
-        }
-    }
+    int back;
+    if (!parse_back_to(use, jz, migrate, &state, &back))
+        return FB_EINVAL;
     if (ju) {
         const char *key;
         const json_t *val;
