@@ -589,6 +589,9 @@ int fb_dialog_to_dot(const fb_dialog_t *d, fb_buf_t *out)
             if (st->cond && dot_edge(out, st->id, d->states[br->target].id, "sautée", "dashed"))
                 return FB_ETOOBIG;
         }
+        if (st->after_end >= 0 &&
+            dot_edge(out, st->id, d->states[st->after_end].id, "après la fin", "dotted"))
+            return FB_ETOOBIG;
     }
     return fb_buf_puts(out, "}\n");
 }

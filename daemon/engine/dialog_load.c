@@ -68,7 +68,8 @@ static const fb_choice_t all_status_choices[FB__ST_COUNT] = {
 
 /* ---- graph checks ---------------------------------------------------------------------------- */
 
-/* Marks in l->reached every state reachable from `s` by `suite`, branches and `aller`. */
+/* Marks in l->reached every state reachable from `s` by `suite`, branches, `aller` and
+ * `apres_fin`. */
 static void reach(struct ld *l, int s)
 {
     fb_dialog_t *d = l->d;
@@ -80,8 +81,10 @@ static void reach(struct ld *l, int s)
     l->reached[s] = 1;
     while (top > 0) {
         const struct fb__state *st = &d->states[stack[--top]];
-        for (size_t i = 0; i < st->n_next + st->n_choices; i++) {
-            int t = i < st->n_next ? st->next[i].target : st->choices[i - st->n_next].target;
+        for (size_t i = 0; i <= st->n_next + st->n_choices; i++) {
+            int t = i < st->n_next                   ? st->next[i].target
+                    : i < st->n_next + st->n_choices ? st->choices[i - st->n_next].target
+                                                     : st->after_end;
             if (t >= 0 && !l->reached[t]) {
                 l->reached[t] = 1;
                 stack[top++] = t;
@@ -205,6 +208,15 @@ static void compile_root(struct ld *l, yaml_node_t *root)
             "ce dialogue pose une question de type commune mais l'index des communes n'est pas "
             "chargé");
 
+    /* `apres_fin` leads to what is asked after the end: a question or a message, not an end */
+    for (size_t i = 0; i < d->n_states; i++) {
+        int t = d->states[i].after_end;
+        if (t >= 0 && d->states[t].final)
+            fb__ld_errat(l, d->states[i].line, d->states[i].col,
+                         "« apres_fin » de l'état « %s » mène à l'état final « %s » : il doit "
+                         "mener à une question ou à un message",
+                         d->states[i].id, d->states[t].id);
+    }
     /* unreachable states (only meaningful when the start is known) */
     if (d->start >= 0) {
         l->reached = fb_calloc(d->n_states + 1, 1);
@@ -214,7 +226,7 @@ static void compile_root(struct ld *l, yaml_node_t *root)
                 fb__ld_errat(
                     l, d->states[i].line, d->states[i].col,
                     "l'état « %s » n'est jamais atteint depuis « debut » (aucune « suite », "
-                    "« aller » ou branche n'y mène)",
+                    "« aller », « apres_fin » ou branche n'y mène)",
                     d->states[i].id);
     }
     if (d->n_states == 0 && f[TK_ETATS] && f[TK_ETATS]->type == YAML_MAPPING_NODE)

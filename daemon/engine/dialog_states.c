@@ -187,12 +187,14 @@ enum skey {
     SK_RELANCE,
     SK_COMMANDES,
     SK_AVIS,
+    SK_APRES_FIN,
     SK_COUNT
 };
 static const char *const state_keys[SK_COUNT] = {
-    "dire",     "question", "type",  "variable",  "libelle", "aide",      "je_ne_sais_pas",
-    "relances", "echecs",   "suite", "condition", "signaux", "choix",     "unite",
-    "min",      "max",      "futur", "fin",       "relance", "commandes", "avis"};
+    "dire",           "question",  "type",   "variable", "libelle",   "aide",
+    "je_ne_sais_pas", "relances",  "echecs", "suite",    "condition", "signaux",
+    "choix",          "unite",     "min",    "max",      "futur",     "fin",
+    "relance",        "commandes", "avis",   "apres_fin"};
 
 /* Resolves a state name in scalar `v` (for key `what`). Returns its index or -1 after reporting.
  */
@@ -755,11 +757,20 @@ static void message_keys(struct ld *l, struct fb__state *st, yaml_node_t **f, ya
     }
 }
 
-/* The keys every state may have: `avis`, `condition`, `suite`, `relance`, `commandes`. */
+/* The keys every state may have: `avis`, `condition`, `suite`, `relance`, `commandes`,
+ * `apres_fin` (final states). */
 static void common_keys(struct ld *l, struct fb__state *st, yaml_node_t **f, yaml_node_t **kn)
 {
     fb_dialog_t *d = l->d;
     st->avis_note = st->avis_comment = -1;
+    st->after_end = -1;
+    if (f[SK_APRES_FIN]) {
+        if (!st->final)
+            fb__ld_errn(l, kn[SK_APRES_FIN],
+                        "« apres_fin » ne s'applique qu'à un état final (« fin: true »)");
+        else
+            st->after_end = fb__ld_want_state(l, f[SK_APRES_FIN], "apres_fin");
+    }
     if (f[SK_AVIS]) {
         if (!f[SK_DIRE] || f[SK_QUESTION])
             fb__ld_errn(l, kn[SK_AVIS], "« avis » ne s'applique qu'à un message (« dire: »)");
@@ -824,6 +835,7 @@ void fb__ld_compile_state(struct ld *l, size_t i)
     bool final_question = false;
 
     st->cmds = &d->cmds;
+    st->after_end = -1;
     st->fail_max = DEFAULT_FAILS;
     st->tmin = 1;
     st->tmax = 500;

@@ -224,8 +224,11 @@ struct fb__state {
     size_t n_next;
     bool final;
     struct fb__relance relance;
-    int avis_note;                 /* `avis:` (messages): slot of the rating, or -1 */
-    int avis_comment;              /* slot of the optional comment, or -1 */
+    int avis_note;    /* `avis:` (messages): slot of the rating, or -1 */
+    int avis_comment; /* slot of the optional comment, or -1 */
+    int after_end;    /* `apres_fin:` (final states): the state entered once after the end, when the
+                       * user has had time to read (their next message, or the first reminder that
+                       * asks nothing else), or -1 */
     const struct fb__cmdset *cmds; /* the state's own set, or the dialog's */
     struct fb__cmdset *own_cmds;   /* owned when the state has `commandes:` */
 };
@@ -376,6 +379,9 @@ struct fb__sess {
     int pending_step;  /* index in road of the step a reminder asked about, or -1 */
     bool pending_pick; /* pending_step was picked by the user (all six statuses offered) */
     bool avis_given;   /* an `avis` effect was emitted (at most one per conversation) */
+    int back_to;       /* while the question after the end (`apres_fin`) is asked: the final
+                        * state to return to (session `z`), else -1; `state` is that question */
+    bool after_asked;  /* the final state's `apres_fin` was entered (session `b`): never twice */
     bool kb_asked;     /* the bot's last message was a knowledge-base answer: "utile" / "pas
                         * utile" is feedback (session `w`, docs/internals/KB.md) */
     unsigned reminders;

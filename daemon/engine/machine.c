@@ -594,7 +594,7 @@ void fb__run_ask(struct run *r)
     const struct fb__state *st = cur(r);
     if (r->no_ask)
         return;
-    if (r->s.ended) {
+    if (!asking(r)) {
         if (r->s.pending_step >= 0) {
             fb__run_set_etape(r, r->s.pending_step);
             const struct fb__relance *cfg = &st->relance;
@@ -625,7 +625,8 @@ void fb__run_ask(struct run *r)
 /* The reminder settings that apply at the current state, or NULL. */
 const struct fb__relance *fb__run_relance_cfg(const struct run *r)
 {
-    const struct fb__state *st = cur(r);
+    /* the question asked after the end is no question of the guided part: the end's follow-up */
+    const struct fb__state *st = r->s.back_to >= 0 ? &r->d->states[r->s.back_to] : cur(r);
     if (st->relance.set)
         return &st->relance;
     if (!r->s.ended && st->type != FB__Q_NONE && r->d->relance.set)
@@ -688,7 +689,7 @@ bool fb__run_advisor_available(const struct run *r)
 static void no_advisor(struct run *r)
 {
     fb__run_say_builtin(r, FB__T_SANS_CONSEILLER);
-    if (!r->s.ended && cur(r)->type != FB__Q_NONE)
+    if (asking(r) && cur(r)->type != FB__Q_NONE)
         fb__run_ask(r);
 }
 
@@ -903,7 +904,10 @@ void fb__run_enter(struct run *r, int target, bool replay)
             continue;
         }
         if (st->final) {
-            finish(r, target);
+            if (r->s.back_to >= 0) /* what is asked after the end is over: back there */
+                fb__run_leave_after_end(r);
+            else
+                finish(r, target);
             return;
         }
         if (st->type == FB__Q_NONE) {
@@ -925,10 +929,14 @@ void fb__run_enter(struct run *r, int target, bool replay)
         r->s.n_cand = 0;
         r->s.n_confirm = 0;
         r->s.qual[0] = '\0';
-        r->s.ended = false;
+        if (r->s.back_to < 0)
+            r->s.ended = false;
         fb__run_invalidate(r);
         fb__run_ask(r);
-        fb__run_arm(r);
+        /* after the end, the follow-up reminder stays as it is: the question asked then gets
+         * no reminder of its own (the user's activity pushes the follow-up back) */
+        if (r->s.back_to < 0)
+            fb__run_arm(r);
         return;
     }
 }
@@ -946,7 +954,8 @@ void fb__run_accept(struct run *r, json_t *v)
     (void)json_object_set_new(r->s.answers, r->d->slots[st->slot].name, v);
     fb__run_invalidate(r);
     fb__run_emit_tags(r, st, v);
-    push_path(r, here);
+    if (r->s.back_to < 0) /* « retour » goes back to the guided part's questions only */
+        push_path(r, here);
     r->s.fails = 0;
     r->s.n_cand = 0;
     r->s.n_confirm = 0;
@@ -1002,6 +1011,53 @@ void fb__run_fail(struct run *r, fb_answer_status_t why)
     fb__run_say_text(r, t, st->list_plain, st->list_html, st->choices_json);
 }
 
+/* ---- after the end --------------------------------------------------------------------------- */
+
+void fb__run_leave_after_end(struct run *r)
+{
+    struct fb__sess *s = &r->s;
+    if (s->back_to < 0)
+        return;
+    s->state = s->back_to;
+    s->back_to = -1;
+    s->fails = 0;
+    s->n_cand = 0;
+    s->n_confirm = 0;
+    s->qual[0] = '\0';
+    fb__run_invalidate(r);
+}
+
+/*
+ * True when the final state's `apres_fin` is due (issue #16: « Je donne mon avis » comes once the
+ * user has had time to read the roadmap, not in the same breath): the guided part ended, it was
+ * never entered in this conversation, no avis was given, the state it leads to has no answer yet
+ * (an older version of the dialog asked it before the end), and nothing else waits for the user:
+ * a question about a step, the feedback to a knowledge-base answer, the step list's buttons.
+ */
+static bool after_end_due(const struct run *r)
+{
+    const struct fb__sess *s = &r->s;
+    if (!s->ended || s->back_to >= 0 || s->moved || s->escalated || s->after_asked ||
+        s->avis_given || s->pending_step >= 0 || s->kb_asked || r->steps_listed)
+        return false;
+    int t = cur(r)->after_end;
+    if (t < 0)
+        return false;
+    const struct fb__state *st = &r->d->states[t];
+    return st->slot < 0 || !json_object_get(s->answers, r->d->slots[st->slot].name);
+}
+
+/* Enters the final state's `apres_fin`, once per conversation: its questions are asked and
+ * answered as in the guided part, and reaching a final state returns to this one quietly. */
+static void start_after_end(struct run *r)
+{
+    struct fb__sess *s = &r->s;
+    s->after_asked = true;
+    s->back_to = s->state;
+    s->fails = 0;
+    fb__run_enter(r, cur(r)->after_end, false);
+}
+
 /* ---- events ---------------------------------------------------------------------------------- */
 
 /*
@@ -1044,8 +1100,9 @@ static bool on_escalated_command(struct run *r, int cmd)
     }
 }
 
-/* A message or a picked option. Returns false when the session must become null. */
-static bool on_input(struct run *r, const char *text, const char *choice)
+/* A message or a picked option (see on_input()). Returns false when the session must become
+ * null. */
+static bool read_input(struct run *r, const char *text, const char *choice)
 {
     struct fb__sess *s = &r->s;
     if (text) {
@@ -1057,8 +1114,13 @@ static bool on_input(struct run *r, const char *text, const char *choice)
          * that must act at once */
         bool now = cmd == FB__CMD_OUBLIER || cmd == FB__CMD_CONSEILLER || cmd == FB__CMD_STOP ||
                    cmd == FB__CMD_RECOMMENCER;
-        if (cmd != FB__CMD_NONE && (!s->moved || now))
+        if (cmd != FB__CMD_NONE && (!s->moved || now)) {
+            /* a command while the question asked after the end waits: the user moved on, and
+             * that question is not asked again (but « aide » explains it) */
+            if (cmd != FB__CMD_AIDE)
+                fb__run_leave_after_end(r);
             return fb__run_command(r, cmd);
+        }
     } else if (s->escalated) {
         return true;
     }
@@ -1073,10 +1135,17 @@ static bool on_input(struct run *r, const char *text, const char *choice)
     long num = 0;
     int status = -1;
     if (s->ended) {
-        if (choice && (num = fb__run_step_choice(choice)) > 0)
+        /* a step change answers before the question asked after the end, which is then left
+         * (not in a free-text answer, where « étape 2 » is just words) */
+        bool free_text = s->back_to >= 0 && cur(r)->type == FB__Q_TEXT;
+        if (choice && (num = fb__run_step_choice(choice)) > 0) {
+            fb__run_leave_after_end(r);
             fb__run_step_command(r, num, -1);
-        else if (text && fb__run_parse_step_text(r->d, text, &num, &status))
+        } else if (text && !free_text && fb__run_parse_step_text(r->d, text, &num, &status)) {
+            fb__run_leave_after_end(r);
             fb__run_step_command(r, num, status);
+        } else if (s->back_to >= 0)
+            fb__run_answer(r, text, choice);
         else if (s->pending_step >= 0)
             fb__run_answer_step(r, text, choice);
         else
@@ -1091,6 +1160,20 @@ static bool on_input(struct run *r, const char *text, const char *choice)
     }
     fb__run_answer(r, text, choice);
     return true;
+}
+
+/*
+ * A message or a picked option. After the end, once the message got its usual answer, the final
+ * state's `apres_fin` comes (after_end_due()): not with the message that ends the guided part,
+ * whose reply is the roadmap. Returns false when the session must become null.
+ */
+static bool on_input(struct run *r, const char *text, const char *choice)
+{
+    bool was_ended = r->s.ended && !r->s.escalated && !r->s.moved;
+    bool keep = read_input(r, text, choice);
+    if (keep && was_ended && after_end_due(r))
+        start_after_end(r);
+    return keep;
 }
 
 /* A reminder fired. */
@@ -1108,21 +1191,30 @@ static void on_timer(struct run *r, const char *id)
     if (!cfg || s->reminders >= cfg->max)
         return;
     if (s->ended) {
+        /* the question asked after the end and left unanswered is not asked again */
+        fb__run_leave_after_end(r);
+        int open = -1;
         if (!cfg->step) {
             fb__run_say_text(r, cfg->msg.t ? &cfg->msg : &r->d->texts[FB__T_RELANCE], NULL, NULL,
                              NULL);
         } else {
-            int open = -1;
             for (size_t i = 0; i < s->n_road && open < 0; i++)
                 if (s->status[i] == FB__ST_A_FAIRE || s->status[i] == FB__ST_EN_COURS ||
                     s->status[i] == FB__ST_BLOQUEE)
                     open = (int)i;
-            if (open < 0)
+            if (open < 0 && !after_end_due(r))
                 return; /* every step is settled: nothing to follow up */
+        }
+        if (open >= 0) {
             s->pending_step = open;
             s->fails = 0;
             fb__run_set_etape(r, open);
             fb__run_ask_step(r, cfg->msg.t ? &cfg->msg : &r->d->texts[FB__T_RELANCE_ETAPE]);
+        } else if (after_end_due(r)) {
+            /* a reminder that asks about no step carries the question after the end; one that
+             * does leaves it for the reply to its answer (one question at a time: « 1 »..« 5 »
+             * would answer both) */
+            start_after_end(r);
         }
     } else {
         fb__run_say_text(r, cfg->msg.t ? &cfg->msg : &r->d->texts[FB__T_RELANCE], NULL, NULL, NULL);

@@ -782,7 +782,7 @@ static fb_answer_status_t answer_number(struct run *r, const char *text, json_t 
 
 bool fb__run_would_parse(const struct run *r, const char *text)
 {
-    if (!text || r->s.ended || r->s.n_cand > 0 || r->s.n_confirm > 0 || strlen(text) > MAX_INPUT)
+    if (!text || !asking(r) || r->s.n_cand > 0 || r->s.n_confirm > 0 || strlen(text) > MAX_INPUT)
         return false;
     const struct fb__state *st = cur(r);
     fb_answer_status_t status = FB_ANSWER_INVALID;
@@ -1193,6 +1193,7 @@ bool fb__run_parse_step_text(const fb_dialog_t *d, const char *text, long *num, 
  * button per step (ids "etape_N"). */
 void fb__run_say_steps(struct run *r, enum fb__textid head)
 {
+    r->steps_listed = true;
     fb_buf_t plain, html;
     fb_buf_init(&plain, MAX_TEXT_BYTES);
     fb_buf_init(&html, MAX_TEXT_BYTES);

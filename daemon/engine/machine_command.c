@@ -107,6 +107,7 @@ static void go_back(struct run *r)
     }
     s->state = prev;
     s->ended = false;
+    s->back_to = -1;
     s->fails = 0;
     s->n_cand = 0;
     s->n_confirm = 0; /* a pending « Vous voulez dire » belonged to the question left */
@@ -163,9 +164,9 @@ bool fb__run_command(struct run *r, int cmd)
     const struct fb__state *st = cur(r);
     switch (cmd) {
     case FB__CMD_AIDE:
-        fb__run_say_text(
-            r, (!r->s.ended && st->help.t) ? &st->help : &r->d->texts[FB__T_AIDE_GENERALE], NULL,
-            NULL, NULL);
+        fb__run_say_text(r,
+                         (asking(r) && st->help.t) ? &st->help : &r->d->texts[FB__T_AIDE_GENERALE],
+                         NULL, NULL, NULL);
         fb__run_ask(r);
         return true;
     case FB__CMD_RETOUR:

@@ -64,11 +64,19 @@ struct run {
     bool kb_feedback;    /* the previous message was a knowledge-base answer (session `w`) */
     char *note;  /* what a loose answer was understood as: the next `say` starts « Noté : X. » */
     bool no_ask; /* a command answered while an advisor has the conversation: no question */
+    bool steps_listed; /* the step list was said with its buttons (fb__run_say_steps) */
 };
 
 static inline const struct fb__state *cur(const struct run *r)
 {
     return &r->d->states[r->s.state];
+}
+
+/* True while a question of the dialog waits for its answer: before the end, or the question
+ * asked after it (`apres_fin`, session `z`). */
+static inline bool asking(const struct run *r)
+{
+    return !r->s.ended || r->s.back_to >= 0;
 }
 
 static inline const fb_geo_t *geo_of(const struct run *r)
@@ -176,6 +184,8 @@ int fb__run_choice_index(const struct fb__state *st, const char *id);
 void fb__run_emit_tags(struct run *r, const struct fb__state *st, const json_t *v);
 
 void fb__run_enter(struct run *r, int target, bool replay);
+/* Leaves the question asked after the end (`apres_fin`): back at the final state, quietly. */
+void fb__run_leave_after_end(struct run *r);
 
 void fb__run_accept(struct run *r, json_t *v);
 

@@ -53,10 +53,10 @@ static void say_builtin_with(struct run *r, enum fb__textid which, json_t *ctx)
 
 /* Repeats the pending question in one line: its text (with its choices as buttons), not the
  * numbered list; the commune candidates or the readings to confirm when pending; nothing after
- * the end. */
+ * the end (but the question asked after it, `apres_fin`). */
 static void repeat_pending(struct run *r)
 {
-    if (r->s.ended)
+    if (!asking(r))
         return;
     const struct fb__state *st = cur(r);
     if (st->type == FB__Q_NONE)
@@ -194,7 +194,7 @@ static enum kb_take classify(const struct run *r, const char *text, fb_kb_result
     bool form = fb_text_has_question_form(text);
     if (!mark && !form)
         return KB_NOT;
-    bool free_text = !r->s.ended && cur(r)->type == FB__Q_TEXT;
+    bool free_text = asking(r) && cur(r)->type == FB__Q_TEXT;
     if (free_text && !mark)
         return KB_NOT;
     /* « quand j'ai repris la mairie », « comment dire, en ruine »: without « ? », an opener

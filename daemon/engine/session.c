@@ -66,6 +66,7 @@ void fb__session_init(const fb_dialog_t *d, struct fb__sess *s)
     s->answers = json_object();
     s->tags = fb_calloc(d->n_tags + 1, 1);
     s->pending_step = -1;
+    s->back_to = -1;
 }
 
 void fb__session_free(struct fb__sess *s)
@@ -78,6 +79,7 @@ void fb__session_free(struct fb__sess *s)
     json_decref(s->last_messages);
     memset(s, 0, sizeof(*s));
     s->pending_step = -1;
+    s->back_to = -1;
 }
 
 /* The state index of `id` in `d`, through `migrations` when the state is gone; -1 if neither. */
@@ -344,12 +346,38 @@ static void parse_confirm(const fb_dialog_t *d, struct fb__sess *s, const json_t
     }
 }
 
+/*
+ * `z` (`jz`, may be NULL): while the final state's `apres_fin` runs, the final state it returns
+ * to. Sets *back to it (-1: none); when a newer version lost the question, *state goes back to
+ * that end, and when it lost the end, to -1 (replayed from the start). False when the session is
+ * not one we wrote (no such final state in its own version).
+ */
+static bool parse_back_to(const fb_dialog_t *use, const json_t *jz, bool migrate, int *state,
+                          int *back)
+{
+    *back = -1;
+    if (!jz)
+        return true;
+    int b = find_state(use, json_string_value(jz), migrate);
+    if (b >= 0 && !use->states[b].final)
+        b = -1;
+    if (b < 0) {
+        *state = -1;
+        return migrate;
+    }
+    if (*state < 0 || use->states[*state].final || use->states[*state].type == FB__Q_NONE)
+        *state = b;
+    else
+        *back = b;
+    return true;
+}
+
 int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const json_t *session,
                       struct fb__sess *s)
 {
     const json_t *tags, *path, *road, *cand, *conf;
     unsigned fails, reminders;
-    bool escalated, ended, muted, pick, avis, kb_asked;
+    bool escalated, ended, muted, pick, avis, kb_asked, after_asked;
     memset(s, 0, sizeof(*s));
     s->pending_step = -1;
     if (!json_is_object(session))
@@ -364,11 +392,12 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
     const json_t *jj = json_object_get(session, "j");
     const json_t *jl = json_object_get(session, "l");
     const json_t *jq = json_object_get(session, "q");
+    const json_t *jz = json_object_get(session, "z");
     if (!json_is_integer(v) || json_integer_value(v) != SESSION_FORMAT || !json_is_string(jd) ||
         !d->id || strcmp(json_string_value(jd), d->id) != 0 || !json_is_string(jh) ||
         !json_is_string(js) || (ja && !json_is_object(ja)) || (ju && !json_is_object(ju)) ||
         (jk && !json_is_string(jk)) || (jj && !json_is_array(jj)) ||
-        (jl && !last_messages_valid(jl)) || (jq && !qual_valid(jq)))
+        (jl && !last_messages_valid(jl)) || (jq && !qual_valid(jq)) || (jz && !json_is_string(jz)))
         return FB_EINVAL;
     if (!opt_strings(session, "t", &tags) || !opt_strings(session, "p", &path) ||
         !opt_strings(session, "r", &road) || !opt_strings(session, "c", &cand) ||
@@ -376,7 +405,7 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
         !opt_uint(session, "n", 1000, &reminders) || !opt_bool(session, "x", &escalated) ||
         !opt_bool(session, "e", &ended) || !opt_bool(session, "m", &muted) ||
         !opt_bool(session, "g", &pick) || !opt_bool(session, "o", &avis) ||
-        !opt_bool(session, "w", &kb_asked))
+        !opt_bool(session, "w", &kb_asked) || !opt_bool(session, "b", &after_asked))
         return FB_EINVAL;
 
     const fb_dialog_t *use = find_version(d, env, json_string_value(jh));
@@ -386,6 +415,9 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
     int state = find_state(use, json_string_value(js), migrate);
     if (state < 0 && !migrate)
         return FB_EINVAL; /* same version, unknown state: not a session we wrote */
+    int back;
+    if (!parse_back_to(use, jz, migrate, &state, &back))
+        return FB_EINVAL;
     if (ju) {
         const char *key;
         const json_t *val;
@@ -413,6 +445,7 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
     s->muted = muted;
     s->avis_given = avis;
     s->kb_asked = kb_asked;
+    s->after_asked = after_asked;
     s->last_messages = jl ? json_incref(unconst(jl)) : NULL;
     if (state < 0) {
         state = use->start;
@@ -422,7 +455,8 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
         state = use->start;
     }
     s->state = state;
-    s->ended = use->states[state].final && !s->moved;
+    s->back_to = s->moved ? -1 : back;
+    s->ended = (use->states[state].final || s->back_to >= 0) && !s->moved;
     (void)ended; /* derived from the state; written for the router's benefit */
 
     for (size_t i = 0; tags && i < json_array_size(tags); i++) {
@@ -479,7 +513,7 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
     }
     if (conf && json_array_size(conf) > FB_MATCH_MAX_CANDIDATES)
         return FB_EINVAL;
-    if (!s->moved && !s->ended && conf)
+    if (!s->moved && (!s->ended || s->back_to >= 0) && conf)
         parse_confirm(use, s, conf);
     if (s->moved) {
         s->fails = 0;
@@ -588,6 +622,10 @@ json_t *fb__session_dump(const struct fb__sess *s)
         (void)json_object_set_new(o, "m", json_true());
     if (s->avis_given)
         (void)json_object_set_new(o, "o", json_true());
+    if (s->back_to >= 0)
+        (void)json_object_set(o, "z", d->state_json[s->back_to]);
+    if (s->after_asked)
+        (void)json_object_set_new(o, "b", json_true());
     if (s->kb_asked)
         (void)json_object_set_new(o, "w", json_true());
     if (s->last_messages && json_array_size(s->last_messages) > 0)

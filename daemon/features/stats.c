@@ -549,14 +549,17 @@ static void count_text(const json_t *v, unsigned min, char out[32])
         snprintf(out, 32, "< %u", min);
 }
 
-/* "2026-03" -> "mars 2026" (full) or "mars 26" (short). */
-static void month_label(const char *ym, bool full, char out[32])
+/* "2026-03" -> "mars 2026" (full), or the chart's two lines: "mars" (short) and "2026" (`year`,
+ * may be NULL). */
+static void month_label(const char *ym, bool full, char out[32], char *year)
 {
     int y = 0, m = 0;
     if (ym && strlen(ym) == 7 && ym[4] == '-') {
         y = (int)strtol(ym, NULL, 10);
         m = (int)strtol(ym + 5, NULL, 10);
     }
+    if (year)
+        year[0] = '\0';
     if (m < 1 || m > 12) {
         snprintf(out, 32, "%s", ym ? ym : "");
         return;
@@ -564,7 +567,9 @@ static void month_label(const char *ym, bool full, char out[32])
     if (full)
         snprintf(out, 32, "%s %d", month_full[m - 1], y);
     else
-        snprintf(out, 32, "%s %02d", month_names[m - 1], y % 100);
+        snprintf(out, 32, "%s", month_names[m - 1]);
+    if (year)
+        snprintf(year, 8, "%d", y);
 }
 
 /* One key figure: value (data-figure = its JSON path) and label. */
@@ -583,19 +588,25 @@ static int tile(fb_buf_t *b, const json_t *v, unsigned min, const char *path, co
 }
 
 #define CH_W   640
-#define CH_H   260
+#define CH_H   272
 #define CH_TOP 24
-#define CH_BOT 40
+#define CH_BOT 52
 #define CH_L   8
+/* More bars than this: on a narrow screen every other label is hidden (stats.css), keeping the
+ * last one (the current month), so that the labels can be large enough to read and still not
+ * run together (issue #16: at 390 px, twelve « janv. 26 » overlapped at 8 px). */
+#define CH_ALL_LABELS 6
 
 /*
  * A bar chart (SVG, server-rendered) of `values` (counts or null) labelled `labels`, followed by
- * the same data as a table. `path` is the JSON path of the array ("monthly.avis").
+ * the same data as a table. `path` is the JSON path of the array ("monthly.avis"). `sublabels`
+ * (NULL: none) are a second line under the labels (the year under the month): two short lines
+ * fit a bar's width where « janv. 2026 » does not.
  */
 static int bar_chart(fb_buf_t *b, const char *id, const char *title, const char *desc,
-                     const char *const *labels, const char *const *full_labels,
-                     const json_t *const *values, size_t n, const char *const *paths, unsigned min,
-                     const char *col_label)
+                     const char *const *labels, const char *const *sublabels,
+                     const char *const *full_labels, const json_t *const *values, size_t n,
+                     const char *const *paths, unsigned min, const char *col_label)
 {
     long long max = 0;
     for (size_t i = 0; i < n; i++)
@@ -642,11 +653,17 @@ static int bar_chart(fb_buf_t *b, const char *id, const char *title, const char 
                                 "text-anchor=\"middle\">",
                                 x + slot / 2, base - hgt - 6);
         rc = rc ? rc : esc(b, t);
+        bool alt = n > CH_ALL_LABELS && (n - 1 - i) % 2 == 1;
         rc = rc ? rc
                 : fb_buf_printf(b,
-                                "</text><text class=\"fb-chart__label\" x=\"%.1f\" y=\"%d\" "
-                                "text-anchor=\"middle\">%s</text>\n",
-                                x + slot / 2, base + 20, labels[i]);
+                                "</text><text class=\"fb-chart__label%s\" x=\"%.1f\" y=\"%d\" "
+                                "text-anchor=\"middle\">%s",
+                                alt ? " fb-chart__label--alt" : "", x + slot / 2, base + 18,
+                                labels[i]);
+        if (!rc && sublabels && sublabels[i][0])
+            rc = fb_buf_printf(b, "<tspan x=\"%.1f\" dy=\"1.2em\">%s</tspan>", x + slot / 2,
+                               sublabels[i]);
+        rc = rc ? rc : fb_buf_puts(b, "</text>\n");
     }
     rc = rc ? rc : fb_buf_puts(b, "</svg>\n");
     /* the table */
@@ -816,8 +833,9 @@ static int html_monthly(fb_buf_t *b, const json_t *monthly, unsigned min)
 {
     const json_t *months = json_object_get(monthly, "months");
     char first[32] = "", last[32] = "";
-    month_label(json_string_value(json_array_get(months, 0)), true, first);
-    month_label(json_string_value(json_array_get(months, json_array_size(months) - 1)), true, last);
+    month_label(json_string_value(json_array_get(months, 0)), true, first, NULL);
+    month_label(json_string_value(json_array_get(months, json_array_size(months) - 1)), true, last,
+                NULL);
     int rc = fb_buf_printf(b, "<h2>Évolution sur 12 mois</h2>\n<p>De %s à %s, mois par mois.</p>\n",
                            first, last);
     static const struct {
@@ -831,12 +849,13 @@ static int html_monthly(fb_buf_t *b, const json_t *monthly, unsigned min)
     size_t nm = json_array_size(months);
     if (nm > FB_STATS_MONTHS)
         nm = FB_STATS_MONTHS;
-    char shortl[FB_STATS_MONTHS][32], fulll[FB_STATS_MONTHS][32];
-    const char *sl[FB_STATS_MONTHS], *fl[FB_STATS_MONTHS];
+    char shortl[FB_STATS_MONTHS][32], fulll[FB_STATS_MONTHS][32], years[FB_STATS_MONTHS][8];
+    const char *sl[FB_STATS_MONTHS], *fl[FB_STATS_MONTHS], *yl[FB_STATS_MONTHS];
     for (size_t i = 0; i < nm; i++) {
-        month_label(json_string_value(json_array_get(months, i)), false, shortl[i]);
-        month_label(json_string_value(json_array_get(months, i)), true, fulll[i]);
+        month_label(json_string_value(json_array_get(months, i)), false, shortl[i], years[i]);
+        month_label(json_string_value(json_array_get(months, i)), true, fulll[i], NULL);
         sl[i] = shortl[i];
+        yl[i] = years[i];
         fl[i] = fulll[i];
     }
     for (size_t si = 0; !rc && si < sizeof(series) / sizeof(series[0]); si++) {
@@ -851,7 +870,7 @@ static int html_monthly(fb_buf_t *b, const json_t *monthly, unsigned min)
         }
         char id[32];
         snprintf(id, sizeof(id), "fb-m%zu", si);
-        rc = bar_chart(b, id, series[si].title, "Barres verticales, un mois par barre.", sl, fl,
+        rc = bar_chart(b, id, series[si].title, "Barres verticales, un mois par barre.", sl, yl, fl,
                        vals, nm, paths, min, "Mois");
     }
     return rc;
@@ -878,8 +897,8 @@ static int html_avis(fb_buf_t *b, const json_t *avis, unsigned min)
     for (int i = 0; i < 5; i++)
         vals[i] = json_object_get(dist, notes[i]);
     return bar_chart(b, "fb-avis", "Répartition des notes",
-                     "Barres verticales, une barre par note de 1 à 5.", notes, notes_full, vals, 5,
-                     paths, min, "Note");
+                     "Barres verticales, une barre par note de 1 à 5.", notes, NULL, notes_full,
+                     vals, 5, paths, min, "Note");
 }
 
 /* "Étapes franchies, par étape": the table of steps_done.by_step. */

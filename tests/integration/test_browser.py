@@ -437,8 +437,10 @@ FRICHE_WALK = [
     {"question": "Où en est le projet", "how": "click", "answer": "C'est une idée"},
     {"question": "La commune fait-elle partie", "how": "click", "answer": "Action cœur de ville"},
 ]
-# The question after the roadmap, asked again after « où en suis-je ».
-AFTER_ROADMAP = "Je donne mon avis"
+# The end of the roadmap's reply: no question comes with it (issue #16, point 5).
+AFTER_ROADMAP = "Votre feuille de route est enregistrée"
+# The rating question, asked after the reply to the next message (here « où en suis-je »).
+AFTER_RECAP = "Je donne mon avis"
 
 # Where the newest bot message (its top), its last choice button and the text field are, in the
 # viewport's coordinates (getBoundingClientRect), with the composer's bottom and the viewport.
@@ -693,7 +695,7 @@ def check_numbered_list(checks, ctx, page, size, out):
     known = user_ids(page)
     type_and_send(page, "où en suis-je", False)
     wait_reply(page, known)
-    wait_question(page, AFTER_ROADMAP)
+    wait_question(page, AFTER_RECAP)
     tagged = page.evaluate(TAG_LIST)
     checks.ok(tagged is not None and tagged["items"] >= 3, f"{size}: « où en suis-je » shows a numbered list",
               json.dumps(tagged))
@@ -785,7 +787,7 @@ def test_webchat_follows_the_conversation(redis, make_daemon, size):
             wait_online(page)
             page.wait_for_function('(n) => document.querySelectorAll("#fb-messages > li.fb-msg[data-seq]").length >= n',
                                    arg=want, timeout=WAIT_MS)
-            wait_question(page, AFTER_ROADMAP)
+            wait_question(page, AFTER_RECAP)
             page.wait_for_timeout(500)
             p = check_in_view(checks, page, f"{size}, after a reload", log)
             bottom = page.evaluate("""() => {

@@ -37,8 +37,10 @@ from fault_proxy import FaultProxy  # noqa: E402
 
 # Answers that walk the friche dialog to its roadmap (tests/transcripts/friche-ferroviaire.yaml),
 # then the rating and "no comment".
+# After the roadmap (« acv »), « merci » gets its answer and then the rating question (issue #16,
+# point 5: not in the same breath as the roadmap); « 3 » rates, « non » declines a comment.
 WALK = ["saint dizier", "la commune", "une gare", "3 hectares", "pas de bâtiment", "je ne sais pas",
-        "SNCF", "rien de connu", "PLU", "aucun", "logements", "idée", "acv", "3", "non"]
+        "SNCF", "rien de connu", "PLU", "aucun", "logements", "idée", "acv", "merci", "3", "non"]
 # The roadmap comes in three messages (steps, contacts, funding): the needles are looked for in
 # the bot's messages from the first one on.
 ROADMAP = ["Votre feuille de route – Saint-Dizier (Haute-Marne)",
@@ -261,7 +263,8 @@ def test_friche_conversation_in_a_direct_room(synapse, redis, make_daemon, tmp_p
             assert c["format"] == "org.matrix.custom.html"
             assert "<script" not in c["formatted_body"].lower()
     assert any("1. La commune" in b and "2. L'intercommunalité" in b for b in texts), texts
-    assert "Je reviendrai vers vous" in texts[-1] or any("Je reviendrai vers vous" in b for b in texts[-3:])
+    assert any("Je reviendrai vers vous" in b for b in texts), texts
+    assert "Merci pour votre avis" in texts[-1], texts
     # The direct room is remembered, the adapter is healthy, logs hold no room id nor user text.
     assert redis.cli("HGET", f"fb:{{c:matrix:{room}}}:mxroom", "direct") == "1"
     state = matrix_adapter(d)
@@ -844,12 +847,12 @@ def test_appservice_conversation_replay_and_tokens(appservice):
     h0 = handled(d)
     t0 = time.monotonic()
     room = open_dm(user, AS_USER, d)
-    for answer in WALK[:13]:
+    for answer in WALK[:14]:  # to the roadmap, then « merci »: the rating question
         n = len(user.messages_from(room, AS_USER))
         user.send(room, answer)
         assert user.wait_messages(room, AS_USER, n + 1, 30)[n:], (answer, d.read_log()[-3000:])
-    settle(user, room, AS_USER, d, r, h0 + 14)
-    SYNAPSE_TIMINGS.append(("friche conversation over the appservice (join to roadmap)", time.monotonic() - t0))
+    settle(user, room, AS_USER, d, r, h0 + 15)
+    SYNAPSE_TIMINGS.append(("friche conversation over the appservice (join to the rating question)", time.monotonic() - t0))
     texts = bodies(user.messages_from(room, AS_USER))
     roadmap = roadmap_text(texts)
     for needle in ROADMAP:
@@ -877,7 +880,7 @@ def test_appservice_conversation_replay_and_tokens(appservice):
     # come first (one conversation's replies go out in order).
     n = len(user.messages_from(room, AS_USER))
     user.send(room, "non")
-    got = user.wait(lambda: [b for b in bodies(user.messages_from(room, AS_USER)[n:]) if "Je reviendrai vers vous" in b], 60)
+    got = user.wait(lambda: [b for b in bodies(user.messages_from(room, AS_USER)[n:]) if "Merci pour votre avis" in b], 60)
     assert got, (bodies(user.messages_from(room, AS_USER)[n:]), d.read_log()[-3000:])
     after = bodies(user.messages_from(room, AS_USER)[n:])
     assert "commentaire" in after[0] and all("données" not in b or "mes données" in b for b in after), after

@@ -2,7 +2,8 @@
 """The reminder scheduler (docs/internals/REMINDERS.md) against real daemons sharing one real
 redis-server, with the web chat as the platform: 1,000 reminders due at once on two daemons are
 each delivered exactly once; a daemon SIGKILLed while it holds claims loses none and duplicates
-none; a reminder due outside working hours is deferred to the next opening, not sent.
+none; a reminder due outside working hours is deferred to the next opening, not sent; the friche
+dialog's rating comes with the first reminder's exchange, not with the roadmap, and once.
 
 One web conversation of the sample dialog is started over the websocket: entering its first
 question arms reminder `relance`. Its keys (session, reminders, web meta and history) are copied
@@ -108,11 +109,11 @@ def now_ms():
     return int(time.time() * 1000)
 
 
-def reminders_yaml(**opts):
+def reminders_yaml(dialog=SAMPLE, **opts):
     base = {"poll_interval_ms": 50, "batch": 50, "lease_ms": 30000, "working_hours_only": "false"}
     base.update(opts)
     lines = ["reminders:"] + [f"  {k}: {v}" for k, v in base.items()]
-    return f'dialogs:\n  path: "{SAMPLE}"\n' + "\n".join(lines) + "\n"
+    return f'dialogs:\n  path: "{dialog}"\n' + "\n".join(lines) + "\n"
 
 
 @pytest.fixture
@@ -357,6 +358,93 @@ def test_reminder_due_outside_working_hours_is_deferred_not_sent(redis, daemons)
     assert db("ZCARD", CLAIMED) == 0
     assert reminder_count(histories(db, [template])[template]) == 0
     assert "deferred" in d.read_log()
+    db.close()
+    rc, log = d.stop()
+    d.check_clean(rc, log)
+
+
+# The friche dialog from the commune to its roadmap (as tests/transcripts/friche-avis-une-fois.yaml).
+FRICHE = SAMPLE.replace("exemple.yaml", "friche.yaml")
+FRICHE_ANSWERS = ["Montbard", "la commune", "industriel", "5000 m2", "pas de bâtiment", "10 ans",
+                  "à la commune", "soupçonnée", "PLUi", "aucun", "activité", "idée", "aucun"]
+AVIS = "Je donne mon avis"
+
+
+def say_and_wait(chat, text):
+    """Says text and waits for the bot's first entry in reply."""
+    last = chat.last_seq()
+    chat.say(text)
+    chat.wait_for(lambda f: any(s > last + 1 and e["from"] == "bot" for s, e in chat.entries.items()),
+                  what=f"the bot's answer to {text!r}")
+    return last
+
+
+def stats(daemon):
+    status, _, body = daemon.request("/stats.json")
+    assert status == 200
+    return json.loads(body)
+
+
+def test_rating_comes_with_the_first_reminder_not_with_the_roadmap(redis, daemons):
+    """Issue #16, point 5, on the reminder's path: a web user reads the roadmap and goes away
+    without writing. « Je donne mon avis » did not come with the roadmap; the first reminder asks
+    where the first step stands, and the rating comes with the reply to that answer (one question
+    at a time); it is counted once on /stats.json; the next reminder does not ask it again."""
+    extra = reminders_yaml(FRICHE) + "stats:\n  min_count: 1\n  cache_seconds: 0\n"
+    d = daemons("a", redis, extra)
+    db = Resp(redis.port)
+    chat = Chat(d)
+    chat.wait_bot("Dans quelle commune")
+    for text in FRICHE_ANSWERS:
+        say_and_wait(chat, text)
+    chat.wait_bot("Votre feuille de route est enregistrée")
+    token = chat.token
+    chat.close()
+    assert wait_until(lambda: db("ZCARD", PENDING) == 0, 10)
+    hist = histories(db, [token])[token]
+    assert any("Votre feuille de route –" in e["text"] for e in hist), hist
+    assert not any(AVIS in e["text"] for e in hist), "the rating came with the roadmap"
+    score = db("ZSCORE", DUE, member(token))
+    assert score and int(float(score)) > now_ms() + 40 * 86400 * 1000  # the six-week follow-up
+
+    # Six weeks later: the reminder asks about the first step, not for the rating yet.
+    make_due(db, [token])
+
+    def reminded():
+        return [e for e in histories(db, [token])[token]
+                if e["from"] == "bot" and "Où en êtes-vous de l'étape" in e["text"]]
+    assert wait_until(reminded, 20, 0.1), d.read_log()[-3000:]
+    assert wait_until(lambda: settled(db), 20, 0.1)
+    hist = histories(db, [token])[token]
+    assert not any(AVIS in e["text"] for e in hist), hist
+    assert stats(d)["reminders"]["sent"] == 1
+
+    # The user comes back (same token: the page kept it) and answers the reminder: the step is
+    # noted, then the rating is asked.
+    chat = Chat(d, token=token)
+    chat.wait_bot("Où en êtes-vous de l'étape")
+    after = say_and_wait(chat, "c'est en cours")
+    chat.wait_bot("C'est noté", after=after)
+    chat.wait_bot(AVIS, after=after)
+    say_and_wait(chat, "4")
+    chat.wait_bot("Voulez-vous ajouter un commentaire ?")
+    say_and_wait(chat, "non merci")
+    chat.wait_bot("Merci pour votre avis")
+    chat.close()
+    doc = stats(d)
+    assert doc["avis"] == {"count": 1, "distribution": {"1": 0, "2": 0, "3": 0, "4": 1, "5": 0}}
+    assert doc["reminders"] == {"sent": 1, "answered": 1}
+    assert doc["steps_done"]["total"] == 0  # « en cours » is no crossing
+
+    # The next reminder: about the step again, never the rating a second time.
+    assert wait_until(lambda: settled(db), 20, 0.1)
+    make_due(db, [token])
+    assert wait_until(lambda: len(reminded()) == 2, 20, 0.1), d.read_log()[-3000:]
+    assert wait_until(lambda: settled(db), 20, 0.1)
+    hist = histories(db, [token])[token]
+    assert sum(AVIS in e["text"] for e in hist if e["from"] == "bot") == 1, hist
+    doc = stats(d)
+    assert doc["avis"]["count"] == 1 and doc["reminders"]["sent"] == 2
     db.close()
     rc, log = d.stop()
     d.check_clean(rc, log)

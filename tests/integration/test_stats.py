@@ -34,7 +34,7 @@ def step_titles(path=STEPS_CATALOGUE):
         cat = yaml.safe_load(f)
     return {f"{cat['catalogue']}.{i['id']}": i["titre"] for i in cat["items"]}
 
-# The friche dialog (the default) from the commune to the rating (as the transcript
+# The friche dialog (the default) from the commune to the roadmap (as the transcript
 # tests/transcripts/friche-avis-une-fois.yaml walks it).
 QUESTIONS = ["la commune", "industriel", "5000 m2", "pas de bâtiment", "10 ans", "à la commune",
              "soupçonnée", "PLUi", "aucun", "activité", "idée", "aucun"]
@@ -55,11 +55,14 @@ def project(daemon, commune, note=None, steps=(), complete=True):
     if complete:
         for text in QUESTIONS:
             answer(chat, text)
-        chat.wait_bot("Je donne mon avis")
+        chat.wait_bot("Votre feuille de route est enregistrée")
         if note is not None:
+            # the rating comes after the reply to the next message (issue #16, point 5)
+            answer(chat, "merci")
+            chat.wait_bot("Je donne mon avis")
             answer(chat, str(note))
             answer(chat, "non merci")
-            chat.wait_bot("Votre feuille de route est enregistrée")
+            chat.wait_bot("Merci pour votre avis")
         for n in steps:
             answer(chat, f"étape {n} faite")
             chat.wait_bot("C'est noté")
@@ -148,13 +151,58 @@ CHARTS = """(l) => l.map((f) => {
 })"""
 
 
+# Each chart's visible labels (under the bars): their boxes in the page and the size their text is
+# drawn at (the SVG scales with its width, its text too).
+LABELS = """() => Array.from(document.querySelectorAll("figure.fb-chart svg")).map((svg) => {
+    const scale = svg.getScreenCTM().a;
+    return Array.from(svg.querySelectorAll(".fb-chart__label"))
+        .filter((t) => getComputedStyle(t).display !== "none" && t.getBoundingClientRect().width > 0)
+        .map((t) => {
+            const r = t.getBoundingClientRect();
+            return {text: t.textContent, left: r.left, right: r.right, top: r.top, bottom: r.bottom,
+                    px: parseFloat(getComputedStyle(t).fontSize) * scale};
+        });
+})"""
+
+
+def check_chart_labels(checks, page, where, months):
+    """At the page's current size: in every chart, no two visible labels' boxes overlap, their text
+    is drawn at 10 px or more, a monthly chart shows at least 6 of its labels (the current month's
+    among them), the ratings' chart its 5."""
+    charts = page.evaluate(LABELS)
+    overlaps, small = [], []
+    for c, labels in enumerate(charts):
+        for i, a in enumerate(labels):
+            if a["px"] < 10:
+                small.append(f"chart {c}: {a['text']!r} at {a['px']:.1f} px")
+            for b in labels[i + 1:]:
+                if a["left"] < b["right"] and b["left"] < a["right"] and a["top"] < b["bottom"] and b["top"] < a["bottom"]:
+                    overlaps.append(f"chart {c}: {a['text']!r} [{a['left']:.1f}, {a['right']:.1f}] and "
+                                    f"{b['text']!r} [{b['left']:.1f}, {b['right']:.1f}]")
+    print(f"# {where}: labels " + "; ".join(
+        ", ".join(f"{a['text']} {a['left']:.0f}–{a['right']:.0f} ({a['px']:.1f} px)" for a in labels[:3]) + " …"
+        for labels in charts[:1]))
+    checks.ok(len(charts) == 7 and all(len(l) >= 6 for l in charts[:6]) and len(charts[6]) == 5,
+              f"{where}: the monthly charts show 6 labels or more, the ratings' chart 5",
+              [len(l) for l in charts])
+    current = months[-1]
+    checks.ok(all(l and l[-1]["text"].startswith(current) for l in charts[:6]),
+              f"{where}: the current month's label is shown ({current})", [l[-1]["text"] for l in charts[:6] if l])
+    checks.ok(not overlaps, f"{where}: no two chart labels overlap", "\n".join(overlaps))
+    checks.ok(not small, f"{where}: chart labels are drawn at 10 px or more", "\n".join(small))
+
+
+MONTHS = ["janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.", "nov.", "déc."]
+
+
 def check_stats_page(browser, url, out, name):
     """/stats of the daemon at url in Chromium: it loads with no console error (its
     Content-Security-Policy forbids inline script and style: none is used); every element carrying
     data-figure="PATH" shows the value at PATH in /stats.json ("< N" for a suppressed null, the
     median as text); every figure of /stats.json is on the page; the charts are SVG images with a
     title and a text alternative, each followed by its table; axe-core finds no serious or
-    critical violation at 1280 and 360 px; full-page screenshots at both widths in out."""
+    critical violation at 1280 and 360 px; the charts' labels do not overlap and read 10 px or more at
+    1280 px and on a phone (390×844); full-page screenshots at 1280, 390 and 360 px in out."""
     os.makedirs(out, exist_ok=True)
     checks = Checks(name)
     problems = []
@@ -209,9 +257,20 @@ def check_stats_page(browser, url, out, name):
     inline = page.eval_on_selector_all("[style], script, style", "(l) => l.length")
     checks.ok(inline == 0, "no inline style or script", inline)
 
+    months = [MONTHS[int(m[5:]) - 1] for m in doc["monthly"]["months"]]
+    check_chart_labels(checks, page, "at 1280 px", months)
     shot = os.path.join(out, "stats-1280.png")
     page.screenshot(path=shot, full_page=True)
     print(f"# screenshot: {shot}")
+    # A phone (issue #16: the month labels ran together at 390×844)
+    page.set_viewport_size({"width": 390, "height": 844})
+    check_chart_labels(checks, page, "at 390×844", months)
+    phone = os.path.join(out, "stats-390x844.png")
+    page.screenshot(path=phone, full_page=True)
+    print(f"# screenshot: {phone}")
+    chart = os.path.join(out, "stats-390x844-chart.png")
+    page.locator("figure.fb-chart").first.screenshot(path=chart)
+    print(f"# screenshot: {chart}")
     page.set_viewport_size({"width": 360, "height": 740})
     phone = os.path.join(out, "stats-360.png")
     page.screenshot(path=phone, full_page=True)

@@ -2112,6 +2112,193 @@ TEST_IMPL(machine_avis_once)
     return 0;
 }
 
+/* ---- `apres_fin`: what is asked once the user has had time to read (issue #16) ------------- */
+
+/* apres_fin.yaml up to the end of path `which` ("suivi" or "simple"). */
+static void apres_fin_ended(struct conv *c, const char *which)
+{
+    event(c, FB_EVENT_START);
+    choose(c, which);
+    ASSERT_SAYS(c, "Étapes :");
+    ASSERT_NOT_SAYS(c, "Votre note ?"); /* not in the same breath as the roadmap */
+    ASSERT(json_is_true(json_object_get(c->session, "e")));
+    ASSERT_NULL(json_object_get(c->session, "z"));
+    ASSERT_NULL(json_object_get(c->session, "b"));
+}
+
+/* The user's next message gets its answer, then the question, once; the answers end quietly. */
+TEST_IMPL(machine_after_end_next_message)
+{
+    struct conv c;
+    conv_init(&c, "apres_fin.yaml", 0);
+    apres_fin_ended(&c, "suivi");
+    say(&c, "merci");
+    ASSERT_SAYS(&c, "Le questionnaire est terminé");
+    ASSERT_SAYS(&c, "--\nVotre note ?\n\n1. 1");
+    ASSERT_STR_EQ(state(&c), "note");
+    ASSERT_STR_EQ(json_string_value(json_object_get(c.session, "z")), "fin_suivi");
+    ASSERT(json_is_true(json_object_get(c.session, "b")));
+    ASSERT(json_is_true(json_object_get(c.session, "e")));
+    ASSERT_NOT_NULL(json_object_get(c.session, "r")); /* the stored steps stay */
+    ASSERT_ACTIONS(&c, "[]");                         /* no reminder of its own */
+    /* « aide » explains the question and keeps it */
+    say(&c, "aide");
+    ASSERT_SAYS(&c, "Une note de 1 à 5.");
+    ASSERT_SAYS(&c, "Votre note ?");
+    ASSERT_STR_EQ(state(&c), "note");
+    say(&c, "4");
+    ASSERT_SAID(&c, "Un commentaire ?");
+    say(&c, "Clair");
+    const json_t *a = avis_of(&c);
+    ASSERT_NOT_NULL(a);
+    ASSERT_EQ(json_integer_value(json_object_get(a, "note")), 4);
+    ASSERT_STR_EQ(json_string_value(json_object_get(a, "commentaire")), "Clair");
+    ASSERT_SAID(&c, "Merci."); /* back at the end quietly: no second end, no `site_completed` */
+    ASSERT_ACTIONS(&c, "[{\"type\":\"avis\",\"note\":4,\"commentaire\":\"Clair\"}]");
+    ASSERT_STR_EQ(state(&c), "fin_suivi");
+    ASSERT_NULL(json_object_get(c.session, "z"));
+    /* « retour » never goes into them: the path holds the guided part's question only */
+    ASSERT_EQ(json_array_size(json_object_get(c.session, "p")), 1);
+    ASSERT(json_is_true(json_object_get(c.session, "e")));
+    /* never twice */
+    say(&c, "merci");
+    ASSERT_NOT_SAYS(&c, "Votre note ?");
+    event(&c, FB_EVENT_TIMER);
+    ASSERT_SAYS(&c, "Première étape");
+    ASSERT_NOT_SAYS(&c, "Votre note ?");
+
+    /* a command while it waits: the command acts, the question is left and not asked again */
+    apres_fin_ended(&c, "suivi");
+    say(&c, "où en suis-je");
+    ASSERT_SAYS(&c, "Votre note ?");
+    say(&c, "mes étapes");
+    ASSERT_SAYS(&c, "1. Première étape : à faire");
+    ASSERT_NOT_SAYS(&c, "Votre note ?");
+    ASSERT_STR_EQ(state(&c), "fin_suivi");
+    ASSERT_NULL(json_object_get(c.session, "z"));
+    say(&c, "merci");
+    ASSERT_NOT_SAYS(&c, "Votre note ?");
+
+    /* a step change answers first, and leaves the question */
+    apres_fin_ended(&c, "suivi");
+    say(&c, "merci");
+    say(&c, "étape 1 faite");
+    ASSERT_ACTIONS(&c, "[{\"type\":\"step\",\"item\":\"etapes.premiere\",\"status\":\"faite\"},"
+                       "{\"type\":\"stat\",\"name\":\"step_updated\"},{\"type\":\"schedule\","
+                       "\"id\":\"relance\",\"after\":3628800,\"reason\":\"suivi\"}]");
+    ASSERT_NULL(json_object_get(c.session, "z"));
+
+    /* the step list's buttons first: the question waits for the next message */
+    apres_fin_ended(&c, "suivi");
+    say(&c, "mes étapes");
+    ASSERT_NOT_SAYS(&c, "Votre note ?");
+    ASSERT_NULL(json_object_get(c.session, "b"));
+    say(&c, "étape 2 en cours");
+    ASSERT_SAYS(&c, "est maintenant « en cours »");
+    ASSERT_SAYS(&c, "Votre note ?");
+    choose(&c, "passer");
+    ASSERT_SAID(&c, "Entendu.");
+    ASSERT_NULL(avis_of(&c));
+    ASSERT_STR_EQ(state(&c), "fin_suivi");
+
+    /* « retour » from the end reopens the questions; the next end does not ask again */
+    say(&c, "retour");
+    ASSERT_SAYS(&c, "Quel suivi ?");
+    choose(&c, "suivi");
+    say(&c, "merci");
+    ASSERT_NOT_SAYS(&c, "Votre note ?");
+    conv_free(&c);
+    return 0;
+}
+
+/* The first reminder: one that asks about a step leaves the question for the reply to its
+ * answer; a plain one carries it; a reminder while it waits drops it. */
+TEST_IMPL(machine_after_end_reminder)
+{
+    struct conv c;
+    conv_init(&c, "apres_fin.yaml", 0);
+    apres_fin_ended(&c, "suivi");
+    event(&c, FB_EVENT_TIMER);
+    ASSERT_SAYS(&c, "Où en êtes-vous de l'étape « Première étape » ?");
+    ASSERT_NOT_SAYS(&c, "Votre note ?");
+    ASSERT_NULL(json_object_get(c.session, "b"));
+    say(&c, "c'est en cours");
+    ASSERT_SAYS(&c, "C'est noté, merci !");
+    ASSERT_SAYS(&c, "Votre note ?");
+    say(&c, "5");
+    say(&c, "non");
+    ASSERT_NOT_NULL(avis_of(&c));
+    event(&c, FB_EVENT_TIMER);
+    ASSERT_SAYS(&c, "Première étape");
+    ASSERT_NOT_SAYS(&c, "Votre note ?");
+
+    /* a plain follow-up carries it, counted as the reminder it is */
+    apres_fin_ended(&c, "simple");
+    event(&c, FB_EVENT_TIMER);
+    ASSERT_SAID(&c, "Des nouvelles ?\n--\nVotre note ?\n\n1. 1\n2. 2\n3. 3\n4. 4\n5. 5\n6. Passer");
+    ASSERT_ACTIONS(&c, "[{\"type\":\"stat\",\"name\":\"reminder_sent\"},{\"type\":\"schedule\","
+                       "\"id\":\"relance\",\"after\":3628800,\"reason\":\"suivi\"}]");
+    ASSERT_STR_EQ(state(&c), "note");
+    /* the next reminder finds it unanswered: dropped, not asked again */
+    event(&c, FB_EVENT_TIMER);
+    ASSERT_SAID(&c, "Des nouvelles ?");
+    ASSERT_STR_EQ(state(&c), "fin_simple");
+    ASSERT_NULL(json_object_get(c.session, "z"));
+    say(&c, "4"); /* no question pending: the end's answer */
+    ASSERT_SAYS(&c, "Le questionnaire est terminé");
+    ASSERT_NULL(avis_of(&c));
+
+    /* answered after the reminder that carried it: counted once */
+    apres_fin_ended(&c, "simple");
+    event(&c, FB_EVENT_TIMER);
+    say(&c, "2");
+    say(&c, "je ne sais pas");
+    ASSERT_EQ(json_integer_value(json_object_get(avis_of(&c), "note")), 2);
+    ASSERT_STR_EQ(state(&c), "fin_simple");
+    conv_free(&c);
+    return 0;
+}
+
+/* The session fields `z` and `b`: read back as written, strict on what we never write. */
+TEST_IMPL(machine_after_end_session)
+{
+    struct conv c;
+    conv_init(&c, "apres_fin.yaml", 0);
+    apres_fin_ended(&c, "suivi");
+    say(&c, "merci");
+    ASSERT_STR_EQ(state(&c), "note");
+    say(&c, "3"); /* read back from the session: still the question after the end */
+    ASSERT_SAID(&c, "Un commentaire ?");
+    ASSERT_STR_EQ(json_string_value(json_object_get(c.session, "z")), "fin_suivi");
+
+    /* `z` naming a state that is not final, or no state: not a session we wrote */
+    fb_event_t ev = {FB_EVENT_MESSAGE, "bien", NULL, NULL};
+    json_t *ns = NULL, *ef = NULL;
+    json_t *bad = json_deep_copy(c.session);
+    ASSERT_OK(json_object_set_new(bad, "z", json_string("note")));
+    ASSERT_EQ(fb_engine_step(c.d, bad, &ev, &c.env, &ns, &ef), FB_EINVAL);
+    ASSERT_OK(json_object_set_new(bad, "z", json_string("inconnu")));
+    ASSERT_EQ(fb_engine_step(c.d, bad, &ev, &c.env, &ns, &ef), FB_EINVAL);
+    ASSERT_OK(json_object_set_new(bad, "z", json_integer(1)));
+    ASSERT_EQ(fb_engine_step(c.d, bad, &ev, &c.env, &ns, &ef), FB_EINVAL);
+    ASSERT_OK(json_object_set_new(bad, "z", json_string("fin_suivi")));
+    ASSERT_OK(json_object_set_new(bad, "b", json_string("oui")));
+    ASSERT_EQ(fb_engine_step(c.d, bad, &ev, &c.env, &ns, &ef), FB_EINVAL);
+    json_decref(bad);
+
+    /* a session of an older version that asked the rating before the end (its answer is in
+     * `a`): not asked again after the end */
+    apres_fin_ended(&c, "suivi");
+    json_t *old = json_deep_copy(c.session);
+    ASSERT_OK(json_object_set_new(json_object_get(old, "a"), "note", json_string("passer")));
+    json_decref(c.session);
+    c.session = old;
+    say(&c, "merci");
+    ASSERT_NOT_SAYS(&c, "Votre note ?");
+    conv_free(&c);
+    return 0;
+}
+
 /* ---- the user's last messages (session `l`, for the advisors' summary) ---------------------- */
 
 /* The session's `l` as compact JSON ("null" when absent; freed by the macro). */
