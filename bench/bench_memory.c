@@ -43,11 +43,12 @@
 #include "ws_client.h"
 
 /* A realistic friche conversation, the one the integration tests walk (test_matrix.py WALK):
- * commune, owner, use, area, buildings, pollution, ..., the rating and no comment. */
+ * commune, owner, use, area, buildings, pollution, ..., the roadmap, a thank-you (the rating is
+ * asked with the next message after the roadmap), the rating and no comment. */
 static const char *walk[] = {
-    "saint dizier",   "la commune", "une gare",      "3 hectares", "pas de bâtiment",
-    "je ne sais pas", "SNCF",       "rien de connu", "PLU",        "aucun",
-    "logements",      "idée",       "acv",           "3",          "non"};
+    "saint dizier", "la commune",    "une gare", "3 hectares", "pas de bâtiment", "je ne sais pas",
+    "SNCF",         "rien de connu", "PLU",      "aucun",      "logements",       "idée",
+    "acv",          "merci",         "3",        "non"};
 #define WALK_N (sizeof(walk) / sizeof(walk[0]))
 
 struct shared {
