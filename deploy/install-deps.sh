@@ -32,7 +32,9 @@ synapse_venv=${FB_SYNAPSE_VENV:-$top/.venv-synapse}
 bench_venv=${FB_BENCH_VENV:-$top/.venv-bench}
 
 # Debian packages, by purpose. See the dependency table in README.md.
-pkgs_build="build-essential cmake ninja-build pkg-config"
+# brotli: the command that precompresses the web chat's files at build time (cmake/FbWebAssets.cmake;
+# without it the build falls back to libbrotlienc, then to gzip only).
+pkgs_build="build-essential cmake ninja-build pkg-config brotli"
 # libolm-dev: Olm/Megolm for the Matrix adapter's end-to-end encryption (issue #15).
 # libstemmer-dev: Snowball's French stemmer for the knowledge base's retrieval (issue #20).
 pkgs_libs="libuv1-dev libcurl4-openssl-dev libwebsockets-dev libwebsockets-evlib-uv libjansson-dev libhiredis-dev libyaml-dev libolm-dev libstemmer-dev"

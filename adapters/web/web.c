@@ -42,8 +42,7 @@
 
 #define CONV_BUCKETS      256
 #define SWEEP_INTERVAL_MS 60000
-#define UNAVAILABLE_RETRY 2 /* seconds the page waits before resending after `unavailable` */
-#define INDEX_MAX_BYTES   (1u << 20)
+#define UNAVAILABLE_RETRY 2    /* seconds the page waits before resending after `unavailable` */
 #define CLOSE_FORGOTTEN   4000 /* the conversation no longer exists: reconnect, start anew */
 #define WS_FRAME_OVERHEAD 1024 /* JSON around the text, for the websocket message limit */
 #define WS_ESCAPE_FACTOR  6    /* worst-case growth of text written as JSON (\u00XX) */
@@ -1118,32 +1117,18 @@ static int on_index(fb_http_req_t *req, void *arg)
 {
     struct web *w = arg;
     char *path = fb_asprintf("%s/index.html", w->opts->static_dir);
-    FILE *f = fopen(path, "rb");
+    /* no-cache: the page names the hashed files of /assets/ (cached for a year), so it must be
+     * revalidated at each visit, which its ETag makes a 304. The server adds libwebsockets'
+     * security headers (a strict Content-Security-Policy with 'self' sources only, nosniff,
+     * no-referrer, frame denial) to every answer. */
+    int rc = fb_http_respond_file(req, path, FB_HTTP_CACHE_REVALIDATE);
     fb_free(path);
-    if (!f) {
+    if (rc == FB_ENOENT) {
         static const char msg[] = "Page introuvable : l'assistant n'est pas installé.\n";
         fb_http_respond(req, 404, "text/plain; charset=utf-8", msg, sizeof(msg) - 1, NULL);
         return 0;
     }
-    fb_buf_t b;
-    fb_buf_init(&b, INDEX_MAX_BYTES);
-    char chunk[8192];
-    size_t n;
-    int rc = 0;
-    while (rc == 0 && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        rc = fb_buf_append(&b, chunk, n);
-    bool err = ferror(f) != 0;
-    fclose(f);
-    if (rc || err) {
-        fb_buf_free(&b);
-        return FB_EIO;
-    }
-    /* The server adds libwebsockets' security headers (a strict Content-Security-Policy with
-     * 'self' sources only, nosniff, no-referrer, frame denial) to every answer. */
-    static const char *const headers[] = {"cache-control:", "no-cache", NULL};
-    fb_http_respond(req, 200, "text/html; charset=utf-8", fb_buf_str(&b), b.len, headers);
-    fb_buf_free(&b);
-    return 0;
+    return rc;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1263,6 +1248,12 @@ static int web_start(fb_adapter_t *a)
     int rc = fb_http_server_route(core->http, "/", FB_HTTP_GET, "web_page", on_index, w);
     if (!rc)
         rc = fb_http_server_static(core->http, "/static/", w->opts->static_dir, 300, "web_static");
+    /* The build's content-hashed files (cmake/FbWebAssets.cmake): a new content is a new name. */
+    char *assets = fb_asprintf("%s/assets", w->opts->static_dir);
+    if (!rc)
+        rc = fb_http_server_static(core->http, "/assets/", assets, FB_HTTP_CACHE_IMMUTABLE,
+                                   "web_assets");
+    fb_free(assets);
     if (!rc)
         rc = fb_http_server_static(core->http, "/dsfr/", w->opts->dsfr_dir, 86400, "web_dsfr");
     if (!rc)

@@ -41,6 +41,7 @@
 #include "frichebot/err.h"
 #include "frichebot/hash.h"
 #include "frichebot/log.h"
+#include "io/http_encoding.h"
 #include "io/http_framing.h"
 #include "io/http_listen.h"
 #include "io/metrics.h"
@@ -443,9 +444,132 @@ static unsigned char *read_whole(int fd, size_t size)
 }
 
 /*
+ * Opens `path` for serving: a regular file of at most STATIC_MAX_BYTES, never through a symbolic
+ * link (O_NOFOLLOW) nor blocking on a FIFO (O_NONBLOCK: it is then refused as not regular).
+ * Returns the descriptor with *sb filled, or -1 with errno set (EINVAL: not a small regular file).
+ */
+static int open_static(const char *path, struct stat *sb)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, sb) != 0 || !S_ISREG(sb->st_mode) ||
+        (unsigned long long)sb->st_size > STATIC_MAX_BYTES) {
+        close(fd);
+        errno = EINVAL;
+        return -1;
+    }
+    return fd;
+}
+
+static unsigned long long mtime_ns(const struct stat *sb)
+{
+    return (unsigned long long)sb->st_mtim.tv_sec * 1000000000ull +
+           (unsigned long long)sb->st_mtim.tv_nsec;
+}
+
+/*
+ * The precompressed variant of `file` for `coding` ("FILE.br" or "FILE.gz"), opened, or -1 when
+ * there is none. A variant older than the file is stale (the file was edited after the build):
+ * it is ignored, so an edit is never hidden behind an old compressed copy.
+ */
+static int open_variant(const char *file, unsigned coding, const struct stat *orig, struct stat *sb)
+{
+    char *path = fb_asprintf("%s.%s", file, coding == FB_HTTP_CODING_BR ? "br" : "gz");
+    int fd = open_static(path, sb);
+    fb_free(path);
+    if (fd >= 0 && mtime_ns(sb) < mtime_ns(orig)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* The Cache-Control value of a cache policy (fb_http_server_static's cache_s). */
+static void cache_control(unsigned cache_s, char *out, size_t cap)
+{
+    if (cache_s == FB_HTTP_CACHE_IMMUTABLE)
+        snprintf(out, cap, "public, max-age=31536000, immutable");
+    else if (cache_s == FB_HTTP_CACHE_REVALIDATE)
+        snprintf(out, cap, "no-cache");
+    else if (cache_s)
+        snprintf(out, cap, "public, max-age=%u", cache_s);
+    else
+        snprintf(out, cap, "no-store");
+}
+
+/*
+ * Answers a GET or HEAD of `file` (a path already checked as safe) with the content coding the
+ * request accepts among the file's precompressed variants. Returns 0 once answered, or FB_ENOENT
+ * without answering when `file` cannot be served (the caller answers its 404). Files are read
+ * synchronously: they are small (8 MiB at most) and local.
+ */
+static int serve_file(fb_http_req_t *req, const char *file, unsigned cache_s)
+{
+    struct stat sb;
+    int fd = open_static(file, &sb);
+    if (fd < 0) {
+        FB_DEBUG(HTTP, "%s static file %s not served: %s", req->tag, file,
+                 errno == EINVAL ? "not a regular file of at most 8 MiB" : strerror(errno));
+        return FB_ENOENT;
+    }
+    /* Which precompressed variants exist is only looked at for the codings the client takes. */
+    char accept[512];
+    const char *ae =
+        fb_http_req_header(req, "accept-encoding:", accept, sizeof(accept)) > 0 ? accept : NULL;
+    unsigned coding = FB_HTTP_CODING_IDENTITY;
+    size_t size = (size_t)sb.st_size; /* the bytes sent: the variant's when there is one */
+    for (unsigned want = FB_HTTP_CODING_BR | FB_HTTP_CODING_GZIP; ae;) {
+        coding = fb_http_pick_coding(ae, want);
+        if (coding == FB_HTTP_CODING_IDENTITY)
+            break;
+        struct stat vsb;
+        int vfd = open_variant(file, coding, &sb, &vsb);
+        if (vfd >= 0) {
+            close(fd);
+            fd = vfd;
+            size = (size_t)vsb.st_size;
+            break;
+        }
+        want &= ~coding; /* no such variant: the next best */
+    }
+    /* The ETag names the file's own version (size and modification time) and the coding: each
+     * coding is a representation of its own (RFC 9110, section 8.8.3). */
+    const char *cname = fb_http_coding_name(coding);
+    char etag[80];
+    snprintf(etag, sizeof(etag), "\"%llx-%llx%s%s\"", (unsigned long long)sb.st_size, mtime_ns(&sb),
+             cname ? "-" : "", cname ? cname : "");
+    char cache[48];
+    cache_control(cache_s, cache, sizeof(cache));
+    const char *hdr[10] = {"etag:", etag, "cache-control:", cache, "vary:", "Accept-Encoding"};
+    if (cname) {
+        hdr[6] = "content-encoding:";
+        hdr[7] = cname;
+    }
+    const char *type = static_type(file);
+
+    char inm[512];
+    if (fb_http_req_header(req, "if-none-match:", inm, sizeof(inm)) > 0 &&
+        etag_matches(inm, etag)) {
+        close(fd);
+        hdr[6] = NULL; /* a 304 has no body to describe */
+        respond_take(req, 304, type, NULL, 0, hdr);
+        return 0;
+    }
+    unsigned char *body = NULL;
+    if (req->method != FB_HTTP_HEAD && !(body = read_whole(fd, size))) {
+        FB_WARN(HTTP, "%s static file read failed: %s", req->tag, strerror(errno));
+        close(fd);
+        return FB_ENOENT;
+    }
+    close(fd);
+    respond_take(req, 200, type, body, size, hdr);
+    return 0;
+}
+
+/*
  * Answers a GET or HEAD of a static file. Every refusal is a 404 that says nothing of the reason
- * (the log does, at debug level). Files are read synchronously: they are small (8 MiB at most) and
- * local.
+ * (the log does, at debug level).
  */
 static void serve_static(fb_http_req_t *req, const struct static_route *st)
 {
@@ -459,50 +583,17 @@ static void serve_static(fb_http_req_t *req, const struct static_route *st)
     /* A directory (empty path or trailing '/') means its index.html. */
     bool index = rel_len == 0 || rel[rel_len - 1] == '/';
     char *file = fb_asprintf("%s/%s%s", st->dir, rel, index ? "index.html" : "");
-    /* O_NONBLOCK: opening a FIFO must not block the loop (it is then refused as not regular).
-     * O_NOFOLLOW: a symbolic link is not a regular file either. */
-    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
-    struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
-        (unsigned long long)sb.st_size > STATIC_MAX_BYTES) {
-        FB_DEBUG(HTTP, "%s static file %s not served: %s", req->tag, file,
-                 fd < 0 ? strerror(errno) : "not a regular file of at most 8 MiB");
-        if (fd >= 0)
-            close(fd);
-        fb_free(file);
-        respond_error(req, 404, "not_found", false, NULL);
-        return;
-    }
-    size_t size = (size_t)sb.st_size;
-    char etag[64];
-    snprintf(etag, sizeof(etag), "\"%llx-%llx\"", (unsigned long long)size,
-             (unsigned long long)sb.st_mtim.tv_sec * 1000000000ull +
-                 (unsigned long long)sb.st_mtim.tv_nsec);
-    char cache[48];
-    if (st->cache_s)
-        snprintf(cache, sizeof(cache), "public, max-age=%u", st->cache_s);
-    else
-        snprintf(cache, sizeof(cache), "no-store");
-    const char *hdr[] = {"etag:", etag, "cache-control:", cache, NULL};
-    const char *type = static_type(file);
+    int rc = serve_file(req, file, st->cache_s);
     fb_free(file);
-
-    char inm[512];
-    if (fb_http_req_header(req, "if-none-match:", inm, sizeof(inm)) > 0 &&
-        etag_matches(inm, etag)) {
-        close(fd);
-        respond_take(req, 304, type, NULL, 0, hdr);
-        return;
-    }
-    unsigned char *body = NULL;
-    if (req->method != FB_HTTP_HEAD && !(body = read_whole(fd, size))) {
-        FB_WARN(HTTP, "%s static file read failed: %s", req->tag, strerror(errno));
-        close(fd);
+    if (rc)
         respond_error(req, 404, "not_found", false, NULL);
-        return;
-    }
-    close(fd);
-    respond_take(req, 200, type, body, size, hdr);
+}
+
+int fb_http_respond_file(fb_http_req_t *req, const char *path, unsigned cache_s)
+{
+    if (!req || req->answered || !path || !path[0])
+        return FB_EINVAL;
+    return serve_file(req, path, cache_s);
 }
 
 /* ---- Request framing (RFC 9112, section 6): see io/http_framing.h ---- */

@@ -12,6 +12,7 @@
 #ifndef FB_HTTP_SERVER_H
 #define FB_HTTP_SERVER_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -120,17 +121,37 @@ void fb_http_respond(fb_http_req_t *req, int status, const char *content_type, c
 
 /* --- Static files --- */
 
+/** cache_s of fb_http_server_static() and fb_http_respond_file() for files whose name carries a
+ *  hash of their content (a new content is a new name): `public, max-age=31536000, immutable`. */
+#define FB_HTTP_CACHE_IMMUTABLE UINT_MAX
+/** cache_s for a file that may change under the same name but should be revalidated at every
+ *  use (an HTML page naming hashed files): `no-cache`, with the ETag making that a 304. */
+#define FB_HTTP_CACHE_REVALIDATE (UINT_MAX - 1)
+
 /**
  * Serves the files under directory `dir` at URL prefix `prefix` (which starts and ends with '/'):
  * GET and HEAD of `prefix` + a relative path. Paths with "..", "//", a NUL, a backslash, a
  * hidden segment ("/.x") or anything not a regular file answer 404. The content type comes from
  * the extension (html, css, js, mjs, json, svg, png, jpg, ico, woff, woff2, txt, map; otherwise
- * application/octet-stream). Answers carry an ETag (size and mtime), honour If-None-Match (304)
- * and `Cache-Control: public, max-age=CACHE_S` (no-store when cache_s is 0). Files above 8 MiB
- * answer 404. `name` is the metrics label. Returns 0 or FB_EINVAL.
+ * application/octet-stream). A file FILE may have precompressed variants FILE.br and FILE.gz
+ * beside it: the one the request's Accept-Encoding prefers (io/http_encoding.h) is sent with its
+ * Content-Encoding, unless it is older than FILE. Answers carry `Vary: Accept-Encoding`, an ETag
+ * (size, mtime and coding), honour If-None-Match (304) and `Cache-Control: public,
+ * max-age=CACHE_S` (no-store when cache_s is 0; see FB_HTTP_CACHE_IMMUTABLE and
+ * FB_HTTP_CACHE_REVALIDATE). Files above 8 MiB answer 404. `name` is the metrics label. Returns
+ * 0 or FB_EINVAL.
  */
 int fb_http_server_static(fb_http_server_t *srv, const char *prefix, const char *dir,
                           unsigned cache_s, const char *name);
+
+/**
+ * Answers a GET or HEAD of `req` with the file at `path`, as a static route would (content
+ * coding, ETag, If-None-Match, cache_s as in fb_http_server_static()), for a handler that serves
+ * one file under a path of its own (the web chat's page at /). Returns 0 once answered, or
+ * FB_ENOENT without answering when the file cannot be served (missing, not a regular file, over
+ * 8 MiB), so that the handler answers in its own words; FB_EINVAL for bad arguments.
+ */
+int fb_http_respond_file(fb_http_req_t *req, const char *path, unsigned cache_s);
 
 /* --- Websockets --- */
 

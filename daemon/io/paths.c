@@ -27,10 +27,10 @@
 #define FB_GEO_DEFAULT_PATH "data/communes.fbgeo"
 #endif
 #ifndef FB_WEB_STATIC_DIR
-#define FB_WEB_STATIC_DIR "adapters/web/static"
+#define FB_WEB_STATIC_DIR "web/static"
 #endif
 #ifndef FB_DSFR_DIR
-#define FB_DSFR_DIR "node_modules/@gouvfr/dsfr/dist"
+#define FB_DSFR_DIR "web/dsfr"
 #endif
 
 /* The layout of the installed data directory; cmake/FbPaths.cmake installs these names. */

@@ -35,9 +35,8 @@ DSFR = os.path.join(SOURCE, "node_modules", "@gouvfr", "dsfr", "dist")
 COMMUNE_QUESTION = "Dans quelle commune se trouve le site ?"
 NEXT_QUESTION = "Pour qui faites-vous cette démarche ?"
 
-# What the web chat's pages use of the DSFR (cmake/FbPaths.cmake installs exactly this).
-DSFR_INSTALLED = ["dsfr.min.css", "dsfr.module.min.js", "utility/icons/icons.min.css",
-                  "favicon", "fonts", "icons", "LICENSE.md"]
+# The build's web files (cmake/FbWebAssets.cmake), which cmake/FbPaths.cmake installs as they are.
+WEB_BUILT = os.path.join(BUILD, "web") if BUILD else None
 
 
 def install(prefix):
@@ -188,18 +187,33 @@ def test_install_tree(prefix):
     share = os.path.join(prefix, "share/frichebot")
     assert sorted(os.listdir(share)) == ["communes.fbgeo", "dialogs", "dsfr", "web"]
     same_tree(os.path.join(share, "dialogs"), os.path.join(SOURCE, "dialogs"))
-    same_tree(os.path.join(share, "web"), os.path.join(SOURCE, "adapters/web/static"))
+    same_tree(os.path.join(share, "web"), os.path.join(WEB_BUILT, "static"))
     assert filecmp.cmp(os.path.join(share, "communes.fbgeo"),
                        os.path.join(BUILD, "data/communes.fbgeo"), shallow=False)
     dsfr = os.path.join(share, "dsfr")
-    for name in DSFR_INSTALLED:
-        src = os.path.join(DSFR, name) if name != "LICENSE.md" else os.path.join(DSFR, "..", name)
-        if os.path.isdir(src):
-            same_tree(os.path.join(dsfr, name), src)
-        else:
-            assert filecmp.cmp(os.path.join(dsfr, name), src, shallow=False), name
-    assert sorted(os.listdir(dsfr)) == sorted({n.split("/")[0] for n in DSFR_INSTALLED})
-    assert os.listdir(os.path.join(dsfr, "utility")) == ["icons"]
+    same_tree(dsfr, os.path.join(WEB_BUILT, "dsfr"))
+    # Only the DSFR subset: one style sheet (with its .gz and .br), the favicons, the licence.
+    assert sorted(n for n in os.listdir(dsfr) if not n.endswith((".gz", ".br"))) == \
+        ["LICENSE.md", "dsfr.min.css", "favicon"]
+    assert filecmp.cmp(os.path.join(dsfr, "LICENSE.md"), os.path.join(DSFR, "..", "LICENSE.md"),
+                       shallow=False)
+    # The web files and the DSFR subset weigh under 2 MB installed (the package's dist/ is 88 MB,
+    # and the subset installed before the build made it was about 7 MB).
+    weight = sum(os.path.getsize(os.path.join(r, n)) for d in ("web", "dsfr")
+                 for r, _, files in os.walk(os.path.join(share, d)) for n in files)
+    print(f"# installed web files and DSFR subset: {weight} bytes")
+    assert weight < 2_000_000, weight
+    # Each .gz and .br is at least as new as its file, or the server would take it for stale
+    # and send the file uncompressed: the install must keep the build's modification times.
+    variants = 0
+    for d in ("web", "dsfr"):
+        for root, _, files in os.walk(os.path.join(share, d)):
+            for name in files:
+                if name.endswith((".gz", ".br")):
+                    variants += 1
+                    path = os.path.join(root, name)
+                    assert os.stat(path).st_mtime_ns >= os.stat(path[:-3]).st_mtime_ns, path
+    assert variants > 10, variants
     assert filecmp.cmp(os.path.join(prefix, "etc/frichebot/frichebot.yaml.sample"),
                        os.path.join(SOURCE, "deploy/frichebot.yaml.sample"), shallow=False)
     assert os.path.isfile(os.path.join(prefix, "share/doc/frichebot/LICENSE"))
@@ -219,21 +233,29 @@ def test_install_tree(prefix):
                 assert tree.encode() not in text, (path, tree)
 
 
-def test_install_dsfr_has_every_file_the_pages_use(prefix):
-    """Every /dsfr/ file the installed pages and the /stats page link, and every file their
-    style sheets load, is installed: the DSFR subset of cmake/FbPaths.cmake is enough."""
+def test_install_has_every_file_the_pages_use(prefix):
+    """Every /assets/, /static/ and /dsfr/ file the installed pages and the /stats page link, and
+    every file their style sheets load, is installed: the DSFR subset of cmake/FbWebAssets.cmake
+    is enough. The chat's pages link only hashed names under /assets/ (cached for a year)."""
     share = os.path.join(prefix, "share/frichebot")
-    pages = [open(os.path.join(share, "web", n)).read() for n in os.listdir(os.path.join(share, "web"))]
-    pages.append(open(os.path.join(SOURCE, "daemon/features/stats.c")).read())
+    web = os.path.join(share, "web")
+    where = {"assets": os.path.join(web, "assets"), "static": web, "dsfr": os.path.join(share, "dsfr")}
+    pages = {n: open(os.path.join(web, n)).read() for n in os.listdir(web) if n.endswith(".html")}
+    assert sorted(pages) == ["donnees-personnelles.html", "index.html"]
+    for name, text in pages.items():
+        files = re.findall(r'(?:href|src)="/(assets|dsfr|static)/([^"#]+)', text)
+        assert not [f for f in files if f[0] == "dsfr"], (name, files)
+        assert [f for f in files if f[0] == "assets" and f[1].startswith("dsfr.min.")], name
+    pages["stats.c"] = open(os.path.join(SOURCE, "daemon/features/stats.c")).read()
     linked = set()
-    for text in pages:
-        linked.update(re.findall(r'/dsfr/([A-Za-z0-9_./-]+)', text))
-    assert {"dsfr.min.css", "dsfr.module.min.js", "utility/icons/icons.min.css"} <= linked
+    for text in pages.values():
+        linked.update(re.findall(r'/(assets|dsfr|static)/([A-Za-z0-9_./-]+)', text))
+    assert ("dsfr", "dsfr.min.css") in linked
     missing = []
-    for name in sorted(linked):
-        path = os.path.join(share, "dsfr", name)
+    for kind, name in sorted(linked):
+        path = os.path.join(where[kind], name)
         if not os.path.isfile(path):
-            missing.append(name)
+            missing.append(f"/{kind}/{name}")
             continue
         if name.endswith(".css"):
             css = open(path, errors="replace").read()
@@ -241,8 +263,8 @@ def test_install_dsfr_has_every_file_the_pages_use(prefix):
                 ref = ref.strip("'\" ")
                 if ref.startswith(("data:", "#")):
                     continue
-                ref = re.sub(r"[?#].*$", "", ref)
-                if not os.path.isfile(os.path.join(os.path.dirname(path), ref)):
+                assert ref.startswith("/assets/"), (name, ref)
+                if not os.path.isfile(os.path.join(where["assets"], ref[len("/assets/"):])):
                     missing.append(f"{name}: {ref}")
     assert not missing, missing
 
@@ -284,8 +306,16 @@ def test_installed_daemon_serves_from_its_prefix(prefix, redis, tmp_path):
         assert code == 200 and body == open(os.path.join(share, "web/chat.js"), "rb").read()
         code, body = d.get("/dsfr/dsfr.min.css")
         assert code == 200 and body == open(os.path.join(share, "dsfr/dsfr.min.css"), "rb").read()
-        code, _ = d.get("/dsfr/fonts/Marianne-Regular.woff2")
+        font = [n for n in os.listdir(os.path.join(share, "web/assets"))
+                if re.fullmatch(r"Marianne-Regular\.[0-9a-f]{16}\.woff2", n)]
+        assert len(font) == 1, font
+        code, _ = d.get("/assets/" + font[0])
         assert code == 200
+        # The page compressed at build time, as installed.
+        req = urllib.request.Request(d.url("/"), headers={"Accept-Encoding": "br"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.headers["Content-Encoding"] == "br"
+            assert r.read() == open(os.path.join(share, "web/index.html.br"), "rb").read()
         converse(d)
     finally:
         rc, log = d.stop()
@@ -321,6 +351,12 @@ def test_installed_daemon_reads_no_source_or_build_file(prefix, redis, tmp_path)
         assert code == 200 and marker.encode() in body
         code, body = d.get("/dsfr/dsfr.min.css")
         assert code == 200 and marker.encode() in body
+        # The copy's edited style sheet is newer than its .gz, which is therefore stale: the
+        # edited file is sent, uncompressed, rather than the old compressed copy.
+        req = urllib.request.Request(d.url("/dsfr/dsfr.min.css"), headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.headers.get("Content-Encoding") is None
+            assert marker.encode() in r.read()
         converse(d, first_question=question)
     finally:
         rc, log = d.stop()

@@ -155,8 +155,8 @@ static void assert_optional_defaults(const fb_config_t *c)
     ASSERT_EQ(WEB(c)->history_max, 300);
     ASSERT_EQ(c->stats.min_count, 5);
     ASSERT_EQ(c->stats.cache_seconds, 5);
-    ASSERT_STR_EQ(WEB(c)->static_dir, FB_SOURCE_DIR "/adapters/web/static");
-    ASSERT_STR_EQ(WEB(c)->dsfr_dir, FB_SOURCE_DIR "/node_modules/@gouvfr/dsfr/dist");
+    ASSERT_STR_EQ(WEB(c)->static_dir, FB_BINARY_DIR "/web/static");
+    ASSERT_STR_EQ(WEB(c)->dsfr_dir, FB_BINARY_DIR "/web/dsfr");
 }
 
 TEST_IMPL(config_default_embedded)
@@ -748,7 +748,7 @@ TEST_IMPL(config_paths)
     ASSERT_STR_EQ(c->dialogs.path, "d/x.yaml");
     ASSERT_STR_EQ(c->dialogs.geo_path, fb_data_path(FB_DATA_GEO));
     ASSERT_STR_EQ(WEB(c)->static_dir, "/abs/static");
-    ASSERT_STR_EQ(WEB(c)->dsfr_dir, FB_SOURCE_DIR "/node_modules/@gouvfr/dsfr/dist");
+    ASSERT_STR_EQ(WEB(c)->dsfr_dir, FB_BINARY_DIR "/web/dsfr");
     fb_config_free(c);
 
     char *dir = make_tmpdir();

@@ -88,8 +88,8 @@ TEST_IMPL(paths_build_tree_defaults)
     ASSERT_NULL(fb_data_dir());
     ASSERT_STR_EQ(fb_data_path(FB_DATA_DIALOG), FB_SOURCE_DIR "/dialogs/friche.yaml");
     ASSERT_STR_EQ(fb_data_path(FB_DATA_GEO), FB_BINARY_DIR "/data/communes.fbgeo");
-    ASSERT_STR_EQ(fb_data_path(FB_DATA_WEB), FB_SOURCE_DIR "/adapters/web/static");
-    ASSERT_STR_EQ(fb_data_path(FB_DATA_DSFR), FB_SOURCE_DIR "/node_modules/@gouvfr/dsfr/dist");
+    ASSERT_STR_EQ(fb_data_path(FB_DATA_WEB), FB_BINARY_DIR "/web/static");
+    ASSERT_STR_EQ(fb_data_path(FB_DATA_DSFR), FB_BINARY_DIR "/web/dsfr");
     const char *exe = fb_data_exe();
     ASSERT_EQ(exe[0], '/');
     ASSERT_NOT_NULL(strstr(exe, "fb_tests"));
