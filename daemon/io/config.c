@@ -67,6 +67,7 @@ static const fb_conf_field_t server_fields[] = {
      NULL},
     {"max_connections_per_address", FB_CONF_UINT, false, OFF(server.max_connections_per_address), 1,
      1000000, NULL, NULL},
+    {"public_url", FB_CONF_URL, false, OFF(server.public_url), 0, 0, NULL, NULL},
 };
 
 static const fb_conf_field_t redis_reconnect_fields[] = {

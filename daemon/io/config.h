@@ -122,6 +122,8 @@ typedef struct fb_server_opts_s {
     unsigned keepalive_timeout_s; /* idle keep-alive connections are closed after this */
     unsigned shutdown_deadline_s; /* on SIGTERM, in-flight work may take this long to drain */
     unsigned max_connections_per_address; /* open connections per peer address; 0: no cap */
+    char *public_url; /* "https://host[/path]", how users reach this server; NULL: unknown (no
+                         link to the roadmap page in messages) */
 } fb_server_opts_t;
 
 /** Redis connection. */
