@@ -1210,13 +1210,14 @@ int fb_engine_render_page(const fb_dialog_t *d, const json_t *session, const fb_
         return rc;
     }
     r->d = r->s.d;
-    r->effects = json_array();
+    r->effects = json_array(); /* nothing is said: rendering only (dropped below) */
     const json_t *road = fb__run_builtin(r, "feuille_de_route", strlen("feuille_de_route"));
     if (json_array_size(road) == 0)
         rc = FB_ENOENT;
     else
         rc = fb__run_render_text(r, &r->d->texts[FB__T_PAGE_FEUILLE_DE_ROUTE], plain, html);
     run_free(r);
+    json_decref(r->effects);
     return rc;
 }
 

@@ -1564,6 +1564,7 @@ void fb_config_free(fb_config_t *cfg)
     }
     FB_FREE(cfg->path);
     FB_FREE(cfg->server.listen_host);
+    FB_FREE(cfg->server.public_url);
     FB_FREE(cfg->redis.address);
     FB_FREE(cfg->redis.password_file);
     FB_FREE(cfg->redis.require_aof);
