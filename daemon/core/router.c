@@ -60,6 +60,7 @@
 #define MAX_FEATURES        8  /* fb_router_add_feature() */
 #define MAX_FEATURE_KEYS    24 /* the features' keys, all together */
 #define ROADMAP_TOKEN_BYTES 24 /* the roadmap page's token: 192 random bits, 48 hex digits */
+#define ROADMAP_TOKEN_LEN   ((size_t)2 * ROADMAP_TOKEN_BYTES) /* its hex digits */
 #define ROADMAP_PATH        "/feuille-de-route/"
 #define MAX_COMMIT_KEYS     (N_CORE_KEYS + MAX_FEATURE_KEYS + MAX_ADAPTER_KEYS)
 
@@ -1152,8 +1153,8 @@ static bool stale(int64_t due, const char *activity)
  * new one from the system's random source (kept only if a message of this step gives it). */
 static int roadmap_token(struct job *j, const char *stored)
 {
-    if (strlen(stored) == 2 * ROADMAP_TOKEN_BYTES &&
-        strspn(stored, "0123456789abcdef") == 2 * ROADMAP_TOKEN_BYTES) {
+    if (strlen(stored) == ROADMAP_TOKEN_LEN &&
+        strspn(stored, "0123456789abcdef") == ROADMAP_TOKEN_LEN) {
         memcpy(j->rm_token, stored, sizeof(j->rm_token));
         j->rm_new = false;
         return 0;
@@ -2233,8 +2234,8 @@ int fb_router_roadmap_page(fb_router_t *r, const char *token, fb_router_page_cb 
 {
     if (!r || !token || !cb)
         return FB_EINVAL;
-    if (strlen(token) != 2 * ROADMAP_TOKEN_BYTES ||
-        strspn(token, "0123456789abcdef") != 2 * ROADMAP_TOKEN_BYTES)
+    if (strlen(token) != ROADMAP_TOKEN_LEN ||
+        strspn(token, "0123456789abcdef") != ROADMAP_TOKEN_LEN)
         return FB_ENOENT; /* never a token: no Redis round trip */
     if (r->stopping)
         return FB_ECLOSING;
