@@ -179,7 +179,7 @@ static long long integer(redisContext *r, const char *fmt, const char *arg)
 {
     redisReply *rep = cmd(r, fmt, arg);
     long long v = rep->type == REDIS_REPLY_INTEGER  ? rep->integer
-                  : rep->type == REDIS_REPLY_STRING ? atoll(rep->str)
+                  : rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10)
                                                     : 0;
     freeReplyObject(rep);
     return v;
@@ -189,7 +189,7 @@ static long long used_memory(redisContext *r)
 {
     redisReply *rep = cmd(r, "INFO memory");
     const char *p = strstr(rep->str, "used_memory:");
-    long long v = p ? atoll(p + strlen("used_memory:")) : -1;
+    long long v = p ? strtoll(p + strlen("used_memory:"), NULL, 10) : -1;
     freeReplyObject(rep);
     return v;
 }
@@ -456,22 +456,22 @@ int main(int argc, char **argv)
             mode = optarg;
             break;
         case 'p':
-            port = atoi(optarg);
+            port = (int)strtol(optarg, NULL, 10);
             break;
         case 'r':
-            rport = atoi(optarg);
+            rport = (int)strtol(optarg, NULL, 10);
             break;
         case 'n':
-            n = atoi(optarg);
+            n = (int)strtol(optarg, NULL, 10);
             break;
         case 'c':
-            threads = atoi(optarg);
+            threads = (int)strtol(optarg, NULL, 10);
             break;
         case 'l':
-            loaded = atoi(optarg);
+            loaded = (int)strtol(optarg, NULL, 10);
             break;
         case 'd':
-            due_n = atoi(optarg);
+            due_n = (int)strtol(optarg, NULL, 10);
             break;
         case 'k':
             prefix = optarg;

@@ -875,6 +875,66 @@ static json_t *expected_effect(json_t *e)
     return NULL;
 }
 
+/* The text checks of `want` (the turn's `bot:` or `page:`, under key `key`): a string (contained),
+ * or an object with contient, absent, exact, regex (against `text`), html, html_absent (against
+ * `html`). */
+static void check_texts(struct tctx *t, json_t *want, const char *tpath, const char *key,
+                        const char *text, const char *html)
+{
+    char *path;
+    if (json_is_string(want)) {
+        path = fb_asprintf("%s/%s", tpath, key);
+        check_text(t, path, "contient", json_string_value(want), text);
+        fb_free(path);
+        return;
+    }
+    if (!json_is_object(want))
+        return;
+    static const char *const keys[] = {"contient", "absent", "exact", "regex"};
+    for (size_t k = 0; k < FB_ARRAY_SIZE(keys); k++) {
+        json_t *v = json_object_get(want, keys[k]);
+        if (!v)
+            continue;
+        path = fb_asprintf("%s/%s/%s", tpath, key, keys[k]);
+        each_string(v, check_text, t, path, keys[k], text);
+        fb_free(path);
+    }
+    json_t *hv = json_object_get(want, "html");
+    if (hv) {
+        path = fb_asprintf("%s/%s/html", tpath, key);
+        each_string(hv, check_text, t, path, "contient", html);
+        fb_free(path);
+    }
+    json_t *hv_not = json_object_get(want, "html_absent");
+    if (hv_not) {
+        path = fb_asprintf("%s/%s/html_absent", tpath, key);
+        each_string(hv_not, check_text, t, path, "absent", html);
+        fb_free(path);
+    }
+}
+
+/* Checks the turn's `page:` (same keys as `bot:`) against the roadmap page of the session after
+ * the turn (fb_engine_render_page(): what GET /feuille-de-route/TOKEN shows). */
+static void check_page(struct tctx *t, json_t *turn, const char *tpath, const struct convo *c)
+{
+    json_t *want = json_object_get(turn, "page");
+    if (!want)
+        return;
+    fb_buf_t plain, html;
+    fb_buf_init(&plain, 1u << 20);
+    fb_buf_init(&html, 1u << 20);
+    int rc = fb_engine_render_page(c->dialog, c->session, &c->env, &plain, &html);
+    if (rc) {
+        char *path = fb_asprintf("%s/page", tpath);
+        tfail(t, path, "pas de page de feuille de route : %s", fb_strerror(rc));
+        fb_free(path);
+    } else {
+        check_texts(t, want, tpath, "page", fb_buf_str(&plain), fb_buf_str(&html));
+    }
+    fb_buf_free(&plain);
+    fb_buf_free(&html);
+}
+
 /* Checks what the bot said in a turn (`bot:`, `silence:`) against the `say` effects. */
 static void check_said(struct tctx *t, json_t *turn, const char *tpath, json_t *effects)
 {
@@ -900,32 +960,8 @@ static void check_said(struct tctx *t, json_t *turn, const char *tpath, json_t *
         }
     }
     json_t *bot = json_object_get(turn, "bot");
-    if (json_is_string(bot)) {
-        path = fb_asprintf("%s/bot", tpath);
-        check_text(t, path, "contient", json_string_value(bot), text);
-        fb_free(path);
-    } else if (json_is_object(bot)) {
-        static const char *const keys[] = {"contient", "absent", "exact", "regex"};
-        for (size_t k = 0; k < FB_ARRAY_SIZE(keys); k++) {
-            json_t *v = json_object_get(bot, keys[k]);
-            if (!v)
-                continue;
-            path = fb_asprintf("%s/bot/%s", tpath, keys[k]);
-            each_string(v, check_text, t, path, keys[k], text);
-            fb_free(path);
-        }
-        json_t *hv = json_object_get(bot, "html");
-        if (hv) {
-            path = fb_asprintf("%s/bot/html", tpath);
-            each_string(hv, check_text, t, path, "contient", fb_buf_str(&html));
-            fb_free(path);
-        }
-        json_t *hv_not = json_object_get(bot, "html_absent");
-        if (hv_not) {
-            path = fb_asprintf("%s/bot/html_absent", tpath);
-            each_string(hv_not, check_text, t, path, "absent", fb_buf_str(&html));
-            fb_free(path);
-        }
+    check_texts(t, bot, tpath, "bot", text, fb_buf_str(&html));
+    if (json_is_object(bot)) {
         json_t *choices = json_object_get(bot, "choix");
         if (choices) {
             /* The labels offered by the last message with choices, in order. */
@@ -1268,6 +1304,9 @@ static int run_transcript(const char *file, const fb_geo_t *geo, FILE *out, FILE
         failed = 1;
         goto done;
     }
+    /* `lien_feuille_de_route:` the page's address the daemon would give (server.public_url and
+     * a token); absent: none, as a daemon without server.public_url outside the web chat */
+    c.env.roadmap_url = json_string_value(json_object_get(doc, "lien_feuille_de_route"));
     if (md) {
         const char *title = json_string_value(json_object_get(doc, "transcript"));
         fprintf(md, "## %s\n\n", title ? title : file);
@@ -1332,6 +1371,8 @@ static int run_transcript(const char *file, const fb_geo_t *geo, FILE *out, FILE
             tfail(&t, tpath, "le moteur a échoué : %s", fb_strerror(rc));
         else
             check_turn(&t, turn, tpath, effects, c.session);
+        if (!rc)
+            check_page(&t, turn, tpath, &c);
         if (md)
             md_turn(md, turn, prev_effects, effects);
         json_decref(prev_effects);

@@ -528,6 +528,84 @@ static int on_stats_json(fb_http_req_t *req, void *arg)
     return stats_request(req, arg, VIEW_JSON);
 }
 
+/* ---- /feuille-de-route/TOKEN: the roadmap page ---- */
+
+/* The page around the engine's body (dialogs/friche.yaml page_feuille_de_route): the State's
+ * design system, a skip link and landmarks, lang="fr"; /static/feuille-de-route.css holds the
+ * print stylesheet (the way to a PDF: the browser prints the page, docs/internals/WEB.md). No
+ * script. Not cached, not indexed: the address is the user's to share, not the world's. */
+static const char roadmap_head[] =
+    "<!doctype html>\n<html lang=\"fr\">\n<head>\n<meta charset=\"utf-8\">\n"
+    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+    "<meta name=\"robots\" content=\"noindex, nofollow\">\n"
+    "<title>Feuille de route - Assistant friches</title>\n"
+    "<link rel=\"icon\" href=\"/dsfr/favicon/favicon.svg\" type=\"image/svg+xml\">\n"
+    "<link rel=\"stylesheet\" href=\"/dsfr/dsfr.min.css\">\n"
+    "<link rel=\"stylesheet\" href=\"/static/feuille-de-route.css\">\n</head>\n<body>\n"
+    "<div class=\"fr-skiplinks\"><nav class=\"fr-container\" role=\"navigation\" "
+    "aria-label=\"Accès rapide\"><ul class=\"fr-skiplinks__list\"><li><a class=\"fr-link\" "
+    "href=\"#contenu\">Contenu</a></li></ul></nav></div>\n"
+    "<header role=\"banner\" class=\"fr-header\"><div class=\"fr-header__body\"><div "
+    "class=\"fr-container\"><div class=\"fr-header__body-row\"><div class=\"fr-header__brand "
+    "fr-enlarge-link\"><div class=\"fr-header__brand-top\"><div class=\"fr-header__logo\"><p "
+    "class=\"fr-logo\">République<br>Française</p></div></div><div "
+    "class=\"fr-header__service\"><a href=\"/\" title=\"Accueil - Assistant friches\"><p "
+    "class=\"fr-header__service-title\">Assistant friches</p></a><p "
+    "class=\"fr-header__service-tagline\">Reconvertir une friche, étape par étape</p></div>"
+    "</div></div></div></div></header>\n"
+    "<main role=\"main\" id=\"contenu\" tabindex=\"-1\" class=\"fr-container fb-roadmap\">\n";
+
+static const char roadmap_foot[] =
+    "</main>\n<footer class=\"fr-footer\" role=\"contentinfo\"><div class=\"fr-container\"><div "
+    "class=\"fr-footer__body\"><div class=\"fr-footer__brand\"><p class=\"fr-logo\">République"
+    "<br>Française</p></div><div class=\"fr-footer__content\"><p class=\"fr-footer__content-desc\">"
+    "Cette page est établie à partir de vos réponses à l'assistant. Toute personne qui a son "
+    "adresse peut la lire : « oublier mes données », dans la conversation, l'efface.</p></div>"
+    "</div></div></footer>\n</body>\n</html>\n";
+
+static const char roadmap_missing[] =
+    "<h1>Feuille de route introuvable</h1>\n<p>Cette adresse ne correspond à aucune feuille de "
+    "route : elle a pu être effacée (« oublier mes données ») ou avoir expiré. Dans la "
+    "conversation, « ma feuille de route » donne son adresse actuelle.</p>\n";
+
+static const char *const roadmap_headers[] = {"Cache-Control: no-store", NULL};
+
+static void roadmap_answer(fb_http_req_t *req, int status, const char *body)
+{
+    fb_buf_t b;
+    fb_buf_init(&b, 1u << 21);
+    int code = status == 0 ? 200 : status == FB_ENOENT ? 404 : 503;
+    static const char unavailable[] =
+        "<h1>Feuille de route momentanément indisponible</h1>\n<p>Réessayez dans quelques "
+        "minutes.</p>\n";
+    int rc = fb_buf_puts(&b, roadmap_head);
+    rc = rc ? rc
+            : fb_buf_puts(&b, code == 200   ? body
+                              : code == 404 ? roadmap_missing
+                                            : unavailable);
+    rc = rc ? rc : fb_buf_puts(&b, roadmap_foot);
+    if (rc)
+        fb_http_respond(req, 500, "text/plain; charset=utf-8", "error\n", 6, NULL);
+    else
+        fb_http_respond(req, code, "text/html; charset=utf-8", b.data, b.len, roadmap_headers);
+    fb_buf_free(&b);
+}
+
+static void roadmap_done(void *arg, int status, const char *body_html)
+{
+    roadmap_answer(arg, status, body_html);
+}
+
+static int on_roadmap_page(fb_http_req_t *req, void *arg)
+{
+    fb_daemon_t *d = arg;
+    const char *token = fb_http_req_path(req) + strlen("/feuille-de-route/");
+    int rc = d->router ? fb_router_roadmap_page(d->router, token, roadmap_done, req) : FB_EUNAVAIL;
+    if (rc)
+        roadmap_answer(req, rc, NULL);
+    return FB_EAGAIN; /* answered now or later */
+}
+
 /* ---- shutdown ---- */
 
 static void service_stopped(void *arg)
@@ -753,6 +831,8 @@ int fb_daemon_run(const fb_config_t *cfg, const char *config_path)
     fb_http_server_route(d->http, "/metrics", FB_HTTP_GET, "metrics", on_metrics, d);
     fb_http_server_route(d->http, "/stats", FB_HTTP_GET, "stats", on_stats, d);
     fb_http_server_route(d->http, "/stats.json", FB_HTTP_GET, "stats_json", on_stats_json, d);
+    fb_http_server_route_prefix(d->http, "/feuille-de-route/", FB_HTTP_GET, "roadmap_page",
+                                on_roadmap_page, d);
 
     uv_timer_init(&d->loop, &d->drain);
     d->drain.data = d;

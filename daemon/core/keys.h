@@ -31,6 +31,7 @@
 #define FB_KEY_TICKET    "ticket"    /* hash: the escalation ticket */
 #define FB_KEY_ESC_SENT  "esc:sent"  /* list: "ROOM EVENT_ID" the bot posted for the tickets */
 #define FB_KEY_MONTHS    "months"    /* set: the months (YYYY-MM) the project was active */
+#define FB_KEY_ROADMAP   "roadmap"   /* hash: t the roadmap page's token, h its SHA-256 (hex) */
 
 /* ---- the session record: one hash per conversation -------------------------------------------
  */
@@ -41,12 +42,15 @@
 
 /* ---- global names ----------------------------------------------------------------------------
  */
-#define FB_KEY_PENDING            "outbox:pending"      /* zset: conversations with entries */
-#define FB_KEY_DUE                "reminders:due"       /* zset: "KEY|id" by due ms */
-#define FB_KEY_CLAIMED            "reminders:claimed"   /* zset: claimed members by lease expiry */
-#define FB_KEY_CLAIMS             "reminders:claims"    /* hash: member -> "owner|due" */
-#define FB_KEY_STATS              "stats"               /* hash: global counters */
-#define FB_KEY_AVIS               "avis:comments"       /* list: users' comments, newest first */
+#define FB_KEY_PENDING "outbox:pending"    /* zset: conversations with entries */
+#define FB_KEY_DUE     "reminders:due"     /* zset: "KEY|id" by due ms */
+#define FB_KEY_CLAIMED "reminders:claimed" /* zset: claimed members by lease expiry */
+#define FB_KEY_CLAIMS  "reminders:claims"  /* hash: member -> "owner|due" */
+#define FB_KEY_STATS   "stats"             /* hash: global counters */
+#define FB_KEY_AVIS    "avis:comments"     /* list: users' comments, newest first */
+#define FB_KEY_ROADMAP_IX                                                                          \
+    "roadmap:"                                          /* + SHA-256 hex of a page token: string,  \
+                                                           the conversation key (the page's lookup) */
 #define FB_KEY_ESC_OPEN           "esc:open"            /* zset: open tickets by watchdog time */
 #define FB_KEY_ESC_ROOTS          "esc:roots"           /* hash: root event id -> conversation */
 #define FB_KEY_STATS_NS           "stats:"              /* the stats' keys start with it */

@@ -28,6 +28,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "common/digest.h"
 #include "common/utf8.h"
 #include "core/adapters.h"
 #include "core/feature.h"
@@ -41,33 +42,38 @@
 #include "frichebot/log.h"
 #include "io/metrics.h"
 
-#define CONV_BUCKETS      4096
-#define MAX_ADAPTERS      16
-#define MAX_VERSIONS      16    /* older dialog versions kept for pinned sessions */
-#define MAX_RERUNS        8     /* version conflicts before an event fails with FB_EAGAIN */
-#define MAX_EVENT_ID      256   /* bytes */
-#define MAX_CHOICE        256   /* bytes */
-#define MAX_TEXT          65536 /* bytes of an inbound message */
-#define TICK_MS           1000  /* reconnection check */
-#define SCAN_EVERY_TICKS  60    /* periodic scan of the pending index */
-#define SCAN_BATCH        1000  /* conversations taken from the pending index per scan */
-#define REDIS_RETRY_MS    1000  /* an outbox Redis operation that failed is retried after this */
-#define SENDQ_SCAN_FACTOR 16    /* the scan kicks no outbox while max_sending * this wait a slot */
-#define AVIS_COMMENTS_MAX 1000  /* comments kept in the global list (in commit_src) */
-#define DEDUPE_MS_PER_H   3600000ULL
-#define MAX_ADAPTER_KEYS  8  /* fb_adapter_ops_t.conv_keys deleted on forget */
-#define MAX_FEATURES      8  /* fb_router_add_feature() */
-#define MAX_FEATURE_KEYS  24 /* the features' keys, all together */
-#define MAX_COMMIT_KEYS   (N_CORE_KEYS + MAX_FEATURE_KEYS + MAX_ADAPTER_KEYS)
+#define CONV_BUCKETS        4096
+#define MAX_ADAPTERS        16
+#define MAX_VERSIONS        16    /* older dialog versions kept for pinned sessions */
+#define MAX_RERUNS          8     /* version conflicts before an event fails with FB_EAGAIN */
+#define MAX_EVENT_ID        256   /* bytes */
+#define MAX_CHOICE          256   /* bytes */
+#define MAX_TEXT            65536 /* bytes of an inbound message */
+#define TICK_MS             1000  /* reconnection check */
+#define SCAN_EVERY_TICKS    60    /* periodic scan of the pending index */
+#define SCAN_BATCH          1000  /* conversations taken from the pending index per scan */
+#define REDIS_RETRY_MS      1000  /* an outbox Redis operation that failed is retried after this */
+#define SENDQ_SCAN_FACTOR   16   /* the scan kicks no outbox while max_sending * this wait a slot */
+#define AVIS_COMMENTS_MAX   1000 /* comments kept in the global list (in commit_src) */
+#define DEDUPE_MS_PER_H     3600000ULL
+#define MAX_ADAPTER_KEYS    8  /* fb_adapter_ops_t.conv_keys deleted on forget */
+#define MAX_FEATURES        8  /* fb_router_add_feature() */
+#define MAX_FEATURE_KEYS    24 /* the features' keys, all together */
+#define ROADMAP_TOKEN_BYTES 24 /* the roadmap page's token: 192 random bits, 48 hex digits */
+#define ROADMAP_TOKEN_LEN   ((size_t)2 * ROADMAP_TOKEN_BYTES) /* its hex digits */
+#define ROADMAP_PATH        "/feuille-de-route/"
+#define MAX_COMMIT_KEYS     (N_CORE_KEYS + MAX_FEATURE_KEYS + MAX_ADAPTER_KEYS)
 
 /* ---- the scripts ------------------------------------------------------------------------- */
 
-/* READ. KEYS: session, dedupe mark. {1} when the event was handled already, else {0, v, d, a}
- * (a: the time of the user's last event, ms, "" when unknown). */
+/* READ. KEYS: session, dedupe mark, roadmap. {1} when the event was handled already, else {0, v,
+ * d, a, t} (a: the time of the user's last event, ms, "" when unknown; t: the roadmap page's
+ * token, "" when none was given yet). */
 static const char read_src[] = "if redis.call('EXISTS', KEYS[2]) == 1 then return {1} end\n"
+                               "local rt = redis.call('HGET', KEYS[3], 't') or ''\n"
                                "local cur = redis.call('HMGET', KEYS[1], '" FB_SESSION_VERSION
                                "', '" FB_SESSION_DATA "', '" FB_SESSION_ACTIVITY "')\n"
-                               "return {0, cur[1] or '0', cur[2] or '', cur[3] or ''}\n";
+                               "return {0, cur[1] or '0', cur[2] or '', cur[3] or '', rt}\n";
 
 /*
  * COMMIT, assembled at the first start (build_commit()): commit_head_src, the `K` table of the
@@ -103,15 +109,17 @@ enum core_key {
     CK_REMINDERS,
     CK_TICKET,
     CK_PARKED,
+    CK_ROADMAP,
     CK_PENDING,
     CK_DUE,
     CK_STATS,
     CK_AVIS,
+    CK_ROADMAP_IX,
     N_CORE_KEYS
 };
 static const char *const core_keys[N_CORE_KEYS] = {"session", "event",  "outbox",  "reminders",
-                                                   "ticket",  "parked", "pending", "due",
-                                                   "stats",   "avis"};
+                                                   "ticket",  "parked", "roadmap", "pending",
+                                                   "due",     "stats",  "avis",    "roadmap_ix"};
 
 /* The router's part, after the features' lua_pre: `forget_keys` and `first_adapter_key` are
  * filled in by build_commit() (the DEL of a forget, the position of the adapter's keys). */
@@ -125,6 +133,10 @@ static const char commit_body_fmt[] =
     "end\n"
     "if A.mode == 'f' then\n"
     "  cancel_all()\n"
+    /* the roadmap page: its lookup first (the page answers 404 from now on) */
+    "  local rh = redis.call('HGET', K.roadmap, 'h')\n"
+    "  if rh then redis.call('DEL', K.roadmap_ix .. rh) end\n"
+    "  redis.call('DEL', K.roadmap)\n"
     "  redis.call('DEL', K.session, K.outbox, K.ticket, K.parked%s)\n"
     "  for i = %zu, #KEYS do redis.call('DEL', KEYS[i]) end\n"
     "  nv = 0\n"
@@ -136,6 +148,13 @@ static const char commit_body_fmt[] =
     "  if A.user then redis.call('HSET', K.session, '" FB_SESSION_ACTIVITY "', ARGV[7]) end\n"
     "  if ttl > 0 then redis.call('PEXPIRE', K.session, ttl) else "
     "redis.call('PERSIST', K.session) end\n"
+    /* O.roadmap {token, hash}: a message gave the roadmap page's address for the first time */
+    "  if O.roadmap then\n"
+    "    redis.call('HSET', K.roadmap, 't', O.roadmap[1], 'h', O.roadmap[2])\n"
+    "    redis.call('SET', K.roadmap_ix .. O.roadmap[2], A.member)\n"
+    "  end\n"
+    "  local rh = redis.call('HGET', K.roadmap, 'h')\n"
+    "  if rh then expire(K.roadmap) expire(K.roadmap_ix .. rh) end\n"
     "end\n"
     "if A.user and A.mode ~= 'f' then\n"
     "  local h = redis.call('HGETALL', K.reminders)\n"
@@ -187,6 +206,23 @@ static const char commit_tail_src[] = "redis.call('SET', KEYS[2], '1', 'PX', ARG
                                       "local res = {1, nv}\n"
                                       "for _, k in ipairs(kick) do table.insert(res, k) end\n"
                                       "return res\n";
+
+/* PAGE. KEYS: the token's lookup key (<prefix>roadmap:<hash>); ARGV: the token's hash, the key
+ * prefix. The
+ * conversation key and its session data when the lookup names a conversation whose roadmap
+ * token is still this one (not forgotten, not expired), else nil. The conversation's keys are
+ * built from what the lookup holds, so this reads keys it was not given: fine on one Redis, not
+ * on a Cluster (as the COMMIT's conv_key(); docs/internals/REDIS.md). */
+static const char page_src[] =
+    "local member = redis.call('GET', KEYS[1])\n"
+    "if not member then return nil end\n" FB_KEYS_LUA "local pre = ARGV[2]\n"
+    "if redis.call('HGET', conv_key(pre, member, '" FB_KEY_ROADMAP "'), 'h') ~= ARGV[1] then\n"
+    "  return nil\n"
+    "end\n"
+    "local d = redis.call('HGET', conv_key(pre, member, '" FB_KEY_SESSION "'), '" FB_SESSION_DATA
+    "')\n"
+    "if not d then return nil end\n"
+    "return {member, d}\n";
 
 /* HEAD. KEYS: outbox, pending index; ARGV: conversation key. The head entry, or nil (and the
  * conversation leaves the pending index). */
@@ -260,6 +296,10 @@ struct job {
     void *arg;
     unsigned reruns;
     size_t says; /* outbox entries the last COMMIT attempt carried */
+    /* the roadmap page's token: the stored one, else one minted for this attempt (rm_new), kept
+     * only if a message gives it (ROADMAP_TOKEN_BYTES random bytes in hex) */
+    char rm_token[2 * ROADMAP_TOKEN_BYTES + 1];
+    bool rm_new;
 };
 
 /* OB_QUEUED: the head is read (ob_entry) and waits for a sending slot (router.max_sending). */
@@ -326,7 +366,8 @@ struct fb_router_s {
     uint64_t outbox_delay_ms; /* tests: each delivery waits until the entry's ts + this */
     void (*step_hook)(void *arg, const char *key, json_t *effects);
     void *step_hook_arg;
-    char *k_pending, *k_due, *k_stats, *k_avis;
+    char *k_pending, *k_due, *k_stats, *k_avis, *k_roadmap_ix;
+    fb_store_script_t s_page; /* the roadmap page's session, when the token still holds */
     fb_router_stats_t st;
     char *commit_lua; /* the COMMIT, assembled at the first start (build_commit()) */
     struct feature_slot features[MAX_FEATURES];
@@ -1108,6 +1149,39 @@ static bool stale(int64_t due, const char *activity)
     return due > 0 && a > due;
 }
 
+/* The roadmap page's token for job `j`: `stored` when it is one (a 48-hex-digit string), else a
+ * new one from the system's random source (kept only if a message of this step gives it). */
+static int roadmap_token(struct job *j, const char *stored)
+{
+    if (strlen(stored) == ROADMAP_TOKEN_LEN &&
+        strspn(stored, "0123456789abcdef") == ROADMAP_TOKEN_LEN) {
+        memcpy(j->rm_token, stored, sizeof(j->rm_token));
+        j->rm_new = false;
+        return 0;
+    }
+    unsigned char raw[ROADMAP_TOKEN_BYTES];
+    if (uv_random(NULL, NULL, raw, sizeof(raw), 0, NULL) != 0)
+        return FB_ESYS;
+    fb_hex(raw, sizeof(raw), j->rm_token);
+    memset(raw, 0, sizeof(raw));
+    j->rm_new = true;
+    return 0;
+}
+
+/* True when a `say` of `effects` gives the token (the page's address): then it must be stored. */
+static bool roadmap_token_said(const json_t *effects, const char *token)
+{
+    size_t i;
+    const json_t *e;
+    json_array_foreach(effects, i, e)
+    {
+        const char *t = json_string_value(json_object_get(e, "text"));
+        if (fb_effect_type(e) == FB_EFFECT_SAY && t && strstr(t, token))
+            return true;
+    }
+    return false;
+}
+
 /* The engine's event for job `j`. */
 static fb_event_t job_event(const struct job *j)
 {
@@ -1147,6 +1221,8 @@ static int job_run(struct job *j, const json_t *session, const char *activity, i
     struct conv *c = j->c;
     fb_router_t *r = c->r;
     fb_event_t ev = job_event(j);
+    const char *base = r->cfg->server.public_url;
+    char *url = base && base[0] ? fb_asprintf("%s" ROADMAP_PATH "%s", base, j->rm_token) : NULL;
     fb_engine_env_t env = {
         .now = now / 1000,
         .locale = "fr",
@@ -1155,6 +1231,7 @@ static int job_run(struct job *j, const json_t *session, const char *activity, i
         .n_versions = r->nversions,
         .has_advisor = r->has_advisor,
         .has_advisor_arg = r->has_advisor_arg,
+        .roadmap_url = url,
     };
     *ns = NULL;
     *effects = NULL;
@@ -1166,6 +1243,7 @@ static int job_run(struct job *j, const json_t *session, const char *activity, i
         j->dropped = true;
         *effects =
             json_pack("[{s:s, s:s}]", "type", fb_effect_name(FB_EFFECT_CANCEL), "id", j->timer);
+        fb_free(url);
         return 0;
     }
     if (j->timer && stale(j->due, activity)) {
@@ -1175,6 +1253,7 @@ static int job_run(struct job *j, const json_t *session, const char *activity, i
         j->dropped = true;
         *rearm = true;
         *effects = json_array();
+        fb_free(url);
         return 0;
     }
     int rc = fb_engine_step(r->dialog, session, &ev, &env, ns, effects);
@@ -1182,6 +1261,7 @@ static int job_run(struct job *j, const json_t *session, const char *activity, i
         FB_WARN(ROUTER, "[%s] stored session refused by the engine: starting over", c->tag);
         rc = fb_engine_step(r->dialog, NULL, &ev, &env, ns, effects);
     }
+    fb_free(url);
     return rc;
 }
 
@@ -1199,12 +1279,11 @@ static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t 
     char *owned[MAX_COMMIT_KEYS];
     size_t nkeys = 0, nowned = 0;
     char *evsuffix = fb_asprintf(FB_KEY_EVENT "%s", j->event_id);
-    static const char *const conv_suffix[N_CORE_KEYS] = {[CK_SESSION] = FB_KEY_SESSION,
-                                                         [CK_OUTBOX] = FB_KEY_OUTBOX,
-                                                         [CK_REMINDERS] = FB_KEY_REMINDERS,
-                                                         [CK_TICKET] = FB_KEY_TICKET,
-                                                         [CK_PARKED] = FB_KEY_PARKED};
-    for (size_t i = 0; i < N_CORE_KEYS; i++) {
+    static const char *const conv_suffix[N_CORE_KEYS] = {
+        [CK_SESSION] = FB_KEY_SESSION,     [CK_OUTBOX] = FB_KEY_OUTBOX,
+        [CK_REMINDERS] = FB_KEY_REMINDERS, [CK_TICKET] = FB_KEY_TICKET,
+        [CK_PARKED] = FB_KEY_PARKED,       [CK_ROADMAP] = FB_KEY_ROADMAP};
+    for (size_t i = 0; i < CK_PENDING; i++) {
         if (i == CK_EVENT || conv_suffix[i])
             args[nkeys++] = owned[nowned++] = ckey(c, i == CK_EVENT ? evsuffix : conv_suffix[i]);
     }
@@ -1215,6 +1294,7 @@ static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t 
     args[nkeys++] = r->k_due;
     args[nkeys++] = r->k_stats;
     args[nkeys++] = r->k_avis;
+    args[nkeys++] = r->k_roadmap_ix;
     for (size_t f = 0; f < r->nfeatures; f++) {
         const struct feature_slot *fs = &r->features[f];
         for (size_t i = 0; i < fs->ops->nkeys; i++) {
@@ -1283,6 +1363,13 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
     build_ops(j, effects, now, &co);
     if (rearm)
         json_object_set_new(co.ops, "rearm", json_string(j->timer));
+    if (j->rm_new && !co.forget && roadmap_token_said(effects, j->rm_token)) {
+        unsigned char h[32];
+        char hex[65];
+        fb_sha256(j->rm_token, strlen(j->rm_token), h);
+        fb_hex(h, sizeof(h), hex);
+        json_object_set_new(co.ops, "roadmap", json_pack("[ss]", j->rm_token, hex));
+    }
     char wid[24];
     snprintf(wid, sizeof(wid), "%016llx", (unsigned long long)job_hash(j));
     bool user = !j->timer && !j->handback;
@@ -1343,12 +1430,16 @@ static void on_read(int status, const redisReply *rep, void *arg)
         job_finish(j, 0);
         return;
     }
-    if (!fb_redis_reply_array(rep, 4, 4, "isss")) {
+    if (!fb_redis_reply_array(rep, 5, 5, "issss")) {
         job_finish(j, FB_EAGAIN);
         return;
     }
     if (r->stopping) {
         job_finish(j, FB_ECANCELED);
+        return;
+    }
+    if (roadmap_token(j, rep->element[4]->str) != 0) {
+        job_finish(j, FB_EAGAIN);
         return;
     }
     unsigned long long v = strtoull(rep->element[1]->str, NULL, 10);
@@ -1368,10 +1459,12 @@ static void job_start(struct job *j)
     char *k_session = ckey(c, FB_KEY_SESSION);
     char *evsuffix = fb_asprintf(FB_KEY_EVENT "%s", j->event_id);
     char *k_ev = ckey(c, evsuffix);
-    const char *args[] = {k_session, k_ev};
-    int rc = fb_store_eval(r->store, &r->s_read, FB_REDIS_RETRY, 2, 0, args, NULL, on_read, j);
+    char *k_road = ckey(c, FB_KEY_ROADMAP);
+    const char *args[] = {k_session, k_ev, k_road};
+    int rc = fb_store_eval(r->store, &r->s_read, FB_REDIS_RETRY, 3, 0, args, NULL, on_read, j);
     fb_free(k_session);
     fb_free(k_ev);
+    fb_free(k_road);
     fb_free(evsuffix);
     if (rc != 0) {
         job_finish(j, inbound_status(rc));
@@ -1641,6 +1734,8 @@ fb_router_t *fb_router_create(const fb_router_deps_t *deps, fb_buf_t *errors)
     r->k_due = fb_key_global(prefix, FB_KEY_DUE);
     r->k_stats = fb_key_global(prefix, FB_KEY_STATS);
     r->k_avis = fb_key_global(prefix, FB_KEY_AVIS);
+    r->k_roadmap_ix = fb_key_global(prefix, FB_KEY_ROADMAP_IX);
+    fb_store_script_init(&r->s_page, page_src);
     uv_timer_init(r->loop, &r->kick);
     uv_timer_init(r->loop, &r->tick);
     r->kick.data = r;
@@ -1997,6 +2092,7 @@ void fb_router_destroy(fb_router_t *r)
     fb_free(r->k_due);
     fb_free(r->k_stats);
     fb_free(r->k_avis);
+    fb_free(r->k_roadmap_ix);
     fb_free(r);
 }
 
@@ -2091,4 +2187,74 @@ void fb__router_set_step_hook(fb_router_t *r,
 {
     r->step_hook = fn;
     r->step_hook_arg = arg;
+}
+
+/* ---- the roadmap page ------------------------------------------------------------------------ */
+
+struct page_req {
+    fb_router_t *r;
+    fb_router_page_cb cb;
+    void *arg;
+};
+
+static void on_page(int status, const redisReply *rep, void *arg)
+{
+    struct page_req *pr = arg;
+    fb_router_t *r = pr->r;
+    r->inflight--;
+    int rc = status;
+    fb_buf_t html;
+    fb_buf_init(&html, 1u << 20);
+    if (rc == 0 && rep->type == REDIS_REPLY_NIL) {
+        rc = FB_ENOENT;
+    } else if (rc == 0 && !fb_redis_reply_array(rep, 2, 2, "ss")) {
+        rc = FB_EPROTO;
+    } else if (rc == 0) {
+        json_error_t jerr;
+        json_t *session = json_loadb(rep->element[1]->str, rep->element[1]->len, 0, &jerr);
+        fb_engine_env_t env = {
+            .now = fb_wall_ms() / 1000,
+            .locale = "fr",
+            .geo = r->geo,
+            .versions = (const fb_dialog_t *const *)r->versions,
+            .n_versions = r->nversions,
+            .has_advisor = r->has_advisor,
+            .has_advisor_arg = r->has_advisor_arg,
+        };
+        rc = session ? fb_engine_render_page(r->dialog, session, &env, NULL, &html) : FB_ENOENT;
+        json_decref(session);
+    }
+    pr->cb(pr->arg, rc, rc == 0 ? fb_buf_str(&html) : NULL);
+    fb_buf_free(&html);
+    fb_free(pr);
+    check_stopped(r);
+}
+
+int fb_router_roadmap_page(fb_router_t *r, const char *token, fb_router_page_cb cb, void *arg)
+{
+    if (!r || !token || !cb)
+        return FB_EINVAL;
+    if (strlen(token) != ROADMAP_TOKEN_LEN ||
+        strspn(token, "0123456789abcdef") != ROADMAP_TOKEN_LEN)
+        return FB_ENOENT; /* never a token: no Redis round trip */
+    if (r->stopping)
+        return FB_ECLOSING;
+    unsigned char h[32];
+    char hex[65];
+    fb_sha256(token, strlen(token), h);
+    fb_hex(h, sizeof(h), hex);
+    char *key = fb_asprintf("%s%s", r->k_roadmap_ix, hex);
+    const char *args[] = {key, hex, fb_store_prefix(r->store)};
+    struct page_req *pr = fb_calloc(1, sizeof(*pr));
+    pr->r = r;
+    pr->cb = cb;
+    pr->arg = arg;
+    int rc = fb_store_eval(r->store, &r->s_page, 0, 1, 2, args, NULL, on_page, pr);
+    fb_free(key);
+    if (rc != 0) {
+        fb_free(pr);
+        return rc;
+    }
+    r->inflight++;
+    return 0;
 }

@@ -164,6 +164,19 @@ int fb_router_handback(fb_router_t *r, const char *key, const char *event_id, fb
 /** The outbox of conversation `key` has new entries: read its head now. */
 void fb_router_kick(fb_router_t *r, const char *key);
 
+/** The answer to fb_router_roadmap_page(): 0 and the page's body (HTML, borrowed for the call),
+ *  FB_ENOENT (no such token, forgotten, expired), or another error (Redis). */
+typedef void (*fb_router_page_cb)(void *arg, int status, const char *body_html);
+
+/**
+ * The roadmap page of the conversation whose page token is `token` (the last part of
+ * GET /feuille-de-route/TOKEN): looked up by the token's SHA-256, so that no comparison with a
+ * stored token leaks its prefix by timing; rendered by the engine from the session
+ * (fb_engine_render_page()). 0 and cb later exactly once, or an error and cb never called
+ * (FB_ENOENT at once for a string that is no token).
+ */
+int fb_router_roadmap_page(fb_router_t *r, const char *token, fb_router_page_cb cb, void *arg);
+
 /**
  * Tests only: each outbox delivery first waits until the entry's time + `ms` (0: none), so that
  * a test can kill or stop the daemon between the COMMIT and the send. Test builds

@@ -128,6 +128,7 @@ const char *const fb__text_names[FB__T_COUNT] = {
     "question_avis",
     "avis_utile",
     "avis_pas_utile",
+    "page_feuille_de_route",
 };
 
 const char *const fb__text_defaults[FB__T_COUNT] = {
@@ -263,6 +264,16 @@ const char *const fb__text_defaults[FB__T_COUNT] = {
     "Merci pour votre retour !",
     /* avis_pas_utile */
     "Merci, c'est noté : votre retour aide à améliorer les réponses.",
+    /* page_feuille_de_route: the body of the roadmap page (fb_engine_render_page(), "# " and
+     * "## " lines are headings there); a dialog with catalogues says more (dialogs/friche.yaml) */
+    "# Votre feuille de route\n"
+    "## Les étapes\n"
+    "{% pour e dans feuille_de_route %}\n"
+    "### Étape {{ e.numero }} – {{ e.titre }}\n"
+    "Statut : **{{ e.statut_texte }}**{% si e.modifie_le %} (noté le {{ e.modifie_le }}){% fin "
+    "%}.\n"
+    "{% si e.resume %}{{ e.resume }}\n{% fin %}"
+    "{% fin %}",
 };
 
 const char *const fb__status_names[FB__ST_COUNT] = {

@@ -17,9 +17,18 @@
 #include "frichebot/err.h"
 
 /* Names every template and expression may use besides the slots. */
-static const char *const builtin_names[] = {
-    "feuille_de_route", "question",    "aide",   "tentatives", "etape", "min", "max", "delai",
-    "recherche",        "conseillers", "exemple"};
+static const char *const builtin_names[] = {"feuille_de_route",
+                                            "question",
+                                            "aide",
+                                            "tentatives",
+                                            "etape",
+                                            "min",
+                                            "max",
+                                            "delai",
+                                            "recherche",
+                                            "conseillers",
+                                            "exemple",
+                                            "lien_feuille_de_route"};
 
 /* ---- expressions and templates --------------------------------------------------------------- */
 

@@ -98,6 +98,10 @@ typedef struct fb_engine_env_s {
      * engine never promises an advisor when this says no (issue #19). */
     bool (*has_advisor)(const void *arg, const char *insee);
     const void *has_advisor_arg;
+    /* The address of this conversation's roadmap page ("https://.../feuille-de-route/TOKEN"),
+     * the built-in name `lien_feuille_de_route`; NULL: none (the texts then say how else to get
+     * the roadmap). The router mints the token; the engine only shows the address. */
+    const char *roadmap_url;
 } fb_engine_env_t;
 
 /**
@@ -110,6 +114,17 @@ typedef struct fb_engine_env_s {
 int fb_engine_step(const fb_dialog_t *d, const json_t *session, const fb_event_t *ev,
                    const fb_engine_env_t *env, json_t **new_session /* OUT */,
                    json_t **effects /* OUT */);
+
+/**
+ * The roadmap page of `session` (borrowed): the dialog's `page_feuille_de_route` text, appended
+ * to `plain` and to `html` (either may be NULL; in HTML the values are escaped and "# " to "### "
+ * lines are headings). The roadmap is the stored one once the guided part ended, else the one
+ * the rules give for the answers so far (as `feuille_de_route` reads). Read-only: no effect, the
+ * session unchanged. 0; FB_ENOENT when the session is null or has no roadmap; FB_EINVAL for a
+ * malformed session; a rendering error (both buffers freed then, as fb_template_render()).
+ */
+int fb_engine_render_page(const fb_dialog_t *d, const json_t *session, const fb_engine_env_t *env,
+                          fb_buf_t *plain, fb_buf_t *html);
 
 /** True when `session` (as fb_engine_step() returns it) is handed to an advisor: the engine stays
  *  quiet and the user's messages are for the advisor (docs/internals/ESCALATION.md). */

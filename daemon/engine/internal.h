@@ -119,6 +119,7 @@ enum fb__textid {
     FB__T_QUESTION_AVIS,
     FB__T_AVIS_UTILE,
     FB__T_AVIS_PAS_UTILE,
+    FB__T_PAGE_FEUILLE_DE_ROUTE,
     FB__T_COUNT,
 };
 

@@ -42,6 +42,7 @@ void fb__run_invalidate(struct run *r)
     fb__run_drop(&r->c_min);
     fb__run_drop(&r->c_max);
     fb__run_drop(&r->c_example);
+    fb__run_drop(&r->c_road_url);
     if (r->c_communes)
         for (size_t i = 0; i < r->d->n_slots; i++)
             fb__run_drop(&r->c_communes[i]);
@@ -215,6 +216,11 @@ const json_t *fb__run_builtin(struct run *r, const char *name, size_t len)
         return r->c_recherche;
     if (IS("conseillers")) /* an advisor can take this conversation: texts that offer one */
         return fb__run_advisor_available(r) ? json_true() : json_false();
+    if (IS("lien_feuille_de_route")) { /* the roadmap page's address, when the daemon has one */
+        if (!r->c_road_url && r->env->roadmap_url && r->env->roadmap_url[0])
+            r->c_road_url = json_string(r->env->roadmap_url);
+        return r->c_road_url;
+    }
     if (st->type == FB__Q_NONE || r->guard > 0)
         return NULL;
     if (IS("exemple")) { /* « 1 » pour « Label », for the help after failures */
@@ -1276,6 +1282,35 @@ static void run_free(struct run *r)
     fb_free(r->c_communes);
     fb_free(r->c_cats);
     fb__session_free(&r->s);
+}
+
+int fb_engine_render_page(const fb_dialog_t *d, const json_t *session, const fb_engine_env_t *env,
+                          fb_buf_t *plain, fb_buf_t *html)
+{
+    if (!d || !env || (!plain && !html))
+        return FB_EINVAL;
+    if (!session || json_is_null(session))
+        return FB_ENOENT;
+    struct run run, *r = &run;
+    memset(r, 0, sizeof(*r));
+    r->env = env;
+    r->latest = d;
+    r->xenv = (fb_expr_env_t){lookup, has_tag, r};
+    int rc = fb__session_parse(d, env, session, &r->s);
+    if (rc != 0) {
+        fb__session_free(&r->s);
+        return rc;
+    }
+    r->d = r->s.d;
+    r->effects = json_array(); /* nothing is said: rendering only (dropped below) */
+    const json_t *road = fb__run_builtin(r, "feuille_de_route", strlen("feuille_de_route"));
+    if (json_array_size(road) == 0)
+        rc = FB_ENOENT;
+    else
+        rc = fb__run_render_text(r, &r->d->texts[FB__T_PAGE_FEUILLE_DE_ROUTE], plain, html);
+    run_free(r);
+    json_decref(r->effects);
+    return rc;
 }
 
 int fb_engine_step(const fb_dialog_t *d, const json_t *session, const fb_event_t *ev,

@@ -57,6 +57,7 @@ struct run {
     json_t *c_delai;     /* "3 mois": the delay the user just asked for, or NULL */
     json_t *c_recherche; /* the commune step's context for its texts ("recherche"), or NULL */
     json_t *c_example;   /* `exemple`: an answer the current question understands, or NULL */
+    json_t *c_road_url;  /* `lien_feuille_de_route`: env->roadmap_url as JSON, or NULL */
     json_t **c_communes; /* per slot */
     json_t **c_cats;     /* per catalogue: its items whose `si` holds */
     int guard;           /* > 0 while rendering the question or its help (no recursion) */

@@ -509,6 +509,8 @@ static void names_filter(void *arg, const char *name, bool is_tag, int line, int
 {
     struct names_ctx *c = arg;
     if (!is_tag) {
+        if (c->n > 0 && !strcmp(name, FB_TEMPLATE_LOOP_RANK))
+            return;
         for (size_t i = 0; i < c->n; i++) {
             if (!strcmp(c->scope[i], name))
                 return;
@@ -544,6 +546,8 @@ struct strings_ctx {
 static void strings_filter(void *arg, const char *name, const char *str, int line, int col)
 {
     struct strings_ctx *c = arg;
+    if (c->n > 0 && !strcmp(name, FB_TEMPLATE_LOOP_RANK))
+        return;
     for (size_t i = 0; i < c->n; i++)
         if (!strcmp(c->scope[i], name))
             return;
@@ -761,7 +765,7 @@ struct binding {
 struct render {
     const fb_expr_env_t *outer; /* the caller's env, may be NULL */
     fb_expr_env_t env;          /* what expressions see: loop variables, then `outer` */
-    struct binding scope[FB_TEMPLATE_MAX_DEPTH];
+    struct binding scope[2 * FB_TEMPLATE_MAX_DEPTH]; /* each loop: its variable and `rang` */
     size_t n_scope;
     fb_buf_t text; /* the intermediate text */
     fb_buf_t mask; /* one byte per text byte: 1 when it came from a value */
@@ -830,18 +834,22 @@ static int render_for(struct render *r, const struct tnode *n)
     if (json_is_array(arr)) {
         size_t i;
         const json_t *item;
-        FB_ASSERT(r->n_scope < FB_TEMPLATE_MAX_DEPTH);
+        FB_ASSERT(r->n_scope + 2 <= FB_ARRAY_SIZE(r->scope));
         json_array_foreach(arr, i, item)
         {
             if (++r->work > MAX_WORK) {
                 rc = FB_ETOOBIG; /* each turn counts, even one that renders nothing */
                 break;
             }
-            r->scope[r->n_scope].name = n->var;
-            r->scope[r->n_scope].value = item;
-            r->n_scope++;
+            json_t *rank = json_integer((json_int_t)i + 1);
+            r->scope[r->n_scope].name = FB_TEMPLATE_LOOP_RANK;
+            r->scope[r->n_scope].value = rank;
+            r->scope[r->n_scope + 1].name = n->var;
+            r->scope[r->n_scope + 1].value = item;
+            r->n_scope += 2;
             rc = render_list(r, &n->body);
-            r->n_scope--;
+            r->n_scope -= 2;
+            json_decref(rank);
             if (rc)
                 break;
         }
@@ -1161,7 +1169,7 @@ static bool blank(char c)
 /* Closes the open paragraph or list in HTML. */
 static int close_block(fb_buf_t *out, bool html, int *cur)
 {
-    static const char *const closers[] = {"", "</p>", "</ul>"};
+    static const char *const closers[] = {"", "</p>", "</ul>", ""};
     int rc = html ? fb_buf_puts(out, closers[*cur]) : 0;
     *cur = 0;
     return rc;
@@ -1170,7 +1178,7 @@ static int close_block(fb_buf_t *out, bool html, int *cur)
 /* Lines of the intermediate (split at author newlines) to paragraphs and lists. */
 static int render_markup(const struct markup *k, fb_buf_t *out, bool html)
 {
-    enum { NONE, PARA, LIST };
+    enum { NONE, PARA, LIST, HEAD };
     int cur = NONE, rc = 0;
     bool any = false, gap = false;
     size_t b = 0;
@@ -1191,9 +1199,31 @@ static int render_markup(const struct markup *k, fb_buf_t *out, bool html)
         }
         bool item = author(k, b, '-') && b + 1 < e && !k->m[b + 1] &&
                     (k->s[b + 1] == ' ' || k->s[b + 1] == '\t');
+        /* "# ", "## ", "### " written by the author: a heading (the roadmap page's); the
+         * plain text keeps the title alone */
+        size_t level = 0;
+        while (level < 3 && author(k, b + level, '#'))
+            level++;
+        bool heading = level > 0 && author(k, b + level, ' ');
         if (!html && any)
             rc = fb_buf_puts(out, gap ? "\n\n" : "\n");
-        if (item) {
+        if (heading) {
+            b += level + 1;
+            while (b < e && blank(k->s[b]))
+                b++;
+            char tag[8];
+            snprintf(tag, sizeof(tag), "<h%zu>", level);
+            if (!rc && html)
+                rc = close_block(out, html, &cur);
+            if (!rc && html)
+                rc = fb_buf_puts(out, tag);
+            if (!rc)
+                rc = inline_run(k, out, html, b, e, true);
+            snprintf(tag, sizeof(tag), "</h%zu>", level);
+            if (!rc && html)
+                rc = fb_buf_puts(out, tag);
+            cur = HEAD;
+        } else if (item) {
             b += 2;
             while (b < e && blank(k->s[b]))
                 b++;

@@ -89,6 +89,12 @@ int fb_template_format_value(const json_t *v, fb_buf_t *out);
 #define FB_TEMPLATE_MAX_DEPTH 64
 
 /**
+ * Inside a `pour` loop, the rank of the current item, 1 for the first ("{% si rang <= 3 %}": the
+ * first three); the innermost loop's. Outside any loop it is an ordinary (unknown) name.
+ */
+#define FB_TEMPLATE_LOOP_RANK "rang"
+
+/**
  * Thousands separator of formatted numbers: a plain space ("3 000"). Not U+202F (narrow
  * no-break space) so that transcripts and answers typed by people compare equal; a message may
  * wrap inside a large number, which chat bubbles rarely do.

@@ -68,6 +68,7 @@ static const fb_conf_field_t server_fields[] = {
     {"max_connections_per_address", FB_CONF_UINT, false, OFF(server.max_connections_per_address), 1,
      1000000, NULL, NULL},
     {"trusted_proxies", FB_CONF_IPS, false, OFF(server.trusted_proxies), 0, 64, NULL, NULL},
+    {"public_url", FB_CONF_URL, false, OFF(server.public_url), 0, 0, NULL, NULL},
 };
 
 static const fb_conf_field_t redis_reconnect_fields[] = {
@@ -1579,6 +1580,7 @@ void fb_config_free(fb_config_t *cfg)
     }
     FB_FREE(cfg->path);
     FB_FREE(cfg->server.listen_host);
+    FB_FREE(cfg->server.public_url);
     FB_FREE(cfg->redis.address);
     FB_FREE(cfg->redis.password_file);
     FB_FREE(cfg->redis.require_aof);

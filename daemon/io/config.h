@@ -125,6 +125,8 @@ typedef struct fb_server_opts_s {
     unsigned max_connections_per_address; /* open connections per peer address; 0: no cap */
     char **trusted_proxies; /* reverse proxies' addresses: no per-address cap, and the client's
                                address read from their X-Forwarded-For; never NULL after a parse */
+    char *public_url;       /* "https://host[/path]", how users reach this server; NULL: unknown (no
+                               link to the roadmap page in messages) */
 } fb_server_opts_t;
 
 /** Redis connection. */

@@ -41,11 +41,12 @@ from fault_proxy import FaultProxy  # noqa: E402
 # point 5: not in the same breath as the roadmap); « 3 » rates, « non » declines a comment.
 WALK = ["saint dizier", "la commune", "une gare", "3 hectares", "pas de bâtiment", "je ne sais pas",
         "SNCF", "rien de connu", "PLU", "aucun", "logements", "idée", "acv", "merci", "3", "non"]
-# The roadmap comes in three messages (steps, contacts, funding): the needles are looked for in
-# the bot's messages from the first one on.
+# The roadmap's summary (one message: the site, three steps, three contacts, the funding names,
+# the link to the page when server.public_url is set): the needles are looked for in the bot's
+# messages from the first one on.
 ROADMAP = ["Votre feuille de route – Saint-Dizier (Haute-Marne)",
-           "SNCF Immobilier", "Étape 4 – Pollution : faire un diagnostic des sols",
-           "L'EPF d'État de votre région – Grand Est", "ADEME : aide aux études de pollution"]
+           "À contacter d'abord : SNCF Immobilier", "Étape 3 – Maîtrise foncière",
+           "ADEME : aide aux études de pollution"]
 
 
 def roadmap_text(texts):
@@ -238,7 +239,10 @@ def wait_all(user, room, bot_id, expected, daemon, timeout=90):
 
 def test_friche_conversation_in_a_direct_room(synapse, redis, make_daemon, tmp_path):
     bot = new_bot(synapse, tmp_path)
-    d = start_bot(make_daemon, redis, synapse, bot)
+    d = make_daemon(redis.address, idle_timeout_s=30, start=False,
+                    extra=bot_matrix_yaml(synapse, bot) + router_yaml())
+    d.settings["server_extra"] = f'  public_url: "http://127.0.0.1:{d.port}"'
+    d.start()
     user = new_user(synapse)
     t0 = time.monotonic()
     room = open_dm(user, bot["user_id"], d)
@@ -254,6 +258,14 @@ def test_friche_conversation_in_a_direct_room(synapse, redis, make_daemon, tmp_p
     roadmap = roadmap_text(texts)
     for needle in ROADMAP:
         assert needle in roadmap, roadmap
+    # The summary links the roadmap page (issue #16), a link in the HTML too; the page opens.
+    link = re.search(r"http://127\.0\.0\.1:\d+(/feuille-de-route/[0-9a-f]{48})", roadmap)
+    assert link, roadmap
+    assert "Étape 4 – " not in roadmap and len(roadmap_split(got)[1][0]["content"]["body"]) < 2500
+    assert f'<a href="{link.group(0)}">la feuille de route complète</a>' in \
+        roadmap_split(got)[1][0]["content"]["formatted_body"]
+    status, _, page = d.request(link.group(1))
+    assert status == 200 and "Étape 4 – " in page.decode(), page[:300]
     # Replies are notices, but the roadmap's first message (docs/internals/MATRIX.md,
     # notifications), with a plain body and filtered HTML; choices are a numbered list.
     assert roadmap_split(got)[1], bodies(got)
