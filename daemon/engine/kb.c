@@ -754,11 +754,12 @@ static const char *const FILED[] = {"dossier",      "dossiers", "demande", "dema
                                     "candidature",  "permis",   "requete", "subvention",
                                     "candidatures", NULL};
 static const char *const DECIDED[] = {
-    "depose",    "deposee", "deposes", "deposees",  "envoye",     "envoyee",     "transmis",
-    "transmise", "retenu",  "retenue", "accepte",   "acceptee",   "refuse",      "refusee",
-    "valide",    "validee", "accorde", "accordee",  "recu",       "recue",       "rejete",
-    "rejetee",   "obtenu",  "obtenue", "incomplet", "incomplete", "irrecevable", "ajourne",
-    "ajournee",  NULL}; /* not « instruit », « signe », « traite »: also present tense */
+    "depose",    "deposee", "deposes",  "deposees",  "envoye",     "envoyee",     "transmis",
+    "transmise", "retenu",  "retenue",  "accepte",   "acceptee",   "refuse",      "refusee",
+    "valide",    "validee", "accorde",  "accordee",  "recu",       "recue",       "rejete",
+    "rejetee",   "obtenu",  "obtenue",  "incomplet", "incomplete", "irrecevable", "ajourne",
+    "ajournee",  "complet", "complete", NULL}; /* not « instruit », « signe », « traite »: also
+                                                  present tense */
 /* « on a touché », « nous avons perçu »: money the user's body received */
 static const char *const WE[] = {"on", "nous", "j", "je", NULL};
 static const char *const HAVE[] = {"a", "avons", "ai", "aurons", "aura", NULL};
@@ -771,9 +772,47 @@ static const char *const GIVEN[] = {"prete",   "pretee",    "verse",    "versee"
 /* a name or contact details: « le notaire de notre commune s'appelle comment » */
 static const char *const IDENTITY[] = {"appelle",   "nom",       "coordonnees", "numero",
                                        "telephone", "joignable", "mail",        "email",
-                                       "courriel",  "adresse",   NULL};
-static const char *const MONEY[] = {"combien", "montant", "taux",  "prix",  "cout",
-                                    "coute",   "coutera", "tarif", "couts", NULL};
+                                       "courriel",  "adresse",   "occupe",      NULL};
+static const char *const MONEY[] = {"combien",    "montant",      "taux",      "prix",   "cout",
+                                    "coute",      "coutera",      "tarif",     "couts",  "rapporte",
+                                    "rapportera", "rapporterait", "couterait", "valeur", NULL};
+/* a future for the user's body (« on va toucher », « va nous coûter », « on aura »): with a
+ * money word, a forecast of the user's own figures */
+static const char *const FUTURE[] = {"va",     "vont",  "allons", "aura",
+                                     "aurons", "aurai", "auront", NULL};
+/* the user's private life, not a project owner's (« ma maison », « son voisin », « mon fils »):
+ * other business than the base's, whatever words it shares with it */
+static const char *const PRIVATE[] = {"maison",  "jardin",  "fils",        "fille",   "enfant",
+                                      "enfants", "voisin",  "voisins",     "voisine", "chien",
+                                      "chat",    "voiture", "appartement", "veranda", "piscine",
+                                      "femme",   "mari",    NULL};
+/* a request to act (« envoyez le dossier à la DDT », « rédigez-moi la délibération »,
+ * « pouvez-vous contacter le propriétaire »): the bot informs, it does not act; imperatives as a
+ * message's first word, infinitives after « pouvez-vous », « tu peux », « merci de »... */
+static const char *const ACT_IMPERATIVE[] = {
+    "redigez",   "redige",   "relisez",     "relis",     "envoyez",   "envoie",  "appelez",
+    "contactez", "contacte", "transmettez", "transmets", "inscrivez", "inscris", "remplissez",
+    "remplis",   "deposez",  "faites",      "fais",      "ecrivez",   "ecris",   "preparez",
+    "prepare",   "verifiez", "corrigez",    "corrige",   "prenez",    "prends",  "telephonez",
+    "rappelez",  "relance",  "relancez",    "signez",    NULL};
+static const char *const ACT_INFINITIVE[] = {
+    "rediger",    "relire",   "envoyer",  "appeler",  "contacter", "transmettre", "inscrire",
+    "remplir",    "deposer",  "ecrire",   "preparer", "verifier",  "corriger",    "prendre",
+    "telephoner", "rappeler", "relancer", "signer",   NULL};
+/* « pouvez-vous », « tu peux », « merci de »: the verb that asks for an act */
+static const char *const CAN[] = {"pouvez", "pourriez", "peux", "pourrais",
+                                  "voulez", "veuillez", NULL};
+/* the bot's own services: asking it to pass a message to an advisor is a question it answers */
+static const char *const BOT_SERVICE[] = {"conseiller", "conseillere", "humain",
+                                          "bot",        "frichebot",   NULL};
+/* words that ask how to find something out: « comment savoir ce que dit le cadastre pour la
+ * parcelle AB 112 » is a general question, « la parcelle AB 245 est constructible ? » is not */
+static const char *const HOW_TO[] = {"comment",   "ou",       "savoir", "sait",
+                                     "trouver",   "voir",     "vois",   "connaitre",
+                                     "consulter", "regarder", NULL};
+/* a cadastral reference's words (« parcelle AB 245 », « section ZC n° 452 ») */
+static const char *const CADASTRE[] = {"parcelle",  "parcelles",  "section", "cadastre",
+                                       "cadastree", "cadastrale", NULL};
 /* after « combien de »: a duration or a count, not an amount */
 static const char *const NOT_AMOUNT[] = {"temps",  "annees",    "ans",   "mois",
                                          "jours",  "semaines",  "delai", "heures",
@@ -782,6 +821,11 @@ static const char *const NOT_AMOUNT[] = {"temps",  "annees",    "ans",   "mois",
 static const char *const DOCUMENT[] = {
     "plu",      "plui",   "scot",         "reglement", "convention", "contrat", "bail",
     "courrier", "arrete", "deliberation", "compromis", "devis",      NULL};
+/* of those, the papers of one case (not planning documents, whose rules are general):
+ * « notre bail se termine quand », « relisez notre convention » ask about one paper */
+static const char *const PAPER[] = {"convention", "contrat",   "bail",  "courrier",
+                                    "arrete",     "compromis", "devis", "conventions",
+                                    "contrats",   "courriers", NULL};
 static const char *const READS[] = {"dit",      "dise",     "prevoit", "stipule",  "indique",
                                     "autorise", "interdit", "impose",  "contient", NULL};
 /* a decision on one's own paper: « on signe ? », « on la signe ou pas » */
@@ -790,13 +834,16 @@ static const char *const OBJECT_PRONOUN[] = {"la", "le", "les", "l", NULL};
 /* the bot's own follow-up, the one status it does know (« où en sont mes étapes ») */
 static const char *const BOT_TRACKING[] = {"etape",         "etapes",        "feuille", "suivi",
                                            "recapitulatif", "questionnaire", NULL};
-static const char *const OWN_PLACE[] = {"commune",     "village",          "ville",
-                                        "site",        "terrain",          "friche",
-                                        "parcelle",    "projet",           "dossier",
-                                        "chantier",    "operation",        "usine",
-                                        "batiment",    "mairie",           "collectivite",
-                                        "departement", "intercommunalite", "epci",
-                                        "agglo",       "communaute",       NULL};
+static const char *const OWN_PLACE[] = {
+    "commune",          "village",  "ville",        "site",
+    "terrain",          "friche",   "parcelle",     "projet",
+    "dossier",          "chantier", "operation",    "usine",
+    "batiment",         "mairie",   "collectivite", "departement",
+    "intercommunalite", "epci",     "agglo",        "communaute",
+    "decharge",         "carriere", "ecole",        "gare",
+    "hangar",           "entrepot", "garage",       "station",
+    "terrains",         "sites",    "friches",      "batiments",
+    "communes",         "immeuble", "local",        NULL};
 
 /* The word classes of the own-case and small-talk rules, looked up in one hash map
  * (`class_map`, built by fb_kb_new() from the tables below). */
@@ -823,10 +870,53 @@ enum {
     C_READS = 1 << 19,
     C_SIGN = 1 << 20,
     C_OBJECT_PRONOUN = 1 << 21,
+    C_FUTURE = 1 << 22,
+    C_PRIVATE = 1 << 23,
+    C_ACT_IMPERATIVE = 1 << 24,
+    C_ACT_INFINITIVE = 1 << 25,
+    C_CAN = 1 << 26,
+    C_BOT_SERVICE = 1 << 27,
+    C_HOW_TO = 1 << 28,
+    C_CADASTRE = 1 << 29,
+    C_PAPER = 1 << 30, /* the last bit: the map's values are positive ints */
 };
 
 static bool in(const fb_kb_t *kb, const char *w, unsigned c);
 static unsigned word_classes(const fb_kb_t *kb, const char *w);
+
+static bool is_digits(const char *w)
+{
+    return *w && w[strspn(w, "0123456789")] == '\0';
+}
+
+/* A cadastral section code (« AB », « ZC », « B »): one or two letters that are no word. */
+static bool is_section_code(const char *w, unsigned c)
+{
+    static const char *const not_codes[] = {"a", "y", "l",  "d",  "j",  "n",  "s",  "c",
+                                            "m", "t", "no", "ni", "oh", "ah", "eh", NULL};
+    size_t len = strlen(w);
+    if (len == 0 || len > 2 || (c & (C_STOP | C_GLUE | C_OBJECT_PRONOUN)) || word_in(w, not_codes))
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (w[i] < 'a' || w[i] > 'z')
+            return false;
+    return true;
+}
+
+/* A cadastral reference after word `i` of `w` (« parcelle AB 245 », « parcelle n° 452 »,
+ * « section ZC »): one plot, whose facts only the user's data can give. */
+static bool cadastral_ref(const char *const *w, const unsigned *c, size_t n, size_t i)
+{
+    size_t j = i + 1;
+    if (j < n && (strcmp(w[j], "n") == 0 || strcmp(w[j], "no") == 0 || strcmp(w[j], "numero") == 0))
+        j++;
+    if (j >= n)
+        return false;
+    if (is_digits(w[j]))
+        return true;
+    return is_section_code(w[j], c[j]) &&
+           (strcmp(w[i], "section") == 0 || (j + 1 < n && is_digits(w[j + 1])));
+}
 
 /* fb_kb_is_own_case() on folded `f` (modified); `kb` may be NULL (slower word lookups). */
 static bool own_case(const fb_kb_t *kb, char *f)
@@ -841,10 +931,103 @@ static bool own_case(const fb_kb_t *kb, char *f)
         c[i] = word_classes(kb, w[i]);
     bool filed_own = false, decided = false, money = false, own_place = false, identity = false,
          received = false, doc_own = false, doc = false, reads = false;
+    /* the shapes added by the refusal pass (docs/internals/KB.md, « Questions about one's own
+     * case »): a forecast of our figures, private life, one of our papers, a status asked
+     * « déjà », money we did (not) get and why, one plot, a request to act */
+    bool future_us = false, private_life = false, paper_own = false, already = false, why = false,
+         received_loose = false, how_to = false, cadastral = false, bot_service = false,
+         act = false, signed_us = false, paper = false;
     for (size_t i = 0; i < n; i++)
         if ((c[i] & C_BOT_TRACKING))
             return false;
+    {
+        /* a request to act: an imperative as the first word after greetings and « svp »
+         * (« envoyez le dossier à la DDT »), or « pouvez-vous / tu peux / merci de » + an
+         * infinitive (« pouvez-vous contacter le propriétaire ») */
+        size_t i = 0;
+        while (i < n &&
+               ((c[i] & C_SMALL_TALK) || strcmp(w[i], "svp") == 0 || strcmp(w[i], "stp") == 0 ||
+                strcmp(w[i], "alors") == 0 || strcmp(w[i], "euh") == 0))
+            i++;
+        if (i + 1 < n && (c[i] & C_ACT_IMPERATIVE))
+            act = true;
+    }
     for (size_t i = 0; i < n; i++) {
+        bool asks =
+            (c[i] & C_CAN) &&
+            ((i + 1 < n && (strcmp(w[i + 1], "vous") == 0 || strcmp(w[i + 1], "tu") == 0)) ||
+             (i > 0 && (strcmp(w[i - 1], "vous") == 0 || strcmp(w[i - 1], "tu") == 0)));
+        if (strcmp(w[i], "merci") == 0 && i + 1 < n &&
+            (strcmp(w[i + 1], "de") == 0 || strcmp(w[i + 1], "d") == 0))
+            asks = true;
+        if (asks) {
+            static const char *const skip[] = {"vous", "tu",  "me",   "m", "nous", "le", "la",
+                                               "les",  "lui", "leur", "l", "de",   "d",  NULL};
+            size_t j = i + 1;
+            while (j < n && j <= i + 4 && word_in(w[j], skip))
+                j++;
+            if (j < n && (c[j] & C_ACT_INFINITIVE))
+                act = true;
+        }
+        if ((c[i] & C_BOT_SERVICE))
+            bot_service = true;
+        if ((c[i] & C_HOW_TO) && !(strcmp(w[i], "ou") == 0 && i + 1 < n &&
+                                   (strcmp(w[i + 1], "pas") == 0 || strcmp(w[i + 1], "non") == 0)))
+            how_to = true;
+        if ((c[i] & C_CADASTRE) && cadastral_ref(w, c, n, i))
+            cadastral = true;
+        if (strcmp(w[i], "deja") == 0)
+            already = true;
+        if ((c[i] & C_PAPER))
+            paper = true;
+        if (strcmp(w[i], "pourquoi") == 0)
+            why = true;
+        /* « chez nous » is the user's place; « chez moi » their private home */
+        if (strcmp(w[i], "chez") == 0 && i + 1 < n) {
+            if (strcmp(w[i + 1], "nous") == 0)
+                own_place = true;
+            else if (strcmp(w[i + 1], "moi") == 0)
+                private_life = true;
+        }
+        /* « ma maison », « son voisin », « mon fils » */
+        if ((c[i] & C_PRIVATE) && i > 0) {
+            for (size_t j = i - 1;; j--) {
+                if (strcmp(w[j], "mon") == 0 || strcmp(w[j], "ma") == 0 ||
+                    strcmp(w[j], "mes") == 0 || strcmp(w[j], "son") == 0 ||
+                    strcmp(w[j], "sa") == 0 || strcmp(w[j], "ses") == 0)
+                    private_life = true;
+                if (j == 0 || j + 2 == i)
+                    break;
+            }
+        }
+        /* « on va toucher », « nous allons payer », « on aura », « va nous coûter » */
+        if (i + 1 < n &&
+            (((c[i] & C_WE) && (c[i + 1] & C_FUTURE)) ||
+             ((c[i] & C_FUTURE) && (strcmp(w[i + 1], "nous") == 0 || strcmp(w[i + 1], "me") == 0 ||
+                                    strcmp(w[i + 1], "m") == 0))))
+            future_us = true;
+        /* « on a pas eu », « on n'a toujours pas touché », « nous avons bien reçu » */
+        if ((c[i] & C_WE)) {
+            static const char *const adverbs[] = {"pas",  "jamais", "toujours", "deja", "bien",
+                                                  "rien", "encore", "plus",     "n",    NULL};
+            size_t j = i + 1;
+            if (j < n && strcmp(w[j], "n") == 0)
+                j++;
+            if (j < n && (c[j] & C_HAVE)) {
+                for (size_t k = j + 1; k < n && k <= j + 3; k++) {
+                    if ((c[k] & C_RECEIVED)) {
+                        received_loose = true;
+                        break;
+                    }
+                    if (strncmp(w[k], "signe", 5) == 0 && strlen(w[k]) <= 7) {
+                        signed_us = true; /* « la convention qu'on a signée » */
+                        break;
+                    }
+                    if (!word_in(w[k], adverbs))
+                        break;
+                }
+            }
+        }
         if (i + 2 < n && strcmp(w[i], "ou") == 0 && strcmp(w[i + 1], "en") == 0 &&
             (strcmp(w[i + 2], "est") == 0 || strcmp(w[i + 2], "sont") == 0))
             return true;
@@ -901,11 +1084,15 @@ static bool own_case(const fb_kb_t *kb, char *f)
                     own_place = true;
                 if ((c[j] & C_DOCUMENT))
                     doc_own = true;
+                if ((c[j] & C_PAPER))
+                    paper_own = true;
             }
         }
     }
-    return (filed_own && decided) || (money && (own_place || received)) ||
-           (identity && own_place) || (reads && (doc_own || (doc && own_place)));
+    return (filed_own && (decided || already)) || (money && (own_place || received || future_us)) ||
+           (identity && own_place) || (reads && (doc_own || (doc && own_place))) || paper_own ||
+           private_life || (received_loose && (why || money)) || (cadastral && !how_to) ||
+           (act && !bot_service) || (signed_us && paper);
 }
 
 bool fb_kb_is_own_case(const char *question)
@@ -917,6 +1104,64 @@ bool fb_kb_is_own_case(const char *question)
     if (need >= sizeof(f))
         f[sizeof(f) - 1] = '\0';
     return own_case(NULL, f);
+}
+
+/*
+ * Other town-hall business (docs/internals/KB.md, « Other town-hall business »): civil
+ * registration, identity papers, school canteens, elections, cemeteries, roads, a citizen's
+ * housing application, hiring the village hall. A secretary asks the bot about them in the same
+ * words as about the friche (« demande », « logement social », « salle des fêtes », « acte »,
+ * « carte »), so one shared word can score high; none is the base's subject. Folded phrases,
+ * whole words. « Salle des fêtes » alone is not here: a friche can become one.
+ */
+static const char *const OFF_TOPIC[] = {"etat civil",
+                                        "acte de naissance",
+                                        "acte de mariage",
+                                        "acte de deces",
+                                        "carte d identite",
+                                        "cartes d identite",
+                                        "carte grise",
+                                        "permis de conduire",
+                                        "passeport",
+                                        "cantine",
+                                        "periscolaire",
+                                        "liste electorale",
+                                        "listes electorales",
+                                        "bureau de vote",
+                                        "cimetiere",
+                                        "concession funeraire",
+                                        "nid de poule",
+                                        "nids de poule",
+                                        "taxe d habitation",
+                                        "demande de logement",
+                                        "demandes de logement",
+                                        "louer la salle",
+                                        "location de la salle",
+                                        "reserver la salle",
+                                        "reservation de la salle",
+                                        "louer une salle",
+                                        NULL};
+
+static bool off_topic(const char *f)
+{
+    for (const char *const *ph = OFF_TOPIC; *ph; ph++) {
+        size_t len = strlen(*ph);
+        for (const char *p = strstr(f, *ph); p; p = strstr(p + 1, *ph))
+            if ((p == f || p[-1] == ' ') && (p[len] == '\0' || p[len] == ' '))
+                return true;
+    }
+    return false;
+}
+
+bool fb_kb_is_off_topic(const char *message)
+{
+    char f[MAX_QUERY + 1];
+    if (!message)
+        return false;
+    size_t need = fb_text_fold(message, strlen(message), f, sizeof(f));
+    if (need >= sizeof(f))
+        f[sizeof(f) - 1] = '\0';
+    return off_topic(f);
 }
 
 /*
@@ -974,6 +1219,15 @@ static const struct {
     {READS, C_READS},
     {SIGN, C_SIGN},
     {OBJECT_PRONOUN, C_OBJECT_PRONOUN},
+    {FUTURE, C_FUTURE},
+    {PRIVATE, C_PRIVATE},
+    {ACT_IMPERATIVE, C_ACT_IMPERATIVE},
+    {ACT_INFINITIVE, C_ACT_INFINITIVE},
+    {CAN, C_CAN},
+    {BOT_SERVICE, C_BOT_SERVICE},
+    {HOW_TO, C_HOW_TO},
+    {CADASTRE, C_CADASTRE},
+    {PAPER, C_PAPER},
 };
 
 /* The classes of folded word `w`, from the tables. */
@@ -1233,6 +1487,7 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
             f[sizeof(f) - 1] = '\0';
         char g[MAX_QUERY + 1];
         memcpy(g, f, sizeof(f));
+        res->off_topic = off_topic(f);
         res->own_case = own_case(kb, g);
         res->small_talk = need < sizeof(f) && small_talk(kb, f);
     }
@@ -1251,7 +1506,8 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     }
     if (defined >= 0)
         res->margin = 1;
-    res->confident = fb_kb_confident(res->norm, res->margin) && !res->own_case && !res->small_talk;
+    res->confident = fb_kb_confident(res->norm, res->margin) && !res->own_case &&
+                     !res->small_talk && !res->off_topic;
 }
 
 void fb_kb_terms(const fb_kb_t *kb, const char *text, fb_buf_t *out)

@@ -279,6 +279,44 @@ TEST_IMPL(kb_own_case)
     ASSERT(fb_kb_is_own_case("combien on a de budget pour 2027"));
     ASSERT(fb_kb_is_own_case("combien nous avons en caisse pour la friche"));
     ASSERT(!fb_kb_is_own_case("combien on a droit de DETR ?"));
+    /* a forecast of our figures: a money word with « on va », « va nous », « on aura » */
+    ASSERT(fb_kb_is_own_case("quel montant de fonds vert on va toucher"));
+    ASSERT(fb_kb_is_own_case("a combien l'epf va nous racheter le terrain"));
+    ASSERT(!fb_kb_is_own_case("le fonds vert va nous demander une justification ?"));
+    ASSERT(!fb_kb_is_own_case("combien rapporte une centrale solaire a la commune"));
+    /* more places of ours, and « chez nous » */
+    ASSERT(fb_kb_is_own_case("combien rapporterait le parc solaire sur notre ancienne decharge"));
+    ASSERT(fb_kb_is_own_case("chez nous a la mairie c'est qui qui s'occupe des friches"));
+    ASSERT(!fb_kb_is_own_case("qui s'occupe des friches a la ddt"));
+    /* private life: « ma maison », « son voisin », « chez moi » */
+    ASSERT(fb_kb_is_own_case("la taxe fonciere de ma maison a augmente pourquoi"));
+    ASSERT(fb_kb_is_own_case("le maire peut il refuser un permis a son voisin"));
+    ASSERT(fb_kb_is_own_case("permis de construire pour une veranda chez moi"));
+    ASSERT(!fb_kb_is_own_case("la maison abandonnee du bourg, on peut la recuperer ?"));
+    /* one of our papers; a paper we signed */
+    ASSERT(fb_kb_is_own_case("notre bail avec la sci se termine quand"));
+    ASSERT(fb_kb_is_own_case("la convention epf qu'on a signee nous oblige a racheter ?"));
+    ASSERT(!fb_kb_is_own_case("que contient une convention de portage"));
+    ASSERT(fb_kb_is_own_case("on a signe le compromis, on peut se retracter ?"));
+    /* a status asked « déjà »; money we did not get, and why */
+    ASSERT(fb_kb_is_own_case("est ce que la ddt a deja regarde notre dossier"));
+    ASSERT(fb_kb_is_own_case("pourquoi on a pas eu la dsil cette annee"));
+    ASSERT(!fb_kb_is_own_case("pourquoi la dsil est elle refusee aux petites communes"));
+    ASSERT(!fb_kb_is_own_case("on a obtenu la DETR, on peut la cumuler avec le fonds vert ?"));
+    /* one plot by its cadastral reference, unless asked how to find out */
+    ASSERT(fb_kb_is_own_case("la parcelle AB 245 est elle en zone constructible"));
+    ASSERT(fb_kb_is_own_case("sur la parcelle 0452 section ZC on peut construire ?"));
+    ASSERT(!fb_kb_is_own_case("comment on sait qui est proprietaire de la parcelle AB 112"));
+    ASSERT(!fb_kb_is_own_case("une parcelle de 5000 m2 en zone U, il faut un permis d'amenager ?"));
+    /* a request to act; but asking to pass a message to an advisor is the bot's own service */
+    ASSERT(fb_kb_is_own_case("envoyez le dossier a la ddt svp"));
+    ASSERT(fb_kb_is_own_case("bonjour, redigez moi la deliberation pour la preemption"));
+    ASSERT(fb_kb_is_own_case("pouvez vous contacter le proprietaire pour nous"));
+    ASSERT(fb_kb_is_own_case("vous pouvez m'ecrire le courrier ?"));
+    ASSERT(!fb_kb_is_own_case("comment contacter le proprietaire"));
+    ASSERT(!fb_kb_is_own_case("pouvez vous m'expliquer le portage foncier"));
+    ASSERT(!fb_kb_is_own_case("pouvez vous transmettre ma demande a un conseiller"));
+    ASSERT(!fb_kb_is_own_case("l'epf peut contacter le proprietaire a notre place ?"));
     ASSERT(!fb_kb_is_own_case(""));
     ASSERT(!fb_kb_is_own_case(NULL));
     /* in the search: a question the base would answer is not answered when it is the user's own
@@ -294,6 +332,33 @@ TEST_IMPL(kb_own_case)
     ASSERT(r.own_case);
     ASSERT(!r.confident);
     fb_kb_free(kb);
+    return 0;
+}
+
+TEST_IMPL(kb_off_topic)
+{
+    /* other town-hall business, by phrase, whole words */
+    ASSERT(fb_kb_is_off_topic("comment faire une demande de logement social"));
+    ASSERT(fb_kb_is_off_topic("comment louer la salle des fetes"));
+    ASSERT(fb_kb_is_off_topic("horaires de l'état civil"));
+    ASSERT(!fb_kb_is_off_topic("faire une salle des fetes dans l'ancienne usine"));
+    ASSERT(!fb_kb_is_off_topic("du logement social sur la friche"));
+    ASSERT(!fb_kb_is_off_topic("la cantineuse"));
+    ASSERT(!fb_kb_is_off_topic(NULL));
+    {
+        fb_kb_t *kb = fb_kb_new();
+        const char *q[] = {"logement social sur une friche", "faire des logements"};
+        (void)fb_kb_add_doc(kb, q, 2, NULL, 0, "Du logement social sur une friche.");
+        (void)fb_kb_build(kb);
+        fb_kb_result_t r;
+        fb_kb_search(kb, "logement social sur une friche ?", &r);
+        ASSERT(r.confident);
+        ASSERT(!r.off_topic);
+        fb_kb_search(kb, "demande de logement social", &r);
+        ASSERT(r.off_topic);
+        ASSERT(!r.confident);
+        fb_kb_free(kb);
+    }
     return 0;
 }
 
