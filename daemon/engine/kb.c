@@ -753,13 +753,18 @@ static const char *const POSSESSIVE[] = {"notre", "nos", "mon", "ma", "mes", NUL
 static const char *const FILED[] = {"dossier",      "dossiers", "demande", "demandes",
                                     "candidature",  "permis",   "requete", "subvention",
                                     "candidatures", NULL};
-static const char *const DECIDED[] = {
-    "depose",    "deposee", "deposes",  "deposees",  "envoye",     "envoyee",     "transmis",
-    "transmise", "retenu",  "retenue",  "accepte",   "acceptee",   "refuse",      "refusee",
-    "valide",    "validee", "accorde",  "accordee",  "recu",       "recue",       "rejete",
-    "rejetee",   "obtenu",  "obtenue",  "incomplet", "incomplete", "irrecevable", "ajourne",
-    "ajournee",  "complet", "complete", NULL}; /* not « instruit », « signe », « traite »: also
-                                                  present tense */
+static const char *const DECIDED[] = {"depose",    "deposee",    "deposes",     "deposees",
+                                      "envoye",    "envoyee",    "transmis",    "transmise",
+                                      "retenu",    "retenue",    "accepte",     "acceptee",
+                                      "refuse",    "refusee",    "valide",      "validee",
+                                      "accorde",   "accordee",   "recu",        "recue",
+                                      "rejete",    "rejetee",    "obtenu",      "obtenue",
+                                      "incomplet", "incomplete", "irrecevable", "ajourne",
+                                      "ajournee",  "complet",    "complete",    "repondu",
+                                      "nouvelles", "cours",      "attente",     "avancement",
+                                      "bloque",    "bloquee",    "toujours",    "perdu",
+                                      NULL}; /* not « instruit », « signe », « traite »: also
+                                       present tense */
 /* « on a touché », « nous avons perçu »: money the user's body received */
 static const char *const WE[] = {"on", "nous", "j", "je", NULL};
 static const char *const HAVE[] = {"a", "avons", "ai", "aurons", "aura", NULL};
@@ -936,7 +941,7 @@ static bool own_case(const fb_kb_t *kb, char *f)
      * « déjà », money we did (not) get and why, one plot, a request to act */
     bool future_us = false, private_life = false, paper_own = false, already = false, why = false,
          received_loose = false, how_to = false, cadastral = false, bot_service = false,
-         act = false, signed_us = false, paper = false;
+         act = false, signed_us = false, paper = false, money_own = false, citizen = false;
     for (size_t i = 0; i < n; i++)
         if ((c[i] & C_BOT_TRACKING))
             return false;
@@ -953,6 +958,23 @@ static bool own_case(const fb_kb_t *kb, char *f)
             act = true;
     }
     for (size_t i = 0; i < n; i++) {
+        /* « ça va coûter combien », « on va toucher »: a forecast of one case's figures */
+        if ((c[i] & C_FUTURE) && i + 1 < n) {
+            static const char *const money_verbs[] = {"couter",    "rapporter", "toucher",
+                                                      "percevoir", "recevoir",  "payer",
+                                                      "obtenir",   NULL};
+            if (word_in(w[i + 1], money_verbs))
+                future_us = true;
+        }
+        /* « le permis de construire d'un particulier »: a citizen's application, which the
+         * town hall handles, not a friche project's */
+        if ((c[i] & C_FILED))
+            for (size_t j = i + 1; j < n && j <= i + 5; j++)
+                if (strcmp(w[j], "particulier") == 0 || strcmp(w[j], "particuliers") == 0)
+                    citizen = true;
+        /* « notre taux de DETR », « nos coûts »: our own figure */
+        if ((c[i] & C_POSSESSIVE) && i + 1 < n && (c[i + 1] & C_MONEY))
+            money_own = true;
         bool asks =
             (c[i] & C_CAN) &&
             ((i + 1 < n && (strcmp(w[i + 1], "vous") == 0 || strcmp(w[i + 1], "tu") == 0)) ||
@@ -967,6 +989,10 @@ static bool own_case(const fb_kb_t *kb, char *f)
             while (j < n && j <= i + 4 && word_in(w[j], skip))
                 j++;
             if (j < n && (c[j] & C_ACT_INFINITIVE))
+                act = true;
+            /* « pouvez-vous faire le dossier », not « pouvez-vous faire un point » */
+            if (j + 2 < n && strcmp(w[j], "faire") == 0 &&
+                ((c[j + 1] & (C_FILED | C_PAPER)) || (c[j + 2] & (C_FILED | C_PAPER))))
                 act = true;
         }
         if ((c[i] & C_BOT_SERVICE))
@@ -1092,7 +1118,7 @@ static bool own_case(const fb_kb_t *kb, char *f)
     return (filed_own && (decided || already)) || (money && (own_place || received || future_us)) ||
            (identity && own_place) || (reads && (doc_own || (doc && own_place))) || paper_own ||
            private_life || (received_loose && (why || money)) || (cadastral && !how_to) ||
-           (act && !bot_service) || (signed_us && paper);
+           (act && !bot_service) || (signed_us && paper) || money_own || citizen;
 }
 
 bool fb_kb_is_own_case(const char *question)
@@ -1140,6 +1166,11 @@ static const char *const OFF_TOPIC[] = {"etat civil",
                                         "reserver la salle",
                                         "reservation de la salle",
                                         "louer une salle",
+                                        "indemnites des elus",
+                                        "indemnite des elus",
+                                        "indemnites de fonction",
+                                        "budget primitif",
+                                        "compte administratif",
                                         NULL};
 
 static bool off_topic(const char *f)
@@ -1283,10 +1314,24 @@ static unsigned word_classes(const fb_kb_t *kb, const char *w)
 /* fb_kb_is_small_talk() on folded `f` (modified); `kb` may be NULL. */
 static bool small_talk(const fb_kb_t *kb, char *f)
 {
-    bool polite = false, thanks = false, thanked = false;
+    bool polite = false, thanks = false, thanked = false, testing = false, bot = false;
+    /* « je teste le bot », « test », « c'est un essai »: trying the bot out, not a question;
+     * the bot's name counts as small talk only then (« c'est quoi ce bot » is a question) */
+    static const char *const trying[] = {"test",  "teste",  "tester", "testons",
+                                         "essai", "essaye", "essaie", NULL};
+    static const char *const bot_names[] = {"bot",     "chatbot", "robot", "frichebot",
+                                            "systeme", "truc",    "outil", NULL};
     for (char *save = NULL, *p = strtok_r(f, " ", &save); p; p = strtok_r(NULL, " ", &save)) {
         if (strlen(p) < 2)
             continue;
+        if (word_in(p, trying)) {
+            testing = polite = true;
+            continue;
+        }
+        if (word_in(p, bot_names)) {
+            bot = true;
+            continue;
+        }
         if (in(kb, p, C_THANKS))
             thanks = true;
         if (in(kb, p, C_SMALL_TALK))
@@ -1296,7 +1341,7 @@ static bool small_talk(const fb_kb_t *kb, char *f)
         else if (!in(kb, p, C_STOP))
             return false;
     }
-    return polite && (thanks || !thanked);
+    return polite && (thanks || !thanked) && (!bot || testing);
 }
 
 bool fb_kb_is_small_talk(const char *message)

@@ -317,6 +317,20 @@ TEST_IMPL(kb_own_case)
     ASSERT(!fb_kb_is_own_case("pouvez vous m'expliquer le portage foncier"));
     ASSERT(!fb_kb_is_own_case("pouvez vous transmettre ma demande a un conseiller"));
     ASSERT(!fb_kb_is_own_case("l'epf peut contacter le proprietaire a notre place ?"));
+    /* status words of a filed thing of ours; a forecast with a money verb; our own figure */
+    ASSERT(fb_kb_is_own_case("notre dossier est toujours en cours d'instruction ?"));
+    ASSERT(fb_kb_is_own_case("des nouvelles de notre candidature ?"));
+    ASSERT(fb_kb_is_own_case("la prefecture a repondu a notre demande de subvention ?"));
+    ASSERT(!fb_kb_is_own_case("combien de temps dure l'instruction d'une demande de subvention"));
+    ASSERT(fb_kb_is_own_case("ca va couter combien de raser le batiment de la poste"));
+    ASSERT(fb_kb_is_own_case("notre taux de detr sera de combien"));
+    ASSERT(!fb_kb_is_own_case("quel taux de detr pour une friche"));
+    ASSERT(!fb_kb_is_own_case("la dsil va financer la demolition ?"));
+    /* « pouvez-vous faire le dossier »; a citizen's application */
+    ASSERT(fb_kb_is_own_case("pouvez vous faire le dossier a notre place"));
+    ASSERT(!fb_kb_is_own_case("pouvez vous faire un point sur les aides"));
+    ASSERT(fb_kb_is_own_case("delai d'instruction d'un permis de construire d'un particulier"));
+    ASSERT(!fb_kb_is_own_case("un particulier peut il demander le fonds vert"));
     ASSERT(!fb_kb_is_own_case(""));
     ASSERT(!fb_kb_is_own_case(NULL));
     /* in the search: a question the base would answer is not answered when it is the user's own
@@ -344,6 +358,8 @@ TEST_IMPL(kb_off_topic)
     ASSERT(!fb_kb_is_off_topic("faire une salle des fetes dans l'ancienne usine"));
     ASSERT(!fb_kb_is_off_topic("du logement social sur la friche"));
     ASSERT(!fb_kb_is_off_topic("la cantineuse"));
+    ASSERT(fb_kb_is_off_topic("indemnites des elus quel montant"));
+    ASSERT(fb_kb_is_off_topic("le budget primitif doit etre vote quand"));
     ASSERT(!fb_kb_is_off_topic(NULL));
     {
         fb_kb_t *kb = fb_kb_new();
@@ -446,6 +462,9 @@ TEST_IMPL(kb_small_talk)
         "t'es nul",
         "haha",
         "tu es sympa",
+        "je teste le bot",
+        "test",
+        "c'est un essai",
     };
     for (size_t i = 0; i < FB_ARRAY_SIZE(yes); i++) {
         if (!fb_kb_is_small_talk(yes[i]))
@@ -460,6 +479,9 @@ TEST_IMPL(kb_small_talk)
         "le marché est-il porteur ?",
         "",
         "le la les ?",
+        "c'est quoi ce bot ?",
+        "merci le bot",
+        "test de sol obligatoire ?",
     };
     for (size_t i = 0; i < FB_ARRAY_SIZE(no); i++) {
         if (fb_kb_is_small_talk(no[i]))
