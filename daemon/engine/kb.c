@@ -799,17 +799,22 @@ static const char *const ACT_IMPERATIVE[] = {
     "contactez", "contacte", "transmettez", "transmets", "inscrivez", "inscris", "remplissez",
     "remplis",   "deposez",  "faites",      "fais",      "ecrivez",   "ecris",   "preparez",
     "prepare",   "verifiez", "corrigez",    "corrige",   "prenez",    "prends",  "telephonez",
-    "rappelez",  "relance",  "relancez",    "signez",    NULL};
+    "relancez",  "signez",   NULL};
 static const char *const ACT_INFINITIVE[] = {
-    "rediger",    "relire",   "envoyer",  "appeler",  "contacter", "transmettre", "inscrire",
-    "remplir",    "deposer",  "ecrire",   "preparer", "verifier",  "corriger",    "prendre",
-    "telephoner", "rappeler", "relancer", "signer",   NULL};
+    "rediger",  "relire",  "envoyer",    "appeler",  "contacter", "transmettre",
+    "inscrire", "remplir", "deposer",    "ecrire",   "preparer",  "verifier",
+    "corriger", "prendre", "telephoner", "relancer", "signer",    NULL};
 /* « pouvez-vous », « tu peux », « merci de »: the verb that asks for an act */
 static const char *const CAN[] = {"pouvez", "pourriez", "peux", "pourrais",
                                   "voulez", "veuillez", NULL};
 /* the bot's own services: asking it to pass a message to an advisor is a question it answers */
 static const char *const BOT_SERVICE[] = {"conseiller", "conseillere", "humain",
                                           "bot",        "frichebot",   NULL};
+/* what one asks to be sent that is information, not an act (« envoyez-moi le lien ») */
+static const char *const INFO[] = {"lien",        "liens",        "liste",        "infos",
+                                   "info",        "information",  "informations", "documentation",
+                                   "explication", "explications", "source",       "sources",
+                                   NULL};
 /* words that ask how to find something out: « comment savoir ce que dit le cadastre pour la
  * parcelle AB 112 » is a general question, « la parcelle AB 245 est constructible ? » is not */
 static const char *const HOW_TO[] = {"comment",   "ou",       "savoir", "sait",
@@ -954,7 +959,9 @@ static bool own_case(const fb_kb_t *kb, char *f)
                ((c[i] & C_SMALL_TALK) || strcmp(w[i], "svp") == 0 || strcmp(w[i], "stp") == 0 ||
                 strcmp(w[i], "alors") == 0 || strcmp(w[i], "euh") == 0))
             i++;
-        if (i + 1 < n && (c[i] & C_ACT_IMPERATIVE))
+        /* not « faites-vous des études ? », « envoyez-vous des rappels ? »: a question */
+        if (i + 1 < n && (c[i] & C_ACT_IMPERATIVE) && strcmp(w[i + 1], "vous") != 0 &&
+            strcmp(w[i + 1], "tu") != 0)
             act = true;
     }
     for (size_t i = 0; i < n; i++) {
@@ -995,7 +1002,8 @@ static bool own_case(const fb_kb_t *kb, char *f)
                 ((c[j + 1] & (C_FILED | C_PAPER)) || (c[j + 2] & (C_FILED | C_PAPER))))
                 act = true;
         }
-        if ((c[i] & C_BOT_SERVICE))
+        /* « envoyez-moi le lien », « la liste des aides »: information, which the base gives */
+        if ((c[i] & C_BOT_SERVICE) || word_in(w[i], INFO))
             bot_service = true;
         if ((c[i] & C_HOW_TO) && !(strcmp(w[i], "ou") == 0 && i + 1 < n &&
                                    (strcmp(w[i + 1], "pas") == 0 || strcmp(w[i + 1], "non") == 0)))

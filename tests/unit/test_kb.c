@@ -317,6 +317,9 @@ TEST_IMPL(kb_own_case)
     ASSERT(!fb_kb_is_own_case("pouvez vous m'expliquer le portage foncier"));
     ASSERT(!fb_kb_is_own_case("pouvez vous transmettre ma demande a un conseiller"));
     ASSERT(!fb_kb_is_own_case("l'epf peut contacter le proprietaire a notre place ?"));
+    ASSERT(!fb_kb_is_own_case("faites vous des etudes de sol ?"));
+    ASSERT(!fb_kb_is_own_case("envoyez moi le lien vers cartofriches"));
+    ASSERT(!fb_kb_is_own_case("rappelez moi la date limite du fonds vert"));
     /* status words of a filed thing of ours; a forecast with a money verb; our own figure */
     ASSERT(fb_kb_is_own_case("notre dossier est toujours en cours d'instruction ?"));
     ASSERT(fb_kb_is_own_case("des nouvelles de notre candidature ?"));
