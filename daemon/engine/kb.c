@@ -27,20 +27,129 @@
 
 /* Folded French stop words: articles, pronouns, auxiliaries, the words of every question. */
 static const char *const stop_words[] = {
-    "a",      "ai",      "alors",   "as",    "au",      "aux",     "avec",   "avez",    "avoir",
-    "avons",  "bien",    "bonjour", "ca",    "ce",      "cela",    "celle",  "celui",   "ces",
-    "cest",   "cet",     "cette",   "chez",  "ci",      "combien", "comme",  "comment", "dans",
-    "de",     "des",     "dire",    "dois",  "doit",    "doivent", "donc",   "du",      "elle",
-    "elles",  "en",      "encore",  "es",    "est",     "et",      "etes",   "etre",    "eu",
-    "faut",   "ici",     "il",      "ils",   "je",      "jusqu",   "kesako", "koi",     "la",
-    "le",     "les",     "leur",    "leurs", "lorsqu",  "lui",     "ma",     "mais",    "me",
-    "merci",  "mes",     "moi",     "mon",   "ne",      "nos",     "notre",  "nous",    "on",
-    "ont",    "ou",      "par",     "peut",  "peuvent", "peux",    "plait",  "pour",    "pourquoi",
-    "pouvez", "puis",    "puisqu",  "qu",    "quand",   "que",     "quel",   "quelle",  "quelles",
-    "quels",  "quesaco", "quest",   "qui",   "quoi",    "sa",      "se",     "ses",     "si",
-    "sil",    "son",     "sont",    "suis",  "sur",     "svp",     "ta",     "te",      "tes",
-    "toi",    "ton",     "tu",      "un",    "une",     "veut",    "vos",    "votre",   "vous",
-    "ya",     "sommes",  "ete",
+    "a",
+    "ai",
+    "alors",
+    "as",
+    "au",
+    "aux",
+    "avec",
+    "avez",
+    "avoir",
+    "avons",
+    "bien",
+    "bonjour",
+    "ca",
+    "ce",
+    "cela",
+    "celle",
+    "celui",
+    "ces",
+    "cest",
+    "cet",
+    "cette",
+    "chez",
+    "ci",
+    "combien",
+    "comme",
+    "comment",
+    "dans",
+    "de",
+    "des",
+    "dire",
+    "dois",
+    "doit",
+    "doivent",
+    "donc",
+    "du",
+    "elle",
+    "elles",
+    "en",
+    "encore",
+    "es",
+    "est",
+    "et",
+    "etes",
+    "etre",
+    "eu",
+    "faut",
+    "ici",
+    "il",
+    "ils",
+    "je",
+    "jusqu",
+    "kesako",
+    "koi",
+    "la",
+    "le",
+    "les",
+    "leur",
+    "leurs",
+    "lorsqu",
+    "lui",
+    "ma",
+    "mais",
+    "me",
+    "merci",
+    "mes",
+    "moi",
+    "mon",
+    "ne",
+    "nos",
+    "notre",
+    "nous",
+    "on",
+    "ont",
+    "ou",
+    "par",
+    "peut",
+    "peuvent",
+    "peux",
+    "plait",
+    "pour",
+    "pourquoi",
+    "pouvez",
+    "puis",
+    "puisqu",
+    "qu",
+    "quand",
+    "que",
+    "quel",
+    "quelle",
+    "quelles",
+    "quels",
+    "quesaco",
+    "quest",
+    "qui",
+    "quoi",
+    "sa",
+    "se",
+    "ses",
+    "si",
+    "sil",
+    "son",
+    "sont",
+    "suis",
+    "sur",
+    "svp",
+    "ta",
+    "te",
+    "tes",
+    "toi",
+    "ton",
+    "tu",
+    "un",
+    "une",
+    "veut",
+    "vos",
+    "votre",
+    "vous",
+    "ya",
+    "sommes",
+    "ete",
+    /* « à quoi sert X », « X ça sert à quoi »: a definition form (is_definition()) */
+    "sert",
+    "servent",
 };
 
 /* Stop words too: the filler adverbs of a spoken question (« c'est quoi exactement »,
@@ -506,9 +615,10 @@ static bool is_definition(const char *f)
 {
     /* « c quoi » and « cest quoi » are how « c'est quoi » is often typed; whole words, since
      * « avec quoi » holds « c quoi » */
-    static const char *const forms[] = {"c est quoi", "c koi",     "ckoi",
-                                        "c quoi",     "cest quoi", "qu est ce qu",
-                                        "veut dire",  "signifie",  "definition"};
+    static const char *const forms[] = {
+        "c est quoi",   "c koi",          "ckoi",          "c quoi",     "cest quoi",
+        "qu est ce qu", "veut dire",      "signifie",      "definition", "sert a quoi",
+        "a quoi sert",  "servent a quoi", "a quoi servent"};
     for (size_t i = 0; i < FB_ARRAY_SIZE(forms); i++)
         for (const char *p = strstr(f, forms[i]); p; p = strstr(p + 1, forms[i]))
             if (p == f || p[-1] == ' ')
@@ -821,6 +931,14 @@ static const char *const HOW_TO[] = {"comment",   "ou",       "savoir", "sait",
                                      "trouver",   "voir",     "vois",   "connaitre",
                                      "consulter", "regarder", NULL};
 /* a cadastral reference's words (« parcelle AB 245 », « section ZC n° 452 ») */
+/* a fact about one place (« la population de notre commune », « la surface de notre friche ») */
+static const char *const FACT[] = {"population", "superficie", "surface", "habitants",
+                                   "insee",      "altitude",   NULL};
+/* a state of a place asked yes or no (« notre friche est-elle dans Cartofriches ? ») */
+static const char *const STATE[] = {"dans",        "classe",    "classee",    "pollue",
+                                    "polluee",     "inscrit",   "inscrite",   "repertorie",
+                                    "repertoriee", "reference", "referencee", "constructible",
+                                    "inondable",   NULL};
 static const char *const CADASTRE[] = {"parcelle",  "parcelles",  "section", "cadastre",
                                        "cadastree", "cadastrale", NULL};
 /* after « combien de »: a duration or a count, not an amount */
@@ -946,7 +1064,8 @@ static bool own_case(const fb_kb_t *kb, char *f)
      * « déjà », money we did (not) get and why, one plot, a request to act */
     bool future_us = false, private_life = false, paper_own = false, already = false, why = false,
          received_loose = false, how_to = false, cadastral = false, bot_service = false,
-         act = false, signed_us = false, paper = false, money_own = false, citizen = false;
+         act = false, signed_us = false, paper = false, money_own = false, citizen = false,
+         place_fact = false, place_state = false;
     for (size_t i = 0; i < n; i++)
         if ((c[i] & C_BOT_TRACKING))
             return false;
@@ -979,6 +1098,31 @@ static bool own_case(const fb_kb_t *kb, char *f)
             for (size_t j = i + 1; j < n && j <= i + 5; j++)
                 if (strcmp(w[j], "particulier") == 0 || strcmp(w[j], "particuliers") == 0)
                     citizen = true;
+        /* « notre friche est-elle dans Cartofriches ? », « notre terrain est-il pollué ? »:
+         * yes or no about our place (the inversion), which only its data can say; « notre
+         * commune est-elle éligible » is a rule the base states with the commune's data */
+        if ((c[i] & C_POSSESSIVE) && i + 1 < n && (c[i + 1] & C_OWN_PLACE))
+            for (size_t j = i + 2; j + 2 < n && j <= i + 4; j++)
+                if ((strcmp(w[j], "est") == 0 || strcmp(w[j], "sont") == 0) &&
+                    (strcmp(w[j + 1], "il") == 0 || strcmp(w[j + 1], "elle") == 0 ||
+                     strcmp(w[j + 1], "ils") == 0 || strcmp(w[j + 1], "elles") == 0) &&
+                    (word_in(w[j + 2], STATE) || (j + 3 < n && word_in(w[j + 3], STATE))))
+                    place_state = true;
+        /* « la population de notre commune »: a fact about our place */
+        if (word_in(w[i], FACT)) {
+            size_t j = i + 1;
+            if (j < n &&
+                (strcmp(w[j], "de") == 0 || strcmp(w[j], "du") == 0 || strcmp(w[j], "d") == 0))
+                j++;
+            if (j + 1 < n && (c[j] & C_POSSESSIVE) && (c[j + 1] & C_OWN_PLACE))
+                place_fact = true;
+        }
+        /* « je veux que vous appeliez la DDT »: a request in the subjunctive */
+        if (i + 2 < n && strcmp(w[i], "que") == 0 && strcmp(w[i + 1], "vous") == 0) {
+            size_t l = strlen(w[i + 2]);
+            if (l > 4 && strcmp(w[i + 2] + l - 3, "iez") == 0)
+                act = true;
+        }
         /* « notre taux de DETR », « nos coûts »: our own figure */
         if ((c[i] & C_POSSESSIVE) && i + 1 < n && (c[i + 1] & C_MONEY))
             money_own = true;
@@ -1126,7 +1270,8 @@ static bool own_case(const fb_kb_t *kb, char *f)
     return (filed_own && (decided || already)) || (money && (own_place || received || future_us)) ||
            (identity && own_place) || (reads && (doc_own || (doc && own_place))) || paper_own ||
            private_life || (received_loose && (why || money)) || (cadastral && !how_to) ||
-           (act && !bot_service) || (signed_us && paper) || money_own || citizen;
+           (act && !bot_service) || (signed_us && paper) || money_own || citizen || place_fact ||
+           (place_state && !how_to);
 }
 
 bool fb_kb_is_own_case(const char *question)

@@ -185,6 +185,14 @@ TEST_IMPL(kb_definition_question)
     ASSERT_EQ(fb_kb_add_doc(kb, q2, 2, NULL, 0, "L'EPF ne prête pas, il porte."), 2);
     ASSERT_OK(fb_kb_build(kb));
     fb_kb_result_t r;
+    /* « à quoi sert X », « X ça sert à quoi » are definition forms too */
+    fb_kb_search(kb, "l'EPF ça sert à quoi", &r);
+    ASSERT(r.n >= 1);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(r.margin == 1);
+    fb_kb_search(kb, "a quoi sert un epf", &r);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(r.margin == 1);
     fb_kb_search(kb, "c koi un EPF", &r);
     ASSERT(r.n >= 3);
     ASSERT_EQ(r.hits[0].doc, 0);
@@ -334,6 +342,16 @@ TEST_IMPL(kb_own_case)
     ASSERT(!fb_kb_is_own_case("pouvez vous faire un point sur les aides"));
     ASSERT(fb_kb_is_own_case("delai d'instruction d'un permis de construire d'un particulier"));
     ASSERT(!fb_kb_is_own_case("un particulier peut il demander le fonds vert"));
+    /* a fact about our place; yes or no about its state; a request in the subjunctive */
+    ASSERT(fb_kb_is_own_case("quelle est la population de notre commune"));
+    ASSERT(!fb_kb_is_own_case("notre commune compte 300 habitants, on a droit a la detr ?"));
+    ASSERT(fb_kb_is_own_case("notre friche est elle dans cartofriches ?"));
+    ASSERT(fb_kb_is_own_case("notre terrain est il pollue"));
+    ASSERT(!fb_kb_is_own_case("notre commune est elle eligible a la detr"));
+    ASSERT(!fb_kb_is_own_case("notre terrain est il constructible, comment savoir"));
+    ASSERT(!fb_kb_is_own_case("notre terrain est en zone inondable, on peut construire ?"));
+    ASSERT(fb_kb_is_own_case("je veux que vous appeliez la ddt pour moi"));
+    ASSERT(!fb_kb_is_own_case("que vous faut il pour le dossier"));
     ASSERT(!fb_kb_is_own_case(""));
     ASSERT(!fb_kb_is_own_case(NULL));
     /* in the search: a question the base would answer is not answered when it is the user's own
