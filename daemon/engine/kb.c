@@ -1046,6 +1046,174 @@ static bool cadastral_ref(const char *const *w, const unsigned *c, size_t n, siz
            (strcmp(w[i], "section") == 0 || (j + 1 < n && is_digits(w[j + 1])));
 }
 
+static bool is_word(const char *w, const char *a)
+{
+    return strcmp(w, a) == 0;
+}
+
+/*
+ * A request to act (refusal pass): an imperative as the first word after greetings and « svp »
+ * (« envoyez le dossier à la DDT »), « pouvez-vous / tu peux / merci de » + an infinitive
+ * (« pouvez-vous contacter le propriétaire ») or faire + a filed thing or a paper, « que vous »
+ * + a subjunctive in -iez; except a message naming the advisor, the bot or information.
+ */
+static bool act_request(const char *const *w, const unsigned *c, size_t n)
+{
+    static const char *const skip[] = {"vous", "tu",  "me",   "m", "nous", "le", "la",
+                                       "les",  "lui", "leur", "l", "de",   "d",  NULL};
+    bool act = false;
+    size_t i = 0;
+    while (i < n && ((c[i] & C_SMALL_TALK) || is_word(w[i], "svp") || is_word(w[i], "stp") ||
+                     is_word(w[i], "alors") || is_word(w[i], "euh")))
+        i++;
+    /* not « faites-vous des études ? », « envoyez-vous des rappels ? »: a question */
+    if (i + 1 < n && (c[i] & C_ACT_IMPERATIVE) && !is_word(w[i + 1], "vous") &&
+        !is_word(w[i + 1], "tu"))
+        act = true;
+    for (i = 0; i < n; i++) {
+        /* « envoyez-moi le lien », « la liste des aides »: information, which the base gives */
+        if ((c[i] & C_BOT_SERVICE) || word_in(w[i], INFO))
+            return false;
+        /* « je veux que vous appeliez la DDT »: a request in the subjunctive */
+        if (i + 2 < n && is_word(w[i], "que") && is_word(w[i + 1], "vous")) {
+            size_t l = strlen(w[i + 2]);
+            if (l > 4 && strcmp(w[i + 2] + l - 3, "iez") == 0)
+                act = true;
+        }
+        bool asks = (c[i] & C_CAN) &&
+                    ((i + 1 < n && (is_word(w[i + 1], "vous") || is_word(w[i + 1], "tu"))) ||
+                     (i > 0 && (is_word(w[i - 1], "vous") || is_word(w[i - 1], "tu"))));
+        if (is_word(w[i], "merci") && i + 1 < n &&
+            (is_word(w[i + 1], "de") || is_word(w[i + 1], "d")))
+            asks = true;
+        if (!asks)
+            continue;
+        size_t j = i + 1;
+        while (j < n && j <= i + 4 && word_in(w[j], skip))
+            j++;
+        if (j < n && (c[j] & C_ACT_INFINITIVE))
+            act = true;
+        /* « pouvez-vous faire le dossier », not « pouvez-vous faire un point » */
+        if (j + 2 < n && is_word(w[j], "faire") &&
+            ((c[j + 1] & (C_FILED | C_PAPER)) || (c[j + 2] & (C_FILED | C_PAPER))))
+            act = true;
+    }
+    return act;
+}
+
+/* Yes or no about our place (the inversion) at possessive `i`: « notre friche est-elle dans
+ * Cartofriches ? », « notre terrain est-il pollué ? »; « notre commune est-elle éligible » is a
+ * rule the base states with the commune's data. */
+static bool place_state_at(const char *const *w, const unsigned *c, size_t n, size_t i)
+{
+    if (!((c[i] & C_POSSESSIVE) && i + 1 < n && (c[i + 1] & C_OWN_PLACE)))
+        return false;
+    for (size_t j = i + 2; j + 2 < n && j <= i + 4; j++)
+        if ((is_word(w[j], "est") || is_word(w[j], "sont")) &&
+            (is_word(w[j + 1], "il") || is_word(w[j + 1], "elle") || is_word(w[j + 1], "ils") ||
+             is_word(w[j + 1], "elles")) &&
+            (word_in(w[j + 2], STATE) || (j + 3 < n && word_in(w[j + 3], STATE))))
+            return true;
+    return false;
+}
+
+/*
+ * The refusal pass's shapes that need no other (docs/internals/KB.md): yes or no about our
+ * place, a fact about it (« la population de notre commune »), one plot by its cadastral
+ * reference, a citizen's application, private life, our own figure (« notre taux de DETR »);
+ * the first two and the plot not when the question asks how to find out.
+ */
+static bool place_shapes(const char *const *w, const unsigned *c, size_t n)
+{
+    bool how_to = false, state = false, cadastral = false;
+    for (size_t i = 0; i < n; i++) {
+        if ((c[i] & C_HOW_TO) && !(is_word(w[i], "ou") && i + 1 < n &&
+                                   (is_word(w[i + 1], "pas") || is_word(w[i + 1], "non"))))
+            how_to = true;
+        if (place_state_at(w, c, n, i))
+            state = true;
+        if ((c[i] & C_CADASTRE) && cadastral_ref(w, c, n, i))
+            cadastral = true;
+        if (word_in(w[i], FACT)) {
+            size_t j = i + 1;
+            if (j < n && (is_word(w[j], "de") || is_word(w[j], "du") || is_word(w[j], "d")))
+                j++;
+            if (j + 1 < n && (c[j] & C_POSSESSIVE) && (c[j + 1] & C_OWN_PLACE))
+                return true;
+        }
+        /* « le permis de construire d'un particulier »: a citizen's application, which the
+         * town hall handles, not a friche project's */
+        if ((c[i] & C_FILED))
+            for (size_t j = i + 1; j < n && j <= i + 5; j++)
+                if (is_word(w[j], "particulier") || is_word(w[j], "particuliers"))
+                    return true;
+        /* « ma maison », « son voisin », « mon fils », « chez moi » */
+        if (is_word(w[i], "chez") && i + 1 < n && is_word(w[i + 1], "moi"))
+            return true;
+        if ((c[i] & C_PRIVATE) && i > 0)
+            for (size_t j = i - 1;; j--) {
+                if (is_word(w[j], "mon") || is_word(w[j], "ma") || is_word(w[j], "mes") ||
+                    is_word(w[j], "son") || is_word(w[j], "sa") || is_word(w[j], "ses"))
+                    return true;
+                if (j == 0 || j + 2 == i)
+                    break;
+            }
+        /* « notre taux de DETR », « nos coûts »: our own figure */
+        if ((c[i] & C_POSSESSIVE) && i + 1 < n && (c[i + 1] & C_MONEY))
+            return true;
+    }
+    return (state || cadastral) && !how_to;
+}
+
+/* What the refusal pass's other shapes need, found in one pass (own_case() combines them). */
+struct own_verbs {
+    bool future_us;      /* « on va toucher », « va nous coûter », « ça va coûter » */
+    bool received_loose; /* « on a pas eu », « on n'a toujours pas touché » */
+    bool signed_us;      /* « qu'on a signée » */
+    bool already, why;   /* « déjà », « pourquoi » */
+    bool chez_nous;      /* « chez nous »: a place of ours */
+};
+
+static void scan_own_verbs(const char *const *w, const unsigned *c, size_t n, struct own_verbs *v)
+{
+    static const char *const money_verbs[] = {"couter",   "rapporter", "toucher", "percevoir",
+                                              "recevoir", "payer",     "obtenir", NULL};
+    static const char *const adverbs[] = {"pas",  "jamais", "toujours", "deja", "bien",
+                                          "rien", "encore", "plus",     "n",    NULL};
+    memset(v, 0, sizeof(*v));
+    for (size_t i = 0; i < n; i++) {
+        v->already |= is_word(w[i], "deja");
+        v->why |= is_word(w[i], "pourquoi");
+        if (is_word(w[i], "chez") && i + 1 < n && is_word(w[i + 1], "nous"))
+            v->chez_nous = true;
+        if (i + 1 < n && (c[i] & C_FUTURE) &&
+            (word_in(w[i + 1], money_verbs) || is_word(w[i + 1], "nous") ||
+             is_word(w[i + 1], "me") || is_word(w[i + 1], "m")))
+            v->future_us = true;
+        if (!(c[i] & C_WE))
+            continue;
+        if (i + 1 < n && (c[i + 1] & C_FUTURE))
+            v->future_us = true;
+        size_t j = i + 1;
+        if (j < n && is_word(w[j], "n"))
+            j++;
+        if (!(j < n && (c[j] & C_HAVE)))
+            continue;
+        for (size_t k = j + 1; k < n && k <= j + 3; k++) {
+            if ((c[k] & C_RECEIVED)) {
+                v->received_loose = true;
+                break;
+            }
+            if (strncmp(w[k], "signe", 5) == 0 && strlen(w[k]) <= 7) {
+                v->signed_us = true;
+                break;
+            }
+            if (!word_in(w[k], adverbs))
+                break;
+        }
+    }
+}
+
 /* fb_kb_is_own_case() on folded `f` (modified); `kb` may be NULL (slower word lookups). */
 static bool own_case(const fb_kb_t *kb, char *f)
 {
@@ -1058,159 +1226,24 @@ static bool own_case(const fb_kb_t *kb, char *f)
     for (size_t i = 0; i < n; i++)
         c[i] = word_classes(kb, w[i]);
     bool filed_own = false, decided = false, money = false, own_place = false, identity = false,
-         received = false, doc_own = false, doc = false, reads = false;
-    /* the shapes added by the refusal pass (docs/internals/KB.md, « Questions about one's own
-     * case »): a forecast of our figures, private life, one of our papers, a status asked
-     * « déjà », money we did (not) get and why, one plot, a request to act */
-    bool future_us = false, private_life = false, paper_own = false, already = false, why = false,
-         received_loose = false, how_to = false, cadastral = false, bot_service = false,
-         act = false, signed_us = false, paper = false, money_own = false, citizen = false,
-         place_fact = false, place_state = false;
+         received = false, doc_own = false, doc = false, reads = false, paper_own = false,
+         paper = false;
     for (size_t i = 0; i < n; i++)
         if ((c[i] & C_BOT_TRACKING))
             return false;
-    {
-        /* a request to act: an imperative as the first word after greetings and « svp »
-         * (« envoyez le dossier à la DDT »), or « pouvez-vous / tu peux / merci de » + an
-         * infinitive (« pouvez-vous contacter le propriétaire ») */
-        size_t i = 0;
-        while (i < n &&
-               ((c[i] & C_SMALL_TALK) || strcmp(w[i], "svp") == 0 || strcmp(w[i], "stp") == 0 ||
-                strcmp(w[i], "alors") == 0 || strcmp(w[i], "euh") == 0))
-            i++;
-        /* not « faites-vous des études ? », « envoyez-vous des rappels ? »: a question */
-        if (i + 1 < n && (c[i] & C_ACT_IMPERATIVE) && strcmp(w[i + 1], "vous") != 0 &&
-            strcmp(w[i + 1], "tu") != 0)
-            act = true;
-    }
+    if (act_request(w, c, n) || place_shapes(w, c, n))
+        return true;
+    struct own_verbs v;
+    scan_own_verbs(w, c, n, &v);
+    own_place = v.chez_nous;
     for (size_t i = 0; i < n; i++) {
-        /* « ça va coûter combien », « on va toucher »: a forecast of one case's figures */
-        if ((c[i] & C_FUTURE) && i + 1 < n) {
-            static const char *const money_verbs[] = {"couter",    "rapporter", "toucher",
-                                                      "percevoir", "recevoir",  "payer",
-                                                      "obtenir",   NULL};
-            if (word_in(w[i + 1], money_verbs))
-                future_us = true;
-        }
-        /* « le permis de construire d'un particulier »: a citizen's application, which the
-         * town hall handles, not a friche project's */
-        if ((c[i] & C_FILED))
-            for (size_t j = i + 1; j < n && j <= i + 5; j++)
-                if (strcmp(w[j], "particulier") == 0 || strcmp(w[j], "particuliers") == 0)
-                    citizen = true;
-        /* « notre friche est-elle dans Cartofriches ? », « notre terrain est-il pollué ? »:
-         * yes or no about our place (the inversion), which only its data can say; « notre
-         * commune est-elle éligible » is a rule the base states with the commune's data */
-        if ((c[i] & C_POSSESSIVE) && i + 1 < n && (c[i + 1] & C_OWN_PLACE))
-            for (size_t j = i + 2; j + 2 < n && j <= i + 4; j++)
-                if ((strcmp(w[j], "est") == 0 || strcmp(w[j], "sont") == 0) &&
-                    (strcmp(w[j + 1], "il") == 0 || strcmp(w[j + 1], "elle") == 0 ||
-                     strcmp(w[j + 1], "ils") == 0 || strcmp(w[j + 1], "elles") == 0) &&
-                    (word_in(w[j + 2], STATE) || (j + 3 < n && word_in(w[j + 3], STATE))))
-                    place_state = true;
-        /* « la population de notre commune »: a fact about our place */
-        if (word_in(w[i], FACT)) {
-            size_t j = i + 1;
-            if (j < n &&
-                (strcmp(w[j], "de") == 0 || strcmp(w[j], "du") == 0 || strcmp(w[j], "d") == 0))
-                j++;
-            if (j + 1 < n && (c[j] & C_POSSESSIVE) && (c[j + 1] & C_OWN_PLACE))
-                place_fact = true;
-        }
-        /* « je veux que vous appeliez la DDT »: a request in the subjunctive */
-        if (i + 2 < n && strcmp(w[i], "que") == 0 && strcmp(w[i + 1], "vous") == 0) {
-            size_t l = strlen(w[i + 2]);
-            if (l > 4 && strcmp(w[i + 2] + l - 3, "iez") == 0)
-                act = true;
-        }
-        /* « notre taux de DETR », « nos coûts »: our own figure */
-        if ((c[i] & C_POSSESSIVE) && i + 1 < n && (c[i + 1] & C_MONEY))
-            money_own = true;
-        bool asks =
-            (c[i] & C_CAN) &&
-            ((i + 1 < n && (strcmp(w[i + 1], "vous") == 0 || strcmp(w[i + 1], "tu") == 0)) ||
-             (i > 0 && (strcmp(w[i - 1], "vous") == 0 || strcmp(w[i - 1], "tu") == 0)));
-        if (strcmp(w[i], "merci") == 0 && i + 1 < n &&
-            (strcmp(w[i + 1], "de") == 0 || strcmp(w[i + 1], "d") == 0))
-            asks = true;
-        if (asks) {
-            static const char *const skip[] = {"vous", "tu",  "me",   "m", "nous", "le", "la",
-                                               "les",  "lui", "leur", "l", "de",   "d",  NULL};
-            size_t j = i + 1;
-            while (j < n && j <= i + 4 && word_in(w[j], skip))
-                j++;
-            if (j < n && (c[j] & C_ACT_INFINITIVE))
-                act = true;
-            /* « pouvez-vous faire le dossier », not « pouvez-vous faire un point » */
-            if (j + 2 < n && strcmp(w[j], "faire") == 0 &&
-                ((c[j + 1] & (C_FILED | C_PAPER)) || (c[j + 2] & (C_FILED | C_PAPER))))
-                act = true;
-        }
-        /* « envoyez-moi le lien », « la liste des aides »: information, which the base gives */
-        if ((c[i] & C_BOT_SERVICE) || word_in(w[i], INFO))
-            bot_service = true;
-        if ((c[i] & C_HOW_TO) && !(strcmp(w[i], "ou") == 0 && i + 1 < n &&
-                                   (strcmp(w[i + 1], "pas") == 0 || strcmp(w[i + 1], "non") == 0)))
-            how_to = true;
-        if ((c[i] & C_CADASTRE) && cadastral_ref(w, c, n, i))
-            cadastral = true;
-        if (strcmp(w[i], "deja") == 0)
-            already = true;
-        if ((c[i] & C_PAPER))
-            paper = true;
-        if (strcmp(w[i], "pourquoi") == 0)
-            why = true;
-        /* « chez nous » is the user's place; « chez moi » their private home */
-        if (strcmp(w[i], "chez") == 0 && i + 1 < n) {
-            if (strcmp(w[i + 1], "nous") == 0)
-                own_place = true;
-            else if (strcmp(w[i + 1], "moi") == 0)
-                private_life = true;
-        }
-        /* « ma maison », « son voisin », « mon fils » */
-        if ((c[i] & C_PRIVATE) && i > 0) {
-            for (size_t j = i - 1;; j--) {
-                if (strcmp(w[j], "mon") == 0 || strcmp(w[j], "ma") == 0 ||
-                    strcmp(w[j], "mes") == 0 || strcmp(w[j], "son") == 0 ||
-                    strcmp(w[j], "sa") == 0 || strcmp(w[j], "ses") == 0)
-                    private_life = true;
-                if (j == 0 || j + 2 == i)
-                    break;
-            }
-        }
-        /* « on va toucher », « nous allons payer », « on aura », « va nous coûter » */
-        if (i + 1 < n &&
-            (((c[i] & C_WE) && (c[i + 1] & C_FUTURE)) ||
-             ((c[i] & C_FUTURE) && (strcmp(w[i + 1], "nous") == 0 || strcmp(w[i + 1], "me") == 0 ||
-                                    strcmp(w[i + 1], "m") == 0))))
-            future_us = true;
-        /* « on a pas eu », « on n'a toujours pas touché », « nous avons bien reçu » */
-        if ((c[i] & C_WE)) {
-            static const char *const adverbs[] = {"pas",  "jamais", "toujours", "deja", "bien",
-                                                  "rien", "encore", "plus",     "n",    NULL};
-            size_t j = i + 1;
-            if (j < n && strcmp(w[j], "n") == 0)
-                j++;
-            if (j < n && (c[j] & C_HAVE)) {
-                for (size_t k = j + 1; k < n && k <= j + 3; k++) {
-                    if ((c[k] & C_RECEIVED)) {
-                        received_loose = true;
-                        break;
-                    }
-                    if (strncmp(w[k], "signe", 5) == 0 && strlen(w[k]) <= 7) {
-                        signed_us = true; /* « la convention qu'on a signée » */
-                        break;
-                    }
-                    if (!word_in(w[k], adverbs))
-                        break;
-                }
-            }
-        }
         if (i + 2 < n && strcmp(w[i], "ou") == 0 && strcmp(w[i + 1], "en") == 0 &&
             (strcmp(w[i + 2], "est") == 0 || strcmp(w[i + 2], "sont") == 0))
             return true;
         if ((c[i] & C_DECIDED))
             decided = true;
+        if ((c[i] & C_PAPER))
+            paper = true;
         if ((c[i] & C_IDENTITY))
             identity = true;
         if ((c[i] & C_DOCUMENT))
@@ -1267,11 +1300,10 @@ static bool own_case(const fb_kb_t *kb, char *f)
             }
         }
     }
-    return (filed_own && (decided || already)) || (money && (own_place || received || future_us)) ||
-           (identity && own_place) || (reads && (doc_own || (doc && own_place))) || paper_own ||
-           private_life || (received_loose && (why || money)) || (cadastral && !how_to) ||
-           (act && !bot_service) || (signed_us && paper) || money_own || citizen || place_fact ||
-           (place_state && !how_to);
+    return (filed_own && (decided || v.already)) ||
+           (money && (own_place || received || v.future_us)) || (identity && own_place) ||
+           (reads && (doc_own || (doc && own_place))) || paper_own ||
+           (v.received_loose && (v.why || money)) || (v.signed_us && paper);
 }
 
 bool fb_kb_is_own_case(const char *question)
