@@ -951,9 +951,9 @@ static const char *const DOCUMENT[] = {
     "courrier", "arrete", "deliberation", "compromis", "devis",      NULL};
 /* of those, the papers of one case (not planning documents, whose rules are general):
  * « notre bail se termine quand », « relisez notre convention » ask about one paper */
-static const char *const PAPER[] = {"convention", "contrat",   "bail",  "courrier",
-                                    "arrete",     "compromis", "devis", "conventions",
-                                    "contrats",   "courriers", NULL};
+static const char *const PAPER[] = {"convention", "contrat", "bail",        "courrier", "arrete",
+                                    "compromis",  "devis",   "conventions", "contrats", "courriers",
+                                    "acte",       "actes",   NULL};
 static const char *const READS[] = {"dit",      "dise",     "prevoit", "stipule",  "indique",
                                     "autorise", "interdit", "impose",  "contient", NULL};
 /* a decision on one's own paper: « on signe ? », « on la signe ou pas » */
@@ -1172,7 +1172,40 @@ struct own_verbs {
     bool signed_us;      /* « qu'on a signée » */
     bool already, why;   /* « déjà », « pourquoi » */
     bool chez_nous;      /* « chez nous »: a place of ours */
+    bool decided_ours;   /* « la Région a validé notre plan » */
+    bool sent_us;        /* « le notaire nous a envoyé l'acte » */
 };
+
+/* After an auxiliary, the decision on a thing of ours (« la Région a validé notre plan de
+ * financement », « la DDT a refusé notre permis »); as participles only, so « instruit » and
+ * « signé » count here. */
+static const char *const DECISION[] = {
+    "valide",   "validee",   "accepte", "acceptee", "refuse",   "refusee",  "retenu",
+    "retenue",  "rejete",    "rejetee", "accorde",  "accordee", "instruit", "instruite",
+    "approuve", "approuvee", "examine", "examinee", "signe",    "signee",   NULL};
+/* what a body sends us (« nous a envoyé / transmis / notifié »): with a paper, one of our case */
+static const char *const SENT[] = {"envoye",   "envoyee", "transmis", "transmise", "notifie",
+                                   "notifiee", "adresse", "remis",    "remise",    NULL};
+static const char *const AUX[] = {"a", "ont", "as", "avez", "avait", "avaient", NULL};
+
+/* « X a (déjà) validé notre Y » at `i`, « X nous a (bien) envoyé ... » at `i`. */
+static void scan_aux(const char *const *w, size_t n, size_t i, struct own_verbs *v)
+{
+    if (!word_in(w[i], AUX))
+        return;
+    size_t j = i + 1;
+    if (j < n && (is_word(w[j], "deja") || is_word(w[j], "bien")))
+        j++;
+    if (j >= n)
+        return;
+    if (word_in(w[j], DECISION))
+        for (size_t k = j + 1; k < n && k <= j + 2; k++)
+            if (is_word(w[k], "notre") || is_word(w[k], "nos") || is_word(w[k], "mon") ||
+                is_word(w[k], "ma") || is_word(w[k], "mes"))
+                v->decided_ours = true;
+    if (i > 0 && is_word(w[i - 1], "nous") && word_in(w[j], SENT))
+        v->sent_us = true;
+}
 
 static void scan_own_verbs(const char *const *w, const unsigned *c, size_t n, struct own_verbs *v)
 {
@@ -1182,6 +1215,7 @@ static void scan_own_verbs(const char *const *w, const unsigned *c, size_t n, st
                                           "rien", "encore", "plus",     "n",    NULL};
     memset(v, 0, sizeof(*v));
     for (size_t i = 0; i < n; i++) {
+        scan_aux(w, n, i, v);
         v->already |= is_word(w[i], "deja");
         v->why |= is_word(w[i], "pourquoi");
         if (is_word(w[i], "chez") && i + 1 < n && is_word(w[i + 1], "nous"))
@@ -1303,7 +1337,8 @@ static bool own_case(const fb_kb_t *kb, char *f)
     return (filed_own && (decided || v.already)) ||
            (money && (own_place || received || v.future_us)) || (identity && own_place) ||
            (reads && (doc_own || (doc && own_place))) || paper_own ||
-           (v.received_loose && (v.why || money)) || (v.signed_us && paper);
+           (v.received_loose && (v.why || money)) || ((v.signed_us || v.sent_us) && paper) ||
+           v.decided_ours;
 }
 
 bool fb_kb_is_own_case(const char *question)

@@ -352,6 +352,12 @@ TEST_IMPL(kb_own_case)
     ASSERT(!fb_kb_is_own_case("notre terrain est en zone inondable, on peut construire ?"));
     ASSERT(fb_kb_is_own_case("je veux que vous appeliez la ddt pour moi"));
     ASSERT(!fb_kb_is_own_case("que vous faut il pour le dossier"));
+    /* a decision on a thing of ours after an auxiliary; a paper a body sent us */
+    ASSERT(fb_kb_is_own_case("est ce que la region a valide notre plan de financement"));
+    ASSERT(fb_kb_is_own_case("la ddt a deja instruit notre dossier ?"));
+    ASSERT(!fb_kb_is_own_case("la region a valide le principe des aides aux friches ?"));
+    ASSERT(fb_kb_is_own_case("le notaire nous a envoye l'acte, il y a une erreur, que faire"));
+    ASSERT(!fb_kb_is_own_case("le notaire nous a envoye une DIA, on a combien de temps"));
     ASSERT(!fb_kb_is_own_case(""));
     ASSERT(!fb_kb_is_own_case(NULL));
     /* in the search: a question the base would answer is not answered when it is the user's own
