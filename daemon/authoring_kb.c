@@ -52,6 +52,7 @@ static void show(const fb_dialog_t *d, const char *q, FILE *out)
             FB_KB_MIN_NORM, res.margin, FB_KB_MIN_MARGIN,
             res.confident    ? "le bot répond"
             : res.own_case   ? "le bot ne répond pas (question sur le cas de l'utilisateur)"
+            : res.off_topic  ? "le bot ne répond pas (autre démarche de mairie)"
             : res.small_talk ? "le bot ne répond pas (politesse, pas une question)"
                              : "le bot ne répond pas");
 }

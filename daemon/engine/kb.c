@@ -27,20 +27,129 @@
 
 /* Folded French stop words: articles, pronouns, auxiliaries, the words of every question. */
 static const char *const stop_words[] = {
-    "a",      "ai",      "alors",   "as",    "au",      "aux",     "avec",   "avez",    "avoir",
-    "avons",  "bien",    "bonjour", "ca",    "ce",      "cela",    "celle",  "celui",   "ces",
-    "cest",   "cet",     "cette",   "chez",  "ci",      "combien", "comme",  "comment", "dans",
-    "de",     "des",     "dire",    "dois",  "doit",    "doivent", "donc",   "du",      "elle",
-    "elles",  "en",      "encore",  "es",    "est",     "et",      "etes",   "etre",    "eu",
-    "faut",   "ici",     "il",      "ils",   "je",      "jusqu",   "kesako", "koi",     "la",
-    "le",     "les",     "leur",    "leurs", "lorsqu",  "lui",     "ma",     "mais",    "me",
-    "merci",  "mes",     "moi",     "mon",   "ne",      "nos",     "notre",  "nous",    "on",
-    "ont",    "ou",      "par",     "peut",  "peuvent", "peux",    "plait",  "pour",    "pourquoi",
-    "pouvez", "puis",    "puisqu",  "qu",    "quand",   "que",     "quel",   "quelle",  "quelles",
-    "quels",  "quesaco", "quest",   "qui",   "quoi",    "sa",      "se",     "ses",     "si",
-    "sil",    "son",     "sont",    "suis",  "sur",     "svp",     "ta",     "te",      "tes",
-    "toi",    "ton",     "tu",      "un",    "une",     "veut",    "vos",    "votre",   "vous",
-    "ya",     "sommes",  "ete",
+    "a",
+    "ai",
+    "alors",
+    "as",
+    "au",
+    "aux",
+    "avec",
+    "avez",
+    "avoir",
+    "avons",
+    "bien",
+    "bonjour",
+    "ca",
+    "ce",
+    "cela",
+    "celle",
+    "celui",
+    "ces",
+    "cest",
+    "cet",
+    "cette",
+    "chez",
+    "ci",
+    "combien",
+    "comme",
+    "comment",
+    "dans",
+    "de",
+    "des",
+    "dire",
+    "dois",
+    "doit",
+    "doivent",
+    "donc",
+    "du",
+    "elle",
+    "elles",
+    "en",
+    "encore",
+    "es",
+    "est",
+    "et",
+    "etes",
+    "etre",
+    "eu",
+    "faut",
+    "ici",
+    "il",
+    "ils",
+    "je",
+    "jusqu",
+    "kesako",
+    "koi",
+    "la",
+    "le",
+    "les",
+    "leur",
+    "leurs",
+    "lorsqu",
+    "lui",
+    "ma",
+    "mais",
+    "me",
+    "merci",
+    "mes",
+    "moi",
+    "mon",
+    "ne",
+    "nos",
+    "notre",
+    "nous",
+    "on",
+    "ont",
+    "ou",
+    "par",
+    "peut",
+    "peuvent",
+    "peux",
+    "plait",
+    "pour",
+    "pourquoi",
+    "pouvez",
+    "puis",
+    "puisqu",
+    "qu",
+    "quand",
+    "que",
+    "quel",
+    "quelle",
+    "quelles",
+    "quels",
+    "quesaco",
+    "quest",
+    "qui",
+    "quoi",
+    "sa",
+    "se",
+    "ses",
+    "si",
+    "sil",
+    "son",
+    "sont",
+    "suis",
+    "sur",
+    "svp",
+    "ta",
+    "te",
+    "tes",
+    "toi",
+    "ton",
+    "tu",
+    "un",
+    "une",
+    "veut",
+    "vos",
+    "votre",
+    "vous",
+    "ya",
+    "sommes",
+    "ete",
+    /* « à quoi sert X », « X ça sert à quoi »: a definition form (is_definition()) */
+    "sert",
+    "servent",
 };
 
 /* Stop words too: the filler adverbs of a spoken question (« c'est quoi exactement »,
@@ -506,9 +615,10 @@ static bool is_definition(const char *f)
 {
     /* « c quoi » and « cest quoi » are how « c'est quoi » is often typed; whole words, since
      * « avec quoi » holds « c quoi » */
-    static const char *const forms[] = {"c est quoi", "c koi",     "ckoi",
-                                        "c quoi",     "cest quoi", "qu est ce qu",
-                                        "veut dire",  "signifie",  "definition"};
+    static const char *const forms[] = {
+        "c est quoi",   "c koi",          "ckoi",          "c quoi",     "cest quoi",
+        "qu est ce qu", "veut dire",      "signifie",      "definition", "sert a quoi",
+        "a quoi sert",  "servent a quoi", "a quoi servent"};
     for (size_t i = 0; i < FB_ARRAY_SIZE(forms); i++)
         for (const char *p = strstr(f, forms[i]); p; p = strstr(p + 1, forms[i]))
             if (p == f || p[-1] == ' ')
@@ -753,12 +863,18 @@ static const char *const POSSESSIVE[] = {"notre", "nos", "mon", "ma", "mes", NUL
 static const char *const FILED[] = {"dossier",      "dossiers", "demande", "demandes",
                                     "candidature",  "permis",   "requete", "subvention",
                                     "candidatures", NULL};
-static const char *const DECIDED[] = {
-    "depose",    "deposee", "deposes", "deposees",  "envoye",     "envoyee",     "transmis",
-    "transmise", "retenu",  "retenue", "accepte",   "acceptee",   "refuse",      "refusee",
-    "valide",    "validee", "accorde", "accordee",  "recu",       "recue",       "rejete",
-    "rejetee",   "obtenu",  "obtenue", "incomplet", "incomplete", "irrecevable", "ajourne",
-    "ajournee",  NULL}; /* not « instruit », « signe », « traite »: also present tense */
+static const char *const DECIDED[] = {"depose",    "deposee",    "deposes",     "deposees",
+                                      "envoye",    "envoyee",    "transmis",    "transmise",
+                                      "retenu",    "retenue",    "accepte",     "acceptee",
+                                      "refuse",    "refusee",    "valide",      "validee",
+                                      "accorde",   "accordee",   "recu",        "recue",
+                                      "rejete",    "rejetee",    "obtenu",      "obtenue",
+                                      "incomplet", "incomplete", "irrecevable", "ajourne",
+                                      "ajournee",  "complet",    "complete",    "repondu",
+                                      "nouvelles", "cours",      "attente",     "avancement",
+                                      "bloque",    "bloquee",    "toujours",    "perdu",
+                                      NULL}; /* not « instruit », « signe », « traite »: also
+                                       present tense */
 /* « on a touché », « nous avons perçu »: money the user's body received */
 static const char *const WE[] = {"on", "nous", "j", "je", NULL};
 static const char *const HAVE[] = {"a", "avons", "ai", "aurons", "aura", NULL};
@@ -771,9 +887,60 @@ static const char *const GIVEN[] = {"prete",   "pretee",    "verse",    "versee"
 /* a name or contact details: « le notaire de notre commune s'appelle comment » */
 static const char *const IDENTITY[] = {"appelle",   "nom",       "coordonnees", "numero",
                                        "telephone", "joignable", "mail",        "email",
-                                       "courriel",  "adresse",   NULL};
-static const char *const MONEY[] = {"combien", "montant", "taux",  "prix",  "cout",
-                                    "coute",   "coutera", "tarif", "couts", NULL};
+                                       "courriel",  "adresse",   "occupe",      NULL};
+static const char *const MONEY[] = {"combien",    "montant",      "taux",      "prix",   "cout",
+                                    "coute",      "coutera",      "tarif",     "couts",  "rapporte",
+                                    "rapportera", "rapporterait", "couterait", "valeur", NULL};
+/* a future for the user's body (« on va toucher », « va nous coûter », « on aura »): with a
+ * money word, a forecast of the user's own figures */
+static const char *const FUTURE[] = {"va",     "vont",  "allons", "aura",
+                                     "aurons", "aurai", "auront", NULL};
+/* the user's private life, not a project owner's (« ma maison », « son voisin », « mon fils »):
+ * other business than the base's, whatever words it shares with it */
+static const char *const PRIVATE[] = {"maison",  "jardin",  "fils",        "fille",   "enfant",
+                                      "enfants", "voisin",  "voisins",     "voisine", "chien",
+                                      "chat",    "voiture", "appartement", "veranda", "piscine",
+                                      "femme",   "mari",    NULL};
+/* a request to act (« envoyez le dossier à la DDT », « rédigez-moi la délibération »,
+ * « pouvez-vous contacter le propriétaire »): the bot informs, it does not act; imperatives as a
+ * message's first word, infinitives after « pouvez-vous », « tu peux », « merci de »... */
+static const char *const ACT_IMPERATIVE[] = {
+    "redigez",   "redige",   "relisez",     "relis",     "envoyez",   "envoie",  "appelez",
+    "contactez", "contacte", "transmettez", "transmets", "inscrivez", "inscris", "remplissez",
+    "remplis",   "deposez",  "faites",      "fais",      "ecrivez",   "ecris",   "preparez",
+    "prepare",   "verifiez", "corrigez",    "corrige",   "prenez",    "prends",  "telephonez",
+    "relancez",  "signez",   NULL};
+static const char *const ACT_INFINITIVE[] = {
+    "rediger",  "relire",  "envoyer",    "appeler",  "contacter", "transmettre",
+    "inscrire", "remplir", "deposer",    "ecrire",   "preparer",  "verifier",
+    "corriger", "prendre", "telephoner", "relancer", "signer",    NULL};
+/* « pouvez-vous », « tu peux », « merci de »: the verb that asks for an act */
+static const char *const CAN[] = {"pouvez", "pourriez", "peux", "pourrais",
+                                  "voulez", "veuillez", NULL};
+/* the bot's own services: asking it to pass a message to an advisor is a question it answers */
+static const char *const BOT_SERVICE[] = {"conseiller", "conseillere", "humain",
+                                          "bot",        "frichebot",   NULL};
+/* what one asks to be sent that is information, not an act (« envoyez-moi le lien ») */
+static const char *const INFO[] = {"lien",        "liens",        "liste",        "infos",
+                                   "info",        "information",  "informations", "documentation",
+                                   "explication", "explications", "source",       "sources",
+                                   NULL};
+/* words that ask how to find something out: « comment savoir ce que dit le cadastre pour la
+ * parcelle AB 112 » is a general question, « la parcelle AB 245 est constructible ? » is not */
+static const char *const HOW_TO[] = {"comment",   "ou",       "savoir", "sait",
+                                     "trouver",   "voir",     "vois",   "connaitre",
+                                     "consulter", "regarder", NULL};
+/* a cadastral reference's words (« parcelle AB 245 », « section ZC n° 452 ») */
+/* a fact about one place (« la population de notre commune », « la surface de notre friche ») */
+static const char *const FACT[] = {"population", "superficie", "surface", "habitants",
+                                   "insee",      "altitude",   NULL};
+/* a state of a place asked yes or no (« notre friche est-elle dans Cartofriches ? ») */
+static const char *const STATE[] = {"dans",        "classe",    "classee",    "pollue",
+                                    "polluee",     "inscrit",   "inscrite",   "repertorie",
+                                    "repertoriee", "reference", "referencee", "constructible",
+                                    "inondable",   NULL};
+static const char *const CADASTRE[] = {"parcelle",  "parcelles",  "section", "cadastre",
+                                       "cadastree", "cadastrale", NULL};
 /* after « combien de »: a duration or a count, not an amount */
 static const char *const NOT_AMOUNT[] = {"temps",  "annees",    "ans",   "mois",
                                          "jours",  "semaines",  "delai", "heures",
@@ -782,6 +949,11 @@ static const char *const NOT_AMOUNT[] = {"temps",  "annees",    "ans",   "mois",
 static const char *const DOCUMENT[] = {
     "plu",      "plui",   "scot",         "reglement", "convention", "contrat", "bail",
     "courrier", "arrete", "deliberation", "compromis", "devis",      NULL};
+/* of those, the papers of one case (not planning documents, whose rules are general):
+ * « notre bail se termine quand », « relisez notre convention » ask about one paper */
+static const char *const PAPER[] = {"convention", "contrat", "bail",        "courrier", "arrete",
+                                    "compromis",  "devis",   "conventions", "contrats", "courriers",
+                                    "acte",       "actes",   NULL};
 static const char *const READS[] = {"dit",      "dise",     "prevoit", "stipule",  "indique",
                                     "autorise", "interdit", "impose",  "contient", NULL};
 /* a decision on one's own paper: « on signe ? », « on la signe ou pas » */
@@ -790,13 +962,16 @@ static const char *const OBJECT_PRONOUN[] = {"la", "le", "les", "l", NULL};
 /* the bot's own follow-up, the one status it does know (« où en sont mes étapes ») */
 static const char *const BOT_TRACKING[] = {"etape",         "etapes",        "feuille", "suivi",
                                            "recapitulatif", "questionnaire", NULL};
-static const char *const OWN_PLACE[] = {"commune",     "village",          "ville",
-                                        "site",        "terrain",          "friche",
-                                        "parcelle",    "projet",           "dossier",
-                                        "chantier",    "operation",        "usine",
-                                        "batiment",    "mairie",           "collectivite",
-                                        "departement", "intercommunalite", "epci",
-                                        "agglo",       "communaute",       NULL};
+static const char *const OWN_PLACE[] = {
+    "commune",          "village",  "ville",        "site",
+    "terrain",          "friche",   "parcelle",     "projet",
+    "dossier",          "chantier", "operation",    "usine",
+    "batiment",         "mairie",   "collectivite", "departement",
+    "intercommunalite", "epci",     "agglo",        "communaute",
+    "decharge",         "carriere", "ecole",        "gare",
+    "hangar",           "entrepot", "garage",       "station",
+    "terrains",         "sites",    "friches",      "batiments",
+    "communes",         "immeuble", "local",        NULL};
 
 /* The word classes of the own-case and small-talk rules, looked up in one hash map
  * (`class_map`, built by fb_kb_new() from the tables below). */
@@ -823,10 +998,255 @@ enum {
     C_READS = 1 << 19,
     C_SIGN = 1 << 20,
     C_OBJECT_PRONOUN = 1 << 21,
+    C_FUTURE = 1 << 22,
+    C_PRIVATE = 1 << 23,
+    C_ACT_IMPERATIVE = 1 << 24,
+    C_ACT_INFINITIVE = 1 << 25,
+    C_CAN = 1 << 26,
+    C_BOT_SERVICE = 1 << 27,
+    C_HOW_TO = 1 << 28,
+    C_CADASTRE = 1 << 29,
+    C_PAPER = 1 << 30, /* the last bit: the map's values are positive ints */
 };
 
 static bool in(const fb_kb_t *kb, const char *w, unsigned c);
 static unsigned word_classes(const fb_kb_t *kb, const char *w);
+
+static bool is_digits(const char *w)
+{
+    return *w && w[strspn(w, "0123456789")] == '\0';
+}
+
+/* A cadastral section code (« AB », « ZC », « B »): one or two letters that are no word. */
+static bool is_section_code(const char *w, unsigned c)
+{
+    static const char *const not_codes[] = {"a", "y", "l",  "d",  "j",  "n",  "s",  "c",
+                                            "m", "t", "no", "ni", "oh", "ah", "eh", NULL};
+    size_t len = strlen(w);
+    if (len == 0 || len > 2 || (c & (C_STOP | C_GLUE | C_OBJECT_PRONOUN)) || word_in(w, not_codes))
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (w[i] < 'a' || w[i] > 'z')
+            return false;
+    return true;
+}
+
+/* A cadastral reference after word `i` of `w` (« parcelle AB 245 », « parcelle n° 452 »,
+ * « section ZC »): one plot, whose facts only the user's data can give. */
+static bool cadastral_ref(const char *const *w, const unsigned *c, size_t n, size_t i)
+{
+    size_t j = i + 1;
+    if (j < n && (strcmp(w[j], "n") == 0 || strcmp(w[j], "no") == 0 || strcmp(w[j], "numero") == 0))
+        j++;
+    if (j >= n)
+        return false;
+    if (is_digits(w[j]))
+        return true;
+    return is_section_code(w[j], c[j]) &&
+           (strcmp(w[i], "section") == 0 || (j + 1 < n && is_digits(w[j + 1])));
+}
+
+static bool is_word(const char *w, const char *a)
+{
+    return strcmp(w, a) == 0;
+}
+
+/*
+ * A request to act (refusal pass): an imperative as the first word after greetings and « svp »
+ * (« envoyez le dossier à la DDT »), « pouvez-vous / tu peux / merci de » + an infinitive
+ * (« pouvez-vous contacter le propriétaire ») or faire + a filed thing or a paper, « que vous »
+ * + a subjunctive in -iez; except a message naming the advisor, the bot or information.
+ */
+static bool act_request(const char *const *w, const unsigned *c, size_t n)
+{
+    static const char *const skip[] = {"vous", "tu",  "me",   "m", "nous", "le", "la",
+                                       "les",  "lui", "leur", "l", "de",   "d",  NULL};
+    bool act = false;
+    size_t i = 0;
+    while (i < n && ((c[i] & C_SMALL_TALK) || is_word(w[i], "svp") || is_word(w[i], "stp") ||
+                     is_word(w[i], "alors") || is_word(w[i], "euh")))
+        i++;
+    /* not « faites-vous des études ? », « envoyez-vous des rappels ? »: a question */
+    if (i + 1 < n && (c[i] & C_ACT_IMPERATIVE) && !is_word(w[i + 1], "vous") &&
+        !is_word(w[i + 1], "tu"))
+        act = true;
+    for (i = 0; i < n; i++) {
+        /* « envoyez-moi le lien », « la liste des aides »: information, which the base gives */
+        if ((c[i] & C_BOT_SERVICE) || word_in(w[i], INFO))
+            return false;
+        /* « je veux que vous appeliez la DDT »: a request in the subjunctive */
+        if (i + 2 < n && is_word(w[i], "que") && is_word(w[i + 1], "vous")) {
+            size_t l = strlen(w[i + 2]);
+            if (l > 4 && strcmp(w[i + 2] + l - 3, "iez") == 0)
+                act = true;
+        }
+        bool asks = (c[i] & C_CAN) &&
+                    ((i + 1 < n && (is_word(w[i + 1], "vous") || is_word(w[i + 1], "tu"))) ||
+                     (i > 0 && (is_word(w[i - 1], "vous") || is_word(w[i - 1], "tu"))));
+        if (is_word(w[i], "merci") && i + 1 < n &&
+            (is_word(w[i + 1], "de") || is_word(w[i + 1], "d")))
+            asks = true;
+        if (!asks)
+            continue;
+        size_t j = i + 1;
+        while (j < n && j <= i + 4 && word_in(w[j], skip))
+            j++;
+        if (j < n && (c[j] & C_ACT_INFINITIVE))
+            act = true;
+        /* « pouvez-vous faire le dossier », not « pouvez-vous faire un point » */
+        if (j + 2 < n && is_word(w[j], "faire") &&
+            ((c[j + 1] & (C_FILED | C_PAPER)) || (c[j + 2] & (C_FILED | C_PAPER))))
+            act = true;
+    }
+    return act;
+}
+
+/* Yes or no about our place (the inversion) at possessive `i`: « notre friche est-elle dans
+ * Cartofriches ? », « notre terrain est-il pollué ? »; « notre commune est-elle éligible » is a
+ * rule the base states with the commune's data. */
+static bool place_state_at(const char *const *w, const unsigned *c, size_t n, size_t i)
+{
+    if (!((c[i] & C_POSSESSIVE) && i + 1 < n && (c[i + 1] & C_OWN_PLACE)))
+        return false;
+    for (size_t j = i + 2; j + 2 < n && j <= i + 4; j++)
+        if ((is_word(w[j], "est") || is_word(w[j], "sont")) &&
+            (is_word(w[j + 1], "il") || is_word(w[j + 1], "elle") || is_word(w[j + 1], "ils") ||
+             is_word(w[j + 1], "elles")) &&
+            (word_in(w[j + 2], STATE) || (j + 3 < n && word_in(w[j + 3], STATE))))
+            return true;
+    return false;
+}
+
+/*
+ * The refusal pass's shapes that need no other (docs/internals/KB.md): yes or no about our
+ * place, a fact about it (« la population de notre commune »), one plot by its cadastral
+ * reference, a citizen's application, private life, our own figure (« notre taux de DETR »);
+ * the first two and the plot not when the question asks how to find out.
+ */
+static bool place_shapes(const char *const *w, const unsigned *c, size_t n)
+{
+    bool how_to = false, state = false, cadastral = false;
+    for (size_t i = 0; i < n; i++) {
+        if ((c[i] & C_HOW_TO) && !(is_word(w[i], "ou") && i + 1 < n &&
+                                   (is_word(w[i + 1], "pas") || is_word(w[i + 1], "non"))))
+            how_to = true;
+        if (place_state_at(w, c, n, i))
+            state = true;
+        if ((c[i] & C_CADASTRE) && cadastral_ref(w, c, n, i))
+            cadastral = true;
+        if (word_in(w[i], FACT)) {
+            size_t j = i + 1;
+            if (j < n && (is_word(w[j], "de") || is_word(w[j], "du") || is_word(w[j], "d")))
+                j++;
+            if (j + 1 < n && (c[j] & C_POSSESSIVE) && (c[j + 1] & C_OWN_PLACE))
+                return true;
+        }
+        /* « le permis de construire d'un particulier »: a citizen's application, which the
+         * town hall handles, not a friche project's */
+        if ((c[i] & C_FILED))
+            for (size_t j = i + 1; j < n && j <= i + 5; j++)
+                if (is_word(w[j], "particulier") || is_word(w[j], "particuliers"))
+                    return true;
+        /* « ma maison », « son voisin », « mon fils », « chez moi » */
+        if (is_word(w[i], "chez") && i + 1 < n && is_word(w[i + 1], "moi"))
+            return true;
+        if ((c[i] & C_PRIVATE) && i > 0)
+            for (size_t j = i - 1;; j--) {
+                if (is_word(w[j], "mon") || is_word(w[j], "ma") || is_word(w[j], "mes") ||
+                    is_word(w[j], "son") || is_word(w[j], "sa") || is_word(w[j], "ses"))
+                    return true;
+                if (j == 0 || j + 2 == i)
+                    break;
+            }
+        /* « notre taux de DETR », « nos coûts »: our own figure */
+        if ((c[i] & C_POSSESSIVE) && i + 1 < n && (c[i + 1] & C_MONEY))
+            return true;
+    }
+    return (state || cadastral) && !how_to;
+}
+
+/* What the refusal pass's other shapes need, found in one pass (own_case() combines them). */
+struct own_verbs {
+    bool future_us;      /* « on va toucher », « va nous coûter », « ça va coûter » */
+    bool received_loose; /* « on a pas eu », « on n'a toujours pas touché » */
+    bool signed_us;      /* « qu'on a signée » */
+    bool already, why;   /* « déjà », « pourquoi » */
+    bool chez_nous;      /* « chez nous »: a place of ours */
+    bool decided_ours;   /* « la Région a validé notre plan » */
+    bool sent_us;        /* « le notaire nous a envoyé l'acte » */
+};
+
+/* After an auxiliary, the decision on a thing of ours (« la Région a validé notre plan de
+ * financement », « la DDT a refusé notre permis »); as participles only, so « instruit » and
+ * « signé » count here. */
+static const char *const DECISION[] = {
+    "valide",   "validee",   "accepte", "acceptee", "refuse",   "refusee",  "retenu",
+    "retenue",  "rejete",    "rejetee", "accorde",  "accordee", "instruit", "instruite",
+    "approuve", "approuvee", "examine", "examinee", "signe",    "signee",   NULL};
+/* what a body sends us (« nous a envoyé / transmis / notifié »): with a paper, one of our case */
+static const char *const SENT[] = {"envoye",   "envoyee", "transmis", "transmise", "notifie",
+                                   "notifiee", "adresse", "remis",    "remise",    NULL};
+static const char *const AUX[] = {"a", "ont", "as", "avez", "avait", "avaient", NULL};
+
+/* « X a (déjà) validé notre Y » at `i`, « X nous a (bien) envoyé ... » at `i`. */
+static void scan_aux(const char *const *w, size_t n, size_t i, struct own_verbs *v)
+{
+    if (!word_in(w[i], AUX))
+        return;
+    size_t j = i + 1;
+    if (j < n && (is_word(w[j], "deja") || is_word(w[j], "bien")))
+        j++;
+    if (j >= n)
+        return;
+    if (word_in(w[j], DECISION))
+        for (size_t k = j + 1; k < n && k <= j + 2; k++)
+            if (is_word(w[k], "notre") || is_word(w[k], "nos") || is_word(w[k], "mon") ||
+                is_word(w[k], "ma") || is_word(w[k], "mes"))
+                v->decided_ours = true;
+    if (i > 0 && is_word(w[i - 1], "nous") && word_in(w[j], SENT))
+        v->sent_us = true;
+}
+
+static void scan_own_verbs(const char *const *w, const unsigned *c, size_t n, struct own_verbs *v)
+{
+    static const char *const money_verbs[] = {"couter",   "rapporter", "toucher", "percevoir",
+                                              "recevoir", "payer",     "obtenir", NULL};
+    static const char *const adverbs[] = {"pas",  "jamais", "toujours", "deja", "bien",
+                                          "rien", "encore", "plus",     "n",    NULL};
+    memset(v, 0, sizeof(*v));
+    for (size_t i = 0; i < n; i++) {
+        scan_aux(w, n, i, v);
+        v->already |= is_word(w[i], "deja");
+        v->why |= is_word(w[i], "pourquoi");
+        if (is_word(w[i], "chez") && i + 1 < n && is_word(w[i + 1], "nous"))
+            v->chez_nous = true;
+        if (i + 1 < n && (c[i] & C_FUTURE) &&
+            (word_in(w[i + 1], money_verbs) || is_word(w[i + 1], "nous") ||
+             is_word(w[i + 1], "me") || is_word(w[i + 1], "m")))
+            v->future_us = true;
+        if (!(c[i] & C_WE))
+            continue;
+        if (i + 1 < n && (c[i + 1] & C_FUTURE))
+            v->future_us = true;
+        size_t j = i + 1;
+        if (j < n && is_word(w[j], "n"))
+            j++;
+        if (!(j < n && (c[j] & C_HAVE)))
+            continue;
+        for (size_t k = j + 1; k < n && k <= j + 3; k++) {
+            if ((c[k] & C_RECEIVED)) {
+                v->received_loose = true;
+                break;
+            }
+            if (strncmp(w[k], "signe", 5) == 0 && strlen(w[k]) <= 7) {
+                v->signed_us = true;
+                break;
+            }
+            if (!word_in(w[k], adverbs))
+                break;
+        }
+    }
+}
 
 /* fb_kb_is_own_case() on folded `f` (modified); `kb` may be NULL (slower word lookups). */
 static bool own_case(const fb_kb_t *kb, char *f)
@@ -840,16 +1260,24 @@ static bool own_case(const fb_kb_t *kb, char *f)
     for (size_t i = 0; i < n; i++)
         c[i] = word_classes(kb, w[i]);
     bool filed_own = false, decided = false, money = false, own_place = false, identity = false,
-         received = false, doc_own = false, doc = false, reads = false;
+         received = false, doc_own = false, doc = false, reads = false, paper_own = false,
+         paper = false;
     for (size_t i = 0; i < n; i++)
         if ((c[i] & C_BOT_TRACKING))
             return false;
+    if (act_request(w, c, n) || place_shapes(w, c, n))
+        return true;
+    struct own_verbs v;
+    scan_own_verbs(w, c, n, &v);
+    own_place = v.chez_nous;
     for (size_t i = 0; i < n; i++) {
         if (i + 2 < n && strcmp(w[i], "ou") == 0 && strcmp(w[i + 1], "en") == 0 &&
             (strcmp(w[i + 2], "est") == 0 || strcmp(w[i + 2], "sont") == 0))
             return true;
         if ((c[i] & C_DECIDED))
             decided = true;
+        if ((c[i] & C_PAPER))
+            paper = true;
         if ((c[i] & C_IDENTITY))
             identity = true;
         if ((c[i] & C_DOCUMENT))
@@ -901,11 +1329,16 @@ static bool own_case(const fb_kb_t *kb, char *f)
                     own_place = true;
                 if ((c[j] & C_DOCUMENT))
                     doc_own = true;
+                if ((c[j] & C_PAPER))
+                    paper_own = true;
             }
         }
     }
-    return (filed_own && decided) || (money && (own_place || received)) ||
-           (identity && own_place) || (reads && (doc_own || (doc && own_place)));
+    return (filed_own && (decided || v.already)) ||
+           (money && (own_place || received || v.future_us)) || (identity && own_place) ||
+           (reads && (doc_own || (doc && own_place))) || paper_own ||
+           (v.received_loose && (v.why || money)) || ((v.signed_us || v.sent_us) && paper) ||
+           v.decided_ours;
 }
 
 bool fb_kb_is_own_case(const char *question)
@@ -917,6 +1350,69 @@ bool fb_kb_is_own_case(const char *question)
     if (need >= sizeof(f))
         f[sizeof(f) - 1] = '\0';
     return own_case(NULL, f);
+}
+
+/*
+ * Other town-hall business (docs/internals/KB.md, « Other town-hall business »): civil
+ * registration, identity papers, school canteens, elections, cemeteries, roads, a citizen's
+ * housing application, hiring the village hall. A secretary asks the bot about them in the same
+ * words as about the friche (« demande », « logement social », « salle des fêtes », « acte »,
+ * « carte »), so one shared word can score high; none is the base's subject. Folded phrases,
+ * whole words. « Salle des fêtes » alone is not here: a friche can become one.
+ */
+static const char *const OFF_TOPIC[] = {"etat civil",
+                                        "acte de naissance",
+                                        "acte de mariage",
+                                        "acte de deces",
+                                        "carte d identite",
+                                        "cartes d identite",
+                                        "carte grise",
+                                        "permis de conduire",
+                                        "passeport",
+                                        "cantine",
+                                        "periscolaire",
+                                        "liste electorale",
+                                        "listes electorales",
+                                        "bureau de vote",
+                                        "cimetiere",
+                                        "concession funeraire",
+                                        "nid de poule",
+                                        "nids de poule",
+                                        "taxe d habitation",
+                                        "demande de logement",
+                                        "demandes de logement",
+                                        "louer la salle",
+                                        "location de la salle",
+                                        "reserver la salle",
+                                        "reservation de la salle",
+                                        "louer une salle",
+                                        "indemnites des elus",
+                                        "indemnite des elus",
+                                        "indemnites de fonction",
+                                        "budget primitif",
+                                        "compte administratif",
+                                        NULL};
+
+static bool off_topic(const char *f)
+{
+    for (const char *const *ph = OFF_TOPIC; *ph; ph++) {
+        size_t len = strlen(*ph);
+        for (const char *p = strstr(f, *ph); p; p = strstr(p + 1, *ph))
+            if ((p == f || p[-1] == ' ') && (p[len] == '\0' || p[len] == ' '))
+                return true;
+    }
+    return false;
+}
+
+bool fb_kb_is_off_topic(const char *message)
+{
+    char f[MAX_QUERY + 1];
+    if (!message)
+        return false;
+    size_t need = fb_text_fold(message, strlen(message), f, sizeof(f));
+    if (need >= sizeof(f))
+        f[sizeof(f) - 1] = '\0';
+    return off_topic(f);
 }
 
 /*
@@ -974,6 +1470,15 @@ static const struct {
     {READS, C_READS},
     {SIGN, C_SIGN},
     {OBJECT_PRONOUN, C_OBJECT_PRONOUN},
+    {FUTURE, C_FUTURE},
+    {PRIVATE, C_PRIVATE},
+    {ACT_IMPERATIVE, C_ACT_IMPERATIVE},
+    {ACT_INFINITIVE, C_ACT_INFINITIVE},
+    {CAN, C_CAN},
+    {BOT_SERVICE, C_BOT_SERVICE},
+    {HOW_TO, C_HOW_TO},
+    {CADASTRE, C_CADASTRE},
+    {PAPER, C_PAPER},
 };
 
 /* The classes of folded word `w`, from the tables. */
@@ -1029,10 +1534,24 @@ static unsigned word_classes(const fb_kb_t *kb, const char *w)
 /* fb_kb_is_small_talk() on folded `f` (modified); `kb` may be NULL. */
 static bool small_talk(const fb_kb_t *kb, char *f)
 {
-    bool polite = false, thanks = false, thanked = false;
+    bool polite = false, thanks = false, thanked = false, testing = false, bot = false;
+    /* « je teste le bot », « test », « c'est un essai »: trying the bot out, not a question;
+     * the bot's name counts as small talk only then (« c'est quoi ce bot » is a question) */
+    static const char *const trying[] = {"test",  "teste",  "tester", "testons",
+                                         "essai", "essaye", "essaie", NULL};
+    static const char *const bot_names[] = {"bot",     "chatbot", "robot", "frichebot",
+                                            "systeme", "truc",    "outil", NULL};
     for (char *save = NULL, *p = strtok_r(f, " ", &save); p; p = strtok_r(NULL, " ", &save)) {
         if (strlen(p) < 2)
             continue;
+        if (word_in(p, trying)) {
+            testing = polite = true;
+            continue;
+        }
+        if (word_in(p, bot_names)) {
+            bot = true;
+            continue;
+        }
         if (in(kb, p, C_THANKS))
             thanks = true;
         if (in(kb, p, C_SMALL_TALK))
@@ -1042,7 +1561,7 @@ static bool small_talk(const fb_kb_t *kb, char *f)
         else if (!in(kb, p, C_STOP))
             return false;
     }
-    return polite && (thanks || !thanked);
+    return polite && (thanks || !thanked) && (!bot || testing);
 }
 
 bool fb_kb_is_small_talk(const char *message)
@@ -1233,6 +1752,7 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
             f[sizeof(f) - 1] = '\0';
         char g[MAX_QUERY + 1];
         memcpy(g, f, sizeof(f));
+        res->off_topic = off_topic(f);
         res->own_case = own_case(kb, g);
         res->small_talk = need < sizeof(f) && small_talk(kb, f);
     }
@@ -1251,7 +1771,8 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     }
     if (defined >= 0)
         res->margin = 1;
-    res->confident = fb_kb_confident(res->norm, res->margin) && !res->own_case && !res->small_talk;
+    res->confident = fb_kb_confident(res->norm, res->margin) && !res->own_case &&
+                     !res->small_talk && !res->off_topic;
 }
 
 void fb_kb_terms(const fb_kb_t *kb, const char *text, fb_buf_t *out)

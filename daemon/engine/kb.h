@@ -64,6 +64,7 @@ typedef struct {
     bool confident;  /* the bot answers hits[0] */
     size_t n_terms;  /* the question's analysed terms (distinct) */
     bool own_case;   /* about the user's own file or figures: never confident (fb_kb_is_own_case) */
+    bool off_topic;  /* other town-hall business (fb_kb_is_off_topic): never confident */
     bool small_talk; /* thanks, greetings, chit-chat: never confident (fb_kb_is_small_talk) */
 } fb_kb_result_t;
 
@@ -95,6 +96,11 @@ bool fb_kb_confident(double norm, double margin);
  *  amount for their commune or site (« combien ... pour notre commune »). Such a question is never
  *  answered confidently (docs/internals/KB.md). */
 bool fb_kb_is_own_case(const char *question);
+
+/** True when `message` is about other town-hall business than the base's (civil registration,
+ * identity papers, canteen, elections, cemetery, roads, a housing application, hiring a hall):
+ * a fixed list of phrases, whole words, on the folded text (docs/internals/KB.md). */
+bool fb_kb_is_off_topic(const char *message);
 
 /** True when `message` is only politeness or chit-chat (« merci beaucoup », « au revoir », « ok
  *  super », « tu es sympa »): every word a stop word or a small-talk word, at least one of the

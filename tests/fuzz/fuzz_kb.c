@@ -8,7 +8,8 @@
  * (up to its first NUL) is then searched and analysed. Besides the sanitizers' own checks it
  * enforces the contract: at most FB_KB_MAX_HITS hits, each a valid answer index with a positive
  * score, in decreasing order (but a definition's answer, first with margin 1); norm and margin
- * within [0, 1]; `confident` exactly the rule (never for the user's own case nor small talk).
+ * within [0, 1]; `confident` exactly the rule (never for the user's own case, other town-hall
+ * business nor small talk).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -52,8 +53,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (r.norm < 0 || r.norm > 1 || r.margin < 0 || r.margin > 1)
         abort();
-    if (r.confident !=
-        (r.n > 0 && fb_kb_confident(r.norm, r.margin) && !r.own_case && !r.small_talk))
+    if (r.confident != (r.n > 0 && fb_kb_confident(r.norm, r.margin) && !r.own_case &&
+                        !r.small_talk && !r.off_topic))
         abort();
     fb_buf_t b;
     fb_buf_init(&b, 1u << 16);

@@ -185,6 +185,14 @@ TEST_IMPL(kb_definition_question)
     ASSERT_EQ(fb_kb_add_doc(kb, q2, 2, NULL, 0, "L'EPF ne prête pas, il porte."), 2);
     ASSERT_OK(fb_kb_build(kb));
     fb_kb_result_t r;
+    /* « à quoi sert X », « X ça sert à quoi » are definition forms too */
+    fb_kb_search(kb, "l'EPF ça sert à quoi", &r);
+    ASSERT(r.n >= 1);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(r.margin == 1);
+    fb_kb_search(kb, "a quoi sert un epf", &r);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(r.margin == 1);
     fb_kb_search(kb, "c koi un EPF", &r);
     ASSERT(r.n >= 3);
     ASSERT_EQ(r.hits[0].doc, 0);
@@ -279,6 +287,77 @@ TEST_IMPL(kb_own_case)
     ASSERT(fb_kb_is_own_case("combien on a de budget pour 2027"));
     ASSERT(fb_kb_is_own_case("combien nous avons en caisse pour la friche"));
     ASSERT(!fb_kb_is_own_case("combien on a droit de DETR ?"));
+    /* a forecast of our figures: a money word with « on va », « va nous », « on aura » */
+    ASSERT(fb_kb_is_own_case("quel montant de fonds vert on va toucher"));
+    ASSERT(fb_kb_is_own_case("a combien l'epf va nous racheter le terrain"));
+    ASSERT(!fb_kb_is_own_case("le fonds vert va nous demander une justification ?"));
+    ASSERT(!fb_kb_is_own_case("combien rapporte une centrale solaire a la commune"));
+    /* more places of ours, and « chez nous » */
+    ASSERT(fb_kb_is_own_case("combien rapporterait le parc solaire sur notre ancienne decharge"));
+    ASSERT(fb_kb_is_own_case("chez nous a la mairie c'est qui qui s'occupe des friches"));
+    ASSERT(!fb_kb_is_own_case("qui s'occupe des friches a la ddt"));
+    /* private life: « ma maison », « son voisin », « chez moi » */
+    ASSERT(fb_kb_is_own_case("la taxe fonciere de ma maison a augmente pourquoi"));
+    ASSERT(fb_kb_is_own_case("le maire peut il refuser un permis a son voisin"));
+    ASSERT(fb_kb_is_own_case("permis de construire pour une veranda chez moi"));
+    ASSERT(!fb_kb_is_own_case("la maison abandonnee du bourg, on peut la recuperer ?"));
+    /* one of our papers; a paper we signed */
+    ASSERT(fb_kb_is_own_case("notre bail avec la sci se termine quand"));
+    ASSERT(fb_kb_is_own_case("la convention epf qu'on a signee nous oblige a racheter ?"));
+    ASSERT(!fb_kb_is_own_case("que contient une convention de portage"));
+    ASSERT(fb_kb_is_own_case("on a signe le compromis, on peut se retracter ?"));
+    /* a status asked « déjà »; money we did not get, and why */
+    ASSERT(fb_kb_is_own_case("est ce que la ddt a deja regarde notre dossier"));
+    ASSERT(fb_kb_is_own_case("pourquoi on a pas eu la dsil cette annee"));
+    ASSERT(!fb_kb_is_own_case("pourquoi la dsil est elle refusee aux petites communes"));
+    ASSERT(!fb_kb_is_own_case("on a obtenu la DETR, on peut la cumuler avec le fonds vert ?"));
+    /* one plot by its cadastral reference, unless asked how to find out */
+    ASSERT(fb_kb_is_own_case("la parcelle AB 245 est elle en zone constructible"));
+    ASSERT(fb_kb_is_own_case("sur la parcelle 0452 section ZC on peut construire ?"));
+    ASSERT(!fb_kb_is_own_case("comment on sait qui est proprietaire de la parcelle AB 112"));
+    ASSERT(!fb_kb_is_own_case("une parcelle de 5000 m2 en zone U, il faut un permis d'amenager ?"));
+    /* a request to act; but asking to pass a message to an advisor is the bot's own service */
+    ASSERT(fb_kb_is_own_case("envoyez le dossier a la ddt svp"));
+    ASSERT(fb_kb_is_own_case("bonjour, redigez moi la deliberation pour la preemption"));
+    ASSERT(fb_kb_is_own_case("pouvez vous contacter le proprietaire pour nous"));
+    ASSERT(fb_kb_is_own_case("vous pouvez m'ecrire le courrier ?"));
+    ASSERT(!fb_kb_is_own_case("comment contacter le proprietaire"));
+    ASSERT(!fb_kb_is_own_case("pouvez vous m'expliquer le portage foncier"));
+    ASSERT(!fb_kb_is_own_case("pouvez vous transmettre ma demande a un conseiller"));
+    ASSERT(!fb_kb_is_own_case("l'epf peut contacter le proprietaire a notre place ?"));
+    ASSERT(!fb_kb_is_own_case("faites vous des etudes de sol ?"));
+    ASSERT(!fb_kb_is_own_case("envoyez moi le lien vers cartofriches"));
+    ASSERT(!fb_kb_is_own_case("rappelez moi la date limite du fonds vert"));
+    /* status words of a filed thing of ours; a forecast with a money verb; our own figure */
+    ASSERT(fb_kb_is_own_case("notre dossier est toujours en cours d'instruction ?"));
+    ASSERT(fb_kb_is_own_case("des nouvelles de notre candidature ?"));
+    ASSERT(fb_kb_is_own_case("la prefecture a repondu a notre demande de subvention ?"));
+    ASSERT(!fb_kb_is_own_case("combien de temps dure l'instruction d'une demande de subvention"));
+    ASSERT(fb_kb_is_own_case("ca va couter combien de raser le batiment de la poste"));
+    ASSERT(fb_kb_is_own_case("notre taux de detr sera de combien"));
+    ASSERT(!fb_kb_is_own_case("quel taux de detr pour une friche"));
+    ASSERT(!fb_kb_is_own_case("la dsil va financer la demolition ?"));
+    /* « pouvez-vous faire le dossier »; a citizen's application */
+    ASSERT(fb_kb_is_own_case("pouvez vous faire le dossier a notre place"));
+    ASSERT(!fb_kb_is_own_case("pouvez vous faire un point sur les aides"));
+    ASSERT(fb_kb_is_own_case("delai d'instruction d'un permis de construire d'un particulier"));
+    ASSERT(!fb_kb_is_own_case("un particulier peut il demander le fonds vert"));
+    /* a fact about our place; yes or no about its state; a request in the subjunctive */
+    ASSERT(fb_kb_is_own_case("quelle est la population de notre commune"));
+    ASSERT(!fb_kb_is_own_case("notre commune compte 300 habitants, on a droit a la detr ?"));
+    ASSERT(fb_kb_is_own_case("notre friche est elle dans cartofriches ?"));
+    ASSERT(fb_kb_is_own_case("notre terrain est il pollue"));
+    ASSERT(!fb_kb_is_own_case("notre commune est elle eligible a la detr"));
+    ASSERT(!fb_kb_is_own_case("notre terrain est il constructible, comment savoir"));
+    ASSERT(!fb_kb_is_own_case("notre terrain est en zone inondable, on peut construire ?"));
+    ASSERT(fb_kb_is_own_case("je veux que vous appeliez la ddt pour moi"));
+    ASSERT(!fb_kb_is_own_case("que vous faut il pour le dossier"));
+    /* a decision on a thing of ours after an auxiliary; a paper a body sent us */
+    ASSERT(fb_kb_is_own_case("est ce que la region a valide notre plan de financement"));
+    ASSERT(fb_kb_is_own_case("la ddt a deja instruit notre dossier ?"));
+    ASSERT(!fb_kb_is_own_case("la region a valide le principe des aides aux friches ?"));
+    ASSERT(fb_kb_is_own_case("le notaire nous a envoye l'acte, il y a une erreur, que faire"));
+    ASSERT(!fb_kb_is_own_case("le notaire nous a envoye une DIA, on a combien de temps"));
     ASSERT(!fb_kb_is_own_case(""));
     ASSERT(!fb_kb_is_own_case(NULL));
     /* in the search: a question the base would answer is not answered when it is the user's own
@@ -294,6 +373,35 @@ TEST_IMPL(kb_own_case)
     ASSERT(r.own_case);
     ASSERT(!r.confident);
     fb_kb_free(kb);
+    return 0;
+}
+
+TEST_IMPL(kb_off_topic)
+{
+    /* other town-hall business, by phrase, whole words */
+    ASSERT(fb_kb_is_off_topic("comment faire une demande de logement social"));
+    ASSERT(fb_kb_is_off_topic("comment louer la salle des fetes"));
+    ASSERT(fb_kb_is_off_topic("horaires de l'état civil"));
+    ASSERT(!fb_kb_is_off_topic("faire une salle des fetes dans l'ancienne usine"));
+    ASSERT(!fb_kb_is_off_topic("du logement social sur la friche"));
+    ASSERT(!fb_kb_is_off_topic("la cantineuse"));
+    ASSERT(fb_kb_is_off_topic("indemnites des elus quel montant"));
+    ASSERT(fb_kb_is_off_topic("le budget primitif doit etre vote quand"));
+    ASSERT(!fb_kb_is_off_topic(NULL));
+    {
+        fb_kb_t *kb = fb_kb_new();
+        const char *q[] = {"logement social sur une friche", "faire des logements"};
+        (void)fb_kb_add_doc(kb, q, 2, NULL, 0, "Du logement social sur une friche.");
+        (void)fb_kb_build(kb);
+        fb_kb_result_t r;
+        fb_kb_search(kb, "logement social sur une friche ?", &r);
+        ASSERT(r.confident);
+        ASSERT(!r.off_topic);
+        fb_kb_search(kb, "demande de logement social", &r);
+        ASSERT(r.off_topic);
+        ASSERT(!r.confident);
+        fb_kb_free(kb);
+    }
     return 0;
 }
 
@@ -381,6 +489,9 @@ TEST_IMPL(kb_small_talk)
         "t'es nul",
         "haha",
         "tu es sympa",
+        "je teste le bot",
+        "test",
+        "c'est un essai",
     };
     for (size_t i = 0; i < FB_ARRAY_SIZE(yes); i++) {
         if (!fb_kb_is_small_talk(yes[i]))
@@ -395,6 +506,9 @@ TEST_IMPL(kb_small_talk)
         "le marché est-il porteur ?",
         "",
         "le la les ?",
+        "c'est quoi ce bot ?",
+        "merci le bot",
+        "test de sol obligatoire ?",
     };
     for (size_t i = 0; i < FB_ARRAY_SIZE(no); i++) {
         if (fb_kb_is_small_talk(no[i]))
