@@ -7,8 +7,11 @@
  */
 #include <string.h>
 
+#include <jansson.h>
+
 #include "../../adapters/email/email_msg.h"
 #include "common/utf8.h"
+#include "features/mailcopy.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
 #include "task.h"
@@ -283,5 +286,38 @@ TEST_IMPL(email_tags_and_tokens)
     ASSERT(!fb_email_token_valid("AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_abcd"));
     ASSERT(!fb_email_token_valid("AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_abc/e"));
     ASSERT(!fb_email_token_valid(NULL));
+    return 0;
+}
+
+TEST_IMPL(email_mailcopy_entries)
+{
+    /* A reminder event's two messages (the reminder, the question again) become one mail with
+     * the first one's transaction id; replies and other kinds are not mailed; only web
+     * conversations are. */
+    json_t *out = json_array();
+    json_array_append_new(out, json_string("{\"txn\":\"ab.0\",\"kind\":\"reminder\",\"text\":\"Où "
+                                           "en êtes-vous ?\",\"html\":\"\",\"ts\":5}"));
+    json_array_append_new(out, json_string("{\"txn\":\"ab.1\",\"kind\":\"reminder\",\"text\":"
+                                           "\"Dans quelle commune ?\",\"html\":\"\",\"ts\":5}"));
+    json_t *m = fb_mailcopy_entries("web:TOKEN", out);
+    ASSERT_NOT_NULL(m);
+    ASSERT_EQ(json_array_size(m), 1);
+    json_t *e = json_loads(json_string_value(json_array_get(m, 0)), 0, NULL);
+    ASSERT_NOT_NULL(e);
+    ASSERT_STR_EQ(json_string_value(json_object_get(e, "txn")), "mail.ab.0");
+    ASSERT_STR_EQ(json_string_value(json_object_get(e, "kind")), "reminder");
+    ASSERT_STR_EQ(json_string_value(json_object_get(e, "text")),
+                  "Où en êtes-vous ?\n\nDans quelle commune ?");
+    ASSERT_EQ(json_integer_value(json_object_get(e, "ts")), 5);
+    json_decref(e);
+    json_decref(m);
+    ASSERT_NULL(fb_mailcopy_entries("matrix:!room:example.org", out));
+    json_t *replies = json_array();
+    json_array_append_new(replies, json_string("{\"txn\":\"cd.0\",\"kind\":\"reply\",\"text\":"
+                                               "\"Bonjour\",\"html\":\"\",\"ts\":5}"));
+    ASSERT_NULL(fb_mailcopy_entries("web:TOKEN", replies));
+    ASSERT_NULL(fb_mailcopy_entries("web:TOKEN", NULL));
+    json_decref(replies);
+    json_decref(out);
     return 0;
 }
