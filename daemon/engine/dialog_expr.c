@@ -18,8 +18,8 @@
 
 /* Names every template and expression may use besides the slots. */
 static const char *const builtin_names[] = {
-    "feuille_de_route", "question",    "aide",   "tentatives", "etape", "min", "max", "delai",
-    "recherche",        "conseillers", "exemple"};
+    "feuille_de_route", "question",    "aide",    "tentatives", "etape",   "min", "max", "delai",
+    "recherche",        "conseillers", "exemple", "joignable",  "courriel"};
 
 /* ---- expressions and templates --------------------------------------------------------------- */
 

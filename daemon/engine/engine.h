@@ -98,6 +98,12 @@ typedef struct fb_engine_env_s {
      * engine never promises an advisor when this says no (issue #19). */
     bool (*has_advisor)(const void *arg, const char *insee);
     const void *has_advisor_arg;
+    /* The platform reaches the user only while they are there (the web chat): texts promise no
+     * later message (`joignable` is false). false: reachable (Matrix, the authoring tools). */
+    bool unreachable;
+    /* An e-mail address can be left to be reached later (the e-mail adapter runs): the texts
+     * offer it (`courriel`). */
+    bool mail_offer;
 } fb_engine_env_t;
 
 /**
