@@ -13,6 +13,7 @@
  * mail for an address not confirmed yet is never sent (but the confirmation itself).
  *
  * Routes (served by the daemon's HTTP server):
+ *   GET  /email/                    the page where the user gives an address (page_html)
  *   POST /email/adresse             {"conversation": web token, "adresse": ...}: records the
  *                                   address as pending and queues the confirmation mail
  *   GET  /email/confirmer/TOKEN     a page with one button (mail scanners follow links, they do
@@ -647,6 +648,80 @@ static void on_confirm_lookup(fb_redis_t *r, int status, redisReply *reply, void
         on_confirmed(NULL, rc, NULL, next);
 }
 
+/* The page where a web user gives an address (GET /email/): what it is for, how long it is kept,
+ * how to erase it, and a form. The conversation is the one of this browser: its token is in
+ * localStorage ("frichebot.token", written by the chat page of the same origin), read by the
+ * page's script, which posts it with the address. No inline script: the server's
+ * Content-Security-Policy allows 'self' sources only. */
+static const char page_html[] =
+    "<!DOCTYPE html>\n<html lang=\"fr\"><head><meta charset=\"utf-8\">"
+    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+    "<title>Suivi par e-mail – assistant friches</title>"
+    "<link rel=\"stylesheet\" href=\"/dsfr/dsfr.min.css\"></head><body>"
+    "<main class=\"fr-container fr-my-6w\" id=\"contenu\"><h1>Suivi par e-mail</h1>"
+    "<p>Une page de chat fermée ne peut pas recevoir de message. Si vous le souhaitez, je peux "
+    "vous écrire à une adresse e-mail : les relances de votre feuille de route (où en est une "
+    "étape) et la réponse d'un conseiller, chacune avec le lien pour revenir à la "
+    "conversation.</p>"
+    "<p>C'est facultatif. L'adresse ne sert qu'à ces messages ; elle est gardée aussi longtemps "
+    "que votre conversation (6 mois après votre dernier message) ; écrire « oublier mes données » "
+    "dans la conversation l'efface, avec les messages pas encore partis. Un lien de "
+    "confirmation vous est d'abord envoyé : sans confirmation, rien d'autre ne part.</p>"
+    "<form id=\"courriel\" class=\"fr-mb-3w\"><div class=\"fr-input-group\">"
+    "<label class=\"fr-label\" for=\"adresse\">Votre adresse e-mail"
+    "<span class=\"fr-hint-text\">Par exemple prenom.nom@mairie-exemple.fr</span></label>"
+    "<input class=\"fr-input\" type=\"email\" id=\"adresse\" name=\"adresse\" "
+    "autocomplete=\"email\" required maxlength=\"254\"></div>"
+    "<button class=\"fr-btn\" type=\"submit\">Recevoir le lien de confirmation</button></form>"
+    "<p id=\"resultat\" role=\"status\" aria-live=\"polite\"></p>"
+    "<p><a href=\"/\">Revenir à la conversation</a></p></main>"
+    "<script src=\"/email/suivi.js\"></script></body></html>\n";
+
+static const char page_js[] =
+    "(function () {\n"
+    "  'use strict';\n"
+    "  var form = document.getElementById('courriel');\n"
+    "  var out = document.getElementById('resultat');\n"
+    "  var token = null;\n"
+    "  try { token = window.localStorage.getItem('frichebot.token'); } catch (e) { token = null; "
+    "}\n"
+    "  if (!token) {\n"
+    "    form.hidden = true;\n"
+    "    out.textContent = 'Aucune conversation sur cet appareil : commencez-la d\\'abord, puis "
+    "revenez sur cette page.';\n"
+    "    return;\n"
+    "  }\n"
+    "  form.addEventListener('submit', function (ev) {\n"
+    "    ev.preventDefault();\n"
+    "    out.textContent = 'Envoi…';\n"
+    "    fetch('/email/adresse', {method: 'POST', headers: {'Content-Type': 'application/json'},\n"
+    "      body: JSON.stringify({conversation: token,\n"
+    "                            adresse: document.getElementById('adresse').value.trim()})})\n"
+    "      .then(function (r) { return r.json(); })\n"
+    "      .then(function (j) { out.textContent = j.message; })\n"
+    "      .catch(function () { out.textContent = 'Le service ne répond pas : réessayez dans un "
+    "instant.'; });\n"
+    "  });\n"
+    "}());\n";
+
+static int on_page(fb_http_req_t *req, void *arg)
+{
+    (void)arg;
+    static const char *const headers[] = {"cache-control:", "no-cache", NULL};
+    fb_http_respond(req, 200, "text/html; charset=utf-8", page_html, sizeof(page_html) - 1,
+                    headers);
+    return 0;
+}
+
+static int on_page_js(fb_http_req_t *req, void *arg)
+{
+    (void)arg;
+    static const char *const headers[] = {"cache-control:", "no-cache", NULL};
+    fb_http_respond(req, 200, "text/javascript; charset=utf-8", page_js, sizeof(page_js) - 1,
+                    headers);
+    return 0;
+}
+
 /* GET /email/confirmer/TOKEN: a page with a button; POST: confirms. */
 static int on_confirm(fb_http_req_t *req, void *arg)
 {
@@ -742,6 +817,11 @@ static int email_start(fb_adapter_t *a)
     if (!rc)
         rc = fb_http_server_route_prefix(core->http, ROUTE_CONFIRM, FB_HTTP_GET | FB_HTTP_POST,
                                          "email_confirm", on_confirm, e);
+    if (!rc)
+        rc = fb_http_server_route(core->http, "/email/", FB_HTTP_GET, "email_page", on_page, e);
+    if (!rc)
+        rc = fb_http_server_route(core->http, "/email/suivi.js", FB_HTTP_GET, "email_page_js",
+                                  on_page_js, e);
     if (rc) {
         FB_ERR(EMAIL, "cannot register the e-mail routes: %s", fb_strerror(rc));
         return rc;
@@ -795,7 +875,7 @@ const fb_adapter_ops_t fb_adapter_email = {
     .api_version = FB_ADAPTER_API_VERSION,
     .name = "email",
     .priv_size = sizeof(struct email *),
-    .caps = 0,
+    .caps = FB_ADAPTER_CAP_FOLLOWUP,
     .init = email_init,
     .start = email_start,
     .stop = email_stop,

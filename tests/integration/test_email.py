@@ -168,6 +168,17 @@ def no_address_in_log(d):
 
 def test_confirmation_then_reminders_by_mail_exactly_once(redis, make_daemon, smtp):
     d = start(make_daemon, redis, smtp)
+    # The page where the address is given: its purpose, retention and erasure said, a form, and
+    # its script from the same origin (the CSP allows no inline script).
+    status, headers, page = d.request("/email/")
+    page = page.decode()
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    for needed in ["facultatif", "6 mois", "« oublier mes données »", 'type="email"',
+                   '<script src="/email/suivi.js">']:
+        assert needed in page, needed
+    assert "<script>" not in page
+    status, _, js = d.request("/email/suivi.js")
+    assert status == 200 and b"frichebot.token" in js and b"/email/adresse" in js
     chat = Chat(d)
     chat.wait_bot("Dans quelle commune")
 
