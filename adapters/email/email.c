@@ -791,7 +791,12 @@ static int email_init(fb_adapter_t *a)
     snprintf(e->confirm_ms, sizeof(e->confirm_ms), "%llu",
              (unsigned long long)(o->confirm_hours ? o->confirm_hours : DEFAULT_CONFIRM_HOURS) *
                  3600000ull);
-    if (o->password_file) {
+    /* The environment variable wins when set and not empty, as for every secret
+     * (docs/configuration.md, "Secrets"); then the file. */
+    const char *env_pw = getenv(PASSWORD_ENV);
+    if (env_pw && *env_pw) {
+        e->password = fb_strdup(env_pw);
+    } else if (o->password_file) {
         const char *why = NULL;
         int rc = fb_config_read_secret(o->password_file, &e->password, &why);
         if (rc) {
@@ -801,8 +806,6 @@ static int email_init(fb_adapter_t *a)
             fb_free(e);
             return rc;
         }
-    } else if (getenv(PASSWORD_ENV) && *getenv(PASSWORD_ENV)) {
-        e->password = fb_strdup(getenv(PASSWORD_ENV));
     }
     *(struct email **)fb_adapter_priv(a) = e;
     return 0;

@@ -20,7 +20,7 @@ typedef struct fb_email_opts_s {
     char *from;                 /* the sender's address */
     char *from_name;            /* its display name */
     char *username;             /* SMTP AUTH login, or NULL: no login */
-    char *password_file;        /* SMTP AUTH password (else $FRICHEBOT_SMTP_PASSWORD) */
+    char *password_file;        /* SMTP AUTH password ($FRICHEBOT_SMTP_PASSWORD wins) */
     char *public_url;           /* the daemon's address as users reach it, for the links */
     unsigned timeout_ms;        /* one SMTP transaction, whole */
     unsigned confirm_hours;     /* how long a confirmation link works */
