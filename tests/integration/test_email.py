@@ -339,3 +339,39 @@ def test_daemon_killed_while_sending_mails_once(redis, make_daemon, smtp, tmp_pa
     time.sleep(1.5)
     assert len(smtp.with_subject("Où en est")) == 1
     assert redis.cli("EXISTS", mailbox) == "0"
+
+
+# The friche dialog's answers up to its last message (tests/transcripts/friche-web-*.yaml).
+MONTBARD = ["Montbard", "la commune", "industriel", "5000 m2", "pas de bâtiment", "10 ans",
+            "à la commune", "soupçonnée", "PLUi", "aucun", "activité", "idée", "aucun"]
+
+
+def last_message_on_the_web(make_daemon, redis, extra):
+    """Walks the default (friche) dialog in the web chat of a daemon with `extra`; returns the
+    text and HTML of the message after « non merci » to the rating question."""
+    d = make_daemon(redis.address, start=False, idle_timeout_s=60)
+    d.settings["extra"] = extra(d)
+    d.start()
+    chat = Chat(d)
+    chat.wait_bot("Dans quelle commune se trouve le site ?")
+    for answer in MONTBARD:
+        chat.say(answer)
+    chat.wait_bot("Je donne mon avis", timeout=30)
+    seq = chat.last_seq()
+    chat.say("non merci")
+    end = chat.wait_bot("Votre feuille de route est enregistrée", after=seq)
+    chat.close()
+    d.check_clean(*d.stop())  # the next daemon reuses the directory and the log's name
+    return end["text"], end.get("html", "")
+
+
+def test_web_users_are_not_promised_what_cannot_reach_them(redis, make_daemon, smtp):
+    """The router tells the engine the web chat reaches its user only while there: no « Je
+    reviendrai vers vous » on the web; with e-mail on, the address page is offered (a link)."""
+    text, html = last_message_on_the_web(make_daemon, redis, lambda d: "")
+    assert "Je reviendrai vers vous" not in text
+    assert "je vous demanderai ici" in text and "/email/" not in text
+    text, html = last_message_on_the_web(
+        make_daemon, redis, lambda d: email_yaml(smtp.port, f"http://127.0.0.1:{d.port}"))
+    assert "Je reviendrai vers vous" not in text
+    assert "facultatif" in text and '<a href="/email/">Suivi par e-mail</a>' in html
