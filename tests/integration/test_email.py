@@ -20,6 +20,8 @@ import time
 import pytest
 
 from conftest import SANITIZER_MARKERS, free_port, wait_until
+from test_escalation import advisors_room, esc_yaml, thread_reply, wait_body
+from test_matrix import _close_clients, bot_matrix_yaml, new_bot, new_user, router_yaml  # noqa: F401
 from test_webchat import SAMPLE, Chat
 
 aiosmtpd_controller = pytest.importorskip(
@@ -45,6 +47,7 @@ class Mailbox:
         self.refused = 0
         self.hung = 0
         self.hang_s = 5
+        self.release = threading.Event()  # set: a hanging DATA answers (451) at once
 
     async def handle_DATA(self, server, session, envelope):
         with self.lock:
@@ -57,7 +60,9 @@ class Mailbox:
             return "550 5.1.1 Mailbox unavailable"
         if mode == "hang":
             self.hung += 1
-            await asyncio.sleep(self.hang_s)
+            end = time.monotonic() + self.hang_s
+            while time.monotonic() < end and not self.release.is_set():
+                await asyncio.sleep(0.05)
             return "451 4.4.2 Too late"
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
@@ -134,11 +139,11 @@ def make_due(redis, token):
     redis.cli("ZADD", DUE, str(at), f"web:{token}|relance")
 
 
-def confirmed_conversation(d, redis, smtp):
+def confirmed_conversation(d, redis, smtp, first="Dans quelle commune"):
     """A web conversation at its first question whose address is given and confirmed through the
     link of the mail received. Returns (chat, the confirmation mail)."""
     chat = Chat(d)
-    chat.wait_bot("Dans quelle commune")
+    chat.wait_bot(first)
     status, answer = give_address(d, chat.token)
     assert status == 202, answer
     assert "confirmation" in answer["message"]
@@ -317,23 +322,21 @@ def test_forget_removes_the_address_and_the_waiting_mails(redis, make_daemon, sm
 def test_daemon_killed_while_sending_mails_once(redis, make_daemon, smtp, tmp_path):
     """SIGKILL while the server holds the reminder's mail in DATA: nothing was accepted, the entry
     is still at the head of the outbox, and the restarted daemon sends it, once."""
-    d = start(make_daemon, redis, smtp, timeout_ms=20000)
+    d = start(make_daemon, redis, smtp, timeout_ms=60000)
     chat, _ = confirmed_conversation(d, redis, smtp)
-    smtp.hang_s = 3
+    smtp.hang_s = 120  # until released, after the kill
     smtp.modes = ["hang"]
-    seq = chat.last_seq()
     make_due(redis, chat.token)
-    chat.wait_bot(REMINDER_TEXT, after=seq)
-    assert wait_until(lambda: smtp.hung == 1, 10)
-    chat.close()
+    assert wait_until(lambda: smtp.hung == 1, 20)
     d.proc.send_signal(signal.SIGKILL)
     d.proc.wait(10)
+    chat.close()
     log = d.read_log()
     for marker in SANITIZER_MARKERS:
         assert marker not in log
     mailbox = ckey(f"email:web:{chat.token}", "outbox")
     assert redis.cli("LLEN", mailbox) == "1"
-    time.sleep(smtp.hang_s)  # the held DATA ends (451: nothing stored)
+    smtp.release.set()  # the held DATA ends (451 to a dead connection: nothing stored)
     d.start()
     assert wait_until(lambda: smtp.with_subject("Où en est"), 20), d.read_log()[-3000:]
     time.sleep(1.5)
@@ -375,3 +378,42 @@ def test_web_users_are_not_promised_what_cannot_reach_them(redis, make_daemon, s
         make_daemon, redis, lambda d: email_yaml(smtp.port, f"http://127.0.0.1:{d.port}"))
     assert "Je reviendrai vers vous" not in text
     assert "facultatif" in text and '<a href="/email/">Suivi par e-mail</a>' in html
+
+
+def test_advisor_reply_reaches_a_web_user_by_mail(synapse, redis, make_daemon, tmp_path, smtp):
+    """A web user of Saint-Dizier with a confirmed address asks for a person; the advisor's words,
+    relayed into the chat by escalation's own script, also go by mail, once (a real Synapse and
+    matrix-nio advisors, as in test_escalation.py)."""
+    bot = new_bot(synapse, tmp_path)
+    adv = new_user(synapse, "advm")
+    room = advisors_room(adv, [], bot["user_id"], "Conseillers 52 (e-mail)")
+    d = make_daemon(redis.address, start=False, idle_timeout_s=60)
+    d.settings["extra"] = (bot_matrix_yaml(synapse, bot) + router_yaml()
+                           + esc_yaml([f"* {room}"])
+                           + email_yaml(smtp.port, f"http://127.0.0.1:{d.port}"))
+    d.start()
+    assert adv.wait_membership(room, bot["user_id"], "join", 60), d.read_log()[-3000:]
+    chat, _ = confirmed_conversation(d, redis, smtp, first="Dans quelle commune se trouve le site")
+    after = chat.last_seq()
+    chat.say("saint dizier")
+    chat.wait_bot("", after)
+    chat.say("conseiller")
+    root = wait_body(adv, room, bot["user_id"], "Nouvelle demande d'accompagnement", 30)
+    assert root, d.read_log()[-3000:]
+    tk = f"fb:{{c:web:{chat.token}}}:ticket"
+    assert wait_until(lambda: redis.cli("HGET", tk, "root") == root["event_id"], 10)
+    thread_reply(adv, room, root["event_id"], "!prendre")
+    chat.wait_bot("a pris en charge votre demande")
+    thread_reply(adv, room, root["event_id"], "Voici la réponse à votre question")
+    chat.wait_bot("(conseiller) : Voici la réponse")
+    assert wait_until(lambda: [m for m in smtp.with_subject("conseiller")
+                               if "Voici la réponse" in body_text(m)], 20), smtp.subjects()
+    time.sleep(1.0)
+    replies = [m for m in smtp.with_subject("conseiller") if "Voici la réponse" in body_text(m)]
+    assert len(replies) == 1, smtp.subjects()
+    assert f"http://127.0.0.1:{d.port}/" in body_text(replies[0])
+    # The claim (« ... a pris en charge votre demande ») is a relay too: mailed, once.
+    assert len([m for m in smtp.with_subject("conseiller")
+                if "pris en charge" in body_text(m)]) == 1
+    no_address_in_log(d)
+    chat.close()
