@@ -20,13 +20,16 @@
  *                                   not submit forms: a GET confirms nothing)
  *   POST /email/confirmer/TOKEN     confirms the address
  *
- * Sending goes through the shared curl multi on the loop (io/http_client.h, its SMTP mode):
- * nothing blocks. Logs name a conversation by a short hash of its key and an address by a short
- * hash of it (fb_email_addr_tag), never either in clear.
+ * Sending is libcurl's SMTP on libuv's worker threads (smtp_work(): curl's SMTP blocks in its
+ * last phase, so never on the loop). Logs name a conversation by a short hash of its key and an
+ * address by a short hash of it (fb_email_addr_tag), never either in clear.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
+#include <curl/curl.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <uv.h>
@@ -41,7 +44,6 @@
 #include "frichebot/err.h"
 #include "frichebot/log.h"
 #include "io/config.h"
-#include "io/http_client.h"
 #include "io/http_server.h"
 #include "io/redis.h"
 
@@ -54,6 +56,7 @@
 #define DEFAULT_TIMEOUT_MS        30000u
 #define DEFAULT_CONFIRM_HOURS     48u
 #define DEFAULT_MAX_CONFIRMATIONS 3u
+#define SMTP_WORKERS              2 /* SMTP transactions at once, on libuv's threadpool */
 #define PASSWORD_ENV              "FRICHEBOT_SMTP_PASSWORD"
 #define CONV_MAX                  512 /* the router's longest conversation key */
 
@@ -107,6 +110,9 @@ struct email {
     bool started, stopping;
     void (*stop_done)(fb_adapter_t *a);
     uint64_t sent, dropped, failed;
+    struct smtp_job *smtp_queue, *smtp_queue_tail; /* not started yet, oldest first */
+    unsigned smtp_running;                         /* on worker threads */
+    atomic_bool abort_sends;                       /* stopping: the workers' curl aborts */
 };
 
 enum op_kind { OP_SEND, OP_REGISTER, OP_CONFIRM_LOOKUP, OP_CONFIRM };
@@ -120,7 +126,6 @@ struct op {
     fb_send_cb cb;
     void *cb_arg;
     fb_http_req_t *hreq;     /* a deferred HTTP answer */
-    bool smtp;               /* an SMTP request of this op is in flight */
     char conv[CONV_MAX + 1]; /* the user's conversation key ("web:TOKEN") */
     char tag[16];
     char tokhash[65];
@@ -224,42 +229,193 @@ static char *confirm_key(const struct email *e, const char *tokhash)
 /* ---------------------------------------------------------------------------------------- */
 /* Sending */
 
-/* Maps the SMTP outcome to the outbox's codes (adapter.h, fb_send_cb): a 4xx reply, a timeout,
- * a refused connection or a dropped one are transient; a 5xx reply is permanent (parked). */
-static int smtp_result(const fb_http_response_t *resp)
+/*
+ * One SMTP transaction, run by curl_easy_perform() on a libuv worker thread: curl's SMTP is not
+ * fully non-blocking on a multi handle (after the message, its DONE phase waits for the server's
+ * reply in a poll() loop, smtp_block_statemach(): up to the whole timeout with a relay that holds
+ * DATA), so it must never run on the loop (docs/internals/EMAIL.md, "Sending"). At most
+ * SMTP_WORKERS run at once (the threadpool is shared with DNS and file work); the others wait in
+ * the adapter's FIFO. Everything the thread reads is copied in the job; it writes only `rc` and
+ * `code`, read by the loop in the after-work callback.
+ */
+struct smtp_job {
+    uv_work_t work;
+    struct smtp_job *next; /* the FIFO of jobs not started */
+    struct op *op;
+    struct email *e;
+    char *url, *from, *rcpt, *username, *password;
+    char *msg;
+    size_t len, off;
+    long timeout_ms;
+    bool require_tls;
+    CURLcode rc;
+    long code;
+};
+
+static size_t smtp_read(char *buf, size_t size, size_t nitems, void *userdata)
 {
-    switch (resp->error) {
-    case 0:
-        return 0;
-    case FB_EHTTP:
-        return resp->status >= 400 && resp->status < 500 ? FB_EAGAIN : FB_EHTTP;
-    case FB_ETIMEDOUT:
-    case FB_ECONNECT:
-    case FB_ECANCELED:
-        return resp->error;
-    default:
-        return FB_EIO; /* dropped mid-way, TLS trouble: an operator can fix it, retried */
-    }
+    struct smtp_job *j = userdata;
+    size_t room = size * nitems, left = j->len - j->off;
+    size_t n = left < room ? left : room;
+    memcpy(buf, j->msg + j->off, n);
+    j->off += n;
+    return n;
 }
 
-static void on_smtp_done(const fb_http_response_t *resp, void *arg)
+/* Called by curl about once a second, even while it waits for a reply: non-zero aborts the
+ * transaction (the daemon is stopping). */
+static int smtp_progress(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                         curl_off_t ulnow)
 {
-    struct op *op = arg;
-    struct email *e = op->e;
-    op->smtp = false;
-    int rc = smtp_result(resp);
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    struct email *e = clientp;
+    return atomic_load(&e->abort_sends) ? 1 : 0;
+}
+
+/* On a worker thread. */
+static void smtp_work(uv_work_t *w)
+{
+    struct smtp_job *j = w->data;
+    CURL *c = curl_easy_init();
+    j->rc = CURLE_FAILED_INIT;
+    if (!c)
+        return;
+    struct curl_slist *rcpt = curl_slist_append(NULL, j->rcpt);
+    CURLcode rc = rcpt ? CURLE_OK : CURLE_OUT_OF_MEMORY;
+#define SET(opt, val)                                                                              \
+    do {                                                                                           \
+        if (rc == CURLE_OK)                                                                        \
+            rc = curl_easy_setopt(c, opt, val);                                                    \
+    } while (0)
+    SET(CURLOPT_URL, j->url);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_MAIL_FROM, j->from);
+    SET(CURLOPT_MAIL_RCPT, rcpt);
+    SET(CURLOPT_UPLOAD, 1L);
+    SET(CURLOPT_READFUNCTION, smtp_read);
+    SET(CURLOPT_READDATA, (void *)j);
+    SET(CURLOPT_INFILESIZE_LARGE, (curl_off_t)j->len);
+    SET(CURLOPT_TIMEOUT_MS, j->timeout_ms);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, j->timeout_ms < 10000 ? j->timeout_ms : 10000L);
+    /* the wait for each reply, which the blocking last phase honours (seconds, at least 1) */
+    SET(CURLOPT_SERVER_RESPONSE_TIMEOUT, (j->timeout_ms + 999) / 1000);
+    SET(CURLOPT_NOPROGRESS, 0L);
+    SET(CURLOPT_XFERINFOFUNCTION, smtp_progress);
+    SET(CURLOPT_XFERINFODATA, (void *)j->e);
+    if (j->require_tls)
+        SET(CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
+    if (j->username)
+        SET(CURLOPT_USERNAME, j->username);
+    if (j->password)
+        SET(CURLOPT_PASSWORD, j->password);
+#undef SET
+    if (rc == CURLE_OK)
+        rc = curl_easy_perform(c);
+    long code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    j->rc = rc;
+    j->code = code;
+    /* The cleanup says QUIT and waits for its reply, blocking too (up to two minutes, through a
+     * handle whose timeouts are not ours). After a failure or an abort the mail's fate is known
+     * already: the socket is shut down first, so that wait ends at once. */
+    curl_socket_t fd = CURL_SOCKET_BAD;
+    if ((rc != CURLE_OK || atomic_load(&j->e->abort_sends)) &&
+        curl_easy_getinfo(c, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK && fd != CURL_SOCKET_BAD)
+        shutdown(fd, SHUT_RDWR);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(rcpt);
+}
+
+static void wipe_free(char *s)
+{
+    if (!s)
+        return;
+    volatile char *p = s;
+    while (*p)
+        *p++ = '\0';
+    fb_free(s);
+}
+
+static void job_free(struct smtp_job *j)
+{
+    fb_free(j->url);
+    fb_free(j->from);
+    fb_free(j->rcpt);
+    fb_free(j->username);
+    wipe_free(j->password);
+    fb_free(j->msg);
+    fb_free(j);
+}
+
+/* Maps the transaction's outcome to the outbox's codes (adapter.h, fb_send_cb): a 4xx reply, a
+ * timeout, a refused or dropped connection are transient; a 5xx reply is permanent (parked).
+ * curl fails a transaction on any negative reply (to MAIL, RCPT, DATA or AUTH) with various
+ * codes and keeps the reply: the reply decides (RFC 5321 4.2.1). */
+static int smtp_result(CURLcode rc, long code)
+{
+    if (rc == CURLE_OK)
+        return 0;
+    if (rc == CURLE_ABORTED_BY_CALLBACK)
+        return FB_ECANCELED;
+    if (rc == CURLE_OPERATION_TIMEDOUT)
+        return FB_ETIMEDOUT;
+    if (code >= 500)
+        return FB_EHTTP;
+    if (code >= 400)
+        return FB_EAGAIN;
+    if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)
+        return FB_ECONNECT;
+    return FB_EIO; /* dropped mid-way, TLS trouble: an operator can fix it, retried */
+}
+
+static void smtp_start_next(struct email *e);
+
+/* On the loop, once the worker is done (or the job was cancelled before it started). */
+static void smtp_after(uv_work_t *w, int status)
+{
+    struct smtp_job *j = w->data;
+    struct op *op = j->op;
+    struct email *e = j->e;
+    e->smtp_running--;
+    int rc = status == UV_ECANCELED ? FB_ECANCELED : smtp_result(j->rc, j->code);
     if (rc == 0) {
         e->sent++;
-        FB_INFO(EMAIL, "[%s] %s mail accepted by the relay (%u attempt(s))", op->tag, op->mail_kind,
-                resp->attempts);
+        FB_INFO(EMAIL, "[%s] %s mail accepted by the relay", op->tag, op->mail_kind);
+    } else if (rc == FB_ECANCELED) {
+        FB_INFO(EMAIL, "[%s] %s mail not sent: stopping (sent again at the next start)", op->tag,
+                op->mail_kind);
     } else {
         e->failed++;
-        FB_WARN(EMAIL, "[%s] %s mail not accepted: %s (SMTP %d), %s", op->tag, op->mail_kind,
-                fb_err_name(resp->error), resp->status,
+        FB_WARN(EMAIL, "[%s] %s mail not accepted: %s (SMTP %ld), %s", op->tag, op->mail_kind,
+                curl_easy_strerror(j->rc), j->code,
                 rc == FB_EHTTP ? "refused for good" : "will be retried");
     }
+    job_free(j);
     op->cb(rc, 0, op->cb_arg);
     op_free(op);
+    smtp_start_next(e);
+}
+
+/* Starts queued jobs while fewer than SMTP_WORKERS run. */
+static void smtp_start_next(struct email *e)
+{
+    while (e->smtp_queue && e->smtp_running < SMTP_WORKERS && !e->stopping) {
+        struct smtp_job *j = e->smtp_queue;
+        e->smtp_queue = j->next;
+        if (!e->smtp_queue)
+            e->smtp_queue_tail = NULL;
+        j->work.data = j;
+        e->smtp_running++;
+        if (uv_queue_work(e->core->loop, &j->work, smtp_work, smtp_after) != 0) {
+            j->rc = CURLE_FAILED_INIT; /* cannot happen on a live loop: reported as transient */
+            j->code = 0;
+            smtp_after(&j->work, 0);
+            return;
+        }
+    }
 }
 
 /* The subject of a mail of kind `kind`. */
@@ -313,25 +469,29 @@ static int smtp_send(struct op *op, const char *addr)
         fb_buf_free(&msg);
         return rc == FB_ETOOBIG ? FB_ETOOBIG : FB_EINVAL;
     }
-    const char *rcpt[] = {addr, NULL};
-    fb_retry_policy_t once = {.delays_ms = {1000}, .n_delays = 1, .max_attempts = 1};
-    fb_http_request_t req = {
-        .url = o->relay,
-        .body = fb_buf_str(&msg),
-        .body_len = msg.len,
-        .timeout_ms = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS,
-        .retry = &once, /* the outbox retries, with its own backoff and its parking */
-        .mail_from = o->from,
-        .mail_rcpt = rcpt,
-        .username = o->username,
-        .password = e->password,
-        .require_tls = o->require_tls && strncmp(o->relay, "smtp://", 7) == 0,
-    };
-    rc = fb_http_client_request(e->core->client, &req, on_smtp_done, op);
-    fb_buf_free(&msg);
-    if (rc == 0)
-        op->smtp = true;
-    return rc;
+    struct smtp_job *job = fb_calloc(1, sizeof(*job));
+    job->op = op;
+    job->e = e;
+    job->url = fb_strdup(o->relay);
+    job->from = fb_strdup(o->from);
+    job->rcpt = fb_strdup(addr);
+    job->username = o->username ? fb_strdup(o->username) : NULL;
+    job->password = e->password ? fb_strdup(e->password) : NULL;
+    job->len = msg.len;
+    job->msg = fb_buf_take(&msg);
+    job->timeout_ms = (long)(o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS);
+    job->require_tls = o->require_tls && strncmp(o->relay, "smtp://", 7) == 0;
+    if (!job->msg) {
+        job_free(job);
+        return FB_EIO;
+    }
+    if (e->smtp_queue_tail)
+        e->smtp_queue_tail->next = job;
+    else
+        e->smtp_queue = job;
+    e->smtp_queue_tail = job;
+    smtp_start_next(e);
+    return 0;
 }
 
 /* The address record has been read: send, or drop what must not go out. */
@@ -843,12 +1003,17 @@ static void email_stop(fb_adapter_t *a, void (*done)(fb_adapter_t *a))
     e->stop_done = done;
     /* SMTP transactions are cancelled (their entries stay at the head of the outbox, sent again
      * at the next start); Redis operations end by themselves, by reply or cancellation. */
-    for (struct op *op = e->list, *next; op; op = next) {
-        next = op->next;
-        if (op->smtp)
-            fb_http_client_cancel(e->core->client, on_smtp_done, op);
+    atomic_store(&e->abort_sends, true);
+    while (e->smtp_queue) {
+        struct smtp_job *j = e->smtp_queue;
+        e->smtp_queue = j->next;
+        struct op *op = j->op;
+        job_free(j);
+        op->cb(FB_ECANCELED, 0, op->cb_arg);
+        op_free(op);
     }
-    maybe_stop_done(e);
+    e->smtp_queue_tail = NULL;
+    maybe_stop_done(e); /* else when the last worker's transaction has ended (within a second) */
 }
 
 static void email_destroy(fb_adapter_t *a)
