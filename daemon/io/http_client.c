@@ -63,23 +63,18 @@ struct req {
     char *method;                   /* copied */
     char *body;                     /* copied request body (curl reads it in place) */
     size_t body_len;
-    bool smtp;                    /* an SMTP send: the body is uploaded by on_upload */
-    size_t upload_off;            /* SMTP: bytes of body handed to curl in this attempt */
-    char *mail_from;              /* SMTP: copied envelope sender */
-    struct curl_slist *mail_rcpt; /* SMTP: copied envelope recipients */
-    char *username, *password;    /* SMTP AUTH, copied; the password is wiped when freed */
-    fb_retry_policy_t policy;     /* copied */
-    bool may_retry;               /* idempotent method, or the caller allowed it */
-    bool in_multi;                /* the easy handle is added to the multi handle */
-    bool waiting;                 /* waiting on retry_timer for the next attempt */
-    bool toobig;                  /* the current attempt overflowed a buffer */
-    bool hdrs_parsed;             /* hdrs[] reflects resp_hdrs for the current attempt */
-    unsigned attempts;            /* attempts started */
-    int status;                   /* HTTP status of the last finished attempt, 0 if none */
-    uint64_t started_ms;          /* loop time when the request was accepted */
-    fb_buf_t resp_body;           /* body of the current attempt, bounded by max_response_bytes */
-    fb_buf_t resp_hdrs;           /* raw header lines of the current attempt, parsed in place */
-    fb_http_header_t *hdrs;       /* parsed headers, pointing into resp_hdrs */
+    fb_retry_policy_t policy; /* copied */
+    bool may_retry;           /* idempotent method, or the caller allowed it */
+    bool in_multi;            /* the easy handle is added to the multi handle */
+    bool waiting;             /* waiting on retry_timer for the next attempt */
+    bool toobig;              /* the current attempt overflowed a buffer */
+    bool hdrs_parsed;         /* hdrs[] reflects resp_hdrs for the current attempt */
+    unsigned attempts;        /* attempts started */
+    int status;               /* HTTP status of the last finished attempt, 0 if none */
+    uint64_t started_ms;      /* loop time when the request was accepted */
+    fb_buf_t resp_body;       /* body of the current attempt, bounded by max_response_bytes */
+    fb_buf_t resp_hdrs;       /* raw header lines of the current attempt, parsed in place */
+    fb_http_header_t *hdrs;   /* parsed headers, pointing into resp_hdrs */
     size_t n_hdrs, cap_hdrs;
     uv_timer_t retry_timer; /* waits before a retry; the req is freed in its close callback */
     fb_http_done_cb cb;
@@ -179,8 +174,8 @@ static void copy_cut(char *dst, size_t size, const char *s, size_t max)
  * of request `id` into `tag`: method, host and path, never the user info, port-less, and never
  * the query string or fragment. Returns 0 or FB_EINVAL.
  */
-static int check_url_make_tag(const char *url, const char *method, bool smtp, unsigned id,
-                              char *tag, size_t tag_size)
+static int check_url_make_tag(const char *url, const char *method, unsigned id, char *tag,
+                              size_t tag_size)
 {
     for (const char *p = url; *p; p++)
         if ((unsigned char)*p <= ' ' || *p == 0x7f)
@@ -192,10 +187,8 @@ static int check_url_make_tag(const char *url, const char *method, bool smtp, un
         return FB_EIO;
     if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
         goto fail;
-    if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK)
-        goto fail;
-    if (smtp ? strcmp(scheme, "smtp") != 0 && strcmp(scheme, "smtps") != 0
-             : strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)
+    if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))
         goto fail;
     if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || host[0] == '\0')
         goto fail;
@@ -455,18 +448,11 @@ long fb_http_retry_after_ms(const char *value, time_t now)
  * oversized response or a TLS verification failure are final. (If-chains, not a switch:
  * -Wswitch-enum would want every CURLcode listed.)
  */
-static int classify(CURLcode rc, int status, bool toobig, bool smtp, bool *retryable)
+static int classify(CURLcode rc, int status, bool toobig, bool *retryable)
 {
     *retryable = false;
     if (toobig || rc == CURLE_FILESIZE_EXCEEDED)
         return FB_ETOOBIG;
-    /* SMTP: curl fails the transfer on any negative reply (MAIL, RCPT, DATA or AUTH refused,
-     * with various codes) and keeps the reply code; the code says what it means (RFC 5321
-     * 4.2.1): 4xx is a transient refusal, 5xx a permanent one. */
-    if (smtp && rc != CURLE_OK && rc != CURLE_OPERATION_TIMEDOUT && status >= 400) {
-        *retryable = status < 500;
-        return FB_EHTTP;
-    }
     if (rc == CURLE_OK) {
         if (status == 429 || status >= 500) {
             *retryable = true;
@@ -530,7 +516,6 @@ static int start_attempt(struct req *r)
     r->hdrs_parsed = false;
     r->toobig = false;
     r->status = 0;
-    r->upload_off = 0;
     if (curl_multi_add_handle(c->multi, r->easy) != CURLM_OK)
         return FB_EIO;
     r->in_multi = true;
@@ -561,16 +546,6 @@ static void req_release(struct req *r)
     FB_FREE(r->url);
     FB_FREE(r->method);
     FB_FREE(r->body);
-    FB_FREE(r->mail_from);
-    curl_slist_free_all(r->mail_rcpt);
-    r->mail_rcpt = NULL;
-    FB_FREE(r->username);
-    if (r->password) {
-        volatile char *p = r->password; /* a secret: not left in freed memory */
-        while (*p)
-            *p++ = '\0';
-    }
-    FB_FREE(r->password);
 }
 
 /*
@@ -646,7 +621,7 @@ static void attempt_done(struct req *r, CURLcode rc)
     r->status = (int)status;
     parse_headers(r);
     bool retryable = false;
-    int err = classify(rc, r->status, r->toobig, r->smtp, &retryable);
+    int err = classify(rc, r->status, r->toobig, &retryable);
     unsigned max_attempts = r->policy.max_attempts ? r->policy.max_attempts : 1;
     FB_DEBUG(CLIENT, "%s attempt %u: status %d, %s", r->tag, r->attempts, r->status,
              rc == CURLE_OK ? (err ? fb_err_name(err) : "ok") : curl_easy_strerror(rc));
@@ -760,42 +735,6 @@ size_t fb_http_client_waiting(const fb_http_client_t *c)
     return c ? c->n_waiting : 0;
 }
 
-/* CURLOPT_READFUNCTION of an SMTP send: hands curl the message from where it is, per attempt
- * (start_attempt() rewinds it). */
-static size_t on_upload(char *buf, size_t size, size_t nitems, void *userdata)
-{
-    struct req *r = userdata;
-    size_t room = size * nitems, left = r->body_len - r->upload_off;
-    size_t n = left < room ? left : room;
-    memcpy(buf, r->body + r->upload_off, n);
-    r->upload_off += n;
-    return n;
-}
-
-/* The SMTP part of setup_easy(): envelope, login, TLS and the upload. Returns a CURLcode. */
-static CURLcode setup_smtp(struct req *r, const fb_http_request_t *req)
-{
-    CURL *e = r->easy;
-    CURLcode rc = curl_easy_setopt(e, CURLOPT_MAIL_FROM, r->mail_from);
-    if (rc == CURLE_OK)
-        rc = curl_easy_setopt(e, CURLOPT_MAIL_RCPT, r->mail_rcpt);
-    if (rc == CURLE_OK)
-        rc = curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
-    if (rc == CURLE_OK)
-        rc = curl_easy_setopt(e, CURLOPT_READFUNCTION, on_upload);
-    if (rc == CURLE_OK)
-        rc = curl_easy_setopt(e, CURLOPT_READDATA, (void *)r);
-    if (rc == CURLE_OK)
-        rc = curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->body_len);
-    if (rc == CURLE_OK && req->require_tls)
-        rc = curl_easy_setopt(e, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
-    if (rc == CURLE_OK && r->username)
-        rc = curl_easy_setopt(e, CURLOPT_USERNAME, r->username);
-    if (rc == CURLE_OK && r->password)
-        rc = curl_easy_setopt(e, CURLOPT_PASSWORD, r->password);
-    return rc;
-}
-
 /* Sets the easy handle's options for request `r`. Returns 0 or FB_EIO. */
 static int setup_easy(struct req *r, const fb_http_request_t *req)
 {
@@ -825,10 +764,7 @@ static int setup_easy(struct req *r, const fb_http_request_t *req)
     SET(CURLOPT_USERAGENT, "frichebot/" FB_VERSION);
     SET(CURLOPT_FOLLOWLOCATION, 0L);
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
-    if (r->smtp) {
-        if (rc == CURLE_OK)
-            rc = setup_smtp(r, req);
-    } else if (has_body) {
+    if (has_body) {
         SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
         SET(CURLOPT_POSTFIELDS, r->body);
         if (strcmp(r->method, "POST") != 0)
@@ -849,14 +785,7 @@ int fb_http_client_request(fb_http_client_t *c, const fb_http_request_t *req, fb
         return FB_EINVAL;
     if (c->closing)
         return FB_ECLOSING;
-    bool smtp = req->mail_from != NULL;
-    if (smtp && (req->method || req->headers || !req->mail_rcpt || !req->mail_rcpt[0] ||
-                 strpbrk(req->mail_from, "\r\n<>")))
-        return FB_EINVAL;
-    for (size_t i = 0; smtp && req->mail_rcpt[i]; i++)
-        if (strpbrk(req->mail_rcpt[i], "\r\n<>"))
-            return FB_EINVAL;
-    const char *method = smtp ? "MAIL" : req->method ? req->method : "GET";
+    const char *method = req->method ? req->method : "GET";
     if (!method_is_valid(method))
         return FB_EINVAL;
     for (size_t i = 0; req->headers && req->headers[i]; i++)
@@ -864,23 +793,9 @@ int fb_http_client_request(fb_http_client_t *c, const fb_http_request_t *req, fb
             return FB_EINVAL;
 
     struct req *r = fb_calloc(1, sizeof(*r));
-    int rc = check_url_make_tag(req->url, method, smtp, c->next_id + 1, r->tag, sizeof(r->tag));
+    int rc = check_url_make_tag(req->url, method, c->next_id + 1, r->tag, sizeof(r->tag));
     if (rc != 0)
         goto fail;
-    r->smtp = smtp;
-    if (smtp) {
-        r->mail_from = fb_strdup(req->mail_from);
-        for (size_t i = 0; req->mail_rcpt[i]; i++) {
-            struct curl_slist *l = curl_slist_append(r->mail_rcpt, req->mail_rcpt[i]);
-            if (!l) {
-                rc = FB_EIO;
-                goto fail;
-            }
-            r->mail_rcpt = l;
-        }
-        r->username = req->username ? fb_strdup(req->username) : NULL;
-        r->password = req->password ? fb_strdup(req->password) : NULL;
-    }
     r->client = c;
     r->id = ++c->next_id;
     r->url = fb_strdup(req->url);
@@ -909,7 +824,7 @@ int fb_http_client_request(fb_http_client_t *c, const fb_http_request_t *req, fb
     }
     static const char *const defaults[][2] = {{"Expect", "Expect:"},
                                               {"Content-Type", "Content-Type:"}};
-    for (size_t i = 0; !smtp && i < FB_ARRAY_SIZE(defaults); i++) {
+    for (size_t i = 0; i < FB_ARRAY_SIZE(defaults); i++) {
         if (headers_have(req->headers, defaults[i][0]))
             continue;
         struct curl_slist *l = curl_slist_append(r->req_headers, defaults[i][1]);

@@ -43,7 +43,7 @@ typedef struct fb_http_client_s fb_http_client_t;
  * only: the client copies what it keeps. */
 typedef struct fb_http_request_s {
     const char *method;             /* "GET", "POST", "PUT", "DELETE", ...; NULL means "GET" */
-    const char *url;                /* absolute http:// or https:// URL (SMTP: see below) */
+    const char *url;                /* absolute http:// or https:// URL; required */
     const char *const *headers;     /* NULL-terminated array of "Name: value" lines, or NULL */
     const void *body;               /* request body, or NULL for none */
     size_t body_len;                /* bytes of body */
@@ -52,15 +52,6 @@ typedef struct fb_http_request_s {
     bool idempotent; /* the caller says repeating the request is harmless: a POST or PATCH
                       * is only retried when this is set; GET, HEAD, PUT, DELETE, OPTIONS and
                       * TRACE always are. To never retry, pass a policy with max_attempts 1. */
-    /* SMTP, with an smtp:// or smtps:// URL (and only then): `method` NULL, `body` the whole
-     * message (header lines, an empty line, the body; CRLF line ends), sent as DATA after the
-     * envelope below. The response's `status` is the server's last reply code (250, 451, 550...)
-     * and `error` FB_EHTTP for a reply >= 400, retryable below 500 (docs/internals/EMAIL.md). */
-    const char *mail_from;        /* envelope sender (no brackets); set: this is an SMTP send */
-    const char *const *mail_rcpt; /* NULL-terminated envelope recipients, at least one */
-    const char *username;         /* SMTP AUTH login, or NULL; copied, never logged */
-    const char *password;         /* SMTP AUTH password, or NULL; copied, never logged */
-    bool require_tls;             /* smtp://: refuse to go on without STARTTLS */
 } fb_http_request_t;
 
 /** One response header, as received (name without the colon, value trimmed). */
