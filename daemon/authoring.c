@@ -455,6 +455,31 @@ static int read_advisors(struct convo *c, const json_t *doc, const fb_geo_t *geo
     return 0;
 }
 
+/* A transcript's `plateforme:` (`web`: the user is reached only while there, as in the web chat:
+ * env.unreachable) and `courriel:` (`oui`: an e-mail address may be left, env.mail_offer).
+ * Returns 0, or 1 after printing the error. */
+static int read_platform(struct convo *c, const json_t *doc, json_t *lines, const char *file,
+                         FILE *out)
+{
+    const json_t *p = json_object_get(doc, "plateforme");
+    const json_t *m = json_object_get(doc, "courriel");
+    const char *ps = json_string_value(p), *ms = json_string_value(m);
+    if (p && (!ps || (strcmp(ps, "web") != 0 && strcmp(ps, "matrix") != 0))) {
+        fprintf(out, "%s:%d: « plateforme » : web ou matrix\n", file,
+                fb_yaml_line(lines, "/plateforme"));
+        return 1;
+    }
+    bool yes = json_is_true(m) || (ms && strcmp(ms, "oui") == 0);
+    bool no = json_is_false(m) || (ms && strcmp(ms, "non") == 0);
+    if (m && !yes && !no) {
+        fprintf(out, "%s:%d: « courriel » : oui ou non\n", file, fb_yaml_line(lines, "/courriel"));
+        return 1;
+    }
+    c->env.unreachable = ps && strcmp(ps, "web") == 0;
+    c->env.mail_offer = yes;
+    return 0;
+}
+
 /* Runs one event; appends its effects to `all` (new array when NULL). Returns 0 or an error. */
 static int convo_step(struct convo *c, const fb_event_t *ev, json_t *all)
 {
@@ -1300,7 +1325,8 @@ static int run_transcript(const char *file, const fb_geo_t *geo, FILE *out, FILE
     }
     convo_init(&c, d, geo, now);
     have_convo = true;
-    if (read_advisors(&c, doc, geo, lines, file, out) != 0) {
+    if (read_advisors(&c, doc, geo, lines, file, out) != 0 ||
+        read_platform(&c, doc, lines, file, out) != 0) {
         failed = 1;
         goto done;
     }

@@ -29,6 +29,7 @@
 #include "engine/engine.h"
 #include "engine/geo.h"
 #include "features/escalation.h"
+#include "features/mailcopy.h"
 #include "features/reminders.h"
 #include "features/stats.h"
 #include "frichebot/alloc.h"
@@ -149,6 +150,10 @@ static int add_features(fb_daemon_t *d)
         fb_router_set_has_advisor(d->router, fb_esc_has_advisor, esc);
     if (rc == 0)
         rc = fb_router_add_feature(d->router, &fb_stats_feature, NULL);
+    /* always, even with email.enabled false: a forget must still erase an address given while
+     * it was on */
+    if (rc == 0)
+        rc = fb_router_add_feature(d->router, &fb_mailcopy_feature, NULL);
     return rc;
 }
 

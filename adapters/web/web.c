@@ -1332,7 +1332,8 @@ const fb_adapter_ops_t fb_adapter_web = {
     .api_version = FB_ADAPTER_API_VERSION,
     .name = "web",
     .priv_size = sizeof(struct web *),
-    .caps = FB_ADAPTER_CAP_BUTTONS | FB_ADAPTER_CAP_HTML | FB_ADAPTER_CAP_TXN_DEDUPE,
+    .caps = FB_ADAPTER_CAP_BUTTONS | FB_ADAPTER_CAP_HTML | FB_ADAPTER_CAP_TXN_DEDUPE |
+            FB_ADAPTER_CAP_PRESENT_ONLY,
     .init = web_init,
     .start = web_start,
     .stop = web_stop,

@@ -21,6 +21,7 @@
 #define FB_ADAPTER_TABLE(X, TEST)                                                                  \
     X(web)                                                                                         \
     X(matrix)                                                                                      \
+    X(email)                                                                                       \
     TEST(echo)                                                                                     \
     /* end of the table: a new line goes above, so adding one changes only that line */
 

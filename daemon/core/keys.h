@@ -32,6 +32,7 @@
 #define FB_KEY_ESC_SENT  "esc:sent"  /* list: "ROOM EVENT_ID" the bot posted for the tickets */
 #define FB_KEY_MONTHS    "months"    /* set: the months (YYYY-MM) the project was active */
 #define FB_KEY_ROADMAP   "roadmap"   /* hash: t the roadmap page's token, h its SHA-256 (hex) */
+#define FB_KEY_MAIL      "mail"      /* hash: the address a web user gave (adapters/email) */
 
 /* ---- the session record: one hash per conversation -------------------------------------------
  */

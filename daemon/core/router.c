@@ -1233,6 +1233,13 @@ static int job_run(struct job *j, const json_t *session, const char *activity, i
         .has_advisor_arg = r->has_advisor_arg,
         .roadmap_url = url,
     };
+    /* Never promise a later message a platform cannot deliver (issue #16): a web chat's user is
+     * reached later only through a follow-up adapter (e-mail), which the texts then offer. */
+    const struct adapter_slot *home = adapter_by_name(r, c->name);
+    env.unreachable = home && (home->a.ops->caps & FB_ADAPTER_CAP_PRESENT_ONLY);
+    for (size_t i = 0; i < r->nadapters; i++)
+        if (r->adapters[i]->started && (r->adapters[i]->a.ops->caps & FB_ADAPTER_CAP_FOLLOWUP))
+            env.mail_offer = true;
     *ns = NULL;
     *effects = NULL;
     *rearm = false;

@@ -28,7 +28,9 @@ static const char *const builtin_names[] = {"feuille_de_route",
                                             "recherche",
                                             "conseillers",
                                             "exemple",
-                                            "lien_feuille_de_route"};
+                                            "lien_feuille_de_route",
+                                            "joignable",
+                                            "courriel"};
 
 /* ---- expressions and templates --------------------------------------------------------------- */
 

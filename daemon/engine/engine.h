@@ -102,6 +102,12 @@ typedef struct fb_engine_env_s {
      * the built-in name `lien_feuille_de_route`; NULL: none (the texts then say how else to get
      * the roadmap). The router mints the token; the engine only shows the address. */
     const char *roadmap_url;
+    /* The platform reaches the user only while they are there (the web chat): texts promise no
+     * later message (`joignable` is false). false: reachable (Matrix, the authoring tools). */
+    bool unreachable;
+    /* An e-mail address can be left to be reached later (the e-mail adapter runs): the texts
+     * offer it (`courriel`). */
+    bool mail_offer;
 } fb_engine_env_t;
 
 /**

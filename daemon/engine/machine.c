@@ -221,6 +221,10 @@ const json_t *fb__run_builtin(struct run *r, const char *name, size_t len)
             r->c_road_url = json_string(r->env->roadmap_url);
         return r->c_road_url;
     }
+    if (IS("joignable")) /* the bot can write to this user later: texts that promise it */
+        return r->env && r->env->unreachable ? json_false() : json_true();
+    if (IS("courriel")) /* the user may leave an address to be reached later */
+        return r->env && r->env->mail_offer ? json_true() : json_false();
     if (st->type == FB__Q_NONE || r->guard > 0)
         return NULL;
     if (IS("exemple")) { /* « 1 » pour « Label », for the help after failures */

@@ -969,8 +969,10 @@ static bool url_ok(const char *u, size_t n)
             c == '`')
             return false;
     }
+    /* and a path of the daemon's own site ("/email/"): same origin, nothing to hijack; "//"
+     * would be another host */
     return (prefix_ci(u, n, "https://") && n > 8) || (prefix_ci(u, n, "http://") && n > 7) ||
-           (prefix_ci(u, n, "mailto:") && n > 7);
+           (prefix_ci(u, n, "mailto:") && n > 7) || (n > 1 && u[0] == '/' && u[1] != '/');
 }
 
 static int inline_run(const struct markup *k, fb_buf_t *out, bool html, size_t b, size_t e,

@@ -83,6 +83,15 @@ static int64_t now_ms(const fb_esc_t *e)
     "  redis.call('RPUSH', conv_key(prefix, conv, '" FB_KEY_OUTBOX "'), e)\n"                      \
     "  redis.call('ZADD', pending, 'NX', now, conv)\n"                                             \
     "  table.insert(kick, conv)\n"                                                                 \
+    "  if kind == 'relay' and string.sub(conv, 1, 4) == 'web:' and\n"                              \
+    "     redis.call('HGET', conv_key(prefix, conv, '" FB_KEY_MAIL "'), 'state') == 'confirmed'\n" \
+    "  then\n" /* an advisor's words also by e-mail (features/mailcopy.h, EMAIL.md) */             \
+    "    local m = 'email:' .. conv\n"                                                             \
+    "    redis.call('RPUSH', conv_key(prefix, m, '" FB_KEY_OUTBOX "'), cjson.encode({\n"           \
+    "      txn = 'mail.' .. txn, kind = kind, text = text, html = '', ts = now}))\n"               \
+    "    redis.call('ZADD', pending, 'NX', now, m)\n"                                              \
+    "    table.insert(kick, m)\n"                                                                  \
+    "  end\n"                                                                                      \
     "end\n"
 
 /*

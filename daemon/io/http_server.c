@@ -1303,6 +1303,11 @@ const char *fb_http_req_path(const fb_http_req_t *req)
     return req->path;
 }
 
+unsigned fb_http_req_method(const fb_http_req_t *req)
+{
+    return req->method;
+}
+
 const char *fb_http_req_query(const fb_http_req_t *req)
 {
     return req->query;

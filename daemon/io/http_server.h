@@ -99,6 +99,8 @@ void fb_http_server_destroy(fb_http_server_t *srv);
 
 /** The path, without the query string. Borrowed. */
 const char *fb_http_req_path(const fb_http_req_t *req);
+/** The request's method, one FB_HTTP_* bit (a HEAD on a GET route: FB_HTTP_HEAD). */
+unsigned fb_http_req_method(const fb_http_req_t *req);
 /** The raw query string without '?', or "" . Borrowed. */
 const char *fb_http_req_query(const fb_http_req_t *req);
 /** The request body and its length (empty for GET). Borrowed. */

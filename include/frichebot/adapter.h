@@ -98,7 +98,14 @@ enum {
      * escalation.rooms, threads ("ROOM/$ROOT" conversations whose events go to escalation, and
      * "ROOM/~TICKET" ones whose root it asks core->thread_root), redactions (kind "redact"),
      * senders' display names, and every accepted message's id reported through core->sent. */
-    FB_ADAPTER_CAP_ADVISORS = 1u << 3
+    FB_ADAPTER_CAP_ADVISORS = 1u << 3,
+    /* Reaches the user only while they are there (a web chat: a closed tab is gone): the engine
+     * promises no follow-up it could not deliver (`joignable` false in the dialogs' texts)
+     * unless the user leaves a way to be reached (FB_ADAPTER_CAP_FOLLOWUP). */
+    FB_ADAPTER_CAP_PRESENT_ONLY = 1u << 4,
+    /* Reaches the users of FB_ADAPTER_CAP_PRESENT_ONLY platforms later, once they leave an
+     * address (the e-mail adapter): the dialogs' `courriel` is true while one is started. */
+    FB_ADAPTER_CAP_FOLLOWUP = 1u << 5
 };
 
 /**

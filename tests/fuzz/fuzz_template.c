@@ -7,7 +7,8 @@
  * tags). Besides the sanitizers' checks it enforces the contract: a template is returned exactly
  * when no error is reported and every error line is a well-formed "LINE:COL: message"; a render
  * returns 0 or FB_ETOOBIG (and then leaves both buffers freed); and the HTML is safe: only <p>,
- * <br>, <strong>, <a href="http(s)|mailto:...">, <ul>, <li>, properly nested, every other '<', '>',
+ * <br>, <strong>, <a href="http(s)|mailto:...|/path">, <ul>, <li>, properly nested, every other
+ * '<', '>',
  * '"', '\'' and '&' escaped, both outputs valid UTF-8 without NUL.
  */
 #include <stddef.h>
@@ -124,8 +125,9 @@ static bool html_ok(const char *h, size_t n)
                 }
                 if (e + 1 >= n || h[e + 1] != '>')
                     return false;
+                bool site = e - u > 1 && h[u] == '/' && h[u + 1] != '/'; /* "/email/" */
                 if (!starts_ci(h + u, e - u, "http://") && !starts_ci(h + u, e - u, "https://") &&
-                    !starts_ci(h + u, e - u, "mailto:"))
+                    !starts_ci(h + u, e - u, "mailto:") && !site)
                     return false;
                 if ((top != P && top != LI && top != STRONG) || depth == 16)
                     return false;

@@ -624,7 +624,7 @@ TEST_IMPL(config_secrets_never_in_errors)
         "t.yaml:6:3: 'redis.token': secrets must not be written in the configuration "
         "file: use a *_file key or an environment variable\n"
         "t.yaml:7:1: unknown key 'bot' at the top level (known: server, redis, store, "
-        "http_client, log, dialogs, router, reminders, web, matrix, stats, escalation)\n"
+        "http_client, log, dialogs, router, reminders, web, matrix, email, stats, escalation)\n"
         "t.yaml:8:6: 'bot[0].secret': secrets must not be written in the configuration "
         "file: use a *_file key or an environment variable\n"
         "t.yaml:8:28: 'bot[0].Access_Token': secrets must not be written in the "
@@ -634,7 +634,8 @@ TEST_IMPL(config_secrets_never_in_errors)
         "t.yaml:10:1: 'hs_token': secrets must not be written in the configuration "
         "file: use a *_file key or an environment variable\n"
         "t.yaml:11:1: unknown key 'other' at the top level (known: server, redis, "
-        "store, http_client, log, dialogs, router, reminders, web, matrix, stats, escalation)\n"
+        "store, http_client, log, dialogs, router, reminders, web, matrix, email, stats, "
+        "escalation)\n"
         "t.yaml:12:1: duplicate key 'server' (first at 1:1)\n");
 
     /* Whatever goes wrong, no secret from anywhere shows up. */

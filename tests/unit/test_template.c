@@ -370,7 +370,12 @@ TEST_IMPL(template_hostile)
     /* Author text: everything escaped. */
     check_render("<script>alert('x')</script> & \"q\"", "<script>alert('x')</script> & \"q\"",
                  "<p>&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;</p>");
-    /* Links other than http(s) and mailto are text, as typed. */
+    /* A path of the daemon's own site is a link; "//host" (another site) is not. */
+    check_render("la page [Suivi par e-mail](/email/).", "la page Suivi par e-mail (/email/).",
+                 "<p>la page <a href=\"/email/\">Suivi par e-mail</a>.</p>");
+    check_render("[x](//evil.example/)", "[x](//evil.example/)", "<p>[x](//evil.example/)</p>");
+    check_render("[x](/)", "[x](/)", "<p>[x](/)</p>");
+    /* Links other than http(s), mailto and site paths are text, as typed. */
     check_render("[clic](javascript:alert(1))", "[clic](javascript:alert(1))",
                  "<p>[clic](javascript:alert(1))</p>");
     check_render("[clic]( JavaScript:alert(1))", "[clic]( JavaScript:alert(1))",
