@@ -330,6 +330,22 @@ int mx_rcmd_argv(struct mx *m, rcmd_cb cb, void *arg, int argc, const char **arg
     return 0;
 }
 
+int mx_rscript_argv(struct mx *m, const fb_redis_script_t *sc, rcmd_cb cb, void *arg, int argc,
+                    const char **argv)
+{
+    struct rcmd *rc = fb_calloc(1, sizeof(*rc));
+    rc->m = m;
+    rc->cb = cb;
+    rc->arg = arg;
+    int s = fb_redis_evalsha(m->core->redis, sc, FB_REDIS_RETRY, on_rcmd, rc, argc, argv, NULL);
+    if (s) {
+        fb_free(rc);
+        return s;
+    }
+    mx_op_begin(m);
+    return 0;
+}
+
 char *mx_room_key(struct mx *m, const char *room)
 {
     char *conv = fb_asprintf("matrix:%s", room);

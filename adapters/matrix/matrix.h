@@ -54,7 +54,8 @@ struct mx {
     bool started, stopping;
     void (*stop_done)(fb_adapter_t *a);
     char ttl_ms[24];
-    char *k_auth, *k_sync; /* Redis keys */
+    char *k_auth, *k_sync;        /* Redis keys */
+    fb_redis_script_t s_txn_mark; /* mx_appservice.c, per transaction */
     const char *const *ignore;
     /* credentials */
     char *token;         /* access token (bot) or as_token */
@@ -145,6 +146,10 @@ int mx_call_full(struct mx *m, const char *method, const char *path, const json_
 void mx_op_begin(struct mx *m);
 void mx_op_end(struct mx *m);
 int mx_rcmd_argv(struct mx *m, rcmd_cb cb, void *arg, int argc, const char **argv);
+/* mx_rcmd_argv() for a script called by its SHA1 (fb_redis_evalsha()): argv is the number of
+ * keys, the keys, then the arguments. */
+int mx_rscript_argv(struct mx *m, const fb_redis_script_t *sc, rcmd_cb cb, void *arg, int argc,
+                    const char **argv);
 void mx_receipt(struct mx *m, const char *room, const char *event_id);
 char *mx_room_key(struct mx *m, const char *room);
 char *mx_room_path(const char *room, const char *fmt_tail);

@@ -188,6 +188,7 @@ struct web {
     const fb_core_t *core;
     const fb_web_opts_t *opts;
     fb_redis_t *redis;
+    fb_redis_script_t s_append, s_create, s_hello, s_started, s_forget;
     char ttl_ms[24];
     char max_hist[24];
     size_t ws_limit;
@@ -551,23 +552,22 @@ static void op_free(struct op *op)
     web_unref(w);
 }
 
-/* Runs `script` with `nkeys` keys and `nargs` arguments (all NUL-terminated strings). */
-static int run_script(struct op *op, const char *script, fb_redis_reply_cb cb, int nkeys,
+/* Runs script `sc` with `nkeys` keys and `nargs` arguments (all NUL-terminated strings), as
+ * EVALSHA: the body is not sent, nor hashed by Redis, at every call. */
+static int run_script(struct op *op, const fb_redis_script_t *sc, fb_redis_reply_cb cb, int nkeys,
                       const char *const *keys, int nargs, const char *const *args)
 {
     const char *argv[16];
     char nk[8];
     snprintf(nk, sizeof(nk), "%d", nkeys);
     int argc = 0;
-    argv[argc++] = "EVAL";
-    argv[argc++] = script;
     argv[argc++] = nk;
     for (int i = 0; i < nkeys; i++)
         argv[argc++] = keys[i];
     for (int i = 0; i < nargs; i++)
         argv[argc++] = args[i];
     FB_ASSERT(argc <= (int)FB_ARRAY_SIZE(argv));
-    return fb_redis_command_argv(op->w->redis, FB_REDIS_RETRY, cb, op, argc, argv, NULL);
+    return fb_redis_evalsha(op->w->redis, sc, FB_REDIS_RETRY, cb, op, argc, argv, NULL);
 }
 
 /* Maps a Redis outcome to 0 or an error; an error reply is logged and becomes FB_EIO. */
@@ -635,7 +635,7 @@ static void check_forgotten(struct web *w, struct conv *cv)
     struct op *op = op_new(w, OP_FORGET, NULL, cv);
     const char *keys[] = {cv->keys[K_SESSION], cv->keys[K_META], cv->keys[K_HIST], cv->keys[K_HIDS],
                           cv->keys[K_HKEYS]};
-    if (run_script(op, forget_script, on_forget_checked, 5, keys, 0, NULL))
+    if (run_script(op, &w->s_forget, on_forget_checked, 5, keys, 0, NULL))
         op_free(op);
 }
 
@@ -662,7 +662,7 @@ static void on_delivered(int status, void *arg)
             FB_DEBUG(WEB, "[web|%s] greeting requested", op->tag);
             struct op *m = op_new(w, OP_STARTED, NULL, op->cv);
             const char *keys[] = {op->cv->keys[K_META]};
-            if (run_script(m, started_script, on_started, 1, keys, 0, NULL))
+            if (run_script(m, &w->s_started, on_started, 1, keys, 0, NULL))
                 op_free(m);
         } else {
             FB_WARN(WEB,
@@ -790,7 +790,7 @@ static void client_on_message(struct client *c, const fb_web_frame_t *f)
     snprintf(dkey, sizeof(dkey), "u:%s", id);
     const char *keys[] = {cv->keys[K_META], cv->keys[K_HIST], cv->keys[K_HIDS], cv->keys[K_HKEYS]};
     const char *args[] = {dkey, tail, w->max_hist, w->ttl_ms};
-    int rc = run_script(op, append_script, on_user_appended, 4, keys, 4, args);
+    int rc = run_script(op, &w->s_append, on_user_appended, 4, keys, 4, args);
     fb_free(tail);
     if (rc) {
         fb_web_bucket_refund(&cv->bucket, w->opts->messages_per_minute);
@@ -883,7 +883,7 @@ static void hello_new(struct client *c)
     snprintf(now, sizeof(now), "%lld", (long long)fb_wall_ms());
     const char *keys[] = {cv->keys[K_META]};
     const char *args[] = {now, w->ttl_ms};
-    if (run_script(op, create_script, on_created, 1, keys, 2, args)) {
+    if (run_script(op, &w->s_create, on_created, 1, keys, 2, args)) {
         client_unavailable(c, NULL);
         fb_ws_close(c->ws, 1013, "indisponible");
         op_free(op);
@@ -1004,7 +1004,7 @@ static void client_on_hello(struct client *c, const fb_web_frame_t *f)
     conv_unref(cv);
     op->since = f->since;
     const char *keys[] = {cv->keys[K_META], cv->keys[K_HIST], cv->keys[K_OUTBOX]};
-    if (run_script(op, hello_script, on_hello, 3, keys, 0, NULL)) {
+    if (run_script(op, &w->s_hello, on_hello, 3, keys, 0, NULL)) {
         client_unavailable(c, NULL);
         fb_ws_close(c->ws, 1013, "indisponible");
         op_free(op);
@@ -1216,7 +1216,7 @@ static int web_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, vo
     for (int i = 0; i < 4; i++)
         keys[i] = w->core->conv_key(w->core, conv_key, key_suffix[i]);
     const char *args[] = {dkey, tail, w->max_hist, w->ttl_ms};
-    int rc = run_script(op, append_script, on_bot_appended, 4, (const char *const *)keys, 4, args);
+    int rc = run_script(op, &w->s_append, on_bot_appended, 4, (const char *const *)keys, 4, args);
     for (int i = 0; i < 4; i++)
         fb_free(keys[i]);
     fb_free(conv_key);
@@ -1243,6 +1243,11 @@ static int web_init(fb_adapter_t *a)
     w->opts = fb_config_section(a->core->cfg, "web");
     w->redis = a->core->redis;
     w->refs = 1;
+    fb_redis_script_init(&w->s_append, append_script);
+    fb_redis_script_init(&w->s_create, create_script);
+    fb_redis_script_init(&w->s_hello, hello_script);
+    fb_redis_script_init(&w->s_started, started_script);
+    fb_redis_script_init(&w->s_forget, forget_script);
     unsigned long long ttl = (unsigned long long)a->core->cfg->store.session_ttl_days * 86400000ull;
     snprintf(w->ttl_ms, sizeof(w->ttl_ms), "%llu", ttl);
     snprintf(w->max_hist, sizeof(w->max_hist), "%u",
