@@ -92,6 +92,9 @@ static const char commit_head_src[] =
     "local v = tonumber(cur[1]) or 0\n"
     "if v ~= tonumber(ARGV[1]) then return {0, v} end\n"
     "local ttl_set = tonumber(cur[2])\n"
+    /* true when this COMMIT sets the session's TTL again (below): the features' keys that live
+     * as long as the session refresh theirs at the same time, not at every event. */
+    "local refresh = false\n"
     "local O = cjson.decode(ARGV[9])\n"
     "local ttl = tonumber(ARGV[5])\n"
     "local A = {now = tonumber(ARGV[7]), member = ARGV[8], mode = ARGV[3], user = ARGV[10] == "
@@ -139,7 +142,7 @@ static const char commit_body_fmt[] =
     "  if A.user then table.insert(f, '" FB_SESSION_ACTIVITY "'); table.insert(f, ARGV[7]) end\n"
     /* The TTL is set again only when 1/100 of it has passed since it was last set (a key expires
      * at most that much early), not at every write: one PEXPIRE per message saved (issue 17). */
-    "  local refresh = ttl > 0 and (not ttl_set or A.now - ttl_set >= ttl / 100)\n"
+    "  refresh = ttl > 0 and (not ttl_set or A.now - ttl_set >= ttl / 100)\n"
     "  if refresh then table.insert(f, '" FB_SESSION_TTL_SET "'); table.insert(f, ARGV[7]) end\n"
     "  redis.call('HSET', K.session, unpack(f))\n"
     "  if refresh then redis.call('PEXPIRE', K.session, ttl)\n"
