@@ -122,16 +122,16 @@ static void on_txn_batch_done(struct batch *bt, int status)
         struct mark_ctx *mc = fb_calloc(1, sizeof(*mc));
         mc->req = req;
         char *cw = mx_e2ee_take_write(m, &mc->taken);
-        const char *argv[1 + 1 + MX_E2EE_NKEYS + 3];
-        argv[0] = "6";
-        argv[1] = key;
-        mx_e2ee_keys_argv(m, argv + 2);
-        argv[2 + MX_E2EE_NKEYS] = ttl;
-        argv[3 + MX_E2EE_NKEYS] = cw ? cw : "";
-        argv[4 + MX_E2EE_NKEYS] = mark;
-        if (!m->s_txn_mark.src)
-            fb_redis_script_init(&m->s_txn_mark, txn_mark_script);
-        int rc = mx_rscript_argv(m, &m->s_txn_mark, on_txn_marked, mc, 5 + MX_E2EE_NKEYS, argv);
+        const char *argv[3 + 1 + MX_E2EE_NKEYS + 3];
+        argv[0] = "EVAL";
+        argv[1] = txn_mark_script;
+        argv[2] = "6";
+        argv[3] = key;
+        mx_e2ee_keys_argv(m, argv + 4);
+        argv[4 + MX_E2EE_NKEYS] = ttl;
+        argv[5 + MX_E2EE_NKEYS] = cw ? cw : "";
+        argv[6 + MX_E2EE_NKEYS] = mark;
+        int rc = mx_rcmd_argv(m, on_txn_marked, mc, 7 + MX_E2EE_NKEYS, argv);
         if (cw) {
             explicit_bzero(cw, strlen(cw));
             fb_free(cw);
