@@ -129,6 +129,13 @@ struct fb_redis_s {
     bool ever_ready;            /* for the "reconnected" log line */
     fb_redis_ready_cb ready_cb; /* fb_redis_on_ready() */
     void *ready_arg;
+    /* copies of the scripts fb_redis_evalsha() has run (bodies and SHA1s, owned): loaded again
+     * at every reconnection (issue 17) */
+    struct kept_script {
+        char sha[41];
+        char *src;
+    } * scripts;
+    size_t nscripts, capscripts;
 
     /* commands */
     struct cmd_list queue;    /* waiting for a ready connection, sorted by deadline */
@@ -420,6 +427,9 @@ static void maybe_finish(fb_redis_t *r)
     fb_free(r->address);
     fb_free(r->host);
     fb_free(r->path);
+    for (size_t i = 0; i < r->nscripts; i++)
+        fb_free(r->scripts[i].src);
+    fb_free(r->scripts);
     fb_free(r);
     if (done)
         done(arg);
@@ -568,6 +578,19 @@ static void conn_failed(fb_redis_t *r, const char *reason)
  * (from a connection already dropped) and the NULL of a dying context are ignored: the cleanup
  * hook handles those.
  */
+static void on_evalsha_loaded(fb_redis_t *r, int status, redisReply *rep, void *arg);
+
+/* Loads every script already run on an earlier connection (a Redis that restarted, or another
+ * server after a failover, has none), before the queued commands: the EVALSHAs resent after a
+ * reconnection find their scripts instead of each answering NOSCRIPT. */
+static void scripts_load(fb_redis_t *r)
+{
+    for (size_t i = 0; i < r->nscripts; i++) {
+        const char *argv[] = {"SCRIPT", "LOAD", r->scripts[i].src};
+        (void)fb_redis_command_argv(r, FB_REDIS_RETRY, on_evalsha_loaded, NULL, 3, argv, NULL);
+    }
+}
+
 static void on_handshake(redisAsyncContext *ac, void *reply, void *privdata)
 {
     fb_redis_t *r = privdata;
@@ -595,6 +618,7 @@ static void on_handshake(redisAsyncContext *ac, void *reply, void *privdata)
     r->ever_ready = true;
     if (r->ready_cb) /* its commands go first on the new connection */
         r->ready_cb(r, r->ready_arg);
+    scripts_load(r);
     flush_queue(r);
 }
 
@@ -1187,6 +1211,18 @@ int fb_redis_evalsha(fb_redis_t *r, const fb_redis_script_t *sc, int flags, fb_r
 {
     if (!r || !sc || !sc->src || !cb || argc < 1 || !argv)
         return FB_EINVAL;
+    size_t k = 0;
+    while (k < r->nscripts && memcmp(r->scripts[k].sha, sc->sha, 40) != 0)
+        k++;
+    if (k == r->nscripts) { /* its first call: kept for the reconnections */
+        if (r->nscripts == r->capscripts) {
+            r->capscripts = r->capscripts ? 2 * r->capscripts : 16;
+            r->scripts = fb_realloc(r->scripts, r->capscripts * sizeof(*r->scripts));
+        }
+        r->scripts[r->nscripts].src = fb_strdup(sc->src);
+        memcpy(r->scripts[r->nscripts].sha, sc->sha, sizeof(sc->sha));
+        r->nscripts++;
+    }
     struct evalsha_op *op = fb_calloc(1, sizeof(*op));
     op->r = r;
     op->sc = sc;

@@ -176,8 +176,10 @@ void fb_redis_script_init(fb_redis_script_t *sc, const char *src);
  * keys, the keys, then the script's arguments (binary-safe as in fb_redis_command_argv(),
  * copied). A NOSCRIPT answer (a fresh or restarted Redis, SCRIPT FLUSH, a failover) is not
  * passed on: SCRIPT LOAD and the same EVALSHA are sent again, one behind the other (at most
- * twice per call). EVAL is never used: Redis would hash the body at every call (issue 17). Same
- * contract as fb_redis_command_argv() otherwise; other error replies reach `cb` as they are.
+ * twice per call). EVAL is never used: Redis would hash the body at every call (issue 17). Every
+ * script run once is loaded again (SCRIPT LOAD) at each reconnection, after the ready callback's
+ * commands and before the queued ones (the client keeps a copy of each). Same contract as
+ * fb_redis_command_argv() otherwise; other error replies reach `cb` as they are.
  */
 int fb_redis_evalsha(fb_redis_t *r, const fb_redis_script_t *sc, int flags, fb_redis_reply_cb cb,
                      void *arg, int argc, const char **argv, const size_t *argvlen);
