@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,12 +72,16 @@ static void sleep_until(double t)
 }
 
 /*
- * Reads frames until a bot message with a seq above *seq arrives; updates *seq. Acks, echoes of the
- * user's own messages and pongs are skipped. Returns 0, or -1 on a closed socket, an error frame
- * or a timeout.
+ * Reads frames until a bot message with a seq above *seq arrives, after the echo of the user's
+ * message `id` when one is given; updates *seq. Acks, echoes and pongs are skipped. A message may
+ * have several replies ("aide" has two: the help and the question again): without waiting for its
+ * own echo, every reply of the previous message would start one more message, and the loop would
+ * send ever more messages per reply, filling the router's queue (which a faster outbox made
+ * happen). Returns 0, or -1 on a closed socket, an error frame or a timeout.
  */
-static int wait_bot_reply(fb_wsc_t *c, json_int_t *seq)
+static int wait_bot_reply(fb_wsc_t *c, json_int_t *seq, const char *id)
 {
+    bool echoed = id == NULL;
     for (;;) {
         fb_wsc_frame_t f;
         if (fb_wsc_recv_text(c, &f) != 0)
@@ -87,6 +92,7 @@ static int wait_bot_reply(fb_wsc_t *c, json_int_t *seq)
             return -1;
         const char *type = json_string_value(json_object_get(j, "type"));
         const char *from = json_string_value(json_object_get(j, "from"));
+        const char *mid = json_string_value(json_object_get(j, "id"));
         json_int_t s = json_integer_value(json_object_get(j, "seq"));
         int rc = 1;
         if (type && strcmp(type, "error") == 0) {
@@ -95,7 +101,9 @@ static int wait_bot_reply(fb_wsc_t *c, json_int_t *seq)
             rc = -1;
         } else if (type && strcmp(type, "msg") == 0 && s > *seq) {
             *seq = s;
-            if (from && strcmp(from, "bot") == 0)
+            if (from && strcmp(from, "user") == 0 && id && mid && strcmp(mid, id) == 0)
+                echoed = true;
+            else if (echoed && from && strcmp(from, "bot") == 0)
                 rc = 0;
         }
         json_decref(j);
@@ -134,7 +142,7 @@ static void *worker_main(void *arg)
         goto out;
     }
     if (send_json(&c, json_pack("{s:s, s:n, s:i}", "type", "hello", "token", "since", 0)) != 0 ||
-        wait_bot_reply(&c, &seq) != 0) {
+        wait_bot_reply(&c, &seq, NULL) != 0) {
         fprintf(stderr, "bench_pipeline: no greeting\n");
         failed = 1;
         goto close;
@@ -162,7 +170,7 @@ static void *worker_main(void *arg)
         snprintf(id, sizeof id, "b%d-%" PRIu64, w->index, sent);
         if (send_json(&c, json_pack("{s:s, s:s, s:s}", "type", "message", "id", id, "text",
                                     bench_text)) != 0 ||
-            wait_bot_reply(&c, &seq) != 0) {
+            wait_bot_reply(&c, &seq, id) != 0) {
             failed = 1;
             break;
         }

@@ -315,13 +315,35 @@ static void on_rcmd(fb_redis_t *r, int status, redisReply *reply, void *arg)
     mx_op_end(m);
 }
 
+/* The script of static text `src`, by its address: its SHA1 is computed at its first use. NULL
+ * (then sent as EVAL) if the table is full, which MX_MAX_SCRIPTS keeps from happening. */
+static const fb_redis_script_t *script(struct mx *m, const char *src)
+{
+    for (size_t i = 0; i < m->nscripts; i++)
+        if (m->scripts[i].src == src)
+            return &m->scripts[i];
+    if (m->nscripts == MX_MAX_SCRIPTS) {
+        FB_WARN(MATRIX, "more than %d Lua scripts: one is sent with EVAL", MX_MAX_SCRIPTS);
+        return NULL;
+    }
+    fb_redis_script_init(&m->scripts[m->nscripts], src);
+    return &m->scripts[m->nscripts++];
+}
+
 int mx_rcmd_argv(struct mx *m, rcmd_cb cb, void *arg, int argc, const char **argv)
 {
     struct rcmd *rc = fb_calloc(1, sizeof(*rc));
     rc->m = m;
     rc->cb = cb;
     rc->arg = arg;
-    int s = fb_redis_command_argv(m->core->redis, FB_REDIS_RETRY, on_rcmd, rc, argc, argv, NULL);
+    int s;
+    const fb_redis_script_t *sc =
+        argc >= 3 && strcmp(argv[0], "EVAL") == 0 ? script(m, argv[1]) : NULL;
+    if (sc)
+        s = fb_redis_evalsha(m->core->redis, sc, FB_REDIS_RETRY, on_rcmd, rc, argc - 2, argv + 2,
+                             NULL);
+    else
+        s = fb_redis_command_argv(m->core->redis, FB_REDIS_RETRY, on_rcmd, rc, argc, argv, NULL);
     if (s) {
         fb_free(rc);
         return s;

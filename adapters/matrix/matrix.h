@@ -44,6 +44,8 @@ extern const fb_adapter_command_t fb_mx_commands[];
 enum mode { MODE_BOT, MODE_AS };
 enum sync_state { SY_IDLE, SY_AUTH, SY_POLL, SY_HANDLE, SY_BACKOFF, SY_STOPPED };
 
+#define MX_MAX_SCRIPTS 16 /* distinct Lua scripts of the adapter (11 today) */
+
 struct mx {
     fb_adapter_t *a; /* NULL once destroyed */
     const fb_core_t *core;
@@ -55,6 +57,9 @@ struct mx {
     void (*stop_done)(fb_adapter_t *a);
     char ttl_ms[24];
     char *k_auth, *k_sync; /* Redis keys */
+    /* The scripts mx_rcmd_argv() has sent, by address: called by their SHA1 (issue 17). */
+    fb_redis_script_t scripts[MX_MAX_SCRIPTS];
+    size_t nscripts;
     const char *const *ignore;
     /* credentials */
     char *token;         /* access token (bot) or as_token */
@@ -145,6 +150,8 @@ int mx_call_full(struct mx *m, const char *method, const char *path, const json_
                  bool auth, call_cb cb, void *arg);
 void mx_op_begin(struct mx *m);
 void mx_op_end(struct mx *m);
+/* A Redis command, sent with FB_REDIS_RETRY. An "EVAL" is sent as EVALSHA (fb_redis_evalsha()):
+ * its script, argv[1], must be static text, named by its address (its SHA1 computed once). */
 int mx_rcmd_argv(struct mx *m, rcmd_cb cb, void *arg, int argc, const char **argv);
 void mx_receipt(struct mx *m, const char *room, const char *event_id);
 char *mx_room_key(struct mx *m, const char *room);

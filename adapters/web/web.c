@@ -59,12 +59,21 @@
  * "b:<txn id>"), the entry's tail (fb_web_entry_tail), history_max, TTL in ms (0: none).
  * Returns {-1, 0} when the conversation does not exist (forgotten or expired), {1, seq, entry}
  * when appended, {0, seq, entry-or-nil} when that dedupe key was already there.
+ * Cheap on purpose (issue 17): the meta's PTTL says both that the conversation exists and
+ * whether the four TTLs need setting again (only once 1/100 of the TTL has passed, or when the
+ * history was just created); HSETNX both checks and records the dedupe key (a resend, rare, gives
+ * the number back); the history is trimmed in batches of an eighth of history_max, the dedupe
+ * keys of the entries trimmed found by their numbers. Five commands per append, where there were
+ * some twenty with a PEXPIRE of every key. hkeys (the dedupe keys in order, before) is no longer
+ * written; it stays among the keys so that the TTLs and a forget still reach an old one.
  */
 static const char append_script[] =
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, 0} end\n"
-    "local s = redis.call('HGET', KEYS[3], ARGV[1])\n"
-    "if s then\n"
-    "  s = tonumber(s)\n"
+    "local left = redis.call('PTTL', KEYS[1])\n"
+    "if left == -2 then return {-1, 0} end\n"
+    "local n = redis.call('HINCRBY', KEYS[1], 'seq', 1)\n"
+    "if redis.call('HSETNX', KEYS[3], ARGV[1], n) == 0 then\n"
+    "  redis.call('HINCRBY', KEYS[1], 'seq', -1)\n"
+    "  local s = tonumber(redis.call('HGET', KEYS[3], ARGV[1]))\n"
     "  local e = false\n"
     "  local first = redis.call('LINDEX', KEYS[2], 0)\n"
     "  if first then\n"
@@ -73,21 +82,31 @@ static const char append_script[] =
     "  end\n"
     "  return {0, s, e}\n"
     "end\n"
-    "local n = redis.call('HINCRBY', KEYS[1], 'seq', 1)\n"
     "local e = '{\"seq\":' .. string.format('%d', n) .. ARGV[2]\n"
-    "redis.call('RPUSH', KEYS[2], e)\n"
-    "redis.call('RPUSH', KEYS[4], ARGV[1])\n"
-    "redis.call('HSET', KEYS[3], ARGV[1], n)\n"
+    "local len = redis.call('RPUSH', KEYS[2], e)\n"
     "local max = tonumber(ARGV[3])\n"
-    "while redis.call('LLEN', KEYS[2]) > max do\n"
-    "  redis.call('LPOP', KEYS[2])\n"
-    "  local k = redis.call('LPOP', KEYS[4])\n"
-    "  if k then redis.call('HDEL', KEYS[3], k) end\n"
+    "local over = len - max\n"
+    "if over > math.floor(max / 8) then\n"
+    "  redis.call('LTRIM', KEYS[2], over, -1)\n"
+    "  local first = redis.call('LINDEX', KEYS[2], 0)\n"
+    "  local f = tonumber(string.match(first, '^{\"seq\":(%d+)'))\n"
+    "  local h = redis.call('HGETALL', KEYS[3])\n"
+    "  local old = {}\n"
+    "  for i = 1, #h, 2 do\n"
+    "    if tonumber(h[i + 1]) < f then table.insert(old, h[i]) end\n"
+    "  end\n"
+    "  for i = 1, #old, 1000 do\n"
+    "    redis.call('HDEL', KEYS[3], unpack(old, i, math.min(i + 999, #old)))\n"
+    "  end\n"
+    "  redis.call('DEL', KEYS[4])\n"
     "end\n"
     "local ttl = tonumber(ARGV[4])\n"
-    "for i = 1, 4 do\n"
-    "  if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) else redis.call('PERSIST', KEYS[i]) "
-    "end\n"
+    "if ttl > 0 then\n"
+    "  if len == 1 or left < 0 or left < ttl - ttl / 100 then\n"
+    "    for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end\n"
+    "  end\n"
+    "elseif left >= 0 then\n"
+    "  for i = 1, 4 do redis.call('PERSIST', KEYS[i]) end\n"
     "end\n"
     "return {1, n, e}\n";
 
@@ -107,28 +126,20 @@ static const char create_script[] =
     "return 1\n";
 
 /*
- * Hello. KEYS: meta, hist, outbox. Returns {0} when the conversation does not exist, else
- * {1, started (0/1), outbox pending (0/1), the history entries}.
+ * Hello. KEYS: meta, hist, outbox. ARGV: history_max. Returns {0} when the conversation does not
+ * exist, else {1, started (0/1), outbox pending (0/1), the last history_max history entries}
+ * (the list may hold a few more until the next batch trim: see append).
  */
 static const char hello_script[] =
     "if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end\n"
     "local st = redis.call('HGET', KEYS[1], 'started')\n"
-    "return {1, st and 1 or 0, redis.call('EXISTS', KEYS[3]), redis.call('LRANGE', KEYS[2], 0, "
-    "-1)}\n";
+    "return {1, st and 1 or 0, redis.call('EXISTS', KEYS[3]), redis.call('LRANGE', KEYS[2], "
+    "-tonumber(ARGV[1]), -1)}\n";
 
 /* Started. KEYS: meta. Marks the greeting as delivered, if the conversation still exists. */
 static const char started_script[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
                                      "redis.call('HSET', KEYS[1], 'started', 1)\n"
                                      "return 1\n";
-
-/*
- * Forget check, after the router handled a user message. KEYS: session, meta, hist, hids,
- * hkeys. When the session is gone ("oublier mes données" deleted it), deletes the web history
- * too and returns 1; otherwise 0.
- */
-static const char forget_script[] = "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
-                                    "redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])\n"
-                                    "return 1\n";
 
 /* ---------------------------------------------------------------------------------------- */
 /* State */
@@ -164,7 +175,7 @@ struct conv {
     unsigned refs; /* attached clients + operations */
     fb_web_bucket_t bucket;
     uint64_t last_seq; /* highest history seq seen by this daemon */
-    bool forgotten;    /* "oublier mes données" deleted it */
+    bool forgotten; /* gone from Redis ("oublier mes données", expiry): an append found no meta */
 };
 
 enum client_state { C_NEW, C_HELLO, C_READY, C_REFUSED };
@@ -187,6 +198,7 @@ struct web {
     const fb_core_t *core;
     const fb_web_opts_t *opts;
     fb_redis_t *redis;
+    fb_redis_script_t s_append, s_create, s_hello, s_started;
     char ttl_ms[24];
     char max_hist[24];
     size_t ws_limit;
@@ -210,7 +222,6 @@ enum op_kind {
     OP_STARTED,
     OP_APPEND_USER,
     OP_DELIVER,
-    OP_FORGET,
     OP_APPEND_BOT
 };
 
@@ -550,23 +561,22 @@ static void op_free(struct op *op)
     web_unref(w);
 }
 
-/* Runs `script` with `nkeys` keys and `nargs` arguments (all NUL-terminated strings). */
-static int run_script(struct op *op, const char *script, fb_redis_reply_cb cb, int nkeys,
+/* Runs script `sc` with `nkeys` keys and `nargs` arguments (all NUL-terminated strings), as
+ * EVALSHA: the body is not sent, nor hashed by Redis, at every call. */
+static int run_script(struct op *op, const fb_redis_script_t *sc, fb_redis_reply_cb cb, int nkeys,
                       const char *const *keys, int nargs, const char *const *args)
 {
     const char *argv[16];
     char nk[8];
     snprintf(nk, sizeof(nk), "%d", nkeys);
     int argc = 0;
-    argv[argc++] = "EVAL";
-    argv[argc++] = script;
     argv[argc++] = nk;
     for (int i = 0; i < nkeys; i++)
         argv[argc++] = keys[i];
     for (int i = 0; i < nargs; i++)
         argv[argc++] = args[i];
     FB_ASSERT(argc <= (int)FB_ARRAY_SIZE(argv));
-    return fb_redis_command_argv(op->w->redis, FB_REDIS_RETRY, cb, op, argc, argv, NULL);
+    return fb_redis_evalsha(op->w->redis, sc, FB_REDIS_RETRY, cb, op, argc, argv, NULL);
 }
 
 /* Maps a Redis outcome to 0 or an error; an error reply is logged and becomes FB_EIO. */
@@ -613,31 +623,6 @@ static void op_deliver(struct op *op)
         on_delivered(rc, op);
 }
 
-static void on_forget_checked(fb_redis_t *r, int status, redisReply *reply, void *arg)
-{
-    struct op *op = arg;
-    (void)r;
-    status = redis_status(status, reply, "forget check");
-    if (status == 0 && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1 &&
-        !op->cv->forgotten) {
-        op->cv->forgotten = true;
-        FB_INFO(WEB, "[web|%s] conversation forgotten: its web history is deleted", op->tag);
-    } else if (status) {
-        FB_WARN(WEB, "[web|%s] forget check failed: %s", op->tag, fb_strerror(status));
-    }
-    op_free(op);
-}
-
-/* After a user message was handled: if the router forgot the conversation, forget ours too. */
-static void check_forgotten(struct web *w, struct conv *cv)
-{
-    struct op *op = op_new(w, OP_FORGET, NULL, cv);
-    const char *keys[] = {cv->keys[K_SESSION], cv->keys[K_META], cv->keys[K_HIST], cv->keys[K_HIDS],
-                          cv->keys[K_HKEYS]};
-    if (run_script(op, forget_script, on_forget_checked, 5, keys, 0, NULL))
-        op_free(op);
-}
-
 static void on_started(fb_redis_t *r, int status, redisReply *reply, void *arg)
 {
     struct op *op = arg;
@@ -661,7 +646,7 @@ static void on_delivered(int status, void *arg)
             FB_DEBUG(WEB, "[web|%s] greeting requested", op->tag);
             struct op *m = op_new(w, OP_STARTED, NULL, op->cv);
             const char *keys[] = {op->cv->keys[K_META]};
-            if (run_script(m, started_script, on_started, 1, keys, 0, NULL))
+            if (run_script(m, &w->s_started, on_started, 1, keys, 0, NULL))
                 op_free(m);
         } else {
             FB_WARN(WEB,
@@ -680,9 +665,10 @@ static void on_delivered(int status, void *arg)
                 json_decref(o);
             }
         }
+        /* No forget check here: the router's forget deletes the web keys (conv_keys) in the
+         * same atomic write as the session, and they expire with it; the next message finds no
+         * conversation (issue 17: one script less per message). */
         FB_DEBUG(WEB, "[web|%s] message handled", op->tag);
-        if (web_alive(w))
-            check_forgotten(w, op->cv);
     } else if (status == FB_EINVAL) {
         if (c)
             client_bad_request(c, "Ce message n'a pas pu être traité.", op->id);
@@ -721,6 +707,7 @@ static void on_user_appended(fb_redis_t *r, int status, redisReply *reply, void 
     if (code < 0) {
         /* The conversation is gone (forgotten, expired): the page reconnects and starts anew. */
         FB_INFO(WEB, "[web|%s] message for a conversation that no longer exists", op->tag);
+        op->cv->forgotten = true;
         if (c && c->ws)
             fb_ws_close(c->ws, CLOSE_FORGOTTEN, "conversation terminée");
         op_free(op);
@@ -789,7 +776,7 @@ static void client_on_message(struct client *c, const fb_web_frame_t *f)
     snprintf(dkey, sizeof(dkey), "u:%s", id);
     const char *keys[] = {cv->keys[K_META], cv->keys[K_HIST], cv->keys[K_HIDS], cv->keys[K_HKEYS]};
     const char *args[] = {dkey, tail, w->max_hist, w->ttl_ms};
-    int rc = run_script(op, append_script, on_user_appended, 4, keys, 4, args);
+    int rc = run_script(op, &w->s_append, on_user_appended, 4, keys, 4, args);
     fb_free(tail);
     if (rc) {
         fb_web_bucket_refund(&cv->bucket, w->opts->messages_per_minute);
@@ -882,7 +869,7 @@ static void hello_new(struct client *c)
     snprintf(now, sizeof(now), "%lld", (long long)fb_wall_ms());
     const char *keys[] = {cv->keys[K_META]};
     const char *args[] = {now, w->ttl_ms};
-    if (run_script(op, create_script, on_created, 1, keys, 2, args)) {
+    if (run_script(op, &w->s_create, on_created, 1, keys, 2, args)) {
         client_unavailable(c, NULL);
         fb_ws_close(c->ws, 1013, "indisponible");
         op_free(op);
@@ -1003,7 +990,8 @@ static void client_on_hello(struct client *c, const fb_web_frame_t *f)
     conv_unref(cv);
     op->since = f->since;
     const char *keys[] = {cv->keys[K_META], cv->keys[K_HIST], cv->keys[K_OUTBOX]};
-    if (run_script(op, hello_script, on_hello, 3, keys, 0, NULL)) {
+    const char *args[] = {w->max_hist};
+    if (run_script(op, &w->s_hello, on_hello, 3, keys, 1, args)) {
         client_unavailable(c, NULL);
         fb_ws_close(c->ws, 1013, "indisponible");
         op_free(op);
@@ -1201,7 +1189,7 @@ static int web_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, vo
     for (int i = 0; i < 4; i++)
         keys[i] = w->core->conv_key(w->core, conv_key, key_suffix[i]);
     const char *args[] = {dkey, tail, w->max_hist, w->ttl_ms};
-    int rc = run_script(op, append_script, on_bot_appended, 4, (const char *const *)keys, 4, args);
+    int rc = run_script(op, &w->s_append, on_bot_appended, 4, (const char *const *)keys, 4, args);
     for (int i = 0; i < 4; i++)
         fb_free(keys[i]);
     fb_free(conv_key);
@@ -1228,6 +1216,10 @@ static int web_init(fb_adapter_t *a)
     w->opts = fb_config_section(a->core->cfg, "web");
     w->redis = a->core->redis;
     w->refs = 1;
+    fb_redis_script_init(&w->s_append, append_script);
+    fb_redis_script_init(&w->s_create, create_script);
+    fb_redis_script_init(&w->s_hello, hello_script);
+    fb_redis_script_init(&w->s_started, started_script);
     unsigned long long ttl = (unsigned long long)a->core->cfg->store.session_ttl_days * 86400000ull;
     snprintf(w->ttl_ms, sizeof(w->ttl_ms), "%llu", ttl);
     snprintf(w->max_hist, sizeof(w->max_hist), "%u",

@@ -40,6 +40,7 @@
 #define FB_SESSION_DATA     "d" /* the engine's session JSON */
 #define FB_SESSION_ACTIVITY "a" /* Unix ms of the user's last own event */
 #define FB_SESSION_WRITE_ID "w" /* write id of the last write */
+#define FB_SESSION_TTL_SET  "x" /* Unix ms when COMMIT last set the session's TTL (PEXPIRE) */
 
 /* ---- global names ----------------------------------------------------------------------------
  */

@@ -88,12 +88,19 @@ static const char read_src[] = "if redis.call('EXISTS', KEYS[2]) == 1 then retur
  * "<id>#a" in the reminders hash) before the effects' own schedules. `O.rearm` (a reminder
  * dropped because the user wrote after it fell due): that reminder is armed again at `a` + its
  * delay unless already due (NX). Returns {2, 0} for a duplicate, {0, version found} on a
- * conflict, {1, new version, conversations whose outbox got entries (`kick`)...} when written.
+ * conflict, {1, new version, the outbox's head when this event added entries (else nil),
+ * conversations whose outbox got entries (`kick`)...} when written: the router hands the head
+ * to its adapter at once, without reading it again (issue 17: round trips per message).
  */
 static const char commit_head_src[] =
     "if redis.call('EXISTS', KEYS[2]) == 1 then return {2, 0} end\n"
-    "local v = tonumber(redis.call('HGET', KEYS[1], '" FB_SESSION_VERSION "')) or 0\n"
+    "local cur = redis.call('HMGET', KEYS[1], '" FB_SESSION_VERSION "', '" FB_SESSION_TTL_SET "')\n"
+    "local v = tonumber(cur[1]) or 0\n"
     "if v ~= tonumber(ARGV[1]) then return {0, v} end\n"
+    "local ttl_set = tonumber(cur[2])\n"
+    /* true when this COMMIT sets the session's TTL again (below): the features' keys that live
+     * as long as the session refresh theirs at the same time, not at every event. */
+    "local refresh = false\n"
     "local O = cjson.decode(ARGV[9])\n"
     "local ttl = tonumber(ARGV[5])\n"
     "local A = {now = tonumber(ARGV[7]), member = ARGV[8], mode = ARGV[3], user = ARGV[10] == "
@@ -142,19 +149,29 @@ static const char commit_body_fmt[] =
     "  nv = 0\n"
     "elseif A.mode == 'w' then\n"
     "  nv = v + 1\n"
-    "  redis.call('HSET', K.session, '" FB_SESSION_VERSION
-    "', string.format('%%d', nv), '" FB_SESSION_DATA "', ARGV[2], '" FB_SESSION_WRITE_ID
-    "', ARGV[4])\n"
-    "  if A.user then redis.call('HSET', K.session, '" FB_SESSION_ACTIVITY "', ARGV[7]) end\n"
-    "  if ttl > 0 then redis.call('PEXPIRE', K.session, ttl) else "
-    "redis.call('PERSIST', K.session) end\n"
-    /* O.roadmap {token, hash}: a message gave the roadmap page's address for the first time */
+    "  local f = {'" FB_SESSION_VERSION "', string.format('%%d', nv), '" FB_SESSION_DATA
+    "', ARGV[2], '" FB_SESSION_WRITE_ID "', ARGV[4]}\n"
+    "  if A.user then table.insert(f, '" FB_SESSION_ACTIVITY "'); table.insert(f, ARGV[7]) end\n"
+    /* The TTL is set again only when 1/100 of it has passed since it was last set (a key expires
+     * at most that much early), not at every write: one PEXPIRE per message saved (issue 17). */
+    "  refresh = ttl > 0 and (not ttl_set or A.now - ttl_set >= ttl / 100)\n"
+    "  if refresh then table.insert(f, '" FB_SESSION_TTL_SET "'); table.insert(f, ARGV[7]) end\n"
+    "  redis.call('HSET', K.session, unpack(f))\n"
+    "  if refresh then redis.call('PEXPIRE', K.session, ttl)\n"
+    "  elseif ttl == 0 and ttl_set then\n"
+    "    redis.call('PERSIST', K.session)\n"
+    "    redis.call('HDEL', K.session, '" FB_SESSION_TTL_SET "')\n"
+    "  end\n"
+    /* O.roadmap {token, hash}: a message gave the roadmap page's address for the first time;
+     * afterwards its keys' TTLs follow the session's, refreshed with it (not at every event) */
     "  if O.roadmap then\n"
     "    redis.call('HSET', K.roadmap, 't', O.roadmap[1], 'h', O.roadmap[2])\n"
     "    redis.call('SET', K.roadmap_ix .. O.roadmap[2], A.member)\n"
+    "    expire(K.roadmap) expire(K.roadmap_ix .. O.roadmap[2])\n"
+    "  elseif refresh then\n"
+    "    local rh = redis.call('HGET', K.roadmap, 'h')\n"
+    "    if rh then expire(K.roadmap) expire(K.roadmap_ix .. rh) end\n"
     "  end\n"
-    "  local rh = redis.call('HGET', K.roadmap, 'h')\n"
-    "  if rh then expire(K.roadmap) expire(K.roadmap_ix .. rh) end\n"
     "end\n"
     "if A.user and A.mode ~= 'f' then\n"
     "  local h = redis.call('HGETALL', K.reminders)\n"
@@ -192,8 +209,8 @@ static const char commit_body_fmt[] =
     "  end\n"
     "end\n"
     "if #O.out > 0 then\n"
-    "  for _, e in ipairs(O.out) do redis.call('RPUSH', K.outbox, e) end\n"
-    "  expire(K.outbox)\n"
+    /* One RPUSH for all the entries; the TTL is set with the write that creates the list. */
+    "  if redis.call('RPUSH', K.outbox, unpack(O.out)) == #O.out then expire(K.outbox) end\n"
     "  redis.call('ZADD', K.pending, 'NX', ARGV[7], A.member)\n"
     "end\n"
     "if O.rearm then\n"
@@ -203,7 +220,9 @@ static const char commit_body_fmt[] =
     "end\n";
 /* The COMMIT's end, after the features' lua_post. */
 static const char commit_tail_src[] = "redis.call('SET', KEYS[2], '1', 'PX', ARGV[6])\n"
-                                      "local res = {1, nv}\n"
+                                      "local res = {1, nv, false}\n"
+                                      "if #O.out > 0 then res[3] = redis.call('LINDEX', "
+                                      "K.outbox, 0) end\n"
                                       "for _, k in ipairs(kick) do table.insert(res, k) end\n"
                                       "return res\n";
 
@@ -230,16 +249,27 @@ static const char head_src[] = "local e = redis.call('LINDEX', KEYS[1], 0)\n"
                                "if not e then redis.call('ZREM', KEYS[2], ARGV[1]) end\n"
                                "return e\n";
 
-/* POP. KEYS: outbox, parked; ARGV: the entry, "1" to park it, TTL ms. Pops only if the head is
- * still that entry (entries are unique: their transaction ids are). 1 popped, 0 not. */
-static const char pop_src[] = "if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return 0 end\n"
-                              "redis.call('LPOP', KEYS[1])\n"
-                              "if ARGV[2] == '1' then\n"
+/* POP. KEYS: outbox, parked, pending index; ARGV: the entry, "1" to park it, TTL ms, conversation
+ * key. Pops only if the head is still that entry (entries are unique: their transaction ids are).
+ * Returns {1 popped or 0 not, the next head or nil}; when the outbox is empty, the conversation
+ * leaves the pending index (atomically, so an entry added just after re-adds it): the next head
+ * comes with the pop, no HEAD round trip after each send (issue 17). A mismatch (rare: another
+ * consumer popped it) puts the entry back, with the TTL if that recreated the list. */
+static const char pop_src[] = "local ttl = tonumber(ARGV[3])\n"
+                              "local popped = 1\n"
+                              "local e = redis.call('LPOP', KEYS[1])\n"
+                              "if e ~= ARGV[1] then\n"
+                              "  popped = 0\n"
+                              "  if e and redis.call('LPUSH', KEYS[1], e) == 1 and ttl > 0 then\n"
+                              "    redis.call('PEXPIRE', KEYS[1], ttl)\n"
+                              "  end\n"
+                              "elseif ARGV[2] == '1' then\n"
                               "  redis.call('RPUSH', KEYS[2], ARGV[1])\n"
-                              "  local ttl = tonumber(ARGV[3])\n"
                               "  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end\n"
                               "end\n"
-                              "return 1\n";
+                              "local h = redis.call('LINDEX', KEYS[1], 0)\n"
+                              "if not h then redis.call('ZREM', KEYS[3], ARGV[4]) end\n"
+                              "return {popped, h}\n";
 
 /*
  * SCAN. KEYS: pending index; ARGV: the cursor (score and member of the last member read by the
@@ -574,6 +604,37 @@ static void ob_redis_failed(struct conv *c, int status, const char *what)
 
 static void ob_send(struct conv *c, json_t *entry);
 
+/* The head entry `str` was read (by HEAD, or returned by COMMIT or POP): hands it over. The
+ * outbox is OB_IDLE. */
+static void ob_got_head(struct conv *c, const char *str, size_t len)
+{
+    fb_free(c->ob_entry);
+    c->ob_entry = fb_strndup(str, len);
+    c->ob_len = len;
+    json_error_t jerr;
+    json_t *entry = json_loadb(str, len, 0, &jerr);
+    ob_send(c, entry);
+    json_decref(entry);
+}
+
+/* Like ob_kick(), with the head that COMMIT just read in the same atomic script: sent at once
+ * when the outbox is idle or waiting (a kick would read that very head again), otherwise the
+ * running send sees it next (ob_again). */
+static void ob_kick_head(struct conv *c, const redisReply *head)
+{
+    if (c->r->stopping)
+        return;
+    if (!head || head->type != REDIS_REPLY_STRING || (c->ob != OB_IDLE && c->ob != OB_WAITING)) {
+        ob_kick(c);
+        return;
+    }
+    if (c->ob == OB_WAITING) {
+        uv_timer_stop(&c->timer);
+        c->ob = OB_IDLE;
+    }
+    ob_got_head(c, head->str, head->len);
+}
+
 static void ob_on_head(int status, const redisReply *rep, void *arg)
 {
     struct conv *c = arg;
@@ -597,13 +658,7 @@ static void ob_on_head(int status, const redisReply *rep, void *arg)
         check_stopped(r);
         return;
     }
-    fb_free(c->ob_entry);
-    c->ob_entry = fb_strndup(rep->str, rep->len);
-    c->ob_len = rep->len;
-    json_error_t jerr;
-    json_t *entry = json_loadb(rep->str, rep->len, 0, &jerr);
-    ob_send(c, entry);
-    json_decref(entry);
+    ob_got_head(c, rep->str, rep->len);
 }
 
 static void ob_read(struct conv *c)
@@ -633,7 +688,6 @@ static void ob_on_pop(int status, const redisReply *rep, void *arg)
         check_stopped(r);
         return;
     }
-    (void)rep;
     c->ob_redis = 0;
     c->ob_tries = 0;
     FB_FREE(c->ob_entry);
@@ -642,7 +696,17 @@ static void ob_on_pop(int status, const redisReply *rep, void *arg)
         check_stopped(r);
         return;
     }
-    ob_read(c);
+    bool again = c->ob_again;
+    c->ob_again = false;
+    const redisReply *next = fb_redis_reply_array(rep, 2, 2, "i") ? rep->element[1] : NULL;
+    if (next && next->type == REDIS_REPLY_STRING) {
+        ob_got_head(c, next->str, next->len); /* the next entry, read by POP itself */
+    } else if (next && next->type == REDIS_REPLY_NIL && !again) {
+        conv_maybe_free(c); /* empty, and POP took the conversation out of the pending index */
+        check_stopped(r);
+    } else {
+        ob_read(c); /* a reply of another shape, or a wake since: read the head */
+    }
 }
 
 /* Removes the head entry (`park`: moves it to the parked list). */
@@ -652,9 +716,11 @@ static void ob_pop(struct conv *c, bool park)
     char *k_outbox = ckey(c, FB_KEY_OUTBOX), *k_parked = ckey(c, FB_KEY_PARKED);
     char ttl[24];
     snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)fb_store_session_ttl_ms(r->store));
-    const char *args[] = {k_outbox, k_parked, c->ob_entry, park ? "1" : "0", ttl};
-    size_t lens[] = {strlen(k_outbox), strlen(k_parked), c->ob_len, 1, strlen(ttl)};
-    int rc = fb_store_eval(r->store, &r->s_pop, FB_REDIS_RETRY, 2, 3, args, lens, ob_on_pop, c);
+    const char *args[] = {k_outbox,         k_parked, r->k_pending, c->ob_entry,
+                          park ? "1" : "0", ttl,      c->key};
+    size_t lens[] = {strlen(k_outbox), strlen(k_parked), strlen(r->k_pending), c->ob_len, 1,
+                     strlen(ttl),      strlen(c->key)};
+    int rc = fb_store_eval(r->store, &r->s_pop, FB_REDIS_RETRY, 3, 4, args, lens, ob_on_pop, c);
     fb_free(k_outbox);
     fb_free(k_parked);
     if (rc != 0) {
@@ -1124,8 +1190,8 @@ static void on_commit(int status, const redisReply *rep, void *arg)
         r->st.events++;
         fb_metrics_event(kind_name(j));
         if (j->says > 0)
-            ob_kick(c);
-        for (size_t i = 2; i < rep->elements; i++) /* outboxes the escalation wrote to */
+            ob_kick_head(c, rep->elements > 2 ? rep->element[2] : NULL);
+        for (size_t i = 3; i < rep->elements; i++) /* outboxes the escalation wrote to */
             if (rep->element[i]->type == REDIS_REPLY_STRING)
                 fb_router_kick(r, rep->element[i]->str);
         job_finish(j, 0);

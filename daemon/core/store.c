@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * store.c - Lua scripts on top of fb_redis_t: the key prefix and the session TTL, the
- * EVALSHA/EVAL dance, and the mapping of Redis answers to FB_* outcomes.
+ * EVALSHA and NOSCRIPT, and the mapping of Redis answers to FB_* outcomes.
  *
- * A script is sent as EVALSHA of its SHA1, computed once by fb_store_script_init(); when Redis
- * does not know it (NOSCRIPT: a restart, a SCRIPT FLUSH, a failover) the same call is sent once
- * more as EVAL, which runs and caches it. The session record itself (core/keys.h) is read and
- * written by the router's scripts.
+ * A script is sent as EVALSHA of its SHA1, computed once by fb_store_script_init(), through
+ * fb_redis_evalsha(): when Redis does not know it (NOSCRIPT: a restart, a SCRIPT FLUSH, a
+ * failover) the script is loaded with SCRIPT LOAD and the same EVALSHA sent again right behind
+ * it. The body never travels with a call: EVAL would make Redis hash it at every call (issue 17).
+ * The session record itself (core/keys.h) is read and written by the router's scripts.
  */
 #include "core/store.h"
 
@@ -16,7 +17,6 @@
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
-#include "common/digest.h"
 #include "core/keys.h"
 #include "frichebot/alloc.h"
 #include "frichebot/clock.h"
@@ -29,14 +29,6 @@ struct fb_store_s {
     uint64_t ttl;      /* session TTL in ms; 0: none */
     size_t pending;    /* fb_store_eval() calls whose callback has not been called yet */
 };
-
-/* The SHA1 of a script, in hex: its EVALSHA name. */
-static void sha1_hex(const char *src, size_t len, char out[41])
-{
-    unsigned char h[20];
-    fb_sha1(src, len, h);
-    fb_hex(h, 20, out);
-}
 
 /* ---------------------------------------------------------------------------------------- */
 /* Keys */
@@ -98,68 +90,29 @@ uint64_t fb_store_session_ttl_ms(const fb_store_t *s)
 
 void fb_store_script_init(fb_store_script_t *sc, const char *src)
 {
-    sc->src = src;
-    sha1_hex(src, strlen(src), sc->sha);
+    fb_redis_script_init(sc, src);
 }
 
-/* One fb_store_eval() in progress: the call is kept whole for the EVAL resend. */
+/* One fb_store_eval() in progress. */
 struct eval_op {
     fb_store_t *s;
-    const fb_store_script_t *sc;
-    int flags;
     fb_store_eval_cb cb;
     void *arg;
-    size_t argc;       /* 3 + keys + args */
-    const char **argv; /* [0] command, [1] sha or script, [2] nkeys, then the copies */
-    char **copies;     /* argv[2..] (owned) */
-    size_t *lens;      /* lengths of argv */
-    bool eval_sent;
 };
-
-static void eval_op_free(struct eval_op *op)
-{
-    for (size_t i = 2; i < op->argc; i++)
-        fb_free(op->copies[i]);
-    fb_free(op->copies);
-    fb_free(op->argv);
-    fb_free(op->lens);
-    fb_free(op);
-}
-
-static int eval_send(struct eval_op *op);
 
 static void on_eval_reply(fb_redis_t *r, int status, redisReply *rep, void *arg)
 {
     (void)r;
     struct eval_op *op = arg;
     if (status == 0 && rep->type == REDIS_REPLY_ERROR) {
-        if (!op->eval_sent && rep->str && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
-            FB_DEBUG(STORE, "script not cached by Redis (NOSCRIPT); sending it with EVAL");
-            op->eval_sent = true;
-            int rc = eval_send(op);
-            if (rc == 0)
-                return;
-            status = rc == FB_ECLOSING ? FB_ECANCELED : FB_EUNAVAIL;
-        } else {
-            FB_WARN(STORE, "script failed: Redis answered: %s", rep->str ? rep->str : "?");
-            status = FB_EIO;
-        }
+        FB_WARN(STORE, "script failed: Redis answered: %s", rep->str ? rep->str : "?");
+        status = FB_EIO;
     }
     fb_store_eval_cb cb = op->cb;
     void *cb_arg = op->arg;
     op->s->pending--;
-    eval_op_free(op);
+    fb_free(op);
     cb(status, status == 0 ? rep : NULL, cb_arg); /* rep is still alive during the callback */
-}
-
-static int eval_send(struct eval_op *op)
-{
-    op->argv[0] = op->eval_sent ? "EVAL" : "EVALSHA";
-    op->argv[1] = op->eval_sent ? op->sc->src : op->sc->sha;
-    op->lens[0] = strlen(op->argv[0]);
-    op->lens[1] = strlen(op->argv[1]);
-    return fb_redis_command_argv(op->s->redis, op->flags, on_eval_reply, op, (int)op->argc,
-                                 op->argv, op->lens);
 }
 
 int fb_store_eval(fb_store_t *s, const fb_store_script_t *sc, int flags, size_t nkeys, size_t nargs,
@@ -167,31 +120,26 @@ int fb_store_eval(fb_store_t *s, const fb_store_script_t *sc, int flags, size_t 
 {
     if (!s || !sc || !sc->src || !cb || (nkeys + nargs && !args) || nkeys + nargs > 4096)
         return FB_EINVAL;
+    size_t argc = 1 + nkeys + nargs;
+    const char **argv = fb_calloc(argc, sizeof(*argv));
+    size_t *argvlen = fb_calloc(argc, sizeof(*argvlen));
+    char nk[24];
+    snprintf(nk, sizeof(nk), "%zu", nkeys);
+    argv[0] = nk;
+    argvlen[0] = strlen(nk);
+    for (size_t i = 0; i < nkeys + nargs; i++) {
+        argv[1 + i] = args[i];
+        argvlen[1 + i] = lens ? lens[i] : strlen(args[i]);
+    }
     struct eval_op *op = fb_calloc(1, sizeof(*op));
     op->s = s;
-    op->sc = sc;
-    op->flags = flags;
     op->cb = cb;
     op->arg = arg;
-    op->argc = 3 + nkeys + nargs;
-    op->argv = fb_calloc(op->argc, sizeof(*op->argv));
-    op->copies = fb_calloc(op->argc, sizeof(*op->copies));
-    op->lens = fb_calloc(op->argc, sizeof(*op->lens));
-    op->copies[2] = fb_asprintf("%zu", nkeys);
-    op->lens[2] = strlen(op->copies[2]);
-    for (size_t i = 0; i < nkeys + nargs; i++) {
-        size_t len = lens ? lens[i] : strlen(args[i]);
-        op->copies[3 + i] = fb_malloc(len + 1);
-        if (len)
-            memcpy(op->copies[3 + i], args[i], len);
-        op->copies[3 + i][len] = '\0';
-        op->lens[3 + i] = len;
-    }
-    for (size_t i = 2; i < op->argc; i++)
-        op->argv[i] = op->copies[i];
-    int rc = eval_send(op);
+    int rc = fb_redis_evalsha(s->redis, sc, flags, on_eval_reply, op, (int)argc, argv, argvlen);
+    fb_free(argv);
+    fb_free(argvlen);
     if (rc != 0) {
-        eval_op_free(op);
+        fb_free(op);
         return rc;
     }
     s->pending++;

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * store.h - Lua scripts on the daemon's Redis connection: the key prefix, the session TTL and
- * fb_store_eval() (EVALSHA, with one EVAL after NOSCRIPT). The router's scripts read and write
- * the sessions, outboxes and the rest (docs/internals/ROUTER.md); every key name is defined in
- * core/keys.h and listed in docs/internals/REDIS.md.
+ * fb_store_eval() (EVALSHA, with one SCRIPT LOAD after NOSCRIPT). The router's scripts read and
+ * write the sessions, outboxes and the rest (docs/internals/ROUTER.md); every key name is defined
+ * in core/keys.h and listed in docs/internals/REDIS.md.
  *
  * Keys of a conversation are "<prefix>{c:<escaped conversation key>}:<suffix>"
  * (fb_store_conv_key()); the hash tag keeps them in one Redis Cluster slot.
@@ -61,11 +61,8 @@ const char *fb_store_prefix(const fb_store_t *s);
 /** The session TTL in milliseconds (0: sessions never expire). */
 uint64_t fb_store_session_ttl_ms(const fb_store_t *s);
 
-/** A Lua script sent as EVALSHA of its SHA1 (and once as EVAL after NOSCRIPT). */
-typedef struct fb_store_script_s {
-    const char *src; /* static text */
-    char sha[41];    /* hex SHA1 of src */
-} fb_store_script_t;
+/** A Lua script sent as EVALSHA of its SHA1 (loaded with SCRIPT LOAD after NOSCRIPT). */
+typedef fb_redis_script_t fb_store_script_t;
 
 /** Names `src` (static, kept) for fb_store_eval(). */
 void fb_store_script_init(fb_store_script_t *sc, const char *src);
@@ -80,8 +77,8 @@ typedef void (*fb_store_eval_cb)(int status, const struct redisReply *reply, voi
  * Runs script `sc` (which must outlive the call) with `nkeys` keys then `nargs` arguments, given
  * together in `args`/`lens` (binary-safe, copied; `lens` NULL: NUL-terminated strings). `flags`
  * is 0 or FB_REDIS_RETRY (only for scripts that are safe to run twice). NOSCRIPT is answered by
- * sending the same call once as EVAL. Counted in fb_store_pending(). Returns 0 (cb called once,
- * later), FB_EINVAL, FB_EAGAIN or FB_ECLOSING.
+ * SCRIPT LOAD and the same EVALSHA again (at most twice per call). Counted in fb_store_pending().
+ * Returns 0 (cb called once, later), FB_EINVAL, FB_EAGAIN or FB_ECLOSING.
  */
 int fb_store_eval(fb_store_t *s, const fb_store_script_t *sc, int flags, size_t nkeys, size_t nargs,
                   const char *const *args, const size_t *lens, fb_store_eval_cb cb, void *arg);

@@ -33,7 +33,9 @@ typedef struct fb_geo_s fb_geo_t;
  * reads O.stats, O.avis (the router's counters) and O.st (fb_stats_commit_ops()), A.now, and the
  * keys K.stats (the global hash), K.act_c, K.act_e, K.act_d (territories' last activity),
  * K.month (this month's hash), K.months (the conversation's set of months, deleted by a
- * forget) and K.steps (steps done by step id); expire() sets the session TTL.
+ * forget) and K.steps (steps done by step id); expire() sets the session TTL, `refresh` says
+ * whether this COMMIT sets it again on the session (the set of months follows it then, and when a
+ * month is added: not at every event). The month's hash gets its TTL once, when it has none.
  */
 #define FB_STATS_COMMIT_LUA                                                                        \
     "do\n"                                                                                         \
@@ -56,10 +58,12 @@ typedef struct fb_geo_s fb_geo_t;
     "    if redis.call('SADD', K.months, st.mo) == 1 then\n"                                       \
     "      redis.call('HINCRBY', mk, 'projects_active', 1)\n"                                      \
     "      if redis.call('SCARD', K.months) == 2 then both('projects_recurrent', 1) end\n"         \
+    "      expire(K.months)\n"                                                                     \
+    "    elseif refresh then\n"                                                                    \
+    "      expire(K.months)\n"                                                                     \
     "    end\n"                                                                                    \
-    "    expire(K.months)\n"                                                                       \
     "  end\n"                                                                                      \
-    "  if redis.call('EXISTS', mk) == 1 then redis.call('PEXPIRE', mk, " FB_STATS_MONTH_TTL_STR    \
+    "  if redis.call('PTTL', mk) == -1 then redis.call('PEXPIRE', mk, " FB_STATS_MONTH_TTL_STR     \
     ") end\n"                                                                                      \
     "end\n"                                                                                        \
     "end\n"

@@ -43,6 +43,7 @@
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
+#include "common/digest.h"
 #include "frichebot/alloc.h"
 #include "frichebot/clock.h"
 #include "frichebot/err.h"
@@ -128,6 +129,13 @@ struct fb_redis_s {
     bool ever_ready;            /* for the "reconnected" log line */
     fb_redis_ready_cb ready_cb; /* fb_redis_on_ready() */
     void *ready_arg;
+    /* copies of the scripts fb_redis_evalsha() has run (bodies and SHA1s, owned): loaded again
+     * at every reconnection (issue 17) */
+    struct kept_script {
+        char sha[41];
+        char *src;
+    } * scripts;
+    size_t nscripts, capscripts;
 
     /* commands */
     struct cmd_list queue;    /* waiting for a ready connection, sorted by deadline */
@@ -419,6 +427,9 @@ static void maybe_finish(fb_redis_t *r)
     fb_free(r->address);
     fb_free(r->host);
     fb_free(r->path);
+    for (size_t i = 0; i < r->nscripts; i++)
+        fb_free(r->scripts[i].src);
+    fb_free(r->scripts);
     fb_free(r);
     if (done)
         done(arg);
@@ -567,6 +578,19 @@ static void conn_failed(fb_redis_t *r, const char *reason)
  * (from a connection already dropped) and the NULL of a dying context are ignored: the cleanup
  * hook handles those.
  */
+static void on_evalsha_loaded(fb_redis_t *r, int status, redisReply *rep, void *arg);
+
+/* Loads every script already run on an earlier connection (a Redis that restarted, or another
+ * server after a failover, has none), before the queued commands: the EVALSHAs resent after a
+ * reconnection find their scripts instead of each answering NOSCRIPT. */
+static void scripts_load(fb_redis_t *r)
+{
+    for (size_t i = 0; i < r->nscripts; i++) {
+        const char *argv[] = {"SCRIPT", "LOAD", r->scripts[i].src};
+        (void)fb_redis_command_argv(r, FB_REDIS_RETRY, on_evalsha_loaded, NULL, 3, argv, NULL);
+    }
+}
+
 static void on_handshake(redisAsyncContext *ac, void *reply, void *privdata)
 {
     fb_redis_t *r = privdata;
@@ -594,6 +618,7 @@ static void on_handshake(redisAsyncContext *ac, void *reply, void *privdata)
     r->ever_ready = true;
     if (r->ready_cb) /* its commands go first on the new connection */
         r->ready_cb(r, r->ready_arg);
+    scripts_load(r);
     flush_queue(r);
 }
 
@@ -1109,4 +1134,120 @@ void fb_redis_close(fb_redis_t *r, void (*done)(void *arg), void *arg)
     uv_close((uv_handle_t *)&r->conn_timer, on_timer_closed);
     uv_close((uv_handle_t *)&r->cmd_timer, on_timer_closed);
     uv_close((uv_handle_t *)&r->deadline_timer, on_timer_closed);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Scripts by their SHA1 */
+
+/* NOSCRIPT answers a call may get before it is passed on: one reload is enough unless the
+ * connection changed (another server) between the SCRIPT LOAD and the EVALSHA. */
+#define EVALSHA_MAX_RELOADS 2
+
+void fb_redis_script_init(fb_redis_script_t *sc, const char *src)
+{
+    unsigned char h[20];
+    sc->src = src;
+    fb_sha1(src, strlen(src), h);
+    fb_hex(h, 20, sc->sha);
+}
+
+/* One fb_redis_evalsha() in progress: the call is kept whole for the resend after NOSCRIPT. */
+struct evalsha_op {
+    fb_redis_t *r;
+    const fb_redis_script_t *sc;
+    int flags;
+    fb_redis_reply_cb cb;
+    void *arg;
+    int argc;          /* 2 + the caller's */
+    const char **argv; /* [0] EVALSHA, [1] the SHA1, then the copies */
+    char **copies;     /* argv[2..] (owned) */
+    size_t *lens;
+    unsigned reloads; /* SCRIPT LOADs sent for this call */
+};
+
+static void evalsha_op_free(struct evalsha_op *op)
+{
+    for (int i = 2; i < op->argc; i++)
+        fb_free(op->copies[i]);
+    fb_free(op->copies);
+    fb_free(op->argv);
+    fb_free(op->lens);
+    fb_free(op);
+}
+
+static void on_evalsha_loaded(fb_redis_t *r, int status, redisReply *rep, void *arg)
+{
+    (void)r;
+    (void)arg;
+    /* Nothing waits on it: the EVALSHA written behind it gets NOSCRIPT again if it failed. */
+    if (status == 0 && rep->type == REDIS_REPLY_ERROR)
+        FB_WARN(REDIS, "SCRIPT LOAD failed: Redis answered: %s", rep->str ? rep->str : "?");
+}
+
+static void on_evalsha(fb_redis_t *r, int status, redisReply *rep, void *arg)
+{
+    struct evalsha_op *op = arg;
+    if (status == 0 && rep->type == REDIS_REPLY_ERROR && op->reloads < EVALSHA_MAX_RELOADS &&
+        rep->str && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+        FB_DEBUG(REDIS, "script not cached by Redis (NOSCRIPT); loading it");
+        op->reloads++;
+        const char *load[] = {"SCRIPT", "LOAD", op->sc->src};
+        int rc = fb_redis_command_argv(r, FB_REDIS_RETRY, on_evalsha_loaded, NULL, 3, load, NULL);
+        if (rc == 0)
+            rc = fb_redis_command_argv(r, op->flags, on_evalsha, op, op->argc, op->argv, op->lens);
+        if (rc == 0)
+            return;
+        status = rc == FB_ECLOSING ? FB_ECANCELED : FB_EUNAVAIL;
+        rep = NULL;
+    }
+    fb_redis_reply_cb cb = op->cb;
+    void *cb_arg = op->arg;
+    evalsha_op_free(op);
+    cb(r, status, rep, cb_arg);
+}
+
+int fb_redis_evalsha(fb_redis_t *r, const fb_redis_script_t *sc, int flags, fb_redis_reply_cb cb,
+                     void *arg, int argc, const char **argv, const size_t *argvlen)
+{
+    if (!r || !sc || !sc->src || !cb || argc < 1 || !argv)
+        return FB_EINVAL;
+    size_t k = 0;
+    while (k < r->nscripts && memcmp(r->scripts[k].sha, sc->sha, 40) != 0)
+        k++;
+    if (k == r->nscripts) { /* its first call: kept for the reconnections */
+        if (r->nscripts == r->capscripts) {
+            r->capscripts = r->capscripts ? 2 * r->capscripts : 16;
+            r->scripts = fb_realloc(r->scripts, r->capscripts * sizeof(*r->scripts));
+        }
+        r->scripts[r->nscripts].src = fb_strdup(sc->src);
+        memcpy(r->scripts[r->nscripts].sha, sc->sha, sizeof(sc->sha));
+        r->nscripts++;
+    }
+    struct evalsha_op *op = fb_calloc(1, sizeof(*op));
+    op->r = r;
+    op->sc = sc;
+    op->flags = flags;
+    op->cb = cb;
+    op->arg = arg;
+    op->argc = argc + 2;
+    op->argv = fb_calloc((size_t)op->argc, sizeof(*op->argv));
+    op->copies = fb_calloc((size_t)op->argc, sizeof(*op->copies));
+    op->lens = fb_calloc((size_t)op->argc, sizeof(*op->lens));
+    op->argv[0] = "EVALSHA";
+    op->lens[0] = 7;
+    op->argv[1] = sc->sha;
+    op->lens[1] = 40;
+    for (int i = 0; i < argc; i++) {
+        size_t len = argvlen ? argvlen[i] : strlen(argv[i]);
+        op->copies[2 + i] = fb_malloc(len + 1);
+        if (len)
+            memcpy(op->copies[2 + i], argv[i], len);
+        op->copies[2 + i][len] = '\0';
+        op->argv[2 + i] = op->copies[2 + i];
+        op->lens[2 + i] = len;
+    }
+    int rc = fb_redis_command_argv(r, flags, on_evalsha, op, op->argc, op->argv, op->lens);
+    if (rc != 0)
+        evalsha_op_free(op);
+    return rc;
 }

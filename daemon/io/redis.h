@@ -162,6 +162,28 @@ int fb_redis_command_argv(fb_redis_t *r, int flags, fb_redis_reply_cb cb, void *
 int fb_redis_command(fb_redis_t *r, int flags, fb_redis_reply_cb cb, void *arg, ...)
     __attribute__((sentinel));
 
+/** A Lua script called by its SHA1 (EVALSHA): the body never travels with a call. */
+typedef struct fb_redis_script_s {
+    const char *src; /* static text, kept */
+    char sha[41];    /* hex SHA1 of src */
+} fb_redis_script_t;
+
+/** Names `src` (static, kept) for fb_redis_evalsha(): computes its SHA1 once. */
+void fb_redis_script_init(fb_redis_script_t *sc, const char *src);
+
+/**
+ * Runs script `sc` (which must outlive the call) as EVALSHA with `argc` arguments: the number of
+ * keys, the keys, then the script's arguments (binary-safe as in fb_redis_command_argv(),
+ * copied). A NOSCRIPT answer (a fresh or restarted Redis, SCRIPT FLUSH, a failover) is not
+ * passed on: SCRIPT LOAD and the same EVALSHA are sent again, one behind the other (at most
+ * twice per call). EVAL is never used: Redis would hash the body at every call (issue 17). Every
+ * script run once is loaded again (SCRIPT LOAD) at each reconnection, after the ready callback's
+ * commands and before the queued ones (the client keeps a copy of each). Same contract as
+ * fb_redis_command_argv() otherwise; other error replies reach `cb` as they are.
+ */
+int fb_redis_evalsha(fb_redis_t *r, const fb_redis_script_t *sc, int flags, fb_redis_reply_cb cb,
+                     void *arg, int argc, const char **argv, const size_t *argvlen);
+
 /**
  * Shuts the client down. Before it returns, the callback of every pending command (queued or in
  * flight) is called once with FB_ECANCELED, and new commands are refused with FB_ECLOSING. The

@@ -28,7 +28,8 @@ CLAIMED = PREFIX + "reminders:claimed"
 CLAIMS = PREFIX + "reminders:claims"
 PENDING = PREFIX + "outbox:pending"
 REMINDER_TEXT = "Où en êtes-vous"  # the built-in `relance` message, during the questions
-COPIED = ("session", "reminders", "web", "hist", "hids", "hkeys")
+# The keys of a web conversation with a reminder (the web history no longer writes `hkeys`).
+COPIED = ("session", "reminders", "web", "hist", "hids")
 N = 1000
 
 

@@ -33,8 +33,8 @@
 /*
  * The router's counters, as its COMMIT runs them (router.c): the global hash for `stat`, `step`
  * and `avis`, then the stats feature's fragment (FB_STATS_COMMIT_LUA) with the names the router
- * gives it (core/feature.h). KEYS: stats, act_c, act_e, act_d, month, months, steps. ARGV: ops,
- * now.
+ * gives it (core/feature.h), `refresh` as when it sets the session's TTL again. KEYS: stats, act_c,
+ * act_e, act_d, month, months, steps. ARGV: ops, now.
  */
 static const char commit_src[] =
     "local O = cjson.decode(ARGV[1])\n"
@@ -42,6 +42,7 @@ static const char commit_src[] =
     "for _, name in ipairs(O.stats) do redis.call('HINCRBY', KEYS[1], name, 1) end\n"
     "for _, a in ipairs(O.avis) do redis.call('HINCRBY', KEYS[1], 'avis_note_' .. a[1], 1) end\n"
     "local A = {now = tonumber(ARGV[2])}\n"
+    "local refresh = true\n" /* as when the COMMIT sets the session's TTL again */
     "local K = {stats = KEYS[1], act_c = KEYS[2], act_e = KEYS[3], act_d = KEYS[4],\n"
     "           month = KEYS[5], months = KEYS[6], steps = KEYS[7]}\n" FB_STATS_COMMIT_LUA
     "return 1\n";

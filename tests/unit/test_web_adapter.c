@@ -10,7 +10,7 @@
  * and replies "bonjour"; a message replies "echo: TEXT" with transaction id "<event id>.0" (a
  * redelivered event replies again with the same id: the adapter must not show it twice); a text
  * starting with "fail" fails its first delivery with FB_EAGAIN; "oublie" deletes the session
- * key, as the router's forget does, and replies "au revoir".
+ * key and the adapter's conv_keys, as the router's forget does, and replies "au revoir".
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -147,12 +147,25 @@ static void pending_run(uv_timer_t *t)
         uv_close((uv_handle_t *)&p->timer, pending_closed);
         return;
     }
-    /* The session write, as the router's commit does (or its deletion for "oublie"). */
+    /* The session write, as the router's commit does (or, for "oublie", the deletion of the
+     * session and of the adapter's conv_keys, which the router's forget does atomically). */
     char *conv_key = fb_asprintf("web:%s", p->ev.conv);
     char *key = fb_store_conv_key(f->store, conv_key, "session");
-    int rc = p->ev.kind != FB_IN_START && strcmp(p->ev.text, "oublie") == 0
-                 ? fb_redis_command(f->redis, 0, session_written, p, "DEL", key, NULL)
-                 : fb_redis_command(f->redis, 0, session_written, p, "HSET", key, "v", "1", NULL);
+    int rc;
+    if (p->ev.kind != FB_IN_START && strcmp(p->ev.text, "oublie") == 0) {
+        const char *argv[2 + 8] = {"DEL", key};
+        char *own[8];
+        int n = 0;
+        for (const char *const *k = f->a.ops->conv_keys; k && *k && n < 8; k++, n++) {
+            own[n] = fb_store_conv_key(f->store, conv_key, *k);
+            argv[2 + n] = own[n];
+        }
+        rc = fb_redis_command_argv(f->redis, 0, session_written, p, 2 + n, argv, NULL);
+        for (int i = 0; i < n; i++)
+            fb_free(own[i]);
+    } else {
+        rc = fb_redis_command(f->redis, 0, session_written, p, "HSET", key, "v", "1", NULL);
+    }
     ASSERT_OK(rc);
     fb_free(key);
     fb_free(conv_key);

@@ -1,0 +1,112 @@
+# SPDX-License-Identifier: MIT
+"""Redis work per web message (issue 17, point 1), read from Redis's own `INFO commandstats`, so
+that a change that adds a round trip, a command or an EVAL to the hot path fails here.
+
+A dialog that answers every message with exactly one reply (the question again) runs on the real
+daemon; one conversation sends N messages, each after the previous one's reply, as the page does.
+Every command Redis ran while they went through is counted, those run inside scripts included
+(commandstats counts them), the background's (the recovery scan, the durability beat and the
+reminders' poll, slowed down here) being measured on the same Redis, idle, for as long, and taken
+off. The daemon's own count of answered commands (`frichebot_redis_rtt_seconds_count`, one per
+request it sent) gives the round trips.
+
+What one message costs since issue 17 (the user's history append, READ, COMMIT, the reply's
+history append, POP; measured on this dialog: 28.2 commands, 5 round trips, 1 PEXPIRE, where the
+code before issue 17's work took 50.2 commands, 8 round trips of which 3 EVAL, and 11 PEXPIRE):
+- no `EVAL` at all (the body sent and hashed at every call), only `EVALSHA`;
+- at most BUDGET_COMMANDS commands, BUDGET_ROUND_TRIPS round trips, MAX_PEXPIRE `PEXPIRE`s.
+The issue's targets are lower: at most 12 commands and 3 round trips per message (the history
+riding on the router's COMMIT and POP); these budgets are what the code reaches today, to be
+lowered as it gets there, never raised without a reason in the commit."""
+import re
+import time
+
+from conftest import redis_connected, wait_until
+from test_webchat import Chat, new_id, web_yaml
+
+N = 100
+BUDGET_COMMANDS = 29     # issue 17 target: 12 (28 measured, plus the background's noise)
+BUDGET_ROUND_TRIPS = 5   # issue 17 target: 3
+MAX_PEXPIRE = 1.2        # the outbox's TTL, set by the RPUSH that creates it (was 11 per message)
+PENDING = "fb:outbox:pending"
+
+ONE_REPLY = """\
+dialogue: calls
+debut: q
+etats:
+  q:
+    question: "Votre message ?"
+    type: texte
+    max: 200
+    suite: q
+"""
+
+
+def commandstats(redis):
+    """{command: calls} from INFO commandstats (CONFIG and INFO themselves left out)."""
+    out = {}
+    for line in redis.cli("INFO", "commandstats").splitlines():
+        m = re.match(r"cmdstat_([^:]+):calls=(\d+)", line.strip())
+        if m and not m.group(1).startswith(("config", "info")):
+            out[m.group(1)] = int(m.group(2))
+    return out
+
+
+def round_trips(d):
+    status, _, body = d.request("/metrics")
+    assert status == 200
+    m = re.search(rb"^frichebot_redis_rtt_seconds_count (\d+)", body, re.M)
+    assert m, "no frichebot_redis_rtt_seconds_count in /metrics"
+    return int(m.group(1))
+
+
+def exchange(chat, text):
+    """Sends `text`, waits for its echo, its ack and then the bot's reply after it."""
+    mid = new_id()
+    chat.send({"type": "message", "id": mid, "text": text})
+    echo = chat.wait_for(lambda f: f["type"] == "msg" and f.get("id") == mid, what="the echo")
+    chat.wait_for(lambda f: f["type"] == "ack" and f["id"] == mid, what=f"ack of {mid}")
+    chat.wait_bot("Votre message", after=echo["seq"])
+
+
+def test_web_message_redis_calls(redis, make_daemon, tmp_path):
+    dialog = tmp_path / "calls.yaml"
+    dialog.write_text(ONE_REPLY)
+    extra = (f'dialogs:\n  path: "{dialog}"\n' + web_yaml(messages_per_minute=10000)
+             + "reminders:\n  poll_interval_ms: 600000\n")
+    d = make_daemon(redis.address, start=False, idle_timeout_s=120, extra=extra)
+    d.start(env={"FB_TEST_REDIS_BEAT_MS": "3600000"})  # test builds: the durability beat, slowed
+    assert wait_until(lambda: redis_connected(d), 20), d.read_log()
+    chat = Chat(d)
+    chat.wait_bot("Votre message")
+    # Warm-up: every script of the path used once (a fresh Redis answers NOSCRIPT to the first
+    # call of each, which the client answers with SCRIPT LOAD).
+    for i in range(3):
+        exchange(chat, f"warm-up {i}")
+    assert wait_until(lambda: redis.cli("ZCARD", PENDING) == "0", 10)
+
+    redis.cli("CONFIG", "RESETSTAT")
+    rt0 = round_trips(d)
+    t0 = time.monotonic()
+    for i in range(N):
+        exchange(chat, f"message {i}")
+    assert wait_until(lambda: redis.cli("ZCARD", PENDING) == "0", 10), "the outbox did not drain"
+    busy = commandstats(redis)
+    elapsed = time.monotonic() - t0
+    rt = round_trips(d) - rt0
+
+    redis.cli("CONFIG", "RESETSTAT")
+    time.sleep(elapsed)
+    idle = commandstats(redis)
+    chat.close()
+
+    work = {k: v - idle.get(k, 0) for k, v in busy.items()}
+    per_msg = {k: v / N for k, v in sorted(work.items()) if v > 0}
+    commands = sum(work.values()) / N
+    print(f"\nper web message ({N} messages, one reply each): {commands:.2f} Redis commands, "
+          f"{rt / N:.2f} round trips; {per_msg}")
+    assert busy.get("eval", 0) == 0, f"EVAL on the hot path: {busy}"
+    assert work.get("evalsha", 0) > 0, busy
+    assert commands <= BUDGET_COMMANDS, f"{commands:.2f} commands per message: {per_msg}"
+    assert rt / N <= BUDGET_ROUND_TRIPS + 0.2, f"{rt / N:.2f} round trips per message"
+    assert work.get("pexpire", 0) / N <= MAX_PEXPIRE, per_msg
