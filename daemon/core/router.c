@@ -66,14 +66,16 @@
 
 /* ---- the scripts ------------------------------------------------------------------------- */
 
-/* READ. KEYS: session, dedupe mark, roadmap. {1} when the event was handled already, else {0, v,
- * d, a, t} (a: the time of the user's last event, ms, "" when unknown; t: the roadmap page's
- * token, "" when none was given yet). */
-static const char read_src[] = "if redis.call('EXISTS', KEYS[2]) == 1 then return {1} end\n"
-                               "local rt = redis.call('HGET', KEYS[3], 't') or ''\n"
-                               "local cur = redis.call('HMGET', KEYS[1], '" FB_SESSION_VERSION
-                               "', '" FB_SESSION_DATA "', '" FB_SESSION_ACTIVITY "')\n"
-                               "return {0, cur[1] or '0', cur[2] or '', cur[3] or '', rt}\n";
+/* READ. KEYS: session, dedupe mark, roadmap; ARGV[1] "1" when the roadmap page has an address
+ * (server.public_url: without it no message shows a link, so its token is not read). {1} when
+ * the event was handled already, else {0, v, d, a, t} (a: the time of the user's last event, ms,
+ * "" when unknown; t: the roadmap page's token, "" when none was given yet or not read). */
+static const char read_src[] =
+    "if redis.call('EXISTS', KEYS[2]) == 1 then return {1} end\n"
+    "local rt = ARGV[1] == '1' and redis.call('HGET', KEYS[3], 't') or ''\n"
+    "local cur = redis.call('HMGET', KEYS[1], '" FB_SESSION_VERSION "', '" FB_SESSION_DATA
+    "', '" FB_SESSION_ACTIVITY "')\n"
+    "return {0, cur[1] or '0', cur[2] or '', cur[3] or '', rt}\n";
 
 /*
  * COMMIT, assembled at the first start (build_commit()): commit_head_src, the `K` table of the
@@ -1533,8 +1535,9 @@ static void job_start(struct job *j)
     char *evsuffix = fb_asprintf(FB_KEY_EVENT "%s", j->event_id);
     char *k_ev = ckey(c, evsuffix);
     char *k_road = ckey(c, FB_KEY_ROADMAP);
-    const char *args[] = {k_session, k_ev, k_road};
-    int rc = fb_store_eval(r->store, &r->s_read, FB_REDIS_RETRY, 3, 0, args, NULL, on_read, j);
+    const char *args[] = {k_session, k_ev, k_road,
+                          r->cfg->server.public_url && *r->cfg->server.public_url ? "1" : "0"};
+    int rc = fb_store_eval(r->store, &r->s_read, FB_REDIS_RETRY, 3, 1, args, NULL, on_read, j);
     fb_free(k_session);
     fb_free(k_ev);
     fb_free(k_road);

@@ -102,7 +102,7 @@ static const char lua_post[] =
     "      redis.call('ZADD', K.pending, 'NX', A.now, 'email:' .. A.member)\n"
     "      table.insert(kick, 'email:' .. A.member)\n"
     "    end\n"
-    "    if A.user then expire(K.mail) end\n"
+    "    if refresh then expire(K.mail) end\n"
     "  end\n"
     "end\n";
 

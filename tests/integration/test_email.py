@@ -353,7 +353,8 @@ MONTBARD = ["Montbard", "la commune", "industriel", "5000 m2", "pas de bâtiment
 
 def last_message_on_the_web(make_daemon, redis, extra):
     """Walks the default (friche) dialog in the web chat of a daemon with `extra`; returns the
-    text and HTML of the message after « non merci » to the rating question."""
+    text and HTML of the message that closes the questionnaire, right after the roadmap's
+    summary (the rating comes later, with the user's next message: issue #16, point 5)."""
     d = make_daemon(redis.address, start=False, idle_timeout_s=60)
     d.settings["extra"] = extra(d)
     d.start()
@@ -361,10 +362,10 @@ def last_message_on_the_web(make_daemon, redis, extra):
     chat.wait_bot("Dans quelle commune se trouve le site ?")
     for answer in MONTBARD:
         chat.say(answer)
-    chat.wait_bot("Je donne mon avis", timeout=30)
+    end = chat.wait_bot("Votre feuille de route est enregistrée", timeout=30)
     seq = chat.last_seq()
-    chat.say("non merci")
-    end = chat.wait_bot("Votre feuille de route est enregistrée", after=seq)
+    chat.say("merci")
+    chat.wait_bot("Je donne mon avis", after=seq)
     chat.close()
     d.check_clean(*d.stop())  # the next daemon reuses the directory and the log's name
     return end["text"], end.get("html", "")
