@@ -78,6 +78,7 @@ static const char register_script[] =
     "if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end\n"
     "redis.call('SET', KEYS[3], ARGV[9], 'PX', ARGV[5])\n"
     "redis.call('RPUSH', KEYS[4], ARGV[6])\n"
+    "if ttl > 0 then redis.call('PEXPIRE', KEYS[4], ttl) end\n" /* no longer than the address */
     "redis.call('ZADD', KEYS[5], 'NX', ARGV[3], ARGV[7])\n"
     "return 1\n";
 

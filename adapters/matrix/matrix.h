@@ -89,6 +89,7 @@ struct mx {
     /* appservice */
     bool as_device_busy;        /* its device being made or prepared (mx_as_device.c) */
     bool as_device_refused;     /* the homeserver refused to make it: clear mode goes without */
+    unsigned as_device_fails;   /* transient failures to make it (clear mode gives up at 5) */
     struct as_wait *as_waiting; /* transactions waiting for it (mx_appservice.c) */
     uint64_t txns;
     int64_t last_txn_ms;

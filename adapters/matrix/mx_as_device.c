@@ -36,6 +36,9 @@
 #include "mx_util.h"
 
 #define DEVICE_ID_LEN 10
+/* Transient failures to make the device (each after the HTTP client's own retries) before the
+ * clear mode sends without one. */
+#define AS_DEVICE_MAX_FAILS 5
 
 /* A new device id: "FB" and DEVICE_ID_LEN capital letters. */
 static void new_device_id(char out[2 + DEVICE_ID_LEN + 1])
@@ -116,6 +119,15 @@ static void on_device_put(struct mx *m, int err, int status, json_t *body,
                     "`io.element.msc4190: true` to the registration (frichebot "
                     "matrix-registration writes it)",
                     status, mx_errcode(body) ? mx_errcode(body) : "");
+        } else if (++m->as_device_fails >= AS_DEVICE_MAX_FAILS) {
+            /* A homeserver (or a proxy in front of it) that keeps failing this one request must
+             * not hold every reply back: without a device, as before, until the next start. */
+            m->as_device_refused = true;
+            FB_WARN(MATRIX,
+                    "the service's device could not be made (%u failures, the last %s, HTTP "
+                    "%d): replies go without one until the next start, and one in flight when "
+                    "the homeserver restarts may be stored twice",
+                    m->as_device_fails, fb_err_name(err), status);
         } else {
             FB_INFO(MATRIX, "the service's device is not made yet (%s, HTTP %d): tried again",
                     fb_err_name(err), status);

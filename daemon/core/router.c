@@ -211,8 +211,12 @@ static const char commit_body_fmt[] =
     "  end\n"
     "end\n"
     "if #O.out > 0 then\n"
-    /* One RPUSH for all the entries; the TTL is set with the write that creates the list. */
-    "  if redis.call('RPUSH', K.outbox, unpack(O.out)) == #O.out then expire(K.outbox) end\n"
+    /* One RPUSH for all the entries; the TTL is set with the write that creates the list, and
+     * again with the session's refresh (an outbox that stays non-empty, its platform down or
+     * its adapter not loaded, must not expire before its conversation). */
+    "  if redis.call('RPUSH', K.outbox, unpack(O.out)) == #O.out or refresh then\n"
+    "    expire(K.outbox)\n"
+    "  end\n"
     "  redis.call('ZADD', K.pending, 'NX', ARGV[7], A.member)\n"
     "end\n"
     "if O.rearm then\n"

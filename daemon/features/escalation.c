@@ -87,8 +87,11 @@ static int64_t now_ms(const fb_esc_t *e)
     "     redis.call('HGET', conv_key(prefix, conv, '" FB_KEY_MAIL "'), 'state') == 'confirmed'\n" \
     "  then\n" /* an advisor's words also by e-mail (features/mailcopy.h, EMAIL.md) */             \
     "    local m = 'email:' .. conv\n"                                                             \
-    "    redis.call('RPUSH', conv_key(prefix, m, '" FB_KEY_OUTBOX "'), cjson.encode({\n"           \
+    "    local mo = conv_key(prefix, m, '" FB_KEY_OUTBOX "')\n"                                    \
+    "    redis.call('RPUSH', mo, cjson.encode({\n"                                                 \
     "      txn = 'mail.' .. txn, kind = kind, text = text, html = '', ts = now}))\n"               \
+    "    local t = redis.call('PTTL', conv_key(prefix, conv, '" FB_KEY_MAIL "'))\n"                \
+    "    if t > 0 then redis.call('PEXPIRE', mo, t) end\n" /* as long as the address */            \
     "    redis.call('ZADD', pending, 'NX', now, m)\n"                                              \
     "    table.insert(kick, m)\n"                                                                  \
     "  end\n"                                                                                      \

@@ -99,6 +99,8 @@ static const char lua_post[] =
     "  if A.mode ~= 'f' and string.sub(A.member, 1, 4) == 'web:' then\n"
     "    if O.mail and redis.call('HGET', K.mail, 'state') == 'confirmed' then\n"
     "      for _, e in ipairs(O.mail) do redis.call('RPUSH', K.mailbox, e) end\n"
+    /* the mails live as long as the conversation, not longer (EMAIL.md: retention) */
+    "      expire(K.mailbox)\n"
     "      redis.call('ZADD', K.pending, 'NX', A.now, 'email:' .. A.member)\n"
     "      table.insert(kick, 'email:' .. A.member)\n"
     "    end\n"

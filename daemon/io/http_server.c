@@ -983,7 +983,7 @@ static void forwarded_peer(const fb_http_server_t *srv, struct lws *wsi, char *p
 {
     if (!peer[0] || !fb_listener_trusted(srv->listener, peer))
         return;
-    char xff[512];
+    char xff[2048]; /* a chain of proxies; longer, the connection's address counts */
     if (header_copy(wsi, "x-forwarded-for:", xff, sizeof(xff)) <= 0)
         return;
     char *last = strrchr(xff, ',');

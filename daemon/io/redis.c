@@ -1222,6 +1222,16 @@ int fb_redis_evalsha(fb_redis_t *r, const fb_redis_script_t *sc, int flags, fb_r
         r->scripts[r->nscripts].src = fb_strdup(sc->src);
         memcpy(r->scripts[r->nscripts].sha, sc->sha, sizeof(sc->sha));
         r->nscripts++;
+        /* Loaded now, ahead of its EVALSHA on the same connection: waiting for a NOSCRIPT would
+         * send the EVALSHA again behind every command pipelined after it, and callers that
+         * pipeline writes whose order matters (the Matrix adapter's crypto state, written by
+         * two scripts in a row) would see them applied out of order. A later connection loads
+         * every known script first (scripts_load(), which also covers a first call made before
+         * the first connection); NOSCRIPT is then left for a SCRIPT FLUSH. */
+        if (r->state == ST_READY) {
+            const char *load[] = {"SCRIPT", "LOAD", r->scripts[k].src};
+            (void)fb_redis_command_argv(r, flags, on_evalsha_loaded, NULL, 3, load, NULL);
+        }
     }
     struct evalsha_op *op = fb_calloc(1, sizeof(*op));
     op->r = r;
