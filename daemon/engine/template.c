@@ -43,12 +43,12 @@ struct tnode {
     enum tkind kind;
     char *text; /* N_TEXT: owned, `len` bytes */
     size_t len;
-    fb_expr_t *expr;   /* N_EXPR value, N_IF condition, N_FOR array; owned */
-    bool links;        /* N_EXPR written liens(...): its http(s) addresses become links */
-    size_t cost;       /* work units charged per visit */
-    char *var;         /* N_FOR: the loop variable, owned */
-    struct tlist body; /* N_IF: the "si" part; N_FOR: the loop body */
-    struct tlist alt;  /* N_IF: the "sinon" part */
+    fb_expr_t *expr;     /* N_EXPR value, N_IF condition, N_FOR array; owned */
+    unsigned char links; /* N_EXPR written liens(...) (1) or sources(...) (2), see links_call() */
+    size_t cost;         /* work units charged per visit */
+    char *var;           /* N_FOR: the loop variable, owned */
+    struct tlist body;   /* N_IF: the "si" part; N_FOR: the loop body */
+    struct tlist alt;    /* N_IF: the "sinon" part */
 };
 
 struct fb_template_s {
@@ -228,26 +228,37 @@ static fb_expr_t *parse_expr(struct tparser *tp, size_t from, size_t to, struct 
 }
 
 /*
- * True when src[*from..*to) is "liens( EXPR )" (or "links(...)"), blanks allowed around: then
- * narrows the span to EXPR. The last ')' closes the call; anything else is a plain expression.
+ * 1 when src[*from..*to) is "liens( EXPR )" (or "links(...)"): its http(s) addresses become
+ * links; 2 when it is "sources( EXPR )": the same, but an address found in the catalogue named
+ * "sources" (an item whose `source` is that address) is shown as "titre – organisation". Blanks
+ * are allowed around; the span is then narrowed to EXPR. The last ')' closes the call; anything
+ * else is a plain expression (0).
  */
-static bool links_call(const char *src, size_t *from, size_t *to)
+static unsigned char links_call(const char *src, size_t *from, size_t *to)
 {
     size_t b = *from, e = *to;
     while (b < e && is_space(src[b]))
         b++;
     while (e > b && is_space(src[e - 1]))
         e--;
-    if (e - b < 7 || !(word_is(src + b, 5, "liens") || word_is(src + b, 5, "links")))
-        return false;
-    size_t p = b + 5;
+    unsigned char kind = 0;
+    size_t p = b;
+    if (e - b >= 7 && (word_is(src + b, 5, "liens") || word_is(src + b, 5, "links"))) {
+        kind = 1;
+        p = b + 5;
+    } else if (e - b >= 9 && word_is(src + b, 7, "sources")) {
+        kind = 2;
+        p = b + 7;
+    }
+    if (!kind)
+        return 0;
     while (p < e && is_space(src[p]))
         p++;
     if (p >= e || src[p] != '(' || src[e - 1] != ')')
-        return false;
+        return 0;
     *from = p + 1;
     *to = e - 1;
-    return true;
+    return kind;
 }
 
 /* Checks that src[from..to) is blank after the keyword `kw` of a tag. */
@@ -457,8 +468,7 @@ fb_template_t *fb_template_parse_at(const char *src, fb_expr_pos_t pos, fb_buf_t
             add_text(&tp, text_start, open);
             struct tnode *n = list_add(current(&tp), N_EXPR);
             size_t from = open + 2, to = close;
-            if (links_call(src, &from, &to))
-                n->links = true;
+            n->links = links_call(src, &from, &to);
             n->expr = parse_expr(&tp, from, to, n);
             i = text_start = end;
             continue;
@@ -823,6 +833,95 @@ static int put_value(struct render *r, const char *s, size_t n, unsigned char or
     return put(r, s + run, n - run, origin);
 }
 
+/* True for a byte that may be in an address of a sources(...) value: printable ASCII but for
+ * the bytes url_ok() refuses (the same run auto_url_end() takes for liens(...)). */
+static bool source_url_byte(unsigned char c)
+{
+    return c > 0x20 && c < 0x7F && c != '"' && c != '\'' && c != '<' && c != '>' && c != '\\' &&
+           c != '`';
+}
+
+/* The item of the "sources" catalogue whose `source` is s[0..n), or NULL. */
+static const json_t *source_named(struct render *r, const char *s, size_t n)
+{
+    const json_t *all = scope_lookup(r, "sources");
+    size_t i;
+    const json_t *it;
+    json_array_foreach(all, i, it)
+    {
+        const json_t *u = json_object_get(it, "source");
+        if (json_is_string(u) && json_string_length(u) == n && !memcmp(json_string_value(u), s, n))
+            return it;
+    }
+    return NULL;
+}
+
+/*
+ * A sources(...) value: each http(s) address found in the "sources" catalogue becomes the link
+ * [titre – organisation](address), written as the author's link markup around value bytes (so
+ * the names are escaped like any value and never read as markup); the rest, unknown addresses
+ * included, is a liens(...) value. The address ends as in auto_url_end(): trailing prose
+ * punctuation and an unbalanced ')' are not part of it.
+ */
+static int put_sources(struct render *r, const char *s, size_t n)
+{
+    size_t lit = 0, i = 0;
+    int rc = 0;
+    while (i < n && !rc) {
+        bool starts = (i == 0 || (unsigned char)s[i - 1] <= 0x20 || s[i - 1] == '(') &&
+                      ((n - i > 8 && !strncmp(s + i, "https://", 8)) ||
+                       (n - i > 7 && !strncmp(s + i, "http://", 7)));
+        if (!starts) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        int depth = 0;
+        while (j < n && source_url_byte((unsigned char)s[j])) {
+            depth += s[j] == '(' ? 1 : s[j] == ')' ? -1 : 0;
+            j++;
+        }
+        for (;;) {
+            char c = s[j - 1];
+            if (c == '.' || c == ',' || c == ';' || c == ':' || c == '!' || c == '?') {
+                j--;
+            } else if (c == ')' && depth < 0) {
+                depth++;
+                j--;
+            } else {
+                break;
+            }
+        }
+        const json_t *it = source_named(r, s + i, j - i);
+        const char *titre = json_string_value(json_object_get(it, "titre"));
+        const char *org = json_string_value(json_object_get(it, "organisation"));
+        if (!titre || !*titre) {
+            i = j > i ? j : i + 1;
+            continue; /* unknown: left to the liens(...) pass */
+        }
+        rc = put_value(r, s + lit, i - lit, 2);
+        if (!rc)
+            rc = put(r, "[", 1, 0);
+        if (!rc)
+            rc = put_value(r, titre, strlen(titre), 1);
+        if (!rc && org && *org) {
+            rc = put(r, " – ", strlen(" – "), 1);
+            if (!rc)
+                rc = put_value(r, org, strlen(org), 1);
+        }
+        if (!rc)
+            rc = put(r, "](", 2, 0);
+        if (!rc)
+            rc = put(r, s + i, j - i, 1);
+        if (!rc)
+            rc = put(r, ")", 1, 0);
+        i = lit = j;
+    }
+    if (!rc)
+        rc = put_value(r, s + lit, n - lit, 2);
+    return rc;
+}
+
 static int render_list(struct render *r, const struct tlist *l);
 
 /* One loop: binds the variable to each item of the array in turn. */
@@ -878,7 +977,9 @@ static int render_list(struct render *r, const struct tlist *l)
             rc = fb_template_format_value(v, &r->tmp);
             json_decref(own);
             if (!rc)
-                rc = put_value(r, fb_buf_str(&r->tmp), r->tmp.len, n->links ? 2 : 1);
+                rc = n->links == 2
+                         ? put_sources(r, fb_buf_str(&r->tmp), r->tmp.len)
+                         : put_value(r, fb_buf_str(&r->tmp), r->tmp.len, n->links ? 2 : 1);
             break;
         }
         case N_IF:

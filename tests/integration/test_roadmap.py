@@ -69,8 +69,12 @@ def test_summary_link_page_and_forget(redis, make_daemon):
     assert "<h3>Étape 4 – " in page
     for needle in ("Statut : <strong>à faire</strong>", "Pourquoi : ", "Première action : ",
                    "Validité : ", "(vérifiée le 2026-", "Direction départementale des territoires",
-                   '<a href="https://github.com/betagouv/urbanvitaliz/blob/'):
+                   '<a href="https://github.com/betagouv/urbanvitaliz/blob/',
+                   # sources are named (friche-sources.yaml), not shown as raw addresses
+                   " – UrbanVitaliz (Cerema, beta.gouv.fr)</a>",
+                   "\">L&#39;annuaire de l&#39;administration – Service-Public.fr</a>"):
         assert needle in page, needle
+    assert ">https://github.com/" not in page and ">https://lannuaire." not in page
     assert "<script" not in page
 
     # « étape 2 faite » shows on the page; « ma feuille de route » gives the same link again.

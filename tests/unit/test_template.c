@@ -484,6 +484,44 @@ TEST_IMPL(template_liens)
     return 0;
 }
 
+/* sources(...): an address found in the "sources" catalogue is shown by its name, escaped;
+ * an unknown one stays a bare link, as with liens(...). */
+TEST_IMPL(template_sources)
+{
+    env_setup();
+    json_t *cat = json_array();
+    json_array_append_new(cat,
+                          json_pack("{s:s, s:s, s:s}", "source", "https://a.fr/l324", "titre",
+                                    "Code <b>, article L. 324-1", "organisation", "Légifrance"));
+    json_array_append_new(cat, json_pack("{s:s, s:s}", "source", "https://b.fr/p_(1)", "titre",
+                                         "Fiche « [x](javascript:y) »"));
+    json_object_set_new(answers, "sources", cat);
+    json_object_set_new(answers, "s",
+                        json_string("Loi ; https://a.fr/l324 ; http://b.fr/p_(1) "
+                                    "(https://b.fr/p_(1)). Voir https://inconnu.fr/x."));
+    check_render("Source : {{ sources(s) }}",
+                 "Source : Loi ; Code <b>, article L. 324-1 – Légifrance (https://a.fr/l324) ; "
+                 "http://b.fr/p_(1) (Fiche « [x](javascript:y) » (https://b.fr/p_(1))). Voir "
+                 "https://inconnu.fr/x.",
+                 "<p>Source : Loi ; <a href=\"https://a.fr/l324\">Code &lt;b&gt;, article L. "
+                 "324-1 – Légifrance</a> ; <a href=\"http://b.fr/p_(1)\">http://b.fr/p_(1)</a> "
+                 "(<a href=\"https://b.fr/p_(1)\">Fiche « [x](javascript:y) »</a>). Voir "
+                 "<a href=\"https://inconnu.fr/x\">https://inconnu.fr/x</a>.</p>");
+    /* a prefix of a known address, or the address glued to a word, is not that address */
+    json_object_set_new(answers, "s",
+                        json_string("https://a.fr/l324x xhttps://a.fr/l324 https://a.fr/l32"));
+    check_render("{{ sources(s) }}", "https://a.fr/l324x xhttps://a.fr/l324 https://a.fr/l32",
+                 "<p><a href=\"https://a.fr/l324x\">https://a.fr/l324x</a> xhttps://a.fr/l324 "
+                 "<a href=\"https://a.fr/l32\">https://a.fr/l32</a></p>");
+    /* without a "sources" catalogue, sources(...) is liens(...) */
+    json_object_del(answers, "sources");
+    json_object_set_new(answers, "s", json_string("https://a.fr/l324"));
+    check_render("{{ sources(s) }}", "https://a.fr/l324",
+                 "<p><a href=\"https://a.fr/l324\">https://a.fr/l324</a></p>");
+    env_teardown();
+    return 0;
+}
+
 /* Renders `src` expecting FB_ETOOBIG, and both buffers freed. */
 static void check_too_big(const char *src, size_t plain_max)
 {
