@@ -1283,6 +1283,22 @@ static fb_event_t job_event(const struct job *j)
     return ev;
 }
 
+/* What the engine knows of the daemon at Unix ms `now_ms`: the clock, the geography, the dialog
+ * versions, whether advisors answer. The callers add what is their own (the roadmap's address). */
+static fb_engine_env_t engine_env(const fb_router_t *r, int64_t now_ms)
+{
+    fb_engine_env_t env = {
+        .now = now_ms / 1000,
+        .locale = "fr",
+        .geo = r->geo,
+        .versions = (const fb_dialog_t *const *)r->versions,
+        .n_versions = r->nversions,
+        .has_advisor = r->has_advisor,
+        .has_advisor_arg = r->has_advisor_arg,
+    };
+    return env;
+}
+
 /*
  * Runs the engine on `session` (borrowed) for job `j`, or drops a reminder that must not go out
  * (j->dropped; *rearm when it is armed again). 0 with *ns and *effects new, or an error.
@@ -1295,16 +1311,8 @@ static int job_run(struct job *j, const json_t *session, const char *activity, i
     fb_event_t ev = job_event(j);
     const char *base = r->cfg->server.public_url;
     char *url = base && base[0] ? fb_asprintf("%s" ROADMAP_PATH "%s", base, j->rm_token) : NULL;
-    fb_engine_env_t env = {
-        .now = now / 1000,
-        .locale = "fr",
-        .geo = r->geo,
-        .versions = (const fb_dialog_t *const *)r->versions,
-        .n_versions = r->nversions,
-        .has_advisor = r->has_advisor,
-        .has_advisor_arg = r->has_advisor_arg,
-        .roadmap_url = url,
-    };
+    fb_engine_env_t env = engine_env(r, now);
+    env.roadmap_url = url;
     /* Never promise a later message a platform cannot deliver (issue #16): a web chat's user is
      * reached later only through a follow-up adapter (e-mail), which the texts then offer. */
     const struct adapter_slot *home = adapter_by_name(r, c->name);
@@ -2292,15 +2300,7 @@ static void on_page(int status, const redisReply *rep, void *arg)
     } else if (rc == 0) {
         json_error_t jerr;
         json_t *session = json_loadb(rep->element[1]->str, rep->element[1]->len, 0, &jerr);
-        fb_engine_env_t env = {
-            .now = fb_wall_ms() / 1000,
-            .locale = "fr",
-            .geo = r->geo,
-            .versions = (const fb_dialog_t *const *)r->versions,
-            .n_versions = r->nversions,
-            .has_advisor = r->has_advisor,
-            .has_advisor_arg = r->has_advisor_arg,
-        };
+        fb_engine_env_t env = engine_env(r, fb_wall_ms());
         rc = session ? fb_engine_render_page(r->dialog, session, &env, NULL, &html) : FB_ENOENT;
         json_decref(session);
     }
