@@ -13,7 +13,9 @@
  * A light markup, for authors: "**gras**", "[texte](https://lien)", lines starting with "- " form
  * a list, blank lines separate paragraphs. Plain output keeps the text readable ("texte
  * (https://lien)", "• " bullets); HTML output escapes every character of text and values (&<>"')
- * and only emits <p>, <br>, <strong>, <a href>, <ul>, <li>. Only http(s) and mailto: links.
+ * and only emits <p>, <br>, <strong>, <a href>, <ul>, <li>, and <h1>-<h3> for the author's lines
+ * that start with "# ", "## ", "### " (the roadmap page). Only http(s), mailto: and the site's own
+ * "/..." links.
  *
  * Details (the contract the tests pin down):
  * - A {% %} tag alone on its line (only blanks around it) takes its whole line with it, so block

@@ -87,9 +87,10 @@ static bool starts_ci(const char *s, size_t n, const char *prefix)
     return true;
 }
 
-enum { P = 1, UL, LI, STRONG, A };
+enum { P = 1, UL, LI, STRONG, A, H1, H2, H3 };
 
-/* Checks that `h` is the HTML subset template.h promises, well nested. */
+/* Checks that `h` is the HTML subset template.h promises, well nested (the headings h1-h3 of
+ * "# " lines, for the roadmap page, at the top level like paragraphs). */
 static bool html_ok(const char *h, size_t n)
 {
     static const struct {
@@ -100,6 +101,8 @@ static bool html_ok(const char *h, size_t n)
         {"<p>", P, false},           {"</p>", P, true},           {"<ul>", UL, false},
         {"</ul>", UL, true},         {"<li>", LI, false},         {"</li>", LI, true},
         {"<strong>", STRONG, false}, {"</strong>", STRONG, true}, {"</a>", A, true},
+        {"<h1>", H1, false},         {"</h1>", H1, true},         {"<h2>", H2, false},
+        {"</h2>", H2, true},         {"<h3>", H3, false},         {"</h3>", H3, true},
     };
     static const char *const entities[] = {"&amp;", "&lt;", "&gt;", "&quot;", "&#39;"};
     int stack[16];
@@ -111,7 +114,7 @@ static bool html_ok(const char *h, size_t n)
         int top = depth ? stack[depth - 1] : 0;
         if (*s == '<') {
             if (starts(s, left, "<br>")) {
-                if (top != P && top != LI && top != STRONG && top != A)
+                if (top != P && top != LI && top != STRONG && top != A && top < H1)
                     return false;
                 i += 4;
                 continue;
@@ -129,7 +132,7 @@ static bool html_ok(const char *h, size_t n)
                 if (!starts_ci(h + u, e - u, "http://") && !starts_ci(h + u, e - u, "https://") &&
                     !starts_ci(h + u, e - u, "mailto:") && !site)
                     return false;
-                if ((top != P && top != LI && top != STRONG) || depth == 16)
+                if ((top != P && top != LI && top != STRONG && top < H1) || depth == 16)
                     return false;
                 for (int k = 0; k < depth; k++) {
                     if (stack[k] == A)
@@ -150,9 +153,10 @@ static bool html_ok(const char *h, size_t n)
                     return false;
                 depth--;
             } else {
-                bool ok = (tag == P || tag == UL) ? depth == 0
-                          : tag == LI             ? top == UL
-                                      : /* strong */ (top == P || top == LI || top == A);
+                bool ok = (tag == P || tag == UL || tag >= H1) ? depth == 0
+                          : tag == LI
+                              ? top == UL
+                              : /* strong */ (top == P || top == LI || top == A || top >= H1);
                 if (!ok || depth == 16)
                     return false;
                 for (int d = 0; d < depth && tag == STRONG; d++) {
@@ -174,7 +178,7 @@ static bool html_ok(const char *h, size_t n)
                 return false;
         }
         if (top == 0 || top == UL)
-            return false; /* text only inside p, li, strong, a */
+            return false; /* text only inside p, li, strong, a, h1-h3 */
         i++;
     }
     return depth == 0;
