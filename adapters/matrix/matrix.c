@@ -71,6 +71,7 @@ static void mx_unref(struct mx *m)
     json_decref(m->alias_ids);
     json_decref(m->alias_names);
     json_decref(m->advisor_rooms);
+    mx_as_catchup_free(m);
     mx_e2ee_free(m);
     fb_free(m);
 }
@@ -137,6 +138,7 @@ static void on_call(const fb_http_response_t *resp, void *arg)
         if (ec && strcmp(ec, "M_UNKNOWN_TOKEN") == 0)
             mx_auth_recover(m, json_is_true(json_object_get(body, "soft_logout")));
     }
+    mx_as_hs_seen(m, err, resp->status); /* a restart to catch up after (mx_as_catchup.c) */
     if (c->cb)
         c->cb(m, err, resp->status, body, resp, c->arg);
     json_decref(body);
@@ -480,8 +482,13 @@ static int mx_start(fb_adapter_t *a)
             FB_ERR(MATRIX, "cannot register the application service routes: %s", fb_strerror(rc));
             return rc;
         }
+        uv_timer_init(core->loop, &m->timer); /* the homeserver's probe (mx_as_catchup.c) */
+        m->timer.data = m;
+        m->timer_init = true;
+        m->refs++; /* the timer's */
         m->started = true;
         FB_INFO(MATRIX, "application service on %s* for %s", AS_PREFIX, m->o->homeserver);
+        mx_as_catchup_start(m);
         mx_e2ee_start(m);
         mx_as_device_ensure(m);
         if (m->aliases_ready) {
@@ -593,10 +600,19 @@ static int mx_metrics(fb_adapter_t *a, fb_buf_t *out)
         "# HELP frichebot_matrix_controls_only_total Messages of nothing but control characters "
         "(a notice, not handled).\n"
         "# TYPE frichebot_matrix_controls_only_total counter\n"
-        "frichebot_matrix_controls_only_total %llu\n",
+        "frichebot_matrix_controls_only_total %llu\n"
+        "# HELP frichebot_matrix_catchups_total Homeserver restarts (failures, then an answer) "
+        "after which the service read back its recently active rooms (appservice mode).\n"
+        "# TYPE frichebot_matrix_catchups_total counter\n"
+        "frichebot_matrix_catchups_total %llu\n"
+        "# HELP frichebot_matrix_catchup_messages_total Messages read back after a homeserver "
+        "restart and handed to the router (those already handled are dropped there).\n"
+        "# TYPE frichebot_matrix_catchup_messages_total counter\n"
+        "frichebot_matrix_catchup_messages_total %llu\n",
         (unsigned long long)m->typing_dropped, (unsigned long long)m->receipts_dropped,
         (unsigned long long)m->courtesy_inflight, (unsigned long long)m->as_txn_busy,
-        (unsigned long long)m->as_txn_backoff, (unsigned long long)m->controls_only);
+        (unsigned long long)m->as_txn_backoff, (unsigned long long)m->controls_only,
+        (unsigned long long)m->as_catchups, (unsigned long long)m->as_catchup_events);
 }
 
 int fb_mx_log_sub = FB_SUB_CORE;

@@ -96,6 +96,16 @@ struct mx {
     size_t as_batches;       /* transactions being handled (appservice.max_transactions) */
     uint64_t as_txn_busy;    /* transactions answered 503 because as_batches was at the cap */
     uint64_t as_txn_backoff; /* transactions answered 503 because the router was full */
+    /* appservice: the catch-up after a homeserver restart (mx_as_catchup.c) */
+    json_t *as_recent;          /* room -> [last event id, activity wall ms, its origin ts] */
+    json_t *as_catchup_todo;    /* rooms to read back -> failed attempts */
+    json_t *as_catchup_done;    /* rooms read back (or tried) in the current run */
+    int64_t hs_down_since;      /* wall ms of the first failure seen; 0: the homeserver answers */
+    bool as_probe_busy;         /* the probe in flight */
+    bool as_catchup_busy;       /* a room being read back or handed */
+    bool as_catchup_retry;      /* rooms to try again at the next probe */
+    uint64_t as_catchups;       /* restarts seen */
+    uint64_t as_catchup_events; /* messages read back and handed (most of them duplicates) */
     /* typing and receipts: in flight (max_best_effort_in_flight), and dropped beyond it */
     size_t courtesy_inflight;
     uint64_t typing_dropped, receipts_dropped;
@@ -206,6 +216,17 @@ bool mx_e2ee_as_ready(struct mx *m);
 /* True when a send may go now: in clear appservice mode, once the device is made or refused
  * for good (else starts making it); always in the other modes. */
 bool mx_as_send_ready(struct mx *m);
+
+/* mx_as_catchup.c */
+/* Appservice mode: `event_id` (origin_server_ts `ts_ms`, 0: now) was handed to the router or
+ * sent in `room`: the mark a read-back after a homeserver restart pages back to. */
+void mx_as_recent_note(struct mx *m, const char *room, const char *event_id, int64_t ts_ms);
+/* The result of a call to the homeserver (every call, matrix.c): a failure (transport, 502, 503,
+ * 504) then an answer starts the read-back of the rooms active in the window. */
+void mx_as_hs_seen(struct mx *m, int err, int status);
+/* Starts the probe (m->timer, appservice mode) when appservice.catch_up_minutes is not 0. */
+void mx_as_catchup_start(struct mx *m);
+void mx_as_catchup_free(struct mx *m);
 
 /* mx_send.c */
 int mx_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, void *arg);

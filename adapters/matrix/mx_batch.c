@@ -130,6 +130,7 @@ static void on_delivered(int status, void *arg)
     fb_mx_action_t *a = &bt->b.actions[d->idx];
     char tag[FB_MX_TAG_LEN + 1];
     if (status == 0) {
+        mx_as_recent_note(bt->m, a->room, a->event_id, a->ts_ms);
         if (a->kind == FB_MX_MESSAGE && !bt->m->stopping)
             mx_receipt(bt->m, a->room, a->event_id);
     } else if (status == FB_EINVAL) {

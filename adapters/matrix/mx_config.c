@@ -42,6 +42,8 @@ static const fb_conf_field_t as_fields[] = {
     {"url", FB_CONF_URL, false, OFF(as_url), 0, 0, NULL, NULL},
     {"txn_retention_hours", FB_CONF_UINT, false, OFF(as_txn_retention_hours), 1, 8760, NULL, NULL},
     {"max_transactions", FB_CONF_UINT, false, OFF(as_max_transactions), 1, 64, NULL, NULL},
+    {"catch_up_minutes", FB_CONF_UINT, false, OFF(as_catch_up_minutes), 0, 1440, NULL, NULL},
+    {"probe_interval_ms", FB_CONF_UINT, false, OFF(as_probe_interval_ms), 100, 60000, NULL, NULL},
 };
 static const fb_conf_table_t as_table = {"matrix.appservice", as_fields, FB_ARRAY_SIZE(as_fields)};
 

@@ -48,6 +48,9 @@ typedef struct fb_matrix_opts_s {
     char *as_url;                      /* appservice.url */
     unsigned as_txn_retention_hours;   /* appservice.txn_retention_hours */
     unsigned as_max_transactions;      /* appservice.max_transactions: handled at once */
+    unsigned as_catch_up_minutes;      /* appservice.catch_up_minutes: rooms read back after a
+                                          homeserver restart (0: never) */
+    unsigned as_probe_interval_ms;     /* appservice.probe_interval_ms */
 } fb_matrix_opts_t;
 
 /** The section, for fb_adapter_matrix.config. */

@@ -773,7 +773,7 @@ def test_hostile_events_through_synapse_leave_the_daemon_serving(synapse, redis,
 AS_USER = "@frichebot:localhost"
 
 
-def as_matrix_yaml(synapse_url, registration, port):
+def as_matrix_yaml(synapse_url, registration, port, as_url=None):
     return f"""matrix:
   enabled: true
   mode: appservice
@@ -782,27 +782,30 @@ def as_matrix_yaml(synapse_url, registration, port):
   appservice:
     registration_file: "{registration}"
     id: "frichebot"
-    url: "http://127.0.0.1:{port}"
+    url: "{as_url or f'http://127.0.0.1:{port}'}"
 """
 
 
 @contextlib.contextmanager
-def appservice_stack(base, extra="", synapse_extra=None, matrix_extra="", proxy=None):
+def appservice_stack(base, extra="", synapse_extra=None, matrix_extra="", proxy=None, as_proxy=False):
     """A Synapse that loads the registration written by `frichebot matrix-registration` (and the
     top-level settings `synapse_extra`), the daemon in appservice mode (its configuration, with
     `matrix_extra` inside its matrix section, plus `extra`) and its Redis, all started; stopped
     on exit, the daemon checked for a clean stop. `proxy`: a function called with a FaultProxy
-    put between the daemon and Synapse before the daemon starts (yielded as "proxy")."""
+    put between the daemon and Synapse before the daemon starts (yielded as "proxy"). `as_proxy`:
+    a FaultProxy the other way, between Synapse and the daemon (the registration's url), yielded
+    as "as_proxy"."""
     syn = Synapse(base / "synapse", extra=synapse_extra)
     fp = FaultProxy(("127.0.0.1", syn.port)).start() if proxy else None
     if fp:
         proxy(fp)
     port = free_port()
+    afp = FaultProxy(("127.0.0.1", port)).start() if as_proxy else None
     registration = base / "registration.yaml"
     r = Redis(base)
     d = Daemon(base, r.address, listen=f"127.0.0.1:{port}", idle_timeout_s=30, max_body_bytes=1048576,
-               extra=as_matrix_yaml(fp.url if fp else syn.url, registration, port) + matrix_extra
-               + router_yaml() + extra)
+               extra=as_matrix_yaml(fp.url if fp else syn.url, registration, port, afp.url if afp else None)
+               + matrix_extra + router_yaml() + extra)
     d.port = port  # where the daemon listens, hence the registration's url
     d.write_config()
     out = subprocess.run([BINARY, "matrix-registration", "-c", str(d.config_path)], capture_output=True,
@@ -816,7 +819,7 @@ def appservice_stack(base, extra="", synapse_extra=None, matrix_extra="", proxy=
         SYNAPSE_TIMINGS.append(("Synapse start (appservice mode)", syn.start_seconds))
         d.start()
         yield {"synapse": syn, "daemon": d, "redis": r, "reg": reg, "registration": registration,
-               "proxy": fp}
+               "proxy": fp, "as_proxy": afp}
         rc, log = d.stop()
         d.check_clean(rc, log)
     finally:
@@ -827,6 +830,8 @@ def appservice_stack(base, extra="", synapse_extra=None, matrix_extra="", proxy=
         r.stop()
         if fp:
             fp.stop()
+        if afp:
+            afp.stop()
 
 
 @pytest.fixture(scope="module")
@@ -964,6 +969,53 @@ def test_appservice_resend_across_a_synapse_restart_is_stored_once(tmp_path, dev
             assert twice == 0, after
         else:
             assert twice == 1, after
+        user.close()
+
+
+@pytest.mark.parametrize("catch_up", [True, False], ids=["catch-up", "off"])
+def test_appservice_message_lost_by_a_restarting_homeserver_is_answered(tmp_path, catch_up):
+    """Issue 18 (make soak's last loss): a restarting Synapse may lose events it had queued for
+    the service (element-hq/synapse#11637): a user's message, stored in the room, never reaches
+    the daemon. Here a fault proxy between Synapse and the daemon acknowledges one transaction
+    without forwarding it, then Synapse restarts for real. The daemon's probe sees it fail and
+    answer again, reads the room back from the last event it handled, and answers the message,
+    once. With `catch_up_minutes: 0` the message stays unanswered: this test sees the loss."""
+    off = "" if catch_up else "    catch_up_minutes: 0\n"
+    with appservice_stack(tmp_path, matrix_extra="    probe_interval_ms: 500\n" + off, as_proxy=True) as st:
+        syn, d, r, afp = st["synapse"], st["daemon"], st["redis"], st["as_proxy"]
+        user = new_user(syn)
+        room = open_dm(user, AS_USER, d)
+        assert wait_until(lambda: pending(r) == 0, 30, 0.1)
+        time.sleep(2)  # Synapse sends the bot's own greeting back to the service: let it pass
+        h0 = handled(d)
+        user.sync(0)
+        n = len(user.messages_from(room, AS_USER))
+        afp.fail_requests(200, 1, match=b"/_matrix/app/v1/transactions/")
+        user.send(room, WALK[0])
+        assert wait_until(lambda: afp.failed == 1, 30, 0.1), d.read_log()[-3000:]
+        time.sleep(2)
+        assert handled(d) == h0, "the transaction lost was not the user's message"
+        mark = len(d.read_log())
+        syn.restart()
+        if catch_up:
+            got = user.wait(lambda: [b for b in bodies(user.messages_from(room, AS_USER)[n:]) if "Pour qui" in b], 60)
+            assert got, d.log_since(mark)[-4000:]
+            log = d.log_since(mark)
+            assert "the homeserver answers again after" in log, log[-3000:]
+            assert "catch-up: 1 message(s) after the last one handled" in log, log[-3000:]
+            assert wait_until(lambda: pending(r) == 0, 30, 0.1)
+            time.sleep(1)
+            user.sync(0)
+            after = bodies(user.messages_from(room, AS_USER)[n:])
+            assert len(after) == len(set(after)), after
+            assert handled(d) == h0 + 1, handled(d)
+            assert metric(d, "frichebot_matrix_catchups_total") >= 1
+        else:
+            time.sleep(10)  # far longer than the catch-up takes when it is on
+            user.sync(0)
+            assert bodies(user.messages_from(room, AS_USER)[n:]) == []
+            assert handled(d) == h0
+            assert "reading back" not in d.log_since(mark)
         user.close()
 
 

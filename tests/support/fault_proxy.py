@@ -110,7 +110,8 @@ class FaultProxy:
 
     def fail_requests(self, status, count, match=b"", retry_after_ms=None):
         """Answers the next `count` requests whose head holds `match` with `status` (an int, or a
-        list used in turn) instead of forwarding them."""
+        list used in turn) instead of forwarding them; 200 answers `{}`: the request is
+        acknowledged and lost."""
         with self.lock:
             self.fail_statuses = list(status) if isinstance(status, (list, tuple)) else [status]
             self.fail_left = count
@@ -170,7 +171,7 @@ class FaultProxy:
                 if not more:
                     return
                 body += more
-            reason = {429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
+            reason = {200: "OK", 429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
                       503: "Service Unavailable", 504: "Gateway Timeout"}.get(status, "Error")
             extra = ""
             if status == 429:
@@ -178,6 +179,8 @@ class FaultProxy:
                 payload = ('{"errcode":"M_LIMIT_EXCEEDED","error":"Too Many Requests","retry_after_ms":%d}'
                            % ms).encode()
                 extra = "Retry-After: %d\r\n" % max(1, (ms + 999) // 1000) if ms else ""
+            elif status == 200:  # acknowledged, never forwarded: a request lost on the way
+                payload = b"{}"
             else:
                 payload = b'{"errcode":"M_UNKNOWN","error":"injected by fault_proxy"}'
             client.sendall(("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"

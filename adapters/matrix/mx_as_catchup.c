@@ -1,0 +1,421 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mx_as_catchup.c - appservice mode: the messages a homeserver lost for the service across its
+ * restart, read back (docs/internals/MATRIX.md, "Catch-up after a homeserver restart").
+ *
+ * Synapse queues a service's events in memory and advances its stream position before the
+ * transaction that carries them is written (element-hq/synapse#11637): a restart at that moment
+ * loses them for the service, though they stay in the rooms. `make soak` lost a user's message
+ * that way: never answered. So the service remembers, for each room active in the last
+ * `appservice.catch_up_minutes`, the last event it handed to the router or sent there; it probes
+ * the homeserver every `appservice.probe_interval_ms` while such rooms exist, and when the
+ * homeserver answers again after failing (its probe or any call: refused connection, timeout,
+ * 502/503/504), it pages back each of those rooms' messages (`/messages?dir=b`) to that event and
+ * hands the newer ones to the router, oldest first, as one batch per room. The router's dedupe
+ * drops those it already has (a transaction delivered them, or another daemon read them back):
+ * exactly once either way.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "frichebot/alloc.h"
+#include "frichebot/clock.h"
+#include "frichebot/err.h"
+#include "frichebot/log.h"
+#include "matrix.h"
+#include "mx_util.h"
+
+#define RECENT_MAX      10000 /* rooms remembered; beyond, the oldest activity is forgotten */
+#define CATCHUP_PAGE    50    /* events per /messages page */
+#define CATCHUP_PAGES   4     /* pages per room at most */
+#define TS_MARGIN_MS    60000 /* paging stops at events this much older than the room's mark */
+#define CATCHUP_RETRIES 5     /* a room whose read-back failed is tried again at the next probes */
+
+static const char *const catchup_types[] = {"m.room.message", "m.room.encrypted"};
+
+static bool catchup_on(const struct mx *m)
+{
+    return m->mode == MODE_AS && m->o->as_catch_up_minutes > 0;
+}
+
+static int64_t window_ms(const struct mx *m)
+{
+    return (int64_t)m->o->as_catch_up_minutes * 60000;
+}
+
+/* Forgets the rooms whose last activity is older than the window. */
+static void recent_prune(struct mx *m, int64_t now)
+{
+    const char *room;
+    json_t *v, *tmp;
+    json_object_foreach_safe(m->as_recent, tmp, room, v)
+    {
+        if (now - json_integer_value(json_array_get(v, 1)) > window_ms(m))
+            json_object_del(m->as_recent, room);
+    }
+}
+
+void mx_as_recent_note(struct mx *m, const char *room, const char *event_id, int64_t ts_ms)
+{
+    if (!catchup_on(m) || !room || !event_id || !m->as_recent)
+        return;
+    int64_t now = fb_wall_ms();
+    if (ts_ms <= 0)
+        ts_ms = now;
+    json_t *v = json_object_get(m->as_recent, room);
+    if (v && json_integer_value(json_array_get(v, 2)) > ts_ms) {
+        json_array_set_new(v, 1, json_integer(now)); /* an older event: only the activity */
+        return;
+    }
+    if (!v && json_object_size(m->as_recent) >= RECENT_MAX) {
+        recent_prune(m, now);
+        if (json_object_size(m->as_recent) >= RECENT_MAX) {
+            FB_WARN(MATRIX,
+                    "more than %d rooms active in %u minutes: the catch-up after a "
+                    "homeserver restart forgets them all and starts again",
+                    RECENT_MAX, m->o->as_catch_up_minutes);
+            json_object_clear(m->as_recent);
+        }
+    }
+    /* [last event id, wall ms of the last activity, the event's origin_server_ts] */
+    json_object_set_new(m->as_recent, room,
+                        json_pack("[s, I, I]", event_id, (json_int_t)now, (json_int_t)ts_ms));
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Reading the rooms back */
+
+struct readback {
+    struct mx *m;
+    char *room;
+    char *last;    /* the room's last event handled or sent: paging stops there */
+    int64_t since; /* ...or at events older than this (origin_server_ts) */
+    json_t *acc;   /* the events found, newest first */
+    unsigned pages;
+    bool found;
+};
+
+static void run_next(struct mx *m);
+
+static void rb_free(struct readback *rb)
+{
+    json_decref(rb->acc);
+    fb_free(rb->room);
+    fb_free(rb->last);
+    fb_free(rb);
+}
+
+/* The room is done (status 0) or must be read again at a later probe. */
+static void room_done(struct mx *m, const char *room, int status)
+{
+    if (status && status != FB_ECANCELED) {
+        json_t *n = json_object_get(m->as_catchup_todo, room);
+        json_int_t tries = n ? json_integer_value(n) : 0;
+        if (tries + 1 < CATCHUP_RETRIES) {
+            json_object_set_new(m->as_catchup_todo, room, json_integer(tries + 1));
+            m->as_catchup_retry = true;
+            return;
+        }
+        char tag[FB_MX_TAG_LEN + 1];
+        FB_WARN(MATRIX, "[matrix|%s] catch-up: the room could not be read back %d times: given up",
+                mx_conv_tag(room, tag), CATCHUP_RETRIES);
+    }
+    json_object_del(m->as_catchup_todo, room);
+}
+
+static void on_rb_batch_done(struct batch *bt, int status)
+{
+    struct mx *m = bt->m;
+    char *room = bt->owner;
+    bt->owner = NULL;
+    mx_batch_free(bt);
+    char tag[FB_MX_TAG_LEN + 1];
+    if (status)
+        FB_INFO(MATRIX, "[matrix|%s] catch-up: messages not all handed (%s): read again later",
+                mx_conv_tag(room, tag), fb_err_name(status));
+    room_done(m, room, status);
+    fb_free(room);
+    m->as_catchup_busy = false;
+    run_next(m);
+}
+
+/* Hands the events found (newest first in rb->acc) to the router, oldest first. */
+static void rb_hand(struct readback *rb)
+{
+    struct mx *m = rb->m;
+    char tag[FB_MX_TAG_LEN + 1];
+    mx_conv_tag(rb->room, tag);
+    size_t n = json_array_size(rb->acc);
+    if (!rb->found && rb->last)
+        FB_INFO(MATRIX,
+                "[matrix|%s] catch-up: the last event handled was not found in %u page(s): the "
+                "%zu message(s) since the mark are handed",
+                tag, rb->pages, n);
+    if (n == 0) {
+        room_done(m, rb->room, 0);
+        rb_free(rb);
+        m->as_catchup_busy = false;
+        run_next(m);
+        return;
+    }
+    json_t *events = json_array();
+    for (size_t i = n; i > 0; i--)
+        json_array_append(events, json_array_get(rb->acc, i - 1));
+    mx_e2ee_decrypt_events(m, rb->room, events);
+    json_t *doc = json_pack("{s:o}", "events", events);
+    char *txt = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    struct batch *bt = mx_batch_new(m);
+    bt->done = on_rb_batch_done;
+    fb_mx_parse_opts_t po = mx_parse_opts(m, true);
+    int rc = txt ? fb_mx_parse_txn(txt, strlen(txt), &po, &bt->b) : FB_EPROTO;
+    if (txt) {
+        explicit_bzero(txt, strlen(txt)); /* decrypted messages */
+        free(txt);                        /* fb-lint: allow free (jansson's allocation) */
+    }
+    if (rc) { /* /messages events are the homeserver's own: not expected */
+        FB_WARN(MATRIX, "[matrix|%s] catch-up: the messages read back are unreadable (%s)", tag,
+                fb_err_name(rc));
+        mx_batch_free(bt);
+        room_done(m, rb->room, 0);
+        rb_free(rb);
+        m->as_catchup_busy = false;
+        run_next(m);
+        return;
+    }
+    m->as_catchup_events += n;
+    FB_INFO(MATRIX,
+            "[matrix|%s] catch-up: %zu message(s) after the last one handled, handed to the "
+            "router (those it already has are dropped)",
+            tag, n);
+    bt->owner = rb->room;
+    rb->room = NULL;
+    rb_free(rb);
+    mx_batch_pump(bt);
+}
+
+static int rb_page(struct readback *rb, const char *from);
+
+static void on_rb_page(struct mx *m, int err, int status, json_t *body,
+                       const fb_http_response_t *resp, void *arg)
+{
+    (void)resp;
+    struct readback *rb = arg;
+    char tag[FB_MX_TAG_LEN + 1];
+    mx_conv_tag(rb->room, tag);
+    int rc = mx_classify(err, status);
+    if (rc || m->stopping || !m->a) {
+        FB_INFO(MATRIX, "[matrix|%s] catch-up: /messages failed (%s, HTTP %d)", tag,
+                fb_err_name(err), status);
+        room_done(m, rb->room, rc ? rc : FB_ECANCELED);
+        rb_free(rb);
+        m->as_catchup_busy = false;
+        run_next(m);
+        return;
+    }
+    json_t *chunk = json_object_get(body, "chunk");
+    if (err || !json_is_array(chunk)) { /* refused for good (the bot left the room): nothing */
+        FB_INFO(MATRIX, "[matrix|%s] catch-up: /messages refused or unreadable (HTTP %d)", tag,
+                status);
+        json_object_del(m->as_recent, rb->room);
+        room_done(m, rb->room, 0);
+        rb_free(rb);
+        m->as_catchup_busy = false;
+        run_next(m);
+        return;
+    }
+    rb->pages++;
+    bool old = false;
+    size_t i;
+    json_t *ev;
+    json_array_foreach(chunk, i, ev)
+    {
+        const char *id = json_string_value(json_object_get(ev, "event_id"));
+        if (rb->last && id && strcmp(id, rb->last) == 0) {
+            rb->found = true;
+            break;
+        }
+        json_t *ts = json_object_get(ev, "origin_server_ts");
+        if (json_is_integer(ts) && json_integer_value(ts) < rb->since) {
+            old = true;
+            break;
+        }
+        json_array_append(rb->acc, ev);
+    }
+    const char *end = json_string_value(json_object_get(body, "end"));
+    if (rb->found || old || !end || json_array_size(chunk) == 0 || rb->pages >= CATCHUP_PAGES) {
+        rb_hand(rb);
+        return;
+    }
+    if (rb_page(rb, end)) {
+        room_done(m, rb->room, FB_EAGAIN);
+        rb_free(rb);
+        m->as_catchup_busy = false;
+        run_next(m);
+    }
+}
+
+static int rb_page(struct readback *rb, const char *from)
+{
+    struct mx *m = rb->m;
+    json_t *types = json_array();
+    for (size_t i = 0; i < FB_ARRAY_SIZE(catchup_types); i++)
+        json_array_append_new(types, json_string(catchup_types[i]));
+    json_t *f = json_pack("{s:o}", "types", types);
+    char *fs = json_dumps(f, JSON_COMPACT);
+    json_decref(f);
+    char *fe = fb_mx_path_escape(fs ? fs : "{}");
+    free(fs); /* fb-lint: allow free (jansson's allocation) */
+    char *tail;
+    if (from) {
+        char *fr = fb_mx_path_escape(from);
+        tail = fb_asprintf("/messages?dir=b&limit=%d&from=%s&filter=%s", CATCHUP_PAGE, fr, fe);
+        fb_free(fr);
+    } else { /* no `from`: from the end of the timeline (Matrix 1.3) */
+        tail = fb_asprintf("/messages?dir=b&limit=%d&filter=%s", CATCHUP_PAGE, fe);
+    }
+    char *path = mx_room_path(rb->room, tail);
+    int rc =
+        mx_call_full(m, "GET", path, NULL, 0, &mx_no_retry, true, false, false, on_rb_page, rb);
+    fb_free(path);
+    fb_free(tail);
+    fb_free(fe);
+    return rc;
+}
+
+/* Reads back the next room of the run, one at a time (the homeserver has just restarted). */
+static void run_next(struct mx *m)
+{
+    while (!m->as_catchup_busy && !m->stopping && m->a) {
+        const char *room = NULL;
+        json_t *v;
+        bool found = false;
+        json_object_foreach(m->as_catchup_todo, room, v)
+        {
+            if (!json_object_get(m->as_catchup_done, room)) {
+                found = true;
+                break;
+            }
+        }
+        if (!found) {
+            json_object_clear(m->as_catchup_done);
+            if (json_object_size(m->as_catchup_todo) == 0)
+                FB_INFO(MATRIX, "catch-up after the homeserver's restart: done");
+            return;
+        }
+        json_object_set_new(m->as_catchup_done, room, json_true());
+        json_t *r = json_object_get(m->as_recent, room);
+        struct readback *rb = fb_calloc(1, sizeof(*rb));
+        rb->m = m;
+        rb->room = fb_strdup(room);
+        rb->acc = json_array();
+        const char *last = json_string_value(json_array_get(r, 0));
+        rb->last = last ? fb_strdup(last) : NULL;
+        /* no mark (forgotten meanwhile): the window */
+        rb->since = r ? (int64_t)json_integer_value(json_array_get(r, 2)) - TS_MARGIN_MS
+                      : fb_wall_ms() - window_ms(m);
+        if (rb_page(rb, NULL) == 0) {
+            m->as_catchup_busy = true;
+            return;
+        }
+        room_done(m, rb->room, FB_EAGAIN);
+        rb_free(rb);
+    }
+}
+
+/* Starts reading back every room active in the window (those of a run in progress stay). */
+static void catchup_start(struct mx *m, int64_t down_ms)
+{
+    int64_t now = fb_wall_ms();
+    recent_prune(m, now);
+    const char *room;
+    json_t *v;
+    json_object_clear(m->as_catchup_done); /* read again, even those read since the last one */
+    json_object_foreach(m->as_recent, room, v)
+    {
+        if (!json_object_get(m->as_catchup_todo, room))
+            json_object_set_new(m->as_catchup_todo, room, json_integer(0));
+    }
+    m->as_catchups++;
+    FB_NOTICE(MATRIX,
+              "the homeserver answers again after %lld ms of failures: reading back the %zu "
+              "room(s) active in the last %u minutes (a restarting homeserver may have lost "
+              "events for the service)",
+              (long long)down_ms, json_object_size(m->as_catchup_todo), m->o->as_catch_up_minutes);
+    run_next(m);
+}
+
+void mx_as_hs_seen(struct mx *m, int err, int status)
+{
+    if (!catchup_on(m) || !m->as_recent || m->stopping || !m->a || err == FB_ECANCELED)
+        return;
+    bool down = (err && err != FB_EHTTP) ||
+                (err == FB_EHTTP && (status == 502 || status == 503 || status == 504));
+    int64_t now = fb_wall_ms();
+    if (down) {
+        if (!m->hs_down_since) {
+            m->hs_down_since = now;
+            FB_INFO(MATRIX,
+                    "the homeserver does not answer (%s, HTTP %d): once it does, the "
+                    "rooms active in the last %u minutes are read back",
+                    fb_err_name(err), status, m->o->as_catch_up_minutes);
+        }
+        return;
+    }
+    if (m->hs_down_since) {
+        int64_t since = m->hs_down_since;
+        m->hs_down_since = 0;
+        catchup_start(m, now - since);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The probe */
+
+static void on_probe(struct mx *m, int err, int status, json_t *body,
+                     const fb_http_response_t *resp, void *arg)
+{
+    (void)body, (void)resp, (void)arg, (void)err, (void)status;
+    m->as_probe_busy = false; /* mx_as_hs_seen() saw its result (matrix.c, on_call) */
+}
+
+static void on_probe_timer(uv_timer_t *t)
+{
+    struct mx *m = t->data;
+    if (m->stopping || !m->a)
+        return;
+    if (m->as_catchup_retry && !m->as_catchup_busy && !m->hs_down_since) {
+        m->as_catchup_retry = false;
+        run_next(m);
+    }
+    recent_prune(m, fb_wall_ms());
+    if (m->as_probe_busy || (json_object_size(m->as_recent) == 0 && !m->hs_down_since))
+        return; /* nothing to read back after a restart: no need to watch for one */
+    /* No token (the path needs none), one attempt, at most one interval. */
+    if (mx_call_full(m, "GET", "/_matrix/client/versions", NULL, m->o->as_probe_interval_ms,
+                     &mx_no_retry, true, false, true, on_probe, NULL) == 0)
+        m->as_probe_busy = true;
+}
+
+void mx_as_catchup_start(struct mx *m)
+{
+    if (!catchup_on(m) || !m->timer_init)
+        return;
+    m->as_recent = json_object();
+    m->as_catchup_todo = json_object();
+    m->as_catchup_done = json_object();
+    uv_timer_start(&m->timer, on_probe_timer, m->o->as_probe_interval_ms,
+                   m->o->as_probe_interval_ms);
+}
+
+void mx_as_catchup_free(struct mx *m)
+{
+    json_decref(m->as_recent);
+    json_decref(m->as_catchup_todo);
+    json_decref(m->as_catchup_done);
+    m->as_recent = m->as_catchup_todo = m->as_catchup_done = NULL;
+}
