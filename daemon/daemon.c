@@ -23,6 +23,7 @@
 
 #include <uv.h>
 
+#include "common/dsfr.h"
 #include "core/adapters.h"
 #include "core/router.h"
 #include "core/store.h"
@@ -539,34 +540,16 @@ static int on_stats_json(fb_http_req_t *req, void *arg)
  * design system, a skip link and landmarks, lang="fr"; /static/feuille-de-route.css holds the
  * print stylesheet (the way to a PDF: the browser prints the page, docs/internals/WEB.md). No
  * script. Not cached, not indexed: the address is the user's to share, not the world's. */
-static const char roadmap_head[] =
-    "<!doctype html>\n<html lang=\"fr\">\n<head>\n<meta charset=\"utf-8\">\n"
-    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+static const char roadmap_head[] = FB_DSFR_DOC_START
     "<meta name=\"robots\" content=\"noindex, nofollow\">\n"
-    "<title>Feuille de route - Assistant friches</title>\n"
-    "<link rel=\"icon\" href=\"/dsfr/favicon/favicon.svg\" type=\"image/svg+xml\">\n"
-    "<link rel=\"stylesheet\" href=\"/dsfr/dsfr.min.css\">\n"
-    "<link rel=\"stylesheet\" href=\"/static/feuille-de-route.css\">\n</head>\n<body>\n"
-    "<div class=\"fr-skiplinks\"><nav class=\"fr-container\" role=\"navigation\" "
-    "aria-label=\"Accès rapide\"><ul class=\"fr-skiplinks__list\"><li><a class=\"fr-link\" "
-    "href=\"#contenu\">Contenu</a></li></ul></nav></div>\n"
-    "<header role=\"banner\" class=\"fr-header\"><div class=\"fr-header__body\"><div "
-    "class=\"fr-container\"><div class=\"fr-header__body-row\"><div class=\"fr-header__brand "
-    "fr-enlarge-link\"><div class=\"fr-header__brand-top\"><div class=\"fr-header__logo\"><p "
-    "class=\"fr-logo\">République<br>Française</p></div></div><div "
-    "class=\"fr-header__service\"><a href=\"/\" title=\"Accueil - Assistant friches\"><p "
-    "class=\"fr-header__service-title\">Assistant friches</p></a><p "
-    "class=\"fr-header__service-tagline\">Reconvertir une friche, étape par étape</p></div>"
-    "</div></div></div></div></header>\n"
+    "<title>Feuille de route - Assistant friches</title>\n" FB_DSFR_ASSETS
+    "<link rel=\"stylesheet\" href=\"/static/feuille-de-route.css\">\n" FB_DSFR_BODY_START
     "<main role=\"main\" id=\"contenu\" tabindex=\"-1\" class=\"fr-container fb-roadmap\">\n";
 
 static const char roadmap_foot[] =
-    "</main>\n<footer class=\"fr-footer\" role=\"contentinfo\"><div class=\"fr-container\"><div "
-    "class=\"fr-footer__body\"><div class=\"fr-footer__brand\"><p class=\"fr-logo\">République"
-    "<br>Française</p></div><div class=\"fr-footer__content\"><p class=\"fr-footer__content-desc\">"
-    "Cette page est établie à partir de vos réponses à l'assistant. Toute personne qui a son "
-    "adresse peut la lire : « oublier mes données », dans la conversation, l'efface.</p></div>"
-    "</div></div></footer>\n</body>\n</html>\n";
+    FB_DSFR_FOOT_START "Cette page est établie à partir de vos réponses à l'assistant. Toute "
+                       "personne qui a son adresse peut la lire : « oublier mes données », dans la "
+                       "conversation, l'efface." FB_DSFR_DOC_END;
 
 static const char roadmap_missing[] =
     "<h1>Feuille de route introuvable</h1>\n<p>Cette adresse ne correspond à aucune feuille de "

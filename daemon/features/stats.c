@@ -15,6 +15,7 @@
 #include <hiredis/hiredis.h>
 
 #include "common/calendar.h"
+#include "common/dsfr.h"
 #include "core/keys.h"
 #include "engine/effects.h"
 #include "engine/engine.h"
@@ -687,36 +688,18 @@ static int bar_chart(fb_buf_t *b, const char *id, const char *title, const char 
     return rc;
 }
 
-static const char page_head[] =
-    "<!doctype html>\n<html lang=\"fr\">\n<head>\n<meta charset=\"utf-8\">\n"
-    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+static const char page_head[] = FB_DSFR_DOC_START
     "<title>Statistiques d'impact - Assistant friches</title>\n"
-    "<meta name=\"description\" content=\"Les indicateurs d'impact publics de l'assistant friches "
-    ": "
-    "territoires engagés, sites étudiés, étapes franchies, avis.\">\n"
-    "<link rel=\"icon\" href=\"/dsfr/favicon/favicon.svg\" type=\"image/svg+xml\">\n"
-    "<link rel=\"stylesheet\" href=\"/dsfr/dsfr.min.css\">\n"
-    "<link rel=\"stylesheet\" href=\"/static/stats.css\">\n</head>\n<body>\n"
-    "<div class=\"fr-skiplinks\"><nav class=\"fr-container\" role=\"navigation\" "
-    "aria-label=\"Accès rapide\"><ul class=\"fr-skiplinks__list\"><li><a class=\"fr-link\" "
-    "href=\"#contenu\">Contenu</a></li></ul></nav></div>\n"
-    "<header role=\"banner\" class=\"fr-header\"><div class=\"fr-header__body\"><div "
-    "class=\"fr-container\"><div class=\"fr-header__body-row\"><div class=\"fr-header__brand "
-    "fr-enlarge-link\"><div class=\"fr-header__brand-top\"><div class=\"fr-header__logo\"><p "
-    "class=\"fr-logo\">République<br>Française</p></div></div><div "
-    "class=\"fr-header__service\"><a href=\"/\" title=\"Accueil - Assistant friches\"><p "
-    "class=\"fr-header__service-title\">Assistant friches</p></a><p "
-    "class=\"fr-header__service-tagline\">Reconvertir une friche, étape par étape</p></div>"
-    "</div></div></div></div></header>\n"
+    "<meta name=\"description\" content=\"Les indicateurs d'impact publics de "
+    "l'assistant friches : territoires engagés, sites étudiés, étapes franchies, "
+    "avis.\">\n" FB_DSFR_ASSETS
+    "<link rel=\"stylesheet\" href=\"/static/stats.css\">\n" FB_DSFR_BODY_START
     "<main role=\"main\" id=\"contenu\" tabindex=\"-1\" class=\"fr-container fb-stats\">\n"
     "<h1>Statistiques d'impact</h1>\n";
 
 static const char page_foot[] =
-    "</main>\n<footer class=\"fr-footer\" role=\"contentinfo\"><div class=\"fr-container\"><div "
-    "class=\"fr-footer__body\"><div class=\"fr-footer__brand\"><p class=\"fr-logo\">République"
-    "<br>Française</p></div><div class=\"fr-footer__content\"><p class=\"fr-footer__content-desc\">"
-    "Ces chiffres sont calculés à partir de compteurs anonymes : aucune conversation n'est "
-    "relue pour les produire.</p></div></div></div></footer>\n</body>\n</html>\n";
+    FB_DSFR_FOOT_START "Ces chiffres sont calculés à partir de compteurs anonymes : aucune "
+                       "conversation n'est relue pour les produire." FB_DSFR_DOC_END;
 
 /* The page's introduction: the success criterion, the date, the suppression sentence. */
 static int html_intro(fb_buf_t *b, const json_t *doc, unsigned min)
