@@ -97,12 +97,15 @@ struct mx {
     uint64_t as_txn_busy;    /* transactions answered 503 because as_batches was at the cap */
     uint64_t as_txn_backoff; /* transactions answered 503 because the router was full */
     /* appservice: the catch-up after a homeserver restart (mx_as_catchup.c) */
-    json_t *as_recent;          /* room -> [last event id, activity wall ms, its origin ts] */
+    json_t *as_recent;          /* room -> [last event id, activity wall ms, its origin ts,
+                                   wall ms of its last write to matrix:recent] */
+    char *k_recent;             /* matrix:recent: the marks kept across the daemon's restarts */
     json_t *as_catchup_todo;    /* rooms to read back -> failed attempts */
     json_t *as_catchup_done;    /* rooms read back (or tried) in the current run */
     int64_t hs_down_since;      /* wall ms of the first failure seen; 0: the homeserver answers */
     bool as_probe_busy;         /* the probe in flight */
     bool as_catchup_busy;       /* a room being read back or handed */
+    bool as_catchup_at_start;   /* the next read-back follows the daemon's start */
     bool as_catchup_retry;      /* rooms to try again at the next probe */
     uint64_t as_catchups;       /* restarts seen */
     uint64_t as_catchup_events; /* messages read back and handed (most of them duplicates) */

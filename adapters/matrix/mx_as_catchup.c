@@ -13,12 +13,15 @@
  * 502/503/504), it pages back each of those rooms' messages (`/messages?dir=b`) to that event and
  * hands the newer ones to the router, oldest first, as one batch per room. The router's dedupe
  * drops those it already has (a transaction delivered them, or another daemon read them back):
- * exactly once either way.
+ * exactly once either way. The marks are also kept in Redis (`matrix:recent`, a hash room ->
+ * "TS EVENT", written at most every MARK_WRITE_MS per room): a daemon that starts reads them and
+ * reads those rooms back once the homeserver answers, for a homeserver restarted with it.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <uv.h>
 
@@ -34,8 +37,16 @@
 #define CATCHUP_PAGES   4     /* pages per room at most */
 #define TS_MARGIN_MS    60000 /* paging stops at events this much older than the room's mark */
 #define CATCHUP_RETRIES 5     /* a room whose read-back failed is tried again at the next probes */
+#define MARK_WRITE_MS   30000 /* a room's mark is written to Redis at most this often */
 
-static const char *const catchup_types[] = {"m.room.message", "m.room.encrypted"};
+/* Messages are read back; member events only to find a mark that is a join. */
+static const char *const catchup_types[] = {"m.room.message", "m.room.encrypted", "m.room.member"};
+
+static bool is_message(const json_t *ev)
+{
+    const char *t = json_string_value(json_object_get(ev, "type"));
+    return t && (strcmp(t, "m.room.message") == 0 || strcmp(t, "m.room.encrypted") == 0);
+}
 
 static bool catchup_on(const struct mx *m)
 {
@@ -47,16 +58,34 @@ static int64_t window_ms(const struct mx *m)
     return (int64_t)m->o->as_catch_up_minutes * 60000;
 }
 
-/* Forgets the rooms whose last activity is older than the window. */
+/* Forgets the rooms whose last activity is older than the window, here and in Redis. */
 static void recent_prune(struct mx *m, int64_t now)
 {
     const char *room;
     json_t *v, *tmp;
+    const char *argv[2 + 64];
+    int argc = 2;
+    argv[0] = "HDEL";
+    argv[1] = m->k_recent;
+    json_t *gone = json_array();
     json_object_foreach_safe(m->as_recent, tmp, room, v)
     {
-        if (now - json_integer_value(json_array_get(v, 1)) > window_ms(m))
-            json_object_del(m->as_recent, room);
+        if (now - json_integer_value(json_array_get(v, 1)) <= window_ms(m))
+            continue;
+        if (json_integer_value(json_array_get(v, 3)) > 0) /* written to Redis */
+            json_array_append_new(gone, json_string(room));
+        json_object_del(m->as_recent, room);
     }
+    size_t i;
+    json_array_foreach(gone, i, v)
+    {
+        argv[argc++] = json_string_value(v);
+        if (argc == (int)FB_ARRAY_SIZE(argv) || i + 1 == json_array_size(gone)) {
+            (void)mx_rcmd_argv(m, NULL, NULL, argc, argv);
+            argc = 2;
+        }
+    }
+    json_decref(gone);
 }
 
 void mx_as_recent_note(struct mx *m, const char *room, const char *event_id, int64_t ts_ms)
@@ -71,6 +100,7 @@ void mx_as_recent_note(struct mx *m, const char *room, const char *event_id, int
         json_array_set_new(v, 1, json_integer(now)); /* an older event: only the activity */
         return;
     }
+    int64_t written = v ? (int64_t)json_integer_value(json_array_get(v, 3)) : 0;
     if (!v && json_object_size(m->as_recent) >= RECENT_MAX) {
         recent_prune(m, now);
         if (json_object_size(m->as_recent) >= RECENT_MAX) {
@@ -81,9 +111,58 @@ void mx_as_recent_note(struct mx *m, const char *room, const char *event_id, int
             json_object_clear(m->as_recent);
         }
     }
-    /* [last event id, wall ms of the last activity, the event's origin_server_ts] */
+    /* A mark written a little late only makes a read-back hand more events: the router drops
+     * those it has. */
+    if (now - written >= MARK_WRITE_MS) {
+        char *val = fb_asprintf("%lld %s", (long long)ts_ms, event_id);
+        const char *argv[] = {"HSET", m->k_recent, room, val};
+        if (mx_rcmd_argv(m, NULL, NULL, 4, argv) == 0)
+            written = now;
+        fb_free(val);
+    }
+    /* [last event id, wall ms of the last activity, the event's origin_server_ts, wall ms of its
+     * last write to Redis (0: never)] */
     json_object_set_new(m->as_recent, room,
-                        json_pack("[s, I, I]", event_id, (json_int_t)now, (json_int_t)ts_ms));
+                        json_pack("[s, I, I, I]", event_id, (json_int_t)now, (json_int_t)ts_ms,
+                                  (json_int_t)written));
+}
+
+/* The marks a daemon before this one kept: the rooms are read back once the homeserver answers
+ * (it may have restarted with the daemon). */
+static void on_marks_loaded(struct mx *m, int status, redisReply *reply, void *arg)
+{
+    (void)arg;
+    if (status || !reply || reply->type != REDIS_REPLY_ARRAY || m->stopping || !m->a ||
+        !m->as_recent)
+        return;
+    int64_t now = fb_wall_ms();
+    size_t n = 0;
+    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+        const redisReply *f = reply->element[i], *val = reply->element[i + 1];
+        if (f->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING)
+            continue;
+        char *end = NULL;
+        long long ts = strtoll(val->str, &end, 10);
+        if (!end || *end != ' ' || end[1] != '$' || json_object_get(m->as_recent, f->str))
+            continue;
+        /* the activity: the event's time, so that the window still applies */
+        json_object_set_new(
+            m->as_recent, f->str,
+            json_pack("[s, I, I, I]", end + 1, (json_int_t)ts, (json_int_t)ts, (json_int_t)now));
+        n++;
+    }
+    recent_prune(m, now);
+    n = json_object_size(m->as_recent);
+    if (n > 0) {
+        FB_INFO(MATRIX,
+                "%zu room(s) active in the last %u minutes before this start: read back "
+                "once the homeserver answers",
+                n, m->o->as_catch_up_minutes);
+        if (!m->hs_down_since) {
+            m->hs_down_since = now;
+            m->as_catchup_at_start = true;
+        }
+    }
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -187,11 +266,11 @@ static void rb_hand(struct readback *rb)
         run_next(m);
         return;
     }
-    m->as_catchup_events += n;
+    m->as_catchup_events += bt->b.n;
     FB_INFO(MATRIX,
-            "[matrix|%s] catch-up: %zu message(s) after the last one handled, handed to the "
-            "router (those it already has are dropped)",
-            tag, n);
+            "[matrix|%s] catch-up: %zu message(s) after the last event handled, handed to the "
+            "router (%zu read back; those it already has are dropped)",
+            tag, bt->b.n, n);
     bt->owner = rb->room;
     rb->room = NULL;
     rb_free(rb);
@@ -244,7 +323,8 @@ static void on_rb_page(struct mx *m, int err, int status, json_t *body,
             old = true;
             break;
         }
-        json_array_append(rb->acc, ev);
+        if (is_message(ev))
+            json_array_append(rb->acc, ev);
     }
     const char *end = json_string_value(json_object_get(body, "end"));
     if (rb->found || old || !end || json_array_size(chunk) == 0 || rb->pages >= CATCHUP_PAGES) {
@@ -328,7 +408,7 @@ static void run_next(struct mx *m)
 }
 
 /* Starts reading back every room active in the window (those of a run in progress stay). */
-static void catchup_start(struct mx *m, int64_t down_ms)
+static void catchup_start(struct mx *m, int64_t down_ms, bool at_start)
 {
     int64_t now = fb_wall_ms();
     recent_prune(m, now);
@@ -341,11 +421,19 @@ static void catchup_start(struct mx *m, int64_t down_ms)
             json_object_set_new(m->as_catchup_todo, room, json_integer(0));
     }
     m->as_catchups++;
-    FB_NOTICE(MATRIX,
-              "the homeserver answers again after %lld ms of failures: reading back the %zu "
-              "room(s) active in the last %u minutes (a restarting homeserver may have lost "
-              "events for the service)",
-              (long long)down_ms, json_object_size(m->as_catchup_todo), m->o->as_catch_up_minutes);
+    if (at_start)
+        FB_NOTICE(MATRIX,
+                  "the homeserver answers: reading back the %zu room(s) active in the last %u "
+                  "minutes before this start (it may have restarted with the daemon and lost "
+                  "events for the service)",
+                  json_object_size(m->as_catchup_todo), m->o->as_catch_up_minutes);
+    else
+        FB_NOTICE(MATRIX,
+                  "the homeserver answers again after %lld ms of failures: reading back the %zu "
+                  "room(s) active in the last %u minutes (a restarting homeserver may have lost "
+                  "events for the service)",
+                  (long long)down_ms, json_object_size(m->as_catchup_todo),
+                  m->o->as_catch_up_minutes);
     run_next(m);
 }
 
@@ -368,8 +456,10 @@ void mx_as_hs_seen(struct mx *m, int err, int status)
     }
     if (m->hs_down_since) {
         int64_t since = m->hs_down_since;
+        bool at_start = m->as_catchup_at_start;
         m->hs_down_since = 0;
-        catchup_start(m, now - since);
+        m->as_catchup_at_start = false;
+        catchup_start(m, now - since, at_start);
     }
 }
 
@@ -408,6 +498,10 @@ void mx_as_catchup_start(struct mx *m)
     m->as_recent = json_object();
     m->as_catchup_todo = json_object();
     m->as_catchup_done = json_object();
+    m->k_recent = fb_asprintf("%smatrix:recent",
+                              m->core->cfg->store.key_prefix ? m->core->cfg->store.key_prefix : "");
+    const char *argv[] = {"HGETALL", m->k_recent};
+    (void)mx_rcmd_argv(m, on_marks_loaded, NULL, 2, argv);
     uv_timer_start(&m->timer, on_probe_timer, m->o->as_probe_interval_ms,
                    m->o->as_probe_interval_ms);
 }
@@ -418,4 +512,5 @@ void mx_as_catchup_free(struct mx *m)
     json_decref(m->as_catchup_todo);
     json_decref(m->as_catchup_done);
     m->as_recent = m->as_catchup_todo = m->as_catchup_done = NULL;
+    fb_free(m->k_recent);
 }

@@ -1002,7 +1002,7 @@ def test_appservice_message_lost_by_a_restarting_homeserver_is_answered(tmp_path
             assert got, d.log_since(mark)[-4000:]
             log = d.log_since(mark)
             assert "the homeserver answers again after" in log, log[-3000:]
-            assert "catch-up: 1 message(s) after the last one handled" in log, log[-3000:]
+            assert "catch-up: 1 message(s) after the last event handled" in log, log[-3000:]
             assert wait_until(lambda: pending(r) == 0, 30, 0.1)
             time.sleep(1)
             user.sync(0)
@@ -1016,6 +1016,43 @@ def test_appservice_message_lost_by_a_restarting_homeserver_is_answered(tmp_path
             assert bodies(user.messages_from(room, AS_USER)[n:]) == []
             assert handled(d) == h0
             assert "reading back" not in d.log_since(mark)
+        user.close()
+
+
+def test_appservice_message_lost_as_daemon_and_homeserver_restart_is_answered(tmp_path):
+    """The same loss when the daemon restarts with the homeserver (an upgrade, a reboot): its
+    memory of the active rooms is gone, but their marks are in Redis (`matrix:recent`); the new
+    daemon reads those rooms back once the homeserver answers."""
+    with appservice_stack(tmp_path, matrix_extra="    probe_interval_ms: 500\n", as_proxy=True) as st:
+        syn, d, r, afp = st["synapse"], st["daemon"], st["redis"], st["as_proxy"]
+        user = new_user(syn)
+        room = open_dm(user, AS_USER, d)
+        assert wait_until(lambda: pending(r) == 0, 30, 0.1)
+        time.sleep(2)
+        assert r.cli("HGET", "fb:matrix:recent", room), r.cli("HGETALL", "fb:matrix:recent")
+        h0 = handled(d)
+        user.sync(0)
+        n = len(user.messages_from(room, AS_USER))
+        afp.fail_requests(200, 1, match=b"/_matrix/app/v1/transactions/")
+        user.send(room, WALK[0])
+        assert wait_until(lambda: afp.failed == 1, 30, 0.1), d.read_log()[-3000:]
+        time.sleep(2)
+        assert handled(d) == h0, "the transaction lost was not the user's message"
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait(10)
+        d.log.close()
+        syn.restart()
+        d.start()
+        got = user.wait(lambda: [b for b in bodies(user.messages_from(room, AS_USER)[n:]) if "Pour qui" in b], 60)
+        log = d.read_log()
+        assert got, log[-4000:]
+        assert "before this start: read back once the homeserver answers" in log, log[-3000:]
+        assert "catch-up: 1 message(s) after the last event handled" in log, log[-3000:]
+        assert wait_until(lambda: pending(r) == 0, 30, 0.1)
+        time.sleep(1)
+        user.sync(0)
+        after = bodies(user.messages_from(room, AS_USER)[n:])
+        assert len(after) == len(set(after)), after
         user.close()
 
 
