@@ -154,8 +154,14 @@ static const char *const stop_words[] = {
 
 /* Stop words too: the filler adverbs of a spoken question (« c'est quoi exactement »,
  * « concrètement ça change quoi », « il y a quoi dedans »): no subject, but words some answer
- * happens to hold (« dedans » sent a question about the PLU to Action cœur de ville). */
-static const char *const fillers[] = {"exactement", "concretement", "precisement", "dedans"};
+ * happens to hold (« dedans » sent a question about the PLU to Action cœur de ville); « et
+ * après ? », « juste », « maintenant »; and the modal verbs of a request, as « peut », « doit »
+ * and « veut » above (« on voudrait », « nous pourrions », « devrait-on »), whose stems met
+ * answers that happen to use them. */
+static const char *const fillers[] = {
+    "exactement", "concretement", "precisement", "dedans",  "apres",   "juste",   "maintenant",
+    "voudrait",   "voudrais",     "voudrions",   "voulons", "voulez",  "veulent", "pourrait",
+    "pourrais",   "pourrions",    "pouvons",     "devons",  "devrait", "devrais", "devrions"};
 
 struct doc {
     int *t[N_FIELDS]; /* terms of each field, in order (repeats kept) */
