@@ -1180,6 +1180,7 @@ struct own_verbs {
     bool chez_nous;      /* « chez nous »: a place of ours */
     bool decided_ours;   /* « la Région a validé notre plan » */
     bool sent_us;        /* « le notaire nous a envoyé l'acte » */
+    bool missed_us;      /* « on a raté la date limite », « j'ai oublié de délibérer » */
 };
 
 /* After an auxiliary, the decision on a thing of ours (« la Région a validé notre plan de
@@ -1193,6 +1194,10 @@ static const char *const DECISION[] = {
 static const char *const SENT[] = {"envoye",   "envoyee", "transmis", "transmise", "notifie",
                                    "notifiee", "adresse", "remis",    "remise",    NULL};
 static const char *const AUX[] = {"a", "ont", "as", "avez", "avait", "avaient", NULL};
+/* what we missed or forgot (« on a raté la date », « j'ai oublié de délibérer »): a slip of
+ * one's own case, whose consequences only a person can weigh */
+static const char *const MISSED[] = {"rate",   "ratee",   "loupe",   "loupee",   "manque",
+                                     "oublie", "oubliee", "depasse", "depassee", NULL};
 
 /* « X a (déjà) validé notre Y » at `i`, « X nous a (bien) envoyé ... » at `i`. */
 static void scan_aux(const char *const *w, size_t n, size_t i, struct own_verbs *v)
@@ -1244,6 +1249,10 @@ static void scan_own_verbs(const char *const *w, const unsigned *c, size_t n, st
                 v->received_loose = true;
                 break;
             }
+            if (word_in(w[k], MISSED)) {
+                v->missed_us = true;
+                break;
+            }
             if (strncmp(w[k], "signe", 5) == 0 && strlen(w[k]) <= 7) {
                 v->signed_us = true;
                 break;
@@ -1279,6 +1288,11 @@ static bool own_case(const fb_kb_t *kb, char *f)
     for (size_t i = 0; i < n; i++) {
         if (i + 2 < n && strcmp(w[i], "ou") == 0 && strcmp(w[i + 1], "en") == 0 &&
             (strcmp(w[i + 2], "est") == 0 || strcmp(w[i + 2], "sont") == 0))
+            return true;
+        /* spoken, the same status: « il en est où », « ça en est où », « on en est où » */
+        if (i + 2 < n && strcmp(w[i], "en") == 0 &&
+            (strcmp(w[i + 1], "est") == 0 || strcmp(w[i + 1], "sont") == 0) &&
+            strcmp(w[i + 2], "ou") == 0)
             return true;
         if ((c[i] & C_DECIDED))
             decided = true;
@@ -1344,7 +1358,7 @@ static bool own_case(const fb_kb_t *kb, char *f)
            (money && (own_place || received || v.future_us)) || (identity && own_place) ||
            (reads && (doc_own || (doc && own_place))) || paper_own ||
            (v.received_loose && (v.why || money)) || ((v.signed_us || v.sent_us) && paper) ||
-           v.decided_ours;
+           v.decided_ours || v.missed_us;
 }
 
 bool fb_kb_is_own_case(const char *question)

@@ -358,6 +358,13 @@ TEST_IMPL(kb_own_case)
     ASSERT(!fb_kb_is_own_case("la region a valide le principe des aides aux friches ?"));
     ASSERT(fb_kb_is_own_case("le notaire nous a envoye l'acte, il y a une erreur, que faire"));
     ASSERT(!fb_kb_is_own_case("le notaire nous a envoye une DIA, on a combien de temps"));
+    /* the spoken status (« il en est où »); a slip of ours (« on a raté la date ») */
+    ASSERT(fb_kb_is_own_case("le dossier qu'on a depose en mars il en est ou ?"));
+    ASSERT(fb_kb_is_own_case("la demande de subvention ca en est ou"));
+    ASSERT(!fb_kb_is_own_case("comment on en sort quand le proprietaire refuse"));
+    ASSERT(fb_kb_is_own_case("on a rate la date limite, on peut encore deposer ?"));
+    ASSERT(fb_kb_is_own_case("j'ai oublie de demander l'avis du domaine, c'est grave ?"));
+    ASSERT(!fb_kb_is_own_case("que se passe t il si on rate la date limite du fonds vert"));
     ASSERT(!fb_kb_is_own_case(""));
     ASSERT(!fb_kb_is_own_case(NULL));
     /* in the search: a question the base would answer is not answered when it is the user's own
