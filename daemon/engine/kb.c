@@ -1661,6 +1661,8 @@ static size_t analyse_query(const fb_kb_t *kb, const char *text, struct tok *t, 
  * the name of what they want explained; such a message asks what « c'est quoi X » asks.
  */
 #define BARE_MAX_WORDS 4
+/* ln 2: the idf of a term that half the answers use */
+#define BARE_MIN_IDF 0.6931
 
 static bool is_bare(const fb_kb_t *kb, const char *f)
 {
@@ -1696,12 +1698,23 @@ static int defining_hit(const fb_kb_t *kb, const char *question, const struct to
 {
     char f[MAX_QUERY + 1];
     (void)fb_text_fold(question, strlen(question), f, sizeof(f));
-    if (n == 0 || !(is_definition(f) || is_bare(kb, f)))
+    bool definition = n > 0 && is_definition(f);
+    if (n == 0 || !(definition || is_bare(kb, f)))
         return -1;
     int ids[64];
     size_t k = term_set(t, n < FB_ARRAY_SIZE(ids) ? n : FB_ARRAY_SIZE(ids), ids);
     if (k == 0)
         return -1;
+    /* A bare name must name something: a word that half the answers or more use (« friche »
+     * in a base about friches) is its subject, and « la friche » alone asks nothing yet;
+     * « c'est quoi une friche » still asks its definition. */
+    if (!definition) {
+        bool named = false;
+        for (size_t i = 0; i < k && !named; i++)
+            named = (size_t)ids[i] < kb->n_terms && kb->idf[ids[i]] > BARE_MIN_IDF;
+        if (!named)
+            return -1;
+    }
     int found = -1;
     for (size_t i = 0; i < res->n; i++) {
         if (!doc_defines(&kb->docs[res->hits[i].doc], ids, k))

@@ -180,9 +180,18 @@ TEST_IMPL(kb_definition_question)
     const char *q0[] = {"C'est quoi un EPF ?", "établissement public foncier"};
     const char *q1[] = {"L'EPF peut-il acheter à notre place ?", "portage par l'EPF"};
     const char *q2[] = {"Un EPF peut-il nous prêter ?", "EPF et financement"};
-    ASSERT_EQ(fb_kb_add_doc(kb, q0, 2, NULL, 0, "Un EPF est un organisme public."), 0);
-    ASSERT_EQ(fb_kb_add_doc(kb, q1, 2, NULL, 0, "L'EPF achète et porte le terrain."), 1);
-    ASSERT_EQ(fb_kb_add_doc(kb, q2, 2, NULL, 0, "L'EPF ne prête pas, il porte."), 2);
+    ASSERT_EQ(fb_kb_add_doc(kb, q0, 2, NULL, 0, "Un EPF est un organisme public des friches."), 0);
+    ASSERT_EQ(fb_kb_add_doc(kb, q1, 2, NULL, 0, "L'EPF achète et porte la friche."), 1);
+    ASSERT_EQ(fb_kb_add_doc(kb, q2, 2, NULL, 0, "L'EPF ne prête pas, il porte la friche."), 2);
+    /* the base's subject, « friche », in every answer; « EPF » in three of seven */
+    const char *q3[] = {"C'est quoi une friche ?", "définition d'une friche"};
+    const char *q4[] = {"Qui paye la dépollution de la friche ?", "pollueur payeur"};
+    const char *q5[] = {"Faut-il un permis de démolir la friche ?", "démolition"};
+    const char *q6[] = {"Combien de temps dure le projet de friche ?", "durée"};
+    ASSERT_EQ(fb_kb_add_doc(kb, q3, 2, NULL, 0, "Une friche est un bien inutilisé."), 3);
+    ASSERT_EQ(fb_kb_add_doc(kb, q4, 2, NULL, 0, "Le pollueur de la friche paie."), 4);
+    ASSERT_EQ(fb_kb_add_doc(kb, q5, 2, NULL, 0, "Selon la commune, pour la friche."), 5);
+    ASSERT_EQ(fb_kb_add_doc(kb, q6, 2, NULL, 0, "Des années, pour une friche."), 6);
     ASSERT_OK(fb_kb_build(kb));
     fb_kb_result_t r;
     /* « à quoi sert X », « X ça sert à quoi » are definition forms too */
@@ -213,6 +222,16 @@ TEST_IMPL(kb_definition_question)
     ASSERT(r.confident);
     fb_kb_search(kb, "l'EPF ?", &r);
     ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(r.confident);
+    /* but not the base's subject, which half the answers or more use: « la friche » alone
+     * asks nothing yet (the margin rule decides, as for any word), « c'est quoi une friche »
+     * asks its definition */
+    fb_kb_search(kb, "la friche", &r);
+    ASSERT(r.margin < 1);
+    fb_kb_search(kb, "friche ?", &r);
+    ASSERT(r.margin < 1);
+    fb_kb_search(kb, "c'est quoi une friche", &r);
+    ASSERT_EQ(r.hits[0].doc, 3);
     ASSERT(r.confident);
     /* the same term with an interrogative word, or in a longer message: three answers tie, no
      * sure answer */
