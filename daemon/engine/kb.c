@@ -840,7 +840,10 @@ size_t fb_kb_size(const fb_kb_t *kb)
 
 bool fb_kb_confident(double norm, double margin)
 {
-    return norm >= FB_KB_MIN_NORM && margin >= FB_KB_MIN_MARGIN;
+    /* a close second (margin under FB_KB_SURE_MARGIN) is a question two answers each cover in
+     * part, or a near topic that shares their words: only when the question is well covered */
+    return norm >= FB_KB_MIN_NORM && margin >= FB_KB_MIN_MARGIN &&
+           (margin >= FB_KB_SURE_MARGIN || norm >= FB_KB_CLOSE_NORM);
 }
 
 /*

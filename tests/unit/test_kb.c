@@ -148,9 +148,12 @@ TEST_IMPL(kb_confidence)
     fb_kb_t *kb = small_kb();
     fb_kb_result_t r;
     /* the rule itself */
-    ASSERT(fb_kb_confident(FB_KB_MIN_NORM, FB_KB_MIN_MARGIN));
+    ASSERT(fb_kb_confident(FB_KB_MIN_NORM, FB_KB_SURE_MARGIN));
+    ASSERT(fb_kb_confident(FB_KB_CLOSE_NORM, FB_KB_MIN_MARGIN));
     ASSERT(!fb_kb_confident(FB_KB_MIN_NORM - 0.01, 1.0));
     ASSERT(!fb_kb_confident(1.0, FB_KB_MIN_MARGIN - 0.01));
+    /* a close second needs a well covered question */
+    ASSERT(!fb_kb_confident(FB_KB_CLOSE_NORM - 0.01, FB_KB_SURE_MARGIN - 0.01));
     /* an answer's own question: confident */
     fb_kb_search(kb, "Comment obtenir le fonds vert ?", &r);
     ASSERT(r.confident);
