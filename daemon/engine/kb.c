@@ -159,9 +159,13 @@ static const char *const stop_words[] = {
  * and « veut » above (« on voudrait », « nous pourrions », « devrait-on »), whose stems met
  * answers that happen to use them. */
 static const char *const fillers[] = {
-    "exactement", "concretement", "precisement", "dedans",  "apres",   "juste",   "maintenant",
-    "voudrait",   "voudrais",     "voudrions",   "voulons", "voulez",  "veulent", "pourrait",
-    "pourrais",   "pourrions",    "pouvons",     "devons",  "devrait", "devrais", "devrions"};
+    "exactement", "concretement", "precisement", "dedans", "apres", "juste", "maintenant",
+    "voudrait", "voudrais", "voudrions", "voulons", "voulez", "veulent", "pourrait", "pourrais",
+    "pourrions", "pouvons", "devons", "devrait", "devrais", "devrions",
+    /* the greetings and closings of a message written as a letter (« Madame, Monsieur, ...
+     * Cordialement »): the question is elsewhere */
+    "madame", "monsieur", "mesdames", "messieurs", "cordialement", "cdt", "cdlt", "bonsoir", "bjr",
+    "bsr", "salut", "slt", "coucou", "voila"};
 
 struct doc {
     int *t[N_FIELDS]; /* terms of each field, in order (repeats kept) */
@@ -1618,6 +1622,28 @@ static const char *const PHRASES[][2] = {
     {"en fait", ""},
     {"du coup", ""},
     {"en gros", ""},
+    /* a letter's formulas and the writer introducing themselves: the question is elsewhere,
+     * and « avance », « retour », « mairie » are words of the base */
+    {"merci d avance", ""},
+    {"merci par avance", ""},
+    {"merci de votre retour", ""},
+    {"merci pour votre retour", ""},
+    {"dans l attente de votre retour", ""},
+    {"bonjour a tous", ""},
+    {"je suis secretaire de mairie", ""},
+    {"je suis la secretaire de mairie", ""},
+    {"je suis le secretaire de mairie", ""},
+    {"la secretaire de mairie", ""},
+    {"le secretaire de mairie", ""},
+    {"je suis le maire", ""},
+    {"je suis la maire", ""},
+    {"je suis maire", ""},
+    {"je suis charge de mission", ""},
+    {"je suis chargee de mission", ""},
+    {"je suis elu", ""},
+    {"je suis elue", ""},
+    {"je suis adjoint", ""},
+    {"je suis adjointe", ""},
 };
 
 static void rewrite_phrases(char *f)

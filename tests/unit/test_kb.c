@@ -450,6 +450,14 @@ TEST_IMPL(kb_typos_and_sms)
     check_terms(NULL, "gros en faits", "gros fait");
     check_terms(NULL, "qui es-tu ?", "bot");
     check_terms(NULL, "t'es qui toi en fait", "bot");
+    /* a letter's formulas, the writer introducing themselves, spoken fillers and modal verbs */
+    check_same_terms(NULL,
+                     "Madame, Monsieur, je suis secrétaire de mairie : c'est quoi le zan ? "
+                     "Merci d'avance, cordialement",
+                     "zan");
+    check_same_terms(NULL, "bonjour à tous, je suis le maire, et après le zan ?", "zan");
+    check_same_terms(NULL, "on voudrait juste savoir le zan maintenant", "savoir zan");
+    check_terms(NULL, "le maire avance les frais", "mair avanc frais");
     /* unless the base uses the word itself: « DS » is Démarches simplifiées there */
     check_terms(NULL, "ds le dossier", "dossi");
     {
