@@ -1347,6 +1347,13 @@ static bool own_case(const fb_kb_t *kb, char *f)
             if (!(strcmp(w[i], "combien") == 0 && j < n && (c[j] & C_NOT_AMOUNT)))
                 money = true;
         }
+        /* « dans la commune », « sur le village »: the user's own, as « notre commune »
+         * (« à la commune » is the body a rule names: « combien rapporte ... à la commune ») */
+        if (i + 2 < n && (is_word(w[i], "dans") || is_word(w[i], "sur")) &&
+            (is_word(w[i + 1], "la") || is_word(w[i + 1], "le")) &&
+            (is_word(w[i + 2], "commune") || is_word(w[i + 2], "village") ||
+             is_word(w[i + 2], "ville")))
+            own_place = true;
         if (i + 1 < n && (c[i] & C_POSSESSIVE)) {
             /* the noun may follow an adjective: « notre ancien site » */
             for (size_t j = i + 1; j < n && j <= i + 2; j++) {

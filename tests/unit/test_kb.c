@@ -387,6 +387,10 @@ TEST_IMPL(kb_own_case)
     ASSERT(fb_kb_is_own_case("on a rate la date limite, on peut encore deposer ?"));
     ASSERT(fb_kb_is_own_case("j'ai oublie de demander l'avis du domaine, c'est grave ?"));
     ASSERT(!fb_kb_is_own_case("que se passe t il si on rate la date limite du fonds vert"));
+    /* « dans la commune » is ours, as « notre commune »; « à la commune » names a body */
+    ASSERT(fb_kb_is_own_case("combien de logements sociaux on doit construire dans la commune"));
+    ASSERT(fb_kb_is_own_case("ca coute combien une demolition sur la commune"));
+    ASSERT(!fb_kb_is_own_case("on a pas de plu dans la commune, c quoi les regles"));
     ASSERT(!fb_kb_is_own_case(""));
     ASSERT(!fb_kb_is_own_case(NULL));
     /* in the search: a question the base would answer is not answered when it is the user's own
