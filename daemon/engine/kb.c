@@ -370,6 +370,23 @@ static int typo_term(const fb_kb_t *kb, const char *w, size_t len, char *stem)
             return -1;
         found = kb->del_term[at];
     }
+    if (len < TYPO_LONG) {
+        /* two letters swapped (« notiare », « frcihe »): typed fast, and seldom another word */
+        char v[MAX_WORD + 1];
+        for (size_t i = 0; i + 1 < len; i++) {
+            if (w[i] == w[i + 1])
+                continue;
+            memcpy(v, w, len + 1);
+            v[i] = w[i + 1];
+            v[i + 1] = w[i];
+            int sv = fb__strmap_get(&kb->surf_map, v);
+            if (sv <= 0)
+                continue;
+            if (found >= 0 && found != sv - 1)
+                return -1;
+            found = sv - 1;
+        }
+    }
     if (len >= TYPO_LONG) {
         char v[MAX_WORD + 1];
         for (size_t i = 0; i < len; i++) {

@@ -474,8 +474,8 @@ TEST_IMPL(kb_typos_and_sms)
         check_same_terms(ds, "dépôt sur ds", "dépôt sur démarches simplifiées");
         fb_kb_free(ds);
     }
-    /* typos of the base's words: a letter missing from 5 letters, one too many, wrong or swapped
-     * from 9 */
+    /* typos of the base's words: a letter missing or two swapped from 5 letters, one too many or
+     * wrong from 9 */
     fb_kb_t *kb = small_kb();
     check_same_terms(kb, "depolution", "dépollution");
     check_same_terms(kb, "qui paye la depolution", "qui paye la dépollution");
@@ -483,6 +483,10 @@ TEST_IMPL(kb_typos_and_sms)
     check_same_terms(kb, "subventiion", "subvention");
     check_same_terms(kb, "subvnetion", "subvention");
     check_same_terms(kb, "délibératoin", "délibération");
+    /* two letters swapped, from 5 letters */
+    check_same_terms(kb, "qui paye le pollueru", "qui paye le pollueur");
+    check_same_terms(kb, "cessoin", "cession");
+    check_terms(kb, "cseion", "cseion"); /* two edits: no */
     /* a short word at one wrong letter from a base word is another word, not a typo */
     check_terms(kb, "terrine", "terrin");
     check_terms(kb, "vende", "vend");
