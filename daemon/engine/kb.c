@@ -165,7 +165,9 @@ static const char *const fillers[] = {
     /* the greetings and closings of a message written as a letter (« Madame, Monsieur, ...
      * Cordialement »): the question is elsewhere */
     "madame", "monsieur", "mesdames", "messieurs", "cordialement", "cdt", "cdlt", "bonsoir", "bjr",
-    "bsr", "salut", "slt", "coucou", "voila"};
+    "bsr", "salut", "slt", "coucou", "voila",
+    /* « rien » (« ne ... rien »), a pronoun: « rien » alone went to the safety answer */
+    "rien"};
 
 struct doc {
     int *t[N_FIELDS]; /* terms of each field, in order (repeats kept) */
@@ -1646,6 +1648,9 @@ static const char *const PHRASES[][2] = {
     {"en fait", ""},
     {"du coup", ""},
     {"en gros", ""},
+    /* « ça marche pas »: a complaint about the bot, and « marché » folds to « marche » */
+    {"ca marche pas", ""},
+    {"ca ne marche pas", ""},
     /* a letter's formulas and the writer introducing themselves: the question is elsewhere,
      * and « avance », « retour », « mairie » are words of the base */
     {"merci d avance", ""},

@@ -462,6 +462,8 @@ TEST_IMPL(kb_typos_and_sms)
     check_same_terms(NULL, "bonjour à tous, je suis le maire, et après le zan ?", "zan");
     check_same_terms(NULL, "on voudrait juste savoir le zan maintenant", "savoir zan");
     check_terms(NULL, "le maire avance les frais", "mair avanc frais");
+    check_terms(NULL, "rien, ça marche pas", "");
+    check_terms(NULL, "une étude de marché", "etud march");
     /* unless the base uses the word itself: « DS » is Démarches simplifiées there */
     check_terms(NULL, "ds le dossier", "dossi");
     {
