@@ -48,8 +48,11 @@ static void show(const fb_dialog_t *d, const char *q, FILE *out)
     for (size_t i = 0; i < res.n; i++)
         fprintf(out, "  %zu. %-32s %7.3f\n", i + 1, fb_dialog_kb_id(d, res.hits[i].doc),
                 res.hits[i].score);
-    fprintf(out, "  confiance : %.2f (seuil %.2f), écart : %.2f (seuil %.2f) -> %s\n", res.norm,
-            FB_KB_MIN_NORM, res.margin, FB_KB_MIN_MARGIN,
+    fprintf(out,
+            "  confiance : %.2f (seuil %.2f), écart : %.2f (seuil %.2f, %.2f sous %.2f de "
+            "confiance) -> %s\n",
+            res.norm, FB_KB_MIN_NORM, res.margin, FB_KB_SURE_MARGIN, FB_KB_MIN_MARGIN,
+            FB_KB_CLOSE_NORM,
             res.confident    ? "le bot répond"
             : res.own_case   ? "le bot ne répond pas (question sur le cas de l'utilisateur)"
             : res.off_topic  ? "le bot ne répond pas (autre démarche de mairie)"

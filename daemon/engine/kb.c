@@ -154,8 +154,20 @@ static const char *const stop_words[] = {
 
 /* Stop words too: the filler adverbs of a spoken question (« c'est quoi exactement »,
  * « concrètement ça change quoi », « il y a quoi dedans »): no subject, but words some answer
- * happens to hold (« dedans » sent a question about the PLU to Action cœur de ville). */
-static const char *const fillers[] = {"exactement", "concretement", "precisement", "dedans"};
+ * happens to hold (« dedans » sent a question about the PLU to Action cœur de ville); « et
+ * après ? », « juste », « maintenant »; and the modal verbs of a request, as « peut », « doit »
+ * and « veut » above (« on voudrait », « nous pourrions », « devrait-on »), whose stems met
+ * answers that happen to use them. */
+static const char *const fillers[] = {
+    "exactement", "concretement", "precisement", "dedans", "apres", "juste", "maintenant",
+    "voudrait", "voudrais", "voudrions", "voulons", "voulez", "veulent", "pourrait", "pourrais",
+    "pourrions", "pouvons", "devons", "devrait", "devrais", "devrions",
+    /* the greetings and closings of a message written as a letter (« Madame, Monsieur, ...
+     * Cordialement »): the question is elsewhere */
+    "madame", "monsieur", "mesdames", "messieurs", "cordialement", "cdt", "cdlt", "bonsoir", "bjr",
+    "bsr", "salut", "slt", "coucou", "voila",
+    /* « rien » (« ne ... rien »), a pronoun: « rien » alone went to the safety answer */
+    "rien"};
 
 struct doc {
     int *t[N_FIELDS]; /* terms of each field, in order (repeats kept) */
@@ -359,6 +371,23 @@ static int typo_term(const fb_kb_t *kb, const char *w, size_t len, char *stem)
         if (kb->del_term[at] < 0)
             return -1;
         found = kb->del_term[at];
+    }
+    if (len < TYPO_LONG) {
+        /* two letters swapped (« notiare », « frcihe »): typed fast, and seldom another word */
+        char v[MAX_WORD + 1];
+        for (size_t i = 0; i + 1 < len; i++) {
+            if (w[i] == w[i + 1])
+                continue;
+            memcpy(v, w, len + 1);
+            v[i] = w[i + 1];
+            v[i + 1] = w[i];
+            int sv = fb__strmap_get(&kb->surf_map, v);
+            if (sv <= 0)
+                continue;
+            if (found >= 0 && found != sv - 1)
+                return -1;
+            found = sv - 1;
+        }
     }
     if (len >= TYPO_LONG) {
         char v[MAX_WORD + 1];
@@ -834,7 +863,10 @@ size_t fb_kb_size(const fb_kb_t *kb)
 
 bool fb_kb_confident(double norm, double margin)
 {
-    return norm >= FB_KB_MIN_NORM && margin >= FB_KB_MIN_MARGIN;
+    /* a close second (margin under FB_KB_SURE_MARGIN) is a question two answers each cover in
+     * part, or a near topic that shares their words: only when the question is well covered */
+    return norm >= FB_KB_MIN_NORM && margin >= FB_KB_MIN_MARGIN &&
+           (margin >= FB_KB_SURE_MARGIN || norm >= FB_KB_CLOSE_NORM);
 }
 
 /*
@@ -1174,6 +1206,7 @@ struct own_verbs {
     bool chez_nous;      /* « chez nous »: a place of ours */
     bool decided_ours;   /* « la Région a validé notre plan » */
     bool sent_us;        /* « le notaire nous a envoyé l'acte » */
+    bool missed_us;      /* « on a raté la date limite », « j'ai oublié de délibérer » */
 };
 
 /* After an auxiliary, the decision on a thing of ours (« la Région a validé notre plan de
@@ -1187,6 +1220,10 @@ static const char *const DECISION[] = {
 static const char *const SENT[] = {"envoye",   "envoyee", "transmis", "transmise", "notifie",
                                    "notifiee", "adresse", "remis",    "remise",    NULL};
 static const char *const AUX[] = {"a", "ont", "as", "avez", "avait", "avaient", NULL};
+/* what we missed or forgot (« on a raté la date », « j'ai oublié de délibérer »): a slip of
+ * one's own case, whose consequences only a person can weigh */
+static const char *const MISSED[] = {"rate",   "ratee",   "loupe",   "loupee",   "manque",
+                                     "oublie", "oubliee", "depasse", "depassee", NULL};
 
 /* « X a (déjà) validé notre Y » at `i`, « X nous a (bien) envoyé ... » at `i`. */
 static void scan_aux(const char *const *w, size_t n, size_t i, struct own_verbs *v)
@@ -1238,6 +1275,10 @@ static void scan_own_verbs(const char *const *w, const unsigned *c, size_t n, st
                 v->received_loose = true;
                 break;
             }
+            if (word_in(w[k], MISSED)) {
+                v->missed_us = true;
+                break;
+            }
             if (strncmp(w[k], "signe", 5) == 0 && strlen(w[k]) <= 7) {
                 v->signed_us = true;
                 break;
@@ -1273,6 +1314,11 @@ static bool own_case(const fb_kb_t *kb, char *f)
     for (size_t i = 0; i < n; i++) {
         if (i + 2 < n && strcmp(w[i], "ou") == 0 && strcmp(w[i + 1], "en") == 0 &&
             (strcmp(w[i + 2], "est") == 0 || strcmp(w[i + 2], "sont") == 0))
+            return true;
+        /* spoken, the same status: « il en est où », « ça en est où », « on en est où » */
+        if (i + 2 < n && strcmp(w[i], "en") == 0 &&
+            (strcmp(w[i + 1], "est") == 0 || strcmp(w[i + 1], "sont") == 0) &&
+            strcmp(w[i + 2], "ou") == 0)
             return true;
         if ((c[i] & C_DECIDED))
             decided = true;
@@ -1320,6 +1366,13 @@ static bool own_case(const fb_kb_t *kb, char *f)
             if (!(strcmp(w[i], "combien") == 0 && j < n && (c[j] & C_NOT_AMOUNT)))
                 money = true;
         }
+        /* « dans la commune », « sur le village »: the user's own, as « notre commune »
+         * (« à la commune » is the body a rule names: « combien rapporte ... à la commune ») */
+        if (i + 2 < n && (is_word(w[i], "dans") || is_word(w[i], "sur")) &&
+            (is_word(w[i + 1], "la") || is_word(w[i + 1], "le")) &&
+            (is_word(w[i + 2], "commune") || is_word(w[i + 2], "village") ||
+             is_word(w[i + 2], "ville")))
+            own_place = true;
         if (i + 1 < n && (c[i] & C_POSSESSIVE)) {
             /* the noun may follow an adjective: « notre ancien site » */
             for (size_t j = i + 1; j < n && j <= i + 2; j++) {
@@ -1338,7 +1391,7 @@ static bool own_case(const fb_kb_t *kb, char *f)
            (money && (own_place || received || v.future_us)) || (identity && own_place) ||
            (reads && (doc_own || (doc && own_place))) || paper_own ||
            (v.received_loose && (v.why || money)) || ((v.signed_us || v.sent_us) && paper) ||
-           v.decided_ours;
+           v.decided_ours || v.missed_us;
 }
 
 bool fb_kb_is_own_case(const char *question)
@@ -1595,6 +1648,31 @@ static const char *const PHRASES[][2] = {
     {"en fait", ""},
     {"du coup", ""},
     {"en gros", ""},
+    /* « ça marche pas »: a complaint about the bot, and « marché » folds to « marche » */
+    {"ca marche pas", ""},
+    {"ca ne marche pas", ""},
+    /* a letter's formulas and the writer introducing themselves: the question is elsewhere,
+     * and « avance », « retour », « mairie » are words of the base */
+    {"merci d avance", ""},
+    {"merci par avance", ""},
+    {"merci de votre retour", ""},
+    {"merci pour votre retour", ""},
+    {"dans l attente de votre retour", ""},
+    {"bonjour a tous", ""},
+    {"je suis secretaire de mairie", ""},
+    {"je suis la secretaire de mairie", ""},
+    {"je suis le secretaire de mairie", ""},
+    {"la secretaire de mairie", ""},
+    {"le secretaire de mairie", ""},
+    {"je suis le maire", ""},
+    {"je suis la maire", ""},
+    {"je suis maire", ""},
+    {"je suis charge de mission", ""},
+    {"je suis chargee de mission", ""},
+    {"je suis elu", ""},
+    {"je suis elue", ""},
+    {"je suis adjoint", ""},
+    {"je suis adjointe", ""},
 };
 
 static void rewrite_phrases(char *f)
@@ -1641,6 +1719,8 @@ static size_t analyse_query(const fb_kb_t *kb, const char *text, struct tok *t, 
  * the name of what they want explained; such a message asks what « c'est quoi X » asks.
  */
 #define BARE_MAX_WORDS 4
+/* ln 2: the idf of a term that half the answers use */
+#define BARE_MIN_IDF 0.6931
 
 static bool is_bare(const fb_kb_t *kb, const char *f)
 {
@@ -1676,12 +1756,23 @@ static int defining_hit(const fb_kb_t *kb, const char *question, const struct to
 {
     char f[MAX_QUERY + 1];
     (void)fb_text_fold(question, strlen(question), f, sizeof(f));
-    if (n == 0 || !(is_definition(f) || is_bare(kb, f)))
+    bool definition = n > 0 && is_definition(f);
+    if (n == 0 || !(definition || is_bare(kb, f)))
         return -1;
     int ids[64];
     size_t k = term_set(t, n < FB_ARRAY_SIZE(ids) ? n : FB_ARRAY_SIZE(ids), ids);
     if (k == 0)
         return -1;
+    /* A bare name must name something: a word that half the answers or more use (« friche »
+     * in a base about friches) is its subject, and « la friche » alone asks nothing yet;
+     * « c'est quoi une friche » still asks its definition. */
+    if (!definition) {
+        bool named = false;
+        for (size_t i = 0; i < k && !named; i++)
+            named = (size_t)ids[i] < kb->n_terms && kb->idf[ids[i]] > BARE_MIN_IDF;
+        if (!named)
+            return -1;
+    }
     int found = -1;
     for (size_t i = 0; i < res->n; i++) {
         if (!doc_defines(&kb->docs[res->hits[i].doc], ids, k))

@@ -26,8 +26,9 @@
  * Confidence: `norm` is the top score over the most the question's terms could score (the sum of
  * their idf; a word the base never uses counts FB_KB_UNKNOWN_WEIGHT times the largest idf);
  * `margin` is (top - second) / top. The bot answers when norm >= FB_KB_MIN_NORM and margin >=
- * FB_KB_MIN_MARGIN (docs/internals/KB.md says how they were tuned), unless the question is about
- * the user's own case (fb_kb_is_own_case()) or the message is only small talk
+ * FB_KB_SURE_MARGIN, or when a close second (margin >= FB_KB_MIN_MARGIN) faces a well covered
+ * question (norm >= FB_KB_CLOSE_NORM) (docs/internals/KB.md says how they were tuned), unless the
+ * question is about the user's own case (fb_kb_is_own_case()) or the message is only small talk
  * (fb_kb_is_small_talk()).
  */
 #ifndef FB_ENGINE_KB_H
@@ -45,7 +46,10 @@
 #define FB_KB_UNKNOWN_WEIGHT 1.5
 #define FB_KB_MIN_NORM       0.30
 #define FB_KB_MIN_MARGIN     0.15
-#define FB_KB_MAX_HITS       5
+/* a margin under FB_KB_SURE_MARGIN (a close second) needs norm >= FB_KB_CLOSE_NORM */
+#define FB_KB_SURE_MARGIN 0.25
+#define FB_KB_CLOSE_NORM  0.50
+#define FB_KB_MAX_HITS    5
 
 typedef struct fb_kb_s fb_kb_t;
 

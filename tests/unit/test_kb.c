@@ -148,9 +148,12 @@ TEST_IMPL(kb_confidence)
     fb_kb_t *kb = small_kb();
     fb_kb_result_t r;
     /* the rule itself */
-    ASSERT(fb_kb_confident(FB_KB_MIN_NORM, FB_KB_MIN_MARGIN));
+    ASSERT(fb_kb_confident(FB_KB_MIN_NORM, FB_KB_SURE_MARGIN));
+    ASSERT(fb_kb_confident(FB_KB_CLOSE_NORM, FB_KB_MIN_MARGIN));
     ASSERT(!fb_kb_confident(FB_KB_MIN_NORM - 0.01, 1.0));
     ASSERT(!fb_kb_confident(1.0, FB_KB_MIN_MARGIN - 0.01));
+    /* a close second needs a well covered question */
+    ASSERT(!fb_kb_confident(FB_KB_CLOSE_NORM - 0.01, FB_KB_SURE_MARGIN - 0.01));
     /* an answer's own question: confident */
     fb_kb_search(kb, "Comment obtenir le fonds vert ?", &r);
     ASSERT(r.confident);
@@ -180,9 +183,18 @@ TEST_IMPL(kb_definition_question)
     const char *q0[] = {"C'est quoi un EPF ?", "établissement public foncier"};
     const char *q1[] = {"L'EPF peut-il acheter à notre place ?", "portage par l'EPF"};
     const char *q2[] = {"Un EPF peut-il nous prêter ?", "EPF et financement"};
-    ASSERT_EQ(fb_kb_add_doc(kb, q0, 2, NULL, 0, "Un EPF est un organisme public."), 0);
-    ASSERT_EQ(fb_kb_add_doc(kb, q1, 2, NULL, 0, "L'EPF achète et porte le terrain."), 1);
-    ASSERT_EQ(fb_kb_add_doc(kb, q2, 2, NULL, 0, "L'EPF ne prête pas, il porte."), 2);
+    ASSERT_EQ(fb_kb_add_doc(kb, q0, 2, NULL, 0, "Un EPF est un organisme public des friches."), 0);
+    ASSERT_EQ(fb_kb_add_doc(kb, q1, 2, NULL, 0, "L'EPF achète et porte la friche."), 1);
+    ASSERT_EQ(fb_kb_add_doc(kb, q2, 2, NULL, 0, "L'EPF ne prête pas, il porte la friche."), 2);
+    /* the base's subject, « friche », in every answer; « EPF » in three of seven */
+    const char *q3[] = {"C'est quoi une friche ?", "définition d'une friche"};
+    const char *q4[] = {"Qui paye la dépollution de la friche ?", "pollueur payeur"};
+    const char *q5[] = {"Faut-il un permis de démolir la friche ?", "démolition"};
+    const char *q6[] = {"Combien de temps dure le projet de friche ?", "durée"};
+    ASSERT_EQ(fb_kb_add_doc(kb, q3, 2, NULL, 0, "Une friche est un bien inutilisé."), 3);
+    ASSERT_EQ(fb_kb_add_doc(kb, q4, 2, NULL, 0, "Le pollueur de la friche paie."), 4);
+    ASSERT_EQ(fb_kb_add_doc(kb, q5, 2, NULL, 0, "Selon la commune, pour la friche."), 5);
+    ASSERT_EQ(fb_kb_add_doc(kb, q6, 2, NULL, 0, "Des années, pour une friche."), 6);
     ASSERT_OK(fb_kb_build(kb));
     fb_kb_result_t r;
     /* « à quoi sert X », « X ça sert à quoi » are definition forms too */
@@ -213,6 +225,16 @@ TEST_IMPL(kb_definition_question)
     ASSERT(r.confident);
     fb_kb_search(kb, "l'EPF ?", &r);
     ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(r.confident);
+    /* but not the base's subject, which half the answers or more use: « la friche » alone
+     * asks nothing yet (the margin rule decides, as for any word), « c'est quoi une friche »
+     * asks its definition */
+    fb_kb_search(kb, "la friche", &r);
+    ASSERT(r.margin < 1);
+    fb_kb_search(kb, "friche ?", &r);
+    ASSERT(r.margin < 1);
+    fb_kb_search(kb, "c'est quoi une friche", &r);
+    ASSERT_EQ(r.hits[0].doc, 3);
     ASSERT(r.confident);
     /* the same term with an interrogative word, or in a longer message: three answers tie, no
      * sure answer */
@@ -358,6 +380,17 @@ TEST_IMPL(kb_own_case)
     ASSERT(!fb_kb_is_own_case("la region a valide le principe des aides aux friches ?"));
     ASSERT(fb_kb_is_own_case("le notaire nous a envoye l'acte, il y a une erreur, que faire"));
     ASSERT(!fb_kb_is_own_case("le notaire nous a envoye une DIA, on a combien de temps"));
+    /* the spoken status (« il en est où »); a slip of ours (« on a raté la date ») */
+    ASSERT(fb_kb_is_own_case("le dossier qu'on a depose en mars il en est ou ?"));
+    ASSERT(fb_kb_is_own_case("la demande de subvention ca en est ou"));
+    ASSERT(!fb_kb_is_own_case("comment on en sort quand le proprietaire refuse"));
+    ASSERT(fb_kb_is_own_case("on a rate la date limite, on peut encore deposer ?"));
+    ASSERT(fb_kb_is_own_case("j'ai oublie de demander l'avis du domaine, c'est grave ?"));
+    ASSERT(!fb_kb_is_own_case("que se passe t il si on rate la date limite du fonds vert"));
+    /* « dans la commune » is ours, as « notre commune »; « à la commune » names a body */
+    ASSERT(fb_kb_is_own_case("combien de logements sociaux on doit construire dans la commune"));
+    ASSERT(fb_kb_is_own_case("ca coute combien une demolition sur la commune"));
+    ASSERT(!fb_kb_is_own_case("on a pas de plu dans la commune, c quoi les regles"));
     ASSERT(!fb_kb_is_own_case(""));
     ASSERT(!fb_kb_is_own_case(NULL));
     /* in the search: a question the base would answer is not answered when it is the user's own
@@ -421,6 +454,16 @@ TEST_IMPL(kb_typos_and_sms)
     check_terms(NULL, "gros en faits", "gros fait");
     check_terms(NULL, "qui es-tu ?", "bot");
     check_terms(NULL, "t'es qui toi en fait", "bot");
+    /* a letter's formulas, the writer introducing themselves, spoken fillers and modal verbs */
+    check_same_terms(NULL,
+                     "Madame, Monsieur, je suis secrétaire de mairie : c'est quoi le zan ? "
+                     "Merci d'avance, cordialement",
+                     "zan");
+    check_same_terms(NULL, "bonjour à tous, je suis le maire, et après le zan ?", "zan");
+    check_same_terms(NULL, "on voudrait juste savoir le zan maintenant", "savoir zan");
+    check_terms(NULL, "le maire avance les frais", "mair avanc frais");
+    check_terms(NULL, "rien, ça marche pas", "");
+    check_terms(NULL, "une étude de marché", "etud march");
     /* unless the base uses the word itself: « DS » is Démarches simplifiées there */
     check_terms(NULL, "ds le dossier", "dossi");
     {
@@ -433,8 +476,8 @@ TEST_IMPL(kb_typos_and_sms)
         check_same_terms(ds, "dépôt sur ds", "dépôt sur démarches simplifiées");
         fb_kb_free(ds);
     }
-    /* typos of the base's words: a letter missing from 5 letters, one too many, wrong or swapped
-     * from 9 */
+    /* typos of the base's words: a letter missing or two swapped from 5 letters, one too many or
+     * wrong from 9 */
     fb_kb_t *kb = small_kb();
     check_same_terms(kb, "depolution", "dépollution");
     check_same_terms(kb, "qui paye la depolution", "qui paye la dépollution");
@@ -442,6 +485,10 @@ TEST_IMPL(kb_typos_and_sms)
     check_same_terms(kb, "subventiion", "subvention");
     check_same_terms(kb, "subvnetion", "subvention");
     check_same_terms(kb, "délibératoin", "délibération");
+    /* two letters swapped, from 5 letters */
+    check_same_terms(kb, "qui paye le pollueru", "qui paye le pollueur");
+    check_same_terms(kb, "cessoin", "cession");
+    check_terms(kb, "cseion", "cseion"); /* two edits: no */
     /* a short word at one wrong letter from a base word is another word, not a typo */
     check_terms(kb, "terrine", "terrin");
     check_terms(kb, "vende", "vend");
