@@ -1005,6 +1005,9 @@ struct markup {
     uint32_t *next_bold;
     uint32_t *next_mid;
     uint32_t *next_close;
+    /* Next offset where inline_run() may have something to do: an author's "**" or "[", or an
+     * 'h' of a liens(...) value (n when none); the bytes before it are plain text. */
+    uint32_t *next_special;
 };
 
 static bool author(const struct markup *k, size_t i, char c)
@@ -1017,19 +1020,28 @@ static bool author(const struct markup *k, size_t i, char c)
 static void markup_index(struct markup *k)
 {
     size_t n = k->n;
-    k->next_bold = fb_malloc((n + 2) * sizeof(uint32_t));
-    k->next_mid = fb_malloc((n + 2) * sizeof(uint32_t));
-    k->next_close = fb_malloc((n + 2) * sizeof(uint32_t));
+    /* one allocation for the four tables */
+    k->next_bold = fb_malloc(4 * (n + 2) * sizeof(uint32_t));
+    k->next_mid = k->next_bold + (n + 2);
+    k->next_close = k->next_mid + (n + 2);
+    k->next_special = k->next_close + (n + 2);
     uint32_t none = (uint32_t)n;
     k->next_bold[n] = k->next_bold[n + 1] = none;
     k->next_mid[n] = k->next_mid[n + 1] = none;
     k->next_close[n] = k->next_close[n + 1] = none;
+    k->next_special[n] = k->next_special[n + 1] = none;
+    char after = '\0'; /* the author's byte at i + 1; '\0' for a value's byte or the end */
     for (size_t i = n; i-- > 0;) {
-        bool pair_star = author(k, i, '*') && author(k, i + 1, '*');
-        bool pair_mid = author(k, i, ']') && author(k, i + 1, '(');
+        char c = k->m[i] ? '\0' : k->s[i]; /* author(k, i, x) is c == x */
+        bool pair_star = c == '*' && after == '*';
+        bool pair_mid = c == ']' && after == '(';
+        bool special =
+            pair_star || c == '[' || (k->m[i] == 2 && (k->s[i] == 'h' || k->s[i] == 'H'));
         k->next_bold[i] = pair_star ? (uint32_t)i : k->next_bold[i + 1];
         k->next_mid[i] = pair_mid ? (uint32_t)i : k->next_mid[i + 1];
-        k->next_close[i] = author(k, i, ')') ? (uint32_t)i : k->next_close[i + 1];
+        k->next_close[i] = c == ')' ? (uint32_t)i : k->next_close[i + 1];
+        k->next_special[i] = special ? (uint32_t)i : k->next_special[i + 1];
+        after = c;
     }
 }
 
@@ -1219,6 +1231,9 @@ static int inline_run(const struct markup *k, fb_buf_t *out, bool html, size_t b
     size_t i = b, lit = b;
     int rc = 0;
     while (i < e && !rc) {
+        i = k->next_special[i]; /* nothing to do before it: plain text, emitted with the run */
+        if (i >= e)
+            break;
         if (k->next_bold[i] == i && i + 1 < e) {
             size_t j = k->next_bold[i + 2];
             if (j > i + 2 && j + 1 < e) {
@@ -1287,8 +1302,17 @@ static int render_markup(const struct markup *k, fb_buf_t *out, bool html)
     size_t b = 0;
     while (b <= k->n && !rc) {
         size_t e = b;
-        while (e < k->n && !author(k, e, '\n'))
+        for (;;) { /* the next newline the author wrote (a value's newline is a <br>) */
+            const char *nl = e < k->n ? memchr(k->s + e, '\n', k->n - e) : NULL;
+            if (!nl) {
+                e = k->n;
+                break;
+            }
+            e = (size_t)(nl - k->s);
+            if (!k->m[e])
+                break;
             e++;
+        }
         size_t next = e + 1;
         while (b < e && blank(k->s[b]))
             b++;
@@ -1409,9 +1433,7 @@ done:
         if (html)
             fb_buf_free(html);
     }
-    fb_free(k.next_bold);
-    fb_free(k.next_mid);
-    fb_free(k.next_close);
+    fb_free(k.next_bold); /* the four tables */
     fb_buf_free(&outs[0]);
     fb_buf_free(&outs[1]);
     fb_buf_free(&r.text);
