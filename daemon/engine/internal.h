@@ -242,10 +242,12 @@ struct fb__slot {
 };
 
 struct fb__item {
-    char *ref;       /* "catalogue.id" */
-    char *id;        /* borrowed from ref */
-    json_t *obj;     /* the item's fields plus id and catalogue (never modified after load) */
-    fb_expr_t *cond; /* `si:`: the item applies only when this holds; NULL: always */
+    char *ref;         /* "catalogue.id" */
+    char *id;          /* borrowed from ref */
+    json_t *obj;       /* the item's fields plus id and catalogue (never modified after load) */
+    fb_expr_t *cond;   /* `si:`: the item applies only when this holds; NULL: always */
+    bool cond_answers; /* `cond` reads answers only (no tag, no built-in name): its value holds
+                          until the answers change (machine.c caches it per step) */
 };
 
 struct fb__rule {

@@ -69,6 +69,7 @@ void fb__run_restart(struct run *r, const char *stat_name)
     fb__run_drop(&r->c_etape);
     FB_FREE(r->c_communes);
     FB_FREE(r->c_cats);
+    FB_FREE(r->c_items);
     fb__session_free(&r->s);
     r->d = d;
     fb__session_init(d, &r->s);
