@@ -373,12 +373,11 @@ static void say_new(struct run *r, json_t *text, json_t *html, const json_t *cho
         fb_buf_free(&nh);
         fb_free(note);
     }
-    json_t *e = json_object();
-    (void)json_object_set_new(e, "type", json_string(fb_effect_name(FB_EFFECT_SAY)));
-    (void)json_object_set_new(e, "text", text);
-    (void)json_object_set_new(e, "html", html);
+    json_t *e = fb_effect_new(FB_EFFECT_SAY);
+    (void)json_object_set_new_nocheck(e, "text", text);
+    (void)json_object_set_new_nocheck(e, "html", html);
     if (choices)
-        (void)json_object_set(e, "choices", (json_t *)(uintptr_t)choices);
+        (void)json_object_set_nocheck(e, "choices", (json_t *)(uintptr_t)choices);
     fb__run_effect(r, e);
 }
 

@@ -546,12 +546,12 @@ void fb__session_own_answers(struct fb__sess *s)
 json_t *fb__session_dump(const struct fb__sess *s)
 {
     const fb_dialog_t *d = s->d;
-    json_t *o = json_object();
-    (void)json_object_set_new(o, "v", json_integer(SESSION_FORMAT));
-    (void)json_object_set(o, "d", d->id_json);
-    (void)json_object_set(o, "h", d->hash_json);
-    (void)json_object_set(o, "s", d->state_json[s->state]);
-    (void)json_object_set(o, "a", s->answers);
+    json_t *o = json_object(); /* one-letter literal keys: no UTF-8 check needed */
+    (void)json_object_set_new_nocheck(o, "v", json_integer(SESSION_FORMAT));
+    (void)json_object_set_nocheck(o, "d", d->id_json);
+    (void)json_object_set_nocheck(o, "h", d->hash_json);
+    (void)json_object_set_nocheck(o, "s", d->state_json[s->state]);
+    (void)json_object_set_nocheck(o, "a", s->answers);
     json_t *t = NULL;
     for (size_t i = 0; i < d->n_tags; i++) {
         if (!s->tags[i])
@@ -561,15 +561,15 @@ json_t *fb__session_dump(const struct fb__sess *s)
         (void)json_array_append(t, d->tag_json[i]);
     }
     if (t)
-        (void)json_object_set_new(o, "t", t);
+        (void)json_object_set_new_nocheck(o, "t", t);
     if (s->n_path > 0) {
         json_t *p = json_array();
         for (size_t i = 0; i < s->n_path; i++)
             (void)json_array_append(p, d->state_json[s->path[i]]);
-        (void)json_object_set_new(o, "p", p);
+        (void)json_object_set_new_nocheck(o, "p", p);
     }
     if (s->fails > 0)
-        (void)json_object_set_new(o, "f", json_integer(s->fails));
+        (void)json_object_set_new_nocheck(o, "f", json_integer(s->fails));
     if (s->n_road > 0) {
         json_t *r = json_array();
         json_t *u = NULL;
@@ -584,26 +584,27 @@ json_t *fb__session_dump(const struct fb__sess *s)
             }
             any_day = any_day || (s->day && s->day[i] > 0);
         }
-        (void)json_object_set_new(o, "r", r);
+        (void)json_object_set_new_nocheck(o, "r", r);
         if (u)
-            (void)json_object_set_new(o, "u", u);
+            (void)json_object_set_new_nocheck(o, "u", u);
         if (any_day) { /* parallel to `r`: days since 1970-01-01, 0 for never changed */
             json_t *j = json_array();
             for (size_t i = 0; i < s->n_road; i++)
                 (void)json_array_append_new(j, json_integer(s->day[i] > 0 ? s->day[i] : 0));
-            (void)json_object_set_new(o, "j", j);
+            (void)json_object_set_new_nocheck(o, "j", j);
         }
     }
     if (s->pending_step >= 0 && (size_t)s->pending_step < s->n_road) {
-        (void)json_object_set_new(o, "k", json_string(d->items[s->road[s->pending_step]].ref));
+        (void)json_object_set_new_nocheck(o, "k",
+                                          json_string(d->items[s->road[s->pending_step]].ref));
         if (s->pending_pick)
-            (void)json_object_set_new(o, "g", json_true());
+            (void)json_object_set_new_nocheck(o, "g", json_true());
     }
     if (s->n_cand > 0) {
         json_t *c = json_array();
         for (size_t i = 0; i < s->n_cand; i++)
             (void)json_array_append_new(c, json_string(s->cand[i]));
-        (void)json_object_set_new(o, "c", c);
+        (void)json_object_set_new_nocheck(o, "c", c);
     }
     if (s->n_confirm > 0) {
         const struct fb__state *st = &d->states[s->state];
@@ -617,28 +618,28 @@ json_t *fb__session_dump(const struct fb__sess *s)
             (void)json_array_append_new(y, json_string(fb_buf_str(&ids)));
             fb_buf_free(&ids);
         }
-        (void)json_object_set_new(o, "y", y);
+        (void)json_object_set_new_nocheck(o, "y", y);
     }
     if (s->qual[0])
-        (void)json_object_set_new(o, "q", json_string(s->qual));
+        (void)json_object_set_new_nocheck(o, "q", json_string(s->qual));
     if (s->reminders > 0)
-        (void)json_object_set_new(o, "n", json_integer(s->reminders));
+        (void)json_object_set_new_nocheck(o, "n", json_integer(s->reminders));
     if (s->escalated)
-        (void)json_object_set_new(o, "x", json_true());
+        (void)json_object_set_new_nocheck(o, "x", json_true());
     if (s->ended)
-        (void)json_object_set_new(o, "e", json_true());
+        (void)json_object_set_new_nocheck(o, "e", json_true());
     if (s->muted)
-        (void)json_object_set_new(o, "m", json_true());
+        (void)json_object_set_new_nocheck(o, "m", json_true());
     if (s->avis_given)
-        (void)json_object_set_new(o, "o", json_true());
+        (void)json_object_set_new_nocheck(o, "o", json_true());
     if (s->back_to >= 0)
-        (void)json_object_set(o, "z", d->state_json[s->back_to]);
+        (void)json_object_set_nocheck(o, "z", d->state_json[s->back_to]);
     if (s->after_asked)
-        (void)json_object_set_new(o, "b", json_true());
+        (void)json_object_set_new_nocheck(o, "b", json_true());
     if (s->kb_asked)
-        (void)json_object_set_new(o, "w", json_true());
+        (void)json_object_set_new_nocheck(o, "w", json_true());
     if (s->last_messages && json_array_size(s->last_messages) > 0)
-        (void)json_object_set(o, "l", s->last_messages);
+        (void)json_object_set_nocheck(o, "l", s->last_messages);
     return o;
 }
 
