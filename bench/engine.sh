@@ -7,7 +7,8 @@
 # replays the engine calls of every golden transcript of that dialog (tests/transcripts/), as
 # `frichebot test` makes them (user turns, reminders fired by `avance:`, the transcript's clock,
 # advisors and platform), from fresh sessions, ROUNDS times per run, and prints the median engine
-# steps per second over RUNS runs on one core, and the serialized session sizes. The friche
+# steps per second over RUNS runs on one core (by the thread's CPU time: the machine may be
+# shared; the wall-clock rate is printed beside it), and the serialized session sizes. The friche
 # transcripts are real answers, the commune step included (the lookup in the official communes
 # index). Targets (issue #17): at least 400,000 steps/s on each dialog, sessions under 1 KiB.
 # Environment: FB_BENCH_ROUNDS (300 for the sample, a fifth of it for the friche dialog, whose
