@@ -1004,6 +1004,10 @@ static int render_list(struct render *r, const struct tlist *l)
 
 /* ---- pass 2: light markup to plain text or HTML ---- */
 
+/* Texts of up to this many bytes index their markup in a stack array (most messages: a question
+ * and its choices); longer ones allocate. */
+#define MARKUP_SMALL 512
+
 struct markup {
     const char *s;
     const unsigned char *m; /* 1 where the byte came from a value, 2 from a liens(...) value */
@@ -1024,11 +1028,11 @@ static bool author(const struct markup *k, size_t i, char c)
 
 /* Fills the next_* tables in one backward pass, so that finding a closing "**", "](" or ")"
  * is O(1) and hostile lines full of "[" or "**" stay linear. */
-static void markup_index(struct markup *k)
+static void markup_index(struct markup *k, uint32_t *small, size_t small_len)
 {
     size_t n = k->n;
-    /* one allocation for the four tables */
-    k->next_bold = fb_malloc(4 * (n + 2) * sizeof(uint32_t));
+    /* the four tables in `small` (the caller's stack) when they fit, else one allocation */
+    k->next_bold = 4 * (n + 2) <= small_len ? small : fb_malloc(4 * (n + 2) * sizeof(uint32_t));
     k->next_mid = k->next_bold + (n + 2);
     k->next_close = k->next_mid + (n + 2);
     k->next_special = k->next_close + (n + 2);
@@ -1416,6 +1420,7 @@ int fb_template_render(const fb_template_t *t, const fb_expr_env_t *env, fb_buf_
     fb_buf_init(&outs[1], FB_TEMPLATE_MAX_OUTPUT);
     struct markup k;
     memset(&k, 0, sizeof(k));
+    uint32_t small[4 * (MARKUP_SMALL + 2)]; /* the markup tables of a short text (8 KiB) */
 
     int rc = render_list(&r, &t->root);
     if (rc)
@@ -1423,7 +1428,7 @@ int fb_template_render(const fb_template_t *t, const fb_expr_env_t *env, fb_buf_
     k.s = fb_buf_str(&r.text);
     k.m = (const unsigned char *)fb_buf_str(&r.mask);
     k.n = r.text.len;
-    markup_index(&k);
+    markup_index(&k, small, FB_ARRAY_SIZE(small));
     if (plain)
         rc = render_markup(&k, &outs[0], false);
     if (!rc && html)
@@ -1440,7 +1445,8 @@ done:
         if (html)
             fb_buf_free(html);
     }
-    fb_free(k.next_bold); /* the four tables */
+    if (k.next_bold != small)
+        fb_free(k.next_bold); /* the four tables */
     fb_buf_free(&outs[0]);
     fb_buf_free(&outs[1]);
     fb_buf_free(&r.text);
