@@ -283,6 +283,16 @@ static void finish(fb_dialog_t *d)
     d->tag_json = fb_calloc(d->n_tags + 1, sizeof(json_t *));
     for (size_t i = 0; i < d->n_tags; i++)
         d->tag_json[i] = json_string(d->tags[i]);
+    d->item_ref_json = fb_calloc(d->n_items + 1, sizeof(json_t *));
+    d->item_id_json = fb_calloc(d->n_items + 1, sizeof(json_t *));
+    for (size_t i = 0; i < d->n_items; i++) {
+        d->item_ref_json[i] = json_string(d->items[i].ref);
+        d->item_id_json[i] = json_string(d->items[i].id);
+    }
+    for (int i = 0; i < FB__ST_COUNT; i++) {
+        d->status_name_json[i] = json_string(fb__status_names[i]);
+        d->status_label_json[i] = json_string(fb__status_labels[i]);
+    }
     d->id_json = json_string(d->id);
     d->hash_json = json_string(d->hash);
     d->status_choices = fb_calloc(FB_ARRAY_SIZE(status_choices), sizeof(fb_choice_t));

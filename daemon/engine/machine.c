@@ -49,13 +49,18 @@ void fb__run_invalidate(struct run *r)
     if (r->c_cats)
         for (size_t i = 0; i < r->d->n_catalogues; i++)
             fb__run_drop(&r->c_cats[i]);
-    if (r->c_items)
-        memset(r->c_items, 0, r->d->n_items);
+}
+
+/* Call after changing s.answers (with fb__run_invalidate()): the item conditions that read them
+ * are evaluated again. */
+void fb__run_answers_changed(struct run *r)
+{
+    r->answers_gen++;
 }
 
 /* True when catalogue item `i` applies: it has no `si:`, or its condition holds. A condition
  * on answers only is evaluated once until they change (the roadmap's rules and the catalogues
- * ask for the same items several times in a step). */
+ * ask for the same items several times in a step): fb__run_answers_changed() forgets them. */
 static bool item_applies(struct run *r, size_t i)
 {
     const struct fb__item *it = &r->d->items[i];
@@ -65,6 +70,9 @@ static bool item_applies(struct run *r, size_t i)
         return fb_expr_true(it->cond, &r->xenv);
     if (!r->c_items)
         r->c_items = fb_calloc(r->d->n_items + 1, 1);
+    else if (r->c_items_gen != r->answers_gen)
+        memset(r->c_items, 0, r->d->n_items);
+    r->c_items_gen = r->answers_gen;
     if (!r->c_items[i])
         r->c_items[i] = fb_expr_true(it->cond, &r->xenv) ? 2 : 1;
     return r->c_items[i] == 2;
@@ -146,12 +154,11 @@ static json_t *road_entry(const fb_dialog_t *d, int item, unsigned status, size_
     json_t *o = json_copy(d->items[item].obj);
     if (!o)
         return json_object();
-    /* literal keys; the status names and labels are the engine's own UTF-8 literals */
-    (void)json_object_set_new_nocheck(o, "id", json_string(d->items[item].id));
-    (void)json_object_set_new_nocheck(o, "statut", json_string_nocheck(fb__status_names[status]));
+    /* literal keys; the strings are the dialog's shared ones (read-only, as the item's fields) */
+    (void)json_object_set_nocheck(o, "id", d->item_id_json[item]);
+    (void)json_object_set_nocheck(o, "statut", d->status_name_json[status]);
     (void)json_object_set_new_nocheck(o, "numero", json_integer((json_int_t)index + 1));
-    (void)json_object_set_new_nocheck(o, "statut_texte",
-                                      json_string_nocheck(fb__status_labels[status]));
+    (void)json_object_set_nocheck(o, "statut_texte", d->status_label_json[status]);
     if (day > 0) {
         fb_buf_t b;
         fb_buf_init(&b, 64);
@@ -977,6 +984,7 @@ void fb__run_accept(struct run *r, json_t *v)
     }
     fb__session_own_answers(&r->s);
     (void)json_object_set_new(r->s.answers, r->d->slots[st->slot].name, v);
+    fb__run_answers_changed(r);
     fb__run_invalidate(r);
     fb__run_emit_tags(r, st, v);
     if (r->s.back_to < 0) /* « retour » goes back to the guided part's questions only */

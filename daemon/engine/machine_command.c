@@ -96,6 +96,7 @@ static void go_back(struct run *r)
     fb__session_own_answers(s);
     if (pst->slot >= 0)
         (void)json_object_del(s->answers, d->slots[pst->slot].name);
+    fb__run_answers_changed(r);
     /* tags: replay the signals of the remaining answers, oldest first */
     memset(s->tags, 0, d->n_tags);
     fb__run_invalidate(r);

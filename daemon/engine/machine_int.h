@@ -75,10 +75,12 @@ struct run {
     json_t **c_communes;    /* per slot */
     json_t **c_cats;        /* per catalogue: its items whose `si` holds */
     unsigned char *c_items; /* per item whose `si` reads answers only: 0 not known yet, 1 its
-                               `si` fails, 2 it holds */
-    int guard;              /* > 0 while rendering the question or its help (no recursion) */
-    bool road_read;         /* fb__run_builtin() gave `feuille_de_route` (fb__run_say_text) */
-    bool kb_feedback;       /* the previous message was a knowledge-base answer (session `w`) */
+                               `si` fails, 2 it holds; valid while answers_gen == c_items_gen */
+    unsigned answers_gen;   /* counts the changes of s.answers in this step */
+    unsigned c_items_gen;
+    int guard;        /* > 0 while rendering the question or its help (no recursion) */
+    bool road_read;   /* fb__run_builtin() gave `feuille_de_route` (fb__run_say_text) */
+    bool kb_feedback; /* the previous message was a knowledge-base answer (session `w`) */
     char *note;  /* what a loose answer was understood as: the next `say` starts « Noté : X. » */
     bool no_ask; /* a command answered while an advisor has the conversation: no question */
     bool steps_listed; /* the step list was said with its buttons (fb__run_say_steps) */
@@ -127,6 +129,8 @@ extern const char *const fb__run_month_names[12];
 void fb__run_drop(json_t **v);
 
 void fb__run_invalidate(struct run *r);
+
+void fb__run_answers_changed(struct run *r);
 
 bool fb__run_is_nsp(const json_t *v);
 

@@ -576,11 +576,11 @@ json_t *fb__session_dump(const struct fb__sess *s)
         bool any_day = false;
         for (size_t i = 0; i < s->n_road; i++) {
             const char *ref = d->items[s->road[i]].ref;
-            (void)json_array_append_new(r, json_string(ref));
+            (void)json_array_append(r, d->item_ref_json[s->road[i]]);
             if (s->status[i] != FB__ST_A_FAIRE) {
                 if (!u)
                     u = json_object();
-                (void)json_object_set_new(u, ref, json_string(fb__status_names[s->status[i]]));
+                (void)json_object_set(u, ref, d->status_name_json[s->status[i]]);
             }
             any_day = any_day || (s->day && s->day[i] > 0);
         }
@@ -595,8 +595,7 @@ json_t *fb__session_dump(const struct fb__sess *s)
         }
     }
     if (s->pending_step >= 0 && (size_t)s->pending_step < s->n_road) {
-        (void)json_object_set_new_nocheck(o, "k",
-                                          json_string(d->items[s->road[s->pending_step]].ref));
+        (void)json_object_set_nocheck(o, "k", d->item_ref_json[s->road[s->pending_step]]);
         if (s->pending_pick)
             (void)json_object_set_new_nocheck(o, "g", json_true());
     }
