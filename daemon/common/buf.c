@@ -57,12 +57,28 @@ int fb_buf_puts(fb_buf_t *b, const char *s)
 
 int fb_buf_vprintf(fb_buf_t *b, const char *fmt, va_list ap)
 {
+    /* Straight into the free room (the NUL's byte included) when the text fits: one pass, the
+     * usual case; else the length first, then room for it. */
+    size_t room = b->data ? b->cap - b->len : 0;
     va_list ap2;
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
+    int n = vsnprintf(room ? b->data + b->len : NULL, room, fmt, ap2);
     va_end(ap2);
-    if (n < 0)
+    if (n < 0) {
+        if (room)
+            b->data[b->len] = '\0'; /* whatever was written past it does not count */
         return FB_EINVAL;
+    }
+    if ((size_t)n < room) {
+        if ((size_t)n > b->max || b->len > b->max - (size_t)n) {
+            fb_buf_free(b); /* as reserve() past the maximum */
+            return FB_ETOOBIG;
+        }
+        b->len += (size_t)n;
+        return 0;
+    }
+    if (room)
+        b->data[b->len] = '\0';
     int rc = reserve(b, (size_t)n);
     if (rc)
         return rc;

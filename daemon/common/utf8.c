@@ -11,6 +11,19 @@ static bool valid(const char *s, size_t len, bool text)
 {
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0; i < len;) {
+        /* ASCII runs 8 bytes at a time: no high bit set; and for text, no byte below 0x20 (the
+         * \t \n \r it allows take the slow path below, which accepts them) */
+        while (i + 8 <= len) {
+            uint64_t w;
+            memcpy(&w, p + i, 8);
+            if (w & 0x8080808080808080u)
+                break;
+            if (text && ((w - 0x2020202020202020u) & ~w & 0x8080808080808080u))
+                break;
+            i += 8;
+        }
+        if (i >= len)
+            break;
         uint32_t cp;
         i += fb_utf8_decode(p + i, len - i, &cp);
         if (cp == FB_UTF8_BAD)

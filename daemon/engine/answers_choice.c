@@ -43,7 +43,10 @@ struct fb_choice_set_s {
     unsigned char *kf; /* W_STOP / W_NEG of each key word */
     unsigned char *kb; /* fb_text_typo_budget() of each key word */
     char *text;        /* the folded keys, NUL-terminated */
+    unsigned *opt_cls; /* the qualifier classes each option's names reflect (option_classes()) */
 };
+
+static unsigned names_classes(const fb_choice_set_t *set, size_t o);
 
 /* Words that carry no meaning of their own when comparing an answer with an option. */
 static const phrase_t stop_words[] = {
@@ -397,9 +400,11 @@ static fb_answer_status_t match_exact(const fb_choice_set_t *set, span_t s, size
 
 /* True when `a` is `b` plus a plural or feminine ending ("s", "e", "es"), `b` being at least 4
  * letters long (so that "plus" never becomes "plu"). */
-static bool inflected(span_t a, span_t b)
+static inline bool inflected(span_t a, span_t b)
 {
-    if (b.n < 4 || a.n <= b.n || a.n > b.n + 2 || memcmp(a.p, b.p, b.n) != 0)
+    /* the lengths and the ending's first letter before the bytes: most pairs stop there */
+    if (a.n <= b.n || a.n > b.n + 2 || b.n < 4 || (a.p[b.n] != 's' && a.p[b.n] != 'e') ||
+        memcmp(a.p, b.p, b.n) != 0)
         return false;
     span_t end = {a.p + b.n, a.n - b.n};
     return span_is(end, "s") || span_is(end, "e") || span_is(end, "es");
@@ -850,8 +855,9 @@ fb_choice_set_t *fb_choice_set_new(const fb_choice_t *choices, size_t n)
     }
     size_t o_set = block_size(1, sizeof(fb_choice_set_t)), o_k = block_size(nk, sizeof(struct key)),
            o_k0 = block_size(n + 1, sizeof(size_t)), o_kw = block_size(nw, sizeof(span_t)),
-           o_kf = block_size(nw, 1), o_kb = block_size(nw, 1);
-    char *mem = fb_malloc(o_set + o_k + o_k0 + o_kw + o_kf + o_kb + bytes + 1);
+           o_kf = block_size(nw, 1), o_kb = block_size(nw, 1),
+           o_cls = block_size(n, sizeof(unsigned));
+    char *mem = fb_malloc(o_set + o_k + o_k0 + o_kw + o_kf + o_kb + o_cls + bytes + 1);
     fb_choice_set_t *set = (fb_choice_set_t *)(void *)mem;
     mem += o_set;
     set->k = (struct key *)(void *)mem;
@@ -864,6 +870,8 @@ fb_choice_set_t *fb_choice_set_new(const fb_choice_t *choices, size_t n)
     mem += o_kf;
     set->kb = (unsigned char *)mem;
     mem += o_kb;
+    set->opt_cls = (unsigned *)(void *)mem;
+    mem += o_cls;
     set->text = mem;
     set->nopt = n;
     set->nk = 0;
@@ -901,6 +909,8 @@ fb_choice_set_t *fb_choice_set_new(const fb_choice_t *choices, size_t n)
         }
     }
     set->opt_k0[n] = set->nk;
+    for (size_t o = 0; o < n; o++) /* the set never changes: once, not at each answer */
+        set->opt_cls[o] = names_classes(set, o);
     return set;
 }
 
@@ -1199,13 +1209,19 @@ static unsigned answer_classes(const struct words *in)
 }
 
 /* The qualifier classes the names of option `o` reflect (a negation covers "plus"). */
-static unsigned option_classes(const fb_choice_set_t *set, size_t o)
+static unsigned names_classes(const fb_choice_set_t *set, size_t o)
 {
     unsigned c = 0;
     for (size_t i = set->opt_k0[o]; i < set->opt_k0[o + 1]; i++)
         for (size_t j = set->k[i].w0; j < set->k[i].w0 + set->k[i].nw; j++)
             c |= word_classes(set->kw[j]);
     return (c & Q_NEG) ? c | Q_PLUS : c;
+}
+
+/* names_classes() of option `o`, computed with the set. */
+static unsigned option_classes(const fb_choice_set_t *set, size_t o)
+{
+    return set->opt_cls[o];
 }
 
 /* Fills m with the options of `mask` (in order, at most FB_MATCH_MAX_CANDIDATES) as UNSURE. */

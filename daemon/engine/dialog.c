@@ -470,6 +470,16 @@ void fb__dialog_free(fb_dialog_t *d)
     for (size_t i = 0; d->tag_json && i < d->n_tags; i++)
         json_decref(d->tag_json[i]);
     fb_free(d->tag_json);
+    for (size_t i = 0; d->item_ref_json && i < d->n_items; i++) {
+        json_decref(d->item_ref_json[i]);
+        json_decref(d->item_id_json[i]);
+    }
+    fb_free(d->item_ref_json);
+    fb_free(d->item_id_json);
+    for (int i = 0; i < FB__ST_COUNT; i++) {
+        json_decref(d->status_name_json[i]);
+        json_decref(d->status_label_json[i]);
+    }
     json_decref(d->id_json);
     json_decref(d->hash_json);
     json_decref(d->yesno_json);

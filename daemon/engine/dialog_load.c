@@ -254,15 +254,45 @@ static void ld_free(struct ld *l)
     fb_free(l->cmps);
 }
 
+struct answers_only {
+    const fb_dialog_t *d;
+    bool yes;
+};
+
+/* fb_expr_names() callback for finish(): a tag or a name that is not a slot says no. */
+static void answers_only_cb(void *arg, const char *name, bool is_tag, int line, int col)
+{
+    struct answers_only *a = arg;
+    (void)line;
+    (void)col;
+    if (is_tag || fb__strmap_get(&a->d->slot_map, name) < 0)
+        a->yes = false;
+}
+
 /* The JSON and choice tables a loaded dialog `d` shares with every step, built once. */
 static void finish(fb_dialog_t *d)
 {
+    for (size_t i = 0; i < d->n_items; i++) {
+        struct answers_only a = {d, true};
+        fb_expr_names(d->items[i].cond, answers_only_cb, &a);
+        d->items[i].cond_answers = a.yes;
+    }
     d->state_json = fb_calloc(d->n_states + 1, sizeof(json_t *));
     for (size_t i = 0; i < d->n_states; i++)
         d->state_json[i] = json_string(d->states[i].id);
     d->tag_json = fb_calloc(d->n_tags + 1, sizeof(json_t *));
     for (size_t i = 0; i < d->n_tags; i++)
         d->tag_json[i] = json_string(d->tags[i]);
+    d->item_ref_json = fb_calloc(d->n_items + 1, sizeof(json_t *));
+    d->item_id_json = fb_calloc(d->n_items + 1, sizeof(json_t *));
+    for (size_t i = 0; i < d->n_items; i++) {
+        d->item_ref_json[i] = json_string(d->items[i].ref);
+        d->item_id_json[i] = json_string(d->items[i].id);
+    }
+    for (int i = 0; i < FB__ST_COUNT; i++) {
+        d->status_name_json[i] = json_string(fb__status_names[i]);
+        d->status_label_json[i] = json_string(fb__status_labels[i]);
+    }
     d->id_json = json_string(d->id);
     d->hash_json = json_string(d->hash);
     d->status_choices = fb_calloc(FB_ARRAY_SIZE(status_choices), sizeof(fb_choice_t));

@@ -4,6 +4,7 @@
  */
 #include "engine/effects.h"
 
+#include <stdarg.h>
 #include <string.h>
 
 #include "frichebot/alloc.h"
@@ -49,5 +50,41 @@ json_t *fb_effect_new(fb_effect_t t)
 {
     const char *name = fb_effect_name(t);
     FB_ASSERT(name != NULL);
-    return json_pack("{s:s}", "type", name);
+    json_t *o = json_object();
+    (void)json_object_set_new_nocheck(o, "type", json_string_nocheck(name)); /* ASCII names */
+    return o;
+}
+
+/* Adds `n` (key, value) string pairs from `ap` to `o` (stolen); NULL when a value is NULL or
+ * not valid UTF-8 (`o` released then). */
+static json_t *add_strings(json_t *o, size_t n, va_list ap)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *key = va_arg(ap, const char *);
+        const char *value = va_arg(ap, const char *);
+        json_t *v = value ? json_string(value) : NULL;
+        if (!v || json_object_set_new_nocheck(o, key, v) != 0) {
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+json_t *fb_json_strings(size_t n, ...)
+{
+    va_list ap;
+    va_start(ap, n);
+    json_t *o = add_strings(json_object(), n, ap);
+    va_end(ap);
+    return o;
+}
+
+json_t *fb_effect_strings(fb_effect_t t, size_t n, ...)
+{
+    va_list ap;
+    va_start(ap, n);
+    json_t *o = add_strings(fb_effect_new(t), n, ap);
+    va_end(ap);
+    return o;
 }

@@ -59,4 +59,15 @@ const char *fb_effect_key(fb_effect_t t);
 /** Returns a new effect object {"type": NAME} for `t` (not FB_EFFECT_UNKNOWN). */
 json_t *fb_effect_new(fb_effect_t t);
 
+/**
+ * A new JSON object of `n` string members, given as `n` pairs of key (an ASCII literal) and value
+ * (UTF-8): what json_pack("{s:s, s:s...}") builds, without parsing a format at each call (the
+ * engine makes several per step). NULL, as json_pack() gives, when a value is NULL or not valid
+ * UTF-8.
+ */
+json_t *fb_json_strings(size_t n, ...);
+
+/** The effect {"type": NAME of `t`} with `n` more string members, as fb_json_strings(). */
+json_t *fb_effect_strings(fb_effect_t t, size_t n, ...);
+
 #endif

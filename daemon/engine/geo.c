@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/effects.h"
 #include "engine/text.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
@@ -1326,8 +1327,10 @@ json_t *fb_geo_commune_json(const fb_commune_t *c)
 {
     if (!c)
         return NULL;
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "insee", c->insee, "nom",
-                     c->name, "departement", c->dep, "departement_nom", c->dep_name, "region",
-                     c->region, "region_nom", c->region_name, "epci", c->epci, "epci_nom",
-                     c->epci_name, "population", (json_int_t)c->population);
+    json_t *o = fb_json_strings(8, "insee", c->insee, "nom", c->name, "departement", c->dep,
+                                "departement_nom", c->dep_name, "region", c->region, "region_nom",
+                                c->region_name, "epci", c->epci, "epci_nom", c->epci_name);
+    if (o)
+        (void)json_object_set_new_nocheck(o, "population", json_integer((json_int_t)c->population));
+    return o;
 }

@@ -242,10 +242,12 @@ struct fb__slot {
 };
 
 struct fb__item {
-    char *ref;       /* "catalogue.id" */
-    char *id;        /* borrowed from ref */
-    json_t *obj;     /* the item's fields plus id and catalogue (never modified after load) */
-    fb_expr_t *cond; /* `si:`: the item applies only when this holds; NULL: always */
+    char *ref;         /* "catalogue.id" */
+    char *id;          /* borrowed from ref */
+    json_t *obj;       /* the item's fields plus id and catalogue (never modified after load) */
+    fb_expr_t *cond;   /* `si:`: the item applies only when this holds; NULL: always */
+    bool cond_answers; /* `cond` reads answers only (no tag, no built-in name): its value holds
+                          until the answers change (machine.c caches it per step) */
 };
 
 struct fb__rule {
@@ -323,12 +325,16 @@ struct fb_dialog_s {
     struct fb__text texts[FB__T_COUNT];
     struct fb__cmdset cmds;
 
-    json_t **state_json; /* each state's id as a JSON string, shared by the sessions written */
-    json_t **tag_json;   /* each tag as a JSON string, idem */
-    json_t *id_json;     /* the dialog id, idem */
-    json_t *hash_json;   /* the hash, idem */
-    json_t *yesno_json;  /* [{oui},{non}] */
-    json_t *status_json; /* the reminder's choices about a step */
+    json_t **state_json;    /* each state's id as a JSON string, shared by the sessions written */
+    json_t **tag_json;      /* each tag as a JSON string, idem */
+    json_t **item_ref_json; /* each catalogue item's ref ("etapes.x") as a JSON string, idem */
+    json_t **item_id_json;  /* each item's id, idem (roadmap entries) */
+    json_t *status_name_json[FB__ST_COUNT];  /* fb__status_names as JSON strings, idem */
+    json_t *status_label_json[FB__ST_COUNT]; /* fb__status_labels, idem */
+    json_t *id_json;                         /* the dialog id, idem */
+    json_t *hash_json;                       /* the hash, idem */
+    json_t *yesno_json;                      /* [{oui},{non}] */
+    json_t *status_json;                     /* the reminder's choices about a step */
     fb_choice_t *status_choices;
     size_t n_status_choices;
     fb_choice_set_t *status_set; /* status_choices compiled once at load */

@@ -51,11 +51,31 @@ void fb__run_invalidate(struct run *r)
             fb__run_drop(&r->c_cats[i]);
 }
 
-/* True when catalogue item `i` applies: it has no `si:`, or its condition holds. */
+/* Call after changing s.answers (with fb__run_invalidate()): the item conditions that read them
+ * are evaluated again. */
+void fb__run_answers_changed(struct run *r)
+{
+    r->answers_gen++;
+}
+
+/* True when catalogue item `i` applies: it has no `si:`, or its condition holds. A condition
+ * on answers only is evaluated once until they change (the roadmap's rules and the catalogues
+ * ask for the same items several times in a step): fb__run_answers_changed() forgets them. */
 static bool item_applies(struct run *r, size_t i)
 {
-    const fb_expr_t *c = r->d->items[i].cond;
-    return !c || fb_expr_true(c, &r->xenv);
+    const struct fb__item *it = &r->d->items[i];
+    if (!it->cond)
+        return true;
+    if (!it->cond_answers)
+        return fb_expr_true(it->cond, &r->xenv);
+    if (!r->c_items)
+        r->c_items = fb_calloc(r->d->n_items + 1, 1);
+    else if (r->c_items_gen != r->answers_gen)
+        memset(r->c_items, 0, r->d->n_items);
+    r->c_items_gen = r->answers_gen;
+    if (!r->c_items[i])
+        r->c_items[i] = fb_expr_true(it->cond, &r->xenv) ? 2 : 1;
+    return r->c_items[i] == 2;
 }
 
 /* A catalogue's name as a template name: its items whose `si:` holds, in file order (new). */
@@ -134,15 +154,16 @@ static json_t *road_entry(const fb_dialog_t *d, int item, unsigned status, size_
     json_t *o = json_copy(d->items[item].obj);
     if (!o)
         return json_object();
-    (void)json_object_set_new(o, "id", json_string(d->items[item].id));
-    (void)json_object_set_new(o, "statut", json_string(fb__status_names[status]));
-    (void)json_object_set_new(o, "numero", json_integer((json_int_t)index + 1));
-    (void)json_object_set_new(o, "statut_texte", json_string(fb__status_labels[status]));
+    /* literal keys; the strings are the dialog's shared ones (read-only, as the item's fields) */
+    (void)json_object_set_nocheck(o, "id", d->item_id_json[item]);
+    (void)json_object_set_nocheck(o, "statut", d->status_name_json[status]);
+    (void)json_object_set_new_nocheck(o, "numero", json_integer((json_int_t)index + 1));
+    (void)json_object_set_nocheck(o, "statut_texte", d->status_label_json[status]);
     if (day > 0) {
         fb_buf_t b;
         fb_buf_init(&b, 64);
         format_day(&b, day);
-        (void)json_object_set_new(o, "modifie_le", json_string(fb_buf_str(&b)));
+        (void)json_object_set_new_nocheck(o, "modifie_le", json_string(fb_buf_str(&b)));
         fb_buf_free(&b);
     }
     return o;
@@ -359,12 +380,11 @@ static void say_new(struct run *r, json_t *text, json_t *html, const json_t *cho
         fb_buf_free(&nh);
         fb_free(note);
     }
-    json_t *e = json_object();
-    (void)json_object_set_new(e, "type", json_string(fb_effect_name(FB_EFFECT_SAY)));
-    (void)json_object_set_new(e, "text", text);
-    (void)json_object_set_new(e, "html", html);
+    json_t *e = fb_effect_new(FB_EFFECT_SAY);
+    (void)json_object_set_new_nocheck(e, "text", text);
+    (void)json_object_set_new_nocheck(e, "html", html);
     if (choices)
-        (void)json_object_set(e, "choices", (json_t *)(uintptr_t)choices);
+        (void)json_object_set_nocheck(e, "choices", (json_t *)(uintptr_t)choices);
     fb__run_effect(r, e);
 }
 
@@ -421,8 +441,7 @@ void fb__run_simple_effect(struct run *r, fb_effect_t type)
 /* Appends `stat` effect `name`. */
 void fb__run_stat_effect(struct run *r, const char *name)
 {
-    fb__run_effect(r,
-                   json_pack("{s:s, s:s}", "type", fb_effect_name(FB_EFFECT_STAT), "name", name));
+    fb__run_effect(r, fb_effect_strings(FB_EFFECT_STAT, 1, "name", name));
 }
 
 /* Appends a `cancel` of every reminder. */
@@ -434,8 +453,13 @@ void fb__run_cancel_all(struct run *r)
 /* Appends a `schedule` of reminder "relance" in `after` seconds. */
 static void schedule(struct run *r, long long after, const char *reason)
 {
-    fb__run_effect(r, json_pack("{s:s, s:s, s:I, s:s}", "type", fb_effect_name(FB_EFFECT_SCHEDULE),
-                                "id", TIMER_ID, "after", (json_int_t)after, "reason", reason));
+    json_t *e = fb_effect_strings(FB_EFFECT_SCHEDULE, 1, "id", TIMER_ID);
+    (void)json_object_set_new_nocheck(e, "after", json_integer((json_int_t)after));
+    if (e && (!reason || json_object_set_new_nocheck(e, "reason", json_string(reason)) != 0)) {
+        json_decref(e); /* as json_pack() did with a NULL or invalid string */
+        e = NULL;
+    }
+    fb__run_effect(r, e);
 }
 
 /* ---- asking ---------------------------------------------------------------------------------- */
@@ -504,7 +528,7 @@ char *fb__run_candidate_label(struct run *r, const char *code)
     const char *qual = r->s.qual;
     if (qual[0] == 'p' && strcmp(c->insee, qual + 1) == 0 && !fb_geo_has_postcode(c, qual + 1)) {
         char *l = render_with(r, &r->d->texts[FB__T_COMMUNE_INSEE_LIBELLE],
-                              json_pack("{s:s, s:s}", "proposition", label, "code", qual + 1));
+                              fb_json_strings(2, "proposition", label, "code", qual + 1));
         fb_free(label);
         label = l;
     }
@@ -549,7 +573,7 @@ void fb__run_ask_candidates(struct run *r, const struct fb__text *intro)
             (void)fb_buf_printf(&plain, "%s%zu. %s", i ? "\n" : "\n\n", i + 1, label);
             (void)fb_buf_printf(&html, "%s%zu. ", i ? "<br>" : "", i + 1);
             (void)fb_template_html_escape(label, strlen(label), &html);
-            (void)json_array_append_new(choices, json_pack("{s:s, s:s}", "id", id, "label", label));
+            (void)json_array_append_new(choices, fb_json_strings(2, "id", id, "label", label));
             fb_free(label);
         }
         (void)fb_buf_puts(&html, "</p>");
@@ -880,16 +904,14 @@ static void finish(struct run *r, int target)
     fb__run_invalidate(r);
     fb__run_say_text(r, &cur(r)->text, NULL, NULL, NULL);
     for (size_t i = 0; i < s->n_road; i++)
-        fb__run_effect(r, json_pack("{s:s, s:s, s:s}", "type", fb_effect_name(FB_EFFECT_STEP),
-                                    "item", r->d->items[s->road[i]].ref, "status",
-                                    fb__status_names[s->status[i]]));
+        fb__run_effect(r, fb_effect_strings(FB_EFFECT_STEP, 2, "item", r->d->items[s->road[i]].ref,
+                                            "status", fb__status_names[s->status[i]]));
     fb__run_simple_effect(r, FB_EFFECT_END);
     fb__run_stat_effect(r, "site_completed");
     if (cur(r)->relance.set && !s->muted)
         fb__run_arm(r);
     else
-        fb__run_effect(
-            r, json_pack("{s:s, s:s}", "type", fb_effect_name(FB_EFFECT_CANCEL), "id", TIMER_ID));
+        fb__run_effect(r, fb_effect_strings(FB_EFFECT_CANCEL, 1, "id", TIMER_ID));
     avis_effect(r, cur(r));
 }
 
@@ -962,6 +984,7 @@ void fb__run_accept(struct run *r, json_t *v)
     }
     fb__session_own_answers(&r->s);
     (void)json_object_set_new(r->s.answers, r->d->slots[st->slot].name, v);
+    fb__run_answers_changed(r);
     fb__run_invalidate(r);
     fb__run_emit_tags(r, st, v);
     if (r->s.back_to < 0) /* « retour » goes back to the guided part's questions only */
@@ -1285,6 +1308,7 @@ static void run_free(struct run *r)
     fb__run_drop(&r->c_recherche);
     fb_free(r->c_communes);
     fb_free(r->c_cats);
+    fb_free(r->c_items);
     fb__session_free(&r->s);
 }
 

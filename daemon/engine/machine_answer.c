@@ -619,7 +619,7 @@ void fb__run_ask_confirm(struct run *r)
             (void)fb_buf_printf(&html, "%s%zu. ", i ? "<br>" : "", i + 1);
             (void)fb_template_html_escape(l, strlen(l), &html);
             (void)json_array_append_new(
-                choices, json_pack("{s:s, s:s}", "id", id ? id : "autre_chose", "label", l));
+                choices, fb_json_strings(2, "id", id ? id : "autre_chose", "label", l));
             fb_free(label);
             fb_free(id);
         }
@@ -1015,8 +1015,8 @@ static void set_step_status(struct run *r, int i, int status)
     if (s->day)
         s->day[i] = day > 0 && day <= FB__MAX_DAY ? day : 0;
     fb__run_invalidate(r);
-    fb__run_effect(r, json_pack("{s:s, s:s, s:s}", "type", fb_effect_name(FB_EFFECT_STEP), "item",
-                                r->d->items[s->road[i]].ref, "status", fb__status_names[status]));
+    fb__run_effect(r, fb_effect_strings(FB_EFFECT_STEP, 2, "item", r->d->items[s->road[i]].ref,
+                                        "status", fb__status_names[status]));
     fb__run_stat_effect(r, "step_updated");
     fb__run_set_etape(r, i);
 }
@@ -1220,7 +1220,7 @@ void fb__run_say_steps(struct run *r, enum fb__textid head)
             char id[32], label[32];
             snprintf(id, sizeof(id), "etape_%zu", i + 1);
             snprintf(label, sizeof(label), "Étape %zu", i + 1);
-            (void)json_array_append_new(choices, json_pack("{s:s, s:s}", "id", id, "label", label));
+            (void)json_array_append_new(choices, fb_json_strings(2, "id", id, "label", label));
         }
         fb__run_say_bufs(r, &plain, &html, json_array_size(choices) ? choices : NULL);
     }

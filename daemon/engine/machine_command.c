@@ -69,6 +69,7 @@ void fb__run_restart(struct run *r, const char *stat_name)
     fb__run_drop(&r->c_etape);
     FB_FREE(r->c_communes);
     FB_FREE(r->c_cats);
+    FB_FREE(r->c_items);
     fb__session_free(&r->s);
     r->d = d;
     fb__session_init(d, &r->s);
@@ -95,6 +96,7 @@ static void go_back(struct run *r)
     fb__session_own_answers(s);
     if (pst->slot >= 0)
         (void)json_object_del(s->answers, d->slots[pst->slot].name);
+    fb__run_answers_changed(r);
     /* tags: replay the signals of the remaining answers, oldest first */
     memset(s->tags, 0, d->n_tags);
     fb__run_invalidate(r);

@@ -32,9 +32,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/utf8.h"
 #include "engine/effects.h"
 #include "engine/geo.h"
 #include "engine/internal.h"
+#include "engine/kb.h"
 #include "engine/text.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
@@ -45,6 +47,18 @@
 #define MAX_COMMUNE    200 /* longer texts are no commune name: not searched (geo scans cost) */
 
 /* One step in progress. */
+/* What machine_question.c's classify() made of `text` in the place the session was then: the
+ * event's message is read twice in a step (to keep it or not, then to answer it). */
+struct fb__kb_memo {
+    const char *text; /* NULL: nothing yet */
+    const fb_dialog_t *d;
+    int state, back_to;
+    bool ended;
+    size_t n_cand, n_confirm;
+    int take;
+    fb_kb_result_t res;
+};
+
 struct run {
     const fb_engine_env_t *env;
     const fb_dialog_t *d;      /* the version the session runs on */
@@ -54,18 +68,23 @@ struct run {
     fb_expr_env_t xenv;
     /* values computed for lookup(), dropped whenever answers or the state change */
     json_t *c_road, *c_question, *c_help, *c_fails, *c_min, *c_max, *c_etape;
-    json_t *c_delai;     /* "3 mois": the delay the user just asked for, or NULL */
-    json_t *c_recherche; /* the commune step's context for its texts ("recherche"), or NULL */
-    json_t *c_example;   /* `exemple`: an answer the current question understands, or NULL */
-    json_t *c_road_url;  /* `lien_feuille_de_route`: env->roadmap_url as JSON, or NULL */
-    json_t **c_communes; /* per slot */
-    json_t **c_cats;     /* per catalogue: its items whose `si` holds */
-    int guard;           /* > 0 while rendering the question or its help (no recursion) */
-    bool road_read;      /* fb__run_builtin() gave `feuille_de_route` (fb__run_say_text) */
-    bool kb_feedback;    /* the previous message was a knowledge-base answer (session `w`) */
+    json_t *c_delai;        /* "3 mois": the delay the user just asked for, or NULL */
+    json_t *c_recherche;    /* the commune step's context for its texts ("recherche"), or NULL */
+    json_t *c_example;      /* `exemple`: an answer the current question understands, or NULL */
+    json_t *c_road_url;     /* `lien_feuille_de_route`: env->roadmap_url as JSON, or NULL */
+    json_t **c_communes;    /* per slot */
+    json_t **c_cats;        /* per catalogue: its items whose `si` holds */
+    unsigned char *c_items; /* per item whose `si` reads answers only: 0 not known yet, 1 its
+                               `si` fails, 2 it holds; valid while answers_gen == c_items_gen */
+    unsigned answers_gen;   /* counts the changes of s.answers in this step */
+    unsigned c_items_gen;
+    int guard;        /* > 0 while rendering the question or its help (no recursion) */
+    bool road_read;   /* fb__run_builtin() gave `feuille_de_route` (fb__run_say_text) */
+    bool kb_feedback; /* the previous message was a knowledge-base answer (session `w`) */
     char *note;  /* what a loose answer was understood as: the next `say` starts « Noté : X. » */
     bool no_ask; /* a command answered while an advisor has the conversation: no question */
     bool steps_listed; /* the step list was said with its buttons (fb__run_say_steps) */
+    struct fb__kb_memo kb_memo;
 };
 
 static inline const struct fb__state *cur(const struct run *r)
@@ -88,11 +107,12 @@ static inline const fb_geo_t *geo_of(const struct run *r)
 /*
  * A new JSON string of `len` bytes. Every source of text is valid UTF-8 (YAML, the geo index,
  * answers.c's checks), so this never happens in practice; should it, non-ASCII bytes become
- * '?' rather than the message being lost.
+ * '?' rather than the message being lost. The check is utf8.c's (the same rules as jansson's,
+ * with an ASCII fast path: messages are long), then jansson does not check again.
  */
 static inline json_t *text_json(const char *s, size_t len)
 {
-    json_t *v = json_stringn(s, len);
+    json_t *v = fb_utf8_valid(s, len) ? json_stringn_nocheck(s, len) : NULL;
     if (v)
         return v;
     char *copy = fb_malloc(len + 1);
@@ -109,6 +129,8 @@ extern const char *const fb__run_month_names[12];
 void fb__run_drop(json_t **v);
 
 void fb__run_invalidate(struct run *r);
+
+void fb__run_answers_changed(struct run *r);
 
 bool fb__run_is_nsp(const json_t *v);
 
@@ -219,7 +241,7 @@ void fb__run_restart(struct run *r, const char *stat_name);
 bool fb__run_command(struct run *r, int cmd);
 
 /* machine_question.c: questions to the knowledge base (docs/internals/KB.md) */
-bool fb__run_kb_private(const struct run *r, const char *text);
+bool fb__run_kb_private(struct run *r, const char *text);
 bool fb__run_kb_input(struct run *r, const char *text, bool feedback_due);
 
 #endif

@@ -211,10 +211,30 @@ static enum kb_take classify(const struct run *r, const char *text, fb_kb_result
     return free_text || !form ? KB_NOT : KB_UNKNOWN;
 }
 
-bool fb__run_kb_private(const struct run *r, const char *text)
+/* classify(), once per message and place in the conversation (see struct run's kb_memo). */
+static enum kb_take classify_once(struct run *r, const char *text, fb_kb_result_t *res)
+{
+    struct fb__kb_memo *m = &r->kb_memo;
+    if (!m->text || m->text != text || m->d != r->d || m->state != r->s.state ||
+        m->back_to != r->s.back_to || m->ended != r->s.ended || m->n_cand != r->s.n_cand ||
+        m->n_confirm != r->s.n_confirm) {
+        m->take = classify(r, text, &m->res);
+        m->text = text;
+        m->d = r->d;
+        m->state = r->s.state;
+        m->back_to = r->s.back_to;
+        m->ended = r->s.ended;
+        m->n_cand = r->s.n_cand;
+        m->n_confirm = r->s.n_confirm;
+    }
+    *res = m->res;
+    return (enum kb_take)m->take;
+}
+
+bool fb__run_kb_private(struct run *r, const char *text)
 {
     fb_kb_result_t res;
-    return classify(r, text, &res) != KB_NOT;
+    return classify_once(r, text, &res) != KB_NOT;
 }
 
 bool fb__run_kb_input(struct run *r, const char *text, bool feedback_due)
@@ -232,7 +252,7 @@ bool fb__run_kb_input(struct run *r, const char *text, bool feedback_due)
         }
     }
     fb_kb_result_t res;
-    switch (classify(r, text, &res)) {
+    switch (classify_once(r, text, &res)) {
     case KB_NOT:
         return false;
     case KB_ANSWER:

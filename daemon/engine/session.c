@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "common/utf8.h"
+#include "engine/effects.h"
 #include "engine/geo.h"
 #include "engine/internal.h"
 #include "engine/text.h"
@@ -105,10 +106,9 @@ static const fb_dialog_t *find_version(const fb_dialog_t *d, const fb_engine_env
     return NULL;
 }
 
-/* Reads an optional boolean member: absent -> false. Returns false for a wrong type. */
-static bool opt_bool(const json_t *o, const char *key, bool *out)
+/* Reads an optional boolean member `v` (NULL: absent -> false). Returns false for a wrong type. */
+static bool opt_bool(const json_t *v, bool *out)
 {
-    const json_t *v = json_object_get(o, key);
     *out = false;
     if (!v)
         return true;
@@ -137,10 +137,9 @@ const char *fb_engine_session_insee(const json_t *session)
     return NULL;
 }
 
-/* Reads an optional non-negative integer member below `max`: absent -> 0. */
-static bool opt_uint(const json_t *o, const char *key, unsigned max, unsigned *out)
+/* Reads an optional non-negative integer member `v` below `max`: absent -> 0. */
+static bool opt_uint(const json_t *v, unsigned max, unsigned *out)
 {
-    const json_t *v = json_object_get(o, key);
     *out = 0;
     if (!v)
         return true;
@@ -176,10 +175,10 @@ static bool qual_valid(const json_t *q)
     return true;
 }
 
-/* Reads an optional array of strings: absent -> NULL (valid). Returns false for a wrong type. */
-static bool opt_strings(const json_t *o, const char *key, const json_t **out)
+/* Reads an optional array of strings `v`: absent -> NULL (valid). Returns false for a wrong type.
+ */
+static bool opt_strings(const json_t *v, const json_t **out)
 {
-    const json_t *v = json_object_get(o, key);
     *out = NULL;
     if (!v)
         return true;
@@ -382,31 +381,41 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
     s->pending_step = -1;
     if (!json_is_object(session))
         return FB_EINVAL;
-    const json_t *v = json_object_get(session, "v");
-    const json_t *jd = json_object_get(session, "d");
-    const json_t *jh = json_object_get(session, "h");
-    const json_t *js = json_object_get(session, "s");
-    const json_t *ja = json_object_get(session, "a");
-    const json_t *ju = json_object_get(session, "u");
-    const json_t *jk = json_object_get(session, "k");
-    const json_t *jj = json_object_get(session, "j");
-    const json_t *jl = json_object_get(session, "l");
-    const json_t *jq = json_object_get(session, "q");
-    const json_t *jz = json_object_get(session, "z");
+    /* The members, one-letter keys, in one pass over the object (other keys are ignored). */
+    const json_t *m[26] = {NULL};
+    json_t *obj = unconst(session);
+    for (void *it = json_object_iter(obj); it; it = json_object_iter_next(obj, it)) {
+        const char *k = json_object_iter_key(it);
+        if (json_object_iter_key_len(it) == 1 && k[0] >= 'a' && k[0] <= 'z')
+            m[k[0] - 'a'] = json_object_iter_value(it);
+    }
+#define MEMBER(c) m[(c) - 'a']
+    const json_t *v = MEMBER('v');
+    const json_t *jd = MEMBER('d');
+    const json_t *jh = MEMBER('h');
+    const json_t *js = MEMBER('s');
+    const json_t *ja = MEMBER('a');
+    const json_t *ju = MEMBER('u');
+    const json_t *jk = MEMBER('k');
+    const json_t *jj = MEMBER('j');
+    const json_t *jl = MEMBER('l');
+    const json_t *jq = MEMBER('q');
+    const json_t *jz = MEMBER('z');
     if (!json_is_integer(v) || json_integer_value(v) != SESSION_FORMAT || !json_is_string(jd) ||
         !d->id || strcmp(json_string_value(jd), d->id) != 0 || !json_is_string(jh) ||
         !json_is_string(js) || (ja && !json_is_object(ja)) || (ju && !json_is_object(ju)) ||
         (jk && !json_is_string(jk)) || (jj && !json_is_array(jj)) ||
         (jl && !last_messages_valid(jl)) || (jq && !qual_valid(jq)) || (jz && !json_is_string(jz)))
         return FB_EINVAL;
-    if (!opt_strings(session, "t", &tags) || !opt_strings(session, "p", &path) ||
-        !opt_strings(session, "r", &road) || !opt_strings(session, "c", &cand) ||
-        !opt_strings(session, "y", &conf) || !opt_uint(session, "f", 1000, &fails) ||
-        !opt_uint(session, "n", 1000, &reminders) || !opt_bool(session, "x", &escalated) ||
-        !opt_bool(session, "e", &ended) || !opt_bool(session, "m", &muted) ||
-        !opt_bool(session, "g", &pick) || !opt_bool(session, "o", &avis) ||
-        !opt_bool(session, "w", &kb_asked) || !opt_bool(session, "b", &after_asked))
+    if (!opt_strings(MEMBER('t'), &tags) || !opt_strings(MEMBER('p'), &path) ||
+        !opt_strings(MEMBER('r'), &road) || !opt_strings(MEMBER('c'), &cand) ||
+        !opt_strings(MEMBER('y'), &conf) || !opt_uint(MEMBER('f'), 1000, &fails) ||
+        !opt_uint(MEMBER('n'), 1000, &reminders) || !opt_bool(MEMBER('x'), &escalated) ||
+        !opt_bool(MEMBER('e'), &ended) || !opt_bool(MEMBER('m'), &muted) ||
+        !opt_bool(MEMBER('g'), &pick) || !opt_bool(MEMBER('o'), &avis) ||
+        !opt_bool(MEMBER('w'), &kb_asked) || !opt_bool(MEMBER('b'), &after_asked))
         return FB_EINVAL;
+#undef MEMBER
 
     const fb_dialog_t *use = find_version(d, env, json_string_value(jh));
     bool migrate = use == NULL;
@@ -537,12 +546,12 @@ void fb__session_own_answers(struct fb__sess *s)
 json_t *fb__session_dump(const struct fb__sess *s)
 {
     const fb_dialog_t *d = s->d;
-    json_t *o = json_object();
-    (void)json_object_set_new(o, "v", json_integer(SESSION_FORMAT));
-    (void)json_object_set(o, "d", d->id_json);
-    (void)json_object_set(o, "h", d->hash_json);
-    (void)json_object_set(o, "s", d->state_json[s->state]);
-    (void)json_object_set(o, "a", s->answers);
+    json_t *o = json_object(); /* one-letter literal keys: no UTF-8 check needed */
+    (void)json_object_set_new_nocheck(o, "v", json_integer(SESSION_FORMAT));
+    (void)json_object_set_nocheck(o, "d", d->id_json);
+    (void)json_object_set_nocheck(o, "h", d->hash_json);
+    (void)json_object_set_nocheck(o, "s", d->state_json[s->state]);
+    (void)json_object_set_nocheck(o, "a", s->answers);
     json_t *t = NULL;
     for (size_t i = 0; i < d->n_tags; i++) {
         if (!s->tags[i])
@@ -552,49 +561,49 @@ json_t *fb__session_dump(const struct fb__sess *s)
         (void)json_array_append(t, d->tag_json[i]);
     }
     if (t)
-        (void)json_object_set_new(o, "t", t);
+        (void)json_object_set_new_nocheck(o, "t", t);
     if (s->n_path > 0) {
         json_t *p = json_array();
         for (size_t i = 0; i < s->n_path; i++)
             (void)json_array_append(p, d->state_json[s->path[i]]);
-        (void)json_object_set_new(o, "p", p);
+        (void)json_object_set_new_nocheck(o, "p", p);
     }
     if (s->fails > 0)
-        (void)json_object_set_new(o, "f", json_integer(s->fails));
+        (void)json_object_set_new_nocheck(o, "f", json_integer(s->fails));
     if (s->n_road > 0) {
         json_t *r = json_array();
         json_t *u = NULL;
         bool any_day = false;
         for (size_t i = 0; i < s->n_road; i++) {
             const char *ref = d->items[s->road[i]].ref;
-            (void)json_array_append_new(r, json_string(ref));
+            (void)json_array_append(r, d->item_ref_json[s->road[i]]);
             if (s->status[i] != FB__ST_A_FAIRE) {
                 if (!u)
                     u = json_object();
-                (void)json_object_set_new(u, ref, json_string(fb__status_names[s->status[i]]));
+                (void)json_object_set(u, ref, d->status_name_json[s->status[i]]);
             }
             any_day = any_day || (s->day && s->day[i] > 0);
         }
-        (void)json_object_set_new(o, "r", r);
+        (void)json_object_set_new_nocheck(o, "r", r);
         if (u)
-            (void)json_object_set_new(o, "u", u);
+            (void)json_object_set_new_nocheck(o, "u", u);
         if (any_day) { /* parallel to `r`: days since 1970-01-01, 0 for never changed */
             json_t *j = json_array();
             for (size_t i = 0; i < s->n_road; i++)
                 (void)json_array_append_new(j, json_integer(s->day[i] > 0 ? s->day[i] : 0));
-            (void)json_object_set_new(o, "j", j);
+            (void)json_object_set_new_nocheck(o, "j", j);
         }
     }
     if (s->pending_step >= 0 && (size_t)s->pending_step < s->n_road) {
-        (void)json_object_set_new(o, "k", json_string(d->items[s->road[s->pending_step]].ref));
+        (void)json_object_set_nocheck(o, "k", d->item_ref_json[s->road[s->pending_step]]);
         if (s->pending_pick)
-            (void)json_object_set_new(o, "g", json_true());
+            (void)json_object_set_new_nocheck(o, "g", json_true());
     }
     if (s->n_cand > 0) {
         json_t *c = json_array();
         for (size_t i = 0; i < s->n_cand; i++)
             (void)json_array_append_new(c, json_string(s->cand[i]));
-        (void)json_object_set_new(o, "c", c);
+        (void)json_object_set_new_nocheck(o, "c", c);
     }
     if (s->n_confirm > 0) {
         const struct fb__state *st = &d->states[s->state];
@@ -608,34 +617,34 @@ json_t *fb__session_dump(const struct fb__sess *s)
             (void)json_array_append_new(y, json_string(fb_buf_str(&ids)));
             fb_buf_free(&ids);
         }
-        (void)json_object_set_new(o, "y", y);
+        (void)json_object_set_new_nocheck(o, "y", y);
     }
     if (s->qual[0])
-        (void)json_object_set_new(o, "q", json_string(s->qual));
+        (void)json_object_set_new_nocheck(o, "q", json_string(s->qual));
     if (s->reminders > 0)
-        (void)json_object_set_new(o, "n", json_integer(s->reminders));
+        (void)json_object_set_new_nocheck(o, "n", json_integer(s->reminders));
     if (s->escalated)
-        (void)json_object_set_new(o, "x", json_true());
+        (void)json_object_set_new_nocheck(o, "x", json_true());
     if (s->ended)
-        (void)json_object_set_new(o, "e", json_true());
+        (void)json_object_set_new_nocheck(o, "e", json_true());
     if (s->muted)
-        (void)json_object_set_new(o, "m", json_true());
+        (void)json_object_set_new_nocheck(o, "m", json_true());
     if (s->avis_given)
-        (void)json_object_set_new(o, "o", json_true());
+        (void)json_object_set_new_nocheck(o, "o", json_true());
     if (s->back_to >= 0)
-        (void)json_object_set(o, "z", d->state_json[s->back_to]);
+        (void)json_object_set_nocheck(o, "z", d->state_json[s->back_to]);
     if (s->after_asked)
-        (void)json_object_set_new(o, "b", json_true());
+        (void)json_object_set_new_nocheck(o, "b", json_true());
     if (s->kb_asked)
-        (void)json_object_set_new(o, "w", json_true());
+        (void)json_object_set_new_nocheck(o, "w", json_true());
     if (s->last_messages && json_array_size(s->last_messages) > 0)
-        (void)json_object_set(o, "l", s->last_messages);
+        (void)json_object_set_nocheck(o, "l", s->last_messages);
     return o;
 }
 
 json_t *fb__commune_compact(const char *insee, const char *name)
 {
-    return json_pack("{s:s, s:s}", "insee", insee, "nom", name);
+    return fb_json_strings(2, "insee", insee, "nom", name);
 }
 
 json_t *fb__commune_expand(const fb_geo_t *geo, const json_t *v)

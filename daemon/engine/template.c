@@ -733,8 +733,15 @@ int fb_template_format_value(const json_t *v, fb_buf_t *out)
 /* Copies runs of safe bytes at once and the five entities between them. */
 int fb_template_html_escape(const char *s, size_t n, fb_buf_t *out)
 {
+    /* the five bytes that need an entity; runs of other bytes are skipped with one test each */
+    static const bool special[256] = {
+        ['&'] = true, ['<'] = true, ['>'] = true, ['"'] = true, ['\''] = true};
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
+        while (i < n && !special[(unsigned char)s[i]])
+            i++;
+        if (i == n)
+            break;
         const char *ent;
         switch (s[i]) {
         case '&':
@@ -997,6 +1004,10 @@ static int render_list(struct render *r, const struct tlist *l)
 
 /* ---- pass 2: light markup to plain text or HTML ---- */
 
+/* Texts of up to this many bytes index their markup in a stack array (most messages: a question
+ * and its choices); longer ones allocate. */
+#define MARKUP_SMALL 512
+
 struct markup {
     const char *s;
     const unsigned char *m; /* 1 where the byte came from a value, 2 from a liens(...) value */
@@ -1005,6 +1016,9 @@ struct markup {
     uint32_t *next_bold;
     uint32_t *next_mid;
     uint32_t *next_close;
+    /* Next offset where inline_run() may have something to do: an author's "**" or "[", or an
+     * 'h' of a liens(...) value (n when none); the bytes before it are plain text. */
+    uint32_t *next_special;
 };
 
 static bool author(const struct markup *k, size_t i, char c)
@@ -1014,22 +1028,31 @@ static bool author(const struct markup *k, size_t i, char c)
 
 /* Fills the next_* tables in one backward pass, so that finding a closing "**", "](" or ")"
  * is O(1) and hostile lines full of "[" or "**" stay linear. */
-static void markup_index(struct markup *k)
+static void markup_index(struct markup *k, uint32_t *small, size_t small_len)
 {
     size_t n = k->n;
-    k->next_bold = fb_malloc((n + 2) * sizeof(uint32_t));
-    k->next_mid = fb_malloc((n + 2) * sizeof(uint32_t));
-    k->next_close = fb_malloc((n + 2) * sizeof(uint32_t));
+    /* the four tables in `small` (the caller's stack) when they fit, else one allocation */
+    k->next_bold = 4 * (n + 2) <= small_len ? small : fb_malloc(4 * (n + 2) * sizeof(uint32_t));
+    k->next_mid = k->next_bold + (n + 2);
+    k->next_close = k->next_mid + (n + 2);
+    k->next_special = k->next_close + (n + 2);
     uint32_t none = (uint32_t)n;
     k->next_bold[n] = k->next_bold[n + 1] = none;
     k->next_mid[n] = k->next_mid[n + 1] = none;
     k->next_close[n] = k->next_close[n + 1] = none;
+    k->next_special[n] = k->next_special[n + 1] = none;
+    char after = '\0'; /* the author's byte at i + 1; '\0' for a value's byte or the end */
     for (size_t i = n; i-- > 0;) {
-        bool pair_star = author(k, i, '*') && author(k, i + 1, '*');
-        bool pair_mid = author(k, i, ']') && author(k, i + 1, '(');
+        char c = k->m[i] ? '\0' : k->s[i]; /* author(k, i, x) is c == x */
+        bool pair_star = c == '*' && after == '*';
+        bool pair_mid = c == ']' && after == '(';
+        bool special =
+            pair_star || c == '[' || (k->m[i] == 2 && (k->s[i] == 'h' || k->s[i] == 'H'));
         k->next_bold[i] = pair_star ? (uint32_t)i : k->next_bold[i + 1];
         k->next_mid[i] = pair_mid ? (uint32_t)i : k->next_mid[i + 1];
-        k->next_close[i] = author(k, i, ')') ? (uint32_t)i : k->next_close[i + 1];
+        k->next_close[i] = c == ')' ? (uint32_t)i : k->next_close[i + 1];
+        k->next_special[i] = special ? (uint32_t)i : k->next_special[i + 1];
+        after = c;
     }
 }
 
@@ -1219,6 +1242,9 @@ static int inline_run(const struct markup *k, fb_buf_t *out, bool html, size_t b
     size_t i = b, lit = b;
     int rc = 0;
     while (i < e && !rc) {
+        i = k->next_special[i]; /* nothing to do before it: plain text, emitted with the run */
+        if (i >= e)
+            break;
         if (k->next_bold[i] == i && i + 1 < e) {
             size_t j = k->next_bold[i + 2];
             if (j > i + 2 && j + 1 < e) {
@@ -1287,8 +1313,17 @@ static int render_markup(const struct markup *k, fb_buf_t *out, bool html)
     size_t b = 0;
     while (b <= k->n && !rc) {
         size_t e = b;
-        while (e < k->n && !author(k, e, '\n'))
+        for (;;) { /* the next newline the author wrote (a value's newline is a <br>) */
+            const char *nl = e < k->n ? memchr(k->s + e, '\n', k->n - e) : NULL;
+            if (!nl) {
+                e = k->n;
+                break;
+            }
+            e = (size_t)(nl - k->s);
+            if (!k->m[e])
+                break;
             e++;
+        }
         size_t next = e + 1;
         while (b < e && blank(k->s[b]))
             b++;
@@ -1385,6 +1420,7 @@ int fb_template_render(const fb_template_t *t, const fb_expr_env_t *env, fb_buf_
     fb_buf_init(&outs[1], FB_TEMPLATE_MAX_OUTPUT);
     struct markup k;
     memset(&k, 0, sizeof(k));
+    uint32_t small[4 * (MARKUP_SMALL + 2)]; /* the markup tables of a short text (8 KiB) */
 
     int rc = render_list(&r, &t->root);
     if (rc)
@@ -1392,7 +1428,7 @@ int fb_template_render(const fb_template_t *t, const fb_expr_env_t *env, fb_buf_
     k.s = fb_buf_str(&r.text);
     k.m = (const unsigned char *)fb_buf_str(&r.mask);
     k.n = r.text.len;
-    markup_index(&k);
+    markup_index(&k, small, FB_ARRAY_SIZE(small));
     if (plain)
         rc = render_markup(&k, &outs[0], false);
     if (!rc && html)
@@ -1409,9 +1445,8 @@ done:
         if (html)
             fb_buf_free(html);
     }
-    fb_free(k.next_bold);
-    fb_free(k.next_mid);
-    fb_free(k.next_close);
+    if (k.next_bold != small)
+        fb_free(k.next_bold); /* the four tables */
     fb_buf_free(&outs[0]);
     fb_buf_free(&outs[1]);
     fb_buf_free(&r.text);

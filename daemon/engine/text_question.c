@@ -9,69 +9,72 @@
 #include "engine/text.h"
 #include "frichebot/alloc.h"
 
+/* A folded phrase and its length in bytes. */
+struct words {
+    const char *w;
+    size_t n;
+};
+#define W(lit)                                                                                     \
+    {                                                                                              \
+        lit, sizeof(lit) - 1                                                                       \
+    }
+
 /* Folded forms that open a question ("comment ...", "est-ce que ..."), matched on whole words at
  * the start of the message. A lone "que" is not one ("que des commerces" answers a question). */
-static const char *const openers[] = {
-    "c est quoi", "cest quoi",    "c koi",         "ckoi",         "c quoi",
-    "qu est ce",  "quest ce",     "kesako",        "quesaco",      "comment",
-    "pourquoi",   "qui",          "quand",         "combien",      "est ce",
-    "peut on",    "peut il",      "peut elle",     "peuvent ils",  "faut il",
-    "quel",       "quelle",       "quels",         "quelles",      "ou",
-    "quoi",       "a quoi",       "a qui",         "de quoi",      "dois je",
-    "doit on",    "doit il",      "doit elle",     "doivent ils",  "puis je",
-    "peux je",    "pouvez vous",  "pourriez vous", "pourrait on",  "y a t il",
-    "ya t il",    "existe t il",  "est il",        "est elle",     "sont ils",
-    "ai je",      "a t on",       "a t il",        "avons nous",   "lequel",
-    "laquelle",   "lesquels",     "lesquelles",    "quid",         "que faire",
-    "que veut",   "que signifie", "que dit",       "que se passe", "que doit",
-    "que dois",   "que peut",     "que peux",      "que faut",     "que risque",
-    "que change", "que prevoit",  "sait on",       "savez vous",   "connaissez vous",
-    "comment",    "c est qui",    "cest qui",      "qui est",      "qui paye",
-    "qui paie"};
+static const struct words openers[] = {
+    W("c est quoi"), W("cest quoi"),    W("c koi"),         W("ckoi"),         W("c quoi"),
+    W("qu est ce"),  W("quest ce"),     W("kesako"),        W("quesaco"),      W("comment"),
+    W("pourquoi"),   W("qui"),          W("quand"),         W("combien"),      W("est ce"),
+    W("peut on"),    W("peut il"),      W("peut elle"),     W("peuvent ils"),  W("faut il"),
+    W("quel"),       W("quelle"),       W("quels"),         W("quelles"),      W("ou"),
+    W("quoi"),       W("a quoi"),       W("a qui"),         W("de quoi"),      W("dois je"),
+    W("doit on"),    W("doit il"),      W("doit elle"),     W("doivent ils"),  W("puis je"),
+    W("peux je"),    W("pouvez vous"),  W("pourriez vous"), W("pourrait on"),  W("y a t il"),
+    W("ya t il"),    W("existe t il"),  W("est il"),        W("est elle"),     W("sont ils"),
+    W("ai je"),      W("a t on"),       W("a t il"),        W("avons nous"),   W("lequel"),
+    W("laquelle"),   W("lesquels"),     W("lesquelles"),    W("quid"),         W("que faire"),
+    W("que veut"),   W("que signifie"), W("que dit"),       W("que se passe"), W("que doit"),
+    W("que dois"),   W("que peut"),     W("que peux"),      W("que faut"),     W("que risque"),
+    W("que change"), W("que prevoit"),  W("sait on"),       W("savez vous"),   W("connaissez vous"),
+    W("comment"),    W("c est qui"),    W("cest qui"),      W("qui est"),      W("qui paye"),
+    W("qui paie"),
+};
 
 /* Folded forms that make a question anywhere in the message. */
-static const char *const inside[] = {"c est quoi",
-                                     "cest quoi",
-                                     "qu est ce qu",
-                                     "quest ce qu",
-                                     "est ce que",
-                                     "est ce qu",
-                                     "peut on",
-                                     "faut il",
-                                     "doit on",
-                                     "a quoi sert",
-                                     "comment",
-                                     "pourquoi",
-                                     "combien",
-                                     "y a t il",
-                                     "est il possible",
-                                     "je voudrais savoir",
-                                     "j aimerais savoir",
-                                     "je me demande",
-                                     "que veut dire",
-                                     "que signifie",
-                                     "quelle est",
-                                     "quel est",
-                                     "quels sont",
-                                     "quelles sont",
-                                     "c koi",
-                                     "kesako"};
+static const struct words inside[] = {
+    W("c est quoi"),
+    W("cest quoi"),
+    W("qu est ce qu"),
+    W("quest ce qu"),
+    W("est ce que"),
+    W("est ce qu"),
+    W("peut on"),
+    W("faut il"),
+    W("doit on"),
+    W("a quoi sert"),
+    W("comment"),
+    W("pourquoi"),
+    W("combien"),
+    W("y a t il"),
+    W("est il possible"),
+    W("je voudrais savoir"),
+    W("j aimerais savoir"),
+    W("je me demande"),
+    W("que veut dire"),
+    W("que signifie"),
+    W("quelle est"),
+    W("quel est"),
+    W("quels sont"),
+    W("quelles sont"),
+    W("c koi"),
+    W("kesako"),
+};
 
-/* True when `f` (folded) starts with the words `w` (then a space or the end). */
-static bool starts_with_words(const char *f, const char *w)
+/* True when the folded text at `p` starts with the words `w` (then a space or the end). The first
+ * byte is compared first: most phrases stop there. */
+static bool words_at(const char *p, const struct words *w)
 {
-    size_t n = strlen(w);
-    return strncmp(f, w, n) == 0 && (f[n] == ' ' || f[n] == '\0');
-}
-
-/* True when `f` holds the words `w` on word boundaries. */
-static bool has_words(const char *f, const char *w)
-{
-    size_t n = strlen(w);
-    for (const char *p = strstr(f, w); p; p = strstr(p + 1, w))
-        if ((p == f || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
-            return true;
-    return false;
+    return p[0] == w->w[0] && strncmp(p, w->w, w->n) == 0 && (p[w->n] == ' ' || p[w->n] == '\0');
 }
 
 bool fb_text_ends_with_question_mark(const char *text)
@@ -107,9 +110,13 @@ bool fb_text_has_question_form(const char *text)
     }
     bool yes = false;
     for (size_t i = 0; !yes && i < FB_ARRAY_SIZE(openers); i++)
-        yes = starts_with_words(f, openers[i]);
-    for (size_t i = 0; !yes && i < FB_ARRAY_SIZE(inside); i++)
-        yes = has_words(f, inside[i]);
+        yes = words_at(f, &openers[i]);
+    /* `inside` phrases on word boundaries: tried at the start of each word (one pass over the
+     * text instead of one search per phrase) */
+    for (const char *p = f; !yes && *p; p++)
+        if (p == f || p[-1] == ' ')
+            for (size_t i = 0; !yes && i < FB_ARRAY_SIZE(inside); i++)
+                yes = words_at(p, &inside[i]);
     fb_free(big);
     return yes;
 }

@@ -101,6 +101,73 @@ TEST_IMPL(buf_bounded_growth)
     return 0;
 }
 
+/* fb_buf_printf() formats in the free room when the text fits (one pass): the maximum, the NUL
+ * and the contents are as when it measured first. */
+TEST_IMPL(buf_printf_in_place)
+{
+    fb_buf_t b;
+    fb_buf_init(&b, 10);
+    ASSERT_OK(fb_buf_puts(&b, "abc")); /* 64 bytes allocated: room for what follows */
+    ASSERT_OK(fb_buf_printf(&b, "%d-%s", 42, "x"));
+    ASSERT_STR_EQ(b.data, "abc42-x");
+    ASSERT_EQ(b.len, 7);
+    /* fits the room but not the maximum: refused, the buffer freed, as an append */
+    ASSERT_EQ(fb_buf_printf(&b, "%s", "1234"), FB_ETOOBIG);
+    ASSERT_NULL(b.data);
+    ASSERT_EQ(b.len, 0);
+    /* longer than the room: measured, grown, written */
+    fb_buf_t big;
+    fb_buf_init(&big, 1000);
+    ASSERT_OK(fb_buf_puts(&big, "start "));
+    ASSERT_OK(fb_buf_printf(&big, "%0200d|%s", 7, "end"));
+    ASSERT_EQ(big.len, 6 + 200 + 4);
+    ASSERT_EQ(big.data[big.len], '\0');
+    ASSERT_STR_EQ(big.data + big.len - 5, "7|end");
+    ASSERT_OK(fb_buf_printf(&big, "%s", ""));
+    ASSERT_EQ(big.len, 6 + 200 + 4);
+    fb_buf_free(&big);
+    return 0;
+}
+
+/* The 8-byte ASCII path of the validators decides as the byte-wise one: a bad byte or a control
+ * character anywhere in a long run is found, \t \n \r stay allowed in text. */
+TEST_IMPL(utf8_valid_long_ascii_runs)
+{
+    char s[64];
+    memset(s, 'a', sizeof(s));
+    ASSERT(fb_utf8_valid(s, sizeof(s)));
+    ASSERT(fb_utf8_valid_text(s, sizeof(s)));
+    for (size_t at = 0; at < sizeof(s); at += 7) {
+        memset(s, 'a', sizeof(s));
+        s[at] = '\x85'; /* a lone continuation byte */
+        ASSERT(!fb_utf8_valid(s, sizeof(s)));
+        ASSERT(!fb_utf8_valid_text(s, sizeof(s)));
+        s[at] = '\x01';
+        ASSERT(fb_utf8_valid(s, sizeof(s)));
+        ASSERT(!fb_utf8_valid_text(s, sizeof(s)));
+        s[at] = '\0';
+        ASSERT(fb_utf8_valid(s, sizeof(s)));
+        ASSERT(!fb_utf8_valid_text(s, sizeof(s)));
+        s[at] = '\t';
+        ASSERT(fb_utf8_valid_text(s, sizeof(s)));
+        s[at] = '\n';
+        ASSERT(fb_utf8_valid_text(s, sizeof(s)));
+        s[at] = '\r';
+        ASSERT(fb_utf8_valid_text(s, sizeof(s)));
+        s[at] = 0x7F; /* DEL is not a C0 control: allowed, as before */
+        ASSERT(fb_utf8_valid_text(s, sizeof(s)));
+    }
+    /* a sequence cut by the end after a long run */
+    memset(s, 'a', sizeof(s));
+    s[sizeof(s) - 1] = '\xc3';
+    ASSERT(!fb_utf8_valid(s, sizeof(s)));
+    /* accented text: runs broken by two-byte sequences */
+    const char *fr =
+        "Votre feuille de route \xe2\x80\x93 Alen\xc3\xa7on (Orne), d\xc3\xa9j\xc3\xa0 faite";
+    ASSERT(fb_utf8_valid_text(fr, strlen(fr)));
+    return 0;
+}
+
 TEST_IMPL(log_spec_parsing)
 {
     const char *bad = NULL;

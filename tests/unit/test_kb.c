@@ -630,6 +630,14 @@ TEST_IMPL(kb_question_detection)
     ASSERT(fb_text_is_question("Grenoble ?"));
     ASSERT(!fb_text_has_question_form("Grenoble ?"));
     ASSERT(fb_text_has_question_form("comment on fait"));
+    /* inside the message, on word boundaries only (the one-pass scan of text_question.c) */
+    ASSERT(fb_text_has_question_form("dites-moi comment faire"));
+    ASSERT(fb_text_has_question_form("le terrain fait combien"));
+    ASSERT(fb_text_has_question_form("Bonjour, je me demande si c'est possible"));
+    ASSERT(fb_text_has_question_form("et alors, c'est quoi un PLUi"));
+    ASSERT(!fb_text_has_question_form("recommenter le dossier"));
+    ASSERT(!fb_text_has_question_form("les combienistes du coin"));
+    ASSERT(!fb_text_has_question_form("quelques hangars"));
     ASSERT(fb_text_ends_with_question_mark("ah bon ? "));
     ASSERT(!fb_text_ends_with_question_mark("ah bon"));
     ASSERT(!fb_text_is_question(NULL));
