@@ -1408,7 +1408,8 @@ bool fb_kb_is_own_case(const char *question)
 /*
  * Other town-hall business (docs/internals/KB.md, « Other town-hall business »): civil
  * registration, identity papers, school canteens, elections, cemeteries, roads, a citizen's
- * housing application, hiring the village hall. A secretary asks the bot about them in the same
+ * housing application, hiring the village hall, the mayor's absence (who signs in their place),
+ * an account on another site (a lost password). A secretary asks the bot about them in the same
  * words as about the friche (« demande », « logement social », « salle des fêtes », « acte »,
  * « carte »), so one shared word can score high; none is the base's subject. Folded phrases,
  * whole words. « Salle des fêtes » alone is not here: a friche can become one.
@@ -1444,6 +1445,15 @@ static const char *const OFF_TOPIC[] = {"etat civil",
                                         "indemnites de fonction",
                                         "budget primitif",
                                         "compte administratif",
+                                        "mot de passe",
+                                        "mots de passe",
+                                        "identifiant",
+                                        "identifiants",
+                                        "maire est malade",
+                                        "maire est absent",
+                                        "maire est empeche",
+                                        "absence du maire",
+                                        "empechement du maire",
                                         NULL};
 
 static bool off_topic(const char *f)

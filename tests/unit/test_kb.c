@@ -420,6 +420,9 @@ TEST_IMPL(kb_off_topic)
     ASSERT(!fb_kb_is_off_topic("la cantineuse"));
     ASSERT(fb_kb_is_off_topic("indemnites des elus quel montant"));
     ASSERT(fb_kb_is_off_topic("le budget primitif doit etre vote quand"));
+    ASSERT(fb_kb_is_off_topic("j'ai perdu mon mot de passe de Démarches simplifiées"));
+    ASSERT(fb_kb_is_off_topic("le maire est absent cette semaine, qui signe l'acte ?"));
+    ASSERT(!fb_kb_is_off_topic("le maire peut-il signer l'acte de vente lui-même ?"));
     ASSERT(!fb_kb_is_off_topic(NULL));
     {
         fb_kb_t *kb = fb_kb_new();
