@@ -156,12 +156,15 @@ static const char *const stop_words[] = {
  * « concrètement ça change quoi », « il y a quoi dedans »): no subject, but words some answer
  * happens to hold (« dedans » sent a question about the PLU to Action cœur de ville); « et
  * après ? », « juste », « maintenant »; and the modal verbs of a request, as « peut », « doit »
- * and « veut » above (« on voudrait », « nous pourrions », « devrait-on »), whose stems met
- * answers that happen to use them. */
+ * and « veut » above (« on voudrait », « nous pourrions », « devrait-on », « nous souhaitons »,
+ * « on aimerait »), whose stems met answers that happen to use them, or, unknown to the base,
+ * weighed in the norm as a subject it lacks. */
 static const char *const fillers[] = {
     "exactement", "concretement", "precisement", "dedans", "apres", "juste", "maintenant",
     "voudrait", "voudrais", "voudrions", "voulons", "voulez", "veulent", "pourrait", "pourrais",
-    "pourrions", "pouvons", "devons", "devrait", "devrais", "devrions",
+    "pourrions", "pouvons", "devons", "devrait", "devrais", "devrions", "aimerait", "aimerais",
+    "aimerions", "aimeraient", "souhaite", "souhaitons", "souhaitez", "souhaitent", "souhaiterait",
+    "souhaiterais", "souhaiterions",
     /* the greetings and closings of a message written as a letter (« Madame, Monsieur, ...
      * Cordialement »): the question is elsewhere */
     "madame", "monsieur", "mesdames", "messieurs", "cordialement", "cdt", "cdlt", "bonsoir", "bjr",

@@ -464,6 +464,7 @@ TEST_IMPL(kb_typos_and_sms)
                      "zan");
     check_same_terms(NULL, "bonjour à tous, je suis le maire, et après le zan ?", "zan");
     check_same_terms(NULL, "on voudrait juste savoir le zan maintenant", "savoir zan");
+    check_same_terms(NULL, "nous souhaitons savoir le zan, on aimerait", "savoir zan");
     check_terms(NULL, "le maire avance les frais", "mair avanc frais");
     check_terms(NULL, "rien, ça marche pas", "");
     check_terms(NULL, "une étude de marché", "etud march");
