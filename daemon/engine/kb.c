@@ -302,6 +302,12 @@ static void stem_word(struct sb_stemmer **st, const char *w, size_t len, char *o
     for (size_t i = 1; i < n; i++)
         if (out[i] == 'y')
             out[i] = 'i';
+    /* but the nouns "loyer" and "foyer" stem (in Snowball too) to "loi", a law, and "foi" */
+    if ((len == 5 || (len == 6 && w[5] == 's')) &&
+        (strncmp(w, "loyer", 5) == 0 || strncmp(w, "foyer", 5) == 0)) {
+        memcpy(out, w, 5);
+        n = 5;
+    }
     out[n] = '\0';
 }
 
