@@ -156,12 +156,15 @@ static const char *const stop_words[] = {
  * « concrètement ça change quoi », « il y a quoi dedans »): no subject, but words some answer
  * happens to hold (« dedans » sent a question about the PLU to Action cœur de ville); « et
  * après ? », « juste », « maintenant »; and the modal verbs of a request, as « peut », « doit »
- * and « veut » above (« on voudrait », « nous pourrions », « devrait-on »), whose stems met
- * answers that happen to use them. */
+ * and « veut » above (« on voudrait », « nous pourrions », « devrait-on », « nous souhaitons »,
+ * « on aimerait »), whose stems met answers that happen to use them, or, unknown to the base,
+ * weighed in the norm as a subject it lacks. */
 static const char *const fillers[] = {
     "exactement", "concretement", "precisement", "dedans", "apres", "juste", "maintenant",
     "voudrait", "voudrais", "voudrions", "voulons", "voulez", "veulent", "pourrait", "pourrais",
-    "pourrions", "pouvons", "devons", "devrait", "devrais", "devrions",
+    "pourrions", "pouvons", "devons", "devrait", "devrais", "devrions", "aimerait", "aimerais",
+    "aimerions", "aimeraient", "souhaite", "souhaitons", "souhaitez", "souhaitent", "souhaiterait",
+    "souhaiterais", "souhaiterions",
     /* the greetings and closings of a message written as a letter (« Madame, Monsieur, ...
      * Cordialement »): the question is elsewhere */
     "madame", "monsieur", "mesdames", "messieurs", "cordialement", "cdt", "cdlt", "bonsoir", "bjr",
@@ -299,6 +302,12 @@ static void stem_word(struct sb_stemmer **st, const char *w, size_t len, char *o
     for (size_t i = 1; i < n; i++)
         if (out[i] == 'y')
             out[i] = 'i';
+    /* but the nouns "loyer" and "foyer" stem (in Snowball too) to "loi", a law, and "foi" */
+    if ((len == 5 || (len == 6 && w[5] == 's')) &&
+        (strncmp(w, "loyer", 5) == 0 || strncmp(w, "foyer", 5) == 0)) {
+        memcpy(out, w, 5);
+        n = 5;
+    }
     out[n] = '\0';
 }
 
@@ -1408,7 +1417,8 @@ bool fb_kb_is_own_case(const char *question)
 /*
  * Other town-hall business (docs/internals/KB.md, « Other town-hall business »): civil
  * registration, identity papers, school canteens, elections, cemeteries, roads, a citizen's
- * housing application, hiring the village hall. A secretary asks the bot about them in the same
+ * housing application, hiring the village hall, the mayor's absence (who signs in their place),
+ * an account on another site (a lost password). A secretary asks the bot about them in the same
  * words as about the friche (« demande », « logement social », « salle des fêtes », « acte »,
  * « carte »), so one shared word can score high; none is the base's subject. Folded phrases,
  * whole words. « Salle des fêtes » alone is not here: a friche can become one.
@@ -1444,6 +1454,15 @@ static const char *const OFF_TOPIC[] = {"etat civil",
                                         "indemnites de fonction",
                                         "budget primitif",
                                         "compte administratif",
+                                        "mot de passe",
+                                        "mots de passe",
+                                        "identifiant",
+                                        "identifiants",
+                                        "maire est malade",
+                                        "maire est absent",
+                                        "maire est empeche",
+                                        "absence du maire",
+                                        "empechement du maire",
                                         NULL};
 
 static bool off_topic(const char *f)

@@ -67,6 +67,11 @@ TEST_IMPL(kb_stemming)
     check_same_terms(NULL, "propriétaires", "proprietaire");
     check_same_terms(NULL, "qui paye", "qui paie");
     check_terms(NULL, "friches", "frich");
+    /* a rent is no law: Snowball stems « loyer » to « loi » */
+    check_same_terms(NULL, "loyers", "loyer");
+    check_terms(NULL, "le loyer et la loi", "loyer loi");
+    check_terms(NULL, "un foyer", "foyer");
+    check_same_terms(NULL, "nettoyer", "nettoie");
     return 0;
 }
 
@@ -420,6 +425,9 @@ TEST_IMPL(kb_off_topic)
     ASSERT(!fb_kb_is_off_topic("la cantineuse"));
     ASSERT(fb_kb_is_off_topic("indemnites des elus quel montant"));
     ASSERT(fb_kb_is_off_topic("le budget primitif doit etre vote quand"));
+    ASSERT(fb_kb_is_off_topic("j'ai perdu mon mot de passe de Démarches simplifiées"));
+    ASSERT(fb_kb_is_off_topic("le maire est absent cette semaine, qui signe l'acte ?"));
+    ASSERT(!fb_kb_is_off_topic("le maire peut-il signer l'acte de vente lui-même ?"));
     ASSERT(!fb_kb_is_off_topic(NULL));
     {
         fb_kb_t *kb = fb_kb_new();
@@ -461,6 +469,7 @@ TEST_IMPL(kb_typos_and_sms)
                      "zan");
     check_same_terms(NULL, "bonjour à tous, je suis le maire, et après le zan ?", "zan");
     check_same_terms(NULL, "on voudrait juste savoir le zan maintenant", "savoir zan");
+    check_same_terms(NULL, "nous souhaitons savoir le zan, on aimerait", "savoir zan");
     check_terms(NULL, "le maire avance les frais", "mair avanc frais");
     check_terms(NULL, "rien, ça marche pas", "");
     check_terms(NULL, "une étude de marché", "etud march");
