@@ -66,16 +66,36 @@
 
 /* ---- the scripts ------------------------------------------------------------------------- */
 
-/* READ. KEYS: session, dedupe mark, roadmap; ARGV[1] "1" when the roadmap page has an address
- * (server.public_url: without it no message shows a link, so its token is not read). {1} when
- * the event was handled already, else {0, v, d, a, t} (a: the time of the user's last event, ms,
- * "" when unknown; t: the roadmap page's token, "" when none was given yet or not read). */
+/* READ. KEYS: session, an older daemon's dedupe mark of this event ({c:K}:ev:<id>), roadmap, the
+ * dedupe marks (zset {c:K}:ev); ARGV: 1 "1" when the roadmap page has an address
+ * (server.public_url: without it no message shows a link, so its token is not read), 2 the event
+ * id, 3 now ms, 4 the dedupe retention ms, 5 "1" while an older daemon's marks may exist in this
+ * Redis (the retention has not passed since FB_KEY_MARKS_SINCE). {1} when the event was handled
+ * already, else {0, v, d, a, t} (a: the time of the user's last event, ms, "" when unknown; t:
+ * the roadmap page's token, "" when none was given yet or not read). A mark counts for the
+ * retention after its time, as the string keys' PX did (the COMMITs trim the zset only now and
+ * then). The older daemons' marks (one string key per event) are looked for only while they may
+ * still exist (docs/internals/REDIS.md, "Dedupe marks"). */
 static const char read_src[] =
-    "if redis.call('EXISTS', KEYS[2]) == 1 then return {1} end\n"
+    "local s = tonumber(redis.call('ZSCORE', KEYS[4], ARGV[2]))\n"
+    "if s and s > tonumber(ARGV[3]) - tonumber(ARGV[4]) then return {1} end\n"
+    "if ARGV[5] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return {1} end\n"
     "local rt = ARGV[1] == '1' and redis.call('HGET', KEYS[3], 't') or ''\n"
     "local cur = redis.call('HMGET', KEYS[1], '" FB_SESSION_VERSION "', '" FB_SESSION_DATA
     "', '" FB_SESSION_ACTIVITY "')\n"
     "return {0, cur[1] or '0', cur[2] or '', cur[3] or '', rt}\n";
+
+/* SINCE, once at start (off the message path). KEYS: FB_KEY_MARKS_SINCE, the stats hash; ARGV:
+ * now ms. Since when this Redis has its dedupe marks in zsets: kept from the first start of a
+ * daemon that writes them; "0" when no daemon had served here before it (no stats: a new
+ * Redis), so that no older daemon's string mark can exist. READ looks for those only during the
+ * retention after this time (docs/internals/REDIS.md, "Dedupe marks"). Two global keys: one
+ * slot each on a Cluster, where both move under one tag with the other globals (the plan). */
+static const char since_src[] = "local s = redis.call('GET', KEYS[1])\n"
+                                "if s then return s end\n"
+                                "s = redis.call('EXISTS', KEYS[2]) == 1 and ARGV[1] or '0'\n"
+                                "redis.call('SET', KEYS[1], s)\n"
+                                "return s\n";
 
 /*
  * COMMIT, assembled at the first start (build_commit()): commit_head_src, the `K` table of the
@@ -83,9 +103,11 @@ static const char read_src[] =
  * commit_body_src, their lua_post, commit_tail_src. KEYS: the router's N_CORE_KEYS (core_keys[]
  * order), the features' keys, then the adapter's own per-conversation keys
  * (fb_adapter_ops_t.conv_keys), deleted on forget. ARGV: 1 expected version, 2 session data, 3
- * mode (w: write, f: forget, n: leave), 4 write id, 5 session TTL ms (0: none), 6 dedupe TTL ms,
- * 7 now ms, 8 conversation key, 9 the ops as JSON {out, rem, ticket, stats, avis, and the
- * features' members}, 10 "1" for the user's own events (not a reminder): the session records
+ * mode (w: write, f: forget, n: leave), 4 write id, 5 session TTL ms (0: none), 6 dedupe
+ * retention ms, 7 now ms, 8 conversation key, 9 the ops as JSON {out, rem, ticket, stats, avis,
+ * and the features' members}, 10 "1" for the user's own events (not a reminder), 11 the event
+ * id (its dedupe mark in the zset K.event, member = id, score = now ms). With ARGV 10, the
+ * session records
  * the time in `a` and the pending reminders are pushed back (due = now + their delay, kept as
  * "<id>#a" in the reminders hash) before the effects' own schedules. `O.rearm` (a reminder
  * dropped because the user wrote after it fell due): that reminder is armed again at `a` + its
@@ -95,11 +117,20 @@ static const char read_src[] =
  * to its adapter at once, without reading it again (issue 17: round trips per message).
  */
 static const char commit_head_src[] =
-    "if redis.call('EXISTS', KEYS[2]) == 1 then return {2, 0} end\n"
-    "local cur = redis.call('HMGET', KEYS[1], '" FB_SESSION_VERSION "', '" FB_SESSION_TTL_SET "')\n"
+    "local keep = tonumber(ARGV[6])\n"
+    "local seen = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[11]))\n"
+    "if seen and seen > tonumber(ARGV[7]) - keep then return {2, 0} end\n"
+    "local cur = redis.call('HMGET', KEYS[1], '" FB_SESSION_VERSION "', '" FB_SESSION_TTL_SET
+    "', '" FB_SESSION_MARKS "')\n"
     "local v = tonumber(cur[1]) or 0\n"
     "if v ~= tonumber(ARGV[1]) then return {0, v} end\n"
     "local ttl_set = tonumber(cur[2])\n"
+    /* The marks' upkeep (trim, TTL) every 1/100 of the retention, by the session's `z`, and at
+     * every COMMIT that does not write the session (forget, leave: rare). */
+    "local marks_every = math.ceil(keep / 100)\n"
+    "local marks_kept = tonumber(cur[3])\n"
+    "local marks_due = ARGV[3] ~= 'w' or not marks_kept or tonumber(ARGV[7]) - marks_kept >= "
+    "marks_every\n"
     /* true when this COMMIT sets the session's TTL again (below): the features' keys that live
      * as long as the session refresh theirs at the same time, not at every event. */
     "local refresh = false\n"
@@ -154,6 +185,7 @@ static const char commit_body_fmt[] =
     "  local f = {'" FB_SESSION_VERSION "', string.format('%%d', nv), '" FB_SESSION_DATA
     "', ARGV[2], '" FB_SESSION_WRITE_ID "', ARGV[4]}\n"
     "  if A.user then table.insert(f, '" FB_SESSION_ACTIVITY "'); table.insert(f, ARGV[7]) end\n"
+    "  if marks_due then table.insert(f, '" FB_SESSION_MARKS "'); table.insert(f, ARGV[7]) end\n"
     /* The TTL is set again only when 1/100 of it has passed since it was last set (a key expires
      * at most that much early), not at every write: one PEXPIRE per message saved (issue 17). */
     "  refresh = ttl > 0 and (not ttl_set or A.now - ttl_set >= ttl / 100)\n"
@@ -224,13 +256,19 @@ static const char commit_body_fmt[] =
     "  local a = tonumber(redis.call('HGET', K.session, '" FB_SESSION_ACTIVITY "'))\n"
     "  if d and a then redis.call('ZADD', K.due, 'NX', a + d, A.member .. '|' .. O.rearm) end\n"
     "end\n";
-/* The COMMIT's end, after the features' lua_post. */
-static const char commit_tail_src[] = "redis.call('SET', KEYS[2], '1', 'PX', ARGV[6])\n"
-                                      "local res = {1, nv, false}\n"
-                                      "if #O.out > 0 then res[3] = redis.call('LINDEX', "
-                                      "K.outbox, 0) end\n"
-                                      "for _, k in ipairs(kick) do table.insert(res, k) end\n"
-                                      "return res\n";
+/* The COMMIT's end, after the features' lua_post: the dedupe mark, last. Now and then (`marks_due`,
+ * in commit_head_src) the marks older than the retention are trimmed and the zset's TTL set to
+ * the retention plus that period: no command per message for them but the ZADD. */
+static const char commit_tail_src[] =
+    "redis.call('ZADD', K.event, A.now, ARGV[11])\n"
+    "if marks_due then\n"
+    "  redis.call('ZREMRANGEBYSCORE', K.event, '-inf', A.now - keep)\n"
+    "  redis.call('PEXPIRE', K.event, keep + marks_every)\n"
+    "end\n"
+    "local res = {1, nv, false}\n"
+    "if #O.out > 0 then res[3] = redis.call('LINDEX', K.outbox, 0) end\n"
+    "for _, k in ipairs(kick) do table.insert(res, k) end\n"
+    "return res\n";
 
 /* PAGE. KEYS: the token's lookup key (<prefix>roadmap:<hash>); ARGV: the token's hash, the key
  * prefix. The
@@ -398,11 +436,13 @@ struct fb_router_s {
     char *scan_member; /* (both NULL: the next scan starts at the beginning of the index) */
     bool scanning;
     uint64_t pending_convs; /* ZCARD of the pending index at the last scan */
-    fb_store_script_t s_read, s_commit, s_head, s_pop, s_scan;
+    int64_t marks_since;    /* FB_KEY_MARKS_SINCE, ms; -1 until read (see since_src) */
+    bool since_asked;
+    fb_store_script_t s_read, s_commit, s_head, s_pop, s_scan, s_since;
     uint64_t outbox_delay_ms; /* tests: each delivery waits until the entry's ts + this */
     void (*step_hook)(void *arg, const char *key, json_t *effects);
     void *step_hook_arg;
-    char *k_pending, *k_due, *k_stats, *k_avis, *k_roadmap_ix;
+    char *k_pending, *k_due, *k_stats, *k_avis, *k_roadmap_ix, *k_since;
     fb_store_script_t s_page; /* the roadmap page's session, when the token still holds */
     fb_router_stats_t st;
     char *commit_lua; /* the COMMIT, assembled at the first start (build_commit()) */
@@ -920,6 +960,32 @@ static void on_scan(int status, const redisReply *rep, void *arg)
     check_stopped(r);
 }
 
+static void on_since(int status, const redisReply *rep, void *arg)
+{
+    fb_router_t *r = arg;
+    r->inflight--;
+    r->since_asked = false;
+    if (status == 0 && rep && rep->type == REDIS_REPLY_STRING) {
+        r->marks_since = strtoll(rep->str, NULL, 10);
+        FB_DEBUG(ROUTER, "dedupe marks in zsets since %lld", (long long)r->marks_since);
+    }
+    check_stopped(r);
+}
+
+/* Reads (or sets, at the first start) FB_KEY_MARKS_SINCE; again at the next tick on a failure. */
+static void ask_since(fb_router_t *r)
+{
+    if (r->marks_since >= 0 || r->since_asked || r->stopping)
+        return;
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)fb_wall_ms());
+    const char *args[] = {r->k_since, r->k_stats, now};
+    if (fb_store_eval(r->store, &r->s_since, FB_REDIS_RETRY, 2, 1, args, NULL, on_since, r) == 0) {
+        r->since_asked = true;
+        r->inflight++;
+    }
+}
+
 void fb_router_outbox_scan(fb_router_t *r)
 {
     if (r->scanning || r->stopping)
@@ -941,6 +1007,7 @@ static void on_tick(uv_timer_t *t)
     fb_redis_get_stats(r->redis, &rs);
     bool reconnected = rs.connects != r->redis_connects;
     r->redis_connects = rs.connects;
+    ask_since(r);
     if (reconnected || ++r->ticks >= SCAN_EVERY_TICKS) {
         r->ticks = 0;
         fb_router_outbox_scan(r);
@@ -1365,16 +1432,14 @@ static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t 
     const char *args[MAX_COMMIT_KEYS + 10];
     char *owned[MAX_COMMIT_KEYS];
     size_t nkeys = 0, nowned = 0;
-    char *evsuffix = fb_asprintf(FB_KEY_EVENT "%s", j->event_id);
     static const char *const conv_suffix[N_CORE_KEYS] = {
-        [CK_SESSION] = FB_KEY_SESSION,     [CK_OUTBOX] = FB_KEY_OUTBOX,
-        [CK_REMINDERS] = FB_KEY_REMINDERS, [CK_TICKET] = FB_KEY_TICKET,
-        [CK_PARKED] = FB_KEY_PARKED,       [CK_ROADMAP] = FB_KEY_ROADMAP};
+        [CK_SESSION] = FB_KEY_SESSION,     [CK_EVENT] = FB_KEY_MARKS,   [CK_OUTBOX] = FB_KEY_OUTBOX,
+        [CK_REMINDERS] = FB_KEY_REMINDERS, [CK_TICKET] = FB_KEY_TICKET, [CK_PARKED] = FB_KEY_PARKED,
+        [CK_ROADMAP] = FB_KEY_ROADMAP};
     for (size_t i = 0; i < CK_PENDING; i++) {
-        if (i == CK_EVENT || conv_suffix[i])
-            args[nkeys++] = owned[nowned++] = ckey(c, i == CK_EVENT ? evsuffix : conv_suffix[i]);
+        if (conv_suffix[i])
+            args[nkeys++] = owned[nowned++] = ckey(c, conv_suffix[i]);
     }
-    fb_free(evsuffix);
     /* the globals, in core_keys[] order after the conversation's */
     FB_ASSERT(nkeys == CK_PENDING);
     args[nkeys++] = r->k_pending;
@@ -1414,8 +1479,9 @@ static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t 
     argv[7] = c->key;
     argv[8] = ops ? ops : "{\"out\":[],\"rem\":[],\"stats\":[],\"avis\":[]}";
     argv[9] = j->timer || j->handback ? "0" : "1";
+    argv[10] = j->event_id;
     int rc =
-        fb_store_eval(r->store, &r->s_commit, FB_REDIS_RETRY, nkeys, 10, args, NULL, on_commit, j);
+        fb_store_eval(r->store, &r->s_commit, FB_REDIS_RETRY, nkeys, 11, args, NULL, on_commit, j);
     for (size_t i = 0; i < nowned; i++)
         fb_free(owned[i]);
     return rc;
@@ -1547,9 +1613,26 @@ static void job_start(struct job *j)
     char *evsuffix = fb_asprintf(FB_KEY_EVENT "%s", j->event_id);
     char *k_ev = ckey(c, evsuffix);
     char *k_road = ckey(c, FB_KEY_ROADMAP);
-    const char *args[] = {k_session, k_ev, k_road,
-                          r->cfg->server.public_url && *r->cfg->server.public_url ? "1" : "0"};
-    int rc = fb_store_eval(r->store, &r->s_read, FB_REDIS_RETRY, 3, 1, args, NULL, on_read, j);
+    char *k_marks = ckey(c, FB_KEY_MARKS);
+    char now[24], keep[24];
+    int64_t t = fb_wall_ms();
+    uint64_t keep_ms = (uint64_t)r->cfg->router.dedupe_retention_hours * DEDUPE_MS_PER_H;
+    snprintf(now, sizeof(now), "%lld", (long long)t);
+    snprintf(keep, sizeof(keep), "%llu", (unsigned long long)keep_ms);
+    /* an older daemon's marks: only during the retention after the upgrade (unknown: maybe) */
+    bool older =
+        r->marks_since < 0 || (r->marks_since > 0 && t - r->marks_since < (int64_t)keep_ms);
+    const char *args[] = {k_session,
+                          k_ev,
+                          k_road,
+                          k_marks,
+                          r->cfg->server.public_url && *r->cfg->server.public_url ? "1" : "0",
+                          j->event_id,
+                          now,
+                          keep,
+                          older ? "1" : "0"};
+    int rc = fb_store_eval(r->store, &r->s_read, FB_REDIS_RETRY, 4, 5, args, NULL, on_read, j);
+    fb_free(k_marks);
     fb_free(k_session);
     fb_free(k_ev);
     fb_free(k_road);
@@ -1808,6 +1891,7 @@ fb_router_t *fb_router_create(const fb_router_deps_t *deps, fb_buf_t *errors)
         .sent = core_sent,
     };
     fb_store_script_init(&r->s_read, read_src);
+    fb_store_script_init(&r->s_since, since_src);
 #ifdef FB_TEST_HOOKS
     /* Test builds only: integration tests hold the outbox to kill a daemon between the COMMIT
      * and the delivery. */
@@ -1821,6 +1905,8 @@ fb_router_t *fb_router_create(const fb_router_deps_t *deps, fb_buf_t *errors)
     r->k_pending = fb_key_global(prefix, FB_KEY_PENDING);
     r->k_due = fb_key_global(prefix, FB_KEY_DUE);
     r->k_stats = fb_key_global(prefix, FB_KEY_STATS);
+    r->k_since = fb_key_global(prefix, FB_KEY_MARKS_SINCE);
+    r->marks_since = -1;
     r->k_avis = fb_key_global(prefix, FB_KEY_AVIS);
     r->k_roadmap_ix = fb_key_global(prefix, FB_KEY_ROADMAP_IX);
     fb_store_script_init(&r->s_page, page_src);
@@ -1996,6 +2082,7 @@ int fb_router_start(fb_router_t *r)
     for (size_t f = 0; f < r->nfeatures; f++)
         if (r->features[f].ops->start)
             r->features[f].ops->start(r->features[f].self);
+    ask_since(r);
     fb_router_outbox_scan(r);
     return 0;
 }
@@ -2179,6 +2266,7 @@ void fb_router_destroy(fb_router_t *r)
     fb_free(r->k_pending);
     fb_free(r->k_due);
     fb_free(r->k_stats);
+    fb_free(r->k_since);
     fb_free(r->k_avis);
     fb_free(r->k_roadmap_ix);
     fb_free(r);

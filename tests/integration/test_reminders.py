@@ -309,8 +309,8 @@ def test_daemon_killed_with_claims_loses_and_duplicates_none(redis, daemons, whe
     marks = []
     for m, v in claims.items():
         key, rid = m.rsplit("|", 1)
-        marks.append(("EXISTS", f"{PREFIX}{{c:{key}}}:ev:rem:{rid}:{v.rsplit('|', 1)[1]}"))
-    unacked = sum(db.pipeline(marks))
+        marks.append(("ZSCORE", f"{PREFIX}{{c:{key}}}:ev", f"rem:{rid}:{v.rsplit('|', 1)[1]}"))
+    unacked = sum(s is not None for s in db.pipeline(marks))
     if when == "at_claim":
         assert unacked < held, "every claim was committed before the kill"
     committed = N - held + unacked

@@ -479,7 +479,12 @@ TEST_IMPL(router_full_conversation)
     ASSERT_GT(redis_int(&f, "ZSCORE t:reminders:due test:c1|relance"), 0);
     ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:c1}:outbox"), 0);
     ASSERT_EQ(redis_int(&f, "ZCARD t:outbox:pending"), 0);
-    ASSERT_EQ(redis_int(&f, "PTTL t:{c:test:c1}:ev:e3") > 71 * 3600 * 1000, 1);
+    /* The dedupe marks: one zset, an event id per member; its TTL the retention (72 h) + 1 %. */
+    ASSERT_GT(redis_int(&f, "ZSCORE t:{c:test:c1}:ev e3"), 0);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{c:test:c1}:ev"), 8);
+    ASSERT_GT(redis_int(&f, "PTTL t:{c:test:c1}:ev"), 72 * 3600 * 1000LL);
+    ASSERT_LE(redis_int(&f, "PTTL t:{c:test:c1}:ev"), 72 * 3600 * 1010LL);
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:c1}:ev:e3"), 0);
     fb_router_stats_t st;
     fb_router_get_stats(f.router, &st);
     ASSERT_EQ(st.events, 8);
@@ -526,6 +531,82 @@ TEST_IMPL(router_duplicate_event)
     fb_router_get_stats(f.router, &st);
     ASSERT_EQ(st.duplicates, 2);
     ASSERT_EQ(st.events, 3);
+    teardown(&f);
+    return 0;
+}
+
+/* The dedupe marks (issue 17): one zset per conversation, member = event id, score = its time;
+ * a mark counts for router.dedupe_retention_hours after its time, and the older ones are trimmed
+ * every 1/100 of the retention; the marks of an older daemon (one string key per event) are
+ * still honoured during the retention after the upgrade. On a new Redis none can exist: none is
+ * looked for. */
+TEST_IMPL(router_dedupe_marks)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    const long long hour = 3600 * 1000LL, keep = 72 * hour;
+    /* A new Redis: no older daemon served here, its marks are never looked for. */
+    deliver_wait(&f, FB_IN_START, "n", "s0", NULL, 0);
+    ASSERT_EQ(redis_int(&f, "GET t:dedupe:zset_since"), 0);
+    freeReplyObject(redisCommand(f.sync, "SET t:{c:test:n}:ev:m0 1 PX %lld", keep));
+    deliver_wait(&f, FB_IN_MESSAGE, "n", "m0", "lyon", 0);
+    fb_router_stats_t st;
+    fb_router_get_stats(f.router, &st);
+    ASSERT_EQ(st.duplicates, 0);
+    ASSERT_EQ(st.events, 2);
+    /* A Redis an older daemon served (its stats, no FB_KEY_MARKS_SINCE): the upgrade's time. */
+    router_down(&f);
+    freeReplyObject(redisCommand(f.sync, "DEL t:dedupe:zset_since"));
+    memset(&ta, 0, sizeof(ta));
+    router_up(&f, NULL, 0);
+    deliver_wait(&f, FB_IN_START, "z", "s1", NULL, 0);
+    wait_int(&f.loop, &ta.nsent, 2);
+    ASSERT_GT(redis_int(&f, "GET t:dedupe:zset_since"), 0);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{c:test:z}:ev"), 1);
+    long long z = redis_int(&f, "HGET t:{c:test:z}:session z");
+    ASSERT_GT(z, 0);
+    ASSERT_EQ(redis_int(&f, "ZSCORE t:{c:test:z}:ev s1"), z);
+    /* What an older daemon left: the session without `z`, a string key per mark, no zset. */
+    freeReplyObject(redisCommand(f.sync, "DEL t:{c:test:z}:ev"));
+    freeReplyObject(redisCommand(f.sync, "HDEL t:{c:test:z}:session z"));
+    freeReplyObject(redisCommand(f.sync, "SET t:{c:test:z}:ev:s1 1 PX %lld", keep));
+    freeReplyObject(redisCommand(f.sync, "SET t:{c:test:z}:ev:m0 1 PX %lld", keep));
+    deliver_wait(&f, FB_IN_START, "z", "s1", NULL, 0);
+    fb_router_get_stats(f.router, &st);
+    ASSERT_EQ(st.duplicates, 1);
+    /* The first COMMIT of this daemon on that session starts the zset with its TTL, and records
+     * `z` (the marks' last upkeep). */
+    deliver_wait(&f, FB_IN_MESSAGE, "z", "m1", "lyon", 0);
+    wait_int(&f.loop, &ta.nsent, 3);
+    ASSERT_GT(redis_int(&f, "ZSCORE t:{c:test:z}:ev m1"), 0);
+    ASSERT_GT(redis_int(&f, "PTTL t:{c:test:z}:ev"), keep);
+    ASSERT_GT(redis_int(&f, "HGET t:{c:test:z}:session z"), z - 1);
+    /* The older marks still count. */
+    deliver_wait(&f, FB_IN_MESSAGE, "z", "m0", "une association", 0);
+    fb_router_get_stats(f.router, &st);
+    ASSERT_EQ(st.duplicates, 2);
+    ASSERT_EQ(ta.nsent, 3);
+    /* A mark older than the retention no longer counts (as an expired key); the marks are
+     * trimmed with the zset's TTL set again every 1/100 of the retention (`z`), not at every
+     * COMMIT. */
+    long long now = redis_int(&f, "ZSCORE t:{c:test:z}:ev m1");
+    freeReplyObject(redisCommand(f.sync, "ZADD t:{c:test:z}:ev %lld old1 %lld old2",
+                                 now - keep - hour, now - keep - 2 * hour));
+    freeReplyObject(redisCommand(f.sync, "PEXPIRE t:{c:test:z}:ev %lld", hour));
+    deliver_wait(&f, FB_IN_MESSAGE, "z", "old1", "une association", 0);
+    wait_int(&f.loop, &ta.nsent, 4);
+    fb_router_get_stats(f.router, &st);
+    ASSERT_EQ(st.duplicates, 2);
+    ASSERT_GE(redis_int(&f, "ZSCORE t:{c:test:z}:ev old1"), now); /* marked again, now */
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{c:test:z}:ev"), 3);         /* old2 still there */
+    ASSERT_LE(redis_int(&f, "PTTL t:{c:test:z}:ev"), hour);       /* the TTL not set again */
+    freeReplyObject(redisCommand(f.sync, "HSET t:{c:test:z}:session z %lld", now - keep / 100));
+    deliver_wait(&f, FB_IN_MESSAGE, "z", "m2", "1,2 ha", 0);
+    wait_int(&f.loop, &ta.nsent, 5);
+    ASSERT_EQ(redis_int(&f, "ZSCORE t:{c:test:z}:ev old2"), -1); /* trimmed */
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{c:test:z}:ev"), 3);        /* m1, old1, m2 */
+    ASSERT_GT(redis_int(&f, "PTTL t:{c:test:z}:ev"), keep);
+    ASSERT_GE(redis_int(&f, "HGET t:{c:test:z}:session z"), now);
     teardown(&f);
     return 0;
 }
@@ -950,6 +1031,16 @@ TEST_IMPL(router_forget_deletes_keys)
         ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:f}:%s", gone[i]), 0);
     ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:f}:notmine"), 1);
     ASSERT_EQ(redis_int(&f, "ZCARD t:reminders:due"), 0);
+    /* The dedupe marks stay (event ids only: a resent event is still not run again) for the
+     * retention (+ 1 %), as the string keys did. */
+    ASSERT_GT(redis_int(&f, "ZSCORE t:{c:test:f}:ev 4"), 0);
+    ASSERT_GT(redis_int(&f, "ZSCORE t:{c:test:f}:ev 2"), 0);
+    ASSERT_LE(redis_int(&f, "PTTL t:{c:test:f}:ev"), 72 * 3600 * 1010LL);
+    ASSERT_GT(redis_int(&f, "PTTL t:{c:test:f}:ev"), 71 * 3600 * 1000LL);
+    deliver_wait(&f, FB_IN_MESSAGE, "f", "2", "lyon", 0);
+    fb_router_stats_t st;
+    fb_router_get_stats(f.router, &st);
+    ASSERT_EQ(st.duplicates, 1);
     fb_test_run_for(&f.loop, 50);
     ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:f}:outbox"), 0);
     /* A new conversation starts from scratch. */
