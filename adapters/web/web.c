@@ -111,6 +111,71 @@ static const char append_script[] =
     "return {1, n, e}\n";
 
 /*
+ * The router's COMMIT, for the web's conversations (fb_adapter_ops_t.commit_lua; AK: meta, hist,
+ * hids, hkeys): the bot's replies of the event go into the history there, atomically with the
+ * session; the stored entries come back as `AO` (a JSON array of them), which committed() pushes
+ * to the open tabs in the order Redis answered (so in seq order with the user's appends), and
+ * each outbox entry is marked ("hist": its stored entry) so that send() has nothing to write:
+ * no script of the web's own per reply (issue 17). The same entries as the append script's
+ * (from, text, html and choices when present, ts) and dedupe keys (`b:<txn>` in hids: a send()
+ * that appends one anyway, an older daemon's, finds it), the same trim and TTLs; not for a forget
+ * (the history is deleted, send() shows the goodbye without keeping it), nor when the
+ * conversation's meta is gone, nor when the outbox still holds entries (an advisor's relay not sent
+ * yet): their history entries are written by send(), in the outbox's order, and these must come
+ * after them (the page skips a seq lower than one it has). Format: history_max.
+ */
+static const char commit_fmt[] =
+    "do\n"
+    "  if A.mode == 'w' and #O.out > 0 and redis.call('LLEN', K.outbox) == 0 then\n"
+    "    local left = redis.call('PTTL', AK[1])\n"
+    "    if left ~= -2 then\n"
+    "      local k = #O.out\n"
+    "      local n = redis.call('HINCRBY', AK[1], 'seq', k) - k\n"
+    "      local es, ids = {}, {}\n"
+    "      for i = 1, k do\n"
+    "        local o = cjson.decode(O.out[i])\n"
+    "        local h = {from = 'bot', text = type(o.text) == 'string' and o.text or ''}\n"
+    "        if type(o.html) == 'string' and o.html ~= '' then h.html = o.html end\n"
+    "        if type(o.choices) == 'table' and #o.choices > 0 then h.choices = o.choices end\n"
+    "        h.ts = A.now\n"
+    "        table.insert(ids, 'b:' .. tostring(o.txn))\n"
+    "        table.insert(ids, n + i)\n"
+    "        es[i] = '{\"seq\":' .. string.format('%%d', n + i) .. ',' .. "
+    "string.sub(cjson.encode(h), 2)\n"
+    "        O.out[i] = string.sub(O.out[i], 1, -2) .. ',\"hist\":' .. cjson.encode(es[i]) .. "
+    "'}'\n"
+    "      end\n"
+    "      AO = cjson.encode(es)\n"
+    "      local len = redis.call('RPUSH', AK[2], unpack(es))\n"
+    "      redis.call('HSET', AK[3], unpack(ids))\n"
+    "      local max = %u\n"
+    "      if len - max > math.floor(max / 8) then\n"
+    "        redis.call('LTRIM', AK[2], len - max, -1)\n"
+    "        local f = tonumber(string.match(redis.call('LINDEX', AK[2], 0), "
+    "'^{\"seq\":(%%d+)'))\n"
+    "        local hh = redis.call('HGETALL', AK[3])\n"
+    "        local old = {}\n"
+    "        for i = 1, #hh, 2 do\n"
+    "          if tonumber(hh[i + 1]) < f then table.insert(old, hh[i]) end\n"
+    "        end\n"
+    "        for i = 1, #old, 1000 do\n"
+    "          redis.call('HDEL', AK[3], unpack(old, i, math.min(i + 999, #old)))\n"
+    "        end\n"
+    "        redis.call('DEL', AK[4])\n"
+    "      end\n"
+    "      local wttl = tonumber(ARGV[5])\n"
+    "      if wttl > 0 then\n"
+    "        if len == k or left < 0 or left < wttl - wttl / 100 then\n"
+    "          for i = 1, 4 do redis.call('PEXPIRE', AK[i], wttl) end\n"
+    "        end\n"
+    "      elseif left >= 0 then\n"
+    "        for i = 1, 4 do redis.call('PERSIST', AK[i]) end\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "end\n";
+
+/*
  * Create. KEYS: meta. ARGV: creation stamp (Unix ms), TTL in ms. Returns 1 when created, also
  * for a resend of this very creation (same stamp: its first reply was lost), 0 when the key
  * existed already.
@@ -201,6 +266,7 @@ struct web {
     fb_redis_script_t s_append, s_create, s_hello, s_started;
     char ttl_ms[24];
     char max_hist[24];
+    char *commit_lua; /* commit_fmt, for the router's COMMIT */
     size_t ws_limit;
     struct conv *convs[CONV_BUCKETS];
     size_t nconvs, online;
@@ -222,7 +288,8 @@ enum op_kind {
     OP_STARTED,
     OP_APPEND_USER,
     OP_DELIVER,
-    OP_APPEND_BOT
+    OP_APPEND_BOT,
+    OP_SENT /* a reply its COMMIT stored already: pushed, send()'s callback called later */
 };
 
 struct op {
@@ -240,6 +307,7 @@ struct op {
     fb_send_cb send_cb;
     void *send_arg;
     char tag[FB_WEB_TAG_LEN + 1];
+    uv_timer_t done; /* SENT: send()'s callback, later */
 };
 
 static void web_unref(struct web *w);
@@ -506,6 +574,7 @@ static void web_free(struct web *w)
         FB_ASSERT(w->addrs->n == 0);
         addr_free(w, w->addrs);
     }
+    fb_free(w->commit_lua);
     fb_free(w);
 }
 
@@ -1159,12 +1228,49 @@ static void on_bot_appended(fb_redis_t *r, int status, redisReply *reply, void *
     op_free(op);
 }
 
+static void on_sent_closed(uv_handle_t *h)
+{
+    op_free(h->data);
+}
+
+static void on_sent(uv_timer_t *t)
+{
+    struct op *op = t->data;
+    struct conv *cv = web_alive(op->w) ? conv_find(op->w, op->token) : NULL;
+    if (cv)
+        conv_push_stored(cv, op->tail, strlen(op->tail));
+    op->send_cb(0, 0, op->send_arg);
+    uv_close((uv_handle_t *)&op->done, on_sent_closed);
+}
+
+/* A reply whose history entry its COMMIT wrote (commit_fmt): nothing to write. On the next loop
+ * turn (never inside send(), and after the message's ack), the outbox is told and the entry
+ * pushed again: web_committed() pushed it to the open tabs already, which ignore it
+ * (client_push: seq), unless the COMMIT's answer was lost (Redis restarted, the resent COMMIT
+ * found its own mark: a duplicate, without AO). */
+static int send_stored(struct web *w, const fb_outbound_t *msg, const json_t *stored, fb_send_cb cb,
+                       void *arg)
+{
+    struct op *op = op_new(w, OP_SENT, NULL, NULL);
+    op->tail = fb_strndup(json_string_value(stored), json_string_length(stored));
+    memcpy(op->token, msg->conv, FB_WEB_TOKEN_LEN + 1);
+    op->send_cb = cb;
+    op->send_arg = arg;
+    uv_timer_init(w->core->loop, &op->done);
+    op->done.data = op;
+    uv_timer_start(&op->done, on_sent, 0, 0);
+    return 0;
+}
+
 static int web_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, void *arg)
 {
     struct web *w = *(struct web **)fb_adapter_priv(a);
     if (!cb || !msg || !fb_web_token_valid(msg->conv) || !msg->txn_id || !*msg->txn_id ||
         strlen(msg->txn_id) > 200)
         return FB_EINVAL;
+    const json_t *stored = msg->entry ? json_object_get(msg->entry, "hist") : NULL;
+    if (json_is_string(stored))
+        return send_stored(w, msg, stored, cb, arg);
     json_t *entry = json_pack("{s:s, s:s}", "from", "bot", "text", msg->text ? msg->text : "");
     if (!entry)
         return FB_EINVAL;
@@ -1224,6 +1330,7 @@ static int web_init(fb_adapter_t *a)
     snprintf(w->ttl_ms, sizeof(w->ttl_ms), "%llu", ttl);
     snprintf(w->max_hist, sizeof(w->max_hist), "%u",
              w->opts->history_max ? w->opts->history_max : 1);
+    w->commit_lua = fb_asprintf(commit_fmt, w->opts->history_max ? w->opts->history_max : 1);
     w->ws_limit = w->opts->max_message_bytes * WS_ESCAPE_FACTOR + WS_FRAME_OVERHEAD;
     *pw = w;
     return 0;
@@ -1310,6 +1417,30 @@ static void web_destroy(fb_adapter_t *a)
     web_unref(w);
 }
 
+/* The stored entries of the bot's replies a COMMIT wrote (commit_fmt's AO), to the open tabs. */
+static void web_committed(fb_adapter_t *a, const char *conv, const char *out, size_t len)
+{
+    struct web *w = *(struct web **)fb_adapter_priv(a);
+    struct conv *cv = w && web_alive(w) ? conv_find(w, conv) : NULL;
+    if (!cv || !cv->clients)
+        return;
+    json_t *es = json_loadb(out, len, 0, NULL);
+    size_t i;
+    json_t *e;
+    json_array_foreach(es, i, e)
+    {
+        if (json_is_string(e))
+            conv_push_stored(cv, json_string_value(e), json_string_length(e));
+    }
+    json_decref(es);
+}
+
+static const char *web_commit_lua(fb_adapter_t *a)
+{
+    struct web *w = *(struct web **)fb_adapter_priv(a);
+    return w ? w->commit_lua : NULL;
+}
+
 static int web_stats(fb_adapter_t *a, json_t *out)
 {
     struct web *w = *(struct web **)fb_adapter_priv(a);
@@ -1335,4 +1466,6 @@ const fb_adapter_ops_t fb_adapter_web = {
     .conv_keys = own_keys,
     .config = &fb_web_config,
     .log_sub = &fb_web_log_sub,
+    .commit_lua = web_commit_lua,
+    .committed = web_committed,
 };

@@ -112,9 +112,10 @@ static const char since_src[] = "local s = redis.call('GET', KEYS[1])\n"
  * "<id>#a" in the reminders hash) before the effects' own schedules. `O.rearm` (a reminder
  * dropped because the user wrote after it fell due): that reminder is armed again at `a` + its
  * delay unless already due (NX). Returns {2, 0} for a duplicate, {0, version found} on a
- * conflict, {1, new version, the outbox's head when this event added entries (else nil),
- * conversations whose outbox got entries (`kick`)...} when written: the router hands the head
- * to its adapter at once, without reading it again (issue 17: round trips per message).
+ * conflict, {1, new version, the outbox's head when this event added entries (else nil), the
+ * adapter's fragment's `AO` (else nil), conversations whose outbox got entries (`kick`)...} when
+ * written: the router hands the head to the adapter's send() at once, without reading it again
+ * (issue 17: round trips per message), and `AO` to its committed() after the deliver callback.
  */
 static const char commit_head_src[] =
     "local keep = tonumber(ARGV[6])\n"
@@ -139,6 +140,7 @@ static const char commit_head_src[] =
     "local A = {now = tonumber(ARGV[7]), member = ARGV[8], mode = ARGV[3], user = ARGV[10] == "
     "'1'}\n"
     "local kick = {}\n"
+    "local AO = false\n" /* the adapter's fragment's output, for its committed() */
     "local function expire(k) if ttl > 0 then redis.call('PEXPIRE', k, ttl) end end\n" FB_KEYS_LUA;
 
 /* The router's keys, KEYS[1..N_CORE_KEYS] in this order (K.<name> in the script). */
@@ -165,6 +167,7 @@ static const char *const core_keys[N_CORE_KEYS] = {"session", "event",  "outbox"
  * filled in by build_commit() (the DEL of a forget, the position of the adapter's keys). */
 static const char commit_body_fmt[] =
     "local nv = v\n"
+    "local out_head = false\n"
     "local function cancel_all()\n"
     "  for _, id in ipairs(redis.call('HKEYS', K.reminders)) do\n"
     "    redis.call('ZREM', K.due, A.member .. '|' .. id)\n"
@@ -245,8 +248,11 @@ static const char commit_body_fmt[] =
     "if #O.out > 0 then\n"
     /* One RPUSH for all the entries; the TTL is set with the write that creates the list, and
      * again with the session's refresh (an outbox that stays non-empty, its platform down or
-     * its adapter not loaded, must not expire before its conversation). */
-    "  if redis.call('RPUSH', K.outbox, unpack(O.out)) == #O.out or refresh then\n"
+     * its adapter not loaded, must not expire before its conversation). A list this RPUSH
+     * created has its first entry for head: no LINDEX (issue 17). */
+    "  local n = redis.call('RPUSH', K.outbox, unpack(O.out))\n"
+    "  if n == #O.out then out_head = O.out[1] end\n"
+    "  if n == #O.out or refresh then\n"
     "    expire(K.outbox)\n"
     "  end\n"
     "  redis.call('ZADD', K.pending, 'NX', ARGV[7], A.member)\n"
@@ -265,8 +271,8 @@ static const char commit_tail_src[] =
     "  redis.call('ZREMRANGEBYSCORE', K.event, '-inf', A.now - keep)\n"
     "  redis.call('PEXPIRE', K.event, keep + marks_every)\n"
     "end\n"
-    "local res = {1, nv, false}\n"
-    "if #O.out > 0 then res[3] = redis.call('LINDEX', K.outbox, 0) end\n"
+    "local res = {1, nv, false, AO}\n"
+    "if #O.out > 0 then res[3] = out_head or redis.call('LINDEX', K.outbox, 0) end\n"
     "for _, k in ipairs(kick) do table.insert(res, k) end\n"
     "return res\n";
 
@@ -1262,12 +1268,26 @@ static void on_commit(int status, const redisReply *rep, void *arg)
     } else {
         r->st.events++;
         fb_metrics_event(kind_name(j));
+        /* The adapter fragment's AO, for its committed(): after the deliver callback (the web
+         * chat's ack comes before the replies it pushes), in this turn of the loop, before any
+         * later Redis answer (the pushes keep Redis's order). */
+        const redisReply *ao = rep->elements > 3 ? rep->element[3] : NULL;
+        struct adapter_slot *slot = NULL;
+        char *conv = NULL;
+        if (ao && ao->type == REDIS_REPLY_STRING && !r->stopping) {
+            slot = adapter_by_name(r, c->name);
+            if (slot && slot->a.ops->committed)
+                conv = fb_strdup(c->key + strlen(c->name) + 1);
+        }
         if (j->says > 0)
             ob_kick_head(c, rep->elements > 2 ? rep->element[2] : NULL);
-        for (size_t i = 3; i < rep->elements; i++) /* outboxes the escalation wrote to */
+        for (size_t i = 4; i < rep->elements; i++) /* outboxes the escalation wrote to */
             if (rep->element[i]->type == REDIS_REPLY_STRING)
                 fb_router_kick(r, rep->element[i]->str);
         job_finish(j, 0);
+        if (conv && slot->started && !slot->stopped)
+            slot->a.ops->committed(&slot->a, conv, ao->str, ao->len);
+        fb_free(conv);
     }
 }
 
@@ -2049,6 +2069,17 @@ static void build_commit(fb_router_t *r)
     for (size_t f = 0; f < r->nfeatures; f++)
         if (r->features[f].ops->lua_pre)
             (void)fb_buf_puts(&b, r->features[f].ops->lua_pre);
+    /* The adapters' fragments (fb_adapter_ops_t.commit_lua), each for its own conversations
+     * ("name:..."), with its keys as AK (the conv_keys, after everything else in KEYS). */
+    (void)fb_buf_printf(&b, "local AK = {}\nfor i = %zu, #KEYS do AK[#AK + 1] = KEYS[i] end\n",
+                        pos);
+    for (size_t i = 0; i < r->nadapters; i++) {
+        struct adapter_slot *s = r->adapters[i];
+        const char *lua = s->a.ops->commit_lua ? s->a.ops->commit_lua(&s->a) : NULL;
+        if (lua)
+            (void)fb_buf_printf(&b, "if string.sub(A.member, 1, %zu) == '%s:' then\n%s\nend\n",
+                                strlen(s->a.ops->name) + 1, s->a.ops->name, lua);
+    }
     (void)fb_buf_printf(&b, commit_body_fmt, fb_buf_str(&forget), pos);
     for (size_t f = 0; f < r->nfeatures; f++)
         if (r->features[f].ops->lua_post)

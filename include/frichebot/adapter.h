@@ -176,6 +176,23 @@ typedef struct fb_adapter_ops_s {
      *  "frichebot_<adapter>_...") to `out`, an fb_buf_t (frichebot/buf.h). Returns 0 or a
      *  negative code (the scrape fails). */
     int (*metrics)(fb_adapter_t *a, struct fb_buf_s *out);
+    /** Optional (NULL): a Lua fragment the router runs inside the COMMIT of this adapter's
+     *  conversations, before it writes their outbox entries (docs/internals/ROUTER.md, "How the
+     *  COMMIT script is built"): a `do ... end` block that may read `AK[i]` (the conv_keys, in
+     *  their order), `K.outbox`, `A` (now, member, mode: 'w' write, 'f' forget, 'n' leave),
+     *  `ARGV[5]` (the session TTL, ms) and `O.out` (the entries, JSON objects as strings, which
+     *  it may rewrite: send() gets them as msg->entry); it may set `AO` to a string, handed to
+     *  committed() below; it never returns, writes only the conversation's keys, and nothing on
+     *  a forget. Called once, at the router's start, after init(); the string is the adapter's
+     *  until destroy(). Each command it runs is paid by every event of the adapter's
+     *  conversations: keep them few (issue 17). */
+    const char *(*commit_lua)(fb_adapter_t *a);
+    /** Optional (NULL): the COMMIT of an event of conversation `conv` (within the adapter) was
+     *  written and its commit_lua fragment set `AO`: `out` (`len` bytes, borrowed for the call).
+     *  Called right after the event's deliver callback, in the loop turn of the COMMIT's answer:
+     *  before any later Redis answer is handled (so in Redis's order with them). Not once the
+     *  router is stopping. */
+    void (*committed)(fb_adapter_t *a, const char *conv, const char *out, size_t len);
 } fb_adapter_ops_t;
 
 struct uv_loop_s;

@@ -38,6 +38,7 @@ struct sent {
     char txn[64];
     char text[4096];
     char kind[16];
+    long long lua; /* the entry's "lua" member, written by ta_commit_lua (0: none) */
 };
 
 struct pending_cb {
@@ -164,6 +165,7 @@ static int ta_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, voi
         snprintf(s->text, sizeof(s->text), "%s", msg->text);
         ASSERT_NOT_NULL(msg->html);
         snprintf(s->kind, sizeof(s->kind), "%s", msg->kind);
+        s->lua = json_integer_value(json_object_get(msg->entry, "lua"));
         /* answers; the roadmap's event (docs/internals/ROUTER.md); a reminder's */
         ASSERT(strcmp(msg->kind, "reply") == 0 || strcmp(msg->kind, "roadmap") == 0 ||
                strcmp(msg->kind, "reminder") == 0);
@@ -209,11 +211,38 @@ static int ta_init_record(fb_adapter_t *a)
     return ta_init(a);
 }
 
+/* The adapter's COMMIT fragment (fb_adapter_ops_t.commit_lua) when a test sets it, and what its
+ * committed() was given. */
+static const char *ta_commit_lua;
+static int delivered_total; /* every deliver callback of the test */
+static struct {
+    int calls;
+    int delivered_before; /* deliver callbacks run at the last call */
+    char conv[64], out[64];
+} ta_co;
+
+static void ta_committed(fb_adapter_t *a, const char *conv, const char *out, size_t len)
+{
+    (void)a;
+    ta_co.calls++;
+    ta_co.delivered_before = delivered_total;
+    snprintf(ta_co.conv, sizeof(ta_co.conv), "%s", conv);
+    snprintf(ta_co.out, sizeof(ta_co.out), "%.*s", (int)len, out);
+}
+
+static const char *ta_lua(fb_adapter_t *a)
+{
+    (void)a;
+    return ta_commit_lua;
+}
+
 static const fb_adapter_ops_t *test_ops(void)
 {
     static fb_adapter_ops_t ops;
     ops = test_adapter;
     ops.init = ta_init_record;
+    ops.commit_lua = ta_commit_lua ? ta_lua : NULL;
+    ops.committed = ta_commit_lua ? ta_committed : NULL;
     return &ops;
 }
 
@@ -356,6 +385,7 @@ struct result {
 static void on_delivered(int status, void *arg)
 {
     struct result *res = arg;
+    delivered_total++;
     res->calls++;
     res->status = status;
     if (ta.stop_done) {
@@ -608,6 +638,48 @@ TEST_IMPL(router_dedupe_marks)
     ASSERT_GT(redis_int(&f, "PTTL t:{c:test:z}:ev"), keep);
     ASSERT_GE(redis_int(&f, "HGET t:{c:test:z}:session z"), now);
     teardown(&f);
+    return 0;
+}
+
+/* An adapter's COMMIT fragment (issue 17: the web history written with the session) runs in the
+ * COMMIT of its conversations, with its keys as AK, and may rewrite the outbox entries, which
+ * send() then gets (the outbox head the COMMIT returns is the rewritten one); what it sets in AO
+ * goes to the adapter's committed(), after the event's deliver callback. */
+TEST_IMPL(router_adapter_commit_lua)
+{
+    ta_commit_lua = "do\n"
+                    "  if A.mode == 'w' then\n"
+                    "    redis.call('HINCRBY', AK[1], 'n', #O.out)\n"
+                    "    for i = 1, #O.out do\n"
+                    "      O.out[i] = string.sub(O.out[i], 1, -2) .. ',\"lua\":' .. i .. '}'\n"
+                    "    end\n"
+                    "    AO = 'n=' .. #O.out\n"
+                    "  end\n"
+                    "end\n";
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    deliver_wait(&f, FB_IN_START, "l", "1", NULL, 0);
+    wait_int(&f.loop, &ta.nsent, 2);
+    ASSERT_EQ(redis_int(&f, "HGET t:{c:test:l}:mine n"), 2);
+    /* committed() got AO, after the event's deliver callback */
+    ASSERT_EQ(ta_co.calls, 1);
+    ASSERT_EQ(ta_co.delivered_before, 1);
+    ASSERT_STR_EQ(ta_co.conv, "l");
+    ASSERT_STR_EQ(ta_co.out, "n=2");
+    ASSERT_EQ(ta.sent[0].lua, 1);
+    ASSERT_EQ(ta.sent[1].lua, 2);
+    deliver_wait(&f, FB_IN_MESSAGE, "l", "2", "lyon", 0);
+    wait_int(&f.loop, &ta.nsent, 3);
+    ASSERT_EQ(redis_int(&f, "HGET t:{c:test:l}:mine n"), 3);
+    ASSERT_EQ(ta.sent[2].lua, 1);
+    /* Not on a forget: the goodbye goes out as written, the adapter's keys are gone. */
+    deliver_wait(&f, FB_IN_MESSAGE, "l", "3", "oublier mes données", 0);
+    wait_int(&f.loop, &ta.nsent, 4);
+    ASSERT_EQ(ta.sent[3].lua, 0);
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:l}:mine"), 0);
+    ASSERT_EQ(ta_co.calls, 2); /* not for the forget: no AO */
+    teardown(&f);
+    ta_commit_lua = NULL;
     return 0;
 }
 
