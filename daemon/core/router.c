@@ -63,6 +63,7 @@
 #define ROADMAP_TOKEN_LEN   ((size_t)2 * ROADMAP_TOKEN_BYTES) /* its hex digits */
 #define ROADMAP_PATH        "/feuille-de-route/"
 #define MAX_COMMIT_KEYS     (N_CORE_KEYS + MAX_FEATURE_KEYS + MAX_ADAPTER_KEYS)
+#define COMMIT_ARGS         12 /* the COMMIT's ARGV (commit_head_src) */
 
 /* ---- the scripts ------------------------------------------------------------------------- */
 
@@ -106,16 +107,18 @@ static const char since_src[] = "local s = redis.call('GET', KEYS[1])\n"
  * mode (w: write, f: forget, n: leave), 4 write id, 5 session TTL ms (0: none), 6 dedupe
  * retention ms, 7 now ms, 8 conversation key, 9 the ops as JSON {out, rem, ticket, stats, avis,
  * and the features' members}, 10 "1" for the user's own events (not a reminder), 11 the event
- * id (its dedupe mark in the zset K.event, member = id, score = now ms). With ARGV 10, the
+ * id (its dedupe mark in the zset K.event, member = id, score = now ms), 12 the adapter's data
+ * for its fragment (fb_inbound_t.commit_arg, `A.arg`; "" when none). With ARGV 10, the
  * session records
  * the time in `a` and the pending reminders are pushed back (due = now + their delay, kept as
  * "<id>#a" in the reminders hash) before the effects' own schedules. `O.rearm` (a reminder
  * dropped because the user wrote after it fell due): that reminder is armed again at `a` + its
- * delay unless already due (NX). Returns {2, 0} for a duplicate, {0, version found} on a
+ * delay unless already due (NX). Returns {2, 0} for a duplicate, {3, 0} when the adapter's
+ * fragment refused the event (its conversation is gone: nothing written), {0, version found} on a
  * conflict, {1, new version, the outbox's head when this event added entries (else nil), the
  * adapter's fragment's `AO` (else nil), conversations whose outbox got entries (`kick`)...} when
- * written: the router hands the head to the adapter's send() at once, without reading it again
- * (issue 17: round trips per message), and `AO` to its committed() after the deliver callback.
+ * written: the router hands `AO` to the adapter's committed(), then the head to its send() at
+ * once, without reading it again (issue 17: round trips per message).
  */
 static const char commit_head_src[] =
     "local keep = tonumber(ARGV[6])\n"
@@ -138,7 +141,7 @@ static const char commit_head_src[] =
     "local O = cjson.decode(ARGV[9])\n"
     "local ttl = tonumber(ARGV[5])\n"
     "local A = {now = tonumber(ARGV[7]), member = ARGV[8], mode = ARGV[3], user = ARGV[10] == "
-    "'1'}\n"
+    "'1', arg = ARGV[12]}\n"
     "local kick = {}\n"
     "local AO = false\n" /* the adapter's fragment's output, for its committed() */
     "local function expire(k) if ttl > 0 then redis.call('PEXPIRE', k, ttl) end end\n" FB_KEYS_LUA;
@@ -368,10 +371,11 @@ struct job {
     struct conv *c;
     fb_inbound_kind_t kind;
     char *event_id, *text, *choice;
-    char *timer;   /* a reminder (fb_router_reminder()): its id; the job is a TIMER event */
-    int64_t due;   /* the reminder's due time (ms, 0: unknown) */
-    bool dropped;  /* the reminder was dropped (inactive, or stale): cb gets FB_DECLINED */
-    bool handback; /* a HANDBACK event (fb_router_handback()) */
+    char *timer;      /* a reminder (fb_router_reminder()): its id; the job is a TIMER event */
+    char *commit_arg; /* fb_inbound_t.commit_arg, for the adapter's COMMIT fragment, or NULL */
+    int64_t due;      /* the reminder's due time (ms, 0: unknown) */
+    bool dropped;     /* the reminder was dropped (inactive, or stale): cb gets FB_DECLINED */
+    bool handback;    /* a HANDBACK event (fb_router_handback()) */
     fb_inbound_cb cb;
     void *arg;
     unsigned reruns;
@@ -1076,6 +1080,7 @@ static void job_free(struct job *j)
     fb_free(j->text);
     fb_free(j->choice);
     fb_free(j->timer);
+    fb_free(j->commit_arg);
     fb_free(j);
 }
 
@@ -1256,6 +1261,9 @@ static void on_commit(int status, const redisReply *rep, void *arg)
         r->st.duplicates++;
         FB_DEBUG(ROUTER, "[%s] duplicate event (found at commit)", c->tag);
         job_finish(j, 0);
+    } else if (code == 3) {
+        FB_DEBUG(ROUTER, "[%s] refused by the adapter's COMMIT fragment: no conversation", c->tag);
+        job_finish(j, FB_ENOENT);
     } else if (code == 0) {
         r->st.conflicts++;
         if (++j->reruns > MAX_RERUNS || r->stopping) {
@@ -1268,16 +1276,14 @@ static void on_commit(int status, const redisReply *rep, void *arg)
     } else {
         r->st.events++;
         fb_metrics_event(kind_name(j));
-        /* The adapter fragment's AO, for its committed(): after the deliver callback (the web
-         * chat's ack comes before the replies it pushes), in this turn of the loop, before any
-         * later Redis answer (the pushes keep Redis's order). */
+        /* The adapter fragment's AO, for its committed(): before the deliver callback, in this
+         * turn of the loop, before any later Redis answer (the pushes keep Redis's order). */
         const redisReply *ao = rep->elements > 3 ? rep->element[3] : NULL;
-        struct adapter_slot *slot = NULL;
-        char *conv = NULL;
         if (ao && ao->type == REDIS_REPLY_STRING && !r->stopping) {
-            slot = adapter_by_name(r, c->name);
-            if (slot && slot->a.ops->committed)
-                conv = fb_strdup(c->key + strlen(c->name) + 1);
+            struct adapter_slot *slot = adapter_by_name(r, c->name);
+            if (slot && slot->started && !slot->stopped && slot->a.ops->committed)
+                slot->a.ops->committed(&slot->a, c->key + strlen(c->name) + 1, ao->str, ao->len,
+                                       j->timer || j->handback ? NULL : j->arg);
         }
         if (j->says > 0)
             ob_kick_head(c, rep->elements > 2 ? rep->element[2] : NULL);
@@ -1285,9 +1291,6 @@ static void on_commit(int status, const redisReply *rep, void *arg)
             if (rep->element[i]->type == REDIS_REPLY_STRING)
                 fb_router_kick(r, rep->element[i]->str);
         job_finish(j, 0);
-        if (conv && slot->started && !slot->stopped)
-            slot->a.ops->committed(&slot->a, conv, ao->str, ao->len);
-        fb_free(conv);
     }
 }
 
@@ -1449,7 +1452,7 @@ static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t 
 {
     struct conv *c = j->c;
     fb_router_t *r = c->r;
-    const char *args[MAX_COMMIT_KEYS + 10];
+    const char *args[MAX_COMMIT_KEYS + COMMIT_ARGS];
     char *owned[MAX_COMMIT_KEYS];
     size_t nkeys = 0, nowned = 0;
     static const char *const conv_suffix[N_CORE_KEYS] = {
@@ -1488,7 +1491,7 @@ static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t 
     snprintf(dttl, sizeof(dttl), "%llu",
              (unsigned long long)r->cfg->router.dedupe_retention_hours * DEDUPE_MS_PER_H);
     snprintf(nowbuf, sizeof(nowbuf), "%lld", (long long)st->now);
-    const char **argv = args + nkeys;
+    const char **argv = args + nkeys; /* COMMIT_ARGS of them */
     argv[0] = expected;
     argv[1] = sdata ? sdata : "";
     argv[2] = mode;
@@ -1500,8 +1503,9 @@ static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t 
     argv[8] = ops ? ops : "{\"out\":[],\"rem\":[],\"stats\":[],\"avis\":[]}";
     argv[9] = j->timer || j->handback ? "0" : "1";
     argv[10] = j->event_id;
-    int rc =
-        fb_store_eval(r->store, &r->s_commit, FB_REDIS_RETRY, nkeys, 11, args, NULL, on_commit, j);
+    argv[11] = j->commit_arg ? j->commit_arg : "";
+    int rc = fb_store_eval(r->store, &r->s_commit, FB_REDIS_RETRY, nkeys, COMMIT_ARGS, args, NULL,
+                           on_commit, j);
     for (size_t i = 0; i < nowned; i++)
         fb_free(owned[i]);
     return rc;
@@ -1738,6 +1742,7 @@ static int deliver_clean(fb_adapter_t *a, struct adapter_slot *s, const fb_inbou
     j->event_id = fb_strdup(ev->event_id);
     j->text = ev->kind == FB_IN_MESSAGE ? fb_strdup(ev->text) : NULL;
     j->choice = ev->kind == FB_IN_CHOICE ? fb_strdup(ev->choice) : NULL;
+    j->commit_arg = ev->commit_arg ? fb_strdup(ev->commit_arg) : NULL;
     j->cb = cb;
     j->arg = arg;
     job_queue(j);

@@ -221,9 +221,10 @@ static struct {
     char conv[64], out[64];
 } ta_co;
 
-static void ta_committed(fb_adapter_t *a, const char *conv, const char *out, size_t len)
+static void ta_committed(fb_adapter_t *a, const char *conv, const char *out, size_t len, void *arg)
 {
     (void)a;
+    (void)arg;
     ta_co.calls++;
     ta_co.delivered_before = delivered_total;
     snprintf(ta_co.conv, sizeof(ta_co.conv), "%s", conv);
@@ -577,6 +578,9 @@ TEST_IMPL(router_dedupe_marks)
     const long long hour = 3600 * 1000LL, keep = 72 * hour;
     /* A new Redis: no older daemon served here, its marks are never looked for. */
     deliver_wait(&f, FB_IN_START, "n", "s0", NULL, 0);
+    for (int i = 0; i < 300 && redis_int(&f, "GET t:dedupe:zset_since") == -1; i++)
+        fb_test_run_for(&f.loop, 10); /* SINCE, sent at the start, may come after the event */
+    fb_test_run_for(&f.loop, 100);    /* and its answer reach the router */
     ASSERT_EQ(redis_int(&f, "GET t:dedupe:zset_since"), 0);
     freeReplyObject(redisCommand(f.sync, "SET t:{c:test:n}:ev:m0 1 PX %lld", keep));
     deliver_wait(&f, FB_IN_MESSAGE, "n", "m0", "lyon", 0);
@@ -644,7 +648,8 @@ TEST_IMPL(router_dedupe_marks)
 /* An adapter's COMMIT fragment (issue 17: the web history written with the session) runs in the
  * COMMIT of its conversations, with its keys as AK, and may rewrite the outbox entries, which
  * send() then gets (the outbox head the COMMIT returns is the rewritten one); what it sets in AO
- * goes to the adapter's committed(), after the event's deliver callback. */
+ * goes to the adapter's committed(), before the event's deliver callback; a fragment that returns
+ * {3, 0} refuses the event (FB_ENOENT), nothing written. */
 TEST_IMPL(router_adapter_commit_lua)
 {
     ta_commit_lua = "do\n"
@@ -661,9 +666,9 @@ TEST_IMPL(router_adapter_commit_lua)
     deliver_wait(&f, FB_IN_START, "l", "1", NULL, 0);
     wait_int(&f.loop, &ta.nsent, 2);
     ASSERT_EQ(redis_int(&f, "HGET t:{c:test:l}:mine n"), 2);
-    /* committed() got AO, after the event's deliver callback */
+    /* committed() got AO, before the event's deliver callback */
     ASSERT_EQ(ta_co.calls, 1);
-    ASSERT_EQ(ta_co.delivered_before, 1);
+    ASSERT_EQ(ta_co.delivered_before, 0);
     ASSERT_STR_EQ(ta_co.conv, "l");
     ASSERT_STR_EQ(ta_co.out, "n=2");
     ASSERT_EQ(ta.sent[0].lua, 1);
@@ -678,6 +683,22 @@ TEST_IMPL(router_adapter_commit_lua)
     ASSERT_EQ(ta.sent[3].lua, 0);
     ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:l}:mine"), 0);
     ASSERT_EQ(ta_co.calls, 2); /* not for the forget: no AO */
+    /* The adapter's data (fb_inbound_t.commit_arg, A.arg): "gone" makes this fragment refuse. */
+    teardown(&f);
+    ta_commit_lua = "do if A.arg == 'gone' then return {3, 0} end end\n";
+    SETUP(&f, NULL, 0);
+    struct result res = {0, 99};
+    fb_inbound_t ev = {.kind = FB_IN_START, .conv = "g", .event_id = "1", .commit_arg = "gone"};
+    ASSERT_OK(the_adapter->core->deliver(the_adapter, &ev, on_delivered, &res));
+    wait_int(&f.loop, &res.calls, 1);
+    ASSERT_EQ(res.status, FB_ENOENT);
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:g}:session"), 0);
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:g}:ev"), 0);
+    ev.commit_arg = "";
+    ASSERT_OK(the_adapter->core->deliver(the_adapter, &ev, on_delivered, &res));
+    wait_int(&f.loop, &res.calls, 2);
+    ASSERT_EQ(res.status, 0);
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:g}:session"), 1);
     teardown(&f);
     ta_commit_lua = NULL;
     return 0;
