@@ -16,7 +16,8 @@
  * 2. Measures: Redis's used_memory before and after, divided by N (everything the conversations
  *    cost, global indexes and allocator overhead included); then every key of one conversation
  *    by kind (MEMORY USAGE, SAMPLES 0), summed over all N and divided by N; the dedupe marks
- *    (`:ev:` keys) divided by the messages sent, since they grow with traffic and expire after
+ *    (the `{c:KEY}:ev` zset, one member per mark; an older daemon's `:ev:<id>` string keys)
+ *    divided by the messages sent, since they grow with traffic and are kept for
  *    router.dedupe_retention_hours.
  * 3. Loads LOADED copies of one finished conversation (DUMP/RESTORE of its keys under new
  *    conversation keys, with their TTLs, and their reminders in reminders:due at their own due
@@ -296,8 +297,12 @@ static int do_walk(redisContext *r, const char *prefix, int port, int n, int thr
             conv_bytes += b;
             nkeys++;
             if (strcmp(name, "ev") == 0) {
+                /* the zset {c:KEY}:ev holds a mark per member; an older daemon's marks were
+                 * one string key each ({c:KEY}:ev:<id>) */
+                size_t len = strlen(key);
                 ev_bytes += b;
-                ev_keys++;
+                ev_keys +=
+                    len > 3 && strcmp(key + len - 3, ":ev") == 0 ? integer(r, "ZCARD %s", key) : 1;
             }
             if (strcmp(name, "web") == 0 || strcmp(name, "hist") == 0 ||
                 strcmp(name, "hids") == 0 || strcmp(name, "hkeys") == 0)

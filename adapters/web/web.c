@@ -111,6 +111,81 @@ static const char append_script[] =
     "return {1, n, e}\n";
 
 /*
+ * The router's COMMIT, for the web's conversations (fb_adapter_ops_t.commit_lua; AK: meta, hist,
+ * hids, hkeys): the user's message (its entry's tail in `A.arg`: fb_inbound_t.commit_arg) and the
+ * bot's replies go into the history there, atomically with the session and the router's dedupe
+ * mark (which makes a resent message a duplicate: no dedupe key of its own); the stored entries
+ * come back as `AO` (a JSON array, the user's first), which committed() pushes to the open tabs
+ * in the order Redis answered, and each outbox entry is marked ("hist": its stored entry) so
+ * that send() has nothing to write: no script of the web's own per message (issue 17). The
+ * same entries as the append script's (from, text, html and choices when present, ts), the
+ * replies' dedupe keys (`b:<txn>` in hids: a send() that appends one anyway, an older daemon's,
+ * finds it), the same trim and TTLs. When the conversation's meta is gone (forgotten, expired),
+ * a user's message is refused before anything is written (`{3, 0}`: FB_ENOENT, the socket is
+ * closed). The replies are left to send() (append) on a forget (the history is deleted: the
+ * goodbye is shown, not kept), when the meta is gone, and when the outbox still holds entries
+ * (an advisor's relay not sent yet): their history entries are written by send(), in the
+ * outbox's order, and these must come after them (a socket never gets a seq lower than one it
+ * has). Format: history_max.
+ */
+static const char commit_fmt[] =
+    "do\n"
+    "  local ua = A.arg ~= '' and A.mode ~= 'f'\n"
+    "  local bots = A.mode == 'w' and #O.out > 0 and redis.call('LLEN', K.outbox) == 0\n"
+    "  if ua or bots then\n"
+    "    local left = redis.call('PTTL', AK[1])\n"
+    "    if left == -2 then\n"
+    "      if ua then return {3, 0} end\n"
+    "    else\n"
+    "      local nu, nb = ua and 1 or 0, bots and #O.out or 0\n"
+    "      local k = nu + nb\n"
+    "      local n = redis.call('HINCRBY', AK[1], 'seq', k) - k\n"
+    "      local es, ids = {}, {}\n"
+    "      if ua then es[1] = '{\"seq\":' .. string.format('%%d', n + 1) .. A.arg end\n"
+    "      for i = 1, nb do\n"
+    "        local o = cjson.decode(O.out[i])\n"
+    "        local h = {from = 'bot', text = type(o.text) == 'string' and o.text or ''}\n"
+    "        if type(o.html) == 'string' and o.html ~= '' then h.html = o.html end\n"
+    "        if type(o.choices) == 'table' and #o.choices > 0 then h.choices = o.choices end\n"
+    "        h.ts = A.now\n"
+    "        table.insert(ids, 'b:' .. tostring(o.txn))\n"
+    "        table.insert(ids, n + nu + i)\n"
+    "        local e = '{\"seq\":' .. string.format('%%d', n + nu + i) .. ',' .. "
+    "string.sub(cjson.encode(h), 2)\n"
+    "        es[nu + i] = e\n"
+    "        O.out[i] = string.sub(O.out[i], 1, -2) .. ',\"hist\":' .. cjson.encode(e) .. '}'\n"
+    "      end\n"
+    "      AO = cjson.encode(es)\n"
+    "      local len = redis.call('RPUSH', AK[2], unpack(es))\n"
+    "      if nb > 0 then redis.call('HSET', AK[3], unpack(ids)) end\n"
+    "      local max = %u\n"
+    "      if len - max > math.floor(max / 8) then\n"
+    "        redis.call('LTRIM', AK[2], len - max, -1)\n"
+    "        local f = tonumber(string.match(redis.call('LINDEX', AK[2], 0), "
+    "'^{\"seq\":(%%d+)'))\n"
+    "        local hh = redis.call('HGETALL', AK[3])\n"
+    "        local old = {}\n"
+    "        for i = 1, #hh, 2 do\n"
+    "          if tonumber(hh[i + 1]) < f then table.insert(old, hh[i]) end\n"
+    "        end\n"
+    "        for i = 1, #old, 1000 do\n"
+    "          redis.call('HDEL', AK[3], unpack(old, i, math.min(i + 999, #old)))\n"
+    "        end\n"
+    "        redis.call('DEL', AK[4])\n"
+    "      end\n"
+    "      local wttl = tonumber(ARGV[5])\n"
+    "      if wttl > 0 then\n"
+    "        if len == k or left < 0 or left < wttl - wttl / 100 then\n"
+    "          for i = 1, 4 do redis.call('PEXPIRE', AK[i], wttl) end\n"
+    "        end\n"
+    "      elseif left >= 0 then\n"
+    "        for i = 1, 4 do redis.call('PERSIST', AK[i]) end\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "end\n";
+
+/*
  * Create. KEYS: meta. ARGV: creation stamp (Unix ms), TTL in ms. Returns 1 when created, also
  * for a resend of this very creation (same stamp: its first reply was lost), 0 when the key
  * existed already.
@@ -201,6 +276,7 @@ struct web {
     fb_redis_script_t s_append, s_create, s_hello, s_started;
     char ttl_ms[24];
     char max_hist[24];
+    char *commit_lua; /* commit_fmt, for the router's COMMIT */
     size_t ws_limit;
     struct conv *convs[CONV_BUCKETS];
     size_t nconvs, online;
@@ -220,9 +296,9 @@ enum op_kind {
     OP_CREATE,
     OP_START,
     OP_STARTED,
-    OP_APPEND_USER,
     OP_DELIVER,
-    OP_APPEND_BOT
+    OP_APPEND_BOT,
+    OP_SENT /* a reply its COMMIT stored already: pushed, send()'s callback called later */
 };
 
 struct op {
@@ -240,6 +316,8 @@ struct op {
     fb_send_cb send_cb;
     void *send_arg;
     char tag[FB_WEB_TAG_LEN + 1];
+    uv_timer_t done; /* SENT: send()'s callback, later */
+    json_t *later;   /* DELIVER: the replies its COMMIT stored, pushed after the ack */
 };
 
 static void web_unref(struct web *w);
@@ -506,6 +584,7 @@ static void web_free(struct web *w)
         FB_ASSERT(w->addrs->n == 0);
         addr_free(w, w->addrs);
     }
+    fb_free(w->commit_lua);
     fb_free(w);
 }
 
@@ -555,6 +634,7 @@ static void op_free(struct op *op)
     fb_free(op->text);
     fb_free(op->choice);
     fb_free(op->tail);
+    json_decref(op->later);
     fb_free(op);
     w->ops--;
     maybe_stop_done(w);
@@ -615,6 +695,7 @@ static void op_deliver(struct op *op)
         ev.event_id = event_id;
         ev.text = op->text;
         ev.choice = op->choice;
+        ev.commit_arg = op->tail; /* the user's history entry, written by the COMMIT */
     }
     op->kind = OP_DELIVER;
     int rc =
@@ -665,10 +746,23 @@ static void on_delivered(int status, void *arg)
                 json_decref(o);
             }
         }
+        /* The replies its COMMIT stored (web_committed()), after the ack, as when they came
+         * through send(); nothing else can have been pushed in between (same loop turn). */
+        for (size_t i = 0; i < json_array_size(op->later); i++) {
+            const json_t *e = json_array_get(op->later, i);
+            conv_push_stored(op->cv, json_string_value(e), json_string_length(e));
+        }
         /* No forget check here: the router's forget deletes the web keys (conv_keys) in the
          * same atomic write as the session, and they expire with it; the next message finds no
          * conversation (issue 17: one script less per message). */
         FB_DEBUG(WEB, "[web|%s] message handled", op->tag);
+    } else if (status == FB_ENOENT) {
+        /* The conversation is gone (forgotten, expired): the COMMIT wrote nothing; the page
+         * reconnects and starts anew. */
+        FB_INFO(WEB, "[web|%s] message for a conversation that no longer exists", op->tag);
+        op->cv->forgotten = true;
+        if (c && c->ws)
+            fb_ws_close(c->ws, CLOSE_FORGOTTEN, "conversation terminée");
     } else if (status == FB_EINVAL) {
         if (c)
             client_bad_request(c, "Ce message n'a pas pu être traité.", op->id);
@@ -684,41 +778,6 @@ static void on_delivered(int status, void *arg)
 
 /* ---------------------------------------------------------------------------------------- */
 /* User messages */
-
-static void on_user_appended(fb_redis_t *r, int status, redisReply *reply, void *arg)
-{
-    struct op *op = arg;
-    struct web *w = op->w;
-    struct client *c = op->c;
-    (void)r;
-    status = redis_status(status, reply, "history append");
-    if (status == 0 && !fb_redis_reply_array(reply, 2, FB_REDIS_NOMAX, "i"))
-        status = FB_EPROTO;
-    if (status) {
-        FB_INFO(WEB, "[web|%s] message not recorded (%s): the page will resend it", op->tag,
-                fb_err_name(status));
-        fb_web_bucket_refund(&op->cv->bucket, w->opts->messages_per_minute);
-        if (c)
-            client_unavailable(c, op->id);
-        op_free(op);
-        return;
-    }
-    long long code = reply->element[0]->integer;
-    if (code < 0) {
-        /* The conversation is gone (forgotten, expired): the page reconnects and starts anew. */
-        FB_INFO(WEB, "[web|%s] message for a conversation that no longer exists", op->tag);
-        op->cv->forgotten = true;
-        if (c && c->ws)
-            fb_ws_close(c->ws, CLOSE_FORGOTTEN, "conversation terminée");
-        op_free(op);
-        return;
-    }
-    /* A duplicate (code 0) keeps its token: it costs this append and the router's read, so
-     * free resends would let one client keep Redis busy without limit. */
-    if (reply->elements >= 3 && reply->element[2]->type == REDIS_REPLY_STRING)
-        conv_push_stored(op->cv, reply->element[2]->str, reply->element[2]->len);
-    op_deliver(op);
-}
 
 /* Handles a `message` or `choice` frame of a ready socket (its members checked by
  * fb_web_frame_parse). */
@@ -767,22 +826,17 @@ static void client_on_message(struct client *c, const fb_web_frame_t *f)
         client_bad_request(c, "Message invalide.", id);
         return;
     }
-    struct op *op = op_new(w, OP_APPEND_USER, c, cv);
+    /* The entry goes into the history with the router's COMMIT (commit_fmt), pushed to every
+     * socket of the conversation then (the sending tab included: the page matches it by `id`
+     * and `seq`), before the ack. A duplicate (a resend) keeps its token: it costs the router's
+     * read, so free resends would let one client keep Redis busy without limit. */
+    struct op *op = op_new(w, OP_DELIVER, c, cv);
     snprintf(op->id, sizeof(op->id), "%s", id);
     op->in_kind = is_choice ? FB_IN_CHOICE : FB_IN_MESSAGE;
     op->text = clean;
     op->choice = fb_strdup(choice);
-    char dkey[FB_WEB_MAX_ID + 3];
-    snprintf(dkey, sizeof(dkey), "u:%s", id);
-    const char *keys[] = {cv->keys[K_META], cv->keys[K_HIST], cv->keys[K_HIDS], cv->keys[K_HKEYS]};
-    const char *args[] = {dkey, tail, w->max_hist, w->ttl_ms};
-    int rc = run_script(op, &w->s_append, on_user_appended, 4, keys, 4, args);
-    fb_free(tail);
-    if (rc) {
-        fb_web_bucket_refund(&cv->bucket, w->opts->messages_per_minute);
-        client_unavailable(c, id);
-        op_free(op);
-    }
+    op->tail = tail;
+    op_deliver(op);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1159,12 +1213,49 @@ static void on_bot_appended(fb_redis_t *r, int status, redisReply *reply, void *
     op_free(op);
 }
 
+static void on_sent_closed(uv_handle_t *h)
+{
+    op_free(h->data);
+}
+
+static void on_sent(uv_timer_t *t)
+{
+    struct op *op = t->data;
+    struct conv *cv = web_alive(op->w) ? conv_find(op->w, op->token) : NULL;
+    if (cv)
+        conv_push_stored(cv, op->tail, strlen(op->tail));
+    op->send_cb(0, 0, op->send_arg);
+    uv_close((uv_handle_t *)&op->done, on_sent_closed);
+}
+
+/* A reply whose history entry its COMMIT wrote (commit_fmt): nothing to write. On the next loop
+ * turn (never inside send(), and after the message's ack), the outbox is told and the entry
+ * pushed again: web_committed() pushed it to the open tabs already, which ignore it
+ * (client_push: seq), unless the COMMIT's answer was lost (Redis restarted, the resent COMMIT
+ * found its own mark: a duplicate, without AO). */
+static int send_stored(struct web *w, const fb_outbound_t *msg, const json_t *stored, fb_send_cb cb,
+                       void *arg)
+{
+    struct op *op = op_new(w, OP_SENT, NULL, NULL);
+    op->tail = fb_strndup(json_string_value(stored), json_string_length(stored));
+    memcpy(op->token, msg->conv, FB_WEB_TOKEN_LEN + 1);
+    op->send_cb = cb;
+    op->send_arg = arg;
+    uv_timer_init(w->core->loop, &op->done);
+    op->done.data = op;
+    uv_timer_start(&op->done, on_sent, 0, 0);
+    return 0;
+}
+
 static int web_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, void *arg)
 {
     struct web *w = *(struct web **)fb_adapter_priv(a);
     if (!cb || !msg || !fb_web_token_valid(msg->conv) || !msg->txn_id || !*msg->txn_id ||
         strlen(msg->txn_id) > 200)
         return FB_EINVAL;
+    const json_t *stored = msg->entry ? json_object_get(msg->entry, "hist") : NULL;
+    if (json_is_string(stored))
+        return send_stored(w, msg, stored, cb, arg);
     json_t *entry = json_pack("{s:s, s:s}", "from", "bot", "text", msg->text ? msg->text : "");
     if (!entry)
         return FB_EINVAL;
@@ -1224,6 +1315,7 @@ static int web_init(fb_adapter_t *a)
     snprintf(w->ttl_ms, sizeof(w->ttl_ms), "%llu", ttl);
     snprintf(w->max_hist, sizeof(w->max_hist), "%u",
              w->opts->history_max ? w->opts->history_max : 1);
+    w->commit_lua = fb_asprintf(commit_fmt, w->opts->history_max ? w->opts->history_max : 1);
     w->ws_limit = w->opts->max_message_bytes * WS_ESCAPE_FACTOR + WS_FRAME_OVERHEAD;
     *pw = w;
     return 0;
@@ -1310,6 +1402,51 @@ static void web_destroy(fb_adapter_t *a)
     web_unref(w);
 }
 
+/* The entries a COMMIT stored (commit_fmt's AO: the user's message first when it came with the
+ * event), to the open tabs: the user's now (before the ack), the bot's replies after the ack
+ * (on_delivered) for the user's own events, now for the others (the greeting, a reminder). */
+static void web_committed(fb_adapter_t *a, const char *conv, const char *out, size_t len, void *arg)
+{
+    struct web *w = *(struct web **)fb_adapter_priv(a);
+    struct op *op = arg;
+    struct conv *cv = w && web_alive(w) ? conv_find(w, conv) : NULL;
+    if (!cv || !cv->clients)
+        return;
+    json_t *es = json_loadb(out, len, 0, NULL);
+    if (!json_is_array(es)) {
+        json_decref(es);
+        return;
+    }
+    size_t first = 0, n = json_array_size(es);
+    if (op && op->tail && n > 0) { /* a message: the user's entry first */
+        const json_t *u = json_array_get(es, 0);
+        if (json_is_string(u))
+            conv_push_stored(cv, json_string_value(u), json_string_length(u));
+        first = 1;
+    }
+    bool after_ack = op && op->kind == OP_DELIVER && op->in_kind != FB_IN_START;
+    if (after_ack) {
+        json_decref(op->later);
+        op->later = json_array();
+    }
+    for (size_t i = first; i < n; i++) {
+        json_t *e = json_array_get(es, i);
+        if (!json_is_string(e))
+            continue;
+        if (after_ack)
+            json_array_append(op->later, e);
+        else
+            conv_push_stored(cv, json_string_value(e), json_string_length(e));
+    }
+    json_decref(es);
+}
+
+static const char *web_commit_lua(fb_adapter_t *a)
+{
+    struct web *w = *(struct web **)fb_adapter_priv(a);
+    return w ? w->commit_lua : NULL;
+}
+
 static int web_stats(fb_adapter_t *a, json_t *out)
 {
     struct web *w = *(struct web **)fb_adapter_priv(a);
@@ -1335,4 +1472,6 @@ const fb_adapter_ops_t fb_adapter_web = {
     .conv_keys = own_keys,
     .config = &fb_web_config,
     .log_sub = &fb_web_log_sub,
+    .commit_lua = web_commit_lua,
+    .committed = web_committed,
 };

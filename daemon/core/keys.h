@@ -24,7 +24,8 @@
 /* ---- per-conversation suffixes ---------------------------------------------------------------
  */
 #define FB_KEY_SESSION   "session"   /* hash: the session record (FB_SESSION_* fields below) */
-#define FB_KEY_EVENT     "ev:"       /* + event id: string, dedupe mark of an inbound event */
+#define FB_KEY_MARKS     "ev"        /* zset: dedupe marks, event id -> handled at (ms) */
+#define FB_KEY_EVENT     "ev:"       /* + event id: a dedupe mark of a daemon before the zset */
 #define FB_KEY_OUTBOX    "outbox"    /* list: outbound entries, in order */
 #define FB_KEY_PARKED    "parked"    /* list: entries set aside after a permanent failure */
 #define FB_KEY_REMINDERS "reminders" /* hash: reminder id -> reason, "<id>#a" -> delay ms */
@@ -41,6 +42,7 @@
 #define FB_SESSION_ACTIVITY "a" /* Unix ms of the user's last own event */
 #define FB_SESSION_WRITE_ID "w" /* write id of the last write */
 #define FB_SESSION_TTL_SET  "x" /* Unix ms when COMMIT last set the session's TTL (PEXPIRE) */
+#define FB_SESSION_MARKS    "z" /* Unix ms of the marks' last upkeep (FB_KEY_MARKS: trim, TTL) */
 
 /* ---- global names ----------------------------------------------------------------------------
  */
@@ -50,6 +52,8 @@
 #define FB_KEY_CLAIMS  "reminders:claims"  /* hash: member -> "owner|due" */
 #define FB_KEY_STATS   "stats"             /* hash: global counters */
 #define FB_KEY_AVIS    "avis:comments"     /* list: users' comments, newest first */
+#define FB_KEY_MARKS_SINCE                                                                         \
+    "dedupe:zset_since" /* string: ms since the marks are zsets (0: never string keys here) */
 #define FB_KEY_ROADMAP_IX                                                                          \
     "roadmap:"                                          /* + SHA-256 hex of a page token: string,  \
                                                            the conversation key (the page's lookup) */

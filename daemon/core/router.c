@@ -63,19 +63,40 @@
 #define ROADMAP_TOKEN_LEN   ((size_t)2 * ROADMAP_TOKEN_BYTES) /* its hex digits */
 #define ROADMAP_PATH        "/feuille-de-route/"
 #define MAX_COMMIT_KEYS     (N_CORE_KEYS + MAX_FEATURE_KEYS + MAX_ADAPTER_KEYS)
+#define COMMIT_ARGS         12 /* the COMMIT's ARGV (commit_head_src) */
 
 /* ---- the scripts ------------------------------------------------------------------------- */
 
-/* READ. KEYS: session, dedupe mark, roadmap; ARGV[1] "1" when the roadmap page has an address
- * (server.public_url: without it no message shows a link, so its token is not read). {1} when
- * the event was handled already, else {0, v, d, a, t} (a: the time of the user's last event, ms,
- * "" when unknown; t: the roadmap page's token, "" when none was given yet or not read). */
+/* READ. KEYS: session, an older daemon's dedupe mark of this event ({c:K}:ev:<id>), roadmap, the
+ * dedupe marks (zset {c:K}:ev); ARGV: 1 "1" when the roadmap page has an address
+ * (server.public_url: without it no message shows a link, so its token is not read), 2 the event
+ * id, 3 now ms, 4 the dedupe retention ms, 5 "1" while an older daemon's marks may exist in this
+ * Redis (the retention has not passed since FB_KEY_MARKS_SINCE). {1} when the event was handled
+ * already, else {0, v, d, a, t} (a: the time of the user's last event, ms, "" when unknown; t:
+ * the roadmap page's token, "" when none was given yet or not read). A mark counts for the
+ * retention after its time, as the string keys' PX did (the COMMITs trim the zset only now and
+ * then). The older daemons' marks (one string key per event) are looked for only while they may
+ * still exist (docs/internals/REDIS.md, "Dedupe marks"). */
 static const char read_src[] =
-    "if redis.call('EXISTS', KEYS[2]) == 1 then return {1} end\n"
+    "local s = tonumber(redis.call('ZSCORE', KEYS[4], ARGV[2]))\n"
+    "if s and s > tonumber(ARGV[3]) - tonumber(ARGV[4]) then return {1} end\n"
+    "if ARGV[5] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return {1} end\n"
     "local rt = ARGV[1] == '1' and redis.call('HGET', KEYS[3], 't') or ''\n"
     "local cur = redis.call('HMGET', KEYS[1], '" FB_SESSION_VERSION "', '" FB_SESSION_DATA
     "', '" FB_SESSION_ACTIVITY "')\n"
     "return {0, cur[1] or '0', cur[2] or '', cur[3] or '', rt}\n";
+
+/* SINCE, once at start (off the message path). KEYS: FB_KEY_MARKS_SINCE, the stats hash; ARGV:
+ * now ms. Since when this Redis has its dedupe marks in zsets: kept from the first start of a
+ * daemon that writes them; "0" when no daemon had served here before it (no stats: a new
+ * Redis), so that no older daemon's string mark can exist. READ looks for those only during the
+ * retention after this time (docs/internals/REDIS.md, "Dedupe marks"). Two global keys: one
+ * slot each on a Cluster, where both move under one tag with the other globals (the plan). */
+static const char since_src[] = "local s = redis.call('GET', KEYS[1])\n"
+                                "if s then return s end\n"
+                                "s = redis.call('EXISTS', KEYS[2]) == 1 and ARGV[1] or '0'\n"
+                                "redis.call('SET', KEYS[1], s)\n"
+                                "return s\n";
 
 /*
  * COMMIT, assembled at the first start (build_commit()): commit_head_src, the `K` table of the
@@ -83,31 +104,46 @@ static const char read_src[] =
  * commit_body_src, their lua_post, commit_tail_src. KEYS: the router's N_CORE_KEYS (core_keys[]
  * order), the features' keys, then the adapter's own per-conversation keys
  * (fb_adapter_ops_t.conv_keys), deleted on forget. ARGV: 1 expected version, 2 session data, 3
- * mode (w: write, f: forget, n: leave), 4 write id, 5 session TTL ms (0: none), 6 dedupe TTL ms,
- * 7 now ms, 8 conversation key, 9 the ops as JSON {out, rem, ticket, stats, avis, and the
- * features' members}, 10 "1" for the user's own events (not a reminder): the session records
+ * mode (w: write, f: forget, n: leave), 4 write id, 5 session TTL ms (0: none), 6 dedupe
+ * retention ms, 7 now ms, 8 conversation key, 9 the ops as JSON {out, rem, ticket, stats, avis,
+ * and the features' members}, 10 "1" for the user's own events (not a reminder), 11 the event
+ * id (its dedupe mark in the zset K.event, member = id, score = now ms), 12 the adapter's data
+ * for its fragment (fb_inbound_t.commit_arg, `A.arg`; "" when none). With ARGV 10, the
+ * session records
  * the time in `a` and the pending reminders are pushed back (due = now + their delay, kept as
  * "<id>#a" in the reminders hash) before the effects' own schedules. `O.rearm` (a reminder
  * dropped because the user wrote after it fell due): that reminder is armed again at `a` + its
- * delay unless already due (NX). Returns {2, 0} for a duplicate, {0, version found} on a
- * conflict, {1, new version, the outbox's head when this event added entries (else nil),
- * conversations whose outbox got entries (`kick`)...} when written: the router hands the head
- * to its adapter at once, without reading it again (issue 17: round trips per message).
+ * delay unless already due (NX). Returns {2, 0} for a duplicate, {3, 0} when the adapter's
+ * fragment refused the event (its conversation is gone: nothing written), {0, version found} on a
+ * conflict, {1, new version, the outbox's head when this event added entries (else nil), the
+ * adapter's fragment's `AO` (else nil), conversations whose outbox got entries (`kick`)...} when
+ * written: the router hands `AO` to the adapter's committed(), then the head to its send() at
+ * once, without reading it again (issue 17: round trips per message).
  */
 static const char commit_head_src[] =
-    "if redis.call('EXISTS', KEYS[2]) == 1 then return {2, 0} end\n"
-    "local cur = redis.call('HMGET', KEYS[1], '" FB_SESSION_VERSION "', '" FB_SESSION_TTL_SET "')\n"
+    "local keep = tonumber(ARGV[6])\n"
+    "local seen = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[11]))\n"
+    "if seen and seen > tonumber(ARGV[7]) - keep then return {2, 0} end\n"
+    "local cur = redis.call('HMGET', KEYS[1], '" FB_SESSION_VERSION "', '" FB_SESSION_TTL_SET
+    "', '" FB_SESSION_MARKS "')\n"
     "local v = tonumber(cur[1]) or 0\n"
     "if v ~= tonumber(ARGV[1]) then return {0, v} end\n"
     "local ttl_set = tonumber(cur[2])\n"
+    /* The marks' upkeep (trim, TTL) every 1/100 of the retention, by the session's `z`, and at
+     * every COMMIT that does not write the session (forget, leave: rare). */
+    "local marks_every = math.ceil(keep / 100)\n"
+    "local marks_kept = tonumber(cur[3])\n"
+    "local marks_due = ARGV[3] ~= 'w' or not marks_kept or tonumber(ARGV[7]) - marks_kept >= "
+    "marks_every\n"
     /* true when this COMMIT sets the session's TTL again (below): the features' keys that live
      * as long as the session refresh theirs at the same time, not at every event. */
     "local refresh = false\n"
     "local O = cjson.decode(ARGV[9])\n"
     "local ttl = tonumber(ARGV[5])\n"
     "local A = {now = tonumber(ARGV[7]), member = ARGV[8], mode = ARGV[3], user = ARGV[10] == "
-    "'1'}\n"
+    "'1', arg = ARGV[12]}\n"
     "local kick = {}\n"
+    "local AO = false\n" /* the adapter's fragment's output, for its committed() */
     "local function expire(k) if ttl > 0 then redis.call('PEXPIRE', k, ttl) end end\n" FB_KEYS_LUA;
 
 /* The router's keys, KEYS[1..N_CORE_KEYS] in this order (K.<name> in the script). */
@@ -134,6 +170,7 @@ static const char *const core_keys[N_CORE_KEYS] = {"session", "event",  "outbox"
  * filled in by build_commit() (the DEL of a forget, the position of the adapter's keys). */
 static const char commit_body_fmt[] =
     "local nv = v\n"
+    "local out_head = false\n"
     "local function cancel_all()\n"
     "  for _, id in ipairs(redis.call('HKEYS', K.reminders)) do\n"
     "    redis.call('ZREM', K.due, A.member .. '|' .. id)\n"
@@ -154,6 +191,7 @@ static const char commit_body_fmt[] =
     "  local f = {'" FB_SESSION_VERSION "', string.format('%%d', nv), '" FB_SESSION_DATA
     "', ARGV[2], '" FB_SESSION_WRITE_ID "', ARGV[4]}\n"
     "  if A.user then table.insert(f, '" FB_SESSION_ACTIVITY "'); table.insert(f, ARGV[7]) end\n"
+    "  if marks_due then table.insert(f, '" FB_SESSION_MARKS "'); table.insert(f, ARGV[7]) end\n"
     /* The TTL is set again only when 1/100 of it has passed since it was last set (a key expires
      * at most that much early), not at every write: one PEXPIRE per message saved (issue 17). */
     "  refresh = ttl > 0 and (not ttl_set or A.now - ttl_set >= ttl / 100)\n"
@@ -213,8 +251,11 @@ static const char commit_body_fmt[] =
     "if #O.out > 0 then\n"
     /* One RPUSH for all the entries; the TTL is set with the write that creates the list, and
      * again with the session's refresh (an outbox that stays non-empty, its platform down or
-     * its adapter not loaded, must not expire before its conversation). */
-    "  if redis.call('RPUSH', K.outbox, unpack(O.out)) == #O.out or refresh then\n"
+     * its adapter not loaded, must not expire before its conversation). A list this RPUSH
+     * created has its first entry for head: no LINDEX (issue 17). */
+    "  local n = redis.call('RPUSH', K.outbox, unpack(O.out))\n"
+    "  if n == #O.out then out_head = O.out[1] end\n"
+    "  if n == #O.out or refresh then\n"
     "    expire(K.outbox)\n"
     "  end\n"
     "  redis.call('ZADD', K.pending, 'NX', ARGV[7], A.member)\n"
@@ -224,13 +265,19 @@ static const char commit_body_fmt[] =
     "  local a = tonumber(redis.call('HGET', K.session, '" FB_SESSION_ACTIVITY "'))\n"
     "  if d and a then redis.call('ZADD', K.due, 'NX', a + d, A.member .. '|' .. O.rearm) end\n"
     "end\n";
-/* The COMMIT's end, after the features' lua_post. */
-static const char commit_tail_src[] = "redis.call('SET', KEYS[2], '1', 'PX', ARGV[6])\n"
-                                      "local res = {1, nv, false}\n"
-                                      "if #O.out > 0 then res[3] = redis.call('LINDEX', "
-                                      "K.outbox, 0) end\n"
-                                      "for _, k in ipairs(kick) do table.insert(res, k) end\n"
-                                      "return res\n";
+/* The COMMIT's end, after the features' lua_post: the dedupe mark, last. Now and then (`marks_due`,
+ * in commit_head_src) the marks older than the retention are trimmed and the zset's TTL set to
+ * the retention plus that period: no command per message for them but the ZADD. */
+static const char commit_tail_src[] =
+    "redis.call('ZADD', K.event, A.now, ARGV[11])\n"
+    "if marks_due then\n"
+    "  redis.call('ZREMRANGEBYSCORE', K.event, '-inf', A.now - keep)\n"
+    "  redis.call('PEXPIRE', K.event, keep + marks_every)\n"
+    "end\n"
+    "local res = {1, nv, false, AO}\n"
+    "if #O.out > 0 then res[3] = out_head or redis.call('LINDEX', K.outbox, 0) end\n"
+    "for _, k in ipairs(kick) do table.insert(res, k) end\n"
+    "return res\n";
 
 /* PAGE. KEYS: the token's lookup key (<prefix>roadmap:<hash>); ARGV: the token's hash, the key
  * prefix. The
@@ -324,10 +371,11 @@ struct job {
     struct conv *c;
     fb_inbound_kind_t kind;
     char *event_id, *text, *choice;
-    char *timer;   /* a reminder (fb_router_reminder()): its id; the job is a TIMER event */
-    int64_t due;   /* the reminder's due time (ms, 0: unknown) */
-    bool dropped;  /* the reminder was dropped (inactive, or stale): cb gets FB_DECLINED */
-    bool handback; /* a HANDBACK event (fb_router_handback()) */
+    char *timer;      /* a reminder (fb_router_reminder()): its id; the job is a TIMER event */
+    char *commit_arg; /* fb_inbound_t.commit_arg, for the adapter's COMMIT fragment, or NULL */
+    int64_t due;      /* the reminder's due time (ms, 0: unknown) */
+    bool dropped;     /* the reminder was dropped (inactive, or stale): cb gets FB_DECLINED */
+    bool handback;    /* a HANDBACK event (fb_router_handback()) */
     fb_inbound_cb cb;
     void *arg;
     unsigned reruns;
@@ -398,11 +446,13 @@ struct fb_router_s {
     char *scan_member; /* (both NULL: the next scan starts at the beginning of the index) */
     bool scanning;
     uint64_t pending_convs; /* ZCARD of the pending index at the last scan */
-    fb_store_script_t s_read, s_commit, s_head, s_pop, s_scan;
+    int64_t marks_since;    /* FB_KEY_MARKS_SINCE, ms; -1 until read (see since_src) */
+    bool since_asked;
+    fb_store_script_t s_read, s_commit, s_head, s_pop, s_scan, s_since;
     uint64_t outbox_delay_ms; /* tests: each delivery waits until the entry's ts + this */
     void (*step_hook)(void *arg, const char *key, json_t *effects);
     void *step_hook_arg;
-    char *k_pending, *k_due, *k_stats, *k_avis, *k_roadmap_ix;
+    char *k_pending, *k_due, *k_stats, *k_avis, *k_roadmap_ix, *k_since;
     fb_store_script_t s_page; /* the roadmap page's session, when the token still holds */
     fb_router_stats_t st;
     char *commit_lua; /* the COMMIT, assembled at the first start (build_commit()) */
@@ -920,6 +970,32 @@ static void on_scan(int status, const redisReply *rep, void *arg)
     check_stopped(r);
 }
 
+static void on_since(int status, const redisReply *rep, void *arg)
+{
+    fb_router_t *r = arg;
+    r->inflight--;
+    r->since_asked = false;
+    if (status == 0 && rep && rep->type == REDIS_REPLY_STRING) {
+        r->marks_since = strtoll(rep->str, NULL, 10);
+        FB_DEBUG(ROUTER, "dedupe marks in zsets since %lld", (long long)r->marks_since);
+    }
+    check_stopped(r);
+}
+
+/* Reads (or sets, at the first start) FB_KEY_MARKS_SINCE; again at the next tick on a failure. */
+static void ask_since(fb_router_t *r)
+{
+    if (r->marks_since >= 0 || r->since_asked || r->stopping)
+        return;
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)fb_wall_ms());
+    const char *args[] = {r->k_since, r->k_stats, now};
+    if (fb_store_eval(r->store, &r->s_since, FB_REDIS_RETRY, 2, 1, args, NULL, on_since, r) == 0) {
+        r->since_asked = true;
+        r->inflight++;
+    }
+}
+
 void fb_router_outbox_scan(fb_router_t *r)
 {
     if (r->scanning || r->stopping)
@@ -941,6 +1017,7 @@ static void on_tick(uv_timer_t *t)
     fb_redis_get_stats(r->redis, &rs);
     bool reconnected = rs.connects != r->redis_connects;
     r->redis_connects = rs.connects;
+    ask_since(r);
     if (reconnected || ++r->ticks >= SCAN_EVERY_TICKS) {
         r->ticks = 0;
         fb_router_outbox_scan(r);
@@ -1003,6 +1080,7 @@ static void job_free(struct job *j)
     fb_free(j->text);
     fb_free(j->choice);
     fb_free(j->timer);
+    fb_free(j->commit_arg);
     fb_free(j);
 }
 
@@ -1183,6 +1261,9 @@ static void on_commit(int status, const redisReply *rep, void *arg)
         r->st.duplicates++;
         FB_DEBUG(ROUTER, "[%s] duplicate event (found at commit)", c->tag);
         job_finish(j, 0);
+    } else if (code == 3) {
+        FB_DEBUG(ROUTER, "[%s] refused by the adapter's COMMIT fragment: no conversation", c->tag);
+        job_finish(j, FB_ENOENT);
     } else if (code == 0) {
         r->st.conflicts++;
         if (++j->reruns > MAX_RERUNS || r->stopping) {
@@ -1195,9 +1276,18 @@ static void on_commit(int status, const redisReply *rep, void *arg)
     } else {
         r->st.events++;
         fb_metrics_event(kind_name(j));
+        /* The adapter fragment's AO, for its committed(): before the deliver callback, in this
+         * turn of the loop, before any later Redis answer (the pushes keep Redis's order). */
+        const redisReply *ao = rep->elements > 3 ? rep->element[3] : NULL;
+        if (ao && ao->type == REDIS_REPLY_STRING && !r->stopping) {
+            struct adapter_slot *slot = adapter_by_name(r, c->name);
+            if (slot && slot->started && !slot->stopped && slot->a.ops->committed)
+                slot->a.ops->committed(&slot->a, c->key + strlen(c->name) + 1, ao->str, ao->len,
+                                       j->timer || j->handback ? NULL : j->arg);
+        }
         if (j->says > 0)
             ob_kick_head(c, rep->elements > 2 ? rep->element[2] : NULL);
-        for (size_t i = 3; i < rep->elements; i++) /* outboxes the escalation wrote to */
+        for (size_t i = 4; i < rep->elements; i++) /* outboxes the escalation wrote to */
             if (rep->element[i]->type == REDIS_REPLY_STRING)
                 fb_router_kick(r, rep->element[i]->str);
         job_finish(j, 0);
@@ -1362,19 +1452,17 @@ static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t 
 {
     struct conv *c = j->c;
     fb_router_t *r = c->r;
-    const char *args[MAX_COMMIT_KEYS + 10];
+    const char *args[MAX_COMMIT_KEYS + COMMIT_ARGS];
     char *owned[MAX_COMMIT_KEYS];
     size_t nkeys = 0, nowned = 0;
-    char *evsuffix = fb_asprintf(FB_KEY_EVENT "%s", j->event_id);
     static const char *const conv_suffix[N_CORE_KEYS] = {
-        [CK_SESSION] = FB_KEY_SESSION,     [CK_OUTBOX] = FB_KEY_OUTBOX,
-        [CK_REMINDERS] = FB_KEY_REMINDERS, [CK_TICKET] = FB_KEY_TICKET,
-        [CK_PARKED] = FB_KEY_PARKED,       [CK_ROADMAP] = FB_KEY_ROADMAP};
+        [CK_SESSION] = FB_KEY_SESSION,     [CK_EVENT] = FB_KEY_MARKS,   [CK_OUTBOX] = FB_KEY_OUTBOX,
+        [CK_REMINDERS] = FB_KEY_REMINDERS, [CK_TICKET] = FB_KEY_TICKET, [CK_PARKED] = FB_KEY_PARKED,
+        [CK_ROADMAP] = FB_KEY_ROADMAP};
     for (size_t i = 0; i < CK_PENDING; i++) {
-        if (i == CK_EVENT || conv_suffix[i])
-            args[nkeys++] = owned[nowned++] = ckey(c, i == CK_EVENT ? evsuffix : conv_suffix[i]);
+        if (conv_suffix[i])
+            args[nkeys++] = owned[nowned++] = ckey(c, conv_suffix[i]);
     }
-    fb_free(evsuffix);
     /* the globals, in core_keys[] order after the conversation's */
     FB_ASSERT(nkeys == CK_PENDING);
     args[nkeys++] = r->k_pending;
@@ -1403,7 +1491,7 @@ static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t 
     snprintf(dttl, sizeof(dttl), "%llu",
              (unsigned long long)r->cfg->router.dedupe_retention_hours * DEDUPE_MS_PER_H);
     snprintf(nowbuf, sizeof(nowbuf), "%lld", (long long)st->now);
-    const char **argv = args + nkeys;
+    const char **argv = args + nkeys; /* COMMIT_ARGS of them */
     argv[0] = expected;
     argv[1] = sdata ? sdata : "";
     argv[2] = mode;
@@ -1414,8 +1502,10 @@ static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t 
     argv[7] = c->key;
     argv[8] = ops ? ops : "{\"out\":[],\"rem\":[],\"stats\":[],\"avis\":[]}";
     argv[9] = j->timer || j->handback ? "0" : "1";
-    int rc =
-        fb_store_eval(r->store, &r->s_commit, FB_REDIS_RETRY, nkeys, 10, args, NULL, on_commit, j);
+    argv[10] = j->event_id;
+    argv[11] = j->commit_arg ? j->commit_arg : "";
+    int rc = fb_store_eval(r->store, &r->s_commit, FB_REDIS_RETRY, nkeys, COMMIT_ARGS, args, NULL,
+                           on_commit, j);
     for (size_t i = 0; i < nowned; i++)
         fb_free(owned[i]);
     return rc;
@@ -1547,9 +1637,26 @@ static void job_start(struct job *j)
     char *evsuffix = fb_asprintf(FB_KEY_EVENT "%s", j->event_id);
     char *k_ev = ckey(c, evsuffix);
     char *k_road = ckey(c, FB_KEY_ROADMAP);
-    const char *args[] = {k_session, k_ev, k_road,
-                          r->cfg->server.public_url && *r->cfg->server.public_url ? "1" : "0"};
-    int rc = fb_store_eval(r->store, &r->s_read, FB_REDIS_RETRY, 3, 1, args, NULL, on_read, j);
+    char *k_marks = ckey(c, FB_KEY_MARKS);
+    char now[24], keep[24];
+    int64_t t = fb_wall_ms();
+    uint64_t keep_ms = (uint64_t)r->cfg->router.dedupe_retention_hours * DEDUPE_MS_PER_H;
+    snprintf(now, sizeof(now), "%lld", (long long)t);
+    snprintf(keep, sizeof(keep), "%llu", (unsigned long long)keep_ms);
+    /* an older daemon's marks: only during the retention after the upgrade (unknown: maybe) */
+    bool older =
+        r->marks_since < 0 || (r->marks_since > 0 && t - r->marks_since < (int64_t)keep_ms);
+    const char *args[] = {k_session,
+                          k_ev,
+                          k_road,
+                          k_marks,
+                          r->cfg->server.public_url && *r->cfg->server.public_url ? "1" : "0",
+                          j->event_id,
+                          now,
+                          keep,
+                          older ? "1" : "0"};
+    int rc = fb_store_eval(r->store, &r->s_read, FB_REDIS_RETRY, 4, 5, args, NULL, on_read, j);
+    fb_free(k_marks);
     fb_free(k_session);
     fb_free(k_ev);
     fb_free(k_road);
@@ -1635,6 +1742,7 @@ static int deliver_clean(fb_adapter_t *a, struct adapter_slot *s, const fb_inbou
     j->event_id = fb_strdup(ev->event_id);
     j->text = ev->kind == FB_IN_MESSAGE ? fb_strdup(ev->text) : NULL;
     j->choice = ev->kind == FB_IN_CHOICE ? fb_strdup(ev->choice) : NULL;
+    j->commit_arg = ev->commit_arg ? fb_strdup(ev->commit_arg) : NULL;
     j->cb = cb;
     j->arg = arg;
     job_queue(j);
@@ -1808,6 +1916,7 @@ fb_router_t *fb_router_create(const fb_router_deps_t *deps, fb_buf_t *errors)
         .sent = core_sent,
     };
     fb_store_script_init(&r->s_read, read_src);
+    fb_store_script_init(&r->s_since, since_src);
 #ifdef FB_TEST_HOOKS
     /* Test builds only: integration tests hold the outbox to kill a daemon between the COMMIT
      * and the delivery. */
@@ -1821,6 +1930,8 @@ fb_router_t *fb_router_create(const fb_router_deps_t *deps, fb_buf_t *errors)
     r->k_pending = fb_key_global(prefix, FB_KEY_PENDING);
     r->k_due = fb_key_global(prefix, FB_KEY_DUE);
     r->k_stats = fb_key_global(prefix, FB_KEY_STATS);
+    r->k_since = fb_key_global(prefix, FB_KEY_MARKS_SINCE);
+    r->marks_since = -1;
     r->k_avis = fb_key_global(prefix, FB_KEY_AVIS);
     r->k_roadmap_ix = fb_key_global(prefix, FB_KEY_ROADMAP_IX);
     fb_store_script_init(&r->s_page, page_src);
@@ -1963,6 +2074,17 @@ static void build_commit(fb_router_t *r)
     for (size_t f = 0; f < r->nfeatures; f++)
         if (r->features[f].ops->lua_pre)
             (void)fb_buf_puts(&b, r->features[f].ops->lua_pre);
+    /* The adapters' fragments (fb_adapter_ops_t.commit_lua), each for its own conversations
+     * ("name:..."), with its keys as AK (the conv_keys, after everything else in KEYS). */
+    (void)fb_buf_printf(&b, "local AK = {}\nfor i = %zu, #KEYS do AK[#AK + 1] = KEYS[i] end\n",
+                        pos);
+    for (size_t i = 0; i < r->nadapters; i++) {
+        struct adapter_slot *s = r->adapters[i];
+        const char *lua = s->a.ops->commit_lua ? s->a.ops->commit_lua(&s->a) : NULL;
+        if (lua)
+            (void)fb_buf_printf(&b, "if string.sub(A.member, 1, %zu) == '%s:' then\n%s\nend\n",
+                                strlen(s->a.ops->name) + 1, s->a.ops->name, lua);
+    }
     (void)fb_buf_printf(&b, commit_body_fmt, fb_buf_str(&forget), pos);
     for (size_t f = 0; f < r->nfeatures; f++)
         if (r->features[f].ops->lua_post)
@@ -1996,6 +2118,7 @@ int fb_router_start(fb_router_t *r)
     for (size_t f = 0; f < r->nfeatures; f++)
         if (r->features[f].ops->start)
             r->features[f].ops->start(r->features[f].self);
+    ask_since(r);
     fb_router_outbox_scan(r);
     return 0;
 }
@@ -2179,6 +2302,7 @@ void fb_router_destroy(fb_router_t *r)
     fb_free(r->k_pending);
     fb_free(r->k_due);
     fb_free(r->k_stats);
+    fb_free(r->k_since);
     fb_free(r->k_avis);
     fb_free(r->k_roadmap_ix);
     fb_free(r);

@@ -54,6 +54,7 @@ struct fb_esc_s {
     char *k_open, *k_roots, *k_pending, *k_response;
     int64_t clock_ms; /* fb__esc_set_clock(): the watchdog's and the commands' clock, 0: wall */
     fb_store_script_t s_in, s_watch;
+    char *in_script; /* in_mark_src then in_src */
     uv_timer_t timer;
     bool timer_init, watching, stopping;
     size_t inflight;
@@ -98,18 +99,31 @@ static int64_t now_ms(const fb_esc_t *e)
     "end\n"
 
 /*
- * IN. KEYS: 1 dedupe mark of the thread event, 2 roots index (root event id -> user's
- * conversation), 3 pending index, 4 open tickets, 5 advisors' response times (stats, ms, newest
- * first: an open ticket's first advisor message or command but a note adds one). ARGV: 1 root event
- * id, 2 command (prendre, rendre, clore, note, msg, or ignore: a command of a sender who left the
- * room), 3 the advisor's label, 4 text (the message, or
- * the command's argument), 5 now ms, 6 key prefix, 7 the thread's conversation key, 8 txn base, 9
- * dedupe TTL ms, 10 sender, 11 hand-back event id. Returns {code, user's conversation, action,
- * kick...}: code 2 duplicate, 0 not a ticket's thread, 1 handled; action "handback" or "".
+ * IN. KEYS: 1 the thread's dedupe marks (zset {c:THREAD}:ev, as the router's), 2 roots index (root
+ * event id -> user's conversation), 3 pending index, 4 open tickets, 5 advisors' response times
+ * (stats, ms, newest first: an open ticket's first advisor message or command but a note adds one),
+ * 6 an older daemon's dedupe mark of this event ({c:THREAD}:ev:<id>, looked for during the
+ * transition: docs/internals/REDIS.md, "Dedupe marks"). ARGV: 1 root event id, 2 command (prendre,
+ * rendre, clore, note, msg, or ignore: a command of a sender who left the room), 3 the advisor's
+ * label, 4 text (the message, or the command's argument), 5 now ms, 6 key prefix, 7 the thread's
+ * conversation key, 8 txn base, 9 dedupe retention ms, 10 sender, 11 hand-back event id, 12 the
+ * event id. The mark: member = event id, score = now; the marks older than the retention trimmed,
+ * the zset's TTL the retention (set at every event: advisors' messages are few). Returns {code,
+ * user's conversation, action, kick...}: code 2 duplicate, 0 not a ticket's thread, 1 handled;
+ * action "handback" or "".
  */
+static const char in_mark_src[] =
+    "local t0, keep = tonumber(ARGV[5]), tonumber(ARGV[9])\n"
+    "local seen = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[12]))\n"
+    "if (seen and seen > t0 - keep) or redis.call('EXISTS', KEYS[6]) == 1 then\n"
+    "  return {2, '', ''}\n"
+    "end\n"
+    "redis.call('ZADD', KEYS[1], t0, ARGV[12])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t0 - keep)\n"
+    "redis.call('PEXPIRE', KEYS[1], keep)\n";
+/* The rest of IN, after in_mark_src (two literals: one would pass the 4095 bytes C17 compilers
+ * must support). */
 static const char in_src[] = LUA_HELPERS
-    "if redis.call('EXISTS', KEYS[1]) == 1 then return {2, '', ''} end\n"
-    "redis.call('SET', KEYS[1], '1', 'PX', ARGV[9])\n"
     "local user = redis.call('HGET', KEYS[2], ARGV[1])\n"
     "if not user then return {0, '', ''} end\n"
     "local tk = conv_key(ARGV[6], user, '" FB_KEY_TICKET "')\n"
@@ -337,7 +351,8 @@ int fb_esc_create(uv_loop_t *loop, const fb_config_t *cfg, fb_store_t *store, co
     e->k_roots = fb_key_global(prefix, FB_KEY_ESC_ROOTS);
     e->k_pending = fb_key_global(prefix, FB_KEY_PENDING);
     e->k_response = fb_key_stats(prefix, FB_KEY_STATS_RESPONSE);
-    fb_store_script_init(&e->s_in, in_src);
+    e->in_script = fb_asprintf("%s%s", in_mark_src, in_src);
+    fb_store_script_init(&e->s_in, e->in_script);
     fb_store_script_init(&e->s_watch, watch_src);
     FB_NOTICE(ROUTER, "[esc] escalation enabled: %zu advisors' room route(s)", e->nrooms);
     *out = e;
@@ -363,6 +378,7 @@ void fb_esc_destroy(fb_esc_t *e)
     fb_free(e->k_roots);
     fb_free(e->k_pending);
     fb_free(e->k_response);
+    fb_free(e->in_script);
     fb_free(e);
 }
 
@@ -693,9 +709,12 @@ int fb_esc_inbound(fb_esc_t *e, const char *adapter, const fb_inbound_t *ev, fb_
     advisor_label(ev->sender, ev->sender_name, name);
     char *thread = fb_asprintf("%s:%s", adapter, ev->conv);
     char *evs = fb_asprintf(FB_KEY_EVENT "%s", ev->event_id);
-    char *mark = fb_store_conv_key(e->store, thread, evs);
+    char *legacy = fb_store_conv_key(e->store, thread, evs);
+    char *mark = fb_store_conv_key(e->store, thread, FB_KEY_MARKS);
     fb_free(evs);
-    if (!mark) {
+    if (!mark || !legacy) {
+        fb_free(mark);
+        fb_free(legacy);
         fb_free(thread);
         return FB_EINVAL;
     }
@@ -716,6 +735,7 @@ int fb_esc_inbound(fb_esc_t *e, const char *adapter, const fb_inbound_t *ev, fb_
                           e->k_pending,
                           e->k_open,
                           e->k_response,
+                          legacy,
                           root,
                           cmd,
                           name,
@@ -726,9 +746,11 @@ int fb_esc_inbound(fb_esc_t *e, const char *adapter, const fb_inbound_t *ev, fb_
                           txn,
                           ttl,
                           ev->sender ? ev->sender : "",
-                          hb};
-    int rc = fb_store_eval(e->store, &e->s_in, FB_REDIS_RETRY, 5, 11, args, NULL, on_in, ib);
+                          hb,
+                          ev->event_id};
+    int rc = fb_store_eval(e->store, &e->s_in, FB_REDIS_RETRY, 6, 12, args, NULL, on_in, ib);
     fb_free(mark);
+    fb_free(legacy);
     fb_free(thread);
     if (rc) {
         fb_free(ib->hb_id);

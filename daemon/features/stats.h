@@ -35,17 +35,22 @@ typedef struct fb_geo_s fb_geo_t;
  * K.month (this month's hash), K.months (the conversation's set of months, deleted by a
  * forget) and K.steps (steps done by step id); expire() sets the session TTL, `refresh` says
  * whether this COMMIT sets it again on the session (the set of months follows it then, and when a
- * month is added: not at every event). The month's hash gets its TTL once, when it has none.
+ * month is added: not at every event). The month's hash gets its TTL once, when it has none,
+ * looked at only by a COMMIT whose HINCRBY made a field (`fresh`), as the one that created the
+ * hash did: no PTTL at every event (issue 17).
  */
 #define FB_STATS_COMMIT_LUA                                                                        \
     "do\n"                                                                                         \
     "local st = O.st\n"                                                                            \
     "if st then\n"                                                                                 \
     "  local mk = K.month\n"                                                                       \
-    "  local function both(f, n) redis.call('HINCRBY', K.stats, f, n)\n"                           \
-    "    redis.call('HINCRBY', mk, f, n) end\n"                                                    \
-    "  for _, name in ipairs(O.stats) do redis.call('HINCRBY', mk, name, 1) end\n"                 \
-    "  for _, a in ipairs(O.avis) do redis.call('HINCRBY', mk, 'avis', 1) end\n"                   \
+    "  local fresh = false\n" /* a field of the month's hash created: maybe the hash too */        \
+    "  local function inc(f, n)\n"                                                                 \
+    "    if redis.call('HINCRBY', mk, f, n) == n then fresh = true end\n"                          \
+    "  end\n"                                                                                      \
+    "  local function both(f, n) redis.call('HINCRBY', K.stats, f, n) inc(f, n) end\n"             \
+    "  for _, name in ipairs(O.stats) do inc(name, 1) end\n"                                       \
+    "  for _, a in ipairs(O.avis) do inc('avis', 1) end\n"                                         \
     "  if st.ra == 1 then both('reminder_answered', 1) end\n"                                      \
     "  for _, item in ipairs(st.sd) do\n"                                                          \
     "    redis.call('HINCRBY', K.steps, item, 1)\n"                                                \
@@ -56,15 +61,16 @@ typedef struct fb_geo_s fb_geo_t;
     "    if st.t[2] ~= '' then redis.call('ZADD', K.act_e, A.now, st.t[2]) end\n"                  \
     "    if st.t[3] ~= '' then redis.call('ZADD', K.act_d, A.now, st.t[3]) end\n"                  \
     "    if redis.call('SADD', K.months, st.mo) == 1 then\n"                                       \
-    "      redis.call('HINCRBY', mk, 'projects_active', 1)\n"                                      \
+    "      inc('projects_active', 1)\n"                                                            \
     "      if redis.call('SCARD', K.months) == 2 then both('projects_recurrent', 1) end\n"         \
     "      expire(K.months)\n"                                                                     \
     "    elseif refresh then\n"                                                                    \
     "      expire(K.months)\n"                                                                     \
     "    end\n"                                                                                    \
     "  end\n"                                                                                      \
-    "  if redis.call('PTTL', mk) == -1 then redis.call('PEXPIRE', mk, " FB_STATS_MONTH_TTL_STR     \
-    ") end\n"                                                                                      \
+    "  if fresh and redis.call('PTTL', mk) == -1 then\n"                                           \
+    "    redis.call('PEXPIRE', mk, " FB_STATS_MONTH_TTL_STR ")\n"                                  \
+    "  end\n"                                                                                      \
     "end\n"                                                                                        \
     "end\n"
 #define FB_STATS_MONTH_TTL_STR "34560000000"

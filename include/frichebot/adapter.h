@@ -53,14 +53,18 @@ typedef struct fb_inbound_s {
     const char *text;        /* FB_IN_MESSAGE */
     const char *choice;      /* FB_IN_CHOICE: option id */
     int64_t ts_ms;           /* platform time of the event, Unix ms (0: unknown, the router's) */
+    /* Since API version 2 (issue 17). */
+    const char *commit_arg; /* data for the adapter's COMMIT fragment (ops.commit_lua: `A.arg`),
+                               or NULL */
 } fb_inbound_t;
 
 /**
  * Result of deliver(): 0 once the event is durably handled (its session, dedupe mark and effects
  * are written in Redis) or recognised as a duplicate; the adapter may then acknowledge the
  * platform. Otherwise a negative code (FB_EAGAIN: Redis unreachable, try later; FB_EINVAL:
- * malformed event, do not retry; FB_ECANCELED: shutting down) and the adapter must NOT
- * acknowledge: the platform will retry and nothing is lost.
+ * malformed event, do not retry; FB_ECANCELED: shutting down; FB_ENOENT: the adapter's own
+ * COMMIT fragment refused it, its conversation being gone, nothing written) and the adapter
+ * must NOT acknowledge: the platform will retry and nothing is lost.
  */
 typedef void (*fb_inbound_cb)(int status, void *arg);
 
@@ -176,6 +180,25 @@ typedef struct fb_adapter_ops_s {
      *  "frichebot_<adapter>_...") to `out`, an fb_buf_t (frichebot/buf.h). Returns 0 or a
      *  negative code (the scrape fails). */
     int (*metrics)(fb_adapter_t *a, struct fb_buf_s *out);
+    /** Optional (NULL): a Lua fragment the router runs inside the COMMIT of this adapter's
+     *  conversations, before it writes their outbox entries (docs/internals/ROUTER.md, "How the
+     *  COMMIT script is built"): a `do ... end` block that may read `AK[i]` (the conv_keys, in
+     *  their order), `K.outbox`, `A` (now, member, mode: 'w' write, 'f' forget, 'n' leave),
+     *  `ARGV[5]` (the session TTL, ms) and `O.out` (the entries, JSON objects as strings, which
+     *  it may rewrite: send() gets them as msg->entry); it may set `AO` to a string, handed to
+     *  committed() below; it never returns, writes only the conversation's keys, and nothing on
+     *  a forget. Called once, at the router's start, after init(); the string is the adapter's
+     *  until destroy(). Each command it runs is paid by every event of the adapter's
+     *  conversations: keep them few (issue 17). */
+    const char *(*commit_lua)(fb_adapter_t *a);
+    /** Optional (NULL): the COMMIT of an event of conversation `conv` (within the adapter) was
+     *  written and its commit_lua fragment set `AO`: `out` (`len` bytes, borrowed for the call);
+     *  `arg` is the deliver() argument of the adapter's own event, NULL for the router's (a
+     *  reminder, a hand-back). Called right before the event's deliver callback and the outbox's
+     *  hand-over, in the loop turn of the COMMIT's answer: before any later Redis answer is
+     *  handled (so in Redis's order with them). Not once the router is stopping. A fragment may
+     *  also `return {3, 0}` before writing anything: the event is refused with FB_ENOENT. */
+    void (*committed)(fb_adapter_t *a, const char *conv, const char *out, size_t len, void *arg);
 } fb_adapter_ops_t;
 
 struct uv_loop_s;

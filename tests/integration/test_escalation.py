@@ -309,8 +309,8 @@ def test_non_member_command_ignored_and_default_room(synapse, redis, make_daemon
     r = outsider.run(outsider.client.room_leave(room_def))
     assert isinstance(r, outsider.nio.RoomLeaveResponse), r
     d = make_daemon(redis.address, idle_timeout_s=30, extra=extra)
-    mark = f"fb:{{c:matrix:{room_def}/{root['event_id']}}}:ev:{ev}"
-    assert wait_until(lambda: redis.cli("EXISTS", mark) == "1", 60), d.read_log()[-3000:]
+    marks = f"fb:{{c:matrix:{room_def}/{root['event_id']}}}:ev"
+    assert wait_until(lambda: redis.cli("ZSCORE", marks, ev) != "", 60), d.read_log()[-3000:]
     tk = f"fb:{{c:matrix:{dm}}}:ticket"
     assert redis.cli("HGET", tk, "state") == "waiting" and redis.cli("HGET", tk, "claimed") == ""
     assert "no longer in the advisors' room: ignored" in d.read_log()
@@ -411,8 +411,8 @@ def test_web_chat_user_reaches_the_advisors(synapse, redis, make_daemon, tmp_pat
                                                                          d.read_log()[-3000:])
         assert redis.cli("HGET", "fb:esc:roots", root["event_id"]) == ""
         ev = thread_reply(a1, room52, root["event_id"], "Toujours là ?")
-        mark = f"fb:{{c:matrix:{room52}/{root['event_id']}}}:ev:{ev}"
-        assert wait_until(lambda: redis.cli("EXISTS", mark) == "1", 20), d.read_log()[-2000:]
+        marks = f"fb:{{c:matrix:{room52}/{root['event_id']}}}:ev"
+        assert wait_until(lambda: redis.cli("ZSCORE", marks, ev) != "", 20), d.read_log()[-2000:]
         assert "Toujours là" not in redis.cli("LRANGE", f"fb:{{c:web:{chat.token}}}:outbox", "0", "-1")
         assert "Toujours là" not in redis.cli("LRANGE", f"fb:{{c:web:{chat.token}}}:hist", "0", "-1")
     finally:

@@ -701,10 +701,14 @@ def test_forget_deletes_the_history(redis, make_daemon):
     chat.wait_for(lambda f: f["type"] == "msg" and f["from"] == "bot" and f["seq"] > asked["seq"],
                   what="the goodbye")
     # Every key of the conversation is gone but the router's dedupe marks (event ids, no
-    # personal data, kept for their retention so that a resent event is not run again).
+    # personal data, kept for their retention so that a resent event is not run again: the
+    # zset's TTL is the retention + 1 %).
     def left():
-        return [k for k in conv_keys(redis, chat.token) if ":ev:" not in k]
+        return [k for k in conv_keys(redis, chat.token) if not k.endswith(":ev")]
     assert wait_until(lambda: left() == [], 20), left()
+    marks = f"fb:{{c:web:{chat.token}}}:ev"
+    assert 0 < int(redis.cli("PTTL", marks)) <= 72 * 3600 * 1010, redis.cli("PTTL", marks)
+    assert redis.cli("ZSCORE", marks, "start") != ""
     assert history(redis, chat.token) == []
     chat.close()
     # The old token now opens a new conversation.

@@ -442,7 +442,8 @@ TEST_IMPL(escalation_first_response_time_and_display_name)
     ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:stats:advisor_response_ms"), 0);
     ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:{c:web:tok}:outbox"), 0);
     ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:{c:matrix:!d:x/$r}:outbox"), 0);
-    ASSERT_EQ(rint_(w.sync, "EXISTS %s", "fb:{c:matrix:!d:x/$r}:ev:$g1"), 1); /* handled */
+    ASSERT_EQ(rint_(w.sync, "ZSCORE fb:{c:matrix:!d:x/$r}:ev %s", "$g1"),
+              1796029200000LL + 10000); /* handled: its mark, scored by its time */
     redisReply *st = redisCommand(w.sync, "HGET fb:{c:web:tok}:ticket state");
     ASSERT_STR_EQ(st->str, "waiting");
     freeReplyObject(st);

@@ -38,6 +38,7 @@ struct sent {
     char txn[64];
     char text[4096];
     char kind[16];
+    long long lua; /* the entry's "lua" member, written by ta_commit_lua (0: none) */
 };
 
 struct pending_cb {
@@ -164,6 +165,7 @@ static int ta_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, voi
         snprintf(s->text, sizeof(s->text), "%s", msg->text);
         ASSERT_NOT_NULL(msg->html);
         snprintf(s->kind, sizeof(s->kind), "%s", msg->kind);
+        s->lua = json_integer_value(json_object_get(msg->entry, "lua"));
         /* answers; the roadmap's event (docs/internals/ROUTER.md); a reminder's */
         ASSERT(strcmp(msg->kind, "reply") == 0 || strcmp(msg->kind, "roadmap") == 0 ||
                strcmp(msg->kind, "reminder") == 0);
@@ -209,11 +211,39 @@ static int ta_init_record(fb_adapter_t *a)
     return ta_init(a);
 }
 
+/* The adapter's COMMIT fragment (fb_adapter_ops_t.commit_lua) when a test sets it, and what its
+ * committed() was given. */
+static const char *ta_commit_lua;
+static int delivered_total; /* every deliver callback of the test */
+static struct {
+    int calls;
+    int delivered_before; /* deliver callbacks run at the last call */
+    char conv[64], out[64];
+} ta_co;
+
+static void ta_committed(fb_adapter_t *a, const char *conv, const char *out, size_t len, void *arg)
+{
+    (void)a;
+    (void)arg;
+    ta_co.calls++;
+    ta_co.delivered_before = delivered_total;
+    snprintf(ta_co.conv, sizeof(ta_co.conv), "%s", conv);
+    snprintf(ta_co.out, sizeof(ta_co.out), "%.*s", (int)len, out);
+}
+
+static const char *ta_lua(fb_adapter_t *a)
+{
+    (void)a;
+    return ta_commit_lua;
+}
+
 static const fb_adapter_ops_t *test_ops(void)
 {
     static fb_adapter_ops_t ops;
     ops = test_adapter;
     ops.init = ta_init_record;
+    ops.commit_lua = ta_commit_lua ? ta_lua : NULL;
+    ops.committed = ta_commit_lua ? ta_committed : NULL;
     return &ops;
 }
 
@@ -356,6 +386,7 @@ struct result {
 static void on_delivered(int status, void *arg)
 {
     struct result *res = arg;
+    delivered_total++;
     res->calls++;
     res->status = status;
     if (ta.stop_done) {
@@ -479,7 +510,12 @@ TEST_IMPL(router_full_conversation)
     ASSERT_GT(redis_int(&f, "ZSCORE t:reminders:due test:c1|relance"), 0);
     ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:c1}:outbox"), 0);
     ASSERT_EQ(redis_int(&f, "ZCARD t:outbox:pending"), 0);
-    ASSERT_EQ(redis_int(&f, "PTTL t:{c:test:c1}:ev:e3") > 71 * 3600 * 1000, 1);
+    /* The dedupe marks: one zset, an event id per member; its TTL the retention (72 h) + 1 %. */
+    ASSERT_GT(redis_int(&f, "ZSCORE t:{c:test:c1}:ev e3"), 0);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{c:test:c1}:ev"), 8);
+    ASSERT_GT(redis_int(&f, "PTTL t:{c:test:c1}:ev"), 72 * 3600 * 1000LL);
+    ASSERT_LE(redis_int(&f, "PTTL t:{c:test:c1}:ev"), 72 * 3600 * 1010LL);
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:c1}:ev:e3"), 0);
     fb_router_stats_t st;
     fb_router_get_stats(f.router, &st);
     ASSERT_EQ(st.events, 8);
@@ -527,6 +563,144 @@ TEST_IMPL(router_duplicate_event)
     ASSERT_EQ(st.duplicates, 2);
     ASSERT_EQ(st.events, 3);
     teardown(&f);
+    return 0;
+}
+
+/* The dedupe marks (issue 17): one zset per conversation, member = event id, score = its time;
+ * a mark counts for router.dedupe_retention_hours after its time, and the older ones are trimmed
+ * every 1/100 of the retention; the marks of an older daemon (one string key per event) are
+ * still honoured during the retention after the upgrade. On a new Redis none can exist: none is
+ * looked for. */
+TEST_IMPL(router_dedupe_marks)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    const long long hour = 3600 * 1000LL, keep = 72 * hour;
+    /* A new Redis: no older daemon served here, its marks are never looked for. */
+    deliver_wait(&f, FB_IN_START, "n", "s0", NULL, 0);
+    for (int i = 0; i < 300 && redis_int(&f, "GET t:dedupe:zset_since") == -1; i++)
+        fb_test_run_for(&f.loop, 10); /* SINCE, sent at the start, may come after the event */
+    fb_test_run_for(&f.loop, 100);    /* and its answer reach the router */
+    ASSERT_EQ(redis_int(&f, "GET t:dedupe:zset_since"), 0);
+    freeReplyObject(redisCommand(f.sync, "SET t:{c:test:n}:ev:m0 1 PX %lld", keep));
+    deliver_wait(&f, FB_IN_MESSAGE, "n", "m0", "lyon", 0);
+    fb_router_stats_t st;
+    fb_router_get_stats(f.router, &st);
+    ASSERT_EQ(st.duplicates, 0);
+    ASSERT_EQ(st.events, 2);
+    /* A Redis an older daemon served (its stats, no FB_KEY_MARKS_SINCE): the upgrade's time. */
+    router_down(&f);
+    freeReplyObject(redisCommand(f.sync, "DEL t:dedupe:zset_since"));
+    memset(&ta, 0, sizeof(ta));
+    router_up(&f, NULL, 0);
+    deliver_wait(&f, FB_IN_START, "z", "s1", NULL, 0);
+    wait_int(&f.loop, &ta.nsent, 2);
+    ASSERT_GT(redis_int(&f, "GET t:dedupe:zset_since"), 0);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{c:test:z}:ev"), 1);
+    long long z = redis_int(&f, "HGET t:{c:test:z}:session z");
+    ASSERT_GT(z, 0);
+    ASSERT_EQ(redis_int(&f, "ZSCORE t:{c:test:z}:ev s1"), z);
+    /* What an older daemon left: the session without `z`, a string key per mark, no zset. */
+    freeReplyObject(redisCommand(f.sync, "DEL t:{c:test:z}:ev"));
+    freeReplyObject(redisCommand(f.sync, "HDEL t:{c:test:z}:session z"));
+    freeReplyObject(redisCommand(f.sync, "SET t:{c:test:z}:ev:s1 1 PX %lld", keep));
+    freeReplyObject(redisCommand(f.sync, "SET t:{c:test:z}:ev:m0 1 PX %lld", keep));
+    deliver_wait(&f, FB_IN_START, "z", "s1", NULL, 0);
+    fb_router_get_stats(f.router, &st);
+    ASSERT_EQ(st.duplicates, 1);
+    /* The first COMMIT of this daemon on that session starts the zset with its TTL, and records
+     * `z` (the marks' last upkeep). */
+    deliver_wait(&f, FB_IN_MESSAGE, "z", "m1", "lyon", 0);
+    wait_int(&f.loop, &ta.nsent, 3);
+    ASSERT_GT(redis_int(&f, "ZSCORE t:{c:test:z}:ev m1"), 0);
+    ASSERT_GT(redis_int(&f, "PTTL t:{c:test:z}:ev"), keep);
+    ASSERT_GT(redis_int(&f, "HGET t:{c:test:z}:session z"), z - 1);
+    /* The older marks still count. */
+    deliver_wait(&f, FB_IN_MESSAGE, "z", "m0", "une association", 0);
+    fb_router_get_stats(f.router, &st);
+    ASSERT_EQ(st.duplicates, 2);
+    ASSERT_EQ(ta.nsent, 3);
+    /* A mark older than the retention no longer counts (as an expired key); the marks are
+     * trimmed with the zset's TTL set again every 1/100 of the retention (`z`), not at every
+     * COMMIT. */
+    long long now = redis_int(&f, "ZSCORE t:{c:test:z}:ev m1");
+    freeReplyObject(redisCommand(f.sync, "ZADD t:{c:test:z}:ev %lld old1 %lld old2",
+                                 now - keep - hour, now - keep - 2 * hour));
+    freeReplyObject(redisCommand(f.sync, "PEXPIRE t:{c:test:z}:ev %lld", hour));
+    deliver_wait(&f, FB_IN_MESSAGE, "z", "old1", "une association", 0);
+    wait_int(&f.loop, &ta.nsent, 4);
+    fb_router_get_stats(f.router, &st);
+    ASSERT_EQ(st.duplicates, 2);
+    ASSERT_GE(redis_int(&f, "ZSCORE t:{c:test:z}:ev old1"), now); /* marked again, now */
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{c:test:z}:ev"), 3);         /* old2 still there */
+    ASSERT_LE(redis_int(&f, "PTTL t:{c:test:z}:ev"), hour);       /* the TTL not set again */
+    freeReplyObject(redisCommand(f.sync, "HSET t:{c:test:z}:session z %lld", now - keep / 100));
+    deliver_wait(&f, FB_IN_MESSAGE, "z", "m2", "1,2 ha", 0);
+    wait_int(&f.loop, &ta.nsent, 5);
+    ASSERT_EQ(redis_int(&f, "ZSCORE t:{c:test:z}:ev old2"), -1); /* trimmed */
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{c:test:z}:ev"), 3);        /* m1, old1, m2 */
+    ASSERT_GT(redis_int(&f, "PTTL t:{c:test:z}:ev"), keep);
+    ASSERT_GE(redis_int(&f, "HGET t:{c:test:z}:session z"), now);
+    teardown(&f);
+    return 0;
+}
+
+/* An adapter's COMMIT fragment (issue 17: the web history written with the session) runs in the
+ * COMMIT of its conversations, with its keys as AK, and may rewrite the outbox entries, which
+ * send() then gets (the outbox head the COMMIT returns is the rewritten one); what it sets in AO
+ * goes to the adapter's committed(), before the event's deliver callback; a fragment that returns
+ * {3, 0} refuses the event (FB_ENOENT), nothing written. */
+TEST_IMPL(router_adapter_commit_lua)
+{
+    ta_commit_lua = "do\n"
+                    "  if A.mode == 'w' then\n"
+                    "    redis.call('HINCRBY', AK[1], 'n', #O.out)\n"
+                    "    for i = 1, #O.out do\n"
+                    "      O.out[i] = string.sub(O.out[i], 1, -2) .. ',\"lua\":' .. i .. '}'\n"
+                    "    end\n"
+                    "    AO = 'n=' .. #O.out\n"
+                    "  end\n"
+                    "end\n";
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    deliver_wait(&f, FB_IN_START, "l", "1", NULL, 0);
+    wait_int(&f.loop, &ta.nsent, 2);
+    ASSERT_EQ(redis_int(&f, "HGET t:{c:test:l}:mine n"), 2);
+    /* committed() got AO, before the event's deliver callback */
+    ASSERT_EQ(ta_co.calls, 1);
+    ASSERT_EQ(ta_co.delivered_before, 0);
+    ASSERT_STR_EQ(ta_co.conv, "l");
+    ASSERT_STR_EQ(ta_co.out, "n=2");
+    ASSERT_EQ(ta.sent[0].lua, 1);
+    ASSERT_EQ(ta.sent[1].lua, 2);
+    deliver_wait(&f, FB_IN_MESSAGE, "l", "2", "lyon", 0);
+    wait_int(&f.loop, &ta.nsent, 3);
+    ASSERT_EQ(redis_int(&f, "HGET t:{c:test:l}:mine n"), 3);
+    ASSERT_EQ(ta.sent[2].lua, 1);
+    /* Not on a forget: the goodbye goes out as written, the adapter's keys are gone. */
+    deliver_wait(&f, FB_IN_MESSAGE, "l", "3", "oublier mes données", 0);
+    wait_int(&f.loop, &ta.nsent, 4);
+    ASSERT_EQ(ta.sent[3].lua, 0);
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:l}:mine"), 0);
+    ASSERT_EQ(ta_co.calls, 2); /* not for the forget: no AO */
+    /* The adapter's data (fb_inbound_t.commit_arg, A.arg): "gone" makes this fragment refuse. */
+    teardown(&f);
+    ta_commit_lua = "do if A.arg == 'gone' then return {3, 0} end end\n";
+    SETUP(&f, NULL, 0);
+    struct result res = {0, 99};
+    fb_inbound_t ev = {.kind = FB_IN_START, .conv = "g", .event_id = "1", .commit_arg = "gone"};
+    ASSERT_OK(the_adapter->core->deliver(the_adapter, &ev, on_delivered, &res));
+    wait_int(&f.loop, &res.calls, 1);
+    ASSERT_EQ(res.status, FB_ENOENT);
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:g}:session"), 0);
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:g}:ev"), 0);
+    ev.commit_arg = "";
+    ASSERT_OK(the_adapter->core->deliver(the_adapter, &ev, on_delivered, &res));
+    wait_int(&f.loop, &res.calls, 2);
+    ASSERT_EQ(res.status, 0);
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:g}:session"), 1);
+    teardown(&f);
+    ta_commit_lua = NULL;
     return 0;
 }
 
@@ -950,6 +1124,16 @@ TEST_IMPL(router_forget_deletes_keys)
         ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:f}:%s", gone[i]), 0);
     ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:f}:notmine"), 1);
     ASSERT_EQ(redis_int(&f, "ZCARD t:reminders:due"), 0);
+    /* The dedupe marks stay (event ids only: a resent event is still not run again) for the
+     * retention (+ 1 %), as the string keys did. */
+    ASSERT_GT(redis_int(&f, "ZSCORE t:{c:test:f}:ev 4"), 0);
+    ASSERT_GT(redis_int(&f, "ZSCORE t:{c:test:f}:ev 2"), 0);
+    ASSERT_LE(redis_int(&f, "PTTL t:{c:test:f}:ev"), 72 * 3600 * 1010LL);
+    ASSERT_GT(redis_int(&f, "PTTL t:{c:test:f}:ev"), 71 * 3600 * 1000LL);
+    deliver_wait(&f, FB_IN_MESSAGE, "f", "2", "lyon", 0);
+    fb_router_stats_t st;
+    fb_router_get_stats(f.router, &st);
+    ASSERT_EQ(st.duplicates, 1);
     fb_test_run_for(&f.loop, 50);
     ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:f}:outbox"), 0);
     /* A new conversation starts from scratch. */

@@ -288,6 +288,35 @@ static void script_events(struct fixture *f)
            true, T_FEB01 + 6 * DAY);
 }
 
+static long long sync_int(struct fixture *f, const char *cmd, const char *key)
+{
+    redisReply *rep = redisCommand(f->sync, "%s %s", cmd, key);
+    ASSERT(rep && rep->type == REDIS_REPLY_INTEGER);
+    long long v = rep->integer;
+    freeReplyObject(rep);
+    return v;
+}
+
+/* The month's hash gets its TTL from the COMMIT that creates it; the others do not look at it
+ * (no PTTL per event, issue 17) unless one of their HINCRBYs makes a new field. */
+TEST_IMPL(stats_month_ttl_set_when_the_hash_is_made)
+{
+    struct fixture f;
+    fixture_start(&f, 1);
+    const char *mk = "fbt:stats:month:2026-02";
+    const char *started = "[{\"type\":\"stat\",\"name\":\"conversation_started\"}]";
+    commit(&f, "web:a", NULL, NULL, started, true, T_FEB15);
+    ASSERT_GT(sync_int(&f, "PTTL", mk), 34000000000LL); /* 400 days */
+    freeReplyObject(redisCommand(f.sync, "PERSIST %s", mk));
+    commit(&f, "web:b", NULL, NULL, started, true, T_FEB15 + 1000);
+    ASSERT_EQ(sync_int(&f, "PTTL", mk), -1); /* an existing field: not looked at */
+    const char *other = "[{\"type\":\"stat\",\"name\":\"site_completed\"}]";
+    commit(&f, "web:b", NULL, NULL, other, true, T_FEB15 + 2000);
+    ASSERT_GT(sync_int(&f, "PTTL", mk), 34000000000LL); /* a new field: looked at, set */
+    fixture_stop(&f);
+    return 0;
+}
+
 TEST_IMPL(stats_counters_from_scripted_events)
 {
     struct fixture f;

@@ -955,9 +955,9 @@ TEST_IMPL(store_key_slots_match_redis_cluster)
     const char *convs[] = {"web:tok",  "matrix:!a{b}c%d:hs",      "x:\x01\t\x1f\x7f}",
                            "m:!r/~$t", "m:\xc3\xa9t\xc3\xa9 %7B", "web:{}",
                            "web:}{"};
-    const char *suffixes[] = {
-        FB_KEY_SESSION, FB_KEY_EVENT "e1", FB_KEY_OUTBOX, FB_KEY_PARKED, FB_KEY_REMINDERS,
-        FB_KEY_TICKET,  FB_KEY_ESC_SENT,   FB_KEY_MONTHS, "web:meta",    "room"};
+    const char *suffixes[] = {FB_KEY_SESSION, FB_KEY_EVENT "e1", FB_KEY_MARKS,  FB_KEY_OUTBOX,
+                              FB_KEY_PARKED,  FB_KEY_REMINDERS,  FB_KEY_TICKET, FB_KEY_ESC_SENT,
+                              FB_KEY_MONTHS,  "web:meta",        "room"};
     for (size_t i = 0; i < FB_ARRAY_SIZE(convs); i++) {
         long long slot = -1;
         for (size_t j = 0; j < FB_ARRAY_SIZE(suffixes); j++) {

@@ -10,7 +10,10 @@
  * and replies "bonjour"; a message replies "echo: TEXT" with transaction id "<event id>.0" (a
  * redelivered event replies again with the same id: the adapter must not show it twice); a text
  * starting with "fail" fails its first delivery with FB_EAGAIN; "oublie" deletes the session
- * key and the adapter's conv_keys, as the router's forget does, and replies "au revoir".
+ * key and the adapter's conv_keys, as the router's forget does, and replies "au revoir". Its
+ * "commit" runs the adapter's COMMIT fragment (ops.commit_lua, which stores the user's message
+ * in the history) with the session write, in one script, and hands its AO to ops.committed()
+ * before the deliver callback, as the router does; a {3, 0} from the fragment is FB_ENOENT.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,6 +29,7 @@
 #include "core/store.h"
 #include "frichebot/adapter.h"
 #include "frichebot/alloc.h"
+#include "frichebot/clock.h"
 #include "frichebot/log.h"
 #include "io/config.h"
 #include "io/http_server.h"
@@ -50,6 +54,7 @@ struct pending {
     fb_inbound_cb cb;
     void *arg;
     int status;
+    char *commit_arg; /* fb_inbound_t.commit_arg */
 };
 
 struct afix {
@@ -75,6 +80,8 @@ struct afix {
     char state[64];
     char failed_once[8][80];
     int nfailed;
+    char handled[MAX_EVENTS][80]; /* event ids committed: a redelivery is a duplicate */
+    int nhandled;
     int stopped;
     /* read by the client thread through Redis only */
 };
@@ -114,16 +121,35 @@ static void reply(struct afix *f, const char *conv, const char *txn, const char 
 
 static void pending_closed(uv_handle_t *h)
 {
-    fb_free(h->data);
+    struct pending *p = h->data;
+    fb_free(p->commit_arg);
+    fb_free(p);
 }
 
 static void session_written(fb_redis_t *r, int status, struct redisReply *rep, void *arg)
 {
     struct pending *p = arg;
     (void)r;
-    (void)rep;
-    ASSERT_OK(status);
     struct afix *f = p->f;
+    if (status != 0) { /* Redis down: the router's FB_EAGAIN */
+        p->cb(FB_EAGAIN, p->arg);
+        uv_close((uv_handle_t *)&p->timer, pending_closed);
+        return;
+    }
+    if (rep && rep->type == REDIS_REPLY_ERROR)
+        FB_TEST_FAIL("commit script: %s", rep->str);
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2) { /* the commit script */
+        if (rep->element[0]->integer == 3) {
+            p->cb(FB_ENOENT, p->arg);
+            uv_close((uv_handle_t *)&p->timer, pending_closed);
+            return;
+        }
+        if (rep->element[1]->type == REDIS_REPLY_STRING)
+            f->a.ops->committed(&f->a, p->ev.conv, rep->element[1]->str, rep->element[1]->len,
+                                p->arg);
+        ASSERT_LT(f->nhandled, MAX_EVENTS);
+        snprintf(f->handled[f->nhandled++], sizeof(f->handled[0]), "%s", p->ev.event_id);
+    }
     p->cb(0, p->arg);
     if (p->ev.kind == FB_IN_START) {
         reply(f, p->ev.conv, "start.0", "bonjour");
@@ -147,6 +173,13 @@ static void pending_run(uv_timer_t *t)
         uv_close((uv_handle_t *)&p->timer, pending_closed);
         return;
     }
+    for (int i = 0; i < f->nhandled; i++) {
+        if (strcmp(f->handled[i], p->ev.event_id) == 0) {
+            /* a duplicate, as the router's READ finds it: nothing written, replied again */
+            session_written(f->redis, 0, NULL, p);
+            return;
+        }
+    }
     /* The session write, as the router's commit does (or, for "oublie", the deletion of the
      * session and of the adapter's conv_keys, which the router's forget does atomically). */
     char *conv_key = fb_asprintf("web:%s", p->ev.conv);
@@ -164,7 +197,41 @@ static void pending_run(uv_timer_t *t)
         for (int i = 0; i < n; i++)
             fb_free(own[i]);
     } else {
-        rc = fb_redis_command(f->redis, 0, session_written, p, "HSET", key, "v", "1", NULL);
+        /* the router's COMMIT, reduced to the session write and the adapter's fragment */
+        char *script = fb_asprintf("local A = {now = tonumber(ARGV[3]), member = ARGV[4], mode = "
+                                   "ARGV[1], arg = ARGV[2]}\n"
+                                   "local O = {out = {}}\n"
+                                   "local K = {outbox = KEYS[2]}\n"
+                                   "local AK = {KEYS[3], KEYS[4], KEYS[5], KEYS[6]}\n"
+                                   "local AO = false\n"
+                                   "%s\n"
+                                   "redis.call('HSET', KEYS[1], 'v', '1')\n"
+                                   "return {1, AO}\n",
+                                   f->a.ops->commit_lua(&f->a));
+        const char *ks[] = {"outbox", "web", "hist", "hids", "hkeys"};
+        char *keys[5];
+        for (int i = 0; i < 5; i++)
+            keys[i] = fb_store_conv_key(f->store, conv_key, ks[i]);
+        char now[24];
+        snprintf(now, sizeof(now), "%lld", (long long)fb_wall_ms());
+        const char *argv[] = {"EVAL",
+                              script,
+                              "6",
+                              key,
+                              keys[0],
+                              keys[1],
+                              keys[2],
+                              keys[3],
+                              keys[4],
+                              "w",
+                              p->commit_arg ? p->commit_arg : "",
+                              now,
+                              conv_key,
+                              "86400000"};
+        rc = fb_redis_command_argv(f->redis, 0, session_written, p, 14, argv, NULL);
+        for (int i = 0; i < 5; i++)
+            fb_free(keys[i]);
+        fb_free(script);
     }
     ASSERT_OK(rc);
     fb_free(key);
@@ -187,6 +254,7 @@ static int core_deliver(fb_adapter_t *a, const fb_inbound_t *ev, fb_inbound_cb c
     p->ev = *e;
     p->cb = cb;
     p->arg = arg;
+    p->commit_arg = ev->commit_arg ? fb_strdup(ev->commit_arg) : NULL;
     if (strncmp(e->text, "fail", 4) == 0) {
         bool seen = false;
         for (int i = 0; i < f->nfailed; i++)
@@ -480,13 +548,13 @@ static void scenario_conversation(struct afix *f)
     /* The first delivery fails (Redis down for the router): unavailable, no ack; the resend
      * with the same id goes through once. */
     send_json(&c, "{\"type\":\"message\",\"id\":\"m3\",\"text\":\"fail une fois\"}");
-    expect_msg(&c, 6, "user", "fail une fois");
-    json_t *e = expect(&c, "error");
+    json_t *e = expect(&c, "error"); /* nothing stored: the history is written by the COMMIT */
     ASSERT_STR_EQ(jstr(e, "code"), "unavailable");
     ASSERT_STR_EQ(jstr(e, "id"), "m3");
     ASSERT_GE(jint(e, "retry_after"), 1);
     json_decref(e);
     send_json(&c, "{\"type\":\"message\",\"id\":\"m3\",\"text\":\"fail une fois\"}");
+    expect_msg(&c, 6, "user", "fail une fois");
     expect_ack(&c, "m3");
     expect_msg(&c, 7, "bot", "echo: fail une fois");
     bye(&c);
@@ -505,8 +573,7 @@ static void scenario_conversation(struct afix *f)
 
     /* "oublie": the goodbye still reaches the page, then every web key is gone. */
     send_json(&c, "{\"type\":\"message\",\"id\":\"m4\",\"text\":\"oublie\"}");
-    expect_msg(&c, 8, "user", "oublie");
-    expect_ack(&c, "m4");
+    expect_ack(&c, "m4"); /* a forget stores nothing: no entry of the message */
     json_t *g = expect(&c, "msg");
     ASSERT_STR_EQ(jstr(g, "text"), "au revoir");
     json_decref(g);
