@@ -97,17 +97,21 @@ struct mx {
     uint64_t as_txn_busy;    /* transactions answered 503 because as_batches was at the cap */
     uint64_t as_txn_backoff; /* transactions answered 503 because the router was full */
     /* appservice: the catch-up after a homeserver restart (mx_as_catchup.c) */
-    json_t *as_recent;          /* room -> [last event id, activity wall ms, its origin ts,
-                                   wall ms of its last write to matrix:recent] */
-    char *k_recent;             /* matrix:recent: the marks kept across the daemon's restarts */
-    json_t *as_catchup_todo;    /* rooms to read back -> failed attempts */
-    json_t *as_catchup_done;    /* rooms read back (or tried) in the current run */
-    int64_t hs_down_since;      /* wall ms of the first failure seen; 0: the homeserver answers */
-    bool as_probe_busy;         /* the probe in flight */
-    bool as_catchup_busy;       /* a room being read back or handed */
-    bool as_catchup_at_start;   /* the next read-back follows the daemon's start */
-    bool as_catchup_retry;      /* rooms to try again at the next probe */
-    uint64_t as_catchups;       /* restarts seen */
+    json_t *as_recent;        /* room -> [last event id, activity wall ms, its origin ts,
+                                 wall ms of its last write to matrix:recent] */
+    char *k_recent;           /* matrix:recent: the marks kept across the daemon's restarts */
+    json_t *as_catchup_todo;  /* room -> [failed attempts, its mark, page back to (ts)] */
+    json_t *as_catchup_done;  /* rooms read back (or tried) in the current run */
+    int64_t hs_down_since;    /* wall ms of the first failure seen; 0: the homeserver answers */
+    bool as_probe_busy;       /* the probe in flight */
+    bool as_catchup_busy;     /* a room being read back or handed */
+    bool as_catchup_at_start; /* the next read-back follows the daemon's start */
+    bool as_catchup_retry;
+    bool as_catchup_pending;       /* a read-back to start once RUN_GAP_MS has passed */
+    int64_t as_catchup_pending_ms; /* its down time, for the log */
+    int64_t as_catchup_last_ms;
+    /* when the last read-back started */ /* rooms to try again at the next probe */
+    uint64_t as_catchups;                 /* restarts seen */
     uint64_t as_catchup_events; /* messages read back and handed (most of them duplicates) */
     /* typing and receipts: in flight (max_best_effort_in_flight), and dropped beyond it */
     size_t courtesy_inflight;
@@ -143,6 +147,7 @@ struct batch {
     fb_mx_batch_t b;
     size_t next, inflight;
     bool serial, pumping, finished;
+    bool quiet;       /* read back after a homeserver restart: no typing, no receipt */
     bool router_full; /* failed with FB_EAGAIN, the router full of others' events */
     int failed;
     void (*done)(struct batch *bt, int status);
@@ -229,6 +234,8 @@ void mx_as_recent_note(struct mx *m, const char *room, const char *event_id, int
 void mx_as_hs_seen(struct mx *m, int err, int status);
 /* Starts the probe (m->timer, appservice mode) when appservice.catch_up_minutes is not 0. */
 void mx_as_catchup_start(struct mx *m);
+/* The bot left `room`: its mark goes (a join again starts afresh). */
+void mx_as_recent_forget(struct mx *m, const char *room);
 void mx_as_catchup_free(struct mx *m);
 
 /* mx_send.c */

@@ -373,6 +373,9 @@ int mx_on_as_txn(fb_http_req_t *req, void *arg)
     struct mx *m = arg;
     if (!as_auth(m, req))
         return 0;
+    /* The homeserver is there: a read-back it calls for starts before this transaction moves
+     * any room's mark on (mx_as_catchup.c). */
+    mx_as_hs_seen(m, 0, 200);
     if (m->as_batches >= m->o->as_max_transactions) {
         /* Synapse sends one transaction at a time; more at once are resends of one that timed
          * out while being handled: the homeserver retries with a back-off. */

@@ -9,14 +9,16 @@
  * that way: never answered. So the service remembers, for each room active in the last
  * `appservice.catch_up_minutes`, the last event it handed to the router or sent there; it probes
  * the homeserver every `appservice.probe_interval_ms` while such rooms exist, and when the
- * homeserver answers again after failing (its probe or any call: refused connection, timeout,
- * 502/503/504), it pages back each of those rooms' messages (`/messages?dir=b`) to that event and
- * hands the newer ones to the router, oldest first, as one batch per room. The router's dedupe
+ * homeserver answers again after being down (the probe failed, or any call found nothing
+ * listening), it pages back each of those rooms' messages (`/messages?dir=b`) to that event, as
+ * it was when the homeserver answered, and hands the newer ones to the router, oldest first, as
+ * one quiet batch per room (no typing, no receipt). The router's dedupe
  * drops those it already has (a transaction delivered them, or another daemon read them back):
  * exactly once either way. The marks are also kept in Redis (`matrix:recent`, a hash room ->
  * "TS EVENT", written at most every MARK_WRITE_MS per room): a daemon that starts reads them and
  * reads those rooms back once the homeserver answers, for a homeserver restarted with it.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +40,7 @@
 #define TS_MARGIN_MS    60000 /* paging stops at events this much older than the room's mark */
 #define CATCHUP_RETRIES 5     /* a room whose read-back failed is tried again at the next probes */
 #define MARK_WRITE_MS   30000 /* a room's mark is written to Redis at most this often */
+#define RUN_GAP_MS      30000 /* read-backs start at most this often (flapping homeserver) */
 
 /* Messages are read back; member events only to find a mark that is a join. */
 static const char *const catchup_types[] = {"m.room.message", "m.room.encrypted", "m.room.member"};
@@ -53,9 +56,19 @@ static bool catchup_on(const struct mx *m)
     return m->mode == MODE_AS && m->o->as_catch_up_minutes > 0;
 }
 
+/* The window: catch_up_minutes, within the router's dedupe retention (a message read back must
+ * still find its mark there if it was handled). */
 static int64_t window_ms(const struct mx *m)
 {
-    return (int64_t)m->o->as_catch_up_minutes * 60000;
+    int64_t w = (int64_t)m->o->as_catch_up_minutes * 60000;
+    int64_t keep = (int64_t)m->core->cfg->router.dedupe_retention_hours * 3600000 - TS_MARGIN_MS;
+    return keep > 0 && w > keep ? keep : w;
+}
+
+static void mark_del(struct mx *m, const char *room)
+{
+    const char *argv[] = {"HDEL", m->k_recent, room};
+    (void)mx_rcmd_argv(m, NULL, NULL, 3, argv);
 }
 
 /* Forgets the rooms whose last activity is older than the window, here and in Redis. */
@@ -93,13 +106,11 @@ void mx_as_recent_note(struct mx *m, const char *room, const char *event_id, int
     if (!catchup_on(m) || !room || !event_id || !m->as_recent)
         return;
     int64_t now = fb_wall_ms();
-    if (ts_ms <= 0)
-        ts_ms = now;
     json_t *v = json_object_get(m->as_recent, room);
-    if (v && json_integer_value(json_array_get(v, 2)) > ts_ms) {
-        json_array_set_new(v, 1, json_integer(now)); /* an older event: only the activity */
-        return;
-    }
+    if (ts_ms <= 0) /* a send: the homeserver's last time in the room, not the daemon's clock */
+        ts_ms = v ? (int64_t)json_integer_value(json_array_get(v, 2)) : now;
+    if (v && json_integer_value(json_array_get(v, 2)) > ts_ms)
+        return; /* an older event (one read back, or sent again): the mark stays */
     int64_t written = v ? (int64_t)json_integer_value(json_array_get(v, 3)) : 0;
     if (!v && json_object_size(m->as_recent) >= RECENT_MAX) {
         recent_prune(m, now);
@@ -109,15 +120,22 @@ void mx_as_recent_note(struct mx *m, const char *room, const char *event_id, int
                     "homeserver restart forgets them all and starts again",
                     RECENT_MAX, m->o->as_catch_up_minutes);
             json_object_clear(m->as_recent);
+            const char *argv[] = {"DEL", m->k_recent};
+            (void)mx_rcmd_argv(m, NULL, NULL, 2, argv);
         }
     }
     /* A mark written a little late only makes a read-back hand more events: the router drops
      * those it has. */
     if (now - written >= MARK_WRITE_MS) {
         char *val = fb_asprintf("%lld %s", (long long)ts_ms, event_id);
+        char ttl[24];
+        snprintf(ttl, sizeof(ttl), "%" PRId64, window_ms(m) + (int64_t)MARK_WRITE_MS);
         const char *argv[] = {"HSET", m->k_recent, room, val};
-        if (mx_rcmd_argv(m, NULL, NULL, 4, argv) == 0)
+        const char *exp[] = {"PEXPIRE", m->k_recent, ttl}; /* the whole hash, once all are quiet */
+        if (mx_rcmd_argv(m, NULL, NULL, 4, argv) == 0) {
             written = now;
+            (void)mx_rcmd_argv(m, NULL, NULL, 3, exp);
+        }
         fb_free(val);
     }
     /* [last event id, wall ms of the last activity, the event's origin_server_ts, wall ms of its
@@ -125,6 +143,15 @@ void mx_as_recent_note(struct mx *m, const char *room, const char *event_id, int
     json_object_set_new(m->as_recent, room,
                         json_pack("[s, I, I, I]", event_id, (json_int_t)now, (json_int_t)ts_ms,
                                   (json_int_t)written));
+}
+
+void mx_as_recent_forget(struct mx *m, const char *room)
+{
+    if (!catchup_on(m) || !m->as_recent || !room)
+        return;
+    json_object_del(m->as_recent, room);
+    json_object_del(m->as_catchup_todo, room);
+    mark_del(m, room);
 }
 
 /* The marks a daemon before this one kept: the rooms are read back once the homeserver answers
@@ -191,11 +218,11 @@ static void rb_free(struct readback *rb)
 /* The room is done (status 0) or must be read again at a later probe. */
 static void room_done(struct mx *m, const char *room, int status)
 {
-    if (status && status != FB_ECANCELED) {
-        json_t *n = json_object_get(m->as_catchup_todo, room);
-        json_int_t tries = n ? json_integer_value(n) : 0;
+    json_t *t = json_object_get(m->as_catchup_todo, room);
+    if (status && status != FB_ECANCELED && t) {
+        json_int_t tries = json_integer_value(json_array_get(t, 0));
         if (tries + 1 < CATCHUP_RETRIES) {
-            json_object_set_new(m->as_catchup_todo, room, json_integer(tries + 1));
+            json_array_set_new(t, 0, json_integer(tries + 1));
             m->as_catchup_retry = true;
             return;
         }
@@ -211,7 +238,6 @@ static void on_rb_batch_done(struct batch *bt, int status)
     struct mx *m = bt->m;
     char *room = bt->owner;
     bt->owner = NULL;
-    mx_batch_free(bt);
     char tag[FB_MX_TAG_LEN + 1];
     if (status)
         FB_INFO(MATRIX, "[matrix|%s] catch-up: messages not all handed (%s): read again later",
@@ -220,6 +246,7 @@ static void on_rb_batch_done(struct batch *bt, int status)
     fb_free(room);
     m->as_catchup_busy = false;
     run_next(m);
+    mx_batch_free(bt); /* last: it may drop the instance's last reference */
 }
 
 /* Hands the events found (newest first in rb->acc) to the router, oldest first. */
@@ -250,6 +277,7 @@ static void rb_hand(struct readback *rb)
     json_decref(doc);
     struct batch *bt = mx_batch_new(m);
     bt->done = on_rb_batch_done;
+    bt->quiet = true; /* most are duplicates: no typing, no receipt */
     fb_mx_parse_opts_t po = mx_parse_opts(m, true);
     int rc = txt ? fb_mx_parse_txn(txt, strlen(txt), &po, &bt->b) : FB_EPROTO;
     if (txt) {
@@ -301,6 +329,7 @@ static void on_rb_page(struct mx *m, int err, int status, json_t *body,
         FB_INFO(MATRIX, "[matrix|%s] catch-up: /messages refused or unreadable (HTTP %d)", tag,
                 status);
         json_object_del(m->as_recent, rb->room);
+        mark_del(m, rb->room);
         room_done(m, rb->room, 0);
         rb_free(rb);
         m->as_catchup_busy = false;
@@ -315,6 +344,14 @@ static void on_rb_page(struct mx *m, int err, int status, json_t *body,
     {
         const char *id = json_string_value(json_object_get(ev, "event_id"));
         if (rb->last && id && strcmp(id, rb->last) == 0) {
+            rb->found = true;
+            break;
+        }
+        /* The bot's own membership (its join, a leave before a join again): nothing before it
+         * was the bot's to answer, or it was answered before. */
+        const char *type = json_string_value(json_object_get(ev, "type"));
+        const char *key = json_string_value(json_object_get(ev, "state_key"));
+        if (type && strcmp(type, "m.room.member") == 0 && key && strcmp(key, m->o->user_id) == 0) {
             rb->found = true;
             break;
         }
@@ -370,6 +407,14 @@ static int rb_page(struct readback *rb, const char *from)
 /* Reads back the next room of the run, one at a time (the homeserver has just restarted). */
 static void run_next(struct mx *m)
 {
+    if (json_object_size(m->as_catchup_todo) > 0 && (!m->aliases_ready || !mx_e2ee_as_ready(m))) {
+        /* The advisors' rooms by their alias, and the keys to decrypt, first (as for a
+         * transaction): tried again at the next probe. */
+        mx_aliases_resolve(m);
+        mx_as_device_ensure(m);
+        m->as_catchup_retry = true;
+        return;
+    }
     while (!m->as_catchup_busy && !m->stopping && m->a) {
         const char *room = NULL;
         json_t *v;
@@ -388,16 +433,13 @@ static void run_next(struct mx *m)
             return;
         }
         json_object_set_new(m->as_catchup_done, room, json_true());
-        json_t *r = json_object_get(m->as_recent, room);
         struct readback *rb = fb_calloc(1, sizeof(*rb));
         rb->m = m;
         rb->room = fb_strdup(room);
         rb->acc = json_array();
-        const char *last = json_string_value(json_array_get(r, 0));
+        const char *last = json_string_value(json_array_get(v, 1));
         rb->last = last ? fb_strdup(last) : NULL;
-        /* no mark (forgotten meanwhile): the window */
-        rb->since = r ? (int64_t)json_integer_value(json_array_get(r, 2)) - TS_MARGIN_MS
-                      : fb_wall_ms() - window_ms(m);
+        rb->since = (int64_t)json_integer_value(json_array_get(v, 2));
         if (rb_page(rb, NULL) == 0) {
             m->as_catchup_busy = true;
             return;
@@ -414,13 +456,25 @@ static void catchup_start(struct mx *m, int64_t down_ms, bool at_start)
     recent_prune(m, now);
     const char *room;
     json_t *v;
-    json_object_clear(m->as_catchup_done); /* read again, even those read since the last one */
+    /* Each room as it is now, before anything moves its mark on (a transaction of the restarted
+     * homeserver, a resent reply): [failed attempts, the mark, the oldest time to page back to].
+     * A room still waiting keeps its earlier, older snapshot; one read in the run in progress is
+     * read again. */
     json_object_foreach(m->as_recent, room, v)
     {
-        if (!json_object_get(m->as_catchup_todo, room))
-            json_object_set_new(m->as_catchup_todo, room, json_integer(0));
+        json_t *t = json_object_get(m->as_catchup_todo, room);
+        if (t) {
+            json_array_set_new(t, 0, json_integer(0));
+            continue;
+        }
+        json_object_del(m->as_catchup_done, room);
+        json_int_t ts = json_integer_value(json_array_get(v, 2));
+        json_object_set_new(
+            m->as_catchup_todo, room,
+            json_pack("[i, O, I]", 0, json_array_get(v, 0), (json_int_t)(ts - TS_MARGIN_MS)));
     }
     m->as_catchups++;
+    m->as_catchup_last_ms = now;
     if (at_start)
         FB_NOTICE(MATRIX,
                   "the homeserver answers: reading back the %zu room(s) active in the last %u "
@@ -437,12 +491,11 @@ static void catchup_start(struct mx *m, int64_t down_ms, bool at_start)
     run_next(m);
 }
 
-void mx_as_hs_seen(struct mx *m, int err, int status)
+/* down: the homeserver is not there; else it answered. */
+static void hs_state(struct mx *m, bool down, int err, int status)
 {
-    if (!catchup_on(m) || !m->as_recent || m->stopping || !m->a || err == FB_ECANCELED)
+    if (!catchup_on(m) || !m->as_recent || m->stopping || !m->a)
         return;
-    bool down = (err && err != FB_EHTTP) ||
-                (err == FB_EHTTP && (status == 502 || status == 503 || status == 504));
     int64_t now = fb_wall_ms();
     if (down) {
         if (!m->hs_down_since) {
@@ -459,8 +512,26 @@ void mx_as_hs_seen(struct mx *m, int err, int status)
         bool at_start = m->as_catchup_at_start;
         m->hs_down_since = 0;
         m->as_catchup_at_start = false;
+        if (now - m->as_catchup_last_ms < RUN_GAP_MS && !at_start) {
+            m->as_catchup_pending = true; /* a flapping homeserver: at the next probe after */
+            m->as_catchup_pending_ms = now - since;
+            return;
+        }
         catchup_start(m, now - since, at_start);
     }
+}
+
+void mx_as_hs_seen(struct mx *m, int err, int status)
+{
+    /* Down only when nothing listens (connection refused): a timeout or a 5xx of one request
+     * says little (the probe's own failures count, on_probe()). An answer of any kind, 5xx
+     * aside, says it is there. */
+    if (err == FB_ECANCELED)
+        return;
+    if (err == FB_ECONNECT)
+        hs_state(m, true, err, status);
+    else if (!err || (err == FB_EHTTP && status > 0 && status < 500))
+        hs_state(m, false, err, status);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -469,8 +540,10 @@ void mx_as_hs_seen(struct mx *m, int err, int status)
 static void on_probe(struct mx *m, int err, int status, json_t *body,
                      const fb_http_response_t *resp, void *arg)
 {
-    (void)body, (void)resp, (void)arg, (void)err, (void)status;
-    m->as_probe_busy = false; /* mx_as_hs_seen() saw its result (matrix.c, on_call) */
+    (void)body, (void)resp, (void)arg;
+    m->as_probe_busy = false;
+    if (err != FB_ECANCELED) /* mx_as_hs_seen() saw an answer already (matrix.c, on_call) */
+        hs_state(m, err && !(err == FB_EHTTP && status > 0 && status < 500), err, status);
 }
 
 static void on_probe_timer(uv_timer_t *t)
@@ -478,6 +551,11 @@ static void on_probe_timer(uv_timer_t *t)
     struct mx *m = t->data;
     if (m->stopping || !m->a)
         return;
+    if (m->as_catchup_pending && !m->hs_down_since &&
+        fb_wall_ms() - m->as_catchup_last_ms >= RUN_GAP_MS) {
+        m->as_catchup_pending = false;
+        catchup_start(m, m->as_catchup_pending_ms, false);
+    }
     if (m->as_catchup_retry && !m->as_catchup_busy && !m->hs_down_since) {
         m->as_catchup_retry = false;
         run_next(m);
@@ -493,8 +571,16 @@ static void on_probe_timer(uv_timer_t *t)
 
 void mx_as_catchup_start(struct mx *m)
 {
-    if (!catchup_on(m) || !m->timer_init)
+    if (m->mode != MODE_AS || !m->timer_init)
         return;
+    if (!catchup_on(m)) { /* turned off: the marks an earlier run kept are not needed */
+        char *k = fb_asprintf("%smatrix:recent",
+                              m->core->cfg->store.key_prefix ? m->core->cfg->store.key_prefix : "");
+        const char *argv[] = {"DEL", k};
+        (void)mx_rcmd_argv(m, NULL, NULL, 2, argv);
+        fb_free(k);
+        return;
+    }
     m->as_recent = json_object();
     m->as_catchup_todo = json_object();
     m->as_catchup_done = json_object();

@@ -131,7 +131,7 @@ static void on_delivered(int status, void *arg)
     char tag[FB_MX_TAG_LEN + 1];
     if (status == 0) {
         mx_as_recent_note(bt->m, a->room, a->event_id, a->ts_ms);
-        if (a->kind == FB_MX_MESSAGE && !bt->m->stopping)
+        if (a->kind == FB_MX_MESSAGE && !bt->m->stopping && !bt->quiet)
             mx_receipt(bt->m, a->room, a->event_id);
     } else if (status == FB_EINVAL) {
         FB_WARN(MATRIX, "[matrix|%s] event refused by the router as malformed: skipped",
@@ -183,7 +183,7 @@ static int deliver(struct batch *bt, size_t idx)
         fb_free(d);
         return rc;
     }
-    if (a->kind == FB_MX_MESSAGE)
+    if (a->kind == FB_MX_MESSAGE && !bt->quiet)
         mx_typing(m, a->room, true);
     bt->inflight++;
     return 0;
@@ -460,6 +460,7 @@ static bool start_step(struct batch *bt, fb_mx_action_t *a)
     case FB_MX_LEFT: {
         FB_INFO(MATRIX, "[matrix|%s] the bot is no longer in the room", tag);
         mx_e2ee_forget_room(m, a->room);
+        mx_as_recent_forget(m, a->room);
         const char *argv[] = {"DEL", k};
         rc = mx_rcmd_argv(m, on_step_redis, bt, 2, argv);
         break;

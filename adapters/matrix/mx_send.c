@@ -144,7 +144,8 @@ static void on_sent(struct mx *m, int err, int status, json_t *body, const fb_ht
             mx_e2ee_sent(m, s->txn);
         if (!m->stopping && strcmp(s->what, "reply") == 0)
             mx_typing(m, s->room, false);
-        mx_as_recent_note(m, s->room, event_id, 0);
+        if (strcmp(s->what, "reply") == 0) /* a redaction is not in the read-back's timeline */
+            mx_as_recent_note(m, s->room, event_id, 0);
         if (record(m, s, event_id, &rc))
             return;
     } else if (strcmp(s->what, "redaction") == 0 && status == 404) {
