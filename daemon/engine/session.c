@@ -371,6 +371,44 @@ static bool parse_back_to(const fb_dialog_t *use, const json_t *jz, bool migrate
     return true;
 }
 
+/* The roadmap's items (`r`), with their days (`j`, parallel to `r`), statuses (`u`) and the step
+ * a command waits on (`k`, `g`). */
+static void parse_road(const fb_dialog_t *use, struct fb__sess *s, const json_t *road,
+                       const json_t *jj, const json_t *ju, const json_t *jk, bool pick)
+{
+    size_t n = json_array_size(road);
+    s->road = fb_calloc(n + 1, sizeof(*s->road));
+    s->status = fb_calloc(n + 1, 1);
+    s->day = fb_calloc(n + 1, sizeof(*s->day));
+    /* `j` runs parallel to `r`: keep each day with its item through the sort */
+    struct road_day *rd = fb_calloc(n + 1, sizeof(*rd));
+    for (size_t i = 0; i < n; i++) {
+        int it = fb__strmap_get(&use->item_map, json_string_value(json_array_get(road, i)));
+        if (it < 0)
+            continue;
+        const json_t *dj = jj ? json_array_get(jj, i) : NULL;
+        rd[s->n_road].item = it;
+        rd[s->n_road].day = dj ? (int32_t)json_integer_value(dj) : 0;
+        s->n_road++;
+    }
+    qsort(rd, s->n_road, sizeof(*rd), cmp_road_day);
+    for (size_t i = 0; i < s->n_road; i++) {
+        s->road[i] = rd[i].item;
+        s->day[i] = rd[i].day;
+    }
+    fb_free(rd);
+    for (size_t i = 0; i < s->n_road; i++) {
+        const char *ref = use->items[s->road[i]].ref;
+        const json_t *st = ju ? json_object_get(ju, ref) : NULL;
+        int sv = st ? fb__status_index(json_string_value(st)) : 0;
+        s->status[i] = (unsigned char)(sv > 0 ? sv : 0);
+        if (jk && strcmp(json_string_value(jk), ref) == 0) {
+            s->pending_step = (int)i;
+            s->pending_pick = pick;
+        }
+    }
+}
+
 int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const json_t *session,
                       struct fb__sess *s)
 {
@@ -478,39 +516,8 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
         if (p >= 0 && use->states[p].type != FB__Q_NONE && s->n_path < FB__MAX_PATH)
             s->path[s->n_path++] = p;
     }
-    if (s->ended && road) {
-        size_t n = json_array_size(road);
-        s->road = fb_calloc(n + 1, sizeof(*s->road));
-        s->status = fb_calloc(n + 1, 1);
-        s->day = fb_calloc(n + 1, sizeof(*s->day));
-        /* `j` runs parallel to `r`: keep each day with its item through the sort */
-        struct road_day *rd = fb_calloc(n + 1, sizeof(*rd));
-        for (size_t i = 0; i < n; i++) {
-            int it = fb__strmap_get(&use->item_map, json_string_value(json_array_get(road, i)));
-            if (it < 0)
-                continue;
-            const json_t *dj = jj ? json_array_get(jj, i) : NULL;
-            rd[s->n_road].item = it;
-            rd[s->n_road].day = dj ? (int32_t)json_integer_value(dj) : 0;
-            s->n_road++;
-        }
-        qsort(rd, s->n_road, sizeof(*rd), cmp_road_day);
-        for (size_t i = 0; i < s->n_road; i++) {
-            s->road[i] = rd[i].item;
-            s->day[i] = rd[i].day;
-        }
-        fb_free(rd);
-        for (size_t i = 0; i < s->n_road; i++) {
-            const char *ref = use->items[s->road[i]].ref;
-            const json_t *st = ju ? json_object_get(ju, ref) : NULL;
-            int sv = st ? fb__status_index(json_string_value(st)) : 0;
-            s->status[i] = (unsigned char)(sv > 0 ? sv : 0);
-            if (jk && strcmp(json_string_value(jk), ref) == 0) {
-                s->pending_step = (int)i;
-                s->pending_pick = pick;
-            }
-        }
-    }
+    if (s->ended && road)
+        parse_road(use, s, road, jj, ju, jk, pick);
     if (!s->moved && !s->ended && use->states[state].type == FB__Q_COMMUNE) {
         for (size_t i = 0; cand && i < json_array_size(cand); i++) {
             const json_t *c = json_array_get(cand, i);
