@@ -262,6 +262,27 @@ char *mx_room_path(const char *room, const char *fmt_tail)
     return p;
 }
 
+char *mx_messages_path(const char *room, const char *from, const char *const *types, size_t ntypes,
+                       unsigned limit)
+{
+    json_t *t = json_array();
+    for (size_t i = 0; i < ntypes; i++)
+        json_array_append_new(t, json_string(types[i]));
+    json_t *f = json_pack("{s:o}", "types", t);
+    char *fs = json_dumps(f, JSON_COMPACT);
+    json_decref(f);
+    char *fe = fb_mx_path_escape(fs ? fs : "{}");
+    free(fs); /* fb-lint: allow free (jansson's allocation) */
+    char *fr = from ? fb_mx_path_escape(from) : NULL;
+    char *tail = fr ? fb_asprintf("/messages?dir=b&limit=%u&from=%s&filter=%s", limit, fr, fe)
+                    : fb_asprintf("/messages?dir=b&limit=%u&filter=%s", limit, fe);
+    char *path = mx_room_path(room, tail);
+    fb_free(tail);
+    fb_free(fr);
+    fb_free(fe);
+    return path;
+}
+
 void mx_typing(struct mx *m, const char *room, bool on)
 {
     if (!m->o->typing || !m->token)

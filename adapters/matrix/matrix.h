@@ -175,6 +175,10 @@ int mx_rcmd_argv(struct mx *m, rcmd_cb cb, void *arg, int argc, const char **arg
 void mx_receipt(struct mx *m, const char *room, const char *event_id);
 char *mx_room_key(struct mx *m, const char *room);
 char *mx_room_path(const char *room, const char *fmt_tail);
+/* GET /rooms/{room}/messages backwards from `from` (NULL: the timeline's end), `limit` events of
+ * `types` (the filter), a new string. */
+char *mx_messages_path(const char *room, const char *from, const char *const *types, size_t ntypes,
+                       unsigned limit);
 void mx_set_state(struct mx *m, const char *st);
 void mx_typing(struct mx *m, const char *room, bool on);
 /* Tells the room, in a notice, that its message `event_id` held nothing but control characters

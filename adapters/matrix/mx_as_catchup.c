@@ -378,29 +378,12 @@ static void on_rb_page(struct mx *m, int err, int status, json_t *body,
 
 static int rb_page(struct readback *rb, const char *from)
 {
-    struct mx *m = rb->m;
-    json_t *types = json_array();
-    for (size_t i = 0; i < FB_ARRAY_SIZE(catchup_types); i++)
-        json_array_append_new(types, json_string(catchup_types[i]));
-    json_t *f = json_pack("{s:o}", "types", types);
-    char *fs = json_dumps(f, JSON_COMPACT);
-    json_decref(f);
-    char *fe = fb_mx_path_escape(fs ? fs : "{}");
-    free(fs); /* fb-lint: allow free (jansson's allocation) */
-    char *tail;
-    if (from) {
-        char *fr = fb_mx_path_escape(from);
-        tail = fb_asprintf("/messages?dir=b&limit=%d&from=%s&filter=%s", CATCHUP_PAGE, fr, fe);
-        fb_free(fr);
-    } else { /* no `from`: from the end of the timeline (Matrix 1.3) */
-        tail = fb_asprintf("/messages?dir=b&limit=%d&filter=%s", CATCHUP_PAGE, fe);
-    }
-    char *path = mx_room_path(rb->room, tail);
+    /* no `from` the first time: from the end of the timeline (Matrix 1.3) */
+    char *path =
+        mx_messages_path(rb->room, from, catchup_types, FB_ARRAY_SIZE(catchup_types), CATCHUP_PAGE);
     int rc =
-        mx_call_full(m, "GET", path, NULL, 0, &mx_no_retry, true, false, false, on_rb_page, rb);
+        mx_call_full(rb->m, "GET", path, NULL, 0, &mx_no_retry, true, false, false, on_rb_page, rb);
     fb_free(path);
-    fb_free(tail);
-    fb_free(fe);
     return rc;
 }
 

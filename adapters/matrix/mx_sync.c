@@ -190,22 +190,10 @@ static void on_gap_page(struct mx *m, int err, int status, json_t *body,
 static int gap_page(struct gapfill *g, const char *from)
 {
     struct mx *m = g->bt->m;
-    json_t *types = json_array();
-    for (size_t i = 0; i < FB_ARRAY_SIZE(timeline_types); i++)
-        json_array_append_new(types, json_string(timeline_types[i]));
-    json_t *f = json_pack("{s:o}", "types", types);
-    char *fs = json_dumps(f, JSON_COMPACT);
-    json_decref(f);
-    char *fe = fb_mx_path_escape(fs ? fs : "{}");
-    free(fs); /* fb-lint: allow free (jansson's allocation) */
-    char *fr = fb_mx_path_escape(from);
-    char *tail = fb_asprintf("/messages?dir=b&limit=%d&from=%s&filter=%s", GAP_PAGE, fr, fe);
-    char *path = mx_room_path(g->room, tail);
+    char *path =
+        mx_messages_path(g->room, from, timeline_types, FB_ARRAY_SIZE(timeline_types), GAP_PAGE);
     int rc = mx_call(m, "GET", path, NULL, on_gap_page, g);
     fb_free(path);
-    fb_free(tail);
-    fb_free(fr);
-    fb_free(fe);
     return rc;
 }
 

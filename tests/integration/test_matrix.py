@@ -972,6 +972,37 @@ def test_appservice_resend_across_a_synapse_restart_is_stored_once(tmp_path, dev
         user.close()
 
 
+def lose_a_message(st, check_mark=False):
+    """A user in a direct room with the service sends WALK[0]; the fault proxy between Synapse
+    and the daemon acknowledges its transaction without forwarding it, as a restarting Synapse
+    may (element-hq/synapse#11637). Returns (user, room, handled before, bot messages before)."""
+    syn, d, r, afp = st["synapse"], st["daemon"], st["redis"], st["as_proxy"]
+    user = new_user(syn)
+    room = open_dm(user, AS_USER, d)
+    assert wait_until(lambda: pending(r) == 0, 30, 0.1)
+    time.sleep(2)  # Synapse sends the bot's own greeting back to the service: let it pass
+    if check_mark:
+        assert r.cli("HGET", "fb:matrix:recent", room), r.cli("HGETALL", "fb:matrix:recent")
+    h0 = handled(d)
+    user.sync(0)
+    n = len(user.messages_from(room, AS_USER))
+    afp.fail_requests(200, 1, match=b"/_matrix/app/v1/transactions/")
+    user.send(room, WALK[0])
+    assert wait_until(lambda: afp.failed == 1, 30, 0.1), d.read_log()[-3000:]
+    time.sleep(2)
+    assert handled(d) == h0, "the transaction lost was not the user's message"
+    return user, room, h0, n
+
+
+def no_reply_twice(user, room, redis, n):
+    """Once the outbox is empty, the bot's messages after the first `n` hold no text twice."""
+    assert wait_until(lambda: pending(redis) == 0, 30, 0.1)
+    time.sleep(1)
+    user.sync(0)
+    after = bodies(user.messages_from(room, AS_USER)[n:])
+    assert len(after) == len(set(after)), after
+
+
 @pytest.mark.parametrize("catch_up", [True, False], ids=["catch-up", "off"])
 def test_appservice_message_lost_by_a_restarting_homeserver_is_answered(tmp_path, catch_up):
     """Issue 18 (make soak's last loss): a restarting Synapse may lose events it had queued for
@@ -982,19 +1013,8 @@ def test_appservice_message_lost_by_a_restarting_homeserver_is_answered(tmp_path
     once. With `catch_up_minutes: 0` the message stays unanswered: this test sees the loss."""
     off = "" if catch_up else "    catch_up_minutes: 0\n"
     with appservice_stack(tmp_path, matrix_extra="    probe_interval_ms: 500\n" + off, as_proxy=True) as st:
-        syn, d, r, afp = st["synapse"], st["daemon"], st["redis"], st["as_proxy"]
-        user = new_user(syn)
-        room = open_dm(user, AS_USER, d)
-        assert wait_until(lambda: pending(r) == 0, 30, 0.1)
-        time.sleep(2)  # Synapse sends the bot's own greeting back to the service: let it pass
-        h0 = handled(d)
-        user.sync(0)
-        n = len(user.messages_from(room, AS_USER))
-        afp.fail_requests(200, 1, match=b"/_matrix/app/v1/transactions/")
-        user.send(room, WALK[0])
-        assert wait_until(lambda: afp.failed == 1, 30, 0.1), d.read_log()[-3000:]
-        time.sleep(2)
-        assert handled(d) == h0, "the transaction lost was not the user's message"
+        syn, d, r = st["synapse"], st["daemon"], st["redis"]
+        user, room, h0, n = lose_a_message(st)
         mark = len(d.read_log())
         syn.restart()
         if catch_up:
@@ -1003,11 +1023,7 @@ def test_appservice_message_lost_by_a_restarting_homeserver_is_answered(tmp_path
             log = d.log_since(mark)
             assert "the homeserver answers again after" in log, log[-3000:]
             assert "catch-up: 1 message(s) after the last event handled" in log, log[-3000:]
-            assert wait_until(lambda: pending(r) == 0, 30, 0.1)
-            time.sleep(1)
-            user.sync(0)
-            after = bodies(user.messages_from(room, AS_USER)[n:])
-            assert len(after) == len(set(after)), after
+            no_reply_twice(user, room, r, n)
             assert handled(d) == h0 + 1, handled(d)
             assert metric(d, "frichebot_matrix_catchups_total") >= 1
         else:
@@ -1024,20 +1040,8 @@ def test_appservice_message_lost_as_daemon_and_homeserver_restart_is_answered(tm
     memory of the active rooms is gone, but their marks are in Redis (`matrix:recent`); the new
     daemon reads those rooms back once the homeserver answers."""
     with appservice_stack(tmp_path, matrix_extra="    probe_interval_ms: 500\n", as_proxy=True) as st:
-        syn, d, r, afp = st["synapse"], st["daemon"], st["redis"], st["as_proxy"]
-        user = new_user(syn)
-        room = open_dm(user, AS_USER, d)
-        assert wait_until(lambda: pending(r) == 0, 30, 0.1)
-        time.sleep(2)
-        assert r.cli("HGET", "fb:matrix:recent", room), r.cli("HGETALL", "fb:matrix:recent")
-        h0 = handled(d)
-        user.sync(0)
-        n = len(user.messages_from(room, AS_USER))
-        afp.fail_requests(200, 1, match=b"/_matrix/app/v1/transactions/")
-        user.send(room, WALK[0])
-        assert wait_until(lambda: afp.failed == 1, 30, 0.1), d.read_log()[-3000:]
-        time.sleep(2)
-        assert handled(d) == h0, "the transaction lost was not the user's message"
+        syn, d, r = st["synapse"], st["daemon"], st["redis"]
+        user, room, h0, n = lose_a_message(st, check_mark=True)
         d.proc.send_signal(signal.SIGKILL)
         d.proc.wait(10)
         d.log.close()
@@ -1048,11 +1052,7 @@ def test_appservice_message_lost_as_daemon_and_homeserver_restart_is_answered(tm
         assert got, log[-4000:]
         assert "before this start: read back once the homeserver answers" in log, log[-3000:]
         assert "catch-up: 1 message(s) after the last event handled" in log, log[-3000:]
-        assert wait_until(lambda: pending(r) == 0, 30, 0.1)
-        time.sleep(1)
-        user.sync(0)
-        after = bodies(user.messages_from(room, AS_USER)[n:])
-        assert len(after) == len(set(after)), after
+        no_reply_twice(user, room, r, n)
         user.close()
 
 
