@@ -17,7 +17,6 @@
  * transcripts answered a commune, and the median and maximum serialized session size at a
  * transcript's end (compact JSON, the bytes the store would write; target under 1 KiB).
  */
-#define _XOPEN_SOURCE 700 /* strptime */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,6 +32,7 @@
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "io/paths.h"
+#include "replay.h"
 
 /* One recorded engine call: the event and the clock it ran at (timers included). */
 struct turn {
@@ -51,14 +51,9 @@ struct script {
     size_t n_ids;
 };
 
-#define MAX_TIMERS  16
 #define MAX_SCRIPTS 128
 /* The target (#17): steps per second on one core, on each dialog. */
 #define TARGET_STEPS 400000.0
-struct timer {
-    char *id;
-    long long due;
-};
 
 static double clock_s(clockid_t id)
 {
@@ -95,58 +90,16 @@ static int cmp_size(const void *a, const void *b)
 static bool advisors_cover(const void *arg, const char *insee)
 {
     const struct script *s = arg;
-    const fb_commune_t *c = insee && s->env.geo ? fb_geo_by_insee(s->env.geo, insee) : NULL;
-    size_t i;
-    const json_t *t;
-    json_array_foreach(s->advisors, i, t)
-    {
-        const char *v = json_string_value(t);
-        if (v && (strcmp(v, "*") == 0 || (c && strcmp(v, c->dep) == 0) ||
-                  (c && v[0] == 'r' && strcmp(v + 1, c->region) == 0)))
-            return true;
-    }
-    return false;
-}
-
-static int parse_clock(const char *s, long long *out)
-{
-    struct tm tm;
-    memset(&tm, 0, sizeof(tm));
-    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!end) {
-        memset(&tm, 0, sizeof(tm));
-        end = strptime(s, "%Y-%m-%d", &tm);
-        if (!end)
-            return -1;
-    }
-    if (*end == 'Z')
-        end++;
-    if (*end)
-        return -1;
-    *out = (long long)timegm(&tm);
-    return 0;
+    return fb_replay_advisors_cover(s->advisors, s->env.geo, insee);
 }
 
 struct recorder {
     const fb_dialog_t *d;
     struct script *s;
     json_t *session;
-    struct timer timers[MAX_TIMERS];
-    int ntimers;
+    fb_replay_timers_t timers;
     long long clock;
 };
-
-static void timer_cancel(struct recorder *r, const char *id)
-{
-    for (int i = 0; i < r->ntimers;) {
-        if (!id || strcmp(r->timers[i].id, id) == 0) {
-            fb_free(r->timers[i].id);
-            r->timers[i] = r->timers[--r->ntimers];
-        } else {
-            i++;
-        }
-    }
-}
 
 /* Runs and records one engine call, keeping the reminders the effects schedule or cancel. */
 static int record_step(struct recorder *r, const fb_event_t *ev)
@@ -165,28 +118,7 @@ static int record_step(struct recorder *r, const fb_event_t *ev)
         return -1;
     json_decref(r->session);
     r->session = ns;
-    size_t i;
-    json_t *e;
-    json_array_foreach(effects, i, e)
-    {
-        fb_effect_t t = fb_effect_type(e);
-        if (t == FB_EFFECT_SCHEDULE) {
-            const char *id = json_string_value(json_object_get(e, "id"));
-            if (!id)
-                continue;
-            timer_cancel(r, id);
-            if (r->ntimers < MAX_TIMERS) {
-                r->timers[r->ntimers].id = fb_strdup(id);
-                r->timers[r->ntimers].due =
-                    r->clock + (long long)json_integer_value(json_object_get(e, "after"));
-                r->ntimers++;
-            }
-        } else if (t == FB_EFFECT_CANCEL) {
-            timer_cancel(r, json_string_value(json_object_get(e, "id")));
-        } else if (t == FB_EFFECT_FORGET) {
-            timer_cancel(r, NULL);
-        }
-    }
+    fb_replay_timers_apply(&r->timers, effects, r->clock);
     json_decref(effects);
     return 0;
 }
@@ -194,18 +126,11 @@ static int record_step(struct recorder *r, const fb_event_t *ev)
 /* `avance:` moves the clock, firing the due reminders in time order. */
 static int record_advance(struct recorder *r, long long secs)
 {
-    long long target = r->clock + secs;
-    for (;;) {
-        int best = -1;
-        for (int i = 0; i < r->ntimers; i++)
-            if (r->timers[i].due <= target && (best < 0 || r->timers[i].due < r->timers[best].due))
-                best = i;
-        if (best < 0)
-            break;
-        if (r->timers[best].due > r->clock)
-            r->clock = r->timers[best].due;
-        char *id = r->timers[best].id;
-        r->timers[best] = r->timers[--r->ntimers];
+    long long target = r->clock + secs, due;
+    char *id;
+    while ((id = fb_replay_timers_take(&r->timers, target, &due)) != NULL) {
+        if (due > r->clock)
+            r->clock = due;
         if (r->s->n_ids == sizeof(r->s->timer_ids) / sizeof(r->s->timer_ids[0])) {
             fb_free(id);
             return -1;
@@ -254,7 +179,7 @@ static int load_script(const char *path, const fb_dialog_t *d, const fb_geo_t *g
     s->env.geo = geo;
     long long clock = 1795856400; /* `frichebot test`'s default clock */
     const char *h = json_string_value(json_object_get(*doc, "horloge"));
-    if (h && parse_clock(h, &clock))
+    if (h && fb_replay_parse_clock(h, &clock))
         return -1;
     const json_t *adv = json_object_get(*doc, "conseillers");
     const char *a = json_string_value(adv);
@@ -302,7 +227,7 @@ static int load_script(const char *path, const fb_dialog_t *d, const fb_geo_t *g
             break;
         }
     }
-    timer_cancel(&r, NULL);
+    fb_replay_timers_cancel(&r.timers, NULL);
     json_decref(r.session);
     return rc;
 }

@@ -12,7 +12,6 @@
  * Messages are for dialog authors, who are French: they are in French. The closing line of
  * `test`, "N passed, N failed", stays as CI runners read it.
  */
-#define _XOPEN_SOURCE 700 /* strptime */
 #include "authoring.h"
 
 #include <dirent.h>
@@ -38,9 +37,9 @@
 #include "frichebot/clock.h"
 #include "frichebot/err.h"
 #include "io/paths.h"
+#include "replay.h"
 
-#define MAX_TIMERS 64
-#define MAX_FILES  512
+#define MAX_FILES 512
 
 /* ---- shared helpers ---- */
 
@@ -320,11 +319,6 @@ done:
 
 /* ---- a conversation: session, clock and reminders (shared by chat and test) ---- */
 
-struct timer {
-    char *id;
-    long long due;
-};
-
 /* A transcript's `conseillers:` (advisors): `non` nobody, `oui` everyone (the default: the
  * engine assumes them available), or a list of territories as escalation.rooms writes them
  * ("30", "r76", "*"), looked up as the daemon's escalation does (fb_esc_has_advisor()). */
@@ -336,17 +330,7 @@ struct advisors {
 static bool advisors_cover(const void *arg, const char *insee)
 {
     const struct advisors *a = arg;
-    const fb_commune_t *c = insee && a->geo ? fb_geo_by_insee(a->geo, insee) : NULL;
-    size_t i;
-    const json_t *t;
-    json_array_foreach(a->list, i, t)
-    {
-        const char *s = json_string_value(t);
-        if (s && (strcmp(s, "*") == 0 || (c && strcmp(s, c->dep) == 0) ||
-                  (c && s[0] == 'r' && strcmp(s + 1, c->region) == 0)))
-            return true;
-    }
-    return false;
+    return fb_replay_advisors_cover(a->list, a->geo, insee);
 }
 
 struct convo {
@@ -354,8 +338,7 @@ struct convo {
     fb_engine_env_t env;
     struct advisors advisors;
     json_t *session; /* NULL before the first step */
-    struct timer timers[MAX_TIMERS];
-    int ntimers;
+    fb_replay_timers_t timers;
     long long clock;
 };
 
@@ -371,61 +354,14 @@ static void convo_init(struct convo *c, const fb_dialog_t *d, const fb_geo_t *ge
 static void convo_free(struct convo *c)
 {
     json_decref(c->session);
-    for (int i = 0; i < c->ntimers; i++)
-        fb_free(c->timers[i].id);
-    c->ntimers = 0;
+    fb_replay_timers_cancel(&c->timers, NULL);
     c->session = NULL;
-}
-
-static void timer_cancel(struct convo *c, const char *id)
-{
-    for (int i = 0; i < c->ntimers;) {
-        if (!id || strcmp(c->timers[i].id, id) == 0) {
-            fb_free(c->timers[i].id);
-            c->timers[i] = c->timers[--c->ntimers];
-        } else {
-            i++;
-        }
-    }
 }
 
 /* Applies the effects the pure engine asked for that concern the conversation's own state. */
 static void convo_apply(struct convo *c, json_t *effects)
 {
-    size_t i;
-    json_t *e;
-    json_array_foreach(effects, i, e)
-    {
-        switch (fb_effect_type(e)) {
-        case FB_EFFECT_SCHEDULE: {
-            const char *id = json_string_value(json_object_get(e, "id"));
-            long long after = (long long)json_integer_value(json_object_get(e, "after"));
-            if (!id)
-                break;
-            timer_cancel(c, id);
-            if (c->ntimers < MAX_TIMERS) {
-                c->timers[c->ntimers].id = fb_strdup(id);
-                c->timers[c->ntimers].due = c->clock + after;
-                c->ntimers++;
-            }
-            break;
-        }
-        case FB_EFFECT_CANCEL:
-            timer_cancel(c, json_string_value(json_object_get(e, "id")));
-            break;
-        case FB_EFFECT_FORGET:
-            timer_cancel(c, NULL);
-            break;
-        case FB_EFFECT_SAY:
-        case FB_EFFECT_ESCALATE:
-        case FB_EFFECT_STEP:
-        case FB_EFFECT_STAT:
-        case FB_EFFECT_END:
-        case FB_EFFECT_AVIS:
-        case FB_EFFECT_UNKNOWN:
-            break;
-        }
-    }
+    fb_replay_timers_apply(&c->timers, effects, c->clock);
 }
 
 /* A transcript's `conseillers:` (struct advisors): sets c->env.has_advisor unless absent or
@@ -499,18 +435,11 @@ static int convo_step(struct convo *c, const fb_event_t *ev, json_t *all)
 /* Moves the clock forward by `secs`, firing due reminders in time order. */
 static int convo_advance(struct convo *c, long long secs, json_t *all)
 {
-    long long target = c->clock + secs;
-    for (;;) {
-        int best = -1;
-        for (int i = 0; i < c->ntimers; i++)
-            if (c->timers[i].due <= target && (best < 0 || c->timers[i].due < c->timers[best].due))
-                best = i;
-        if (best < 0)
-            break;
-        if (c->timers[best].due > c->clock)
-            c->clock = c->timers[best].due;
-        char *id = c->timers[best].id;
-        c->timers[best] = c->timers[--c->ntimers];
+    long long target = c->clock + secs, due;
+    char *id;
+    while ((id = fb_replay_timers_take(&c->timers, target, &due)) != NULL) {
+        if (due > c->clock)
+            c->clock = due;
         fb_event_t ev = {.kind = FB_EVENT_TIMER, .timer = id};
         int rc = convo_step(c, &ev, all);
         fb_free(id);
@@ -1152,26 +1081,6 @@ static void check_turn(struct tctx *t, json_t *turn, const char *tpath, json_t *
     }
 }
 
-/* Parses an ISO 8601 UTC time "2026-11-28T09:00:00Z" (or a date). Returns 0 or FB_EINVAL. */
-static int parse_clock(const char *s, long long *out)
-{
-    struct tm tm;
-    memset(&tm, 0, sizeof(tm));
-    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!end) {
-        memset(&tm, 0, sizeof(tm));
-        end = strptime(s, "%Y-%m-%d", &tm);
-        if (!end)
-            return FB_EINVAL;
-    }
-    if (*end == 'Z')
-        end++;
-    if (*end)
-        return FB_EINVAL;
-    *out = (long long)timegm(&tm);
-    return 0;
-}
-
 /* ---- test --markdown: the conversation as a person reads it ---- */
 
 /* Writes `text` (the bot's plain text) as a Markdown quote: "• " bullets become list items, every
@@ -1317,7 +1226,7 @@ static int run_transcript(const char *file, const fb_geo_t *geo, FILE *out, FILE
 
     long long now = 1795856400; /* 2026-11-28T09:00:00Z: a Saturday morning, as good as any */
     const char *clock = json_string_value(json_object_get(doc, "horloge"));
-    if (clock && parse_clock(clock, &now)) {
+    if (clock && fb_replay_parse_clock(clock, &now)) {
         fprintf(out, "%s:%d: horloge invalide « %s » (exemple : 2026-11-30T09:00:00Z)\n", file,
                 fb_yaml_line(lines, "/horloge"), clock);
         failed = 1;
