@@ -122,7 +122,8 @@ static const char append_script[] =
  * replies' dedupe keys (`b:<txn>` in hids: a send() that appends one anyway, an older daemon's,
  * finds it), the same trim and TTLs. When the conversation's meta is gone (forgotten, expired),
  * a user's message is refused before anything is written (`{3, 0}`: FB_ENOENT, the socket is
- * closed). The replies are left to send() (append) on a forget (the history is deleted: the
+ * closed). A forget's own message is echoed (its seq taken) but not stored. The replies are
+ * left to send() (append) on a forget (the history is deleted: the
  * goodbye is shown, not kept), when the meta is gone, and when the outbox still holds entries
  * (an advisor's relay not sent yet): their history entries are written by send(), in the
  * outbox's order, and these must come after them (a socket never gets a seq lower than one it
@@ -130,6 +131,12 @@ static const char append_script[] =
  */
 static const char commit_fmt[] =
     "do\n"
+    /* A forget's own message: echoed to the tabs (they show it sent, with its seq) but not
+     * stored, the history being deleted by this COMMIT. */
+    "  if A.arg ~= '' and A.mode == 'f' and redis.call('EXISTS', AK[1]) == 1 then\n"
+    "    local n = redis.call('HINCRBY', AK[1], 'seq', 1)\n"
+    "    AO = cjson.encode({'{\"seq\":' .. string.format('%%d', n) .. A.arg})\n"
+    "  end\n"
     "  local ua = A.arg ~= '' and A.mode ~= 'f'\n"
     "  local bots = A.mode == 'w' and #O.out > 0 and redis.call('LLEN', K.outbox) == 0\n"
     "  if ua or bots then\n"

@@ -234,7 +234,7 @@ def test_install_tree(prefix):
 
 
 def test_install_has_every_file_the_pages_use(prefix):
-    """Every /assets/, /static/ and /dsfr/ file the installed pages and the /stats page link, and
+    """Every /assets/, /static/ and /dsfr/ file the installed pages, /stats and the roadmap page link, and
     every file their style sheets load, is installed: the DSFR subset of cmake/FbWebAssets.cmake
     is enough. The chat's pages link only hashed names under /assets/ (cached for a year)."""
     share = os.path.join(prefix, "share/frichebot")
@@ -246,7 +246,10 @@ def test_install_has_every_file_the_pages_use(prefix):
         files = re.findall(r'(?:href|src)="/(assets|dsfr|static)/([^"#]+)', text)
         assert not [f for f in files if f[0] == "dsfr"], (name, files)
         assert [f for f in files if f[0] == "assets" and f[1].startswith("dsfr.min.")], name
-    pages["stats.c"] = open(os.path.join(SOURCE, "daemon/features/stats.c")).read()
+    # The pages the daemon writes itself (/stats, the roadmap page) and the design system's
+    # pieces they share (daemon/common/dsfr.h).
+    for src in ("daemon/features/stats.c", "daemon/daemon.c", "daemon/common/dsfr.h"):
+        pages[src] = open(os.path.join(SOURCE, src)).read()
     linked = set()
     for text in pages.values():
         linked.update(re.findall(r'/(assets|dsfr|static)/([A-Za-z0-9_./-]+)', text))
