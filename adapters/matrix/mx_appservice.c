@@ -159,6 +159,19 @@ static void txn_mark_of(const char *body, size_t len, char mark[FB_MX_TXN_DIGEST
         snprintf(mark, FB_MX_TXN_DIGEST_LEN + 1, "1");
 }
 
+/* Parses a transaction's body into its batch, and computes its mark from the same parse when
+ * it is still to compute. Pure: runs on the loop or on a pool thread. */
+static int txn_parse_marked(const char *body, size_t len, const fb_mx_parse_opts_t *po,
+                            struct batch *bt)
+{
+    if (bt->txn_mark[0])
+        return fb_mx_parse_txn(body, len, po, &bt->b);
+    int rc = fb_mx_parse_txn_digest(body, len, po, &bt->b, bt->txn_mark);
+    if (!bt->txn_mark[0])
+        snprintf(bt->txn_mark, sizeof(bt->txn_mark), "1");
+    return rc;
+}
+
 /* A transaction's body parsed (rc 0) or not: hands its batch to the router, or answers 400. */
 static void txn_parsed(struct mx *m, struct batch *bt, int rc)
 {
@@ -192,9 +205,7 @@ struct parse_work {
 static void on_parse_work(uv_work_t *w)
 {
     struct parse_work *pw = w->data; /* a pool thread: both functions are pure */
-    if (!pw->bt->txn_mark[0])
-        txn_mark_of(pw->body, pw->len, pw->bt->txn_mark);
-    pw->rc = fb_mx_parse_txn(pw->body, pw->len, &pw->po, &pw->bt->b);
+    pw->rc = txn_parse_marked(pw->body, pw->len, &pw->po, pw->bt);
 }
 
 static void on_parse_done(uv_work_t *w, int status)
@@ -230,9 +241,7 @@ static void txn_parse(struct mx *m, struct txn_ctx *tc, const char *body, size_t
             return; /* the batch holds an op: the adapter's stop waits for it */
         fb_free(pw);
     }
-    if (!bt->txn_mark[0])
-        txn_mark_of(body, len, bt->txn_mark);
-    txn_parsed(m, bt, fb_mx_parse_txn(body, len, &po, &bt->b));
+    txn_parsed(m, bt, txn_parse_marked(body, len, &po, bt));
 }
 
 static void txn_ctx_fail(struct txn_ctx *tc, int status, const char *errc, const char *msg)

@@ -98,15 +98,12 @@ char *fb_mx_json_repair(const char *s, size_t len, size_t *out_len, size_t *coun
     return fb_buf_take(&b);
 }
 
-bool fb_mx_txn_digest(const char *body, size_t len, char out[FB_MX_TXN_DIGEST_LEN + 1])
+/* fb_mx_txn_digest() of a parsed body; `hint` sizes the buffer (the body's length). */
+static bool digest_doc(const json_t *doc, size_t hint, char out[FB_MX_TXN_DIGEST_LEN + 1])
 {
     out[0] = '\0';
-    size_t clen = 0, fixed = 0;
-    char *clean = fb_mx_json_repair(body, len, &clen, &fixed);
-    json_t *doc = clean ? json_loadb(clean, clen, 0, NULL) : NULL;
-    fb_free(clean);
     fb_buf_t ids;
-    fb_buf_init(&ids, len + 1);
+    fb_buf_init(&ids, hint + 1);
     bool any = false, ok = true;
     size_t i;
     json_t *ev;
@@ -143,8 +140,18 @@ bool fb_mx_txn_digest(const char *body, size_t len, char out[FB_MX_TXN_DIGEST_LE
         fb_hex(d, sizeof(d), out);
     }
     fb_buf_free(&ids);
-    json_decref(doc);
     return any && ok;
+}
+
+bool fb_mx_txn_digest(const char *body, size_t len, char out[FB_MX_TXN_DIGEST_LEN + 1])
+{
+    size_t clen = 0, fixed = 0;
+    char *clean = fb_mx_json_repair(body, len, &clen, &fixed);
+    json_t *doc = clean ? json_loadb(clean, clen, 0, NULL) : NULL;
+    fb_free(clean);
+    bool ok = digest_doc(doc, len, out);
+    json_decref(doc);
+    return ok;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -448,9 +455,19 @@ int fb_mx_parse_sync(const char *body, size_t len, const fb_mx_parse_opts_t *o, 
 
 int fb_mx_parse_txn(const char *body, size_t len, const fb_mx_parse_opts_t *o, fb_mx_batch_t *out)
 {
+    return fb_mx_parse_txn_digest(body, len, o, out, NULL);
+}
+
+int fb_mx_parse_txn_digest(const char *body, size_t len, const fb_mx_parse_opts_t *o,
+                           fb_mx_batch_t *out, char digest[FB_MX_TXN_DIGEST_LEN + 1])
+{
+    if (digest)
+        digest[0] = '\0';
     if (!out || !o || !o->bot)
         return FB_EINVAL;
     json_t *root = load(body, len, out);
+    if (digest && root)
+        (void)digest_doc(root, len, digest);
     json_t *events = root ? json_object_get(root, "events") : NULL;
     if (!json_is_array(events)) {
         json_decref(root);

@@ -651,8 +651,15 @@ static bool framing_disguised(struct lws *wsi)
             for (size_t a = 0; a < FB_ARRAY_SIZE(after); a++) {
                 if (!before[b][0] && !after[a][0])
                     continue; /* the plain name: libwebsockets' own header */
-                int n = snprintf(probe, sizeof(probe), "%s%s%s:", before[b], names[i], after[a]);
-                if (n > 0 && (size_t)n < sizeof(probe) && lws_hdr_custom_length(wsi, probe, n) >= 0)
+                /* Built by hand: with snprintf, these 40 probes took 3 % of the daemon's
+                 * instructions per appservice transaction (issue 17). */
+                size_t lb = strlen(before[b]), ln = strlen(names[i]), la = strlen(after[a]);
+                memcpy(probe, before[b], lb);
+                memcpy(probe + lb, names[i], ln);
+                memcpy(probe + lb + ln, after[a], la);
+                probe[lb + ln + la] = ':';
+                int n = (int)(lb + ln + la + 1);
+                if (lws_hdr_custom_length(wsi, probe, n) >= 0)
                     return true;
             }
     return false;
