@@ -19,7 +19,11 @@
 # websocket): first in closed loop for the maximum rate, then in open loop at half that rate for the
 # latency (p50/p99 from each message's scheduled send time), FB_BENCH_PD (10) seconds each, the
 # maximum measured FB_BENCH_PREPEAT (3) times (median). Reported against the GET+SET pair rate
-# above, from the same Redis in the same run. Exits non-zero on any failure.
+# above, from the same Redis in the same run. Exits non-zero on any failure. With issue 17's
+# targets, each printed with met / not met: the ratio to the pair rate (>= 0.30 web, >= 0.25
+# appservice), the daemon's CPU time per message or event (utime+stime of its process over each
+# closed-loop run, greetings included, divided by the run's messages: <= 80 us web, <= 100 us
+# appservice; median of the runs) and the p99 at half load (<= 2 ms web, <= 5 ms appservice).
 #
 # Then the Matrix application service: a daemon in appservice mode (registration written by
 # `frichebot matrix-registration`, typing and read receipts off) on the same Redis, and
@@ -159,6 +163,7 @@ for attempt in 1 2 3 4 5; do
 done
 [ -n "$port" ] || die "cannot start $server (see $tmp/redis.log)"
 version=$(redis-cli -h 127.0.0.1 -p "$port" info server | tr -d '\r' | sed -n 's/^redis_version://p')
+clk=$(getconf CLK_TCK)
 
 # Prints the median of the numbers on stdin, one per line.
 median() {
@@ -364,7 +369,6 @@ peer_part() {
   AC=${FB_BENCH_AC:-50}
   PD=${FB_BENCH_PD:-10}
   PREPEAT=${FB_BENCH_PREPEAT:-3}
-  clk=$(getconf CLK_TCK)
   redis-cli -h 127.0.0.1 -p "$port" flushall >/dev/null
   # The daemon, configured as in the appservice part; its registration is the peer's too.
   xport=
@@ -584,13 +588,18 @@ done
 
 : >"$tmp/pmax"
 : >"$tmp/pmsgs"
+: >"$tmp/pcpu"
 echo "bench: pipeline through the daemon on 127.0.0.1:$hport, $PC conversations, ${PD} s per run" >&2
 redis_mark
 r=1
 while [ $r -le "$PREPEAT" ]; do
+  pt0=$(cpu_ticks "$dpid")
   out=$("$pbin" -p "$hport" -c "$PC" -d "$PD") || { cat "$tmp/daemon.log" >&2; die "bench_pipeline failed"; }
+  pt1=$(cpu_ticks "$dpid")
   echo "$out" | sed -n 's/^messages_per_s=//p' >>"$tmp/pmax"
   echo "$out" | sed -n 's/^messages=//p' >>"$tmp/pmsgs"
+  awk -v a="$pt0" -v b="$pt1" -v hz="$clk" -v n="$(echo "$out" | sed -n 's/^messages=//p')" \
+    'BEGIN { printf "%.1f\n", (b - a) / hz * 1e6 / n }' >>"$tmp/pcpu"
   r=$((r + 1))
 done
 [ "$(wc -l <"$tmp/pmax")" -eq "$PREPEAT" ] || die "missing pipeline measurements"
@@ -608,14 +617,15 @@ if grep -E 'ERROR|AddressSanitizer|runtime error' "$tmp/daemon.log" >&2; then
   die "the daemon reported errors"
 fi
 awk -v m="$pmax" -v h="$half" -v r="$prate" -v a="$p50" -v b="$p99" -v g="$get" -v t="$set" \
-    -v c="$PC" -v k="$PREPEAT" 'BEGIN {
+    -v c="$PC" -v k="$PREPEAT" -v u="$(median <"$tmp/pcpu")" 'BEGIN {
   pair = 1 / (1 / g + 1 / t)
   printf "frichebot pipeline benchmark: web chat websocket -> router -> engine -> Redis -> outbox -> websocket\n"
   printf "  %d conversations, message \"aide\" (help, same state), median of %d runs for the maximum\n", c, k
   printf "  messages/s, closed loop (maximum)  %12.0f\n", m
-  printf "  ratio to the GET+SET pair rate     %12.2f\n", m / pair
+  printf "  ratio to the GET+SET pair rate     %12.2f   target >= 0.30: %s\n", m / pair, (m / pair >= 0.30 ? "met" : "not met")
+  printf "  daemon CPU us/message (closed loop) %11.1f   target <= 80: %s\n", u, (u <= 80 ? "met" : "not met")
   printf "  open loop at half the maximum      %12.0f msg/s offered, %.0f done\n", h, r
-  printf "  latency p50 / p99 (ms)             %12.2f / %.2f\n", a, b
+  printf "  latency p50 / p99 (ms)             %12.2f / %.2f   target p99 <= 2: %s\n", a, b, (b <= 2 ? "met" : "not met")
 }'
 printf "%s\n" "$preport"
 printf "  (every run of this part, greetings and both replies of \"aide\" included: %s messages)\n" "$pmsgs"
@@ -667,14 +677,19 @@ done
 
 : >"$tmp/amax"
 : >"$tmp/aevents"
+: >"$tmp/acpu"
 echo "bench: Matrix appservice through the daemon on 127.0.0.1:$hport, sink on $sport, $AC rooms, ${PD} s per run" >&2
 redis_mark
 r=1
 while [ $r -le "$PREPEAT" ]; do
+  at0=$(cpu_ticks "$dpid")
   out=$("$abin" -p "$hport" -s "$sport" -t "$tmp/registration.yaml" -u "@frichebot:bench" \
     -c "$AC" -d "$PD") || { cat "$tmp/daemon-as.log" >&2; die "bench_appservice failed"; }
+  at1=$(cpu_ticks "$dpid")
   echo "$out" | sed -n 's/^events_per_s=//p' >>"$tmp/amax"
   echo "$out" | sed -n 's/^events=//p' >>"$tmp/aevents"
+  awk -v a="$at0" -v b="$at1" -v hz="$clk" -v n="$(echo "$out" | sed -n 's/^events=//p')" \
+    'BEGIN { printf "%.1f\n", (b - a) / hz * 1e6 / n }' >>"$tmp/acpu"
   r=$((r + 1))
 done
 [ "$(wc -l <"$tmp/amax")" -eq "$PREPEAT" ] || die "missing appservice measurements"
@@ -693,14 +708,15 @@ if grep -E 'ERROR|AddressSanitizer|runtime error' "$tmp/daemon-as.log" >&2; then
   die "the daemon reported errors (appservice)"
 fi
 awk -v m="$amax" -v h="$ahalf" -v r="$arate" -v a="$a50" -v b="$a99" -v g="$get" -v t="$set" \
-    -v c="$AC" -v k="$PREPEAT" 'BEGIN {
+    -v c="$AC" -v k="$PREPEAT" -v u="$(median <"$tmp/acpu")" 'BEGIN {
   pair = 1 / (1 / g + 1 / t)
   printf "frichebot Matrix appservice benchmark: transaction PUT -> parser -> router -> engine -> Redis -> outbox -> homeserver sink\n"
   printf "  %d rooms, one message \"aide\" per transaction, median of %d runs for the maximum\n", c, k
   printf "  events/s, closed loop (maximum)    %12.0f\n", m
-  printf "  ratio to the GET+SET pair rate     %12.2f\n", m / pair
+  printf "  ratio to the GET+SET pair rate     %12.2f   target >= 0.25: %s\n", m / pair, (m / pair >= 0.25 ? "met" : "not met")
+  printf "  daemon CPU us/event (closed loop)  %12.1f   target <= 100: %s\n", u, (u <= 100 ? "met" : "not met")
   printf "  open loop at half the maximum      %12.0f events/s offered, %.0f done\n", h, r
-  printf "  latency p50 / p99 (ms, 1st reply)  %12.2f / %.2f\n", a, b
+  printf "  latency p50 / p99 (ms, 1st reply)  %12.2f / %.2f   target p99 <= 5: %s\n", a, b, (b <= 5 ? "met" : "not met")
 }'
 printf "%s\n" "$areport"
 printf "  (every run of this part, the rooms' greetings and every reply included: %s events)\n" "$aevents"
