@@ -316,6 +316,11 @@ TEST_IMPL(email_mailcopy_entries)
     json_array_append_new(replies, json_string("{\"txn\":\"cd.0\",\"kind\":\"reply\",\"text\":"
                                                "\"Bonjour\",\"html\":\"\",\"ts\":5}"));
     ASSERT_NULL(fb_mailcopy_entries("web:TOKEN", replies));
+    /* A reply whose text mimics a reminder's kind is not mailed either. */
+    json_array_append_new(replies, json_string("{\"txn\":\"ef.0\",\"kind\":\"reply\",\"text\":"
+                                               "\"\\\"kind\\\":\\\"reminder\\\"\",\"html\":\"\","
+                                               "\"ts\":5}"));
+    ASSERT_NULL(fb_mailcopy_entries("web:TOKEN", replies));
     ASSERT_NULL(fb_mailcopy_entries("web:TOKEN", NULL));
     json_decref(replies);
     json_decref(out);
