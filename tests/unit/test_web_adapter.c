@@ -204,6 +204,7 @@ static void pending_run(uv_timer_t *t)
                                    "local K = {outbox = KEYS[2]}\n"
                                    "local AK = {KEYS[3], KEYS[4], KEYS[5], KEYS[6]}\n"
                                    "local AO = false\n"
+                                   "local AD = false\n"
                                    "%s\n"
                                    "redis.call('HSET', KEYS[1], 'v', '1')\n"
                                    "return {1, AO}\n",
