@@ -182,20 +182,25 @@ static const char commit_body_fmt[] =
     "  end\n"
     "  redis.call('DEL', K.reminders)\n"
     "end\n"
-    /* The user's event pushes the armed reminders back (due = now + their delay). The session's
-     * `r` (the version at which the reminders hash was known empty) spares the HGETALL when none
-     * is armed, the common case (issue 17); an older daemon's write changes the version, so its
-     * reminders are read. `rem_empty`: the hash is empty after this COMMIT's reminder ops. */
+    /* The user's event pushes the armed reminders back (due = now + their delay), but those
+     * this COMMIT schedules again (their ops set their time). The session's `r` (the version at
+     * which the reminders hash was known empty) spares the HGETALL when none is armed (issue 17);
+     * an older daemon's write changes the version, so its reminders are read. `rem_empty`: the
+     * hash is empty after this COMMIT's reminder ops; `rem_ttl`: it exists with its TTL. */
     "local rem_empty = cur[4] and cur[4] == cur[1]\n"
+    "local rem_ttl = false\n"
+    "local resched = {}\n"
+    "for _, op in ipairs(O.rem) do if op[1] == 's' then resched[op[2]] = true end end\n"
     "if A.user and A.mode ~= 'f' and not rem_empty then\n"
     "  local h = redis.call('HGETALL', K.reminders)\n"
     "  for i = 1, #h, 2 do\n"
     "    local id = string.match(h[i], '^(.*)#a$')\n"
-    "    if id and tonumber(h[i + 1]) then\n"
+    "    if id and not resched[id] and tonumber(h[i + 1]) then\n"
     "      redis.call('ZADD', K.due, 'XX', A.now + tonumber(h[i + 1]), A.member .. '|' .. id)\n"
     "    end\n"
     "  end\n"
     "  rem_empty = #h == 0\n"
+    "  rem_ttl = #h > 0\n"
     "end\n"
     "for _, op in ipairs(O.rem) do\n"
     "  if op[1] == 's' then rem_empty = false elseif not op[2] then rem_empty = true end\n"
@@ -241,18 +246,24 @@ static const char commit_body_fmt[] =
     /* a COMMIT that leaves the session as it is but arms a reminder: `r` no longer holds */
     "  redis.call('HDEL', K.session, '" FB_SESSION_REMINDERS "')\n"
     "end\n"
+    /* The hash's TTL: set when a schedule may create it, and again with the session's (not at
+     * every schedule: issue 17). An HDEL may have emptied it: a schedule after it sets it. */
     "for _, op in ipairs(O.rem) do\n"
     "  if op[1] == 's' then\n"
     "    redis.call('HSET', K.reminders, op[2], op[4], op[2] .. '#a', op[5])\n"
-    "    expire(K.reminders)\n"
+    "    if not rem_ttl and not refresh then expire(K.reminders) end\n"
+    "    rem_ttl = true\n"
     "    redis.call('ZADD', K.due, op[3], A.member .. '|' .. op[2])\n"
     "  elseif op[2] then\n"
     "    redis.call('HDEL', K.reminders, op[2], op[2] .. '#a')\n"
     "    redis.call('ZREM', K.due, A.member .. '|' .. op[2])\n"
+    "    rem_ttl = false\n"
     "  else\n"
     "    cancel_all()\n"
+    "    rem_ttl = false\n"
     "  end\n"
     "end\n"
+    "if refresh then expire(K.reminders) end\n"
     "if O.ticket then\n"
     "  redis.call('DEL', K.ticket)\n"
     "  redis.call('HSET', K.ticket, 'state', 'waiting', 'reason', O.ticket[1], 'summary',\n"

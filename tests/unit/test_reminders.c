@@ -785,6 +785,7 @@ TEST_IMPL(reminders_push_back_reads_only_when_armed)
     /* the greeting armed the reminder: maybe armed */
     ASSERT_EQ(redis_int(&f, "HEXISTS t:{c:test:r0}:session r"), 1);
     ASSERT_EQ(redis_int(&f, "HSTRLEN t:{c:test:r0}:session r"), 0);
+    ASSERT_GT(redis_int(&f, "PTTL t:{c:test:r0}:reminders"), 0); /* set when it was created */
     /* the reminder is gone (fired and not armed again): the next user event reads the hash,
      * finds it empty and records it with the version it writes */
     ASSERT_EQ(redis_int(&f, "DEL t:{c:test:r0}:reminders"), 1);
@@ -802,6 +803,7 @@ TEST_IMPL(reminders_push_back_reads_only_when_armed)
     /* an older daemon arms a reminder (one the dialog's failed answers do not cancel) and
      * writes the session without `r` */
     ASSERT_EQ(redis_int(&f, "HSET t:{c:test:r0}:reminders autre r autre#a %lld", six_weeks), 2);
+    ASSERT_EQ(redis_int(&f, "PEXPIRE t:{c:test:r0}:reminders 86400000"), 1);
     ASSERT_EQ(redis_int(&f, "ZADD t:reminders:due 1000 test:r0|autre"), 1);
     ASSERT_EQ(redis_int(&f, "HINCRBY t:{c:test:r0}:session v 1"), v + 2);
     long long before = wall_ms() / 1000 * 1000;          /* the router's clock may lag a few ms */
@@ -811,6 +813,12 @@ TEST_IMPL(reminders_push_back_reads_only_when_armed)
     ASSERT(due >= before + six_weeks);
     ASSERT(due < before + six_weeks + 600000);
     ASSERT_EQ(redis_int(&f, "HSTRLEN t:{c:test:r0}:session r"), 0);
+    /* "lyon" entered the next question, which armed `relance` in the existing hash: its TTL
+     * was not set again (only with the session's) */
+    ASSERT_EQ(redis_int(&f, "HEXISTS t:{c:test:r0}:reminders relance"), 1);
+    long long pttl = redis_int(&f, "PTTL t:{c:test:r0}:reminders");
+    ASSERT_GT(pttl, 0);
+    ASSERT_LE(pttl, 86400000);
     /* still armed: read again */
     deliver_wait(&f, FB_IN_MESSAGE, "r0", "m4", "zzzzqqq");
     ASSERT_EQ(hgetall_calls(&f), n0 + 3);
