@@ -116,18 +116,20 @@ static const char append_script[] =
  * bot's replies go into the history there, atomically with the session and the router's dedupe
  * mark (which makes a resent message a duplicate: no dedupe key of its own); the stored entries
  * come back as `AO` (a JSON array, the user's first), which committed() pushes to the open tabs
- * in the order Redis answered, and each outbox entry is marked ("hist": its stored entry) so
- * that send() has nothing to write: no script of the web's own per message (issue 17). The
- * same entries as the append script's (from, text, html and choices when present, ts), the
- * replies' dedupe keys (`b:<txn>` in hids: a send() that appends one anyway, an older daemon's,
- * finds it), the same trim and TTLs. When the conversation's meta is gone (forgotten, expired),
- * a user's message is refused before anything is written (`{3, 0}`: FB_ENOENT, the socket is
- * closed). A forget's own message is echoed (its seq taken) but not stored. The replies are
- * left to send() (append) on a forget (the history is deleted: the
- * goodbye is shown, not kept), when the meta is gone, and when the outbox still holds entries
- * (an advisor's relay not sent yet): their history entries are written by send(), in the
- * outbox's order, and these must come after them (a socket never gets a seq lower than one it
- * has). Format: history_max.
+ * in the order Redis answered. The history is the replies' delivery (the page reads it at every
+ * connection: FB_ADAPTER_CAP_HISTORY_DELIVERS): the fragment sets `AD` and the router queues
+ * nothing in the outbox, so no send(), no pop, no dedupe key `b:<txn>` (nothing can append them
+ * again) and no script of the web's own per message (issue 17). A duplicate (its first COMMIT's
+ * answer maybe lost) is pushed again from the history (web_committed() without output). The
+ * same entries as the append script's (from, text, html and choices when present, ts), the same
+ * trim and TTLs. When the conversation's meta is gone (forgotten, expired), a user's message is
+ * refused before anything is written (`{3, 0}`: FB_ENOENT, the socket is closed). A forget's
+ * own message is echoed (its seq taken) but not stored. The replies are left to the outbox and
+ * send() (append) on a forget (the history is deleted: the goodbye is shown, not kept), when the
+ * meta is gone, and when the outbox still holds entries (an advisor's relay not sent yet, a
+ * reply queued behind it): their history entries are written by send(), in the outbox's order,
+ * and these must come after them (a socket never gets a seq lower than one it has). Format:
+ * history_max.
  */
 static const char commit_fmt[] =
     "do\n"
@@ -147,7 +149,7 @@ static const char commit_fmt[] =
     "      local nu, nb = ua and 1 or 0, bots and #O.out or 0\n"
     "      local k = nu + nb\n"
     "      local n = redis.call('HINCRBY', AK[1], 'seq', k) - k\n"
-    "      local es, ids = {}, {}\n"
+    "      local es = {}\n"
     "      if ua then es[1] = '{\"seq\":' .. string.format('%%d', n + 1) .. A.arg end\n"
     "      for i = 1, nb do\n"
     "        local o = cjson.decode(O.out[i])\n"
@@ -155,16 +157,12 @@ static const char commit_fmt[] =
     "        if type(o.html) == 'string' and o.html ~= '' then h.html = o.html end\n"
     "        if type(o.choices) == 'table' and #o.choices > 0 then h.choices = o.choices end\n"
     "        h.ts = A.now\n"
-    "        table.insert(ids, 'b:' .. tostring(o.txn))\n"
-    "        table.insert(ids, n + nu + i)\n"
-    "        local e = '{\"seq\":' .. string.format('%%d', n + nu + i) .. ',' .. "
+    "        es[nu + i] = '{\"seq\":' .. string.format('%%d', n + nu + i) .. ',' .. "
     "string.sub(cjson.encode(h), 2)\n"
-    "        es[nu + i] = e\n"
-    "        O.out[i] = string.sub(O.out[i], 1, -2) .. ',\"hist\":' .. cjson.encode(e) .. '}'\n"
     "      end\n"
     "      AO = cjson.encode(es)\n"
+    "      AD = nb > 0\n"
     "      local len = redis.call('RPUSH', AK[2], unpack(es))\n"
-    "      if nb > 0 then redis.call('HSET', AK[3], unpack(ids)) end\n"
     "      local max = %u\n"
     "      if len - max > math.floor(max / 8) then\n"
     "        redis.call('LTRIM', AK[2], len - max, -1)\n"
@@ -218,6 +216,19 @@ static const char hello_script[] =
     "return {1, st and 1 or 0, redis.call('EXISTS', KEYS[3]), redis.call('LRANGE', KEYS[2], "
     "-tonumber(ARGV[1]), -1)}\n";
 
+/*
+ * Catch-up. KEYS: hist. ARGV: a seq, history_max. The history entries after that seq (at most
+ * history_max), oldest first: what a COMMIT whose answer was lost stored (web_committed() without
+ * output). The seqs of the history follow each other, so the entry of seq s is at s - first's.
+ */
+static const char catchup_script[] =
+    "local first = redis.call('LINDEX', KEYS[1], 0)\n"
+    "if not first then return {} end\n"
+    "local f = tonumber(string.match(first, '^{\"seq\":(%d+)'))\n"
+    "if not f then return {} end\n"
+    "local i = math.max(tonumber(ARGV[1]) + 1 - f, 0)\n"
+    "return redis.call('LRANGE', KEYS[1], i, i + tonumber(ARGV[2]) - 1)\n";
+
 /* Started. KEYS: meta. Marks the greeting as delivered, if the conversation still exists. */
 static const char started_script[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
                                      "redis.call('HSET', KEYS[1], 'started', 1)\n"
@@ -270,8 +281,10 @@ struct client {
     struct client *next_in_conv;
     struct addr *addr;
     enum client_state st;
-    unsigned refs;     /* 1 while the socket is open + operations */
-    uint64_t sent_seq; /* highest seq sent on this socket */
+    unsigned refs;         /* 1 while the socket is open + operations */
+    uint64_t sent_seq;     /* highest seq sent on this socket */
+    unsigned catchups;     /* catch-ups in flight for this socket (web_committed(), no output) */
+    uint64_t catchup_from; /* while catchups > 0: it gets every entry after this seq again */
     char tag[32];
 };
 
@@ -280,10 +293,11 @@ struct web {
     const fb_core_t *core;
     const fb_web_opts_t *opts;
     fb_redis_t *redis;
-    fb_redis_script_t s_append, s_create, s_hello, s_started;
+    fb_redis_script_t s_append, s_create, s_hello, s_started, s_catchup;
     char ttl_ms[24];
     char max_hist[24];
     char *commit_lua; /* commit_fmt, for the router's COMMIT */
+    uint64_t hold_ms; /* test builds: FB_TEST_WEB_PUSH_HOLD_MS (web_committed()) */
     size_t ws_limit;
     struct conv *convs[CONV_BUCKETS];
     size_t nconvs, online;
@@ -305,7 +319,9 @@ enum op_kind {
     OP_STARTED,
     OP_DELIVER,
     OP_APPEND_BOT,
-    OP_SENT /* a reply its COMMIT stored already: pushed, send()'s callback called later */
+    OP_SENT,    /* a reply its COMMIT stored already: pushed, send()'s callback called later */
+    OP_CATCHUP, /* a duplicate's entries, read from the history again (web_committed()) */
+    OP_HELD     /* test builds: a COMMIT's replies, pushed FB_TEST_WEB_PUSH_HOLD_MS later */
 };
 
 struct op {
@@ -323,7 +339,7 @@ struct op {
     fb_send_cb send_cb;
     void *send_arg;
     char tag[FB_WEB_TAG_LEN + 1];
-    uv_timer_t done; /* SENT: send()'s callback, later */
+    uv_timer_t done; /* SENT: send()'s callback, later; HELD: the push */
     json_t *later;   /* DELIVER: the replies its COMMIT stored, pushed after the ack */
 };
 
@@ -1318,8 +1334,15 @@ static int web_init(fb_adapter_t *a)
     fb_redis_script_init(&w->s_create, create_script);
     fb_redis_script_init(&w->s_hello, hello_script);
     fb_redis_script_init(&w->s_started, started_script);
+    fb_redis_script_init(&w->s_catchup, catchup_script);
     unsigned long long ttl = (unsigned long long)a->core->cfg->store.session_ttl_days * 86400000ull;
     snprintf(w->ttl_ms, sizeof(w->ttl_ms), "%llu", ttl);
+#ifdef FB_TEST_HOOKS
+    /* Test builds only: integration tests hold the push of the replies a COMMIT stored, to kill
+     * the daemon between the COMMIT and the push. */
+    const char *hold = getenv("FB_TEST_WEB_PUSH_HOLD_MS");
+    w->hold_ms = hold ? strtoull(hold, NULL, 10) : 0;
+#endif
     snprintf(w->max_hist, sizeof(w->max_hist), "%u",
              w->opts->history_max ? w->opts->history_max : 1);
     w->commit_lua = fb_asprintf(commit_fmt, w->opts->history_max ? w->opts->history_max : 1);
@@ -1409,6 +1432,88 @@ static void web_destroy(fb_adapter_t *a)
     web_unref(w);
 }
 
+/* The catch-up's answer: the sockets that asked get every entry after the seq they had then, even
+ * one pushed to them since (the page ignores a seq it has): an entry pushed while the catch-up
+ * was on its way (an advisor's relay sent by the outbox) may follow the ones it brings back. */
+static void on_catchup(fb_redis_t *r, int status, redisReply *reply, void *arg)
+{
+    struct op *op = arg;
+    (void)r;
+    status = redis_status(status, reply, "history catch-up");
+    if (status == 0 && reply->type != REDIS_REPLY_ARRAY)
+        status = FB_EPROTO;
+    if (status)
+        FB_INFO(WEB,
+                "[web|%s] the entries of a duplicate event were not read again (%s): the "
+                "page gets them at its next connection",
+                op->tag, fb_err_name(status));
+    struct conv *cv = op->cv;
+    uint64_t last = 0;
+    for (size_t i = 0; status == 0 && i < reply->elements; i++) {
+        const redisReply *e = reply->element[i];
+        if (e->type != REDIS_REPLY_STRING)
+            continue;
+        uint64_t seq;
+        char *frame = fb_web_entry_frame(e->str, e->len, &seq);
+        if (!frame)
+            continue;
+        if (seq > cv->last_seq)
+            cv->last_seq = seq;
+        last = seq > last ? seq : last;
+        for (struct client *c = cv->clients; c; c = c->next_in_conv) {
+            if (c->catchups == 0 || c->st != C_READY || !c->ws || seq <= c->catchup_from)
+                continue;
+            client_send_raw(c, frame, strlen(frame));
+            if (seq > c->sent_seq)
+                c->sent_seq = seq;
+        }
+        fb_free(frame);
+    }
+    for (struct client *c = cv->clients; c; c = c->next_in_conv) {
+        if (c->catchups == 0)
+            continue;
+        c->catchups--;
+        if (last > c->catchup_from)
+            c->catchup_from = last;
+    }
+    op_free(op);
+}
+
+/* A duplicate event (web_committed() without output): its entries, stored by a COMMIT whose answer
+ * may have been lost, are read from the history again for the open sockets. Rare (a resend after
+ * a lost answer, a page's resend after a reconnection), and only with a socket open here. */
+static void conv_catch_up(struct web *w, struct conv *cv)
+{
+    uint64_t from = UINT64_MAX;
+    for (struct client *c = cv->clients; c; c = c->next_in_conv)
+        if (c->st == C_READY && c->ws && c->sent_seq < from)
+            from = c->sent_seq;
+    if (from == UINT64_MAX)
+        return;
+    struct op *op = op_new(w, OP_CATCHUP, NULL, cv);
+    char since[24];
+    snprintf(since, sizeof(since), "%llu", (unsigned long long)from);
+    const char *keys[] = {cv->keys[K_HIST]};
+    const char *args[] = {since, w->max_hist};
+    if (run_script(op, &w->s_catchup, on_catchup, 1, keys, 2, args)) {
+        op_free(op);
+        return;
+    }
+    for (struct client *c = cv->clients; c; c = c->next_in_conv)
+        if (c->st == C_READY && c->ws && c->catchups++ == 0)
+            c->catchup_from = c->sent_seq;
+}
+
+static void on_held(uv_timer_t *t)
+{
+    struct op *op = t->data;
+    for (size_t i = 0; web_alive(op->w) && i < json_array_size(op->later); i++) {
+        const json_t *e = json_array_get(op->later, i);
+        conv_push_stored(op->cv, json_string_value(e), json_string_length(e));
+    }
+    uv_close((uv_handle_t *)&op->done, on_sent_closed);
+}
+
 /* The entries a COMMIT stored (commit_fmt's AO: the user's message first when it came with the
  * event), to the open tabs: the user's now (before the ack), the bot's replies after the ack
  * (on_delivered) for the user's own events, now for the others (the greeting, a reminder). */
@@ -1419,6 +1524,10 @@ static void web_committed(fb_adapter_t *a, const char *conv, const char *out, si
     struct conv *cv = w && web_alive(w) ? conv_find(w, conv) : NULL;
     if (!cv || !cv->clients)
         return;
+    if (!out) { /* a duplicate */
+        conv_catch_up(w, cv);
+        return;
+    }
     json_t *es = json_loadb(out, len, 0, NULL);
     if (!json_is_array(es)) {
         json_decref(es);
@@ -1430,6 +1539,17 @@ static void web_committed(fb_adapter_t *a, const char *conv, const char *out, si
         if (json_is_string(u))
             conv_push_stored(cv, json_string_value(u), json_string_length(u));
         first = 1;
+    }
+    if (w->hold_ms && first < n) { /* test builds: FB_TEST_WEB_PUSH_HOLD_MS */
+        struct op *h = op_new(w, OP_HELD, NULL, cv);
+        h->later = json_array();
+        for (size_t i = first; i < n; i++)
+            json_array_append(h->later, json_array_get(es, i));
+        uv_timer_init(w->core->loop, &h->done);
+        h->done.data = h;
+        uv_timer_start(&h->done, on_held, w->hold_ms, 0);
+        json_decref(es);
+        return;
     }
     bool after_ack = op && op->kind == OP_DELIVER && op->in_kind != FB_IN_START;
     if (after_ack) {
@@ -1469,7 +1589,7 @@ const fb_adapter_ops_t fb_adapter_web = {
     .name = "web",
     .priv_size = sizeof(struct web *),
     .caps = FB_ADAPTER_CAP_BUTTONS | FB_ADAPTER_CAP_HTML | FB_ADAPTER_CAP_TXN_DEDUPE |
-            FB_ADAPTER_CAP_PRESENT_ONLY,
+            FB_ADAPTER_CAP_PRESENT_ONLY | FB_ADAPTER_CAP_HISTORY_DELIVERS,
     .init = web_init,
     .start = web_start,
     .stop = web_stop,

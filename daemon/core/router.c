@@ -118,14 +118,16 @@ static const char since_src[] = "local s = redis.call('GET', KEYS[1])\n"
  * conflict, {1, new version, the outbox's head when this event added entries (else nil), the
  * adapter's fragment's `AO` (else nil), conversations whose outbox got entries (`kick`)...} when
  * written: the router hands `AO` to the adapter's committed(), then the head to its send() at
- * once, without reading it again (issue 17: round trips per message).
+ * once, without reading it again (issue 17: round trips per message). An adapter whose history
+ * is its delivery (FB_ADAPTER_CAP_HISTORY_DELIVERS) sets `AD` when its fragment stored all the
+ * entries there: none goes into the outbox, and the head is nil.
  */
 static const char commit_head_src[] =
     "local keep = tonumber(ARGV[6])\n"
     "local seen = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[11]))\n"
     "if seen and seen > tonumber(ARGV[7]) - keep then return {2, 0} end\n"
     "local cur = redis.call('HMGET', KEYS[1], '" FB_SESSION_VERSION "', '" FB_SESSION_TTL_SET
-    "', '" FB_SESSION_MARKS "')\n"
+    "', '" FB_SESSION_MARKS "', '" FB_SESSION_REMINDERS "')\n"
     "local v = tonumber(cur[1]) or 0\n"
     "if v ~= tonumber(ARGV[1]) then return {0, v} end\n"
     "local ttl_set = tonumber(cur[2])\n"
@@ -144,6 +146,9 @@ static const char commit_head_src[] =
     "'1', arg = ARGV[12]}\n"
     "local kick = {}\n"
     "local AO = false\n" /* the adapter's fragment's output, for its committed() */
+    /* true when the adapter's fragment stored O.out where it delivers them (its history:
+     * FB_ADAPTER_CAP_HISTORY_DELIVERS): no outbox entries then */
+    "local AD = false\n"
     "local function expire(k) if ttl > 0 then redis.call('PEXPIRE', k, ttl) end end\n" FB_KEYS_LUA;
 
 /* The router's keys, KEYS[1..N_CORE_KEYS] in this order (K.<name> in the script). */
@@ -177,6 +182,29 @@ static const char commit_body_fmt[] =
     "  end\n"
     "  redis.call('DEL', K.reminders)\n"
     "end\n"
+    /* The user's event pushes the armed reminders back (due = now + their delay), but those
+     * this COMMIT schedules again (their ops set their time). The session's `r` (the version at
+     * which the reminders hash was known empty) spares the HGETALL when none is armed (issue 17);
+     * an older daemon's write changes the version, so its reminders are read. `rem_empty`: the
+     * hash is empty after this COMMIT's reminder ops; `rem_ttl`: it exists with its TTL. */
+    "local rem_empty = cur[4] and cur[4] == cur[1]\n"
+    "local rem_ttl = false\n"
+    "local resched = {}\n"
+    "for _, op in ipairs(O.rem) do if op[1] == 's' then resched[op[2]] = true end end\n"
+    "if A.user and A.mode ~= 'f' and not rem_empty then\n"
+    "  local h = redis.call('HGETALL', K.reminders)\n"
+    "  for i = 1, #h, 2 do\n"
+    "    local id = string.match(h[i], '^(.*)#a$')\n"
+    "    if id and not resched[id] and tonumber(h[i + 1]) then\n"
+    "      redis.call('ZADD', K.due, 'XX', A.now + tonumber(h[i + 1]), A.member .. '|' .. id)\n"
+    "    end\n"
+    "  end\n"
+    "  rem_empty = #h == 0\n"
+    "  rem_ttl = #h > 0\n"
+    "end\n"
+    "for _, op in ipairs(O.rem) do\n"
+    "  if op[1] == 's' then rem_empty = false elseif not op[2] then rem_empty = true end\n"
+    "end\n"
     "if A.mode == 'f' then\n"
     "  cancel_all()\n"
     /* the roadmap page: its lookup first (the page answers 404 from now on) */
@@ -192,6 +220,8 @@ static const char commit_body_fmt[] =
     "', ARGV[2], '" FB_SESSION_WRITE_ID "', ARGV[4]}\n"
     "  if A.user then table.insert(f, '" FB_SESSION_ACTIVITY "'); table.insert(f, ARGV[7]) end\n"
     "  if marks_due then table.insert(f, '" FB_SESSION_MARKS "'); table.insert(f, ARGV[7]) end\n"
+    "  table.insert(f, '" FB_SESSION_REMINDERS "')\n"
+    "  table.insert(f, rem_empty and string.format('%%d', nv) or '')\n"
     /* The TTL is set again only when 1/100 of it has passed since it was last set (a key expires
      * at most that much early), not at every write: one PEXPIRE per message saved (issue 17). */
     "  refresh = ttl > 0 and (not ttl_set or A.now - ttl_set >= ttl / 100)\n"
@@ -212,28 +242,28 @@ static const char commit_body_fmt[] =
     "    local rh = redis.call('HGET', K.roadmap, 'h')\n"
     "    if rh then expire(K.roadmap) expire(K.roadmap_ix .. rh) end\n"
     "  end\n"
+    "elseif not rem_empty and cur[4] == cur[1] then\n"
+    /* a COMMIT that leaves the session as it is but arms a reminder: `r` no longer holds */
+    "  redis.call('HDEL', K.session, '" FB_SESSION_REMINDERS "')\n"
     "end\n"
-    "if A.user and A.mode ~= 'f' then\n"
-    "  local h = redis.call('HGETALL', K.reminders)\n"
-    "  for i = 1, #h, 2 do\n"
-    "    local id = string.match(h[i], '^(.*)#a$')\n"
-    "    if id and tonumber(h[i + 1]) then\n"
-    "      redis.call('ZADD', K.due, 'XX', A.now + tonumber(h[i + 1]), A.member .. '|' .. id)\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
+    /* The hash's TTL: set when a schedule may create it, and again with the session's (not at
+     * every schedule: issue 17). An HDEL may have emptied it: a schedule after it sets it. */
     "for _, op in ipairs(O.rem) do\n"
     "  if op[1] == 's' then\n"
     "    redis.call('HSET', K.reminders, op[2], op[4], op[2] .. '#a', op[5])\n"
-    "    expire(K.reminders)\n"
+    "    if not rem_ttl and not refresh then expire(K.reminders) end\n"
+    "    rem_ttl = true\n"
     "    redis.call('ZADD', K.due, op[3], A.member .. '|' .. op[2])\n"
     "  elseif op[2] then\n"
     "    redis.call('HDEL', K.reminders, op[2], op[2] .. '#a')\n"
     "    redis.call('ZREM', K.due, A.member .. '|' .. op[2])\n"
+    "    rem_ttl = false\n"
     "  else\n"
     "    cancel_all()\n"
+    "    rem_ttl = false\n"
     "  end\n"
     "end\n"
+    "if refresh then expire(K.reminders) end\n"
     "if O.ticket then\n"
     "  redis.call('DEL', K.ticket)\n"
     "  redis.call('HSET', K.ticket, 'state', 'waiting', 'reason', O.ticket[1], 'summary',\n"
@@ -248,7 +278,7 @@ static const char commit_body_fmt[] =
     "    redis.call('LTRIM', K.avis, 0, 999)\n" /* AVIS_COMMENTS_MAX - 1 */
     "  end\n"
     "end\n"
-    "if #O.out > 0 then\n"
+    "if #O.out > 0 and not AD then\n"
     /* One RPUSH for all the entries; the TTL is set with the write that creates the list, and
      * again with the session's refresh (an outbox that stays non-empty, its platform down or
      * its adapter not loaded, must not expire before its conversation). A list this RPUSH
@@ -275,7 +305,7 @@ static const char commit_tail_src[] =
     "  redis.call('PEXPIRE', K.event, keep + marks_every)\n"
     "end\n"
     "local res = {1, nv, false, AO}\n"
-    "if #O.out > 0 then res[3] = out_head or redis.call('LINDEX', K.outbox, 0) end\n"
+    "if #O.out > 0 and not AD then res[3] = out_head or redis.call('LINDEX', K.outbox, 0) end\n"
     "for _, k in ipairs(kick) do table.insert(res, k) end\n"
     "return res\n";
 
@@ -1241,6 +1271,22 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
     json_object_set_new(co->ops, "avis", avis);
 }
 
+/* A duplicate event of an adapter whose history is its delivery: what the first COMMIT stored
+ * there was maybe never pushed (its answer lost: Redis restarted, a deadline), and no outbox
+ * entry will send it, so the adapter is told (committed() with no output) to push it again. */
+static void duplicate_committed(const struct job *j)
+{
+    struct conv *c = j->c;
+    fb_router_t *r = c->r;
+    if (r->stopping)
+        return;
+    struct adapter_slot *slot = adapter_by_name(r, c->name);
+    if (slot && slot->started && !slot->stopped && slot->a.ops->committed &&
+        (slot->a.ops->caps & FB_ADAPTER_CAP_HISTORY_DELIVERS))
+        slot->a.ops->committed(&slot->a, c->key + strlen(c->name) + 1, NULL, 0,
+                               j->timer || j->handback ? NULL : j->arg);
+}
+
 static void on_commit(int status, const redisReply *rep, void *arg)
 {
     struct job *j = arg;
@@ -1260,6 +1306,7 @@ static void on_commit(int status, const redisReply *rep, void *arg)
     if (code == 2) {
         r->st.duplicates++;
         FB_DEBUG(ROUTER, "[%s] duplicate event (found at commit)", c->tag);
+        duplicate_committed(j);
         job_finish(j, 0);
     } else if (code == 3) {
         FB_DEBUG(ROUTER, "[%s] refused by the adapter's COMMIT fragment: no conversation", c->tag);
@@ -1285,8 +1332,11 @@ static void on_commit(int status, const redisReply *rep, void *arg)
                 slot->a.ops->committed(&slot->a, c->key + strlen(c->name) + 1, ao->str, ao->len,
                                        j->timer || j->handback ? NULL : j->arg);
         }
-        if (j->says > 0)
-            ob_kick_head(c, rep->elements > 2 ? rep->element[2] : NULL);
+        /* No head although the event said something: the adapter's fragment delivered it all
+         * (AD, FB_ADAPTER_CAP_HISTORY_DELIVERS), nothing was queued. */
+        const redisReply *head = rep->elements > 2 ? rep->element[2] : NULL;
+        if (j->says > 0 && head && head->type == REDIS_REPLY_STRING)
+            ob_kick_head(c, head);
         for (size_t i = 4; i < rep->elements; i++) /* outboxes the escalation wrote to */
             if (rep->element[i]->type == REDIS_REPLY_STRING)
                 fb_router_kick(r, rep->element[i]->str);
@@ -1604,6 +1654,7 @@ static void on_read(int status, const redisReply *rep, void *arg)
     if (rep->element[0]->integer == 1) {
         r->st.duplicates++;
         FB_DEBUG(ROUTER, "[%s] duplicate event", c->tag);
+        duplicate_committed(j);
         job_finish(j, 0);
         return;
     }
@@ -2081,9 +2132,11 @@ static void build_commit(fb_router_t *r)
     for (size_t i = 0; i < r->nadapters; i++) {
         struct adapter_slot *s = r->adapters[i];
         const char *lua = s->a.ops->commit_lua ? s->a.ops->commit_lua(&s->a) : NULL;
+        bool direct = s->a.ops->caps & FB_ADAPTER_CAP_HISTORY_DELIVERS;
         if (lua)
-            (void)fb_buf_printf(&b, "if string.sub(A.member, 1, %zu) == '%s:' then\n%s\nend\n",
-                                strlen(s->a.ops->name) + 1, s->a.ops->name, lua);
+            (void)fb_buf_printf(&b, "if string.sub(A.member, 1, %zu) == '%s:' then\n%s\n%send\n",
+                                strlen(s->a.ops->name) + 1, s->a.ops->name, lua,
+                                direct ? "" : "AD = false\n");
     }
     (void)fb_buf_printf(&b, commit_body_fmt, fb_buf_str(&forget), pos);
     for (size_t f = 0; f < r->nfeatures; f++)

@@ -109,7 +109,15 @@ enum {
     FB_ADAPTER_CAP_PRESENT_ONLY = 1u << 4,
     /* Reaches the users of FB_ADAPTER_CAP_PRESENT_ONLY platforms later, once they leave an
      * address (the e-mail adapter): the dialogs' `courriel` is true while one is started. */
-    FB_ADAPTER_CAP_FOLLOWUP = 1u << 5
+    FB_ADAPTER_CAP_FOLLOWUP = 1u << 5,
+    /* The history the adapter's COMMIT fragment (ops.commit_lua) writes is its delivery (the web
+     * chat: the page reads it at every connection, committed() pushes it to the open tabs): when
+     * the fragment stored the event's outbound entries there and set `AD`, the router puts none
+     * of them in the outbox (no send(), no pop). The fragment must store them only when the
+     * conversation's outbox is empty (their order with the entries waiting there). On a
+     * duplicate the router calls committed() with `out` NULL: the adapter pushes again, from
+     * its history, what the first COMMIT stored (its answer may have been lost). */
+    FB_ADAPTER_CAP_HISTORY_DELIVERS = 1u << 6
 };
 
 /**
@@ -186,10 +194,11 @@ typedef struct fb_adapter_ops_s {
      *  their order), `K.outbox`, `A` (now, member, mode: 'w' write, 'f' forget, 'n' leave),
      *  `ARGV[5]` (the session TTL, ms) and `O.out` (the entries, JSON objects as strings, which
      *  it may rewrite: send() gets them as msg->entry); it may set `AO` to a string, handed to
-     *  committed() below; it never returns, writes only the conversation's keys, and nothing on
-     *  a forget. Called once, at the router's start, after init(); the string is the adapter's
-     *  until destroy(). Each command it runs is paid by every event of the adapter's
-     *  conversations: keep them few (issue 17). */
+     *  committed() below, and, with FB_ADAPTER_CAP_HISTORY_DELIVERS, `AD` to true when it stored
+     *  all of `O.out` itself (then not queued in the outbox); it never returns, writes only the
+     * conversation's keys, and nothing on a forget. Called once, at the router's start, after
+     * init(); the string is the adapter's until destroy(). Each command it runs is paid by every
+     * event of the adapter's conversations: keep them few (issue 17). */
     const char *(*commit_lua)(fb_adapter_t *a);
     /** Optional (NULL): the COMMIT of an event of conversation `conv` (within the adapter) was
      *  written and its commit_lua fragment set `AO`: `out` (`len` bytes, borrowed for the call);
@@ -197,7 +206,9 @@ typedef struct fb_adapter_ops_s {
      *  reminder, a hand-back). Called right before the event's deliver callback and the outbox's
      *  hand-over, in the loop turn of the COMMIT's answer: before any later Redis answer is
      *  handled (so in Redis's order with them). Not once the router is stopping. A fragment may
-     *  also `return {3, 0}` before writing anything: the event is refused with FB_ENOENT. */
+     *  also `return {3, 0}` before writing anything: the event is refused with FB_ENOENT.
+     *  FB_ADAPTER_CAP_HISTORY_DELIVERS adapters also get it for every duplicate event (found by
+     *  READ or by COMMIT), with `out` NULL and `len` 0, right before its deliver callback. */
     void (*committed)(fb_adapter_t *a, const char *conv, const char *out, size_t len, void *arg);
 } fb_adapter_ops_t;
 

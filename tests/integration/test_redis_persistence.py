@@ -5,6 +5,7 @@ refused at start (exit status 1, an error naming the settings to change) unless 
 says redis.allow_volatile: true (then a warning); a Redis that comes back empty after a reconnect
 is an error, /healthz degraded and a counter, and nothing is sent twice. Real redis-servers, with
 and without AOF."""
+import json
 import re
 import signal
 import subprocess
@@ -207,9 +208,9 @@ def test_redis_back_empty_sends_nothing_twice(volatile_redis, make_daemon):
     empty index; the dedupe marks are gone, but the web page (like the homeserver) only resends
     what was never acknowledged, and a conversation that no longer exists takes no reply.
     Deliveries are held 1.5 s (test builds) so that one entry is still in the outbox at the kill.
-    A web reply is written to the history by the COMMIT and pushed to the page at once (issue 17),
-    so the page has it before the kill; its outbox entry, which the hold keeps, must not bring it
-    a second time."""
+    A web reply is written to the history by the COMMIT and pushed to the page at once, without
+    an outbox entry (issue 17: the history is its delivery), so the page has it before the kill,
+    once; the entry waiting in the outbox is an advisor's relay, put there as escalation does."""
     from test_webchat import SAMPLE, Chat
 
     redis = volatile_redis
@@ -222,9 +223,15 @@ def test_redis_back_empty_sends_nothing_twice(volatile_redis, make_daemon):
     a.say("lyon")
     a.wait_bot("Qui porte le projet")
     b.wait_bot("Dans quelle commune")
-    b.say("lyon")  # acknowledged: its reply is pushed, its outbox entry waits 1.5 s
+    b.say("lyon")  # acknowledged: its reply is pushed
     b.wait_bot("Qui porte le projet")
-    assert int(redis.cli("LLEN", f"fb:{{c:web:{b.token}}}:outbox")) == 1
+    outbox = f"fb:{{c:web:{b.token}}}:outbox"
+    assert redis.cli("EXISTS", outbox) == "0"
+    now = int(time.time() * 1000)
+    relay = json.dumps({"txn": "esc-test.0", "kind": "relay", "text": "Un conseiller : bonjour.",
+                        "html": "<p>Un conseiller : bonjour.</p>", "ts": now})
+    assert redis.cli("RPUSH", outbox, relay) == "1"  # held 1.5 s from its ts
+    assert redis.cli("ZADD", "fb:outbox:pending", str(now), f"web:{b.token}") == "1"
     delivered = metric(d, "frichebot_outbox_delivered_total")
     frames = {c: len(c.entries) for c in (a, b)}
 
@@ -244,6 +251,7 @@ def test_redis_back_empty_sends_nothing_twice(volatile_redis, make_daemon):
     assert {c: len(c.entries) for c in (a, b)} == frames
     assert metric(d, "frichebot_outbox_delivered_total") == delivered
     assert sum("Qui porte le projet" in e["text"] for e in b.entries.values()) == 1
+    assert not any("Un conseiller" in e["text"] for e in b.entries.values())
     assert redis.cli("ZCARD", "fb:outbox:pending") == "0"
     # The daemon serves on: a new conversation is greeted once.
     c = Chat(d)

@@ -29,7 +29,9 @@ CLAIMS = PREFIX + "reminders:claims"
 PENDING = PREFIX + "outbox:pending"
 REMINDER_TEXT = "Où en êtes-vous"  # the built-in `relance` message, during the questions
 # The keys of a web conversation with a reminder (the web history no longer writes `hkeys`).
-COPIED = ("session", "reminders", "web", "hist", "hids")
+# (no `hids`: the replies a COMMIT writes to the history take no dedupe key since issue 17, and
+# a greeting is all the template has)
+COPIED = ("session", "reminders", "web", "hist")
 N = 1000
 
 
@@ -218,25 +220,24 @@ def settled(db):
 
 
 def check_exactly_once(db, template, tokens):
-    """Each conversation's history holds its copied greeting and exactly one reminder, each with
-    its own transaction ids (the web history's dedupe keys `b:<txn>`), nothing else; every
-    reminder is re-armed about six weeks ahead."""
-    base = {k.decode() for k in db("HKEYS", ckey(template, "hids"))}
+    """Each conversation's history holds its copied greeting and exactly one reminder event's
+    replies, nothing else; every reminder is re-armed about six weeks ahead."""
+    base = histories(db, [template])[template]
     hists = histories(db, tokens)
-    txns = set()
+    sizes = set()
     for t in tokens:
         h = hists[t]
         assert reminder_count(h) == 1, (t, h)
         seqs = [e["seq"] for e in h]
         assert seqs == list(range(1, len(h) + 1)), seqs
-        new = {k.decode() for k in db("HKEYS", ckey(t, "hids"))} - base
-        # The reminder event's replies (the message, the question asked again): one event id,
-        # hence one transaction id prefix, with the reply's index after the dot.
-        events = {k.rsplit(".", 1)[0] for k in new}
-        assert len(events) == 1 and all(k.startswith("b:") for k in new), new
-        assert len(h) == len(base) + len(new), h
-        txns |= events
-    assert len(txns) == len(tokens)
+        assert h[:len(base)] == base, h
+        # The reminder event's replies (the message, the question asked again), written by one
+        # COMMIT: the bot's, with that COMMIT's time; the same number in every conversation.
+        new = h[len(base):]
+        assert new and all(e["from"] == "bot" for e in new), h
+        assert len({e["ts"] for e in new}) == 1, new
+        sizes.add(len(new))
+    assert len(sizes) == 1, sizes
     later = now_ms() + 40 * 86400 * 1000
     scores = db.pipeline([("ZSCORE", DUE, member(t)) for t in tokens])
     assert all(s is not None and float(s) > later for s in scores)
@@ -277,8 +278,9 @@ def test_thousand_due_reminders_on_two_daemons_are_each_delivered_once(redis, da
 def test_daemon_killed_with_claims_loses_and_duplicates_none(redis, daemons, when):
     """SIGKILL as soon as the claims are in Redis (before the router's COMMITs: the other daemon
     delivers them after the lease), or once some were acknowledged (the rest committed, not
-    acknowledged: their replies are sent by the other daemon's outbox, the reminders are not
-    delivered twice). The assertions are derived from what Redis holds at the kill."""
+    acknowledged: their replies are in the web history, which is their delivery, and the
+    reminders are not delivered twice). The assertions are derived from what Redis holds at the
+    kill."""
     began = time.monotonic()
     db = Resp(redis.port)
     t = daemons("t", redis, reminders_yaml())
@@ -286,11 +288,11 @@ def test_daemon_killed_with_claims_loses_and_duplicates_none(redis, daemons, whe
     rc, log = t.stop()
     t.check_clean(rc, log)
     tokens = clone(db, template, N)
-    # One daemon alone takes the whole batch in one claim, with a short lease; its outbox waits
-    # (FB_TEST_OUTBOX_START_DELAY_MS), so what it commits before the kill is never sent by it.
+    # One daemon alone takes the whole batch in one claim, with a short lease; its pushes wait
+    # (FB_TEST_WEB_PUSH_HOLD_MS; no page is connected anyway), and so would its outbox.
     a = daemons("a", redis, reminders_yaml(batch=2 * N, lease_ms=2000, poll_interval_ms=200),
                 start=False)
-    a.start(env={"FB_TEST_OUTBOX_START_DELAY_MS": "600000"})
+    a.start(env={"FB_TEST_OUTBOX_START_DELAY_MS": "600000", "FB_TEST_WEB_PUSH_HOLD_MS": "600000"})
     make_due(db, tokens)
     low = N if when == "at_claim" else N - 1
     end = time.monotonic() + 20
@@ -314,13 +316,14 @@ def test_daemon_killed_with_claims_loses_and_duplicates_none(redis, daemons, whe
     if when == "at_claim":
         assert unacked < held, "every claim was committed before the kill"
     committed = N - held + unacked
-    assert db("ZCARD", PENDING) == committed  # replies written, none sent
+    # The web's replies take no outbox (the history is their delivery): nothing queued.
+    assert db("ZCARD", PENDING) == 0
     # The web history is written with the COMMIT (issue 17): the committed reminders are in it.
     counts = [reminder_count(h) for h in histories(db, tokens).values()]
     assert max(counts) <= 1 and sum(counts) == committed, counts
 
-    # Another daemon (with its own owner id) returns the expired leases and delivers them; its
-    # recovery scan sends the replies the killed one had committed.
+    # Another daemon (with its own owner id) returns the expired leases and delivers them; the
+    # reminders the killed one had committed are not delivered again.
     b = daemons("b", redis, reminders_yaml(lease_ms=2000))
     assert wait_until(lambda: all_reminded(db, tokens), 60, 0.2), "a reminder was lost"
     assert wait_until(lambda: settled(db), 30, 0.1)

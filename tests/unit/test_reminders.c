@@ -754,6 +754,78 @@ static long long wall_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Redis's count of HGETALL calls (INFO commandstats), 0 before the first. */
+static long long hgetall_calls(struct fixture *f)
+{
+    redisReply *rep = redisCommand(f->sync, "INFO commandstats");
+    ASSERT_NOT_NULL(rep);
+    ASSERT_EQ(rep->type, REDIS_REPLY_STRING);
+    const char *p = strstr(rep->str, "cmdstat_hgetall:calls=");
+    long long n = p ? strtoll(p + strlen("cmdstat_hgetall:calls="), NULL, 10) : 0;
+    freeReplyObject(rep);
+    return n;
+}
+
+/*
+ * The push-back reads the reminders hash only when one may be armed (issue 17): the session's `r`
+ * holds the version at which the hash was known empty. Armed: `r` is "" and every user event
+ * reads the hash; once an event finds it empty, the next ones skip it. A write by an older daemon
+ * (the version moves, `r` does not follow) makes the next event read it again, and push back the
+ * reminder that daemon armed.
+ */
+TEST_IMPL(reminders_push_back_reads_only_when_armed)
+{
+    struct fixture f;
+    int rc = setup(&f);
+    if (rc)
+        return rc;
+    node_up(&f, 0, 100, 12);
+    start_convs(&f, 1);
+    const long long six_weeks = 42LL * 86400 * 1000;
+    /* the greeting armed the reminder: maybe armed */
+    ASSERT_EQ(redis_int(&f, "HEXISTS t:{c:test:r0}:session r"), 1);
+    ASSERT_EQ(redis_int(&f, "HSTRLEN t:{c:test:r0}:session r"), 0);
+    ASSERT_GT(redis_int(&f, "PTTL t:{c:test:r0}:reminders"), 0); /* set when it was created */
+    /* the reminder is gone (fired and not armed again): the next user event reads the hash,
+     * finds it empty and records it with the version it writes */
+    ASSERT_EQ(redis_int(&f, "DEL t:{c:test:r0}:reminders"), 1);
+    ASSERT_EQ(redis_int(&f, "ZREM t:reminders:due test:r0|relance"), 1);
+    long long n0 = hgetall_calls(&f);
+    deliver_wait(&f, FB_IN_MESSAGE, "r0", "m1", "zzzzqqq");
+    ASSERT_EQ(hgetall_calls(&f), n0 + 1);
+    long long v = redis_int(&f, "HGET t:{c:test:r0}:session v");
+    ASSERT_EQ(redis_int(&f, "HGET t:{c:test:r0}:session r"), v);
+    /* known empty: no read, the record follows the version */
+    deliver_wait(&f, FB_IN_MESSAGE, "r0", "m2", "zzzzqqq");
+    ASSERT_EQ(hgetall_calls(&f), n0 + 1);
+    ASSERT_EQ(redis_int(&f, "HGET t:{c:test:r0}:session v"), v + 1);
+    ASSERT_EQ(redis_int(&f, "HGET t:{c:test:r0}:session r"), v + 1);
+    /* an older daemon arms a reminder (one the dialog's failed answers do not cancel) and
+     * writes the session without `r` */
+    ASSERT_EQ(redis_int(&f, "HSET t:{c:test:r0}:reminders autre r autre#a %lld", six_weeks), 2);
+    ASSERT_EQ(redis_int(&f, "PEXPIRE t:{c:test:r0}:reminders 86400000"), 1);
+    ASSERT_EQ(redis_int(&f, "ZADD t:reminders:due 1000 test:r0|autre"), 1);
+    ASSERT_EQ(redis_int(&f, "HINCRBY t:{c:test:r0}:session v 1"), v + 2);
+    long long before = wall_ms() / 1000 * 1000;          /* the router's clock may lag a few ms */
+    deliver_wait(&f, FB_IN_MESSAGE, "r0", "m3", "lyon"); /* the next question */
+    ASSERT_EQ(hgetall_calls(&f), n0 + 2);
+    long long due = redis_int(&f, "ZSCORE t:reminders:due test:r0|autre");
+    ASSERT(due >= before + six_weeks);
+    ASSERT(due < before + six_weeks + 600000);
+    ASSERT_EQ(redis_int(&f, "HSTRLEN t:{c:test:r0}:session r"), 0);
+    /* "lyon" entered the next question, which armed `relance` in the existing hash: its TTL
+     * was not set again (only with the session's) */
+    ASSERT_EQ(redis_int(&f, "HEXISTS t:{c:test:r0}:reminders relance"), 1);
+    long long pttl = redis_int(&f, "PTTL t:{c:test:r0}:reminders");
+    ASSERT_GT(pttl, 0);
+    ASSERT_LE(pttl, 86400000);
+    /* still armed: read again */
+    deliver_wait(&f, FB_IN_MESSAGE, "r0", "m4", "zzzzqqq");
+    ASSERT_EQ(hgetall_calls(&f), n0 + 3);
+    teardown(&f);
+    return 0;
+}
+
 /*
  * The user writes while a reminder is claimed (REMINDERS.md "Activity"): that event cannot push
  * the claimed member back, so the TIMER finds a last activity later than the reminder's due time

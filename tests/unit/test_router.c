@@ -214,9 +214,11 @@ static int ta_init_record(fb_adapter_t *a)
 /* The adapter's COMMIT fragment (fb_adapter_ops_t.commit_lua) when a test sets it, and what its
  * committed() was given. */
 static const char *ta_commit_lua;
+static unsigned ta_caps;    /* the adapter's caps, when a test sets them */
 static int delivered_total; /* every deliver callback of the test */
 static struct {
     int calls;
+    int dups;             /* calls without output (a duplicate: FB_ADAPTER_CAP_HISTORY_DELIVERS) */
     int delivered_before; /* deliver callbacks run at the last call */
     char conv[64], out[64];
 } ta_co;
@@ -226,9 +228,10 @@ static void ta_committed(fb_adapter_t *a, const char *conv, const char *out, siz
     (void)a;
     (void)arg;
     ta_co.calls++;
+    ta_co.dups += out == NULL;
     ta_co.delivered_before = delivered_total;
     snprintf(ta_co.conv, sizeof(ta_co.conv), "%s", conv);
-    snprintf(ta_co.out, sizeof(ta_co.out), "%.*s", (int)len, out);
+    snprintf(ta_co.out, sizeof(ta_co.out), "%.*s", out ? (int)len : 0, out ? out : "");
 }
 
 static const char *ta_lua(fb_adapter_t *a)
@@ -242,6 +245,7 @@ static const fb_adapter_ops_t *test_ops(void)
     static fb_adapter_ops_t ops;
     ops = test_adapter;
     ops.init = ta_init_record;
+    ops.caps = ta_caps;
     ops.commit_lua = ta_commit_lua ? ta_lua : NULL;
     ops.committed = ta_commit_lua ? ta_committed : NULL;
     return &ops;
@@ -699,6 +703,51 @@ TEST_IMPL(router_adapter_commit_lua)
     wait_int(&f.loop, &res.calls, 2);
     ASSERT_EQ(res.status, 0);
     ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:g}:session"), 1);
+    teardown(&f);
+    ta_commit_lua = NULL;
+    return 0;
+}
+
+/* An adapter whose history is its delivery (FB_ADAPTER_CAP_HISTORY_DELIVERS, the web chat): when
+ * its fragment stored the entries and set AD, none goes into the outbox (no send(), no pending
+ * index); a duplicate gets committed() without output, before its deliver callback. Without the
+ * cap, AD is ignored: the outbox sends them. */
+TEST_IMPL(router_adapter_history_delivers)
+{
+    ta_commit_lua = "do\n"
+                    "  if A.mode == 'w' and #O.out > 0 then\n"
+                    "    redis.call('RPUSH', AK[1], unpack(O.out))\n"
+                    "    AO = 'n=' .. #O.out\n"
+                    "    AD = true\n"
+                    "  end\n"
+                    "end\n";
+    ta_caps = FB_ADAPTER_CAP_HISTORY_DELIVERS;
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    deliver_wait(&f, FB_IN_START, "h", "1", NULL, 0);
+    ASSERT_EQ(ta_co.calls, 1);
+    ASSERT_STR_EQ(ta_co.out, "n=2");
+    ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:h}:mine"), 2);
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:h}:outbox"), 0);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:outbox:pending"), 0);
+    /* the same event again: a duplicate (READ), the adapter told to push its entries again */
+    deliver_wait(&f, FB_IN_START, "h", "1", NULL, 0);
+    ASSERT_EQ(ta_co.calls, 2);
+    ASSERT_EQ(ta_co.dups, 1);
+    ASSERT_EQ(ta_co.delivered_before, 1);
+    ASSERT_STR_EQ(ta_co.conv, "h");
+    ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:h}:mine"), 2);
+    fb_test_run_for(&f.loop, 100);
+    ASSERT_EQ(ta.nsent, 0);
+    teardown(&f);
+    /* the same fragment, without the cap: AD reset, the outbox sends the entries */
+    ta_caps = 0;
+    SETUP(&f, NULL, 0);
+    deliver_wait(&f, FB_IN_START, "h", "1", NULL, 0);
+    wait_int(&f.loop, &ta.nsent, 2);
+    ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:h}:mine"), 2);
+    deliver_wait(&f, FB_IN_START, "h", "1", NULL, 0);
+    ASSERT_EQ(ta_co.dups, 1); /* no call for this duplicate */
     teardown(&f);
     ta_commit_lua = NULL;
     return 0;

@@ -13,7 +13,9 @@
  * key and the adapter's conv_keys, as the router's forget does, and replies "au revoir". Its
  * "commit" runs the adapter's COMMIT fragment (ops.commit_lua, which stores the user's message
  * in the history) with the session write, in one script, and hands its AO to ops.committed()
- * before the deliver callback, as the router does; a {3, 0} from the fragment is FB_ENOENT.
+ * before the deliver callback, as the router does; a {3, 0} from the fragment is FB_ENOENT. A
+ * duplicate gets ops.committed() without output, as the router does for an adapter whose history
+ * is its delivery.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -175,7 +177,9 @@ static void pending_run(uv_timer_t *t)
     }
     for (int i = 0; i < f->nhandled; i++) {
         if (strcmp(f->handled[i], p->ev.event_id) == 0) {
-            /* a duplicate, as the router's READ finds it: nothing written, replied again */
+            /* a duplicate, as the router's READ finds it: nothing written, the adapter told
+             * (FB_ADAPTER_CAP_HISTORY_DELIVERS: committed() without output), replied again */
+            f->a.ops->committed(&f->a, p->ev.conv, NULL, 0, p->arg);
             session_written(f->redis, 0, NULL, p);
             return;
         }
@@ -204,6 +208,7 @@ static void pending_run(uv_timer_t *t)
                                    "local K = {outbox = KEYS[2]}\n"
                                    "local AK = {KEYS[3], KEYS[4], KEYS[5], KEYS[6]}\n"
                                    "local AO = false\n"
+                                   "local AD = false\n"
                                    "%s\n"
                                    "redis.call('HSET', KEYS[1], 'v', '1')\n"
                                    "return {1, AO}\n",
@@ -499,6 +504,29 @@ static long long redis_int(struct afix *f, const char *command, const char *toke
     return v;
 }
 
+/* Writes bot entry `seq` with `text` to the history of `token`, as a COMMIT does (the meta's seq
+ * taken), without pushing it to anyone: a COMMIT whose answer was lost. */
+static void store_lost_entry(struct afix *f, const char *token, int seq, const char *text)
+{
+    redisContext *rc = redisConnect("127.0.0.1", f->srv.port);
+    ASSERT(rc && !rc->err);
+    char *meta = fb_asprintf("fb:{c:web:%s}:web", token);
+    char *hist = fb_asprintf("fb:{c:web:%s}:hist", token);
+    char *entry = fb_asprintf("{\"seq\":%d,\"from\":\"bot\",\"text\":\"%s\",\"html\":\"<p>%s</p>\","
+                              "\"choices\":[],\"ts\":1}",
+                              seq, text, text);
+    redisReply *r = redisCommand(rc, "HINCRBY %s seq 1", meta);
+    ASSERT(r && r->type == REDIS_REPLY_INTEGER && r->integer == seq);
+    freeReplyObject(r);
+    r = redisCommand(rc, "RPUSH %s %s", hist, entry);
+    ASSERT(r && r->type == REDIS_REPLY_INTEGER && r->integer == seq);
+    freeReplyObject(r);
+    fb_free(entry);
+    fb_free(hist);
+    fb_free(meta);
+    redisFree(rc);
+}
+
 /* ---- scenarios -------------------------------------------------------------------------- */
 
 static char saved_token[64];
@@ -536,13 +564,20 @@ static void scenario_conversation(struct afix *f)
     expect_msg(&d, 4, "user", "Oui");
     expect_msg(&d, 5, "bot", "echo: Oui");
 
+    /* An entry a COMMIT stored whose answer was lost (Redis restarted): never pushed. */
+    store_lost_entry(f, saved_token, 6, "réponse perdue");
     /* The same message again (a resend): acknowledged, nothing new in the history even though
-     * the stand-in router replies again with the same transaction id. */
+     * the stand-in router replies again with the same transaction id; the duplicate makes the
+     * adapter read the history after what each tab has: the lost entry reaches both. */
     send_json(&c, "{\"type\":\"message\",\"id\":\"m1\",\"text\":\"salut à vous\"}");
     expect_ack(&c, "m1");
+    expect_msg(&c, 6, "bot", "réponse perdue");
+    expect_msg(&d, 6, "bot", "réponse perdue");
     send_json(&c, "{\"type\":\"ping\"}");
     json_decref(expect(&c, "pong"));
-    ASSERT_EQ(redis_int(f, "LLEN", saved_token, "hist"), 5);
+    send_json(&d, "{\"type\":\"ping\"}");
+    json_decref(expect(&d, "pong"));
+    ASSERT_EQ(redis_int(f, "LLEN", saved_token, "hist"), 6);
     bye(&d);
 
     /* The first delivery fails (Redis down for the router): unavailable, no ack; the resend
@@ -554,16 +589,17 @@ static void scenario_conversation(struct afix *f)
     ASSERT_GE(jint(e, "retry_after"), 1);
     json_decref(e);
     send_json(&c, "{\"type\":\"message\",\"id\":\"m3\",\"text\":\"fail une fois\"}");
-    expect_msg(&c, 6, "user", "fail une fois");
+    expect_msg(&c, 7, "user", "fail une fois");
     expect_ack(&c, "m3");
-    expect_msg(&c, 7, "bot", "echo: fail une fois");
+    expect_msg(&c, 8, "bot", "echo: fail une fois");
     bye(&c);
 
     /* A reload with since=0 gets everything, in order. */
     w = hello(f, &c, saved_token, 0);
     json_decref(w);
-    static const char *const want[] = {"bonjour",   "salut à vous",  "echo: salut à vous", "Oui",
-                                       "echo: Oui", "fail une fois", "echo: fail une fois"};
+    static const char *const want[] = {"bonjour",       "salut à vous",       "echo: salut à vous",
+                                       "Oui",           "echo: Oui",          "réponse perdue",
+                                       "fail une fois", "echo: fail une fois"};
     for (size_t i = 0; i < FB_ARRAY_SIZE(want); i++) {
         json_t *m = expect(&c, "msg");
         ASSERT_EQ(jint(m, "seq"), (json_int_t)i + 1);
@@ -592,7 +628,7 @@ static void scenario_conversation(struct afix *f)
     fb_wsc_frame_free(&fr);
     fb_wsc_close(&c);
     /* The old token starts a new conversation. */
-    w = hello(f, &c, saved_token, 8);
+    w = hello(f, &c, saved_token, 9);
     ASSERT(json_is_true(json_object_get(w, "new")));
     ASSERT(strcmp(jstr(w, "token"), saved_token) != 0);
     json_decref(w);
