@@ -172,6 +172,39 @@ static const char *const fillers[] = {
     /* « rien » (« ne ... rien »), a pronoun: « rien » alone went to the safety answer */
     "rien"};
 
+/*
+ * The funders and schemes an answer can be about (docs/internals/KB.md, « Another body's
+ * scheme »). A question that names one of them is about it: an answer whose questions and `mots`
+ * name other ones but not this one answers another body's scheme (« l'appel à projets friches de
+ * la Région, c'est quoi la date limite » is not the Fonds vert's calendar, « le fonds régional
+ * friches » not France Relance's fonds friches). Each phrase is analysed with the base's synonyms
+ * when the index is built; one that is no single term is ignored. At most 32.
+ */
+static const char *const FUNDERS[] = {
+    "fonds vert",
+    "detr",
+    "dsil",
+    "dsid",
+    "ademe",
+    "banque des territoires",
+    "epf",
+    "region",
+    "regional",
+    "feder",
+    "petites villes de demain",
+    "action coeur de ville",
+    "agence de l eau",
+};
+
+/* Words that ask an amount (« combien coûte », « quel prix », « le montant »): a question that
+ * asks one is not answered by an answer whose questions and `mots` ask none (« combien coûte une
+ * étude historique » is not what the historical study is). Analysed at build like FUNDERS[]. */
+static const char *const COST[] = {"prix", "montant", "tarif",  "cout",
+                                   "cher", "taux",    "budget", "argent"};
+/* the first COST_NOUNS of COST[] ask an amount alone (« quel prix »); the others only with
+ * « combien » (« participer au coût des réseaux », « un prêt à taux bas » ask none) */
+#define COST_NOUNS 3
+
 struct doc {
     int *t[N_FIELDS]; /* terms of each field, in order (repeats kept) */
     size_t n[N_FIELDS], cap[N_FIELDS];
@@ -179,6 +212,9 @@ struct doc {
      * term ids, each set ended by -1 */
     int *def;
     size_t n_def;
+    /* the funders and schemes its questions and `mots` name (bits of FUNDERS[]) */
+    unsigned funders;
+    bool cost; /* its questions or `mots` ask an amount (COST[]) */
 };
 
 struct phrase {
@@ -226,6 +262,9 @@ struct fb_kb_s {
     /* folded word -> its classes (C_* bits) for the own-case and small-talk rules; SMS spelling
      * -> index in SMS[] (keys: the static tables) */
     struct fb__strmap class_map, sms_map;
+    /* the term of each phrase of FUNDERS[] (-1 when it is no single term of the base) */
+    int funder_term[32];
+    int cost_term[8];
 };
 
 /* ---- terms ----------------------------------------------------------------------------------- */
@@ -747,6 +786,31 @@ int fb_kb_add_doc(fb_kb_t *kb, const char *const *questions, size_t n_questions,
 
 /* ---- the index ------------------------------------------------------------------------------- */
 
+static size_t analyse_query(const fb_kb_t *kb, const char *text, struct tok *t, size_t cap,
+                            struct sb_stemmer **st);
+
+/* True when term `id` is a word of an amount (COST[]; the first COST_NOUNS only when
+ * `nouns_only`). */
+static bool is_cost(const fb_kb_t *kb, int id, bool nouns_only)
+{
+    size_t n = nouns_only ? COST_NOUNS : FB_ARRAY_SIZE(COST);
+    for (size_t k = 0; id >= 0 && k < n; k++)
+        if (kb->cost_term[k] == id)
+            return true;
+    return false;
+}
+
+/* The FUNDERS[] bit of term `id`, or 0. */
+static unsigned funder_bit(const fb_kb_t *kb, int id)
+{
+    if (id < 0)
+        return 0;
+    for (size_t k = 0; k < FB_ARRAY_SIZE(FUNDERS); k++)
+        if (kb->funder_term[k] == id)
+            return 1u << k;
+    return 0;
+}
+
 /* The deletion map of the base's words (typo_term()). */
 static void build_deletions(fb_kb_t *kb)
 {
@@ -854,6 +918,25 @@ int fb_kb_build(fb_kb_t *kb)
     fb_free(touched);
     fb_free(tf);
     build_deletions(kb);
+    /* the funders each answer's questions and `mots` name (FUNDERS[]) */
+    for (size_t k = 0; k < FB_ARRAY_SIZE(FUNDERS); k++) {
+        struct tok ft[8];
+        size_t m = analyse_query(kb, FUNDERS[k], ft, FB_ARRAY_SIZE(ft), &kb->stemmer);
+        kb->funder_term[k] = m == 1 ? ft[0].id : -1;
+    }
+    for (size_t k = 0; k < FB_ARRAY_SIZE(COST); k++) {
+        struct tok ft[8];
+        size_t m = analyse_query(kb, COST[k], ft, FB_ARRAY_SIZE(ft), &kb->stemmer);
+        kb->cost_term[k] = m == 1 ? ft[0].id : -1;
+    }
+    for (size_t i = 0; i < nd; i++) {
+        struct doc *d = &kb->docs[i];
+        for (int f = 0; f < 2; f++)
+            for (size_t k = 0; k < d->n[f]; k++) {
+                d->funders |= funder_bit(kb, d->t[f][k]);
+                d->cost = d->cost || is_cost(kb, d->t[f][k], false);
+            }
+    }
     /* the documents' term lists are no longer needed */
     for (size_t i = 0; i < nd; i++)
         for (int f = 0; f < N_FIELDS; f++)
@@ -942,6 +1025,10 @@ static const char *const PRIVATE[] = {"maison",  "jardin",  "fils",        "fill
                                       "enfants", "voisin",  "voisins",     "voisine", "chien",
                                       "chat",    "voiture", "appartement", "veranda", "piscine",
                                       "femme",   "mari",    NULL};
+/* after « mon », « ma », « mes » only: a private person's (« ma taxe foncière », « mes impôts ») */
+static const char *const MY_PRIVATE[] = {"taxe",    "taxes",   "impot",   "impots",    "toit",
+                                         "toiture", "combles", "grange",  "extension", "haie",
+                                         "cave",    "potager", "salaire", "retraite",  NULL};
 /* a request to act (« envoyez le dossier à la DDT », « rédigez-moi la délibération »,
  * « pouvez-vous contacter le propriétaire »): the bot informs, it does not act; imperatives as a
  * message's first word, infinitives after « pouvez-vous », « tu peux », « merci de »... */
@@ -1191,6 +1278,12 @@ static bool place_shapes(const char *const *w, const unsigned *c, size_t n)
         /* « ma maison », « son voisin », « mon fils », « chez moi » */
         if (is_word(w[i], "chez") && i + 1 < n && is_word(w[i + 1], "moi"))
             return true;
+        /* « ma taxe foncière », « mes impôts », « le toit de ma grange »: a private person's
+         * (first person singular only: « la commune et sa taxe d'aménagement », « le hangar et
+         * sa toiture » are the base's) */
+        if (i + 1 < n && (is_word(w[i], "mon") || is_word(w[i], "ma") || is_word(w[i], "mes")) &&
+            word_in(w[i + 1], MY_PRIVATE))
+            return true;
         if ((c[i] & C_PRIVATE) && i > 0)
             for (size_t j = i - 1;; j--) {
                 if (is_word(w[j], "mon") || is_word(w[j], "ma") || is_word(w[j], "mes") ||
@@ -1423,47 +1516,34 @@ bool fb_kb_is_own_case(const char *question)
  * « carte »), so one shared word can score high; none is the base's subject. Folded phrases,
  * whole words. « Salle des fêtes » alone is not here: a friche can become one.
  */
-static const char *const OFF_TOPIC[] = {"etat civil",
-                                        "acte de naissance",
-                                        "acte de mariage",
-                                        "acte de deces",
-                                        "carte d identite",
-                                        "cartes d identite",
-                                        "carte grise",
-                                        "permis de conduire",
-                                        "passeport",
-                                        "cantine",
-                                        "periscolaire",
-                                        "liste electorale",
-                                        "listes electorales",
-                                        "bureau de vote",
-                                        "cimetiere",
-                                        "concession funeraire",
-                                        "nid de poule",
-                                        "nids de poule",
-                                        "taxe d habitation",
-                                        "demande de logement",
-                                        "demandes de logement",
-                                        "louer la salle",
-                                        "location de la salle",
-                                        "reserver la salle",
-                                        "reservation de la salle",
-                                        "louer une salle",
-                                        "indemnites des elus",
-                                        "indemnite des elus",
-                                        "indemnites de fonction",
-                                        "budget primitif",
-                                        "compte administratif",
-                                        "mot de passe",
-                                        "mots de passe",
-                                        "identifiant",
-                                        "identifiants",
-                                        "maire est malade",
-                                        "maire est absent",
-                                        "maire est empeche",
-                                        "absence du maire",
-                                        "empechement du maire",
-                                        NULL};
+static const char *const OFF_TOPIC[] = {
+    "etat civil", "acte de naissance", "acte de mariage", "acte de deces", "carte d identite",
+    "cartes d identite", "carte grise", "permis de conduire", "passeport", "cantine",
+    "periscolaire", "liste electorale", "listes electorales", "bureau de vote", "cimetiere",
+    "concession funeraire", "nid de poule", "nids de poule", "taxe d habitation",
+    "demande de logement", "demandes de logement", "louer la salle", "location de la salle",
+    "reserver la salle", "reservation de la salle", "louer une salle", "indemnites des elus",
+    "indemnite des elus", "indemnites de fonction", "budget primitif", "compte administratif",
+    "mot de passe", "mots de passe", "identifiant", "identifiants", "maire est malade",
+    "maire est absent", "maire est empeche", "absence du maire", "empechement du maire",
+    /* a friche in the farming or forest sense */
+    "remettre en culture", "remise en culture", "aides pac", "aide pac", "jachere", "jacheres",
+    "defrichement", "defricher", "debroussaillement", "debroussailler",
+    /* air, drinking water, noise: not the soil */
+    "pollution de l air", "qualite de l air", "pollution atmospherique", "pic de pollution",
+    "pollution sonore", "nuisances sonores", "nuisance sonore", "eau du robinet", "eau potable",
+    "epandage",
+    /* a private person's taxes and fees */
+    "impot sur le revenu", "plus value", "droits de succession", "frais de notaire",
+    /* neighbours */
+    "trouble de voisinage", "troubles de voisinage", "troubles du voisinage",
+    "conflit de voisinage", "entre voisins", "entre deux voisins",
+    /* statistics the base does not hold (« combien de communes ont eu le fonds vert »); not
+     * « combien d'habitants » nor « de m2 », thresholds it gives */
+    "combien de communes", "combien de dossiers", "combien de projets", "combien de friches",
+    "combien de sites", "combien de logements", "combien de panneaux", "combien de laureats",
+    "combien de beneficiaires", "combien de collectivites", "combien d hectares",
+    "combien d emplois", "combien d eoliennes", NULL};
 
 static bool off_topic(const char *f)
 {
@@ -1855,6 +1935,7 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     }
     if (score != stack_scores)
         fb_free(score);
+    bool how_much = false; /* « combien » */
     {
         char f[MAX_QUERY + 1];
         size_t need = fb_text_fold(question, strlen(question), f, sizeof(f));
@@ -1863,6 +1944,8 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
         char g[MAX_QUERY + 1];
         memcpy(g, f, sizeof(f));
         res->off_topic = off_topic(f);
+        for (const char *p = strstr(f, "combien"); p && !how_much; p = strstr(p + 1, "combien"))
+            how_much = (p == f || p[-1] == ' ') && (p[7] == '\0' || p[7] == ' ');
         res->own_case = own_case(kb, g);
         res->small_talk = need < sizeof(f) && small_talk(kb, f);
     }
@@ -1881,8 +1964,20 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     }
     if (defined >= 0)
         res->margin = 1;
+    /* another body's scheme: the question names a funder the top answer's questions and
+     * `mots` do not, while they name others */
+    const struct doc *top_doc = &kb->docs[res->hits[0].doc];
+    unsigned asked = 0;
+    bool cost = false;
+    for (size_t i = 0; i < n; i++) {
+        asked |= funder_bit(kb, t[i].id);
+        cost = cost || is_cost(kb, t[i].id, !how_much);
+    }
+    res->other_scheme = top_doc->funders != 0 && asked != 0 && (asked & top_doc->funders) == 0;
+    /* an amount asked of an answer that gives none */
+    res->no_amount = cost && !top_doc->cost;
     res->confident = fb_kb_confident(res->norm, res->margin) && !res->own_case &&
-                     !res->small_talk && !res->off_topic;
+                     !res->small_talk && !res->off_topic && !res->other_scheme && !res->no_amount;
 }
 
 void fb_kb_terms(const fb_kb_t *kb, const char *text, fb_buf_t *out)

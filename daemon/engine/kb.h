@@ -70,6 +70,10 @@ typedef struct {
     bool own_case;   /* about the user's own file or figures: never confident (fb_kb_is_own_case) */
     bool off_topic;  /* other town-hall business (fb_kb_is_off_topic): never confident */
     bool small_talk; /* thanks, greetings, chit-chat: never confident (fb_kb_is_small_talk) */
+    bool other_scheme; /* names a funder the top answer is not about, while it is about others:
+                          never confident (docs/internals/KB.md, « Another body's scheme ») */
+    bool no_amount;    /* asks an amount the top answer's questions and `mots` do not: never
+                          confident (docs/internals/KB.md, « Another body's scheme ») */
 } fb_kb_result_t;
 
 /** A new, empty index builder. */

@@ -328,6 +328,11 @@ TEST_IMPL(kb_own_case)
     ASSERT(fb_kb_is_own_case("le maire peut il refuser un permis a son voisin"));
     ASSERT(fb_kb_is_own_case("permis de construire pour une veranda chez moi"));
     ASSERT(!fb_kb_is_own_case("la maison abandonnee du bourg, on peut la recuperer ?"));
+    /* a private person's, first person singular only: « ma taxe », « mes impôts » */
+    ASSERT(fb_kb_is_own_case("comment faire baisser ma taxe fonciere"));
+    ASSERT(fb_kb_is_own_case("le toit de ma grange est en amiante"));
+    ASSERT(!fb_kb_is_own_case("la commune peut-elle majorer sa taxe d'amenagement"));
+    ASSERT(!fb_kb_is_own_case("le hangar et sa toiture en amiante, qui peut l'enlever"));
     /* one of our papers; a paper we signed */
     ASSERT(fb_kb_is_own_case("notre bail avec la sci se termine quand"));
     ASSERT(fb_kb_is_own_case("la convention epf qu'on a signee nous oblige a racheter ?"));
@@ -428,6 +433,17 @@ TEST_IMPL(kb_off_topic)
     ASSERT(fb_kb_is_off_topic("j'ai perdu mon mot de passe de Démarches simplifiées"));
     ASSERT(fb_kb_is_off_topic("le maire est absent cette semaine, qui signe l'acte ?"));
     ASSERT(!fb_kb_is_off_topic("le maire peut-il signer l'acte de vente lui-même ?"));
+    /* other subjects in the base's words (sixth round): a farmed friche, air and water,
+     * a private person's taxes, neighbours, statistics */
+    ASSERT(fb_kb_is_off_topic("la commune peut-elle faire remettre en culture un champ en friche"));
+    ASSERT(fb_kb_is_off_topic("autorisation de défrichement pour un bois"));
+    ASSERT(fb_kb_is_off_topic("pollution de l'air à cause de l'usine"));
+    ASSERT(fb_kb_is_off_topic("les frais de notaire pour une maison"));
+    ASSERT(fb_kb_is_off_topic("un litige entre deux voisins"));
+    ASSERT(fb_kb_is_off_topic("combien de communes ont eu le fonds vert en 2024"));
+    ASSERT(!fb_kb_is_off_topic("la pollution de la friche"));
+    ASSERT(!fb_kb_is_off_topic("combien d'habitants au plus pour la DETR"));
+    ASSERT(!fb_kb_is_off_topic("un notaire pour la vente"));
     ASSERT(!fb_kb_is_off_topic(NULL));
     {
         fb_kb_t *kb = fb_kb_new();
@@ -443,6 +459,59 @@ TEST_IMPL(kb_off_topic)
         ASSERT(!r.confident);
         fb_kb_free(kb);
     }
+    return 0;
+}
+
+TEST_IMPL(kb_other_scheme)
+{
+    /* a funder the question names that the top answer is not about, while it is about others;
+     * an amount asked of an answer that gives none (docs/internals/KB.md) */
+    fb_kb_t *kb = fb_kb_new();
+    const char *g[] = {"fonds vert", "recyclage foncier"};
+    fb_kb_add_synonyms(kb, g, 2);
+    const char *q0[] = {"date limite du fonds vert", "appel a projets recyclage foncier date"};
+    const char *m0[] = {"fonds vert", "date limite"};
+    const char *q1[] = {"la region aide les friches ?", "aide regionale"};
+    const char *m1[] = {"region"};
+    const char *q2[] = {"c'est quoi une etude historique", "etude historique du site"};
+    const char *q3[] = {"combien coute une demolition", "prix de la demolition"};
+    ASSERT_EQ(fb_kb_add_doc(kb, q0, 2, m0, 2, "Le calendrier du fonds vert."), 0);
+    ASSERT_EQ(fb_kb_add_doc(kb, q1, 2, m1, 1, "La Region a des aides."), 1);
+    ASSERT_EQ(fb_kb_add_doc(kb, q2, 2, NULL, 0, "L'histoire du site."), 2);
+    ASSERT_EQ(fb_kb_add_doc(kb, q3, 2, NULL, 0, "Le cout depend du site."), 3);
+    ASSERT_OK(fb_kb_build(kb));
+    fb_kb_result_t r;
+    fb_kb_search(kb, "date limite du fonds vert ?", &r);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(r.confident);
+    ASSERT(!r.other_scheme);
+    /* the Region's own call for projects: not the Fonds vert's calendar */
+    fb_kb_search(kb, "date limite de l'appel a projets de la region", &r);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(r.other_scheme);
+    ASSERT(!r.confident);
+    /* both named: the Fonds vert's calendar in a region */
+    fb_kb_search(kb, "date limite du recyclage foncier dans la region", &r);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(!r.other_scheme);
+    /* an answer about no funder: the rule does not apply */
+    fb_kb_search(kb, "etude historique du site pour la region", &r);
+    ASSERT_EQ(r.hits[0].doc, 2);
+    ASSERT(!r.other_scheme);
+    /* an amount: only from an answer that asks one */
+    fb_kb_search(kb, "combien coute une etude historique du site", &r);
+    ASSERT_EQ(r.hits[0].doc, 2);
+    ASSERT(r.no_amount);
+    ASSERT(!r.confident);
+    fb_kb_search(kb, "combien coute une demolition ?", &r);
+    ASSERT_EQ(r.hits[0].doc, 3);
+    ASSERT(!r.no_amount);
+    ASSERT(r.confident);
+    /* « coût » without « combien » asks no amount */
+    fb_kb_search(kb, "le cout de l'etude historique du site", &r);
+    ASSERT_EQ(r.hits[0].doc, 2);
+    ASSERT(!r.no_amount);
+    fb_kb_free(kb);
     return 0;
 }
 
