@@ -357,18 +357,62 @@ static void stem_word(struct sb_stemmer **st, const char *w, size_t len, char *o
  * largest idf in the norm, which drowns the question's real terms. Folded forms.
  */
 static const char *const SMS[][2] = {
-    {"koman", "comment"}, {"komen", "comment"}, {"koment", "comment"}, {"kom", "comme"},
-    {"ki", "qui"},        {"koi", "quoi"},      {"kwa", "quoi"},       {"ke", "que"},
-    {"kel", "quel"},      {"kelle", "quelle"},  {"kels", "quels"},     {"kelles", "quelles"},
-    {"fe", "fait"},       {"pr", "pour"},       {"ds", "dans"},        {"qd", "quand"},
-    {"kan", "quand"},     {"kand", "quand"},    {"pk", "pourquoi"},    {"pq", "pourquoi"},
-    {"pkoi", "pourquoi"}, {"jai", "ai"},        {"chui", "suis"},      {"jsuis", "suis"},
-    {"jsui", "suis"},     {"dc", "donc"},       {"vs", "vous"},        {"ns", "nous"},
-    {"tt", "tout"},       {"ts", "tous"},       {"bcp", "beaucoup"},   {"pb", "probleme"},
-    {"pbm", "probleme"},  {"mm", "meme"},       {"stp", "svp"},        {"jsp", "sais"},
-    {"ac", "avec"},       {"avc", "avec"},      {"tjs", "toujours"},   {"tjrs", "toujours"},
-    {"qqch", "chose"},    {"qqc", "chose"},     {"qqn", "quelqu"},     {"mtn", "maintenant"},
-    {"auj", "aujourd"},   {"cad", "dire"},      {"jusqua", "jusqu"},
+    {"koman", "comment"},
+    {"komen", "comment"},
+    {"koment", "comment"},
+    {"kom", "comme"},
+    {"ki", "qui"},
+    {"koi", "quoi"},
+    {"kwa", "quoi"},
+    {"ke", "que"},
+    {"kel", "quel"},
+    {"kelle", "quelle"},
+    {"kels", "quels"},
+    {"kelles", "quelles"},
+    {"fe", "fait"},
+    {"pr", "pour"},
+    {"ds", "dans"},
+    {"qd", "quand"},
+    {"kan", "quand"},
+    {"kand", "quand"},
+    {"pk", "pourquoi"},
+    {"pq", "pourquoi"},
+    {"pkoi", "pourquoi"},
+    {"jai", "ai"},
+    {"chui", "suis"},
+    {"jsuis", "suis"},
+    {"jsui", "suis"},
+    {"dc", "donc"},
+    {"vs", "vous"},
+    {"ns", "nous"},
+    {"tt", "tout"},
+    {"ts", "tous"},
+    {"bcp", "beaucoup"},
+    {"pb", "probleme"},
+    {"pbm", "probleme"},
+    {"mm", "meme"},
+    {"stp", "svp"},
+    {"jsp", "sais"},
+    {"ac", "avec"},
+    {"avc", "avec"},
+    {"tjs", "toujours"},
+    {"tjrs", "toujours"},
+    {"qqch", "chose"},
+    {"qqc", "chose"},
+    {"qqn", "quelqu"},
+    {"mtn", "maintenant"},
+    {"auj", "aujourd"},
+    {"cad", "dire"},
+    {"jusqua", "jusqu"},
+    /* sixth round */
+    {"tps", "temps"},
+    {"cb", "combien"},
+    {"cmb", "combien"},
+    {"cmt", "comment"},
+    {"pcq", "parce"},
+    {"pck", "parce"},
+    {"svt", "souvent"},
+    {"qq", "quelques"},
 };
 
 /* The standard spelling of SMS word `w`, or `w`. */
@@ -1883,6 +1927,32 @@ static int defining_hit(const fb_kb_t *kb, const char *question, const struct to
     return found;
 }
 
+/* The sentence of a message of several that asks its question: the last one ending with « ? »,
+ * else the last one; false when the message is one sentence. */
+static bool question_sentence(const char *q, size_t *start, size_t *len)
+{
+    size_t n = strlen(q), end = n;
+    while (end > 0 && (q[end - 1] == ' ' || q[end - 1] == '\n' || q[end - 1] == '.' ||
+                       q[end - 1] == '!' || q[end - 1] == '?'))
+        end--;
+    const char *qm = NULL;
+    for (const char *p = q; (p = strchr(p, '?')) != NULL; p++)
+        if ((size_t)(p - q) < end)
+            qm = p;
+    if (qm && (size_t)(qm - q) + 1 < n) {
+        /* a « ? » before the end: its sentence */
+        end = (size_t)(qm - q);
+    }
+    size_t b = end;
+    while (b > 0 && q[b - 1] != '.' && q[b - 1] != '!' && q[b - 1] != '?' && q[b - 1] != '\n')
+        b--;
+    if (b == 0)
+        return false;
+    *start = b;
+    *len = end - b;
+    return *len > 0;
+}
+
 void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
 {
     memset(res, 0, sizeof(*res));
@@ -1917,6 +1987,41 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
         most += kb->idf[id];
         for (size_t k = kb->post_start[id]; k < kb->post_start[id + 1]; k++)
             score[kb->post_doc[k]] += (double)kb->post_w[k];
+    }
+    {
+        /* a message of several sentences: the terms of the one that asks count once more
+         * (« Bonjour, nous sommes une commune de 2 500 habitants [...]. Avant tout, est-ce que
+         * l'EPF peut acheter le terrain pour nous ? »: the context outweighed the question) */
+        size_t qs = 0, ql = 0;
+        const double lambda = FB_KB_FOCUS_WEIGHT;
+        if (question_sentence(question, &qs, &ql)) {
+            char buf[MAX_QUERY + 1];
+            if (ql > MAX_QUERY)
+                ql = MAX_QUERY;
+            memcpy(buf, question + qs, ql);
+            buf[ql] = '\0';
+            struct tok u[64];
+            struct sb_stemmer *st2 = NULL;
+            size_t m = analyse_query(kb, buf, u, FB_ARRAY_SIZE(u), &st2);
+            if (st2)
+                sb_stemmer_delete(st2);
+            for (size_t i = 0; i < m; i++) {
+                bool seen = false;
+                for (size_t j = 0; j < i && !seen; j++)
+                    seen = u[j].id >= 0 ? u[j].id == u[i].id : strcmp(u[j].stem, u[i].stem) == 0;
+                if (seen)
+                    continue;
+                if (u[i].id < 0 || (size_t)u[i].id >= kb->n_terms) {
+                    if (u[i].stem[strspn(u[i].stem, "0123456789")] != '\0')
+                        most += lambda * FB_KB_UNKNOWN_WEIGHT * kb->max_idf;
+                    continue;
+                }
+                size_t id = (size_t)u[i].id;
+                most += lambda * kb->idf[id];
+                for (size_t k = kb->post_start[id]; k < kb->post_start[id + 1]; k++)
+                    score[kb->post_doc[k]] += lambda * (double)kb->post_w[k];
+            }
+        }
     }
     for (size_t d = 0; d < kb->n_docs; d++) {
         double s = score[d];

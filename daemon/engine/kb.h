@@ -50,6 +50,8 @@
 #define FB_KB_SURE_MARGIN 0.25
 #define FB_KB_CLOSE_NORM  0.50
 #define FB_KB_MAX_HITS    5
+/* in a message of several sentences, the question sentence's terms count 1 + this */
+#define FB_KB_FOCUS_WEIGHT 1.0
 
 typedef struct fb_kb_s fb_kb_t;
 

@@ -515,6 +515,28 @@ TEST_IMPL(kb_other_scheme)
     return 0;
 }
 
+TEST_IMPL(kb_question_sentence)
+{
+    /* in a message of several sentences, the terms of the sentence that asks count twice */
+    fb_kb_t *kb = fb_kb_new();
+    const char *q0[] = {"faire des logements et un parc dans une ancienne scierie",
+                        "logements parc scierie"};
+    const char *q1[] = {"l'EPF peut acheter le terrain ?", "EPF achat"};
+    ASSERT_EQ(fb_kb_add_doc(kb, q0, 2, NULL, 0, "Des logements et un parc."), 0);
+    ASSERT_EQ(fb_kb_add_doc(kb, q1, 2, NULL, 0, "L'EPF achete."), 1);
+    ASSERT_OK(fb_kb_build(kb));
+    fb_kb_result_t one, two;
+    /* one sentence: the context's three terms outweigh the question's two */
+    fb_kb_search(kb, "une ancienne scierie, des logements et un parc, l'EPF peut acheter", &one);
+    ASSERT_EQ(one.hits[0].doc, 0);
+    /* the same words, the question a sentence of its own, then a closing formula */
+    fb_kb_search(kb, "Une ancienne scierie, des logements et un parc. L'EPF peut acheter ? Merci",
+                 &two);
+    ASSERT_EQ(two.hits[0].doc, 1);
+    fb_kb_free(kb);
+    return 0;
+}
+
 TEST_IMPL(kb_typos_and_sms)
 {
     /* SMS spellings of stop words and common words, without a base */
