@@ -1581,16 +1581,40 @@ static const char *const OFF_TOPIC[] = {
     "impot sur le revenu", "plus value", "droits de succession", "frais de notaire",
     /* neighbours */
     "trouble de voisinage", "troubles de voisinage", "troubles du voisinage",
-    "conflit de voisinage", "entre voisins", "entre deux voisins",
-    /* statistics the base does not hold (« combien de communes ont eu le fonds vert »); not
-     * « combien d'habitants » nor « de m2 », thresholds it gives */
-    "combien de communes", "combien de dossiers", "combien de projets", "combien de friches",
-    "combien de sites", "combien de logements", "combien de panneaux", "combien de laureats",
-    "combien de beneficiaires", "combien de collectivites", "combien d hectares",
-    "combien d emplois", "combien d eoliennes", NULL};
+    "conflit de voisinage", "entre voisins", "entre deux voisins", NULL};
+
+/* Statistics the base does not hold: « combien de communes ont eu le fonds vert », « quel
+ * pourcentage des sites sont pollués »: an opener, « de / d' / des », then a thing counted; not
+ * « combien d'habitants » nor « de m2 », thresholds the base gives, nor « combien de temps »;
+ * not « nombre de », which also states a rule (« fixer dans le PLU le nombre de logements »). */
+static const char *const STAT_OPENER[] = {"combien", "pourcentage", "proportion", "statistiques",
+                                          NULL};
+static const char *const COUNTED[] = {
+    "communes",  "dossiers",    "projets",       "friches",       "sites",        "logements",
+    "panneaux",  "laureats",    "beneficiaires", "collectivites", "hectares",     "emplois",
+    "eoliennes", "entreprises", "terrains",      "batiments",     "candidatures", NULL};
+
+static bool statistic(const char *f)
+{
+    const char *w[3] = {NULL, NULL, NULL};
+    char buf[MAX_QUERY + 1];
+    snprintf(buf, sizeof(buf), "%s", f);
+    for (char *save = NULL, *p = strtok_r(buf, " ", &save); p; p = strtok_r(NULL, " ", &save)) {
+        w[0] = w[1];
+        w[1] = w[2];
+        w[2] = p;
+        if (w[0] && word_in(w[0], STAT_OPENER) &&
+            (strcmp(w[1], "de") == 0 || strcmp(w[1], "d") == 0 || strcmp(w[1], "des") == 0) &&
+            word_in(w[2], COUNTED))
+            return true;
+    }
+    return false;
+}
 
 static bool off_topic(const char *f)
 {
+    if (statistic(f))
+        return true;
     for (const char *const *ph = OFF_TOPIC; *ph; ph++) {
         size_t len = strlen(*ph);
         for (const char *p = strstr(f, *ph); p; p = strstr(p + 1, *ph))

@@ -442,7 +442,10 @@ TEST_IMPL(kb_off_topic)
     ASSERT(fb_kb_is_off_topic("un litige entre deux voisins"));
     ASSERT(fb_kb_is_off_topic("combien de communes ont eu le fonds vert en 2024"));
     ASSERT(!fb_kb_is_off_topic("la pollution de la friche"));
+    ASSERT(fb_kb_is_off_topic("quel pourcentage des friches sont polluées ?"));
     ASSERT(!fb_kb_is_off_topic("combien d'habitants au plus pour la DETR"));
+    ASSERT(!fb_kb_is_off_topic("combien de temps pour les friches"));
+    ASSERT(!fb_kb_is_off_topic("fixer dans le PLU le nombre de logements"));
     ASSERT(!fb_kb_is_off_topic("un notaire pour la vente"));
     ASSERT(!fb_kb_is_off_topic(NULL));
     {
