@@ -1073,6 +1073,12 @@ static const char *const PRIVATE[] = {"maison",  "jardin",  "fils",        "fill
 static const char *const MY_PRIVATE[] = {"taxe",    "taxes",   "impot",   "impots",    "toit",
                                          "toiture", "combles", "grange",  "extension", "haie",
                                          "cave",    "potager", "salaire", "retraite",  NULL};
+/* building one's house (« construire une maison »), but not « une maison de santé » */
+static const char *const BUILD_HOUSE[] = {"construire", "batir", "agrandir", NULL};
+static const char *const HOUSE_OF[] = {"de", "des", "du", "d", "france", "medicale", NULL};
+static const char *const TAX[] = {"taxe", "taxes", "impot", "impots", "exoneration", NULL};
+static const char *const DISPUTE[] = {"conflit", "conflits",  "litige",   "litiges",
+                                      "dispute", "differend", "querelle", NULL};
 /* a request to act (« envoyez le dossier à la DDT », « rédigez-moi la délibération »,
  * « pouvez-vous contacter le propriétaire »): the bot informs, it does not act; imperatives as a
  * message's first word, infinitives after « pouvez-vous », « tu peux », « merci de »... */
@@ -1297,7 +1303,9 @@ static bool place_state_at(const char *const *w, const unsigned *c, size_t n, si
  */
 static bool place_shapes(const char *const *w, const unsigned *c, size_t n)
 {
-    bool how_to = false, state = false, cadastral = false;
+    bool how_to = false, state = false, cadastral = false, tax = false;
+    for (size_t i = 0; i < n && !tax; i++)
+        tax = word_in(w[i], TAX);
     for (size_t i = 0; i < n; i++) {
         if ((c[i] & C_HOW_TO) && !(is_word(w[i], "ou") && i + 1 < n &&
                                    (is_word(w[i + 1], "pas") || is_word(w[i + 1], "non"))))
@@ -1339,6 +1347,27 @@ static bool place_shapes(const char *const *w, const unsigned *c, size_t n)
         /* « notre taux de DETR », « nos coûts »: our own figure */
         if ((c[i] & C_POSSESSIVE) && i + 1 < n && (c[i + 1] & C_MONEY))
             return true;
+        /* a private house: « une maison individuelle », « construire une maison » (not « une
+         * maison de santé », « la maison du projet », « une maison France services »; not « des
+         * maisons individuelles », which a friche can become, nor « rénover une maison », which
+         * a commune can do) */
+        if (is_word(w[i], "maison")) {
+            if (i + 1 < n && is_word(w[i + 1], "individuelle"))
+                return true;
+            if (i >= 2 && word_in(w[i - 2], BUILD_HOUSE) &&
+                (is_word(w[i - 1], "une") || is_word(w[i - 1], "ma") || is_word(w[i - 1], "sa")) &&
+                !(i + 1 < n && word_in(w[i + 1], HOUSE_OF)))
+                return true;
+        }
+        /* a private person's taxes: « exonération de taxe foncière pour un particulier » */
+        if ((is_word(w[i], "particulier") || is_word(w[i], "particuliers")) && tax)
+            return true;
+        /* a neighbour dispute: « conflit avec le voisin », « litige entre voisins » */
+        if (word_in(w[i], DISPUTE))
+            for (size_t j = i + 1; j < n && j <= i + 3; j++)
+                if (is_word(w[j], "voisin") || is_word(w[j], "voisins") ||
+                    is_word(w[j], "voisine") || is_word(w[j], "voisinage"))
+                    return true;
     }
     return (state || cadastral) && !how_to;
 }
@@ -1579,6 +1608,10 @@ static const char *const OFF_TOPIC[] = {
     "epandage",
     /* a private person's taxes and fees */
     "impot sur le revenu", "plus value", "droits de succession", "frais de notaire",
+    "moins d impots", "defiscalisation", "defiscaliser", "reduction d impot", "reduction d impots",
+    "credit d impot", "declaration d impots", "declaration d impot", "declaration de revenus",
+    /* a private person's small works */
+    "changer les fenetres", "changer des fenetres", "abri de jardin",
     /* neighbours */
     "trouble de voisinage", "troubles de voisinage", "troubles du voisinage",
     "conflit de voisinage", "entre voisins", "entre deux voisins", NULL};

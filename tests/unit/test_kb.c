@@ -333,6 +333,16 @@ TEST_IMPL(kb_own_case)
     ASSERT(fb_kb_is_own_case("le toit de ma grange est en amiante"));
     ASSERT(!fb_kb_is_own_case("la commune peut-elle majorer sa taxe d'amenagement"));
     ASSERT(!fb_kb_is_own_case("le hangar et sa toiture en amiante, qui peut l'enlever"));
+    /* a private house, a private person's taxes, a neighbour dispute */
+    ASSERT(fb_kb_is_own_case("je veux construire une maison sur mon terrain, quel permis"));
+    ASSERT(fb_kb_is_own_case("faut-il un architecte pour une maison individuelle"));
+    ASSERT(!fb_kb_is_own_case("on veut construire une maison de santé sur la friche"));
+    ASSERT(!fb_kb_is_own_case("peut-on faire des maisons individuelles sur la friche"));
+    ASSERT(!fb_kb_is_own_case("la commune veut rénover une maison abandonnée"));
+    ASSERT(fb_kb_is_own_case("exonération de taxe foncière pour un particulier qui rénove"));
+    ASSERT(!fb_kb_is_own_case("un particulier peut-il demander le fonds vert"));
+    ASSERT(fb_kb_is_own_case("conflit avec le voisin sur une servitude de passage"));
+    ASSERT(!fb_kb_is_own_case("les voisins se plaignent des jeunes dans la friche"));
     /* one of our papers; a paper we signed */
     ASSERT(fb_kb_is_own_case("notre bail avec la sci se termine quand"));
     ASSERT(fb_kb_is_own_case("la convention epf qu'on a signee nous oblige a racheter ?"));
