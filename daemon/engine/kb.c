@@ -1566,8 +1566,12 @@ static const char *const OFF_TOPIC[] = {
     "epandage",
     /* a private person's taxes and fees */
     "impot sur le revenu", "plus value", "droits de succession", "frais de notaire",
-    "moins d impots", "defiscalisation", "defiscaliser", "reduction d impot", "reduction d impots",
-    "credit d impot", "declaration d impots", "declaration d impot", "declaration de revenus",
+    "frais d agence", "moins d impots", "defiscalisation", "defiscaliser", "reduction d impot",
+    "reduction d impots", "credit d impot", "declaration d impots", "declaration d impot",
+    "declaration de revenus",
+    /* politics: the bot has no vote nor party */
+    "tu votes", "vous votez", "pour qui voter", "elections municipales", "parti politique",
+    "politiquement",
     /* a private person's small works */
     "changer les fenetres", "changer des fenetres", "abri de jardin",
     /* neighbours */
@@ -1585,21 +1589,31 @@ static const char *const COUNTED[] = {
     "panneaux",  "laureats",    "beneficiaires", "collectivites", "hectares",     "emplois",
     "eoliennes", "entreprises", "terrains",      "batiments",     "candidatures", NULL};
 
+/* An exact figure (« le budget exact du fonds vert pour 2027 », « combien exactement »): the
+ * base gives orders of magnitude and rules, never an exact amount. */
+static const char *const EXACT[] = {"exact",      "exacte", "exacts",  "exactes",
+                                    "exactement", "precis", "precise", NULL};
+static const char *const FIGURE[] = {"combien", "montant", "montants", "budget",  "prix",
+                                     "cout",    "taux",    "tarif",    "chiffre", NULL};
+
 static bool statistic(const char *f)
 {
     const char *w[3] = {NULL, NULL, NULL};
+    bool exact = false, figure = false;
     char buf[MAX_QUERY + 1];
     snprintf(buf, sizeof(buf), "%s", f);
     for (char *save = NULL, *p = strtok_r(buf, " ", &save); p; p = strtok_r(NULL, " ", &save)) {
         w[0] = w[1];
         w[1] = w[2];
         w[2] = p;
+        exact = exact || word_in(p, EXACT);
+        figure = figure || word_in(p, FIGURE);
         if (w[0] && word_in(w[0], STAT_OPENER) &&
             (strcmp(w[1], "de") == 0 || strcmp(w[1], "d") == 0 || strcmp(w[1], "des") == 0) &&
             word_in(w[2], COUNTED))
             return true;
     }
-    return false;
+    return exact && figure;
 }
 
 static bool off_topic(const char *f)

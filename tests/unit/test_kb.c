@@ -456,6 +456,12 @@ TEST_IMPL(kb_off_topic)
     ASSERT(!fb_kb_is_off_topic("combien d'habitants au plus pour la DETR"));
     ASSERT(!fb_kb_is_off_topic("combien de temps pour les friches"));
     ASSERT(!fb_kb_is_off_topic("fixer dans le PLU le nombre de logements"));
+    ASSERT(fb_kb_is_off_topic("quel est le budget exact du fonds vert pour 2027"));
+    ASSERT(fb_kb_is_off_topic("ça coûte combien exactement"));
+    ASSERT(!fb_kb_is_off_topic("c'est quoi exactement l'avis du Domaine"));
+    ASSERT(!fb_kb_is_off_topic("quel budget pour une démolition"));
+    ASSERT(fb_kb_is_off_topic("tu votes pour qui ?"));
+    ASSERT(fb_kb_is_off_topic("les frais d'agence c'est pour l'acheteur ?"));
     ASSERT(!fb_kb_is_off_topic("un notaire pour la vente"));
     ASSERT(!fb_kb_is_off_topic(NULL));
     {
