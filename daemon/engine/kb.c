@@ -1314,7 +1314,8 @@ static bool place_shapes(const char *const *w, const unsigned *c, size_t n)
                 return true;
             if (i >= 2 && word_in(w[i - 2], BUILD_HOUSE) &&
                 (is_word(w[i - 1], "une") || is_word(w[i - 1], "ma") || is_word(w[i - 1], "sa")) &&
-                !(i + 1 < n && word_in(w[i + 1], HOUSE_OF)))
+                !(i + 1 < n && word_in(w[i + 1], HOUSE_OF) &&
+                  !(i + 2 < n && is_digits(w[i + 2])))) /* « une maison de 160 m2 » */
                 return true;
         }
         /* a private person's taxes: « exonération de taxe foncière pour un particulier » */

@@ -337,6 +337,7 @@ TEST_IMPL(kb_own_case)
     ASSERT(fb_kb_is_own_case("je veux construire une maison sur mon terrain, quel permis"));
     ASSERT(fb_kb_is_own_case("faut-il un architecte pour une maison individuelle"));
     ASSERT(!fb_kb_is_own_case("on veut construire une maison de santé sur la friche"));
+    ASSERT(fb_kb_is_own_case("un architecte pour construire une maison de 160 m2 ?"));
     ASSERT(!fb_kb_is_own_case("peut-on faire des maisons individuelles sur la friche"));
     ASSERT(!fb_kb_is_own_case("la commune veut rénover une maison abandonnée"));
     ASSERT(fb_kb_is_own_case("exonération de taxe foncière pour un particulier qui rénove"));
