@@ -261,7 +261,7 @@ struct fb_kb_s {
     struct fb__strmap del_map;
     /* folded word -> its classes (C_* bits) for the own-case and small-talk rules; SMS spelling
      * -> index in SMS[] (keys: the static tables) */
-    struct fb__strmap class_map, sms_map;
+    struct fb__strmap class_map, sms_map, class2_map;
     /* the term of each phrase of FUNDERS[] (-1 when it is no single term of the base) */
     int funder_term[32];
     int cost_term[8];
@@ -1034,6 +1034,20 @@ static const char *const MY_PRIVATE[] = {"taxe",    "taxes",   "impot",   "impot
 /* building one's house (« construire une maison »), but not « une maison de santé » */
 static const char *const BUILD_HOUSE[] = {"construire", "batir", "agrandir", NULL};
 static const char *const HOUSE_OF[] = {"de", "des", "du", "d", "france", "medicale", NULL};
+/* The word lists of the sixth round's shapes, looked up in one more hash map (`class2_map`):
+ * D_* bits. */
+enum {
+    D_EXACT = 1 << 0,
+    D_FIGURE = 1 << 1,
+    D_STAT_OPENER = 1 << 2,
+    D_COUNTED = 1 << 3,
+    D_TAX = 1 << 4,
+    D_DISPUTE = 1 << 5,
+    D_BUILD_HOUSE = 1 << 6,
+    D_HOUSE_OF = 1 << 7,
+    D_MY_PRIVATE = 1 << 8,
+};
+static unsigned extra_classes(const fb_kb_t *kb, const char *w);
 static const char *const TAX[] = {"taxe", "taxes", "impot", "impots", "exoneration", NULL};
 static const char *const DISPUTE[] = {"conflit", "conflits",  "litige",   "litiges",
                                       "dispute", "differend", "querelle", NULL};
@@ -1259,11 +1273,11 @@ static bool place_state_at(const char *const *w, const unsigned *c, size_t n, si
  * reference, a citizen's application, private life, our own figure (« notre taux de DETR »);
  * the first two and the plot not when the question asks how to find out.
  */
-static bool place_shapes(const char *const *w, const unsigned *c, size_t n)
+static bool place_shapes(const char *const *w, const unsigned *c, const unsigned *d, size_t n)
 {
     bool how_to = false, state = false, cadastral = false, tax = false;
     for (size_t i = 0; i < n && !tax; i++)
-        tax = word_in(w[i], TAX);
+        tax = (d[i] & D_TAX) != 0;
     for (size_t i = 0; i < n; i++) {
         if ((c[i] & C_HOW_TO) && !(is_word(w[i], "ou") && i + 1 < n &&
                                    (is_word(w[i + 1], "pas") || is_word(w[i + 1], "non"))))
@@ -1292,7 +1306,7 @@ static bool place_shapes(const char *const *w, const unsigned *c, size_t n)
          * (first person singular only: « la commune et sa taxe d'aménagement », « le hangar et
          * sa toiture » are the base's) */
         if (i + 1 < n && (is_word(w[i], "mon") || is_word(w[i], "ma") || is_word(w[i], "mes")) &&
-            word_in(w[i + 1], MY_PRIVATE))
+            (d[i + 1] & D_MY_PRIVATE))
             return true;
         if ((c[i] & C_PRIVATE) && i > 0)
             for (size_t j = i - 1;; j--) {
@@ -1312,9 +1326,9 @@ static bool place_shapes(const char *const *w, const unsigned *c, size_t n)
         if (is_word(w[i], "maison")) {
             if (i + 1 < n && is_word(w[i + 1], "individuelle"))
                 return true;
-            if (i >= 2 && word_in(w[i - 2], BUILD_HOUSE) &&
+            if (i >= 2 && (d[i - 2] & D_BUILD_HOUSE) &&
                 (is_word(w[i - 1], "une") || is_word(w[i - 1], "ma") || is_word(w[i - 1], "sa")) &&
-                !(i + 1 < n && word_in(w[i + 1], HOUSE_OF) &&
+                !(i + 1 < n && (d[i + 1] & D_HOUSE_OF) &&
                   !(i + 2 < n && is_digits(w[i + 2])))) /* « une maison de 160 m2 » */
                 return true;
         }
@@ -1322,7 +1336,7 @@ static bool place_shapes(const char *const *w, const unsigned *c, size_t n)
         if ((is_word(w[i], "particulier") || is_word(w[i], "particuliers")) && tax)
             return true;
         /* a neighbour dispute: « conflit avec le voisin », « litige entre voisins » */
-        if (word_in(w[i], DISPUTE))
+        if ((d[i] & D_DISPUTE))
             for (size_t j = i + 1; j < n && j <= i + 3; j++)
                 if (is_word(w[j], "voisin") || is_word(w[j], "voisins") ||
                     is_word(w[j], "voisine") || is_word(w[j], "voisinage"))
@@ -1440,7 +1454,10 @@ static bool own_case(const fb_kb_t *kb, char *f)
     for (size_t i = 0; i < n; i++)
         if ((c[i] & C_BOT_TRACKING))
             return false;
-    if (act_request(w, c, n) || place_shapes(w, c, n))
+    unsigned d[FB_ARRAY_SIZE(w)];
+    for (size_t i = 0; i < n; i++)
+        d[i] = extra_classes(kb, w[i]);
+    if (act_request(w, c, n) || place_shapes(w, c, d, n))
         return true;
     struct own_verbs v;
     scan_own_verbs(w, c, n, &v);
@@ -1597,9 +1614,10 @@ static const char *const EXACT[] = {"exact",      "exacte", "exacts",  "exactes"
 static const char *const FIGURE[] = {"combien", "montant", "montants", "budget",  "prix",
                                      "cout",    "taux",    "tarif",    "chiffre", NULL};
 
-static bool statistic(const char *f)
+static bool statistic(const fb_kb_t *kb, const char *f)
 {
     const char *w[3] = {NULL, NULL, NULL};
+    unsigned d[3] = {0, 0, 0};
     bool exact = false, figure = false;
     char buf[MAX_QUERY + 1];
     snprintf(buf, sizeof(buf), "%s", f);
@@ -1607,25 +1625,34 @@ static bool statistic(const char *f)
         w[0] = w[1];
         w[1] = w[2];
         w[2] = p;
-        exact = exact || word_in(p, EXACT);
-        figure = figure || word_in(p, FIGURE);
-        if (w[0] && word_in(w[0], STAT_OPENER) &&
+        d[0] = d[1];
+        d[1] = d[2];
+        d[2] = extra_classes(kb, p);
+        exact = exact || (d[2] & D_EXACT);
+        figure = figure || (d[2] & D_FIGURE);
+        if (w[0] && (d[0] & D_STAT_OPENER) &&
             (strcmp(w[1], "de") == 0 || strcmp(w[1], "d") == 0 || strcmp(w[1], "des") == 0) &&
-            word_in(w[2], COUNTED))
+            (d[2] & D_COUNTED))
             return true;
     }
     return exact && figure;
 }
 
-static bool off_topic(const char *f)
+static bool off_topic(const fb_kb_t *kb, const char *f)
 {
-    if (statistic(f))
+    if (statistic(kb, f))
         return true;
-    for (const char *const *ph = OFF_TOPIC; *ph; ph++) {
-        size_t len = strlen(*ph);
-        for (const char *p = strstr(f, *ph); p; p = strstr(p + 1, *ph))
-            if ((p == f || p[-1] == ' ') && (p[len] == '\0' || p[len] == ' '))
+    /* one pass over the word starts: a first-letter test rejects nearly every phrase */
+    for (const char *p = f; *p; p++) {
+        if (*p == ' ' || (p != f && p[-1] != ' '))
+            continue;
+        for (const char *const *ph = OFF_TOPIC; *ph; ph++) {
+            if (**ph != *p)
+                continue;
+            size_t len = strlen(*ph);
+            if (strncmp(p, *ph, len) == 0 && (p[len] == '\0' || p[len] == ' '))
                 return true;
+        }
     }
     return false;
 }
@@ -1638,7 +1665,7 @@ bool fb_kb_is_off_topic(const char *message)
     size_t need = fb_text_fold(message, strlen(message), f, sizeof(f));
     if (need >= sizeof(f))
         f[sizeof(f) - 1] = '\0';
-    return off_topic(f);
+    return off_topic(NULL, f);
 }
 
 /*
@@ -1723,6 +1750,39 @@ static unsigned classes_of(const char *w)
     return c;
 }
 
+static const struct {
+    const char *const *words;
+    unsigned bit;
+} CLASSES2[] = {
+    {EXACT, D_EXACT},
+    {FIGURE, D_FIGURE},
+    {STAT_OPENER, D_STAT_OPENER},
+    {COUNTED, D_COUNTED},
+    {TAX, D_TAX},
+    {DISPUTE, D_DISPUTE},
+    {BUILD_HOUSE, D_BUILD_HOUSE},
+    {HOUSE_OF, D_HOUSE_OF},
+    {MY_PRIVATE, D_MY_PRIVATE},
+};
+
+static unsigned classes2_of(const char *w)
+{
+    unsigned c = 0;
+    for (size_t k = 0; k < FB_ARRAY_SIZE(CLASSES2); k++)
+        if (word_in(w, CLASSES2[k].words))
+            c |= CLASSES2[k].bit;
+    return c;
+}
+
+/* The D_* classes of folded word `w`; `kb` NULL: from the tables. */
+static unsigned extra_classes(const fb_kb_t *kb, const char *w)
+{
+    if (!kb)
+        return classes2_of(w);
+    int v = fb__strmap_get(&kb->class2_map, w);
+    return v > 0 ? (unsigned)v : 0;
+}
+
 static void build_classes(fb_kb_t *kb)
 {
     for (size_t k = 0; k < FB_ARRAY_SIZE(CLASSES); k++)
@@ -1737,6 +1797,10 @@ static void build_classes(fb_kb_t *kb)
             (void)fb__strmap_put(&kb->class_map, fillers[i], (int)classes_of(fillers[i]));
     for (size_t i = 0; i < FB_ARRAY_SIZE(SMS); i++)
         (void)fb__strmap_put(&kb->sms_map, SMS[i][0], (int)i);
+    for (size_t k = 0; k < FB_ARRAY_SIZE(CLASSES2); k++)
+        for (const char *const *w = CLASSES2[k].words; *w; w++)
+            if (fb__strmap_get(&kb->class2_map, *w) < 0)
+                (void)fb__strmap_put(&kb->class2_map, *w, (int)classes2_of(*w));
 }
 
 /* True when folded word `w` is of one of classes `c`; `kb` NULL: from the tables. */
@@ -2078,7 +2142,7 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
             f[sizeof(f) - 1] = '\0';
         char g[MAX_QUERY + 1];
         memcpy(g, f, sizeof(f));
-        res->off_topic = off_topic(f);
+        res->off_topic = off_topic(kb, f);
         for (const char *p = strstr(f, "combien"); p && !how_much; p = strstr(p + 1, "combien"))
             how_much = (p == f || p[-1] == ' ') && (p[7] == '\0' || p[7] == ' ');
         res->own_case = own_case(kb, g);
@@ -2171,5 +2235,6 @@ void fb_kb_free(fb_kb_t *kb)
     fb__strmap_free(&kb->del_map);
     fb__strmap_free(&kb->class_map);
     fb__strmap_free(&kb->sms_map);
+    fb__strmap_free(&kb->class2_map);
     fb_free(kb);
 }
