@@ -175,7 +175,7 @@ static const char *const fillers[] = {
 /*
  * The funders and schemes an answer can be about (docs/internals/KB.md, « Another body's
  * scheme »). A question that names one of them is about it: an answer whose questions and `mots`
- * name other ones but not this one answers another body's scheme (« l'appel à projets friches de
+ * do not name it answers another body's scheme, or none (« l'appel à projets friches de
  * la Région, c'est quoi la date limite » is not the Fonds vert's calendar, « le fonds régional
  * friches » not France Relance's fonds friches). Each phrase is analysed with the base's synonyms
  * when the index is built; one that is no single term is ignored. At most 32.
@@ -2164,7 +2164,7 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     if (defined >= 0)
         res->margin = 1;
     /* another body's scheme: the question names a funder the top answer's questions and
-     * `mots` do not, while they name others */
+     * `mots` do not */
     const struct doc *top_doc = &kb->docs[res->hits[0].doc];
     unsigned asked = 0;
     bool cost = false;
@@ -2172,7 +2172,7 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
         asked |= funder_bit(kb, t[i].id);
         cost = cost || is_cost(kb, t[i].id, !how_much);
     }
-    res->other_scheme = top_doc->funders != 0 && asked != 0 && (asked & top_doc->funders) == 0;
+    res->other_scheme = asked != 0 && (asked & top_doc->funders) == 0;
     /* an amount asked of an answer that gives none */
     res->no_amount = cost && !top_doc->cost;
     res->confident = fb_kb_confident(res->norm, res->margin) && !res->own_case &&

@@ -514,10 +514,16 @@ TEST_IMPL(kb_other_scheme)
     fb_kb_search(kb, "date limite du recyclage foncier dans la region", &r);
     ASSERT_EQ(r.hits[0].doc, 0);
     ASSERT(!r.other_scheme);
-    /* an answer about no funder: the rule does not apply */
+    /* an answer about no funder answers no question about one */
     fb_kb_search(kb, "etude historique du site pour la region", &r);
     ASSERT_EQ(r.hits[0].doc, 2);
+    ASSERT(r.other_scheme);
+    ASSERT(!r.confident);
+    /* a question that names no funder: the rule does not apply */
+    fb_kb_search(kb, "etude historique du site", &r);
+    ASSERT_EQ(r.hits[0].doc, 2);
     ASSERT(!r.other_scheme);
+    ASSERT(r.confident);
     /* an amount: only from an answer that asks one */
     fb_kb_search(kb, "combien coute une etude historique du site", &r);
     ASSERT_EQ(r.hits[0].doc, 2);
