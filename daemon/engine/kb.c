@@ -204,6 +204,8 @@ static const char *const COST[] = {"prix", "montant", "tarif",  "cout",
 /* the first COST_NOUNS of COST[] ask an amount alone (« quel prix »); the others only with
  * « combien » (« participer au coût des réseaux », « un prêt à taux bas » ask none) */
 #define COST_NOUNS 3
+_Static_assert(FB_ARRAY_SIZE(FUNDERS) <= 32, "FUNDERS[] is a 32-bit mask");
+_Static_assert(FB_ARRAY_SIZE(COST) <= 8, "cost_term[] holds 8");
 
 struct doc {
     int *t[N_FIELDS]; /* terms of each field, in order (repeats kept) */
