@@ -1048,8 +1048,15 @@ enum {
     D_BUILD_HOUSE = 1 << 6,
     D_HOUSE_OF = 1 << 7,
     D_MY_PRIVATE = 1 << 8,
+    D_OCCUPANTS = 1 << 9,
+    D_HARMED = 1 << 10,
 };
 static unsigned extra_classes(const fb_kb_t *kb, const char *w);
+/* the users of a building in use, and what may harm them */
+static const char *const OCCUPANTS[] = {"enfants",   "eleves", "occupants", "salaries",
+                                        "personnel", "agents", "usagers",   NULL};
+static const char *const HARMED[] = {"danger",     "exposes", "exposees", "intoxiques",
+                                     "contamines", "malades", NULL};
 static const char *const TAX[] = {"taxe", "taxes", "impot", "impots", "exoneration", NULL};
 static const char *const DISPUTE[] = {"conflit", "conflits",  "litige",   "litiges",
                                       "dispute", "differend", "querelle", NULL};
@@ -1337,6 +1344,13 @@ static bool place_shapes(const char *const *w, const unsigned *c, const unsigned
         /* a private person's taxes: « exonération de taxe foncière pour un particulier » */
         if ((is_word(w[i], "particulier") || is_word(w[i], "particuliers")) && tax)
             return true;
+        /* a verdict on people's health (« les enfants sont en danger ? », « les élèves ont été
+         * exposés »): only a health service or a diagnosis can say; not « les passants » or
+         * « les riverains sont en danger », the mayor's safety powers */
+        if ((d[i] & D_OCCUPANTS))
+            for (size_t j = i + 1; j < n && j <= i + 3; j++)
+                if ((d[j] & D_HARMED) && !(is_word(w[j], "danger") && !is_word(w[j - 1], "en")))
+                    return true;
         /* a neighbour dispute: « conflit avec le voisin », « litige entre voisins » */
         if ((d[i] & D_DISPUTE))
             for (size_t j = i + 1; j < n && j <= i + 3; j++)
@@ -1577,6 +1591,7 @@ static const char *const OFF_TOPIC[] = {
     "indemnite des elus", "indemnites de fonction", "budget primitif", "compte administratif",
     "mot de passe", "mots de passe", "identifiant", "identifiants", "maire est malade",
     "maire est absent", "maire est empeche", "absence du maire", "empechement du maire",
+    "a la place du maire", "delegation de signature",
     /* a friche in the farming or forest sense */
     "remettre en culture", "remise en culture", "aides pac", "aide pac", "jachere", "jacheres",
     "defrichement", "defricher", "debroussaillement", "debroussailler",
@@ -1765,6 +1780,8 @@ static const struct {
     {BUILD_HOUSE, D_BUILD_HOUSE},
     {HOUSE_OF, D_HOUSE_OF},
     {MY_PRIVATE, D_MY_PRIVATE},
+    {OCCUPANTS, D_OCCUPANTS},
+    {HARMED, D_HARMED},
 };
 
 static unsigned classes2_of(const char *w)

@@ -343,6 +343,10 @@ TEST_IMPL(kb_own_case)
     ASSERT(fb_kb_is_own_case("exonération de taxe foncière pour un particulier qui rénove"));
     ASSERT(!fb_kb_is_own_case("un particulier peut-il demander le fonds vert"));
     ASSERT(fb_kb_is_own_case("conflit avec le voisin sur une servitude de passage"));
+    /* a verdict on people's health */
+    ASSERT(fb_kb_is_own_case("de l'amiante dans l'école, les enfants sont en danger ?"));
+    ASSERT(!fb_kb_is_own_case("le mur menace de tomber, les passants sont en danger"));
+    ASSERT(!fb_kb_is_own_case("des enfants entrent dans la friche, c'est dangereux ?"));
     ASSERT(!fb_kb_is_own_case("les voisins se plaignent des jeunes dans la friche"));
     /* one of our papers; a paper we signed */
     ASSERT(fb_kb_is_own_case("notre bail avec la sci se termine quand"));
@@ -462,6 +466,7 @@ TEST_IMPL(kb_off_topic)
     ASSERT(!fb_kb_is_off_topic("c'est quoi exactement l'avis du Domaine"));
     ASSERT(!fb_kb_is_off_topic("quel budget pour une démolition"));
     ASSERT(fb_kb_is_off_topic("tu votes pour qui ?"));
+    ASSERT(fb_kb_is_off_topic("la secrétaire peut signer à la place du maire ?"));
     ASSERT(fb_kb_is_off_topic("les frais d'agence c'est pour l'acheteur ?"));
     ASSERT(!fb_kb_is_off_topic("un notaire pour la vente"));
     ASSERT(!fb_kb_is_off_topic(NULL));
