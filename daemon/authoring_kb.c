@@ -55,9 +55,12 @@ static void show(const fb_dialog_t *d, const char *q, FILE *out)
             FB_KB_CLOSE_NORM,
             res.confident    ? "le bot répond"
             : res.own_case   ? "le bot ne répond pas (question sur le cas de l'utilisateur)"
-            : res.off_topic  ? "le bot ne répond pas (autre démarche de mairie)"
+            : res.off_topic  ? "le bot ne répond pas (autre sujet que la base)"
             : res.small_talk ? "le bot ne répond pas (politesse, pas une question)"
-                             : "le bot ne répond pas");
+            : res.other_scheme
+                ? "le bot ne répond pas (la réponse parle d'une autre aide ou d'un autre organisme)"
+            : res.no_amount ? "le bot ne répond pas (un montant que la réponse ne donne pas)"
+                            : "le bot ne répond pas");
 }
 
 struct tally {

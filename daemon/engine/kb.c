@@ -172,6 +172,41 @@ static const char *const fillers[] = {
     /* « rien » (« ne ... rien »), a pronoun: « rien » alone went to the safety answer */
     "rien"};
 
+/*
+ * The funders and schemes an answer can be about (docs/internals/KB.md, « Another body's
+ * scheme »). A question that names one of them is about it: an answer whose questions and `mots`
+ * do not name it answers another body's scheme, or none (« l'appel à projets friches de
+ * la Région, c'est quoi la date limite » is not the Fonds vert's calendar, « le fonds régional
+ * friches » not France Relance's fonds friches). Each phrase is analysed with the base's synonyms
+ * when the index is built; one that is no single term is ignored. At most 32.
+ */
+static const char *const FUNDERS[] = {
+    "fonds vert",
+    "detr",
+    "dsil",
+    "dsid",
+    "ademe",
+    "banque des territoires",
+    "epf",
+    "region",
+    "regional",
+    "feder",
+    "petites villes de demain",
+    "action coeur de ville",
+    "agence de l eau",
+};
+
+/* Words that ask an amount (« combien coûte », « quel prix », « le montant »): a question that
+ * asks one is not answered by an answer whose questions and `mots` ask none (« combien coûte une
+ * étude historique » is not what the historical study is). Analysed at build like FUNDERS[]. */
+static const char *const COST[] = {"prix", "montant", "tarif",  "cout",
+                                   "cher", "taux",    "budget", "argent"};
+/* the first COST_NOUNS of COST[] ask an amount alone (« quel prix »); the others only with
+ * « combien » (« participer au coût des réseaux », « un prêt à taux bas » ask none) */
+#define COST_NOUNS 3
+_Static_assert(FB_ARRAY_SIZE(FUNDERS) <= 32, "FUNDERS[] is a 32-bit mask");
+_Static_assert(FB_ARRAY_SIZE(COST) <= 8, "cost_term[] holds 8");
+
 struct doc {
     int *t[N_FIELDS]; /* terms of each field, in order (repeats kept) */
     size_t n[N_FIELDS], cap[N_FIELDS];
@@ -179,6 +214,9 @@ struct doc {
      * term ids, each set ended by -1 */
     int *def;
     size_t n_def;
+    /* the funders and schemes its questions and `mots` name (bits of FUNDERS[]) */
+    unsigned funders;
+    bool cost; /* its questions or `mots` ask an amount (COST[]) */
 };
 
 struct phrase {
@@ -225,7 +263,10 @@ struct fb_kb_s {
     struct fb__strmap del_map;
     /* folded word -> its classes (C_* bits) for the own-case and small-talk rules; SMS spelling
      * -> index in SMS[] (keys: the static tables) */
-    struct fb__strmap class_map, sms_map;
+    struct fb__strmap class_map, sms_map, class2_map;
+    /* the term of each phrase of FUNDERS[] (-1 when it is no single term of the base) */
+    int funder_term[32];
+    int cost_term[8];
 };
 
 /* ---- terms ----------------------------------------------------------------------------------- */
@@ -329,7 +370,9 @@ static const char *const SMS[][2] = {
     {"pbm", "probleme"},  {"mm", "meme"},       {"stp", "svp"},        {"jsp", "sais"},
     {"ac", "avec"},       {"avc", "avec"},      {"tjs", "toujours"},   {"tjrs", "toujours"},
     {"qqch", "chose"},    {"qqc", "chose"},     {"qqn", "quelqu"},     {"mtn", "maintenant"},
-    {"auj", "aujourd"},   {"cad", "dire"},      {"jusqua", "jusqu"},
+    {"auj", "aujourd"},   {"cad", "dire"},      {"jusqua", "jusqu"},   {"tps", "temps"},
+    {"cb", "combien"},    {"cmb", "combien"},   {"cmt", "comment"},    {"pcq", "parce"},
+    {"pck", "parce"},     {"svt", "souvent"},   {"qq", "quelques"},    {"hab", "habitants"},
 };
 
 /* The standard spelling of SMS word `w`, or `w`. */
@@ -747,6 +790,31 @@ int fb_kb_add_doc(fb_kb_t *kb, const char *const *questions, size_t n_questions,
 
 /* ---- the index ------------------------------------------------------------------------------- */
 
+static size_t analyse_query(const fb_kb_t *kb, const char *text, struct tok *t, size_t cap,
+                            struct sb_stemmer **st);
+
+/* True when term `id` is a word of an amount (COST[]; the first COST_NOUNS only when
+ * `nouns_only`). */
+static bool is_cost(const fb_kb_t *kb, int id, bool nouns_only)
+{
+    size_t n = nouns_only ? COST_NOUNS : FB_ARRAY_SIZE(COST);
+    for (size_t k = 0; id >= 0 && k < n; k++)
+        if (kb->cost_term[k] == id)
+            return true;
+    return false;
+}
+
+/* The FUNDERS[] bit of term `id`, or 0. */
+static unsigned funder_bit(const fb_kb_t *kb, int id)
+{
+    if (id < 0)
+        return 0;
+    for (size_t k = 0; k < FB_ARRAY_SIZE(FUNDERS); k++)
+        if (kb->funder_term[k] == id)
+            return 1u << k;
+    return 0;
+}
+
 /* The deletion map of the base's words (typo_term()). */
 static void build_deletions(fb_kb_t *kb)
 {
@@ -854,6 +922,25 @@ int fb_kb_build(fb_kb_t *kb)
     fb_free(touched);
     fb_free(tf);
     build_deletions(kb);
+    /* the funders each answer's questions and `mots` name (FUNDERS[]) */
+    for (size_t k = 0; k < FB_ARRAY_SIZE(FUNDERS); k++) {
+        struct tok ft[8];
+        size_t m = analyse_query(kb, FUNDERS[k], ft, FB_ARRAY_SIZE(ft), &kb->stemmer);
+        kb->funder_term[k] = m == 1 ? ft[0].id : -1;
+    }
+    for (size_t k = 0; k < FB_ARRAY_SIZE(COST); k++) {
+        struct tok ft[8];
+        size_t m = analyse_query(kb, COST[k], ft, FB_ARRAY_SIZE(ft), &kb->stemmer);
+        kb->cost_term[k] = m == 1 ? ft[0].id : -1;
+    }
+    for (size_t i = 0; i < nd; i++) {
+        struct doc *d = &kb->docs[i];
+        for (int f = 0; f < 2; f++)
+            for (size_t k = 0; k < d->n[f]; k++) {
+                d->funders |= funder_bit(kb, d->t[f][k]);
+                d->cost = d->cost || is_cost(kb, d->t[f][k], false);
+            }
+    }
     /* the documents' term lists are no longer needed */
     for (size_t i = 0; i < nd; i++)
         for (int f = 0; f < N_FIELDS; f++)
@@ -942,6 +1029,37 @@ static const char *const PRIVATE[] = {"maison",  "jardin",  "fils",        "fill
                                       "enfants", "voisin",  "voisins",     "voisine", "chien",
                                       "chat",    "voiture", "appartement", "veranda", "piscine",
                                       "femme",   "mari",    NULL};
+/* after « mon », « ma », « mes » only: a private person's (« ma taxe foncière », « mes impôts ») */
+static const char *const MY_PRIVATE[] = {"taxe",    "taxes",   "impot",   "impots",    "toit",
+                                         "toiture", "combles", "grange",  "extension", "haie",
+                                         "cave",    "potager", "salaire", "retraite",  NULL};
+/* building one's house (« construire une maison »), but not « une maison de santé » */
+static const char *const BUILD_HOUSE[] = {"construire", "batir", "agrandir", NULL};
+static const char *const HOUSE_OF[] = {"de", "des", "du", "d", "france", "medicale", NULL};
+/* The word lists of the sixth round's shapes, looked up in one more hash map (`class2_map`):
+ * D_* bits. */
+enum {
+    D_EXACT = 1 << 0,
+    D_FIGURE = 1 << 1,
+    D_STAT_OPENER = 1 << 2,
+    D_COUNTED = 1 << 3,
+    D_TAX = 1 << 4,
+    D_DISPUTE = 1 << 5,
+    D_BUILD_HOUSE = 1 << 6,
+    D_HOUSE_OF = 1 << 7,
+    D_MY_PRIVATE = 1 << 8,
+    D_OCCUPANTS = 1 << 9,
+    D_HARMED = 1 << 10,
+};
+static unsigned extra_classes(const fb_kb_t *kb, const char *w);
+/* the users of a building in use, and what may harm them */
+static const char *const OCCUPANTS[] = {"enfants",   "eleves", "occupants", "salaries",
+                                        "personnel", "agents", "usagers",   NULL};
+static const char *const HARMED[] = {"danger",     "exposes", "exposees", "intoxiques",
+                                     "contamines", "malades", NULL};
+static const char *const TAX[] = {"taxe", "taxes", "impot", "impots", "exoneration", NULL};
+static const char *const DISPUTE[] = {"conflit", "conflits",  "litige",   "litiges",
+                                      "dispute", "differend", "querelle", NULL};
 /* a request to act (« envoyez le dossier à la DDT », « rédigez-moi la délibération »,
  * « pouvez-vous contacter le propriétaire »): the bot informs, it does not act; imperatives as a
  * message's first word, infinitives after « pouvez-vous », « tu peux », « merci de »... */
@@ -1164,9 +1282,11 @@ static bool place_state_at(const char *const *w, const unsigned *c, size_t n, si
  * reference, a citizen's application, private life, our own figure (« notre taux de DETR »);
  * the first two and the plot not when the question asks how to find out.
  */
-static bool place_shapes(const char *const *w, const unsigned *c, size_t n)
+static bool place_shapes(const char *const *w, const unsigned *c, const unsigned *d, size_t n)
 {
-    bool how_to = false, state = false, cadastral = false;
+    bool how_to = false, state = false, cadastral = false, tax = false;
+    for (size_t i = 0; i < n && !tax; i++)
+        tax = (d[i] & D_TAX) != 0;
     for (size_t i = 0; i < n; i++) {
         if ((c[i] & C_HOW_TO) && !(is_word(w[i], "ou") && i + 1 < n &&
                                    (is_word(w[i + 1], "pas") || is_word(w[i + 1], "non"))))
@@ -1191,6 +1311,12 @@ static bool place_shapes(const char *const *w, const unsigned *c, size_t n)
         /* « ma maison », « son voisin », « mon fils », « chez moi » */
         if (is_word(w[i], "chez") && i + 1 < n && is_word(w[i + 1], "moi"))
             return true;
+        /* « ma taxe foncière », « mes impôts », « le toit de ma grange »: a private person's
+         * (first person singular only: « la commune et sa taxe d'aménagement », « le hangar et
+         * sa toiture » are the base's) */
+        if (i + 1 < n && (is_word(w[i], "mon") || is_word(w[i], "ma") || is_word(w[i], "mes")) &&
+            (d[i + 1] & D_MY_PRIVATE))
+            return true;
         if ((c[i] & C_PRIVATE) && i > 0)
             for (size_t j = i - 1;; j--) {
                 if (is_word(w[j], "mon") || is_word(w[j], "ma") || is_word(w[j], "mes") ||
@@ -1202,6 +1328,35 @@ static bool place_shapes(const char *const *w, const unsigned *c, size_t n)
         /* « notre taux de DETR », « nos coûts »: our own figure */
         if ((c[i] & C_POSSESSIVE) && i + 1 < n && (c[i + 1] & C_MONEY))
             return true;
+        /* a private house: « une maison individuelle », « construire une maison » (not « une
+         * maison de santé », « la maison du projet », « une maison France services »; not « des
+         * maisons individuelles », which a friche can become, nor « rénover une maison », which
+         * a commune can do) */
+        if (is_word(w[i], "maison")) {
+            if (i + 1 < n && is_word(w[i + 1], "individuelle"))
+                return true;
+            if (i >= 2 && (d[i - 2] & D_BUILD_HOUSE) &&
+                (is_word(w[i - 1], "une") || is_word(w[i - 1], "ma") || is_word(w[i - 1], "sa")) &&
+                !(i + 1 < n && (d[i + 1] & D_HOUSE_OF) &&
+                  !(i + 2 < n && is_digits(w[i + 2])))) /* « une maison de 160 m2 » */
+                return true;
+        }
+        /* a private person's taxes: « exonération de taxe foncière pour un particulier » */
+        if ((is_word(w[i], "particulier") || is_word(w[i], "particuliers")) && tax)
+            return true;
+        /* a verdict on people's health (« les enfants sont en danger ? », « les élèves ont été
+         * exposés »): only a health service or a diagnosis can say; not « les passants » or
+         * « les riverains sont en danger », the mayor's safety powers */
+        if ((d[i] & D_OCCUPANTS))
+            for (size_t j = i + 1; j < n && j <= i + 3; j++)
+                if ((d[j] & D_HARMED) && !(is_word(w[j], "danger") && !is_word(w[j - 1], "en")))
+                    return true;
+        /* a neighbour dispute: « conflit avec le voisin », « litige entre voisins » */
+        if ((d[i] & D_DISPUTE))
+            for (size_t j = i + 1; j < n && j <= i + 3; j++)
+                if (is_word(w[j], "voisin") || is_word(w[j], "voisins") ||
+                    is_word(w[j], "voisine") || is_word(w[j], "voisinage"))
+                    return true;
     }
     return (state || cadastral) && !how_to;
 }
@@ -1315,7 +1470,10 @@ static bool own_case(const fb_kb_t *kb, char *f)
     for (size_t i = 0; i < n; i++)
         if ((c[i] & C_BOT_TRACKING))
             return false;
-    if (act_request(w, c, n) || place_shapes(w, c, n))
+    unsigned d[FB_ARRAY_SIZE(w)];
+    for (size_t i = 0; i < n; i++)
+        d[i] = extra_classes(kb, w[i]);
+    if (act_request(w, c, n) || place_shapes(w, c, d, n))
         return true;
     struct own_verbs v;
     scan_own_verbs(w, c, n, &v);
@@ -1423,55 +1581,95 @@ bool fb_kb_is_own_case(const char *question)
  * « carte »), so one shared word can score high; none is the base's subject. Folded phrases,
  * whole words. « Salle des fêtes » alone is not here: a friche can become one.
  */
-static const char *const OFF_TOPIC[] = {"etat civil",
-                                        "acte de naissance",
-                                        "acte de mariage",
-                                        "acte de deces",
-                                        "carte d identite",
-                                        "cartes d identite",
-                                        "carte grise",
-                                        "permis de conduire",
-                                        "passeport",
-                                        "cantine",
-                                        "periscolaire",
-                                        "liste electorale",
-                                        "listes electorales",
-                                        "bureau de vote",
-                                        "cimetiere",
-                                        "concession funeraire",
-                                        "nid de poule",
-                                        "nids de poule",
-                                        "taxe d habitation",
-                                        "demande de logement",
-                                        "demandes de logement",
-                                        "louer la salle",
-                                        "location de la salle",
-                                        "reserver la salle",
-                                        "reservation de la salle",
-                                        "louer une salle",
-                                        "indemnites des elus",
-                                        "indemnite des elus",
-                                        "indemnites de fonction",
-                                        "budget primitif",
-                                        "compte administratif",
-                                        "mot de passe",
-                                        "mots de passe",
-                                        "identifiant",
-                                        "identifiants",
-                                        "maire est malade",
-                                        "maire est absent",
-                                        "maire est empeche",
-                                        "absence du maire",
-                                        "empechement du maire",
-                                        NULL};
+static const char *const OFF_TOPIC[] = {
+    "etat civil", "acte de naissance", "acte de mariage", "acte de deces", "carte d identite",
+    "cartes d identite", "carte grise", "permis de conduire", "passeport", "cantine",
+    "periscolaire", "liste electorale", "listes electorales", "bureau de vote", "cimetiere",
+    "concession funeraire", "nid de poule", "nids de poule", "taxe d habitation",
+    "demande de logement", "demandes de logement", "louer la salle", "location de la salle",
+    "reserver la salle", "reservation de la salle", "louer une salle", "indemnites des elus",
+    "indemnite des elus", "indemnites de fonction", "budget primitif", "compte administratif",
+    "mot de passe", "mots de passe", "identifiant", "identifiants", "maire est malade",
+    "maire est absent", "maire est empeche", "absence du maire", "empechement du maire",
+    "a la place du maire", "delegation de signature",
+    /* a friche in the farming or forest sense */
+    "remettre en culture", "remise en culture", "aides pac", "aide pac", "jachere", "jacheres",
+    "defrichement", "defricher", "debroussaillement", "debroussailler",
+    /* air, drinking water, noise: not the soil */
+    "pollution de l air", "qualite de l air", "pollution atmospherique", "pic de pollution",
+    "pollution sonore", "nuisances sonores", "nuisance sonore", "eau du robinet", "eau potable",
+    "epandage",
+    /* a private person's taxes and fees */
+    "impot sur le revenu", "plus value", "droits de succession", "frais de notaire",
+    "frais d agence", "moins d impots", "defiscalisation", "defiscaliser", "reduction d impot",
+    "reduction d impots", "credit d impot", "declaration d impots", "declaration d impot",
+    "declaration de revenus",
+    /* politics: the bot has no vote nor party */
+    "tu votes", "vous votez", "pour qui voter", "elections municipales", "parti politique",
+    "politiquement",
+    /* a private person's small works */
+    "changer les fenetres", "changer des fenetres", "abri de jardin",
+    /* neighbours */
+    "trouble de voisinage", "troubles de voisinage", "troubles du voisinage",
+    "conflit de voisinage", "entre voisins", "entre deux voisins", NULL};
 
-static bool off_topic(const char *f)
+/* Statistics the base does not hold: « combien de communes ont eu le fonds vert », « quel
+ * pourcentage des sites sont pollués »: an opener, « de / d' / des », then a thing counted; not
+ * « combien d'habitants » nor « de m2 », thresholds the base gives, nor « combien de temps »;
+ * not « nombre de », which also states a rule (« fixer dans le PLU le nombre de logements »). */
+static const char *const STAT_OPENER[] = {"combien", "pourcentage", "proportion", "statistiques",
+                                          NULL};
+static const char *const COUNTED[] = {
+    "communes",  "dossiers",    "projets",       "friches",       "sites",        "logements",
+    "panneaux",  "laureats",    "beneficiaires", "collectivites", "hectares",     "emplois",
+    "eoliennes", "entreprises", "terrains",      "batiments",     "candidatures", NULL};
+
+/* An exact figure (« le budget exact du fonds vert pour 2027 », « combien exactement »): the
+ * base gives orders of magnitude and rules, never an exact amount. */
+static const char *const EXACT[] = {"exact",      "exacte", "exacts",  "exactes",
+                                    "exactement", "precis", "precise", NULL};
+static const char *const FIGURE[] = {"combien", "montant", "montants", "budget",  "prix",
+                                     "cout",    "taux",    "tarif",    "chiffre", NULL};
+
+static bool statistic(const fb_kb_t *kb, const char *f)
 {
-    for (const char *const *ph = OFF_TOPIC; *ph; ph++) {
-        size_t len = strlen(*ph);
-        for (const char *p = strstr(f, *ph); p; p = strstr(p + 1, *ph))
-            if ((p == f || p[-1] == ' ') && (p[len] == '\0' || p[len] == ' '))
+    const char *w[3] = {NULL, NULL, NULL};
+    unsigned d[3] = {0, 0, 0};
+    bool exact = false, figure = false;
+    char buf[MAX_QUERY + 1];
+    snprintf(buf, sizeof(buf), "%s", f);
+    for (char *save = NULL, *p = strtok_r(buf, " ", &save); p; p = strtok_r(NULL, " ", &save)) {
+        w[0] = w[1];
+        w[1] = w[2];
+        w[2] = p;
+        d[0] = d[1];
+        d[1] = d[2];
+        d[2] = extra_classes(kb, p);
+        exact = exact || (d[2] & D_EXACT);
+        figure = figure || (d[2] & D_FIGURE);
+        if (w[0] && (d[0] & D_STAT_OPENER) &&
+            (strcmp(w[1], "de") == 0 || strcmp(w[1], "d") == 0 || strcmp(w[1], "des") == 0) &&
+            (d[2] & D_COUNTED))
+            return true;
+    }
+    return exact && figure;
+}
+
+static bool off_topic(const fb_kb_t *kb, const char *f)
+{
+    if (statistic(kb, f))
+        return true;
+    /* one pass over the word starts: a first-letter test rejects nearly every phrase */
+    for (const char *p = f; *p; p++) {
+        if (*p == ' ' || (p != f && p[-1] != ' '))
+            continue;
+        for (const char *const *ph = OFF_TOPIC; *ph; ph++) {
+            if (**ph != *p)
+                continue;
+            size_t len = strlen(*ph);
+            if (strncmp(p, *ph, len) == 0 && (p[len] == '\0' || p[len] == ' '))
                 return true;
+        }
     }
     return false;
 }
@@ -1484,7 +1682,7 @@ bool fb_kb_is_off_topic(const char *message)
     size_t need = fb_text_fold(message, strlen(message), f, sizeof(f));
     if (need >= sizeof(f))
         f[sizeof(f) - 1] = '\0';
-    return off_topic(f);
+    return off_topic(NULL, f);
 }
 
 /*
@@ -1569,6 +1767,41 @@ static unsigned classes_of(const char *w)
     return c;
 }
 
+static const struct {
+    const char *const *words;
+    unsigned bit;
+} CLASSES2[] = {
+    {EXACT, D_EXACT},
+    {FIGURE, D_FIGURE},
+    {STAT_OPENER, D_STAT_OPENER},
+    {COUNTED, D_COUNTED},
+    {TAX, D_TAX},
+    {DISPUTE, D_DISPUTE},
+    {BUILD_HOUSE, D_BUILD_HOUSE},
+    {HOUSE_OF, D_HOUSE_OF},
+    {MY_PRIVATE, D_MY_PRIVATE},
+    {OCCUPANTS, D_OCCUPANTS},
+    {HARMED, D_HARMED},
+};
+
+static unsigned classes2_of(const char *w)
+{
+    unsigned c = 0;
+    for (size_t k = 0; k < FB_ARRAY_SIZE(CLASSES2); k++)
+        if (word_in(w, CLASSES2[k].words))
+            c |= CLASSES2[k].bit;
+    return c;
+}
+
+/* The D_* classes of folded word `w`; `kb` NULL: from the tables. */
+static unsigned extra_classes(const fb_kb_t *kb, const char *w)
+{
+    if (!kb)
+        return classes2_of(w);
+    int v = fb__strmap_get(&kb->class2_map, w);
+    return v > 0 ? (unsigned)v : 0;
+}
+
 static void build_classes(fb_kb_t *kb)
 {
     for (size_t k = 0; k < FB_ARRAY_SIZE(CLASSES); k++)
@@ -1583,6 +1816,10 @@ static void build_classes(fb_kb_t *kb)
             (void)fb__strmap_put(&kb->class_map, fillers[i], (int)classes_of(fillers[i]));
     for (size_t i = 0; i < FB_ARRAY_SIZE(SMS); i++)
         (void)fb__strmap_put(&kb->sms_map, SMS[i][0], (int)i);
+    for (size_t k = 0; k < FB_ARRAY_SIZE(CLASSES2); k++)
+        for (const char *const *w = CLASSES2[k].words; *w; w++)
+            if (fb__strmap_get(&kb->class2_map, *w) < 0)
+                (void)fb__strmap_put(&kb->class2_map, *w, (int)classes2_of(*w));
 }
 
 /* True when folded word `w` is of one of classes `c`; `kb` NULL: from the tables. */
@@ -1803,6 +2040,32 @@ static int defining_hit(const fb_kb_t *kb, const char *question, const struct to
     return found;
 }
 
+/* The sentence of a message of several that asks its question: the last one ending with « ? »,
+ * else the last one; false when the message is one sentence. */
+static bool question_sentence(const char *q, size_t *start, size_t *len)
+{
+    size_t n = strlen(q), end = n;
+    while (end > 0 && (q[end - 1] == ' ' || q[end - 1] == '\n' || q[end - 1] == '.' ||
+                       q[end - 1] == '!' || q[end - 1] == '?'))
+        end--;
+    const char *qm = NULL;
+    for (const char *p = q; (p = strchr(p, '?')) != NULL; p++)
+        if ((size_t)(p - q) < end)
+            qm = p;
+    if (qm && (size_t)(qm - q) + 1 < n) {
+        /* a « ? » before the end: its sentence */
+        end = (size_t)(qm - q);
+    }
+    size_t b = end;
+    while (b > 0 && q[b - 1] != '.' && q[b - 1] != '!' && q[b - 1] != '?' && q[b - 1] != '\n')
+        b--;
+    if (b == 0)
+        return false;
+    *start = b;
+    *len = end - b;
+    return *len > 0;
+}
+
 void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
 {
     memset(res, 0, sizeof(*res));
@@ -1838,6 +2101,41 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
         for (size_t k = kb->post_start[id]; k < kb->post_start[id + 1]; k++)
             score[kb->post_doc[k]] += (double)kb->post_w[k];
     }
+    {
+        /* a message of several sentences: the terms of the one that asks count once more
+         * (« Bonjour, nous sommes une commune de 2 500 habitants [...]. Avant tout, est-ce que
+         * l'EPF peut acheter le terrain pour nous ? »: the context outweighed the question) */
+        size_t qs = 0, ql = 0;
+        const double lambda = FB_KB_FOCUS_WEIGHT;
+        if (question_sentence(question, &qs, &ql)) {
+            char buf[MAX_QUERY + 1];
+            if (ql > MAX_QUERY)
+                ql = MAX_QUERY;
+            memcpy(buf, question + qs, ql);
+            buf[ql] = '\0';
+            struct tok u[64];
+            struct sb_stemmer *st2 = NULL;
+            size_t m = analyse_query(kb, buf, u, FB_ARRAY_SIZE(u), &st2);
+            if (st2)
+                sb_stemmer_delete(st2);
+            for (size_t i = 0; i < m; i++) {
+                bool seen = false;
+                for (size_t j = 0; j < i && !seen; j++)
+                    seen = u[j].id >= 0 ? u[j].id == u[i].id : strcmp(u[j].stem, u[i].stem) == 0;
+                if (seen)
+                    continue;
+                if (u[i].id < 0 || (size_t)u[i].id >= kb->n_terms) {
+                    if (u[i].stem[strspn(u[i].stem, "0123456789")] != '\0')
+                        most += lambda * FB_KB_UNKNOWN_WEIGHT * kb->max_idf;
+                    continue;
+                }
+                size_t id = (size_t)u[i].id;
+                most += lambda * kb->idf[id];
+                for (size_t k = kb->post_start[id]; k < kb->post_start[id + 1]; k++)
+                    score[kb->post_doc[k]] += lambda * (double)kb->post_w[k];
+            }
+        }
+    }
     for (size_t d = 0; d < kb->n_docs; d++) {
         double s = score[d];
         if (s <= 0)
@@ -1855,6 +2153,7 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     }
     if (score != stack_scores)
         fb_free(score);
+    bool how_much = false; /* « combien » */
     {
         char f[MAX_QUERY + 1];
         size_t need = fb_text_fold(question, strlen(question), f, sizeof(f));
@@ -1862,7 +2161,9 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
             f[sizeof(f) - 1] = '\0';
         char g[MAX_QUERY + 1];
         memcpy(g, f, sizeof(f));
-        res->off_topic = off_topic(f);
+        res->off_topic = off_topic(kb, f);
+        for (const char *p = strstr(f, "combien"); p && !how_much; p = strstr(p + 1, "combien"))
+            how_much = (p == f || p[-1] == ' ') && (p[7] == '\0' || p[7] == ' ');
         res->own_case = own_case(kb, g);
         res->small_talk = need < sizeof(f) && small_talk(kb, f);
     }
@@ -1881,8 +2182,20 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     }
     if (defined >= 0)
         res->margin = 1;
+    /* another body's scheme: the question names a funder the top answer's questions and
+     * `mots` do not */
+    const struct doc *top_doc = &kb->docs[res->hits[0].doc];
+    unsigned asked = 0;
+    bool cost = false;
+    for (size_t i = 0; i < n; i++) {
+        asked |= funder_bit(kb, t[i].id);
+        cost = cost || is_cost(kb, t[i].id, !how_much);
+    }
+    res->other_scheme = asked != 0 && (asked & top_doc->funders) == 0;
+    /* an amount asked of an answer that gives none */
+    res->no_amount = cost && !top_doc->cost;
     res->confident = fb_kb_confident(res->norm, res->margin) && !res->own_case &&
-                     !res->small_talk && !res->off_topic;
+                     !res->small_talk && !res->off_topic && !res->other_scheme && !res->no_amount;
 }
 
 void fb_kb_terms(const fb_kb_t *kb, const char *text, fb_buf_t *out)
@@ -1941,5 +2254,6 @@ void fb_kb_free(fb_kb_t *kb)
     fb__strmap_free(&kb->del_map);
     fb__strmap_free(&kb->class_map);
     fb__strmap_free(&kb->sms_map);
+    fb__strmap_free(&kb->class2_map);
     fb_free(kb);
 }

@@ -28,8 +28,10 @@
  * `margin` is (top - second) / top. The bot answers when norm >= FB_KB_MIN_NORM and margin >=
  * FB_KB_SURE_MARGIN, or when a close second (margin >= FB_KB_MIN_MARGIN) faces a well covered
  * question (norm >= FB_KB_CLOSE_NORM) (docs/internals/KB.md says how they were tuned), unless the
- * question is about the user's own case (fb_kb_is_own_case()) or the message is only small talk
- * (fb_kb_is_small_talk()).
+ * question is about the user's own case (fb_kb_is_own_case()), another subject than the base's
+ * (fb_kb_is_off_topic()), another body's scheme than the top answer's, or an amount the top
+ * answer does not give, or the message is only small talk (fb_kb_is_small_talk()). In a message
+ * of several sentences, the terms of the one that asks count 1 + FB_KB_FOCUS_WEIGHT times.
  */
 #ifndef FB_ENGINE_KB_H
 #define FB_ENGINE_KB_H
@@ -50,6 +52,8 @@
 #define FB_KB_SURE_MARGIN 0.25
 #define FB_KB_CLOSE_NORM  0.50
 #define FB_KB_MAX_HITS    5
+/* in a message of several sentences, the question sentence's terms count 1 + this */
+#define FB_KB_FOCUS_WEIGHT 1.0
 
 typedef struct fb_kb_s fb_kb_t;
 
@@ -70,6 +74,10 @@ typedef struct {
     bool own_case;   /* about the user's own file or figures: never confident (fb_kb_is_own_case) */
     bool off_topic;  /* other town-hall business (fb_kb_is_off_topic): never confident */
     bool small_talk; /* thanks, greetings, chit-chat: never confident (fb_kb_is_small_talk) */
+    bool other_scheme; /* names a funder the top answer is not about: never confident
+                          (docs/internals/KB.md, « Another body's scheme ») */
+    bool no_amount;    /* asks an amount the top answer's questions and `mots` do not: never
+                          confident (docs/internals/KB.md, « Another body's scheme ») */
 } fb_kb_result_t;
 
 /** A new, empty index builder. */
@@ -102,8 +110,10 @@ bool fb_kb_confident(double norm, double margin);
 bool fb_kb_is_own_case(const char *question);
 
 /** True when `message` is about other town-hall business than the base's (civil registration,
- * identity papers, canteen, elections, cemetery, roads, a housing application, hiring a hall):
- * a fixed list of phrases, whole words, on the folded text (docs/internals/KB.md). */
+ * identity papers, canteen, elections, cemetery, roads, a housing application, hiring a hall) or
+ * another subject in its words (a farmed friche, air or water pollution, a private person's taxes,
+ * neighbours, statistics and exact figures): a fixed list of phrases, whole words, on the folded
+ * text, and the statistic shapes (docs/internals/KB.md). */
 bool fb_kb_is_off_topic(const char *message);
 
 /** True when `message` is only politeness or chit-chat (« merci beaucoup », « au revoir », « ok
