@@ -8,14 +8,16 @@
  * `frichebot test` runs it: the same engine calls, user turns (dit, choisit, reprise, oubli) and
  * the reminders an `avance:` fires, at the transcript's clock (`horloge:`), with its advisors
  * (`conseillers:`), platform, e-mail offer and roadmap address. The calls are recorded once, then
- * replayed ROUNDS times per run, each time from a fresh session, on one core. For the friche
- * dialog that is its real answers, the commune step included (the lookup in the official communes
- * index: names, homonyms, postal codes, departments). Prints the median over RUNS of engine steps
- * per second of the thread's CPU time (the machine is shared: the wall-clock rate, also printed,
- * counts the time other processes had the core) against the target (issue #17: at least 400,000
- * on each dialog), how many
- * transcripts answered a commune, and the median and maximum serialized session size at a
- * transcript's end (compact JSON, the bytes the store would write; target under 1 KiB).
+ * replayed ROUNDS times per run, each time from a fresh session, on one core. A step is what the
+ * daemon does per message around the engine (router.c): the session read from its stored form,
+ * the engine's step (its reply rendered), the new session written to its stored form. For the
+ * friche dialog that is its real answers, the commune step included (the lookup in the official
+ * communes index: names, homonyms, postal codes, departments). Prints the median over RUNS of
+ * engine steps per second of the thread's CPU time (the machine is shared: the wall-clock rate,
+ * also printed, counts the time other processes had the core) against the target (issue #17: at
+ * least 400,000 on each dialog), how many transcripts answered a commune, and the median and
+ * maximum serialized session size at a transcript's end (compact JSON, the bytes the store would
+ * write; target under 1 KiB).
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -239,6 +241,39 @@ static void free_script(struct script *s)
         fb_free(s->timer_ids[i]);
 }
 
+/*
+ * One step as the daemon makes it (router.c): the session read from its stored form (`*stored`,
+ * compact JSON, NULL for none), the engine, the new session written back to its stored form.
+ * `*session` is left holding the new session (for the measures after the transcript).
+ */
+static int step_stored(const fb_dialog_t *d, struct script *sc, size_t j, char **stored,
+                       json_t **session)
+{
+    json_t *old = NULL;
+    if (*stored) {
+        json_error_t jerr;
+        old = json_loads(*stored, 0, &jerr);
+        if (!old) {
+            fprintf(stderr, "bench_engine: stored session is not JSON\n");
+            return -1;
+        }
+    }
+    json_t *nsess = NULL, *eff = NULL;
+    sc->env.now = sc->turns[j].now;
+    if (fb_engine_step(d, old, &sc->turns[j].ev, &sc->env, &nsess, &eff)) {
+        fprintf(stderr, "bench_engine: engine error\n");
+        json_decref(old);
+        return -1;
+    }
+    json_decref(old);
+    json_decref(eff);
+    free(*stored); /* jansson's allocation */
+    *stored = nsess && !json_is_null(nsess) ? json_dumps(nsess, JSON_COMPACT) : NULL;
+    json_decref(*session);
+    *session = nsess;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     long rounds = 2000, runs = 5;
@@ -299,18 +334,13 @@ int main(int argc, char **argv)
             for (int i = 0; i < ns; i++) {
                 struct script *sc = &scripts[i];
                 json_t *session = NULL;
+                char *stored = NULL; /* the session's stored form, as the router keeps it */
                 for (size_t j = 0; j < sc->n; j++) {
-                    json_t *nsess = NULL, *eff = NULL;
-                    sc->env.now = sc->turns[j].now;
-                    if (fb_engine_step(d, session, &sc->turns[j].ev, &sc->env, &nsess, &eff)) {
-                        fprintf(stderr, "bench_engine: engine error\n");
+                    if (step_stored(d, sc, j, &stored, &session))
                         return 1;
-                    }
-                    json_decref(session);
-                    json_decref(eff);
-                    session = nsess;
                     steps++;
                 }
+                free(stored); /* jansson's allocation */
                 if (r == 0 && k == 0) {
                     /* Measured once, outside the timed loop's steady state: the session at the
                      * end of each transcript (the largest) and whether a commune was answered. */
