@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/json.h"
 #include "common/yamljson.h"
 #include "engine/effects.h"
 #include "engine/engine.h"
@@ -242,17 +243,17 @@ static void free_script(struct script *s)
 }
 
 /*
- * One step as the daemon makes it (router.c): the session read from its stored form (`*stored`,
- * compact JSON, NULL for none), the engine, the new session written back to its stored form.
- * `*session` is left holding the new session (for the measures after the transcript).
+ * One step as the daemon makes it (router.c): the session read from its stored form (`stored`,
+ * compact JSON, empty for none) with the router's reader, the engine, the new session written
+ * back to its stored form with the router's writer. `*session` is left holding the new session
+ * (for the measures after the transcript).
  */
-static int step_stored(const fb_dialog_t *d, struct script *sc, size_t j, char **stored,
+static int step_stored(const fb_dialog_t *d, struct script *sc, size_t j, fb_buf_t *stored,
                        json_t **session)
 {
     json_t *old = NULL;
-    if (*stored) {
-        json_error_t jerr;
-        old = json_loads(*stored, 0, &jerr);
+    if (stored->len > 0) {
+        old = fb_json_loadb(stored->data, stored->len);
         if (!old) {
             fprintf(stderr, "bench_engine: stored session is not JSON\n");
             return -1;
@@ -267,8 +268,11 @@ static int step_stored(const fb_dialog_t *d, struct script *sc, size_t j, char *
     }
     json_decref(old);
     json_decref(eff);
-    free(*stored); /* jansson's allocation */
-    *stored = nsess && !json_is_null(nsess) ? json_dumps(nsess, JSON_COMPACT) : NULL;
+    fb_buf_reset(stored);
+    if (nsess && !json_is_null(nsess) && fb_json_dump(nsess, stored)) {
+        fprintf(stderr, "bench_engine: cannot write the session\n");
+        return -1;
+    }
     json_decref(*session);
     *session = nsess;
     return 0;
@@ -327,6 +331,8 @@ int main(int argc, char **argv)
     size_t *sizes = fb_calloc((size_t)ns, sizeof(size_t));
     int with_commune = 0;
     long long total_steps = 0;
+    fb_buf_t stored; /* the session's stored form, as the router keeps it */
+    fb_buf_init(&stored, (size_t)1 << 26);
     for (long r = 0; r < runs; r++) {
         long long steps = 0;
         double t0 = cpu_s(), w0 = now_s();
@@ -334,13 +340,12 @@ int main(int argc, char **argv)
             for (int i = 0; i < ns; i++) {
                 struct script *sc = &scripts[i];
                 json_t *session = NULL;
-                char *stored = NULL; /* the session's stored form, as the router keeps it */
+                fb_buf_reset(&stored);
                 for (size_t j = 0; j < sc->n; j++) {
                     if (step_stored(d, sc, j, &stored, &session))
                         return 1;
                     steps++;
                 }
-                free(stored); /* jansson's allocation */
                 if (r == 0 && k == 0) {
                     /* Measured once, outside the timed loop's steady state: the session at the
                      * end of each transcript (the largest) and whether a commune was answered. */
@@ -379,6 +384,7 @@ int main(int argc, char **argv)
         json_decref(docs[i]);
     }
     fb_free(sizes);
+    fb_buf_free(&stored);
     fb_dialog_unref(d);
     fb_geo_free(geo);
     return 0;
