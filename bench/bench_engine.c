@@ -253,7 +253,7 @@ static int step_stored(const fb_dialog_t *d, struct script *sc, size_t j, fb_buf
 {
     json_t *old = NULL;
     if (stored->len > 0) {
-        old = fb_json_loadb(stored->data, stored->len);
+        old = fb_engine_session_loadb(d, stored->data, stored->len);
         if (!old) {
             fprintf(stderr, "bench_engine: stored session is not JSON\n");
             return -1;

@@ -19,6 +19,8 @@
 
 struct rd {
     const char *p, *e;
+    fb_json_intern_fn intern; /* may be NULL */
+    void *intern_arg;
     char *tmp; /* decoded strings with escapes */
     size_t tcap;
     int depth;
@@ -379,7 +381,10 @@ static json_t *read_value(struct rd *r)
         const char *s;
         size_t n;
         r->p++;
-        return read_string(r, &s, &n) ? json_stringn_nocheck(s, n) : NULL;
+        if (!read_string(r, &s, &n))
+            return NULL;
+        json_t *known = r->intern ? r->intern(r->intern_arg, s, n) : NULL;
+        return known ? json_incref(known) : json_stringn_nocheck(s, n);
     }
     case 't':
         return literal(r, "true", 4) ? json_true() : NULL;
@@ -394,7 +399,12 @@ static json_t *read_value(struct rd *r)
 
 json_t *fb_json_loadb(const char *s, size_t n)
 {
-    struct rd r = {.p = s, .e = s + n};
+    return fb_json_loadb_interned(s, n, NULL, NULL);
+}
+
+json_t *fb_json_loadb_interned(const char *s, size_t n, fb_json_intern_fn intern, void *arg)
+{
+    struct rd r = {.p = s, .e = s + n, .intern = intern, .intern_arg = arg};
     skip_ws(&r);
     json_t *v = NULL;
     if (r.p < r.e && (*r.p == '{' || *r.p == '['))

@@ -31,6 +31,19 @@
 json_t *fb_json_loadb(const char *s, size_t n);
 
 /**
+ * A string value's shared JSON string, when the caller has one equal to s[0..n) (borrowed), else
+ * NULL.
+ */
+typedef json_t *(*fb_json_intern_fn)(void *arg, const char *s, size_t n);
+
+/**
+ * fb_json_loadb(), but each string value (not key) that `intern` knows is its shared string
+ * (a new reference) instead of a new one: no allocation for the strings a session repeats (the
+ * dialog's state ids, option ids...). The shared strings must then be treated as read-only.
+ */
+json_t *fb_json_loadb_interned(const char *s, size_t n, fb_json_intern_fn intern, void *arg);
+
+/**
  * Appends the compact JSON of `v` to `out`. Returns 0, FB_EINVAL (a string that is not UTF-8, or
  * nesting deeper than FB_JSON_MAX_DEPTH) or FB_ETOOBIG (the buffer's maximum: `out` is then
  * freed, as by a failed fb_buf_append()).

@@ -1520,7 +1520,7 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
     fb_router_t *r = c->r;
     json_t *session = NULL;
     if (len > 0) {
-        session = fb_json_loadb(data, len); /* jansson's reader, faster (common/json.h) */
+        session = fb_engine_session_loadb(r->dialog, data, len); /* common/json.h, faster */
         if (!session)
             FB_WARN(ROUTER, "[%s] stored session is not JSON: starting over", c->tag);
     }
@@ -2427,7 +2427,8 @@ static void on_page(int status, const redisReply *rep, void *arg)
     } else if (rc == 0 && !fb_redis_reply_array(rep, 2, 2, "ss")) {
         rc = FB_EPROTO;
     } else if (rc == 0) {
-        json_t *session = fb_json_loadb(rep->element[1]->str, rep->element[1]->len);
+        json_t *session =
+            fb_engine_session_loadb(r->dialog, rep->element[1]->str, rep->element[1]->len);
         fb_engine_env_t env = engine_env(r, fb_wall_ms());
         rc = session ? fb_engine_render_page(r->dialog, session, &env, NULL, &html) : FB_ENOENT;
         json_decref(session);
