@@ -280,6 +280,18 @@ static bool literal(struct rd *r, const char *word, size_t n)
     return true;
 }
 
+/*
+ * jansson's quirk, kept so that both read the same inputs: the byte that ends a number or a
+ * literal is pushed back into its stream, and a NUL pushed back is lost, so one NUL byte right
+ * after a number, true, false or null is ignored (anywhere else a NUL is refused).
+ */
+static json_t *after_token(struct rd *r, json_t *v)
+{
+    if (v && r->p < r->e && *r->p == '\0')
+        r->p++;
+    return v;
+}
+
 static json_t *read_value(struct rd *r);
 
 static json_t *read_array(struct rd *r)
@@ -387,13 +399,13 @@ static json_t *read_value(struct rd *r)
         return known ? json_incref(known) : json_stringn_nocheck(s, n);
     }
     case 't':
-        return literal(r, "true", 4) ? json_true() : NULL;
+        return after_token(r, literal(r, "true", 4) ? json_true() : NULL);
     case 'f':
-        return literal(r, "false", 5) ? json_false() : NULL;
+        return after_token(r, literal(r, "false", 5) ? json_false() : NULL);
     case 'n':
-        return literal(r, "null", 4) ? json_null() : NULL;
+        return after_token(r, literal(r, "null", 4) ? json_null() : NULL);
     default:
-        return read_number(r);
+        return after_token(r, read_number(r));
     }
 }
 
