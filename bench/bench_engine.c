@@ -8,14 +8,16 @@
  * `frichebot test` runs it: the same engine calls, user turns (dit, choisit, reprise, oubli) and
  * the reminders an `avance:` fires, at the transcript's clock (`horloge:`), with its advisors
  * (`conseillers:`), platform, e-mail offer and roadmap address. The calls are recorded once, then
- * replayed ROUNDS times per run, each time from a fresh session, on one core. For the friche
- * dialog that is its real answers, the commune step included (the lookup in the official communes
- * index: names, homonyms, postal codes, departments). Prints the median over RUNS of engine steps
- * per second of the thread's CPU time (the machine is shared: the wall-clock rate, also printed,
- * counts the time other processes had the core) against the target (issue #17: at least 400,000
- * on each dialog), how many
- * transcripts answered a commune, and the median and maximum serialized session size at a
- * transcript's end (compact JSON, the bytes the store would write; target under 1 KiB).
+ * replayed ROUNDS times per run, each time from a fresh session, on one core. A step is what the
+ * daemon does per message around the engine (router.c): the session read from its stored form,
+ * the engine's step (its reply rendered), the new session written to its stored form. For the
+ * friche dialog that is its real answers, the commune step included (the lookup in the official
+ * communes index: names, homonyms, postal codes, departments). Prints the median over RUNS of
+ * engine steps per second of the thread's CPU time (the machine is shared: the wall-clock rate,
+ * also printed, counts the time other processes had the core) against the target (issue #17: at
+ * least 400,000 on each dialog), how many transcripts answered a commune, and the median and
+ * maximum serialized session size at a transcript's end (compact JSON, the bytes the store would
+ * write; target under 1 KiB).
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -24,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/json.h"
 #include "common/yamljson.h"
 #include "engine/effects.h"
 #include "engine/engine.h"
@@ -239,6 +242,42 @@ static void free_script(struct script *s)
         fb_free(s->timer_ids[i]);
 }
 
+/*
+ * One step as the daemon makes it (router.c): the session read from its stored form (`stored`,
+ * compact JSON, empty for none) with the router's reader, the engine, the new session written
+ * back to its stored form with the router's writer. `*session` is left holding the new session
+ * (for the measures after the transcript).
+ */
+static int step_stored(const fb_dialog_t *d, struct script *sc, size_t j, fb_buf_t *stored,
+                       json_t **session)
+{
+    json_t *old = NULL;
+    if (stored->len > 0) {
+        old = fb_engine_session_loadb(d, stored->data, stored->len);
+        if (!old) {
+            fprintf(stderr, "bench_engine: stored session is not JSON\n");
+            return -1;
+        }
+    }
+    json_t *nsess = NULL, *eff = NULL;
+    sc->env.now = sc->turns[j].now;
+    if (fb_engine_step(d, old, &sc->turns[j].ev, &sc->env, &nsess, &eff)) {
+        fprintf(stderr, "bench_engine: engine error\n");
+        json_decref(old);
+        return -1;
+    }
+    json_decref(old);
+    json_decref(eff);
+    fb_buf_reset(stored);
+    if (nsess && !json_is_null(nsess) && fb_json_dump(nsess, stored)) {
+        fprintf(stderr, "bench_engine: cannot write the session\n");
+        return -1;
+    }
+    json_decref(*session);
+    *session = nsess;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     long rounds = 2000, runs = 5;
@@ -292,6 +331,8 @@ int main(int argc, char **argv)
     size_t *sizes = fb_calloc((size_t)ns, sizeof(size_t));
     int with_commune = 0;
     long long total_steps = 0;
+    fb_buf_t stored; /* the session's stored form, as the router keeps it */
+    fb_buf_init(&stored, (size_t)1 << 26);
     for (long r = 0; r < runs; r++) {
         long long steps = 0;
         double t0 = cpu_s(), w0 = now_s();
@@ -299,16 +340,10 @@ int main(int argc, char **argv)
             for (int i = 0; i < ns; i++) {
                 struct script *sc = &scripts[i];
                 json_t *session = NULL;
+                fb_buf_reset(&stored);
                 for (size_t j = 0; j < sc->n; j++) {
-                    json_t *nsess = NULL, *eff = NULL;
-                    sc->env.now = sc->turns[j].now;
-                    if (fb_engine_step(d, session, &sc->turns[j].ev, &sc->env, &nsess, &eff)) {
-                        fprintf(stderr, "bench_engine: engine error\n");
+                    if (step_stored(d, sc, j, &stored, &session))
                         return 1;
-                    }
-                    json_decref(session);
-                    json_decref(eff);
-                    session = nsess;
                     steps++;
                 }
                 if (r == 0 && k == 0) {
@@ -349,6 +384,7 @@ int main(int argc, char **argv)
         json_decref(docs[i]);
     }
     fb_free(sizes);
+    fb_buf_free(&stored);
     fb_dialog_unref(d);
     fb_geo_free(geo);
     return 0;

@@ -464,6 +464,10 @@ void fb__dialog_free(fb_dialog_t *d)
     for (int i = 0; i < FB__T_COUNT; i++)
         fb__ld_text_free(&d->texts[i]);
     fb__ld_cmdset_free(&d->cmds);
+    fb__strmap_free(&d->intern_map);
+    for (size_t i = 0; i < d->n_intern; i++)
+        json_decref(d->intern_json[i]);
+    fb_free(d->intern_json);
     for (size_t i = 0; d->state_json && i < d->n_states; i++)
         json_decref(d->state_json[i]);
     fb_free(d->state_json);

@@ -269,6 +269,39 @@ static void answers_only_cb(void *arg, const char *name, bool is_tag, int line, 
         a->yes = false;
 }
 
+/* Adds `v` (a new reference, stolen) to the strings sessions are read with, unless known. */
+static void intern_add(fb_dialog_t *d, json_t *v, size_t cap)
+{
+    if (v && d->n_intern < cap &&
+        fb__strmap_put(&d->intern_map, json_string_value(v), (int)d->n_intern))
+        d->intern_json[d->n_intern++] = v;
+    else
+        json_decref(v);
+}
+
+/* The strings a stored session repeats, shared by fb_engine_session_loadb(): the dialog's own
+ * JSON strings, and each option id (the answers of choice questions). */
+static void intern_table(fb_dialog_t *d)
+{
+    size_t cap = 2 + d->n_states + d->n_tags + d->n_items + FB__ST_COUNT;
+    for (size_t i = 0; i < d->n_states; i++)
+        cap += d->states[i].n_choices;
+    d->intern_json = fb_calloc(cap, sizeof(json_t *));
+    intern_add(d, json_incref(d->id_json), cap);
+    intern_add(d, json_incref(d->hash_json), cap);
+    for (size_t i = 0; i < d->n_states; i++)
+        intern_add(d, json_incref(d->state_json[i]), cap);
+    for (size_t i = 0; i < d->n_tags; i++)
+        intern_add(d, json_incref(d->tag_json[i]), cap);
+    for (size_t i = 0; i < d->n_items; i++)
+        intern_add(d, json_incref(d->item_ref_json[i]), cap);
+    for (int i = 0; i < FB__ST_COUNT; i++)
+        intern_add(d, json_incref(d->status_name_json[i]), cap);
+    for (size_t i = 0; i < d->n_states; i++)
+        for (size_t o = 0; o < d->states[i].n_choices; o++)
+            intern_add(d, json_string(d->states[i].choices[o].id), cap);
+}
+
 /* The JSON and choice tables a loaded dialog `d` shares with every step, built once. */
 static void finish(fb_dialog_t *d)
 {
@@ -295,6 +328,7 @@ static void finish(fb_dialog_t *d)
     }
     d->id_json = json_string(d->id);
     d->hash_json = json_string(d->hash);
+    intern_table(d);
     d->status_choices = fb_calloc(FB_ARRAY_SIZE(status_choices), sizeof(fb_choice_t));
     memcpy(d->status_choices, status_choices, sizeof(status_choices));
     d->n_status_choices = FB_ARRAY_SIZE(status_choices);

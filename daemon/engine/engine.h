@@ -132,6 +132,14 @@ int fb_engine_step(const fb_dialog_t *d, const json_t *session, const fb_event_t
 int fb_engine_render_page(const fb_dialog_t *d, const json_t *session, const fb_engine_env_t *env,
                           fb_buf_t *plain, fb_buf_t *html);
 
+/**
+ * Reads a session from its stored form (the compact JSON the router writes), as
+ * fb_json_loadb() (common/json.h) does, but the strings the dialog `d` knows (its id and hash,
+ * state ids, tags, option ids, roadmap items, statuses) are the dialog's shared JSON strings: no
+ * allocation for most of a session's strings, read-only as any session. NULL when not JSON.
+ */
+json_t *fb_engine_session_loadb(const fb_dialog_t *d, const char *data, size_t len);
+
 /** True when `session` (as fb_engine_step() returns it) is handed to an advisor: the engine stays
  *  quiet and the user's messages are for the advisor (docs/internals/ESCALATION.md). */
 bool fb_engine_session_escalated(const json_t *session);

@@ -331,10 +331,13 @@ struct fb_dialog_s {
     json_t **item_id_json;  /* each item's id, idem (roadmap entries) */
     json_t *status_name_json[FB__ST_COUNT];  /* fb__status_names as JSON strings, idem */
     json_t *status_label_json[FB__ST_COUNT]; /* fb__status_labels, idem */
-    json_t *id_json;                         /* the dialog id, idem */
-    json_t *hash_json;                       /* the hash, idem */
-    json_t *yesno_json;                      /* [{oui},{non}] */
-    json_t *status_json;                     /* the reminder's choices about a step */
+    struct fb__strmap intern_map; /* every string below (and option ids) -> its intern_json */
+    json_t **intern_json;         /* owned references: what fb_engine_session_loadb() shares */
+    size_t n_intern;
+    json_t *id_json;     /* the dialog id, idem */
+    json_t *hash_json;   /* the hash, idem */
+    json_t *yesno_json;  /* [{oui},{non}] */
+    json_t *status_json; /* the reminder's choices about a step */
     fb_choice_t *status_choices;
     size_t n_status_choices;
     fb_choice_set_t *status_set; /* status_choices compiled once at load */

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/utf8.h"
 #include "engine/effects.h"
 #include "engine/geo.h"
@@ -116,6 +117,19 @@ static bool opt_bool(const json_t *v, bool *out)
         return false;
     *out = json_is_true(v);
     return true;
+}
+
+/* fb_json_intern_fn over the dialog's strings. */
+static json_t *intern(void *arg, const char *s, size_t n)
+{
+    const fb_dialog_t *d = arg;
+    int i = fb__strmap_getn(&d->intern_map, s, n);
+    return i >= 0 ? d->intern_json[i] : NULL;
+}
+
+json_t *fb_engine_session_loadb(const fb_dialog_t *d, const char *data, size_t len)
+{
+    return fb_json_loadb_interned(data, len, d ? intern : NULL, (void *)(uintptr_t)d);
 }
 
 bool fb_engine_session_escalated(const json_t *session)

@@ -117,6 +117,21 @@ static json_t *step(struct conv *c, fb_event_t ev)
     ASSERT(json_equal(ef, ef2));
     json_decref(ns2);
     json_decref(ef2);
+    /* and again from the session's stored form, read as the router reads it (the dialog's
+     * strings shared): the same output */
+    if (c->session && !json_is_null(c->session)) {
+        char *stored = json_dumps(c->session, JSON_COMPACT);
+        ASSERT_NOT_NULL(stored);
+        json_t *read = fb_engine_session_loadb(c->d, stored, strlen(stored));
+        free(stored); /* jansson's allocation */
+        ASSERT(read && json_equal(read, c->session));
+        ASSERT_OK(fb_engine_step(c->d, read, &ev, &c->env, &ns2, &ef2));
+        ASSERT(json_equal(ns, ns2));
+        ASSERT(json_equal(ef, ef2));
+        json_decref(read);
+        json_decref(ns2);
+        json_decref(ef2);
+    }
     json_decref(c->session);
     json_decref(c->effects);
     c->session = ns;
@@ -372,6 +387,48 @@ static void petit_at_q2(struct conv *c)
 }
 
 /* The effect vocabulary: every name of FB_EFFECTS reads back as its enum, unknown names do not. */
+TEST_IMPL(machine_session_loadb_shares_strings)
+{
+    struct conv c;
+    conv_init(&c, "complet.yaml", 1);
+    event(&c, FB_EVENT_START);
+    say(&c, "lyon");
+    say(&c, "1,2 ha");
+    say(&c, "une usine");
+    /* a session as an older daemon stored it (jansson's compact JSON; the format is unchanged) */
+    char *stored = json_dumps(c.session, JSON_COMPACT);
+    ASSERT_NOT_NULL(stored);
+    json_t *a = fb_engine_session_loadb(c.d, stored, strlen(stored));
+    json_t *b = fb_engine_session_loadb(c.d, stored, strlen(stored));
+    json_error_t jerr;
+    json_t *j = json_loads(stored, 0, &jerr);
+    ASSERT(a && b && j && json_equal(a, j) && json_equal(b, j));
+    /* the dialog's strings are shared by both reads: the state id, the hash, a choice's answer */
+    ASSERT(json_object_get(a, "s") == json_object_get(b, "s"));
+    ASSERT(json_object_get(a, "h") == json_object_get(b, "h"));
+    const json_t *ua = json_object_get(json_object_get(a, "a"), "usage");
+    ASSERT_STR_EQ(json_string_value(ua), "industriel");
+    ASSERT(ua == json_object_get(json_object_get(b, "a"), "usage"));
+    /* what the user typed is not the dialog's: each read has its own */
+    const json_t *na = json_object_get(json_object_get(json_object_get(a, "a"), "commune"), "nom");
+    ASSERT_STR_EQ(json_string_value(na), "Lyon");
+    ASSERT(na != json_object_get(json_object_get(json_object_get(b, "a"), "commune"), "nom"));
+    /* not JSON, or not an object/array at the top: refused as by jansson */
+    ASSERT_NULL(fb_engine_session_loadb(c.d, "{\"s\":", 5));
+    ASSERT_NULL(fb_engine_session_loadb(c.d, "\"s\"", 3));
+    json_decref(a);
+    json_decref(b);
+    json_decref(j);
+    free(stored); /* jansson's allocation */
+    /* the shared strings outlive the dialog (reference-counted) */
+    json_t *kept = fb_engine_session_loadb(c.d, "{\"s\":\"usage\"}", 13);
+    ASSERT_NOT_NULL(kept);
+    conv_free(&c);
+    ASSERT_STR_EQ(json_string_value(json_object_get(kept, "s")), "usage");
+    json_decref(kept);
+    return 0;
+}
+
 TEST_IMPL(machine_effect_names)
 {
     ASSERT_EQ(FB_EFFECT_COUNT, 9);
