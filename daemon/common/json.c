@@ -58,6 +58,8 @@ static int32_t hex4(const char *p)
 
 static void tmp_put(struct rd *r, size_t *len, const char *s, size_t n)
 {
+    if (n == 0)
+        return; /* r->tmp may still be NULL: no NULL + 0, no memcpy(NULL, ..., 0) */
     if (*len + n > r->tcap) {
         size_t cap = r->tcap ? r->tcap : 64;
         while (cap < *len + n)
@@ -374,21 +376,16 @@ static json_t *read_object(struct rd *r)
     return NULL;
 }
 
-/* A value at r->p (no blank before it). */
-static json_t *read_value(struct rd *r)
+/* A value at r->p (no blank before it), at any depth. */
+static json_t *read_value_here(struct rd *r)
 {
     if (r->p >= r->e)
         return NULL;
-    json_t *v = NULL;
     switch (*r->p) {
     case '{':
+        return read_object(r);
     case '[':
-        if (r->depth >= FB_JSON_MAX_DEPTH)
-            return NULL;
-        r->depth++;
-        v = *r->p == '{' ? read_object(r) : read_array(r);
-        r->depth--;
-        return v;
+        return read_array(r);
     case '"': {
         const char *s;
         size_t n;
@@ -407,6 +404,18 @@ static json_t *read_value(struct rd *r)
     default:
         return after_token(r, read_number(r));
     }
+}
+
+/* A value at r->p. Every value counts one level, scalars too, as in jansson's parse_value():
+ * 2048 nested arrays are refused with a number inside, accepted empty. */
+static json_t *read_value(struct rd *r)
+{
+    if (r->depth >= FB_JSON_MAX_DEPTH)
+        return NULL;
+    r->depth++;
+    json_t *v = read_value_here(r);
+    r->depth--;
+    return v;
 }
 
 json_t *fb_json_loadb(const char *s, size_t n)
@@ -550,13 +559,15 @@ static void dump_integer(json_int_t v, struct wr *w)
     put(w, b + i, sizeof(b) - i);
 }
 
+/* `depth`: the levels above v. A value the reader (and jansson's) would refuse for its depth
+ * is not written (json_dumps() would write it): what is written can always be read back. */
 static int dump(const json_t *v, struct wr *w, int depth)
 {
     json_t *m = (json_t *)(uintptr_t)v; /* jansson's iterators take non-const pointers */
+    if (depth >= FB_JSON_MAX_DEPTH)
+        return FB_EINVAL;
     switch (json_typeof(v)) {
     case JSON_OBJECT: {
-        if (depth >= FB_JSON_MAX_DEPTH)
-            return FB_EINVAL;
         put(w, "{", 1);
         bool first = true;
         const char *k;
@@ -578,8 +589,6 @@ static int dump(const json_t *v, struct wr *w, int depth)
         return 0;
     }
     case JSON_ARRAY: {
-        if (depth >= FB_JSON_MAX_DEPTH)
-            return FB_EINVAL;
         put(w, "[", 1);
         size_t n = json_array_size(v);
         for (size_t i = 0; i < n; i++) {

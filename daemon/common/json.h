@@ -10,10 +10,16 @@
  * - fb_json_loadb() accepts what json_loadb() accepts with no flags, and gives an equal value:
  *   an object or an array at the top (blanks around it, nothing else), RFC 8259 syntax, UTF-8
  *   strings without \u0000, surrogate pairs joined, lone surrogates refused, integers within
- *   json_int_t (else refused), reals that do not overflow, nesting at most FB_JSON_MAX_DEPTH
- *   deep, a repeated key keeping its first position and its last value.
- * - fb_json_dump() writes exactly the bytes of json_dumps(v, JSON_COMPACT) for any value, objects
- *   in insertion order (and fails where it fails: a string that is not UTF-8).
+ *   json_int_t (else refused), reals that do not overflow, at most FB_JSON_MAX_DEPTH levels
+ *   (every value counts one, scalars too), a repeated key keeping its first position and its
+ *   last value.
+ * - fb_json_dump() writes exactly the bytes of json_dumps(v, JSON_COMPACT) for an object or an
+ *   array, in insertion order, and fails where it fails (a string that is not UTF-8). It differs
+ *   where json_dumps() would write what cannot be read back: it refuses a value deeper than
+ *   FB_JSON_MAX_DEPTH, and writes a scalar at the top (json_dumps() returns NULL without
+ *   JSON_ENCODE_ANY). Reals are written as jansson 2.14 does (%.17g); jansson 2.14.1 and later
+ *   may use shorter digits for the same value (its dtoa): the values stay equal, the bytes may
+ *   not, and test_json.c then fails on purpose.
  */
 #ifndef FB_COMMON_JSON_H
 #define FB_COMMON_JSON_H
@@ -24,8 +30,8 @@
 
 #include "frichebot/buf.h"
 
-/* jansson's own limit (JSON_PARSER_DEFAULT_DEPTH). */
-#define FB_JSON_MAX_DEPTH 2048
+/* jansson's own limit: every value counts one level, scalars too. */
+#define FB_JSON_MAX_DEPTH JSON_PARSER_MAX_DEPTH
 
 /** Parses s[0..n): a new value, or NULL when json_loadb(s, n, 0, ...) would refuse it. */
 json_t *fb_json_loadb(const char *s, size_t n);

@@ -243,7 +243,7 @@ static const char commit_body_fmt[] =
     "    local rh = redis.call('HGET', K.roadmap, 'h')\n"
     "    if rh then expire(K.roadmap) expire(K.roadmap_ix .. rh) end\n"
     "  end\n"
-    "elseif not rem_empty and cur[4] == cur[1] then\n"
+    "elseif not rem_empty and cur[4] and cur[4] == cur[1] then\n"
     /* a COMMIT that leaves the session as it is but arms a reminder: `r` no longer holds */
     "  redis.call('HDEL', K.session, '" FB_SESSION_REMINDERS "')\n"
     "end\n"
@@ -1272,9 +1272,11 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
     json_object_set_new(co->ops, "avis", avis);
 }
 
-/* A duplicate event of an adapter whose history is its delivery: what the first COMMIT stored
- * there was maybe never pushed (its answer lost: Redis restarted, a deadline), and no outbox
- * entry will send it, so the adapter is told (committed() with no output) to push it again. */
+/* A duplicate event of an adapter whose history is its delivery, or a COMMIT without an answer:
+ * what a COMMIT stored there was maybe never pushed (its answer lost: Redis restarted, a
+ * deadline), and no outbox entry will send it, so the adapter is told (committed() with no
+ * output) to push it again. A reminder or a hand-back whose COMMIT ran without an answer is never
+ * delivered again (the COMMIT re-armed the reminder, closed the ticket): nothing else would. */
 static void duplicate_committed(const struct job *j)
 {
     struct conv *c = j->c;
@@ -1296,6 +1298,7 @@ static void on_commit(int status, const redisReply *rep, void *arg)
     r->inflight--;
     if (status != 0) {
         FB_WARN(ROUTER, "[%s] event not recorded: %s", c->tag, fb_strerror(status));
+        duplicate_committed(j); /* or recorded, its answer lost */
         job_finish(j, inbound_status(status));
         return;
     }
@@ -1571,8 +1574,16 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
     json_t *session = NULL;
     if (len > 0) {
         session = fb_engine_session_loadb(r->dialog, data, len); /* common/json.h, faster */
-        if (!session)
-            FB_WARN(ROUTER, "[%s] stored session is not JSON: starting over", c->tag);
+        if (!session) {
+            /* The fast reader refuses what jansson refuses; should they ever differ, the
+             * session is kept (read by jansson) rather than started over. */
+            session = json_loadb(data, len, 0, NULL);
+            if (session)
+                FB_ERR(ROUTER, "[%s] stored session refused by the fast reader, read by jansson",
+                       c->tag);
+            else
+                FB_WARN(ROUTER, "[%s] stored session is not JSON: starting over", c->tag);
+        }
     }
     int64_t now = fb_wall_ms();
     json_t *ns = NULL, *effects = NULL;
@@ -1622,10 +1633,16 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
     char *ops = json_dumps(co.ops, JSON_COMPACT);
     /* json_dumps(JSON_COMPACT)'s bytes, faster (common/json.h) */
     fb_buf_t sbuf;
-    fb_buf_init(&sbuf, (size_t)1 << 26); /* no bound of its own, as json_dumps() */
+    fb_buf_init(&sbuf, (size_t)1 << 26); /* 64 MiB: json_dumps() had no bound */
     const char *sdata = NULL;
-    if (!co.forget && ns && !json_is_null(ns) && fb_json_dump(ns, &sbuf) == 0)
-        sdata = fb_buf_str(&sbuf);
+    if (!co.forget && ns && !json_is_null(ns)) {
+        int drc = fb_json_dump(ns, &sbuf);
+        if (drc == 0)
+            sdata = fb_buf_str(&sbuf);
+        else /* the reply still goes out; the session stays as it was */
+            FB_ERR(ROUTER, "[%s] the new session cannot be written (%s): not saved", c->tag,
+                   fb_strerror(drc));
+    }
     const char *mode = co.forget ? "f" : sdata ? "w" : "n";
     rc = commit_send(j, version, &st, ops, sdata, mode);
     json_decref(co.ops);

@@ -134,6 +134,27 @@ TEST_IMPL(json_read_as_jansson)
         fb_free(s);
         ASSERT_EQ(got, depth <= FB_JSON_MAX_DEPTH ? 1 : 0);
     }
+    /* every value counts one level, scalars too (jansson's parse_value()): a number or an object
+     * inside 2047 or 2048 arrays (review of the fast reader: it counted containers only) */
+    for (size_t depth = 2046; depth <= 2048; depth++) {
+        static const char *const inner[] = {"1", "{\"a\":1}"};
+        for (size_t k = 0; k < FB_ARRAY_SIZE(inner); k++) {
+            size_t il = strlen(inner[k]);
+            char *s = fb_malloc(2 * depth + il + 1);
+            memset(s, '[', depth);
+            memcpy(s + depth, inner[k], il);
+            memset(s + depth + il, ']', depth);
+            s[2 * depth + il] = '\0';
+            int got = same(s, 2 * depth + il);
+            fb_free(s);
+            size_t levels = depth + (k == 0 ? 1 : 2);
+            if (got != (levels <= FB_JSON_MAX_DEPTH ? 1 : 0))
+                FB_TEST_FAIL("%s inside %zu arrays: got %d", inner[k], depth, got);
+        }
+    }
+    /* a string that starts with an escape, first of its document: the decoding buffer is not
+     * allocated yet (UBSan: NULL + 0, found by review) */
+    ASSERT_EQ(same("[\"\\n\"]", strlen("[\"\\n\"]")), 1);
     return 0;
 }
 
