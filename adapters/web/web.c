@@ -431,7 +431,15 @@ static void client_push(struct client *c, const char *frame, uint64_t seq)
     c->sent_seq = seq;
 }
 
-/* Pushes a stored entry (`{"seq":N,...}`) to every socket of the conversation. */
+static void conv_catch_up(struct web *w, struct conv *cv);
+
+/*
+ * Pushes a stored entry (`{"seq":N,...}`) to every socket of the conversation. History seqs are
+ * contiguous: an entry beyond the next one this daemon knows means entries it never pushed (a
+ * COMMIT whose answer was lost, a reminder or a relay written by another daemon), which the
+ * sockets would otherwise never get, since a page asks only for what follows its highest seq.
+ * They are read again first (conv_catch_up(): one round trip, only then).
+ */
 static void conv_push_stored(struct conv *cv, const char *stored, size_t len)
 {
     uint64_t seq;
@@ -439,6 +447,11 @@ static void conv_push_stored(struct conv *cv, const char *stored, size_t len)
     if (!frame) {
         FB_WARN(WEB, "[web|%s] malformed history entry, not pushed", cv->tag);
         return;
+    }
+    if (cv->last_seq && seq > cv->last_seq + 1 && cv->w && web_alive(cv->w)) {
+        FB_DEBUG(WEB, "[web|%s] entries %llu to %llu not pushed here: read again", cv->tag,
+                 (unsigned long long)cv->last_seq + 1, (unsigned long long)seq - 1);
+        conv_catch_up(cv->w, cv);
     }
     if (seq > cv->last_seq)
         cv->last_seq = seq;
@@ -1444,8 +1457,8 @@ static void on_catchup(fb_redis_t *r, int status, redisReply *reply, void *arg)
         status = FB_EPROTO;
     if (status)
         FB_INFO(WEB,
-                "[web|%s] the entries of a duplicate event were not read again (%s): the "
-                "page gets them at its next connection",
+                "[web|%s] entries not pushed here were not read again (%s): the page gets "
+                "them with the next entry pushed here or at its next connection",
                 op->tag, fb_err_name(status));
     struct conv *cv = op->cv;
     uint64_t last = 0;
@@ -1479,9 +1492,11 @@ static void on_catchup(fb_redis_t *r, int status, redisReply *reply, void *arg)
     op_free(op);
 }
 
-/* A duplicate event (web_committed() without output): its entries, stored by a COMMIT whose answer
- * may have been lost, are read from the history again for the open sockets. Rare (a resend after
- * a lost answer, a page's resend after a reconnection), and only with a socket open here. */
+/* A duplicate event or a COMMIT without an answer (web_committed() without output), or a gap in
+ * the seqs pushed here (conv_push_stored()): the entries a COMMIT stored may never have been
+ * pushed, and are read from the history again for the open sockets. Rare (a resend after a lost
+ * answer, a page's resend after a reconnection, another daemon's entry), and only with a socket
+ * open here. */
 static void conv_catch_up(struct web *w, struct conv *cv)
 {
     uint64_t from = UINT64_MAX;

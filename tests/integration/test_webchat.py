@@ -269,6 +269,29 @@ def test_same_event_twice_gives_one_reply(redis, make_daemon):
     again.close()
 
 
+def test_an_entry_written_by_another_daemon_reaches_the_open_page(redis, make_daemon):
+    """A page asks only for what follows its highest seq: an entry this daemon never pushed (a
+    reminder fired by another daemon, a COMMIT whose answer was lost) would be skipped for good
+    once a later one is pushed. The seqs are contiguous, so the gap is seen and read again."""
+    d = start_daemon(make_daemon, redis)
+    chat = Chat(d)
+    chat.wait_bot("Dans quelle commune")
+    token = chat.token
+    # Another daemon's entry: the next seq taken as the COMMIT fragment takes it, in the history.
+    last = history(redis, token)[-1]
+    n = int(redis.cli("HINCRBY", f"fb:{{c:web:{token}}}:web", "seq", "1"))
+    assert n == last["seq"] + 1
+    other = dict(last, seq=n, text="Rappel venu d'un autre démon")
+    redis.cli("RPUSH", f"fb:{{c:web:{token}}}:hist", json.dumps(other, ensure_ascii=False, separators=(",", ":")))
+    chat.say("lyon")
+    chat.wait_bot("Qui porte le projet")
+    if n not in chat.entries:
+        chat.wait_for(lambda f: n in chat.entries, what=f"entry {n}")
+    assert chat.entries[n]["text"] == "Rappel venu d'un autre démon"
+    assert sorted(chat.entries) == list(range(1, max(chat.entries) + 1))
+    chat.close()
+
+
 def test_two_conversations_interleaved_stay_independent_and_ordered(redis, make_daemon):
     d = start_daemon(make_daemon, redis)
     a, b = Chat(d), Chat(d)
