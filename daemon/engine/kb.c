@@ -387,6 +387,7 @@ static const char *unsms(const fb_kb_t *kb, const char *w, size_t len)
 /* One analysed word: its term id (-1: a stem the base does not know) and its stem. */
 struct tok {
     int id;
+    bool typo; /* the term was guessed from an unknown word (typo_term()) */
     char stem[MAX_WORD + 1];
 };
 
@@ -507,6 +508,7 @@ static size_t tokens(fb_kb_t *kb, const fb_kb_t *ckb, bool add, struct sb_stemme
         if (sv == 0)
             continue; /* stop word */
         struct tok *t = &out[n];
+        t->typo = false;
         if (sv > 0 && !add) {
             t->id = sv - 1;
             const char *stem = ckb->terms[t->id];
@@ -521,8 +523,10 @@ static size_t tokens(fb_kb_t *kb, const fb_kb_t *ckb, bool add, struct sb_stemme
             surf_add(kb, word, t->id + 1);
         } else {
             t->id = term_id(ckb, t->stem);
-            if (t->id < 0)
+            if (t->id < 0) {
                 t->id = typo_term(ckb, word, len, t->stem);
+                t->typo = t->id >= 0;
+            }
         }
         n++;
     }
@@ -590,6 +594,9 @@ static size_t apply_synonyms(const fb_kb_t *kb, struct tok *t, size_t n)
         if (group >= 0) {
             struct tok g;
             g.id = kb->group_term[group];
+            g.typo = false;
+            for (size_t k = i; k < i + used; k++)
+                g.typo = g.typo || t[k].typo;
             snprintf(g.stem, sizeof(g.stem), "%s", kb->terms[g.id]);
             t[o++] = g;
             i += used;
@@ -2040,6 +2047,15 @@ static int defining_hit(const fb_kb_t *kb, const char *question, const struct to
     return found;
 }
 
+/* The weight of term `id` in answer `doc` (its posting), 0 when the answer lacks it. */
+static double posting(const fb_kb_t *kb, size_t id, int doc)
+{
+    for (size_t k = kb->post_start[id]; k < kb->post_start[id + 1]; k++)
+        if (kb->post_doc[k] == doc)
+            return (double)kb->post_w[k];
+    return 0;
+}
+
 /* The sentence of a message of several that asks its question: the last one ending with « ? »,
  * else the last one; false when the message is one sentence. */
 static bool question_sentence(const char *q, size_t *start, size_t *len)
@@ -2082,6 +2098,10 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     double *score =
         kb->n_docs <= STACK_DOCS ? stack_scores : fb_malloc(kb->n_docs * sizeof(double));
     memset(score, 0, kb->n_docs * sizeof(double));
+    /* the terms guessed from typos, and how much each counts (guessed_share()) */
+    int typo_id[8];
+    double typo_mult[8];
+    size_t n_typo = 0;
     for (size_t i = 0; i < n; i++) {
         bool seen = false;
         for (size_t j = 0; j < i && !seen; j++)
@@ -2097,6 +2117,10 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
             continue;
         }
         size_t id = (size_t)t[i].id;
+        if (t[i].typo && n_typo < FB_ARRAY_SIZE(typo_id)) {
+            typo_id[n_typo] = (int)id;
+            typo_mult[n_typo++] = 1;
+        }
         most += kb->idf[id];
         for (size_t k = kb->post_start[id]; k < kb->post_start[id + 1]; k++)
             score[kb->post_doc[k]] += (double)kb->post_w[k];
@@ -2130,6 +2154,10 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
                     continue;
                 }
                 size_t id = (size_t)u[i].id;
+                if (u[i].typo && n_typo < FB_ARRAY_SIZE(typo_id)) {
+                    typo_id[n_typo] = (int)id;
+                    typo_mult[n_typo++] = lambda;
+                }
                 most += lambda * kb->idf[id];
                 for (size_t k = kb->post_start[id]; k < kb->post_start[id + 1]; k++)
                     score[kb->post_doc[k]] += lambda * (double)kb->post_w[k];
@@ -2194,8 +2222,16 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     res->other_scheme = asked != 0 && (asked & top_doc->funders) == 0;
     /* an amount asked of an answer that gives none */
     res->no_amount = cost && !top_doc->cost;
+    /* an answer found mostly through words guessed from typos */
+    double guessed = 0;
+    for (size_t i = 0; i < n_typo; i++)
+        guessed += typo_mult[i] * posting(kb, (size_t)typo_id[i], res->hits[0].doc);
+    res->guessed = guessed > 0 && fb_kb_confident(res->norm, res->margin) &&
+                   !fb_kb_confident((res->hits[0].score - FB_KB_GUESSED_DISCOUNT * guessed) / most,
+                                    res->margin);
     res->confident = fb_kb_confident(res->norm, res->margin) && !res->own_case &&
-                     !res->small_talk && !res->off_topic && !res->other_scheme && !res->no_amount;
+                     !res->small_talk && !res->off_topic && !res->other_scheme && !res->no_amount &&
+                     !res->guessed;
 }
 
 void fb_kb_terms(const fb_kb_t *kb, const char *text, fb_buf_t *out)

@@ -54,6 +54,11 @@
 #define FB_KB_MAX_HITS    5
 /* in a message of several sentences, the question sentence's terms count 1 + this */
 #define FB_KB_FOCUS_WEIGHT 1.0
+/* the share of a term guessed from a typo that does not count in the confidence: a guess is half
+ * a word */
+#ifndef FB_KB_GUESSED_DISCOUNT
+#define FB_KB_GUESSED_DISCOUNT 0.5
+#endif
 
 typedef struct fb_kb_s fb_kb_t;
 
@@ -76,6 +81,9 @@ typedef struct {
     bool small_talk; /* thanks, greetings, chit-chat: never confident (fb_kb_is_small_talk) */
     bool other_scheme; /* names a funder the top answer is not about: never confident
                           (docs/internals/KB.md, « Another body's scheme ») */
+    bool guessed;      /* sure only thanks to words guessed from typos: with their score counted
+                          FB_KB_GUESSED_DISCOUNT less, `norm` is under the thresholds; never
+                          confident (docs/internals/KB.md, « Typos and SMS spelling ») */
     bool no_amount;    /* asks an amount the top answer's questions and `mots` do not: never
                           confident (docs/internals/KB.md, « Another body's scheme ») */
 } fb_kb_result_t;

@@ -636,6 +636,40 @@ TEST_IMPL(kb_typos_and_sms)
     return 0;
 }
 
+TEST_IMPL(kb_guessed)
+{
+    /* a term guessed from a typo is half a word in the confidence: the answer that only a guess
+     * brings over the thresholds is not sure (« le plan avenir montagnes ça finance quoi » went
+     * to the help with the funding « montage » at norm 0.30), one the real words carry still is */
+    fb_kb_t *kb = fb_kb_new();
+    const char *q0[] = {"aide au montage du dossier", "les montages financiers"};
+    const char *q1[] = {"comment vendre un terrain communal", "cession d'un terrain"};
+    const char *q2[] = {"qui paye la dépollution", "le pollueur doit il payer"};
+    const char *q3[] = {"un plan de financement", "le plan de gestion"};
+    ASSERT_EQ(fb_kb_add_doc(kb, q0, 2, NULL, 0, "Des services aident à monter le dossier."), 0);
+    ASSERT_EQ(fb_kb_add_doc(kb, q1, 2, NULL, 0, "Une délibération du conseil municipal."), 1);
+    ASSERT_EQ(fb_kb_add_doc(kb, q2, 2, NULL, 0, "Le dernier exploitant paie."), 2);
+    ASSERT_EQ(fb_kb_add_doc(kb, q3, 2, NULL, 0, "Le plan dit qui paie quoi."), 3);
+    ASSERT_OK(fb_kb_build(kb));
+    fb_kb_result_t real, guess;
+    fb_kb_search(kb, "les montages du dossier communal", &real);
+    fb_kb_search(kb, "les montagnes du dossier communal", &guess);
+    ASSERT(real.norm - guess.norm < 1e-9 && guess.norm - real.norm < 1e-9); /* the guess decides */
+    ASSERT_EQ(real.hits[0].doc, 0);
+    ASSERT_EQ(guess.hits[0].doc, 0);
+    ASSERT(real.confident);
+    ASSERT(!real.guessed);
+    ASSERT(guess.guessed);
+    ASSERT(!guess.confident);
+    /* a typo on a well covered question stays sure */
+    fb_kb_search(kb, "qui paye la depolution", &guess);
+    ASSERT_EQ(guess.hits[0].doc, 2);
+    ASSERT(guess.confident);
+    ASSERT(!guess.guessed);
+    fb_kb_free(kb);
+    return 0;
+}
+
 TEST_IMPL(kb_numbers)
 {
     /* a number the base never uses is a detail of the user's case: it does not lower the norm
