@@ -1461,6 +1461,19 @@ static void scan_own_verbs(const char *const *w, const unsigned *c, size_t n, st
 }
 
 /* fb_kb_is_own_case() on folded `f` (modified); `kb` may be NULL (slower word lookups). */
+/* Words `w[i]`, `w[i + 1]`: a preposition of place (« à », « a », « de », « du », « pour »)
+ * then a word the base never uses, not a number: a named place (« à Lyon », « pour Tulle »). */
+static bool named_place_at(const fb_kb_t *kb, const char *const *w, size_t i)
+{
+    static const char *const PLACE_PREP[] = {"a", "de", "du", "pour", NULL};
+    bool prep = false;
+    for (size_t k = 0; PLACE_PREP[k] && !prep; k++)
+        prep = strcmp(w[i], PLACE_PREP[k]) == 0;
+    const char *x = w[i + 1];
+    return prep && strlen(x) >= 3 && x[strspn(x, "0123456789")] != '\0' &&
+           fb__strmap_get(&kb->surf_map, x) < 0;
+}
+
 static bool own_case(const fb_kb_t *kb, char *f)
 {
     const char *w[64];
@@ -1473,7 +1486,7 @@ static bool own_case(const fb_kb_t *kb, char *f)
         c[i] = word_classes(kb, w[i]);
     bool filed_own = false, decided = false, money = false, own_place = false, identity = false,
          received = false, doc_own = false, doc = false, reads = false, paper_own = false,
-         paper = false;
+         paper = false, named_place = false;
     for (size_t i = 0; i < n; i++)
         if ((c[i] & C_BOT_TRACKING))
             return false;
@@ -1547,6 +1560,10 @@ static bool own_case(const fb_kb_t *kb, char *f)
             (is_word(w[i + 2], "commune") || is_word(w[i + 2], "village") ||
              is_word(w[i + 2], "ville")))
             own_place = true;
+        /* « à Lyon », « de Brive », « pour Tulle »: a place the base never names, so one
+         * commune's figure (« le taux de la taxe d'aménagement à Lyon ») */
+        if (i + 1 < n && kb && named_place_at(kb, w, i))
+            named_place = true;
         if (i + 1 < n && (c[i] & C_POSSESSIVE)) {
             /* the noun may follow an adjective: « notre ancien site » */
             for (size_t j = i + 1; j < n && j <= i + 2; j++) {
@@ -1562,10 +1579,10 @@ static bool own_case(const fb_kb_t *kb, char *f)
         }
     }
     return (filed_own && (decided || v.already)) ||
-           (money && (own_place || received || v.future_us)) || (identity && own_place) ||
-           (reads && (doc_own || (doc && own_place))) || paper_own ||
-           (v.received_loose && (v.why || money)) || ((v.signed_us || v.sent_us) && paper) ||
-           v.decided_ours || v.missed_us;
+           (money && (own_place || named_place || received || v.future_us)) ||
+           (identity && (own_place || named_place)) || (reads && (doc_own || (doc && own_place))) ||
+           paper_own || (v.received_loose && (v.why || money)) ||
+           ((v.signed_us || v.sent_us) && paper) || v.decided_ours || v.missed_us;
 }
 
 bool fb_kb_is_own_case(const char *question)

@@ -670,6 +670,34 @@ TEST_IMPL(kb_guessed)
     return 0;
 }
 
+TEST_IMPL(kb_named_place)
+{
+    /* an amount or a name for a place the base never names is one commune's case (« le taux de
+     * la taxe d'aménagement à Lyon »); the same question without the place, or with a place
+     * word of the base, asks a rule */
+    fb_kb_t *kb = small_kb();
+    fb_kb_result_t r;
+    fb_kb_search(kb, "combien coûte la cession d'un terrain à Brive", &r);
+    ASSERT(r.own_case);
+    ASSERT(!r.confident);
+    fb_kb_search(kb, "le prix d'un terrain pour Tulle", &r);
+    ASSERT(r.own_case);
+    fb_kb_search(kb, "le nom du pollueur de Jarrie", &r);
+    ASSERT(r.own_case);
+    fb_kb_search(kb, "combien coûte la cession d'un terrain communal", &r);
+    ASSERT(!r.own_case);
+    fb_kb_search(kb, "combien coûte la cession d'un terrain en 2026", &r);
+    ASSERT(!r.own_case);
+    fb_kb_search(kb, "combien coûte la cession d'un terrain pollué", &r);
+    ASSERT(!r.own_case);
+    fb_kb_search(kb, "qui paye la dépollution à Brive", &r); /* no amount, no name: a rule */
+    ASSERT(!r.own_case);
+    /* without a base, no word is known or unknown: the shape is off */
+    ASSERT(!fb_kb_is_own_case("combien coûte la cession d'un terrain à Brive"));
+    fb_kb_free(kb);
+    return 0;
+}
+
 TEST_IMPL(kb_numbers)
 {
     /* a number the base never uses is a detail of the user's case: it does not lower the norm
