@@ -2073,6 +2073,33 @@ static double posting(const fb_kb_t *kb, size_t id, int doc)
     return 0;
 }
 
+/* The stems of the nouns that name one thing of a kind: « la loi Climat », « le programme
+ * Territoires d'industrie », « la société Helio Sud », « le cabinet X », « le groupe X ». */
+static const char *const NAMED_KIND[] = {"loi",   "=programm", "disposit", "cabinet",
+                                         "group", "contrat",   NULL};
+
+/* Whether tokens `t` (`n`, in order) hold a kind noun followed by a name (the next term) that
+ * answer `doc` does not hold in any field, or that the base never uses. */
+static bool named_elsewhere(const fb_kb_t *kb, const struct tok *t, size_t n, int doc)
+{
+    for (size_t i = 0; i + 1 < n; i++) {
+        bool kind = false;
+        for (size_t k = 0; NAMED_KIND[k] && !kind; k++)
+            kind = strcmp(t[i].stem, NAMED_KIND[k]) == 0;
+        if (!kind)
+            continue;
+        const struct tok *x = &t[i + 1];
+        if (x->id < 0 || (size_t)x->id >= kb->n_terms) {
+            if (x->stem[strspn(x->stem, "0123456789")] != '\0')
+                return true;
+            continue;
+        }
+        if (posting(kb, (size_t)x->id, doc) <= 0)
+            return true;
+    }
+    return false;
+}
+
 /* The sentence of a message of several that asks its question: the last one ending with « ? »,
  * else the last one; false when the message is one sentence. */
 static bool question_sentence(const char *q, size_t *start, size_t *len)
@@ -2239,6 +2266,9 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     res->other_scheme = asked != 0 && (asked & top_doc->funders) == 0;
     /* an amount asked of an answer that gives none */
     res->no_amount = cost && !top_doc->cost;
+    /* a named thing: a category noun (« la loi X », « le programme X », « la société X ») whose
+     * name the top answer does not hold */
+    res->unnamed = named_elsewhere(kb, t, n, res->hits[0].doc);
     /* an answer found mostly through words guessed from typos */
     double guessed = 0;
     for (size_t i = 0; i < n_typo; i++)
@@ -2248,7 +2278,7 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
                                     res->margin);
     res->confident = fb_kb_confident(res->norm, res->margin) && !res->own_case &&
                      !res->small_talk && !res->off_topic && !res->other_scheme && !res->no_amount &&
-                     !res->guessed;
+                     !res->guessed && !res->unnamed;
 }
 
 void fb_kb_terms(const fb_kb_t *kb, const char *text, fb_buf_t *out)

@@ -84,8 +84,10 @@ typedef struct {
     bool guessed;      /* sure only thanks to words guessed from typos: with their score counted
                           FB_KB_GUESSED_DISCOUNT less, `norm` is under the thresholds; never
                           confident (docs/internals/KB.md, « Typos and SMS spelling ») */
-    bool no_amount;    /* asks an amount the top answer's questions and `mots` do not: never
-                          confident (docs/internals/KB.md, « Another body's scheme ») */
+    bool unnamed; /* names one thing of a kind (« la loi X », « la société X ») whose name the
+                     top answer does not hold: never confident (docs/internals/KB.md) */
+    bool no_amount; /* asks an amount the top answer's questions and `mots` do not: never
+                       confident (docs/internals/KB.md, « Another body's scheme ») */
 } fb_kb_result_t;
 
 /** A new, empty index builder. */

@@ -698,6 +698,38 @@ TEST_IMPL(kb_named_place)
     return 0;
 }
 
+TEST_IMPL(kb_named_kind)
+{
+    /* « la loi X », « le programme X », « le cabinet X »: one named thing; an answer that does
+     * not hold its name does not answer it (« la loi Trace change quoi pour le ZAN » went to the
+     * ZAN answer at 0.49), whether the base knows the name's word or not */
+    fb_kb_t *kb = fb_kb_new();
+    const char *q0[] = {"la loi littoral et le solaire", "commune littorale panneaux solaires"};
+    const char *q1[] = {"les zones de montagne", "une friche en montagne"};
+    const char *q2[] = {"qui paye la dépollution", "le pollueur doit il payer"};
+    ASSERT_EQ(fb_kb_add_doc(kb, q0, 2, NULL, 0, "La loi Littoral limite le solaire."), 0);
+    ASSERT_EQ(fb_kb_add_doc(kb, q1, 2, NULL, 0, "En montagne, des règles propres."), 1);
+    ASSERT_EQ(fb_kb_add_doc(kb, q2, 2, NULL, 0, "Le dernier exploitant paie."), 2);
+    ASSERT_OK(fb_kb_build(kb));
+    fb_kb_result_t r;
+    fb_kb_search(kb, "la loi littoral et le solaire", &r);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(!r.unnamed);
+    ASSERT(r.confident);
+    fb_kb_search(kb, "la loi montagne et les panneaux solaires", &r); /* a word of the base */
+    ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(fb_kb_confident(r.norm, r.margin)); /* sure by the score alone */
+    ASSERT(r.unnamed);
+    ASSERT(!r.confident);
+    fb_kb_search(kb, "la loi zorglub et les panneaux solaires", &r); /* a word it never uses */
+    ASSERT(r.unnamed);
+    ASSERT(!r.confident);
+    fb_kb_search(kb, "la loi de 2015 et les panneaux solaires", &r); /* a number: no name */
+    ASSERT(!r.unnamed);
+    fb_kb_free(kb);
+    return 0;
+}
+
 TEST_IMPL(kb_numbers)
 {
     /* a number the base never uses is a detail of the user's case: it does not lower the norm
