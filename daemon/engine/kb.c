@@ -1016,9 +1016,13 @@ static const char *const HAVE[] = {"a", "avons", "ai", "aurons", "aura", NULL};
 static const char *const RECEIVED[] = {"touche", "percu", "recu", "obtenu", "eu", NULL};
 /* « X nous a (déjà) prêté / versé / accordé »: what a body gave the user's */
 static const char *const GIVEN_AUX[] = {"a", "ont", "avait", "avaient", NULL};
-static const char *const GIVEN[] = {"prete",   "pretee",    "verse",    "versee",
-                                    "accorde", "donne",     "attribue", "paye",
-                                    "finance", "rembourse", "signe",    NULL};
+static const char *const GIVEN[] = {
+    "prete",   "pretee",    "verse", "versee", "accorde", "donne",  "attribue", "paye",
+    "finance", "rembourse", "signe", "refuse", "refusee", "rejete", "rejetee",  NULL};
+/* « qui a gagné / remporté / été retenu »: the winners of one round */
+static const char *const WINNER[] = {
+    "gagne",   "remporte", "obtenu",   "touche",      "beneficie",    "decroche", "retenu",
+    "retenus", "laureat",  "laureats", "selectionne", "selectionnes", NULL};
 /* a name or contact details: « le notaire de notre commune s'appelle comment » */
 static const char *const IDENTITY[] = {"appelle",   "nom",       "coordonnees", "numero",
                                        "telephone", "joignable", "mail",        "email",
@@ -1538,6 +1542,16 @@ static bool own_case(const fb_kb_t *kb, char *f)
             if (j + 1 < n && (strcmp(w[j], "deja") == 0 || strcmp(w[j], "bien") == 0))
                 j++;
             if ((c[j] & C_GIVEN))
+                return true;
+        }
+        /* « qui a gagné l'appel d'offres de juin », « qui a été retenu »: who won one round,
+         * a fact the base does not hold */
+        if (i + 2 < n && strcmp(w[i], "qui") == 0 &&
+            (strcmp(w[i + 1], "a") == 0 || strcmp(w[i + 1], "ont") == 0)) {
+            size_t j = i + 2;
+            if (j + 1 < n && strcmp(w[j], "ete") == 0)
+                j++;
+            if (word_in(w[j], WINNER))
                 return true;
         }
         /* « combien on a de budget », « combien nous avons en caisse »: what the user's body

@@ -274,6 +274,15 @@ TEST_IMPL(kb_own_case)
     ASSERT(fb_kb_is_own_case("la taxe d'aménagement c'est combien pour notre commune"));
     ASSERT(fb_kb_is_own_case("combien coûte la dépollution de notre site ?"));
     ASSERT(fb_kb_is_own_case("quel est le montant pour notre ancienne friche"));
+    /* a refusal given to us (seventh round), the winners of one round */
+    ASSERT(fb_kb_is_own_case("la DDT nous a refusé le permis, recours ?"));
+    ASSERT(fb_kb_is_own_case("la banque nous a rejeté le prêt"));
+    ASSERT(fb_kb_is_own_case("qui a gagné l'appel d'offres CRE de juin"));
+    ASSERT(fb_kb_is_own_case("qui a été retenu au fonds vert dans le département"));
+    ASSERT(fb_kb_is_own_case("qui ont remporté les appels à projets"));
+    ASSERT(!fb_kb_is_own_case("qui a le droit de demander la DETR"));
+    ASSERT(!fb_kb_is_own_case("qui a eu l'idée de ce bot"));
+    ASSERT(!fb_kb_is_own_case("un permis refusé, quels recours ?"));
     /* general questions, even with a possessive or « combien » */
     ASSERT(!fb_kb_is_own_case("c'est la ddtm qui instruit notre dossier ou l'ademe ?"));
     ASSERT(!fb_kb_is_own_case("comment déposer notre dossier fonds vert"));
