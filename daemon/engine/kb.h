@@ -29,8 +29,10 @@
  * FB_KB_SURE_MARGIN, or when a close second (margin >= FB_KB_MIN_MARGIN) faces a well covered
  * question (norm >= FB_KB_CLOSE_NORM) (docs/internals/KB.md says how they were tuned), unless the
  * question is about the user's own case (fb_kb_is_own_case()), another subject than the base's
- * (fb_kb_is_off_topic()), another body's scheme than the top answer's, or an amount the top
- * answer does not give, or the message is only small talk (fb_kb_is_small_talk()). In a message
+ * (fb_kb_is_off_topic()), another body's scheme than the top answer's, an amount the top
+ * answer does not give, a named law, programme or body (« la loi X ») the top answer does not
+ * name, or the answer is sure only thanks to terms guessed from typos (each counted half), or the
+ * message is only small talk (fb_kb_is_small_talk()). In a message
  * of several sentences, the terms of the one that asks count 1 + FB_KB_FOCUS_WEIGHT times.
  */
 #ifndef FB_ENGINE_KB_H
