@@ -60,7 +60,11 @@ static void show(const fb_dialog_t *d, const char *q, FILE *out)
             : res.other_scheme
                 ? "le bot ne répond pas (la réponse parle d'une autre aide ou d'un autre organisme)"
             : res.no_amount ? "le bot ne répond pas (un montant que la réponse ne donne pas)"
-                            : "le bot ne répond pas");
+            : res.unnamed ? "le bot ne répond pas (la question nomme une loi, un programme ou un "
+                            "organisme que la réponse ne nomme pas)"
+            : res.guessed ? "le bot ne répond pas (la réponse tient surtout à des mots devinés de "
+                            "fautes de frappe)"
+                          : "le bot ne répond pas");
 }
 
 struct tally {

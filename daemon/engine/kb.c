@@ -387,6 +387,7 @@ static const char *unsms(const fb_kb_t *kb, const char *w, size_t len)
 /* One analysed word: its term id (-1: a stem the base does not know) and its stem. */
 struct tok {
     int id;
+    bool typo; /* the term was guessed from an unknown word (typo_term()) */
     char stem[MAX_WORD + 1];
 };
 
@@ -507,6 +508,7 @@ static size_t tokens(fb_kb_t *kb, const fb_kb_t *ckb, bool add, struct sb_stemme
         if (sv == 0)
             continue; /* stop word */
         struct tok *t = &out[n];
+        t->typo = false;
         if (sv > 0 && !add) {
             t->id = sv - 1;
             const char *stem = ckb->terms[t->id];
@@ -521,8 +523,10 @@ static size_t tokens(fb_kb_t *kb, const fb_kb_t *ckb, bool add, struct sb_stemme
             surf_add(kb, word, t->id + 1);
         } else {
             t->id = term_id(ckb, t->stem);
-            if (t->id < 0)
+            if (t->id < 0) {
                 t->id = typo_term(ckb, word, len, t->stem);
+                t->typo = t->id >= 0;
+            }
         }
         n++;
     }
@@ -590,6 +594,9 @@ static size_t apply_synonyms(const fb_kb_t *kb, struct tok *t, size_t n)
         if (group >= 0) {
             struct tok g;
             g.id = kb->group_term[group];
+            g.typo = false;
+            for (size_t k = i; k < i + used; k++)
+                g.typo = g.typo || t[k].typo;
             snprintf(g.stem, sizeof(g.stem), "%s", kb->terms[g.id]);
             t[o++] = g;
             i += used;
@@ -1009,9 +1016,13 @@ static const char *const HAVE[] = {"a", "avons", "ai", "aurons", "aura", NULL};
 static const char *const RECEIVED[] = {"touche", "percu", "recu", "obtenu", "eu", NULL};
 /* « X nous a (déjà) prêté / versé / accordé »: what a body gave the user's */
 static const char *const GIVEN_AUX[] = {"a", "ont", "avait", "avaient", NULL};
-static const char *const GIVEN[] = {"prete",   "pretee",    "verse",    "versee",
-                                    "accorde", "donne",     "attribue", "paye",
-                                    "finance", "rembourse", "signe",    NULL};
+static const char *const GIVEN[] = {
+    "prete",   "pretee",    "verse", "versee", "accorde", "donne",  "attribue", "paye",
+    "finance", "rembourse", "signe", "refuse", "refusee", "rejete", "rejetee",  NULL};
+/* « qui a gagné / remporté / été retenu »: the winners of one round */
+static const char *const WINNER[] = {
+    "gagne",   "remporte", "obtenu",   "touche",      "beneficie",    "decroche", "retenu",
+    "retenus", "laureat",  "laureats", "selectionne", "selectionnes", NULL};
 /* a name or contact details: « le notaire de notre commune s'appelle comment » */
 static const char *const IDENTITY[] = {"appelle",   "nom",       "coordonnees", "numero",
                                        "telephone", "joignable", "mail",        "email",
@@ -1454,6 +1465,19 @@ static void scan_own_verbs(const char *const *w, const unsigned *c, size_t n, st
 }
 
 /* fb_kb_is_own_case() on folded `f` (modified); `kb` may be NULL (slower word lookups). */
+/* Words `w[i]`, `w[i + 1]`: a preposition of place (« à », « a », « de », « du », « pour »)
+ * then a word the base never uses, not a number: a named place (« à Lyon », « pour Tulle »). */
+static bool named_place_at(const fb_kb_t *kb, const char *const *w, size_t i)
+{
+    static const char *const PLACE_PREP[] = {"a", "de", "du", "pour", NULL};
+    bool prep = false;
+    for (size_t k = 0; PLACE_PREP[k] && !prep; k++)
+        prep = strcmp(w[i], PLACE_PREP[k]) == 0;
+    const char *x = w[i + 1];
+    return prep && strlen(x) >= 3 && x[strspn(x, "0123456789")] != '\0' &&
+           fb__strmap_get(&kb->surf_map, x) < 0;
+}
+
 static bool own_case(const fb_kb_t *kb, char *f)
 {
     const char *w[64];
@@ -1466,7 +1490,7 @@ static bool own_case(const fb_kb_t *kb, char *f)
         c[i] = word_classes(kb, w[i]);
     bool filed_own = false, decided = false, money = false, own_place = false, identity = false,
          received = false, doc_own = false, doc = false, reads = false, paper_own = false,
-         paper = false;
+         paper = false, named_place = false;
     for (size_t i = 0; i < n; i++)
         if ((c[i] & C_BOT_TRACKING))
             return false;
@@ -1520,6 +1544,16 @@ static bool own_case(const fb_kb_t *kb, char *f)
             if ((c[j] & C_GIVEN))
                 return true;
         }
+        /* « qui a gagné l'appel d'offres de juin », « qui a été retenu »: who won one round,
+         * a fact the base does not hold */
+        if (i + 2 < n && strcmp(w[i], "qui") == 0 &&
+            (strcmp(w[i + 1], "a") == 0 || strcmp(w[i + 1], "ont") == 0)) {
+            size_t j = i + 2;
+            if (j + 1 < n && strcmp(w[j], "ete") == 0)
+                j++;
+            if (word_in(w[j], WINNER))
+                return true;
+        }
         /* « combien on a de budget », « combien nous avons en caisse »: what the user's body
          * has; « combien on a droit » asks a rule */
         if (i + 2 < n && strcmp(w[i], "combien") == 0 && (c[i + 1] & C_WE) && (c[i + 2] & C_HAVE) &&
@@ -1540,6 +1574,10 @@ static bool own_case(const fb_kb_t *kb, char *f)
             (is_word(w[i + 2], "commune") || is_word(w[i + 2], "village") ||
              is_word(w[i + 2], "ville")))
             own_place = true;
+        /* « à Lyon », « de Brive », « pour Tulle »: a place the base never names, so one
+         * commune's figure (« le taux de la taxe d'aménagement à Lyon ») */
+        if (i + 1 < n && kb && named_place_at(kb, w, i))
+            named_place = true;
         if (i + 1 < n && (c[i] & C_POSSESSIVE)) {
             /* the noun may follow an adjective: « notre ancien site » */
             for (size_t j = i + 1; j < n && j <= i + 2; j++) {
@@ -1555,10 +1593,10 @@ static bool own_case(const fb_kb_t *kb, char *f)
         }
     }
     return (filed_own && (decided || v.already)) ||
-           (money && (own_place || received || v.future_us)) || (identity && own_place) ||
-           (reads && (doc_own || (doc && own_place))) || paper_own ||
-           (v.received_loose && (v.why || money)) || ((v.signed_us || v.sent_us) && paper) ||
-           v.decided_ours || v.missed_us;
+           (money && (own_place || named_place || received || v.future_us)) ||
+           (identity && (own_place || named_place)) || (reads && (doc_own || (doc && own_place))) ||
+           paper_own || (v.received_loose && (v.why || money)) ||
+           ((v.signed_us || v.sent_us) && paper) || v.decided_ours || v.missed_us;
 }
 
 bool fb_kb_is_own_case(const char *question)
@@ -2040,6 +2078,42 @@ static int defining_hit(const fb_kb_t *kb, const char *question, const struct to
     return found;
 }
 
+/* The weight of term `id` in answer `doc` (its posting), 0 when the answer lacks it. */
+static double posting(const fb_kb_t *kb, size_t id, int doc)
+{
+    for (size_t k = kb->post_start[id]; k < kb->post_start[id + 1]; k++)
+        if (kb->post_doc[k] == doc)
+            return (double)kb->post_w[k];
+    return 0;
+}
+
+/* The stems of the nouns that name one thing of a kind: « la loi Climat », « le programme
+ * Territoires d'industrie », « la société Helio Sud », « le cabinet X », « le groupe X ». */
+static const char *const NAMED_KIND[] = {"loi",   "=programm", "disposit", "cabinet",
+                                         "group", "contrat",   NULL};
+
+/* Whether tokens `t` (`n`, in order) hold a kind noun followed by a name (the next term) that
+ * answer `doc` does not hold in any field, or that the base never uses. */
+static bool named_elsewhere(const fb_kb_t *kb, const struct tok *t, size_t n, int doc)
+{
+    for (size_t i = 0; i + 1 < n; i++) {
+        bool kind = false;
+        for (size_t k = 0; NAMED_KIND[k] && !kind; k++)
+            kind = strcmp(t[i].stem, NAMED_KIND[k]) == 0;
+        if (!kind)
+            continue;
+        const struct tok *x = &t[i + 1];
+        if (x->id < 0 || (size_t)x->id >= kb->n_terms) {
+            if (x->stem[strspn(x->stem, "0123456789")] != '\0')
+                return true;
+            continue;
+        }
+        if (posting(kb, (size_t)x->id, doc) <= 0)
+            return true;
+    }
+    return false;
+}
+
 /* The sentence of a message of several that asks its question: the last one ending with « ? »,
  * else the last one; false when the message is one sentence. */
 static bool question_sentence(const char *q, size_t *start, size_t *len)
@@ -2082,6 +2156,10 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     double *score =
         kb->n_docs <= STACK_DOCS ? stack_scores : fb_malloc(kb->n_docs * sizeof(double));
     memset(score, 0, kb->n_docs * sizeof(double));
+    /* the terms guessed from typos, and how much each counts (guessed_share()) */
+    int typo_id[8];
+    double typo_mult[8];
+    size_t n_typo = 0;
     for (size_t i = 0; i < n; i++) {
         bool seen = false;
         for (size_t j = 0; j < i && !seen; j++)
@@ -2097,6 +2175,10 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
             continue;
         }
         size_t id = (size_t)t[i].id;
+        if (t[i].typo && n_typo < FB_ARRAY_SIZE(typo_id)) {
+            typo_id[n_typo] = (int)id;
+            typo_mult[n_typo++] = 1;
+        }
         most += kb->idf[id];
         for (size_t k = kb->post_start[id]; k < kb->post_start[id + 1]; k++)
             score[kb->post_doc[k]] += (double)kb->post_w[k];
@@ -2130,6 +2212,10 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
                     continue;
                 }
                 size_t id = (size_t)u[i].id;
+                if (u[i].typo && n_typo < FB_ARRAY_SIZE(typo_id)) {
+                    typo_id[n_typo] = (int)id;
+                    typo_mult[n_typo++] = lambda;
+                }
                 most += lambda * kb->idf[id];
                 for (size_t k = kb->post_start[id]; k < kb->post_start[id + 1]; k++)
                     score[kb->post_doc[k]] += lambda * (double)kb->post_w[k];
@@ -2194,8 +2280,19 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     res->other_scheme = asked != 0 && (asked & top_doc->funders) == 0;
     /* an amount asked of an answer that gives none */
     res->no_amount = cost && !top_doc->cost;
+    /* a named thing: a category noun (« la loi X », « le programme X », « la société X ») whose
+     * name the top answer does not hold */
+    res->unnamed = named_elsewhere(kb, t, n, res->hits[0].doc);
+    /* an answer found mostly through words guessed from typos */
+    double guessed = 0;
+    for (size_t i = 0; i < n_typo; i++)
+        guessed += typo_mult[i] * posting(kb, (size_t)typo_id[i], res->hits[0].doc);
+    res->guessed = guessed > 0 && fb_kb_confident(res->norm, res->margin) &&
+                   !fb_kb_confident((res->hits[0].score - FB_KB_GUESSED_DISCOUNT * guessed) / most,
+                                    res->margin);
     res->confident = fb_kb_confident(res->norm, res->margin) && !res->own_case &&
-                     !res->small_talk && !res->off_topic && !res->other_scheme && !res->no_amount;
+                     !res->small_talk && !res->off_topic && !res->other_scheme && !res->no_amount &&
+                     !res->guessed && !res->unnamed;
 }
 
 void fb_kb_terms(const fb_kb_t *kb, const char *text, fb_buf_t *out)

@@ -29,8 +29,10 @@
  * FB_KB_SURE_MARGIN, or when a close second (margin >= FB_KB_MIN_MARGIN) faces a well covered
  * question (norm >= FB_KB_CLOSE_NORM) (docs/internals/KB.md says how they were tuned), unless the
  * question is about the user's own case (fb_kb_is_own_case()), another subject than the base's
- * (fb_kb_is_off_topic()), another body's scheme than the top answer's, or an amount the top
- * answer does not give, or the message is only small talk (fb_kb_is_small_talk()). In a message
+ * (fb_kb_is_off_topic()), another body's scheme than the top answer's, an amount the top
+ * answer does not give, a named law, programme or body (« la loi X ») the top answer does not
+ * name, or the answer is sure only thanks to terms guessed from typos (each counted half), or the
+ * message is only small talk (fb_kb_is_small_talk()). In a message
  * of several sentences, the terms of the one that asks count 1 + FB_KB_FOCUS_WEIGHT times.
  */
 #ifndef FB_ENGINE_KB_H
@@ -54,6 +56,11 @@
 #define FB_KB_MAX_HITS    5
 /* in a message of several sentences, the question sentence's terms count 1 + this */
 #define FB_KB_FOCUS_WEIGHT 1.0
+/* the share of a term guessed from a typo that does not count in the confidence: a guess is half
+ * a word */
+#ifndef FB_KB_GUESSED_DISCOUNT
+#define FB_KB_GUESSED_DISCOUNT 0.5
+#endif
 
 typedef struct fb_kb_s fb_kb_t;
 
@@ -76,8 +83,13 @@ typedef struct {
     bool small_talk; /* thanks, greetings, chit-chat: never confident (fb_kb_is_small_talk) */
     bool other_scheme; /* names a funder the top answer is not about: never confident
                           (docs/internals/KB.md, « Another body's scheme ») */
-    bool no_amount;    /* asks an amount the top answer's questions and `mots` do not: never
-                          confident (docs/internals/KB.md, « Another body's scheme ») */
+    bool guessed;      /* sure only thanks to words guessed from typos: with their score counted
+                          FB_KB_GUESSED_DISCOUNT less, `norm` is under the thresholds; never
+                          confident (docs/internals/KB.md, « Typos and SMS spelling ») */
+    bool unnamed; /* names one thing of a kind (« la loi X », « la société X ») whose name the
+                     top answer does not hold: never confident (docs/internals/KB.md) */
+    bool no_amount; /* asks an amount the top answer's questions and `mots` do not: never
+                       confident (docs/internals/KB.md, « Another body's scheme ») */
 } fb_kb_result_t;
 
 /** A new, empty index builder. */
