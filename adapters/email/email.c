@@ -221,10 +221,11 @@ static int run_script(struct op *op, const char *script, fb_redis_reply_cb cb, i
     return fb_redis_command_argv(op->e->core->redis, FB_REDIS_RETRY, cb, op, argc, argv, NULL);
 }
 
-/* A global key of this adapter: "<prefix>email:confirm:<hash>". */
+/* A global key of this adapter: "<prefix>{g}:email:confirm:<hash>" (the global keys' hash tag,
+ * core/keys.h). */
 static char *confirm_key(const struct email *e, const char *tokhash)
 {
-    return fb_asprintf("%s" CONFIRM_NS "%s", e->prefix, tokhash);
+    return fb_asprintf("%s{g}:" CONFIRM_NS "%s", e->prefix, tokhash);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -727,7 +728,7 @@ static int on_address(fb_http_req_t *req, void *arg)
         e->core->conv_key(e->core, op->conv, MAIL_KEY),
         confirm_key(e, op->tokhash),
         e->core->conv_key(e->core, member, "outbox"),
-        fb_asprintf("%soutbox:pending", e->prefix),
+        fb_asprintf("%s{g}:outbox:pending", e->prefix),
     };
     const char *args[9] = {addr,      op->tokhash,   now,
                            e->ttl_ms, e->confirm_ms, entry_s ? entry_s : "",

@@ -332,9 +332,7 @@ static int as_txn_begin(struct mx *m, fb_http_req_t *req)
     }
     struct txn_ctx *tc = fb_calloc(1, sizeof(*tc));
     tc->req = req;
-    char *k = fb_asprintf("matrix:txn:%s", id);
-    tc->key = fb_asprintf("%s%s", m->core->cfg->store.key_prefix, k);
-    fb_free(k);
+    tc->key = fb_asprintf("%s{g}:matrix:txn:%s", m->core->cfg->store.key_prefix, id);
     const char *argv[] = {"GET", tc->key};
     if (mx_rcmd_argv(m, on_txn_seen, tc, 2, argv)) {
         fb_free(tc->key);

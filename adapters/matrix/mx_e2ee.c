@@ -1647,7 +1647,7 @@ int mx_e2ee_init(struct mx *m)
     }
     const char *prefix = m->core->cfg->store.key_prefix;
     for (int i = 0; i < K_N; i++)
-        e->keys[i] = fb_asprintf("%smatrix:e2ee:%s", prefix ? prefix : "", key_names[i]);
+        e->keys[i] = fb_asprintf("%s{g}:matrix:e2ee:%s", prefix ? prefix : "", key_names[i]);
     e->enc = json_object();
     e->members = json_object();
     e->joined = json_object();

@@ -30,7 +30,7 @@ N = 100
 BUDGET_COMMANDS = 21.5   # issue 17 target: 12 (21.2 measured, plus the background's noise)
 BUDGET_ROUND_TRIPS = 3   # issue 17 target: 3
 MAX_PEXPIRE = 1.2        # the outbox's TTL, set by the RPUSH that creates it (was 11 per message)
-PENDING = "fb:outbox:pending"
+PENDING = "fb:{g}:outbox:pending"
 
 ONE_REPLY = """\
 dialogue: calls

@@ -146,7 +146,7 @@ def test_redis_back_empty_is_an_error(volatile_redis, make_daemon):
     d = make_daemon(redis.address, extra_redis=VOLATILE)
     assert wait_until(lambda: redis_connected(d) and checked(d), 20), d.read_log()
     assert d.json("/healthz")[0] == 200
-    assert redis.cli("EXISTS", "fb:redis:marker") == "1"
+    assert redis.cli("EXISTS", "fb:{g}:redis:marker") == "1"
     redis.proc.send_signal(signal.SIGKILL)
     redis.proc.wait(10)
     redis.proc = None
@@ -172,8 +172,8 @@ def test_redis_back_in_time_is_an_error(volatile_redis, make_daemon):
     d.start(env={"FB_TEST_REDIS_BEAT_MS": "100"})  # test builds: a beat every 100 ms
     assert wait_until(lambda: redis_connected(d) and checked(d), 20), d.read_log()
     assert redis.cli("SAVE") == "OK"
-    saved = int(redis.cli("GET", "fb:redis:epoch"))
-    assert wait_until(lambda: int(redis.cli("GET", "fb:redis:epoch")) >= saved + 3, 10)
+    saved = int(redis.cli("GET", "fb:{g}:redis:epoch"))
+    assert wait_until(lambda: int(redis.cli("GET", "fb:{g}:redis:epoch")) >= saved + 3, 10)
     redis.proc.send_signal(signal.SIGKILL)
     redis.proc.wait(10)
     redis.proc = None
@@ -181,7 +181,7 @@ def test_redis_back_in_time_is_an_error(volatile_redis, make_daemon):
     assert wait_until(lambda: LOST in d.read_log(), 20), d.read_log()
     line = next(line for line in d.read_log().splitlines() if LOST in line)
     assert "err [redis]" in line and "went back in time" in line, line
-    assert "restored from an older snapshot" in line and "fb:redis:epoch" in line, line
+    assert "restored from an older snapshot" in line and "fb:{g}:redis:epoch" in line, line
     assert metric(d, "frichebot_redis_data_loss_total") == 1
     status, health = d.json("/healthz")
     assert status == 503 and health["redis"]["data_losses"] == 1, health
@@ -244,7 +244,7 @@ def test_redis_back_empty_sends_nothing_twice(volatile_redis, make_daemon):
     assert {c: len(c.entries) for c in (a, b)} == frames
     assert metric(d, "frichebot_outbox_delivered_total") == delivered
     assert sum("Qui porte le projet" in e["text"] for e in b.entries.values()) == 1
-    assert redis.cli("ZCARD", "fb:outbox:pending") == "0"
+    assert redis.cli("ZCARD", "fb:{g}:outbox:pending") == "0"
     # The daemon serves on: a new conversation is greeted once.
     c = Chat(d)
     c.wait_bot("Dans quelle commune")
