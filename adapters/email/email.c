@@ -68,6 +68,7 @@
  * exist, -2 when too many confirmations were asked, 1 when queued.
  */
 static const char register_script[] =
+    "#!lua\n"
     "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
     "local n = tonumber(redis.call('HGET', KEYS[2], 'n') or '0')\n"
     "if n >= tonumber(ARGV[8]) then return -2 end\n"
@@ -88,6 +89,7 @@ static const char register_script[] =
  * replaced by a newer address.
  */
 static const char confirm_script[] =
+    "#!lua\n"
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
     "if redis.call('HGET', KEYS[2], 'tok') ~= ARGV[2] then return 0 end\n"
     "redis.call('HSET', KEYS[2], 'state', 'confirmed', 'confirmed', ARGV[3])\n"

@@ -37,6 +37,7 @@
  * reminder re-armed meanwhile keeps its new time). Returns {reaped, deferred, member, due, ...}.
  */
 static const char claim_src[] =
+    "#!lua\n"
     "local now = tonumber(ARGV[1])\n"
     "local batch = tonumber(ARGV[3])\n"
     "local reaped = 0\n"
@@ -78,6 +79,7 @@ static const char claim_src[] =
  * a lease that expired and was taken by another scheduler is left alone. 1 done, 0 not ours.
  */
 static const char done_src[] =
+    "#!lua\n"
     "if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return 0 end\n"
     "redis.call('ZREM', KEYS[2], ARGV[1])\n"
     "redis.call('HDEL', KEYS[3], ARGV[1])\n"

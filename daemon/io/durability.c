@@ -33,7 +33,8 @@
  * The marker (KEYS[1]): created with a unique value (ARGV[1]) when missing; and the epoch
  * (KEYS[2]), a counter every run of this script increments. Returns {existed 0/1, value, epoch}.
  */
-static const char marker_script[] = "local v = redis.call('GET', KEYS[1])\n"
+static const char marker_script[] = "#!lua\n"
+                                    "local v = redis.call('GET', KEYS[1])\n"
                                     "local existed = 1\n"
                                     "if not v then\n"
                                     "  redis.call('SET', KEYS[1], ARGV[1])\n"
