@@ -76,6 +76,7 @@ struct probe {
     bool config_refused; /* CONFIG GET answered with an error (renamed, forbidden by an ACL) */
     int info_aof;        /* from INFO's aof_enabled: 1, 0, -1 not known */
     char run_id[48];     /* from INFO, "" when not known */
+    char version[24];    /* from INFO's redis_version, "" when not known */
     int marker_existed;  /* 1, 0, -1 not known (the script failed) */
     char *marker;        /* the marker's value, NULL when not known */
     long long epoch;     /* the epoch the script returned */
@@ -212,6 +213,12 @@ static void probe_done(struct probe *p)
                                    strcmp(p->fsync, "always") == 0);
     if (p->run_id[0])
         snprintf(st->run_id, sizeof(st->run_id), "%s", p->run_id);
+    snprintf(st->redis_version, sizeof(st->redis_version), "%s", p->version);
+    if (p->version[0] && strtol(p->version, NULL, 10) < 7)
+        FB_ERR(REDIS,
+               "[redis|%s] Redis %s is too old: frichebot needs Redis 7.0 or later (its scripts "
+               "start with #!lua), every script will be refused; upgrade Redis",
+               fb_redis_address(dur->redis), p->version);
     log_settings(dur, p);
     check_marker(dur, p, restarted);
     if (!dur->allow_volatile && !st->durable) {
@@ -290,6 +297,7 @@ static void on_info(fb_redis_t *r, int status, redisReply *rep, void *arg)
         if (info_field(info, len, "aof_enabled", v, sizeof(v)))
             p->info_aof = strcmp(v, "1") == 0 ? 1 : 0;
         (void)info_field(info, len, "run_id", p->run_id, sizeof(p->run_id));
+        (void)info_field(info, len, "redis_version", p->version, sizeof(p->version));
     }
     probe_next(p);
 }

@@ -50,17 +50,19 @@ typedef void (*fb_durability_refuse_cb)(void *arg);
 
 /** What the last check found. */
 typedef struct fb_durability_state_s {
-    int aof;               /* 1: appendonly yes, 0: no, -1: not known (not checked yet) */
-    char appendfsync[16];  /* "everysec", "always", "no"; "" when not known (CONFIG refused) */
-    bool durable;          /* aof == 1 and appendfsync everysec, always or not known */
-    bool config_refused;   /* CONFIG GET was refused: the settings came from INFO */
-    uint64_t checks;       /* connections whose check completed */
-    uint64_t data_losses;  /* times the marker was found gone or changed: Redis lost data */
-    int64_t last_loss_ms;  /* Unix ms of the last one, 0 when none */
-    char run_id[48];       /* Redis's run_id at the last check ("" when not known) */
-    long long epoch;       /* the epoch at the last check or beat (0 before the first) */
-    uint64_t keys_renamed; /* global keys the layout's migration renamed to their {g} name */
-    uint64_t keys_left;    /* old-layout keys it left because their {g} name was taken */
+    int aof;                /* 1: appendonly yes, 0: no, -1: not known (not checked yet) */
+    char appendfsync[16];   /* "everysec", "always", "no"; "" when not known (CONFIG refused) */
+    bool durable;           /* aof == 1 and appendfsync everysec, always or not known */
+    bool config_refused;    /* CONFIG GET was refused: the settings came from INFO */
+    uint64_t checks;        /* connections whose check completed */
+    uint64_t data_losses;   /* times the marker was found gone or changed: Redis lost data */
+    int64_t last_loss_ms;   /* Unix ms of the last one, 0 when none */
+    char run_id[48];        /* Redis's run_id at the last check ("" when not known) */
+    char redis_version[24]; /* Redis's version at the last check ("" when not known): below
+                               7.0 an error is logged, the scripts needing it (#!lua) */
+    long long epoch;        /* the epoch at the last check or beat (0 before the first) */
+    uint64_t keys_renamed;  /* global keys the layout's migration renamed to their {g} name */
+    uint64_t keys_left;     /* old-layout keys it left because their {g} name was taken */
 } fb_durability_state_t;
 
 /**
