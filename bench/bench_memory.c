@@ -199,9 +199,9 @@ static long long used_memory(redisContext *r)
 static int settle(redisContext *r, const char *prefix, int64_t due_before, double timeout_s)
 {
     char pending[128], due[128], claimed[128];
-    snprintf(pending, sizeof pending, "%soutbox:pending", prefix);
-    snprintf(due, sizeof due, "%sreminders:due", prefix);
-    snprintf(claimed, sizeof claimed, "%sreminders:claimed", prefix);
+    snprintf(pending, sizeof pending, "%s{g}:outbox:pending", prefix);
+    snprintf(due, sizeof due, "%s{g}:reminders:due", prefix);
+    snprintf(claimed, sizeof claimed, "%s{g}:reminders:claimed", prefix);
     double end = now_s() + timeout_s;
     while (now_s() < end) {
         long long p = integer(r, "ZCARD %s", pending);
@@ -333,7 +333,7 @@ static int do_walk(redisContext *r, const char *prefix, int port, int n, int thr
 static size_t reminder_ids(redisContext *r, const char *prefix, const char *token, char ***out)
 {
     char due_key[128], member_prefix[128];
-    snprintf(due_key, sizeof due_key, "%sreminders:due", prefix);
+    snprintf(due_key, sizeof due_key, "%s{g}:reminders:due", prefix);
     snprintf(member_prefix, sizeof member_prefix, "web:%s|", token);
     redisReply *due = cmd(r, "ZRANGE %s 0 -1", due_key);
     char **ids = NULL;
@@ -368,7 +368,7 @@ static int do_load(redisContext *r, const char *prefix, const char *token, int l
     char **rem_ids;
     size_t nrem = reminder_ids(r, prefix, token, &rem_ids);
     char due_key[128];
-    snprintf(due_key, sizeof due_key, "%sreminders:due", prefix);
+    snprintf(due_key, sizeof due_key, "%s{g}:reminders:due", prefix);
     double l0 = now_s();
     int64_t later = wall_ms() + 30LL * 86400 * 1000; /* not due during the bench */
     size_t queued = 0;
@@ -425,7 +425,7 @@ static int do_due(redisContext *r, const char *prefix, const char *token, int lo
         return 1;
     }
     char due_key[128];
-    snprintf(due_key, sizeof due_key, "%sreminders:due", prefix);
+    snprintf(due_key, sizeof due_key, "%s{g}:reminders:due", prefix);
     int64_t now = wall_ms();
     int made = 0;
     for (int i = 0; i < due_n && i < loaded; i++, made++) {

@@ -186,7 +186,7 @@ redis_mark() {
 # redis_report N WHAT: the per-message lines, with their targets, for N messages (or events).
 redis_report() {
   i=0
-  while [ $i -lt 300 ] && [ "$(redis-cli -h 127.0.0.1 -p "$port" zcard fb:outbox:pending)" != 0 ]; do
+  while [ $i -lt 300 ] && [ "$(redis-cli -h 127.0.0.1 -p "$port" zcard fb:{g}:outbox:pending)" != 0 ]; do
     sleep 0.1
     i=$((i + 1))
   done

@@ -25,6 +25,7 @@
 
 #include "common/dsfr.h"
 #include "core/adapters.h"
+#include "core/keys.h"
 #include "core/router.h"
 #include "core/store.h"
 #include "engine/engine.h"
@@ -815,6 +816,8 @@ int fb_daemon_run(const fb_config_t *cfg, const char *config_path)
                 config_path ? config_path : "the configuration");
     d->durability = fb_durability_create(&d->loop, d->redis, cfg->store.key_prefix,
                                          cfg->redis.allow_volatile, on_refused, d);
+    /* The global keys' move under {g}, before anything else touches them (REDIS.md). */
+    fb_durability_set_migration(d->durability, FB_KEYS_MIGRATE_LUA, FB_KEY_LAYOUT);
     fb_http_server_route(d->http, "/healthz", FB_HTTP_GET, "healthz", on_healthz, d);
     fb_http_server_route(d->http, "/metrics", FB_HTTP_GET, "metrics", on_metrics, d);
     fb_http_server_route(d->http, "/stats", FB_HTTP_GET, "stats", on_stats, d);

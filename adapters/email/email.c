@@ -68,6 +68,7 @@
  * exist, -2 when too many confirmations were asked, 1 when queued.
  */
 static const char register_script[] =
+    "#!lua\n"
     "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
     "local n = tonumber(redis.call('HGET', KEYS[2], 'n') or '0')\n"
     "if n >= tonumber(ARGV[8]) then return -2 end\n"
@@ -88,6 +89,7 @@ static const char register_script[] =
  * replaced by a newer address.
  */
 static const char confirm_script[] =
+    "#!lua\n"
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
     "if redis.call('HGET', KEYS[2], 'tok') ~= ARGV[2] then return 0 end\n"
     "redis.call('HSET', KEYS[2], 'state', 'confirmed', 'confirmed', ARGV[3])\n"
@@ -221,10 +223,11 @@ static int run_script(struct op *op, const char *script, fb_redis_reply_cb cb, i
     return fb_redis_command_argv(op->e->core->redis, FB_REDIS_RETRY, cb, op, argc, argv, NULL);
 }
 
-/* A global key of this adapter: "<prefix>email:confirm:<hash>". */
+/* A global key of this adapter: "<prefix>{g}:email:confirm:<hash>" (the global keys' hash tag,
+ * core/keys.h). */
 static char *confirm_key(const struct email *e, const char *tokhash)
 {
-    return fb_asprintf("%s" CONFIRM_NS "%s", e->prefix, tokhash);
+    return fb_asprintf("%s{g}:" CONFIRM_NS "%s", e->prefix, tokhash);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -727,7 +730,7 @@ static int on_address(fb_http_req_t *req, void *arg)
         e->core->conv_key(e->core, op->conv, MAIL_KEY),
         confirm_key(e, op->tokhash),
         e->core->conv_key(e->core, member, "outbox"),
-        fb_asprintf("%soutbox:pending", e->prefix),
+        fb_asprintf("%s{g}:outbox:pending", e->prefix),
     };
     const char *args[9] = {addr,      op->tokhash,   now,
                            e->ttl_ms, e->confirm_ms, entry_s ? entry_s : "",

@@ -440,8 +440,8 @@ static int mx_init(fb_adapter_t *a)
     unsigned long long ttl = (unsigned long long)a->core->cfg->store.session_ttl_days * 86400000ull;
     snprintf(m->ttl_ms, sizeof(m->ttl_ms), "%llu", ttl);
     const char *prefix = a->core->cfg->store.key_prefix;
-    m->k_auth = fb_asprintf("%smatrix:auth", prefix ? prefix : "");
-    m->k_sync = fb_asprintf("%smatrix:sync", prefix ? prefix : "");
+    m->k_auth = fb_asprintf("%s{g}:matrix:auth", prefix ? prefix : "");
+    m->k_sync = fb_asprintf("%s{g}:matrix:sync", prefix ? prefix : "");
     *(struct mx **)fb_adapter_priv(a) = m;
     int rc = 0;
     if (m->mode == MODE_AS) {

@@ -88,9 +88,9 @@ static void on_txn_marked(struct mx *m, int status, redisReply *reply, void *arg
  * that advanced, a room key) is written with the mark that says it was handled: both or
  * neither, so a transaction the homeserver sends again finds the state it left. */
 static const char txn_mark_script[] =
-    E2EE_APPLY_LUA "e2ee_apply({KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}, ARGV[2])\n"
-                   "redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[1])\n"
-                   "return 1\n";
+    "#!lua\n" E2EE_APPLY_LUA "e2ee_apply({KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}, ARGV[2])\n"
+    "redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[1])\n"
+    "return 1\n";
 
 static void on_txn_batch_done(struct batch *bt, int status)
 {
@@ -341,9 +341,7 @@ static int as_txn_begin(struct mx *m, fb_http_req_t *req)
     }
     struct txn_ctx *tc = fb_calloc(1, sizeof(*tc));
     tc->req = req;
-    char *k = fb_asprintf("matrix:txn:%s", id);
-    tc->key = fb_asprintf("%s%s", m->core->cfg->store.key_prefix, k);
-    fb_free(k);
+    tc->key = fb_asprintf("%s{g}:matrix:txn:%s", m->core->cfg->store.key_prefix, id);
     const char *argv[] = {"GET", tc->key};
     if (mx_rcmd_argv(m, on_txn_seen, tc, 2, argv)) {
         fb_free(tc->key);

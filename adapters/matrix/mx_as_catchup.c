@@ -557,7 +557,7 @@ void mx_as_catchup_start(struct mx *m)
     if (m->mode != MODE_AS || !m->timer_init)
         return;
     if (!catchup_on(m)) { /* turned off: the marks an earlier run kept are not needed */
-        char *k = fb_asprintf("%smatrix:recent",
+        char *k = fb_asprintf("%s{g}:matrix:recent",
                               m->core->cfg->store.key_prefix ? m->core->cfg->store.key_prefix : "");
         const char *argv[] = {"DEL", k};
         (void)mx_rcmd_argv(m, NULL, NULL, 2, argv);
@@ -567,7 +567,7 @@ void mx_as_catchup_start(struct mx *m)
     m->as_recent = json_object();
     m->as_catchup_todo = json_object();
     m->as_catchup_done = json_object();
-    m->k_recent = fb_asprintf("%smatrix:recent",
+    m->k_recent = fb_asprintf("%s{g}:matrix:recent",
                               m->core->cfg->store.key_prefix ? m->core->cfg->store.key_prefix : "");
     const char *argv[] = {"HGETALL", m->k_recent};
     (void)mx_rcmd_argv(m, on_marks_loaded, NULL, 2, argv);

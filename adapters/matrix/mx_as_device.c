@@ -169,7 +169,8 @@ static void on_device_id(struct mx *m, int status, redisReply *reply, void *arg)
     fb_free(u);
 }
 
-static const char device_script[] = "redis.call('HSETNX', KEYS[1], 'device_id', ARGV[1])\n"
+static const char device_script[] = "#!lua\n"
+                                    "redis.call('HSETNX', KEYS[1], 'device_id', ARGV[1])\n"
                                     "return redis.call('HGET', KEYS[1], 'device_id')\n";
 
 void mx_as_device_ensure(struct mx *m)

@@ -260,12 +260,14 @@ static void on_encrypted_marked(struct mx *m, int status, redisReply *reply, voi
     mx_step_done(bt, 0);
 }
 
-static const char encrypted_script[] = "redis.call('HSET', KEYS[1], 'encrypted', '1')\n"
+static const char encrypted_script[] = "#!lua\n"
+                                       "redis.call('HSET', KEYS[1], 'encrypted', '1')\n"
                                        "local ttl = tonumber(ARGV[1])\n"
                                        "if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end\n"
                                        "return redis.call('HGET', KEYS[1], 'notice')\n";
 
-static const char hset_ttl_script[] = "redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])\n"
+static const char hset_ttl_script[] = "#!lua\n"
+                                      "redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])\n"
                                       "local ttl = tonumber(ARGV[1])\n"
                                       "if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end\n"
                                       "return 1\n";

@@ -195,7 +195,7 @@ struct wctx {
     void *arg;
 };
 
-static const char apply_script[] = E2EE_APPLY_LUA "e2ee_apply(KEYS, ARGV[1])\nreturn 1\n";
+static const char apply_script[] = "#!lua\n" E2EE_APPLY_LUA "e2ee_apply(KEYS, ARGV[1])\nreturn 1\n";
 
 static void on_applied(struct mx *m, int status, redisReply *reply, void *arg)
 {
@@ -655,6 +655,7 @@ static bool load_hash(struct e2ee *e, int k, const redisReply *r)
 }
 
 static const char load_script[] =
+    "#!lua\n"
     "local d = redis.call('HGET', KEYS[5], 'device')\n"
     "if d ~= ARGV[1] then\n"
     "  for i = 1, 4 do redis.call('DEL', KEYS[i]) end\n"
@@ -1647,7 +1648,7 @@ int mx_e2ee_init(struct mx *m)
     }
     const char *prefix = m->core->cfg->store.key_prefix;
     for (int i = 0; i < K_N; i++)
-        e->keys[i] = fb_asprintf("%smatrix:e2ee:%s", prefix ? prefix : "", key_names[i]);
+        e->keys[i] = fb_asprintf("%s{g}:matrix:e2ee:%s", prefix ? prefix : "", key_names[i]);
     e->enc = json_object();
     e->members = json_object();
     e->joined = json_object();

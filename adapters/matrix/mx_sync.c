@@ -63,7 +63,7 @@ json_t *mx_filter_json(const fb_matrix_opts_t *o, unsigned limit)
 /*
  * A GAP action (bot mode) pages backwards from the timeline's prev_batch with
  * GET /rooms/{room}/messages?dir=b, with the filter's timeline types, until the room's last event
- * handed to the router (`last_event` of the room's Redis hash, written with next_batch) or
+ * handed to the router (`last_event` of the room's Redis hash, written just before next_batch) or
  * GAP_MAX_EVENTS; the events found are parsed like a transaction and inserted, in chronological
  * order, right after the GAP action, i.e. before the batch's timeline events of that room.
  */
@@ -656,18 +656,23 @@ static void on_next_batch_stored(struct mx *m, int status, redisReply *reply, vo
     sync_poll(m);
 }
 
-/* KEYS[1] matrix:sync, KEYS[2..6] the crypto hashes (mx_e2ee.h), KEYS[7..] room hashes;
- * ARGV[1] next_batch, ARGV[2] the rooms' TTL, ARGV[3] the crypto write (or ""), ARGV[4..] each
- * room's last handed event id. The crypto state the batch changed is written with its token. */
+/* KEYS[1] matrix:sync, KEYS[2..6] the crypto hashes (mx_e2ee.h), all under the global keys' tag
+ * {g} (one Redis Cluster slot); ARGV[1] next_batch, ARGV[2] the crypto write (or ""). The crypto
+ * state the batch changed is written with its token: both or neither. */
 static const char next_batch_script[] =
-    E2EE_APPLY_LUA "local ttl = tonumber(ARGV[2])\n"
-                   "for i = 7, #KEYS do\n"
-                   "  redis.call('HSET', KEYS[i], 'last_event', ARGV[i - 3])\n"
-                   "  if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end\n"
-                   "end\n"
-                   "e2ee_apply({KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}, ARGV[3])\n"
-                   "redis.call('HSET', KEYS[1], 'next_batch', ARGV[1])\n"
-                   "return 1\n";
+    "#!lua\n" E2EE_APPLY_LUA "e2ee_apply({KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}, ARGV[2])\n"
+    "redis.call('HSET', KEYS[1], 'next_batch', ARGV[1])\n"
+    "return 1\n";
+
+/* KEYS[1] a room's hash (its conversation's slot); ARGV[1] the rooms' TTL, ARGV[2] the last event
+ * handed to the router. One call per room, apart from the token's: a room's call lost (a crash
+ * between them) only makes a gap's back-fill in that room stop at an earlier event, and the few
+ * events read again are duplicates the router's dedupe marks drop (docs/internals/REDIS.md). */
+static const char room_last_script[] = "#!lua\n"
+                                       "redis.call('HSET', KEYS[1], 'last_event', ARGV[2])\n"
+                                       "local ttl = tonumber(ARGV[1])\n"
+                                       "if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end\n"
+                                       "return 1\n";
 
 static void on_sync_batch_done(struct batch *bt, int status)
 {
@@ -681,8 +686,9 @@ static void on_sync_batch_done(struct batch *bt, int status)
         sync_fail(m, status == FB_ECANCELED ? "stopping" : "events not handed to the router", 0);
         return;
     }
-    /* next_batch, and per room the last event handed to the router (where a gap's back-fill
-     * stops), in one script: both or neither. */
+    /* next_batch with the crypto state in one script (both or neither), and per room the last
+     * event handed to the router (where a gap's back-fill stops) in a call of its own: one Redis
+     * Cluster slot per call (docs/internals/REDIS.md, "The plan", step 8). */
     char *nb = fb_strdup(bt->b.next_batch);
     size_t nr = 0;
     const char **rooms = fb_calloc(bt->b.n + 1, sizeof(*rooms));
@@ -698,39 +704,31 @@ static void on_sync_batch_done(struct batch *bt, int status)
             rooms[nr++] = a->room;
         last[j] = a->event_id;
     }
+    /* the rooms' last events first, each in its own slot; then the token with the crypto state */
+    for (size_t j = 0; j < nr; j++) {
+        char *k = mx_room_key(m, rooms[j]);
+        const char *rargv[] = {"EVAL", room_last_script, "1", k, m->ttl_ms, last[j]};
+        (void)mx_rcmd_argv(m, NULL, NULL, 6, rargv); /* lost: events read again, deduped */
+        fb_free(k);
+    }
     json_t *taken = NULL;
     char *cw = mx_e2ee_take_write(m, &taken);
-    int argc = 12 + 2 * (int)nr;
-    const char **argv = fb_calloc((size_t)argc, sizeof(*argv));
-    char nkeys[24];
-    snprintf(nkeys, sizeof(nkeys), "%zu", nr + 6);
+    const char *argv[11];
     argv[0] = "EVAL";
     argv[1] = next_batch_script;
-    argv[2] = nkeys;
+    argv[2] = "6";
     argv[3] = m->k_sync;
     mx_e2ee_keys_argv(m, argv + 4);
-    char **keys = fb_calloc(nr + 1, sizeof(*keys));
-    for (size_t j = 0; j < nr; j++) {
-        keys[j] = mx_room_key(m, rooms[j]);
-        argv[9 + j] = keys[j];
-    }
-    argv[9 + nr] = nb;
-    argv[10 + nr] = m->ttl_ms;
-    argv[11 + nr] = cw ? cw : "";
-    for (size_t j = 0; j < nr; j++)
-        argv[12 + nr + j] = last[j];
+    argv[9] = nb;
+    argv[10] = cw ? cw : "";
     struct nb_write *w = fb_calloc(1, sizeof(*w));
     w->next_batch = nb;
     w->taken = taken;
-    int rc = mx_rcmd_argv(m, on_next_batch_stored, w, argc, argv);
+    int rc = mx_rcmd_argv(m, on_next_batch_stored, w, 11, argv);
     if (cw) {
         explicit_bzero(cw, strlen(cw));
         fb_free(cw);
     }
-    for (size_t j = 0; j < nr; j++)
-        fb_free(keys[j]);
-    fb_free(keys);
-    fb_free(argv);
     fb_free(rooms);
     fb_free(last);
     mx_batch_free(bt);
@@ -928,6 +926,7 @@ void mx_bot_load(struct mx *m)
 {
     m->sy = SY_AUTH;
     static const char script[] =
+        "#!lua flags=no-writes\n"
         "local a = redis.call('HMGET', KEYS[1], 'user_id', 'device_id', 'access_token', "
         "'refresh_token', 'expires_at')\n"
         "local s = redis.call('HMGET', KEYS[2], 'next_batch', 'filter_id', 'filter_hash')\n"

@@ -68,6 +68,7 @@
  * written; it stays among the keys so that the TTLs and a forget still reach an old one.
  */
 static const char append_script[] =
+    "#!lua\n"
     "local left = redis.call('PTTL', KEYS[1])\n"
     "if left == -2 then return {-1, 0} end\n"
     "local n = redis.call('HINCRBY', KEYS[1], 'seq', 1)\n"
@@ -196,6 +197,7 @@ static const char commit_fmt[] =
  * existed already.
  */
 static const char create_script[] =
+    "#!lua\n"
     "if redis.call('HSETNX', KEYS[1], 'created', ARGV[1]) == 0 then\n"
     "  if redis.call('HGET', KEYS[1], 'created') == ARGV[1] then return 1 end\n"
     "  return 0\n"
@@ -211,6 +213,7 @@ static const char create_script[] =
  * (the list may hold a few more until the next batch trim: see append).
  */
 static const char hello_script[] =
+    "#!lua flags=no-writes\n"
     "if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end\n"
     "local st = redis.call('HGET', KEYS[1], 'started')\n"
     "return {1, st and 1 or 0, redis.call('EXISTS', KEYS[3]), redis.call('LRANGE', KEYS[2], "
@@ -230,7 +233,8 @@ static const char catchup_script[] =
     "return redis.call('LRANGE', KEYS[1], i, i + tonumber(ARGV[2]) - 1)\n";
 
 /* Started. KEYS: meta. Marks the greeting as delivered, if the conversation still exists. */
-static const char started_script[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+static const char started_script[] = "#!lua\n"
+                                     "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
                                      "redis.call('HSET', KEYS[1], 'started', 1)\n"
                                      "return 1\n";
 

@@ -42,13 +42,60 @@ char *fb_key_conv(const char *prefix, const char *conv_key, const char *suffix)
 
 char *fb_key_global(const char *prefix, const char *name)
 {
-    return fb_asprintf("%s%s", prefix ? prefix : "", name);
+    return fb_asprintf("%s" FB_KEY_GLOBAL_TAG "%s", prefix ? prefix : "", name);
 }
 
 char *fb_key_stats(const char *prefix, const char *name)
 {
-    return fb_asprintf("%s" FB_KEY_STATS_NS "%s", prefix ? prefix : "", name);
+    return fb_asprintf("%s" FB_KEY_GLOBAL_TAG FB_KEY_STATS_NS "%s", prefix ? prefix : "", name);
 }
+
+/*
+ * The old layout's global names: exactly these, or starting with one of `starts` (the stats',
+ * the roadmap index, the e-mail confirmations, the Matrix adapter's own: auth, sync, recent,
+ * e2ee:*, txn:*). A name starting with '{' (a conversation's, or already under {g}) is never
+ * one. Allowed under maxmemory (allow-oom): renames allocate nothing.
+ */
+const char FB_KEYS_MIGRATE_LUA[] =
+    "#!lua flags=allow-oom\n"
+    "local flag, prefix = KEYS[1], ARGV[1]\n"
+    "if redis.call('EXISTS', flag) == 1 then return {0, 0, 1} end\n"
+    "if string.find(redis.call('INFO', 'cluster'), 'cluster_enabled:1', 1, true) then\n"
+    "  return {0, 0, 2}\n"
+    "end\n"
+    "local exact = {['" FB_KEY_PENDING "'] = 1, ['" FB_KEY_DUE "'] = 1, ['" FB_KEY_CLAIMED
+    "'] = 1,\n"
+    "  ['" FB_KEY_CLAIMS "'] = 1, ['" FB_KEY_STATS "'] = 1, ['" FB_KEY_AVIS "'] = 1,\n"
+    "  ['" FB_KEY_MARKS_SINCE "'] = 1, ['" FB_KEY_ESC_OPEN "'] = 1, ['" FB_KEY_ESC_ROOTS "'] = 1,\n"
+    "  ['redis:marker'] = 1, ['redis:epoch'] = 1}\n"
+    "local starts = {'" FB_KEY_STATS_NS "', '" FB_KEY_ROADMAP_IX "', 'email:confirm:', "
+    "'matrix:'}\n"
+    "local pattern = string.gsub(prefix, '[%*%?%[%]\\\\]', '\\\\%0') .. '*'\n"
+    "local renamed, left, cursor = 0, 0, '0'\n"
+    "repeat\n"
+    "  local r = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000)\n"
+    "  cursor = r[1]\n"
+    "  for _, k in ipairs(r[2]) do\n"
+    "    local name = string.sub(k, #prefix + 1)\n"
+    "    local old = exact[name]\n"
+    "    if not old then\n"
+    "      for _, s in ipairs(starts) do\n"
+    "        if string.sub(name, 1, #s) == s then old = 1 break end\n"
+    "      end\n"
+    "    end\n"
+    "    if old then\n"
+    "      local new = prefix .. '" FB_KEY_GLOBAL_TAG "' .. name\n"
+    "      if redis.call('EXISTS', new) == 0 then\n"
+    "        redis.call('RENAME', k, new)\n"
+    "        renamed = renamed + 1\n"
+    "      else\n"
+    "        left = left + 1\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "until cursor == '0'\n"
+    "redis.call('SET', flag, '1')\n"
+    "return {renamed, left, 0}\n";
 
 unsigned fb_key_slot(const char *key, size_t len)
 {

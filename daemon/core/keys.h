@@ -7,7 +7,10 @@
  *     hash tag keeps every key of one conversation in one Redis Cluster slot. In the escaped key,
  *     '{', '}', '%', control characters and DEL are written %XX (upper-case hex), so that the
  *     tag ends at the first '}' and two conversation keys never map to one Redis key.
- *   - global: "<prefix><name>" (fb_key_global()), the stats' ones "<prefix>stats:<name>".
+ *   - global: "<prefix>{g}:<name>" (fb_key_global()), the stats' ones "<prefix>{g}:stats:<name>";
+ *     the one hash tag "{g}" puts every global key in one Redis Cluster slot, so that a call
+ *     joining global keys only is single-slot. Before it they were "<prefix><name>":
+ *     FB_KEYS_MIGRATE_LUA renames them once (docs/internals/REDIS.md, "Key schema").
  * Lua scripts that must build a conversation's key from data they read (escalation's threads)
  * use FB_KEYS_LUA, the same escaping in Lua (tests/unit/test_store.c checks that both agree).
  * Adapters keep their own per-conversation suffixes (web.c, matrix.c) but build them with
@@ -47,14 +50,17 @@
  * event then skips reading it (the push-back); "" or any other version: maybe armed, read. */
 #define FB_SESSION_REMINDERS "r"
 
-/* ---- global names ----------------------------------------------------------------------------
+/* ---- global names: "<prefix>" FB_KEY_GLOBAL_TAG "<name>"
+ * ----------------------------------------------------------------------------
  */
-#define FB_KEY_PENDING "outbox:pending"    /* zset: conversations with entries */
-#define FB_KEY_DUE     "reminders:due"     /* zset: "KEY|id" by due ms */
-#define FB_KEY_CLAIMED "reminders:claimed" /* zset: claimed members by lease expiry */
-#define FB_KEY_CLAIMS  "reminders:claims"  /* hash: member -> "owner|due" */
-#define FB_KEY_STATS   "stats"             /* hash: global counters */
-#define FB_KEY_AVIS    "avis:comments"     /* list: users' comments, newest first */
+#define FB_KEY_GLOBAL_TAG "{g}:"              /* after the prefix, before every global name */
+#define FB_KEY_LAYOUT     "layout"            /* string: "1" once FB_KEYS_MIGRATE_LUA has run */
+#define FB_KEY_PENDING    "outbox:pending"    /* zset: conversations with entries */
+#define FB_KEY_DUE        "reminders:due"     /* zset: "KEY|id" by due ms */
+#define FB_KEY_CLAIMED    "reminders:claimed" /* zset: claimed members by lease expiry */
+#define FB_KEY_CLAIMS     "reminders:claims"  /* hash: member -> "owner|due" */
+#define FB_KEY_STATS      "stats"             /* hash: global counters */
+#define FB_KEY_AVIS       "avis:comments"     /* list: users' comments, newest first */
 #define FB_KEY_MARKS_SINCE                                                                         \
     "dedupe:zset_since" /* string: ms since the marks are zsets (0: never string keys here) */
 #define FB_KEY_ROADMAP_IX                                                                          \
@@ -84,10 +90,10 @@ char *fb_key_conv(const char *prefix, const char *conv_key, const char *suffix);
  */
 unsigned fb_key_slot(const char *key, size_t len);
 
-/** "<prefix><name>", a new string (fb_free). */
+/** "<prefix>{g}:<name>", a new string (fb_free). */
 char *fb_key_global(const char *prefix, const char *name);
 
-/** "<prefix>stats:<name>", a new string (fb_free): the stats' keys. */
+/** "<prefix>{g}:stats:<name>", a new string (fb_free): the stats' keys. */
 char *fb_key_stats(const char *prefix, const char *name);
 
 /**
@@ -100,5 +106,19 @@ char *fb_key_stats(const char *prefix, const char *name);
     "    return string.format('%%%02X', string.byte(ch)) end)\n"                                   \
     "  return prefix .. '{c:' .. k .. '}:' .. suffix\n"                                            \
     "end\n"
+
+/**
+ * The one-off migration of the global keys to their "{g}" names (docs/internals/REDIS.md, "Key
+ * schema"): KEYS[1] the flag "<prefix>{g}:layout", ARGV[1] the prefix. When the flag exists it
+ * returns {0, 0, 1} at once. On a Redis Cluster it touches nothing and returns {0, 0, 2}: the
+ * keys of a cluster must already have their "{g}" names. Otherwise it walks the keys under the
+ * prefix (SCAN) and renames every global key of the old layout "<prefix><name>" (the names of
+ * this header, the stats', the persistence marker and epoch, the roadmap index, the e-mail
+ * confirmations, the Matrix adapter's "matrix:*") to "<prefix>{g}:<name>" (RENAME keeps the
+ * TTL) when the new name is free; when both exist the new one is kept and the old one left as it
+ * is. Then it sets the flag and returns {renamed, left, 0}. Idempotent. Run by io/durability
+ * as the first command of a connection, before the persistence check and anything else.
+ */
+extern const char FB_KEYS_MIGRATE_LUA[];
 
 #endif /* FB_KEYS_H */

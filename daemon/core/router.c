@@ -79,6 +79,7 @@
  * then). The older daemons' marks (one string key per event) are looked for only while they may
  * still exist (docs/internals/REDIS.md, "Dedupe marks"). */
 static const char read_src[] =
+    "#!lua flags=no-writes\n"
     "local s = tonumber(redis.call('ZSCORE', KEYS[4], ARGV[2]))\n"
     "if s and s > tonumber(ARGV[3]) - tonumber(ARGV[4]) then return {1} end\n"
     "if ARGV[5] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return {1} end\n"
@@ -93,7 +94,8 @@ static const char read_src[] =
  * Redis), so that no older daemon's string mark can exist. READ looks for those only during the
  * retention after this time (docs/internals/REDIS.md, "Dedupe marks"). Two global keys: one
  * slot each on a Cluster, where both move under one tag with the other globals (the plan). */
-static const char since_src[] = "local s = redis.call('GET', KEYS[1])\n"
+static const char since_src[] = "#!lua\n"
+                                "local s = redis.call('GET', KEYS[1])\n"
                                 "if s then return s end\n"
                                 "s = redis.call('EXISTS', KEYS[2]) == 1 and ARGV[1] or '0'\n"
                                 "redis.call('SET', KEYS[1], s)\n"
@@ -124,6 +126,7 @@ static const char since_src[] = "local s = redis.call('GET', KEYS[1])\n"
  * entries there: none goes into the outbox, and the head is nil.
  */
 static const char commit_head_src[] =
+    "#!lua\n"
     "local keep = tonumber(ARGV[6])\n"
     "local seen = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[11]))\n"
     "if seen and seen > tonumber(ARGV[7]) - keep then return {2, 0} end\n"
@@ -317,6 +320,7 @@ static const char commit_tail_src[] =
  * built from what the lookup holds, so this reads keys it was not given: fine on one Redis, not
  * on a Cluster (as the COMMIT's conv_key(); docs/internals/REDIS.md). */
 static const char page_src[] =
+    "#!lua flags=no-writes\n"
     "local member = redis.call('GET', KEYS[1])\n"
     "if not member then return nil end\n" FB_KEYS_LUA "local pre = ARGV[2]\n"
     "if redis.call('HGET', conv_key(pre, member, '" FB_KEY_ROADMAP "'), 'h') ~= ARGV[1] then\n"
@@ -329,7 +333,8 @@ static const char page_src[] =
 
 /* HEAD. KEYS: outbox, pending index; ARGV: conversation key. The head entry, or nil (and the
  * conversation leaves the pending index). */
-static const char head_src[] = "local e = redis.call('LINDEX', KEYS[1], 0)\n"
+static const char head_src[] = "#!lua flags=allow-oom\n"
+                               "local e = redis.call('LINDEX', KEYS[1], 0)\n"
                                "if not e then redis.call('ZREM', KEYS[2], ARGV[1]) end\n"
                                "return e\n";
 
@@ -339,7 +344,8 @@ static const char head_src[] = "local e = redis.call('LINDEX', KEYS[1], 0)\n"
  * leaves the pending index (atomically, so an entry added just after re-adds it): the next head
  * comes with the pop, no HEAD round trip after each send (issue 17). A mismatch (rare: another
  * consumer popped it) puts the entry back, with the TTL if that recreated the list. */
-static const char pop_src[] = "local ttl = tonumber(ARGV[3])\n"
+static const char pop_src[] = "#!lua flags=allow-oom\n"
+                              "local ttl = tonumber(ARGV[3])\n"
                               "local popped = 1\n"
                               "local e = redis.call('LPOP', KEYS[1])\n"
                               "if e ~= ARGV[1] then\n"
@@ -363,6 +369,7 @@ static const char pop_src[] = "local ttl = tonumber(ARGV[3])\n"
  * would then skip as many members as had left.
  */
 static const char scan_src[] =
+    "#!lua flags=no-writes\n"
     "local function after(a, b)\n" /* a > b byte by byte (strcoll follows Redis's locale) */
     "  for i = 1, math.min(#a, #b) do\n"
     "    local x, y = a:byte(i), b:byte(i)\n"

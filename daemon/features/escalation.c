@@ -113,6 +113,7 @@ static int64_t now_ms(const fb_esc_t *e)
  * action "handback" or "".
  */
 static const char in_mark_src[] =
+    "#!lua\n"
     "local t0, keep = tonumber(ARGV[5]), tonumber(ARGV[9])\n"
     "local seen = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[12]))\n"
     "if (seen and seen > t0 - keep) or redis.call('EXISTS', KEYS[6]) == 1 then\n"
@@ -193,8 +194,8 @@ static const char in_src[] = LUA_HELPERS
  * out now (working hours). Returns {kick, handbacks}: conversation keys whose outbox got entries;
  * pairs (user's conversation, hand-back event id) to queue again.
  */
-static const char watch_src[] = LUA_HELPERS
-    "local now = tonumber(ARGV[1])\n"
+static const char watch_src[] =
+    "#!lua\n" LUA_HELPERS "local now = tonumber(ARGV[1])\n"
     "local hb = {}\n"
     "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))\n"
     "for _, user in ipairs(due) do\n"
@@ -945,7 +946,8 @@ const fb_feature_ops_t fb_esc_feature = {
  * is withdrawn at once. KEYS: key, rkey, list (`key` again when absent). ARGV: field, rval, msg
  * id, list item ('' when absent).
  */
-static const char record_src[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+static const char record_src[] = "#!lua\n"
+                                 "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
                                  "if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], ARGV[1], "
                                  "ARGV[3]) end\n"
                                  "if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], ARGV[3], "
@@ -960,7 +962,8 @@ static const char record_src[] = "if redis.call('EXISTS', KEYS[1]) == 0 then ret
 
 /* The root of a "ROOM/~TICKET" thread: KEYS[1] the hash, ARGV[1] the field. 0 when the hash is
  * gone (its ticket was forgotten or expired: the relay has nowhere to go), else the value or "". */
-static const char thread_root_src[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+static const char thread_root_src[] = "#!lua flags=no-writes\n"
+                                      "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
                                       "return redis.call('HGET', KEYS[1], ARGV[1]) or ''\n";
 
 static fb_store_script_t s_record, s_thread_root;

@@ -19,6 +19,7 @@
 #include <hiredis/hiredis.h>
 
 #include "common/calendar.h"
+#include "core/keys.h"
 #include "core/router.h"
 #include "frichebot/alloc.h"
 #include "frichebot/clock.h"
@@ -36,6 +37,7 @@
  * reminder re-armed meanwhile keeps its new time). Returns {reaped, deferred, member, due, ...}.
  */
 static const char claim_src[] =
+    "#!lua\n"
     "local now = tonumber(ARGV[1])\n"
     "local batch = tonumber(ARGV[3])\n"
     "local reaped = 0\n"
@@ -77,6 +79,7 @@ static const char claim_src[] =
  * a lease that expired and was taken by another scheduler is left alone. 1 done, 0 not ours.
  */
 static const char done_src[] =
+    "#!lua\n"
     "if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return 0 end\n"
     "redis.call('ZREM', KEYS[2], ARGV[1])\n"
     "redis.call('HDEL', KEYS[3], ARGV[1])\n"
@@ -152,9 +155,9 @@ fb_reminders_t *fb_reminders_create(const fb_reminders_deps_t *deps)
                  (unsigned long long)(fb_mono_ns() & 0xffffffffu));
     }
     const char *prefix = fb_store_prefix(deps->store);
-    rm->k_due = fb_asprintf("%sreminders:due", prefix);
-    rm->k_claimed = fb_asprintf("%sreminders:claimed", prefix);
-    rm->k_claims = fb_asprintf("%sreminders:claims", prefix);
+    rm->k_due = fb_key_global(prefix, FB_KEY_DUE);
+    rm->k_claimed = fb_key_global(prefix, FB_KEY_CLAIMED);
+    rm->k_claims = fb_key_global(prefix, FB_KEY_CLAIMS);
     fb_store_script_init(&rm->s_claim, claim_src);
     fb_store_script_init(&rm->s_done, done_src);
     uv_timer_init(rm->loop, &rm->timer);

@@ -95,12 +95,13 @@ void fb_stats_commit_ops(json_t *ops, const fb_geo_t *geo, const json_t *old_ses
     json_object_set_new(ops, "st", st);
 }
 
-/* The key of this month's hash, "<prefix>stats:month:YYYY-MM" (Paris month of st->now). */
+/* The key of this month's hash, "<prefix>{g}:stats:month:YYYY-MM" (Paris month of st->now). */
 static char *month_key(const fb_feature_step_t *st)
 {
     char month[8];
     fb_stats_month(st->now, month);
-    return fb_asprintf("%s" FB_KEY_STATS_NS FB_KEY_STATS_MONTH "%s", st->prefix, month);
+    return fb_asprintf("%s" FB_KEY_GLOBAL_TAG FB_KEY_STATS_NS FB_KEY_STATS_MONTH "%s", st->prefix,
+                       month);
 }
 
 static void feature_commit_ops(void *self, const fb_feature_step_t *st, json_t *ops, size_t *says)
@@ -137,6 +138,7 @@ const fb_feature_ops_t fb_stats_feature = {
  * Returns {stats, nc, ne, nd, steps, times, month...} (hashes flat).
  */
 static const char read_src[] =
+    "#!lua flags=no-writes\n"
     "local from = ARGV[1]\n"
     "local r = {redis.call('HGETALL', KEYS[1]),\n"
     "  redis.call('ZCOUNT', KEYS[2], from, '+inf'),\n"

@@ -33,7 +33,8 @@
  * The marker (KEYS[1]): created with a unique value (ARGV[1]) when missing; and the epoch
  * (KEYS[2]), a counter every run of this script increments. Returns {existed 0/1, value, epoch}.
  */
-static const char marker_script[] = "local v = redis.call('GET', KEYS[1])\n"
+static const char marker_script[] = "#!lua\n"
+                                    "local v = redis.call('GET', KEYS[1])\n"
                                     "local existed = 1\n"
                                     "if not v then\n"
                                     "  redis.call('SET', KEYS[1], ARGV[1])\n"
@@ -46,6 +47,10 @@ struct fb_durability_s {
     fb_redis_t *redis;
     char *marker_key;
     char *epoch_key;
+    const char *migrate_script; /* fb_durability_set_migration(), NULL: none */
+    char *migrate_flag;
+    char *prefix;
+    bool migrated;   /* the migration answered: not run again by this process */
     uv_timer_t beat; /* runs the marker script between connections (beat_ms) */
     uint64_t beat_ms;
     bool closed;     /* fb_durability_close() was called */
@@ -71,6 +76,7 @@ struct probe {
     bool config_refused; /* CONFIG GET answered with an error (renamed, forbidden by an ACL) */
     int info_aof;        /* from INFO's aof_enabled: 1, 0, -1 not known */
     char run_id[48];     /* from INFO, "" when not known */
+    char version[24];    /* from INFO's redis_version, "" when not known */
     int marker_existed;  /* 1, 0, -1 not known (the script failed) */
     char *marker;        /* the marker's value, NULL when not known */
     long long epoch;     /* the epoch the script returned */
@@ -207,6 +213,12 @@ static void probe_done(struct probe *p)
                                    strcmp(p->fsync, "always") == 0);
     if (p->run_id[0])
         snprintf(st->run_id, sizeof(st->run_id), "%s", p->run_id);
+    snprintf(st->redis_version, sizeof(st->redis_version), "%s", p->version);
+    if (p->version[0] && strtol(p->version, NULL, 10) < 7)
+        FB_ERR(REDIS,
+               "[redis|%s] Redis %s is too old: frichebot needs Redis 7.0 or later (its scripts "
+               "start with #!lua), every script will be refused; upgrade Redis",
+               fb_redis_address(dur->redis), p->version);
     log_settings(dur, p);
     check_marker(dur, p, restarted);
     if (!dur->allow_volatile && !st->durable) {
@@ -285,6 +297,7 @@ static void on_info(fb_redis_t *r, int status, redisReply *rep, void *arg)
         if (info_field(info, len, "aof_enabled", v, sizeof(v)))
             p->info_aof = strcmp(v, "1") == 0 ? 1 : 0;
         (void)info_field(info, len, "run_id", p->run_id, sizeof(p->run_id));
+        (void)info_field(info, len, "redis_version", p->version, sizeof(p->version));
     }
     probe_next(p);
 }
@@ -320,13 +333,59 @@ static int marker_command(fb_durability_t *dur, struct probe *p)
                             dur->marker_key, dur->epoch_key, value, NULL);
 }
 
+/* The migration's reply: {renamed, left, state} (state 0 ran, 1 flag found, 2 a cluster). */
+static void on_migrated(fb_redis_t *r, int status, redisReply *rep, void *arg)
+{
+    fb_durability_t *dur = arg;
+    dur->probes--;
+    if (status == FB_ECANCELED || status == FB_EIO || dur->closed)
+        return; /* lost with its connection: run again at the next one */
+    const char *addr = fb_redis_address(r);
+    long long moved = 0, left = 0, state = 0;
+    if (status != 0 || !fb_redis_reply_array(rep, 3, 3, "iii")) {
+        const char *err = rep && rep->type == REDIS_REPLY_ERROR ? rep->str : fb_strerror(status);
+        FB_WARN(REDIS,
+                "[redis|%s] the keys' layout: the migration of the global keys to their {g} "
+                "names failed (%s); tried again at the next connection",
+                addr, err);
+        return;
+    }
+    moved = rep->element[0]->integer;
+    left = rep->element[1]->integer;
+    state = rep->element[2]->integer;
+    dur->migrated = true;
+    dur->st.keys_renamed += (uint64_t)moved;
+    dur->st.keys_left += (uint64_t)left;
+    if (state == 2)
+        FB_INFO(REDIS,
+                "[redis|%s] the keys' layout: a Redis Cluster, the global keys are not migrated "
+                "(they must already have their {g} names)",
+                addr);
+    else if (state == 0)
+        FB_NOTICE(REDIS,
+                  "[redis|%s] the keys' layout: %lld global key(s) renamed to their {g} name", addr,
+                  moved);
+    if (left)
+        FB_WARN(REDIS,
+                "[redis|%s] the keys' layout: %lld global key(s) of the old layout left as they "
+                "are, their {g} name being taken (an older daemon still running wrote them after "
+                "a newer one had started?): the {g} ones are used (docs/internals/REDIS.md, "
+                "\"Key schema\")",
+                addr, left);
+}
+
 /*
- * The client's ready callback: pipelines the three commands, the first ones of the connection.
- * None is retryable: a connection lost before they answer is checked again at the next one.
+ * The client's ready callback: pipelines the three commands, the first ones of the connection
+ * (after the layout's migration, until it has answered once). None is retryable: a connection
+ * lost before they answer is checked again at the next one.
  */
 static void on_ready(fb_redis_t *r, void *arg)
 {
     fb_durability_t *dur = arg;
+    if (dur->migrate_script && !dur->migrated &&
+        fb_redis_command(r, 0, on_migrated, dur, "EVAL", dur->migrate_script, "1",
+                         dur->migrate_flag, dur->prefix, NULL) == 0)
+        dur->probes++;
     struct probe *p = probe_new(dur);
     if (fb_redis_command(r, 0, on_config, p, "CONFIG", "GET", "append*", NULL) == 0)
         p->pending++;
@@ -364,8 +423,9 @@ fb_durability_t *fb_durability_create(uv_loop_t *loop, fb_redis_t *redis, const 
 {
     fb_durability_t *dur = fb_calloc(1, sizeof(*dur));
     dur->redis = redis;
-    dur->marker_key = fb_asprintf("%sredis:marker", prefix ? prefix : "");
-    dur->epoch_key = fb_asprintf("%sredis:epoch", prefix ? prefix : "");
+    dur->prefix = fb_strdup(prefix ? prefix : "");
+    dur->marker_key = fb_asprintf("%s{g}:redis:marker", dur->prefix);
+    dur->epoch_key = fb_asprintf("%s{g}:redis:epoch", dur->prefix);
     dur->beat_ms = FB_DURABILITY_BEAT_MS;
 #ifdef FB_TEST_HOOKS
     /* Test builds only: integration tests shorten the beat. */
@@ -385,6 +445,13 @@ fb_durability_t *fb_durability_create(uv_loop_t *loop, fb_redis_t *redis, const 
     return dur;
 }
 
+void fb_durability_set_migration(fb_durability_t *dur, const char *script, const char *flag_name)
+{
+    dur->migrate_script = script;
+    fb_free(dur->migrate_flag);
+    dur->migrate_flag = fb_asprintf("%s{g}:%s", dur->prefix, flag_name);
+}
+
 void fb_durability_close(fb_durability_t *dur)
 {
     if (!dur || dur->closed)
@@ -402,6 +469,8 @@ void fb_durability_destroy(fb_durability_t *dur)
     FB_ASSERT(dur->closed);
     fb_free(dur->marker_key);
     fb_free(dur->epoch_key);
+    fb_free(dur->migrate_flag);
+    fb_free(dur->prefix);
     fb_free(dur->marker);
     fb_free(dur);
 }

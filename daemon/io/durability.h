@@ -50,27 +50,40 @@ typedef void (*fb_durability_refuse_cb)(void *arg);
 
 /** What the last check found. */
 typedef struct fb_durability_state_s {
-    int aof;              /* 1: appendonly yes, 0: no, -1: not known (not checked yet) */
-    char appendfsync[16]; /* "everysec", "always", "no"; "" when not known (CONFIG refused) */
-    bool durable;         /* aof == 1 and appendfsync everysec, always or not known */
-    bool config_refused;  /* CONFIG GET was refused: the settings came from INFO */
-    uint64_t checks;      /* connections whose check completed */
-    uint64_t data_losses; /* times the marker was found gone or changed: Redis lost data */
-    int64_t last_loss_ms; /* Unix ms of the last one, 0 when none */
-    char run_id[48];      /* Redis's run_id at the last check ("" when not known) */
-    long long epoch;      /* the epoch at the last check or beat (0 before the first) */
+    int aof;                /* 1: appendonly yes, 0: no, -1: not known (not checked yet) */
+    char appendfsync[16];   /* "everysec", "always", "no"; "" when not known (CONFIG refused) */
+    bool durable;           /* aof == 1 and appendfsync everysec, always or not known */
+    bool config_refused;    /* CONFIG GET was refused: the settings came from INFO */
+    uint64_t checks;        /* connections whose check completed */
+    uint64_t data_losses;   /* times the marker was found gone or changed: Redis lost data */
+    int64_t last_loss_ms;   /* Unix ms of the last one, 0 when none */
+    char run_id[48];        /* Redis's run_id at the last check ("" when not known) */
+    char redis_version[24]; /* Redis's version at the last check ("" when not known): below
+                               7.0 an error is logged, the scripts needing it (#!lua) */
+    long long epoch;        /* the epoch at the last check or beat (0 before the first) */
+    uint64_t keys_renamed;  /* global keys the layout's migration renamed to their {g} name */
+    uint64_t keys_left;     /* old-layout keys it left because their {g} name was taken */
 } fb_durability_state_t;
 
 /**
  * Creates the module and registers it as `redis`'s ready callback (one per client), with its
  * beat timer on `loop` (unreferenced). `prefix` is the store's key prefix (copied): the marker is
- * "<prefix>redis:marker", the epoch "<prefix>redis:epoch". `refuse` (may be NULL)
+ * "<prefix>{g}:redis:marker", the epoch "<prefix>{g}:redis:epoch". `refuse` (may be NULL)
  * is called with `arg` as described above unless `allow_volatile`. Never fails (aborts on out of
  * memory).
  */
 fb_durability_t *fb_durability_create(uv_loop_t *loop, fb_redis_t *redis, const char *prefix,
                                       bool allow_volatile, fb_durability_refuse_cb refuse,
                                       void *arg);
+
+/**
+ * Sets the keys' layout migration (core/keys.h, FB_KEYS_MIGRATE_LUA: `script` is kept, not
+ * copied): sent with EVAL, KEYS[1] "<prefix>{g}:<flag_name>" and ARGV[1] the prefix, as the
+ * first command of every connection until it has answered once, before the persistence check
+ * (whose marker it may rename) and before any other command. It must answer {renamed, left,
+ * state}; logged. Call it before the client is started.
+ */
+void fb_durability_set_migration(fb_durability_t *dur, const char *script, const char *flag_name);
 
 /** Stops the beat and closes its timer (the loop must run once more). NULL is a no-op. */
 void fb_durability_close(fb_durability_t *dur);

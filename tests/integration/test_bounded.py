@@ -183,7 +183,7 @@ def test_one_transaction_of_5000_events_over_5000_rooms_stays_bounded(redis, hom
         t_txn = time.monotonic() - t0
         assert status == 200, (status, out, d.read_log()[-3000:])
         done = wait_until(lambda: len(replies_by_room(homeserver)) >= EVENTS
-                          and redis.cli("ZCARD", "fb:outbox:pending") == "0", 300, 0.2)
+                          and redis.cli("ZCARD", "fb:{g}:outbox:pending") == "0", 300, 0.2)
         t_all = time.monotonic() - t0
         time.sleep(0.5)
         out, _ = poller.communicate(timeout=30)

@@ -106,8 +106,8 @@ def tchap_user(clients, name="owner"):
 
 
 def bot_device(redis):
-    dev = redis.cli("HGET", "fb:matrix:auth", "device_id")
-    assert dev, redis.cli("HGETALL", "fb:matrix:auth")
+    dev = redis.cli("HGET", "fb:{g}:matrix:auth", "device_id")
+    assert dev, redis.cli("HGETALL", "fb:{g}:matrix:auth")
     return dev
 
 
@@ -217,8 +217,8 @@ def test_encrypted_dm_with_the_element_stack_cross_signed_only(synapse, redis, m
     pk = (tmp_path / "pickle-key").read_text().strip()
     assert pk not in log
     # The crypto state is in Redis, pickled (no private key in clear).
-    fields = redis.cli("HKEYS", "fb:matrix:e2ee:crypto")
-    assert fields, redis.cli("KEYS", "fb:matrix:e2ee:*")
+    fields = redis.cli("HKEYS", "fb:{g}:matrix:e2ee:crypto")
+    assert fields, redis.cli("KEYS", "fb:{g}:matrix:e2ee:*")
 
 
 @pytest.mark.parametrize("delay_ms", [None, 0], ids=["default_delay", "no_delay"])
@@ -386,10 +386,10 @@ def test_sigkill_while_room_keys_are_sent(synapse, redis, make_daemon, tmp_path,
         d.proc.send_signal(signal.SIGKILL)
         d.proc.wait(10)
         d.log.close()
-        assert redis.cli("HLEN", "fb:matrix:e2ee:todev") != "0", "the keys were not written before their send"
+        assert redis.cli("HLEN", "fb:{g}:matrix:e2ee:todev") != "0", "the keys were not written before their send"
         # ... and the encrypted reply with them: the restarted outbox sends this very ciphertext
         # under the same txn, not a second encryption of the reply.
-        assert redis.cli("HLEN", "fb:matrix:e2ee:sent") != "0", "the ciphertext was not kept for a resend"
+        assert redis.cli("HLEN", "fb:{g}:matrix:e2ee:sent") != "0", "the ciphertext was not kept for a resend"
         proxy.hold = None
         proxy.cut()
         d.start()
@@ -401,9 +401,9 @@ def test_sigkill_while_room_keys_are_sent(synapse, redis, make_daemon, tmp_path,
         got = Seen(second, room, bot["user_id"], d, since=True)
         got.wait(len(groups[2]), 60)
         assert got.bodies() == groups[2], got.bodies()
-        assert wait_until(lambda: redis.cli("HLEN", "fb:matrix:e2ee:todev") == "0", 30)
-        assert wait_until(lambda: redis.cli("HLEN", "fb:matrix:e2ee:sent") == "0", 30), \
-            redis.cli("HKEYS", "fb:matrix:e2ee:sent")
+        assert wait_until(lambda: redis.cli("HLEN", "fb:{g}:matrix:e2ee:todev") == "0", 30)
+        assert wait_until(lambda: redis.cli("HLEN", "fb:{g}:matrix:e2ee:sent") == "0", 30), \
+            redis.cli("HKEYS", "fb:{g}:matrix:e2ee:sent")
     finally:
         proxy.stop()
 
@@ -509,7 +509,7 @@ def test_a_wrong_pickle_key_keeps_the_device_and_the_bot_offline(synapse, redis,
     d = start_e2ee_bot(make_daemon, redis, synapse, bot, tmp_path)
     user = tchap_user(clients)
     room, seen = open_encrypted_dm(user, bot["user_id"], d)
-    account = redis.cli("HGET", "fb:matrix:e2ee:crypto", "account")
+    account = redis.cli("HGET", "fb:{g}:matrix:e2ee:crypto", "account")
     assert account
     key = tmp_path / "pickle-key"
     good = key.read_text()
@@ -519,7 +519,7 @@ def test_a_wrong_pickle_key_keeps_the_device_and_the_bot_offline(synapse, redis,
     assert wait_until(lambda: "cannot be opened with matrix.crypto.pickle_key_file" in d.read_log(), 30), \
         d.read_log()[-3000:]
     assert "new device keys" not in d.read_log()
-    assert redis.cli("HGET", "fb:matrix:e2ee:crypto", "account") == account  # untouched
+    assert redis.cli("HGET", "fb:{g}:matrix:e2ee:crypto", "account") == account  # untouched
     user.send(room, "saint dizier")  # waits on the homeserver meanwhile
     time.sleep(2)
     d.stop()
@@ -579,8 +579,8 @@ def test_appservice_encrypted_dm_with_the_element_stack(tmp_path):
             room, seen = open_encrypted_dm(user, AS_USER, d, timeout=90)
             # The service's device, made by the service and cross-signed by the bot user: a client
             # in "only cross-signed" mode sent it the room key and read its greeting.
-            dev = r.cli("HGET", "fb:matrix:auth", "device_id")
-            assert dev, r.cli("HGETALL", "fb:matrix:auth")
+            dev = r.cli("HGET", "fb:{g}:matrix:auth", "device_id")
+            assert dev, r.cli("HGETALL", "fb:{g}:matrix:auth")
             status = user.device_status(dev, user=AS_USER)
             assert status["signed_by_owner"], status
             # The greeting of the new encrypted room waited first_message_delay_ms (mx_batch.c's
@@ -602,7 +602,7 @@ def test_appservice_encrypted_dm_with_the_element_stack(tmp_path):
             log = d.read_log()
             for secret in (room, user.user_id, "Saint-Dizier", reg["as_token"], reg["hs_token"]):
                 assert secret not in log, secret
-            assert r.cli("HKEYS", "fb:matrix:e2ee:crypto"), r.cli("KEYS", "fb:matrix:*")
+            assert r.cli("HKEYS", "fb:{g}:matrix:e2ee:crypto"), r.cli("KEYS", "fb:{g}:matrix:*")
             # A restart keeps the device: the same id, its keys loaded (none made), and the
             # encrypted conversation goes on.
             n = len(seen.msgs)
@@ -611,7 +611,7 @@ def test_appservice_encrypted_dm_with_the_element_stack(tmp_path):
             user.send(room, WALK[3])
             seen.wait(1, 60)
             assert len(seen.msgs) == n + 1
-            assert r.cli("HGET", "fb:matrix:auth", "device_id") == dev
+            assert r.cli("HGET", "fb:{g}:matrix:auth", "device_id") == dev
             assert "new device keys" not in d.read_log(), d.read_log()[-3000:]
         finally:
             user.stop()

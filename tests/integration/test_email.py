@@ -29,8 +29,8 @@ aiosmtpd_controller = pytest.importorskip(
     "deploy/install-deps.sh test installs it")
 
 PREFIX = "fb:"
-DUE = PREFIX + "reminders:due"
-PENDING = PREFIX + "outbox:pending"
+DUE = PREFIX + "{g}:reminders:due"
+PENDING = PREFIX + "{g}:outbox:pending"
 REMINDER_TEXT = "Où en êtes-vous"  # the sample dialog's reminder, during the questions
 ADDRESS = "marie.durand@mairie-exemple.fr"
 

@@ -149,7 +149,7 @@ def test_escalation_claim_relay_and_handback(synapse, redis, make_daemon, tmp_pa
     assert wait_body(a2, room52, bot_id, f"déjà prise en charge par {ADV1}")
     assert redis.cli("HGET", tk, "claimed") == a1.user_id
     # The claim is the advisors' first response: one sample of their response time for /stats.
-    took = int(redis.cli("LINDEX", "fb:stats:advisor_response_ms", "0"))
+    took = int(redis.cli("LINDEX", "fb:{g}:stats:advisor_response_ms", "0"))
     assert 0 <= took <= (time.time() - t_esc) * 1000 + 1000, took
     from test_stats import get_json
     stats = get_json(d, "/stats.json")
@@ -164,7 +164,7 @@ def test_escalation_claim_relay_and_handback(synapse, redis, make_daemon, tmp_pa
     got = wait_body(user, dm, bot_id, "(conseiller) : Je regarde votre dossier.")
     assert got and got["content"]["body"] == f"{ADV1} (conseiller) : Je regarde votre dossier.", \
         bodies(user.messages_from(dm, bot_id))
-    assert redis.cli("LLEN", "fb:stats:advisor_response_ms") == "1"  # only the first response counts
+    assert redis.cli("LLEN", "fb:{g}:stats:advisor_response_ms") == "1"  # only the first response counts
     # An internal note is confirmed in the thread and never reaches the user.
     thread_reply(a1, room52, root["event_id"], "!note rappeler la mairie")
     assert wait_body(a1, room52, bot_id, "Note enregistrée")
@@ -331,7 +331,7 @@ def test_non_member_command_ignored_and_default_room(synapse, redis, make_daemon
     assert wait_body(a2, room_def, bot_id, "Cette demande est close")
     assert redis.cli("HGET", tk, "state") == "closed"
     # A closed ticket has left the watchdog index.
-    assert int(redis.cli("ZSCORE", "fb:esc:open", f"matrix:{dm}") or 0) == 0
+    assert int(redis.cli("ZSCORE", "fb:{g}:esc:open", f"matrix:{dm}") or 0) == 0
 
 
 def test_watchdog_reannounces_and_survives_sigkill(synapse, redis, make_daemon, tmp_path):
@@ -402,14 +402,14 @@ def test_web_chat_user_reaches_the_advisors(synapse, redis, make_daemon, tmp_pat
         assert wait_until(lambda: redis.cli("LLEN", sent) == "2", 10), redis.cli("LRANGE", sent, "0", "-1")
         chat.say("oublier mes données")
         assert wait_until(lambda: redis.cli("EXISTS", tk) == "0", 10), redis.cli("HGETALL", tk)
-        assert redis.cli("ZSCORE", "fb:esc:open", f"web:{chat.token}") == ""
+        assert redis.cli("ZSCORE", "fb:{g}:esc:open", f"web:{chat.token}") == ""
         assert redis.cli("EXISTS", sent) == "0"
         # What the bot posted for this user in the advisors' room (the root with the summary, the
         # relayed message) is withdrawn: redacted by the bot, seen as such by the advisors.
         want = {root["event_id"], relayed["event_id"]}
         assert a1.wait(lambda: want <= redacted(a1, room52, bot_id), 30), (redacted(a1, room52, bot_id),
                                                                          d.read_log()[-3000:])
-        assert redis.cli("HGET", "fb:esc:roots", root["event_id"]) == ""
+        assert redis.cli("HGET", "fb:{g}:esc:roots", root["event_id"]) == ""
         ev = thread_reply(a1, room52, root["event_id"], "Toujours là ?")
         marks = f"fb:{{c:matrix:{room52}/{root['event_id']}}}:ev"
         assert wait_until(lambda: redis.cli("ZSCORE", marks, ev) != "", 20), d.read_log()[-2000:]
@@ -451,7 +451,7 @@ def test_commands_answer_while_waiting_and_retour_closes_the_ticket(synapse, red
         chat.wait_bot("Dans quelle commune", data["seq"])
         assert wait_until(lambda: redis.cli("HGET", tk, "state") == "closed", 10), redis.cli("HGETALL", tk)
         assert redis.cli("HGET", tk, "closed_by") == "usager"
-        assert redis.cli("ZSCORE", "fb:esc:open", f"web:{chat.token}") == ""
+        assert redis.cli("ZSCORE", "fb:{g}:esc:open", f"web:{chat.token}") == ""
         assert wait_body(a1, room52, bot_id, "L'usager a repris le questionnaire",
                          pred=lambda e: in_thread(e, root["event_id"]))
         # the questions go on with the engine, nothing more is relayed
@@ -490,7 +490,7 @@ def test_forget_before_the_root_is_posted_withdraws_it(synapse, redis, make_daem
         assert root, d.read_log()[-3000:]
         assert a1.wait(lambda: root["event_id"] in redacted(a1, room52, bot_id), 30), d.read_log()[-3000:]
         assert redis.cli("EXISTS", tk) == "0"
-        assert redis.cli("HGET", "fb:esc:roots", root["event_id"]) == ""
+        assert redis.cli("HGET", "fb:{g}:esc:roots", root["event_id"]) == ""
         assert "withdrawn" in d.read_log()
     finally:
         chat.close()

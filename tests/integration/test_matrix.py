@@ -73,7 +73,7 @@ def handled(daemon):
 
 
 def pending(redis):
-    return int(redis.cli("ZCARD", "fb:outbox:pending") or 0)
+    return int(redis.cli("ZCARD", "fb:{g}:outbox:pending") or 0)
 
 
 def outbox_len(redis, room_id):
@@ -294,8 +294,8 @@ def test_sigkill_mid_conversation_loses_and_repeats_nothing(synapse, redis, make
     d = start_bot(make_daemon, redis, synapse, bot, start_delay_ms=800)
     user = new_user(synapse)
     room = open_dm(user, bot["user_id"], d)
-    device = redis.cli("HGET", "fb:matrix:auth", "device_id")
-    assert device, redis.cli("HGETALL", "fb:matrix:auth")
+    device = redis.cli("HGET", "fb:{g}:matrix:auth", "device_id")
+    assert device, redis.cli("HGETALL", "fb:{g}:matrix:auth")
     k = 5
     for i in range(k):
         user.send(room, WALK[i])
@@ -322,7 +322,7 @@ def test_sigkill_mid_conversation_loses_and_repeats_nothing(synapse, redis, make
     got = settle(user, room, bot["user_id"], d, redis, len(WALK) - k - 1)
     assert bodies(got) == flat(groups), (bodies(got), d.read_log()[-3000:])
     # The bot kept its device (logged in once): Matrix de-duplicated the resent reply.
-    assert redis.cli("HGET", "fb:matrix:auth", "device_id") == device
+    assert redis.cli("HGET", "fb:{g}:matrix:auth", "device_id") == device
     user.close()
 
 
@@ -419,14 +419,14 @@ def test_refresh_tokens_and_soft_logout(synapse, short_token_synapse, redis, mak
     d = start_bot(make_daemon, redis, s, bot)
     user = new_user(s)
     room = open_dm(user, bot["user_id"], d)
-    device = redis.cli("HGET", "fb:matrix:auth", "device_id")
-    assert device and redis.cli("HGET", "fb:matrix:auth", "refresh_token"), redis.cli("HGETALL", "fb:matrix:auth")
+    device = redis.cli("HGET", "fb:{g}:matrix:auth", "device_id")
+    assert device and redis.cli("HGET", "fb:{g}:matrix:auth", "refresh_token"), redis.cli("HGETALL", "fb:{g}:matrix:auth")
     k = 4
     for i in range(k):
         # Each answer after the bot's access token changed at least once: the conversation spans
         # several token lifetimes.
-        token = redis.cli("HGET", "fb:matrix:auth", "access_token")
-        assert wait_until(lambda: redis.cli("HGET", "fb:matrix:auth", "access_token") != token, 30, 0.1), \
+        token = redis.cli("HGET", "fb:{g}:matrix:auth", "access_token")
+        assert wait_until(lambda: redis.cli("HGET", "fb:{g}:matrix:auth", "access_token") != token, 30, 0.1), \
             d.read_log()[-3000:]
         user.send(room, WALK[i])
         wait_all(user, room, bot["user_id"], flat(groups[:i + 2]), d)
@@ -434,11 +434,11 @@ def test_refresh_tokens_and_soft_logout(synapse, short_token_synapse, redis, mak
     assert log.count("access token refreshed") >= k, log[-3000:]
     assert log.count("logged in (device") == 1, log[-3000:]
     assert "logout" not in log, log[-3000:]
-    assert redis.cli("HGET", "fb:matrix:auth", "device_id") == device
+    assert redis.cli("HGET", "fb:{g}:matrix:auth", "device_id") == device
     rc, log = d.stop()
     d.check_clean(rc, log)
     # Soft logout: the stored access token expires (Synapse says so), then the refresh token.
-    token = redis.cli("HGET", "fb:matrix:auth", "access_token")
+    token = redis.cli("HGET", "fb:{g}:matrix:auth", "access_token")
     assert wait_until(lambda: whoami_error(s, token) is not None, 30, 0.2)
     status, err = whoami_error(s, token)
     assert status == 401 and err["errcode"] == "M_UNKNOWN_TOKEN" and err["soft_logout"] is True, err
@@ -448,26 +448,26 @@ def test_refresh_tokens_and_soft_logout(synapse, short_token_synapse, redis, mak
     wait_all(user, room, bot["user_id"], flat(groups[:k + 2]), d)
     after = d.read_log()
     assert "logged in (device " + device + ")" in after, after[-3000:]
-    assert redis.cli("HGET", "fb:matrix:auth", "device_id") == device
+    assert redis.cli("HGET", "fb:{g}:matrix:auth", "device_id") == device
     assert "token refresh failed (HTTP 403)" in after, after[-3000:]
-    assert redis.cli("HGET", "fb:matrix:auth", "device_id") == device
+    assert redis.cli("HGET", "fb:{g}:matrix:auth", "device_id") == device
     settle(user, room, bot["user_id"], d, redis, 1)
     # The same through a 401 soft_logout answered to the bot itself: its stored session says
     # nothing of the expiry (expires_at 0, as a homeserver that does not announce it), so the bot
     # uses the expired token, is told soft_logout, and logs in again on the same device.
     rc, log = d.stop()
     d.check_clean(rc, log)
-    token = redis.cli("HGET", "fb:matrix:auth", "access_token")
+    token = redis.cli("HGET", "fb:{g}:matrix:auth", "access_token")
     assert wait_until(lambda: whoami_error(s, token) is not None, 30, 0.2)
     time.sleep(13)  # the refresh token expires too
-    redis.cli("HSET", "fb:matrix:auth", "expires_at", "0")
+    redis.cli("HSET", "fb:{g}:matrix:auth", "expires_at", "0")
     d.start()
     user.send(room, WALK[k + 1])
     wait_all(user, room, bot["user_id"], flat(groups[:k + 3]), d)
     after = d.read_log()
     assert "access token refused (soft logout)" in after, after[-3000:]
     assert "logged in (device " + device + ")" in after, after[-3000:]
-    assert redis.cli("HGET", "fb:matrix:auth", "device_id") == device
+    assert redis.cli("HGET", "fb:{g}:matrix:auth", "device_id") == device
     got = settle(user, room, bot["user_id"], d, redis, 1)
     assert bodies(got) == flat(groups[:k + 3]), (bodies(got), after[-3000:])
     user.close()
@@ -495,9 +495,9 @@ def fill_conversations(redis, n):
            "  redis.call('HSET', 'fb:{c:' .. k .. '}:session', 'v', '1', 'd', '{}', 'w', 'x')\n"
            "  redis.call('RPUSH', 'fb:{c:' .. k .. '}:outbox', cjson.encode({txn = 'r' .. i .. '.0', "
            "kind = 'reply', text = 'Bonjour', ts = 0}))\n"
-           "  redis.call('ZADD', 'fb:outbox:pending', i, k)\n"
+           "  redis.call('ZADD', 'fb:{g}:outbox:pending', i, k)\n"
            "end\n"
-           "return redis.call('ZCARD', 'fb:outbox:pending')\n")
+           "return redis.call('ZCARD', 'fb:{g}:outbox:pending')\n")
     assert int(redis.cli("EVAL", lua, "0", str(n))) >= n
 
 
@@ -903,9 +903,9 @@ def test_appservice_conversation_replay_and_tokens(appservice):
     assert "commentaire" in after[0] and all("données" not in b or "mes données" in b for b in after), after
     assert r.cli("EXISTS", f"fb:{{c:matrix:{room}}}:session") == "1"  # not forgotten
     # The rating counted once, the replayed "comment" never read.
-    assert r.cli("HGET", "fb:stats", "avis_note_4") == "1"
-    assert "jamais" not in r.cli("LRANGE", "fb:avis:comments", "0", "-1")
-    assert r.cli("EXISTS", f"fb:matrix:txn:{txn_id}") == "1"
+    assert r.cli("HGET", "fb:{g}:stats", "avis_note_4") == "1"
+    assert "jamais" not in r.cli("LRANGE", "fb:{g}:avis:comments", "0", "-1")
+    assert r.cli("EXISTS", f"fb:{{g}}:matrix:txn:{txn_id}") == "1"
     # The other endpoints.
     ping = d.request("/_matrix/app/v1/ping", "POST", b"{}", {"Authorization": f"Bearer {hs}",
                                                               "Content-Type": "application/json"})
@@ -982,7 +982,7 @@ def lose_a_message(st, check_mark=False):
     assert wait_until(lambda: pending(r) == 0, 30, 0.1)
     time.sleep(2)  # Synapse sends the bot's own greeting back to the service: let it pass
     if check_mark:
-        assert r.cli("HGET", "fb:matrix:recent", room), r.cli("HGETALL", "fb:matrix:recent")
+        assert r.cli("HGET", "fb:{g}:matrix:recent", room), r.cli("HGETALL", "fb:{g}:matrix:recent")
     h0 = handled(d)
     user.sync(0)
     n = len(user.messages_from(room, AS_USER))
@@ -1217,8 +1217,8 @@ def test_roadmap_and_reminder_notify_the_user(synapse, redis, make_daemon, tmp_p
     conv = f"matrix:{room}"
     last = int(redis.cli("HGET", f"fb:{{c:{conv}}}:session", "a"))
     due = str(max(last, int(time.time() * 1000) - 1000))
-    assert redis.cli("ZADD", "fb:reminders:due", "XX", "CH", due, f"{conv}|relance") == "1", \
-        redis.cli("ZRANGE", "fb:reminders:due", "0", "-1")
+    assert redis.cli("ZADD", "fb:{g}:reminders:due", "XX", "CH", due, f"{conv}|relance") == "1", \
+        redis.cli("ZRANGE", "fb:{g}:reminders:due", "0", "-1")
     n = len(got)
     later = user.wait_messages(room, bot_id, n + 1, 30)[n:]
     assert later, d.read_log()[-3000:]

@@ -38,7 +38,7 @@ BUDGET_COMMANDS = 12.1   # issue 17 target: 12 (12.0 measured, plus the backgrou
 BUDGET_WITH_REMINDER = 15.1  # 15.0 measured: the reminder's HGETALL, HSET and ZADD
 BUDGET_ROUND_TRIPS = 2   # issue 17 target: 3 (READ and COMMIT)
 MAX_PEXPIRE = 0.05       # only the TTLs' refresh every 1/100 of them (was 11 per message, then 1)
-PENDING = "fb:outbox:pending"
+PENDING = "fb:{g}:outbox:pending"
 
 ONE_REPLY = """\
 dialogue: calls

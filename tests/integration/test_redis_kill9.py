@@ -184,7 +184,7 @@ def run_campaign(tmp_path, make_daemon, redis, fsync):
         s.join(10)
 
     # Everything has gone out: the outbox is empty, then count.
-    assert wait_until(lambda: redis.cli("ZCARD", "fb:outbox:pending") == "0", 30)
+    assert wait_until(lambda: redis.cli("ZCARD", "fb:{g}:outbox:pending") == "0", 30)
     lost = duplicated = lost_frames = duplicated_frames = acked = 0
     for s in senders:
         stored = history(redis, s.token)

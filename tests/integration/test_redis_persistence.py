@@ -147,7 +147,7 @@ def test_redis_back_empty_is_an_error(volatile_redis, make_daemon):
     d = make_daemon(redis.address, extra_redis=VOLATILE)
     assert wait_until(lambda: redis_connected(d) and checked(d), 20), d.read_log()
     assert d.json("/healthz")[0] == 200
-    assert redis.cli("EXISTS", "fb:redis:marker") == "1"
+    assert redis.cli("EXISTS", "fb:{g}:redis:marker") == "1"
     redis.proc.send_signal(signal.SIGKILL)
     redis.proc.wait(10)
     redis.proc = None
@@ -173,8 +173,8 @@ def test_redis_back_in_time_is_an_error(volatile_redis, make_daemon):
     d.start(env={"FB_TEST_REDIS_BEAT_MS": "100"})  # test builds: a beat every 100 ms
     assert wait_until(lambda: redis_connected(d) and checked(d), 20), d.read_log()
     assert redis.cli("SAVE") == "OK"
-    saved = int(redis.cli("GET", "fb:redis:epoch"))
-    assert wait_until(lambda: int(redis.cli("GET", "fb:redis:epoch")) >= saved + 3, 10)
+    saved = int(redis.cli("GET", "fb:{g}:redis:epoch"))
+    assert wait_until(lambda: int(redis.cli("GET", "fb:{g}:redis:epoch")) >= saved + 3, 10)
     redis.proc.send_signal(signal.SIGKILL)
     redis.proc.wait(10)
     redis.proc = None
@@ -182,7 +182,7 @@ def test_redis_back_in_time_is_an_error(volatile_redis, make_daemon):
     assert wait_until(lambda: LOST in d.read_log(), 20), d.read_log()
     line = next(line for line in d.read_log().splitlines() if LOST in line)
     assert "err [redis]" in line and "went back in time" in line, line
-    assert "restored from an older snapshot" in line and "fb:redis:epoch" in line, line
+    assert "restored from an older snapshot" in line and "fb:{g}:redis:epoch" in line, line
     assert metric(d, "frichebot_redis_data_loss_total") == 1
     status, health = d.json("/healthz")
     assert status == 503 and health["redis"]["data_losses"] == 1, health
@@ -231,7 +231,7 @@ def test_redis_back_empty_sends_nothing_twice(volatile_redis, make_daemon):
     relay = json.dumps({"txn": "esc-test.0", "kind": "relay", "text": "Un conseiller : bonjour.",
                         "html": "<p>Un conseiller : bonjour.</p>", "ts": now})
     assert redis.cli("RPUSH", outbox, relay) == "1"  # held 1.5 s from its ts
-    assert redis.cli("ZADD", "fb:outbox:pending", str(now), f"web:{b.token}") == "1"
+    assert redis.cli("ZADD", "fb:{g}:outbox:pending", str(now), f"web:{b.token}") == "1"
     # A hello sees the pending entry and wakes the outbox (as escalation's push does): the router
     # loads it now and holds it, so that it is in memory when Redis comes back empty.
     b2 = Chat(d, token=b.token, since=b.last_seq())
@@ -255,7 +255,7 @@ def test_redis_back_empty_sends_nothing_twice(volatile_redis, make_daemon):
     assert metric(d, "frichebot_outbox_delivered_total") == delivered
     assert sum("Qui porte le projet" in e["text"] for e in b.entries.values()) == 1
     assert not any("Un conseiller" in e["text"] for c in (b, b2) for e in c.entries.values())
-    assert redis.cli("ZCARD", "fb:outbox:pending") == "0"
+    assert redis.cli("ZCARD", "fb:{g}:outbox:pending") == "0"
     # The daemon serves on: a new conversation is greeted once.
     c = Chat(d)
     c.wait_bot("Dans quelle commune")

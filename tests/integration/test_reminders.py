@@ -23,10 +23,10 @@ from conftest import SANITIZER_MARKERS, Daemon, wait_until
 from test_webchat import SAMPLE, Chat
 
 PREFIX = "fb:"
-DUE = PREFIX + "reminders:due"
-CLAIMED = PREFIX + "reminders:claimed"
-CLAIMS = PREFIX + "reminders:claims"
-PENDING = PREFIX + "outbox:pending"
+DUE = PREFIX + "{g}:reminders:due"
+CLAIMED = PREFIX + "{g}:reminders:claimed"
+CLAIMS = PREFIX + "{g}:reminders:claims"
+PENDING = PREFIX + "{g}:outbox:pending"
 REMINDER_TEXT = "Où en êtes-vous"  # the built-in `relance` message, during the questions
 # The keys of a web conversation with a reminder (the web history no longer writes `hkeys`).
 # (no `hids`: the replies a COMMIT writes to the history take no dedupe key since issue 17, and

@@ -54,7 +54,7 @@ def test_summary_link_page_and_forget(redis, make_daemon):
     assert f'<a href="{m.group(0)}">la feuille de route complète</a>' in summary["html"]
     # Stored with the conversation (the token and its hash) and in the lookup by hash only.
     assert any(k.endswith("}:roadmap") for k in conv_keys(redis, chat.token))
-    assert redis.cli("--scan", "--pattern", f"fb:roadmap:{token}").strip() == ""
+    assert redis.cli("--scan", "--pattern", f"fb:{{g}}:roadmap:{token}").strip() == ""
 
     status, headers, body = d.request(url.path)
     page = body.decode()
@@ -103,7 +103,7 @@ def test_summary_link_page_and_forget(redis, make_daemon):
     chat.wait_for(lambda f: f["type"] == "msg" and f["from"] == "bot" and f["seq"] > after,
                   what="the goodbye")
     assert wait_until(lambda: d.request(url.path)[0] == 404, 10)
-    assert redis.cli("--scan", "--pattern", "fb:roadmap:*").strip() == ""
+    assert redis.cli("--scan", "--pattern", "fb:{g}:roadmap:*").strip() == ""
     chat.close()
 
 

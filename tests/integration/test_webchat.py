@@ -454,13 +454,13 @@ def test_page_ahead_of_a_restored_redis_gets_the_history_again(volatile_redis, m
     chat.say("lyon")
     asked = chat.wait_bot("Qui porte le projet")
     assert redis.cli("SAVE") == "OK"  # the snapshot Redis will come back from
-    epoch = int(redis.cli("GET", "fb:redis:epoch"))
+    epoch = int(redis.cli("GET", "fb:{g}:redis:epoch"))
     chat.choose("association", "Une association")
     chat.wait_bot("Quelle est la surface")
     page_seq = chat.last_seq()
     assert page_seq > asked["seq"]
     chat.close()
-    assert wait_until(lambda: int(redis.cli("GET", "fb:redis:epoch")) > epoch + 1, 10)
+    assert wait_until(lambda: int(redis.cli("GET", "fb:{g}:redis:epoch")) > epoch + 1, 10)
     redis.proc.send_signal(signal.SIGKILL)  # a crash: what followed the snapshot is lost
     redis.proc.wait(10)
     redis.proc = None

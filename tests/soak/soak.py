@@ -59,7 +59,7 @@ Definitions (the figures printed at the end):
   Matrix: two events with its token, which the service then rightly answers twice: those
   replies are not counted as duplicated).
 - reminders due: reminders the campaign made due (ZADD XX of `<conversation>|relance` in
-  `fb:reminders:due`, at max(now - 1 s, the conversation's last user event), answered "changed"),
+  `fb:{g}:reminders:due`, at max(now - 1 s, the conversation's last user event), answered "changed"),
   only while the conversation's user is paused: it sends nothing until the reminder arrives (or
   for 120 s), since a user message after the due time rightly drops a reminder. Delivered: the
   entries "Relance de la campagne." the user saw. Lost and duplicated per conversation: due minus
@@ -834,7 +834,7 @@ matrix:
             try:
                 last = self.redis.cli("HGET", f"fb:{{c:{conv}}}:session", "a")
                 due = max(int(time.time() * 1000) - 1000, int(last or 0))
-                changed = self.redis.cli("ZADD", "fb:reminders:due", "XX", "CH", str(due), f"{conv}|relance")
+                changed = self.redis.cli("ZADD", "fb:{g}:reminders:due", "XX", "CH", str(due), f"{conv}|relance")
             except Exception:
                 changed = ""
             if changed != "1":
@@ -967,8 +967,8 @@ matrix:
                                f"client duplicates {user_dups}")
         end_figures = {d.name: self.figures(d) for d in self.daemons}
         self.end_at = time.monotonic()
-        pending = self.redis.cli("ZCARD", "fb:outbox:pending")
-        claimed = self.redis.cli("ZCARD", "fb:reminders:claimed")
+        pending = self.redis.cli("ZCARD", "fb:{g}:outbox:pending")
+        claimed = self.redis.cli("ZCARD", "fb:{g}:reminders:claimed")
         parked = len([k for k in self.redis.cli("--scan", "--pattern", "fb:*:parked").splitlines() if k])
         # The daemons' clean stop.
         for d in self.daemons:

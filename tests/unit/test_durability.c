@@ -14,6 +14,7 @@
 #include <hiredis/hiredis.h>
 #include <uv.h>
 
+#include "core/keys.h"
 #include "frichebot/alloc.h"
 #include "frichebot/buf.h"
 #include "frichebot/err.h"
@@ -55,6 +56,7 @@ static void setup(struct fixture *f, bool allow_volatile)
     f->redis = fb_redis_create(&f->loop, &o);
     ASSERT_NOT_NULL(f->redis);
     f->dur = fb_durability_create(&f->loop, f->redis, "t:", allow_volatile, on_refuse, f);
+    fb_durability_set_migration(f->dur, FB_KEYS_MIGRATE_LUA, FB_KEY_LAYOUT); /* as the daemon */
     ASSERT_OK(fb_redis_start(f->redis));
     f->sync = redisConnectUnix(f->srv.sock);
     ASSERT(f->sync && !f->sync->err);
@@ -368,6 +370,133 @@ TEST_IMPL(durability_beat_finds_a_flush)
     fb_durability_state_t st = state(&f);
     ASSERT_EQ(st.data_losses, 1);
     ASSERT_EQ(st.checks, 1); /* no reconnection */
+    teardown(&f);
+    return 0;
+}
+
+/* A command on the test's own connection whose reply is an integer (-1 when nil). */
+static long long sync_int(struct fixture *f, const char *cmd)
+{
+    redisReply *rep = redisCommand(f->sync, cmd);
+    ASSERT_NOT_NULL(rep);
+    long long v = rep->type == REDIS_REPLY_INTEGER  ? rep->integer
+                  : rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10)
+                                                    : -1;
+    freeReplyObject(rep);
+    return v;
+}
+
+/* Every key and its value (DUMP) and TTL, sorted, one line each: the whole keyspace. */
+static char *keyspace(struct fixture *f)
+{
+    redisReply *keys =
+        redisCommand(f->sync, "EVAL %s 0",
+                     "local ks = redis.call('KEYS', '*') table.sort(ks)\n"
+                     "local out = {}\n"
+                     "for _, k in ipairs(ks) do\n"
+                     "  out[#out + 1] = k .. ' ' .. redis.sha1hex(redis.call('DUMP', "
+                     "k)) .. ' ' .. (redis.call('PTTL', k) > 0 and 'ttl' or '-')\n"
+                     "end\n"
+                     "return table.concat(out, '\\n')");
+    ASSERT(keys && keys->type == REDIS_REPLY_STRING);
+    char *s = fb_strdup(keys->str);
+    freeReplyObject(keys);
+    return s;
+}
+
+/* The global keys' move under {g} (core/keys.h, FB_KEYS_MIGRATE_LUA), run by this module before
+ * its check: keys of the old layout written by hand are found under their {g} names with their
+ * values and TTLs, the persistence marker and epoch included (so the check sees no first start
+ * and no loss); a key whose {g} name is taken is left alone; other keys are not touched; the
+ * script run again (flag kept, then flag removed) changes nothing. On a Redis Cluster, it leaves
+ * every key as it is. */
+TEST_IMPL(durability_migrates_global_keys)
+{
+    struct fixture f;
+    setup(&f, true);
+    bool cluster = fb_test_redis_cluster();
+    /* before the loop runs: the client is not connected yet */
+    sync_ok(&f, "HSET t:stats conversations 7");
+    sync_ok(&f, "ZADD t:reminders:due 1000 web:a|relance");
+    sync_ok(&f, "HSET t:reminders:claims web:a|relance o|1000");
+    sync_ok(&f, "HSET t:stats:month:2026-01 messages 3");
+    sync_ok(&f, "ZADD t:stats:active:communes 5 69123");
+    sync_ok(&f, "SET t:roadmap:0a1b web:a PX 86400000");
+    sync_ok(&f, "SET t:email:confirm:ff00 web:a PX 3600000");
+    sync_ok(&f, "HSET t:matrix:e2ee:crypto account x");
+    sync_ok(&f, "SET t:matrix:txn:42 1 PX 7200000");
+    sync_ok(&f, "HSET t:matrix:auth device_id D");
+    sync_ok(&f, "SET t:dedupe:zset_since 0");
+    sync_ok(&f, "SET t:redis:marker old-marker");
+    sync_ok(&f, "SET t:redis:epoch 41");
+    sync_ok(&f, "ZADD t:esc:open 1 web:old");     /* both names exist: */
+    sync_ok(&f, "ZADD t:{g}:esc:open 2 web:new"); /* the {g} one is kept */
+    sync_ok(&f, "HSET t:{c:web:a}:session v 1");  /* a conversation's: not global */
+    sync_ok(&f, "SET t:statsx 1");                /* not a global name */
+    sync_ok(&f, "SET other:stats 1");             /* another prefix */
+    long long due_ttl = sync_int(&f, "PTTL t:roadmap:0a1b");
+    wait_checks(&f, 1);
+    fb_durability_state_t st = state(&f);
+
+    if (cluster) { /* nothing moved: a cluster's keys must have their {g} names already */
+        ASSERT_EQ(st.keys_renamed, 0);
+        ASSERT_EQ(sync_int(&f, "HGET t:stats conversations"), 7);
+        ASSERT_EQ(sync_int(&f, "EXISTS t:{g}:layout"), 0);
+        teardown(&f);
+        return 0;
+    }
+    ASSERT(strtol(st.redis_version, NULL, 10) >= 7); /* read from INFO (the scripts need 7.0) */
+    ASSERT_EQ(st.keys_renamed, 13);
+    ASSERT_EQ(st.keys_left, 1);
+    ASSERT_EQ(sync_int(&f, "GET t:{g}:layout"), 1);
+    ASSERT_EQ(sync_int(&f, "HGET t:{g}:stats conversations"), 7);
+    ASSERT_EQ(sync_int(&f, "EXISTS t:stats"), 0);
+    ASSERT_EQ(sync_int(&f, "ZSCORE t:{g}:reminders:due web:a|relance"), 1000);
+    ASSERT_EQ(sync_int(&f, "HLEN t:{g}:reminders:claims"), 1);
+    ASSERT_EQ(sync_int(&f, "HGET t:{g}:stats:month:2026-01 messages"), 3);
+    ASSERT_EQ(sync_int(&f, "ZSCORE t:{g}:stats:active:communes 69123"), 5);
+    ASSERT_EQ(sync_int(&f, "EXISTS t:{g}:matrix:e2ee:crypto t:{g}:matrix:auth"), 2);
+    ASSERT_EQ(sync_int(&f, "GET t:{g}:dedupe:zset_since"), 0);
+    /* the TTLs came along */
+    long long ttl = sync_int(&f, "PTTL t:{g}:roadmap:0a1b");
+    ASSERT(ttl > 0 && ttl <= due_ttl);
+    ASSERT(sync_int(&f, "PTTL t:{g}:email:confirm:ff00") > 0);
+    ASSERT(sync_int(&f, "PTTL t:{g}:matrix:txn:42") > 0);
+    ASSERT_EQ(sync_int(&f, "PTTL t:{g}:stats"), -1);
+    /* the marker and the epoch moved before the check read them: no first start, no loss */
+    ASSERT_EQ(st.epoch, 42);
+    ASSERT_EQ(st.data_losses, 0);
+    redisReply *rep = redisCommand(f.sync, "GET t:{g}:redis:marker");
+    ASSERT(rep && rep->type == REDIS_REPLY_STRING && strcmp(rep->str, "old-marker") == 0);
+    freeReplyObject(rep);
+    /* both names: the {g} one kept as it was, the old one left */
+    ASSERT_EQ(sync_int(&f, "ZSCORE t:{g}:esc:open web:new"), 2);
+    ASSERT_EQ(sync_int(&f, "ZSCORE t:{g}:esc:open web:old"), -1);
+    ASSERT_EQ(sync_int(&f, "ZSCORE t:esc:open web:old"), 1);
+    /* not global keys: untouched */
+    ASSERT_EQ(sync_int(&f, "EXISTS t:{c:web:a}:session t:statsx other:stats"), 3);
+    ASSERT_EQ(sync_int(&f, "EXISTS t:{g}:statsx t:{g}:{c:web:a}:session"), 0);
+
+    /* Run again: with the flag, and without it; a reconnection does not run it again. */
+    fb_durability_close(f.dur); /* its beat would change the epoch */
+    fb_test_run_for(&f.loop, 20);
+    char *before = keyspace(&f);
+    rep = redisCommand(f.sync, "EVAL %s 1 t:{g}:layout t:", FB_KEYS_MIGRATE_LUA);
+    ASSERT(rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3);
+    ASSERT_EQ(rep->element[0]->integer, 0);
+    ASSERT_EQ(rep->element[2]->integer, 1); /* the flag: nothing looked at */
+    freeReplyObject(rep);
+    sync_ok(&f, "DEL t:{g}:layout");
+    rep = redisCommand(f.sync, "EVAL %s 1 t:{g}:layout t:", FB_KEYS_MIGRATE_LUA);
+    ASSERT(rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3);
+    ASSERT_EQ(rep->element[0]->integer, 0); /* nothing renamed */
+    ASSERT_EQ(rep->element[1]->integer, 1); /* the old esc:open, still left */
+    ASSERT_EQ(rep->element[2]->integer, 0);
+    freeReplyObject(rep);
+    char *after = keyspace(&f);
+    ASSERT_STR_EQ(after, before);
+    fb_free(before);
+    fb_free(after);
     teardown(&f);
     return 0;
 }

@@ -338,7 +338,7 @@ static int wenv_open(struct wenv *w, const char *more, int64_t created)
                                  "HSET fb:{c:web:tok}:ticket state waiting root $r room !d:x "
                                  "adapter matrix created %s",
                                  at));
-    freeReplyObject(redisCommand(w->sync, "HSET fb:esc:roots $r web:tok"));
+    freeReplyObject(redisCommand(w->sync, "HSET fb:{g}:esc:roots $r web:tok"));
     return 0;
 }
 
@@ -364,7 +364,7 @@ static void run_until_idle(struct wenv *w)
 /* One watchdog pass at `ms` (Unix ms); returns the entries then in the advisors' room outbox. */
 static long long watch_at(struct wenv *w, int64_t ms)
 {
-    freeReplyObject(redisCommand(w->sync, "ZADD fb:esc:open 0 web:tok")); /* due */
+    freeReplyObject(redisCommand(w->sync, "ZADD fb:{g}:esc:open 0 web:tok")); /* due */
     fb__esc_set_clock(w->esc, ms);
     fb__esc_watch(w->esc);
     run_until_idle(w);
@@ -379,7 +379,7 @@ TEST_IMPL(escalation_watchdog_keeps_to_working_hours)
 
     /* Saturday 28 November 2026, 10:00 in Paris: nothing, looked at again later. */
     ASSERT_EQ(watch_at(&w, 1795856400000LL), 0);
-    ASSERT_EQ(rint_(w.sync, "ZSCORE fb:esc:open %s", "web:tok"), 1795856400000LL + 1000);
+    ASSERT_EQ(rint_(w.sync, "ZSCORE fb:{g}:esc:open %s", "web:tok"), 1795856400000LL + 1000);
     /* Christmas, a Friday, 10:00: a holiday. */
     ASSERT_EQ(watch_at(&w, 1798189200000LL), 0);
     /* Monday 30 November, 20:00: after hours. */
@@ -389,7 +389,7 @@ TEST_IMPL(escalation_watchdog_keeps_to_working_hours)
      * watchdog_ms; a second announcement does not tell the user again. */
     ASSERT_EQ(watch_at(&w, 1796029200000LL), 1);
     ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:{c:web:tok}:outbox"), 1);
-    ASSERT_EQ(rint_(w.sync, "ZSCORE fb:esc:open %s", "web:tok"), 1796029200000LL + 60000);
+    ASSERT_EQ(rint_(w.sync, "ZSCORE fb:{g}:esc:open %s", "web:tok"), 1796029200000LL + 60000);
     ASSERT_EQ(watch_at(&w, 1796029200000LL + 60000), 2);
     ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:{c:web:tok}:outbox"), 1);
     ASSERT_EQ(rint_(w.sync, "HGET fb:{c:web:tok}:ticket %s", "announced"), 2);
@@ -439,7 +439,7 @@ TEST_IMPL(escalation_first_response_time_and_display_name)
 
     /* A command of someone who left the advisors' room since is ignored: no claim, no sample. */
     advisor_says(&w, 1796029200000LL + 10000, "$g1", "!prendre", "Ancien", true);
-    ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:stats:advisor_response_ms"), 0);
+    ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:{g}:stats:advisor_response_ms"), 0);
     ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:{c:web:tok}:outbox"), 0);
     ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:{c:matrix:!d:x/$r}:outbox"), 0);
     ASSERT_EQ(rint_(w.sync, "ZSCORE fb:{c:matrix:!d:x/$r}:ev %s", "$g1"),
@@ -449,14 +449,14 @@ TEST_IMPL(escalation_first_response_time_and_display_name)
     freeReplyObject(st);
     /* An internal note is no response; the claim 95 s after the escalation is the first. */
     advisor_says(&w, 1796029200000LL + 30000, "$n1", "!note à voir", "Camille", false);
-    ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:stats:advisor_response_ms"), 0);
+    ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:{g}:stats:advisor_response_ms"), 0);
     /* The display name labels the advisor, cut at a character boundary, controls as spaces. */
     char longname[200];
     snprintf(longname, sizeof(longname), "Camille\x01Martin %s",
              "ééééééééééééééééééééééééééééééééééééééééééééééééééééééééééééé");
     advisor_says(&w, 1796029200000LL + 95000, "$c1", "!prendre", longname, false);
-    ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:stats:advisor_response_ms"), 1);
-    ASSERT_EQ(rint_(w.sync, "LINDEX fb:stats:advisor_response_ms %s", "0"), 95000);
+    ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:{g}:stats:advisor_response_ms"), 1);
+    ASSERT_EQ(rint_(w.sync, "LINDEX fb:{g}:stats:advisor_response_ms %s", "0"), 95000);
     char *told = last_of(w.sync, "fb:{c:web:tok}:outbox");
     ASSERT_NOT_NULL(told);
     json_t *e = json_loads(told, 0, NULL);
@@ -473,7 +473,7 @@ TEST_IMPL(escalation_first_response_time_and_display_name)
     fb_free(told);
     /* Later messages add no sample; without a display name the localpart labels. */
     advisor_says(&w, 1796029200000LL + 200000, "$m1", "Bonjour", NULL, false);
-    ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:stats:advisor_response_ms"), 1);
+    ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:{g}:stats:advisor_response_ms"), 1);
     told = last_of(w.sync, "fb:{c:web:tok}:outbox");
     ASSERT_NOT_NULL(strstr(told, "camille (conseiller) : Bonjour"));
     fb_free(told);

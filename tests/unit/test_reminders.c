@@ -436,7 +436,7 @@ static void start_convs(struct fixture *f, int n)
     for (int i = 0; i < n; i++)
         ASSERT_OK(res[i].status);
     fb_free(res);
-    ASSERT_EQ(redis_int(f, "ZCARD t:reminders:due"), n);
+    ASSERT_EQ(redis_int(f, "ZCARD t:{g}:reminders:due"), n);
 }
 
 /* Makes every reminder of r0..r(n-1) due at `due_ms`, and removes the time of the user's last
@@ -446,9 +446,9 @@ static void start_convs(struct fixture *f, int n)
 static void make_due(struct fixture *f, int n, int64_t due_ms)
 {
     for (int i = 0; i < n; i++) {
-        ASSERT_EQ(
-            redis_int(f, "ZADD t:reminders:due XX CH %lld test:r%d|relance", (long long)due_ms, i),
-            1);
+        ASSERT_EQ(redis_int(f, "ZADD t:{g}:reminders:due XX CH %lld test:r%d|relance",
+                            (long long)due_ms, i),
+                  1);
         (void)redis_int(f, "HDEL t:{c:test:r%d}:session a", i);
     }
 }
@@ -531,11 +531,11 @@ TEST_IMPL(reminders_thousand_two_schedulers)
     ASSERT_EQ(s0.claimed + s1.claimed, NCONV);
     ASSERT_EQ(s0.delivered + s1.delivered, NCONV);
     ASSERT(s0.claimed > 0 && s1.claimed > 0); /* both took part */
-    ASSERT_EQ(redis_int(&f, "ZCARD t:reminders:claimed"), 0);
-    ASSERT_EQ(redis_int(&f, "HLEN t:reminders:claims"), 0);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:reminders:claimed"), 0);
+    ASSERT_EQ(redis_int(&f, "HLEN t:{g}:reminders:claims"), 0);
     /* each one re-armed by the engine (six weeks after the wall clock) */
-    ASSERT_EQ(redis_int(&f, "ZCOUNT t:reminders:due %lld +inf", (long long)OPEN_MS), NCONV);
-    ASSERT_EQ(redis_int(&f, "HGET t:stats reminder_sent"), NCONV);
+    ASSERT_EQ(redis_int(&f, "ZCOUNT t:{g}:reminders:due %lld +inf", (long long)OPEN_MS), NCONV);
+    ASSERT_EQ(redis_int(&f, "HGET t:{g}:stats reminder_sent"), NCONV);
     /* nothing more is due: another round delivers nothing */
     poll_drain(&f, 0);
     ASSERT_EQ(relances_total(), NCONV);
@@ -567,7 +567,7 @@ static int crash_case(int mode)
     fb__reminders_set_clock(f.n[0].rem, OPEN_MS);
     fb__reminders_set_crash(f.n[0].rem, mode);
     poll_drain(&f, 0);
-    ASSERT_EQ(redis_int(&f, "ZCARD t:reminders:claimed"), N); /* all claimed, none acked */
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:reminders:claimed"), N); /* all claimed, none acked */
     ASSERT_EQ(relances_total(), mode == 1 ? 0 : N);
     /* Within the lease, the other scheduler takes nothing. */
     fb__reminders_set_clock(f.n[1].rem, OPEN_MS + 500);
@@ -584,8 +584,8 @@ static int crash_case(int mode)
     for (int i = 0; i < N; i++)
         if (ta.relances[i] != 1)
             FB_TEST_FAIL("conversation r%d got %d reminders", i, ta.relances[i]);
-    ASSERT_EQ(redis_int(&f, "ZCARD t:reminders:claimed"), 0);
-    ASSERT_EQ(redis_int(&f, "HGET t:stats reminder_sent"), N);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:reminders:claimed"), 0);
+    ASSERT_EQ(redis_int(&f, "HGET t:{g}:stats reminder_sent"), N);
     teardown(&f);
     return 0;
 }
@@ -617,7 +617,7 @@ TEST_IMPL(reminders_redelivery_is_a_duplicate)
     poll_drain(&f, 0);
     ASSERT_EQ(ta.relances[0], 1);
     /* the commit re-armed it; put it back to its old due time as a lost ACK plus reaper would */
-    ASSERT_EQ(redis_int(&f, "ZREM t:reminders:due test:r0|relance"), 1);
+    ASSERT_EQ(redis_int(&f, "ZREM t:{g}:reminders:due test:r0|relance"), 1);
     fb__reminders_set_clock(f.n[1].rem, OPEN_MS + 1001);
     poll_drain(&f, 1);
     fb_reminders_stats_t s;
@@ -653,7 +653,7 @@ TEST_IMPL(reminders_deferred_to_next_morning)
     ASSERT_EQ(s.claimed, 0);
     ASSERT_EQ(relances_total(), 0);
     int64_t monday = utc(2026, 11, 30, 8, 0) * 1000;
-    ASSERT_EQ(redis_int(&f, "ZSCORE t:reminders:due test:r1|relance"), monday);
+    ASSERT_EQ(redis_int(&f, "ZSCORE t:{g}:reminders:due test:r1|relance"), monday);
     /* Saturday: still nothing due (the score is Monday's) */
     fb__reminders_set_clock(f.n[0].rem, utc(2026, 11, 28, 10, 0) * 1000);
     poll_drain(&f, 0);
@@ -690,9 +690,9 @@ TEST_IMPL(reminders_inactive_dropped)
     fb_reminders_get_stats(f.n[0].rem, &s);
     ASSERT_EQ(s.dropped, 1);
     ASSERT_EQ(s.delivered, 1);
-    ASSERT_EQ(redis_int(&f, "ZSCORE t:reminders:due test:r0|relance"), -1); /* gone */
+    ASSERT_EQ(redis_int(&f, "ZSCORE t:{g}:reminders:due test:r0|relance"), -1); /* gone */
     ASSERT_EQ(redis_int(&f, "HEXISTS t:{c:test:r0}:reminders relance"), 0);
-    ASSERT_EQ(redis_int(&f, "ZCARD t:reminders:claimed"), 0);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:reminders:claimed"), 0);
     teardown(&f);
     return 0;
 }
@@ -707,12 +707,12 @@ TEST_IMPL(reminders_forgotten_conversation)
     node_up(&f, 0, 100, 12);
     start_convs(&f, 2);
     deliver_wait(&f, FB_IN_FORGET, "r0", "forget", NULL);
-    ASSERT_EQ(redis_int(&f, "ZSCORE t:reminders:due test:r0|relance"), -1);
+    ASSERT_EQ(redis_int(&f, "ZSCORE t:{g}:reminders:due test:r0|relance"), -1);
     ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:r0}:reminders"), 0);
-    ASSERT_EQ(redis_int(&f, "ZCARD t:reminders:due"), 1);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:reminders:due"), 1);
     /* and a stale member delivered anyway (claimed before the forget) says nothing */
-    redis_int(&f, "ZADD t:reminders:due %lld test:r0|relance", (long long)OPEN_MS - 1);
-    redis_int(&f, "ZADD t:reminders:due %lld test:r1|relance", (long long)OPEN_MS - 1);
+    redis_int(&f, "ZADD t:{g}:reminders:due %lld test:r0|relance", (long long)OPEN_MS - 1);
+    redis_int(&f, "ZADD t:{g}:reminders:due %lld test:r1|relance", (long long)OPEN_MS - 1);
     redis_int(&f, "HDEL t:{c:test:r1}:session a"); /* see make_due() */
     fb__reminders_set_clock(f.n[0].rem, OPEN_MS);
     poll_drain(&f, 0);
@@ -740,7 +740,7 @@ TEST_IMPL(reminders_activity_postpones)
     long long before = (long long)ts.tv_sec * 1000;
     /* "zzzz" is not a commune: a failed answer, the engine emits no schedule */
     deliver_wait(&f, FB_IN_MESSAGE, "r0", "m1", "zzzzqqq");
-    long long due = redis_int(&f, "ZSCORE t:reminders:due test:r0|relance");
+    long long due = redis_int(&f, "ZSCORE t:{g}:reminders:due test:r0|relance");
     ASSERT(due >= before + six_weeks);
     ASSERT(due < before + six_weeks + 600000);
     teardown(&f);
@@ -846,7 +846,7 @@ TEST_IMPL(reminders_claimed_then_user_writes_dropped)
     long long due = wall_ms();
     for (int i = 0; i < 2; i++) {
         ASSERT(redis_int(&f, "HGET t:{c:test:r%d}:session a", i) <= due);
-        ASSERT_EQ(redis_int(&f, "ZADD t:reminders:due XX CH %lld test:r%d|relance", due, i), 1);
+        ASSERT_EQ(redis_int(&f, "ZADD t:{g}:reminders:due XX CH %lld test:r%d|relance", due, i), 1);
     }
     /* A scheduler clock within working hours and not before the due time. */
     fb_hours_t h = {f.n[0].cfg->reminders.start_hour, f.n[0].cfg->reminders.end_hour};
@@ -855,7 +855,7 @@ TEST_IMPL(reminders_claimed_then_user_writes_dropped)
     fb__reminders_set_clock(f.n[0].rem, clock);
     fb__reminders_set_crash(f.n[0].rem, 1);
     poll_drain(&f, 0);
-    ASSERT_EQ(redis_int(&f, "ZCARD t:reminders:claimed"), 2);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:reminders:claimed"), 2);
     /* r0's user writes after the due time (a message the engine does not understand: it arms
      * nothing itself); the push-back cannot move the claimed member. */
     while (wall_ms() <= due)
@@ -863,7 +863,7 @@ TEST_IMPL(reminders_claimed_then_user_writes_dropped)
     deliver_wait(&f, FB_IN_MESSAGE, "r0", "m1", "zzzzqqq");
     long long a0 = redis_int(&f, "HGET t:{c:test:r0}:session a");
     ASSERT(a0 > due);
-    ASSERT_EQ(redis_int(&f, "ZSCORE t:reminders:due test:r0|relance"), -1);
+    ASSERT_EQ(redis_int(&f, "ZSCORE t:{g}:reminders:due test:r0|relance"), -1);
     long long v0 = redis_int(&f, "HGET t:{c:test:r0}:session v");
     /* After the lease, node 1 reaps both (same due time) and delivers them. */
     fb__reminders_set_clock(f.n[1].rem, clock + 1001);
@@ -876,14 +876,14 @@ TEST_IMPL(reminders_claimed_then_user_writes_dropped)
     ASSERT_EQ(s.delivered, 1);
     ASSERT_EQ(ta.relances[0], 0); /* r0: not sent */
     ASSERT_EQ(ta.relances[1], 1); /* r1: sent */
-    ASSERT_EQ(redis_int(&f, "ZCARD t:reminders:claimed"), 0);
-    ASSERT_EQ(redis_int(&f, "HLEN t:reminders:claims"), 0);
-    ASSERT_EQ(redis_int(&f, "HGET t:stats reminder_sent"), 1);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:reminders:claimed"), 0);
+    ASSERT_EQ(redis_int(&f, "HLEN t:{g}:reminders:claims"), 0);
+    ASSERT_EQ(redis_int(&f, "HGET t:{g}:stats reminder_sent"), 1);
     /* r0: the session untouched, the reminder armed six weeks after the user's message */
     ASSERT_EQ(redis_int(&f, "HGET t:{c:test:r0}:session v"), v0);
-    ASSERT_EQ(redis_int(&f, "ZSCORE t:reminders:due test:r0|relance"), a0 + six_weeks);
+    ASSERT_EQ(redis_int(&f, "ZSCORE t:{g}:reminders:due test:r0|relance"), a0 + six_weeks);
     /* the same event again is a duplicate: still nothing sent */
-    ASSERT_EQ(redis_int(&f, "ZADD t:reminders:due XX CH %lld test:r0|relance", due), 1);
+    ASSERT_EQ(redis_int(&f, "ZADD t:{g}:reminders:due XX CH %lld test:r0|relance", due), 1);
     poll_drain(&f, 1);
     ASSERT_EQ(ta.relances[0], 0);
     fb_router_stats_t rs;
@@ -905,10 +905,10 @@ TEST_IMPL(reminders_not_counted_as_user_activity)
     node_up(&f, 0, 100, 12);
     start_convs(&f, 1);
     deliver_wait(&f, FB_IN_MESSAGE, "r0", "m1", "lyon"); /* a project: Lyon */
-    ASSERT(redis_int(&f, "ZSCORE t:stats:active:communes 69123") > 0);
+    ASSERT(redis_int(&f, "ZSCORE t:{g}:stats:active:communes 69123") > 0);
     ASSERT_EQ(redis_int(&f, "SCARD t:{c:test:r0}:months"), 1);
     /* as if the user's events were older: the territory's activity at 1000 ms, no month */
-    ASSERT_EQ(redis_int(&f, "ZADD t:stats:active:communes XX CH 1000 69123"), 1);
+    ASSERT_EQ(redis_int(&f, "ZADD t:{g}:stats:active:communes XX CH 1000 69123"), 1);
     ASSERT_EQ(redis_int(&f, "DEL t:{c:test:r0}:months"), 1);
     /* two reminders in a row, the user silent */
     for (int i = 1; i <= 2; i++) {
@@ -917,14 +917,14 @@ TEST_IMPL(reminders_not_counted_as_user_activity)
         poll_drain(&f, 0);
         ASSERT_EQ(ta.relances[0], i);
     }
-    ASSERT_EQ(redis_int(&f, "HGET t:stats reminder_sent"), 2);
-    ASSERT_EQ(redis_int(&f, "ZSCORE t:stats:active:communes 69123"), 1000);
+    ASSERT_EQ(redis_int(&f, "HGET t:{g}:stats reminder_sent"), 2);
+    ASSERT_EQ(redis_int(&f, "ZSCORE t:{g}:stats:active:communes 69123"), 1000);
     ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:r0}:months"), 0);
-    ASSERT_EQ(redis_int(&f, "HGET t:stats reminder_answered"), -1);
+    ASSERT_EQ(redis_int(&f, "HGET t:{g}:stats reminder_answered"), -1);
     /* the user answers: now it counts, once */
     deliver_wait(&f, FB_IN_MESSAGE, "r0", "m2", "la commune");
-    ASSERT_EQ(redis_int(&f, "HGET t:stats reminder_answered"), 1);
-    ASSERT(redis_int(&f, "ZSCORE t:stats:active:communes 69123") > 1000);
+    ASSERT_EQ(redis_int(&f, "HGET t:{g}:stats reminder_answered"), 1);
+    ASSERT(redis_int(&f, "ZSCORE t:{g}:stats:active:communes 69123") > 1000);
     ASSERT_EQ(redis_int(&f, "SCARD t:{c:test:r0}:months"), 1);
     teardown(&f);
     return 0;

@@ -508,12 +508,12 @@ TEST_IMPL(router_full_conversation)
                           : "reply");
     /* What Redis holds: the session, the counters, the follow-up reminder, an empty outbox. */
     ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:c1}:session"), 1);
-    ASSERT_EQ(redis_int(&f, "HGET t:stats conversation_started"), 1);
-    ASSERT_EQ(redis_int(&f, "HGET t:stats site_completed"), 1);
-    ASSERT_GE(redis_int(&f, "HGET t:stats step_a_faire"), 1);
-    ASSERT_GT(redis_int(&f, "ZSCORE t:reminders:due test:c1|relance"), 0);
+    ASSERT_EQ(redis_int(&f, "HGET t:{g}:stats conversation_started"), 1);
+    ASSERT_EQ(redis_int(&f, "HGET t:{g}:stats site_completed"), 1);
+    ASSERT_GE(redis_int(&f, "HGET t:{g}:stats step_a_faire"), 1);
+    ASSERT_GT(redis_int(&f, "ZSCORE t:{g}:reminders:due test:c1|relance"), 0);
     ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:c1}:outbox"), 0);
-    ASSERT_EQ(redis_int(&f, "ZCARD t:outbox:pending"), 0);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:outbox:pending"), 0);
     /* The dedupe marks: one zset, an event id per member; its TTL the retention (72 h) + 1 %. */
     ASSERT_GT(redis_int(&f, "ZSCORE t:{c:test:c1}:ev e3"), 0);
     ASSERT_EQ(redis_int(&f, "ZCARD t:{c:test:c1}:ev"), 8);
@@ -582,10 +582,10 @@ TEST_IMPL(router_dedupe_marks)
     const long long hour = 3600 * 1000LL, keep = 72 * hour;
     /* A new Redis: no older daemon served here, its marks are never looked for. */
     deliver_wait(&f, FB_IN_START, "n", "s0", NULL, 0);
-    for (int i = 0; i < 300 && redis_int(&f, "GET t:dedupe:zset_since") == -1; i++)
+    for (int i = 0; i < 300 && redis_int(&f, "GET t:{g}:dedupe:zset_since") == -1; i++)
         fb_test_run_for(&f.loop, 10); /* SINCE, sent at the start, may come after the event */
     fb_test_run_for(&f.loop, 100);    /* and its answer reach the router */
-    ASSERT_EQ(redis_int(&f, "GET t:dedupe:zset_since"), 0);
+    ASSERT_EQ(redis_int(&f, "GET t:{g}:dedupe:zset_since"), 0);
     freeReplyObject(redisCommand(f.sync, "SET t:{c:test:n}:ev:m0 1 PX %lld", keep));
     deliver_wait(&f, FB_IN_MESSAGE, "n", "m0", "lyon", 0);
     fb_router_stats_t st;
@@ -594,12 +594,12 @@ TEST_IMPL(router_dedupe_marks)
     ASSERT_EQ(st.events, 2);
     /* A Redis an older daemon served (its stats, no FB_KEY_MARKS_SINCE): the upgrade's time. */
     router_down(&f);
-    freeReplyObject(redisCommand(f.sync, "DEL t:dedupe:zset_since"));
+    freeReplyObject(redisCommand(f.sync, "DEL t:{g}:dedupe:zset_since"));
     memset(&ta, 0, sizeof(ta));
     router_up(&f, NULL, 0);
     deliver_wait(&f, FB_IN_START, "z", "s1", NULL, 0);
     wait_int(&f.loop, &ta.nsent, 2);
-    ASSERT_GT(redis_int(&f, "GET t:dedupe:zset_since"), 0);
+    ASSERT_GT(redis_int(&f, "GET t:{g}:dedupe:zset_since"), 0);
     ASSERT_EQ(redis_int(&f, "ZCARD t:{c:test:z}:ev"), 1);
     long long z = redis_int(&f, "HGET t:{c:test:z}:session z");
     ASSERT_GT(z, 0);
@@ -1025,7 +1025,7 @@ TEST_IMPL(router_restart_delivers_pending)
     fb_test_run_for(&f.loop, 100);
     ASSERT_EQ(ta.nsent, 0);
     ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:r}:outbox"), 3);
-    ASSERT_EQ(redis_int(&f, "ZCARD t:outbox:pending"), 1);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:outbox:pending"), 1);
     router_down(&f);
     ASSERT_EQ(ta.stops, 1);
 
@@ -1039,7 +1039,7 @@ TEST_IMPL(router_restart_delivers_pending)
     ASSERT_NOT_NULL(strstr(ta.sent[2].text, "Qui porte le projet"));
     ASSERT(strcmp(ta.sent[0].txn, ta.sent[1].txn) != 0);
     ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:r}:outbox"), 0);
-    ASSERT_EQ(redis_int(&f, "ZCARD t:outbox:pending"), 0);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:outbox:pending"), 0);
     teardown(&f);
     return 0;
 }
@@ -1057,9 +1057,9 @@ TEST_IMPL(router_scan_goes_past_stuck_conversations)
     ASSERT(want > 0);
     router_down(&f);
     /* 2500 conversations of an adapter that is not loaded, all older than "test:r". */
-    freeReplyObject(redisCommand(f.sync, "ZADD t:outbox:pending XX 9000000000000 test:r"));
+    freeReplyObject(redisCommand(f.sync, "ZADD t:{g}:outbox:pending XX 9000000000000 test:r"));
     for (int i = 0; i < 2500; i++) {
-        redisAppendCommand(f.sync, "ZADD t:outbox:pending %d ghost:%d", i, i);
+        redisAppendCommand(f.sync, "ZADD t:{g}:outbox:pending %d ghost:%d", i, i);
         redisAppendCommand(f.sync, "RPUSH t:{c:ghost:%d}:outbox {\"txn\":\"g%d.0\",\"text\":\"x\"}",
                            i, i);
     }
@@ -1068,14 +1068,14 @@ TEST_IMPL(router_scan_goes_past_stuck_conversations)
         ASSERT_EQ(redisGetReply(f.sync, (void **)&rep), REDIS_OK);
         freeReplyObject(rep);
     }
-    ASSERT_EQ(redis_int(&f, "ZCARD t:outbox:pending"), 2501);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:outbox:pending"), 2501);
 
     memset(&ta, 0, sizeof(ta));
     router_up(&f, NULL, 0);
     wait_int(&f.loop, &ta.nsent, want); /* 30 s at most; the next ranks come one tick (1 s) later */
     fb_test_run_for(&f.loop, 200);      /* the emptied outbox leaves the index at the next read */
     ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:r}:outbox"), 0);
-    ASSERT_EQ(redis_int(&f, "ZCARD t:outbox:pending"), 2500); /* the stuck ones stay */
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:outbox:pending"), 2500); /* the stuck ones stay */
     teardown(&f);
     return 0;
 }
@@ -1095,7 +1095,7 @@ TEST_IMPL(router_scan_pages_while_the_index_shrinks)
     enum { N = 2500 };
     for (int i = 0; i < N; i++) {
         /* four conversations per score: ties across the page boundaries */
-        redisAppendCommand(f.sync, "ZADD t:outbox:pending %d test:p%04d", 1000 + i / 4, i);
+        redisAppendCommand(f.sync, "ZADD t:{g}:outbox:pending %d test:p%04d", 1000 + i / 4, i);
         redisAppendCommand(
             f.sync, "RPUSH t:{c:test:p%04d}:outbox {\"txn\":\"p%d.0\",\"text\":\"x\"}", i, i);
     }
@@ -1104,7 +1104,7 @@ TEST_IMPL(router_scan_pages_while_the_index_shrinks)
         ASSERT_EQ(redisGetReply(f.sync, (void **)&rep), REDIS_OK);
         freeReplyObject(rep);
     }
-    ASSERT_EQ(redis_int(&f, "ZCARD t:outbox:pending"), N);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:outbox:pending"), N);
 
     memset(&ta, 0, sizeof(ta));
     ta.count_only = true;
@@ -1112,7 +1112,7 @@ TEST_IMPL(router_scan_pages_while_the_index_shrinks)
     wait_int(&f.loop, &ta.ncount, N); /* 30 s at most; each page comes one tick (1 s) later */
     fb_test_run_for(&f.loop, 300);    /* the emptied outboxes leave the index */
     ASSERT_EQ(ta.ncount, N);          /* each reply once */
-    ASSERT_EQ(redis_int(&f, "ZCARD t:outbox:pending"), 0);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:outbox:pending"), 0);
     teardown(&f);
     return 0;
 }
@@ -1162,7 +1162,7 @@ TEST_IMPL(router_forget_deletes_keys)
     /* The escalation cancelled the reminder; arm one to see forget remove it. */
     rep = redisCommand(f.sync, "HSET t:{c:test:f}:reminders relance inactivite");
     freeReplyObject(rep);
-    rep = redisCommand(f.sync, "ZADD t:reminders:due 1 test:f|relance");
+    rep = redisCommand(f.sync, "ZADD t:{g}:reminders:due 1 test:f|relance");
     freeReplyObject(rep);
     int before = ta.nsent;
     deliver_wait(&f, FB_IN_MESSAGE, "f", "4", "oublier mes données", 0);
@@ -1172,7 +1172,7 @@ TEST_IMPL(router_forget_deletes_keys)
     for (size_t i = 0; i < FB_ARRAY_SIZE(gone); i++)
         ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:f}:%s", gone[i]), 0);
     ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:f}:notmine"), 1);
-    ASSERT_EQ(redis_int(&f, "ZCARD t:reminders:due"), 0);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:reminders:due"), 0);
     /* The dedupe marks stay (event ids only: a resent event is still not run again) for the
      * retention (+ 1 %), as the string keys did. */
     ASSERT_GT(redis_int(&f, "ZSCORE t:{c:test:f}:ev 4"), 0);
@@ -1211,9 +1211,9 @@ TEST_IMPL(router_avis_without_identifiers)
     SETUP(&f, NULL, 0);
     fb__router_set_step_hook(f.router, avis_hook, NULL);
     deliver_wait(&f, FB_IN_START, "conv-secret", "1", NULL, 0);
-    ASSERT_EQ(redis_int(&f, "HGET t:stats avis_note_4"), 1);
-    ASSERT_EQ(redis_int(&f, "HEXISTS t:stats avis_note_9"), 0);
-    redisReply *rep = redisCommand(f.sync, "LRANGE t:avis:comments 0 -1");
+    ASSERT_EQ(redis_int(&f, "HGET t:{g}:stats avis_note_4"), 1);
+    ASSERT_EQ(redis_int(&f, "HEXISTS t:{g}:stats avis_note_9"), 0);
+    redisReply *rep = redisCommand(f.sync, "LRANGE t:{g}:avis:comments 0 -1");
     ASSERT(rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 1);
     ASSERT_STR_EQ(rep->element[0]->str, "Très utile");
     freeReplyObject(rep);
@@ -1452,7 +1452,7 @@ TEST_IMPL(router_feature_plugs_into_commit)
     ASSERT_GE(probe_inbound_calls, 2);
     ASSERT_EQ(redis_int(&f, "GET t:{c:test:p}:probe"), 2);
     ASSERT_GT(redis_int(&f, "PTTL t:{c:test:p}:probe"), 0);
-    ASSERT_EQ(redis_int(&f, "SISMEMBER t:probe:all test:p|test:p"), 1);
+    ASSERT_EQ(redis_int(&f, "SISMEMBER t:{g}:probe:all test:p|test:p"), 1);
     /* an event the feature claims never reaches the engine */
     struct result res = {0};
     ASSERT_EQ(deliver(FB_IN_START, "owned", "x", NULL, &res), FB_EEXIST);

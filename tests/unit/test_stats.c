@@ -144,18 +144,18 @@ static void commit(struct fixture *f, const char *conv, const char *old_s, const
     char month[8], nowbuf[24];
     fb_stats_month(now, month);
     snprintf(nowbuf, sizeof(nowbuf), "%lld", (long long)now);
-    char *mkey = fb_asprintf("fbt:stats:month:%s", month);
+    char *mkey = fb_asprintf("fbt:{g}:stats:month:%s", month);
     char *ckey = fb_asprintf("fbt:{c:%s}:months", conv);
     const char *argv[] = {"EVAL",
                           commit_src,
                           "7",
-                          "fbt:stats",
-                          "fbt:stats:active:communes",
-                          "fbt:stats:active:epci",
-                          "fbt:stats:active:departements",
+                          "fbt:{g}:stats",
+                          "fbt:{g}:stats:active:communes",
+                          "fbt:{g}:stats:active:epci",
+                          "fbt:{g}:stats:active:departements",
                           mkey,
                           ckey,
-                          "fbt:stats:steps_done",
+                          "fbt:{g}:stats:steps_done",
                           text,
                           nowbuf};
     redisReply *rep = redisCommandArgv(f->sync, 12, argv, NULL);
@@ -303,7 +303,7 @@ TEST_IMPL(stats_month_ttl_set_when_the_hash_is_made)
 {
     struct fixture f;
     fixture_start(&f, 1);
-    const char *mk = "fbt:stats:month:2026-02";
+    const char *mk = "fbt:{g}:stats:month:2026-02";
     const char *started = "[{\"type\":\"stat\",\"name\":\"conversation_started\"}]";
     commit(&f, "web:a", NULL, NULL, started, true, T_FEB15);
     ASSERT_GT(sync_int(&f, "PTTL", mk), 34000000000LL); /* 400 days */
@@ -457,13 +457,13 @@ TEST_IMPL(stats_advisor_median)
     json_t *doc = read_doc(&f, T_FEB15);
     ASSERT(json_is_null(at(doc, "advisor_response.median_seconds")));
     json_decref(doc);
-    redisReply *rep = redisCommand(f.sync, "LPUSH fbt:stats:advisor_response_ms 60000 600000");
+    redisReply *rep = redisCommand(f.sync, "LPUSH fbt:{g}:stats:advisor_response_ms 60000 600000");
     freeReplyObject(rep);
     doc = read_doc(&f, T_FEB15);
     ASSERT(json_is_null(at(doc, "advisor_response.median_seconds"))); /* 2 < 3 samples */
     ASSERT(suppressed(doc, "advisor_response.samples"));
     json_decref(doc);
-    rep = redisCommand(f.sync, "LPUSH fbt:stats:advisor_response_ms 7200000 120000");
+    rep = redisCommand(f.sync, "LPUSH fbt:{g}:stats:advisor_response_ms 7200000 120000");
     freeReplyObject(rep);
     doc = read_doc(&f, T_FEB15);
     ASSERT_EQ(num(doc, "advisor_response.samples"), 4);

@@ -943,8 +943,8 @@ TEST_IMPL(store_key_slots_match_redis_cluster)
     ASSERT(c && !c->err);
 
     const char *odd[] = {
-        "fb:outbox:pending", "{}", "{}x", "a{b", "a}b{", "{a}{b}", "x{}{y}", "{c:web:tok}",
-        "\xc3\xa9t\xc3\xa9", ""};
+        "fb:{g}:outbox:pending", "{}", "{}x", "a{b", "a}b{", "{a}{b}", "x{}{y}", "{c:web:tok}",
+        "\xc3\xa9t\xc3\xa9",     ""};
     for (size_t i = 0; i < FB_ARRAY_SIZE(odd); i++) {
         redisReply *rep = redisCommand(c, "CLUSTER KEYSLOT %b", odd[i], strlen(odd[i]));
         ASSERT(rep && rep->type == REDIS_REPLY_INTEGER);
