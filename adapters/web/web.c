@@ -225,6 +225,7 @@ static const char hello_script[] =
  * output). The seqs of the history follow each other, so the entry of seq s is at s - first's.
  */
 static const char catchup_script[] =
+    "#!lua flags=no-writes\n"
     "local first = redis.call('LINDEX', KEYS[1], 0)\n"
     "if not first then return {} end\n"
     "local f = tonumber(string.match(first, '^{\"seq\":(%d+)'))\n"

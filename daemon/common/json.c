@@ -452,7 +452,7 @@ struct wr {
 /* Room for `n` more bytes. */
 static char *room(struct wr *w, size_t n)
 {
-    if (w->len + n > w->cap) {
+    if (w->len + n > w->cap || !w->p) {
         size_t cap = w->cap ? w->cap : 1024;
         while (cap < w->len + n)
             cap *= 2;
@@ -503,7 +503,9 @@ static int dump_string(const char *s, size_t n, struct wr *w)
             *o++ = 't';
             break;
         default:
-            memcpy(o, "u00", 3);
+            o[0] = 'u';
+            o[1] = '0';
+            o[2] = '0';
             o[3] = hex[c >> 4];
             o[4] = hex[c & 15];
             o += 5;

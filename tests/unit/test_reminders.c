@@ -789,7 +789,7 @@ TEST_IMPL(reminders_push_back_reads_only_when_armed)
     /* the reminder is gone (fired and not armed again): the next user event reads the hash,
      * finds it empty and records it with the version it writes */
     ASSERT_EQ(redis_int(&f, "DEL t:{c:test:r0}:reminders"), 1);
-    ASSERT_EQ(redis_int(&f, "ZREM t:reminders:due test:r0|relance"), 1);
+    ASSERT_EQ(redis_int(&f, "ZREM t:{g}:reminders:due test:r0|relance"), 1);
     long long n0 = hgetall_calls(&f);
     deliver_wait(&f, FB_IN_MESSAGE, "r0", "m1", "zzzzqqq");
     ASSERT_EQ(hgetall_calls(&f), n0 + 1);
@@ -804,12 +804,12 @@ TEST_IMPL(reminders_push_back_reads_only_when_armed)
      * writes the session without `r` */
     ASSERT_EQ(redis_int(&f, "HSET t:{c:test:r0}:reminders autre r autre#a %lld", six_weeks), 2);
     ASSERT_EQ(redis_int(&f, "PEXPIRE t:{c:test:r0}:reminders 86400000"), 1);
-    ASSERT_EQ(redis_int(&f, "ZADD t:reminders:due 1000 test:r0|autre"), 1);
+    ASSERT_EQ(redis_int(&f, "ZADD t:{g}:reminders:due 1000 test:r0|autre"), 1);
     ASSERT_EQ(redis_int(&f, "HINCRBY t:{c:test:r0}:session v 1"), v + 2);
     long long before = wall_ms() / 1000 * 1000;          /* the router's clock may lag a few ms */
     deliver_wait(&f, FB_IN_MESSAGE, "r0", "m3", "lyon"); /* the next question */
     ASSERT_EQ(hgetall_calls(&f), n0 + 2);
-    long long due = redis_int(&f, "ZSCORE t:reminders:due test:r0|autre");
+    long long due = redis_int(&f, "ZSCORE t:{g}:reminders:due test:r0|autre");
     ASSERT(due >= before + six_weeks);
     ASSERT(due < before + six_weeks + 600000);
     ASSERT_EQ(redis_int(&f, "HSTRLEN t:{c:test:r0}:session r"), 0);

@@ -729,7 +729,7 @@ TEST_IMPL(router_adapter_history_delivers)
     ASSERT_STR_EQ(ta_co.out, "n=2");
     ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:h}:mine"), 2);
     ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:h}:outbox"), 0);
-    ASSERT_EQ(redis_int(&f, "ZCARD t:outbox:pending"), 0);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:outbox:pending"), 0);
     /* the same event again: a duplicate (READ), the adapter told to push its entries again */
     deliver_wait(&f, FB_IN_START, "h", "1", NULL, 0);
     ASSERT_EQ(ta_co.calls, 2);
