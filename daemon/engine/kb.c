@@ -2078,6 +2078,51 @@ static int defining_hit(const fb_kb_t *kb, const char *question, const struct to
     return found;
 }
 
+/* A question about what a body is for (« à quoi sert la DDT pour nous les petites communes »,
+ * « l'EPF il fait quoi exactement », « le rôle du CAUE »): the form, on folded `f`. */
+static bool is_role(const char *f)
+{
+    static const char *const forms[] = {"sert a quoi",    "a quoi sert", "servent a quoi",
+                                        "a quoi servent", "role",        "fait quoi",
+                                        "font quoi"};
+    for (size_t i = 0; i < FB_ARRAY_SIZE(forms); i++)
+        for (const char *p = strstr(f, forms[i]); p; p = strstr(p + 1, forms[i])) {
+            size_t l = strlen(forms[i]);
+            /* « on fait quoi ? » asks what to do, not what a body does */
+            bool we = p - f >= 3 && strncmp(p - 3, "on ", 3) == 0;
+            if ((p == f || p[-1] == ' ') && (p[l] == '\0' || p[l] == ' ') && !we)
+                return true;
+        }
+    return false;
+}
+
+/* For a role question (is_role()) whose other terms are context: the one answer whose definition
+ * question (« c'est quoi la DDT ») has exactly one of the question's terms, one that names
+ * something (an idf over BARE_MIN_IDF: not « friche » or « commune » in this base); -1 when
+ * there is none or several (« à quoi sert l'OAP dans le PLU » names two defined things). */
+static int role_subject(const fb_kb_t *kb, const char *question, const struct tok *t, size_t n)
+{
+    char f[MAX_QUERY + 1];
+    (void)fb_text_fold(question, strlen(question), f, sizeof(f));
+    if (n < 2 || !is_role(f))
+        return -1;
+    int found = -1, subject = -1;
+    for (size_t i = 0; i < n; i++) {
+        int id = t[i].id;
+        if (id < 0 || (size_t)id >= kb->n_terms || kb->idf[id] <= BARE_MIN_IDF || id == subject)
+            continue;
+        for (size_t d = 0; d < kb->n_docs; d++) {
+            if (!doc_defines(&kb->docs[d], &id, 1))
+                continue;
+            if (found >= 0 && (int)d != found)
+                return -1;
+            found = (int)d;
+            subject = id;
+        }
+    }
+    return found;
+}
+
 /* The weight of term `id` in answer `doc` (its posting), 0 when the answer lacks it. */
 static double posting(const fb_kb_t *kb, size_t id, int doc)
 {
@@ -2237,6 +2282,8 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
         if (res->n < FB_KB_MAX_HITS)
             res->n++;
     }
+    int subject = role_subject(kb, question, t, n);
+    double subject_score = subject >= 0 ? score[subject] : 0;
     if (score != stack_scores)
         fb_free(score);
     bool how_much = false; /* « combien » */
@@ -2268,6 +2315,19 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     }
     if (defined >= 0)
         res->margin = 1;
+    if (defined < 0 && subject >= 0 && subject_score > 0) {
+        /* a role question: the body's own answer first, with its own confidence, and no tie
+         * (as a definition question's) */
+        size_t at = 0;
+        while (at < res->n && res->hits[at].doc != subject)
+            at++;
+        if (at == res->n) /* not among the hits: it takes the last place */
+            at = res->n < FB_KB_MAX_HITS ? res->n++ : FB_KB_MAX_HITS - 1;
+        memmove(&res->hits[1], &res->hits[0], at * sizeof(res->hits[0]));
+        res->hits[0] = (fb_kb_hit_t){subject, subject_score};
+        res->norm = subject_score / most > 1 ? 1 : subject_score / most;
+        res->margin = 1;
+    }
     /* another body's scheme: the question names a funder the top answer's questions and
      * `mots` do not */
     const struct doc *top_doc = &kb->docs[res->hits[0].doc];

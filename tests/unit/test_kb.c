@@ -679,6 +679,51 @@ TEST_IMPL(kb_guessed)
     return 0;
 }
 
+TEST_IMPL(kb_role_question)
+{
+    /* « à quoi sert la DDT pour nous les petites communes »: a role question whose other words
+     * are context; the body's own answer (the one whose definition question is « c'est quoi la
+     * DDT ») goes first, with no tie, even when the context words outweigh it (it went to an
+     * answer about small communes' help at 0.59) */
+    fb_kb_t *kb = fb_kb_new();
+    const char *q0[] = {"C'est quoi la DDT ?", "direction des territoires"};
+    const char *q1[] = {"Une aide pour les petites communes ?", "petites communes rurales aidées"};
+    const char *q2[] = {"C'est quoi une OAP ?", "orientation d'aménagement"};
+    const char *q3[] = {"C'est quoi le PLU ?", "plan local d'urbanisme"};
+    const char *q4[] = {"Le PLU interdit des logements, que faire ?", "modifier le PLU"};
+    const char *q5[] = {"C'est quoi une friche ?", "friche"};
+    const char *q6[] = {"Qui paye pour la friche ?", "friche payer"};
+    ASSERT_EQ(fb_kb_add_doc(kb, q0, 2, NULL, 0, "La DDT est un service de l'État."), 0);
+    ASSERT_EQ(fb_kb_add_doc(kb, q1, 2, NULL, 0, "Les petites communes ont des aides."), 1);
+    ASSERT_EQ(fb_kb_add_doc(kb, q2, 2, NULL, 0, "Une OAP oriente un secteur du PLU."), 2);
+    ASSERT_EQ(fb_kb_add_doc(kb, q3, 2, NULL, 0, "Le PLU fixe les règles."), 3);
+    ASSERT_EQ(fb_kb_add_doc(kb, q4, 2, NULL, 0, "On modifie le PLU."), 4);
+    ASSERT_EQ(fb_kb_add_doc(kb, q5, 2, NULL, 0, "Une friche est un site délaissé."), 5);
+    ASSERT_EQ(fb_kb_add_doc(kb, q6, 2, NULL, 0, "Pour la friche, le pollueur."), 6);
+    ASSERT_OK(fb_kb_build(kb));
+    fb_kb_result_t r;
+    fb_kb_search(kb, "la ddt elle sert a quoi exactement pour nous les petites communes rurales",
+                 &r);
+    ASSERT(r.n >= 2);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(r.margin == 1);
+    fb_kb_search(kb, "le role de la DDT pour les petites communes", &r);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    fb_kb_search(kb, "la ddt elle fait quoi pour les petites communes", &r);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    /* two defined things named: no preference (« à quoi sert une OAP dans le PLU ») */
+    fb_kb_search(kb, "a quoi sert une OAP dans le PLU pour les petites communes", &r);
+    ASSERT(r.margin < 1);
+    /* « on fait quoi » asks what to do, not what a body does */
+    fb_kb_search(kb, "le PLU interdit les logements, on fait quoi", &r);
+    ASSERT_EQ(r.hits[0].doc, 4);
+    /* no role form: the scores decide */
+    fb_kb_search(kb, "la ddt et les aides pour les petites communes rurales", &r);
+    ASSERT_EQ(r.hits[0].doc, 1);
+    fb_kb_free(kb);
+    return 0;
+}
+
 TEST_IMPL(kb_named_place)
 {
     /* an amount or a name for a place the base never names is one commune's case (« le taux de
