@@ -1464,6 +1464,60 @@ static void scan_own_verbs(const char *const *w, const unsigned *c, size_t n, st
     }
 }
 
+/* The accounts of a commune (« la dette de la commune », « notre budget de fonctionnement »,
+ * « la capacité d'emprunt de la mairie »): with the commune as their owner, its own figures,
+ * which only its accounts give. */
+static const char *const ACCOUNTS[] = {
+    "dette",  "dettes",    "endettement", "tresorerie", "epargne",  "excedent", "budget", "budgets",
+    "impots", "fiscalite", "comptes",     "caisse",     "finances", "capacite", NULL};
+/* how a figure is asked (with a money word: « combien », « montant », « taux »...) */
+static const char *const FIGURE_ASKED[] = {"suffisant", "suffisante", "assez", "eleve",
+                                           "monte",     "niveau",     "quel",  "quelle",
+                                           "augmenter", "baisser",    "peut",  NULL};
+/* the body that owns them, after « de la », « du » */
+static const char *const BODY[] = {"commune",      "mairie",     "village",      "ville",
+                                   "collectivite", "communaute", "municipalite", NULL};
+
+/* Whether word `i` is an account of the user's commune: « notre dette », « nos finances »,
+ * « la dette de la commune », « le budget communal », « la commune a en trésorerie ». */
+static bool own_accounts_at(const char *const *w, const unsigned *c, size_t n, size_t i)
+{
+    if (!word_in(w[i], ACCOUNTS))
+        return false;
+    /* « la capacité d'emprunt », not any capacity */
+    if (is_word(w[i], "capacite")) {
+        if (!(i + 2 < n && (is_word(w[i + 1], "d") || is_word(w[i + 1], "de")) &&
+              strncmp(w[i + 2], "emprunt", 7) == 0))
+            return false;
+        i += 2;
+    }
+    /* asked as a figure: « notre budget est serré, quelles aides » gives context */
+    bool figure = false;
+    for (size_t k = 0; k < n && !figure; k++)
+        figure = (c[k] & C_MONEY) || word_in(w[k], FIGURE_ASKED);
+    if (!figure)
+        return false;
+    for (size_t j = i >= 2 ? i - 2 : 0; j < i; j++)
+        if ((c[j] & C_POSSESSIVE))
+            return true;
+    size_t j = i + 1;
+    if (j < n && (is_word(w[j], "locaux") || is_word(w[j], "locale") || is_word(w[j], "locales")))
+        j++; /* « les impôts locaux de la commune » */
+    if (j < n && (is_word(w[j], "communal") || is_word(w[j], "communale") ||
+                  is_word(w[j], "communaux") || is_word(w[j], "municipal")))
+        return true;
+    if (j < n && (is_word(w[j], "de") || is_word(w[j], "du") || is_word(w[j], "d")))
+        for (size_t k = j + 1; k < n && k <= j + 2; k++)
+            if (word_in(w[k], BODY))
+                return true;
+    /* « combien la commune a-t-elle en trésorerie », « ce qu'on a en caisse » */
+    if (i > 0 && is_word(w[i - 1], "en"))
+        for (size_t k = 0; k + 1 < i; k++)
+            if (word_in(w[k], BODY) || (c[k] & C_WE))
+                return true;
+    return false;
+}
+
 /* fb_kb_is_own_case() on folded `f` (modified); `kb` may be NULL (slower word lookups). */
 /* Words `w[i]`, `w[i + 1]`: a preposition of place (« à », « a », « de », « du », « pour »)
  * then a word the base never uses, not a number: a named place (« à Lyon », « pour Tulle »). */
@@ -1558,6 +1612,8 @@ static bool own_case(const fb_kb_t *kb, char *f)
          * has; « combien on a droit » asks a rule */
         if (i + 2 < n && strcmp(w[i], "combien") == 0 && (c[i + 1] & C_WE) && (c[i + 2] & C_HAVE) &&
             !(i + 3 < n && strcmp(w[i + 3], "droit") == 0))
+            return true;
+        if (own_accounts_at(w, c, n, i))
             return true;
         if ((c[i] & C_MONEY)) {
             /* « combien de temps », « combien d'années »: a duration, not an amount */

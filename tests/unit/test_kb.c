@@ -278,6 +278,18 @@ TEST_IMPL(kb_own_case)
     ASSERT(fb_kb_is_own_case("la DDT nous a refusé le permis, recours ?"));
     ASSERT(fb_kb_is_own_case("la banque nous a rejeté le prêt"));
     ASSERT(fb_kb_is_own_case("qui a gagné l'appel d'offres CRE de juin"));
+    /* the commune's accounts asked as a figure: its own, whoever words it */
+    ASSERT(fb_kb_is_own_case("à combien s'élève la dette de la commune"));
+    ASSERT(fb_kb_is_own_case("quel est le montant de notre endettement actuel"));
+    ASSERT(fb_kb_is_own_case("combien la commune a-t-elle en trésorerie cette année"));
+    ASSERT(fb_kb_is_own_case("quelle est la capacité d'emprunt de la mairie"));
+    ASSERT(fb_kb_is_own_case("le budget communal est-il suffisant pour acheter"));
+    ASSERT(fb_kb_is_own_case("les impôts locaux de la commune vont augmenter ?"));
+    /* a rule about a loan, an account as context, another body's debts */
+    ASSERT(!fb_kb_is_own_case("un emprunt de la commune auprès de la Banque des Territoires, sur "
+                              "combien d'années ?"));
+    ASSERT(!fb_kb_is_own_case("notre budget est serré, quelles aides pour une petite commune"));
+    ASSERT(!fb_kb_is_own_case("l'entreprise a des dettes, la commune peut racheter le site ?"));
     ASSERT(fb_kb_is_own_case("qui a été retenu au fonds vert dans le département"));
     ASSERT(fb_kb_is_own_case("qui ont remporté les appels à projets"));
     ASSERT(!fb_kb_is_own_case("qui a le droit de demander la DETR"));
