@@ -995,9 +995,9 @@ static bool word_in(const char *w, const char *const *set)
 }
 
 static const char *const POSSESSIVE[] = {"notre", "nos", "mon", "ma", "mes", NULL};
-static const char *const FILED[] = {"dossier",      "dossiers", "demande", "demandes",
-                                    "candidature",  "permis",   "requete", "subvention",
-                                    "candidatures", NULL};
+static const char *const FILED[] = {"dossier",      "dossiers",  "demande",    "demandes",
+                                    "candidature",  "permis",    "requete",    "subvention",
+                                    "candidatures", "procedure", "procedures", NULL};
 static const char *const DECIDED[] = {"depose",    "deposee",    "deposes",     "deposees",
                                       "envoye",    "envoyee",    "transmis",    "transmise",
                                       "retenu",    "retenue",    "accepte",     "acceptee",
@@ -1271,6 +1271,49 @@ static bool act_request(const char *const *w, const unsigned *c, size_t n)
     return act;
 }
 
+/* the end of a term or of a file (« la date limite », « se termine », « jusqu'à quand »,
+ * « échéance »): with our file, its own deadline */
+static bool deadline_at(const char *const *w, size_t n, size_t i)
+{
+    if (is_word(w[i], "echeance") || is_word(w[i], "expire"))
+        return true;
+    if (i + 1 < n && is_word(w[i], "date") && is_word(w[i + 1], "limite"))
+        return true;
+    if (i + 1 < n && is_word(w[i], "se") &&
+        (is_word(w[i + 1], "termine") || is_word(w[i + 1], "finit")))
+        return true;
+    return i + 2 < n && is_word(w[i], "jusqu") && is_word(w[i + 1], "a") &&
+           is_word(w[i + 2], "quand");
+}
+
+/* a state of one place asked by the message's last words, without the inversion: « est-ce que
+ * notre site est pollué », « notre friche est inondable ou pas ? » (« notre terrain est pollué,
+ * qui paie ? » states it, then asks a rule) */
+static const char *const STATE_END[] = {"pollue",         "polluee",    "polluees", "pollues",
+                                        "constructible",  "inondable",  "classe",   "classee",
+                                        "constructibles", "inondables", NULL};
+
+static bool place_state_end_at(const char *const *w, const unsigned *c, size_t n, size_t i)
+{
+    if (!((c[i] & C_POSSESSIVE) && i + 1 < n && (c[i + 1] & C_OWN_PLACE)))
+        return false;
+    size_t j = i + 2;
+    if (j < n && !(is_word(w[j], "est") || is_word(w[j], "sont")))
+        j++; /* « notre ancien site est » */
+    if (!(j < n && (is_word(w[j], "est") || is_word(w[j], "sont"))))
+        return false;
+    j++;
+    if (j < n && (is_word(w[j], "il") || is_word(w[j], "elle") || is_word(w[j], "bien") ||
+                  is_word(w[j], "vraiment")))
+        j++;
+    if (!(j < n && word_in(w[j], STATE_END)))
+        return false;
+    j++;
+    if (j + 1 < n && is_word(w[j], "ou") && (is_word(w[j + 1], "pas") || is_word(w[j + 1], "non")))
+        j += 2;
+    return j == n;
+}
+
 /* Yes or no about our place (the inversion) at possessive `i`: « notre friche est-elle dans
  * Cartofriches ? », « notre terrain est-il pollué ? »; « notre commune est-elle éligible » is a
  * rule the base states with the commune's data. */
@@ -1302,7 +1345,7 @@ static bool place_shapes(const char *const *w, const unsigned *c, const unsigned
         if ((c[i] & C_HOW_TO) && !(is_word(w[i], "ou") && i + 1 < n &&
                                    (is_word(w[i + 1], "pas") || is_word(w[i + 1], "non"))))
             how_to = true;
-        if (place_state_at(w, c, n, i))
+        if (place_state_at(w, c, n, i) || place_state_end_at(w, c, n, i))
             state = true;
         if ((c[i] & C_CADASTRE) && cadastral_ref(w, c, n, i))
             cadastral = true;
@@ -1471,9 +1514,9 @@ static const char *const ACCOUNTS[] = {
     "dette",  "dettes",    "endettement", "tresorerie", "epargne",  "excedent", "budget", "budgets",
     "impots", "fiscalite", "comptes",     "caisse",     "finances", "capacite", NULL};
 /* how a figure is asked (with a money word: « combien », « montant », « taux »...) */
-static const char *const FIGURE_ASKED[] = {"suffisant", "suffisante", "assez", "eleve",
-                                           "monte",     "niveau",     "quel",  "quelle",
-                                           "augmenter", "baisser",    "peut",  NULL};
+static const char *const FIGURE_ASKED[] = {"suffisant", "suffisante", "assez",   "eleve",  "elevee",
+                                           "elevees",   "eleves",     "monte",   "niveau", "quel",
+                                           "quelle",    "augmenter",  "baisser", "peut",   NULL};
 /* the body that owns them, after « de la », « du » */
 static const char *const BODY[] = {"commune",      "mairie",     "village",      "ville",
                                    "collectivite", "communaute", "municipalite", NULL};
@@ -1508,7 +1551,7 @@ static bool own_accounts_at(const char *const *w, const unsigned *c, size_t n, s
         return true;
     if (j < n && (is_word(w[j], "de") || is_word(w[j], "du") || is_word(w[j], "d")))
         for (size_t k = j + 1; k < n && k <= j + 2; k++)
-            if (word_in(w[k], BODY))
+            if (word_in(w[k], BODY) || (c[k] & C_POSSESSIVE)) /* « de notre interco » */
                 return true;
     /* « combien la commune a-t-elle en trésorerie », « ce qu'on a en caisse » */
     if (i > 0 && is_word(w[i - 1], "en"))
@@ -1542,6 +1585,7 @@ static bool own_case(const fb_kb_t *kb, char *f)
     unsigned c[FB_ARRAY_SIZE(w)]; /* each word's classes: one hash lookup per word */
     for (size_t i = 0; i < n; i++)
         c[i] = word_classes(kb, w[i]);
+    bool deadline = false;
     bool filed_own = false, decided = false, money = false, own_place = false, identity = false,
          received = false, doc_own = false, doc = false, reads = false, paper_own = false,
          paper = false, named_place = false;
@@ -1567,6 +1611,8 @@ static bool own_case(const fb_kb_t *kb, char *f)
             return true;
         if ((c[i] & C_DECIDED))
             decided = true;
+        if (deadline_at(w, n, i))
+            deadline = true;
         if ((c[i] & C_PAPER))
             paper = true;
         if ((c[i] & C_IDENTITY))
@@ -1648,7 +1694,7 @@ static bool own_case(const fb_kb_t *kb, char *f)
             }
         }
     }
-    return (filed_own && (decided || v.already)) ||
+    return (filed_own && (decided || v.already || deadline)) ||
            (money && (own_place || named_place || received || v.future_us)) ||
            (identity && (own_place || named_place)) || (reads && (doc_own || (doc && own_place))) ||
            paper_own || (v.received_loose && (v.why || money)) ||

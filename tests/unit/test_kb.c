@@ -290,6 +290,19 @@ TEST_IMPL(kb_own_case)
                               "combien d'années ?"));
     ASSERT(!fb_kb_is_own_case("notre budget est serré, quelles aides pour une petite commune"));
     ASSERT(!fb_kb_is_own_case("l'entreprise a des dettes, la commune peut racheter le site ?"));
+    ASSERT(fb_kb_is_own_case("la dette de notre intercommunalité est-elle trop élevée"));
+    /* our file's or procedure's own deadline; not the calendar of a scheme */
+    ASSERT(fb_kb_is_own_case("la date limite pour notre dossier fonds vert c'est quand"));
+    ASSERT(fb_kb_is_own_case("le délai de notre procédure d'abandon manifeste se termine quand"));
+    ASSERT(fb_kb_is_own_case("notre dossier DETR, on a jusqu'à quand pour le déposer ?"));
+    ASSERT(!fb_kb_is_own_case("la date limite du fonds vert c'est quand"));
+    ASSERT(!fb_kb_is_own_case("pour notre dossier fonds vert, quelles pièces fournir ?"));
+    /* our place's state asked by the last words, without the inversion; not stated as context
+     * before a rule */
+    ASSERT(fb_kb_is_own_case("notre friche est inondable ou pas ?"));
+    ASSERT(fb_kb_is_own_case("est-ce que notre site est pollué"));
+    ASSERT(!fb_kb_is_own_case("notre site est pollué, qui paie la dépollution ?"));
+    ASSERT(!fb_kb_is_own_case("comment savoir si notre site est pollué"));
     ASSERT(fb_kb_is_own_case("qui a été retenu au fonds vert dans le département"));
     ASSERT(fb_kb_is_own_case("qui ont remporté les appels à projets"));
     ASSERT(!fb_kb_is_own_case("qui a le droit de demander la DETR"));
