@@ -995,9 +995,9 @@ static bool word_in(const char *w, const char *const *set)
 }
 
 static const char *const POSSESSIVE[] = {"notre", "nos", "mon", "ma", "mes", NULL};
-static const char *const FILED[] = {"dossier",      "dossiers",  "demande",    "demandes",
-                                    "candidature",  "permis",    "requete",    "subvention",
-                                    "candidatures", "procedure", "procedures", NULL};
+static const char *const FILED[] = {"dossier",      "dossiers", "demande", "demandes",
+                                    "candidature",  "permis",   "requete", "subvention",
+                                    "candidatures", NULL};
 static const char *const DECIDED[] = {"depose",    "deposee",    "deposes",     "deposees",
                                       "envoye",    "envoyee",    "transmis",    "transmise",
                                       "retenu",    "retenue",    "accepte",     "acceptee",
@@ -1271,49 +1271,6 @@ static bool act_request(const char *const *w, const unsigned *c, size_t n)
     return act;
 }
 
-/* the end of a term or of a file (« la date limite », « se termine », « jusqu'à quand »,
- * « échéance »): with our file, its own deadline */
-static bool deadline_at(const char *const *w, size_t n, size_t i)
-{
-    if (is_word(w[i], "echeance") || is_word(w[i], "expire"))
-        return true;
-    if (i + 1 < n && is_word(w[i], "date") && is_word(w[i + 1], "limite"))
-        return true;
-    if (i + 1 < n && is_word(w[i], "se") &&
-        (is_word(w[i + 1], "termine") || is_word(w[i + 1], "finit")))
-        return true;
-    return i + 2 < n && is_word(w[i], "jusqu") && is_word(w[i + 1], "a") &&
-           is_word(w[i + 2], "quand");
-}
-
-/* a state of one place asked by the message's last words, without the inversion: « est-ce que
- * notre site est pollué », « notre friche est inondable ou pas ? » (« notre terrain est pollué,
- * qui paie ? » states it, then asks a rule) */
-static const char *const STATE_END[] = {"pollue",         "polluee",    "polluees", "pollues",
-                                        "constructible",  "inondable",  "classe",   "classee",
-                                        "constructibles", "inondables", NULL};
-
-static bool place_state_end_at(const char *const *w, const unsigned *c, size_t n, size_t i)
-{
-    if (!((c[i] & C_POSSESSIVE) && i + 1 < n && (c[i + 1] & C_OWN_PLACE)))
-        return false;
-    size_t j = i + 2;
-    if (j < n && !(is_word(w[j], "est") || is_word(w[j], "sont")))
-        j++; /* « notre ancien site est » */
-    if (!(j < n && (is_word(w[j], "est") || is_word(w[j], "sont"))))
-        return false;
-    j++;
-    if (j < n && (is_word(w[j], "il") || is_word(w[j], "elle") || is_word(w[j], "bien") ||
-                  is_word(w[j], "vraiment")))
-        j++;
-    if (!(j < n && word_in(w[j], STATE_END)))
-        return false;
-    j++;
-    if (j + 1 < n && is_word(w[j], "ou") && (is_word(w[j + 1], "pas") || is_word(w[j + 1], "non")))
-        j += 2;
-    return j == n;
-}
-
 /* Yes or no about our place (the inversion) at possessive `i`: « notre friche est-elle dans
  * Cartofriches ? », « notre terrain est-il pollué ? »; « notre commune est-elle éligible » is a
  * rule the base states with the commune's data. */
@@ -1345,7 +1302,7 @@ static bool place_shapes(const char *const *w, const unsigned *c, const unsigned
         if ((c[i] & C_HOW_TO) && !(is_word(w[i], "ou") && i + 1 < n &&
                                    (is_word(w[i + 1], "pas") || is_word(w[i + 1], "non"))))
             how_to = true;
-        if (place_state_at(w, c, n, i) || place_state_end_at(w, c, n, i))
+        if (place_state_at(w, c, n, i))
             state = true;
         if ((c[i] & C_CADASTRE) && cadastral_ref(w, c, n, i))
             cadastral = true;
@@ -1507,60 +1464,6 @@ static void scan_own_verbs(const char *const *w, const unsigned *c, size_t n, st
     }
 }
 
-/* The accounts of a commune (« la dette de la commune », « notre budget de fonctionnement »,
- * « la capacité d'emprunt de la mairie »): with the commune as their owner, its own figures,
- * which only its accounts give. */
-static const char *const ACCOUNTS[] = {
-    "dette",  "dettes",    "endettement", "tresorerie", "epargne",  "excedent", "budget", "budgets",
-    "impots", "fiscalite", "comptes",     "caisse",     "finances", "capacite", NULL};
-/* how a figure is asked (with a money word: « combien », « montant », « taux »...) */
-static const char *const FIGURE_ASKED[] = {"suffisant", "suffisante", "assez",   "eleve",  "elevee",
-                                           "elevees",   "eleves",     "monte",   "niveau", "quel",
-                                           "quelle",    "augmenter",  "baisser", "peut",   NULL};
-/* the body that owns them, after « de la », « du » */
-static const char *const BODY[] = {"commune",      "mairie",     "village",      "ville",
-                                   "collectivite", "communaute", "municipalite", NULL};
-
-/* Whether word `i` is an account of the user's commune: « notre dette », « nos finances »,
- * « la dette de la commune », « le budget communal », « la commune a en trésorerie ». */
-static bool own_accounts_at(const char *const *w, const unsigned *c, size_t n, size_t i)
-{
-    if (!word_in(w[i], ACCOUNTS))
-        return false;
-    /* « la capacité d'emprunt », not any capacity */
-    if (is_word(w[i], "capacite")) {
-        if (!(i + 2 < n && (is_word(w[i + 1], "d") || is_word(w[i + 1], "de")) &&
-              strncmp(w[i + 2], "emprunt", 7) == 0))
-            return false;
-        i += 2;
-    }
-    /* asked as a figure: « notre budget est serré, quelles aides » gives context */
-    bool figure = false;
-    for (size_t k = 0; k < n && !figure; k++)
-        figure = (c[k] & C_MONEY) || word_in(w[k], FIGURE_ASKED);
-    if (!figure)
-        return false;
-    for (size_t j = i >= 2 ? i - 2 : 0; j < i; j++)
-        if ((c[j] & C_POSSESSIVE))
-            return true;
-    size_t j = i + 1;
-    if (j < n && (is_word(w[j], "locaux") || is_word(w[j], "locale") || is_word(w[j], "locales")))
-        j++; /* « les impôts locaux de la commune » */
-    if (j < n && (is_word(w[j], "communal") || is_word(w[j], "communale") ||
-                  is_word(w[j], "communaux") || is_word(w[j], "municipal")))
-        return true;
-    if (j < n && (is_word(w[j], "de") || is_word(w[j], "du") || is_word(w[j], "d")))
-        for (size_t k = j + 1; k < n && k <= j + 2; k++)
-            if (word_in(w[k], BODY) || (c[k] & C_POSSESSIVE)) /* « de notre interco » */
-                return true;
-    /* « combien la commune a-t-elle en trésorerie », « ce qu'on a en caisse » */
-    if (i > 0 && is_word(w[i - 1], "en"))
-        for (size_t k = 0; k + 1 < i; k++)
-            if (word_in(w[k], BODY) || (c[k] & C_WE))
-                return true;
-    return false;
-}
-
 /* fb_kb_is_own_case() on folded `f` (modified); `kb` may be NULL (slower word lookups). */
 /* Words `w[i]`, `w[i + 1]`: a preposition of place (« à », « a », « de », « du », « pour »)
  * then a word the base never uses, not a number: a named place (« à Lyon », « pour Tulle »). */
@@ -1585,7 +1488,6 @@ static bool own_case(const fb_kb_t *kb, char *f)
     unsigned c[FB_ARRAY_SIZE(w)]; /* each word's classes: one hash lookup per word */
     for (size_t i = 0; i < n; i++)
         c[i] = word_classes(kb, w[i]);
-    bool deadline = false;
     bool filed_own = false, decided = false, money = false, own_place = false, identity = false,
          received = false, doc_own = false, doc = false, reads = false, paper_own = false,
          paper = false, named_place = false;
@@ -1611,8 +1513,6 @@ static bool own_case(const fb_kb_t *kb, char *f)
             return true;
         if ((c[i] & C_DECIDED))
             decided = true;
-        if (deadline_at(w, n, i))
-            deadline = true;
         if ((c[i] & C_PAPER))
             paper = true;
         if ((c[i] & C_IDENTITY))
@@ -1659,8 +1559,6 @@ static bool own_case(const fb_kb_t *kb, char *f)
         if (i + 2 < n && strcmp(w[i], "combien") == 0 && (c[i + 1] & C_WE) && (c[i + 2] & C_HAVE) &&
             !(i + 3 < n && strcmp(w[i + 3], "droit") == 0))
             return true;
-        if (own_accounts_at(w, c, n, i))
-            return true;
         if ((c[i] & C_MONEY)) {
             /* « combien de temps », « combien d'années »: a duration, not an amount */
             size_t j = i + 1;
@@ -1694,7 +1592,7 @@ static bool own_case(const fb_kb_t *kb, char *f)
             }
         }
     }
-    return (filed_own && (decided || v.already || deadline)) ||
+    return (filed_own && (decided || v.already)) ||
            (money && (own_place || named_place || received || v.future_us)) ||
            (identity && (own_place || named_place)) || (reads && (doc_own || (doc && own_place))) ||
            paper_own || (v.received_loose && (v.why || money)) ||
@@ -2180,51 +2078,6 @@ static int defining_hit(const fb_kb_t *kb, const char *question, const struct to
     return found;
 }
 
-/* A question about what a body is for (« à quoi sert la DDT pour nous les petites communes »,
- * « l'EPF il fait quoi exactement », « le rôle du CAUE »): the form, on folded `f`. */
-static bool is_role(const char *f)
-{
-    static const char *const forms[] = {"sert a quoi",    "a quoi sert", "servent a quoi",
-                                        "a quoi servent", "role",        "fait quoi",
-                                        "font quoi"};
-    for (size_t i = 0; i < FB_ARRAY_SIZE(forms); i++)
-        for (const char *p = strstr(f, forms[i]); p; p = strstr(p + 1, forms[i])) {
-            size_t l = strlen(forms[i]);
-            /* « on fait quoi ? » asks what to do, not what a body does */
-            bool we = p - f >= 3 && strncmp(p - 3, "on ", 3) == 0;
-            if ((p == f || p[-1] == ' ') && (p[l] == '\0' || p[l] == ' ') && !we)
-                return true;
-        }
-    return false;
-}
-
-/* For a role question (is_role()) whose other terms are context: the one answer whose definition
- * question (« c'est quoi la DDT ») has exactly one of the question's terms, one that names
- * something (an idf over BARE_MIN_IDF: not « friche » or « commune » in this base); -1 when
- * there is none or several (« à quoi sert l'OAP dans le PLU » names two defined things). */
-static int role_subject(const fb_kb_t *kb, const char *question, const struct tok *t, size_t n)
-{
-    char f[MAX_QUERY + 1];
-    (void)fb_text_fold(question, strlen(question), f, sizeof(f));
-    if (n < 2 || !is_role(f))
-        return -1;
-    int found = -1, subject = -1;
-    for (size_t i = 0; i < n; i++) {
-        int id = t[i].id;
-        if (id < 0 || (size_t)id >= kb->n_terms || kb->idf[id] <= BARE_MIN_IDF || id == subject)
-            continue;
-        for (size_t d = 0; d < kb->n_docs; d++) {
-            if (!doc_defines(&kb->docs[d], &id, 1))
-                continue;
-            if (found >= 0 && (int)d != found)
-                return -1;
-            found = (int)d;
-            subject = id;
-        }
-    }
-    return found;
-}
-
 /* The weight of term `id` in answer `doc` (its posting), 0 when the answer lacks it. */
 static double posting(const fb_kb_t *kb, size_t id, int doc)
 {
@@ -2384,8 +2237,6 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
         if (res->n < FB_KB_MAX_HITS)
             res->n++;
     }
-    int subject = role_subject(kb, question, t, n);
-    double subject_score = subject >= 0 ? score[subject] : 0;
     if (score != stack_scores)
         fb_free(score);
     bool how_much = false; /* « combien » */
@@ -2417,19 +2268,6 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     }
     if (defined >= 0)
         res->margin = 1;
-    if (defined < 0 && subject >= 0 && subject_score > 0) {
-        /* a role question: the body's own answer first, with its own confidence, and no tie
-         * (as a definition question's) */
-        size_t at = 0;
-        while (at < res->n && res->hits[at].doc != subject)
-            at++;
-        if (at == res->n) /* not among the hits: it takes the last place */
-            at = res->n < FB_KB_MAX_HITS ? res->n++ : FB_KB_MAX_HITS - 1;
-        memmove(&res->hits[1], &res->hits[0], at * sizeof(res->hits[0]));
-        res->hits[0] = (fb_kb_hit_t){subject, subject_score};
-        res->norm = subject_score / most > 1 ? 1 : subject_score / most;
-        res->margin = 1;
-    }
     /* another body's scheme: the question names a funder the top answer's questions and
      * `mots` do not */
     const struct doc *top_doc = &kb->docs[res->hits[0].doc];

@@ -117,10 +117,8 @@ bool fb_kb_confident(double norm, double margin);
 
 /** True when `question` asks about the user's own case, which a general base cannot know: the
  *  status of a filed dossier (« où en est », « notre dossier déposé... a-t-il été retenu ») or an
- *  amount for their commune or site (« combien ... pour notre commune »), the commune's own
- *  accounts asked as a figure (« à combien s'élève la dette de la commune »), their file's own
- *  deadline (« la date limite pour notre dossier »). Such a question is never answered
- *  confidently (docs/internals/KB.md). */
+ *  amount for their commune or site (« combien ... pour notre commune »). Such a question is never
+ *  answered confidently (docs/internals/KB.md). */
 bool fb_kb_is_own_case(const char *question);
 
 /** True when `message` is about other town-hall business than the base's (civil registration,
