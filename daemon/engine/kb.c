@@ -2140,6 +2140,48 @@ static bool question_sentence(const char *q, size_t *start, size_t *len)
     return *len > 0;
 }
 
+/* What the terms of a question add up to (fb_kb_search()). */
+struct scoring {
+    double *score; /* per answer */
+    double most;   /* the most the question could score */
+    /* the terms guessed from typos, and how much each counts */
+    int typo_id[8];
+    double typo_mult[8];
+    size_t n_typo;
+};
+
+/* Adds the distinct terms of t[0..n) to the answers' scores, each `weight` times; an unknown
+ * stem counts against the question's most. Returns the number of distinct terms. */
+static size_t add_terms(const fb_kb_t *kb, const struct tok *t, size_t n, double weight,
+                        struct scoring *sc)
+{
+    size_t distinct = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = t[j].id >= 0 ? t[j].id == t[i].id : strcmp(t[j].stem, t[i].stem) == 0;
+        if (seen)
+            continue;
+        distinct++;
+        if (t[i].id < 0 || (size_t)t[i].id >= kb->n_terms) {
+            /* a number the base never uses (« 350 habitants », « en 2012 », « AB 112 ») is a
+             * detail of the user's case, not a subject the base lacks */
+            if (t[i].stem[strspn(t[i].stem, "0123456789")] != '\0')
+                sc->most += weight * FB_KB_UNKNOWN_WEIGHT * kb->max_idf;
+            continue;
+        }
+        size_t id = (size_t)t[i].id;
+        if (t[i].typo && sc->n_typo < FB_ARRAY_SIZE(sc->typo_id)) {
+            sc->typo_id[sc->n_typo] = (int)id;
+            sc->typo_mult[sc->n_typo++] = weight;
+        }
+        sc->most += weight * kb->idf[id];
+        for (size_t k = kb->post_start[id]; k < kb->post_start[id + 1]; k++)
+            sc->score[kb->post_doc[k]] += weight * (double)kb->post_w[k];
+    }
+    return distinct;
+}
+
 void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
 {
     memset(res, 0, sizeof(*res));
@@ -2150,45 +2192,17 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     size_t n = analyse_query(kb, question, t, FB_ARRAY_SIZE(t), &st);
     if (st)
         sb_stemmer_delete(st);
-    /* distinct terms; distinct unknown stems */
-    double most = 0;
     double stack_scores[STACK_DOCS];
     double *score =
         kb->n_docs <= STACK_DOCS ? stack_scores : fb_malloc(kb->n_docs * sizeof(double));
     memset(score, 0, kb->n_docs * sizeof(double));
-    /* the terms guessed from typos, and how much each counts (guessed_share()) */
-    int typo_id[8];
-    double typo_mult[8];
-    size_t n_typo = 0;
-    for (size_t i = 0; i < n; i++) {
-        bool seen = false;
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = t[j].id >= 0 ? t[j].id == t[i].id : strcmp(t[j].stem, t[i].stem) == 0;
-        if (seen)
-            continue;
-        res->n_terms++;
-        if (t[i].id < 0 || (size_t)t[i].id >= kb->n_terms) {
-            /* a number the base never uses (« 350 habitants », « en 2012 », « AB 112 ») is a
-             * detail of the user's case, not a subject the base lacks */
-            if (t[i].stem[strspn(t[i].stem, "0123456789")] != '\0')
-                most += FB_KB_UNKNOWN_WEIGHT * kb->max_idf;
-            continue;
-        }
-        size_t id = (size_t)t[i].id;
-        if (t[i].typo && n_typo < FB_ARRAY_SIZE(typo_id)) {
-            typo_id[n_typo] = (int)id;
-            typo_mult[n_typo++] = 1;
-        }
-        most += kb->idf[id];
-        for (size_t k = kb->post_start[id]; k < kb->post_start[id + 1]; k++)
-            score[kb->post_doc[k]] += (double)kb->post_w[k];
-    }
+    struct scoring sc = {.score = score};
+    res->n_terms = add_terms(kb, t, n, 1, &sc);
     {
         /* a message of several sentences: the terms of the one that asks count once more
          * (« Bonjour, nous sommes une commune de 2 500 habitants [...]. Avant tout, est-ce que
          * l'EPF peut acheter le terrain pour nous ? »: the context outweighed the question) */
         size_t qs = 0, ql = 0;
-        const double lambda = FB_KB_FOCUS_WEIGHT;
         if (question_sentence(question, &qs, &ql)) {
             char buf[MAX_QUERY + 1];
             if (ql > MAX_QUERY)
@@ -2200,28 +2214,10 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
             size_t m = analyse_query(kb, buf, u, FB_ARRAY_SIZE(u), &st2);
             if (st2)
                 sb_stemmer_delete(st2);
-            for (size_t i = 0; i < m; i++) {
-                bool seen = false;
-                for (size_t j = 0; j < i && !seen; j++)
-                    seen = u[j].id >= 0 ? u[j].id == u[i].id : strcmp(u[j].stem, u[i].stem) == 0;
-                if (seen)
-                    continue;
-                if (u[i].id < 0 || (size_t)u[i].id >= kb->n_terms) {
-                    if (u[i].stem[strspn(u[i].stem, "0123456789")] != '\0')
-                        most += lambda * FB_KB_UNKNOWN_WEIGHT * kb->max_idf;
-                    continue;
-                }
-                size_t id = (size_t)u[i].id;
-                if (u[i].typo && n_typo < FB_ARRAY_SIZE(typo_id)) {
-                    typo_id[n_typo] = (int)id;
-                    typo_mult[n_typo++] = lambda;
-                }
-                most += lambda * kb->idf[id];
-                for (size_t k = kb->post_start[id]; k < kb->post_start[id + 1]; k++)
-                    score[kb->post_doc[k]] += lambda * (double)kb->post_w[k];
-            }
+            (void)add_terms(kb, u, m, FB_KB_FOCUS_WEIGHT, &sc);
         }
     }
+    double most = sc.most;
     for (size_t d = 0; d < kb->n_docs; d++) {
         double s = score[d];
         if (s <= 0)
@@ -2285,8 +2281,8 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     res->unnamed = named_elsewhere(kb, t, n, res->hits[0].doc);
     /* an answer found mostly through words guessed from typos */
     double guessed = 0;
-    for (size_t i = 0; i < n_typo; i++)
-        guessed += typo_mult[i] * posting(kb, (size_t)typo_id[i], res->hits[0].doc);
+    for (size_t i = 0; i < sc.n_typo; i++)
+        guessed += sc.typo_mult[i] * posting(kb, (size_t)sc.typo_id[i], res->hits[0].doc);
     res->guessed = guessed > 0 && fb_kb_confident(res->norm, res->margin) &&
                    !fb_kb_confident((res->hits[0].score - FB_KB_GUESSED_DISCOUNT * guessed) / most,
                                     res->margin);
