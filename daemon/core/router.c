@@ -63,7 +63,7 @@
 #define ROADMAP_TOKEN_LEN   ((size_t)2 * ROADMAP_TOKEN_BYTES) /* its hex digits */
 #define ROADMAP_PATH        "/feuille-de-route/"
 #define MAX_COMMIT_KEYS     (N_CORE_KEYS + MAX_FEATURE_KEYS + MAX_ADAPTER_KEYS)
-#define COMMIT_ARGS         12 /* the COMMIT's ARGV (commit_head_src) */
+#define COMMIT_ARGS         12 /* the COMMIT's fixed ARGV (commit_head_src); the entries follow */
 
 /* ---- the scripts ------------------------------------------------------------------------- */
 
@@ -105,11 +105,14 @@ static const char since_src[] = "local s = redis.call('GET', KEYS[1])\n"
  * order), the features' keys, then the adapter's own per-conversation keys
  * (fb_adapter_ops_t.conv_keys), deleted on forget. ARGV: 1 expected version, 2 session data, 3
  * mode (w: write, f: forget, n: leave), 4 write id, 5 session TTL ms (0: none), 6 dedupe
- * retention ms, 7 now ms, 8 conversation key, 9 the ops as JSON {out, rem, ticket, stats, avis,
- * and the features' members}, 10 "1" for the user's own events (not a reminder), 11 the event
- * id (its dedupe mark in the zset K.event, member = id, score = now ms), 12 the adapter's data
- * for its fragment (fb_inbound_t.commit_arg, `A.arg`; "" when none). With ARGV 10, the
- * session records
+ * retention ms, 7 now ms, 8 conversation key, 9 the ops as JSON {rem, ticket, stats, avis, and
+ * the features' members}, 10 "1" for the user's own events (not a reminder), 11 the event id
+ * (its dedupe mark in the zset K.event, member = id, score = now ms), 12 the adapter's data for
+ * its fragment (fb_inbound_t.commit_arg, `A.arg`; "" when none), 13... the event's outbox
+ * entries (ops "out" on the C side: the effects' says, the features' entries), each its own
+ * argument, raw: the script sets `O.out` to them (issue 17: as a string inside ARGV 9 they were
+ * escaped a second time by the dump and decoded again by cjson). With ARGV 10, the session
+ * records
  * the time in `a` and the pending reminders are pushed back (due = now + their delay, kept as
  * "<id>#a" in the reminders hash) before the effects' own schedules. `O.rearm` (a reminder
  * dropped because the user wrote after it fell due): that reminder is armed again at `a` + its
@@ -141,6 +144,7 @@ static const char commit_head_src[] =
      * as long as the session refresh theirs at the same time, not at every event. */
     "local refresh = false\n"
     "local O = cjson.decode(ARGV[9])\n"
+    "O.out = {unpack(ARGV, 13)}\n" /* COMMIT_ARGS + 1 */
     "local ttl = tonumber(ARGV[5])\n"
     "local A = {now = tonumber(ARGV[7]), member = ARGV[8], mode = ARGV[3], user = ARGV[10] == "
     "'1', arg = ARGV[12]}\n"
@@ -1204,8 +1208,8 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
             if (entry && json_is_null(json_object_get(entry, "choices")))
                 json_object_del(entry, "choices");
             char *s = entry ? json_dumps(entry, JSON_COMPACT) : NULL;
-            if (s)
-                json_array_append_new(out, json_string(s));
+            if (s) /* jansson's own output: valid UTF-8, not checked again */
+                json_array_append_new(out, json_stringn_nocheck(s, strlen(s)));
             free(s); /* fb-lint: allow free (jansson's allocation) */
             json_decref(entry);
             break;
@@ -1495,14 +1499,19 @@ static int job_run(struct job *j, const json_t *session, const char *activity, i
 /*
  * Sends the COMMIT of job `j`: the keys (the router's, the features', the adapter's), then the
  * arguments (see commit_head_src). `ops`, `sdata` (NULL: none) and `mode` are the script's
- * ARGV 9, 2 and 3. Returns fb_store_eval()'s result (0: on_commit called later).
+ * ARGV 9, 2 and 3; the strings of `out` (an array: the outbox entries) follow ARGV 12.
+ * Returns fb_store_eval()'s result (0: on_commit called later).
  */
 static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t *st,
-                       const char *ops, const char *sdata, const char *mode)
+                       const char *ops, const json_t *out, const char *sdata, const char *mode)
 {
+    _Static_assert(COMMIT_ARGS == 12, "commit_head_src reads the entries from ARGV[13]");
     struct conv *c = j->c;
     fb_router_t *r = c->r;
-    const char *args[MAX_COMMIT_KEYS + COMMIT_ARGS];
+    size_t nout = json_array_size(out);
+    size_t cap = MAX_COMMIT_KEYS + COMMIT_ARGS + nout;
+    const char **args = fb_malloc(cap * sizeof(*args));
+    size_t *lens = fb_malloc(cap * sizeof(*lens));
     char *owned[MAX_COMMIT_KEYS];
     size_t nkeys = 0, nowned = 0;
     static const char *const conv_suffix[N_CORE_KEYS] = {
@@ -1550,14 +1559,27 @@ static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t 
     argv[5] = dttl;
     argv[6] = nowbuf;
     argv[7] = c->key;
-    argv[8] = ops ? ops : "{\"out\":[],\"rem\":[],\"stats\":[],\"avis\":[]}";
+    argv[8] = ops ? ops : "{\"rem\":[],\"stats\":[],\"avis\":[]}";
     argv[9] = j->timer || j->handback ? "0" : "1";
     argv[10] = j->event_id;
     argv[11] = j->commit_arg ? j->commit_arg : "";
-    int rc = fb_store_eval(r->store, &r->s_commit, FB_REDIS_RETRY, nkeys, COMMIT_ARGS, args, NULL,
+    for (size_t i = 0; i < nkeys + COMMIT_ARGS; i++)
+        lens[i] = strlen(args[i]);
+    /* the entries, as they are (binary-safe, their length known): no escaping, no cjson */
+    size_t nargs = COMMIT_ARGS;
+    for (size_t i = 0; i < nout; i++) {
+        const json_t *e = json_array_get(out, i);
+        if (!json_is_string(e))
+            continue;
+        args[nkeys + nargs] = json_string_value(e);
+        lens[nkeys + nargs++] = json_string_length(e);
+    }
+    int rc = fb_store_eval(r->store, &r->s_commit, FB_REDIS_RETRY, nkeys, nargs, args, lens,
                            on_commit, j);
     for (size_t i = 0; i < nowned; i++)
         fb_free(owned[i]);
+    fb_free(lens);
+    fb_free(args);
     return rc;
 }
 
@@ -1619,10 +1641,14 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
         if (r->features[f].ops->commit_ops)
             r->features[f].ops->commit_ops(r->features[f].self, &st, co.ops, &co.says);
     j->says = co.says;
+    /* The entries go to the COMMIT as their own arguments, not inside the ops' JSON. */
+    json_t *out = json_incref(json_object_get(co.ops, "out"));
+    json_object_del(co.ops, "out");
     char *ops = json_dumps(co.ops, JSON_COMPACT);
     char *sdata = (!co.forget && ns && !json_is_null(ns)) ? json_dumps(ns, JSON_COMPACT) : NULL;
     const char *mode = co.forget ? "f" : sdata ? "w" : "n";
-    rc = commit_send(j, version, &st, ops, sdata, mode);
+    rc = commit_send(j, version, &st, ops, out, sdata, mode);
+    json_decref(out);
     json_decref(co.ops);
     json_decref(session);
     json_decref(ns);
