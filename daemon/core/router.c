@@ -413,7 +413,8 @@ struct job {
     fb_inbound_cb cb;
     void *arg;
     unsigned reruns;
-    size_t says; /* outbox entries the last COMMIT attempt carried */
+    size_t says;   /* outbox entries the last COMMIT attempt carried */
+    json_t *built; /* the last attempt's entries, parsed: {raw JSON: entry} (conv.ob_built) */
     /* the roadmap page's token: the stored one, else one minted for this attempt (rm_new), kept
      * only if a message gives it (ROADMAP_TOKEN_BYTES random bytes in hex) */
     char rm_token[2 * ROADMAP_TOKEN_BYTES + 1];
@@ -441,6 +442,11 @@ struct conv {
     unsigned ob_redis; /* consecutive Redis failures of outbox operations */
     char *ob_entry;    /* the head being sent (raw JSON) */
     size_t ob_len;
+    /* The entries the last COMMIT of this daemon queued, as it built them: {raw JSON: entry}.
+     * An outbox head read back with the same bytes is taken from here instead of parsed again
+     * (issue 17); any other head (an adapter's fragment rewrote it, another writer queued it)
+     * is parsed. Replaced at each COMMIT that queues entries, so it holds one event's at most. */
+    json_t *ob_built;
     bool ob_park;            /* the pop in flight parks the entry */
     struct conv *sendq_next; /* in r->sendq (OB_QUEUED) */
     uv_timer_t timer;
@@ -602,6 +608,7 @@ static void conv_maybe_free(struct conv *c)
     r->nconvs--;
     fb_free(c->key);
     fb_free(c->ob_entry);
+    json_decref(c->ob_built);
     if (c->timer_init) {
         c->timer.data = c;
         uv_close((uv_handle_t *)&c->timer, conv_timer_closed);
@@ -701,8 +708,14 @@ static void ob_got_head(struct conv *c, const char *str, size_t len)
     fb_free(c->ob_entry);
     c->ob_entry = fb_strndup(str, len);
     c->ob_len = len;
-    json_error_t jerr;
-    json_t *entry = json_loadb(str, len, 0, &jerr);
+    json_t *entry = c->ob_built ? json_object_getn(c->ob_built, str, len) : NULL;
+    if (entry) {
+        json_incref(entry);
+        json_object_deln(c->ob_built, str, len);
+    } else {
+        json_error_t jerr;
+        entry = json_loadb(str, len, 0, &jerr);
+    }
     ob_send(c, entry);
     json_decref(entry);
 }
@@ -1115,6 +1128,7 @@ static void job_free(struct job *j)
     fb_free(j->choice);
     fb_free(j->timer);
     fb_free(j->commit_arg);
+    json_decref(j->built);
     fb_free(j);
 }
 
@@ -1167,7 +1181,8 @@ static const char *kind_name(const struct job *j)
 
 /* The outbox entries, reminders, ticket and counters of the effects, as the COMMIT's JSON. */
 struct commit_ops {
-    json_t *ops; /* {out, rem, ticket?, stats, avis} */
+    json_t *ops;   /* {out, rem, ticket?, stats, avis} */
+    json_t *built; /* the says' entries, parsed: {raw JSON: entry} (job.built), or NULL */
     bool forget;
     size_t says;
 };
@@ -1177,6 +1192,10 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
     struct conv *c = j->c;
     json_t *out = json_array(), *rem = json_array(), *stats = json_array(), *avis = json_array();
     co->ops = json_object();
+    /* an adapter whose history is its delivery seldom reads its entries back: no cache */
+    const struct adapter_slot *slot = adapter_by_name(c->r, c->name);
+    co->built =
+        slot && (slot->a.ops->caps & FB_ADAPTER_CAP_HISTORY_DELIVERS) ? NULL : json_object();
     co->forget = false;
     co->says = 0;
     /* The transaction ids: hash of (conversation, event) + "." + reply index. */
@@ -1208,8 +1227,11 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
             if (entry && json_is_null(json_object_get(entry, "choices")))
                 json_object_del(entry, "choices");
             char *s = entry ? json_dumps(entry, JSON_COMPACT) : NULL;
-            if (s) /* jansson's own output: valid UTF-8, not checked again */
+            if (s) { /* jansson's own output: valid UTF-8, not checked again */
                 json_array_append_new(out, json_stringn_nocheck(s, strlen(s)));
+                if (co->built)
+                    json_object_set_nocheck(co->built, s, entry);
+            }
             free(s); /* fb-lint: allow free (jansson's allocation) */
             json_decref(entry);
             break;
@@ -1339,8 +1361,12 @@ static void on_commit(int status, const redisReply *rep, void *arg)
         /* No head although the event said something: the adapter's fragment delivered it all
          * (AD, FB_ADAPTER_CAP_HISTORY_DELIVERS), nothing was queued. */
         const redisReply *head = rep->elements > 2 ? rep->element[2] : NULL;
-        if (j->says > 0 && head && head->type == REDIS_REPLY_STRING)
+        if (j->says > 0 && head && head->type == REDIS_REPLY_STRING) {
+            json_decref(c->ob_built); /* entries an earlier event queued are parsed when read */
+            c->ob_built = j->built;
+            j->built = NULL;
             ob_kick_head(c, head);
+        }
         for (size_t i = 4; i < rep->elements; i++) /* outboxes the escalation wrote to */
             if (rep->element[i]->type == REDIS_REPLY_STRING)
                 fb_router_kick(r, rep->element[i]->str);
@@ -1610,6 +1636,8 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
         r->step_hook(r->step_hook_arg, c->key, effects);
     struct commit_ops co;
     build_ops(j, effects, now, &co);
+    json_decref(j->built); /* a rerun's: this attempt's entries replace them */
+    j->built = co.built;
     if (rearm)
         json_object_set_new(co.ops, "rearm", json_string(j->timer));
     if (j->rm_new && !co.forget && roadmap_token_said(effects, j->rm_token)) {
