@@ -116,13 +116,14 @@ static const char append_script[] =
  * hids, hkeys): the user's message (its entry's tail in `A.arg`: fb_inbound_t.commit_arg) and the
  * bot's replies go into the history there, atomically with the session and the router's dedupe
  * mark (which makes a resent message a duplicate: no dedupe key of its own); the stored entries
- * come back as `AO` (a JSON array, the user's first), which committed() pushes to the open tabs
- * in the order Redis answered. The history is the replies' delivery (the page reads it at every
- * connection: FB_ADAPTER_CAP_HISTORY_DELIVERS): the fragment sets `AD` and the router queues
- * nothing in the outbox, so no send(), no pop, no dedupe key `b:<txn>` (nothing can append them
- * again) and no script of the web's own per message (issue 17). A duplicate (its first COMMIT's
- * answer maybe lost) is pushed again from the history (web_committed() without output). The
- * same entries as the append script's (from, text, html and choices when present, ts), the same
+ * come back as `AO` (one a line, the user's first: a JSON text has no raw newline; as strings of
+ * a JSON array they were escaped again and parsed back, issue 17), which committed() pushes to
+ * the open tabs in the order Redis answered. The history is the replies' delivery (the page reads
+ * it at every connection: FB_ADAPTER_CAP_HISTORY_DELIVERS): the fragment sets `AD` and the router
+ * queues nothing in the outbox, so no send(), no pop, no dedupe key `b:<txn>` (nothing can append
+ * them again) and no script of the web's own per message (issue 17). A duplicate (its first
+ * COMMIT's answer maybe lost) is pushed again from the history (web_committed() without output).
+ * The same entries as the append script's (from, text, html and choices when present, ts), the same
  * trim and TTLs. When the conversation's meta is gone (forgotten, expired), a user's message is
  * refused before anything is written (`{3, 0}`: FB_ENOENT, the socket is closed). A forget's
  * own message is echoed (its seq taken) but not stored. The replies are left to the outbox and
@@ -138,7 +139,7 @@ static const char commit_fmt[] =
      * stored, the history being deleted by this COMMIT. */
     "  if A.arg ~= '' and A.mode == 'f' and redis.call('EXISTS', AK[1]) == 1 then\n"
     "    local n = redis.call('HINCRBY', AK[1], 'seq', 1)\n"
-    "    AO = cjson.encode({'{\"seq\":' .. string.format('%%d', n) .. A.arg})\n"
+    "    AO = '{\"seq\":' .. string.format('%%d', n) .. A.arg\n"
     "  end\n"
     "  local ua = A.arg ~= '' and A.mode ~= 'f'\n"
     "  local bots = A.mode == 'w' and #O.out > 0 and redis.call('LLEN', K.outbox) == 0\n"
@@ -161,7 +162,7 @@ static const char commit_fmt[] =
     "        es[nu + i] = '{\"seq\":' .. string.format('%%d', n + nu + i) .. ',' .. "
     "string.sub(cjson.encode(h), 2)\n"
     "      end\n"
-    "      AO = cjson.encode(es)\n"
+    "      AO = table.concat(es, '\\n')\n"
     "      AD = nb > 0\n"
     "      local len = redis.call('RPUSH', AK[2], unpack(es))\n"
     "      local max = %u\n"
@@ -1548,44 +1549,38 @@ static void web_committed(fb_adapter_t *a, const char *conv, const char *out, si
         conv_catch_up(w, cv);
         return;
     }
-    json_t *es = json_loadb(out, len, 0, NULL);
-    if (!json_is_array(es)) {
-        json_decref(es);
-        return;
+    /* AO: the entries, one a line */
+    const char *p = out, *end = out + len;
+    if (op && op->tail && p < end) { /* a message: the user's entry first */
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        conv_push_stored(cv, p, n);
+        p = nl ? nl + 1 : end;
     }
-    size_t first = 0, n = json_array_size(es);
-    if (op && op->tail && n > 0) { /* a message: the user's entry first */
-        const json_t *u = json_array_get(es, 0);
-        if (json_is_string(u))
-            conv_push_stored(cv, json_string_value(u), json_string_length(u));
-        first = 1;
-    }
-    if (w->hold_ms && first < n) { /* test builds: FB_TEST_WEB_PUSH_HOLD_MS */
-        struct op *h = op_new(w, OP_HELD, NULL, cv);
+    struct op *h = NULL;
+    if (w->hold_ms && p < end) { /* test builds: FB_TEST_WEB_PUSH_HOLD_MS */
+        h = op_new(w, OP_HELD, NULL, cv);
         h->later = json_array();
-        for (size_t i = first; i < n; i++)
-            json_array_append(h->later, json_array_get(es, i));
-        uv_timer_init(w->core->loop, &h->done);
-        h->done.data = h;
-        uv_timer_start(&h->done, on_held, w->hold_ms, 0);
-        json_decref(es);
-        return;
     }
-    bool after_ack = op && op->kind == OP_DELIVER && op->in_kind != FB_IN_START;
+    bool after_ack = !h && op && op->kind == OP_DELIVER && op->in_kind != FB_IN_START;
     if (after_ack) {
         json_decref(op->later);
         op->later = json_array();
     }
-    for (size_t i = first; i < n; i++) {
-        json_t *e = json_array_get(es, i);
-        if (!json_is_string(e))
-            continue;
-        if (after_ack)
-            json_array_append(op->later, e);
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        if (h || after_ack) /* Redis's answer: the bytes our fragment wrote, not checked again */
+            json_array_append_new(h ? h->later : op->later, json_stringn_nocheck(p, n));
         else
-            conv_push_stored(cv, json_string_value(e), json_string_length(e));
+            conv_push_stored(cv, p, n);
+        p = nl ? nl + 1 : end;
     }
-    json_decref(es);
+    if (h) {
+        uv_timer_init(w->core->loop, &h->done);
+        h->done.data = h;
+        uv_timer_start(&h->done, on_held, w->hold_ms, 0);
+    }
 }
 
 static const char *web_commit_lua(fb_adapter_t *a)

@@ -64,7 +64,7 @@
 #define ROADMAP_TOKEN_LEN   ((size_t)2 * ROADMAP_TOKEN_BYTES) /* its hex digits */
 #define ROADMAP_PATH        "/feuille-de-route/"
 #define MAX_COMMIT_KEYS     (N_CORE_KEYS + MAX_FEATURE_KEYS + MAX_ADAPTER_KEYS)
-#define COMMIT_ARGS         12 /* the COMMIT's ARGV (commit_head_src) */
+#define COMMIT_ARGS         12 /* the COMMIT's fixed ARGV (commit_head_src); the entries follow */
 
 /* ---- the scripts ------------------------------------------------------------------------- */
 
@@ -108,11 +108,14 @@ static const char since_src[] = "#!lua\n"
  * order), the features' keys, then the adapter's own per-conversation keys
  * (fb_adapter_ops_t.conv_keys), deleted on forget. ARGV: 1 expected version, 2 session data, 3
  * mode (w: write, f: forget, n: leave), 4 write id, 5 session TTL ms (0: none), 6 dedupe
- * retention ms, 7 now ms, 8 conversation key, 9 the ops as JSON {out, rem, ticket, stats, avis,
- * and the features' members}, 10 "1" for the user's own events (not a reminder), 11 the event
- * id (its dedupe mark in the zset K.event, member = id, score = now ms), 12 the adapter's data
- * for its fragment (fb_inbound_t.commit_arg, `A.arg`; "" when none). With ARGV 10, the
- * session records
+ * retention ms, 7 now ms, 8 conversation key, 9 the ops as JSON {rem, ticket, stats, avis, and
+ * the features' members}, 10 "1" for the user's own events (not a reminder), 11 the event id
+ * (its dedupe mark in the zset K.event, member = id, score = now ms), 12 the adapter's data for
+ * its fragment (fb_inbound_t.commit_arg, `A.arg`; "" when none), 13... the event's outbox
+ * entries (ops "out" on the C side: the effects' says, the features' entries), each its own
+ * argument, raw: the script sets `O.out` to them (issue 17: as a string inside ARGV 9 they were
+ * escaped a second time by the dump and decoded again by cjson). With ARGV 10, the session
+ * records
  * the time in `a` and the pending reminders are pushed back (due = now + their delay, kept as
  * "<id>#a" in the reminders hash) before the effects' own schedules. `O.rearm` (a reminder
  * dropped because the user wrote after it fell due): that reminder is armed again at `a` + its
@@ -145,6 +148,7 @@ static const char commit_head_src[] =
      * as long as the session refresh theirs at the same time, not at every event. */
     "local refresh = false\n"
     "local O = cjson.decode(ARGV[9])\n"
+    "O.out = {unpack(ARGV, 13)}\n" /* COMMIT_ARGS + 1 */
     "local ttl = tonumber(ARGV[5])\n"
     "local A = {now = tonumber(ARGV[7]), member = ARGV[8], mode = ARGV[3], user = ARGV[10] == "
     "'1', arg = ARGV[12]}\n"
@@ -417,7 +421,8 @@ struct job {
     fb_inbound_cb cb;
     void *arg;
     unsigned reruns;
-    size_t says; /* outbox entries the last COMMIT attempt carried */
+    size_t says;   /* outbox entries the last COMMIT attempt carried */
+    json_t *built; /* the last attempt's entries, parsed: {raw JSON: entry} (conv.ob_built) */
     /* the roadmap page's token: the stored one, else one minted for this attempt (rm_new), kept
      * only if a message gives it (ROADMAP_TOKEN_BYTES random bytes in hex) */
     char rm_token[2 * ROADMAP_TOKEN_BYTES + 1];
@@ -445,6 +450,11 @@ struct conv {
     unsigned ob_redis; /* consecutive Redis failures of outbox operations */
     char *ob_entry;    /* the head being sent (raw JSON) */
     size_t ob_len;
+    /* The entries the last COMMIT of this daemon queued, as it built them: {raw JSON: entry}.
+     * An outbox head read back with the same bytes is taken from here instead of parsed again
+     * (issue 17); any other head (an adapter's fragment rewrote it, another writer queued it)
+     * is parsed. Replaced at each COMMIT that queues entries, so it holds one event's at most. */
+    json_t *ob_built;
     bool ob_park;            /* the pop in flight parks the entry */
     struct conv *sendq_next; /* in r->sendq (OB_QUEUED) */
     uv_timer_t timer;
@@ -606,6 +616,7 @@ static void conv_maybe_free(struct conv *c)
     r->nconvs--;
     fb_free(c->key);
     fb_free(c->ob_entry);
+    json_decref(c->ob_built);
     if (c->timer_init) {
         c->timer.data = c;
         uv_close((uv_handle_t *)&c->timer, conv_timer_closed);
@@ -705,8 +716,14 @@ static void ob_got_head(struct conv *c, const char *str, size_t len)
     fb_free(c->ob_entry);
     c->ob_entry = fb_strndup(str, len);
     c->ob_len = len;
-    json_error_t jerr;
-    json_t *entry = json_loadb(str, len, 0, &jerr);
+    json_t *entry = c->ob_built ? json_object_getn(c->ob_built, str, len) : NULL;
+    if (entry) {
+        json_incref(entry);
+        json_object_deln(c->ob_built, str, len);
+    } else {
+        json_error_t jerr;
+        entry = json_loadb(str, len, 0, &jerr);
+    }
     ob_send(c, entry);
     json_decref(entry);
 }
@@ -1119,6 +1136,7 @@ static void job_free(struct job *j)
     fb_free(j->choice);
     fb_free(j->timer);
     fb_free(j->commit_arg);
+    json_decref(j->built);
     fb_free(j);
 }
 
@@ -1171,7 +1189,8 @@ static const char *kind_name(const struct job *j)
 
 /* The outbox entries, reminders, ticket and counters of the effects, as the COMMIT's JSON. */
 struct commit_ops {
-    json_t *ops; /* {out, rem, ticket?, stats, avis} */
+    json_t *ops;   /* {out, rem, ticket?, stats, avis} */
+    json_t *built; /* the says' entries, parsed: {raw JSON: entry} (job.built), or NULL */
     bool forget;
     size_t says;
 };
@@ -1181,6 +1200,10 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
     struct conv *c = j->c;
     json_t *out = json_array(), *rem = json_array(), *stats = json_array(), *avis = json_array();
     co->ops = json_object();
+    /* an adapter whose history is its delivery seldom reads its entries back: no cache */
+    const struct adapter_slot *slot = adapter_by_name(c->r, c->name);
+    co->built =
+        slot && (slot->a.ops->caps & FB_ADAPTER_CAP_HISTORY_DELIVERS) ? NULL : json_object();
     co->forget = false;
     co->says = 0;
     /* The transaction ids: hash of (conversation, event) + "." + reply index. */
@@ -1212,8 +1235,11 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
             if (entry && json_is_null(json_object_get(entry, "choices")))
                 json_object_del(entry, "choices");
             char *s = entry ? json_dumps(entry, JSON_COMPACT) : NULL;
-            if (s)
-                json_array_append_new(out, json_string(s));
+            if (s) { /* jansson's own output: valid UTF-8, not checked again */
+                json_array_append_new(out, json_stringn_nocheck(s, strlen(s)));
+                if (co->built)
+                    json_object_set_nocheck(co->built, s, entry);
+            }
             free(s); /* fb-lint: allow free (jansson's allocation) */
             json_decref(entry);
             break;
@@ -1346,8 +1372,12 @@ static void on_commit(int status, const redisReply *rep, void *arg)
         /* No head although the event said something: the adapter's fragment delivered it all
          * (AD, FB_ADAPTER_CAP_HISTORY_DELIVERS), nothing was queued. */
         const redisReply *head = rep->elements > 2 ? rep->element[2] : NULL;
-        if (j->says > 0 && head && head->type == REDIS_REPLY_STRING)
+        if (j->says > 0 && head && head->type == REDIS_REPLY_STRING) {
+            json_decref(c->ob_built); /* entries an earlier event queued are parsed when read */
+            c->ob_built = j->built;
+            j->built = NULL;
             ob_kick_head(c, head);
+        }
         for (size_t i = 4; i < rep->elements; i++) /* outboxes the escalation wrote to */
             if (rep->element[i]->type == REDIS_REPLY_STRING)
                 fb_router_kick(r, rep->element[i]->str);
@@ -1506,14 +1536,19 @@ static int job_run(struct job *j, const json_t *session, const char *activity, i
 /*
  * Sends the COMMIT of job `j`: the keys (the router's, the features', the adapter's), then the
  * arguments (see commit_head_src). `ops`, `sdata` (NULL: none) and `mode` are the script's
- * ARGV 9, 2 and 3. Returns fb_store_eval()'s result (0: on_commit called later).
+ * ARGV 9, 2 and 3; the strings of `out` (an array: the outbox entries) follow ARGV 12.
+ * Returns fb_store_eval()'s result (0: on_commit called later).
  */
 static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t *st,
-                       const char *ops, const char *sdata, const char *mode)
+                       const char *ops, const json_t *out, const char *sdata, const char *mode)
 {
+    _Static_assert(COMMIT_ARGS == 12, "commit_head_src reads the entries from ARGV[13]");
     struct conv *c = j->c;
     fb_router_t *r = c->r;
-    const char *args[MAX_COMMIT_KEYS + COMMIT_ARGS];
+    size_t nout = json_array_size(out);
+    size_t cap = MAX_COMMIT_KEYS + COMMIT_ARGS + nout;
+    const char **args = fb_malloc(cap * sizeof(*args));
+    size_t *lens = fb_malloc(cap * sizeof(*lens));
     char *owned[MAX_COMMIT_KEYS];
     size_t nkeys = 0, nowned = 0;
     static const char *const conv_suffix[N_CORE_KEYS] = {
@@ -1561,14 +1596,27 @@ static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t 
     argv[5] = dttl;
     argv[6] = nowbuf;
     argv[7] = c->key;
-    argv[8] = ops ? ops : "{\"out\":[],\"rem\":[],\"stats\":[],\"avis\":[]}";
+    argv[8] = ops ? ops : "{\"rem\":[],\"stats\":[],\"avis\":[]}";
     argv[9] = j->timer || j->handback ? "0" : "1";
     argv[10] = j->event_id;
     argv[11] = j->commit_arg ? j->commit_arg : "";
-    int rc = fb_store_eval(r->store, &r->s_commit, FB_REDIS_RETRY, nkeys, COMMIT_ARGS, args, NULL,
+    for (size_t i = 0; i < nkeys + COMMIT_ARGS; i++)
+        lens[i] = strlen(args[i]);
+    /* the entries, as they are (binary-safe, their length known): no escaping, no cjson */
+    size_t nargs = COMMIT_ARGS;
+    for (size_t i = 0; i < nout; i++) {
+        const json_t *e = json_array_get(out, i);
+        if (!json_is_string(e))
+            continue;
+        args[nkeys + nargs] = json_string_value(e);
+        lens[nkeys + nargs++] = json_string_length(e);
+    }
+    int rc = fb_store_eval(r->store, &r->s_commit, FB_REDIS_RETRY, nkeys, nargs, args, lens,
                            on_commit, j);
     for (size_t i = 0; i < nowned; i++)
         fb_free(owned[i]);
+    fb_free(lens);
+    fb_free(args);
     return rc;
 }
 
@@ -1606,6 +1654,8 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
         r->step_hook(r->step_hook_arg, c->key, effects);
     struct commit_ops co;
     build_ops(j, effects, now, &co);
+    json_decref(j->built); /* a rerun's: this attempt's entries replace them */
+    j->built = co.built;
     if (rearm)
         json_object_set_new(co.ops, "rearm", json_string(j->timer));
     if (j->rm_new && !co.forget && roadmap_token_said(effects, j->rm_token)) {
@@ -1637,6 +1687,9 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
         if (r->features[f].ops->commit_ops)
             r->features[f].ops->commit_ops(r->features[f].self, &st, co.ops, &co.says);
     j->says = co.says;
+    /* The entries go to the COMMIT as their own arguments, not inside the ops' JSON. */
+    json_t *out = json_incref(json_object_get(co.ops, "out"));
+    json_object_del(co.ops, "out");
     char *ops = json_dumps(co.ops, JSON_COMPACT);
     /* json_dumps(JSON_COMPACT)'s bytes, faster (common/json.h) */
     fb_buf_t sbuf;
@@ -1651,7 +1704,8 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
                    fb_strerror(drc));
     }
     const char *mode = co.forget ? "f" : sdata ? "w" : "n";
-    rc = commit_send(j, version, &st, ops, sdata, mode);
+    rc = commit_send(j, version, &st, ops, out, sdata, mode);
+    json_decref(out);
     json_decref(co.ops);
     json_decref(session);
     json_decref(ns);

@@ -650,7 +650,8 @@ TEST_IMPL(router_dedupe_marks)
 }
 
 /* An adapter's COMMIT fragment (issue 17: the web history written with the session) runs in the
- * COMMIT of its conversations, with its keys as AK, and may rewrite the outbox entries, which
+ * COMMIT of its conversations, with its keys as AK, reads the outbox entries in O.out (passed as
+ * the COMMIT's own arguments, not inside the ops JSON), and may rewrite them, which
  * send() then gets (the outbox head the COMMIT returns is the rewritten one); what it sets in AO
  * goes to the adapter's committed(), before the event's deliver callback; a fragment that returns
  * {3, 0} refuses the event (FB_ENOENT), nothing written. */
@@ -659,6 +660,8 @@ TEST_IMPL(router_adapter_commit_lua)
     ta_commit_lua = "do\n"
                     "  if A.mode == 'w' then\n"
                     "    redis.call('HINCRBY', AK[1], 'n', #O.out)\n"
+                    "    redis.call('HSET', AK[1], 'argv', #ARGV, 'in_ops',\n"
+                    "               cjson.decode(ARGV[9]).out and 1 or 0)\n"
                     "    for i = 1, #O.out do\n"
                     "      O.out[i] = string.sub(O.out[i], 1, -2) .. ',\"lua\":' .. i .. '}'\n"
                     "    end\n"
@@ -670,6 +673,9 @@ TEST_IMPL(router_adapter_commit_lua)
     deliver_wait(&f, FB_IN_START, "l", "1", NULL, 0);
     wait_int(&f.loop, &ta.nsent, 2);
     ASSERT_EQ(redis_int(&f, "HGET t:{c:test:l}:mine n"), 2);
+    /* the entries came as their own arguments after the twelve (issue 17), not in the ops */
+    ASSERT_EQ(redis_int(&f, "HGET t:{c:test:l}:mine argv"), 12 + 2);
+    ASSERT_EQ(redis_int(&f, "HGET t:{c:test:l}:mine in_ops"), 0);
     /* committed() got AO, before the event's deliver callback */
     ASSERT_EQ(ta_co.calls, 1);
     ASSERT_EQ(ta_co.delivered_before, 0);
