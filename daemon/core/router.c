@@ -1710,7 +1710,8 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
     const char *ops = NULL;
     if (fb_json_dump(co.ops, &obuf) == 0)
         ops = fb_buf_str(&obuf);
-    else /* out of memory, as json_dumps() could be: the reminders and counters are lost */
+    else /* out of memory or past ENTRY_MAX (a string not UTF-8 cannot be: jansson checked it
+          * when the ops were built): the reminders and counters are lost */
         FB_ERR(ROUTER, "[%s] the event's operations cannot be written: committed without them",
                c->tag);
     fb_buf_t sbuf;

@@ -1094,7 +1094,7 @@ static void on_ws_receive(fb_ws_t *ws, struct lws *wsi, const void *in, size_t l
  * LWS_CALLBACK_SERVER_WRITEABLE: writes the queued frames, one write(2) each, until the queue is
  * empty, libwebsockets had to keep part of one (lws_partial_buffered(): the socket is full) or
  * WS_FRAMES_PER_WRITEABLE went; a message's echo, acknowledgement and replies thus take one
- * wait for writability, not one each (two epoll_ctl(2) calls per wait under libuv). Once the
+ * wait for writability, not one each (five epoll_ctl(2) calls per wait under libuv). Once the
  * queue is empty, a requested close starts from the next LWS_CALLBACK_TIMER: libwebsockets 4.1
  * treats a -1 returned here as a failed write and drops the connection without the close frame,
  * while a -1 from the timer callback sends the close (with lws_close_reason()'s code) and waits

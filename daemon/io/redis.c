@@ -14,18 +14,20 @@
  * freed). Callbacks are thus called exactly once and the memory is freed exactly once.
  *
  * hiredis integration. We use our own event adapter instead of hiredis/adapters/libuv.h for
- * three reasons: its poll handle is released by libc in a close callback we cannot observe,
- * so fb_redis_close() could not wait for it; it ignores poll errors (libuv reports a refused
- * connection as UV_EBADF and stops the poll, and the stock adapter then never tells hiredis,
- * so the attempt would hang until the connect timeout); and we need to learn, in one place,
- * when a context dies (the adapter's cleanup hook runs exactly once per context, on every path:
- * error, EOF, or our own redisAsyncFree()). Contexts are only freed by us from timer callbacks
- * or from inside hiredis reply callbacks (where hiredis defers the free until the callback
- * returns), never from the connect callback, which hiredis does not protect.
+ * four reasons (the fourth: commands are written at the end of the loop iteration, not when the
+ * socket is writable; docs/internals/REDIS.md): its poll handle is released by libc in a close
+ * callback we cannot observe, so fb_redis_close() could not wait for it; it ignores poll errors
+ * (libuv reports a refused connection as UV_EBADF and stops the poll, and the stock adapter then
+ * never tells hiredis, so the attempt would hang until the connect timeout); and we need to learn,
+ * in one place, when a context dies (the adapter's cleanup hook runs exactly once per context, on
+ * every path: error, EOF, or our own redisAsyncFree()). Contexts are only freed by us from timer
+ * callbacks or from inside hiredis reply callbacks (where hiredis defers the free until the
+ * callback returns), never from the connect callback, which hiredis does not protect.
  *
  * Handles: three timers embedded in the client (connection: connect timeout and reconnect
  * backoff; commands: the oldest in-flight command's timeout; deadline: the oldest queued
- * command's write deadline), one heap-allocated poll handle per live context, and one
+ * command's write deadline), one heap-allocated poll and prepare handle pair per live context
+ * (counted once, freed when both are closed), and one
  * getaddrinfo request while a host name is being resolved. `open` counts them; the client is
  * freed by the close callback that brings it to zero.
  */
@@ -509,8 +511,10 @@ static void conn_poll_closed(uv_handle_t *h)
 static void conn_poll_cb(uv_poll_t *h, int status, int events)
 {
     struct conn *p = h->data;
-    if (status < 0)
+    if (status < 0) {
         events = UV_READABLE | UV_WRITABLE;
+        p->events = 0; /* libuv stopped the handle: the next addRead/addWrite starts it again */
+    }
     if (p->ac && (events & UV_READABLE))
         redisAsyncHandleRead(p->ac);
     if (p->ac && (events & UV_WRITABLE))
