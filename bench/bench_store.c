@@ -14,6 +14,7 @@
  * Prints "roundtrips_per_s=<float>" (and a human summary on stderr); exits non-zero if any
  * operation failed or Redis could not be reached.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +180,7 @@ int main(int argc, char **argv)
     const char *address = NULL;
     unsigned long total = 100000, conc = 50, size = 512;
     int opt;
+    signal(SIGPIPE, SIG_IGN); /* as the daemon does: io/redis.h requires it */
     while ((opt = getopt(argc, argv, "a:n:c:d:h")) != -1) {
         switch (opt) {
         case 'a':

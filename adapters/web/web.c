@@ -27,6 +27,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "common/json.h"
 #include "common/utf8.h"
 #include "frichebot/adapter.h"
 #include "frichebot/alloc.h"
@@ -392,11 +393,15 @@ static void client_send_raw(struct client *c, const char *text, size_t len)
 /* Sends a JSON object (borrowed) to the socket. */
 static void client_send_json(struct client *c, const json_t *obj)
 {
-    char *s = json_dumps(obj, JSON_COMPACT);
-    if (!s)
-        return;
-    client_send_raw(c, s, strlen(s));
-    free(s); /* fb-lint: allow free (jansson's allocation) */
+    /* json_dumps(JSON_COMPACT)'s bytes, a tenth of its instructions (common/json.h) */
+    fb_buf_t b;
+    fb_buf_init(&b, (size_t)1 << 24);
+    if (fb_json_dump(obj, &b) != 0) {
+        fb_buf_free(&b);
+        return; /* a string that is not UTF-8, or out of memory: as json_dumps() */
+    }
+    client_send_raw(c, fb_buf_str(&b), b.len);
+    fb_buf_free(&b);
 }
 
 /* Sends an `error` frame. `id` may be NULL, `retry_after` 0 for none. */

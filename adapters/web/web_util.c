@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "common/digest.h"
+#include "common/json.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
 
@@ -142,15 +143,15 @@ char *fb_web_entry_tail(const json_t *entry)
 {
     if (!json_is_object(entry) || json_object_size(entry) == 0)
         return NULL;
-    char *s = json_dumps(entry, JSON_COMPACT);
-    if (!s)
-        return NULL;
-    /* "{...}" -> ",...}" ; json_dumps allocates with jansson's allocator (malloc by default). */
-    size_t n = strlen(s);
-    char *out = fb_malloc(n + 1);
-    memcpy(out, s, n + 1);
-    out[0] = ',';
-    free(s); /* fb-lint: allow free */
+    /* json_dumps(JSON_COMPACT)'s bytes, a tenth of its instructions (common/json.h) */
+    fb_buf_t b;
+    fb_buf_init(&b, (size_t)1 << 24);
+    if (fb_json_dump(entry, &b) != 0) {
+        fb_buf_free(&b);
+        return NULL; /* a string that is not UTF-8, or out of memory: as json_dumps() */
+    }
+    char *out = fb_buf_take(&b);
+    out[0] = ','; /* "{...}" -> ",...}" */
     return out;
 }
 

@@ -8,6 +8,15 @@
 
 #include "frichebot/alloc.h"
 
+/* The bytes fb_key_conv() escapes: the hash tag's braces, '%' itself and the control bytes. */
+static const unsigned char escaped[256] = {
+    [0x01] = 1, [0x02] = 1, [0x03] = 1, [0x04] = 1, [0x05] = 1, [0x06] = 1, [0x07] = 1,
+    [0x08] = 1, [0x09] = 1, [0x0a] = 1, [0x0b] = 1, [0x0c] = 1, [0x0d] = 1, [0x0e] = 1,
+    [0x0f] = 1, [0x10] = 1, [0x11] = 1, [0x12] = 1, [0x13] = 1, [0x14] = 1, [0x15] = 1,
+    [0x16] = 1, [0x17] = 1, [0x18] = 1, [0x19] = 1, [0x1a] = 1, [0x1b] = 1, [0x1c] = 1,
+    [0x1d] = 1, [0x1e] = 1, [0x1f] = 1, ['%'] = 1,  ['{'] = 1,  ['}'] = 1,  [0x7f] = 1,
+};
+
 char *fb_key_conv(const char *prefix, const char *conv_key, const char *suffix)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -22,15 +31,22 @@ char *fb_key_conv(const char *prefix, const char *conv_key, const char *suffix)
     pos += plen;
     memcpy(key + pos, "{c:", 3);
     pos += 3;
-    for (size_t i = 0; i < klen; i++) {
-        unsigned char ch = (unsigned char)conv_key[i];
-        if (ch == '{' || ch == '}' || ch == '%' || ch < 0x20 || ch == 0x7f) {
-            key[pos++] = '%';
-            key[pos++] = hex[ch >> 4];
-            key[pos++] = hex[ch & 15];
-        } else {
-            key[pos++] = (char)ch;
-        }
+    /* Runs of plain bytes are copied whole: a key is built about twenty times per message
+     * (issue 17), and conversation keys nearly never need escaping. */
+    size_t i = 0;
+    while (i < klen) {
+        size_t run = i;
+        while (run < klen && !escaped[(unsigned char)conv_key[run]])
+            run++;
+        memcpy(key + pos, conv_key + i, run - i);
+        pos += run - i;
+        if (run == klen)
+            break;
+        unsigned char ch = (unsigned char)conv_key[run];
+        key[pos++] = '%';
+        key[pos++] = hex[ch >> 4];
+        key[pos++] = hex[ch & 15];
+        i = run + 1;
     }
     key[pos++] = '}';
     key[pos++] = ':';

@@ -57,9 +57,10 @@
 #define SENDQ_SCAN_FACTOR   16   /* the scan kicks no outbox while max_sending * this wait a slot */
 #define AVIS_COMMENTS_MAX   1000 /* comments kept in the global list (in commit_src) */
 #define DEDUPE_MS_PER_H     3600000ULL
-#define MAX_ADAPTER_KEYS    8  /* fb_adapter_ops_t.conv_keys deleted on forget */
-#define MAX_FEATURES        8  /* fb_router_add_feature() */
-#define MAX_FEATURE_KEYS    24 /* the features' keys, all together */
+#define MAX_ADAPTER_KEYS    8                 /* fb_adapter_ops_t.conv_keys deleted on forget */
+#define MAX_FEATURES        8                 /* fb_router_add_feature() */
+#define MAX_FEATURE_KEYS    24                /* the features' keys, all together */
+#define ENTRY_MAX           ((size_t)1 << 24) /* an outbox entry's or the ops' JSON, bytes */
 #define ROADMAP_TOKEN_BYTES 24 /* the roadmap page's token: 192 random bits, 48 hex digits */
 #define ROADMAP_TOKEN_LEN   ((size_t)2 * ROADMAP_TOKEN_BYTES) /* its hex digits */
 #define ROADMAP_PATH        "/feuille-de-route/"
@@ -1227,20 +1228,33 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
         case FB_EFFECT_SAY: {
             char txn[40];
             snprintf(txn, sizeof(txn), "%016llx.%zu", (unsigned long long)h, co->says++);
-            json_t *entry = json_pack(
-                "{s:s, s:s, s:s, s:O?, s:s, s:I}", "txn", txn, "kind",
-                json_is_true(json_object_get(e, "roadmap")) && !j->timer ? "roadmap" : kind, "text",
-                jstr(e, "text") ? jstr(e, "text") : "", "choices", json_object_get(e, "choices"),
-                "html", jstr(e, "html") ? jstr(e, "html") : "", "ts", (json_int_t)now);
-            if (entry && json_is_null(json_object_get(entry, "choices")))
-                json_object_del(entry, "choices");
-            char *s = entry ? json_dumps(entry, JSON_COMPACT) : NULL;
-            if (s) { /* jansson's own output: valid UTF-8, not checked again */
-                json_array_append_new(out, json_stringn_nocheck(s, strlen(s)));
+            /* What json_pack("{s:s, s:s, s:s, s:O?, s:s, s:I}") built, a third of its
+             * instructions: the strings are checked as UTF-8 once, by fb_json_dump() below. */
+            const char *text = jstr(e, "text"), *html = jstr(e, "html");
+            json_t *choices = json_object_get(e, "choices");
+            json_t *entry = json_object();
+            json_object_set_new_nocheck(entry, "txn", json_string_nocheck(txn));
+            json_object_set_new_nocheck(
+                entry, "kind",
+                json_string_nocheck(
+                    json_is_true(json_object_get(e, "roadmap")) && !j->timer ? "roadmap" : kind));
+            json_object_set_new_nocheck(entry, "text", json_string_nocheck(text ? text : ""));
+            if (choices && !json_is_null(choices))
+                json_object_set_nocheck(entry, "choices", choices);
+            json_object_set_new_nocheck(entry, "html", json_string_nocheck(html ? html : ""));
+            json_object_set_new_nocheck(entry, "ts", json_integer((json_int_t)now));
+            /* json_dumps(JSON_COMPACT)'s bytes, a tenth of its instructions (common/json.h) */
+            fb_buf_t eb;
+            fb_buf_init(&eb, ENTRY_MAX);
+            if (entry && fb_json_dump(entry, &eb) == 0) {
+                /* valid UTF-8 (fb_json_dump() checks every string): not checked again */
+                json_array_append_new(out, json_stringn_nocheck(fb_buf_str(&eb), eb.len));
                 if (co->built)
-                    json_object_set_nocheck(co->built, s, entry);
+                    json_object_set_nocheck(co->built, fb_buf_str(&eb), entry);
+            } else if (entry) {
+                FB_ERR(ROUTER, "[%s] a reply cannot be written: not sent", c->tag);
             }
-            free(s); /* fb-lint: allow free (jansson's allocation) */
+            fb_buf_free(&eb);
             json_decref(entry);
             break;
         }
@@ -1690,8 +1704,16 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
     /* The entries go to the COMMIT as their own arguments, not inside the ops' JSON. */
     json_t *out = json_incref(json_object_get(co.ops, "out"));
     json_object_del(co.ops, "out");
-    char *ops = json_dumps(co.ops, JSON_COMPACT);
     /* json_dumps(JSON_COMPACT)'s bytes, faster (common/json.h) */
+    fb_buf_t obuf;
+    fb_buf_init(&obuf, ENTRY_MAX);
+    const char *ops = NULL;
+    if (fb_json_dump(co.ops, &obuf) == 0)
+        ops = fb_buf_str(&obuf);
+    else /* out of memory or past ENTRY_MAX (a string not UTF-8 cannot be: jansson checked it
+          * when the ops were built): the reminders and counters are lost */
+        FB_ERR(ROUTER, "[%s] the event's operations cannot be written: committed without them",
+               c->tag);
     fb_buf_t sbuf;
     fb_buf_init(&sbuf, (size_t)1 << 26); /* 64 MiB: json_dumps() had no bound */
     const char *sdata = NULL;
@@ -1711,7 +1733,7 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
     json_decref(ns);
     json_decref(effects);
     fb_buf_free(&sbuf);
-    free(ops); /* fb-lint: allow free (jansson's allocation) */
+    fb_buf_free(&obuf);
     if (rc != 0) {
         job_finish(j, inbound_status(rc));
         return;

@@ -1086,29 +1086,40 @@ static void on_ws_receive(fb_ws_t *ws, struct lws *wsi, const void *in, size_t l
     fb_buf_reset(&ws->rx);
 }
 
+/* At most this many frames per LWS_CALLBACK_SERVER_WRITEABLE, so that one busy socket does not
+ * hold the loop: the rest waits for the next one. */
+#define WS_FRAMES_PER_WRITEABLE 16
+
 /*
- * LWS_CALLBACK_SERVER_WRITEABLE: writes one queued frame. Once the queue is empty, a requested
- * close starts from the next LWS_CALLBACK_TIMER: libwebsockets 4.1 treats a -1 returned here as
- * a failed write and drops the connection without the close frame, while a -1 from the timer
- * callback sends the close (with lws_close_reason()'s code) and waits for the peer's answer.
- * Returns -1 to drop the connection.
+ * LWS_CALLBACK_SERVER_WRITEABLE: writes the queued frames, one write(2) each, until the queue is
+ * empty, libwebsockets had to keep part of one (lws_partial_buffered(): the socket is full) or
+ * WS_FRAMES_PER_WRITEABLE went; a message's echo, acknowledgement and replies thus take one
+ * wait for writability, not one each (five epoll_ctl(2) calls per wait under libuv). Once the
+ * queue is empty, a requested close starts from the next LWS_CALLBACK_TIMER: libwebsockets 4.1
+ * treats a -1 returned here as a failed write and drops the connection without the close frame,
+ * while a -1 from the timer callback sends the close (with lws_close_reason()'s code) and waits
+ * for the peer's answer. Returns -1 to drop the connection.
  */
 static int on_ws_writeable(fb_ws_t *ws, struct lws *wsi)
 {
-    struct ws_frame *f = ws->qhead;
-    if (f) {
-        ws->qhead = f->next;
-        if (!ws->qhead)
-            ws->qtail = NULL;
-        ws->queued -= f->len;
-        int n = lws_write(wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT);
-        size_t flen = f->len;
-        fb_free(f);
-        if (n < 0 || (size_t)n < flen) {
-            FB_DEBUG(HTTP, "%s write failed", ws->tag);
-            return -1;
+    if (ws->qhead) {
+        for (int i = 0; ws->qhead && i < WS_FRAMES_PER_WRITEABLE; i++) {
+            struct ws_frame *f = ws->qhead;
+            ws->qhead = f->next;
+            if (!ws->qhead)
+                ws->qtail = NULL;
+            ws->queued -= f->len;
+            int n = lws_write(wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT);
+            size_t flen = f->len;
+            fb_free(f);
+            if (n < 0 || (size_t)n < flen) {
+                FB_DEBUG(HTTP, "%s write failed", ws->tag);
+                return -1;
+            }
+            fb_metrics_ws_message(ws->ep->name, FB_METRICS_WS_OUT);
+            if (lws_partial_buffered(wsi))
+                break;
         }
-        fb_metrics_ws_message(ws->ep->name, FB_METRICS_WS_OUT);
         if (ws->qhead || ws->closing)
             lws_callback_on_writable(wsi);
         return 0;

@@ -14,18 +14,20 @@
  * freed). Callbacks are thus called exactly once and the memory is freed exactly once.
  *
  * hiredis integration. We use our own event adapter instead of hiredis/adapters/libuv.h for
- * three reasons: its poll handle is released by libc in a close callback we cannot observe,
- * so fb_redis_close() could not wait for it; it ignores poll errors (libuv reports a refused
- * connection as UV_EBADF and stops the poll, and the stock adapter then never tells hiredis,
- * so the attempt would hang until the connect timeout); and we need to learn, in one place,
- * when a context dies (the adapter's cleanup hook runs exactly once per context, on every path:
- * error, EOF, or our own redisAsyncFree()). Contexts are only freed by us from timer callbacks
- * or from inside hiredis reply callbacks (where hiredis defers the free until the callback
- * returns), never from the connect callback, which hiredis does not protect.
+ * four reasons (the fourth: commands are written at the end of the loop iteration, not when the
+ * socket is writable; docs/internals/REDIS.md): its poll handle is released by libc in a close
+ * callback we cannot observe, so fb_redis_close() could not wait for it; it ignores poll errors
+ * (libuv reports a refused connection as UV_EBADF and stops the poll, and the stock adapter then
+ * never tells hiredis, so the attempt would hang until the connect timeout); and we need to learn,
+ * in one place, when a context dies (the adapter's cleanup hook runs exactly once per context, on
+ * every path: error, EOF, or our own redisAsyncFree()). Contexts are only freed by us from timer
+ * callbacks or from inside hiredis reply callbacks (where hiredis defers the free until the
+ * callback returns), never from the connect callback, which hiredis does not protect.
  *
  * Handles: three timers embedded in the client (connection: connect timeout and reconnect
  * backoff; commands: the oldest in-flight command's timeout; deadline: the oldest queued
- * command's write deadline), one heap-allocated poll handle per live context, and one
+ * command's write deadline), one heap-allocated poll and prepare handle pair per live context
+ * (counted once, freed when both are closed), and one
  * getaddrinfo request while a host name is being resolved. `open` counts them; the client is
  * freed by the close callback that brings it to zero.
  */
@@ -89,12 +91,21 @@ struct cmd_list {
     size_t len;
 };
 
-/* Our hiredis event adapter: one per context, freed in the poll handle's close callback. */
+/*
+ * Our hiredis event adapter: one per context, freed once its two handles are closed. The commands
+ * issued during one loop iteration are written together just before the loop next waits for I/O
+ * (the `flush` prepare handle, Redis's own "beforeSleep" write), in one write(2): the socket is
+ * polled for writability only while connecting and after a partial write.
+ */
 struct conn {
     uv_poll_t poll;
+    uv_prepare_t flush;      /* started while written commands wait for the end of the iteration */
     redisAsyncContext *ac;   /* NULL once hiredis has called the cleanup hook */
     fb_redis_t *r;           /* owner */
-    int events;              /* UV_READABLE | UV_WRITABLE wanted by hiredis */
+    int events;              /* UV_READABLE | UV_WRITABLE polled for (uv_poll_start()ed) */
+    int handles;             /* of poll and flush, not yet closed */
+    bool flush_pending;      /* flush is started */
+    bool flushing;           /* inside conn_flush_cb(): hiredis's addWrite means a partial write */
     bool ready;              /* the handshake succeeded on this connection */
     const char *drop_reason; /* static text when we dropped it ourselves, else NULL */
 };
@@ -480,11 +491,13 @@ static void log_failure(fb_redis_t *r, const char *reason, unsigned delay)
 /* ---------------------------------------------------------------------------------------- */
 /* hiredis event adapter */
 
-/* Close callback of a connection's poll handle: frees the adapter state. */
+/* Close callback of a connection's poll and flush handles: the second frees the adapter state. */
 static void conn_poll_closed(uv_handle_t *h)
 {
     struct conn *p = h->data;
     fb_redis_t *r = p->r;
+    if (--p->handles > 0)
+        return;
     fb_free(p);
     r->open--;
     maybe_finish(r);
@@ -498,49 +511,83 @@ static void conn_poll_closed(uv_handle_t *h)
 static void conn_poll_cb(uv_poll_t *h, int status, int events)
 {
     struct conn *p = h->data;
-    if (status < 0)
+    if (status < 0) {
         events = UV_READABLE | UV_WRITABLE;
+        p->events = 0; /* libuv stopped the handle: the next addRead/addWrite starts it again */
+    }
     if (p->ac && (events & UV_READABLE))
         redisAsyncHandleRead(p->ac);
     if (p->ac && (events & UV_WRITABLE))
         redisAsyncHandleWrite(p->ac);
 }
 
-/* Applies the events hiredis wants (the four hooks below) to the poll handle. */
-static void conn_update(struct conn *p)
+/*
+ * Polls for `events`, only when they change: libuv 1.44's uv_poll_start() stops the watcher and
+ * adds it again, two epoll_ctl(2) calls (the first failing with EEXIST), and hiredis asks for
+ * reading again after every write.
+ */
+static void conn_update(struct conn *p, int events)
 {
-    if (p->events)
-        (void)uv_poll_start(&p->poll, p->events, conn_poll_cb);
+    if (events == p->events)
+        return;
+    p->events = events;
+    if (events)
+        (void)uv_poll_start(&p->poll, events, conn_poll_cb);
     else
         (void)uv_poll_stop(&p->poll);
+}
+
+/* End of the loop iteration: writes what the iteration's commands left in hiredis's buffer. */
+static void conn_flush_cb(uv_prepare_t *h)
+{
+    struct conn *p = h->data;
+    p->flush_pending = false;
+    (void)uv_prepare_stop(h);
+    if (!p->ac)
+        return;
+    p->flushing = true;
+    redisAsyncHandleWrite(p->ac); /* may free the context: the cleanup hook leaves `p` alone */
+    p->flushing = false;
 }
 
 static void conn_add_read(void *privdata)
 {
     struct conn *p = privdata;
-    p->events |= UV_READABLE;
-    conn_update(p);
+    conn_update(p, p->events | UV_READABLE);
 }
 
 static void conn_del_read(void *privdata)
 {
     struct conn *p = privdata;
-    p->events &= ~UV_READABLE;
-    conn_update(p);
+    conn_update(p, p->events & ~UV_READABLE);
 }
 
+/*
+ * hiredis has bytes to write. Connected, outside a flush: at the end of this iteration. While
+ * connecting (hiredis learns the outcome when the socket becomes writable) or after a partial
+ * write (the flush's own addWrite): when the socket is writable.
+ */
 static void conn_add_write(void *privdata)
 {
     struct conn *p = privdata;
-    p->events |= UV_WRITABLE;
-    conn_update(p);
+    if (p->flushing || !(p->ac->c.flags & REDIS_CONNECTED)) {
+        conn_update(p, p->events | UV_WRITABLE);
+        return;
+    }
+    if (!p->flush_pending && !(p->events & UV_WRITABLE)) {
+        p->flush_pending = true;
+        (void)uv_prepare_start(&p->flush, conn_flush_cb);
+    }
 }
 
 static void conn_del_write(void *privdata)
 {
     struct conn *p = privdata;
-    p->events &= ~UV_WRITABLE;
-    conn_update(p);
+    if (p->flush_pending) {
+        p->flush_pending = false;
+        (void)uv_prepare_stop(&p->flush);
+    }
+    conn_update(p, p->events & ~UV_WRITABLE);
 }
 
 /*
@@ -555,6 +602,7 @@ static void conn_cleanup(void *privdata)
     redisAsyncContext *ac = p->ac;
     p->ac = NULL;
     uv_close((uv_handle_t *)&p->poll, conn_poll_closed);
+    uv_close((uv_handle_t *)&p->flush, conn_poll_closed);
     if (r->ac == ac)
         r->ac = NULL;
     else if (r->ac)
@@ -679,7 +727,10 @@ static void conn_open(fb_redis_t *r, const char *ip)
         conn_failed(r, "cannot watch the socket");
         return;
     }
+    (void)uv_prepare_init(r->loop, &p->flush); /* cannot fail */
     p->poll.data = p;
+    p->flush.data = p;
+    p->handles = 2;
     r->open++;
     ac->ev.addRead = conn_add_read;
     ac->ev.delRead = conn_del_read;

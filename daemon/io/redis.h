@@ -106,7 +106,9 @@ typedef struct fb_redis_stats_s {
  * IPv6 address; PORT in 1..65535) or "unix:PATH" (at most 107 bytes; "unix:///PATH" is also
  * accepted; a relative PATH is relative to the working directory, at each connection attempt).
  * The client owns three timers on `loop`:
- * fb_redis_close() must be called before the loop is closed.
+ * fb_redis_close() must be called before the loop is closed. The process must ignore SIGPIPE
+ * (the daemon's main() does): hiredis writes with write(2), and a write to a connection the
+ * server has just closed must fail with EPIPE (the client then reconnects), not kill it.
  */
 fb_redis_t *fb_redis_create(uv_loop_t *loop, const fb_redis_opts_t *opts);
 

@@ -580,12 +580,14 @@ TEST_IMPL(router_dedupe_marks)
     struct fixture f;
     SETUP(&f, NULL, 0);
     const long long hour = 3600 * 1000LL, keep = 72 * hour;
-    /* A new Redis: no older daemon served here, its marks are never looked for. */
-    deliver_wait(&f, FB_IN_START, "n", "s0", NULL, 0);
+    /* A new Redis: no older daemon served here, its marks are never looked for. SINCE is sent
+     * once connected; an event's COMMIT (its counters) landing before it would make the Redis
+     * look served (the stats exist) and SINCE take the time: wait for it first. */
     for (int i = 0; i < 300 && redis_int(&f, "GET t:{g}:dedupe:zset_since") == -1; i++)
-        fb_test_run_for(&f.loop, 10); /* SINCE, sent at the start, may come after the event */
-    fb_test_run_for(&f.loop, 100);    /* and its answer reach the router */
+        fb_test_run_for(&f.loop, 10);
+    fb_test_run_for(&f.loop, 100); /* and its answer reach the router */
     ASSERT_EQ(redis_int(&f, "GET t:{g}:dedupe:zset_since"), 0);
+    deliver_wait(&f, FB_IN_START, "n", "s0", NULL, 0);
     freeReplyObject(redisCommand(f.sync, "SET t:{c:test:n}:ev:m0 1 PX %lld", keep));
     deliver_wait(&f, FB_IN_MESSAGE, "n", "m0", "lyon", 0);
     fb_router_stats_t st;
