@@ -55,6 +55,7 @@ static struct {
     int attempts;       /* send() calls */
     int fail_transient; /* the next N sends fail with FB_EAGAIN */
     int fail_permanent; /* the next N sends fail with FB_EINVAL */
+    int fail_at;        /* send() call number N (1-based, as `attempts`) fails with FB_EAGAIN */
     int put_off;        /* the next N sends answer FB_ENOTYET, retry after put_off_ms */
     int64_t put_off_ms;
     struct pending_cb q[4096];
@@ -143,7 +144,9 @@ static int ta_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, voi
     ta.attempts++;
     int status = 0;
     int64_t retry_after = 0;
-    if (ta.put_off > 0) {
+    if (ta.fail_at == ta.attempts) {
+        status = FB_EAGAIN;
+    } else if (ta.put_off > 0) {
         ta.put_off--;
         status = FB_ENOTYET;
         retry_after = ta.put_off_ms;
@@ -995,6 +998,64 @@ TEST_IMPL(router_outbox_put_off_not_counted)
     ASSERT_EQ(st.outbox_delivered, 2);
     ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:w}:outbox"), 0);
     teardown(&f);
+    return 0;
+}
+
+/* Calls of Redis command `cmd` since the last CONFIG RESETSTAT (INFO commandstats), inside
+ * scripts included. */
+static long long cmd_calls(struct fixture *f, const char *cmd)
+{
+    redisReply *rep = redisCommand(f->sync, "INFO commandstats");
+    ASSERT_NOT_NULL(rep);
+    ASSERT_EQ(rep->type, REDIS_REPLY_STRING);
+    char needle[64];
+    snprintf(needle, sizeof(needle), "cmdstat_%s:calls=", cmd);
+    const char *p = strstr(rep->str, needle);
+    long long n = p ? strtoll(p + strlen(needle), NULL, 10) : 0;
+    freeReplyObject(rep);
+    return n;
+}
+
+/* An adapter whose platform drops a send it has seen by its transaction id
+ * (FB_ADAPTER_CAP_TXN_DEDUPE): an event's replies go out one after the other and one POP removes
+ * them all (issue 17), not one POP per reply. A transient failure of the second resends only the
+ * second: the first, sent and not popped yet, is not sent again. */
+TEST_IMPL(router_outbox_one_pop_per_event)
+{
+    ta_caps = FB_ADAPTER_CAP_TXN_DEDUPE;
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    redisReply *rep = redisCommand(f.sync, "CONFIG RESETSTAT");
+    freeReplyObject(rep);
+    deliver_wait(&f, FB_IN_START, "o", "1", NULL, 0); /* the greeting: two replies */
+    wait_int(&f.loop, &ta.nsent, 2);
+    fb_test_run_for(&f.loop, 100);
+    ASSERT_EQ(ta.nsent, 2);
+    ASSERT_NOT_NULL(strstr(ta.sent[0].text, "Bonjour"));
+    ASSERT_NOT_NULL(strstr(ta.sent[1].text, "Dans quelle commune"));
+    /* one POP: its one LTRIM (the POP of each reply was an LPOP each) */
+    ASSERT_EQ(cmd_calls(&f, "lpop") + cmd_calls(&f, "ltrim"), 1);
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:o}:outbox"), 0);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:outbox:pending"), 0);
+    /* the second reply of the next greeting fails once: resent alone, then both popped */
+    ta.fail_at = ta.attempts + 2;
+    deliver_wait(&f, FB_IN_START, "o2", "1", NULL, 0);
+    wait_int(&f.loop, &ta.nsent, 4);
+    fb_test_run_for(&f.loop, 100);
+    ASSERT_EQ(ta.nsent, 4);
+    ASSERT_EQ(ta.attempts, 5);
+    ASSERT_EQ(ta.dup_sends, 0);
+    ASSERT_NOT_NULL(strstr(ta.sent[2].text, "Bonjour"));
+    ASSERT_NOT_NULL(strstr(ta.sent[3].text, "Dans quelle commune"));
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:o2}:outbox"), 0);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:outbox:pending"), 0);
+    fb_router_stats_t st;
+    fb_router_get_stats(f.router, &st);
+    ASSERT_EQ(st.outbox_delivered, 4);
+    ASSERT_EQ(st.outbox_retried, 1);
+    ta.fail_at = 0;
+    teardown(&f);
+    ta_caps = 0;
     return 0;
 }
 
