@@ -287,15 +287,15 @@ static const char commit_body_fmt[] =
     "  end\n"
     "end\n"
     "if #O.out > 0 and not AD then\n"
-    /* One RPUSH for all the entries; the TTL is set with the write that creates the list, and
-     * again with the session's refresh (an outbox that stays non-empty, its platform down or
-     * its adapter not loaded, must not expire before its conversation). A list this RPUSH
-     * created has its first entry for head: no LINDEX (issue 17). */
+    /* One RPUSH for all the entries. The TTL is not set by the write that creates the list (a
+     * PEXPIRE per message, for a list the POP deletes once its entries are sent: issue 17): an
+     * outbox that stays gets it at its first HEAD (head_src), and again with the session's
+     * refresh (an outbox that stays non-empty, its platform down or its adapter not loaded, must
+     * not expire before its conversation). A list this RPUSH created has its first entry for
+     * head: no LINDEX (issue 17). */
     "  local n = redis.call('RPUSH', K.outbox, unpack(O.out))\n"
     "  if n == #O.out then out_head = O.out[1] end\n"
-    "  if n == #O.out or refresh then\n"
-    "    expire(K.outbox)\n"
-    "  end\n"
+    "  if refresh then expire(K.outbox) end\n"
     "  redis.call('ZADD', K.pending, 'NX', ARGV[7], A.member)\n"
     "end\n"
     "if O.rearm then\n"
@@ -335,11 +335,19 @@ static const char page_src[] =
     "if not d then return nil end\n"
     "return {member, d}\n";
 
-/* HEAD. KEYS: outbox, pending index; ARGV: conversation key. The head entry, or nil (and the
- * conversation leaves the pending index). */
+/* HEAD. KEYS: outbox, pending index; ARGV: conversation key, the session TTL (ms). The head
+ * entry, or nil (and the conversation leaves the pending index). An outbox without a TTL gets
+ * the session's here: the COMMIT that creates an outbox does not set it (a PEXPIRE per message
+ * for a list that its POP deletes a moment later, issue 17), so an outbox whose entries do not go
+ * out at once (a failed send, a restart's scan, an adapter not loaded) gets it at its first
+ * HEAD, and again with the session's refresh. */
 static const char head_src[] = "#!lua flags=allow-oom\n"
                                "local e = redis.call('LINDEX', KEYS[1], 0)\n"
-                               "if not e then redis.call('ZREM', KEYS[2], ARGV[1]) end\n"
+                               "if not e then redis.call('ZREM', KEYS[2], ARGV[1])\n"
+                               "elseif tonumber(ARGV[2]) > 0 and redis.call('PTTL', KEYS[1]) == -1 "
+                               "then\n"
+                               "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+                               "end\n"
                                "return e\n";
 
 /* POP. KEYS: outbox, parked, pending index; ARGV: "1" to park the last entry, TTL ms,
@@ -808,8 +816,10 @@ static void ob_read(struct conv *c)
     if (c->ob_done)
         json_array_clear(c->ob_done);
     char *k_outbox = ckey(c, FB_KEY_OUTBOX);
-    const char *args[] = {k_outbox, r->k_pending, c->key};
-    int rc = fb_store_eval(r->store, &r->s_head, FB_REDIS_RETRY, 2, 1, args, NULL, ob_on_head, c);
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)fb_store_session_ttl_ms(r->store));
+    const char *args[] = {k_outbox, r->k_pending, c->key, ttl};
+    int rc = fb_store_eval(r->store, &r->s_head, FB_REDIS_RETRY, 2, 2, args, NULL, ob_on_head, c);
     fb_free(k_outbox);
     if (rc != 0) {
         ob_redis_failed(c, rc, "read");

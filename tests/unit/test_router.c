@@ -1059,6 +1059,34 @@ TEST_IMPL(router_outbox_one_pop_per_event)
     return 0;
 }
 
+/* The COMMIT that creates an outbox does not set its TTL (its POP deletes it a moment later:
+ * a PEXPIRE per message saved, issue 17); an outbox whose entries do not go out gets the
+ * session's TTL at its first HEAD (the retry's read), so it never outlives its conversation. */
+TEST_IMPL(router_outbox_ttl_set_by_head)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    f.cfg->router.outbox_retry.max_attempts = 0;
+    /* the first event sets the session's TTL, and its outbox's with it: sent, popped */
+    deliver_wait(&f, FB_IN_START, "l", "1", NULL, 0);
+    wait_int(&f.loop, &ta.nsent, 2);
+    fb_test_run_for(&f.loop, 50);
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:l}:outbox"), 0);
+    /* the next one's reply does not go out */
+    ta.fail_transient = 1000000;
+    int tries = ta.attempts;
+    deliver_wait(&f, FB_IN_MESSAGE, "l", "2", "lyon", 0);
+    wait_int(&f.loop, &ta.attempts, tries + 3);
+    ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:l}:outbox"), 1);
+    long long ttl = redis_int(&f, "PTTL t:{c:test:l}:outbox");
+    ASSERT_GT(ttl, 0);
+    ASSERT_LE(ttl, (long long)fb_store_session_ttl_ms(f.store));
+    ta.fail_transient = 0;
+    wait_int(&f.loop, &ta.nsent, 3);
+    teardown(&f);
+    return 0;
+}
+
 /* A permanent failure parks the entry; the conversation's next entries go on. */
 TEST_IMPL(router_outbox_permanent_parked)
 {
