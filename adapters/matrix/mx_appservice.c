@@ -65,6 +65,15 @@ struct mark_ctx {
     json_t *taken; /* the crypto write, put back if Redis failed */
 };
 
+/* A transaction handled and its mark written: 200. */
+static void txn_acknowledged(struct mx *m, fb_http_req_t *req)
+{
+    m->txns++;
+    m->last_txn_ms = fb_wall_ms();
+    mx_set_state(m, "ok");
+    as_json(req, 200, NULL, NULL);
+}
+
 static void on_txn_marked(struct mx *m, int status, redisReply *reply, void *arg)
 {
     (void)reply;
@@ -76,10 +85,7 @@ static void on_txn_marked(struct mx *m, int status, redisReply *reply, void *arg
         as_json(req, 503, "M_UNKNOWN", "try again later");
         return;
     }
-    m->txns++;
-    m->last_txn_ms = fb_wall_ms();
-    mx_set_state(m, "ok");
-    as_json(req, 200, NULL, NULL);
+    txn_acknowledged(m, req);
 }
 
 /* KEYS[1] the transaction's mark, KEYS[2..6] the crypto hashes (mx_e2ee.h); ARGV[1] the mark's
@@ -92,6 +98,23 @@ static const char txn_mark_script[] =
     "redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[1])\n"
     "return 1\n";
 
+/* The router's COMMIT fragment for this adapter's conversations (fb_adapter_ops_t.commit_lua).
+ * `A.arg` (fb_inbound_t.commit_arg), set for the one event of a transaction that holds nothing
+ * else (txn_parsed()): "<TTL ms> <mark> <key>", the transaction's mark, written in the COMMIT
+ * that handles the event, so both or neither, and no script of the transaction's own after it
+ * (issue 17: one round trip and two commands a transaction). `AO` "1" tells mx_committed(). The
+ * key is a global one (`{g}:matrix:txn:ID`), not declared: like the COMMIT's other global keys,
+ * not Cluster-safe yet (docs/internals/REDIS.md, the audit). Written on a forget too: the mark
+ * is the transaction's (a digest of event ids), not the conversation's. */
+const char mx_as_commit_lua[] =
+    "do\n"
+    "  local ttl, mark, key = string.match(A.arg, '^(%d+) (%S+) (.+)$')\n"
+    "  if key then\n"
+    "    redis.call('SET', key, mark, 'PX', ttl)\n"
+    "    AO = '1'\n"
+    "  end\n"
+    "end\n";
+
 static void on_txn_batch_done(struct batch *bt, int status)
 {
     struct mx *m = bt->m;
@@ -100,6 +123,7 @@ static void on_txn_batch_done(struct batch *bt, int status)
     char mark[sizeof(bt->txn_mark)];
     memcpy(mark, bt->txn_mark, sizeof(mark));
     bool router_full = bt->router_full;
+    bool marked = bt->txn_marked;
     bt->txn_key = NULL;
     mx_batch_free(bt);
     m->as_batches--;
@@ -115,6 +139,8 @@ static void on_txn_batch_done(struct batch *bt, int status)
         FB_INFO(MATRIX, "%s transaction not handled (%s): the homeserver will retry",
                 fb_http_req_tag(req), fb_err_name(status));
         as_json(req, 503, "M_UNKNOWN", "try again later");
+    } else if (marked) { /* the COMMIT of its one event wrote the mark (mx_as_commit_lua) */
+        txn_acknowledged(m, req);
     } else {
         char ttl[24];
         snprintf(ttl, sizeof(ttl), "%llu",
@@ -185,6 +211,15 @@ static void txn_parsed(struct mx *m, struct batch *bt, int rc)
         return;
     }
     mx_log_parse(m, &bt->b, fb_http_req_tag(req));
+    /* A transaction of one event the router handles (a message, the bot's join): its mark rides
+     * on that event's COMMIT (mx_as_commit_lua). Not with encryption, whose mark goes with the
+     * crypto state the transaction changed (on_txn_batch_done()). A duplicate, or a COMMIT whose
+     * answer was lost, writes no mark there: the batch's end writes it as before. */
+    if (!m->e2ee && bt->txn_key && bt->b.n == 1 &&
+        (bt->b.actions[0].kind == FB_MX_MESSAGE || bt->b.actions[0].kind == FB_MX_JOINED))
+        bt->txn_arg =
+            fb_asprintf("%llu %s %s", (unsigned long long)m->o->as_txn_retention_hours * 3600000ull,
+                        bt->txn_mark, bt->txn_key);
     m->as_batches++;
     mx_batch_pump(bt);
 }

@@ -196,7 +196,9 @@ typedef struct fb_adapter_ops_s {
      *  it may rewrite: send() gets them as msg->entry); it may set `AO` to a string, handed to
      *  committed() below, and, with FB_ADAPTER_CAP_HISTORY_DELIVERS, `AD` to true when it stored
      *  all of `O.out` itself (then not queued in the outbox); it never returns, writes only the
-     * conversation's keys, and nothing on a forget. Called once, at the router's start, after
+     * conversation's keys (and keys of the adapter's own that `A.arg` names: the Matrix
+     * transaction's mark, not Cluster-safe, docs/internals/REDIS.md), and nothing of the
+     * conversation on a forget. Called once, at the router's start, after
      * init(); the string is the adapter's until destroy(). Each command it runs is paid by every
      * event of the adapter's conversations: keep them few (issue 17). */
     const char *(*commit_lua)(fb_adapter_t *a);
