@@ -154,8 +154,9 @@ struct batch {
     void *owner; /* the appservice request, or NULL */
     char *txn_key;
     char txn_mark[FB_MX_TXN_DIGEST_LEN + 1]; /* the value written at txn_key (mx_appservice.c) */
-    char *txn_arg;   /* the mark for the COMMIT of the batch's one event (mx_as_txn_commit_arg()) */
-    bool txn_marked; /* that COMMIT wrote the mark (mx_as_committed()) */
+    char *txn_arg;   /* the mark for the COMMIT of the batch's one event (txn_parsed()) */
+    bool txn_marked; /* that COMMIT wrote the mark (mx_as_txn_committed()) */
+    bool txn_unseen; /* the mark was not read before the batch (mx_appservice.c) */
 };
 
 /* One attempt only (matrix.c). */
@@ -220,6 +221,9 @@ void mx_as_txn_resume(struct mx *m);
 /* The COMMIT fragment of appservice mode (fb_adapter_ops_t.commit_lua): a transaction's mark
  * written by the COMMIT of its one event (mx_appservice.c). */
 extern const char mx_as_commit_lua[];
+/* The COMMIT of the batch's one event wrote its transaction's mark, replacing `old` (`len`
+ * bytes, 0: none). */
+void mx_as_txn_committed(struct batch *bt, const char *old, size_t len);
 void mx_committed(fb_adapter_t *a, const char *conv, const char *out, size_t len, void *arg);
 
 /* mx_as_device.c */

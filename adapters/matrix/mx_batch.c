@@ -198,8 +198,8 @@ void mx_committed(fb_adapter_t *a, const char *conv, const char *out, size_t len
 {
     (void)a, (void)conv;
     struct dctx *d = arg;
-    if (d && out && len == 1 && out[0] == '1')
-        d->bt->txn_marked = true;
+    if (d && out && len >= 1 && out[0] == '1')
+        mx_as_txn_committed(d->bt, out + 1, len - 1);
 }
 
 void mx_step_done(struct batch *bt, int status)

@@ -95,9 +95,11 @@ typedef struct fb_outbound_s {
 typedef void (*fb_send_cb)(int status, int64_t retry_after_ms, void *arg);
 
 enum {
-    FB_ADAPTER_CAP_BUTTONS = 1u << 0,    /* renders choices as buttons (else as a numbered list) */
-    FB_ADAPTER_CAP_HTML = 1u << 1,       /* renders the `html` field */
-    FB_ADAPTER_CAP_TXN_DEDUPE = 1u << 2, /* the platform de-duplicates sends by txn_id */
+    FB_ADAPTER_CAP_BUTTONS = 1u << 0, /* renders choices as buttons (else as a numbered list) */
+    FB_ADAPTER_CAP_HTML = 1u << 1,    /* renders the `html` field */
+    /* The platform de-duplicates sends by txn_id: a resend after a crash is dropped. The router
+     * then sends an event's entries one after the other and pops them with one POP (ROUTER.md). */
+    FB_ADAPTER_CAP_TXN_DEDUPE = 1u << 2,
     /* Hosts the advisors' channel of escalation (docs/internals/ESCALATION.md): rooms named in
      * escalation.rooms, threads ("ROOM/$ROOT" conversations whose events go to escalation, and
      * "ROOM/~TICKET" ones whose root it asks core->thread_root), redactions (kind "redact"),
