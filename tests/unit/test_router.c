@@ -56,7 +56,9 @@ static struct {
     int fail_transient; /* the next N sends fail with FB_EAGAIN */
     int fail_permanent; /* the next N sends fail with FB_EINVAL */
     int fail_at;        /* send() call number N (1-based, as `attempts`) fails with FB_EAGAIN */
-    int put_off;        /* the next N sends answer FB_ENOTYET, retry after put_off_ms */
+    int hold_at;        /* send() call number N is never answered but by the stop (FB_ECANCELED) */
+    struct pending_cb held;
+    int put_off; /* the next N sends answer FB_ENOTYET, retry after put_off_ms */
     int64_t put_off_ms;
     struct pending_cb q[4096];
     int nq;
@@ -113,6 +115,11 @@ static void ta_stop(fb_adapter_t *a, void (*done)(fb_adapter_t *a))
 {
     ta.stops++;
     ta_flush(NULL);
+    if (ta.held.cb) { /* the platform never answered it: cancelled by the stop */
+        struct pending_cb h = ta.held;
+        ta.held.cb = NULL;
+        h.cb(h.status, 0, h.arg);
+    }
     if (ta.timer_init) {
         uv_close((uv_handle_t *)&ta.timer, ta_closed);
         ta.timer_init = false;
@@ -144,6 +151,10 @@ static int ta_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, voi
     ta.attempts++;
     int status = 0;
     int64_t retry_after = 0;
+    if (ta.hold_at == ta.attempts) {
+        ta.held = (struct pending_cb){cb, arg, FB_ECANCELED, 0};
+        return 0;
+    }
     if (ta.fail_at == ta.attempts) {
         status = FB_EAGAIN;
     } else if (ta.put_off > 0) {
@@ -1054,6 +1065,36 @@ TEST_IMPL(router_outbox_one_pop_per_event)
     ASSERT_EQ(st.outbox_delivered, 4);
     ASSERT_EQ(st.outbox_retried, 1);
     ta.fail_at = 0;
+    teardown(&f);
+    ta_caps = 0;
+    return 0;
+}
+
+/* The chain of an event's replies cut by a stop after its first reply went out (a crash is the
+ * same, without the cancelled callback): nothing was popped, so the next router sends the first
+ * again, with its transaction id (the platform drops it: ta.dup_sends), then the second, once. */
+TEST_IMPL(router_outbox_chain_cut_resends_the_first)
+{
+    ta_caps = FB_ADAPTER_CAP_TXN_DEDUPE;
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    ta.hold_at = 2; /* the greeting's second reply */
+    deliver_wait(&f, FB_IN_START, "k", "1", NULL, 0);
+    wait_int(&f.loop, &ta.attempts, 2);
+    fb_test_run_for(&f.loop, 50);
+    ASSERT_EQ(ta.nsent, 1);
+    ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:k}:outbox"), 2); /* the first not popped yet */
+    router_down(&f);
+    ta.hold_at = 0;
+    router_up(&f, NULL, 0);
+    wait_int(&f.loop, &ta.nsent, 2);
+    fb_test_run_for(&f.loop, 100);
+    ASSERT_EQ(ta.nsent, 2);
+    ASSERT_EQ(ta.dup_sends, 1);
+    ASSERT_NOT_NULL(strstr(ta.sent[0].text, "Bonjour"));
+    ASSERT_NOT_NULL(strstr(ta.sent[1].text, "Dans quelle commune"));
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:k}:outbox"), 0);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:outbox:pending"), 0);
     teardown(&f);
     ta_caps = 0;
     return 0;
