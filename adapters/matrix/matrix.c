@@ -636,6 +636,13 @@ static int mx_metrics(fb_adapter_t *a, fb_buf_t *out)
         (unsigned long long)m->as_catchups, (unsigned long long)m->as_catchup_events);
 }
 
+/* Appservice mode's COMMIT fragment (mx_as_commit_lua), none in bot mode. */
+static const char *mx_commit_lua(fb_adapter_t *a)
+{
+    struct mx *m = *(struct mx **)fb_adapter_priv(a);
+    return m && m->mode == MODE_AS ? mx_as_commit_lua : NULL;
+}
+
 int fb_mx_log_sub = FB_SUB_CORE;
 
 const fb_adapter_ops_t fb_adapter_matrix = {
@@ -654,4 +661,6 @@ const fb_adapter_ops_t fb_adapter_matrix = {
     .commands = fb_mx_commands,
     .log_sub = &fb_mx_log_sub,
     .metrics = mx_metrics,
+    .commit_lua = mx_commit_lua,
+    .committed = mx_committed,
 };

@@ -154,6 +154,9 @@ struct batch {
     void *owner; /* the appservice request, or NULL */
     char *txn_key;
     char txn_mark[FB_MX_TXN_DIGEST_LEN + 1]; /* the value written at txn_key (mx_appservice.c) */
+    char *txn_arg;   /* the mark for the COMMIT of the batch's one event (txn_parsed()) */
+    bool txn_marked; /* that COMMIT wrote the mark (mx_as_txn_committed()) */
+    bool txn_unseen; /* the mark was not read before the batch (mx_appservice.c) */
 };
 
 /* One attempt only (matrix.c). */
@@ -215,6 +218,13 @@ int mx_on_as_user(fb_http_req_t *req, void *arg);
 /* Handles the transactions that waited for the service's device, or answers them 503 when it
  * is not ready (a failure, the stop). */
 void mx_as_txn_resume(struct mx *m);
+/* The COMMIT fragment of appservice mode (fb_adapter_ops_t.commit_lua): a transaction's mark
+ * written by the COMMIT of its one event (mx_appservice.c). */
+extern const char mx_as_commit_lua[];
+/* The COMMIT of the batch's one event wrote its transaction's mark, replacing `old` (`len`
+ * bytes, 0: none). */
+void mx_as_txn_committed(struct batch *bt, const char *old, size_t len);
+void mx_committed(fb_adapter_t *a, const char *conv, const char *out, size_t len, void *arg);
 
 /* mx_as_device.c */
 /* `path` with the masquerade of the service's device (?user_id=&device_id=), a new string; NULL

@@ -63,34 +63,95 @@ static bool as_auth(struct mx *m, fb_http_req_t *req)
 struct mark_ctx {
     fb_http_req_t *req;
     json_t *taken; /* the crypto write, put back if Redis failed */
+    /* the transaction's mark was not read before (txn_parsed()): the one the script replaced
+     * says whether it was a replay or an id used before for other events */
+    bool unseen;
+    char mark[FB_MX_TXN_DIGEST_LEN + 1];
 };
 
-static void on_txn_marked(struct mx *m, int status, redisReply *reply, void *arg)
+/* Logs what the mark `old` found at the transaction's key says, for a transaction whose mark
+ * is `mark`: nothing (a new one), a replay (the same events: handled again, each of them a
+ * duplicate the router dropped) or an id the homeserver used before for other events. */
+static void txn_log_seen(fb_http_req_t *req, const char *old, const char *mark)
 {
-    (void)reply;
-    struct mark_ctx *mc = arg;
-    fb_http_req_t *req = mc->req;
-    mx_e2ee_write_done(m, mc->taken, status);
-    fb_free(mc);
-    if (status) {
-        as_json(req, 503, "M_UNKNOWN", "try again later");
+    if (!old || !*old)
         return;
-    }
+    /* "1" on either side (a transaction without event ids, or a mark written before the
+     * digests) cannot be told apart: a replay too */
+    if (strcmp(old, mark) == 0 || strcmp(old, "1") == 0 || strcmp(mark, "1") == 0)
+        FB_INFO(MATRIX, "%s transaction replayed: acknowledged, not handled again",
+                fb_http_req_tag(req));
+    else
+        FB_WARN(MATRIX,
+                "%s transaction id reused for other events (a homeserver that numbers its "
+                "transactions again, as Synapse on SQLite does after a restart): handled",
+                fb_http_req_tag(req));
+}
+
+/* A transaction handled and its mark written: 200. */
+static void txn_acknowledged(struct mx *m, fb_http_req_t *req)
+{
     m->txns++;
     m->last_txn_ms = fb_wall_ms();
     mx_set_state(m, "ok");
     as_json(req, 200, NULL, NULL);
 }
 
+static void on_txn_marked(struct mx *m, int status, redisReply *reply, void *arg)
+{
+    struct mark_ctx *mc = arg;
+    fb_http_req_t *req = mc->req;
+    mx_e2ee_write_done(m, mc->taken, status);
+    if (status) {
+        fb_free(mc);
+        as_json(req, 503, "M_UNKNOWN", "try again later");
+        return;
+    }
+    if (mc->unseen)
+        txn_log_seen(req, fb_redis_reply_str(reply, NULL), mc->mark);
+    fb_free(mc);
+    txn_acknowledged(m, req);
+}
+
 /* KEYS[1] the transaction's mark, KEYS[2..6] the crypto hashes (mx_e2ee.h); ARGV[1] the mark's
  * TTL, ARGV[2] the crypto write (or ""), ARGV[3] the mark's value (fb_mx_txn_digest(), "1" when
- * the transaction has no event id). The crypto state a transaction changed (an Olm session
- * that advanced, a room key) is written with the mark that says it was handled: both or
- * neither, so a transaction the homeserver sends again finds the state it left. */
+ * the transaction has no event id). Returns the mark it replaced (nil: none). The crypto state a
+ * transaction changed (an Olm session that advanced, a room key) is written with the mark that says
+ * it was handled: both or neither, so a transaction the homeserver sends again finds the state it
+ * left. */
 static const char txn_mark_script[] =
     "#!lua\n" E2EE_APPLY_LUA "e2ee_apply({KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}, ARGV[2])\n"
-    "redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[1])\n"
-    "return 1\n";
+    "return redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[1], 'GET')\n";
+
+/* The router's COMMIT fragment for this adapter's conversations (fb_adapter_ops_t.commit_lua).
+ * `A.arg` (fb_inbound_t.commit_arg), set for the one event of a transaction that holds nothing
+ * else (txn_parsed()): "<TTL ms> <mark> <key>", the transaction's mark, written in the COMMIT
+ * that handles the event, so both or neither, and no script of the transaction's own after it
+ * (issue 17: one round trip and two commands a transaction). `AO`, "1" and the mark the SET
+ * replaced, tells mx_committed() (an id used before for other events is logged there). The
+ * key is a global one (`{g}:matrix:txn:ID`), not declared: like the COMMIT's other global keys,
+ * not Cluster-safe yet (docs/internals/REDIS.md, the audit). Written on a forget too: the mark
+ * is the transaction's (a digest of event ids), not the conversation's. */
+const char mx_as_commit_lua[] =
+    "do\n"
+    "  local ttl, mark, key = string.match(A.arg, '^(%d+) (%S+) (.+)$')\n"
+    "  if key then\n"
+    "    AO = '1' .. (redis.call('SET', key, mark, 'PX', ttl, 'GET') or '')\n"
+    "  end\n"
+    "end\n";
+
+void mx_as_txn_committed(struct batch *bt, const char *old, size_t len)
+{
+    bt->txn_marked = true;
+    char prev[FB_MX_TXN_DIGEST_LEN + 1];
+    if (!len || len >= sizeof(prev) || !bt->owner)
+        return;
+    memcpy(prev, old, len);
+    prev[len] = '\0';
+    /* Not the same events: a replay's event is a duplicate, whose COMMIT does not run. */
+    if (strcmp(prev, bt->txn_mark) != 0)
+        txn_log_seen(bt->owner, prev, bt->txn_mark);
+}
 
 static void on_txn_batch_done(struct batch *bt, int status)
 {
@@ -100,6 +161,8 @@ static void on_txn_batch_done(struct batch *bt, int status)
     char mark[sizeof(bt->txn_mark)];
     memcpy(mark, bt->txn_mark, sizeof(mark));
     bool router_full = bt->router_full;
+    bool marked = bt->txn_marked;
+    bool unseen = bt->txn_unseen;
     bt->txn_key = NULL;
     mx_batch_free(bt);
     m->as_batches--;
@@ -115,12 +178,16 @@ static void on_txn_batch_done(struct batch *bt, int status)
         FB_INFO(MATRIX, "%s transaction not handled (%s): the homeserver will retry",
                 fb_http_req_tag(req), fb_err_name(status));
         as_json(req, 503, "M_UNKNOWN", "try again later");
+    } else if (marked) { /* the COMMIT of its one event wrote the mark (mx_as_commit_lua) */
+        txn_acknowledged(m, req);
     } else {
         char ttl[24];
         snprintf(ttl, sizeof(ttl), "%llu",
                  (unsigned long long)m->o->as_txn_retention_hours * 3600000ull);
         struct mark_ctx *mc = fb_calloc(1, sizeof(*mc));
         mc->req = req;
+        mc->unseen = unseen;
+        memcpy(mc->mark, mark, sizeof(mc->mark));
         char *cw = mx_e2ee_take_write(m, &mc->taken);
         const char *argv[3 + 1 + MX_E2EE_NKEYS + 3];
         argv[0] = "EVAL";
@@ -150,6 +217,7 @@ struct txn_ctx {
     char *key;
     /* what the mark will say: the events' digest, or "1"; "" until computed (txn_parse()) */
     char mark[FB_MX_TXN_DIGEST_LEN + 1];
+    bool unseen; /* the mark not read yet: read after the parse, if at all (txn_parsed()) */
 };
 
 /* The mark of a transaction's body: the digest of its event ids, or "1" when it has none. */
@@ -172,7 +240,47 @@ static int txn_parse_marked(const char *body, size_t len, const fb_mx_parse_opts
     return rc;
 }
 
-/* A transaction's body parsed (rc 0) or not: hands its batch to the router, or answers 400. */
+/* The batch's transaction seen before with the same events (`old`, the mark found): answered
+ * 200 without handling it again, and true. */
+static bool txn_replayed(struct batch *bt, const char *old)
+{
+    fb_http_req_t *req = bt->owner;
+    if (!old)
+        return false;
+    txn_log_seen(req, old, bt->txn_mark);
+    if (strcmp(old, bt->txn_mark) != 0 && strcmp(old, "1") != 0 && strcmp(bt->txn_mark, "1") != 0)
+        return false; /* other events: handled (logged above) */
+    bt->owner = NULL;
+    mx_batch_free(bt);
+    as_json(req, 200, NULL, NULL);
+    return true;
+}
+
+static void on_txn_seen_parsed(struct mx *m, int status, redisReply *reply, void *arg)
+{
+    struct batch *bt = arg;
+    fb_http_req_t *req = bt->owner;
+    if (status) {
+        bt->owner = NULL;
+        mx_batch_free(bt);
+        as_json(req, 503, "M_UNKNOWN", "try again later");
+        return;
+    }
+    bt->txn_unseen = false;
+    if (txn_replayed(bt, fb_redis_reply_str(reply, NULL)))
+        return;
+    m->as_batches++;
+    mx_batch_pump(bt);
+}
+
+/* A transaction's body parsed (rc 0) or not: hands its batch to the router, or answers 400.
+ * Without encryption the mark is read only now (txn_unseen), and not at all for a transaction
+ * of one event the router handles (a message, the bot's join): its mark rides on that event's
+ * COMMIT (mx_as_commit_lua, which also says what it replaced), and a replay of it finds the
+ * event a duplicate there, handled by no one; the batch's end then writes the mark and logs the
+ * replay (on_txn_marked()). Issue 17: two round trips less per transaction. With encryption the
+ * mark was read before (on_txn_seen()) and is written with the crypto state the transaction
+ * changed (on_txn_batch_done()). */
 static void txn_parsed(struct mx *m, struct batch *bt, int rc)
 {
     fb_http_req_t *req = bt->owner;
@@ -185,6 +293,20 @@ static void txn_parsed(struct mx *m, struct batch *bt, int rc)
         return;
     }
     mx_log_parse(m, &bt->b, fb_http_req_tag(req));
+    if (bt->txn_unseen && bt->b.n == 1 &&
+        (bt->b.actions[0].kind == FB_MX_MESSAGE || bt->b.actions[0].kind == FB_MX_JOINED)) {
+        bt->txn_arg =
+            fb_asprintf("%llu %s %s", (unsigned long long)m->o->as_txn_retention_hours * 3600000ull,
+                        bt->txn_mark, bt->txn_key);
+    } else if (bt->txn_unseen) {
+        const char *argv[] = {"GET", bt->txn_key};
+        if (mx_rcmd_argv(m, on_txn_seen_parsed, bt, 2, argv)) {
+            bt->owner = NULL;
+            mx_batch_free(bt);
+            as_json(req, 503, "M_UNKNOWN", "try again later");
+        }
+        return;
+    }
     m->as_batches++;
     mx_batch_pump(bt);
 }
@@ -227,6 +349,7 @@ static void txn_parse(struct mx *m, struct txn_ctx *tc, const char *body, size_t
     bt->done = on_txn_batch_done;
     bt->owner = req;
     bt->txn_key = tc->key;
+    bt->txn_unseen = tc->unseen;
     memcpy(bt->txn_mark, tc->mark, sizeof(bt->txn_mark));
     fb_free(tc);
     fb_mx_parse_opts_t po = mx_parse_opts(m, true);
@@ -342,6 +465,17 @@ static int as_txn_begin(struct mx *m, fb_http_req_t *req)
     struct txn_ctx *tc = fb_calloc(1, sizeof(*tc));
     tc->req = req;
     tc->key = fb_asprintf("%s{g}:matrix:txn:%s", m->core->cfg->store.key_prefix, id);
+    if (!m->e2ee) { /* parsed first, its mark read then if at all (txn_parsed()) */
+        if (m->stopping || !m->a) {
+            txn_ctx_fail(tc, 503, "M_UNKNOWN", "shutting down");
+            return 0;
+        }
+        size_t len = 0;
+        const char *body = fb_http_req_body(req, &len);
+        tc->unseen = true;
+        txn_parse(m, tc, body, len, true);
+        return FB_EAGAIN;
+    }
     const char *argv[] = {"GET", tc->key};
     if (mx_rcmd_argv(m, on_txn_seen, tc, 2, argv)) {
         fb_free(tc->key);

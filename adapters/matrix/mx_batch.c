@@ -113,6 +113,7 @@ void mx_batch_free(struct batch *bt)
     struct mx *m = bt->m;
     fb_mx_batch_free(&bt->b);
     fb_free(bt->txn_key);
+    fb_free(bt->txn_arg);
     fb_free(bt);
     mx_op_end(m);
 }
@@ -172,7 +173,8 @@ static int deliver(struct batch *bt, size_t idx)
                        .sender_gone = a->sender_gone,
                        .event_id = a->event_id,
                        .text = a->text,
-                       .ts_ms = a->ts_ms};
+                       .ts_ms = a->ts_ms,
+                       .commit_arg = bt->txn_arg};
     if (!m->a || m->stopping)
         return FB_ECANCELED;
     struct dctx *d = fb_calloc(1, sizeof(*d));
@@ -187,6 +189,17 @@ static int deliver(struct batch *bt, size_t idx)
         mx_typing(m, a->room, true);
     bt->inflight++;
     return 0;
+}
+
+/* The router's committed() (fb_adapter_ops_t): the COMMIT of an event this adapter delivered
+ * ran the adapter's fragment (mx_as_commit_lua), which wrote its transaction's mark: the batch
+ * needs no script of its own for it (mx_appservice.c). `arg` is the deliver() argument. */
+void mx_committed(fb_adapter_t *a, const char *conv, const char *out, size_t len, void *arg)
+{
+    (void)a, (void)conv;
+    struct dctx *d = arg;
+    if (d && out && len >= 1 && out[0] == '1')
+        mx_as_txn_committed(d->bt, out + 1, len - 1);
 }
 
 void mx_step_done(struct batch *bt, int status)

@@ -288,15 +288,15 @@ static const char commit_body_fmt[] =
     "  end\n"
     "end\n"
     "if #O.out > 0 and not AD then\n"
-    /* One RPUSH for all the entries; the TTL is set with the write that creates the list, and
-     * again with the session's refresh (an outbox that stays non-empty, its platform down or
-     * its adapter not loaded, must not expire before its conversation). A list this RPUSH
-     * created has its first entry for head: no LINDEX (issue 17). */
+    /* One RPUSH for all the entries. The TTL is not set by the write that creates the list (a
+     * PEXPIRE per message, for a list the POP deletes once its entries are sent: issue 17): an
+     * outbox that stays gets it at its first HEAD (head_src), and again with the session's
+     * refresh (an outbox that stays non-empty, its platform down or its adapter not loaded, must
+     * not expire before its conversation). A list this RPUSH created has its first entry for
+     * head: no LINDEX (issue 17). */
     "  local n = redis.call('RPUSH', K.outbox, unpack(O.out))\n"
     "  if n == #O.out then out_head = O.out[1] end\n"
-    "  if n == #O.out or refresh then\n"
-    "    expire(K.outbox)\n"
-    "  end\n"
+    "  if refresh then expire(K.outbox) end\n"
     "  redis.call('ZADD', K.pending, 'NX', ARGV[7], A.member)\n"
     "end\n"
     "if O.rearm then\n"
@@ -336,35 +336,43 @@ static const char page_src[] =
     "if not d then return nil end\n"
     "return {member, d}\n";
 
-/* HEAD. KEYS: outbox, pending index; ARGV: conversation key. The head entry, or nil (and the
- * conversation leaves the pending index). */
+/* HEAD. KEYS: outbox, pending index; ARGV: conversation key, the session TTL (ms). The head
+ * entry, or nil (and the conversation leaves the pending index). An outbox without a TTL gets
+ * the session's here: the COMMIT that creates an outbox does not set it (a PEXPIRE per message
+ * for a list that its POP deletes a moment later, issue 17), so an outbox whose entries do not go
+ * out at once (a failed send, a restart's scan, an adapter not loaded) gets it at its first
+ * HEAD, and again with the session's refresh. */
 static const char head_src[] = "#!lua flags=allow-oom\n"
                                "local e = redis.call('LINDEX', KEYS[1], 0)\n"
-                               "if not e then redis.call('ZREM', KEYS[2], ARGV[1]) end\n"
+                               "if not e then redis.call('ZREM', KEYS[2], ARGV[1])\n"
+                               "elseif tonumber(ARGV[2]) > 0 and redis.call('PTTL', KEYS[1]) == -1 "
+                               "then\n"
+                               "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+                               "end\n"
                                "return e\n";
 
-/* POP. KEYS: outbox, parked, pending index; ARGV: the entry, "1" to park it, TTL ms, conversation
- * key. Pops only if the head is still that entry (entries are unique: their transaction ids are).
- * Returns {1 popped or 0 not, the next head or nil}; when the outbox is empty, the conversation
- * leaves the pending index (atomically, so an entry added just after re-adds it): the next head
- * comes with the pop, no HEAD round trip after each send (issue 17). A mismatch (rare: another
- * consumer popped it) puts the entry back, with the TTL if that recreated the list. */
+/* POP. KEYS: outbox, parked, pending index; ARGV: "1" to park the last entry, TTL ms,
+ * conversation key, then the entries sent, in their order (one, or the chain of one event's
+ * entries sent one after the other: see ob_on_sent()). Pops the longest prefix of the outbox
+ * that is those entries (entries are unique: their transaction ids are), so nothing another
+ * consumer popped in between is taken from the list. Returns {1 all popped or 0 not, the next
+ * head or nil}; when the outbox is empty, the conversation leaves the pending index (atomically,
+ * so an entry added just after re-adds it): the next head comes with the pop, no HEAD round trip
+ * after each send, and one POP per event rather than per entry (issue 17). */
 static const char pop_src[] = "#!lua flags=allow-oom\n"
-                              "local ttl = tonumber(ARGV[3])\n"
-                              "local popped = 1\n"
-                              "local e = redis.call('LPOP', KEYS[1])\n"
-                              "if e ~= ARGV[1] then\n"
-                              "  popped = 0\n"
-                              "  if e and redis.call('LPUSH', KEYS[1], e) == 1 and ttl > 0 then\n"
-                              "    redis.call('PEXPIRE', KEYS[1], ttl)\n"
-                              "  end\n"
-                              "elseif ARGV[2] == '1' then\n"
-                              "  redis.call('RPUSH', KEYS[2], ARGV[1])\n"
+                              "local n = #ARGV - 3\n"
+                              "local l = redis.call('LRANGE', KEYS[1], 0, n)\n"
+                              "local k = 0\n"
+                              "while k < n and l[k + 1] == ARGV[k + 4] do k = k + 1 end\n"
+                              "if k > 0 then redis.call('LTRIM', KEYS[1], k, -1) end\n"
+                              "if k == n and ARGV[1] == '1' then\n"
+                              "  redis.call('RPUSH', KEYS[2], ARGV[#ARGV])\n"
+                              "  local ttl = tonumber(ARGV[2])\n"
                               "  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end\n"
                               "end\n"
-                              "local h = redis.call('LINDEX', KEYS[1], 0)\n"
-                              "if not h then redis.call('ZREM', KEYS[3], ARGV[4]) end\n"
-                              "return {popped, h}\n";
+                              "local h = l[k + 1]\n"
+                              "if not h then redis.call('ZREM', KEYS[3], ARGV[3]) end\n"
+                              "return {k == n and 1 or 0, h or false}\n";
 
 /*
  * SCAN. KEYS: pending index; ARGV: the cursor (score and member of the last member read by the
@@ -456,6 +464,14 @@ struct conv {
      * (issue 17); any other head (an adapter's fragment rewrote it, another writer queued it)
      * is parsed. Replaced at each COMMIT that queues entries, so it holds one event's at most. */
     json_t *ob_built;
+    /* The chain of one event's entries (issue 17): with an adapter whose platform drops a send
+     * it has seen by its transaction id (FB_ADAPTER_CAP_TXN_DEDUPE), the entries of one COMMIT
+     * go out one after the other and one POP removes them all. `ob_chain`: the entry after the
+     * head being sent is, in Redis, the first of ob_built (the head was the first of them: one
+     * RPUSH wrote them in a row, and only this outbox pops its list). `ob_done`: the entries sent
+     * and not popped yet (JSON array of raw strings), popped with the head. */
+    bool ob_chain;
+    json_t *ob_done;
     bool ob_park;            /* the pop in flight parks the entry */
     struct conv *sendq_next; /* in r->sendq (OB_QUEUED) */
     uv_timer_t timer;
@@ -618,6 +634,7 @@ static void conv_maybe_free(struct conv *c)
     fb_free(c->key);
     fb_free(c->ob_entry);
     json_decref(c->ob_built);
+    json_decref(c->ob_done);
     if (c->timer_init) {
         c->timer.data = c;
         uv_close((uv_handle_t *)&c->timer, conv_timer_closed);
@@ -643,6 +660,23 @@ static struct adapter_slot *adapter_by_name(fb_router_t *r, const char *name)
 /* ---- the outbox ------------------------------------------------------------------------- */
 
 static void ob_read(struct conv *c);
+static void ob_send(struct conv *c, json_t *entry);
+
+/* After a wait: the head is read again, unless the entry that waited follows entries of its
+ * chain that were sent and not popped yet (ob_done): those are still before it in Redis, and a
+ * HEAD would send them again, so the entry itself (c->ob_entry, still the next one in Redis:
+ * only this outbox pops its list) is sent again. The outbox is OB_IDLE. */
+static void ob_resume(struct conv *c)
+{
+    if (!c->ob_entry || !c->ob_done || json_array_size(c->ob_done) == 0) {
+        ob_read(c);
+        return;
+    }
+    json_error_t jerr;
+    json_t *entry = json_loadb(c->ob_entry, c->ob_len, 0, &jerr);
+    ob_send(c, entry);
+    json_decref(entry);
+}
 
 static void ob_timer_fired(uv_timer_t *t)
 {
@@ -654,7 +688,7 @@ static void ob_timer_fired(uv_timer_t *t)
         conv_maybe_free(c);
         return;
     }
-    ob_read(c);
+    ob_resume(c);
 }
 
 static void ob_wait(struct conv *c, uint64_t ms)
@@ -687,7 +721,7 @@ static void ob_kick(struct conv *c)
     case OB_WAITING:
         uv_timer_stop(&c->timer);
         c->ob = OB_IDLE;
-        ob_read(c);
+        ob_resume(c);
         break;
     case OB_READING:
     case OB_SENDING:
@@ -708,16 +742,18 @@ static void ob_redis_failed(struct conv *c, int status, const char *what)
     ob_wait(c, REDIS_RETRY_MS);
 }
 
-static void ob_send(struct conv *c, json_t *entry);
-
-/* The head entry `str` was read (by HEAD, or returned by COMMIT or POP): hands it over. The
- * outbox is OB_IDLE. */
+/* The head entry `str` was read (by HEAD, or returned by COMMIT or POP), or is the next one of
+ * its chain: hands it over. The outbox is OB_IDLE. */
 static void ob_got_head(struct conv *c, const char *str, size_t len)
 {
     fb_free(c->ob_entry);
     c->ob_entry = fb_strndup(str, len);
     c->ob_len = len;
     json_t *entry = c->ob_built ? json_object_getn(c->ob_built, str, len) : NULL;
+    void *first = c->ob_built ? json_object_iter(c->ob_built) : NULL;
+    /* the first of the entries one RPUSH wrote in a row: the next of them follows it in Redis */
+    c->ob_chain = entry && first && json_object_iter_key_len(first) == len &&
+                  memcmp(json_object_iter_key(first), str, len) == 0;
     if (entry) {
         json_incref(entry);
         json_object_deln(c->ob_built, str, len);
@@ -776,9 +812,15 @@ static void ob_on_head(int status, const redisReply *rep, void *arg)
 static void ob_read(struct conv *c)
 {
     fb_router_t *r = c->r;
+    /* The head is read from Redis again: entries sent and not popped come back (and go out again
+     * with their transaction ids, which the platform drops). */
+    if (c->ob_done)
+        json_array_clear(c->ob_done);
     char *k_outbox = ckey(c, FB_KEY_OUTBOX);
-    const char *args[] = {k_outbox, r->k_pending, c->key};
-    int rc = fb_store_eval(r->store, &r->s_head, FB_REDIS_RETRY, 2, 1, args, NULL, ob_on_head, c);
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)fb_store_session_ttl_ms(r->store));
+    const char *args[] = {k_outbox, r->k_pending, c->key, ttl};
+    int rc = fb_store_eval(r->store, &r->s_head, FB_REDIS_RETRY, 2, 2, args, NULL, ob_on_head, c);
     fb_free(k_outbox);
     if (rc != 0) {
         ob_redis_failed(c, rc, "read");
@@ -795,7 +837,9 @@ static void ob_on_pop(int status, const redisReply *rep, void *arg)
     r->inflight--;
     c->ob = OB_IDLE;
     if (status != 0) {
-        /* The entry may be sent again: the transaction id lets the platform drop it. */
+        /* The entries may be sent again: the transaction ids let the platform drop them. The
+         * head is read again after the wait (not the entry resent from memory: ob_resume()). */
+        FB_FREE(c->ob_entry);
         ob_redis_failed(c, status, "pop");
         check_stopped(r);
         return;
@@ -803,6 +847,8 @@ static void ob_on_pop(int status, const redisReply *rep, void *arg)
     c->ob_redis = 0;
     c->ob_tries = 0;
     FB_FREE(c->ob_entry);
+    if (c->ob_done)
+        json_array_clear(c->ob_done);
     if (r->stopping) {
         conv_maybe_free(c);
         check_stopped(r);
@@ -821,18 +867,36 @@ static void ob_on_pop(int status, const redisReply *rep, void *arg)
     }
 }
 
-/* Removes the head entry (`park`: moves it to the parked list). */
+/* Removes the head entry, after the entries of its chain sent before it (ob_done); `park`: moves
+ * the head to the parked list. */
 static void ob_pop(struct conv *c, bool park)
 {
     fb_router_t *r = c->r;
     char *k_outbox = ckey(c, FB_KEY_OUTBOX), *k_parked = ckey(c, FB_KEY_PARKED);
     char ttl[24];
     snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)fb_store_session_ttl_ms(r->store));
-    const char *args[] = {k_outbox,         k_parked, r->k_pending, c->ob_entry,
-                          park ? "1" : "0", ttl,      c->key};
-    size_t lens[] = {strlen(k_outbox), strlen(k_parked), strlen(r->k_pending), c->ob_len, 1,
-                     strlen(ttl),      strlen(c->key)};
-    int rc = fb_store_eval(r->store, &r->s_pop, FB_REDIS_RETRY, 3, 4, args, lens, ob_on_pop, c);
+    size_t ndone = c->ob_done ? json_array_size(c->ob_done) : 0;
+    size_t n = 3 + 3 + ndone + 1;
+    const char **args = fb_calloc(n, sizeof(*args));
+    size_t *lens = fb_calloc(n, sizeof(*lens));
+    args[0] = k_outbox;
+    args[1] = k_parked;
+    args[2] = r->k_pending;
+    args[3] = park ? "1" : "0";
+    args[4] = ttl;
+    args[5] = c->key;
+    for (size_t i = 0; i < 6; i++)
+        lens[i] = strlen(args[i]);
+    for (size_t i = 0; i < ndone; i++) {
+        const json_t *d = json_array_get(c->ob_done, i);
+        args[6 + i] = json_string_value(d);
+        lens[6 + i] = json_string_length(d);
+    }
+    args[n - 1] = c->ob_entry;
+    lens[n - 1] = c->ob_len;
+    int rc = fb_store_eval(r->store, &r->s_pop, FB_REDIS_RETRY, 3, n - 3, args, lens, ob_on_pop, c);
+    fb_free(args);
+    fb_free(lens);
     fb_free(k_outbox);
     fb_free(k_parked);
     if (rc != 0) {
@@ -875,6 +939,29 @@ static void ob_send_queued(fb_router_t *r)
     }
 }
 
+/* The head went out: the next entry of its chain goes out now when it is known and the platform
+ * drops a send it has seen (FB_ADAPTER_CAP_TXN_DEDUPE), the POP of both waiting for the last
+ * one; else the head is popped. A crash between the two sends sends the first again at the next
+ * start, with its transaction id: dropped by the platform (Matrix: Synapse keeps a transaction
+ * id about 30 minutes, a day with the service's device; docs/internals/ROUTER.md). */
+static void ob_sent_ok(struct conv *c)
+{
+    struct adapter_slot *s = adapter_by_name(c->r, c->name);
+    void *next = c->ob_chain && c->ob_built ? json_object_iter(c->ob_built) : NULL;
+    if (!next || !s || !(s->a.ops->caps & FB_ADAPTER_CAP_TXN_DEDUPE) || c->r->stopping) {
+        ob_pop(c, false);
+        return;
+    }
+    if (!c->ob_done)
+        c->ob_done = json_array();
+    json_array_append_new(c->ob_done, json_stringn_nocheck(c->ob_entry, c->ob_len));
+    c->ob_tries = 0;
+    size_t klen = json_object_iter_key_len(next);
+    char *key = fb_strndup(json_object_iter_key(next), klen);
+    ob_got_head(c, key, klen);
+    fb_free(key);
+}
+
 static void ob_on_sent(int status, int64_t retry_after_ms, void *arg)
 {
     struct conv *c = arg;
@@ -888,7 +975,7 @@ static void ob_on_sent(int status, int64_t retry_after_ms, void *arg)
     c->ob = OB_IDLE;
     if (status == 0) {
         r->st.outbox_delivered++;
-        ob_pop(c, false);
+        ob_sent_ok(c);
     } else if (status == FB_ECANCELED || r->stopping) {
         /* Shutting down: the entry stays for the next start. */
         conv_maybe_free(c);
@@ -1389,6 +1476,7 @@ static void on_commit(int status, const redisReply *rep, void *arg)
         if (j->says > 0 && head && head->type == REDIS_REPLY_STRING) {
             json_decref(c->ob_built); /* entries an earlier event queued are parsed when read */
             c->ob_built = j->built;
+            c->ob_chain = false; /* the head being sent, if any, was not the first of these */
             j->built = NULL;
             ob_kick_head(c, head);
         }

@@ -95,9 +95,11 @@ typedef struct fb_outbound_s {
 typedef void (*fb_send_cb)(int status, int64_t retry_after_ms, void *arg);
 
 enum {
-    FB_ADAPTER_CAP_BUTTONS = 1u << 0,    /* renders choices as buttons (else as a numbered list) */
-    FB_ADAPTER_CAP_HTML = 1u << 1,       /* renders the `html` field */
-    FB_ADAPTER_CAP_TXN_DEDUPE = 1u << 2, /* the platform de-duplicates sends by txn_id */
+    FB_ADAPTER_CAP_BUTTONS = 1u << 0, /* renders choices as buttons (else as a numbered list) */
+    FB_ADAPTER_CAP_HTML = 1u << 1,    /* renders the `html` field */
+    /* The platform de-duplicates sends by txn_id: a resend after a crash is dropped. The router
+     * then sends an event's entries one after the other and pops them with one POP (ROUTER.md). */
+    FB_ADAPTER_CAP_TXN_DEDUPE = 1u << 2,
     /* Hosts the advisors' channel of escalation (docs/internals/ESCALATION.md): rooms named in
      * escalation.rooms, threads ("ROOM/$ROOT" conversations whose events go to escalation, and
      * "ROOM/~TICKET" ones whose root it asks core->thread_root), redactions (kind "redact"),
@@ -196,7 +198,9 @@ typedef struct fb_adapter_ops_s {
      *  it may rewrite: send() gets them as msg->entry); it may set `AO` to a string, handed to
      *  committed() below, and, with FB_ADAPTER_CAP_HISTORY_DELIVERS, `AD` to true when it stored
      *  all of `O.out` itself (then not queued in the outbox); it never returns, writes only the
-     * conversation's keys, and nothing on a forget. Called once, at the router's start, after
+     * conversation's keys (and keys of the adapter's own that `A.arg` names: the Matrix
+     * transaction's mark, not Cluster-safe, docs/internals/REDIS.md), and nothing of the
+     * conversation on a forget. Called once, at the router's start, after
      * init(); the string is the adapter's until destroy(). Each command it runs is paid by every
      * event of the adapter's conversations: keep them few (issue 17). */
     const char *(*commit_lua)(fb_adapter_t *a);

@@ -55,7 +55,10 @@ static struct {
     int attempts;       /* send() calls */
     int fail_transient; /* the next N sends fail with FB_EAGAIN */
     int fail_permanent; /* the next N sends fail with FB_EINVAL */
-    int put_off;        /* the next N sends answer FB_ENOTYET, retry after put_off_ms */
+    int fail_at;        /* send() call number N (1-based, as `attempts`) fails with FB_EAGAIN */
+    int hold_at;        /* send() call number N is never answered but by the stop (FB_ECANCELED) */
+    struct pending_cb held;
+    int put_off; /* the next N sends answer FB_ENOTYET, retry after put_off_ms */
     int64_t put_off_ms;
     struct pending_cb q[4096];
     int nq;
@@ -112,6 +115,11 @@ static void ta_stop(fb_adapter_t *a, void (*done)(fb_adapter_t *a))
 {
     ta.stops++;
     ta_flush(NULL);
+    if (ta.held.cb) { /* the platform never answered it: cancelled by the stop */
+        struct pending_cb h = ta.held;
+        ta.held.cb = NULL;
+        h.cb(h.status, 0, h.arg);
+    }
     if (ta.timer_init) {
         uv_close((uv_handle_t *)&ta.timer, ta_closed);
         ta.timer_init = false;
@@ -143,7 +151,13 @@ static int ta_send(fb_adapter_t *a, const fb_outbound_t *msg, fb_send_cb cb, voi
     ta.attempts++;
     int status = 0;
     int64_t retry_after = 0;
-    if (ta.put_off > 0) {
+    if (ta.hold_at == ta.attempts) {
+        ta.held = (struct pending_cb){cb, arg, FB_ECANCELED, 0};
+        return 0;
+    }
+    if (ta.fail_at == ta.attempts) {
+        status = FB_EAGAIN;
+    } else if (ta.put_off > 0) {
         ta.put_off--;
         status = FB_ENOTYET;
         retry_after = ta.put_off_ms;
@@ -996,6 +1010,122 @@ TEST_IMPL(router_outbox_put_off_not_counted)
     ASSERT_EQ(st.outbox_parked, 0);
     ASSERT_EQ(st.outbox_delivered, 2);
     ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:w}:outbox"), 0);
+    teardown(&f);
+    return 0;
+}
+
+/* Calls of Redis command `cmd` since the last CONFIG RESETSTAT (INFO commandstats), inside
+ * scripts included. */
+static long long cmd_calls(struct fixture *f, const char *cmd)
+{
+    redisReply *rep = redisCommand(f->sync, "INFO commandstats");
+    ASSERT_NOT_NULL(rep);
+    ASSERT_EQ(rep->type, REDIS_REPLY_STRING);
+    char needle[64];
+    snprintf(needle, sizeof(needle), "cmdstat_%s:calls=", cmd);
+    const char *p = strstr(rep->str, needle);
+    long long n = p ? strtoll(p + strlen(needle), NULL, 10) : 0;
+    freeReplyObject(rep);
+    return n;
+}
+
+/* An adapter whose platform drops a send it has seen by its transaction id
+ * (FB_ADAPTER_CAP_TXN_DEDUPE): an event's replies go out one after the other and one POP removes
+ * them all (issue 17), not one POP per reply. A transient failure of the second resends only the
+ * second: the first, sent and not popped yet, is not sent again. */
+TEST_IMPL(router_outbox_one_pop_per_event)
+{
+    ta_caps = FB_ADAPTER_CAP_TXN_DEDUPE;
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    redisReply *rep = redisCommand(f.sync, "CONFIG RESETSTAT");
+    freeReplyObject(rep);
+    deliver_wait(&f, FB_IN_START, "o", "1", NULL, 0); /* the greeting: two replies */
+    wait_int(&f.loop, &ta.nsent, 2);
+    fb_test_run_for(&f.loop, 100);
+    ASSERT_EQ(ta.nsent, 2);
+    ASSERT_NOT_NULL(strstr(ta.sent[0].text, "Bonjour"));
+    ASSERT_NOT_NULL(strstr(ta.sent[1].text, "Dans quelle commune"));
+    /* one POP: its one LTRIM (the POP of each reply was an LPOP each) */
+    ASSERT_EQ(cmd_calls(&f, "lpop") + cmd_calls(&f, "ltrim"), 1);
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:o}:outbox"), 0);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:outbox:pending"), 0);
+    /* the second reply of the next greeting fails once: resent alone, then both popped */
+    ta.fail_at = ta.attempts + 2;
+    deliver_wait(&f, FB_IN_START, "o2", "1", NULL, 0);
+    wait_int(&f.loop, &ta.nsent, 4);
+    fb_test_run_for(&f.loop, 100);
+    ASSERT_EQ(ta.nsent, 4);
+    ASSERT_EQ(ta.attempts, 5);
+    ASSERT_EQ(ta.dup_sends, 0);
+    ASSERT_NOT_NULL(strstr(ta.sent[2].text, "Bonjour"));
+    ASSERT_NOT_NULL(strstr(ta.sent[3].text, "Dans quelle commune"));
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:o2}:outbox"), 0);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:outbox:pending"), 0);
+    fb_router_stats_t st;
+    fb_router_get_stats(f.router, &st);
+    ASSERT_EQ(st.outbox_delivered, 4);
+    ASSERT_EQ(st.outbox_retried, 1);
+    ta.fail_at = 0;
+    teardown(&f);
+    ta_caps = 0;
+    return 0;
+}
+
+/* The chain of an event's replies cut by a stop after its first reply went out (a crash is the
+ * same, without the cancelled callback): nothing was popped, so the next router sends the first
+ * again, with its transaction id (the platform drops it: ta.dup_sends), then the second, once. */
+TEST_IMPL(router_outbox_chain_cut_resends_the_first)
+{
+    ta_caps = FB_ADAPTER_CAP_TXN_DEDUPE;
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    ta.hold_at = 2; /* the greeting's second reply */
+    deliver_wait(&f, FB_IN_START, "k", "1", NULL, 0);
+    wait_int(&f.loop, &ta.attempts, 2);
+    fb_test_run_for(&f.loop, 50);
+    ASSERT_EQ(ta.nsent, 1);
+    ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:k}:outbox"), 2); /* the first not popped yet */
+    router_down(&f);
+    ta.hold_at = 0;
+    router_up(&f, NULL, 0);
+    wait_int(&f.loop, &ta.nsent, 2);
+    fb_test_run_for(&f.loop, 100);
+    ASSERT_EQ(ta.nsent, 2);
+    ASSERT_EQ(ta.dup_sends, 1);
+    ASSERT_NOT_NULL(strstr(ta.sent[0].text, "Bonjour"));
+    ASSERT_NOT_NULL(strstr(ta.sent[1].text, "Dans quelle commune"));
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:k}:outbox"), 0);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:outbox:pending"), 0);
+    teardown(&f);
+    ta_caps = 0;
+    return 0;
+}
+
+/* The COMMIT that creates an outbox does not set its TTL (its POP deletes it a moment later:
+ * a PEXPIRE per message saved, issue 17); an outbox whose entries do not go out gets the
+ * session's TTL at its first HEAD (the retry's read), so it never outlives its conversation. */
+TEST_IMPL(router_outbox_ttl_set_by_head)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    f.cfg->router.outbox_retry.max_attempts = 0;
+    /* the first event sets the session's TTL, and its outbox's with it: sent, popped */
+    deliver_wait(&f, FB_IN_START, "l", "1", NULL, 0);
+    wait_int(&f.loop, &ta.nsent, 2);
+    fb_test_run_for(&f.loop, 50);
+    ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:l}:outbox"), 0);
+    /* the next one's reply does not go out */
+    ta.fail_transient = 1000000;
+    int tries = ta.attempts;
+    deliver_wait(&f, FB_IN_MESSAGE, "l", "2", "lyon", 0);
+    wait_int(&f.loop, &ta.attempts, tries + 3);
+    ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:l}:outbox"), 1);
+    long long ttl = redis_int(&f, "PTTL t:{c:test:l}:outbox");
+    ASSERT_GT(ttl, 0);
+    ASSERT_LE(ttl, (long long)fb_store_session_ttl_ms(f.store));
+    ta.fail_transient = 0;
+    wait_int(&f.loop, &ta.nsent, 3);
     teardown(&f);
     return 0;
 }
