@@ -64,7 +64,7 @@
 #define ROADMAP_TOKEN_LEN   ((size_t)2 * ROADMAP_TOKEN_BYTES) /* its hex digits */
 #define ROADMAP_PATH        "/feuille-de-route/"
 #define MAX_COMMIT_KEYS     (N_CORE_KEYS + MAX_FEATURE_KEYS + MAX_ADAPTER_KEYS)
-#define COMMIT_ARGS         12 /* the COMMIT's fixed ARGV (commit_head_src); the entries follow */
+#define COMMIT_ARGS         13 /* the COMMIT's fixed ARGV (commit_head_src); the entries follow */
 
 /* ---- the scripts ------------------------------------------------------------------------- */
 
@@ -111,10 +111,14 @@ static const char since_src[] = "#!lua\n"
  * retention ms, 7 now ms, 8 conversation key, 9 the ops as JSON {rem, ticket, stats, avis, and
  * the features' members}, 10 "1" for the user's own events (not a reminder), 11 the event id
  * (its dedupe mark in the zset K.event, member = id, score = now ms), 12 the adapter's data for
- * its fragment (fb_inbound_t.commit_arg, `A.arg`; "" when none), 13... the event's outbox
- * entries (ops "out" on the C side: the effects' says, the features' entries), each its own
- * argument, raw: the script sets `O.out` to them (issue 17: as a string inside ARGV 9 they were
- * escaped a second time by the dump and decoded again by cjson). With ARGV 10, the session
+ * its fragment (fb_inbound_t.commit_arg, `A.arg`; "" when none), 13 the number n of the event's
+ * outbox entries, 14...13+n those entries (ops "out" on the C side: the effects' says, the
+ * features' entries), each its own argument, raw: the script sets `O.out` to them (issue 17: as a
+ * string inside ARGV 9 they were escaped a second time by the dump and decoded again by cjson);
+ * then, for an adapter whose history is its delivery (FB_ADAPTER_CAP_HISTORY_DELIVERS), each
+ * entry's history form (history_form(): "" when it has none), which the script sets `O.hist` to,
+ * so that the adapter's fragment writes its history entries without decoding and encoding each
+ * reply with cjson in Redis (issue 17, point 2). With ARGV 10, the session
  * records
  * the time in `a` and the pending reminders are pushed back (due = now + their delay, kept as
  * "<id>#a" in the reminders hash) before the effects' own schedules. `O.rearm` (a reminder
@@ -148,7 +152,9 @@ static const char commit_head_src[] =
      * as long as the session refresh theirs at the same time, not at every event. */
     "local refresh = false\n"
     "local O = cjson.decode(ARGV[9])\n"
-    "O.out = {unpack(ARGV, 13)}\n" /* COMMIT_ARGS + 1 */
+    "local nout = tonumber(ARGV[13])\n"
+    "O.out = {unpack(ARGV, 14, 13 + nout)}\n" /* COMMIT_ARGS + 1 */
+    "O.hist = {unpack(ARGV, 14 + nout)}\n"
     "local ttl = tonumber(ARGV[5])\n"
     "local A = {now = tonumber(ARGV[7]), member = ARGV[8], mode = ARGV[3], user = ARGV[10] == "
     "'1', arg = ARGV[12]}\n"
@@ -1539,14 +1545,64 @@ static int job_run(struct job *j, const json_t *session, const char *activity, i
  * ARGV 9, 2 and 3; the strings of `out` (an array: the outbox entries) follow ARGV 12.
  * Returns fb_store_eval()'s result (0: on_commit called later).
  */
+/*
+ * The history forms of the `n` outbox entries e[0..n) (JSON objects as strings, e_len[i] bytes),
+ * for an adapter whose history is its delivery (FB_ADAPTER_CAP_HISTORY_DELIVERS: the web chat):
+ * each entry's {"from":"bot","text":...,"html":... when not empty,"choices":... when not empty,
+ * "ts":now} without its opening brace, so that the adapter's COMMIT fragment makes the history
+ * entry with one concatenation, '{"seq":N,' .. form, instead of a cjson.decode and a cjson.encode
+ * of each reply inside Redis (issue 17, point 2: the largest part of Redis's work per web
+ * message; docs/internals/REDIS.md, "Redis work per message"). The forms are written one after
+ * the other to `b` and placed at e[n..2n) and e_len[n..2n) (pointers into `b`, valid until it
+ * changes). Returns 0, or a negative code when an entry is not a JSON object or `b` is full
+ * (then none is placed: the fragment decodes the entries itself, as before).
+ */
+static int history_forms(const char **e, size_t *e_len, size_t n, int64_t now, fb_buf_t *b)
+{
+    size_t *at = fb_malloc(n * sizeof(*at));
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        json_t *o = fb_json_loadb(e[i], e_len[i]);
+        if (!json_is_object(o)) {
+            json_decref(o);
+            rc = FB_EINVAL;
+            break;
+        }
+        json_t *text = json_object_get(o, "text"), *html = json_object_get(o, "html");
+        json_t *choices = json_object_get(o, "choices");
+        json_t *h = json_object();
+        json_object_set_new_nocheck(h, "from", json_string_nocheck("bot"));
+        json_object_set_new_nocheck(h, "text",
+                                    json_is_string(text) ? json_incref(text) : json_string(""));
+        if (json_is_string(html) && json_string_length(html) > 0)
+            json_object_set_nocheck(h, "html", html);
+        if (json_is_array(choices) && json_array_size(choices) > 0)
+            json_object_set_nocheck(h, "choices", choices);
+        json_object_set_new_nocheck(h, "ts", json_integer((json_int_t)now));
+        at[i] = b->len;
+        rc = fb_json_dump(h, b);
+        json_decref(h);
+        json_decref(o);
+    }
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++) { /* the buffer is complete: it no longer moves */
+            size_t end = i + 1 < n ? at[i + 1] : b->len;
+            e[n + i] = b->data + at[i] + 1; /* after the '{' */
+            e_len[n + i] = end - at[i] - 1;
+        }
+    }
+    fb_free(at);
+    return rc;
+}
+
 static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t *st,
                        const char *ops, const json_t *out, const char *sdata, const char *mode)
 {
-    _Static_assert(COMMIT_ARGS == 12, "commit_head_src reads the entries from ARGV[13]");
+    _Static_assert(COMMIT_ARGS == 13, "commit_head_src reads the entries from ARGV[14]");
     struct conv *c = j->c;
     fb_router_t *r = c->r;
     size_t nout = json_array_size(out);
-    size_t cap = MAX_COMMIT_KEYS + COMMIT_ARGS + nout;
+    size_t cap = MAX_COMMIT_KEYS + COMMIT_ARGS + 2 * nout;
     const char **args = fb_malloc(cap * sizeof(*args));
     size_t *lens = fb_malloc(cap * sizeof(*lens));
     char *owned[MAX_COMMIT_KEYS];
@@ -1581,7 +1637,7 @@ static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t 
     for (const char *const *k = slot ? slot->a.ops->conv_keys : NULL;
          k && *k && nkeys < MAX_COMMIT_KEYS; k++)
         args[nkeys++] = owned[nowned++] = ckey(c, *k);
-    char expected[24], ttl[24], dttl[24], nowbuf[24];
+    char expected[24], ttl[24], dttl[24], nowbuf[24], noutbuf[24];
     snprintf(expected, sizeof(expected), "%llu", (unsigned long long)version);
     snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)fb_store_session_ttl_ms(r->store));
     snprintf(dttl, sizeof(dttl), "%llu",
@@ -1600,19 +1656,29 @@ static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t 
     argv[9] = j->timer || j->handback ? "0" : "1";
     argv[10] = j->event_id;
     argv[11] = j->commit_arg ? j->commit_arg : "";
-    for (size_t i = 0; i < nkeys + COMMIT_ARGS; i++)
-        lens[i] = strlen(args[i]);
+    argv[12] = noutbuf;
     /* the entries, as they are (binary-safe, their length known): no escaping, no cjson */
-    size_t nargs = COMMIT_ARGS;
+    size_t nargs = COMMIT_ARGS, first = nkeys + COMMIT_ARGS, nstr = 0;
     for (size_t i = 0; i < nout; i++) {
         const json_t *e = json_array_get(out, i);
         if (!json_is_string(e))
             continue;
         args[nkeys + nargs] = json_string_value(e);
         lens[nkeys + nargs++] = json_string_length(e);
+        nstr++;
     }
+    snprintf(noutbuf, sizeof(noutbuf), "%zu", nstr);
+    for (size_t i = 0; i < first; i++)
+        lens[i] = strlen(args[i]);
+    /* their history forms, for an adapter whose history is its delivery */
+    fb_buf_t hist;
+    fb_buf_init(&hist, (size_t)1 << 26); /* 64 MiB, as the session's */
+    if (nstr && slot && (slot->a.ops->caps & FB_ADAPTER_CAP_HISTORY_DELIVERS) &&
+        history_forms(args + first, lens + first, nstr, st->now, &hist) == 0)
+        nargs += nstr;
     int rc = fb_store_eval(r->store, &r->s_commit, FB_REDIS_RETRY, nkeys, nargs, args, lens,
                            on_commit, j);
+    fb_buf_free(&hist);
     for (size_t i = 0; i < nowned; i++)
         fb_free(owned[i]);
     fb_free(lens);
