@@ -1197,9 +1197,42 @@ static const char *kind_name(const struct job *j)
 struct commit_ops {
     json_t *ops;   /* {out, rem, ticket?, stats, avis} */
     json_t *built; /* the says' entries, parsed: {raw JSON: entry} (job.built), or NULL */
+    json_t *forms; /* the says' history forms {raw JSON: form} (say_form()), for an adapter
+                      whose history is its delivery; else NULL */
     bool forget;
     size_t says;
 };
+
+/*
+ * The history form (history_forms()) of a say's outbox entry, made from its bytes `s`, jansson's
+ * compact dump of `entry` = {txn, kind, text, choices when given, html, ts}, in this order:
+ * '"from":"bot",' then `s` from its "text" on. No parse and no dump of the reply again (issue
+ * 17: the daemon's CPU per message). Returns a new JSON string, or NULL when `s` is not of that
+ * shape, or its html or choices are empty (the form leaves those out): history_forms() then
+ * builds the form from the parsed entry.
+ */
+static json_t *say_form(const char *s, const json_t *entry)
+{
+    static const char from[] = "\"from\":\"bot\",";
+    const json_t *choices = json_object_get(entry, "choices");
+    const char *html = jstr(entry, "html");
+    if (!html || !html[0] || (choices && json_array_size(choices) == 0))
+        return NULL;
+    char head[96];
+    int hn = snprintf(head, sizeof(head),
+                      "{\"txn\":\"%s\",\"kind\":\"%s\",\"text\":", jstr(entry, "txn"),
+                      jstr(entry, "kind"));
+    size_t len = strlen(s);
+    if (hn <= 0 || (size_t)hn >= sizeof(head) || len <= (size_t)hn || memcmp(s, head, (size_t)hn))
+        return NULL;
+    size_t rlen = len - (size_t)hn + 7; /* from "text": on */
+    char *f = fb_malloc(sizeof(from) - 1 + rlen);
+    memcpy(f, from, sizeof(from) - 1);
+    memcpy(f + sizeof(from) - 1, s + hn - 7, rlen);
+    json_t *form = json_stringn_nocheck(f, sizeof(from) - 1 + rlen);
+    fb_free(f);
+    return form;
+}
 
 static void build_ops(struct job *j, const json_t *effects, int64_t now, struct commit_ops *co)
 {
@@ -1208,8 +1241,9 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
     co->ops = json_object();
     /* an adapter whose history is its delivery seldom reads its entries back: no cache */
     const struct adapter_slot *slot = adapter_by_name(c->r, c->name);
-    co->built =
-        slot && (slot->a.ops->caps & FB_ADAPTER_CAP_HISTORY_DELIVERS) ? NULL : json_object();
+    bool delivers = slot && (slot->a.ops->caps & FB_ADAPTER_CAP_HISTORY_DELIVERS);
+    co->built = delivers ? NULL : json_object();
+    co->forms = delivers ? json_object() : NULL;
     co->forget = false;
     co->says = 0;
     /* The transaction ids: hash of (conversation, event) + "." + reply index. */
@@ -1245,6 +1279,9 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
                 json_array_append_new(out, json_stringn_nocheck(s, strlen(s)));
                 if (co->built)
                     json_object_set_nocheck(co->built, s, entry);
+                json_t *form = co->forms ? say_form(s, entry) : NULL;
+                if (form)
+                    json_object_set_new_nocheck(co->forms, s, form);
             }
             free(s); /* fb-lint: allow free (jansson's allocation) */
             json_decref(entry);
@@ -1552,16 +1589,25 @@ static int job_run(struct job *j, const json_t *session, const char *activity, i
  * "ts":now} without its opening brace, so that the adapter's COMMIT fragment makes the history
  * entry with one concatenation, '{"seq":N,' .. form, instead of a cjson.decode and a cjson.encode
  * of each reply inside Redis (issue 17, point 2: the largest part of Redis's work per web
- * message; docs/internals/REDIS.md, "Redis work per message"). The forms are written one after
- * the other to `b` and placed at e[n..2n) and e_len[n..2n) (pointers into `b`, valid until it
- * changes). Returns 0, or a negative code when an entry is not a JSON object or `b` is full
- * (then none is placed: the fragment decodes the entries itself, as before).
+ * message; docs/internals/REDIS.md, "Redis work per message"). A say's form is taken from
+ * `known` ({entry bytes: form}, say_form(): no parse); any other entry (a feature's, or one a
+ * feature rewrote) is parsed and its form dumped to `b`. The forms are placed at e[n..2n) and
+ * e_len[n..2n) (pointers into `known` and `b`, valid until they change). Returns 0, or a negative
+ * code when an entry is not a JSON object or `b` is full (then none is placed: the fragment
+ * decodes the entries itself, as before).
  */
-static int history_forms(const char **e, size_t *e_len, size_t n, int64_t now, fb_buf_t *b)
+static int history_forms(const char **e, size_t *e_len, size_t n, int64_t now, const json_t *known,
+                         fb_buf_t *b)
 {
-    size_t *at = fb_malloc(n * sizeof(*at));
+    size_t *at = fb_calloc(n, sizeof(*at)); /* 1 + the form's offset in b, 0 for a known one */
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
+        const json_t *k = known ? json_object_getn(known, e[i], e_len[i]) : NULL;
+        if (k) {
+            e[n + i] = json_string_value(k);
+            e_len[n + i] = json_string_length(k);
+            continue;
+        }
         json_t *o = fb_json_loadb(e[i], e_len[i]);
         if (!json_is_object(o)) {
             json_decref(o);
@@ -1579,24 +1625,23 @@ static int history_forms(const char **e, size_t *e_len, size_t n, int64_t now, f
         if (json_is_array(choices) && json_array_size(choices) > 0)
             json_object_set_nocheck(h, "choices", choices);
         json_object_set_new_nocheck(h, "ts", json_integer((json_int_t)now));
-        at[i] = b->len;
+        size_t from = b->len;
         rc = fb_json_dump(h, b);
+        at[i] = 1 + from;
+        e_len[n + i] = b->len - from - 1;
         json_decref(h);
         json_decref(o);
     }
-    if (rc == 0) {
-        for (size_t i = 0; i < n; i++) { /* the buffer is complete: it no longer moves */
-            size_t end = i + 1 < n ? at[i + 1] : b->len;
-            e[n + i] = b->data + at[i] + 1; /* after the '{' */
-            e_len[n + i] = end - at[i] - 1;
-        }
-    }
+    for (size_t i = 0; rc == 0 && i < n; i++) /* b is complete: it no longer moves */
+        if (at[i])
+            e[n + i] = b->data + at[i]; /* after the '{' */
     fb_free(at);
     return rc;
 }
 
 static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t *st,
-                       const char *ops, const json_t *out, const char *sdata, const char *mode)
+                       const char *ops, const json_t *out, const json_t *forms, const char *sdata,
+                       const char *mode)
 {
     _Static_assert(COMMIT_ARGS == 13, "commit_head_src reads the entries from ARGV[14]");
     struct conv *c = j->c;
@@ -1674,7 +1719,7 @@ static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t 
     fb_buf_t hist;
     fb_buf_init(&hist, (size_t)1 << 26); /* 64 MiB, as the session's */
     if (nstr && slot && (slot->a.ops->caps & FB_ADAPTER_CAP_HISTORY_DELIVERS) &&
-        history_forms(args + first, lens + first, nstr, st->now, &hist) == 0)
+        history_forms(args + first, lens + first, nstr, st->now, forms, &hist) == 0)
         nargs += nstr;
     int rc = fb_store_eval(r->store, &r->s_commit, FB_REDIS_RETRY, nkeys, nargs, args, lens,
                            on_commit, j);
@@ -1770,8 +1815,9 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
                    fb_strerror(drc));
     }
     const char *mode = co.forget ? "f" : sdata ? "w" : "n";
-    rc = commit_send(j, version, &st, ops, out, sdata, mode);
+    rc = commit_send(j, version, &st, ops, out, co.forms, sdata, mode);
     json_decref(out);
+    json_decref(co.forms);
     json_decref(co.ops);
     json_decref(session);
     json_decref(ns);

@@ -732,6 +732,28 @@ static json_t *redis_json(struct fixture *f, const char *key, const char *field,
     return v;
 }
 
+/* A feature adding two entries of its own to every step's outbox entries (as escalation does):
+ * their history forms are built from the parsed entries (history_forms()'s other path). */
+static void outf_commit_ops(void *self, const fb_feature_step_t *st, json_t *ops, size_t *says)
+{
+    (void)self;
+    json_t *out = json_object_get(ops, "out");
+    if (!json_is_array(out) || st->forget)
+        return;
+    char *e = fb_asprintf("{\"txn\":\"%s.%zu\",\"kind\":\"reply\",\"text\":\"f\","
+                          "\"html\":\"\",\"record\":{\"k\":1},\"ts\":%lld}",
+                          st->wid, (*says)++, (long long)st->now);
+    json_array_append_new(out, json_string(e));
+    fb_free(e);
+    e = fb_asprintf("{\"txn\":\"%s.%zu\",\"kind\":\"reply\",\"text\":\"g\",\"choices\":[],"
+                    "\"html\":\"<p>g</p>\",\"ts\":%lld}",
+                    st->wid, (*says)++, (long long)st->now);
+    json_array_append_new(out, json_string(e));
+    fb_free(e);
+}
+
+static const fb_feature_ops_t outf_feature = {.name = "outf", .commit_ops = outf_commit_ops};
+
 /* Issue 17, point 2: for an adapter whose history is its delivery, the COMMIT also gets each
  * entry's history form (O.hist: the web fragment then builds its history entries without cjson
  * in Redis): the entry's text, html and choices when not empty, and its time, after
@@ -748,11 +770,12 @@ TEST_IMPL(router_adapter_history_forms)
                     "  if A.mode == 'w' and #O.out > 0 then AD = true end\n"
                     "end\n";
     ta_caps = FB_ADAPTER_CAP_HISTORY_DELIVERS;
+    extra_feature = &outf_feature;
     struct fixture f;
     SETUP(&f, NULL, 0);
     deliver_wait(&f, FB_IN_START, "h", "1", NULL, 0);
     long long n = redis_int(&f, "HGET t:{c:test:h}:mine n");
-    ASSERT_GE(n, 1);
+    ASSERT_GE(n, 3); /* the dialog's greeting, then the feature's two */
     ASSERT_EQ(redis_int(&f, "HGET t:{c:test:h}:mine nh"), n);
     bool seen_html = false, seen_choices = false;
     for (long long i = 1; i <= n; i++) {
@@ -786,7 +809,15 @@ TEST_IMPL(router_adapter_history_forms)
     }
     ASSERT(seen_html);
     (void)seen_choices; /* the greeting of this dialog may or may not offer choices */
+    char field[16];
+    snprintf(field, sizeof(field), "form%lld", n - 1);
+    json_t *h = redis_json(&f, "t:{c:test:h}:mine", field, true);
+    ASSERT_NOT_NULL(h); /* the feature's first: no html, no record */
+    ASSERT_STR_EQ(json_string_value(json_object_get(h, "text")), "f");
+    ASSERT_EQ(json_object_size(h), 3u);
+    json_decref(h);
     teardown(&f);
+    extra_feature = NULL;
     /* without the cap: the entries only */
     ta_caps = 0;
     SETUP(&f, NULL, 0);
