@@ -1223,7 +1223,8 @@ static json_t *say_form(const char *s, const json_t *entry)
                       "{\"txn\":\"%s\",\"kind\":\"%s\",\"text\":", jstr(entry, "txn"),
                       jstr(entry, "kind"));
     size_t len = strlen(s);
-    if (hn <= 0 || (size_t)hn >= sizeof(head) || len <= (size_t)hn || memcmp(s, head, (size_t)hn))
+    if (hn <= 0 || (size_t)hn >= sizeof(head) || len <= (size_t)hn ||
+        memcmp(s, head, (size_t)hn) != 0)
         return NULL;
     size_t rlen = len - (size_t)hn + 7; /* from "text": on */
     char *f = fb_malloc(sizeof(from) - 1 + rlen);
