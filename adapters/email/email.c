@@ -202,15 +202,19 @@ static void conv_tag(const char *conv, char out[16])
     snprintf(out, 16, "%s", h);
 }
 
+/* Runs one of the two scripts by its SHA1 (fb_redis_evalsha(): issue 17, EVALSHA only, the body
+ * never sent with a call); each is named once, at its first use, on the loop thread. */
 static int run_script(struct op *op, const char *script, fb_redis_reply_cb cb, int nkeys,
                       char *const *keys, int nargs, const char *const *args)
 {
+    static fb_redis_script_t named[2];
+    fb_redis_script_t *sc = &named[script == register_script ? 0 : 1];
+    if (!sc->src)
+        fb_redis_script_init(sc, script);
     const char *argv[20];
     char nk[8];
     snprintf(nk, sizeof(nk), "%d", nkeys);
     int argc = 0;
-    argv[argc++] = "EVAL";
-    argv[argc++] = script;
     argv[argc++] = nk;
     for (int i = 0; i < nkeys; i++) {
         if (!keys[i])
@@ -220,7 +224,7 @@ static int run_script(struct op *op, const char *script, fb_redis_reply_cb cb, i
     for (int i = 0; i < nargs; i++)
         argv[argc++] = args[i];
     FB_ASSERT(argc <= (int)FB_ARRAY_SIZE(argv));
-    return fb_redis_command_argv(op->e->core->redis, FB_REDIS_RETRY, cb, op, argc, argv, NULL);
+    return fb_redis_evalsha(op->e->core->redis, sc, FB_REDIS_RETRY, cb, op, argc, argv, NULL);
 }
 
 /* A global key of this adapter: "<prefix>{g}:email:confirm:<hash>" (the global keys' hash tag,

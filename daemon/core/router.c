@@ -65,7 +65,7 @@
 #define ROADMAP_TOKEN_LEN   ((size_t)2 * ROADMAP_TOKEN_BYTES) /* its hex digits */
 #define ROADMAP_PATH        "/feuille-de-route/"
 #define MAX_COMMIT_KEYS     (N_CORE_KEYS + MAX_FEATURE_KEYS + MAX_ADAPTER_KEYS)
-#define COMMIT_ARGS         12 /* the COMMIT's fixed ARGV (commit_head_src); the entries follow */
+#define COMMIT_ARGS         13 /* the COMMIT's fixed ARGV (commit_head_src); the entries follow */
 
 /* ---- the scripts ------------------------------------------------------------------------- */
 
@@ -112,10 +112,14 @@ static const char since_src[] = "#!lua\n"
  * retention ms, 7 now ms, 8 conversation key, 9 the ops as JSON {rem, ticket, stats, avis, and
  * the features' members}, 10 "1" for the user's own events (not a reminder), 11 the event id
  * (its dedupe mark in the zset K.event, member = id, score = now ms), 12 the adapter's data for
- * its fragment (fb_inbound_t.commit_arg, `A.arg`; "" when none), 13... the event's outbox
- * entries (ops "out" on the C side: the effects' says, the features' entries), each its own
- * argument, raw: the script sets `O.out` to them (issue 17: as a string inside ARGV 9 they were
- * escaped a second time by the dump and decoded again by cjson). With ARGV 10, the session
+ * its fragment (fb_inbound_t.commit_arg, `A.arg`; "" when none), 13 the number n of the event's
+ * outbox entries, 14...13+n those entries (ops "out" on the C side: the effects' says, the
+ * features' entries), each its own argument, raw: the script sets `O.out` to them (issue 17: as a
+ * string inside ARGV 9 they were escaped a second time by the dump and decoded again by cjson);
+ * then, for an adapter whose history is its delivery (FB_ADAPTER_CAP_HISTORY_DELIVERS), each
+ * entry's history form (history_form(): "" when it has none), which the script sets `O.hist` to,
+ * so that the adapter's fragment writes its history entries without decoding and encoding each
+ * reply with cjson in Redis (issue 17, point 2). With ARGV 10, the session
  * records
  * the time in `a` and the pending reminders are pushed back (due = now + their delay, kept as
  * "<id>#a" in the reminders hash) before the effects' own schedules. `O.rearm` (a reminder
@@ -149,7 +153,9 @@ static const char commit_head_src[] =
      * as long as the session refresh theirs at the same time, not at every event. */
     "local refresh = false\n"
     "local O = cjson.decode(ARGV[9])\n"
-    "O.out = {unpack(ARGV, 13)}\n" /* COMMIT_ARGS + 1 */
+    "local nout = tonumber(ARGV[13])\n"
+    "O.out = {unpack(ARGV, 14, 13 + nout)}\n" /* COMMIT_ARGS + 1 */
+    "O.hist = {unpack(ARGV, 14 + nout)}\n"
     "local ttl = tonumber(ARGV[5])\n"
     "local A = {now = tonumber(ARGV[7]), member = ARGV[8], mode = ARGV[3], user = ARGV[10] == "
     "'1', arg = ARGV[12]}\n"
@@ -1279,9 +1285,43 @@ static const char *kind_name(const struct job *j)
 struct commit_ops {
     json_t *ops;   /* {out, rem, ticket?, stats, avis} */
     json_t *built; /* the says' entries, parsed: {raw JSON: entry} (job.built), or NULL */
+    json_t *forms; /* the says' history forms {raw JSON: form} (say_form()), for an adapter
+                      whose history is its delivery; else NULL */
     bool forget;
     size_t says;
 };
+
+/*
+ * The history form (history_forms()) of a say's outbox entry, made from its bytes `s`, jansson's
+ * compact dump of `entry` = {txn, kind, text, choices when given, html, ts}, in this order:
+ * '"from":"bot",' then `s` from its "text" on. No parse and no dump of the reply again (issue
+ * 17: the daemon's CPU per message). Returns a new JSON string, or NULL when `s` is not of that
+ * shape, or its html or choices are empty (the form leaves those out): history_forms() then
+ * builds the form from the parsed entry.
+ */
+static json_t *say_form(const char *s, const json_t *entry)
+{
+    static const char from[] = "\"from\":\"bot\",";
+    const json_t *choices = json_object_get(entry, "choices");
+    const char *html = jstr(entry, "html");
+    if (!html || !html[0] || (choices && json_array_size(choices) == 0))
+        return NULL;
+    char head[96];
+    int hn = snprintf(head, sizeof(head),
+                      "{\"txn\":\"%s\",\"kind\":\"%s\",\"text\":", jstr(entry, "txn"),
+                      jstr(entry, "kind"));
+    size_t len = strlen(s);
+    if (hn <= 0 || (size_t)hn >= sizeof(head) || len <= (size_t)hn ||
+        memcmp(s, head, (size_t)hn) != 0)
+        return NULL;
+    size_t rlen = len - (size_t)hn + 7; /* from "text": on */
+    char *f = fb_malloc(sizeof(from) - 1 + rlen);
+    memcpy(f, from, sizeof(from) - 1);
+    memcpy(f + sizeof(from) - 1, s + hn - 7, rlen);
+    json_t *form = json_stringn_nocheck(f, sizeof(from) - 1 + rlen);
+    fb_free(f);
+    return form;
+}
 
 static void build_ops(struct job *j, const json_t *effects, int64_t now, struct commit_ops *co)
 {
@@ -1290,8 +1330,9 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
     co->ops = json_object();
     /* an adapter whose history is its delivery seldom reads its entries back: no cache */
     const struct adapter_slot *slot = adapter_by_name(c->r, c->name);
-    co->built =
-        slot && (slot->a.ops->caps & FB_ADAPTER_CAP_HISTORY_DELIVERS) ? NULL : json_object();
+    bool delivers = slot && (slot->a.ops->caps & FB_ADAPTER_CAP_HISTORY_DELIVERS);
+    co->built = delivers ? NULL : json_object();
+    co->forms = delivers ? json_object() : NULL;
     co->forget = false;
     co->says = 0;
     /* The transaction ids: hash of (conversation, event) + "." + reply index. */
@@ -1338,6 +1379,9 @@ static void build_ops(struct job *j, const json_t *effects, int64_t now, struct 
                 json_array_append_new(out, json_stringn_nocheck(fb_buf_str(&eb), eb.len));
                 if (co->built)
                     json_object_set_nocheck(co->built, fb_buf_str(&eb), entry);
+                json_t *form = co->forms ? say_form(fb_buf_str(&eb), entry) : NULL;
+                if (form)
+                    json_object_set_new_nocheck(co->forms, fb_buf_str(&eb), form);
             } else if (entry) {
                 FB_ERR(ROUTER, "[%s] a reply cannot be written: not sent", c->tag);
             }
@@ -1641,14 +1685,72 @@ static int job_run(struct job *j, const json_t *session, const char *activity, i
  * ARGV 9, 2 and 3; the strings of `out` (an array: the outbox entries) follow ARGV 12.
  * Returns fb_store_eval()'s result (0: on_commit called later).
  */
-static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t *st,
-                       const char *ops, const json_t *out, const char *sdata, const char *mode)
+/*
+ * The history forms of the `n` outbox entries e[0..n) (JSON objects as strings, e_len[i] bytes),
+ * for an adapter whose history is its delivery (FB_ADAPTER_CAP_HISTORY_DELIVERS: the web chat):
+ * each entry's {"from":"bot","text":...,"html":... when not empty,"choices":... when not empty,
+ * "ts":now} without its opening brace, so that the adapter's COMMIT fragment makes the history
+ * entry with one concatenation, '{"seq":N,' .. form, instead of a cjson.decode and a cjson.encode
+ * of each reply inside Redis (issue 17, point 2: the largest part of Redis's work per web
+ * message; docs/internals/REDIS.md, "Redis work per message"). A say's form is taken from
+ * `known` ({entry bytes: form}, say_form(): no parse); any other entry (a feature's, or one a
+ * feature rewrote) is parsed and its form dumped to `b`. The forms are placed at e[n..2n) and
+ * e_len[n..2n) (pointers into `known` and `b`, valid until they change). Returns 0, or a negative
+ * code when an entry is not a JSON object or `b` is full (then none is placed: the fragment
+ * decodes the entries itself, as before).
+ */
+static int history_forms(const char **e, size_t *e_len, size_t n, int64_t now, const json_t *known,
+                         fb_buf_t *b)
 {
-    _Static_assert(COMMIT_ARGS == 12, "commit_head_src reads the entries from ARGV[13]");
+    size_t *at = fb_calloc(n, sizeof(*at)); /* 1 + the form's offset in b, 0 for a known one */
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const json_t *k = known ? json_object_getn(known, e[i], e_len[i]) : NULL;
+        if (k) {
+            e[n + i] = json_string_value(k);
+            e_len[n + i] = json_string_length(k);
+            continue;
+        }
+        json_t *o = fb_json_loadb(e[i], e_len[i]);
+        if (!json_is_object(o)) {
+            json_decref(o);
+            rc = FB_EINVAL;
+            break;
+        }
+        json_t *text = json_object_get(o, "text"), *html = json_object_get(o, "html");
+        json_t *choices = json_object_get(o, "choices");
+        json_t *h = json_object();
+        json_object_set_new_nocheck(h, "from", json_string_nocheck("bot"));
+        json_object_set_new_nocheck(h, "text",
+                                    json_is_string(text) ? json_incref(text) : json_string(""));
+        if (json_is_string(html) && json_string_length(html) > 0)
+            json_object_set_nocheck(h, "html", html);
+        if (json_is_array(choices) && json_array_size(choices) > 0)
+            json_object_set_nocheck(h, "choices", choices);
+        json_object_set_new_nocheck(h, "ts", json_integer((json_int_t)now));
+        size_t from = b->len;
+        rc = fb_json_dump(h, b);
+        at[i] = 1 + from;
+        e_len[n + i] = b->len - from - 1;
+        json_decref(h);
+        json_decref(o);
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) /* b is complete: it no longer moves */
+        if (at[i])
+            e[n + i] = b->data + at[i]; /* after the '{' */
+    fb_free(at);
+    return rc;
+}
+
+static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t *st,
+                       const char *ops, const json_t *out, const json_t *forms, const char *sdata,
+                       const char *mode)
+{
+    _Static_assert(COMMIT_ARGS == 13, "commit_head_src reads the entries from ARGV[14]");
     struct conv *c = j->c;
     fb_router_t *r = c->r;
     size_t nout = json_array_size(out);
-    size_t cap = MAX_COMMIT_KEYS + COMMIT_ARGS + nout;
+    size_t cap = MAX_COMMIT_KEYS + COMMIT_ARGS + 2 * nout;
     const char **args = fb_malloc(cap * sizeof(*args));
     size_t *lens = fb_malloc(cap * sizeof(*lens));
     char *owned[MAX_COMMIT_KEYS];
@@ -1683,7 +1785,7 @@ static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t 
     for (const char *const *k = slot ? slot->a.ops->conv_keys : NULL;
          k && *k && nkeys < MAX_COMMIT_KEYS; k++)
         args[nkeys++] = owned[nowned++] = ckey(c, *k);
-    char expected[24], ttl[24], dttl[24], nowbuf[24];
+    char expected[24], ttl[24], dttl[24], nowbuf[24], noutbuf[24];
     snprintf(expected, sizeof(expected), "%llu", (unsigned long long)version);
     snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)fb_store_session_ttl_ms(r->store));
     snprintf(dttl, sizeof(dttl), "%llu",
@@ -1702,19 +1804,29 @@ static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t 
     argv[9] = j->timer || j->handback ? "0" : "1";
     argv[10] = j->event_id;
     argv[11] = j->commit_arg ? j->commit_arg : "";
-    for (size_t i = 0; i < nkeys + COMMIT_ARGS; i++)
-        lens[i] = strlen(args[i]);
+    argv[12] = noutbuf;
     /* the entries, as they are (binary-safe, their length known): no escaping, no cjson */
-    size_t nargs = COMMIT_ARGS;
+    size_t nargs = COMMIT_ARGS, first = nkeys + COMMIT_ARGS, nstr = 0;
     for (size_t i = 0; i < nout; i++) {
         const json_t *e = json_array_get(out, i);
         if (!json_is_string(e))
             continue;
         args[nkeys + nargs] = json_string_value(e);
         lens[nkeys + nargs++] = json_string_length(e);
+        nstr++;
     }
+    snprintf(noutbuf, sizeof(noutbuf), "%zu", nstr);
+    for (size_t i = 0; i < first; i++)
+        lens[i] = strlen(args[i]);
+    /* their history forms, for an adapter whose history is its delivery */
+    fb_buf_t hist;
+    fb_buf_init(&hist, (size_t)1 << 26); /* 64 MiB, as the session's */
+    if (nstr && slot && (slot->a.ops->caps & FB_ADAPTER_CAP_HISTORY_DELIVERS) &&
+        history_forms(args + first, lens + first, nstr, st->now, forms, &hist) == 0)
+        nargs += nstr;
     int rc = fb_store_eval(r->store, &r->s_commit, FB_REDIS_RETRY, nkeys, nargs, args, lens,
                            on_commit, j);
+    fb_buf_free(&hist);
     for (size_t i = 0; i < nowned; i++)
         fb_free(owned[i]);
     fb_free(lens);
@@ -1814,8 +1926,9 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
                    fb_strerror(drc));
     }
     const char *mode = co.forget ? "f" : sdata ? "w" : "n";
-    rc = commit_send(j, version, &st, ops, out, sdata, mode);
+    rc = commit_send(j, version, &st, ops, out, co.forms, sdata, mode);
     json_decref(out);
+    json_decref(co.forms);
     json_decref(co.ops);
     json_decref(session);
     json_decref(ns);

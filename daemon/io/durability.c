@@ -47,7 +47,10 @@ struct fb_durability_s {
     fb_redis_t *redis;
     char *marker_key;
     char *epoch_key;
-    const char *migrate_script; /* fb_durability_set_migration(), NULL: none */
+    /* Both scripts go by their SHA1 (fb_redis_evalsha()): the beat runs the marker every few
+     * seconds, and EVAL would send and hash its body each time (issue 17: EVALSHA only). */
+    fb_redis_script_t marker_sc;
+    fb_redis_script_t migrate_sc; /* fb_durability_set_migration(); .src NULL: none */
     char *migrate_flag;
     char *prefix;
     bool migrated;   /* the migration answered: not run again by this process */
@@ -329,8 +332,8 @@ static int marker_command(fb_durability_t *dur, struct probe *p)
     char value[96];
     snprintf(value, sizeof(value), "%lld-%d-%llx", (long long)fb_wall_ms(), (int)getpid(),
              (unsigned long long)fb_mono_ns());
-    return fb_redis_command(dur->redis, 0, on_marker, p, "EVAL", marker_script, "2",
-                            dur->marker_key, dur->epoch_key, value, NULL);
+    const char *argv[] = {"2", dur->marker_key, dur->epoch_key, value};
+    return fb_redis_evalsha(dur->redis, &dur->marker_sc, 0, on_marker, p, 4, argv, NULL);
 }
 
 /* The migration's reply: {renamed, left, state} (state 0 ran, 1 flag found, 2 a cluster). */
@@ -382,9 +385,9 @@ static void on_migrated(fb_redis_t *r, int status, redisReply *rep, void *arg)
 static void on_ready(fb_redis_t *r, void *arg)
 {
     fb_durability_t *dur = arg;
-    if (dur->migrate_script && !dur->migrated &&
-        fb_redis_command(r, 0, on_migrated, dur, "EVAL", dur->migrate_script, "1",
-                         dur->migrate_flag, dur->prefix, NULL) == 0)
+    const char *margv[] = {"1", dur->migrate_flag, dur->prefix};
+    if (dur->migrate_sc.src && !dur->migrated &&
+        fb_redis_evalsha(r, &dur->migrate_sc, 0, on_migrated, dur, 3, margv, NULL) == 0)
         dur->probes++;
     struct probe *p = probe_new(dur);
     if (fb_redis_command(r, 0, on_config, p, "CONFIG", "GET", "append*", NULL) == 0)
@@ -427,6 +430,7 @@ fb_durability_t *fb_durability_create(uv_loop_t *loop, fb_redis_t *redis, const 
     dur->marker_key = fb_asprintf("%s{g}:redis:marker", dur->prefix);
     dur->epoch_key = fb_asprintf("%s{g}:redis:epoch", dur->prefix);
     dur->beat_ms = FB_DURABILITY_BEAT_MS;
+    fb_redis_script_init(&dur->marker_sc, marker_script);
 #ifdef FB_TEST_HOOKS
     /* Test builds only: integration tests shorten the beat. */
     const char *beat = getenv("FB_TEST_REDIS_BEAT_MS");
@@ -447,7 +451,7 @@ fb_durability_t *fb_durability_create(uv_loop_t *loop, fb_redis_t *redis, const 
 
 void fb_durability_set_migration(fb_durability_t *dur, const char *script, const char *flag_name)
 {
-    dur->migrate_script = script;
+    fb_redis_script_init(&dur->migrate_sc, script);
     fb_free(dur->migrate_flag);
     dur->migrate_flag = fb_asprintf("%s{g}:%s", dur->prefix, flag_name);
 }

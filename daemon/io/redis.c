@@ -650,8 +650,9 @@ static void conn_failed(fb_redis_t *r, const char *reason)
 static void on_evalsha_loaded(fb_redis_t *r, int status, redisReply *rep, void *arg);
 
 /* Loads every script already run on an earlier connection (a Redis that restarted, or another
- * server after a failover, has none), before the queued commands: the EVALSHAs resent after a
- * reconnection find their scripts instead of each answering NOSCRIPT. */
+ * server after a failover, has none), before the ready callback's commands and the queued ones:
+ * the EVALSHAs resent after a reconnection find their scripts instead of each answering
+ * NOSCRIPT. */
 static void scripts_load(fb_redis_t *r)
 {
     for (size_t i = 0; i < r->nscripts; i++) {
@@ -685,9 +686,11 @@ static void on_handshake(redisAsyncContext *ac, void *reply, void *privdata)
                   r->password ? " and authenticated" : "");
     r->attempt = 0;
     r->ever_ready = true;
-    if (r->ready_cb) /* its commands go first on the new connection */
-        r->ready_cb(r, r->ready_arg);
+    /* The scripts first (they change no data), so that the ready callback's EVALSHAs find
+     * theirs on a Redis that lost them; then its commands, first of the new connection's. */
     scripts_load(r);
+    if (r->ready_cb)
+        r->ready_cb(r, r->ready_arg);
     flush_queue(r);
 }
 

@@ -122,8 +122,10 @@ int fb_redis_start(fb_redis_t *r);
 /**
  * Called each time a connection becomes ready (the start's and every reconnect's), on the loop
  * thread, before any queued command is written to it: the commands it issues are the first ones
- * the new connection carries (daemon/io/durability.c reads Redis's persistence settings there). It
- * must not call fb_redis_close().
+ * the new connection carries after the SCRIPT LOADs of the scripts already run (which change no
+ * data, and let its EVALSHAs find their scripts on a Redis that lost them);
+ * daemon/io/durability.c reads Redis's persistence settings there. It must not call
+ * fb_redis_close().
  */
 typedef void (*fb_redis_ready_cb)(fb_redis_t *r, void *arg);
 

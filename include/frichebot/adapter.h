@@ -195,7 +195,10 @@ typedef struct fb_adapter_ops_s {
      *  COMMIT script is built"): a `do ... end` block that may read `AK[i]` (the conv_keys, in
      *  their order), `K.outbox`, `A` (now, member, mode: 'w' write, 'f' forget, 'n' leave),
      *  `ARGV[5]` (the session TTL, ms) and `O.out` (the entries, JSON objects as strings, which
-     *  it may rewrite: send() gets them as msg->entry); it may set `AO` to a string, handed to
+     *  it may rewrite: send() gets them as msg->entry) and, with FB_ADAPTER_CAP_HISTORY_DELIVERS,
+     *  `O.hist` (each entry's history form: `"from":"bot"`, its text, its html and choices when
+     *  not empty, its ts, without the opening brace; empty when the router could not build
+     *  them); it may set `AO` to a string, handed to
      *  committed() below, and, with FB_ADAPTER_CAP_HISTORY_DELIVERS, `AD` to true when it stored
      *  all of `O.out` itself (then not queued in the outbox); it never returns, writes only the
      * conversation's keys (and keys of the adapter's own that `A.arg` names: the Matrix

@@ -689,8 +689,10 @@ TEST_IMPL(router_adapter_commit_lua)
     deliver_wait(&f, FB_IN_START, "l", "1", NULL, 0);
     wait_int(&f.loop, &ta.nsent, 2);
     ASSERT_EQ(redis_int(&f, "HGET t:{c:test:l}:mine n"), 2);
-    /* the entries came as their own arguments after the twelve (issue 17), not in the ops */
-    ASSERT_EQ(redis_int(&f, "HGET t:{c:test:l}:mine argv"), 12 + 2);
+    /* the entries came as their own arguments after the thirteen (the last their number: issue
+     * 17), not in the ops, and without history forms (this adapter's history is not its
+     * delivery) */
+    ASSERT_EQ(redis_int(&f, "HGET t:{c:test:l}:mine argv"), 13 + 2);
     ASSERT_EQ(redis_int(&f, "HGET t:{c:test:l}:mine in_ops"), 0);
     /* committed() got AO, before the event's deliver callback */
     ASSERT_EQ(ta_co.calls, 1);
@@ -725,6 +727,120 @@ TEST_IMPL(router_adapter_commit_lua)
     wait_int(&f.loop, &res.calls, 2);
     ASSERT_EQ(res.status, 0);
     ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:g}:session"), 1);
+    teardown(&f);
+    ta_commit_lua = NULL;
+    return 0;
+}
+
+/* Field `field` of the hash `key` as a new JSON value: "{" followed by the field's bytes when
+ * `brace`, else the bytes; NULL when missing or not JSON. */
+static json_t *redis_json(struct fixture *f, const char *key, const char *field, bool brace)
+{
+    redisReply *rep = redisCommand(f->sync, "HGET %s %s", key, field);
+    ASSERT_NOT_NULL(rep);
+    json_t *v = NULL;
+    if (rep->type == REDIS_REPLY_STRING) {
+        char *s = fb_asprintf("%s%s", brace ? "{" : "", rep->str);
+        v = json_loads(s, 0, NULL);
+        fb_free(s);
+    }
+    freeReplyObject(rep);
+    return v;
+}
+
+/* A feature adding two entries of its own to every step's outbox entries (as escalation does):
+ * their history forms are built from the parsed entries (history_forms()'s other path). */
+static void outf_commit_ops(void *self, const fb_feature_step_t *st, json_t *ops, size_t *says)
+{
+    (void)self;
+    json_t *out = json_object_get(ops, "out");
+    if (!json_is_array(out) || st->forget)
+        return;
+    char *e = fb_asprintf("{\"txn\":\"%s.%zu\",\"kind\":\"reply\",\"text\":\"f\","
+                          "\"html\":\"\",\"record\":{\"k\":1},\"ts\":%lld}",
+                          st->wid, (*says)++, (long long)st->now);
+    json_array_append_new(out, json_string(e));
+    fb_free(e);
+    e = fb_asprintf("{\"txn\":\"%s.%zu\",\"kind\":\"reply\",\"text\":\"g\",\"choices\":[],"
+                    "\"html\":\"<p>g</p>\",\"ts\":%lld}",
+                    st->wid, (*says)++, (long long)st->now);
+    json_array_append_new(out, json_string(e));
+    fb_free(e);
+}
+
+static const fb_feature_ops_t outf_feature = {.name = "outf", .commit_ops = outf_commit_ops};
+
+/* Issue 17, point 2: for an adapter whose history is its delivery, the COMMIT also gets each
+ * entry's history form (O.hist: the web fragment then builds its history entries without cjson
+ * in Redis): the entry's text, html and choices when not empty, and its time, after
+ * "from":"bot", without the entry's txn and kind and without the opening brace. Without the cap,
+ * none. */
+TEST_IMPL(router_adapter_history_forms)
+{
+    ta_commit_lua = "do\n"
+                    "  redis.call('HSET', AK[1], 'n', #O.out, 'nh', #O.hist)\n"
+                    "  for i = 1, #O.out do\n"
+                    "    redis.call('HSET', AK[1], 'out' .. i, O.out[i])\n"
+                    "    if O.hist[i] then redis.call('HSET', AK[1], 'form' .. i, O.hist[i]) end\n"
+                    "  end\n"
+                    "  if A.mode == 'w' and #O.out > 0 then AD = true end\n"
+                    "end\n";
+    ta_caps = FB_ADAPTER_CAP_HISTORY_DELIVERS;
+    extra_feature = &outf_feature;
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    deliver_wait(&f, FB_IN_START, "h", "1", NULL, 0);
+    long long n = redis_int(&f, "HGET t:{c:test:h}:mine n");
+    ASSERT_GE(n, 3); /* the dialog's greeting, then the feature's two */
+    ASSERT_EQ(redis_int(&f, "HGET t:{c:test:h}:mine nh"), n);
+    bool seen_html = false, seen_choices = false;
+    for (long long i = 1; i <= n; i++) {
+        char field[16];
+        snprintf(field, sizeof(field), "out%lld", i);
+        json_t *e = redis_json(&f, "t:{c:test:h}:mine", field, false);
+        snprintf(field, sizeof(field), "form%lld", i);
+        json_t *h = redis_json(&f, "t:{c:test:h}:mine", field, true);
+        ASSERT(json_is_object(e) && json_is_object(h));
+        ASSERT_STR_EQ(json_string_value(json_object_get(h, "from")), "bot");
+        ASSERT_STR_EQ(json_string_value(json_object_get(h, "text")),
+                      json_string_value(json_object_get(e, "text")));
+        ASSERT(json_equal(json_object_get(h, "ts"), json_object_get(e, "ts")));
+        const char *html = json_string_value(json_object_get(e, "html"));
+        if (html && html[0]) {
+            ASSERT_STR_EQ(json_string_value(json_object_get(h, "html")), html);
+            seen_html = true;
+        } else {
+            ASSERT_NULL(json_object_get(h, "html"));
+        }
+        json_t *choices = json_object_get(e, "choices");
+        if (json_array_size(choices) > 0) {
+            ASSERT(json_equal(json_object_get(h, "choices"), choices));
+            seen_choices = true;
+        } else {
+            ASSERT_NULL(json_object_get(h, "choices"));
+        }
+        ASSERT_EQ(json_object_size(h), 3u + (html && html[0]) + (json_array_size(choices) > 0));
+        json_decref(e);
+        json_decref(h);
+    }
+    ASSERT(seen_html);
+    (void)seen_choices; /* the greeting of this dialog may or may not offer choices */
+    char field[16];
+    snprintf(field, sizeof(field), "form%lld", n - 1);
+    json_t *h = redis_json(&f, "t:{c:test:h}:mine", field, true);
+    ASSERT_NOT_NULL(h); /* the feature's first: no html, no record */
+    ASSERT_STR_EQ(json_string_value(json_object_get(h, "text")), "f");
+    ASSERT_EQ(json_object_size(h), 3u);
+    json_decref(h);
+    teardown(&f);
+    extra_feature = NULL;
+    /* without the cap: the entries only */
+    ta_caps = 0;
+    SETUP(&f, NULL, 0);
+    deliver_wait(&f, FB_IN_START, "h", "1", NULL, 0);
+    wait_int(&f.loop, &ta.nsent, 1);
+    ASSERT_GE(redis_int(&f, "HGET t:{c:test:h}:mine n"), 1);
+    ASSERT_EQ(redis_int(&f, "HGET t:{c:test:h}:mine nh"), 0);
     teardown(&f);
     ta_commit_lua = NULL;
     return 0;
