@@ -1421,6 +1421,9 @@ static int render_markup(const struct markup *k, fb_buf_t *out, bool html)
     return rc;
 }
 
+/* What the intermediate text and its marks get at first (most texts are shorter). */
+#define RENDER_RESERVE 1024
+
 /* Renders the markup of `k` into `out` (plain text or HTML), straight after what `out` holds:
  * 0, or FB_ETOOBIG when this render's bytes pass FB_TEMPLATE_MAX_OUTPUT or `out`'s own maximum
  * (the limits an intermediate buffer capped at FB_TEMPLATE_MAX_OUTPUT, then appended, gave). */
@@ -1448,6 +1451,9 @@ int fb_template_render(const fb_template_t *t, const fb_expr_env_t *env, fb_buf_
     fb_buf_init(&r.text, FB_TEMPLATE_MAX_OUTPUT);
     fb_buf_init(&r.mask, FB_TEMPLATE_MAX_OUTPUT);
     fb_buf_init(&r.tmp, FB_TEMPLATE_MAX_OUTPUT);
+    /* one allocation each for most texts, instead of doubling from 64 bytes */
+    fb_buf_reserve(&r.text, RENDER_RESERVE);
+    fb_buf_reserve(&r.mask, RENDER_RESERVE);
     struct markup k;
     memset(&k, 0, sizeof(k));
     uint32_t small[4 * (MARKUP_SMALL + 2)]; /* the markup tables of a short text (8 KiB) */
@@ -1459,6 +1465,12 @@ int fb_template_render(const fb_template_t *t, const fb_expr_env_t *env, fb_buf_
     k.m = (const unsigned char *)fb_buf_str(&r.mask);
     k.n = r.text.len;
     markup_index(&k, small, FB_ARRAY_SIZE(small));
+    /* room for about what the markup pass writes: the text, less the markup, in plain text; a
+     * quarter more in HTML (tags, escapes) */
+    if (plain)
+        fb_buf_reserve(plain, k.n + 64);
+    if (html)
+        fb_buf_reserve(html, k.n + k.n / 4 + 64);
     if (plain)
         rc = render_markup_into(&k, plain, false);
     if (!rc && html)
