@@ -96,6 +96,17 @@ int fb_buf_printf(fb_buf_t *b, const char *fmt, ...)
     return rc;
 }
 
+void fb_buf_reserve(fb_buf_t *b, size_t n)
+{
+    size_t room = b->max - b->len; /* len never passes max */
+    size_t need = b->len + (n < room ? n : room) + 1;
+    if (need <= b->cap)
+        return;
+    b->data = fb_realloc(b->data, need);
+    b->cap = need;
+    b->data[b->len] = '\0';
+}
+
 void fb_buf_reset(fb_buf_t *b)
 {
     b->len = 0;

@@ -388,6 +388,39 @@ static void say_new(struct run *r, json_t *text, json_t *html, const json_t *cho
     fb__run_effect(r, e);
 }
 
+/*
+ * Appends option `i` (0-based) of a numbered list after a text: to `plain` "\n\n1. Label" for the
+ * first, "\n2. Label" for the next ones; to `html` "1. " or "<br>2. " and the label escaped. The
+ * bytes of fb_buf_printf(plain, "%s%zu. %s", ...) and fb_buf_printf(html, "%s%zu. ", ...) followed
+ * by fb_template_html_escape(), without the printf machinery (a list is written at most steps).
+ * 0, or FB_ETOOBIG at the first append past a buffer's maximum (that buffer is then freed and
+ * nothing more is appended, as a failed fb_buf_printf() leaves it).
+ */
+int fb__run_list_item(fb_buf_t *plain, fb_buf_t *html, size_t i, const char *label)
+{
+    char num[24]; /* "N. " written backwards from the end */
+    size_t at = sizeof(num);
+    num[--at] = ' ';
+    num[--at] = '.';
+    size_t v = i + 1;
+    do {
+        num[--at] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    size_t nlen = sizeof(num) - at;
+    int rc = i ? fb_buf_append(plain, "\n", 1) : fb_buf_append(plain, "\n\n", 2);
+    if (!rc)
+        rc = fb_buf_append(plain, num + at, nlen);
+    if (!rc)
+        rc = fb_buf_puts(plain, label);
+    int rh = i ? fb_buf_append(html, "<br>", 4) : 0;
+    if (!rh)
+        rh = fb_buf_append(html, num + at, nlen);
+    if (!rh)
+        rh = fb_template_html_escape(label, strlen(label), html);
+    return rc ? rc : rh;
+}
+
 /* Appends a `say` effect with the contents of two buffers (which are emptied). */
 void fb__run_say_bufs(struct run *r, fb_buf_t *plain, fb_buf_t *html, const json_t *choices)
 {
@@ -570,9 +603,7 @@ void fb__run_ask_candidates(struct run *r, const struct fb__text *intro)
             char *label = confirm         ? fb_strdup(i == 0 ? "Oui" : "Non")
                           : i < s->n_cand ? fb__run_candidate_label(r, id)
                                           : fb_strdup(autre);
-            (void)fb_buf_printf(&plain, "%s%zu. %s", i ? "\n" : "\n\n", i + 1, label);
-            (void)fb_buf_printf(&html, "%s%zu. ", i ? "<br>" : "", i + 1);
-            (void)fb_template_html_escape(label, strlen(label), &html);
+            (void)fb__run_list_item(&plain, &html, i, label);
             (void)json_array_append_new(choices, fb_json_strings(2, "id", id, "label", label));
             fb_free(label);
         }
@@ -602,9 +633,7 @@ void fb__run_ask_step(struct run *r, const struct fb__text *intro)
         (void)fb_buf_puts(&html, "<p>");
         for (size_t i = 0; i < n; i++) {
             const char *label = opts[i].label;
-            (void)fb_buf_printf(&plain, "%s%zu. %s", i ? "\n" : "\n\n", i + 1, label);
-            (void)fb_buf_printf(&html, "%s%zu. ", i ? "<br>" : "", i + 1);
-            (void)fb_template_html_escape(label, strlen(label), &html);
+            (void)fb__run_list_item(&plain, &html, i, label);
         }
         (void)fb_buf_puts(&html, "</p>");
         fb__run_say_bufs(r, &plain, &html, pick ? d->all_status_json : d->status_json);

@@ -615,9 +615,7 @@ void fb__run_ask_confirm(struct run *r)
             char *label = i < s->n_confirm ? reading_label(r, s->confirm[i]) : NULL;
             char *id = i < s->n_confirm ? reading_id(r, s->confirm[i]) : NULL;
             const char *l = label ? label : fb_buf_str(&op);
-            (void)fb_buf_printf(&plain, "%s%zu. %s", i ? "\n" : "\n\n", i + 1, l);
-            (void)fb_buf_printf(&html, "%s%zu. ", i ? "<br>" : "", i + 1);
-            (void)fb_template_html_escape(l, strlen(l), &html);
+            (void)fb__run_list_item(&plain, &html, i, l);
             (void)json_array_append_new(
                 choices, fb_json_strings(2, "id", id ? id : "autre_chose", "label", l));
             fb_free(label);

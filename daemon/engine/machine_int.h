@@ -142,6 +142,8 @@ void fb__run_effect(struct run *r, json_t *e);
 
 void fb__run_say_bufs(struct run *r, fb_buf_t *plain, fb_buf_t *html, const json_t *choices);
 
+int fb__run_list_item(fb_buf_t *plain, fb_buf_t *html, size_t i, const char *label);
+
 void fb__run_say_text(struct run *r, const struct fb__text *t, const char *list_plain,
                       const char *list_html, const json_t *choices);
 

@@ -129,7 +129,10 @@ static const char *slot_label(const fb_dialog_t *d, int slot, const char *key)
 /* Appends one list item "label : value" to both outputs (HTML escaped). */
 static void list_item(fb_buf_t *plain, fb_buf_t *html, const char *label, const char *value)
 {
-    (void)fb_buf_printf(plain, "\n• %s : %s", label, value);
+    /* the bytes of "\n• %s : %s", appended (no printf: a summary lists every answer) */
+    if (fb_buf_puts(plain, "\n• ") == 0 && fb_buf_puts(plain, label) == 0 &&
+        fb_buf_puts(plain, " : ") == 0)
+        (void)fb_buf_puts(plain, value);
     (void)fb_buf_puts(html, "<li>");
     (void)fb_template_html_escape(label, strlen(label), html);
     (void)fb_buf_puts(html, " : ");
@@ -185,9 +188,11 @@ void fb__run_list_roadmap_titled(struct run *r, fb_buf_t *plain, fb_buf_t *html,
         const char *st = json_string_value(json_object_get(e, "statut_texte"));
         const char *when = json_string_value(json_object_get(e, "modifie_le"));
         fb_buf_reset(&line);
-        (void)fb_buf_printf(&line, "%s : %s", title ? title : "?", st ? st : "?");
-        if (when)
-            (void)fb_buf_printf(&line, " (noté le %s)", when);
+        /* the bytes of "%s : %s" and " (noté le %s)", appended (no printf: every entry) */
+        if (fb_buf_puts(&line, title ? title : "?") == 0 && fb_buf_puts(&line, " : ") == 0)
+            (void)fb_buf_puts(&line, st ? st : "?");
+        if (when && fb_buf_puts(&line, " (noté le ") == 0 && fb_buf_puts(&line, when) == 0)
+            (void)fb_buf_puts(&line, ")");
         (void)fb_buf_printf(plain, "\n%zu. %s", i + 1, fb_buf_str(&line));
         (void)fb_buf_puts(html, "<li>");
         (void)fb_template_html_escape(fb_buf_str(&line), line.len, html);

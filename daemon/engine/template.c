@@ -1012,7 +1012,8 @@ struct markup {
     const char *s;
     const unsigned char *m; /* 1 where the byte came from a value, 2 from a liens(...) value */
     size_t n;
-    /* Next author-written "**", "](" and ")" at or after each offset (n when none). */
+    /* Next author-written "**", "](" and ")" at or after each offset (n when none); the four
+     * tables are NULL when the text has nothing special (markup_index()). */
     uint32_t *next_bold;
     uint32_t *next_mid;
     uint32_t *next_close;
@@ -1031,6 +1032,13 @@ static bool author(const struct markup *k, size_t i, char c)
 static void markup_index(struct markup *k, uint32_t *small, size_t small_len)
 {
     size_t n = k->n;
+    /* No '*' nor '[' at all, and no liens(...) byte: nothing is special anywhere, and the other
+     * tables are read only at special offsets, so none is built (most messages; memchr() is
+     * much cheaper than four tables written per byte). */
+    if (!memchr(k->s, '*', n) && !memchr(k->s, '[', n) && !memchr(k->m, 2, n)) {
+        k->next_bold = k->next_mid = k->next_close = k->next_special = NULL;
+        return;
+    }
     /* the four tables in `small` (the caller's stack) when they fit, else one allocation */
     k->next_bold = 4 * (n + 2) <= small_len ? small : fb_malloc(4 * (n + 2) * sizeof(uint32_t));
     k->next_mid = k->next_bold + (n + 2);
@@ -1041,17 +1049,29 @@ static void markup_index(struct markup *k, uint32_t *small, size_t small_len)
     k->next_mid[n] = k->next_mid[n + 1] = none;
     k->next_close[n] = k->next_close[n + 1] = none;
     k->next_special[n] = k->next_special[n + 1] = none;
+    /* The entries at i + 1 kept in locals (the tables are only written): the same values as
+     * reading them back, without a load per table and byte. */
+    uint32_t *bold = k->next_bold, *mid = k->next_mid, *close = k->next_close;
+    uint32_t *special = k->next_special;
+    uint32_t nb = none, nm = none, nc = none, ns = none;
+    const char *s = k->s;
+    const unsigned char *m = k->m;
     char after = '\0'; /* the author's byte at i + 1; '\0' for a value's byte or the end */
     for (size_t i = n; i-- > 0;) {
-        char c = k->m[i] ? '\0' : k->s[i]; /* author(k, i, x) is c == x */
+        char c = m[i] ? '\0' : s[i]; /* author(k, i, x) is c == x */
         bool pair_star = c == '*' && after == '*';
-        bool pair_mid = c == ']' && after == '(';
-        bool special =
-            pair_star || c == '[' || (k->m[i] == 2 && (k->s[i] == 'h' || k->s[i] == 'H'));
-        k->next_bold[i] = pair_star ? (uint32_t)i : k->next_bold[i + 1];
-        k->next_mid[i] = pair_mid ? (uint32_t)i : k->next_mid[i + 1];
-        k->next_close[i] = c == ')' ? (uint32_t)i : k->next_close[i + 1];
-        k->next_special[i] = special ? (uint32_t)i : k->next_special[i + 1];
+        if (pair_star)
+            nb = (uint32_t)i;
+        if (c == ']' && after == '(')
+            nm = (uint32_t)i;
+        if (c == ')')
+            nc = (uint32_t)i;
+        if (pair_star || c == '[' || (m[i] == 2 && (s[i] == 'h' || s[i] == 'H')))
+            ns = (uint32_t)i;
+        bold[i] = nb;
+        mid[i] = nm;
+        close[i] = nc;
+        special[i] = ns;
         after = c;
     }
 }
@@ -1242,7 +1262,8 @@ static int inline_run(const struct markup *k, fb_buf_t *out, bool html, size_t b
     size_t i = b, lit = b;
     int rc = 0;
     while (i < e && !rc) {
-        i = k->next_special[i]; /* nothing to do before it: plain text, emitted with the run */
+        /* nothing to do before it: plain text, emitted with the run */
+        i = k->next_special ? k->next_special[i] : e;
         if (i >= e)
             break;
         if (k->next_bold[i] == i && i + 1 < e) {
@@ -1400,9 +1421,24 @@ static int render_markup(const struct markup *k, fb_buf_t *out, bool html)
     return rc;
 }
 
-/* Pass 1 into local buffers capped at FB_TEMPLATE_MAX_OUTPUT, pass 2 into local outputs, and
- * only then into the caller's buffers, so a failure never leaves half a message (both buffers
- * are freed instead, as documented). */
+/* What the intermediate text and its marks get at first (most texts are shorter). */
+#define RENDER_RESERVE 1024
+
+/* Renders the markup of `k` into `out` (plain text or HTML), straight after what `out` holds:
+ * 0, or FB_ETOOBIG when this render's bytes pass FB_TEMPLATE_MAX_OUTPUT or `out`'s own maximum
+ * (the limits an intermediate buffer capped at FB_TEMPLATE_MAX_OUTPUT, then appended, gave). */
+static int render_markup_into(const struct markup *k, fb_buf_t *out, bool html)
+{
+    size_t start = out->len;
+    int rc = render_markup(k, out, html);
+    if (!rc && out->len - start > FB_TEMPLATE_MAX_OUTPUT)
+        rc = FB_ETOOBIG;
+    return rc;
+}
+
+/* Pass 1 into local buffers capped at FB_TEMPLATE_MAX_OUTPUT, pass 2 straight into the caller's
+ * buffers (no copy); a failure never leaves half a message: both buffers are freed instead, as
+ * documented. */
 int fb_template_render(const fb_template_t *t, const fb_expr_env_t *env, fb_buf_t *plain,
                        fb_buf_t *html)
 {
@@ -1415,9 +1451,9 @@ int fb_template_render(const fb_template_t *t, const fb_expr_env_t *env, fb_buf_
     fb_buf_init(&r.text, FB_TEMPLATE_MAX_OUTPUT);
     fb_buf_init(&r.mask, FB_TEMPLATE_MAX_OUTPUT);
     fb_buf_init(&r.tmp, FB_TEMPLATE_MAX_OUTPUT);
-    fb_buf_t outs[2];
-    fb_buf_init(&outs[0], FB_TEMPLATE_MAX_OUTPUT);
-    fb_buf_init(&outs[1], FB_TEMPLATE_MAX_OUTPUT);
+    /* one allocation each for most texts, instead of doubling from 64 bytes */
+    fb_buf_reserve(&r.text, RENDER_RESERVE);
+    fb_buf_reserve(&r.mask, RENDER_RESERVE);
     struct markup k;
     memset(&k, 0, sizeof(k));
     uint32_t small[4 * (MARKUP_SMALL + 2)]; /* the markup tables of a short text (8 KiB) */
@@ -1429,14 +1465,16 @@ int fb_template_render(const fb_template_t *t, const fb_expr_env_t *env, fb_buf_
     k.m = (const unsigned char *)fb_buf_str(&r.mask);
     k.n = r.text.len;
     markup_index(&k, small, FB_ARRAY_SIZE(small));
+    /* room for about what the markup pass writes: the text, less the markup, in plain text; a
+     * quarter more in HTML (tags, escapes) */
     if (plain)
-        rc = render_markup(&k, &outs[0], false);
+        fb_buf_reserve(plain, k.n + 64);
+    if (html)
+        fb_buf_reserve(html, k.n + k.n / 4 + 64);
+    if (plain)
+        rc = render_markup_into(&k, plain, false);
     if (!rc && html)
-        rc = render_markup(&k, &outs[1], true);
-    if (!rc && plain)
-        rc = fb_buf_append(plain, fb_buf_str(&outs[0]), outs[0].len);
-    if (!rc && html)
-        rc = fb_buf_append(html, fb_buf_str(&outs[1]), outs[1].len);
+        rc = render_markup_into(&k, html, true);
 done:
     if (rc) {
         /* Like a failed fb_buf_append(): the caller does not clean up half a message. */
@@ -1446,9 +1484,7 @@ done:
             fb_buf_free(html);
     }
     if (k.next_bold != small)
-        fb_free(k.next_bold); /* the four tables */
-    fb_buf_free(&outs[0]);
-    fb_buf_free(&outs[1]);
+        fb_free(k.next_bold); /* the four tables (NULL when none was built) */
     fb_buf_free(&r.text);
     fb_buf_free(&r.mask);
     fb_buf_free(&r.tmp);

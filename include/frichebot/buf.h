@@ -30,6 +30,11 @@ int fb_buf_puts(fb_buf_t *b, const char *s);
 int fb_buf_printf(fb_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /** Appends vprintf-formatted text. Same contract as fb_buf_append(). */
 int fb_buf_vprintf(fb_buf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+/**
+ * Makes room for `n` more bytes in one allocation (never past the maximum), so that appends up to
+ * that size do not reallocate step by step. Changes no contents and never fails.
+ */
+void fb_buf_reserve(fb_buf_t *b, size_t n);
 /** Empties the buffer, keeping its memory and maximum. */
 void fb_buf_reset(fb_buf_t *b);
 /** Frees the memory; the buffer is empty and reusable with the same maximum. */

@@ -566,6 +566,46 @@ TEST_IMPL(template_output_cap)
     return 0;
 }
 
+/* Renders `src` into buffers that already hold "avant " and checks that what follows is exactly
+ * what a render into empty buffers gives (the markup pass writes straight into them). */
+static void check_appends(const char *src)
+{
+    fb_template_t *t = parse_ok(src);
+    fb_buf_t p1, h1, p2, h2;
+    fb_buf_init(&p1, 1u << 20);
+    fb_buf_init(&h1, 1u << 20);
+    fb_buf_init(&p2, 1u << 20);
+    fb_buf_init(&h2, 1u << 20);
+    ASSERT_OK(fb_template_render(t, &env, &p1, &h1));
+    ASSERT_OK(fb_buf_puts(&p2, "avant "));
+    ASSERT_OK(fb_buf_puts(&h2, "avant "));
+    ASSERT_OK(fb_template_render(t, &env, &p2, &h2));
+    ASSERT_EQ(p2.len, p1.len + 6);
+    ASSERT_EQ(h2.len, h1.len + 6);
+    ASSERT_STR_EQ(fb_buf_str(&p2) + 6, fb_buf_str(&p1));
+    ASSERT_STR_EQ(fb_buf_str(&h2) + 6, fb_buf_str(&h1));
+    fb_buf_free(&p1);
+    fb_buf_free(&h1);
+    fb_buf_free(&p2);
+    fb_buf_free(&h2);
+    fb_template_free(t);
+}
+
+TEST_IMPL(template_render_appends_and_caps_each_output)
+{
+    env_setup();
+    check_appends("Bonjour, rien de special ici.");
+    check_appends("**Gras** et [un lien](https://x.fr) : {{ texte }}\n\n- a\n- b");
+    check_appends(
+        "{% pour e dans feuille_de_route %}{{ liens(e.source) }} {{ e.titre }}\n{% fin %}");
+    /* 20,000 '<': 20,000 bytes of plain text (under FB_TEMPLATE_MAX_OUTPUT) but 80,000 of HTML
+     * ("&lt;"): the render fails and frees both outputs, though the caller's buffers could hold
+     * a megabyte each. */
+    check_too_big("{% pour a dans cent %}{% pour b dans cent %}<<{% fin %}{% fin %}", 1u << 20);
+    env_teardown();
+    return 0;
+}
+
 static void collect(void *arg, const char *name, bool is_tag, int line, int col)
 {
     ASSERT_OK(fb_buf_printf(arg, "%s%s@%d:%d ", is_tag ? "#" : "", name, line, col));
