@@ -78,10 +78,10 @@ fb_durability_t *fb_durability_create(uv_loop_t *loop, fb_redis_t *redis, const 
 
 /**
  * Sets the keys' layout migration (core/keys.h, FB_KEYS_MIGRATE_LUA: `script` is kept, not
- * copied): sent with EVALSHA (fb_redis_evalsha()), KEYS[1] "<prefix>{g}:<flag_name>" and ARGV[1] the prefix, as the
- * first command of every connection until it has answered once, before the persistence check
- * (whose marker it may rename) and before any other command. It must answer {renamed, left,
- * state}; logged. Call it before the client is started.
+ * copied): sent with EVALSHA (fb_redis_evalsha()), KEYS[1] "<prefix>{g}:<flag_name>" and ARGV[1]
+ * the prefix, as the first command of every connection until it has answered once, before the
+ * persistence check (whose marker it may rename) and before any other command. It must answer
+ * {renamed, left, state}; logged. Call it before the client is started.
  */
 void fb_durability_set_migration(fb_durability_t *dur, const char *script, const char *flag_name);
 
