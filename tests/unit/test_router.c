@@ -795,7 +795,7 @@ TEST_IMPL(router_adapter_history_forms)
     ASSERT_EQ(redis_int(&f, "HGET t:{c:test:h}:mine nh"), n);
     bool seen_html = false, seen_choices = false;
     for (long long i = 1; i <= n; i++) {
-        char field[16];
+        char field[32];
         snprintf(field, sizeof(field), "out%lld", i);
         json_t *e = redis_json(&f, "t:{c:test:h}:mine", field, false);
         snprintf(field, sizeof(field), "form%lld", i);
@@ -825,7 +825,7 @@ TEST_IMPL(router_adapter_history_forms)
     }
     ASSERT(seen_html);
     (void)seen_choices; /* the greeting of this dialog may or may not offer choices */
-    char field[16];
+    char field[32];
     snprintf(field, sizeof(field), "form%lld", n - 1);
     json_t *h = redis_json(&f, "t:{c:test:h}:mine", field, true);
     ASSERT_NOT_NULL(h); /* the feature's first: no html, no record */
