@@ -250,3 +250,26 @@ void fb_test_redis_destroy(fb_test_redis_t *r)
     }
     rmdir(r->dir);
 }
+
+long long fb_test_redis_cmdstat(struct redisContext *sync, const char *cmd, const char *field)
+{
+    redisReply *rep = redisCommand(sync, "INFO commandstats");
+    ASSERT(rep && rep->type == REDIS_REPLY_STRING);
+    char line[64], key[64];
+    snprintf(line, sizeof(line), "cmdstat_%s:", cmd);
+    snprintf(key, sizeof(key), "%s=", field);
+    long long value = 0;
+    const char *p = strstr(rep->str, line);
+    if (p) {
+        const char *end = strchr(p, '\r');
+        /* the field right after the colon or after a comma ("calls=" is in "failed_calls=") */
+        for (const char *f = p + strlen(line) - 1; f && (!end || f < end); f = strchr(f + 1, ',')) {
+            if (strncmp(f + 1, key, strlen(key)) == 0) {
+                value = strtoll(f + 1 + strlen(key), NULL, 10);
+                break;
+            }
+        }
+    }
+    freeReplyObject(rep);
+    return value;
+}

@@ -123,6 +123,14 @@ int fb_test_redis_restart(fb_test_redis_t *r);
 bool fb_test_redis_cluster(void);
 /** Stops the server and removes its directory. */
 void fb_test_redis_destroy(fb_test_redis_t *r);
+struct redisContext;
+/**
+ * Field `field` ("calls", "failed_calls"...) of Redis command `cmd` ("hgetall", "eval") in
+ * `INFO commandstats`, read on the synchronous connection `sync`: calls inside scripts included,
+ * since the start or the last CONFIG RESETSTAT; 0 when the command has not run. Fails the test
+ * when INFO cannot be read.
+ */
+long long fb_test_redis_cmdstat(struct redisContext *sync, const char *cmd, const char *field);
 
 /**
  * Runs `loop` (a 5 ms timer keeps it turning) until cond(arg) holds or `ms` pass; returns whether

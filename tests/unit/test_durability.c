@@ -374,19 +374,6 @@ TEST_IMPL(durability_beat_finds_a_flush)
     return 0;
 }
 
-/* The calls and failures of `cmd` in Redis's INFO commandstats (0 when it never ran). */
-static void cmdstat(struct fixture *f, const char *cmd, long long *calls, long long *failed)
-{
-    redisReply *rep = redisCommand(f->sync, "INFO commandstats");
-    ASSERT(rep && rep->type == REDIS_REPLY_STRING);
-    char name[64];
-    snprintf(name, sizeof(name), "cmdstat_%s:", cmd);
-    const char *p = strstr(rep->str, name);
-    *calls = p ? strtoll(strstr(p, "calls=") + 6, NULL, 10) : 0;
-    *failed = p ? strtoll(strstr(p, "failed_calls=") + 13, NULL, 10) : 0;
-    freeReplyObject(rep);
-}
-
 /* Issue 17: the check's and the beat's scripts go by their SHA1, never EVAL (the beat's marker
  * would send and hash its body every few seconds); after a restart (Redis has lost its scripts)
  * the client loads them before the check's EVALSHAs, which therefore never answer NOSCRIPT. */
@@ -397,12 +384,10 @@ TEST_IMPL(durability_evalsha_only)
     setup(&f, true);
     wait_checks(&f, 1);
     wait_epoch(&f, state(&f).epoch + 3);
-    long long calls, failed;
-    cmdstat(&f, "eval", &calls, &failed);
-    ASSERT_EQ(calls, 0);
-    cmdstat(&f, "evalsha", &calls, &failed);
-    ASSERT(calls >= 5); /* the migration, the check's marker, the beats */
-    ASSERT_EQ(failed, 0);
+    ASSERT_EQ(fb_test_redis_cmdstat(f.sync, "eval", "calls"), 0);
+    /* the migration, the check's marker, the beats */
+    ASSERT(fb_test_redis_cmdstat(f.sync, "evalsha", "calls") >= 5);
+    ASSERT_EQ(fb_test_redis_cmdstat(f.sync, "evalsha", "failed_calls"), 0);
 
     redisFree(f.sync);
     f.sync = NULL;
@@ -411,11 +396,10 @@ TEST_IMPL(durability_evalsha_only)
     ASSERT(f.sync && !f.sync->err);
     wait_checks(&f, 2);
     wait_epoch(&f, state(&f).epoch + 2);
-    cmdstat(&f, "eval", &calls, &failed);
-    ASSERT_EQ(calls, 0);
-    cmdstat(&f, "evalsha", &calls, &failed);
-    ASSERT(calls >= 3);
-    ASSERT_EQ(failed, 0); /* no NOSCRIPT: loaded first */
+    ASSERT_EQ(fb_test_redis_cmdstat(f.sync, "eval", "calls"), 0);
+    ASSERT(fb_test_redis_cmdstat(f.sync, "evalsha", "calls") >= 3);
+    /* no NOSCRIPT: loaded first */
+    ASSERT_EQ(fb_test_redis_cmdstat(f.sync, "evalsha", "failed_calls"), 0);
     teardown(&f);
     return 0;
 }

@@ -754,18 +754,6 @@ static long long wall_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Redis's count of HGETALL calls (INFO commandstats), 0 before the first. */
-static long long hgetall_calls(struct fixture *f)
-{
-    redisReply *rep = redisCommand(f->sync, "INFO commandstats");
-    ASSERT_NOT_NULL(rep);
-    ASSERT_EQ(rep->type, REDIS_REPLY_STRING);
-    const char *p = strstr(rep->str, "cmdstat_hgetall:calls=");
-    long long n = p ? strtoll(p + strlen("cmdstat_hgetall:calls="), NULL, 10) : 0;
-    freeReplyObject(rep);
-    return n;
-}
-
 /*
  * The push-back reads the reminders hash only when one may be armed (issue 17): the session's `r`
  * holds the version at which the hash was known empty. Armed: `r` is "" and every user event
@@ -790,14 +778,14 @@ TEST_IMPL(reminders_push_back_reads_only_when_armed)
      * finds it empty and records it with the version it writes */
     ASSERT_EQ(redis_int(&f, "DEL t:{c:test:r0}:reminders"), 1);
     ASSERT_EQ(redis_int(&f, "ZREM t:{g}:reminders:due test:r0|relance"), 1);
-    long long n0 = hgetall_calls(&f);
+    long long n0 = fb_test_redis_cmdstat(f.sync, "hgetall", "calls");
     deliver_wait(&f, FB_IN_MESSAGE, "r0", "m1", "zzzzqqq");
-    ASSERT_EQ(hgetall_calls(&f), n0 + 1);
+    ASSERT_EQ(fb_test_redis_cmdstat(f.sync, "hgetall", "calls"), n0 + 1);
     long long v = redis_int(&f, "HGET t:{c:test:r0}:session v");
     ASSERT_EQ(redis_int(&f, "HGET t:{c:test:r0}:session r"), v);
     /* known empty: no read, the record follows the version */
     deliver_wait(&f, FB_IN_MESSAGE, "r0", "m2", "zzzzqqq");
-    ASSERT_EQ(hgetall_calls(&f), n0 + 1);
+    ASSERT_EQ(fb_test_redis_cmdstat(f.sync, "hgetall", "calls"), n0 + 1);
     ASSERT_EQ(redis_int(&f, "HGET t:{c:test:r0}:session v"), v + 1);
     ASSERT_EQ(redis_int(&f, "HGET t:{c:test:r0}:session r"), v + 1);
     /* an older daemon arms a reminder (one the dialog's failed answers do not cancel) and
@@ -808,7 +796,7 @@ TEST_IMPL(reminders_push_back_reads_only_when_armed)
     ASSERT_EQ(redis_int(&f, "HINCRBY t:{c:test:r0}:session v 1"), v + 2);
     long long before = wall_ms() / 1000 * 1000;          /* the router's clock may lag a few ms */
     deliver_wait(&f, FB_IN_MESSAGE, "r0", "m3", "lyon"); /* the next question */
-    ASSERT_EQ(hgetall_calls(&f), n0 + 2);
+    ASSERT_EQ(fb_test_redis_cmdstat(f.sync, "hgetall", "calls"), n0 + 2);
     long long due = redis_int(&f, "ZSCORE t:{g}:reminders:due test:r0|autre");
     ASSERT(due >= before + six_weeks);
     ASSERT(due < before + six_weeks + 600000);
@@ -821,7 +809,7 @@ TEST_IMPL(reminders_push_back_reads_only_when_armed)
     ASSERT_LE(pttl, 86400000);
     /* still armed: read again */
     deliver_wait(&f, FB_IN_MESSAGE, "r0", "m4", "zzzzqqq");
-    ASSERT_EQ(hgetall_calls(&f), n0 + 3);
+    ASSERT_EQ(fb_test_redis_cmdstat(f.sync, "hgetall", "calls"), n0 + 3);
     teardown(&f);
     return 0;
 }

@@ -1130,21 +1130,6 @@ TEST_IMPL(router_outbox_put_off_not_counted)
     return 0;
 }
 
-/* Calls of Redis command `cmd` since the last CONFIG RESETSTAT (INFO commandstats), inside
- * scripts included. */
-static long long cmd_calls(struct fixture *f, const char *cmd)
-{
-    redisReply *rep = redisCommand(f->sync, "INFO commandstats");
-    ASSERT_NOT_NULL(rep);
-    ASSERT_EQ(rep->type, REDIS_REPLY_STRING);
-    char needle[64];
-    snprintf(needle, sizeof(needle), "cmdstat_%s:calls=", cmd);
-    const char *p = strstr(rep->str, needle);
-    long long n = p ? strtoll(p + strlen(needle), NULL, 10) : 0;
-    freeReplyObject(rep);
-    return n;
-}
-
 /* An adapter whose platform drops a send it has seen by its transaction id
  * (FB_ADAPTER_CAP_TXN_DEDUPE): an event's replies go out one after the other and one POP removes
  * them all (issue 17), not one POP per reply. A transient failure of the second resends only the
@@ -1163,7 +1148,9 @@ TEST_IMPL(router_outbox_one_pop_per_event)
     ASSERT_NOT_NULL(strstr(ta.sent[0].text, "Bonjour"));
     ASSERT_NOT_NULL(strstr(ta.sent[1].text, "Dans quelle commune"));
     /* one POP: its one LTRIM (the POP of each reply was an LPOP each) */
-    ASSERT_EQ(cmd_calls(&f, "lpop") + cmd_calls(&f, "ltrim"), 1);
+    ASSERT_EQ(fb_test_redis_cmdstat(f.sync, "lpop", "calls") +
+                  fb_test_redis_cmdstat(f.sync, "ltrim", "calls"),
+              1);
     ASSERT_EQ(redis_int(&f, "EXISTS t:{c:test:o}:outbox"), 0);
     ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:outbox:pending"), 0);
     /* the second reply of the next greeting fails once: resent alone, then both popped */
