@@ -668,6 +668,15 @@ static struct adapter_slot *adapter_by_name(fb_router_t *r, const char *name)
 static void ob_read(struct conv *c);
 static void ob_send(struct conv *c, json_t *entry);
 
+/* Sends again the entry the outbox kept (c->ob_entry, its stored bytes). */
+static void ob_send_kept(struct conv *c)
+{
+    json_error_t jerr;
+    json_t *entry = json_loadb(c->ob_entry, c->ob_len, 0, &jerr);
+    ob_send(c, entry);
+    json_decref(entry);
+}
+
 /* After a wait: the head is read again, unless the entry that waited follows entries of its
  * chain that were sent and not popped yet (ob_done): those are still before it in Redis, and a
  * HEAD would send them again, so the entry itself (c->ob_entry, still the next one in Redis:
@@ -678,10 +687,7 @@ static void ob_resume(struct conv *c)
         ob_read(c);
         return;
     }
-    json_error_t jerr;
-    json_t *entry = json_loadb(c->ob_entry, c->ob_len, 0, &jerr);
-    ob_send(c, entry);
-    json_decref(entry);
+    ob_send_kept(c);
 }
 
 static void ob_timer_fired(uv_timer_t *t)
@@ -938,10 +944,7 @@ static void ob_send_queued(fb_router_t *r)
             conv_maybe_free(c);
             continue;
         }
-        json_error_t jerr;
-        json_t *entry = json_loadb(c->ob_entry, c->ob_len, 0, &jerr);
-        ob_send(c, entry);
-        json_decref(entry);
+        ob_send_kept(c);
     }
 }
 
