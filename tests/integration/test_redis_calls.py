@@ -72,6 +72,17 @@ def commandstats(redis):
     return out
 
 
+def net_of_idle(redis, busy, elapsed, n):
+    """The commands of a run (`busy`, counted since a RESETSTAT) less those an idle daemon and
+    Redis make over as long (`elapsed` s, counted now), each and all divided by `n`:
+    (work, {command: per unit}, commands per unit)."""
+    redis.cli("CONFIG", "RESETSTAT")
+    time.sleep(elapsed)
+    idle = commandstats(redis)
+    work = {k: v - idle.get(k, 0) for k, v in busy.items()}
+    return work, {k: v / n for k, v in sorted(work.items()) if v > 0}, sum(work.values()) / n
+
+
 def round_trips(d):
     status, _, body = d.request("/metrics")
     assert status == 200
@@ -118,14 +129,9 @@ def test_web_message_redis_calls(redis, make_daemon, tmp_path, text, budget):
     elapsed = time.monotonic() - t0
     rt = round_trips(d) - rt0
 
-    redis.cli("CONFIG", "RESETSTAT")
-    time.sleep(elapsed)
-    idle = commandstats(redis)
+    work, per_msg, commands = net_of_idle(redis, busy, elapsed, N)
     chat.close()
 
-    work = {k: v - idle.get(k, 0) for k, v in busy.items()}
-    per_msg = {k: v / N for k, v in sorted(work.items()) if v > 0}
-    commands = sum(work.values()) / N
     print(f"\nper web message ({N} messages, one reply each): {commands:.2f} Redis commands, "
           f"{rt / N:.2f} round trips; {per_msg}")
     assert busy.get("eval", 0) == 0, f"EVAL on the hot path: {busy}"
@@ -208,15 +214,10 @@ def test_appservice_message_redis_calls(redis, make_daemon, tmp_path):
         assert redis.cli("ZCARD", PENDING) == "0"
         elapsed = time.monotonic() - t0
         rt = round_trips(d) - rt0
-        redis.cli("CONFIG", "RESETSTAT")
-        time.sleep(elapsed)
-        idle = commandstats(redis)
+        work, per_event, commands = net_of_idle(redis, busy, elapsed, AS_N)
     finally:
         hs.stop()
 
-    work = {k: v - idle.get(k, 0) for k, v in busy.items()}
-    per_event = {k: v / AS_N for k, v in sorted(work.items()) if v > 0}
-    commands = sum(work.values()) / AS_N
     print(f"\nper appservice event ({AS_N} transactions of one \"aide\", two replies each): "
           f"{commands:.2f} Redis commands, {rt / AS_N:.2f} round trips; {per_event}")
     assert busy.get("eval", 0) == 0, f"EVAL on the hot path: {busy}"
