@@ -11,7 +11,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -19,14 +18,10 @@ import urllib.request
 
 import pytest
 
+from ports import free_port  # noqa: F401 (the tests import it from here)
+
 BINARY = os.environ.get("FB_BINARY") or shutil.which("frichebot")
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(pred, timeout=10.0, step=0.05):

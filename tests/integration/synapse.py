@@ -19,24 +19,19 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
+from ports import free_port
+
 SOURCE = os.environ.get("FB_SOURCE_DIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
 SYNAPSE_VENV = os.environ.get("FB_SYNAPSE_VENV") or os.path.join(SOURCE, ".venv-synapse")
 SERVER_NAME = "localhost"
 HIGH = {"per_second": 10000, "burst_count": 10000}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def synapse_python():

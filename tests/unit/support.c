@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,22 +92,62 @@ void fb_test_run_for(uv_loop_t *loop, unsigned ms)
     (void)fb_test_wait_cond(loop, never, NULL, ms);
 }
 
+/* The first port of the kernel's ephemeral range (net.ipv4.ip_local_port_range). */
+static int ephemeral_low(void)
+{
+    int low = 32768;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        if (fscanf(f, "%d", &low) != 1 || low <= 1024)
+            low = 32768;
+        fclose(f);
+    }
+    return low;
+}
+
+/* A free loopback port for a server the test starts later. Drawn at random below the ephemeral
+ * range, where no outgoing connection takes its source port between the choice and the server's
+ * bind (tests/integration/ports.py says why), and never the same twice in one process. */
 int fb_test_free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
+    static int given[256];
+    static unsigned ngiven;
+    static unsigned long long state;
+    if (!state) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        state = (((unsigned long long)getpid() << 32) ^ (unsigned long long)ts.tv_nsec ^
+                 (unsigned long long)ts.tv_sec) |
+                1ULL;
+    }
+    int hi = ephemeral_low() - 1;
+    int lo = hi - 12000 > 1024 ? hi - 12000 : 1024;
+    for (int tries = 0; tries < 500; tries++) {
+        state ^= state << 13; /* xorshift64 */
+        state ^= state >> 7;
+        state ^= state << 17;
+        int port = lo + (int)(state % (unsigned long long)(hi - lo + 1));
+        bool seen = false;
+        for (unsigned i = 0; i < ngiven && i < 256; i++)
+            seen = seen || given[i] == port;
+        if (seen)
+            continue;
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0)
+            return -1;
+        struct sockaddr_in a;
+        memset(&a, 0, sizeof(a));
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = htons((uint16_t)port);
+        int rc = bind(fd, (struct sockaddr *)&a, sizeof(a));
+        close(fd);
+        if (rc != 0)
+            continue;
+        given[ngiven++ % 256] = port;
+        return port;
+    }
+    return -1;
 }
 
 bool fb_test_redis_cluster(void)
