@@ -69,25 +69,8 @@
 
 /* ---- the scripts ------------------------------------------------------------------------- */
 
-/* READ. KEYS: session, an older daemon's dedupe mark of this event ({c:K}:ev:<id>), roadmap, the
- * dedupe marks (zset {c:K}:ev); ARGV: 1 "1" when the roadmap page has an address
- * (server.public_url: without it no message shows a link, so its token is not read), 2 the event
- * id, 3 now ms, 4 the dedupe retention ms, 5 "1" while an older daemon's marks may exist in this
- * Redis (the retention has not passed since FB_KEY_MARKS_SINCE). {1} when the event was handled
- * already, else {0, v, d, a, t} (a: the time of the user's last event, ms, "" when unknown; t:
- * the roadmap page's token, "" when none was given yet or not read). A mark counts for the
- * retention after its time, as the string keys' PX did (the COMMITs trim the zset only now and
- * then). The older daemons' marks (one string key per event) are looked for only while they may
- * still exist (docs/internals/REDIS.md, "Dedupe marks"). */
-static const char read_src[] =
-    "#!lua flags=no-writes\n"
-    "local s = tonumber(redis.call('ZSCORE', KEYS[4], ARGV[2]))\n"
-    "if s and s > tonumber(ARGV[3]) - tonumber(ARGV[4]) then return {1} end\n"
-    "if ARGV[5] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return {1} end\n"
-    "local rt = ARGV[1] == '1' and redis.call('HGET', KEYS[3], 't') or ''\n"
-    "local cur = redis.call('HMGET', KEYS[1], '" FB_SESSION_VERSION "', '" FB_SESSION_DATA
-    "', '" FB_SESSION_ACTIVITY "')\n"
-    "return {0, cur[1] or '0', cur[2] or '', cur[3] or '', rt}\n";
+/* READ is not a script (issue 17: a script's fixed cost in Redis was four times its commands'):
+ * plain commands sent one behind the other, one round trip (job_start(), struct read). */
 
 /* SINCE, once at start (off the message path). KEYS: FB_KEY_MARKS_SINCE, the stats hash; ARGV:
  * now ms. Since when this Redis has its dedupe marks in zsets: kept from the first start of a
@@ -136,10 +119,20 @@ static const char since_src[] = "#!lua\n"
 static const char commit_head_src[] =
     "#!lua\n"
     "local keep = tonumber(ARGV[6])\n"
-    "local seen = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[11]))\n"
-    "if seen and seen > tonumber(ARGV[7]) - keep then return {2, 0} end\n"
     "local cur = redis.call('HMGET', KEYS[1], '" FB_SESSION_VERSION "', '" FB_SESSION_TTL_SET
-    "', '" FB_SESSION_MARKS "', '" FB_SESSION_REMINDERS "')\n"
+    "', '" FB_SESSION_MARKS "', '" FB_SESSION_REMINDERS "', '" FB_SESSION_WRITE_ID "')\n"
+    /* Handled already? A COMMIT that writes a session it read (ARGV 1 > 0) needs no look at the
+     * dedupe mark: this event's own write is the session's last one when a resend of it finds
+     * its first attempt landed (the write id is the event's), and any later write changed the
+     * version, so the conflict's rerun meets the mark at READ (issue 17: one command less). A
+     * forget, a COMMIT that leaves the session, or one that creates it (version 0, which a
+     * forget or an expiry gives again) look at the mark. */
+    "if ARGV[3] == 'w' and ARGV[1] ~= '0' then\n"
+    "  if cur[5] == ARGV[4] then return {2, 0} end\n"
+    "else\n"
+    "  local seen = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[11]))\n"
+    "  if seen and seen > tonumber(ARGV[7]) - keep then return {2, 0} end\n"
+    "end\n"
     "local v = tonumber(cur[1]) or 0\n"
     "if v ~= tonumber(ARGV[1]) then return {0, v} end\n"
     "local ttl_set = tonumber(cur[2])\n"
@@ -364,13 +357,26 @@ static const char head_src[] = "#!lua flags=allow-oom\n"
  * consumer popped in between is taken from the list. Returns {1 all popped or 0 not, the next
  * head or nil}; when the outbox is empty, the conversation leaves the pending index (atomically,
  * so an entry added just after re-adds it): the next head comes with the pop, no HEAD round trip
- * after each send, and one POP per event rather than per entry (issue 17). */
+ * after each send, and one POP per event rather than per entry (issue 17). One LPOP of the
+ * entries and one more takes them and shows the next head; what is not theirs (the next head,
+ * entries another consumer left first) goes back in front, in its order: in the usual case (the
+ * outbox held just these entries) two commands, where LRANGE and LTRIM were three with the ZREM.
+ * An outbox the LPOP emptied and the push-back made again has lost its TTL: it gets the
+ * session's, as at HEAD. */
 static const char pop_src[] = "#!lua flags=allow-oom\n"
                               "local n = #ARGV - 3\n"
-                              "local l = redis.call('LRANGE', KEYS[1], 0, n)\n"
+                              "local l = redis.call('LPOP', KEYS[1], n + 1) or {}\n"
                               "local k = 0\n"
                               "while k < n and l[k + 1] == ARGV[k + 4] do k = k + 1 end\n"
-                              "if k > 0 then redis.call('LTRIM', KEYS[1], k, -1) end\n"
+                              "if #l > k then\n"
+                              "  local back = {}\n"
+                              "  for i = #l, k + 1, -1 do table.insert(back, l[i]) end\n"
+                              "  redis.call('LPUSH', KEYS[1], unpack(back))\n"
+                              "  local ttl = tonumber(ARGV[2])\n"
+                              "  if ttl > 0 and redis.call('PTTL', KEYS[1]) == -1 then\n"
+                              "    redis.call('PEXPIRE', KEYS[1], ttl)\n"
+                              "  end\n"
+                              "end\n"
                               "if k == n and ARGV[1] == '1' then\n"
                               "  redis.call('RPUSH', KEYS[2], ARGV[#ARGV])\n"
                               "  local ttl = tonumber(ARGV[2])\n"
@@ -519,7 +525,7 @@ struct fb_router_s {
     uint64_t pending_convs; /* ZCARD of the pending index at the last scan */
     int64_t marks_since;    /* FB_KEY_MARKS_SINCE, ms; -1 until read (see since_src) */
     bool since_asked;
-    fb_store_script_t s_read, s_commit, s_head, s_pop, s_scan, s_since;
+    fb_store_script_t s_commit, s_head, s_pop, s_scan, s_since;
     uint64_t outbox_delay_ms; /* tests: each delivery waits until the entry's ts + this */
     void (*step_hook)(void *arg, const char *key, json_t *effects);
     void *step_hook_arg;
@@ -1945,42 +1951,140 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
     r->inflight++;
 }
 
-static void on_read(int status, const redisReply *rep, void *arg)
+/*
+ * READ: plain commands sent one behind the other in one write (one round trip, FB_REDIS_PIPELINED
+ * on all but the first), answered in their order: HMGET of the session (v, d, a), the roadmap
+ * page's token (HGET, only when the page has an address: server.public_url; without it no
+ * message shows a link), an older daemon's string mark of this event (EXISTS, only while one may
+ * still exist: the retention has not passed since FB_KEY_MARKS_SINCE), then the event's dedupe
+ * mark (ZSCORE in the zset {c:K}:ev), last. Not atomic, and need not be: the mark is read after
+ * the session, so a mark absent then was absent when the session was read, and the session read
+ * does not hold this event's effects; were it handled after that read (another daemon, a
+ * resend), its COMMIT changed the version and this one's COMMIT conflicts, and the rerun's READ
+ * sees the mark. A mark counts for the retention after its time, as the string keys' PX did (the
+ * COMMITs trim the zset only now and then). Issue 17: the READ script cost Redis 51,500
+ * instructions, its commands sent plainly 11,000 (docs/internals/REDIS.md).
+ */
+struct read {
+    struct job *j;
+    unsigned left;   /* commands sent, not answered yet */
+    int status;      /* the first failure, or 0 */
+    bool dup;        /* a dedupe mark says the event was handled already */
+    long long since; /* a mark counts when its time is above this: now - the retention */
+    char *v, *d, *a; /* the session's fields (copies; NULL: none) */
+    size_t dlen;
+    char token[ROADMAP_TOKEN_LEN + 1]; /* the roadmap page's stored token, "" when none */
+};
+
+static void read_done(struct read *rd)
 {
-    struct job *j = arg;
+    struct job *j = rd->j;
     struct conv *c = j->c;
     fb_router_t *r = c->r;
-    r->inflight--;
-    if (status != 0) {
-        FB_WARN(ROUTER, "[%s] cannot load the session: %s", c->tag, fb_strerror(status));
-        job_finish(j, inbound_status(status));
-        return;
-    }
-    if (!fb_redis_reply_array(rep, 1, FB_REDIS_NOMAX, "i")) {
-        job_finish(j, FB_EAGAIN);
-        return;
-    }
-    if (rep->element[0]->integer == 1) {
+    if (rd->status != 0) {
+        FB_WARN(ROUTER, "[%s] cannot load the session: %s", c->tag, fb_strerror(rd->status));
+        job_finish(j, inbound_status(rd->status));
+    } else if (rd->dup) {
         r->st.duplicates++;
         FB_DEBUG(ROUTER, "[%s] duplicate event", c->tag);
         duplicate_committed(j);
         job_finish(j, 0);
-        return;
-    }
-    if (!fb_redis_reply_array(rep, 5, 5, "issss")) {
-        job_finish(j, FB_EAGAIN);
-        return;
-    }
-    if (r->stopping) {
+    } else if (r->stopping) {
         job_finish(j, FB_ECANCELED);
-        return;
-    }
-    if (roadmap_token(j, rep->element[4]->str) != 0) {
+    } else if (roadmap_token(j, rd->token) != 0) {
         job_finish(j, FB_EAGAIN);
-        return;
+    } else {
+        unsigned long long v = rd->v ? strtoull(rd->v, NULL, 10) : 0;
+        job_step(j, (uint64_t)v, rd->d ? rd->d : "", rd->d ? rd->dlen : 0, rd->a ? rd->a : "");
     }
-    unsigned long long v = strtoull(rep->element[1]->str, NULL, 10);
-    job_step(j, (uint64_t)v, rep->element[2]->str, rep->element[2]->len, rep->element[3]->str);
+    fb_free(rd->v);
+    fb_free(rd->d);
+    fb_free(rd->a);
+    fb_free(rd);
+}
+
+/* Every answer of the READ: `status` and the shape checked; done after the last. */
+static struct read *read_part(int status, const redisReply *rep, void *arg, bool *ok /* OUT */)
+{
+    struct read *rd = arg;
+    rd->j->c->r->inflight--;
+    rd->left--;
+    *ok = false;
+    if (status != 0) {
+        if (rd->status == 0)
+            rd->status = status;
+    } else if (!rep) {
+        if (rd->status == 0)
+            rd->status = FB_EAGAIN;
+    } else {
+        *ok = rd->status == 0;
+    }
+    return rd;
+}
+
+static void read_finish(struct read *rd)
+{
+    if (rd->left == 0)
+        read_done(rd);
+}
+
+static char *reply_dup(const redisReply *rep, size_t *len /* OUT */)
+{
+    size_t n = 0;
+    const char *s = fb_redis_reply_str(rep, &n);
+    if (!s)
+        return NULL;
+    char *d = fb_malloc(n + 1);
+    memcpy(d, s, n);
+    d[n] = '\0';
+    if (len)
+        *len = n;
+    return d;
+}
+
+static void on_read_session(int status, const redisReply *rep, void *arg)
+{
+    bool ok;
+    struct read *rd = read_part(status, rep, arg, &ok);
+    if (ok && !fb_redis_reply_array(rep, 3, 3, NULL))
+        rd->status = FB_EAGAIN;
+    else if (ok) {
+        rd->v = reply_dup(rep->element[0], NULL);
+        rd->d = reply_dup(rep->element[1], &rd->dlen);
+        rd->a = reply_dup(rep->element[2], NULL);
+    }
+    read_finish(rd);
+}
+
+static void on_read_token(int status, const redisReply *rep, void *arg)
+{
+    bool ok;
+    struct read *rd = read_part(status, rep, arg, &ok);
+    size_t n = 0;
+    const char *t = ok ? fb_redis_reply_str(rep, &n) : NULL;
+    if (t && n == ROADMAP_TOKEN_LEN)
+        memcpy(rd->token, t, n + 1);
+    read_finish(rd);
+}
+
+static void on_read_old_mark(int status, const redisReply *rep, void *arg)
+{
+    bool ok;
+    struct read *rd = read_part(status, rep, arg, &ok);
+    long long n = 0;
+    if (ok && fb_redis_reply_int(rep, &n) && n == 1)
+        rd->dup = true;
+    read_finish(rd);
+}
+
+static void on_read_mark(int status, const redisReply *rep, void *arg)
+{
+    bool ok;
+    struct read *rd = read_part(status, rep, arg, &ok);
+    const char *score = ok ? fb_redis_reply_str(rep, NULL) : NULL;
+    if (score && strtod(score, NULL) > (double)rd->since)
+        rd->dup = true;
+    read_finish(rd);
 }
 
 /* Runs (or reruns after a conflict) the head job: READ first. */
@@ -1993,39 +2097,55 @@ static void job_start(struct job *j)
         job_finish(j, FB_ECANCELED);
         return;
     }
-    char *k_session = ckey(c, FB_KEY_SESSION);
-    char *evsuffix = fb_asprintf(FB_KEY_EVENT "%s", j->event_id);
-    char *k_ev = ckey(c, evsuffix);
-    char *k_road = ckey(c, FB_KEY_ROADMAP);
-    char *k_marks = ckey(c, FB_KEY_MARKS);
-    char now[24], keep[24];
     int64_t t = fb_wall_ms();
     uint64_t keep_ms = (uint64_t)r->cfg->router.dedupe_retention_hours * DEDUPE_MS_PER_H;
-    snprintf(now, sizeof(now), "%lld", (long long)t);
-    snprintf(keep, sizeof(keep), "%llu", (unsigned long long)keep_ms);
     /* an older daemon's marks: only during the retention after the upgrade (unknown: maybe) */
     bool older =
         r->marks_since < 0 || (r->marks_since > 0 && t - r->marks_since < (int64_t)keep_ms);
-    const char *args[] = {k_session,
-                          k_ev,
-                          k_road,
-                          k_marks,
-                          r->cfg->server.public_url && *r->cfg->server.public_url ? "1" : "0",
-                          j->event_id,
-                          now,
-                          keep,
-                          older ? "1" : "0"};
-    int rc = fb_store_eval(r->store, &r->s_read, FB_REDIS_RETRY, 4, 5, args, NULL, on_read, j);
+    bool road = r->cfg->server.public_url && *r->cfg->server.public_url;
+    char *k_session = ckey(c, FB_KEY_SESSION);
+    char *k_road = road ? ckey(c, FB_KEY_ROADMAP) : NULL;
+    char *evsuffix = older ? fb_asprintf(FB_KEY_EVENT "%s", j->event_id) : NULL;
+    char *k_ev = older ? ckey(c, evsuffix) : NULL;
+    char *k_marks = ckey(c, FB_KEY_MARKS);
+    struct read *rd = fb_calloc(1, sizeof(*rd));
+    rd->j = j;
+    rd->since = (long long)t - (long long)keep_ms;
+    const char *hmget[] = {"HMGET", k_session, FB_SESSION_VERSION, FB_SESSION_DATA,
+                           FB_SESSION_ACTIVITY};
+    const char *hget[] = {"HGET", k_road, "t"};
+    const char *exists[] = {"EXISTS", k_ev};
+    const char *zscore[] = {"ZSCORE", k_marks, j->event_id};
+    const int more = FB_REDIS_RETRY | FB_REDIS_PIPELINED;
+    int rc = fb_store_command(r->store, FB_REDIS_RETRY, 5, hmget, on_read_session, rd);
+    if (rc == 0) {
+        rd->left++;
+        r->inflight++;
+        if (road && (rc = fb_store_command(r->store, more, 3, hget, on_read_token, rd)) == 0) {
+            rd->left++;
+            r->inflight++;
+        }
+        if (rc == 0 && older &&
+            (rc = fb_store_command(r->store, more, 2, exists, on_read_old_mark, rd)) == 0) {
+            rd->left++;
+            r->inflight++;
+        }
+        if (rc == 0 && (rc = fb_store_command(r->store, more, 3, zscore, on_read_mark, rd)) == 0) {
+            rd->left++;
+            r->inflight++;
+        }
+        if (rc != 0)
+            rd->status = rc; /* the commands sent answer later: read_done() then */
+    }
     fb_free(k_marks);
     fb_free(k_session);
     fb_free(k_ev);
     fb_free(k_road);
     fb_free(evsuffix);
-    if (rc != 0) {
+    if (rd->left == 0) {
+        fb_free(rd);
         job_finish(j, inbound_status(rc));
-        return;
     }
-    r->inflight++;
 }
 
 /* ---- the core offered to adapters ------------------------------------------------------- */
@@ -2275,7 +2395,6 @@ fb_router_t *fb_router_create(const fb_router_deps_t *deps, fb_buf_t *errors)
         .thread_root = core_thread_root,
         .sent = core_sent,
     };
-    fb_store_script_init(&r->s_read, read_src);
     fb_store_script_init(&r->s_since, since_src);
 #ifdef FB_TEST_HOOKS
     /* Test builds only: integration tests hold the outbox to kill a daemon between the COMMIT

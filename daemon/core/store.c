@@ -98,6 +98,7 @@ struct eval_op {
     fb_store_t *s;
     fb_store_eval_cb cb;
     void *arg;
+    const char *what; /* "script" or "command", for the log */
 };
 
 static void on_eval_reply(fb_redis_t *r, int status, redisReply *rep, void *arg)
@@ -105,7 +106,7 @@ static void on_eval_reply(fb_redis_t *r, int status, redisReply *rep, void *arg)
     (void)r;
     struct eval_op *op = arg;
     if (status == 0 && rep->type == REDIS_REPLY_ERROR) {
-        FB_WARN(STORE, "script failed: Redis answered: %s", rep->str ? rep->str : "?");
+        FB_WARN(STORE, "%s failed: Redis answered: %s", op->what, rep->str ? rep->str : "?");
         status = FB_EIO;
     }
     fb_store_eval_cb cb = op->cb;
@@ -135,9 +136,29 @@ int fb_store_eval(fb_store_t *s, const fb_store_script_t *sc, int flags, size_t 
     op->s = s;
     op->cb = cb;
     op->arg = arg;
+    op->what = "script";
     int rc = fb_redis_evalsha(s->redis, sc, flags, on_eval_reply, op, (int)argc, argv, argvlen);
     fb_free(argv);
     fb_free(argvlen);
+    if (rc != 0) {
+        fb_free(op);
+        return rc;
+    }
+    s->pending++;
+    return 0;
+}
+
+int fb_store_command(fb_store_t *s, int flags, int argc, const char **argv, fb_store_eval_cb cb,
+                     void *arg)
+{
+    if (!s || !cb || argc < 1 || !argv)
+        return FB_EINVAL;
+    struct eval_op *op = fb_calloc(1, sizeof(*op));
+    op->s = s;
+    op->cb = cb;
+    op->arg = arg;
+    op->what = "command";
+    int rc = fb_redis_command_argv(s->redis, flags, on_eval_reply, op, argc, argv, NULL);
     if (rc != 0) {
         fb_free(op);
         return rc;

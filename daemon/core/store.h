@@ -43,7 +43,8 @@ fb_store_t *fb_store_create(fb_redis_t *r, const fb_store_opts_t *opts);
  */
 void fb_store_destroy(fb_store_t *s);
 
-/** Number of fb_store_eval() calls started whose callback has not been called yet. */
+/** Number of fb_store_eval() and fb_store_command() calls started whose callback has not been
+ * called yet. */
 size_t fb_store_pending(const fb_store_t *s);
 
 /**
@@ -82,5 +83,16 @@ typedef void (*fb_store_eval_cb)(int status, const struct redisReply *reply, voi
  */
 int fb_store_eval(fb_store_t *s, const fb_store_script_t *sc, int flags, size_t nkeys, size_t nargs,
                   const char *const *args, const size_t *lens, fb_store_eval_cb cb, void *arg);
+
+/**
+ * Sends one plain command (`argc` NUL-terminated arguments), with fb_redis_command_argv()'s
+ * `flags`; its result as fb_store_eval()'s: an error reply is logged and reported as FB_EIO.
+ * Counted in fb_store_pending(). Several of them issued one behind the other in one turn of the
+ * loop leave in one write (FB_REDIS_PIPELINED on all but the first: one round trip) and are
+ * answered in their order. Returns 0 (cb called once, later), FB_EINVAL, FB_EAGAIN or
+ * FB_ECLOSING.
+ */
+int fb_store_command(fb_store_t *s, int flags, int argc, const char **argv, fb_store_eval_cb cb,
+                     void *arg);
 
 #endif /* FB_STORE_H */

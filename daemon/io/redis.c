@@ -948,7 +948,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     FB_ASSERT(c->state == CMD_INFLIGHT);
     list_remove(&r->inflight, c);
     if (rep) {
-        fb_metrics_redis_rtt((double)(fb_mono_ns() - c->sent_ns) / 1e9);
+        if (!(c->flags & FB_REDIS_PIPELINED))
+            fb_metrics_redis_rtt((double)(fb_mono_ns() - c->sent_ns) / 1e9);
         cmd_complete(r, c, 0, rep, false);
         return;
     }

@@ -42,8 +42,17 @@ typedef struct fb_redis_s fb_redis_t;
  */
 #define FB_REDIS_RETRY 0x1
 
-/** Commands that may wait for a connection; past this fb_redis_command_argv() says FB_EAGAIN. */
-#define FB_REDIS_MAX_QUEUED 1024
+/**
+ * Flag for fb_redis_command_argv(): the command is issued right behind another one of the same
+ * round trip (a pipeline: they leave in the same write and their replies come back together), so
+ * its reply is not counted again in the round-trip metric (frichebot_redis_rtt_seconds, which
+ * then counts round trips, not commands: issue 17). Changes nothing else.
+ */
+#define FB_REDIS_PIPELINED 0x2
+
+/** Commands that may wait for a connection; past this fb_redis_command_argv() says FB_EAGAIN.
+ * Sized for 1,024 events waiting at their READ, up to four plain commands each (issue 17). */
+#define FB_REDIS_MAX_QUEUED 4096
 
 /**
  * Called exactly once per command. `status` is 0 when Redis answered, in which case `reply` is
@@ -147,7 +156,8 @@ void fb_redis_get_stats(const fb_redis_t *r, fb_redis_stats_t *out /* OUT */);
 /**
  * Sends a command given as `argc` binary-safe arguments (argv[i] of argvlen[i] bytes; when
  * `argvlen` is NULL every argv[i] is a NUL-terminated string). Everything is copied before the
- * call returns. `flags` is 0 or FB_REDIS_RETRY. `cb` is called exactly once, later, with `arg`.
+ * call returns. `flags` is 0 or FB_REDIS_RETRY, with FB_REDIS_PIPELINED or not. `cb` is called
+ * exactly once, later, with `arg`.
  * Returns 0, or (and then `cb` is never called):
  *   FB_EINVAL   no callback, no arguments, or a command the client cannot carry: one that
  *               changes the connection's protocol (the SUBSCRIBEs and UNSUBSCRIBEs, MONITOR,

@@ -1147,7 +1147,7 @@ TEST_IMPL(router_outbox_one_pop_per_event)
     ASSERT_EQ(ta.nsent, 2);
     ASSERT_NOT_NULL(strstr(ta.sent[0].text, "Bonjour"));
     ASSERT_NOT_NULL(strstr(ta.sent[1].text, "Dans quelle commune"));
-    /* one POP: its one LTRIM (the POP of each reply was an LPOP each) */
+    /* one POP: its one LPOP of both (the POP of each reply was an LPOP each, then an LTRIM) */
     ASSERT_EQ(fb_test_redis_cmdstat(f.sync, "lpop", "calls") +
                   fb_test_redis_cmdstat(f.sync, "ltrim", "calls"),
               1);
@@ -1172,6 +1172,44 @@ TEST_IMPL(router_outbox_one_pop_per_event)
     ta.fail_at = 0;
     teardown(&f);
     ta_caps = 0;
+    return 0;
+}
+
+/* POP takes an event's entries with one LPOP of one more, and puts back in front what follows
+ * them (issue 17): the next event's reply, queued while the greeting's second reply waited for
+ * its retry (that COMMIT's head sends it at once), stays in the outbox, in order, and goes out
+ * after it, once; the outbox the LPOP emptied and the push-back made again has the session's TTL
+ * back. */
+TEST_IMPL(router_outbox_pop_puts_back_what_follows)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    f.cfg->router.outbox_retry.delays_ms[0] = 1000;
+    f.cfg->router.outbox_retry.n_delays = 1;
+    ta.fail_at = 2; /* the greeting's second reply: retried in a second */
+    ta.hold_at = 4; /* the next event's reply, after the greeting's: never answered */
+    deliver_wait(&f, FB_IN_START, "q", "1", NULL, 0);
+    deliver_wait(&f, FB_IN_MESSAGE, "q", "2", "lyon", 0); /* committed while the retry waits */
+    wait_int(&f.loop, &ta.attempts, 4);
+    fb_test_run_for(&f.loop, 100);
+    ASSERT_EQ(ta.nsent, 2);
+    ASSERT_EQ(ta.dup_sends, 0);
+    ASSERT_NOT_NULL(strstr(ta.sent[0].text, "Bonjour"));
+    ASSERT_NOT_NULL(strstr(ta.sent[1].text, "Dans quelle commune"));
+    /* the greeting's two entries popped, the reply put back, alone, with a TTL */
+    ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:q}:outbox"), 1);
+    redisReply *rep = redisCommand(f.sync, "LINDEX t:{c:test:q}:outbox 0");
+    ASSERT_NOT_NULL(rep);
+    ASSERT_EQ(rep->type, REDIS_REPLY_STRING);
+    ASSERT_NOT_NULL(strstr(rep->str, "Qui porte le projet"));
+    freeReplyObject(rep);
+    long long ttl = redis_int(&f, "PTTL t:{c:test:q}:outbox");
+    ASSERT_GT(ttl, 0);
+    ASSERT_LE(ttl, (long long)fb_store_session_ttl_ms(f.store));
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:outbox:pending"), 1);
+    ta.fail_at = 0;
+    ta.hold_at = 0;
+    teardown(&f);
     return 0;
 }
 
