@@ -84,17 +84,29 @@ static const char register_script[] =
     "return 1\n";
 
 /*
- * Confirm. KEYS: the confirmation index key, mail. ARGV: the user's conversation key, token
- * hash, now. Returns 1 when confirmed now or already, 0 when the link is unknown, expired or
- * replaced by a newer address.
+ * Confirm: the second of two calls, each in one Redis Cluster slot (docs/internals/REDIS.md, "The
+ * audit"). The first reads the confirmation index <prefix>{g}:email:confirm:<token hash>, which
+ * names the user's conversation; this one runs on that conversation's `mail` alone. KEYS: mail.
+ * ARGV: token hash, now (ms), link lifetime (ms). Returns 1 when confirmed now, 0 when the link
+ * is unknown there, expired, used already or replaced by a newer address.
+ *
+ * The index is only a pointer: `tok` (the SHA-256 of a 256-bit secret that only the mail carried)
+ * and `at` (when it was sent) in the user's own hash decide, checked and changed in one atomic
+ * step. So whatever the index did between the two calls changes nothing: deleted by a confirm of
+ * the same link (two clicks at once: the first one finds `tok` and removes it, the second one
+ * finds none and gets the 404 page « Lien expiré »), or expired (the link's lifetime is checked
+ * here against `at`, not left to the index's TTL, which might end between the calls). Then the
+ * index key is deleted by a third call (confirmed_cleanup()); a crash before it leaves a pointer
+ * to a hash without that `tok`, which confirms nothing and expires with the link.
  */
 static const char confirm_script[] =
     "#!lua\n"
-    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
-    "if redis.call('HGET', KEYS[2], 'tok') ~= ARGV[2] then return 0 end\n"
-    "redis.call('HSET', KEYS[2], 'state', 'confirmed', 'confirmed', ARGV[3])\n"
-    "redis.call('HDEL', KEYS[2], 'tok')\n"
-    "redis.call('DEL', KEYS[1])\n"
+    "local m = redis.call('HMGET', KEYS[1], 'tok', 'at')\n"
+    "if m[1] ~= ARGV[1] then return 0 end\n"
+    "local at = tonumber(m[2])\n"
+    "if not at or at + tonumber(ARGV[3]) < tonumber(ARGV[2]) then return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'state', 'confirmed', 'confirmed', ARGV[2])\n"
+    "redis.call('HDEL', KEYS[1], 'tok')\n"
     "return 1\n";
 
 int fb_email_log_sub = FB_SUB_CORE;
@@ -118,7 +130,7 @@ struct email {
     atomic_bool abort_sends;                       /* stopping: the workers' curl aborts */
 };
 
-enum op_kind { OP_SEND, OP_REGISTER, OP_CONFIRM_LOOKUP, OP_CONFIRM };
+enum op_kind { OP_SEND, OP_REGISTER, OP_CONFIRM_LOOKUP, OP_CONFIRM, OP_CONFIRM_CLEANUP };
 
 /* One operation in flight: a send (Redis read of the address, then SMTP), a registration or a
  * confirmation (Redis, then the HTTP answer). */
@@ -758,10 +770,39 @@ static int on_address(fb_http_req_t *req, void *arg)
     return FB_EAGAIN;
 }
 
+static void on_cleaned_up(fb_redis_t *r, int status, redisReply *reply, void *arg)
+{
+    (void)r;
+    (void)reply;
+    struct op *op = arg;
+    if (status && status != FB_ECANCELED)
+        FB_DEBUG(EMAIL, "[%s] confirmation index not deleted (%s): it expires", op->tag,
+                 fb_strerror(status));
+    op_free(op);
+}
+
+/* After a confirmation: deletes the index key, now a pointer to nothing (confirm_script). */
+static void confirmed_cleanup(struct email *e, const struct op *done)
+{
+    struct op *op = op_new(e, OP_CONFIRM_CLEANUP);
+    memcpy(op->tag, done->tag, sizeof(op->tag));
+    char *key = confirm_key(e, done->tokhash);
+    int rc = fb_redis_command(e->core->redis, FB_REDIS_RETRY, on_cleaned_up, op, "DEL", key, NULL);
+    fb_free(key);
+    if (rc)
+        on_cleaned_up(NULL, rc, NULL, op);
+}
+
 static void on_confirmed(fb_redis_t *r, int status, redisReply *reply, void *arg)
 {
     (void)r;
     struct op *op = arg;
+    if (!status && reply && reply->type == REDIS_REPLY_ERROR) {
+        /* a refusal (OOM, a cluster's CROSSSLOT...) is no expired link: try again later */
+        FB_WARN(EMAIL, "[%s] confirmation refused by Redis: %.*s", op->tag, (int)reply->len,
+                reply->str);
+        status = FB_EIO;
+    }
     if (status) {
         respond_page(op->hreq, 503, "Service indisponible",
                      "Le service est momentanément indisponible : réessayez dans un instant.",
@@ -773,6 +814,7 @@ static void on_confirmed(fb_redis_t *r, int status, redisReply *reply, void *arg
                      "de route et les réponses d'un conseiller. « oublier mes données », dans la "
                      "conversation, l'efface.",
                      NULL);
+        confirmed_cleanup(op->e, op);
     } else {
         respond_page(op->hreq, 404, "Lien expiré",
                      "Ce lien de confirmation n'est plus valable (expiré, déjà remplacé ou "
@@ -806,11 +848,10 @@ static void on_confirm_lookup(fb_redis_t *r, int status, redisReply *reply, void
     memcpy(next->tokhash, op->tokhash, sizeof(next->tokhash));
     char now[24];
     snprintf(now, sizeof(now), "%lld", (long long)fb_wall_ms());
-    char *keys[2] = {confirm_key(e, op->tokhash), e->core->conv_key(e->core, op->conv, MAIL_KEY)};
-    const char *args[3] = {op->conv, op->tokhash, now};
-    int rc = run_script(next, confirm_script, on_confirmed, 2, keys, 3, args);
+    char *keys[1] = {e->core->conv_key(e->core, op->conv, MAIL_KEY)};
+    const char *args[3] = {op->tokhash, now, e->confirm_ms};
+    int rc = run_script(next, confirm_script, on_confirmed, 1, keys, 3, args);
     fb_free(keys[0]);
-    fb_free(keys[1]);
     op_free(op);
     if (rc)
         on_confirmed(NULL, rc, NULL, next);

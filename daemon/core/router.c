@@ -317,23 +317,19 @@ static const char commit_tail_src[] =
     "for _, k in ipairs(kick) do table.insert(res, k) end\n"
     "return res\n";
 
-/* PAGE. KEYS: the token's lookup key (<prefix>roadmap:<hash>); ARGV: the token's hash, the key
- * prefix. The
- * conversation key and its session data when the lookup names a conversation whose roadmap
- * token is still this one (not forgotten, not expired), else nil. The conversation's keys are
- * built from what the lookup holds, so this reads keys it was not given: fine on one Redis, not
- * on a Cluster (as the COMMIT's conv_key(); docs/internals/REDIS.md). */
+/* PAGE, the second of the roadmap page's two calls (fb_router_roadmap_page() first reads the
+ * lookup <prefix>{g}:roadmap:<hash>, a plain GET). KEYS: the conversation the lookup named, its
+ * roadmap hash and its session; ARGV: the token's hash. The session data when the conversation's
+ * roadmap token is still this one (not forgotten, not expired, not a later conversation of the
+ * same key), else nil. Every key it touches is declared and in the conversation's slot, so it is
+ * Cluster-safe; read-only, so nothing is ever half-done. The check of `h` and the read of the
+ * session are one atomic step in that slot: whatever the lookup became after the GET (deleted by
+ * a forget, expired), the page shows a session only if its conversation still holds this token's
+ * hash at the moment its session is read. */
 static const char page_src[] =
     "#!lua flags=no-writes\n"
-    "local member = redis.call('GET', KEYS[1])\n"
-    "if not member then return nil end\n" FB_KEYS_LUA "local pre = ARGV[2]\n"
-    "if redis.call('HGET', conv_key(pre, member, '" FB_KEY_ROADMAP "'), 'h') ~= ARGV[1] then\n"
-    "  return nil\n"
-    "end\n"
-    "local d = redis.call('HGET', conv_key(pre, member, '" FB_KEY_SESSION "'), '" FB_SESSION_DATA
-    "')\n"
-    "if not d then return nil end\n"
-    "return {member, d}\n";
+    "if redis.call('HGET', KEYS[1], 'h') ~= ARGV[1] then return nil end\n"
+    "return redis.call('HGET', KEYS[2], '" FB_SESSION_DATA "')\n";
 
 /* HEAD. KEYS: outbox, pending index; ARGV: conversation key, the session TTL (ms). The head
  * entry, or nil (and the conversation leaves the pending index). An outbox without a TTL gets
@@ -2888,23 +2884,23 @@ struct page_req {
     fb_router_t *r;
     fb_router_page_cb cb;
     void *arg;
+    char hash[65]; /* the token's SHA-256, hex */
 };
 
-static void on_page(int status, const redisReply *rep, void *arg)
+/* The end of a page request: renders the session (reply of page_src) or reports `status`. */
+static void page_done(struct page_req *pr, int status, const redisReply *rep)
 {
-    struct page_req *pr = arg;
     fb_router_t *r = pr->r;
     r->inflight--;
     int rc = status;
     fb_buf_t html;
     fb_buf_init(&html, 1u << 20);
-    if (rc == 0 && rep->type == REDIS_REPLY_NIL) {
+    if (rc == 0 && (!rep || rep->type == REDIS_REPLY_NIL)) {
         rc = FB_ENOENT;
-    } else if (rc == 0 && !fb_redis_reply_array(rep, 2, 2, "ss")) {
+    } else if (rc == 0 && rep->type != REDIS_REPLY_STRING) {
         rc = FB_EPROTO;
     } else if (rc == 0) {
-        json_t *session =
-            fb_engine_session_loadb(r->dialog, rep->element[1]->str, rep->element[1]->len);
+        json_t *session = fb_engine_session_loadb(r->dialog, rep->str, rep->len);
         fb_engine_env_t env = engine_env(r, fb_wall_ms());
         rc = session ? fb_engine_render_page(r->dialog, session, &env, NULL, &html) : FB_ENOENT;
         json_decref(session);
@@ -2915,6 +2911,46 @@ static void on_page(int status, const redisReply *rep, void *arg)
     check_stopped(r);
 }
 
+static void on_page(int status, const redisReply *rep, void *arg)
+{
+    page_done(arg, status, rep);
+}
+
+/* The lookup's answer: the conversation key, or nil. Then page_src on that conversation's slot. */
+static void on_page_lookup(fb_redis_t *redis, int status, redisReply *rep, void *arg)
+{
+    (void)redis;
+    struct page_req *pr = arg;
+    fb_router_t *r = pr->r;
+    if (status) {
+        page_done(pr, status, NULL);
+        return;
+    }
+    if (rep->type == REDIS_REPLY_NIL) {
+        page_done(pr, FB_ENOENT, NULL);
+        return;
+    }
+    if (rep->type != REDIS_REPLY_STRING || rep->len == 0 || rep->len > FB_STORE_MAX_CONV_KEY ||
+        memchr(rep->str, '\0', rep->len)) {
+        page_done(pr, rep->type == REDIS_REPLY_ERROR ? FB_EIO : FB_EPROTO, NULL);
+        return;
+    }
+    char *member = fb_strndup(rep->str, rep->len);
+    char *k_roadmap = fb_store_conv_key(r->store, member, FB_KEY_ROADMAP);
+    char *k_session = fb_store_conv_key(r->store, member, FB_KEY_SESSION);
+    fb_free(member);
+    const char *args[] = {k_roadmap, k_session, pr->hash};
+    int rc = k_roadmap && k_session
+                 ? fb_store_eval(r->store, &r->s_page, 0, 2, 1, args, NULL, on_page, pr)
+                 : FB_EPROTO;
+    fb_free(k_roadmap);
+    fb_free(k_session);
+    if (rc != 0)
+        page_done(pr, rc, NULL);
+}
+
+/* Two calls, each in one Cluster slot: the lookup in {g}, then page_src in the conversation's
+ * (docs/internals/REDIS.md, "The audit"). */
 int fb_router_roadmap_page(fb_router_t *r, const char *token, fb_router_page_cb cb, void *arg)
 {
     if (!r || !token || !cb)
@@ -2925,16 +2961,14 @@ int fb_router_roadmap_page(fb_router_t *r, const char *token, fb_router_page_cb 
     if (r->stopping)
         return FB_ECLOSING;
     unsigned char h[32];
-    char hex[65];
-    fb_sha256(token, strlen(token), h);
-    fb_hex(h, sizeof(h), hex);
-    char *key = fb_asprintf("%s%s", r->k_roadmap_ix, hex);
-    const char *args[] = {key, hex, fb_store_prefix(r->store)};
     struct page_req *pr = fb_calloc(1, sizeof(*pr));
+    fb_sha256(token, strlen(token), h);
+    fb_hex(h, sizeof(h), pr->hash);
     pr->r = r;
     pr->cb = cb;
     pr->arg = arg;
-    int rc = fb_store_eval(r->store, &r->s_page, 0, 1, 2, args, NULL, on_page, pr);
+    char *key = fb_asprintf("%s%s", r->k_roadmap_ix, pr->hash);
+    int rc = fb_redis_command(r->redis, 0, on_page_lookup, pr, "GET", key, NULL);
     fb_free(key);
     if (rc != 0) {
         fb_free(pr);

@@ -172,8 +172,9 @@ typedef void (*fb_router_page_cb)(void *arg, int status, const char *body_html);
  * The roadmap page of the conversation whose page token is `token` (the last part of
  * GET /feuille-de-route/TOKEN): looked up by the token's SHA-256, so that no comparison with a
  * stored token leaks its prefix by timing; rendered by the engine from the session
- * (fb_engine_render_page()). 0 and cb later exactly once, or an error and cb never called
- * (FB_ENOENT at once for a string that is no token).
+ * (fb_engine_render_page()). Two Redis calls, each in one Cluster slot: the lookup, then a
+ * read-only script on the conversation's keys that checks the token's hash there. 0 and cb later
+ * exactly once, or an error and cb never called (FB_ENOENT at once for a string that is no token).
  */
 int fb_router_roadmap_page(fb_router_t *r, const char *token, fb_router_page_cb cb, void *arg);
 

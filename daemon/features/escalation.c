@@ -941,22 +941,61 @@ const fb_feature_ops_t fb_esc_feature = {
 /*
  * An entry's "record" {key, field, rkey, rval, list} (docs/internals/ESCALATION.md), run once the
  * platform accepted the message and before the send is reported done: HSET key field <msg id>,
- * HSET rkey <msg id> rval, RPUSH list "WHERE <msg id>" (each part optional but `key`). When `key`
- * no longer exists (its owner asked to forget), nothing is written and 0 is returned: the message
- * is withdrawn at once. KEYS: key, rkey, list (`key` again when absent). ARGV: field, rval, msg
- * id, list item ('' when absent).
+ * RPUSH list "WHERE <msg id>", then HSET rkey <msg id> rval (each part optional but `key`). Two
+ * steps, each in one Cluster slot (docs/internals/REDIS.md, "The audit"): record_src on the
+ * ticket's conversation ({c:U}: `key` and `list`), then, for a root, root_src on the roots index
+ * ({g}: `rkey`). In that order, so that the index never names a root that its ticket does not
+ * know and that the ticket's `esc:sent` (what a forget withdraws and unindexes) does not list:
+ *   - a crash (or a failed call) between the two leaves the ticket with its root and the index
+ *     without it; the send is not reported done, so the entry is sent again with the same txn id,
+ *     which the platform de-duplicates into the same message id, and both steps run again
+ *     (idempotent: record_src does not list the same root twice, root_src writes the same field
+ *     with the same value). Until then an advisor's reply in that thread finds no root and is
+ *     dropped (IN: not a ticket's thread), as one before the record was at all: the window is
+ *     the resend's, a moment after the restart;
+ *   - the other order would index a root whose ticket may be gone (forgotten while the
+ *     announcement was on its way) or never learn it (a crash): the index would keep a
+ *     conversation key after its forget, with nothing to remove it.
+ * A forget that runs between the two steps finds the root in `esc:sent` (it withdraws the
+ * message) but not yet in the index, which root_src then fills: so after root_src the ticket is
+ * read again (thread_root_src) and, when it no longer names this root, unroot_src takes the
+ * entry out of the index (only if it still names this conversation). The same happens when
+ * record_src finds the ticket gone: a previous attempt may have indexed the root before a crash.
+ *
+ * record_src. KEYS: key, list (`key` again when absent). ARGV: field, msg id, list item (''
+ * when absent). When `key` no longer exists (its owner asked to forget), nothing is written and
+ * 0 is returned: the message is withdrawn at once.
  */
 static const char record_src[] = "#!lua\n"
                                  "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
-                                 "if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], ARGV[1], "
-                                 "ARGV[3]) end\n"
-                                 "if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], ARGV[3], "
-                                 "ARGV[2]) end\n"
-                                 "if ARGV[4] ~= '' then\n"
-                                 "  redis.call('RPUSH', KEYS[3], ARGV[4])\n"
-                                 "  redis.call('LTRIM', KEYS[3], -1000, -1)\n"
+                                 "if ARGV[1] ~= '' then\n"
+                                 /* a replay of this record (the root step failed): listed once */
+                                 "  if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then "
+                                 "return 1 end\n"
+                                 "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
+                                 "end\n"
+                                 "if ARGV[3] ~= '' then\n"
+                                 "  redis.call('RPUSH', KEYS[2], ARGV[3])\n"
+                                 "  redis.call('LTRIM', KEYS[2], -1000, -1)\n"
                                  "  local ttl = redis.call('PTTL', KEYS[1])\n"
-                                 "  if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end\n"
+                                 "  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end\n"
+                                 "end\n"
+                                 "return 1\n";
+
+/* root_src. KEYS: the roots index. ARGV: root msg id, the user's conversation. A root, once
+ * written, never changes owner (message ids are unique): 1 written or already there, 0 when the
+ * field names another conversation (never expected; nothing is changed then). */
+static const char root_src[] = "#!lua\n"
+                               "local cur = redis.call('HGET', KEYS[1], ARGV[1])\n"
+                               "if cur and cur ~= ARGV[2] then return 0 end\n"
+                               "if not cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end\n"
+                               "return 1\n";
+
+/* unroot_src. KEYS: the roots index. ARGV: root msg id, the user's conversation. Takes the root
+ * out of the index when it names that conversation. */
+static const char unroot_src[] = "#!lua\n"
+                                 "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then\n"
+                                 "  redis.call('HDEL', KEYS[1], ARGV[1])\n"
                                  "end\n"
                                  "return 1\n";
 
@@ -966,11 +1005,20 @@ static const char thread_root_src[] = "#!lua flags=no-writes\n"
                                       "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
                                       "return redis.call('HGET', KEYS[1], ARGV[1]) or ''\n";
 
-static fb_store_script_t s_record, s_thread_root;
+static fb_store_script_t s_record, s_root, s_unroot, s_thread_root;
+
+/* fb__esc_set_record_hook(): called between record_src and root_src (tests only). */
+static void (*record_hook)(void *arg);
+static void *record_hook_arg;
+
+void fb__esc_set_record_hook(void (*fn)(void *arg), void *arg)
+{
+    record_hook = fn;
+    record_hook_arg = arg;
+}
 
 struct adv_call {
     fb_thread_root_cb root_cb;
-    fb_sent_cb sent_cb;
     void *arg;
 };
 
@@ -1010,12 +1058,97 @@ int fb_esc_thread_root(const fb_core_t *core, const json_t *entry, fb_thread_roo
     return 0;
 }
 
+/* One core->sent() call on an entry that records a root: the steps after record_src. */
+struct rec_call {
+    const fb_core_t *core;
+    fb_sent_cb sent_cb;
+    void *arg;
+    bool withdraw; /* what the call reports once the index is clean */
+    char *key, *field, *rkey, *rval, *msg_id;
+};
+
+static void rec_done(struct rec_call *c, int status)
+{
+    c->sent_cb(status ? FB_EAGAIN : 0, !status && c->withdraw, c->arg);
+    fb_free(c->key);
+    fb_free(c->field);
+    fb_free(c->rkey);
+    fb_free(c->rval);
+    fb_free(c->msg_id);
+    fb_free(c);
+}
+
+/* Runs `sc` on the roots index with the root and the conversation; rc as fb_store_eval(). */
+static int rec_index(struct rec_call *c, fb_store_script_t *sc, const char *src,
+                     fb_store_eval_cb cb)
+{
+    if (!sc->src)
+        fb_store_script_init(sc, src);
+    const char *args[] = {c->rkey, c->msg_id, c->rval};
+    return fb_store_eval(c->core->store, sc, FB_REDIS_RETRY, 1, 2, args, NULL, cb, c);
+}
+
+static void on_unrooted(int status, const redisReply *rep, void *arg)
+{
+    (void)rep;
+    rec_done(arg, status);
+}
+
+/* The ticket read again after root_src: still this root, or the index entry goes. */
+static void on_root_checked(int status, const redisReply *rep, void *arg)
+{
+    struct rec_call *c = arg;
+    if (status) {
+        rec_done(c, status);
+        return;
+    }
+    if (rep->type == REDIS_REPLY_STRING && strcmp(rep->str, c->msg_id) == 0) {
+        rec_done(c, 0);
+        return;
+    }
+    /* forgotten (or another announcement) between record_src and root_src: the forget withdrew
+     * the message (it was in esc:sent); the index must not keep it */
+    int rc = rec_index(c, &s_unroot, unroot_src, on_unrooted);
+    if (rc)
+        rec_done(c, rc);
+}
+
+static void on_rooted(int status, const redisReply *rep, void *arg)
+{
+    (void)rep;
+    struct rec_call *c = arg;
+    if (status) {
+        rec_done(c, status);
+        return;
+    }
+    if (!s_thread_root.src)
+        fb_store_script_init(&s_thread_root, thread_root_src);
+    const char *args[] = {c->key, c->field};
+    int rc = fb_store_eval(c->core->store, &s_thread_root, FB_REDIS_RETRY, 1, 1, args, NULL,
+                           on_root_checked, c);
+    if (rc)
+        rec_done(c, rc);
+}
+
 static void on_recorded(int status, const redisReply *rep, void *arg)
 {
-    struct adv_call *c = arg;
-    bool withdraw = !status && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0;
-    c->sent_cb(status ? FB_EAGAIN : 0, withdraw, c->arg);
-    fb_free(c);
+    struct rec_call *c = arg;
+    if (status) {
+        rec_done(c, status);
+        return;
+    }
+    c->withdraw = rep->type == REDIS_REPLY_INTEGER && rep->integer == 0;
+    if (!c->rkey) {
+        rec_done(c, 0);
+        return;
+    }
+    if (record_hook)
+        record_hook(record_hook_arg);
+    /* the ticket is gone: unindex what an earlier attempt may have indexed; else index it */
+    int rc = c->withdraw ? rec_index(c, &s_unroot, unroot_src, on_unrooted)
+                         : rec_index(c, &s_root, root_src, on_rooted);
+    if (rc)
+        rec_done(c, rc);
 }
 
 int fb_esc_sent(const fb_core_t *core, const json_t *entry, const char *where, const char *msg_id,
@@ -1031,19 +1164,31 @@ int fb_esc_sent(const fb_core_t *core, const json_t *entry, const char *where, c
     const char *rk = json_string_value(json_object_get(rec, "rkey"));
     const char *rv = json_string_value(json_object_get(rec, "rval"));
     const char *lk = json_string_value(json_object_get(rec, "list"));
-    bool index = rk && rv;
+    bool index = rk && rv && f; /* a root: the ticket's field and the index */
     char *item = lk ? fb_asprintf("%s %s", where, msg_id) : NULL;
     if (!s_record.src)
         fb_store_script_init(&s_record, record_src);
-    struct adv_call *c = fb_calloc(1, sizeof(*c));
+    struct rec_call *c = fb_calloc(1, sizeof(*c));
+    c->core = core;
     c->sent_cb = cb;
     c->arg = arg;
-    const char *args[] = {k,      index ? rk : k,  lk ? lk : k, f ? f : "", index ? rv : "",
-                          msg_id, item ? item : ""};
+    if (index) {
+        c->key = fb_strdup(k);
+        c->field = fb_strdup(f);
+        c->rkey = fb_strdup(rk);
+        c->rval = fb_strdup(rv);
+        c->msg_id = fb_strdup(msg_id);
+    }
+    const char *args[] = {k, lk ? lk : k, f ? f : "", msg_id, item ? item : ""};
     int rc =
-        fb_store_eval(core->store, &s_record, FB_REDIS_RETRY, 3, 4, args, NULL, on_recorded, c);
+        fb_store_eval(core->store, &s_record, FB_REDIS_RETRY, 2, 3, args, NULL, on_recorded, c);
     fb_free(item);
     if (rc) {
+        fb_free(c->key);
+        fb_free(c->field);
+        fb_free(c->rkey);
+        fb_free(c->rval);
+        fb_free(c->msg_id);
         fb_free(c);
         return rc == FB_ECLOSING ? FB_ECANCELED : FB_EAGAIN;
     }

@@ -61,6 +61,9 @@ void fb_esc_start(fb_esc_t *e);
  *  wall clock); runs one watchdog pass now. */
 void fb__esc_set_clock(fb_esc_t *e, int64_t clock_ms);
 void fb__esc_watch(fb_esc_t *e);
+/** Test knob: `fn(arg)` runs between the two steps of fb_esc_sent() for a root (the ticket's, then
+ *  the roots index's), where a forget may come; NULL: none. */
+void fb__esc_set_record_hook(void (*fn)(void *arg), void *arg);
 
 /** Stops the watchdog; `done(arg)` once its handle is closed (maybe later). */
 void fb_esc_stop(fb_esc_t *e, void (*done)(void *arg), void *arg);

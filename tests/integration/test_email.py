@@ -11,6 +11,7 @@ mails still waiting."""
 import asyncio
 import email
 import email.policy
+import hashlib
 import json
 import re
 import signal
@@ -246,6 +247,70 @@ def test_confirmation_then_reminders_by_mail_exactly_once(redis, make_daemon, sm
     print(f"\nreminder due -> mail accepted by the SMTP server: {elapsed * 1000:.0f} ms")
     no_address_in_log(d)
     chat.close()
+
+
+def test_confirm_one_slot_per_call_and_its_races(redis, make_daemon, smtp):
+    """The confirmation in two calls of one Redis Cluster slot each (docs/internals/EMAIL.md,
+    "Confirming"): the index {g}:email:confirm:<hash> read, then a script on the user's `mail`
+    alone, which checks the token's hash and the link's age there. The keys are written here as
+    register_script writes them (that script still joins several slots), so that the test runs
+    on a single-node cluster too (FB_TEST_REDIS_CLUSTER=1: the one script of both keys was
+    refused there, CROSSSLOT, and answered 503). Then what may happen between the two calls: the
+    link confirmed already (two clicks), expired while its index key still lives, replaced by a
+    newer address, or its index key left behind by a crash after a confirmation."""
+    d = start(make_daemon, redis, smtp)
+    conv = "web:" + "B" * 43
+    mail = ckey(conv, "mail")
+
+    def given(token, at_ms, index_ms=3600000):
+        h = hashlib.sha256(token.encode()).hexdigest()
+        redis.cli("DEL", mail)
+        redis.cli("HSET", mail, "addr", ADDRESS, "state", "pending", "tok", h, "at", str(at_ms),
+                  "n", "1")
+        redis.cli("SET", f"{PREFIX}{{g}}:email:confirm:{h}", conv, "PX", str(index_ms))
+        return f"{PREFIX}{{g}}:email:confirm:{h}"
+
+    def confirm(token):
+        status, _, page = d.request("/email/confirmer/" + token, method="POST", body=b"")
+        return status, page.decode()
+
+    now = int(time.time() * 1000)
+    index = given("C" * 43, now)
+    status, page = confirm("C" * 43)
+    assert status == 200 and "Adresse confirmée" in page, page
+    assert redis.cli("HGET", mail, "state") == "confirmed"
+    assert redis.cli("HEXISTS", mail, "tok") == "0"
+    assert wait_until(lambda: redis.cli("EXISTS", index) == "0", 5)  # the third call
+    # The same link again: used.
+    status, page = confirm("C" * 43)
+    assert status == 404 and "Lien expiré" in page
+    # The index key left behind by a crash after the confirmation: it confirms nothing.
+    redis.cli("SET", index, conv, "PX", "3600000")
+    status, _ = confirm("C" * 43)
+    assert status == 404
+    assert redis.cli("HGET", mail, "state") == "confirmed"
+
+    # Expired (email.confirm_hours, 48 by default, after `at`) while the index key still lives.
+    given("D" * 43, now - 49 * 3600 * 1000)
+    status, _ = confirm("D" * 43)
+    assert status == 404
+    assert redis.cli("HGET", mail, "state") == "pending"
+    # Replaced by a newer address: the old link's index key still names the conversation.
+    given("E" * 43, now)
+    given("F" * 43, now)
+    status, _ = confirm("E" * 43)
+    assert status == 404
+    assert redis.cli("HGET", mail, "state") == "pending"
+    status, _ = confirm("F" * 43)
+    assert status == 200
+    assert redis.cli("HGET", mail, "state") == "confirmed"
+    # Forgotten: no `mail` any more.
+    index = given("G" * 43, now)
+    redis.cli("DEL", mail)
+    status, _ = confirm("G" * 43)
+    assert status == 404
+    assert redis.cli("EXISTS", mail) == "0"
+    assert "CROSSSLOT" not in redis.cli("INFO", "errorstats")
 
 
 def test_server_refusals_5xx_parked_4xx_retried(redis, make_daemon, smtp):

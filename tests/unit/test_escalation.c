@@ -481,3 +481,118 @@ TEST_IMPL(escalation_first_response_time_and_display_name)
     wenv_close(&w);
     return 0;
 }
+
+/* ---- the adapter's record of a sent message (fb_esc_sent()) ---- */
+
+struct sent_result {
+    int calls;
+    int status;
+    bool withdraw;
+};
+
+static void on_sent(int status, bool withdraw, void *arg)
+{
+    struct sent_result *r = arg;
+    r->calls++;
+    r->status = status;
+    r->withdraw = withdraw;
+}
+
+/* core->sent for `msg_id`, sent to room !d:x, of an entry whose record is `record` (JSON); waits
+ * for the answer. */
+static struct sent_result record_sent(struct wenv *w, const char *record, const char *msg_id)
+{
+    fb_core_t core = {.loop = &w->v.loop, .redis = w->v.redis, .store = w->v.store};
+    json_t *entry = json_pack("{s:s, s:o}", "txn", "t1", "record", json_loads(record, 0, NULL));
+    ASSERT_NOT_NULL(entry);
+    struct sent_result r = {0, 99, false};
+    ASSERT_OK(fb_esc_sent(&core, entry, "!d:x", msg_id, on_sent, &r));
+    json_decref(entry);
+    ASSERT(fb_test_wait_int(&w->v.loop, &r.calls, 1, 30000));
+    return r;
+}
+
+static char *hget_(redisContext *c, const char *key, const char *field)
+{
+    redisReply *r = redisCommand(c, "HGET %s %s", key, field);
+    ASSERT_NOT_NULL(r);
+    char *s = r->type == REDIS_REPLY_STRING ? fb_strdup(r->str) : NULL;
+    freeReplyObject(r);
+    return s;
+}
+
+#define ROOT_RECORD(conv)                                                                          \
+    "{\"key\": \"fb:{c:" conv "}:ticket\", \"field\": \"root\", \"rkey\": \"fb:{g}:esc:roots\", "  \
+    "\"rval\": \"" conv "\", \"list\": \"fb:{c:" conv "}:esc:sent\"}"
+
+static void forget_u1(void *arg)
+{
+    struct wenv *w = arg;
+    freeReplyObject(redisCommand(w->sync, "DEL fb:{c:web:u1}:ticket fb:{c:web:u1}:esc:sent"));
+}
+
+/*
+ * The record of an announcement: the ticket's part ({c:U}: the root in the ticket, the message in
+ * esc:sent), then the roots index ({g}), two calls of one Cluster slot each (one script with both
+ * was refused by a cluster: CROSSSLOT); `make test` runs it against a single-node cluster
+ * (cluster.*). Replayed (the send reported failed after the first step), nothing is listed twice;
+ * a ticket forgotten before the record withdraws the message and leaves no root in the index, nor
+ * does a forget between the two steps, nor a root an earlier attempt indexed before a crash.
+ */
+TEST_IMPL(escalation_record_root_one_slot_per_step)
+{
+    struct wenv w;
+    if (wenv_open(&w, "", 1796029200000LL))
+        return TEST_SKIP;
+    freeReplyObject(redisCommand(w.sync, "HSET fb:{c:web:u1}:ticket state waiting"));
+    freeReplyObject(redisCommand(w.sync, "PEXPIRE fb:{c:web:u1}:ticket 600000"));
+
+    struct sent_result r = record_sent(&w, ROOT_RECORD("web:u1"), "$a1");
+    ASSERT_EQ(r.status, 0);
+    ASSERT(!r.withdraw);
+    char *v = hget_(w.sync, "fb:{c:web:u1}:ticket", "root");
+    ASSERT_STR_EQ(v, "$a1");
+    fb_free(v);
+    v = hget_(w.sync, "fb:{g}:esc:roots", "$a1");
+    ASSERT_STR_EQ(v, "web:u1");
+    fb_free(v);
+    ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:{c:web:u1}:esc:sent"), 1);
+    ASSERT_GT(rint_(w.sync, "PTTL %s", "fb:{c:web:u1}:esc:sent"), 0);
+    /* again (the send reported failed after the first step, sent again: the same id) */
+    r = record_sent(&w, ROOT_RECORD("web:u1"), "$a1");
+    ASSERT_EQ(r.status, 0);
+    ASSERT(!r.withdraw);
+    ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:{c:web:u1}:esc:sent"), 1);
+    ASSERT_EQ(rint_(w.sync, "HLEN %s", "fb:{g}:esc:roots"), 2); /* $r of wenv_open and $a1 */
+    /* a relay: the ticket's slot only */
+    r = record_sent(&w, "{\"key\": \"fb:{c:web:u1}:ticket\", \"list\": \"fb:{c:web:u1}:esc:sent\"}",
+                    "$m1");
+    ASSERT_EQ(r.status, 0);
+    ASSERT_EQ(rint_(w.sync, "LLEN %s", "fb:{c:web:u1}:esc:sent"), 2);
+
+    /* forgotten between the two steps: the index does not keep the root */
+    fb__esc_set_record_hook(forget_u1, &w);
+    r = record_sent(&w, ROOT_RECORD("web:u1"), "$a2");
+    fb__esc_set_record_hook(NULL, NULL);
+    ASSERT_EQ(r.status, 0);
+    ASSERT_EQ(rint_(w.sync, "HEXISTS fb:{g}:esc:roots %s", "$a2"), 0);
+    ASSERT_EQ(rint_(w.sync, "EXISTS %s", "fb:{c:web:u1}:ticket"), 0);
+
+    /* no ticket (forgotten before): withdrawn, nothing written; a root an earlier attempt indexed
+     * for this conversation leaves the index, another conversation's stays */
+    freeReplyObject(redisCommand(w.sync, "HSET fb:{g}:esc:roots $a3 web:u2 $a4 web:other"));
+    r = record_sent(&w, ROOT_RECORD("web:u2"), "$a3");
+    ASSERT_EQ(r.status, 0);
+    ASSERT(r.withdraw);
+    ASSERT_EQ(rint_(w.sync, "HEXISTS fb:{g}:esc:roots %s", "$a3"), 0);
+    ASSERT_EQ(rint_(w.sync, "EXISTS %s", "fb:{c:web:u2}:ticket"), 0);
+    ASSERT_EQ(rint_(w.sync, "EXISTS %s", "fb:{c:web:u2}:esc:sent"), 0);
+    r = record_sent(&w, ROOT_RECORD("web:u2"), "$a4");
+    ASSERT(r.withdraw);
+    v = hget_(w.sync, "fb:{g}:esc:roots", "$a4");
+    ASSERT_STR_EQ(v, "web:other");
+    fb_free(v);
+
+    wenv_close(&w);
+    return 0;
+}

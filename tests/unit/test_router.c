@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "common/digest.h"
 #include "core/router.h"
 #include "core/store.h"
 #include "engine/engine.h"
@@ -1655,6 +1656,116 @@ TEST_IMPL(router_create_broken_dialog)
     ASSERT_EQ(unlink(path), 0);
     ASSERT_EQ(rmdir(dir), 0);
     fb_free(path);
+    return 0;
+}
+
+/* ---- the roadmap page ---- */
+
+struct page_result {
+    int calls;
+    int status;
+    char *html;
+};
+
+static void on_page_rendered(void *arg, int status, const char *body_html)
+{
+    struct page_result *res = arg;
+    res->calls++;
+    res->status = status;
+    ASSERT((status == 0) == (body_html != NULL));
+    res->html = body_html ? fb_strdup(body_html) : NULL;
+}
+
+/* Asks for the page of `token` and waits for the answer; returns its status (the HTML, if any, in
+ * res->html: fb_free). */
+static int page_wait(struct fixture *f, const char *token, struct page_result *res)
+{
+    fb_free(res->html);
+    *res = (struct page_result){0, 99, NULL};
+    int rc = fb_router_roadmap_page(f->router, token, on_page_rendered, res);
+    if (rc != 0)
+        return rc;
+    ASSERT_EQ(res->calls, 0); /* never inside the call */
+    wait_int(&f->loop, &res->calls, 1);
+    return res->status;
+}
+
+/* The sample dialog's session at its roadmap, as the COMMIT stores it (compact JSON, fb_free):
+ * made by the engine here, so that no COMMIT runs (the test is meant for a Redis Cluster too). */
+static char *roadmap_session(void)
+{
+    fb_buf_t errors;
+    fb_buf_init(&errors, 1u << 16);
+    fb_dialog_t *d = fb_dialog_load(FB_SOURCE_DIR "/dialogs/exemple.yaml", shared_geo(), &errors);
+    if (!d)
+        FB_TEST_FAIL("dialog: %s", fb_buf_str(&errors));
+    fb_buf_free(&errors);
+    fb_engine_env_t env = {.now = 1796029200, .locale = "fr", .geo = shared_geo()};
+    json_t *session = NULL;
+    for (size_t i = 0; i <= FB_ARRAY_SIZE(full_path); i++) {
+        fb_event_t ev = {.kind = i == 0 ? FB_EVENT_START : FB_EVENT_MESSAGE,
+                         .text = i == 0 ? NULL : full_path[i - 1]};
+        json_t *ns = NULL, *ef = NULL;
+        ASSERT_OK(fb_engine_step(d, session, &ev, &env, &ns, &ef));
+        json_decref(session);
+        json_decref(ef);
+        session = ns;
+    }
+    char *s = json_dumps(session, JSON_COMPACT);
+    ASSERT_NOT_NULL(s);
+    char *out = fb_strdup(s);
+    free(s); /* jansson's allocation */
+    json_decref(session);
+    fb_dialog_unref(d);
+    return out;
+}
+
+/*
+ * The roadmap page (fb_router_roadmap_page()) in two calls of one Cluster slot each: the lookup
+ * <prefix>{g}:roadmap:<hash> (a GET), then page_src on the conversation's keys, which it declares
+ * (docs/internals/REDIS.md, "The audit"). Run against a single-node cluster by `make test`
+ * (cluster.*): a script that read the conversation's keys without declaring them was refused
+ * there. The keys are written here as the COMMIT writes them; then what the lookup may meet
+ * between its two calls: a token replaced (the conversation's `h` no longer its hash), the
+ * conversation gone (forgotten or expired) with its lookup left behind, no lookup.
+ */
+TEST_IMPL(router_roadmap_page_one_slot_per_call)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    const char *token = "0123456789abcdef0123456789abcdef0123456789abcdef"; /* 48 hex digits */
+    unsigned char h[32];
+    char hash[65];
+    fb_sha256(token, strlen(token), h);
+    fb_hex(h, sizeof(h), hash);
+    char *session = roadmap_session();
+    redisReply *rep = redisCommand(f.sync, "HSET t:{c:test:p1}:session d %s v 1", session);
+    ASSERT(rep && rep->type == REDIS_REPLY_INTEGER);
+    freeReplyObject(rep);
+    fb_free(session);
+    ASSERT_EQ(redis_int(&f, "HSET t:{c:test:p1}:roadmap t %s h %s", token, hash), 2);
+    rep = redisCommand(f.sync, "SET t:{g}:roadmap:%s test:p1", hash);
+    ASSERT(rep && rep->type == REDIS_REPLY_STATUS);
+    freeReplyObject(rep);
+
+    struct page_result res = {0, 99, NULL};
+    ASSERT_OK(page_wait(&f, token, &res));
+    ASSERT_NOT_NULL(strstr(res.html, "Votre feuille de route"));
+    ASSERT_NOT_NULL(strstr(res.html, "Signer une convention d&#39;occupation"));
+    /* not a token: no Redis round trip */
+    ASSERT_EQ(fb_router_roadmap_page(f.router, "nope", on_page_rendered, &res), FB_ENOENT);
+    /* an unknown token: no lookup */
+    ASSERT_EQ(page_wait(&f, "ffffffffffffffffffffffffffffffffffffffffffffffff", &res), FB_ENOENT);
+    /* the lookup still names the conversation, whose token is another now */
+    ASSERT_EQ(redis_int(&f, "HSET t:{c:test:p1}:roadmap h %064d", 0), 0);
+    ASSERT_EQ(page_wait(&f, token, &res), FB_ENOENT);
+    ASSERT_EQ(redis_int(&f, "HSET t:{c:test:p1}:roadmap h %s", hash), 0);
+    ASSERT_OK(page_wait(&f, token, &res));
+    /* the conversation gone, its lookup left behind */
+    ASSERT_EQ(redis_int(&f, "DEL t:{c:test:p1}:session t:{c:test:p1}:roadmap"), 2);
+    ASSERT_EQ(page_wait(&f, token, &res), FB_ENOENT);
+    fb_free(res.html);
+    teardown(&f);
     return 0;
 }
 
