@@ -295,9 +295,10 @@ static void on_delay(fb_redis_t *redis, int status, struct redisReply *rep, void
             delay = d;
     }
     const char *id = strrchr(cl->member, '|') + 1;
-    char *evid = fb_asprintf("rem:%s:%lld", id, (long long)cl->due);
-    FB_DEBUG(ROUTER, "[%08llx] reminder '%s' due at %lld delivered",
-             (unsigned long long)short_hash(cl->key), id, (long long)cl->due);
+    const char *due = strrchr(cl->token, '|') + 1; /* as CLAIM wrote it: the event id's */
+    char *evid = fb_asprintf("rem:%s:%s", id, due);
+    FB_DEBUG(ROUTER, "[%08llx] reminder '%s' due at %s delivered",
+             (unsigned long long)short_hash(cl->key), id, due);
     int rc = fb_router_reminder(rm->router, cl->key, id, cl->due, delay, evid, on_delivered, cl);
     fb_free(evid);
     if (rc != 0)
