@@ -46,8 +46,10 @@
 #define FB_SESSION_WRITE_ID "w" /* write id of the last write */
 #define FB_SESSION_TTL_SET  "x" /* Unix ms when COMMIT last set the session's TTL (PEXPIRE) */
 #define FB_SESSION_MARKS    "z" /* Unix ms of the marks' last upkeep (FB_KEY_MARKS: trim, TTL) */
-/* The session version at which the reminders hash (FB_KEY_REMINDERS) was known empty: a user's
- * event then skips reading it (the push-back); "" or any other version: maybe armed, read. */
+/* No longer written (the push-back is lazy since issue 17): the session version at which the
+ * reminders hash (FB_KEY_REMINDERS) was known empty, for the previous version's eager push-back,
+ * which a daemon of that version still trusts; a COMMIT that arms a reminder without writing the
+ * session deletes it (REDIS.md, "The session record"). */
 #define FB_SESSION_REMINDERS "r"
 
 /* ---- global names: "<prefix>" FB_KEY_GLOBAL_TAG "<name>"

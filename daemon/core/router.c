@@ -104,10 +104,10 @@ static const char since_src[] = "#!lua\n"
  * so that the adapter's fragment writes its history entries without decoding and encoding each
  * reply with cjson in Redis (issue 17, point 2). With ARGV 10, the session
  * records
- * the time in `a` and the pending reminders are pushed back (due = now + their delay, kept as
- * "<id>#a" in the reminders hash) before the effects' own schedules. `O.rearm` (a reminder
- * dropped because the user wrote after it fell due): that reminder is armed again at `a` + its
- * delay unless already due (NX). Returns {2, 0} for a duplicate, {3, 0} when the adapter's
+ * the time in `a` (the armed reminders are left as they are: the push-back is lazy, held()).
+ * `O.rearm` (a reminder held because the user wrote since it was armed): that reminder is armed
+ * again at `a` + its delay ("<id>#a" in the reminders hash), or later (GT).
+ * Returns {2, 0} for a duplicate, {3, 0} when the adapter's
  * fragment refused the event (its conversation is gone: nothing written), {0, version found} on a
  * conflict, {1, new version, the outbox's head when this event added entries (else nil), the
  * adapter's fragment's `AO` (else nil), conversations whose outbox got entries (`kick`)...} when
@@ -190,29 +190,10 @@ static const char commit_body_fmt[] =
     "  end\n"
     "  redis.call('DEL', K.reminders)\n"
     "end\n"
-    /* The user's event pushes the armed reminders back (due = now + their delay), but those
-     * this COMMIT schedules again (their ops set their time). The session's `r` (the version at
-     * which the reminders hash was known empty) spares the HGETALL when none is armed (issue 17);
-     * an older daemon's write changes the version, so its reminders are read. `rem_empty`: the
-     * hash is empty after this COMMIT's reminder ops; `rem_ttl`: it exists with its TTL. */
-    "local rem_empty = cur[4] and cur[4] == cur[1]\n"
-    "local rem_ttl = false\n"
-    "local resched = {}\n"
-    "for _, op in ipairs(O.rem) do if op[1] == 's' then resched[op[2]] = true end end\n"
-    "if A.user and A.mode ~= 'f' and not rem_empty then\n"
-    "  local h = redis.call('HGETALL', K.reminders)\n"
-    "  for i = 1, #h, 2 do\n"
-    "    local id = string.match(h[i], '^(.*)#a$')\n"
-    "    if id and not resched[id] and tonumber(h[i + 1]) then\n"
-    "      redis.call('ZADD', K.due, 'XX', A.now + tonumber(h[i + 1]), A.member .. '|' .. id)\n"
-    "    end\n"
-    "  end\n"
-    "  rem_empty = #h == 0\n"
-    "  rem_ttl = #h > 0\n"
-    "end\n"
-    "for _, op in ipairs(O.rem) do\n"
-    "  if op[1] == 's' then rem_empty = false elseif not op[2] then rem_empty = true end\n"
-    "end\n"
+    /* No push-back here (issue 17): a user's event leaves the reminders and the due set as they
+     * are, unless its own ops schedule or cancel. The push-back is lazy: when a reminder falls
+     * due, the router holds it if the user's last event (`a`) + its delay is later than its due
+     * time, and the rearm below moves it there (job_run(), REMINDERS.md "Activity"). */
     "if A.mode == 'f' then\n"
     "  cancel_all()\n"
     /* the roadmap page: its lookup first (the page answers 404 from now on) */
@@ -228,8 +209,6 @@ static const char commit_body_fmt[] =
     "', ARGV[2], '" FB_SESSION_WRITE_ID "', ARGV[4]}\n"
     "  if A.user then table.insert(f, '" FB_SESSION_ACTIVITY "'); table.insert(f, ARGV[7]) end\n"
     "  if marks_due then table.insert(f, '" FB_SESSION_MARKS "'); table.insert(f, ARGV[7]) end\n"
-    "  table.insert(f, '" FB_SESSION_REMINDERS "')\n"
-    "  table.insert(f, rem_empty and string.format('%%d', nv) or '')\n"
     /* The TTL is set again only when 1/100 of it has passed since it was last set (a key expires
      * at most that much early), not at every write: one PEXPIRE per message saved (issue 17). */
     "  refresh = ttl > 0 and (not ttl_set or A.now - ttl_set >= ttl / 100)\n"
@@ -250,25 +229,27 @@ static const char commit_body_fmt[] =
     "    local rh = redis.call('HGET', K.roadmap, 'h')\n"
     "    if rh then expire(K.roadmap) expire(K.roadmap_ix .. rh) end\n"
     "  end\n"
-    "elseif not rem_empty and cur[4] and cur[4] == cur[1] then\n"
-    /* a COMMIT that leaves the session as it is but arms a reminder: `r` no longer holds */
-    "  redis.call('HDEL', K.session, '" FB_SESSION_REMINDERS "')\n"
+    "elseif cur[4] and cur[4] == cur[1] then\n"
+    /* `r` is no longer written; a daemon of the previous version still trusts it ("the hash
+     * was empty at this version"): a COMMIT that keeps the version but arms a reminder drops
+     * it, so that such a daemon, run again, reads the hash (REDIS.md, "The session record") */
+    "  for _, op in ipairs(O.rem) do\n"
+    "    if op[1] == 's' then redis.call('HDEL', K.session, '" FB_SESSION_REMINDERS "') break end\n"
+    "  end\n"
     "end\n"
-    /* The hash's TTL: set when a schedule may create it, and again with the session's (not at
-     * every schedule: issue 17). An HDEL may have emptied it: a schedule after it sets it. */
+    /* The hash's TTL: set by a schedule that creates a field (a new hash has none: HSET counts
+     * the fields it adds), and again with the session's; not when a schedule only rewrites an
+     * armed reminder's fields (issue 17). */
     "for _, op in ipairs(O.rem) do\n"
     "  if op[1] == 's' then\n"
-    "    redis.call('HSET', K.reminders, op[2], op[4], op[2] .. '#a', op[5])\n"
-    "    if not rem_ttl and not refresh then expire(K.reminders) end\n"
-    "    rem_ttl = true\n"
+    "    local added = redis.call('HSET', K.reminders, op[2], op[4], op[2] .. '#a', op[5])\n"
+    "    if added > 0 and not refresh then expire(K.reminders) end\n"
     "    redis.call('ZADD', K.due, op[3], A.member .. '|' .. op[2])\n"
     "  elseif op[2] then\n"
     "    redis.call('HDEL', K.reminders, op[2], op[2] .. '#a')\n"
     "    redis.call('ZREM', K.due, A.member .. '|' .. op[2])\n"
-    "    rem_ttl = false\n"
     "  else\n"
     "    cancel_all()\n"
-    "    rem_ttl = false\n"
     "  end\n"
     "end\n"
     "if refresh then expire(K.reminders) end\n"
@@ -298,10 +279,16 @@ static const char commit_body_fmt[] =
     "  if refresh then expire(K.outbox) end\n"
     "  redis.call('ZADD', K.pending, 'NX', ARGV[7], A.member)\n"
     "end\n"
+    /* O.rearm: a reminder held by job_run() (the user wrote since it was armed): armed again at
+     * the user's last event + its delay, where the eager push-back would have put it; nothing
+     * when a `stop` or a forget removed its delay. GT: a schedule written since (by an event at
+     * or after `a`, with the delay read here) is at least that late and keeps its time, while
+     * an older time (the member given back by a reaper after its lease expired) moves up. The
+     * version check above makes `a` the one job_run() compared. */
     "if O.rearm then\n"
     "  local d = tonumber(redis.call('HGET', K.reminders, O.rearm .. '#a'))\n"
     "  local a = tonumber(redis.call('HGET', K.session, '" FB_SESSION_ACTIVITY "'))\n"
-    "  if d and a then redis.call('ZADD', K.due, 'NX', a + d, A.member .. '|' .. O.rearm) end\n"
+    "  if d and a then redis.call('ZADD', K.due, 'GT', a + d, A.member .. '|' .. O.rearm) end\n"
     "end\n";
 /* The COMMIT's end, after the features' lua_post: the dedupe mark, last. Now and then (`marks_due`,
  * in commit_head_src) the marks older than the retention are trimmed and the zset's TTL set to
@@ -433,7 +420,8 @@ struct job {
     char *timer;      /* a reminder (fb_router_reminder()): its id; the job is a TIMER event */
     char *commit_arg; /* fb_inbound_t.commit_arg, for the adapter's COMMIT fragment, or NULL */
     int64_t due;      /* the reminder's due time (ms, 0: unknown) */
-    bool dropped;     /* the reminder was dropped (inactive, or stale): cb gets FB_DECLINED */
+    int64_t delay;    /* the reminder's delay (ms, its "<id>#a"; < 0: unknown) */
+    bool dropped;     /* the reminder was dropped (inactive) or held: cb gets FB_DECLINED */
     bool handback;    /* a HANDBACK event (fb_router_handback()) */
     fb_inbound_cb cb;
     void *arg;
@@ -1545,12 +1533,21 @@ static bool inactive(const fb_router_t *r, const char *activity, int64_t now)
     return months > 0 && a > 0 && now - a > (int64_t)months * 30 * 86400000LL;
 }
 
-/* True when the user wrote (`activity`, ms) after reminder due at `due` fell due: the scheduler
- * claimed it before that event, whose push-back could not move it (REMINDERS.md). */
-static bool stale(int64_t due, const char *activity)
+/*
+ * True when reminder due at `due` (ms, 0: unknown) must wait: the user's last event (`activity`,
+ * ms, "" unknown) + the reminder's delay (`delay`, ms, < 0: unknown) is later than `due`. The
+ * push-back is lazy (issue 17): a user's event no longer moves the armed reminders; the reminder
+ * falls due at its scheduled time, and is held here and armed again at `activity` + `delay`
+ * (the COMMIT's rearm), which is where the eager push-back would have put it. Without a known
+ * delay, only a user event later than `due` holds it (the user wrote while it was claimed). A
+ * reminder scheduled at or after the user's last event is due no earlier than that event + its
+ * delay, so it is never held; the comparison mixes the scheduler's due time and the router's
+ * clock of the user's event (NTP, as the leases: REMINDERS.md).
+ */
+static bool held(int64_t due, int64_t delay, const char *activity)
 {
     long long a = activity && activity[0] ? strtoll(activity, NULL, 10) : 0;
-    return due > 0 && a > due;
+    return due > 0 && a > 0 && a + (delay > 0 ? delay : 0) > due;
 }
 
 /* The roadmap page's token for job `j`: `stored` when it is one (a 48-hex-digit string), else a
@@ -1665,9 +1662,9 @@ static int job_run(struct job *j, const json_t *session, const char *activity, i
         fb_free(url);
         return 0;
     }
-    if (j->timer && stale(j->due, activity)) {
-        /* The user wrote while it was claimed: not sent; armed again from that activity. */
-        FB_INFO(ROUTER, "[%s] reminder '%s' dropped: the user wrote after it fell due", c->tag,
+    if (j->timer && held(j->due, j->delay, activity)) {
+        /* The user wrote since it was armed: not sent now; armed again from that activity. */
+        FB_INFO(ROUTER, "[%s] reminder '%s' postponed: the user wrote since it was armed", c->tag,
                 j->timer);
         j->dropped = true;
         *rearm = true;
@@ -2226,7 +2223,7 @@ static int deliver_clean(fb_adapter_t *a, struct adapter_slot *s, const fb_inbou
 }
 
 int fb_router_reminder(fb_router_t *r, const char *key, const char *timer, int64_t due_ms,
-                       const char *event_id, fb_inbound_cb cb, void *arg)
+                       int64_t delay_ms, const char *event_id, fb_inbound_cb cb, void *arg)
 {
     if (!r || !cb)
         return FB_EINVAL;
@@ -2243,6 +2240,7 @@ int fb_router_reminder(fb_router_t *r, const char *key, const char *timer, int64
     j->kind = FB_IN_START; /* unused: `timer` makes it a TIMER event */
     j->timer = fb_strdup(timer);
     j->due = due_ms;
+    j->delay = delay_ms;
     j->event_id = fb_strdup(event_id);
     j->cb = cb;
     j->arg = arg;

@@ -138,17 +138,18 @@ const struct fb_dialog_s *fb_router_dialog(const fb_router_t *r);
 
 /**
  * Queues reminder `timer` of conversation `key` ("adapter:conv", as in the due zset), which fell
- * due at `due_ms` (Unix ms; 0: unknown), as a TIMER event with `event_id` (the dedupe id: the
- * same reminder delivered twice is a duplicate). It runs in the conversation's turn like an
- * inbound event; `cb` gets 0 (recorded or a duplicate), FB_DECLINED (dropped: no user activity
- * for reminders.inactive_months, the reminder is cancelled; or the user's last event is later
- * than `due_ms`: the user wrote while the scheduler held the claim, so that event could not push
- * it back; then no engine step, nothing said, and the COMMIT arms it again at that event's time +
- * its delay unless it is already due), FB_EAGAIN, FB_EINVAL or FB_ECANCELED. Returns 0 (cb
- * called later), FB_EINVAL or FB_ECANCELED (cb never called). REMINDERS.md.
+ * due at `due_ms` (Unix ms; 0: unknown) and whose delay is `delay_ms` (its "<id>#a" in the
+ * reminders hash, read by the scheduler; < 0: unknown), as a TIMER event with `event_id` (the
+ * dedupe id: the same reminder delivered twice is a duplicate). It runs in the conversation's
+ * turn like an inbound event; `cb` gets 0 (recorded or a duplicate), FB_DECLINED (dropped: no
+ * user activity for reminders.inactive_months, the reminder is cancelled; or held: the user's
+ * last event + `delay_ms` is later than `due_ms`, the user wrote since it was armed and the
+ * push-back is lazy; then no engine step, nothing said, and the COMMIT arms it again at that
+ * event's time + its delay unless it is already due), FB_EAGAIN, FB_EINVAL or FB_ECANCELED.
+ * Returns 0 (cb called later), FB_EINVAL or FB_ECANCELED (cb never called). REMINDERS.md.
  */
 int fb_router_reminder(fb_router_t *r, const char *key, const char *timer, int64_t due_ms,
-                       const char *event_id, fb_inbound_cb cb, void *arg);
+                       int64_t delay_ms, const char *event_id, fb_inbound_cb cb, void *arg);
 
 /** Scans the outbox's pending index now (also done at start, every minute, on reconnection). */
 void fb_router_outbox_scan(fb_router_t *r);

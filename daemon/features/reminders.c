@@ -96,6 +96,8 @@ struct claim {
     fb_reminders_t *rm;
     char *member; /* "KEY|id" */
     char *token;  /* "owner|due" */
+    char *key;    /* KEY, while its delay is read */
+    int64_t due;  /* ms */
     bool release;
 };
 
@@ -195,6 +197,7 @@ static void claim_free(struct claim *cl)
 {
     fb_free(cl->member);
     fb_free(cl->token);
+    fb_free(cl->key);
     fb_free(cl);
 }
 
@@ -271,7 +274,43 @@ static void on_delivered(int status, void *arg)
     }
 }
 
-/* Hands one claimed member to the router. */
+/* The claim's delay is read (or could not be): hands it to the router as a TIMER event. */
+static void on_delay(fb_redis_t *redis, int status, struct redisReply *rep, void *arg)
+{
+    (void)redis;
+    struct claim *cl = arg;
+    fb_reminders_t *rm = cl->rm;
+    rm->inflight--;
+    if (status != 0) {
+        FB_DEBUG(ROUTER, "reminder delay not read: %s (given back)", fb_strerror(status));
+        on_delivered(status == FB_ECANCELED ? FB_ECANCELED : FB_EAGAIN, cl);
+        return;
+    }
+    /* "<id>#a": nil when a `stop` or a forget removed the reminder (or an older daemon's). */
+    int64_t delay = -1;
+    if (rep && rep->type == REDIS_REPLY_STRING && rep->len > 0) {
+        char *end = NULL;
+        long long d = strtoll(rep->str, &end, 10);
+        if (end == rep->str + rep->len && d >= 0)
+            delay = d;
+    }
+    const char *id = strrchr(cl->member, '|') + 1;
+    const char *due = strrchr(cl->token, '|') + 1; /* as CLAIM wrote it: the event id's */
+    char *evid = fb_asprintf("rem:%s:%s", id, due);
+    FB_DEBUG(ROUTER, "[%08llx] reminder '%s' due at %s delivered",
+             (unsigned long long)short_hash(cl->key), id, due);
+    int rc = fb_router_reminder(rm->router, cl->key, id, cl->due, delay, evid, on_delivered, cl);
+    fb_free(evid);
+    if (rc != 0)
+        on_delivered(rc, cl);
+}
+
+/*
+ * Hands one claimed member to the router, after reading its delay ("<id>#a" in the
+ * conversation's reminders hash: one HGET, in the conversation's slot), with which the router
+ * holds a reminder the user's activity since it was armed pushes back (the lazy push-back,
+ * REMINDERS.md "Activity and inactivity"). The HGETs of a batch go out together.
+ */
 static void deliver(fb_reminders_t *rm, const char *member, size_t len, const char *due)
 {
     const char *bar = len < MAX_MEMBER ? strrchr(member, '|') : NULL;
@@ -279,6 +318,7 @@ static void deliver(fb_reminders_t *rm, const char *member, size_t len, const ch
     cl->rm = rm;
     cl->member = fb_strndup(member, len);
     cl->token = fb_asprintf("%s|%s", rm->owner, due);
+    cl->due = strtoll(due, NULL, 10);
     rm->outstanding++;
     if (rm->crash == 1) { /* simulated crash before delivery: the claim stays in Redis */
         rm->outstanding--;
@@ -289,16 +329,19 @@ static void deliver(fb_reminders_t *rm, const char *member, size_t len, const ch
         on_delivered(FB_EINVAL, cl);
         return;
     }
-    char *key = fb_strndup(member, (size_t)(bar - member));
-    char *evid = fb_asprintf("rem:%s:%s", bar + 1, due);
-    FB_DEBUG(ROUTER, "[%08llx] reminder '%s' due at %s delivered",
-             (unsigned long long)short_hash(key), bar + 1, due);
-    int rc = fb_router_reminder(rm->router, key, bar + 1, strtoll(due, NULL, 10), evid,
-                                on_delivered, cl);
-    fb_free(key);
-    fb_free(evid);
-    if (rc != 0)
-        on_delivered(rc, cl);
+    cl->key = fb_strndup(member, (size_t)(bar - member));
+    char *hash = fb_store_conv_key(rm->store, cl->key, FB_KEY_REMINDERS);
+    char *field = fb_asprintf("%s#a", bar + 1);
+    int rc = hash ? fb_redis_command(fb_store_redis(rm->store), FB_REDIS_RETRY, on_delay, cl,
+                                     "HGET", hash, field, NULL)
+                  : FB_EINVAL; /* a key too long for a conversation */
+    fb_free(hash);
+    fb_free(field);
+    if (rc != 0) {
+        on_delivered(rc == FB_ECLOSING ? FB_ECANCELED : rc, cl);
+        return;
+    }
+    rm->inflight++;
 }
 
 static void on_claim(int status, const redisReply *rep, void *arg)

@@ -10,8 +10,11 @@
  * and records the claim ("owner|due" in `<prefix>reminders:claims`), so that several daemons on
  * one Redis never take the same reminder. Each claim becomes a TIMER event through the router
  * with the event id "rem:<id>:<due ms>": a re-delivery after a crash is a duplicate for the
- * router (exactly-once effect, same outbox transaction ids). After the router's answer the claim
- * is removed (ACK), or given back at once (RELEASE) when the router could not record it.
+ * router (exactly-once effect, same outbox transaction ids). The reminder's delay ("<id>#a" in
+ * the conversation's reminders hash, one HGET) goes with it: the router holds a reminder whose
+ * user wrote less than that delay before its due time (the lazy push-back). After the router's
+ * answer the claim is removed (ACK), or given back at once (RELEASE) when the router could not
+ * record it.
  *
  * Working hours: reminders go out Monday to Friday, within reminders.start_hour..end_hour,
  * Europe/Paris time, except on French public holidays; outside of them the due members are
@@ -50,7 +53,8 @@ typedef struct fb_reminders_stats_s {
     uint64_t claimed;   /* reminders taken from the due zset by this scheduler */
     uint64_t delivered; /* handed to the router and acknowledged (duplicates included) */
     uint64_t deferred;  /* re-scored to the next working morning */
-    uint64_t dropped;   /* not delivered: the conversation was inactive (router's count) */
+    uint64_t dropped;   /* not delivered: the conversation was inactive, or the reminder held
+                         * (the user wrote since it was armed: armed again later) */
     uint64_t released;  /* given back after the router failed to record the event */
     uint64_t reaped;    /* expired leases returned to the due zset by this scheduler */
 } fb_reminders_stats_t;

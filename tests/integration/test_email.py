@@ -134,9 +134,11 @@ def confirm_link(msg):
 
 
 def make_due(redis, token):
-    """The conversation's reminder due now (not before its last user event)."""
-    a = redis.cli("HGET", ckey(f"web:{token}", "session"), "a")
-    at = max(int(time.time() * 1000) - 1000, int(a or 0))
+    """The conversation's reminder due now, as if its delay had passed since the user's last
+    event (`a`, set back by the delay: the push-back is lazy, docs/internals/REMINDERS.md)."""
+    at = int(time.time() * 1000) - 1000
+    delay = redis.cli("HGET", ckey(f"web:{token}", "reminders"), "relance#a")
+    redis.cli("HSET", ckey(f"web:{token}", "session"), "a", str(at - int(delay)))
     redis.cli("ZADD", DUE, str(at), f"web:{token}|relance")
 
 

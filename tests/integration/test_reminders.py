@@ -188,11 +188,15 @@ def clone(db, template, n):
 
 
 def make_due(db, tokens):
-    """Every reminder of `tokens` due now, in one atomic ZADD; not before the conversations' last
-    user event (the session's `a`): a reminder due before the user last wrote is taken for one
-    claimed while the user wrote, and dropped (docs/internals/REMINDERS.md)."""
-    last = db.pipeline([("HGET", ckey(t, "session"), "a") for t in tokens])
-    at = max([now_ms() - 1000] + [int(a) for a in last if a is not None])
+    """Every reminder of `tokens` due now, in one atomic ZADD, as if its delay had passed since
+    the user's last event: the push-back is lazy (docs/internals/REMINDERS.md), a reminder whose
+    user wrote less than its delay before its due time is held until then, so the sessions' last
+    user event (`a`) is set back by the delay too."""
+    at = now_ms() - 1000
+    delays = db.pipeline([("HGET", ckey(t, "reminders"), "relance#a") for t in tokens])
+    assert all(d is not None for d in delays), delays
+    assert all(r == 0 for r in db.pipeline([("HSET", ckey(t, "session"), "a", at - int(d))
+                                            for t, d in zip(tokens, delays)]))
     args = ["ZADD", DUE, "CH"]
     for t in tokens:
         args += [at, member(t)]

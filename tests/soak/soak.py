@@ -59,7 +59,8 @@ Definitions (the figures printed at the end):
   Matrix: two events with its token, which the service then rightly answers twice: those
   replies are not counted as duplicated).
 - reminders due: reminders the campaign made due (ZADD XX of `<conversation>|relance` in
-  `fb:{g}:reminders:due`, at max(now - 1 s, the conversation's last user event), answered "changed"),
+  `fb:{g}:reminders:due`, at now - 1 s, the session's last user event `a` set back by the
+  reminder's delay: the push-back is lazy), answered "changed"),
   only while the conversation's user is paused: it sends nothing until the reminder arrives (or
   for 120 s), since a user message after the due time rightly drops a reminder. Delivered: the
   entries "Relance de la campagne." the user saw. Lost and duplicated per conversation: due minus
@@ -832,8 +833,11 @@ matrix:
             conv = self.conv_key(user)
             seen = user.reminders_seen_live
             try:
-                last = self.redis.cli("HGET", f"fb:{{c:{conv}}}:session", "a")
-                due = max(int(time.time() * 1000) - 1000, int(last or 0))
+                # as if the delay had passed since the user's last event (the push-back is lazy:
+                # a reminder is held until then, docs/internals/REMINDERS.md)
+                due = int(time.time() * 1000) - 1000
+                delay = self.redis.cli("HGET", f"fb:{{c:{conv}}}:reminders", "relance#a")
+                self.redis.cli("HSET", f"fb:{{c:{conv}}}:session", "a", str(due - int(delay or 0)))
                 changed = self.redis.cli("ZADD", "fb:{g}:reminders:due", "XX", "CH", str(due), f"{conv}|relance")
             except Exception:
                 changed = ""

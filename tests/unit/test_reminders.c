@@ -3,7 +3,8 @@
  * test_reminders.c - the calendar rules (pure functions, fixed clocks) and the reminder
  * scheduler (daemon/features/reminders.c) with real routers on a real, throwaway redis-server: two
  * schedulers and 1,000 reminders due at once, a scheduler that "crashes" with claims, working
- * hours, inactive and forgotten conversations, activity pushing reminders back.
+ * hours, inactive and forgotten conversations, activity pushing reminders back (lazily: held when
+ * they fall due).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -265,6 +266,7 @@ struct fixture {
     fb_geo_t *geo;
     struct node n[2];
     redisContext *sync;
+    bool hours_off; /* node_up(): reminders.working_hours_only false (clocks at any hour) */
 };
 
 /* Runs the loop until cond(arg) holds; fails after 60 s (a hang, not a timing). */
@@ -305,8 +307,9 @@ static void node_up(struct fixture *f, int i, unsigned batch, unsigned inactive_
                              "dialogs:\n  path: \"" FB_SOURCE_DIR "/dialogs/exemple.yaml\"\n"
                              "router:\n  max_queued_per_conversation: 16\n"
                              "reminders:\n  batch: %u\n  lease_ms: 1000\n"
-                             "  inactive_months: %u\n  poll_interval_ms: 600000\n",
-                             f->srv.sock, batch, inactive_months);
+                             "  inactive_months: %u\n  poll_interval_ms: 600000\n%s",
+                             f->srv.sock, batch, inactive_months,
+                             f->hours_off ? "  working_hours_only: false\n" : "");
     fb_buf_t e;
     fb_buf_init(&e, 1u << 16);
     n->cfg = fb_config_parse("t.yaml", text, strlen(text), &e);
@@ -722,31 +725,6 @@ TEST_IMPL(reminders_forgotten_conversation)
     return 0;
 }
 
-/* Any user event pushes the pending reminders back (due = now + their delay), even one that
- * does not re-arm them in the engine (an answer not understood); a reminder does not. */
-TEST_IMPL(reminders_activity_postpones)
-{
-    struct fixture f;
-    int rc = setup(&f);
-    if (rc)
-        return rc;
-    node_up(&f, 0, 100, 12);
-    start_convs(&f, 1);
-    const long long six_weeks = 42LL * 86400 * 1000;
-    ASSERT_EQ(redis_int(&f, "HGET t:{c:test:r0}:reminders relance#a"), six_weeks);
-    make_due(&f, 1, 5000);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    long long before = (long long)ts.tv_sec * 1000;
-    /* "zzzz" is not a commune: a failed answer, the engine emits no schedule */
-    deliver_wait(&f, FB_IN_MESSAGE, "r0", "m1", "zzzzqqq");
-    long long due = redis_int(&f, "ZSCORE t:{g}:reminders:due test:r0|relance");
-    ASSERT(due >= before + six_weeks);
-    ASSERT(due < before + six_weeks + 600000);
-    teardown(&f);
-    return 0;
-}
-
 static long long wall_ms(void)
 {
     struct timespec ts;
@@ -754,71 +732,141 @@ static long long wall_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Polls node 0 at scheduler clock `clock_ms` until the batch is over; returns its stats. */
+static fb_reminders_stats_t poll_at(struct fixture *f, long long clock_ms)
+{
+    fb__reminders_set_clock(f->n[0].rem, clock_ms);
+    poll_drain(f, 0);
+    fb_reminders_stats_t s;
+    fb_reminders_get_stats(f->n[0].rem, &s);
+    return s;
+}
+
 /*
- * The push-back reads the reminders hash only when one may be armed (issue 17): the session's `r`
- * holds the version at which the hash was known empty. Armed: `r` is "" and every user event
- * reads the hash; once an event finds it empty, the next ones skip it. A write by an older daemon
- * (the version moves, `r` does not follow) makes the next event read it again, and push back the
- * reminder that daemon armed.
+ * The push-back is lazy (issue 17): a user event that arms nothing itself (an answer not
+ * understood) leaves the reminder where it was (no read of the reminders hash, no ZADD), and the
+ * reminder, armed before that event with delay D, goes out at the event's time + D: not at its
+ * own due time (there it is held, not sent, and armed again at that time), not a millisecond
+ * before, and once. Fails on the eager push-back, which moved the due member at the user's event.
  */
-TEST_IMPL(reminders_push_back_reads_only_when_armed)
+TEST_IMPL(reminders_activity_postpones)
 {
     struct fixture f;
     int rc = setup(&f);
     if (rc)
         return rc;
-    node_up(&f, 0, 100, 12);
+    f.hours_off = true; /* the clocks below fall at any hour */
+    node_up(&f, 0, 100, 0);
     start_convs(&f, 1);
     const long long six_weeks = 42LL * 86400 * 1000;
-    /* the greeting armed the reminder: maybe armed */
-    ASSERT_EQ(redis_int(&f, "HEXISTS t:{c:test:r0}:session r"), 1);
-    ASSERT_EQ(redis_int(&f, "HSTRLEN t:{c:test:r0}:session r"), 0);
-    ASSERT_GT(redis_int(&f, "PTTL t:{c:test:r0}:reminders"), 0); /* set when it was created */
-    /* the reminder is gone (fired and not armed again): the next user event reads the hash,
-     * finds it empty and records it with the version it writes */
-    ASSERT_EQ(redis_int(&f, "DEL t:{c:test:r0}:reminders"), 1);
-    ASSERT_EQ(redis_int(&f, "ZREM t:{g}:reminders:due test:r0|relance"), 1);
-    long long n0 = fb_test_redis_cmdstat(f.sync, "hgetall", "calls");
+    ASSERT_EQ(redis_int(&f, "HGET t:{c:test:r0}:reminders relance#a"), six_weeks);
+    long long due = redis_int(&f, "ZSCORE t:{g}:reminders:due test:r0|relance");
+    long long armed = redis_int(&f, "HGET t:{c:test:r0}:session a"); /* the start's */
+    ASSERT_EQ(due, armed + six_weeks);
+    /* t0: the user writes (after the start, by the wall clock the router uses) */
+    while (wall_ms() <= armed)
+        uv_sleep(1);
+    long long hgetall = fb_test_redis_cmdstat(f.sync, "hgetall", "calls");
     deliver_wait(&f, FB_IN_MESSAGE, "r0", "m1", "zzzzqqq");
-    ASSERT_EQ(fb_test_redis_cmdstat(f.sync, "hgetall", "calls"), n0 + 1);
-    long long v = redis_int(&f, "HGET t:{c:test:r0}:session v");
-    ASSERT_EQ(redis_int(&f, "HGET t:{c:test:r0}:session r"), v);
-    /* known empty: no read, the record follows the version */
-    deliver_wait(&f, FB_IN_MESSAGE, "r0", "m2", "zzzzqqq");
-    ASSERT_EQ(fb_test_redis_cmdstat(f.sync, "hgetall", "calls"), n0 + 1);
-    ASSERT_EQ(redis_int(&f, "HGET t:{c:test:r0}:session v"), v + 1);
-    ASSERT_EQ(redis_int(&f, "HGET t:{c:test:r0}:session r"), v + 1);
-    /* an older daemon arms a reminder (one the dialog's failed answers do not cancel) and
-     * writes the session without `r` */
-    ASSERT_EQ(redis_int(&f, "HSET t:{c:test:r0}:reminders autre r autre#a %lld", six_weeks), 2);
-    ASSERT_EQ(redis_int(&f, "PEXPIRE t:{c:test:r0}:reminders 86400000"), 1);
-    ASSERT_EQ(redis_int(&f, "ZADD t:{g}:reminders:due 1000 test:r0|autre"), 1);
-    ASSERT_EQ(redis_int(&f, "HINCRBY t:{c:test:r0}:session v 1"), v + 2);
-    long long before = wall_ms() / 1000 * 1000;          /* the router's clock may lag a few ms */
-    deliver_wait(&f, FB_IN_MESSAGE, "r0", "m3", "lyon"); /* the next question */
-    ASSERT_EQ(fb_test_redis_cmdstat(f.sync, "hgetall", "calls"), n0 + 2);
-    long long due = redis_int(&f, "ZSCORE t:{g}:reminders:due test:r0|autre");
-    ASSERT(due >= before + six_weeks);
-    ASSERT(due < before + six_weeks + 600000);
-    ASSERT_EQ(redis_int(&f, "HSTRLEN t:{c:test:r0}:session r"), 0);
-    /* "lyon" entered the next question, which armed `relance` in the existing hash: its TTL
-     * was not set again (only with the session's) */
-    ASSERT_EQ(redis_int(&f, "HEXISTS t:{c:test:r0}:reminders relance"), 1);
-    long long pttl = redis_int(&f, "PTTL t:{c:test:r0}:reminders");
-    ASSERT_GT(pttl, 0);
-    ASSERT_LE(pttl, 86400000);
-    /* still armed: read again */
-    deliver_wait(&f, FB_IN_MESSAGE, "r0", "m4", "zzzzqqq");
-    ASSERT_EQ(fb_test_redis_cmdstat(f.sync, "hgetall", "calls"), n0 + 3);
+    long long t0 = redis_int(&f, "HGET t:{c:test:r0}:session a");
+    ASSERT_GT(t0, armed);
+    ASSERT_EQ(fb_test_redis_cmdstat(f.sync, "hgetall", "calls"), hgetall);
+    ASSERT_EQ(redis_int(&f, "ZSCORE t:{g}:reminders:due test:r0|relance"), due); /* untouched */
+    /* before its due time: nothing claimed */
+    fb_reminders_stats_t s = poll_at(&f, due - 1);
+    ASSERT_EQ(s.claimed, 0);
+    /* at its due time: claimed and held (t0 + D is later), armed again at t0 + D, nothing said */
+    s = poll_at(&f, due);
+    ASSERT_EQ(s.claimed, 1);
+    ASSERT_EQ(s.dropped, 1);
+    ASSERT_EQ(s.delivered, 0);
+    ASSERT_EQ(ta.relances[0], 0);
+    ASSERT_EQ(redis_int(&f, "ZSCORE t:{g}:reminders:due test:r0|relance"), t0 + six_weeks);
+    ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:reminders:claimed"), 0);
+    ASSERT_EQ(redis_int(&f, "HGET t:{g}:stats reminder_sent"), -1);
+    /* one millisecond before t0 + D: still nothing */
+    s = poll_at(&f, t0 + six_weeks - 1);
+    ASSERT_EQ(s.claimed, 1);
+    ASSERT_EQ(ta.relances[0], 0);
+    /* at t0 + D: sent, once (the engine arms the next one D after the wall clock, later still) */
+    while (wall_ms() <= t0)
+        uv_sleep(1);
+    s = poll_at(&f, t0 + six_weeks);
+    ASSERT_EQ(s.claimed, 2);
+    ASSERT_EQ(s.delivered, 1);
+    ASSERT_EQ(ta.relances[0], 1);
+    ASSERT_GT(redis_int(&f, "ZSCORE t:{g}:reminders:due test:r0|relance"), t0 + six_weeks);
+    s = poll_at(&f, t0 + six_weeks);
+    ASSERT_EQ(s.claimed, 2);
+    ASSERT_EQ(ta.relances[0], 1);
+    ASSERT_EQ(redis_int(&f, "HGET t:{g}:stats reminder_sent"), 1);
     teardown(&f);
     return 0;
 }
 
 /*
- * The user writes while a reminder is claimed (REMINDERS.md "Activity"): that event cannot push
- * the claimed member back, so the TIMER finds a last activity later than the reminder's due time
- * and drops it: nothing sent, the claim acknowledged, the reminder armed again six weeks after
- * the user's event. A conversation that stayed quiet gets its reminder.
+ * What the previous version left in Redis still works: a due member its eager push-back moved to
+ * the user's last event + the delay is sent at that time (not held again), and a session's `r`
+ * (its "reminders hash known empty at this version", no longer written) changes nothing. A
+ * schedule that rewrites an armed reminder's fields does not set the hash's TTL again (issue 17);
+ * the one that created the hash did.
+ */
+TEST_IMPL(reminders_previous_version_data)
+{
+    struct fixture f;
+    int rc = setup(&f);
+    if (rc)
+        return rc;
+    f.hours_off = true;
+    node_up(&f, 0, 100, 0);
+    start_convs(&f, 1);
+    const long long six_weeks = 42LL * 86400 * 1000;
+    ASSERT_GT(redis_int(&f, "PTTL t:{c:test:r0}:reminders"), 0);    /* set when it was created */
+    ASSERT_EQ(redis_int(&f, "HEXISTS t:{c:test:r0}:session r"), 0); /* no longer written */
+    long long armed = redis_int(&f, "HGET t:{c:test:r0}:session a");
+    while (wall_ms() <= armed)
+        uv_sleep(1);
+    /* "lyon" enters the next question, which arms `relance` again in the existing hash: its
+     * fields rewritten, its TTL not set again */
+    ASSERT_EQ(redis_int(&f, "PEXPIRE t:{c:test:r0}:reminders 86400000"), 1);
+    deliver_wait(&f, FB_IN_MESSAGE, "r0", "m1", "lyon");
+    long long pttl = redis_int(&f, "PTTL t:{c:test:r0}:reminders");
+    ASSERT_GT(pttl, 0);
+    ASSERT_LE(pttl, 86400000);
+    long long t0 = redis_int(&f, "HGET t:{c:test:r0}:session a");
+    ASSERT_EQ(redis_int(&f, "ZSCORE t:{g}:reminders:due test:r0|relance"), t0 + six_weeks);
+    /* an older daemon's write: `r` = the version (it believed the hash empty), and a failed
+     * answer it pushed back: the member at that user event + the delay */
+    long long v = redis_int(&f, "HINCRBY t:{c:test:r0}:session v 1");
+    ASSERT_EQ(redis_int(&f, "HSET t:{c:test:r0}:session r %lld a %lld", v, t0 + 5), 1);
+    ASSERT_EQ(
+        redis_int(&f, "ZADD t:{g}:reminders:due XX CH %lld test:r0|relance", t0 + 5 + six_weeks),
+        1);
+    /* sent at that time, not held, once */
+    fb_reminders_stats_t s = poll_at(&f, t0 + 5 + six_weeks - 1);
+    ASSERT_EQ(s.claimed, 0);
+    while (wall_ms() <= t0 + 5)
+        uv_sleep(1);
+    s = poll_at(&f, t0 + 5 + six_weeks);
+    ASSERT_EQ(s.claimed, 1);
+    ASSERT_EQ(s.delivered, 1);
+    ASSERT_EQ(s.dropped, 0);
+    ASSERT_EQ(ta.relances[0], 1);
+    s = poll_at(&f, t0 + 5 + six_weeks);
+    ASSERT_EQ(s.claimed, 1);
+    /* a user event on that record reads nothing of the reminders */
+    long long hgetall = fb_test_redis_cmdstat(f.sync, "hgetall", "calls");
+    deliver_wait(&f, FB_IN_MESSAGE, "r0", "m2", "zzzzqqq");
+    ASSERT_EQ(fb_test_redis_cmdstat(f.sync, "hgetall", "calls"), hgetall);
+    teardown(&f);
+    return 0;
+}
+
+/*
+ * The user writes while a reminder is claimed (REMINDERS.md "Activity"): the TIMER finds a last
+ * activity later than the reminder's due time and holds it: nothing sent, the claim
+ * acknowledged, the reminder armed again six weeks after the user's event. A conversation that
+ * stayed quiet (its last event six weeks before the due time) gets its reminder.
  */
 TEST_IMPL(reminders_claimed_then_user_writes_dropped)
 {
@@ -835,6 +883,9 @@ TEST_IMPL(reminders_claimed_then_user_writes_dropped)
     for (int i = 0; i < 2; i++) {
         ASSERT(redis_int(&f, "HGET t:{c:test:r%d}:session a", i) <= due);
         ASSERT_EQ(redis_int(&f, "ZADD t:{g}:reminders:due XX CH %lld test:r%d|relance", due, i), 1);
+        /* as if armed by a user event six weeks before the due time (else the lazy push-back
+         * holds it until that event + six weeks) */
+        redis_int(&f, "HSET t:{c:test:r%d}:session a %lld", i, due - six_weeks);
     }
     /* A scheduler clock within working hours and not before the due time. */
     fb_hours_t h = {f.n[0].cfg->reminders.start_hour, f.n[0].cfg->reminders.end_hour};
@@ -845,7 +896,7 @@ TEST_IMPL(reminders_claimed_then_user_writes_dropped)
     poll_drain(&f, 0);
     ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:reminders:claimed"), 2);
     /* r0's user writes after the due time (a message the engine does not understand: it arms
-     * nothing itself); the push-back cannot move the claimed member. */
+     * nothing itself); nothing moves the claimed member. */
     while (wall_ms() <= due)
         uv_sleep(1);
     deliver_wait(&f, FB_IN_MESSAGE, "r0", "m1", "zzzzqqq");
