@@ -229,13 +229,15 @@ static const char commit_body_fmt[] =
     "    local rh = redis.call('HGET', K.roadmap, 'h')\n"
     "    if rh then expire(K.roadmap) expire(K.roadmap_ix .. rh) end\n"
     "  end\n"
-    "elseif cur[4] and cur[4] == cur[1] then\n"
-    /* `r` is no longer written; a daemon of the previous version still trusts it ("the hash
-     * was empty at this version"): a COMMIT that keeps the version but arms a reminder drops
-     * it, so that such a daemon, run again, reads the hash (REDIS.md, "The session record") */
-    "  for _, op in ipairs(O.rem) do\n"
-    "    if op[1] == 's' then redis.call('HDEL', K.session, '" FB_SESSION_REMINDERS "') break end\n"
-    "  end\n"
+    "elseif cur[1] then\n"
+    /* Mode n (a held or dropped reminder, a session that could not be written): the session's
+     * data stays, but its version moves (issue 17). This COMMIT leaves the event's mark, and
+     * another run of the same event that read the session before it (another daemon, a
+     * reminder given back and claimed again) must conflict: its COMMIT does not read the mark
+     * when it writes a session it read (commit_head_src). Moving the version also tells a
+     * daemon of the previous version, which trusts `r` ("the reminders hash was empty at this
+     * version"), to read the hash. */
+    "  nv = redis.call('HINCRBY', K.session, '" FB_SESSION_VERSION "', 1)\n"
     "end\n"
     /* The hash's TTL: set by a schedule that creates a field (a new hash has none: HSET counts
      * the fields it adds), and again with the session's; not when a schedule only rewrites an

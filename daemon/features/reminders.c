@@ -286,6 +286,13 @@ static void on_delay(fb_redis_t *redis, int status, struct redisReply *rep, void
         on_delivered(status == FB_ECANCELED ? FB_ECANCELED : FB_EAGAIN, cl);
         return;
     }
+    if (rep && rep->type == REDIS_REPLY_ERROR) {
+        /* not "no delay", which would let it go out up to its delay early: given back */
+        FB_WARN(ROUTER, "reminder delay not read: Redis answered: %s (given back)",
+                rep->str ? rep->str : "?");
+        on_delivered(FB_EAGAIN, cl);
+        return;
+    }
     /* "<id>#a": nil when a `stop` or a forget removed the reminder (or an older daemon's). */
     int64_t delay = -1;
     if (rep && rep->type == REDIS_REPLY_STRING && rep->len > 0) {

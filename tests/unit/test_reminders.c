@@ -775,8 +775,20 @@ TEST_IMPL(reminders_activity_postpones)
     /* before its due time: nothing claimed */
     fb_reminders_stats_t s = poll_at(&f, due - 1);
     ASSERT_EQ(s.claimed, 0);
-    /* at its due time: claimed and held (t0 + D is later), armed again at t0 + D, nothing said */
+    /* at its due time: claimed and held (t0 + D is later), armed again at t0 + D, nothing said;
+     * the hold's COMMIT moves the session's version (not its data, nor its write id), so that
+     * another run of the same TIMER that read the session before it conflicts (its COMMIT does
+     * not read the dedupe mark of a session it read) */
+    long long v0 = redis_int(&f, "HGET t:{c:test:r0}:session v");
+    redisReply *w0 = redisCommand(f.sync, "HGET t:{c:test:r0}:session w");
+    ASSERT(w0 && w0->type == REDIS_REPLY_STRING);
     s = poll_at(&f, due);
+    ASSERT_EQ(redis_int(&f, "HGET t:{c:test:r0}:session v"), v0 + 1);
+    redisReply *w1 = redisCommand(f.sync, "HGET t:{c:test:r0}:session w");
+    ASSERT(w1 && w1->type == REDIS_REPLY_STRING);
+    ASSERT_STR_EQ(w1->str, w0->str);
+    freeReplyObject(w0);
+    freeReplyObject(w1);
     ASSERT_EQ(s.claimed, 1);
     ASSERT_EQ(s.dropped, 1);
     ASSERT_EQ(s.delivered, 0);
@@ -904,6 +916,8 @@ TEST_IMPL(reminders_claimed_then_user_writes_dropped)
     ASSERT(a0 > due);
     ASSERT_EQ(redis_int(&f, "ZSCORE t:{g}:reminders:due test:r0|relance"), -1);
     long long v0 = redis_int(&f, "HGET t:{c:test:r0}:session v");
+    redisReply *d0 = redisCommand(f.sync, "HGET t:{c:test:r0}:session d");
+    ASSERT(d0 && d0->type == REDIS_REPLY_STRING);
     /* After the lease, node 1 reaps both (same due time) and delivers them. */
     fb__reminders_set_clock(f.n[1].rem, clock + 1001);
     poll_drain(&f, 1);
@@ -918,8 +932,15 @@ TEST_IMPL(reminders_claimed_then_user_writes_dropped)
     ASSERT_EQ(redis_int(&f, "ZCARD t:{g}:reminders:claimed"), 0);
     ASSERT_EQ(redis_int(&f, "HLEN t:{g}:reminders:claims"), 0);
     ASSERT_EQ(redis_int(&f, "HGET t:{g}:stats reminder_sent"), 1);
-    /* r0: the session untouched, the reminder armed six weeks after the user's message */
-    ASSERT_EQ(redis_int(&f, "HGET t:{c:test:r0}:session v"), v0);
+    /* r0: the session's data untouched, its version moved (so that another run of the same
+     * TIMER that read it before conflicts), the reminder armed six weeks after the user's
+     * message */
+    redisReply *d1 = redisCommand(f.sync, "HGET t:{c:test:r0}:session d");
+    ASSERT(d1 && d1->type == REDIS_REPLY_STRING);
+    ASSERT_STR_EQ(d1->str, d0->str);
+    freeReplyObject(d0);
+    freeReplyObject(d1);
+    ASSERT_EQ(redis_int(&f, "HGET t:{c:test:r0}:session v"), v0 + 1);
     ASSERT_EQ(redis_int(&f, "ZSCORE t:{g}:reminders:due test:r0|relance"), a0 + six_weeks);
     /* the same event again is a duplicate: still nothing sent */
     ASSERT_EQ(redis_int(&f, "ZADD t:{g}:reminders:due XX CH %lld test:r0|relance", due), 1);
