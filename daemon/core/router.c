@@ -275,11 +275,15 @@ static const char commit_body_fmt[] =
      * outbox that stays gets it at its first HEAD (head_src), and again with the session's
      * refresh (an outbox that stays non-empty, its platform down or its adapter not loaded, must
      * not expire before its conversation). A list this RPUSH created has its first entry for
-     * head: no LINDEX (issue 17). */
+     * head: no LINDEX (issue 17). Only such a list joins the pending index: a list that had
+     * entries is in it already (every writer of an outbox adds its conversation, and HEAD and POP
+     * take it out only with the list empty, atomically), so a busy outbox costs no ZADD. */
     "  local n = redis.call('RPUSH', K.outbox, unpack(O.out))\n"
-    "  if n == #O.out then out_head = O.out[1] end\n"
+    "  if n == #O.out then\n"
+    "    out_head = O.out[1]\n"
+    "    redis.call('ZADD', K.pending, 'NX', ARGV[7], A.member)\n"
+    "  end\n"
     "  if refresh then expire(K.outbox) end\n"
-    "  redis.call('ZADD', K.pending, 'NX', ARGV[7], A.member)\n"
     "end\n"
     /* O.rearm: a reminder held by job_run() (the user wrote since it was armed): armed again at
      * the user's last event + its delay, where the eager push-back would have put it; nothing
@@ -302,7 +306,9 @@ static const char commit_tail_src[] =
     "  redis.call('PEXPIRE', K.event, keep + marks_every)\n"
     "end\n"
     "local res = {1, nv, false, AO}\n"
-    "if #O.out > 0 and not AD then res[3] = out_head or redis.call('LINDEX', K.outbox, 0) end\n"
+    "if #O.out > 0 and not AD then\n"
+    "  res[3] = out_head or (not O.nh and redis.call('LINDEX', K.outbox, 0))\n"
+    "end\n"
     "for _, k in ipairs(kick) do table.insert(res, k) end\n"
     "return res\n";
 
@@ -346,8 +352,9 @@ static const char head_src[] = "#!lua flags=allow-oom\n"
  * entries and one more takes them and shows the next head; what is not theirs (the next head,
  * entries another consumer left first) goes back in front, in its order: in the usual case (the
  * outbox held just these entries) two commands, where LRANGE and LTRIM were three with the ZREM.
- * An outbox the LPOP emptied and the push-back made again has lost its TTL: it gets the
- * session's, as at HEAD. */
+ * An outbox the LPOP emptied and the push-back made again has no TTL, as one a COMMIT creates:
+ * it gets the session's at its first HEAD (a retry's read, the scan) or with the session's
+ * refresh (head_src). */
 static const char pop_src[] = "#!lua flags=allow-oom\n"
                               "local n = #ARGV - 3\n"
                               "local l = redis.call('LPOP', KEYS[1], n + 1) or {}\n"
@@ -357,10 +364,6 @@ static const char pop_src[] = "#!lua flags=allow-oom\n"
                               "  local back = {}\n"
                               "  for i = #l, k + 1, -1 do table.insert(back, l[i]) end\n"
                               "  redis.call('LPUSH', KEYS[1], unpack(back))\n"
-                              "  local ttl = tonumber(ARGV[2])\n"
-                              "  if ttl > 0 and redis.call('PTTL', KEYS[1]) == -1 then\n"
-                              "    redis.call('PEXPIRE', KEYS[1], ttl)\n"
-                              "  end\n"
                               "end\n"
                               "if k == n and ARGV[1] == '1' then\n"
                               "  redis.call('RPUSH', KEYS[2], ARGV[#ARGV])\n"
@@ -425,6 +428,7 @@ struct job {
     int64_t delay;    /* the reminder's delay (ms, its "<id>#a"; < 0: unknown) */
     bool dropped;     /* the reminder was dropped (inactive) or held: cb gets FB_DECLINED */
     bool handback;    /* a HANDBACK event (fb_router_handback()) */
+    bool no_head;     /* the last COMMIT attempt was told its head is not needed (ops `nh`) */
     fb_inbound_cb cb;
     void *arg;
     unsigned reruns;
@@ -1518,6 +1522,15 @@ static void on_commit(int status, const redisReply *rep, void *arg)
             c->ob_chain = false; /* the head being sent, if any, was not the first of these */
             j->built = NULL;
             ob_kick_head(c, head);
+        } else if (j->no_head && (!head || head->type == REDIS_REPLY_NIL)) {
+            /* The outbox was busy when the COMMIT left: it sees these entries next (POP returns
+             * the next head, or ob_again reads it), the first of them taken from ob_built, and
+             * the rest of their chain sent from memory. */
+            json_decref(c->ob_built);
+            c->ob_built = j->built;
+            c->ob_chain = false;
+            j->built = NULL;
+            ob_kick(c);
         }
         for (size_t i = 4; i < rep->elements; i++) /* outboxes the escalation wrote to */
             if (rep->element[i]->type == REDIS_REPLY_STRING)
@@ -1905,6 +1918,12 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
         if (r->features[f].ops->commit_ops)
             r->features[f].ops->commit_ops(r->features[f].self, &st, co.ops, &co.says);
     j->says = co.says;
+    /* This daemon is busy with the conversation's outbox (reading, sending, popping it): the
+     * entries this event queues behind are seen by that work (POP returns the next head), so
+     * the COMMIT need not read an older head (`nh`: no LINDEX, issue 17). */
+    j->no_head = co.says > 0 && c->ob != OB_IDLE && c->ob != OB_WAITING;
+    if (j->no_head)
+        json_object_set_new(co.ops, "nh", json_true());
     /* The entries go to the COMMIT as their own arguments, not inside the ops' JSON. */
     json_t *out = json_incref(json_object_get(co.ops, "out"));
     json_object_del(co.ops, "out");
