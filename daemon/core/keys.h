@@ -44,6 +44,7 @@
 #define FB_SESSION_DATA     "d" /* the engine's session JSON */
 #define FB_SESSION_ACTIVITY "a" /* Unix ms of the user's last own event */
 #define FB_SESSION_WRITE_ID "w" /* write id of the last write */
+#define FB_SESSION_BIRTH    "b" /* write id of the write that created the session (its lifetime) */
 #define FB_SESSION_TTL_SET  "x" /* Unix ms when COMMIT last set the session's TTL (PEXPIRE) */
 #define FB_SESSION_MARKS    "z" /* Unix ms of the marks' last upkeep (FB_KEY_MARKS: trim, TTL) */
 /* No longer written (the push-back is lazy since issue 17): the session version at which the

@@ -109,7 +109,8 @@ static const char since_src[] = "#!lua\n"
  * again at `a` + its delay ("<id>#a" in the reminders hash), or later (GT).
  * Returns {2, 0} for a duplicate, {3, 0} when the adapter's
  * fragment refused the event (its conversation is gone: nothing written), {0, version found} on a
- * conflict, {1, new version, the outbox's head when this event added entries (else nil), the
+ * conflict, {1, new version, the outbox's head when this event added entries (else nil; 0 when
+ * the ops said `nh`: the outbox is busy in this daemon), the
  * adapter's fragment's `AO` (else nil), conversations whose outbox got entries (`kick`)...} when
  * written: the router hands `AO` to the adapter's committed(), then the head to its send() at
  * once, without reading it again (issue 17: round trips per message). An adapter whose history
@@ -119,22 +120,29 @@ static const char since_src[] = "#!lua\n"
 static const char commit_head_src[] =
     "#!lua\n"
     "local keep = tonumber(ARGV[6])\n"
+    /* ARGV 1: the version READ saw, then ':' and the session's birth (`b`) it saw, if any */
+    "local ev, eb = string.match(ARGV[1], '^(%d+):?(.*)$')\n"
+    "ev = tonumber(ev)\n"
     "local cur = redis.call('HMGET', KEYS[1], '" FB_SESSION_VERSION "', '" FB_SESSION_TTL_SET
-    "', '" FB_SESSION_MARKS "', '" FB_SESSION_REMINDERS "', '" FB_SESSION_WRITE_ID "')\n"
+    "', '" FB_SESSION_MARKS "', '" FB_SESSION_REMINDERS "', '" FB_SESSION_WRITE_ID
+    "', '" FB_SESSION_BIRTH "')\n"
     /* Handled already? A COMMIT that writes a session it read (ARGV 1 > 0) needs no look at the
      * dedupe mark: this event's own write is the session's last one when a resend of it finds
      * its first attempt landed (the write id is the event's), and any later write changed the
      * version, so the conflict's rerun meets the mark at READ (issue 17: one command less). A
      * forget, a COMMIT that leaves the session, or one that creates it (version 0, which a
      * forget or an expiry gives again) look at the mark. */
-    "if ARGV[3] == 'w' and ARGV[1] ~= '0' then\n"
+    "if ARGV[3] == 'w' and ev > 0 then\n"
     "  if cur[5] == ARGV[4] then return {2, 0} end\n"
     "else\n"
     "  local seen = tonumber(redis.call('ZSCORE', KEYS[2], ARGV[11]))\n"
     "  if seen and seen > tonumber(ARGV[7]) - keep then return {2, 0} end\n"
     "end\n"
     "local v = tonumber(cur[1]) or 0\n"
-    "if v ~= tonumber(ARGV[1]) then return {0, v} end\n"
+    /* The version and the session's birth: a session forgotten (or expired) and made again
+     * starts its versions from 1 again, under another birth (the write id of the COMMIT that
+     * made it), so a COMMIT that read the older one conflicts even at the same version. */
+    "if v ~= ev or (cur[6] or '') ~= eb then return {0, v} end\n"
     "local ttl_set = tonumber(cur[2])\n"
     /* The marks' upkeep (trim, TTL) every 1/100 of the retention, by the session's `z`, and at
      * every COMMIT that does not write the session (forget, leave: rare). */
@@ -208,6 +216,7 @@ static const char commit_body_fmt[] =
     "  local f = {'" FB_SESSION_VERSION "', string.format('%%d', nv), '" FB_SESSION_DATA
     "', ARGV[2], '" FB_SESSION_WRITE_ID "', ARGV[4]}\n"
     "  if A.user then table.insert(f, '" FB_SESSION_ACTIVITY "'); table.insert(f, ARGV[7]) end\n"
+    "  if not cur[6] then table.insert(f, '" FB_SESSION_BIRTH "'); table.insert(f, ARGV[4]) end\n"
     "  if marks_due then table.insert(f, '" FB_SESSION_MARKS "'); table.insert(f, ARGV[7]) end\n"
     /* The TTL is set again only when 1/100 of it has passed since it was last set (a key expires
      * at most that much early), not at every write: one PEXPIRE per message saved (issue 17). */
@@ -307,7 +316,7 @@ static const char commit_tail_src[] =
     "end\n"
     "local res = {1, nv, false, AO}\n"
     "if #O.out > 0 and not AD then\n"
-    "  res[3] = out_head or (not O.nh and redis.call('LINDEX', K.outbox, 0))\n"
+    "  res[3] = out_head or (O.nh and 0) or redis.call('LINDEX', K.outbox, 0)\n"
     "end\n"
     "for _, k in ipairs(kick) do table.insert(res, k) end\n"
     "return res\n";
@@ -429,6 +438,7 @@ struct job {
     bool dropped;     /* the reminder was dropped (inactive) or held: cb gets FB_DECLINED */
     bool handback;    /* a HANDBACK event (fb_router_handback()) */
     bool no_head;     /* the last COMMIT attempt was told its head is not needed (ops `nh`) */
+    char *born;       /* the session's birth (FB_SESSION_BIRTH) its last READ saw, or NULL */
     fb_inbound_cb cb;
     void *arg;
     unsigned reruns;
@@ -1229,6 +1239,7 @@ static void job_free(struct job *j)
     fb_free(j->choice);
     fb_free(j->timer);
     fb_free(j->commit_arg);
+    fb_free(j->born);
     json_decref(j->built);
     fb_free(j);
 }
@@ -1522,7 +1533,7 @@ static void on_commit(int status, const redisReply *rep, void *arg)
             c->ob_chain = false; /* the head being sent, if any, was not the first of these */
             j->built = NULL;
             ob_kick_head(c, head);
-        } else if (j->no_head && (!head || head->type == REDIS_REPLY_NIL)) {
+        } else if (j->no_head && head && head->type == REDIS_REPLY_INTEGER) {
             /* The outbox was busy when the COMMIT left: it sees these entries next (POP returns
              * the next head, or ob_again reads it), the first of them taken from ob_built, and
              * the rest of their chain sent from memory. */
@@ -1802,8 +1813,10 @@ static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t 
     for (const char *const *k = slot ? slot->a.ops->conv_keys : NULL;
          k && *k && nkeys < MAX_COMMIT_KEYS; k++)
         args[nkeys++] = owned[nowned++] = ckey(c, *k);
-    char expected[24], ttl[24], dttl[24], nowbuf[24], noutbuf[24];
-    snprintf(expected, sizeof(expected), "%llu", (unsigned long long)version);
+    char ttl[24], dttl[24], nowbuf[24], noutbuf[24];
+    /* the version READ saw, and the session's birth with it (commit_head_src) */
+    char *expected = j->born ? fb_asprintf("%llu:%s", (unsigned long long)version, j->born)
+                             : fb_asprintf("%llu", (unsigned long long)version);
     snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)fb_store_session_ttl_ms(r->store));
     snprintf(dttl, sizeof(dttl), "%llu",
              (unsigned long long)r->cfg->router.dedupe_retention_hours * DEDUPE_MS_PER_H);
@@ -1846,6 +1859,7 @@ static int commit_send(struct job *j, uint64_t version, const fb_feature_step_t 
     fb_buf_free(&hist);
     for (size_t i = 0; i < nowned; i++)
         fb_free(owned[i]);
+    fb_free(expected);
     fb_free(lens);
     fb_free(args);
     return rc;
@@ -1981,11 +1995,11 @@ static void job_step(struct job *j, uint64_t version, const char *data, size_t l
  */
 struct read {
     struct job *j;
-    unsigned left;   /* commands sent, not answered yet */
-    int status;      /* the first failure, or 0 */
-    bool dup;        /* a dedupe mark says the event was handled already */
-    long long since; /* a mark counts when its time is above this: now - the retention */
-    char *v, *d, *a; /* the session's fields (copies; NULL: none) */
+    unsigned left;       /* commands sent, not answered yet */
+    int status;          /* the first failure, or 0 */
+    bool dup;            /* a dedupe mark says the event was handled already */
+    long long since;     /* a mark counts when its time is above this: now - the retention */
+    char *v, *d, *a, *b; /* the session's fields (copies; NULL: none) */
     size_t dlen;
     char token[ROADMAP_TOKEN_LEN + 1]; /* the roadmap page's stored token, "" when none */
 };
@@ -2009,11 +2023,15 @@ static void read_done(struct read *rd)
         job_finish(j, FB_EAGAIN);
     } else {
         unsigned long long v = rd->v ? strtoull(rd->v, NULL, 10) : 0;
+        fb_free(j->born);
+        j->born = rd->b; /* the COMMIT expects this session, not a later one of the same key */
+        rd->b = NULL;
         job_step(j, (uint64_t)v, rd->d ? rd->d : "", rd->d ? rd->dlen : 0, rd->a ? rd->a : "");
     }
     fb_free(rd->v);
     fb_free(rd->d);
     fb_free(rd->a);
+    fb_free(rd->b);
     fb_free(rd);
 }
 
@@ -2060,12 +2078,13 @@ static void on_read_session(int status, const redisReply *rep, void *arg)
 {
     bool ok;
     struct read *rd = read_part(status, rep, arg, &ok);
-    if (ok && !fb_redis_reply_array(rep, 3, 3, NULL))
+    if (ok && !fb_redis_reply_array(rep, 4, 4, NULL))
         rd->status = FB_EAGAIN;
     else if (ok) {
         rd->v = reply_dup(rep->element[0], NULL);
         rd->d = reply_dup(rep->element[1], &rd->dlen);
         rd->a = reply_dup(rep->element[2], NULL);
+        rd->b = reply_dup(rep->element[3], NULL);
     }
     read_finish(rd);
 }
@@ -2125,13 +2144,13 @@ static void job_start(struct job *j)
     struct read *rd = fb_calloc(1, sizeof(*rd));
     rd->j = j;
     rd->since = (long long)t - (long long)keep_ms;
-    const char *hmget[] = {"HMGET", k_session, FB_SESSION_VERSION, FB_SESSION_DATA,
-                           FB_SESSION_ACTIVITY};
+    const char *hmget[] = {"HMGET",         k_session,           FB_SESSION_VERSION,
+                           FB_SESSION_DATA, FB_SESSION_ACTIVITY, FB_SESSION_BIRTH};
     const char *hget[] = {"HGET", k_road, "t"};
     const char *exists[] = {"EXISTS", k_ev};
     const char *zscore[] = {"ZSCORE", k_marks, j->event_id};
     const int more = FB_REDIS_RETRY | FB_REDIS_PIPELINED;
-    int rc = fb_store_command(r->store, FB_REDIS_RETRY, 5, hmget, on_read_session, rd);
+    int rc = fb_store_command(r->store, FB_REDIS_RETRY, 6, hmget, on_read_session, rd);
     if (rc == 0) {
         rd->left++;
         r->inflight++;

@@ -24,6 +24,7 @@
 #include "features/stats.h"
 #include "frichebot/adapter.h"
 #include "frichebot/alloc.h"
+#include "frichebot/clock.h"
 #include "frichebot/err.h"
 #include "io/config.h"
 #include "io/paths.h"
@@ -437,6 +438,17 @@ static void deliver_wait(struct fixture *f, fb_inbound_kind_t kind, const char *
     ASSERT_EQ(res.calls, 0); /* never inside the call */
     wait_int(&f->loop, &res.calls, 1);
     ASSERT_EQ(res.status, expect);
+}
+
+static long long redis_int_sync(redisContext *sync, const char *cmd)
+{
+    redisReply *rep = redisCommand(sync, cmd);
+    ASSERT_NOT_NULL(rep);
+    long long v = rep->type == REDIS_REPLY_INTEGER  ? rep->integer
+                  : rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10)
+                                                    : -1;
+    freeReplyObject(rep);
+    return v;
 }
 
 static long long redis_int(struct fixture *f, const char *fmt, ...)
@@ -1074,6 +1086,54 @@ TEST_IMPL(router_version_conflict_reruns)
     ASSERT_EQ(st.conflicts, 2);
     ASSERT_EQ(st.events, 2);
     ASSERT_EQ(redis_int(&f, "HGET t:{c:test:v}:session v"), 4); /* 1, +1, +1, then ours */
+    teardown(&f);
+    return 0;
+}
+
+/* Found by review (issue 17): between this job's READ and its COMMIT, another daemon handles the
+ * same event (its mark), then the user's forget deletes the session and a new message makes it
+ * again, up to the very version this job read. COMMIT no longer reads the dedupe mark of a
+ * session it read: the session's birth (`b`, the write id of the COMMIT that made it) tells the
+ * new session from the one READ saw, so this COMMIT conflicts, and the rerun's READ finds the
+ * mark: the event is not handled twice. Without the birth the version matched, and it was. */
+static bool reborn_to_make;
+
+static void reborn_hook(void *arg, const char *key, json_t *effects)
+{
+    (void)arg;
+    (void)effects;
+    if (!reborn_to_make || strcmp(key, "test:b") != 0)
+        return;
+    reborn_to_make = false;
+    long long v = redis_int_sync(hook_sync, "HGET t:{c:test:b}:session v");
+    freeReplyObject(
+        redisCommand(hook_sync, "ZADD t:{c:test:b}:ev %lld 2", (long long)fb_wall_ms()));
+    freeReplyObject(redisCommand(hook_sync, "DEL t:{c:test:b}:session"));
+    freeReplyObject(
+        redisCommand(hook_sync, "HSET t:{c:test:b}:session v %lld d {} w other b other", v));
+}
+
+TEST_IMPL(router_session_born_again_conflicts)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    hook_sync = f.sync;
+    deliver_wait(&f, FB_IN_START, "b", "1", NULL, 0);
+    wait_int(&f.loop, &ta.nsent, 2);
+    ASSERT_EQ(redis_int(&f, "HEXISTS t:{c:test:b}:session b"), 1); /* its birth, from the start */
+    fb__router_set_step_hook(f.router, reborn_hook, NULL);
+    reborn_to_make = true;
+    deliver_wait(&f, FB_IN_MESSAGE, "b", "2", "lyon", 0);
+    fb_test_run_for(&f.loop, 200);
+    fb_router_stats_t st;
+    fb_router_get_stats(f.router, &st);
+    ASSERT_EQ(st.conflicts, 1);
+    ASSERT_EQ(st.duplicates, 1);
+    ASSERT_EQ(ta.nsent, 2); /* nothing said for the event handled elsewhere */
+    redisReply *rep = redisCommand(f.sync, "HGET t:{c:test:b}:session w");
+    ASSERT(rep && rep->type == REDIS_REPLY_STRING);
+    ASSERT_STR_EQ(rep->str, "other"); /* the new session not written over */
+    freeReplyObject(rep);
     teardown(&f);
     return 0;
 }
