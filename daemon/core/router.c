@@ -2066,12 +2066,9 @@ static char *reply_dup(const redisReply *rep, size_t *len /* OUT */)
     const char *s = fb_redis_reply_str(rep, &n);
     if (!s)
         return NULL;
-    char *d = fb_malloc(n + 1);
-    memcpy(d, s, n);
-    d[n] = '\0';
     if (len)
         *len = n;
-    return d;
+    return fb_strndup(s, n);
 }
 
 static void on_read_session(int status, const redisReply *rep, void *arg)
@@ -2955,9 +2952,8 @@ static void on_page(int status, const redisReply *rep, void *arg)
 }
 
 /* The lookup's answer: the conversation key, or nil. Then page_src on that conversation's slot. */
-static void on_page_lookup(fb_redis_t *redis, int status, redisReply *rep, void *arg)
+static void on_page_lookup(int status, const redisReply *rep, void *arg)
 {
-    (void)redis;
     struct page_req *pr = arg;
     fb_router_t *r = pr->r;
     if (status) {
@@ -2970,7 +2966,7 @@ static void on_page_lookup(fb_redis_t *redis, int status, redisReply *rep, void 
     }
     if (rep->type != REDIS_REPLY_STRING || rep->len == 0 || rep->len > FB_STORE_MAX_CONV_KEY ||
         memchr(rep->str, '\0', rep->len)) {
-        page_done(pr, rep->type == REDIS_REPLY_ERROR ? FB_EIO : FB_EPROTO, NULL);
+        page_done(pr, FB_EPROTO, NULL); /* an error answer is the store's FB_EIO, above */
         return;
     }
     char *member = fb_strndup(rep->str, rep->len);
@@ -3006,7 +3002,8 @@ int fb_router_roadmap_page(fb_router_t *r, const char *token, fb_router_page_cb 
     pr->cb = cb;
     pr->arg = arg;
     char *key = fb_asprintf("%s%s", r->k_roadmap_ix, pr->hash);
-    int rc = fb_redis_command(r->redis, 0, on_page_lookup, pr, "GET", key, NULL);
+    const char *get[] = {"GET", key};
+    int rc = fb_store_command(r->store, 0, 2, get, on_page_lookup, pr);
     fb_free(key);
     if (rc != 0) {
         fb_free(pr);

@@ -83,11 +83,6 @@ const char *fb_store_prefix(const fb_store_t *s)
     return s->prefix;
 }
 
-fb_redis_t *fb_store_redis(const fb_store_t *s)
-{
-    return s->redis;
-}
-
 uint64_t fb_store_session_ttl_ms(const fb_store_t *s)
 {
     return s->ttl;

@@ -59,10 +59,6 @@ char *fb_store_conv_key(const fb_store_t *s, const char *conv_key, const char *s
 /** The key prefix (borrowed), for keys outside any conversation. */
 const char *fb_store_prefix(const fb_store_t *s);
 
-/** The Redis client the store runs on (borrowed), for a plain command that needs no script
- * (the reminder scheduler's read of a reminder's delay). */
-fb_redis_t *fb_store_redis(const fb_store_t *s);
-
 /** The session TTL in milliseconds (0: sessions never expire). */
 uint64_t fb_store_session_ttl_ms(const fb_store_t *s);
 

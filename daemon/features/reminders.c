@@ -275,22 +275,16 @@ static void on_delivered(int status, void *arg)
 }
 
 /* The claim's delay is read (or could not be): hands it to the router as a TIMER event. */
-static void on_delay(fb_redis_t *redis, int status, struct redisReply *rep, void *arg)
+static void on_delay(int status, const struct redisReply *rep, void *arg)
 {
-    (void)redis;
     struct claim *cl = arg;
     fb_reminders_t *rm = cl->rm;
     rm->inflight--;
     if (status != 0) {
+        /* an error answer too (the store's FB_EIO): not "no delay", which would let it go out
+         * up to its delay early */
         FB_DEBUG(ROUTER, "reminder delay not read: %s (given back)", fb_strerror(status));
         on_delivered(status == FB_ECANCELED ? FB_ECANCELED : FB_EAGAIN, cl);
-        return;
-    }
-    if (rep && rep->type == REDIS_REPLY_ERROR) {
-        /* not "no delay", which would let it go out up to its delay early: given back */
-        FB_WARN(ROUTER, "reminder delay not read: Redis answered: %s (given back)",
-                rep->str ? rep->str : "?");
-        on_delivered(FB_EAGAIN, cl);
         return;
     }
     /* "<id>#a": nil when a `stop` or a forget removed the reminder (or an older daemon's). */
@@ -339,8 +333,8 @@ static void deliver(fb_reminders_t *rm, const char *member, size_t len, const ch
     cl->key = fb_strndup(member, (size_t)(bar - member));
     char *hash = fb_store_conv_key(rm->store, cl->key, FB_KEY_REMINDERS);
     char *field = fb_asprintf("%s#a", bar + 1);
-    int rc = hash ? fb_redis_command(fb_store_redis(rm->store), FB_REDIS_RETRY, on_delay, cl,
-                                     "HGET", hash, field, NULL)
+    const char *hget[] = {"HGET", hash, field};
+    int rc = hash ? fb_store_command(rm->store, FB_REDIS_RETRY, 3, hget, on_delay, cl)
                   : FB_EINVAL; /* a key too long for a conversation */
     fb_free(hash);
     fb_free(field);

@@ -87,20 +87,17 @@ def net_of_idle(redis, busy, elapsed, n):
     return work, {k: v / n for k, v in sorted(work.items()) if v > 0}, sum(work.values()) / n
 
 
-def round_trips(d):
-    status, _, body = d.request("/metrics")
-    assert status == 200
-    m = re.search(rb"^frichebot_redis_rtt_seconds_count (\d+)", body, re.M)
-    assert m, "no frichebot_redis_rtt_seconds_count in /metrics"
-    return int(m.group(1))
-
-
 def metric(d, name):
+    """The integer value of the metric line `name` (with its labels) in /metrics."""
     status, _, body = d.request("/metrics")
     assert status == 200
     m = re.search(rb"^" + re.escape(name.encode()) + rb" (\d+)", body, re.M)
     assert m, f"no {name} in /metrics"
     return int(m.group(1))
+
+
+def round_trips(d):
+    return metric(d, "frichebot_redis_rtt_seconds_count")
 
 
 def exchange(chat, text):

@@ -292,6 +292,26 @@ void fb_test_redis_destroy(fb_test_redis_t *r)
     rmdir(r->dir);
 }
 
+long long fb_test_redis_vint(struct redisContext *sync, const char *fmt, va_list ap)
+{
+    redisReply *rep = redisvCommand(sync, fmt, ap);
+    ASSERT_NOT_NULL(rep);
+    long long v = rep->type == REDIS_REPLY_INTEGER  ? rep->integer
+                  : rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10)
+                                                    : -1;
+    freeReplyObject(rep);
+    return v;
+}
+
+long long fb_test_redis_int(struct redisContext *sync, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    long long v = fb_test_redis_vint(sync, fmt, ap);
+    va_end(ap);
+    return v;
+}
+
 long long fb_test_redis_cmdstat(struct redisContext *sync, const char *cmd, const char *field)
 {
     redisReply *rep = redisCommand(sync, "INFO commandstats");

@@ -12,6 +12,7 @@
 #define FB_TEST_TASK_H
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +132,16 @@ struct redisContext;
  * when INFO cannot be read.
  */
 long long fb_test_redis_cmdstat(struct redisContext *sync, const char *cmd, const char *field);
+
+/**
+ * A command (hiredis format `fmt` and its arguments) on the synchronous connection `sync` whose
+ * reply is read as an integer: the integer, a string's leading digits, -1 otherwise (nil). Fails
+ * the test when there is no reply.
+ */
+long long fb_test_redis_int(struct redisContext *sync, const char *fmt, ...);
+
+/** fb_test_redis_int() with a va_list. */
+long long fb_test_redis_vint(struct redisContext *sync, const char *fmt, va_list ap);
 
 /**
  * Runs `loop` (a 5 ms timer keeps it turning) until cond(arg) holds or `ms` pass; returns whether

@@ -407,13 +407,7 @@ TEST_IMPL(durability_evalsha_only)
 /* A command on the test's own connection whose reply is an integer (-1 when nil). */
 static long long sync_int(struct fixture *f, const char *cmd)
 {
-    redisReply *rep = redisCommand(f->sync, cmd);
-    ASSERT_NOT_NULL(rep);
-    long long v = rep->type == REDIS_REPLY_INTEGER  ? rep->integer
-                  : rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10)
-                                                    : -1;
-    freeReplyObject(rep);
-    return v;
+    return fb_test_redis_int(f->sync, cmd);
 }
 
 /* Every key and its value (DUMP) and TTL, sorted, one line each: the whole keyspace. */

@@ -305,13 +305,7 @@ struct wenv {
 
 static long long rint_(redisContext *c, const char *fmt, const char *arg)
 {
-    redisReply *r = redisCommand(c, fmt, arg);
-    ASSERT_NOT_NULL(r);
-    long long v = r->type == REDIS_REPLY_INTEGER  ? r->integer
-                  : r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10)
-                                                  : -1;
-    freeReplyObject(r);
-    return v;
+    return fb_test_redis_int(c, fmt, arg);
 }
 
 /* A real Redis, the module routing everything to !d:x with `more` escalation settings, and a

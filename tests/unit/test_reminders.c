@@ -286,13 +286,8 @@ static long long redis_int(struct fixture *f, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    redisReply *rep = redisvCommand(f->sync, fmt, ap);
+    long long v = fb_test_redis_vint(f->sync, fmt, ap);
     va_end(ap);
-    ASSERT_NOT_NULL(rep);
-    long long v = rep->type == REDIS_REPLY_INTEGER  ? rep->integer
-                  : rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10)
-                                                    : -1;
-    freeReplyObject(rep);
     return v;
 }
 

@@ -440,28 +440,12 @@ static void deliver_wait(struct fixture *f, fb_inbound_kind_t kind, const char *
     ASSERT_EQ(res.status, expect);
 }
 
-static long long redis_int_sync(redisContext *sync, const char *cmd)
-{
-    redisReply *rep = redisCommand(sync, cmd);
-    ASSERT_NOT_NULL(rep);
-    long long v = rep->type == REDIS_REPLY_INTEGER  ? rep->integer
-                  : rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10)
-                                                    : -1;
-    freeReplyObject(rep);
-    return v;
-}
-
 static long long redis_int(struct fixture *f, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    redisReply *rep = redisvCommand(f->sync, fmt, ap);
+    long long v = fb_test_redis_vint(f->sync, fmt, ap);
     va_end(ap);
-    ASSERT_NOT_NULL(rep);
-    long long v = rep->type == REDIS_REPLY_INTEGER  ? rep->integer
-                  : rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10)
-                                                    : -1;
-    freeReplyObject(rep);
     return v;
 }
 
@@ -1105,7 +1089,7 @@ static void reborn_hook(void *arg, const char *key, json_t *effects)
     if (!reborn_to_make || strcmp(key, "test:b") != 0)
         return;
     reborn_to_make = false;
-    long long v = redis_int_sync(hook_sync, "HGET t:{c:test:b}:session v");
+    long long v = fb_test_redis_int(hook_sync, "HGET t:{c:test:b}:session v");
     freeReplyObject(
         redisCommand(hook_sync, "ZADD t:{c:test:b}:ev %lld 2", (long long)fb_wall_ms()));
     freeReplyObject(redisCommand(hook_sync, "DEL t:{c:test:b}:session"));
@@ -1257,7 +1241,7 @@ TEST_IMPL(router_outbox_pop_puts_back_what_follows)
     ASSERT_EQ(ta.dup_sends, 0);
     ASSERT_NOT_NULL(strstr(ta.sent[0].text, "Bonjour"));
     ASSERT_NOT_NULL(strstr(ta.sent[1].text, "Dans quelle commune"));
-    /* the greeting's two entries popped, the reply put back, alone, with a TTL */
+    /* the greeting's two entries popped, the reply put back, alone */
     ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:q}:outbox"), 1);
     redisReply *rep = redisCommand(f.sync, "LINDEX t:{c:test:q}:outbox 0");
     ASSERT_NOT_NULL(rep);
