@@ -4,10 +4,12 @@
  *
  * `ask DIALOG "question"...` prints, per question, its analysed terms, the five best answers with
  * their scores, and whether the bot would answer (the confidence rule of engine/kb.h).
- * `ask --eval DIALOG SET.yaml...` runs labelled sets (`questions: [{q, attendu: ID | aucune}]`)
- * and prints the top-1 accuracy on the answerable questions, the share the bot answers, and the
- * confident answers to questions it should not answer; it fails below `--min-top1` or on more
- * than `--max-aucune` (default 0) such confident answers. Messages for the authors are in French.
+ * `ask --eval DIALOG SET.yaml...` runs labelled sets (`questions: [{q, attendu: ID | aucune}]`,
+ * optionally `aussi: [ID...]`: other answers the labeller accepted) and prints the top-1 accuracy
+ * on the answerable questions (and the strict one, `attendu` alone), the share the bot answers,
+ * and the confident answers to questions it should not answer; it fails below `--min-top1` or
+ * on more than `--max-aucune` (default 0) such confident answers. Messages for the authors are
+ * in French.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -31,7 +33,9 @@ static const char ask_help[] =
     "(norm, margin) and whether the bot would answer.\n"
     "--eval runs labelled sets (YAML: questions: [{q: \"...\", attendu: ID | aucune}]) and\n"
     "prints the top-1 accuracy on the answerable questions, the share answered, and every\n"
-    "confident answer to a question labelled `aucune`. Exit status 1 when top-1 is under\n"
+    "confident answer to a question labelled `aucune`. A question may add `aussi: [ID...]`,\n"
+    "other answers its labeller accepted when two fit: top-1 counts them, and the strict\n"
+    "figure printed below it (`attendu` alone) does not. Exit status 1 when top-1 is under\n"
     "--min-top1 (default 0.85) or more than --max-aucune (default 0) `aucune` questions are\n"
     "answered.\n";
 
@@ -68,7 +72,7 @@ static void show(const fb_dialog_t *d, const char *q, FILE *out)
 }
 
 struct tally {
-    size_t answerable, top1, answered, answered_right, answered_wrong;
+    size_t answerable, top1, top1_strict, answered, answered_right, answered_wrong;
     size_t none, none_answered;
 };
 
@@ -125,9 +129,48 @@ static int eval_file(const fb_dialog_t *d, const char *file, struct tally *t, FI
             rc = 1;
             continue;
         }
+        /* `aussi:`: other answers the labeller accepted when labelling (a question two answers
+         * fit); `attendu` stays the one chosen, which the strict figure counts alone */
+        json_t *also = json_object_get(e, "aussi");
+        if (also && json_is_string(also)) {
+            json_t *one = json_array();
+            json_array_append(one, also);
+            also = one;
+        } else if (also) {
+            json_incref(also);
+        }
+        bool bad_also = also && (none || !json_is_array(also));
+        size_t k;
+        json_t *a;
+        if (also && !bad_also)
+            json_array_foreach(also, k, a)
+            {
+                const char *id = json_string_value(a);
+                if (!id || fb_dialog_kb_index(d, id) < 0) {
+                    fprintf(err, "%s:%d:1: « aussi: » : « %s » n'est pas une réponse de la base\n",
+                            file, line, id ? id : "?");
+                    bad_also = true;
+                    break;
+                }
+            }
+        if (bad_also) {
+            if (none || !json_is_array(also))
+                fprintf(err,
+                        "%s:%d:1: « aussi: » est une liste d'ids, et seulement avec un « "
+                        "attendu: » qui n'est pas aucune\n",
+                        file, line);
+            json_decref(also);
+            rc = 1;
+            continue;
+        }
         fb_kb_result_t res;
         fb_kb_search(kb, q, &res);
         int got = res.n > 0 ? res.hits[0].doc : -1;
+        bool admitted = false; /* `got` is one of `aussi:` */
+        if (also && got >= 0)
+            json_array_foreach(also, k, a) admitted =
+                admitted || fb_dialog_kb_index(d, json_string_value(a)) == got;
+        json_decref(also);
         if (none) {
             t->none++;
             if (res.confident) {
@@ -138,20 +181,29 @@ static int eval_file(const fb_dialog_t *d, const char *file, struct tally *t, FI
             continue;
         }
         t->answerable++;
+        bool right = got == expected || admitted;
         if (got == expected)
+            t->top1_strict++;
+        if (right)
             t->top1++;
         if (res.confident) {
             t->answered++;
-            if (got == expected)
+            if (right)
                 t->answered_right++;
             else
                 t->answered_wrong++;
         }
-        if (got != expected)
+        if (admitted)
+            fprintf(
+                out,
+                "%s:%d: juste par « aussi: » « %s » : attendu %s, trouvé %s (confiance %.2f%s)\n",
+                file, line, q, want, fb_dialog_kb_id(d, got), res.norm,
+                res.confident ? "" : ", pas sûr");
+        else if (!right)
             fprintf(out, "%s:%d: raté « %s » : attendu %s, trouvé %s (confiance %.2f%s)\n", file,
                     line, q, want, got >= 0 ? fb_dialog_kb_id(d, got) : "rien", res.norm,
                     res.confident ? ", le bot répond à tort" : "");
-        else if (!res.confident)
+        else if (!res.confident && !admitted)
             fprintf(out, "%s:%d: juste mais pas sûr « %s » (confiance %.2f, écart %.2f)\n", file,
                     line, q, res.norm, res.margin);
     }
@@ -231,10 +283,12 @@ int fb_cmd_ask(int argc, char **argv, FILE *out, FILE *err)
         fprintf(out,
                 "%zu réponses dans la base ; %zu questions avec réponse, %zu sans\n"
                 "top-1 : %.1f %% (%zu/%zu), seuil %.1f %%\n"
+                "top-1 strict (attendu seul, sans « aussi: ») : %.1f %% (%zu/%zu)\n"
                 "répondues : %.1f %% (%zu/%zu), dont justes %zu, fausses %zu\n"
                 "sans réponse attendue : %zu répondue(s) à tort sur %zu (au plus %ld)\n",
                 fb_kb_size(fb_dialog_kb(d)), t.answerable, t.none, pct(t.top1, t.answerable),
-                t.top1, t.answerable, min_top1 * 100, pct(t.answered, t.answerable), t.answered,
+                t.top1, t.answerable, min_top1 * 100, pct(t.top1_strict, t.answerable),
+                t.top1_strict, t.answerable, pct(t.answered, t.answerable), t.answered,
                 t.answerable, t.answered_right, t.answered_wrong, t.none_answered, t.none,
                 max_none);
         if (t.answerable == 0 && t.none == 0) {
