@@ -468,6 +468,9 @@ struct conv {
     enum ob_state ob;
     bool ob_again;     /* a wake or a new entry arrived during READING/SENDING */
     unsigned ob_tries; /* transient failures of the current head */
+    /* OB_WAITING is the retry policy's backoff after a transient failure: a kick (a new entry,
+     * a feature) leaves it to run, only the adapter's wake (core_wake) cuts it short */
+    bool ob_backoff;
     unsigned ob_redis; /* consecutive Redis failures of outbox operations */
     char *ob_entry;    /* the head being sent (raw JSON) */
     size_t ob_len;
@@ -702,6 +705,7 @@ static void ob_timer_fired(uv_timer_t *t)
     if (c->ob != OB_WAITING)
         return;
     c->ob = OB_IDLE;
+    c->ob_backoff = false;
     if (c->r->stopping) {
         conv_maybe_free(c);
         return;
@@ -724,6 +728,7 @@ static void ob_wait(struct conv *c, uint64_t ms)
     }
     c->timer.data = c;
     c->ob = OB_WAITING;
+    c->ob_backoff = false; /* ob_on_sent() sets it for a transient failure's wait */
     uv_timer_start(&c->timer, ob_timer_fired, ms, 0);
 }
 
@@ -737,6 +742,12 @@ static void ob_kick(struct conv *c)
         ob_read(c);
         break;
     case OB_WAITING:
+        if (c->ob_backoff) {
+            /* Each send during an outage would count one more attempt, so that a user writing
+             * on would spend max_attempts in seconds and park the reply: the head is read again
+             * when the backoff ends, with whatever was added meanwhile. */
+            break;
+        }
         uv_timer_stop(&c->timer);
         c->ob = OB_IDLE;
         ob_resume(c);
@@ -790,7 +801,8 @@ static void ob_kick_head(struct conv *c, const redisReply *head)
 {
     if (c->r->stopping)
         return;
-    if (!head || head->type != REDIS_REPLY_STRING || (c->ob != OB_IDLE && c->ob != OB_WAITING)) {
+    if (!head || head->type != REDIS_REPLY_STRING || (c->ob != OB_IDLE && c->ob != OB_WAITING) ||
+        (c->ob == OB_WAITING && c->ob_backoff)) {
         ob_kick(c);
         return;
     }
@@ -1015,6 +1027,7 @@ static void ob_on_sent(int status, int64_t retry_after_ms, void *arg)
             FB_DEBUG(ROUTER, "[%s] send failed (%s), retry %u in %llu ms", c->tag,
                      fb_err_name(status), c->ob_tries, (unsigned long long)d);
             ob_wait(c, d);
+            c->ob_backoff = c->ob == OB_WAITING;
         }
     } else {
         ob_park(c, fb_err_name(status));
@@ -2346,8 +2359,10 @@ static void core_wake(fb_adapter_t *a, const char *conv)
     fb_free(key);
     if (!c)
         return;
-    if (c->ob == OB_WAITING)
+    if (c->ob == OB_WAITING) {
         c->ob_tries = 0;
+        c->ob_backoff = false; /* the platform is back: the backoff ends now */
+    }
     ob_kick(c);
     conv_maybe_free(c);
 }

@@ -1146,6 +1146,47 @@ TEST_IMPL(router_outbox_transient_retried)
     return 0;
 }
 
+/* An outage: the head's send fails, and the user writes on during the backoff. Each new message
+ * (its COMMIT returns the head) used to cut the backoff short and count one more attempt, so that
+ * three messages parked the greeting at max_attempts 3 within milliseconds. The backoff runs its
+ * course; only the adapter's wake ends it early. */
+TEST_IMPL(router_outbox_backoff_not_cut_by_new_messages)
+{
+    struct fixture f;
+    SETUP(&f, NULL, 0);
+    fb_retry_policy_t *p = &f.cfg->router.outbox_retry;
+    p->delays_ms[0] = 400;
+    p->n_delays = 1;
+    p->jitter_percent = 0;
+    p->max_attempts = 3;
+    ta.fail_transient = 1000000;
+    uint64_t t0 = uv_now(&f.loop);
+    deliver_wait(&f, FB_IN_START, "o", "1", NULL, 0);
+    wait_int(&f.loop, &ta.attempts, 1);
+    deliver_wait(&f, FB_IN_MESSAGE, "o", "2", "lyon", 0);
+    deliver_wait(&f, FB_IN_MESSAGE, "o", "3", "la commune", 0);
+    deliver_wait(&f, FB_IN_MESSAGE, "o", "4", "industriel", 0);
+    fb_test_run_for(&f.loop, 50);
+    ASSERT(uv_now(&f.loop) - t0 < 400); /* still inside the first backoff */
+    ASSERT_EQ(ta.attempts, 1);
+    fb_router_stats_t st;
+    fb_router_get_stats(f.router, &st);
+    ASSERT_EQ(st.outbox_parked, 0);
+    /* the outage ends: the retry after the backoff sends everything, in order */
+    ta.fail_transient = 0;
+    wait_int(&f.loop, &ta.nsent, 3);
+    fb_test_run_for(&f.loop, 100);
+    ASSERT_NOT_NULL(strstr(ta.sent[0].text, "Bonjour"));
+    ASSERT_NOT_NULL(strstr(ta.sent[1].text, "Dans quelle commune"));
+    fb_router_get_stats(f.router, &st);
+    ASSERT_EQ(st.outbox_parked, 0);
+    ASSERT_EQ(st.outbox_retried, 1);
+    ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:o}:parked"), 0);
+    ASSERT_EQ(redis_int(&f, "LLEN t:{c:test:o}:outbox"), 0);
+    teardown(&f);
+    return 0;
+}
+
 /* FB_ENOTYET (an adapter holding a send back on purpose, as Matrix does in a new encrypted room):
  * the entry waits the adapter's delay at the head of the outbox, then goes once, in order; no
  * attempt is counted, so even max_attempts 1 does not park it. */
