@@ -544,6 +544,7 @@ void fb__ld_compile_kb(struct ld *l, const yaml_node_t *v)
     fb__strmap_free(&paths);
     if (!fb_diag_failed(&l->diag) && d->n_kb > 0) {
         d->kb = fb_kb_new();
+        fb_kb_set_geo(d->kb, d->geo);
         for (size_t g = 0; g < k.n_groups; g++) {
             size_t cnt = 0;
             while (k.groups[g][cnt])

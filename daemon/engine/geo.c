@@ -1243,6 +1243,28 @@ bool fb_geo_area_by_code(const fb_geo_t *g, fb_geo_area_kind_t kind, const char 
     return true;
 }
 
+size_t fb_geo_area_count(const fb_geo_t *g)
+{
+    return g ? (size_t)g->count[FB_GEO_SEC_DEPS] + g->count[FB_GEO_SEC_REGIONS] : 0;
+}
+
+bool fb_geo_area_nth(const fb_geo_t *g, size_t i, fb_geo_area_t *out)
+{
+    *out = (fb_geo_area_t){.kind = FB_GEO_AREA_NONE};
+    if (i >= fb_geo_area_count(g))
+        return false;
+    int sec = FB_GEO_SEC_DEPS;
+    fb_geo_area_kind_t kind = FB_GEO_AREA_DEP;
+    if (i >= g->count[FB_GEO_SEC_DEPS]) {
+        i -= g->count[FB_GEO_SEC_DEPS];
+        sec = FB_GEO_SEC_REGIONS;
+        kind = FB_GEO_AREA_REGION;
+    }
+    *out = (fb_geo_area_t){kind, str_at(g, rec(g, sec, (uint32_t)i, 0)),
+                           str_at(g, rec(g, sec, (uint32_t)i, 1))};
+    return true;
+}
+
 bool fb_geo_area(const fb_geo_t *g, const char *text, bool one_digit, fb_geo_area_t *out)
 {
     *out = (fb_geo_area_t){.kind = FB_GEO_AREA_NONE};

@@ -120,6 +120,11 @@ bool fb_geo_area(const fb_geo_t *g, const char *text, bool one_digit, fb_geo_are
 bool fb_geo_area_by_code(const fb_geo_t *g, fb_geo_area_kind_t kind, const char *code,
                          fb_geo_area_t *out);
 
+/** The number of départements and régions, and the `i`-th of them (départements first, by code;
+ *  then the régions): for a caller that indexes their names. False when `i` is out of range. */
+size_t fb_geo_area_count(const fb_geo_t *g);
+bool fb_geo_area_nth(const fb_geo_t *g, size_t i, fb_geo_area_t *out);
+
 /** True when commune `c` has postal code `pc`. */
 bool fb_geo_has_postcode(const fb_commune_t *c, const char *pc);
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/geo.h"
 #include "engine/internal.h"
 #include "engine/text.h"
 #include "frichebot/alloc.h"
@@ -248,6 +249,11 @@ struct fb_kb_s {
     size_t n_docs, cap_docs;
     /* index */
     bool built;
+    const fb_geo_t *geo; /* borrowed, may be NULL: the départements' and régions' codes */
+    /* their names, folded, with and without a leading article (fb_kb_set_geo()) */
+    struct fb__strmap area_map;
+    char **areas;
+    size_t n_areas;
     double *idf;
     double max_idf;
     size_t *post_start; /* n_terms + 1 */
@@ -1464,6 +1470,69 @@ static void scan_own_verbs(const char *const *w, const unsigned *c, size_t n, st
     }
 }
 
+static void area_add(fb_kb_t *kb, const char *folded)
+{
+    if (!*folded || fb__strmap_get(&kb->area_map, folded) >= 0)
+        return;
+    kb->areas = fb_realloc(kb->areas, (kb->n_areas + 1) * sizeof(*kb->areas));
+    char *k = fb_strdup(folded);
+    kb->areas[kb->n_areas++] = k;
+    (void)fb__strmap_put(&kb->area_map, k, 1);
+}
+
+void fb_kb_set_geo(fb_kb_t *kb, const fb_geo_t *geo)
+{
+    if (!kb || kb->geo)
+        return;
+    kb->geo = geo;
+    fb_geo_area_t a;
+    for (size_t i = 0; fb_geo_area_nth(geo, i, &a); i++) {
+        char f[128];
+        if (fb_text_fold(a.name, strlen(a.name), f, sizeof(f)) >= sizeof(f))
+            continue;
+        area_add(kb, f); /* « la reunion », « seine saint denis » */
+        static const char *const ARTICLE[] = {"le ", "la ", "les ", "l "};
+        for (size_t k = 0; k < FB_ARRAY_SIZE(ARTICLE); k++)
+            if (strncmp(f, ARTICLE[k], strlen(ARTICLE[k])) == 0)
+                area_add(kb, f + strlen(ARTICLE[k])); /* « reunion » */
+    }
+}
+
+/* Words from `w[i]`: a preposition of place (« à », « de », « du », « pour », « en », « dans »),
+ * maybe an article, then the name of a département or a région in one to three words (« dans le
+ * Cher », « en Haute-Savoie », « de la Manche »; a code only after « dans le »: « dans le 93 »).
+ * The names come from the official index (fb_kb_set_geo()), so a name that is also a word of the
+ * base (« cher », « nord », « manche ») is still a place after such a preposition. */
+static bool area_at(const fb_kb_t *kb, const char *const *w, size_t n, size_t i)
+{
+    static const char *const PREP[] = {"a", "de", "du", "pour", "en", "dans", NULL};
+    static const char *const ARTICLE[] = {"le", "la", "les", "l", NULL};
+    if (!kb->geo || !word_in(w[i], PREP))
+        return false;
+    size_t j = i + 1;
+    bool article = j < n && word_in(w[j], ARTICLE);
+    if (article)
+        j++;
+    char text[128];
+    size_t len = 0;
+    for (size_t k = j; k < n && k < j + 3; k++) {
+        size_t wl = strlen(w[k]);
+        if (len + wl + 2 > sizeof(text))
+            break;
+        if (len)
+            text[len++] = ' ';
+        memcpy(text + len, w[k], wl);
+        len += wl;
+        text[len] = '\0';
+        bool digits = text[strspn(text, "0123456789ab")] == '\0';
+        fb_geo_area_t a;
+        if (digits ? is_word(w[i], "dans") && article && fb_geo_area(kb->geo, text, false, &a)
+                   : fb__strmap_get(&kb->area_map, text) >= 0)
+            return true;
+    }
+    return false;
+}
+
 /* fb_kb_is_own_case() on folded `f` (modified); `kb` may be NULL (slower word lookups). */
 /* Words `w[i]`, `w[i + 1]`: a preposition of place (« à », « a », « de », « du », « pour »)
  * then a word the base never uses, not a number: a named place (« à Lyon », « pour Tulle »). */
@@ -1576,7 +1645,7 @@ static bool own_case(const fb_kb_t *kb, char *f)
             own_place = true;
         /* « à Lyon », « de Brive », « pour Tulle »: a place the base never names, so one
          * commune's figure (« le taux de la taxe d'aménagement à Lyon ») */
-        if (i + 1 < n && kb && named_place_at(kb, w, i))
+        if (i + 1 < n && kb && (named_place_at(kb, w, i) || area_at(kb, w, n, i)))
             named_place = true;
         if (i + 1 < n && (c[i] & C_POSSESSIVE)) {
             /* the noun may follow an adjective: « notre ancien site » */
@@ -2348,5 +2417,9 @@ void fb_kb_free(fb_kb_t *kb)
     fb__strmap_free(&kb->class_map);
     fb__strmap_free(&kb->sms_map);
     fb__strmap_free(&kb->class2_map);
+    for (size_t i = 0; i < kb->n_areas; i++)
+        fb_free(kb->areas[i]);
+    fb_free(kb->areas);
+    fb__strmap_free(&kb->area_map);
     fb_free(kb);
 }

@@ -9,9 +9,11 @@
 #include <string.h>
 
 #include "engine/engine.h"
+#include "engine/geo.h"
 #include "engine/kb.h"
 #include "engine/text.h"
 #include "frichebot/alloc.h"
+#include "frichebot/buf.h"
 #include "task.h"
 
 #define DATA FB_SOURCE_DIR "/tests/data/dialogs"
@@ -704,6 +706,46 @@ TEST_IMPL(kb_named_place)
     /* without a base, no word is known or unknown: the shape is off */
     ASSERT(!fb_kb_is_own_case("combien coûte la cession d'un terrain à Brive"));
     fb_kb_free(kb);
+    return 0;
+}
+
+TEST_IMPL(kb_named_area)
+{
+    /* a département or a région named after a preposition of place, from the official index:
+     * one place's figure even when the name is a word of the base (« cher ») */
+    fb_kb_t *kb = fb_kb_new();
+    const char *q0[] = {"Combien coûte un terrain ?", "le terrain c'est cher ?"};
+    ASSERT_EQ(fb_kb_add_doc(kb, q0, 2, NULL, 0, "Le prix d'un terrain dépend du marché local."), 0);
+    ASSERT_OK(fb_kb_build(kb));
+    fb_kb_result_t r;
+    fb_kb_search(kb, "le prix du terrain dans le Cher", &r);
+    ASSERT(!r.own_case); /* no index: « cher » is a word of the base */
+    fb_buf_t errors;
+    fb_buf_init(&errors, 4096);
+    fb_geo_t *geo = fb_geo_load(FB_BINARY_DIR "/data/communes.fbgeo", &errors);
+    if (!geo)
+        FB_TEST_FAIL("fb_geo_load: %s", fb_buf_str(&errors));
+    fb_buf_free(&errors);
+    fb_kb_set_geo(kb, geo);
+    const char *own[] = {"le prix du terrain dans le Cher",
+                         "combien coûte un terrain en Haute-Savoie", "le prix du m2 dans le 93",
+                         "combien coûte un terrain de la Manche",
+                         "le prix d'un terrain en Bretagne c'est combien"};
+    for (size_t i = 0; i < FB_ARRAY_SIZE(own); i++) {
+        fb_kb_search(kb, own[i], &r);
+        if (!r.own_case || r.confident)
+            FB_TEST_FAIL("« %s » should be one place's case", own[i]);
+    }
+    const char *rule[] = {"le terrain c'est cher ?", "combien coûte un terrain",
+                          "combien coûte un terrain en 2026",
+                          "le prix du terrain c'est cher pour la commune ?"};
+    for (size_t i = 0; i < FB_ARRAY_SIZE(rule); i++) {
+        fb_kb_search(kb, rule[i], &r);
+        if (r.own_case)
+            FB_TEST_FAIL("« %s » asks a rule", rule[i]);
+    }
+    fb_kb_free(kb);
+    fb_geo_free(geo);
     return 0;
 }
 
