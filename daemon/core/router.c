@@ -468,9 +468,11 @@ struct conv {
     enum ob_state ob;
     bool ob_again;     /* a wake or a new entry arrived during READING/SENDING */
     unsigned ob_tries; /* transient failures of the current head */
-    /* OB_WAITING is the retry policy's backoff after a transient failure: a kick (a new entry,
-     * a feature) leaves it to run, only the adapter's wake (core_wake) cuts it short */
+    /* OB_WAITING is the retry policy's backoff after a transient failure */
     bool ob_backoff;
+    /* the send in flight was started by a kick that cut that backoff short (a new message, a
+     * feature): its failure counts no attempt (ob_on_sent()) */
+    bool ob_early;
     unsigned ob_redis; /* consecutive Redis failures of outbox operations */
     char *ob_entry;    /* the head being sent (raw JSON) */
     size_t ob_len;
@@ -706,6 +708,7 @@ static void ob_timer_fired(uv_timer_t *t)
         return;
     c->ob = OB_IDLE;
     c->ob_backoff = false;
+    c->ob_early = false; /* the policy's own retry */
     if (c->r->stopping) {
         conv_maybe_free(c);
         return;
@@ -713,7 +716,9 @@ static void ob_timer_fired(uv_timer_t *t)
     ob_resume(c);
 }
 
-static void ob_wait(struct conv *c, uint64_t ms)
+/* Waits `ms` before reading the head again; `backoff`: the retry policy's wait after a transient
+ * failure (a kick still ends it, see ob_kick()). */
+static void ob_wait(struct conv *c, uint64_t ms, bool backoff)
 {
     fb_router_t *r = c->r;
     if (r->stopping) {
@@ -728,7 +733,8 @@ static void ob_wait(struct conv *c, uint64_t ms)
     }
     c->timer.data = c;
     c->ob = OB_WAITING;
-    c->ob_backoff = false; /* ob_on_sent() sets it for a transient failure's wait */
+    c->ob_backoff = backoff;
+    c->ob_early = false; /* no send in flight while waiting */
     uv_timer_start(&c->timer, ob_timer_fired, ms, 0);
 }
 
@@ -742,12 +748,11 @@ static void ob_kick(struct conv *c)
         ob_read(c);
         break;
     case OB_WAITING:
-        if (c->ob_backoff) {
-            /* Each send during an outage would count one more attempt, so that a user writing
-             * on would spend max_attempts in seconds and park the reply: the head is read again
-             * when the backoff ends, with whatever was added meanwhile. */
-            break;
-        }
+        /* A kick ends any wait: after an outage, the user's next message goes out at once
+         * rather than after the rest of the backoff. A send that cuts a backoff short counts no
+         * attempt when it fails (ob_early), so that a user writing on during an outage does not
+         * spend max_attempts in seconds and park the reply. */
+        c->ob_early = c->ob_backoff;
         uv_timer_stop(&c->timer);
         c->ob = OB_IDLE;
         ob_resume(c);
@@ -768,7 +773,7 @@ static void ob_redis_failed(struct conv *c, int status, const char *what)
     if (status != FB_ECANCELED && c->ob_redis <= 3)
         FB_WARN(ROUTER, "[%s] outbox %s failed: %s; retrying", c->tag, what, fb_strerror(status));
     c->ob = OB_IDLE;
-    ob_wait(c, REDIS_RETRY_MS);
+    ob_wait(c, REDIS_RETRY_MS, false);
 }
 
 /* The head entry `str` was read (by HEAD, or returned by COMMIT or POP), or is the next one of
@@ -801,12 +806,12 @@ static void ob_kick_head(struct conv *c, const redisReply *head)
 {
     if (c->r->stopping)
         return;
-    if (!head || head->type != REDIS_REPLY_STRING || (c->ob != OB_IDLE && c->ob != OB_WAITING) ||
-        (c->ob == OB_WAITING && c->ob_backoff)) {
+    if (!head || head->type != REDIS_REPLY_STRING || (c->ob != OB_IDLE && c->ob != OB_WAITING)) {
         ob_kick(c);
         return;
     }
     if (c->ob == OB_WAITING) {
+        c->ob_early = c->ob_backoff; /* as in ob_kick() */
         uv_timer_stop(&c->timer);
         c->ob = OB_IDLE;
     }
@@ -829,6 +834,7 @@ static void ob_on_head(int status, const redisReply *rep, void *arg)
     c->ob_redis = 0;
     if (rep->type != REDIS_REPLY_STRING || r->stopping) {
         c->ob_tries = 0;
+        c->ob_early = false;
         if (again && !r->stopping)
             ob_read(c);
         else
@@ -1000,6 +1006,8 @@ static void ob_on_sent(int status, int64_t retry_after_ms, void *arg)
     r->inflight--;
     r->sending--;
     c->ob = OB_IDLE;
+    bool early = c->ob_early;
+    c->ob_early = false;
     if (status == 0) {
         r->st.outbox_delivered++;
         ob_sent_ok(c);
@@ -1013,9 +1021,10 @@ static void ob_on_sent(int status, int64_t retry_after_ms, void *arg)
                                         : retry_delay(&r->cfg->router.outbox_retry, 1);
         FB_DEBUG(ROUTER, "[%s] send put off by the adapter for %llu ms", c->tag,
                  (unsigned long long)d);
-        ob_wait(c, d);
+        ob_wait(c, d, false);
     } else if (transient(status)) {
-        c->ob_tries++;
+        if (!early) /* a send that cut the backoff short counts no attempt (ob_kick()) */
+            c->ob_tries++;
         unsigned max = r->cfg->router.outbox_retry.max_attempts;
         if (max && c->ob_tries >= max) {
             ob_park(c, "too many transient failures");
@@ -1026,8 +1035,7 @@ static void ob_on_sent(int status, int64_t retry_after_ms, void *arg)
                 d = (uint64_t)retry_after_ms;
             FB_DEBUG(ROUTER, "[%s] send failed (%s), retry %u in %llu ms", c->tag,
                      fb_err_name(status), c->ob_tries, (unsigned long long)d);
-            ob_wait(c, d);
-            c->ob_backoff = c->ob == OB_WAITING;
+            ob_wait(c, d, true);
         }
     } else {
         ob_park(c, fb_err_name(status));
@@ -1053,7 +1061,7 @@ static void ob_send(struct conv *c, json_t *entry)
     int64_t delay = (int64_t)r->outbox_delay_ms;
     int64_t now = fb_wall_ms();
     if (delay > 0 && ts + delay > now) {
-        ob_wait(c, (uint64_t)(ts + delay - now));
+        ob_wait(c, (uint64_t)(ts + delay - now), false);
         return;
     }
     struct adapter_slot *s = adapter_by_name(r, c->name);
@@ -2359,10 +2367,8 @@ static void core_wake(fb_adapter_t *a, const char *conv)
     fb_free(key);
     if (!c)
         return;
-    if (c->ob == OB_WAITING) {
+    if (c->ob == OB_WAITING)
         c->ob_tries = 0;
-        c->ob_backoff = false; /* the platform is back: the backoff ends now */
-    }
     ob_kick(c);
     conv_maybe_free(c);
 }

@@ -254,6 +254,7 @@ struct fb_kb_s {
     struct fb__strmap area_map;
     char **areas;
     size_t n_areas;
+    size_t area_words; /* the most words in a name */
     double *idf;
     double max_idf;
     size_t *post_start; /* n_terms + 1 */
@@ -1470,6 +1471,14 @@ static void scan_own_verbs(const char *const *w, const unsigned *c, size_t n, st
     }
 }
 
+/* Names of départements and régions that are also words of everyday French: after « à »,
+ * « de », « du », « pour » or « en » they are the word (« pour la somme des travaux », « à la
+ * réunion du conseil », « le prix du lot », « en somme »); only « dans le / la » makes them the
+ * place. A name the base itself uses (« cher ») counts as one too. */
+static const char *const AREA_WORDS[] = {
+    "ain",    "allier", "aube",  "cher", "creuse",  "doubs", "gard", "indre", "loire",  "lot",
+    "manche", "marne",  "meuse", "nord", "reunion", "somme", "tarn", "var",   "vienne", NULL};
+
 static void area_add(fb_kb_t *kb, const char *folded)
 {
     if (!*folded || fb__strmap_get(&kb->area_map, folded) >= 0)
@@ -1478,6 +1487,11 @@ static void area_add(fb_kb_t *kb, const char *folded)
     char *k = fb_strdup(folded);
     kb->areas[kb->n_areas++] = k;
     (void)fb__strmap_put(&kb->area_map, k, 1);
+    size_t words = 1;
+    for (const char *p = k; *p; p++)
+        words += *p == ' ';
+    if (words > kb->area_words)
+        kb->area_words = words;
 }
 
 void fb_kb_set_geo(fb_kb_t *kb, const fb_geo_t *geo)
@@ -1499,10 +1513,10 @@ void fb_kb_set_geo(fb_kb_t *kb, const fb_geo_t *geo)
 }
 
 /* Words from `w[i]`: a preposition of place (« à », « de », « du », « pour », « en », « dans »),
- * maybe an article, then the name of a département or a région in one to three words (« dans le
- * Cher », « en Haute-Savoie », « de la Manche »; a code only after « dans le »: « dans le 93 »).
- * The names come from the official index (fb_kb_set_geo()), so a name that is also a word of the
- * base (« cher », « nord », « manche ») is still a place after such a preposition. */
+ * maybe an article, then the name of a département or a région (« en Haute-Savoie », « de
+ * l'Ardèche »; a code only after « dans le »: « dans le 93 »). The names come from the official
+ * index (fb_kb_set_geo()); one that is also an everyday word or a word of the base (AREA_WORDS:
+ * « cher », « somme ») is the place only after « dans » and an article (« dans le Cher »). */
 static bool area_at(const fb_kb_t *kb, const char *const *w, size_t n, size_t i)
 {
     static const char *const PREP[] = {"a", "de", "du", "pour", "en", "dans", NULL};
@@ -1515,7 +1529,8 @@ static bool area_at(const fb_kb_t *kb, const char *const *w, size_t n, size_t i)
         j++;
     char text[128];
     size_t len = 0;
-    for (size_t k = j; k < n && k < j + 3; k++) {
+    bool dans = is_word(w[i], "dans") && article;
+    for (size_t k = j; k < n && k < j + kb->area_words; k++) {
         size_t wl = strlen(w[k]);
         if (len + wl + 2 > sizeof(text))
             break;
@@ -1526,9 +1541,15 @@ static bool area_at(const fb_kb_t *kb, const char *const *w, size_t n, size_t i)
         text[len] = '\0';
         bool digits = text[strspn(text, "0123456789ab")] == '\0';
         fb_geo_area_t a;
-        if (digits ? is_word(w[i], "dans") && article && fb_geo_area(kb->geo, text, false, &a)
-                   : fb__strmap_get(&kb->area_map, text) >= 0)
-            return true;
+        if (digits) {
+            if (dans && fb_geo_area(kb->geo, text, false, &a))
+                return true;
+        } else if (fb__strmap_get(&kb->area_map, text) >= 0) {
+            bool word =
+                k == j && (word_in(text, AREA_WORDS) || fb__strmap_get(&kb->surf_map, text) >= 0);
+            if (!word || dans)
+                return true;
+        }
     }
     return false;
 }

@@ -103,9 +103,10 @@ void fb_kb_add_synonyms(fb_kb_t *kb, const char *const *phrases, size_t n);
 int fb_kb_add_doc(fb_kb_t *kb, const char *const *questions, size_t n_questions,
                   const char *const *mots, size_t n_mots, const char *text);
 
-/** The official index of communes, départements and régions (borrowed, may be NULL): a money or
- *  identity question naming a département or a région (« le prix du terrain dans le Cher ») is
- *  about one place (fb_kb_result_t.own_case), even when the name is also a word of the base. */
+/** The official index of communes, départements and régions (borrowed, may be NULL; must
+ *  outlive the KB): a money or identity question naming a département or a région (« le prix du
+ *  terrain dans le Cher ») is about one place (fb_kb_result_t.own_case). Before or after
+ *  fb_kb_build(), once: a second call is ignored. */
 void fb_kb_set_geo(fb_kb_t *kb, const fb_geo_t *geo);
 
 /** Builds the index; the KB is read-only afterwards. Returns 0. */

@@ -716,6 +716,11 @@ TEST_IMPL(kb_named_area)
     fb_kb_t *kb = fb_kb_new();
     const char *q0[] = {"Combien coûte un terrain ?", "le terrain c'est cher ?"};
     ASSERT_EQ(fb_kb_add_doc(kb, q0, 2, NULL, 0, "Le prix d'un terrain dépend du marché local."), 0);
+    const char *q1[] = {"Faut-il une délibération du conseil ?"}; /* « conseil », a word it knows */
+    ASSERT_EQ(
+        fb_kb_add_doc(kb, q1, 1, NULL, 0,
+                      "Oui, en réunion du conseil municipal, lot par lot, au nord comme au sud."),
+        1);
     ASSERT_OK(fb_kb_build(kb));
     fb_kb_result_t r;
     fb_kb_search(kb, "le prix du terrain dans le Cher", &r);
@@ -728,17 +733,27 @@ TEST_IMPL(kb_named_area)
     fb_buf_free(&errors);
     fb_kb_set_geo(kb, geo);
     const char *own[] = {"le prix du terrain dans le Cher",
-                         "combien coûte un terrain en Haute-Savoie", "le prix du m2 dans le 93",
-                         "combien coûte un terrain de la Manche",
+                         "combien coûte un terrain en Haute-Savoie",
+                         "le prix du m2 dans le 93",
+                         "combien coûte un terrain dans la Manche",
+                         "le prix d'un terrain dans la Somme",
+                         "combien coûte un terrain en Provence-Alpes-Côte d'Azur",
+                         "le prix d'un terrain dans les Alpes-de-Haute-Provence",
                          "le prix d'un terrain en Bretagne c'est combien"};
     for (size_t i = 0; i < FB_ARRAY_SIZE(own); i++) {
         fb_kb_search(kb, own[i], &r);
         if (!r.own_case || r.confident)
             FB_TEST_FAIL("« %s » should be one place's case", own[i]);
     }
-    const char *rule[] = {"le terrain c'est cher ?", "combien coûte un terrain",
+    const char *rule[] = {"le terrain c'est cher ?",
+                          "combien coûte un terrain",
                           "combien coûte un terrain en 2026",
-                          "le prix du terrain c'est cher pour la commune ?"};
+                          "le prix du terrain c'est cher pour la commune ?",
+                          "le prix du terrain pour la somme des travaux",
+                          "combien coûte un terrain à la réunion du conseil",
+                          "le prix du lot",
+                          "combien coûte un terrain, en somme ?",
+                          "le prix du terrain au nord de la ville"};
     for (size_t i = 0; i < FB_ARRAY_SIZE(rule); i++) {
         fb_kb_search(kb, rule[i], &r);
         if (r.own_case)
