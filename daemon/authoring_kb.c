@@ -7,8 +7,9 @@
  * `ask --eval DIALOG SET.yaml...` runs labelled sets (`questions: [{q, attendu: ID | aucune}]`,
  * optionally `aussi: [ID...]`: other answers the labeller accepted) and prints the top-1 accuracy
  * on the answerable questions (and the strict one, `attendu` alone), the share the bot answers,
- * and the confident answers to questions it should not answer; it fails below `--min-top1` or
- * on more than `--max-aucune` (default 0) such confident answers. Messages for the authors are
+ * and the confident answers to questions it should not answer; it fails below `--min-top1`, below
+ * `--min-strict` on the strict figure, or on more than `--max-aucune` (default 0) such confident
+ * answers. Messages for the authors are
  * in French.
  */
 #include <errno.h>
@@ -26,18 +27,19 @@
 
 static const char ask_help[] =
     "usage: frichebot ask DIALOG QUESTION...\n"
-    "       frichebot ask --eval [--min-top1 X] [--max-aucune N] DIALOG SET.yaml...\n"
+    "       frichebot ask --eval [--min-top1 X] [--min-strict X] [--max-aucune N] DIALOG "
+    "SET.yaml...\n"
     "\n"
     "Shows how the dialog's knowledge base (`connaissances:`) ranks its answers for each\n"
     "QUESTION: the analysed terms, the five best answers with their scores, the confidence\n"
     "(norm, margin) and whether the bot would answer.\n"
     "--eval runs labelled sets (YAML: questions: [{q: \"...\", attendu: ID | aucune}]) and\n"
     "prints the top-1 accuracy on the answerable questions, the share answered, and every\n"
-    "confident answer to a question labelled `aucune`. A question may add `aussi: [ID...]`,\n"
-    "other answers its labeller accepted when two fit: top-1 counts them, and the strict\n"
-    "figure printed below it (`attendu` alone) does not. Exit status 1 when top-1 is under\n"
-    "--min-top1 (default 0.85) or more than --max-aucune (default 0) `aucune` questions are\n"
-    "answered.\n";
+    "confident answer to a question labelled `aucune`. A question may add `aussi: [ID...]`\n"
+    "(or `aussi: ID`), other answers its labeller accepted when two fit: top-1 counts them,\n"
+    "and the strict figure printed below it (`attendu` alone) does not. Exit status 1 when\n"
+    "top-1 is under --min-top1 (default 0.85), the strict top-1 under --min-strict (default\n"
+    "0), or more than --max-aucune (default 0) `aucune` questions are answered.\n";
 
 static void show(const fb_dialog_t *d, const char *q, FILE *out)
 {
@@ -221,7 +223,7 @@ static double pct(size_t a, size_t b)
 int fb_cmd_ask(int argc, char **argv, FILE *out, FILE *err)
 {
     bool eval = false;
-    double min_top1 = 0.85;
+    double min_top1 = 0.85, min_strict = 0;
     long max_none = 0;
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
@@ -235,6 +237,13 @@ int fb_cmd_ask(int argc, char **argv, FILE *out, FILE *err)
             min_top1 = strtod(argv[++i], &end);
             if (*end || min_top1 < 0 || min_top1 > 1) {
                 fprintf(err, "frichebot: ask: --min-top1 takes a number from 0 to 1\n");
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--min-strict") == 0 && i + 1 < argc) {
+            char *end;
+            min_strict = strtod(argv[++i], &end);
+            if (*end || min_strict < 0 || min_strict > 1) {
+                fprintf(err, "frichebot: ask: --min-strict takes a number from 0 to 1\n");
                 return 2;
             }
         } else if (strcmp(argv[i], "--max-aucune") == 0 && i + 1 < argc) {
@@ -283,19 +292,21 @@ int fb_cmd_ask(int argc, char **argv, FILE *out, FILE *err)
         fprintf(out,
                 "%zu réponses dans la base ; %zu questions avec réponse, %zu sans\n"
                 "top-1 : %.1f %% (%zu/%zu), seuil %.1f %%\n"
-                "top-1 strict (attendu seul, sans « aussi: ») : %.1f %% (%zu/%zu)\n"
+                "top-1 strict (attendu seul, sans « aussi: ») : %.1f %% (%zu/%zu), seuil %.1f %%\n"
                 "répondues : %.1f %% (%zu/%zu), dont justes %zu, fausses %zu\n"
                 "sans réponse attendue : %zu répondue(s) à tort sur %zu (au plus %ld)\n",
                 fb_kb_size(fb_dialog_kb(d)), t.answerable, t.none, pct(t.top1, t.answerable),
                 t.top1, t.answerable, min_top1 * 100, pct(t.top1_strict, t.answerable),
-                t.top1_strict, t.answerable, pct(t.answered, t.answerable), t.answered,
-                t.answerable, t.answered_right, t.answered_wrong, t.none_answered, t.none,
-                max_none);
+                t.top1_strict, t.answerable, min_strict * 100, pct(t.answered, t.answerable),
+                t.answered, t.answerable, t.answered_right, t.answered_wrong, t.none_answered,
+                t.none, max_none);
         if (t.answerable == 0 && t.none == 0) {
             fprintf(err, "frichebot: ask: aucune question dans les jeux donnés\n");
             status = 1;
         }
         if (t.answerable > 0 && top1 < min_top1)
+            status = 1;
+        if (t.answerable > 0 && (double)t.top1_strict / (double)t.answerable < min_strict)
             status = 1;
         if (t.none_answered > (size_t)max_none)
             status = 1;
