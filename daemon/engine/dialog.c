@@ -78,6 +78,57 @@ void fb__strmap_free(struct fb__strmap *m)
     m->cap = m->n = 0;
 }
 
+/* ---- pointer map ----------------------------------------------------------------------------- */
+
+/* Fibonacci hashing of the pointer's bits above the allocator's alignment. */
+static size_t hash_ptr(const void *p)
+{
+    return (size_t)((((uint64_t)(uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull) >> 32);
+}
+
+void fb__ptrmap_put(struct fb__ptrmap *m, const void *key, int val)
+{
+    FB_ASSERT(key != NULL);
+    if ((m->n + 1) * 2 > m->cap) {
+        struct fb__ptrmap g = {NULL, NULL, m->cap ? m->cap * 2 : 16, 0};
+        g.keys = fb_calloc(g.cap, sizeof(*g.keys));
+        g.vals = fb_calloc(g.cap, sizeof(*g.vals));
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->keys[i])
+                fb__ptrmap_put(&g, m->keys[i], m->vals[i]);
+        fb__ptrmap_free(m);
+        *m = g;
+    }
+    size_t i = hash_ptr(key) & (m->cap - 1);
+    while (m->keys[i]) {
+        FB_ASSERT(m->keys[i] != key);
+        i = (i + 1) & (m->cap - 1);
+    }
+    m->keys[i] = key;
+    m->vals[i] = val;
+    m->n++;
+}
+
+int fb__ptrmap_get(const struct fb__ptrmap *m, const void *key)
+{
+    if (m->cap == 0)
+        return -1;
+    size_t i = hash_ptr(key) & (m->cap - 1);
+    while (m->keys[i]) {
+        if (m->keys[i] == key)
+            return m->vals[i];
+        i = (i + 1) & (m->cap - 1);
+    }
+    return -1;
+}
+
+void fb__ptrmap_free(struct fb__ptrmap *m)
+{
+    FB_FREE(m->keys);
+    FB_FREE(m->vals);
+    m->cap = m->n = 0;
+}
+
 /* ---- built-in texts, statuses, commands ------------------------------------------------------ */
 
 const char *const fb__text_names[FB__T_COUNT] = {
@@ -465,6 +516,7 @@ void fb__dialog_free(fb_dialog_t *d)
         fb__ld_text_free(&d->texts[i]);
     fb__ld_cmdset_free(&d->cmds);
     fb__strmap_free(&d->intern_map);
+    fb__ptrmap_free(&d->ptr_map);
     for (size_t i = 0; i < d->n_intern; i++)
         json_decref(d->intern_json[i]);
     fb_free(d->intern_json);
@@ -486,6 +538,12 @@ void fb__dialog_free(fb_dialog_t *d)
     }
     json_decref(d->id_json);
     json_decref(d->hash_json);
+    json_decref(d->format_json);
+    for (int i = 0; i < FB_EFFECT_COUNT; i++)
+        json_decref(d->effect_json[i]);
+    json_decref(d->timer_json);
+    for (int i = 0; i < FB__REASON_COUNT; i++)
+        json_decref(d->reason_json[i]);
     json_decref(d->yesno_json);
     json_decref(d->status_json);
     fb_choice_set_free(d->status_set);

@@ -273,10 +273,13 @@ static void answers_only_cb(void *arg, const char *name, bool is_tag, int line, 
 static void intern_add(fb_dialog_t *d, json_t *v, size_t cap)
 {
     if (v && d->n_intern < cap &&
-        fb__strmap_put(&d->intern_map, json_string_value(v), (int)d->n_intern))
+        fb__strmap_put(&d->intern_map, json_string_value(v), (int)d->n_intern)) {
         d->intern_json[d->n_intern++] = v;
-    else
+        if (json_string_length(v) > d->intern_max_len)
+            d->intern_max_len = json_string_length(v);
+    } else {
         json_decref(v);
+    }
 }
 
 /* The strings a stored session repeats, shared by fb_engine_session_loadb(): the dialog's own
@@ -300,6 +303,12 @@ static void intern_table(fb_dialog_t *d)
     for (size_t i = 0; i < d->n_states; i++)
         for (size_t o = 0; o < d->states[i].n_choices; o++)
             intern_add(d, json_string(d->states[i].choices[o].id), cap);
+    for (size_t i = 0; i < d->n_states; i++)
+        fb__ptrmap_put(&d->ptr_map, d->state_json[i], FB__PTR_STATE + 4 * (int)i);
+    for (size_t i = 0; i < d->n_tags; i++)
+        fb__ptrmap_put(&d->ptr_map, d->tag_json[i], FB__PTR_TAG + 4 * (int)i);
+    for (size_t i = 0; i < d->n_items; i++)
+        fb__ptrmap_put(&d->ptr_map, d->item_ref_json[i], FB__PTR_ITEM + 4 * (int)i);
 }
 
 /* The JSON and choice tables a loaded dialog `d` shares with every step, built once. */
@@ -328,6 +337,12 @@ static void finish(fb_dialog_t *d)
     }
     d->id_json = json_string(d->id);
     d->hash_json = json_string(d->hash);
+    d->format_json = json_integer(FB__SESSION_FORMAT);
+    for (int i = 0; i < FB_EFFECT_COUNT; i++)
+        d->effect_json[i] = json_string(fb_effect_name((fb_effect_t)i));
+    d->timer_json = json_string(FB__TIMER_ID);
+    d->reason_json[FB__REASON_INACTIVITE] = json_string("inactivite");
+    d->reason_json[FB__REASON_SUIVI] = json_string("suivi");
     intern_table(d);
     d->status_choices = fb_calloc(FB_ARRAY_SIZE(status_choices), sizeof(fb_choice_t));
     memcpy(d->status_choices, status_choices, sizeof(status_choices));

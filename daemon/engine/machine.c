@@ -380,7 +380,7 @@ static void say_new(struct run *r, json_t *text, json_t *html, const json_t *cho
         fb_buf_free(&nh);
         fb_free(note);
     }
-    json_t *e = fb_effect_new(FB_EFFECT_SAY);
+    json_t *e = fb__run_effect_new(r, FB_EFFECT_SAY);
     (void)json_object_set_new_nocheck(e, "text", text);
     (void)json_object_set_new_nocheck(e, "html", html);
     if (choices)
@@ -465,16 +465,47 @@ void fb__run_say_builtin(struct run *r, enum fb__textid which)
     fb__run_say_text(r, &r->d->texts[which], NULL, NULL, NULL);
 }
 
+/*
+ * A new effect object {"type": NAME}, as fb_effect_new() makes it, but with the dialog's shared
+ * JSON string for the name (effects are read-only values, like the sessions: ENGINE.md).
+ */
+json_t *fb__run_effect_new(const struct run *r, fb_effect_t type)
+{
+    FB_ASSERT((int)type >= 0 && (int)type < FB_EFFECT_COUNT);
+    json_t *o = json_object();
+    (void)json_object_set_nocheck(o, "type", r->d->effect_json[type]);
+    return o;
+}
+
 /* Appends an effect with no field but its type (`forget`, `end`, `cancel`). */
 void fb__run_simple_effect(struct run *r, fb_effect_t type)
 {
-    fb__run_effect(r, fb_effect_new(type));
+    fb__run_effect(r, fb__run_effect_new(r, type));
 }
 
-/* Appends `stat` effect `name`. */
+/* Appends `stat` effect `name` (a literal: valid UTF-8). */
 void fb__run_stat_effect(struct run *r, const char *name)
 {
-    fb__run_effect(r, fb_effect_strings(FB_EFFECT_STAT, 1, "name", name));
+    json_t *e = fb__run_effect_new(r, FB_EFFECT_STAT);
+    (void)json_object_set_new_nocheck(e, "name", json_string(name));
+    fb__run_effect(r, e);
+}
+
+/* Appends a `step` effect: road entry `i`'s item now has `status`. */
+void fb__run_step_effect(struct run *r, size_t i, unsigned status)
+{
+    json_t *e = fb__run_effect_new(r, FB_EFFECT_STEP);
+    (void)json_object_set_nocheck(e, "item", r->d->item_ref_json[r->s.road[i]]);
+    (void)json_object_set_nocheck(e, "status", r->d->status_name_json[status]);
+    fb__run_effect(r, e);
+}
+
+/* Appends a `cancel` of the reminder "relance". */
+void fb__run_cancel_timer(struct run *r)
+{
+    json_t *e = fb__run_effect_new(r, FB_EFFECT_CANCEL);
+    (void)json_object_set_nocheck(e, "id", r->d->timer_json);
+    fb__run_effect(r, e);
 }
 
 /* Appends a `cancel` of every reminder. */
@@ -484,14 +515,12 @@ void fb__run_cancel_all(struct run *r)
 }
 
 /* Appends a `schedule` of reminder "relance" in `after` seconds. */
-static void schedule(struct run *r, long long after, const char *reason)
+static void schedule(struct run *r, long long after, enum fb__reason reason)
 {
-    json_t *e = fb_effect_strings(FB_EFFECT_SCHEDULE, 1, "id", TIMER_ID);
+    json_t *e = fb__run_effect_new(r, FB_EFFECT_SCHEDULE);
+    (void)json_object_set_nocheck(e, "id", r->d->timer_json);
     (void)json_object_set_new_nocheck(e, "after", json_integer((json_int_t)after));
-    if (e && (!reason || json_object_set_new_nocheck(e, "reason", json_string(reason)) != 0)) {
-        json_decref(e); /* as json_pack() did with a NULL or invalid string */
-        e = NULL;
-    }
+    (void)json_object_set_nocheck(e, "reason", r->d->reason_json[reason]);
     fb__run_effect(r, e);
 }
 
@@ -703,7 +732,8 @@ void fb__run_arm_after(struct run *r, long long after)
 {
     const struct fb__relance *cfg = fb__run_relance_cfg(r);
     if (cfg && !r->s.muted)
-        schedule(r, after > 0 ? after : cfg->after, r->s.ended ? "suivi" : "inactivite");
+        schedule(r, after > 0 ? after : cfg->after,
+                 r->s.ended ? FB__REASON_SUIVI : FB__REASON_INACTIVITE);
 }
 
 /* Arms the reminder for the current state (when one applies and reminders are not stopped). */
@@ -933,14 +963,13 @@ static void finish(struct run *r, int target)
     fb__run_invalidate(r);
     fb__run_say_text(r, &cur(r)->text, NULL, NULL, NULL);
     for (size_t i = 0; i < s->n_road; i++)
-        fb__run_effect(r, fb_effect_strings(FB_EFFECT_STEP, 2, "item", r->d->items[s->road[i]].ref,
-                                            "status", fb__status_names[s->status[i]]));
+        fb__run_step_effect(r, i, s->status[i]);
     fb__run_simple_effect(r, FB_EFFECT_END);
     fb__run_stat_effect(r, "site_completed");
     if (cur(r)->relance.set && !s->muted)
         fb__run_arm(r);
     else
-        fb__run_effect(r, fb_effect_strings(FB_EFFECT_CANCEL, 1, "id", TIMER_ID));
+        fb__run_cancel_timer(r);
     avis_effect(r, cur(r));
 }
 
@@ -1285,7 +1314,7 @@ static void on_timer(struct run *r, const char *id)
     s->reminders++;
     fb__run_stat_effect(r, "reminder_sent");
     if (s->reminders < cfg->max)
-        schedule(r, cfg->after, s->ended ? "suivi" : "inactivite");
+        schedule(r, cfg->after, s->ended ? FB__REASON_SUIVI : FB__REASON_INACTIVITE);
 }
 
 /* An advisor handed the conversation back. */
