@@ -43,12 +43,15 @@ void fb__run_invalidate(struct run *r)
     fb__run_drop(&r->c_max);
     fb__run_drop(&r->c_example);
     fb__run_drop(&r->c_road_url);
+    if (r->c_held == 0) /* most calls: no slot nor catalogue to walk */
+        return;
     if (r->c_communes)
         for (size_t i = 0; i < r->d->n_slots; i++)
             fb__run_drop(&r->c_communes[i]);
     if (r->c_cats)
         for (size_t i = 0; i < r->d->n_catalogues; i++)
             fb__run_drop(&r->c_cats[i]);
+    r->c_held = 0;
 }
 
 /* Call after changing s.answers (with fb__run_invalidate()): the item conditions that read them
@@ -298,8 +301,10 @@ static const json_t *lookup(void *arg, const char *name)
         if (v && d->slots[slot].type == FB__Q_COMMUNE && json_is_object(v)) {
             if (!r->c_communes)
                 r->c_communes = fb_calloc(d->n_slots, sizeof(json_t *));
-            if (!r->c_communes[slot])
+            if (!r->c_communes[slot]) {
                 r->c_communes[slot] = fb__commune_expand(geo_of(r), v);
+                r->c_held++;
+            }
             v = r->c_communes[slot];
         }
     } else {
@@ -309,8 +314,10 @@ static const json_t *lookup(void *arg, const char *name)
                 memcmp(d->catalogues[c].name, name, len) == 0) {
                 if (!r->c_cats)
                     r->c_cats = fb_calloc(d->n_catalogues + 1, sizeof(json_t *));
-                if (!r->c_cats[c])
+                if (!r->c_cats[c]) {
                     r->c_cats[c] = catalogue_json(r, c);
+                    r->c_held++;
+                }
                 v = r->c_cats[c];
             }
     }

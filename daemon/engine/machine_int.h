@@ -74,6 +74,8 @@ struct run {
     json_t *c_road_url;     /* `lien_feuille_de_route`: env->roadmap_url as JSON, or NULL */
     json_t **c_communes;    /* per slot */
     json_t **c_cats;        /* per catalogue: its items whose `si` holds */
+    unsigned c_held;        /* entries of c_communes and c_cats filled since the last
+                               fb__run_invalidate() (an upper bound: the loops are skipped at 0) */
     unsigned char *c_items; /* per item whose `si` reads answers only: 0 not known yet, 1 its
                                `si` fails, 2 it holds; valid while answers_gen == c_items_gen */
     unsigned answers_gen;   /* counts the changes of s.answers in this step */
