@@ -448,6 +448,10 @@ struct fb__sess {
      * for a choix, bit i is option i; for a choix_multiple, each is a set of options */
     uint64_t confirm[FB_MATCH_MAX_CANDIDATES];
     size_t n_confirm;
+    /* The input session's members `t`, `p`, `r`, `u` and `j` (borrowed from it, NULL when absent
+     * or for a new session): fb__session_dump() shares each one whose content is what it would
+     * write, instead of building it again (most steps change none of them). */
+    const json_t *in_tags, *in_path, *in_road, *in_status, *in_days;
 };
 
 /**

@@ -583,6 +583,11 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
     }
     if (conf && json_array_size(conf) > FB_MATCH_MAX_CANDIDATES)
         return FB_EINVAL;
+    s->in_tags = tags;
+    s->in_path = path;
+    s->in_road = road;
+    s->in_status = ju;
+    s->in_days = jj;
     if (!s->moved && (!s->ended || s->back_to >= 0) && conf)
         parse_confirm(use, s, conf);
     if (s->moved) {
@@ -604,6 +609,112 @@ void fb__session_own_answers(struct fb__sess *s)
     s->answers_shared = false;
 }
 
+/* `t`: the tags set, in the dialog's order (new reference), or NULL for none. The input's array
+ * when it holds the same strings (the dialog's, compared by pointer). */
+static json_t *tags_json(const struct fb__sess *s)
+{
+    const fb_dialog_t *d = s->d;
+    size_t in_n = json_array_size(s->in_tags), n = 0;
+    bool same = true;
+    for (size_t i = 0; i < d->n_tags; i++)
+        if (s->tags[i]) {
+            same = same && n < in_n && json_array_get(s->in_tags, n) == d->tag_json[i];
+            n++;
+        }
+    if (n == 0)
+        return NULL;
+    if (same && n == in_n)
+        return json_incref(unconst(s->in_tags));
+    json_t *t = json_array();
+    for (size_t i = 0; i < d->n_tags; i++)
+        if (s->tags[i])
+            (void)json_array_append(t, d->tag_json[i]);
+    return t;
+}
+
+/* `p` (s->n_path > 0): the path's state ids (new reference); the input's array when the same. */
+static json_t *path_json(const struct fb__sess *s)
+{
+    const fb_dialog_t *d = s->d;
+    bool same = json_array_size(s->in_path) == s->n_path;
+    for (size_t i = 0; same && i < s->n_path; i++)
+        same = json_array_get(s->in_path, i) == d->state_json[s->path[i]];
+    if (same)
+        return json_incref(unconst(s->in_path));
+    json_t *p = json_array();
+    for (size_t i = 0; i < s->n_path; i++)
+        (void)json_array_append(p, d->state_json[s->path[i]]);
+    return p;
+}
+
+/* `r` (s->n_road > 0): the roadmap's item refs (new reference); the input's array when the same.
+ */
+static json_t *road_json(const struct fb__sess *s)
+{
+    const fb_dialog_t *d = s->d;
+    bool same = json_array_size(s->in_road) == s->n_road;
+    for (size_t i = 0; same && i < s->n_road; i++)
+        same = json_array_get(s->in_road, i) == d->item_ref_json[s->road[i]];
+    if (same)
+        return json_incref(unconst(s->in_road));
+    json_t *r = json_array();
+    for (size_t i = 0; i < s->n_road; i++)
+        (void)json_array_append(r, d->item_ref_json[s->road[i]]);
+    return r;
+}
+
+/* `u`: the statuses other than a_faire by item ref, in roadmap order (new reference), or NULL for
+ * none; the input's object when it holds the same members in the same order. */
+static json_t *status_json(const struct fb__sess *s)
+{
+    const fb_dialog_t *d = s->d;
+    json_t *in = unconst(s->in_status);
+    void *it = in ? json_object_iter(in) : NULL;
+    bool same = true;
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_road; i++) {
+        if (s->status[i] == FB__ST_A_FAIRE)
+            continue;
+        n++;
+        if (!same)
+            continue;
+        same = it && json_object_iter_value(it) == d->status_name_json[s->status[i]] &&
+               strcmp(json_object_iter_key(it), d->items[s->road[i]].ref) == 0;
+        it = it ? json_object_iter_next(in, it) : NULL;
+    }
+    if (n == 0)
+        return NULL;
+    if (same && !it)
+        return json_incref(in);
+    json_t *u = json_object();
+    for (size_t i = 0; i < s->n_road; i++)
+        if (s->status[i] != FB__ST_A_FAIRE)
+            (void)json_object_set(u, d->items[s->road[i]].ref, d->status_name_json[s->status[i]]);
+    return u;
+}
+
+/* `j`: parallel to `r`, the day of each step's last change, 0 for never (new reference), or NULL
+ * when no step changed; the input's array when it holds the same days. */
+static json_t *days_json(const struct fb__sess *s)
+{
+    bool any = false;
+    for (size_t i = 0; !any && i < s->n_road; i++)
+        any = s->day && s->day[i] > 0;
+    if (!any)
+        return NULL;
+    bool same = json_array_size(s->in_days) == s->n_road;
+    for (size_t i = 0; same && i < s->n_road; i++) {
+        const json_t *v = json_array_get(s->in_days, i);
+        same = json_is_integer(v) && json_integer_value(v) == (s->day[i] > 0 ? s->day[i] : 0);
+    }
+    if (same)
+        return json_incref(unconst(s->in_days));
+    json_t *j = json_array();
+    for (size_t i = 0; i < s->n_road; i++)
+        (void)json_array_append_new(j, json_integer(s->day[i] > 0 ? s->day[i] : 0));
+    return j;
+}
+
 json_t *fb__session_dump(const struct fb__sess *s)
 {
     const fb_dialog_t *d = s->d;
@@ -613,47 +724,21 @@ json_t *fb__session_dump(const struct fb__sess *s)
     (void)json_object_set_nocheck(o, "h", d->hash_json);
     (void)json_object_set_nocheck(o, "s", d->state_json[s->state]);
     (void)json_object_set_nocheck(o, "a", s->answers);
-    json_t *t = NULL;
-    for (size_t i = 0; i < d->n_tags; i++) {
-        if (!s->tags[i])
-            continue;
-        if (!t)
-            t = json_array();
-        (void)json_array_append(t, d->tag_json[i]);
-    }
+    json_t *t = tags_json(s);
     if (t)
         (void)json_object_set_new_nocheck(o, "t", t);
-    if (s->n_path > 0) {
-        json_t *p = json_array();
-        for (size_t i = 0; i < s->n_path; i++)
-            (void)json_array_append(p, d->state_json[s->path[i]]);
-        (void)json_object_set_new_nocheck(o, "p", p);
-    }
+    if (s->n_path > 0)
+        (void)json_object_set_new_nocheck(o, "p", path_json(s));
     if (s->fails > 0)
         (void)json_object_set_new_nocheck(o, "f", json_integer(s->fails));
     if (s->n_road > 0) {
-        json_t *r = json_array();
-        json_t *u = NULL;
-        bool any_day = false;
-        for (size_t i = 0; i < s->n_road; i++) {
-            const char *ref = d->items[s->road[i]].ref;
-            (void)json_array_append(r, d->item_ref_json[s->road[i]]);
-            if (s->status[i] != FB__ST_A_FAIRE) {
-                if (!u)
-                    u = json_object();
-                (void)json_object_set(u, ref, d->status_name_json[s->status[i]]);
-            }
-            any_day = any_day || (s->day && s->day[i] > 0);
-        }
-        (void)json_object_set_new_nocheck(o, "r", r);
+        (void)json_object_set_new_nocheck(o, "r", road_json(s));
+        json_t *u = status_json(s);
         if (u)
             (void)json_object_set_new_nocheck(o, "u", u);
-        if (any_day) { /* parallel to `r`: days since 1970-01-01, 0 for never changed */
-            json_t *j = json_array();
-            for (size_t i = 0; i < s->n_road; i++)
-                (void)json_array_append_new(j, json_integer(s->day[i] > 0 ? s->day[i] : 0));
+        json_t *j = days_json(s);
+        if (j)
             (void)json_object_set_new_nocheck(o, "j", j);
-        }
     }
     if (s->pending_step >= 0 && (size_t)s->pending_step < s->n_road) {
         (void)json_object_set_nocheck(o, "k", d->item_ref_json[s->road[s->pending_step]]);
