@@ -30,7 +30,9 @@
 struct fb__strmap {
     const char **keys; /* borrowed from the model; NULL for an empty slot */
     int *vals;
-    size_t cap; /* power of two, or 0 */
+    uint32_t *hashes; /* per slot: the key's hash (its low 32 bits), compared before the bytes */
+    uint32_t *lens;   /* per slot: the key's length */
+    size_t cap;       /* power of two, or 0 */
     size_t n;
 };
 
