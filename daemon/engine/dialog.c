@@ -495,6 +495,9 @@ static void state_free(struct fb__state *st)
     fb_free(st->list_html);
     json_decref(st->ask_plain);
     json_decref(st->ask_html);
+    json_decref(st->ask_effect);
+    for (int i = 0; i < FB__REASON_COUNT; i++)
+        json_decref(st->relance.schedule[i]);
     for (size_t i = 0; i < st->n_next; i++) {
         fb_expr_free(st->next[i].cond);
         fb_free(st->next[i].cond_src);
@@ -545,6 +548,8 @@ void fb__dialog_free(fb_dialog_t *d)
     fb_free(d->migrations);
     fb__strmap_free(&d->migration_map);
     fb__ld_text_free(&d->relance.msg);
+    for (int i = 0; i < FB__REASON_COUNT; i++)
+        json_decref(d->relance.schedule[i]);
     for (int i = 0; i < FB__T_COUNT; i++)
         fb__ld_text_free(&d->texts[i]);
     fb__ld_cmdset_free(&d->cmds);

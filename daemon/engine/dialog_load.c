@@ -311,6 +311,42 @@ static void intern_table(fb_dialog_t *d)
         fb__ptrmap_put(&d->ptr_map, d->item_ref_json[i], FB__PTR_ITEM + 4 * (int)i);
 }
 
+/* The `schedule` effects of relance setting `r` (see struct fb__relance). */
+static void relance_effects(const fb_dialog_t *d, struct fb__relance *r)
+{
+    if (!r->set)
+        return;
+    for (int i = 0; i < FB__REASON_COUNT; i++) {
+        json_t *e = json_object();
+        (void)json_object_set_nocheck(e, "type", d->effect_json[FB_EFFECT_SCHEDULE]);
+        (void)json_object_set_nocheck(e, "id", d->timer_json);
+        (void)json_object_set_new_nocheck(e, "after", json_integer((json_int_t)r->after));
+        (void)json_object_set_nocheck(e, "reason", d->reason_json[i]);
+        r->schedule[i] = e;
+    }
+}
+
+/* The effects most steps emit unchanged, built once and shared (machine.c): asking a question
+ * whose text is static, arming a reminder after its configured delay. The same members, in the
+ * same order, as the step would build. */
+static void shared_effects(fb_dialog_t *d)
+{
+    for (size_t i = 0; i < d->n_states; i++) {
+        struct fb__state *st = &d->states[i];
+        if (st->ask_plain && st->ask_html) {
+            json_t *e = json_object();
+            (void)json_object_set_nocheck(e, "type", d->effect_json[FB_EFFECT_SAY]);
+            (void)json_object_set_nocheck(e, "text", st->ask_plain);
+            (void)json_object_set_nocheck(e, "html", st->ask_html);
+            if (st->choices_json)
+                (void)json_object_set_nocheck(e, "choices", st->choices_json);
+            st->ask_effect = e;
+        }
+        relance_effects(d, &st->relance);
+    }
+    relance_effects(d, &d->relance);
+}
+
 /* The JSON and choice tables a loaded dialog `d` shares with every step, built once. */
 static void finish(fb_dialog_t *d)
 {
@@ -343,6 +379,7 @@ static void finish(fb_dialog_t *d)
     d->timer_json = json_string(FB__TIMER_ID);
     d->reason_json[FB__REASON_INACTIVITE] = json_string("inactivite");
     d->reason_json[FB__REASON_SUIVI] = json_string("suivi");
+    shared_effects(d);
     intern_table(d);
     d->status_choices = fb_calloc(FB_ARRAY_SIZE(status_choices), sizeof(fb_choice_t));
     memcpy(d->status_choices, status_choices, sizeof(status_choices));

@@ -199,6 +199,9 @@ struct fb__relance {
     unsigned max;        /* reminders without an answer before going quiet */
     bool step;           /* `etape: premiere`: ask about the first open roadmap step */
     struct fb__text msg; /* `message:`; absent -> built-in relance / relance_etape */
+    /* The `schedule` effect of this setting's delay, for each reason, built once at load and
+     * shared by the steps that arm it (effects are read-only values); NULL when not `set`. */
+    json_t *schedule[FB__REASON_COUNT];
 };
 
 struct fb__signal {
@@ -248,6 +251,8 @@ struct fb__state {
     char *list_html;       /* the same in HTML */
     json_t *ask_plain;     /* question + list, pre-rendered when the question text is static */
     json_t *ask_html;
+    json_t *ask_effect; /* the `say` effect of ask_plain, ask_html and choices_json, built once
+                         * at load and shared by the steps that ask (read-only), or NULL */
     fb_unit_t unit;
     double min, max;   /* nombre */
     size_t tmin, tmax; /* texte, in characters */

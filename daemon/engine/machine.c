@@ -521,9 +521,15 @@ void fb__run_cancel_all(struct run *r)
     fb__run_simple_effect(r, FB_EFFECT_CANCEL);
 }
 
-/* Appends a `schedule` of reminder "relance" in `after` seconds. */
-static void schedule(struct run *r, long long after, enum fb__reason reason)
+/* Appends a `schedule` of reminder "relance" in `after` seconds, as setting `cfg` arms it: its
+ * shared effect when `after` is its delay. */
+static void schedule(struct run *r, const struct fb__relance *cfg, long long after,
+                     enum fb__reason reason)
 {
+    if (after == cfg->after && cfg->schedule[reason]) {
+        fb__run_effect(r, json_incref(cfg->schedule[reason]));
+        return;
+    }
     json_t *e = fb__run_effect_new(r, FB_EFFECT_SCHEDULE);
     (void)json_object_set_nocheck(e, "id", r->d->timer_json);
     (void)json_object_set_new_nocheck(e, "after", json_integer((json_int_t)after));
@@ -714,6 +720,10 @@ void fb__run_ask(struct run *r)
         fb__run_ask_confirm(r);
         return;
     }
+    if (st->ask_effect && !r->note) { /* the dialog's own effect: nothing to add to it */
+        fb__run_effect(r, json_incref(st->ask_effect));
+        return;
+    }
     if (st->ask_plain) {
         say_new(r, json_incref(st->ask_plain), json_incref(st->ask_html), st->choices_json);
         return;
@@ -739,7 +749,7 @@ void fb__run_arm_after(struct run *r, long long after)
 {
     const struct fb__relance *cfg = fb__run_relance_cfg(r);
     if (cfg && !r->s.muted)
-        schedule(r, after > 0 ? after : cfg->after,
+        schedule(r, cfg, after > 0 ? after : cfg->after,
                  r->s.ended ? FB__REASON_SUIVI : FB__REASON_INACTIVITE);
 }
 
@@ -1321,7 +1331,7 @@ static void on_timer(struct run *r, const char *id)
     s->reminders++;
     fb__run_stat_effect(r, "reminder_sent");
     if (s->reminders < cfg->max)
-        schedule(r, cfg->after, s->ended ? FB__REASON_SUIVI : FB__REASON_INACTIVITE);
+        schedule(r, cfg, cfg->after, s->ended ? FB__REASON_SUIVI : FB__REASON_INACTIVITE);
 }
 
 /* An advisor handed the conversation back. */
