@@ -326,13 +326,32 @@ static void relance_effects(const fb_dialog_t *d, struct fb__relance *r)
     }
 }
 
+/* The `say` effect of static text `t` (see struct fb__text). */
+static void text_effect(const fb_dialog_t *d, struct fb__text *t)
+{
+    if (!t->plain || !t->html || t->say)
+        return;
+    json_t *e = json_object();
+    (void)json_object_set_nocheck(e, "type", d->effect_json[FB_EFFECT_SAY]);
+    (void)json_object_set_nocheck(e, "text", t->plain);
+    (void)json_object_set_nocheck(e, "html", t->html);
+    t->say = e;
+}
+
 /* The effects most steps emit unchanged, built once and shared (machine.c): asking a question
- * whose text is static, arming a reminder after its configured delay. The same members, in the
- * same order, as the step would build. */
+ * whose text is static, saying a static text, arming a reminder after its configured delay. The
+ * same members, in the same order, as the step would build. */
 static void shared_effects(fb_dialog_t *d)
 {
+    for (int i = 0; i < FB__T_COUNT; i++)
+        text_effect(d, &d->texts[i]);
     for (size_t i = 0; i < d->n_states; i++) {
         struct fb__state *st = &d->states[i];
+        text_effect(d, &st->text);
+        text_effect(d, &st->help);
+        for (size_t k = 0; k < st->n_reprompts; k++)
+            text_effect(d, &st->reprompts[k]);
+        text_effect(d, &st->relance.msg);
         if (st->ask_plain && st->ask_html) {
             json_t *e = json_object();
             (void)json_object_set_nocheck(e, "type", d->effect_json[FB_EFFECT_SAY]);
@@ -344,6 +363,7 @@ static void shared_effects(fb_dialog_t *d)
         }
         relance_effects(d, &st->relance);
     }
+    text_effect(d, &d->relance.msg);
     relance_effects(d, &d->relance);
 }
 

@@ -183,6 +183,8 @@ struct fb__text {
     fb_template_t *t; /* NULL when absent */
     json_t *plain;    /* pre-rendered plain text (a JSON string) when static, else NULL */
     json_t *html;     /* idem, HTML */
+    json_t *say;      /* when static: its `say` effect without choices, built once at load and
+                         shared by the steps that say it (read-only), else NULL */
 };
 
 /** The words of each global command (folded) and whether it is disabled. */

@@ -442,7 +442,10 @@ void fb__run_say_text(struct run *r, const struct fb__text *t, const char *list_
                       const char *list_html, const json_t *choices)
 {
     if (t->plain && !list_plain) {
-        say_new(r, json_incref(t->plain), json_incref(t->html), choices);
+        if (t->say && !choices && !r->note) /* the dialog's own effect: nothing to add to it */
+            fb__run_effect(r, json_incref(t->say));
+        else
+            say_new(r, json_incref(t->plain), json_incref(t->html), choices);
         return;
     }
     fb_buf_t plain, html;
