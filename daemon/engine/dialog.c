@@ -580,6 +580,9 @@ void fb__dialog_free(fb_dialog_t *d)
     for (int i = 0; i < FB_EFFECT_COUNT; i++)
         json_decref(d->effect_json[i]);
     json_decref(d->timer_json);
+    for (size_t i = 0; d->step_effects && i < d->n_items * FB__ST_COUNT; i++)
+        json_decref(d->step_effects[i]);
+    fb_free(d->step_effects);
     for (int i = 0; i < FB__REASON_COUNT; i++)
         json_decref(d->reason_json[i]);
     json_decref(d->yesno_json);

@@ -365,6 +365,20 @@ static void shared_effects(fb_dialog_t *d)
     }
     text_effect(d, &d->relance.msg);
     relance_effects(d, &d->relance);
+    d->step_effects = fb_calloc(d->n_items * FB__ST_COUNT + 1, sizeof(json_t *));
+    for (size_t i = 0; i < d->n_rules; i++)
+        for (size_t j = 0; j < d->rules[i].n_items; j++) {
+            size_t it = (size_t)d->rules[i].items[j];
+            if (d->step_effects[it * FB__ST_COUNT])
+                continue; /* named by an earlier rule */
+            for (int st = 0; st < FB__ST_COUNT; st++) {
+                json_t *e = json_object();
+                (void)json_object_set_nocheck(e, "type", d->effect_json[FB_EFFECT_STEP]);
+                (void)json_object_set_nocheck(e, "item", d->item_ref_json[it]);
+                (void)json_object_set_nocheck(e, "status", d->status_name_json[st]);
+                d->step_effects[it * FB__ST_COUNT + (size_t)st] = e;
+            }
+        }
 }
 
 /* The JSON and choice tables a loaded dialog `d` shares with every step, built once. */

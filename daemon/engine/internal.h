@@ -383,8 +383,11 @@ struct fb_dialog_s {
     json_t *effect_json[FB_EFFECT_COUNT];  /* each effect's `type` (fb_effect_name()) */
     json_t *timer_json;                    /* FB__TIMER_ID (`schedule` and `cancel` ids) */
     json_t *reason_json[FB__REASON_COUNT]; /* a `schedule`'s `reason` */
-    json_t *yesno_json;                    /* [{oui},{non}] */
-    json_t *status_json;                   /* the reminder's choices about a step */
+    json_t **step_effects; /* n_items * FB__ST_COUNT: the `step` effect of item i with status s
+                            * at [i * FB__ST_COUNT + s] for the items the rules name (the only
+                            * ones a roadmap holds), else NULL; shared (read-only) */
+    json_t *yesno_json;    /* [{oui},{non}] */
+    json_t *status_json;   /* the reminder's choices about a step */
     fb_choice_t *status_choices;
     size_t n_status_choices;
     fb_choice_set_t *status_set; /* status_choices compiled once at load */

@@ -504,6 +504,11 @@ void fb__run_stat_effect(struct run *r, const char *name)
 /* Appends a `step` effect: road entry `i`'s item now has `status`. */
 void fb__run_step_effect(struct run *r, size_t i, unsigned status)
 {
+    json_t *shared = r->d->step_effects[(size_t)r->s.road[i] * FB__ST_COUNT + status];
+    if (shared) { /* the dialog's own effect: a roadmap holds only items the rules name */
+        fb__run_effect(r, json_incref(shared));
+        return;
+    }
     json_t *e = fb__run_effect_new(r, FB_EFFECT_STEP);
     (void)json_object_set_nocheck(e, "item", r->d->item_ref_json[r->s.road[i]]);
     (void)json_object_set_nocheck(e, "status", r->d->status_name_json[status]);
