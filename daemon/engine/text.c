@@ -128,6 +128,15 @@ unsigned fb_text_typo_budget(size_t len)
     return 2;
 }
 
+/* True when `x` has more than `max` bits set: `max` lowest bits cleared at most, no popcount
+ * (without -mpopcnt, __builtin_popcountll() is a call into libgcc). */
+static bool more_bits_than(uint64_t x, unsigned max)
+{
+    for (unsigned i = 0; i < max && x; i++)
+        x &= x - 1;
+    return x != 0;
+}
+
 unsigned fb_text_distance(const char *a, size_t alen, const char *b, size_t blen, unsigned max)
 {
     if (alen > blen ? alen - blen > max : blen - alen > max)
@@ -145,8 +154,7 @@ unsigned fb_text_distance(const char *a, size_t alen, const char *b, size_t blen
             ma |= (uint64_t)1 << ((unsigned char)a[i] & 63);
         for (size_t j = 0; j < blen; j++)
             mb |= (uint64_t)1 << ((unsigned char)b[j] & 63);
-        if ((unsigned)__builtin_popcountll(ma & ~mb) > max ||
-            (unsigned)__builtin_popcountll(mb & ~ma) > max)
+        if (more_bits_than(ma & ~mb, max) || more_bits_than(mb & ~ma, max))
             return max + 1;
     }
     /* Then count the bytes of each string in 32 buckets. A substitution changes the summed
