@@ -449,23 +449,34 @@ struct wr {
     size_t len, cap;
 };
 
-/* Room for `n` more bytes. */
-static char *room(struct wr *w, size_t n)
+/* room()'s slow path: grows the block to hold `n` more bytes. */
+static char *grow(struct wr *w, size_t n)
 {
-    if (w->len + n > w->cap || !w->p) {
-        size_t cap = w->cap ? w->cap : 1024;
-        while (cap < w->len + n)
-            cap *= 2;
-        w->p = fb_realloc(w->p, cap);
-        w->cap = cap;
-    }
+    size_t cap = w->cap ? w->cap : 1024;
+    while (cap < w->len + n)
+        cap *= 2;
+    w->p = fb_realloc(w->p, cap);
+    w->cap = cap;
     return w->p + w->len;
 }
 
-static void put(struct wr *w, const char *s, size_t n)
+/* Room for `n` more bytes (a first block of 1 KiB, then doubling). */
+static inline char *room(struct wr *w, size_t n)
+{
+    return w->p && w->len + n <= w->cap ? w->p + w->len : grow(w, n);
+}
+
+static inline void put(struct wr *w, const char *s, size_t n)
 {
     memcpy(room(w, n), s, n);
     w->len += n;
+}
+
+/* One byte of punctuation. */
+static inline void put1(struct wr *w, char c)
+{
+    *room(w, 1) = c;
+    w->len++;
 }
 
 static int dump_string(const char *s, size_t n, struct wr *w)
@@ -570,7 +581,7 @@ static int dump(const json_t *v, struct wr *w, int depth)
         return FB_EINVAL;
     switch (json_typeof(v)) {
     case JSON_OBJECT: {
-        put(w, "{", 1);
+        put1(w, '{');
         bool first = true;
         const char *k;
         size_t kn;
@@ -578,29 +589,29 @@ static int dump(const json_t *v, struct wr *w, int depth)
         json_object_keylen_foreach(m, k, kn, x)
         {
             if (!first)
-                put(w, ",", 1);
+                put1(w, ',');
             int rc = dump_string(k, kn, w);
             if (rc)
                 return rc;
-            put(w, ":", 1);
+            put1(w, ':');
             if ((rc = dump(x, w, depth + 1)) != 0)
                 return rc;
             first = false;
         }
-        put(w, "}", 1);
+        put1(w, '}');
         return 0;
     }
     case JSON_ARRAY: {
-        put(w, "[", 1);
+        put1(w, '[');
         size_t n = json_array_size(v);
         for (size_t i = 0; i < n; i++) {
             if (i)
-                put(w, ",", 1);
+                put1(w, ',');
             int rc = dump(json_array_get(v, i), w, depth + 1);
             if (rc)
                 return rc;
         }
-        put(w, "]", 1);
+        put1(w, ']');
         return 0;
     }
     case JSON_STRING:

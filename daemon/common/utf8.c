@@ -16,10 +16,19 @@ static bool valid(const char *s, size_t len, bool text)
         while (i + 8 <= len) {
             uint64_t w;
             memcpy(&w, p + i, 8);
-            if (w & 0x8080808080808080u)
+            uint64_t m = w & 0x8080808080808080u; /* the bytes to look at, flagged */
+            if (text)
+                m |= (w - 0x2020202020202020u) & ~w & 0x8080808080808080u;
+            if (m) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                /* straight to the first flagged byte (the lowest address): the bytes before it
+                 * are plain ASCII. Exact: a non-ASCII byte is flagged by its own high bit, and
+                 * the subtraction only borrows from a byte below 0x20, so no byte below the
+                 * first one flagged is. */
+                i += (size_t)__builtin_ctzll(m) / 8;
+#endif
                 break;
-            if (text && ((w - 0x2020202020202020u) & ~w & 0x8080808080808080u))
-                break;
+            }
             i += 8;
         }
         if (i >= len)

@@ -18,37 +18,73 @@
 
 /* ---- string map ------------------------------------------------------------------------------ */
 
-/* FNV-1a over `len` bytes: the string map's hash. */
+/*
+ * The string map's hash: 8 bytes at a time, one multiplication each, then the last 0 to 7 bytes
+ * and the length, and a final mix (the table takes the low bits). FNV-1a, byte by byte, was a
+ * chain of a multiplication per byte: a session's strings are hashed at every step (the reader
+ * shares the dialog's strings, fb_engine_session_loadb()).
+ */
 static size_t hash_str(const char *s, size_t len)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
+    const uint64_t k = 0x9E3779B97F4A7C15ull;
+    uint64_t h = (uint64_t)len * k;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        h = (h ^ w) * k;
+        h ^= h >> 29;
     }
+    uint64_t w = 0;
+    for (size_t j = 0; i + j < len; j++)
+        w |= (uint64_t)(unsigned char)s[i + j] << (8 * j);
+    h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 31;
+    h *= 0x94D049BB133111EBull;
+    h ^= h >> 29;
     return (size_t)h;
+}
+
+/* The slot of `key` (`len` bytes, hash `h`) in `m`: where it is, or the empty slot that ends its
+ * probe sequence. `m->cap` must not be 0. A slot's stored hash and length are compared before its
+ * bytes: a probe that meets another key costs no string comparison. */
+static size_t strmap_slot(const struct fb__strmap *m, const char *key, size_t len, size_t h)
+{
+    size_t mask = m->cap - 1;
+    size_t i = h & mask;
+    while (m->keys[i]) {
+        if (m->hashes[i] == (uint32_t)h && m->lens[i] == len && memcmp(m->keys[i], key, len) == 0)
+            break;
+        i = (i + 1) & mask;
+    }
+    return i;
 }
 
 bool fb__strmap_put(struct fb__strmap *m, const char *key, int val)
 {
-    if (fb__strmap_get(m, key) >= 0)
+    size_t len = strlen(key);
+    FB_ASSERT(len <= UINT32_MAX);
+    size_t h = hash_str(key, len);
+    if (m->cap && m->keys[strmap_slot(m, key, len, h)])
         return false;
     if ((m->n + 1) * 2 > m->cap) {
-        struct fb__strmap g = {NULL, NULL, m->cap ? m->cap * 2 : 16, 0};
+        struct fb__strmap g = {0};
+        g.cap = m->cap ? m->cap * 2 : 16;
         g.keys = fb_calloc(g.cap, sizeof(*g.keys));
         g.vals = fb_calloc(g.cap, sizeof(*g.vals));
+        g.hashes = fb_calloc(g.cap, sizeof(*g.hashes));
+        g.lens = fb_calloc(g.cap, sizeof(*g.lens));
         for (size_t i = 0; i < m->cap; i++)
             if (m->keys[i])
                 (void)fb__strmap_put(&g, m->keys[i], m->vals[i]);
         fb__strmap_free(m);
         *m = g;
     }
-    size_t len = strlen(key);
-    size_t i = hash_str(key, len) & (m->cap - 1);
-    while (m->keys[i])
-        i = (i + 1) & (m->cap - 1);
+    size_t i = strmap_slot(m, key, len, h);
     m->keys[i] = key;
     m->vals[i] = val;
+    m->hashes[i] = (uint32_t)h;
+    m->lens[i] = (uint32_t)len;
     m->n++;
     return true;
 }
@@ -57,13 +93,8 @@ int fb__strmap_getn(const struct fb__strmap *m, const char *key, size_t len)
 {
     if (m->cap == 0)
         return -1;
-    size_t i = hash_str(key, len) & (m->cap - 1);
-    while (m->keys[i]) {
-        if (strncmp(m->keys[i], key, len) == 0 && m->keys[i][len] == '\0')
-            return m->vals[i];
-        i = (i + 1) & (m->cap - 1);
-    }
-    return -1;
+    size_t i = strmap_slot(m, key, len, hash_str(key, len));
+    return m->keys[i] ? m->vals[i] : -1;
 }
 
 int fb__strmap_get(const struct fb__strmap *m, const char *key)
@@ -72,6 +103,59 @@ int fb__strmap_get(const struct fb__strmap *m, const char *key)
 }
 
 void fb__strmap_free(struct fb__strmap *m)
+{
+    FB_FREE(m->keys);
+    FB_FREE(m->vals);
+    FB_FREE(m->hashes);
+    FB_FREE(m->lens);
+    m->cap = m->n = 0;
+}
+
+/* ---- pointer map ----------------------------------------------------------------------------- */
+
+/* Fibonacci hashing of the pointer's bits above the allocator's alignment. */
+static size_t hash_ptr(const void *p)
+{
+    return (size_t)((((uint64_t)(uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull) >> 32);
+}
+
+void fb__ptrmap_put(struct fb__ptrmap *m, const void *key, int val)
+{
+    FB_ASSERT(key != NULL);
+    if ((m->n + 1) * 2 > m->cap) {
+        struct fb__ptrmap g = {NULL, NULL, m->cap ? m->cap * 2 : 16, 0};
+        g.keys = fb_calloc(g.cap, sizeof(*g.keys));
+        g.vals = fb_calloc(g.cap, sizeof(*g.vals));
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->keys[i])
+                fb__ptrmap_put(&g, m->keys[i], m->vals[i]);
+        fb__ptrmap_free(m);
+        *m = g;
+    }
+    size_t i = hash_ptr(key) & (m->cap - 1);
+    while (m->keys[i]) {
+        FB_ASSERT(m->keys[i] != key);
+        i = (i + 1) & (m->cap - 1);
+    }
+    m->keys[i] = key;
+    m->vals[i] = val;
+    m->n++;
+}
+
+int fb__ptrmap_get(const struct fb__ptrmap *m, const void *key)
+{
+    if (m->cap == 0)
+        return -1;
+    size_t i = hash_ptr(key) & (m->cap - 1);
+    while (m->keys[i]) {
+        if (m->keys[i] == key)
+            return m->vals[i];
+        i = (i + 1) & (m->cap - 1);
+    }
+    return -1;
+}
+
+void fb__ptrmap_free(struct fb__ptrmap *m)
 {
     FB_FREE(m->keys);
     FB_FREE(m->vals);
@@ -411,6 +495,9 @@ static void state_free(struct fb__state *st)
     fb_free(st->list_html);
     json_decref(st->ask_plain);
     json_decref(st->ask_html);
+    json_decref(st->ask_effect);
+    for (int i = 0; i < FB__REASON_COUNT; i++)
+        json_decref(st->relance.schedule[i]);
     for (size_t i = 0; i < st->n_next; i++) {
         fb_expr_free(st->next[i].cond);
         fb_free(st->next[i].cond_src);
@@ -461,10 +548,13 @@ void fb__dialog_free(fb_dialog_t *d)
     fb_free(d->migrations);
     fb__strmap_free(&d->migration_map);
     fb__ld_text_free(&d->relance.msg);
+    for (int i = 0; i < FB__REASON_COUNT; i++)
+        json_decref(d->relance.schedule[i]);
     for (int i = 0; i < FB__T_COUNT; i++)
         fb__ld_text_free(&d->texts[i]);
     fb__ld_cmdset_free(&d->cmds);
     fb__strmap_free(&d->intern_map);
+    fb__ptrmap_free(&d->ptr_map);
     for (size_t i = 0; i < d->n_intern; i++)
         json_decref(d->intern_json[i]);
     fb_free(d->intern_json);
@@ -486,6 +576,15 @@ void fb__dialog_free(fb_dialog_t *d)
     }
     json_decref(d->id_json);
     json_decref(d->hash_json);
+    json_decref(d->format_json);
+    for (int i = 0; i < FB_EFFECT_COUNT; i++)
+        json_decref(d->effect_json[i]);
+    json_decref(d->timer_json);
+    for (size_t i = 0; d->step_effects && i < d->n_items * FB__ST_COUNT; i++)
+        json_decref(d->step_effects[i]);
+    fb_free(d->step_effects);
+    for (int i = 0; i < FB__REASON_COUNT; i++)
+        json_decref(d->reason_json[i]);
     json_decref(d->yesno_json);
     json_decref(d->status_json);
     fb_choice_set_free(d->status_set);

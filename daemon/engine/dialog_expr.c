@@ -260,8 +260,9 @@ void fb__ld_text_free(struct fb__text *t)
     fb_template_free(t->t);
     json_decref(t->plain);
     json_decref(t->html);
+    json_decref(t->say);
     t->t = NULL;
-    t->plain = t->html = NULL;
+    t->plain = t->html = t->say = NULL;
 }
 
 int fb__text_render(const struct fb__text *t, const fb_expr_env_t *env, fb_buf_t *plain,

@@ -273,10 +273,13 @@ static void answers_only_cb(void *arg, const char *name, bool is_tag, int line, 
 static void intern_add(fb_dialog_t *d, json_t *v, size_t cap)
 {
     if (v && d->n_intern < cap &&
-        fb__strmap_put(&d->intern_map, json_string_value(v), (int)d->n_intern))
+        fb__strmap_put(&d->intern_map, json_string_value(v), (int)d->n_intern)) {
         d->intern_json[d->n_intern++] = v;
-    else
+        if (json_string_length(v) > d->intern_max_len)
+            d->intern_max_len = json_string_length(v);
+    } else {
         json_decref(v);
+    }
 }
 
 /* The strings a stored session repeats, shared by fb_engine_session_loadb(): the dialog's own
@@ -300,6 +303,82 @@ static void intern_table(fb_dialog_t *d)
     for (size_t i = 0; i < d->n_states; i++)
         for (size_t o = 0; o < d->states[i].n_choices; o++)
             intern_add(d, json_string(d->states[i].choices[o].id), cap);
+    for (size_t i = 0; i < d->n_states; i++)
+        fb__ptrmap_put(&d->ptr_map, d->state_json[i], FB__PTR_STATE + 4 * (int)i);
+    for (size_t i = 0; i < d->n_tags; i++)
+        fb__ptrmap_put(&d->ptr_map, d->tag_json[i], FB__PTR_TAG + 4 * (int)i);
+    for (size_t i = 0; i < d->n_items; i++)
+        fb__ptrmap_put(&d->ptr_map, d->item_ref_json[i], FB__PTR_ITEM + 4 * (int)i);
+}
+
+/* The `schedule` effects of relance setting `r` (see struct fb__relance). */
+static void relance_effects(const fb_dialog_t *d, struct fb__relance *r)
+{
+    if (!r->set)
+        return;
+    for (int i = 0; i < FB__REASON_COUNT; i++) {
+        json_t *e = json_object();
+        (void)json_object_set_nocheck(e, "type", d->effect_json[FB_EFFECT_SCHEDULE]);
+        (void)json_object_set_nocheck(e, "id", d->timer_json);
+        (void)json_object_set_new_nocheck(e, "after", json_integer((json_int_t)r->after));
+        (void)json_object_set_nocheck(e, "reason", d->reason_json[i]);
+        r->schedule[i] = e;
+    }
+}
+
+/* The `say` effect of static text `t` (see struct fb__text). */
+static void text_effect(const fb_dialog_t *d, struct fb__text *t)
+{
+    if (!t->plain || !t->html || t->say)
+        return;
+    json_t *e = json_object();
+    (void)json_object_set_nocheck(e, "type", d->effect_json[FB_EFFECT_SAY]);
+    (void)json_object_set_nocheck(e, "text", t->plain);
+    (void)json_object_set_nocheck(e, "html", t->html);
+    t->say = e;
+}
+
+/* The effects most steps emit unchanged, built once and shared (machine.c): asking a question
+ * whose text is static, saying a static text, arming a reminder after its configured delay. The
+ * same members, in the same order, as the step would build. */
+static void shared_effects(fb_dialog_t *d)
+{
+    for (int i = 0; i < FB__T_COUNT; i++)
+        text_effect(d, &d->texts[i]);
+    for (size_t i = 0; i < d->n_states; i++) {
+        struct fb__state *st = &d->states[i];
+        text_effect(d, &st->text);
+        text_effect(d, &st->help);
+        for (size_t k = 0; k < st->n_reprompts; k++)
+            text_effect(d, &st->reprompts[k]);
+        text_effect(d, &st->relance.msg);
+        if (st->ask_plain && st->ask_html) {
+            json_t *e = json_object();
+            (void)json_object_set_nocheck(e, "type", d->effect_json[FB_EFFECT_SAY]);
+            (void)json_object_set_nocheck(e, "text", st->ask_plain);
+            (void)json_object_set_nocheck(e, "html", st->ask_html);
+            if (st->choices_json)
+                (void)json_object_set_nocheck(e, "choices", st->choices_json);
+            st->ask_effect = e;
+        }
+        relance_effects(d, &st->relance);
+    }
+    text_effect(d, &d->relance.msg);
+    relance_effects(d, &d->relance);
+    d->step_effects = fb_calloc(d->n_items * FB__ST_COUNT + 1, sizeof(json_t *));
+    for (size_t i = 0; i < d->n_rules; i++)
+        for (size_t j = 0; j < d->rules[i].n_items; j++) {
+            size_t it = (size_t)d->rules[i].items[j];
+            if (d->step_effects[it * FB__ST_COUNT])
+                continue; /* named by an earlier rule */
+            for (int st = 0; st < FB__ST_COUNT; st++) {
+                json_t *e = json_object();
+                (void)json_object_set_nocheck(e, "type", d->effect_json[FB_EFFECT_STEP]);
+                (void)json_object_set_nocheck(e, "item", d->item_ref_json[it]);
+                (void)json_object_set_nocheck(e, "status", d->status_name_json[st]);
+                d->step_effects[it * FB__ST_COUNT + (size_t)st] = e;
+            }
+        }
 }
 
 /* The JSON and choice tables a loaded dialog `d` shares with every step, built once. */
@@ -328,6 +407,13 @@ static void finish(fb_dialog_t *d)
     }
     d->id_json = json_string(d->id);
     d->hash_json = json_string(d->hash);
+    d->format_json = json_integer(FB__SESSION_FORMAT);
+    for (int i = 0; i < FB_EFFECT_COUNT; i++)
+        d->effect_json[i] = json_string(fb_effect_name((fb_effect_t)i));
+    d->timer_json = json_string(FB__TIMER_ID);
+    d->reason_json[FB__REASON_INACTIVITE] = json_string("inactivite");
+    d->reason_json[FB__REASON_SUIVI] = json_string("suivi");
+    shared_effects(d);
     intern_table(d);
     d->status_choices = fb_calloc(FB_ARRAY_SIZE(status_choices), sizeof(fb_choice_t));
     memcpy(d->status_choices, status_choices, sizeof(status_choices));

@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "engine/answers.h"
+#include "engine/effects.h"
 #include "engine/engine.h"
 #include "engine/expr.h"
 #include "engine/template.h"
@@ -29,7 +30,9 @@
 struct fb__strmap {
     const char **keys; /* borrowed from the model; NULL for an empty slot */
     int *vals;
-    size_t cap; /* power of two, or 0 */
+    uint32_t *hashes; /* per slot: the key's hash (its low 32 bits), compared before the bytes */
+    uint32_t *lens;   /* per slot: the key's length */
+    size_t cap;       /* power of two, or 0 */
     size_t n;
 };
 
@@ -41,7 +44,35 @@ int fb__strmap_getn(const struct fb__strmap *m, const char *key, size_t len);
 int fb__strmap_get(const struct fb__strmap *m, const char *key);
 void fb__strmap_free(struct fb__strmap *m);
 
+/* ---- small pointer -> index map (open addressing, built once at load) ---- */
+
+/* The dialog's shared JSON strings a session holds once read with them (fb_engine_session_loadb(),
+ * or a session the engine wrote): their index found by the pointer, without reading the bytes. */
+struct fb__ptrmap {
+    const void **keys; /* borrowed; NULL for an empty slot */
+    int *vals;
+    size_t cap; /* power of two, or 0 */
+    size_t n;
+};
+
+/** Adds `key` -> `val` (`key` not NULL, not present yet; borrowed, must outlive the map). */
+void fb__ptrmap_put(struct fb__ptrmap *m, const void *key, int val);
+/** The value of `key`, or -1. */
+int fb__ptrmap_get(const struct fb__ptrmap *m, const void *key);
+void fb__ptrmap_free(struct fb__ptrmap *m);
+
 /* ---- the model ---- */
+
+/** The session format (member `v`, docs/internals/ENGINE.md). */
+#define FB__SESSION_FORMAT 1
+/** The id of the one reminder the engine schedules. */
+#define FB__TIMER_ID "relance"
+/** The reasons of a `schedule` effect, in the order of fb_dialog_s.reason_json. */
+enum fb__reason {
+    FB__REASON_INACTIVITE = 0, /* "inactivite": the user has not answered yet */
+    FB__REASON_SUIVI,          /* "suivi": after the end, about the roadmap */
+    FB__REASON_COUNT,
+};
 
 /** Question types; FB__Q_NONE marks a message state. */
 enum fb__qtype {
@@ -152,6 +183,8 @@ struct fb__text {
     fb_template_t *t; /* NULL when absent */
     json_t *plain;    /* pre-rendered plain text (a JSON string) when static, else NULL */
     json_t *html;     /* idem, HTML */
+    json_t *say;      /* when static: its `say` effect without choices, built once at load and
+                         shared by the steps that say it (read-only), else NULL */
 };
 
 /** The words of each global command (folded) and whether it is disabled. */
@@ -168,6 +201,9 @@ struct fb__relance {
     unsigned max;        /* reminders without an answer before going quiet */
     bool step;           /* `etape: premiere`: ask about the first open roadmap step */
     struct fb__text msg; /* `message:`; absent -> built-in relance / relance_etape */
+    /* The `schedule` effect of this setting's delay, for each reason, built once at load and
+     * shared by the steps that arm it (effects are read-only values); NULL when not `set`. */
+    json_t *schedule[FB__REASON_COUNT];
 };
 
 struct fb__signal {
@@ -217,6 +253,8 @@ struct fb__state {
     char *list_html;       /* the same in HTML */
     json_t *ask_plain;     /* question + list, pre-rendered when the question text is static */
     json_t *ask_html;
+    json_t *ask_effect; /* the `say` effect of ask_plain, ask_html and choices_json, built once
+                         * at load and shared by the steps that ask (read-only), or NULL */
     fb_unit_t unit;
     double min, max;   /* nombre */
     size_t tmin, tmax; /* texte, in characters */
@@ -334,10 +372,22 @@ struct fb_dialog_s {
     struct fb__strmap intern_map; /* every string below (and option ids) -> its intern_json */
     json_t **intern_json;         /* owned references: what fb_engine_session_loadb() shares */
     size_t n_intern;
-    json_t *id_json;     /* the dialog id, idem */
-    json_t *hash_json;   /* the hash, idem */
-    json_t *yesno_json;  /* [{oui},{non}] */
-    json_t *status_json; /* the reminder's choices about a step */
+    size_t intern_max_len; /* the longest of them, in bytes: longer strings are not looked up */
+    /* state_json, tag_json and item_ref_json by pointer: FB__PTR_STATE + 4 * index, etc. */
+    struct fb__ptrmap ptr_map;
+    json_t *id_json;   /* the dialog id, idem */
+    json_t *hash_json; /* the hash, idem */
+    /* The constant strings and numbers of the values a step writes, shared by every session and
+     * effect (read-only, as the others): no allocation for them per step. */
+    json_t *format_json;                   /* FB__SESSION_FORMAT (session `v`) */
+    json_t *effect_json[FB_EFFECT_COUNT];  /* each effect's `type` (fb_effect_name()) */
+    json_t *timer_json;                    /* FB__TIMER_ID (`schedule` and `cancel` ids) */
+    json_t *reason_json[FB__REASON_COUNT]; /* a `schedule`'s `reason` */
+    json_t **step_effects; /* n_items * FB__ST_COUNT: the `step` effect of item i with status s
+                            * at [i * FB__ST_COUNT + s] for the items the rules name (the only
+                            * ones a roadmap holds), else NULL; shared (read-only) */
+    json_t *yesno_json;    /* [{oui},{non}] */
+    json_t *status_json;   /* the reminder's choices about a step */
     fb_choice_t *status_choices;
     size_t n_status_choices;
     fb_choice_set_t *status_set; /* status_choices compiled once at load */
@@ -352,6 +402,13 @@ struct fb_dialog_s {
     char **kb_files; /* the files' names as in messages */
     size_t n_kb_files;
     struct fb_kb_s *kb; /* the retrieval index (engine/kb.h), NULL when empty */
+};
+
+/* What a pointer of fb_dialog_s.ptr_map is: the low two bits of its value, the index above them. */
+enum fb__ptr_kind {
+    FB__PTR_STATE = 1, /* state_json[index] */
+    FB__PTR_TAG,       /* tag_json[index] */
+    FB__PTR_ITEM,      /* item_ref_json[index] */
 };
 
 /* ---- the session in memory (session.c) ---- */
@@ -403,6 +460,10 @@ struct fb__sess {
      * for a choix, bit i is option i; for a choix_multiple, each is a set of options */
     uint64_t confirm[FB_MATCH_MAX_CANDIDATES];
     size_t n_confirm;
+    /* The input session's members `t`, `p`, `r`, `u` and `j` (borrowed from it, NULL when absent
+     * or for a new session): fb__session_dump() shares each one whose content is what it would
+     * write, instead of building it again (most steps change none of them). */
+    const json_t *in_tags, *in_path, *in_road, *in_status, *in_days;
 };
 
 /**

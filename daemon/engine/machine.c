@@ -43,12 +43,15 @@ void fb__run_invalidate(struct run *r)
     fb__run_drop(&r->c_max);
     fb__run_drop(&r->c_example);
     fb__run_drop(&r->c_road_url);
+    if (r->c_held == 0) /* most calls: no slot nor catalogue to walk */
+        return;
     if (r->c_communes)
         for (size_t i = 0; i < r->d->n_slots; i++)
             fb__run_drop(&r->c_communes[i]);
     if (r->c_cats)
         for (size_t i = 0; i < r->d->n_catalogues; i++)
             fb__run_drop(&r->c_cats[i]);
+    r->c_held = 0;
 }
 
 /* Call after changing s.answers (with fb__run_invalidate()): the item conditions that read them
@@ -298,8 +301,10 @@ static const json_t *lookup(void *arg, const char *name)
         if (v && d->slots[slot].type == FB__Q_COMMUNE && json_is_object(v)) {
             if (!r->c_communes)
                 r->c_communes = fb_calloc(d->n_slots, sizeof(json_t *));
-            if (!r->c_communes[slot])
+            if (!r->c_communes[slot]) {
                 r->c_communes[slot] = fb__commune_expand(geo_of(r), v);
+                r->c_held++;
+            }
             v = r->c_communes[slot];
         }
     } else {
@@ -309,8 +314,10 @@ static const json_t *lookup(void *arg, const char *name)
                 memcmp(d->catalogues[c].name, name, len) == 0) {
                 if (!r->c_cats)
                     r->c_cats = fb_calloc(d->n_catalogues + 1, sizeof(json_t *));
-                if (!r->c_cats[c])
+                if (!r->c_cats[c]) {
                     r->c_cats[c] = catalogue_json(r, c);
+                    r->c_held++;
+                }
                 v = r->c_cats[c];
             }
     }
@@ -380,7 +387,7 @@ static void say_new(struct run *r, json_t *text, json_t *html, const json_t *cho
         fb_buf_free(&nh);
         fb_free(note);
     }
-    json_t *e = fb_effect_new(FB_EFFECT_SAY);
+    json_t *e = fb__run_effect_new(r, FB_EFFECT_SAY);
     (void)json_object_set_new_nocheck(e, "text", text);
     (void)json_object_set_new_nocheck(e, "html", html);
     if (choices)
@@ -435,7 +442,10 @@ void fb__run_say_text(struct run *r, const struct fb__text *t, const char *list_
                       const char *list_html, const json_t *choices)
 {
     if (t->plain && !list_plain) {
-        say_new(r, json_incref(t->plain), json_incref(t->html), choices);
+        if (t->say && !choices && !r->note) /* the dialog's own effect: nothing to add to it */
+            fb__run_effect(r, json_incref(t->say));
+        else
+            say_new(r, json_incref(t->plain), json_incref(t->html), choices);
         return;
     }
     fb_buf_t plain, html;
@@ -465,16 +475,52 @@ void fb__run_say_builtin(struct run *r, enum fb__textid which)
     fb__run_say_text(r, &r->d->texts[which], NULL, NULL, NULL);
 }
 
+/*
+ * A new effect object {"type": NAME}, as fb_effect_new() makes it, but with the dialog's shared
+ * JSON string for the name (effects are read-only values, like the sessions: ENGINE.md).
+ */
+json_t *fb__run_effect_new(const struct run *r, fb_effect_t type)
+{
+    FB_ASSERT((int)type >= 0 && (int)type < FB_EFFECT_COUNT);
+    json_t *o = json_object();
+    (void)json_object_set_nocheck(o, "type", r->d->effect_json[type]);
+    return o;
+}
+
 /* Appends an effect with no field but its type (`forget`, `end`, `cancel`). */
 void fb__run_simple_effect(struct run *r, fb_effect_t type)
 {
-    fb__run_effect(r, fb_effect_new(type));
+    fb__run_effect(r, fb__run_effect_new(r, type));
 }
 
-/* Appends `stat` effect `name`. */
+/* Appends `stat` effect `name` (a literal: valid UTF-8). */
 void fb__run_stat_effect(struct run *r, const char *name)
 {
-    fb__run_effect(r, fb_effect_strings(FB_EFFECT_STAT, 1, "name", name));
+    json_t *e = fb__run_effect_new(r, FB_EFFECT_STAT);
+    (void)json_object_set_new_nocheck(e, "name", json_string(name));
+    fb__run_effect(r, e);
+}
+
+/* Appends a `step` effect: road entry `i`'s item now has `status`. */
+void fb__run_step_effect(struct run *r, size_t i, unsigned status)
+{
+    json_t *shared = r->d->step_effects[(size_t)r->s.road[i] * FB__ST_COUNT + status];
+    if (shared) { /* the dialog's own effect: a roadmap holds only items the rules name */
+        fb__run_effect(r, json_incref(shared));
+        return;
+    }
+    json_t *e = fb__run_effect_new(r, FB_EFFECT_STEP);
+    (void)json_object_set_nocheck(e, "item", r->d->item_ref_json[r->s.road[i]]);
+    (void)json_object_set_nocheck(e, "status", r->d->status_name_json[status]);
+    fb__run_effect(r, e);
+}
+
+/* Appends a `cancel` of the reminder "relance". */
+void fb__run_cancel_timer(struct run *r)
+{
+    json_t *e = fb__run_effect_new(r, FB_EFFECT_CANCEL);
+    (void)json_object_set_nocheck(e, "id", r->d->timer_json);
+    fb__run_effect(r, e);
 }
 
 /* Appends a `cancel` of every reminder. */
@@ -483,15 +529,19 @@ void fb__run_cancel_all(struct run *r)
     fb__run_simple_effect(r, FB_EFFECT_CANCEL);
 }
 
-/* Appends a `schedule` of reminder "relance" in `after` seconds. */
-static void schedule(struct run *r, long long after, const char *reason)
+/* Appends a `schedule` of reminder "relance" in `after` seconds, as setting `cfg` arms it: its
+ * shared effect when `after` is its delay. */
+static void schedule(struct run *r, const struct fb__relance *cfg, long long after,
+                     enum fb__reason reason)
 {
-    json_t *e = fb_effect_strings(FB_EFFECT_SCHEDULE, 1, "id", TIMER_ID);
-    (void)json_object_set_new_nocheck(e, "after", json_integer((json_int_t)after));
-    if (e && (!reason || json_object_set_new_nocheck(e, "reason", json_string(reason)) != 0)) {
-        json_decref(e); /* as json_pack() did with a NULL or invalid string */
-        e = NULL;
+    if (after == cfg->after && cfg->schedule[reason]) {
+        fb__run_effect(r, json_incref(cfg->schedule[reason]));
+        return;
     }
+    json_t *e = fb__run_effect_new(r, FB_EFFECT_SCHEDULE);
+    (void)json_object_set_nocheck(e, "id", r->d->timer_json);
+    (void)json_object_set_new_nocheck(e, "after", json_integer((json_int_t)after));
+    (void)json_object_set_nocheck(e, "reason", r->d->reason_json[reason]);
     fb__run_effect(r, e);
 }
 
@@ -678,6 +728,10 @@ void fb__run_ask(struct run *r)
         fb__run_ask_confirm(r);
         return;
     }
+    if (st->ask_effect && !r->note) { /* the dialog's own effect: nothing to add to it */
+        fb__run_effect(r, json_incref(st->ask_effect));
+        return;
+    }
     if (st->ask_plain) {
         say_new(r, json_incref(st->ask_plain), json_incref(st->ask_html), st->choices_json);
         return;
@@ -703,7 +757,8 @@ void fb__run_arm_after(struct run *r, long long after)
 {
     const struct fb__relance *cfg = fb__run_relance_cfg(r);
     if (cfg && !r->s.muted)
-        schedule(r, after > 0 ? after : cfg->after, r->s.ended ? "suivi" : "inactivite");
+        schedule(r, cfg, after > 0 ? after : cfg->after,
+                 r->s.ended ? FB__REASON_SUIVI : FB__REASON_INACTIVITE);
 }
 
 /* Arms the reminder for the current state (when one applies and reminders are not stopped). */
@@ -933,14 +988,13 @@ static void finish(struct run *r, int target)
     fb__run_invalidate(r);
     fb__run_say_text(r, &cur(r)->text, NULL, NULL, NULL);
     for (size_t i = 0; i < s->n_road; i++)
-        fb__run_effect(r, fb_effect_strings(FB_EFFECT_STEP, 2, "item", r->d->items[s->road[i]].ref,
-                                            "status", fb__status_names[s->status[i]]));
+        fb__run_step_effect(r, i, s->status[i]);
     fb__run_simple_effect(r, FB_EFFECT_END);
     fb__run_stat_effect(r, "site_completed");
     if (cur(r)->relance.set && !s->muted)
         fb__run_arm(r);
     else
-        fb__run_effect(r, fb_effect_strings(FB_EFFECT_CANCEL, 1, "id", TIMER_ID));
+        fb__run_cancel_timer(r);
     avis_effect(r, cur(r));
 }
 
@@ -1285,7 +1339,7 @@ static void on_timer(struct run *r, const char *id)
     s->reminders++;
     fb__run_stat_effect(r, "reminder_sent");
     if (s->reminders < cfg->max)
-        schedule(r, cfg->after, s->ended ? "suivi" : "inactivite");
+        schedule(r, cfg, cfg->after, s->ended ? FB__REASON_SUIVI : FB__REASON_INACTIVITE);
 }
 
 /* An advisor handed the conversation back. */

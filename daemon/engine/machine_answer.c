@@ -1013,8 +1013,7 @@ static void set_step_status(struct run *r, int i, int status)
     if (s->day)
         s->day[i] = day > 0 && day <= FB__MAX_DAY ? day : 0;
     fb__run_invalidate(r);
-    fb__run_effect(r, fb_effect_strings(FB_EFFECT_STEP, 2, "item", r->d->items[s->road[i]].ref,
-                                        "status", fb__status_names[status]));
+    fb__run_step_effect(r, (size_t)i, (unsigned)status);
     fb__run_stat_effect(r, "step_updated");
     fb__run_set_etape(r, i);
 }

@@ -43,8 +43,8 @@ int fb__run_match_command(const struct run *r, const char *text)
     for (int i = 0; i < FB__CMD_COUNT; i++) {
         if (c->disabled[i])
             continue;
-        for (size_t w = 0; w < c->n[i]; w++)
-            if (strcmp(c->words[i][w], buf) == 0)
+        for (size_t w = 0; w < c->n[i]; w++) /* the first byte first: most words differ there */
+            if (c->words[i][w][0] == buf[0] && strcmp(c->words[i][w], buf) == 0)
                 return i;
     }
     return FB__CMD_NONE;

@@ -43,7 +43,7 @@
 
 #define MAX_TEXT_BYTES (64u << 10) /* longest message we render */
 #define MAX_INPUT      (16u << 10) /* longer user texts are not parsed (a polite refusal) */
-#define TIMER_ID       "relance"
+#define TIMER_ID       FB__TIMER_ID
 #define MAX_COMMUNE    200 /* longer texts are no commune name: not searched (geo scans cost) */
 
 /* One step in progress. */
@@ -74,6 +74,8 @@ struct run {
     json_t *c_road_url;     /* `lien_feuille_de_route`: env->roadmap_url as JSON, or NULL */
     json_t **c_communes;    /* per slot */
     json_t **c_cats;        /* per catalogue: its items whose `si` holds */
+    unsigned c_held;        /* entries of c_communes and c_cats filled since the last
+                               fb__run_invalidate() (an upper bound: the loops are skipped at 0) */
     unsigned char *c_items; /* per item whose `si` reads answers only: 0 not known yet, 1 its
                                `si` fails, 2 it holds; valid while answers_gen == c_items_gen */
     unsigned answers_gen;   /* counts the changes of s.answers in this step */
@@ -149,7 +151,13 @@ void fb__run_say_text(struct run *r, const struct fb__text *t, const char *list_
 
 void fb__run_say_builtin(struct run *r, enum fb__textid which);
 
+json_t *fb__run_effect_new(const struct run *r, fb_effect_t type);
+
 void fb__run_simple_effect(struct run *r, fb_effect_t type);
+
+void fb__run_step_effect(struct run *r, size_t i, unsigned status);
+
+void fb__run_cancel_timer(struct run *r);
 
 void fb__run_stat_effect(struct run *r, const char *name);
 

@@ -28,7 +28,7 @@
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
 
-#define SESSION_FORMAT 1
+#define SESSION_FORMAT FB__SESSION_FORMAT
 
 /* jansson's iteration and copy functions take non-const pointers though they do not modify
  * their argument; this is the one place the const is dropped. */
@@ -84,20 +84,57 @@ void fb__session_free(struct fb__sess *s)
     s->back_to = -1;
 }
 
-/* The state index of `id` in `d`, through `migrations` when the state is gone; -1 if neither. */
-static int find_state(const fb_dialog_t *d, const char *id, bool migrate)
+/* The index of `v`, a string of the session, among `d`'s strings of `kind` when it is one of
+ * them (the same JSON string: read with the dialog's strings, or written by the engine), found by
+ * its pointer without reading its bytes; else -1, and the caller looks it up by name. */
+static int by_ptr(const fb_dialog_t *d, const json_t *v, enum fb__ptr_kind kind)
 {
-    int i = fb__strmap_get(&d->state_map, id);
+    int x = fb__ptrmap_get(&d->ptr_map, v);
+    return x >= 0 && (x & 3) == (int)kind ? x >> 2 : -1;
+}
+
+/* The state index of `id` (a JSON string) in `d`, through `migrations` when the state is gone;
+ * -1 if neither. */
+static int find_state(const fb_dialog_t *d, const json_t *id, bool migrate)
+{
+    int i = by_ptr(d, id, FB__PTR_STATE);
+    if (i < 0)
+        i = fb__strmap_get(&d->state_map, json_string_value(id));
     if (i < 0 && migrate)
-        i = fb__strmap_get(&d->migration_map, id);
+        i = fb__strmap_get(&d->migration_map, json_string_value(id));
     return i;
 }
 
-/* The dialog version whose hash is `h`: `d` itself or one of env->versions; NULL if none. */
-static const fb_dialog_t *find_version(const fb_dialog_t *d, const fb_engine_env_t *env,
-                                       const char *h)
+/* The index of tag `v` (a JSON string) in `d`, or -1. */
+static int find_tag(const fb_dialog_t *d, const json_t *v)
 {
-    if (strcmp(d->hash, h) == 0)
+    int i = by_ptr(d, v, FB__PTR_TAG);
+    return i >= 0 ? i : fb__strmap_get(&d->tag_map, json_string_value(v));
+}
+
+/* The index of catalogue item ref `v` (a JSON string) in `d`, or -1. */
+static int find_item(const fb_dialog_t *d, const json_t *v)
+{
+    int i = by_ptr(d, v, FB__PTR_ITEM);
+    return i >= 0 ? i : fb__strmap_get(&d->item_map, json_string_value(v));
+}
+
+/* The index of status `v` (a JSON string: the dialog's own one, or any equal string), or -1. */
+static int find_status(const fb_dialog_t *d, const json_t *v)
+{
+    for (int i = 0; i < FB__ST_COUNT; i++)
+        if (v == d->status_name_json[i])
+            return i;
+    return fb__status_index(json_string_value(v));
+}
+
+/* The dialog version whose hash is `jh` (a JSON string): `d` itself or one of env->versions;
+ * NULL if none. */
+static const fb_dialog_t *find_version(const fb_dialog_t *d, const fb_engine_env_t *env,
+                                       const json_t *jh)
+{
+    const char *h = json_string_value(jh);
+    if (jh == d->hash_json || strcmp(d->hash, h) == 0)
         return d;
     for (size_t i = 0; env && env->versions && i < env->n_versions; i++) {
         const fb_dialog_t *v = env->versions[i];
@@ -123,6 +160,8 @@ static bool opt_bool(const json_t *v, bool *out)
 static json_t *intern(void *arg, const char *s, size_t n)
 {
     const fb_dialog_t *d = arg;
+    if (n > d->intern_max_len) /* a user's text: not hashed for nothing */
+        return NULL;
     int i = fb__strmap_getn(&d->intern_map, s, n);
     return i >= 0 ? d->intern_json[i] : NULL;
 }
@@ -371,7 +410,7 @@ static bool parse_back_to(const fb_dialog_t *use, const json_t *jz, bool migrate
     *back = -1;
     if (!jz)
         return true;
-    int b = find_state(use, json_string_value(jz), migrate);
+    int b = find_state(use, jz, migrate);
     if (b >= 0 && !use->states[b].final)
         b = -1;
     if (b < 0) {
@@ -397,7 +436,7 @@ static void parse_road(const fb_dialog_t *use, struct fb__sess *s, const json_t 
     /* `j` runs parallel to `r`: keep each day with its item through the sort */
     struct road_day *rd = fb_calloc(n + 1, sizeof(*rd));
     for (size_t i = 0; i < n; i++) {
-        int it = fb__strmap_get(&use->item_map, json_string_value(json_array_get(road, i)));
+        int it = find_item(use, json_array_get(road, i));
         if (it < 0)
             continue;
         const json_t *dj = jj ? json_array_get(jj, i) : NULL;
@@ -411,12 +450,13 @@ static void parse_road(const fb_dialog_t *use, struct fb__sess *s, const json_t 
         s->day[i] = rd[i].day;
     }
     fb_free(rd);
+    int k_item = jk ? find_item(use, jk) : -1; /* item refs are unique: equal refs, equal items */
     for (size_t i = 0; i < s->n_road; i++) {
         const char *ref = use->items[s->road[i]].ref;
         const json_t *st = ju ? json_object_get(ju, ref) : NULL;
-        int sv = st ? fb__status_index(json_string_value(st)) : 0;
+        int sv = st ? find_status(use, st) : 0;
         s->status[i] = (unsigned char)(sv > 0 ? sv : 0);
-        if (jk && strcmp(json_string_value(jk), ref) == 0) {
+        if (k_item >= 0 && s->road[i] == k_item) {
             s->pending_step = (int)i;
             s->pending_pick = pick;
         }
@@ -454,9 +494,9 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
     const json_t *jq = MEMBER('q');
     const json_t *jz = MEMBER('z');
     if (!json_is_integer(v) || json_integer_value(v) != SESSION_FORMAT || !json_is_string(jd) ||
-        !d->id || strcmp(json_string_value(jd), d->id) != 0 || !json_is_string(jh) ||
-        !json_is_string(js) || (ja && !json_is_object(ja)) || (ju && !json_is_object(ju)) ||
-        (jk && !json_is_string(jk)) || (jj && !json_is_array(jj)) ||
+        !d->id || (jd != d->id_json && strcmp(json_string_value(jd), d->id) != 0) ||
+        !json_is_string(jh) || !json_is_string(js) || (ja && !json_is_object(ja)) ||
+        (ju && !json_is_object(ju)) || (jk && !json_is_string(jk)) || (jj && !json_is_array(jj)) ||
         (jl && !last_messages_valid(jl)) || (jq && !qual_valid(jq)) || (jz && !json_is_string(jz)))
         return FB_EINVAL;
     if (!opt_strings(MEMBER('t'), &tags) || !opt_strings(MEMBER('p'), &path) ||
@@ -469,11 +509,11 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
         return FB_EINVAL;
 #undef MEMBER
 
-    const fb_dialog_t *use = find_version(d, env, json_string_value(jh));
+    const fb_dialog_t *use = find_version(d, env, jh);
     bool migrate = use == NULL;
     if (!use)
         use = d;
-    int state = find_state(use, json_string_value(js), migrate);
+    int state = find_state(use, js, migrate);
     if (state < 0 && !migrate)
         return FB_EINVAL; /* same version, unknown state: not a session we wrote */
     int back;
@@ -521,12 +561,12 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
     (void)ended; /* derived from the state; written for the router's benefit */
 
     for (size_t i = 0; tags && i < json_array_size(tags); i++) {
-        int t = fb__strmap_get(&use->tag_map, json_string_value(json_array_get(tags, i)));
+        int t = find_tag(use, json_array_get(tags, i));
         if (t >= 0)
             s->tags[t] = 1;
     }
     for (size_t i = 0; !s->moved && path && i < json_array_size(path); i++) {
-        int p = find_state(use, json_string_value(json_array_get(path, i)), migrate);
+        int p = find_state(use, json_array_get(path, i), migrate);
         if (p >= 0 && use->states[p].type != FB__Q_NONE && s->n_path < FB__MAX_PATH)
             s->path[s->n_path++] = p;
     }
@@ -543,6 +583,11 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
     }
     if (conf && json_array_size(conf) > FB_MATCH_MAX_CANDIDATES)
         return FB_EINVAL;
+    s->in_tags = tags;
+    s->in_path = path;
+    s->in_road = road;
+    s->in_status = ju;
+    s->in_days = jj;
     if (!s->moved && (!s->ended || s->back_to >= 0) && conf)
         parse_confirm(use, s, conf);
     if (s->moved) {
@@ -564,56 +609,136 @@ void fb__session_own_answers(struct fb__sess *s)
     s->answers_shared = false;
 }
 
+/* `t`: the tags set, in the dialog's order (new reference), or NULL for none. The input's array
+ * when it holds the same strings (the dialog's, compared by pointer). */
+static json_t *tags_json(const struct fb__sess *s)
+{
+    const fb_dialog_t *d = s->d;
+    size_t in_n = json_array_size(s->in_tags), n = 0;
+    bool same = true;
+    for (size_t i = 0; i < d->n_tags; i++)
+        if (s->tags[i]) {
+            same = same && n < in_n && json_array_get(s->in_tags, n) == d->tag_json[i];
+            n++;
+        }
+    if (n == 0)
+        return NULL;
+    if (same && n == in_n)
+        return json_incref(unconst(s->in_tags));
+    json_t *t = json_array();
+    for (size_t i = 0; i < d->n_tags; i++)
+        if (s->tags[i])
+            (void)json_array_append(t, d->tag_json[i]);
+    return t;
+}
+
+/* `p` (s->n_path > 0): the path's state ids (new reference); the input's array when the same. */
+static json_t *path_json(const struct fb__sess *s)
+{
+    const fb_dialog_t *d = s->d;
+    bool same = json_array_size(s->in_path) == s->n_path;
+    for (size_t i = 0; same && i < s->n_path; i++)
+        same = json_array_get(s->in_path, i) == d->state_json[s->path[i]];
+    if (same)
+        return json_incref(unconst(s->in_path));
+    json_t *p = json_array();
+    for (size_t i = 0; i < s->n_path; i++)
+        (void)json_array_append(p, d->state_json[s->path[i]]);
+    return p;
+}
+
+/* `r` (s->n_road > 0): the roadmap's item refs (new reference); the input's array when the same.
+ */
+static json_t *road_json(const struct fb__sess *s)
+{
+    const fb_dialog_t *d = s->d;
+    bool same = json_array_size(s->in_road) == s->n_road;
+    for (size_t i = 0; same && i < s->n_road; i++)
+        same = json_array_get(s->in_road, i) == d->item_ref_json[s->road[i]];
+    if (same)
+        return json_incref(unconst(s->in_road));
+    json_t *r = json_array();
+    for (size_t i = 0; i < s->n_road; i++)
+        (void)json_array_append(r, d->item_ref_json[s->road[i]]);
+    return r;
+}
+
+/* `u`: the statuses other than a_faire by item ref, in roadmap order (new reference), or NULL for
+ * none; the input's object when it holds the same members in the same order. */
+static json_t *status_json(const struct fb__sess *s)
+{
+    const fb_dialog_t *d = s->d;
+    json_t *in = unconst(s->in_status);
+    void *it = in ? json_object_iter(in) : NULL;
+    bool same = true;
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_road; i++) {
+        if (s->status[i] == FB__ST_A_FAIRE)
+            continue;
+        n++;
+        if (!same)
+            continue;
+        same = it && json_object_iter_value(it) == d->status_name_json[s->status[i]] &&
+               strcmp(json_object_iter_key(it), d->items[s->road[i]].ref) == 0;
+        it = it ? json_object_iter_next(in, it) : NULL;
+    }
+    if (n == 0)
+        return NULL;
+    if (same && !it)
+        return json_incref(in);
+    json_t *u = json_object();
+    for (size_t i = 0; i < s->n_road; i++)
+        if (s->status[i] != FB__ST_A_FAIRE)
+            (void)json_object_set(u, d->items[s->road[i]].ref, d->status_name_json[s->status[i]]);
+    return u;
+}
+
+/* `j`: parallel to `r`, the day of each step's last change, 0 for never (new reference), or NULL
+ * when no step changed; the input's array when it holds the same days. */
+static json_t *days_json(const struct fb__sess *s)
+{
+    bool any = false;
+    for (size_t i = 0; !any && i < s->n_road; i++)
+        any = s->day && s->day[i] > 0;
+    if (!any)
+        return NULL;
+    bool same = json_array_size(s->in_days) == s->n_road;
+    for (size_t i = 0; same && i < s->n_road; i++) {
+        const json_t *v = json_array_get(s->in_days, i);
+        same = json_is_integer(v) && json_integer_value(v) == (s->day[i] > 0 ? s->day[i] : 0);
+    }
+    if (same)
+        return json_incref(unconst(s->in_days));
+    json_t *j = json_array();
+    for (size_t i = 0; i < s->n_road; i++)
+        (void)json_array_append_new(j, json_integer(s->day[i] > 0 ? s->day[i] : 0));
+    return j;
+}
+
 json_t *fb__session_dump(const struct fb__sess *s)
 {
     const fb_dialog_t *d = s->d;
     json_t *o = json_object(); /* one-letter literal keys: no UTF-8 check needed */
-    (void)json_object_set_new_nocheck(o, "v", json_integer(SESSION_FORMAT));
+    (void)json_object_set_nocheck(o, "v", d->format_json);
     (void)json_object_set_nocheck(o, "d", d->id_json);
     (void)json_object_set_nocheck(o, "h", d->hash_json);
     (void)json_object_set_nocheck(o, "s", d->state_json[s->state]);
     (void)json_object_set_nocheck(o, "a", s->answers);
-    json_t *t = NULL;
-    for (size_t i = 0; i < d->n_tags; i++) {
-        if (!s->tags[i])
-            continue;
-        if (!t)
-            t = json_array();
-        (void)json_array_append(t, d->tag_json[i]);
-    }
+    json_t *t = tags_json(s);
     if (t)
         (void)json_object_set_new_nocheck(o, "t", t);
-    if (s->n_path > 0) {
-        json_t *p = json_array();
-        for (size_t i = 0; i < s->n_path; i++)
-            (void)json_array_append(p, d->state_json[s->path[i]]);
-        (void)json_object_set_new_nocheck(o, "p", p);
-    }
+    if (s->n_path > 0)
+        (void)json_object_set_new_nocheck(o, "p", path_json(s));
     if (s->fails > 0)
         (void)json_object_set_new_nocheck(o, "f", json_integer(s->fails));
     if (s->n_road > 0) {
-        json_t *r = json_array();
-        json_t *u = NULL;
-        bool any_day = false;
-        for (size_t i = 0; i < s->n_road; i++) {
-            const char *ref = d->items[s->road[i]].ref;
-            (void)json_array_append(r, d->item_ref_json[s->road[i]]);
-            if (s->status[i] != FB__ST_A_FAIRE) {
-                if (!u)
-                    u = json_object();
-                (void)json_object_set(u, ref, d->status_name_json[s->status[i]]);
-            }
-            any_day = any_day || (s->day && s->day[i] > 0);
-        }
-        (void)json_object_set_new_nocheck(o, "r", r);
+        (void)json_object_set_new_nocheck(o, "r", road_json(s));
+        json_t *u = status_json(s);
         if (u)
             (void)json_object_set_new_nocheck(o, "u", u);
-        if (any_day) { /* parallel to `r`: days since 1970-01-01, 0 for never changed */
-            json_t *j = json_array();
-            for (size_t i = 0; i < s->n_road; i++)
-                (void)json_array_append_new(j, json_integer(s->day[i] > 0 ? s->day[i] : 0));
+        json_t *j = days_json(s);
+        if (j)
             (void)json_object_set_new_nocheck(o, "j", j);
-        }
     }
     if (s->pending_step >= 0 && (size_t)s->pending_step < s->n_road) {
         (void)json_object_set_nocheck(o, "k", d->item_ref_json[s->road[s->pending_step]]);

@@ -128,24 +128,49 @@ unsigned fb_text_typo_budget(size_t len)
     return 2;
 }
 
+/* True when `x` has more than `max` bits set: `max` lowest bits cleared at most, no popcount
+ * (without -mpopcnt, __builtin_popcountll() is a call into libgcc). */
+static bool more_bits_than(uint64_t x, unsigned max)
+{
+    for (unsigned i = 0; i < max && x; i++)
+        x &= x - 1;
+    return x != 0;
+}
+
 unsigned fb_text_distance(const char *a, size_t alen, const char *b, size_t blen, unsigned max)
 {
     if (alen > blen ? alen - blen > max : blen - alen > max)
         return max + 1;
     if (alen > 255 || blen > 255)
         return (alen == blen && memcmp(a, b, alen) == 0) ? 0 : max + 1;
-    /* A cheap lower bound first: count the bytes of each string in 32 buckets. A substitution
-     * changes the summed bucket difference by at most 2, an insertion or a deletion by 1, a
-     * transposition by 0, so distance >= ceil(sum / 2). Most candidates stop here. */
+    /* Cheap lower bounds first. Each class of bytes (the low 6 bits) that one string has and
+     * the other lacks needs an edit of its own: a substitution or a deletion of one of its bytes
+     * (an edit changes one byte of each string at most; a transposition keeps the classes), so
+     * the distance is at least the number of such classes, on either side. Computed in
+     * registers, it turns away most candidates that share little. */
     {
-        int diff[32] = {0};
+        uint64_t ma = 0, mb = 0;
         for (size_t i = 0; i < alen; i++)
-            diff[(unsigned char)a[i] & 31]++;
+            ma |= (uint64_t)1 << ((unsigned char)a[i] & 63);
         for (size_t j = 0; j < blen; j++)
-            diff[(unsigned char)b[j] & 31]--;
+            mb |= (uint64_t)1 << ((unsigned char)b[j] & 63);
+        if (more_bits_than(ma & ~mb, max) || more_bits_than(mb & ~ma, max))
+            return max + 1;
+    }
+    /* Then count the bytes of each string in 32 buckets. A substitution changes the summed
+     * bucket difference by at most 2, an insertion or a deletion by 1, a transposition by 0, so
+     * distance >= ceil(sum / 2). Most candidates stop here. The counts fit a byte (strings of at
+     * most 255 bytes), and each string has its own table: no read-modify-write of the other's
+     * counts, and 64 bytes to clear. */
+    {
+        unsigned char ca[32] = {0}, cb[32] = {0};
+        for (size_t i = 0; i < alen; i++)
+            ca[(unsigned char)a[i] & 31]++;
+        for (size_t j = 0; j < blen; j++)
+            cb[(unsigned char)b[j] & 31]++;
         unsigned sum = 0;
         for (int k = 0; k < 32; k++)
-            sum += (unsigned)(diff[k] < 0 ? -diff[k] : diff[k]);
+            sum += (unsigned)(ca[k] > cb[k] ? ca[k] - cb[k] : cb[k] - ca[k]);
         if ((sum + 1) / 2 > max)
             return max + 1;
     }

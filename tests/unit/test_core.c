@@ -168,6 +168,65 @@ TEST_IMPL(utf8_valid_long_ascii_runs)
     return 0;
 }
 
+/* The validators' reference: fb_utf8_decode() byte by byte, as they decided before any fast
+ * path. */
+static bool utf8_reference(const char *s, size_t len, bool text)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        i += fb_utf8_decode(p + i, len - i, &cp);
+        if (cp == FB_UTF8_BAD || (text && cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r'))
+            return false;
+    }
+    return true;
+}
+
+/* The fast paths (8 bytes at a time, then straight to the first byte to look at) decide as the
+ * reference on random mixes of ASCII, controls, valid sequences and broken ones, at every
+ * alignment. */
+TEST_IMPL(utf8_valid_matches_reference)
+{
+    static const char *const pieces[] = {"a",
+                                         "b",
+                                         " ",
+                                         "\t",
+                                         "\n",
+                                         "\r",
+                                         "\x01",
+                                         "\x7f",
+                                         "\xc3\xa9",
+                                         "\xe2\x80\x93",
+                                         "\xf0\x9f\x98\x80",
+                                         "\x85",
+                                         "\xc3",
+                                         "\xc0\x80",
+                                         "\xed\xa0\x80",
+                                         "\xf5\x80\x80\x80",
+                                         "\xe2\x80",
+                                         "abcdefgh",
+                                         "ABCDEFGHIJKLMNOP"};
+    uint32_t seed = 4242;
+    char s[160];
+    for (int iter = 0; iter < 100000; iter++) {
+        size_t n = 0;
+        seed = seed * 1103515245u + 12345u;
+        size_t count = (seed >> 16) % 12;
+        for (size_t k = 0; k < count; k++) {
+            seed = seed * 1103515245u + 12345u;
+            const char *piece = pieces[(seed >> 16) % FB_ARRAY_SIZE(pieces)];
+            size_t pl = strlen(piece);
+            if (n + pl >= sizeof(s))
+                break;
+            memcpy(s + n, piece, pl);
+            n += pl;
+        }
+        ASSERT_EQ(fb_utf8_valid(s, n), utf8_reference(s, n, false));
+        ASSERT_EQ(fb_utf8_valid_text(s, n), utf8_reference(s, n, true));
+    }
+    return 0;
+}
+
 TEST_IMPL(log_spec_parsing)
 {
     const char *bad = NULL;
