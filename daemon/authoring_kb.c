@@ -232,20 +232,16 @@ int fb_cmd_ask(int argc, char **argv, FILE *out, FILE *err)
             return 0;
         } else if (strcmp(argv[i], "--eval") == 0) {
             eval = true;
-        } else if (strcmp(argv[i], "--min-top1") == 0 && i + 1 < argc) {
+        } else if ((strcmp(argv[i], "--min-top1") == 0 || strcmp(argv[i], "--min-strict") == 0) &&
+                   i + 1 < argc) {
             char *end;
-            min_top1 = strtod(argv[++i], &end);
-            if (*end || min_top1 < 0 || min_top1 > 1) {
-                fprintf(err, "frichebot: ask: --min-top1 takes a number from 0 to 1\n");
+            double x = strtod(argv[i + 1], &end);
+            if (*end || !(x >= 0 && x <= 1)) {
+                fprintf(err, "frichebot: ask: %s takes a number from 0 to 1\n", argv[i]);
                 return 2;
             }
-        } else if (strcmp(argv[i], "--min-strict") == 0 && i + 1 < argc) {
-            char *end;
-            min_strict = strtod(argv[++i], &end);
-            if (*end || min_strict < 0 || min_strict > 1) {
-                fprintf(err, "frichebot: ask: --min-strict takes a number from 0 to 1\n");
-                return 2;
-            }
+            *(strcmp(argv[i], "--min-top1") == 0 ? &min_top1 : &min_strict) = x;
+            i++;
         } else if (strcmp(argv[i], "--max-aucune") == 0 && i + 1 < argc) {
             char *end;
             errno = 0;

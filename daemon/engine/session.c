@@ -632,35 +632,19 @@ static json_t *tags_json(const struct fb__sess *s)
     return t;
 }
 
-/* `p` (s->n_path > 0): the path's state ids (new reference); the input's array when the same. */
-static json_t *path_json(const struct fb__sess *s)
+/* The array of `table[idx[i]]` for i < n (new reference): the input's array `in` when it holds
+ * those very values (`p`: the path's state ids, `r`: the roadmap's item refs). */
+static json_t *refs_json(const json_t *in, const int *idx, size_t n, json_t *const *table)
 {
-    const fb_dialog_t *d = s->d;
-    bool same = json_array_size(s->in_path) == s->n_path;
-    for (size_t i = 0; same && i < s->n_path; i++)
-        same = json_array_get(s->in_path, i) == d->state_json[s->path[i]];
+    bool same = json_array_size(in) == n;
+    for (size_t i = 0; same && i < n; i++)
+        same = json_array_get(in, i) == table[idx[i]];
     if (same)
-        return json_incref(unconst(s->in_path));
-    json_t *p = json_array();
-    for (size_t i = 0; i < s->n_path; i++)
-        (void)json_array_append(p, d->state_json[s->path[i]]);
-    return p;
-}
-
-/* `r` (s->n_road > 0): the roadmap's item refs (new reference); the input's array when the same.
- */
-static json_t *road_json(const struct fb__sess *s)
-{
-    const fb_dialog_t *d = s->d;
-    bool same = json_array_size(s->in_road) == s->n_road;
-    for (size_t i = 0; same && i < s->n_road; i++)
-        same = json_array_get(s->in_road, i) == d->item_ref_json[s->road[i]];
-    if (same)
-        return json_incref(unconst(s->in_road));
-    json_t *r = json_array();
-    for (size_t i = 0; i < s->n_road; i++)
-        (void)json_array_append(r, d->item_ref_json[s->road[i]]);
-    return r;
+        return json_incref(unconst(in));
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        (void)json_array_append(a, table[idx[i]]);
+    return a;
 }
 
 /* `u`: the statuses other than a_faire by item ref, in roadmap order (new reference), or NULL for
@@ -728,11 +712,13 @@ json_t *fb__session_dump(const struct fb__sess *s)
     if (t)
         (void)json_object_set_new_nocheck(o, "t", t);
     if (s->n_path > 0)
-        (void)json_object_set_new_nocheck(o, "p", path_json(s));
+        (void)json_object_set_new_nocheck(
+            o, "p", refs_json(s->in_path, s->path, s->n_path, s->d->state_json));
     if (s->fails > 0)
         (void)json_object_set_new_nocheck(o, "f", json_integer(s->fails));
     if (s->n_road > 0) {
-        (void)json_object_set_new_nocheck(o, "r", road_json(s));
+        (void)json_object_set_new_nocheck(
+            o, "r", refs_json(s->in_road, s->road, s->n_road, s->d->item_ref_json));
         json_t *u = status_json(s);
         if (u)
             (void)json_object_set_new_nocheck(o, "u", u);
