@@ -59,10 +59,12 @@ static void show(const fb_dialog_t *d, const char *q, FILE *out)
             "confiance) -> %s\n",
             res.norm, FB_KB_MIN_NORM, res.margin, FB_KB_SURE_MARGIN, FB_KB_MIN_MARGIN,
             FB_KB_CLOSE_NORM,
-            res.confident    ? "le bot répond"
-            : res.own_case   ? "le bot ne répond pas (question sur le cas de l'utilisateur)"
-            : res.off_topic  ? "le bot ne répond pas (autre sujet que la base)"
-            : res.small_talk ? "le bot ne répond pas (politesse, pas une question)"
+            res.confident          ? "le bot répond"
+            : res.n_proposals == 2 ? "le bot demande laquelle des 2 premières réponses convient"
+            : res.n_proposals      ? "le bot demande laquelle des 3 premières réponses convient"
+            : res.own_case         ? "le bot ne répond pas (question sur le cas de l'utilisateur)"
+            : res.off_topic        ? "le bot ne répond pas (autre sujet que la base)"
+            : res.small_talk       ? "le bot ne répond pas (politesse, pas une question)"
             : res.other_scheme
                 ? "le bot ne répond pas (la réponse parle d'une autre aide ou d'un autre organisme)"
             : res.no_amount ? "le bot ne répond pas (un montant que la réponse ne donne pas)"
@@ -73,9 +75,19 @@ static void show(const fb_dialog_t *d, const char *q, FILE *out)
                           : "le bot ne répond pas");
 }
 
+/* True when `doc` is one of the ids of `also` (the `aussi:` list, may be NULL). */
+static bool admits(const fb_dialog_t *d, json_t *also, int doc)
+{
+    for (size_t k = 0; k < json_array_size(also); k++)
+        if (fb_dialog_kb_index(d, json_string_value(json_array_get(also, k))) == doc)
+            return true;
+    return false;
+}
+
 struct tally {
     size_t answerable, top1, top1_strict, answered, answered_right, answered_wrong;
     size_t none, none_answered;
+    size_t asked, asked_right, none_asked; /* the bot asks which answer was meant */
 };
 
 /* Runs one set file; returns 0, or 1 when the file is not a valid set. */
@@ -168,10 +180,10 @@ static int eval_file(const fb_dialog_t *d, const char *file, struct tally *t, FI
         fb_kb_result_t res;
         fb_kb_search(kb, q, &res);
         int got = res.n > 0 ? res.hits[0].doc : -1;
-        bool admitted = false; /* `got` is one of `aussi:` */
-        if (also && got >= 0)
-            json_array_foreach(also, k, a) admitted =
-                admitted || fb_dialog_kb_index(d, json_string_value(a)) == got;
+        bool admitted = got >= 0 && admits(d, also, got); /* `got` is one of `aussi:` */
+        bool among = false; /* the right answer is one of those the bot proposes */
+        for (size_t p = 0; p < res.n_proposals; p++)
+            among = among || res.hits[p].doc == expected || admits(d, also, res.hits[p].doc);
         json_decref(also);
         if (none) {
             t->none++;
@@ -180,6 +192,7 @@ static int eval_file(const fb_dialog_t *d, const char *file, struct tally *t, FI
                 fprintf(out, "%s:%d: RÉPONSE À TORT « %s » -> %s (confiance %.2f, écart %.2f)\n",
                         file, line, q, fb_dialog_kb_id(d, got), res.norm, res.margin);
             }
+            t->none_asked += res.n_proposals > 0;
             continue;
         }
         t->answerable++;
@@ -188,6 +201,13 @@ static int eval_file(const fb_dialog_t *d, const char *file, struct tally *t, FI
             t->top1_strict++;
         if (right)
             t->top1++;
+        if (res.n_proposals > 0) {
+            t->asked++;
+            t->asked_right += among;
+            if (!among)
+                fprintf(out, "%s:%d: proposé sans la bonne réponse « %s » : attendu %s\n", file,
+                        line, q, want);
+        }
         if (res.confident) {
             t->answered++;
             if (right)
@@ -290,12 +310,16 @@ int fb_cmd_ask(int argc, char **argv, FILE *out, FILE *err)
                 "top-1 : %.1f %% (%zu/%zu), seuil %.1f %%\n"
                 "top-1 strict (attendu seul, sans « aussi: ») : %.1f %% (%zu/%zu), seuil %.1f %%\n"
                 "répondues : %.1f %% (%zu/%zu), dont justes %zu, fausses %zu\n"
+                "le bot demande laquelle convient : %zu question(s) avec réponse, dont %zu avec "
+                "la bonne parmi ses propositions ; %zu sans réponse attendue\n"
+                "réponse juste donnée ou proposée : %.1f %% (%zu/%zu)\n"
                 "sans réponse attendue : %zu répondue(s) à tort sur %zu (au plus %ld)\n",
                 fb_kb_size(fb_dialog_kb(d)), t.answerable, t.none, pct(t.top1, t.answerable),
                 t.top1, t.answerable, min_top1 * 100, pct(t.top1_strict, t.answerable),
                 t.top1_strict, t.answerable, min_strict * 100, pct(t.answered, t.answerable),
-                t.answered, t.answerable, t.answered_right, t.answered_wrong, t.none_answered,
-                t.none, max_none);
+                t.answered, t.answerable, t.answered_right, t.answered_wrong, t.asked,
+                t.asked_right, t.none_asked, pct(t.answered_right + t.asked_right, t.answerable),
+                t.answered_right + t.asked_right, t.answerable, t.none_answered, t.none, max_none);
         if (t.answerable == 0 && t.none == 0) {
             fprintf(err, "frichebot: ask: aucune question dans les jeux donnés\n");
             status = 1;

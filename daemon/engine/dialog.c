@@ -212,6 +212,7 @@ const char *const fb__text_names[FB__T_COUNT] = {
     "question_avis",
     "avis_utile",
     "avis_pas_utile",
+    "question_preciser",
     "page_feuille_de_route",
 };
 
@@ -348,6 +349,9 @@ const char *const fb__text_defaults[FB__T_COUNT] = {
     "Merci pour votre retour !",
     /* avis_pas_utile */
     "Merci, c'est noté : votre retour aide à améliorer les réponses.",
+    /* question_preciser: said before the answers offered when the bot is unsure which one a
+     * question meant, as a numbered list ending with `autre_chose` */
+    "Je ne suis pas sûr d'avoir compris. Votre question porte-t-elle sur :",
     /* page_feuille_de_route: the body of the roadmap page (fb_engine_render_page(), "# " and
      * "## " lines are headings there); a dialog with catalogues says more (dialogs/friche.yaml) */
     "# Votre feuille de route\n"

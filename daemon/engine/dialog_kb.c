@@ -25,6 +25,7 @@
 #define KB_MAX_QUESTION  200 /* characters */
 #define KB_MAX_ANSWER    600 /* characters, template tags left out */
 #define KB_MIN_SOURCE    10  /* characters: "Géorisques" is the shortest honest source */
+#define KB_MAX_SUJET     80  /* characters: one line of a list the bot offers */
 
 /* What the index needs of one answer until every file is read (synonyms come first). */
 struct pending {
@@ -222,7 +223,18 @@ static bool check_link(struct ld *l, const yaml_node_t *v)
 }
 
 /* The fields of an answer, in the order of load_answer()'s keys. */
-enum afield { A_ID, A_QUESTIONS, A_MOTS, A_REPONSE, A_VARIANTES, A_LIEN, A_SOURCE, A_VERIFIE, A_N };
+enum afield {
+    A_ID,
+    A_QUESTIONS,
+    A_MOTS,
+    A_REPONSE,
+    A_VARIANTES,
+    A_LIEN,
+    A_SOURCE,
+    A_VERIFIE,
+    A_SUJET,
+    A_N
+};
 
 /* Loads the `variantes` of an answer into `a`. Returns false after reporting a problem. */
 static bool load_variants(struct ld *l, const yaml_node_t *v, struct fb__kbanswer *a)
@@ -313,8 +325,8 @@ static bool check_meta(struct ld *l, const yaml_node_t *it, yaml_node_t *const *
 /* Loads answer mapping `it` of the current file. */
 static void load_answer(struct ld *l, struct kbload *k, int kb_file, const yaml_node_t *it)
 {
-    static const char *const keys[] = {"id",        "questions", "mots",   "reponse",
-                                       "variantes", "lien",      "source", "verifie_le"};
+    static const char *const keys[] = {"id",   "questions", "mots",       "reponse", "variantes",
+                                       "lien", "source",    "verifie_le", "sujet"};
     yaml_node_t *f[A_N];
     fb_dialog_t *d = l->d;
     fb__ld_map_fields(l, it, keys, A_N, f, NULL, " dans cette réponse");
@@ -377,6 +389,21 @@ static void load_answer(struct ld *l, struct kbload *k, int kb_file, const yaml_
     }
     if (f[A_VARIANTES] && !load_variants(l, f[A_VARIANTES], &a))
         ok = false;
+    const char *sujet = NULL;
+    if (f[A_SUJET]) {
+        sujet = fb__ld_want_text(l, f[A_SUJET], "sujet");
+        if (!sujet) {
+            ok = false;
+        } else if (n_chars(sujet) < 3 || n_chars(sujet) > KB_MAX_SUJET ||
+                   strpbrk(sujet, "\n\r") != NULL) {
+            fb__ld_errn(l, f[A_SUJET],
+                        "« sujet » doit tenir sur une ligne de 3 à %d caractères : ce que le bot "
+                        "propose quand il hésite entre plusieurs réponses (« Le rôle de la "
+                        "DREAL »)",
+                        KB_MAX_SUJET);
+            ok = false;
+        }
+    }
     if (!check_meta(l, it, f, shown))
         ok = false;
     if (!ok || !id) {
@@ -394,6 +421,7 @@ static void load_answer(struct ld *l, struct kbload *k, int kb_file, const yaml_
     a.id = fb_strdup(id);
     a.lien = fb_strdup(fb__ld_sval(f[A_LIEN]));
     a.source = fb_strdup(fb__ld_sval(f[A_SOURCE]));
+    a.sujet = sujet ? fb_strdup(sujet) : NULL;
     a.file = kb_file;
     a.line = (int)it->start_mark.line + 1;
     a.col = (int)it->start_mark.column + 1;
@@ -588,6 +616,7 @@ void fb__kb_model_free(fb_dialog_t *d)
         fb_free(a->variants);
         fb_free(a->lien);
         fb_free(a->source);
+        fb_free(a->sujet);
         fb__ld_strings_free(a->questions);
     }
     fb_free(d->kb_answers);
@@ -627,6 +656,13 @@ size_t fb_dialog_kb_warnings(const fb_dialog_t *d, fb_buf_t *out)
         return 0;
     for (size_t i = 0; i < d->n_kb; i++) {
         const struct fb__kbanswer *a = &d->kb_answers[i];
+        if (!a->sujet) {
+            (void)fb_buf_printf(out,
+                                "%s:%d:%d: attention : la réponse « %s » n'a pas de « sujet » : "
+                                "quand le bot hésite, il proposera sa première question\n",
+                                d->kb_files[a->file], a->line, a->col, a->id);
+            n++;
+        }
         for (size_t q = 0; q < a->n_questions; q++) {
             fb_kb_result_t res;
             fb_kb_search(d->kb, a->questions[q], &res);

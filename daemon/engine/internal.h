@@ -150,6 +150,7 @@ enum fb__textid {
     FB__T_QUESTION_AVIS,
     FB__T_AVIS_UTILE,
     FB__T_AVIS_PAS_UTILE,
+    FB__T_QUESTION_PRECISER,
     FB__T_PAGE_FEUILLE_DE_ROUTE,
     FB__T_COUNT,
 };
@@ -319,6 +320,8 @@ struct fb__kbanswer {
     struct fb__kbvariant *variants;
     size_t n_variants;
     char *lien, *source;
+    char *sujet;      /* what the answer is about, offered when the bot is unsure (NULL: none,
+                       * its first question is offered) */
     char **questions; /* the author's questions (for `frichebot check`'s warnings) */
     size_t n_questions;
     int file; /* index in fb_dialog_s.kb_files */
@@ -419,6 +422,8 @@ enum fb__ptr_kind {
 #define FB__MAX_CANDIDATES   16
 #define FB__COMMUNE_LIST_MAX 12
 #define FB__MAX_PATH         64
+/* knowledge-base answers offered at most when the bot is unsure (FB_KB_MAX_PROPOSALS) */
+#define FB__KB_OFFERS 3
 /* The user's last free-text messages kept for the advisors' summary (session `l`): how many, and
  * the most bytes each may take once cut (the « … » that marks a cut included). */
 #define FB__MAX_LAST_MESSAGES      3
@@ -451,6 +456,10 @@ struct fb__sess {
     bool after_asked;  /* the final state's `apres_fin` was entered (session `b`): never twice */
     bool kb_asked;     /* the bot's last message was a knowledge-base answer: "utile" / "pas
                         * utile" is feedback (session `w`, docs/internals/KB.md) */
+    /* knowledge-base answers (indices in fb_dialog_s.kb_answers) the bot's last message asked the
+     * user to choose from, being unsure which one a question meant (session `i`: their ids) */
+    int kb_offer[FB__KB_OFFERS];
+    size_t n_kb_offer;
     unsigned reminders;
     json_t *last_messages; /* the user's last texts, oldest first, each at most
                             * FB__MAX_LAST_MESSAGE_BYTES; a reference, possibly shared with the

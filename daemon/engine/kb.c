@@ -2379,6 +2379,16 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     res->confident = fb_kb_confident(res->norm, res->margin) && !res->own_case &&
                      !res->small_talk && !res->off_topic && !res->other_scheme && !res->no_amount &&
                      !res->guessed && !res->unnamed;
+    /* a close second is the one doubt left: ask which answer was meant */
+    bool only_margin = !res->confident && res->n >= 2 && res->norm >= FB_KB_MIN_NORM &&
+                       !res->own_case && !res->small_talk && !res->off_topic &&
+                       !res->other_scheme && !res->no_amount && !res->guessed && !res->unnamed;
+    if (only_margin) {
+        res->n_proposals = 2;
+        double first = res->hits[0].score;
+        if (res->n >= 3 && (first - res->hits[2].score) / first < FB_KB_SURE_MARGIN)
+            res->n_proposals = 3;
+    }
 }
 
 void fb_kb_terms(const fb_kb_t *kb, const char *text, fb_buf_t *out)

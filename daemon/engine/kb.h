@@ -54,6 +54,9 @@
 #define FB_KB_SURE_MARGIN 0.25
 #define FB_KB_CLOSE_NORM  0.50
 #define FB_KB_MAX_HITS    5
+/* an unsure search offers its two best answers, and the third when it is close to the first
+ * too (within FB_KB_SURE_MARGIN of its score) */
+#define FB_KB_MAX_PROPOSALS 3
 /* in a message of several sentences, the question sentence's terms count 1 + this */
 #define FB_KB_FOCUS_WEIGHT 1.0
 /* the share of a term guessed from a typo that does not count in the confidence: a guess is half
@@ -74,10 +77,13 @@ typedef struct {
 typedef struct {
     fb_kb_hit_t hits[FB_KB_MAX_HITS]; /* best first, only answers scoring > 0 */
     size_t n;
-    double norm;     /* top score / the most the question could score, 0..1 */
-    double margin;   /* (top - second) / top, 1 when only one answer scored */
-    bool confident;  /* the bot answers hits[0] */
-    size_t n_terms;  /* the question's analysed terms (distinct) */
+    double norm;        /* top score / the most the question could score, 0..1 */
+    double margin;      /* (top - second) / top, 1 when only one answer scored */
+    bool confident;     /* the bot answers hits[0] */
+    size_t n_proposals; /* not confident only because other answers score close to the first
+                           (the margin rule): the bot asks which of hits[0..n_proposals) was
+                           meant; 0 otherwise (docs/internals/KB.md, « Asking when unsure ») */
+    size_t n_terms;     /* the question's analysed terms (distinct) */
     bool own_case;   /* about the user's own file or figures: never confident (fb_kb_is_own_case) */
     bool off_topic;  /* other town-hall business (fb_kb_is_off_topic): never confident */
     bool small_talk; /* thanks, greetings, chit-chat: never confident (fb_kb_is_small_talk) */
@@ -155,9 +161,10 @@ const char *fb_dialog_kb_id(const fb_dialog_t *d, int i);
 /** The index of answer `id`, or -1. */
 int fb_dialog_kb_index(const fb_dialog_t *d, const char *id);
 /**
- * Appends to `out` one line "FILE:LINE:COL: attention : ..." per question of an answer that
- * retrieves another answer first, or its own with a margin under FB_KB_MIN_MARGIN (two answers
- * compete). Returns the number of warnings.
+ * Appends to `out` one line "FILE:LINE:COL: attention : ..." per answer without a `sujet` (the
+ * label offered when the bot is unsure), and per question of an answer that retrieves another
+ * answer first, or its own with a margin under FB_KB_MIN_MARGIN (two answers compete). Returns
+ * the number of warnings.
  */
 size_t fb_dialog_kb_warnings(const fb_dialog_t *d, fb_buf_t *out);
 

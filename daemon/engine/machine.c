@@ -1148,13 +1148,15 @@ void fb__run_leave_after_end(struct run *r)
  * user has had time to read the roadmap, not in the same breath): the guided part ended, it was
  * never entered in this conversation, no avis was given, the state it leads to has no answer yet
  * (an older version of the dialog asked it before the end), and nothing else waits for the user:
- * a question about a step, the feedback to a knowledge-base answer, the step list's buttons.
+ * a question about a step, the feedback to a knowledge-base answer, the answers offered to
+ * choose from, the step list's buttons.
  */
 static bool after_end_due(const struct run *r)
 {
     const struct fb__sess *s = &r->s;
     if (!s->ended || s->back_to >= 0 || s->moved || s->escalated || s->after_asked ||
-        s->avis_given || s->pending_step >= 0 || s->kb_asked || r->steps_listed)
+        s->avis_given || s->pending_step >= 0 || s->kb_asked || s->n_kb_offer > 0 ||
+        r->steps_listed)
         return false;
     int t = cur(r)->after_end;
     if (t < 0)
@@ -1246,7 +1248,8 @@ static bool read_input(struct run *r, const char *text, const char *choice)
         fb__run_enter(r, r->d->start, true);
         return true;
     }
-    if (fb__run_kb_input(r, text, r->kb_feedback)) /* a question, or feedback to an answer */
+    /* a question, feedback to an answer, or the choice among the answers offered */
+    if (fb__run_kb_input(r, text, choice, r->kb_feedback))
         return true;
     long num = 0;
     int status = -1;
@@ -1463,7 +1466,7 @@ int fb_engine_step(const fb_dialog_t *d, const json_t *session, const fb_event_t
             fb__run_stat_effect(r, "conversation_started");
             fb__run_enter(r, d->start, false);
             if (question) /* a first message that is a question is answered too */
-                (void)fb__run_kb_input(r, ev->text, false);
+                (void)fb__run_kb_input(r, ev->text, NULL, false);
         }
     } else {
         int rc = fb__session_parse(d, env, session, &r->s);
@@ -1475,6 +1478,10 @@ int fb_engine_step(const fb_dialog_t *d, const json_t *session, const fb_event_t
         r->effects = json_array();
         r->kb_feedback = r->s.kb_asked; /* feedback is due to the previous message only */
         r->s.kb_asked = false;
+        /* so is the choice among the answers it offered */
+        r->n_kb_offer = r->s.n_kb_offer;
+        memcpy(r->kb_offer, r->s.kb_offer, sizeof(r->kb_offer));
+        r->s.n_kb_offer = 0;
         /* every text the user writes, understood or not, before anything (an escalation's
          * summary) reads them; not while escalated: those go to the advisor's thread; not a
          * question to the knowledge base (its text is kept nowhere) */

@@ -664,6 +664,14 @@ static const char *const confirm_no[] = {"non",
                                          "pas du tout",
                                          "rien de tout ca"};
 
+bool fb__run_is_decline(const char *folded)
+{
+    for (size_t i = 0; i < FB_ARRAY_SIZE(confirm_no); i++)
+        if (strcmp(folded, confirm_no[i]) == 0)
+            return true;
+    return false;
+}
+
 /* True when `s` (a label or an id, NULL for none) folds to `folded`. */
 static bool same_folded(const char *s, const char *folded)
 {
@@ -715,8 +723,7 @@ static bool answer_confirm(struct run *r, const char *text, const char *choice)
                 pick = (long)i;
             fb_free(id);
         }
-        for (size_t i = 0; pick < 0 && fl < sizeof(folded) && i < FB_ARRAY_SIZE(confirm_no); i++)
-            again = again || strcmp(folded, confirm_no[i]) == 0;
+        again = pick < 0 && fl < sizeof(folded) && fb__run_is_decline(folded);
         size_t idx = 0;
         if (pick >= 0) {
             /* picked above */

@@ -83,6 +83,10 @@ struct run {
     int guard;        /* > 0 while rendering the question or its help (no recursion) */
     bool road_read;   /* fb__run_builtin() gave `feuille_de_route` (fb__run_say_text) */
     bool kb_feedback; /* the previous message was a knowledge-base answer (session `w`) */
+    /* the answers the previous message offered to choose from (session `i`): the next message
+     * only */
+    int kb_offer[FB__KB_OFFERS];
+    size_t n_kb_offer;
     char *note;  /* what a loose answer was understood as: the next `say` starts « Noté : X. » */
     bool no_ask; /* a command answered while an advisor has the conversation: no question */
     bool steps_listed; /* the step list was said with its buttons (fb__run_say_steps) */
@@ -252,6 +256,8 @@ bool fb__run_command(struct run *r, int cmd);
 
 /* machine_question.c: questions to the knowledge base (docs/internals/KB.md) */
 bool fb__run_kb_private(struct run *r, const char *text);
-bool fb__run_kb_input(struct run *r, const char *text, bool feedback_due);
+bool fb__run_kb_input(struct run *r, const char *text, const char *choice, bool feedback_due);
+/* True when folded `folded` turns a confirmation or an offer down (« non », « autre chose »). */
+bool fb__run_is_decline(const char *folded);
 
 #endif

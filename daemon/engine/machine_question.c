@@ -131,6 +131,94 @@ static void say_answer(struct run *r, int i)
     r->s.kb_asked = true;
 }
 
+/* ---- asking which answer was meant ------------------------------------------------------- */
+
+_Static_assert(FB__KB_OFFERS == FB_KB_MAX_PROPOSALS, "the session keeps every answer offered");
+
+/* What an answer is called when offered: its `sujet`, else its first question. */
+static const char *offer_label(const struct fb__kbanswer *a)
+{
+    return a->sujet ? a->sujet : a->questions[0];
+}
+
+/* Offers answers `hits[0..n)` (`question_preciser`, a numbered list, « Autre chose » last, a
+ * button each) and keeps them for the next message (session `i`). */
+static void offer_answers(struct run *r, const fb_kb_hit_t *hits, size_t n)
+{
+    fb_buf_t plain, html;
+    fb_buf_init(&plain, MAX_TEXT_BYTES);
+    fb_buf_init(&html, MAX_TEXT_BYTES);
+    json_t *choices = json_array();
+    if (fb__run_render_text(r, &r->d->texts[FB__T_QUESTION_PRECISER], &plain, &html) == 0) {
+        fb_buf_t op, oh;
+        fb_buf_init(&op, MAX_TEXT_BYTES);
+        fb_buf_init(&oh, MAX_TEXT_BYTES);
+        (void)fb__run_render_text(r, &r->d->texts[FB__T_AUTRE_CHOSE], &op, &oh);
+        (void)fb_buf_puts(&html, "<p>");
+        for (size_t i = 0; i <= n; i++) {
+            const struct fb__kbanswer *a = i < n ? &r->d->kb_answers[hits[i].doc] : NULL;
+            const char *label = a ? offer_label(a) : fb_buf_str(&op);
+            char *id = a ? fb_asprintf("kb:%s", a->id) : fb_strdup("autre_chose");
+            (void)fb__run_list_item(&plain, &html, i, label);
+            (void)json_array_append_new(choices, fb_json_strings(2, "id", id, "label", label));
+            fb_free(id);
+        }
+        (void)fb_buf_puts(&html, "</p>");
+        fb__run_say_bufs(r, &plain, &html, choices);
+        fb_buf_free(&op);
+        fb_buf_free(&oh);
+    }
+    json_decref(choices);
+    fb_buf_free(&plain);
+    fb_buf_free(&html);
+    r->s.n_kb_offer = n;
+    for (size_t i = 0; i < n; i++)
+        r->s.kb_offer[i] = hits[i].doc;
+}
+
+enum { OFFER_NONE = -1, OFFER_DECLINED = -2, OFFER_AGAIN = -3 };
+
+/*
+ * What the message after an offer makes of it: the index of the answer picked (its button, its
+ * number, its label), OFFER_DECLINED (« Autre chose », its number, « non »), OFFER_AGAIN (« oui »
+ * to several answers: which one?) or OFFER_NONE (something else: a new question, an answer to
+ * the pending question).
+ */
+static int offer_take(const struct run *r, const char *text, const char *choice)
+{
+    size_t n = r->n_kb_offer;
+    if (choice) {
+        if (strcmp(choice, "autre_chose") == 0)
+            return OFFER_DECLINED;
+        for (size_t i = 0; i < n && strncmp(choice, "kb:", 3) == 0; i++)
+            if (strcmp(choice + 3, r->d->kb_answers[r->kb_offer[i]].id) == 0)
+                return (int)i;
+        return OFFER_NONE;
+    }
+    if (!text || strlen(text) > MAX_INPUT)
+        return OFFER_NONE;
+    char folded[256];
+    size_t fl = fb_text_fold(text, strlen(text), folded, sizeof(folded));
+    if (fl >= sizeof(folded))
+        return OFFER_NONE;
+    if (fb__run_is_decline(folded))
+        return OFFER_DECLINED;
+    fb_choice_t opts[FB__KB_OFFERS + 1];
+    for (size_t i = 0; i < n; i++) {
+        const struct fb__kbanswer *a = &r->d->kb_answers[r->kb_offer[i]];
+        opts[i] = (fb_choice_t){a->id, offer_label(a), NULL};
+    }
+    const json_t *other = r->d->texts[FB__T_AUTRE_CHOSE].plain;
+    opts[n] = (fb_choice_t){"autre_chose", other ? json_string_value(other) : "Autre chose", NULL};
+    size_t idx = 0;
+    if (fb_answer_choice(opts, n + 1, text, &idx) == FB_ANSWER_OK)
+        return idx < n ? (int)idx : OFFER_DECLINED;
+    bool yes = false;
+    if (fb_answer_yesno(text, &yes) == FB_ANSWER_OK)
+        return yes ? OFFER_AGAIN : OFFER_DECLINED;
+    return OFFER_NONE;
+}
+
 /* Folded words that make a message a question even without « ? » and even when it names an
  * option: « c'est quoi un PLUi » at the urbanism question asks, it does not answer. The other
  * openers (« quand », « qui », « comment », « où »...) also open ordinary answers (« comment
@@ -177,6 +265,7 @@ enum kb_take {
     KB_NOT,     /* not a question for the base: read it as usual */
     KB_ANSWER,  /* a question the base answers: res->hits[0] */
     KB_UNKNOWN, /* a question the base cannot answer with confidence */
+    KB_UNSURE,  /* a question two or three answers fit: ask which (res->n_proposals) */
 };
 
 /*
@@ -208,7 +297,9 @@ static enum kb_take classify(const struct run *r, const char *text, fb_kb_result
     fb_kb_search(r->d->kb, text, res);
     if (res->confident)
         return KB_ANSWER;
-    return free_text || !form ? KB_NOT : KB_UNKNOWN;
+    if (free_text || !form)
+        return KB_NOT;
+    return res->n_proposals > 0 ? KB_UNSURE : KB_UNKNOWN;
 }
 
 /* classify(), once per message and place in the conversation (see struct run's kb_memo). */
@@ -234,11 +325,33 @@ static enum kb_take classify_once(struct run *r, const char *text, fb_kb_result_
 bool fb__run_kb_private(struct run *r, const char *text)
 {
     fb_kb_result_t res;
+    if (r->n_kb_offer > 0 && offer_take(r, text, NULL) != OFFER_NONE)
+        return true; /* which answer was meant says what the question was */
     return classify_once(r, text, &res) != KB_NOT;
 }
 
-bool fb__run_kb_input(struct run *r, const char *text, bool feedback_due)
+bool fb__run_kb_input(struct run *r, const char *text, const char *choice, bool feedback_due)
 {
+    if (r->n_kb_offer > 0 && r->d->kb) {
+        int take = offer_take(r, text, choice);
+        if (take == OFFER_AGAIN) {
+            fb_kb_hit_t hits[FB__KB_OFFERS];
+            for (size_t i = 0; i < r->n_kb_offer; i++)
+                hits[i] = (fb_kb_hit_t){r->kb_offer[i], 0};
+            offer_answers(r, hits, r->n_kb_offer);
+            return true;
+        }
+        r->n_kb_offer = 0;
+        if (take >= 0 || take == OFFER_DECLINED) {
+            if (take >= 0)
+                say_answer(r, r->kb_offer[take]);
+            else
+                say_unknown(r);
+            repeat_pending(r);
+            return true;
+        }
+        fb__run_stat_effect(r, "kb_unanswered"); /* left without a pick: read as usual */
+    }
     if (!text || !r->d->kb || strlen(text) > MAX_INPUT)
         return false;
     /* a pending « Vous voulez dire » or commune list waits for its own answer */
@@ -261,6 +374,9 @@ bool fb__run_kb_input(struct run *r, const char *text, bool feedback_due)
     case KB_UNKNOWN:
         say_unknown(r);
         break;
+    case KB_UNSURE: /* the pending question comes after the pick */
+        offer_answers(r, res.hits, res.n_proposals);
+        return true;
     }
     repeat_pending(r);
     return true;

@@ -24,6 +24,7 @@
 #include "engine/effects.h"
 #include "engine/geo.h"
 #include "engine/internal.h"
+#include "engine/kb.h"
 #include "engine/text.h"
 #include "frichebot/alloc.h"
 #include "frichebot/err.h"
@@ -366,6 +367,20 @@ static int cmp_road_day(const void *a, const void *b)
 /* The pending confirmation `y` (strings of option ids joined by ","; "" is the empty set of a
  * choix_multiple) into s->confirm, when the current state is a choice question that has these
  * options; else (another version) nothing is pending. */
+/* The knowledge-base answers offered `i` (their ids) into s->kb_offer, when this version's base
+ * has every one; else (another version) nothing is pending. */
+static void parse_offer(const fb_dialog_t *d, struct fb__sess *s, const json_t *offer)
+{
+    for (size_t i = 0; i < json_array_size(offer); i++) {
+        int k = fb_dialog_kb_index(d, json_string_value(json_array_get(offer, i)));
+        if (k < 0) {
+            s->n_kb_offer = 0;
+            return;
+        }
+        s->kb_offer[s->n_kb_offer++] = k;
+    }
+}
+
 static void parse_confirm(const fb_dialog_t *d, struct fb__sess *s, const json_t *conf)
 {
     const struct fb__state *st = &d->states[s->state];
@@ -466,7 +481,7 @@ static void parse_road(const fb_dialog_t *use, struct fb__sess *s, const json_t 
 int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const json_t *session,
                       struct fb__sess *s)
 {
-    const json_t *tags, *path, *road, *cand, *conf;
+    const json_t *tags, *path, *road, *cand, *conf, *offer;
     unsigned fails, reminders;
     bool escalated, ended, muted, pick, avis, kb_asked, after_asked;
     memset(s, 0, sizeof(*s));
@@ -501,11 +516,12 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
         return FB_EINVAL;
     if (!opt_strings(MEMBER('t'), &tags) || !opt_strings(MEMBER('p'), &path) ||
         !opt_strings(MEMBER('r'), &road) || !opt_strings(MEMBER('c'), &cand) ||
-        !opt_strings(MEMBER('y'), &conf) || !opt_uint(MEMBER('f'), 1000, &fails) ||
-        !opt_uint(MEMBER('n'), 1000, &reminders) || !opt_bool(MEMBER('x'), &escalated) ||
-        !opt_bool(MEMBER('e'), &ended) || !opt_bool(MEMBER('m'), &muted) ||
-        !opt_bool(MEMBER('g'), &pick) || !opt_bool(MEMBER('o'), &avis) ||
-        !opt_bool(MEMBER('w'), &kb_asked) || !opt_bool(MEMBER('b'), &after_asked))
+        !opt_strings(MEMBER('y'), &conf) || !opt_strings(MEMBER('i'), &offer) ||
+        !opt_uint(MEMBER('f'), 1000, &fails) || !opt_uint(MEMBER('n'), 1000, &reminders) ||
+        !opt_bool(MEMBER('x'), &escalated) || !opt_bool(MEMBER('e'), &ended) ||
+        !opt_bool(MEMBER('m'), &muted) || !opt_bool(MEMBER('g'), &pick) ||
+        !opt_bool(MEMBER('o'), &avis) || !opt_bool(MEMBER('w'), &kb_asked) ||
+        !opt_bool(MEMBER('b'), &after_asked))
         return FB_EINVAL;
 #undef MEMBER
 
@@ -581,7 +597,8 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
         if (jq)
             memcpy(s->qual, json_string_value(jq), json_string_length(jq) + 1);
     }
-    if (conf && json_array_size(conf) > FB_MATCH_MAX_CANDIDATES)
+    if ((conf && json_array_size(conf) > FB_MATCH_MAX_CANDIDATES) ||
+        (offer && json_array_size(offer) > FB__KB_OFFERS))
         return FB_EINVAL;
     s->in_tags = tags;
     s->in_path = path;
@@ -590,6 +607,8 @@ int fb__session_parse(const fb_dialog_t *d, const fb_engine_env_t *env, const js
     s->in_days = jj;
     if (!s->moved && (!s->ended || s->back_to >= 0) && conf)
         parse_confirm(use, s, conf);
+    if (!s->moved && offer)
+        parse_offer(use, s, offer);
     if (s->moved) {
         s->fails = 0;
         s->n_cand = 0;
@@ -769,6 +788,12 @@ json_t *fb__session_dump(const struct fb__sess *s)
         (void)json_object_set_new_nocheck(o, "b", json_true());
     if (s->kb_asked)
         (void)json_object_set_new_nocheck(o, "w", json_true());
+    if (s->n_kb_offer > 0) {
+        json_t *offer = json_array();
+        for (size_t i = 0; i < s->n_kb_offer; i++)
+            (void)json_array_append_new(offer, json_string(d->kb_answers[s->kb_offer[i]].id));
+        (void)json_object_set_new_nocheck(o, "i", offer);
+    }
     if (s->last_messages && json_array_size(s->last_messages) > 0)
         (void)json_object_set_nocheck(o, "l", s->last_messages);
     return o;

@@ -1046,6 +1046,87 @@ static const char *last_said(const struct kconv *c)
     return t ? t : "";
 }
 
+/* The answers offered when the bot is unsure (session `i`) wait for the next message only: a
+ * number picks one (answered, the offer gone), « autre chose » declines (unanswered), any other
+ * message drops the offer and is read as usual; an offer of another version (an unknown id) is
+ * nothing pending, and more answers than the bot ever offers is not a session it wrote. */
+TEST_IMPL(kb_offer_session)
+{
+    static const char text[] = "dialogue: kboffer\n"
+                               "debut: surface\n"
+                               "connaissances: [connaissances/test.yaml]\n"
+                               "etats:\n"
+                               "  surface:\n"
+                               "    question: \"Quelle est la surface du site ?\"\n"
+                               "    type: nombre\n"
+                               "    suite: fin\n"
+                               "  fin:\n"
+                               "    dire: \"Fin\"\n"
+                               "    fin: true\n";
+    struct kconv c = {0};
+    fb_buf_t errors;
+    fb_buf_init(&errors, 1u << 16);
+    c.d = fb_dialog_load_text("kboffer.yaml", DATA, text, strlen(text), NULL, &errors);
+    if (!c.d)
+        FB_TEST_FAIL("does not load:\n%s", fb_buf_str(&errors));
+    fb_buf_free(&errors);
+    c.env.now = 1795856400;
+    c.env.locale = "fr";
+    kstep(&c, "bonjour");
+    json_t *start = json_deep_copy(c.session);
+    /* « 2 » picks the second answer offered */
+    json_object_set_new(c.session, "i", json_pack("[s,s]", "sis_definition", "casias_definition"));
+    kstep(&c, "2");
+    ASSERT_EQ(stat_count(&c, "kb_answered"), 1);
+    ASSERT_NULL(json_object_get(c.session, "i"));
+    ASSERT_STR_EQ(last_said(&c), "Quelle est la surface du site ?");
+    ASSERT_STR_EQ(json_string_value(json_object_get(c.session, "s")), "surface");
+    /* « autre chose »: not answered, who can answer said */
+    json_decref(c.session);
+    c.session = json_deep_copy(start);
+    json_object_set_new(c.session, "i", json_pack("[s,s]", "sis_definition", "casias_definition"));
+    kstep(&c, "autre chose");
+    ASSERT_EQ(stat_count(&c, "kb_unanswered"), 1);
+    ASSERT_EQ(stat_count(&c, "kb_answered"), 0);
+    ASSERT_NULL(json_object_get(c.session, "i"));
+    /* something else: the offer is dropped (counted unanswered), the message read as usual */
+    json_decref(c.session);
+    c.session = json_deep_copy(start);
+    json_object_set_new(c.session, "i", json_pack("[s,s]", "sis_definition", "casias_definition"));
+    kstep(&c, "1200");
+    ASSERT_EQ(stat_count(&c, "kb_unanswered"), 1);
+    ASSERT_NULL(json_object_get(c.session, "i"));
+    ASSERT_STR_EQ(json_string_value(json_object_get(c.session, "s")), "fin");
+    /* an answer this version's base does not have: nothing pending, « 2 » is the surface */
+    json_decref(c.session);
+    c.session = json_deep_copy(start);
+    json_object_set_new(c.session, "i", json_pack("[s,s]", "sis_definition", "retiree"));
+    kstep(&c, "2");
+    ASSERT_EQ(stat_count(&c, "kb_answered"), 0);
+    ASSERT_STR_EQ(json_string_value(json_object_get(c.session, "s")), "fin");
+    /* four answers: never written by the bot */
+    json_decref(c.session);
+    c.session = json_deep_copy(start);
+    json_object_set_new(c.session, "i",
+                        json_pack("[s,s,s,s]", "sis_definition", "casias_definition",
+                                  "depollution_payeur", "sis_definition"));
+    fb_event_t ev = {FB_EVENT_MESSAGE, "1", NULL, NULL};
+    json_t *ns = NULL, *ef = NULL;
+    ASSERT_EQ(fb_engine_step(c.d, c.session, &ev, &c.env, &ns, &ef), FB_EINVAL);
+    /* a reminder in between: the offer is gone */
+    json_object_set_new(c.session, "i", json_pack("[s]", "sis_definition"));
+    fb_event_t timer = {FB_EVENT_TIMER, NULL, NULL, "relance"};
+    ASSERT_OK(fb_engine_step(c.d, c.session, &timer, &c.env, &ns, &ef));
+    ASSERT_NULL(json_object_get(ns, "i"));
+    json_decref(ns);
+    json_decref(ef);
+    json_decref(start);
+    json_decref(c.session);
+    json_decref(c.effects);
+    fb_dialog_unref(c.d);
+    return 0;
+}
+
 TEST_IMPL(kb_conversation)
 {
     static const char text[] = "dialogue: kbconv\n"
@@ -1097,5 +1178,42 @@ TEST_IMPL(kb_conversation)
     json_decref(c.session);
     json_decref(c.effects);
     fb_dialog_unref(c.d);
+    return 0;
+}
+
+/* A question two answers fit about as well is not answered: the bot offers both (and a third as
+ * close), so that the user picks; a sure answer, a question without any sure subject, or one
+ * about the user's own case offers nothing. */
+TEST_IMPL(kb_proposals)
+{
+    fb_kb_t *kb = fb_kb_new();
+    const char *q0[] = {"Qui finance la démolition d'une friche ?", "aide pour démolir"};
+    const char *q1[] = {"Qui finance la dépollution d'une friche ?", "aide pour dépolluer"};
+    const char *q2[] = {"Faut-il un permis de construire ?", "autorisation de construire"};
+    const char *q3[] = {"C'est quoi un EPF ?", "établissement public foncier"};
+    ASSERT_EQ(fb_kb_add_doc(kb, q0, 2, NULL, 0, "Le Fonds vert finance la démolition."), 0);
+    ASSERT_EQ(fb_kb_add_doc(kb, q1, 2, NULL, 0, "L'ADEME finance la dépollution."), 1);
+    ASSERT_EQ(fb_kb_add_doc(kb, q2, 2, NULL, 0, "Oui, pour construire."), 2);
+    ASSERT_EQ(fb_kb_add_doc(kb, q3, 2, NULL, 0, "Un organisme qui achète du foncier."), 3);
+    ASSERT_OK(fb_kb_build(kb));
+    fb_kb_result_t r;
+    fb_kb_search(kb, "qui finance la friche ?", &r);
+    ASSERT(!r.confident);
+    ASSERT_EQ(r.n_proposals, 2);
+    ASSERT((r.hits[0].doc == 0 && r.hits[1].doc == 1) ||
+           (r.hits[0].doc == 1 && r.hits[1].doc == 0));
+    /* sure: nothing offered */
+    fb_kb_search(kb, "qui finance la démolition de la friche ?", &r);
+    ASSERT(r.confident);
+    ASSERT_EQ(r.n_proposals, 0);
+    /* one known word among unknown ones: not a question of the base, nothing offered */
+    fb_kb_search(kb, "recette de tarte aux pommes pour la fete de la friche du village", &r);
+    ASSERT(!r.confident);
+    ASSERT_EQ(r.n_proposals, 0);
+    /* the user's own case is never answered, nor offered */
+    fb_kb_search(kb, "notre dossier pour financer la friche a-t-il été accepté ?", &r);
+    ASSERT(r.own_case);
+    ASSERT_EQ(r.n_proposals, 0);
+    fb_kb_free(kb);
     return 0;
 }
