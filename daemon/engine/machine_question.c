@@ -158,7 +158,7 @@ static void offer_answers(struct run *r, const fb_kb_hit_t *hits, size_t n)
         for (size_t i = 0; i <= n; i++) {
             const struct fb__kbanswer *a = i < n ? &r->d->kb_answers[hits[i].doc] : NULL;
             const char *label = a ? offer_label(a) : fb_buf_str(&op);
-            char *id = a ? fb_asprintf("kb:%s", a->id) : fb_strdup("autre_chose");
+            char *id = a ? fb_asprintf("kb-%s", a->id) : fb_strdup("autre_chose");
             (void)fb__run_list_item(&plain, &html, i, label);
             (void)json_array_append_new(choices, fb_json_strings(2, "id", id, "label", label));
             fb_free(id);
@@ -190,7 +190,7 @@ static int offer_take(const struct run *r, const char *text, const char *choice)
     if (choice) {
         if (strcmp(choice, "autre_chose") == 0)
             return OFFER_DECLINED;
-        for (size_t i = 0; i < n && strncmp(choice, "kb:", 3) == 0; i++)
+        for (size_t i = 0; i < n && strncmp(choice, "kb-", 3) == 0; i++)
             if (strcmp(choice + 3, r->d->kb_answers[r->kb_offer[i]].id) == 0)
                 return (int)i;
         return OFFER_NONE;

@@ -43,7 +43,10 @@ def kb_stats(daemon):
 
 
 def session_json(redis, token):
-    return redis.cli("GET", f"fb:{{c:web:{token}}}:session")
+    """The engine's session JSON (field `d` of the session hash, docs/internals/REDIS.md)."""
+    data = redis.cli("HGET", f"fb:{{c:web:{token}}}:session", "d")
+    assert data.startswith("{"), data  # a stored session, not an error nor nothing
+    return data
 
 
 def test_questions_in_the_web_chat(redis, make_daemon):
@@ -159,3 +162,92 @@ def test_questions_in_an_encrypted_dm(synapse, redis, make_daemon, tmp_path, cli
     assert wait_until(lambda: kb_stats(d)["helpful"] == 1, 10, 0.1), kb_stats(d)
     assert kb_stats(d)["answered"] == 1, kb_stats(d)
     assert "c koi un SIS" not in d.read_log()
+
+
+OFFER = "Votre question porte-t-elle sur"
+# two or three answers of the base fit each about as well (docs/internals/KB.md, Asking when unsure)
+UNSURE_Q = "comment savoir si notre terrain est pollué ?"
+UNSURE_Q2 = "comment ça marche un bien sans maître ?"
+
+
+def test_an_unsure_question_offers_answers_in_the_web_chat(redis, make_daemon):
+    """The bot does not pick among close answers silently: it offers them as buttons (« Autre
+    chose » last), and the pending question comes back after the pick; « autre chose » says who
+    can answer. Neither question's text is stored, nor the pick among the last messages."""
+    d = friche_daemon(make_daemon, redis)
+    chat = Chat(d)
+    after = chat.wait_bot(COMMUNE_Q)["seq"]
+
+    chat.say(UNSURE_Q)
+    offer = chat.wait_bot(OFFER, after)
+    choices = offer.get("choices") or []
+    assert 3 <= len(choices) <= 4, offer
+    assert choices[-1]["id"] == "autre_chose" and choices[-1]["label"] == "Autre chose", choices
+    assert all(c["id"].startswith("kb-") for c in choices[:-1]), choices
+    assert COMMUNE_Q not in offer["text"]  # the pending question waits for the pick
+    assert not any(e["seq"] > offer["seq"] and COMMUNE_Q in e["text"] for e in chat.bot())
+    session = session_json(redis, chat.token)
+    assert '"i":' in session and "notre terrain" not in session, session
+
+    # The first button: that answer, with its source and « utile ? », then the commune again.
+    chat.choose(choices[0]["id"], choices[0]["label"])
+    answer = chat.wait_bot(SOURCE_LINE, offer["seq"])
+    assert FEEDBACK in answer["text"], answer["text"]
+    chat.wait_bot(COMMUNE_Q, answer["seq"] - 1)
+    assert '"i":' not in session_json(redis, chat.token)
+
+    # The place is kept.
+    last = chat.last_seq()
+    chat.say("saint dizier")
+    after = chat.wait_bot(DEMANDEUR_Q, last)["seq"]
+
+    # Another unsure question, declined by typing « autre chose »: honest, a contact, the
+    # pending question again, and « autre chose » not read as its answer.
+    chat.say(UNSURE_Q2)
+    offer = chat.wait_bot(OFFER, after)
+    last = chat.last_seq()
+    chat.say("autre chose")
+    unsure = chat.wait_bot(UNSURE, last)
+    again = chat.wait_bot(DEMANDEUR_Q, unsure["seq"] - 1)
+    assert USAGE_Q not in again["text"]
+
+    assert wait_until(lambda: kb_stats(d)["unanswered"] >= 1, 10, 0.2), kb_stats(d)
+    stats = kb_stats(d)
+    assert stats["answered"] == 1 and stats["unanswered"] == 1, stats
+    session = session_json(redis, chat.token)
+    for needle in ("notre terrain", "marche un bien", "autre chose", choices[0]["label"]):
+        assert needle not in session, (needle, session)
+    log = d.read_log()
+    assert "notre terrain" not in log and "marche un bien" not in log
+    chat.close()
+
+
+def test_an_unsure_question_offers_answers_in_matrix(synapse, redis, make_daemon, tmp_path):
+    """In a Matrix room the offer is a numbered list: « 2 » picks the second answer."""
+    bot = new_bot(synapse, tmp_path)
+    d = make_daemon(redis.address, idle_timeout_s=30,
+                    extra=bot_matrix_yaml(synapse, bot) + router_yaml()
+                    + f'dialogs:\n  path: "{FRICHE}"\n')
+    user = new_user(synapse)
+    room = open_dm(user, bot["user_id"], d)
+    n = len(user.messages_from(room, bot["user_id"]))
+
+    user.send(room, UNSURE_Q)
+    offer = user.wait(lambda: [b for b in bodies(user.messages_from(room, bot["user_id"])[n:])
+                               if OFFER in b], 60)
+    assert offer and "2. " in offer[0] and "Autre chose" in offer[0], offer
+    second = offer[0].split("2. ", 1)[1].split("\n", 1)[0]
+    n = len(user.messages_from(room, bot["user_id"]))
+    user.send(room, "2")
+    assert user.wait(lambda: [b for b in bodies(user.messages_from(room, bot["user_id"])[n:])
+                              if COMMUNE_Q in b], 60), d.read_log()[-3000:]
+    texts = bodies(user.messages_from(room, bot["user_id"])[n:])
+    answers = [t for t in texts if SOURCE_LINE in t]
+    assert len(answers) == 1 and FEEDBACK in answers[0], texts
+    assert not any("Je n'ai pas trouvé cette commune" in t for t in texts), texts
+    # the base offers the study of the site's history first, then what CASIAS means: « 2 » is
+    # the CASIAS answer
+    assert "CASIAS" in second, offer
+    assert "CASIAS" in answers[0] and "première étape" not in answers[0], answers
+    assert "notre terrain" not in d.read_log()
+    user.close()
