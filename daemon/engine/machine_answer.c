@@ -596,30 +596,24 @@ static json_t *reading_value(const struct run *r, uint64_t mask)
     return a;
 }
 
-/* Asks which of the pending readings the user meant: « Vous voulez dire : 1. … 2. … 3. Autre
- * chose », with a button per reading and one for « autre chose ». */
-void fb__run_ask_confirm(struct run *r)
+void fb__run_say_offer(struct run *r, enum fb__textid intro, char *const *ids,
+                       const char *const *labels, size_t n)
 {
-    const struct fb__sess *s = &r->s;
     fb_buf_t plain, html;
     fb_buf_init(&plain, MAX_TEXT_BYTES);
     fb_buf_init(&html, MAX_TEXT_BYTES);
     json_t *choices = json_array();
-    if (fb__run_render_text(r, &r->d->texts[FB__T_CONFIRMER], &plain, &html) == 0) {
+    if (fb__run_render_text(r, &r->d->texts[intro], &plain, &html) == 0) {
         fb_buf_t op, oh;
         fb_buf_init(&op, MAX_TEXT_BYTES);
         fb_buf_init(&oh, MAX_TEXT_BYTES);
         (void)fb__run_render_text(r, &r->d->texts[FB__T_AUTRE_CHOSE], &op, &oh);
         (void)fb_buf_puts(&html, "<p>");
-        for (size_t i = 0; i <= s->n_confirm; i++) {
-            char *label = i < s->n_confirm ? reading_label(r, s->confirm[i]) : NULL;
-            char *id = i < s->n_confirm ? reading_id(r, s->confirm[i]) : NULL;
-            const char *l = label ? label : fb_buf_str(&op);
+        for (size_t i = 0; i <= n; i++) {
+            const char *l = i < n ? labels[i] : fb_buf_str(&op);
             (void)fb__run_list_item(&plain, &html, i, l);
             (void)json_array_append_new(
-                choices, fb_json_strings(2, "id", id ? id : "autre_chose", "label", l));
-            fb_free(label);
-            fb_free(id);
+                choices, fb_json_strings(2, "id", i < n ? ids[i] : "autre_chose", "label", l));
         }
         (void)fb_buf_puts(&html, "</p>");
         fb__run_say_bufs(r, &plain, &html, choices);
@@ -629,6 +623,23 @@ void fb__run_ask_confirm(struct run *r)
     json_decref(choices);
     fb_buf_free(&plain);
     fb_buf_free(&html);
+}
+
+/* Asks which of the pending readings the user meant: « Vous voulez dire : 1. … 2. … 3. Autre
+ * chose », with a button per reading and one for « autre chose ». */
+void fb__run_ask_confirm(struct run *r)
+{
+    const struct fb__sess *s = &r->s;
+    char *ids[FB_MATCH_MAX_CANDIDATES] = {NULL}, *labels[FB_MATCH_MAX_CANDIDATES] = {NULL};
+    for (size_t i = 0; i < s->n_confirm; i++) {
+        ids[i] = reading_id(r, s->confirm[i]);
+        labels[i] = reading_label(r, s->confirm[i]);
+    }
+    fb__run_say_offer(r, FB__T_CONFIRMER, ids, (const char *const *)labels, s->n_confirm);
+    for (size_t i = 0; i < s->n_confirm; i++) {
+        fb_free(ids[i]);
+        fb_free(labels[i]);
+    }
 }
 
 /* Keeps the readings of `m` (dropping the "je ne sais pas" option) pending and asks which one

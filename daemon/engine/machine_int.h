@@ -235,6 +235,10 @@ void fb__run_answer(struct run *r, const char *text, const char *choice);
 bool fb__run_would_parse(const struct run *r, const char *text);
 
 void fb__run_ask_confirm(struct run *r);
+/* Says text `intro`, then `labels[0..n)` as a numbered list and `autre_chose` last, a button each
+ * (ids `ids[i]`, "autre_chose"). */
+void fb__run_say_offer(struct run *r, enum fb__textid intro, char *const *ids,
+                       const char *const *labels, size_t n);
 
 void fb__run_answer_step(struct run *r, const char *text, const char *choice);
 

@@ -145,35 +145,18 @@ static const char *offer_label(const struct fb__kbanswer *a)
  * button each) and keeps them for the next message (session `i`). */
 static void offer_answers(struct run *r, const fb_kb_hit_t *hits, size_t n)
 {
-    fb_buf_t plain, html;
-    fb_buf_init(&plain, MAX_TEXT_BYTES);
-    fb_buf_init(&html, MAX_TEXT_BYTES);
-    json_t *choices = json_array();
-    if (fb__run_render_text(r, &r->d->texts[FB__T_QUESTION_PRECISER], &plain, &html) == 0) {
-        fb_buf_t op, oh;
-        fb_buf_init(&op, MAX_TEXT_BYTES);
-        fb_buf_init(&oh, MAX_TEXT_BYTES);
-        (void)fb__run_render_text(r, &r->d->texts[FB__T_AUTRE_CHOSE], &op, &oh);
-        (void)fb_buf_puts(&html, "<p>");
-        for (size_t i = 0; i <= n; i++) {
-            const struct fb__kbanswer *a = i < n ? &r->d->kb_answers[hits[i].doc] : NULL;
-            const char *label = a ? offer_label(a) : fb_buf_str(&op);
-            char *id = a ? fb_asprintf("kb-%s", a->id) : fb_strdup("autre_chose");
-            (void)fb__run_list_item(&plain, &html, i, label);
-            (void)json_array_append_new(choices, fb_json_strings(2, "id", id, "label", label));
-            fb_free(id);
-        }
-        (void)fb_buf_puts(&html, "</p>");
-        fb__run_say_bufs(r, &plain, &html, choices);
-        fb_buf_free(&op);
-        fb_buf_free(&oh);
-    }
-    json_decref(choices);
-    fb_buf_free(&plain);
-    fb_buf_free(&html);
-    r->s.n_kb_offer = n;
-    for (size_t i = 0; i < n; i++)
+    char *ids[FB__KB_OFFERS] = {NULL};
+    const char *labels[FB__KB_OFFERS] = {NULL};
+    for (size_t i = 0; i < n; i++) {
+        const struct fb__kbanswer *a = &r->d->kb_answers[hits[i].doc];
+        ids[i] = fb_asprintf("kb-%s", a->id);
+        labels[i] = offer_label(a);
         r->s.kb_offer[i] = hits[i].doc;
+    }
+    fb__run_say_offer(r, FB__T_QUESTION_PRECISER, ids, labels, n);
+    for (size_t i = 0; i < n; i++)
+        fb_free(ids[i]);
+    r->s.n_kb_offer = n;
 }
 
 enum { OFFER_NONE = -1, OFFER_DECLINED = -2, OFFER_AGAIN = -3 };

@@ -110,13 +110,19 @@ def test_questions_in_the_web_chat(redis, make_daemon):
     chat.close()
 
 
-def test_questions_in_matrix(synapse, redis, make_daemon, tmp_path):
+def matrix_friche(synapse, redis, make_daemon, tmp_path):
+    """The friche dialog's bot in Matrix and a user in a clear direct room with it."""
     bot = new_bot(synapse, tmp_path)
     d = make_daemon(redis.address, idle_timeout_s=30,
                     extra=bot_matrix_yaml(synapse, bot) + router_yaml()
                     + f'dialogs:\n  path: "{FRICHE}"\n')
     user = new_user(synapse)
     room = open_dm(user, bot["user_id"], d)
+    return bot, d, user, room
+
+
+def test_questions_in_matrix(synapse, redis, make_daemon, tmp_path):
+    bot, d, user, room = matrix_friche(synapse, redis, make_daemon, tmp_path)
     n = len(user.messages_from(room, bot["user_id"]))
 
     user.send(room, "c koi un SIS ?")
@@ -224,12 +230,7 @@ def test_an_unsure_question_offers_answers_in_the_web_chat(redis, make_daemon):
 
 def test_an_unsure_question_offers_answers_in_matrix(synapse, redis, make_daemon, tmp_path):
     """In a Matrix room the offer is a numbered list: « 2 » picks the second answer."""
-    bot = new_bot(synapse, tmp_path)
-    d = make_daemon(redis.address, idle_timeout_s=30,
-                    extra=bot_matrix_yaml(synapse, bot) + router_yaml()
-                    + f'dialogs:\n  path: "{FRICHE}"\n')
-    user = new_user(synapse)
-    room = open_dm(user, bot["user_id"], d)
+    bot, d, user, room = matrix_friche(synapse, redis, make_daemon, tmp_path)
     n = len(user.messages_from(room, bot["user_id"]))
 
     user.send(room, UNSURE_Q)

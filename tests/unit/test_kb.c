@@ -1046,32 +1046,40 @@ static const char *last_said(const struct kconv *c)
     return t ? t : "";
 }
 
-/* The answers offered when the bot is unsure (session `i`) wait for the next message only: a
- * number picks one (answered, the offer gone), « autre chose » declines (unanswered), any other
- * message drops the offer and is read as usual; an offer of another version (an unknown id) is
- * nothing pending, and more answers than the bot ever offers is not a session it wrote. */
-TEST_IMPL(kb_offer_session)
+/* A conversation on a one-question dialog (a number, two failures escalate) with the test
+ * base. */
+static void kconv_open(struct kconv *c)
 {
-    static const char text[] = "dialogue: kboffer\n"
+    static const char text[] = "dialogue: kbconv\n"
                                "debut: surface\n"
                                "connaissances: [connaissances/test.yaml]\n"
                                "etats:\n"
                                "  surface:\n"
                                "    question: \"Quelle est la surface du site ?\"\n"
                                "    type: nombre\n"
+                               "    echecs: {max: 2, action: conseiller}\n"
                                "    suite: fin\n"
                                "  fin:\n"
                                "    dire: \"Fin\"\n"
                                "    fin: true\n";
-    struct kconv c = {0};
     fb_buf_t errors;
     fb_buf_init(&errors, 1u << 16);
-    c.d = fb_dialog_load_text("kboffer.yaml", DATA, text, strlen(text), NULL, &errors);
-    if (!c.d)
+    c->d = fb_dialog_load_text("kbconv.yaml", DATA, text, strlen(text), NULL, &errors);
+    if (!c->d)
         FB_TEST_FAIL("does not load:\n%s", fb_buf_str(&errors));
     fb_buf_free(&errors);
-    c.env.now = 1795856400;
-    c.env.locale = "fr";
+    c->env.now = 1795856400;
+    c->env.locale = "fr";
+}
+
+/* The answers offered when the bot is unsure (session `i`) wait for the next message only: a
+ * number picks one (answered, the offer gone), « autre chose » declines (unanswered), any other
+ * message drops the offer and is read as usual; an offer of another version (an unknown id) is
+ * nothing pending, and more answers than the bot ever offers is not a session it wrote. */
+TEST_IMPL(kb_offer_session)
+{
+    struct kconv c = {0};
+    kconv_open(&c);
     kstep(&c, "bonjour");
     json_t *start = json_deep_copy(c.session);
     /* « 2 » picks the second answer offered */
@@ -1129,27 +1137,8 @@ TEST_IMPL(kb_offer_session)
 
 TEST_IMPL(kb_conversation)
 {
-    static const char text[] = "dialogue: kbconv\n"
-                               "debut: surface\n"
-                               "connaissances: [connaissances/test.yaml]\n"
-                               "etats:\n"
-                               "  surface:\n"
-                               "    question: \"Quelle est la surface du site ?\"\n"
-                               "    type: nombre\n"
-                               "    echecs: {max: 2, action: conseiller}\n"
-                               "    suite: fin\n"
-                               "  fin:\n"
-                               "    dire: \"Fin\"\n"
-                               "    fin: true\n";
     struct kconv c = {0};
-    fb_buf_t errors;
-    fb_buf_init(&errors, 1u << 16);
-    c.d = fb_dialog_load_text("kbconv.yaml", DATA, text, strlen(text), NULL, &errors);
-    if (!c.d)
-        FB_TEST_FAIL("does not load:\n%s", fb_buf_str(&errors));
-    fb_buf_free(&errors);
-    c.env.now = 1795856400;
-    c.env.locale = "fr";
+    kconv_open(&c);
     kstep(&c, "bonjour");
     ASSERT_NULL(json_object_get(c.session, "w"));
     /* one failed answer: the count is 1 */
