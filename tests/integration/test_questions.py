@@ -252,3 +252,29 @@ def test_an_unsure_question_offers_answers_in_matrix(synapse, redis, make_daemon
     assert "CASIAS" in answers[0] and "première étape" not in answers[0], answers
     assert "notre terrain" not in d.read_log()
     user.close()
+
+
+def test_an_unsure_question_offers_buttons_in_chromium(redis, make_daemon):
+    """The page a user opens (real Chromium): the answers offered show as buttons under the
+    bot's message, « Autre chose » last; a click answers, and the commune is asked again."""
+    from browser import chromium, new_context
+    from test_browser import type_and_send, wait_online, wait_question
+
+    d = friche_daemon(make_daemon, redis)
+    with chromium() as browser:
+        page = new_context(browser).new_page()
+        page.goto(d.url("/"))
+        wait_online(page)
+        wait_question(page, COMMUNE_Q)
+        type_and_send(page, UNSURE_Q, via_button=False)
+        wait_question(page, OFFER)
+        buttons = page.eval_on_selector_all(
+            "#fb-messages > li.fb-msg--bot:last-child .fb-choices button",
+            "(l) => l.map((b) => b.innerText.trim())")
+        assert 3 <= len(buttons) <= 4 and buttons[-1] == "Autre chose", buttons
+        page.click(f'#fb-messages > li.fb-msg--bot:last-child .fb-choices button:text-is("{buttons[0]}")')
+        wait_question(page, COMMUNE_Q)
+        bodies_ = page.eval_on_selector_all("#fb-messages > li.fb-msg--bot .fb-msg__body",
+                                            "(l) => l.map((b) => b.innerText)")
+        assert any(SOURCE_LINE in b and FEEDBACK in b for b in bodies_), bodies_[-3:]
+    assert wait_until(lambda: kb_stats(d)["answered"] == 1, 10, 0.2), kb_stats(d)
