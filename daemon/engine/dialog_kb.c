@@ -26,6 +26,7 @@
 #define KB_MAX_ANSWER    600 /* characters, template tags left out */
 #define KB_MIN_SOURCE    10  /* characters: "Géorisques" is the shortest honest source */
 #define KB_MAX_SUJET     80  /* characters: one line of a list the bot offers */
+#define KB_MAX_ID        61  /* an offered answer's button id, "kb-" + id, fits the web's 64 */
 
 /* What the index needs of one answer until every file is read (synonyms come first). */
 struct pending {
@@ -339,6 +340,12 @@ static void load_answer(struct ld *l, struct kbload *k, int kb_file, const yaml_
                !fb__ld_valid_id(fb__ld_sval(f[A_ID]), f[A_ID]->data.scalar.length, false)) {
         fb__ld_errn(l, f[A_ID],
                     "« id » doit être un identifiant en minuscules sans accent, chiffres et _");
+        ok = false;
+    } else if (f[A_ID]->data.scalar.length > KB_MAX_ID) {
+        fb__ld_errn(l, f[A_ID],
+                    "« id » a %zu caractères : %d au plus (le bouton d'une réponse proposée est "
+                    "« kb- » suivi de l'id, et le chat web n'en prend pas plus de 64)",
+                    f[A_ID]->data.scalar.length, KB_MAX_ID);
         ok = false;
     } else {
         id = fb__ld_sval(f[A_ID]);

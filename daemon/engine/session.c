@@ -364,9 +364,6 @@ static int cmp_road_day(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The pending confirmation `y` (strings of option ids joined by ","; "" is the empty set of a
- * choix_multiple) into s->confirm, when the current state is a choice question that has these
- * options; else (another version) nothing is pending. */
 /* The knowledge-base answers offered `i` (their ids) into s->kb_offer, when this version's base
  * has every one; else (another version) nothing is pending. */
 static void parse_offer(const fb_dialog_t *d, struct fb__sess *s, const json_t *offer)
@@ -381,6 +378,9 @@ static void parse_offer(const fb_dialog_t *d, struct fb__sess *s, const json_t *
     }
 }
 
+/* The pending confirmation `y` (strings of option ids joined by ","; "" is the empty set of a
+ * choix_multiple) into s->confirm, when the current state is a choice question that has these
+ * options; else (another version) nothing is pending. */
 static void parse_confirm(const fb_dialog_t *d, struct fb__sess *s, const json_t *conf)
 {
     const struct fb__state *st = &d->states[s->state];
