@@ -2379,13 +2379,15 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     res->confident = fb_kb_confident(res->norm, res->margin) && !res->own_case &&
                      !res->small_talk && !res->off_topic && !res->other_scheme && !res->no_amount &&
                      !res->guessed && !res->unnamed;
-    /* a close second is the one doubt left: ask which answer was meant */
+    /* a close second is the one doubt left: ask which answer was meant (`guessed` above is set
+     * for a sure result only: here the same discount must keep the norm over the threshold) */
+    double first = res->hits[0].score;
     bool only_margin = !res->confident && res->n >= 2 && res->norm >= FB_KB_MIN_NORM &&
+                       (first - FB_KB_GUESSED_DISCOUNT * guessed) / most >= FB_KB_MIN_NORM &&
                        !res->own_case && !res->small_talk && !res->off_topic &&
-                       !res->other_scheme && !res->no_amount && !res->guessed && !res->unnamed;
+                       !res->other_scheme && !res->no_amount && !res->unnamed;
     if (only_margin) {
         res->n_proposals = 2;
-        double first = res->hits[0].score;
         if (res->n >= 3 && (first - res->hits[2].score) / first < FB_KB_SURE_MARGIN)
             res->n_proposals = 3;
     }

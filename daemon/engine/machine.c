@@ -1509,6 +1509,10 @@ int fb_engine_step(const fb_dialog_t *d, const json_t *session, const fb_event_t
             break;
         }
     }
+    /* an offer of answers left by a command, a reminder, a restart: the question went
+     * unanswered (a pick, « autre chose » or another message took it in fb__run_kb_input()) */
+    if (keep && r->n_kb_offer > 0)
+        fb__run_stat_effect(r, "kb_unanswered");
     *new_session = keep ? fb__session_dump(&r->s) : json_null();
     *effects = r->effects;
     run_free(r);

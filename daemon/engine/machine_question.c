@@ -164,8 +164,10 @@ enum { OFFER_NONE = -1, OFFER_DECLINED = -2, OFFER_AGAIN = -3 };
 /*
  * What the message after an offer makes of it: the index of the answer picked (its button, its
  * number, its label), OFFER_DECLINED (« Autre chose », its number, « non »), OFFER_AGAIN (« oui »
- * to several answers: which one?) or OFFER_NONE (something else: a new question, an answer to
- * the pending question).
+ * to several answers, or a word of several labels: which one?) or OFFER_NONE (something else: a
+ * new question, an answer to the pending question). A message shaped as a question is a new one
+ * unless it is a number or a refusal: « qui finance l'étude de sol ? » shares a word with a label,
+ * it does not pick it.
  */
 static int offer_take(const struct run *r, const char *text, const char *choice)
 {
@@ -186,6 +188,12 @@ static int offer_take(const struct run *r, const char *text, const char *choice)
         return OFFER_NONE;
     if (fb__run_is_decline(folded))
         return OFFER_DECLINED;
+    if (folded[0] >= '1' && folded[0] <= '9' && folded[1] == '\0') {
+        size_t k = (size_t)(folded[0] - '1');
+        return k < n ? (int)k : k == n ? OFFER_DECLINED : OFFER_NONE;
+    }
+    if (fb_text_ends_with_question_mark(text) || fb_text_has_question_form(text))
+        return OFFER_NONE;
     fb_choice_t opts[FB__KB_OFFERS + 1];
     for (size_t i = 0; i < n; i++) {
         const struct fb__kbanswer *a = &r->d->kb_answers[r->kb_offer[i]];
@@ -194,8 +202,11 @@ static int offer_take(const struct run *r, const char *text, const char *choice)
     const json_t *other = r->d->texts[FB__T_AUTRE_CHOSE].plain;
     opts[n] = (fb_choice_t){"autre_chose", other ? json_string_value(other) : "Autre chose", NULL};
     size_t idx = 0;
-    if (fb_answer_choice(opts, n + 1, text, &idx) == FB_ANSWER_OK)
+    fb_answer_status_t st = fb_answer_choice(opts, n + 1, text, &idx);
+    if (st == FB_ANSWER_OK)
         return idx < n ? (int)idx : OFFER_DECLINED;
+    if (st == FB_ANSWER_AMBIGUOUS)
+        return OFFER_AGAIN;
     bool yes = false;
     if (fb_answer_yesno(text, &yes) == FB_ANSWER_OK)
         return yes ? OFFER_AGAIN : OFFER_DECLINED;
@@ -315,13 +326,32 @@ bool fb__run_kb_private(struct run *r, const char *text)
 
 bool fb__run_kb_input(struct run *r, const char *text, const char *choice, bool feedback_due)
 {
+    /* the button of an answer offered earlier, clicked after the pick: that answer (one the base
+     * no longer has: « je ne sais pas »), never an answer to the pending question */
+    bool kb_button = choice && r->d->kb && strncmp(choice, "kb-", 3) == 0, offered = false;
+    for (size_t i = 0; kb_button && i < r->n_kb_offer; i++)
+        offered = offered || strcmp(choice + 3, r->d->kb_answers[r->kb_offer[i]].id) == 0;
+    if (kb_button && !offered) {
+        if (r->n_kb_offer > 0)
+            fb__run_stat_effect(r, "kb_unanswered"); /* the offer pending is left */
+        r->n_kb_offer = 0;
+        int k = fb_dialog_kb_index(r->d, choice + 3);
+        if (k >= 0)
+            say_answer(r, k);
+        else
+            say_unknown(r);
+        repeat_pending(r);
+        return true;
+    }
     if (r->n_kb_offer > 0 && r->d->kb) {
         int take = offer_take(r, text, choice);
         if (take == OFFER_AGAIN) {
             fb_kb_hit_t hits[FB__KB_OFFERS];
-            for (size_t i = 0; i < r->n_kb_offer; i++)
+            size_t n = r->n_kb_offer;
+            for (size_t i = 0; i < n; i++)
                 hits[i] = (fb_kb_hit_t){r->kb_offer[i], 0};
-            offer_answers(r, hits, r->n_kb_offer);
+            r->n_kb_offer = 0; /* taken: offered again */
+            offer_answers(r, hits, n);
             return true;
         }
         r->n_kb_offer = 0;

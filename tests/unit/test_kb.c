@@ -1121,11 +1121,31 @@ TEST_IMPL(kb_offer_session)
     fb_event_t ev = {FB_EVENT_MESSAGE, "1", NULL, NULL};
     json_t *ns = NULL, *ef = NULL;
     ASSERT_EQ(fb_engine_step(c.d, c.session, &ev, &c.env, &ns, &ef), FB_EINVAL);
-    /* a reminder in between: the offer is gone */
+    /* an offered answer's button clicked later, no offer pending: that answer, no failure; one
+     * the base no longer has: « je ne sais pas », no failure either */
+    fb_event_t button = {FB_EVENT_CHOICE, NULL, "kb-sis_definition", NULL};
+    ASSERT_OK(fb_engine_step(c.d, start, &button, &c.env, &ns, &ef));
+    json_decref(c.effects);
+    c.effects = ef;
+    ASSERT_EQ(stat_count(&c, "kb_answered"), 1);
+    ASSERT_NULL(json_object_get(ns, "f"));
+    json_decref(ns);
+    button.choice = "kb-retiree";
+    ASSERT_OK(fb_engine_step(c.d, start, &button, &c.env, &ns, &ef));
+    json_decref(c.effects);
+    c.effects = ef;
+    ASSERT_EQ(stat_count(&c, "kb_unanswered"), 1);
+    ASSERT_NULL(json_object_get(ns, "f"));
+    json_decref(ns);
+    /* a reminder in between: the offer is gone, the question counted unanswered */
     json_object_set_new(c.session, "i", json_pack("[s]", "sis_definition"));
     fb_event_t timer = {FB_EVENT_TIMER, NULL, NULL, "relance"};
     ASSERT_OK(fb_engine_step(c.d, c.session, &timer, &c.env, &ns, &ef));
     ASSERT_NULL(json_object_get(ns, "i"));
+    json_decref(c.effects);
+    c.effects = ef;
+    ef = NULL;
+    ASSERT_EQ(stat_count(&c, "kb_unanswered"), 1);
     json_decref(ns);
     json_decref(ef);
     json_decref(start);
@@ -1198,6 +1218,12 @@ TEST_IMPL(kb_proposals)
     /* one known word among unknown ones: not a question of the base, nothing offered */
     fb_kb_search(kb, "recette de tarte aux pommes pour la fete de la friche du village", &r);
     ASSERT(!r.confident);
+    ASSERT_EQ(r.n_proposals, 0);
+    /* both close answers found only through typos: counted half, the question falls under the
+     * threshold, so nothing is offered (the same rule as for a sure answer) */
+    fb_kb_search(kb, "qui fiance la frcihe ?", &r);
+    ASSERT(!r.confident);
+    ASSERT(r.norm >= FB_KB_MIN_NORM);
     ASSERT_EQ(r.n_proposals, 0);
     /* the user's own case is never answered, nor offered */
     fb_kb_search(kb, "notre dossier pour financer la friche a-t-il été accepté ?", &r);
