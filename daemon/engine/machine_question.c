@@ -326,25 +326,12 @@ bool fb__run_kb_private(struct run *r, const char *text)
 
 bool fb__run_kb_input(struct run *r, const char *text, const char *choice, bool feedback_due)
 {
-    /* the button of an answer offered earlier, clicked after the pick: that answer (one the base
-     * no longer has: « je ne sais pas »), never an answer to the pending question */
-    bool kb_button = choice && r->d->kb && strncmp(choice, "kb-", 3) == 0, offered = false;
-    for (size_t i = 0; kb_button && i < r->n_kb_offer; i++)
-        offered = offered || strcmp(choice + 3, r->d->kb_answers[r->kb_offer[i]].id) == 0;
-    if (kb_button && !offered) {
-        if (r->n_kb_offer > 0)
-            fb__run_stat_effect(r, "kb_unanswered"); /* the offer pending is left */
-        r->n_kb_offer = 0;
-        int k = fb_dialog_kb_index(r->d, choice + 3);
-        if (k >= 0)
-            say_answer(r, k);
-        else
-            say_unknown(r);
-        repeat_pending(r);
-        return true;
-    }
-    if (r->n_kb_offer > 0 && r->d->kb) {
-        int take = offer_take(r, text, choice);
+    /* the answers offered by the previous message; and the button of one offered earlier, clicked
+     * after the pick: that answer (one the base no longer has: « je ne sais pas »), never an
+     * answer to the pending question */
+    bool kb_button = choice && r->d->kb && strncmp(choice, "kb-", 3) == 0;
+    if (r->d->kb && (r->n_kb_offer > 0 || kb_button)) {
+        int take = r->n_kb_offer > 0 ? offer_take(r, text, choice) : OFFER_NONE;
         if (take == OFFER_AGAIN) {
             fb_kb_hit_t hits[FB__KB_OFFERS];
             size_t n = r->n_kb_offer;
@@ -354,16 +341,22 @@ bool fb__run_kb_input(struct run *r, const char *text, const char *choice, bool 
             offer_answers(r, hits, n);
             return true;
         }
+        if (take == OFFER_NONE && r->n_kb_offer > 0)
+            fb__run_stat_effect(r, "kb_unanswered"); /* left without a pick */
+        int doc = take >= 0                ? r->kb_offer[take]
+                  : take == OFFER_DECLINED ? -1
+                  : kb_button              ? fb_dialog_kb_index(r->d, choice + 3)
+                                           : -1;
         r->n_kb_offer = 0;
-        if (take >= 0 || take == OFFER_DECLINED) {
-            if (take >= 0)
-                say_answer(r, r->kb_offer[take]);
+        if (take != OFFER_NONE || kb_button) {
+            if (doc >= 0)
+                say_answer(r, doc);
             else
                 say_unknown(r);
             repeat_pending(r);
             return true;
         }
-        fb__run_stat_effect(r, "kb_unanswered"); /* left without a pick: read as usual */
+        /* anything else is read as usual */
     }
     if (!text || !r->d->kb || strlen(text) > MAX_INPUT)
         return false;
