@@ -55,11 +55,12 @@ static void show(const fb_dialog_t *d, const char *q, FILE *out)
         fprintf(out, "  %zu. %-32s %7.3f\n", i + 1, fb_dialog_kb_id(d, res.hits[i].doc),
                 res.hits[i].score);
     fprintf(out,
-            "  confiance : %.2f (seuil %.2f), écart : %.2f (seuil %.2f, %.2f sous %.2f de "
-            "confiance) -> %s\n",
-            res.norm, FB_KB_MIN_NORM, res.margin, FB_KB_SURE_MARGIN, FB_KB_MIN_MARGIN,
-            FB_KB_CLOSE_NORM,
+            "  confiance : %.2f (répond dès %.2f, demande dès %.2f), écart : %.2f (seuil %.2f ; "
+            "une seule proposition dès %.2f) -> %s\n",
+            res.norm, FB_KB_ANSWER_NORM, FB_KB_MIN_NORM, res.margin, FB_KB_MIN_MARGIN,
+            FB_KB_SURE_MARGIN,
             res.confident          ? "le bot répond"
+            : res.n_proposals == 1 ? "le bot demande si la question porte sur la première réponse"
             : res.n_proposals == 2 ? "le bot demande laquelle des 2 premières réponses convient"
             : res.n_proposals      ? "le bot demande laquelle des 3 premières réponses convient"
             : res.own_case         ? "le bot ne répond pas (question sur le cas de l'utilisateur)"

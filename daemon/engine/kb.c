@@ -973,10 +973,8 @@ size_t fb_kb_size(const fb_kb_t *kb)
 
 bool fb_kb_confident(double norm, double margin)
 {
-    /* a close second (margin under FB_KB_SURE_MARGIN) is a question two answers each cover in
-     * part, or a near topic that shares their words: only when the question is well covered */
-    return norm >= FB_KB_MIN_NORM && margin >= FB_KB_MIN_MARGIN &&
-           (margin >= FB_KB_SURE_MARGIN || norm >= FB_KB_CLOSE_NORM);
+    /* under FB_KB_ANSWER_NORM, or with a close second, the bot asks instead (fb_kb_search()) */
+    return norm >= FB_KB_ANSWER_NORM && margin >= FB_KB_MIN_MARGIN;
 }
 
 /*
@@ -2379,16 +2377,18 @@ void fb_kb_search(const fb_kb_t *kb, const char *question, fb_kb_result_t *res)
     res->confident = fb_kb_confident(res->norm, res->margin) && !res->own_case &&
                      !res->small_talk && !res->off_topic && !res->other_scheme && !res->no_amount &&
                      !res->guessed && !res->unnamed;
-    /* a close second is the one doubt left: ask which answer was meant (`guessed` above is set
-     * for a sure result only: here the same discount must keep the norm over the threshold) */
+    /* the score is the one doubt left: ask which answer was meant (`guessed` above is set for a
+     * sure result only: here the same discount must keep the norm over the threshold); the
+     * first alone when the second is well behind */
     double first = res->hits[0].score;
-    bool only_margin = !res->confident && res->n >= 2 && res->norm >= FB_KB_MIN_NORM &&
-                       (first - FB_KB_GUESSED_DISCOUNT * guessed) / most >= FB_KB_MIN_NORM &&
-                       !res->own_case && !res->small_talk && !res->off_topic &&
-                       !res->other_scheme && !res->no_amount && !res->unnamed;
-    if (only_margin) {
-        res->n_proposals = 2;
-        if (res->n >= 3 && (first - res->hits[2].score) / first < FB_KB_SURE_MARGIN)
+    bool unsure = !res->confident && res->n >= 1 && res->norm >= FB_KB_MIN_NORM &&
+                  (first - FB_KB_GUESSED_DISCOUNT * guessed) / most >= FB_KB_MIN_NORM &&
+                  !res->own_case && !res->small_talk && !res->off_topic && !res->other_scheme &&
+                  !res->no_amount && !res->unnamed;
+    if (unsure) {
+        res->n_proposals = res->n == 1 || res->margin >= FB_KB_SURE_MARGIN ? 1 : 2;
+        if (res->n_proposals == 2 && res->n >= 3 &&
+            (first - res->hits[2].score) / first < FB_KB_SURE_MARGIN)
             res->n_proposals = 3;
     }
 }

@@ -25,9 +25,10 @@
  *
  * Confidence: `norm` is the top score over the most the question's terms could score (the sum of
  * their idf; a word the base never uses counts FB_KB_UNKNOWN_WEIGHT times the largest idf);
- * `margin` is (top - second) / top. The bot answers when norm >= FB_KB_MIN_NORM and margin >=
- * FB_KB_SURE_MARGIN, or when a close second (margin >= FB_KB_MIN_MARGIN) faces a well covered
- * question (norm >= FB_KB_CLOSE_NORM) (docs/internals/KB.md says how they were tuned), unless the
+ * `margin` is (top - second) / top. The bot answers when norm >= FB_KB_ANSWER_NORM and margin >=
+ * FB_KB_MIN_MARGIN; under that it asks which answer was meant (`n_proposals`) when norm >=
+ * FB_KB_MIN_NORM, and says it does not know under FB_KB_MIN_NORM (docs/internals/KB.md says how
+ * they were chosen); never when the
  * question is about the user's own case (fb_kb_is_own_case()), another subject than the base's
  * (fb_kb_is_off_topic()), another body's scheme than the top answer's, an amount the top
  * answer does not give, a named law, programme or body (« la loi X ») the top answer does not
@@ -48,14 +49,15 @@
 #define FB_KB_W_MOTS         2.0
 #define FB_KB_W_TEXT         0.3
 #define FB_KB_UNKNOWN_WEIGHT 1.5
-#define FB_KB_MIN_NORM       0.30
-#define FB_KB_MIN_MARGIN     0.15
-/* a margin under FB_KB_SURE_MARGIN (a close second) needs norm >= FB_KB_CLOSE_NORM */
-#define FB_KB_SURE_MARGIN 0.25
-#define FB_KB_CLOSE_NORM  0.50
-#define FB_KB_MAX_HITS    5
-/* an unsure search offers its two best answers, and the third when it is close to the first
- * too (within FB_KB_SURE_MARGIN of its score) */
+/* under FB_KB_MIN_NORM the bot does not know; from FB_KB_ANSWER_NORM it answers (with a second
+ * answer at least FB_KB_MIN_MARGIN behind); between, it asks which answer was meant */
+#define FB_KB_MIN_NORM    0.30
+#define FB_KB_ANSWER_NORM 0.55
+#define FB_KB_MIN_MARGIN  0.15
+/* an unsure search offers its first answer alone when the second is at least FB_KB_SURE_MARGIN
+ * behind; else its two best, and the third when it is that close to the first too */
+#define FB_KB_SURE_MARGIN   0.25
+#define FB_KB_MAX_HITS      5
 #define FB_KB_MAX_PROPOSALS 3
 /* in a message of several sentences, the question sentence's terms count 1 + this */
 #define FB_KB_FOCUS_WEIGHT 1.0
@@ -80,9 +82,9 @@ typedef struct {
     double norm;        /* top score / the most the question could score, 0..1 */
     double margin;      /* (top - second) / top, 1 when only one answer scored */
     bool confident;     /* the bot answers hits[0] */
-    size_t n_proposals; /* not confident only because other answers score close to the first
-                           (the margin rule): the bot asks which of hits[0..n_proposals) was
-                           meant; 0 otherwise (docs/internals/KB.md, « Asking when unsure ») */
+    size_t n_proposals; /* not confident only by the score (norm under FB_KB_ANSWER_NORM, or a
+                           close second): the bot asks which of hits[0..n_proposals) was meant
+                           (1 to 3); 0 otherwise (docs/internals/KB.md, « Asking when unsure ») */
     size_t n_terms;     /* the question's analysed terms (distinct) */
     bool own_case;   /* about the user's own file or figures: never confident (fb_kb_is_own_case) */
     bool off_topic;  /* other town-hall business (fb_kb_is_off_topic): never confident */

@@ -163,11 +163,11 @@ enum { OFFER_NONE = -1, OFFER_DECLINED = -2, OFFER_AGAIN = -3 };
 
 /*
  * What the message after an offer makes of it: the index of the answer picked (its button, its
- * number, its label), OFFER_DECLINED (« Autre chose », its number, « non »), OFFER_AGAIN (« oui »
- * to several answers, or a word of several labels: which one?) or OFFER_NONE (something else: a
- * new question, an answer to the pending question). A message shaped as a question is a new one
- * unless it is a number or a refusal: « qui finance l'étude de sol ? » shares a word with a label,
- * it does not pick it.
+ * number, its label, « oui » to one answer), OFFER_DECLINED (« Autre chose », its number, « non »),
+ * OFFER_AGAIN (« oui » to several answers, or a word of several labels: which one?) or OFFER_NONE
+ * (something else: a new question, an answer to the pending question). A message shaped as a
+ * question is a new one unless it is a number or a refusal: « qui finance l'étude de sol ? » shares
+ * a word with a label, it does not pick it.
  */
 static int offer_take(const struct run *r, const char *text, const char *choice)
 {
@@ -209,7 +209,7 @@ static int offer_take(const struct run *r, const char *text, const char *choice)
         return OFFER_AGAIN;
     bool yes = false;
     if (fb_answer_yesno(text, &yes) == FB_ANSWER_OK)
-        return yes ? OFFER_AGAIN : OFFER_DECLINED;
+        return !yes ? OFFER_DECLINED : n == 1 ? 0 : OFFER_AGAIN;
     return OFFER_NONE;
 }
 
@@ -266,7 +266,7 @@ enum kb_take {
  * Classifies `text`. A question the base is not sure about is "unknown" only when its wording
  * is interrogative: « Grenoble ? » or « industriel ? » are answers said with a doubt, and a
  * free-text answer may well be phrased as a question: those are questions only when the base
- * is sure (and, for free text, when they end with « ? »).
+ * is sure or finds what they may be about (and, for free text, when they end with « ? »).
  */
 static enum kb_take classify(const struct run *r, const char *text, fb_kb_result_t *res)
 {
@@ -291,9 +291,13 @@ static enum kb_take classify(const struct run *r, const char *text, fb_kb_result
     fb_kb_search(r->d->kb, text, res);
     if (res->confident)
         return KB_ANSWER;
+    /* a search that found what it may be about asks, whatever the wording: the message is not
+     * an answer the pending question reads (above) */
+    if (res->n_proposals > 0)
+        return KB_UNSURE;
     if (free_text || !form)
         return KB_NOT;
-    return res->n_proposals > 0 ? KB_UNSURE : KB_UNKNOWN;
+    return KB_UNKNOWN;
 }
 
 /* classify(), once per message and place in the conversation (see struct run's kb_memo). */

@@ -155,12 +155,13 @@ TEST_IMPL(kb_confidence)
     fb_kb_t *kb = small_kb();
     fb_kb_result_t r;
     /* the rule itself */
-    ASSERT(fb_kb_confident(FB_KB_MIN_NORM, FB_KB_SURE_MARGIN));
-    ASSERT(fb_kb_confident(FB_KB_CLOSE_NORM, FB_KB_MIN_MARGIN));
-    ASSERT(!fb_kb_confident(FB_KB_MIN_NORM - 0.01, 1.0));
+    ASSERT(fb_kb_confident(FB_KB_ANSWER_NORM, FB_KB_MIN_MARGIN));
+    ASSERT(fb_kb_confident(1.0, 1.0));
+    /* between the two norms the bot asks, even with no second answer at all */
+    ASSERT(!fb_kb_confident(FB_KB_ANSWER_NORM - 0.01, 1.0));
+    ASSERT(!fb_kb_confident(FB_KB_MIN_NORM, 1.0));
+    /* a close second: never sure */
     ASSERT(!fb_kb_confident(1.0, FB_KB_MIN_MARGIN - 0.01));
-    /* a close second needs a well covered question */
-    ASSERT(!fb_kb_confident(FB_KB_CLOSE_NORM - 0.01, FB_KB_SURE_MARGIN - 0.01));
     /* an answer's own question: confident */
     fb_kb_search(kb, "Comment obtenir le fonds vert ?", &r);
     ASSERT(r.confident);
@@ -638,11 +639,15 @@ TEST_IMPL(kb_typos_and_sms)
     ASSERT(strcmp(a, b) != 0);
     fb_free(a);
     fb_free(b);
-    /* and a typo makes the question answerable */
+    /* and a typo makes the question answerable: found, and asked about since the guesses carry
+     * it (a sure norm, under FB_KB_ANSWER_NORM once they count half) */
     fb_kb_result_t r;
     fb_kb_search(kb, "ki paye la depolution", &r);
-    ASSERT(r.confident);
     ASSERT_EQ(r.hits[0].doc, 2);
+    ASSERT(r.norm >= FB_KB_ANSWER_NORM);
+    ASSERT(r.guessed);
+    ASSERT(!r.confident);
+    ASSERT_EQ(r.n_proposals, 1);
     fb_kb_free(kb);
     return 0;
 }
@@ -668,15 +673,21 @@ TEST_IMPL(kb_guessed)
     ASSERT(real.norm - guess.norm < 1e-9 && guess.norm - real.norm < 1e-9); /* the guess decides */
     ASSERT_EQ(real.hits[0].doc, 0);
     ASSERT_EQ(guess.hits[0].doc, 0);
-    ASSERT(real.confident);
-    ASSERT(!real.guessed);
-    ASSERT(guess.guessed);
+    /* under FB_KB_ANSWER_NORM both are unsure: the real words are asked about, the guess falls
+     * under FB_KB_MIN_NORM once counted half and is not */
+    ASSERT(real.norm < FB_KB_ANSWER_NORM);
+    ASSERT(!real.confident);
+    ASSERT_EQ(real.n_proposals, 1);
     ASSERT(!guess.confident);
-    /* a typo on a well covered question stays sure */
+    ASSERT_EQ(guess.n_proposals, 0);
+    /* a typo on a well covered question changes nothing: the same outcome as its right spelling */
+    fb_kb_search(kb, "qui paye la dépollution", &real);
     fb_kb_search(kb, "qui paye la depolution", &guess);
     ASSERT_EQ(guess.hits[0].doc, 2);
-    ASSERT(guess.confident);
     ASSERT(!guess.guessed);
+    ASSERT(guess.norm >= FB_KB_MIN_NORM);
+    ASSERT_EQ(guess.confident, real.confident);
+    ASSERT_EQ(guess.n_proposals, real.n_proposals);
     fb_kb_free(kb);
     return 0;
 }
@@ -784,9 +795,10 @@ TEST_IMPL(kb_named_kind)
     ASSERT(r.confident);
     fb_kb_search(kb, "la loi montagne et les panneaux solaires", &r); /* a word of the base */
     ASSERT_EQ(r.hits[0].doc, 0);
-    ASSERT(fb_kb_confident(r.norm, r.margin)); /* sure by the score alone */
+    ASSERT(r.norm >= FB_KB_MIN_NORM); /* asked about, by the score alone */
     ASSERT(r.unnamed);
     ASSERT(!r.confident);
+    ASSERT_EQ(r.n_proposals, 0);
     fb_kb_search(kb, "la loi zorglub et les panneaux solaires", &r); /* a word it never uses */
     ASSERT(r.unnamed);
     ASSERT(!r.confident);
@@ -869,7 +881,9 @@ TEST_IMPL(kb_small_talk)
     ASSERT(!r.confident);
     fb_kb_search(kb, "le marché, il est porteur ?", &r);
     ASSERT(!r.small_talk);
-    ASSERT(r.confident);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    ASSERT(!r.confident); /* half covered (norm 0.54): asked about, alone */
+    ASSERT_EQ(r.n_proposals, 1);
     fb_kb_free(kb);
     return 0;
 }
@@ -1211,8 +1225,16 @@ TEST_IMPL(kb_proposals)
     ASSERT_EQ(r.n_proposals, 2);
     ASSERT((r.hits[0].doc == 0 && r.hits[1].doc == 1) ||
            (r.hits[0].doc == 1 && r.hits[1].doc == 0));
-    /* sure: nothing offered */
+    /* one answer well ahead, the question half covered (norm under FB_KB_ANSWER_NORM): that
+     * answer alone is offered */
     fb_kb_search(kb, "qui finance la démolition de la friche ?", &r);
+    ASSERT(!r.confident);
+    ASSERT(r.norm < FB_KB_ANSWER_NORM);
+    ASSERT(r.margin >= FB_KB_SURE_MARGIN);
+    ASSERT_EQ(r.n_proposals, 1);
+    ASSERT_EQ(r.hits[0].doc, 0);
+    /* sure: nothing offered */
+    fb_kb_search(kb, "faut-il un permis de construire ?", &r);
     ASSERT(r.confident);
     ASSERT_EQ(r.n_proposals, 0);
     /* one known word among unknown ones: not a question of the base, nothing offered */
