@@ -223,40 +223,60 @@ def test_encrypted_dm_with_the_element_stack_cross_signed_only(synapse, redis, m
 
 @pytest.mark.parametrize("delay_ms", [None, 0], ids=["default_delay", "no_delay"])
 def test_first_message_outwaits_the_clients_device_list(synapse, redis, make_daemon, tmp_path, clients, delay_ms):
-    """Issue #15's flake, forced: the owner's client gets the greeting's room key before it has the
-    bot's device keys (its /keys/query held ~1 s by the proxy). matrix-js-sdk 37.5 then refuses the
-    greeting (UNKNOWN_SENDER_DEVICE) for good. With matrix.crypto.first_message_delay_ms at its
-    default (2000) the greeting waits in the outbox and is read; with 0 it is lost, which shows the
-    race is real and that this test can fail."""
+    """Issue #15's race, forced: the owner's client gets the greeting's room key before it has the
+    bot's device keys. matrix-js-sdk 37.5 then refuses the greeting (UNKNOWN_SENDER_DEVICE) for
+    good. The fault proxy stalls the client's /keys/query (forwarded late, as a slow server would
+    answer it, not failed) from the DM's creation until an event of the daemon's, so no timing
+    decides the outcome. With matrix.crypto.first_message_delay_ms at its default (2000) the query
+    is let through as soon as the daemon has put the greeting off (the greeting then waits about 2 s
+    more): the greeting is read. With 0 the query is let through only once the client has refused
+    the greeting: it stays unreadable, which shows the race is real and that this test can fail."""
     bot = new_bot(synapse, tmp_path)
     d = start_e2ee_bot(make_daemon, redis, synapse, bot, tmp_path, first_message_delay_ms=delay_ms)
     proxy = FaultProxy(("127.0.0.1", synapse.port)).start()
+
+    def waits():
+        return d.json("/healthz")[1]["adapters"]["matrix"]["e2ee"]["first_message_waits"]
+
     try:
         u = clients.js("owner", homeserver=proxy.url)
         u.bootstrap_cross_signing()
         u.isolation("only_signed")
         time.sleep(2)  # the client's own first /keys/query is over
-        proxy.hold = b"/keys/query"
+        proxy.stall = b"/keys/query"
         t0 = time.monotonic()
         room = u.create_dm(bot["user_id"])["room_id"]
-        time.sleep(1.0)
-        held = proxy.held
-        proxy.hold = None
-        proxy.cut()  # the held query fails; the client asks again, now forwarded
-        assert held >= 1, "the client's /keys/query was never held: the race was not forced"
-        out = u.messages(room=room, sender=bot["user_id"], timeout=40, body_contains=GREETING,
-                         until_failure=["UNKNOWN_SENDER_DEVICE"])
+        if delay_ms is None:
+            # The greeting is put off by the daemon while the client cannot know the bot's device.
+            assert wait_until(lambda: waits() >= 1, timeout=30), "the greeting was never put off"
+            put_off = time.monotonic() - t0
+            # (the greeting waits 2 s from the join: the client's query must be held by then)
+            assert wait_until(lambda: proxy.stalling >= 1, timeout=1.5), \
+                (f"no /keys/query of the client stalled {put_off:.1f} s after the DM's creation, when "
+                 f"the greeting was put off, nor 1.5 s later (stalled so far: {proxy.stalled}): the "
+                 f"race was not forced")
+            stalled_for = time.monotonic() - t0
+            proxy.stall = None
+            out = u.messages(room=room, sender=bot["user_id"], timeout=40, body_contains=GREETING,
+                             until_failure=["UNKNOWN_SENDER_DEVICE"])
+        else:
+            # The greeting goes at once; the client refuses it before it may know the device.
+            out = u.messages(room=room, sender=bot["user_id"], timeout=40, body_contains=GREETING,
+                             until_failure=["UNKNOWN_SENDER_DEVICE"])
+            assert proxy.stalling >= 1, "no /keys/query of the client was stalled: the race was not forced"
+            stalled_for = time.monotonic() - t0
+            proxy.stall = None
         took = time.monotonic() - t0
         failures = [x["decryption_failure"] for x in out["undecryptable"]]
-        waits = d.json("/healthz")[1]["adapters"]["matrix"]["e2ee"]["first_message_waits"]
-        print(f"\nfirst message, /keys/query held 1 s, delay {delay_ms}: read={out['complete']} "
-              f"failures={failures} waits={waits} ({took:.1f} s after the DM was created)")
+        print(f"\nfirst message, /keys/query stalled {stalled_for:.1f} s, delay {delay_ms}: "
+              f"read={out['complete']} failures={failures} waits={waits()} "
+              f"({took:.1f} s after the DM was created)")
         if delay_ms is None:
             assert out["complete"] and not failures, (out, failures)
-            assert waits >= 1, waits
+            assert waits() >= 1, waits()
         else:
             assert not out["complete"] and "UNKNOWN_SENDER_DEVICE" in failures, (out, failures)
-            assert waits == 0, waits
+            assert waits() == 0, waits()
             # The refusal is for good: the client knows the bot's device now, yet never reads it.
             late = u.messages(room=room, sender=bot["user_id"], timeout=8, body_contains=GREETING)
             assert not late["complete"], late
@@ -265,6 +285,7 @@ def test_first_message_outwaits_the_clients_device_list(synapse, redis, make_dae
         again = u.messages(room=room, sender=bot["user_id"], timeout=4, body_contains=GREETING)
         assert not again["messages"], again
     finally:
+        proxy.stall = None
         proxy.stop()
 
 

@@ -15,6 +15,11 @@ The server stays real: the proxy only breaks the path to it, as a network would.
                            # a request from the client holding these bytes is never forwarded,
                            # nor anything after it on its connection (a server that hangs):
                            # `held` counts them; None forwards again (new connections)
+    proxy.stall = b"/keys/query"
+                           # a request from the client holding these bytes waits at the proxy,
+                           # with anything after it on its connection, until `stall` is set back
+                           # to None: then it is forwarded (a slow server or network, not a failed
+                           # request): `stalled` counts them, `stalling` those waiting now
     proxy.lose_answers(b"/send/m.room.message/", 1)
                            # the next request holding these bytes is forwarded, but nothing the
                            # server answers on its connection comes back (a reply lost on the
@@ -50,6 +55,9 @@ class FaultProxy:
         self.cut_after_bytes = None
         self.hold = None
         self.held = 0
+        self.stall = None
+        self.stalled = 0
+        self.stalling = 0
         self.fail_statuses = []
         self.fail_left = 0
         self.fail_match = b""
@@ -134,6 +142,21 @@ class FaultProxy:
             self.lose_left -= 1
             self.lost += 1
             return True
+
+    def _wait_stall(self, data):
+        """Keeps a chunk holding `stall` here until `stall` is None again (or the proxy stops)."""
+        match = self.stall
+        if match is None or match not in data:
+            return
+        with self.lock:
+            self.stalled += 1
+            self.stalling += 1
+        try:
+            while self.running and self.stall is not None:
+                time.sleep(0.01)
+        finally:
+            with self.lock:
+                self.stalling -= 1
 
     METHODS = (b"GET ", b"PUT ", b"POST ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"PATCH ")
 
@@ -239,6 +262,8 @@ class FaultProxy:
                                 self.held += 1
                         holding = True
                         continue
+                    if src is client:
+                        self._wait_stall(data)
                     if src is client and not losing:
                         losing = self._take_loss(data)
                     if src is server and losing:
