@@ -28,13 +28,12 @@
  * `margin` is (top - second) / top. The bot answers when norm >= FB_KB_ANSWER_NORM and margin >=
  * FB_KB_MIN_MARGIN; under that it asks which answer was meant (`n_proposals`) when norm >=
  * FB_KB_MIN_NORM, and says it does not know under FB_KB_MIN_NORM (docs/internals/KB.md says how
- * they were chosen); never when the
- * question is about the user's own case (fb_kb_is_own_case()), another subject than the base's
- * (fb_kb_is_off_topic()), another body's scheme than the top answer's, an amount the top
- * answer does not give, a named law, programme or body (« la loi X ») the top answer does not
- * name, or the answer is sure only thanks to terms guessed from typos (each counted half), or the
- * message is only small talk (fb_kb_is_small_talk()). In a message
- * of several sentences, the terms of the one that asks count 1 + FB_KB_FOCUS_WEIGHT times.
+ * they were chosen). It never answers a question about the user's own case
+ * (fb_kb_is_own_case()), another subject than the base's (fb_kb_is_off_topic()), another body's
+ * scheme than the top answer's, an amount the top answer does not give, a named law, programme
+ * or body (« la loi X ») the top answer does not name, nor one sure only thanks to terms guessed
+ * from typos (each counted half), nor small talk (fb_kb_is_small_talk()). In a message of
+ * several sentences, the terms of the one that asks count 1 + FB_KB_FOCUS_WEIGHT times.
  */
 #ifndef FB_ENGINE_KB_H
 #define FB_ENGINE_KB_H
