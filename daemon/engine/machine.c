@@ -137,7 +137,7 @@ static void compute_roadmap(struct run *r, int **items, unsigned char **status, 
 }
 
 /* Appends "3 décembre 2026" for day number `day`. */
-static void format_day(fb_buf_t *out, int32_t day)
+void fb__run_format_day(fb_buf_t *out, int32_t day)
 {
     int y, m, dd;
     fb__day_ymd(day, &y, &m, &dd);
@@ -165,32 +165,50 @@ static json_t *road_entry(const fb_dialog_t *d, int item, unsigned status, size_
     if (day > 0) {
         fb_buf_t b;
         fb_buf_init(&b, 64);
-        format_day(&b, day);
+        fb__run_format_day(&b, day);
         (void)json_object_set_new_nocheck(o, "modifie_le", json_string(fb_buf_str(&b)));
         fb_buf_free(&b);
     }
     return o;
 }
 
-/* `feuille_de_route`: the stored roadmap once the guided part ended, else the rules' current one.
+/*
+ * The roadmap of `feuille_de_route`, without its entries: the stored one once the guided part
+ * ended, else the rules' current one, as new arrays of `*n` item indices, statuses and days of
+ * the user's last change (0: none). Free the three with fb_free().
  */
+void fb__run_roadmap(struct run *r, int **items, unsigned char **status, int32_t **day, size_t *n)
+{
+    if (r->s.ended) {
+        *n = r->s.n_road;
+        *items = fb_calloc(*n + 1, sizeof(int));
+        *status = fb_calloc(*n + 1, 1);
+        *day = fb_calloc(*n + 1, sizeof(int32_t));
+        for (size_t i = 0; i < *n; i++) {
+            (*items)[i] = r->s.road[i];
+            (*status)[i] = r->s.status[i];
+            (*day)[i] = r->s.day ? r->s.day[i] : 0;
+        }
+        return;
+    }
+    compute_roadmap(r, items, status, n);
+    *day = fb_calloc(*n + 1, sizeof(int32_t));
+}
+
+/* `feuille_de_route`: the entries of fb__run_roadmap() (new). */
 static json_t *roadmap_json(struct run *r)
 {
     json_t *a = json_array();
-    if (r->s.ended) {
-        for (size_t i = 0; i < r->s.n_road; i++)
-            (void)json_array_append_new(
-                a, road_entry(r->d, r->s.road[i], r->s.status[i], i, r->s.day ? r->s.day[i] : 0));
-        return a;
-    }
     int *items;
     unsigned char *status;
+    int32_t *day;
     size_t n;
-    compute_roadmap(r, &items, &status, &n);
+    fb__run_roadmap(r, &items, &status, &day, &n);
     for (size_t i = 0; i < n; i++)
-        (void)json_array_append_new(a, road_entry(r->d, items[i], status[i], i, 0));
+        (void)json_array_append_new(a, road_entry(r->d, items[i], status[i], i, day[i]));
     fb_free(items);
     fb_free(status);
+    fb_free(day);
     return a;
 }
 

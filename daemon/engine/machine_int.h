@@ -142,6 +142,10 @@ bool fb__run_is_nsp(const json_t *v);
 
 const json_t *fb__run_builtin(struct run *r, const char *name, size_t len);
 
+void fb__run_roadmap(struct run *r, int **items, unsigned char **status, int32_t **day, size_t *n);
+
+void fb__run_format_day(fb_buf_t *out, int32_t day);
+
 int fb__run_render_text(struct run *r, const struct fb__text *t, fb_buf_t *plain, fb_buf_t *html);
 
 void fb__run_effect(struct run *r, json_t *e);

@@ -167,39 +167,83 @@ void fb__run_list_answers(struct run *r, fb_buf_t *plain, fb_buf_t *html, const 
     fb_buf_free(&val);
 }
 
+/* Appends one line of the roadmap's list: "\n2. Titre : faite (noté le 3 décembre 2026)" (NULL
+ * title or status: "?"; NULL `when`: no date), and the same as an HTML list item. */
+static void road_line(fb_buf_t *plain, fb_buf_t *html, fb_buf_t *line, size_t i, const char *title,
+                      const char *st, const char *when)
+{
+    fb_buf_reset(line);
+    /* the bytes of "%s : %s" and " (noté le %s)", appended (no printf: every entry) */
+    if (fb_buf_puts(line, title ? title : "?") == 0 && fb_buf_puts(line, " : ") == 0)
+        (void)fb_buf_puts(line, st ? st : "?");
+    if (when && fb_buf_puts(line, " (noté le ") == 0 && fb_buf_puts(line, when) == 0)
+        (void)fb_buf_puts(line, ")");
+    char num[24]; /* "\nN. " written backwards from the end */
+    size_t at = sizeof(num);
+    num[--at] = ' ';
+    num[--at] = '.';
+    size_t v = i + 1;
+    do {
+        num[--at] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    num[--at] = '\n';
+    if (fb_buf_append(plain, num + at, sizeof(num) - at) == 0)
+        (void)fb_buf_append(plain, fb_buf_str(line), line->len);
+    (void)fb_buf_puts(html, "<li>");
+    (void)fb_template_html_escape(fb_buf_str(line), line->len, html);
+    (void)fb_buf_puts(html, "</li>");
+}
+
 /*
  * Appends the roadmap (stored, or the rules' current one) as a numbered list under `title`:
- * "2. Titre : faite (le 3 décembre 2026)". The numbers are the ones "étape 2 faite" uses.
+ * "2. Titre : faite (le 3 décembre 2026)". The numbers are the ones "étape 2 faite" uses. The
+ * lines are those of `feuille_de_route`'s entries (their `titre`, `statut_texte` and
+ * `modifie_le`), read from the entries when the step built them, else from the items without
+ * building them.
  */
 void fb__run_list_roadmap_titled(struct run *r, fb_buf_t *plain, fb_buf_t *html,
                                  const char *title_plain, const char *title_html)
 {
-    const json_t *road = fb__run_builtin(r, "feuille_de_route", strlen("feuille_de_route"));
-    if (!road || json_array_size(road) == 0)
-        return;
-    (void)fb_buf_puts(plain, title_plain);
-    (void)fb_buf_puts(html, title_html);
-    (void)fb_buf_puts(html, "<ol>");
-    fb_buf_t line;
+    const fb_dialog_t *d = r->d;
+    int *items = NULL;
+    unsigned char *status = NULL;
+    int32_t *day = NULL;
+    size_t n;
+    r->road_read = true; /* as fb__run_builtin() gives `feuille_de_route` */
+    if (r->c_road)
+        n = json_array_size(r->c_road);
+    else
+        fb__run_roadmap(r, &items, &status, &day, &n);
+    if (n > 0) {
+        (void)fb_buf_puts(plain, title_plain);
+        (void)fb_buf_puts(html, title_html);
+        (void)fb_buf_puts(html, "<ol>");
+    }
+    fb_buf_t line, date;
     fb_buf_init(&line, MAX_TEXT_BYTES);
-    for (size_t i = 0; i < json_array_size(road); i++) {
-        const json_t *e = json_array_get(road, i);
-        const char *title = json_string_value(json_object_get(e, "titre"));
-        const char *st = json_string_value(json_object_get(e, "statut_texte"));
+    fb_buf_init(&date, 64);
+    for (size_t i = 0; i < n; i++) {
+        /* an entry is its item's fields, then `statut_texte`, then `modifie_le` when the user
+         * changed the status (road_entry()) */
+        const json_t *e = r->c_road ? json_array_get(r->c_road, i) : d->items[items[i]].obj;
+        const char *st = r->c_road ? json_string_value(json_object_get(e, "statut_texte"))
+                                   : json_string_value(d->status_label_json[status[i]]);
         const char *when = json_string_value(json_object_get(e, "modifie_le"));
-        fb_buf_reset(&line);
-        /* the bytes of "%s : %s" and " (noté le %s)", appended (no printf: every entry) */
-        if (fb_buf_puts(&line, title ? title : "?") == 0 && fb_buf_puts(&line, " : ") == 0)
-            (void)fb_buf_puts(&line, st ? st : "?");
-        if (when && fb_buf_puts(&line, " (noté le ") == 0 && fb_buf_puts(&line, when) == 0)
-            (void)fb_buf_puts(&line, ")");
-        (void)fb_buf_printf(plain, "\n%zu. %s", i + 1, fb_buf_str(&line));
-        (void)fb_buf_puts(html, "<li>");
-        (void)fb_template_html_escape(fb_buf_str(&line), line.len, html);
-        (void)fb_buf_puts(html, "</li>");
+        if (!r->c_road && day[i] > 0) {
+            fb_buf_reset(&date);
+            fb__run_format_day(&date, day[i]);
+            when = fb_buf_str(&date);
+        }
+        road_line(plain, html, &line, i, json_string_value(json_object_get(e, "titre")), st, when);
     }
     fb_buf_free(&line);
-    (void)fb_buf_puts(html, "</ol>");
+    fb_buf_free(&date);
+    fb_free(items);
+    fb_free(status);
+    fb_free(day);
+    if (n > 0)
+        (void)fb_buf_puts(html, "</ol>");
 }
 
 /* Appends the roadmap under the heading of summaries. */
