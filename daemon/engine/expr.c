@@ -44,6 +44,9 @@ struct fb_expr_s {
     char *head;              /* K_NAME: the path's first component; owned */
     struct fb_expr_s **kids; /* operands, owned */
     size_t n_kids;
+    /* K_CMP `x dans [..]` whose items are all string literals: those strings (borrowed from
+     * the kids) sorted by length, then bytes (string_set_order()), for a binary search */
+    const json_t **set;
 };
 
 /* ---- positions and UTF-8 ---- */
@@ -731,6 +734,33 @@ static fb_expr_t *parse_primary(struct parser *p)
     return n;
 }
 
+/* The order of a string set: by length, then bytes (any order would do: equality is what the
+ * search finds). */
+static int string_set_order(const void *a, const void *b)
+{
+    const json_t *x = *(const json_t *const *)a, *y = *(const json_t *const *)b;
+    size_t lx = json_string_length(x), ly = json_string_length(y);
+    if (lx != ly)
+        return lx < ly ? -1 : 1;
+    return memcmp(json_string_value(x), json_string_value(y), lx);
+}
+
+/* Gives K_CMP node `n` its string set when it is `x dans [..]` over string literals only (nsp
+ * included: it is the string FB_NSP_VALUE). */
+static void string_set_build(fb_expr_t *n)
+{
+    const fb_expr_t *list = n->kids[1];
+    if (n->op != OP_IN || list->kind != K_LIST || list->n_kids == 0)
+        return;
+    for (size_t i = 0; i < list->n_kids; i++)
+        if (list->kids[i]->kind != K_LIT || !json_is_string(list->kids[i]->lit))
+            return;
+    n->set = fb_calloc(list->n_kids, sizeof(*n->set));
+    for (size_t i = 0; i < list->n_kids; i++)
+        n->set[i] = list->kids[i]->lit;
+    qsort(n->set, list->n_kids, sizeof(*n->set), string_set_order);
+}
+
 /* cmp := primary (OP primary)? */
 static fb_expr_t *parse_cmp(struct parser *p)
 {
@@ -754,6 +784,7 @@ static fb_expr_t *parse_cmp(struct parser *p)
     if (!right)
         goto fail;
     add_kid(n, right);
+    string_set_build(n);
     if (p->tok.type == T_OP || at_kw(p, KW_IN)) {
         char found[96];
         describe_tok(p, found, sizeof(found));
@@ -895,6 +926,7 @@ void fb_expr_free(fb_expr_t *e)
     for (size_t i = 0; i < e->n_kids; i++)
         fb_expr_free(e->kids[i]);
     fb_free(e->kids);
+    fb_free(e->set);
     json_decref(e->lit);
     fb_free(e->name);
     fb_free(e->head);
@@ -1057,14 +1089,21 @@ static bool eval_truthy(const fb_expr_t *e, const fb_expr_env_t *env)
     return b;
 }
 
-/* K_CMP. `x dans [..]` compares with each item of the literal without building the list. */
+/*
+ * K_CMP. `x dans [..]` compares with each item of the literal without building the list; over
+ * string literals only, it searches the node's sorted set: only a string equals a string
+ * (values_equal()), and two strings are equal when their lengths and bytes are.
+ */
 static bool eval_cmp(const fb_expr_t *e, const fb_expr_env_t *env)
 {
     json_t *lown, *rown;
     const json_t *l = eval(e->kids[0], env, &lown);
     bool r = false;
     const fb_expr_t *right = e->kids[1];
-    if (e->op == OP_IN && right->kind == K_LIST) {
+    if (e->set) {
+        r = json_is_string(l) &&
+            bsearch(&l, e->set, right->n_kids, sizeof(*e->set), string_set_order) != NULL;
+    } else if (e->op == OP_IN && right->kind == K_LIST) {
         for (size_t i = 0; i < right->n_kids && !r; i++) {
             const json_t *item = eval(right->kids[i], env, &rown);
             r = values_equal(l, item);

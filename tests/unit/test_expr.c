@@ -220,6 +220,19 @@ TEST_IMPL(expr_in)
     ASSERT_FALSE_EXPR("'a' dans manquant");
     ASSERT_FALSE_EXPR("'nom' dans commune");
     ASSERT_TRUE_EXPR("non ('bureaux' dans liste)");
+    /* A list of string literals only is searched in its sorted set: the same answers as the
+     * comparison item by item (only a string equals a string; nsp is its string). */
+    ASSERT_TRUE_EXPR("usage dans ['zz', 'a', 'industriel', 'commerce', 'b']");
+    ASSERT_TRUE_EXPR("usage dans ['industriel', 'industriel']");
+    ASSERT_FALSE_EXPR("usage dans ['industrie', 'industriels', 'Industriel', '']");
+    ASSERT_TRUE_EXPR("chaine_vide dans ['x', '']");
+    ASSERT_TRUE_EXPR("inconnu dans ['a', nsp]");
+    ASSERT_FALSE_EXPR("inconnu dans ['a', 'b']");
+    ASSERT_FALSE_EXPR("surface dans ['1200', '']");
+    ASSERT_FALSE_EXPR("liste dans ['habitat', 'commerce']");
+    ASSERT_FALSE_EXPR("commune dans ['Lyon', '69']");
+    ASSERT_FALSE_EXPR("manquant dans ['', 'null']");
+    ASSERT_FALSE_EXPR("vrai dans ['vrai', 'oui']");
     env_teardown();
     return 0;
 }
