@@ -959,21 +959,6 @@ bool fb_expr_truthy(const json_t *v)
     return false;
 }
 
-/* One step down: the field `key[0..n)` of object `v` (jansson 2.13 has no json_object_getn()). */
-static const json_t *field(const json_t *v, const char *key, size_t n)
-{
-    char small[128];
-    if (n < sizeof(small)) {
-        memcpy(small, key, n);
-        small[n] = '\0';
-        return json_object_get(v, small);
-    }
-    char *big = fb_strndup(key, n);
-    const json_t *r = json_object_get(v, big);
-    fb_free(big);
-    return r;
-}
-
 const json_t *fb_expr_lookup_path(const json_t *root, const char *path)
 {
     const json_t *v = root;
@@ -982,7 +967,7 @@ const json_t *fb_expr_lookup_path(const json_t *root, const char *path)
         size_t n = strcspn(p, ".");
         if (!json_is_object(v))
             return NULL;
-        v = field(v, p, n);
+        v = json_object_getn(v, p, n); /* one step down: the field p[0..n) */
         if (p[n] == '\0')
             return v;
         p += n + 1;

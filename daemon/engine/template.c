@@ -47,6 +47,7 @@ struct tnode {
     unsigned char links; /* N_EXPR written liens(...) (1) or sources(...) (2), see links_call() */
     size_t cost;         /* work units charged per visit */
     char *var;           /* N_FOR: the loop variable, owned */
+    size_t var_len;      /* N_FOR: strlen(var) */
     struct tlist body;   /* N_IF: the "si" part; N_FOR: the loop body */
     struct tlist alt;    /* N_IF: the "sinon" part */
 };
@@ -332,6 +333,7 @@ static void parse_for(struct tparser *tp, struct tnode *n, size_t from, size_t t
         return;
     }
     n->var = fb_strndup(s + v, ve - v);
+    n->var_len = ve - v;
     n->expr = parse_expr(tp, de, to, n);
 }
 
@@ -776,6 +778,7 @@ int fb_template_html_escape(const char *s, size_t n, fb_buf_t *out)
 
 struct binding {
     const char *name;
+    size_t len;          /* strlen(name) */
     const json_t *value; /* borrowed from the env or from the loop's array */
 };
 
@@ -797,7 +800,7 @@ static const json_t *scope_lookup(void *arg, const char *name)
     size_t head = strcspn(name, ".");
     for (size_t i = r->n_scope; i-- > 0;) {
         const char *v = r->scope[i].name;
-        if (strlen(v) == head && !memcmp(v, name, head))
+        if (r->scope[i].len == head && !memcmp(v, name, head))
             return name[head] ? fb_expr_lookup_path(r->scope[i].value, name + head + 1)
                               : r->scope[i].value;
     }
@@ -931,12 +934,18 @@ static int put_sources(struct render *r, const char *s, size_t n)
 
 static int render_list(struct render *r, const struct tlist *l);
 
-/* One loop: binds the variable to each item of the array in turn. */
+/*
+ * One loop: binds the variable to each item of the array in turn. `rang` is one integer per
+ * loop, set to each turn's rank: what the body evaluates borrows it for the evaluation only (a
+ * list literal copies it), so no turn sees another's; should anything hold it, the next turn
+ * gets a new one.
+ */
 static int render_for(struct render *r, const struct tnode *n)
 {
     json_t *own;
     const json_t *arr = fb_expr_eval_borrowed(n->expr, &r->env, &own);
     int rc = 0;
+    json_t *rank = NULL;
     if (json_is_array(arr)) {
         size_t i;
         const json_t *item;
@@ -947,19 +956,23 @@ static int render_for(struct render *r, const struct tnode *n)
                 rc = FB_ETOOBIG; /* each turn counts, even one that renders nothing */
                 break;
             }
-            json_t *rank = json_integer((json_int_t)i + 1);
-            r->scope[r->n_scope].name = FB_TEMPLATE_LOOP_RANK;
-            r->scope[r->n_scope].value = rank;
-            r->scope[r->n_scope + 1].name = n->var;
-            r->scope[r->n_scope + 1].value = item;
+            if (rank && rank->refcount == 1) {
+                (void)json_integer_set(rank, (json_int_t)i + 1);
+            } else {
+                json_decref(rank);
+                rank = json_integer((json_int_t)i + 1);
+            }
+            r->scope[r->n_scope] =
+                (struct binding){FB_TEMPLATE_LOOP_RANK, strlen(FB_TEMPLATE_LOOP_RANK), rank};
+            r->scope[r->n_scope + 1] = (struct binding){n->var, n->var_len, item};
             r->n_scope += 2;
             rc = render_list(r, &n->body);
             r->n_scope -= 2;
-            json_decref(rank);
             if (rc)
                 break;
         }
     }
+    json_decref(rank);
     json_decref(own);
     return rc;
 }
