@@ -472,7 +472,8 @@ void fb__run_say_text(struct run *r, const struct fb__text *t, const char *list_
     r->road_read = false;
     if (fb__run_render_text(r, t, &plain, &html) == 0) {
         if (list_plain) {
-            (void)fb_buf_printf(&plain, "%s%s", plain.len ? "\n\n" : "", list_plain);
+            if (plain.len == 0 || fb_buf_puts(&plain, "\n\n") == 0)
+                (void)fb_buf_puts(&plain, list_plain);
             (void)fb_buf_puts(&html, list_html);
         }
         size_t n = json_array_size(r->effects);

@@ -1226,7 +1226,8 @@ void fb__run_say_steps(struct run *r, enum fb__textid head)
          * goes to the advisor: « écrivez « étape 2 faite » » and the step buttons cannot work */
         if (r->s.n_road > 0 && !r->no_ask &&
             fb__run_render_text(r, &r->d->texts[FB__T_ETAPES_AIDE], &ap, &ah) == 0) {
-            (void)fb_buf_printf(&plain, "\n\n%s", fb_buf_str(&ap));
+            if (fb_buf_puts(&plain, "\n\n") == 0)
+                (void)fb_buf_puts(&plain, fb_buf_str(&ap));
             (void)fb_buf_puts(&html, fb_buf_str(&ah));
         }
         fb_buf_free(&ap);

@@ -146,7 +146,8 @@ static void recap(struct run *r, bool everything)
             fb_buf_init(&ap, MAX_TEXT_BYTES);
             fb_buf_init(&ah, MAX_TEXT_BYTES);
             if (fb__run_render_text(r, &r->d->texts[FB__T_ETAPES_AIDE], &ap, &ah) == 0) {
-                (void)fb_buf_printf(&plain, "\n\n%s", fb_buf_str(&ap));
+                if (fb_buf_puts(&plain, "\n\n") == 0)
+                    (void)fb_buf_puts(&plain, fb_buf_str(&ap));
                 (void)fb_buf_puts(&html, fb_buf_str(&ah));
             }
             fb_buf_free(&ap);

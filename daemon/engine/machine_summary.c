@@ -140,6 +140,17 @@ static void list_item(fb_buf_t *plain, fb_buf_t *html, const char *label, const 
     (void)fb_buf_puts(html, "</li>");
 }
 
+/* Appends the heading `title`: "\n\ntitle" to `plain`, "<p>title</p>" then `html_after` to
+ * `html` (the bytes of fb_buf_printf(plain, "\n\n%s") and (html, "<p>%s</p>..."), appended). */
+static void heading(fb_buf_t *plain, fb_buf_t *html, const char *title, const char *html_after)
+{
+    if (fb_buf_puts(plain, "\n\n") == 0)
+        (void)fb_buf_puts(plain, title);
+    if (fb_buf_puts(html, "<p>") == 0 && fb_buf_puts(html, title) == 0 &&
+        fb_buf_puts(html, "</p>") == 0)
+        (void)fb_buf_puts(html, html_after);
+}
+
 /* Appends the answers as a list under the heading `title`. */
 void fb__run_list_answers(struct run *r, fb_buf_t *plain, fb_buf_t *html, const char *title)
 {
@@ -147,8 +158,7 @@ void fb__run_list_answers(struct run *r, fb_buf_t *plain, fb_buf_t *html, const 
     json_t *v;
     fb_buf_t val;
     fb_buf_init(&val, MAX_TEXT_BYTES);
-    (void)fb_buf_printf(plain, "\n\n%s", title);
-    (void)fb_buf_printf(html, "<p>%s</p>", title);
+    heading(plain, html, title, "");
     if (json_object_size(r->s.answers) == 0) {
         (void)fb_buf_puts(plain, "\n(aucune réponse pour l'instant)");
         (void)fb_buf_puts(html, "<p>(aucune réponse pour l'instant)</p>");
@@ -260,8 +270,10 @@ void fb__run_list_tags(struct run *r, fb_buf_t *plain, fb_buf_t *html)
     for (size_t i = 0; i < r->d->n_tags; i++) {
         if (!r->s.tags[i])
             continue;
-        (void)fb_buf_printf(plain, "%s%s", any ? ", " : "\n\nSignaux retenus : ", r->d->tags[i]);
-        (void)fb_buf_printf(html, "%s%s", any ? ", " : "<p>Signaux retenus : ", r->d->tags[i]);
+        if (fb_buf_puts(plain, any ? ", " : "\n\nSignaux retenus : ") == 0)
+            (void)fb_buf_puts(plain, r->d->tags[i]);
+        if (fb_buf_puts(html, any ? ", " : "<p>Signaux retenus : ") == 0)
+            (void)fb_buf_puts(html, r->d->tags[i]);
         any = true;
     }
     if (any)
@@ -275,11 +287,11 @@ void fb__run_list_last_messages(struct run *r, fb_buf_t *plain, fb_buf_t *html, 
     const json_t *l = r->s.last_messages;
     if (!l || json_array_size(l) == 0)
         return;
-    (void)fb_buf_printf(plain, "\n\n%s", title);
-    (void)fb_buf_printf(html, "<p>%s</p><ul>", title);
+    heading(plain, html, title, "<ul>");
     for (size_t i = 0; i < json_array_size(l); i++) {
         const json_t *m = json_array_get(l, i);
-        (void)fb_buf_printf(plain, "\n« %s »", json_string_value(m));
+        if (fb_buf_puts(plain, "\n« ") == 0 && fb_buf_puts(plain, json_string_value(m)) == 0)
+            (void)fb_buf_puts(plain, " »");
         (void)fb_buf_puts(html, "<li>« ");
         (void)fb_template_html_escape(json_string_value(m), json_string_length(m), html);
         (void)fb_buf_puts(html, " »</li>");
