@@ -205,6 +205,30 @@ TEST_IMPL(json_write_as_jansson)
     json_decref(back);
     free(want); /* jansson's allocation */
     fb_free(got);
+    /* the writer copies 8 plain bytes at a time: each byte to escape, and a non-ASCII
+     * character, at each position of strings of 1 to 24 characters, as jansson writes them */
+    static const char *const specials[] = {"\x01", "\x1f", "\"",       "\\", "\x7f",
+                                           "/",    " ",    "\xc3\xa9", "z"};
+    for (size_t k = 0; k < FB_ARRAY_SIZE(specials); k++)
+        for (size_t n = 1; n <= 24; n++)
+            for (size_t at = 0; at < n; at++) {
+                char str[32];
+                size_t sl = strlen(specials[k]), len = 0;
+                memset(str, 'x', at);
+                len += at;
+                memcpy(str + len, specials[k], sl);
+                len += sl;
+                memset(str + len, 'y', n - at - 1);
+                len += n - at - 1;
+                json_t *one = json_array();
+                json_array_append_new(one, json_stringn(str, len));
+                char *w1 = json_dumps(one, JSON_COMPACT);
+                char *g1 = fast_dump(one);
+                ASSERT(w1 && g1 && !strcmp(w1, g1));
+                free(w1); /* jansson's allocation */
+                fb_free(g1);
+                json_decref(one);
+            }
     /* a string that is not UTF-8 (made unchecked) fails with both */
     json_array_append_new(a, json_stringn_nocheck("\xff", 1));
     want = json_dumps(a, JSON_COMPACT);
