@@ -31,20 +31,33 @@ struct key {
     span_t s;        /* folded, not empty */
     span_t stripped; /* s without its leading stop words (strip_stop) */
     size_t opt;
-    size_t w0, nw; /* its words: set->kw[w0 .. w0 + nw) */
-    bool all_stop; /* every word is a stop word */
+    size_t w0, nw;  /* its words: set->kw[w0 .. w0 + nw) */
+    uint64_t first; /* first_bit() of each of its words */
+    bool all_stop;  /* every word is a stop word */
 };
 
 struct fb_choice_set_s {
     size_t nopt, nk;
-    struct key *k;     /* keys in option order */
-    size_t *opt_k0;    /* option o's keys: k[opt_k0[o] .. opt_k0[o + 1]) */
-    span_t *kw;        /* the words of every key */
-    unsigned char *kf; /* W_STOP / W_NEG of each key word */
-    unsigned char *kb; /* fb_text_typo_budget() of each key word */
-    char *text;        /* the folded keys, NUL-terminated */
-    unsigned *opt_cls; /* the qualifier classes each option's names reflect (option_classes()) */
+    struct key *k;       /* keys in option order */
+    size_t *opt_k0;      /* option o's keys: k[opt_k0[o] .. opt_k0[o + 1]) */
+    span_t *kw;          /* the words of every key */
+    unsigned char *kf;   /* W_STOP / W_NEG of each key word */
+    unsigned char *kb;   /* fb_text_typo_budget() of each key word */
+    char *text;          /* the folded keys, NUL-terminated */
+    unsigned *opt_cls;   /* the qualifier classes each option's names reflect (option_classes()) */
+    uint64_t *opt_first; /* first_bit() of each word of each option's keys */
 };
+
+/*
+ * One bit for the first byte of word `w` (not empty), by its low 6 bits. Two words that are the
+ * same give or take an inflection (same_word(), same_or_plural()) start with the same byte, so a
+ * word whose bit is not in a mask of first bytes is none of the words the mask was made of:
+ * containment without typos, the shared words and the negations skip those keys and options.
+ */
+static inline uint64_t first_bit(span_t w)
+{
+    return (uint64_t)1 << ((unsigned char)w.p[0] & 63);
+}
 
 static unsigned names_classes(const fb_choice_set_t *set, size_t o);
 
@@ -347,7 +360,8 @@ struct words {
     size_t n;
     span_t *w;
     unsigned char *f;
-    bool all_stop; /* every word is a stop word (true for no words) */
+    bool all_stop;  /* every word is a stop word (true for no words) */
+    uint64_t first; /* first_bit() of each word */
     span_t w_small[WORDS_SMALL];
     unsigned char f_small[WORDS_SMALL];
 };
@@ -360,8 +374,10 @@ static void words_init(struct words *ws, span_t s)
     ws->w = n <= WORDS_SMALL ? ws->w_small : fb_malloc(n * sizeof(*ws->w));
     ws->f = n <= WORDS_SMALL ? ws->f_small : fb_malloc(n);
     ws->all_stop = true;
+    ws->first = 0;
     while (i < n && word_next(s, &pos, &ws->w[i])) {
         span_t w = ws->w[i];
+        ws->first |= first_bit(w);
         ws->f[i] =
             (unsigned char)((is_stop(w) ? W_STOP : 0) | (in_list(w, negation_words) ? W_NEG : 0));
         ws->all_stop = ws->all_stop && (ws->f[i] & W_STOP);
@@ -420,6 +436,8 @@ static bool same_word(span_t a, span_t b)
 /* True when `w` is one of the words of key `k`. */
 static bool key_has_word(const fb_choice_set_t *set, const struct key *k, span_t w)
 {
+    if (!(k->first & first_bit(w)))
+        return false;
     for (size_t j = k->w0; j < k->w0 + k->nw; j++)
         if (same_word(w, set->kw[j]))
             return true;
@@ -476,7 +494,9 @@ static size_t containment(const struct words *in, const fb_choice_set_t *set, co
             continue;
         sig++;
         unsigned bd = UINT32_MAX;
-        for (size_t j = 0; j < k->nw && bd > 0; j++) {
+        /* without typos, none when no word of the key starts like it (first_bit()) */
+        bool maybe = typos || (k->first & first_bit(in->w[i]));
+        for (size_t j = 0; maybe && j < k->nw && bd > 0; j++) {
             unsigned d = word_distance(in->w[i], kw[j], kb[j], typos);
             if (d < bd)
                 bd = d;
@@ -499,7 +519,8 @@ static size_t containment(const struct words *in, const fb_choice_set_t *set, co
             continue;
         cnt++;
         unsigned bd = UINT32_MAX;
-        for (size_t i = 0; i < in->n && bd > 0; i++) {
+        bool maybe = typos || (in->first & first_bit(kw[j]));
+        for (size_t i = 0; maybe && i < in->n && bd > 0; i++) {
             unsigned d = word_distance(in->w[i], kw[j], kb[j], typos);
             if (d < bd)
                 bd = d;
@@ -559,6 +580,8 @@ static bool same_or_plural(span_t a, span_t b)
  * `infl`, else give or take a plural "s". */
 static bool option_has_word_as(const fb_choice_set_t *set, size_t opt, span_t w, bool infl)
 {
+    if (!(set->opt_first[opt] & first_bit(w)))
+        return false;
     for (size_t i = set->opt_k0[opt]; i < set->opt_k0[opt + 1]; i++) {
         const struct key *k = &set->k[i];
         if (infl && key_has_word(set, k, w))
@@ -856,8 +879,8 @@ fb_choice_set_t *fb_choice_set_new(const fb_choice_t *choices, size_t n)
     size_t o_set = block_size(1, sizeof(fb_choice_set_t)), o_k = block_size(nk, sizeof(struct key)),
            o_k0 = block_size(n + 1, sizeof(size_t)), o_kw = block_size(nw, sizeof(span_t)),
            o_kf = block_size(nw, 1), o_kb = block_size(nw, 1),
-           o_cls = block_size(n, sizeof(unsigned));
-    char *mem = fb_malloc(o_set + o_k + o_k0 + o_kw + o_kf + o_kb + o_cls + bytes + 1);
+           o_cls = block_size(n, sizeof(unsigned)), o_of = block_size(n, sizeof(uint64_t));
+    char *mem = fb_malloc(o_set + o_k + o_k0 + o_kw + o_kf + o_kb + o_cls + o_of + bytes + 1);
     fb_choice_set_t *set = (fb_choice_set_t *)(void *)mem;
     mem += o_set;
     set->k = (struct key *)(void *)mem;
@@ -872,12 +895,15 @@ fb_choice_set_t *fb_choice_set_new(const fb_choice_t *choices, size_t n)
     mem += o_kb;
     set->opt_cls = (unsigned *)(void *)mem;
     mem += o_cls;
+    set->opt_first = (uint64_t *)(void *)mem;
+    mem += o_of;
     set->text = mem;
     set->nopt = n;
     set->nk = 0;
     size_t used = 0, wused = 0;
     for (size_t i = 0; i < n; i++) {
         set->opt_k0[i] = set->nk;
+        set->opt_first[i] = 0;
         const char *const *syn = choices[i].synonyms;
         for (size_t j = 0; j < 2 || (syn && *syn); j++) {
             const char *name = j == 0 ? choices[i].id : j == 1 ? choices[i].label : *syn++;
@@ -894,6 +920,7 @@ fb_choice_set_t *fb_choice_set_new(const fb_choice_t *choices, size_t n)
             k->stripped = strip_stop(k->s);
             k->opt = i;
             k->w0 = wused;
+            k->first = 0;
             k->all_stop = true;
             size_t pos = 0;
             span_t w;
@@ -903,9 +930,11 @@ fb_choice_set_t *fb_choice_set_new(const fb_choice_t *choices, size_t n)
                                                  (in_list(w, negation_words) ? W_NEG : 0));
                 set->kb[wused] = (unsigned char)fb_text_typo_budget(w.n);
                 k->all_stop = k->all_stop && (set->kf[wused] & W_STOP);
+                k->first |= first_bit(w);
                 wused++;
             }
             k->nw = wused - k->w0;
+            set->opt_first[i] |= k->first;
         }
     }
     set->opt_k0[n] = set->nk;
