@@ -755,10 +755,10 @@ static void string_set_build(fb_expr_t *n)
     for (size_t i = 0; i < list->n_kids; i++)
         if (list->kids[i]->kind != K_LIT || !json_is_string(list->kids[i]->lit))
             return;
-    n->set = fb_calloc(list->n_kids, sizeof(*n->set));
+    n->set = fb_calloc(list->n_kids, sizeof(const json_t *));
     for (size_t i = 0; i < list->n_kids; i++)
         n->set[i] = list->kids[i]->lit;
-    qsort(n->set, list->n_kids, sizeof(*n->set), string_set_order);
+    qsort(n->set, list->n_kids, sizeof(const json_t *), string_set_order);
 }
 
 /* cmp := primary (OP primary)? */
@@ -1087,7 +1087,7 @@ static bool eval_cmp(const fb_expr_t *e, const fb_expr_env_t *env)
     const fb_expr_t *right = e->kids[1];
     if (e->set) {
         r = json_is_string(l) &&
-            bsearch(&l, e->set, right->n_kids, sizeof(*e->set), string_set_order) != NULL;
+            bsearch(&l, e->set, right->n_kids, sizeof(const json_t *), string_set_order) != NULL;
     } else if (e->op == OP_IN && right->kind == K_LIST) {
         for (size_t i = 0; i < right->n_kids && !r; i++) {
             const json_t *item = eval(right->kids[i], env, &rown);
