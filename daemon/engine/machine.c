@@ -413,6 +413,19 @@ static void say_new(struct run *r, json_t *text, json_t *html, const json_t *cho
     fb__run_effect(r, e);
 }
 
+size_t fb__run_list_number(char num[FB__LIST_NUMBER], size_t i)
+{
+    size_t at = FB__LIST_NUMBER; /* written backwards from the end */
+    num[--at] = ' ';
+    num[--at] = '.';
+    size_t v = i + 1;
+    do {
+        num[--at] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return at;
+}
+
 /*
  * Appends option `i` (0-based) of a numbered list after a text: to `plain` "\n\n1. Label" for the
  * first, "\n2. Label" for the next ones; to `html` "1. " or "<br>2. " and the label escaped. The
@@ -423,15 +436,8 @@ static void say_new(struct run *r, json_t *text, json_t *html, const json_t *cho
  */
 int fb__run_list_item(fb_buf_t *plain, fb_buf_t *html, size_t i, const char *label)
 {
-    char num[24]; /* "N. " written backwards from the end */
-    size_t at = sizeof(num);
-    num[--at] = ' ';
-    num[--at] = '.';
-    size_t v = i + 1;
-    do {
-        num[--at] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
+    char num[FB__LIST_NUMBER];
+    size_t at = fb__run_list_number(num, i);
     size_t nlen = sizeof(num) - at;
     int rc = i ? fb_buf_append(plain, "\n", 1) : fb_buf_append(plain, "\n\n", 2);
     if (!rc)

@@ -152,6 +152,10 @@ void fb__run_effect(struct run *r, json_t *e);
 
 void fb__run_say_bufs(struct run *r, fb_buf_t *plain, fb_buf_t *html, const json_t *choices);
 
+/* Writes "N. " (N = i + 1) at the end of `num` and returns where it starts (no printf: a list is
+ * written at most steps). */
+#define FB__LIST_NUMBER 24
+size_t fb__run_list_number(char num[FB__LIST_NUMBER], size_t i);
 int fb__run_list_item(fb_buf_t *plain, fb_buf_t *html, size_t i, const char *label);
 
 void fb__run_say_text(struct run *r, const struct fb__text *t, const char *list_plain,

@@ -188,17 +188,9 @@ static void road_line(fb_buf_t *plain, fb_buf_t *html, fb_buf_t *line, size_t i,
         (void)fb_buf_puts(line, st ? st : "?");
     if (when && fb_buf_puts(line, " (noté le ") == 0 && fb_buf_puts(line, when) == 0)
         (void)fb_buf_puts(line, ")");
-    char num[24]; /* "\nN. " written backwards from the end */
-    size_t at = sizeof(num);
-    num[--at] = ' ';
-    num[--at] = '.';
-    size_t v = i + 1;
-    do {
-        num[--at] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    num[--at] = '\n';
-    if (fb_buf_append(plain, num + at, sizeof(num) - at) == 0)
+    char num[FB__LIST_NUMBER];
+    size_t at = fb__run_list_number(num, i);
+    if (fb_buf_append(plain, "\n", 1) == 0 && fb_buf_append(plain, num + at, sizeof(num) - at) == 0)
         (void)fb_buf_append(plain, fb_buf_str(line), line->len);
     (void)fb_buf_puts(html, "<li>");
     (void)fb_template_html_escape(fb_buf_str(line), line->len, html);
