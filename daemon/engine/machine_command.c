@@ -19,6 +19,40 @@
 
 /* ---- commands -------------------------------------------------------------------------------- */
 
+/* Greetings before a command and courtesy after it, folded: « bonjour, conseiller svp » is the
+ * command « conseiller ». Whole words only; what is left must still be one of the command's
+ * words exactly. */
+static const char *const COURTESY_BEFORE[] = {"bonjour ", "bonsoir ", "salut ",
+                                              "hello ",   "svp ",     "stp "};
+static const char *const COURTESY_AFTER[] = {
+    " svp", " stp", " s il vous plait", " s il te plait", " merci", " merci beaucoup", " please"};
+
+/* Strips the greetings and courtesy around folded `buf` (length *n): where the rest starts, its
+ * length in *n. */
+static const char *strip_courtesy(const char *buf, size_t *n)
+{
+    bool again = true;
+    while (again) {
+        again = false;
+        for (size_t k = 0; k < FB_ARRAY_SIZE(COURTESY_BEFORE); k++) {
+            size_t len = strlen(COURTESY_BEFORE[k]);
+            if (*n > len && memcmp(buf, COURTESY_BEFORE[k], len) == 0) {
+                buf += len;
+                *n -= len;
+                again = true;
+            }
+        }
+        for (size_t k = 0; k < FB_ARRAY_SIZE(COURTESY_AFTER); k++) {
+            size_t len = strlen(COURTESY_AFTER[k]);
+            if (*n > len && memcmp(buf + *n - len, COURTESY_AFTER[k], len) == 0) {
+                *n -= len;
+                again = true;
+            }
+        }
+    }
+    return buf;
+}
+
 /* The global command `text` is, in the current state, or FB__CMD_NONE. */
 int fb__run_match_command(const struct run *r, const char *text)
 {
@@ -40,11 +74,15 @@ int fb__run_match_command(const struct run *r, const char *text)
                 q = false;
         return q && !c->disabled[FB__CMD_AIDE] ? FB__CMD_AIDE : FB__CMD_NONE;
     }
+    const char *cmd = strip_courtesy(buf, &n);
+    if (n == 0)
+        return FB__CMD_NONE;
     for (int i = 0; i < FB__CMD_COUNT; i++) {
         if (c->disabled[i])
             continue;
         for (size_t w = 0; w < c->n[i]; w++) /* the first byte first: most words differ there */
-            if (c->words[i][w][0] == buf[0] && strcmp(c->words[i][w], buf) == 0)
+            if (c->words[i][w][0] == cmd[0] && strlen(c->words[i][w]) == n &&
+                memcmp(c->words[i][w], cmd, n) == 0)
                 return i;
     }
     return FB__CMD_NONE;
