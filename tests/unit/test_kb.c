@@ -1021,15 +1021,23 @@ struct kconv {
     json_t *session, *effects;
 };
 
+/* Steps `ev` from session `from`: its effects replace the last step's; returns the new session
+ * (the caller's). */
+static json_t *kstep_from(struct kconv *c, const json_t *from, const fb_event_t *ev)
+{
+    json_t *ns = NULL, *ef = NULL;
+    ASSERT_OK(fb_engine_step(c->d, from, ev, &c->env, &ns, &ef));
+    json_decref(c->effects);
+    c->effects = ef;
+    return ns;
+}
+
 static void kstep(struct kconv *c, const char *text)
 {
     fb_event_t ev = {FB_EVENT_MESSAGE, text, NULL, NULL};
-    json_t *ns = NULL, *ef = NULL;
-    ASSERT_OK(fb_engine_step(c->d, c->session, &ev, &c->env, &ns, &ef));
+    json_t *ns = kstep_from(c, c->session, &ev);
     json_decref(c->session);
-    json_decref(c->effects);
     c->session = ns;
-    c->effects = ef;
 }
 
 /* The number of `stat` effects named `name` in the last step. */
@@ -1138,28 +1146,22 @@ TEST_IMPL(kb_offer_session)
     /* an offered answer's button clicked later, no offer pending: that answer, no failure; one
      * the base no longer has: « je ne sais pas », no failure either */
     fb_event_t button = {FB_EVENT_CHOICE, NULL, "kb-sis_definition", NULL};
-    ASSERT_OK(fb_engine_step(c.d, start, &button, &c.env, &ns, &ef));
-    json_decref(c.effects);
-    c.effects = ef;
+    json_t *after = kstep_from(&c, start, &button);
     ASSERT_EQ(stat_count(&c, "kb_answered"), 1);
-    ASSERT_NULL(json_object_get(ns, "f"));
-    json_decref(ns);
+    ASSERT_NULL(json_object_get(after, "f"));
+    json_decref(after);
     button.choice = "kb-retiree";
-    ASSERT_OK(fb_engine_step(c.d, start, &button, &c.env, &ns, &ef));
-    json_decref(c.effects);
-    c.effects = ef;
+    after = kstep_from(&c, start, &button);
     ASSERT_EQ(stat_count(&c, "kb_unanswered"), 1);
-    ASSERT_NULL(json_object_get(ns, "f"));
-    json_decref(ns);
+    ASSERT_NULL(json_object_get(after, "f"));
+    json_decref(after);
     /* a reminder in between: the offer is gone, the question counted unanswered */
     json_object_set_new(c.session, "i", json_pack("[s]", "sis_definition"));
     fb_event_t timer = {FB_EVENT_TIMER, NULL, NULL, "relance"};
-    ASSERT_OK(fb_engine_step(c.d, c.session, &timer, &c.env, &ns, &ef));
-    ASSERT_NULL(json_object_get(ns, "i"));
-    json_decref(c.effects);
-    c.effects = ef;
-    ef = NULL;
+    after = kstep_from(&c, c.session, &timer);
+    ASSERT_NULL(json_object_get(after, "i"));
     ASSERT_EQ(stat_count(&c, "kb_unanswered"), 1);
+    json_decref(after);
     json_decref(ns);
     json_decref(ef);
     json_decref(start);
